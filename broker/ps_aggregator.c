@@ -1,0 +1,294 @@
+/*  =========================================================================
+    ps_aggregator - the aggregation thread
+
+    A loop over the pipe: read one command with its frames, apply it to the
+    store, publish the keys it changed, then say DONE with the running
+    command count. The ROUTER loop uses that count to know when a pull may
+    be answered from what was published (every push it forwarded before the
+    pull is in). Frames are received into a reusable array and closed after
+    use; gradients are read where libzmq put them.
+
+    Why the router validates pushes and not this thread: so it can ack a
+    push at once and keep this thread's loop free of error paths that would
+    need to reach a peer.
+    ========================================================================= */
+
+#include "ps_aggregator.h"
+#include "ps_codec.h"
+#include "ps_log.h"
+#include "ps_store.h"
+
+#include <assert.h>
+#include <string.h>
+
+typedef struct {
+    void *pipe;                 //  raw handle of the actor pipe
+    ps_store_t *store;          //  every tensor; ours alone
+    ps_codec_t *codec;          //  decodes forwarded envelopes
+    int32_t staleness;          //  0 accumulates until FLUSH
+    ps_optim_config_t defaults; //  optimizer for keys that name none
+    uint64_t done;              //  commands processed
+    uint64_t steps;             //  optimizer steps applied
+    zmq_msg_t *frames;          //  frames of the current command
+    size_t nframes;             //  frames received
+    size_t capacity;            //  frames allocated
+    ps_piece_t *pieces;         //  one key's gradient pieces
+    size_t piece_capacity;      //  pieces allocated
+} agg_t;
+
+static void
+s_send_event (agg_t *self, const ps_agg_command_t *event, bool more)
+{
+    zmq_send (self->pipe, event, sizeof *event, more ? ZMQ_SNDMORE : 0);
+}
+
+static void
+s_publish (ps_key_t *key, void *arg)
+{
+    agg_t *self = arg;
+    ps_agg_command_t event = {.kind = PS_AGG_PUBLISH,
+                              .buf = ps_buf_ref (ps_key_current (key)),
+                              .size = ps_key_size (key),
+                              .version = ps_key_version (key)};
+    s_send_event (self, &event, true);
+    const char *name = ps_key_name (key);
+    zmq_send (self->pipe, name, strlen (name), 0);
+}
+
+//  Receive the rest of a multipart command into self->frames
+static int
+s_receive_frames (agg_t *self)
+{
+    self->nframes = 0;
+    int more = 1;
+    size_t more_size = sizeof more;
+    while (true) {
+        zmq_getsockopt (self->pipe, ZMQ_RCVMORE, &more, &more_size);
+        if (!more)
+            return 0;
+        if (self->nframes == self->capacity) {
+            size_t capacity = self->capacity ? self->capacity * 2 : 64;
+            zmq_msg_t *grown = realloc (self->frames, capacity * sizeof *grown);
+            assert (grown); //  bounded by PS_MAX_SLICES; no recovery here
+            self->frames = grown;
+            self->capacity = capacity;
+        }
+        zmq_msg_t *frame = &self->frames[self->nframes];
+        zmq_msg_init (frame);
+        if (zmq_msg_recv (frame, self->pipe, 0) == -1) {
+            zmq_msg_close (frame);
+            return -1;
+        }
+        self->nframes++;
+    }
+}
+
+static void
+s_close_frames (agg_t *self)
+{
+    for (size_t i = 0; i < self->nframes; i++)
+        zmq_msg_close (&self->frames[i]);
+    self->nframes = 0;
+}
+
+static ps_envelope_t *
+s_decode (agg_t *self, zmq_msg_t *frame)
+{
+    ps_problem_t problem;
+    ps_envelope_t *envelope =
+        ps_codec_decode (self->codec, zmq_msg_data (frame), zmq_msg_size (frame), &problem);
+    //  The ROUTER loop decoded the same bytes before forwarding them
+    assert (envelope);
+    return envelope;
+}
+
+static void
+s_optim_from_envelope (agg_t *self, const Psmq__Optim *optim, ps_optim_config_t *config)
+{
+    *config = self->defaults;
+    if (!optim)
+        return;
+    if (optim->kind != PSMQ__OPTIM_KIND__OPT_DEFAULT)
+        config->kind = (ps_optim_kind_t)optim->kind;
+    //  Zero means "the broker's default" for every setting
+    if (optim->lr != 0)
+        config->lr = optim->lr;
+    if (optim->momentum != 0)
+        config->momentum = optim->momentum;
+    if (optim->beta1 != 0)
+        config->beta1 = optim->beta1;
+    if (optim->beta2 != 0)
+        config->beta2 = optim->beta2;
+    if (optim->eps != 0)
+        config->eps = optim->eps;
+}
+
+static void
+s_reply (agg_t *self, zmq_msg_t *routing_id, const ps_envelope_t *request,
+         const ps_problem_t *problem)
+{
+    ps_agg_command_t event = {.kind = PS_AGG_REPLY};
+    s_send_event (self, &event, true);
+    zmq_msg_send (routing_id, self->pipe, ZMQ_SNDMORE);
+    zmq_msg_t reply_msg;
+    if (problem)
+        ps_codec_encode_error (request, problem->code, problem->message, &reply_msg);
+    else {
+        ps_envelope_t reply;
+        ps_codec_reply_to (&reply, request);
+        ps_codec_encode (&reply, &reply_msg);
+    }
+    zmq_msg_send (&reply_msg, self->pipe, 0);
+}
+
+//  INIT: create each key once per message, write initial values of the
+//  keys this message created, publish them, then answer
+static void
+s_handle_init (agg_t *self)
+{
+    assert (self->nframes >= 2);
+    ps_envelope_t *envelope = s_decode (self, &self->frames[1]);
+    ps_optim_config_t config;
+    s_optim_from_envelope (self, envelope->optim, &config);
+
+    ps_problem_t problem;
+    bool failed = false;
+    bool created = false;
+    ps_key_t *key = NULL;
+    size_t frame = 2;
+    for (size_t i = 0; i < envelope->n_slices && !failed; i++) {
+        const ps_slice_t *slice = envelope->slices[i];
+        if (!key || strcmp (ps_key_name (key), slice->key) != 0) {
+            if (key && created)
+                s_publish (key, self);
+            failed = ps_store_init (self->store, slice->key, slice->total, &config, &created,
+                                    &problem) != 0;
+            key = failed ? NULL : ps_store_lookup (self->store, slice->key);
+        }
+        if (failed || slice->count == 0)
+            continue;
+        zmq_msg_t *data = &self->frames[frame++];
+        if (created)
+            failed = ps_store_write (self->store, key, slice->offset, zmq_msg_data (data),
+                                     slice->count, &problem) != 0;
+    }
+    if (key && created && !failed)
+        s_publish (key, self);
+    if (failed)
+        ps_warn ("init from worker %u refused: %s", envelope->worker, problem.message);
+    s_reply (self, &self->frames[0], envelope, failed ? &problem : NULL);
+}
+
+static void
+s_reserve_pieces (agg_t *self, size_t count)
+{
+    if (count <= self->piece_capacity)
+        return;
+    ps_piece_t *grown = realloc (self->pieces, count * sizeof *grown);
+    assert (grown);
+    self->pieces = grown;
+    self->piece_capacity = count;
+}
+
+//  PUSH: slices come grouped by key, each key's slices in order; hand each
+//  key's run of frames to the store as pieces
+static void
+s_handle_push (agg_t *self, const ps_agg_command_t *command)
+{
+    assert (self->nframes >= 1);
+    ps_envelope_t *envelope = s_decode (self, &self->frames[0]);
+    s_reserve_pieces (self, envelope->n_slices);
+    size_t first = 0;
+    while (first < envelope->n_slices) {
+        const char *name = envelope->slices[first]->key;
+        size_t last = first;
+        while (last < envelope->n_slices && strcmp (envelope->slices[last]->key, name) == 0) {
+            zmq_msg_t *frame = &self->frames[1 + last];
+            self->pieces[last - first].data = zmq_msg_data (frame);
+            self->pieces[last - first].count = envelope->slices[last]->count;
+            last++;
+        }
+        ps_key_t *key = ps_store_lookup (self->store, name);
+        ps_problem_t problem;
+        int rc = -1;
+        if (!key)
+            ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_UNKNOWN_KEY, "unknown key '%s'", name);
+        else if (self->staleness == 0)
+            rc = ps_store_accumulate (self->store, key, command->clock, self->pieces, last - first,
+                                      command->grad_count, &problem);
+        else
+            rc = ps_store_apply (self->store, key, self->pieces, last - first, command->grad_count,
+                                 &problem);
+        if (rc)
+            ps_error ("push from worker %u lost after its ack: %s", envelope->worker,
+                      problem.message);
+        else if (self->staleness != 0) {
+            self->steps++;
+            s_publish (key, self);
+        }
+        first = last;
+    }
+}
+
+static void
+s_handle_flush (agg_t *self, const ps_agg_command_t *command)
+{
+    self->steps += ps_store_flush (self->store, command->clock, s_publish, self);
+}
+
+static void
+s_send_done (agg_t *self)
+{
+    ps_agg_command_t event = {.kind = PS_AGG_DONE,
+                              .done = self->done,
+                              .steps = self->steps,
+                              .pending = ps_store_pending (self->store)};
+    s_send_event (self, &event, false);
+}
+
+void
+ps_aggregator_actor (zsock_t *pipe, void *args)
+{
+    const ps_aggregator_config_t *config = args;
+    agg_t self = {.pipe = zsock_resolve (pipe),
+                  .store = ps_store_new (&config->defaults),
+                  .codec = ps_codec_new (),
+                  .staleness = config->staleness,
+                  .defaults = config->defaults};
+    assert (self.store && self.codec);
+    zsock_signal (pipe, 0);
+
+    while (true) {
+        zmq_msg_t first;
+        zmq_msg_init (&first);
+        if (zmq_msg_recv (&first, self.pipe, 0) == -1) {
+            zmq_msg_close (&first);
+            break;
+        }
+        bool terminate =
+            zmq_msg_size (&first) == 5 && memcmp (zmq_msg_data (&first), "$TERM", 5) == 0;
+        ps_agg_command_t command = {0};
+        if (!terminate) {
+            assert (zmq_msg_size (&first) == sizeof command);
+            memcpy (&command, zmq_msg_data (&first), sizeof command);
+        }
+        zmq_msg_close (&first);
+        if (s_receive_frames (&self) || terminate) {
+            s_close_frames (&self);
+            break;
+        }
+        switch (command.kind) {
+        case PS_AGG_INIT: s_handle_init (&self); break;
+        case PS_AGG_PUSH: s_handle_push (&self, &command); break;
+        case PS_AGG_FLUSH: s_handle_flush (&self, &command); break;
+        default: assert (false);
+        }
+        s_close_frames (&self);
+        self.done++;
+        s_send_done (&self);
+    }
+    free (self.frames);
+    free (self.pieces);
+    ps_codec_destroy (&self.codec);
+    ps_store_destroy (&self.store);
+}

@@ -1,0 +1,69 @@
+/*  =========================================================================
+    ps_aggregator - the broker's aggregation thread, a czmq actor
+
+    Owns the parameter store (ps_store) and so every tensor and optimizer
+    state; no other thread touches them. The ROUTER loop hands it work over
+    the actor pipe and it answers on the same pipe. Tensor frames are moved
+    through the pipe, never copied; the aggregator reads them in place and
+    reduces into buffers the store owns.
+
+    Pipe protocol. Every command is a multipart message whose first frame
+    is a ps_agg_command_t; the aggregator processes commands in order and
+    numbers them from 1. Commands:
+      INIT  [cmd][routing id][envelope][initial value frames...]
+      PUSH  [cmd][envelope][gradient frames...]        (validated already)
+      FLUSH [cmd]                                      (BSP barrier)
+    Replies, in order, on the same pipe:
+      PUBLISH [event][key name]   event.buf holds a reference for the reader
+      REPLY   [event][routing id][reply envelope]      (to forward as is)
+      DONE    [event]             event.done = commands processed so far;
+                                  everything they published came before it
+    plus the czmq "$TERM" convention to stop.
+
+    Failure: bad input cannot reach here (the ROUTER loop validates what it
+    forwards); what still fails (out of memory, a key size that changed)
+    is logged and, for INIT, answered with an ERROR envelope.
+    ========================================================================= */
+
+#ifndef PS_AGGREGATOR_H_INCLUDED
+#define PS_AGGREGATOR_H_INCLUDED
+
+#include "ps_buf.h"
+#include "ps_optim.h"
+
+#include <czmq.h>
+#include <stdint.h>
+
+typedef enum {
+    PS_AGG_INIT = 1,
+    PS_AGG_PUSH,
+    PS_AGG_FLUSH,
+    PS_AGG_PUBLISH,
+    PS_AGG_REPLY,
+    PS_AGG_DONE
+} ps_agg_kind_t;
+
+//  The first frame of every pipe message, both ways
+typedef struct {
+    ps_agg_kind_t kind;  //  what this message is
+    int64_t clock;       //  PUSH: the gradients' clock; FLUSH: apply
+                         //  accumulators of clocks below this
+    uint32_t grad_count; //  PUSH: gradients summed in the frames
+    uint64_t done;       //  DONE: commands processed
+    ps_buf_t *buf;       //  PUBLISH: new version, one reference handed over
+    uint64_t size;       //  PUBLISH: elements in the key
+    uint64_t version;    //  PUBLISH: its version number
+    uint64_t steps;      //  DONE: optimizer steps applied so far
+    uint64_t pending;    //  DONE: gradients waiting in BSP accumulators
+} ps_agg_command_t;
+
+typedef struct {
+    ps_optim_config_t defaults; //  optimizer for keys that name none
+    int32_t staleness;          //  0: accumulate pushes until FLUSH
+} ps_aggregator_config_t;
+
+//  The actor body, for zactor_new (ps_aggregator_actor, &config); config
+//  is copied before the actor signals that it is ready
+void ps_aggregator_actor (zsock_t *pipe, void *args);
+
+#endif

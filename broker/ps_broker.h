@@ -1,0 +1,53 @@
+/*  =========================================================================
+    ps_broker - the parameter server: a ROUTER loop and an aggregation
+    thread, started and stopped as one object
+
+    ps_broker_new binds the ROUTER socket and starts two threads: the ROUTER
+    loop (peers, the vector clock, requests parked on the staleness bound,
+    the published parameter versions) and the aggregation thread (the
+    parameter store, see ps_aggregator.h). They share no mutable state and
+    talk over an inproc pipe. psbroker is a thin main around this object,
+    and tests start brokers in-process with it.
+
+    The calling thread owns the ps_broker_t; ps_broker_destroy stops both
+    threads (parked requests are answered with ERR_SHUTDOWN) and frees all.
+    ========================================================================= */
+
+#ifndef PS_BROKER_H_INCLUDED
+#define PS_BROKER_H_INCLUDED
+
+#include "ps_optim.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *endpoint;    //  where to bind, e.g. "tcp://*:5555", "tcp://127.0.0.1:*"
+    uint32_t workers;        //  world size: ranks 0 .. workers-1
+    int32_t staleness;       //  0 BSP, N SSP, -1 ASP
+    ps_optim_config_t optim; //  defaults for keys whose INIT names none
+    uint32_t heartbeat_ms;   //  interval workers are told to heartbeat at
+    uint32_t timeout_ms;     //  silence after which a worker is evicted
+} ps_broker_config_t;
+
+//  Every field at its default, endpoint "tcp://*:5555", 1 worker, BSP
+void ps_broker_config_defaults (ps_broker_config_t *config);
+//  0, or -1 with a message naming the bad setting
+int ps_broker_config_check (const ps_broker_config_t *config, char *why, size_t why_size);
+
+typedef struct ps_broker_t ps_broker_t;
+
+//  Start a broker. NULL with why filled in when the configuration is bad
+//  or the endpoint cannot be bound.
+ps_broker_t *ps_broker_new (const ps_broker_config_t *config, char *why, size_t why_size);
+//  Stop and free; nulls the pointer
+void ps_broker_destroy (ps_broker_t **self_p);
+//  The endpoint actually bound, with the port filled in
+//  (e.g. "tcp://0.0.0.0:41234"); valid while the broker lives
+const char *ps_broker_endpoint (ps_broker_t *self);
+//  The port of a tcp endpoint, 0 otherwise
+int ps_broker_port (ps_broker_t *self);
+//  Status as a JSON object (the INFO reply); caller frees. NULL on error.
+char *ps_broker_info (ps_broker_t *self);
+
+#endif

@@ -1,0 +1,247 @@
+/*  =========================================================================
+    ps_optim - server-side update rules: SGD, momentum, Adagrad, Adam
+
+    Each rule is one loop over the elements with every per-call constant
+    (learning rate, scale, Adam's bias corrections) hoisted out of it, no
+    branches and no calls inside, so that the compiler can vectorise it.
+
+    out may equal in, so out and in cannot be declared restrict (that would
+    make the in-place call undefined). Element i only reads in[i], grad[i]
+    and the state at i, and only writes out[i] and the state at i, so no
+    iteration depends on another whether out == in or not. PS_INDEPENDENT
+    tells the compiler so; without it GCC must version the loop on a
+    runtime overlap check that fails for out == in and falls back to
+    scalar code on the store's in-place path. Gradients and state arrays
+    never overlap anything else and are restrict.
+
+    Two build flags decide whether the loops really are vectorised, and
+    they belong to the build, not to this file: GCC 12 at -O2 only
+    vectorises loops whose trip count is a multiple of the vector width
+    (its "very cheap" cost model), so it needs -O3 or
+    -fvect-cost-model=cheap; and sqrtf with errno semantics keeps a scalar
+    call for negative arguments, which blocks vectorising Adagrad and Adam,
+    so they need -fno-math-errno. That flag changes nothing observable
+    here: sqrtf only sees sums of squares, which are >= 0 or NaN, and
+    neither sets errno.
+
+    Adam's bias corrections 1 - beta^t are computed in double: in float,
+    beta2^t for beta2 = 0.999 loses digits that the correction divides by
+    early in training.
+    ========================================================================= */
+
+#include "ps_optim.h"
+#include "ps_limits.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+//  clang warns when a loop marked so is not vectorised after all, which
+//  is expected in sanitizer builds; the loops are still correct
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpass-failed"
+#define PS_INDEPENDENT _Pragma ("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define PS_INDEPENDENT _Pragma ("GCC ivdep")
+#else
+#define PS_INDEPENDENT
+#endif
+
+static const char *s_kind_names[] = {
+    [PS_OPTIM_SGD] = "sgd",
+    [PS_OPTIM_MOMENTUM] = "momentum",
+    [PS_OPTIM_ADAGRAD] = "adagrad",
+    [PS_OPTIM_ADAM] = "adam",
+};
+
+static bool
+s_kind_valid (ps_optim_kind_t kind)
+{
+    return kind >= PS_OPTIM_SGD && kind <= PS_OPTIM_ADAM;
+}
+
+void
+ps_optim_config_defaults (ps_optim_config_t *config)
+{
+    assert (config);
+    config->kind = PS_OPTIM_SGD;
+    config->lr = PS_DEFAULT_LR;
+    config->momentum = PS_DEFAULT_MOMENTUM;
+    config->beta1 = PS_DEFAULT_BETA1;
+    config->beta2 = PS_DEFAULT_BETA2;
+    config->eps = PS_DEFAULT_EPS;
+}
+
+//  Formats why and returns -1, so checks can `return s_reject (...)`
+static int
+s_reject (char *why, size_t why_size, const char *what, float value, const char *rule)
+{
+    if (why && why_size)
+        snprintf (why, why_size, "%s %g must be %s", what, (double)value, rule);
+    return -1;
+}
+
+//  A rate (lr, eps): finite and > 0
+static int
+s_check_positive (const char *what, float value, char *why, size_t why_size)
+{
+    if (!isfinite (value))
+        return s_reject (why, why_size, what, value, "finite");
+    if (!(value > 0))
+        return s_reject (why, why_size, what, value, "> 0");
+    return 0;
+}
+
+//  A decay (momentum, beta): in [0, 1); the negated test also catches NaN
+static int
+s_check_decay (const char *what, float value, char *why, size_t why_size)
+{
+    if (!(value >= 0 && value < 1))
+        return s_reject (why, why_size, what, value, "in [0, 1)");
+    return 0;
+}
+
+//  Only the fields the kind uses are checked: a config from the wire
+//  leaves the others at 0, which would otherwise fail (eps for SGD)
+int
+ps_optim_config_check (const ps_optim_config_t *config, char *why, size_t why_size)
+{
+    assert (config);
+    if (!s_kind_valid (config->kind)) {
+        if (why && why_size)
+            snprintf (why, why_size,
+                      "optimizer kind %d unknown: sgd, momentum, "
+                      "adagrad or adam expected",
+                      (int)config->kind);
+        return -1;
+    }
+    if (s_check_positive ("learning rate", config->lr, why, why_size))
+        return -1;
+    switch (config->kind) {
+    case PS_OPTIM_MOMENTUM: return s_check_decay ("momentum", config->momentum, why, why_size);
+    case PS_OPTIM_ADAGRAD: return s_check_positive ("eps", config->eps, why, why_size);
+    case PS_OPTIM_ADAM:
+        if (s_check_decay ("beta1", config->beta1, why, why_size) ||
+            s_check_decay ("beta2", config->beta2, why, why_size))
+            return -1;
+        return s_check_positive ("eps", config->eps, why, why_size);
+    default: return 0;
+    }
+}
+
+int
+ps_optim_kind_parse (const char *name, ps_optim_kind_t *kind)
+{
+    assert (kind);
+    if (!name)
+        return -1;
+    for (int k = PS_OPTIM_SGD; k <= PS_OPTIM_ADAM; k++)
+        if (strcmp (name, s_kind_names[k]) == 0) {
+            *kind = (ps_optim_kind_t)k;
+            return 0;
+        }
+    return -1;
+}
+
+//  "unknown" rather than NULL for a bad kind, so that logs can print it
+const char *
+ps_optim_kind_name (ps_optim_kind_t kind)
+{
+    return s_kind_valid (kind) ? s_kind_names[kind] : "unknown";
+}
+
+size_t
+ps_optim_state_slots (ps_optim_kind_t kind)
+{
+    switch (kind) {
+    case PS_OPTIM_MOMENTUM:
+    case PS_OPTIM_ADAGRAD: return 1;
+    case PS_OPTIM_ADAM: return 2;
+    default: return 0;
+    }
+}
+
+static void
+s_sgd (float *out, const float *in, const float *restrict grad, float scale, float lr, size_t n)
+{
+    PS_INDEPENDENT
+    for (size_t i = 0; i < n; i++)
+        out[i] = in[i] - lr * (grad[i] * scale);
+}
+
+static void
+s_momentum (float *out, const float *in, const float *restrict grad, float scale, float lr,
+            float mu, float *restrict velocity, size_t n)
+{
+    PS_INDEPENDENT
+    for (size_t i = 0; i < n; i++) {
+        float v = mu * velocity[i] + grad[i] * scale;
+        velocity[i] = v;
+        out[i] = in[i] - lr * v;
+    }
+}
+
+static void
+s_adagrad (float *out, const float *in, const float *restrict grad, float scale, float lr,
+           float eps, float *restrict history, size_t n)
+{
+    PS_INDEPENDENT
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i] * scale;
+        float h = history[i] + g * g;
+        history[i] = h;
+        out[i] = in[i] - lr * g / (sqrtf (h) + eps);
+    }
+}
+
+//  c1 and c2 are 1 / (1 - beta^t), the bias corrections of m and v
+static void
+s_adam (float *out, const float *in, const float *restrict grad, float scale,
+        const ps_optim_config_t *config, float c1, float c2, float *restrict m_state,
+        float *restrict v_state, size_t n)
+{
+    float lr = config->lr, eps = config->eps;
+    float b1 = config->beta1, b2 = config->beta2;
+    PS_INDEPENDENT
+    for (size_t i = 0; i < n; i++) {
+        float g = grad[i] * scale;
+        float m = b1 * m_state[i] + (1 - b1) * g;
+        float v = b2 * v_state[i] + (1 - b2) * g * g;
+        m_state[i] = m;
+        v_state[i] = v;
+        out[i] = in[i] - lr * (m * c1) / (sqrtf (v * c2) + eps);
+    }
+}
+
+void
+ps_optim_apply (const ps_optim_config_t *config, float *out, const float *in, const float *grad,
+                float scale, float *state0, float *state1, size_t n, uint64_t step)
+{
+    assert (config);
+    assert (n == 0 || (out && in && grad));
+    switch (config->kind) {
+    case PS_OPTIM_SGD: s_sgd (out, in, grad, scale, config->lr, n); break;
+    case PS_OPTIM_MOMENTUM:
+        assert (n == 0 || state0);
+        s_momentum (out, in, grad, scale, config->lr, config->momentum, state0, n);
+        break;
+    case PS_OPTIM_ADAGRAD:
+        assert (n == 0 || state0);
+        s_adagrad (out, in, grad, scale, config->lr, config->eps, state0, n);
+        break;
+    case PS_OPTIM_ADAM: {
+        assert (n == 0 || (state0 && state1));
+        assert (step >= 1);
+        double t = (double)step;
+        float c1 = (float)(1 / (1 - pow (config->beta1, t)));
+        float c2 = (float)(1 / (1 - pow (config->beta2, t)));
+        s_adam (out, in, grad, scale, config, c1, c2, state0, state1, n);
+        break;
+    }
+    default:
+        //  The store checks every config before it keeps it
+        assert (!"ps_optim_apply: unknown optimizer kind");
+    }
+}

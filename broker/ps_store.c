@@ -1,0 +1,646 @@
+/*  =========================================================================
+    ps_store - the parameter store
+
+    Keys live in an open-addressing hash table (FNV-1a, linear probing,
+    at most half full) of key pointers. We do not use czmq's zhashx because
+    czmq aborts when malloc fails, and a store that runs out of memory must
+    answer ERR_FULL and go on. Keys are never deleted, so the table needs no
+    tombstones.
+
+    Each key has two version buffers that take turns. An update computes
+    out = rule (in = current, gradient) into the spare, then the spare
+    becomes current and the old current the spare. Before writing the spare
+    we check that we hold its only reference; if a reader still holds it
+    (a PULL reply libzmq has not sent yet), we drop our reference and write
+    into a new buffer instead, so nobody ever sees a published version
+    change. In steady state the readers are done before the next step and
+    the same two buffers alternate with no allocation.
+
+    Gradients arrive as pieces that must cover the key in order; the
+    optimizer runs piece by piece at the running offset, so a tensor sent
+    in 1 MB frames is never gathered into one copy first.
+
+    BSP gradients wait in accumulators, one per clock not yet flushed:
+    usually none or one per key, sometimes two while a barrier is in
+    flight. A flushed accumulator keeps its sum buffer for the next clock.
+    Keys with live accumulators are on an intrusive list, so a flush costs
+    the keys that have gradients waiting, not every key in the store.
+
+    Memory: every buffer the store keeps is counted against
+    PS_MAX_STORE_BYTES before it is allocated: both version buffers and
+    the optimizer state at INIT, accumulator sums when first needed. A
+    version a reader still holds is the reader's, not counted. Every
+    allocation can fail and leaves the store as it was, with ERR_FULL.
+    ========================================================================= */
+
+#include "ps_store.h"
+#include "ps_log.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  First size of the key table; it doubles past half full
+#define TABLE_INITIAL 64
+
+typedef struct {
+    bool live;      //  holds gradients not yet flushed
+    int64_t clock;  //  the clock they belong to, when live
+    uint64_t count; //  gradients summed, when live
+    float *sum;     //  size floats; kept when flushed, for reuse
+} accum_t;
+
+struct ps_key_t {
+    uint64_t size;            //  elements
+    ps_buf_t *current;        //  published version, never written again
+    ps_buf_t *spare;          //  previous version, the next one's target
+    ps_optim_config_t config; //  the key's update rule, checked
+    float *state[2];          //  optimizer state, size floats each or NULL
+    uint64_t steps;           //  optimizer steps done (Adam's t)
+    uint64_t version;         //  1 after INIT, bumped by every step
+    accum_t *accums;          //  BSP accumulators, live or reusable
+    size_t naccums;           //  slots in accums
+    bool pending;             //  on the store's pending list
+    ps_key_t *next_pending;   //  next key on that list
+    char name[];              //  the key's name, NUL-terminated
+};
+
+struct ps_store_t {
+    ps_optim_config_t defaults; //  for INIT without an optimizer
+    ps_key_t **table;           //  open addressing; NULL is an empty slot
+    size_t table_size;          //  slots, a power of two
+    size_t nkeys;               //  keys in the table
+    uint64_t bytes;             //  counted against PS_MAX_STORE_BYTES
+    ps_key_t *pending_head;     //  keys with live accumulators, oldest first
+    ps_key_t *pending_tail;     //  where the next one is appended
+    bool flushing;              //  inside ps_store_flush's callback loop
+};
+
+//  -------------------------------------------------------------------------
+//  Small helpers
+
+//  a * b into *product, or -1 if it does not fit in 64 bits
+static int
+s_mul (uint64_t a, uint64_t b, uint64_t *product)
+{
+    if (b && a > UINT64_MAX / b)
+        return -1;
+    *product = a * b;
+    return 0;
+}
+
+//  Count bytes against the store's limit; -1 when they do not fit
+static int
+s_charge (ps_store_t *self, uint64_t bytes)
+{
+    if (bytes > PS_MAX_STORE_BYTES - self->bytes)
+        return -1;
+    self->bytes += bytes;
+    return 0;
+}
+
+//  malloc (0) may return NULL, which we could not tell from failure
+static float *
+s_floats_new (uint64_t count, bool zeroed)
+{
+    size_t n = count ? (size_t)count : 1;
+    return zeroed ? calloc (n, sizeof (float)) : malloc (n * sizeof (float));
+}
+
+static uint64_t
+s_hash (const char *name)
+{
+    uint64_t hash = 14695981039346656037ULL;
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+        hash = (hash ^ *c) * 1099511628211ULL;
+    return hash;
+}
+
+//  The slot holding name, or the empty slot where it would go
+static ps_key_t **
+s_slot (ps_key_t **table, size_t table_size, const char *name)
+{
+    size_t mask = table_size - 1;
+    size_t index = (size_t)s_hash (name) & mask;
+    while (table[index] && strcmp (table[index]->name, name) != 0)
+        index = (index + 1) & mask;
+    return &table[index];
+}
+
+//  Make room for one more key; -1 when out of memory
+static int
+s_table_reserve (ps_store_t *self)
+{
+    if ((self->nkeys + 1) * 2 <= self->table_size)
+        return 0;
+    size_t grown = self->table_size ? self->table_size * 2 : TABLE_INITIAL;
+    ps_key_t **table = calloc (grown, sizeof *table);
+    if (!table)
+        return -1;
+    for (size_t i = 0; i < self->table_size; i++)
+        if (self->table[i])
+            *s_slot (table, grown, self->table[i]->name) = self->table[i];
+    free (self->table);
+    self->table = table;
+    self->table_size = grown;
+    return 0;
+}
+
+//  -------------------------------------------------------------------------
+//  Keys
+
+static void
+s_key_destroy (ps_key_t **self_p)
+{
+    ps_key_t *self = *self_p;
+    if (!self)
+        return;
+    ps_buf_unref (&self->current);
+    ps_buf_unref (&self->spare);
+    free (self->state[0]);
+    free (self->state[1]);
+    for (size_t i = 0; i < self->naccums; i++)
+        free (self->accums[i].sum);
+    free (self->accums);
+    free (self);
+    *self_p = NULL;
+}
+
+//  A zero-filled key with both version buffers and its state, or NULL
+static ps_key_t *
+s_key_new (const char *name, uint64_t size, const ps_optim_config_t *config)
+{
+    size_t name_size = strlen (name) + 1;
+    ps_key_t *self = calloc (1, sizeof *self + name_size);
+    if (!self)
+        return NULL;
+    memcpy (self->name, name, name_size);
+    self->size = size;
+    self->config = *config;
+    self->version = 1;
+    self->current = ps_buf_new ((size_t)size);
+    self->spare = ps_buf_new ((size_t)size);
+    bool ok = self->current && self->spare;
+    for (size_t slot = 0; ok && slot < ps_optim_state_slots (config->kind); slot++) {
+        self->state[slot] = s_floats_new (size, true);
+        ok = self->state[slot] != NULL;
+    }
+    if (!ok) {
+        s_key_destroy (&self);
+        return NULL;
+    }
+    memset (ps_buf_data (self->current), 0, (size_t)size * sizeof (float));
+    return self;
+}
+
+//  Make key->spare a buffer we may write: the old spare when nobody else
+//  holds it, else a new one. -1 when out of memory; the key is unchanged.
+static int
+s_key_writable_spare (ps_key_t *self)
+{
+    if (ps_buf_exclusive (self->spare))
+        return 0;
+    ps_buf_t *fresh = ps_buf_new ((size_t)self->size);
+    if (!fresh)
+        return -1;
+    ps_buf_unref (&self->spare);
+    self->spare = fresh;
+    return 0;
+}
+
+//  Publish the spare, which now holds the next version
+static void
+s_key_publish (ps_key_t *self)
+{
+    ps_buf_t *previous = self->current;
+    self->current = self->spare;
+    self->spare = previous;
+    self->version++;
+}
+
+//  0 when the pieces cover [0, size) exactly
+static int
+s_key_check_pieces (const ps_key_t *self, const ps_piece_t *pieces, size_t npieces,
+                    ps_problem_t *problem)
+{
+    assert (pieces || npieces == 0);
+    uint64_t covered = 0;
+    for (size_t i = 0; i < npieces; i++) {
+        assert (pieces[i].data || pieces[i].count == 0);
+        if (pieces[i].count > self->size - covered)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                                   "key '%s': gradient pieces exceed its %llu elements "
+                                   "at piece %zu",
+                                   self->name, (unsigned long long)self->size, i);
+        covered += pieces[i].count;
+    }
+    if (covered != self->size)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                               "key '%s': gradient pieces cover %llu of its %llu elements",
+                               self->name, (unsigned long long)covered,
+                               (unsigned long long)self->size);
+    return 0;
+}
+
+//  One optimizer step with gradient pieces * scale, pieces the caller has
+//  checked. Fails only when out of memory, leaving the key unchanged.
+static int
+s_key_step (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float scale,
+            ps_problem_t *problem)
+{
+    if (s_key_writable_spare (self))
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                               "key '%s': out of memory for its next version", self->name);
+    float *out = ps_buf_data (self->spare);
+    const float *in = ps_buf_data (self->current);
+    uint64_t step = self->steps + 1;
+    size_t offset = 0;
+    for (size_t i = 0; i < npieces; i++) {
+        float *state0 = self->state[0] ? self->state[0] + offset : NULL;
+        float *state1 = self->state[1] ? self->state[1] + offset : NULL;
+        ps_optim_apply (&self->config, out + offset, in + offset, pieces[i].data, scale, state0,
+                        state1, pieces[i].count, step);
+        offset += pieces[i].count;
+    }
+    self->steps = step;
+    s_key_publish (self);
+    return 0;
+}
+
+//  The live accumulator of clock, or a free one (with its sum buffer) to
+//  start it in. NULL with problem set when the store is full or out of
+//  memory; then nothing changed.
+static accum_t *
+s_key_accum (ps_store_t *store, ps_key_t *self, int64_t clock, ps_problem_t *problem)
+{
+    accum_t *free_slot = NULL;
+    for (size_t i = 0; i < self->naccums; i++) {
+        accum_t *accum = &self->accums[i];
+        if (accum->live && accum->clock == clock)
+            return accum;
+        if (!accum->live && !free_slot)
+            free_slot = accum;
+    }
+    if (free_slot)
+        return free_slot;
+    //  A new slot: counted with its sum, as both stay until the key goes
+    uint64_t bytes;
+    if (s_mul (self->size, sizeof (float), &bytes) || s_charge (store, bytes + sizeof (accum_t))) {
+        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                        "key '%s': no room for the gradients of clock %lld, the store "
+                        "holds %llu bytes of %llu",
+                        self->name, (long long)clock, (unsigned long long)store->bytes,
+                        (unsigned long long)PS_MAX_STORE_BYTES);
+        return NULL;
+    }
+    float *sum = s_floats_new (self->size, false);
+    accum_t *grown = sum ? realloc (self->accums, (self->naccums + 1) * sizeof *grown) : NULL;
+    if (!grown) {
+        free (sum);
+        store->bytes -= bytes + sizeof (accum_t);
+        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                        "key '%s': out of memory for the gradients of clock %lld", self->name,
+                        (long long)clock);
+        return NULL;
+    }
+    self->accums = grown;
+    accum_t *accum = &grown[self->naccums++];
+    *accum = (accum_t){.sum = sum};
+    return accum;
+}
+
+//  The live accumulator with the oldest clock below before_clock, or NULL
+static accum_t *
+s_key_oldest (ps_key_t *self, int64_t before_clock)
+{
+    accum_t *oldest = NULL;
+    for (size_t i = 0; i < self->naccums; i++) {
+        accum_t *accum = &self->accums[i];
+        if (accum->live && accum->clock < before_clock && (!oldest || accum->clock < oldest->clock))
+            oldest = accum;
+    }
+    return oldest;
+}
+
+static bool
+s_key_has_live (const ps_key_t *self)
+{
+    for (size_t i = 0; i < self->naccums; i++)
+        if (self->accums[i].live)
+            return true;
+    return false;
+}
+
+//  -------------------------------------------------------------------------
+//  The store
+
+ps_store_t *
+ps_store_new (const ps_optim_config_t *defaults)
+{
+    ps_optim_config_t config;
+    if (defaults)
+        config = *defaults;
+    else
+        ps_optim_config_defaults (&config);
+    if (ps_optim_config_check (&config, NULL, 0))
+        return NULL;
+    ps_store_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->defaults = config;
+    return self;
+}
+
+void
+ps_store_destroy (ps_store_t **self_p)
+{
+    assert (self_p);
+    ps_store_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->table_size; i++)
+        s_key_destroy (&self->table[i]);
+    free (self->table);
+    free (self);
+    *self_p = NULL;
+}
+
+//  ERR_FULL unless a key of size elements and kind fits in the store;
+//  counts its bytes when it does
+static int
+s_charge_key (ps_store_t *self, const char *name, uint64_t size, ps_optim_kind_t kind,
+              ps_problem_t *problem)
+{
+    if (self->nkeys >= PS_MAX_KEYS)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                               "key '%s': the store already holds %d keys, its limit", name,
+                               PS_MAX_KEYS);
+    //  Two version buffers plus the optimizer's state arrays
+    uint64_t arrays = 2 + ps_optim_state_slots (kind);
+    uint64_t floats, bytes;
+    if (s_mul (size, arrays, &floats) || s_mul (floats, sizeof (float), &bytes) ||
+        s_charge (self, bytes))
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                               "key '%s': %llu elements with %s need %llu arrays of "
+                               "floats, the store has %llu of %llu bytes left",
+                               name, (unsigned long long)size, ps_optim_kind_name (kind),
+                               (unsigned long long)arrays,
+                               (unsigned long long)(PS_MAX_STORE_BYTES - self->bytes),
+                               (unsigned long long)PS_MAX_STORE_BYTES);
+    return 0;
+}
+
+int
+ps_store_init (ps_store_t *self, const char *name, uint64_t size, const ps_optim_config_t *config,
+               bool *created, ps_problem_t *problem)
+{
+    assert (self);
+    assert (name);
+    assert (!self->flushing);
+    if (created)
+        *created = false;
+    if (ps_codec_check_key (name, problem))
+        return -1;
+    ps_key_t *existing = ps_store_lookup (self, name);
+    if (existing) {
+        if (existing->size == size)
+            return 0;
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
+                               "key '%s' exists with %llu elements, not %llu", name,
+                               (unsigned long long)existing->size, (unsigned long long)size);
+    }
+    ps_optim_config_t chosen = config && config->kind ? *config : self->defaults;
+    char why[PS_MAX_ERROR_LEN];
+    if (ps_optim_config_check (&chosen, why, sizeof why))
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_OPTIM, "key '%s': %s", name, why);
+    if (size > PS_MAX_TENSOR_ELEMS || size > SIZE_MAX / sizeof (float))
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
+                               "key '%s': %llu elements, limit %llu", name,
+                               (unsigned long long)size, (unsigned long long)PS_MAX_TENSOR_ELEMS);
+    uint64_t bytes_before = self->bytes;
+    if (s_charge_key (self, name, size, chosen.kind, problem))
+        return -1;
+    ps_key_t *key = s_table_reserve (self) ? NULL : s_key_new (name, size, &chosen);
+    if (!key) {
+        self->bytes = bytes_before;
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                               "key '%s': out of memory for %llu elements", name,
+                               (unsigned long long)size);
+    }
+    *s_slot (self->table, self->table_size, name) = key;
+    self->nkeys++;
+    if (created)
+        *created = true;
+    return 0;
+}
+
+int
+ps_store_write (ps_store_t *self, ps_key_t *key, uint64_t offset, const float *data, uint64_t count,
+                ps_problem_t *problem)
+{
+    assert (self);
+    assert (key);
+    assert (!self->flushing);
+    if (offset > key->size || count > key->size - offset)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                               "key '%s': %llu elements at offset %llu exceed its %llu", key->name,
+                               (unsigned long long)count, (unsigned long long)offset,
+                               (unsigned long long)key->size);
+    if (count == 0)
+        return 0;
+    assert (data);
+    if (!ps_buf_exclusive (key->current)) {
+        //  Somebody already reads this version: write a new one instead
+        if (s_key_writable_spare (key))
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                                   "key '%s': out of memory for its next version", key->name);
+        memcpy (ps_buf_data (key->spare), ps_buf_data (key->current),
+                (size_t)key->size * sizeof (float));
+        s_key_publish (key);
+    }
+    memcpy (ps_buf_data (key->current) + offset, data, (size_t)count * sizeof (float));
+    return 0;
+}
+
+ps_key_t *
+ps_store_lookup (ps_store_t *self, const char *name)
+{
+    assert (self);
+    assert (name);
+    if (!self->table)
+        return NULL;
+    return *s_slot (self->table, self->table_size, name);
+}
+
+size_t
+ps_store_size (ps_store_t *self)
+{
+    assert (self);
+    return self->nkeys;
+}
+
+const char *
+ps_key_name (const ps_key_t *key)
+{
+    assert (key);
+    return key->name;
+}
+
+uint64_t
+ps_key_size (const ps_key_t *key)
+{
+    assert (key);
+    return key->size;
+}
+
+uint64_t
+ps_key_version (const ps_key_t *key)
+{
+    assert (key);
+    return key->version;
+}
+
+ps_buf_t *
+ps_key_current (ps_key_t *key)
+{
+    assert (key);
+    return key->current;
+}
+
+//  grad_count is checked by the codec too; the store does not rely on it
+static int
+s_check_grad_count (const ps_key_t *key, uint32_t grad_count, ps_problem_t *problem)
+{
+    if (grad_count == 0 || grad_count > PS_MAX_GRAD_COUNT)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
+                               "key '%s': grad_count %u must be in [1, %d]", key->name, grad_count,
+                               PS_MAX_GRAD_COUNT);
+    return 0;
+}
+
+int
+ps_store_apply (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
+                uint32_t grad_count, ps_problem_t *problem)
+{
+    assert (self);
+    assert (key);
+    assert (!self->flushing);
+    if (s_key_check_pieces (key, pieces, npieces, problem) ||
+        s_check_grad_count (key, grad_count, problem))
+        return -1;
+    return s_key_step (key, pieces, npieces, 1.0f / (float)grad_count, problem);
+}
+
+//  Pieces are received frames, never the store's own sums
+static void
+s_add (float *restrict sum, const float *restrict grad, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sum[i] += grad[i];
+}
+
+int
+ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_piece_t *pieces,
+                     size_t npieces, uint32_t grad_count, ps_problem_t *problem)
+{
+    assert (self);
+    assert (key);
+    assert (!self->flushing);
+    if (s_key_check_pieces (key, pieces, npieces, problem) ||
+        s_check_grad_count (key, grad_count, problem))
+        return -1;
+    accum_t *accum = s_key_accum (self, key, clock, problem);
+    if (!accum)
+        return -1;
+    //  The first gradient of a clock overwrites what a previous clock left
+    bool first = !accum->live;
+    size_t offset = 0;
+    for (size_t i = 0; i < npieces; i++) {
+        if (first)
+            memcpy (accum->sum + offset, pieces[i].data, pieces[i].count * sizeof (float));
+        else
+            s_add (accum->sum + offset, pieces[i].data, pieces[i].count);
+        offset += pieces[i].count;
+    }
+    if (first) {
+        accum->live = true;
+        accum->clock = clock;
+        accum->count = 0;
+    }
+    accum->count += grad_count;
+    if (!key->pending) {
+        key->pending = true;
+        key->next_pending = NULL;
+        if (self->pending_tail)
+            self->pending_tail->next_pending = key;
+        else
+            self->pending_head = key;
+        self->pending_tail = key;
+    }
+    return 0;
+}
+
+//  Apply key's live accumulators below before_clock, oldest first. Returns
+//  the steps applied. Out of memory stops at the accumulator that failed,
+//  which stays for the next flush: dropping it would lose gradients.
+static size_t
+s_flush_key (ps_key_t *key, int64_t before_clock)
+{
+    size_t steps = 0;
+    accum_t *accum;
+    while ((accum = s_key_oldest (key, before_clock))) {
+        ps_piece_t whole = {accum->sum, (size_t)key->size};
+        ps_problem_t problem;
+        if (s_key_step (key, &whole, 1, 1.0f / (float)accum->count, &problem)) {
+            ps_warn ("flush: %s; its gradients of clock %lld wait for the next barrier",
+                     problem.message, (long long)accum->clock);
+            break;
+        }
+        accum->live = false;
+        steps++;
+    }
+    return steps;
+}
+
+size_t
+ps_store_flush (ps_store_t *self, int64_t before_clock, void (*updated) (ps_key_t *key, void *arg),
+                void *arg)
+{
+    assert (self);
+    assert (!self->flushing);
+    self->flushing = true;
+    size_t steps = 0;
+    ps_key_t **link = &self->pending_head;
+    ps_key_t *last = NULL;
+    while (*link) {
+        ps_key_t *key = *link;
+        size_t key_steps = s_flush_key (key, before_clock);
+        steps += key_steps;
+        if (s_key_has_live (key)) {
+            last = key;
+            link = &key->next_pending;
+        }
+        else {
+            *link = key->next_pending;
+            key->next_pending = NULL;
+            key->pending = false;
+        }
+        if (key_steps && updated)
+            updated (key, arg);
+    }
+    self->pending_tail = last;
+    self->flushing = false;
+    return steps;
+}
+
+uint64_t
+ps_store_pending (ps_store_t *self)
+{
+    assert (self);
+    uint64_t gradients = 0;
+    for (ps_key_t *key = self->pending_head; key; key = key->next_pending)
+        for (size_t i = 0; i < key->naccums; i++)
+            if (key->accums[i].live)
+                gradients += key->accums[i].count;
+    return gradients;
+}

@@ -1,0 +1,99 @@
+/*  =========================================================================
+    ps_store - the parameter store: named float32 tensors, their optimizer
+    state and their BSP gradient accumulators
+
+    Owned by the aggregation thread; no other thread may call it. Each key
+    has a current version, a ps_buf_t that is immutable once published:
+    an update writes the next version into a spare buffer (copy-on-write)
+    and swaps it in, so readers holding a reference to an older version
+    (the ROUTER loop, frames libzmq is still sending) never see a torn
+    update. The store reuses the previous version's buffer as the next
+    spare when it holds the only reference, so steady state allocates
+    nothing.
+
+    Gradients arrive as pieces: consecutive runs of floats that together
+    cover the whole key, in order (a tensor sent in 1 MB frames). Pieces
+    are read, never written or kept.
+
+    Failure: functions that take input return 0, or -1 with a ps_problem_t
+    (code PSMQ__ERR_CODE__*, message naming the key and the bad value).
+    ========================================================================= */
+
+#ifndef PS_STORE_H_INCLUDED
+#define PS_STORE_H_INCLUDED
+
+#include "ps_buf.h"
+#include "ps_codec.h"
+#include "ps_optim.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct ps_store_t ps_store_t;
+typedef struct ps_key_t ps_key_t;
+
+//  A run of gradient floats; data is borrowed for the call
+typedef struct {
+    const float *data;
+    size_t count;
+} ps_piece_t;
+
+//  defaults: optimizer for keys whose INIT does not name one (copied;
+//  NULL means ps_optim_config_defaults). NULL when out of memory or when
+//  defaults fail ps_optim_config_check.
+ps_store_t *ps_store_new (const ps_optim_config_t *defaults);
+void ps_store_destroy (ps_store_t **self_p);
+
+//  Create key with size elements, zero-filled, version 1. config NULL or
+//  of kind 0 means the store's defaults. If the key exists with the same
+//  size this is a no-op and *created is false; with another size it fails
+//  with ERR_KEY_EXISTS. Fails with ERR_FULL past PS_MAX_KEYS keys or
+//  PS_MAX_STORE_BYTES bytes (two version buffers plus the optimizer's
+//  state arrays) or out of memory, ERR_TOO_LARGE past PS_MAX_TENSOR_ELEMS,
+//  ERR_OPTIM for bad settings, the codec's errors for a bad name.
+int ps_store_init (ps_store_t *self, const char *name, uint64_t size,
+                   const ps_optim_config_t *config, bool *created, ps_problem_t *problem);
+//  Write initial values into [offset, offset + count) of a key just
+//  created (before anything read it). ERR_SIZE when out of range. Should
+//  a reader hold the current version already, the write goes into a new
+//  version (version bumped, ERR_FULL if out of memory) instead of the
+//  buffer it reads.
+int ps_store_write (ps_store_t *self, ps_key_t *key, uint64_t offset, const float *data,
+                    uint64_t count, ps_problem_t *problem);
+
+//  Key by name, or NULL
+ps_key_t *ps_store_lookup (ps_store_t *self, const char *name);
+size_t ps_store_size (ps_store_t *self); //  number of keys
+const char *ps_key_name (const ps_key_t *key);
+uint64_t ps_key_size (const ps_key_t *key);
+//  Bumped by every optimizer step (and by a write a reader would have
+//  seen, see ps_store_write), 1 after INIT
+uint64_t ps_key_version (const ps_key_t *key);
+//  The current version; borrowed: take a ps_buf_ref to keep it
+ps_buf_t *ps_key_current (ps_key_t *key);
+
+//  SSP and ASP: one optimizer step now with the mean gradient
+//  (sum of pieces / grad_count). The pieces must cover the key exactly
+//  (ERR_SIZE otherwise) and must not point into the store's buffers.
+//  grad_count 0 or past PS_MAX_GRAD_COUNT is ERR_MALFORMED; ERR_FULL when
+//  a reader holds the spare version and a new buffer cannot be had.
+int ps_store_apply (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
+                    uint32_t grad_count, ps_problem_t *problem);
+//  BSP: add the pieces into the key's accumulator for clock, counting
+//  grad_count gradients. Same rules as apply. ERR_FULL when a new clock's
+//  sum buffer does not fit in PS_MAX_STORE_BYTES or memory; flushed sums
+//  are reused for later clocks.
+int ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_piece_t *pieces,
+                         size_t npieces, uint32_t grad_count, ps_problem_t *problem);
+//  BSP barrier: for every key, apply each accumulator of a clock below
+//  before_clock as one optimizer step with its mean, oldest clock first,
+//  and drop it. Calls updated (key, arg) once for each key that changed,
+//  after its last step; updated may read the store but not change it.
+//  Returns the number of steps applied. A step that runs out of memory is
+//  logged and its accumulator kept for the next flush.
+size_t ps_store_flush (ps_store_t *self, int64_t before_clock,
+                       void (*updated) (ps_key_t *key, void *arg), void *arg);
+//  Gradients still waiting in accumulators, all keys (for INFO)
+uint64_t ps_store_pending (ps_store_t *self);
+
+#endif

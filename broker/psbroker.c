@@ -1,0 +1,209 @@
+/*  =========================================================================
+    psbroker - the psmq parameter server
+
+    A thin main around ps_broker: parse the command line, start the broker,
+    print the endpoint it listens on, wait for SIGINT or SIGTERM, stop
+    cleanly (the broker logs a summary of what it served).
+    ========================================================================= */
+
+#include "ps_broker.h"
+#include "ps_limits.h"
+#include "ps_log.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static volatile sig_atomic_t s_stop = 0;
+
+static void
+s_on_signal (int signal_number)
+{
+    s_stop = 1;
+}
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+             "usage: psbroker --port N [options]\n"
+             "\n"
+             "Serve a psmq parameter store and vector clock on a ZeroMQ ROUTER socket.\n"
+             "\n"
+             "  -p, --port N           TCP port to listen on (0 picks a free one)\n"
+             "  -b, --bind ADDR        address to bind (default *, all interfaces)\n"
+             "  -e, --endpoint EP      bind this ZeroMQ endpoint instead (tcp://, ipc://)\n"
+             "  -w, --workers N        number of workers in the job (default 1)\n"
+             "  -s, --staleness S      0 = BSP (default), N > 0 = SSP, -1 = ASP\n"
+             "  -o, --optimizer NAME   default update rule: sgd (default), momentum,\n"
+             "                         adagrad, adam\n"
+             "  -l, --lr LR            default learning rate (default %g)\n"
+             "      --momentum M       momentum (default %g)\n"
+             "      --beta1 B          Adam beta1 (default %g)\n"
+             "      --beta2 B          Adam beta2 (default %g)\n"
+             "      --eps E            Adagrad/Adam epsilon (default %g)\n"
+             "      --heartbeat-ms MS  heartbeat interval told to workers (default %d)\n"
+             "      --timeout-ms MS    evict a worker silent this long (default %d)\n"
+             "  -v, --verbose          log every clock movement\n"
+             "  -q, --quiet            log warnings and errors only\n"
+             "  -h, --help             show this help\n"
+             "\n"
+             "Stops cleanly on SIGINT or SIGTERM. Example:\n"
+             "  psbroker --port 5555 --workers 4 --staleness 0 --optimizer adam --lr 0.001\n",
+             PS_DEFAULT_LR, PS_DEFAULT_MOMENTUM, PS_DEFAULT_BETA1, PS_DEFAULT_BETA2, PS_DEFAULT_EPS,
+             PS_DEFAULT_HEARTBEAT_MS, PS_DEFAULT_TIMEOUT_MS);
+}
+
+//  Parse a whole number in [min, max]; prints an error naming the option
+static int
+s_parse_long (const char *option, const char *text, long min, long max, long *value)
+{
+    char *end;
+    errno = 0;
+    long parsed = strtol (text, &end, 10);
+    if (errno || end == text || *end || parsed < min || parsed > max) {
+        fprintf (stderr, "psbroker: %s '%s' must be a whole number from %ld to %ld\n", option, text,
+                 min, max);
+        return -1;
+    }
+    *value = parsed;
+    return 0;
+}
+
+static int
+s_parse_float (const char *option, const char *text, float *value)
+{
+    char *end;
+    errno = 0;
+    float parsed = strtof (text, &end);
+    if (errno || end == text || *end) {
+        fprintf (stderr, "psbroker: %s '%s' is not a number\n", option, text);
+        return -1;
+    }
+    *value = parsed;
+    return 0;
+}
+
+enum { OPT_MOMENTUM = 256, OPT_BETA1, OPT_BETA2, OPT_EPS, OPT_HEARTBEAT, OPT_TIMEOUT };
+
+int
+main (int argc, char *argv[])
+{
+    static const struct option options[] = {{"port", required_argument, 0, 'p'},
+                                            {"bind", required_argument, 0, 'b'},
+                                            {"endpoint", required_argument, 0, 'e'},
+                                            {"workers", required_argument, 0, 'w'},
+                                            {"staleness", required_argument, 0, 's'},
+                                            {"optimizer", required_argument, 0, 'o'},
+                                            {"lr", required_argument, 0, 'l'},
+                                            {"momentum", required_argument, 0, OPT_MOMENTUM},
+                                            {"beta1", required_argument, 0, OPT_BETA1},
+                                            {"beta2", required_argument, 0, OPT_BETA2},
+                                            {"eps", required_argument, 0, OPT_EPS},
+                                            {"heartbeat-ms", required_argument, 0, OPT_HEARTBEAT},
+                                            {"timeout-ms", required_argument, 0, OPT_TIMEOUT},
+                                            {"verbose", no_argument, 0, 'v'},
+                                            {"quiet", no_argument, 0, 'q'},
+                                            {"help", no_argument, 0, 'h'},
+                                            {0, 0, 0, 0}};
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    long port = -1;
+    long number;
+    const char *bind_address = "*";
+    const char *endpoint = NULL;
+    int opt;
+    while ((opt = getopt_long (argc, argv, "p:b:e:w:s:o:l:vqh", options, NULL)) != -1) {
+        int rc = 0;
+        switch (opt) {
+        case 'p': rc = s_parse_long ("--port", optarg, 0, 65535, &port); break;
+        case 'b': bind_address = optarg; break;
+        case 'e': endpoint = optarg; break;
+        case 'w':
+            rc = s_parse_long ("--workers", optarg, 1, PS_MAX_WORKERS, &number);
+            config.workers = (uint32_t)number;
+            break;
+        case 's':
+            rc = s_parse_long ("--staleness", optarg, -1, PS_MAX_STALENESS, &number);
+            config.staleness = (int32_t)number;
+            break;
+        case 'o':
+            if (ps_optim_kind_parse (optarg, &config.optim.kind)) {
+                fprintf (stderr,
+                         "psbroker: --optimizer '%s' is not one of sgd, momentum, adagrad, "
+                         "adam\n",
+                         optarg);
+                rc = -1;
+            }
+            break;
+        case 'l': rc = s_parse_float ("--lr", optarg, &config.optim.lr); break;
+        case OPT_MOMENTUM: rc = s_parse_float ("--momentum", optarg, &config.optim.momentum); break;
+        case OPT_BETA1: rc = s_parse_float ("--beta1", optarg, &config.optim.beta1); break;
+        case OPT_BETA2: rc = s_parse_float ("--beta2", optarg, &config.optim.beta2); break;
+        case OPT_EPS: rc = s_parse_float ("--eps", optarg, &config.optim.eps); break;
+        case OPT_HEARTBEAT:
+            rc = s_parse_long ("--heartbeat-ms", optarg, PS_MIN_HEARTBEAT_MS, PS_MAX_TIMEOUT_MS,
+                               &number);
+            config.heartbeat_ms = (uint32_t)number;
+            break;
+        case OPT_TIMEOUT:
+            rc = s_parse_long ("--timeout-ms", optarg, 1, PS_MAX_TIMEOUT_MS, &number);
+            config.timeout_ms = (uint32_t)number;
+            break;
+        case 'v': ps_log_set_level (PS_LOG_DEBUG); break;
+        case 'q': ps_log_set_level (PS_LOG_WARN); break;
+        case 'h': s_usage (stdout); return 0;
+        default: s_usage (stderr); return 2;
+        }
+        if (rc)
+            return 2;
+    }
+    if (optind < argc) {
+        fprintf (stderr, "psbroker: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (port < 0 && !endpoint) {
+        fprintf (stderr, "psbroker: --port N is required (or --endpoint EP); see --help\n");
+        return 2;
+    }
+    char bound[300];
+    if (endpoint)
+        snprintf (bound, sizeof bound, "%s", endpoint);
+    else if (port == 0)
+        snprintf (bound, sizeof bound, "tcp://%s:*", bind_address);
+    else
+        snprintf (bound, sizeof bound, "tcp://%s:%ld", bind_address, port);
+    config.endpoint = bound;
+
+    ps_log_set_name ("psbroker");
+    //  We handle signals ourselves: czmq's handler would make blocking
+    //  calls in the broker's threads fail with EINTR
+    zsys_handler_set (NULL);
+    zsys_init ();
+    struct sigaction action = {.sa_handler = s_on_signal};
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+
+    char why[300];
+    ps_broker_t *broker = ps_broker_new (&config, why, sizeof why);
+    if (!broker) {
+        fprintf (stderr, "psbroker: %s\n", why);
+        return 1;
+    }
+    const char *mode = config.staleness == 0 ? "BSP" : config.staleness < 0 ? "ASP" : "SSP";
+    printf ("psbroker listening on %s (workers %u, %s staleness %d, %s lr %g)\n",
+            ps_broker_endpoint (broker), config.workers, mode, config.staleness,
+            ps_optim_kind_name (config.optim.kind), config.optim.lr);
+    fflush (stdout);
+    while (!s_stop)
+        zclock_sleep (50);
+    ps_info ("stopping");
+    ps_broker_destroy (&broker);
+    return 0;
+}

@@ -1,0 +1,328 @@
+/*  =========================================================================
+    ps_codec - encode, decode and validate the psmq envelope
+
+    protobuf-c allocates the unpacked message through a ProtobufCAllocator;
+    we give it a bump arena that is reset before each decode, so a decoder
+    in steady state allocates nothing. The arena's first block grows to the
+    largest envelope seen; overflow blocks are freed on the next reset.
+
+    Validation here is what every message must satisfy whatever its type;
+    the broker adds the checks that depend on its state (keys, clocks).
+    ========================================================================= */
+
+#include "ps_codec.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARENA_FIRST_BLOCK (64 * 1024)
+
+typedef struct overflow_t {
+    struct overflow_t *next; //  the next overflow block to free
+} overflow_t;
+
+struct ps_codec_t {
+    ProtobufCAllocator allocator; //  hands protobuf-c our arena
+    char *block;                  //  the reusable first block
+    size_t block_size;            //  its size
+    size_t used;                  //  bytes handed out of it
+    overflow_t *overflow;         //  blocks beyond it, this decode only
+    size_t overflow_bytes;        //  their total, to grow block next time
+    ps_envelope_t *envelope;      //  the last decoded envelope
+};
+
+static void *
+s_arena_alloc (void *data, size_t size)
+{
+    ps_codec_t *self = data;
+    size = (size + 15) & ~(size_t)15;
+    if (self->block && size <= self->block_size - self->used) {
+        void *pointer = self->block + self->used;
+        self->used += size;
+        return pointer;
+    }
+    overflow_t *extra = malloc (sizeof (max_align_t) + size);
+    if (!extra)
+        return NULL;
+    extra->next = self->overflow;
+    self->overflow = extra;
+    self->overflow_bytes += size;
+    return (char *)extra + sizeof (max_align_t);
+}
+
+static void
+s_arena_free (void *data, void *pointer)
+{
+    //  Everything goes at the next reset
+}
+
+static void
+s_arena_reset (ps_codec_t *self)
+{
+    size_t wanted = self->used + self->overflow_bytes;
+    while (self->overflow) {
+        overflow_t *next = self->overflow->next;
+        free (self->overflow);
+        self->overflow = next;
+    }
+    self->overflow_bytes = 0;
+    self->used = 0;
+    self->envelope = NULL;
+    if (wanted > self->block_size) {
+        //  Grow so that an envelope of this size fits in one block next time
+        char *grown = malloc (wanted);
+        if (grown) {
+            free (self->block);
+            self->block = grown;
+            self->block_size = wanted;
+        }
+    }
+}
+
+ps_codec_t *
+ps_codec_new (void)
+{
+    ps_codec_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->block = malloc (ARENA_FIRST_BLOCK);
+    if (!self->block) {
+        free (self);
+        return NULL;
+    }
+    self->block_size = ARENA_FIRST_BLOCK;
+    self->allocator.alloc = s_arena_alloc;
+    self->allocator.free = s_arena_free;
+    self->allocator.allocator_data = self;
+    return self;
+}
+
+void
+ps_codec_destroy (ps_codec_t **self_p)
+{
+    assert (self_p);
+    ps_codec_t *self = *self_p;
+    if (!self)
+        return;
+    s_arena_reset (self);
+    free (self->block);
+    free (self);
+    *self_p = NULL;
+}
+
+int
+ps_problem_set (ps_problem_t *problem, int code, const char *format, ...)
+{
+    if (!problem)
+        return -1;
+    problem->code = code;
+    va_list args;
+    va_start (args, format);
+    vsnprintf (problem->message, sizeof problem->message, format, args);
+    va_end (args);
+    return -1;
+}
+
+int
+ps_codec_check_key (const char *key, ps_problem_t *problem)
+{
+    size_t length = strnlen (key, PS_MAX_KEY_LEN + 1);
+    if (length == 0)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED, "empty key name");
+    if (length > PS_MAX_KEY_LEN)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
+                               "key name longer than %d bytes", PS_MAX_KEY_LEN);
+    for (size_t i = 0; i < length; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (c <= ' ' || c >= 0x7f)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
+                                   "key name has byte 0x%02x at %zu: printable "
+                                   "ASCII without spaces expected",
+                                   c, i);
+    }
+    return 0;
+}
+
+static int
+s_check_slices (const ps_envelope_t *envelope, ps_problem_t *problem)
+{
+    if (envelope->n_slices > PS_MAX_SLICES)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
+                               "%zu slices in one message, limit %d", envelope->n_slices,
+                               PS_MAX_SLICES);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < envelope->n_slices; i++) {
+        const ps_slice_t *slice = envelope->slices[i];
+        if (ps_codec_check_key (slice->key, problem))
+            return -1;
+        if (slice->dtype != PSMQ__DTYPE__F32)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
+                                   "key '%s': unsupported dtype %d", slice->key, (int)slice->dtype);
+        if (slice->count > PS_MAX_TENSOR_ELEMS || slice->total > PS_MAX_TENSOR_ELEMS ||
+            slice->offset > PS_MAX_TENSOR_ELEMS - slice->count)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
+                                   "key '%s': offset %llu + count %llu exceeds %llu "
+                                   "elements",
+                                   slice->key, (unsigned long long)slice->offset,
+                                   (unsigned long long)slice->count,
+                                   (unsigned long long)PS_MAX_TENSOR_ELEMS);
+        bytes += slice->count * sizeof (float);
+    }
+    if (ps_codec_carries_data (envelope) && bytes > (uint64_t)PS_MAX_MESSAGE_BYTES)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
+                               "message carries %llu tensor bytes, limit %lld",
+                               (unsigned long long)bytes, PS_MAX_MESSAGE_BYTES);
+    return 0;
+}
+
+static int
+s_check_envelope (const ps_envelope_t *envelope, ps_problem_t *problem)
+{
+    if (envelope->version != PS_PROTOCOL_VERSION)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_VERSION,
+                               "protocol version %u, this broker speaks %d", envelope->version,
+                               PS_PROTOCOL_VERSION);
+    if (envelope->type <= PSMQ__MSG_TYPE__MSG_NONE || envelope->type > PSMQ__MSG_TYPE__ERROR)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TYPE, "unknown message type %d",
+                               (int)envelope->type);
+    if (envelope->grad_count > PS_MAX_GRAD_COUNT)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE, "grad_count %u, limit %d",
+                               envelope->grad_count, PS_MAX_GRAD_COUNT);
+    if (envelope->error && strlen (envelope->error->message) >= PS_MAX_ERROR_LEN)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
+                               "error text longer than %d bytes", PS_MAX_ERROR_LEN);
+    if (envelope->hello && envelope->hello->n_clocks > PS_MAX_WORKERS)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE, "%zu clocks, limit %d",
+                               envelope->hello->n_clocks, PS_MAX_WORKERS);
+    return s_check_slices (envelope, problem);
+}
+
+ps_envelope_t *
+ps_codec_decode (ps_codec_t *self, const void *data, size_t size, ps_problem_t *problem)
+{
+    assert (self);
+    s_arena_reset (self);
+    if (size > PS_MAX_ENVELOPE_BYTES) {
+        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE, "envelope of %zu bytes, limit %d",
+                        size, PS_MAX_ENVELOPE_BYTES);
+        return NULL;
+    }
+    ps_envelope_t *envelope = psmq__envelope__unpack (&self->allocator, size, data);
+    if (!envelope) {
+        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
+                        "envelope of %zu bytes is not a valid protobuf Envelope", size);
+        return NULL;
+    }
+    if (s_check_envelope (envelope, problem))
+        return NULL;
+    self->envelope = envelope;
+    return envelope;
+}
+
+bool
+ps_codec_carries_data (const ps_envelope_t *envelope)
+{
+    switch (envelope->type) {
+    case PSMQ__MSG_TYPE__PUSH:
+    case PSMQ__MSG_TYPE__INIT: return !envelope->reply;
+    case PSMQ__MSG_TYPE__PULL: return envelope->reply;
+    default: return false;
+    }
+}
+
+size_t
+ps_codec_frames_expected (const ps_envelope_t *envelope)
+{
+    if (!ps_codec_carries_data (envelope))
+        return 0;
+    size_t frames = 0;
+    for (size_t i = 0; i < envelope->n_slices; i++)
+        if (envelope->slices[i]->count > 0)
+            frames++;
+    return frames;
+}
+
+int
+ps_codec_check_frames (const ps_envelope_t *envelope, zmq_msg_t *frames, size_t nframes,
+                       ps_problem_t *problem)
+{
+    size_t expected = ps_codec_frames_expected (envelope);
+    if (nframes != expected)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                               "%s carries %zu tensor frames, its slices announce %zu",
+                               ps_codec_type_name (envelope->type), nframes, expected);
+    size_t frame = 0;
+    for (size_t i = 0; i < envelope->n_slices && frame < nframes; i++) {
+        const ps_slice_t *slice = envelope->slices[i];
+        if (slice->count == 0)
+            continue;
+        size_t size = zmq_msg_size (&frames[frame++]);
+        if (size != slice->count * sizeof (float))
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                                   "key '%s': frame of %zu bytes for %llu float32 elements "
+                                   "(%llu bytes expected)",
+                                   slice->key, size, (unsigned long long)slice->count,
+                                   (unsigned long long)slice->count * sizeof (float));
+    }
+    return 0;
+}
+
+int
+ps_codec_encode (const ps_envelope_t *envelope, zmq_msg_t *msg)
+{
+    size_t size = psmq__envelope__get_packed_size (envelope);
+    if (zmq_msg_init_size (msg, size))
+        return -1;
+    psmq__envelope__pack (envelope, zmq_msg_data (msg));
+    return 0;
+}
+
+void
+ps_codec_reply_to (ps_envelope_t *reply, const ps_envelope_t *request)
+{
+    psmq__envelope__init (reply);
+    reply->version = PS_PROTOCOL_VERSION;
+    reply->reply = true;
+    if (request) {
+        reply->type = request->type;
+        reply->seq = request->seq;
+        reply->worker = request->worker;
+    }
+}
+
+int
+ps_codec_encode_error (const ps_envelope_t *request, int code, const char *message, zmq_msg_t *msg)
+{
+    ps_envelope_t reply;
+    ps_codec_reply_to (&reply, request);
+    reply.type = PSMQ__MSG_TYPE__ERROR;
+    Psmq__Error error = PSMQ__ERROR__INIT;
+    error.code = code;
+    error.message = (char *)message;
+    reply.error = &error;
+    return ps_codec_encode (&reply, msg);
+}
+
+const char *
+ps_codec_type_name (int type)
+{
+    static const char *names[] = {"none",  "hello",     "init", "push", "pull",
+                                  "clock", "heartbeat", "bye",  "info", "error"};
+    if (type < 0 || type >= (int)(sizeof names / sizeof names[0]))
+        return "unknown";
+    return names[type];
+}
+
+const char *
+ps_codec_error_name (int code)
+{
+    static const char *names[] = {
+        "none",  "malformed",      "version", "type",       "unknown-key", "size", "too-large",
+        "clock", "not-registered", "rank",    "key-exists", "optim",       "full", "shutdown"};
+    if (code < 0 || code >= (int)(sizeof names / sizeof names[0]))
+        return "unknown";
+    return names[code];
+}

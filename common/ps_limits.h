@@ -1,0 +1,71 @@
+/*  =========================================================================
+    ps_limits - every limit and default of psmq, in one place
+
+    Every size that arrives from the network, a file or the command line is
+    checked against one of these before it is used. Change a limit here and
+    nowhere else.
+    ========================================================================= */
+
+#ifndef PS_LIMITS_H_INCLUDED
+#define PS_LIMITS_H_INCLUDED
+
+#include <stdint.h>
+
+#define PS_PROTOCOL_VERSION 1
+
+//  Largest single ZeroMQ frame the broker accepts (ZMQ_MAXMSGSIZE): a
+//  peer that sends more is disconnected by libzmq before we allocate it
+#define PS_MAX_FRAME_BYTES (256LL << 20)
+//  Largest envelope frame (metadata only: keys and counts)
+#define PS_MAX_ENVELOPE_BYTES (1 << 20)
+//  Slices (and so tensor frames) in one message
+#define PS_MAX_SLICES 8192
+//  Total tensor bytes in one message
+#define PS_MAX_MESSAGE_BYTES (2LL << 30)
+//  Bytes in a parameter name
+#define PS_MAX_KEY_LEN 200
+//  Elements in one tensor (16 GiB of float32)
+#define PS_MAX_TENSOR_ELEMS (1ULL << 32)
+//  Distinct keys in one broker's store
+#define PS_MAX_KEYS 100000
+//  Bytes of all tensors in one broker's store
+#define PS_MAX_STORE_BYTES (16ULL << 30)
+//  Workers (ranks) in one job
+#define PS_MAX_WORKERS 4096
+//  Gradients one push may say it carries
+#define PS_MAX_GRAD_COUNT PS_MAX_WORKERS
+//  Staleness bound
+#define PS_MAX_STALENESS 1000000
+//  Requests one peer may have parked on the staleness bound at once
+#define PS_MAX_PARKED_PER_PEER 64
+//  Error message text
+#define PS_MAX_ERROR_LEN 256
+
+//  Tensors larger than this travel in slices of this many bytes: one big
+//  frame costs page faults on a freshly mapped receive buffer, slices of
+//  1 MB are reused by malloc (see docs/performance.md)
+#define PS_CHUNK_BYTES (1 << 20)
+
+//  Socket queues (messages) on both sides
+#define PS_SNDHWM 100000
+#define PS_RCVHWM 100000
+
+//  Liveness defaults
+#define PS_DEFAULT_HEARTBEAT_MS 1000
+#define PS_DEFAULT_TIMEOUT_MS 10000
+#define PS_MIN_HEARTBEAT_MS 10
+#define PS_MAX_TIMEOUT_MS (24 * 3600 * 1000)
+
+//  Worker library defaults: a request's reply, and a CLOCK that may wait
+//  for stragglers
+#define PS_DEFAULT_CALL_TIMEOUT_MS 30000
+#define PS_DEFAULT_CLOCK_TIMEOUT_MS 600000
+
+//  Optimizer defaults
+#define PS_DEFAULT_LR 0.1f
+#define PS_DEFAULT_MOMENTUM 0.9f
+#define PS_DEFAULT_BETA1 0.9f
+#define PS_DEFAULT_BETA2 0.999f
+#define PS_DEFAULT_EPS 1e-8f
+
+#endif

@@ -1,0 +1,59 @@
+/*  =========================================================================
+    ps_testutil - helpers shared by the tests
+    ========================================================================= */
+
+#include "ps_testutil.h"
+
+#include <czmq.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+ps_broker_t *
+ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, char *endpoint,
+                size_t endpoint_size)
+{
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    config.endpoint = "tcp://127.0.0.1:*";
+    config.workers = workers;
+    config.staleness = staleness;
+    if (timeout_ms) {
+        config.timeout_ms = timeout_ms;
+        config.heartbeat_ms = timeout_ms / 4 > 10 ? timeout_ms / 4 : 10;
+    }
+    char why[300];
+    ps_broker_t *broker = ps_broker_new (&config, why, sizeof why);
+    if (!broker) {
+        fprintf (stderr, "test broker: %s\n", why);
+        return NULL;
+    }
+    snprintf (endpoint, endpoint_size, "tcp://127.0.0.1:%d", ps_broker_port (broker));
+    return broker;
+}
+
+const char *
+ps_test_binary (const char *name, char *path, size_t path_size)
+{
+    const char *dir = getenv ("PSMQ_BUILD_DIR");
+    snprintf (path, path_size, "%s/%s", dir ? dir : ".", name);
+    return path;
+}
+
+int
+ps_test_wait_pid (pid_t pid, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (zclock_mono () < deadline) {
+        int status;
+        pid_t done = waitpid (pid, &status, WNOHANG);
+        if (done == pid)
+            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
+        zclock_sleep (10);
+    }
+    kill (pid, SIGKILL);
+    waitpid (pid, NULL, 0);
+    return -1;
+}

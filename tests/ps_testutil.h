@@ -1,0 +1,27 @@
+/*  =========================================================================
+    ps_testutil - helpers shared by the tests
+
+    Start a broker in-process on an ephemeral loopback port, find the
+    built binaries, spawn processes with a bounded wait. Test code only;
+    each helper asserts (through Criterion) on failure.
+    ========================================================================= */
+
+#ifndef PS_TESTUTIL_H_INCLUDED
+#define PS_TESTUTIL_H_INCLUDED
+
+#include "ps_broker.h"
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+//  A broker on tcp://127.0.0.1:<ephemeral> with these settings; the
+//  endpoint to connect to is written into endpoint
+ps_broker_t *ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms,
+                             char *endpoint, size_t endpoint_size);
+//  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)
+const char *ps_test_binary (const char *name, char *path, size_t path_size);
+//  Wait up to timeout_ms for pid to exit; its exit status, or -1 after
+//  killing it when it did not exit in time
+int ps_test_wait_pid (pid_t pid, int timeout_ms);
+
+#endif

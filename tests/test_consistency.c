@@ -1,0 +1,339 @@
+/*  Consistency models end to end: several worker threads against an
+    in-process broker over loopback TCP.
+
+    BSP must equal one process applying the mean gradient each step. The
+    gradients are multiples of 1/64 of moderate size, so their sum is exact
+    in float whatever order they arrive in, and the comparison tests the
+    protocol, not rounding. SSP must never let a worker run more than S
+    clocks ahead of the slowest, and must let it run exactly S ahead. ASP
+    must never wait. */
+
+#include "ps_optim.h"
+#include "ps_testutil.h"
+#include "ps_worker.h"
+
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_THREADS 8
+
+static ps_worker_t *
+s_connect (const char *endpoint, uint32_t rank, uint32_t world)
+{
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.rank = rank;
+    options.world_size = world;
+    options.timeout_ms = 10000;
+    options.clock_timeout_ms = 10000;
+    return ps_worker_connect (&options, NULL);
+}
+
+// ------------------------------------------------------------------ BSP
+
+#define BSP_WORKERS 4
+#define BSP_STEPS 12
+#define SMALL 37
+#define LARGE 300000 //  more than one 1 MB slice on the wire
+
+//  Worker r's gradient at parameters p and step: depends on both, exactly
+//  representable, different per rank
+static void
+s_gradient (uint32_t rank, int step, const float *p, float *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float target = (float)((i * 7 + rank * 3 + step) % 11) - 5.0f;
+        g[i] = roundf ((p[i] - target) * 64.0f) / 64.0f;
+    }
+}
+
+typedef struct {
+    const char *endpoint;
+    uint32_t rank;
+    int status;
+} bsp_args_t;
+
+static void *
+s_bsp_worker (void *arg)
+{
+    bsp_args_t *args = arg;
+    ps_worker_t *worker = s_connect (args->endpoint, args->rank, BSP_WORKERS);
+    if (!worker) {
+        args->status = -1;
+        return NULL;
+    }
+    float *small = calloc (SMALL, sizeof (float));
+    float *large = calloc (LARGE, sizeof (float));
+    float *small_grad = calloc (SMALL, sizeof (float));
+    float *large_grad = calloc (LARGE, sizeof (float));
+    ps_optim_settings_t adam = {.kind = PS_OPTIMIZER_ADAM, .lr = 0.05f};
+    ps_optim_settings_t momentum = {.kind = PS_OPTIMIZER_MOMENTUM, .lr = 0.1f, .momentum = 0.5f};
+    int status = ps_worker_init (worker, "small", SMALL, NULL, &adam);
+    if (!status)
+        status = ps_worker_init (worker, "large", LARGE, NULL, &momentum);
+    ps_tensor_t params[2] = {{"small", small, SMALL}, {"large", large, LARGE}};
+    ps_tensor_t grads[2] = {{"small", small_grad, SMALL}, {"large", large_grad, LARGE}};
+    for (int step = 0; step < BSP_STEPS && !status; step++) {
+        status = ps_worker_pull (worker, params, 2);
+        if (status)
+            break;
+        s_gradient (args->rank, step, small, small_grad, SMALL);
+        s_gradient (args->rank, step, large, large_grad, LARGE);
+        status = ps_worker_push (worker, grads, 2, 1);
+        if (!status)
+            status = ps_worker_clock (worker);
+    }
+    args->status = status;
+    free (small);
+    free (large);
+    free (small_grad);
+    free (large_grad);
+    ps_worker_close (&worker);
+    return NULL;
+}
+
+//  One process doing the same steps with the mean gradient
+static void
+s_reference (const ps_optim_config_t *config, size_t n, float *p)
+{
+    size_t slots = ps_optim_state_slots (config->kind);
+    float *state0 = slots > 0 ? calloc (n, sizeof (float)) : NULL;
+    float *state1 = slots > 1 ? calloc (n, sizeof (float)) : NULL;
+    float *sum = calloc (n, sizeof (float));
+    float *g = calloc (n, sizeof (float));
+    for (int step = 0; step < BSP_STEPS; step++) {
+        memset (sum, 0, n * sizeof (float));
+        for (uint32_t rank = 0; rank < BSP_WORKERS; rank++) {
+            s_gradient (rank, step, p, g, n);
+            for (size_t i = 0; i < n; i++)
+                sum[i] += g[i];
+        }
+        ps_optim_apply (config, p, p, sum, 1.0f / BSP_WORKERS, state0, state1, n, step + 1);
+    }
+    free (state0);
+    free (state1);
+    free (sum);
+    free (g);
+}
+
+Test (consistency, bsp_equals_single_process_reference, .timeout = 60)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (BSP_WORKERS, 0, 0, endpoint, sizeof endpoint);
+    cr_assert (broker);
+    pthread_t threads[BSP_WORKERS];
+    bsp_args_t args[BSP_WORKERS];
+    for (uint32_t rank = 0; rank < BSP_WORKERS; rank++) {
+        args[rank] = (bsp_args_t){endpoint, rank, -99};
+        pthread_create (&threads[rank], NULL, s_bsp_worker, &args[rank]);
+    }
+    for (uint32_t rank = 0; rank < BSP_WORKERS; rank++) {
+        pthread_join (threads[rank], NULL);
+        cr_assert_eq (args[rank].status, PS_OK, "worker %u: %s", rank,
+                      ps_strerror (args[rank].status));
+    }
+
+    //  Read the broker's result with a fresh worker (rank 0 rejoins)
+    ps_worker_t *reader = s_connect (endpoint, 0, BSP_WORKERS);
+    cr_assert (reader);
+    float *small = calloc (SMALL, sizeof (float));
+    float *large = calloc (LARGE, sizeof (float));
+    ps_tensor_t params[2] = {{"small", small, SMALL}, {"large", large, LARGE}};
+    cr_assert_eq (ps_worker_pull (reader, params, 2), PS_OK);
+
+    ps_optim_config_t adam, momentum;
+    ps_optim_config_defaults (&adam);
+    adam.kind = PS_OPTIM_ADAM;
+    adam.lr = 0.05f;
+    ps_optim_config_defaults (&momentum);
+    momentum.kind = PS_OPTIM_MOMENTUM;
+    momentum.lr = 0.1f;
+    momentum.momentum = 0.5f;
+    float *small_ref = calloc (SMALL, sizeof (float));
+    float *large_ref = calloc (LARGE, sizeof (float));
+    s_reference (&adam, SMALL, small_ref);
+    s_reference (&momentum, LARGE, large_ref);
+
+    double moved = 0;
+    for (size_t i = 0; i < SMALL; i++) {
+        cr_assert (fabsf (small[i] - small_ref[i]) <= 1e-6f, "small[%zu] %.9g, reference %.9g", i,
+                   small[i], small_ref[i]);
+        moved += fabsf (small_ref[i]);
+    }
+    for (size_t i = 0; i < LARGE; i++)
+        if (fabsf (large[i] - large_ref[i]) > 1e-6f)
+            cr_assert_fail ("large[%zu] %.9g, reference %.9g", i, large[i], large_ref[i]);
+    cr_assert (moved > 1.0, "the parameters must have moved for the test to mean anything");
+    free (small);
+    free (large);
+    free (small_ref);
+    free (large_ref);
+    ps_worker_close (&reader);
+    ps_broker_destroy (&broker);
+}
+
+// ------------------------------------------------------------------ SSP
+
+#define SSP_CLOCKS 12
+
+typedef struct {
+    const char *endpoint;
+    uint32_t rank;
+    uint32_t world;
+    int sleep_ms;           //  per clock: the straggler sleeps
+    int clocks;             //  how many clocks to run
+    atomic_llong *finished; //  shared: clocks each rank has sent
+    int staleness;          //  the bound to check
+    int status;
+    long long max_lead;      //  furthest ahead of the slowest seen
+    int violations;          //  returns where the bound was broken
+    long long worst_wait_ms; //  longest single clock call
+} ssp_args_t;
+
+static long long
+s_min_finished (ssp_args_t *args)
+{
+    long long min = LLONG_MAX;
+    for (uint32_t r = 0; r < args->world; r++) {
+        long long value = atomic_load (&args->finished[r]);
+        if (value < min)
+            min = value;
+    }
+    return min;
+}
+
+static void *
+s_ssp_worker (void *arg)
+{
+    ssp_args_t *args = arg;
+    ps_worker_t *worker = s_connect (args->endpoint, args->rank, args->world);
+    if (!worker) {
+        args->status = -1;
+        return NULL;
+    }
+    int status = PS_OK;
+    for (int c = 0; c < args->clocks && !status; c++) {
+        if (args->sleep_ms)
+            usleep (args->sleep_ms * 1000);
+        //  Count the clock as finished before the broker hears of it, so
+        //  the shared view is never behind the broker's
+        atomic_store (&args->finished[args->rank], c + 1);
+        int64_t before = zclock_mono ();
+        status = ps_worker_clock (worker);
+        int64_t waited = zclock_mono () - before;
+        if (waited > args->worst_wait_ms)
+            args->worst_wait_ms = waited;
+        if (status)
+            break;
+        long long lead = (c + 1) - s_min_finished (args);
+        if (lead > args->max_lead)
+            args->max_lead = lead;
+        if (args->staleness >= 0 && lead > args->staleness)
+            args->violations++;
+    }
+    args->status = status;
+    ps_worker_close (&worker);
+    return NULL;
+}
+
+static void
+s_run_clocks (const char *endpoint, uint32_t world, int staleness, int slow_ms, int clocks,
+              ssp_args_t *args)
+{
+    atomic_llong *finished = calloc (world, sizeof *finished);
+    pthread_t threads[MAX_THREADS];
+    for (uint32_t rank = 0; rank < world; rank++) {
+        args[rank] = (ssp_args_t){.endpoint = endpoint,
+                                  .rank = rank,
+                                  .world = world,
+                                  .sleep_ms = rank == 0 ? slow_ms : 0,
+                                  .clocks = clocks,
+                                  .finished = finished,
+                                  .staleness = staleness,
+                                  .status = -99};
+        pthread_create (&threads[rank], NULL, s_ssp_worker, &args[rank]);
+    }
+    for (uint32_t rank = 0; rank < world; rank++)
+        pthread_join (threads[rank], NULL);
+    free (finished);
+}
+
+Test (consistency, ssp_bounds_the_lead_and_allows_it, .timeout = 60)
+{
+    const int staleness = 2;
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (3, staleness, 0, endpoint, sizeof endpoint);
+    ssp_args_t args[3];
+    s_run_clocks (endpoint, 3, staleness, 40, SSP_CLOCKS, args);
+    for (int rank = 0; rank < 3; rank++) {
+        cr_assert_eq (args[rank].status, PS_OK, "rank %d: %s", rank,
+                      ps_strerror (args[rank].status));
+        cr_assert_eq (args[rank].violations, 0, "rank %d ran more than %d clocks ahead", rank,
+                      staleness);
+    }
+    //  The fast workers must have been allowed the whole bound
+    cr_assert_eq (args[1].max_lead, staleness, "rank 1's lead peaked at %lld", args[1].max_lead);
+    cr_assert_eq (args[2].max_lead, staleness, "rank 2's lead peaked at %lld", args[2].max_lead);
+    ps_broker_destroy (&broker);
+}
+
+Test (consistency, bsp_clock_waits_for_the_slowest, .timeout = 60)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (3, 0, 0, endpoint, sizeof endpoint);
+    ssp_args_t args[3];
+    s_run_clocks (endpoint, 3, 0, 20, 8, args);
+    for (int rank = 0; rank < 3; rank++) {
+        cr_assert_eq (args[rank].status, PS_OK);
+        cr_assert_eq (args[rank].violations, 0, "rank %d passed a BSP barrier early", rank);
+    }
+    ps_broker_destroy (&broker);
+}
+
+Test (consistency, asp_never_waits, .timeout = 60)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, -1, 0, endpoint, sizeof endpoint);
+    //  Rank 1 joins and never clocks; rank 0 must run freely anyway
+    ps_worker_t *idle = s_connect (endpoint, 1, 2);
+    cr_assert (idle);
+    ps_worker_t *worker = s_connect (endpoint, 0, 2);
+    cr_assert (worker);
+    for (int c = 0; c < 200; c++)
+        cr_assert_eq (ps_worker_clock (worker), PS_OK, "clock %d: %s", c, ps_worker_error (worker));
+    cr_assert_eq (ps_worker_current_clock (worker), 200);
+    cr_assert_eq (ps_worker_current_clock (idle), 0);
+    ps_worker_close (&worker);
+    ps_worker_close (&idle);
+    ps_broker_destroy (&broker);
+}
+
+Test (consistency, ssp_with_idle_worker_blocks_at_the_bound, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, 3, 0, endpoint, sizeof endpoint);
+    ps_worker_t *idle = s_connect (endpoint, 1, 2);
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.rank = 0;
+    options.world_size = 2;
+    options.clock_timeout_ms = 300;
+    ps_worker_t *worker = ps_worker_connect (&options, NULL);
+    cr_assert (worker);
+    //  Clocks 1..3 are within the bound of an idle rank at 0; clock 4 is not
+    for (int c = 0; c < 3; c++)
+        cr_assert_eq (ps_worker_clock (worker), PS_OK);
+    cr_assert_eq (ps_worker_clock (worker), PS_ETIMEOUT);
+    ps_worker_close (&worker);
+    ps_worker_close (&idle);
+    ps_broker_destroy (&broker);
+}

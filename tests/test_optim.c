@@ -1,0 +1,287 @@
+/*  =========================================================================
+    test_optim - the update rules against numbers worked out by hand
+
+    Every expected value below is a literal derived in the comment above
+    it, not a second run of the same formula, so a wrong rule cannot agree
+    with itself.
+    ========================================================================= */
+
+#include "ps_optim.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+//  got[i] within a few float roundings of want[i]
+static void
+s_assert_near (const float *got, const float *want, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        cr_assert (fabsf (got[i] - want[i]) <= 2e-6f * fmaxf (1, fabsf (want[i])),
+                   "%s[%zu]: got %.9g, want %.9g", what, i, got[i], want[i]);
+}
+
+static ps_optim_config_t
+s_config (ps_optim_kind_t kind, float lr)
+{
+    ps_optim_config_t config;
+    ps_optim_config_defaults (&config);
+    config.kind = kind;
+    config.lr = lr;
+    return config;
+}
+
+Test (optim, sgd_usage)
+{
+    //  SGD with learning rate 0.1, two steps in place on three parameters
+    ps_optim_config_t config;
+    ps_optim_config_defaults (&config);
+    config.lr = 0.1f;
+    char why[256];
+    cr_assert_eq (ps_optim_config_check (&config, why, sizeof why), 0, "%s", why);
+    cr_assert_eq (ps_optim_state_slots (config.kind), 0);
+
+    float params[3] = {1, -2, 0.5f};
+    const float grad[3] = {0.5f, 1, -2};
+    //  p - 0.1 * g: 1 - 0.05, -2 - 0.1, 0.5 + 0.2
+    ps_optim_apply (&config, params, params, grad, 1, NULL, NULL, 3, 1);
+    s_assert_near (params, (float[]){0.95f, -2.1f, 0.7f}, 3, "step 1");
+    ps_optim_apply (&config, params, params, grad, 1, NULL, NULL, 3, 2);
+    s_assert_near (params, (float[]){0.9f, -2.2f, 0.9f}, 3, "step 2");
+}
+
+Test (optim, defaults)
+{
+    ps_optim_config_t config;
+    ps_optim_config_defaults (&config);
+    cr_assert_eq (config.kind, PS_OPTIM_SGD);
+    cr_assert_float_eq (config.lr, 0.1f, 0);
+    cr_assert_float_eq (config.momentum, 0.9f, 0);
+    cr_assert_float_eq (config.beta1, 0.9f, 0);
+    cr_assert_float_eq (config.beta2, 0.999f, 0);
+    cr_assert_float_eq (config.eps, 1e-8f, 0);
+}
+
+Test (optim, momentum_two_steps)
+{
+    ps_optim_config_t config = s_config (PS_OPTIM_MOMENTUM, 0.1f);
+    config.momentum = 0.9f;
+    cr_assert_eq (ps_optim_state_slots (config.kind), 1);
+    float params[2] = {1, -2};
+    float velocity[2] = {0, 0};
+    //  v = g = (1, -0.5); p = (1 - 0.1, -2 + 0.05)
+    ps_optim_apply (&config, params, params, (float[]){1, -0.5f}, 1, velocity, NULL, 2, 1);
+    s_assert_near (velocity, (float[]){1, -0.5f}, 2, "velocity 1");
+    s_assert_near (params, (float[]){0.9f, -1.95f}, 2, "step 1");
+    //  g = (-2, 0.5): v = (0.9 - 2, -0.45 + 0.5) = (-1.1, 0.05)
+    //  p = (0.9 + 0.11, -1.95 - 0.005)
+    ps_optim_apply (&config, params, params, (float[]){-2, 0.5f}, 1, velocity, NULL, 2, 2);
+    s_assert_near (velocity, (float[]){-1.1f, 0.05f}, 2, "velocity 2");
+    s_assert_near (params, (float[]){1.01f, -1.955f}, 2, "step 2");
+}
+
+Test (optim, adagrad_two_steps)
+{
+    ps_optim_config_t config = s_config (PS_OPTIM_ADAGRAD, 0.1f);
+    cr_assert_eq (ps_optim_state_slots (config.kind), 1);
+    float params[2] = {1, -1};
+    float history[2] = {0, 0};
+    //  g = (3, -4): h = (9, 16), p -= 0.1 * g / sqrt (h) = (0.1, -0.1)
+    ps_optim_apply (&config, params, params, (float[]){3, -4}, 1, history, NULL, 2, 1);
+    s_assert_near (history, (float[]){9, 16}, 2, "history 1");
+    s_assert_near (params, (float[]){0.9f, -0.9f}, 2, "step 1");
+    //  g = (4, -3): h = (25, 25), p -= (0.1 * 4 / 5, 0.1 * -3 / 5) = (0.08, -0.06)
+    ps_optim_apply (&config, params, params, (float[]){4, -3}, 1, history, NULL, 2, 2);
+    s_assert_near (history, (float[]){25, 25}, 2, "history 2");
+    s_assert_near (params, (float[]){0.82f, -0.84f}, 2, "step 2");
+}
+
+Test (optim, adam_two_steps_with_bias_correction)
+{
+    ps_optim_config_t config = s_config (PS_OPTIM_ADAM, 0.1f);
+    config.beta1 = 0.9f;
+    config.beta2 = 0.999f;
+    config.eps = 1e-8f;
+    cr_assert_eq (ps_optim_state_slots (config.kind), 2);
+    float params[2] = {1, -0.5f};
+    float m[2] = {0, 0}, v[2] = {0, 0};
+    //  g = (2, 0.5): m = 0.1 g = (0.2, 0.05), v = 0.001 g^2 = (0.004, 0.00025).
+    //  Corrected, m / 0.1 = g and v / 0.001 = g^2, so p -= 0.1 * g / |g|.
+    //  (Without the correction p would move by 0.1 * 0.2 / sqrt (0.004) = 0.316.)
+    ps_optim_apply (&config, params, params, (float[]){2, 0.5f}, 1, m, v, 2, 1);
+    s_assert_near (m, (float[]){0.2f, 0.05f}, 2, "m 1");
+    s_assert_near (v, (float[]){0.004f, 0.00025f}, 2, "v 1");
+    s_assert_near (params, (float[]){0.9f, -0.6f}, 2, "step 1");
+    //  g = (-1, 0.5):
+    //  m = (0.18 - 0.1, 0.045 + 0.05) = (0.08, 0.095)
+    //  v = (0.003996 + 0.001, 0.00024975 + 0.00025) = (0.004996, 0.00049975)
+    //  1 - 0.9^2 = 0.19, 1 - 0.999^2 = 0.001999
+    //  p0: m^ = 0.08 / 0.19 = 0.421052632, v^ = 0.004996 / 0.001999 = 2.49924962,
+    //      sqrt = 1.58090152, p = 0.9 - 0.1 * 0.421052632 / 1.58090152 = 0.873366297
+    //  p1: m^ = 0.5, v^ = 0.25, p = -0.6 - 0.1 * 0.5 / 0.5 = -0.7
+    ps_optim_apply (&config, params, params, (float[]){-1, 0.5f}, 1, m, v, 2, 2);
+    s_assert_near (m, (float[]){0.08f, 0.095f}, 2, "m 2");
+    s_assert_near (v, (float[]){0.004996f, 0.00049975f}, 2, "v 2");
+    s_assert_near (params, (float[]){0.873366297f, -0.7f}, 2, "step 2");
+}
+
+Test (optim, scale_multiplies_the_gradient)
+{
+    //  SGD: grad 2 at scale 0.5 is gradient 1: 1 - 0.1 * 1
+    ps_optim_config_t sgd = s_config (PS_OPTIM_SGD, 0.1f);
+    float param = 1;
+    ps_optim_apply (&sgd, &param, &param, (float[]){2}, 0.5f, NULL, NULL, 1, 1);
+    cr_assert_float_eq (param, 0.9f, 1e-6f);
+
+    //  Every rule: 4 g at scale 0.25 is g, for parameters and state alike
+    //  (Adam's step barely depends on the gradient's scale; its m and v do)
+    for (int kind = PS_OPTIM_SGD; kind <= PS_OPTIM_ADAM; kind++) {
+        ps_optim_config_t config = s_config (kind, 0.1f);
+        const float grad[3] = {0.3f, -1.5f, 2};
+        const float grad4[3] = {1.2f, -6, 8};
+        float a[3] = {1, 2, 3}, a0[3] = {0}, a1[3] = {0};
+        float b[3] = {1, 2, 3}, b0[3] = {0}, b1[3] = {0};
+        for (uint64_t step = 1; step <= 2; step++) {
+            ps_optim_apply (&config, a, a, grad, 1, a0, a1, 3, step);
+            ps_optim_apply (&config, b, b, grad4, 0.25f, b0, b1, 3, step);
+        }
+        const char *name = ps_optim_kind_name (kind);
+        s_assert_near (b, a, 3, name);
+        s_assert_near (b0, a0, 3, name);
+        s_assert_near (b1, a1, 3, name);
+    }
+}
+
+Test (optim, in_place_equals_out_of_place)
+{
+    //  37 elements: several vector widths plus a remainder
+    enum { N = 37 };
+    for (int kind = PS_OPTIM_SGD; kind <= PS_OPTIM_ADAM; kind++) {
+        ps_optim_config_t config = s_config (kind, 0.05f);
+        float start[N], grad[N];
+        for (int i = 0; i < N; i++) {
+            start[i] = (float)(i - 18) / 7;
+            grad[i] = (float)((i * 13) % 11 - 5) / 3;
+        }
+        float inplace[N], in[N], out[N], before[N];
+        float s0[N] = {0}, s1[N] = {0}, t0[N] = {0}, t1[N] = {0};
+        memcpy (inplace, start, sizeof start);
+        memcpy (in, start, sizeof start);
+        for (uint64_t step = 1; step <= 3; step++) {
+            ps_optim_apply (&config, inplace, inplace, grad, 0.5f, s0, s1, N, step);
+            memcpy (before, in, sizeof in);
+            ps_optim_apply (&config, out, in, grad, 0.5f, t0, t1, N, step);
+            cr_assert_eq (memcmp (in, before, sizeof in), 0, "in was written");
+            memcpy (in, out, sizeof out);
+        }
+        const char *name = ps_optim_kind_name (kind);
+        cr_assert_eq (memcmp (inplace, out, sizeof out), 0, "%s: params differ", name);
+        cr_assert_eq (memcmp (s0, t0, sizeof s0), 0, "%s: state0 differs", name);
+        cr_assert_eq (memcmp (s1, t1, sizeof s1), 0, "%s: state1 differs", name);
+        cr_assert_neq (memcmp (out, start, sizeof out), 0, "%s: nothing moved", name);
+    }
+}
+
+Test (optim, out_of_place_leaves_in_alone)
+{
+    ps_optim_config_t config = s_config (PS_OPTIM_MOMENTUM, 0.1f);
+    const float in[2] = {1, 2};
+    float out[2] = {0, 0}, velocity[2] = {0, 0};
+    ps_optim_apply (&config, out, in, (float[]){1, 1}, 1, velocity, NULL, 2, 1);
+    s_assert_near (out, (float[]){0.9f, 1.9f}, 2, "out");
+    s_assert_near (in, (float[]){1, 2}, 2, "in");
+}
+
+//  The check fails and its message contains expected
+static void
+s_assert_rejects (const ps_optim_config_t *config, const char *expected)
+{
+    char why[256] = "";
+    cr_assert_eq (ps_optim_config_check (config, why, sizeof why), -1, "accepted, expected '%s'",
+                  expected);
+    cr_assert (strstr (why, expected), "message '%s' lacks '%s'", why, expected);
+}
+
+Test (optim, config_check_names_the_bad_value)
+{
+    ps_optim_config_t config = s_config (PS_OPTIM_SGD, -1);
+    char why[256];
+    cr_assert_eq (ps_optim_config_check (&config, why, sizeof why), -1);
+    cr_assert_str_eq (why, "learning rate -1 must be > 0");
+
+    s_assert_rejects (&(ps_optim_config_t){PS_OPTIM_SGD, 0, 0, 0, 0, 0}, "learning rate 0");
+    config = s_config (PS_OPTIM_ADAM, NAN);
+    s_assert_rejects (&config, "learning rate nan");
+    config = s_config (PS_OPTIM_ADAGRAD, INFINITY);
+    s_assert_rejects (&config, "learning rate inf");
+
+    config = s_config (PS_OPTIM_MOMENTUM, 0.1f);
+    config.momentum = 1;
+    s_assert_rejects (&config, "momentum 1 must be in [0, 1)");
+    config.momentum = -0.5f;
+    s_assert_rejects (&config, "momentum -0.5");
+    config.momentum = NAN;
+    s_assert_rejects (&config, "momentum nan");
+
+    config = s_config (PS_OPTIM_ADAM, 0.1f);
+    config.beta1 = 1;
+    s_assert_rejects (&config, "beta1 1");
+    config = s_config (PS_OPTIM_ADAM, 0.1f);
+    config.beta2 = 1.5f;
+    s_assert_rejects (&config, "beta2 1.5");
+    config = s_config (PS_OPTIM_ADAM, 0.1f);
+    config.eps = -1;
+    s_assert_rejects (&config, "eps -1");
+    config = s_config (PS_OPTIM_ADAGRAD, 0.1f);
+    config.eps = 0;
+    s_assert_rejects (&config, "eps 0");
+    config.eps = INFINITY;
+    s_assert_rejects (&config, "eps inf");
+
+    config = s_config (0, 0.1f);
+    s_assert_rejects (&config, "kind 0");
+    config = s_config (5, 0.1f);
+    s_assert_rejects (&config, "kind 5");
+
+    //  No message buffer is fine too
+    cr_assert_eq (ps_optim_config_check (&config, NULL, 0), -1);
+}
+
+Test (optim, config_check_accepts_good_values)
+{
+    for (int kind = PS_OPTIM_SGD; kind <= PS_OPTIM_ADAM; kind++) {
+        ps_optim_config_t config = s_config (kind, 0.1f);
+        char why[256] = "";
+        cr_assert_eq (ps_optim_config_check (&config, why, sizeof why), 0, "%s", why);
+    }
+    //  Decays may be 0; fields a rule does not use are not checked (a
+    //  config off the wire leaves them 0)
+    ps_optim_config_t momentum = {PS_OPTIM_MOMENTUM, 0.1f, 0, 0, 0, 0};
+    cr_assert_eq (ps_optim_config_check (&momentum, NULL, 0), 0);
+    ps_optim_config_t adam = {PS_OPTIM_ADAM, 0.1f, 7, 0, 0, 1e-8f};
+    cr_assert_eq (ps_optim_config_check (&adam, NULL, 0), 0);
+    ps_optim_config_t sgd = {PS_OPTIM_SGD, 0.1f, 5, 2, 2, -1};
+    cr_assert_eq (ps_optim_config_check (&sgd, NULL, 0), 0);
+}
+
+Test (optim, kind_names_round_trip)
+{
+    const char *names[] = {"sgd", "momentum", "adagrad", "adam"};
+    for (int kind = PS_OPTIM_SGD; kind <= PS_OPTIM_ADAM; kind++) {
+        cr_assert_str_eq (ps_optim_kind_name (kind), names[kind - 1]);
+        ps_optim_kind_t parsed = 0;
+        cr_assert_eq (ps_optim_kind_parse (names[kind - 1], &parsed), 0);
+        cr_assert_eq (parsed, kind);
+    }
+    ps_optim_kind_t untouched = PS_OPTIM_ADAM;
+    cr_assert_eq (ps_optim_kind_parse ("rmsprop", &untouched), -1);
+    cr_assert_eq (ps_optim_kind_parse ("SGD", &untouched), -1);
+    cr_assert_eq (ps_optim_kind_parse ("", &untouched), -1);
+    cr_assert_eq (ps_optim_kind_parse (NULL, &untouched), -1);
+    cr_assert_eq (untouched, PS_OPTIM_ADAM);
+    cr_assert_str_eq (ps_optim_kind_name (0), "unknown");
+    cr_assert_str_eq (ps_optim_kind_name (9), "unknown");
+    cr_assert_eq (ps_optim_state_slots (PS_OPTIM_SGD), 0);
+    cr_assert_eq (ps_optim_state_slots (0), 0);
+}

@@ -1,0 +1,339 @@
+/*  The broker under bad input and dead peers: a raw DEALER sends garbage
+    and gets ERROR replies while a real worker beside it completes its
+    work; a worker that goes silent is evicted and nobody waits for it. */
+
+#include "ps_codec.h"
+#include "ps_testutil.h"
+#include "ps_worker.h"
+
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  A raw peer: a DEALER and a codec to build and read envelopes by hand
+typedef struct {
+    void *context;
+    void *dealer;
+    ps_codec_t *codec;
+} raw_peer_t;
+
+static void
+s_raw_open (raw_peer_t *peer, const char *endpoint)
+{
+    peer->context = zmq_ctx_new ();
+    peer->dealer = zmq_socket (peer->context, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt (peer->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq (zmq_connect (peer->dealer, endpoint), 0);
+    peer->codec = ps_codec_new ();
+}
+
+static void
+s_raw_close (raw_peer_t *peer)
+{
+    zmq_close (peer->dealer);
+    zmq_ctx_term (peer->context);
+    ps_codec_destroy (&peer->codec);
+}
+
+static void
+s_raw_send_envelope (raw_peer_t *peer, const ps_envelope_t *envelope, int more)
+{
+    zmq_msg_t msg;
+    cr_assert_eq (ps_codec_encode (envelope, &msg), 0);
+    cr_assert_neq (zmq_msg_send (&msg, peer->dealer, more), -1);
+}
+
+static void
+s_envelope (ps_envelope_t *envelope, int type, uint32_t worker, uint64_t seq)
+{
+    psmq__envelope__init (envelope);
+    envelope->version = PS_PROTOCOL_VERSION;
+    envelope->type = type;
+    envelope->worker = worker;
+    envelope->seq = seq;
+}
+
+//  Receive one reply (2 s at most) and decode its envelope; extra frames dropped
+static ps_envelope_t *
+s_raw_receive (raw_peer_t *peer)
+{
+    zmq_pollitem_t items[] = {{peer->dealer, 0, ZMQ_POLLIN, 0}};
+    if (zmq_poll (items, 1, 2000) <= 0)
+        return NULL;
+    zmq_msg_t msg;
+    zmq_msg_init (&msg);
+    zmq_msg_recv (&msg, peer->dealer, 0);
+    ps_problem_t problem;
+    ps_envelope_t *envelope =
+        ps_codec_decode (peer->codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem);
+    bool more = zmq_msg_more (&msg);
+    zmq_msg_close (&msg);
+    while (more) {
+        zmq_msg_init (&msg);
+        zmq_msg_recv (&msg, peer->dealer, 0);
+        more = zmq_msg_more (&msg);
+        zmq_msg_close (&msg);
+    }
+    return envelope;
+}
+
+static void
+s_expect_error (raw_peer_t *peer, int code, const char *what)
+{
+    ps_envelope_t *reply = s_raw_receive (peer);
+    cr_assert (reply, "%s: no reply", what);
+    cr_assert_eq (reply->type, PSMQ__MSG_TYPE__ERROR, "%s: got %s", what,
+                  ps_codec_type_name (reply->type));
+    cr_assert (reply->error);
+    cr_assert_eq (reply->error->code, code, "%s: code %s (%s)", what,
+                  ps_codec_error_name (reply->error->code), reply->error->message);
+    cr_assert (strlen (reply->error->message) > 0);
+}
+
+static ps_worker_t *
+s_connect (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms)
+{
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.rank = rank;
+    options.world_size = world;
+    options.timeout_ms = 5000;
+    options.clock_timeout_ms = clock_timeout_ms;
+    return ps_worker_connect (&options, NULL);
+}
+
+// ------------------------------------------------------------ good worker
+
+typedef struct {
+    const char *endpoint;
+    uint32_t rank;
+    uint32_t world;
+    int steps;
+    int status;
+} steady_args_t;
+
+static void *
+s_steady_worker (void *arg)
+{
+    steady_args_t *args = arg;
+    ps_worker_t *worker = s_connect (args->endpoint, args->rank, args->world, 10000);
+    if (!worker) {
+        args->status = -1;
+        return NULL;
+    }
+    float values[16] = {0}, gradient[16];
+    for (int i = 0; i < 16; i++)
+        gradient[i] = 1.0f;
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 0.5f};
+    int status = ps_worker_init (worker, "shared", 16, NULL, &sgd);
+    ps_tensor_t push = {"shared", gradient, 16};
+    ps_tensor_t pull = {"shared", values, 16};
+    for (int step = 0; step < args->steps && !status; step++) {
+        status = ps_worker_push (worker, &push, 1, 1);
+        if (!status)
+            status = ps_worker_clock (worker);
+        if (!status)
+            status = ps_worker_pull (worker, &pull, 1);
+    }
+    //  With one worker under BSP every step moved each value by -0.5
+    if (!status && args->world == 1 && values[0] != -0.5f * args->steps)
+        status = -1000;
+    args->status = status;
+    ps_worker_close (&worker);
+    return NULL;
+}
+
+Test (robustness, garbage_gets_errors_while_a_worker_completes, .timeout = 60)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    cr_assert (broker);
+    steady_args_t good = {endpoint, 0, 1, 200, -99};
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_steady_worker, &good);
+
+    raw_peer_t peer;
+    s_raw_open (&peer, endpoint);
+    ps_envelope_t envelope;
+
+    //  Bytes that are no protobuf at all
+    zmq_send (peer.dealer, "\xff\xff\xff\xff\xff", 5, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_MALFORMED, "garbage bytes");
+    //  An empty message
+    zmq_send (peer.dealer, "", 0, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_VERSION, "empty frame");
+    //  Another protocol version
+    s_envelope (&envelope, PSMQ__MSG_TYPE__INFO, 0, 1);
+    envelope.version = 99;
+    s_raw_send_envelope (&peer, &envelope, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_VERSION, "version 99");
+    //  An unknown type
+    s_envelope (&envelope, 42, 0, 2);
+    s_raw_send_envelope (&peer, &envelope, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_TYPE, "type 42");
+    //  A push before hello
+    float data[4] = {0};
+    ps_slice_t slice = PSMQ__SLICE__INIT;
+    ps_slice_t *slices[] = {&slice};
+    slice.key = "shared";
+    slice.count = 4;
+    s_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, 0, 3);
+    envelope.n_slices = 1;
+    envelope.slices = slices;
+    s_raw_send_envelope (&peer, &envelope, ZMQ_SNDMORE);
+    zmq_send (peer.dealer, data, sizeof data, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_NOT_REGISTERED, "push before hello");
+    //  Frames that do not match their slices
+    s_raw_send_envelope (&peer, &envelope, ZMQ_SNDMORE);
+    zmq_send (peer.dealer, data, 3, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_SIZE, "3-byte frame for 4 floats");
+    s_raw_send_envelope (&peer, &envelope, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_SIZE, "missing frame");
+    //  A rank outside the world
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 1;
+    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 7, 4);
+    envelope.hello = &hello;
+    s_raw_send_envelope (&peer, &envelope, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_RANK, "rank 7 of 1");
+    //  A message of far too many frames
+    s_envelope (&envelope, PSMQ__MSG_TYPE__INFO, 0, 5);
+    s_raw_send_envelope (&peer, &envelope, ZMQ_SNDMORE);
+    for (int i = 0; i < PS_MAX_SLICES + 10; i++)
+        zmq_send (peer.dealer, "x", 1, ZMQ_SNDMORE);
+    zmq_send (peer.dealer, "x", 1, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_TOO_LARGE, "too many frames");
+    //  A worker may not send replies
+    s_envelope (&envelope, PSMQ__MSG_TYPE__PULL, 0, 6);
+    envelope.reply = true;
+    s_raw_send_envelope (&peer, &envelope, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_TYPE, "reply from a worker");
+
+    //  After all that the broker still answers INFO
+    s_envelope (&envelope, PSMQ__MSG_TYPE__INFO, 0, 7);
+    s_raw_send_envelope (&peer, &envelope, 0);
+    ps_envelope_t *info = s_raw_receive (&peer);
+    cr_assert (info && info->type == PSMQ__MSG_TYPE__INFO);
+    cr_assert (strstr (info->info, "\"rejected\":"), "%s", info->info);
+
+    pthread_join (thread, NULL);
+    cr_assert_eq (good.status, PS_OK, "the good worker failed: %d", good.status);
+    s_raw_close (&peer);
+    ps_broker_destroy (&broker);
+}
+
+Test (robustness, clock_backwards_and_wrong_push_clock_are_refused, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    raw_peer_t peer;
+    s_raw_open (&peer, endpoint);
+    ps_envelope_t envelope;
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 1;
+    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 0, 1);
+    envelope.hello = &hello;
+    s_raw_send_envelope (&peer, &envelope, 0);
+    ps_envelope_t *reply = s_raw_receive (&peer);
+    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__HELLO);
+
+    s_envelope (&envelope, PSMQ__MSG_TYPE__CLOCK, 0, 2);
+    envelope.clock = 0;
+    s_raw_send_envelope (&peer, &envelope, 0);
+    reply = s_raw_receive (&peer);
+    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__CLOCK && reply->clock == 1);
+
+    //  Finishing clock 0 again goes backwards
+    s_raw_send_envelope (&peer, &envelope, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_CLOCK, "clock backwards");
+    //  Skipping ahead is refused too
+    envelope.clock = 5;
+    s_raw_send_envelope (&peer, &envelope, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_CLOCK, "clock skipping ahead");
+    s_raw_close (&peer);
+    ps_broker_destroy (&broker);
+}
+
+//  Send a HELLO as rank and then never speak again: as good as killed
+static void
+s_hello_then_silence (raw_peer_t *peer, const char *endpoint, uint32_t rank, uint32_t world)
+{
+    s_raw_open (peer, endpoint);
+    ps_envelope_t envelope;
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = world;
+    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, rank, 1);
+    envelope.hello = &hello;
+    s_raw_send_envelope (peer, &envelope, 0);
+    ps_envelope_t *reply = s_raw_receive (peer);
+    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__HELLO);
+}
+
+Test (robustness, silent_worker_is_evicted_and_bsp_goes_on, .timeout = 60)
+{
+    char endpoint[64];
+    //  Evict after 600 ms of silence
+    ps_broker_t *broker = ps_test_broker (3, 0, 600, endpoint, sizeof endpoint);
+    raw_peer_t dead;
+    s_hello_then_silence (&dead, endpoint, 2, 3);
+
+    steady_args_t args[2] = {{endpoint, 0, 3, 10, -99}, {endpoint, 1, 3, 10, -99}};
+    pthread_t threads[2];
+    int64_t start = zclock_mono ();
+    for (int i = 0; i < 2; i++)
+        pthread_create (&threads[i], NULL, s_steady_worker, &args[i]);
+    for (int i = 0; i < 2; i++) {
+        pthread_join (threads[i], NULL);
+        cr_assert_eq (args[i].status, PS_OK, "worker %d: %s", i, ps_strerror (args[i].status));
+    }
+    int64_t elapsed = zclock_mono () - start;
+    //  They waited for the eviction, and not much longer
+    cr_assert (elapsed >= 500 && elapsed < 5000, "took %lld ms", (long long)elapsed);
+
+    char *json = ps_broker_info (broker);
+    cr_assert (strstr (json, "\"evicted\":1"), "%s", json);
+    free (json);
+
+    //  The evicted rank may rejoin and continues from the job's clock
+    ps_worker_t *back = s_connect (endpoint, 2, 3, 2000);
+    cr_assert (back);
+    cr_assert_eq (ps_worker_current_clock (back), 10);
+    ps_worker_close (&back);
+    s_raw_close (&dead);
+    ps_broker_destroy (&broker);
+}
+
+Test (robustness, heartbeats_keep_a_busy_worker_alive, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, 0, 400, endpoint, sizeof endpoint);
+    ps_worker_t *worker = s_connect (endpoint, 0, 1, 2000);
+    cr_assert (worker);
+    //  "Compute" for three timeouts without calling the library
+    zclock_sleep (1200);
+    cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
+    char *json = ps_broker_info (broker);
+    cr_assert (strstr (json, "\"evicted\":0"), "%s", json);
+    free (json);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
+Test (robustness, evicted_worker_is_told_to_hello_again, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 300, endpoint, sizeof endpoint);
+    raw_peer_t dead;
+    s_hello_then_silence (&dead, endpoint, 0, 1);
+    zclock_sleep (900);
+    ps_envelope_t envelope;
+    s_envelope (&envelope, PSMQ__MSG_TYPE__CLOCK, 0, 2);
+    s_raw_send_envelope (&dead, &envelope, 0);
+    s_expect_error (&dead, PSMQ__ERR_CODE__ERR_NOT_REGISTERED, "clock after eviction");
+    s_raw_close (&dead);
+    ps_broker_destroy (&broker);
+}

@@ -1,0 +1,464 @@
+/*  =========================================================================
+    test_store - the parameter store: keys, steps, pieces, BSP, versions
+
+    Expected parameters are computed with ps_optim_apply on the test's own
+    copies of the values and state, so these tests check what the store
+    does around the rule (pieces, means, order, copy-on-write), while
+    test_optim checks the rules themselves.
+    ========================================================================= */
+
+#include "ps_store.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+static float *
+s_values (ps_key_t *key)
+{
+    return ps_buf_data (ps_key_current (key));
+}
+
+static void
+s_assert_near (const float *got, const float *want, size_t n, const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        cr_assert (fabsf (got[i] - want[i]) <= 1e-6f * fmaxf (1, fabsf (want[i])),
+                   "%s[%zu]: got %.9g, want %.9g", what, i, got[i], want[i]);
+}
+
+static ps_optim_config_t
+s_config (ps_optim_kind_t kind)
+{
+    ps_optim_config_t config;
+    ps_optim_config_defaults (&config);
+    config.kind = kind;
+    return config;
+}
+
+//  A new key that must succeed
+static ps_key_t *
+s_init (ps_store_t *store, const char *name, uint64_t size, const ps_optim_config_t *config)
+{
+    bool created = false;
+    ps_problem_t problem = {0};
+    int rc = ps_store_init (store, name, size, config, &created, &problem);
+    cr_assert_eq (rc, 0, "init '%s': %s", name, problem.message);
+    cr_assert (created);
+    return ps_store_lookup (store, name);
+}
+
+Test (store, usage)
+{
+    //  A store whose keys use SGD with learning rate 0.5 unless INIT says
+    ps_optim_config_t sgd;
+    ps_optim_config_defaults (&sgd);
+    sgd.lr = 0.5f;
+    ps_store_t *store = ps_store_new (&sgd);
+    cr_assert_not_null (store);
+
+    //  INIT creates the key, zero-filled, version 1
+    bool created = false;
+    ps_problem_t problem;
+    cr_assert_eq (ps_store_init (store, "layer1.w", 4, NULL, &created, &problem), 0);
+    cr_assert (created);
+    ps_key_t *key = ps_store_lookup (store, "layer1.w");
+    cr_assert_not_null (key);
+    cr_assert_str_eq (ps_key_name (key), "layer1.w");
+    cr_assert_eq (ps_key_size (key), 4);
+    cr_assert_eq (ps_key_version (key), 1);
+    cr_assert_eq (ps_store_size (store), 1);
+    s_assert_near (s_values (key), (float[]){0, 0, 0, 0}, 4, "zeros");
+
+    //  The worker's initial values
+    const float initial[4] = {1, 2, 3, 4};
+    cr_assert_eq (ps_store_write (store, key, 0, initial, 4, &problem), 0);
+    s_assert_near (s_values (key), initial, 4, "initial");
+
+    //  One SSP step with the mean of two gradients summed by the worker:
+    //  p - 0.5 * (g / 2)
+    const float grad_sum[4] = {2, 0, -2, 4};
+    ps_piece_t piece = {grad_sum, 4};
+    cr_assert_eq (ps_store_apply (store, key, &piece, 1, 2, &problem), 0, "%s", problem.message);
+    cr_assert_eq (ps_key_version (key), 2);
+    s_assert_near (s_values (key), (float[]){0.5f, 2, 3.5f, 3}, 4, "after step");
+
+    //  A reader keeps the version it read as long as it likes
+    ps_buf_t *read = ps_buf_ref (ps_key_current (key));
+    cr_assert_eq (ps_buf_count (read), 4);
+    ps_buf_unref (&read);
+    cr_assert_null (read);
+
+    ps_store_destroy (&store);
+    cr_assert_null (store);
+    ps_store_destroy (&store);
+}
+
+Test (store, apply_equals_the_rule_by_hand)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t adam = s_config (PS_OPTIM_ADAM);
+    ps_key_t *key = s_init (store, "emb", 5, &adam);
+    float mine[5] = {0.5f, -1, 2, 0, 3};
+    float m[5] = {0}, v[5] = {0};
+    ps_problem_t problem;
+    cr_assert_eq (ps_store_write (store, key, 0, mine, 5, &problem), 0);
+    const float grads[2][5] = {{1, -2, 3, 0.5f, -1}, {-3, 1, 0.25f, 2, 2}};
+    for (int step = 0; step < 2; step++) {
+        ps_piece_t piece = {grads[step], 5};
+        cr_assert_eq (ps_store_apply (store, key, &piece, 1, 4, &problem), 0, "%s",
+                      problem.message);
+        ps_optim_apply (&adam, mine, mine, grads[step], 0.25f, m, v, 5, step + 1);
+        s_assert_near (s_values (key), mine, 5, "params");
+    }
+    cr_assert_eq (ps_key_version (key), 3);
+    ps_store_destroy (&store);
+}
+
+Test (store, pieces_equal_one_whole_piece)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t adam = s_config (PS_OPTIM_ADAM);
+    ps_key_t *whole = s_init (store, "whole", 10, &adam);
+    ps_key_t *split = s_init (store, "split", 10, &adam);
+    float start[10], grad[10];
+    for (int i = 0; i < 10; i++) {
+        start[i] = (float)i / 3;
+        grad[i] = (float)(i % 4) - 1.5f;
+    }
+    ps_problem_t problem;
+    ps_store_write (store, whole, 0, start, 10, &problem);
+    ps_store_write (store, split, 0, start, 10, &problem);
+    //  Three uneven runs (and an empty one) at their running offsets
+    ps_piece_t one[1] = {{grad, 10}};
+    ps_piece_t runs[4] = {{grad, 3}, {grad + 3, 6}, {grad + 9, 0}, {grad + 9, 1}};
+    for (int step = 0; step < 2; step++) {
+        cr_assert_eq (ps_store_apply (store, whole, one, 1, 1, &problem), 0);
+        cr_assert_eq (ps_store_apply (store, split, runs, 4, 1, &problem), 0, "%s",
+                      problem.message);
+    }
+    cr_assert_eq (memcmp (s_values (whole), s_values (split), 10 * sizeof (float)), 0);
+    cr_assert_neq (memcmp (s_values (split), start, sizeof start), 0);
+    ps_store_destroy (&store);
+}
+
+Test (store, pieces_must_cover_the_key)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_key_t *key = s_init (store, "w", 10, NULL);
+    float grad[12] = {0};
+    ps_problem_t problem = {0};
+
+    ps_piece_t short_runs[2] = {{grad, 4}, {grad + 4, 5}};
+    cr_assert_eq (ps_store_apply (store, key, short_runs, 2, 1, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
+    cr_assert (strstr (problem.message, "'w'") && strstr (problem.message, "9 of its 10"), "%s",
+               problem.message);
+
+    ps_piece_t long_runs[2] = {{grad, 4}, {grad + 4, 8}};
+    problem.code = 0;
+    cr_assert_eq (ps_store_apply (store, key, long_runs, 2, 1, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
+
+    problem.code = 0;
+    cr_assert_eq (ps_store_apply (store, key, NULL, 0, 1, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
+
+    problem.code = 0;
+    cr_assert_eq (ps_store_accumulate (store, key, 0, short_runs, 2, 1, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
+    cr_assert_eq (ps_store_pending (store), 0);
+
+    //  A push claiming zero gradients has no mean
+    ps_piece_t whole = {grad, 10};
+    problem.code = 0;
+    cr_assert_eq (ps_store_apply (store, key, &whole, 1, 0, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_MALFORMED);
+
+    cr_assert_eq (ps_key_version (key), 1);
+    ps_store_destroy (&store);
+}
+
+//  Counts updated () calls per key
+typedef struct {
+    int calls[3];
+    ps_key_t *keys[3];
+} updates_t;
+
+static void
+s_updated (ps_key_t *key, void *arg)
+{
+    updates_t *updates = arg;
+    for (int i = 0; i < 3; i++)
+        if (updates->keys[i] == key)
+            updates->calls[i]++;
+}
+
+Test (store, bsp_flush_applies_the_mean_once)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t momentum = s_config (PS_OPTIM_MOMENTUM);
+    ps_key_t *a = s_init (store, "a", 3, &momentum);
+    ps_key_t *b = s_init (store, "b", 2, NULL);
+    ps_key_t *idle = s_init (store, "idle", 2, NULL);
+    ps_problem_t problem;
+
+    //  Three workers push into clock 7 of a, in pieces; one push of two
+    //  gradients summed goes to b
+    const float g[3][3] = {{1, 2, 3}, {-2, 0.5f, 1}, {4, 4, -1}};
+    for (int w = 0; w < 3; w++) {
+        ps_piece_t runs[2] = {{g[w], 1}, {g[w] + 1, 2}};
+        cr_assert_eq (ps_store_accumulate (store, a, 7, runs, 2, 1, &problem), 0, "%s",
+                      problem.message);
+    }
+    ps_piece_t b_piece = {(float[]){1, -1}, 2};
+    cr_assert_eq (ps_store_accumulate (store, b, 7, &b_piece, 1, 2, &problem), 0);
+    cr_assert_eq (ps_store_pending (store), 5);
+    cr_assert_eq (ps_key_version (a), 1, "accumulating does not step");
+
+    updates_t updates = {{0}, {a, b, idle}};
+    cr_assert_eq (ps_store_flush (store, 8, s_updated, &updates), 2);
+    cr_assert_eq (updates.calls[0], 1);
+    cr_assert_eq (updates.calls[1], 1);
+    cr_assert_eq (updates.calls[2], 0);
+    cr_assert_eq (ps_store_pending (store), 0);
+
+    //  One step of a with the sum over 3 (the mean), from zeros
+    float sum[3], want[3] = {0}, velocity[3] = {0};
+    for (int i = 0; i < 3; i++)
+        sum[i] = g[0][i] + g[1][i] + g[2][i];
+    ps_optim_apply (&momentum, want, want, sum, 1.0f / 3, velocity, NULL, 3, 1);
+    cr_assert_eq (ps_key_version (a), 2);
+    s_assert_near (s_values (a), want, 3, "a");
+    //  b: SGD lr 0.1 on the mean (0.5, -0.5)
+    s_assert_near (s_values (b), (float[]){-0.05f, 0.05f}, 2, "b");
+
+    //  Nothing left: a second flush does nothing
+    cr_assert_eq (ps_store_flush (store, 8, s_updated, &updates), 0);
+    cr_assert_eq (updates.calls[0], 1);
+
+    //  The next clock starts a fresh sum, not one added to clock 7's
+    ps_piece_t next = {(float[]){3, 3, 3}, 3};
+    cr_assert_eq (ps_store_accumulate (store, a, 8, &next, 1, 1, &problem), 0);
+    cr_assert_eq (ps_store_flush (store, 9, NULL, NULL), 1);
+    ps_optim_apply (&momentum, want, want, (float[]){3, 3, 3}, 1, velocity, NULL, 3, 2);
+    s_assert_near (s_values (a), want, 3, "a, clock 8");
+    ps_store_destroy (&store);
+}
+
+Test (store, flush_applies_older_clocks_first)
+{
+    //  Momentum does not commute: steps g3 then g5 differ from g5 then g3
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t momentum = s_config (PS_OPTIM_MOMENTUM);
+    ps_key_t *key = s_init (store, "w", 2, &momentum);
+    const float g3[2] = {1, -1}, g5[2] = {-4, 2};
+    ps_problem_t problem;
+    //  The newer clock arrives first
+    ps_piece_t p5 = {g5, 2}, p3 = {g3, 2};
+    cr_assert_eq (ps_store_accumulate (store, key, 5, &p5, 1, 1, &problem), 0);
+    cr_assert_eq (ps_store_accumulate (store, key, 3, &p3, 1, 1, &problem), 0);
+    cr_assert_eq (ps_store_pending (store), 2);
+
+    updates_t updates = {{0}, {key, NULL, NULL}};
+    cr_assert_eq (ps_store_flush (store, 6, s_updated, &updates), 2);
+    cr_assert_eq (updates.calls[0], 1, "one call after both steps");
+    cr_assert_eq (ps_key_version (key), 3);
+
+    float right[2] = {0}, rv[2] = {0}, wrong[2] = {0}, wv[2] = {0};
+    ps_optim_apply (&momentum, right, right, g3, 1, rv, NULL, 2, 1);
+    ps_optim_apply (&momentum, right, right, g5, 1, rv, NULL, 2, 2);
+    ps_optim_apply (&momentum, wrong, wrong, g5, 1, wv, NULL, 2, 1);
+    ps_optim_apply (&momentum, wrong, wrong, g3, 1, wv, NULL, 2, 2);
+    cr_assert_neq (memcmp (right, wrong, sizeof right), 0);
+    s_assert_near (s_values (key), right, 2, "w");
+    ps_store_destroy (&store);
+}
+
+Test (store, flush_keeps_clocks_not_yet_due)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_key_t *key = s_init (store, "w", 1, NULL);
+    ps_problem_t problem;
+    ps_piece_t g = {(float[]){1}, 1};
+    cr_assert_eq (ps_store_accumulate (store, key, 3, &g, 1, 1, &problem), 0);
+    cr_assert_eq (ps_store_accumulate (store, key, 4, &g, 1, 2, &problem), 0);
+    cr_assert_eq (ps_store_flush (store, 4, NULL, NULL), 1);
+    cr_assert_eq (ps_store_pending (store), 2);
+    cr_assert_eq (ps_key_version (key), 2);
+    cr_assert_eq (ps_store_flush (store, 5, NULL, NULL), 1);
+    cr_assert_eq (ps_store_pending (store), 0);
+    //  SGD 0.1, mean 1 then mean 0.5
+    s_assert_near (s_values (key), (float[]){-0.15f}, 1, "w");
+    ps_store_destroy (&store);
+}
+
+Test (store, copy_on_write_and_spare_reuse)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_key_t *key = s_init (store, "w", 64, NULL);
+    float grad[64];
+    for (int i = 0; i < 64; i++)
+        grad[i] = (float)i;
+    ps_piece_t piece = {grad, 64};
+    ps_problem_t problem;
+
+    //  Nobody reads: two buffers take turns
+    float *first = s_values (key);
+    cr_assert_eq (ps_store_apply (store, key, &piece, 1, 1, &problem), 0);
+    float *second = s_values (key);
+    cr_assert_neq (second, first, "a step never writes the published version");
+
+    //  A reader holds the second version through two more steps
+    ps_buf_t *reader = ps_buf_ref (ps_key_current (key));
+    float seen[64];
+    memcpy (seen, ps_buf_data (reader), sizeof seen);
+    cr_assert_eq (ps_store_apply (store, key, &piece, 1, 1, &problem), 0);
+    cr_assert_eq (s_values (key), first, "the free spare is reused");
+    cr_assert_eq (ps_store_apply (store, key, &piece, 1, 1, &problem), 0);
+    float *third = s_values (key);
+    cr_assert_neq (third, second, "the store did not write the reader's buffer");
+    cr_assert_neq (third, first, "the store allocated a new buffer");
+    cr_assert_eq (memcmp (ps_buf_data (reader), seen, sizeof seen), 0,
+                  "the reader's version changed");
+    cr_assert_eq (ps_key_version (key), 4);
+
+    //  Once the reader is done the same two buffers take turns again
+    ps_buf_unref (&reader);
+    cr_assert_eq (ps_store_apply (store, key, &piece, 1, 1, &problem), 0);
+    cr_assert_eq (s_values (key), first);
+    cr_assert_eq (ps_store_apply (store, key, &piece, 1, 1, &problem), 0);
+    cr_assert_eq (s_values (key), third);
+    cr_assert_eq (ps_store_apply (store, key, &piece, 1, 1, &problem), 0);
+    cr_assert_eq (s_values (key), first);
+    //  Six SGD steps of 0.1 * g
+    cr_assert_float_eq (s_values (key)[10], -6.0f, 1e-5f);
+    cr_assert_eq (ps_key_version (key), 7);
+    ps_store_destroy (&store);
+}
+
+Test (store, write_never_touches_a_read_version)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_key_t *key = s_init (store, "w", 3, NULL);
+    ps_buf_t *reader = ps_buf_ref (ps_key_current (key));
+    ps_problem_t problem;
+    cr_assert_eq (ps_store_write (store, key, 1, (float[]){5, 6}, 2, &problem), 0);
+    s_assert_near (ps_buf_data (reader), (float[]){0, 0, 0}, 3, "reader");
+    s_assert_near (s_values (key), (float[]){0, 5, 6}, 3, "current");
+    cr_assert_eq (ps_key_version (key), 2, "a new version for the new values");
+    ps_buf_unref (&reader);
+
+    problem.code = 0;
+    cr_assert_eq (ps_store_write (store, key, 2, (float[]){1, 2}, 2, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
+    cr_assert_eq (ps_store_write (store, key, UINT64_MAX, (float[]){1}, 1, &problem), -1);
+    ps_store_destroy (&store);
+}
+
+Test (store, init_again)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_key_t *key = s_init (store, "w", 3, NULL);
+    ps_problem_t problem = {0};
+    ps_store_write (store, key, 0, (float[]){1, 2, 3}, 3, &problem);
+
+    //  Same size: nothing happens, values stay
+    bool created = true;
+    cr_assert_eq (ps_store_init (store, "w", 3, NULL, &created, &problem), 0);
+    cr_assert_not (created);
+    cr_assert_eq (ps_store_lookup (store, "w"), key);
+    s_assert_near (s_values (key), (float[]){1, 2, 3}, 3, "kept");
+    cr_assert_eq (ps_store_size (store), 1);
+
+    //  Another size: refused
+    cr_assert_eq (ps_store_init (store, "w", 4, NULL, &created, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_KEY_EXISTS);
+    cr_assert (strstr (problem.message, "'w'") && strstr (problem.message, "4"), "%s",
+               problem.message);
+    cr_assert_not (created);
+    cr_assert_eq (ps_key_size (key), 3);
+    ps_store_destroy (&store);
+}
+
+Test (store, bad_names_and_settings)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_problem_t problem = {0};
+    bool created = true;
+    cr_assert_eq (ps_store_init (store, "", 1, NULL, &created, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_MALFORMED);
+    cr_assert_not (created);
+    cr_assert_eq (ps_store_init (store, "two words", 1, NULL, NULL, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_MALFORMED);
+    char long_name[PS_MAX_KEY_LEN + 2];
+    memset (long_name, 'k', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    cr_assert_eq (ps_store_init (store, long_name, 1, NULL, NULL, &problem), -1);
+
+    ps_optim_config_t bad = s_config (PS_OPTIM_MOMENTUM);
+    bad.lr = -1;
+    cr_assert_eq (ps_store_init (store, "w", 1, &bad, NULL, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_OPTIM);
+    cr_assert (strstr (problem.message, "learning rate -1"), "%s", problem.message);
+
+    cr_assert_eq (ps_store_size (store), 0);
+    cr_assert_null (ps_store_lookup (store, "w"));
+
+    //  A store's defaults must be usable too
+    bad.lr = 0.1f;
+    bad.momentum = 1;
+    cr_assert_null (ps_store_new (&bad));
+    ps_store_destroy (&store);
+}
+
+Test (store, kind_zero_means_the_store_defaults)
+{
+    ps_optim_config_t momentum = s_config (PS_OPTIM_MOMENTUM);
+    ps_store_t *store = ps_store_new (&momentum);
+    ps_optim_config_t unset = {0};
+    ps_key_t *key = s_init (store, "w", 1, &unset);
+    ps_problem_t problem;
+    ps_piece_t g = {(float[]){1}, 1};
+    ps_store_apply (store, key, &g, 1, 1, &problem);
+    ps_store_apply (store, key, &g, 1, 1, &problem);
+    //  Momentum 0.9: v = 1 then 1.9; p = -0.1 - 0.19 (SGD would give -0.2)
+    cr_assert_float_eq (s_values (key)[0], -0.29f, 1e-6f);
+    ps_store_destroy (&store);
+}
+
+Test (store, limits)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_problem_t problem = {0};
+    //  Adam keeps four arrays: 2^30 + 1 floats each pass 16 GiB
+    ps_optim_config_t adam = s_config (PS_OPTIM_ADAM);
+    cr_assert_eq (ps_store_init (store, "adam", (1ULL << 30) + 1, &adam, NULL, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_FULL, "%s", problem.message);
+    //  SGD keeps two: 2^31 + 1 floats each
+    problem.code = 0;
+    cr_assert_eq (ps_store_init (store, "sgd", (1ULL << 31) + 1, NULL, NULL, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_FULL, "%s", problem.message);
+    //  Past the largest tensor, and where the byte count would overflow
+    problem.code = 0;
+    cr_assert_eq (ps_store_init (store, "huge", PS_MAX_TENSOR_ELEMS + 1, NULL, NULL, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_TOO_LARGE);
+    cr_assert_eq (ps_store_init (store, "max", UINT64_MAX, NULL, NULL, &problem), -1);
+    cr_assert_eq (ps_store_size (store), 0);
+
+    //  PS_MAX_KEYS keys fit, one more does not
+    char name[32];
+    for (int i = 0; i < PS_MAX_KEYS; i++) {
+        snprintf (name, sizeof name, "k%d", i);
+        cr_assert_eq (ps_store_init (store, name, 1, NULL, NULL, &problem), 0, "%s: %s", name,
+                      problem.message);
+    }
+    problem.code = 0;
+    cr_assert_eq (ps_store_init (store, "one.more", 1, NULL, NULL, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_FULL);
+    cr_assert_eq (ps_store_size (store), PS_MAX_KEYS);
+    //  Existing keys are still found, and INIT of one is still a no-op
+    cr_assert_not_null (ps_store_lookup (store, "k54321"));
+    cr_assert_eq (ps_store_init (store, "k7", 1, NULL, NULL, &problem), 0);
+    ps_store_destroy (&store);
+}

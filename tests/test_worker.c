@@ -1,0 +1,203 @@
+/*  Worker library against an in-process broker: the public API, one
+    process, loopback TCP on an ephemeral port. */
+
+#include "ps_testutil.h"
+#include "ps_worker.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static ps_worker_t *
+s_connect (const char *endpoint, uint32_t rank, uint32_t world)
+{
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.rank = rank;
+    options.world_size = world;
+    options.timeout_ms = 5000;
+    options.clock_timeout_ms = 5000;
+    int status;
+    ps_worker_t *worker = ps_worker_connect (&options, &status);
+    cr_assert (worker, "connect failed: %s", ps_strerror (status));
+    return worker;
+}
+
+Test (worker, usage_init_push_clock_pull)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    cr_assert (broker);
+    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    cr_assert_eq (ps_worker_staleness (worker), 0);
+    cr_assert_eq (ps_worker_current_clock (worker), 0);
+
+    //  w starts at 1, 2, 3; plain SGD with lr 0.5
+    float initial[3] = {1, 2, 3};
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 0.5f};
+    cr_assert_eq (ps_worker_init (worker, "w", 3, initial, &sgd), PS_OK, "%s",
+                  ps_worker_error (worker));
+
+    float gradient[3] = {2, 4, -2};
+    ps_tensor_t push = {"w", gradient, 3};
+    cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_eq (ps_worker_current_clock (worker), 1);
+
+    float value[3] = {0};
+    ps_tensor_t pull = {"w", value, 3};
+    cr_assert_eq (ps_worker_pull (worker, &pull, 1), PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_float_eq (value[0], 0.0f, 1e-6);
+    cr_assert_float_eq (value[1], 0.0f, 1e-6);
+    cr_assert_float_eq (value[2], 4.0f, 1e-6);
+
+    cr_assert_eq (ps_worker_close (&worker), PS_OK);
+    cr_assert_null (worker);
+    ps_broker_destroy (&broker);
+}
+
+Test (worker, init_is_idempotent_and_refuses_other_size)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    float first[2] = {5, 6}, second[2] = {7, 8};
+    cr_assert_eq (ps_worker_init (worker, "b", 2, first, NULL), PS_OK);
+    cr_assert_eq (ps_worker_init (worker, "b", 2, second, NULL), PS_OK);
+    float value[2];
+    ps_tensor_t pull = {"b", value, 2};
+    cr_assert_eq (ps_worker_pull (worker, &pull, 1), PS_OK);
+    cr_assert_eq (value[0], 5.0f, "a second init must not overwrite the values");
+    cr_assert_eq (ps_worker_init (worker, "b", 3, NULL, NULL), PS_EKEY_EXISTS);
+    cr_assert (strstr (ps_worker_error (worker), "'b'"), "error names the key: %s",
+               ps_worker_error (worker));
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
+Test (worker, broker_errors_name_the_problem)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    cr_assert_eq (ps_worker_init (worker, "w", 4, NULL, NULL), PS_OK);
+
+    float data[8] = {0};
+    ps_tensor_t unknown = {"nope", data, 4};
+    cr_assert_eq (ps_worker_push (worker, &unknown, 1, 1), PS_EUNKNOWN_KEY);
+    cr_assert (strstr (ps_worker_error (worker), "nope"));
+    cr_assert_eq (ps_worker_pull (worker, &unknown, 1), PS_EUNKNOWN_KEY);
+
+    ps_tensor_t wrong_size = {"w", data, 8};
+    cr_assert_eq (ps_worker_push (worker, &wrong_size, 1, 1), PS_ESIZE);
+    cr_assert_eq (ps_worker_pull (worker, &wrong_size, 1), PS_ESIZE);
+
+    //  The worker still works after its errors
+    ps_tensor_t good = {"w", data, 4};
+    cr_assert_eq (ps_worker_push (worker, &good, 1, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (worker), PS_OK);
+    cr_assert_eq (ps_worker_pull (worker, &good, 1), PS_OK);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
+Test (worker, multi_key_and_chunked_tensors_round_trip)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    //  3.5 MB: four 1 MB slices on the wire, the last one partial
+    size_t big = 917504 + 12345;
+    float *initial = malloc (big * sizeof (float));
+    for (size_t i = 0; i < big; i++)
+        initial[i] = (float)i;
+    float small_initial[5] = {1, 2, 3, 4, 5};
+    cr_assert_eq (ps_worker_init (worker, "big", big, initial, NULL), PS_OK);
+    cr_assert_eq (ps_worker_init (worker, "small", 5, small_initial, NULL), PS_OK);
+
+    float *value = calloc (big, sizeof (float));
+    float small_value[5] = {0};
+    ps_tensor_t pull[2] = {{"small", small_value, 5}, {"big", value, big}};
+    cr_assert_eq (ps_worker_pull (worker, pull, 2), PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_eq (memcmp (value, initial, big * sizeof (float)), 0);
+    cr_assert_eq (memcmp (small_value, small_initial, sizeof small_value), 0);
+    free (initial);
+    free (value);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
+Test (worker, async_tickets_overlap_and_complete_in_any_order)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    float initial[4] = {1, 1, 1, 1};
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
+    cr_assert_eq (ps_worker_init (worker, "a", 4, initial, &sgd), PS_OK);
+
+    float gradient[4] = {1, 1, 1, 1};
+    ps_tensor_t push = {"a", gradient, 4};
+    ps_ticket_t push_ticket, clock_ticket, pull_ticket;
+    cr_assert_eq (ps_worker_push_async (worker, &push, 1, 1, &push_ticket), PS_OK);
+    //  The copy was taken at the call: changing the buffer now is safe
+    gradient[0] = 100;
+    cr_assert_eq (ps_worker_clock_async (worker, &clock_ticket), PS_OK);
+    float value[4] = {0};
+    ps_tensor_t pull = {"a", value, 4};
+    cr_assert_eq (ps_worker_pull_async (worker, &pull, 1, &pull_ticket), PS_OK);
+    cr_assert_eq (ps_worker_pending (worker), 3);
+
+    //  Waiting for the last ticket first settles the others too
+    cr_assert_eq (ps_worker_wait (worker, pull_ticket, -1), PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_float_eq (value[0], 0.0f, 1e-6);
+    cr_assert_eq (ps_worker_wait (worker, push_ticket, 0), PS_OK);
+    cr_assert_eq (ps_worker_wait (worker, clock_ticket, 0), PS_OK);
+    cr_assert_eq (ps_worker_pending (worker), 0);
+    cr_assert_eq (ps_worker_wait (worker, clock_ticket, 0), PS_ETICKET);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
+Test (worker, connect_without_broker_times_out)
+{
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    //  A port nobody listens on: TCP connects fail, the HELLO waits
+    options.broker = "tcp://127.0.0.1:9";
+    options.timeout_ms = 300;
+    int status = 0;
+    ps_worker_t *worker = ps_worker_connect (&options, &status);
+    cr_assert_null (worker);
+    cr_assert_eq (status, PS_ETIMEOUT);
+}
+
+Test (worker, hello_with_wrong_world_is_refused)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.rank = 0;
+    options.world_size = 3;
+    options.timeout_ms = 2000;
+    int status = 0;
+    cr_assert_null (ps_worker_connect (&options, &status));
+    cr_assert_eq (status, PS_ERANK);
+    ps_broker_destroy (&broker);
+}
+
+Test (worker, info_reports_the_broker)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, 3, 0, endpoint, sizeof endpoint);
+    char *json = NULL;
+    cr_assert_eq (ps_worker_query_info (endpoint, 2000, &json), PS_OK);
+    cr_assert (strstr (json, "\"staleness\":3"), "%s", json);
+    cr_assert (strstr (json, "\"world\":2"), "%s", json);
+    free (json);
+    ps_broker_destroy (&broker);
+}

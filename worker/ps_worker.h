@@ -1,0 +1,162 @@
+/*  =========================================================================
+    ps_worker - the psmq worker library
+
+    Connects a training process to a psbroker: register, create parameters,
+    push gradients, pull parameters and advance the clock, with the
+    broker's BSP / SSP / ASP semantics. Plain C types only; link with
+    `pkg-config --libs psworker`.
+
+    Threads: a ps_worker_t belongs to the thread that connected it; use one
+    per thread. The library runs one helper thread of its own per worker
+    (heartbeats, so that long computations do not get the worker evicted).
+
+    Ownership: ps_worker_connect returns an owned handle that
+    ps_worker_close frees (and nulls). Tensor data passed to push is copied
+    once, at the call, so the caller may reuse its buffer at once. Buffers
+    passed to pull are written when the reply arrives: by the time
+    ps_worker_pull returns, or by ps_worker_wait for the async form; until
+    then the caller must keep them, and the key strings, alive.
+
+    Failure: every call returns PS_OK (0) or a negative ps_status_t;
+    ps_strerror names it and ps_worker_error (worker) gives the detail,
+    e.g. the broker's own message. No call blocks longer than its timeout.
+    ========================================================================= */
+
+#ifndef PS_WORKER_H_INCLUDED
+#define PS_WORKER_H_INCLUDED
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    PS_OK = 0,
+    PS_EINVAL = -1,   //  bad argument
+    PS_ENOMEM = -2,   //  out of memory
+    PS_ETIMEOUT = -3, //  no reply within the timeout
+    PS_ECONNECT = -4, //  socket could not be created or connected
+    PS_EPROTO = -5,   //  reply that does not parse or does not fit
+    PS_ETICKET = -6,  //  unknown or already collected ticket
+    PS_EINTR = -7,    //  interrupted by a signal
+    //  Errors the broker reported (its ERROR reply), -100 - its code
+    PS_EMALFORMED = -101,      //  the broker could not parse our message
+    PS_EVERSION = -102,        //  protocol version mismatch
+    PS_ETYPE = -103,           //  message type not accepted
+    PS_EUNKNOWN_KEY = -104,    //  key never initialised
+    PS_ESIZE = -105,           //  element count does not match the key
+    PS_ETOO_LARGE = -106,      //  over a broker limit
+    PS_ECLOCK = -107,          //  clock mismatch
+    PS_ENOT_REGISTERED = -108, //  not registered (or evicted): reconnect
+    PS_ERANK = -109,           //  rank or world size refused
+    PS_EKEY_EXISTS = -110,     //  key exists with another size
+    PS_EOPTIM = -111,          //  optimizer settings refused
+    PS_EFULL = -112,           //  the broker cannot take more
+    PS_ESHUTDOWN = -113        //  the broker is stopping
+} ps_status_t;
+
+//  A short description of a status, e.g. "no reply within the timeout"
+const char *ps_strerror (int status);
+
+typedef enum {
+    PS_OPTIMIZER_DEFAULT = 0, //  the broker's default
+    PS_OPTIMIZER_SGD = 1,
+    PS_OPTIMIZER_MOMENTUM = 2,
+    PS_OPTIMIZER_ADAGRAD = 3,
+    PS_OPTIMIZER_ADAM = 4
+} ps_optimizer_t;
+
+//  Server-side update rule of a key; a zero field takes the broker's default
+typedef struct {
+    ps_optimizer_t kind;
+    float lr;
+    float momentum;
+    float beta1;
+    float beta2;
+    float eps;
+} ps_optim_settings_t;
+
+typedef struct {
+    const char *broker;   //  endpoint, e.g. "tcp://10.0.0.1:5555"
+    uint32_t rank;        //  this worker's rank, 0 .. world_size-1
+    uint32_t world_size;  //  workers in the job; must match the broker
+    int timeout_ms;       //  reply timeout of each call (default 30 s)
+    int clock_timeout_ms; //  a CLOCK may wait for stragglers (default 10 min)
+} ps_worker_options_t;
+
+//  Set every option to its default (broker and rank must still be set)
+void ps_worker_options_init (ps_worker_options_t *options);
+
+typedef struct ps_worker_t ps_worker_t;
+
+//  Connect and register (HELLO). Returns the worker, or NULL with *status
+//  set (when status is not NULL); the reason is logged to stderr too.
+ps_worker_t *ps_worker_connect (const ps_worker_options_t *options, int *status);
+//  Leave the job (BYE, bounded wait), stop, free, null the pointer.
+//  Outstanding tickets are dropped. Returns the BYE's status.
+int ps_worker_close (ps_worker_t **self_p);
+
+uint32_t ps_worker_rank (const ps_worker_t *self);
+uint32_t ps_worker_world_size (const ps_worker_t *self);
+//  The broker's staleness: 0 BSP, N SSP, -1 ASP
+int32_t ps_worker_staleness (const ps_worker_t *self);
+//  Clocks this worker has finished
+int64_t ps_worker_current_clock (const ps_worker_t *self);
+//  The slowest live clock in the broker's last reply
+int64_t ps_worker_min_clock (const ps_worker_t *self);
+//  Detail of the last failure, "" if none
+const char *ps_worker_error (const ps_worker_t *self);
+
+//  A named float32 tensor: data has count elements
+typedef struct {
+    const char *key;
+    float *data;
+    size_t count;
+} ps_tensor_t;
+
+//  Create a parameter (idempotent: a key that exists with the same size is
+//  left as it is). initial may be NULL (zeros); optim NULL means the
+//  broker's defaults.
+int ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *initial,
+                    const ps_optim_settings_t *optim);
+
+//  Push gradients for the current clock, one round trip for all tensors.
+//  grad_count says how many gradients were summed into them (1 if 0).
+int ps_worker_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
+                    uint32_t grad_count);
+//  Pull parameters into the tensors' buffers, one round trip
+int ps_worker_pull (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors);
+//  Finish the current clock; returns when the staleness bound lets this
+//  worker proceed (BSP: when every live worker has finished it)
+int ps_worker_clock (ps_worker_t *self);
+
+//  Non-blocking forms: send now, return a ticket to wait on, so that
+//  computation overlaps communication. A pull's buffers are filled during
+//  whichever wait receives its reply.
+typedef uint64_t ps_ticket_t;
+int ps_worker_push_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
+                          uint32_t grad_count, ps_ticket_t *ticket);
+int ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors,
+                          ps_ticket_t *ticket);
+int ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket);
+//  Wait for a ticket's reply and collect its status. timeout_ms < 0 means
+//  the worker's own timeout (the clock timeout for a CLOCK). On PS_ETIMEOUT
+//  the ticket stays valid and may be waited for again.
+int ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms);
+//  Tickets sent and not yet collected
+size_t ps_worker_pending (const ps_worker_t *self);
+
+//  The broker's status as a JSON object; *json is the caller's to free()
+int ps_worker_info (ps_worker_t *self, char **json);
+
+//  Ask a broker for INFO without registering (for tools). timeout_ms < 0
+//  means the default. *json is the caller's to free().
+int ps_worker_query_info (const char *broker, int timeout_ms, char **json);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
