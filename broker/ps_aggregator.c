@@ -19,6 +19,7 @@
 #include "ps_store.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <string.h>
 
 typedef struct {
@@ -34,6 +35,8 @@ typedef struct {
     size_t capacity;            //  frames allocated
     ps_piece_t *pieces;         //  one key's gradient pieces
     size_t piece_capacity;      //  pieces allocated
+    float *aligned;             //  copies of misaligned frames, reused
+    size_t aligned_capacity;    //  floats allocated
 } agg_t;
 
 static void
@@ -190,6 +193,33 @@ s_reserve_pieces (agg_t *self, size_t count)
     self->piece_capacity = count;
 }
 
+//  libzmq keeps small frames at any offset inside its receive buffer, so
+//  a frame may not be float-aligned. Such frames (small ones: large frames
+//  get a malloc'd buffer of their own) are copied to an aligned scratch.
+static void
+s_align_pieces (agg_t *self, size_t npieces)
+{
+    size_t misaligned = 0;
+    for (size_t i = 0; i < npieces; i++)
+        if ((uintptr_t)self->pieces[i].data % _Alignof(float))
+            misaligned += self->pieces[i].count;
+    if (misaligned == 0)
+        return;
+    if (misaligned > self->aligned_capacity) {
+        float *grown = realloc (self->aligned, misaligned * sizeof *grown);
+        assert (grown);
+        self->aligned = grown;
+        self->aligned_capacity = misaligned;
+    }
+    float *next = self->aligned;
+    for (size_t i = 0; i < npieces; i++)
+        if ((uintptr_t)self->pieces[i].data % _Alignof(float)) {
+            memcpy (next, self->pieces[i].data, self->pieces[i].count * sizeof (float));
+            self->pieces[i].data = next;
+            next += self->pieces[i].count;
+        }
+}
+
 //  PUSH: slices come grouped by key, each key's slices in order; hand each
 //  key's run of frames to the store as pieces
 static void
@@ -208,6 +238,7 @@ s_handle_push (agg_t *self, const ps_agg_command_t *command)
             self->pieces[last - first].count = envelope->slices[last]->count;
             last++;
         }
+        s_align_pieces (self, last - first);
         ps_key_t *key = ps_store_lookup (self->store, name);
         ps_problem_t problem;
         int rc = -1;
@@ -289,6 +320,7 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
     }
     free (self.frames);
     free (self.pieces);
+    free (self.aligned);
     ps_codec_destroy (&self.codec);
     ps_store_destroy (&self.store);
 }

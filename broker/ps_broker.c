@@ -320,8 +320,8 @@ static void
 s_agg_receive (router_t *self)
 {
     ps_agg_command_t event;
-    int size = zmq_recv (self->agg_handle, &event, sizeof event, 0);
-    assert (size == sizeof event);
+    if (zmq_recv (self->agg_handle, &event, sizeof event, 0) != sizeof event)
+        return; //  interrupted; the pipe protocol itself cannot break
     switch (event.kind) {
     case PS_AGG_PUBLISH: {
         zmq_msg_t name;

@@ -1,0 +1,183 @@
+/*  The psbroker binary: started on an ephemeral port, used by the worker
+    library over TCP, stopped with SIGTERM; its command line. */
+
+#include "ps_testutil.h"
+#include "ps_worker.h"
+
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct {
+    pid_t pid;
+    int out; //  read end of its stdout
+    int err; //  read end of its stderr
+} child_t;
+
+static child_t
+s_spawn (char *const argv[])
+{
+    int out[2], err[2];
+    cr_assert_eq (pipe (out), 0);
+    cr_assert_eq (pipe (err), 0);
+    pid_t pid = fork ();
+    cr_assert_neq (pid, -1);
+    if (pid == 0) {
+        dup2 (out[1], 1);
+        dup2 (err[1], 2);
+        close (out[0]);
+        close (err[0]);
+        execv (argv[0], argv);
+        _exit (127);
+    }
+    close (out[1]);
+    close (err[1]);
+    return (child_t){pid, out[0], err[0]};
+}
+
+//  Read from fd until it holds needle or timeout_ms passes; text gets it all
+static bool
+s_read_until (int fd, const char *needle, char *text, size_t size, int timeout_ms)
+{
+    size_t used = strlen (text);
+    int64_t deadline = zclock_mono () + timeout_ms;
+    fcntl (fd, F_SETFL, O_NONBLOCK);
+    while (!strstr (text, needle) && zclock_mono () < deadline && used + 1 < size) {
+        ssize_t got = read (fd, text + used, size - 1 - used);
+        if (got > 0) {
+            used += got;
+            text[used] = 0;
+        }
+        else if (got == 0)
+            break;
+        else
+            zclock_sleep (10);
+    }
+    return strstr (text, needle) != NULL;
+}
+
+Test (psbroker, serves_the_library_over_tcp_and_stops_on_sigterm, .timeout = 60)
+{
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("psbroker", path, sizeof path),
+                    "--port",
+                    "0",
+                    "--bind",
+                    "127.0.0.1",
+                    "--workers",
+                    "2",
+                    "--staleness",
+                    "1",
+                    "--optimizer",
+                    "sgd",
+                    "--lr",
+                    "0.25",
+                    NULL};
+    child_t broker = s_spawn (argv);
+    char out[4096] = "";
+    cr_assert (s_read_until (broker.out, "listening on tcp://", out, sizeof out, 10000),
+               "no endpoint printed: %s", out);
+    char *at = strstr (out, "tcp://");
+    char endpoint[128];
+    cr_assert_eq (sscanf (at, "%127s", endpoint), 1);
+
+    ps_worker_t *workers[2];
+    for (uint32_t rank = 0; rank < 2; rank++) {
+        ps_worker_options_t options;
+        ps_worker_options_init (&options);
+        options.broker = endpoint;
+        options.rank = rank;
+        options.world_size = 2;
+        options.timeout_ms = 5000;
+        int status;
+        workers[rank] = ps_worker_connect (&options, &status);
+        cr_assert (workers[rank], "rank %u: %s", rank, ps_strerror (status));
+        cr_assert_eq (ps_worker_staleness (workers[rank]), 1);
+    }
+    float gradient[3] = {1, 2, 3};
+    ps_tensor_t push = {"p", gradient, 3};
+    for (uint32_t rank = 0; rank < 2; rank++) {
+        cr_assert_eq (ps_worker_init (workers[rank], "p", 3, NULL, NULL), PS_OK);
+        cr_assert_eq (ps_worker_push (workers[rank], &push, 1, 1), PS_OK);
+        cr_assert_eq (ps_worker_clock (workers[rank]), PS_OK);
+    }
+    //  SSP applies each push on arrival with the broker's lr 0.25
+    float value[3];
+    ps_tensor_t pull = {"p", value, 3};
+    cr_assert_eq (ps_worker_pull (workers[0], &pull, 1), PS_OK);
+    cr_assert_float_eq (value[2], -2 * 0.25f * 3, 1e-6);
+    for (uint32_t rank = 0; rank < 2; rank++)
+        ps_worker_close (&workers[rank]);
+
+    kill (broker.pid, SIGTERM);
+    cr_assert_eq (ps_test_wait_pid (broker.pid, 10000), 0, "psbroker did not exit cleanly");
+    char err[8192] = "";
+    s_read_until (broker.err, "served", err, sizeof err, 2000);
+    cr_assert (strstr (err, "served"), "no summary on stderr: %s", err);
+    cr_assert (strstr (err, "2 push"), "summary counts the pushes: %s", err);
+    close (broker.out);
+    close (broker.err);
+}
+
+Test (psbroker, help_and_bad_arguments)
+{
+    char path[512];
+    ps_test_binary ("psbroker", path, sizeof path);
+    char *help[] = {path, "--help", NULL};
+    child_t child = s_spawn (help);
+    char out[4096] = "";
+    s_read_until (child.out, "SIGTERM", out, sizeof out, 5000);
+    cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 0);
+    cr_assert (strstr (out, "--staleness"), "%s", out);
+    close (child.out);
+    close (child.err);
+
+    struct {
+        char *arg;
+        char *value;
+        const char *says;
+    } bad[] = {{"--workers", "0", "--workers '0'"},
+               {"--staleness", "-2", "--staleness '-2'"},
+               {"--optimizer", "rmsprop", "'rmsprop'"},
+               {"--lr", "fast", "--lr 'fast'"},
+               {"--port", "70000", "--port '70000'"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv[] = {path, "--port", "0", bad[i].arg, bad[i].value, NULL};
+        child = s_spawn (argv);
+        char err[4096] = "";
+        s_read_until (child.err, bad[i].says, err, sizeof err, 5000);
+        cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 2, "%s %s", bad[i].arg, bad[i].value);
+        cr_assert (strstr (err, bad[i].says), "error names the value: %s", err);
+        close (child.out);
+        close (child.err);
+    }
+}
+
+Test (psbroker, port_in_use_is_a_clear_error, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *holder = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    char port[16];
+    snprintf (port, sizeof port, "%d", ps_broker_port (holder));
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("psbroker", path, sizeof path),
+                    "--port",
+                    port,
+                    "--bind",
+                    "127.0.0.1",
+                    NULL};
+    child_t child = s_spawn (argv);
+    char err[4096] = "";
+    s_read_until (child.err, "cannot bind", err, sizeof err, 5000);
+    cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 1);
+    cr_assert (strstr (err, "cannot bind") && strstr (err, port), "%s", err);
+    close (child.out);
+    close (child.err);
+    ps_broker_destroy (&holder);
+}
