@@ -109,21 +109,7 @@ static void
 s_optim_from_envelope (agg_t *self, const Psmq__Optim *optim, ps_optim_config_t *config)
 {
     *config = self->defaults;
-    if (!optim)
-        return;
-    if (optim->kind != PSMQ__OPTIM_KIND__OPT_DEFAULT)
-        config->kind = (ps_optim_kind_t)optim->kind;
-    //  Zero means "the broker's default" for every setting
-    if (optim->lr != 0)
-        config->lr = optim->lr;
-    if (optim->momentum != 0)
-        config->momentum = optim->momentum;
-    if (optim->beta1 != 0)
-        config->beta1 = optim->beta1;
-    if (optim->beta2 != 0)
-        config->beta2 = optim->beta2;
-    if (optim->eps != 0)
-        config->eps = optim->eps;
+    ps_optim_config_from_wire (config, optim);
 }
 
 static void

@@ -422,8 +422,8 @@ s_check_pull (router_t *self, const ps_envelope_t *request, ps_problem_t *proble
     uint64_t slices = 0;
     uint64_t bytes = 0;
     for (size_t i = 0; i < request->n_slices; i++) {
-        published_t *published;
-        uint64_t count;
+        published_t *published = NULL;
+        uint64_t count = 0;
         if (s_pull_range (self, request->slices[i], &published, &count, problem))
             return -1;
         slices += s_chunks (count);
@@ -444,8 +444,8 @@ s_answer_pull (router_t *self, const uint8_t *id, size_t id_size, const ps_envel
     const uint64_t chunk = PS_CHUNK_BYTES / sizeof (float);
     size_t total = 0;
     for (size_t i = 0; i < request->n_slices; i++) {
-        published_t *published;
-        uint64_t count;
+        published_t *published = NULL;
+        uint64_t count = 0;
         //  Checked when the request came; keys are never deleted
         if (s_pull_range (self, request->slices[i], &published, &count, NULL) == 0)
             total += s_chunks (count);
@@ -460,8 +460,8 @@ s_answer_pull (router_t *self, const uint8_t *id, size_t id_size, const ps_envel
     }
     size_t used = 0;
     for (size_t i = 0; i < request->n_slices; i++) {
-        published_t *published;
-        uint64_t count;
+        published_t *published = NULL;
+        uint64_t count = 0;
         const ps_slice_t *asked = request->slices[i];
         if (s_pull_range (self, asked, &published, &count, NULL))
             continue;
@@ -686,18 +686,7 @@ s_check_init (router_t *self, const ps_envelope_t *request, ps_problem_t *proble
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_OPTIM, "unknown optimizer kind %d",
                                    (int)optim->kind);
         ps_optim_config_t config = self->config.optim;
-        if (optim->kind)
-            config.kind = (ps_optim_kind_t)optim->kind;
-        if (optim->lr != 0)
-            config.lr = optim->lr;
-        if (optim->momentum != 0)
-            config.momentum = optim->momentum;
-        if (optim->beta1 != 0)
-            config.beta1 = optim->beta1;
-        if (optim->beta2 != 0)
-            config.beta2 = optim->beta2;
-        if (optim->eps != 0)
-            config.eps = optim->eps;
+        ps_optim_config_from_wire (&config, optim);
         char why[PS_MAX_ERROR_LEN];
         if (ps_optim_config_check (&config, why, sizeof why))
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_OPTIM, "%s", why);

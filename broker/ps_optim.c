@@ -199,10 +199,10 @@ s_adagrad (float *out, const float *in, const float *restrict grad, float scale,
 //  c1 and c2 are 1 / (1 - beta^t), the bias corrections of m and v
 static void
 s_adam (float *out, const float *in, const float *restrict grad, float scale,
-        const ps_optim_config_t *config, float c1, float c2, float *restrict m_state,
+        const ps_optim_config_t *config, float lr, float c1, float c2, float *restrict m_state,
         float *restrict v_state, size_t n)
 {
-    float lr = config->lr, eps = config->eps;
+    float eps = config->eps;
     float b1 = config->beta1, b2 = config->beta2;
     PS_INDEPENDENT
     for (size_t i = 0; i < n; i++) {
@@ -216,20 +216,53 @@ s_adam (float *out, const float *in, const float *restrict grad, float scale,
 }
 
 void
+ps_optim_config_from_wire (ps_optim_config_t *config, const Psmq__Optim *wire)
+{
+    if (!wire)
+        return;
+    if (wire->kind != PSMQ__OPTIM_KIND__OPT_DEFAULT)
+        config->kind = (ps_optim_kind_t)wire->kind;
+    if (wire->lr != 0)
+        config->lr = wire->lr;
+    if (wire->momentum != 0)
+        config->momentum = wire->momentum;
+    if (wire->beta1 != 0)
+        config->beta1 = wire->beta1;
+    if (wire->beta2 != 0)
+        config->beta2 = wire->beta2;
+    if (wire->eps != 0)
+        config->eps = wire->eps;
+    if (wire->decay_steps != 0)
+        config->decay_steps = wire->decay_steps;
+}
+
+float
+ps_optim_rate (const ps_optim_config_t *config, uint64_t step)
+{
+    if (config->decay_steps == 0)
+        return config->lr;
+    if (step >= config->decay_steps)
+        return 0;
+    double progress = (double)(step > 0 ? step - 1 : 0) / (double)config->decay_steps;
+    return (float)(config->lr * 0.5 * (1 + cos (M_PI * progress)));
+}
+
+void
 ps_optim_apply (const ps_optim_config_t *config, float *out, const float *in, const float *grad,
                 float scale, float *state0, float *state1, size_t n, uint64_t step)
 {
     assert (config);
     assert (n == 0 || (out && in && grad));
+    float lr = ps_optim_rate (config, step);
     switch (config->kind) {
-    case PS_OPTIM_SGD: s_sgd (out, in, grad, scale, config->lr, n); break;
+    case PS_OPTIM_SGD: s_sgd (out, in, grad, scale, lr, n); break;
     case PS_OPTIM_MOMENTUM:
         assert (n == 0 || state0);
-        s_momentum (out, in, grad, scale, config->lr, config->momentum, state0, n);
+        s_momentum (out, in, grad, scale, lr, config->momentum, state0, n);
         break;
     case PS_OPTIM_ADAGRAD:
         assert (n == 0 || state0);
-        s_adagrad (out, in, grad, scale, config->lr, config->eps, state0, n);
+        s_adagrad (out, in, grad, scale, lr, config->eps, state0, n);
         break;
     case PS_OPTIM_ADAM: {
         assert (n == 0 || (state0 && state1));
@@ -237,7 +270,7 @@ ps_optim_apply (const ps_optim_config_t *config, float *out, const float *in, co
         double t = (double)step;
         float c1 = (float)(1 / (1 - pow (config->beta1, t)));
         float c2 = (float)(1 / (1 - pow (config->beta2, t)));
-        s_adam (out, in, grad, scale, config, c1, c2, state0, state1, n);
+        s_adam (out, in, grad, scale, config, lr, c1, c2, state0, state1, n);
         break;
     }
     default:

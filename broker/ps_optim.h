@@ -10,6 +10,8 @@
 #ifndef PS_OPTIM_H_INCLUDED
 #define PS_OPTIM_H_INCLUDED
 
+#include "ps.pb-c.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +29,8 @@ typedef struct {
     float beta1;          //  ADAM: in [0, 1)
     float beta2;          //  ADAM: in [0, 1)
     float eps;            //  ADAGRAD, ADAM: > 0
+    uint64_t decay_steps; //  > 0: lr follows a cosine from lr at step 1
+                          //  to 0 at this step, and stays 0 after it
 } ps_optim_config_t;
 
 //  SGD with the PS_DEFAULT_* values of ps_limits.h
@@ -35,6 +39,12 @@ void ps_optim_config_defaults (ps_optim_config_t *config);
 //  ("learning rate -1 must be > 0"; why may be NULL). Checks the kind and
 //  only the fields it uses: a config off the wire leaves the others 0.
 int ps_optim_config_check (const ps_optim_config_t *config, char *why, size_t why_size);
+//  Overlay the settings a worker sent (INIT's Optim) on config: a zero
+//  field keeps config's value, so a worker may change only lr. wire may be
+//  NULL. The result still needs ps_optim_config_check.
+void ps_optim_config_from_wire (ps_optim_config_t *config, const Psmq__Optim *wire);
+//  The learning rate of a 1-based step under the config's schedule
+float ps_optim_rate (const ps_optim_config_t *config, uint64_t step);
 //  "sgd", "momentum", "adagrad", "adam" <-> kind; parse returns 0 or -1
 //  (leaving kind alone), name returns "unknown" for a bad kind
 int ps_optim_kind_parse (const char *name, ps_optim_kind_t *kind);

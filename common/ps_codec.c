@@ -6,6 +6,11 @@
     in steady state allocates nothing. The arena's first block grows to the
     largest envelope seen; overflow blocks are freed on the next reset.
 
+    Envelopes must be canonical (re-encode to the same number of bytes):
+    C strings end at the first NUL, so without this check a key with a NUL
+    inside would silently become another key. Our encoder and every
+    proto3 encoder emit canonical form.
+
     Validation here is what every message must satisfy whatever its type;
     the broker adds the checks that depend on its state (keys, clocks).
     ========================================================================= */
@@ -161,7 +166,12 @@ s_check_slices (const ps_envelope_t *envelope, ps_problem_t *problem)
         if (slice->dtype != PSMQ__DTYPE__F32)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
                                    "key '%s': unsupported dtype %d", slice->key, (int)slice->dtype);
-        if (slice->count > PS_MAX_TENSOR_ELEMS || slice->total > PS_MAX_TENSOR_ELEMS ||
+        if (slice->total > PS_MAX_TENSOR_ELEMS)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
+                                   "key '%s': total %llu exceeds %llu elements", slice->key,
+                                   (unsigned long long)slice->total,
+                                   (unsigned long long)PS_MAX_TENSOR_ELEMS);
+        if (slice->count > PS_MAX_TENSOR_ELEMS ||
             slice->offset > PS_MAX_TENSOR_ELEMS - slice->count)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
                                    "key '%s': offset %llu + count %llu exceeds %llu "
@@ -214,6 +224,16 @@ ps_codec_decode (ps_codec_t *self, const void *data, size_t size, ps_problem_t *
     if (!envelope) {
         ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
                         "envelope of %zu bytes is not a valid protobuf Envelope", size);
+        return NULL;
+    }
+    //  Strings with a NUL byte inside would read as a shorter C string (a
+    //  key "a\0b" as "a"): we accept only what re-encodes to the same size
+    size_t canonical = psmq__envelope__get_packed_size (envelope);
+    if (canonical != size) {
+        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
+                        "envelope of %zu bytes is not in canonical form (%zu): a NUL byte in "
+                        "a string?",
+                        size, canonical);
         return NULL;
     }
     if (s_check_envelope (envelope, problem))

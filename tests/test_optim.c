@@ -210,7 +210,7 @@ Test (optim, config_check_names_the_bad_value)
     cr_assert_eq (ps_optim_config_check (&config, why, sizeof why), -1);
     cr_assert_str_eq (why, "learning rate -1 must be > 0");
 
-    s_assert_rejects (&(ps_optim_config_t){PS_OPTIM_SGD, 0, 0, 0, 0, 0}, "learning rate 0");
+    s_assert_rejects (&(ps_optim_config_t){PS_OPTIM_SGD, 0, 0, 0, 0, 0, 0}, "learning rate 0");
     config = s_config (PS_OPTIM_ADAM, NAN);
     s_assert_rejects (&config, "learning rate nan");
     config = s_config (PS_OPTIM_ADAGRAD, INFINITY);
@@ -257,11 +257,11 @@ Test (optim, config_check_accepts_good_values)
     }
     //  Decays may be 0; fields a rule does not use are not checked (a
     //  config off the wire leaves them 0)
-    ps_optim_config_t momentum = {PS_OPTIM_MOMENTUM, 0.1f, 0, 0, 0, 0};
+    ps_optim_config_t momentum = {PS_OPTIM_MOMENTUM, 0.1f, 0, 0, 0, 0, 0};
     cr_assert_eq (ps_optim_config_check (&momentum, NULL, 0), 0);
-    ps_optim_config_t adam = {PS_OPTIM_ADAM, 0.1f, 7, 0, 0, 1e-8f};
+    ps_optim_config_t adam = {PS_OPTIM_ADAM, 0.1f, 7, 0, 0, 1e-8f, 0};
     cr_assert_eq (ps_optim_config_check (&adam, NULL, 0), 0);
-    ps_optim_config_t sgd = {PS_OPTIM_SGD, 0.1f, 5, 2, 2, -1};
+    ps_optim_config_t sgd = {PS_OPTIM_SGD, 0.1f, 5, 2, 2, -1, 0};
     cr_assert_eq (ps_optim_config_check (&sgd, NULL, 0), 0);
 }
 

@@ -792,7 +792,7 @@ ps_worker_push_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t nten
 {
     if (!self || !ticket)
         return PS_EINVAL;
-    size_t nslices;
+    size_t nslices = 0;
     int status = s_check_tensors (self, tensors, ntensors, &nslices);
     if (status)
         return status;
@@ -820,7 +820,7 @@ ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors, 
 {
     if (!self || !ticket)
         return PS_EINVAL;
-    size_t nslices;
+    size_t nslices = 0;
     int status = s_check_tensors (self, tensors, ntensors, &nslices);
     if (status)
         return status;
@@ -905,7 +905,7 @@ ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *i
     static float placeholder;
     if (!initial)
         tensor.data = &placeholder; //  passes the check; nothing is sent
-    size_t nslices;
+    size_t nslices = 0;
     int status = s_check_tensors (self, &tensor, 1, &nslices);
     if (status)
         return status;
@@ -925,6 +925,7 @@ ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *i
         settings.beta1 = optim->beta1;
         settings.beta2 = optim->beta2;
         settings.eps = optim->eps;
+        settings.decay_steps = optim->decay_steps;
         request.optim = &settings;
     }
     if (initial)

@@ -76,6 +76,8 @@ typedef struct {
     float beta1;
     float beta2;
     float eps;
+    uint64_t decay_steps; //  > 0: cosine decay of lr to 0 over this many
+                          //  optimizer steps of the key
 } ps_optim_settings_t;
 
 typedef struct {

@@ -1,0 +1,122 @@
+/*  The psbench program: a quick run without the yardstick prints every
+    figure with a positive number and exits 0; --help exits 0. The figures
+    themselves are not asserted: they depend on the machine. */
+
+#include "ps_testutil.h"
+
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+//  Run argv with stdout captured into text; its exit status, -1 on timeout
+static int
+s_run (char *const argv[], char *text, size_t size, int timeout_ms)
+{
+    int out[2];
+    cr_assert_eq (pipe (out), 0);
+    pid_t pid = fork ();
+    cr_assert_neq (pid, -1);
+    if (pid == 0) {
+        dup2 (out[1], 1);
+        close (out[0]);
+        close (out[1]);
+        execv (argv[0], argv);
+        _exit (127);
+    }
+    close (out[1]);
+    fcntl (out[0], F_SETFL, O_NONBLOCK);
+    size_t used = 0;
+    text[0] = 0;
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (zclock_mono () < deadline && used + 1 < size) {
+        ssize_t got = read (out[0], text + used, size - 1 - used);
+        if (got > 0) {
+            used += (size_t)got;
+            text[used] = 0;
+        }
+        else if (got == 0)
+            break;
+        else
+            zclock_sleep (10);
+    }
+    close (out[0]);
+    int64_t left = deadline - zclock_mono ();
+    return ps_test_wait_pid (pid, left > 0 ? (int)left : 0);
+}
+
+//  The number on the line "name: <number> unit", or -1 if there is none
+static double
+s_figure (const char *text, const char *name)
+{
+    char needle[128];
+    snprintf (needle, sizeof needle, "\n%s: ", name);
+    const char *at = strstr (text, needle);
+    if (!at)
+        return -1;
+    return strtod (at + strlen (needle), NULL);
+}
+
+Test (psbench, quick_run_prints_every_figure, .timeout = 90)
+{
+    char path[512], broker[512];
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
+                    "--quick",
+                    "--no-yardstick",
+                    "--broker-bin",
+                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
+                    NULL};
+    static char text[64 * 1024];
+    text[0] = '\n'; //  so that the first figure matches "\nname: " too
+    int status = s_run (argv, text + 1, sizeof text - 1, 60000);
+    cr_assert_eq (status, 0, "psbench --quick exited with %d; output:\n%s", status, text);
+
+    static const char *figures[] = {
+        "pushpull_4K",       "pushpull_4K.bandwidth", "pushpull_1M",           "pushpull4_4K",
+        "pushpull4_1M",      "latency_push_pull",     "latency_push_pull.p99", "aggregation",
+        "aggregation_apply", "bsp_clocks_1w",         "bsp_clocks_2w",         "bsp_clocks_4w",
+        "bsp_clocks_8w"};
+    for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
+        double value = s_figure (text, figures[i]);
+        cr_expect_gt (value, 0, "no positive '%s:' line in:\n%s", figures[i], text);
+    }
+    //  Without the yardstick there is nothing to hold the figures against
+    cr_expect_null (strstr (text, ".ratio:"), "ratios without a yardstick:\n%s", text);
+}
+
+Test (psbench, help_exits_zero)
+{
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path), "--help", NULL};
+    static char text[8192];
+    int status = s_run (argv, text, sizeof text, 10000);
+    cr_assert_eq (status, 0);
+    cr_expect_not_null (strstr (text, "usage: psbench"), "no usage line in:\n%s", text);
+}
+
+Test (psbench, unknown_case_is_a_usage_error)
+{
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path), "--only", "nonsense",
+                    NULL};
+    static char text[8192];
+    cr_assert_eq (s_run (argv, text, sizeof text, 10000), 2);
+}
+
+Test (psbench, missing_broker_fails_cleanly, .timeout = 30)
+{
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
+                    "--quick",
+                    "--no-yardstick",
+                    "--only",
+                    "latency",
+                    "--broker-bin",
+                    "/nonexistent/psbroker",
+                    NULL};
+    static char text[8192];
+    cr_assert_eq (s_run (argv, text, sizeof text, 20000), 1);
+}

@@ -1,0 +1,181 @@
+/*  psworker end to end: the real psbroker and two psworker processes on an
+    ephemeral loopback port, training on the synthetic data set. */
+
+#include "ps_testutil.h"
+
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+//  Start argv with stdout and stderr going to files under dir
+static pid_t
+s_spawn (char *const argv[], const char *out_path)
+{
+    pid_t pid = fork ();
+    cr_assert_neq (pid, -1);
+    if (pid == 0) {
+        int fd = open (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2 (fd, 1);
+        dup2 (fd, 2);
+        execv (argv[0], argv);
+        _exit (127);
+    }
+    return pid;
+}
+
+static char *
+s_slurp (const char *path)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return strdup ("");
+    char *text = calloc (1, 1 << 20);
+    size_t got = fread (text, 1, (1 << 20) - 1, file);
+    text[got] = 0;
+    fclose (file);
+    return text;
+}
+
+//  The value of "name": in the last JSON line of text that has it
+static double
+s_last_number (const char *text, const char *name)
+{
+    char needle[64];
+    snprintf (needle, sizeof needle, "\"%s\":", name);
+    const char *at = NULL;
+    for (const char *p = strstr (text, needle); p; p = strstr (p + 1, needle))
+        at = p;
+    cr_assert (at, "no %s in: %s", name, text);
+    return strtod (at + strlen (needle), NULL);
+}
+
+static double
+s_first_number (const char *text, const char *name)
+{
+    char needle[64];
+    snprintf (needle, sizeof needle, "\"%s\":", name);
+    const char *at = strstr (text, needle);
+    cr_assert (at, "no %s in: %s", name, text);
+    return strtod (at + strlen (needle), NULL);
+}
+
+Test (psworker, two_workers_learn_the_synthetic_set, .timeout = 120)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
+    cr_assert (broker);
+    char path[512];
+    ps_test_binary ("psworker", path, sizeof path);
+    char dir[] = "/tmp/psworker-test-XXXXXX";
+    cr_assert (mkdtemp (dir));
+    pid_t pids[2];
+    char outs[2][600];
+    for (int rank = 0; rank < 2; rank++) {
+        char rank_text[8];
+        snprintf (rank_text, sizeof rank_text, "%d", rank);
+        char *argv[] = {path,  "--broker", endpoint,    "--rank",   rank_text, "--workers",
+                        "2",   "--data",   "synthetic", "--epochs", "3",       "--model",
+                        "mlp", "--hidden", "32",        "--json",   NULL};
+        snprintf (outs[rank], sizeof outs[rank], "%s/worker%d.out", dir, rank);
+        pids[rank] = s_spawn (argv, outs[rank]);
+    }
+    for (int rank = 0; rank < 2; rank++)
+        cr_assert_eq (ps_test_wait_pid (pids[rank], 90000), 0, "worker %d: %s", rank,
+                      s_slurp (outs[rank]));
+    for (int rank = 0; rank < 2; rank++) {
+        char *text = s_slurp (outs[rank]);
+        cr_assert (strstr (text, "\"final\":true"), "no final record: %s", text);
+        double first_loss = s_first_number (text, "train_loss");
+        double last_loss = s_last_number (text, "train_loss");
+        double accuracy = s_last_number (text, "test_accuracy");
+        cr_assert (last_loss < first_loss, "loss did not fall: %g -> %g", first_loss, last_loss);
+        //  Chance is 0.1 on ten classes
+        cr_assert (accuracy > 0.6, "accuracy %g", accuracy);
+        cr_assert_eq (s_last_number (text, "clocks"), 3 * (12000 / 2 / 32));
+        cr_assert (s_last_number (text, "wait_seconds") >= 0);
+        free (text);
+    }
+    ps_broker_destroy (&broker);
+}
+
+Test (psworker, missing_data_names_the_package)
+{
+    char path[512];
+    ps_test_binary ("psworker", path, sizeof path);
+    char out[] = "/tmp/psworker-missing-XXXXXX";
+    int fd = mkstemp (out);
+    close (fd);
+    char *argv[] = {path, "--broker", "tcp://127.0.0.1:9",    "--rank", "0", "--workers",
+                    "1",  "--data",   "/nonexistent/fashion", NULL};
+    pid_t pid = s_spawn (argv, out);
+    cr_assert_eq (ps_test_wait_pid (pid, 10000), 1);
+    char *text = s_slurp (out);
+    cr_assert (strstr (text, "dataset-fashion-mnist"), "%s", text);
+    cr_assert (strstr (text, "synthetic"), "%s", text);
+    free (text);
+    unlink (out);
+}
+
+Test (psworker, help_and_bad_arguments)
+{
+    char path[512];
+    ps_test_binary ("psworker", path, sizeof path);
+    char out[] = "/tmp/psworker-args-XXXXXX";
+    int fd = mkstemp (out);
+    close (fd);
+    char *help[] = {path, "--help", NULL};
+    cr_assert_eq (ps_test_wait_pid (s_spawn (help, out), 5000), 0);
+    char *text = s_slurp (out);
+    cr_assert (strstr (text, "--staleness") == NULL && strstr (text, "--delay-ms"), "%s", text);
+    free (text);
+
+    char *bad_rank[] = {path, "--broker", "tcp://x:1", "--rank", "4", "--workers", "4", NULL};
+    cr_assert_eq (ps_test_wait_pid (s_spawn (bad_rank, out), 5000), 2);
+    text = s_slurp (out);
+    cr_assert (strstr (text, "--rank 4"), "%s", text);
+    free (text);
+
+    char *bad_model[] = {path,        "--broker", "tcp://x:1", "--rank", "0",
+                         "--workers", "1",        "--model",   "resnet", NULL};
+    cr_assert_eq (ps_test_wait_pid (s_spawn (bad_model, out), 5000), 2);
+    text = s_slurp (out);
+    cr_assert (strstr (text, "'resnet'"), "%s", text);
+    free (text);
+    unlink (out);
+}
+
+Test (psworker, sigterm_leaves_the_job_cleanly, .timeout = 60)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    char path[512];
+    ps_test_binary ("psworker", path, sizeof path);
+    char out[] = "/tmp/psworker-term-XXXXXX";
+    int fd = mkstemp (out);
+    close (fd);
+    char *argv[] = {path, "--broker", endpoint,    "--rank",   "0",    "--workers",
+                    "1",  "--data",   "synthetic", "--epochs", "1000", NULL};
+    pid_t pid = s_spawn (argv, out);
+    //  Wait until it trains (its first epoch line), then stop it
+    int64_t deadline = zclock_mono () + 30000;
+    char *text = s_slurp (out);
+    while (!strstr (text, "epoch 1:") && zclock_mono () < deadline) {
+        free (text);
+        zclock_sleep (50);
+        text = s_slurp (out);
+    }
+    free (text);
+    kill (pid, SIGTERM);
+    cr_assert_eq (ps_test_wait_pid (pid, 10000), 130);
+    //  It said BYE: the broker counts no live worker
+    char *json = ps_broker_info (broker);
+    cr_assert (strstr (json, "\"live\":0"), "%s", json);
+    free (json);
+    unlink (out);
+    ps_broker_destroy (&broker);
+}

@@ -1,0 +1,1248 @@
+/*  =========================================================================
+    psbench - how close psmq comes to this machine's limits
+
+    A benchmark in the style of libzmq's perf/ programs: a fixed usage
+    line and one `name: value unit` line per figure on stdout, so that
+    scripts can parse it. Each figure is followed, when the yardstick was
+    measured, by `name.ratio: R (vs case value unit)`, R being psmq's
+    figure divided by the yardstick's in the figure's own unit (ms and us:
+    lower is better; GB/s and clocks/s: higher is better).
+
+    The yardstick (shared/bench: zmq_limits and memband) is run by this
+    program in the same session, before the cases it is held against,
+    because this shared 2-core machine drifts from hour to hour and a ratio
+    to numbers from another session means little. We run the yardstick's
+    own binaries rather than copying their code, so both sides of every
+    ratio are exactly what the bench README describes.
+
+    The broker is a separate psbroker process, as in production and as the
+    yardstick's server is: one started per case on an ephemeral loopback
+    port, its endpoint read from its first stdout line, stopped with
+    SIGTERM (then SIGKILL after a bounded wait). Workers are threads of
+    this process, each with its own ps_worker_t, as the library requires.
+    The aggregation case drives ps_store in-process instead: it measures
+    the aggregation thread's arithmetic, not the network.
+
+    Timed cases run repetitions of a fixed duration (pushpull) or a fixed
+    count calibrated from a warm-up (bsp) and report the median. Every wait
+    is bounded: worker calls by their timeouts, child processes by a
+    deadline after which they are killed.
+    ========================================================================= */
+
+#include "ps_limits.h"
+#include "ps_store.h"
+#include "ps_worker.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define USAGE                                                                                      \
+    "usage: psbench [--quick] [--only LIST] [--sizes LIST] [--no-yardstick] [--yardstick DIR] "    \
+    "[--broker-bin PATH]\n"
+
+//  How long psbroker may take to print its endpoint, and to stop
+#define BROKER_START_MS 10000
+#define BROKER_STOP_MS 5000
+//  Bounds on the yardstick programs (zmq_limits takes ~10 s, memband ~3 s)
+#define ZMQ_LIMITS_MS 180000
+#define MEMBAND_MS 120000
+//  Reply timeout of every worker call, CLOCK included
+#define WORKER_TIMEOUT_MS 20000
+//  Repetitions kept for a median, at most
+#define MAX_REPS 32
+//  Workers of the bsp case, at most
+#define MAX_WORKERS 8
+//  Pushpull sizes: at most this many, each at most this big
+#define MAX_SIZES 4
+#define MAX_SIZE_BYTES (256u << 20)
+//  Gradients summed by the aggregation case (as memband's agg8)
+#define AGG_GRADIENTS 8
+
+//  The cases, for --only
+enum {
+    CASE_PUSHPULL = 1,
+    CASE_PUSHPULL4 = 2,
+    CASE_LATENCY = 4,
+    CASE_AGGREGATION = 8,
+    CASE_BSP = 16,
+    CASE_ALL = 31
+};
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} s_cases[] = {{"pushpull", CASE_PUSHPULL},
+               {"pushpull4", CASE_PUSHPULL4},
+               {"latency", CASE_LATENCY},
+               {"aggregation", CASE_AGGREGATION},
+               {"bsp", CASE_BSP}};
+
+typedef struct {
+    bool quick;                //  tiny sizes, few iterations
+    bool yardstick;            //  run the yardstick and print ratios
+    bool yardstick_given;      //  --yardstick was on the command line
+    const char *yardstick_dir; //  where zmq_limits and memband are
+    char broker_bin[PATH_MAX]; //  the psbroker to start
+    unsigned cases;            //  CASE_* bits
+    size_t sizes[MAX_SIZES];   //  --sizes, bytes
+    size_t nsizes;             //  their number; 0: the plan's
+} options_t;
+
+//  Sizes and durations: the full run, or --quick
+typedef struct {
+    size_t sizes[MAX_SIZES]; //  pushpull tensor sizes, bytes
+    size_t nsizes;           //  their number
+    double rep_seconds;      //  one pushpull repetition (x3 for 16 MB and up)
+    int reps;                //  repetitions per figure
+    int lat_warmup;          //  latency round pairs not timed
+    int lat_pairs;           //  latency round pairs timed
+    size_t agg_bytes;        //  one gradient of the aggregation case
+    int agg_reps;            //  aggregation repetitions
+    double bsp_seconds;      //  one bsp repetition, roughly
+    int bsp_calibrate;       //  bsp warm-up clocks, which set the count
+} plan_t;
+
+//  One line of a yardstick table
+typedef struct {
+    char name[64]; //  case, e.g. tcp_rt_zc
+    uint64_t size; //  size_bytes; 0 for latency lines
+    double a;      //  GB/s, or the latency median in us
+    double b;      //  ms_per_op, or the latency p99 in us
+} yard_row_t;
+
+typedef struct {
+    yard_row_t *rows; //  both tables
+    size_t nrows;     //  rows used
+    size_t capacity;  //  rows allocated
+} yardstick_t;
+
+//  A running psbroker
+typedef struct {
+    pid_t pid;          //  its process
+    int out;            //  read end of its stdout
+    char endpoint[256]; //  what it listens on
+} broker_t;
+
+//  The child to kill should we be interrupted (async-signal-safe use)
+static volatile pid_t s_child_pid = 0;
+static volatile sig_atomic_t s_child_group = 0;
+
+static void
+s_on_signal (int signal_number)
+{
+    pid_t pid = s_child_pid;
+    if (pid > 0)
+        kill (s_child_group ? -pid : pid, SIGKILL);
+    _exit (128 + signal_number);
+}
+
+static double
+s_now (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+}
+
+static void
+s_sleep (double seconds)
+{
+    struct timespec pause = {(time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9)};
+    while (nanosleep (&pause, &pause) == -1 && errno == EINTR)
+        ;
+}
+
+static int
+s_compare_double (const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+//  Sorts values in place; the q-quantile (nearest rank)
+static double
+s_quantile (double *values, size_t n, double q)
+{
+    if (n == 0)
+        return 0;
+    qsort (values, n, sizeof *values, s_compare_double);
+    size_t index = (size_t)(q * (double)(n - 1) + 0.5);
+    return values[index < n ? index : n - 1];
+}
+
+//  "4K", "1M", "64M": the size name of figures and of zmq_limits' -s
+static const char *
+s_size_name (size_t bytes, char *text, size_t size)
+{
+    if (bytes >= (1u << 20) && bytes % (1u << 20) == 0)
+        snprintf (text, size, "%zuM", bytes >> 20);
+    else if (bytes >= 1024 && bytes % 1024 == 0)
+        snprintf (text, size, "%zuK", bytes >> 10);
+    else
+        snprintf (text, size, "%zu", bytes);
+    return text;
+}
+
+// ------------------------------------------------------------ output
+
+//  A number with as many decimals as it deserves, never an exponent
+static const char *
+s_number (double value, char *text, size_t size)
+{
+    if (value >= 1000)
+        snprintf (text, size, "%.1f", value);
+    else if (value >= 1)
+        snprintf (text, size, "%.3f", value);
+    else
+        snprintf (text, size, "%.5f", value);
+    return text;
+}
+
+static void
+s_figure (const char *name, double value, const char *unit)
+{
+    char number[64];
+    printf ("%s: %s %s\n", name, s_number (value, number, sizeof number), unit);
+}
+
+//  name.ratio: ours / theirs (vs what theirs unit)
+static void
+s_ratio (const char *name, const char *suffix, double ours, const char *what, double theirs,
+         const char *unit)
+{
+    char number[64];
+    if (theirs <= 0)
+        return;
+    printf ("%s.%s: %.3f (vs %s %s %s)\n", name, suffix, ours / theirs, what,
+            s_number (theirs, number, sizeof number), unit);
+}
+
+// ------------------------------------------------------------ children
+
+//  Wait up to timeout_ms for pid to end; true with its wait status
+static bool
+s_wait_pid (pid_t pid, int timeout_ms, int *status)
+{
+    double deadline = s_now () + timeout_ms / 1000.0;
+    while (true) {
+        pid_t done = waitpid (pid, status, WNOHANG);
+        if (done == pid)
+            return true;
+        if (done == -1 && errno != EINTR)
+            return false;
+        if (s_now () >= deadline)
+            return false;
+        s_sleep (0.005);
+    }
+}
+
+//  Start argv with stdout on a pipe, in its own process group when group
+//  is set (the yardstick forks servers we must be able to kill with it).
+//  The pid, or -1; *out gets the pipe's read end.
+static pid_t
+s_spawn (char *const argv[], bool group, int *out)
+{
+    int fds[2];
+    //  Close-on-exec: a child inherits no other child's pipe
+    if (pipe2 (fds, O_CLOEXEC))
+        return -1;
+    fflush (stdout);
+    pid_t pid = fork ();
+    if (pid == -1) {
+        close (fds[0]);
+        close (fds[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        if (group)
+            setpgid (0, 0);
+        dup2 (fds[1], STDOUT_FILENO);
+        close (fds[0]);
+        close (fds[1]);
+        execv (argv[0], argv);
+        fprintf (stderr, "psbench: cannot run %s: %s\n", argv[0], strerror (errno));
+        _exit (127);
+    }
+    if (group)
+        setpgid (pid, pid); //  also here, so a kill right away finds the group
+    close (fds[1]);
+    s_child_group = group;
+    s_child_pid = pid;
+    *out = fds[0];
+    return pid;
+}
+
+static void
+s_kill (pid_t pid, bool group)
+{
+    kill (group ? -pid : pid, SIGKILL);
+    waitpid (pid, NULL, 0);
+    s_child_pid = 0;
+}
+
+//  Run argv to completion within timeout_ms and collect its stdout into
+//  *output (malloc'd, NUL-terminated). 0 when it exited with status 0.
+static int
+s_run_capture (char *const argv[], int timeout_ms, char **output)
+{
+    int out;
+    *output = NULL;
+    pid_t pid = s_spawn (argv, true, &out);
+    if (pid == -1) {
+        fprintf (stderr, "psbench: cannot start %s: %s\n", argv[0], strerror (errno));
+        return -1;
+    }
+    size_t used = 0, capacity = 4096;
+    char *text = malloc (capacity);
+    double deadline = s_now () + timeout_ms / 1000.0;
+    bool open = text != NULL;
+    while (open) {
+        int left = (int)((deadline - s_now ()) * 1000);
+        if (left <= 0)
+            break;
+        struct pollfd item = {out, POLLIN, 0};
+        int rc = poll (&item, 1, left);
+        if (rc == -1 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            break;
+        if (used + 1024 > capacity) {
+            char *grown = realloc (text, capacity * 2);
+            if (!grown)
+                break;
+            text = grown;
+            capacity *= 2;
+        }
+        ssize_t got = read (out, text + used, capacity - used - 1);
+        if (got > 0)
+            used += (size_t)got;
+        else if (got == 0 || errno != EINTR)
+            open = false;
+    }
+    close (out);
+    int status = 0;
+    int left = (int)((deadline - s_now ()) * 1000);
+    if (open || !s_wait_pid (pid, left > 0 ? left : 0, &status)) {
+        fprintf (stderr, "psbench: %s did not finish within %d s; killed\n", argv[0],
+                 timeout_ms / 1000);
+        s_kill (pid, true);
+        free (text);
+        return -1;
+    }
+    s_child_pid = 0;
+    if (!text)
+        return -1;
+    text[used] = 0;
+    *output = text;
+    if (!WIFEXITED (status) || WEXITSTATUS (status) != 0) {
+        fprintf (stderr, "psbench: %s failed (%s %d)\n", argv[0],
+                 WIFEXITED (status) ? "exit status" : "signal",
+                 WIFEXITED (status) ? WEXITSTATUS (status) : WTERMSIG (status));
+        return -1;
+    }
+    return 0;
+}
+
+// ------------------------------------------------------------ yardstick
+
+static void
+s_yard_add (yardstick_t *self, const yard_row_t *row)
+{
+    if (self->nrows == self->capacity) {
+        size_t capacity = self->capacity ? self->capacity * 2 : 32;
+        yard_row_t *grown = realloc (self->rows, capacity * sizeof *grown);
+        if (!grown)
+            return;
+        self->rows = grown;
+        self->capacity = capacity;
+    }
+    self->rows[self->nrows++] = *row;
+}
+
+//  Parse a table: `case size GB/s ms` or `case median p99`; '#' lines are
+//  comments. Every line is echoed as a comment of ours.
+static void
+s_yard_parse (yardstick_t *self, char *text)
+{
+    for (char *line = strtok (text, "\n"); line; line = strtok (NULL, "\n")) {
+        printf ("#   %s\n", line);
+        if (line[0] == '#')
+            continue;
+        yard_row_t row;
+        memset (&row, 0, sizeof row);
+        double x[3];
+        int fields = sscanf (line, "%63s %lf %lf %lf", row.name, &x[0], &x[1], &x[2]);
+        if (fields == 4) {
+            row.size = (uint64_t)x[0];
+            row.a = x[1];
+            row.b = x[2];
+            s_yard_add (self, &row);
+        }
+        else if (fields == 3) {
+            row.a = x[0];
+            row.b = x[1];
+            s_yard_add (self, &row);
+        }
+    }
+}
+
+//  The row of a case (size 0 for latency lines), or NULL
+static const yard_row_t *
+s_yard_find (const yardstick_t *self, const char *name, uint64_t size)
+{
+    for (size_t i = 0; i < self->nrows; i++)
+        if (strcmp (self->rows[i].name, name) == 0 && self->rows[i].size == size)
+            return &self->rows[i];
+    return NULL;
+}
+
+//  Run one yardstick program; false (with the way to build it) if missing
+static bool
+s_yard_run (yardstick_t *self, const options_t *options, const char *program, char **args,
+            int timeout_ms)
+{
+    char path[PATH_MAX];
+    snprintf (path, sizeof path, "%s/%s", options->yardstick_dir, program);
+    if (access (path, X_OK)) {
+        fprintf (stderr,
+                 "psbench: no yardstick program at %s; build it with\n"
+                 "    make -C ../shared/bench BUILD=%s   (from the project checkout)\n"
+                 "(or give --yardstick DIR, or --no-yardstick); figures follow without "
+                 "ratios\n",
+                 path, options->yardstick_dir);
+        printf ("# yardstick %s missing: no ratios\n", path);
+        return false;
+    }
+    char *argv[16] = {path};
+    size_t argc = 1;
+    for (; args && args[argc - 1] && argc < 15; argc++)
+        argv[argc] = args[argc - 1];
+    argv[argc] = NULL;
+    printf ("# yardstick:");
+    for (size_t i = 0; i < argc; i++)
+        printf (" %s", argv[i]);
+    printf ("\n");
+    char *output;
+    int rc = s_run_capture (argv, timeout_ms, &output);
+    if (output)
+        s_yard_parse (self, output);
+    free (output);
+    return rc == 0;
+}
+
+// ------------------------------------------------------------ broker
+
+//  Start psbroker on an ephemeral loopback port; 0 or -1 (said why)
+static int
+s_broker_start (const options_t *options, uint32_t workers, int32_t staleness, broker_t *broker)
+{
+    memset (broker, 0, sizeof *broker);
+    broker->pid = -1;
+    broker->out = -1;
+    if (access (options->broker_bin, X_OK)) {
+        fprintf (stderr,
+                 "psbench: psbroker not found at %s (%s); build it, or give --broker-bin "
+                 "PATH\n",
+                 options->broker_bin, strerror (errno));
+        return -1;
+    }
+    char workers_text[16], staleness_text[16];
+    snprintf (workers_text, sizeof workers_text, "%u", workers);
+    snprintf (staleness_text, sizeof staleness_text, "%d", staleness);
+    char *argv[] = {(char *)options->broker_bin,
+                    "--port",
+                    "0",
+                    "--bind",
+                    "127.0.0.1",
+                    "--workers",
+                    workers_text,
+                    "--staleness",
+                    staleness_text,
+                    "--quiet",
+                    NULL};
+    broker->pid = s_spawn (argv, false, &broker->out);
+    if (broker->pid == -1) {
+        fprintf (stderr, "psbench: cannot start %s: %s\n", options->broker_bin, strerror (errno));
+        return -1;
+    }
+    //  Its first line: "psbroker listening on tcp://127.0.0.1:PORT (...)"
+    static const char *marker = "psbroker listening on ";
+    char line[512] = "";
+    size_t used = 0;
+    double deadline = s_now () + BROKER_START_MS / 1000.0;
+    while (!strchr (line, '\n') && used + 1 < sizeof line) {
+        int left = (int)((deadline - s_now ()) * 1000);
+        struct pollfd item = {broker->out, POLLIN, 0};
+        if (left <= 0 || poll (&item, 1, left) == 0)
+            break;
+        ssize_t got = read (broker->out, line + used, sizeof line - 1 - used);
+        if (got == 0 || (got < 0 && errno != EINTR))
+            break;
+        if (got > 0)
+            used += (size_t)got;
+        line[used] = 0;
+    }
+    const char *at = strstr (line, marker);
+    if (at)
+        sscanf (at + strlen (marker), "%255s", broker->endpoint);
+    if (!broker->endpoint[0]) {
+        int status;
+        if (s_wait_pid (broker->pid, 1000, &status))
+            fprintf (stderr, "psbench: %s exited (status %d) before listening\n",
+                     options->broker_bin, WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+        else {
+            fprintf (stderr, "psbench: %s did not print its endpoint within %d ms; killed\n",
+                     options->broker_bin, BROKER_START_MS);
+            s_kill (broker->pid, false);
+        }
+        s_child_pid = 0;
+        close (broker->out);
+        broker->pid = -1;
+        return -1;
+    }
+    return 0;
+}
+
+//  SIGTERM, a bounded wait, then SIGKILL
+static void
+s_broker_stop (broker_t *broker)
+{
+    if (broker->pid > 0) {
+        kill (broker->pid, SIGTERM);
+        int status;
+        if (!s_wait_pid (broker->pid, BROKER_STOP_MS, &status)) {
+            fprintf (stderr, "psbench: psbroker %d ignored SIGTERM for %d ms; killed\n",
+                     (int)broker->pid, BROKER_STOP_MS);
+            s_kill (broker->pid, false);
+        }
+        else if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+            fprintf (stderr, "psbench: psbroker ended badly (status %d)\n", status);
+        s_child_pid = 0;
+    }
+    if (broker->out >= 0)
+        close (broker->out);
+    broker->pid = -1;
+    broker->out = -1;
+}
+
+// ------------------------------------------------------------ workers
+
+//  What one worker thread does, and what it found
+typedef struct bench_s bench_t;
+
+typedef struct {
+    bench_t *bench;           //  the shared setup
+    uint32_t rank;            //  this worker's rank
+    char key[32];             //  its tensor (pushpull)
+    bool failed;              //  a call failed: it does no more work
+    uint64_t steps[MAX_REPS]; //  steps done in each repetition
+} bench_worker_t;
+
+struct bench_s {
+    const char *endpoint;                //  the broker
+    uint32_t nworkers;                   //  world size
+    bool bsp;                            //  the bsp loop, else pushpull
+    size_t count;                        //  pushpull: floats per tensor
+    int reps;                            //  timed repetitions
+    int warmup;                          //  untimed steps before them
+    pthread_barrier_t barrier;           //  workers and main, in lock step
+    atomic_bool stop;                    //  pushpull: end of a repetition
+    atomic_bool abort;                   //  some worker failed: skip the work
+    atomic_long clocks;                  //  bsp: clocks to run in the repetition
+    bench_worker_t workers[MAX_WORKERS]; //  one per thread
+};
+
+static bool
+s_ok (ps_worker_t *worker, bench_worker_t *self, int status, const char *what)
+{
+    if (status == PS_OK)
+        return true;
+    fprintf (stderr, "psbench: worker %u: %s failed: %s (%s)\n", self->rank, what,
+             ps_strerror (status), worker ? ps_worker_error (worker) : "");
+    self->failed = true;
+    return false;
+}
+
+//  A pushpull step: push the gradient, pull the parameters, both waited
+static bool
+s_pushpull_step (ps_worker_t *worker, bench_worker_t *self, ps_tensor_t *grad, ps_tensor_t *params)
+{
+    return s_ok (worker, self, ps_worker_push (worker, grad, 1, 1), "push") &&
+           s_ok (worker, self, ps_worker_pull (worker, params, 1), "pull");
+}
+
+//  The bsp loop's clock: push both keys, clock, pull both keys
+static bool
+s_bsp_clock (ps_worker_t *worker, bench_worker_t *self, ps_tensor_t *grads, ps_tensor_t *params)
+{
+    return s_ok (worker, self, ps_worker_push (worker, grads, 2, 1), "push") &&
+           s_ok (worker, self, ps_worker_clock (worker), "clock") &&
+           s_ok (worker, self, ps_worker_pull (worker, params, 2), "pull");
+}
+
+//  Softmax regression on 784 pixels and 10 classes: weights and biases
+#define BSP_WEIGHTS 7850
+#define BSP_BIASES 10
+
+static void *
+s_worker_main (void *arg)
+{
+    bench_worker_t *self = arg;
+    bench_t *bench = self->bench;
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = bench->endpoint;
+    options.rank = self->rank;
+    options.world_size = bench->nworkers;
+    options.timeout_ms = WORKER_TIMEOUT_MS;
+    options.clock_timeout_ms = WORKER_TIMEOUT_MS;
+    int status;
+    ps_worker_t *worker = ps_worker_connect (&options, &status);
+    if (!worker)
+        s_ok (NULL, self, status, "connect");
+
+    //  Buffers: gradients and parameters, touched before any timing
+    size_t sizes[2] = {bench->count, 0};
+    const char *keys[2] = {self->key, NULL};
+    size_t ntensors = 1;
+    if (bench->bsp) {
+        sizes[0] = BSP_WEIGHTS;
+        sizes[1] = BSP_BIASES;
+        keys[0] = "softmax.w";
+        keys[1] = "softmax.b";
+        ntensors = 2;
+    }
+    ps_tensor_t grads[2], params[2];
+    for (size_t i = 0; i < ntensors; i++) {
+        grads[i] = (ps_tensor_t){keys[i], malloc (sizes[i] * sizeof (float)), sizes[i]};
+        params[i] = (ps_tensor_t){keys[i], malloc (sizes[i] * sizeof (float)), sizes[i]};
+        if (!grads[i].data || !params[i].data) {
+            fprintf (stderr, "psbench: worker %u: out of memory\n", self->rank);
+            self->failed = true;
+            grads[i].count = params[i].count = 0;
+            continue;
+        }
+        for (size_t j = 0; j < sizes[i]; j++)
+            grads[i].data[j] = 1e-6f * (float)(j % 1000);
+        memset (params[i].data, 0, sizes[i] * sizeof (float));
+    }
+    for (size_t i = 0; i < ntensors && !self->failed; i++)
+        s_ok (worker, self, ps_worker_init (worker, keys[i], sizes[i], NULL, NULL), "init");
+
+    //  Warm-up (for bsp, main times it to choose the clock count)
+    pthread_barrier_wait (&bench->barrier);
+    for (int i = 0; i < bench->warmup && !self->failed && !atomic_load (&bench->abort); i++)
+        if (bench->bsp)
+            s_bsp_clock (worker, self, grads, params);
+        else
+            s_pushpull_step (worker, self, grads, params);
+    if (self->failed && worker)
+        ps_worker_close (&worker); //  BYE: BSP peers do not wait for us
+    pthread_barrier_wait (&bench->barrier);
+
+    for (int rep = 0; rep < bench->reps; rep++) {
+        pthread_barrier_wait (&bench->barrier);
+        uint64_t steps = 0;
+        if (bench->bsp) {
+            long clocks = atomic_load (&bench->clocks);
+            for (long i = 0; i < clocks && !self->failed && !atomic_load (&bench->abort); i++)
+                if (s_bsp_clock (worker, self, grads, params))
+                    steps++;
+        }
+        else
+            while (!self->failed && !atomic_load (&bench->abort) && !atomic_load (&bench->stop))
+                if (s_pushpull_step (worker, self, grads, params))
+                    steps++;
+        self->steps[rep] = steps;
+        if (self->failed && worker)
+            ps_worker_close (&worker);
+        pthread_barrier_wait (&bench->barrier);
+    }
+    if (worker)
+        ps_worker_close (&worker);
+    for (size_t i = 0; i < ntensors; i++) {
+        free (grads[i].data);
+        free (params[i].data);
+    }
+    return NULL;
+}
+
+//  Per repetition: wall seconds and steps of all workers
+typedef struct {
+    double wall[MAX_REPS];  //  seconds
+    double steps[MAX_REPS]; //  summed over the workers
+    int reps;               //  filled
+} bench_result_t;
+
+//  Run nworkers threads against a broker started here; 0 or -1
+static int
+s_bench_run (const options_t *options, const plan_t *plan, bool bsp, uint32_t nworkers,
+             size_t bytes, bench_result_t *result)
+{
+    broker_t broker;
+    if (s_broker_start (options, nworkers, bsp ? 0 : -1, &broker))
+        return -1;
+    bench_t *bench = calloc (1, sizeof *bench);
+    if (!bench) {
+        s_broker_stop (&broker);
+        return -1;
+    }
+    bench->endpoint = broker.endpoint;
+    bench->nworkers = nworkers;
+    bench->bsp = bsp;
+    bench->count = bytes / sizeof (float);
+    bench->reps = plan->reps;
+    bench->warmup = bsp ? plan->bsp_calibrate : bytes >= (16u << 20) ? 2 : options->quick ? 5 : 20;
+    atomic_init (&bench->stop, false);
+    atomic_init (&bench->abort, false);
+    atomic_init (&bench->clocks, 0);
+    pthread_barrier_init (&bench->barrier, NULL, nworkers + 1);
+    pthread_t threads[MAX_WORKERS];
+    for (uint32_t i = 0; i < nworkers; i++) {
+        bench_worker_t *worker = &bench->workers[i];
+        worker->bench = bench;
+        worker->rank = i;
+        snprintf (worker->key, sizeof worker->key, "bench.%u", i);
+        if (pthread_create (&threads[i], NULL, s_worker_main, worker)) {
+            //  The barrier counts on every thread: no way to go on
+            fprintf (stderr, "psbench: cannot start a worker thread\n");
+            s_broker_stop (&broker);
+            exit (1);
+        }
+    }
+    //  Workers connected and initialised; then the warm-up
+    pthread_barrier_wait (&bench->barrier);
+    double start = s_now ();
+    pthread_barrier_wait (&bench->barrier);
+    double warmup = s_now () - start;
+    bool failed = false;
+    for (uint32_t i = 0; i < nworkers; i++)
+        failed |= bench->workers[i].failed;
+    atomic_store (&bench->abort, failed);
+    if (bsp) {
+        double per_clock = warmup / (plan->bsp_calibrate > 0 ? plan->bsp_calibrate : 1);
+        long clocks = per_clock > 0 ? (long)(plan->bsp_seconds / per_clock) : 100;
+        atomic_store (&bench->clocks, clocks < 10 ? 10 : clocks > 1000000 ? 1000000 : clocks);
+    }
+    double rep_seconds = plan->rep_seconds * (bytes >= (16u << 20) ? 3 : 1);
+    for (int rep = 0; rep < plan->reps; rep++) {
+        atomic_store (&bench->stop, false);
+        pthread_barrier_wait (&bench->barrier);
+        start = s_now ();
+        if (!bsp && !failed)
+            s_sleep (rep_seconds);
+        atomic_store (&bench->stop, true);
+        pthread_barrier_wait (&bench->barrier);
+        result->wall[rep] = s_now () - start;
+        result->steps[rep] = 0;
+        for (uint32_t i = 0; i < nworkers; i++) {
+            result->steps[rep] += (double)bench->workers[i].steps[rep];
+            failed |= bench->workers[i].failed;
+        }
+        atomic_store (&bench->abort, failed);
+    }
+    result->reps = plan->reps;
+    for (uint32_t i = 0; i < nworkers; i++)
+        pthread_join (threads[i], NULL);
+    pthread_barrier_destroy (&bench->barrier);
+    free (bench);
+    s_broker_stop (&broker);
+    return failed ? -1 : 0;
+}
+
+// ------------------------------------------------------------ cases
+
+//  The yardstick row a pushpull size is held against: tcp_model_zc of
+//  1 MB chunks for the 64 MB model, tcp_rt_zc of the same size otherwise
+static const yard_row_t *
+s_pushpull_yard (const yardstick_t *yard, size_t bytes, char *what, size_t what_size)
+{
+    //  zmq_limits' model is 64 MB (its -B default)
+    bool model = bytes == (64u << 20);
+    const char *name = model ? "tcp_model_zc" : "tcp_rt_zc";
+    uint64_t size = model ? (1u << 20) : bytes;
+    snprintf (what, what_size, "%s %llu", name, (unsigned long long)size);
+    return yard ? s_yard_find (yard, name, size) : NULL;
+}
+
+//  pushpull_<size> (1 worker) or pushpull4_<size> (4 workers)
+static int
+s_case_pushpull (const options_t *options, const plan_t *plan, const yardstick_t *yard,
+                 uint32_t nworkers, size_t bytes)
+{
+    char size_name[32], name[64], sub[80], what[80];
+    snprintf (name, sizeof name, "pushpull%s_%s", nworkers > 1 ? "4" : "",
+              s_size_name (bytes, size_name, sizeof size_name));
+    bench_result_t result = {.reps = 0};
+    if (s_bench_run (options, plan, false, nworkers, bytes, &result)) {
+        fprintf (stderr, "psbench: %s failed\n", name);
+        return -1;
+    }
+    double ms[MAX_REPS], gbps[MAX_REPS];
+    for (int rep = 0; rep < result.reps; rep++) {
+        double steps = result.steps[rep] > 0 ? result.steps[rep] : 1;
+        ms[rep] = result.wall[rep] * 1000 / (steps / nworkers);
+        gbps[rep] = steps * 2.0 * (double)bytes / result.wall[rep] / 1e9;
+    }
+    double ms_median = s_quantile (ms, (size_t)result.reps, 0.5);
+    double gbps_median = s_quantile (gbps, (size_t)result.reps, 0.5);
+    const yard_row_t *row = s_pushpull_yard (yard, bytes, what, sizeof what);
+    if (nworkers == 1) {
+        s_figure (name, ms_median, "ms");
+        if (row)
+            s_ratio (name, "ratio", ms_median, what, row->b, "ms");
+        snprintf (sub, sizeof sub, "%s.bandwidth", name);
+        s_figure (sub, gbps_median, "GB/s");
+    }
+    else {
+        //  Aggregate GB/s is the figure; a step's time is per worker
+        s_figure (name, gbps_median, "GB/s");
+        if (row)
+            s_ratio (name, "ratio", gbps_median, what, row->a, "GB/s");
+        snprintf (sub, sizeof sub, "%s.step", name);
+        s_figure (sub, ms_median, "ms");
+    }
+    fflush (stdout);
+    return 0;
+}
+
+//  latency_push_pull: 1-float push then pull, each waited
+static int
+s_case_latency (const options_t *options, const plan_t *plan, const yardstick_t *yard)
+{
+    broker_t broker;
+    if (s_broker_start (options, 1, -1, &broker))
+        return -1;
+    ps_worker_options_t worker_options;
+    ps_worker_options_init (&worker_options);
+    worker_options.broker = broker.endpoint;
+    worker_options.timeout_ms = WORKER_TIMEOUT_MS;
+    int status;
+    ps_worker_t *worker = ps_worker_connect (&worker_options, &status);
+    double *us = malloc ((size_t)plan->lat_pairs * sizeof *us);
+    float grad = 0.001f, param = 0;
+    ps_tensor_t grad_tensor = {"latency", &grad, 1};
+    ps_tensor_t param_tensor = {"latency", &param, 1};
+    const char *what = worker ? "init" : "connect";
+    if (worker && !us)
+        status = PS_ENOMEM;
+    else if (worker)
+        status = ps_worker_init (worker, "latency", 1, NULL, NULL);
+    for (int i = 0; status == PS_OK && i < plan->lat_warmup + plan->lat_pairs; i++) {
+        double start = s_now ();
+        status = ps_worker_push (worker, &grad_tensor, 1, 1);
+        what = "push";
+        if (status == PS_OK) {
+            status = ps_worker_pull (worker, &param_tensor, 1);
+            what = "pull";
+        }
+        if (i >= plan->lat_warmup)
+            us[i - plan->lat_warmup] = (s_now () - start) * 1e6;
+    }
+    if (status != PS_OK)
+        fprintf (stderr, "psbench: latency_push_pull: %s failed: %s (%s)\n", what,
+                 ps_strerror (status), worker ? ps_worker_error (worker) : "");
+    if (worker)
+        ps_worker_close (&worker);
+    s_broker_stop (&broker);
+    if (status != PS_OK) {
+        free (us);
+        return -1;
+    }
+    double median = s_quantile (us, (size_t)plan->lat_pairs, 0.5);
+    double p99 = s_quantile (us, (size_t)plan->lat_pairs, 0.99);
+    free (us);
+    s_figure ("latency_push_pull", median, "us");
+    const yard_row_t *row = yard ? s_yard_find (yard, "tcp_lat", 0) : NULL;
+    if (row)
+        s_ratio ("latency_push_pull", "ratio", median, "2x tcp_lat", 2 * row->a, "us");
+    s_figure ("latency_push_pull.p99", p99, "us");
+    if (row)
+        s_ratio ("latency_push_pull.p99", "ratio", p99, "2x tcp_lat p99", 2 * row->b, "us");
+    fflush (stdout);
+    return 0;
+}
+
+//  aggregation: the aggregation thread's arithmetic, in-process. BSP:
+//  8 gradients accumulated into one key, then the flush that applies
+//  their mean (SGD); SSP: 8 applies of one gradient each
+static int
+s_case_aggregation (const plan_t *plan, const yardstick_t *yard)
+{
+    size_t count = plan->agg_bytes / sizeof (float);
+    size_t chunk = PS_CHUNK_BYTES / sizeof (float);
+    size_t npieces = (count + chunk - 1) / chunk;
+    ps_store_t *store = ps_store_new (NULL);
+    float *grads = malloc (AGG_GRADIENTS * count * sizeof (float));
+    ps_piece_t *pieces = malloc (AGG_GRADIENTS * npieces * sizeof *pieces);
+    double *bsp = malloc ((size_t)plan->agg_reps * sizeof *bsp);
+    double *ssp = malloc ((size_t)plan->agg_reps * sizeof *ssp);
+    ps_problem_t problem = {0};
+    ps_key_t *key = NULL;
+    bool ok = store && grads && pieces && bsp && ssp;
+    if (ok && ps_store_init (store, "aggregation", count, NULL, NULL, &problem) == 0)
+        key = ps_store_lookup (store, "aggregation");
+    ok = ok && key;
+    if (ok) {
+        //  Gradients laid out as they arrive: 1 MB frames, in order
+        for (size_t i = 0; i < AGG_GRADIENTS * count; i++)
+            grads[i] = 1e-6f * (float)(i % 977);
+        for (size_t g = 0; g < AGG_GRADIENTS; g++)
+            for (size_t p = 0; p < npieces; p++) {
+                size_t offset = p * chunk;
+                pieces[g * npieces + p] = (ps_piece_t){
+                    grads + g * count + offset, count - offset < chunk ? count - offset : chunk};
+            }
+    }
+    int64_t clock = 0;
+    //  Repetition -1 is the warm-up: the accumulator's first allocation
+    for (int rep = -1; ok && rep < plan->agg_reps; rep++) {
+        double start = s_now ();
+        for (size_t g = 0; ok && g < AGG_GRADIENTS; g++)
+            ok = ps_store_accumulate (store, key, clock, pieces + g * npieces, npieces, 1,
+                                      &problem) == 0;
+        ok = ok && ps_store_flush (store, clock + 1, NULL, NULL) == 1;
+        clock++;
+        double middle = s_now ();
+        for (size_t g = 0; ok && g < AGG_GRADIENTS; g++)
+            ok = ps_store_apply (store, key, pieces + g * npieces, npieces, 1, &problem) == 0;
+        double end = s_now ();
+        if (rep >= 0) {
+            bsp[rep] = middle - start;
+            ssp[rep] = end - middle;
+        }
+    }
+    if (!ok)
+        fprintf (stderr, "psbench: aggregation failed: %s\n",
+                 problem.message[0] ? problem.message : "out of memory");
+    else {
+        double bytes = (double)AGG_GRADIENTS * (double)count * sizeof (float);
+        double bsp_s = s_quantile (bsp, (size_t)plan->agg_reps, 0.5);
+        double ssp_s = s_quantile (ssp, (size_t)plan->agg_reps, 0.5);
+        const yard_row_t *add = yard ? s_yard_find (yard, "add_1t", 64u << 20) : NULL;
+        const yard_row_t *seq = yard ? s_yard_find (yard, "agg8_seq_1t", 16u << 20) : NULL;
+        s_figure ("aggregation", bytes / bsp_s / 1e9, "GB/s");
+        if (add)
+            s_ratio ("aggregation", "ratio", bytes / bsp_s / 1e9, "add_1t 67108864", add->a,
+                     "GB/s");
+        if (seq)
+            s_ratio ("aggregation", "ratio_agg8_seq", bytes / bsp_s / 1e9, "agg8_seq_1t 16777216",
+                     seq->a, "GB/s");
+        s_figure ("aggregation.time", bsp_s * 1000, "ms");
+        s_figure ("aggregation_apply", bytes / ssp_s / 1e9, "GB/s");
+        if (add)
+            s_ratio ("aggregation_apply", "ratio", bytes / ssp_s / 1e9, "add_1t 67108864", add->a,
+                     "GB/s");
+        s_figure ("aggregation_apply.time", ssp_s * 1000, "ms");
+        fflush (stdout);
+    }
+    free (ssp);
+    free (bsp);
+    free (pieces);
+    free (grads);
+    ps_store_destroy (&store);
+    return ok ? 0 : -1;
+}
+
+//  bsp_clocks_<n>w: BSP clocks per second, softmax-sized model
+static int
+s_case_bsp (const options_t *options, const plan_t *plan, const yardstick_t *yard,
+            uint32_t nworkers)
+{
+    char name[64];
+    snprintf (name, sizeof name, "bsp_clocks_%uw", nworkers);
+    bench_result_t result = {.reps = 0};
+    if (s_bench_run (options, plan, true, nworkers, 0, &result)) {
+        fprintf (stderr, "psbench: %s failed\n", name);
+        return -1;
+    }
+    double rate[MAX_REPS];
+    for (int rep = 0; rep < result.reps; rep++)
+        rate[rep] = result.steps[rep] / nworkers / result.wall[rep];
+    double median = s_quantile (rate, (size_t)result.reps, 0.5);
+    s_figure (name, median, "clocks/s");
+    //  A clock is three round trips in sequence (push, clock, pull): the
+    //  rate three raw DEALER/ROUTER round trips would allow
+    const yard_row_t *row = yard ? s_yard_find (yard, "tcp_lat", 0) : NULL;
+    if (row && row->a > 0)
+        s_ratio (name, "ratio", median, "1/(3x tcp_lat)", 1e6 / (3 * row->a), "clocks/s");
+    fflush (stdout);
+    return 0;
+}
+
+// ------------------------------------------------------------ main
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out, USAGE "\n"
+                        "Measure psmq against this machine's limits (loopback only). Prints one\n"
+                        "`name: value unit` line per figure and, with the yardstick, a\n"
+                        "`name.ratio: R (vs case value unit)` line: R = psmq / yardstick.\n"
+                        "\n"
+                        "  --quick            tiny sizes, few iterations, no yardstick unless\n"
+                        "                     --yardstick is given (a few seconds)\n"
+                        "  --only LIST        cases, comma-separated: pushpull, pushpull4,\n"
+                        "                     latency, aggregation, bsp (default all)\n"
+                        "  --sizes LIST       pushpull sizes, e.g. 4K,64M (default\n"
+                        "                     4K,1M,16M,64M; --quick: 4K,1M)\n"
+                        "  --no-yardstick     do not run the yardstick; no ratios\n"
+                        "  --yardstick DIR    where zmq_limits and memband are built\n"
+                        "                     (default /tmp/yardstick; build with\n"
+                        "                     make -C ../shared/bench BUILD=/tmp/yardstick)\n"
+                        "  --broker-bin PATH  the psbroker to start (default: next to psbench)\n"
+                        "  -h, --help         show this help\n"
+                        "\n"
+                        "Figures: pushpull_<size> (ms per push+pull step, 1 worker, ASP),\n"
+                        "pushpull4_<size> (aggregate GB/s, 4 workers), latency_push_pull (us,\n"
+                        "1-float push then pull), aggregation (GB/s of gradients, in-process\n"
+                        "ps_store), bsp_clocks_<n>w (clocks/s, n workers, BSP).\n");
+}
+
+static int
+s_parse_only (const char *list, unsigned *cases)
+{
+    *cases = 0;
+    char copy[256];
+    snprintf (copy, sizeof copy, "%s", list);
+    char *saved;
+    for (char *name = strtok_r (copy, ",", &saved); name; name = strtok_r (NULL, ",", &saved)) {
+        size_t i = 0;
+        while (i < sizeof s_cases / sizeof s_cases[0] && strcmp (s_cases[i].name, name))
+            i++;
+        if (i == sizeof s_cases / sizeof s_cases[0]) {
+            fprintf (stderr,
+                     "psbench: --only: unknown case '%s' (pushpull, pushpull4, latency, "
+                     "aggregation, bsp)\n",
+                     name);
+            return -1;
+        }
+        *cases |= s_cases[i].bit;
+    }
+    return *cases ? 0 : -1;
+}
+
+//  "4K,64M": sizes in bytes, multiples of 4 from 4 to MAX_SIZE_BYTES
+static int
+s_parse_sizes (const char *list, size_t *sizes, size_t *nsizes)
+{
+    *nsizes = 0;
+    char copy[256];
+    snprintf (copy, sizeof copy, "%s", list);
+    char *saved;
+    for (char *item = strtok_r (copy, ",", &saved); item; item = strtok_r (NULL, ",", &saved)) {
+        char *end;
+        errno = 0;
+        unsigned long long value = strtoull (item, &end, 10);
+        unsigned long long scale = *end == 'K' || *end == 'k'   ? 1ULL << 10
+                                   : *end == 'M' || *end == 'm' ? 1ULL << 20
+                                                                : 1;
+        if (scale > 1)
+            end++;
+        if (errno || end == item || *end || *nsizes == MAX_SIZES || value == 0 ||
+            value > MAX_SIZE_BYTES / scale || (value * scale) % sizeof (float)) {
+            fprintf (stderr,
+                     "psbench: --sizes: '%s' is not a size (at most %d of them, multiples of 4 "
+                     "bytes up to 256M, e.g. 4K,64M)\n",
+                     item, MAX_SIZES);
+            return -1;
+        }
+        sizes[(*nsizes)++] = (size_t)(value * scale);
+    }
+    return *nsizes ? 0 : -1;
+}
+
+//  psbroker next to our own executable
+static void
+s_default_broker (char *path, size_t size)
+{
+    char self[PATH_MAX];
+    ssize_t length = readlink ("/proc/self/exe", self, sizeof self - 1);
+    if (length <= 0) {
+        snprintf (path, size, "./psbroker");
+        return;
+    }
+    self[length] = 0;
+    char *slash = strrchr (self, '/');
+    if (slash)
+        *slash = 0;
+    static const char name[] = "/psbroker";
+    size_t dir = strlen (self);
+    if (dir + sizeof name > size) {
+        snprintf (path, size, "./psbroker");
+        return;
+    }
+    memcpy (path, self, dir);
+    memcpy (path + dir, name, sizeof name);
+}
+
+static void
+s_plan (bool quick, plan_t *plan)
+{
+    if (quick)
+        *plan = (plan_t){.sizes = {4u << 10, 1u << 20},
+                         .nsizes = 2,
+                         .rep_seconds = 0.05,
+                         .reps = 3,
+                         .lat_warmup = 50,
+                         .lat_pairs = 300,
+                         .agg_bytes = 1u << 20,
+                         .agg_reps = 3,
+                         .bsp_seconds = 0.05,
+                         .bsp_calibrate = 5};
+    else
+        *plan = (plan_t){.sizes = {4u << 10, 1u << 20, 16u << 20, 64u << 20},
+                         .nsizes = 4,
+                         .rep_seconds = 0.4,
+                         .reps = 3,
+                         .lat_warmup = 500,
+                         .lat_pairs = 5000,
+                         .agg_bytes = 16u << 20,
+                         .agg_reps = 15,
+                         .bsp_seconds = 1.0,
+                         .bsp_calibrate = 20};
+}
+
+int
+main (int argc, char *argv[])
+{
+    enum { OPT_QUICK = 256, OPT_ONLY, OPT_SIZES, OPT_NO_YARDSTICK, OPT_YARDSTICK, OPT_BROKER_BIN };
+    static const struct option long_options[] = {
+        {"quick", no_argument, 0, OPT_QUICK},
+        {"only", required_argument, 0, OPT_ONLY},
+        {"sizes", required_argument, 0, OPT_SIZES},
+        {"no-yardstick", no_argument, 0, OPT_NO_YARDSTICK},
+        {"yardstick", required_argument, 0, OPT_YARDSTICK},
+        {"broker-bin", required_argument, 0, OPT_BROKER_BIN},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    options_t options = {.yardstick = true, .yardstick_dir = "/tmp/yardstick", .cases = CASE_ALL};
+    bool no_yardstick = false;
+    s_default_broker (options.broker_bin, sizeof options.broker_bin);
+    int opt;
+    while ((opt = getopt_long (argc, argv, "h", long_options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_QUICK: options.quick = true; break;
+        case OPT_ONLY:
+            if (s_parse_only (optarg, &options.cases)) {
+                fprintf (stderr, USAGE);
+                return 2;
+            }
+            break;
+        case OPT_SIZES:
+            if (s_parse_sizes (optarg, options.sizes, &options.nsizes)) {
+                fprintf (stderr, USAGE);
+                return 2;
+            }
+            break;
+        case OPT_NO_YARDSTICK: no_yardstick = true; break;
+        case OPT_YARDSTICK:
+            options.yardstick_dir = optarg;
+            options.yardstick_given = true;
+            break;
+        case OPT_BROKER_BIN:
+            snprintf (options.broker_bin, sizeof options.broker_bin, "%s", optarg);
+            break;
+        case 'h': s_usage (stdout); return 0;
+        default: fprintf (stderr, USAGE); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf (stderr, "psbench: unexpected argument '%s'\n" USAGE, argv[optind]);
+        return 2;
+    }
+    options.yardstick = !no_yardstick && (!options.quick || options.yardstick_given);
+
+    setvbuf (stdout, NULL, _IOLBF, 0);
+    signal (SIGPIPE, SIG_IGN);
+    struct sigaction action = {.sa_handler = s_on_signal};
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+
+    plan_t plan;
+    s_plan (options.quick, &plan);
+    if (options.nsizes) {
+        memcpy (plan.sizes, options.sizes, sizeof plan.sizes);
+        plan.nsizes = options.nsizes;
+    }
+    double load[3] = {0};
+    getloadavg (load, 3);
+    printf ("# psbench psmq %s; loopback; broker %s\n", options.quick ? "quick" : "full",
+            options.broker_bin);
+    printf ("# load average %.2f %.2f %.2f; %ld cpus\n", load[0], load[1], load[2],
+            sysconf (_SC_NPROCESSORS_ONLN));
+    printf ("# ratio = psmq / yardstick in the figure's unit (ms, us: lower is better;"
+            " GB/s, clocks/s: higher is better)\n");
+
+    //  The yardstick first, in this run, for the cases that need it
+    yardstick_t yard = {0};
+    yardstick_t *have_yard = NULL;
+    if (options.yardstick) {
+        bool network = options.cases & (CASE_PUSHPULL | CASE_PUSHPULL4 | CASE_LATENCY | CASE_BSP);
+        bool ran = false;
+        if (network) {
+            //  The pushpull sizes, and 1M when 64M is held against the
+            //  model of 1 MB chunks
+            char sizes[96] = "";
+            bool model = false, megabyte = false;
+            for (size_t i = 0; i < plan.nsizes; i++) {
+                char size_name[32];
+                snprintf (sizes + strlen (sizes), sizeof sizes - strlen (sizes), "%s%s",
+                          i ? "," : "", s_size_name (plan.sizes[i], size_name, sizeof size_name));
+                model |= plan.sizes[i] == (64u << 20);
+                megabyte |= plan.sizes[i] == (1u << 20);
+            }
+            if (model && !megabyte)
+                snprintf (sizes + strlen (sizes), sizeof sizes - strlen (sizes), ",1M");
+            char *full[] = {"-t", "tcp", "-m", "lat,rt,model", "-s", sizes, "-z", "zc", NULL};
+            char *quick[] = {"-t", "tcp", "-m", "lat,rt,model", "-s", sizes,  "-z", "zc",
+                             "-r", "1",   "-T", "0.05",         "-n", "2000", NULL};
+            ran |= s_yard_run (&yard, &options, "zmq_limits", options.quick ? quick : full,
+                               ZMQ_LIMITS_MS);
+        }
+        if (options.cases & CASE_AGGREGATION) {
+            char *quick[] = {"-r", "5", NULL};
+            ran |=
+                s_yard_run (&yard, &options, "memband", options.quick ? quick : NULL, MEMBAND_MS);
+        }
+        have_yard = ran || yard.nrows ? &yard : NULL;
+    }
+
+    int failures = 0;
+    if (options.cases & CASE_PUSHPULL)
+        for (size_t i = 0; i < plan.nsizes; i++)
+            failures += s_case_pushpull (&options, &plan, have_yard, 1, plan.sizes[i]) != 0;
+    if (options.cases & CASE_PUSHPULL4)
+        for (size_t i = 0; i < plan.nsizes; i++)
+            failures += s_case_pushpull (&options, &plan, have_yard, 4, plan.sizes[i]) != 0;
+    if (options.cases & CASE_LATENCY)
+        failures += s_case_latency (&options, &plan, have_yard) != 0;
+    if (options.cases & CASE_AGGREGATION)
+        failures += s_case_aggregation (&plan, have_yard) != 0;
+    if (options.cases & CASE_BSP) {
+        static const uint32_t counts[] = {1, 2, 4, 8};
+        for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+            failures += s_case_bsp (&options, &plan, have_yard, counts[i]) != 0;
+    }
+    free (yard.rows);
+    if (failures) {
+        fprintf (stderr, "psbench: %d case%s failed\n", failures, failures > 1 ? "s" : "");
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,598 @@
+/*  =========================================================================
+    psworker - data-parallel training through a psbroker
+
+    Each rank trains on its own contiguous shard of the training set. A
+    step computes the gradient of one minibatch, then sends push, clock and
+    pull back to back (three requests in flight, one wait) and trains on
+    the parameters the pull brings. The broker applies the optimizer, so
+    the learning rate and update rule are the keys' settings, given at INIT.
+
+    Every rank does the same number of steps per epoch (the training set
+    divided evenly, rounded down), so that epochs line up under BSP even
+    when the shards differ by one example.
+    ========================================================================= */
+
+#include "ps_data.h"
+#include "ps_model.h"
+#include "ps_worker.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
+#define SYNTHETIC_TRAIN 12000
+#define SYNTHETIC_TEST 2000
+#define MAX_PARAMS 8
+
+static volatile sig_atomic_t s_interrupted = 0;
+
+static void
+s_on_signal (int signal_number)
+{
+    s_interrupted = 1;
+}
+
+typedef struct {
+    const char *broker;        //  endpoint
+    uint32_t rank;             //  this worker
+    uint32_t workers;          //  world size
+    ps_model_kind_t model;     //  softmax or mlp
+    size_t hidden;             //  MLP hidden units
+    int epochs;                //  passes over the shard
+    size_t batch;              //  examples per step
+    ps_optim_settings_t optim; //  the keys' update rule
+    const char *data;          //  directory, or "synthetic"
+    uint64_t seed;             //  model init and straggler draws
+    bool cosine;               //  decay lr to 0 over the run
+    bool json;                 //  JSON Lines instead of text
+    int delay_ms;              //  straggler: sleep after a step
+    double delay_prob;         //  with this probability
+    int timeout_ms;            //  per request
+    int clock_timeout_ms;      //  a clock may wait this long
+} options_t;
+
+static double
+s_seconds (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return now.tv_sec + now.tv_nsec / 1e9;
+}
+
+//  splitmix64: the straggler's seeded draws
+static double
+s_uniform (uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+             "usage: psworker --broker tcp://HOST:PORT --rank R --workers N [options]\n"
+             "\n"
+             "Train a classifier on Fashion-MNIST through a psbroker, data-parallel.\n"
+             "\n"
+             "  -b, --broker EP        broker endpoint (required)\n"
+             "  -r, --rank R           this worker's rank, 0..N-1 (required)\n"
+             "  -n, --workers N        workers in the job (required)\n"
+             "  -m, --model NAME       softmax or mlp (default mlp)\n"
+             "      --hidden H         MLP hidden units (default 128)\n"
+             "  -e, --epochs E         passes over the data (default 5)\n"
+             "      --batch B          examples per step and worker (default 32)\n"
+             "  -o, --optimizer NAME   sgd, momentum, adagrad, adam (default adam)\n"
+             "      --lr LR            learning rate (default 0.002 for adam, else 0.05)\n"
+             "      --momentum M       for momentum (default 0.9)\n"
+             "      --schedule NAME    cosine (default): lr decays to 0 over the run;\n"
+             "                         constant\n"
+             "  -d, --data DIR         IDX files (default %s),\n"
+             "                         or 'synthetic' for a built-in data set\n"
+             "  -s, --seed S           model initialisation and straggler draws (default 1)\n"
+             "      --json             one JSON object per epoch and a final one\n"
+             "      --delay-ms D       straggler: sleep D ms after each step\n"
+             "      --delay-prob P     ... with probability P (default 1)\n"
+             "      --timeout-ms MS    reply timeout of each request (default 30000)\n"
+             "      --clock-timeout-ms MS  how long a clock may wait (default 600000)\n"
+             "  -h, --help             show this help\n"
+             "\n"
+             "Data: Debian's package dataset-fashion-mnist installs the files.\n"
+             "Example: psworker --broker tcp://127.0.0.1:5555 --rank 0 --workers 4\n",
+             DEFAULT_DATA_DIR);
+}
+
+static int
+s_parse_long (const char *option, const char *text, long min, long max, long *value)
+{
+    char *end;
+    errno = 0;
+    long parsed = strtol (text, &end, 10);
+    if (errno || end == text || *end || parsed < min || parsed > max) {
+        fprintf (stderr, "psworker: %s '%s' must be a whole number from %ld to %ld\n", option, text,
+                 min, max);
+        return -1;
+    }
+    *value = parsed;
+    return 0;
+}
+
+static int
+s_parse_double (const char *option, const char *text, double min, double max, double *value)
+{
+    char *end;
+    errno = 0;
+    double parsed = strtod (text, &end);
+    if (errno || end == text || *end || !(parsed >= min && parsed <= max)) {
+        fprintf (stderr, "psworker: %s '%s' must be a number from %g to %g\n", option, text, min,
+                 max);
+        return -1;
+    }
+    *value = parsed;
+    return 0;
+}
+
+enum {
+    OPT_HIDDEN = 256,
+    OPT_BATCH,
+    OPT_LR,
+    OPT_MOMENTUM,
+    OPT_SCHEDULE,
+    OPT_JSON,
+    OPT_DELAY,
+    OPT_DELAY_PROB,
+    OPT_TIMEOUT,
+    OPT_CLOCK_TIMEOUT
+};
+
+//  0 to run, 1 to exit successfully (help), 2 on a usage error
+static int
+s_parse_options (int argc, char *argv[], options_t *options)
+{
+    static const struct option longs[] = {
+        {"broker", required_argument, 0, 'b'},
+        {"rank", required_argument, 0, 'r'},
+        {"workers", required_argument, 0, 'n'},
+        {"model", required_argument, 0, 'm'},
+        {"hidden", required_argument, 0, OPT_HIDDEN},
+        {"epochs", required_argument, 0, 'e'},
+        {"batch", required_argument, 0, OPT_BATCH},
+        {"optimizer", required_argument, 0, 'o'},
+        {"lr", required_argument, 0, OPT_LR},
+        {"momentum", required_argument, 0, OPT_MOMENTUM},
+        {"schedule", required_argument, 0, OPT_SCHEDULE},
+        {"data", required_argument, 0, 'd'},
+        {"seed", required_argument, 0, 's'},
+        {"json", no_argument, 0, OPT_JSON},
+        {"delay-ms", required_argument, 0, OPT_DELAY},
+        {"delay-prob", required_argument, 0, OPT_DELAY_PROB},
+        {"timeout-ms", required_argument, 0, OPT_TIMEOUT},
+        {"clock-timeout-ms", required_argument, 0, OPT_CLOCK_TIMEOUT},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    *options = (options_t){.model = PS_MODEL_MLP,
+                           .hidden = 128,
+                           .epochs = 5,
+                           .batch = 32,
+                           .optim = {.kind = PS_OPTIMIZER_ADAM},
+                           .data = DEFAULT_DATA_DIR,
+                           .seed = 1,
+                           .cosine = true,
+                           .delay_prob = 1.0,
+                           .timeout_ms = 30000,
+                           .clock_timeout_ms = 600000};
+    long rank = -1, workers = -1, number;
+    double real;
+    int opt;
+    while ((opt = getopt_long (argc, argv, "b:r:n:m:e:o:d:s:h", longs, NULL)) != -1) {
+        int rc = 0;
+        switch (opt) {
+        case 'b': options->broker = optarg; break;
+        case 'r': rc = s_parse_long ("--rank", optarg, 0, 4095, &rank); break;
+        case 'n': rc = s_parse_long ("--workers", optarg, 1, 4096, &workers); break;
+        case 'm':
+            if (ps_model_kind_parse (optarg, &options->model)) {
+                fprintf (stderr, "psworker: --model '%s' is not softmax or mlp\n", optarg);
+                rc = -1;
+            }
+            break;
+        case OPT_HIDDEN:
+            rc = s_parse_long ("--hidden", optarg, 1, 65536, &number);
+            options->hidden = (size_t)number;
+            break;
+        case 'e':
+            rc = s_parse_long ("--epochs", optarg, 1, 100000, &number);
+            options->epochs = (int)number;
+            break;
+        case OPT_BATCH:
+            rc = s_parse_long ("--batch", optarg, 1, 65536, &number);
+            options->batch = (size_t)number;
+            break;
+        case 'o': {
+            static const char *names[] = {"", "sgd", "momentum", "adagrad", "adam"};
+            int kind = 0;
+            for (int i = 1; i <= 4; i++)
+                if (strcmp (optarg, names[i]) == 0)
+                    kind = i;
+            if (!kind) {
+                fprintf (stderr,
+                         "psworker: --optimizer '%s' is not one of sgd, momentum, "
+                         "adagrad, adam\n",
+                         optarg);
+                rc = -1;
+            }
+            options->optim.kind = (ps_optimizer_t)kind;
+            break;
+        }
+        case OPT_LR:
+            rc = s_parse_double ("--lr", optarg, 1e-9, 100, &real);
+            options->optim.lr = (float)real;
+            break;
+        case OPT_MOMENTUM:
+            rc = s_parse_double ("--momentum", optarg, 0, 0.999999, &real);
+            options->optim.momentum = (float)real;
+            break;
+        case OPT_SCHEDULE:
+            if (strcmp (optarg, "cosine") && strcmp (optarg, "constant")) {
+                fprintf (stderr, "psworker: --schedule '%s' is not cosine or constant\n", optarg);
+                rc = -1;
+            }
+            options->cosine = strcmp (optarg, "cosine") == 0;
+            break;
+        case 'd': options->data = optarg; break;
+        case 's':
+            rc = s_parse_long ("--seed", optarg, 0, LONG_MAX, &number);
+            options->seed = (uint64_t)number;
+            break;
+        case OPT_JSON: options->json = true; break;
+        case OPT_DELAY:
+            rc = s_parse_long ("--delay-ms", optarg, 0, 3600000, &number);
+            options->delay_ms = (int)number;
+            break;
+        case OPT_DELAY_PROB:
+            rc = s_parse_double ("--delay-prob", optarg, 0, 1, &options->delay_prob);
+            break;
+        case OPT_TIMEOUT:
+            rc = s_parse_long ("--timeout-ms", optarg, 1, 86400000, &number);
+            options->timeout_ms = (int)number;
+            break;
+        case OPT_CLOCK_TIMEOUT:
+            rc = s_parse_long ("--clock-timeout-ms", optarg, 1, 86400000, &number);
+            options->clock_timeout_ms = (int)number;
+            break;
+        case 'h': s_usage (stdout); return 1;
+        default: s_usage (stderr); return 2;
+        }
+        if (rc)
+            return 2;
+    }
+    if (optind < argc) {
+        fprintf (stderr, "psworker: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (!options->broker || rank < 0 || workers < 0) {
+        fprintf (stderr, "psworker: --broker, --rank and --workers are required (see --help)\n");
+        return 2;
+    }
+    if (rank >= workers) {
+        fprintf (stderr, "psworker: --rank %ld must be below --workers %ld\n", rank, workers);
+        return 2;
+    }
+    options->rank = (uint32_t)rank;
+    options->workers = (uint32_t)workers;
+    if (options->optim.lr == 0)
+        options->optim.lr = options->optim.kind == PS_OPTIMIZER_ADAM ? 0.002f : 0.05f;
+    return 0;
+}
+
+//  Standardise both sets with the training set's mean and deviation over
+//  all pixels: gradient steps are better conditioned around zero. Every
+//  rank loads the whole training set, so every rank gets the same numbers.
+static void
+s_standardise (ps_dataset_t *train, ps_dataset_t *test)
+{
+    double sum = 0, squares = 0;
+    size_t count = train->n * train->dim;
+    for (size_t i = 0; i < count; i++) {
+        sum += train->x[i];
+        squares += (double)train->x[i] * train->x[i];
+    }
+    double mean = sum / count;
+    double deviation = sqrt (squares / count - mean * mean);
+    float scale = deviation > 1e-6 ? (float)(1.0 / deviation) : 1.0f;
+    ps_dataset_t *sets[] = {train, test};
+    for (int s = 0; s < 2; s++)
+        for (size_t i = 0; i < sets[s]->n * sets[s]->dim; i++)
+            sets[s]->x[i] = (sets[s]->x[i] - (float)mean) * scale;
+}
+
+//  Load (or make) the training and test sets; prints why on failure
+static int
+s_load_data (const options_t *options, ps_dataset_t **train, ps_dataset_t **test)
+{
+    if (strcmp (options->data, "synthetic") == 0) {
+        *train = ps_data_synthetic (SYNTHETIC_TRAIN, 42, true);
+        *test = ps_data_synthetic (SYNTHETIC_TEST, 42, false);
+        return *train && *test ? 0 : -1;
+    }
+    char why[512];
+    if (ps_data_load_idx (options->data, true, train, why, sizeof why) ||
+        ps_data_load_idx (options->data, false, test, why, sizeof why)) {
+        fprintf (stderr, "psworker: %s\n", why);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    ps_worker_t *worker;            //  the broker connection
+    ps_model_t *model;              //  parameters and gradients
+    ps_tensor_t params[MAX_PARAMS]; //  the model's parameters as tensors
+    ps_tensor_t grads[MAX_PARAMS];  //  and its gradients
+    size_t nparams;                 //  how many
+    double wait_seconds;            //  time spent waiting on the broker
+    int64_t clocks;                 //  clocks finished
+} trainer_t;
+
+static void
+s_bind_tensors (trainer_t *self)
+{
+    self->nparams = ps_model_param_count (self->model);
+    for (size_t i = 0; i < self->nparams; i++) {
+        const char *name = ps_model_param_name (self->model, i);
+        size_t size = ps_model_param_size (self->model, i);
+        self->params[i] = (ps_tensor_t){name, ps_model_param (self->model, i), size};
+        self->grads[i] = (ps_tensor_t){name, ps_model_grad (self->model, i), size};
+    }
+}
+
+static int
+s_fail (trainer_t *self, const char *what, int status)
+{
+    fprintf (stderr, "psworker: %s failed: %s (%s)\n", what, ps_strerror (status),
+             ps_worker_error (self->worker));
+    return status;
+}
+
+//  Create the keys (every rank offers the same initial values: whoever is
+//  first wins, INIT is idempotent) and start from what the broker holds.
+//  The cosine schedule ends with the run: BSP applies one step per clock,
+//  SSP and ASP one per push, so there it is workers times as many.
+static int
+s_init_keys (trainer_t *self, const options_t *options, size_t steps_per_epoch)
+{
+    ps_optim_settings_t optim = options->optim;
+    if (options->cosine) {
+        uint64_t pushes = (uint64_t)steps_per_epoch * options->epochs;
+        bool bsp = ps_worker_staleness (self->worker) == 0;
+        optim.decay_steps = bsp ? pushes : pushes * options->workers;
+    }
+    for (size_t i = 0; i < self->nparams; i++) {
+        int status = ps_worker_init (self->worker, self->params[i].key, self->params[i].count,
+                                     self->params[i].data, &optim);
+        if (status)
+            return s_fail (self, "init", status);
+    }
+    int status = ps_worker_pull (self->worker, self->params, self->nparams);
+    return status ? s_fail (self, "pull", status) : 0;
+}
+
+//  One step: gradient, then push, clock and pull in flight together
+static int
+s_step (trainer_t *self, const float *x, const uint8_t *y, size_t batch, double *loss)
+{
+    *loss = ps_model_gradient (self->model, x, y, batch);
+    ps_ticket_t push, clock, pull;
+    int status = ps_worker_push_async (self->worker, self->grads, self->nparams, 1, &push);
+    if (status)
+        return s_fail (self, "push", status);
+    status = ps_worker_clock_async (self->worker, &clock);
+    if (status)
+        return s_fail (self, "clock", status);
+    status = ps_worker_pull_async (self->worker, self->params, self->nparams, &pull);
+    if (status)
+        return s_fail (self, "pull", status);
+    double started = s_seconds ();
+    //  The pull is answered last; waiting for it settles the other two
+    int pull_status = ps_worker_wait (self->worker, pull, -1);
+    int push_status = ps_worker_wait (self->worker, push, -1);
+    int clock_status = ps_worker_wait (self->worker, clock, -1);
+    self->wait_seconds += s_seconds () - started;
+    if (push_status)
+        return s_fail (self, "push", push_status);
+    if (clock_status)
+        return s_fail (self, "clock", clock_status);
+    if (pull_status)
+        return s_fail (self, "pull", pull_status);
+    self->clocks++;
+    return 0;
+}
+
+static void
+s_report (const options_t *options, int epoch, bool final, double loss, double accuracy,
+          double seconds, double wait, int64_t clocks, double examples_per_second)
+{
+    if (options->json) {
+        printf ("{\"rank\":%u,\"epoch\":%d,%s\"train_loss\":%.6f,\"test_accuracy\":%.4f,"
+                "\"seconds\":%.3f,\"wait_seconds\":%.3f,\"clocks\":%" PRId64
+                ",\"examples_per_second\":%.1f}\n",
+                options->rank, epoch, final ? "\"final\":true," : "", loss, accuracy, seconds, wait,
+                clocks, examples_per_second);
+    }
+    else if (final)
+        printf ("rank %u done: %d epochs, test accuracy %.4f, loss %.4f, %.1f s "
+                "(%.0f%% waiting on the broker), %" PRId64 " clocks\n",
+                options->rank, epoch, accuracy, loss, seconds,
+                seconds > 0 ? 100 * wait / seconds : 0, clocks);
+    else
+        printf ("rank %u epoch %d: loss %.4f  test accuracy %.4f  %.0f examples/s  "
+                "%.0f%% waiting  clock %" PRId64 "\n",
+                options->rank, epoch, loss, accuracy, examples_per_second,
+                seconds > 0 ? 100 * wait / seconds : 0, clocks);
+    fflush (stdout);
+}
+
+//  A fresh order of the shard each epoch (Fisher-Yates, seeded draws)
+static void
+s_shuffle (size_t *order, size_t n, uint64_t *draws)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(s_uniform (draws) * i);
+        size_t swap = order[i - 1];
+        order[i - 1] = order[j < i ? j : i - 1];
+        order[j < i ? j : i - 1] = swap;
+    }
+}
+
+//  Copy the examples of one batch, in the epoch's order, side by side
+static void
+s_gather (const ps_dataset_t *data, const size_t *order, size_t count, float *x, uint8_t *y)
+{
+    for (size_t i = 0; i < count; i++) {
+        memcpy (x + i * data->dim, data->x + order[i] * data->dim, data->dim * sizeof (float));
+        y[i] = data->y[order[i]];
+    }
+}
+
+static int
+s_train (trainer_t *self, const options_t *options, const ps_dataset_t *train,
+         const ps_dataset_t *test)
+{
+    size_t begin, end;
+    ps_data_shard (train, options->rank, options->workers, &begin, &end);
+    size_t shard = end - begin;
+    size_t steps = train->n / options->workers / options->batch;
+    if (steps == 0 || shard == 0) {
+        fprintf (stderr,
+                 "psworker: %zu training examples are too few for %u workers with "
+                 "batch %zu\n",
+                 train->n, options->workers, options->batch);
+        return -1;
+    }
+    size_t take = options->batch < shard ? options->batch : shard;
+    size_t *order = malloc (shard * sizeof *order);
+    float *x = malloc (take * train->dim * sizeof *x);
+    uint8_t *y = malloc (take);
+    if (!order || !x || !y) {
+        free (order);
+        free (x);
+        free (y);
+        fprintf (stderr, "psworker: out of memory for a shard of %zu examples\n", shard);
+        return -1;
+    }
+    for (size_t i = 0; i < shard; i++)
+        order[i] = begin + i;
+    uint64_t draws = options->seed * 7919 + options->rank;
+    double started = s_seconds ();
+    double loss_sum = 0;
+    double accuracy = 0;
+    size_t cursor = shard;
+    int rc = 0;
+    for (int epoch = 1; epoch <= options->epochs && !s_interrupted && !rc; epoch++) {
+        double epoch_started = s_seconds ();
+        double wait_before = self->wait_seconds;
+        loss_sum = 0;
+        for (size_t step = 0; step < steps && !s_interrupted && !rc; step++) {
+            //  A batch never spans the end of the shard's order
+            if (cursor + take > shard) {
+                s_shuffle (order, shard, &draws);
+                cursor = 0;
+            }
+            s_gather (train, order + cursor, take, x, y);
+            cursor += take;
+            double loss;
+            rc = s_step (self, x, y, take, &loss);
+            loss_sum += loss;
+            if (options->delay_ms && s_uniform (&draws) < options->delay_prob)
+                usleep ((useconds_t)options->delay_ms * 1000);
+        }
+        if (s_interrupted || rc)
+            break;
+        accuracy = (double)ps_model_correct (self->model, test->x, test->y, test->n) / test->n;
+        double seconds = s_seconds () - epoch_started;
+        s_report (options, epoch, false, loss_sum / steps, accuracy, seconds,
+                  self->wait_seconds - wait_before, self->clocks, steps * take / seconds);
+    }
+    free (order);
+    free (x);
+    free (y);
+    if (rc)
+        return -1;
+    if (s_interrupted) {
+        fprintf (stderr, "psworker: interrupted, leaving the job\n");
+        return 130;
+    }
+    double seconds = s_seconds () - started;
+    s_report (options, options->epochs, true, loss_sum / steps, accuracy, seconds,
+              self->wait_seconds, self->clocks, self->clocks * take / seconds);
+    return 0;
+}
+
+int
+main (int argc, char *argv[])
+{
+    options_t options;
+    int parsed = s_parse_options (argc, argv, &options);
+    if (parsed)
+        return parsed == 1 ? 0 : 2;
+
+    struct sigaction action = {.sa_handler = s_on_signal};
+    sigemptyset (&action.sa_mask);
+    sigaction (SIGINT, &action, NULL);
+    sigaction (SIGTERM, &action, NULL);
+    //  Several workers share a machine's cores: BLAS threads would fight
+    if (!getenv ("OPENBLAS_NUM_THREADS"))
+        openblas_set_num_threads (1);
+
+    ps_dataset_t *train = NULL, *test = NULL;
+    if (s_load_data (&options, &train, &test)) {
+        ps_dataset_destroy (&train);
+        ps_dataset_destroy (&test);
+        return 1;
+    }
+    s_standardise (train, test);
+    trainer_t trainer = {0};
+    trainer.model =
+        ps_model_new (options.model, train->dim, options.hidden, train->classes, options.seed);
+    if (!trainer.model) {
+        fprintf (stderr, "psworker: cannot create the model\n");
+        return 1;
+    }
+    s_bind_tensors (&trainer);
+
+    ps_worker_options_t connect;
+    ps_worker_options_init (&connect);
+    connect.broker = options.broker;
+    connect.rank = options.rank;
+    connect.world_size = options.workers;
+    connect.timeout_ms = options.timeout_ms;
+    connect.clock_timeout_ms = options.clock_timeout_ms;
+    int status;
+    trainer.worker = ps_worker_connect (&connect, &status);
+    int rc = 1;
+    size_t steps_per_epoch = train->n / options.workers / options.batch;
+    if (trainer.worker && s_init_keys (&trainer, &options, steps_per_epoch) == 0)
+        rc = s_train (&trainer, &options, train, test) == 0 ? 0 : 1;
+    if (s_interrupted)
+        rc = 130;
+    if (trainer.worker)
+        ps_worker_close (&trainer.worker);
+    ps_model_destroy (&trainer.model);
+    ps_dataset_destroy (&train);
+    ps_dataset_destroy (&test);
+    return rc;
+}
