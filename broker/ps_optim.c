@@ -66,6 +66,8 @@ void
 ps_optim_config_defaults (ps_optim_config_t *config)
 {
     assert (config);
+    //  Whole struct first: a field added later must not start as garbage
+    *config = (ps_optim_config_t){0};
     config->kind = PS_OPTIM_SGD;
     config->lr = PS_DEFAULT_LR;
     config->momentum = PS_DEFAULT_MOMENTUM;
