@@ -15,6 +15,7 @@
 
 #include "ps_aggregator.h"
 #include "ps_codec.h"
+#include "ps_handoff.h"
 #include "ps_log.h"
 #include "ps_store.h"
 
@@ -53,6 +54,7 @@ s_publish (ps_key_t *key, void *arg)
                               .buf = ps_buf_ref (ps_key_current (key)),
                               .size = ps_key_size (key),
                               .version = ps_key_version (key)};
+    PS_HANDOFF_SEND (event.buf);
     s_send_event (self, &event, true);
     const char *name = ps_key_name (key);
     zmq_send (self->pipe, name, strlen (name), 0);
@@ -114,9 +116,9 @@ s_optim_from_envelope (agg_t *self, const Psmq__Optim *optim, ps_optim_config_t 
 
 static void
 s_reply (agg_t *self, zmq_msg_t *routing_id, const ps_envelope_t *request,
-         const ps_problem_t *problem)
+         const ps_problem_t *problem, int64_t received_us)
 {
-    ps_agg_command_t event = {.kind = PS_AGG_REPLY};
+    ps_agg_command_t event = {.kind = PS_AGG_REPLY, .received_us = received_us};
     s_send_event (self, &event, true);
     zmq_msg_send (routing_id, self->pipe, ZMQ_SNDMORE);
     zmq_msg_t reply_msg;
@@ -133,7 +135,7 @@ s_reply (agg_t *self, zmq_msg_t *routing_id, const ps_envelope_t *request,
 //  INIT: create each key once per message, write initial values of the
 //  keys this message created, publish them, then answer
 static void
-s_handle_init (agg_t *self)
+s_handle_init (agg_t *self, const ps_agg_command_t *command)
 {
     assert (self->nframes >= 2);
     ps_envelope_t *envelope = s_decode (self, &self->frames[1]);
@@ -165,7 +167,7 @@ s_handle_init (agg_t *self)
         s_publish (key, self);
     if (failed)
         ps_warn ("init from worker %u refused: %s", envelope->worker, problem.message);
-    s_reply (self, &self->frames[0], envelope, failed ? &problem : NULL);
+    s_reply (self, &self->frames[0], envelope, failed ? &problem : NULL, command->received_us);
 }
 
 static void
@@ -273,6 +275,8 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
                   .staleness = config->staleness,
                   .defaults = config->defaults};
     assert (self.store && self.codec);
+    //  Done with config, which lives on our creator's stack
+    PS_HANDOFF_SEND (args);
     zsock_signal (pipe, 0);
 
     while (true) {
@@ -295,7 +299,7 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
             break;
         }
         switch (command.kind) {
-        case PS_AGG_INIT: s_handle_init (&self); break;
+        case PS_AGG_INIT: s_handle_init (&self, &command); break;
         case PS_AGG_PUSH: s_handle_push (&self, &command); break;
         case PS_AGG_FLUSH: s_handle_flush (&self, &command); break;
         default: assert (false);

@@ -55,6 +55,7 @@ typedef struct {
     uint64_t version;    //  PUBLISH: its version number
     uint64_t steps;      //  DONE: optimizer steps applied so far
     uint64_t pending;    //  DONE: gradients waiting in BSP accumulators
+    int64_t received_us; //  INIT: when the router read it; echoed in REPLY
 } ps_agg_command_t;
 
 typedef struct {

@@ -32,15 +32,21 @@
 #include "ps_aggregator.h"
 #include "ps_buf.h"
 #include "ps_codec.h"
+#include "ps_handoff.h"
 #include "ps_limits.h"
 #include "ps_log.h"
+#include "ps_tap.h"
 #include "ps_vclock.h"
 
 #include <czmq.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #define MAX_ROUTING_ID 256
 //  Frames we keep of one message: routing id, envelope, tensor frames
@@ -49,8 +55,9 @@
 #define REJECT_LOG_PER_SECOND 10
 
 struct ps_broker_t {
-    zactor_t *actor;    //  runs the ROUTER loop
-    char endpoint[256]; //  what the ROUTER loop bound
+    zactor_t *actor;        //  runs the ROUTER loop
+    char endpoint[256];     //  what the ROUTER loop bound
+    char tap_endpoint[256]; //  where the tap listens, "" when off
 };
 
 typedef struct {
@@ -64,12 +71,15 @@ typedef struct {
 } peer_t;
 
 typedef struct {
-    peer_t *peer;       //  who asked; parked requests die with it
-    int type;           //  PSMQ__MSG_TYPE__CLOCK or __PULL
-    int64_t clock;      //  the clock the bound must admit
-    uint64_t need_done; //  aggregation commands that must be DONE
-    zmq_msg_t envelope; //  the request, decoded again to answer
-    int64_t since;      //  monotonic ms when parked
+    peer_t *peer;        //  who asked; parked requests die with it
+    int type;            //  PSMQ__MSG_TYPE__CLOCK or __PULL
+    int64_t clock;       //  the clock the bound must admit
+    uint64_t need_done;  //  aggregation commands that must be DONE
+    zmq_msg_t envelope;  //  the request, decoded again to answer
+    int64_t since;       //  monotonic ms when parked
+    int64_t received_us; //  when the request was read (tap timing)
+    bool bound;          //  parked on the staleness bound, not only on
+                         //  the aggregation thread
 } parked_t;
 
 typedef struct {
@@ -79,15 +89,17 @@ typedef struct {
 } published_t;
 
 typedef struct {
-    uint64_t in[PSMQ__MSG_TYPE__ERROR + 1];  //  messages received by type
-    uint64_t out[PSMQ__MSG_TYPE__ERROR + 1]; //  replies sent by type
-    uint64_t bytes_in;                       //  tensor bytes received
-    uint64_t bytes_out;                      //  tensor bytes sent
-    uint64_t rejected;                       //  requests answered with ERROR
-    uint64_t evicted;                        //  ranks evicted for silence
-    uint64_t parked;                         //  requests that had to wait
-    uint64_t steps;                          //  optimizer steps (from the aggregator)
-    uint64_t pending;                        //  gradients in BSP accumulators
+    uint64_t in[PSMQ__MSG_TYPE__ERROR + 1];             //  messages received by type
+    uint64_t out[PSMQ__MSG_TYPE__ERROR + 1];            //  replies sent by type
+    uint64_t bytes_in;                                  //  tensor bytes received
+    uint64_t bytes_out;                                 //  tensor bytes sent
+    uint64_t bytes_in_type[PSMQ__MSG_TYPE__ERROR + 1];  //  tensor bytes in by type
+    uint64_t bytes_out_type[PSMQ__MSG_TYPE__ERROR + 1]; //  tensor bytes out by type
+    uint64_t rejected;                                  //  requests answered with ERROR
+    uint64_t evicted;                                   //  ranks evicted for silence
+    uint64_t parked;                                    //  requests that had to wait
+    uint64_t steps;                                     //  optimizer steps (from the aggregator)
+    uint64_t pending;                                   //  gradients in BSP accumulators
 } stats_t;
 
 typedef struct {
@@ -118,6 +130,16 @@ typedef struct {
     int64_t reject_window;        //  second of the reject log limiter
     uint32_t reject_logged;       //  lines logged in that second
     stats_t stats;                //  counters for INFO and the summary
+    ps_tap_t *tap;                //  the tap, NULL when off
+    bool tap_on;                  //  somebody listens: build records
+    int64_t received_us;          //  when the message at hand was read (tap on)
+    int64_t parked_us;            //  its time parked on the bound (tap on)
+    int64_t aggregation_us;       //  its time waiting for the aggregator (tap on)
+    Psmq__TapKey *tap_keys;       //  a record's keys, reused
+    Psmq__TapKey **tap_key_ptrs;  //  pointers to them
+    size_t tap_key_capacity;      //  allocated
+    bool *seen;                   //  ranks that ever registered
+    uint64_t *rank_messages;      //  messages received per rank
     bool terminated;              //  owner asked us to stop
 } router_t;
 
@@ -141,7 +163,131 @@ s_hex (const uint8_t *data, size_t size, char *out)
     out[2 * size] = 0;
 }
 
+// ------------------------------------------------------------------ tap
+
+static int64_t
+s_now_us (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+//  The record's keys: one per key, slices of the same key merged
+static void
+s_tap_keys (router_t *self, ps_tap_record_t *record, const ps_envelope_t *envelope)
+{
+    if (envelope->n_slices > self->tap_key_capacity) {
+        Psmq__TapKey *keys = realloc (self->tap_keys, envelope->n_slices * sizeof *keys);
+        Psmq__TapKey **ptrs =
+            keys ? realloc (self->tap_key_ptrs, envelope->n_slices * sizeof *ptrs) : NULL;
+        if (keys)
+            self->tap_keys = keys;
+        if (!keys || !ptrs)
+            return; //  a record without keys beats no record
+        self->tap_key_ptrs = ptrs;
+        self->tap_key_capacity = envelope->n_slices;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < envelope->n_slices; i++) {
+        const ps_slice_t *slice = envelope->slices[i];
+        if (used && strcmp (self->tap_keys[used - 1].key, slice->key) == 0) {
+            self->tap_keys[used - 1].count += slice->count;
+            continue;
+        }
+        psmq__tap_key__init (&self->tap_keys[used]);
+        self->tap_keys[used].key = slice->key;
+        self->tap_keys[used].count = slice->count;
+        self->tap_key_ptrs[used] = &self->tap_keys[used];
+        used++;
+    }
+    record->keys = self->tap_key_ptrs;
+    record->n_keys = used;
+}
+
+static void
+s_tap_init (router_t *self, ps_tap_record_t *record, int kind, int64_t worker, char *peer,
+            const uint8_t *id, size_t id_size)
+{
+    psmq__tap_record__init (record);
+    record->kind = kind;
+    record->worker = worker;
+    int64_t min = ps_vclock_min (self->vclock);
+    record->min_clock = min == PS_VCLOCK_NOBODY ? -1 : min;
+    record->slowest = ps_vclock_slowest (self->vclock);
+    if (id) {
+        s_hex (id, id_size < 8 ? id_size : 8, peer);
+        record->peer = peer;
+    }
+}
+
+//  A request as received, or the reply to it (with the broker's timing)
+static void
+s_tap_envelope (router_t *self, int kind, const uint8_t *id, size_t id_size,
+                const ps_envelope_t *envelope, zmq_msg_t *frames, size_t nframes)
+{
+    ps_tap_record_t record;
+    char peer[17];
+    s_tap_init (self, &record, kind, envelope->worker, peer, id, id_size);
+    record.type = envelope->type;
+    record.seq = envelope->seq;
+    record.clock = envelope->clock;
+    s_tap_keys (self, &record, envelope);
+    for (size_t i = 0; i < nframes; i++)
+        record.bytes += zmq_msg_size (&frames[i]);
+    if (kind == PSMQ__TAP_KIND__TAP_REPLY && self->received_us) {
+        int64_t total = s_now_us () - self->received_us;
+        record.total_us = total;
+        record.parked_us = self->parked_us;
+        record.aggregation_us = self->aggregation_us;
+        int64_t queued = total - self->parked_us - self->aggregation_us;
+        record.queued_us = queued > 0 ? queued : 0;
+    }
+    ps_tap_publish (self->tap, &record, frames, nframes);
+}
+
+static void
+s_tap_reject (router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *request,
+              const ps_problem_t *problem, int64_t worker)
+{
+    ps_tap_record_t record;
+    char peer[17];
+    s_tap_init (self, &record, PSMQ__TAP_KIND__TAP_REJECT, worker, peer, id, id_size);
+    if (request) {
+        record.type = request->type;
+        record.seq = request->seq;
+        record.clock = request->clock;
+        s_tap_keys (self, &record, request);
+    }
+    record.status = problem->code;
+    record.reason = (char *)problem->message;
+    ps_tap_publish (self->tap, &record, NULL, 0);
+}
+
+//  Connections, evictions and clock movements
+static void s_tap_event (router_t *self, int kind, int64_t worker, const char *format, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static void
+s_tap_event (router_t *self, int kind, int64_t worker, const char *format, ...)
+{
+    ps_tap_record_t record;
+    char peer[17];
+    s_tap_init (self, &record, kind, worker, peer, NULL, 0);
+    char reason[PS_MAX_ERROR_LEN];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (reason, sizeof reason, format, args);
+    va_end (args);
+    record.reason = reason;
+    if (worker >= 0)
+        record.clock = ps_vclock_clock (self->vclock, (uint32_t)worker);
+    ps_tap_publish (self->tap, &record, NULL, 0);
+}
+
 // ------------------------------------------------------------------ replies
+
+static peer_t *s_peer_lookup (router_t *self, const uint8_t *id, size_t id_size);
 
 static void
 s_send_routing_id (router_t *self, const uint8_t *id, size_t id_size)
@@ -161,10 +307,14 @@ s_send_envelope (router_t *self, const uint8_t *id, size_t id_size, const ps_env
             zmq_msg_close (&frames[i]);
         return;
     }
+    if (self->tap_on)
+        s_tap_envelope (self, PSMQ__TAP_KIND__TAP_REPLY, id, id_size, envelope, frames, nframes);
     s_send_routing_id (self, id, id_size);
     zmq_msg_send (&msg, self->router_handle, nframes ? ZMQ_SNDMORE : 0);
     for (size_t i = 0; i < nframes; i++) {
         self->stats.bytes_out += zmq_msg_size (&frames[i]);
+        if (envelope->type >= 0 && envelope->type <= PSMQ__MSG_TYPE__ERROR)
+            self->stats.bytes_out_type[envelope->type] += zmq_msg_size (&frames[i]);
         zmq_msg_send (&frames[i], self->router_handle, i + 1 < nframes ? ZMQ_SNDMORE : 0);
     }
     if (envelope->type >= 0 && envelope->type <= PSMQ__MSG_TYPE__ERROR)
@@ -188,6 +338,10 @@ s_reject (router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t
           const ps_problem_t *problem)
 {
     self->stats.rejected++;
+    if (self->tap_on) {
+        peer_t *peer = s_peer_lookup (self, id, id_size);
+        s_tap_reject (self, id, id_size, request, problem, peer ? (int64_t)peer->rank : -1);
+    }
     int64_t second = zclock_mono () / 1000;
     if (second != self->reject_window) {
         if (self->reject_logged > REJECT_LOG_PER_SECOND)
@@ -271,6 +425,9 @@ s_evict_silent (router_t *self)
                  peer->rank, now - peer->last_seen, self->config.timeout_ms,
                  ps_vclock_clock (self->vclock, peer->rank));
         self->stats.evicted++;
+        if (self->tap_on)
+            s_tap_event (self, PSMQ__TAP_KIND__TAP_EVICT, peer->rank, "silent for %" PRId64 " ms",
+                         now - peer->last_seen);
         s_rank_leaves (self, peer);
     }
     zlistx_destroy (&silent);
@@ -309,10 +466,28 @@ s_on_publish (router_t *self, const ps_agg_command_t *event, zmq_msg_t *name)
         assert (published);
         zhashx_insert (self->published, key, published);
     }
+    PS_HANDOFF_RECEIVE (event->buf);
     ps_buf_unref (&published->buf);
     published->buf = event->buf;
     published->size = event->size;
     published->version = event->version;
+}
+
+//  The aggregator answered an INIT: tap the reply with its time there
+static void
+s_tap_agg_reply (router_t *self, const ps_agg_command_t *event, zmq_msg_t *id, zmq_msg_t *reply)
+{
+    ps_problem_t problem;
+    ps_envelope_t *envelope =
+        ps_codec_decode (self->codec, zmq_msg_data (reply), zmq_msg_size (reply), &problem);
+    if (!envelope)
+        return;
+    self->received_us = event->received_us;
+    self->aggregation_us = event->received_us ? s_now_us () - event->received_us : 0;
+    self->parked_us = 0;
+    s_tap_envelope (self, PSMQ__TAP_KIND__TAP_REPLY, zmq_msg_data (id), zmq_msg_size (id), envelope,
+                    NULL, 0);
+    self->aggregation_us = 0;
 }
 
 //  Read one message from the aggregator and act on it
@@ -337,6 +512,8 @@ s_agg_receive (router_t *self)
         zmq_msg_init (&reply);
         zmq_msg_recv (&id, self->agg_handle, 0);
         zmq_msg_recv (&reply, self->agg_handle, 0);
+        if (self->tap_on)
+            s_tap_agg_reply (self, &event, &id, &reply);
         zmq_msg_send (&id, self->router_handle, ZMQ_SNDMORE);
         zmq_msg_send (&reply, self->router_handle, 0);
         zmq_msg_close (&id);
@@ -367,6 +544,10 @@ s_clock_moved (router_t *self, int64_t old_min)
         self->agg_sent++;
     }
     ps_debug ("slowest clock %" PRId64 " -> %" PRId64, old_min, new_min);
+    if (self->tap_on)
+        s_tap_event (self, PSMQ__TAP_KIND__TAP_CLOCK, -1, "slowest clock %" PRId64 " -> %" PRId64,
+                     old_min == PS_VCLOCK_NOBODY ? -1 : old_min,
+                     new_min == PS_VCLOCK_NOBODY ? -1 : new_min);
     s_release (self);
 }
 
@@ -516,10 +697,18 @@ s_answer_parked (router_t *self, parked_t *parked)
                                               zmq_msg_size (&parked->envelope), &problem);
     assert (request);
     peer_t *peer = parked->peer;
+    if (self->tap_on) {
+        int64_t waited = s_now_us () - (self->received_us = parked->received_us);
+        int64_t since = (zclock_mono () - parked->since) * 1000;
+        waited = since < waited ? since : waited;
+        self->parked_us = parked->bound ? waited : 0;
+        self->aggregation_us = parked->bound ? 0 : waited;
+    }
     if (parked->type == PSMQ__MSG_TYPE__PULL)
         s_answer_pull (self, peer->id, peer->id_size, request);
     else
         s_reply_plain (self, peer->id, peer->id_size, request, parked->clock);
+    self->parked_us = self->aggregation_us = 0;
 }
 
 //  Answer every parked request whose conditions now hold
@@ -550,6 +739,8 @@ s_park (router_t *self, peer_t *peer, int type, int64_t clock, uint64_t need_don
     parked->clock = clock;
     parked->need_done = need_done;
     parked->since = zclock_mono ();
+    parked->received_us = self->received_us;
+    parked->bound = !ps_vclock_admits (self->vclock, clock);
     zmq_msg_init (&parked->envelope);
     zmq_msg_move (&parked->envelope, &self->frames[1]);
     zlistx_add_end (self->parked, parked);
@@ -624,6 +815,9 @@ s_handle_hello (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t
     int64_t clock = ps_vclock_join (self->vclock, rank);
     ps_info ("worker %u joined at clock %" PRId64 " (%u of %u live)", rank, clock,
              ps_vclock_live (self->vclock), world);
+    self->seen[rank] = true;
+    if (self->tap_on)
+        s_tap_event (self, PSMQ__TAP_KIND__TAP_CONNECT, rank, "joined at clock %" PRId64, clock);
 
     int64_t clocks[PS_MAX_WORKERS];
     for (uint32_t r = 0; r < world; r++)
@@ -700,7 +894,7 @@ s_handle_init (router_t *self, peer_t *peer, ps_envelope_t *request)
     ps_problem_t problem;
     if (s_check_init (self, request, &problem))
         return s_reject (self, peer->id, peer->id_size, request, &problem);
-    ps_agg_command_t command = {.kind = PS_AGG_INIT};
+    ps_agg_command_t command = {.kind = PS_AGG_INIT, .received_us = self->received_us};
     s_forward (self, &command, true);
 }
 
@@ -883,8 +1077,10 @@ s_dispatch (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t *re
     if (type == PSMQ__MSG_TYPE__INFO)
         return s_handle_info (self, id, id_size, request);
     peer_t *peer = s_peer_lookup (self, id, id_size);
-    if (peer)
+    if (peer) {
         peer->last_seen = zclock_mono ();
+        self->rank_messages[peer->rank]++;
+    }
     if (type == PSMQ__MSG_TYPE__HEARTBEAT)
         return s_handle_heartbeat (self, peer, request);
     if (!peer) {
@@ -908,6 +1104,8 @@ s_dispatch (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t *re
         ps_info ("worker %u left at clock %" PRId64, peer->rank,
                  ps_vclock_clock (self->vclock, peer->rank));
         s_reply_plain (self, id, id_size, request, ps_vclock_clock (self->vclock, peer->rank));
+        if (self->tap_on)
+            s_tap_event (self, PSMQ__TAP_KIND__TAP_DISCONNECT, peer->rank, "left (bye)");
         return s_rank_leaves (self, peer);
     default:
         ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_TYPE, "unexpected message type %s",
@@ -952,11 +1150,71 @@ s_router_receive (router_t *self)
     if (!request)
         s_reject (self, id, id_size, NULL, &problem);
     else {
-        for (size_t i = 2; i < self->nframes; i++)
+        for (size_t i = 2; i < self->nframes; i++) {
             self->stats.bytes_in += zmq_msg_size (&self->frames[i]);
+            self->stats.bytes_in_type[request->type] += zmq_msg_size (&self->frames[i]);
+        }
+        if (self->tap_on) {
+            self->received_us = s_now_us ();
+            s_tap_envelope (self, PSMQ__TAP_KIND__TAP_REQUEST, id, id_size, request,
+                            &self->frames[2], self->nframes - 2);
+        }
         s_dispatch (self, id, id_size, request);
     }
     s_close_frames (self);
+}
+
+static void
+s_info_by_type (FILE *out, const char *name, const uint64_t *counts)
+{
+    fprintf (out, ",\"%s\":{", name);
+    for (int type = PSMQ__MSG_TYPE__HELLO; type <= PSMQ__MSG_TYPE__ERROR; type++)
+        fprintf (out, "%s\"%s\":%" PRIu64, type > 1 ? "," : "", ps_codec_type_name (type),
+                 counts[type]);
+    fputc ('}', out);
+}
+
+//  What tools need beyond the counters: the tap, every rank, parked requests
+static void
+s_info_more (router_t *self, FILE *out)
+{
+    uint32_t world = ps_vclock_world (self->vclock);
+    uint32_t seen = 0;
+    for (uint32_t rank = 0; rank < world; rank++)
+        seen += self->seen[rank];
+    fprintf (out,
+             ",\"tap\":\"%s\",\"tap_subscriptions\":%u,\"tap_records\":%" PRIu64
+             ",\"tap_dropped\":%" PRIu64 ",\"seen\":%u",
+             self->tap ? ps_tap_endpoint (self->tap) : "",
+             self->tap ? ps_tap_subscriptions (self->tap) : 0,
+             self->tap ? ps_tap_records (self->tap) : 0, self->tap ? ps_tap_dropped (self->tap) : 0,
+             seen);
+    s_info_by_type (out, "bytes_in_by_type", self->stats.bytes_in_type);
+    s_info_by_type (out, "bytes_out_by_type", self->stats.bytes_out_type);
+    static const char *states[] = {"absent", "live", "gone"};
+    int64_t now = zclock_mono ();
+    fprintf (out, ",\"workers\":[");
+    for (uint32_t rank = 0; rank < world; rank++) {
+        peer_t *peer = self->rank_peer[rank];
+        fprintf (out,
+                 "%s{\"rank\":%u,\"state\":\"%s\",\"clock\":%" PRId64
+                 ",\"parked\":%u,\"messages_in\":%" PRIu64 ",\"last_seen_ms\":%" PRId64 "}",
+                 rank ? "," : "", rank, states[ps_vclock_state (self->vclock, rank)],
+                 ps_vclock_clock (self->vclock, rank), peer ? peer->parked : 0,
+                 self->rank_messages[rank], peer ? now - peer->last_seen : -1);
+    }
+    fprintf (out, "],\"parked\":[");
+    bool first = true;
+    for (parked_t *parked = zlistx_first (self->parked); parked;
+         parked = zlistx_next (self->parked)) {
+        fprintf (out,
+                 "%s{\"worker\":%u,\"type\":\"%s\",\"clock\":%" PRId64 ",\"waiting_ms\":%" PRId64
+                 "}",
+                 first ? "" : ",", parked->peer->rank, ps_codec_type_name (parked->type),
+                 parked->clock, now - parked->since);
+        first = false;
+    }
+    fputc (']', out);
 }
 
 static char *
@@ -995,10 +1253,12 @@ s_info_json (router_t *self)
              "},\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"rejected\":%" PRIu64
              ",\"evicted\":%" PRIu64 ",\"parked_now\":%zu,\"parked_total\":%" PRIu64
              ",\"optimizer_steps\":%" PRIu64 ",\"pending_gradients\":%" PRIu64
-             ",\"aggregator_queue\":%" PRIu64 "}",
+             ",\"aggregator_queue\":%" PRIu64,
              self->stats.bytes_in, self->stats.bytes_out, self->stats.rejected, self->stats.evicted,
              zlistx_size (self->parked), self->stats.parked, self->stats.steps, self->stats.pending,
              self->agg_sent - self->agg_done);
+    s_info_more (self, out);
+    fputc ('}', out);
     fclose (out);
     return json;
 }
@@ -1057,13 +1317,17 @@ s_router_loop (router_t *self)
 {
     zmq_pollitem_t items[] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
                               {self->router_handle, 0, ZMQ_POLLIN, 0},
-                              {self->agg_handle, 0, ZMQ_POLLIN, 0}};
+                              {self->agg_handle, 0, ZMQ_POLLIN, 0},
+                              {self->tap ? ps_tap_handle (self->tap) : NULL, 0, ZMQ_POLLIN, 0}};
+    int nitems = self->tap ? 4 : 3;
     uint32_t check_every = self->config.heartbeat_ms;
     self->next_check = zclock_mono () + check_every;
     while (!self->terminated) {
         int64_t wait = self->next_check - zclock_mono ();
-        if (zmq_poll (items, 3, wait > 0 ? wait : 0) == -1 && errno != EINTR)
+        if (zmq_poll (items, nitems, wait > 0 ? wait : 0) == -1 && errno != EINTR)
             break;
+        if (nitems == 4 && (items[3].revents & ZMQ_POLLIN))
+            self->tap_on = ps_tap_receive (self->tap);
         if (items[0].revents & ZMQ_POLLIN)
             s_pipe_receive (self);
         //  Aggregator first: its DONEs release parked requests
@@ -1092,6 +1356,39 @@ s_peer_free (void **item_p)
     *item_p = NULL;
 }
 
+//  The default tap endpoint: private to this user (a 0700 directory),
+//  named after the broker's port, or its pid for non-TCP endpoints
+static void
+s_default_tap_endpoint (const char *bound, char *endpoint, size_t size)
+{
+    const char *runtime = getenv ("XDG_RUNTIME_DIR");
+    char dir[200];
+    struct stat info;
+    if (runtime && *runtime && stat (runtime, &info) == 0 && S_ISDIR (info.st_mode))
+        snprintf (dir, sizeof dir, "%s", runtime);
+    else {
+        snprintf (dir, sizeof dir, "/tmp/psmq-%u", (unsigned)getuid ());
+        mkdir (dir, 0700);
+    }
+    const char *colon = strrchr (bound, ':');
+    if (strncmp (bound, "tcp://", 6) == 0 && colon)
+        snprintf (endpoint, size, "ipc://%s/psmq-tap-%s.ipc", dir, colon + 1);
+    else
+        snprintf (endpoint, size, "ipc://%s/psmq-tap-pid%d.ipc", dir, (int)getpid ());
+}
+
+static int
+s_tap_setup (router_t *self, char *why, size_t why_size)
+{
+    char endpoint[300];
+    if (self->config.tap_endpoint)
+        snprintf (endpoint, sizeof endpoint, "%s", self->config.tap_endpoint);
+    else
+        s_default_tap_endpoint (self->bound, endpoint, sizeof endpoint);
+    self->tap = ps_tap_new (endpoint, self->config.tap_payload, why, why_size);
+    return self->tap ? 0 : -1;
+}
+
 static int
 s_router_setup (router_t *self, const char *endpoint, char *why, size_t why_size)
 {
@@ -1116,6 +1413,7 @@ s_router_setup (router_t *self, const char *endpoint, char *why, size_t why_size
     ps_aggregator_config_t agg_config = {.defaults = self->config.optim,
                                          .staleness = self->config.staleness};
     self->aggregator = zactor_new (ps_aggregator_actor, &agg_config);
+    PS_HANDOFF_RECEIVE (&agg_config);
     self->agg_handle = zsock_resolve (self->aggregator);
     self->codec = ps_codec_new ();
     self->parked_codec = ps_codec_new ();
@@ -1123,11 +1421,19 @@ s_router_setup (router_t *self, const char *endpoint, char *why, size_t why_size
     self->peers = zhashx_new ();
     zhashx_set_destructor (self->peers, s_peer_free);
     self->rank_peer = calloc (self->config.workers, sizeof *self->rank_peer);
+    self->seen = calloc (self->config.workers, sizeof *self->seen);
+    self->rank_messages = calloc (self->config.workers, sizeof *self->rank_messages);
     self->parked = zlistx_new ();
     zlistx_set_destructor (self->parked, s_parked_free);
     self->published = zhashx_new ();
     zhashx_set_destructor (self->published, s_published_free);
     self->started = zclock_mono ();
+    if (!self->seen || !self->rank_messages) {
+        snprintf (why, why_size, "out of memory starting the broker");
+        return -1;
+    }
+    if (self->config.tap && s_tap_setup (self, why, why_size))
+        return -1;
     if (!self->aggregator || !self->codec || !self->parked_codec || !self->vclock || !self->peers ||
         !self->rank_peer || !self->parked || !self->published) {
         snprintf (why, why_size, "out of memory starting the broker");
@@ -1144,6 +1450,11 @@ s_router_teardown (router_t *self)
     zlistx_destroy (&self->parked);
     zhashx_destroy (&self->peers);
     free (self->rank_peer);
+    free (self->seen);
+    free (self->rank_messages);
+    free (self->tap_keys);
+    free (self->tap_key_ptrs);
+    ps_tap_destroy (&self->tap);
     free (self->slice_pool);
     free (self->slice_ptrs);
     ps_vclock_destroy (&self->vclock);
@@ -1177,9 +1488,12 @@ s_router_actor (zsock_t *pipe, void *args)
     self->config.endpoint = NULL; //  borrowed from the caller: not kept
     char why[300];
     int rc = s_router_setup (self, endpoint, why, sizeof why);
+    //  The caller's config and strings are not ours past this point
+    self->config.tap_endpoint = NULL;
+    PS_HANDOFF_SEND (args);
     zsock_signal (pipe, 0);
     if (rc == 0) {
-        zstr_sendf (pipe, "OK %s", self->bound);
+        zstr_sendf (pipe, "OK %s %s", self->bound, self->tap ? ps_tap_endpoint (self->tap) : "-");
         s_router_loop (self);
     }
     else {
@@ -1202,6 +1516,7 @@ ps_broker_config_defaults (ps_broker_config_t *config)
     ps_optim_config_defaults (&config->optim);
     config->heartbeat_ms = PS_DEFAULT_HEARTBEAT_MS;
     config->timeout_ms = PS_DEFAULT_TIMEOUT_MS;
+    config->tap = true;
 }
 
 int
@@ -1243,6 +1558,7 @@ ps_broker_new (const ps_broker_config_t *config, char *why, size_t why_size)
         return NULL;
     }
     self->actor = zactor_new (s_router_actor, (void *)config);
+    PS_HANDOFF_RECEIVE (config);
     char *status = self->actor ? zstr_recv (self->actor) : NULL;
     if (!status || strncmp (status, "OK ", 3) != 0) {
         snprintf (why, why_size, "%s", status && strlen (status) > 4 ? status + 4 : "cannot start");
@@ -1250,7 +1566,10 @@ ps_broker_new (const ps_broker_config_t *config, char *why, size_t why_size)
         ps_broker_destroy (&self);
         return NULL;
     }
-    snprintf (self->endpoint, sizeof self->endpoint, "%s", status + 3);
+    char tap[256] = "";
+    if (sscanf (status + 3, "%255s %255s", self->endpoint, tap) != 2)
+        tap[0] = 0;
+    snprintf (self->tap_endpoint, sizeof self->tap_endpoint, "%s", strcmp (tap, "-") ? tap : "");
     zstr_free (&status);
     return self;
 }
@@ -1282,6 +1601,13 @@ ps_broker_port (ps_broker_t *self)
     if (strncmp (self->endpoint, "tcp://", 6) != 0 || !colon)
         return 0;
     return (int)strtol (colon + 1, NULL, 10);
+}
+
+const char *
+ps_broker_tap_endpoint (ps_broker_t *self)
+{
+    assert (self);
+    return self->tap_endpoint;
 }
 
 char *

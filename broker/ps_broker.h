@@ -18,19 +18,25 @@
 
 #include "ps_optim.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct {
-    const char *endpoint;    //  where to bind, e.g. "tcp://*:5555", "tcp://127.0.0.1:*"
-    uint32_t workers;        //  world size: ranks 0 .. workers-1
-    int32_t staleness;       //  0 BSP, N SSP, -1 ASP
-    ps_optim_config_t optim; //  defaults for keys whose INIT names none
-    uint32_t heartbeat_ms;   //  interval workers are told to heartbeat at
-    uint32_t timeout_ms;     //  silence after which a worker is evicted
+    const char *endpoint;     //  where to bind, e.g. "tcp://*:5555", "tcp://127.0.0.1:*"
+    uint32_t workers;         //  world size: ranks 0 .. workers-1
+    int32_t staleness;        //  0 BSP, N SSP, -1 ASP
+    ps_optim_config_t optim;  //  defaults for keys whose INIT names none
+    uint32_t heartbeat_ms;    //  interval workers are told to heartbeat at
+    uint32_t timeout_ms;      //  silence after which a worker is evicted
+    bool tap;                 //  publish tap records (see ps_tap.h)
+    const char *tap_endpoint; //  where; NULL: a private ipc:// endpoint
+                              //  derived from the port (or the pid)
+    bool tap_payload;         //  mirror tensor frames to payload readers
 } ps_broker_config_t;
 
-//  Every field at its default, endpoint "tcp://*:5555", 1 worker, BSP
+//  Every field at its default, endpoint "tcp://*:5555", 1 worker, BSP,
+//  the tap on at its private endpoint
 void ps_broker_config_defaults (ps_broker_config_t *config);
 //  0, or -1 with a message naming the bad setting
 int ps_broker_config_check (const ps_broker_config_t *config, char *why, size_t why_size);
@@ -47,6 +53,8 @@ void ps_broker_destroy (ps_broker_t **self_p);
 const char *ps_broker_endpoint (ps_broker_t *self);
 //  The port of a tcp endpoint, 0 otherwise
 int ps_broker_port (ps_broker_t *self);
+//  The tap's endpoint, "" when the tap is off; valid while the broker lives
+const char *ps_broker_tap_endpoint (ps_broker_t *self);
 //  Status as a JSON object (the INFO reply); caller frees. NULL on error.
 char *ps_broker_info (ps_broker_t *self);
 

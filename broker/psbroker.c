@@ -49,6 +49,10 @@ s_usage (FILE *out)
              "      --eps E            Adagrad/Adam epsilon (default %g)\n"
              "      --heartbeat-ms MS  heartbeat interval told to workers (default %d)\n"
              "      --timeout-ms MS    evict a worker silent this long (default %d)\n"
+             "  -t, --tap EP           publish tap records here for pstap (default: a private\n"
+             "                         ipc:// endpoint named after the port; tcp:// allowed)\n"
+             "      --no-tap           publish no tap records\n"
+             "      --tap-payload      let tap readers that ask for it see tensor frames\n"
              "  -v, --verbose          log every clock movement\n"
              "  -q, --quiet            log warnings and errors only\n"
              "  -h, --help             show this help\n"
@@ -89,7 +93,16 @@ s_parse_float (const char *option, const char *text, float *value)
     return 0;
 }
 
-enum { OPT_MOMENTUM = 256, OPT_BETA1, OPT_BETA2, OPT_EPS, OPT_HEARTBEAT, OPT_TIMEOUT };
+enum {
+    OPT_MOMENTUM = 256,
+    OPT_BETA1,
+    OPT_BETA2,
+    OPT_EPS,
+    OPT_HEARTBEAT,
+    OPT_TIMEOUT,
+    OPT_NO_TAP,
+    OPT_TAP_PAYLOAD
+};
 
 int
 main (int argc, char *argv[])
@@ -107,6 +120,9 @@ main (int argc, char *argv[])
                                             {"eps", required_argument, 0, OPT_EPS},
                                             {"heartbeat-ms", required_argument, 0, OPT_HEARTBEAT},
                                             {"timeout-ms", required_argument, 0, OPT_TIMEOUT},
+                                            {"tap", required_argument, 0, 't'},
+                                            {"no-tap", no_argument, 0, OPT_NO_TAP},
+                                            {"tap-payload", no_argument, 0, OPT_TAP_PAYLOAD},
                                             {"verbose", no_argument, 0, 'v'},
                                             {"quiet", no_argument, 0, 'q'},
                                             {"help", no_argument, 0, 'h'},
@@ -118,7 +134,7 @@ main (int argc, char *argv[])
     const char *bind_address = "*";
     const char *endpoint = NULL;
     int opt;
-    while ((opt = getopt_long (argc, argv, "p:b:e:w:s:o:l:vqh", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "p:b:e:w:s:o:l:t:vqh", options, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
         case 'p': rc = s_parse_long ("--port", optarg, 0, 65535, &port); break;
@@ -155,6 +171,9 @@ main (int argc, char *argv[])
             rc = s_parse_long ("--timeout-ms", optarg, 1, PS_MAX_TIMEOUT_MS, &number);
             config.timeout_ms = (uint32_t)number;
             break;
+        case 't': config.tap_endpoint = optarg; break;
+        case OPT_NO_TAP: config.tap = false; break;
+        case OPT_TAP_PAYLOAD: config.tap_payload = true; break;
         case 'v': ps_log_set_level (PS_LOG_DEBUG); break;
         case 'q': ps_log_set_level (PS_LOG_WARN); break;
         case 'h': s_usage (stdout); return 0;
@@ -200,6 +219,9 @@ main (int argc, char *argv[])
     printf ("psbroker listening on %s (workers %u, %s staleness %d, %s lr %g)\n",
             ps_broker_endpoint (broker), config.workers, mode, config.staleness,
             ps_optim_kind_name (config.optim.kind), config.optim.lr);
+    if (*ps_broker_tap_endpoint (broker))
+        printf ("psbroker tap on %s (pstap --broker %s)\n", ps_broker_tap_endpoint (broker),
+                ps_broker_endpoint (broker));
     fflush (stdout);
     while (!s_stop)
         zclock_sleep (50);

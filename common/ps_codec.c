@@ -346,3 +346,58 @@ ps_codec_error_name (int code)
         return "unknown";
     return names[code];
 }
+
+ps_tap_record_t *
+ps_codec_decode_tap (ps_codec_t *self, const void *data, size_t size, ps_problem_t *problem)
+{
+    assert (self);
+    s_arena_reset (self);
+    if (size > PS_MAX_ENVELOPE_BYTES) {
+        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE, "tap record of %zu bytes, limit %d",
+                        size, PS_MAX_ENVELOPE_BYTES);
+        return NULL;
+    }
+    ps_tap_record_t *record = psmq__tap_record__unpack (&self->allocator, size, data);
+    if (!record) {
+        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
+                        "tap record of %zu bytes does not parse", size);
+        return NULL;
+    }
+    if (record->version != PS_TAP_VERSION) {
+        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_VERSION,
+                        "tap record version %u, this reader knows %d", record->version,
+                        PS_TAP_VERSION);
+        return NULL;
+    }
+    return record;
+}
+
+int
+ps_codec_encode_tap (const ps_tap_record_t *record, zmq_msg_t *msg)
+{
+    size_t size = psmq__tap_record__get_packed_size (record);
+    if (zmq_msg_init_size (msg, size))
+        return -1;
+    psmq__tap_record__pack (record, zmq_msg_data (msg));
+    return 0;
+}
+
+const char *
+ps_codec_tap_kind_name (int kind)
+{
+    static const char *names[] = {"none", "req", "rep", "conn", "disc", "evict", "rej", "clock"};
+    if (kind < 0 || kind >= (int)(sizeof names / sizeof names[0]))
+        return "unknown";
+    return names[kind];
+}
+
+size_t
+ps_codec_tap_topic (int kind, int type, int64_t worker, bool payload, char *topic)
+{
+    char rank[24] = "-";
+    if (worker >= 0)
+        snprintf (rank, sizeof rank, "%lld", (long long)worker);
+    int length = snprintf (topic, PS_TAP_TOPIC_MAX, "%s%s.%s.%s.", payload ? "payload." : "",
+                           ps_codec_tap_kind_name (kind), ps_codec_type_name (type), rank);
+    return length < PS_TAP_TOPIC_MAX ? (size_t)length : PS_TAP_TOPIC_MAX - 1;
+}

@@ -26,6 +26,12 @@
 
 typedef Psmq__Envelope ps_envelope_t;
 typedef Psmq__Slice ps_slice_t;
+typedef Psmq__TapRecord ps_tap_record_t;
+
+//  Version of the tap's records (TapRecord.version)
+#define PS_TAP_VERSION 1
+//  Room for any tap topic, with its terminating NUL
+#define PS_TAP_TOPIC_MAX 48
 
 //  A decode failure: the code to send back and why, for the peer and the log
 typedef struct {
@@ -75,6 +81,20 @@ int ps_problem_set (ps_problem_t *problem, int code, const char *format, ...)
 //  Names for logs and tools: "push", "malformed", "sgd", ...
 const char *ps_codec_type_name (int type);
 const char *ps_codec_error_name (int code);
+
+//  Decode a tap record (same arena rules as ps_codec_decode): NULL with
+//  problem filled in when it does not parse or has another version
+ps_tap_record_t *ps_codec_decode_tap (ps_codec_t *self, const void *data, size_t size,
+                                      ps_problem_t *problem);
+//  Encode a tap record into msg (initialised here). 0, or -1 out of memory.
+int ps_codec_encode_tap (const ps_tap_record_t *record, zmq_msg_t *msg);
+//  The record's XPUB topic, "<kind>.<type>.<worker>.", e.g. "req.push.3."
+//  (type "none" and worker "-" when they do not apply), into topic of
+//  PS_TAP_TOPIC_MAX bytes; with payload, "payload." comes first.
+//  Returns its length.
+size_t ps_codec_tap_topic (int kind, int type, int64_t worker, bool payload, char *topic);
+//  "req", "rep", "conn", "disc", "evict", "rej", "clock"; "unknown" else
+const char *ps_codec_tap_kind_name (int kind);
 
 //  Check a parameter name: 1..PS_MAX_KEY_LEN bytes of printable ASCII
 //  without spaces. 0, or -1 with problem filled in.

@@ -1,0 +1,196 @@
+/*  =========================================================================
+    ps_tap - the broker's tap
+
+    Subscriptions are counted, not stored: XPUB already filters by prefix,
+    we only need to know whether to build records at all, and whether any
+    reader wants payload topics. A record is encoded once and sent on its
+    topic; when payload mirroring is on and wanted, a second message goes
+    on the "payload." topic with zero-copy duplicates of the tensor frames
+    (zmq_msg_copy shares the buffer of a large frame).
+    ========================================================================= */
+
+#include "ps_tap.h"
+#include "ps_log.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <string.h>
+#include <sys/time.h>
+
+struct ps_tap_t {
+    zsock_t *xpub;                  //  the readers' socket
+    void *handle;                   //  its raw handle
+    char endpoint[256];             //  what we bound
+    bool payload;                   //  mirroring allowed (--tap-payload)
+    uint32_t subscriptions;         //  live subscriptions, all topics
+    uint32_t payload_subscriptions; //  those on "payload." topics
+    uint64_t records;               //  records built, sent or dropped
+    uint64_t dropped;               //  records a slow reader could not take
+};
+
+ps_tap_t *
+ps_tap_new (const char *endpoint, bool payload, char *why, size_t why_size)
+{
+    ps_tap_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (why, why_size, "out of memory");
+        return NULL;
+    }
+    self->payload = payload;
+    self->xpub = zsock_new (ZMQ_XPUB);
+    if (!self->xpub) {
+        snprintf (why, why_size, "cannot create the tap socket");
+        free (self);
+        return NULL;
+    }
+    zsock_set_xpub_verboser (self->xpub, 1);
+    zsock_set_xpub_nodrop (self->xpub, 1);
+    zsock_set_sndhwm (self->xpub, 10000);
+    zsock_set_linger (self->xpub, 0);
+    if (zsock_bind (self->xpub, "%s", endpoint) == -1) {
+        snprintf (why, why_size, "cannot bind the tap at %s: %s", endpoint,
+                  zmq_strerror (zmq_errno ()));
+        zsock_destroy (&self->xpub);
+        free (self);
+        return NULL;
+    }
+    char *last = zsock_last_endpoint (self->xpub);
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", last ? last : endpoint);
+    zstr_free (&last);
+    self->handle = zsock_resolve (self->xpub);
+    return self;
+}
+
+void
+ps_tap_destroy (ps_tap_t **self_p)
+{
+    assert (self_p);
+    ps_tap_t *self = *self_p;
+    if (!self)
+        return;
+    zsock_destroy (&self->xpub);
+    //  An ipc:// tap leaves its file behind otherwise
+    if (strncmp (self->endpoint, "ipc://", 6) == 0)
+        unlink (self->endpoint + 6);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+ps_tap_endpoint (const ps_tap_t *self)
+{
+    return self->endpoint;
+}
+
+void *
+ps_tap_handle (ps_tap_t *self)
+{
+    return self->handle;
+}
+
+bool
+ps_tap_receive (ps_tap_t *self)
+{
+    uint8_t message[PS_TAP_TOPIC_MAX + 1];
+    int size;
+    while ((size = zmq_recv (self->handle, message, sizeof message, ZMQ_DONTWAIT)) > 0) {
+        bool subscribe = message[0] == 1;
+        if (message[0] > 1)
+            continue; //  not a subscription message
+        bool payload = size > 8 && memcmp (message + 1, "payload.", 8) == 0;
+        if (subscribe) {
+            self->subscriptions++;
+            self->payload_subscriptions += payload;
+        }
+        else {
+            if (self->subscriptions)
+                self->subscriptions--;
+            if (payload && self->payload_subscriptions)
+                self->payload_subscriptions--;
+        }
+    }
+    return ps_tap_active (self);
+}
+
+bool
+ps_tap_active (const ps_tap_t *self)
+{
+    return self->subscriptions > 0;
+}
+
+bool
+ps_tap_payload_wanted (const ps_tap_t *self)
+{
+    return self->payload && self->payload_subscriptions > 0;
+}
+
+static uint64_t
+s_now_us (void)
+{
+    struct timeval now;
+    gettimeofday (&now, NULL);
+    return (uint64_t)now.tv_sec * 1000000 + now.tv_usec;
+}
+
+//  Send [topic][record][frames...]; false when the reader is too slow
+static bool
+s_send (ps_tap_t *self, const char *topic, zmq_msg_t *record, zmq_msg_t *frames, size_t nframes)
+{
+    int more = ZMQ_DONTWAIT | ZMQ_SNDMORE;
+    if (zmq_send (self->handle, topic, strlen (topic), more) == -1)
+        return false;
+    //  Once the first frame is queued the rest of the message follows
+    zmq_msg_t copy;
+    zmq_msg_init (&copy);
+    zmq_msg_copy (&copy, record);
+    zmq_msg_send (&copy, self->handle, nframes ? more : ZMQ_DONTWAIT);
+    for (size_t i = 0; i < nframes; i++) {
+        zmq_msg_init (&copy);
+        zmq_msg_copy (&copy, &frames[i]);
+        zmq_msg_send (&copy, self->handle, i + 1 < nframes ? more : ZMQ_DONTWAIT);
+    }
+    return true;
+}
+
+void
+ps_tap_publish (ps_tap_t *self, ps_tap_record_t *record, zmq_msg_t *frames, size_t nframes)
+{
+    self->records++;
+    record->version = PS_TAP_VERSION;
+    record->record = self->records;
+    record->dropped = self->dropped;
+    record->time_us = s_now_us ();
+    zmq_msg_t encoded;
+    if (ps_codec_encode_tap (record, &encoded)) {
+        self->dropped++;
+        return;
+    }
+    char topic[PS_TAP_TOPIC_MAX];
+    ps_codec_tap_topic (record->kind, record->type, record->worker, false, topic);
+    if (!s_send (self, topic, &encoded, NULL, 0))
+        self->dropped++;
+    if (nframes && ps_tap_payload_wanted (self)) {
+        ps_codec_tap_topic (record->kind, record->type, record->worker, true, topic);
+        if (!s_send (self, topic, &encoded, frames, nframes))
+            self->dropped++;
+    }
+    zmq_msg_close (&encoded);
+}
+
+uint32_t
+ps_tap_subscriptions (const ps_tap_t *self)
+{
+    return self->subscriptions;
+}
+
+uint64_t
+ps_tap_records (const ps_tap_t *self)
+{
+    return self->records;
+}
+
+uint64_t
+ps_tap_dropped (const ps_tap_t *self)
+{
+    return self->dropped;
+}

@@ -1,0 +1,56 @@
+/*  =========================================================================
+    ps_tap - the broker's tap: one record per event on an XPUB socket, free
+    when nobody listens
+
+    The ROUTER loop owns it and is the only thread that may call it. It
+    binds an XPUB socket and counts subscriptions as they come and go
+    (XPUB_VERBOSER passes every subscribe and unsubscribe, also when a
+    reader disconnects); the loop keeps ps_tap_active's answer in a bool
+    and tests it once per message, so an idle tap costs one branch.
+    Records go out with ZMQ_DONTWAIT on a NODROP socket: when a reader is
+    too slow the send fails, the record is counted as dropped, and every
+    later record carries the running count so readers know what they lost.
+
+    Each message is [topic][TapRecord], topic from ps_codec_tap_topic, so
+    subscribers filter on kind, type and worker at the broker. With
+    payload enabled, records that carry tensors are also published on the
+    "payload." topic with the tensor frames after the record: references
+    to the same buffers, never copies.
+    ========================================================================= */
+
+#ifndef PS_TAP_H_INCLUDED
+#define PS_TAP_H_INCLUDED
+
+#include "ps_codec.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct ps_tap_t ps_tap_t;
+
+//  Bind the tap at endpoint. payload: mirror tensor frames to "payload."
+//  subscribers. NULL with why filled in when it cannot bind.
+ps_tap_t *ps_tap_new (const char *endpoint, bool payload, char *why, size_t why_size);
+void ps_tap_destroy (ps_tap_t **self_p);
+
+//  The endpoint bound (the port filled in for tcp://...:*)
+const char *ps_tap_endpoint (const ps_tap_t *self);
+//  The XPUB socket, to poll for subscriptions; then call ps_tap_receive
+void *ps_tap_handle (ps_tap_t *self);
+//  Read the pending (un)subscriptions; returns ps_tap_active
+bool ps_tap_receive (ps_tap_t *self);
+//  Anybody subscribed to anything
+bool ps_tap_active (const ps_tap_t *self);
+//  Somebody asked for tensor frames (and the broker allows it)
+bool ps_tap_payload_wanted (const ps_tap_t *self);
+
+//  Publish record: the tap fills version, record number, dropped count
+//  and time. frames (may be NULL) are the tensor frames to mirror, left
+//  untouched: the tap sends zero-copy duplicates of them.
+void ps_tap_publish (ps_tap_t *self, ps_tap_record_t *record, zmq_msg_t *frames, size_t nframes);
+
+uint32_t ps_tap_subscriptions (const ps_tap_t *self);
+uint64_t ps_tap_records (const ps_tap_t *self);
+uint64_t ps_tap_dropped (const ps_tap_t *self);
+
+#endif

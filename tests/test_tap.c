@@ -1,0 +1,250 @@
+/*  The broker's tap: a SUB socket on the tap endpoint sees a record for
+    every request, reply, rejected message and event; topics filter at the
+    broker; a slow reader's losses are counted in later records. */
+
+#include "ps_codec.h"
+#include "ps_testutil.h"
+#include "ps_worker.h"
+
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <string.h>
+
+typedef struct {
+    void *context;
+    void *sub;
+    ps_codec_t *codec;
+} reader_t;
+
+//  Subscribe to topic on the broker's tap and wait until the broker
+//  counts the subscription (INFO), so no record is missed
+static void
+s_reader_open (reader_t *reader, ps_broker_t *broker, const char *topic, int hwm)
+{
+    reader->context = zmq_ctx_new ();
+    reader->sub = zmq_socket (reader->context, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt (reader->sub, ZMQ_LINGER, &linger, sizeof linger);
+    if (hwm)
+        zmq_setsockopt (reader->sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    cr_assert_eq (zmq_connect (reader->sub, ps_broker_tap_endpoint (broker)), 0);
+    zmq_setsockopt (reader->sub, ZMQ_SUBSCRIBE, topic, strlen (topic));
+    reader->codec = ps_codec_new ();
+    int64_t deadline = zclock_mono () + 5000;
+    while (zclock_mono () < deadline) {
+        char *json = ps_broker_info (broker);
+        bool counted = strstr (json, "\"tap_subscriptions\":0") == NULL;
+        free (json);
+        if (counted)
+            return;
+        zclock_sleep (10);
+    }
+    cr_assert_fail ("the broker never saw the subscription");
+}
+
+static void
+s_reader_close (reader_t *reader)
+{
+    zmq_close (reader->sub);
+    zmq_ctx_term (reader->context);
+    ps_codec_destroy (&reader->codec);
+}
+
+//  Next record (1 s at most); topic copied into topic when not NULL
+static ps_tap_record_t *
+s_next (reader_t *reader, char *topic)
+{
+    zmq_pollitem_t items[] = {{reader->sub, 0, ZMQ_POLLIN, 0}};
+    if (zmq_poll (items, 1, 1000) <= 0)
+        return NULL;
+    zmq_msg_t part;
+    zmq_msg_init (&part);
+    zmq_msg_recv (&part, reader->sub, 0);
+    if (topic) {
+        size_t size = zmq_msg_size (&part) < PS_TAP_TOPIC_MAX - 1 ? zmq_msg_size (&part)
+                                                                  : PS_TAP_TOPIC_MAX - 1;
+        memcpy (topic, zmq_msg_data (&part), size);
+        topic[size] = 0;
+    }
+    zmq_msg_recv (&part, reader->sub, 0);
+    ps_problem_t problem;
+    ps_tap_record_t *record =
+        ps_codec_decode_tap (reader->codec, zmq_msg_data (&part), zmq_msg_size (&part), &problem);
+    cr_assert (record, "record does not decode: %s", problem.message);
+    while (zmq_msg_more (&part))
+        zmq_msg_recv (&part, reader->sub, 0);
+    zmq_msg_close (&part);
+    return record;
+}
+
+//  Skip to the next record of this kind and type
+static ps_tap_record_t *
+s_expect (reader_t *reader, int kind, int type)
+{
+    for (int i = 0; i < 100; i++) {
+        ps_tap_record_t *record = s_next (reader, NULL);
+        cr_assert (record, "no %s %s record", ps_codec_tap_kind_name (kind),
+                   ps_codec_type_name (type));
+        if ((int)record->kind == kind && (type < 0 || (int)record->type == type))
+            return record;
+    }
+    cr_assert_fail ("too many other records");
+    return NULL;
+}
+
+static ps_worker_t *
+s_connect (const char *endpoint, uint32_t rank, uint32_t world)
+{
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.rank = rank;
+    options.world_size = world;
+    options.timeout_ms = 5000;
+    return ps_worker_connect (&options, NULL);
+}
+
+Test (tap, usage_every_request_and_reply_is_a_record, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    cr_assert (strncmp (ps_broker_tap_endpoint (broker), "ipc://", 6) == 0);
+    reader_t reader;
+    s_reader_open (&reader, broker, "", 0);
+
+    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    ps_tap_record_t *record = s_expect (&reader, PSMQ__TAP_KIND__TAP_CONNECT, -1);
+    cr_assert_eq (record->worker, 0);
+
+    float values[3] = {1, 2, 3};
+    cr_assert_eq (ps_worker_init (worker, "w", 3, values, NULL), PS_OK);
+    ps_tensor_t tensor = {"w", values, 3};
+    cr_assert_eq (ps_worker_push (worker, &tensor, 1, 1), PS_OK);
+
+    record = s_expect (&reader, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__PUSH);
+    uint64_t seq = record->seq;
+    cr_assert_eq (record->worker, 0);
+    cr_assert_eq (record->n_keys, 1);
+    cr_assert_str_eq (record->keys[0]->key, "w");
+    cr_assert_eq (record->keys[0]->count, 3);
+    cr_assert_eq (record->bytes, 12);
+    cr_assert_eq (record->total_us, 0, "requests carry no timing");
+    record = s_expect (&reader, PSMQ__TAP_KIND__TAP_REPLY, PSMQ__MSG_TYPE__PUSH);
+    cr_assert_eq (record->seq, seq, "the reply pairs with its request");
+    cr_assert_eq (record->status, PSMQ__ERR_CODE__ERR_NONE);
+    cr_assert (record->total_us > 0);
+    cr_assert (record->total_us == record->queued_us + record->aggregation_us + record->parked_us);
+
+    cr_assert_eq (ps_worker_clock (worker), PS_OK);
+    record = s_expect (&reader, PSMQ__TAP_KIND__TAP_CLOCK, -1);
+    cr_assert_eq (record->min_clock, 1);
+    cr_assert_eq (record->slowest, 0);
+
+    cr_assert_eq (ps_worker_pull (worker, &tensor, 1), PS_OK);
+    record = s_expect (&reader, PSMQ__TAP_KIND__TAP_REPLY, PSMQ__MSG_TYPE__PULL);
+    cr_assert_eq (record->bytes, 12, "a pull reply counts the bytes it sends");
+    cr_assert_eq (record->dropped, 0);
+
+    ps_worker_close (&worker);
+    record = s_expect (&reader, PSMQ__TAP_KIND__TAP_DISCONNECT, -1);
+    cr_assert_eq (record->worker, 0);
+    s_reader_close (&reader);
+    ps_broker_destroy (&broker);
+}
+
+Test (tap, rejected_garbage_is_a_record_with_its_reason, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    reader_t reader;
+    s_reader_open (&reader, broker, "rej.", 0);
+    void *context = zmq_ctx_new ();
+    void *dealer = zmq_socket (context, ZMQ_DEALER);
+    zmq_connect (dealer, endpoint);
+    zmq_send (dealer, "\xff\xfe garbage", 10, 0);
+    char topic[PS_TAP_TOPIC_MAX];
+    ps_tap_record_t *record = s_next (&reader, topic);
+    cr_assert (record, "no reject record");
+    cr_assert_eq (record->kind, PSMQ__TAP_KIND__TAP_REJECT);
+    cr_assert_eq (record->status, PSMQ__ERR_CODE__ERR_MALFORMED);
+    cr_assert (strstr (record->reason, "10 bytes"), "%s", record->reason);
+    cr_assert_eq (record->worker, -1);
+    cr_assert_str_eq (topic, "rej.none.-.");
+    zmq_close (dealer);
+    zmq_ctx_term (context);
+    s_reader_close (&reader);
+    ps_broker_destroy (&broker);
+}
+
+Test (tap, topics_filter_at_the_broker, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, -1, 0, endpoint, sizeof endpoint);
+    reader_t reader;
+    s_reader_open (&reader, broker, "rep.push.1.", 0);
+    ps_worker_t *workers[2] = {s_connect (endpoint, 0, 2), s_connect (endpoint, 1, 2)};
+    float values[2] = {0};
+    ps_tensor_t tensor = {"k", values, 2};
+    cr_assert_eq (ps_worker_init (workers[0], "k", 2, NULL, NULL), PS_OK);
+    for (int round = 0; round < 3; round++)
+        for (int rank = 0; rank < 2; rank++) {
+            cr_assert_eq (ps_worker_push (workers[rank], &tensor, 1, 1), PS_OK);
+            cr_assert_eq (ps_worker_pull (workers[rank], &tensor, 1), PS_OK);
+        }
+    char topic[PS_TAP_TOPIC_MAX];
+    for (int i = 0; i < 3; i++) {
+        ps_tap_record_t *record = s_next (&reader, topic);
+        cr_assert (record, "record %d missing", i);
+        cr_assert_str_eq (topic, "rep.push.1.");
+        cr_assert_eq (record->worker, 1);
+    }
+    cr_assert_null (s_next (&reader, NULL), "only worker 1's push replies may arrive");
+    for (int rank = 0; rank < 2; rank++)
+        ps_worker_close (&workers[rank]);
+    s_reader_close (&reader);
+    ps_broker_destroy (&broker);
+}
+
+Test (tap, a_slow_reader_sees_the_drop_count, .timeout = 60)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    reader_t reader;
+    //  A tiny queue that the reader does not drain while the worker works
+    s_reader_open (&reader, broker, "", 10);
+    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    float values[1] = {0};
+    ps_tensor_t tensor = {"x", values, 1};
+    cr_assert_eq (ps_worker_init (worker, "x", 1, NULL, NULL), PS_OK);
+    for (int i = 0; i < 30000; i++)
+        cr_assert_eq (ps_worker_push (worker, &tensor, 1, 1), PS_OK);
+    //  Work goes on although the tap drops: the broker never blocks on it
+    cr_assert_eq (ps_worker_pull (worker, &tensor, 1), PS_OK);
+    char *json = ps_broker_info (broker);
+    cr_assert (strstr (json, "\"tap_dropped\":0,") == NULL, "%s", json);
+    free (json);
+    uint64_t last_dropped = 0;
+    ps_tap_record_t *record;
+    while ((record = s_next (&reader, NULL)))
+        last_dropped = record->dropped;
+    cr_assert (last_dropped > 0, "records after the losses carry the count");
+    ps_worker_close (&worker);
+    s_reader_close (&reader);
+    ps_broker_destroy (&broker);
+}
+
+Test (tap, no_tap_means_no_endpoint, .timeout = 30)
+{
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    config.endpoint = "tcp://127.0.0.1:*";
+    config.tap = false;
+    char why[300];
+    ps_broker_t *broker = ps_broker_new (&config, why, sizeof why);
+    cr_assert (broker, "%s", why);
+    cr_assert_str_eq (ps_broker_tap_endpoint (broker), "");
+    char *json = ps_broker_info (broker);
+    cr_assert (strstr (json, "\"tap\":\"\""), "%s", json);
+    free (json);
+    ps_broker_destroy (&broker);
+}
