@@ -1401,6 +1401,9 @@ s_router_setup (router_t *self, const char *endpoint, char *why, size_t why_size
     zsock_set_sndhwm (self->router, PS_SNDHWM);
     zsock_set_rcvhwm (self->router, PS_RCVHWM);
     zsock_set_linger (self->router, 200);
+    //  Workers choose their routing ids; a worker that reconnects (after a
+    //  network cut, or after dropping a stuck push) takes its own back
+    zsock_set_router_handover (self->router, 1);
     if (zsock_bind (self->router, "%s", endpoint) == -1) {
         snprintf (why, why_size, "cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
         return -1;

@@ -5,6 +5,7 @@
 #include "ps_worker.h"
 
 #include <criterion/criterion.h>
+#include <czmq.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,5 +200,57 @@ Test (worker, info_reports_the_broker)
     cr_assert (strstr (json, "\"staleness\":3"), "%s", json);
     cr_assert (strstr (json, "\"world\":2"), "%s", json);
     free (json);
+    ps_broker_destroy (&broker);
+}
+
+Test (worker, push_to_a_dead_broker_times_out_and_keeps_no_reference, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.timeout_ms = 300;
+    ps_worker_t *worker = ps_worker_connect (&options, NULL);
+    cr_assert (worker);
+    size_t count = 1 << 20;
+    cr_assert_eq (ps_worker_init (worker, "big", count, NULL, NULL), PS_OK);
+    ps_broker_destroy (&broker);
+
+    //  The push lends this memory to libzmq; once push returns, freeing it
+    //  must be safe (ASan would catch a late read)
+    float *gradient = calloc (count, sizeof (float));
+    ps_tensor_t push = {"big", gradient, count};
+    cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_ETIMEOUT);
+    free (gradient);
+    zclock_sleep (300);
+    ps_worker_close (&worker);
+}
+
+Test (worker, blocking_push_reuses_nothing_of_the_callers_after_return)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    size_t count = 3 << 18;
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
+    cr_assert_eq (ps_worker_init (worker, "v", count, NULL, &sgd), PS_OK);
+    for (int round = 0; round < 5; round++) {
+        //  A fresh buffer each round, freed right after the push
+        float *gradient = malloc (count * sizeof (float));
+        for (size_t i = 0; i < count; i++)
+            gradient[i] = 1.0f;
+        ps_tensor_t push = {"v", gradient, count};
+        cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_OK);
+        memset (gradient, 0x7f, count * sizeof (float));
+        free (gradient);
+    }
+    float *value = malloc (count * sizeof (float));
+    ps_tensor_t pull = {"v", value, count};
+    cr_assert_eq (ps_worker_pull (worker, &pull, 1), PS_OK);
+    for (size_t i = 0; i < count; i += 4099)
+        cr_assert_eq (value[i], -5.0f, "value[%zu] = %g", i, value[i]);
+    free (value);
+    ps_worker_close (&worker);
     ps_broker_destroy (&broker);
 }

@@ -13,14 +13,19 @@
     minutes between calls is not evicted. The threads share nothing but an
     inproc PAIR pipe used to stop the helper.
 
-    Tensors go out in slices of at most PS_CHUNK_BYTES, each copied once
-    into its own frame: large frames are slower to receive than several
-    reused 1 MB buffers (docs/performance.md), and the copy lets the caller
-    reuse its buffer as soon as push returns.
+    Tensors go out in slices of at most PS_CHUNK_BYTES: large frames are
+    slower to receive than several reused 1 MB buffers (docs/performance.md).
+    The blocking push lends the caller's memory to libzmq (zero copy) and
+    returns only once libzmq has released every frame; if the broker never
+    answers, disconnecting drops the queued frames, so no reference to the
+    caller's memory outlives the call. The async push copies each slice
+    once into a pooled buffer, so the caller may reuse its memory at once;
+    pooled buffers stay mapped, sparing a page fault per 4 KB per send.
     ========================================================================= */
 
 #include "ps_worker.h"
 #include "ps_codec.h"
+#include "ps_framepool.h"
 #include "ps_limits.h"
 
 #include <assert.h>
@@ -28,11 +33,13 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #define CHUNK_FLOATS (PS_CHUNK_BYTES / sizeof (float))
@@ -82,6 +89,8 @@ struct ps_worker_t {
     pthread_t heartbeat_thread;         //  the helper
     bool heartbeat_running;             //  to join it once
     char error[PS_MAX_ERROR_LEN + 128]; //  detail of the last failure
+    ps_framepool_t *pool;               //  buffers for copied outgoing frames
+    atomic_size_t lent;                 //  frames of the caller's memory libzmq holds
 };
 
 const char *
@@ -125,6 +134,20 @@ s_fail (ps_worker_t *self, int status, const char *format, ...)
     vsnprintf (self->error, sizeof self->error, format, args);
     va_end (args);
     return status;
+}
+
+//  Routing ids only need to differ between workers
+static uint64_t
+s_random (void)
+{
+    static _Atomic uint64_t counter;
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    uint64_t z = (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 30) ^ (uint64_t)getpid () << 20 ^
+                 atomic_fetch_add (&counter, 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
 }
 
 static int64_t
@@ -296,8 +319,32 @@ s_envelope_init (ps_worker_t *self, ps_envelope_t *envelope, int type, uint64_t 
 
 //  Send the envelope, then one frame per slice with count > 0 taken from
 //  sources[i] (NULL: the request carries no data). 0 or a status.
+static void
+s_lent_released (void *data, void *hint)
+{
+    ps_worker_t *self = hint;
+    atomic_fetch_sub_explicit (&self->lent, 1, memory_order_release);
+}
+
+//  A frame of bytes from source: lent (zero copy) or copied into the pool
 static int
-s_send (ps_worker_t *self, const ps_envelope_t *envelope, const float *const *sources)
+s_frame (ps_worker_t *self, zmq_msg_t *msg, const float *source, size_t bytes, bool lend)
+{
+    if (lend) {
+        atomic_fetch_add_explicit (&self->lent, 1, memory_order_relaxed);
+        if (zmq_msg_init_data (msg, (void *)source, bytes, s_lent_released, self) == 0)
+            return 0;
+        atomic_fetch_sub_explicit (&self->lent, 1, memory_order_relaxed);
+        return -1;
+    }
+    if (ps_framepool_msg (self->pool, msg, bytes))
+        return -1;
+    memcpy (zmq_msg_data (msg), source, bytes);
+    return 0;
+}
+
+static int
+s_send (ps_worker_t *self, const ps_envelope_t *envelope, const float *const *sources, bool lend)
 {
     zmq_msg_t msg;
     if (ps_codec_encode (envelope, &msg))
@@ -320,9 +367,8 @@ s_send (ps_worker_t *self, const ps_envelope_t *envelope, const float *const *so
         if (!slice->count)
             continue;
         size_t bytes = slice->count * sizeof (float);
-        if (zmq_msg_init_size (&msg, bytes))
+        if (s_frame (self, &msg, sources[i], bytes, lend))
             return s_fail (self, PS_ENOMEM, "out of memory for a %zu-byte frame", bytes);
-        memcpy (zmq_msg_data (&msg), sources[i], bytes);
         //  A multipart message cannot be abandoned half sent: block here
         if (zmq_msg_send (&msg, self->dealer, i < last ? ZMQ_SNDMORE : 0) == -1) {
             zmq_msg_close (&msg);
@@ -541,6 +587,8 @@ s_destroy (ps_worker_t *self)
     }
     if (self->context)
         zmq_ctx_term (self->context);
+    //  After zmq_ctx_term: libzmq has released every pooled frame
+    ps_framepool_destroy (&self->pool);
     ps_codec_destroy (&self->codec);
     free (self->pending);
     free (self->slices);
@@ -564,6 +612,16 @@ s_open (ps_worker_t *self, const char *endpoint)
     zmq_setsockopt (self->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->dealer, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
+    //  Our own routing id survives a reconnect: the broker keeps knowing us
+    uint8_t routing_id[16] = {'W'};
+    for (size_t i = 1; i < sizeof routing_id; i++)
+        routing_id[i] = (uint8_t)(s_random () >> (8 * (i % 8)));
+    zmq_setsockopt (self->dealer, ZMQ_ROUTING_ID, routing_id, sizeof routing_id);
+    int linger = 0;
+    zmq_setsockopt (self->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    self->pool = ps_framepool_new (PS_CHUNK_BYTES, 256);
+    if (!self->pool)
+        return s_fail (self, PS_ENOMEM, "out of memory");
     if (zmq_connect (self->dealer, endpoint))
         return s_fail (self, PS_ECONNECT, "cannot connect to '%s': %s", endpoint,
                        zmq_strerror (zmq_errno ()));
@@ -582,7 +640,7 @@ s_hello (ps_worker_t *self)
     Psmq__Hello hello = PSMQ__HELLO__INIT;
     hello.world_size = self->options.world_size;
     request.hello = &hello;
-    int status = s_send (self, &request, NULL);
+    int status = s_send (self, &request, NULL, false);
     if (status)
         return status;
 
@@ -692,7 +750,7 @@ ps_worker_close (ps_worker_t **self_p)
         ps_envelope_t request;
         s_envelope_init (self, &request, PSMQ__MSG_TYPE__BYE, pending->seq);
         ps_ticket_t ticket = pending->seq;
-        status = s_send (self, &request, NULL);
+        status = s_send (self, &request, NULL, false);
         if (status == PS_OK)
             status = s_wait_or_forget (self, ticket, BYE_TIMEOUT_MS);
     }
@@ -786,9 +844,10 @@ s_chunk_tensors (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
     return used;
 }
 
-int
-ps_worker_push_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
-                      uint32_t grad_count, ps_ticket_t *ticket)
+//  Lay out and send a push; lend: frames point into the caller's tensors
+static int
+s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t grad_count,
+        ps_ticket_t *ticket, bool lend)
 {
     if (!self || !ticket)
         return PS_EINVAL;
@@ -808,7 +867,7 @@ ps_worker_push_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t nten
     request.n_slices = s_chunk_tensors (self, tensors, ntensors, sources);
     request.slices = self->slice_ptrs;
     *ticket = pending->seq;
-    status = s_send (self, &request, sources);
+    status = s_send (self, &request, sources, lend);
     free (sources);
     if (status)
         s_pending_remove (self, s_pending_find (self, *ticket));
@@ -842,7 +901,7 @@ ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors, 
     request.n_slices = ntensors;
     request.slices = self->slice_ptrs;
     *ticket = pending->seq;
-    status = s_send (self, &request, NULL);
+    status = s_send (self, &request, NULL, false);
     if (status)
         s_pending_remove (self, s_pending_find (self, *ticket));
     return status;
@@ -860,7 +919,7 @@ ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket)
     ps_envelope_t request;
     s_envelope_init (self, &request, PSMQ__MSG_TYPE__CLOCK, pending->seq);
     *ticket = pending->seq;
-    int status = s_send (self, &request, NULL);
+    int status = s_send (self, &request, NULL, false);
     if (status) {
         s_pending_remove (self, s_pending_find (self, *ticket));
         return status;
@@ -872,11 +931,44 @@ ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket)
 }
 
 int
+ps_worker_push_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
+                      uint32_t grad_count, ps_ticket_t *ticket)
+{
+    return s_push (self, tensors, ntensors, grad_count, ticket, false);
+}
+
+//  Wait until libzmq has released every frame lent from the caller's
+//  memory. By the time the reply comes the broker has them all, so this
+//  is normally at once; when the broker never answered, disconnecting
+//  drops the frames still queued, and we connect again (the routing id
+//  is ours, so the broker still knows us).
+static void
+s_reclaim_lent (ps_worker_t *self)
+{
+    int64_t deadline = s_now_ms () + 200;
+    bool dropped = false;
+    while (atomic_load_explicit (&self->lent, memory_order_acquire) > 0) {
+        if (!dropped && s_now_ms () > deadline) {
+            zmq_disconnect (self->dealer, self->broker);
+            dropped = true;
+        }
+        struct timespec pause = {0, 20000};
+        nanosleep (&pause, NULL);
+    }
+    if (dropped)
+        zmq_connect (self->dealer, self->broker);
+}
+
+int
 ps_worker_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t grad_count)
 {
     ps_ticket_t ticket;
-    int status = ps_worker_push_async (self, tensors, ntensors, grad_count, &ticket);
-    return status ? status : s_wait_or_forget (self, ticket, -1);
+    int status = s_push (self, tensors, ntensors, grad_count, &ticket, true);
+    if (status == PS_OK)
+        status = s_wait_or_forget (self, ticket, -1);
+    if (self)
+        s_reclaim_lent (self);
+    return status;
 }
 
 int
@@ -936,7 +1028,7 @@ ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *i
     }
     request.slices = self->slice_ptrs;
     ps_ticket_t ticket = pending->seq;
-    status = s_send (self, &request, initial ? sources : NULL);
+    status = s_send (self, &request, initial ? sources : NULL, false);
     free (sources);
     if (status) {
         s_pending_remove (self, s_pending_find (self, ticket));
@@ -958,7 +1050,7 @@ ps_worker_info (ps_worker_t *self, char **json)
     ps_envelope_t request;
     s_envelope_init (self, &request, PSMQ__MSG_TYPE__INFO, pending->seq);
     ps_ticket_t ticket = pending->seq;
-    int status = s_send (self, &request, NULL);
+    int status = s_send (self, &request, NULL, false);
     if (status) {
         s_pending_remove (self, s_pending_find (self, ticket));
         return status;
