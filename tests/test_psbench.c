@@ -78,7 +78,8 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
         "pushpull_4K",       "pushpull_4K.bandwidth", "pushpull_1M",           "pushpull4_4K",
         "pushpull4_1M",      "latency_push_pull",     "latency_push_pull.p99", "aggregation",
         "aggregation_apply", "bsp_clocks_1w",         "bsp_clocks_2w",         "bsp_clocks_4w",
-        "bsp_clocks_8w"};
+        "bsp_clocks_8w",     "tap_off_small",         "tap_idle_small",        "tap_watched_small",
+        "tap_off_1M",        "tap_watched_1M"};
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
         double value = s_figure (text, figures[i]);
         cr_expect_gt (value, 0, "no positive '%s:' line in:\n%s", figures[i], text);

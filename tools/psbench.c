@@ -49,6 +49,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <zmq.h>
 
 #define USAGE                                                                                      \
     "usage: psbench [--quick] [--only LIST] [--sizes LIST] [--no-yardstick] [--yardstick DIR] "    \
@@ -79,17 +80,19 @@ enum {
     CASE_LATENCY = 4,
     CASE_AGGREGATION = 8,
     CASE_BSP = 16,
-    CASE_ALL = 31
+    CASE_TAP = 32,
+    CASE_ALL = 63
 };
+
+//  How the tap case starts its brokers
+enum { TAP_DEFAULT = 0, TAP_OFF, TAP_IDLE, TAP_WATCHED };
 
 static const struct {
     const char *name;
     unsigned bit;
-} s_cases[] = {{"pushpull", CASE_PUSHPULL},
-               {"pushpull4", CASE_PUSHPULL4},
-               {"latency", CASE_LATENCY},
-               {"aggregation", CASE_AGGREGATION},
-               {"bsp", CASE_BSP}};
+} s_cases[] = {{"pushpull", CASE_PUSHPULL}, {"pushpull4", CASE_PUSHPULL4},
+               {"latency", CASE_LATENCY},   {"aggregation", CASE_AGGREGATION},
+               {"bsp", CASE_BSP},           {"tap", CASE_TAP}};
 
 typedef struct {
     bool quick;                //  tiny sizes, few iterations
@@ -100,6 +103,7 @@ typedef struct {
     unsigned cases;            //  CASE_* bits
     size_t sizes[MAX_SIZES];   //  --sizes, bytes
     size_t nsizes;             //  their number; 0: the plan's
+    int tap_mode;              //  TAP_*: the tap case's broker setting
 } options_t;
 
 //  Sizes and durations: the full run, or --quick
@@ -130,11 +134,22 @@ typedef struct {
     size_t capacity;  //  rows allocated
 } yardstick_t;
 
+//  The tap case's reader: a SUB socket on the broker's tap that takes
+//  every metadata record (no payload) as fast as it can
+typedef struct {
+    char endpoint[256];   //  the tap
+    atomic_bool stop;     //  main says stop
+    atomic_ulong records; //  records read
+    pthread_t thread;     //  the reader
+    bool running;         //  to join it once
+} tap_reader_t;
+
 //  A running psbroker
 typedef struct {
-    pid_t pid;          //  its process
-    int out;            //  read end of its stdout
-    char endpoint[256]; //  what it listens on
+    pid_t pid;            //  its process
+    int out;              //  read end of its stdout
+    char endpoint[256];   //  what it listens on
+    tap_reader_t *reader; //  TAP_WATCHED: its tap reader
 } broker_t;
 
 //  The child to kill should we be interrupted (async-signal-safe use)
@@ -447,6 +462,92 @@ s_yard_run (yardstick_t *self, const options_t *options, const char *program, ch
 // ------------------------------------------------------------ broker
 
 //  Start psbroker on an ephemeral loopback port; 0 or -1 (said why)
+// ------------------------------------------------------------ tap reader
+
+static void *
+s_tap_reader_main (void *arg)
+{
+    tap_reader_t *self = arg;
+    void *context = zmq_ctx_new ();
+    void *sub = zmq_socket (context, ZMQ_SUB);
+    int linger = 0;
+    zmq_setsockopt (sub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_connect (sub, self->endpoint);
+    //  Every metadata topic, none of the payload ones
+    static const char *kinds[] = {"req.", "rep.", "conn.", "disc.", "evict.", "rej.", "clock."};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        zmq_setsockopt (sub, ZMQ_SUBSCRIBE, kinds[i], strlen (kinds[i]));
+    zmq_pollitem_t items[] = {{sub, 0, ZMQ_POLLIN, 0}};
+    zmq_msg_t part;
+    zmq_msg_init (&part);
+    while (!atomic_load (&self->stop)) {
+        if (zmq_poll (items, 1, 50) <= 0)
+            continue;
+        while (zmq_msg_recv (&part, sub, ZMQ_DONTWAIT) != -1) {
+            if (!zmq_msg_more (&part))
+                atomic_fetch_add (&self->records, 1);
+        }
+    }
+    zmq_msg_close (&part);
+    zmq_close (sub);
+    zmq_ctx_term (context);
+    return NULL;
+}
+
+//  Find the broker's tap through INFO, start the reader, and wait until
+//  the broker counts its subscriptions, so the timing sees a watched tap
+static int
+s_tap_reader_start (broker_t *broker)
+{
+    char *json = NULL;
+    if (ps_worker_query_info (broker->endpoint, 3000, &json) != PS_OK)
+        return -1;
+    const char *at = strstr (json, "\"tap\":\"");
+    tap_reader_t *reader = calloc (1, sizeof *reader);
+    if (!at || !reader || sscanf (at + 7, "%255[^\"]", reader->endpoint) != 1) {
+        fprintf (stderr, "psbench: the broker reports no tap\n");
+        free (json);
+        free (reader);
+        return -1;
+    }
+    free (json);
+    atomic_init (&reader->stop, false);
+    atomic_init (&reader->records, 0);
+    if (pthread_create (&reader->thread, NULL, s_tap_reader_main, reader)) {
+        free (reader);
+        return -1;
+    }
+    reader->running = true;
+    broker->reader = reader;
+    double deadline = s_now () + 3;
+    while (s_now () < deadline) {
+        if (ps_worker_query_info (broker->endpoint, 1000, &json) == PS_OK) {
+            bool counted = strstr (json, "\"tap_subscriptions\":0,") == NULL;
+            free (json);
+            if (counted)
+                return 0;
+        }
+        s_sleep (0.01);
+    }
+    fprintf (stderr, "psbench: the broker never counted the tap reader\n");
+    return -1;
+}
+
+static uint64_t
+s_tap_reader_stop (broker_t *broker)
+{
+    tap_reader_t *reader = broker->reader;
+    if (!reader)
+        return 0;
+    atomic_store (&reader->stop, true);
+    if (reader->running)
+        pthread_join (reader->thread, NULL);
+    uint64_t records = atomic_load (&reader->records);
+    free (reader);
+    broker->reader = NULL;
+    return records;
+}
+
 static int
 s_broker_start (const options_t *options, uint32_t workers, int32_t staleness, broker_t *broker)
 {
@@ -473,6 +574,7 @@ s_broker_start (const options_t *options, uint32_t workers, int32_t staleness, b
                     "--staleness",
                     staleness_text,
                     "--quiet",
+                    options->tap_mode == TAP_OFF ? "--no-tap" : NULL,
                     NULL};
     broker->pid = s_spawn (argv, false, &broker->out);
     if (broker->pid == -1) {
@@ -499,6 +601,14 @@ s_broker_start (const options_t *options, uint32_t workers, int32_t staleness, b
     const char *at = strstr (line, marker);
     if (at)
         sscanf (at + strlen (marker), "%255s", broker->endpoint);
+    if (broker->endpoint[0] && options->tap_mode == TAP_WATCHED && s_tap_reader_start (broker)) {
+        s_tap_reader_stop (broker);
+        s_kill (broker->pid, false);
+        s_child_pid = 0;
+        close (broker->out);
+        broker->pid = -1;
+        return -1;
+    }
     if (!broker->endpoint[0]) {
         int status;
         if (s_wait_pid (broker->pid, 1000, &status))
@@ -521,6 +631,7 @@ s_broker_start (const options_t *options, uint32_t workers, int32_t staleness, b
 static void
 s_broker_stop (broker_t *broker)
 {
+    s_tap_reader_stop (broker);
     if (broker->pid > 0) {
         kill (broker->pid, SIGTERM);
         int status;
@@ -984,6 +1095,53 @@ s_case_bsp (const options_t *options, const plan_t *plan, const yardstick_t *yar
     return 0;
 }
 
+//  tap_<mode>_small (messages/s of 1-float push+pull, 1 worker) and
+//  tap_<mode>_16M (ms per 16 MB push+pull), with the broker's tap off,
+//  on with nobody subscribed, and watched by one metadata reader; the
+//  ratios hold each against the tap off
+static int
+s_case_tap (const options_t *options, const plan_t *plan)
+{
+    static const char *modes[] = {"off", "idle", "watched"};
+    static const int settings[] = {TAP_OFF, TAP_IDLE, TAP_WATCHED};
+    size_t big = options->quick ? (1u << 20) : (16u << 20);
+    char big_name[32];
+    s_size_name (big, big_name, sizeof big_name);
+    double small[3], large[3];
+    for (int m = 0; m < 3; m++) {
+        options_t copy = *options;
+        copy.tap_mode = settings[m];
+        bench_result_t result = {.reps = 0};
+        if (s_bench_run (&copy, plan, false, 1, sizeof (float), &result)) {
+            fprintf (stderr, "psbench: tap_%s_small failed\n", modes[m]);
+            return -1;
+        }
+        double rate[MAX_REPS];
+        for (int rep = 0; rep < result.reps; rep++)
+            rate[rep] = 2 * result.steps[rep] / result.wall[rep];
+        small[m] = s_quantile (rate, (size_t)result.reps, 0.5);
+        if (s_bench_run (&copy, plan, false, 1, big, &result)) {
+            fprintf (stderr, "psbench: tap_%s_%s failed\n", modes[m], big_name);
+            return -1;
+        }
+        double ms[MAX_REPS];
+        for (int rep = 0; rep < result.reps; rep++)
+            ms[rep] = result.wall[rep] * 1000 / (result.steps[rep] > 0 ? result.steps[rep] : 1);
+        large[m] = s_quantile (ms, (size_t)result.reps, 0.5);
+        char name[64];
+        snprintf (name, sizeof name, "tap_%s_small", modes[m]);
+        s_figure (name, small[m], "msgs/s");
+        if (m)
+            s_ratio (name, "vs_off", small[m], "tap_off_small", small[0], "msgs/s");
+        snprintf (name, sizeof name, "tap_%s_%s", modes[m], big_name);
+        s_figure (name, large[m], "ms");
+        if (m)
+            s_ratio (name, "vs_off", large[m], "tap_off", large[0], "ms");
+        fflush (stdout);
+    }
+    return 0;
+}
+
 // ------------------------------------------------------------ main
 
 static void
@@ -997,7 +1155,7 @@ s_usage (FILE *out)
                         "  --quick            tiny sizes, few iterations, no yardstick unless\n"
                         "                     --yardstick is given (a few seconds)\n"
                         "  --only LIST        cases, comma-separated: pushpull, pushpull4,\n"
-                        "                     latency, aggregation, bsp (default all)\n"
+                        "                     latency, aggregation, bsp, tap (default all)\n"
                         "  --sizes LIST       pushpull sizes, e.g. 4K,64M (default\n"
                         "                     4K,1M,16M,64M; --quick: 4K,1M)\n"
                         "  --no-yardstick     do not run the yardstick; no ratios\n"
@@ -1010,7 +1168,9 @@ s_usage (FILE *out)
                         "Figures: pushpull_<size> (ms per push+pull step, 1 worker, ASP),\n"
                         "pushpull4_<size> (aggregate GB/s, 4 workers), latency_push_pull (us,\n"
                         "1-float push then pull), aggregation (GB/s of gradients, in-process\n"
-                        "ps_store), bsp_clocks_<n>w (clocks/s, n workers, BSP).\n");
+                        "ps_store), bsp_clocks_<n>w (clocks/s, n workers, BSP), tap_<mode>_small\n"
+                        "(msgs/s of 1-float push+pull) and tap_<mode>_16M (ms per step) with\n"
+                        "the broker's tap off, idle (no subscriber) and watched (one reader).\n");
 }
 
 static int
@@ -1027,7 +1187,7 @@ s_parse_only (const char *list, unsigned *cases)
         if (i == sizeof s_cases / sizeof s_cases[0]) {
             fprintf (stderr,
                      "psbench: --only: unknown case '%s' (pushpull, pushpull4, latency, "
-                     "aggregation, bsp)\n",
+                     "aggregation, bsp, tap)\n",
                      name);
             return -1;
         }
@@ -1239,6 +1399,8 @@ main (int argc, char *argv[])
         for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
             failures += s_case_bsp (&options, &plan, have_yard, counts[i]) != 0;
     }
+    if (options.cases & CASE_TAP)
+        failures += s_case_tap (&options, &plan) != 0;
     free (yard.rows);
     if (failures) {
         fprintf (stderr, "psbench: %d case%s failed\n", failures, failures > 1 ? "s" : "");

@@ -1,0 +1,856 @@
+/*  =========================================================================
+    test_tapview - tap records as JSON and text, filters, XPUB topics
+
+    Records are built as the broker fills them, packed with
+    ps_codec_encode_tap and read back with ps_codec_decode_tap, as pstap
+    does, before they are rendered. JSON is compared with golden strings
+    written out here; text lines with expected lines (in UTC, so that the
+    time of day does not depend on the machine). Filters are checked with
+    a table of expressions against one set of records, and topics with the
+    exact list each filter asks for, then against the broker's own topic
+    function: a record that matches a filter must never be dropped by the
+    broker because of the subscriptions.
+    ========================================================================= */
+
+#include "ps_tapview.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+//  2026-11-21T06:59:01.123456Z
+#define T0 1795244341123456ULL
+//  One second later, on the second
+#define T1 1795244342000000ULL
+
+static ps_codec_t *s_codec; //  decodes every record; one per test process
+
+static void
+s_setup (void)
+{
+    s_codec = ps_codec_new ();
+    //  Text lines show local time: make it UTC so the lines are fixed
+    setenv ("TZ", "UTC", 1);
+    tzset ();
+}
+
+static void
+s_teardown (void)
+{
+    ps_codec_destroy (&s_codec);
+}
+
+TestSuite (tapview, .init = s_setup, .fini = s_teardown);
+
+//  A record as the broker starts one: worker, min_clock and slowest
+//  unknown (-1), everything else zero
+static ps_tap_record_t
+s_record (uint64_t number, int kind, int type, int64_t worker)
+{
+    ps_tap_record_t record = PSMQ__TAP_RECORD__INIT;
+    record.version = PS_TAP_VERSION;
+    record.record = number;
+    record.kind = kind;
+    record.type = type;
+    record.worker = worker;
+    record.min_clock = -1;
+    record.slowest = -1;
+    return record;
+}
+
+//  Keys for records; they live as long as the test
+static Psmq__TapKey *
+s_key (const char *name, uint64_t count)
+{
+    static Psmq__TapKey keys[32];
+    static size_t used;
+    cr_assert_lt (used, 32);
+    Psmq__TapKey *key = &keys[used++];
+    psmq__tap_key__init (key);
+    key->key = (char *)name;
+    key->count = count;
+    return key;
+}
+
+//  The record as pstap sees it: packed by the broker and decoded again.
+//  Valid until the next round trip.
+static const ps_tap_record_t *
+s_wire (const ps_tap_record_t *record)
+{
+    zmq_msg_t msg;
+    cr_assert_eq (ps_codec_encode_tap (record, &msg), 0);
+    ps_problem_t problem = {0};
+    const ps_tap_record_t *decoded =
+        ps_codec_decode_tap (s_codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem);
+    zmq_msg_close (&msg);
+    cr_assert_not_null (decoded, "decode: %s", problem.message);
+    return decoded;
+}
+
+//  ---------------------------------------------------------------------
+//  One record of each kind, as in a short session
+
+typedef struct {
+    const char *name;       //  for messages
+    ps_tap_record_t record; //  as the broker fills it
+} sample_t;
+
+static Psmq__TapKey *s_wb[2]; //  w[100] b[10]
+
+//  Fills samples with one record of each kind, in the order of TapKind
+static void
+s_samples (sample_t samples[7])
+{
+    s_wb[0] = s_key ("w", 100);
+    s_wb[1] = s_key ("b", 10);
+
+    ps_tap_record_t *record = &samples[0].record;
+    samples[0].name = "req";
+    *record = s_record (1, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__PUSH, 3);
+    record->time_us = T0;
+    record->seq = 12;
+    record->clock = 5;
+    record->n_keys = 2;
+    record->keys = s_wb;
+    record->bytes = 440;
+    record->min_clock = 4;
+    record->slowest = 2;
+    record->peer = "00a1b2c3";
+
+    record = &samples[1].record;
+    samples[1].name = "rep";
+    *record = samples[0].record;
+    record->record = 2;
+    record->kind = PSMQ__TAP_KIND__TAP_REPLY;
+    record->time_us = T0 + 14;
+    record->bytes = 0;
+    record->queued_us = 12;
+    record->total_us = 14;
+    record->min_clock = 5;
+    record->slowest = 2;
+
+    record = &samples[2].record;
+    samples[2].name = "conn";
+    *record = s_record (3, PSMQ__TAP_KIND__TAP_CONNECT, PSMQ__MSG_TYPE__MSG_NONE, 3);
+    record->time_us = T1;
+    record->clock = 0;
+    record->reason = "joined at clock 0";
+    record->min_clock = 0;
+    record->slowest = 0;
+
+    record = &samples[3].record;
+    samples[3].name = "disc";
+    *record = s_record (4, PSMQ__TAP_KIND__TAP_DISCONNECT, PSMQ__MSG_TYPE__MSG_NONE, 3);
+    record->time_us = T1 + 1;
+    record->clock = 6;
+    record->reason = "left (bye)";
+    record->min_clock = 5;
+    record->slowest = 2;
+
+    record = &samples[4].record;
+    samples[4].name = "evict";
+    *record = s_record (5, PSMQ__TAP_KIND__TAP_EVICT, PSMQ__MSG_TYPE__MSG_NONE, 2);
+    record->time_us = T1 + 2;
+    record->clock = 5;
+    record->reason = "silent for 10012 ms";
+    record->min_clock = 5;
+    record->slowest = 2;
+
+    record = &samples[5].record;
+    samples[5].name = "rej";
+    *record = s_record (6, PSMQ__TAP_KIND__TAP_REJECT, PSMQ__MSG_TYPE__MSG_NONE, -1);
+    record->time_us = T1 + 3;
+    record->status = PSMQ__ERR_CODE__ERR_MALFORMED;
+    record->reason = "envelope of 5 bytes does not parse";
+    record->peer = "00a1b2c9";
+    record->dropped = 2;
+
+    record = &samples[6].record;
+    samples[6].name = "clock";
+    *record = s_record (7, PSMQ__TAP_KIND__TAP_CLOCK, PSMQ__MSG_TYPE__MSG_NONE, -1);
+    record->time_us = T1 + 4;
+    record->reason = "slowest clock 16 -> 17";
+    record->min_clock = 17;
+    record->slowest = 1;
+    record->dropped = 2;
+}
+
+Test (tapview, usage)
+{
+    //  The broker publishes a push request it received from worker 3
+    ps_tap_record_t record = s_record (1, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__PUSH, 3);
+    Psmq__TapKey *keys[] = {s_key ("w", 100), s_key ("b", 10)};
+    record.time_us = T0;
+    record.seq = 12;
+    record.clock = 5;
+    record.keys = keys;
+    record.n_keys = 2;
+    record.bytes = 440;
+    const ps_tap_record_t *received = s_wire (&record);
+
+    //  pstap shows it as a line, or as JSON for scripts
+    char line[256];
+    int length = ps_tapview_text (received, line, sizeof line);
+    cr_assert_eq ((size_t)length, strlen (line));
+    cr_assert_str_eq (line,
+                      "06:59:01.123456 -> req  push  w3  seq 12  clock 5  w[100] b[10]  440 B");
+    char json[1024];
+    length = ps_tapview_json (received, json, sizeof json);
+    cr_assert_eq ((size_t)length, strlen (json));
+    cr_assert_not_null (strstr (json, "\"kind\":\"req\",\"type\":\"push\",\"worker\":3,"));
+
+    //  `pstap -f 'type=push worker=3 bytes>100'`: subscribe to what the
+    //  broker can filter, match the rest here
+    char why[256];
+    ps_tapfilter_t *filter = ps_tapfilter_new ("type=push worker=3 bytes>100", why, sizeof why);
+    cr_assert_not_null (filter, "%s", why);
+    cr_assert (ps_tapfilter_match (filter, received));
+    record.bytes = 40;
+    cr_assert_not (ps_tapfilter_match (filter, s_wire (&record)));
+    ps_tapfilter_destroy (&filter);
+    cr_assert_null (filter);
+    ps_tapfilter_destroy (&filter);
+
+    cr_assert_null (ps_tapfilter_new ("type=pushh", why, sizeof why));
+    cr_assert_str_eq (why, "unknown type 'pushh' in 'type=pushh'");
+}
+
+//  ---------------------------------------------------------------------
+//  JSON
+
+//  The golden line of each sample, in the same order
+static const char *s_golden[7] = {
+    "{\"record\":1,\"time\":\"2026-11-21T06:59:01.123456Z\",\"time_us\":1795244341123456,"
+    "\"kind\":\"req\",\"type\":\"push\",\"worker\":3,\"seq\":12,\"clock\":5,"
+    "\"keys\":[{\"key\":\"w\",\"count\":100},{\"key\":\"b\",\"count\":10}],\"bytes\":440,"
+    "\"status\":\"ok\",\"reason\":null,\"queued_us\":null,\"aggregation_us\":null,"
+    "\"parked_us\":null,\"total_us\":null,\"min_clock\":4,\"slowest\":2,"
+    "\"peer\":\"00a1b2c3\",\"dropped\":0}",
+
+    "{\"record\":2,\"time\":\"2026-11-21T06:59:01.123470Z\",\"time_us\":1795244341123470,"
+    "\"kind\":\"rep\",\"type\":\"push\",\"worker\":3,\"seq\":12,\"clock\":5,"
+    "\"keys\":[{\"key\":\"w\",\"count\":100},{\"key\":\"b\",\"count\":10}],\"bytes\":0,"
+    "\"status\":\"ok\",\"reason\":null,\"queued_us\":12,\"aggregation_us\":0,"
+    "\"parked_us\":0,\"total_us\":14,\"min_clock\":5,\"slowest\":2,"
+    "\"peer\":\"00a1b2c3\",\"dropped\":0}",
+
+    "{\"record\":3,\"time\":\"2026-11-21T06:59:02.000000Z\",\"time_us\":1795244342000000,"
+    "\"kind\":\"conn\",\"type\":null,\"worker\":3,\"seq\":null,\"clock\":0,"
+    "\"keys\":[],\"bytes\":0,"
+    "\"status\":\"ok\",\"reason\":\"joined at clock 0\",\"queued_us\":null,"
+    "\"aggregation_us\":null,\"parked_us\":null,\"total_us\":null,\"min_clock\":0,"
+    "\"slowest\":0,\"peer\":null,\"dropped\":0}",
+
+    "{\"record\":4,\"time\":\"2026-11-21T06:59:02.000001Z\",\"time_us\":1795244342000001,"
+    "\"kind\":\"disc\",\"type\":null,\"worker\":3,\"seq\":null,\"clock\":6,"
+    "\"keys\":[],\"bytes\":0,"
+    "\"status\":\"ok\",\"reason\":\"left (bye)\",\"queued_us\":null,\"aggregation_us\":null,"
+    "\"parked_us\":null,\"total_us\":null,\"min_clock\":5,\"slowest\":2,"
+    "\"peer\":null,\"dropped\":0}",
+
+    "{\"record\":5,\"time\":\"2026-11-21T06:59:02.000002Z\",\"time_us\":1795244342000002,"
+    "\"kind\":\"evict\",\"type\":null,\"worker\":2,\"seq\":null,\"clock\":5,"
+    "\"keys\":[],\"bytes\":0,"
+    "\"status\":\"ok\",\"reason\":\"silent for 10012 ms\",\"queued_us\":null,"
+    "\"aggregation_us\":null,\"parked_us\":null,\"total_us\":null,\"min_clock\":5,"
+    "\"slowest\":2,\"peer\":null,\"dropped\":0}",
+
+    "{\"record\":6,\"time\":\"2026-11-21T06:59:02.000003Z\",\"time_us\":1795244342000003,"
+    "\"kind\":\"rej\",\"type\":null,\"worker\":null,\"seq\":null,\"clock\":null,"
+    "\"keys\":[],\"bytes\":0,"
+    "\"status\":\"malformed\",\"reason\":\"envelope of 5 bytes does not parse\","
+    "\"queued_us\":null,\"aggregation_us\":null,\"parked_us\":null,\"total_us\":null,"
+    "\"min_clock\":null,\"slowest\":null,\"peer\":\"00a1b2c9\",\"dropped\":2}",
+
+    "{\"record\":7,\"time\":\"2026-11-21T06:59:02.000004Z\",\"time_us\":1795244342000004,"
+    "\"kind\":\"clock\",\"type\":null,\"worker\":null,\"seq\":null,\"clock\":null,"
+    "\"keys\":[],\"bytes\":0,"
+    "\"status\":\"ok\",\"reason\":\"slowest clock 16 -> 17\",\"queued_us\":null,"
+    "\"aggregation_us\":null,\"parked_us\":null,\"total_us\":null,\"min_clock\":17,"
+    "\"slowest\":1,"
+    "\"peer\":null,\"dropped\":2}",
+};
+
+Test (tapview, json_of_each_kind)
+{
+    sample_t samples[7];
+    s_samples (samples);
+    for (size_t i = 0; i < 7; i++) {
+        char json[1024];
+        int length = ps_tapview_json (s_wire (&samples[i].record), json, sizeof json);
+        cr_assert_str_eq (json, s_golden[i], "%s:\n%s\nexpected\n%s", samples[i].name, json,
+                          s_golden[i]);
+        cr_assert_eq ((size_t)length, strlen (s_golden[i]), "%s", samples[i].name);
+    }
+    //  A reject of a known worker's unparsable message: no message, so no
+    //  seq and no clock (clock is 0 in the record, and would mislead)
+    ps_tap_record_t reject = samples[5].record;
+    reject.worker = 3;
+    char json[1024];
+    ps_tapview_json (s_wire (&reject), json, sizeof json);
+    cr_assert_not_null (strstr (json, ",\"worker\":3,\"seq\":null,\"clock\":null,"), "%s", json);
+}
+
+//  The top-level keys of a JSON object, in order, separated by spaces:
+//  a string followed by ':' at depth 1 is a key
+static void
+s_top_keys (const char *json, char *keys, size_t size)
+{
+    size_t used = 0, depth = 0;
+    keys[0] = '\0';
+    for (const char *cursor = json; *cursor; cursor++) {
+        if (*cursor == '{' || *cursor == '[')
+            depth++;
+        else if (*cursor == '}' || *cursor == ']')
+            depth--;
+        else if (*cursor == '"') {
+            const char *start = ++cursor;
+            while (*cursor != '"')
+                cursor += *cursor == '\\' ? 2 : 1;
+            if (depth == 1 && cursor[1] == ':')
+                used += snprintf (keys + used, size - used, "%s%.*s", used ? " " : "",
+                                  (int)(cursor - start), start);
+            cr_assert_lt (used, size);
+        }
+    }
+}
+
+Test (tapview, json_keys_same_for_every_kind)
+{
+    sample_t samples[7];
+    s_samples (samples);
+    const char *expected = "record time time_us kind type worker seq clock keys bytes status "
+                           "reason queued_us aggregation_us parked_us total_us min_clock "
+                           "slowest peer dropped";
+    for (size_t i = 0; i < 7; i++) {
+        //  Rendered straight from the samples too, so that this test does
+        //  not depend on the golden strings above
+        char json[1024], keys[512];
+        ps_tapview_json (s_wire (&samples[i].record), json, sizeof json);
+        s_top_keys (json, keys, sizeof keys);
+        cr_assert_str_eq (keys, expected, "%s: %s", samples[i].name, keys);
+    }
+    //  A record with everything set has the same keys as well
+    ps_tap_record_t full = samples[1].record;
+    full.kind = PSMQ__TAP_KIND__TAP_CLOCK;
+    full.reason = "why";
+    full.slowest = 2;
+    full.status = PSMQ__ERR_CODE__ERR_FULL;
+    char json[1024], keys[512];
+    ps_tapview_json (s_wire (&full), json, sizeof json);
+    s_top_keys (json, keys, sizeof keys);
+    cr_assert_str_eq (keys, expected);
+}
+
+Test (tapview, json_escapes_strings)
+{
+    ps_tap_record_t record = s_record (9, PSMQ__TAP_KIND__TAP_REJECT, PSMQ__MSG_TYPE__PULL, 1);
+    record.time_us = T0;
+    record.seq = 3;
+    record.status = PSMQ__ERR_CODE__ERR_UNKNOWN_KEY;
+    record.reason = "key \"w\"\nnot\x01 found in C:\\store, caf\xc3\xa9";
+    Psmq__TapKey *keys[] = {s_key ("w", 4)};
+    record.keys = keys;
+    record.n_keys = 1;
+    char json[1024];
+    ps_tapview_json (s_wire (&record), json, sizeof json);
+    cr_assert_str_eq (json,
+                      "{\"record\":9,\"time\":\"2026-11-21T06:59:01.123456Z\","
+                      "\"time_us\":1795244341123456,\"kind\":\"rej\",\"type\":\"pull\","
+                      "\"worker\":1,\"seq\":3,\"clock\":0,\"keys\":[{\"key\":\"w\",\"count\":4}],"
+                      "\"bytes\":0,\"status\":\"unknown-key\","
+                      "\"reason\":\"key \\\"w\\\"\\u000anot\\u0001 found in C:\\\\store, "
+                      "caf\xc3\xa9\","
+                      "\"queued_us\":null,\"aggregation_us\":null,\"parked_us\":null,"
+                      "\"total_us\":null,\"min_clock\":null,\"slowest\":null,\"peer\":null,"
+                      "\"dropped\":0}");
+
+    //  Bytes that are not UTF-8 (a truncated sequence, overlong '/' in two
+    //  and three bytes, a surrogate, 0xff) become U+FFFD, so that the line stays valid JSON
+    //  whatever the broker was sent; protobuf-c passes them through
+    record.reason = "a\xc3 b\xc0\xaf c\xed\xa0\x80 d\xff\x7f e\xf0\x9f\x98\x80 f\xe0\x80\xaf";
+    ps_tapview_json (s_wire (&record), json, sizeof json);
+    cr_assert_not_null (
+        strstr (json, "\"reason\":\"a\\ufffd b\\ufffd\\ufffd c\\ufffd\\ufffd\\ufffd d\\ufffd\x7f "
+                      "e\xf0\x9f\x98\x80 f\\ufffd\\ufffd\\ufffd\","),
+        "%s", json);
+}
+
+//  Renders record into buffers of many sizes: each call returns the full
+//  length, writes the longest prefix that fits with its NUL, and never
+//  touches a byte past size
+static void
+s_assert_truncates (int (*render) (const ps_tap_record_t *, char *, size_t),
+                    const ps_tap_record_t *record)
+{
+    char full[1024];
+    int length = render (record, full, sizeof full);
+    cr_assert_gt (length, 20);
+    cr_assert_lt ((size_t)length, sizeof full);
+    cr_assert_eq (render (record, NULL, 0), length);
+
+    size_t sizes[] = {0, 1, 2, 7, 20, (size_t)length - 1, (size_t)length, (size_t)length + 1};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        char buffer[1100];
+        memset (buffer, 0x5a, sizeof buffer);
+        size_t size = sizes[i];
+        cr_assert_eq (render (record, buffer, size), length, "size %zu", size);
+        for (size_t at = size; at < sizeof buffer; at++)
+            cr_assert_eq (buffer[at], 0x5a, "size %zu: byte %zu written", size, at);
+        if (size > 0) {
+            size_t kept = size - 1 < (size_t)length ? size - 1 : (size_t)length;
+            cr_assert_eq (buffer[kept], '\0', "size %zu: no NUL at %zu", size, kept);
+            cr_assert_eq (memcmp (buffer, full, kept), 0, "size %zu: not a prefix", size);
+        }
+    }
+}
+
+Test (tapview, truncates_like_snprintf)
+{
+    sample_t samples[7];
+    s_samples (samples);
+    ps_tap_record_t record = samples[1].record;
+    record.reason = "a \"quoted\" reason\n"; //  escapes cut in the middle too
+    for (size_t i = 0; i < 7; i++) {
+        s_assert_truncates (ps_tapview_json, &samples[i].record);
+        s_assert_truncates (ps_tapview_text, &samples[i].record);
+    }
+    s_assert_truncates (ps_tapview_json, &record);
+}
+
+//  ---------------------------------------------------------------------
+//  Text
+
+//  The text line of record
+static const char *
+s_text (const ps_tap_record_t *record)
+{
+    static char line[512];
+    int length = ps_tapview_text (record, line, sizeof line);
+    cr_assert_eq ((size_t)length, strlen (line));
+    cr_assert_null (strchr (line, '\n'));
+    return line;
+}
+
+//  The text line of record, as pstap gets it, must be expected
+static void
+s_assert_text (const ps_tap_record_t *record, const char *expected)
+{
+    const char *line = s_text (s_wire (record));
+    cr_assert_str_eq (line, expected, "\n%s\nexpected\n%s", line, expected);
+}
+
+Test (tapview, text_of_each_kind)
+{
+    sample_t samples[7];
+    s_samples (samples);
+    const char *expected[7] = {
+        "06:59:01.123456 -> req  push  w3  seq 12  clock 5  w[100] b[10]  440 B",
+        ("06:59:01.123470 <- rep  push  w3  seq 12  clock 5  w[100] b[10]"
+         "  q 12us agg 0us park 0us total 14us  ok"),
+        "06:59:02.000000 ** conn       w3  joined at clock 0",
+        "06:59:02.000001 ** disc       w3  left (bye)",
+        "06:59:02.000002 ** evict      w2  silent for 10012 ms",
+        "06:59:02.000003 !! rej        w?  malformed: envelope of 5 bytes does not parse",
+        "06:59:02.000004 ** clock      slowest w1 at 17",
+    };
+    for (size_t i = 0; i < 7; i++)
+        s_assert_text (&samples[i].record, expected[i]);
+}
+
+Test (tapview, text_units_keys_and_errors)
+{
+    //  A big pull reply: sizes and latencies in human units, keys cut short
+    ps_tap_record_t record = s_record (8, PSMQ__TAP_KIND__TAP_REPLY, PSMQ__MSG_TYPE__PULL, 12);
+    Psmq__TapKey *keys[10];
+    static const char *names[10] = {"l0.w", "l0.b", "l1.w", "l1.b", "l2.w",
+                                    "l2.b", "l3.w", "l3.b", "l4.w", "l4.b"};
+    for (size_t i = 0; i < 10; i++)
+        keys[i] = s_key (names[i], 1000 + i);
+    record.time_us = T0;
+    record.seq = 40;
+    record.clock = 9;
+    record.keys = keys;
+    record.n_keys = 10;
+    record.bytes = 5 * 1024 * 1024 + 512 * 1024;
+    record.queued_us = 999;
+    record.aggregation_us = 1500;
+    record.parked_us = 2500000;
+    record.total_us = 2501999;
+    s_assert_text (&record, "06:59:01.123456 <- rep  pull  w12  seq 40  clock 9"
+                            "  l0.w[1000] l0.b[1001] l1.w[1002] +7 keys  5.5 MB"
+                            "  q 999us agg 1.5ms park 2.5s total 2.5s  ok");
+
+    record.n_keys = 4;
+    record.bytes = 1536;
+    cr_assert_not_null (strstr (s_text (s_wire (&record)), " l1.w[1002] +1 key  1.5 KB  "));
+    record.bytes = 3ULL << 30;
+    cr_assert_not_null (strstr (s_text (s_wire (&record)), " +1 key  3.0 GB  "));
+
+    //  An error reply ends with the error's name
+    record.status = PSMQ__ERR_CODE__ERR_UNKNOWN_KEY;
+    const char *line = s_text (s_wire (&record));
+    cr_assert_str_eq (line + strlen (line) - strlen ("  unknown-key"), "  unknown-key", "%s", line);
+
+    //  A rejected request that parsed: type, seq and the reason on one line
+    ps_tap_record_t reject = s_record (9, PSMQ__TAP_KIND__TAP_REJECT, PSMQ__MSG_TYPE__PUSH, 1);
+    reject.time_us = T0;
+    reject.seq = 7;
+    reject.clock = 2;
+    reject.status = PSMQ__ERR_CODE__ERR_CLOCK;
+    reject.reason = "clock 2 after 3\nnext\x01 line";
+    s_assert_text (&reject, "06:59:01.123456 !! rej  push  w1  seq 7  clock 2"
+                            "  clock: clock 2 after 3\\x0anext\\x01 line");
+
+    //  Long types and kinds keep a space between the columns
+    ps_tap_record_t beat = s_record (10, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__HEARTBEAT, 0);
+    beat.time_us = T0;
+    s_assert_text (&beat, "06:59:01.123456 -> req  heartbeat w0  seq 0  clock 0");
+    ps_tap_record_t hello = s_record (11, PSMQ__TAP_KIND__TAP_CLOCK, PSMQ__MSG_TYPE__HELLO, -1);
+    hello.time_us = T0;
+    s_assert_text (&hello, "06:59:01.123456 ** clock hello slowest none");
+}
+
+//  ---------------------------------------------------------------------
+//  Filters
+
+//  Records to filter, one name each
+typedef struct {
+    const char *name;
+    ps_tap_record_t record;
+} named_t;
+
+#define S_NAMED 9
+static void
+s_named (named_t named[S_NAMED])
+{
+    sample_t samples[7];
+    s_samples (samples);
+    //  req rep conn disc evict rej clock, then two pull replies
+    for (size_t i = 0; i < 7; i++)
+        named[i] = (named_t){samples[i].name, samples[i].record};
+    static Psmq__TapKey *pulled[1], *missing[1];
+    pulled[0] = s_key ("w", 524288);
+    missing[0] = s_key ("nope", 1);
+
+    named[7].name = "pull";
+    named[7].record = s_record (8, PSMQ__TAP_KIND__TAP_REPLY, PSMQ__MSG_TYPE__PULL, 1);
+    named[7].record.keys = pulled;
+    named[7].record.n_keys = 1;
+    named[7].record.bytes = 2 * 1024 * 1024;
+    named[7].record.total_us = 2500;
+
+    named[8].name = "fail";
+    named[8].record = s_record (9, PSMQ__TAP_KIND__TAP_REPLY, PSMQ__MSG_TYPE__PULL, 1);
+    named[8].record.keys = missing;
+    named[8].record.n_keys = 1;
+    named[8].record.status = PSMQ__ERR_CODE__ERR_UNKNOWN_KEY;
+    named[8].record.total_us = 30;
+}
+
+//  Each expression and the records it lets through
+static const struct {
+    const char *expression;
+    const char *matches;
+} s_filters[] = {
+    {"", "req rep conn disc evict rej clock pull fail"},
+    {"kind=req", "req"},
+    {"kind=rep,evict", "rep evict pull fail"},
+    {"kind=conn,disc,rej,clock", "conn disc rej clock"},
+    {"type=push", "req rep"},
+    {"type=pull,push", "req rep pull fail"},
+    {"type=none", "conn disc evict rej clock"},
+    {"type=hello", ""},
+    {"worker=3", "req rep conn disc"},
+    {"worker=2,1", "evict pull fail"},
+    {"worker=7", ""},
+    {"key=b", "req rep"},
+    {"key=nope,w", "req rep pull fail"},
+    {"key=l9", ""},
+    {"bytes>1K", "pull"},
+    {"bytes>439", "req pull"},
+    {"bytes>440", "pull"},
+    {"bytes>2M", ""},
+    {"bytes>2097151", "pull"},
+    {"bytes<1k", "req rep conn disc evict rej clock fail"},
+    {"bytes<1", "rep conn disc evict rej clock fail"},
+    {"bytes>100 bytes<1M", "req"},
+    {"lat>1ms", "pull"},
+    {"lat>20", "pull fail"},
+    {"lat>13us", "rep pull fail"},
+    {"lat<20us", "rep"},
+    {"lat<1s", "rep pull fail"},
+    {"lat>14 lat<2500", "fail"},
+    {"status=ok", "req rep conn disc evict clock pull"},
+    {"status=err", "rej fail"},
+    {"kind=rep status=err", "fail"},
+    {"type=push worker=3 bytes>100", "req"},
+    {"  kind=rep \t worker=1  ", "pull fail"},
+    {"kind=rep key=w lat>10ms", ""},
+};
+
+//  The names of the records filter lets through, separated by spaces
+static void
+s_matching (const ps_tapfilter_t *filter, const named_t named[S_NAMED], char *names, size_t size)
+{
+    size_t used = 0;
+    names[0] = '\0';
+    for (size_t i = 0; i < S_NAMED; i++)
+        if (ps_tapfilter_match (filter, s_wire (&named[i].record)))
+            used += snprintf (names + used, size - used, "%s%s", used ? " " : "", named[i].name);
+}
+
+Test (tapview, filter_terms_match)
+{
+    named_t named[S_NAMED];
+    s_named (named);
+    for (size_t i = 0; i < sizeof s_filters / sizeof s_filters[0]; i++) {
+        char why[256] = "", names[256];
+        ps_tapfilter_t *filter = ps_tapfilter_new (s_filters[i].expression, why, sizeof why);
+        cr_assert_not_null (filter, "'%s': %s", s_filters[i].expression, why);
+        s_matching (filter, named, names, sizeof names);
+        ps_tapfilter_destroy (&filter);
+        cr_assert_str_eq (names, s_filters[i].matches, "'%s' matched '%s', expected '%s'",
+                          s_filters[i].expression, names, s_filters[i].matches);
+    }
+    //  No expression at all is the empty one
+    ps_tapfilter_t *filter = ps_tapfilter_new (NULL, NULL, 0);
+    cr_assert_not_null (filter);
+    char names[256];
+    s_matching (filter, named, names, sizeof names);
+    ps_tapfilter_destroy (&filter);
+    cr_assert_str_eq (names, s_filters[0].matches);
+}
+
+Test (tapview, filter_refuses_bad_terms)
+{
+    static const struct {
+        const char *expression;
+        const char *why; //  the whole message
+    } bad[] = {
+        {"type=pushh", "unknown type 'pushh' in 'type=pushh'"},
+        {"bytes>1X", "bad size '1X' in 'bytes>1X' (a number with K, M or G)"},
+        {"bytes>K", "bad size 'K' in 'bytes>K' (a number with K, M or G)"},
+        {"bytes<-1", "bad size '-1' in 'bytes<-1' (a number with K, M or G)"},
+        {"bytes>18446744073709551616", "bad size '18446744073709551616' in "
+                                       "'bytes>18446744073709551616' (a number with K, M or G)"},
+        {"bytes>17179869184G", "bad size '17179869184G' in 'bytes>17179869184G' (a number with "
+                               "K, M or G)"},
+        {"kind=req,foo", "unknown kind 'foo' in 'kind=req,foo' (req, rep, conn, disc, evict, "
+                         "rej, clock)"},
+        {"worker=a", "bad worker 'a' in 'worker=a' (a rank from 0 to 4095)"},
+        {"worker=1,-1", "bad worker '-1' in 'worker=1,-1' (a rank from 0 to 4095)"},
+        {"worker=4096", "bad worker '4096' in 'worker=4096' (a rank from 0 to 4095)"},
+        {"lat>5m", "bad latency '5m' in 'lat>5m' (a number with us, ms or s)"},
+        {"lat<1.5ms", "bad latency '1.5ms' in 'lat<1.5ms' (a number with us, ms or s)"},
+        {"status=maybe", "unknown status 'maybe' in 'status=maybe' (ok or err)"},
+        {"key=w,", "empty value in 'key=w,'"},
+        {"kind=", "empty value in 'kind='"},
+        {"type=push,,pull", "empty value in 'type=push,,pull'"},
+        {"colour=red", "unknown term 'colour=red' (kind, type, worker, key, bytes, lat, status)"},
+        {"kind", "bad term 'kind' (NAME=VALUE, bytes>N, lat<T, ...)"},
+        {"=req", "unknown term '=req' (kind, type, worker, key, bytes, lat, status)"},
+        {"kind>req", "'kind' takes '=' in 'kind>req'"},
+        {"bytes=5", "'bytes' takes '>' or '<' in 'bytes=5'"},
+        {"kind=req kind=rep", "'kind=' given twice, again in 'kind=rep'"},
+        {"lat>1 bytes>1K lat>2", "'lat>' given twice, again in 'lat>2'"},
+        {"type=push worker=1 kind=nope", "unknown kind 'nope' in 'kind=nope' (req, rep, conn, "
+                                         "disc, evict, rej, clock)"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char why[256] = "";
+        ps_tapfilter_t *filter = ps_tapfilter_new (bad[i].expression, why, sizeof why);
+        bool refused = filter == NULL;
+        ps_tapfilter_destroy (&filter);
+        cr_assert (refused, "'%s' was accepted", bad[i].expression);
+        cr_assert_str_eq (why, bad[i].why, "'%s'", bad[i].expression);
+    }
+}
+
+Test (tapview, filter_limits)
+{
+    char why[8];
+    //  A short why is cut, a missing one is fine
+    cr_assert_null (ps_tapfilter_new ("kind=x", why, sizeof why));
+    cr_assert_str_eq (why, "unknown");
+    cr_assert_null (ps_tapfilter_new ("kind=x", NULL, 0));
+
+    //  Key names follow the codec's rules
+    char expression[512] = "key=";
+    memset (expression + 4, 'k', PS_MAX_KEY_LEN + 1);
+    char message[512];
+    cr_assert_null (ps_tapfilter_new (expression, message, sizeof message));
+    cr_assert (strncmp (message, "bad key 'kkk", 12) == 0, "%s", message);
+    cr_assert_not_null (strstr (message, "longer than 200 bytes"), "%s", message);
+    expression[4 + PS_MAX_KEY_LEN] = '\0';
+    ps_tapfilter_t *filter = ps_tapfilter_new (expression, message, sizeof message);
+    cr_assert_not_null (filter, "%s", message);
+    ps_tapfilter_destroy (&filter);
+
+    //  Up to 64 workers and 64 keys
+    size_t used = (size_t)snprintf (expression, sizeof expression, "worker=0");
+    for (int rank = 1; rank < 64; rank++)
+        used += (size_t)snprintf (expression + used, sizeof expression - used, ",%d", rank);
+    filter = ps_tapfilter_new (expression, message, sizeof message);
+    cr_assert_not_null (filter, "%s", message);
+    ps_tapfilter_destroy (&filter);
+    snprintf (expression + used, sizeof expression - used, ",64");
+    cr_assert_null (ps_tapfilter_new (expression, message, sizeof message));
+    cr_assert (strncmp (message, "more than 64 workers in 'worker=0,1,2", 37) == 0, "%s", message);
+
+    used = (size_t)snprintf (expression, sizeof expression, "key=k0");
+    for (int key = 1; key < 65; key++)
+        used += (size_t)snprintf (expression + used, sizeof expression - used, ",k%d", key);
+    cr_assert_null (ps_tapfilter_new (expression, message, sizeof message));
+    cr_assert (strncmp (message, "more than 64 keys in 'key=k0,k1", 31) == 0, "%s", message);
+
+    //  The filter keeps its own copy of the keys
+    char copy[] = "key=w";
+    filter = ps_tapfilter_new (copy, NULL, 0);
+    memset (copy, 'x', 5);
+    named_t named[S_NAMED];
+    s_named (named);
+    bool matched = ps_tapfilter_match (filter, s_wire (&named[0].record));
+    ps_tapfilter_destroy (&filter);
+    cr_assert (matched);
+}
+
+//  ---------------------------------------------------------------------
+//  Topics
+
+typedef struct {
+    size_t count;                       //  topics received
+    char list[4096];                    //  separated by spaces, "" for the empty one
+    char topics[512][PS_TAP_TOPIC_MAX]; //  each
+} topics_t;
+
+static void
+s_collect (const char *topic, void *arg)
+{
+    topics_t *topics = arg;
+    cr_assert_lt (strlen (topic), PS_TAP_TOPIC_MAX);
+    cr_assert_lt (topics->count, 512);
+    strcpy (topics->topics[topics->count], topic);
+    size_t used = strlen (topics->list);
+    snprintf (topics->list + used, sizeof topics->list - used, "%s%s", topics->count ? " " : "",
+              *topic ? topic : "\"\"");
+    topics->count++;
+}
+
+//  The topics expression asks for
+static void
+s_topics (const char *expression, bool payload, topics_t *topics)
+{
+    memset (topics, 0, sizeof *topics);
+    char why[256];
+    ps_tapfilter_t *filter = ps_tapfilter_new (expression, why, sizeof why);
+    cr_assert_not_null (filter, "%s", why);
+    size_t count = ps_tapfilter_topics (filter, payload, s_collect, topics);
+    ps_tapfilter_destroy (&filter);
+    cr_assert_eq (count, topics->count);
+}
+
+Test (tapview, topics_exact)
+{
+    static const struct {
+        const char *expression;
+        bool payload;
+        const char *topics;
+    } rows[] = {
+        {"", false, "\"\""},
+        {"key=w bytes>1K lat>1ms status=err", false, "\"\""},
+        {"", true, "\"\" payload."},
+        {"kind=req", false, "req."},
+        {"kind=rep,req", false, "req. rep."},
+        {"kind=req", true, "req. payload.req."},
+        {"type=push", false,
+         "req.push. rep.push. conn.push. disc.push. evict.push. rej.push. clock.push."},
+        {"type=pull,push kind=req", false, "req.push. req.pull."},
+        {"type=push worker=5,3", false,
+         "req.push.3. req.push.5. rep.push.3. rep.push.5. conn.push.3. conn.push.5. "
+         "disc.push.3. disc.push.5. evict.push.3. evict.push.5. rej.push.3. rej.push.5. "
+         "clock.push.3. clock.push.5."},
+        {"kind=req,rep type=push worker=3", false, "req.push.3. rep.push.3."},
+        {"kind=req,rep type=push worker=3,3", true,
+         "req.push.3. rep.push.3. payload.req.push.3. payload.rep.push.3."},
+        {"kind=rep worker=1", false,
+         "rep.hello.1. rep.init.1. rep.push.1. rep.pull.1. rep.clock.1. rep.heartbeat.1. "
+         "rep.bye.1. rep.info.1. rep.error.1. rep.none.1."},
+        {"kind=evict type=none", false, "evict.none."},
+        {"kind=clock type=none worker=4095", true, "clock.none.4095. payload.clock.none.4095."},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        topics_t topics;
+        s_topics (rows[i].expression, rows[i].payload, &topics);
+        cr_assert_str_eq (topics.list, rows[i].topics, "'%s'%s:\n%s", rows[i].expression,
+                          rows[i].payload ? " with payload" : "", topics.list);
+    }
+}
+
+Test (tapview, topics_of_worker_only)
+{
+    //  Every kind, every type (and "none"), for that worker
+    static const char *kinds[] = {"req", "rep", "conn", "disc", "evict", "rej", "clock"};
+    static const char *types[] = {"hello",     "init", "push", "pull",  "clock",
+                                  "heartbeat", "bye",  "info", "error", "none"};
+    static topics_t topics;
+    s_topics ("worker=3", true, &topics);
+    cr_assert_eq (topics.count, 2 * 7 * 10);
+    size_t at = 0;
+    for (int payload = 0; payload < 2; payload++)
+        for (size_t k = 0; k < 7; k++)
+            for (size_t t = 0; t < 10; t++) {
+                char expected[PS_TAP_TOPIC_MAX];
+                snprintf (expected, sizeof expected, "%s%s.%s.3.", payload ? "payload." : "",
+                          kinds[k], types[t]);
+                cr_assert_str_eq (topics.topics[at], expected, "topic %zu", at);
+                at++;
+            }
+}
+
+//  Whether one of the topics is a prefix of topic
+static bool
+s_subscribed (const topics_t *topics, const char *topic)
+{
+    for (size_t i = 0; i < topics->count; i++)
+        if (strncmp (topic, topics->topics[i], strlen (topics->topics[i])) == 0)
+            return true;
+    return false;
+}
+
+Test (tapview, topics_let_every_match_through)
+{
+    //  The broker publishes each record under ps_codec_tap_topic; what a
+    //  filter matches must be under one of its subscriptions, and a record
+    //  kept out by the subscriptions must not match
+    named_t named[S_NAMED];
+    s_named (named);
+    static topics_t topics;
+    for (size_t i = 0; i < sizeof s_filters / sizeof s_filters[0]; i++) {
+        s_topics (s_filters[i].expression, true, &topics);
+        ps_tapfilter_t *filter = ps_tapfilter_new (s_filters[i].expression, NULL, 0);
+        for (size_t r = 0; r < S_NAMED; r++) {
+            const ps_tap_record_t *record = &named[r].record;
+            bool matched = ps_tapfilter_match (filter, record);
+            for (int payload = 0; payload < 2; payload++) {
+                char topic[PS_TAP_TOPIC_MAX];
+                ps_codec_tap_topic (record->kind, record->type, record->worker, payload, topic);
+                bool subscribed = s_subscribed (&topics, topic);
+                cr_assert (subscribed || !matched, "'%s' matches %s, but not its topic %s",
+                           s_filters[i].expression, named[r].name, topic);
+            }
+        }
+        ps_tapfilter_destroy (&filter);
+    }
+    //  And the subscriptions do keep out what kind, type and worker refuse
+    s_topics ("kind=rep type=pull worker=1", false, &topics);
+    for (size_t r = 0; r < S_NAMED; r++) {
+        char topic[PS_TAP_TOPIC_MAX];
+        const ps_tap_record_t *record = &named[r].record;
+        ps_codec_tap_topic (record->kind, record->type, record->worker, false, topic);
+        bool wanted = strcmp (named[r].name, "pull") == 0 || strcmp (named[r].name, "fail") == 0;
+        cr_assert_eq (s_subscribed (&topics, topic), wanted, "%s under %s", named[r].name, topic);
+    }
+}
