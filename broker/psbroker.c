@@ -7,8 +7,10 @@
     ========================================================================= */
 
 #include "ps_broker.h"
+#include "ps_cli.h"
 #include "ps_limits.h"
 #include "ps_log.h"
+#include "ps_malloc.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -63,33 +65,14 @@ s_usage (FILE *out)
              PS_DEFAULT_HEARTBEAT_MS, PS_DEFAULT_TIMEOUT_MS);
 }
 
-//  Parse a whole number in [min, max]; prints an error naming the option
-static int
-s_parse_long (const char *option, const char *text, long min, long max, long *value)
-{
-    char *end;
-    errno = 0;
-    long parsed = strtol (text, &end, 10);
-    if (errno || end == text || *end || parsed < min || parsed > max) {
-        fprintf (stderr, "psbroker: %s '%s' must be a whole number from %ld to %ld\n", option, text,
-                 min, max);
-        return -1;
-    }
-    *value = parsed;
-    return 0;
-}
-
+//  A float setting; its range is checked with the whole configuration
 static int
 s_parse_float (const char *option, const char *text, float *value)
 {
-    char *end;
-    errno = 0;
-    float parsed = strtof (text, &end);
-    if (errno || end == text || *end) {
-        fprintf (stderr, "psbroker: %s '%s' is not a number\n", option, text);
+    double parsed;
+    if (ps_cli_double ("psbroker", option, text, -1e30, 1e30, &parsed))
         return -1;
-    }
-    *value = parsed;
+    *value = (float)parsed;
     return 0;
 }
 
@@ -137,15 +120,15 @@ main (int argc, char *argv[])
     while ((opt = getopt_long (argc, argv, "p:b:e:w:s:o:l:t:vqh", options, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
-        case 'p': rc = s_parse_long ("--port", optarg, 0, 65535, &port); break;
+        case 'p': rc = ps_cli_long ("psbroker", "--port", optarg, 0, 65535, &port); break;
         case 'b': bind_address = optarg; break;
         case 'e': endpoint = optarg; break;
         case 'w':
-            rc = s_parse_long ("--workers", optarg, 1, PS_MAX_WORKERS, &number);
+            rc = ps_cli_long ("psbroker", "--workers", optarg, 1, PS_MAX_WORKERS, &number);
             config.workers = (uint32_t)number;
             break;
         case 's':
-            rc = s_parse_long ("--staleness", optarg, -1, PS_MAX_STALENESS, &number);
+            rc = ps_cli_long ("psbroker", "--staleness", optarg, -1, PS_MAX_STALENESS, &number);
             config.staleness = (int32_t)number;
             break;
         case 'o':
@@ -163,12 +146,12 @@ main (int argc, char *argv[])
         case OPT_BETA2: rc = s_parse_float ("--beta2", optarg, &config.optim.beta2); break;
         case OPT_EPS: rc = s_parse_float ("--eps", optarg, &config.optim.eps); break;
         case OPT_HEARTBEAT:
-            rc = s_parse_long ("--heartbeat-ms", optarg, PS_MIN_HEARTBEAT_MS, PS_MAX_TIMEOUT_MS,
-                               &number);
+            rc = ps_cli_long ("psbroker", "--heartbeat-ms", optarg, PS_MIN_HEARTBEAT_MS,
+                              PS_MAX_TIMEOUT_MS, &number);
             config.heartbeat_ms = (uint32_t)number;
             break;
         case OPT_TIMEOUT:
-            rc = s_parse_long ("--timeout-ms", optarg, 1, PS_MAX_TIMEOUT_MS, &number);
+            rc = ps_cli_long ("psbroker", "--timeout-ms", optarg, 1, PS_MAX_TIMEOUT_MS, &number);
             config.timeout_ms = (uint32_t)number;
             break;
         case 't': config.tap_endpoint = optarg; break;
@@ -200,6 +183,7 @@ main (int argc, char *argv[])
     config.endpoint = bound;
 
     ps_log_set_name ("psbroker");
+    ps_malloc_keep_mapped ();
     //  We handle signals ourselves: czmq's handler would make blocking
     //  calls in the broker's threads fail with EINTR
     zsys_handler_set (NULL);

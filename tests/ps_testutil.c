@@ -34,6 +34,19 @@ ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, char *
     return broker;
 }
 
+ps_worker_t *
+ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms)
+{
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.rank = rank;
+    options.world_size = world;
+    options.timeout_ms = 10000;
+    options.clock_timeout_ms = clock_timeout_ms;
+    return ps_worker_connect (&options, NULL);
+}
+
 const char *
 ps_test_binary (const char *name, char *path, size_t path_size)
 {

@@ -10,6 +10,7 @@
 #define PS_TESTUTIL_H_INCLUDED
 
 #include "ps_broker.h"
+#include "ps_worker.h"
 
 #include <stdbool.h>
 #include <sys/types.h>
@@ -18,6 +19,11 @@
 //  endpoint to connect to is written into endpoint
 ps_broker_t *ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms,
                              char *endpoint, size_t endpoint_size);
+//  A worker registered as rank of world at endpoint (requests time out
+//  after 10 s, clocks after clock_timeout_ms); NULL, with the reason on
+//  stderr, when it cannot join
+ps_worker_t *ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world,
+                             int clock_timeout_ms);
 //  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)
 const char *ps_test_binary (const char *name, char *path, size_t path_size);
 //  Wait up to timeout_ms for pid to exit; its exit status, or -1 after

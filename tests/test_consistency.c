@@ -24,19 +24,6 @@
 
 #define MAX_THREADS 8
 
-static ps_worker_t *
-s_connect (const char *endpoint, uint32_t rank, uint32_t world)
-{
-    ps_worker_options_t options;
-    ps_worker_options_init (&options);
-    options.broker = endpoint;
-    options.rank = rank;
-    options.world_size = world;
-    options.timeout_ms = 10000;
-    options.clock_timeout_ms = 10000;
-    return ps_worker_connect (&options, NULL);
-}
-
 // ------------------------------------------------------------------ BSP
 
 #define BSP_WORKERS 4
@@ -65,7 +52,7 @@ static void *
 s_bsp_worker (void *arg)
 {
     bsp_args_t *args = arg;
-    ps_worker_t *worker = s_connect (args->endpoint, args->rank, BSP_WORKERS);
+    ps_worker_t *worker = ps_test_worker (args->endpoint, args->rank, BSP_WORKERS, 10000);
     if (!worker) {
         args->status = -1;
         return NULL;
@@ -142,7 +129,7 @@ Test (consistency, bsp_equals_single_process_reference, .timeout = 60)
     }
 
     //  Read the broker's result with a fresh worker (rank 0 rejoins)
-    ps_worker_t *reader = s_connect (endpoint, 0, BSP_WORKERS);
+    ps_worker_t *reader = ps_test_worker (endpoint, 0, BSP_WORKERS, 10000);
     cr_assert (reader);
     float *small = calloc (SMALL, sizeof (float));
     float *large = calloc (LARGE, sizeof (float));
@@ -214,7 +201,7 @@ static void *
 s_ssp_worker (void *arg)
 {
     ssp_args_t *args = arg;
-    ps_worker_t *worker = s_connect (args->endpoint, args->rank, args->world);
+    ps_worker_t *worker = ps_test_worker (args->endpoint, args->rank, args->world, 10000);
     if (!worker) {
         args->status = -1;
         return NULL;
@@ -303,9 +290,9 @@ Test (consistency, asp_never_waits, .timeout = 60)
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (2, -1, 0, endpoint, sizeof endpoint);
     //  Rank 1 joins and never clocks; rank 0 must run freely anyway
-    ps_worker_t *idle = s_connect (endpoint, 1, 2);
+    ps_worker_t *idle = ps_test_worker (endpoint, 1, 2, 10000);
     cr_assert (idle);
-    ps_worker_t *worker = s_connect (endpoint, 0, 2);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 2, 10000);
     cr_assert (worker);
     for (int c = 0; c < 200; c++)
         cr_assert_eq (ps_worker_clock (worker), PS_OK, "clock %d: %s", c, ps_worker_error (worker));
@@ -320,7 +307,7 @@ Test (consistency, ssp_with_idle_worker_blocks_at_the_bound, .timeout = 30)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (2, 3, 0, endpoint, sizeof endpoint);
-    ps_worker_t *idle = s_connect (endpoint, 1, 2);
+    ps_worker_t *idle = ps_test_worker (endpoint, 1, 2, 10000);
     ps_worker_options_t options;
     ps_worker_options_init (&options);
     options.broker = endpoint;

@@ -93,19 +93,6 @@ s_expect_error (raw_peer_t *peer, int code, const char *what)
     cr_assert (strlen (reply->error->message) > 0);
 }
 
-static ps_worker_t *
-s_connect (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms)
-{
-    ps_worker_options_t options;
-    ps_worker_options_init (&options);
-    options.broker = endpoint;
-    options.rank = rank;
-    options.world_size = world;
-    options.timeout_ms = 5000;
-    options.clock_timeout_ms = clock_timeout_ms;
-    return ps_worker_connect (&options, NULL);
-}
-
 // ------------------------------------------------------------ good worker
 
 typedef struct {
@@ -120,7 +107,7 @@ static void *
 s_steady_worker (void *arg)
 {
     steady_args_t *args = arg;
-    ps_worker_t *worker = s_connect (args->endpoint, args->rank, args->world, 10000);
+    ps_worker_t *worker = ps_test_worker (args->endpoint, args->rank, args->world, 10000);
     if (!worker) {
         args->status = -1;
         return NULL;
@@ -299,7 +286,7 @@ Test (robustness, silent_worker_is_evicted_and_bsp_goes_on, .timeout = 60)
     free (json);
 
     //  The evicted rank may rejoin and continues from the job's clock
-    ps_worker_t *back = s_connect (endpoint, 2, 3, 2000);
+    ps_worker_t *back = ps_test_worker (endpoint, 2, 3, 2000);
     cr_assert (back);
     cr_assert_eq (ps_worker_current_clock (back), 10);
     ps_worker_close (&back);
@@ -311,7 +298,7 @@ Test (robustness, heartbeats_keep_a_busy_worker_alive, .timeout = 30)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, 0, 400, endpoint, sizeof endpoint);
-    ps_worker_t *worker = s_connect (endpoint, 0, 1, 2000);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 2000);
     cr_assert (worker);
     //  "Compute" for three timeouts without calling the library
     zclock_sleep (1200);

@@ -92,18 +92,6 @@ s_expect (reader_t *reader, int kind, int type)
     return NULL;
 }
 
-static ps_worker_t *
-s_connect (const char *endpoint, uint32_t rank, uint32_t world)
-{
-    ps_worker_options_t options;
-    ps_worker_options_init (&options);
-    options.broker = endpoint;
-    options.rank = rank;
-    options.world_size = world;
-    options.timeout_ms = 5000;
-    return ps_worker_connect (&options, NULL);
-}
-
 Test (tap, usage_every_request_and_reply_is_a_record, .timeout = 30)
 {
     char endpoint[64];
@@ -112,7 +100,7 @@ Test (tap, usage_every_request_and_reply_is_a_record, .timeout = 30)
     reader_t reader;
     s_reader_open (&reader, broker, "", 0);
 
-    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
     ps_tap_record_t *record = s_expect (&reader, PSMQ__TAP_KIND__TAP_CONNECT, -1);
     cr_assert_eq (record->worker, 0);
 
@@ -182,7 +170,8 @@ Test (tap, topics_filter_at_the_broker, .timeout = 30)
     ps_broker_t *broker = ps_test_broker (2, -1, 0, endpoint, sizeof endpoint);
     reader_t reader;
     s_reader_open (&reader, broker, "rep.push.1.", 0);
-    ps_worker_t *workers[2] = {s_connect (endpoint, 0, 2), s_connect (endpoint, 1, 2)};
+    ps_worker_t *workers[2] = {ps_test_worker (endpoint, 0, 2, 5000),
+                               ps_test_worker (endpoint, 1, 2, 5000)};
     float values[2] = {0};
     ps_tensor_t tensor = {"k", values, 2};
     cr_assert_eq (ps_worker_init (workers[0], "k", 2, NULL, NULL), PS_OK);
@@ -212,7 +201,7 @@ Test (tap, a_slow_reader_sees_the_drop_count, .timeout = 60)
     reader_t reader;
     //  A tiny queue that the reader does not drain while the worker works
     s_reader_open (&reader, broker, "", 10);
-    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
     float values[1] = {0};
     ps_tensor_t tensor = {"x", values, 1};
     cr_assert_eq (ps_worker_init (worker, "x", 1, NULL, NULL), PS_OK);

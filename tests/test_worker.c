@@ -10,28 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static ps_worker_t *
-s_connect (const char *endpoint, uint32_t rank, uint32_t world)
-{
-    ps_worker_options_t options;
-    ps_worker_options_init (&options);
-    options.broker = endpoint;
-    options.rank = rank;
-    options.world_size = world;
-    options.timeout_ms = 5000;
-    options.clock_timeout_ms = 5000;
-    int status;
-    ps_worker_t *worker = ps_worker_connect (&options, &status);
-    cr_assert (worker, "connect failed: %s", ps_strerror (status));
-    return worker;
-}
-
 Test (worker, usage_init_push_clock_pull)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
     cr_assert (broker);
-    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
     cr_assert_eq (ps_worker_staleness (worker), 0);
     cr_assert_eq (ps_worker_current_clock (worker), 0);
 
@@ -63,7 +47,7 @@ Test (worker, init_is_idempotent_and_refuses_other_size)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
     float first[2] = {5, 6}, second[2] = {7, 8};
     cr_assert_eq (ps_worker_init (worker, "b", 2, first, NULL), PS_OK);
     cr_assert_eq (ps_worker_init (worker, "b", 2, second, NULL), PS_OK);
@@ -82,7 +66,7 @@ Test (worker, broker_errors_name_the_problem)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
     cr_assert_eq (ps_worker_init (worker, "w", 4, NULL, NULL), PS_OK);
 
     float data[8] = {0};
@@ -108,7 +92,7 @@ Test (worker, multi_key_and_chunked_tensors_round_trip)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
     //  3.5 MB: four 1 MB slices on the wire, the last one partial
     size_t big = 917504 + 12345;
     float *initial = malloc (big * sizeof (float));
@@ -134,7 +118,7 @@ Test (worker, async_tickets_overlap_and_complete_in_any_order)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
     float initial[4] = {1, 1, 1, 1};
     ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
     cr_assert_eq (ps_worker_init (worker, "a", 4, initial, &sgd), PS_OK);
@@ -231,7 +215,7 @@ Test (worker, blocking_push_reuses_nothing_of_the_callers_after_return)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = s_connect (endpoint, 0, 1);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
     size_t count = 3 << 18;
     ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
     cr_assert_eq (ps_worker_init (worker, "v", count, NULL, &sgd), PS_OK);

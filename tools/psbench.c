@@ -30,6 +30,7 @@
     ========================================================================= */
 
 #include "ps_limits.h"
+#include "ps_malloc.h"
 #include "ps_store.h"
 #include "ps_worker.h"
 
@@ -1280,6 +1281,8 @@ s_plan (bool quick, plan_t *plan)
 int
 main (int argc, char *argv[])
 {
+    //  As psworker does: the library is measured as our programs run it
+    ps_malloc_keep_mapped ();
     enum { OPT_QUICK = 256, OPT_ONLY, OPT_SIZES, OPT_NO_YARDSTICK, OPT_YARDSTICK, OPT_BROKER_BIN };
     static const struct option long_options[] = {
         {"quick", no_argument, 0, OPT_QUICK},

@@ -12,7 +12,9 @@
     when the shards differ by one example.
     ========================================================================= */
 
+#include "ps_cli.h"
 #include "ps_data.h"
+#include "ps_malloc.h"
 #include "ps_model.h"
 #include "ps_worker.h"
 
@@ -116,36 +118,6 @@ s_usage (FILE *out)
              DEFAULT_DATA_DIR);
 }
 
-static int
-s_parse_long (const char *option, const char *text, long min, long max, long *value)
-{
-    char *end;
-    errno = 0;
-    long parsed = strtol (text, &end, 10);
-    if (errno || end == text || *end || parsed < min || parsed > max) {
-        fprintf (stderr, "psworker: %s '%s' must be a whole number from %ld to %ld\n", option, text,
-                 min, max);
-        return -1;
-    }
-    *value = parsed;
-    return 0;
-}
-
-static int
-s_parse_double (const char *option, const char *text, double min, double max, double *value)
-{
-    char *end;
-    errno = 0;
-    double parsed = strtod (text, &end);
-    if (errno || end == text || *end || !(parsed >= min && parsed <= max)) {
-        fprintf (stderr, "psworker: %s '%s' must be a number from %g to %g\n", option, text, min,
-                 max);
-        return -1;
-    }
-    *value = parsed;
-    return 0;
-}
-
 enum {
     OPT_HIDDEN = 256,
     OPT_BATCH,
@@ -202,8 +174,8 @@ s_parse_options (int argc, char *argv[], options_t *options)
         int rc = 0;
         switch (opt) {
         case 'b': options->broker = optarg; break;
-        case 'r': rc = s_parse_long ("--rank", optarg, 0, 4095, &rank); break;
-        case 'n': rc = s_parse_long ("--workers", optarg, 1, 4096, &workers); break;
+        case 'r': rc = ps_cli_long ("psworker", "--rank", optarg, 0, 4095, &rank); break;
+        case 'n': rc = ps_cli_long ("psworker", "--workers", optarg, 1, 4096, &workers); break;
         case 'm':
             if (ps_model_kind_parse (optarg, &options->model)) {
                 fprintf (stderr, "psworker: --model '%s' is not softmax or mlp\n", optarg);
@@ -211,15 +183,15 @@ s_parse_options (int argc, char *argv[], options_t *options)
             }
             break;
         case OPT_HIDDEN:
-            rc = s_parse_long ("--hidden", optarg, 1, 65536, &number);
+            rc = ps_cli_long ("psworker", "--hidden", optarg, 1, 65536, &number);
             options->hidden = (size_t)number;
             break;
         case 'e':
-            rc = s_parse_long ("--epochs", optarg, 1, 100000, &number);
+            rc = ps_cli_long ("psworker", "--epochs", optarg, 1, 100000, &number);
             options->epochs = (int)number;
             break;
         case OPT_BATCH:
-            rc = s_parse_long ("--batch", optarg, 1, 65536, &number);
+            rc = ps_cli_long ("psworker", "--batch", optarg, 1, 65536, &number);
             options->batch = (size_t)number;
             break;
         case 'o': {
@@ -239,11 +211,11 @@ s_parse_options (int argc, char *argv[], options_t *options)
             break;
         }
         case OPT_LR:
-            rc = s_parse_double ("--lr", optarg, 1e-9, 100, &real);
+            rc = ps_cli_double ("psworker", "--lr", optarg, 1e-9, 100, &real);
             options->optim.lr = (float)real;
             break;
         case OPT_MOMENTUM:
-            rc = s_parse_double ("--momentum", optarg, 0, 0.999999, &real);
+            rc = ps_cli_double ("psworker", "--momentum", optarg, 0, 0.999999, &real);
             options->optim.momentum = (float)real;
             break;
         case OPT_SCHEDULE:
@@ -255,23 +227,23 @@ s_parse_options (int argc, char *argv[], options_t *options)
             break;
         case 'd': options->data = optarg; break;
         case 's':
-            rc = s_parse_long ("--seed", optarg, 0, LONG_MAX, &number);
+            rc = ps_cli_long ("psworker", "--seed", optarg, 0, LONG_MAX, &number);
             options->seed = (uint64_t)number;
             break;
         case OPT_JSON: options->json = true; break;
         case OPT_DELAY:
-            rc = s_parse_long ("--delay-ms", optarg, 0, 3600000, &number);
+            rc = ps_cli_long ("psworker", "--delay-ms", optarg, 0, 3600000, &number);
             options->delay_ms = (int)number;
             break;
         case OPT_DELAY_PROB:
-            rc = s_parse_double ("--delay-prob", optarg, 0, 1, &options->delay_prob);
+            rc = ps_cli_double ("psworker", "--delay-prob", optarg, 0, 1, &options->delay_prob);
             break;
         case OPT_TIMEOUT:
-            rc = s_parse_long ("--timeout-ms", optarg, 1, 86400000, &number);
+            rc = ps_cli_long ("psworker", "--timeout-ms", optarg, 1, 86400000, &number);
             options->timeout_ms = (int)number;
             break;
         case OPT_CLOCK_TIMEOUT:
-            rc = s_parse_long ("--clock-timeout-ms", optarg, 1, 86400000, &number);
+            rc = ps_cli_long ("psworker", "--clock-timeout-ms", optarg, 1, 86400000, &number);
             options->clock_timeout_ms = (int)number;
             break;
         case 'h': s_usage (stdout); return 1;
@@ -550,6 +522,7 @@ main (int argc, char *argv[])
     if (parsed)
         return parsed == 1 ? 0 : 2;
 
+    ps_malloc_keep_mapped ();
     struct sigaction action = {.sa_handler = s_on_signal};
     sigemptyset (&action.sa_mask);
     sigaction (SIGINT, &action, NULL);
