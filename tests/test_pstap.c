@@ -1,0 +1,1152 @@
+/*  =========================================================================
+    test_pstap - the pstap binary: its views of a recording, of a live tap
+    and of the broker's INFO
+
+    The recording tests/golden/session.pstap is built by this file (the
+    s_session records below, with fixed times) and committed with the
+    JSON Lines that `pstap read --json` must print for it, byte for byte:
+    so a change in the file format, the JSON schema or the pipeline shows
+    as a diff. PSMQ_UPDATE_GOLDEN=1 rewrites both files after a deliberate
+    change; review the diff before committing it.
+
+    Live tests use fakes on loopback with ephemeral ports, so that they
+    control every byte: an XPUB socket plays the tap (it sends records
+    only once pstap's subscription has arrived), a ROUTER socket plays the
+    broker's INFO. The last test runs the real thing: an in-process broker
+    and a worker. Every child process and every receive has a bounded wait.
+    ========================================================================= */
+
+#include "ps_codec.h"
+#include "ps_json.h"
+#include "ps_taplog.h"
+#include "ps_testutil.h"
+#include "ps_worker.h"
+
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+//  Output of one child, both streams
+#define OUTPUT_MAX (256 * 1024)
+//  Bound on any child that should finish by itself
+#define CHILD_MS 10000
+
+//  ------------------------------------------------------------ children
+
+typedef struct {
+    pid_t pid;
+    int out; //  read end of its stdout
+    int err; //  read end of its stderr
+} child_t;
+
+//  Start argv with TZ=UTC (text lines show local time)
+static child_t
+s_spawn (char *const argv[])
+{
+    int out[2], err[2];
+    cr_assert_eq (pipe (out), 0);
+    cr_assert_eq (pipe (err), 0);
+    pid_t pid = fork ();
+    cr_assert_neq (pid, -1);
+    if (pid == 0) {
+        dup2 (out[1], 1);
+        dup2 (err[1], 2);
+        close (out[0]);
+        close (err[0]);
+        setenv ("TZ", "UTC", 1);
+        execv (argv[0], argv);
+        _exit (127);
+    }
+    close (out[1]);
+    close (err[1]);
+    return (child_t){pid, out[0], err[0]};
+}
+
+typedef struct {
+    char *out;  //  all it printed on stdout, NUL-terminated
+    char *err;  //  and on stderr
+    int status; //  exit status, -1 when it had to be killed
+} result_t;
+
+//  Read both streams until the child closes them or timeout_ms passes,
+//  then reap it
+static result_t
+s_finish (child_t *child, int timeout_ms)
+{
+    result_t result = {calloc (1, OUTPUT_MAX), calloc (1, OUTPUT_MAX), -1};
+    cr_assert (result.out && result.err);
+    size_t used[2] = {0, 0};
+    char *buffers[2] = {result.out, result.err};
+    struct pollfd fds[2] = {{child->out, POLLIN, 0}, {child->err, POLLIN, 0}};
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while ((fds[0].fd >= 0 || fds[1].fd >= 0) && zclock_mono () < deadline) {
+        if (poll (fds, 2, 50) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !fds[i].revents)
+                continue;
+            ssize_t got = read (fds[i].fd, buffers[i] + used[i], OUTPUT_MAX - 1 - used[i]);
+            if (got <= 0) {
+                close (fds[i].fd);
+                fds[i].fd = -1;
+            }
+            else
+                used[i] += (size_t)got;
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (fds[i].fd >= 0)
+            close (fds[i].fd);
+    result.status = ps_test_wait_pid (child->pid, 1000);
+    return result;
+}
+
+static void
+s_result_free (result_t *result)
+{
+    free (result->out);
+    free (result->err);
+}
+
+//  Run pstap with these arguments (NULL-terminated) to completion
+static result_t
+s_pstap (const char *first, ...)
+{
+    char path[512];
+    char *argv[32] = {(char *)ps_test_binary ("pstap", path, sizeof path)};
+    va_list args;
+    va_start (args, first);
+    size_t argc = 1;
+    for (const char *arg = first; arg && argc < 31; arg = va_arg (args, const char *))
+        argv[argc++] = (char *)arg;
+    va_end (args);
+    child_t child = s_spawn (argv);
+    return s_finish (&child, CHILD_MS);
+}
+
+//  Lines in text
+static size_t
+s_lines (const char *text)
+{
+    size_t lines = 0;
+    for (; *text; text++)
+        lines += *text == '\n';
+    return lines;
+}
+
+//  The "record" numbers of JSON Lines output, in order; how many
+static size_t
+s_record_numbers (const char *jsonl, uint64_t *numbers, size_t max)
+{
+    size_t count = 0;
+    while (*jsonl && count < max) {
+        const char *end = strchr (jsonl, '\n');
+        cr_assert (end, "unterminated line: %s", jsonl);
+        char why[256];
+        ps_json_t *doc = ps_json_parse (jsonl, (size_t)(end - jsonl), why, sizeof why);
+        cr_assert (doc, "not JSON: %.*s: %s", (int)(end - jsonl), jsonl, why);
+        numbers[count++] = (uint64_t)ps_json_int (doc, ps_json_member (doc, 0, "record"), -1);
+        ps_json_destroy (&doc);
+        jsonl = end + 1;
+    }
+    return count;
+}
+
+//  ----------------------------------------------------- the recording
+
+//  2023-11-14T22:13:20Z, so that JSON times are easy to read
+#define T0 1700000000000000ULL
+#define PEER0 "5700000000000a00"
+#define PEER1 "5700000000000b01"
+
+//  Two small payload frames for "payload." copies
+static const float s_gradient[4] = {0.5f, -0.25f, 1, 2};
+static const float s_bias[2] = {3, 4};
+
+//  Append record to the recording, then its "payload." copy when asked
+static void
+s_append (ps_taplog_writer_t *writer, const ps_tap_record_t *record, bool payload)
+{
+    zmq_msg_t msg;
+    cr_assert_eq (ps_codec_encode_tap (record, &msg), 0);
+    ps_taplog_frame_t frames[3] = {{zmq_msg_data (&msg), zmq_msg_size (&msg)},
+                                   {s_gradient, sizeof s_gradient},
+                                   {s_bias, sizeof s_bias}};
+    char topic[PS_TAP_TOPIC_MAX], why[300];
+    for (int copy = 0; copy <= (int)payload; copy++) {
+        size_t size = ps_codec_tap_topic (record->kind, record->type, record->worker, copy, topic);
+        cr_assert_eq (
+            ps_taplog_writer_append (writer, topic, size, frames, copy ? 3 : 1, why, sizeof why), 0,
+            "%s", why);
+    }
+    zmq_msg_close (&msg);
+}
+
+//  A record with the fields every record has
+static ps_tap_record_t
+s_base (uint64_t number, int kind, int type, int64_t worker, uint64_t offset_us)
+{
+    ps_tap_record_t record = PSMQ__TAP_RECORD__INIT;
+    record.version = PS_TAP_VERSION;
+    record.record = number;
+    record.kind = kind;
+    record.type = type;
+    record.worker = worker;
+    record.time_us = T0 + offset_us;
+    record.slowest = -1;
+    record.peer = type ? (worker == 1 ? PEER1 : PEER0) : "";
+    return record;
+}
+
+#define REQ PSMQ__TAP_KIND__TAP_REQUEST
+#define REP PSMQ__TAP_KIND__TAP_REPLY
+
+//  Write the session: worker 0 says hello, creates w, pushes w and b,
+//  finishes clock 0 (parked 2 ms on worker 1), leaves; worker 1's pull
+//  reply comes without its request (sent before the recording started),
+//  its push is rejected, the broker drops 3 records, worker 1 is evicted.
+//  One message in the middle does not decode.
+static void
+s_session (const char *path)
+{
+    char why[300];
+    ps_taplog_writer_t *writer = ps_taplog_writer_new (path, T0, why, sizeof why);
+    cr_assert (writer, "%s", why);
+    Psmq__TapKey w = PSMQ__TAP_KEY__INIT, b = PSMQ__TAP_KEY__INIT;
+    w.key = "w";
+    w.count = 1000;
+    b.key = "b";
+    b.count = 10;
+    Psmq__TapKey *only_w[] = {&w}, *w_and_b[] = {&w, &b};
+
+    ps_tap_record_t r = s_base (1, PSMQ__TAP_KIND__TAP_CONNECT, 0, 0, 0);
+    r.reason = "joined at clock 0";
+    s_append (writer, &r, false);
+    r = s_base (2, REQ, PSMQ__MSG_TYPE__HELLO, 0, 10);
+    r.seq = 1;
+    s_append (writer, &r, false);
+    r = s_base (3, REP, PSMQ__MSG_TYPE__HELLO, 0, 50);
+    r.seq = 1;
+    r.queued_us = r.total_us = 40;
+    s_append (writer, &r, false);
+    r = s_base (4, REQ, PSMQ__MSG_TYPE__INIT, 0, 100);
+    r.seq = 2;
+    r.n_keys = 1;
+    r.keys = only_w;
+    r.bytes = 4000;
+    s_append (writer, &r, false);
+    r = s_base (5, REP, PSMQ__MSG_TYPE__INIT, 0, 225);
+    r.seq = 2;
+    r.queued_us = 5;
+    r.aggregation_us = 120;
+    r.total_us = 125;
+    s_append (writer, &r, false);
+    r = s_base (6, REP, PSMQ__MSG_TYPE__PULL, 1, 300);
+    r.seq = 7;
+    r.n_keys = 1;
+    r.keys = only_w;
+    r.bytes = 4000;
+    r.queued_us = r.total_us = 30;
+    s_append (writer, &r, false);
+    r = s_base (7, REQ, PSMQ__MSG_TYPE__PUSH, 0, 400);
+    r.seq = 3;
+    r.n_keys = 2;
+    r.keys = w_and_b;
+    r.bytes = 4040;
+    s_append (writer, &r, true);
+    r = s_base (8, REP, PSMQ__MSG_TYPE__PUSH, 0, 412);
+    r.seq = 3;
+    r.queued_us = r.total_us = 12;
+    s_append (writer, &r, false);
+    r = s_base (9, REQ, PSMQ__MSG_TYPE__CLOCK, 0, 500);
+    r.seq = 4;
+    s_append (writer, &r, false);
+
+    //  Field 31 with wire type 7: protobuf-c refuses it
+    ps_taplog_frame_t garbage = {"\x08\x01\xff\xff\xff", 5};
+    cr_assert_eq (ps_taplog_writer_append (writer, "req.push.0.", 11, &garbage, 1, why, sizeof why),
+                  0);
+
+    r = s_base (10, PSMQ__TAP_KIND__TAP_CLOCK, 0, -1, 2500);
+    r.min_clock = 1;
+    r.slowest = 1;
+    r.reason = "slowest clock 0 -> 1";
+    s_append (writer, &r, false);
+    r = s_base (11, REP, PSMQ__MSG_TYPE__CLOCK, 0, 2510);
+    r.seq = 4;
+    r.clock = 1;
+    r.min_clock = 1;
+    r.queued_us = 10;
+    r.parked_us = 2000;
+    r.total_us = 2010;
+    s_append (writer, &r, false);
+    r = s_base (12, PSMQ__TAP_KIND__TAP_REJECT, PSMQ__MSG_TYPE__PUSH, 1, 3000);
+    r.seq = 9;
+    r.clock = 5;
+    r.min_clock = 1;
+    r.status = PSMQ__ERR_CODE__ERR_CLOCK;
+    r.reason = "push of clock 5 but worker 1 is at clock 0: \"late\"\n\xff";
+    s_append (writer, &r, false);
+    //  Records 13 to 15 were dropped by the broker
+    r = s_base (16, PSMQ__TAP_KIND__TAP_EVICT, 0, 1, 4000);
+    r.min_clock = 1;
+    r.dropped = 3;
+    r.reason = "silent for 10000 ms";
+    s_append (writer, &r, false);
+    r = s_base (17, REQ, PSMQ__MSG_TYPE__BYE, 0, 5000);
+    r.seq = 5;
+    r.clock = 1;
+    r.min_clock = 1;
+    r.dropped = 3;
+    s_append (writer, &r, false);
+    r = s_base (18, REP, PSMQ__MSG_TYPE__BYE, 0, 5008);
+    r.seq = 5;
+    r.clock = 1;
+    r.min_clock = 1;
+    r.dropped = 3;
+    r.queued_us = r.total_us = 8;
+    s_append (writer, &r, false);
+    r = s_base (19, PSMQ__TAP_KIND__TAP_DISCONNECT, 0, 0, 5010);
+    r.min_clock = -1;
+    r.dropped = 3;
+    r.reason = "bye";
+    s_append (writer, &r, false);
+    cr_assert_eq (ps_taplog_writer_destroy (&writer), 0);
+}
+
+//  Path of a file under tests/golden
+static const char *
+s_golden (const char *name, char *path, size_t size)
+{
+    const char *source = getenv ("PSMQ_SOURCE_DIR");
+    snprintf (path, size, "%s/tests/golden/%s", source ? source : "..", name);
+    return path;
+}
+
+//  A fresh temporary path
+static const char *
+s_temp (const char *name, char *path, size_t size)
+{
+    const char *dir = getenv ("TMPDIR");
+    snprintf (path, size, "%s/test_pstap.%d.%s", dir ? dir : "/tmp", (int)getpid (), name);
+    return path;
+}
+
+//  The whole of a file, NUL-terminated; its size in *size
+static char *
+s_slurp (const char *path, size_t *size)
+{
+    FILE *file = fopen (path, "rb");
+    cr_assert (file, "cannot open %s", path);
+    char *data = malloc (OUTPUT_MAX);
+    cr_assert (data);
+    *size = fread (data, 1, OUTPUT_MAX - 1, file);
+    data[*size] = 0;
+    fclose (file);
+    return data;
+}
+
+static void
+s_spit (const char *path, const char *data, size_t size)
+{
+    FILE *file = fopen (path, "wb");
+    cr_assert (file, "cannot write %s", path);
+    cr_assert_eq (fwrite (data, 1, size, file), size);
+    fclose (file);
+}
+
+//  ---------------------------------------------------------------- tests
+
+Test (pstap, read_prints_a_recording_as_json_lines, .timeout = 30)
+{
+    char recording[512], expected_path[512];
+    s_golden ("session.pstap", recording, sizeof recording);
+    s_golden ("session.jsonl", expected_path, sizeof expected_path);
+    if (getenv ("PSMQ_UPDATE_GOLDEN"))
+        s_session (recording);
+
+    result_t run = s_pstap ("read", "-r", recording, "--json", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    if (getenv ("PSMQ_UPDATE_GOLDEN"))
+        s_spit (expected_path, run.out, strlen (run.out));
+    size_t size;
+    char *expected = s_slurp (expected_path, &size);
+    cr_assert_str_eq (run.out, expected, "pstap read --json differs from %s", expected_path);
+    //  One line per good record: the malformed one is skipped and said
+    cr_assert_eq (s_lines (run.out), 16);
+    cr_assert (strstr (run.err, "skipping a malformed record (topic 'req.push.0.')"), "%s",
+               run.err);
+    cr_assert (strstr (run.err, "skipped 1 malformed records"), "%s", run.err);
+    cr_assert (strstr (run.err, "broker dropped 3 records (reader too slow)"), "%s", run.err);
+    free (expected);
+    s_result_free (&run);
+}
+
+Test (pstap, the_recording_format_is_stable)
+{
+    //  The writer still produces, byte for byte, the committed recording
+    char golden[512], fresh[512];
+    s_golden ("session.pstap", golden, sizeof golden);
+    s_temp ("session.pstap", fresh, sizeof fresh);
+    s_session (fresh);
+    size_t golden_size, fresh_size;
+    char *expected = s_slurp (golden, &golden_size);
+    char *actual = s_slurp (fresh, &fresh_size);
+    cr_assert_eq (fresh_size, golden_size);
+    cr_assert_eq (memcmp (actual, expected, golden_size), 0, "%s differs from %s", fresh, golden);
+    free (expected);
+    free (actual);
+    unlink (fresh);
+}
+
+Test (pstap, filters_select_records_on_the_read_path, .timeout = 30)
+{
+    char recording[512];
+    s_golden ("session.pstap", recording, sizeof recording);
+    struct {
+        const char *filter;
+        const char *count;
+        uint64_t records[8];
+        size_t n;
+    } cases[] = {
+        {"type=push", NULL, {7, 8, 12}, 3}, {"kind=rep", NULL, {3, 5, 6, 8, 11, 18}, 6},
+        {"worker=1", NULL, {6, 12, 16}, 3}, {"key=b", NULL, {7}, 1},
+        {"lat>1ms", NULL, {11}, 1},         {"status=err", NULL, {12}, 1},
+        {"bytes>4000", NULL, {7}, 1},       {"kind=req,rep type=push", NULL, {7, 8}, 2},
+        {"kind=req", "2", {2, 4}, 2},       {"kind=evict worker=0", NULL, {0}, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        result_t run = cases[i].count ? s_pstap ("read", "-r", recording, "--json", "-f",
+                                                 cases[i].filter, "-c", cases[i].count, NULL)
+                                      : s_pstap ("read", "-r", recording, "--json", "-f",
+                                                 cases[i].filter, NULL);
+        cr_assert_eq (run.status, 0, "%s: %s", cases[i].filter, run.err);
+        uint64_t numbers[32];
+        size_t n = s_record_numbers (run.out, numbers, 32);
+        cr_assert_eq (n, cases[i].n, "-f '%s': %zu records:\n%s", cases[i].filter, n, run.out);
+        for (size_t j = 0; j < n; j++)
+            cr_assert_eq (numbers[j], cases[i].records[j], "-f '%s'", cases[i].filter);
+        s_result_free (&run);
+    }
+    result_t run = s_pstap ("read", "-r", recording, "-f", "kind=req lat>>3", NULL);
+    cr_assert_eq (run.status, 2);
+    cr_assert (strstr (run.err, "pstap read: bad filter:") && strstr (run.err, "lat>>3"), "%s",
+               run.err);
+    s_result_free (&run);
+}
+
+//  The line of text that contains needle
+static const char *
+s_line_with (const char *text, const char *needle, char *line, size_t size)
+{
+    const char *at = strstr (text, needle);
+    cr_assert (at, "no line with '%s' in:\n%s", needle, text);
+    if (*at == '\n')
+        at++;
+    while (at > text && at[-1] != '\n')
+        at--;
+    size_t length = strcspn (at, "\n");
+    snprintf (line, size, "%.*s", (int)length, at);
+    return line;
+}
+
+Test (pstap, text_view_pairs_replies_with_their_requests, .timeout = 30)
+{
+    char recording[512], line[1024];
+    s_golden ("session.pstap", recording, sizeof recording);
+    result_t run = s_pstap ("read", "-r", recording, NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    //  The push reply 12 us after its request; the clock reply after 2 ms parked
+    s_line_with (run.out, "rep  push", line, sizeof line);
+    cr_assert (strstr (line, "22:13:20.000412") && strstr (line, "[request 12us ago]"), "%s", line);
+    s_line_with (run.out, "rep  clock", line, sizeof line);
+    cr_assert (strstr (line, "park 2.0ms") && strstr (line, "[request 2.0ms ago]"), "%s", line);
+    //  Worker 1's pull was asked before the recording began
+    s_line_with (run.out, "rep  pull", line, sizeof line);
+    cr_assert (strstr (line, "[unmatched: request not seen]"), "%s", line);
+    //  Requests and events are not annotated; the payload follows its record
+    s_line_with (run.out, "-> req  push", line, sizeof line);
+    cr_assert (!strstr (line, "[request") && !strstr (line, "[unmatched"), "%s", line);
+    const char *payload = strstr (run.out, "-> req  push");
+    payload = strchr (payload, '\n') + 1;
+    cr_assert (strncmp (payload, "    + payload: 2 frames, 24 B\n", 30) == 0, "%s", payload);
+    cr_assert_eq (s_lines (run.out), 17);
+    s_result_free (&run);
+
+    //  A file holds every request, so replies shown alone are still paired
+    run = s_pstap ("read", "-r", recording, "-f", "kind=rep", NULL);
+    cr_assert_eq (run.status, 0);
+    cr_assert_eq (s_lines (run.out), 6);
+    cr_assert (strstr (run.out, "[request 12us ago]"), "pairing uses every record: %s", run.out);
+    s_result_free (&run);
+}
+
+Test (pstap, stats_and_top_of_a_recording, .timeout = 30)
+{
+    char recording[512], line[1024];
+    s_golden ("session.pstap", recording, sizeof recording);
+    result_t run = s_pstap ("read", "-r", recording, "--view", "stats", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.out, "16 records, broker dropped 3 meanwhile"), "%s", run.out);
+    cr_assert (strstr (run.out, "2 seen, 1 connects, 1 disconnects, 1 evictions"), "%s", run.out);
+    cr_assert (strstr (run.out, "slowest 1 (w1) at the end, 1 moves"), "%s", run.out);
+    s_line_with (run.out, "\npush ", line, sizeof line);
+    unsigned long long requests, replies, errors;
+    cr_assert_eq (sscanf (line, "push %llu %llu %llu", &requests, &replies, &errors), 3, "%s",
+                  line);
+    cr_assert (requests == 1 && replies == 1 && errors == 1, "%s", line);
+    cr_assert (strstr (line, "3.9 KB"), "push bytes in: %s", line);
+    s_result_free (&run);
+
+    run = s_pstap ("read", "-r", recording, "--view", "top", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    //  Worker 0 ends at clock 1, nothing pending; w is hotter than b
+    s_line_with (run.out, "\nw0 ", line, sizeof line);
+    cr_assert (strstr (line, " 1 ") && strstr (line, "+0"), "%s", line);
+    const char *w = strstr (run.out, "\nw    "), *b = strstr (run.out, "\nb    ");
+    cr_assert (w && b && w < b, "keys, hottest first:\n%s", run.out);
+    s_result_free (&run);
+
+    run = s_pstap ("read", "-r", recording, "--view", "top", "--json", NULL);
+    cr_assert_eq (run.status, 2);
+    cr_assert (strstr (run.err, "--json applies to --view watch only"), "%s", run.err);
+    s_result_free (&run);
+}
+
+Test (pstap, a_torn_or_damaged_recording_reads_up_to_the_damage, .timeout = 30)
+{
+    char recording[512], copy[512];
+    s_golden ("session.pstap", recording, sizeof recording);
+    s_temp ("damaged.pstap", copy, sizeof copy);
+    size_t size;
+    char *bytes = s_slurp (recording, &size);
+
+    //  A recorder killed in the middle of the last record
+    s_spit (copy, bytes, size - 5);
+    result_t run = s_pstap ("read", "-r", copy, "--json", NULL);
+    cr_assert_eq (run.status, 0, "a torn tail is expected after a kill: %s", run.err);
+    cr_assert_eq (s_lines (run.out), 15);
+    cr_assert (strstr (run.err, "torn: the file ends after"), "%s", run.err);
+    cr_assert (strstr (run.err, "(17 good records before it)"), "%s", run.err);
+    s_result_free (&run);
+
+    //  A damaged byte in the middle: everything before it, then an error
+    bytes[size / 2] ^= 0x40;
+    s_spit (copy, bytes, size);
+    run = s_pstap ("read", "-r", copy, "--json", NULL);
+    cr_assert_eq (run.status, 1);
+    cr_assert (strstr (run.err, "CRC 0x"), "%s", run.err);
+    cr_assert_gt (s_lines (run.out), 3);
+    s_result_free (&run);
+
+    s_spit (copy, "not a recording at all\n", 23);
+    run = s_pstap ("read", "-r", copy, NULL);
+    cr_assert_eq (run.status, 1);
+    cr_assert (strstr (run.err, "is not a pstap recording"), "%s", run.err);
+    s_result_free (&run);
+    free (bytes);
+    unlink (copy);
+}
+
+Test (pstap, damaged_recordings_never_crash_any_view, .timeout = 60)
+{
+    char recording[512], copy[512];
+    s_golden ("session.pstap", recording, sizeof recording);
+    s_temp ("fuzzed.pstap", copy, sizeof copy);
+    size_t size;
+    char *original = s_slurp (recording, &size);
+    char *bytes = malloc (size);
+    cr_assert (bytes);
+    const char *views[] = {"watch", "stats", "top"};
+    uint64_t state = 0x2545f4914f6cdd1dULL;
+    for (int round = 0; round < 30; round++) {
+        //  A few random bytes changed, past the header so that it still opens;
+        //  CRCs are fixed up half of the time so that the records decode
+        memcpy (bytes, original, size);
+        for (int flips = 0; flips < 3; flips++) {
+            state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+            bytes[PS_TAPLOG_HEADER_BYTES + state % (size - PS_TAPLOG_HEADER_BYTES)] ^=
+                (char)(1 + (state >> 32) % 255);
+        }
+        if (round % 2) {
+            for (size_t at = PS_TAPLOG_HEADER_BYTES; at + 8 <= size;) {
+                uint32_t length;
+                memcpy (&length, bytes + at, 4);
+                if (length > size - at - 8)
+                    break;
+                uint32_t crc = ps_taplog_crc32 (0, bytes + at + 8, length);
+                memcpy (bytes + at + 4, &crc, 4);
+                at += 8 + length;
+            }
+        }
+        s_spit (copy, bytes, size);
+        result_t run = s_pstap ("read", "-r", copy, "--view", views[round % 3], NULL);
+        cr_assert (run.status == 0 || run.status == 1, "round %d: status %d: %s", round, run.status,
+                   run.err);
+        s_result_free (&run);
+    }
+    free (original);
+    free (bytes);
+    unlink (copy);
+}
+
+//  ------------------------------------------------------ fakes, live
+
+typedef struct {
+    void *context;
+    void *xpub;    //  plays the broker's tap
+    void *router;  //  plays the broker's INFO
+    char tap[128]; //  endpoints, with their ports
+    char broker[128];
+} fake_t;
+
+static void
+s_fake_open (fake_t *self)
+{
+    memset (self, 0, sizeof *self);
+    self->context = zmq_ctx_new ();
+    self->xpub = zmq_socket (self->context, ZMQ_XPUB);
+    self->router = zmq_socket (self->context, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt (self->xpub, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (self->router, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq (zmq_bind (self->xpub, "tcp://127.0.0.1:*"), 0);
+    cr_assert_eq (zmq_bind (self->router, "tcp://127.0.0.1:*"), 0);
+    size_t size = sizeof self->tap;
+    zmq_getsockopt (self->xpub, ZMQ_LAST_ENDPOINT, self->tap, &size);
+    size = sizeof self->broker;
+    zmq_getsockopt (self->router, ZMQ_LAST_ENDPOINT, self->broker, &size);
+}
+
+static void
+s_fake_close (fake_t *self)
+{
+    zmq_close (self->xpub);
+    zmq_close (self->router);
+    zmq_ctx_term (self->context);
+}
+
+//  Wait for a subscription to reach the tap: records sent before it are lost
+static void
+s_fake_wait_subscriber (fake_t *self)
+{
+    zmq_pollitem_t item = {self->xpub, 0, ZMQ_POLLIN, 0};
+    cr_assert_eq (zmq_poll (&item, 1, 5000), 1, "pstap did not subscribe within 5 s");
+    char message[64];
+    cr_assert_geq (zmq_recv (self->xpub, message, sizeof message, 0), 1);
+    cr_assert_eq (message[0], 1, "a subscription");
+}
+
+static void
+s_fake_publish (fake_t *self, const ps_tap_record_t *record)
+{
+    char topic[PS_TAP_TOPIC_MAX];
+    size_t size = ps_codec_tap_topic (record->kind, record->type, record->worker, false, topic);
+    zmq_msg_t msg;
+    cr_assert_eq (ps_codec_encode_tap (record, &msg), 0);
+    cr_assert_eq (zmq_send (self->xpub, topic, size, ZMQ_SNDMORE), (int)size);
+    cr_assert_geq (zmq_msg_send (&msg, self->xpub, 0), 0);
+}
+
+//  Answer one INFO request with json, within 5 s
+static void
+s_fake_info (fake_t *self, const char *json)
+{
+    zmq_pollitem_t item = {self->router, 0, ZMQ_POLLIN, 0};
+    cr_assert_eq (zmq_poll (&item, 1, 5000), 1, "no INFO request within 5 s");
+    zmq_msg_t id, request;
+    zmq_msg_init (&id);
+    zmq_msg_init (&request);
+    cr_assert_geq (zmq_msg_recv (&id, self->router, 0), 1);
+    cr_assert_geq (zmq_msg_recv (&request, self->router, 0), 0);
+    ps_codec_t *codec = ps_codec_new ();
+    ps_problem_t problem;
+    ps_envelope_t *envelope =
+        ps_codec_decode (codec, zmq_msg_data (&request), zmq_msg_size (&request), &problem);
+    cr_assert (envelope, "%s", problem.message);
+    cr_assert_eq (envelope->type, PSMQ__MSG_TYPE__INFO);
+    ps_envelope_t reply;
+    ps_codec_reply_to (&reply, envelope);
+    reply.info = (char *)json;
+    zmq_msg_t encoded;
+    cr_assert_eq (ps_codec_encode (&reply, &encoded), 0);
+    zmq_msg_send (&id, self->router, ZMQ_SNDMORE);
+    zmq_msg_send (&encoded, self->router, 0);
+    zmq_msg_close (&request);
+    ps_codec_destroy (&codec);
+}
+
+//  A live-looking record
+static ps_tap_record_t
+s_live (uint64_t number, int kind, int type, int64_t worker, uint64_t dropped)
+{
+    ps_tap_record_t record = s_base (number, kind, type, worker, number * 100);
+    record.seq = number;
+    record.dropped = dropped;
+    return record;
+}
+
+Test (pstap, watch_prints_live_records_and_warns_of_drops, .timeout = 30)
+{
+    fake_t fake;
+    s_fake_open (&fake);
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    "watch",
+                    "--tap",
+                    fake.tap,
+                    "-c",
+                    "3",
+                    "--json",
+                    NULL};
+    child_t child = s_spawn (argv);
+    s_fake_wait_subscriber (&fake);
+
+    ps_tap_record_t record = s_live (1, REQ, PSMQ__MSG_TYPE__PUSH, 2, 0);
+    s_fake_publish (&fake, &record);
+    //  Garbage is skipped and does not count toward -c
+    zmq_send (fake.xpub, "req.push.2.", 11, ZMQ_SNDMORE);
+    zmq_send (fake.xpub, "\xff\xff\xff", 3, 0);
+    //  The broker dropped 12 records between these two
+    record = s_live (2, REP, PSMQ__MSG_TYPE__PUSH, 2, 0);
+    s_fake_publish (&fake, &record);
+    record = s_live (15, REQ, PSMQ__MSG_TYPE__PULL, 2, 12);
+    s_fake_publish (&fake, &record);
+    record = s_live (16, REP, PSMQ__MSG_TYPE__PULL, 2, 12);
+    s_fake_publish (&fake, &record);
+
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    uint64_t numbers[8];
+    cr_assert_eq (s_record_numbers (run.out, numbers, 8), 3, "-c 3 stops after 3:\n%s", run.out);
+    cr_assert (numbers[0] == 1 && numbers[1] == 2 && numbers[2] == 15);
+    cr_assert (strstr (run.err, "pstap: broker dropped 12 records (reader too slow)"), "%s",
+               run.err);
+    cr_assert (strstr (run.err, "skipped 1 malformed records"), "%s", run.err);
+    s_result_free (&run);
+    s_fake_close (&fake);
+}
+
+Test (pstap, watch_finds_the_tap_through_the_brokers_info, .timeout = 30)
+{
+    fake_t fake;
+    s_fake_open (&fake);
+    char path[512], info[512];
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    "watch",
+                    "--broker",
+                    fake.broker,
+                    "-c",
+                    "2",
+                    "-f",
+                    "worker=4",
+                    NULL};
+    child_t child = s_spawn (argv);
+    snprintf (info, sizeof info, "{\"endpoint\":\"%s\",\"tap\":\"%s\"}", fake.broker, fake.tap);
+    s_fake_info (&fake, info);
+    s_fake_wait_subscriber (&fake);
+    //  The filter subscribed by topic: the broker would not even send w3's
+    ps_tap_record_t record = s_live (1, REQ, PSMQ__MSG_TYPE__CLOCK, 4, 0);
+    s_fake_publish (&fake, &record);
+    record = s_live (2, REP, PSMQ__MSG_TYPE__CLOCK, 4, 0);
+    record.seq = 1;
+    record.total_us = 1500;
+    s_fake_publish (&fake, &record);
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert_eq (s_lines (run.out), 2, "%s", run.out);
+    cr_assert (strstr (run.out, "-> req  clock w4"), "%s", run.out);
+    cr_assert (strstr (run.out, "total 1.5ms  ok  [request 100us ago]"), "%s", run.out);
+    s_result_free (&run);
+    s_fake_close (&fake);
+}
+
+//  An INFO reply with every field the broker sends, in a known state:
+//  2 of 3 workers live, w1 slowest and holding w0's clock parked
+static const char *s_info_json =
+    "{\"endpoint\":\"tcp://0.0.0.0:5555\",\"protocol\":1,\"uptime_s\":42.5,\"world\":3,"
+    "\"staleness\":0,\"live\":2,\"min_clock\":7,\"max_clock\":9,\"slowest\":1,\"keys\":2,"
+    "\"optimizer\":\"adam\",\"lr\":0.001,\"clocks\":[9,7,-1],"
+    "\"messages_in\":{\"hello\":3,\"init\":4,\"push\":20,\"pull\":21,\"clock\":19,"
+    "\"heartbeat\":5,\"bye\":1,\"info\":2,\"error\":0},"
+    "\"replies_out\":{\"hello\":3,\"init\":4,\"push\":20,\"pull\":21,\"clock\":18,"
+    "\"heartbeat\":0,\"bye\":1,\"info\":1,\"error\":0},"
+    "\"bytes_in\":1052672,\"bytes_out\":2097152,\"rejected\":1,\"evicted\":0,\"parked_now\":1,"
+    "\"parked_total\":6,\"optimizer_steps\":38,\"pending_gradients\":0,\"aggregator_queue\":0,"
+    "\"tap\":\"ipc:///tmp/psmq-tap-5555.ipc\",\"tap_subscriptions\":2,\"tap_records\":1234,"
+    "\"tap_dropped\":5,\"seen\":3,"
+    "\"bytes_in_by_type\":{\"hello\":0,\"init\":4096,\"push\":1048576,\"pull\":0,\"clock\":0,"
+    "\"heartbeat\":0,\"bye\":0,\"info\":0,\"error\":0},"
+    "\"bytes_out_by_type\":{\"hello\":0,\"init\":0,\"push\":0,\"pull\":2097152,\"clock\":0,"
+    "\"heartbeat\":0,\"bye\":0,\"info\":0,\"error\":0},"
+    "\"workers\":[{\"rank\":0,\"state\":\"live\",\"clock\":9,\"parked\":1,\"messages_in\":40,"
+    "\"last_seen_ms\":3},{\"rank\":1,\"state\":\"live\",\"clock\":7,\"parked\":0,"
+    "\"messages_in\":30,\"last_seen_ms\":800},{\"rank\":2,\"state\":\"gone\",\"clock\":4,"
+    "\"parked\":0,\"messages_in\":9,\"last_seen_ms\":20000}],"
+    "\"parked\":[{\"worker\":0,\"type\":\"clock\",\"clock\":9,\"waiting_ms\":812}]}";
+
+//  pstap with args against the fake broker, which answers INFO once
+static result_t
+s_against_info (fake_t *fake, const char *command, const char *extra)
+{
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    (char *)command,
+                    "--broker",
+                    fake->broker,
+                    (char *)extra,
+                    NULL};
+    child_t child = s_spawn (argv);
+    s_fake_info (fake, s_info_json);
+    return s_finish (&child, CHILD_MS);
+}
+
+Test (pstap, stats_and_clock_read_the_brokers_info, .timeout = 30)
+{
+    fake_t fake;
+    s_fake_open (&fake);
+    result_t run = s_against_info (&fake, "stats", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    const char *expected[] = {
+        "uptime      42.5 s\n",
+        "world       3 workers, BSP (staleness 0)\n",
+        "workers     2 live, 3 ever seen, 0 evicted\n",
+        "clock       slowest 7 (w1), fastest 9\n",
+        "queues      aggregator 0, parked 1 now (6 in all), 0 pending gradients\n",
+        "traffic     1.0 MB in, 2.0 MB out, 1 rejected\n",
+        "tap         ipc:///tmp/psmq-tap-5555.ipc, 2 subscriptions, 1234 records, 5 dropped\n",
+        "push               20         20       1.0 MB          0 B\n",
+        "pull               21         21          0 B       2.0 MB\n",
+    };
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++)
+        cr_assert (strstr (run.out, expected[i]), "expected '%s' in:\n%s", expected[i], run.out);
+    cr_assert_null (strstr (run.out, "error "), "types never seen are left out:\n%s", run.out);
+    s_result_free (&run);
+
+    run = s_against_info (&fake, "stats", "--json");
+    cr_assert_eq (run.status, 0);
+    cr_assert_eq (strlen (run.out), strlen (s_info_json) + 1);
+    cr_assert_eq (strncmp (run.out, s_info_json, strlen (s_info_json)), 0, "passed through");
+    s_result_free (&run);
+
+    run = s_against_info (&fake, "clock", "-n1");
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    char line[1024];
+    cr_assert (strstr (run.out, "BSP staleness 0  slowest 7  fastest 9  spread 2"), "%s", run.out);
+    s_line_with (run.out, "\nw0 ", line, sizeof line);
+    cr_assert (strstr (line, "|##  ") && strstr (line, "+2") && strstr (line, "1 parked"), "%s",
+               line);
+    s_line_with (run.out, "\nw1 ", line, sizeof line);
+    cr_assert (strstr (line, "<- slowest: 1 parked requests of others wait"), "%s", line);
+    s_line_with (run.out, "\nw2 ", line, sizeof line);
+    cr_assert (strstr (line, "absent or gone"), "%s", line);
+    cr_assert (strstr (run.out, "  w0     clock  clock 9        waiting 812.0ms"), "%s", run.out);
+    s_result_free (&run);
+    s_fake_close (&fake);
+}
+
+Test (pstap, record_writes_what_read_shows, .timeout = 30)
+{
+    fake_t fake;
+    s_fake_open (&fake);
+    char path[512], file[512];
+    s_temp ("recorded.pstap", file, sizeof file);
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    "record",
+                    "--tap",
+                    fake.tap,
+                    "-w",
+                    file,
+                    "--payload",
+                    NULL};
+    child_t child = s_spawn (argv);
+    s_fake_wait_subscriber (&fake);
+    ps_tap_record_t record = s_live (1, REQ, PSMQ__MSG_TYPE__PUSH, 0, 0);
+    s_fake_publish (&fake, &record);
+    //  Its payload copy, with one tensor frame
+    zmq_msg_t encoded;
+    ps_codec_encode_tap (&record, &encoded);
+    zmq_send (fake.xpub, "payload.req.push.0.", 19, ZMQ_SNDMORE);
+    zmq_msg_send (&encoded, fake.xpub, ZMQ_SNDMORE);
+    zmq_send (fake.xpub, s_gradient, sizeof s_gradient, 0);
+    record = s_live (2, REP, PSMQ__MSG_TYPE__PUSH, 0, 0);
+    s_fake_publish (&fake, &record);
+
+    //  Stop it with SIGTERM once both records are in the file
+    int64_t deadline = zclock_mono () + 5000;
+    uint64_t records = 0;
+    while (records < 3 && zclock_mono () < deadline) {
+        zclock_sleep (20);
+        ps_taplog_reader_t *reader = ps_taplog_reader_new (file, NULL, 0);
+        ps_taplog_entry_t entry;
+        while (reader && ps_taplog_reader_next (reader, &entry, NULL, 0) == PS_TAPLOG_RECORD)
+            ;
+        records = reader ? ps_taplog_reader_records (reader) : 0;
+        ps_taplog_reader_destroy (&reader);
+    }
+    cr_assert_eq (records, 3, "two records and a payload message in the file");
+    kill (child.pid, SIGTERM);
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "stops cleanly on SIGTERM: %s", run.err);
+    cr_assert (strstr (run.err, "2 records (1 payload messages)"), "%s", run.err);
+    s_result_free (&run);
+
+    run = s_pstap ("read", "-r", file, NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert_eq (s_lines (run.out), 3, "%s", run.out);
+    cr_assert (strstr (run.out, "    + payload: 1 frame, 16 B\n"), "%s", run.out);
+    s_result_free (&run);
+    unlink (file);
+    s_fake_close (&fake);
+}
+
+Test (pstap, stats_from_the_tap_alone_count_one_interval, .timeout = 30)
+{
+    fake_t fake;
+    s_fake_open (&fake);
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    "stats",
+                    "--tap",
+                    fake.tap,
+                    "--interval-ms",
+                    "500",
+                    NULL};
+    child_t child = s_spawn (argv);
+    s_fake_wait_subscriber (&fake);
+    for (uint64_t i = 1; i <= 4; i++) {
+        ps_tap_record_t record = s_live (i, i % 2 ? REQ : REP, PSMQ__MSG_TYPE__PULL, 3, 0);
+        record.seq = (i + 1) / 2;
+        s_fake_publish (&fake, &record);
+    }
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.out, "4 records"), "%s", run.out);
+    char line[1024];
+    s_line_with (run.out, "\npull ", line, sizeof line);
+    unsigned long long requests, replies;
+    cr_assert_eq (sscanf (line, "pull %llu %llu", &requests, &replies), 2, "%s", line);
+    cr_assert (requests == 2 && replies == 2, "%s", line);
+    s_result_free (&run);
+    s_fake_close (&fake);
+}
+
+Test (pstap, watch_stops_cleanly_on_sigint, .timeout = 30)
+{
+    fake_t fake;
+    s_fake_open (&fake);
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path), "watch", "--tap", fake.tap,
+                    NULL};
+    child_t child = s_spawn (argv);
+    s_fake_wait_subscriber (&fake);
+    kill (child.pid, SIGINT);
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    s_result_free (&run);
+    s_fake_close (&fake);
+}
+
+Test (pstap, unreachable_broker_or_tap_is_a_clear_error_in_time, .timeout = 30)
+{
+    //  A port nobody listens on: bound once, then closed
+    fake_t fake;
+    s_fake_open (&fake);
+    char closed[128];
+    snprintf (closed, sizeof closed, "%s", fake.tap);
+    zmq_unbind (fake.xpub, fake.tap);
+
+    struct {
+        const char *command;
+        const char *option;
+        const char *endpoint;
+        const char *says;
+    } cases[] = {
+        {"watch", "--broker", closed, "pstap watch: cannot reach the broker at"},
+        {"stats", "--broker", closed, "pstap stats: cannot reach the broker at"},
+        {"clock", "--broker", closed, "pstap clock: cannot reach the broker at"},
+        {"top", "--broker", closed, "pstap top: cannot reach the broker at"},
+        {"watch", "--tap", closed, "pstap watch: cannot reach the tap at"},
+        {"record", "--tap", closed, "pstap record: cannot reach the tap at"},
+        {"watch", "--tap", "ipc:///nonexistent/psmq-tap.ipc", "cannot reach the tap at"},
+        {"watch", "--tap", "bogus", "pstap watch: bad tap endpoint 'bogus'"},
+        {"watch", "--tap", fake.broker, "answers but is not a tap"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t started = zclock_mono ();
+        result_t run = strcmp (cases[i].command, "record") == 0
+                           ? s_pstap ("record", cases[i].option, cases[i].endpoint, "-w",
+                                      "/dev/null", "--timeout-ms", "300", NULL)
+                           : s_pstap (cases[i].command, cases[i].option, cases[i].endpoint,
+                                      "--timeout-ms", "300", NULL);
+        int64_t took = zclock_mono () - started;
+        cr_assert_eq (run.status, 1, "%s %s %s: %s", cases[i].command, cases[i].option,
+                      cases[i].endpoint, run.err);
+        cr_assert (strstr (run.err, cases[i].says), "expected '%s' in: %s", cases[i].says, run.err);
+        if (strstr (cases[i].says, "cannot reach"))
+            cr_assert (strstr (run.err, "within 300 ms"), "%s", run.err);
+        cr_assert_lt (took, 3000, "%s took %lld ms", cases[i].command, (long long)took);
+        s_result_free (&run);
+    }
+
+    //  A broker without a tap says so
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path), "watch", "--broker",
+                    fake.broker, NULL};
+    child_t child = s_spawn (argv);
+    s_fake_info (&fake, "{\"tap\":\"\"}");
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 1);
+    cr_assert (strstr (run.err, "runs without a tap (--no-tap)"), "%s", run.err);
+    s_result_free (&run);
+    s_fake_close (&fake);
+}
+
+Test (pstap, help_for_every_command_and_bad_arguments, .timeout = 30)
+{
+    const char *commands[] = {"watch", "stats", "top", "clock", "record", "read"};
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        result_t run = s_pstap (commands[i], "--help", NULL);
+        cr_assert_eq (run.status, 0, "%s --help", commands[i]);
+        char usage[64];
+        snprintf (usage, sizeof usage, "usage: pstap %s ", commands[i]);
+        cr_assert_eq (strncmp (run.out, usage, strlen (usage)), 0, "%s", run.out);
+        cr_assert (strstr (run.out, "-h, --help"), "%s", run.out);
+        s_result_free (&run);
+    }
+    result_t run = s_pstap ("--help", NULL);
+    cr_assert_eq (run.status, 0);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        cr_assert (strstr (run.out, commands[i]), "%s", run.out);
+    s_result_free (&run);
+
+    struct {
+        const char *args[6];
+        const char *says;
+    } bad[] = {
+        {{NULL}, "usage: pstap COMMAND"},
+        {{"frobnicate"}, "unknown command 'frobnicate'"},
+        {{"watch"}, "pstap watch: say where the broker is: --broker EP (or --tap EP)"},
+        {{"clock", "--tap", "tcp://x:1"}, "pstap clock: --tap does not apply here"},
+        {{"watch", "--broker", "a", "--tap", "b"}, "give --broker or --tap, not both"},
+        {{"watch", "--tap", "x", "-c", "0"}, "--count '0' must be a whole number from 1"},
+        {{"watch", "--tap", "x", "--timeout-ms", "soon"}, "--timeout-ms 'soon'"},
+        {{"watch", "--tap", "x", "-f", "kind=bogus"}, "bad filter: unknown kind 'bogus'"},
+        {{"watch", "--tap", "x", "--frob"}, "unknown option '--frob'"},
+        {{"watch", "--tap"}, "missing value for '--tap'"},
+        {{"watch", "--tap", "x", "extra"}, "unexpected argument 'extra'"},
+        {{"record", "--tap", "x"}, "pstap record: -w FILE is required"},
+        {{"read", "-r", "f", "--view", "pie"}, "--view 'pie' is not one of watch, stats, top"},
+        {{"read"}, "pstap read: -r FILE is required"},
+        {{"read", "-r", "f", "--broker", "x"}, "--broker does not apply here"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *const *a = bad[i].args;
+        run = s_pstap (a[0], a[1], a[2], a[3], a[4], a[5], NULL);
+        cr_assert_eq (run.status, 2, "case %zu (%s): %s", i, bad[i].says, run.err);
+        cr_assert (strstr (run.err, bad[i].says), "expected '%s' in: %s", bad[i].says, run.err);
+        s_result_free (&run);
+    }
+}
+
+//  ------------------------------------------------------- real broker
+
+//  Wait until the broker counts a tap subscription (pstap is listening)
+static void
+s_wait_tap_subscription (ps_broker_t *broker)
+{
+    int64_t deadline = zclock_mono () + 5000;
+    int64_t subscriptions = 0;
+    while (subscriptions < 1 && zclock_mono () < deadline) {
+        char *info = ps_broker_info (broker);
+        cr_assert (info);
+        ps_json_t *doc = ps_json_parse (info, strlen (info), NULL, 0);
+        cr_assert (doc, "INFO is JSON: %s", info);
+        subscriptions = ps_json_int (doc, ps_json_member (doc, 0, "tap_subscriptions"), 0);
+        ps_json_destroy (&doc);
+        free (info);
+        if (subscriptions < 1)
+            zclock_sleep (10);
+    }
+    cr_assert_geq (subscriptions, 1, "pstap did not subscribe to the broker's tap in 5 s");
+}
+
+Test (pstap, watches_and_counts_a_real_broker, .timeout = 60)
+{
+    char endpoint[128], path[512];
+    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    cr_assert (broker);
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    "watch",
+                    "--broker",
+                    endpoint,
+                    "--json",
+                    "-c",
+                    "12",
+                    "-f",
+                    "kind=req,rep type=hello,init,push,pull,clock,bye",
+                    NULL};
+    child_t child = s_spawn (argv);
+    s_wait_tap_subscription (broker);
+
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.world_size = 1;
+    options.timeout_ms = 5000;
+    int status;
+    ps_worker_t *worker = ps_worker_connect (&options, &status);
+    cr_assert (worker, "%s", ps_strerror (status));
+    float values[4] = {1, 2, 3, 4};
+    ps_tensor_t tensor = {"weights", values, 4};
+    cr_assert_eq (ps_worker_init (worker, "weights", 4, values, NULL), PS_OK);
+    cr_assert_eq (ps_worker_push (worker, &tensor, 1, 1), PS_OK);
+    cr_assert_eq (ps_worker_pull (worker, &tensor, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (worker), PS_OK);
+    cr_assert_eq (ps_worker_close (&worker), PS_OK);
+
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    const char *expected[12] = {"req hello", "rep hello", "req init", "rep init",
+                                "req push",  "rep push",  "req pull", "rep pull",
+                                "req clock", "rep clock", "req bye",  "rep bye"};
+    const char *line = run.out;
+    for (size_t i = 0; i < 12; i++) {
+        const char *end = strchr (line, '\n');
+        cr_assert (end, "record %zu missing:\n%s", i, run.out);
+        ps_json_t *doc = ps_json_parse (line, (size_t)(end - line), NULL, 0);
+        cr_assert (doc, "not JSON: %.*s", (int)(end - line), line);
+        char seen[64];
+        snprintf (seen, sizeof seen, "%s %s", ps_json_string (doc, ps_json_member (doc, 0, "kind")),
+                  ps_json_string (doc, ps_json_member (doc, 0, "type")));
+        cr_assert_str_eq (seen, expected[i], "record %zu", i);
+        cr_assert_eq (ps_json_int (doc, ps_json_member (doc, 0, "worker"), -1), 0);
+        if (strcmp (seen, "req push") == 0 || strcmp (seen, "rep pull") == 0) {
+            cr_assert_str_eq (ps_json_string (doc, ps_json_find (doc, 0, "keys.0.key")), "weights");
+            cr_assert_eq (ps_json_int (doc, ps_json_find (doc, 0, "keys.0.count"), 0), 4);
+            cr_assert_eq (ps_json_int (doc, ps_json_member (doc, 0, "bytes"), 0), 16);
+        }
+        ps_json_destroy (&doc);
+        line = end + 1;
+    }
+    cr_assert_eq (*line, 0, "-c 12 stops after 12");
+    s_result_free (&run);
+
+    run = s_pstap ("stats", "--broker", endpoint, NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.out, "workers     0 live, 1 ever seen, 0 evicted"), "%s", run.out);
+    cr_assert (strstr (run.out, "clock       no live workers"), "%s", run.out);
+    char row[1024];
+    s_line_with (run.out, "\npush ", row, sizeof row);
+    cr_assert (strstr (row, " 1 ") && strstr (row, "16 B"), "%s", row);
+    s_result_free (&run);
+    ps_broker_destroy (&broker);
+}
