@@ -165,6 +165,8 @@ s_hex (const uint8_t *data, size_t size, char *out)
 
 // ------------------------------------------------------------------ tap
 
+static peer_t *s_peer_lookup (router_t *self, const uint8_t *id, size_t id_size);
+
 static int64_t
 s_now_us (void)
 {
@@ -228,7 +230,10 @@ s_tap_envelope (router_t *self, int kind, const uint8_t *id, size_t id_size,
 {
     ps_tap_record_t record;
     char peer[17];
-    s_tap_init (self, &record, kind, envelope->worker, peer, id, id_size);
+    //  The rank the connection registered as, not what the envelope claims
+    peer_t *registered = s_peer_lookup (self, id, id_size);
+    s_tap_init (self, &record, kind, registered ? (int64_t)registered->rank : -1, peer, id,
+                id_size);
     record.type = envelope->type;
     record.seq = envelope->seq;
     record.clock = envelope->clock;
@@ -286,8 +291,6 @@ s_tap_event (router_t *self, int kind, int64_t worker, const char *format, ...)
 }
 
 // ------------------------------------------------------------------ replies
-
-static peer_t *s_peer_lookup (router_t *self, const uint8_t *id, size_t id_size);
 
 static void
 s_send_routing_id (router_t *self, const uint8_t *id, size_t id_size)

@@ -35,7 +35,7 @@
 //  Largest JSON text read: the INFO reply travels in one envelope
 #define PS_JSON_MAX_BYTES PS_MAX_ENVELOPE_BYTES
 //  Deepest nesting of arrays and objects
-#define PS_JSON_MAX_DEPTH 64
+#define PS_JSON_MAX_DEPTH PS_MAX_JSON_DEPTH
 
 typedef enum {
     PS_JSON_NULL = 0,

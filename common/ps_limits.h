@@ -40,6 +40,8 @@
 #define PS_MAX_PARKED_PER_PEER 64
 //  Error message text
 #define PS_MAX_ERROR_LEN 256
+//  Nesting a JSON reader accepts (INFO replies nest 3 deep)
+#define PS_MAX_JSON_DEPTH 64
 
 //  Tensors larger than this travel in slices of this many bytes: one big
 //  frame costs page faults on a freshly mapped receive buffer, slices of

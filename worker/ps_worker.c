@@ -1077,9 +1077,6 @@ ps_worker_query_info (const char *broker, int timeout_ms, char **json)
     int status = self->broker && self->codec ? s_open (self, self->broker) : PS_ENOMEM;
     if (status == PS_OK)
         status = ps_worker_info (self, json);
-    if (status != PS_OK)
-        fprintf (stderr, "psmq: no status from %s: %s\n", broker,
-                 self->error[0] ? self->error : ps_strerror (status));
     s_destroy (self);
     return status;
 }
