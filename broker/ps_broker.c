@@ -123,6 +123,7 @@ typedef struct {
     size_t nframes;               //  frames in it
     ps_slice_t *slice_pool;       //  reply slices, reused
     ps_slice_t **slice_ptrs;      //  pointers to them, for the envelope
+    zmq_msg_t *reply_frames;      //  a pull reply's frames, reused
     size_t slice_capacity;        //  slices allocated
     char bound[256];              //  endpoint with the port
     int64_t started;              //  monotonic ms at start
@@ -298,10 +299,11 @@ s_send_routing_id (router_t *self, const uint8_t *id, size_t id_size)
     zmq_send (self->router_handle, id, id_size, ZMQ_SNDMORE);
 }
 
-//  Send an envelope (and optional frames, consumed) to the peer at id
+//  Encode and send an envelope and its frames (consumed) to the peer at
+//  id; no accounting
 static void
-s_send_envelope (router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *envelope,
-                 zmq_msg_t *frames, size_t nframes)
+s_send_raw (router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *envelope,
+            zmq_msg_t *frames, size_t nframes)
 {
     zmq_msg_t msg;
     if (ps_codec_encode (envelope, &msg)) {
@@ -310,18 +312,28 @@ s_send_envelope (router_t *self, const uint8_t *id, size_t id_size, const ps_env
             zmq_msg_close (&frames[i]);
         return;
     }
-    if (self->tap_on)
-        s_tap_envelope (self, PSMQ__TAP_KIND__TAP_REPLY, id, id_size, envelope, frames, nframes);
     s_send_routing_id (self, id, id_size);
     zmq_msg_send (&msg, self->router_handle, nframes ? ZMQ_SNDMORE : 0);
+    for (size_t i = 0; i < nframes; i++)
+        zmq_msg_send (&frames[i], self->router_handle, i + 1 < nframes ? ZMQ_SNDMORE : 0);
+}
+
+//  Send an envelope (and optional frames, consumed) to the peer at id
+static void
+s_send_envelope (router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *envelope,
+                 zmq_msg_t *frames, size_t nframes)
+{
+    if (self->tap_on)
+        s_tap_envelope (self, PSMQ__TAP_KIND__TAP_REPLY, id, id_size, envelope, frames, nframes);
+    bool known = envelope->type >= 0 && envelope->type <= PSMQ__MSG_TYPE__ERROR;
     for (size_t i = 0; i < nframes; i++) {
         self->stats.bytes_out += zmq_msg_size (&frames[i]);
-        if (envelope->type >= 0 && envelope->type <= PSMQ__MSG_TYPE__ERROR)
+        if (known)
             self->stats.bytes_out_type[envelope->type] += zmq_msg_size (&frames[i]);
-        zmq_msg_send (&frames[i], self->router_handle, i + 1 < nframes ? ZMQ_SNDMORE : 0);
     }
-    if (envelope->type >= 0 && envelope->type <= PSMQ__MSG_TYPE__ERROR)
+    if (known)
         self->stats.out[envelope->type]++;
+    s_send_raw (self, id, id_size, envelope, frames, nframes);
 }
 
 static void
@@ -569,6 +581,10 @@ s_reserve_slices (router_t *self, size_t count)
     if (!ptrs)
         return -1;
     self->slice_ptrs = ptrs;
+    zmq_msg_t *frames = realloc (self->reply_frames, count * sizeof *frames);
+    if (!frames)
+        return -1;
+    self->reply_frames = frames;
     self->slice_capacity = count;
     return 0;
 }
@@ -622,31 +638,18 @@ s_check_pull (router_t *self, const ps_envelope_t *request, ps_problem_t *proble
 }
 
 //  Answer a checked PULL from the published versions, by reference
-static void
-s_answer_pull (router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *request)
+//  Lay out the reply's slices (at most one chunk each) and their frames,
+//  by reference into the published versions; returns how many
+static size_t
+s_pull_slices (router_t *self, const ps_envelope_t *request)
 {
     const uint64_t chunk = PS_CHUNK_BYTES / sizeof (float);
-    size_t total = 0;
-    for (size_t i = 0; i < request->n_slices; i++) {
-        published_t *published = NULL;
-        uint64_t count = 0;
-        //  Checked when the request came; keys are never deleted
-        if (s_pull_range (self, request->slices[i], &published, &count, NULL) == 0)
-            total += s_chunks (count);
-    }
-    zmq_msg_t *frames = malloc ((total ? total : 1) * sizeof *frames);
-    if (!frames || s_reserve_slices (self, total)) {
-        free (frames);
-        ps_problem_t problem;
-        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_FULL, "out of memory for a pull reply");
-        s_reject (self, id, id_size, request, &problem);
-        return;
-    }
     size_t used = 0;
     for (size_t i = 0; i < request->n_slices; i++) {
         published_t *published = NULL;
         uint64_t count = 0;
         const ps_slice_t *asked = request->slices[i];
+        //  Checked when the request came; keys are never deleted
         if (s_pull_range (self, asked, &published, &count, NULL))
             continue;
         uint64_t offset = asked->offset;
@@ -659,29 +662,68 @@ s_answer_pull (router_t *self, const uint8_t *id, size_t id_size, const ps_envel
             slice->count = run;
             slice->total = published->size;
             self->slice_ptrs[used] = slice;
-            if (run == 0 || ps_buf_frame (published->buf, offset, run, &frames[used]))
-                zmq_msg_init (&frames[used]);
+            if (run == 0 || ps_buf_frame (published->buf, offset, run, &self->reply_frames[used]))
+                zmq_msg_init (&self->reply_frames[used]);
             used++;
             offset += run;
             count -= run;
         } while (count > 0);
     }
+    return used;
+}
+
+//  Answer a checked PULL from the published versions, by reference. A
+//  large reply goes out in parts of about PS_CHUNK_BYTES, each its own
+//  message flagged `more` but the last: libzmq hands a message over only
+//  whole, so the worker copies part k while part k+1 is on the wire.
+static void
+s_answer_pull (router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *request)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < request->n_slices; i++) {
+        published_t *published = NULL;
+        uint64_t count = 0;
+        if (s_pull_range (self, request->slices[i], &published, &count, NULL) == 0)
+            total += s_chunks (count);
+    }
+    if (s_reserve_slices (self, total)) {
+        ps_problem_t problem;
+        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_FULL, "out of memory for a pull reply");
+        return s_reject (self, id, id_size, request, &problem);
+    }
+    size_t used = s_pull_slices (self, request);
     ps_envelope_t reply;
     ps_codec_reply_to (&reply, request);
     reply.clock = ps_vclock_clock (self->vclock, request->worker);
     reply.min_clock = ps_vclock_min (self->vclock);
     reply.n_slices = used;
     reply.slices = self->slice_ptrs;
-    //  Slices of zero elements carry no frame: drop their placeholders
-    size_t nframes = 0;
-    for (size_t i = 0; i < used; i++) {
-        if (self->slice_pool[i].count)
-            frames[nframes++] = frames[i];
-        else
-            zmq_msg_close (&frames[i]);
+    if (self->tap_on)
+        s_tap_envelope (self, PSMQ__TAP_KIND__TAP_REPLY, id, id_size, &reply, self->reply_frames,
+                        used);
+    self->stats.out[PSMQ__MSG_TYPE__PULL]++;
+    size_t first = 0;
+    while (first < used) {
+        size_t last = first;
+        uint64_t bytes = 0;
+        while (last < used && (last == first || bytes < PS_CHUNK_BYTES))
+            bytes += self->slice_pool[last++].count * sizeof (float);
+        reply.n_slices = last - first;
+        reply.slices = self->slice_ptrs + first;
+        reply.more = last < used;
+        //  Slices of zero elements carry no frame: drop their placeholders
+        size_t nframes = 0;
+        for (size_t i = first; i < last; i++) {
+            if (self->slice_pool[i].count)
+                self->reply_frames[first + nframes++] = self->reply_frames[i];
+            else
+                zmq_msg_close (&self->reply_frames[i]);
+        }
+        self->stats.bytes_out += bytes;
+        self->stats.bytes_out_type[PSMQ__MSG_TYPE__PULL] += bytes;
+        s_send_raw (self, id, id_size, &reply, self->reply_frames + first, nframes);
+        first = last;
     }
-    s_send_envelope (self, id, id_size, &reply, frames, nframes);
-    free (frames);
 }
 
 // ------------------------------------------------------------ parking
@@ -1463,6 +1505,7 @@ s_router_teardown (router_t *self)
     ps_tap_destroy (&self->tap);
     free (self->slice_pool);
     free (self->slice_ptrs);
+    free (self->reply_frames);
     ps_vclock_destroy (&self->vclock);
     ps_codec_destroy (&self->codec);
     ps_codec_destroy (&self->parked_codec);

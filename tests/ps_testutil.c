@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
 
 ps_broker_t *
 ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, char *endpoint,
@@ -69,4 +72,25 @@ ps_test_wait_pid (pid_t pid, int timeout_ms)
     kill (pid, SIGKILL);
     waitpid (pid, NULL, 0);
     return -1;
+}
+
+ps_test_child_t
+ps_test_spawn (char *const argv[])
+{
+    int out[2], err[2];
+    cr_assert_eq (pipe (out), 0);
+    cr_assert_eq (pipe (err), 0);
+    pid_t pid = fork ();
+    cr_assert_neq (pid, -1);
+    if (pid == 0) {
+        dup2 (out[1], 1);
+        dup2 (err[1], 2);
+        close (out[0]);
+        close (err[0]);
+        execv (argv[0], argv);
+        _exit (127);
+    }
+    close (out[1]);
+    close (err[1]);
+    return (ps_test_child_t){pid, out[0], err[0]};
 }

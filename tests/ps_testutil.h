@@ -26,6 +26,15 @@ ps_worker_t *ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world
                              int clock_timeout_ms);
 //  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)
 const char *ps_test_binary (const char *name, char *path, size_t path_size);
+//  A child process with its stdout and stderr on pipes
+typedef struct {
+    pid_t pid; //  the process
+    int out;   //  read end of its stdout
+    int err;   //  read end of its stderr
+} ps_test_child_t;
+
+//  Run argv[0] with argv in a child (asserts when it cannot fork)
+ps_test_child_t ps_test_spawn (char *const argv[]);
 //  Wait up to timeout_ms for pid to exit; its exit status, or -1 after
 //  killing it when it did not exit in time
 int ps_test_wait_pid (pid_t pid, int timeout_ms);

@@ -14,33 +14,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-typedef struct {
-    pid_t pid;
-    int out; //  read end of its stdout
-    int err; //  read end of its stderr
-} child_t;
-
-static child_t
-s_spawn (char *const argv[])
-{
-    int out[2], err[2];
-    cr_assert_eq (pipe (out), 0);
-    cr_assert_eq (pipe (err), 0);
-    pid_t pid = fork ();
-    cr_assert_neq (pid, -1);
-    if (pid == 0) {
-        dup2 (out[1], 1);
-        dup2 (err[1], 2);
-        close (out[0]);
-        close (err[0]);
-        execv (argv[0], argv);
-        _exit (127);
-    }
-    close (out[1]);
-    close (err[1]);
-    return (child_t){pid, out[0], err[0]};
-}
-
 //  Read from fd until it holds needle or timeout_ms passes; text gets it all
 static bool
 s_read_until (int fd, const char *needle, char *text, size_t size, int timeout_ms)
@@ -79,7 +52,7 @@ Test (psbroker, serves_the_library_over_tcp_and_stops_on_sigterm, .timeout = 60)
                     "--lr",
                     "0.25",
                     NULL};
-    child_t broker = s_spawn (argv);
+    ps_test_child_t broker = ps_test_spawn (argv);
     char out[4096] = "";
     cr_assert (s_read_until (broker.out, "listening on tcp://", out, sizeof out, 10000),
                "no endpoint printed: %s", out);
@@ -130,7 +103,7 @@ Test (psbroker, help_and_bad_arguments)
     char path[512];
     ps_test_binary ("psbroker", path, sizeof path);
     char *help[] = {path, "--help", NULL};
-    child_t child = s_spawn (help);
+    ps_test_child_t child = ps_test_spawn (help);
     char out[4096] = "";
     s_read_until (child.out, "SIGTERM", out, sizeof out, 5000);
     cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 0);
@@ -149,7 +122,7 @@ Test (psbroker, help_and_bad_arguments)
                {"--port", "70000", "--port '70000'"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *argv[] = {path, "--port", "0", bad[i].arg, bad[i].value, NULL};
-        child = s_spawn (argv);
+        child = ps_test_spawn (argv);
         char err[4096] = "";
         s_read_until (child.err, bad[i].says, err, sizeof err, 5000);
         cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 2, "%s %s", bad[i].arg, bad[i].value);
@@ -172,7 +145,7 @@ Test (psbroker, port_in_use_is_a_clear_error, .timeout = 30)
                     "--bind",
                     "127.0.0.1",
                     NULL};
-    child_t child = s_spawn (argv);
+    ps_test_child_t child = ps_test_spawn (argv);
     char err[4096] = "";
     s_read_until (child.err, "cannot bind", err, sizeof err, 5000);
     cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 1);

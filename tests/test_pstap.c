@@ -41,33 +41,12 @@
 
 //  ------------------------------------------------------------ children
 
-typedef struct {
-    pid_t pid;
-    int out; //  read end of its stdout
-    int err; //  read end of its stderr
-} child_t;
-
 //  Start argv with TZ=UTC (text lines show local time)
-static child_t
-s_spawn (char *const argv[])
+static ps_test_child_t
+s_spawn_utc (char *const argv[])
 {
-    int out[2], err[2];
-    cr_assert_eq (pipe (out), 0);
-    cr_assert_eq (pipe (err), 0);
-    pid_t pid = fork ();
-    cr_assert_neq (pid, -1);
-    if (pid == 0) {
-        dup2 (out[1], 1);
-        dup2 (err[1], 2);
-        close (out[0]);
-        close (err[0]);
-        setenv ("TZ", "UTC", 1);
-        execv (argv[0], argv);
-        _exit (127);
-    }
-    close (out[1]);
-    close (err[1]);
-    return (child_t){pid, out[0], err[0]};
+    setenv ("TZ", "UTC", 1);
+    return ps_test_spawn (argv);
 }
 
 typedef struct {
@@ -79,7 +58,7 @@ typedef struct {
 //  Read both streams until the child closes them or timeout_ms passes,
 //  then reap it
 static result_t
-s_finish (child_t *child, int timeout_ms)
+s_finish (ps_test_child_t *child, int timeout_ms)
 {
     result_t result = {calloc (1, OUTPUT_MAX), calloc (1, OUTPUT_MAX), -1};
     cr_assert (result.out && result.err);
@@ -128,7 +107,7 @@ s_pstap (const char *first, ...)
     for (const char *arg = first; arg && argc < 31; arg = va_arg (args, const char *))
         argv[argc++] = (char *)arg;
     va_end (args);
-    child_t child = s_spawn (argv);
+    ps_test_child_t child = s_spawn_utc (argv);
     return s_finish (&child, CHILD_MS);
 }
 
@@ -707,7 +686,7 @@ Test (pstap, watch_prints_live_records_and_warns_of_drops, .timeout = 30)
                     "3",
                     "--json",
                     NULL};
-    child_t child = s_spawn (argv);
+    ps_test_child_t child = s_spawn_utc (argv);
     s_fake_wait_subscriber (&fake);
 
     ps_tap_record_t record = s_live (1, REQ, PSMQ__MSG_TYPE__PUSH, 2, 0);
@@ -749,7 +728,7 @@ Test (pstap, watch_finds_the_tap_through_the_brokers_info, .timeout = 30)
                     "-f",
                     "worker=4",
                     NULL};
-    child_t child = s_spawn (argv);
+    ps_test_child_t child = s_spawn_utc (argv);
     snprintf (info, sizeof info, "{\"endpoint\":\"%s\",\"tap\":\"%s\"}", fake.broker, fake.tap);
     s_fake_info (&fake, info);
     s_fake_wait_subscriber (&fake);
@@ -804,7 +783,7 @@ s_against_info (fake_t *fake, const char *command, const char *extra)
                     fake->broker,
                     (char *)extra,
                     NULL};
-    child_t child = s_spawn (argv);
+    ps_test_child_t child = s_spawn_utc (argv);
     s_fake_info (fake, s_info_json);
     return s_finish (&child, CHILD_MS);
 }
@@ -867,7 +846,7 @@ Test (pstap, record_writes_what_read_shows, .timeout = 30)
                     file,
                     "--payload",
                     NULL};
-    child_t child = s_spawn (argv);
+    ps_test_child_t child = s_spawn_utc (argv);
     s_fake_wait_subscriber (&fake);
     ps_tap_record_t record = s_live (1, REQ, PSMQ__MSG_TYPE__PUSH, 0, 0);
     s_fake_publish (&fake, &record);
@@ -920,7 +899,7 @@ Test (pstap, stats_from_the_tap_alone_count_one_interval, .timeout = 30)
                     "--interval-ms",
                     "500",
                     NULL};
-    child_t child = s_spawn (argv);
+    ps_test_child_t child = s_spawn_utc (argv);
     s_fake_wait_subscriber (&fake);
     for (uint64_t i = 1; i <= 4; i++) {
         ps_tap_record_t record = s_live (i, i % 2 ? REQ : REP, PSMQ__MSG_TYPE__PULL, 3, 0);
@@ -946,7 +925,7 @@ Test (pstap, watch_stops_cleanly_on_sigint, .timeout = 30)
     char path[512];
     char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path), "watch", "--tap", fake.tap,
                     NULL};
-    child_t child = s_spawn (argv);
+    ps_test_child_t child = s_spawn_utc (argv);
     s_fake_wait_subscriber (&fake);
     kill (child.pid, SIGINT);
     result_t run = s_finish (&child, CHILD_MS);
@@ -1001,7 +980,7 @@ Test (pstap, unreachable_broker_or_tap_is_a_clear_error_in_time, .timeout = 30)
     char path[512];
     char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path), "watch", "--broker",
                     fake.broker, NULL};
-    child_t child = s_spawn (argv);
+    ps_test_child_t child = s_spawn_utc (argv);
     s_fake_info (&fake, "{\"tap\":\"\"}");
     result_t run = s_finish (&child, CHILD_MS);
     cr_assert_eq (run.status, 1);
@@ -1094,7 +1073,7 @@ Test (pstap, watches_and_counts_a_real_broker, .timeout = 60)
                     "-f",
                     "kind=req,rep type=hello,init,push,pull,clock,bye",
                     NULL};
-    child_t child = s_spawn (argv);
+    ps_test_child_t child = s_spawn_utc (argv);
     s_wait_tap_subscription (broker);
 
     ps_worker_options_t options;

@@ -52,6 +52,7 @@ typedef struct {
     bool complete;        //  reply received
     int status;           //  its outcome
     ps_tensor_t *tensors; //  PULL: where the reply goes (copied descriptors)
+    uint64_t *filled;     //  PULL: elements received per tensor, all parts
     size_t ntensors;      //  their number
     int64_t clock;        //  CLOCK: the clock finished
     char **info;          //  INFO: where the JSON text goes
@@ -285,6 +286,7 @@ static void
 s_pending_remove (ps_worker_t *self, pending_t *pending)
 {
     free (pending->tensors);
+    free (pending->filled);
     *pending = self->pending[--self->npending];
 }
 
@@ -386,7 +388,8 @@ s_broker_status (int code)
     return code > 0 && code <= PSMQ__ERR_CODE__ERR_SHUTDOWN ? -100 - code : PS_EPROTO;
 }
 
-//  Copy a PULL reply's frames into the pending request's tensors
+//  Copy a PULL reply's frames (one part of it) into the pending request's
+//  tensors; the last part checks that every element came
 static int
 s_take_pull (ps_worker_t *self, pending_t *pending, const ps_envelope_t *reply, size_t nframes)
 {
@@ -395,9 +398,7 @@ s_take_pull (ps_worker_t *self, pending_t *pending, const ps_envelope_t *reply, 
         return s_fail (self, PS_EPROTO, "pull reply: %s", problem.message);
     size_t tensor = 0;
     size_t frame = 0;
-    uint64_t *filled = calloc (pending->ntensors ? pending->ntensors : 1, sizeof *filled);
-    if (!filled)
-        return s_fail (self, PS_ENOMEM, "out of memory");
+    uint64_t *filled = pending->filled;
     int status = PS_OK;
     for (size_t i = 0; i < reply->n_slices && status == PS_OK; i++) {
         const ps_slice_t *slice = reply->slices[i];
@@ -420,12 +421,11 @@ s_take_pull (ps_worker_t *self, pending_t *pending, const ps_envelope_t *reply, 
             filled[tensor] += slice->count;
         }
     }
-    for (size_t i = 0; i < pending->ntensors && status == PS_OK; i++)
+    for (size_t i = 0; i < pending->ntensors && status == PS_OK && !reply->more; i++)
         if (filled[i] != pending->tensors[i].count)
             status =
                 s_fail (self, PS_EPROTO, "pull reply filled %" PRIu64 " of %zu elements of '%s'",
                         filled[i], pending->tensors[i].count, pending->tensors[i].key);
-    free (filled);
     return status;
 }
 
@@ -515,7 +515,8 @@ s_receive_one (ps_worker_t *self, int timeout_ms)
         s_fail (self, s_broker_status (reply->error->code), "broker: %s", reply->error->message);
     else if (pending && !pending->complete) {
         pending->status = s_take_reply (self, pending, reply, nframes);
-        pending->complete = true;
+        //  A pull reply in parts completes with its last part (or an error)
+        pending->complete = !reply->more || pending->status != PS_OK;
         if (reply->min_clock)
             self->min_clock = reply->min_clock;
     }
@@ -886,13 +887,16 @@ ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors, 
     if (s_reserve_slices (self, ntensors))
         return s_fail (self, PS_ENOMEM, "out of memory");
     ps_tensor_t *copy = malloc (ntensors * sizeof *copy);
-    pending_t *pending = copy ? s_pending_add (self, PSMQ__MSG_TYPE__PULL) : NULL;
+    uint64_t *filled = calloc (ntensors, sizeof *filled);
+    pending_t *pending = copy && filled ? s_pending_add (self, PSMQ__MSG_TYPE__PULL) : NULL;
     if (!pending) {
         free (copy);
+        free (filled);
         return s_fail (self, PS_ENOMEM, "out of memory");
     }
     memcpy (copy, tensors, ntensors * sizeof *copy);
     pending->tensors = copy;
+    pending->filled = filled;
     pending->ntensors = ntensors;
     ps_envelope_t request;
     s_envelope_init (self, &request, PSMQ__MSG_TYPE__PULL, pending->seq);
