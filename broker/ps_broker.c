@@ -43,7 +43,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <netdb.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -132,6 +134,8 @@ typedef struct {
     uint32_t reject_logged;       //  lines logged in that second
     stats_t stats;                //  counters for INFO and the summary
     ps_tap_t *tap;                //  the tap, NULL when off
+    zsock_t *monitor;             //  the ROUTER's TCP connection events (tap on)
+    zhashx_t *connections;        //  fd -> remote address, for those events
     bool tap_on;                  //  somebody listens: build records
     int64_t received_us;          //  when the message at hand was read (tap on)
     int64_t parked_us;            //  its time parked on the bound (tap on)
@@ -1357,22 +1361,85 @@ s_shutdown (router_t *self)
     s_log_summary (self);
 }
 
+//  Watch the ROUTER's TCP connections for the tap: libzmq's socket monitor
+//  reports accepts and disconnects by file descriptor, so we note each
+//  peer's address at accept time to name it when it goes
+static void
+s_monitor_setup (router_t *self)
+{
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "inproc://psbroker-monitor-%p", (void *)self);
+    if (zmq_socket_monitor (self->router_handle, endpoint,
+                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED))
+        return;
+    self->monitor = zsock_new (ZMQ_PAIR);
+    self->connections = zhashx_new ();
+    if (!self->monitor || !self->connections || zsock_connect (self->monitor, "%s", endpoint)) {
+        zsock_destroy (&self->monitor);
+        zhashx_destroy (&self->connections);
+        zmq_socket_monitor (self->router_handle, NULL, 0);
+        return;
+    }
+    zhashx_set_destructor (self->connections, (zhashx_destructor_fn *)zstr_free);
+}
+
+static void
+s_monitor_receive (router_t *self)
+{
+    zframe_t *event = zframe_recv (self->monitor);
+    zframe_t *address = event && zframe_more (event) ? zframe_recv (self->monitor) : NULL;
+    if (event && zframe_size (event) >= 6) {
+        uint16_t kind;
+        int32_t fd;
+        memcpy (&kind, zframe_data (event), sizeof kind);
+        memcpy (&fd, zframe_data (event) + 2, sizeof fd);
+        char key[16];
+        snprintf (key, sizeof key, "%d", fd);
+        if (kind == ZMQ_EVENT_ACCEPTED) {
+            struct sockaddr_storage peer;
+            socklen_t length = sizeof peer;
+            char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
+            if (getpeername (fd, (struct sockaddr *)&peer, &length) == 0)
+                getnameinfo ((struct sockaddr *)&peer, length, host, sizeof host, port, sizeof port,
+                             NI_NUMERICHOST | NI_NUMERICSERV);
+            char *remote = zsys_sprintf ("%s:%s", host, port);
+            if (self->tap_on)
+                s_tap_event (self, PSMQ__TAP_KIND__TAP_CONNECT, -1, "tcp connection from %s",
+                             remote);
+            zhashx_update (self->connections, key, remote);
+        }
+        else if (kind == ZMQ_EVENT_DISCONNECTED) {
+            const char *remote = zhashx_lookup (self->connections, key);
+            if (self->tap_on)
+                s_tap_event (self, PSMQ__TAP_KIND__TAP_DISCONNECT, -1,
+                             "tcp connection from %s closed", remote ? remote : "?");
+            zhashx_delete (self->connections, key);
+        }
+    }
+    zframe_destroy (&event);
+    zframe_destroy (&address);
+}
+
 static void
 s_router_loop (router_t *self)
 {
-    zmq_pollitem_t items[] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
-                              {self->router_handle, 0, ZMQ_POLLIN, 0},
-                              {self->agg_handle, 0, ZMQ_POLLIN, 0},
-                              {self->tap ? ps_tap_handle (self->tap) : NULL, 0, ZMQ_POLLIN, 0}};
-    int nitems = self->tap ? 4 : 3;
+    zmq_pollitem_t items[] = {
+        {zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
+        {self->router_handle, 0, ZMQ_POLLIN, 0},
+        {self->agg_handle, 0, ZMQ_POLLIN, 0},
+        {self->tap ? ps_tap_handle (self->tap) : NULL, 0, ZMQ_POLLIN, 0},
+        {self->monitor ? zsock_resolve (self->monitor) : NULL, 0, ZMQ_POLLIN, 0}};
+    int nitems = self->monitor ? 5 : self->tap ? 4 : 3;
     uint32_t check_every = self->config.heartbeat_ms;
     self->next_check = zclock_mono () + check_every;
     while (!self->terminated) {
         int64_t wait = self->next_check - zclock_mono ();
         if (zmq_poll (items, nitems, wait > 0 ? wait : 0) == -1 && errno != EINTR)
             break;
-        if (nitems == 4 && (items[3].revents & ZMQ_POLLIN))
+        if (nitems >= 4 && (items[3].revents & ZMQ_POLLIN))
             self->tap_on = ps_tap_receive (self->tap);
+        if (nitems == 5 && (items[4].revents & ZMQ_POLLIN))
+            s_monitor_receive (self);
         if (items[0].revents & ZMQ_POLLIN)
             s_pipe_receive (self);
         //  Aggregator first: its DONEs release parked requests
@@ -1431,7 +1498,10 @@ s_tap_setup (router_t *self, char *why, size_t why_size)
     else
         s_default_tap_endpoint (self->bound, endpoint, sizeof endpoint);
     self->tap = ps_tap_new (endpoint, self->config.tap_payload, why, why_size);
-    return self->tap ? 0 : -1;
+    if (!self->tap)
+        return -1;
+    s_monitor_setup (self);
+    return 0;
 }
 
 static int
@@ -1502,6 +1572,10 @@ s_router_teardown (router_t *self)
     free (self->rank_messages);
     free (self->tap_keys);
     free (self->tap_key_ptrs);
+    if (self->monitor)
+        zmq_socket_monitor (self->router_handle, NULL, 0);
+    zsock_destroy (&self->monitor);
+    zhashx_destroy (&self->connections);
     ps_tap_destroy (&self->tap);
     free (self->slice_pool);
     free (self->slice_ptrs);

@@ -101,7 +101,10 @@ Test (tap, usage_every_request_and_reply_is_a_record, .timeout = 30)
     s_reader_open (&reader, broker, "", 0);
 
     ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    //  TCP-level connection records (worker -1) come and go beside it
     ps_tap_record_t *record = s_expect (&reader, PSMQ__TAP_KIND__TAP_CONNECT, -1);
+    while (record->worker == -1)
+        record = s_expect (&reader, PSMQ__TAP_KIND__TAP_CONNECT, -1);
     cr_assert_eq (record->worker, 0);
 
     float values[3] = {1, 2, 3};
@@ -135,6 +138,8 @@ Test (tap, usage_every_request_and_reply_is_a_record, .timeout = 30)
 
     ps_worker_close (&worker);
     record = s_expect (&reader, PSMQ__TAP_KIND__TAP_DISCONNECT, -1);
+    while (record->worker == -1)
+        record = s_expect (&reader, PSMQ__TAP_KIND__TAP_DISCONNECT, -1);
     cr_assert_eq (record->worker, 0);
     s_reader_close (&reader);
     ps_broker_destroy (&broker);
@@ -235,5 +240,28 @@ Test (tap, no_tap_means_no_endpoint, .timeout = 30)
     char *json = ps_broker_info (broker);
     cr_assert (strstr (json, "\"tap\":\"\""), "%s", json);
     free (json);
+    ps_broker_destroy (&broker);
+}
+
+Test (tap, tcp_connections_come_and_go_as_records, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    reader_t reader;
+    s_reader_open (&reader, broker, "", 0);
+    void *context = zmq_ctx_new ();
+    void *dealer = zmq_socket (context, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_connect (dealer, endpoint);
+    ps_tap_record_t *record = s_expect (&reader, PSMQ__TAP_KIND__TAP_CONNECT, -1);
+    cr_assert (strstr (record->reason, "tcp connection from 127.0.0.1:"), "%s", record->reason);
+    cr_assert_eq (record->worker, -1, "TCP knows no rank");
+    zmq_close (dealer);
+    zmq_ctx_term (context);
+    record = s_expect (&reader, PSMQ__TAP_KIND__TAP_DISCONNECT, -1);
+    cr_assert (strstr (record->reason, "127.0.0.1:") && strstr (record->reason, "closed"), "%s",
+               record->reason);
+    s_reader_close (&reader);
     ps_broker_destroy (&broker);
 }

@@ -32,6 +32,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -43,6 +44,9 @@
 #include <zmq.h>
 
 #define CHUNK_FLOATS (PS_CHUNK_BYTES / sizeof (float))
+//  A blocking push lends the caller's memory only when it carries at least
+//  this much: below it, a copy costs less than waiting for libzmq to let go
+#define LEND_MIN_BYTES (256 * 1024)
 //  How long close waits for the broker to acknowledge BYE
 #define BYE_TIMEOUT_MS 2000
 
@@ -956,8 +960,8 @@ s_reclaim_lent (ps_worker_t *self)
             zmq_disconnect (self->dealer, self->broker);
             dropped = true;
         }
-        struct timespec pause = {0, 20000};
-        nanosleep (&pause, NULL);
+        //  Normally a matter of microseconds: yield rather than sleep
+        sched_yield ();
     }
     if (dropped)
         zmq_connect (self->dealer, self->broker);
@@ -966,8 +970,11 @@ s_reclaim_lent (ps_worker_t *self)
 int
 ps_worker_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t grad_count)
 {
+    size_t bytes = 0;
+    for (size_t i = 0; tensors && i < ntensors; i++)
+        bytes += tensors[i].count * sizeof (float);
     ps_ticket_t ticket;
-    int status = s_push (self, tensors, ntensors, grad_count, &ticket, true);
+    int status = s_push (self, tensors, ntensors, grad_count, &ticket, bytes >= LEND_MIN_BYTES);
     if (status == PS_OK)
         status = s_wait_or_forget (self, ticket, -1);
     if (self)
