@@ -96,6 +96,7 @@ struct ps_worker_t {
     char error[PS_MAX_ERROR_LEN + 128]; //  detail of the last failure
     ps_framepool_t *pool;               //  buffers for copied outgoing frames
     atomic_size_t lent;                 //  frames of the caller's memory libzmq holds
+    uint8_t routing_id[16];             //  ours, so that a new socket is still us
 };
 
 const char *
@@ -352,6 +353,8 @@ s_frame (ps_worker_t *self, zmq_msg_t *msg, const float *source, size_t bytes, b
 static int
 s_send (ps_worker_t *self, const ps_envelope_t *envelope, const float *const *sources, bool lend)
 {
+    if (!self->dealer)
+        return s_fail (self, PS_ECONNECT, "no connection to %s", self->broker);
     zmq_msg_t msg;
     if (ps_codec_encode (envelope, &msg))
         return s_fail (self, PS_ENOMEM, "out of memory encoding a request");
@@ -481,6 +484,8 @@ s_reserve_frames (ps_worker_t *self, size_t count)
 static int
 s_receive_one (ps_worker_t *self, int timeout_ms)
 {
+    if (!self->dealer)
+        return s_fail (self, PS_ECONNECT, "no connection to %s", self->broker);
     zmq_pollitem_t items[] = {{self->dealer, 0, ZMQ_POLLIN, 0}};
     int rc = zmq_poll (items, 1, timeout_ms);
     if (rc == -1)
@@ -603,31 +608,45 @@ s_destroy (ps_worker_t *self)
     free (self);
 }
 
+//  A DEALER with our options and routing id, connected to the broker
+static void *
+s_dealer_new (ps_worker_t *self)
+{
+    void *dealer = zmq_socket (self->context, ZMQ_DEALER);
+    if (!dealer)
+        return NULL;
+    int64_t max_frame = PS_MAX_FRAME_BYTES;
+    int hwm = PS_SNDHWM;
+    int timeout = self->options.timeout_ms;
+    int linger = 0;
+    zmq_setsockopt (dealer, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
+    zmq_setsockopt (dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (dealer, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (dealer, ZMQ_ROUTING_ID, self->routing_id, sizeof self->routing_id);
+    if (zmq_connect (dealer, self->broker)) {
+        zmq_close (dealer);
+        return NULL;
+    }
+    return dealer;
+}
+
 static int
 s_open (ps_worker_t *self, const char *endpoint)
 {
     self->context = zmq_ctx_new ();
-    self->dealer = self->context ? zmq_socket (self->context, ZMQ_DEALER) : NULL;
-    if (!self->dealer)
-        return s_fail (self, PS_ECONNECT, "cannot create a ZeroMQ socket");
-    int64_t max_frame = PS_MAX_FRAME_BYTES;
-    int hwm = PS_SNDHWM;
-    int timeout = self->options.timeout_ms;
-    zmq_setsockopt (self->dealer, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
-    zmq_setsockopt (self->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
-    zmq_setsockopt (self->dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt (self->dealer, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
+    if (!self->context)
+        return s_fail (self, PS_ECONNECT, "cannot create a ZeroMQ context");
     //  Our own routing id survives a reconnect: the broker keeps knowing us
-    uint8_t routing_id[16] = {'W'};
-    for (size_t i = 1; i < sizeof routing_id; i++)
-        routing_id[i] = (uint8_t)(s_random () >> (8 * (i % 8)));
-    zmq_setsockopt (self->dealer, ZMQ_ROUTING_ID, routing_id, sizeof routing_id);
-    int linger = 0;
-    zmq_setsockopt (self->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    self->routing_id[0] = 'W';
+    for (size_t i = 1; i < sizeof self->routing_id; i++)
+        self->routing_id[i] = (uint8_t)(s_random () >> (8 * (i % 8)));
     self->pool = ps_framepool_new (PS_CHUNK_BYTES, 256);
     if (!self->pool)
         return s_fail (self, PS_ENOMEM, "out of memory");
-    if (zmq_connect (self->dealer, endpoint))
+    self->dealer = s_dealer_new (self);
+    if (!self->dealer)
         return s_fail (self, PS_ECONNECT, "cannot connect to '%s': %s", endpoint,
                        zmq_strerror (zmq_errno ()));
     return PS_OK;
@@ -947,24 +966,26 @@ ps_worker_push_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t nten
 
 //  Wait until libzmq has released every frame lent from the caller's
 //  memory. By the time the reply comes the broker has them all, so this
-//  is normally at once; when the broker never answered, disconnecting
-//  drops the frames still queued, and we connect again (the routing id
-//  is ours, so the broker still knows us).
+//  is normally at once. When the broker never answered, the frames may sit
+//  in the socket's queue: closing the socket (linger 0) makes libzmq's
+//  reaper thread drop them whatever this thread does, and a new socket
+//  with our routing id takes its place, so the broker still knows us.
 static void
 s_reclaim_lent (ps_worker_t *self)
 {
     int64_t deadline = s_now_ms () + 200;
-    bool dropped = false;
     while (atomic_load_explicit (&self->lent, memory_order_acquire) > 0) {
-        if (!dropped && s_now_ms () > deadline) {
-            zmq_disconnect (self->dealer, self->broker);
-            dropped = true;
+        if (self->dealer && s_now_ms () > deadline) {
+            zmq_close (self->dealer);
+            self->dealer = NULL;
         }
-        //  Normally a matter of microseconds: yield rather than sleep
         sched_yield ();
     }
-    if (dropped)
-        zmq_connect (self->dealer, self->broker);
+    if (!self->dealer) {
+        self->dealer = s_dealer_new (self);
+        if (!self->dealer)
+            s_fail (self, PS_ECONNECT, "cannot reconnect to %s", self->broker);
+    }
 }
 
 int
