@@ -24,7 +24,7 @@ static char s_dir[64];
 static void
 s_make_dir (void)
 {
-    strcpy (s_dir, "/tmp/psmq-test-data-XXXXXX");
+    snprintf (s_dir, sizeof s_dir, "%s", "/tmp/psmq-test-data-XXXXXX");
     cr_assert_not_null (mkdtemp (s_dir));
 }
 

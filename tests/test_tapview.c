@@ -732,7 +732,7 @@ s_collect (const char *topic, void *arg)
     topics_t *topics = arg;
     cr_assert_lt (strlen (topic), PS_TAP_TOPIC_MAX);
     cr_assert_lt (topics->count, 512);
-    strcpy (topics->topics[topics->count], topic);
+    snprintf (topics->topics[topics->count], PS_TAP_TOPIC_MAX, "%s", topic);
     size_t used = strlen (topics->list);
     snprintf (topics->list + used, sizeof topics->list - used, "%s%s", topics->count ? " " : "",
               *topic ? topic : "\"\"");

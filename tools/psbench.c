@@ -394,7 +394,8 @@ s_yard_add (yardstick_t *self, const yard_row_t *row)
 static void
 s_yard_parse (yardstick_t *self, char *text)
 {
-    for (char *line = strtok (text, "\n"); line; line = strtok (NULL, "\n")) {
+    char *saved = NULL;
+    for (char *line = strtok_r (text, "\n", &saved); line; line = strtok_r (NULL, "\n", &saved)) {
         printf ("#   %s\n", line);
         if (line[0] == '#')
             continue;
