@@ -66,7 +66,8 @@ typedef struct {
     char key[2 * MAX_ROUTING_ID + 1]; //  hex routing id, the peers table key
     uint8_t id[MAX_ROUTING_ID];       //  routing id to address replies to
     size_t id_size;                   //  its length
-    uint32_t rank;                    //  rank it registered as
+    uint32_t rank;                    //  first rank it registered as
+    uint32_t weight;                  //  ranks it stands for: rank .. rank+weight-1
     uint64_t session;                 //  token for heartbeats from elsewhere
     int64_t last_seen;                //  monotonic ms of its last message
     uint32_t parked;                  //  requests it has parked now
@@ -416,8 +417,9 @@ static void
 s_peer_forget (router_t *self, peer_t *peer)
 {
     s_unpark_peer (self, peer);
-    if (self->rank_peer[peer->rank] == peer)
-        self->rank_peer[peer->rank] = NULL;
+    for (uint32_t rank = peer->rank; rank < peer->rank + peer->weight; rank++)
+        if (self->rank_peer[rank] == peer)
+            self->rank_peer[rank] = NULL;
     zhashx_delete (self->peers, peer->key);
 }
 
@@ -426,7 +428,8 @@ static void
 s_rank_leaves (router_t *self, peer_t *peer)
 {
     int64_t old_min = ps_vclock_min (self->vclock);
-    ps_vclock_leave (self->vclock, peer->rank);
+    for (uint32_t rank = peer->rank; rank < peer->rank + peer->weight; rank++)
+        ps_vclock_leave (self->vclock, rank);
     s_peer_forget (self, peer);
     s_clock_moved (self, old_min);
 }
@@ -829,23 +832,28 @@ s_handle_hello (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t
         ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_MALFORMED, "hello without its settings");
         return s_reject (self, id, id_size, request, &problem);
     }
-    if (request->hello->world_size != world || request->worker >= world) {
+    uint32_t weight = request->hello->weight ? request->hello->weight : 1;
+    if (request->hello->world_size != world || request->worker >= world ||
+        weight > world - request->worker) {
         ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_RANK,
-                        "rank %u of world %u does not fit this broker's world of %u workers",
-                        request->worker, request->hello->world_size, world);
+                        "ranks %u..%u of world %u do not fit this broker's world of %u workers",
+                        request->worker, request->worker + weight - 1, request->hello->world_size,
+                        world);
         return s_reject (self, id, id_size, request, &problem);
     }
     peer_t *peer = s_peer_lookup (self, id, id_size);
-    if (peer && peer->rank != request->worker) {
+    if (peer && (peer->rank != request->worker || peer->weight != weight)) {
         ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_RANK,
                         "this connection is rank %u already, not %u", peer->rank, request->worker);
         return s_reject (self, id, id_size, request, &problem);
     }
     uint32_t rank = request->worker;
-    peer_t *holder = self->rank_peer[rank];
-    if (holder && holder != peer) {
-        ps_warn ("worker %u registered again from a new connection; the old one is dropped", rank);
-        s_peer_forget (self, holder);
+    for (uint32_t r = rank; r < rank + weight; r++) {
+        peer_t *holder = self->rank_peer[r];
+        if (holder && holder != peer) {
+            ps_warn ("worker %u registered again from a new connection; the old one is dropped", r);
+            s_peer_forget (self, holder);
+        }
     }
     if (!peer) {
         peer = calloc (1, sizeof *peer);
@@ -854,17 +862,24 @@ s_handle_hello (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t
         peer->id_size = id_size;
         s_hex (id, id_size, peer->key);
         peer->rank = rank;
+        peer->weight = weight;
         zhashx_insert (self->peers, peer->key, peer);
     }
     peer->session = s_random64 ();
     peer->last_seen = zclock_mono ();
-    self->rank_peer[rank] = peer;
+    for (uint32_t r = rank; r < rank + weight; r++) {
+        self->rank_peer[r] = peer;
+        self->seen[r] = true;
+    }
 
     int64_t old_min = ps_vclock_min (self->vclock);
-    int64_t clock = ps_vclock_join (self->vclock, rank);
-    ps_info ("worker %u joined at clock %" PRId64 " (%u of %u live)", rank, clock,
-             ps_vclock_live (self->vclock), world);
-    self->seen[rank] = true;
+    int64_t clock = ps_vclock_join_range (self->vclock, rank, weight);
+    if (weight > 1)
+        ps_info ("workers %u..%u joined at clock %" PRId64 " (%u of %u live)", rank,
+                 rank + weight - 1, clock, ps_vclock_live (self->vclock), world);
+    else
+        ps_info ("worker %u joined at clock %" PRId64 " (%u of %u live)", rank, clock,
+                 ps_vclock_live (self->vclock), world);
     if (self->tap_on)
         s_tap_event (self, PSMQ__TAP_KIND__TAP_CONNECT, rank, "joined at clock %" PRId64, clock);
 
@@ -1035,6 +1050,9 @@ s_handle_clock (router_t *self, peer_t *peer, ps_envelope_t *request)
                         request->clock, current);
         return s_reject (self, peer->id, peer->id_size, request, &problem);
     }
+    //  The other ranks of the connection share the first one's clock
+    for (uint32_t rank = peer->rank + 1; rank < peer->rank + peer->weight; rank++)
+        ps_vclock_advance (self->vclock, rank, request->clock);
     int64_t clock = request->clock + 1;
     if (ps_vclock_admits (self->vclock, clock))
         s_reply_plain (self, peer->id, peer->id_size, request, clock);

@@ -104,6 +104,29 @@ ps_vclock_join (ps_vclock_t *self, uint32_t rank)
     return slot->clock;
 }
 
+int64_t
+ps_vclock_join_range (ps_vclock_t *self, uint32_t first, uint32_t count)
+{
+    assert (count > 0 && first < self->world && count <= self->world - first);
+    bool returning = false;
+    for (uint32_t rank = first; rank < first + count; rank++)
+        returning |= self->slots[rank].state != PS_RANK_ABSENT;
+    int64_t clock = 0;
+    if (returning) {
+        //  The job's clock, leaving out the ranks that are joining
+        int64_t current = PS_VCLOCK_NOBODY;
+        for (uint32_t rank = 0; rank < self->world; rank++)
+            if ((rank < first || rank >= first + count) &&
+                self->slots[rank].state == PS_RANK_LIVE && self->slots[rank].clock < current)
+                current = self->slots[rank].clock;
+        clock = current == PS_VCLOCK_NOBODY ? self->reached : current;
+    }
+    for (uint32_t rank = first; rank < first + count; rank++)
+        self->slots[rank] = (slot_t){PS_RANK_LIVE, clock};
+    s_recompute_min (self);
+    return clock;
+}
+
 void
 ps_vclock_leave (ps_vclock_t *self, uint32_t rank)
 {

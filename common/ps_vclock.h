@@ -39,6 +39,10 @@ int32_t ps_vclock_staleness (const ps_vclock_t *self);
 //  from the job's current clock: the slowest live rank's, or when none is
 //  live the furthest any rank reached. Returns the rank's clock.
 int64_t ps_vclock_join (ps_vclock_t *self, uint32_t rank);
+//  Ranks first .. first+count-1 say HELLO together (one process standing
+//  for several workers): they join at one common clock, the job's current
+//  clock if any of them was here before, else 0. Returns that clock.
+int64_t ps_vclock_join_range (ps_vclock_t *self, uint32_t first, uint32_t count);
 //  Rank leaves or is evicted: nobody waits for it any more
 void ps_vclock_leave (ps_vclock_t *self, uint32_t rank);
 

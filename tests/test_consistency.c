@@ -44,15 +44,36 @@ s_gradient (uint32_t rank, int step, const float *p, float *g, size_t n)
 
 typedef struct {
     const char *endpoint;
-    uint32_t rank;
+    uint32_t rank;   //  the process's first rank
+    uint32_t weight; //  workers it stands for (local aggregation)
     int status;
 } bsp_args_t;
+
+//  The summed gradient of ranks first .. first+weight-1 (exact in float)
+static void
+s_local_gradient (uint32_t first, uint32_t weight, int step, const float *p, float *g,
+                  float *scratch, size_t n)
+{
+    s_gradient (first, step, p, g, n);
+    for (uint32_t rank = first + 1; rank < first + weight; rank++) {
+        s_gradient (rank, step, p, scratch, n);
+        for (size_t i = 0; i < n; i++)
+            g[i] += scratch[i];
+    }
+}
 
 static void *
 s_bsp_worker (void *arg)
 {
     bsp_args_t *args = arg;
-    ps_worker_t *worker = ps_test_worker (args->endpoint, args->rank, BSP_WORKERS, 10000);
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = args->endpoint;
+    options.rank = args->rank;
+    options.world_size = BSP_WORKERS;
+    options.local_workers = args->weight;
+    options.timeout_ms = options.clock_timeout_ms = 10000;
+    ps_worker_t *worker = ps_worker_connect (&options, NULL);
     if (!worker) {
         args->status = -1;
         return NULL;
@@ -61,6 +82,7 @@ s_bsp_worker (void *arg)
     float *large = calloc (LARGE, sizeof (float));
     float *small_grad = calloc (SMALL, sizeof (float));
     float *large_grad = calloc (LARGE, sizeof (float));
+    float *scratch = calloc (LARGE, sizeof (float));
     ps_optim_settings_t adam = {.kind = PS_OPTIMIZER_ADAM, .lr = 0.05f};
     ps_optim_settings_t momentum = {.kind = PS_OPTIMIZER_MOMENTUM, .lr = 0.1f, .momentum = 0.5f};
     int status = ps_worker_init (worker, "small", SMALL, NULL, &adam);
@@ -72,9 +94,9 @@ s_bsp_worker (void *arg)
         status = ps_worker_pull (worker, params, 2);
         if (status)
             break;
-        s_gradient (args->rank, step, small, small_grad, SMALL);
-        s_gradient (args->rank, step, large, large_grad, LARGE);
-        status = ps_worker_push (worker, grads, 2, 1);
+        s_local_gradient (args->rank, args->weight, step, small, small_grad, scratch, SMALL);
+        s_local_gradient (args->rank, args->weight, step, large, large_grad, scratch, LARGE);
+        status = ps_worker_push (worker, grads, 2, args->weight);
         if (!status)
             status = ps_worker_clock (worker);
     }
@@ -83,6 +105,7 @@ s_bsp_worker (void *arg)
     free (large);
     free (small_grad);
     free (large_grad);
+    free (scratch);
     ps_worker_close (&worker);
     return NULL;
 }
@@ -111,21 +134,23 @@ s_reference (const ps_optim_config_t *config, size_t n, float *p)
     free (g);
 }
 
-Test (consistency, bsp_equals_single_process_reference, .timeout = 60)
+//  Run processes (first rank, weight) to the end of their BSP steps, then
+//  compare the broker's parameters with the single-process reference
+static void
+s_run_and_compare (const uint32_t (*processes)[2], size_t nprocesses)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (BSP_WORKERS, 0, 0, endpoint, sizeof endpoint);
     cr_assert (broker);
     pthread_t threads[BSP_WORKERS];
     bsp_args_t args[BSP_WORKERS];
-    for (uint32_t rank = 0; rank < BSP_WORKERS; rank++) {
-        args[rank] = (bsp_args_t){endpoint, rank, -99};
-        pthread_create (&threads[rank], NULL, s_bsp_worker, &args[rank]);
+    for (size_t i = 0; i < nprocesses; i++) {
+        args[i] = (bsp_args_t){endpoint, processes[i][0], processes[i][1], -99};
+        pthread_create (&threads[i], NULL, s_bsp_worker, &args[i]);
     }
-    for (uint32_t rank = 0; rank < BSP_WORKERS; rank++) {
-        pthread_join (threads[rank], NULL);
-        cr_assert_eq (args[rank].status, PS_OK, "worker %u: %s", rank,
-                      ps_strerror (args[rank].status));
+    for (size_t i = 0; i < nprocesses; i++) {
+        pthread_join (threads[i], NULL);
+        cr_assert_eq (args[i].status, PS_OK, "process %zu: %s", i, ps_strerror (args[i].status));
     }
 
     //  Read the broker's result with a fresh worker (rank 0 rejoins)
@@ -165,6 +190,20 @@ Test (consistency, bsp_equals_single_process_reference, .timeout = 60)
     free (large_ref);
     ps_worker_close (&reader);
     ps_broker_destroy (&broker);
+}
+
+Test (consistency, bsp_equals_single_process_reference, .timeout = 60)
+{
+    const uint32_t processes[][2] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}};
+    s_run_and_compare (processes, 4);
+}
+
+Test (consistency, local_aggregation_counts_workers_not_processes, .timeout = 60)
+{
+    //  One process for ranks 0-1 pushing their summed gradient with a count
+    //  of 2, beside two single workers: the same as four single workers
+    const uint32_t processes[][2] = {{0, 2}, {2, 1}, {3, 1}};
+    s_run_and_compare (processes, 3);
 }
 
 // ------------------------------------------------------------------ SSP

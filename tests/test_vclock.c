@@ -506,3 +506,27 @@ Test (vclock, random_operations_match_a_model)
         ps_vclock_destroy (&vclock);
     }
 }
+
+Test (vclock, a_range_joins_at_one_clock)
+{
+    ps_vclock_t *clock = ps_vclock_new (4, 0);
+    //  One process standing for ranks 1 and 2, first time: clock 0
+    cr_assert_eq (ps_vclock_join_range (clock, 1, 2), 0);
+    cr_assert_eq (ps_vclock_state (clock, 1), PS_RANK_LIVE);
+    cr_assert_eq (ps_vclock_state (clock, 2), PS_RANK_LIVE);
+    cr_assert_eq (ps_vclock_state (clock, 0), PS_RANK_ABSENT);
+    ps_vclock_join (clock, 0);
+    ps_vclock_join (clock, 3);
+    for (uint32_t rank = 0; rank < 4; rank++)
+        for (int64_t c = 0; c < 3; c++)
+            cr_assert_eq (ps_vclock_advance (clock, rank, c), 0);
+    //  The range leaves and comes back: both at the job's clock
+    ps_vclock_leave (clock, 1);
+    ps_vclock_leave (clock, 2);
+    cr_assert_eq (ps_vclock_advance (clock, 0, 3), 0);
+    cr_assert_eq (ps_vclock_join_range (clock, 1, 2), 3);
+    cr_assert_eq (ps_vclock_clock (clock, 1), 3);
+    cr_assert_eq (ps_vclock_clock (clock, 2), 3);
+    cr_assert_eq (ps_vclock_min (clock), 3);
+    ps_vclock_destroy (&clock);
+}

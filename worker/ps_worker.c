@@ -663,6 +663,7 @@ s_hello (ps_worker_t *self)
     s_envelope_init (self, &request, PSMQ__MSG_TYPE__HELLO, seq);
     Psmq__Hello hello = PSMQ__HELLO__INIT;
     hello.world_size = self->options.world_size;
+    hello.weight = self->options.local_workers > 1 ? self->options.local_workers : 1;
     request.hello = &hello;
     int status = s_send (self, &request, NULL, false);
     if (status)
@@ -729,11 +730,13 @@ ps_worker_connect (const ps_worker_options_t *options, int *status_p)
 {
     int status_local;
     int *status = status_p ? status_p : &status_local;
+    uint32_t local = options && options->local_workers > 1 ? options->local_workers : 1;
     if (!options || !options->broker || options->world_size == 0 ||
         options->world_size > PS_MAX_WORKERS || options->rank >= options->world_size ||
-        options->timeout_ms <= 0 || options->clock_timeout_ms <= 0) {
+        local > options->world_size - options->rank || options->timeout_ms <= 0 ||
+        options->clock_timeout_ms <= 0) {
         fprintf (stderr,
-                 "ps_worker_connect: needs a broker endpoint, rank < world_size <= %d "
+                 "ps_worker_connect: needs a broker endpoint, rank + local_workers <= world_size <= %d "
                  "and positive timeouts\n",
                  PS_MAX_WORKERS);
         *status = PS_EINVAL;

@@ -81,11 +81,16 @@ typedef struct {
 } ps_optim_settings_t;
 
 typedef struct {
-    const char *broker;   //  endpoint, e.g. "tcp://10.0.0.1:5555"
-    uint32_t rank;        //  this worker's rank, 0 .. world_size-1
-    uint32_t world_size;  //  workers in the job; must match the broker
-    int timeout_ms;       //  reply timeout of each call (default 30 s)
-    int clock_timeout_ms; //  a CLOCK may wait for stragglers (default 10 min)
+    const char *broker;     //  endpoint, e.g. "tcp://10.0.0.1:5555"
+    uint32_t rank;          //  this worker's rank, 0 .. world_size-1
+    uint32_t world_size;    //  workers in the job; must match the broker
+    int timeout_ms;         //  reply timeout of each call (default 30 s)
+    int clock_timeout_ms;   //  a CLOCK may wait for stragglers (default 10 min)
+    uint32_t local_workers; //  workers this process stands for (default 1):
+                            //  ranks rank .. rank+local_workers-1, whose
+                            //  gradients it sums and pushes with grad_count
+                            //  local_workers, so BSP counts workers, not
+                            //  processes
 } ps_worker_options_t;
 
 //  Set every option to its default (broker and rank must still be set)
