@@ -134,6 +134,13 @@ Test (psworker, help_and_bad_arguments)
     cr_assert (strstr (text, "--staleness") == NULL && strstr (text, "--delay-ms"), "%s", text);
     free (text);
 
+    char *bad_threads[] = {path,        "--broker", "tcp://x:1", "--rank", "3",
+                           "--workers", "4",        "--threads", "2",      NULL};
+    cr_assert_eq (ps_test_wait_pid (s_spawn (bad_threads, out), 5000), 2);
+    text = s_slurp (out);
+    cr_assert (strstr (text, "--threads 2"), "%s", text);
+    free (text);
+
     char *bad_rank[] = {path, "--broker", "tcp://x:1", "--rank", "4", "--workers", "4", NULL};
     cr_assert_eq (ps_test_wait_pid (s_spawn (bad_rank, out), 5000), 2);
     text = s_slurp (out);
@@ -177,5 +184,41 @@ Test (psworker, sigterm_leaves_the_job_cleanly, .timeout = 60)
     cr_assert (strstr (json, "\"live\":0"), "%s", json);
     free (json);
     unlink (out);
+    ps_broker_destroy (&broker);
+}
+
+Test (psworker, a_threaded_process_counts_as_its_workers, .timeout = 120)
+{
+    //  World of 3: one process trains ranks 0 and 1 on two threads, one
+    //  process trains rank 2; BSP only moves when all three have pushed
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (3, 0, 0, endpoint, sizeof endpoint);
+    char path[512];
+    ps_test_binary ("psworker", path, sizeof path);
+    char dir[] = "/tmp/psworker-threads-XXXXXX";
+    cr_assert (mkdtemp (dir));
+    char outs[2][600];
+    char *ranks[2] = {"0", "2"};
+    char *threads[2] = {"2", "1"};
+    pid_t pids[2];
+    for (int p = 0; p < 2; p++) {
+        char *argv[] = {path, "--broker",  endpoint,   "--rank", ranks[p],    "--workers",
+                        "3",  "--threads", threads[p], "--data", "synthetic", "--epochs",
+                        "2",  "--hidden",  "32",       "--json", NULL};
+        snprintf (outs[p], sizeof outs[p], "%s/process%d.out", dir, p);
+        pids[p] = s_spawn (argv, outs[p]);
+    }
+    for (int p = 0; p < 2; p++)
+        cr_assert_eq (ps_test_wait_pid (pids[p], 90000), 0, "process %d: %s", p, s_slurp (outs[p]));
+    for (int p = 0; p < 2; p++) {
+        char *text = s_slurp (outs[p]);
+        cr_assert (s_last_number (text, "test_accuracy") > 0.6, "%s", text);
+        //  Both processes ran the same clocks: 2 epochs of 12000 / 3 / 32
+        cr_assert_eq (s_last_number (text, "clocks"), 2 * (12000 / 3 / 32), "%s", text);
+        free (text);
+    }
+    char *json = ps_broker_info (broker);
+    cr_assert (strstr (json, "\"seen\":3"), "three workers, two processes: %s", json);
+    free (json);
     ps_broker_destroy (&broker);
 }

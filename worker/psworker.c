@@ -18,6 +18,8 @@
 #include "ps_model.h"
 #include "ps_worker.h"
 
+#include <czmq.h>
+
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
@@ -51,6 +53,7 @@ typedef struct {
     uint32_t workers;          //  world size
     ps_model_kind_t model;     //  softmax or mlp
     size_t hidden;             //  MLP hidden units
+    uint32_t threads;          //  local workers: ranks rank .. rank+threads-1
     int epochs;                //  passes over the shard
     size_t batch;              //  examples per step
     ps_optim_settings_t optim; //  the keys' update rule
@@ -94,6 +97,9 @@ s_usage (FILE *out)
              "  -b, --broker EP        broker endpoint (required)\n"
              "  -r, --rank R           this worker's rank, 0..N-1 (required)\n"
              "  -n, --workers N        workers in the job (required)\n"
+             "  -t, --threads T        train T workers in this process, ranks R..R+T-1:\n"
+             "                         their gradients are summed here and pushed once\n"
+             "                         (default 1)\n"
              "  -m, --model NAME       softmax or mlp (default mlp)\n"
              "      --hidden H         MLP hidden units (default 128)\n"
              "  -e, --epochs E         passes over the data (default 5)\n"
@@ -139,6 +145,7 @@ s_parse_options (int argc, char *argv[], options_t *options)
         {"broker", required_argument, 0, 'b'},
         {"rank", required_argument, 0, 'r'},
         {"workers", required_argument, 0, 'n'},
+        {"threads", required_argument, 0, 't'},
         {"model", required_argument, 0, 'm'},
         {"hidden", required_argument, 0, OPT_HIDDEN},
         {"epochs", required_argument, 0, 'e'},
@@ -163,6 +170,7 @@ s_parse_options (int argc, char *argv[], options_t *options)
                            .optim = {.kind = PS_OPTIMIZER_ADAM},
                            .data = DEFAULT_DATA_DIR,
                            .seed = 1,
+                           .threads = 1,
                            .cosine = true,
                            .delay_prob = 1.0,
                            .timeout_ms = 30000,
@@ -170,12 +178,16 @@ s_parse_options (int argc, char *argv[], options_t *options)
     long rank = -1, workers = -1, number;
     double real;
     int opt;
-    while ((opt = getopt_long (argc, argv, "b:r:n:m:e:o:d:s:h", longs, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "b:r:n:t:m:e:o:d:s:h", longs, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
         case 'b': options->broker = optarg; break;
         case 'r': rc = ps_cli_long ("psworker", "--rank", optarg, 0, 4095, &rank); break;
         case 'n': rc = ps_cli_long ("psworker", "--workers", optarg, 1, 4096, &workers); break;
+        case 't':
+            rc = ps_cli_long ("psworker", "--threads", optarg, 1, 256, &number);
+            options->threads = (uint32_t)number;
+            break;
         case 'm':
             if (ps_model_kind_parse (optarg, &options->model)) {
                 fprintf (stderr, "psworker: --model '%s' is not softmax or mlp\n", optarg);
@@ -260,8 +272,11 @@ s_parse_options (int argc, char *argv[], options_t *options)
         fprintf (stderr, "psworker: --broker, --rank and --workers are required (see --help)\n");
         return 2;
     }
-    if (rank >= workers) {
-        fprintf (stderr, "psworker: --rank %ld must be below --workers %ld\n", rank, workers);
+    if (rank + (long)options->threads > workers) {
+        fprintf (stderr,
+                 "psworker: --rank %ld with --threads %u needs ranks up to %ld, but "
+                 "--workers is %ld\n",
+                 rank, options->threads, rank + options->threads - 1, workers);
         return 2;
     }
     options->rank = (uint32_t)rank;
@@ -310,12 +325,112 @@ s_load_data (const options_t *options, ps_dataset_t **train, ps_dataset_t **test
     return 0;
 }
 
+//  A fresh order of the shard each epoch (Fisher-Yates, seeded draws)
+static void
+s_shuffle (size_t *order, size_t n, uint64_t *draws)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(s_uniform (draws) * i);
+        size_t swap = order[i - 1];
+        order[i - 1] = order[j < i ? j : i - 1];
+        order[j < i ? j : i - 1] = swap;
+    }
+}
+
+//  One worker of this process: its model replica and its shard. With
+//  --threads T the process holds T of them, learner t training as rank
+//  R + t; learner 0 runs in the main thread, the others as actors that
+//  own their learner while computing and hand it back when they signal.
+typedef struct {
+    ps_model_t *model;         //  this worker's replica (learner 0: the trainer's)
+    const ps_dataset_t *train; //  the whole training set, read only
+    size_t begin;              //  its shard: [begin, begin + shard)
+    size_t shard;              //  examples in it
+    size_t take;               //  examples per step
+    size_t *order;             //  this epoch's order of the shard
+    size_t cursor;             //  next position in order
+    float *x;                  //  the batch's inputs, side by side
+    uint8_t *y;                //  and labels
+    uint64_t draws;            //  shuffle state
+    double loss;               //  the last step's loss
+} learner_t;
+
+static int
+s_learner_init (learner_t *self, const options_t *options, uint32_t rank, const ps_dataset_t *train,
+                ps_model_t *model)
+{
+    size_t end;
+    ps_data_shard (train, rank, options->workers, &self->begin, &end);
+    self->model = model;
+    self->train = train;
+    self->shard = end - self->begin;
+    self->take = options->batch < self->shard ? options->batch : self->shard;
+    self->order = malloc ((self->shard ? self->shard : 1) * sizeof *self->order);
+    self->x = malloc (self->take * train->dim * sizeof *self->x);
+    self->y = malloc (self->take ? self->take : 1);
+    if (!self->model || !self->order || !self->x || !self->y)
+        return -1;
+    for (size_t i = 0; i < self->shard; i++)
+        self->order[i] = self->begin + i;
+    self->cursor = self->shard;
+    self->draws = options->seed * 7919 + rank;
+    return 0;
+}
+
+static void
+s_learner_destroy (learner_t *self, bool owns_model)
+{
+    free (self->order);
+    free (self->x);
+    free (self->y);
+    if (owns_model)
+        ps_model_destroy (&self->model);
+}
+
+//  Gradient of the next batch; a batch never spans the end of the order
+static void
+s_learner_step (learner_t *self)
+{
+    if (self->cursor + self->take > self->shard) {
+        s_shuffle (self->order, self->shard, &self->draws);
+        self->cursor = 0;
+    }
+    const ps_dataset_t *data = self->train;
+    for (size_t i = 0; i < self->take; i++) {
+        size_t example = self->order[self->cursor + i];
+        memcpy (self->x + i * data->dim, data->x + example * data->dim, data->dim * sizeof (float));
+        self->y[i] = data->y[example];
+    }
+    self->cursor += self->take;
+    self->loss = ps_model_gradient (self->model, self->x, self->y, self->take);
+}
+
+//  A learner as an actor: "STEP" computes one gradient, then signals
+static void
+s_learner_actor (zsock_t *pipe, void *args)
+{
+    learner_t *self = args;
+    zsock_signal (pipe, 0);
+    while (true) {
+        char *command = zstr_recv (pipe);
+        bool step = command && streq (command, "STEP");
+        zstr_free (&command);
+        if (!step)
+            break;
+        s_learner_step (self);
+        zsock_signal (pipe, 0);
+    }
+}
+
 typedef struct {
     ps_worker_t *worker;            //  the broker connection
-    ps_model_t *model;              //  parameters and gradients
+    ps_model_t *model;              //  learner 0's parameters and gradients
     ps_tensor_t params[MAX_PARAMS]; //  the model's parameters as tensors
     ps_tensor_t grads[MAX_PARAMS];  //  and its gradients
     size_t nparams;                 //  how many
+    learner_t *learners;            //  one per local worker
+    zactor_t **actors;              //  learners 1.. run here
+    uint32_t threads;               //  local workers
     double wait_seconds;            //  time spent waiting on the broker
     int64_t clocks;                 //  clocks finished
 } trainer_t;
@@ -363,13 +478,41 @@ s_init_keys (trainer_t *self, const options_t *options, size_t steps_per_epoch)
     return status ? s_fail (self, "pull", status) : 0;
 }
 
-//  One step: gradient, then push, clock and pull in flight together
-static int
-s_step (trainer_t *self, const float *x, const uint8_t *y, size_t batch, double *loss)
+//  Every local worker's gradient of one batch, summed into learner 0's:
+//  the others get the current parameters, compute beside learner 0, and
+//  hand their replicas back when they signal
+static double
+s_gradients (trainer_t *self)
 {
-    *loss = ps_model_gradient (self->model, x, y, batch);
+    for (uint32_t t = 1; t < self->threads; t++) {
+        for (size_t i = 0; i < self->nparams; i++)
+            memcpy (ps_model_param (self->learners[t].model, i), self->params[i].data,
+                    self->params[i].count * sizeof (float));
+        zstr_send (self->actors[t], "STEP");
+    }
+    s_learner_step (&self->learners[0]);
+    double loss = self->learners[0].loss;
+    for (uint32_t t = 1; t < self->threads; t++) {
+        zsock_wait (self->actors[t]);
+        loss += self->learners[t].loss;
+        for (size_t i = 0; i < self->nparams; i++) {
+            const float *grad = ps_model_grad (self->learners[t].model, i);
+            float *sum = self->grads[i].data;
+            for (size_t k = 0; k < self->grads[i].count; k++)
+                sum[k] += grad[k];
+        }
+    }
+    return loss / self->threads;
+}
+
+//  One step: the gradients, then push, clock and pull in flight together
+static int
+s_step (trainer_t *self, double *loss)
+{
+    *loss = s_gradients (self);
     ps_ticket_t push, clock, pull;
-    int status = ps_worker_push_async (self->worker, self->grads, self->nparams, 1, &push);
+    int status =
+        ps_worker_push_async (self->worker, self->grads, self->nparams, self->threads, &push);
     if (status)
         return s_fail (self, "push", status);
     status = ps_worker_clock_async (self->worker, &clock);
@@ -418,76 +561,68 @@ s_report (const options_t *options, int epoch, bool final, double loss, double a
     fflush (stdout);
 }
 
-//  A fresh order of the shard each epoch (Fisher-Yates, seeded draws)
-static void
-s_shuffle (size_t *order, size_t n, uint64_t *draws)
+//  Learners for ranks R .. R+T-1, all but the first on actors of their own
+static int
+s_learners_start (trainer_t *self, const options_t *options, const ps_dataset_t *train)
 {
-    for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(s_uniform (draws) * i);
-        size_t swap = order[i - 1];
-        order[i - 1] = order[j < i ? j : i - 1];
-        order[j < i ? j : i - 1] = swap;
+    self->threads = options->threads;
+    self->learners = calloc (self->threads, sizeof *self->learners);
+    self->actors = calloc (self->threads, sizeof *self->actors);
+    if (!self->learners || !self->actors)
+        return -1;
+    for (uint32_t t = 0; t < self->threads; t++) {
+        ps_model_t *model = t == 0 ? self->model
+                                   : ps_model_new (options->model, train->dim, options->hidden,
+                                                   train->classes, options->seed);
+        if (s_learner_init (&self->learners[t], options, options->rank + t, train, model))
+            return -1;
+        if (t > 0 && !(self->actors[t] = zactor_new (s_learner_actor, &self->learners[t])))
+            return -1;
     }
+    return 0;
 }
 
-//  Copy the examples of one batch, in the epoch's order, side by side
 static void
-s_gather (const ps_dataset_t *data, const size_t *order, size_t count, float *x, uint8_t *y)
+s_learners_stop (trainer_t *self)
 {
-    for (size_t i = 0; i < count; i++) {
-        memcpy (x + i * data->dim, data->x + order[i] * data->dim, data->dim * sizeof (float));
-        y[i] = data->y[order[i]];
+    for (uint32_t t = 0; self->learners && t < self->threads; t++) {
+        if (self->actors)
+            zactor_destroy (&self->actors[t]);
+        s_learner_destroy (&self->learners[t], t > 0);
     }
+    free (self->learners);
+    free (self->actors);
 }
 
 static int
 s_train (trainer_t *self, const options_t *options, const ps_dataset_t *train,
          const ps_dataset_t *test)
 {
-    size_t begin, end;
-    ps_data_shard (train, options->rank, options->workers, &begin, &end);
-    size_t shard = end - begin;
     size_t steps = train->n / options->workers / options->batch;
-    if (steps == 0 || shard == 0) {
+    if (steps == 0) {
         fprintf (stderr,
                  "psworker: %zu training examples are too few for %u workers with "
                  "batch %zu\n",
                  train->n, options->workers, options->batch);
         return -1;
     }
-    size_t take = options->batch < shard ? options->batch : shard;
-    size_t *order = malloc (shard * sizeof *order);
-    float *x = malloc (take * train->dim * sizeof *x);
-    uint8_t *y = malloc (take);
-    if (!order || !x || !y) {
-        free (order);
-        free (x);
-        free (y);
-        fprintf (stderr, "psworker: out of memory for a shard of %zu examples\n", shard);
+    if (s_learners_start (self, options, train)) {
+        fprintf (stderr, "psworker: out of memory for %u local workers\n", options->threads);
         return -1;
     }
-    for (size_t i = 0; i < shard; i++)
-        order[i] = begin + i;
-    uint64_t draws = options->seed * 7919 + options->rank;
+    size_t examples = self->learners[0].take * self->threads;
+    uint64_t draws = options->seed * 7919 + options->rank + 0x5eed;
     double started = s_seconds ();
     double loss_sum = 0;
     double accuracy = 0;
-    size_t cursor = shard;
     int rc = 0;
     for (int epoch = 1; epoch <= options->epochs && !s_interrupted && !rc; epoch++) {
         double epoch_started = s_seconds ();
         double wait_before = self->wait_seconds;
         loss_sum = 0;
         for (size_t step = 0; step < steps && !s_interrupted && !rc; step++) {
-            //  A batch never spans the end of the shard's order
-            if (cursor + take > shard) {
-                s_shuffle (order, shard, &draws);
-                cursor = 0;
-            }
-            s_gather (train, order + cursor, take, x, y);
-            cursor += take;
             double loss;
-            rc = s_step (self, x, y, take, &loss);
+            rc = s_step (self, &loss);
             loss_sum += loss;
             if (options->delay_ms && s_uniform (&draws) < options->delay_prob)
                 usleep ((useconds_t)options->delay_ms * 1000);
@@ -497,11 +632,9 @@ s_train (trainer_t *self, const options_t *options, const ps_dataset_t *train,
         accuracy = (double)ps_model_correct (self->model, test->x, test->y, test->n) / test->n;
         double seconds = s_seconds () - epoch_started;
         s_report (options, epoch, false, loss_sum / steps, accuracy, seconds,
-                  self->wait_seconds - wait_before, self->clocks, steps * take / seconds);
+                  self->wait_seconds - wait_before, self->clocks, steps * examples / seconds);
     }
-    free (order);
-    free (x);
-    free (y);
+    s_learners_stop (self);
     if (rc)
         return -1;
     if (s_interrupted) {
@@ -510,7 +643,7 @@ s_train (trainer_t *self, const options_t *options, const ps_dataset_t *train,
     }
     double seconds = s_seconds () - started;
     s_report (options, options->epochs, true, loss_sum / steps, accuracy, seconds,
-              self->wait_seconds, self->clocks, self->clocks * take / seconds);
+              self->wait_seconds, self->clocks, self->clocks * examples / seconds);
     return 0;
 }
 
@@ -523,6 +656,9 @@ main (int argc, char *argv[])
         return parsed == 1 ? 0 : 2;
 
     ps_malloc_keep_mapped ();
+    //  Our own handler: czmq, started by the first learner actor, would
+    //  otherwise install its own over it
+    zsys_handler_set (NULL);
     struct sigaction action = {.sa_handler = s_on_signal};
     sigemptyset (&action.sa_mask);
     sigaction (SIGINT, &action, NULL);
@@ -552,6 +688,7 @@ main (int argc, char *argv[])
     connect.broker = options.broker;
     connect.rank = options.rank;
     connect.world_size = options.workers;
+    connect.local_workers = options.threads;
     connect.timeout_ms = options.timeout_ms;
     connect.clock_timeout_ms = options.clock_timeout_ms;
     int status;
