@@ -735,10 +735,11 @@ ps_worker_connect (const ps_worker_options_t *options, int *status_p)
         options->world_size > PS_MAX_WORKERS || options->rank >= options->world_size ||
         local > options->world_size - options->rank || options->timeout_ms <= 0 ||
         options->clock_timeout_ms <= 0) {
-        fprintf (stderr,
-                 "ps_worker_connect: needs a broker endpoint, rank + local_workers <= world_size <= %d "
-                 "and positive timeouts\n",
-                 PS_MAX_WORKERS);
+        fprintf (
+            stderr,
+            "ps_worker_connect: needs a broker endpoint, rank + local_workers <= world_size <= %d "
+            "and positive timeouts\n",
+            PS_MAX_WORKERS);
         *status = PS_EINVAL;
         return NULL;
     }
