@@ -848,10 +848,16 @@ s_handle_hello (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t
         return s_reject (self, id, id_size, request, &problem);
     }
     uint32_t rank = request->worker;
+    int64_t old_min = ps_vclock_min (self->vclock);
     for (uint32_t r = rank; r < rank + weight; r++) {
         peer_t *holder = self->rank_peer[r];
         if (holder && holder != peer) {
             ps_warn ("worker %u registered again from a new connection; the old one is dropped", r);
+            //  The old connection's other ranks have nobody behind them now:
+            //  they leave, or the job would wait for them forever
+            for (uint32_t other = holder->rank; other < holder->rank + holder->weight; other++)
+                if (other < rank || other >= rank + weight)
+                    ps_vclock_leave (self->vclock, other);
             s_peer_forget (self, holder);
         }
     }
@@ -872,7 +878,6 @@ s_handle_hello (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t
         self->seen[r] = true;
     }
 
-    int64_t old_min = ps_vclock_min (self->vclock);
     int64_t clock = ps_vclock_join_range (self->vclock, rank, weight);
     if (weight > 1)
         ps_info ("workers %u..%u joined at clock %" PRId64 " (%u of %u live)", rank,

@@ -324,3 +324,29 @@ Test (robustness, evicted_worker_is_told_to_hello_again, .timeout = 30)
     s_raw_close (&dead);
     ps_broker_destroy (&broker);
 }
+
+Test (robustness, taking_over_one_rank_of_a_group_frees_the_others, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
+    //  One connection stands for ranks 0 and 1 ...
+    raw_peer_t group;
+    s_raw_open (&group, endpoint);
+    ps_envelope_t envelope;
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 2;
+    hello.weight = 2;
+    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 0, 1);
+    envelope.hello = &hello;
+    s_raw_send_envelope (&group, &envelope, 0);
+    ps_envelope_t *reply = s_raw_receive (&group);
+    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__HELLO);
+    //  ... until a worker registers as rank 1 alone: rank 0 has nobody
+    //  behind it now, and a BSP job must not wait for it
+    ps_worker_t *worker = ps_test_worker (endpoint, 1, 2, 3000);
+    cr_assert (worker);
+    cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
+    ps_worker_close (&worker);
+    s_raw_close (&group);
+    ps_broker_destroy (&broker);
+}
