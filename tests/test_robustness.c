@@ -350,3 +350,57 @@ Test (robustness, taking_over_one_rank_of_a_group_frees_the_others, .timeout = 3
     s_raw_close (&group);
     ps_broker_destroy (&broker);
 }
+
+//  A fake broker: answer one request with a valid INFO reply followed by
+//  more frames than any reply may carry
+static void *
+s_flooding_broker (void *arg)
+{
+    void *router = arg;
+    zmq_pollitem_t items[] = {{router, 0, ZMQ_POLLIN, 0}};
+    if (zmq_poll (items, 1, 5000) <= 0)
+        return NULL;
+    zmq_msg_t id, request;
+    zmq_msg_init (&id);
+    zmq_msg_init (&request);
+    zmq_msg_recv (&id, router, 0);
+    zmq_msg_recv (&request, router, 0);
+    ps_codec_t *codec = ps_codec_new ();
+    ps_problem_t problem;
+    ps_envelope_t *asked =
+        ps_codec_decode (codec, zmq_msg_data (&request), zmq_msg_size (&request), &problem);
+    ps_envelope_t reply;
+    ps_codec_reply_to (&reply, asked);
+    reply.info = "{}";
+    zmq_msg_t encoded;
+    ps_codec_encode (&reply, &encoded);
+    zmq_msg_send (&id, router, ZMQ_SNDMORE);
+    zmq_msg_send (&encoded, router, ZMQ_SNDMORE);
+    for (int i = 0; i < PS_MAX_SLICES + 100; i++)
+        zmq_send (router, "x", 1, ZMQ_SNDMORE);
+    zmq_send (router, "x", 1, 0);
+    zmq_msg_close (&request);
+    ps_codec_destroy (&codec);
+    return NULL;
+}
+
+Test (robustness, a_reply_of_too_many_frames_is_refused, .timeout = 30)
+{
+    void *context = zmq_ctx_new ();
+    void *router = zmq_socket (context, ZMQ_ROUTER);
+    int linger = 0;
+    zmq_setsockopt (router, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq (zmq_bind (router, "tcp://127.0.0.1:*"), 0);
+    char endpoint[64];
+    size_t size = sizeof endpoint;
+    zmq_getsockopt (router, ZMQ_LAST_ENDPOINT, endpoint, &size);
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_flooding_broker, router);
+    char *json = NULL;
+    int status = ps_worker_query_info (endpoint, 1000, &json);
+    pthread_join (thread, NULL);
+    cr_assert_neq (status, PS_OK, "a reply of %d frames was accepted", PS_MAX_SLICES + 102);
+    cr_assert_null (json);
+    zmq_close (router);
+    zmq_ctx_term (context);
+}

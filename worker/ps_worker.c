@@ -501,7 +501,18 @@ s_receive_one (ps_worker_t *self, int timeout_ms)
     }
     size_t nframes = 0;
     bool more = zmq_msg_more (&head);
+    bool overflow = false;
     while (more) {
+        if (nframes == PS_MAX_SLICES) {
+            //  More frames than any reply may carry: read the rest, keep none
+            zmq_msg_t extra;
+            zmq_msg_init (&extra);
+            zmq_msg_recv (&extra, self->dealer, 0);
+            more = zmq_msg_more (&extra);
+            zmq_msg_close (&extra);
+            overflow = true;
+            continue;
+        }
         if (s_reserve_frames (self, nframes + 1)) {
             zmq_msg_close (&head);
             for (size_t i = 0; i < nframes; i++)
@@ -514,8 +525,12 @@ s_receive_one (ps_worker_t *self, int timeout_ms)
         nframes++;
     }
     ps_problem_t problem;
-    ps_envelope_t *reply =
-        ps_codec_decode (self->codec, zmq_msg_data (&head), zmq_msg_size (&head), &problem);
+    ps_envelope_t *reply = overflow ? NULL
+                                    : ps_codec_decode (self->codec, zmq_msg_data (&head),
+                                                       zmq_msg_size (&head), &problem);
+    if (overflow)
+        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_TOO_LARGE, "a message of more than %d frames",
+                        PS_MAX_SLICES);
     pending_t *pending = reply && reply->reply ? s_pending_find (self, reply->seq) : NULL;
     if (!reply)
         s_fail (self, PS_EPROTO, "reply from the broker does not parse: %s", problem.message);
