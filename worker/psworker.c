@@ -608,6 +608,7 @@ s_train (trainer_t *self, const options_t *options, const ps_dataset_t *train,
     }
     if (s_learners_start (self, options, train)) {
         fprintf (stderr, "psworker: out of memory for %u local workers\n", options->threads);
+        s_learners_stop (self);
         return -1;
     }
     size_t examples = self->learners[0].take * self->threads;
