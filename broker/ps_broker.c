@@ -3,7 +3,8 @@
 
     One thread serves every worker through one ROUTER socket. For each
     message it decodes and validates the envelope, then:
-      HELLO      registers the connection as a rank and joins the clock
+      HELLO      registers the connection as a rank and joins the clock,
+                 once the worker's idea of the broker group matches ours
       INIT       goes to the aggregation thread, which answers
       PUSH       is checked against the published keys, acked at once and
                  handed (frames moved, not copied) to the aggregation thread
@@ -146,6 +147,8 @@ typedef struct {
     size_t tap_key_capacity;      //  allocated
     bool *seen;                   //  ranks that ever registered
     uint64_t *rank_messages;      //  messages received per rank
+    char **group;                 //  the group's endpoints as the first worker
+                                  //  named them (for tools), NULL until then
     bool terminated;              //  owner asked us to stop
 } router_t;
 
@@ -223,6 +226,10 @@ s_tap_init (router_t *self, ps_tap_record_t *record, int kind, int64_t worker, c
     int64_t min = ps_vclock_min (self->vclock);
     record->min_clock = min == PS_VCLOCK_NOBODY ? -1 : min;
     record->slowest = ps_vclock_slowest (self->vclock);
+    if (self->config.shards > 1) {
+        record->shard = self->config.shard;
+        record->shards = self->config.shards;
+    }
     if (id) {
         s_hex (id, id_size < 8 ? id_size : 8, peer);
         record->peer = peer;
@@ -823,6 +830,52 @@ s_check_park_room (peer_t *peer, ps_problem_t *problem)
 
 // ------------------------------------------------------------ handlers
 
+static uint32_t
+s_shards (uint32_t shards)
+{
+    return shards ? shards : 1;
+}
+
+//  A worker must take us for what we are: the same place in a group of the
+//  same size, or its pushes and pulls would address slices we do not hold
+static int
+s_check_group (router_t *self, const Psmq__Hello *hello, ps_problem_t *problem)
+{
+    uint32_t shards = s_shards (self->config.shards);
+    uint32_t theirs = s_shards (hello->shards);
+    if (theirs != shards || hello->shard != self->config.shard) {
+        if (shards == 1)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_GROUP,
+                                   "the worker takes this broker for shard %u of a group of %u, "
+                                   "but it serves alone (no --shards)",
+                                   hello->shard, theirs);
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_GROUP,
+                               "the worker takes this broker for shard %u of a group of %u, "
+                               "but it is shard %u of %u: give every worker the same "
+                               "endpoint list, in shard order",
+                               hello->shard, theirs, self->config.shard, shards);
+    }
+    if (hello->n_group && hello->n_group != theirs)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_GROUP,
+                               "the worker names %zu endpoints for a group of %u", hello->n_group,
+                               theirs);
+    return 0;
+}
+
+//  Remember the group's endpoints as a worker names them, for INFO
+static void
+s_learn_group (router_t *self, const Psmq__Hello *hello)
+{
+    if (self->group || hello->n_group < 2)
+        return;
+    char **group = calloc (hello->n_group, sizeof *group);
+    if (!group)
+        return;
+    for (size_t i = 0; i < hello->n_group; i++)
+        group[i] = strdup (hello->group[i]);
+    self->group = group;
+}
+
 static void
 s_handle_hello (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t *request)
 {
@@ -832,6 +885,8 @@ s_handle_hello (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t
         ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_MALFORMED, "hello without its settings");
         return s_reject (self, id, id_size, request, &problem);
     }
+    if (s_check_group (self, request->hello, &problem))
+        return s_reject (self, id, id_size, request, &problem);
     uint32_t weight = request->hello->weight ? request->hello->weight : 1;
     if (request->hello->world_size != world || request->worker >= world ||
         weight > world - request->worker) {
@@ -873,6 +928,7 @@ s_handle_hello (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t
     }
     peer->session = s_random64 ();
     peer->last_seen = zclock_mono ();
+    s_learn_group (self, request->hello);
     for (uint32_t r = rank; r < rank + weight; r++) {
         self->rank_peer[r] = peer;
         self->seen[r] = true;
@@ -902,6 +958,8 @@ s_handle_hello (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t
     hello.clocks = clocks;
     hello.n_clocks = world;
     hello.live = ps_vclock_live (self->vclock);
+    hello.shard = self->config.shard;
+    hello.shards = s_shards (self->config.shards);
     ps_envelope_t reply;
     ps_codec_reply_to (&reply, request);
     reply.clock = clock;
@@ -1261,6 +1319,11 @@ s_info_more (router_t *self, FILE *out)
              self->tap ? ps_tap_subscriptions (self->tap) : 0,
              self->tap ? ps_tap_records (self->tap) : 0, self->tap ? ps_tap_dropped (self->tap) : 0,
              seen);
+    fprintf (out, ",\"shard\":%u,\"shards\":%u,\"group\":[", self->config.shard,
+             s_shards (self->config.shards));
+    for (uint32_t i = 0; self->group && i < s_shards (self->config.shards); i++)
+        fprintf (out, "%s\"%s\"", i ? "," : "", self->group[i] ? self->group[i] : "");
+    fputc (']', out);
     s_info_by_type (out, "bytes_in_by_type", self->stats.bytes_in_type);
     s_info_by_type (out, "bytes_out_by_type", self->stats.bytes_out_type);
     static const char *states[] = {"absent", "live", "gone"};
@@ -1593,6 +1656,9 @@ s_router_teardown (router_t *self)
     free (self->rank_peer);
     free (self->seen);
     free (self->rank_messages);
+    for (uint32_t i = 0; self->group && i < s_shards (self->config.shards); i++)
+        free (self->group[i]);
+    free (self->group);
     free (self->tap_keys);
     free (self->tap_key_ptrs);
     if (self->monitor)
@@ -1688,6 +1754,11 @@ ps_broker_config_check (const ps_broker_config_t *config, char *why, size_t why_
                   "heartbeat %u ms and timeout %u ms: the heartbeat must be at least %d ms "
                   "and the timeout at least twice it (and at most %d ms)",
                   config->heartbeat_ms, config->timeout_ms, PS_MIN_HEARTBEAT_MS, PS_MAX_TIMEOUT_MS);
+        return -1;
+    }
+    if (config->shards > PS_MAX_SHARDS || config->shard >= s_shards (config->shards)) {
+        snprintf (why, why_size, "shard %u of %u: the group has 1..%d brokers, numbered from 0",
+                  config->shard, s_shards (config->shards), PS_MAX_SHARDS);
         return -1;
     }
     return ps_optim_config_check (&config->optim, why, why_size);

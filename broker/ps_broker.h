@@ -33,6 +33,9 @@ typedef struct {
     const char *tap_endpoint; //  where; NULL: a private ipc:// endpoint
                               //  derived from the port (or the pid)
     bool tap_payload;         //  mirror tensor frames to payload readers
+    uint32_t shard;           //  this broker's place in its group, 0 .. shards-1
+    uint32_t shards;          //  brokers in the group (0 or 1: no group); a
+                              //  worker must name the same place and size
 } ps_broker_config_t;
 
 //  Every field at its default, endpoint "tcp://*:5555", 1 worker, BSP,

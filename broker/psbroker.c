@@ -42,6 +42,9 @@ s_usage (FILE *out)
              "  -e, --endpoint EP      bind this ZeroMQ endpoint instead (tcp://, ipc://)\n"
              "  -w, --workers N        number of workers in the job (default 1)\n"
              "  -s, --staleness S      0 = BSP (default), N > 0 = SSP, -1 = ASP\n"
+             "      --shard I          this broker's place in a group, 0 .. G-1\n"
+             "      --shards G         brokers in the group (default 1); workers list\n"
+             "                         the group's endpoints in shard order\n"
              "  -o, --optimizer NAME   default update rule: sgd (default), momentum,\n"
              "                         adagrad, adam\n"
              "  -l, --lr LR            default learning rate (default %g)\n"
@@ -60,7 +63,11 @@ s_usage (FILE *out)
              "  -h, --help             show this help\n"
              "\n"
              "Stops cleanly on SIGINT or SIGTERM. Example:\n"
-             "  psbroker --port 5555 --workers 4 --staleness 0 --optimizer adam --lr 0.001\n",
+             "  psbroker --port 5555 --workers 4 --staleness 0 --optimizer adam --lr 0.001\n"
+             "A group of two (see docs/groups.md):\n"
+             "  psbroker --port 5555 --workers 4 --shard 0 --shards 2   # on host a\n"
+             "  psbroker --port 5555 --workers 4 --shard 1 --shards 2   # on host b\n"
+             "  psworker --broker tcp://a:5555,tcp://b:5555 ...\n",
              PS_DEFAULT_LR, PS_DEFAULT_MOMENTUM, PS_DEFAULT_BETA1, PS_DEFAULT_BETA2, PS_DEFAULT_EPS,
              PS_DEFAULT_HEARTBEAT_MS, PS_DEFAULT_TIMEOUT_MS);
 }
@@ -84,7 +91,9 @@ enum {
     OPT_HEARTBEAT,
     OPT_TIMEOUT,
     OPT_NO_TAP,
-    OPT_TAP_PAYLOAD
+    OPT_TAP_PAYLOAD,
+    OPT_SHARD,
+    OPT_SHARDS
 };
 
 int
@@ -106,6 +115,8 @@ main (int argc, char *argv[])
                                             {"tap", required_argument, 0, 't'},
                                             {"no-tap", no_argument, 0, OPT_NO_TAP},
                                             {"tap-payload", no_argument, 0, OPT_TAP_PAYLOAD},
+                                            {"shard", required_argument, 0, OPT_SHARD},
+                                            {"shards", required_argument, 0, OPT_SHARDS},
                                             {"verbose", no_argument, 0, 'v'},
                                             {"quiet", no_argument, 0, 'q'},
                                             {"help", no_argument, 0, 'h'},
@@ -157,6 +168,14 @@ main (int argc, char *argv[])
         case 't': config.tap_endpoint = optarg; break;
         case OPT_NO_TAP: config.tap = false; break;
         case OPT_TAP_PAYLOAD: config.tap_payload = true; break;
+        case OPT_SHARD:
+            rc = ps_cli_long ("psbroker", "--shard", optarg, 0, PS_MAX_SHARDS - 1, &number);
+            config.shard = (uint32_t)number;
+            break;
+        case OPT_SHARDS:
+            rc = ps_cli_long ("psbroker", "--shards", optarg, 1, PS_MAX_SHARDS, &number);
+            config.shards = (uint32_t)number;
+            break;
         case 'v': ps_log_set_level (PS_LOG_DEBUG); break;
         case 'q': ps_log_set_level (PS_LOG_WARN); break;
         case 'h': s_usage (stdout); return 0;
@@ -200,9 +219,12 @@ main (int argc, char *argv[])
         return 1;
     }
     const char *mode = config.staleness == 0 ? "BSP" : config.staleness < 0 ? "ASP" : "SSP";
-    printf ("psbroker listening on %s (workers %u, %s staleness %d, %s lr %g)\n",
+    char place[64] = "";
+    if (config.shards > 1)
+        snprintf (place, sizeof place, ", shard %u of %u", config.shard, config.shards);
+    printf ("psbroker listening on %s (workers %u, %s staleness %d, %s lr %g%s)\n",
             ps_broker_endpoint (broker), config.workers, mode, config.staleness,
-            ps_optim_kind_name (config.optim.kind), config.optim.lr);
+            ps_optim_kind_name (config.optim.kind), config.optim.lr, place);
     if (*ps_broker_tap_endpoint (broker))
         printf ("psbroker tap on %s (pstap --broker %s)\n", ps_broker_tap_endpoint (broker),
                 ps_broker_endpoint (broker));

@@ -188,6 +188,32 @@ s_check_slices (const ps_envelope_t *envelope, ps_problem_t *problem)
     return 0;
 }
 
+//  The group a HELLO names: its endpoints end up in INFO's JSON and in
+//  logs, so they must be short printable text that needs no escaping
+static int
+s_check_group (const Psmq__Hello *hello, ps_problem_t *problem)
+{
+    if (hello->shards > PS_MAX_SHARDS || hello->n_group > PS_MAX_SHARDS)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
+                               "a group of %u brokers (%zu endpoints), limit %d", hello->shards,
+                               hello->n_group, PS_MAX_SHARDS);
+    for (size_t i = 0; i < hello->n_group; i++) {
+        const char *endpoint = hello->group[i];
+        size_t length = strlen (endpoint);
+        if (length == 0 || length > PS_MAX_ENDPOINT_LEN)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
+                                   "group endpoint %zu has %zu bytes, expected 1..%d", i, length,
+                                   PS_MAX_ENDPOINT_LEN);
+        for (size_t c = 0; c < length; c++)
+            if (endpoint[c] <= ' ' || endpoint[c] > '~' || endpoint[c] == '"' ||
+                endpoint[c] == '\\' || endpoint[c] == ',')
+                return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
+                                       "group endpoint %zu has byte 0x%02x at %zu", i,
+                                       (unsigned char)endpoint[c], c);
+    }
+    return 0;
+}
+
 static int
 s_check_envelope (const ps_envelope_t *envelope, ps_problem_t *problem)
 {
@@ -207,6 +233,8 @@ s_check_envelope (const ps_envelope_t *envelope, ps_problem_t *problem)
     if (envelope->hello && envelope->hello->n_clocks > PS_MAX_WORKERS)
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE, "%zu clocks, limit %d",
                                envelope->hello->n_clocks, PS_MAX_WORKERS);
+    if (envelope->hello && s_check_group (envelope->hello, problem))
+        return -1;
     return s_check_slices (envelope, problem);
 }
 
@@ -339,9 +367,10 @@ ps_codec_type_name (int type)
 const char *
 ps_codec_error_name (int code)
 {
-    static const char *names[] = {
-        "none",  "malformed",      "version", "type",       "unknown-key", "size", "too-large",
-        "clock", "not-registered", "rank",    "key-exists", "optim",       "full", "shutdown"};
+    static const char *names[] = {"none",           "malformed", "version",    "type",
+                                  "unknown-key",    "size",      "too-large",  "clock",
+                                  "not-registered", "rank",      "key-exists", "optim",
+                                  "full",           "shutdown",  "group"};
     if (code < 0 || code >= (int)(sizeof names / sizeof names[0]))
         return "unknown";
     return names[code];

@@ -38,6 +38,10 @@
 #define PS_MAX_STALENESS 1000000
 //  Requests one peer may have parked on the staleness bound at once
 #define PS_MAX_PARKED_PER_PEER 64
+//  Brokers in one group (psbroker --shards)
+#define PS_MAX_SHARDS 256
+//  Bytes in an endpoint a worker names in its HELLO (tcp://host:port)
+#define PS_MAX_ENDPOINT_LEN 256
 //  Error message text
 #define PS_MAX_ERROR_LEN 256
 //  Nesting a JSON reader accepts (INFO replies nest 3 deep)

@@ -18,13 +18,13 @@
 #ifndef PS_PARTITION_H_INCLUDED
 #define PS_PARTITION_H_INCLUDED
 
+#include "ps_limits.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
 //  Tensors this small (64 K floats, 256 KB) are not sliced
 #define PS_PARTITION_MIN_ELEMS (64 * 1024)
-//  Brokers in one group
-#define PS_MAX_SHARDS 256
 
 typedef struct {
     uint32_t shard;  //  broker, 0 .. shards-1

@@ -627,6 +627,43 @@ Test (codec, rejects_grad_count_and_long_texts)
     s_assert_rejected (&welcome, PSMQ__ERR_CODE__ERR_TOO_LARGE, named, "clocks");
 }
 
+Test (codec, rejects_bad_group_in_hello)
+{
+    char *group[] = {"tcp://10.0.0.1:5555", "tcp://host-b:5555"};
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.shard = 1;
+    hello.shards = 2;
+    hello.group = group;
+    hello.n_group = 2;
+    ps_envelope_t welcome = s_envelope (PSMQ__MSG_TYPE__HELLO);
+    welcome.hello = &hello;
+    s_assert_accepted (&welcome, "a group of two");
+
+    //  Endpoints go into INFO's JSON unescaped: no quote, backslash, space
+    char *quoted[] = {"tcp://a:1", "tcp://\"b:2"};
+    hello.group = quoted;
+    s_assert_rejected (&welcome, PSMQ__ERR_CODE__ERR_MALFORMED, "byte 0x22 at 6", "quote");
+    char *spaced[] = {"tcp://a:1 x", "tcp://b:2"};
+    hello.group = spaced;
+    s_assert_rejected (&welcome, PSMQ__ERR_CODE__ERR_MALFORMED, "endpoint 0", "space");
+    char *empty[] = {"tcp://a:1", ""};
+    hello.group = empty;
+    s_assert_rejected (&welcome, PSMQ__ERR_CODE__ERR_MALFORMED, "endpoint 1 has 0 bytes", "empty");
+    char long_endpoint[PS_MAX_ENDPOINT_LEN + 2];
+    memset (long_endpoint, 'x', sizeof long_endpoint - 1);
+    long_endpoint[sizeof long_endpoint - 1] = '\0';
+    char *long_group[] = {long_endpoint};
+    hello.group = long_group;
+    hello.n_group = 1;
+    s_assert_rejected (&welcome, PSMQ__ERR_CODE__ERR_MALFORMED, "bytes, expected", "long");
+    long_endpoint[PS_MAX_ENDPOINT_LEN] = '\0';
+    s_assert_accepted (&welcome, "endpoint of PS_MAX_ENDPOINT_LEN bytes");
+
+    hello.n_group = 0;
+    hello.shards = PS_MAX_SHARDS + 1;
+    s_assert_rejected (&welcome, PSMQ__ERR_CODE__ERR_TOO_LARGE, "brokers", "shards");
+}
+
 //  Three slices of 3, 0 and 2 elements on an envelope of this type
 typedef struct {
     ps_slice_t slice[3];
@@ -952,12 +989,13 @@ Test (codec, names)
     cr_assert_str_eq (ps_codec_error_name (PSMQ__ERR_CODE__ERR_TOO_LARGE), "too-large");
     cr_assert_str_eq (ps_codec_error_name (PSMQ__ERR_CODE__ERR_SHUTDOWN), "shutdown");
     //  Every code has a name of its own
-    for (int a = 0; a <= PSMQ__ERR_CODE__ERR_SHUTDOWN; a++) {
+    cr_assert_str_eq (ps_codec_error_name (PSMQ__ERR_CODE__ERR_GROUP), "group");
+    for (int a = 0; a <= PSMQ__ERR_CODE__ERR_GROUP; a++) {
         cr_assert_str_neq (ps_codec_error_name (a), "unknown", "code %d", a);
         for (int b = 0; b < a; b++)
             cr_assert_str_neq (ps_codec_error_name (a), ps_codec_error_name (b));
     }
     cr_assert_str_eq (ps_codec_error_name (-1), "unknown");
-    cr_assert_str_eq (ps_codec_error_name (PSMQ__ERR_CODE__ERR_SHUTDOWN + 1), "unknown");
+    cr_assert_str_eq (ps_codec_error_name (PSMQ__ERR_CODE__ERR_GROUP + 1), "unknown");
     cr_assert_str_eq (ps_codec_error_name (INT32_MIN), "unknown");
 }
