@@ -14,12 +14,14 @@
 
 #include <criterion/criterion.h>
 
-ps_broker_t *
-ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, char *endpoint,
-                size_t endpoint_size)
+static ps_broker_t *
+s_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, uint32_t shard, uint32_t shards,
+          char *endpoint, size_t endpoint_size)
 {
     ps_broker_config_t config;
     ps_broker_config_defaults (&config);
+    config.shard = shard;
+    config.shards = shards;
     config.endpoint = "tcp://127.0.0.1:*";
     config.workers = workers;
     config.staleness = staleness;
@@ -35,6 +37,33 @@ ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, char *
     }
     snprintf (endpoint, endpoint_size, "tcp://127.0.0.1:%d", ps_broker_port (broker));
     return broker;
+}
+
+ps_broker_t *
+ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, char *endpoint,
+                size_t endpoint_size)
+{
+    return s_broker (workers, staleness, timeout_ms, 0, 0, endpoint, endpoint_size);
+}
+
+int
+ps_test_group (uint32_t shards, uint32_t workers, int32_t staleness, ps_broker_t **brokers,
+               char *endpoints, size_t endpoints_size)
+{
+    size_t used = 0;
+    endpoints[0] = '\0';
+    for (uint32_t shard = 0; shard < shards; shard++) {
+        char endpoint[64];
+        brokers[shard] = s_broker (workers, staleness, 0, shard, shards, endpoint, sizeof endpoint);
+        if (!brokers[shard]) {
+            while (shard--)
+                ps_broker_destroy (&brokers[shard]);
+            return -1;
+        }
+        used += (size_t)snprintf (endpoints + used, endpoints_size - used, "%s%s", shard ? "," : "",
+                                  endpoint);
+    }
+    return used < endpoints_size ? 0 : -1;
 }
 
 ps_worker_t *

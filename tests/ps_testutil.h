@@ -19,6 +19,11 @@
 //  endpoint to connect to is written into endpoint
 ps_broker_t *ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms,
                              char *endpoint, size_t endpoint_size);
+//  A group of shards brokers like ps_test_broker's, into brokers[]; their
+//  endpoints, comma-separated in shard order, are written into endpoints.
+//  0, or -1 (every broker started is stopped again)
+int ps_test_group (uint32_t shards, uint32_t workers, int32_t staleness, ps_broker_t **brokers,
+                   char *endpoints, size_t endpoints_size);
 //  A worker registered as rank of world at endpoint (requests time out
 //  after 10 s, clocks after clock_timeout_ms); NULL, with the reason on
 //  stderr, when it cannot join

@@ -1,5 +1,5 @@
 /*  Consistency models end to end: several worker threads against an
-    in-process broker over loopback TCP.
+    in-process broker, or a group of them, over loopback TCP.
 
     BSP must equal one process applying the mean gradient each step. The
     gradients are multiples of 1/64 of moderate size, so their sum is exact
@@ -134,14 +134,15 @@ s_reference (const ps_optim_config_t *config, size_t n, float *p)
     free (g);
 }
 
-//  Run processes (first rank, weight) to the end of their BSP steps, then
-//  compare the broker's parameters with the single-process reference
+//  Run processes (first rank, weight) to the end of their BSP steps against
+//  a group of shards brokers, then compare the group's parameters with the
+//  single-process reference
 static void
-s_run_and_compare (const uint32_t (*processes)[2], size_t nprocesses)
+s_run_and_compare (const uint32_t (*processes)[2], size_t nprocesses, uint32_t shards)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (BSP_WORKERS, 0, 0, endpoint, sizeof endpoint);
-    cr_assert (broker);
+    char endpoint[512];
+    ps_broker_t *brokers[4];
+    cr_assert_eq (ps_test_group (shards, BSP_WORKERS, 0, brokers, endpoint, sizeof endpoint), 0);
     pthread_t threads[BSP_WORKERS];
     bsp_args_t args[BSP_WORKERS];
     for (size_t i = 0; i < nprocesses; i++) {
@@ -188,14 +189,30 @@ s_run_and_compare (const uint32_t (*processes)[2], size_t nprocesses)
     free (large);
     free (small_ref);
     free (large_ref);
+    cr_assert_eq (ps_worker_shards (reader), shards);
+    //  Every broker of the group took part: each holds a slice of "large"
+    for (uint32_t shard = 0; shard < shards; shard++) {
+        char *info = NULL;
+        cr_assert_eq (ps_worker_info_shard (reader, shard, &info), PS_OK);
+        cr_assert (strstr (info, "\"optimizer_steps\":0,") == NULL, "shard %u: %s", shard, info);
+        free (info);
+    }
     ps_worker_close (&reader);
-    ps_broker_destroy (&broker);
+    for (uint32_t shard = 0; shard < shards; shard++)
+        ps_broker_destroy (&brokers[shard]);
 }
 
 Test (consistency, bsp_equals_single_process_reference, .timeout = 60)
 {
     const uint32_t processes[][2] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}};
-    s_run_and_compare (processes, 4);
+    s_run_and_compare (processes, 4, 1);
+}
+
+Test (consistency, bsp_over_three_brokers_equals_single_process_reference, .timeout = 60)
+{
+    //  "large" is sliced over the three brokers, "small" lives whole on one
+    const uint32_t processes[][2] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}};
+    s_run_and_compare (processes, 4, 3);
 }
 
 Test (consistency, local_aggregation_counts_workers_not_processes, .timeout = 60)
@@ -203,7 +220,13 @@ Test (consistency, local_aggregation_counts_workers_not_processes, .timeout = 60
     //  One process for ranks 0-1 pushing their summed gradient with a count
     //  of 2, beside two single workers: the same as four single workers
     const uint32_t processes[][2] = {{0, 2}, {2, 1}, {3, 1}};
-    s_run_and_compare (processes, 3);
+    s_run_and_compare (processes, 3, 1);
+}
+
+Test (consistency, local_aggregation_over_two_brokers, .timeout = 60)
+{
+    const uint32_t processes[][2] = {{0, 3}, {3, 1}};
+    s_run_and_compare (processes, 2, 2);
 }
 
 // ------------------------------------------------------------------ SSP

@@ -1,15 +1,23 @@
 /*  =========================================================================
     ps_worker - the worker library
 
-    The calling thread owns one DEALER socket to the broker and does every
-    send and receive itself, so a call costs one network round trip and no
-    thread hop. Each request gets a sequence number, which is its ticket;
-    replies are matched by it, so any number of requests may be in flight
-    and a wait for one ticket completes the others it receives meanwhile
-    (a pull's reply is copied into its buffers whichever wait receives it).
+    The calling thread owns one DEALER socket per broker (a link) and does
+    every send and receive itself, so a call costs one network round trip
+    and no thread hop. Each request gets a sequence number, which is its
+    ticket; replies are matched by it, so any number of requests may be in
+    flight and a wait for one ticket completes the others it receives
+    meanwhile (a pull's reply is copied into its buffers whichever wait
+    receives it).
 
-    Heartbeats come from a helper thread with a DEALER of its own and the
-    session token from the HELLO reply, so a worker that computes for
+    In a group, a request goes out on every link that holds a part of its
+    keys (ps_partition decides, the same way on every machine) under one
+    sequence number, before any reply is awaited, and the ticket completes
+    when each of those links has answered, or at the first error. Each
+    broker sees its parts as whole keys of its own: offsets are translated
+    here, on the way out and on the way back.
+
+    Heartbeats come from a helper thread with a DEALER of its own per broker
+    and the session tokens from the HELLO replies, so a worker that computes for
     minutes between calls is not evicted. The threads share nothing but an
     inproc PAIR pipe used to stop the helper.
 
@@ -27,6 +35,7 @@
 #include "ps_codec.h"
 #include "ps_framepool.h"
 #include "ps_limits.h"
+#include "ps_partition.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -49,13 +58,51 @@
 #define LEND_MIN_BYTES (256 * 1024)
 //  How long close waits for the broker to acknowledge BYE
 #define BYE_TIMEOUT_MS 2000
+//  libzmq I/O threads: one per broker up to this many, so that sends to a
+//  group go out in parallel
+#define MAX_IO_THREADS 4
+
+//  A set of links (brokers of the group), one bit each
+typedef struct {
+    uint64_t bits[PS_MAX_SHARDS / 64];
+} linkset_t;
+
+static void
+s_linkset_add (linkset_t *set, uint32_t link)
+{
+    set->bits[link / 64] |= 1ULL << (link % 64);
+}
+
+static bool
+s_linkset_has (const linkset_t *set, uint32_t link)
+{
+    return set->bits[link / 64] >> (link % 64) & 1;
+}
+
+static bool
+s_linkset_equal (const linkset_t *a, const linkset_t *b)
+{
+    return memcmp (a, b, sizeof *a) == 0;
+}
+
+//  One broker of the group
+typedef struct {
+    char *endpoint;    //  as the worker was given it
+    void *dealer;      //  requests and replies
+    uint64_t session;  //  token its HELLO reply gave, for heartbeats
+    int64_t min_clock; //  slowest live clock in its last reply
+    bool registered;   //  its HELLO was accepted: say BYE on close
+} link_t;
 
 typedef struct {
     uint64_t seq;         //  the ticket
     int type;             //  PSMQ__MSG_TYPE__*
-    bool complete;        //  reply received
-    int status;           //  its outcome
+    bool complete;        //  every link answered, or one failed
+    int status;           //  the outcome
+    linkset_t sent;       //  links the request went out on
+    linkset_t answered;   //  links whose whole reply came
     ps_tensor_t *tensors; //  PULL: where the reply goes (copied descriptors)
+    ps_part_t *plan;      //  PULL: tensor i's part on link l at [i * nlinks + l]
     uint64_t *filled;     //  PULL: elements received per tensor, all parts
     size_t ntensors;      //  their number
     int64_t clock;        //  CLOCK: the clock finished
@@ -64,22 +111,28 @@ typedef struct {
 
 typedef struct {
     void *context;          //  the worker's ZeroMQ context
-    char *broker;           //  endpoint
+    link_t *links;          //  whose endpoints and sessions
+    uint32_t nlinks;        //  their number
     char pipe_endpoint[64]; //  inproc address of the stop pipe
     uint32_t rank;          //  whose heartbeats
-    uint64_t session;       //  token the broker gave
     int interval_ms;        //  how often
 } heartbeat_args_t;
 
 struct ps_worker_t {
-    void *context;                      //  ours; 1 I/O thread
-    void *dealer;                       //  requests and replies
+    void *context;                      //  ours; an I/O thread per link, up to 4
+    link_t *links;                      //  one per broker, in shard order
+    uint32_t nlinks;                    //  brokers in the group
+    zmq_pollitem_t *items;              //  the links' dealers, to wait on all
+    ps_part_t *plan;                    //  the call at hand: tensor i's part on
+                                        //  link l at [i * nlinks + l]
+    size_t plan_capacity;               //  allocated
     ps_codec_t *codec;                  //  decodes replies
     ps_worker_options_t options;        //  as given; broker points to our copy
-    char *broker;                       //  our copy of the endpoint
+    char *broker;                       //  our copy of the endpoint list
     int32_t staleness;                  //  from HELLO
+    uint32_t heartbeat_ms;              //  from HELLO: the shortest interval
     int64_t clock;                      //  clocks finished (as sent)
-    int64_t min_clock;                  //  slowest live clock, last reply
+    bool joined;                        //  a HELLO reply came: staleness and clock set
     uint64_t next_seq;                  //  next ticket
     pending_t *pending;                 //  requests in flight
     size_t npending;                    //  their number
@@ -124,6 +177,7 @@ ps_strerror (int status)
     case PS_EOPTIM: return "broker: optimizer settings refused";
     case PS_EFULL: return "broker: cannot take more";
     case PS_ESHUTDOWN: return "broker: shutting down";
+    case PS_EGROUP: return "broker group differs from the worker's list";
     default: return "unknown status";
     }
 }
@@ -180,47 +234,56 @@ s_heartbeat_main (void *arg)
 {
     heartbeat_args_t *args = arg;
     void *pipe = zmq_socket (args->context, ZMQ_PAIR);
-    void *dealer = zmq_socket (args->context, ZMQ_DEALER);
+    void **dealers = calloc (args->nlinks, sizeof *dealers);
+    uint8_t (*packed)[64] = calloc (args->nlinks, sizeof *packed);
+    size_t *sizes = calloc (args->nlinks, sizeof *sizes);
+    bool ready = pipe && dealers && packed && sizes && zmq_connect (pipe, args->pipe_endpoint) == 0;
     int linger = 0;
-    if (!pipe || !dealer || zmq_connect (pipe, args->pipe_endpoint)) {
-        zmq_close (pipe);
-        zmq_close (dealer);
-        return NULL;
+    for (uint32_t i = 0; ready && i < args->nlinks; i++) {
+        dealers[i] = zmq_socket (args->context, ZMQ_DEALER);
+        if (!dealers[i]) {
+            ready = false;
+            break;
+        }
+        zmq_setsockopt (dealers[i], ZMQ_LINGER, &linger, sizeof linger);
+        zmq_connect (dealers[i], args->links[i].endpoint);
+        ps_envelope_t beat = PSMQ__ENVELOPE__INIT;
+        beat.version = PS_PROTOCOL_VERSION;
+        beat.type = PSMQ__MSG_TYPE__HEARTBEAT;
+        beat.worker = args->rank;
+        beat.session = args->links[i].session;
+        sizes[i] = psmq__envelope__pack (&beat, packed[i]);
     }
-    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_connect (dealer, args->broker);
-
-    ps_envelope_t beat = PSMQ__ENVELOPE__INIT;
-    beat.version = PS_PROTOCOL_VERSION;
-    beat.type = PSMQ__MSG_TYPE__HEARTBEAT;
-    beat.worker = args->rank;
-    beat.session = args->session;
-    uint8_t packed[64];
-    size_t size = psmq__envelope__pack (&beat, packed);
-
     zmq_pollitem_t items[] = {{pipe, 0, ZMQ_POLLIN, 0}};
-    while (true) {
+    while (ready) {
         int rc = zmq_poll (items, 1, args->interval_ms);
         if (rc == -1 && zmq_errno () != EINTR)
             break;
         if (rc > 0)
             break; //  anything on the pipe means stop
-        zmq_send (dealer, packed, size, ZMQ_DONTWAIT);
+        for (uint32_t i = 0; i < args->nlinks; i++)
+            zmq_send (dealers[i], packed[i], sizes[i], ZMQ_DONTWAIT);
     }
-    zmq_close (dealer);
-    zmq_close (pipe);
+    for (uint32_t i = 0; dealers && i < args->nlinks; i++)
+        if (dealers[i])
+            zmq_close (dealers[i]);
+    if (pipe)
+        zmq_close (pipe);
+    free (dealers);
+    free (packed);
+    free (sizes);
     return NULL;
 }
 
 static int
-s_heartbeat_start (ps_worker_t *self, uint64_t session, uint32_t interval_ms)
+s_heartbeat_start (ps_worker_t *self)
 {
     heartbeat_args_t *args = &self->heartbeat;
     args->context = self->context;
-    args->broker = self->broker;
+    args->links = self->links;
+    args->nlinks = self->nlinks;
     args->rank = self->options.rank;
-    args->session = session;
-    args->interval_ms = interval_ms ? (int)interval_ms : PS_DEFAULT_HEARTBEAT_MS;
+    args->interval_ms = self->heartbeat_ms ? (int)self->heartbeat_ms : PS_DEFAULT_HEARTBEAT_MS;
     snprintf (args->pipe_endpoint, sizeof args->pipe_endpoint, "inproc://psworker-heartbeat-%p",
               (void *)self);
     self->heartbeat_pipe = zmq_socket (self->context, ZMQ_PAIR);
@@ -291,6 +354,7 @@ static void
 s_pending_remove (ps_worker_t *self, pending_t *pending)
 {
     free (pending->tensors);
+    free (pending->plan);
     free (pending->filled);
     *pending = self->pending[--self->npending];
 }
@@ -324,8 +388,6 @@ s_envelope_init (ps_worker_t *self, ps_envelope_t *envelope, int type, uint64_t 
     envelope->clock = self->clock;
 }
 
-//  Send the envelope, then one frame per slice with count > 0 taken from
-//  sources[i] (NULL: the request carries no data). 0 or a status.
 static void
 s_lent_released (void *data, void *hint)
 {
@@ -350,18 +412,21 @@ s_frame (ps_worker_t *self, zmq_msg_t *msg, const float *source, size_t bytes, b
     return 0;
 }
 
+//  Send the envelope on a link, then one frame per slice with count > 0
+//  taken from sources[i] (NULL: the request carries no data). 0 or a status.
 static int
-s_send (ps_worker_t *self, const ps_envelope_t *envelope, const float *const *sources, bool lend)
+s_send (ps_worker_t *self, link_t *link, const ps_envelope_t *envelope, const float *const *sources,
+        bool lend)
 {
-    if (!self->dealer)
-        return s_fail (self, PS_ECONNECT, "no connection to %s", self->broker);
+    if (!link->dealer)
+        return s_fail (self, PS_ECONNECT, "no connection to %s", link->endpoint);
     zmq_msg_t msg;
     if (ps_codec_encode (envelope, &msg))
         return s_fail (self, PS_ENOMEM, "out of memory encoding a request");
     bool data = sources && envelope->n_slices > 0;
-    if (zmq_msg_send (&msg, self->dealer, data ? ZMQ_SNDMORE : 0) == -1) {
+    if (zmq_msg_send (&msg, link->dealer, data ? ZMQ_SNDMORE : 0) == -1) {
         zmq_msg_close (&msg);
-        return s_fail (self, PS_ETIMEOUT, "cannot send to %s: %s", self->broker,
+        return s_fail (self, PS_ETIMEOUT, "cannot send to %s: %s", link->endpoint,
                        zmq_strerror (zmq_errno ()));
     }
     if (!data)
@@ -379,12 +444,47 @@ s_send (ps_worker_t *self, const ps_envelope_t *envelope, const float *const *so
         if (s_frame (self, &msg, sources[i], bytes, lend))
             return s_fail (self, PS_ENOMEM, "out of memory for a %zu-byte frame", bytes);
         //  A multipart message cannot be abandoned half sent: block here
-        if (zmq_msg_send (&msg, self->dealer, i < last ? ZMQ_SNDMORE : 0) == -1) {
+        if (zmq_msg_send (&msg, link->dealer, i < last ? ZMQ_SNDMORE : 0) == -1) {
             zmq_msg_close (&msg);
-            return s_fail (self, PS_ECONNECT, "send failed: %s", zmq_strerror (zmq_errno ()));
+            return s_fail (self, PS_ECONNECT, "send to %s failed: %s", link->endpoint,
+                           zmq_strerror (zmq_errno ()));
         }
     }
     return PS_OK;
+}
+
+//  Send a request on one link as part of the ticket's request; the ticket
+//  then waits for that link's reply
+static int
+s_send_part (ps_worker_t *self, uint32_t link, ps_ticket_t ticket, const ps_envelope_t *request,
+             const float *const *sources, bool lend)
+{
+    int status = s_send (self, &self->links[link], request, sources, lend);
+    if (status == PS_OK)
+        s_linkset_add (&s_pending_find (self, ticket)->sent, link);
+    return status;
+}
+
+//  Send a request without data to every link
+static int
+s_send_all (ps_worker_t *self, ps_ticket_t ticket, const ps_envelope_t *request)
+{
+    for (uint32_t link = 0; link < self->nlinks; link++) {
+        int status = s_send_part (self, link, ticket, request, NULL, false);
+        if (status)
+            return status;
+    }
+    return PS_OK;
+}
+
+//  A request that could not go out: forget its ticket
+static int
+s_abandon (ps_worker_t *self, ps_ticket_t ticket, int status)
+{
+    pending_t *pending = s_pending_find (self, ticket);
+    if (pending)
+        s_pending_remove (self, pending);
+    return status;
 }
 
 // ------------------------------------------------------------ replies
@@ -392,22 +492,22 @@ s_send (ps_worker_t *self, const ps_envelope_t *envelope, const float *const *so
 static int
 s_broker_status (int code)
 {
-    return code > 0 && code <= PSMQ__ERR_CODE__ERR_SHUTDOWN ? -100 - code : PS_EPROTO;
+    return code > 0 && code <= PSMQ__ERR_CODE__ERR_GROUP ? -100 - code : PS_EPROTO;
 }
 
-//  Copy a PULL reply's frames (one part of it) into the pending request's
-//  tensors; the last part checks that every element came
+//  Copy a PULL reply's frames (one part of one link's reply) into the
+//  pending request's tensors, at the offsets of that link's parts
 static int
-s_take_pull (ps_worker_t *self, pending_t *pending, const ps_envelope_t *reply, size_t nframes)
+s_take_pull (ps_worker_t *self, uint32_t link, pending_t *pending, const ps_envelope_t *reply,
+             size_t nframes)
 {
     ps_problem_t problem;
+    const char *endpoint = self->links[link].endpoint;
     if (ps_codec_check_frames (reply, self->frames, nframes, &problem))
-        return s_fail (self, PS_EPROTO, "pull reply: %s", problem.message);
+        return s_fail (self, PS_EPROTO, "pull reply from %s: %s", endpoint, problem.message);
     size_t tensor = 0;
     size_t frame = 0;
-    uint64_t *filled = pending->filled;
-    int status = PS_OK;
-    for (size_t i = 0; i < reply->n_slices && status == PS_OK; i++) {
+    for (size_t i = 0; i < reply->n_slices; i++) {
         const ps_slice_t *slice = reply->slices[i];
         //  Slices come in request order: look from the current tensor on
         size_t tries = 0;
@@ -415,52 +515,121 @@ s_take_pull (ps_worker_t *self, pending_t *pending, const ps_envelope_t *reply, 
             tensor = (tensor + 1) % pending->ntensors;
             tries++;
         }
-        ps_tensor_t *target = &pending->tensors[tensor];
-        if (tries == pending->ntensors || slice->offset > target->count ||
-            slice->count > target->count - slice->offset)
-            status = s_fail (self, PS_EPROTO,
-                             "pull reply slice '%s' [%" PRIu64 ", +%" PRIu64
-                             ") fits no requested tensor",
-                             slice->key, slice->offset, slice->count);
-        else if (slice->count) {
-            memcpy (target->data + slice->offset, zmq_msg_data (&self->frames[frame++]),
-                    slice->count * sizeof (float));
-            filled[tensor] += slice->count;
+        const ps_part_t *part =
+            tries < pending->ntensors ? &pending->plan[tensor * self->nlinks + link] : NULL;
+        if (!part || slice->offset > part->count || slice->count > part->count - slice->offset)
+            return s_fail (self, PS_EPROTO,
+                           "pull reply slice '%s' [%" PRIu64 ", +%" PRIu64
+                           ") from %s fits no requested tensor",
+                           slice->key, slice->offset, slice->count, endpoint);
+        if (slice->count) {
+            float *target = pending->tensors[tensor].data + part->offset + slice->offset;
+            memcpy (target, zmq_msg_data (&self->frames[frame++]), slice->count * sizeof (float));
+            pending->filled[tensor] += slice->count;
         }
     }
-    for (size_t i = 0; i < pending->ntensors && status == PS_OK && !reply->more; i++)
-        if (filled[i] != pending->tensors[i].count)
-            status =
-                s_fail (self, PS_EPROTO, "pull reply filled %" PRIu64 " of %zu elements of '%s'",
-                        filled[i], pending->tensors[i].count, pending->tensors[i].key);
-    return status;
+    return PS_OK;
+}
+
+//  When every link has answered a pull, every element must have come
+static int
+s_check_pull_filled (ps_worker_t *self, const pending_t *pending)
+{
+    for (size_t i = 0; i < pending->ntensors; i++)
+        if (pending->filled[i] != pending->tensors[i].count)
+            return s_fail (self, PS_EPROTO,
+                           "pull replies filled %" PRIu64 " of %zu elements of '%s'",
+                           pending->filled[i], pending->tensors[i].count, pending->tensors[i].key);
+    return PS_OK;
+}
+
+//  Every broker of the group must run the same job: one staleness, one
+//  clock to start from
+static int
+s_take_hello (ps_worker_t *self, link_t *link, const ps_envelope_t *reply)
+{
+    if (!reply->hello)
+        return s_fail (self, PS_EPROTO, "hello reply from %s without its settings", link->endpoint);
+    link->session = reply->hello->session;
+    link->registered = true;
+    uint32_t interval = reply->hello->heartbeat_ms;
+    if (interval && (!self->heartbeat_ms || interval < self->heartbeat_ms))
+        self->heartbeat_ms = interval;
+    if (!self->joined) {
+        self->joined = true;
+        self->staleness = reply->hello->staleness;
+        self->clock = reply->clock;
+        return PS_OK;
+    }
+    if (reply->hello->staleness != self->staleness)
+        return s_fail (self, PS_EGROUP,
+                       "brokers of one group disagree: %s has staleness %d, another %d",
+                       link->endpoint, reply->hello->staleness, self->staleness);
+    if (reply->clock != self->clock)
+        return s_fail (self, PS_EGROUP,
+                       "brokers of one group disagree on the job's clock: %s says %" PRId64
+                       ", another %" PRId64 " (was one restarted?)",
+                       link->endpoint, reply->clock, self->clock);
+    return PS_OK;
 }
 
 static int
-s_take_reply (ps_worker_t *self, pending_t *pending, const ps_envelope_t *reply, size_t nframes)
+s_take_reply (ps_worker_t *self, uint32_t link, pending_t *pending, const ps_envelope_t *reply,
+              size_t nframes)
 {
+    const char *endpoint = self->links[link].endpoint;
     if (reply->type == PSMQ__MSG_TYPE__ERROR) {
         int code = reply->error ? reply->error->code : 0;
         if (pending->type == PSMQ__MSG_TYPE__CLOCK)
             self->clock = pending->clock; //  the broker did not advance us
-        return s_fail (self, s_broker_status (code), "broker: %s",
+        return s_fail (self, s_broker_status (code), "broker %s%s: %s", endpoint,
+                       pending->type == PSMQ__MSG_TYPE__HELLO ? " refused hello" : "",
                        reply->error ? reply->error->message : "error without detail");
     }
     if ((int)reply->type != pending->type)
-        return s_fail (self, PS_EPROTO, "%s reply to a %s request",
-                       ps_codec_type_name (reply->type), ps_codec_type_name (pending->type));
+        return s_fail (self, PS_EPROTO, "%s reply from %s to a %s request",
+                       ps_codec_type_name (reply->type), endpoint,
+                       ps_codec_type_name (pending->type));
     switch (pending->type) {
-    case PSMQ__MSG_TYPE__PULL: return s_take_pull (self, pending, reply, nframes);
+    case PSMQ__MSG_TYPE__HELLO: return s_take_hello (self, &self->links[link], reply);
+    case PSMQ__MSG_TYPE__PULL: return s_take_pull (self, link, pending, reply, nframes);
     case PSMQ__MSG_TYPE__CLOCK:
         if (reply->clock != pending->clock + 1)
-            return s_fail (self, PS_EPROTO, "clock reply %" PRId64 ", expected %" PRId64,
-                           reply->clock, pending->clock + 1);
+            return s_fail (self, PS_EPROTO, "clock reply %" PRId64 " from %s, expected %" PRId64,
+                           reply->clock, endpoint, pending->clock + 1);
         return PS_OK;
     case PSMQ__MSG_TYPE__INFO:
         *pending->info = strdup (reply->info);
         return *pending->info ? PS_OK : s_fail (self, PS_ENOMEM, "out of memory");
     default: return PS_OK;
     }
+}
+
+//  Settle one link's (part of a) reply: the ticket completes when every
+//  link it went to has answered in full, or at the first failure
+static void
+s_settle (ps_worker_t *self, uint32_t link, pending_t *pending, const ps_envelope_t *reply,
+          size_t nframes)
+{
+    if (pending->complete || s_linkset_has (&pending->answered, link))
+        return; //  a late part after a failure elsewhere, or a duplicate
+    int status = s_take_reply (self, link, pending, reply, nframes);
+    if (reply->min_clock)
+        self->links[link].min_clock = reply->min_clock;
+    if (status != PS_OK) {
+        pending->status = status;
+        pending->complete = true;
+        return;
+    }
+    //  A pull reply in parts: this link is done with its last part
+    if (reply->more)
+        return;
+    s_linkset_add (&pending->answered, link);
+    if (!s_linkset_equal (&pending->answered, &pending->sent))
+        return;
+    pending->complete = true;
+    if (pending->type == PSMQ__MSG_TYPE__PULL)
+        pending->status = s_check_pull_filled (self, pending);
 }
 
 static int
@@ -479,25 +648,18 @@ s_reserve_frames (ps_worker_t *self, size_t count)
     return 0;
 }
 
-//  Receive one message (waiting up to timeout_ms) and settle its ticket.
-//  PS_OK when a message was handled, PS_ETIMEOUT, PS_EINTR.
+//  Receive one whole message from a link that has one waiting, and settle
+//  its ticket. PS_OK, or PS_ENOMEM / PS_EINTR / PS_ECONNECT.
 static int
-s_receive_one (ps_worker_t *self, int timeout_ms)
+s_receive_from (ps_worker_t *self, uint32_t link)
 {
-    if (!self->dealer)
-        return s_fail (self, PS_ECONNECT, "no connection to %s", self->broker);
-    zmq_pollitem_t items[] = {{self->dealer, 0, ZMQ_POLLIN, 0}};
-    int rc = zmq_poll (items, 1, timeout_ms);
-    if (rc == -1)
-        return zmq_errno () == EINTR ? PS_EINTR : s_fail (self, PS_ECONNECT, "poll failed");
-    if (rc == 0)
-        return PS_ETIMEOUT;
-
+    void *dealer = self->links[link].dealer;
     zmq_msg_t head;
     zmq_msg_init (&head);
-    if (zmq_msg_recv (&head, self->dealer, 0) == -1) {
+    if (zmq_msg_recv (&head, dealer, ZMQ_DONTWAIT) == -1) {
         zmq_msg_close (&head);
-        return zmq_errno () == EINTR ? PS_EINTR : PS_ECONNECT;
+        int error = zmq_errno ();
+        return error == EAGAIN ? PS_OK : error == EINTR ? PS_EINTR : PS_ECONNECT;
     }
     size_t nframes = 0;
     bool more = zmq_msg_more (&head);
@@ -507,7 +669,7 @@ s_receive_one (ps_worker_t *self, int timeout_ms)
             //  More frames than any reply may carry: read the rest, keep none
             zmq_msg_t extra;
             zmq_msg_init (&extra);
-            zmq_msg_recv (&extra, self->dealer, 0);
+            zmq_msg_recv (&extra, dealer, 0);
             more = zmq_msg_more (&extra);
             zmq_msg_close (&extra);
             overflow = true;
@@ -520,7 +682,7 @@ s_receive_one (ps_worker_t *self, int timeout_ms)
             return s_fail (self, PS_ENOMEM, "out of memory receiving a reply");
         }
         zmq_msg_init (&self->frames[nframes]);
-        zmq_msg_recv (&self->frames[nframes], self->dealer, 0);
+        zmq_msg_recv (&self->frames[nframes], dealer, 0);
         more = zmq_msg_more (&self->frames[nframes]);
         nframes++;
     }
@@ -531,23 +693,57 @@ s_receive_one (ps_worker_t *self, int timeout_ms)
     if (overflow)
         ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_TOO_LARGE, "a message of more than %d frames",
                         PS_MAX_SLICES);
+    const char *endpoint = self->links[link].endpoint;
     pending_t *pending = reply && reply->reply ? s_pending_find (self, reply->seq) : NULL;
     if (!reply)
-        s_fail (self, PS_EPROTO, "reply from the broker does not parse: %s", problem.message);
+        s_fail (self, PS_EPROTO, "reply from %s does not parse: %s", endpoint, problem.message);
     else if (!pending && reply->type == PSMQ__MSG_TYPE__ERROR && reply->error)
         //  An error we cannot pair (our message did not even parse)
-        s_fail (self, s_broker_status (reply->error->code), "broker: %s", reply->error->message);
-    else if (pending && !pending->complete) {
-        pending->status = s_take_reply (self, pending, reply, nframes);
-        //  A pull reply in parts completes with its last part (or an error)
-        pending->complete = !reply->more || pending->status != PS_OK;
-        if (reply->min_clock)
-            self->min_clock = reply->min_clock;
-    }
+        s_fail (self, s_broker_status (reply->error->code), "broker %s: %s", endpoint,
+                reply->error->message);
+    else if (pending && s_linkset_has (&pending->sent, link))
+        s_settle (self, link, pending, reply, nframes);
     zmq_msg_close (&head);
     for (size_t i = 0; i < nframes; i++)
         zmq_msg_close (&self->frames[i]);
     return PS_OK;
+}
+
+//  Wait up to timeout_ms for messages on any link and handle every one
+//  that is ready. PS_OK when something was handled, PS_ETIMEOUT, PS_EINTR.
+static int
+s_receive (ps_worker_t *self, int timeout_ms)
+{
+    for (uint32_t link = 0; link < self->nlinks; link++) {
+        if (!self->links[link].dealer)
+            return s_fail (self, PS_ECONNECT, "no connection to %s", self->links[link].endpoint);
+        self->items[link] = (zmq_pollitem_t){self->links[link].dealer, 0, ZMQ_POLLIN, 0};
+    }
+    int rc = zmq_poll (self->items, (int)self->nlinks, timeout_ms);
+    if (rc == -1)
+        return zmq_errno () == EINTR ? PS_EINTR : s_fail (self, PS_ECONNECT, "poll failed");
+    if (rc == 0)
+        return PS_ETIMEOUT;
+    for (uint32_t link = 0; link < self->nlinks; link++) {
+        if (!(self->items[link].revents & ZMQ_POLLIN))
+            continue;
+        int status = s_receive_from (self, link);
+        if (status)
+            return status;
+    }
+    return PS_OK;
+}
+
+//  Name the links a pending request still waits for, for a timeout message
+static void
+s_silent_links (ps_worker_t *self, const pending_t *pending, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (uint32_t link = 0; link < self->nlinks && used < size; link++)
+        if (s_linkset_has (&pending->sent, link) && !s_linkset_has (&pending->answered, link))
+            used += (size_t)snprintf (out + used, size - used, "%s%s", used ? ", " : "",
+                                      self->links[link].endpoint);
 }
 
 int
@@ -570,10 +766,15 @@ ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms)
             return status;
         }
         int64_t left = deadline - s_now_ms ();
-        if (left <= 0)
-            return s_fail (self, PS_ETIMEOUT, "no %s reply from %s within %d ms",
-                           ps_codec_type_name (pending->type), self->broker, timeout_ms);
-        int rc = s_receive_one (self, (int)left);
+        if (left <= 0) {
+            char silent[512];
+            s_silent_links (self, pending, silent, sizeof silent);
+            return s_fail (self, PS_ETIMEOUT, "no %s reply from %s within %d ms%s",
+                           ps_codec_type_name (pending->type), silent, timeout_ms,
+                           pending->type == PSMQ__MSG_TYPE__HELLO ? ": is psbroker running there?"
+                                                                  : "");
+        }
+        int rc = s_receive (self, (int)left);
         if (rc == PS_EINTR || rc == PS_ECONNECT || rc == PS_ENOMEM)
             return rc;
     }
@@ -584,11 +785,7 @@ ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms)
 static int
 s_wait_or_forget (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms)
 {
-    int status = ps_worker_wait (self, ticket, timeout_ms);
-    pending_t *pending = s_pending_find (self, ticket);
-    if (pending)
-        s_pending_remove (self, pending);
-    return status;
+    return s_abandon (self, ticket, ps_worker_wait (self, ticket, timeout_ms));
 }
 
 size_t
@@ -605,16 +802,19 @@ s_destroy (ps_worker_t *self)
     s_heartbeat_stop (self);
     while (self->npending)
         s_pending_remove (self, &self->pending[0]);
-    if (self->dealer) {
-        int linger = 0;
-        zmq_setsockopt (self->dealer, ZMQ_LINGER, &linger, sizeof linger);
-        zmq_close (self->dealer);
-    }
+    for (uint32_t link = 0; self->links && link < self->nlinks; link++)
+        if (self->links[link].dealer)
+            zmq_close (self->links[link].dealer); //  linger 0, set at creation
     if (self->context)
         zmq_ctx_term (self->context);
     //  After zmq_ctx_term: libzmq has released every pooled frame
     ps_framepool_destroy (&self->pool);
     ps_codec_destroy (&self->codec);
+    for (uint32_t link = 0; self->links && link < self->nlinks; link++)
+        free (self->links[link].endpoint);
+    free (self->links);
+    free (self->items);
+    free (self->plan);
     free (self->pending);
     free (self->slices);
     free (self->slice_ptrs);
@@ -623,9 +823,9 @@ s_destroy (ps_worker_t *self)
     free (self);
 }
 
-//  A DEALER with our options and routing id, connected to the broker
+//  A DEALER with our options and routing id, connected to one broker
 static void *
-s_dealer_new (ps_worker_t *self)
+s_dealer_new (ps_worker_t *self, const char *endpoint)
 {
     void *dealer = zmq_socket (self->context, ZMQ_DEALER);
     if (!dealer)
@@ -640,19 +840,53 @@ s_dealer_new (ps_worker_t *self)
     zmq_setsockopt (dealer, ZMQ_SNDTIMEO, &timeout, sizeof timeout);
     zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (dealer, ZMQ_ROUTING_ID, self->routing_id, sizeof self->routing_id);
-    if (zmq_connect (dealer, self->broker)) {
+    if (zmq_connect (dealer, endpoint)) {
         zmq_close (dealer);
         return NULL;
     }
     return dealer;
 }
 
+//  Split the endpoint list ("a,b,c") into links, in shard order
 static int
-s_open (ps_worker_t *self, const char *endpoint)
+s_parse_group (ps_worker_t *self, const char *list)
 {
+    uint32_t count = 1;
+    for (const char *c = list; *c; c++)
+        count += *c == ',';
+    if (count > PS_MAX_SHARDS)
+        return s_fail (self, PS_EINVAL, "%u brokers in the list, at most %d", count, PS_MAX_SHARDS);
+    self->links = calloc (count, sizeof *self->links);
+    self->items = calloc (count, sizeof *self->items);
+    if (!self->links || !self->items)
+        return s_fail (self, PS_ENOMEM, "out of memory");
+    const char *start = list;
+    for (uint32_t link = 0; link < count; link++) {
+        const char *end = strchr (start, ',');
+        size_t length = end ? (size_t)(end - start) : strlen (start);
+        if (length == 0 || length > PS_MAX_ENDPOINT_LEN)
+            return s_fail (self, PS_EINVAL, "broker %u of the list '%.300s' is %s", link, list,
+                           length ? "too long" : "empty");
+        self->links[link].endpoint = strndup (start, length);
+        if (!self->links[link].endpoint)
+            return s_fail (self, PS_ENOMEM, "out of memory");
+        self->nlinks++;
+        start += length + 1;
+    }
+    return PS_OK;
+}
+
+static int
+s_open (ps_worker_t *self, const char *list)
+{
+    int status = s_parse_group (self, list);
+    if (status)
+        return status;
     self->context = zmq_ctx_new ();
     if (!self->context)
         return s_fail (self, PS_ECONNECT, "cannot create a ZeroMQ context");
+    int io_threads = self->nlinks < MAX_IO_THREADS ? (int)self->nlinks : MAX_IO_THREADS;
+    zmq_ctx_set (self->context, ZMQ_IO_THREADS, io_threads);
     //  Our own routing id survives a reconnect: the broker keeps knowing us
     self->routing_id[0] = 'W';
     for (size_t i = 1; i < sizeof self->routing_id; i++)
@@ -660,84 +894,70 @@ s_open (ps_worker_t *self, const char *endpoint)
     self->pool = ps_framepool_new (PS_CHUNK_BYTES, 256);
     if (!self->pool)
         return s_fail (self, PS_ENOMEM, "out of memory");
-    self->dealer = s_dealer_new (self);
-    if (!self->dealer)
-        return s_fail (self, PS_ECONNECT, "cannot connect to '%s': %s", endpoint,
-                       zmq_strerror (zmq_errno ()));
+    for (uint32_t link = 0; link < self->nlinks; link++) {
+        self->links[link].dealer = s_dealer_new (self, self->links[link].endpoint);
+        if (!self->links[link].dealer)
+            return s_fail (self, PS_ECONNECT, "cannot connect to '%s': %s",
+                           self->links[link].endpoint, zmq_strerror (zmq_errno ()));
+    }
     return PS_OK;
 }
 
+//  Register with every broker of the group at once
 static int
 s_hello (ps_worker_t *self)
 {
     pending_t *pending = s_pending_add (self, PSMQ__MSG_TYPE__HELLO);
+    char **group = calloc (self->nlinks, sizeof *group);
+    if (!pending || !group) {
+        free (group);
+        return s_fail (self, PS_ENOMEM, "out of memory");
+    }
+    ps_ticket_t ticket = pending->seq;
+    for (uint32_t link = 0; link < self->nlinks; link++)
+        group[link] = self->links[link].endpoint;
+    int status = PS_OK;
+    for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
+        ps_envelope_t request;
+        s_envelope_init (self, &request, PSMQ__MSG_TYPE__HELLO, ticket);
+        Psmq__Hello hello = PSMQ__HELLO__INIT;
+        hello.world_size = self->options.world_size;
+        hello.weight = self->options.local_workers > 1 ? self->options.local_workers : 1;
+        hello.shard = link;
+        hello.shards = self->nlinks;
+        if (self->nlinks > 1) {
+            hello.group = group;
+            hello.n_group = self->nlinks;
+        }
+        request.hello = &hello;
+        status = s_send_part (self, link, ticket, &request, NULL, false);
+    }
+    free (group);
+    status = status ? s_abandon (self, ticket, status)
+                    : s_wait_or_forget (self, ticket, self->options.timeout_ms);
+    return status ? status : s_heartbeat_start (self);
+}
+
+//  Say BYE to every broker that registered us; a bounded wait
+static int
+s_leave (ps_worker_t *self)
+{
+    pending_t *pending = s_pending_add (self, PSMQ__MSG_TYPE__BYE);
     if (!pending)
         return PS_ENOMEM;
-    uint64_t seq = pending->seq;
     ps_envelope_t request;
-    s_envelope_init (self, &request, PSMQ__MSG_TYPE__HELLO, seq);
-    Psmq__Hello hello = PSMQ__HELLO__INIT;
-    hello.world_size = self->options.world_size;
-    hello.weight = self->options.local_workers > 1 ? self->options.local_workers : 1;
-    request.hello = &hello;
-    int status = s_send (self, &request, NULL, false);
-    if (status)
-        return status;
-
-    //  The HELLO reply carries what we need, so receive it here directly
-    int64_t deadline = s_now_ms () + self->options.timeout_ms;
-    zmq_pollitem_t items[] = {{self->dealer, 0, ZMQ_POLLIN, 0}};
-    while (true) {
-        int64_t left = deadline - s_now_ms ();
-        if (left <= 0)
-            return s_fail (self, PS_ETIMEOUT,
-                           "no answer from %s within %d ms: is psbroker running there?",
-                           self->broker, self->options.timeout_ms);
-        int rc = zmq_poll (items, 1, (long)left);
-        if (rc == -1)
-            return zmq_errno () == EINTR ? PS_EINTR : PS_ECONNECT;
-        if (rc == 0)
-            continue;
-        zmq_msg_t msg;
-        zmq_msg_init (&msg);
-        zmq_msg_recv (&msg, self->dealer, 0);
-        bool more = zmq_msg_more (&msg);
-        ps_problem_t problem;
-        ps_envelope_t *reply =
-            ps_codec_decode (self->codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem);
-        if (reply && reply->reply && reply->seq == seq) {
-            if (reply->type == PSMQ__MSG_TYPE__ERROR)
-                status = s_fail (self, s_broker_status (reply->error ? reply->error->code : 0),
-                                 "broker refused hello: %s",
-                                 reply->error ? reply->error->message : "no detail");
-            else if (reply->type != PSMQ__MSG_TYPE__HELLO || !reply->hello)
-                status = s_fail (self, PS_EPROTO, "hello answered with %s",
-                                 ps_codec_type_name (reply->type));
-            else {
-                self->staleness = reply->hello->staleness;
-                self->clock = reply->clock;
-                self->min_clock = reply->min_clock;
-                status =
-                    s_heartbeat_start (self, reply->hello->session, reply->hello->heartbeat_ms);
-            }
-            zmq_msg_close (&msg);
-            while (more) {
-                zmq_msg_init (&msg);
-                zmq_msg_recv (&msg, self->dealer, 0);
-                more = zmq_msg_more (&msg);
-                zmq_msg_close (&msg);
-            }
-            s_pending_remove (self, s_pending_find (self, seq));
-            return status;
+    s_envelope_init (self, &request, PSMQ__MSG_TYPE__BYE, pending->seq);
+    ps_ticket_t ticket = pending->seq;
+    int status = PS_OK;
+    bool sent = false;
+    for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++)
+        if (self->links[link].registered) {
+            status = s_send_part (self, link, ticket, &request, NULL, false);
+            sent = true;
         }
-        zmq_msg_close (&msg);
-        while (more) {
-            zmq_msg_init (&msg);
-            zmq_msg_recv (&msg, self->dealer, 0);
-            more = zmq_msg_more (&msg);
-            zmq_msg_close (&msg);
-        }
-    }
+    if (status != PS_OK || !sent)
+        return s_abandon (self, ticket, status);
+    return s_wait_or_forget (self, ticket, BYE_TIMEOUT_MS);
 }
 
 ps_worker_t *
@@ -774,6 +994,8 @@ ps_worker_connect (const ps_worker_options_t *options, int *status_p)
     if (*status != PS_OK) {
         fprintf (stderr, "psworker: rank %u cannot join %s: %s\n", options->rank, options->broker,
                  self->error[0] ? self->error : ps_strerror (*status));
+        //  Brokers of the group that did take us must not wait for us
+        s_leave (self);
         s_destroy (self);
         return NULL;
     }
@@ -787,16 +1009,7 @@ ps_worker_close (ps_worker_t **self_p)
         return PS_EINVAL;
     ps_worker_t *self = *self_p;
     *self_p = NULL;
-    int status = PS_ENOMEM;
-    pending_t *pending = s_pending_add (self, PSMQ__MSG_TYPE__BYE);
-    if (pending) {
-        ps_envelope_t request;
-        s_envelope_init (self, &request, PSMQ__MSG_TYPE__BYE, pending->seq);
-        ps_ticket_t ticket = pending->seq;
-        status = s_send (self, &request, NULL, false);
-        if (status == PS_OK)
-            status = s_wait_or_forget (self, ticket, BYE_TIMEOUT_MS);
-    }
+    int status = s_leave (self);
     s_destroy (self);
     return status;
 }
@@ -811,6 +1024,12 @@ uint32_t
 ps_worker_world_size (const ps_worker_t *self)
 {
     return self->options.world_size;
+}
+
+uint32_t
+ps_worker_shards (const ps_worker_t *self)
+{
+    return self->nlinks;
 }
 
 int32_t
@@ -828,7 +1047,11 @@ ps_worker_current_clock (const ps_worker_t *self)
 int64_t
 ps_worker_min_clock (const ps_worker_t *self)
 {
-    return self->min_clock;
+    int64_t least = self->links[0].min_clock;
+    for (uint32_t link = 1; link < self->nlinks; link++)
+        if (self->links[link].min_clock < least)
+            least = self->links[link].min_clock;
+    return least;
 }
 
 const char *
@@ -857,37 +1080,67 @@ s_check_tensors (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
         slices += (tensors[i].count + CHUNK_FLOATS - 1) / CHUNK_FLOATS;
         bytes += tensors[i].count * sizeof (float);
     }
+    //  No broker's message carries more than all of it
     if (slices > PS_MAX_SLICES || bytes > (uint64_t)PS_MAX_MESSAGE_BYTES)
         return s_fail (self, PS_EINVAL,
                        "%" PRIu64 " bytes in %zu slices is more than one message may carry "
                        "(%lld bytes, %d slices): split the call",
                        bytes, slices, PS_MAX_MESSAGE_BYTES, PS_MAX_SLICES);
-    if (s_reserve_slices (self, slices))
+    if (s_reserve_slices (self, slices > ntensors ? slices : ntensors))
         return s_fail (self, PS_ENOMEM, "out of memory");
     *nslices = slices;
     return PS_OK;
 }
 
-//  Lay the tensors out as slices of at most CHUNK_FLOATS; sources (when
-//  not NULL) gets each slice's data pointer
+//  Check the tensors and lay them over the group: self->plan[i * nlinks + l]
+//  is tensor i's part on link l (count 0 when it has none)
+static int
+s_plan (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, size_t *nslices)
+{
+    int status = s_check_tensors (self, tensors, ntensors, nslices);
+    if (status)
+        return status;
+    size_t needed = ntensors * self->nlinks;
+    if (needed > self->plan_capacity) {
+        ps_part_t *plan = realloc (self->plan, needed * sizeof *plan);
+        if (!plan)
+            return s_fail (self, PS_ENOMEM, "out of memory");
+        self->plan = plan;
+        self->plan_capacity = needed;
+    }
+    memset (self->plan, 0, needed * sizeof *self->plan);
+    ps_part_t parts[PS_MAX_SHARDS];
+    for (size_t i = 0; i < ntensors; i++) {
+        size_t nparts = ps_partition (tensors[i].key, tensors[i].count, self->nlinks, parts);
+        for (size_t p = 0; p < nparts; p++)
+            self->plan[i * self->nlinks + parts[p].shard] = parts[p];
+    }
+    return PS_OK;
+}
+
+//  Lay out link's parts of the tensors as slices of at most CHUNK_FLOATS,
+//  offsets within each part; sources (when not NULL) gets each slice's data
 static size_t
-s_chunk_tensors (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
-                 const float **sources)
+s_chunk_link (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t link,
+              const float **sources)
 {
     size_t used = 0;
-    for (size_t i = 0; i < ntensors; i++)
-        for (size_t offset = 0; offset < tensors[i].count; offset += CHUNK_FLOATS) {
-            size_t left = tensors[i].count - offset;
-            size_t count = left < CHUNK_FLOATS ? left : CHUNK_FLOATS;
-            s_slice (self, used, tensors[i].key, offset, count, tensors[i].count);
+    for (size_t i = 0; i < ntensors; i++) {
+        const ps_part_t *part = &self->plan[i * self->nlinks + link];
+        for (uint64_t offset = 0; offset < part->count; offset += CHUNK_FLOATS) {
+            uint64_t left = part->count - offset;
+            uint64_t count = left < CHUNK_FLOATS ? left : CHUNK_FLOATS;
+            s_slice (self, used, tensors[i].key, offset, count, part->count);
             if (sources)
-                sources[used] = tensors[i].data + offset;
+                sources[used] = tensors[i].data + part->offset + offset;
             used++;
         }
+    }
     return used;
 }
 
-//  Lay out and send a push; lend: frames point into the caller's tensors
+//  Lay out and send a push to every broker holding a part of its tensors;
+//  lend: frames point into the caller's tensors
 static int
 s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t grad_count,
         ps_ticket_t *ticket, bool lend)
@@ -895,7 +1148,7 @@ s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t
     if (!self || !ticket)
         return PS_EINVAL;
     size_t nslices = 0;
-    int status = s_check_tensors (self, tensors, ntensors, &nslices);
+    int status = s_plan (self, tensors, ntensors, &nslices);
     if (status)
         return status;
     const float **sources = malloc (nslices * sizeof *sources);
@@ -904,17 +1157,18 @@ s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t
         free (sources);
         return s_fail (self, PS_ENOMEM, "out of memory");
     }
-    ps_envelope_t request;
-    s_envelope_init (self, &request, PSMQ__MSG_TYPE__PUSH, pending->seq);
-    request.grad_count = grad_count ? grad_count : 1;
-    request.n_slices = s_chunk_tensors (self, tensors, ntensors, sources);
-    request.slices = self->slice_ptrs;
     *ticket = pending->seq;
-    status = s_send (self, &request, sources, lend);
+    for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
+        ps_envelope_t request;
+        s_envelope_init (self, &request, PSMQ__MSG_TYPE__PUSH, *ticket);
+        request.grad_count = grad_count ? grad_count : 1;
+        request.n_slices = s_chunk_link (self, tensors, ntensors, link, sources);
+        request.slices = self->slice_ptrs;
+        if (request.n_slices)
+            status = s_send_part (self, link, *ticket, &request, sources, lend);
+    }
     free (sources);
-    if (status)
-        s_pending_remove (self, s_pending_find (self, *ticket));
-    return status;
+    return status ? s_abandon (self, *ticket, status) : PS_OK;
 }
 
 int
@@ -923,34 +1177,43 @@ ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors, 
     if (!self || !ticket)
         return PS_EINVAL;
     size_t nslices = 0;
-    int status = s_check_tensors (self, tensors, ntensors, &nslices);
+    int status = s_plan (self, tensors, ntensors, &nslices);
     if (status)
         return status;
-    if (s_reserve_slices (self, ntensors))
-        return s_fail (self, PS_ENOMEM, "out of memory");
+    size_t plan_bytes = ntensors * self->nlinks * sizeof *self->plan;
     ps_tensor_t *copy = malloc (ntensors * sizeof *copy);
+    ps_part_t *plan = malloc (plan_bytes);
     uint64_t *filled = calloc (ntensors, sizeof *filled);
-    pending_t *pending = copy && filled ? s_pending_add (self, PSMQ__MSG_TYPE__PULL) : NULL;
+    pending_t *pending = copy && plan && filled ? s_pending_add (self, PSMQ__MSG_TYPE__PULL) : NULL;
     if (!pending) {
         free (copy);
+        free (plan);
         free (filled);
         return s_fail (self, PS_ENOMEM, "out of memory");
     }
     memcpy (copy, tensors, ntensors * sizeof *copy);
+    memcpy (plan, self->plan, plan_bytes);
     pending->tensors = copy;
+    pending->plan = plan;
     pending->filled = filled;
     pending->ntensors = ntensors;
-    ps_envelope_t request;
-    s_envelope_init (self, &request, PSMQ__MSG_TYPE__PULL, pending->seq);
-    for (size_t i = 0; i < ntensors; i++)
-        s_slice (self, i, tensors[i].key, 0, tensors[i].count, 0);
-    request.n_slices = ntensors;
-    request.slices = self->slice_ptrs;
     *ticket = pending->seq;
-    status = s_send (self, &request, NULL, false);
-    if (status)
-        s_pending_remove (self, s_pending_find (self, *ticket));
-    return status;
+    for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
+        size_t used = 0;
+        for (size_t i = 0; i < ntensors; i++) {
+            const ps_part_t *part = &self->plan[i * self->nlinks + link];
+            if (part->count)
+                s_slice (self, used++, tensors[i].key, 0, part->count, 0);
+        }
+        if (used == 0)
+            continue;
+        ps_envelope_t request;
+        s_envelope_init (self, &request, PSMQ__MSG_TYPE__PULL, *ticket);
+        request.n_slices = used;
+        request.slices = self->slice_ptrs;
+        status = s_send_part (self, link, *ticket, &request, NULL, false);
+    }
+    return status ? s_abandon (self, *ticket, status) : PS_OK;
 }
 
 int
@@ -965,13 +1228,11 @@ ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket)
     ps_envelope_t request;
     s_envelope_init (self, &request, PSMQ__MSG_TYPE__CLOCK, pending->seq);
     *ticket = pending->seq;
-    int status = s_send (self, &request, NULL, false);
-    if (status) {
-        s_pending_remove (self, s_pending_find (self, *ticket));
-        return status;
-    }
-    //  The broker advances us on receipt: pushes sent from now on belong
-    //  to the next clock, even before the bound lets the reply come
+    int status = s_send_all (self, *ticket, &request);
+    if (status)
+        return s_abandon (self, *ticket, status);
+    //  The brokers advance us on receipt: pushes sent from now on belong
+    //  to the next clock, even before the bound lets the replies come
     self->clock++;
     return PS_OK;
 }
@@ -984,26 +1245,30 @@ ps_worker_push_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t nten
 }
 
 //  Wait until libzmq has released every frame lent from the caller's
-//  memory. By the time the reply comes the broker has them all, so this
-//  is normally at once. When the broker never answered, the frames may sit
-//  in the socket's queue: closing the socket (linger 0) makes libzmq's
-//  reaper thread drop them whatever this thread does, and a new socket
-//  with our routing id takes its place, so the broker still knows us.
+//  memory. By the time the replies come the brokers have them all, so this
+//  is normally at once. When a broker never answered, the frames may sit
+//  in a socket's queue: closing the sockets (linger 0) makes libzmq's
+//  reaper thread drop them whatever this thread does, and new sockets
+//  with our routing id take their place, so the brokers still know us.
 static void
 s_reclaim_lent (ps_worker_t *self)
 {
     int64_t deadline = s_now_ms () + 200;
+    bool closed = false;
     while (atomic_load_explicit (&self->lent, memory_order_acquire) > 0) {
-        if (self->dealer && s_now_ms () > deadline) {
-            zmq_close (self->dealer);
-            self->dealer = NULL;
+        if (!closed && s_now_ms () > deadline) {
+            for (uint32_t link = 0; link < self->nlinks; link++) {
+                zmq_close (self->links[link].dealer);
+                self->links[link].dealer = NULL;
+            }
+            closed = true;
         }
         sched_yield ();
     }
-    if (!self->dealer) {
-        self->dealer = s_dealer_new (self);
-        if (!self->dealer)
-            s_fail (self, PS_ECONNECT, "cannot reconnect to %s", self->broker);
+    for (uint32_t link = 0; closed && link < self->nlinks; link++) {
+        self->links[link].dealer = s_dealer_new (self, self->links[link].endpoint);
+        if (!self->links[link].dealer)
+            s_fail (self, PS_ECONNECT, "cannot reconnect to %s", self->links[link].endpoint);
     }
 }
 
@@ -1038,6 +1303,19 @@ ps_worker_clock (ps_worker_t *self)
     return status ? status : s_wait_or_forget (self, ticket, -1);
 }
 
+static void
+s_optim_to_wire (const ps_optim_settings_t *optim, Psmq__Optim *settings)
+{
+    psmq__optim__init (settings);
+    settings->kind = (Psmq__OptimKind)optim->kind;
+    settings->lr = optim->lr;
+    settings->momentum = optim->momentum;
+    settings->beta1 = optim->beta1;
+    settings->beta2 = optim->beta2;
+    settings->eps = optim->eps;
+    settings->decay_steps = optim->decay_steps;
+}
+
 int
 ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *initial,
                 const ps_optim_settings_t *optim)
@@ -1049,7 +1327,7 @@ ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *i
     if (!initial)
         tensor.data = &placeholder; //  passes the check; nothing is sent
     size_t nslices = 0;
-    int status = s_check_tensors (self, &tensor, 1, &nslices);
+    int status = s_plan (self, &tensor, 1, &nslices);
     if (status)
         return status;
     const float **sources = malloc (nslices * sizeof *sources);
@@ -1058,42 +1336,39 @@ ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *i
         free (sources);
         return s_fail (self, PS_ENOMEM, "out of memory");
     }
-    ps_envelope_t request;
-    s_envelope_init (self, &request, PSMQ__MSG_TYPE__INIT, pending->seq);
-    Psmq__Optim settings = PSMQ__OPTIM__INIT;
-    if (optim) {
-        settings.kind = (Psmq__OptimKind)optim->kind;
-        settings.lr = optim->lr;
-        settings.momentum = optim->momentum;
-        settings.beta1 = optim->beta1;
-        settings.beta2 = optim->beta2;
-        settings.eps = optim->eps;
-        settings.decay_steps = optim->decay_steps;
-        request.optim = &settings;
-    }
-    if (initial)
-        request.n_slices = s_chunk_tensors (self, &tensor, 1, sources);
-    else {
-        s_slice (self, 0, key, 0, 0, count);
-        request.n_slices = 1;
-    }
-    request.slices = self->slice_ptrs;
+    Psmq__Optim settings;
+    if (optim)
+        s_optim_to_wire (optim, &settings);
     ps_ticket_t ticket = pending->seq;
-    status = s_send (self, &request, initial ? sources : NULL, false);
-    free (sources);
-    if (status) {
-        s_pending_remove (self, s_pending_find (self, ticket));
-        return status;
+    //  Each broker creates its part as a key of its own size
+    for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
+        const ps_part_t *part = &self->plan[link];
+        if (!part->count)
+            continue;
+        ps_envelope_t request;
+        s_envelope_init (self, &request, PSMQ__MSG_TYPE__INIT, ticket);
+        request.optim = optim ? &settings : NULL;
+        if (initial)
+            request.n_slices = s_chunk_link (self, &tensor, 1, link, sources);
+        else {
+            s_slice (self, 0, key, 0, 0, part->count);
+            request.n_slices = 1;
+        }
+        request.slices = self->slice_ptrs;
+        status = s_send_part (self, link, ticket, &request, initial ? sources : NULL, false);
     }
-    return s_wait_or_forget (self, ticket, -1);
+    free (sources);
+    return status ? s_abandon (self, ticket, status) : s_wait_or_forget (self, ticket, -1);
 }
 
 int
-ps_worker_info (ps_worker_t *self, char **json)
+ps_worker_info_shard (ps_worker_t *self, uint32_t shard, char **json)
 {
     if (!self || !json)
         return PS_EINVAL;
     *json = NULL;
+    if (shard >= self->nlinks)
+        return s_fail (self, PS_EINVAL, "shard %u of a group of %u", shard, self->nlinks);
     pending_t *pending = s_pending_add (self, PSMQ__MSG_TYPE__INFO);
     if (!pending)
         return s_fail (self, PS_ENOMEM, "out of memory");
@@ -1101,12 +1376,14 @@ ps_worker_info (ps_worker_t *self, char **json)
     ps_envelope_t request;
     s_envelope_init (self, &request, PSMQ__MSG_TYPE__INFO, pending->seq);
     ps_ticket_t ticket = pending->seq;
-    int status = s_send (self, &request, NULL, false);
-    if (status) {
-        s_pending_remove (self, s_pending_find (self, ticket));
-        return status;
-    }
-    return s_wait_or_forget (self, ticket, -1);
+    int status = s_send_part (self, shard, ticket, &request, NULL, false);
+    return status ? s_abandon (self, ticket, status) : s_wait_or_forget (self, ticket, -1);
+}
+
+int
+ps_worker_info (ps_worker_t *self, char **json)
+{
+    return ps_worker_info_shard (self, 0, json);
 }
 
 int
@@ -1114,6 +1391,9 @@ ps_worker_query_info (const char *broker, int timeout_ms, char **json)
 {
     if (!broker || !json)
         return PS_EINVAL;
+    *json = NULL;
+    if (strchr (broker, ','))
+        return PS_EINVAL; //  one broker at a time
     //  An unregistered worker: INFO is the one request that needs no HELLO
     ps_worker_t *self = calloc (1, sizeof *self);
     if (!self)

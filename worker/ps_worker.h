@@ -1,10 +1,16 @@
 /*  =========================================================================
     ps_worker - the psmq worker library
 
-    Connects a training process to a psbroker: register, create parameters,
-    push gradients, pull parameters and advance the clock, with the
-    broker's BSP / SSP / ASP semantics. Plain C types only; link with
-    `pkg-config --libs psworker`.
+    Connects a training process to a psbroker, or to a group of them:
+    register, create parameters, push gradients, pull parameters and
+    advance the clock, with the broker's BSP / SSP / ASP semantics. Plain
+    C types only; link with `pkg-config --libs psworker`.
+
+    A group of brokers is given as their endpoints, comma-separated, in
+    shard order ("tcp://a:5555,tcp://b:5555"). Each key is then split by
+    the rule of docs/groups.md: a push or pull sends each broker its part
+    of every key at once and completes when all have answered; a clock
+    completes when every broker has let the worker pass.
 
     Threads: a ps_worker_t belongs to the thread that connected it; use one
     per thread. The library runs one helper thread of its own per worker
@@ -54,7 +60,8 @@ typedef enum {
     PS_EKEY_EXISTS = -110,     //  key exists with another size
     PS_EOPTIM = -111,          //  optimizer settings refused
     PS_EFULL = -112,           //  the broker cannot take more
-    PS_ESHUTDOWN = -113        //  the broker is stopping
+    PS_ESHUTDOWN = -113,       //  the broker is stopping
+    PS_EGROUP = -114           //  the brokers' group differs from the worker's
 } ps_status_t;
 
 //  A short description of a status, e.g. "no reply within the timeout"
@@ -81,7 +88,9 @@ typedef struct {
 } ps_optim_settings_t;
 
 typedef struct {
-    const char *broker;     //  endpoint, e.g. "tcp://10.0.0.1:5555"
+    const char *broker;     //  endpoint, e.g. "tcp://10.0.0.1:5555", or a
+                            //  group's endpoints in shard order, comma-
+                            //  separated: "tcp://a:5555,tcp://b:5555"
     uint32_t rank;          //  this worker's rank, 0 .. world_size-1
     uint32_t world_size;    //  workers in the job; must match the broker
     int timeout_ms;         //  reply timeout of each call (default 30 s)
@@ -107,11 +116,13 @@ int ps_worker_close (ps_worker_t **self_p);
 
 uint32_t ps_worker_rank (const ps_worker_t *self);
 uint32_t ps_worker_world_size (const ps_worker_t *self);
+//  Brokers in the group (1 for a single broker)
+uint32_t ps_worker_shards (const ps_worker_t *self);
 //  The broker's staleness: 0 BSP, N SSP, -1 ASP
 int32_t ps_worker_staleness (const ps_worker_t *self);
 //  Clocks this worker has finished
 int64_t ps_worker_current_clock (const ps_worker_t *self);
-//  The slowest live clock in the broker's last reply
+//  The slowest live clock in the brokers' last replies (the least of them)
 int64_t ps_worker_min_clock (const ps_worker_t *self);
 //  Detail of the last failure, "" if none
 const char *ps_worker_error (const ps_worker_t *self);
@@ -155,11 +166,14 @@ int ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms);
 //  Tickets sent and not yet collected
 size_t ps_worker_pending (const ps_worker_t *self);
 
-//  The broker's status as a JSON object; *json is the caller's to free()
+//  The broker's status as a JSON object (shard 0's in a group); *json is
+//  the caller's to free()
 int ps_worker_info (ps_worker_t *self, char **json);
+//  The status of one broker of the group, 0 .. ps_worker_shards - 1
+int ps_worker_info_shard (ps_worker_t *self, uint32_t shard, char **json);
 
-//  Ask a broker for INFO without registering (for tools). timeout_ms < 0
-//  means the default. *json is the caller's to free().
+//  Ask one broker (a single endpoint) for INFO without registering (for
+//  tools). timeout_ms < 0 means the default. *json is the caller's to free().
 int ps_worker_query_info (const char *broker, int timeout_ms, char **json);
 
 #ifdef __cplusplus
