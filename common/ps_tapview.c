@@ -27,11 +27,22 @@
     subscribing to everything and filtering here (costs the broker and the
     network every record), and regular expressions (the few names we have
     fit in sets).
+
+    Records of a broker group carry their broker's place (shard, shards):
+    the text line names it ("b1/3") and JSON adds two fields, both only
+    when shards > 1, so that a broker alone looks exactly as it did before
+    groups. Pairing keys a request on its shard as well as its peer,
+    worker and seq, because a worker of a group sends the same seq to
+    every broker; it is here rather than in pstap so that it is tested on
+    its own. Rejected: keying on the peer alone (two ROUTERs may hand out
+    the same routing id), and emitting shard fields for every record (the
+    JSON of a broker alone would change for no information).
     ========================================================================= */
 
 #include "ps_tapview.h"
 
 #include <assert.h>
+#include <czmq.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -255,6 +266,12 @@ ps_tapview_json (const ps_tap_record_t *record, char *buffer, size_t size)
     s_json_int (&out, "slowest", record->slowest, record->slowest >= 0);
     s_json_text (&out, "peer", record->peer);
     s_json_uint (&out, "dropped", record->dropped, true);
+    //  Only a group's records say which broker published them, so that the
+    //  records of a broker alone keep the schema they always had
+    if (record->shards > 1) {
+        s_json_uint (&out, "shard", record->shard, true);
+        s_json_uint (&out, "shards", record->shards, true);
+    }
     s_put (&out, "}", 1);
     return s_finish (&out);
 }
@@ -328,6 +345,20 @@ s_text_time (s_out_t *out, uint64_t time_us)
                   (unsigned)(time_us % 1000000));
     else
         s_puts (out, "??:??:??.??????");
+}
+
+//  " b1/3": the broker of a group that published the record, padded to
+//  the widest of its group so that the columns after it stay aligned;
+//  nothing for a broker alone, whose lines look as they always did
+static void
+s_text_shard (s_out_t *out, const ps_tap_record_t *record)
+{
+    if (record->shards <= 1)
+        return;
+    char text[32], widest[32];
+    snprintf (text, sizeof text, " b%u/%u", record->shard, record->shards);
+    snprintf (widest, sizeof widest, " b%u/%u", record->shards - 1, record->shards);
+    s_text_column (out, text, strlen (widest));
 }
 
 //  "-> req  push  w3": direction, kind and type in fixed columns, worker
@@ -406,6 +437,7 @@ ps_tapview_text (const ps_tap_record_t *record, char *buffer, size_t size)
     assert (buffer || size == 0);
     s_out_t out = {buffer, size, 0};
     s_text_time (&out, record->time_us);
+    s_text_shard (&out, record);
     s_text_head (&out, record);
     switch (record->kind) {
     case PSMQ__TAP_KIND__TAP_REQUEST: s_text_message (&out, record); break;
@@ -458,6 +490,8 @@ struct ps_tapfilter_t {
     uint64_t lat_above_us, lat_below_us;   //  lat>T, lat<T
     bool has_lat_above, has_lat_below;     //  whether given
     enum { S_ANY, S_OK, S_ERR } status;    //  status=
+    uint64_t shards[PS_MAX_SHARDS / 64];   //  bit per shard= value
+    bool has_shards;                       //  whether given
 };
 
 //  Fill why (which may be NULL) and return -1
@@ -673,6 +707,24 @@ s_parse_status (ps_tapfilter_t *self, const char *term, char op, char **value, c
     return 0;
 }
 
+//  The brokers of a group by their place in it; a broker alone is shard 0
+static int
+s_parse_shard (ps_tapfilter_t *self, const char *term, char op, char **value, char *why,
+               size_t why_size)
+{
+    for (char *item = *value, *next; item; item = next) {
+        next = s_split (item);
+        const char *cursor = item;
+        uint64_t shard;
+        if (s_parse_uint (&cursor, PS_MAX_SHARDS - 1, &shard) || *cursor)
+            return s_why (why, why_size, "bad shard '%s' in '%s' (a broker from 0 to %d)", item,
+                          term, PS_MAX_SHARDS - 1);
+        self->shards[shard / 64] |= 1ULL << (shard % 64);
+    }
+    self->has_shards = true;
+    return 0;
+}
+
 static const struct {
     const char *name;   //  before the operator
     const char *ops;    //  operators it takes
@@ -682,7 +734,7 @@ static const struct {
     {"kind", "=", s_parse_kind, true},      {"type", "=", s_parse_type, true},
     {"worker", "=", s_parse_worker, true},  {"key", "=", s_parse_key, true},
     {"bytes", "<>", s_parse_bytes, false},  {"lat", "<>", s_parse_lat, false},
-    {"status", "=", s_parse_status, false},
+    {"status", "=", s_parse_status, false}, {"shard", "=", s_parse_shard, true},
 };
 #define S_TERMS (sizeof s_terms / sizeof s_terms[0])
 
@@ -700,7 +752,8 @@ s_parse_term (ps_tapfilter_t *self, const char *term, uint32_t *seen, char *why,
         index++;
     if (index == S_TERMS)
         return s_why (why, why_size,
-                      "unknown term '%s' (kind, type, worker, key, bytes, lat, status)", term);
+                      "unknown term '%s' (kind, type, worker, key, bytes, lat, status, shard)",
+                      term);
     char op = term[name_length];
     if (!strchr (s_terms[index].ops, op))
         return s_why (why, why_size, "'%s' takes %s in '%s'", s_terms[index].name,
@@ -812,11 +865,21 @@ s_match_status (const ps_tapfilter_t *self, const ps_tap_record_t *record)
 }
 
 bool
+ps_tapfilter_wants_shard (const ps_tapfilter_t *self, uint32_t shard)
+{
+    assert (self);
+    if (!self->has_shards)
+        return true;
+    return shard < PS_MAX_SHARDS && (self->shards[shard / 64] & (1ULL << (shard % 64)));
+}
+
+bool
 ps_tapfilter_match (const ps_tapfilter_t *self, const ps_tap_record_t *record)
 {
     assert (self);
     assert (record);
-    return s_in_mask (self->kinds, record->kind) && s_in_mask (self->types, record->type) &&
+    return ps_tapfilter_wants_shard (self, record->shard) &&
+           s_in_mask (self->kinds, record->kind) && s_in_mask (self->types, record->type) &&
            s_match_worker (self, record->worker) && s_match_keys (self, record) &&
            (!self->has_bytes_above || record->bytes > self->bytes_above) &&
            (!self->has_bytes_below || record->bytes < self->bytes_below) &&
@@ -891,4 +954,112 @@ ps_tapfilter_topics (const ps_tapfilter_t *self, bool payload,
     if (payload)
         count += s_topics (self, "payload.", subscribe, arg);
     return count;
+}
+
+//  ---------------------------------------------------------------------
+//  Pairing
+
+//  A request waiting for its reply
+typedef struct {
+    uint64_t time_us; //  when the broker received it
+    int64_t worker;   //  its rank, -1 if not known
+} s_pending_t;
+
+struct ps_tappair_t {
+    zhashx_t *table;    //  "shard/peer/worker/seq" -> s_pending_t
+    size_t max_pending; //  the table is emptied when it reaches this
+    uint64_t forgotten; //  requests dropped when the table was full
+};
+
+static void
+s_pending_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+ps_tappair_t *
+ps_tappair_new (size_t max_pending)
+{
+    assert (max_pending > 0);
+    ps_tappair_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->table = zhashx_new ();
+    if (!self->table) {
+        free (self);
+        return NULL;
+    }
+    zhashx_set_destructor (self->table, s_pending_free);
+    self->max_pending = max_pending;
+    return self;
+}
+
+void
+ps_tappair_destroy (ps_tappair_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        zhashx_destroy (&(*self_p)->table);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+//  A worker of a group sends the same seq to every broker, and two
+//  brokers may give two connections the same routing id: the shard is
+//  part of what names a request
+static void
+s_pair_key (const ps_tap_record_t *record, char *key, size_t size)
+{
+    snprintf (key, size, "%u/%s/%lld/%llu", record->shard, record->peer, (long long)record->worker,
+              (unsigned long long)record->seq);
+}
+
+bool
+ps_tappair_update (ps_tappair_t *self, const ps_tap_record_t *record, uint64_t *request_us)
+{
+    assert (self);
+    assert (record);
+    assert (request_us);
+    char key[128];
+    s_pair_key (record, key, sizeof key);
+    if (record->kind == PSMQ__TAP_KIND__TAP_REQUEST &&
+        record->type != PSMQ__MSG_TYPE__HEARTBEAT) { //  heartbeats get no reply
+        if (zhashx_size (self->table) >= self->max_pending) {
+            self->forgotten += zhashx_size (self->table);
+            zhashx_purge (self->table);
+        }
+        s_pending_t *pending = malloc (sizeof *pending);
+        if (pending) {
+            *pending = (s_pending_t){record->time_us, record->worker};
+            zhashx_update (self->table, key, pending);
+        }
+        return false;
+    }
+    if (record->kind != PSMQ__TAP_KIND__TAP_REPLY && record->kind != PSMQ__TAP_KIND__TAP_REJECT)
+        return false;
+    s_pending_t *pending = zhashx_lookup (self->table, key);
+    if (!pending)
+        return false;
+    *request_us = pending->time_us;
+    zhashx_delete (self->table, key);
+    return true;
+}
+
+void
+ps_tappair_pending (ps_tappair_t *self, uint64_t *pending, size_t nworkers)
+{
+    assert (self);
+    assert (pending || nworkers == 0);
+    for (s_pending_t *item = zhashx_first (self->table); item; item = zhashx_next (self->table))
+        if (item->worker >= 0 && (uint64_t)item->worker < nworkers)
+            pending[item->worker]++;
+}
+
+uint64_t
+ps_tappair_forgotten (const ps_tappair_t *self)
+{
+    assert (self);
+    return self->forgotten;
 }

@@ -589,6 +589,9 @@ static const struct {
     {"type=push worker=3 bytes>100", "req"},
     {"  kind=rep \t worker=1  ", "pull fail"},
     {"kind=rep key=w lat>10ms", ""},
+    //  A broker alone is shard 0
+    {"shard=0", "req rep conn disc evict rej clock pull fail"},
+    {"shard=1,2", ""},
 };
 
 //  The names of the records filter lets through, separated by spaces
@@ -649,9 +652,13 @@ Test (tapview, filter_refuses_bad_terms)
         {"key=w,", "empty value in 'key=w,'"},
         {"kind=", "empty value in 'kind='"},
         {"type=push,,pull", "empty value in 'type=push,,pull'"},
-        {"colour=red", "unknown term 'colour=red' (kind, type, worker, key, bytes, lat, status)"},
+        {"colour=red",
+         "unknown term 'colour=red' (kind, type, worker, key, bytes, lat, status, shard)"},
         {"kind", "bad term 'kind' (NAME=VALUE, bytes>N, lat<T, ...)"},
-        {"=req", "unknown term '=req' (kind, type, worker, key, bytes, lat, status)"},
+        {"=req", "unknown term '=req' (kind, type, worker, key, bytes, lat, status, shard)"},
+        {"shard=256", "bad shard '256' in 'shard=256' (a broker from 0 to 255)"},
+        {"shard=1,x", "bad shard 'x' in 'shard=1,x' (a broker from 0 to 255)"},
+        {"shard>1", "'shard' takes '=' in 'shard>1'"},
         {"kind>req", "'kind' takes '=' in 'kind>req'"},
         {"bytes=5", "'bytes' takes '>' or '<' in 'bytes=5'"},
         {"kind=req kind=rep", "'kind=' given twice, again in 'kind=rep'"},
@@ -853,4 +860,190 @@ Test (tapview, topics_let_every_match_through)
         bool wanted = strcmp (named[r].name, "pull") == 0 || strcmp (named[r].name, "fail") == 0;
         cr_assert_eq (s_subscribed (&topics, topic), wanted, "%s under %s", named[r].name, topic);
     }
+}
+
+//  ---------------------------------------------------------------------
+//  Broker groups
+
+//  The push request of the samples as broker shard of shards publishes it
+static ps_tap_record_t
+s_from_broker (uint32_t shard, uint32_t shards)
+{
+    sample_t samples[7];
+    s_samples (samples);
+    ps_tap_record_t record = samples[0].record;
+    record.shard = shard;
+    record.shards = shards;
+    return record;
+}
+
+Test (tapview, text_names_the_broker_of_a_group)
+{
+    ps_tap_record_t record = s_from_broker (1, 3);
+    s_assert_text (&record,
+                   "06:59:01.123456 b1/3 -> req  push  w3  seq 12  clock 5  w[100] b[10]  440 B");
+    //  Padded to the widest name of the group, so that columns stay aligned
+    record = s_from_broker (3, 12);
+    s_assert_text (&record,
+                   "06:59:01.123456 b3/12  -> req  push  w3  seq 12  clock 5  w[100] b[10]  440 B");
+    record = s_from_broker (11, 12);
+    s_assert_text (&record,
+                   "06:59:01.123456 b11/12 -> req  push  w3  seq 12  clock 5  w[100] b[10]  440 B");
+    //  A group of one, and a broker alone, look as they always did
+    const char *alone = "06:59:01.123456 -> req  push  w3  seq 12  clock 5  w[100] b[10]  440 B";
+    record = s_from_broker (0, 1);
+    s_assert_text (&record, alone);
+    record = s_from_broker (0, 0);
+    s_assert_text (&record, alone);
+    //  Every kind has the prefix
+    sample_t samples[7];
+    s_samples (samples);
+    for (size_t i = 0; i < 7; i++) {
+        samples[i].record.shard = 2;
+        samples[i].record.shards = 3;
+        const char *line = s_text (s_wire (&samples[i].record));
+        cr_assert_eq (strncmp (line + 15, " b2/3 ", 6), 0, "%s: %s", samples[i].name, line);
+    }
+    s_assert_truncates (ps_tapview_text, &samples[1].record);
+}
+
+Test (tapview, json_names_the_broker_of_a_group)
+{
+    //  Two more keys at the end, after the schema a broker alone keeps
+    ps_tap_record_t record = s_from_broker (2, 3);
+    char json[1024];
+    int length = ps_tapview_json (s_wire (&record), json, sizeof json);
+    cr_assert_eq ((size_t)length, strlen (s_golden[0]) - 1 + strlen (",\"shard\":2,\"shards\":3}"));
+    cr_assert_eq (strncmp (json, s_golden[0], strlen (s_golden[0]) - 1), 0, "%s", json);
+    cr_assert_str_eq (json + strlen (s_golden[0]) - 1, ",\"shard\":2,\"shards\":3}");
+    //  Shard 0 is a number, not a missing value
+    record = s_from_broker (0, 3);
+    ps_tapview_json (s_wire (&record), json, sizeof json);
+    cr_assert_not_null (strstr (json, ",\"dropped\":0,\"shard\":0,\"shards\":3}"), "%s", json);
+    char keys[512];
+    s_top_keys (json, keys, sizeof keys);
+    cr_assert_str_eq (keys, "record time time_us kind type worker seq clock keys bytes status "
+                            "reason queued_us aggregation_us parked_us total_us min_clock "
+                            "slowest peer dropped shard shards");
+    //  Not a group: the golden line, byte for byte
+    record = s_from_broker (0, 1);
+    ps_tapview_json (s_wire (&record), json, sizeof json);
+    cr_assert_str_eq (json, s_golden[0]);
+    record = s_from_broker (1, 2);
+    s_assert_truncates (ps_tapview_json, &record);
+}
+
+Test (tapview, filter_by_shard)
+{
+    char why[256];
+    ps_tapfilter_t *filter = ps_tapfilter_new ("shard=0,2 kind=req", why, sizeof why);
+    cr_assert_not_null (filter, "%s", why);
+    ps_tap_record_t record = s_from_broker (0, 3);
+    cr_assert (ps_tapfilter_match (filter, s_wire (&record)));
+    record = s_from_broker (1, 3);
+    cr_assert_not (ps_tapfilter_match (filter, s_wire (&record)));
+    record = s_from_broker (2, 3);
+    cr_assert (ps_tapfilter_match (filter, s_wire (&record)));
+    record.kind = PSMQ__TAP_KIND__TAP_REPLY;
+    cr_assert_not (ps_tapfilter_match (filter, s_wire (&record)), "every term must hold");
+    //  pstap reads only the taps of the brokers the filter wants
+    cr_assert (ps_tapfilter_wants_shard (filter, 0));
+    cr_assert_not (ps_tapfilter_wants_shard (filter, 1));
+    cr_assert (ps_tapfilter_wants_shard (filter, 2));
+    cr_assert_not (ps_tapfilter_wants_shard (filter, 255));
+    cr_assert_not (ps_tapfilter_wants_shard (filter, 100000));
+    ps_tapfilter_destroy (&filter);
+
+    filter = ps_tapfilter_new ("shard=255", why, sizeof why);
+    cr_assert_not_null (filter, "%s", why);
+    cr_assert (ps_tapfilter_wants_shard (filter, 255));
+    record = s_from_broker (255, 256);
+    cr_assert (ps_tapfilter_match (filter, s_wire (&record)));
+    ps_tapfilter_destroy (&filter);
+    filter = ps_tapfilter_new ("kind=req", why, sizeof why);
+    cr_assert (ps_tapfilter_wants_shard (filter, 7), "no shard= term: every broker");
+    ps_tapfilter_destroy (&filter);
+
+    //  The shard is not in the topic: the broker cannot filter on it
+    topics_t *topics = calloc (1, sizeof *topics);
+    cr_assert_not_null (topics);
+    s_topics ("shard=1", false, topics);
+    cr_assert_str_eq (topics->list, "\"\"");
+    s_topics ("shard=1 kind=req", false, topics);
+    cr_assert_str_eq (topics->list, "req.");
+    free (topics);
+}
+
+//  A request or reply of worker 3's seq 12, through broker shard of 3
+static ps_tap_record_t
+s_pair_record (int kind, uint32_t shard, uint64_t time_us)
+{
+    ps_tap_record_t record = s_from_broker (shard, 3);
+    record.kind = kind;
+    record.time_us = time_us;
+    return record;
+}
+
+Test (tapview, pairing_keys_on_the_broker)
+{
+    //  A worker of a group sends seq 12 to each broker, over connections
+    //  that may have the same routing id at each
+    ps_tappair_t *pairing = ps_tappair_new (100);
+    cr_assert_not_null (pairing);
+    uint64_t request_us = 0;
+    ps_tap_record_t record = s_pair_record (PSMQ__TAP_KIND__TAP_REQUEST, 0, 1000);
+    cr_assert_not (ps_tappair_update (pairing, s_wire (&record), &request_us));
+    record = s_pair_record (PSMQ__TAP_KIND__TAP_REQUEST, 1, 2000);
+    cr_assert_not (ps_tappair_update (pairing, s_wire (&record), &request_us));
+
+    uint64_t pending[8] = {0};
+    ps_tappair_pending (pairing, pending, 8);
+    cr_assert_eq (pending[3], 2, "one request at each broker");
+
+    //  Broker 1 answers first: its own request, not broker 0's
+    record = s_pair_record (PSMQ__TAP_KIND__TAP_REPLY, 1, 2500);
+    cr_assert (ps_tappair_update (pairing, s_wire (&record), &request_us));
+    cr_assert_eq (request_us, 2000);
+    record = s_pair_record (PSMQ__TAP_KIND__TAP_REJECT, 0, 3000);
+    cr_assert (ps_tappair_update (pairing, s_wire (&record), &request_us));
+    cr_assert_eq (request_us, 1000);
+    //  Each was answered once; broker 2 never saw the request
+    record = s_pair_record (PSMQ__TAP_KIND__TAP_REPLY, 1, 3500);
+    cr_assert_not (ps_tappair_update (pairing, s_wire (&record), &request_us));
+    record = s_pair_record (PSMQ__TAP_KIND__TAP_REPLY, 2, 3600);
+    cr_assert_not (ps_tappair_update (pairing, s_wire (&record), &request_us));
+    memset (pending, 0, sizeof pending);
+    ps_tappair_pending (pairing, pending, 8);
+    cr_assert_eq (pending[3], 0);
+    cr_assert_eq (ps_tappair_forgotten (pairing), 0);
+    ps_tappair_destroy (&pairing);
+    cr_assert_null (pairing);
+    ps_tappair_destroy (&pairing);
+}
+
+Test (tapview, pairing_forgets_when_full)
+{
+    ps_tappair_t *pairing = ps_tappair_new (2);
+    cr_assert_not_null (pairing);
+    uint64_t request_us;
+    //  Heartbeats get no reply: never remembered
+    ps_tap_record_t beat = s_record (1, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__HEARTBEAT, 0);
+    cr_assert_not (ps_tappair_update (pairing, s_wire (&beat), &request_us));
+    for (uint64_t seq = 1; seq <= 3; seq++) {
+        ps_tap_record_t record = s_pair_record (PSMQ__TAP_KIND__TAP_REQUEST, 0, seq * 100);
+        record.seq = seq;
+        ps_tappair_update (pairing, s_wire (&record), &request_us);
+    }
+    //  The third found the table full: the first two are forgotten
+    cr_assert_eq (ps_tappair_forgotten (pairing), 2);
+    ps_tap_record_t reply = s_pair_record (PSMQ__TAP_KIND__TAP_REPLY, 0, 1000);
+    reply.seq = 1;
+    cr_assert_not (ps_tappair_update (pairing, s_wire (&reply), &request_us));
+    reply.seq = 3;
+    cr_assert (ps_tappair_update (pairing, s_wire (&reply), &request_us));
+    cr_assert_eq (request_us, 300);
+    //  Events are neither requests nor answers
+    ps_tap_record_t event = s_record (9, PSMQ__TAP_KIND__TAP_CLOCK, PSMQ__MSG_TYPE__MSG_NONE, -1);
+    cr_assert_not (ps_tappair_update (pairing, s_wire (&event), &request_us));
+    ps_tappair_destroy (&pairing);
 }
