@@ -5,6 +5,7 @@
 #include "ps_testutil.h"
 
 #include <czmq.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,4 +123,52 @@ ps_test_spawn (char *const argv[])
     close (out[1]);
     close (err[1]);
     return (ps_test_child_t){pid, out[0], err[0]};
+}
+
+pid_t
+ps_test_spawn_to_file (char *const argv[], const char *out_path)
+{
+    pid_t pid = fork ();
+    cr_assert_neq (pid, -1);
+    if (pid == 0) {
+        int fd = open (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2 (fd, 1);
+        dup2 (fd, 2);
+        execv (argv[0], argv);
+        _exit (127);
+    }
+    return pid;
+}
+
+char *
+ps_test_slurp (const char *path)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return strdup ("");
+    char *text = calloc (1, 1 << 20);
+    size_t got = fread (text, 1, (1 << 20) - 1, file);
+    text[got] = 0;
+    fclose (file);
+    return text;
+}
+
+bool
+ps_test_read_until (int fd, const char *needle, char *text, size_t size, int timeout_ms)
+{
+    size_t used = strlen (text);
+    int64_t deadline = zclock_mono () + timeout_ms;
+    fcntl (fd, F_SETFL, O_NONBLOCK);
+    while (!strstr (text, needle) && zclock_mono () < deadline && used + 1 < size) {
+        ssize_t got = read (fd, text + used, size - 1 - used);
+        if (got > 0) {
+            used += got;
+            text[used] = 0;
+        }
+        else if (got == 0)
+            break;
+        else
+            zclock_sleep (10);
+    }
+    return strstr (text, needle) != NULL;
 }

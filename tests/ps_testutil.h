@@ -40,6 +40,15 @@ typedef struct {
 
 //  Run argv[0] with argv in a child (asserts when it cannot fork)
 ps_test_child_t ps_test_spawn (char *const argv[]);
+//  Run argv[0] with argv in a child whose stdout and stderr go to the file
+//  at out_path (asserts when it cannot fork)
+pid_t ps_test_spawn_to_file (char *const argv[], const char *out_path);
+//  The whole text of a file (up to 1 MB), "" when it cannot be read; the
+//  caller frees it
+char *ps_test_slurp (const char *path);
+//  Read from fd until text (NUL-terminated, size bytes) holds needle or
+//  timeout_ms passes; whether it does
+bool ps_test_read_until (int fd, const char *needle, char *text, size_t size, int timeout_ms);
 //  Wait up to timeout_ms for pid to exit; its exit status, or -1 after
 //  killing it when it did not exit in time
 int ps_test_wait_pid (pid_t pid, int timeout_ms);

@@ -14,27 +14,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-//  Read from fd until it holds needle or timeout_ms passes; text gets it all
-static bool
-s_read_until (int fd, const char *needle, char *text, size_t size, int timeout_ms)
-{
-    size_t used = strlen (text);
-    int64_t deadline = zclock_mono () + timeout_ms;
-    fcntl (fd, F_SETFL, O_NONBLOCK);
-    while (!strstr (text, needle) && zclock_mono () < deadline && used + 1 < size) {
-        ssize_t got = read (fd, text + used, size - 1 - used);
-        if (got > 0) {
-            used += got;
-            text[used] = 0;
-        }
-        else if (got == 0)
-            break;
-        else
-            zclock_sleep (10);
-    }
-    return strstr (text, needle) != NULL;
-}
-
 Test (psbroker, serves_the_library_over_tcp_and_stops_on_sigterm, .timeout = 60)
 {
     char path[512];
@@ -54,7 +33,7 @@ Test (psbroker, serves_the_library_over_tcp_and_stops_on_sigterm, .timeout = 60)
                     NULL};
     ps_test_child_t broker = ps_test_spawn (argv);
     char out[4096] = "";
-    cr_assert (s_read_until (broker.out, "listening on tcp://", out, sizeof out, 10000),
+    cr_assert (ps_test_read_until (broker.out, "listening on tcp://", out, sizeof out, 10000),
                "no endpoint printed: %s", out);
     char *at = strstr (out, "tcp://");
     char endpoint[128];
@@ -91,7 +70,7 @@ Test (psbroker, serves_the_library_over_tcp_and_stops_on_sigterm, .timeout = 60)
     kill (broker.pid, SIGTERM);
     cr_assert_eq (ps_test_wait_pid (broker.pid, 10000), 0, "psbroker did not exit cleanly");
     char err[8192] = "";
-    s_read_until (broker.err, "served", err, sizeof err, 2000);
+    ps_test_read_until (broker.err, "served", err, sizeof err, 2000);
     cr_assert (strstr (err, "served"), "no summary on stderr: %s", err);
     cr_assert (strstr (err, "2 push"), "summary counts the pushes: %s", err);
     close (broker.out);
@@ -105,7 +84,7 @@ Test (psbroker, help_and_bad_arguments)
     char *help[] = {path, "--help", NULL};
     ps_test_child_t child = ps_test_spawn (help);
     char out[4096] = "";
-    s_read_until (child.out, "SIGTERM", out, sizeof out, 5000);
+    ps_test_read_until (child.out, "SIGTERM", out, sizeof out, 5000);
     cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 0);
     cr_assert (strstr (out, "--staleness"), "%s", out);
     close (child.out);
@@ -124,7 +103,7 @@ Test (psbroker, help_and_bad_arguments)
         char *argv[] = {path, "--port", "0", bad[i].arg, bad[i].value, NULL};
         child = ps_test_spawn (argv);
         char err[4096] = "";
-        s_read_until (child.err, bad[i].says, err, sizeof err, 5000);
+        ps_test_read_until (child.err, bad[i].says, err, sizeof err, 5000);
         cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 2, "%s %s", bad[i].arg, bad[i].value);
         cr_assert (strstr (err, bad[i].says), "error names the value: %s", err);
         close (child.out);
@@ -147,7 +126,7 @@ Test (psbroker, port_in_use_is_a_clear_error, .timeout = 30)
                     NULL};
     ps_test_child_t child = ps_test_spawn (argv);
     char err[4096] = "";
-    s_read_until (child.err, "cannot bind", err, sizeof err, 5000);
+    ps_test_read_until (child.err, "cannot bind", err, sizeof err, 5000);
     cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 1);
     cr_assert (strstr (err, "cannot bind") && strstr (err, port), "%s", err);
     close (child.out);

@@ -12,35 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-//  Start argv with stdout and stderr going to files under dir
-static pid_t
-s_spawn (char *const argv[], const char *out_path)
-{
-    pid_t pid = fork ();
-    cr_assert_neq (pid, -1);
-    if (pid == 0) {
-        int fd = open (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2 (fd, 1);
-        dup2 (fd, 2);
-        execv (argv[0], argv);
-        _exit (127);
-    }
-    return pid;
-}
-
-static char *
-s_slurp (const char *path)
-{
-    FILE *file = fopen (path, "r");
-    if (!file)
-        return strdup ("");
-    char *text = calloc (1, 1 << 20);
-    size_t got = fread (text, 1, (1 << 20) - 1, file);
-    text[got] = 0;
-    fclose (file);
-    return text;
-}
-
 //  The value of "name": in the last JSON line of text that has it
 static double
 s_last_number (const char *text, const char *name)
@@ -82,13 +53,13 @@ Test (psworker, two_workers_learn_the_synthetic_set, .timeout = 120)
                         "2",   "--data",   "synthetic", "--epochs", "3",       "--model",
                         "mlp", "--hidden", "32",        "--json",   NULL};
         snprintf (outs[rank], sizeof outs[rank], "%s/worker%d.out", dir, rank);
-        pids[rank] = s_spawn (argv, outs[rank]);
+        pids[rank] = ps_test_spawn_to_file (argv, outs[rank]);
     }
     for (int rank = 0; rank < 2; rank++)
         cr_assert_eq (ps_test_wait_pid (pids[rank], 90000), 0, "worker %d: %s", rank,
-                      s_slurp (outs[rank]));
+                      ps_test_slurp (outs[rank]));
     for (int rank = 0; rank < 2; rank++) {
-        char *text = s_slurp (outs[rank]);
+        char *text = ps_test_slurp (outs[rank]);
         cr_assert (strstr (text, "\"final\":true"), "no final record: %s", text);
         double first_loss = s_first_number (text, "train_loss");
         double last_loss = s_last_number (text, "train_loss");
@@ -112,9 +83,9 @@ Test (psworker, missing_data_names_the_package)
     close (fd);
     char *argv[] = {path, "--broker", "tcp://127.0.0.1:9",    "--rank", "0", "--workers",
                     "1",  "--data",   "/nonexistent/fashion", NULL};
-    pid_t pid = s_spawn (argv, out);
+    pid_t pid = ps_test_spawn_to_file (argv, out);
     cr_assert_eq (ps_test_wait_pid (pid, 10000), 1);
-    char *text = s_slurp (out);
+    char *text = ps_test_slurp (out);
     cr_assert (strstr (text, "dataset-fashion-mnist"), "%s", text);
     cr_assert (strstr (text, "synthetic"), "%s", text);
     free (text);
@@ -129,28 +100,28 @@ Test (psworker, help_and_bad_arguments)
     int fd = mkstemp (out);
     close (fd);
     char *help[] = {path, "--help", NULL};
-    cr_assert_eq (ps_test_wait_pid (s_spawn (help, out), 5000), 0);
-    char *text = s_slurp (out);
+    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (help, out), 5000), 0);
+    char *text = ps_test_slurp (out);
     cr_assert (strstr (text, "--staleness") == NULL && strstr (text, "--delay-ms"), "%s", text);
     free (text);
 
     char *bad_threads[] = {path,        "--broker", "tcp://x:1", "--rank", "3",
                            "--workers", "4",        "--threads", "2",      NULL};
-    cr_assert_eq (ps_test_wait_pid (s_spawn (bad_threads, out), 5000), 2);
-    text = s_slurp (out);
+    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_threads, out), 5000), 2);
+    text = ps_test_slurp (out);
     cr_assert (strstr (text, "--threads 2"), "%s", text);
     free (text);
 
     char *bad_rank[] = {path, "--broker", "tcp://x:1", "--rank", "4", "--workers", "4", NULL};
-    cr_assert_eq (ps_test_wait_pid (s_spawn (bad_rank, out), 5000), 2);
-    text = s_slurp (out);
+    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_rank, out), 5000), 2);
+    text = ps_test_slurp (out);
     cr_assert (strstr (text, "--rank 4"), "%s", text);
     free (text);
 
     char *bad_model[] = {path,        "--broker", "tcp://x:1", "--rank", "0",
                          "--workers", "1",        "--model",   "resnet", NULL};
-    cr_assert_eq (ps_test_wait_pid (s_spawn (bad_model, out), 5000), 2);
-    text = s_slurp (out);
+    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_model, out), 5000), 2);
+    text = ps_test_slurp (out);
     cr_assert (strstr (text, "'resnet'"), "%s", text);
     free (text);
     unlink (out);
@@ -167,14 +138,14 @@ Test (psworker, sigterm_leaves_the_job_cleanly, .timeout = 60)
     close (fd);
     char *argv[] = {path, "--broker", endpoint,    "--rank",   "0",    "--workers",
                     "1",  "--data",   "synthetic", "--epochs", "1000", NULL};
-    pid_t pid = s_spawn (argv, out);
+    pid_t pid = ps_test_spawn_to_file (argv, out);
     //  Wait until it trains (its first epoch line), then stop it
     int64_t deadline = zclock_mono () + 30000;
-    char *text = s_slurp (out);
+    char *text = ps_test_slurp (out);
     while (!strstr (text, "epoch 1:") && zclock_mono () < deadline) {
         free (text);
         zclock_sleep (50);
-        text = s_slurp (out);
+        text = ps_test_slurp (out);
     }
     free (text);
     kill (pid, SIGTERM);
@@ -206,12 +177,13 @@ Test (psworker, a_threaded_process_counts_as_its_workers, .timeout = 120)
                         "3",  "--threads", threads[p], "--data", "synthetic", "--epochs",
                         "2",  "--hidden",  "32",       "--json", NULL};
         snprintf (outs[p], sizeof outs[p], "%s/process%d.out", dir, p);
-        pids[p] = s_spawn (argv, outs[p]);
+        pids[p] = ps_test_spawn_to_file (argv, outs[p]);
     }
     for (int p = 0; p < 2; p++)
-        cr_assert_eq (ps_test_wait_pid (pids[p], 90000), 0, "process %d: %s", p, s_slurp (outs[p]));
+        cr_assert_eq (ps_test_wait_pid (pids[p], 90000), 0, "process %d: %s", p,
+                      ps_test_slurp (outs[p]));
     for (int p = 0; p < 2; p++) {
-        char *text = s_slurp (outs[p]);
+        char *text = ps_test_slurp (outs[p]);
         cr_assert (s_last_number (text, "test_accuracy") > 0.6, "%s", text);
         //  Both processes ran the same clocks: 2 epochs of 12000 / 3 / 32
         cr_assert_eq (s_last_number (text, "clocks"), 2 * (12000 / 3 / 32), "%s", text);

@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <czmq.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -235,6 +236,71 @@ Test (worker, blocking_push_reuses_nothing_of_the_callers_after_return)
     for (size_t i = 0; i < count; i += 4099)
         cr_assert_eq (value[i], -5.0f, "value[%zu] = %g", i, value[i]);
     free (value);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
+typedef struct {
+    const char *endpoint;
+    int status;
+} straggler_t;
+
+//  Rank 1 of 2: joins, then takes a second before it finishes clock 0
+static void *
+s_straggler (void *arg)
+{
+    straggler_t *straggler = arg;
+    ps_worker_t *worker = ps_test_worker (straggler->endpoint, 1, 2, 10000);
+    straggler->status = worker ? PS_OK : PS_ECONNECT;
+    if (worker) {
+        zclock_sleep (1000);
+        straggler->status = ps_worker_clock (worker);
+        ps_worker_close (&worker);
+    }
+    return NULL;
+}
+
+Test (worker, pull_behind_a_waiting_clock_waits_as_long_as_the_clock, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
+    cr_assert (broker);
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.rank = 0;
+    options.world_size = 2;
+    options.timeout_ms = 200; //  far shorter than the straggler
+    options.clock_timeout_ms = 10000;
+    ps_worker_t *worker = ps_worker_connect (&options, NULL);
+    cr_assert (worker);
+    float value = 0;
+    cr_assert_eq (ps_worker_init (worker, "p", 1, &value, NULL), PS_OK);
+
+    straggler_t straggler = {endpoint, -99};
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_straggler, &straggler);
+    //  Give the straggler time to join, so that the clock must wait for it
+    int64_t deadline = zclock_mono () + 5000;
+    while (ps_worker_min_clock (worker) == 0 && zclock_mono () < deadline) {
+        char *json = NULL;
+        bool joined = ps_worker_info (worker, &json) == PS_OK && strstr (json, "\"live\":2");
+        free (json);
+        if (joined)
+            break;
+        zclock_sleep (10);
+    }
+    ps_ticket_t clock, pull;
+    ps_tensor_t tensor = {"p", &value, 1};
+    cr_assert_eq (ps_worker_clock_async (worker, &clock), PS_OK);
+    cr_assert_eq (ps_worker_pull_async (worker, &tensor, 1, &pull), PS_OK);
+    int64_t started = zclock_mono ();
+    //  The pull is parked behind the clock: it waits with the clock timeout
+    cr_assert_eq (ps_worker_wait (worker, pull, -1), PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_geq (zclock_mono () - started, 500, "the pull did not wait for the straggler");
+    cr_assert_eq (ps_worker_wait (worker, clock, -1), PS_OK);
+    pthread_join (thread, NULL);
+    cr_assert_eq (straggler.status, PS_OK);
     ps_worker_close (&worker);
     ps_broker_destroy (&broker);
 }

@@ -746,6 +746,23 @@ s_silent_links (ps_worker_t *self, const pending_t *pending, char *out, size_t s
                                       self->links[link].endpoint);
 }
 
+//  A clock may wait for stragglers, and so may a pull sent after a clock
+//  that has not passed yet: the broker answers it only once the bound lets
+//  that clock pass
+static bool
+s_waits_on_bound (const ps_worker_t *self, const pending_t *pending)
+{
+    if (pending->type == PSMQ__MSG_TYPE__CLOCK)
+        return true;
+    if (pending->type != PSMQ__MSG_TYPE__PULL)
+        return false;
+    for (size_t i = 0; i < self->npending; i++)
+        if (self->pending[i].type == PSMQ__MSG_TYPE__CLOCK && !self->pending[i].complete &&
+            self->pending[i].seq < pending->seq)
+            return true;
+    return false;
+}
+
 int
 ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms)
 {
@@ -755,8 +772,8 @@ ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms)
     if (!pending)
         return s_fail (self, PS_ETICKET, "ticket %" PRIu64 " is not pending", ticket);
     if (timeout_ms < 0)
-        timeout_ms = pending->type == PSMQ__MSG_TYPE__CLOCK ? self->options.clock_timeout_ms
-                                                            : self->options.timeout_ms;
+        timeout_ms = s_waits_on_bound (self, pending) ? self->options.clock_timeout_ms
+                                                      : self->options.timeout_ms;
     int64_t deadline = s_now_ms () + timeout_ms;
     while (true) {
         pending = s_pending_find (self, ticket);

@@ -160,7 +160,9 @@ int ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntenso
                           ps_ticket_t *ticket);
 int ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket);
 //  Wait for a ticket's reply and collect its status. timeout_ms < 0 means
-//  the worker's own timeout (the clock timeout for a CLOCK). On PS_ETIMEOUT
+//  the worker's own timeout: the clock timeout for a CLOCK, and for a PULL
+//  sent while a CLOCK was still waiting (its reply waits for the same
+//  stragglers), the call timeout otherwise. On PS_ETIMEOUT
 //  the ticket stays valid and may be waited for again.
 int ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms);
 //  Tickets sent and not yet collected

@@ -48,7 +48,7 @@ s_on_signal (int signal_number)
 }
 
 typedef struct {
-    const char *broker;        //  endpoint
+    const char *broker;        //  endpoint, or a group's endpoints in shard order
     uint32_t rank;             //  this worker
     uint32_t workers;          //  world size
     ps_model_kind_t model;     //  softmax or mlp
@@ -94,7 +94,8 @@ s_usage (FILE *out)
              "\n"
              "Train a classifier on Fashion-MNIST through a psbroker, data-parallel.\n"
              "\n"
-             "  -b, --broker EP        broker endpoint (required)\n"
+             "  -b, --broker EP[,EP..] broker endpoint (required); for a group of brokers\n"
+             "                         (psbroker --shards G) all G, in shard order\n"
              "  -r, --rank R           this worker's rank, 0..N-1 (required)\n"
              "  -n, --workers N        workers in the job (required)\n"
              "  -t, --threads T        train T workers in this process, ranks R..R+T-1:\n"
@@ -522,17 +523,21 @@ s_step (trainer_t *self, double *loss)
     if (status)
         return s_fail (self, "pull", status);
     double started = s_seconds ();
-    //  The pull is answered last; waiting for it settles the other two
-    int pull_status = ps_worker_wait (self->worker, pull, -1);
-    int push_status = ps_worker_wait (self->worker, push, -1);
-    int clock_status = ps_worker_wait (self->worker, clock, -1);
+    //  The pull is answered last: waiting for it settles the other two.
+    //  Each failure is reported with its own detail, so check at once.
+    status = ps_worker_wait (self->worker, pull, -1);
+    const char *what = "pull";
+    if (status == PS_OK) {
+        status = ps_worker_wait (self->worker, push, -1);
+        what = "push";
+    }
+    if (status == PS_OK) {
+        status = ps_worker_wait (self->worker, clock, -1);
+        what = "clock";
+    }
     self->wait_seconds += s_seconds () - started;
-    if (push_status)
-        return s_fail (self, "push", push_status);
-    if (clock_status)
-        return s_fail (self, "clock", clock_status);
-    if (pull_status)
-        return s_fail (self, "pull", pull_status);
+    if (status)
+        return s_fail (self, what, status);
     self->clocks++;
     return 0;
 }
