@@ -94,11 +94,9 @@ Test (psbroker, help_and_bad_arguments)
         char *arg;
         char *value;
         const char *says;
-    } bad[] = {{"--workers", "0", "--workers '0'"},
-               {"--staleness", "-2", "--staleness '-2'"},
-               {"--optimizer", "rmsprop", "'rmsprop'"},
-               {"--lr", "fast", "--lr 'fast'"},
-               {"--port", "70000", "--port '70000'"}};
+    } bad[] = {{"--workers", "0", "--workers '0'"},     {"--staleness", "-2", "--staleness '-2'"},
+               {"--optimizer", "rmsprop", "'rmsprop'"}, {"--lr", "fast", "--lr 'fast'"},
+               {"--port", "70000", "--port '70000'"},   {"--shards", "0", "--shards '0'"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *argv[] = {path, "--port", "0", bad[i].arg, bad[i].value, NULL};
         child = ps_test_spawn (argv);
@@ -109,6 +107,16 @@ Test (psbroker, help_and_bad_arguments)
         close (child.out);
         close (child.err);
     }
+
+    //  A place outside the group is refused before anything is bound
+    char *outside[] = {path, "--port", "0", "--shard", "2", "--shards", "2", NULL};
+    child = ps_test_spawn (outside);
+    char err[4096] = "";
+    ps_test_read_until (child.err, "shard 2 of 2", err, sizeof err, 5000);
+    cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 1);
+    cr_assert (strstr (err, "shard 2 of 2"), "error names the place: %s", err);
+    close (child.out);
+    close (child.err);
 }
 
 Test (psbroker, port_in_use_is_a_clear_error, .timeout = 30)
