@@ -34,6 +34,7 @@
 #include "ps_store.h"
 #include "ps_worker.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -73,6 +74,10 @@
 #define MAX_SIZE_BYTES (256u << 20)
 //  Gradients summed by the aggregation case (as memband's agg8)
 #define AGG_GRADIENTS 8
+//  Brokers in a group, at most
+#define MAX_BROKERS 4
+//  Children running at once: a group's brokers, or the yardstick
+#define MAX_CHILDREN (MAX_BROKERS + 1)
 
 //  The cases, for --only
 enum {
@@ -153,17 +158,50 @@ typedef struct {
     tap_reader_t *reader; //  TAP_WATCHED: its tap reader
 } broker_t;
 
-//  The child to kill should we be interrupted (async-signal-safe use)
-static volatile pid_t s_child_pid = 0;
-static volatile sig_atomic_t s_child_group = 0;
+//  A group of psbrokers, shard i being brokers[i] (one for a lone broker)
+typedef struct {
+    broker_t brokers[MAX_BROKERS];     //  the first size are running
+    uint32_t size;                     //  brokers started
+    char endpoints[MAX_BROKERS * 257]; //  theirs in shard order, comma-separated
+} group_t;
+
+//  The children to kill should we be interrupted: the brokers of a group,
+//  or the yardstick's process group. Plain slots that the handler only
+//  reads (async-signal-safe); a pid of 0 is a free slot.
+static volatile pid_t s_child_pid[MAX_CHILDREN];
+static volatile sig_atomic_t s_child_group[MAX_CHILDREN];
 
 static void
 s_on_signal (int signal_number)
 {
-    pid_t pid = s_child_pid;
-    if (pid > 0)
-        kill (s_child_group ? -pid : pid, SIGKILL);
+    for (size_t i = 0; i < MAX_CHILDREN; i++) {
+        pid_t pid = s_child_pid[i];
+        if (pid > 0)
+            kill (s_child_group[i] ? -pid : pid, SIGKILL);
+    }
     _exit (128 + signal_number);
+}
+
+//  Remember a child for the signal handler; with no free slot it is not
+//  killed on a signal, which only matters if we are interrupted
+static void
+s_child_remember (pid_t pid, bool group)
+{
+    for (size_t i = 0; i < MAX_CHILDREN; i++)
+        if (s_child_pid[i] == 0) {
+            s_child_group[i] = group;
+            s_child_pid[i] = pid;
+            return;
+        }
+}
+
+//  The child is gone: no signal must reach its pid, now free for reuse
+static void
+s_child_forget (pid_t pid)
+{
+    for (size_t i = 0; i < MAX_CHILDREN; i++)
+        if (s_child_pid[i] == pid)
+            s_child_pid[i] = 0;
 }
 
 static double
@@ -296,8 +334,7 @@ s_spawn (char *const argv[], bool group, int *out)
     if (group)
         setpgid (pid, pid); //  also here, so a kill right away finds the group
     close (fds[1]);
-    s_child_group = group;
-    s_child_pid = pid;
+    s_child_remember (pid, group);
     *out = fds[0];
     return pid;
 }
@@ -307,7 +344,7 @@ s_kill (pid_t pid, bool group)
 {
     kill (group ? -pid : pid, SIGKILL);
     waitpid (pid, NULL, 0);
-    s_child_pid = 0;
+    s_child_forget (pid);
 }
 
 //  Run argv to completion within timeout_ms and collect its stdout into
@@ -359,7 +396,7 @@ s_run_capture (char *const argv[], int timeout_ms, char **output)
         free (text);
         return -1;
     }
-    s_child_pid = 0;
+    s_child_forget (pid);
     if (!text)
         return -1;
     text[used] = 0;
@@ -461,9 +498,6 @@ s_yard_run (yardstick_t *self, const options_t *options, const char *program, ch
     return rc == 0;
 }
 
-// ------------------------------------------------------------ broker
-
-//  Start psbroker on an ephemeral loopback port; 0 or -1 (said why)
 // ------------------------------------------------------------ tap reader
 
 static void *
@@ -550,8 +584,13 @@ s_tap_reader_stop (broker_t *broker)
     return records;
 }
 
+// ------------------------------------------------------------ broker
+
+//  Start psbroker on an ephemeral loopback port, as shard of a group of
+//  shards brokers when shards > 1; 0 or -1 (said why)
 static int
-s_broker_start (const options_t *options, uint32_t workers, int32_t staleness, broker_t *broker)
+s_broker_start (const options_t *options, uint32_t workers, int32_t staleness, uint32_t shard,
+                uint32_t shards, broker_t *broker)
 {
     memset (broker, 0, sizeof *broker);
     broker->pid = -1;
@@ -563,21 +602,31 @@ s_broker_start (const options_t *options, uint32_t workers, int32_t staleness, b
                  options->broker_bin, strerror (errno));
         return -1;
     }
-    char workers_text[16], staleness_text[16];
+    char workers_text[16], staleness_text[16], shard_text[16], shards_text[16];
     snprintf (workers_text, sizeof workers_text, "%u", workers);
     snprintf (staleness_text, sizeof staleness_text, "%d", staleness);
-    char *argv[] = {(char *)options->broker_bin,
-                    "--port",
-                    "0",
-                    "--bind",
-                    "127.0.0.1",
-                    "--workers",
-                    workers_text,
-                    "--staleness",
-                    staleness_text,
-                    "--quiet",
-                    options->tap_mode == TAP_OFF ? "--no-tap" : NULL,
-                    NULL};
+    snprintf (shard_text, sizeof shard_text, "%u", shard);
+    snprintf (shards_text, sizeof shards_text, "%u", shards);
+    char *argv[16] = {(char *)options->broker_bin,
+                      "--port",
+                      "0",
+                      "--bind",
+                      "127.0.0.1",
+                      "--workers",
+                      workers_text,
+                      "--staleness",
+                      staleness_text,
+                      "--quiet"};
+    size_t argc = 10;
+    if (options->tap_mode == TAP_OFF)
+        argv[argc++] = "--no-tap";
+    if (shards > 1) {
+        argv[argc++] = "--shard";
+        argv[argc++] = shard_text;
+        argv[argc++] = "--shards";
+        argv[argc++] = shards_text;
+    }
+    argv[argc] = NULL;
     broker->pid = s_spawn (argv, false, &broker->out);
     if (broker->pid == -1) {
         fprintf (stderr, "psbench: cannot start %s: %s\n", options->broker_bin, strerror (errno));
@@ -606,22 +655,22 @@ s_broker_start (const options_t *options, uint32_t workers, int32_t staleness, b
     if (broker->endpoint[0] && options->tap_mode == TAP_WATCHED && s_tap_reader_start (broker)) {
         s_tap_reader_stop (broker);
         s_kill (broker->pid, false);
-        s_child_pid = 0;
         close (broker->out);
         broker->pid = -1;
         return -1;
     }
     if (!broker->endpoint[0]) {
         int status;
-        if (s_wait_pid (broker->pid, 1000, &status))
+        if (s_wait_pid (broker->pid, 1000, &status)) {
             fprintf (stderr, "psbench: %s exited (status %d) before listening\n",
                      options->broker_bin, WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+            s_child_forget (broker->pid);
+        }
         else {
             fprintf (stderr, "psbench: %s did not print its endpoint within %d ms; killed\n",
                      options->broker_bin, BROKER_START_MS);
             s_kill (broker->pid, false);
         }
-        s_child_pid = 0;
         close (broker->out);
         broker->pid = -1;
         return -1;
@@ -642,9 +691,11 @@ s_broker_stop (broker_t *broker)
                      (int)broker->pid, BROKER_STOP_MS);
             s_kill (broker->pid, false);
         }
-        else if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
-            fprintf (stderr, "psbench: psbroker ended badly (status %d)\n", status);
-        s_child_pid = 0;
+        else {
+            if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+                fprintf (stderr, "psbench: psbroker ended badly (status %d)\n", status);
+            s_child_forget (broker->pid);
+        }
     }
     if (broker->out >= 0)
         close (broker->out);
@@ -652,24 +703,71 @@ s_broker_stop (broker_t *broker)
     broker->out = -1;
 }
 
+//  Stop every broker of the group that was started
+static void
+s_group_stop (group_t *group)
+{
+    for (uint32_t i = 0; i < group->size; i++)
+        s_broker_stop (&group->brokers[i]);
+    group->size = 0;
+}
+
+//  Start a group of shards brokers (1: a lone broker) and list their
+//  endpoints, in shard order, as a worker is given them; on failure no
+//  broker is left running. 0 or -1 (said why).
+static int
+s_group_start (const options_t *options, uint32_t shards, uint32_t workers, int32_t staleness,
+               group_t *group)
+{
+    memset (group, 0, sizeof *group);
+    assert (shards >= 1 && shards <= MAX_BROKERS);
+    size_t used = 0;
+    for (uint32_t i = 0; i < shards; i++) {
+        broker_t *broker = &group->brokers[i];
+        if (s_broker_start (options, workers, staleness, i, shards, broker)) {
+            s_group_stop (group);
+            return -1;
+        }
+        group->size = i + 1;
+        //  Room for all: MAX_BROKERS endpoints of at most 255 characters
+        //  and a comma each
+        int wrote = snprintf (group->endpoints + used, sizeof group->endpoints - used, "%s%s",
+                              i ? "," : "", broker->endpoint);
+        used += (size_t)wrote;
+    }
+    return 0;
+}
+
 // ------------------------------------------------------------ workers
+
+//  What s_bench_run runs
+typedef struct {
+    bool bsp;         //  the bsp loop (BSP), else pushpull (ASP)
+    uint32_t threads; //  worker threads, each with its own connection
+    uint32_t local;   //  workers each connection stands for (local
+                      //  aggregation when > 1); 0 counts as 1
+    uint32_t brokers; //  brokers in the group; 0 counts as 1
+    size_t bytes;     //  pushpull: each thread's tensor; bsp: the one
+                      //  shared key, 0 for the softmax-sized model
+} bench_spec_t;
 
 //  What one worker thread does, and what it found
 typedef struct bench_s bench_t;
 
 typedef struct {
     bench_t *bench;           //  the shared setup
-    uint32_t rank;            //  this worker's rank
+    uint32_t rank;            //  its first rank (of bench->local)
     char key[32];             //  its tensor (pushpull)
     bool failed;              //  a call failed: it does no more work
     uint64_t steps[MAX_REPS]; //  steps done in each repetition
 } bench_worker_t;
 
 struct bench_s {
-    const char *endpoint;                //  the broker
-    uint32_t nworkers;                   //  world size
+    const char *endpoint;                //  the broker, or the group's list
+    uint32_t threads;                    //  worker threads
+    uint32_t local;                      //  workers per thread's connection
     bool bsp;                            //  the bsp loop, else pushpull
-    size_t count;                        //  pushpull: floats per tensor
+    size_t count;                        //  floats per tensor; bsp: 0 softmax
     int reps;                            //  timed repetitions
     int warmup;                          //  untimed steps before them
     pthread_barrier_t barrier;           //  workers and main, in lock step
@@ -678,6 +776,17 @@ struct bench_s {
     atomic_long clocks;                  //  bsp: clocks to run in the repetition
     bench_worker_t workers[MAX_WORKERS]; //  one per thread
 };
+
+//  A thread's tensors: what it pushes, what it pulls into and, with local
+//  aggregation, the gradients of the workers it stands for
+#define BENCH_TENSORS 2
+
+typedef struct {
+    ps_tensor_t grads[BENCH_TENSORS];  //  pushed
+    ps_tensor_t params[BENCH_TENSORS]; //  pulled into
+    float *local[BENCH_TENSORS];       //  local > 1: local gradients, back to back
+    size_t ntensors;                   //  tensors used
+} bench_buffers_t;
 
 static bool
 s_ok (ps_worker_t *worker, bench_worker_t *self, int status, const char *what)
@@ -692,24 +801,104 @@ s_ok (ps_worker_t *worker, bench_worker_t *self, int status, const char *what)
 
 //  A pushpull step: push the gradient, pull the parameters, both waited
 static bool
-s_pushpull_step (ps_worker_t *worker, bench_worker_t *self, ps_tensor_t *grad, ps_tensor_t *params)
+s_pushpull_step (ps_worker_t *worker, bench_worker_t *self, bench_buffers_t *buffers)
 {
-    return s_ok (worker, self, ps_worker_push (worker, grad, 1, 1), "push") &&
-           s_ok (worker, self, ps_worker_pull (worker, params, 1), "pull");
+    return s_ok (worker, self, ps_worker_push (worker, buffers->grads, 1, 1), "push") &&
+           s_ok (worker, self, ps_worker_pull (worker, buffers->params, 1), "pull");
 }
 
-//  The bsp loop's clock: push both keys, clock, pull both keys
-static bool
-s_bsp_clock (ps_worker_t *worker, bench_worker_t *self, ps_tensor_t *grads, ps_tensor_t *params)
+//  Local aggregation's own work, timed with the rest: the local workers'
+//  gradients summed into the one that is pushed, in local - 1 passes over
+//  memory, as psworker --threads does (its first thread adds the others'
+//  gradients to its own in turn)
+static void
+s_local_sum (uint32_t local, bench_buffers_t *buffers)
 {
-    return s_ok (worker, self, ps_worker_push (worker, grads, 2, 1), "push") &&
+    for (size_t i = 0; i < buffers->ntensors; i++) {
+        size_t count = buffers->grads[i].count;
+        float *sum = buffers->grads[i].data;
+        const float *first = buffers->local[i], *second = first + count;
+        for (size_t j = 0; j < count; j++)
+            sum[j] = first[j] + second[j];
+        for (uint32_t t = 2; t < local; t++) {
+            const float *grad = first + t * count;
+            for (size_t j = 0; j < count; j++)
+                sum[j] += grad[j];
+        }
+    }
+}
+
+//  The bsp loop's clock: (with local aggregation, sum the local
+//  gradients,) push every key, clock, pull every key
+static bool
+s_bsp_clock (ps_worker_t *worker, bench_worker_t *self, bench_buffers_t *buffers)
+{
+    uint32_t local = self->bench->local;
+    if (local > 1)
+        s_local_sum (local, buffers);
+    return s_ok (worker, self, ps_worker_push (worker, buffers->grads, buffers->ntensors, local),
+                 "push") &&
            s_ok (worker, self, ps_worker_clock (worker), "clock") &&
-           s_ok (worker, self, ps_worker_pull (worker, params, 2), "pull");
+           s_ok (worker, self, ps_worker_pull (worker, buffers->params, buffers->ntensors), "pull");
+}
+
+static bool
+s_bench_step (ps_worker_t *worker, bench_worker_t *self, bench_buffers_t *buffers)
+{
+    return self->bench->bsp ? s_bsp_clock (worker, self, buffers)
+                            : s_pushpull_step (worker, self, buffers);
 }
 
 //  Softmax regression on 784 pixels and 10 classes: weights and biases
 #define BSP_WEIGHTS 7850
 #define BSP_BIASES 10
+
+//  Allocate and touch a thread's buffers, before any timing; false when
+//  out of memory (what was allocated is left for s_buffers_free)
+static bool
+s_buffers_new (const bench_t *bench, const bench_worker_t *self, bench_buffers_t *buffers)
+{
+    memset (buffers, 0, sizeof *buffers);
+    size_t sizes[BENCH_TENSORS] = {bench->count, 0};
+    const char *keys[BENCH_TENSORS] = {self->key, NULL};
+    buffers->ntensors = 1;
+    if (bench->bsp && bench->count == 0) {
+        sizes[0] = BSP_WEIGHTS;
+        sizes[1] = BSP_BIASES;
+        keys[0] = "softmax.w";
+        keys[1] = "softmax.b";
+        buffers->ntensors = 2;
+    }
+    else if (bench->bsp)
+        keys[0] = "bench.model"; //  one key that every worker pushes to
+    for (size_t i = 0; i < buffers->ntensors; i++) {
+        size_t count = sizes[i];
+        float *grad = malloc (count * sizeof (float));
+        float *param = calloc (count, sizeof (float));
+        float *local = bench->local > 1 ? malloc (bench->local * count * sizeof (float)) : NULL;
+        buffers->grads[i] = (ps_tensor_t){keys[i], grad, grad ? count : 0};
+        buffers->params[i] = (ps_tensor_t){keys[i], param, param ? count : 0};
+        buffers->local[i] = local;
+        if (!grad || !param || (bench->local > 1 && !local))
+            return false;
+        for (size_t j = 0; j < count; j++)
+            grad[j] = 1e-6f * (float)(j % 1000);
+        for (size_t j = 0; local && j < bench->local * count; j++)
+            local[j] = 1e-6f * (float)(j % 1000);
+    }
+    return true;
+}
+
+static void
+s_buffers_free (bench_buffers_t *buffers)
+{
+    for (size_t i = 0; i < BENCH_TENSORS; i++) {
+        free (buffers->grads[i].data);
+        free (buffers->params[i].data);
+        free (buffers->local[i]);
+    }
+    memset (buffers, 0, sizeof *buffers);
+}
 
 static void *
 s_worker_main (void *arg)
@@ -720,7 +909,8 @@ s_worker_main (void *arg)
     ps_worker_options_init (&options);
     options.broker = bench->endpoint;
     options.rank = self->rank;
-    options.world_size = bench->nworkers;
+    options.world_size = bench->threads * bench->local;
+    options.local_workers = bench->local;
     options.timeout_ms = WORKER_TIMEOUT_MS;
     options.clock_timeout_ms = WORKER_TIMEOUT_MS;
     int status;
@@ -728,43 +918,24 @@ s_worker_main (void *arg)
     if (!worker)
         s_ok (NULL, self, status, "connect");
 
-    //  Buffers: gradients and parameters, touched before any timing
-    size_t sizes[2] = {bench->count, 0};
-    const char *keys[2] = {self->key, NULL};
-    size_t ntensors = 1;
-    if (bench->bsp) {
-        sizes[0] = BSP_WEIGHTS;
-        sizes[1] = BSP_BIASES;
-        keys[0] = "softmax.w";
-        keys[1] = "softmax.b";
-        ntensors = 2;
+    bench_buffers_t buffers;
+    if (!s_buffers_new (bench, self, &buffers)) {
+        fprintf (stderr, "psbench: worker %u: out of memory\n", self->rank);
+        self->failed = true;
     }
-    ps_tensor_t grads[2], params[2];
-    for (size_t i = 0; i < ntensors; i++) {
-        grads[i] = (ps_tensor_t){keys[i], malloc (sizes[i] * sizeof (float)), sizes[i]};
-        params[i] = (ps_tensor_t){keys[i], malloc (sizes[i] * sizeof (float)), sizes[i]};
-        if (!grads[i].data || !params[i].data) {
-            fprintf (stderr, "psbench: worker %u: out of memory\n", self->rank);
-            self->failed = true;
-            grads[i].count = params[i].count = 0;
-            continue;
-        }
-        for (size_t j = 0; j < sizes[i]; j++)
-            grads[i].data[j] = 1e-6f * (float)(j % 1000);
-        memset (params[i].data, 0, sizes[i] * sizeof (float));
-    }
-    for (size_t i = 0; i < ntensors && !self->failed; i++)
-        s_ok (worker, self, ps_worker_init (worker, keys[i], sizes[i], NULL, NULL), "init");
+    for (size_t i = 0; i < buffers.ntensors && !self->failed; i++)
+        s_ok (worker, self,
+              ps_worker_init (worker, buffers.grads[i].key, buffers.grads[i].count, NULL, NULL),
+              "init");
+    if (self->failed && worker)
+        ps_worker_close (&worker); //  BYE: BSP peers do not wait for us
 
     //  Warm-up (for bsp, main times it to choose the clock count)
     pthread_barrier_wait (&bench->barrier);
     for (int i = 0; i < bench->warmup && !self->failed && !atomic_load (&bench->abort); i++)
-        if (bench->bsp)
-            s_bsp_clock (worker, self, grads, params);
-        else
-            s_pushpull_step (worker, self, grads, params);
+        s_bench_step (worker, self, &buffers);
     if (self->failed && worker)
-        ps_worker_close (&worker); //  BYE: BSP peers do not wait for us
+        ps_worker_close (&worker);
     pthread_barrier_wait (&bench->barrier);
 
     for (int rep = 0; rep < bench->reps; rep++) {
@@ -773,12 +944,12 @@ s_worker_main (void *arg)
         if (bench->bsp) {
             long clocks = atomic_load (&bench->clocks);
             for (long i = 0; i < clocks && !self->failed && !atomic_load (&bench->abort); i++)
-                if (s_bsp_clock (worker, self, grads, params))
+                if (s_bench_step (worker, self, &buffers))
                     steps++;
         }
         else
             while (!self->failed && !atomic_load (&bench->abort) && !atomic_load (&bench->stop))
-                if (s_pushpull_step (worker, self, grads, params))
+                if (s_bench_step (worker, self, &buffers))
                     steps++;
         self->steps[rep] = steps;
         if (self->failed && worker)
@@ -787,53 +958,58 @@ s_worker_main (void *arg)
     }
     if (worker)
         ps_worker_close (&worker);
-    for (size_t i = 0; i < ntensors; i++) {
-        free (grads[i].data);
-        free (params[i].data);
-    }
+    s_buffers_free (&buffers);
     return NULL;
 }
 
-//  Per repetition: wall seconds and steps of all workers
+//  Per repetition: wall seconds and steps of all worker threads
 typedef struct {
     double wall[MAX_REPS];  //  seconds
-    double steps[MAX_REPS]; //  summed over the workers
+    double steps[MAX_REPS]; //  summed over the threads
     int reps;               //  filled
 } bench_result_t;
 
-//  Run nworkers threads against a broker started here; 0 or -1
+//  Run spec's threads against a broker or group started here; 0 or -1
 static int
-s_bench_run (const options_t *options, const plan_t *plan, bool bsp, uint32_t nworkers,
-             size_t bytes, bench_result_t *result)
+s_bench_run (const options_t *options, const plan_t *plan, const bench_spec_t *spec,
+             bench_result_t *result)
 {
-    broker_t broker;
-    if (s_broker_start (options, nworkers, bsp ? 0 : -1, &broker))
+    uint32_t local = spec->local > 1 ? spec->local : 1;
+    uint32_t brokers = spec->brokers > 1 ? spec->brokers : 1;
+    assert (spec->threads >= 1 && spec->threads <= MAX_WORKERS);
+    group_t group;
+    if (s_group_start (options, brokers, spec->threads * local, spec->bsp ? 0 : -1, &group))
         return -1;
     bench_t *bench = calloc (1, sizeof *bench);
     if (!bench) {
-        s_broker_stop (&broker);
+        s_group_stop (&group);
         return -1;
     }
-    bench->endpoint = broker.endpoint;
-    bench->nworkers = nworkers;
+    bool bsp = spec->bsp;
+    bench->endpoint = group.endpoints;
+    bench->threads = spec->threads;
+    bench->local = local;
     bench->bsp = bsp;
-    bench->count = bytes / sizeof (float);
+    bench->count = spec->bytes / sizeof (float);
     bench->reps = plan->reps;
-    bench->warmup = bsp ? plan->bsp_calibrate : bytes >= (16u << 20) ? 2 : options->quick ? 5 : 20;
+    bench->warmup = bsp                          ? plan->bsp_calibrate
+                    : spec->bytes >= (16u << 20) ? 2
+                    : options->quick             ? 5
+                                                 : 20;
     atomic_init (&bench->stop, false);
     atomic_init (&bench->abort, false);
     atomic_init (&bench->clocks, 0);
-    pthread_barrier_init (&bench->barrier, NULL, nworkers + 1);
+    pthread_barrier_init (&bench->barrier, NULL, spec->threads + 1);
     pthread_t threads[MAX_WORKERS];
-    for (uint32_t i = 0; i < nworkers; i++) {
+    for (uint32_t i = 0; i < spec->threads; i++) {
         bench_worker_t *worker = &bench->workers[i];
         worker->bench = bench;
-        worker->rank = i;
+        worker->rank = i * local;
         snprintf (worker->key, sizeof worker->key, "bench.%u", i);
         if (pthread_create (&threads[i], NULL, s_worker_main, worker)) {
             //  The barrier counts on every thread: no way to go on
             fprintf (stderr, "psbench: cannot start a worker thread\n");
-            s_broker_stop (&broker);
+            s_group_stop (&group);
             exit (1);
         }
     }
@@ -843,7 +1019,7 @@ s_bench_run (const options_t *options, const plan_t *plan, bool bsp, uint32_t nw
     pthread_barrier_wait (&bench->barrier);
     double warmup = s_now () - start;
     bool failed = false;
-    for (uint32_t i = 0; i < nworkers; i++)
+    for (uint32_t i = 0; i < spec->threads; i++)
         failed |= bench->workers[i].failed;
     atomic_store (&bench->abort, failed);
     if (bsp) {
@@ -851,7 +1027,7 @@ s_bench_run (const options_t *options, const plan_t *plan, bool bsp, uint32_t nw
         long clocks = per_clock > 0 ? (long)(plan->bsp_seconds / per_clock) : 100;
         atomic_store (&bench->clocks, clocks < 10 ? 10 : clocks > 1000000 ? 1000000 : clocks);
     }
-    double rep_seconds = plan->rep_seconds * (bytes >= (16u << 20) ? 3 : 1);
+    double rep_seconds = plan->rep_seconds * (spec->bytes >= (16u << 20) ? 3 : 1);
     for (int rep = 0; rep < plan->reps; rep++) {
         atomic_store (&bench->stop, false);
         pthread_barrier_wait (&bench->barrier);
@@ -862,18 +1038,18 @@ s_bench_run (const options_t *options, const plan_t *plan, bool bsp, uint32_t nw
         pthread_barrier_wait (&bench->barrier);
         result->wall[rep] = s_now () - start;
         result->steps[rep] = 0;
-        for (uint32_t i = 0; i < nworkers; i++) {
+        for (uint32_t i = 0; i < spec->threads; i++) {
             result->steps[rep] += (double)bench->workers[i].steps[rep];
             failed |= bench->workers[i].failed;
         }
         atomic_store (&bench->abort, failed);
     }
     result->reps = plan->reps;
-    for (uint32_t i = 0; i < nworkers; i++)
+    for (uint32_t i = 0; i < spec->threads; i++)
         pthread_join (threads[i], NULL);
     pthread_barrier_destroy (&bench->barrier);
     free (bench);
-    s_broker_stop (&broker);
+    s_group_stop (&group);
     return failed ? -1 : 0;
 }
 
@@ -901,7 +1077,8 @@ s_case_pushpull (const options_t *options, const plan_t *plan, const yardstick_t
     snprintf (name, sizeof name, "pushpull%s_%s", nworkers > 1 ? "4" : "",
               s_size_name (bytes, size_name, sizeof size_name));
     bench_result_t result = {.reps = 0};
-    if (s_bench_run (options, plan, false, nworkers, bytes, &result)) {
+    bench_spec_t spec = {.threads = nworkers, .bytes = bytes};
+    if (s_bench_run (options, plan, &spec, &result)) {
         fprintf (stderr, "psbench: %s failed\n", name);
         return -1;
     }
@@ -938,7 +1115,7 @@ static int
 s_case_latency (const options_t *options, const plan_t *plan, const yardstick_t *yard)
 {
     broker_t broker;
-    if (s_broker_start (options, 1, -1, &broker))
+    if (s_broker_start (options, 1, -1, 0, 1, &broker))
         return -1;
     ps_worker_options_t worker_options;
     ps_worker_options_init (&worker_options);
@@ -1079,7 +1256,8 @@ s_case_bsp (const options_t *options, const plan_t *plan, const yardstick_t *yar
     char name[64];
     snprintf (name, sizeof name, "bsp_clocks_%uw", nworkers);
     bench_result_t result = {.reps = 0};
-    if (s_bench_run (options, plan, true, nworkers, 0, &result)) {
+    bench_spec_t spec = {.bsp = true, .threads = nworkers};
+    if (s_bench_run (options, plan, &spec, &result)) {
         fprintf (stderr, "psbench: %s failed\n", name);
         return -1;
     }
@@ -1106,13 +1284,15 @@ s_tap_run (const options_t *options, const plan_t *plan, int mode, size_t big, d
     options_t copy = *options;
     copy.tap_mode = mode;
     bench_result_t result = {.reps = 0};
-    if (s_bench_run (&copy, plan, false, 1, sizeof (float), &result))
+    bench_spec_t spec = {.threads = 1, .bytes = sizeof (float)};
+    if (s_bench_run (&copy, plan, &spec, &result))
         return -1;
     double values[MAX_REPS];
     for (int rep = 0; rep < result.reps; rep++)
         values[rep] = 2 * result.steps[rep] / result.wall[rep];
     *small_rate = s_quantile (values, (size_t)result.reps, 0.5);
-    if (s_bench_run (&copy, plan, false, 1, big, &result))
+    spec.bytes = big;
+    if (s_bench_run (&copy, plan, &spec, &result))
         return -1;
     for (int rep = 0; rep < result.reps; rep++)
         values[rep] = result.wall[rep] * 1000 / (result.steps[rep] > 0 ? result.steps[rep] : 1);
