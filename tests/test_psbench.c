@@ -1,6 +1,7 @@
 /*  The psbench program: a quick run without the yardstick prints every
-    figure with a positive number and exits 0; --help exits 0. The figures
-    themselves are not asserted: they depend on the machine. */
+    figure with a positive number and exits 0, the group and localagg
+    cases included; --help exits 0. The figures themselves are not
+    asserted: they depend on the machine. */
 
 #include "ps_testutil.h"
 
@@ -75,11 +76,16 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
     cr_assert_eq (status, 0, "psbench --quick exited with %d; output:\n%s", status, text);
 
     static const char *figures[] = {
-        "pushpull_4K",       "pushpull_4K.bandwidth", "pushpull_1M",           "pushpull4_4K",
-        "pushpull4_1M",      "latency_push_pull",     "latency_push_pull.p99", "aggregation",
-        "aggregation_apply", "bsp_clocks_1w",         "bsp_clocks_2w",         "bsp_clocks_4w",
-        "bsp_clocks_8w",     "tap_off_small",         "tap_idle_small",        "tap_watched_small",
-        "tap_off_1M",        "tap_watched_1M"};
+        "pushpull_4K", "pushpull_4K.bandwidth", "pushpull_1M", "pushpull4_4K", "pushpull4_1M",
+        "latency_push_pull", "latency_push_pull.p99", "aggregation", "aggregation_apply",
+        "bsp_clocks_1w", "bsp_clocks_2w", "bsp_clocks_4w", "bsp_clocks_8w", "tap_off_small",
+        "tap_idle_small", "tap_watched_small", "tap_off_1M", "tap_watched_1M",
+        //  A group of 1, 2 and 4 brokers; --quick slices a 1 MB tensor
+        "group_1b_1M", "group_1b_1M.bandwidth", "group_2b_1M", "group_2b_1M.speedup", "group_4b_1M",
+        "group_4b_1M.bandwidth", "group_4b_1M.speedup",
+        //  4 workers, local aggregation off and on; --quick: 4K and 1M keys
+        "localagg_off_4K", "localagg_on_4K", "localagg_on_4K.vs_off", "localagg_2x2_4K",
+        "localagg_off_1M", "localagg_on_1M", "localagg_on_1M.vs_off", "localagg_2x2_1M"};
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
         double value = s_figure (text, figures[i]);
         cr_expect_gt (value, 0, "no positive '%s:' line in:\n%s", figures[i], text);

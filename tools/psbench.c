@@ -74,10 +74,20 @@
 #define MAX_SIZE_BYTES (256u << 20)
 //  Gradients summed by the aggregation case (as memband's agg8)
 #define AGG_GRADIENTS 8
-//  Brokers in a group, at most
+//  Rounds of the group and localagg cases, at most
+#define MAX_ROUNDS 5
+//  Brokers in a group, at most; the group case runs 1, 2 and 4
 #define MAX_BROKERS 4
 //  Children running at once: a group's brokers, or the yardstick
 #define MAX_CHILDREN (MAX_BROKERS + 1)
+//  The group case's model: one tensor, sliced over the group
+#define GROUP_BYTES (64u << 20)
+#define GROUP_BYTES_QUICK (1u << 20)
+//  Workers of the localagg case, and its two model sizes (floats)
+#define LOCALAGG_WORKERS 4
+#define LOCALAGG_SMALL 1024
+#define LOCALAGG_LARGE (1024 * 1024)
+#define LOCALAGG_LARGE_QUICK (256 * 1024)
 
 //  The cases, for --only
 enum {
@@ -87,7 +97,9 @@ enum {
     CASE_AGGREGATION = 8,
     CASE_BSP = 16,
     CASE_TAP = 32,
-    CASE_ALL = 63
+    CASE_GROUP = 64,
+    CASE_LOCALAGG = 128,
+    CASE_ALL = 255
 };
 
 //  How the tap case starts its brokers
@@ -98,7 +110,8 @@ static const struct {
     unsigned bit;
 } s_cases[] = {{"pushpull", CASE_PUSHPULL}, {"pushpull4", CASE_PUSHPULL4},
                {"latency", CASE_LATENCY},   {"aggregation", CASE_AGGREGATION},
-               {"bsp", CASE_BSP},           {"tap", CASE_TAP}};
+               {"bsp", CASE_BSP},           {"tap", CASE_TAP},
+               {"group", CASE_GROUP},       {"localagg", CASE_LOCALAGG}};
 
 typedef struct {
     bool quick;                //  tiny sizes, few iterations
@@ -124,6 +137,9 @@ typedef struct {
     int agg_reps;            //  aggregation repetitions
     double bsp_seconds;      //  one bsp repetition, roughly
     int bsp_calibrate;       //  bsp warm-up clocks, which set the count
+    size_t group_bytes;      //  the group case's tensor, bytes
+    size_t localagg_large;   //  the localagg case's larger key, floats
+    int rounds;              //  group and localagg: turns of their settings
 } plan_t;
 
 //  One line of a yardstick table
@@ -1351,6 +1367,122 @@ s_case_tap (const options_t *options, const plan_t *plan)
     return 0;
 }
 
+//  Median of each row's first n values into medians
+static void
+s_medians (double values[][MAX_ROUNDS], size_t rows, size_t n, double *medians)
+{
+    for (size_t i = 0; i < rows; i++)
+        medians[i] = s_quantile (values[i], n, 0.5);
+}
+
+//  group_<n>b_<size>: ms per push+pull step of one worker whose one tensor
+//  is sliced over a group of n psbrokers (ASP, as pushpull), for n = 1, 2
+//  and 4; .bandwidth counts both directions, .speedup is the bandwidth
+//  against one broker. Brokers differ from one start to the next, so the
+//  group sizes take turns for a few rounds and each figure is the median
+//  of its rounds (each round's value being the median of its repetitions).
+static int
+s_case_group (const options_t *options, const plan_t *plan, const yardstick_t *yard)
+{
+    static const uint32_t sizes[] = {1, 2, MAX_BROKERS};
+    enum { NSIZES = sizeof sizes / sizeof sizes[0] };
+    size_t bytes = plan->group_bytes;
+    char size_name[32];
+    s_size_name (bytes, size_name, sizeof size_name);
+    double ms[NSIZES][MAX_ROUNDS], gbps[NSIZES][MAX_ROUNDS];
+    for (int round = 0; round < plan->rounds; round++)
+        for (size_t g = 0; g < NSIZES; g++) {
+            bench_result_t result = {.reps = 0};
+            bench_spec_t spec = {.threads = 1, .brokers = sizes[g], .bytes = bytes};
+            if (s_bench_run (options, plan, &spec, &result)) {
+                fprintf (stderr, "psbench: group_%ub_%s failed\n", sizes[g], size_name);
+                return -1;
+            }
+            double rep_ms[MAX_REPS], rep_gbps[MAX_REPS];
+            for (int rep = 0; rep < result.reps; rep++) {
+                double steps = result.steps[rep] > 0 ? result.steps[rep] : 1;
+                rep_ms[rep] = result.wall[rep] * 1000 / steps;
+                rep_gbps[rep] = steps * 2.0 * (double)bytes / result.wall[rep] / 1e9;
+            }
+            ms[g][round] = s_quantile (rep_ms, (size_t)result.reps, 0.5);
+            gbps[g][round] = s_quantile (rep_gbps, (size_t)result.reps, 0.5);
+        }
+    double ms_median[NSIZES], gbps_median[NSIZES];
+    s_medians (ms, NSIZES, (size_t)plan->rounds, ms_median);
+    s_medians (gbps, NSIZES, (size_t)plan->rounds, gbps_median);
+    char what[80], base[80];
+    const yard_row_t *row = s_pushpull_yard (yard, bytes, what, sizeof what);
+    snprintf (base, sizeof base, "group_1b_%s.bandwidth", size_name);
+    for (size_t g = 0; g < NSIZES; g++) {
+        char name[64], sub[80];
+        snprintf (name, sizeof name, "group_%ub_%s", sizes[g], size_name);
+        s_figure (name, ms_median[g], "ms");
+        if (row)
+            s_ratio (name, "ratio", ms_median[g], what, row->b, "ms");
+        snprintf (sub, sizeof sub, "%s.bandwidth", name);
+        s_figure (sub, gbps_median[g], "GB/s");
+        if (g)
+            s_ratio (name, "speedup", gbps_median[g], base, gbps_median[0], "GB/s");
+    }
+    fflush (stdout);
+    return 0;
+}
+
+//  localagg_<mode>_<size>: BSP clocks per second of LOCALAGG_WORKERS
+//  workers that all push to one key of <size> bytes, in three modes:
+//  off, a thread and a connection per worker (the bsp loop); on, one
+//  connection standing for all of them (local_workers), whose thread sums
+//  their gradients, a cost timed with the rest, and pushes once; 2x2, two
+//  such connections of two workers. .vs_off holds a mode against off. The
+//  modes take turns for a few rounds, as in the group case.
+static int
+s_case_localagg (const options_t *options, const plan_t *plan)
+{
+    static const struct {
+        const char *name;
+        uint32_t threads, local;
+    } modes[] = {{"off", LOCALAGG_WORKERS, 1},
+                 {"on", 1, LOCALAGG_WORKERS},
+                 {"2x2", 2, LOCALAGG_WORKERS / 2}};
+    enum { NMODES = sizeof modes / sizeof modes[0] };
+    size_t counts[] = {LOCALAGG_SMALL, plan->localagg_large};
+    for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+        size_t bytes = counts[c] * sizeof (float);
+        char size_name[32];
+        s_size_name (bytes, size_name, sizeof size_name);
+        double rate[NMODES][MAX_ROUNDS];
+        for (int round = 0; round < plan->rounds; round++)
+            for (size_t m = 0; m < NMODES; m++) {
+                bench_result_t result = {.reps = 0};
+                bench_spec_t spec = {.bsp = true,
+                                     .threads = modes[m].threads,
+                                     .local = modes[m].local,
+                                     .bytes = bytes};
+                if (s_bench_run (options, plan, &spec, &result)) {
+                    fprintf (stderr, "psbench: localagg_%s_%s failed\n", modes[m].name, size_name);
+                    return -1;
+                }
+                double rep_rate[MAX_REPS];
+                for (int rep = 0; rep < result.reps; rep++)
+                    rep_rate[rep] = result.steps[rep] / modes[m].threads / result.wall[rep];
+                rate[m][round] = s_quantile (rep_rate, (size_t)result.reps, 0.5);
+            }
+        double median[NMODES];
+        s_medians (rate, NMODES, (size_t)plan->rounds, median);
+        char off[64];
+        snprintf (off, sizeof off, "localagg_off_%s", size_name);
+        for (size_t m = 0; m < NMODES; m++) {
+            char name[64];
+            snprintf (name, sizeof name, "localagg_%s_%s", modes[m].name, size_name);
+            s_figure (name, median[m], "clocks/s");
+            if (m)
+                s_ratio (name, "vs_off", median[m], off, median[0], "clocks/s");
+        }
+        fflush (stdout);
+    }
+    return 0;
+}
+
 // ------------------------------------------------------------ main
 
 static void
@@ -1364,7 +1496,8 @@ s_usage (FILE *out)
                         "  --quick            tiny sizes, few iterations, no yardstick unless\n"
                         "                     --yardstick is given (a few seconds)\n"
                         "  --only LIST        cases, comma-separated: pushpull, pushpull4,\n"
-                        "                     latency, aggregation, bsp, tap (default all)\n"
+                        "                     latency, aggregation, bsp, tap, group, localagg\n"
+                        "                     (default all)\n"
                         "  --sizes LIST       pushpull sizes, e.g. 4K,64M (default\n"
                         "                     4K,1M,16M,64M; --quick: 4K,1M)\n"
                         "  --no-yardstick     do not run the yardstick; no ratios\n"
@@ -1379,7 +1512,13 @@ s_usage (FILE *out)
                         "1-float push then pull), aggregation (GB/s of gradients, in-process\n"
                         "ps_store), bsp_clocks_<n>w (clocks/s, n workers, BSP), tap_<mode>_small\n"
                         "(msgs/s of 1-float push+pull) and tap_<mode>_16M (ms per step) with\n"
-                        "the broker's tap off, idle (no subscriber) and watched (one reader).\n");
+                        "the broker's tap off, idle (no subscriber) and watched (one reader),\n"
+                        "group_<n>b_64M (ms per push+pull step of one worker, its 64 MB tensor\n"
+                        "sliced over a group of n = 1, 2, 4 brokers; .speedup against 1;\n"
+                        "--quick: 1M), localagg_<mode>_<size> (BSP clocks/s of 4 workers on\n"
+                        "one key of 4K and 4M bytes, --quick 4K and 1M: off, a connection per\n"
+                        "worker; on, one connection with local_workers 4 that sums the 4\n"
+                        "gradients and pushes once; 2x2, two connections of 2; .vs_off).\n");
 }
 
 static int
@@ -1396,7 +1535,7 @@ s_parse_only (const char *list, unsigned *cases)
         if (i == sizeof s_cases / sizeof s_cases[0]) {
             fprintf (stderr,
                      "psbench: --only: unknown case '%s' (pushpull, pushpull4, latency, "
-                     "aggregation, bsp, tap)\n",
+                     "aggregation, bsp, tap, group, localagg)\n",
                      name);
             return -1;
         }
@@ -1472,7 +1611,10 @@ s_plan (bool quick, plan_t *plan)
                          .agg_bytes = 1u << 20,
                          .agg_reps = 3,
                          .bsp_seconds = 0.05,
-                         .bsp_calibrate = 5};
+                         .bsp_calibrate = 5,
+                         .group_bytes = GROUP_BYTES_QUICK,
+                         .localagg_large = LOCALAGG_LARGE_QUICK,
+                         .rounds = 1};
     else
         *plan = (plan_t){.sizes = {4u << 10, 1u << 20, 16u << 20, 64u << 20},
                          .nsizes = 4,
@@ -1483,7 +1625,41 @@ s_plan (bool quick, plan_t *plan)
                          .agg_bytes = 16u << 20,
                          .agg_reps = 15,
                          .bsp_seconds = 1.0,
-                         .bsp_calibrate = 20};
+                         .bsp_calibrate = 20,
+                         .group_bytes = GROUP_BYTES,
+                         .localagg_large = LOCALAGG_LARGE,
+                         .rounds = 3};
+}
+
+//  The sizes zmq_limits measures, as its -s list: the pushpull sizes and
+//  the group case's, and 1M when 64M is held against the model of 1 MB
+//  chunks
+static void
+s_yard_sizes (const options_t *options, const plan_t *plan, char *sizes, size_t size)
+{
+    size_t list[MAX_SIZES + 2], n = 0;
+    if (options->cases & (CASE_PUSHPULL | CASE_PUSHPULL4))
+        for (size_t i = 0; i < plan->nsizes; i++)
+            list[n++] = plan->sizes[i];
+    if (options->cases & CASE_GROUP)
+        list[n++] = plan->group_bytes;
+    bool model = false;
+    for (size_t i = 0; i < n; i++)
+        model |= list[i] == (64u << 20);
+    if (model)
+        list[n++] = 1u << 20;
+    sizes[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i; j++)
+            seen |= list[j] == list[i];
+        if (seen)
+            continue;
+        char size_name[32];
+        size_t used = strlen (sizes);
+        snprintf (sizes + used, size - used, "%s%s", used ? "," : "",
+                  s_size_name (list[i], size_name, sizeof size_name));
+    }
 }
 
 int
@@ -1564,25 +1740,18 @@ main (int argc, char *argv[])
     yardstick_t yard = {0};
     yardstick_t *have_yard = NULL;
     if (options.yardstick) {
-        bool network = options.cases & (CASE_PUSHPULL | CASE_PUSHPULL4 | CASE_LATENCY | CASE_BSP);
+        bool sized = options.cases & (CASE_PUSHPULL | CASE_PUSHPULL4 | CASE_GROUP);
+        bool latency = options.cases & (CASE_LATENCY | CASE_BSP);
         bool ran = false;
-        if (network) {
-            //  The pushpull sizes, and 1M when 64M is held against the
-            //  model of 1 MB chunks
-            char sizes[96] = "";
-            bool model = false, megabyte = false;
-            for (size_t i = 0; i < plan.nsizes; i++) {
-                char size_name[32];
-                snprintf (sizes + strlen (sizes), sizeof sizes - strlen (sizes), "%s%s",
-                          i ? "," : "", s_size_name (plan.sizes[i], size_name, sizeof size_name));
-                model |= plan.sizes[i] == (64u << 20);
-                megabyte |= plan.sizes[i] == (1u << 20);
-            }
-            if (model && !megabyte)
-                snprintf (sizes + strlen (sizes), sizeof sizes - strlen (sizes), ",1M");
-            char *full[] = {"-t", "tcp", "-m", "lat,rt,model", "-s", sizes, "-z", "zc", NULL};
-            char *quick[] = {"-t", "tcp", "-m", "lat,rt,model", "-s", sizes,  "-z", "zc",
-                             "-r", "1",   "-T", "0.05",         "-n", "2000", NULL};
+        if (sized || latency) {
+            char sizes[96], modes[32];
+            s_yard_sizes (&options, &plan, sizes, sizeof sizes);
+            snprintf (modes, sizeof modes, "%s%s%s", latency ? "lat" : "",
+                      latency && sized ? "," : "", sized ? "rt,model" : "");
+            char *full[] = {"-t", "tcp", "-m", modes, "-s", sized ? sizes : "4K", "-z", "zc", NULL};
+            char *quick[] = {"-t", "tcp",  "-m", modes, "-s", sized ? sizes : "4K",
+                             "-z", "zc",   "-r", "1",   "-T", "0.05",
+                             "-n", "2000", NULL};
             ran |= s_yard_run (&yard, &options, "zmq_limits", options.quick ? quick : full,
                                ZMQ_LIMITS_MS);
         }
@@ -1612,6 +1781,10 @@ main (int argc, char *argv[])
     }
     if (options.cases & CASE_TAP)
         failures += s_case_tap (&options, &plan) != 0;
+    if (options.cases & CASE_GROUP)
+        failures += s_case_group (&options, &plan, have_yard) != 0;
+    if (options.cases & CASE_LOCALAGG)
+        failures += s_case_localagg (&options, &plan) != 0;
     free (yard.rows);
     if (failures) {
         fprintf (stderr, "psbench: %d case%s failed\n", failures, failures > 1 ? "s" : "");
