@@ -31,10 +31,10 @@
     Records of a broker group carry their broker's place (shard, shards):
     the text line names it ("b1/3") and JSON adds two fields, both only
     when shards > 1, so that a broker alone looks exactly as it did before
-    groups. Pairing keys a request on its shard as well as its peer,
-    worker and seq, because a worker of a group sends the same seq to
-    every broker; it is here rather than in pstap so that it is tested on
-    its own. Rejected: keying on the peer alone (two ROUTERs may hand out
+    groups. Pairing keys a request on its shard as well as its peer and
+    seq, because a worker of a group sends the same seq to every broker;
+    it is here rather than in pstap so that it is tested on its own.
+    Rejected: keying on the peer and seq alone (two ROUTERs may hand out
     the same routing id), and emitting shard fields for every record (the
     JSON of a broker alone would change for no information).
     ========================================================================= */
@@ -966,7 +966,7 @@ typedef struct {
 } s_pending_t;
 
 struct ps_tappair_t {
-    zhashx_t *table;    //  "shard/peer/worker/seq" -> s_pending_t
+    zhashx_t *table;    //  "shard/peer/seq" -> s_pending_t
     size_t max_pending; //  the table is emptied when it reaches this
     uint64_t forgotten; //  requests dropped when the table was full
 };
@@ -1006,13 +1006,15 @@ ps_tappair_destroy (ps_tappair_t **self_p)
     }
 }
 
-//  A worker of a group sends the same seq to every broker, and two
-//  brokers may give two connections the same routing id: the shard is
-//  part of what names a request
+//  A connection numbers its requests, so (peer, seq) names one at one
+//  broker; not the worker, which a HELLO request does not have yet and its
+//  reply does. A worker of a group sends the same seq to every broker, and
+//  two brokers may give two connections the same routing id: the shard is
+//  part of the name.
 static void
 s_pair_key (const ps_tap_record_t *record, char *key, size_t size)
 {
-    snprintf (key, size, "%u/%s/%lld/%llu", record->shard, record->peer, (long long)record->worker,
+    snprintf (key, size, "%u/%s/%llu", record->shard, record->peer,
               (unsigned long long)record->seq);
 }
 

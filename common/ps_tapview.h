@@ -15,7 +15,7 @@
     which broker published them: "b1/3" after the time in text, "shard"
     and "shards" at the end of the JSON object. A broker alone looks as it
     always did. A pairing table matches replies with their requests by
-    (shard, peer, worker, seq).
+    (shard, peer, seq).
 
     Pure functions, one small filter object and the pairing table; no
     sockets. Any thread may call them; a filter is read-only after

@@ -12,8 +12,11 @@
     Live tests use fakes on loopback with ephemeral ports, so that they
     control every byte: an XPUB socket plays the tap (it sends records
     only once pstap's subscription has arrived), a ROUTER socket plays the
-    broker's INFO. The last test runs the real thing: an in-process broker
-    and a worker. Every child process and every receive has a bounded wait.
+    broker's INFO. Then the real thing: an in-process broker and a worker,
+    and a group of three in-process brokers (psbroker --shard I --shards 3)
+    that learn of each other from a HELLO sent by a raw DEALER, as a
+    worker of the group sends it. Every child process and every receive has
+    a bounded wait.
     ========================================================================= */
 
 #include "ps_codec.h"
@@ -1026,6 +1029,12 @@ Test (pstap, help_for_every_command_and_bad_arguments, .timeout = 30)
         {{"read", "-r", "f", "--view", "pie"}, "--view 'pie' is not one of watch, stats, top"},
         {{"read"}, "pstap read: -r FILE is required"},
         {{"read", "-r", "f", "--broker", "x"}, "--broker does not apply here"},
+        {{"watch", "--tap", "x", "--member-only"}, "--member-only goes with --broker"},
+        {{"read", "-r", "f", "--member-only"}, "--member-only does not apply here"},
+        {{"watch", "--broker", "tcp://a:1,,tcp://b:2"},
+         "--broker 'tcp://a:1,,tcp://b:2' has an "
+         "empty endpoint"},
+        {{"stats", "--tap", "x,"}, "--tap 'x,' has an empty endpoint"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *const *a = bad[i].args;
@@ -1130,4 +1139,553 @@ Test (pstap, watches_and_counts_a_real_broker, .timeout = 60)
     cr_assert (strstr (row, " 1 ") && strstr (row, "16 B"), "%s", row);
     s_result_free (&run);
     ps_broker_destroy (&broker);
+}
+
+//  ------------------------------------------------------- broker groups
+
+//  A record as broker shard of a group of shards publishes it
+static ps_tap_record_t
+s_grouped (uint64_t number, int kind, int type, uint32_t shard, uint32_t shards, uint64_t offset_us,
+           uint64_t dropped)
+{
+    ps_tap_record_t record = s_base (number, kind, type, 0, offset_us);
+    record.shard = shard;
+    record.shards = shards;
+    record.dropped = dropped;
+    record.min_clock = 4 + shard;
+    return record;
+}
+
+//  Worker 0 of a group of two brokers sends seq 3 to both over one peer
+//  id; broker 1 answers first. Broker 1 has dropped 5 records before the
+//  recording began, and 2 more in it; broker 0 none.
+static void
+s_group_session (const char *path)
+{
+    char why[300];
+    ps_taplog_writer_t *writer = ps_taplog_writer_new (path, T0, why, sizeof why);
+    cr_assert (writer, "%s", why);
+    ps_tap_record_t r = s_grouped (1, REQ, PSMQ__MSG_TYPE__PULL, 0, 2, 0, 0);
+    r.seq = 3;
+    s_append (writer, &r, false);
+    r = s_grouped (1, REQ, PSMQ__MSG_TYPE__PULL, 1, 2, 100, 5);
+    r.seq = 3;
+    s_append (writer, &r, false);
+    r = s_grouped (2, REP, PSMQ__MSG_TYPE__PULL, 1, 2, 150, 5);
+    r.seq = 3;
+    r.total_us = 50;
+    s_append (writer, &r, false);
+    r = s_grouped (2, REP, PSMQ__MSG_TYPE__PULL, 0, 2, 400, 0);
+    r.seq = 3;
+    r.total_us = 400;
+    s_append (writer, &r, false);
+    r = s_grouped (3, PSMQ__TAP_KIND__TAP_CLOCK, 0, 0, 2, 500, 0);
+    r.slowest = 0;
+    s_append (writer, &r, false);
+    r = s_grouped (10, PSMQ__TAP_KIND__TAP_CLOCK, 0, 1, 2, 600, 7);
+    r.slowest = 0;
+    s_append (writer, &r, false);
+    cr_assert_eq (ps_taplog_writer_destroy (&writer), 0);
+}
+
+//  Occurrences of needle in text
+static size_t
+s_count (const char *text, const char *needle)
+{
+    size_t count = 0;
+    for (const char *at = strstr (text, needle); at; at = strstr (at + 1, needle))
+        count++;
+    return count;
+}
+
+Test (pstap, a_group_recording_is_paired_and_counted_per_broker, .timeout = 30)
+{
+    char recording[512], line[1024];
+    s_temp ("group.pstap", recording, sizeof recording);
+    s_group_session (recording);
+
+    //  Each reply finds the request its own broker received
+    result_t run = s_pstap ("read", "-r", recording, NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert_eq (s_lines (run.out), 6, "%s", run.out);
+    s_line_with (run.out, "b1/2 <- rep  pull", line, sizeof line);
+    cr_assert (strstr (line, "[request 50us ago]"), "%s", line);
+    s_line_with (run.out, "b0/2 <- rep  pull", line, sizeof line);
+    cr_assert (strstr (line, "[request 400us ago]"), "%s", line);
+    //  Each broker's drop count is its own: broker 1 dropped 2 in the recording
+    cr_assert_eq (s_count (run.err, "dropped"), 1, "%s", run.err);
+    cr_assert (strstr (run.err, "pstap: broker b1/2 dropped 2 records (reader too slow)"), "%s",
+               run.err);
+    s_result_free (&run);
+
+    run = s_pstap ("read", "-r", recording, "--view", "stats", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.out, "6 records, broker dropped 2 meanwhile"), "%s", run.out);
+    cr_assert (strstr (run.out, "slowest 4 (w0) at the end"), "the broker furthest behind:\n%s",
+               run.out);
+    s_line_with (run.out, "broker b0/2", line, sizeof line);
+    cr_assert (strstr (line, " 3 records, dropped 0 meanwhile, slowest 4 (w0)"), "%s", line);
+    s_line_with (run.out, "broker b1/2", line, sizeof line);
+    cr_assert (strstr (line, " 3 records, dropped 2 meanwhile, slowest 5 (w0)"), "%s", line);
+    s_result_free (&run);
+
+    run = s_pstap ("read", "-r", recording, "--view", "top", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    s_line_with (run.out, "\nb1/2 ", line, sizeof line);
+    unsigned long long dropped = 0;
+    cr_assert (sscanf (line + strlen (line) - 8, "%llu", &dropped) == 1 && dropped == 2, "%s",
+               line);
+    s_result_free (&run);
+
+    //  JSON names the broker; shard= picks one
+    run = s_pstap ("read", "-r", recording, "--json", "-f", "shard=1 kind=rep", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert_eq (s_lines (run.out), 1, "%s", run.out);
+    cr_assert (strstr (run.out, "\"total_us\":50,") &&
+                   strstr (run.out, ",\"shard\":1,\"shards\":2}"),
+               "%s", run.out);
+    s_result_free (&run);
+    unlink (recording);
+}
+
+//  A tap's records come from one broker, or the tap is not that broker's
+Test (pstap, a_tap_that_carries_another_brokers_records_is_named, .timeout = 30)
+{
+    fake_t fake;
+    s_fake_open (&fake);
+    char path[512], info[512];
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    "watch",
+                    "--broker",
+                    fake.broker,
+                    "-c",
+                    "1",
+                    NULL};
+    ps_test_child_t child = s_spawn_utc (argv);
+    //  INFO says shard 1 of 2, group not known yet; the tap says a broker alone
+    snprintf (info, sizeof info,
+              "{\"endpoint\":\"%s\",\"tap\":\"%s\",\"shard\":1,\"shards\":2,\"group\":[]}",
+              fake.broker, fake.tap);
+    s_fake_info (&fake, info);
+    s_fake_wait_subscriber (&fake);
+    ps_tap_record_t record = s_live (1, REQ, PSMQ__MSG_TYPE__PULL, 2, 0);
+    s_fake_publish (&fake, &record);
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert_eq (s_lines (run.out), 1, "%s", run.out);
+    cr_assert (strstr (run.err, "is shard 1 of 2; the other members are not known until a worker "
+                                "joins: give --broker"),
+               "%s", run.err);
+    cr_assert (strstr (run.err, "carries the records of shard 0 of 1, not of shard 1 of 2"), "%s",
+               run.err);
+    cr_assert (strstr (run.err, "--tap tcp://"), "says how to fix it: %s", run.err);
+    s_result_free (&run);
+    s_fake_close (&fake);
+}
+
+//  Three brokers of a group, in-process, each with its own tap, and a raw
+//  DEALER to each, as a worker of the group has. One member may be played
+//  by a ROUTER that never answers.
+#define GROUP 3
+
+typedef struct {
+    ps_broker_t *brokers[GROUP]; //  NULL for the silent member
+    char endpoints[GROUP][128];  //  tcp://127.0.0.1:PORT
+    char list[GROUP * 128];      //  all of them, comma-separated
+    void *context;               //  for the DEALERs and the silent member
+    void *dealers[GROUP];        //  to each real broker
+    void *silent;                //  a ROUTER that never answers, or NULL
+    ps_codec_t *codec;           //  builds and reads envelopes
+    uint64_t seq;                //  of the next request
+} group_t;
+
+static void
+s_group_start (group_t *self, int silent_shard)
+{
+    memset (self, 0, sizeof *self);
+    self->context = zmq_ctx_new ();
+    self->codec = ps_codec_new ();
+    int linger = 0;
+    for (int i = 0; i < GROUP; i++) {
+        if (i == silent_shard) {
+            self->silent = zmq_socket (self->context, ZMQ_ROUTER);
+            zmq_setsockopt (self->silent, ZMQ_LINGER, &linger, sizeof linger);
+            cr_assert_eq (zmq_bind (self->silent, "tcp://127.0.0.1:*"), 0);
+            size_t size = sizeof self->endpoints[i];
+            zmq_getsockopt (self->silent, ZMQ_LAST_ENDPOINT, self->endpoints[i], &size);
+            continue;
+        }
+        ps_broker_config_t config;
+        ps_broker_config_defaults (&config);
+        config.endpoint = "tcp://127.0.0.1:*";
+        config.shard = (uint32_t)i;
+        config.shards = GROUP;
+        char why[300];
+        self->brokers[i] = ps_broker_new (&config, why, sizeof why);
+        cr_assert (self->brokers[i], "broker %d: %s", i, why);
+        snprintf (self->endpoints[i], sizeof self->endpoints[i], "tcp://127.0.0.1:%d",
+                  ps_broker_port (self->brokers[i]));
+        self->dealers[i] = zmq_socket (self->context, ZMQ_DEALER);
+        zmq_setsockopt (self->dealers[i], ZMQ_LINGER, &linger, sizeof linger);
+        cr_assert_eq (zmq_connect (self->dealers[i], self->endpoints[i]), 0);
+    }
+    snprintf (self->list, sizeof self->list, "%s,%s,%s", self->endpoints[0], self->endpoints[1],
+              self->endpoints[2]);
+}
+
+static void
+s_group_stop (group_t *self)
+{
+    for (int i = 0; i < GROUP; i++) {
+        if (self->dealers[i])
+            zmq_close (self->dealers[i]);
+        ps_broker_destroy (&self->brokers[i]);
+    }
+    if (self->silent)
+        zmq_close (self->silent);
+    zmq_ctx_term (self->context);
+    ps_codec_destroy (&self->codec);
+}
+
+//  Send a request of type to broker shard and wait (5 s at most) for its
+//  reply, which must be of the same type
+static void
+s_group_request (group_t *self, int shard, int type, Psmq__Hello *hello)
+{
+    ps_envelope_t envelope;
+    psmq__envelope__init (&envelope);
+    envelope.version = PS_PROTOCOL_VERSION;
+    envelope.type = type;
+    envelope.seq = ++self->seq;
+    envelope.hello = hello;
+    zmq_msg_t msg;
+    cr_assert_eq (ps_codec_encode (&envelope, &msg), 0);
+    cr_assert_neq (zmq_msg_send (&msg, self->dealers[shard], 0), -1);
+    zmq_pollitem_t item = {self->dealers[shard], 0, ZMQ_POLLIN, 0};
+    cr_assert_eq (zmq_poll (&item, 1, 5000), 1, "no reply from broker %d within 5 s", shard);
+    bool more = true, first = true;
+    while (more) {
+        zmq_msg_init (&msg);
+        cr_assert_geq (zmq_msg_recv (&msg, self->dealers[shard], 0), 0);
+        if (first) {
+            ps_problem_t problem;
+            ps_envelope_t *reply =
+                ps_codec_decode (self->codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem);
+            cr_assert (reply, "%s", problem.message);
+            cr_assert_eq (reply->type, type, "broker %d: %s %s", shard,
+                          ps_codec_type_name (reply->type),
+                          reply->error ? reply->error->message : "");
+        }
+        more = zmq_msg_more (&msg);
+        first = false;
+        zmq_msg_close (&msg);
+    }
+}
+
+//  HELLO to every real broker as rank 0 of 1, naming the group as a
+//  worker of the group does: then each broker's INFO lists the group
+static void
+s_group_hello (group_t *self)
+{
+    char *group[GROUP];
+    for (int i = 0; i < GROUP; i++)
+        group[i] = self->endpoints[i];
+    for (int i = 0; i < GROUP; i++) {
+        if (!self->brokers[i])
+            continue;
+        Psmq__Hello hello = PSMQ__HELLO__INIT;
+        hello.world_size = 1;
+        hello.shard = (uint32_t)i;
+        hello.shards = GROUP;
+        hello.group = group;
+        hello.n_group = GROUP;
+        s_group_request (self, i, PSMQ__MSG_TYPE__HELLO, &hello);
+    }
+}
+
+//  The "shard" of each JSON line (-1 when absent), in order; how many.
+//  Each line must say it is of a group of 3.
+static size_t
+s_shards_of (const char *jsonl, int64_t *shards, size_t max)
+{
+    size_t count = 0;
+    while (*jsonl && count < max) {
+        const char *end = strchr (jsonl, '\n');
+        cr_assert (end, "unterminated line: %s", jsonl);
+        ps_json_t *doc = ps_json_parse (jsonl, (size_t)(end - jsonl), NULL, 0);
+        cr_assert (doc, "not JSON: %.*s", (int)(end - jsonl), jsonl);
+        shards[count++] = ps_json_int (doc, ps_json_member (doc, 0, "shard"), -1);
+        cr_assert_eq (ps_json_int (doc, ps_json_member (doc, 0, "shards"), -1), GROUP, "%.*s",
+                      (int)(end - jsonl), jsonl);
+        ps_json_destroy (&doc);
+        jsonl = end + 1;
+    }
+    return count;
+}
+
+//  Whether each of shards 0 .. GROUP-1 appears exactly once in the n
+static void
+s_assert_each_shard_once (const int64_t *shards, size_t n, const char *output)
+{
+    cr_assert_eq (n, GROUP, "%s", output);
+    int seen[GROUP] = {0};
+    for (size_t i = 0; i < n; i++) {
+        cr_assert (shards[i] >= 0 && shards[i] < GROUP, "%s", output);
+        seen[shards[i]]++;
+    }
+    for (int i = 0; i < GROUP; i++)
+        cr_assert_eq (seen[i], 1, "shard %d seen %d times:\n%s", i, seen[i], output);
+}
+
+Test (pstap, watch_on_one_member_sees_the_whole_group, .timeout = 60)
+{
+    group_t group;
+    s_group_start (&group, -1);
+    s_group_hello (&group);
+    //  Named: the middle member only
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    "watch",
+                    "--broker",
+                    group.endpoints[1],
+                    "--json",
+                    "-c",
+                    "3",
+                    "-f",
+                    "kind=req type=info",
+                    NULL};
+    ps_test_child_t child = s_spawn_utc (argv);
+    for (int i = 0; i < GROUP; i++)
+        s_wait_tap_subscription (group.brokers[i]);
+    for (int i = 0; i < GROUP; i++)
+        s_group_request (&group, i, PSMQ__MSG_TYPE__INFO, NULL);
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert_eq (run.err[0], 0, "nothing to warn about: %s", run.err);
+    int64_t shards[8];
+    s_assert_each_shard_once (shards, s_shards_of (run.out, shards, 8), run.out);
+    s_result_free (&run);
+
+    //  stats shows each member, in shard order, with the group it is in
+    run = s_pstap ("stats", "--broker", group.endpoints[2], NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    char expected[600];
+    for (int i = 0; i < GROUP; i++) {
+        snprintf (expected, sizeof expected, "group       shard %d of 3: %s %s %s\n", i,
+                  group.endpoints[0], group.endpoints[1], group.endpoints[2]);
+        cr_assert (strstr (run.out, expected), "expected '%s' in:\n%s", expected, run.out);
+    }
+    const char *first = strstr (run.out, "shard 0 of 3"), *last = strstr (run.out, "shard 2 of 3");
+    cr_assert (first && last && first < last, "%s", run.out);
+    s_result_free (&run);
+    s_group_stop (&group);
+}
+
+Test (pstap, record_from_a_broker_list_and_read_it, .timeout = 60)
+{
+    group_t group;
+    s_group_start (&group, -1);
+    char path[512], file[512];
+    s_temp ("group-recorded.pstap", file, sizeof file);
+    //  The list works before any worker joined
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    "record",
+                    "--broker",
+                    group.list,
+                    "-w",
+                    file,
+                    "-c",
+                    "3",
+                    "-f",
+                    "kind=req type=info",
+                    NULL};
+    ps_test_child_t child = s_spawn_utc (argv);
+    for (int i = 0; i < GROUP; i++)
+        s_wait_tap_subscription (group.brokers[i]);
+    for (int i = GROUP - 1; i >= 0; i--)
+        s_group_request (&group, i, PSMQ__MSG_TYPE__INFO, NULL);
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.err, "pstap record: 3 records"), "%s", run.err);
+    cr_assert_null (strstr (run.err, "not known"), "a list needs no discovery: %s", run.err);
+    s_result_free (&run);
+
+    //  The recording keeps each record's broker
+    run = s_pstap ("read", "-r", file, NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert_eq (s_lines (run.out), 3, "%s", run.out);
+    for (int i = 0; i < GROUP; i++) {
+        char needle[64];
+        snprintf (needle, sizeof needle, " b%d/3 -> req  info  w?  seq ", i);
+        cr_assert (strstr (run.out, needle), "expected '%s' in:\n%s", needle, run.out);
+    }
+    s_result_free (&run);
+    run = s_pstap ("read", "-r", file, "--json", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    int64_t shards[8];
+    s_assert_each_shard_once (shards, s_shards_of (run.out, shards, 8), run.out);
+    s_result_free (&run);
+    unlink (file);
+    s_group_stop (&group);
+}
+
+//  Subscriptions the broker counts on its tap
+static int64_t
+s_tap_subscriptions (ps_broker_t *broker)
+{
+    char *info = ps_broker_info (broker);
+    cr_assert (info);
+    ps_json_t *doc = ps_json_parse (info, strlen (info), NULL, 0);
+    cr_assert (doc, "INFO is JSON: %s", info);
+    int64_t subscriptions = ps_json_int (doc, ps_json_member (doc, 0, "tap_subscriptions"), -1);
+    ps_json_destroy (&doc);
+    free (info);
+    return subscriptions;
+}
+
+//  Read the child's stdout until a whole line is in buffer (5 s at most);
+//  whether one came
+static bool
+s_first_line (ps_test_child_t *child, char *buffer, size_t size)
+{
+    size_t used = 0;
+    buffer[0] = 0;
+    int64_t deadline = zclock_mono () + 5000;
+    while (!strchr (buffer, '\n') && zclock_mono () < deadline && used + 1 < size) {
+        struct pollfd fd = {child->out, POLLIN, 0};
+        if (poll (&fd, 1, 50) <= 0)
+            continue;
+        ssize_t got = read (child->out, buffer + used, size - 1 - used);
+        if (got <= 0)
+            break;
+        used += (size_t)got;
+        buffer[used] = 0;
+    }
+    return strchr (buffer, '\n') != NULL;
+}
+
+Test (pstap, a_group_not_known_yet_and_member_only_watch_one_broker, .timeout = 60)
+{
+    group_t group;
+    s_group_start (&group, -1);
+    char path[512];
+    //  No worker has named the group to broker 0 yet: pstap says so, and
+    //  watches broker 0 alone
+    result_t run;
+    {
+        char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                        "watch",
+                        "--broker",
+                        group.endpoints[0],
+                        "--json",
+                        "-c",
+                        "1",
+                        "-f",
+                        "kind=req type=info",
+                        NULL};
+        ps_test_child_t child = s_spawn_utc (argv);
+        s_wait_tap_subscription (group.brokers[0]);
+        s_group_request (&group, 0, PSMQ__MSG_TYPE__INFO, NULL);
+        run = s_finish (&child, CHILD_MS);
+    }
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    char expected[400];
+    snprintf (expected, sizeof expected,
+              "pstap watch: %s is shard 0 of 3; the other members are not known until a worker "
+              "joins: give --broker EP0,EP1,... (all 3, in shard order); watching this one only\n",
+              group.endpoints[0]);
+    cr_assert_str_eq (run.err, expected);
+    cr_assert (strstr (run.out, "\"kind\":\"req\",\"type\":\"info\"") &&
+                   strstr (run.out, ",\"shard\":0,\"shards\":3}\n"),
+               "%s", run.out);
+    s_result_free (&run);
+
+    //  Once the group is known, --member-only still watches one broker
+    s_group_hello (&group);
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    "watch",
+                    "--broker",
+                    group.endpoints[0],
+                    "--member-only",
+                    "-c",
+                    "2",
+                    "-f",
+                    "kind=req type=info",
+                    NULL};
+    ps_test_child_t child = s_spawn_utc (argv);
+    s_wait_tap_subscription (group.brokers[0]);
+    s_group_request (&group, 0, PSMQ__MSG_TYPE__INFO, NULL);
+    //  Its first line means it connected to every tap it was going to.
+    //  Asserts wait until pstap is reaped, so that a failure leaves no child.
+    char line[1024];
+    bool printed = s_first_line (&child, line, sizeof line);
+    int64_t others =
+        s_tap_subscriptions (group.brokers[1]) + s_tap_subscriptions (group.brokers[2]);
+    s_group_request (&group, 1, PSMQ__MSG_TYPE__INFO, NULL);
+    s_group_request (&group, 2, PSMQ__MSG_TYPE__INFO, NULL);
+    s_group_request (&group, 0, PSMQ__MSG_TYPE__INFO, NULL);
+    run = s_finish (&child, CHILD_MS);
+    cr_assert (printed && strstr (line, " b0/3 -> req  info "), "%s", line);
+    cr_assert_eq (others, 0, "--member-only subscribed to other members");
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert_eq (run.err[0], 0, "%s", run.err);
+    cr_assert_eq (s_lines (run.out), 1, "%s%s", line, run.out);
+    cr_assert (strstr (run.out, " b0/3 -> req  info "), "%s", run.out);
+    s_result_free (&run);
+    s_group_stop (&group);
+}
+
+Test (pstap, a_member_that_does_not_answer_is_named_and_skipped, .timeout = 60)
+{
+    //  Shard 2 is a ROUTER that takes the INFO request and never answers
+    group_t group;
+    s_group_start (&group, 2);
+    s_group_hello (&group);
+    char path[512];
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    "watch",
+                    "--broker",
+                    group.endpoints[0],
+                    "--timeout-ms",
+                    "500",
+                    "--json",
+                    "-c",
+                    "2",
+                    "-f",
+                    "kind=req type=info",
+                    NULL};
+    int64_t started = zclock_mono ();
+    ps_test_child_t child = s_spawn_utc (argv);
+    for (int i = 0; i < 2; i++)
+        s_wait_tap_subscription (group.brokers[i]);
+    int64_t took = zclock_mono () - started;
+    cr_assert_lt (took, 3000, "reading the others began after %lld ms", (long long)took);
+    for (int i = 0; i < 2; i++)
+        s_group_request (&group, i, PSMQ__MSG_TYPE__INFO, NULL);
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    char expected[400];
+    snprintf (expected, sizeof expected,
+              "pstap watch: cannot reach the broker at %s within 500 ms: ", group.endpoints[2]);
+    cr_assert (strstr (run.err, expected), "expected '%s' in: %s", expected, run.err);
+    snprintf (expected, sizeof expected, "pstap watch: going on without shard 2 of 3 (%s)\n",
+              group.endpoints[2]);
+    cr_assert (strstr (run.err, expected), "expected '%s' in: %s", expected, run.err);
+    int64_t shards[4];
+    cr_assert_eq (s_shards_of (run.out, shards, 4), 2, "%s", run.out);
+    cr_assert (shards[0] != shards[1] && shards[0] + shards[1] == 1, "%s", run.out);
+    s_result_free (&run);
+
+    //  A list of which nobody answers fails, in time, naming each
+    char silent[300];
+    snprintf (silent, sizeof silent, "%s,%s", group.endpoints[2], group.endpoints[2]);
+    started = zclock_mono ();
+    run = s_pstap ("stats", "--broker", silent, "--timeout-ms", "300", NULL);
+    took = zclock_mono () - started;
+    cr_assert_eq (run.status, 1, "%s", run.err);
+    cr_assert_eq (s_count (run.err, "cannot reach the broker at"), 2, "%s", run.err);
+    cr_assert (strstr (run.err, "pstap stats: none of the brokers answered\n"), "%s", run.err);
+    cr_assert_lt (took, 3000, "took %lld ms", (long long)took);
+    s_result_free (&run);
+    s_group_stop (&group);
 }

@@ -1047,3 +1047,24 @@ Test (tapview, pairing_forgets_when_full)
     cr_assert_not (ps_tappair_update (pairing, s_wire (&event), &request_us));
     ps_tappair_destroy (&pairing);
 }
+
+Test (tapview, pairing_matches_a_hello_whose_request_has_no_rank_yet)
+{
+    //  The broker knows the rank only once HELLO is accepted: the request
+    //  says worker -1, its reply worker 0; peer and seq are the same
+    ps_tappair_t *pairing = ps_tappair_new (100);
+    cr_assert_not_null (pairing);
+    ps_tap_record_t request = s_record (1, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__HELLO, -1);
+    request.peer = "00a1b2c3";
+    request.seq = 1;
+    request.time_us = T0;
+    ps_tap_record_t reply = request;
+    reply.kind = PSMQ__TAP_KIND__TAP_REPLY;
+    reply.worker = 0;
+    reply.time_us = T0 + 40;
+    uint64_t request_us = 0;
+    cr_assert_not (ps_tappair_update (pairing, s_wire (&request), &request_us));
+    cr_assert (ps_tappair_update (pairing, s_wire (&reply), &request_us));
+    cr_assert_eq (request_us, T0);
+    ps_tappair_destroy (&pairing);
+}

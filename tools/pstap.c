@@ -11,18 +11,31 @@
     offline). docs/pstap.md shows each with real output.
 
     Every record goes through one pipeline, whatever its source (the SUB
-    socket or a ps_taplog file): decode with ps_codec_decode_tap (bad ones
-    are counted and skipped, never trusted), watch the broker's `dropped`
-    counter, pair replies with their requests by (peer, seq), apply the
-    filter, then hand the record to the view. So `pstap read` shows
-    exactly what `pstap watch` would have shown, and the golden-file test
-    of `read` covers the live path's logic too.
+    sockets or a ps_taplog file): decode with ps_codec_decode_tap (bad
+    ones are counted and skipped, never trusted), watch the broker's
+    `dropped` counter, pair replies with their requests by (shard, peer,
+    seq), apply the filter, then hand the record to the view. So `pstap
+    read` shows exactly what `pstap watch` would have shown, and the
+    golden-file test of `read` covers the live path's logic too.
 
     Filters are turned into XPUB subscriptions (ps_tapfilter_topics) so the
     broker does not even build what we would throw away; what topics
     cannot express (keys, sizes, latency) is matched here. "payload."
     messages repeat a record with its tensor frames: they never count as
     records and only show as a continuation line.
+
+    A broker group (psbroker --shard I --shards G) is watched as one: each
+    member publishes on its own tap, so pstap asks every member's INFO for
+    its tap and reads them all, one SUB socket per member (so that it knows
+    which tap a record came on, and can tell when an ipc:// tap of the
+    same name is another broker's). --broker takes the list of members, or
+    one of them: its INFO names the others once a worker has joined
+    (--member-only watches that one alone). Records say their shard, so
+    the pipeline keys on it wherever a broker's numbers are its own: the
+    pairing of requests and replies (every broker sees the same worker
+    seq), the `dropped` counter, and top and stats' per-broker lines. A
+    member that does not answer costs --timeout-ms, is named, and pstap
+    goes on with the others.
 
     One thread. Every wait is bounded: the broker's INFO and the tap's
     handshake by --timeout-ms, the receive loop by a short poll that checks
@@ -171,15 +184,17 @@ enum {
     O_WRITE = 1 << 10,
     O_READ = 1 << 11,
     O_VIEW = 1 << 12,
-    O_CONNECT = O_BROKER | O_TAP | O_TIMEOUT
+    O_MEMBER_ONLY = 1 << 13,
+    O_CONNECT = O_BROKER | O_TAP | O_TIMEOUT | O_MEMBER_ONLY
 };
 
 typedef enum { VIEW_WATCH, VIEW_STATS, VIEW_TOP, VIEW_CLOCK, VIEW_RECORD } view_t;
 
 typedef struct {
     const char *command;    //  the subcommand
-    const char *broker;     //  --broker: find the tap through INFO
-    const char *tap;        //  --tap: the tap itself
+    const char *broker;     //  --broker: brokers, comma-separated; taps through INFO
+    const char *tap;        //  --tap: taps themselves, comma-separated
+    bool member_only;       //  --member-only: not the rest of the broker's group
     int timeout_ms;         //  bound on reaching either
     const char *filter;     //  -f, ps_tapfilter syntax
     uint64_t count;         //  -c: stop after this many records, 0 never
@@ -210,9 +225,12 @@ s_option_help (FILE *out, unsigned allowed)
         unsigned bit;
         const char *text;
     } lines[] = {
-        {O_BROKER, "  -b, --broker EP      the broker's endpoint; the tap is found through INFO"},
-        {O_TAP, "  -t, --tap EP         the tap's endpoint (psbroker --tap)"},
-        {O_TIMEOUT, "      --timeout-ms MS  give up reaching the broker or tap after MS (3000)"},
+        {O_BROKER,
+         "  -b, --broker EP[,EP] the broker, or its group's members; taps found through INFO;\n"
+         "                       one member of a group stands for the whole group"},
+        {O_MEMBER_ONLY, "      --member-only    only the broker named, not the rest of its group"},
+        {O_TAP, "  -t, --tap EP[,EP]    the taps' endpoints (psbroker --tap)"},
+        {O_TIMEOUT, "      --timeout-ms MS  give up reaching each broker or tap after MS (3000)"},
         {O_FILTER, "  -f, --filter EXPR    only records matching EXPR (see below)"},
         {O_COUNT, "  -c, --count N        stop after N records"},
         {O_JSON, "      --json           JSON (one object per record for watch and read)"},
@@ -229,10 +247,10 @@ s_option_help (FILE *out, unsigned allowed)
             fprintf (out, "%s\n", lines[i].text);
     fprintf (out, "  -h, --help           show this help\n");
     if (allowed & O_FILTER)
-        fprintf (out,
-                 "\nFilter terms, space-separated, all must hold:\n"
-                 "  kind=req,rep,conn,disc,evict,rej,clock   type=push,pull,clock,init,...\n"
-                 "  worker=0,2   key=NAME,...   bytes>1M   bytes<4K   lat>10ms   status=err\n");
+        fprintf (out, "\nFilter terms, space-separated, all must hold:\n"
+                      "  kind=req,rep,conn,disc,evict,rej,clock   type=push,pull,clock,init,...\n"
+                      "  worker=0,2   key=NAME,...   bytes>1M   bytes<4K   lat>10ms   status=err\n"
+                      "  shard=1,2 (brokers of a group)\n");
 }
 
 //  Parse a whole number in [min, max] for an option; prints why not
@@ -249,6 +267,37 @@ s_parse_number (const char *command, const char *option, const char *text, long 
         return -1;
     }
     *value = parsed;
+    return 0;
+}
+
+//  An endpoint list of --broker or --tap: 1 to PS_MAX_SHARDS endpoints,
+//  none empty; 0, or -1 with why on stderr
+static int
+s_check_list (const char *command, const char *option, const char *list)
+{
+    if (!list)
+        return 0;
+    size_t count = 1;
+    for (const char *cursor = list; *cursor; cursor++)
+        count += *cursor == ',';
+    if (!*list || *list == ',' || strstr (list, ",,") || list[strlen (list) - 1] == ',') {
+        fprintf (stderr, "pstap %s: %s '%s' has an empty endpoint (EP or EP,EP,...)\n", command,
+                 option, list);
+        return -1;
+    }
+    if (count > PS_MAX_SHARDS) {
+        fprintf (stderr, "pstap %s: %s names %zu endpoints, at most %d\n", command, option, count,
+                 PS_MAX_SHARDS);
+        return -1;
+    }
+    for (const char *item = list; item; item = strchr (item, ',') ? strchr (item, ',') + 1 : NULL) {
+        size_t length = strcspn (item, ",");
+        if (length > PS_MAX_ENDPOINT_LEN) {
+            fprintf (stderr, "pstap %s: %s endpoint '%.40s...' is %zu bytes long, at most %d\n",
+                     command, option, item, length, PS_MAX_ENDPOINT_LEN);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -298,11 +347,211 @@ s_info_string (const ps_json_t *info, const char *path, const char *fallback)
     return text ? text : fallback;
 }
 
+// --------------------------------------------------------------- group
+
+//  One broker pstap reads: a member of a group, or a broker alone
+typedef struct {
+    char *endpoint;     //  where its INFO was asked; NULL with --tap
+    char *tap;          //  its tap's endpoint, "" when it runs without one,
+                        //  NULL when its INFO does not say
+    ps_json_t *info;    //  its INFO at the start, NULL with --tap (or once used)
+    char *info_text;    //  the same, as the broker sent it
+    uint32_t shard;     //  its place in its group, 0 alone
+    uint32_t shards;    //  brokers in its group, 1 alone, 0 unknown (--tap)
+    bool said_mismatch; //  its tap carried another broker's records, said
+} member_t;
+
+//  The brokers one pstap reads, at most PS_MAX_SHARDS of them
+typedef struct {
+    member_t *members; //  in the order they were found
+    size_t nmembers;   //  how many
+} group_t;
+
+static void
+s_group_destroy (group_t *self)
+{
+    for (size_t i = 0; i < self->nmembers; i++) {
+        member_t *member = &self->members[i];
+        free (member->endpoint);
+        free (member->tap);
+        ps_json_destroy (&member->info);
+        free (member->info_text);
+    }
+    free (self->members);
+    memset (self, 0, sizeof *self);
+}
+
+//  "tcp://b:5556 (b1/3)", or the endpoint alone for a broker alone
+static const char *
+s_member_name (const member_t *member, char *buffer, size_t size)
+{
+    const char *endpoint = member->endpoint ? member->endpoint : member->tap;
+    if (member->shards > 1)
+        snprintf (buffer, size, "%.300s (b%u/%u)", endpoint, member->shard, member->shards);
+    else
+        snprintf (buffer, size, "%.300s", endpoint);
+    return buffer;
+}
+
+//  A copy of the item of a comma-separated list at *cursor, which moves on
+//  past it (NULL after the last); s_check_list has vouched for the list
+static char *
+s_list_next (const char **cursor)
+{
+    const char *item = *cursor;
+    size_t length = strcspn (item, ",");
+    *cursor = item[length] ? item + length + 1 : NULL;
+    return strndup (item, length);
+}
+
+//  Ask the broker at endpoint for INFO and add it as a member: NULL (said
+//  on stderr) when it does not answer, or is a member already
+static member_t *
+s_group_query (group_t *self, const options_t *options, const char *endpoint)
+{
+    char *text = NULL;
+    ps_json_t *info = s_info (options->command, endpoint, options->timeout_ms, &text);
+    if (!info)
+        return NULL;
+    //  A broker from before groups says neither: it is alone
+    int64_t shard = s_info_int (info, "shard", 0), shards = s_info_int (info, "shards", 1);
+    if (shards < 1 || shards > PS_MAX_SHARDS || shard < 0 || shard >= shards) {
+        fprintf (stderr,
+                 "pstap %s: %s says it is shard %" PRId64 " of %" PRId64 ": taken as alone\n",
+                 options->command, endpoint, shard, shards);
+        shard = 0, shards = 1;
+    }
+    const char *tap = s_info_string (info, "tap", NULL);
+    member_t candidate = {.endpoint = strdup (endpoint),
+                          .tap = tap ? strdup (tap) : NULL,
+                          .info = info,
+                          .info_text = text,
+                          .shard = (uint32_t)shard,
+                          .shards = (uint32_t)shards};
+    const member_t *same = NULL;
+    for (size_t i = 0; i < self->nmembers && !same; i++) {
+        const member_t *member = &self->members[i];
+        bool twice = shards > 1 && member->shards == shards && member->shard == shard;
+        if (twice || (tap && *tap && member->tap && strcmp (tap, member->tap) == 0))
+            same = member;
+    }
+    char name[400];
+    if (same)
+        fprintf (stderr, "pstap %s: %s is the same broker as %s: read once\n", options->command,
+                 endpoint, s_member_name (same, name, sizeof name));
+    else if (!candidate.endpoint || (tap && !candidate.tap))
+        fprintf (stderr, "pstap %s: out of memory\n", options->command);
+    else {
+        self->members[self->nmembers] = candidate;
+        return &self->members[self->nmembers++];
+    }
+    free (candidate.endpoint);
+    free (candidate.tap);
+    ps_json_destroy (&candidate.info);
+    free (candidate.info_text);
+    return NULL;
+}
+
+//  The rest of the group the first member belongs to, from its INFO's
+//  "group": the endpoints in shard order as the first worker named them
+static void
+s_group_discover (group_t *self, const options_t *options)
+{
+    member_t *first = &self->members[0];
+    const ps_json_t *info = first->info;
+    int list = ps_json_member (info, ps_json_root (info), "group");
+    if (ps_json_length (info, list) == 0) {
+        fprintf (stderr,
+                 "pstap %s: %s is shard %u of %u; the other members are not known until a worker "
+                 "joins: give --broker EP0,EP1,... (all %u, in shard order); watching this one "
+                 "only\n",
+                 options->command, first->endpoint, first->shard, first->shards, first->shards);
+        return;
+    }
+    uint32_t shard = 0;
+    for (int node = ps_json_first (info, list); node >= 0 && self->nmembers < PS_MAX_SHARDS;
+         node = ps_json_next (info, node), shard++) {
+        if (shard == first->shard)
+            continue;
+        const char *endpoint = ps_json_string (info, node);
+        if (!endpoint || !*endpoint || strlen (endpoint) > PS_MAX_ENDPOINT_LEN) {
+            fprintf (stderr, "pstap %s: %s names no usable endpoint for shard %u\n",
+                     options->command, first->endpoint, shard);
+            continue;
+        }
+        member_t *member = s_group_query (self, options, endpoint);
+        if (!member) {
+            fprintf (stderr, "pstap %s: going on without shard %u of %u (%s)\n", options->command,
+                     shard, first->shards, endpoint);
+            continue;
+        }
+        if (member->shard != shard || member->shards != first->shards)
+            fprintf (stderr,
+                     "pstap %s: %s answers as shard %u of %u, but %s names it shard %u of %u\n",
+                     options->command, endpoint, member->shard, member->shards, first->endpoint,
+                     shard, first->shards);
+    }
+}
+
+//  The brokers to read: --tap's taps as they are, or --broker's brokers
+//  and, for one member of a group, the others its INFO names. 0, or -1
+//  (said on stderr) when none answers.
+static int
+s_group_resolve (group_t *self, const options_t *options)
+{
+    memset (self, 0, sizeof *self);
+    self->members = calloc (PS_MAX_SHARDS, sizeof *self->members);
+    if (!self->members) {
+        fprintf (stderr, "pstap %s: out of memory\n", options->command);
+        return -1;
+    }
+    const char *cursor = options->tap ? options->tap : options->broker;
+    bool list = strchr (cursor, ',') != NULL;
+    while (cursor && self->nmembers < PS_MAX_SHARDS) {
+        char *endpoint = s_list_next (&cursor);
+        if (!endpoint) {
+            fprintf (stderr, "pstap %s: out of memory\n", options->command);
+            return -1;
+        }
+        if (options->tap)
+            self->members[self->nmembers++] = (member_t){.tap = endpoint};
+        else {
+            if (!s_group_query (self, options, endpoint) && list && !s_interrupted)
+                fprintf (stderr, "pstap %s: going on without %s\n", options->command, endpoint);
+            free (endpoint);
+        }
+        if (s_interrupted)
+            return -1;
+    }
+    if (self->nmembers == 0) {
+        if (list)
+            fprintf (stderr, "pstap %s: none of the brokers answered\n", options->command);
+        return -1;
+    }
+    if (!options->tap && !list && !options->member_only && self->members[0].shards > 1)
+        s_group_discover (self, options);
+    //  Shown in shard order, whichever member was named (stable: brokers
+    //  alone are all shard 0 and keep the order they were given in)
+    for (size_t i = 1; i < self->nmembers; i++)
+        for (size_t j = i; j > 0 && self->members[j - 1].shard > self->members[j].shard; j--) {
+            member_t swap = self->members[j];
+            self->members[j] = self->members[j - 1];
+            self->members[j - 1] = swap;
+        }
+    return s_interrupted ? -1 : 0;
+}
+
 // ----------------------------------------------------------------- tap
 
+//  The taps of the brokers read: one SUB socket each
 typedef struct {
     void *context;                //  our ZeroMQ context
-    void *sub;                    //  SUB socket on the tap
+    void **subs;                  //  SUB sockets, one per tap reached
+    member_t **sources;           //  the broker of each
+    zmq_pollitem_t *items;        //  the sockets, for zmq_poll
+    size_t nsubs;                 //  taps reached
+    size_t next;                  //  where the next receive starts (round robin)
+    member_t *from;               //  the broker of the message at hand
     zmq_msg_t *msgs;              //  the frames of the message at hand
     size_t nmsgs;                 //  frames received
     ps_taplog_frame_t *frames;    //  the same, as a taplog entry sees them
@@ -332,15 +581,16 @@ s_not_a_tap (const char *command, const char *endpoint, const char *what)
 //  without complaint to an endpoint where nobody listens, so this is the
 //  only way to say "unreachable" instead of waiting silently forever.
 static int
-s_tap_handshake (tap_t *self, const char *command, const char *endpoint, int timeout_ms)
+s_tap_handshake (void *context, void *sub, const char *command, const char *endpoint,
+                 int timeout_ms)
 {
     char monitor_endpoint[64];
-    snprintf (monitor_endpoint, sizeof monitor_endpoint, "inproc://pstap-monitor-%p", self->sub);
+    snprintf (monitor_endpoint, sizeof monitor_endpoint, "inproc://pstap-monitor-%p", sub);
     int events = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
                  ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL;
     void *monitor = NULL;
-    int rc = zmq_socket_monitor (self->sub, monitor_endpoint, events);
-    if (rc == 0 && (monitor = zmq_socket (self->context, ZMQ_PAIR)) != NULL) {
+    int rc = zmq_socket_monitor (sub, monitor_endpoint, events);
+    if (rc == 0 && (monitor = zmq_socket (context, ZMQ_PAIR)) != NULL) {
         int linger = 0;
         zmq_setsockopt (monitor, ZMQ_LINGER, &linger, sizeof linger);
         rc = zmq_connect (monitor, monitor_endpoint);
@@ -350,7 +600,7 @@ s_tap_handshake (tap_t *self, const char *command, const char *endpoint, int tim
                  zmq_strerror (zmq_errno ()));
         rc = -2;
     }
-    else if (zmq_connect (self->sub, endpoint)) {
+    else if (zmq_connect (sub, endpoint)) {
         fprintf (stderr, "pstap %s: bad tap endpoint '%s': %s\n", command, endpoint,
                  zmq_strerror (zmq_errno ()));
         rc = -2;
@@ -383,7 +633,7 @@ s_tap_handshake (tap_t *self, const char *command, const char *endpoint, int tim
         zmq_msg_close (&event);
         zmq_msg_close (&address);
     }
-    zmq_socket_monitor (self->sub, NULL, 0);
+    zmq_socket_monitor (sub, NULL, 0);
     if (monitor)
         zmq_close (monitor);
     //  A ROUTER (the broker's own endpoint) accepts the connection but
@@ -396,37 +646,6 @@ s_tap_handshake (tap_t *self, const char *command, const char *endpoint, int tim
     return connected ? 0 : -1;
 }
 
-//  The tap's endpoint: --tap, or the "tap" field of the broker's INFO
-static int
-s_tap_endpoint (const options_t *options, char *endpoint, size_t size)
-{
-    if (options->tap) {
-        snprintf (endpoint, size, "%s", options->tap);
-        return 0;
-    }
-    ps_json_t *info = s_info (options->command, options->broker, options->timeout_ms, NULL);
-    if (!info)
-        return -1;
-    const char *tap = s_info_string (info, "tap", NULL);
-    int rc = -1;
-    if (!tap)
-        fprintf (stderr,
-                 "pstap %s: the broker at %s reports no tap (a psbroker without one?); "
-                 "give --tap EP\n",
-                 options->command, options->broker);
-    else if (!*tap)
-        fprintf (stderr, "pstap %s: the broker at %s runs without a tap (--no-tap)\n",
-                 options->command, options->broker);
-    else if (strlen (tap) >= size)
-        fprintf (stderr, "pstap %s: the broker's tap endpoint is too long\n", options->command);
-    else {
-        snprintf (endpoint, size, "%s", tap);
-        rc = 0;
-    }
-    ps_json_destroy (&info);
-    return rc;
-}
-
 static void
 s_tap_close (tap_t *self)
 {
@@ -436,66 +655,164 @@ s_tap_close (tap_t *self)
     for (size_t i = 0; i < self->nmsgs; i++)
         zmq_msg_close (&self->msgs[i]);
     self->nmsgs = 0;
-    if (self->sub)
-        zmq_close (self->sub);
+    for (size_t i = 0; i < self->nsubs; i++)
+        zmq_close (self->subs[i]);
     if (self->context)
         zmq_ctx_term (self->context);
+    free (self->subs);
+    free (self->sources);
+    free (self->items);
     free (self->msgs);
     free (self->frames);
     memset (self, 0, sizeof *self);
 }
 
-//  Connect to the tap, subscribe to what the filter needs, and wait for
-//  the handshake. 0, or -1 with a message on stderr.
-static int
-s_tap_open (tap_t *self, const options_t *options, const ps_tapfilter_t *filter)
+//  Whether member has a tap to read; says why not on stderr
+static bool
+s_tap_known (const options_t *options, const member_t *member)
 {
-    memset (self, 0, sizeof *self);
-    self->command = options->command;
-    char endpoint[512];
-    if (s_tap_endpoint (options, endpoint, sizeof endpoint))
-        return -1;
-    self->context = zmq_ctx_new ();
-    self->sub = self->context ? zmq_socket (self->context, ZMQ_SUB) : NULL;
-    self->msgs = calloc (PS_TAPLOG_MAX_FRAMES + 1, sizeof *self->msgs);
-    self->frames = calloc (PS_TAPLOG_MAX_FRAMES, sizeof *self->frames);
-    if (!self->sub || !self->msgs || !self->frames) {
+    char name[400];
+    if (!member->tap)
+        fprintf (stderr,
+                 "pstap %s: the broker at %s reports no tap (a psbroker without one?); "
+                 "give --tap EP\n",
+                 options->command, s_member_name (member, name, sizeof name));
+    else if (!*member->tap)
+        fprintf (stderr, "pstap %s: the broker at %s runs without a tap (--no-tap)\n",
+                 options->command, s_member_name (member, name, sizeof name));
+    else if (strlen (member->tap) > 512)
+        fprintf (stderr, "pstap %s: the tap endpoint of %s is too long\n", options->command,
+                 s_member_name (member, name, sizeof name));
+    return member->tap && *member->tap && strlen (member->tap) <= 512;
+}
+
+//  Connect a SUB socket to member's tap, subscribe to what the filter
+//  needs, and wait for the handshake: 0, or -1 (said on stderr)
+static int
+s_tap_add (tap_t *self, const options_t *options, const ps_tapfilter_t *filter, member_t *member)
+{
+    void *sub = zmq_socket (self->context, ZMQ_SUB);
+    if (!sub) {
         fprintf (stderr, "pstap %s: cannot create a ZeroMQ socket\n", options->command);
-        s_tap_close (self);
         return -1;
     }
     int64_t max_frame = PS_MAX_FRAME_BYTES;
     int hwm = PS_RCVHWM, linger = 0;
-    zmq_setsockopt (self->sub, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
-    zmq_setsockopt (self->sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
-    zmq_setsockopt (self->sub, ZMQ_LINGER, &linger, sizeof linger);
-    ps_tapfilter_topics (filter, options->payload, s_subscribe, self->sub);
-    if (s_tap_handshake (self, options->command, endpoint, options->timeout_ms)) {
+    zmq_setsockopt (sub, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
+    zmq_setsockopt (sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (sub, ZMQ_LINGER, &linger, sizeof linger);
+    ps_tapfilter_topics (filter, options->payload, s_subscribe, sub);
+    if (s_tap_handshake (self->context, sub, options->command, member->tap, options->timeout_ms)) {
+        zmq_close (sub);
+        //  An ipc:// tap (psbroker's default) is a file on the broker's machine
+        if (member->endpoint && strncmp (member->tap, "ipc://", 6) == 0 &&
+            strncmp (member->endpoint, "ipc://", 6) != 0)
+            fprintf (stderr,
+                     "pstap %s: an ipc:// tap can only be read on its broker's machine: to "
+                     "read it from here, start psbroker with --tap tcp://HOST:PORT\n",
+                     options->command);
+        return -1;
+    }
+    self->subs[self->nsubs] = sub;
+    self->sources[self->nsubs] = member;
+    self->items[self->nsubs] = (zmq_pollitem_t){sub, 0, ZMQ_POLLIN, 0};
+    self->nsubs++;
+    return 0;
+}
+
+//  Read the taps of the group's brokers that the filter wants: 0 when at
+//  least one was reached, or -1 with a message on stderr
+static int
+s_tap_open (tap_t *self, const options_t *options, const ps_tapfilter_t *filter, group_t *group)
+{
+    memset (self, 0, sizeof *self);
+    self->command = options->command;
+    self->context = zmq_ctx_new ();
+    self->subs = calloc (group->nmembers, sizeof *self->subs);
+    self->sources = calloc (group->nmembers, sizeof *self->sources);
+    self->items = calloc (group->nmembers, sizeof *self->items);
+    self->msgs = calloc (PS_TAPLOG_MAX_FRAMES + 1, sizeof *self->msgs);
+    self->frames = calloc (PS_TAPLOG_MAX_FRAMES, sizeof *self->frames);
+    if (!self->context || !self->subs || !self->sources || !self->items || !self->msgs ||
+        !self->frames) {
+        fprintf (stderr, "pstap %s: cannot create a ZeroMQ socket\n", options->command);
+        s_tap_close (self);
+        return -1;
+    }
+    size_t tried = 0, unwanted = 0;
+    for (size_t i = 0; i < group->nmembers && !s_interrupted; i++) {
+        member_t *member = &group->members[i];
+        //  A broker alone is shard 0; with --tap the shard is not known
+        if (member->shards && !ps_tapfilter_wants_shard (filter, member->shard)) {
+            unwanted++;
+            continue;
+        }
+        if (!s_tap_known (options, member))
+            continue;
+        tried++;
+        char name[400];
+        if (s_tap_add (self, options, filter, member) && group->nmembers > 1 && !s_interrupted)
+            fprintf (stderr, "pstap %s: going on without the tap of %s\n", options->command,
+                     s_member_name (member, name, sizeof name));
+    }
+    if (self->nsubs == 0) {
+        if (unwanted && !tried)
+            fprintf (stderr, "pstap %s: the filter's shard= leaves none of the %zu brokers\n",
+                     options->command, group->nmembers);
+        else if (tried > 1)
+            fprintf (stderr, "pstap %s: none of the %zu taps could be read\n", options->command,
+                     tried);
         s_tap_close (self);
         return -1;
     }
     return 0;
 }
 
-//  Receive one whole message within timeout_ms into entry: 1, or 0 when
-//  none came (or a signal), the message dropped when it has too many
-//  frames or no record
+//  Find the brokers and read their taps: 0, or -1 (said on stderr) with
+//  nothing left to free
+static int
+s_connect (tap_t *tap, group_t *group, const options_t *options, const ps_tapfilter_t *filter)
+{
+    if (s_group_resolve (group, options)) {
+        s_group_destroy (group);
+        return -1;
+    }
+    if (s_tap_open (tap, options, filter, group)) {
+        s_group_destroy (group);
+        return -1;
+    }
+    return 0;
+}
+
+//  Receive one whole message within timeout_ms into entry, from whichever
+//  tap has one (taking turns): 1, or 0 when none came (or a signal), the
+//  message dropped when it has too many frames or no record
 static int
 s_tap_receive (tap_t *self, int timeout_ms, ps_taplog_entry_t *entry)
 {
     for (size_t i = 0; i < self->nmsgs; i++)
         zmq_msg_close (&self->msgs[i]);
     self->nmsgs = 0;
-    zmq_pollitem_t item = {self->sub, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll (&item, 1, timeout_ms) <= 0)
+    if (zmq_poll (self->items, (int)self->nsubs, timeout_ms) <= 0)
         return 0;
+    size_t ready = self->nsubs;
+    for (size_t turn = 0; turn < self->nsubs && ready == self->nsubs; turn++) {
+        size_t i = (self->next + turn) % self->nsubs;
+        if (self->items[i].revents & ZMQ_POLLIN)
+            ready = i;
+    }
+    if (ready == self->nsubs)
+        return 0;
+    self->next = (ready + 1) % self->nsubs;
+    self->from = self->sources[ready];
+    void *sub = self->subs[ready];
     bool more = true, overflow = false;
     while (more) {
         zmq_msg_t scratch;
         bool keep = self->nmsgs <= PS_TAPLOG_MAX_FRAMES;
         zmq_msg_t *msg = keep ? &self->msgs[self->nmsgs] : &scratch;
         zmq_msg_init (msg);
-        if (zmq_msg_recv (msg, self->sub, 0) == -1) {
+        if (zmq_msg_recv (msg, sub, 0) == -1) {
             zmq_msg_close (msg);
             return 0;
         }
@@ -521,64 +838,6 @@ s_tap_receive (tap_t *self, int timeout_ms, ps_taplog_entry_t *entry)
     return 1;
 }
 
-// ------------------------------------------------------------- pairing
-
-//  A request waiting for its reply
-typedef struct {
-    uint64_t time_us; //  when the broker received it
-    int64_t worker;   //  its rank, -1 if not known
-    int type;         //  its message type
-} pending_t;
-
-//  Requests by "peer/worker/seq", so that replies find theirs
-typedef struct {
-    zhashx_t *table;    //  key -> pending_t
-    uint64_t forgotten; //  requests dropped when the table was full
-} pairing_t;
-
-static void
-s_free_item (void **item)
-{
-    free (*item);
-    *item = NULL;
-}
-
-static void
-s_pairing_key (const ps_tap_record_t *record, char *key, size_t size)
-{
-    snprintf (key, size, "%s/%" PRId64 "/%" PRIu64, record->peer, record->worker, record->seq);
-}
-
-//  Remember a request, or find and forget a reply's (or rejection's)
-//  request: true when it was found, with its receipt time in *request_us
-static bool
-s_pairing_update (pairing_t *self, const ps_tap_record_t *record, uint64_t *request_us)
-{
-    char key[128];
-    s_pairing_key (record, key, sizeof key);
-    if (record->kind == PSMQ__TAP_KIND__TAP_REQUEST &&
-        record->type != PSMQ__MSG_TYPE__HEARTBEAT) { //  heartbeats get no reply
-        if (zhashx_size (self->table) >= MAX_PENDING) {
-            self->forgotten += zhashx_size (self->table);
-            zhashx_purge (self->table);
-        }
-        pending_t *pending = malloc (sizeof *pending);
-        if (pending) {
-            *pending = (pending_t){record->time_us, record->worker, record->type};
-            zhashx_update (self->table, key, pending);
-        }
-        return false;
-    }
-    if (record->kind != PSMQ__TAP_KIND__TAP_REPLY && record->kind != PSMQ__TAP_KIND__TAP_REJECT)
-        return false;
-    pending_t *pending = zhashx_lookup (self->table, key);
-    if (!pending)
-        return false;
-    *request_us = pending->time_us;
-    zhashx_delete (self->table, key);
-    return true;
-}
-
 // --------------------------------------------------------------- tally
 
 //  Numbers of one row of top or stats over an interval
@@ -599,6 +858,27 @@ typedef struct {
     bool seen;       //  any record named it
 } worker_row_t;
 
+//  One broker's numbers: each broker of a group counts its own drops and
+//  keeps its own vector clock
+typedef struct {
+    counts_t counts;        //  its messages, every type
+    uint64_t records;       //  its records tallied
+    uint32_t shards;        //  its group's size as its records say (0: alone)
+    uint64_t dropped_first; //  its dropped count at its first record
+    uint64_t dropped_last;  //  and at its last
+    int64_t min_clock;      //  its latest slowest clock, -1 none
+    int64_t slowest;        //  the rank that held it, -1 none
+} broker_row_t;
+
+//  Slots for brokers: one per shard, and one for shards out of range
+#define BROKER_SLOTS (PS_MAX_SHARDS + 1)
+
+static size_t
+s_broker_slot (const ps_tap_record_t *record)
+{
+    return record->shard < PS_MAX_SHARDS ? record->shard : PS_MAX_SHARDS;
+}
+
 typedef struct {
     uint64_t pushes; //  push requests that named it
     uint64_t pulls;  //  pull requests that named it
@@ -614,24 +894,31 @@ typedef struct {
     uint64_t records;           //  records tallied
     uint64_t first_us, last_us; //  broker time of the first and last
     uint64_t kinds[NKINDS];     //  records per TapKind
-    int64_t min_clock;          //  the latest slowest clock, -1 none
-    int64_t slowest;            //  the rank that held it, -1 none
-    uint64_t dropped_first;     //  the broker's dropped count at the first
-    uint64_t dropped_last;      //  and at the last record
+    broker_row_t *brokers;      //  per shard, BROKER_SLOTS of them
+    bool grouped;               //  some record came from a group (shards > 1)
 } tally_t;
+
+static void
+s_free_item (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
 
 static int
 s_tally_init (tally_t *self)
 {
     memset (self, 0, sizeof *self);
     self->workers = calloc (PS_MAX_WORKERS, sizeof *self->workers);
+    self->brokers = calloc (BROKER_SLOTS, sizeof *self->brokers);
     self->keys = zhashx_new ();
-    if (!self->workers || !self->keys)
+    if (!self->workers || !self->brokers || !self->keys)
         return -1;
     zhashx_set_destructor (self->keys, s_free_item);
     for (size_t i = 0; i < PS_MAX_WORKERS; i++)
         self->workers[i].clock = -1;
-    self->min_clock = self->slowest = -1;
+    for (size_t i = 0; i < BROKER_SLOTS; i++)
+        self->brokers[i].min_clock = self->brokers[i].slowest = -1;
     return 0;
 }
 
@@ -647,6 +934,11 @@ s_tally_reset (tally_t *self)
         free (self->workers[w].counts.samples);
         memset (&self->workers[w].counts, 0, sizeof self->workers[w].counts);
     }
+    for (size_t b = 0; b < BROKER_SLOTS; b++) {
+        free (self->brokers[b].counts.samples);
+        memset (&self->brokers[b].counts, 0, sizeof self->brokers[b].counts);
+        self->brokers[b].records = 0;
+    }
     zhashx_purge (self->keys);
     self->keys_dropped = self->records = self->first_us = self->last_us = 0;
     memset (self->kinds, 0, sizeof self->kinds);
@@ -655,9 +947,10 @@ s_tally_reset (tally_t *self)
 static void
 s_tally_destroy (tally_t *self)
 {
-    if (self->workers)
+    if (self->workers && self->brokers)
         s_tally_reset (self);
     free (self->workers);
+    free (self->brokers);
     zhashx_destroy (&self->keys);
 }
 
@@ -718,23 +1011,80 @@ s_tally_keys (tally_t *self, const ps_tap_record_t *record)
 }
 
 static void
+s_tally_broker (tally_t *self, const ps_tap_record_t *record)
+{
+    broker_row_t *row = &self->brokers[s_broker_slot (record)];
+    if (row->records++ == 0)
+        row->dropped_first = record->dropped;
+    row->dropped_last = record->dropped;
+    row->shards = record->shards;
+    self->grouped |= record->shards > 1;
+    s_counts_add (&row->counts, record);
+    if (record->min_clock >= 0)
+        row->min_clock = record->min_clock;
+    if (record->kind == PSMQ__TAP_KIND__TAP_CLOCK)
+        row->slowest = record->slowest;
+}
+
+//  Records one broker dropped meanwhile (a count that went down is a
+//  broker restarted: nothing known)
+static uint64_t
+s_broker_dropped (const broker_row_t *row)
+{
+    return row->dropped_last > row->dropped_first ? row->dropped_last - row->dropped_first : 0;
+}
+
+//  "b1/3" for the broker of slot b
+static const char *
+s_broker_name (size_t b, const broker_row_t *row, char *buffer, size_t size)
+{
+    if (b == PS_MAX_SHARDS)
+        snprintf (buffer, size, "b?");
+    else if (row->shards > 1)
+        snprintf (buffer, size, "b%zu/%u", b, row->shards);
+    else
+        snprintf (buffer, size, "alone");
+    return buffer;
+}
+
+//  Records the brokers dropped meanwhile, all of them together
+static uint64_t
+s_tally_dropped (const tally_t *self)
+{
+    uint64_t dropped = 0;
+    for (size_t b = 0; b < BROKER_SLOTS; b++)
+        if (self->brokers[b].records)
+            dropped += s_broker_dropped (&self->brokers[b]);
+    return dropped;
+}
+
+//  The slowest clock of any broker (in a group, the one furthest behind)
+//  and the rank that held it there; -1 when none is known
+static void
+s_tally_slowest (const tally_t *self, int64_t *min_clock, int64_t *slowest)
+{
+    *min_clock = *slowest = -1;
+    for (size_t b = 0; b < BROKER_SLOTS; b++) {
+        const broker_row_t *row = &self->brokers[b];
+        if (row->min_clock >= 0 && (*min_clock < 0 || row->min_clock < *min_clock)) {
+            *min_clock = row->min_clock;
+            *slowest = row->slowest;
+        }
+    }
+}
+
+static void
 s_tally_add (tally_t *self, const ps_tap_record_t *record)
 {
-    if (self->records++ == 0) {
+    if (self->records++ == 0)
         self->first_us = record->time_us;
-        self->dropped_first = record->dropped;
-    }
     self->last_us = record->time_us;
-    self->dropped_last = record->dropped;
     //  protobuf-c keeps enum values it does not know: count only ours
     if ((unsigned)record->kind < NKINDS)
         self->kinds[record->kind]++;
     if ((unsigned)record->type < NTYPES)
         s_counts_add (&self->types[record->type], record);
-    if (record->min_clock >= 0)
-        self->min_clock = record->min_clock;
-    if (record->kind == PSMQ__TAP_KIND__TAP_CLOCK)
-        self->slowest = record->slowest;
+    s_tally_broker (self, record);
     //  INFO comes from tools (pstap itself among them), not from a worker's work
     if (record->worker >= 0 && record->worker < PS_MAX_WORKERS &&
         record->type != PSMQ__MSG_TYPE__INFO) {
@@ -778,20 +1128,26 @@ s_fmt_percentile (counts_t *counts, double p, char *buffer, size_t size)
 
 // ------------------------------------------------------------ pipeline
 
+//  What the pipeline follows of each broker's own counter
+typedef struct {
+    bool have_dropped; //  dropped below is known
+    uint64_t dropped;  //  the broker's dropped count at its last record
+} drops_t;
+
 //  One run of records through decode, drop check, pairing, filter, view
 typedef struct {
     const options_t *options;
     view_t view;                //  what happens to a record that passes
     ps_codec_t *codec;          //  the one decoder
     ps_tapfilter_t *filter;     //  -f
-    pairing_t pairing;          //  requests waiting for replies
+    ps_tappair_t *pairing;      //  requests waiting for replies
     bool requests_seen;         //  any request came: unmatched means something
-    bool have_dropped;          //  dropped below is known
-    uint64_t dropped;           //  the broker's dropped count at the last record
+    drops_t *drops;             //  per shard, BROKER_SLOTS of them
     uint64_t malformed;         //  records that did not decode
     uint64_t shown;             //  records shown (or recorded)
     uint64_t payloads;          //  payload messages shown (or recorded)
     uint64_t last_shown;        //  record number of the last one shown
+    uint32_t last_shown_shard;  //  and the broker that numbered it
     bool done;                  //  -c reached or output gone
     line_t line;                //  output buffer
     tally_t tally;              //  VIEW_STATS, VIEW_TOP
@@ -811,12 +1167,12 @@ s_session_init (session_t *self, const options_t *options, view_t view)
         return 2;
     }
     self->codec = ps_codec_new ();
-    self->pairing.table = zhashx_new ();
-    if (!self->codec || !self->pairing.table || s_tally_init (&self->tally)) {
+    self->pairing = ps_tappair_new (MAX_PENDING);
+    self->drops = calloc (BROKER_SLOTS, sizeof *self->drops);
+    if (!self->codec || !self->pairing || !self->drops || s_tally_init (&self->tally)) {
         fprintf (stderr, "pstap %s: out of memory\n", options->command);
         return 1;
     }
-    zhashx_set_destructor (self->pairing.table, s_free_item);
     return 0;
 }
 
@@ -828,29 +1184,60 @@ s_session_destroy (session_t *self)
     if (self->malformed)
         fprintf (stderr, "pstap %s: skipped %" PRIu64 " malformed records\n", command,
                  self->malformed);
-    if (self->pairing.forgotten)
+    uint64_t forgotten = self->pairing ? ps_tappair_forgotten (self->pairing) : 0;
+    if (forgotten)
         fprintf (stderr, "pstap %s: forgot %" PRIu64 " unanswered requests (table full)\n", command,
-                 self->pairing.forgotten);
+                 forgotten);
     int rc = 0;
     if (fflush (stdout) || ferror (stdout))
         rc = errno == EPIPE ? 0 : 1;
     ps_tapfilter_destroy (&self->filter);
     ps_codec_destroy (&self->codec);
-    zhashx_destroy (&self->pairing.table);
+    ps_tappair_destroy (&self->pairing);
+    free (self->drops);
     s_tally_destroy (&self->tally);
     free (self->line.data);
     return rc;
 }
 
+//  Each broker counts its own drops: a group's are followed one by one
 static void
 s_check_dropped (session_t *self, const ps_tap_record_t *record)
 {
-    if (self->have_dropped && record->dropped > self->dropped)
-        fprintf (stderr, "pstap: broker dropped %" PRIu64 " records (reader too slow)\n",
-                 record->dropped - self->dropped);
+    drops_t *drops = &self->drops[s_broker_slot (record)];
+    if (drops->have_dropped && record->dropped > drops->dropped) {
+        if (record->shards > 1)
+            fprintf (stderr, "pstap: broker b%u/%u dropped %" PRIu64 " records (reader too slow)\n",
+                     record->shard, record->shards, record->dropped - drops->dropped);
+        else
+            fprintf (stderr, "pstap: broker dropped %" PRIu64 " records (reader too slow)\n",
+                     record->dropped - drops->dropped);
+    }
     //  A count that goes down is a restarted broker: start again from it
-    self->dropped = record->dropped;
-    self->have_dropped = true;
+    drops->dropped = record->dropped;
+    drops->have_dropped = true;
+}
+
+//  A tap that carries another broker's records than the one whose INFO
+//  named it: most likely an ipc:// endpoint of the same name on this
+//  machine (psbroker's default tap is ipc://, named after its port)
+static void
+s_check_source (session_t *self, const ps_tap_record_t *record, member_t *source)
+{
+    if (!source || source->shards == 0 || source->said_mismatch)
+        return;
+    uint32_t shards = record->shards > 1 ? record->shards : 1;
+    uint32_t shard = record->shards > 1 ? record->shard : 0;
+    if (shard == source->shard && shards == source->shards)
+        return;
+    source->said_mismatch = true;
+    fprintf (stderr,
+             "pstap %s: the tap %s of %s carries the records of shard %u of %u, not of shard %u "
+             "of %u: another broker publishes there (an ipc:// tap of the same name on this "
+             "machine?); start each psbroker with --tap tcp://HOST:PORT to read a group from "
+             "another machine\n",
+             self->options->command, source->tap, source->endpoint, shard, shards, source->shard,
+             source->shards);
 }
 
 //  The text view's note on a reply: its request's age, or that it was not
@@ -894,7 +1281,8 @@ s_payload (session_t *self, const ps_tap_record_t *record, const ps_taplog_entry
         self->payloads++;
         return;
     }
-    if (self->view != VIEW_WATCH || self->options->json || record->record != self->last_shown)
+    if (self->view != VIEW_WATCH || self->options->json || record->record != self->last_shown ||
+        record->shard != self->last_shown_shard)
         return;
     uint64_t bytes = 0;
     for (size_t i = 1; i < entry->nframes; i++)
@@ -935,14 +1323,15 @@ s_show (session_t *self, const ps_tap_record_t *record, const ps_taplog_entry_t 
     else
         s_tally_add (&self->tally, record);
     self->last_shown = record->record;
+    self->last_shown_shard = record->shard;
     self->shown++;
     if (self->options->count && self->shown >= self->options->count)
         self->done = true;
 }
 
-//  One message from the tap or a file
+//  One message from a tap (source: its broker) or a file (source NULL)
 static void
-s_feed (session_t *self, const ps_taplog_entry_t *entry)
+s_feed (session_t *self, const ps_taplog_entry_t *entry, member_t *source)
 {
     ps_problem_t problem;
     ps_tap_record_t *record =
@@ -953,6 +1342,7 @@ s_feed (session_t *self, const ps_taplog_entry_t *entry)
                      self->options->command, entry->topic, problem.message);
         return;
     }
+    s_check_source (self, record, source);
     s_check_dropped (self, record);
     if (strncmp (entry->topic, "payload.", 8) == 0) {
         if (ps_tapfilter_match (self->filter, record))
@@ -962,7 +1352,7 @@ s_feed (session_t *self, const ps_taplog_entry_t *entry)
     if (record->kind == PSMQ__TAP_KIND__TAP_REQUEST)
         self->requests_seen = true;
     uint64_t request_us = 0;
-    bool paired = s_pairing_update (&self->pairing, record, &request_us);
+    bool paired = ps_tappair_update (self->pairing, record, &request_us);
     if (ps_tapfilter_match (self->filter, record))
         s_show (self, record, entry, paired, request_us);
 }
@@ -982,7 +1372,7 @@ s_pump (session_t *self, tap_t *tap, int64_t until_ms)
         }
         ps_taplog_entry_t entry;
         if (s_tap_receive (tap, wait, &entry))
-            s_feed (self, &entry);
+            s_feed (self, &entry, tap->from);
     }
 }
 
@@ -994,11 +1384,13 @@ s_watch (const options_t *options)
     session_t session;
     int rc = s_session_init (&session, options, VIEW_WATCH);
     tap_t tap;
-    if (rc == 0 && s_tap_open (&tap, options, session.filter))
+    group_t group;
+    if (rc == 0 && s_connect (&tap, &group, options, session.filter))
         rc = 1;
     if (rc == 0) {
         s_pump (&session, &tap, 0);
         s_tap_close (&tap);
+        s_group_destroy (&group);
     }
     int end = s_session_destroy (&session);
     return rc ? rc : end;
@@ -1012,7 +1404,8 @@ s_record (const options_t *options)
     session_t session;
     int rc = s_session_init (&session, options, VIEW_RECORD);
     tap_t tap;
-    if (rc == 0 && s_tap_open (&tap, options, session.filter))
+    group_t group;
+    if (rc == 0 && s_connect (&tap, &group, options, session.filter))
         rc = 1;
     if (rc == 0) {
         char why[300];
@@ -1038,6 +1431,7 @@ s_record (const options_t *options)
             }
         }
         s_tap_close (&tap);
+        s_group_destroy (&group);
     }
     int end = s_session_destroy (&session);
     return rc ? rc : end;
@@ -1087,6 +1481,28 @@ s_info_seen (const ps_json_t *info)
     return seen;
 }
 
+//  "group  shard 1 of 3: tcp://a:5555 tcp://b:5556 tcp://c:5557", for a
+//  member of a group only
+static void
+s_stats_group (const ps_json_t *info)
+{
+    int64_t shards = s_info_int (info, "shards", 1);
+    if (shards <= 1)
+        return;
+    printf ("group       shard %" PRId64 " of %" PRId64, s_info_int (info, "shard", 0), shards);
+    int list = ps_json_member (info, ps_json_root (info), "group");
+    if (ps_json_length (info, list) == 0)
+        printf (", the others not known until a worker joins");
+    else {
+        printf (":");
+        for (int node = ps_json_first (info, list); node >= 0; node = ps_json_next (info, node)) {
+            const char *endpoint = ps_json_string (info, node);
+            printf (" %.300s", endpoint ? endpoint : "?");
+        }
+    }
+    printf ("\n");
+}
+
 static void
 s_stats_print (const ps_json_t *info)
 {
@@ -1094,6 +1510,7 @@ s_stats_print (const ps_json_t *info)
     int64_t staleness = s_info_int (info, "staleness", 0);
     int64_t seen = s_info_seen (info);
     printf ("broker      %s\n", s_info_string (info, "endpoint", "?"));
+    s_stats_group (info);
     printf ("uptime      %.1f s\n", s_info_number (info, "uptime_s", 0));
     printf ("world       %" PRId64 " workers, %s (staleness %" PRId64 ")\n",
             s_info_int (info, "world", 0), s_mode_name (staleness), staleness);
@@ -1151,6 +1568,26 @@ s_stats_print (const ps_json_t *info)
     }
 }
 
+//  A group's brokers, one line each: each has its own drops and clock
+static void
+s_stats_brokers (const tally_t *tally)
+{
+    if (!tally->grouped)
+        return;
+    for (size_t b = 0; b < BROKER_SLOTS; b++) {
+        const broker_row_t *row = &tally->brokers[b];
+        if (!row->records)
+            continue;
+        char name[32], label[48];
+        snprintf (label, sizeof label, "broker %s", s_broker_name (b, row, name, sizeof name));
+        printf ("%-11s %" PRIu64 " records, dropped %" PRIu64 " meanwhile, slowest %" PRId64, label,
+                row->records, s_broker_dropped (row), row->min_clock);
+        if (row->slowest >= 0)
+            printf (" (w%" PRId64 ")", row->slowest);
+        printf (" at the end\n");
+    }
+}
+
 //  Stats of a recording: what the records say, per message type
 static void
 s_stats_records (tally_t *tally, const char *source)
@@ -1163,16 +1600,19 @@ s_stats_records (tally_t *tally, const char *source)
         workers += tally->workers[w].seen;
     printf ("source      %s\n", source);
     printf ("span        %.3f s, %" PRIu64 " records, broker dropped %" PRIu64 " meanwhile\n",
-            seconds, tally->records, tally->dropped_last - tally->dropped_first);
+            seconds, tally->records, s_tally_dropped (tally));
     printf ("workers     %zu seen, %" PRIu64 " connects, %" PRIu64 " disconnects, %" PRIu64
             " evictions\n",
             workers, tally->kinds[PSMQ__TAP_KIND__TAP_CONNECT],
             tally->kinds[PSMQ__TAP_KIND__TAP_DISCONNECT], tally->kinds[PSMQ__TAP_KIND__TAP_EVICT]);
-    printf ("clock       slowest %" PRId64, tally->min_clock);
-    if (tally->slowest >= 0)
-        printf (" (w%" PRId64 ")", tally->slowest);
+    int64_t min_clock, slowest;
+    s_tally_slowest (tally, &min_clock, &slowest);
+    printf ("clock       slowest %" PRId64, min_clock);
+    if (slowest >= 0)
+        printf (" (w%" PRId64 ")", slowest);
     printf (" at the end, %" PRIu64 " moves\n", tally->kinds[PSMQ__TAP_KIND__TAP_CLOCK]);
     printf ("rejected    %" PRIu64 "\n", tally->kinds[PSMQ__TAP_KIND__TAP_REJECT]);
+    s_stats_brokers (tally);
     printf ("\n%-10s %8s %8s %7s %11s %11s %9s %9s\n", "type", "requests", "replies", "errors",
             "bytes in", "bytes out", "p50", "p99");
     for (int type = 1; type < NTYPES; type++) {
@@ -1195,11 +1635,13 @@ s_stats_tap (const options_t *options)
     session_t session;
     int rc = s_session_init (&session, options, VIEW_STATS);
     tap_t tap;
-    if (rc == 0 && s_tap_open (&tap, options, session.filter))
+    group_t group;
+    if (rc == 0 && s_connect (&tap, &group, options, session.filter))
         rc = 1;
     if (rc == 0) {
         s_pump (&session, &tap, s_now_ms () + options->interval_ms);
         s_tap_close (&tap);
+        s_group_destroy (&group);
         char source[300];
         snprintf (source, sizeof source, "tap %.200s, %d ms of records", options->tap,
                   options->interval_ms);
@@ -1220,29 +1662,26 @@ s_stats (const options_t *options)
         }
         return s_stats_tap (options);
     }
-    char *text = NULL;
-    ps_json_t *info = s_info ("stats", options->broker, options->timeout_ms, &text);
-    if (!info)
+    //  One block (or INFO object) per broker, in shard order
+    group_t group;
+    if (s_group_resolve (&group, options)) {
+        s_group_destroy (&group);
         return 1;
-    if (options->json)
-        printf ("%s\n", text);
-    else
-        s_stats_print (info);
-    free (text);
-    ps_json_destroy (&info);
+    }
+    for (size_t i = 0; i < group.nmembers; i++) {
+        if (options->json)
+            printf ("%s\n", group.members[i].info_text);
+        else {
+            if (i > 0)
+                printf ("\n");
+            s_stats_print (group.members[i].info);
+        }
+    }
+    s_group_destroy (&group);
     return fflush (stdout) ? 1 : 0;
 }
 
 // ------------------------------------------------------------------ top
-
-//  What INFO adds to top: each rank's clock and parked requests
-typedef struct {
-    bool known;        //  INFO answered
-    int64_t min_clock; //  slowest live clock
-    int64_t slowest;   //  its rank
-    int64_t live;      //  workers live
-    int64_t world;     //  ranks
-} top_info_t;
 
 //  Each rank's clock (-1 when not live) and requests parked now (-1 when
 //  this broker does not say) from INFO: "workers" when it has it, else
@@ -1288,13 +1727,83 @@ s_info_world (const ps_json_t *info)
     return world < 0 ? 0 : world > PS_MAX_WORKERS ? PS_MAX_WORKERS : world;
 }
 
-//  Unanswered requests of each rank in the pairing table
-static void
-s_pending_by_worker (pairing_t *pairing, uint64_t *pending)
+//  What INFO adds to top: each rank's clock and parked requests, from one
+//  broker or merged over a group's (each broker keeps its own clock)
+typedef struct {
+    size_t answered;   //  brokers whose INFO came
+    int64_t min_clock; //  slowest live clock, of the broker furthest behind
+    int64_t slowest;   //  its rank there
+    int64_t live;      //  workers live, at the broker that counts fewest
+    int64_t world;     //  ranks
+    int64_t *clocks;   //  per rank, the lowest any broker has; -1 not live
+    int64_t *parked;   //  per rank, parked at all brokers; -1 not said
+    int64_t *scratch;  //  room for one broker's clocks and parked
+} top_info_t;
+
+static int
+s_top_info_init (top_info_t *self)
 {
-    for (pending_t *item = zhashx_first (pairing->table); item; item = zhashx_next (pairing->table))
-        if (item->worker >= 0 && item->worker < PS_MAX_WORKERS)
-            pending[item->worker]++;
+    memset (self, 0, sizeof *self);
+    self->clocks = calloc (PS_MAX_WORKERS, sizeof *self->clocks);
+    self->parked = calloc (PS_MAX_WORKERS, sizeof *self->parked);
+    self->scratch = calloc (2 * PS_MAX_WORKERS, sizeof *self->scratch);
+    return self->clocks && self->parked && self->scratch ? 0 : -1;
+}
+
+static void
+s_top_info_destroy (top_info_t *self)
+{
+    free (self->clocks);
+    free (self->parked);
+    free (self->scratch);
+}
+
+//  Merge one broker's INFO: a worker is as far as the broker that has
+//  admitted the fewest of its clocks; its parked requests add up
+static void
+s_top_info_add (top_info_t *self, const ps_json_t *info)
+{
+    int64_t world = s_info_world (info);
+    int64_t *clocks = self->scratch, *parked = self->scratch + PS_MAX_WORKERS;
+    s_info_workers (info, world, clocks, parked);
+    bool first = self->answered++ == 0;
+    for (int64_t rank = 0; rank < world || (first && rank < PS_MAX_WORKERS); rank++) {
+        int64_t clock = rank < world ? clocks[rank] : -1;
+        int64_t waiting = rank < world ? parked[rank] : -1;
+        if (first || rank >= self->world) {
+            self->clocks[rank] = clock;
+            self->parked[rank] = waiting;
+            continue;
+        }
+        if (clock >= 0 && (self->clocks[rank] < 0 || clock < self->clocks[rank]))
+            self->clocks[rank] = clock;
+        if (waiting >= 0)
+            self->parked[rank] = (self->parked[rank] > 0 ? self->parked[rank] : 0) + waiting;
+    }
+    int64_t min_clock = s_info_int (info, "min_clock", -1);
+    if (first || (min_clock >= 0 && (self->min_clock < 0 || min_clock < self->min_clock))) {
+        self->min_clock = min_clock;
+        self->slowest = s_info_int (info, "slowest", -1);
+    }
+    int64_t live = s_info_int (info, "live", 0);
+    self->live = first || live < self->live ? live : self->live;
+    self->world = world > self->world ? world : self->world;
+}
+
+//  Every member's INFO, merged; how many answered
+static size_t
+s_top_info_query (top_info_t *self, const group_t *group, const options_t *options)
+{
+    self->answered = 0;
+    self->world = 0;
+    for (size_t i = 0; i < group->nmembers && !s_interrupted; i++) {
+        ps_json_t *info =
+            s_info (options->command, group->members[i].endpoint, options->timeout_ms, NULL);
+        if (info)
+            s_top_info_add (self, info);
+        ps_json_destroy (&info);
+    }
+    return self->answered;
 }
 
 typedef struct {
@@ -1340,39 +1849,63 @@ s_top_keys (tally_t *tally, double seconds)
     free (entries);
 }
 
+//  A group's brokers, one row each: a slow or dropping broker shows here
+static void
+s_top_brokers (tally_t *tally, double seconds)
+{
+    if (!tally->grouped)
+        return;
+    printf ("\n%-7s %8s %11s %9s %9s %8s\n", "broker", "req/s", "bytes/s", "p50", "p99", "dropped");
+    for (size_t b = 0; b < BROKER_SLOTS; b++) {
+        broker_row_t *row = &tally->brokers[b];
+        if (!row->records)
+            continue;
+        char name[32], rate[32], p50[32], p99[32];
+        printf ("%-7s %8.1f %9s/s %9s %9s %8" PRIu64 "\n",
+                s_broker_name (b, row, name, sizeof name), row->counts.requests / seconds,
+                s_fmt_bytes ((row->counts.bytes_in + row->counts.bytes_out) / seconds, rate,
+                             sizeof rate),
+                s_fmt_percentile (&row->counts, 0.5, p50, sizeof p50),
+                s_fmt_percentile (&row->counts, 0.99, p99, sizeof p99), s_broker_dropped (row));
+    }
+}
+
 //  One screen of top: rates over seconds, clocks from INFO when given
 static void
-s_top_print (session_t *session, const ps_json_t *info, double seconds, const char *title)
+s_top_print (session_t *session, const top_info_t *info, double seconds, const char *title)
 {
     tally_t *tally = &session->tally;
     //  One record (or none) spans no time: show counts rather than infinities
     if (seconds <= 0)
         seconds = 1;
-    int64_t min_clock = info ? s_info_int (info, "min_clock", -1) : tally->min_clock;
-    int64_t slowest = info ? s_info_int (info, "slowest", -1) : tally->slowest;
+    int64_t min_clock, slowest;
+    s_tally_slowest (tally, &min_clock, &slowest);
+    if (info)
+        min_clock = info->min_clock, slowest = info->slowest;
     printf ("%s  %.1f s  %" PRIu64 " records", title, seconds, tally->records);
     if (min_clock >= 0)
         printf ("  slowest clock %" PRId64, min_clock);
     if (slowest >= 0)
         printf (" (w%" PRId64 ")", slowest);
     if (info)
-        printf ("  %" PRId64 " live of %" PRId64, s_info_int (info, "live", 0),
-                s_info_int (info, "world", 0));
+        printf ("  %" PRId64 " live of %" PRId64, info->live, info->world);
     printf ("\n\n%-7s %8s %11s %9s %9s %7s %7s %8s\n", "worker", "req/s", "bytes/s", "p50", "p99",
             "clock", "behind", "pending");
     //  Clocks and parked requests: INFO's, else what the records said
     int64_t *clocks = calloc (PS_MAX_WORKERS, sizeof *clocks);
     int64_t *parked = calloc (PS_MAX_WORKERS, sizeof *parked);
     uint64_t *pending = calloc (PS_MAX_WORKERS, sizeof *pending);
-    int64_t world = info ? s_info_world (info) : 0;
+    int64_t world = info ? info->world : 0;
     if (!clocks || !parked || !pending) {
         printf ("(out of memory)\n");
         world = -1;
     }
-    else if (info)
-        s_info_workers (info, world, clocks, parked);
+    else if (info) {
+        memcpy (clocks, info->clocks, PS_MAX_WORKERS * sizeof *clocks);
+        memcpy (parked, info->parked, PS_MAX_WORKERS * sizeof *parked);
+    }
     else {
-        s_pending_by_worker (&session->pairing, pending);
+        ps_tappair_pending (session->pairing, pending, PS_MAX_WORKERS);
         for (size_t rank = 0; rank < PS_MAX_WORKERS; rank++) {
             clocks[rank] = tally->workers[rank].clock;
             parked[rank] = (int64_t)pending[rank];
@@ -1400,6 +1933,7 @@ s_top_print (session_t *session, const ps_json_t *info, double seconds, const ch
     free (clocks);
     free (parked);
     free (pending);
+    s_top_brokers (tally, seconds);
     s_top_keys (tally, seconds);
 }
 
@@ -1408,10 +1942,17 @@ s_top (const options_t *options)
 {
     session_t session;
     int rc = s_session_init (&session, options, VIEW_TOP);
+    top_info_t info;
+    if (rc == 0 && s_top_info_init (&info)) {
+        fprintf (stderr, "pstap top: out of memory\n");
+        rc = 1;
+    }
     tap_t tap;
-    if (rc == 0 && s_tap_open (&tap, options, session.filter))
+    group_t group;
+    if (rc == 0 && s_connect (&tap, &group, options, session.filter))
         rc = 1;
     if (rc) {
+        s_top_info_destroy (&info);
         s_session_destroy (&session);
         return rc;
     }
@@ -1422,31 +1963,35 @@ s_top (const options_t *options)
         if (s_interrupted)
             break;
         double seconds = (s_now_ms () - started) / 1e3;
-        ps_json_t *info = NULL;
-        if (options->broker &&
-            !(info = s_info ("top", options->broker, options->timeout_ms, NULL)) && s_interrupted)
+        size_t answered = options->broker ? s_top_info_query (&info, &group, options) : 0;
+        if (s_interrupted)
             break;
-        char title[320];
+        char title[400], brokers[32] = "";
         time_t now = time (NULL);
         struct tm local;
         localtime_r (&now, &local);
-        snprintf (title, sizeof title, "pstap top  %.200s  %02d:%02d:%02d",
-                  options->broker ? options->broker : options->tap, local.tm_hour, local.tm_min,
-                  local.tm_sec);
+        if (group.nmembers > 1)
+            snprintf (brokers, sizeof brokers, "  %zu brokers", group.nmembers);
+        snprintf (title, sizeof title, "pstap top  %.200s%s  %02d:%02d:%02d",
+                  options->broker ? options->broker : options->tap, brokers, local.tm_hour,
+                  local.tm_min, local.tm_sec);
         if (screen)
             printf ("\033[H\033[2J");
         else if (iteration > 0)
             printf ("\n");
-        s_top_print (&session, info, seconds, title);
-        if (options->broker && !info)
+        s_top_print (&session, answered ? &info : NULL, seconds, title);
+        if (options->broker && !answered)
             printf ("(no INFO from the broker: clocks and parked requests unknown)\n");
-        ps_json_destroy (&info);
+        else if (options->broker && answered < group.nmembers)
+            printf ("(INFO from %zu of the %zu brokers only)\n", answered, group.nmembers);
         fflush (stdout);
         s_tally_reset (&session.tally);
         if (options->iterations && iteration + 1 >= options->iterations)
             break;
     }
     s_tap_close (&tap);
+    s_group_destroy (&group);
+    s_top_info_destroy (&info);
     return s_session_destroy (&session);
 }
 
@@ -1526,6 +2071,62 @@ s_clock_print (const ps_json_t *info, const int64_t *clocks, const int64_t *park
         printf ("  (%zu more)\n", nparked - shown);
 }
 
+//  What the clock view keeps of one broker between refreshes
+typedef struct {
+    int64_t *clocks;    //  per rank, this refresh
+    int64_t *previous;  //  and the last, for the rates
+    int64_t *parked;    //  per rank, parked now
+    int64_t polled;     //  when the last refresh was, monotonic ms
+    bool have_previous; //  previous holds a refresh
+} clock_state_t;
+
+//  One refresh of one broker: its INFO (owned) as a block under title
+static void
+s_clock_refresh (clock_state_t *state, ps_json_t *info, int64_t now, const char *title)
+{
+    if (!info) {
+        printf ("%s  (no INFO from the broker this time)\n", title);
+        return;
+    }
+    int64_t world = s_info_world (info);
+    s_info_workers (info, world, state->clocks, state->parked);
+    s_clock_print (info, state->clocks, state->parked,
+                   state->have_previous ? state->previous : NULL, (now - state->polled) / 1e3,
+                   world, title);
+    memcpy (state->previous, state->clocks, (size_t)world * sizeof *state->clocks);
+    state->have_previous = true;
+    state->polled = now;
+}
+
+static void
+s_clock_states_destroy (clock_state_t *states, size_t count)
+{
+    for (size_t i = 0; states && i < count; i++) {
+        free (states[i].clocks);
+        free (states[i].previous);
+        free (states[i].parked);
+    }
+    free (states);
+}
+
+static clock_state_t *
+s_clock_states_new (size_t count)
+{
+    clock_state_t *states = calloc (count, sizeof *states);
+    for (size_t i = 0; states && i < count; i++) {
+        states[i].clocks = calloc (PS_MAX_WORKERS, sizeof *states[i].clocks);
+        states[i].previous = calloc (PS_MAX_WORKERS, sizeof *states[i].previous);
+        states[i].parked = calloc (PS_MAX_WORKERS, sizeof *states[i].parked);
+        if (!states[i].clocks || !states[i].previous || !states[i].parked) {
+            s_clock_states_destroy (states, count);
+            return NULL;
+        }
+    }
+    return states;
+}
+
+//  Each broker of a group keeps its own vector clock and parks its own
+//  requests, so each has its own block, one under the other
 static int
 s_clock (const options_t *options)
 {
@@ -1533,54 +2134,52 @@ s_clock (const options_t *options)
         fprintf (stderr, "pstap clock: needs --broker EP (the vector clock comes from INFO)\n");
         return 2;
     }
-    bool screen = !options->batch && isatty (STDOUT_FILENO);
-    int64_t *clocks = calloc (PS_MAX_WORKERS, sizeof *clocks);
-    int64_t *previous = calloc (PS_MAX_WORKERS, sizeof *previous);
-    int64_t *parked = calloc (PS_MAX_WORKERS, sizeof *parked);
-    if (!clocks || !previous || !parked) {
-        free (clocks);
-        free (previous);
-        free (parked);
+    group_t group;
+    if (s_group_resolve (&group, options)) {
+        s_group_destroy (&group);
+        return s_interrupted ? 0 : 1;
+    }
+    clock_state_t *states = s_clock_states_new (group.nmembers);
+    if (!states) {
+        s_group_destroy (&group);
         fprintf (stderr, "pstap clock: out of memory\n");
         return 1;
     }
-    int rc = 0;
-    int64_t polled = 0;
-    bool have_previous = false;
+    bool screen = !options->batch && isatty (STDOUT_FILENO);
     for (uint64_t iteration = 0; !s_interrupted; iteration++) {
-        ps_json_t *info = s_info ("clock", options->broker, options->timeout_ms, NULL);
-        int64_t now = s_now_ms ();
-        if (!info && (iteration == 0 || s_interrupted)) {
-            rc = s_interrupted ? 0 : 1;
-            break;
-        }
+        int64_t started = s_now_ms ();
         if (screen)
             printf ("\033[H\033[2J");
         else if (iteration > 0)
             printf ("\n");
-        char title[320];
-        snprintf (title, sizeof title, "pstap clock  %.200s", options->broker);
-        if (info) {
-            int64_t world = s_info_world (info);
-            s_info_workers (info, world, clocks, parked);
-            s_clock_print (info, clocks, parked, have_previous ? previous : NULL,
-                           (now - polled) / 1e3, world, title);
-            memcpy (previous, clocks, (size_t)world * sizeof *clocks);
-            have_previous = true;
-            polled = now;
+        for (size_t i = 0; i < group.nmembers && !s_interrupted; i++) {
+            member_t *member = &group.members[i];
+            //  The first refresh shows the INFO that found the brokers
+            ps_json_t *info = member->info;
+            member->info = NULL;
+            if (iteration > 0)
+                info = s_info ("clock", member->endpoint, options->timeout_ms, NULL);
+            if (s_interrupted) {
+                ps_json_destroy (&info);
+                break;
+            }
+            char title[400], shard[32] = "";
+            if (member->shards > 1)
+                snprintf (shard, sizeof shard, "  b%u/%u", member->shard, member->shards);
+            snprintf (title, sizeof title, "pstap clock  %.300s%s", member->endpoint, shard);
+            if (i > 0)
+                printf ("\n");
+            s_clock_refresh (&states[i], info, s_now_ms (), title);
+            ps_json_destroy (&info);
         }
-        else
-            printf ("%s  (no INFO from the broker this time)\n", title);
-        ps_json_destroy (&info);
         fflush (stdout);
         if (options->iterations && iteration + 1 >= options->iterations)
             break;
-        s_sleep_until (now + options->interval_ms);
+        s_sleep_until (started + options->interval_ms);
     }
-    free (clocks);
-    free (previous);
-    free (parked);
-    return rc;
+    s_clock_states_destroy (states, group.nmembers);
+    s_group_destroy (&group);
+    return 0;
 }
 
 // ----------------------------------------------------------------- read
@@ -1609,7 +2208,7 @@ s_read (const options_t *options)
     ps_taplog_status_t status;
     while (!session.done && !s_interrupted &&
            (status = ps_taplog_reader_next (reader, &entry, why, sizeof why)) == PS_TAPLOG_RECORD)
-        s_feed (&session, &entry);
+        s_feed (&session, &entry, NULL);
     if (!session.done && !s_interrupted && status != PS_TAPLOG_END) {
         fprintf (stderr, "pstap read: %s\n", why);
         //  A torn tail is what a killed recorder leaves: not an error
@@ -1632,36 +2231,47 @@ s_read (const options_t *options)
 
 static const command_t s_commands[] = {
     {"watch", s_watch, O_CONNECT | O_FILTER | O_COUNT | O_JSON | O_PAYLOAD,
-     "(--broker EP | --tap EP) [-f FILTER] [-c N] [--json] [--payload]",
+     "(--broker EP[,EP...] [--member-only] | --tap EP[,EP...]) [-f FILTER] [-c N] [--json]\n"
+     "       [--payload]",
      "one line (or JSON object) per record, live",
      "Print the broker's tap records as they happen: one line each, like tcpdump, or one\n"
      "JSON object each with --json (JSON Lines; schema in docs/tap-records.md). Replies\n"
      "are paired with their requests: the text view shows each reply's request age, or\n"
-     "[unmatched] when the request came before pstap started. Stops on Ctrl-C.\n"},
+     "[unmatched] when the request came before pstap started. Stops on Ctrl-C.\n"
+     "A broker group is watched whole: each line says its broker (b1/3), each JSON\n"
+     "object its \"shard\" and \"shards\".\n"},
     {"stats", s_stats, O_CONNECT | O_JSON | O_FILTER | O_INTERVAL,
-     "(--broker EP [--json] | --tap EP [--interval-ms MS] [-f FILTER])",
+     "(--broker EP[,EP...] [--member-only] [--json] | --tap EP[,EP...] [--interval-ms MS]\n"
+     "       [-f FILTER])",
      "one snapshot of the broker's counters",
      "Print the broker's counters from its INFO reply: uptime, workers live and ever\n"
      "seen, messages and bytes by type, queues, clocks, the tap. --json prints the INFO\n"
      "object itself. With --tap alone, the same figures computed from the records of\n"
-     "one interval.\n"},
+     "one interval. A broker group: one block (or INFO object, one per line) per broker.\n"},
     {"top", s_top, O_CONNECT | O_FILTER | O_BATCH | O_ITERATIONS | O_INTERVAL,
-     "(--broker EP | --tap EP) [--batch] [-n N] [--interval-ms MS]",
+     "(--broker EP[,EP...] [--member-only] | --tap EP[,EP...]) [--batch] [-n N]\n"
+     "       [--interval-ms MS]",
      "per worker and per key rates, refreshed",
      "Every interval, per worker: requests/s, bytes/s, reply latency p50 and p99, clock,\n"
      "how far ahead of the slowest, requests parked (from INFO with --broker, else\n"
      "unanswered ones seen on the tap); per key: pushes/s, pulls/s, bytes/s, hottest\n"
-     "first. Full-screen on a terminal; plain blocks with --batch or into a pipe.\n"},
-    {"clock", s_clock, O_BROKER | O_TIMEOUT | O_BATCH | O_ITERATIONS | O_INTERVAL,
-     "--broker EP [-n N] [--interval-ms MS] [--batch]", "the vector clock, refreshed",
+     "first. Full-screen on a terminal; plain blocks with --batch or into a pipe.\n"
+     "A broker group: rates over all its brokers, a worker's lowest clock at any of\n"
+     "them and its requests parked at all of them, and one row per broker.\n"},
+    {"clock", s_clock, O_BROKER | O_MEMBER_ONLY | O_TIMEOUT | O_BATCH | O_ITERATIONS | O_INTERVAL,
+     "--broker EP[,EP...] [--member-only] [-n N] [--interval-ms MS] [--batch]",
+     "the vector clock, refreshed",
      "Every interval, each worker's clock as a bar measured from the slowest, who the\n"
      "slowest is, the requests parked on the staleness bound and how long they have\n"
-     "waited, and each worker's clocks per second since the last refresh.\n"},
+     "waited, and each worker's clocks per second since the last refresh. Each broker\n"
+     "of a group keeps its own clock: one block per broker.\n"},
     {"record", s_record, O_CONNECT | O_FILTER | O_COUNT | O_PAYLOAD | O_WRITE,
-     "(--broker EP | --tap EP) -w FILE [-f FILTER] [-c N] [--payload]", "write records to a file",
+     "(--broker EP[,EP...] [--member-only] | --tap EP[,EP...]) -w FILE [-f FILTER] [-c N]\n"
+     "       [--payload]",
+     "write records to a file",
      "Write the tap's records to FILE until -c N records or Ctrl-C.\n"
      "The format is in docs/pstap.md; a killed recorder leaves a\n"
-     "readable file.\n"},
+     "readable file. A broker group: the records of all its brokers, in one file.\n"},
     {"read", s_read, O_READ | O_FILTER | O_COUNT | O_JSON | O_VIEW,
      "-r FILE [--json] [-f FILTER] [-c N] [--view watch|stats|top]",
      "the same views from a recording",
@@ -1677,7 +2287,9 @@ s_usage (FILE *out)
                   "Watch a psbroker through its tap and its INFO counters.\n\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf (out, "  %-7s %s\n", s_commands[i].name, s_commands[i].summary);
-    fprintf (out, "\n'pstap COMMAND --help' describes each. Example:\n"
+    fprintf (out, "\n--broker on one member of a broker group (psbroker --shards) watches the\n"
+                  "whole group once a worker has joined; --broker EP0,EP1,... names them all.\n"
+                  "\n'pstap COMMAND --help' describes each. Example:\n"
                   "  pstap watch --broker tcp://server:5555 -f 'type=push lat>10ms'\n");
 }
 
@@ -1688,7 +2300,15 @@ s_command_usage (FILE *out, const command_t *command)
     s_option_help (out, command->allowed);
 }
 
-enum { OPT_TIMEOUT = 256, OPT_JSON, OPT_PAYLOAD, OPT_BATCH, OPT_INTERVAL, OPT_VIEW };
+enum {
+    OPT_TIMEOUT = 256,
+    OPT_JSON,
+    OPT_PAYLOAD,
+    OPT_BATCH,
+    OPT_INTERVAL,
+    OPT_VIEW,
+    OPT_MEMBER_ONLY
+};
 
 //  Parse the options of a subcommand into options; 0, -1 for --help, or
 //  2 (usage error, message printed)
@@ -1709,6 +2329,7 @@ s_parse (const command_t *command, int argc, char *argv[], options_t *options)
         {"write", required_argument, 0, 'w'},
         {"read", required_argument, 0, 'r'},
         {"view", required_argument, 0, OPT_VIEW},
+        {"member-only", no_argument, 0, OPT_MEMBER_ONLY},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     static const struct {
@@ -1727,7 +2348,8 @@ s_parse (const command_t *command, int argc, char *argv[], options_t *options)
                 {OPT_INTERVAL, O_INTERVAL, "--interval-ms"},
                 {'w', O_WRITE, "--write"},
                 {'r', O_READ, "--read"},
-                {OPT_VIEW, O_VIEW, "--view"}};
+                {OPT_VIEW, O_VIEW, "--view"},
+                {OPT_MEMBER_ONLY, O_MEMBER_ONLY, "--member-only"}};
     const char *name = command->name;
     *options = (options_t){.command = name,
                            .timeout_ms = DEFAULT_TIMEOUT_MS,
@@ -1764,6 +2386,7 @@ s_parse (const command_t *command, int argc, char *argv[], options_t *options)
         case OPT_JSON: options->json = true; break;
         case OPT_PAYLOAD: options->payload = true; break;
         case OPT_BATCH: options->batch = true; break;
+        case OPT_MEMBER_ONLY: options->member_only = true; break;
         case OPT_TIMEOUT:
             rc = s_parse_number (name, "--timeout-ms", optarg, 1, PS_MAX_TIMEOUT_MS, &number);
             options->timeout_ms = (int)number;
@@ -1811,6 +2434,14 @@ s_parse (const command_t *command, int argc, char *argv[], options_t *options)
         fprintf (stderr, "pstap %s: give --broker or --tap, not both\n", name);
         return 2;
     }
+    if (options->member_only && !options->broker) {
+        fprintf (stderr, "pstap %s: --member-only goes with --broker (a tap is one broker's)\n",
+                 name);
+        return 2;
+    }
+    if (s_check_list (name, "--broker", options->broker) ||
+        s_check_list (name, "--tap", options->tap))
+        return 2;
     if ((command->allowed & O_WRITE) && !options->write_path) {
         fprintf (stderr, "pstap %s: -w FILE is required\n", name);
         return 2;
