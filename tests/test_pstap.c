@@ -590,8 +590,9 @@ typedef struct {
     char broker[128];
 } fake_t;
 
+//  The fakes on host (a loopback address), ephemeral ports
 static void
-s_fake_open (fake_t *self)
+s_fake_open_at (fake_t *self, const char *host)
 {
     memset (self, 0, sizeof *self);
     self->context = zmq_ctx_new ();
@@ -600,12 +601,20 @@ s_fake_open (fake_t *self)
     int linger = 0;
     zmq_setsockopt (self->xpub, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (self->router, ZMQ_LINGER, &linger, sizeof linger);
-    cr_assert_eq (zmq_bind (self->xpub, "tcp://127.0.0.1:*"), 0);
-    cr_assert_eq (zmq_bind (self->router, "tcp://127.0.0.1:*"), 0);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://%s:*", host);
+    cr_assert_eq (zmq_bind (self->xpub, endpoint), 0, "%s", endpoint);
+    cr_assert_eq (zmq_bind (self->router, endpoint), 0, "%s", endpoint);
     size_t size = sizeof self->tap;
     zmq_getsockopt (self->xpub, ZMQ_LAST_ENDPOINT, self->tap, &size);
     size = sizeof self->broker;
     zmq_getsockopt (self->router, ZMQ_LAST_ENDPOINT, self->broker, &size);
+}
+
+static void
+s_fake_open (fake_t *self)
+{
+    s_fake_open_at (self, "127.0.0.1");
 }
 
 static void
@@ -1688,4 +1697,36 @@ Test (pstap, a_member_that_does_not_answer_is_named_and_skipped, .timeout = 60)
     cr_assert_lt (took, 3000, "took %lld ms", (long long)took);
     s_result_free (&run);
     s_group_stop (&group);
+}
+
+Test (pstap, a_tap_on_every_interface_is_reached_where_its_broker_is, .timeout = 30)
+{
+    //  Broker and tap on 127.0.0.2 only: tcp://0.0.0.0:PORT would reach
+    //  127.0.0.1, where nothing listens, as it would reach pstap's own
+    //  machine when the broker is on another
+    fake_t fake;
+    s_fake_open_at (&fake, "127.0.0.2");
+    const char *port = strrchr (fake.tap, ':') + 1;
+    char path[512], info[512];
+    char *argv[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                    "watch",
+                    "--broker",
+                    fake.broker,
+                    "-c",
+                    "1",
+                    "--timeout-ms",
+                    "2000",
+                    NULL};
+    ps_test_child_t child = s_spawn_utc (argv);
+    snprintf (info, sizeof info, "{\"endpoint\":\"tcp://0.0.0.0:1\",\"tap\":\"tcp://0.0.0.0:%s\"}",
+              port);
+    s_fake_info (&fake, info);
+    s_fake_wait_subscriber (&fake);
+    ps_tap_record_t record = s_live (1, REQ, PSMQ__MSG_TYPE__PULL, 2, 0);
+    s_fake_publish (&fake, &record);
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.out, "-> req  pull  w2"), "%s", run.out);
+    s_result_free (&run);
+    s_fake_close (&fake);
 }

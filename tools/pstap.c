@@ -404,6 +404,27 @@ s_list_next (const char **cursor)
     return strndup (item, length);
 }
 
+//  A tap bound to every interface (psbroker --tap tcp://*:6555) says it is
+//  at tcp://0.0.0.0:6555, which from another machine is that machine: such
+//  a tap is reached at the host the broker itself was reached at. A copy.
+static char *
+s_tap_for (const char *tap, const char *broker)
+{
+    static const char *anywhere[] = {"tcp://0.0.0.0:", "tcp://*:", "tcp://[::]:"};
+    const char *port = NULL;
+    for (size_t i = 0; i < sizeof anywhere / sizeof anywhere[0] && !port; i++)
+        if (strncmp (tap, anywhere[i], strlen (anywhere[i])) == 0)
+            port = tap + strlen (anywhere[i]);
+    const char *colon = strrchr (broker, ':');
+    if (!port || strncmp (broker, "tcp://", 6) != 0 || !colon || colon < broker + 6)
+        return strdup (tap);
+    size_t size = strlen (broker) + strlen (port) + 1;
+    char *reached = malloc (size);
+    if (reached)
+        snprintf (reached, size, "%.*s:%s", (int)(colon - broker), broker, port);
+    return reached;
+}
+
 //  Ask the broker at endpoint for INFO and add it as a member: NULL (said
 //  on stderr) when it does not answer, or is a member already
 static member_t *
@@ -423,7 +444,7 @@ s_group_query (group_t *self, const options_t *options, const char *endpoint)
     }
     const char *tap = s_info_string (info, "tap", NULL);
     member_t candidate = {.endpoint = strdup (endpoint),
-                          .tap = tap ? strdup (tap) : NULL,
+                          .tap = tap ? s_tap_for (tap, endpoint) : NULL,
                           .info = info,
                           .info_text = text,
                           .shard = (uint32_t)shard,
@@ -432,7 +453,8 @@ s_group_query (group_t *self, const options_t *options, const char *endpoint)
     for (size_t i = 0; i < self->nmembers && !same; i++) {
         const member_t *member = &self->members[i];
         bool twice = shards > 1 && member->shards == shards && member->shard == shard;
-        if (twice || (tap && *tap && member->tap && strcmp (tap, member->tap) == 0))
+        if (twice || (candidate.tap && *candidate.tap && member->tap &&
+                      strcmp (candidate.tap, member->tap) == 0))
             same = member;
     }
     char name[400];
