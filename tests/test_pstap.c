@@ -1487,6 +1487,60 @@ Test (pstap, watch_on_one_member_sees_the_whole_group, .timeout = 60)
     const char *first = strstr (run.out, "shard 0 of 3"), *last = strstr (run.out, "shard 2 of 3");
     cr_assert (first && last && first < last, "%s", run.out);
     s_result_free (&run);
+    //  ... or each member's INFO, one per line
+    run = s_pstap ("stats", "--broker", group.endpoints[2], "--json", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    const char *line = run.out;
+    for (int i = 0; i < GROUP; i++) {
+        const char *end = strchr (line, '\n');
+        cr_assert (end, "INFO %d missing:\n%s", i, run.out);
+        ps_json_t *doc = ps_json_parse (line, (size_t)(end - line), NULL, 0);
+        cr_assert (doc, "not JSON: %.*s", (int)(end - line), line);
+        cr_assert_eq (ps_json_int (doc, ps_json_member (doc, 0, "shard"), -1), i);
+        ps_json_destroy (&doc);
+        line = end + 1;
+    }
+    cr_assert_eq (*line, 0, "%s", run.out);
+    s_result_free (&run);
+
+    //  clock: one block per broker, as each keeps its own vector clock
+    run = s_pstap ("clock", "--broker", group.endpoints[1], "-n", "1", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    for (int i = 0; i < GROUP; i++) {
+        char title[256];
+        snprintf (title, sizeof title, "pstap clock  %s  b%d/3  BSP staleness 0  slowest 0",
+                  group.endpoints[i], i);
+        cr_assert (strstr (run.out, title), "expected '%s' in:\n%s", title, run.out);
+    }
+    cr_assert_eq (s_count (run.out, "\nw0 "), GROUP, "%s", run.out);
+    s_result_free (&run);
+
+    //  top: the group's INFO merged, a row per broker that sent records
+    char *top[] = {(char *)ps_test_binary ("pstap", path, sizeof path),
+                   "top",
+                   "--broker",
+                   group.endpoints[0],
+                   "--batch",
+                   "-n",
+                   "1",
+                   "--interval-ms",
+                   "1000",
+                   NULL};
+    child = s_spawn_utc (top);
+    for (int i = 0; i < GROUP; i++)
+        s_wait_tap_subscription (group.brokers[i]);
+    for (int i = 0; i < GROUP; i++)
+        s_group_request (&group, i, PSMQ__MSG_TYPE__INFO, NULL);
+    run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.out, "3 brokers") && strstr (run.out, "1 live of 1"), "%s", run.out);
+    cr_assert (strstr (run.out, "\nbroker     req/s "), "%s", run.out);
+    for (int i = 0; i < GROUP; i++) {
+        char row[16];
+        snprintf (row, sizeof row, "\nb%d/3 ", i);
+        cr_assert (strstr (run.out, row), "no row '%s' in:\n%s", row + 1, run.out);
+    }
+    s_result_free (&run);
     s_group_stop (&group);
 }
 
