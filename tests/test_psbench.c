@@ -85,7 +85,8 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
         "group_4b_1M.bandwidth", "group_4b_1M.speedup",
         //  4 workers, local aggregation off and on; --quick: 4K and 1M keys
         "localagg_off_4K", "localagg_on_4K", "localagg_on_4K.vs_off", "localagg_2x2_4K",
-        "localagg_off_1M", "localagg_on_1M", "localagg_on_1M.vs_off", "localagg_2x2_1M"};
+        "localagg_off_1M", "localagg_on_1M", "localagg_on_1M.vs_off", "localagg_on_1M.sum",
+        "localagg_2x2_1M"};
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
         double value = s_figure (text, figures[i]);
         cr_expect_gt (value, 0, "no positive '%s:' line in:\n%s", figures[i], text);

@@ -776,6 +776,8 @@ typedef struct {
     char key[32];             //  its tensor (pushpull)
     bool failed;              //  a call failed: it does no more work
     uint64_t steps[MAX_REPS]; //  steps done in each repetition
+    double summing;           //  seconds in s_local_sum, this repetition
+    double sums[MAX_REPS];    //  those seconds, each repetition
 } bench_worker_t;
 
 struct bench_s {
@@ -850,8 +852,11 @@ static bool
 s_bsp_clock (ps_worker_t *worker, bench_worker_t *self, bench_buffers_t *buffers)
 {
     uint32_t local = self->bench->local;
-    if (local > 1)
+    if (local > 1) {
+        double start = s_now ();
         s_local_sum (local, buffers);
+        self->summing += s_now () - start;
+    }
     return s_ok (worker, self, ps_worker_push (worker, buffers->grads, buffers->ntensors, local),
                  "push") &&
            s_ok (worker, self, ps_worker_clock (worker), "clock") &&
@@ -957,6 +962,7 @@ s_worker_main (void *arg)
     for (int rep = 0; rep < bench->reps; rep++) {
         pthread_barrier_wait (&bench->barrier);
         uint64_t steps = 0;
+        self->summing = 0;
         if (bench->bsp) {
             long clocks = atomic_load (&bench->clocks);
             for (long i = 0; i < clocks && !self->failed && !atomic_load (&bench->abort); i++)
@@ -968,6 +974,7 @@ s_worker_main (void *arg)
                 if (s_bench_step (worker, self, &buffers))
                     steps++;
         self->steps[rep] = steps;
+        self->sums[rep] = self->summing;
         if (self->failed && worker)
             ps_worker_close (&worker);
         pthread_barrier_wait (&bench->barrier);
@@ -982,6 +989,7 @@ s_worker_main (void *arg)
 typedef struct {
     double wall[MAX_REPS];  //  seconds
     double steps[MAX_REPS]; //  summed over the threads
+    double sums[MAX_REPS];  //  seconds of local summation, summed too
     int reps;               //  filled
 } bench_result_t;
 
@@ -1054,8 +1062,10 @@ s_bench_run (const options_t *options, const plan_t *plan, const bench_spec_t *s
         pthread_barrier_wait (&bench->barrier);
         result->wall[rep] = s_now () - start;
         result->steps[rep] = 0;
+        result->sums[rep] = 0;
         for (uint32_t i = 0; i < spec->threads; i++) {
             result->steps[rep] += (double)bench->workers[i].steps[rep];
+            result->sums[rep] += bench->workers[i].sums[rep];
             failed |= bench->workers[i].failed;
         }
         atomic_store (&bench->abort, failed);
@@ -1428,55 +1438,78 @@ s_case_group (const options_t *options, const plan_t *plan, const yardstick_t *y
     return 0;
 }
 
+//  A localagg mode: worker threads, and workers each stands for
+typedef struct {
+    const char *name; //  in the figure's name
+    uint32_t threads; //  connections
+    uint32_t local;   //  local_workers of each
+} localagg_mode_t;
+
+//  One run of a localagg mode on a key of bytes: the median over the
+//  repetitions of clocks per second and of the ms per clock each thread
+//  spent summing its local gradients
+static int
+s_localagg_run (const options_t *options, const plan_t *plan, const localagg_mode_t *mode,
+                size_t bytes, double *rate, double *sum_ms)
+{
+    bench_result_t result = {.reps = 0};
+    bench_spec_t spec = {
+        .bsp = true, .threads = mode->threads, .local = mode->local, .bytes = bytes};
+    if (s_bench_run (options, plan, &spec, &result))
+        return -1;
+    double rates[MAX_REPS], sums[MAX_REPS];
+    for (int rep = 0; rep < result.reps; rep++) {
+        double steps = result.steps[rep] > 0 ? result.steps[rep] : 1;
+        rates[rep] = result.steps[rep] / mode->threads / result.wall[rep];
+        sums[rep] = result.sums[rep] * 1000 / steps;
+    }
+    *rate = s_quantile (rates, (size_t)result.reps, 0.5);
+    *sum_ms = s_quantile (sums, (size_t)result.reps, 0.5);
+    return 0;
+}
+
 //  localagg_<mode>_<size>: BSP clocks per second of LOCALAGG_WORKERS
 //  workers that all push to one key of <size> bytes, in three modes:
 //  off, a thread and a connection per worker (the bsp loop); on, one
 //  connection standing for all of them (local_workers), whose thread sums
 //  their gradients, a cost timed with the rest, and pushes once; 2x2, two
-//  such connections of two workers. .vs_off holds a mode against off. The
-//  modes take turns for a few rounds, as in the group case.
+//  such connections of two workers. .vs_off holds a mode against off;
+//  .sum is the part of a clock spent summing. The modes take turns for a
+//  few rounds, as in the group case.
 static int
 s_case_localagg (const options_t *options, const plan_t *plan)
 {
-    static const struct {
-        const char *name;
-        uint32_t threads, local;
-    } modes[] = {{"off", LOCALAGG_WORKERS, 1},
-                 {"on", 1, LOCALAGG_WORKERS},
-                 {"2x2", 2, LOCALAGG_WORKERS / 2}};
+    static const localagg_mode_t modes[] = {{"off", LOCALAGG_WORKERS, 1},
+                                            {"on", 1, LOCALAGG_WORKERS},
+                                            {"2x2", 2, LOCALAGG_WORKERS / 2}};
     enum { NMODES = sizeof modes / sizeof modes[0] };
     size_t counts[] = {LOCALAGG_SMALL, plan->localagg_large};
     for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
         size_t bytes = counts[c] * sizeof (float);
         char size_name[32];
         s_size_name (bytes, size_name, sizeof size_name);
-        double rate[NMODES][MAX_ROUNDS];
+        double rate[NMODES][MAX_ROUNDS], sum_ms[NMODES][MAX_ROUNDS];
         for (int round = 0; round < plan->rounds; round++)
-            for (size_t m = 0; m < NMODES; m++) {
-                bench_result_t result = {.reps = 0};
-                bench_spec_t spec = {.bsp = true,
-                                     .threads = modes[m].threads,
-                                     .local = modes[m].local,
-                                     .bytes = bytes};
-                if (s_bench_run (options, plan, &spec, &result)) {
+            for (size_t m = 0; m < NMODES; m++)
+                if (s_localagg_run (options, plan, &modes[m], bytes, &rate[m][round],
+                                    &sum_ms[m][round])) {
                     fprintf (stderr, "psbench: localagg_%s_%s failed\n", modes[m].name, size_name);
                     return -1;
                 }
-                double rep_rate[MAX_REPS];
-                for (int rep = 0; rep < result.reps; rep++)
-                    rep_rate[rep] = result.steps[rep] / modes[m].threads / result.wall[rep];
-                rate[m][round] = s_quantile (rep_rate, (size_t)result.reps, 0.5);
-            }
-        double median[NMODES];
-        s_medians (rate, NMODES, (size_t)plan->rounds, median);
+        double rate_median[NMODES], sum_median[NMODES];
+        s_medians (rate, NMODES, (size_t)plan->rounds, rate_median);
+        s_medians (sum_ms, NMODES, (size_t)plan->rounds, sum_median);
         char off[64];
         snprintf (off, sizeof off, "localagg_off_%s", size_name);
         for (size_t m = 0; m < NMODES; m++) {
-            char name[64];
+            char name[64], sub[80];
             snprintf (name, sizeof name, "localagg_%s_%s", modes[m].name, size_name);
-            s_figure (name, median[m], "clocks/s");
-            if (m)
-                s_ratio (name, "vs_off", median[m], off, median[0], "clocks/s");
+            s_figure (name, rate_median[m], "clocks/s");
+            if (!m)
+                continue;
+            s_ratio (name, "vs_off", rate_median[m], off, rate_median[0], "clocks/s");
+            snprintf (sub, sizeof sub, "%s.sum", name);
+            s_figure (sub, sum_median[m], "ms");
         }
         fflush (stdout);
     }
@@ -1518,7 +1551,8 @@ s_usage (FILE *out)
                         "--quick: 1M), localagg_<mode>_<size> (BSP clocks/s of 4 workers on\n"
                         "one key of 4K and 4M bytes, --quick 4K and 1M: off, a connection per\n"
                         "worker; on, one connection with local_workers 4 that sums the 4\n"
-                        "gradients and pushes once; 2x2, two connections of 2; .vs_off).\n");
+                        "gradients and pushes once; 2x2, two connections of 2; .vs_off; .sum,\n"
+                        "ms per clock spent summing the local gradients).\n");
 }
 
 static int
