@@ -1964,7 +1964,7 @@ s_top (const options_t *options)
 {
     session_t session;
     int rc = s_session_init (&session, options, VIEW_TOP);
-    top_info_t info;
+    top_info_t info = {0}; //  freed on every path, even when never initialised
     if (rc == 0 && s_top_info_init (&info)) {
         fprintf (stderr, "pstap top: out of memory\n");
         rc = 1;
