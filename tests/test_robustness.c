@@ -187,6 +187,25 @@ Test (robustness, garbage_gets_errors_while_a_worker_completes, .timeout = 60)
     envelope.hello = &hello;
     s_raw_send_envelope (&peer, &envelope, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_RANK, "rank 7 of 1");
+    //  A group this lone broker is not part of, and a group list that does
+    //  not match the size it claims
+    hello = (Psmq__Hello)PSMQ__HELLO__INIT;
+    hello.world_size = 1;
+    hello.shard = 1;
+    hello.shards = 2;
+    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 0, 40);
+    envelope.hello = &hello;
+    s_raw_send_envelope (&peer, &envelope, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_GROUP, "shard 1 of 2");
+    char *three[] = {"tcp://a:1", "tcp://b:2", "tcp://c:3"};
+    hello.shard = 0;
+    hello.shards = 1;
+    hello.group = three;
+    hello.n_group = 3;
+    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 0, 41);
+    envelope.hello = &hello;
+    s_raw_send_envelope (&peer, &envelope, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_GROUP, "3 endpoints for a group of 1");
     //  A message of far too many frames
     s_envelope (&envelope, PSMQ__MSG_TYPE__INFO, 0, 5);
     s_raw_send_envelope (&peer, &envelope, ZMQ_SNDMORE);
