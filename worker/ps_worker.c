@@ -606,7 +606,9 @@ s_take_reply (ps_worker_t *self, uint32_t link, pending_t *pending, const ps_env
 }
 
 //  Settle one link's (part of a) reply: the ticket completes when every
-//  link it went to has answered in full, or at the first failure
+//  link it went to has answered in full, or at the first failure. A HELLO
+//  waits for every answer even so: the brokers that accepted it must be
+//  known, to say BYE to them
 static void
 s_settle (ps_worker_t *self, uint32_t link, pending_t *pending, const ps_envelope_t *reply,
           size_t nframes)
@@ -616,13 +618,14 @@ s_settle (ps_worker_t *self, uint32_t link, pending_t *pending, const ps_envelop
     int status = s_take_reply (self, link, pending, reply, nframes);
     if (reply->min_clock)
         self->links[link].min_clock = reply->min_clock;
-    if (status != PS_OK) {
+    if (status != PS_OK && pending->status == PS_OK)
         pending->status = status;
+    if (status != PS_OK && pending->type != PSMQ__MSG_TYPE__HELLO) {
         pending->complete = true;
         return;
     }
     //  A pull reply in parts: this link is done with its last part
-    if (reply->more)
+    if (reply->more && status == PS_OK)
         return;
     s_linkset_add (&pending->answered, link);
     if (!s_linkset_equal (&pending->answered, &pending->sent))
