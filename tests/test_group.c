@@ -154,6 +154,62 @@ Test (group, push_and_pull_split_keys_over_the_group, .timeout = 60)
         ps_broker_destroy (&brokers[shard]);
 }
 
+Test (group, a_worker_refuses_brokers_that_disagree_on_the_clock, .timeout = 60)
+{
+    //  ASP, so that clocks are answered at once
+    ps_broker_t *brokers[2];
+    char list[256];
+    cr_assert_eq (ps_test_group (2, 2, -1, brokers, list, sizeof list), 0);
+    ps_worker_t *steady = ps_test_worker (list, 1, 2, 10000);
+    ps_worker_t *leaving = ps_test_worker (list, 0, 2, 10000);
+    cr_assert (steady && leaving);
+    for (int clock = 0; clock < 3; clock++)
+        cr_assert_eq (ps_worker_clock (steady), PS_OK);
+    ps_worker_close (&leaving);
+
+    //  Broker 1 restarts on its port, empty: it knows no clock of rank 1,
+    //  which broker 0 has at 3
+    int port = ps_broker_port (brokers[1]);
+    ps_broker_destroy (&brokers[1]);
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    config.endpoint = endpoint;
+    config.workers = 2;
+    config.staleness = -1;
+    config.shard = 1;
+    config.shards = 2;
+    char why[300];
+    brokers[1] = ps_broker_new (&config, why, sizeof why);
+    cr_assert (brokers[1], "%s", why);
+
+    //  Rank 0 comes back: broker 0 puts it at clock 3, broker 1 at 0. The
+    //  worker tries a few times, then refuses, and leaves no rank behind
+    int64_t started = zclock_mono ();
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = list;
+    options.rank = 0;
+    options.world_size = 2;
+    options.timeout_ms = 5000;
+    int status = PS_OK;
+    ps_worker_t *returning = ps_worker_connect (&options, &status);
+    cr_assert_null (returning);
+    cr_assert_eq (status, PS_EGROUP);
+    cr_assert (zclock_mono () - started < 4000, "took %" PRId64 " ms", zclock_mono () - started);
+    char first[128];
+    cr_assert_eq (sscanf (list, "%127[^,]", first), 1);
+    cr_assert_eq (s_info_number (first, "live"), 1, "only the steady rank is left on broker 0");
+    cr_assert_eq (s_info_number (endpoint, "live"), 0);
+    //  It did try again: two HELLOs before, then five from the returning rank
+    cr_assert_eq (s_info_number (first, "hello"), 2 + 5);
+
+    ps_worker_close (&steady);
+    ps_broker_destroy (&brokers[0]);
+    ps_broker_destroy (&brokers[1]);
+}
+
 // ------------------------------------------------------------ processes
 
 typedef struct {

@@ -58,6 +58,10 @@
 #define LEND_MIN_BYTES (256 * 1024)
 //  How long close waits for the broker to acknowledge BYE
 #define BYE_TIMEOUT_MS 2000
+//  HELLOs to a group whose brokers name different clocks: the others may
+//  have been between two brokers with a CLOCK, so we try again a little
+//  later (after 20, 40, 60, 80 ms)
+#define HELLO_ATTEMPTS 5
 //  libzmq I/O threads: one per broker up to this many, so that sends to a
 //  group go out in parallel
 #define MAX_IO_THREADS 4
@@ -133,6 +137,7 @@ struct ps_worker_t {
     uint32_t heartbeat_ms;              //  from HELLO: the shortest interval
     int64_t clock;                      //  clocks finished (as sent)
     bool joined;                        //  a HELLO reply came: staleness and clock set
+    bool clocks_differ;                 //  the brokers' HELLO replies named different clocks
     uint64_t next_seq;                  //  next ticket
     pending_t *pending;                 //  requests in flight
     size_t npending;                    //  their number
@@ -565,6 +570,7 @@ s_take_hello (ps_worker_t *self, link_t *link, const ps_envelope_t *reply)
         return s_fail (self, PS_EGROUP,
                        "brokers of one group disagree: %s has staleness %d, another %d",
                        link->endpoint, reply->hello->staleness, self->staleness);
+    self->clocks_differ |= reply->clock != self->clock;
     if (reply->clock != self->clock)
         return s_fail (self, PS_EGROUP,
                        "brokers of one group disagree on the job's clock: %s says %" PRId64
@@ -977,7 +983,29 @@ s_leave (ps_worker_t *self)
         }
     if (status != PS_OK || !sent)
         return s_abandon (self, ticket, status);
-    return s_wait_or_forget (self, ticket, BYE_TIMEOUT_MS);
+    status = s_wait_or_forget (self, ticket, BYE_TIMEOUT_MS);
+    for (uint32_t link = 0; link < self->nlinks; link++)
+        self->links[link].registered = false;
+    return status;
+}
+
+//  Register with the group; when the brokers name different clocks, leave
+//  and try again, a few times, before giving up
+static int
+s_join (ps_worker_t *self)
+{
+    int status = PS_OK;
+    for (int attempt = 1; attempt <= HELLO_ATTEMPTS; attempt++) {
+        self->joined = false;
+        self->clocks_differ = false;
+        self->heartbeat_ms = 0;
+        status = s_hello (self);
+        if (status == PS_OK || !self->clocks_differ || attempt == HELLO_ATTEMPTS)
+            break;
+        s_leave (self);
+        usleep ((useconds_t)attempt * 20000);
+    }
+    return status;
 }
 
 ps_worker_t *
@@ -1010,7 +1038,7 @@ ps_worker_connect (const ps_worker_options_t *options, int *status_p)
     self->next_seq = 1;
     *status = self->broker && self->codec ? s_open (self, self->broker) : PS_ENOMEM;
     if (*status == PS_OK)
-        *status = s_hello (self);
+        *status = s_join (self);
     if (*status != PS_OK) {
         fprintf (stderr, "psworker: rank %u cannot join %s: %s\n", options->rank, options->broker,
                  self->error[0] ? self->error : ps_strerror (*status));
