@@ -172,3 +172,15 @@ ps_test_read_until (int fd, const char *needle, char *text, size_t size, int tim
     }
     return strstr (text, needle) != NULL;
 }
+
+double
+ps_test_json_number (const char *text, const char *name, bool last)
+{
+    char needle[64];
+    snprintf (needle, sizeof needle, "\"%s\":", name);
+    const char *at = strstr (text, needle);
+    for (const char *p = at; last && p; p = strstr (p + 1, needle))
+        at = p;
+    cr_assert (at, "no %s in: %s", name, text);
+    return strtod (at + strlen (needle), NULL);
+}

@@ -32,17 +32,13 @@ s_connect_status (const char *list, uint32_t rank, uint32_t world)
     return status;
 }
 
-//  The number after "name": in a broker's INFO
+//  The number after "name": in a broker's INFO (its first occurrence)
 static long
 s_info_number (const char *endpoint, const char *name)
 {
     char *json = NULL;
     cr_assert_eq (ps_worker_query_info (endpoint, 5000, &json), PS_OK, "INFO of %s", endpoint);
-    char needle[64];
-    snprintf (needle, sizeof needle, "\"%s\":", name);
-    const char *at = strstr (json, needle);
-    cr_assert (at, "no %s in %s", name, json);
-    long value = strtol (at + strlen (needle), NULL, 10);
+    long value = (long)ps_test_json_number (json, name, false);
     free (json);
     return value;
 }
@@ -299,18 +295,6 @@ s_psworker_start (const char *list, int rank, int threads, int workers, const ch
     return ps_test_spawn_to_file (argv, out_path);
 }
 
-static double
-s_last_number (const char *text, const char *name)
-{
-    char needle[64];
-    snprintf (needle, sizeof needle, "\"%s\":", name);
-    const char *at = NULL;
-    for (const char *p = strstr (text, needle); p; p = strstr (p + 1, needle))
-        at = p;
-    cr_assert (at, "no %s in: %s", name, text);
-    return strtod (at + strlen (needle), NULL);
-}
-
 Test (group, real_processes_train_across_two_brokers, .timeout = 150)
 {
     //  A two-thread process (ranks 0-1) beside a single one (rank 2)
@@ -331,7 +315,7 @@ Test (group, real_processes_train_across_two_brokers, .timeout = 150)
         char *text = ps_test_slurp (outs[i]);
         cr_assert_eq (status, 0, "worker %d exited %d: %s", i, status, text);
         cr_assert (strstr (text, "\"final\":true"), "%s", text);
-        double accuracy = s_last_number (text, "test_accuracy");
+        double accuracy = ps_test_json_number (text, "test_accuracy", true);
         cr_assert (accuracy > 0.6, "accuracy %g: %s", accuracy, text);
         free (text);
     }

@@ -12,29 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-//  The value of "name": in the last JSON line of text that has it
-static double
-s_last_number (const char *text, const char *name)
-{
-    char needle[64];
-    snprintf (needle, sizeof needle, "\"%s\":", name);
-    const char *at = NULL;
-    for (const char *p = strstr (text, needle); p; p = strstr (p + 1, needle))
-        at = p;
-    cr_assert (at, "no %s in: %s", name, text);
-    return strtod (at + strlen (needle), NULL);
-}
-
-static double
-s_first_number (const char *text, const char *name)
-{
-    char needle[64];
-    snprintf (needle, sizeof needle, "\"%s\":", name);
-    const char *at = strstr (text, needle);
-    cr_assert (at, "no %s in: %s", name, text);
-    return strtod (at + strlen (needle), NULL);
-}
-
 Test (psworker, two_workers_learn_the_synthetic_set, .timeout = 120)
 {
     char endpoint[64];
@@ -61,14 +38,14 @@ Test (psworker, two_workers_learn_the_synthetic_set, .timeout = 120)
     for (int rank = 0; rank < 2; rank++) {
         char *text = ps_test_slurp (outs[rank]);
         cr_assert (strstr (text, "\"final\":true"), "no final record: %s", text);
-        double first_loss = s_first_number (text, "train_loss");
-        double last_loss = s_last_number (text, "train_loss");
-        double accuracy = s_last_number (text, "test_accuracy");
+        double first_loss = ps_test_json_number (text, "train_loss", false);
+        double last_loss = ps_test_json_number (text, "train_loss", true);
+        double accuracy = ps_test_json_number (text, "test_accuracy", true);
         cr_assert (last_loss < first_loss, "loss did not fall: %g -> %g", first_loss, last_loss);
         //  Chance is 0.1 on ten classes
         cr_assert (accuracy > 0.6, "accuracy %g", accuracy);
-        cr_assert_eq (s_last_number (text, "clocks"), 3 * (12000 / 2 / 32));
-        cr_assert (s_last_number (text, "wait_seconds") >= 0);
+        cr_assert_eq (ps_test_json_number (text, "clocks", true), 3 * (12000 / 2 / 32));
+        cr_assert (ps_test_json_number (text, "wait_seconds", true) >= 0);
         free (text);
     }
     ps_broker_destroy (&broker);
@@ -184,9 +161,9 @@ Test (psworker, a_threaded_process_counts_as_its_workers, .timeout = 120)
                       ps_test_slurp (outs[p]));
     for (int p = 0; p < 2; p++) {
         char *text = ps_test_slurp (outs[p]);
-        cr_assert (s_last_number (text, "test_accuracy") > 0.6, "%s", text);
+        cr_assert (ps_test_json_number (text, "test_accuracy", true) > 0.6, "%s", text);
         //  Both processes ran the same clocks: 2 epochs of 12000 / 3 / 32
-        cr_assert_eq (s_last_number (text, "clocks"), 2 * (12000 / 3 / 32), "%s", text);
+        cr_assert_eq (ps_test_json_number (text, "clocks", true), 2 * (12000 / 3 / 32), "%s", text);
         free (text);
     }
     char *json = ps_broker_info (broker);
