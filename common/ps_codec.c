@@ -6,10 +6,13 @@
     in steady state allocates nothing. The arena's first block grows to the
     largest envelope seen; overflow blocks are freed on the next reset.
 
-    Envelopes must be canonical (re-encode to the same number of bytes):
-    C strings end at the first NUL, so without this check a key with a NUL
-    inside would silently become another key. Our encoder and every
-    proto3 encoder emit canonical form.
+    Any conforming proto3 encoding is accepted (fields in any order, zero
+    values written out, unknown fields). One thing protobuf-c's unpack
+    hides must be refused first: C strings end at the first NUL, so a key
+    "a\0b" would silently read as the key "a". s_strings_clean walks the
+    wire bytes with the generated descriptors and refuses a string field
+    holding a NUL, at any depth. (Comparing the re-encoded size, which we
+    did before, also refused every encoder that is not byte-for-byte ours.)
 
     Validation here is what every message must satisfy whatever its type;
     the broker adds the checks that depend on its state (keys, clocks).
@@ -214,6 +217,58 @@ s_check_group (const Psmq__Hello *hello, ps_problem_t *problem)
     return 0;
 }
 
+//  Read a varint at *at; false when the bytes end first
+static bool
+s_varint (const uint8_t **at, const uint8_t *end, uint64_t *value)
+{
+    *value = 0;
+    for (unsigned shift = 0; *at < end && shift < 64; shift += 7) {
+        uint8_t byte = *(*at)++;
+        *value |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80))
+            return true;
+    }
+    return false;
+}
+
+//  True when no string field of this message (or of a message inside it)
+//  holds a NUL byte. Runs after protobuf-c's unpack accepted the bytes, so
+//  anything this walk does not follow is well-formed and carries no string
+//  we read. depth bounds the recursion (ps.proto nests two levels).
+static bool
+s_strings_clean (const ProtobufCMessageDescriptor *descriptor, const uint8_t *at,
+                 const uint8_t *end, int depth)
+{
+    while (at < end) {
+        uint64_t tag, length;
+        if (!s_varint (&at, end, &tag))
+            return true;
+        switch (tag & 7) {
+        case 0:
+            if (!s_varint (&at, end, &length))
+                return true;
+            continue;
+        case 1: at += 8; continue;
+        case 5: at += 4; continue;
+        case 2: break;
+        default: return true;
+        }
+        if (!s_varint (&at, end, &length) || length > (uint64_t)(end - at))
+            return true;
+        const ProtobufCFieldDescriptor *field =
+            tag >> 3 <= UINT32_MAX
+                ? protobuf_c_message_descriptor_get_field (descriptor, (unsigned)(tag >> 3))
+                : NULL;
+        if (field && field->type == PROTOBUF_C_TYPE_STRING && memchr (at, 0, length))
+            return false;
+        if (field && field->type == PROTOBUF_C_TYPE_MESSAGE && depth > 0 &&
+            !s_strings_clean (field->descriptor, at, at + length, depth - 1))
+            return false;
+        at += length;
+    }
+    return true;
+}
+
 static int
 s_check_envelope (const ps_envelope_t *envelope, ps_problem_t *problem)
 {
@@ -248,20 +303,23 @@ ps_codec_decode (ps_codec_t *self, const void *data, size_t size, ps_problem_t *
                         size, PS_MAX_ENVELOPE_BYTES);
         return NULL;
     }
+    if (problem)
+        problem->parsed = false;
     ps_envelope_t *envelope = psmq__envelope__unpack (&self->allocator, size, data);
     if (!envelope) {
         ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
                         "envelope of %zu bytes is not a valid protobuf Envelope", size);
         return NULL;
     }
-    //  Strings with a NUL byte inside would read as a shorter C string (a
-    //  key "a\0b" as "a"): we accept only what re-encodes to the same size
-    size_t canonical = psmq__envelope__get_packed_size (envelope);
-    if (canonical != size) {
+    if (problem) {
+        problem->parsed = true;
+        problem->seq = envelope->seq;
+        problem->worker = envelope->worker;
+    }
+    if (!s_strings_clean (&psmq__envelope__descriptor, data, (const uint8_t *)data + size, 4)) {
         ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
-                        "envelope of %zu bytes is not in canonical form (%zu): a NUL byte in "
-                        "a string?",
-                        size, canonical);
+                        "envelope has a string with a NUL byte inside (a key must be printable "
+                        "ASCII)");
         return NULL;
     }
     if (s_check_envelope (envelope, problem))
@@ -370,7 +428,7 @@ ps_codec_error_name (int code)
     static const char *names[] = {"none",           "malformed", "version",    "type",
                                   "unknown-key",    "size",      "too-large",  "clock",
                                   "not-registered", "rank",      "key-exists", "optim",
-                                  "full",           "shutdown",  "group"};
+                                  "full",           "shutdown",  "group",      "non-finite"};
     if (code < 0 || code >= (int)(sizeof names / sizeof names[0]))
         return "unknown";
     return names[code];

@@ -37,6 +37,10 @@ typedef Psmq__TapRecord ps_tap_record_t;
 typedef struct {
     int code;                       //  PSMQ__ERR_CODE__*
     char message[PS_MAX_ERROR_LEN]; //  names the bad value
+    bool parsed;                    //  decode: the frame was protobuf, so seq
+                                    //  and worker below are the request's own
+    uint64_t seq;                   //  decode: the refused request's seq
+    uint32_t worker;                //  decode: the refused request's worker
 } ps_problem_t;
 
 typedef struct ps_codec_t ps_codec_t;
@@ -46,8 +50,11 @@ void ps_codec_destroy (ps_codec_t **self_p);
 
 //  Decode and validate one envelope frame. Returns an envelope owned by the
 //  codec (valid until the next decode), or NULL with problem filled in.
-//  Checks: size limit, protobuf syntax, protocol version, message type,
-//  slice count, key names, element counts, dtype, grad_count, text lengths.
+//  Checks: size limit, protobuf syntax, no NUL inside a string, protocol
+//  version, message type, slice count, key names, element counts, dtype,
+//  grad_count, text lengths. Any conforming proto3 encoding is accepted.
+//  When the frame parsed but broke a rule, problem->parsed is set and
+//  problem->seq, ->worker name the request, so its ERROR can say which.
 ps_envelope_t *ps_codec_decode (ps_codec_t *self, const void *data, size_t size,
                                 ps_problem_t *problem);
 
@@ -69,7 +76,7 @@ int ps_codec_encode (const ps_envelope_t *envelope, zmq_msg_t *msg);
 void ps_codec_reply_to (ps_envelope_t *reply, const ps_envelope_t *request);
 
 //  Encode an ERROR reply to request (which may be NULL when the request
-//  did not even parse). 0, or -1 if out of memory.
+//  did not even parse: then seq 0). 0, or -1 if out of memory.
 int ps_codec_encode_error (const ps_envelope_t *request, int code, const char *message,
                            zmq_msg_t *msg);
 

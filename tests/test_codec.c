@@ -538,6 +538,61 @@ Test (codec, rejects_key_with_nul_byte)
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_MALFORMED, "%s", problem.message);
 }
 
+//  Another encoder's bytes: fields out of order, zero values written out,
+//  an unknown field. proto3 allows each; the codec must accept them.
+Test (codec, accepts_any_conforming_proto3_encoding)
+{
+    // clang-format off
+    const unsigned char wire[] = {
+        0x20, 0x07,                     //  seq 7, before version and type
+        0x10, PSMQ__MSG_TYPE__PULL,     //  type
+        0x18, 0x00,                     //  reply = false, written out
+        0x08, 0x01,                     //  version 1
+        0x30, 0x00,                     //  clock 0, written out
+        0x3a, 0x09,                     //  slices, 9 bytes
+        0x18, 0x02,                     //  count 2, before the key
+        0x0a, 0x01, 'w',                //  key "w"
+        0x10, 0x00,                     //  offset 0, written out
+        0x28, 0x00,                     //  dtype F32, written out
+        0xf8, 0x07, 0x05,               //  field 127, unknown, varint 5
+    };
+    // clang-format on
+    ps_codec_t *codec = ps_codec_new ();
+    ps_problem_t problem = {0};
+    ps_envelope_t *got = ps_codec_decode (codec, wire, sizeof wire, &problem);
+    cr_assert (got, "refused: %s", problem.message);
+    cr_assert_eq (got->seq, 7);
+    cr_assert_eq (got->type, PSMQ__MSG_TYPE__PULL);
+    cr_assert_eq (got->n_slices, 1);
+    cr_assert_str_eq (got->slices[0]->key, "w");
+    cr_assert_eq (got->slices[0]->count, 2);
+    ps_codec_destroy (&codec);
+}
+
+//  A refused envelope that parsed still names its request
+Test (codec, refusal_keeps_the_requests_seq)
+{
+    ps_envelope_t envelope = s_envelope (PSMQ__MSG_TYPE__PULL);
+    envelope.seq = 4242;
+    envelope.worker = 3;
+    envelope.version = 9;
+    ps_codec_t *codec = ps_codec_new ();
+    zmq_msg_t msg;
+    cr_assert_eq (ps_codec_encode (&envelope, &msg), 0);
+    ps_problem_t problem = {0};
+    cr_assert_null (ps_codec_decode (codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem));
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_VERSION);
+    cr_assert (problem.parsed);
+    cr_assert_eq (problem.seq, 4242);
+    cr_assert_eq (problem.worker, 3);
+    zmq_msg_close (&msg);
+    //  Bytes that are not protobuf name nothing
+    const unsigned char garbage[] = {0xff, 0xff, 0xff};
+    cr_assert_null (ps_codec_decode (codec, garbage, sizeof garbage, &problem));
+    cr_assert_not (problem.parsed);
+    ps_codec_destroy (&codec);
+}
+
 Test (codec, rejects_bad_slices)
 {
     ps_slice_t slice = s_slice ("w", 0, 4, 4);
@@ -996,6 +1051,6 @@ Test (codec, names)
             cr_assert_str_neq (ps_codec_error_name (a), ps_codec_error_name (b));
     }
     cr_assert_str_eq (ps_codec_error_name (-1), "unknown");
-    cr_assert_str_eq (ps_codec_error_name (PSMQ__ERR_CODE__ERR_GROUP + 1), "unknown");
+    cr_assert_str_eq (ps_codec_error_name (PSMQ__ERR_CODE__ERR_NONFINITE + 1), "unknown");
     cr_assert_str_eq (ps_codec_error_name (INT32_MIN), "unknown");
 }
