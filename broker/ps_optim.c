@@ -34,6 +34,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -238,12 +239,14 @@ ps_optim_config_from_wire (ps_optim_config_t *config, const Psmq__Optim *wire)
         config->decay_steps = wire->decay_steps;
 }
 
+//  Steps 1 .. decay_steps run from lr down the half cosine, the last at
+//  lr * (1 + cos (pi * (D-1) / D)) / 2, just above 0; later steps use 0
 float
 ps_optim_rate (const ps_optim_config_t *config, uint64_t step)
 {
     if (config->decay_steps == 0)
         return config->lr;
-    if (step >= config->decay_steps)
+    if (step > config->decay_steps)
         return 0;
     double progress = (double)(step > 0 ? step - 1 : 0) / (double)config->decay_steps;
     return (float)(config->lr * 0.5 * (1 + cos (M_PI * progress)));
@@ -279,4 +282,84 @@ ps_optim_apply (const ps_optim_config_t *config, float *out, const float *in, co
         //  The store checks every config before it keeps it
         assert (!"ps_optim_apply: unknown optimizer kind");
     }
+}
+
+//  Append one difference to why, comma-separated; *used counts what the
+//  whole text would take, so a truncated why still reports a difference
+static void s_differ (char *why, size_t why_size, size_t *used, const char *format, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static void
+s_differ (char *why, size_t why_size, size_t *used, const char *format, ...)
+{
+    if (*used && *used + 2 < why_size)
+        memcpy (why + *used, ", ", 3);
+    *used += *used ? 2 : 0;
+    va_list args;
+    va_start (args, format);
+    int length = vsnprintf (why + (*used < why_size ? *used : why_size - 1),
+                            *used < why_size ? why_size - *used : 1, format, args);
+    va_end (args);
+    *used += length > 0 ? (size_t)length : 0;
+}
+
+int
+ps_optim_config_compare (const ps_optim_config_t *a, const ps_optim_config_t *b, char *why,
+                         size_t why_size)
+{
+    assert (a && b);
+    char scratch[1];
+    if (!why || why_size == 0) {
+        why = scratch;
+        why_size = sizeof scratch;
+    }
+    *why = 0;
+    size_t used = 0;
+    if (a->kind != b->kind)
+        s_differ (why, why_size, &used, "%s here, %s there", ps_optim_kind_name (a->kind),
+                  ps_optim_kind_name (b->kind));
+    if (a->lr != b->lr)
+        s_differ (why, why_size, &used, "lr %g here, %g there", a->lr, b->lr);
+    if (a->decay_steps != b->decay_steps)
+        s_differ (why, why_size, &used, "decay_steps %llu here, %llu there",
+                  (unsigned long long)a->decay_steps, (unsigned long long)b->decay_steps);
+    //  Only the fields both rules use: a config off the wire leaves others 0
+    bool momentum = a->kind == PS_OPTIM_MOMENTUM && b->kind == PS_OPTIM_MOMENTUM;
+    bool adam = a->kind == PS_OPTIM_ADAM && b->kind == PS_OPTIM_ADAM;
+    bool eps = adam || (a->kind == PS_OPTIM_ADAGRAD && b->kind == PS_OPTIM_ADAGRAD);
+    if (momentum && a->momentum != b->momentum)
+        s_differ (why, why_size, &used, "momentum %g here, %g there", a->momentum, b->momentum);
+    if (adam && a->beta1 != b->beta1)
+        s_differ (why, why_size, &used, "beta1 %g here, %g there", a->beta1, b->beta1);
+    if (adam && a->beta2 != b->beta2)
+        s_differ (why, why_size, &used, "beta2 %g here, %g there", a->beta2, b->beta2);
+    if (eps && a->eps != b->eps)
+        s_differ (why, why_size, &used, "eps %g here, %g there", a->eps, b->eps);
+    return used ? -1 : 0;
+}
+
+//  A float is NaN or infinite exactly when its exponent bits are all ones.
+//  The max of the exponent fields is an integer reduction, which gcc
+//  vectorises without -ffast-math (a float reduction it would not).
+size_t
+ps_optim_first_nonfinite (const void *values, size_t n)
+{
+    const unsigned char *bytes = values;
+    const uint32_t exponent = 0x7f800000u;
+    uint32_t highest = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy (&bits, bytes + i * sizeof bits, sizeof bits);
+        bits &= exponent;
+        highest = bits > highest ? bits : highest;
+    }
+    if (highest != exponent)
+        return n;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy (&bits, bytes + i * sizeof bits, sizeof bits);
+        if ((bits & exponent) == exponent)
+            return i;
+    }
+    return n;
 }

@@ -29,8 +29,8 @@ typedef struct {
     float beta1;          //  ADAM: in [0, 1)
     float beta2;          //  ADAM: in [0, 1)
     float eps;            //  ADAGRAD, ADAM: > 0
-    uint64_t decay_steps; //  > 0: lr follows a cosine from lr at step 1
-                          //  to 0 at this step, and stays 0 after it
+    uint64_t decay_steps; //  > 0: steps 1 .. decay_steps follow a half
+                          //  cosine from lr towards 0; later steps use 0
 } ps_optim_config_t;
 
 //  SGD with the PS_DEFAULT_* values of ps_limits.h
@@ -45,6 +45,14 @@ int ps_optim_config_check (const ps_optim_config_t *config, char *why, size_t wh
 void ps_optim_config_from_wire (ps_optim_config_t *config, const Psmq__Optim *wire);
 //  The learning rate of a 1-based step under the config's schedule
 float ps_optim_rate (const ps_optim_config_t *config, uint64_t step);
+//  0 when a and b update a key the same way; else -1 and the settings
+//  that differ in why ("lr 0.1 here, 0.01 there"), a's first
+int ps_optim_config_compare (const ps_optim_config_t *a, const ps_optim_config_t *b, char *why,
+                             size_t why_size);
+//  The index of the first NaN or infinity of n values, or n when all are
+//  finite: one vectorised pass in the common, all-finite case. values
+//  need not be aligned (a small received frame may sit at any offset).
+size_t ps_optim_first_nonfinite (const void *values, size_t n);
 //  "sgd", "momentum", "adagrad", "adam" <-> kind; parse returns 0 or -1
 //  (leaving kind alone), name returns "unknown" for a bad kind
 int ps_optim_kind_parse (const char *name, ps_optim_kind_t *kind);

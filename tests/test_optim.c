@@ -285,3 +285,69 @@ Test (optim, kind_names_round_trip)
     cr_assert_eq (ps_optim_state_slots (PS_OPTIM_SGD), 0);
     cr_assert_eq (ps_optim_state_slots (0), 0);
 }
+
+Test (optim, cosine_decay_runs_decay_steps_steps_then_stops)
+{
+    //  lr 0.1 over 5 steps: step t uses 0.1 * (1 + cos (pi * (t-1) / 5)) / 2,
+    //  cos (k pi / 5) for k = 0..4 being 1, 0.809017, 0.309017, -0.309017,
+    //  -0.809017: 0.1, 0.0904508, 0.0654508, 0.0345492, 0.00954915, then 0
+    ps_optim_config_t config = s_config (PS_OPTIM_SGD, 0.1f);
+    config.decay_steps = 5;
+    const float want[] = {0.1f, 0.0904508f, 0.0654508f, 0.0345492f, 0.00954915f, 0, 0};
+    float got[7];
+    for (uint64_t step = 1; step <= 7; step++)
+        got[step - 1] = ps_optim_rate (&config, step);
+    s_assert_near (got, want, 7, "rate");
+    //  One decay step: the key's only step still learns, at lr
+    config.decay_steps = 1;
+    cr_assert_float_eq (ps_optim_rate (&config, 1), 0.1f, 1e-9);
+    cr_assert_float_eq (ps_optim_rate (&config, 2), 0.0f, 1e-9);
+}
+
+Test (optim, compare_names_what_differs)
+{
+    ps_optim_config_t a = s_config (PS_OPTIM_ADAM, 0.001f);
+    ps_optim_config_t b = a;
+    char why[256];
+    cr_assert_eq (ps_optim_config_compare (&a, &b, why, sizeof why), 0);
+    cr_assert_str_eq (why, "");
+    b.lr = 0.01f;
+    b.decay_steps = 100;
+    cr_assert_eq (ps_optim_config_compare (&a, &b, why, sizeof why), -1);
+    cr_assert_str_eq (why, "lr 0.001 here, 0.01 there, decay_steps 0 here, 100 there");
+    b = s_config (PS_OPTIM_SGD, 0.001f);
+    cr_assert_eq (ps_optim_config_compare (&a, &b, NULL, 0), -1);
+    cr_assert_eq (ps_optim_config_compare (&a, &b, why, sizeof why), -1);
+    cr_assert_str_eq (why, "adam here, sgd there");
+    //  Fields a rule does not use do not count
+    ps_optim_config_t sgd = s_config (PS_OPTIM_SGD, 0.1f), other = sgd;
+    other.beta1 = 0.5f;
+    other.momentum = 0.7f;
+    cr_assert_eq (ps_optim_config_compare (&sgd, &other, why, sizeof why), 0, "%s", why);
+}
+
+Test (optim, first_nonfinite_finds_nan_and_infinities_anywhere)
+{
+    float values[1027];
+    for (size_t i = 0; i < 1027; i++)
+        values[i] = (float)i - 500.0f;
+    values[3] = 3.4e38f; //  large but finite
+    cr_assert_eq (ps_optim_first_nonfinite (values, 1027), 1027);
+    cr_assert_eq (ps_optim_first_nonfinite (values, 0), 0);
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    const size_t where[] = {0, 17, 1026};
+    for (size_t b = 0; b < 3; b++)
+        for (size_t w = 0; w < 3; w++) {
+            float saved = values[where[w]];
+            values[where[w]] = bad[b];
+            cr_assert_eq (ps_optim_first_nonfinite (values, 1027), where[w], "%g at %zu", bad[b],
+                          where[w]);
+            values[where[w]] = saved;
+        }
+    //  At any alignment: a received frame may start at an odd address
+    unsigned char bytes[4 * 9 + 1];
+    float nan = NAN;
+    memset (bytes, 0, sizeof bytes);
+    memcpy (bytes + 1 + 4 * 7, &nan, sizeof nan);
+    cr_assert_eq (ps_optim_first_nonfinite (bytes + 1, 9), 7);
+}
