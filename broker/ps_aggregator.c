@@ -20,7 +20,9 @@
 #include "ps_store.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef struct {
@@ -38,6 +40,7 @@ typedef struct {
     size_t piece_capacity;      //  pieces allocated
     float *aligned;             //  copies of misaligned frames, reused
     size_t aligned_capacity;    //  floats allocated
+    bool accept_nonfinite;      //  apply NaN and Inf gradients as they come
 } agg_t;
 
 static void
@@ -141,6 +144,9 @@ s_handle_init (agg_t *self, const ps_agg_command_t *command)
     ps_envelope_t *envelope = s_decode (self, &self->frames[1]);
     ps_optim_config_t config;
     s_optim_from_envelope (self, envelope->optim, &config);
+    //  An INIT that names no optimizer takes an existing key as it is, and
+    //  creates one with the store's defaults (which are ours)
+    const ps_optim_config_t *named = envelope->optim ? &config : NULL;
 
     ps_problem_t problem;
     bool failed = false;
@@ -152,7 +158,7 @@ s_handle_init (agg_t *self, const ps_agg_command_t *command)
         if (!key || strcmp (ps_key_name (key), slice->key) != 0) {
             if (key && created)
                 s_publish (key, self);
-            failed = ps_store_init (self->store, slice->key, slice->total, &config, &created,
+            failed = ps_store_init (self->store, slice->key, slice->total, named, &created,
                                     &problem) != 0;
             key = failed ? NULL : ps_store_lookup (self->store, slice->key);
         }
@@ -208,6 +214,41 @@ s_align_pieces (agg_t *self, size_t npieces)
         }
 }
 
+//  0 when every gradient of the push is finite; else -1, and the router is
+//  told which key and element, to answer the worker's next CLOCK. All
+//  frames are checked before any is applied, so a refused push leaves no
+//  trace in parameters, optimizer state or BSP sums. A frame of at most
+//  PS_CHUNK_BYTES is read twice, the second time from cache.
+static int
+s_check_finite (agg_t *self, const ps_agg_command_t *command, const ps_envelope_t *envelope)
+{
+    for (size_t i = 0; i < envelope->n_slices; i++) {
+        const ps_slice_t *slice = envelope->slices[i];
+        zmq_msg_t *frame = &self->frames[1 + i];
+        //  Read as bytes: a small frame may sit at any offset
+        size_t bad = ps_optim_first_nonfinite (zmq_msg_data (frame), slice->count);
+        if (bad == slice->count)
+            continue;
+        float value;
+        memcpy (&value, (const char *)zmq_msg_data (frame) + bad * sizeof value, sizeof value);
+        ps_agg_command_t event = {.kind = PS_AGG_FAULT, .worker = command->worker};
+        char why[PS_MAX_ERROR_LEN];
+        int length = snprintf (why, sizeof why,
+                               "push for clock %lld was not applied: key '%s' element %llu is %s "
+                               "(the broker refuses NaN and infinite gradients)",
+                               (long long)command->clock, slice->key,
+                               (unsigned long long)(slice->offset + bad),
+                               isnan (value) ? "nan"
+                               : value > 0   ? "inf"
+                                             : "-inf");
+        s_send_event (self, &event, true);
+        zmq_send (self->pipe, why, (size_t)length < sizeof why ? (size_t)length : sizeof why - 1,
+                  0);
+        return -1;
+    }
+    return 0;
+}
+
 //  PUSH: slices come grouped by key, each key's slices in order; hand each
 //  key's run of frames to the store as pieces
 static void
@@ -215,6 +256,8 @@ s_handle_push (agg_t *self, const ps_agg_command_t *command)
 {
     assert (self->nframes >= 1);
     ps_envelope_t *envelope = s_decode (self, &self->frames[0]);
+    if (!self->accept_nonfinite && s_check_finite (self, command, envelope))
+        return;
     s_reserve_pieces (self, envelope->n_slices);
     size_t first = 0;
     while (first < envelope->n_slices) {
@@ -273,7 +316,8 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
                   .store = ps_store_new (&config->defaults),
                   .codec = ps_codec_new (),
                   .staleness = config->staleness,
-                  .defaults = config->defaults};
+                  .defaults = config->defaults,
+                  .accept_nonfinite = config->accept_nonfinite};
     assert (self.store && self.codec);
     //  Done with config, which lives on our creator's stack
     PS_HANDOFF_SEND (args);

@@ -15,14 +15,18 @@
       FLUSH [cmd]                                      (BSP barrier)
     Replies, in order, on the same pipe:
       PUBLISH [event][key name]   event.buf holds a reference for the reader
-      REPLY   [event][routing id][reply envelope]      (to forward as is)
+      REPLY   [event][routing id][reply envelope]      (to forward)
+      FAULT   [event][why]        a PUSH of rank event.worker was refused
+                                  (a NaN or an infinity) and not applied
       DONE    [event]             event.done = commands processed so far;
                                   everything they published came before it
     plus the czmq "$TERM" convention to stop.
 
-    Failure: bad input cannot reach here (the ROUTER loop validates what it
-    forwards); what still fails (out of memory, a key size that changed)
-    is logged and, for INIT, answered with an ERROR envelope.
+    Failure: malformed input cannot reach here (the ROUTER loop validates
+    what it forwards). A push's values are read only here: one holding a
+    NaN or an infinity is not applied and reported (FAULT). What still
+    fails (out of memory, a key size that changed) is logged and, for
+    INIT, answered with an ERROR envelope.
     ========================================================================= */
 
 #ifndef PS_AGGREGATOR_H_INCLUDED
@@ -40,6 +44,7 @@ typedef enum {
     PS_AGG_FLUSH,
     PS_AGG_PUBLISH,
     PS_AGG_REPLY,
+    PS_AGG_FAULT,
     PS_AGG_DONE
 } ps_agg_kind_t;
 
@@ -49,6 +54,7 @@ typedef struct {
     int64_t clock;       //  PUSH: the gradients' clock; FLUSH: apply
                          //  accumulators of clocks below this
     uint32_t grad_count; //  PUSH: gradients summed in the frames
+    uint32_t worker;     //  PUSH, FAULT: the pushing connection's rank
     uint64_t done;       //  DONE: commands processed
     ps_buf_t *buf;       //  PUBLISH: new version, one reference handed over
     uint64_t size;       //  PUBLISH: elements in the key
@@ -61,6 +67,7 @@ typedef struct {
 typedef struct {
     ps_optim_config_t defaults; //  optimizer for keys that name none
     int32_t staleness;          //  0: accumulate pushes until FLUSH
+    bool accept_nonfinite;      //  apply NaN and Inf gradients as they come
 } ps_aggregator_config_t;
 
 //  The actor body, for zactor_new (ps_aggregator_actor, &config); config

@@ -20,9 +20,15 @@
     may be answered only while the slowest counted rank is at c - S or
     later. The aggregation pipeline: a pull must see every push that arrived
     before it, so it records how many commands had gone to the aggregation
-    thread and waits until that many are DONE. Under BSP the barrier is
-    itself a command (FLUSH, sent when the slowest clock moves), so a pull
-    after a CLOCK sees the whole step applied.
+    thread and waits until that many are DONE. A pull that waited on the
+    bound records that count again when the bound lets it pass: the pushes
+    and the BSP barrier (FLUSH, a command sent when the slowest clock moves)
+    that released it were forwarded after it arrived, and the model requires
+    them. So a pull is answered with every update that the model requires
+    at the time it is answered, however the worker pipelined its requests.
+    A CLOCK also waits until its connection's pushes are through the
+    aggregation thread, which reports a push it refused (a NaN or an
+    infinity) so the CLOCK can be answered with that error.
 
     Bad input never stops the loop: whatever cannot be parsed or breaks a
     rule is answered with an ERROR envelope naming the problem, counted
@@ -72,6 +78,10 @@ typedef struct {
     uint64_t session;                 //  token for heartbeats from elsewhere
     int64_t last_seen;                //  monotonic ms of its last message
     uint32_t parked;                  //  requests it has parked now
+    uint64_t pushes_sent;             //  aggregator commands sent up to its
+                                      //  last push (its CLOCK waits for them)
+    bool faulted;                     //  the aggregator refused one of its pushes
+    char fault[PS_MAX_ERROR_LEN];     //  why; its next CLOCK is answered so
 } peer_t;
 
 typedef struct {
@@ -84,6 +94,8 @@ typedef struct {
     int64_t received_us; //  when the request was read (tap timing)
     bool bound;          //  parked on the staleness bound, not only on
                          //  the aggregation thread
+    bool recount;        //  a PULL still behind the bound: when it passes,
+                         //  need_done becomes what was sent by then
 } parked_t;
 
 typedef struct {
@@ -104,6 +116,7 @@ typedef struct {
     uint64_t parked;                                    //  requests that had to wait
     uint64_t steps;                                     //  optimizer steps (from the aggregator)
     uint64_t pending;                                   //  gradients in BSP accumulators
+    uint64_t nonfinite;                                 //  pushes refused for NaN or Inf
 } stats_t;
 
 typedef struct {
@@ -149,6 +162,7 @@ typedef struct {
     uint64_t *rank_messages;      //  messages received per rank
     char **group;                 //  the group's endpoints as the first worker
                                   //  named them (for tools), NULL until then
+    uint64_t incarnation;         //  random id of this broker process (HELLO)
     bool terminated;              //  owner asked us to stop
 } router_t;
 
@@ -519,6 +533,45 @@ s_tap_agg_reply (router_t *self, const ps_agg_command_t *event, zmq_msg_t *id, z
     self->aggregation_us = 0;
 }
 
+//  Every reply carries min_clock, and the aggregator, which answers INIT,
+//  does not know it: decode, stamp, encode again (INIT is rare)
+static void
+s_stamp_min_clock (router_t *self, zmq_msg_t *reply)
+{
+    ps_problem_t problem;
+    ps_envelope_t *envelope =
+        ps_codec_decode (self->codec, zmq_msg_data (reply), zmq_msg_size (reply), &problem);
+    zmq_msg_t stamped;
+    if (!envelope)
+        return;
+    envelope->min_clock = ps_vclock_min (self->vclock);
+    if (ps_codec_encode (envelope, &stamped))
+        return;
+    zmq_msg_move (reply, &stamped); //  closes what reply held
+    zmq_msg_close (&stamped);
+}
+
+//  The aggregator refused a push after its ack: the worker hears of it
+//  in the reply to its next CLOCK
+static void
+s_on_fault (router_t *self, const ps_agg_command_t *event, zmq_msg_t *why)
+{
+    self->stats.rejected++;
+    self->stats.nonfinite++;
+    size_t length = zmq_msg_size (why);
+    char message[PS_MAX_ERROR_LEN];
+    length = length < sizeof message - 1 ? length : sizeof message - 1;
+    memcpy (message, zmq_msg_data (why), length);
+    message[length] = 0;
+    ps_warn ("push from worker %u not applied: %s", event->worker, message);
+    peer_t *peer =
+        event->worker < ps_vclock_world (self->vclock) ? self->rank_peer[event->worker] : NULL;
+    if (peer) {
+        peer->faulted = true;
+        snprintf (peer->fault, sizeof peer->fault, "%s", message);
+    }
+}
+
 //  Read one message from the aggregator and act on it
 static void
 s_agg_receive (router_t *self)
@@ -541,6 +594,7 @@ s_agg_receive (router_t *self)
         zmq_msg_init (&reply);
         zmq_msg_recv (&id, self->agg_handle, 0);
         zmq_msg_recv (&reply, self->agg_handle, 0);
+        s_stamp_min_clock (self, &reply);
         if (self->tap_on)
             s_tap_agg_reply (self, &event, &id, &reply);
         zmq_msg_send (&id, self->router_handle, ZMQ_SNDMORE);
@@ -548,6 +602,14 @@ s_agg_receive (router_t *self)
         zmq_msg_close (&id);
         zmq_msg_close (&reply);
         self->stats.out[PSMQ__MSG_TYPE__INIT]++;
+        break;
+    }
+    case PS_AGG_FAULT: {
+        zmq_msg_t why;
+        zmq_msg_init (&why);
+        zmq_msg_recv (&why, self->agg_handle, 0);
+        s_on_fault (self, &event, &why);
+        zmq_msg_close (&why);
         break;
     }
     case PS_AGG_DONE:
@@ -740,6 +802,19 @@ s_answer_pull (router_t *self, const uint8_t *id, size_t id_size, const ps_envel
     }
 }
 
+//  A CLOCK's reply: its new clock, or the refusal of one of the
+//  connection's pushes that the aggregator reported meanwhile
+static void
+s_answer_clock (router_t *self, peer_t *peer, const ps_envelope_t *request, int64_t clock)
+{
+    if (!peer->faulted)
+        return s_reply_plain (self, peer->id, peer->id_size, request, clock);
+    ps_problem_t problem;
+    ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_NONFINITE, "%s", peer->fault);
+    peer->faulted = false;
+    s_reject (self, peer->id, peer->id_size, request, &problem);
+}
+
 // ------------------------------------------------------------ parking
 
 static bool
@@ -766,7 +841,7 @@ s_answer_parked (router_t *self, parked_t *parked)
     if (parked->type == PSMQ__MSG_TYPE__PULL)
         s_answer_pull (self, peer->id, peer->id_size, request);
     else
-        s_reply_plain (self, peer->id, peer->id_size, request, parked->clock);
+        s_answer_clock (self, peer, request, parked->clock);
     self->parked_us = self->aggregation_us = 0;
 }
 
@@ -778,6 +853,11 @@ s_release (router_t *self)
     while (parked) {
         void *handle = zlistx_cursor (self->parked);
         parked_t *next = zlistx_next (self->parked);
+        if (parked->recount && ps_vclock_admits (self->vclock, parked->clock)) {
+            //  What let it pass (pushes, a FLUSH) was sent after it came
+            parked->need_done = self->agg_sent;
+            parked->recount = false;
+        }
         if (s_may_answer (self, parked->clock, parked->need_done)) {
             s_answer_parked (self, parked);
             parked->peer->parked--;
@@ -800,6 +880,7 @@ s_park (router_t *self, peer_t *peer, int type, int64_t clock, uint64_t need_don
     parked->since = zclock_mono ();
     parked->received_us = self->received_us;
     parked->bound = !ps_vclock_admits (self->vclock, clock);
+    parked->recount = parked->bound && type == PSMQ__MSG_TYPE__PULL;
     zmq_msg_init (&parked->envelope);
     zmq_msg_move (&parked->envelope, &self->frames[1]);
     zlistx_add_end (self->parked, parked);
@@ -960,6 +1041,7 @@ s_handle_hello (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t
     hello.live = ps_vclock_live (self->vclock);
     hello.shard = self->config.shard;
     hello.shards = s_shards (self->config.shards);
+    hello.incarnation = self->incarnation;
     ps_envelope_t reply;
     ps_codec_reply_to (&reply, request);
     reply.clock = clock;
@@ -1037,6 +1119,12 @@ s_check_push (router_t *self, peer_t *peer, const ps_envelope_t *request, ps_pro
                                request->clock, peer->rank, clock);
     if (request->n_slices == 0)
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED, "push names no key");
+    if (request->grad_count == 0 || request->grad_count > peer->weight)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_RANK,
+                               "push with grad_count %u from a connection of %u worker%s: it "
+                               "must count the gradients summed in it, 1 to %u",
+                               request->grad_count, peer->weight, peer->weight == 1 ? "" : "s",
+                               peer->weight);
     published_t *published = NULL;
     const char *key = NULL;
     uint64_t expected = 0;
@@ -1083,8 +1171,10 @@ s_handle_push (router_t *self, peer_t *peer, ps_envelope_t *request)
     s_reply_plain (self, peer->id, peer->id_size, request, request->clock);
     ps_agg_command_t command = {.kind = PS_AGG_PUSH,
                                 .clock = request->clock,
-                                .grad_count = request->grad_count ? request->grad_count : 1};
+                                .grad_count = request->grad_count,
+                                .worker = peer->rank};
     s_forward (self, &command, false);
+    peer->pushes_sent = self->agg_sent;
 }
 
 static void
@@ -1117,12 +1207,12 @@ s_handle_clock (router_t *self, peer_t *peer, ps_envelope_t *request)
     for (uint32_t rank = peer->rank + 1; rank < peer->rank + peer->weight; rank++)
         ps_vclock_advance (self->vclock, rank, request->clock);
     int64_t clock = request->clock + 1;
-    if (ps_vclock_admits (self->vclock, clock))
-        s_reply_plain (self, peer->id, peer->id_size, request, clock);
+    if (s_may_answer (self, clock, peer->pushes_sent))
+        s_answer_clock (self, peer, request, clock);
     else if (s_check_park_room (peer, &problem))
         s_reject (self, peer->id, peer->id_size, request, &problem);
     else
-        s_park (self, peer, PSMQ__MSG_TYPE__CLOCK, clock, 0);
+        s_park (self, peer, PSMQ__MSG_TYPE__CLOCK, clock, peer->pushes_sent);
     s_clock_moved (self, old_min);
 }
 
@@ -1202,15 +1292,16 @@ s_dispatch (router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t *re
                         ps_codec_type_name (type), request->reply ? "replies" : "messages");
         return s_reject (self, id, id_size, request, &problem);
     }
-    if (type == PSMQ__MSG_TYPE__HELLO)
-        return s_handle_hello (self, id, id_size, request);
-    if (type == PSMQ__MSG_TYPE__INFO)
-        return s_handle_info (self, id, id_size, request);
+    //  Any message of a registered connection keeps it alive, INFO too
     peer_t *peer = s_peer_lookup (self, id, id_size);
     if (peer) {
         peer->last_seen = zclock_mono ();
         self->rank_messages[peer->rank]++;
     }
+    if (type == PSMQ__MSG_TYPE__HELLO)
+        return s_handle_hello (self, id, id_size, request);
+    if (type == PSMQ__MSG_TYPE__INFO)
+        return s_handle_info (self, id, id_size, request);
     if (type == PSMQ__MSG_TYPE__HEARTBEAT)
         return s_handle_heartbeat (self, peer, request);
     if (!peer) {
@@ -1277,7 +1368,16 @@ s_router_receive (router_t *self)
             return;
         }
     }
-    if (!request)
+    if (!request && problem.parsed) {
+        //  Protobuf that broke a rule: answer with its seq, so a client with
+        //  requests in flight knows which one failed
+        ps_envelope_t refused;
+        psmq__envelope__init (&refused);
+        refused.seq = problem.seq;
+        refused.worker = problem.worker;
+        s_reject (self, id, id_size, &refused, &problem);
+    }
+    else if (!request)
         s_reject (self, id, id_size, NULL, &problem);
     else {
         for (size_t i = 2; i < self->nframes; i++) {
@@ -1388,10 +1488,11 @@ s_info_json (router_t *self)
              "},\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"rejected\":%" PRIu64
              ",\"evicted\":%" PRIu64 ",\"parked_now\":%zu,\"parked_total\":%" PRIu64
              ",\"optimizer_steps\":%" PRIu64 ",\"pending_gradients\":%" PRIu64
-             ",\"aggregator_queue\":%" PRIu64,
+             ",\"aggregator_queue\":%" PRIu64 ",\"nonfinite_pushes\":%" PRIu64
+             ",\"incarnation\":\"%016" PRIx64 "\"",
              self->stats.bytes_in, self->stats.bytes_out, self->stats.rejected, self->stats.evicted,
              zlistx_size (self->parked), self->stats.parked, self->stats.steps, self->stats.pending,
-             self->agg_sent - self->agg_done);
+             self->agg_sent - self->agg_done, self->stats.nonfinite, self->incarnation);
     s_info_more (self, out);
     fputc ('}', out);
     fclose (out);
@@ -1433,8 +1534,12 @@ s_shutdown (router_t *self)
 {
     parked_t *parked = zlistx_first (self->parked);
     while (parked) {
+        ps_problem_t problem;
+        ps_envelope_t *request =
+            ps_codec_decode (self->parked_codec, zmq_msg_data (&parked->envelope),
+                             zmq_msg_size (&parked->envelope), &problem);
         zmq_msg_t msg;
-        if (ps_codec_encode_error (NULL, PSMQ__ERR_CODE__ERR_SHUTDOWN, "the broker is stopping",
+        if (ps_codec_encode_error (request, PSMQ__ERR_CODE__ERR_SHUTDOWN, "the broker is stopping",
                                    &msg) == 0) {
             s_send_routing_id (self, parked->peer->id, parked->peer->id_size);
             zmq_msg_send (&msg, self->router_handle, 0);
@@ -1605,7 +1710,11 @@ s_router_setup (router_t *self, const char *endpoint, char *why, size_t why_size
     //  Workers choose their routing ids; a worker that reconnects (after a
     //  network cut, or after dropping a stuck push) takes its own back
     zsock_set_router_handover (self->router, 1);
-    if (zsock_bind (self->router, "%s", endpoint) == -1) {
+    //  libzmq's own bind, not czmq's: for a port of "*" czmq takes the
+    //  lowest free port of its range, so a restarted broker would often get
+    //  its predecessor's port and its old workers; libzmq lets the kernel
+    //  choose an ephemeral one
+    if (zmq_bind (zsock_resolve (self->router), endpoint) == -1) {
         snprintf (why, why_size, "cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
         return -1;
     }
@@ -1615,7 +1724,8 @@ s_router_setup (router_t *self, const char *endpoint, char *why, size_t why_size
     self->router_handle = zsock_resolve (self->router);
 
     ps_aggregator_config_t agg_config = {.defaults = self->config.optim,
-                                         .staleness = self->config.staleness};
+                                         .staleness = self->config.staleness,
+                                         .accept_nonfinite = self->config.accept_nonfinite};
     self->aggregator = zactor_new (ps_aggregator_actor, &agg_config);
     PS_HANDOFF_RECEIVE (&agg_config);
     self->agg_handle = zsock_resolve (self->aggregator);
@@ -1632,6 +1742,7 @@ s_router_setup (router_t *self, const char *endpoint, char *why, size_t why_size
     self->published = zhashx_new ();
     zhashx_set_destructor (self->published, s_published_free);
     self->started = zclock_mono ();
+    self->incarnation = s_random64 () | 1;
     if (!self->seen || !self->rank_messages) {
         snprintf (why, why_size, "out of memory starting the broker");
         return -1;

@@ -36,6 +36,9 @@ typedef struct {
     uint32_t shard;           //  this broker's place in its group, 0 .. shards-1
     uint32_t shards;          //  brokers in the group (0 or 1: no group); a
                               //  worker must name the same place and size
+    bool accept_nonfinite;    //  apply gradients holding NaN or Inf; by
+                              //  default such a push is not applied and
+                              //  its worker's next CLOCK gets ERR_NONFINITE
 } ps_broker_config_t;
 
 //  Every field at its default, endpoint "tcp://*:5555", 1 worker, BSP,

@@ -403,11 +403,20 @@ ps_store_init (ps_store_t *self, const char *name, uint64_t size, const ps_optim
         return -1;
     ps_key_t *existing = ps_store_lookup (self, name);
     if (existing) {
-        if (existing->size == size)
-            return 0;
-        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
-                               "key '%s' exists with %llu elements, not %llu", name,
-                               (unsigned long long)existing->size, (unsigned long long)size);
+        if (existing->size != size)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
+                                   "key '%s' exists with %llu elements, not %llu", name,
+                                   (unsigned long long)existing->size, (unsigned long long)size);
+        //  A second job against a live broker must not train silently
+        //  with the first one's rule (or its finished schedule)
+        char why[PS_MAX_ERROR_LEN];
+        if (config && config->kind &&
+            ps_optim_config_compare (&existing->config, config, why, sizeof why))
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
+                                   "key '%s' exists with other optimizer settings (%s): "
+                                   "INIT it with the same settings, or with none",
+                                   name, why);
+        return 0;
     }
     ps_optim_config_t chosen = config && config->kind ? *config : self->defaults;
     char why[PS_MAX_ERROR_LEN];

@@ -46,8 +46,9 @@ void ps_store_destroy (ps_store_t **self_p);
 
 //  Create key with size elements, zero-filled, version 1. config NULL or
 //  of kind 0 means the store's defaults. If the key exists with the same
-//  size this is a no-op and *created is false; with another size it fails
-//  with ERR_KEY_EXISTS. Fails with ERR_FULL past PS_MAX_KEYS keys or
+//  size and config is NULL, of kind 0 or the key's own settings, this is a
+//  no-op and *created is false; with another size or other settings it
+//  fails with ERR_KEY_EXISTS naming what differs. Fails with ERR_FULL past PS_MAX_KEYS keys or
 //  PS_MAX_STORE_BYTES bytes (two version buffers plus the optimizer's
 //  state arrays) or out of memory, ERR_TOO_LARGE past PS_MAX_TENSOR_ELEMS,
 //  ERR_OPTIM for bad settings, the codec's errors for a bad name.

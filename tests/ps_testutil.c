@@ -67,6 +67,19 @@ ps_test_group (uint32_t shards, uint32_t workers, int32_t staleness, ps_broker_t
     return used < endpoints_size ? 0 : -1;
 }
 
+ps_broker_t *
+ps_test_broker_rebind (const ps_broker_config_t *config)
+{
+    char why[300] = "";
+    ps_broker_t *broker = NULL;
+    int64_t deadline = zclock_mono () + 5000;
+    while (!(broker = ps_broker_new (config, why, sizeof why)) && zclock_mono () < deadline)
+        zclock_sleep (20);
+    if (!broker)
+        fprintf (stderr, "test broker on %s: %s\n", config->endpoint, why);
+    return broker;
+}
+
 ps_worker_t *
 ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms)
 {

@@ -24,6 +24,10 @@ ps_broker_t *ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeo
 //  0, or -1 (every broker started is stopped again)
 int ps_test_group (uint32_t shards, uint32_t workers, int32_t staleness, ps_broker_t **brokers,
                    char *endpoints, size_t endpoints_size);
+//  A broker with config whose endpoint names a fixed port that a broker
+//  just stopped held: libzmq closes that listener in its background, so
+//  this tries again for up to 5 s. NULL with the reason on stderr.
+ps_broker_t *ps_test_broker_rebind (const ps_broker_config_t *config);
 //  A worker registered as rank of world at endpoint (requests time out
 //  after 10 s, clocks after clock_timeout_ms); NULL, with the reason on
 //  stderr, when it cannot join

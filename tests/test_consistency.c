@@ -386,3 +386,120 @@ Test (consistency, ssp_with_idle_worker_blocks_at_the_bound, .timeout = 30)
     ps_worker_close (&idle);
     ps_broker_destroy (&broker);
 }
+
+// ------------------------------------------------------------ pipelined
+
+//  The parked requests of every broker of a group, from their INFO
+static int
+s_parked_everywhere (ps_worker_t *worker, uint32_t shards, int want)
+{
+    int64_t deadline = zclock_mono () + 10000;
+    while (zclock_mono () < deadline) {
+        int ready = 0;
+        for (uint32_t shard = 0; shard < shards; shard++) {
+            char *json = NULL;
+            if (ps_worker_info_shard (worker, shard, &json) == PS_OK &&
+                (int)ps_test_json_number (json, "parked_now", false) == want)
+                ready++;
+            free (json);
+        }
+        if (ready == (int)shards)
+            return 0;
+        zclock_sleep (5);
+    }
+    return -1;
+}
+
+#define PIPE_SIZE 70000 //  over 64K elements: sliced over every broker of a group
+
+//  BSP, three workers push for clock 0; workers 0 and 1 send CLOCK and,
+//  without waiting, PULL; once both pairs are parked, worker 2 clocks.
+//  The pulls must hold clock 0's step: w = 0 - lr * mean (1, 2, 3) = -2.
+static void
+s_bsp_pipelined_pull (uint32_t shards)
+{
+    ps_broker_t *brokers[4];
+    char endpoints[256];
+    cr_assert_eq (ps_test_group (shards, 3, 0, brokers, endpoints, sizeof endpoints), 0);
+    ps_worker_t *workers[3];
+    static float gradient[3][PIPE_SIZE], value[2][PIPE_SIZE];
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
+    for (uint32_t rank = 0; rank < 3; rank++) {
+        workers[rank] = ps_test_worker (endpoints, rank, 3, 10000);
+        cr_assert (workers[rank]);
+        cr_assert_eq (ps_worker_init (workers[rank], "w", PIPE_SIZE, NULL, &sgd), PS_OK);
+        for (size_t i = 0; i < PIPE_SIZE; i++)
+            gradient[rank][i] = (float)(rank + 1);
+        ps_tensor_t push = {"w", gradient[rank], PIPE_SIZE};
+        cr_assert_eq (ps_worker_push (workers[rank], &push, 1, 1), PS_OK);
+    }
+    ps_ticket_t clock[2], pull[2];
+    for (uint32_t rank = 0; rank < 2; rank++) {
+        ps_tensor_t tensor = {"w", value[rank], PIPE_SIZE};
+        cr_assert_eq (ps_worker_clock_async (workers[rank], &clock[rank]), PS_OK);
+        cr_assert_eq (ps_worker_pull_async (workers[rank], &tensor, 1, &pull[rank]), PS_OK);
+    }
+    cr_assert_eq (s_parked_everywhere (workers[2], shards, 4), 0, "the requests never parked");
+    cr_assert_eq (ps_worker_clock (workers[2]), PS_OK, "%s", ps_worker_error (workers[2]));
+    for (uint32_t rank = 0; rank < 2; rank++) {
+        cr_assert_eq (ps_worker_wait (workers[rank], pull[rank], -1), PS_OK);
+        cr_assert_eq (ps_worker_wait (workers[rank], clock[rank], -1), PS_OK);
+        for (size_t i = 0; i < PIPE_SIZE; i += 997)
+            cr_assert_eq (value[rank][i], -2.0f, "worker %u, element %zu: %g, not -2", rank, i,
+                          value[rank][i]);
+        cr_assert_eq (value[rank][PIPE_SIZE - 1], -2.0f);
+    }
+    for (uint32_t rank = 0; rank < 3; rank++)
+        ps_worker_close (&workers[rank]);
+    for (uint32_t shard = 0; shard < shards; shard++)
+        ps_broker_destroy (&brokers[shard]);
+}
+
+Test (consistency, bsp_pull_pipelined_behind_a_clock_sees_the_step, .timeout = 60)
+{
+    s_bsp_pipelined_pull (1);
+}
+
+Test (consistency, bsp_pull_pipelined_behind_a_clock_over_two_brokers, .timeout = 60)
+{
+    s_bsp_pipelined_pull (2);
+}
+
+//  SSP, staleness 1: the fast worker at the bound sends CLOCK then PULL;
+//  the slow worker then pushes for clock 0 and clocks, back to back. The
+//  bound requires the slow worker's clock-0 push in the pull's answer:
+//  w = 0 - (1 + 1 + 10) = -12. It was a race, so it runs several times.
+Test (consistency, ssp_pull_pipelined_at_the_bound_sees_the_slow_push, .timeout = 90)
+{
+    for (int round = 0; round < 12; round++) {
+        char endpoint[64];
+        ps_broker_t *broker = ps_test_broker (2, 1, 0, endpoint, sizeof endpoint);
+        ps_worker_t *fast = ps_test_worker (endpoint, 0, 2, 10000);
+        ps_worker_t *slow = ps_test_worker (endpoint, 1, 2, 10000);
+        cr_assert (broker && fast && slow);
+        ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
+        cr_assert_eq (ps_worker_init (fast, "w", 4, NULL, &sgd), PS_OK);
+        float one[4] = {1, 1, 1, 1}, ten[4] = {10, 10, 10, 10}, value[4] = {0};
+        ps_tensor_t fast_push = {"w", one, 4}, slow_push = {"w", ten, 4};
+        ps_tensor_t tensor = {"w", value, 4};
+        cr_assert_eq (ps_worker_push (fast, &fast_push, 1, 1), PS_OK);
+        cr_assert_eq (ps_worker_clock (fast), PS_OK);
+        cr_assert_eq (ps_worker_push (fast, &fast_push, 1, 1), PS_OK);
+        ps_ticket_t clock, pull, push, slow_clock;
+        cr_assert_eq (ps_worker_clock_async (fast, &clock), PS_OK);
+        cr_assert_eq (ps_worker_pull_async (fast, &tensor, 1, &pull), PS_OK);
+        cr_assert_eq (s_parked_everywhere (slow, 1, 2), 0, "the fast worker never parked");
+        cr_assert_eq (ps_worker_push_async (slow, &slow_push, 1, 1, &push), PS_OK);
+        cr_assert_eq (ps_worker_clock_async (slow, &slow_clock), PS_OK);
+        cr_assert_eq (ps_worker_wait (fast, pull, -1), PS_OK, "%s", ps_worker_error (fast));
+        for (int i = 0; i < 4; i++)
+            cr_assert_eq (value[i], -12.0f, "round %d: element %d is %g, not -12", round, i,
+                          value[i]);
+        cr_assert_eq (ps_worker_wait (fast, clock, -1), PS_OK);
+        cr_assert_eq (ps_worker_wait (slow, push, -1), PS_OK);
+        cr_assert_eq (ps_worker_wait (slow, slow_clock, -1), PS_OK);
+        ps_worker_close (&fast);
+        ps_worker_close (&slow);
+        ps_broker_destroy (&broker);
+    }
+}

@@ -304,3 +304,130 @@ Test (worker, pull_behind_a_waiting_clock_waits_as_long_as_the_clock, .timeout =
     ps_worker_close (&worker);
     ps_broker_destroy (&broker);
 }
+
+//  A NaN or an infinity in a push: the push is acked (the broker acks
+//  before reading values) but not applied, and the next clock reports it,
+//  naming key and element, while the clock still advances
+Test (worker, nonfinite_gradients_are_refused_at_the_next_clock, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
+    float initial[2] = {1, 2}, good[2] = {1, 1}, bad[2] = {1, NAN}, value[2];
+    cr_assert_eq (ps_worker_init (worker, "w", 2, initial, &sgd), PS_OK);
+    cr_assert_eq (ps_worker_init (worker, "v", 2, initial, &sgd), PS_OK);
+    //  One clean key beside the bad one: neither may be applied
+    ps_tensor_t push[2] = {{"v", good, 2}, {"w", bad, 2}};
+    cr_assert_eq (ps_worker_push (worker, push, 2, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (worker), PS_ENONFINITE);
+    cr_assert (strstr (ps_worker_error (worker), "'w' element 1 is nan"), "%s",
+               ps_worker_error (worker));
+    cr_assert_eq (ps_worker_current_clock (worker), 1, "the clock still advanced");
+    ps_tensor_t pull[2] = {{"v", value, 2}, {"w", value, 2}};
+    for (int key = 0; key < 2; key++) {
+        cr_assert_eq (ps_worker_pull (worker, &pull[key], 1), PS_OK);
+        cr_assert_eq (value[0], 1.0f, "key %d changed", key);
+        cr_assert_eq (value[1], 2.0f, "key %d changed", key);
+    }
+    //  The fault is reported once; the next clean step goes through
+    bad[0] = -INFINITY;
+    bad[1] = 1;
+    cr_assert_eq (ps_worker_push (worker, &push[1], 1, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (worker), PS_ENONFINITE);
+    cr_assert (strstr (ps_worker_error (worker), "element 0 is -inf"), "%s",
+               ps_worker_error (worker));
+    cr_assert_eq (ps_worker_push (worker, &push[0], 1, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_eq (ps_worker_pull (worker, &pull[0], 1), PS_OK);
+    cr_assert_eq (value[0], 0.0f);
+    char *json = NULL;
+    cr_assert_eq (ps_worker_info (worker, &json), PS_OK);
+    cr_assert_eq (ps_test_json_number (json, "nonfinite_pushes", false), 2);
+    free (json);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
+//  grad_count counts the gradients summed into a push: 1 to the workers
+//  the connection stands for
+Test (worker, push_grad_count_beyond_the_connections_workers_is_refused)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 2, 5000);
+    float data[2] = {0};
+    ps_tensor_t push = {"w", data, 2};
+    cr_assert_eq (ps_worker_init (worker, "w", 2, NULL, NULL), PS_OK);
+    cr_assert_eq (ps_worker_push (worker, &push, 1, 2), PS_ERANK);
+    cr_assert (strstr (ps_worker_error (worker), "grad_count 2"), "%s", ps_worker_error (worker));
+    cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_OK);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
+//  A second job must not train silently with the first one's optimizer
+Test (worker, init_with_other_optimizer_settings_is_refused)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    ps_optim_settings_t first = {.kind = PS_OPTIMIZER_ADAM, .lr = 0.001f, .decay_steps = 10};
+    ps_optim_settings_t second = first;
+    second.lr = 0.01f;
+    cr_assert_eq (ps_worker_init (worker, "w", 2, NULL, &first), PS_OK);
+    cr_assert_eq (ps_worker_init (worker, "w", 2, NULL, &first), PS_OK, "identical is fine");
+    cr_assert_eq (ps_worker_init (worker, "w", 2, NULL, NULL), PS_OK, "naming none is fine");
+    cr_assert_eq (ps_worker_init (worker, "w", 2, NULL, &second), PS_EKEY_EXISTS);
+    cr_assert (strstr (ps_worker_error (worker), "lr 0.001 here, 0.01 there"), "%s",
+               ps_worker_error (worker));
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
+//  A broker that stops answers the requests it parked with their own seq:
+//  the worker reports the shutdown at once, not at its clock timeout
+Test (worker, parked_clock_reports_a_broker_shutdown_at_once, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 2, 60000);
+    ps_ticket_t clock;
+    cr_assert_eq (ps_worker_clock_async (worker, &clock), PS_OK);
+    char *json = NULL;
+    int64_t deadline = zclock_mono () + 5000;
+    while (zclock_mono () < deadline) {
+        bool parked = ps_worker_info (worker, &json) == PS_OK &&
+                      ps_test_json_number (json, "parked_now", false) == 1;
+        free (json);
+        if (parked)
+            break;
+        zclock_sleep (5);
+    }
+    int64_t started = zclock_mono ();
+    ps_broker_destroy (&broker);
+    cr_assert_eq (ps_worker_wait (worker, clock, -1), PS_ESHUTDOWN, "%s", ps_worker_error (worker));
+    cr_assert (zclock_mono () - started < 5000);
+    ps_worker_close (&worker);
+}
+
+//  A broker restarted on the same port no longer knows the worker: the
+//  library says it restarted, not merely "not registered"
+Test (worker, a_restarted_broker_is_named_as_such, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    cr_assert_eq (ps_worker_clock (worker), PS_OK);
+    ps_broker_destroy (&broker);
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    config.endpoint = endpoint;
+    config.staleness = -1;
+    broker = ps_test_broker_rebind (&config);
+    cr_assert (broker);
+    cr_assert_eq (ps_worker_clock (worker), PS_ENOT_REGISTERED);
+    cr_assert (strstr (ps_worker_error (worker), "restarted"), "%s", ps_worker_error (worker));
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}

@@ -91,11 +91,13 @@ s_linkset_equal (const linkset_t *a, const linkset_t *b)
 
 //  One broker of the group
 typedef struct {
-    char *endpoint;    //  as the worker was given it
-    void *dealer;      //  requests and replies
-    uint64_t session;  //  token its HELLO reply gave, for heartbeats
-    int64_t min_clock; //  slowest live clock in its last reply
-    bool registered;   //  its HELLO was accepted: say BYE on close
+    char *endpoint;       //  as the worker was given it
+    void *dealer;         //  requests and replies
+    uint64_t session;     //  token its HELLO reply gave, for heartbeats
+    int64_t min_clock;    //  slowest live clock in its last reply
+    bool registered;      //  its HELLO was accepted: say BYE on close
+    uint64_t incarnation; //  the broker process its HELLO reached
+    bool forgotten;       //  it answered "not registered": restarted?
 } link_t;
 
 typedef struct {
@@ -183,6 +185,7 @@ ps_strerror (int status)
     case PS_EFULL: return "broker: cannot take more";
     case PS_ESHUTDOWN: return "broker: shutting down";
     case PS_EGROUP: return "broker group differs from the worker's list";
+    case PS_ENONFINITE: return "broker: a gradient held a NaN or an infinity";
     default: return "unknown status";
     }
 }
@@ -497,7 +500,7 @@ s_abandon (ps_worker_t *self, ps_ticket_t ticket, int status)
 static int
 s_broker_status (int code)
 {
-    return code > 0 && code <= PSMQ__ERR_CODE__ERR_GROUP ? -100 - code : PS_EPROTO;
+    return code > 0 && code <= PSMQ__ERR_CODE__ERR_NONFINITE ? -100 - code : PS_EPROTO;
 }
 
 //  Copy a PULL reply's frames (one part of one link's reply) into the
@@ -557,6 +560,7 @@ s_take_hello (ps_worker_t *self, link_t *link, const ps_envelope_t *reply)
         return s_fail (self, PS_EPROTO, "hello reply from %s without its settings", link->endpoint);
     link->session = reply->hello->session;
     link->registered = true;
+    link->incarnation = reply->hello->incarnation;
     uint32_t interval = reply->hello->heartbeat_ms;
     if (interval && (!self->heartbeat_ms || interval < self->heartbeat_ms))
         self->heartbeat_ms = interval;
@@ -586,8 +590,11 @@ s_take_reply (ps_worker_t *self, uint32_t link, pending_t *pending, const ps_env
     const char *endpoint = self->links[link].endpoint;
     if (reply->type == PSMQ__MSG_TYPE__ERROR) {
         int code = reply->error ? reply->error->code : 0;
-        if (pending->type == PSMQ__MSG_TYPE__CLOCK)
-            self->clock = pending->clock; //  the broker did not advance us
+        //  The broker did not advance us, except past a refused push
+        if (pending->type == PSMQ__MSG_TYPE__CLOCK && code != PSMQ__ERR_CODE__ERR_NONFINITE)
+            self->clock = pending->clock;
+        if (code == PSMQ__ERR_CODE__ERR_NOT_REGISTERED)
+            self->links[link].forgotten = true;
         return s_fail (self, s_broker_status (code), "broker %s%s: %s", endpoint,
                        pending->type == PSMQ__MSG_TYPE__HELLO ? " refused hello" : "",
                        reply->error ? reply->error->message : "error without detail");
@@ -772,6 +779,45 @@ s_waits_on_bound (const ps_worker_t *self, const pending_t *pending)
     return false;
 }
 
+//  The incarnation an INFO reply names, 0 when it names none
+static uint64_t
+s_info_incarnation (const char *json)
+{
+    const char *field = json ? strstr (json, "\"incarnation\":\"") : NULL;
+    return field ? strtoull (field + strlen ("\"incarnation\":\""), NULL, 16) : 0;
+}
+
+//  A broker answered "not registered": when it is another process than
+//  the one our HELLO reached, say that it restarted, which is what the
+//  user needs to know (an eviction has another cure)
+static void
+s_explain_forgotten (ps_worker_t *self)
+{
+    char detail[sizeof self->error];
+    snprintf (detail, sizeof detail, "%s", self->error);
+    for (uint32_t i = 0; i < self->nlinks; i++) {
+        link_t *link = &self->links[i];
+        if (!link->forgotten || !link->incarnation)
+            continue;
+        link->forgotten = false;
+        char *json = NULL;
+        int saved_timeout = self->options.timeout_ms;
+        self->options.timeout_ms = saved_timeout < 2000 ? saved_timeout : 2000;
+        int status = ps_worker_info_shard (self, i, &json);
+        self->options.timeout_ms = saved_timeout;
+        uint64_t now = status == PS_OK ? s_info_incarnation (json) : 0;
+        free (json);
+        if (now && now != link->incarnation) {
+            s_fail (self, PS_ENOT_REGISTERED,
+                    "broker %s restarted (incarnation %016" PRIx64 ", was %016" PRIx64
+                    "): it no longer knows this worker",
+                    link->endpoint, now, link->incarnation);
+            return;
+        }
+    }
+    s_fail (self, PS_ENOT_REGISTERED, "%s", detail);
+}
+
 int
 ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms)
 {
@@ -789,6 +835,8 @@ ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms)
         if (pending->complete) {
             int status = pending->status;
             s_pending_remove (self, pending);
+            if (status == PS_ENOT_REGISTERED)
+                s_explain_forgotten (self);
             return status;
         }
         int64_t left = deadline - s_now_ms ();

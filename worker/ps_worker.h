@@ -61,7 +61,10 @@ typedef enum {
     PS_EOPTIM = -111,          //  optimizer settings refused
     PS_EFULL = -112,           //  the broker cannot take more
     PS_ESHUTDOWN = -113,       //  the broker is stopping
-    PS_EGROUP = -114           //  the brokers' group differs from the worker's
+    PS_EGROUP = -114,          //  the brokers' group differs from the worker's
+    PS_ENONFINITE = -115       //  a push held a NaN or an infinity and was not
+                               //  applied (reported by the next clock, which
+                               //  still advanced)
 } ps_status_t;
 
 //  A short description of a status, e.g. "no reply within the timeout"
