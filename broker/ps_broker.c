@@ -564,6 +564,8 @@ s_on_fault (router_t *self, const ps_agg_command_t *event, zmq_msg_t *why)
     memcpy (message, zmq_msg_data (why), length);
     message[length] = 0;
     ps_warn ("push from worker %u not applied: %s", event->worker, message);
+    if (self->tap_on)
+        s_tap_event (self, PSMQ__TAP_KIND__TAP_REJECT, event->worker, "%s", message);
     peer_t *peer =
         event->worker < ps_vclock_world (self->vclock) ? self->rank_peer[event->worker] : NULL;
     if (peer) {
