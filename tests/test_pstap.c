@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -536,6 +537,24 @@ Test (pstap, a_torn_or_damaged_recording_reads_up_to_the_damage, .timeout = 30)
     s_result_free (&run);
     free (bytes);
     unlink (copy);
+}
+
+Test (pstap, reading_a_directory_says_so)
+{
+    char dir[512];
+    s_temp ("dir", dir, sizeof dir);
+    cr_assert_eq (mkdir (dir, 0755), 0);
+    const char *views[] = {"watch", "stats", "top"};
+    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) {
+        result_t run = s_pstap ("read", "-r", dir, "--view", views[i], NULL);
+        cr_assert_neq (run.status, 0, "--view %s", views[i]);
+        char says[600];
+        snprintf (says, sizeof says, "pstap read: %s is a directory", dir);
+        cr_assert (strstr (run.err, says), "--view %s: %s", views[i], run.err);
+        cr_assert_null (strstr (run.err, "bytes"), "%s", run.err);
+        s_result_free (&run);
+    }
+    rmdir (dir);
 }
 
 Test (pstap, damaged_recordings_never_crash_any_view, .timeout = 60)
@@ -1044,6 +1063,15 @@ Test (pstap, help_for_every_command_and_bad_arguments, .timeout = 30)
          "--broker 'tcp://a:1,,tcp://b:2' has an "
          "empty endpoint"},
         {{"stats", "--tap", "x,"}, "--tap 'x,' has an empty endpoint"},
+        //  A value left out: getopt would take the next option as the value
+        {{"clock", "--broker", "-n", "1"},
+         "pstap clock: --broker '-n' looks like an option: is the value of --broker missing?"},
+        {{"watch", "--tap", "-c", "3"}, "pstap watch: --tap '-c' looks like an option"},
+        {{"watch", "-b", "--json"}, "pstap watch: --broker '--json' looks like an option"},
+        {{"watch", "--tap", "x", "-f", "-c", "3"}, "--filter '-c' looks like an option"},
+        {{"record", "--tap", "x", "-w", "-c", "3"}, "--write '-c' looks like an option"},
+        {{"read", "-r", "--json"}, "--read '--json' looks like an option"},
+        {{"watch", "--tap", "x", "-c", "many"}, "--count 'many' is not a whole number"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *const *a = bad[i].args;
