@@ -101,6 +101,59 @@ Test (psworker, help_and_bad_arguments)
     text = ps_test_slurp (out);
     cr_assert (strstr (text, "'resnet'"), "%s", text);
     free (text);
+
+    //  Every bad value exits 2 naming its flag and the value; text that is
+    //  no number at all is told apart from a number out of range
+    struct {
+        char *arg;
+        char *value;
+        const char *says;
+    } bad[] = {
+        {"--lr", "-1", "psworker: --lr '-1' must be a number from"},
+        {"--lr", "nan", "psworker: --lr 'nan' is not a number"},
+        {"--lr", "fast", "psworker: --lr 'fast' is not a number"},
+        {"--momentum", "1.5", "psworker: --momentum '1.5' must be a number from"},
+        {"--delay-prob", "nan", "psworker: --delay-prob 'nan' is not a number"},
+        {"--epochs", "two", "psworker: --epochs 'two' is not a whole number"},
+        {"--epochs", "0", "psworker: --epochs '0' must be a whole number from 1"},
+        {"--data", "-e", "psworker: --data '-e' looks like an option"},
+        {"--broker", "tcp://a:1,,tcp://b:2", "--broker 'tcp://a:1,,tcp://b:2' has an empty"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv[] = {path,        "--broker", "tcp://127.0.0.1:9", "--rank",     "0",
+                        "--workers", "1",        bad[i].arg,          bad[i].value, NULL};
+        cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (argv, out), 5000), 2, "%s %s",
+                      bad[i].arg, bad[i].value);
+        text = ps_test_slurp (out);
+        cr_assert (strstr (text, bad[i].says), "expected '%s' in: %s", bad[i].says, text);
+        free (text);
+    }
+
+    //  A value left out: getopt would take the next option for it
+    char *no_broker_value[] = {path, "--broker", "--rank", "0", "--workers", "1", NULL};
+    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (no_broker_value, out), 5000), 2);
+    text = ps_test_slurp (out);
+    cr_assert (strstr (text, "psworker: --broker '--rank' looks like an option"), "%s", text);
+    free (text);
+
+    //  The required flags that are missing, and only those, are named
+    struct {
+        char *argv[8];
+        const char *says;
+    } missing[] = {
+        {{"--broker", "tcp://127.0.0.1:9", "--rank", "0"}, "psworker: --workers is required"},
+        {{"--workers", "2", "--rank", "0"}, "psworker: --broker is required"},
+        {{"--broker", "tcp://127.0.0.1:9"}, "psworker: --rank and --workers are required"},
+        {{"--data", "synthetic"}, "psworker: --broker, --rank and --workers are required"}};
+    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+        char *argv[10] = {path};
+        for (size_t a = 0; a < 8 && missing[i].argv[a]; a++)
+            argv[a + 1] = missing[i].argv[a];
+        cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (argv, out), 5000), 2, "%s",
+                      missing[i].says);
+        text = ps_test_slurp (out);
+        cr_assert (strstr (text, missing[i].says), "expected '%s' in: %s", missing[i].says, text);
+        free (text);
+    }
     unlink (out);
 }
 

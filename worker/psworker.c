@@ -182,7 +182,10 @@ s_parse_options (int argc, char *argv[], options_t *options)
     while ((opt = getopt_long (argc, argv, "b:r:n:t:m:e:o:d:s:h", longs, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
-        case 'b': options->broker = optarg; break;
+        case 'b':
+            rc = ps_cli_endpoints ("psworker", "--broker", optarg);
+            options->broker = optarg;
+            break;
         case 'r': rc = ps_cli_long ("psworker", "--rank", optarg, 0, 4095, &rank); break;
         case 'n': rc = ps_cli_long ("psworker", "--workers", optarg, 1, 4096, &workers); break;
         case 't':
@@ -238,7 +241,10 @@ s_parse_options (int argc, char *argv[], options_t *options)
             }
             options->cosine = strcmp (optarg, "cosine") == 0;
             break;
-        case 'd': options->data = optarg; break;
+        case 'd':
+            rc = ps_cli_word ("psworker", "--data", optarg);
+            options->data = optarg;
+            break;
         case 's':
             rc = ps_cli_long ("psworker", "--seed", optarg, 0, LONG_MAX, &number);
             options->seed = (uint64_t)number;
@@ -269,8 +275,23 @@ s_parse_options (int argc, char *argv[], options_t *options)
         fprintf (stderr, "psworker: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
-    if (!options->broker || rank < 0 || workers < 0) {
-        fprintf (stderr, "psworker: --broker, --rank and --workers are required (see --help)\n");
+    const char *missing[3];
+    size_t nmissing = 0;
+    if (!options->broker)
+        missing[nmissing++] = "--broker";
+    if (rank < 0)
+        missing[nmissing++] = "--rank";
+    if (workers < 0)
+        missing[nmissing++] = "--workers";
+    if (nmissing) {
+        //  "--workers is required", "--rank and --workers are required", ...
+        char names[64] = "";
+        for (size_t i = 0; i < nmissing; i++) {
+            const char *separator = i == 0 ? "" : i + 1 == nmissing ? " and " : ", ";
+            strcat (strcat (names, separator), missing[i]);
+        }
+        fprintf (stderr, "psworker: %s %s required (see --help)\n", names,
+                 nmissing > 1 ? "are" : "is");
         return 2;
     }
     if (rank + (long)options->threads > workers) {
