@@ -157,6 +157,38 @@ Test (psworker, help_and_bad_arguments)
     unlink (out);
 }
 
+Test (psworker, says_whom_it_waits_for_while_no_broker_answers, .timeout = 30)
+{
+    //  A socket that takes the HELLO and never answers it, like a broker
+    //  that is stuck, or an endpoint that is no broker at all
+    zsock_t *silent = zsock_new (ZMQ_ROUTER);
+    int port = zsock_bind (silent, "tcp://127.0.0.1:*");
+    cr_assert_gt (port, 0);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    char path[512];
+    ps_test_binary ("psworker", path, sizeof path);
+    char *argv[] = {path, "--broker", endpoint,    "--rank",       "0",    "--workers",
+                    "1",  "--data",   "synthetic", "--timeout-ms", "4000", NULL};
+    ps_test_child_t child = ps_test_spawn (argv);
+    char err[4096] = "";
+    char says[200];
+    snprintf (says, sizeof says, "psworker: rank 0 waiting for the broker at %s (no answer yet",
+              endpoint);
+    //  The notice comes after 1.5 s of silence, well before the 4 s timeout
+    int64_t started = zclock_mono ();
+    cr_assert (ps_test_read_until (child.err, says, err, sizeof err, 3500), "no notice: %s", err);
+    cr_assert_lt (zclock_mono () - started, 4000);
+    cr_assert_null (strstr (err, "cannot join"), "the notice came after the failure: %s", err);
+    //  At the timeout it still fails, saying why
+    cr_assert (ps_test_read_until (child.err, "cannot join", err, sizeof err, 10000), "%s", err);
+    cr_assert (strstr (err, "is psbroker running there?"), "%s", err);
+    cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 1, "%s", err);
+    close (child.out);
+    close (child.err);
+    zsock_destroy (&silent);
+}
+
 Test (psworker, sigterm_leaves_the_job_cleanly, .timeout = 60)
 {
     char endpoint[64];
