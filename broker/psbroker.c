@@ -45,9 +45,9 @@ s_usage (FILE *out)
              "      --shard I          this broker's place in a group, 0 .. G-1\n"
              "      --shards G         brokers in the group (default 1); workers list\n"
              "                         the group's endpoints in shard order\n"
-             "  -o, --optimizer NAME   default update rule: sgd (default), momentum,\n"
-             "                         adagrad, adam\n"
-             "  -l, --lr LR            default learning rate (default %g)\n"
+             "  -o, --optimizer NAME   update rule of the keys whose INIT names none:\n"
+             "                         sgd (default), momentum, adagrad, adam\n"
+             "  -l, --lr LR            their learning rate (default %g)\n"
              "      --momentum M       momentum (default %g)\n"
              "      --beta1 B          Adam beta1 (default %g)\n"
              "      --beta2 B          Adam beta2 (default %g)\n"
@@ -243,9 +243,12 @@ main (int argc, char *argv[])
     char place[64] = "";
     if (config.shards > 1)
         snprintf (place, sizeof place, ", shard %u of %u", config.shard, config.shards);
-    printf ("psbroker listening on %s (workers %u, %s staleness %d, %s lr %g%s)\n",
-            ps_broker_endpoint (broker), config.workers, mode, config.staleness,
-            ps_optim_kind_name (config.optim.kind), config.optim.lr, place);
+    //  The optimizer is each key's, named by the INIT that creates it
+    //  (psworker's names its own): the broker's applies to the others only
+    printf ("psbroker listening on %s (workers %u, %s staleness %d%s; default optimizer %s lr "
+            "%g, used when an INIT names none)\n",
+            ps_broker_endpoint (broker), config.workers, mode, config.staleness, place,
+            ps_optim_kind_name (config.optim.kind), config.optim.lr);
     if (*ps_broker_tap_endpoint (broker))
         printf ("psbroker tap on %s (pstap --broker %s)\n", ps_broker_tap_endpoint (broker),
                 ps_broker_endpoint (broker));

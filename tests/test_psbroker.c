@@ -35,6 +35,11 @@ Test (psbroker, serves_the_library_over_tcp_and_stops_on_sigterm, .timeout = 60)
     char out[4096] = "";
     cr_assert (ps_test_read_until (broker.out, "listening on tcp://", out, sizeof out, 10000),
                "no endpoint printed: %s", out);
+    //  The optimizer named is the default for keys whose INIT names none,
+    //  not one in force for every key
+    cr_assert (ps_test_read_until (broker.out, "names none)", out, sizeof out, 5000), "%s", out);
+    cr_assert (strstr (out, "; default optimizer sgd lr 0.25, used when an INIT names none)"), "%s",
+               out);
     char *at = strstr (out, "tcp://");
     char endpoint[128];
     cr_assert_eq (sscanf (at, "%127s", endpoint), 1);
