@@ -831,6 +831,8 @@ Test (pstap, stats_and_clock_read_the_brokers_info, .timeout = 30)
         "workers     2 live, 3 ever seen, 0 evicted\n",
         "clock       slowest 7 (w1), fastest 9\n",
         "queues      aggregator 0, parked 1 now (6 in all), 0 pending gradients\n",
+        "store       2 keys, 38 optimizer steps; default optimizer adam lr 0.001, used when an "
+        "INIT names none\n",
         "traffic     1.0 MB in, 2.0 MB out, 1 rejected\n",
         "tap         ipc:///tmp/psmq-tap-5555.ipc, 2 subscriptions, 1234 records, 5 dropped\n",
         "push               20         20       1.0 MB          0 B\n",

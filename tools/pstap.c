@@ -1508,7 +1508,10 @@ s_stats_print (const ps_json_t *info)
             s_fmt_count (info, "parked_now", b, sizeof b),
             s_fmt_count (info, "parked_total", c, sizeof c),
             s_fmt_count (info, "pending_gradients", d, sizeof d));
-    printf ("store       %s keys, %s optimizer steps, %s lr %g\n",
+    //  INFO's optimizer is the broker's default, not every key's: an INIT
+    //  that names its own (psworker's does) overrides it
+    printf ("store       %s keys, %s optimizer steps; default optimizer %s lr %g, used when an "
+            "INIT names none\n",
             s_fmt_count (info, "keys", a, sizeof a),
             s_fmt_count (info, "optimizer_steps", b, sizeof b),
             s_info_string (info, "optimizer", "?"), s_info_number (info, "lr", 0));
