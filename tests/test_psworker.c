@@ -1,5 +1,6 @@
 /*  psworker end to end: the real psbroker and two psworker processes on an
-    ephemeral loopback port, training on the synthetic data set. */
+    ephemeral loopback port, training on the synthetic data set. Then the
+    scripts of tools/ that run them: --help, bad options, tools/demo. */
 
 #include "ps_testutil.h"
 
@@ -255,4 +256,63 @@ Test (psworker, a_threaded_process_counts_as_its_workers, .timeout = 120)
     cr_assert (strstr (json, "\"seen\":3"), "three workers, two processes: %s", json);
     free (json);
     ps_broker_destroy (&broker);
+}
+
+//  ------------------------------------------------- tools/ scripts
+
+//  What a script's --help must print: its comment block from line 2 to
+//  the first line of code, each line without its "#" and up to two spaces
+static char *
+s_usage_comment (const char *script)
+{
+    char *text = ps_test_slurp (script);
+    char *usage = calloc (1, strlen (text) + 1);
+    cr_assert (usage);
+    const char *line = strchr (text, '\n');
+    cr_assert (line, "%s is empty", script);
+    for (line++; *line == '#'; line = strchr (line, '\n') + 1) {
+        const char *start = line + 1;
+        for (int i = 0; i < 2 && *start == ' '; i++)
+            start++;
+        strncat (usage, start, strcspn (start, "\n") + 1);
+        cr_assert (strchr (line, '\n'), "%s ends in its comment", script);
+    }
+    free (text);
+    return usage;
+}
+
+Test (tools, help_prints_the_usage_comment_of_every_script, .timeout = 60)
+{
+    const char *scripts[] = {"check", "setup", "demo", "tsan-check"};
+    char out[] = "/tmp/psworker-help-XXXXXX";
+    close (mkstemp (out));
+    char err[] = "/tmp/psworker-help-err-XXXXXX";
+    close (mkstemp (err));
+    for (size_t i = 0; i < sizeof scripts / sizeof scripts[0]; i++) {
+        char path[512];
+        ps_test_script (scripts[i], path, sizeof path);
+        char *expected = s_usage_comment (path);
+        cr_assert (strstr (expected, "usage: tools/"), "%s: %s", scripts[i], expected);
+        //  tsan-check used to take --help for a go and start its build: the
+        //  bound and the group kill keep that from running on
+        char *argv[] = {path, "--help", NULL};
+        cr_assert_eq (ps_test_run_group (argv, out, err, 10000), 0, "%s --help", scripts[i]);
+        char *text = ps_test_slurp (out);
+        cr_assert_str_eq (text, expected, "%s --help", scripts[i]);
+        free (text);
+        text = ps_test_slurp (err);
+        cr_assert_str_empty (text, "%s --help: %s", scripts[i], text);
+        free (text);
+        free (expected);
+
+        char *bogus[] = {path, "--bogus", NULL};
+        cr_assert_eq (ps_test_run_group (bogus, out, NULL, 10000), 2, "%s --bogus", scripts[i]);
+        text = ps_test_slurp (out);
+        char says[128];
+        snprintf (says, sizeof says, "tools/%s: unknown option '--bogus'", scripts[i]);
+        cr_assert (strstr (text, says), "%s", text);
+        free (text);
+    }
+    unlink (out);
+    unlink (err);
 }
