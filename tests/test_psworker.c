@@ -316,3 +316,33 @@ Test (tools, help_prints_the_usage_comment_of_every_script, .timeout = 60)
     unlink (out);
     unlink (err);
 }
+
+Test (tools, demo_counts_must_be_at_least_one, .timeout = 30)
+{
+    char path[512];
+    ps_test_script ("demo", path, sizeof path);
+    char out[] = "/tmp/psworker-demo-XXXXXX";
+    close (mkstemp (out));
+    struct {
+        char *option;
+        char *value;
+        const char *says;
+    } bad[] = {{"--workers", "-1", "tools/demo: --workers '-1' must be at least 1"},
+               {"--workers", "0", "tools/demo: --workers '0' must be at least 1"},
+               {"--brokers", "-3", "tools/demo: --brokers '-3' must be at least 1"},
+               {"--workers", "five", "tools/demo: --workers 'five' is not a number"},
+               {"--workers", "1.5", "tools/demo: --workers '1.5' is not a number"},
+               {"--workers", "5000", "tools/demo: --workers '5000' must be at most 4096"},
+               {"--data", "--epochs",
+                "tools/demo: --data needs a directory or synthetic, not "
+                "'--epochs'"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv[] = {path, "--no-setup", bad[i].option, bad[i].value, NULL};
+        cr_assert_eq (ps_test_run_group (argv, out, NULL, 10000), 2, "%s %s", bad[i].option,
+                      bad[i].value);
+        char *text = ps_test_slurp (out);
+        cr_assert (strstr (text, bad[i].says), "expected '%s' in: %s", bad[i].says, text);
+        free (text);
+    }
+    unlink (out);
+}
