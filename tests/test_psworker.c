@@ -346,3 +346,52 @@ Test (tools, demo_counts_must_be_at_least_one, .timeout = 30)
     }
     unlink (out);
 }
+
+Test (tools, demo_shows_every_workers_lines, .timeout = 120)
+{
+    char path[512];
+    ps_test_script ("demo", path, sizeof path);
+    char out[] = "/tmp/psworker-demo-XXXXXX";
+    close (mkstemp (out));
+    char *argv[] = {path, "--no-setup", "--data", "synthetic", "--epochs",
+                    "1",  "--workers",  "3",      NULL};
+    int status = ps_test_run_group (argv, out, NULL, 100000);
+    char *text = ps_test_slurp (out);
+    cr_assert_eq (status, 0, "%s", text);
+    //  The last rank started is the one whose log tail used to miss
+    for (int rank = 0; rank < 3; rank++) {
+        char epoch[32], done[32];
+        snprintf (epoch, sizeof epoch, "rank %d epoch 1:", rank);
+        snprintf (done, sizeof done, "rank %d done:", rank);
+        cr_assert (strstr (text, epoch) && strstr (text, done), "no lines of rank %d: %s", rank,
+                   text);
+    }
+    free (text);
+    unlink (out);
+}
+
+Test (tools, demo_prints_why_a_worker_failed, .timeout = 60)
+{
+    char path[512];
+    ps_test_script ("demo", path, sizeof path);
+    char out[] = "/tmp/psworker-demo-XXXXXX";
+    close (mkstemp (out));
+    char err[] = "/tmp/psworker-demo-err-XXXXXX";
+    close (mkstemp (err));
+    //  Every worker fails at once, before the demo's log reader can start
+    char *argv[] = {path, "--no-setup", "--data", "/nonexistent/fashion", "--workers", "3", NULL};
+    cr_assert_eq (ps_test_run_group (argv, out, err, 30000), 1);
+    char *text = ps_test_slurp (err);
+    for (int rank = 0; rank < 3; rank++) {
+        char says[64];
+        snprintf (says, sizeof says, "demo: worker rank %d failed (exit 1)", rank);
+        const char *at = strstr (text, says);
+        cr_assert (at, "expected '%s' on stderr: %s", says, text);
+        //  Its reason follows, from its own log
+        cr_assert (strstr (at, "dataset-fashion-mnist"), "no reason for rank %d: %s", rank, text);
+    }
+    cr_assert (strstr (text, "demo: a worker failed"), "%s", text);
+    free (text);
+    unlink (out);
+    unlink (err);
+}
