@@ -45,9 +45,9 @@ s_usage (FILE *out)
              "      --shard I          this broker's place in a group, 0 .. G-1\n"
              "      --shards G         brokers in the group (default 1); workers list\n"
              "                         the group's endpoints in shard order\n"
-             "  -o, --optimizer NAME   default update rule: sgd (default), momentum,\n"
-             "                         adagrad, adam\n"
-             "  -l, --lr LR            default learning rate (default %g)\n"
+             "  -o, --optimizer NAME   update rule of the keys whose INIT names none:\n"
+             "                         sgd (default), momentum, adagrad, adam\n"
+             "  -l, --lr LR            their learning rate (default %g)\n"
              "      --momentum M       momentum (default %g)\n"
              "      --beta1 B          Adam beta1 (default %g)\n"
              "      --beta2 B          Adam beta2 (default %g)\n"
@@ -72,14 +72,24 @@ s_usage (FILE *out)
              PS_DEFAULT_HEARTBEAT_MS, PS_DEFAULT_TIMEOUT_MS);
 }
 
-//  A float setting; its range is checked with the whole configuration
+//  An optimizer setting, by the rules the broker applies to its whole
+//  configuration (ps_optim_config_check: a rate finite and > 0, a decay in
+//  [0, 1)), checked here so that a bad value is named by its flag. The
+//  float it becomes is checked too: 1e-50 is 0 and 0.99999999 is 1 there.
 static int
-s_parse_float (const char *option, const char *text, float *value)
+s_parse_setting (const char *option, const char *text, bool decay, float *value)
 {
     double parsed;
-    if (ps_cli_double ("psbroker", option, text, -1e30, 1e30, &parsed))
+    int rc = decay ? ps_cli_range ("psbroker", option, text, 0, false, 1, true, &parsed)
+                   : ps_cli_range ("psbroker", option, text, 0, true, 1e30, false, &parsed);
+    if (rc)
         return -1;
     *value = (float)parsed;
+    if (decay ? *value >= 1 : *value <= 0) {
+        fprintf (stderr, "psbroker: %s '%s' is %g in single precision, %s\n", option, text,
+                 (double)*value, decay ? "which is not below 1" : "which is not above 0");
+        return -1;
+    }
     return 0;
 }
 
@@ -132,8 +142,14 @@ main (int argc, char *argv[])
         int rc = 0;
         switch (opt) {
         case 'p': rc = ps_cli_long ("psbroker", "--port", optarg, 0, 65535, &port); break;
-        case 'b': bind_address = optarg; break;
-        case 'e': endpoint = optarg; break;
+        case 'b':
+            rc = ps_cli_word ("psbroker", "--bind", optarg);
+            bind_address = optarg;
+            break;
+        case 'e':
+            rc = ps_cli_word ("psbroker", "--endpoint", optarg);
+            endpoint = optarg;
+            break;
         case 'w':
             rc = ps_cli_long ("psbroker", "--workers", optarg, 1, PS_MAX_WORKERS, &number);
             config.workers = (uint32_t)number;
@@ -151,11 +167,13 @@ main (int argc, char *argv[])
                 rc = -1;
             }
             break;
-        case 'l': rc = s_parse_float ("--lr", optarg, &config.optim.lr); break;
-        case OPT_MOMENTUM: rc = s_parse_float ("--momentum", optarg, &config.optim.momentum); break;
-        case OPT_BETA1: rc = s_parse_float ("--beta1", optarg, &config.optim.beta1); break;
-        case OPT_BETA2: rc = s_parse_float ("--beta2", optarg, &config.optim.beta2); break;
-        case OPT_EPS: rc = s_parse_float ("--eps", optarg, &config.optim.eps); break;
+        case 'l': rc = s_parse_setting ("--lr", optarg, false, &config.optim.lr); break;
+        case OPT_MOMENTUM:
+            rc = s_parse_setting ("--momentum", optarg, true, &config.optim.momentum);
+            break;
+        case OPT_BETA1: rc = s_parse_setting ("--beta1", optarg, true, &config.optim.beta1); break;
+        case OPT_BETA2: rc = s_parse_setting ("--beta2", optarg, true, &config.optim.beta2); break;
+        case OPT_EPS: rc = s_parse_setting ("--eps", optarg, false, &config.optim.eps); break;
         case OPT_HEARTBEAT:
             rc = ps_cli_long ("psbroker", "--heartbeat-ms", optarg, PS_MIN_HEARTBEAT_MS,
                               PS_MAX_TIMEOUT_MS, &number);
@@ -165,7 +183,10 @@ main (int argc, char *argv[])
             rc = ps_cli_long ("psbroker", "--timeout-ms", optarg, 1, PS_MAX_TIMEOUT_MS, &number);
             config.timeout_ms = (uint32_t)number;
             break;
-        case 't': config.tap_endpoint = optarg; break;
+        case 't':
+            rc = ps_cli_word ("psbroker", "--tap", optarg);
+            config.tap_endpoint = optarg;
+            break;
         case OPT_NO_TAP: config.tap = false; break;
         case OPT_TAP_PAYLOAD: config.tap_payload = true; break;
         case OPT_SHARD:
@@ -222,9 +243,12 @@ main (int argc, char *argv[])
     char place[64] = "";
     if (config.shards > 1)
         snprintf (place, sizeof place, ", shard %u of %u", config.shard, config.shards);
-    printf ("psbroker listening on %s (workers %u, %s staleness %d, %s lr %g%s)\n",
-            ps_broker_endpoint (broker), config.workers, mode, config.staleness,
-            ps_optim_kind_name (config.optim.kind), config.optim.lr, place);
+    //  The optimizer is each key's, named by the INIT that creates it
+    //  (psworker's names its own): the broker's applies to the others only
+    printf ("psbroker listening on %s (workers %u, %s staleness %d%s; default optimizer %s lr "
+            "%g, used when an INIT names none)\n",
+            ps_broker_endpoint (broker), config.workers, mode, config.staleness, place,
+            ps_optim_kind_name (config.optim.kind), config.optim.lr);
     if (*ps_broker_tap_endpoint (broker))
         printf ("psbroker tap on %s (pstap --broker %s)\n", ps_broker_tap_endpoint (broker),
                 ps_broker_endpoint (broker));

@@ -1,14 +1,17 @@
 /*  =========================================================================
     ps_cli - command-line values, checked the same way in every program
 
-    Each parse accepts the whole text or nothing: on failure it prints
-    "<program>: <option> '<text>' must be ..." on stderr, naming the bad
-    value and the range, and returns -1; on success it stores the value
+    Each check accepts the whole text or nothing: on failure it prints
+    "<program>: <option> '<text>' ..." on stderr, naming the option, the
+    bad value and what was wanted ("is not a number", "must be a number
+    from 0 to 1"), and returns -1; on success it stores the value (if any)
     and returns 0. No state; any thread.
     ========================================================================= */
 
 #ifndef PS_CLI_H_INCLUDED
 #define PS_CLI_H_INCLUDED
+
+#include <stdbool.h>
 
 //  A whole number in [min, max]
 int ps_cli_long (const char *program, const char *option, const char *text, long min, long max,
@@ -16,5 +19,18 @@ int ps_cli_long (const char *program, const char *option, const char *text, long
 //  A number in [min, max] (never NaN)
 int ps_cli_double (const char *program, const char *option, const char *text, double min,
                    double max, double *value);
+//  A number between min and max, either end left out when it is open:
+//  (0, 1e30] for a rate, [0, 1) for a decay (never NaN)
+int ps_cli_range (const char *program, const char *option, const char *text, double min,
+                  bool min_open, double max, bool max_open, double *value);
+//  The value of an option that takes a word (a path, a name, an endpoint).
+//  getopt takes the next word as the value even when the value was left
+//  out and that word is the next option ("--broker -n 1"), so a value that
+//  starts with '-' is refused; "-" alone (stdin or stdout) is a value.
+int ps_cli_word (const char *program, const char *option, const char *text);
+//  A broker or tap endpoint list: 1 to PS_MAX_SHARDS endpoints, comma-
+//  separated (a group in shard order), none empty or longer than
+//  PS_MAX_ENDPOINT_LEN, and a word as ps_cli_word wants it
+int ps_cli_endpoints (const char *program, const char *option, const char *text);
 
 #endif

@@ -197,3 +197,43 @@ ps_test_json_number (const char *text, const char *name, bool last)
     cr_assert (at, "no %s in: %s", name, text);
     return strtod (at + strlen (needle), NULL);
 }
+
+const char *
+ps_test_script (const char *name, char *path, size_t path_size)
+{
+    const char *dir = getenv ("PSMQ_SOURCE_DIR");
+    snprintf (path, path_size, "%s/tools/%s", dir ? dir : "..", name);
+    return path;
+}
+
+int
+ps_test_run_group (char *const argv[], const char *out_path, const char *err_path, int timeout_ms)
+{
+    pid_t pid = fork ();
+    cr_assert_neq (pid, -1);
+    if (pid == 0) {
+        setpgid (0, 0);
+        int out = open (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = err_path ? open (err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) : out;
+        dup2 (out, 1);
+        dup2 (err, 2);
+        execv (argv[0], argv);
+        _exit (127);
+    }
+    //  Both sides set the group, so that it exists whichever runs first
+    setpgid (pid, pid);
+    int64_t deadline = zclock_mono () + timeout_ms;
+    int status = -1;
+    while (zclock_mono () < deadline) {
+        int raw;
+        if (waitpid (pid, &raw, WNOHANG) == pid) {
+            status = WIFEXITED (raw) ? WEXITSTATUS (raw) : 128 + WTERMSIG (raw);
+            break;
+        }
+        zclock_sleep (10);
+    }
+    kill (-pid, SIGKILL);
+    if (status == -1)
+        waitpid (pid, NULL, 0);
+    return status;
+}

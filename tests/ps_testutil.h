@@ -59,5 +59,13 @@ double ps_test_json_number (const char *text, const char *name, bool last);
 //  Wait up to timeout_ms for pid to exit; its exit status, or -1 after
 //  killing it when it did not exit in time
 int ps_test_wait_pid (pid_t pid, int timeout_ms);
+//  Path of a script in tools/ (PSMQ_SOURCE_DIR from ctest, else ..)
+const char *ps_test_script (const char *name, char *path, size_t path_size);
+//  Run argv[0] with argv in a process group of its own, stdout to out_path
+//  and stderr to err_path (or to out_path too when NULL), for up to
+//  timeout_ms; its exit status, or -1 when it had to be killed. Either way
+//  the whole group is killed at the end, so a script leaves no children.
+int ps_test_run_group (char *const argv[], const char *out_path, const char *err_path,
+                       int timeout_ms);
 
 #endif

@@ -35,6 +35,11 @@ Test (psbroker, serves_the_library_over_tcp_and_stops_on_sigterm, .timeout = 60)
     char out[4096] = "";
     cr_assert (ps_test_read_until (broker.out, "listening on tcp://", out, sizeof out, 10000),
                "no endpoint printed: %s", out);
+    //  The optimizer named is the default for keys whose INIT names none,
+    //  not one in force for every key
+    cr_assert (ps_test_read_until (broker.out, "names none)", out, sizeof out, 5000), "%s", out);
+    cr_assert (strstr (out, "; default optimizer sgd lr 0.25, used when an INIT names none)"), "%s",
+               out);
     char *at = strstr (out, "tcp://");
     char endpoint[128];
     cr_assert_eq (sscanf (at, "%127s", endpoint), 1);
@@ -94,9 +99,25 @@ Test (psbroker, help_and_bad_arguments)
         char *arg;
         char *value;
         const char *says;
-    } bad[] = {{"--workers", "0", "--workers '0'"},     {"--staleness", "-2", "--staleness '-2'"},
-               {"--optimizer", "rmsprop", "'rmsprop'"}, {"--lr", "fast", "--lr 'fast'"},
-               {"--port", "70000", "--port '70000'"},   {"--shards", "0", "--shards '0'"}};
+    } bad[] = {{"--workers", "0", "--workers '0'"},
+               {"--staleness", "-2", "--staleness '-2'"},
+               {"--optimizer", "rmsprop", "'rmsprop'"},
+               {"--lr", "fast", "--lr 'fast'"},
+               {"--port", "70000", "--port '70000'"},
+               {"--shards", "0", "--shards '0'"},
+               //  The optimizer's own rules, named by the flag, not found later
+               {"--lr", "-1", "--lr '-1' must be a number in (0, "},
+               {"--lr", "nan", "--lr 'nan' is not a number"},
+               {"--lr", "1e-50", "--lr '1e-50' is 0 in single precision"},
+               {"--momentum", "1", "--momentum '1' must be a number in [0, 1)"},
+               {"--beta1", "-0.5", "--beta1 '-0.5'"},
+               {"--beta2", "0.99999999", "--beta2 '0.99999999' is 1 in single precision"},
+               {"--eps", "0", "--eps '0'"},
+               {"--workers", "many", "--workers 'many' is not a whole number"},
+               //  A value left out: getopt would take the next option for it
+               {"--tap", "--quiet", "--tap '--quiet' looks like an option"},
+               {"--bind", "-v", "--bind '-v' looks like an option"},
+               {"--endpoint", "-q", "--endpoint '-q' looks like an option"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *argv[] = {path, "--port", "0", bad[i].arg, bad[i].value, NULL};
         child = ps_test_spawn (argv);

@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -538,6 +539,24 @@ Test (pstap, a_torn_or_damaged_recording_reads_up_to_the_damage, .timeout = 30)
     unlink (copy);
 }
 
+Test (pstap, reading_a_directory_says_so)
+{
+    char dir[512];
+    s_temp ("dir", dir, sizeof dir);
+    cr_assert_eq (mkdir (dir, 0755), 0);
+    const char *views[] = {"watch", "stats", "top"};
+    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++) {
+        result_t run = s_pstap ("read", "-r", dir, "--view", views[i], NULL);
+        cr_assert_neq (run.status, 0, "--view %s", views[i]);
+        char says[600];
+        snprintf (says, sizeof says, "pstap read: %s is a directory", dir);
+        cr_assert (strstr (run.err, says), "--view %s: %s", views[i], run.err);
+        cr_assert_null (strstr (run.err, "bytes"), "%s", run.err);
+        s_result_free (&run);
+    }
+    rmdir (dir);
+}
+
 Test (pstap, damaged_recordings_never_crash_any_view, .timeout = 60)
 {
     char recording[512], copy[512];
@@ -812,6 +831,8 @@ Test (pstap, stats_and_clock_read_the_brokers_info, .timeout = 30)
         "workers     2 live, 3 ever seen, 0 evicted\n",
         "clock       slowest 7 (w1), fastest 9\n",
         "queues      aggregator 0, parked 1 now (6 in all), 0 pending gradients\n",
+        "store       2 keys, 38 optimizer steps; default optimizer adam lr 0.001, used when an "
+        "INIT names none\n",
         "traffic     1.0 MB in, 2.0 MB out, 1 rejected\n",
         "tap         ipc:///tmp/psmq-tap-5555.ipc, 2 subscriptions, 1234 records, 5 dropped\n",
         "push               20         20       1.0 MB          0 B\n",
@@ -1044,6 +1065,15 @@ Test (pstap, help_for_every_command_and_bad_arguments, .timeout = 30)
          "--broker 'tcp://a:1,,tcp://b:2' has an "
          "empty endpoint"},
         {{"stats", "--tap", "x,"}, "--tap 'x,' has an empty endpoint"},
+        //  A value left out: getopt would take the next option as the value
+        {{"clock", "--broker", "-n", "1"},
+         "pstap clock: --broker '-n' looks like an option: is the value of --broker missing?"},
+        {{"watch", "--tap", "-c", "3"}, "pstap watch: --tap '-c' looks like an option"},
+        {{"watch", "-b", "--json"}, "pstap watch: --broker '--json' looks like an option"},
+        {{"watch", "--tap", "x", "-f", "-c", "3"}, "--filter '-c' looks like an option"},
+        {{"record", "--tap", "x", "-w", "-c", "3"}, "--write '-c' looks like an option"},
+        {{"read", "-r", "--json"}, "--read '--json' looks like an option"},
+        {{"watch", "--tap", "x", "-c", "many"}, "--count 'many' is not a whole number"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *const *a = bad[i].args;

@@ -44,6 +44,7 @@
     command line.
     ========================================================================= */
 
+#include "ps_cli.h"
 #include "ps_codec.h"
 #include "ps_json.h"
 #include "ps_limits.h"
@@ -64,6 +65,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -253,54 +255,6 @@ s_option_help (FILE *out, unsigned allowed)
                       "  shard=1,2 (brokers of a group)\n");
 }
 
-//  Parse a whole number in [min, max] for an option; prints why not
-static int
-s_parse_number (const char *command, const char *option, const char *text, long long min,
-                long long max, long long *value)
-{
-    char *end;
-    errno = 0;
-    long long parsed = strtoll (text, &end, 10);
-    if (errno || end == text || *end || parsed < min || parsed > max) {
-        fprintf (stderr, "pstap %s: %s '%s' must be a whole number from %lld to %lld\n", command,
-                 option, text, min, max);
-        return -1;
-    }
-    *value = parsed;
-    return 0;
-}
-
-//  An endpoint list of --broker or --tap: 1 to PS_MAX_SHARDS endpoints,
-//  none empty; 0, or -1 with why on stderr
-static int
-s_check_list (const char *command, const char *option, const char *list)
-{
-    if (!list)
-        return 0;
-    size_t count = 1;
-    for (const char *cursor = list; *cursor; cursor++)
-        count += *cursor == ',';
-    if (!*list || *list == ',' || strstr (list, ",,") || list[strlen (list) - 1] == ',') {
-        fprintf (stderr, "pstap %s: %s '%s' has an empty endpoint (EP or EP,EP,...)\n", command,
-                 option, list);
-        return -1;
-    }
-    if (count > PS_MAX_SHARDS) {
-        fprintf (stderr, "pstap %s: %s names %zu endpoints, at most %d\n", command, option, count,
-                 PS_MAX_SHARDS);
-        return -1;
-    }
-    for (const char *item = list; item; item = strchr (item, ',') ? strchr (item, ',') + 1 : NULL) {
-        size_t length = strcspn (item, ",");
-        if (length > PS_MAX_ENDPOINT_LEN) {
-            fprintf (stderr, "pstap %s: %s endpoint '%.40s...' is %zu bytes long, at most %d\n",
-                     command, option, item, length, PS_MAX_ENDPOINT_LEN);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 // --------------------------------------------------------- broker INFO
 
 //  The broker's INFO reply, parsed; NULL with a message on stderr
@@ -394,7 +348,7 @@ s_member_name (const member_t *member, char *buffer, size_t size)
 }
 
 //  A copy of the item of a comma-separated list at *cursor, which moves on
-//  past it (NULL after the last); s_check_list has vouched for the list
+//  past it (NULL after the last); ps_cli_endpoints has vouched for the list
 static char *
 s_list_next (const char **cursor)
 {
@@ -1554,7 +1508,10 @@ s_stats_print (const ps_json_t *info)
             s_fmt_count (info, "parked_now", b, sizeof b),
             s_fmt_count (info, "parked_total", c, sizeof c),
             s_fmt_count (info, "pending_gradients", d, sizeof d));
-    printf ("store       %s keys, %s optimizer steps, %s lr %g\n",
+    //  INFO's optimizer is the broker's default, not every key's: an INIT
+    //  that names its own (psworker's does) overrides it
+    printf ("store       %s keys, %s optimizer steps; default optimizer %s lr %g, used when an "
+            "INIT names none\n",
             s_fmt_count (info, "keys", a, sizeof a),
             s_fmt_count (info, "optimizer_steps", b, sizeof b),
             s_info_string (info, "optimizer", "?"), s_info_number (info, "lr", 0));
@@ -2213,6 +2170,14 @@ s_read (const options_t *options)
         fprintf (stderr, "pstap read: --json applies to --view watch only\n");
         return 2;
     }
+    //  fopen opens a directory for reading and only the first read fails,
+    //  which the recording reader takes for an empty file ("0 bytes")
+    struct stat file;
+    if (strcmp (options->read_path, "-") != 0 && stat (options->read_path, &file) == 0 &&
+        S_ISDIR (file.st_mode)) {
+        fprintf (stderr, "pstap read: %s is a directory\n", options->read_path);
+        return 1;
+    }
     session_t session;
     int rc = s_session_init (&session, options, options->view);
     if (rc) {
@@ -2379,8 +2344,11 @@ s_parse (const command_t *command, int argc, char *argv[], options_t *options)
                            .view = VIEW_WATCH};
     opterr = 0;
     optind = 1;
+    //  "pstap watch": what messages from the shared checks start with
+    char program[32];
+    snprintf (program, sizeof program, "pstap %s", name);
     int opt;
-    long long number;
+    long number;
     while ((opt = getopt_long (argc, argv, ":b:t:f:c:n:w:r:h", long_options, NULL)) != -1) {
         if (opt == 'h')
             return -1;
@@ -2400,29 +2368,44 @@ s_parse (const command_t *command, int argc, char *argv[], options_t *options)
             }
         int rc = 0;
         switch (opt) {
-        case 'b': options->broker = optarg; break;
-        case 't': options->tap = optarg; break;
-        case 'f': options->filter = optarg; break;
-        case 'w': options->write_path = optarg; break;
-        case 'r': options->read_path = optarg; break;
+        case 'b':
+            rc = ps_cli_word (program, "--broker", optarg);
+            options->broker = optarg;
+            break;
+        case 't':
+            rc = ps_cli_word (program, "--tap", optarg);
+            options->tap = optarg;
+            break;
+        case 'f':
+            rc = ps_cli_word (program, "--filter", optarg);
+            options->filter = optarg;
+            break;
+        case 'w':
+            rc = ps_cli_word (program, "--write", optarg);
+            options->write_path = optarg;
+            break;
+        case 'r':
+            rc = ps_cli_word (program, "--read", optarg);
+            options->read_path = optarg;
+            break;
         case OPT_JSON: options->json = true; break;
         case OPT_PAYLOAD: options->payload = true; break;
         case OPT_BATCH: options->batch = true; break;
         case OPT_MEMBER_ONLY: options->member_only = true; break;
         case OPT_TIMEOUT:
-            rc = s_parse_number (name, "--timeout-ms", optarg, 1, PS_MAX_TIMEOUT_MS, &number);
+            rc = ps_cli_long (program, "--timeout-ms", optarg, 1, PS_MAX_TIMEOUT_MS, &number);
             options->timeout_ms = (int)number;
             break;
         case OPT_INTERVAL:
-            rc = s_parse_number (name, "--interval-ms", optarg, 10, PS_MAX_TIMEOUT_MS, &number);
+            rc = ps_cli_long (program, "--interval-ms", optarg, 10, PS_MAX_TIMEOUT_MS, &number);
             options->interval_ms = (int)number;
             break;
         case 'c':
-            rc = s_parse_number (name, "--count", optarg, 1, LLONG_MAX, &number);
+            rc = ps_cli_long (program, "--count", optarg, 1, LONG_MAX, &number);
             options->count = (uint64_t)number;
             break;
         case 'n':
-            rc = s_parse_number (name, "--iterations", optarg, 1, LLONG_MAX, &number);
+            rc = ps_cli_long (program, "--iterations", optarg, 1, LONG_MAX, &number);
             options->iterations = (uint64_t)number;
             break;
         case OPT_VIEW:
@@ -2461,8 +2444,8 @@ s_parse (const command_t *command, int argc, char *argv[], options_t *options)
                  name);
         return 2;
     }
-    if (s_check_list (name, "--broker", options->broker) ||
-        s_check_list (name, "--tap", options->tap))
+    if ((options->broker && ps_cli_endpoints (program, "--broker", options->broker)) ||
+        (options->tap && ps_cli_endpoints (program, "--tap", options->tap)))
         return 2;
     if ((command->allowed & O_WRITE) && !options->write_path) {
         fprintf (stderr, "pstap %s: -w FILE is required\n", name);

@@ -26,6 +26,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -38,6 +39,10 @@
 #define SYNTHETIC_TRAIN 12000
 #define SYNTHETIC_TEST 2000
 #define MAX_PARAMS 8
+//  Silence from the brokers before the first "waiting for the broker"
+//  notice, and between notices
+#define WAITING_FIRST_MS 1500
+#define WAITING_AGAIN_MS 10000
 
 static volatile sig_atomic_t s_interrupted = 0;
 
@@ -182,7 +187,10 @@ s_parse_options (int argc, char *argv[], options_t *options)
     while ((opt = getopt_long (argc, argv, "b:r:n:t:m:e:o:d:s:h", longs, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
-        case 'b': options->broker = optarg; break;
+        case 'b':
+            rc = ps_cli_endpoints ("psworker", "--broker", optarg);
+            options->broker = optarg;
+            break;
         case 'r': rc = ps_cli_long ("psworker", "--rank", optarg, 0, 4095, &rank); break;
         case 'n': rc = ps_cli_long ("psworker", "--workers", optarg, 1, 4096, &workers); break;
         case 't':
@@ -238,7 +246,10 @@ s_parse_options (int argc, char *argv[], options_t *options)
             }
             options->cosine = strcmp (optarg, "cosine") == 0;
             break;
-        case 'd': options->data = optarg; break;
+        case 'd':
+            rc = ps_cli_word ("psworker", "--data", optarg);
+            options->data = optarg;
+            break;
         case 's':
             rc = ps_cli_long ("psworker", "--seed", optarg, 0, LONG_MAX, &number);
             options->seed = (uint64_t)number;
@@ -269,8 +280,23 @@ s_parse_options (int argc, char *argv[], options_t *options)
         fprintf (stderr, "psworker: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
-    if (!options->broker || rank < 0 || workers < 0) {
-        fprintf (stderr, "psworker: --broker, --rank and --workers are required (see --help)\n");
+    const char *missing[3];
+    size_t nmissing = 0;
+    if (!options->broker)
+        missing[nmissing++] = "--broker";
+    if (rank < 0)
+        missing[nmissing++] = "--rank";
+    if (workers < 0)
+        missing[nmissing++] = "--workers";
+    if (nmissing) {
+        //  "--workers is required", "--rank and --workers are required", ...
+        char names[64] = "";
+        for (size_t i = 0; i < nmissing; i++) {
+            const char *separator = i == 0 ? "" : i + 1 == nmissing ? " and " : ", ";
+            strcat (strcat (names, separator), missing[i]);
+        }
+        fprintf (stderr, "psworker: %s %s required (see --help)\n", names,
+                 nmissing > 1 ? "are" : "is");
         return 2;
     }
     if (rank + (long)options->threads > workers) {
@@ -454,6 +480,38 @@ s_fail (trainer_t *self, const char *what, int status)
     fprintf (stderr, "psworker: %s failed: %s (%s)\n", what, ps_strerror (status),
              ps_worker_error (self->worker));
     return status;
+}
+
+//  ps_worker_connect is one blocking call, up to --timeout-ms, and the
+//  library prints no progress. While it blocks in the main thread, this
+//  actor says whom we wait for: once after WAITING_FIRST_MS, then every
+//  WAITING_AGAIN_MS, until the main thread destroys it.
+static void
+s_waiting_actor (zsock_t *pipe, void *args)
+{
+    const options_t *options = args;
+    //  SIGINT and SIGTERM must reach the main thread, whose wait they cut
+    //  short; delivered here they would go unnoticed until the timeout
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGINT);
+    sigaddset (&signals, SIGTERM);
+    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+    zsock_signal (pipe, 0);
+    bool group = strchr (options->broker, ',') != NULL;
+    double started = s_seconds ();
+    zpoller_t *poller = zpoller_new (pipe, NULL);
+    int wait_ms = WAITING_FIRST_MS;
+    while (poller && !zpoller_wait (poller, wait_ms) && zpoller_expired (poller)) {
+        fprintf (stderr,
+                 "psworker: rank %u waiting for the %s at %s (%s after %.1f s; giving up "
+                 "after %g s, see --timeout-ms)\n",
+                 options->rank, group ? "brokers" : "broker", options->broker,
+                 group ? "not all have answered yet" : "no answer yet", s_seconds () - started,
+                 options->timeout_ms / 1000.0);
+        wait_ms = WAITING_AGAIN_MS;
+    }
+    zpoller_destroy (&poller);
 }
 
 //  Create the keys (every rank offers the same initial values: whoever is
@@ -698,7 +756,9 @@ main (int argc, char *argv[])
     connect.timeout_ms = options.timeout_ms;
     connect.clock_timeout_ms = options.clock_timeout_ms;
     int status;
+    zactor_t *waiting = zactor_new (s_waiting_actor, &options);
     trainer.worker = ps_worker_connect (&connect, &status);
+    zactor_destroy (&waiting);
     int rc = 1;
     size_t steps_per_epoch = train->n / options.workers / options.batch;
     if (trainer.worker && s_init_keys (&trainer, &options, steps_per_epoch) == 0)
