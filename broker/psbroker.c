@@ -54,6 +54,9 @@ s_usage (FILE *out)
              "      --eps E            Adagrad/Adam epsilon (default %g)\n"
              "      --heartbeat-ms MS  heartbeat interval told to workers (default %d)\n"
              "      --timeout-ms MS    evict a worker silent this long (default %d)\n"
+             "      --accept-nonfinite apply gradients holding NaN or Inf (by default such\n"
+             "                         a push is not applied and its worker's next clock\n"
+             "                         is answered with a non-finite error)\n"
              "  -t, --tap EP           publish tap records here for pstap (default: a private\n"
              "                         ipc:// endpoint named after the port; tcp:// allowed)\n"
              "      --no-tap           publish no tap records\n"
@@ -103,34 +106,37 @@ enum {
     OPT_NO_TAP,
     OPT_TAP_PAYLOAD,
     OPT_SHARD,
-    OPT_SHARDS
+    OPT_SHARDS,
+    OPT_ACCEPT_NONFINITE
 };
 
 int
 main (int argc, char *argv[])
 {
-    static const struct option options[] = {{"port", required_argument, 0, 'p'},
-                                            {"bind", required_argument, 0, 'b'},
-                                            {"endpoint", required_argument, 0, 'e'},
-                                            {"workers", required_argument, 0, 'w'},
-                                            {"staleness", required_argument, 0, 's'},
-                                            {"optimizer", required_argument, 0, 'o'},
-                                            {"lr", required_argument, 0, 'l'},
-                                            {"momentum", required_argument, 0, OPT_MOMENTUM},
-                                            {"beta1", required_argument, 0, OPT_BETA1},
-                                            {"beta2", required_argument, 0, OPT_BETA2},
-                                            {"eps", required_argument, 0, OPT_EPS},
-                                            {"heartbeat-ms", required_argument, 0, OPT_HEARTBEAT},
-                                            {"timeout-ms", required_argument, 0, OPT_TIMEOUT},
-                                            {"tap", required_argument, 0, 't'},
-                                            {"no-tap", no_argument, 0, OPT_NO_TAP},
-                                            {"tap-payload", no_argument, 0, OPT_TAP_PAYLOAD},
-                                            {"shard", required_argument, 0, OPT_SHARD},
-                                            {"shards", required_argument, 0, OPT_SHARDS},
-                                            {"verbose", no_argument, 0, 'v'},
-                                            {"quiet", no_argument, 0, 'q'},
-                                            {"help", no_argument, 0, 'h'},
-                                            {0, 0, 0, 0}};
+    static const struct option options[] = {
+        {"port", required_argument, 0, 'p'},
+        {"bind", required_argument, 0, 'b'},
+        {"endpoint", required_argument, 0, 'e'},
+        {"workers", required_argument, 0, 'w'},
+        {"staleness", required_argument, 0, 's'},
+        {"optimizer", required_argument, 0, 'o'},
+        {"lr", required_argument, 0, 'l'},
+        {"momentum", required_argument, 0, OPT_MOMENTUM},
+        {"beta1", required_argument, 0, OPT_BETA1},
+        {"beta2", required_argument, 0, OPT_BETA2},
+        {"eps", required_argument, 0, OPT_EPS},
+        {"heartbeat-ms", required_argument, 0, OPT_HEARTBEAT},
+        {"timeout-ms", required_argument, 0, OPT_TIMEOUT},
+        {"tap", required_argument, 0, 't'},
+        {"no-tap", no_argument, 0, OPT_NO_TAP},
+        {"tap-payload", no_argument, 0, OPT_TAP_PAYLOAD},
+        {"shard", required_argument, 0, OPT_SHARD},
+        {"shards", required_argument, 0, OPT_SHARDS},
+        {"accept-nonfinite", no_argument, 0, OPT_ACCEPT_NONFINITE},
+        {"verbose", no_argument, 0, 'v'},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     ps_broker_config_t config;
     ps_broker_config_defaults (&config);
     long port = -1;
@@ -189,6 +195,7 @@ main (int argc, char *argv[])
             break;
         case OPT_NO_TAP: config.tap = false; break;
         case OPT_TAP_PAYLOAD: config.tap_payload = true; break;
+        case OPT_ACCEPT_NONFINITE: config.accept_nonfinite = true; break;
         case OPT_SHARD:
             rc = ps_cli_long ("psbroker", "--shard", optarg, 0, PS_MAX_SHARDS - 1, &number);
             config.shard = (uint32_t)number;

@@ -431,3 +431,30 @@ Test (worker, a_restarted_broker_is_named_as_such, .timeout = 30)
     ps_worker_close (&worker);
     ps_broker_destroy (&broker);
 }
+
+//  psbroker --accept-nonfinite: the operator's choice to apply them
+Test (worker, nonfinite_gradients_are_applied_when_the_broker_accepts_them)
+{
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    config.endpoint = "tcp://127.0.0.1:*";
+    config.staleness = -1;
+    config.accept_nonfinite = true;
+    char why[300];
+    ps_broker_t *broker = ps_broker_new (&config, why, sizeof why);
+    cr_assert (broker, "%s", why);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", ps_broker_port (broker));
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
+    float initial[2] = {1, 2}, bad[2] = {1, INFINITY}, value[2];
+    cr_assert_eq (ps_worker_init (worker, "w", 2, initial, &sgd), PS_OK);
+    ps_tensor_t push = {"w", bad, 2}, pull = {"w", value, 2};
+    cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_eq (ps_worker_pull (worker, &pull, 1), PS_OK);
+    cr_assert_eq (value[0], 0.0f);
+    cr_assert (isinf (value[1]) && value[1] < 0);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
