@@ -1,16 +1,16 @@
 """Fixtures of the interoperability suite.
 
-pb       the Python code protoc generates from proto/ps.proto, at test time,
-         into a temporary directory (never into the source tree)
-ctx      one ZeroMQ context for the session
-broker   starts psbroker processes: broker("--workers", 2, ...) binds
-         tcp://127.0.0.1:* (endpoint=None: none, the arguments say where),
-         waits for the
-         "psbroker listening on <endpoint>" line and returns a Broker; every
-         broker still running is killed at teardown
-client   connects a psclient.Client to a broker: client(b, rank=0, world_size=2)
+source_dir  the top of the source tree
+pb          the Python code protoc generates from proto/ps.proto, at test
+            time, into a temporary directory (never into the source tree)
+ctx         one ZeroMQ context for the session
+broker      starts psbroker: broker("--workers", 2, ...) binds
+            tcp://127.0.0.1:* (endpoint=None: the arguments say where), waits
+            for its "psbroker listening on <endpoint>" line and returns a
+            Broker; every broker still running is killed at teardown
+client      connects a psclient.Client: client(b, rank=0, world_size=2)
 
-Environment: PSMQ_BUILD_DIR (where build/psbroker is; default <source>/build),
+Environment: PSMQ_BUILD_DIR (where psbroker is; default <source>/build),
 PSMQ_SOURCE_DIR (default: two levels above this file).
 """
 
@@ -55,6 +55,11 @@ def pb(tmp_path_factory):
         return importlib.import_module("ps_pb2")
     finally:
         sys.path.remove(str(out))
+
+
+@pytest.fixture(scope="session")
+def source_dir():
+    return SOURCE_DIR
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,9 @@ encodings written by hand (explicit zeros, another field order, unknown
 fields, repeated scalars, split sub-messages) that must be answered normally.
 """
 
-import numpy as np
+import os
+import re
+
 import pytest
 
 from psclient import f32, field_bytes, field_varint
@@ -413,3 +415,25 @@ def test_key_with_nul_byte(pb, broker, client):
     seq = 61
     env = reply_to(c, field_varint(1, 1) + field_varint(2, pb.PULL) + field_varint(4, seq) + field_bytes(7, slice_))
     assert env.type == pb.ERROR and env.error.code in (MALFORMED, SIZE) and env.seq == seq, env
+
+
+#  ---- PROTOCOL.md and ps.proto name the same codes ------------------------
+
+def protocol_table(source_dir, heading):
+    """The rows `| value | name | ...` of a PROTOCOL.md table under a heading."""
+    with open(os.path.join(source_dir, "proto", "PROTOCOL.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text.split("## " + heading, 1)[1].split("\n## ", 1)[0]
+    return [(int(m.group(1)), m.group(2)) for m in re.finditer(r"^\| *(\d+) *\| *([\w-]+) *\|", section, re.M)]
+
+
+def test_error_table_matches_ps_proto(pb, source_dir):
+    """Every ErrCode of ps.proto is in PROTOCOL.md's Errors table under its number."""
+    table = dict(protocol_table(source_dir, "Errors"))
+    assert table, "no Errors table in PROTOCOL.md"
+    for value, name in table.items():
+        names = {"ERR_" + name.upper().replace("-", "_"), "ERR_" + name.upper().replace("-", "")}
+        assert pb.ErrCode.Name(value) in names, "PROTOCOL.md: %d %s; ps.proto: %s" % (
+            value, name, pb.ErrCode.Name(value))
+    missing = [n for n in pb.ErrCode.keys() if pb.ErrCode.Value(n) not in table and n != "ERR_NONE"]
+    assert not missing, "ps.proto codes missing in PROTOCOL.md's Errors table: %s" % missing

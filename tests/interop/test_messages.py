@@ -8,6 +8,8 @@ reply (INIT included), and psbroker --port 0.
 
 import json
 import math
+import os
+import re
 
 import numpy as np
 
@@ -249,3 +251,12 @@ def test_float32_bytes_are_little_endian(pb, broker, client):
     r = c.ok(c.send_pull(["le"]), pb.PULL)
     got = struct.unpack("<4f", r.parts[0][1][0])
     assert all(math.isclose(x, y, rel_tol=1e-7) for x, y in zip(got, f32(values).tolist()))
+
+
+def test_message_table_matches_ps_proto(pb, source_dir):
+    """PROTOCOL.md's Messages table has a row for every MsgType of ps.proto."""
+    with open(os.path.join(source_dir, "proto", "PROTOCOL.md"), encoding="utf-8") as f:
+        text = f.read()
+    section = text.split("## Messages", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| *([A-Z]+) *\|", section, re.M)
+    assert set(rows) == set(pb.MsgType.keys()) - {"MSG_NONE"}, rows
