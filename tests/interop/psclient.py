@@ -52,17 +52,16 @@ class Reply:
         """PULL reply: {key: float32 array}, assembled from every slice of every part."""
         out = {}
         for env, frames in self.parts:
-            data = [f for f in frames]
             i = 0
             for s in env.slices:
                 if s.key not in out:
-                    out[s.key] = np.full(s.total, np.nan, dtype="<f4")
+                    out[s.key] = np.full(s.total, np.nan, dtype="<f4")      # NaN: not pulled
                 if s.count > 0:
-                    frame = data[i]
+                    frame = frames[i]
                     i += 1
                     assert len(frame) == s.count * 4, "frame of %d bytes for count %d" % (len(frame), s.count)
                     out[s.key][s.offset:s.offset + s.count] = np.frombuffer(frame, dtype="<f4")
-            assert i == len(data), "%d frames for %d data slices" % (len(data), i)
+            assert i == len(frames), "%d frames for %d data slices" % (len(frames), i)
         return out
 
 

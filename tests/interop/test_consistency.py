@@ -22,7 +22,7 @@ import numpy as np
 from psclient import f32, wait_for
 
 NONFINITE = 15
-ROUNDS = 8
+ROUNDS = 20
 
 
 def workers(broker, client, n, *args):
