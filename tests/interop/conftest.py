@@ -4,10 +4,11 @@ source_dir  the top of the source tree
 pb          the Python code protoc generates from proto/ps.proto, at test
             time, into a temporary directory (never into the source tree)
 ctx         one ZeroMQ context for the session
-broker      starts psbroker: broker("--workers", 2, ...) binds
-            tcp://127.0.0.1:* (endpoint=None: the arguments say where), waits
-            for its "psbroker listening on <endpoint>" line and returns a
-            Broker; every broker still running is killed at teardown
+broker      starts psbroker: broker("--workers", 2, ...) binds tcp://127.0.0.1
+            on a port the kernel picked (endpoint=None: the arguments say
+            where), waits for its "psbroker listening on <endpoint>" line
+            and returns a Broker; every broker still running is killed at
+            teardown
 client      connects a psclient.Client: client(b, rank=0, world_size=2)
 
 Environment: PSMQ_BUILD_DIR (where psbroker is; default <source>/build),
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,20 +71,41 @@ def ctx():
     context.term()
 
 
-class Broker:
-    """One psbroker process, its endpoint and its log (stdout and stderr)."""
+def kernel_port():
+    """A port the kernel picks for 127.0.0.1, free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
-    def __init__(self, args, log_path, endpoint="tcp://127.0.0.1:*"):
+
+class Broker:
+    """One psbroker process, its endpoint and its log (stdout and stderr).
+
+    By default it binds tcp://127.0.0.1 on a port the kernel picked, not on
+    the lowest free port from 49152 (tcp://127.0.0.1:*): other test runs on
+    the machine free and take those all the time, and their workers
+    reconnecting to a port a new broker took would talk to the wrong broker.
+    A port taken in the moment between the pick and the bind: another pick.
+    """
+
+    BIND_TRIES = 5
+
+    def __init__(self, args, log_path, endpoint="kernel"):
         if not os.access(PSBROKER, os.X_OK):
             pytest.fail("%s not found: build psmq first (or set PSMQ_BUILD_DIR)" % PSBROKER)
-        self.args = [PSBROKER, "--no-tap"] + list(args)
-        if endpoint is not None:
-            self.args += ["--endpoint", endpoint]
         self.log_path = log_path
         self.endpoint = None
-        self._start()
+        for attempt in range(self.BIND_TRIES):
+            self.args = [PSBROKER, "--no-tap"] + list(args)
+            if endpoint == "kernel":
+                self.args += ["--endpoint", "tcp://127.0.0.1:%d" % kernel_port()]
+            elif endpoint is not None:
+                self.args += ["--endpoint", endpoint]
+            if self._start(retry=endpoint == "kernel" and attempt + 1 < self.BIND_TRIES):
+                return
 
-    def _start(self):
+    def _start(self, retry):
+        """Starts the process; False when it could not bind and may try again."""
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT)
@@ -92,8 +115,11 @@ class Broker:
             if match:
                 self.endpoint = match.group(1)
                 self.port = int(self.endpoint.rsplit(":", 1)[1])
-                return
+                return True
             if self.proc.poll() is not None:
+                self.log.close()
+                if retry:
+                    return False
                 pytest.fail("psbroker %s exited with %d:\n%s"
                             % (" ".join(self.args[1:]), self.proc.returncode, self.output()))
             if time.monotonic() > deadline:
@@ -132,7 +158,7 @@ class Broker:
 def broker(tmp_path):
     started = []
 
-    def start(*args, endpoint="tcp://127.0.0.1:*"):
+    def start(*args, endpoint="kernel"):
         b = Broker([str(a) for a in args], tmp_path / ("psbroker-%d.log" % len(started)), endpoint)
         started.append(b)
         return b
