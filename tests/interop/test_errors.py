@@ -300,8 +300,8 @@ def test_group(pb, broker, client):
 
 #  ---- (b) bad key names and dtypes: refused with the request's seq --------
 
-@pytest.mark.parametrize("key", ["", "k" * 201, "a\tb", "a b", "a\x7fb", "caf\u00e9", "a\x01"],
-                         ids=["empty", "201-bytes", "tab", "space", "del", "non-ascii", "control"])
+@pytest.mark.parametrize("key", ["", "k" * 201, "a\tb", "a\x7fb", "caf\u00e9", "a\x01"],
+                         ids=["empty", "201-bytes", "tab", "del", "non-ascii", "control"])
 def test_bad_key_name(pb, broker, client, key):
     b, c = registered(broker, client)
     c.init({"w": [1]})
