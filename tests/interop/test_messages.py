@@ -10,6 +10,7 @@ import json
 import math
 import os
 import re
+import struct
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def test_hello_reply(pb, broker, client):
     d = client(b, rank=0, world_size=3)
     h = d.hello().hello
     assert list(h.clocks) == [0, 0, -1] and h.live == 2
-    assert h.session != c.session
+    assert h.session != env.hello.session
 
 
 def test_hello_staleness_modes(pb, broker, client):
@@ -257,7 +258,6 @@ def test_port_zero_lets_the_kernel_choose(pb, broker, client):
 
 def test_float32_bytes_are_little_endian(pb, broker, client):
     """Tensor frames are raw little-endian float32, written without numpy's help."""
-    import struct
     b = broker()
     c = client(b)
     c.hello()
