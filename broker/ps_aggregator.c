@@ -126,7 +126,8 @@ s_reply (agg_t *self, zmq_msg_t *routing_id, const ps_envelope_t *request,
     zmq_msg_send (routing_id, self->pipe, ZMQ_SNDMORE);
     zmq_msg_t reply_msg;
     if (problem)
-        ps_codec_encode_error (request, problem->code, problem->message, &reply_msg);
+        //  min_clock is stamped by the ROUTER loop, which knows it
+        ps_codec_encode_error (request, problem->code, problem->message, 0, &reply_msg);
     else {
         ps_envelope_t reply;
         ps_codec_reply_to (&reply, request);

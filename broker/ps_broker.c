@@ -399,7 +399,8 @@ s_reject (router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t
                  ps_codec_error_name (problem->code), problem->message);
     }
     zmq_msg_t msg;
-    if (ps_codec_encode_error (request, problem->code, problem->message, &msg))
+    if (ps_codec_encode_error (request, problem->code, problem->message,
+                               ps_vclock_min (self->vclock), &msg))
         return;
     s_send_routing_id (self, id, id_size);
     zmq_msg_send (&msg, self->router_handle, 0);
@@ -1542,7 +1543,7 @@ s_shutdown (router_t *self)
                              zmq_msg_size (&parked->envelope), &problem);
         zmq_msg_t msg;
         if (ps_codec_encode_error (request, PSMQ__ERR_CODE__ERR_SHUTDOWN, "the broker is stopping",
-                                   &msg) == 0) {
+                                   ps_vclock_min (self->vclock), &msg) == 0) {
             s_send_routing_id (self, parked->peer->id, parked->peer->id_size);
             zmq_msg_send (&msg, self->router_handle, 0);
         }

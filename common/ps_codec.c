@@ -7,12 +7,12 @@
     largest envelope seen; overflow blocks are freed on the next reset.
 
     Any conforming proto3 encoding is accepted (fields in any order, zero
-    values written out, unknown fields). One thing protobuf-c's unpack
-    hides must be refused first: C strings end at the first NUL, so a key
-    "a\0b" would silently read as the key "a". s_strings_clean walks the
-    wire bytes with the generated descriptors and refuses a string field
-    holding a NUL, at any depth. (Comparing the re-encoded size, which we
-    did before, also refused every encoder that is not byte-for-byte ours.)
+    values written out, unknown fields). Two things protobuf-c's unpack
+    reads otherwise than proto3 are refused first (s_wire_check): C strings
+    end at the first NUL, so a key "a\0b" would silently read as the key
+    "a"; and a sub-message sent in pieces is not merged. (Comparing the
+    re-encoded size, which we did before, also refused every encoder that
+    is not byte-for-byte ours.)
 
     Validation here is what every message must satisfy whatever its type;
     the broker adds the checks that depend on its state (keys, clocks).
@@ -231,42 +231,57 @@ s_varint (const uint8_t **at, const uint8_t *end, uint64_t *value)
     return false;
 }
 
-//  True when no string field of this message (or of a message inside it)
-//  holds a NUL byte. Runs after protobuf-c's unpack accepted the bytes, so
-//  anything this walk does not follow is well-formed and carries no string
-//  we read. depth bounds the recursion (ps.proto nests two levels).
-static bool
-s_strings_clean (const ProtobufCMessageDescriptor *descriptor, const uint8_t *at,
-                 const uint8_t *end, int depth)
+//  Check what protobuf-c's unpack accepts but reads differently from the
+//  proto3 rules, walking the wire bytes with the generated descriptors:
+//  a string field holding a NUL byte (C would read a shorter string), and
+//  a non-repeated message field sent in several pieces (proto3 merges them,
+//  protobuf-c keeps the last piece alone; no encoder writes that, only a
+//  concatenation of messages does). NULL when clean, else why. The bytes
+//  parsed already, so anything the walk does not follow is well-formed and
+//  carries no field we read. depth bounds the recursion (ps.proto nests
+//  two levels).
+static const char *
+s_wire_check (const ProtobufCMessageDescriptor *descriptor, const uint8_t *at, const uint8_t *end,
+              int depth)
 {
+    uint64_t pieces = 0; //  bit i: field index i came as a message already
     while (at < end) {
         uint64_t tag, length;
         if (!s_varint (&at, end, &tag))
-            return true;
+            return NULL;
         switch (tag & 7) {
         case 0:
             if (!s_varint (&at, end, &length))
-                return true;
+                return NULL;
             continue;
         case 1: at += 8; continue;
         case 5: at += 4; continue;
         case 2: break;
-        default: return true;
+        default: return NULL;
         }
         if (!s_varint (&at, end, &length) || length > (uint64_t)(end - at))
-            return true;
+            return NULL;
         const ProtobufCFieldDescriptor *field =
             tag >> 3 <= UINT32_MAX
                 ? protobuf_c_message_descriptor_get_field (descriptor, (unsigned)(tag >> 3))
                 : NULL;
         if (field && field->type == PROTOBUF_C_TYPE_STRING && memchr (at, 0, length))
-            return false;
-        if (field && field->type == PROTOBUF_C_TYPE_MESSAGE && depth > 0 &&
-            !s_strings_clean (field->descriptor, at, at + length, depth - 1))
-            return false;
+            return "a string with a NUL byte inside (a key must be printable ASCII)";
+        if (field && field->type == PROTOBUF_C_TYPE_MESSAGE) {
+            size_t index = (size_t)(field - descriptor->fields);
+            if (field->label != PROTOBUF_C_LABEL_REPEATED && index < 64) {
+                if (pieces >> index & 1)
+                    return "a message field sent in several pieces (write each once)";
+                pieces |= 1ULL << index;
+            }
+            const char *why =
+                depth > 0 ? s_wire_check (field->descriptor, at, at + length, depth - 1) : NULL;
+            if (why)
+                return why;
+        }
         at += length;
     }
-    return true;
+    return NULL;
 }
 
 static int
@@ -316,10 +331,10 @@ ps_codec_decode (ps_codec_t *self, const void *data, size_t size, ps_problem_t *
         problem->seq = envelope->seq;
         problem->worker = envelope->worker;
     }
-    if (!s_strings_clean (&psmq__envelope__descriptor, data, (const uint8_t *)data + size, 4)) {
-        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
-                        "envelope has a string with a NUL byte inside (a key must be printable "
-                        "ASCII)");
+    const char *why =
+        s_wire_check (&psmq__envelope__descriptor, data, (const uint8_t *)data + size, 4);
+    if (why) {
+        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED, "envelope has %s", why);
         return NULL;
     }
     if (s_check_envelope (envelope, problem))
@@ -400,11 +415,13 @@ ps_codec_reply_to (ps_envelope_t *reply, const ps_envelope_t *request)
 }
 
 int
-ps_codec_encode_error (const ps_envelope_t *request, int code, const char *message, zmq_msg_t *msg)
+ps_codec_encode_error (const ps_envelope_t *request, int code, const char *message,
+                       int64_t min_clock, zmq_msg_t *msg)
 {
     ps_envelope_t reply;
     ps_codec_reply_to (&reply, request);
     reply.type = PSMQ__MSG_TYPE__ERROR;
+    reply.min_clock = min_clock;
     Psmq__Error error = PSMQ__ERROR__INIT;
     error.code = code;
     error.message = (char *)message;

@@ -76,9 +76,10 @@ int ps_codec_encode (const ps_envelope_t *envelope, zmq_msg_t *msg);
 void ps_codec_reply_to (ps_envelope_t *reply, const ps_envelope_t *request);
 
 //  Encode an ERROR reply to request (which may be NULL when the request
-//  did not even parse: then seq 0). 0, or -1 if out of memory.
+//  did not even parse: then seq 0) with the slowest live clock, as every
+//  reply has. 0, or -1 if out of memory.
 int ps_codec_encode_error (const ps_envelope_t *request, int code, const char *message,
-                           zmq_msg_t *msg);
+                           int64_t min_clock, zmq_msg_t *msg);
 
 //  Fill problem with code and a printf-style message; returns -1 so that
 //  callers can write `return ps_problem_set (...)`

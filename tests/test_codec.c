@@ -130,7 +130,7 @@ Test (codec, usage)
     cr_assert_null (bad);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_MALFORMED);
     zmq_msg_t error;
-    cr_assert_eq (ps_codec_encode_error (NULL, problem.code, problem.message, &error), 0);
+    cr_assert_eq (ps_codec_encode_error (NULL, problem.code, problem.message, 0, &error), 0);
 
     //  The worker reads both answers with a codec of its own
     ps_codec_t *worker = ps_codec_new ();
@@ -321,7 +321,7 @@ Test (codec, encode_error_decodes_with_code_and_message)
     request.worker = 3;
     zmq_msg_t msg;
     cr_assert_eq (ps_codec_encode_error (&request, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
-                                         "key 'w' exists with 10 elements, not 12", &msg),
+                                         "key 'w' exists with 10 elements, not 12", 0, &msg),
                   0);
     ps_codec_t *codec = ps_codec_new ();
     ps_problem_t problem;
@@ -339,7 +339,8 @@ Test (codec, encode_error_decodes_with_code_and_message)
     cr_assert_str_eq (got->error->message, "key 'w' exists with 10 elements, not 12");
 
     //  Without a request (it did not parse): seq and worker are 0
-    cr_assert_eq (ps_codec_encode_error (NULL, PSMQ__ERR_CODE__ERR_VERSION, "version 2", &msg), 0);
+    cr_assert_eq (ps_codec_encode_error (NULL, PSMQ__ERR_CODE__ERR_VERSION, "version 2", 0, &msg),
+                  0);
     got = ps_codec_decode (codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem);
     zmq_msg_close (&msg);
     cr_assert_not_null (got, "%s", problem.message);
@@ -354,8 +355,8 @@ Test (codec, encode_error_decodes_with_code_and_message)
     ps_problem_t longest;
     memset (longest.message, 'x', sizeof longest.message - 1);
     longest.message[sizeof longest.message - 1] = '\0';
-    cr_assert_eq (ps_codec_encode_error (&request, PSMQ__ERR_CODE__ERR_FULL, longest.message, &msg),
-                  0);
+    cr_assert_eq (
+        ps_codec_encode_error (&request, PSMQ__ERR_CODE__ERR_FULL, longest.message, 0, &msg), 0);
     got = ps_codec_decode (codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem);
     zmq_msg_close (&msg);
     cr_assert_not_null (got, "%s", problem.message);

@@ -392,13 +392,20 @@ def test_repeated_scalar_last_one_wins(pb, broker, client):
     assert (env.type, env.seq) == (pb.INFO, 41), env
 
 
-def test_split_sub_message_is_merged(pb, broker, client):
-    """(i) a sub-message written in two pieces is merged."""
+def test_split_sub_message_is_refused_by_name(pb, broker, client):
+    """(i) a sub-message written in two pieces (which proto3 would merge and
+    protobuf-c would not) is refused clearly, with the seq, as PROTOCOL.md
+    says: no encoder writes it, only a concatenation of messages does."""
     b = broker("--workers", 2)
     c = client(b, rank=1, world_size=2)
     env = reply_to(c, field_varint(1, 1) + field_varint(2, pb.HELLO) + field_varint(4, 51) + field_varint(5, 1)
                    + field_bytes(10, field_varint(1, 2)) + field_bytes(10, field_varint(8, 1)))
-    assert (env.type, env.seq) == (pb.HELLO, 51), env
+    assert (env.type, env.seq, env.error.code) == (pb.ERROR, 51, MALFORMED), env
+    assert "pieces" in env.error.message
+    #  The same HELLO in one piece is welcome
+    env = reply_to(c, field_varint(1, 1) + field_varint(2, pb.HELLO) + field_varint(4, 52) + field_varint(5, 1)
+                   + field_bytes(10, field_varint(1, 2) + field_varint(8, 1)))
+    assert (env.type, env.seq) == (pb.HELLO, 52), env
     assert list(env.hello.clocks) == [-1, 0]
 
 
