@@ -99,9 +99,11 @@ typedef struct {
 } parked_t;
 
 typedef struct {
-    ps_buf_t *buf;    //  latest published version, our reference
-    uint64_t size;    //  elements
-    uint64_t version; //  version number
+    ps_buf_t *buf;         //  latest published version, our reference;
+                           //  NULL while its INIT is with the aggregator
+    uint64_t size;         //  elements
+    uint64_t version;      //  version number
+    uint64_t init_command; //  while buf is NULL: the INIT's command number
 } published_t;
 
 typedef struct {
@@ -134,6 +136,7 @@ typedef struct {
     peer_t **rank_peer;           //  rank -> its current connection
     zlistx_t *parked;             //  parked_t, oldest first
     zhashx_t *published;          //  key -> published_t
+    size_t creating;              //  of them, keys whose INIT is in flight
     uint64_t agg_sent;            //  commands sent to the aggregator
     uint64_t agg_done;            //  commands it has finished
     zmq_msg_t frames[MAX_FRAMES]; //  the message being handled
@@ -511,6 +514,8 @@ s_on_publish (router_t *self, const ps_agg_command_t *event, zmq_msg_t *name)
         zhashx_insert (self->published, key, published);
     }
     PS_HANDOFF_RECEIVE (event->buf);
+    if (!published->buf && published->init_command)
+        self->creating--;
     ps_buf_unref (&published->buf);
     published->buf = event->buf;
     published->size = event->size;
@@ -575,6 +580,23 @@ s_on_fault (router_t *self, const ps_agg_command_t *event, zmq_msg_t *why)
     }
 }
 
+//  An INIT the aggregator refused leaves its keys unpublished: forget them
+static void
+s_forget_failed_inits (router_t *self)
+{
+    zlistx_t *failed = zlistx_new ();
+    assert (failed);
+    for (published_t *published = zhashx_first (self->published); published;
+         published = zhashx_next (self->published))
+        if (!published->buf && published->init_command <= self->agg_done)
+            zlistx_add_end (failed, (void *)zhashx_cursor (self->published));
+    for (const char *key = zlistx_first (failed); key; key = zlistx_next (failed)) {
+        zhashx_delete (self->published, key);
+        self->creating--;
+    }
+    zlistx_destroy (&failed);
+}
+
 //  Read one message from the aggregator and act on it
 static void
 s_agg_receive (router_t *self)
@@ -619,6 +641,8 @@ s_agg_receive (router_t *self)
         self->agg_done = event.done;
         self->stats.steps = event.steps;
         self->stats.pending = event.pending;
+        if (self->creating)
+            s_forget_failed_inits (self);
         s_release (self);
         break;
     default: assert (false);
@@ -764,6 +788,13 @@ s_answer_pull (router_t *self, const uint8_t *id, size_t id_size, const ps_envel
         uint64_t count = 0;
         if (s_pull_range (self, request->slices[i], &published, &count, NULL) == 0)
             total += s_chunks (count);
+        if (!published || !published->buf) {
+            //  Its INIT, pipelined before this pull, was refused
+            ps_problem_t problem;
+            ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_UNKNOWN_KEY,
+                            "pull of key '%s', whose init failed", request->slices[i]->key);
+            return s_reject (self, id, id_size, request, &problem);
+        }
     }
     if (s_reserve_slices (self, total)) {
         ps_problem_t problem;
@@ -1100,12 +1131,32 @@ s_check_init (router_t *self, const ps_envelope_t *request, ps_problem_t *proble
     return 0;
 }
 
+//  Keys an INIT creates are known at once, by size, so that a PUSH or a
+//  PULL pipelined behind it is not refused as unknown: the aggregator
+//  takes the PUSH after the INIT, and the PULL waits for it like any pull
+static void
+s_note_creating (router_t *self, const ps_envelope_t *request, uint64_t command)
+{
+    for (size_t i = 0; i < request->n_slices; i++) {
+        const ps_slice_t *slice = request->slices[i];
+        if (zhashx_lookup (self->published, slice->key))
+            continue;
+        published_t *published = calloc (1, sizeof *published);
+        assert (published);
+        published->size = slice->total;
+        published->init_command = command;
+        zhashx_insert (self->published, slice->key, published);
+        self->creating++;
+    }
+}
+
 static void
 s_handle_init (router_t *self, peer_t *peer, ps_envelope_t *request)
 {
     ps_problem_t problem;
     if (s_check_init (self, request, &problem))
         return s_reject (self, peer->id, peer->id_size, request, &problem);
+    s_note_creating (self, request, self->agg_sent + 1);
     ps_agg_command_t command = {.kind = PS_AGG_INIT, .received_us = self->received_us};
     s_forward (self, &command, true);
 }
@@ -1472,7 +1523,7 @@ s_info_json (router_t *self)
              self->bound, PS_PROTOCOL_VERSION, (zclock_mono () - self->started) / 1000.0, world,
              self->config.staleness, ps_vclock_live (self->vclock),
              min == PS_VCLOCK_NOBODY ? -1 : min, ps_vclock_max (self->vclock),
-             ps_vclock_slowest (self->vclock), zhashx_size (self->published),
+             ps_vclock_slowest (self->vclock), zhashx_size (self->published) - self->creating,
              ps_optim_kind_name (self->config.optim.kind), self->config.optim.lr);
     for (uint32_t rank = 0; rank < world; rank++)
         fprintf (out, "%s%" PRId64, rank ? "," : "",

@@ -231,6 +231,40 @@ def test_pull_right_after_push_sees_it(pb, broker, client):
         assert not failures, "staleness %d: %s" % (staleness, failures)
 
 
+def test_init_then_push_and_pull_pipelined(pb, broker, client):
+    """INIT, then PUSH and PULL of the new key without waiting for the INIT
+    reply: the key is known at once, the pull sees the initial value minus
+    the push's step. A refused INIT makes the pipelined PULL unknown-key."""
+    for staleness in (0, 1, -1):
+        b = broker("--workers", 1, "--staleness", staleness, "--lr", 0.5)
+        c = client(b)
+        c.hello()
+        failures = []
+        for round_ in range(ROUNDS):
+            key = "k%d" % round_
+            sinit = c.send_init({key: [4, 8]})
+            spush = c.send_push({key: [2, 2]}, clock=round_)
+            sclock = c.send_clock(round_)
+            spull = c.send_pull([key])
+            c.ok(sinit, pb.INIT)
+            c.ok(spush, pb.PUSH)
+            c.ok(sclock, pb.CLOCK)
+            got = c.ok(spull, pb.PULL).tensors()[key].tolist()
+            if got != [3.0, 7.0]:
+                failures.append("round %d: pulled %s" % (round_, got))
+        assert not failures, "staleness %d: %s" % (staleness, failures)
+    #  An INIT the aggregation thread refuses (2^32 floats are more than the
+    #  store may hold): the pull pipelined behind it names the key as
+    #  unknown, with its seq, and the name is free again for another size
+    sinit = c.send_init({"big": 2 ** 32})
+    spull = c.send_pull([("big", 0, 1)])
+    assert c.error(sinit).error.code == 12
+    env = c.error(spull)
+    assert env.error.code == 4 and env.seq == spull, env
+    c.init({"big": [5]})
+    assert c.pull(["big"])["big"].tolist() == [5.0]
+
+
 #  ---- (f) cosine decay ------------------------------------------------------
 
 def decayed_rates(pb, broker, client, lr, decay_steps, steps):
