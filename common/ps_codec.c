@@ -122,19 +122,6 @@ ps_codec_destroy (ps_codec_t **self_p)
 }
 
 int
-ps_problem_set (ps_problem_t *problem, int code, const char *format, ...)
-{
-    if (!problem)
-        return -1;
-    problem->code = code;
-    va_list args;
-    va_start (args, format);
-    vsnprintf (problem->message, sizeof problem->message, format, args);
-    va_end (args);
-    return -1;
-}
-
-int
 ps_codec_check_key (const char *key, ps_problem_t *problem)
 {
     size_t length = strnlen (key, PS_MAX_KEY_LEN + 1);

@@ -19,6 +19,7 @@
 
 #include "ps.pb-c.h"
 #include "ps_limits.h"
+#include "ps_problem.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,16 +33,6 @@ typedef Psmq__TapRecord ps_tap_record_t;
 #define PS_TAP_VERSION 1
 //  Room for any tap topic, with its terminating NUL
 #define PS_TAP_TOPIC_MAX 48
-
-//  A decode failure: the code to send back and why, for the peer and the log
-typedef struct {
-    int code;                       //  PSMQ__ERR_CODE__*
-    char message[PS_MAX_ERROR_LEN]; //  names the bad value
-    bool parsed;                    //  decode: the frame was protobuf, so seq
-                                    //  and worker below are the request's own
-    uint64_t seq;                   //  decode: the refused request's seq
-    uint32_t worker;                //  decode: the refused request's worker
-} ps_problem_t;
 
 typedef struct ps_codec_t ps_codec_t;
 
@@ -80,11 +71,6 @@ void ps_codec_reply_to (ps_envelope_t *reply, const ps_envelope_t *request);
 //  reply has. 0, or -1 if out of memory.
 int ps_codec_encode_error (const ps_envelope_t *request, int code, const char *message,
                            int64_t min_clock, zmq_msg_t *msg);
-
-//  Fill problem with code and a printf-style message; returns -1 so that
-//  callers can write `return ps_problem_set (...)`
-int ps_problem_set (ps_problem_t *problem, int code, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
 
 //  Names for logs and tools: "push", "malformed", "sgd", ...
 const char *ps_codec_type_name (int type);
