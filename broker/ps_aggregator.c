@@ -1,8 +1,8 @@
 /*  =========================================================================
     ps_aggregator - the aggregation thread
 
-    A loop over the pipe: read one command with its frames, apply it to the
-    store, publish the keys it changed, then say DONE with the running
+    A loop over the pipe: read one command with its plan and frames, apply
+    it to the store, publish the keys it changed, then say DONE with the running
     command count. The ROUTER loop uses that count to know when a pull may
     be answered from what was published (every push it forwarded before the
     pull is in). Frames are received into a reusable array and closed after
@@ -14,7 +14,6 @@
     ========================================================================= */
 
 #include "ps_aggregator.h"
-#include "ps_codec.h"
 #include "ps_handoff.h"
 #include "ps_log.h"
 #include "ps_store.h"
@@ -28,7 +27,6 @@
 typedef struct {
     void *pipe;                 //  raw handle of the actor pipe
     ps_store_t *store;          //  every tensor; ours alone
-    ps_codec_t *codec;          //  decodes forwarded envelopes
     int32_t staleness;          //  0 accumulates until FLUSH
     ps_optim_config_t defaults; //  optimizer for keys that name none
     uint64_t done;              //  commands processed
@@ -99,41 +97,29 @@ s_close_frames (agg_t *self)
     self->nframes = 0;
 }
 
-static ps_envelope_t *
-s_decode (agg_t *self, zmq_msg_t *frame)
+//  The plan frame of the command at hand, as entries
+static const ps_agg_entry_t *
+s_plan (zmq_msg_t *frame, size_t *entries)
 {
-    ps_problem_t problem;
-    ps_envelope_t *envelope =
-        ps_codec_decode (self->codec, zmq_msg_data (frame), zmq_msg_size (frame), &problem);
-    //  The ROUTER loop decoded the same bytes before forwarding them
-    assert (envelope);
-    return envelope;
+    assert (zmq_msg_size (frame) % sizeof (ps_agg_entry_t) == 0);
+    *entries = zmq_msg_size (frame) / sizeof (ps_agg_entry_t);
+    return zmq_msg_data (frame);
 }
 
+//  Answer an INIT: status 0, or the problem that refused it
 static void
-s_optim_from_envelope (agg_t *self, const Psmq__Optim *optim, ps_optim_config_t *config)
+s_reply (agg_t *self, const ps_agg_command_t *command, zmq_msg_t *routing_id,
+         const ps_problem_t *problem)
 {
-    *config = self->defaults;
-    ps_optim_config_from_wire (config, optim);
-}
-
-static void
-s_reply (agg_t *self, zmq_msg_t *routing_id, const ps_envelope_t *request,
-         const ps_problem_t *problem, int64_t received_us)
-{
-    ps_agg_command_t event = {.kind = PS_AGG_REPLY, .received_us = received_us};
+    ps_agg_command_t event = {.kind = PS_AGG_REPLY,
+                              .worker = command->worker,
+                              .seq = command->seq,
+                              .status = problem ? problem->code : 0,
+                              .received_us = command->received_us};
     s_send_event (self, &event, true);
     zmq_msg_send (routing_id, self->pipe, ZMQ_SNDMORE);
-    zmq_msg_t reply_msg;
-    if (problem)
-        //  min_clock is stamped by the ROUTER loop, which knows it
-        ps_codec_encode_error (request, problem->code, problem->message, 0, &reply_msg);
-    else {
-        ps_envelope_t reply;
-        ps_codec_reply_to (&reply, request);
-        ps_codec_encode (&reply, &reply_msg);
-    }
-    zmq_msg_send (&reply_msg, self->pipe, 0);
+    const char *why = problem ? problem->message : "";
+    zmq_send (self->pipe, why, strlen (why), 0);
 }
 
 //  INIT: create each key once per message, write initial values of the
@@ -142,20 +128,18 @@ static void
 s_handle_init (agg_t *self, const ps_agg_command_t *command)
 {
     assert (self->nframes >= 2);
-    ps_envelope_t *envelope = s_decode (self, &self->frames[1]);
-    ps_optim_config_t config;
-    s_optim_from_envelope (self, envelope->optim, &config);
+    size_t entries;
+    const ps_agg_entry_t *plan = s_plan (&self->frames[1], &entries);
     //  An INIT that names no optimizer takes an existing key as it is, and
     //  creates one with the store's defaults (which are ours)
-    const ps_optim_config_t *named = envelope->optim ? &config : NULL;
-
+    const ps_optim_config_t *named = command->named ? &command->optim : NULL;
     ps_problem_t problem;
     bool failed = false;
     bool created = false;
     ps_key_t *key = NULL;
     size_t frame = 2;
-    for (size_t i = 0; i < envelope->n_slices && !failed; i++) {
-        const ps_slice_t *slice = envelope->slices[i];
+    for (size_t i = 0; i < entries && !failed; i++) {
+        const ps_agg_entry_t *slice = &plan[i];
         if (!key || strcmp (ps_key_name (key), slice->key) != 0) {
             if (key && created)
                 s_publish (key, self);
@@ -165,6 +149,7 @@ s_handle_init (agg_t *self, const ps_agg_command_t *command)
         }
         if (failed || slice->count == 0)
             continue;
+        assert (frame < self->nframes);
         zmq_msg_t *data = &self->frames[frame++];
         if (created)
             failed = ps_store_write (self->store, key, slice->offset, zmq_msg_data (data),
@@ -173,8 +158,8 @@ s_handle_init (agg_t *self, const ps_agg_command_t *command)
     if (key && created && !failed)
         s_publish (key, self);
     if (failed)
-        ps_warn ("init from worker %u refused: %s", envelope->worker, problem.message);
-    s_reply (self, &self->frames[0], envelope, failed ? &problem : NULL, command->received_us);
+        ps_warn ("init from worker %u refused: %s", command->worker, problem.message);
+    s_reply (self, command, &self->frames[0], failed ? &problem : NULL);
 }
 
 static void
@@ -221,75 +206,79 @@ s_align_pieces (agg_t *self, size_t npieces)
 //  trace in parameters, optimizer state or BSP sums. A frame of at most
 //  PS_CHUNK_BYTES is read twice, the second time from cache.
 static int
-s_check_finite (agg_t *self, const ps_agg_command_t *command, const ps_envelope_t *envelope)
+s_check_finite (agg_t *self, const ps_agg_command_t *command, const ps_agg_entry_t *plan,
+                size_t entries)
 {
-    for (size_t i = 0; i < envelope->n_slices; i++) {
-        const ps_slice_t *slice = envelope->slices[i];
-        zmq_msg_t *frame = &self->frames[1 + i];
-        //  Read as bytes: a small frame may sit at any offset
-        size_t bad = ps_optim_first_nonfinite (zmq_msg_data (frame), slice->count);
-        if (bad == slice->count)
-            continue;
-        float value;
-        memcpy (&value, (const char *)zmq_msg_data (frame) + bad * sizeof value, sizeof value);
-        ps_agg_command_t event = {.kind = PS_AGG_FAULT, .worker = command->worker};
-        char why[PS_MAX_ERROR_LEN];
-        int length = snprintf (why, sizeof why,
-                               "push for clock %lld was not applied: key '%s' element %llu is %s "
-                               "(the broker refuses NaN and infinite gradients)",
-                               (long long)command->clock, slice->key,
-                               (unsigned long long)(slice->offset + bad),
-                               isnan (value) ? "nan"
-                               : value > 0   ? "inf"
-                                             : "-inf");
-        s_send_event (self, &event, true);
-        zmq_send (self->pipe, why, (size_t)length < sizeof why ? (size_t)length : sizeof why - 1,
-                  0);
-        return -1;
+    size_t frame = 1;
+    for (size_t i = 0; i < entries; i++) {
+        uint64_t offset = 0;
+        for (uint32_t f = 0; f < plan[i].frames; f++, frame++) {
+            //  Read as bytes: a small frame may sit at any offset
+            const void *data = zmq_msg_data (&self->frames[frame]);
+            size_t count = zmq_msg_size (&self->frames[frame]) / sizeof (float);
+            size_t bad = ps_optim_first_nonfinite (data, count);
+            if (bad < count) {
+                float value;
+                memcpy (&value, (const char *)data + bad * sizeof value, sizeof value);
+                char why[PS_MAX_ERROR_LEN];
+                int length = snprintf (why, sizeof why,
+                                       "push for clock %lld was not applied: key '%s' element "
+                                       "%llu is %s (the broker refuses NaN and infinite gradients)",
+                                       (long long)command->clock, plan[i].key,
+                                       (unsigned long long)(offset + bad),
+                                       isnan (value) ? "nan"
+                                       : value > 0   ? "inf"
+                                                     : "-inf");
+                ps_agg_command_t event = {.kind = PS_AGG_FAULT, .worker = command->worker};
+                s_send_event (self, &event, true);
+                zmq_send (self->pipe, why,
+                          (size_t)length < sizeof why ? (size_t)length : sizeof why - 1, 0);
+                return -1;
+            }
+            offset += count;
+        }
     }
     return 0;
 }
 
-//  PUSH: slices come grouped by key, each key's slices in order; hand each
-//  key's run of frames to the store as pieces
+//  PUSH: hand each key's run of frames to the store as pieces
 static void
 s_handle_push (agg_t *self, const ps_agg_command_t *command)
 {
     assert (self->nframes >= 1);
-    ps_envelope_t *envelope = s_decode (self, &self->frames[0]);
-    if (!self->accept_nonfinite && s_check_finite (self, command, envelope))
+    size_t entries;
+    const ps_agg_entry_t *plan = s_plan (&self->frames[0], &entries);
+    if (!self->accept_nonfinite && s_check_finite (self, command, plan, entries))
         return;
-    s_reserve_pieces (self, envelope->n_slices);
-    size_t first = 0;
-    while (first < envelope->n_slices) {
-        const char *name = envelope->slices[first]->key;
-        size_t last = first;
-        while (last < envelope->n_slices && strcmp (envelope->slices[last]->key, name) == 0) {
-            zmq_msg_t *frame = &self->frames[1 + last];
-            self->pieces[last - first].data = zmq_msg_data (frame);
-            self->pieces[last - first].count = envelope->slices[last]->count;
-            last++;
+    size_t frame = 1;
+    for (size_t i = 0; i < entries; i++) {
+        const ps_agg_entry_t *entry = &plan[i];
+        s_reserve_pieces (self, entry->frames);
+        for (uint32_t f = 0; f < entry->frames; f++, frame++) {
+            assert (frame < self->nframes);
+            self->pieces[f].data = zmq_msg_data (&self->frames[frame]);
+            self->pieces[f].count = zmq_msg_size (&self->frames[frame]) / sizeof (float);
         }
-        s_align_pieces (self, last - first);
-        ps_key_t *key = ps_store_lookup (self->store, name);
+        s_align_pieces (self, entry->frames);
+        ps_key_t *key = ps_store_lookup (self->store, entry->key);
         ps_problem_t problem;
         int rc = -1;
         if (!key)
-            ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_UNKNOWN_KEY, "unknown key '%s'", name);
+            ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_UNKNOWN_KEY, "unknown key '%s'",
+                            entry->key);
         else if (self->staleness == 0)
-            rc = ps_store_accumulate (self->store, key, command->clock, self->pieces, last - first,
+            rc = ps_store_accumulate (self->store, key, command->clock, self->pieces, entry->frames,
                                       command->grad_count, &problem);
         else
-            rc = ps_store_apply (self->store, key, self->pieces, last - first, command->grad_count,
+            rc = ps_store_apply (self->store, key, self->pieces, entry->frames, command->grad_count,
                                  &problem);
         if (rc)
-            ps_error ("push from worker %u lost after its ack: %s", envelope->worker,
+            ps_error ("push from worker %u lost after its ack: %s", command->worker,
                       problem.message);
         else if (self->staleness != 0) {
             self->steps++;
             s_publish (key, self);
         }
-        first = last;
     }
 }
 
@@ -315,11 +304,10 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
     const ps_aggregator_config_t *config = args;
     agg_t self = {.pipe = zsock_resolve (pipe),
                   .store = ps_store_new (&config->defaults),
-                  .codec = ps_codec_new (),
                   .staleness = config->staleness,
                   .defaults = config->defaults,
                   .accept_nonfinite = config->accept_nonfinite};
-    assert (self.store && self.codec);
+    assert (self.store);
     //  Done with config, which lives on our creator's stack
     PS_HANDOFF_SEND (args);
     zsock_signal (pipe, 0);
@@ -356,6 +344,5 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
     free (self.frames);
     free (self.pieces);
     free (self.aligned);
-    ps_codec_destroy (&self.codec);
     ps_store_destroy (&self.store);
 }

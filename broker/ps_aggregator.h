@@ -7,15 +7,18 @@
     through the pipe, never copied; the aggregator reads them in place and
     reduces into buffers the store owns.
 
-    Pipe protocol. Every command is a multipart message whose first frame
-    is a ps_agg_command_t; the aggregator processes commands in order and
-    numbers them from 1. Commands:
-      INIT  [cmd][routing id][envelope][initial value frames...]
-      PUSH  [cmd][envelope][gradient frames...]        (validated already)
+    The ROUTER loop decodes and checks every envelope once; what it sends
+    here is the plan it drew from it (an array of ps_agg_entry_t), never
+    the envelope, so this thread needs no codec. Pipe protocol: every
+    message's first frame is a ps_agg_command_t; commands are processed in
+    order and numbered from 1.
+      INIT  [cmd][routing id][plan: a slice per entry][initial value frames]
+      PUSH  [cmd][plan: a key per entry][gradient frames...]
       FLUSH [cmd]                                      (BSP barrier)
     Replies, in order, on the same pipe:
       PUBLISH [event][key name]   event.buf holds a reference for the reader
-      REPLY   [event][routing id][reply envelope]      (to forward)
+      REPLY   [event][routing id][message]   INIT answered: event.status 0,
+                                  or a PSMQ__ERR_CODE__* and why
       FAULT   [event][why]        a PUSH of rank event.worker was refused
                                   (a NaN or an infinity) and not applied
       DONE    [event]             event.done = commands processed so far;
@@ -26,16 +29,18 @@
     what it forwards). A push's values are read only here: one holding a
     NaN or an infinity is not applied and reported (FAULT). What still
     fails (out of memory, a key size that changed) is logged and, for
-    INIT, answered with an ERROR envelope.
+    INIT, answered with an error status.
     ========================================================================= */
 
 #ifndef PS_AGGREGATOR_H_INCLUDED
 #define PS_AGGREGATOR_H_INCLUDED
 
 #include "ps_buf.h"
+#include "ps_limits.h"
 #include "ps_optim.h"
 
 #include <czmq.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef enum {
@@ -50,19 +55,35 @@ typedef enum {
 
 //  The first frame of every pipe message, both ways
 typedef struct {
-    ps_agg_kind_t kind;  //  what this message is
-    int64_t clock;       //  PUSH: the gradients' clock; FLUSH: apply
-                         //  accumulators of clocks below this
-    uint32_t grad_count; //  PUSH: gradients summed in the frames
-    uint32_t worker;     //  PUSH, FAULT: the pushing connection's rank
-    uint64_t done;       //  DONE: commands processed
-    ps_buf_t *buf;       //  PUBLISH: new version, one reference handed over
-    uint64_t size;       //  PUBLISH: elements in the key
-    uint64_t version;    //  PUBLISH: its version number
-    uint64_t steps;      //  DONE: optimizer steps applied so far
-    uint64_t pending;    //  DONE: gradients waiting in BSP accumulators
-    int64_t received_us; //  INIT: when the router read it; echoed in REPLY
+    ps_agg_kind_t kind;      //  what this message is
+    int64_t clock;           //  PUSH: the gradients' clock; FLUSH: apply
+                             //  accumulators of clocks below this
+    uint32_t grad_count;     //  PUSH: gradients summed in the frames
+    uint32_t worker;         //  INIT, PUSH, FAULT, REPLY: the connection's rank
+    uint64_t seq;            //  INIT, REPLY: the request's seq
+    ps_optim_config_t optim; //  INIT: the settings it names, resolved
+    bool named;              //  INIT: it named settings (else the key's
+                             //  own, or the defaults for a new key)
+    int status;              //  REPLY: 0, or the PSMQ__ERR_CODE__* refusing it
+    uint64_t done;           //  DONE: commands processed
+    ps_buf_t *buf;           //  PUBLISH: new version, one reference handed over
+    uint64_t size;           //  PUBLISH: elements in the key
+    uint64_t version;        //  PUBLISH: its version number
+    uint64_t steps;          //  DONE: optimizer steps applied so far
+    uint64_t pending;        //  DONE: gradients waiting in BSP accumulators
+    int64_t received_us;     //  INIT: when the router read it; echoed in REPLY
 } ps_agg_command_t;
+
+//  One entry of a command's plan. INIT: one per slice, in order; a slice
+//  with count > 0 has the next frame. PUSH: one per key, whose `frames`
+//  next frames cover it from element 0, in order.
+typedef struct {
+    char key[PS_MAX_KEY_LEN + 1]; //  the key's name
+    uint64_t offset;              //  INIT: where the slice's values go
+    uint64_t count;               //  INIT: elements in its frame
+    uint64_t total;               //  INIT: the key's size
+    uint32_t frames;              //  PUSH: frames of this key
+} ps_agg_entry_t;
 
 typedef struct {
     ps_optim_config_t defaults; //  optimizer for keys that name none

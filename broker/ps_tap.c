@@ -14,6 +14,8 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 
@@ -26,6 +28,9 @@ struct ps_tap_t {
     uint32_t payload_subscriptions; //  those on "payload." topics
     uint64_t records;               //  records built, sent or dropped
     uint64_t dropped;               //  records a slow reader could not take
+    Psmq__TapKey *keys;             //  a record's keys, reused
+    Psmq__TapKey **key_ptrs;        //  pointers to them
+    size_t key_capacity;            //  allocated
 };
 
 ps_tap_t *
@@ -72,6 +77,8 @@ ps_tap_destroy (ps_tap_t **self_p)
     //  An ipc:// tap leaves its file behind otherwise
     if (strncmp (self->endpoint, "ipc://", 6) == 0)
         unlink (self->endpoint + 6);
+    free (self->keys);
+    free (self->key_ptrs);
     free (self);
     *self_p = NULL;
 }
@@ -193,4 +200,123 @@ uint64_t
 ps_tap_dropped (const ps_tap_t *self)
 {
     return self->dropped;
+}
+
+//  The record's keys: one per key, slices of the same key merged
+static void
+s_record_keys (ps_tap_t *self, ps_tap_record_t *record, const ps_envelope_t *envelope)
+{
+    if (envelope->n_slices > self->key_capacity) {
+        Psmq__TapKey *keys = realloc (self->keys, envelope->n_slices * sizeof *keys);
+        Psmq__TapKey **ptrs =
+            keys ? realloc (self->key_ptrs, envelope->n_slices * sizeof *ptrs) : NULL;
+        if (keys)
+            self->keys = keys;
+        if (!keys || !ptrs)
+            return; //  a record without keys beats no record
+        self->key_ptrs = ptrs;
+        self->key_capacity = envelope->n_slices;
+    }
+    size_t used = 0;
+    for (size_t i = 0; i < envelope->n_slices; i++) {
+        const ps_slice_t *slice = envelope->slices[i];
+        if (used && strcmp (self->keys[used - 1].key, slice->key) == 0) {
+            self->keys[used - 1].count += slice->count;
+            continue;
+        }
+        psmq__tap_key__init (&self->keys[used]);
+        self->keys[used].key = slice->key;
+        self->keys[used].count = slice->count;
+        self->key_ptrs[used] = &self->keys[used];
+        used++;
+    }
+    record->keys = self->key_ptrs;
+    record->n_keys = used;
+}
+
+//  peer holds the first 8 bytes of the routing id in hex
+static void
+s_record_init (ps_tap_record_t *record, const ps_tap_scene_t *scene, int kind, int64_t worker,
+               char peer[17], const uint8_t *id, size_t id_size)
+{
+    psmq__tap_record__init (record);
+    record->kind = kind;
+    record->worker = worker;
+    record->min_clock = scene->min_clock;
+    record->slowest = scene->slowest;
+    if (scene->shards > 1) {
+        record->shard = scene->shard;
+        record->shards = scene->shards;
+    }
+    if (id) {
+        static const char digits[] = "0123456789abcdef";
+        size_t size = id_size < 8 ? id_size : 8;
+        for (size_t i = 0; i < size; i++) {
+            peer[2 * i] = digits[id[i] >> 4];
+            peer[2 * i + 1] = digits[id[i] & 15];
+        }
+        peer[2 * size] = 0;
+        record->peer = peer;
+    }
+}
+
+void
+ps_tap_message (ps_tap_t *self, const ps_tap_scene_t *scene, int kind, int64_t worker,
+                const uint8_t *id, size_t id_size, const ps_envelope_t *envelope, zmq_msg_t *frames,
+                size_t nframes, const ps_tap_timing_t *timing)
+{
+    ps_tap_record_t record;
+    char peer[17];
+    s_record_init (&record, scene, kind, worker, peer, id, id_size);
+    record.type = envelope->type;
+    record.seq = envelope->seq;
+    record.clock = envelope->clock;
+    s_record_keys (self, &record, envelope);
+    for (size_t i = 0; i < nframes; i++)
+        record.bytes += zmq_msg_size (&frames[i]);
+    if (timing && timing->received_us) {
+        int64_t total = zclock_usecs () - timing->received_us;
+        record.total_us = total;
+        record.parked_us = timing->parked_us;
+        record.aggregation_us = timing->aggregation_us;
+        int64_t queued = total - timing->parked_us - timing->aggregation_us;
+        record.queued_us = queued > 0 ? queued : 0;
+    }
+    ps_tap_publish (self, &record, frames, nframes);
+}
+
+void
+ps_tap_reject (ps_tap_t *self, const ps_tap_scene_t *scene, int64_t worker, const uint8_t *id,
+               size_t id_size, const ps_envelope_t *request, const ps_problem_t *problem)
+{
+    ps_tap_record_t record;
+    char peer[17];
+    s_record_init (&record, scene, PSMQ__TAP_KIND__TAP_REJECT, worker, peer, id, id_size);
+    if (request) {
+        record.type = request->type;
+        record.seq = request->seq;
+        record.clock = request->clock;
+        s_record_keys (self, &record, request);
+    }
+    record.status = problem->code;
+    record.reason = (char *)problem->message;
+    ps_tap_publish (self, &record, NULL, 0);
+}
+
+void
+ps_tap_event (ps_tap_t *self, const ps_tap_scene_t *scene, int kind, int64_t worker, int64_t clock,
+              const char *format, ...)
+{
+    ps_tap_record_t record;
+    char peer[17];
+    s_record_init (&record, scene, kind, worker, peer, NULL, 0);
+    char reason[PS_MAX_ERROR_LEN];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (reason, sizeof reason, format, args);
+    va_end (args);
+    record.reason = reason;
+    if (worker >= 0)
+        record.clock = clock;
+    ps_tap_publish (self, &record, NULL, 0);
 }

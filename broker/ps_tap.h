@@ -49,6 +49,37 @@ bool ps_tap_payload_wanted (const ps_tap_t *self);
 //  untouched: the tap sends zero-copy duplicates of them.
 void ps_tap_publish (ps_tap_t *self, ps_tap_record_t *record, zmq_msg_t *frames, size_t nframes);
 
+//  What every record says of the broker when it is built
+typedef struct {
+    int64_t min_clock; //  the slowest clock, -1 when nobody counts
+    int64_t slowest;   //  the rank holding it, -1 when none
+    uint32_t shard;    //  the broker's place in its group
+    uint32_t shards;   //  brokers in its group (0 or 1: no group)
+} ps_tap_scene_t;
+
+//  The broker's time with a request, for the record of its reply
+typedef struct {
+    int64_t received_us;    //  when it was read (zclock_usecs), 0: unknown
+    int64_t parked_us;      //  parked on the staleness bound
+    int64_t aggregation_us; //  waiting for the aggregation thread
+} ps_tap_timing_t;
+
+//  Records of messages and events, built and published in one call. worker
+//  is the rank the connection registered as (-1 when none), id its routing
+//  id (for the record's peer field), frames are mirrored as by
+//  ps_tap_publish. A request or its reply (kind TAP_REQUEST, TAP_REPLY;
+//  timing only for replies, may be NULL):
+void ps_tap_message (ps_tap_t *self, const ps_tap_scene_t *scene, int kind, int64_t worker,
+                     const uint8_t *id, size_t id_size, const ps_envelope_t *envelope,
+                     zmq_msg_t *frames, size_t nframes, const ps_tap_timing_t *timing);
+//  Input refused (request NULL when it did not parse)
+void ps_tap_reject (ps_tap_t *self, const ps_tap_scene_t *scene, int64_t worker, const uint8_t *id,
+                    size_t id_size, const ps_envelope_t *request, const ps_problem_t *problem);
+//  A connection, an eviction, a clock movement: kind, the worker's clock
+//  (when worker >= 0) and the reason, printf-style
+void ps_tap_event (ps_tap_t *self, const ps_tap_scene_t *scene, int kind, int64_t worker,
+                   int64_t clock, const char *format, ...) __attribute__ ((format (printf, 6, 7)));
+
 uint32_t ps_tap_subscriptions (const ps_tap_t *self);
 uint64_t ps_tap_records (const ps_tap_t *self);
 uint64_t ps_tap_dropped (const ps_tap_t *self);

@@ -1,0 +1,890 @@
+/*  =========================================================================
+    ps_router - the requests of the ROUTER loop (see ps_router.h)
+
+    Why a push is acked before the aggregation thread sees it: the ack
+    needs nothing from there, and the worker's next step overlaps the
+    aggregation. What a push's values hold is known only there, so a push
+    refused for a NaN or an infinity is reported back (FAULT) and the
+    connection's next CLOCK, which waits until its pushes went through,
+    carries the error.
+
+    What the aggregation thread receives is a plan (ps_agg_entry_t) drawn
+    while the envelope is checked, with the tensor frames moved along: the
+    envelope is decoded once, here.
+    ========================================================================= */
+
+#include "ps_router.h"
+#include "ps_handoff.h"
+#include "ps_info.h"
+#include "ps_limits.h"
+#include "ps_log.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+uint32_t
+ps_router_shards (const ps_router_t *self)
+{
+    return self->config.shards ? self->config.shards : 1;
+}
+
+// ------------------------------------------------------------ aggregation
+
+static void s_release (ps_router_t *self);
+
+//  Send a command and the frames of the message at hand from first on,
+//  moved, with plan (entries of it) as the frame after the routing id
+//  when there is one
+static void
+s_forward (ps_router_t *self, const ps_agg_command_t *command, bool with_id, size_t entries)
+{
+    zmq_send (self->agg_handle, command, sizeof *command, ZMQ_SNDMORE);
+    if (with_id)
+        zmq_msg_send (&self->frames[0], self->agg_handle, ZMQ_SNDMORE);
+    bool frames = self->nframes > 2;
+    zmq_send (self->agg_handle, self->plan, entries * sizeof *self->plan, frames ? ZMQ_SNDMORE : 0);
+    for (size_t i = 2; i < self->nframes; i++)
+        zmq_msg_send (&self->frames[i], self->agg_handle, i + 1 < self->nframes ? ZMQ_SNDMORE : 0);
+    self->agg_sent++;
+}
+
+//  The slowest clock may have moved: flush BSP accumulators, release waiters
+static void
+s_clock_moved (ps_router_t *self, int64_t old_min)
+{
+    int64_t new_min = ps_vclock_min (self->vclock);
+    if (new_min == old_min)
+        return;
+    if (self->config.staleness == 0 && new_min > old_min) {
+        ps_agg_command_t flush = {.kind = PS_AGG_FLUSH, .clock = new_min};
+        zmq_send (self->agg_handle, &flush, sizeof flush, 0);
+        self->agg_sent++;
+    }
+    ps_debug ("slowest clock %" PRId64 " -> %" PRId64, old_min, new_min);
+    if (self->tap_on)
+        ps_router_tap_event (
+            self, PSMQ__TAP_KIND__TAP_CLOCK, -1, "slowest clock %" PRId64 " -> %" PRId64,
+            old_min == PS_VCLOCK_NOBODY ? -1 : old_min, new_min == PS_VCLOCK_NOBODY ? -1 : new_min);
+    s_release (self);
+}
+
+static void
+s_on_publish (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *name)
+{
+    char key[PS_MAX_KEY_LEN + 1];
+    size_t length = zmq_msg_size (name);
+    assert (length <= PS_MAX_KEY_LEN);
+    memcpy (key, zmq_msg_data (name), length);
+    key[length] = 0;
+    PS_HANDOFF_RECEIVE (event->buf);
+    ps_published_set (self->published, key, event->buf, event->size, event->version);
+}
+
+//  The aggregator answered an INIT: the reply goes out from here, where
+//  the slowest clock is known, with its time there for the tap
+static void
+s_on_init_answered (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *id, zmq_msg_t *why)
+{
+    ps_envelope_t request;
+    psmq__envelope__init (&request);
+    request.type = PSMQ__MSG_TYPE__INIT;
+    request.seq = event->seq;
+    request.worker = event->worker;
+    if (event->received_us)
+        self->timing = (ps_tap_timing_t){.received_us = event->received_us,
+                                         .aggregation_us = zclock_usecs () - event->received_us};
+    if (event->status) {
+        ps_problem_t problem;
+        ps_problem_set (&problem, event->status, "%.*s", (int)zmq_msg_size (why),
+                        (const char *)zmq_msg_data (why));
+        ps_router_reject (self, zmq_msg_data (id), zmq_msg_size (id), &request, &problem);
+    }
+    else
+        ps_router_reply (self, zmq_msg_data (id), zmq_msg_size (id), &request, 0);
+    self->timing = (ps_tap_timing_t){0};
+}
+
+//  The aggregator refused a push after its ack: the worker hears of it
+//  in the reply to its next CLOCK
+static void
+s_on_fault (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *why)
+{
+    self->stats.rejected++;
+    self->stats.nonfinite++;
+    char message[PS_MAX_ERROR_LEN];
+    snprintf (message, sizeof message, "%.*s", (int)zmq_msg_size (why),
+              (const char *)zmq_msg_data (why));
+    ps_warn ("push from worker %u not applied: %s", event->worker, message);
+    if (self->tap_on)
+        ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_REJECT, event->worker, "%s", message);
+    ps_peer_t *peer = ps_peers_of_rank (self->peers, event->worker);
+    if (peer) {
+        peer->faulted = true;
+        snprintf (peer->fault, sizeof peer->fault, "%s", message);
+    }
+}
+
+//  Receive the frames after an event's first one
+static void
+s_agg_frames (ps_router_t *self, zmq_msg_t *frames, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        zmq_msg_init (&frames[i]);
+        zmq_msg_recv (&frames[i], self->agg_handle, 0);
+    }
+}
+
+void
+ps_router_agg_receive (ps_router_t *self)
+{
+    ps_agg_command_t event;
+    if (zmq_recv (self->agg_handle, &event, sizeof event, 0) != sizeof event)
+        return; //  interrupted; the pipe protocol itself cannot break
+    zmq_msg_t frames[2];
+    switch (event.kind) {
+    case PS_AGG_PUBLISH:
+        s_agg_frames (self, frames, 1);
+        s_on_publish (self, &event, &frames[0]);
+        zmq_msg_close (&frames[0]);
+        break;
+    case PS_AGG_REPLY:
+        s_agg_frames (self, frames, 2);
+        s_on_init_answered (self, &event, &frames[0], &frames[1]);
+        zmq_msg_close (&frames[0]);
+        zmq_msg_close (&frames[1]);
+        break;
+    case PS_AGG_FAULT:
+        s_agg_frames (self, frames, 1);
+        s_on_fault (self, &event, &frames[0]);
+        zmq_msg_close (&frames[0]);
+        break;
+    case PS_AGG_DONE:
+        self->agg_done = event.done;
+        self->stats.steps = event.steps;
+        self->stats.pending = event.pending;
+        ps_published_forget_failed (self->published, self->agg_done);
+        s_release (self);
+        break;
+    default: assert (false);
+    }
+}
+
+// ------------------------------------------------------------ answers
+
+//  Answer a checked PULL from the published versions, by reference. A
+//  large reply goes out in parts of about PS_CHUNK_BYTES, each its own
+//  message flagged `more` but the last: libzmq hands a message over only
+//  whole, so the worker copies part k while part k+1 is on the wire.
+static void
+s_answer_pull (ps_router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *request)
+{
+    ps_slice_t **slices;
+    zmq_msg_t *frames;
+    ps_problem_t problem;
+    ssize_t used = ps_published_pull_reply (self->published, request, &slices, &frames, &problem);
+    if (used < 0)
+        return ps_router_reject (self, id, id_size, request, &problem);
+    ps_envelope_t reply;
+    ps_codec_reply_to (&reply, request);
+    reply.clock = ps_vclock_clock (self->vclock, request->worker);
+    reply.min_clock = ps_vclock_min (self->vclock);
+    reply.n_slices = (size_t)used;
+    reply.slices = slices;
+    if (self->tap_on)
+        ps_router_tap_message (self, PSMQ__TAP_KIND__TAP_REPLY, id, id_size, &reply, frames,
+                               (size_t)used);
+    self->stats.out[PSMQ__MSG_TYPE__PULL]++;
+    size_t first = 0;
+    while (first < (size_t)used) {
+        size_t last = first;
+        uint64_t bytes = 0;
+        while (last < (size_t)used && (last == first || bytes < PS_CHUNK_BYTES))
+            bytes += slices[last++]->count * sizeof (float);
+        reply.n_slices = last - first;
+        reply.slices = slices + first;
+        reply.more = last < (size_t)used;
+        //  Slices of zero elements carry no frame: drop their placeholders
+        size_t nframes = 0;
+        for (size_t i = first; i < last; i++) {
+            if (slices[i]->count)
+                frames[first + nframes++] = frames[i];
+            else
+                zmq_msg_close (&frames[i]);
+        }
+        self->stats.bytes_out += bytes;
+        self->stats.bytes_out_type[PSMQ__MSG_TYPE__PULL] += bytes;
+        ps_router_send_raw (self, id, id_size, &reply, frames + first, nframes);
+        first = last;
+    }
+}
+
+//  A CLOCK's reply: its new clock, or the refusal of one of the
+//  connection's pushes that the aggregator reported meanwhile
+static void
+s_answer_clock (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request, int64_t clock)
+{
+    if (!peer->faulted)
+        return ps_router_reply (self, peer->id, peer->id_size, request, clock);
+    ps_problem_t problem;
+    ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_NONFINITE, "%s", peer->fault);
+    peer->faulted = false;
+    ps_router_reject (self, peer->id, peer->id_size, request, &problem);
+}
+
+//  ps_parking calls this for each request it releases
+static void
+s_answer_parked (void *arg, ps_parked_t *parked)
+{
+    ps_router_t *self = arg;
+    ps_problem_t problem;
+    ps_envelope_t *request = ps_codec_decode (self->parked_codec, zmq_msg_data (&parked->envelope),
+                                              zmq_msg_size (&parked->envelope), &problem);
+    assert (request);
+    ps_peer_t *peer = parked->peer;
+    if (self->tap_on) {
+        int64_t waited = zclock_usecs () - parked->received_us;
+        int64_t since = (zclock_mono () - parked->since) * 1000;
+        waited = since < waited ? since : waited;
+        self->timing = (ps_tap_timing_t){.received_us = parked->received_us,
+                                         .parked_us = parked->bound ? waited : 0,
+                                         .aggregation_us = parked->bound ? 0 : waited};
+    }
+    if (parked->type == PSMQ__MSG_TYPE__PULL)
+        s_answer_pull (self, peer->id, peer->id_size, request);
+    else
+        s_answer_clock (self, peer, request, parked->clock);
+    self->timing = (ps_tap_timing_t){0};
+}
+
+static void
+s_release (ps_router_t *self)
+{
+    ps_parking_release (self->parking, self->vclock, self->agg_sent, self->agg_done,
+                        s_answer_parked, self);
+}
+
+static bool
+s_may_answer (ps_router_t *self, int64_t clock, uint64_t need_done)
+{
+    return self->agg_done >= need_done && ps_vclock_admits (self->vclock, clock);
+}
+
+//  Park the request at hand (its envelope frame moves to the parking)
+static void
+s_park (ps_router_t *self, ps_peer_t *peer, int type, int64_t clock, uint64_t need_done)
+{
+    ps_parking_add (self->parking, self->vclock, peer, type, clock, need_done, &self->frames[1],
+                    self->timing.received_us);
+}
+
+// ------------------------------------------------------------ peers
+
+//  Forget a connection: its parked requests go, the rank stays as it is
+static void
+s_peer_forget (ps_router_t *self, ps_peer_t *peer)
+{
+    ps_parking_drop_peer (self->parking, peer);
+    ps_peers_forget (self->peers, peer);
+}
+
+//  A rank goes away (BYE or silence): nobody waits for it any more
+static void
+s_rank_leaves (ps_router_t *self, ps_peer_t *peer)
+{
+    int64_t old_min = ps_vclock_min (self->vclock);
+    for (uint32_t rank = peer->rank; rank < peer->rank + peer->weight; rank++)
+        ps_vclock_leave (self->vclock, rank);
+    s_peer_forget (self, peer);
+    s_clock_moved (self, old_min);
+}
+
+void
+ps_router_evict_silent (ps_router_t *self)
+{
+    int64_t now = zclock_mono ();
+    zlistx_t *silent = ps_peers_silent (self->peers, self->config.timeout_ms);
+    for (ps_peer_t *peer = zlistx_first (silent); peer; peer = zlistx_next (silent)) {
+        ps_warn ("evicted worker %u: silent for %" PRId64 " ms (timeout %u ms), at clock %" PRId64,
+                 peer->rank, now - peer->last_seen, self->config.timeout_ms,
+                 ps_vclock_clock (self->vclock, peer->rank));
+        self->stats.evicted++;
+        if (self->tap_on)
+            ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_EVICT, peer->rank,
+                                 "silent for %" PRId64 " ms", now - peer->last_seen);
+        s_rank_leaves (self, peer);
+    }
+    zlistx_destroy (&silent);
+}
+
+// ------------------------------------------------------------ HELLO
+
+//  A worker must take us for what we are: the same place in a group of the
+//  same size, or its pushes and pulls would address slices we do not hold
+static int
+s_check_group (ps_router_t *self, const Psmq__Hello *hello, ps_problem_t *problem)
+{
+    uint32_t shards = ps_router_shards (self);
+    uint32_t theirs = hello->shards ? hello->shards : 1;
+    if (theirs != shards || hello->shard != self->config.shard) {
+        if (shards == 1)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_GROUP,
+                                   "the worker takes this broker for shard %u of a group of %u, "
+                                   "but it serves alone (no --shards)",
+                                   hello->shard, theirs);
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_GROUP,
+                               "the worker takes this broker for shard %u of a group of %u, "
+                               "but it is shard %u of %u: give every worker the same "
+                               "endpoint list, in shard order",
+                               hello->shard, theirs, self->config.shard, shards);
+    }
+    if (hello->n_group && hello->n_group != theirs)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_GROUP,
+                               "the worker names %zu endpoints for a group of %u", hello->n_group,
+                               theirs);
+    return 0;
+}
+
+//  Remember the group's endpoints as a worker names them, for INFO
+static void
+s_learn_group (ps_router_t *self, const Psmq__Hello *hello)
+{
+    if (self->group || hello->n_group < 2)
+        return;
+    char **group = calloc (hello->n_group, sizeof *group);
+    if (!group)
+        return;
+    for (size_t i = 0; i < hello->n_group; i++)
+        group[i] = strdup (hello->group[i]);
+    self->group = group;
+}
+
+//  The ranks a HELLO claims must fit the world; 0, or -1 with ERR_RANK
+static int
+s_check_ranks (ps_router_t *self, const ps_envelope_t *request, uint32_t weight,
+               ps_problem_t *problem)
+{
+    uint32_t world = ps_vclock_world (self->vclock);
+    if (request->hello->world_size != world || request->worker >= world ||
+        weight > world - request->worker)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_RANK,
+                               "ranks %u..%u of world %u do not fit this broker's world of %u "
+                               "workers",
+                               request->worker, request->worker + weight - 1,
+                               request->hello->world_size, world);
+    return 0;
+}
+
+//  Free ranks rank .. rank+weight-1 of other connections: a worker that
+//  registers again from a new connection takes its ranks back
+static void
+s_take_ranks (ps_router_t *self, ps_peer_t *keep, uint32_t rank, uint32_t weight)
+{
+    for (uint32_t r = rank; r < rank + weight; r++) {
+        ps_peer_t *holder = ps_peers_of_rank (self->peers, r);
+        if (!holder || holder == keep)
+            continue;
+        ps_warn ("worker %u registered again from a new connection; the old one is dropped", r);
+        //  The old connection's other ranks have nobody behind them now:
+        //  they leave, or the job would wait for them forever
+        for (uint32_t other = holder->rank; other < holder->rank + holder->weight; other++)
+            if (other < rank || other >= rank + weight)
+                ps_vclock_leave (self->vclock, other);
+        s_peer_forget (self, holder);
+    }
+}
+
+static void
+s_welcome (ps_router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *request,
+           const ps_peer_t *peer, int64_t clock)
+{
+    uint32_t world = ps_vclock_world (self->vclock);
+    int64_t clocks[PS_MAX_WORKERS];
+    for (uint32_t r = 0; r < world; r++)
+        clocks[r] = ps_vclock_state (self->vclock, r) == PS_RANK_LIVE
+                        ? ps_vclock_clock (self->vclock, r)
+                        : -1;
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = world;
+    hello.staleness = self->config.staleness;
+    hello.session = peer->session;
+    hello.heartbeat_ms = self->config.heartbeat_ms;
+    hello.timeout_ms = self->config.timeout_ms;
+    hello.clocks = clocks;
+    hello.n_clocks = world;
+    hello.live = ps_vclock_live (self->vclock);
+    hello.shard = self->config.shard;
+    hello.shards = ps_router_shards (self);
+    hello.incarnation = self->incarnation;
+    ps_envelope_t reply;
+    ps_codec_reply_to (&reply, request);
+    reply.clock = clock;
+    reply.min_clock = ps_vclock_min (self->vclock);
+    reply.hello = &hello;
+    ps_router_send (self, id, id_size, &reply, NULL, 0);
+}
+
+static void
+s_handle_hello (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t *request)
+{
+    ps_problem_t problem;
+    if (!request->hello) {
+        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_MALFORMED, "hello without its settings");
+        return ps_router_reject (self, id, id_size, request, &problem);
+    }
+    uint32_t weight = request->hello->weight ? request->hello->weight : 1;
+    if (s_check_group (self, request->hello, &problem) ||
+        s_check_ranks (self, request, weight, &problem))
+        return ps_router_reject (self, id, id_size, request, &problem);
+    ps_peer_t *peer = ps_peers_lookup (self->peers, id, id_size);
+    if (peer && (peer->rank != request->worker || peer->weight != weight)) {
+        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_RANK,
+                        "this connection is rank %u already, not %u", peer->rank, request->worker);
+        return ps_router_reject (self, id, id_size, request, &problem);
+    }
+    uint32_t rank = request->worker;
+    int64_t old_min = ps_vclock_min (self->vclock);
+    s_take_ranks (self, peer, rank, weight);
+    if (peer)
+        ps_peers_register (self->peers, peer);
+    else
+        peer = ps_peers_add (self->peers, id, id_size, rank, weight);
+    s_learn_group (self, request->hello);
+
+    uint32_t world = ps_vclock_world (self->vclock);
+    int64_t clock = ps_vclock_join_range (self->vclock, rank, weight);
+    if (weight > 1)
+        ps_info ("workers %u..%u joined at clock %" PRId64 " (%u of %u live)", rank,
+                 rank + weight - 1, clock, ps_vclock_live (self->vclock), world);
+    else
+        ps_info ("worker %u joined at clock %" PRId64 " (%u of %u live)", rank, clock,
+                 ps_vclock_live (self->vclock), world);
+    if (self->tap_on)
+        ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_CONNECT, rank, "joined at clock %" PRId64,
+                             clock);
+    s_welcome (self, id, id_size, request, peer, clock);
+    s_clock_moved (self, old_min);
+}
+
+// ------------------------------------------------------------ INIT, PUSH
+
+//  Room for entries plan entries; -1 when out of memory
+static int
+s_reserve_plan (ps_router_t *self, size_t entries)
+{
+    if (entries <= self->plan_capacity)
+        return 0;
+    ps_agg_entry_t *plan = realloc (self->plan, entries * sizeof *plan);
+    if (!plan)
+        return -1;
+    self->plan = plan;
+    self->plan_capacity = entries;
+    return 0;
+}
+
+//  Check an INIT and draw its plan, a slice per entry
+static int
+s_check_init (ps_router_t *self, const ps_envelope_t *request, ps_problem_t *problem)
+{
+    if (request->n_slices == 0)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED, "init names no key");
+    if (s_reserve_plan (self, request->n_slices))
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL, "out of memory for an init");
+    for (size_t i = 0; i < request->n_slices; i++) {
+        const ps_slice_t *slice = request->slices[i];
+        if (slice->total == 0)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                                   "init of key '%s' with size 0", slice->key);
+        if (slice->offset > slice->total || slice->count > slice->total - slice->offset)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                                   "init of key '%s': initial values [%" PRIu64 ", +%" PRIu64
+                                   ") beyond its size %" PRIu64,
+                                   slice->key, slice->offset, slice->count, slice->total);
+        uint64_t size;
+        if (ps_published_size (self->published, slice->key, &size) && size != slice->total)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
+                                   "key '%s' exists with %" PRIu64 " elements, not %" PRIu64,
+                                   slice->key, size, slice->total);
+        ps_agg_entry_t *entry = &self->plan[i];
+        snprintf (entry->key, sizeof entry->key, "%s", slice->key);
+        entry->offset = slice->offset;
+        entry->count = slice->count;
+        entry->total = slice->total;
+        entry->frames = slice->count ? 1 : 0;
+    }
+    if (request->optim) {
+        const Psmq__Optim *optim = request->optim;
+        if (optim->kind < PSMQ__OPTIM_KIND__OPT_DEFAULT || optim->kind > PSMQ__OPTIM_KIND__OPT_ADAM)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_OPTIM, "unknown optimizer kind %d",
+                                   (int)optim->kind);
+        ps_optim_config_t config = self->config.optim;
+        ps_optim_config_from_wire (&config, optim);
+        char why[PS_MAX_ERROR_LEN];
+        if (ps_optim_config_check (&config, why, sizeof why))
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_OPTIM, "%s", why);
+    }
+    return 0;
+}
+
+static void
+s_handle_init (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
+{
+    ps_problem_t problem;
+    if (s_check_init (self, request, &problem))
+        return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
+    //  Its keys are known at once, so that a PUSH or a PULL pipelined
+    //  behind it is not refused as unknown
+    ps_published_creating (self->published, request, self->agg_sent + 1);
+    ps_agg_command_t command = {.kind = PS_AGG_INIT,
+                                .worker = request->worker,
+                                .seq = request->seq,
+                                .named = request->optim != NULL,
+                                .optim = self->config.optim,
+                                .received_us = self->timing.received_us};
+    ps_optim_config_from_wire (&command.optim, request->optim);
+    s_forward (self, &command, true, request->n_slices);
+}
+
+//  A push must cover each of its keys exactly, in order, in slices; its
+//  plan has an entry per key
+static int
+s_check_push (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request, size_t *entries,
+              ps_problem_t *problem)
+{
+    int64_t clock = ps_vclock_clock (self->vclock, peer->rank);
+    if (request->clock != clock)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_CLOCK,
+                               "push for clock %" PRId64
+                               " from worker %u, which is at clock %" PRId64,
+                               request->clock, peer->rank, clock);
+    if (request->n_slices == 0)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED, "push names no key");
+    if (request->grad_count == 0 || request->grad_count > peer->weight)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_RANK,
+                               "push with grad_count %u from a connection of %u worker%s: it "
+                               "must count the gradients summed in it, 1 to %u",
+                               request->grad_count, peer->weight, peer->weight == 1 ? "" : "s",
+                               peer->weight);
+    if (s_reserve_plan (self, request->n_slices))
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL, "out of memory for a push");
+    *entries = 0;
+    ps_agg_entry_t *entry = NULL;
+    uint64_t size = 0, expected = 0;
+    for (size_t i = 0; i <= request->n_slices; i++) {
+        const ps_slice_t *slice = i < request->n_slices ? request->slices[i] : NULL;
+        bool same_key = slice && entry && strcmp (slice->key, entry->key) == 0;
+        if (entry && !same_key && expected != size)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                                   "push of key '%s' covers %" PRIu64 " of its %" PRIu64
+                                   " elements",
+                                   entry->key, expected, size);
+        if (!slice)
+            break;
+        if (!same_key) {
+            if (!ps_published_size (self->published, slice->key, &size))
+                return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_UNKNOWN_KEY,
+                                       "push of unknown key '%s'", slice->key);
+            entry = &self->plan[(*entries)++];
+            snprintf (entry->key, sizeof entry->key, "%s", slice->key);
+            entry->frames = 0;
+            expected = 0;
+        }
+        if (slice->offset != expected || slice->count == 0)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                                   "push of key '%s': slice [%" PRIu64 ", +%" PRIu64
+                                   ") where offset %" PRIu64 " and a non-empty slice were due",
+                                   entry->key, slice->offset, slice->count, expected);
+        expected += slice->count;
+        entry->frames++;
+        if (expected > size)
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                                   "push of key '%s' has %" PRIu64 "+ elements, the key %" PRIu64,
+                                   entry->key, expected, size);
+    }
+    return 0;
+}
+
+static void
+s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
+{
+    ps_problem_t problem;
+    size_t entries = 0;
+    if (s_check_push (self, peer, request, &entries, &problem))
+        return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
+    //  Ack before forwarding: the reply needs nothing from the aggregator
+    ps_router_reply (self, peer->id, peer->id_size, request, request->clock);
+    ps_agg_command_t command = {.kind = PS_AGG_PUSH,
+                                .clock = request->clock,
+                                .grad_count = request->grad_count,
+                                .worker = peer->rank};
+    s_forward (self, &command, false, entries);
+    peer->pushes_sent = self->agg_sent;
+}
+
+// ------------------------------------------------------------ PULL, CLOCK
+
+static void
+s_handle_pull (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
+{
+    ps_problem_t problem;
+    if (ps_published_check_pull (self->published, request, &problem))
+        return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
+    int64_t clock = ps_vclock_clock (self->vclock, peer->rank);
+    if (s_may_answer (self, clock, self->agg_sent))
+        return s_answer_pull (self, peer->id, peer->id_size, request);
+    if (ps_parking_check_room (peer, &problem))
+        return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
+    s_park (self, peer, PSMQ__MSG_TYPE__PULL, clock, self->agg_sent);
+}
+
+static void
+s_handle_clock (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
+{
+    ps_problem_t problem;
+    int64_t old_min = ps_vclock_min (self->vclock);
+    int64_t current = ps_vclock_clock (self->vclock, peer->rank);
+    if (ps_vclock_advance (self->vclock, peer->rank, request->clock)) {
+        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_CLOCK,
+                        "worker %u finished clock %" PRId64 " but is at clock %" PRId64, peer->rank,
+                        request->clock, current);
+        return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
+    }
+    //  The other ranks of the connection share the first one's clock
+    for (uint32_t rank = peer->rank + 1; rank < peer->rank + peer->weight; rank++)
+        ps_vclock_advance (self->vclock, rank, request->clock);
+    int64_t clock = request->clock + 1;
+    if (s_may_answer (self, clock, peer->pushes_sent))
+        s_answer_clock (self, peer, request, clock);
+    else if (ps_parking_check_room (peer, &problem))
+        ps_router_reject (self, peer->id, peer->id_size, request, &problem);
+    else
+        s_park (self, peer, PSMQ__MSG_TYPE__CLOCK, clock, peer->pushes_sent);
+    s_clock_moved (self, old_min);
+}
+
+// ------------------------------------------------------------ the rest
+
+static void
+s_handle_heartbeat (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
+{
+    //  From the connection itself, last_seen is already refreshed; from
+    //  another socket of the same worker, trust the session token
+    if (!peer)
+        ps_peers_heard_by_session (self->peers, request->worker, request->session);
+}
+
+static void
+s_handle_info (ps_router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *request)
+{
+    char *json = ps_info_json (self);
+    ps_envelope_t reply;
+    ps_codec_reply_to (&reply, request);
+    reply.info = json ? json : "{}";
+    reply.min_clock = ps_vclock_min (self->vclock);
+    ps_router_send (self, id, id_size, &reply, NULL, 0);
+    free (json);
+}
+
+static void
+s_handle_bye (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
+{
+    ps_info ("worker %u left at clock %" PRId64, peer->rank,
+             ps_vclock_clock (self->vclock, peer->rank));
+    ps_router_reply (self, peer->id, peer->id_size, request,
+                     ps_vclock_clock (self->vclock, peer->rank));
+    if (self->tap_on)
+        ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_DISCONNECT, peer->rank, "left (bye)");
+    s_rank_leaves (self, peer);
+}
+
+static void
+s_dispatch (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t *request)
+{
+    ps_problem_t problem;
+    int type = request->type;
+    self->stats.in[type]++;
+    if (request->reply || type == PSMQ__MSG_TYPE__ERROR) {
+        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_TYPE, "a worker may not send %s %s",
+                        ps_codec_type_name (type), request->reply ? "replies" : "messages");
+        return ps_router_reject (self, id, id_size, request, &problem);
+    }
+    //  Any message of a registered connection keeps it alive, INFO too
+    ps_peer_t *peer = ps_peers_lookup (self->peers, id, id_size);
+    if (peer)
+        ps_peers_heard (self->peers, peer);
+    if (type == PSMQ__MSG_TYPE__HELLO)
+        return s_handle_hello (self, id, id_size, request);
+    if (type == PSMQ__MSG_TYPE__INFO)
+        return s_handle_info (self, id, id_size, request);
+    if (type == PSMQ__MSG_TYPE__HEARTBEAT)
+        return s_handle_heartbeat (self, peer, request);
+    if (!peer) {
+        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_NOT_REGISTERED,
+                        "%s before hello (or after eviction): say hello first",
+                        ps_codec_type_name (type));
+        return ps_router_reject (self, id, id_size, request, &problem);
+    }
+    if (request->worker != peer->rank) {
+        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_RANK,
+                        "message says worker %u but this connection is worker %u", request->worker,
+                        peer->rank);
+        return ps_router_reject (self, id, id_size, request, &problem);
+    }
+    switch (type) {
+    case PSMQ__MSG_TYPE__INIT: return s_handle_init (self, peer, request);
+    case PSMQ__MSG_TYPE__PUSH: return s_handle_push (self, peer, request);
+    case PSMQ__MSG_TYPE__PULL: return s_handle_pull (self, peer, request);
+    case PSMQ__MSG_TYPE__CLOCK: return s_handle_clock (self, peer, request);
+    case PSMQ__MSG_TYPE__BYE: return s_handle_bye (self, peer, request);
+    default:
+        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_TYPE, "unexpected message type %s",
+                        ps_codec_type_name (type));
+        return ps_router_reject (self, id, id_size, request, &problem);
+    }
+}
+
+// ------------------------------------------------------------ receiving
+
+static void
+s_close_frames (ps_router_t *self)
+{
+    for (size_t i = 0; i < self->nframes; i++)
+        zmq_msg_close (&self->frames[i]);
+    self->nframes = 0;
+}
+
+//  Receive one whole message. Frames past PS_ROUTER_MAX_FRAMES are read
+//  and dropped so that the next message starts clean; *overflow tells.
+static int
+s_receive (ps_router_t *self, bool *overflow)
+{
+    *overflow = false;
+    self->nframes = 0;
+    int more = 1;
+    while (more) {
+        zmq_msg_t scratch;
+        bool keep = self->nframes < PS_ROUTER_MAX_FRAMES;
+        zmq_msg_t *frame = keep ? &self->frames[self->nframes] : &scratch;
+        zmq_msg_init (frame);
+        if (zmq_msg_recv (frame, self->router_handle, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close (frame);
+            return -1;
+        }
+        more = zmq_msg_more (frame);
+        if (keep)
+            self->nframes++;
+        else {
+            *overflow = true;
+            zmq_msg_close (frame);
+        }
+    }
+    return 0;
+}
+
+//  Decode the message at hand's envelope and check its frames: the
+//  request, or NULL with problem set
+static ps_envelope_t *
+s_decode (ps_router_t *self, bool overflow, ps_problem_t *problem)
+{
+    if (self->nframes < 2) {
+        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED, "message without an envelope");
+        return NULL;
+    }
+    if (overflow) {
+        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE, "message of more than %d frames",
+                        PS_ROUTER_MAX_FRAMES);
+        return NULL;
+    }
+    return ps_codec_decode (self->codec, zmq_msg_data (&self->frames[1]),
+                            zmq_msg_size (&self->frames[1]), problem);
+}
+
+void
+ps_router_receive (ps_router_t *self)
+{
+    bool overflow;
+    if (s_receive (self, &overflow)) {
+        s_close_frames (self);
+        return;
+    }
+    uint8_t id[PS_MAX_ROUTING_ID];
+    size_t id_size = zmq_msg_size (&self->frames[0]);
+    assert (id_size <= PS_MAX_ROUTING_ID);
+    memcpy (id, zmq_msg_data (&self->frames[0]), id_size);
+
+    ps_problem_t problem;
+    ps_envelope_t *request = s_decode (self, overflow, &problem);
+    if (request && ps_codec_check_frames (request, &self->frames[2], self->nframes - 2, &problem)) {
+        //  Keep the request for its seq, but refuse it
+        self->stats.in[request->type]++;
+        ps_router_reject (self, id, id_size, request, &problem);
+    }
+    else if (!request && problem.parsed) {
+        //  Protobuf that broke a rule: answer with its seq, so a client with
+        //  requests in flight knows which one failed
+        ps_envelope_t refused;
+        psmq__envelope__init (&refused);
+        refused.seq = problem.seq;
+        refused.worker = problem.worker;
+        ps_router_reject (self, id, id_size, &refused, &problem);
+    }
+    else if (!request)
+        ps_router_reject (self, id, id_size, NULL, &problem);
+    else {
+        for (size_t i = 2; i < self->nframes; i++) {
+            self->stats.bytes_in += zmq_msg_size (&self->frames[i]);
+            self->stats.bytes_in_type[request->type] += zmq_msg_size (&self->frames[i]);
+        }
+        if (self->tap_on) {
+            self->timing.received_us = zclock_usecs ();
+            ps_router_tap_message (self, PSMQ__TAP_KIND__TAP_REQUEST, id, id_size, request,
+                                   &self->frames[2], self->nframes - 2);
+        }
+        s_dispatch (self, id, id_size, request);
+        self->timing.received_us = 0;
+    }
+    s_close_frames (self);
+}
+
+// ------------------------------------------------------------ stopping
+
+static void
+s_log_summary (ps_router_t *self)
+{
+    const ps_router_stats_t *stats = &self->stats;
+    ps_info ("served %.1f s: %" PRIu64 " hello, %" PRIu64 " init, %" PRIu64 " push, %" PRIu64
+             " pull, %" PRIu64 " clock; %.1f MB in, %.1f MB out; %" PRIu64
+             " optimizer steps, %" PRIu64 " rejected, %" PRIu64 " evicted",
+             (zclock_mono () - self->started) / 1000.0, stats->in[PSMQ__MSG_TYPE__HELLO],
+             stats->in[PSMQ__MSG_TYPE__INIT], stats->in[PSMQ__MSG_TYPE__PUSH],
+             stats->in[PSMQ__MSG_TYPE__PULL], stats->in[PSMQ__MSG_TYPE__CLOCK],
+             stats->bytes_in / 1e6, stats->bytes_out / 1e6, stats->steps, stats->rejected,
+             stats->evicted);
+}
+
+//  ps_parking hands every parked request here when the broker stops
+static void
+s_refuse_parked (void *arg, ps_parked_t *parked)
+{
+    ps_router_t *self = arg;
+    ps_problem_t problem;
+    ps_envelope_t *request = ps_codec_decode (self->parked_codec, zmq_msg_data (&parked->envelope),
+                                              zmq_msg_size (&parked->envelope), &problem);
+    zmq_msg_t msg;
+    if (ps_codec_encode_error (request, PSMQ__ERR_CODE__ERR_SHUTDOWN, "the broker is stopping",
+                               ps_vclock_min (self->vclock), &msg) == 0) {
+        ps_router_send_routing_id (self, parked->peer->id, parked->peer->id_size);
+        zmq_msg_send (&msg, self->router_handle, 0);
+    }
+}
+
+void
+ps_router_shutdown (ps_router_t *self)
+{
+    ps_parking_drain (self->parking, s_refuse_parked, self);
+    while (self->agg_done < self->agg_sent)
+        ps_router_agg_receive (self);
+    s_log_summary (self);
+}

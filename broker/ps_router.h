@@ -1,0 +1,137 @@
+/*  =========================================================================
+    ps_router - the ROUTER loop's state, and what it does with a message
+
+    One thread serves every worker through one ROUTER socket (ps_broker.c
+    runs its poll loop). For each message ps_router_receive decodes and
+    validates the envelope, then:
+      HELLO      registers the connection as a rank and joins the clock,
+                 once the worker's idea of the broker group matches ours
+      INIT       goes to the aggregation thread, which answers
+      PUSH       is checked against the published keys, acked at once and
+                 handed (frames moved, not copied) to the aggregation thread
+      PULL       is answered from the published versions, by reference
+      CLOCK      advances the rank's clock; answered when the bound allows
+      HEARTBEAT  keeps a rank alive (also from another socket, by session)
+      BYE        leaves the job; INFO answers the broker's status as JSON
+    A request that may not be answered yet is parked (ps_parking) and
+    answered later from the loop: no thread ever blocks for a worker.
+
+    This header is private to the broker: ps_broker.c (the loop, setup and
+    teardown), ps_router.c (the requests), ps_replies.c (what goes back to
+    workers) and ps_info.c (the INFO text)
+    share ps_router_t, and all of them run on the loop's thread only. The
+    state each part owns lives in its own module: peers (ps_peers),
+    parked requests (ps_parking), published versions (ps_published), the
+    tap (ps_tap), clocks (ps_vclock).
+
+    Bad input never stops the loop: whatever cannot be parsed or breaks a
+    rule is answered with an ERROR envelope naming the problem, counted
+    and logged (at a bounded rate), and the loop goes on.
+    ========================================================================= */
+
+#ifndef PS_ROUTER_H_INCLUDED
+#define PS_ROUTER_H_INCLUDED
+
+#include "ps_aggregator.h"
+#include "ps_broker.h"
+#include "ps_codec.h"
+#include "ps_parking.h"
+#include "ps_peers.h"
+#include "ps_published.h"
+#include "ps_tap.h"
+#include "ps_vclock.h"
+
+#include <czmq.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+//  Frames we keep of one message: routing id, envelope, tensor frames
+#define PS_ROUTER_MAX_FRAMES (PS_MAX_SLICES + 2)
+
+typedef struct {
+    uint64_t in[PSMQ__MSG_TYPE__ERROR + 1];             //  messages received by type
+    uint64_t out[PSMQ__MSG_TYPE__ERROR + 1];            //  replies sent by type
+    uint64_t bytes_in;                                  //  tensor bytes received
+    uint64_t bytes_out;                                 //  tensor bytes sent
+    uint64_t bytes_in_type[PSMQ__MSG_TYPE__ERROR + 1];  //  tensor bytes in by type
+    uint64_t bytes_out_type[PSMQ__MSG_TYPE__ERROR + 1]; //  tensor bytes out by type
+    uint64_t rejected;                                  //  requests answered with ERROR
+    uint64_t evicted;                                   //  ranks evicted for silence
+    uint64_t steps;                                     //  optimizer steps (from the aggregator)
+    uint64_t pending;                                   //  gradients in BSP accumulators
+    uint64_t nonfinite;                                 //  pushes refused for NaN or Inf
+} ps_router_stats_t;
+
+typedef struct {
+    ps_broker_config_t config; //  as given, endpoint excepted
+    zsock_t *pipe;             //  to our owner
+    zsock_t *router;           //  the workers' socket
+    void *router_handle;       //  its raw handle
+    zactor_t *aggregator;      //  the aggregation thread
+    void *agg_handle;          //  its pipe's raw handle
+    ps_codec_t *codec;         //  decodes incoming envelopes
+    ps_codec_t *parked_codec;  //  decodes parked ones, so that releasing
+                               //  them never clobbers the request at hand
+    ps_vclock_t *vclock;       //  every rank's clock
+    ps_peers_t *peers;         //  registered connections and their ranks
+    ps_parking_t *parking;     //  requests waiting to be answered
+    ps_published_t *published; //  versions pulls are answered from
+    uint64_t agg_sent;         //  commands sent to the aggregator
+    uint64_t agg_done;         //  commands it has finished
+    zmq_msg_t *frames;         //  the message being handled
+    size_t nframes;            //  frames in it
+    ps_agg_entry_t *plan;      //  the plan being drawn for the aggregator
+    size_t plan_capacity;      //  entries allocated
+    char bound[256];           //  endpoint with the port
+    int64_t started;           //  monotonic ms at start
+    int64_t next_check;        //  when to look for silent peers
+    int64_t reject_window;     //  second of the reject log limiter
+    uint32_t reject_logged;    //  lines logged in that second
+    ps_router_stats_t stats;   //  counters for INFO and the summary
+    ps_tap_t *tap;             //  the tap, NULL when off
+    zsock_t *monitor;          //  the ROUTER's TCP connection events (tap on)
+    zhashx_t *connections;     //  fd -> remote address, for those events
+    bool tap_on;               //  somebody listens: build records
+    ps_tap_timing_t timing;    //  of the message at hand (tap on)
+    char **group;              //  the group's endpoints as the first worker
+                               //  named them (for tools), NULL until then
+    uint64_t incarnation;      //  random id of this broker process (HELLO)
+    bool terminated;           //  owner asked us to stop
+} ps_router_t;
+
+//  Brokers in the group, 1 when there is none
+uint32_t ps_router_shards (const ps_router_t *self);
+//  Handle one message waiting on the ROUTER socket
+void ps_router_receive (ps_router_t *self);
+//  Handle one message waiting on the aggregator's pipe
+void ps_router_agg_receive (ps_router_t *self);
+//  Evict the ranks silent for longer than the timeout
+void ps_router_evict_silent (ps_router_t *self);
+//  Stop cleanly: parked requests get ERR_SHUTDOWN, and the aggregator's
+//  answers to everything sent are read so no reference leaks
+void ps_router_shutdown (ps_router_t *self);
+//  Replies (ps_replies.c): each is counted and tapped. Send the routing
+//  id frame of a message to the peer at id
+void ps_router_send_routing_id (ps_router_t *self, const uint8_t *id, size_t id_size);
+//  Encode and send envelope and its frames (consumed), without accounting
+void ps_router_send_raw (ps_router_t *self, const uint8_t *id, size_t id_size,
+                         const ps_envelope_t *envelope, zmq_msg_t *frames, size_t nframes);
+//  Send envelope and its frames (consumed), counted and tapped
+void ps_router_send (ps_router_t *self, const uint8_t *id, size_t id_size,
+                     const ps_envelope_t *envelope, zmq_msg_t *frames, size_t nframes);
+//  The plain reply to request: its clock field and the slowest clock
+void ps_router_reply (ps_router_t *self, const uint8_t *id, size_t id_size,
+                      const ps_envelope_t *request, int64_t clock);
+//  Refuse request (NULL when it did not parse) with problem: an ERROR
+//  envelope, counted, tapped and logged at a bounded rate
+void ps_router_reject (ps_router_t *self, const uint8_t *id, size_t id_size,
+                       const ps_envelope_t *request, const ps_problem_t *problem);
+//  A tap record of a message as received (TAP_REQUEST) or sent (TAP_REPLY,
+//  with the timing of the message at hand)
+void ps_router_tap_message (ps_router_t *self, int kind, const uint8_t *id, size_t id_size,
+                            const ps_envelope_t *envelope, zmq_msg_t *frames, size_t nframes);
+//  A tap event: connections, evictions, clock movements, refused pushes
+void ps_router_tap_event (ps_router_t *self, int kind, int64_t worker, const char *format, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+#endif
