@@ -4,6 +4,13 @@
     Start a broker in-process on an ephemeral loopback port, find the
     built binaries, spawn processes with a bounded wait. Test code only;
     each helper asserts (through Criterion) on failure.
+
+    ctest -j runs test executables side by side on a loaded machine, so
+    every test waits on a condition (bounded by PS_TEST_WAIT_MS, which
+    only a failure reaches) and keeps its resources to itself: brokers and
+    fakes bind ephemeral loopback ports, and each test process gets a
+    private directory, set as XDG_RUNTIME_DIR and TMPDIR, where brokers put
+    their default ipc:// tap (named after the port) and tests their files.
     ========================================================================= */
 
 #ifndef PS_TESTUTIL_H_INCLUDED
@@ -14,6 +21,11 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
+
+//  Bound on a wait for something that happens at once on an idle machine
+//  (a reply, a subscription, a process starting or exiting): generous, so
+//  that a loaded machine passes; only a failing test waits this long
+#define PS_TEST_WAIT_MS 20000
 
 //  A broker on tcp://127.0.0.1:<ephemeral> with these settings; the
 //  endpoint to connect to is written into endpoint
@@ -29,6 +41,12 @@ int ps_test_group (uint32_t shards, uint32_t workers, int32_t staleness, ps_brok
 //  stderr, when it cannot join
 ps_worker_t *ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world,
                              int clock_timeout_ms);
+//  A loopback TCP endpoint where nobody listens and nobody can start to:
+//  a port bound, not listening, by a socket that the caller closes when
+//  done (connects are refused at once). The socket, or -1 (asserts)
+int ps_test_closed_endpoint (char *endpoint, size_t endpoint_size);
+//  The test process's private directory (see above)
+const char *ps_test_dir (void);
 //  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)
 const char *ps_test_binary (const char *name, char *path, size_t path_size);
 //  A child process with its stdout and stderr on pipes
