@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <czmq.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -67,8 +68,8 @@ ps_test_dir (void)
 int
 ps_test_closed_endpoint (char *endpoint, size_t endpoint_size)
 {
-    //  Without SO_REUSEADDR no other socket may bind the port while this
-    //  one holds it, and as it does not listen, connects are refused
+    //  A socket that does not listen: connects are refused. The kernel
+    //  never hands its port to another socket bound to port 0
     int fd = socket (AF_INET, SOCK_STREAM, 0);
     cr_assert_neq (fd, -1);
     struct sockaddr_in address = {.sin_family = AF_INET};
@@ -77,6 +78,27 @@ ps_test_closed_endpoint (char *endpoint, size_t endpoint_size)
     socklen_t size = sizeof address;
     cr_assert_eq (getsockname (fd, (struct sockaddr *)&address, &size), 0);
     snprintf (endpoint, endpoint_size, "tcp://127.0.0.1:%d", ntohs (address.sin_port));
+    return fd;
+}
+
+int
+ps_test_hold_port (int port)
+{
+    //  SO_REUSEADDR, as libzmq sets it, so that the connections the broker
+    //  left in TIME_WAIT do not stand in the way; only its listener does,
+    //  until libzmq's background or the dying process closes it
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    cr_assert_neq (fd, -1);
+    int on = 1;
+    setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    int64_t deadline = zclock_mono () + PS_TEST_WAIT_MS;
+    int rc;
+    while ((rc = bind (fd, (struct sockaddr *)&address, sizeof address)) == -1 &&
+           errno == EADDRINUSE && zclock_mono () < deadline)
+        usleep (500);
+    cr_assert_eq (rc, 0, "cannot hold port %d: %s", port, strerror (errno));
     return fd;
 }
 

@@ -45,6 +45,12 @@ ps_worker_t *ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world
 //  a port bound, not listening, by a socket that the caller closes when
 //  done (connects are refused at once). The socket, or -1 (asserts)
 int ps_test_closed_endpoint (char *endpoint, size_t endpoint_size);
+//  Keep the loopback port of a broker this test has stopped (destroyed or
+//  killed): its workers go on reconnecting, and must be refused, not
+//  reach a broker that another test has started on the port meanwhile.
+//  Binds it, not listening, as soon as it is free (retrying for up to
+//  PS_TEST_WAIT_MS); the socket, which the caller closes when done
+int ps_test_hold_port (int port);
 //  The test process's private directory (see above)
 const char *ps_test_dir (void);
 //  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)

@@ -207,16 +207,22 @@ Test (worker, push_to_a_dead_broker_times_out_and_keeps_no_reference, .timeout =
     cr_assert (worker);
     size_t count = 1 << 20;
     cr_assert_eq (ps_worker_init (worker, "big", count, NULL, NULL), PS_OK);
+    //  Dead, and its port held: the worker reconnects to it, and another
+    //  test's broker there would answer "not registered"
+    int port = ps_broker_port (broker);
     ps_broker_destroy (&broker);
+    int held = ps_test_hold_port (port);
 
     //  The push lends this memory to libzmq; once push returns, freeing it
     //  must be safe (ASan would catch a late read)
     float *gradient = calloc (count, sizeof (float));
     ps_tensor_t push = {"big", gradient, count};
-    cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_ETIMEOUT);
+    int status = ps_worker_push (worker, &push, 1, 1);
+    cr_assert_eq (status, PS_ETIMEOUT, "%s: %s", ps_strerror (status), ps_worker_error (worker));
     free (gradient);
     zclock_sleep (300);
     ps_worker_close (&worker);
+    close (held);
 }
 
 Test (worker, blocking_push_reuses_nothing_of_the_callers_after_return)
