@@ -110,7 +110,12 @@ s_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, uint32_t sha
     ps_broker_config_defaults (&config);
     config.shard = shard;
     config.shards = shards;
-    config.endpoint = "tcp://127.0.0.1:*";
+    //  Port 0, not czmq's "*": czmq hands out ports in order from 49152,
+    //  so the port a broker just left goes to the next broker started
+    //  anywhere on the machine, where workers, pstap or the tap file of
+    //  the old one may still find it. The kernel's choice is random, and
+    //  avoids ports whose connections are in TIME_WAIT
+    config.endpoint = "tcp://127.0.0.1:0";
     config.workers = workers;
     config.staleness = staleness;
     if (timeout_ms) {

@@ -1345,7 +1345,7 @@ s_group_start (group_t *self, int silent_shard)
         }
         ps_broker_config_t config;
         ps_broker_config_defaults (&config);
-        config.endpoint = "tcp://127.0.0.1:*";
+        config.endpoint = "tcp://127.0.0.1:0"; //  see ps_testutil's s_broker
         config.shard = (uint32_t)i;
         config.shards = GROUP;
         char why[300];
