@@ -224,7 +224,11 @@ main (int argc, char *argv[])
     if (endpoint)
         snprintf (bound, sizeof bound, "%s", endpoint);
     else if (port == 0)
-        snprintf (bound, sizeof bound, "tcp://%s:*", bind_address);
+        //  The kernel's free port (random, and none that connections in
+        //  TIME_WAIT still name), not czmq's "*", which takes the lowest
+        //  free one from 49152: the port a broker just left, whose
+        //  workers may still be reconnecting to it
+        snprintf (bound, sizeof bound, "tcp://%s:0", bind_address);
     else
         snprintf (bound, sizeof bound, "tcp://%s:%ld", bind_address, port);
     config.endpoint = bound;

@@ -33,6 +33,7 @@ cc "$prefix/client.c" $(pkg-config --cflags --libs psworker) -Wl,-rpath,"$prefix
     -o "$prefix/client"
 "$prefix/bin/psbroker" --port 0 --bind 127.0.0.1 --no-tap --quiet > "$prefix/broker.out" &
 broker=$!
-for _ in $(seq 100); do grep -q tcp:// "$prefix/broker.out" && break; sleep 0.05; done
+#  Up to 20 s: a loaded machine may be slow to start it
+for _ in $(seq 400); do grep -q tcp:// "$prefix/broker.out" && break; sleep 0.05; done
 endpoint=$(grep -o 'tcp://[0-9.]*:[0-9]*' "$prefix/broker.out" | head -1)
 "$prefix/client" "$endpoint"

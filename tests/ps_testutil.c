@@ -4,16 +4,103 @@
 
 #include "ps_testutil.h"
 
+#include <arpa/inet.h>
 #include <czmq.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <criterion/criterion.h>
+
+//  The private directory: made before main () in every process of a test
+//  executable (Criterion runs each test in a process of its own), removed
+//  at exit by the process that made it. Under /tmp whatever TMPDIR says: an
+//  ipc:// path must fit in 107 bytes.
+static char s_dir[32];
+static pid_t s_dir_owner;
+
+static int
+s_remove (const char *path, const struct stat *info, int flag, struct FTW *walk)
+{
+    (void)info;
+    (void)flag;
+    (void)walk;
+    remove (path);
+    return 0;
+}
+
+static void
+s_dir_remove (void)
+{
+    if (getpid () == s_dir_owner)
+        nftw (s_dir, s_remove, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+__attribute__ ((constructor)) static void
+s_dir_make (void)
+{
+    snprintf (s_dir, sizeof s_dir, "/tmp/psmq-test-XXXXXX");
+    if (!mkdtemp (s_dir)) {
+        s_dir[0] = 0;
+        return;
+    }
+    s_dir_owner = getpid ();
+    setenv ("XDG_RUNTIME_DIR", s_dir, 1);
+    setenv ("TMPDIR", s_dir, 1);
+    atexit (s_dir_remove);
+}
+
+const char *
+ps_test_dir (void)
+{
+    return s_dir[0] ? s_dir : "/tmp";
+}
+
+int
+ps_test_closed_endpoint (char *endpoint, size_t endpoint_size)
+{
+    //  A socket that does not listen: connects are refused. The kernel
+    //  never hands its port to another socket bound to port 0
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    cr_assert_neq (fd, -1);
+    struct sockaddr_in address = {.sin_family = AF_INET};
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    cr_assert_eq (bind (fd, (struct sockaddr *)&address, sizeof address), 0);
+    socklen_t size = sizeof address;
+    cr_assert_eq (getsockname (fd, (struct sockaddr *)&address, &size), 0);
+    snprintf (endpoint, endpoint_size, "tcp://127.0.0.1:%d", ntohs (address.sin_port));
+    return fd;
+}
+
+int
+ps_test_hold_port (int port)
+{
+    //  SO_REUSEADDR, as libzmq sets it, so that the connections the broker
+    //  left in TIME_WAIT do not stand in the way; only its listener does,
+    //  until libzmq's background or the dying process closes it
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    cr_assert_neq (fd, -1);
+    int on = 1;
+    setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    int64_t deadline = zclock_mono () + PS_TEST_WAIT_MS;
+    int rc;
+    while ((rc = bind (fd, (struct sockaddr *)&address, sizeof address)) == -1 &&
+           errno == EADDRINUSE && zclock_mono () < deadline)
+        usleep (500);
+    cr_assert_eq (rc, 0, "cannot hold port %d: %s", port, strerror (errno));
+    return fd;
+}
 
 static ps_broker_t *
 s_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, uint32_t shard, uint32_t shards,
@@ -23,7 +110,12 @@ s_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, uint32_t sha
     ps_broker_config_defaults (&config);
     config.shard = shard;
     config.shards = shards;
-    config.endpoint = "tcp://127.0.0.1:*";
+    //  Port 0, not czmq's "*": czmq hands out ports in order from 49152,
+    //  so the port a broker just left goes to the next broker started
+    //  anywhere on the machine, where workers, pstap or the tap file of
+    //  the old one may still find it. The kernel's choice is random, and
+    //  avoids ports whose connections are in TIME_WAIT
+    config.endpoint = "tcp://127.0.0.1:0";
     config.workers = workers;
     config.staleness = staleness;
     if (timeout_ms) {
@@ -67,19 +159,6 @@ ps_test_group (uint32_t shards, uint32_t workers, int32_t staleness, ps_broker_t
     return used < endpoints_size ? 0 : -1;
 }
 
-ps_broker_t *
-ps_test_broker_rebind (const ps_broker_config_t *config)
-{
-    char why[300] = "";
-    ps_broker_t *broker = NULL;
-    int64_t deadline = zclock_mono () + 5000;
-    while (!(broker = ps_broker_new (config, why, sizeof why)) && zclock_mono () < deadline)
-        zclock_sleep (20);
-    if (!broker)
-        fprintf (stderr, "test broker on %s: %s\n", config->endpoint, why);
-    return broker;
-}
-
 ps_worker_t *
 ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms)
 {
@@ -117,6 +196,15 @@ ps_test_wait_pid (pid_t pid, int timeout_ms)
     return -1;
 }
 
+//  In a child before exec: a test that fails (or times out) ends its
+//  process, and the children it started must not live on to load the
+//  machine or hold a port
+static void
+s_die_with_parent (void)
+{
+    prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
 ps_test_child_t
 ps_test_spawn (char *const argv[])
 {
@@ -126,6 +214,7 @@ ps_test_spawn (char *const argv[])
     pid_t pid = fork ();
     cr_assert_neq (pid, -1);
     if (pid == 0) {
+        s_die_with_parent ();
         dup2 (out[1], 1);
         dup2 (err[1], 2);
         close (out[0]);
@@ -144,6 +233,7 @@ ps_test_spawn_to_file (char *const argv[], const char *out_path)
     pid_t pid = fork ();
     cr_assert_neq (pid, -1);
     if (pid == 0) {
+        s_die_with_parent ();
         int fd = open (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         dup2 (fd, 1);
         dup2 (fd, 2);

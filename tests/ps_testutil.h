@@ -4,6 +4,13 @@
     Start a broker in-process on an ephemeral loopback port, find the
     built binaries, spawn processes with a bounded wait. Test code only;
     each helper asserts (through Criterion) on failure.
+
+    ctest -j runs test executables side by side on a loaded machine, so
+    every test waits on a condition (bounded by PS_TEST_WAIT_MS, which
+    only a failure reaches) and keeps its resources to itself: brokers and
+    fakes bind ephemeral loopback ports, and each test process gets a
+    private directory, set as XDG_RUNTIME_DIR and TMPDIR, where brokers put
+    their default ipc:// tap (named after the port) and tests their files.
     ========================================================================= */
 
 #ifndef PS_TESTUTIL_H_INCLUDED
@@ -15,6 +22,11 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+//  Bound on a wait for something that happens at once on an idle machine
+//  (a reply, a subscription, a process starting or exiting): generous, so
+//  that a loaded machine passes; only a failing test waits this long
+#define PS_TEST_WAIT_MS 20000
+
 //  A broker on tcp://127.0.0.1:<ephemeral> with these settings; the
 //  endpoint to connect to is written into endpoint
 ps_broker_t *ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms,
@@ -24,15 +36,23 @@ ps_broker_t *ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeo
 //  0, or -1 (every broker started is stopped again)
 int ps_test_group (uint32_t shards, uint32_t workers, int32_t staleness, ps_broker_t **brokers,
                    char *endpoints, size_t endpoints_size);
-//  A broker with config whose endpoint names a fixed port that a broker
-//  just stopped held: libzmq closes that listener in its background, so
-//  this tries again for up to 5 s. NULL with the reason on stderr.
-ps_broker_t *ps_test_broker_rebind (const ps_broker_config_t *config);
 //  A worker registered as rank of world at endpoint (requests time out
 //  after 10 s, clocks after clock_timeout_ms); NULL, with the reason on
 //  stderr, when it cannot join
 ps_worker_t *ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world,
                              int clock_timeout_ms);
+//  A loopback TCP endpoint where nobody listens and nobody can start to:
+//  a port bound, not listening, by a socket that the caller closes when
+//  done (connects are refused at once). The socket, or -1 (asserts)
+int ps_test_closed_endpoint (char *endpoint, size_t endpoint_size);
+//  Keep the loopback port of a broker this test has stopped (destroyed or
+//  killed): its workers go on reconnecting, and must be refused, not
+//  reach a broker that another test has started on the port meanwhile.
+//  Binds it, not listening, as soon as it is free (retrying for up to
+//  PS_TEST_WAIT_MS); the socket, which the caller closes when done
+int ps_test_hold_port (int port);
+//  The test process's private directory (see above)
+const char *ps_test_dir (void);
 //  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)
 const char *ps_test_binary (const char *name, char *path, size_t path_size);
 //  A child process with its stdout and stderr on pipes

@@ -25,7 +25,7 @@ s_connect_status (const char *list, uint32_t rank, uint32_t world)
     options.broker = list;
     options.rank = rank;
     options.world_size = world;
-    options.timeout_ms = 5000;
+    options.timeout_ms = PS_TEST_WAIT_MS; //  refusals come at once
     int status = PS_OK;
     ps_worker_t *worker = ps_worker_connect (&options, &status);
     ps_worker_close (&worker);
@@ -37,7 +37,8 @@ static long
 s_info_number (const char *endpoint, const char *name)
 {
     char *json = NULL;
-    cr_assert_eq (ps_worker_query_info (endpoint, 5000, &json), PS_OK, "INFO of %s", endpoint);
+    cr_assert_eq (ps_worker_query_info (endpoint, PS_TEST_WAIT_MS, &json), PS_OK, "INFO of %s",
+                  endpoint);
     long value = (long)ps_test_json_number (json, name, false);
     free (json);
     return value;
@@ -74,7 +75,7 @@ Test (group, refuses_a_worker_with_another_idea_of_the_group, .timeout = 60)
     //  The right list is accepted, and INFO names the group as given
     cr_assert_eq (s_connect_status (list, 0, 1), PS_OK);
     char *json = NULL;
-    cr_assert_eq (ps_worker_query_info (second, 5000, &json), PS_OK);
+    cr_assert_eq (ps_worker_query_info (second, PS_TEST_WAIT_MS, &json), PS_OK);
     char expected[400];
     snprintf (expected, sizeof expected, "\"shard\":1,\"shards\":2,\"group\":[\"%s\",\"%s\"]",
               first, second);
@@ -91,7 +92,7 @@ Test (group, push_and_pull_split_keys_over_the_group, .timeout = 60)
     ps_broker_t *brokers[3];
     char list[256];
     cr_assert_eq (ps_test_group (3, 1, 0, brokers, list, sizeof list), 0);
-    ps_worker_t *worker = ps_test_worker (list, 0, 1, 10000);
+    ps_worker_t *worker = ps_test_worker (list, 0, 1, PS_TEST_WAIT_MS);
     cr_assert (worker);
     cr_assert_eq (ps_worker_shards (worker), 3);
 
@@ -156,8 +157,8 @@ Test (group, a_worker_refuses_brokers_that_disagree_on_the_clock, .timeout = 60)
     ps_broker_t *brokers[2];
     char list[256];
     cr_assert_eq (ps_test_group (2, 2, -1, brokers, list, sizeof list), 0);
-    ps_worker_t *steady = ps_test_worker (list, 1, 2, 10000);
-    ps_worker_t *leaving = ps_test_worker (list, 0, 2, 10000);
+    ps_worker_t *steady = ps_test_worker (list, 1, 2, PS_TEST_WAIT_MS);
+    ps_worker_t *leaving = ps_test_worker (list, 0, 2, PS_TEST_WAIT_MS);
     cr_assert (steady && leaving);
     for (int clock = 0; clock < 3; clock++)
         cr_assert_eq (ps_worker_clock (steady), PS_OK);
@@ -167,6 +168,9 @@ Test (group, a_worker_refuses_brokers_that_disagree_on_the_clock, .timeout = 60)
     //  which broker 0 has at 3
     int port = ps_broker_port (brokers[1]);
     ps_broker_destroy (&brokers[1]);
+    //  Held from the moment the old listener is gone, so that no broker of
+    //  another test takes it; the new broker binds it beside the holder
+    int held = ps_test_hold_port (port);
     ps_broker_config_t config;
     ps_broker_config_defaults (&config);
     char endpoint[64];
@@ -176,8 +180,10 @@ Test (group, a_worker_refuses_brokers_that_disagree_on_the_clock, .timeout = 60)
     config.staleness = -1;
     config.shard = 1;
     config.shards = 2;
-    brokers[1] = ps_test_broker_rebind (&config);
-    cr_assert (brokers[1]);
+    char why[300];
+    brokers[1] = ps_broker_new (&config, why, sizeof why);
+    close (held);
+    cr_assert (brokers[1], "%s", why);
 
     //  Rank 0 comes back: broker 0 puts it at clock 3, broker 1 at 0. The
     //  worker tries a few times, then refuses, and leaves no rank behind
@@ -240,7 +246,8 @@ s_psbroker_start (psbroker_t *self, int shard, int shards, int workers)
                     NULL};
     self->child = ps_test_spawn (argv);
     char out[4096] = "";
-    cr_assert (ps_test_read_until (self->child.out, "listening on tcp://", out, sizeof out, 10000),
+    cr_assert (ps_test_read_until (self->child.out, "listening on tcp://", out, sizeof out,
+                                   PS_TEST_WAIT_MS),
                "psbroker shard %d printed no endpoint: %s", shard, out);
     cr_assert_eq (sscanf (strstr (out, "tcp://"), "%127s", self->endpoint), 1);
     char place[64];
@@ -252,20 +259,24 @@ static void
 s_psbroker_stop (psbroker_t *self)
 {
     kill (self->child.pid, SIGTERM);
-    ps_test_wait_pid (self->child.pid, 10000);
+    ps_test_wait_pid (self->child.pid, PS_TEST_WAIT_MS);
     close (self->child.out);
     close (self->child.err);
 }
 
-//  A psworker process training on the synthetic set through list
+//  A psworker process training on the synthetic set through list, giving
+//  up on a call after timeout_ms and on a clock after clock_timeout_ms
 static pid_t
 s_psworker_start (const char *list, int rank, int threads, int workers, const char *epochs,
-                  const char *out_path)
+                  int timeout_ms, int clock_timeout_ms, const char *out_path)
 {
-    char path[512], rank_text[8], threads_text[8], workers_text[8];
+    char path[512], rank_text[8], threads_text[8], workers_text[8], timeout_text[16],
+        clock_timeout_text[16];
     snprintf (rank_text, sizeof rank_text, "%d", rank);
     snprintf (threads_text, sizeof threads_text, "%d", threads);
     snprintf (workers_text, sizeof workers_text, "%d", workers);
+    snprintf (timeout_text, sizeof timeout_text, "%d", timeout_ms);
+    snprintf (clock_timeout_text, sizeof clock_timeout_text, "%d", clock_timeout_ms);
     char *argv[] = {(char *)ps_test_binary ("psworker", path, sizeof path),
                     "--broker",
                     (char *)list,
@@ -283,9 +294,9 @@ s_psworker_start (const char *list, int rank, int threads, int workers, const ch
                     "32",
                     "--json",
                     "--timeout-ms",
-                    "3000",
+                    timeout_text,
                     "--clock-timeout-ms",
-                    "4000",
+                    clock_timeout_text,
                     NULL};
     return ps_test_spawn_to_file (argv, out_path);
 }
@@ -303,8 +314,9 @@ Test (group, real_processes_train_across_two_brokers, .timeout = 150)
     char outs[2][600];
     snprintf (outs[0], sizeof outs[0], "%s/threads.out", dir);
     snprintf (outs[1], sizeof outs[1], "%s/single.out", dir);
-    pid_t pids[2] = {s_psworker_start (list, 0, 2, 3, "2", outs[0]),
-                     s_psworker_start (list, 2, 1, 3, "2", outs[1])};
+    //  Nothing fails here: timeouts that a loaded machine never reaches
+    pid_t pids[2] = {s_psworker_start (list, 0, 2, 3, "2", 30000, 60000, outs[0]),
+                     s_psworker_start (list, 2, 1, 3, "2", 30000, 60000, outs[1])};
     for (int i = 0; i < 2; i++) {
         int status = ps_test_wait_pid (pids[i], 120000);
         char *text = ps_test_slurp (outs[i]);
@@ -341,7 +353,8 @@ s_lose_a_broker_mid_run (int signal_number)
     pid_t pids[2];
     for (int rank = 0; rank < 2; rank++) {
         snprintf (outs[rank], sizeof outs[rank], "%s/worker%d.out", dir, rank);
-        pids[rank] = s_psworker_start (list, rank, 1, 2, "1000", outs[rank]);
+        //  Timeouts short enough to fail in time once the broker is gone
+        pids[rank] = s_psworker_start (list, rank, 1, 2, "1000", 3000, 4000, outs[rank]);
     }
     //  Mid-run: once the job has made some clocks
     int64_t deadline = zclock_mono () + 60000;
@@ -351,6 +364,9 @@ s_lose_a_broker_mid_run (int signal_number)
     }
     kill (brokers[1].child.pid, signal_number);
     int64_t stopped = zclock_mono ();
+    //  The workers reconnect to it until they give up: they must not reach
+    //  a broker that another test starts on its port
+    int held = ps_test_hold_port (atoi (strrchr (brokers[1].endpoint, ':') + 1));
     for (int rank = 0; rank < 2; rank++) {
         //  The longest wait is the 4 s clock timeout, then 2 s for BYE
         int status = ps_test_wait_pid (pids[rank], 20000);
@@ -363,6 +379,7 @@ s_lose_a_broker_mid_run (int signal_number)
     }
     cr_assert (zclock_mono () - stopped < 15000, "the workers took %" PRId64 " ms to fail",
                zclock_mono () - stopped);
+    close (held);
     //  The surviving broker still answers
     cr_assert (s_info_number (brokers[0].endpoint, "clock") >= 2 * 20);
     ps_test_wait_pid (brokers[1].child.pid, 10000);

@@ -51,7 +51,7 @@ Test (psbroker, serves_the_library_over_tcp_and_stops_on_sigterm, .timeout = 60)
         options.broker = endpoint;
         options.rank = rank;
         options.world_size = 2;
-        options.timeout_ms = 5000;
+        options.timeout_ms = PS_TEST_WAIT_MS;
         int status;
         workers[rank] = ps_worker_connect (&options, &status);
         cr_assert (workers[rank], "rank %u: %s", rank, ps_strerror (status));
@@ -75,7 +75,7 @@ Test (psbroker, serves_the_library_over_tcp_and_stops_on_sigterm, .timeout = 60)
     kill (broker.pid, SIGTERM);
     cr_assert_eq (ps_test_wait_pid (broker.pid, 10000), 0, "psbroker did not exit cleanly");
     char err[8192] = "";
-    ps_test_read_until (broker.err, "served", err, sizeof err, 2000);
+    ps_test_read_until (broker.err, "served", err, sizeof err, PS_TEST_WAIT_MS);
     cr_assert (strstr (err, "served"), "no summary on stderr: %s", err);
     cr_assert (strstr (err, "2 push"), "summary counts the pushes: %s", err);
     close (broker.out);
@@ -89,8 +89,8 @@ Test (psbroker, help_and_bad_arguments)
     char *help[] = {path, "--help", NULL};
     ps_test_child_t child = ps_test_spawn (help);
     char out[4096] = "";
-    ps_test_read_until (child.out, "SIGTERM", out, sizeof out, 5000);
-    cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 0);
+    ps_test_read_until (child.out, "SIGTERM", out, sizeof out, PS_TEST_WAIT_MS);
+    cr_assert_eq (ps_test_wait_pid (child.pid, PS_TEST_WAIT_MS), 0);
     cr_assert (strstr (out, "--staleness"), "%s", out);
     close (child.out);
     close (child.err);
@@ -122,8 +122,9 @@ Test (psbroker, help_and_bad_arguments)
         char *argv[] = {path, "--port", "0", bad[i].arg, bad[i].value, NULL};
         child = ps_test_spawn (argv);
         char err[4096] = "";
-        ps_test_read_until (child.err, bad[i].says, err, sizeof err, 5000);
-        cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 2, "%s %s", bad[i].arg, bad[i].value);
+        ps_test_read_until (child.err, bad[i].says, err, sizeof err, PS_TEST_WAIT_MS);
+        cr_assert_eq (ps_test_wait_pid (child.pid, PS_TEST_WAIT_MS), 2, "%s %s", bad[i].arg,
+                      bad[i].value);
         cr_assert (strstr (err, bad[i].says), "error names the value: %s", err);
         close (child.out);
         close (child.err);
@@ -133,8 +134,8 @@ Test (psbroker, help_and_bad_arguments)
     char *outside[] = {path, "--port", "0", "--shard", "2", "--shards", "2", NULL};
     child = ps_test_spawn (outside);
     char err[4096] = "";
-    ps_test_read_until (child.err, "shard 2 of 2", err, sizeof err, 5000);
-    cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 1);
+    ps_test_read_until (child.err, "shard 2 of 2", err, sizeof err, PS_TEST_WAIT_MS);
+    cr_assert_eq (ps_test_wait_pid (child.pid, PS_TEST_WAIT_MS), 1);
     cr_assert (strstr (err, "shard 2 of 2"), "error names the place: %s", err);
     close (child.out);
     close (child.err);
@@ -155,8 +156,8 @@ Test (psbroker, port_in_use_is_a_clear_error, .timeout = 30)
                     NULL};
     ps_test_child_t child = ps_test_spawn (argv);
     char err[4096] = "";
-    ps_test_read_until (child.err, "cannot bind", err, sizeof err, 5000);
-    cr_assert_eq (ps_test_wait_pid (child.pid, 5000), 1);
+    ps_test_read_until (child.err, "cannot bind", err, sizeof err, PS_TEST_WAIT_MS);
+    cr_assert_eq (ps_test_wait_pid (child.pid, PS_TEST_WAIT_MS), 1);
     cr_assert (strstr (err, "cannot bind") && strstr (err, port), "%s", err);
     close (child.out);
     close (child.err);

@@ -62,7 +62,7 @@ Test (psworker, missing_data_names_the_package)
     char *argv[] = {path, "--broker", "tcp://127.0.0.1:9",    "--rank", "0", "--workers",
                     "1",  "--data",   "/nonexistent/fashion", NULL};
     pid_t pid = ps_test_spawn_to_file (argv, out);
-    cr_assert_eq (ps_test_wait_pid (pid, 10000), 1);
+    cr_assert_eq (ps_test_wait_pid (pid, PS_TEST_WAIT_MS), 1);
     char *text = ps_test_slurp (out);
     cr_assert (strstr (text, "dataset-fashion-mnist"), "%s", text);
     cr_assert (strstr (text, "synthetic"), "%s", text);
@@ -78,27 +78,27 @@ Test (psworker, help_and_bad_arguments)
     int fd = mkstemp (out);
     close (fd);
     char *help[] = {path, "--help", NULL};
-    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (help, out), 5000), 0);
+    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (help, out), PS_TEST_WAIT_MS), 0);
     char *text = ps_test_slurp (out);
     cr_assert (strstr (text, "--staleness") == NULL && strstr (text, "--delay-ms"), "%s", text);
     free (text);
 
     char *bad_threads[] = {path,        "--broker", "tcp://x:1", "--rank", "3",
                            "--workers", "4",        "--threads", "2",      NULL};
-    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_threads, out), 5000), 2);
+    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_threads, out), PS_TEST_WAIT_MS), 2);
     text = ps_test_slurp (out);
     cr_assert (strstr (text, "--threads 2"), "%s", text);
     free (text);
 
     char *bad_rank[] = {path, "--broker", "tcp://x:1", "--rank", "4", "--workers", "4", NULL};
-    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_rank, out), 5000), 2);
+    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_rank, out), PS_TEST_WAIT_MS), 2);
     text = ps_test_slurp (out);
     cr_assert (strstr (text, "--rank 4"), "%s", text);
     free (text);
 
     char *bad_model[] = {path,        "--broker", "tcp://x:1", "--rank", "0",
                          "--workers", "1",        "--model",   "resnet", NULL};
-    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_model, out), 5000), 2);
+    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_model, out), PS_TEST_WAIT_MS), 2);
     text = ps_test_slurp (out);
     cr_assert (strstr (text, "'resnet'"), "%s", text);
     free (text);
@@ -212,7 +212,7 @@ Test (psworker, sigterm_leaves_the_job_cleanly, .timeout = 60)
     }
     free (text);
     kill (pid, SIGTERM);
-    cr_assert_eq (ps_test_wait_pid (pid, 10000), 130);
+    cr_assert_eq (ps_test_wait_pid (pid, PS_TEST_WAIT_MS), 130);
     //  It said BYE: the broker counts no live worker
     char *json = ps_broker_info (broker);
     cr_assert (strstr (json, "\"live\":0"), "%s", json);

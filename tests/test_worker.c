@@ -8,8 +8,10 @@
 #include <czmq.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 Test (worker, usage_init_push_clock_pull)
 {
@@ -152,10 +154,13 @@ Test (worker, connect_without_broker_times_out)
     ps_worker_options_t options;
     ps_worker_options_init (&options);
     //  A port nobody listens on: TCP connects fail, the HELLO waits
-    options.broker = "tcp://127.0.0.1:9";
+    char endpoint[64];
+    int closed = ps_test_closed_endpoint (endpoint, sizeof endpoint);
+    options.broker = endpoint;
     options.timeout_ms = 300;
     int status = 0;
     ps_worker_t *worker = ps_worker_connect (&options, &status);
+    close (closed);
     cr_assert_null (worker);
     cr_assert_eq (status, PS_ETIMEOUT);
 }
@@ -169,7 +174,7 @@ Test (worker, hello_with_wrong_world_is_refused)
     options.broker = endpoint;
     options.rank = 0;
     options.world_size = 3;
-    options.timeout_ms = 2000;
+    options.timeout_ms = PS_TEST_WAIT_MS; //  the refusal comes at once
     int status = 0;
     cr_assert_null (ps_worker_connect (&options, &status));
     cr_assert_eq (status, PS_ERANK);
@@ -181,7 +186,7 @@ Test (worker, info_reports_the_broker)
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (2, 3, 0, endpoint, sizeof endpoint);
     char *json = NULL;
-    cr_assert_eq (ps_worker_query_info (endpoint, 2000, &json), PS_OK);
+    cr_assert_eq (ps_worker_query_info (endpoint, PS_TEST_WAIT_MS, &json), PS_OK);
     cr_assert (strstr (json, "\"staleness\":3"), "%s", json);
     cr_assert (strstr (json, "\"world\":2"), "%s", json);
     free (json);
@@ -195,21 +200,29 @@ Test (worker, push_to_a_dead_broker_times_out_and_keeps_no_reference, .timeout =
     ps_worker_options_t options;
     ps_worker_options_init (&options);
     options.broker = endpoint;
-    options.timeout_ms = 300;
+    //  Long enough for the HELLO and INIT to a live broker on a loaded
+    //  machine; the push to the dead one waits all of it
+    options.timeout_ms = 2000;
     ps_worker_t *worker = ps_worker_connect (&options, NULL);
     cr_assert (worker);
     size_t count = 1 << 20;
     cr_assert_eq (ps_worker_init (worker, "big", count, NULL, NULL), PS_OK);
+    //  Dead, and its port held: the worker reconnects to it, and another
+    //  test's broker there would answer "not registered"
+    int port = ps_broker_port (broker);
     ps_broker_destroy (&broker);
+    int held = ps_test_hold_port (port);
 
     //  The push lends this memory to libzmq; once push returns, freeing it
     //  must be safe (ASan would catch a late read)
     float *gradient = calloc (count, sizeof (float));
     ps_tensor_t push = {"big", gradient, count};
-    cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_ETIMEOUT);
+    int status = ps_worker_push (worker, &push, 1, 1);
+    cr_assert_eq (status, PS_ETIMEOUT, "%s: %s", ps_strerror (status), ps_worker_error (worker));
     free (gradient);
     zclock_sleep (300);
     ps_worker_close (&worker);
+    close (held);
 }
 
 Test (worker, blocking_push_reuses_nothing_of_the_callers_after_return)
@@ -242,25 +255,43 @@ Test (worker, blocking_push_reuses_nothing_of_the_callers_after_return)
 
 typedef struct {
     const char *endpoint;
+    atomic_bool joined; //  its HELLO was accepted
+    atomic_bool go;     //  the main thread's clock and pull are on their way
     int status;
 } straggler_t;
 
-//  Rank 1 of 2: joins, then takes 3 s before it finishes clock 0
+//  Wait up to PS_TEST_WAIT_MS for flag; whether it was set
+static bool
+s_wait_flag (atomic_bool *flag)
+{
+    int64_t deadline = zclock_mono () + PS_TEST_WAIT_MS;
+    while (!atomic_load (flag) && zclock_mono () < deadline)
+        zclock_sleep (5);
+    return atomic_load (flag);
+}
+
+//  The straggler's delay, measured from the main thread's clock and pull
+#define STRAGGLER_MS 2500
+
+//  Rank 1 of 2: joins, then takes STRAGGLER_MS after the main thread's
+//  clock and pull were sent before it finishes clock 0
 static void *
 s_straggler (void *arg)
 {
     straggler_t *straggler = arg;
-    ps_worker_t *worker = ps_test_worker (straggler->endpoint, 1, 2, 10000);
+    ps_worker_t *worker = ps_test_worker (straggler->endpoint, 1, 2, PS_TEST_WAIT_MS);
     straggler->status = worker ? PS_OK : PS_ECONNECT;
+    atomic_store (&straggler->joined, worker != NULL);
     if (worker) {
-        zclock_sleep (3000);
+        if (s_wait_flag (&straggler->go))
+            zclock_sleep (STRAGGLER_MS);
         straggler->status = ps_worker_clock (worker);
         ps_worker_close (&worker);
     }
     return NULL;
 }
 
-Test (worker, pull_behind_a_waiting_clock_waits_as_long_as_the_clock, .timeout = 30)
+Test (worker, pull_behind_a_waiting_clock_waits_as_long_as_the_clock, .timeout = 60)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
@@ -271,35 +302,36 @@ Test (worker, pull_behind_a_waiting_clock_waits_as_long_as_the_clock, .timeout =
     options.rank = 0;
     options.world_size = 2;
     options.timeout_ms = 1000; //  far shorter than the straggler
-    options.clock_timeout_ms = 10000;
+    options.clock_timeout_ms = PS_TEST_WAIT_MS;
     ps_worker_t *worker = ps_worker_connect (&options, NULL);
     cr_assert (worker);
     float value = 0;
     cr_assert_eq (ps_worker_init (worker, "p", 1, &value, NULL), PS_OK);
 
-    straggler_t straggler = {endpoint, -99};
+    straggler_t straggler = {.endpoint = endpoint, .status = -99};
+    atomic_init (&straggler.joined, false);
+    atomic_init (&straggler.go, false);
     pthread_t thread;
     pthread_create (&thread, NULL, s_straggler, &straggler);
-    //  Give the straggler time to join, so that the clock must wait for it
-    int64_t deadline = zclock_mono () + 5000;
-    while (ps_worker_min_clock (worker) == 0 && zclock_mono () < deadline) {
-        char *json = NULL;
-        bool joined = ps_worker_info (worker, &json) == PS_OK && strstr (json, "\"live\":2");
-        free (json);
-        if (joined)
-            break;
-        zclock_sleep (10);
-    }
-    ps_ticket_t clock, pull;
+    //  The straggler has joined, so that the clock must wait for it
+    bool joined = s_wait_flag (&straggler.joined);
+    ps_ticket_t clock = 0, pull = 0;
     ps_tensor_t tensor = {"p", &value, 1};
-    cr_assert_eq (ps_worker_clock_async (worker, &clock), PS_OK);
-    cr_assert_eq (ps_worker_pull_async (worker, &tensor, 1, &pull), PS_OK);
+    int clock_sent = joined ? ps_worker_clock_async (worker, &clock) : PS_ECONNECT;
+    int pull_sent = joined ? ps_worker_pull_async (worker, &tensor, 1, &pull) : PS_ECONNECT;
     int64_t started = zclock_mono ();
+    atomic_store (&straggler.go, true);
     //  The pull is parked behind the clock: it waits with the clock timeout
-    cr_assert_eq (ps_worker_wait (worker, pull, -1), PS_OK, "%s", ps_worker_error (worker));
-    cr_assert_geq (zclock_mono () - started, 1500, "the pull did not wait for the straggler");
-    cr_assert_eq (ps_worker_wait (worker, clock, -1), PS_OK);
+    int pulled = pull_sent == PS_OK ? ps_worker_wait (worker, pull, -1) : pull_sent;
+    int64_t waited = zclock_mono () - started;
+    int clocked = clock_sent == PS_OK ? ps_worker_wait (worker, clock, -1) : clock_sent;
+    //  Asserts after the join, so that a failure leaves no thread behind
     pthread_join (thread, NULL);
+    cr_assert (joined, "the straggler did not join: %s", ps_strerror (straggler.status));
+    cr_assert_eq (pulled, PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_geq (waited, STRAGGLER_MS - 100, "the pull waited %lld ms, not for the straggler",
+                   (long long)waited);
+    cr_assert_eq (clocked, PS_OK);
     cr_assert_eq (straggler.status, PS_OK);
     ps_worker_close (&worker);
     ps_broker_destroy (&broker);
@@ -419,13 +451,19 @@ Test (worker, a_restarted_broker_is_named_as_such, .timeout = 30)
     ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
     ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
     cr_assert_eq (ps_worker_clock (worker), PS_OK);
+    int port = ps_broker_port (broker);
     ps_broker_destroy (&broker);
+    //  Held from the moment the old listener is gone; the new broker binds
+    //  it beside the holder
+    int held = ps_test_hold_port (port);
     ps_broker_config_t config;
     ps_broker_config_defaults (&config);
     config.endpoint = endpoint;
     config.staleness = -1;
-    broker = ps_test_broker_rebind (&config);
-    cr_assert (broker);
+    char why[300];
+    broker = ps_broker_new (&config, why, sizeof why);
+    close (held);
+    cr_assert (broker, "%s", why);
     cr_assert_eq (ps_worker_clock (worker), PS_ENOT_REGISTERED);
     cr_assert (strstr (ps_worker_error (worker), "restarted"), "%s", ps_worker_error (worker));
     ps_worker_close (&worker);
