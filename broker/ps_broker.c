@@ -148,7 +148,7 @@ s_router_loop (ps_router_t *self)
 }
 
 //  The default tap endpoint: private to this user (a 0700 directory),
-//  named after the broker's port, or its pid for non-TCP endpoints
+//  named after the broker's port and pid, or its pid for non-TCP endpoints
 static void
 s_default_tap_endpoint (const char *bound, char *endpoint, size_t size)
 {
@@ -163,7 +163,9 @@ s_default_tap_endpoint (const char *bound, char *endpoint, size_t size)
     }
     const char *colon = strrchr (bound, ':');
     if (strncmp (bound, "tcp://", 6) == 0 && colon)
-        snprintf (endpoint, size, "ipc://%s/psmq-tap-%s.ipc", dir, colon + 1);
+        //  The pid too: a broker stopping unlinks its file, which must not
+        //  be the one a new broker on the same port has just bound
+        snprintf (endpoint, size, "ipc://%s/psmq-tap-%s-%d.ipc", dir, colon + 1, (int)getpid ());
     else
         snprintf (endpoint, size, "ipc://%s/psmq-tap-pid%d.ipc", dir, (int)getpid ());
 }

@@ -23,7 +23,8 @@
 #include <stdint.h>
 
 typedef struct {
-    const char *endpoint;     //  where to bind, e.g. "tcp://*:5555", "tcp://127.0.0.1:*"
+    const char *endpoint;     //  where to bind, e.g. "tcp://*:5555"; a port of
+                              //  * or 0 lets the kernel choose a free one
     uint32_t workers;         //  world size: ranks 0 .. workers-1
     int32_t staleness;        //  0 BSP, N SSP, -1 ASP
     ps_optim_config_t optim;  //  defaults for keys whose INIT names none
@@ -31,7 +32,7 @@ typedef struct {
     uint32_t timeout_ms;      //  silence after which a worker is evicted
     bool tap;                 //  publish tap records (see ps_tap.h)
     const char *tap_endpoint; //  where; NULL: a private ipc:// endpoint
-                              //  derived from the port (or the pid)
+                              //  named after the port and the pid
     bool tap_payload;         //  mirror tensor frames to payload readers
     uint32_t shard;           //  this broker's place in its group, 0 .. shards-1
     uint32_t shards;          //  brokers in the group (0 or 1: no group); a
