@@ -283,7 +283,7 @@ s_usage_comment (const char *script)
 
 Test (tools, help_prints_the_usage_comment_of_every_script, .timeout = 60)
 {
-    const char *scripts[] = {"check", "setup", "demo", "tsan-check"};
+    const char *scripts[] = {"check", "setup", "demo", "tsan-check", "flaky"};
     char out[] = "/tmp/psworker-help-XXXXXX";
     close (mkstemp (out));
     char err[] = "/tmp/psworker-help-err-XXXXXX";
