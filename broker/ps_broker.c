@@ -171,14 +171,14 @@ s_default_tap_endpoint (const char *bound, char *endpoint, size_t size)
 }
 
 static int
-s_tap_setup (ps_router_t *self, char *why, size_t why_size)
+s_tap_setup (ps_router_t *self, ps_problem_t *problem)
 {
     char endpoint[300];
     if (self->config.tap_endpoint)
         snprintf (endpoint, sizeof endpoint, "%s", self->config.tap_endpoint);
     else
         s_default_tap_endpoint (self->bound, endpoint, sizeof endpoint);
-    self->tap = ps_tap_new (endpoint, self->config.tap_payload, why, why_size);
+    self->tap = ps_tap_new (endpoint, self->config.tap_payload, problem);
     if (!self->tap)
         return -1;
     s_monitor_setup (self);
@@ -186,13 +186,11 @@ s_tap_setup (ps_router_t *self, char *why, size_t why_size)
 }
 
 static int
-s_router_setup (ps_router_t *self, const char *endpoint, char *why, size_t why_size)
+s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
 {
     self->router = zsock_new (ZMQ_ROUTER);
-    if (!self->router) {
-        snprintf (why, why_size, "cannot create the ROUTER socket");
-        return -1;
-    }
+    if (!self->router)
+        return ps_problem_set (problem, 0, "cannot create the ROUTER socket");
     zsock_set_maxmsgsize (self->router, PS_MAX_FRAME_BYTES);
     zsock_set_sndhwm (self->router, PS_SNDHWM);
     zsock_set_rcvhwm (self->router, PS_RCVHWM);
@@ -204,10 +202,9 @@ s_router_setup (ps_router_t *self, const char *endpoint, char *why, size_t why_s
     //  lowest free port of its range, so a restarted broker would often get
     //  its predecessor's port and its old workers; libzmq lets the kernel
     //  choose an ephemeral one
-    if (zmq_bind (zsock_resolve (self->router), endpoint) == -1) {
-        snprintf (why, why_size, "cannot bind %s: %s", endpoint, zmq_strerror (zmq_errno ()));
-        return -1;
-    }
+    if (zmq_bind (zsock_resolve (self->router), endpoint) == -1)
+        return ps_problem_set (problem, 0, "cannot bind %s: %s", endpoint,
+                               zmq_strerror (zmq_errno ()));
     char *last = zsock_last_endpoint (self->router);
     snprintf (self->bound, sizeof self->bound, "%s", last ? last : endpoint);
     zstr_free (&last);
@@ -231,13 +228,11 @@ s_router_setup (ps_router_t *self, const char *endpoint, char *why, size_t why_s
     if (getrandom (&self->incarnation, sizeof self->incarnation, 0) != sizeof self->incarnation)
         self->incarnation = (uint64_t)zclock_usecs () ^ (uint64_t)getpid () << 32;
     self->incarnation |= 1;
-    if (self->config.tap && s_tap_setup (self, why, why_size))
+    if (self->config.tap && s_tap_setup (self, problem))
         return -1;
     if (!self->aggregator || !self->codec || !self->parked_codec || !self->vclock || !self->peers ||
-        !self->parking || !self->published || !self->frames) {
-        snprintf (why, why_size, "out of memory starting the broker");
-        return -1;
-    }
+        !self->parking || !self->published || !self->frames)
+        return ps_problem_set (problem, 0, "out of memory starting the broker");
     return 0;
 }
 
@@ -287,8 +282,8 @@ s_router_actor (zsock_t *pipe, void *args)
     self->pipe = pipe;
     const char *endpoint = self->config.endpoint;
     self->config.endpoint = NULL; //  borrowed from the caller: not kept
-    char why[300];
-    int rc = s_router_setup (self, endpoint, why, sizeof why);
+    ps_problem_t problem;
+    int rc = s_router_setup (self, endpoint, &problem);
     //  The caller's config and strings are not ours past this point
     self->config.tap_endpoint = NULL;
     PS_HANDOFF_SEND (args);
@@ -298,7 +293,7 @@ s_router_actor (zsock_t *pipe, void *args)
         s_router_loop (self);
     }
     else {
-        zstr_sendf (pipe, "ERR %s", why);
+        zstr_sendf (pipe, "ERR %s", problem.message);
         s_wait_for_term (pipe);
     }
     s_router_teardown (self);
@@ -321,53 +316,47 @@ ps_broker_config_defaults (ps_broker_config_t *config)
 }
 
 int
-ps_broker_config_check (const ps_broker_config_t *config, char *why, size_t why_size)
+ps_broker_config_check (const ps_broker_config_t *config, ps_problem_t *problem)
 {
-    if (!config->endpoint || !*config->endpoint) {
-        snprintf (why, why_size, "no endpoint to bind");
-        return -1;
-    }
-    if (config->workers == 0 || config->workers > PS_MAX_WORKERS) {
-        snprintf (why, why_size, "workers %u must be between 1 and %d", config->workers,
-                  PS_MAX_WORKERS);
-        return -1;
-    }
-    if (config->staleness < -1 || config->staleness > PS_MAX_STALENESS) {
-        snprintf (why, why_size, "staleness %d must be -1 (ASP), 0 (BSP) or 1..%d (SSP)",
-                  config->staleness, PS_MAX_STALENESS);
-        return -1;
-    }
+    if (!config->endpoint || !*config->endpoint)
+        return ps_problem_set (problem, 0, "no endpoint to bind");
+    if (config->workers == 0 || config->workers > PS_MAX_WORKERS)
+        return ps_problem_set (problem, 0, "workers %u must be between 1 and %d", config->workers,
+                               PS_MAX_WORKERS);
+    if (config->staleness < -1 || config->staleness > PS_MAX_STALENESS)
+        return ps_problem_set (problem, 0, "staleness %d must be -1 (ASP), 0 (BSP) or 1..%d (SSP)",
+                               config->staleness, PS_MAX_STALENESS);
     if (config->heartbeat_ms < PS_MIN_HEARTBEAT_MS || config->timeout_ms > PS_MAX_TIMEOUT_MS ||
-        config->timeout_ms < 2 * config->heartbeat_ms) {
-        snprintf (why, why_size,
-                  "heartbeat %u ms and timeout %u ms: the heartbeat must be at least %d ms "
-                  "and the timeout at least twice it (and at most %d ms)",
-                  config->heartbeat_ms, config->timeout_ms, PS_MIN_HEARTBEAT_MS, PS_MAX_TIMEOUT_MS);
-        return -1;
-    }
-    if (config->shards > PS_MAX_SHARDS || config->shard >= (config->shards ? config->shards : 1)) {
-        snprintf (why, why_size, "shard %u of %u: the group has 1..%d brokers, numbered from 0",
-                  config->shard, config->shards ? config->shards : 1, PS_MAX_SHARDS);
-        return -1;
-    }
-    return ps_optim_config_check (&config->optim, why, why_size);
+        config->timeout_ms < 2 * config->heartbeat_ms)
+        return ps_problem_set (problem, 0,
+                               "heartbeat %u ms and timeout %u ms: the heartbeat must be at "
+                               "least %d ms and the timeout at least twice it (and at most %d ms)",
+                               config->heartbeat_ms, config->timeout_ms, PS_MIN_HEARTBEAT_MS,
+                               PS_MAX_TIMEOUT_MS);
+    uint32_t shards = config->shards ? config->shards : 1;
+    if (config->shards > PS_MAX_SHARDS || config->shard >= shards)
+        return ps_problem_set (problem, 0,
+                               "shard %u of %u: the group has 1..%d brokers, numbered from 0",
+                               config->shard, shards, PS_MAX_SHARDS);
+    return ps_optim_config_check (&config->optim, problem);
 }
 
 ps_broker_t *
-ps_broker_new (const ps_broker_config_t *config, char *why, size_t why_size)
+ps_broker_new (const ps_broker_config_t *config, ps_problem_t *problem)
 {
-    if (ps_broker_config_check (config, why, why_size))
+    if (ps_broker_config_check (config, problem))
         return NULL;
     ps_broker_t *self = calloc (1, sizeof *self);
     if (!self) {
-        snprintf (why, why_size, "out of memory");
+        ps_problem_set (problem, 0, "out of memory");
         return NULL;
     }
     self->actor = zactor_new (s_router_actor, (void *)config);
     PS_HANDOFF_RECEIVE (config);
     char *status = self->actor ? zstr_recv (self->actor) : NULL;
     if (!status || strncmp (status, "OK ", 3) != 0) {
-        snprintf (why, why_size, "%s", status && strlen (status) > 4 ? status + 4 : "cannot start");
+        ps_problem_set (problem, 0, "%s",
+                        status && strlen (status) > 4 ? status + 4 : "cannot start");
         zstr_free (&status);
         ps_broker_destroy (&self);
         return NULL;

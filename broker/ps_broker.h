@@ -45,14 +45,14 @@ typedef struct {
 //  Every field at its default, endpoint "tcp://*:5555", 1 worker, BSP,
 //  the tap on at its private endpoint
 void ps_broker_config_defaults (ps_broker_config_t *config);
-//  0, or -1 with a message naming the bad setting
-int ps_broker_config_check (const ps_broker_config_t *config, char *why, size_t why_size);
+//  0, or -1 with a problem naming the bad setting
+int ps_broker_config_check (const ps_broker_config_t *config, ps_problem_t *problem);
 
 typedef struct ps_broker_t ps_broker_t;
 
-//  Start a broker. NULL with why filled in when the configuration is bad
-//  or the endpoint cannot be bound.
-ps_broker_t *ps_broker_new (const ps_broker_config_t *config, char *why, size_t why_size);
+//  Start a broker. NULL with problem filled in when the configuration is
+//  bad or the endpoint cannot be bound.
+ps_broker_t *ps_broker_new (const ps_broker_config_t *config, ps_problem_t *problem);
 //  Stop and free; nulls the pointer
 void ps_broker_destroy (ps_broker_t **self_p);
 //  The endpoint actually bound, with the port filled in

@@ -77,59 +77,55 @@ ps_optim_config_defaults (ps_optim_config_t *config)
     config->eps = PS_DEFAULT_EPS;
 }
 
-//  Formats why and returns -1, so checks can `return s_reject (...)`
+//  Names the setting and its rule, so checks can `return s_reject (...)`
 static int
-s_reject (char *why, size_t why_size, const char *what, float value, const char *rule)
+s_reject (ps_problem_t *problem, const char *what, float value, const char *rule)
 {
-    if (why && why_size)
-        snprintf (why, why_size, "%s %g must be %s", what, (double)value, rule);
-    return -1;
+    return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_OPTIM, "%s %g must be %s", what,
+                           (double)value, rule);
 }
 
 //  A rate (lr, eps): finite and > 0
 static int
-s_check_positive (const char *what, float value, char *why, size_t why_size)
+s_check_positive (const char *what, float value, ps_problem_t *problem)
 {
     if (!isfinite (value))
-        return s_reject (why, why_size, what, value, "finite");
+        return s_reject (problem, what, value, "finite");
     if (!(value > 0))
-        return s_reject (why, why_size, what, value, "> 0");
+        return s_reject (problem, what, value, "> 0");
     return 0;
 }
 
 //  A decay (momentum, beta): in [0, 1); the negated test also catches NaN
 static int
-s_check_decay (const char *what, float value, char *why, size_t why_size)
+s_check_decay (const char *what, float value, ps_problem_t *problem)
 {
     if (!(value >= 0 && value < 1))
-        return s_reject (why, why_size, what, value, "in [0, 1)");
+        return s_reject (problem, what, value, "in [0, 1)");
     return 0;
 }
 
 //  Only the fields the kind uses are checked: a config from the wire
 //  leaves the others at 0, which would otherwise fail (eps for SGD)
 int
-ps_optim_config_check (const ps_optim_config_t *config, char *why, size_t why_size)
+ps_optim_config_check (const ps_optim_config_t *config, ps_problem_t *problem)
 {
     assert (config);
-    if (!s_kind_valid (config->kind)) {
-        if (why && why_size)
-            snprintf (why, why_size,
-                      "optimizer kind %d unknown: sgd, momentum, "
-                      "adagrad or adam expected",
-                      (int)config->kind);
-        return -1;
-    }
-    if (s_check_positive ("learning rate", config->lr, why, why_size))
+    if (!s_kind_valid (config->kind))
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_OPTIM,
+                               "optimizer kind %d unknown: sgd, momentum, adagrad or adam "
+                               "expected",
+                               (int)config->kind);
+    if (s_check_positive ("learning rate", config->lr, problem))
         return -1;
     switch (config->kind) {
-    case PS_OPTIM_MOMENTUM: return s_check_decay ("momentum", config->momentum, why, why_size);
-    case PS_OPTIM_ADAGRAD: return s_check_positive ("eps", config->eps, why, why_size);
+    case PS_OPTIM_MOMENTUM: return s_check_decay ("momentum", config->momentum, problem);
+    case PS_OPTIM_ADAGRAD: return s_check_positive ("eps", config->eps, problem);
     case PS_OPTIM_ADAM:
-        if (s_check_decay ("beta1", config->beta1, why, why_size) ||
-            s_check_decay ("beta2", config->beta2, why, why_size))
+        if (s_check_decay ("beta1", config->beta1, problem) ||
+            s_check_decay ("beta2", config->beta2, problem))
             return -1;
-        return s_check_positive ("eps", config->eps, why, why_size);
+        return s_check_positive ("eps", config->eps, problem);
     default: return 0;
     }
 }
@@ -284,57 +280,63 @@ ps_optim_apply (const ps_optim_config_t *config, float *out, const float *in, co
     }
 }
 
-//  Append one difference to why, comma-separated; *used counts what the
-//  whole text would take, so a truncated why still reports a difference
-static void s_differ (char *why, size_t why_size, size_t *used, const char *format, ...)
-    __attribute__ ((format (printf, 4, 5)));
+//  Append one difference to the problem's message, comma-separated
+static void s_differ (ps_problem_t *problem, size_t *used, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 static void
-s_differ (char *why, size_t why_size, size_t *used, const char *format, ...)
+s_differ (ps_problem_t *problem, size_t *used, const char *format, ...)
 {
-    if (*used && *used + 2 < why_size)
-        memcpy (why + *used, ", ", 3);
-    *used += *used ? 2 : 0;
+    char *text = problem->message;
+    size_t size = sizeof problem->message;
+    if (*used + 2 >= size)
+        return;
+    if (*used) {
+        memcpy (text + *used, ", ", 3);
+        *used += 2;
+    }
     va_list args;
     va_start (args, format);
-    int length = vsnprintf (why + (*used < why_size ? *used : why_size - 1),
-                            *used < why_size ? why_size - *used : 1, format, args);
+    int length = vsnprintf (text + *used, size - *used, format, args);
     va_end (args);
     *used += length > 0 ? (size_t)length : 0;
+    if (*used >= size)
+        *used = size - 1;
 }
 
 int
-ps_optim_config_compare (const ps_optim_config_t *a, const ps_optim_config_t *b, char *why,
-                         size_t why_size)
+ps_optim_config_compare (const ps_optim_config_t *a, const ps_optim_config_t *b,
+                         ps_problem_t *problem)
 {
     assert (a && b);
-    char scratch[1];
-    if (!why || why_size == 0) {
-        why = scratch;
-        why_size = sizeof scratch;
-    }
-    *why = 0;
+    ps_problem_t scratch;
+    if (!problem)
+        problem = &scratch;
+    problem->code = 0;
+    problem->message[0] = 0;
     size_t used = 0;
     if (a->kind != b->kind)
-        s_differ (why, why_size, &used, "%s here, %s there", ps_optim_kind_name (a->kind),
+        s_differ (problem, &used, "%s here, %s there", ps_optim_kind_name (a->kind),
                   ps_optim_kind_name (b->kind));
     if (a->lr != b->lr)
-        s_differ (why, why_size, &used, "lr %g here, %g there", a->lr, b->lr);
+        s_differ (problem, &used, "lr %g here, %g there", a->lr, b->lr);
     if (a->decay_steps != b->decay_steps)
-        s_differ (why, why_size, &used, "decay_steps %llu here, %llu there",
+        s_differ (problem, &used, "decay_steps %llu here, %llu there",
                   (unsigned long long)a->decay_steps, (unsigned long long)b->decay_steps);
     //  Only the fields both rules use: a config off the wire leaves others 0
     bool momentum = a->kind == PS_OPTIM_MOMENTUM && b->kind == PS_OPTIM_MOMENTUM;
     bool adam = a->kind == PS_OPTIM_ADAM && b->kind == PS_OPTIM_ADAM;
     bool eps = adam || (a->kind == PS_OPTIM_ADAGRAD && b->kind == PS_OPTIM_ADAGRAD);
     if (momentum && a->momentum != b->momentum)
-        s_differ (why, why_size, &used, "momentum %g here, %g there", a->momentum, b->momentum);
+        s_differ (problem, &used, "momentum %g here, %g there", a->momentum, b->momentum);
     if (adam && a->beta1 != b->beta1)
-        s_differ (why, why_size, &used, "beta1 %g here, %g there", a->beta1, b->beta1);
+        s_differ (problem, &used, "beta1 %g here, %g there", a->beta1, b->beta1);
     if (adam && a->beta2 != b->beta2)
-        s_differ (why, why_size, &used, "beta2 %g here, %g there", a->beta2, b->beta2);
+        s_differ (problem, &used, "beta2 %g here, %g there", a->beta2, b->beta2);
     if (eps && a->eps != b->eps)
-        s_differ (why, why_size, &used, "eps %g here, %g there", a->eps, b->eps);
+        s_differ (problem, &used, "eps %g here, %g there", a->eps, b->eps);
+    if (used)
+        problem->code = PSMQ__ERR_CODE__ERR_KEY_EXISTS;
     return used ? -1 : 0;
 }
 

@@ -11,6 +11,7 @@
 #define PS_OPTIM_H_INCLUDED
 
 #include "ps.pb-c.h"
+#include "ps_problem.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -35,20 +36,21 @@ typedef struct {
 
 //  SGD with the PS_DEFAULT_* values of ps_limits.h
 void ps_optim_config_defaults (ps_optim_config_t *config);
-//  0 when usable; else -1 and a message naming the bad value in why
-//  ("learning rate -1 must be > 0"; why may be NULL). Checks the kind and
-//  only the fields it uses: a config off the wire leaves the others 0.
-int ps_optim_config_check (const ps_optim_config_t *config, char *why, size_t why_size);
+//  0 when usable; else -1 and ERR_OPTIM naming the bad value in problem
+//  ("learning rate -1 must be > 0"; problem may be NULL). Checks the kind
+//  and only the fields it uses: a config off the wire leaves the others 0.
+int ps_optim_config_check (const ps_optim_config_t *config, ps_problem_t *problem);
 //  Overlay the settings a worker sent (INIT's Optim) on config: a zero
 //  field keeps config's value, so a worker may change only lr. wire may be
 //  NULL. The result still needs ps_optim_config_check.
 void ps_optim_config_from_wire (ps_optim_config_t *config, const Psmq__Optim *wire);
 //  The learning rate of a 1-based step under the config's schedule
 float ps_optim_rate (const ps_optim_config_t *config, uint64_t step);
-//  0 when a and b update a key the same way; else -1 and the settings
-//  that differ in why ("lr 0.1 here, 0.01 there"), a's first
-int ps_optim_config_compare (const ps_optim_config_t *a, const ps_optim_config_t *b, char *why,
-                             size_t why_size);
+//  0 when a and b update a key the same way; else -1 and ERR_KEY_EXISTS
+//  with the settings that differ ("lr 0.1 here, 0.01 there", a's first)
+//  in problem (which may be NULL)
+int ps_optim_config_compare (const ps_optim_config_t *a, const ps_optim_config_t *b,
+                             ps_problem_t *problem);
 //  The index of the first NaN or infinity of n values, or n when all are
 //  finite: one vectorised pass in the common, all-finite case. values
 //  need not be aligned (a small received frame may sit at any offset).

@@ -521,9 +521,8 @@ s_check_init (ps_router_t *self, const ps_envelope_t *request, ps_problem_t *pro
                                    (int)optim->kind);
         ps_optim_config_t config = self->config.optim;
         ps_optim_config_from_wire (&config, optim);
-        char why[PS_MAX_ERROR_LEN];
-        if (ps_optim_config_check (&config, why, sizeof why))
-            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_OPTIM, "%s", why);
+        if (ps_optim_config_check (&config, problem))
+            return -1;
     }
     return 0;
 }

@@ -342,7 +342,7 @@ ps_store_new (const ps_optim_config_t *defaults)
         config = *defaults;
     else
         ps_optim_config_defaults (&config);
-    if (ps_optim_config_check (&config, NULL, 0))
+    if (ps_optim_config_check (&config, NULL))
         return NULL;
     ps_store_t *self = calloc (1, sizeof *self);
     if (!self)
@@ -409,19 +409,18 @@ ps_store_init (ps_store_t *self, const char *name, uint64_t size, const ps_optim
                                    (unsigned long long)existing->size, (unsigned long long)size);
         //  A second job against a live broker must not train silently
         //  with the first one's rule (or its finished schedule)
-        char why[PS_MAX_ERROR_LEN];
-        if (config && config->kind &&
-            ps_optim_config_compare (&existing->config, config, why, sizeof why))
+        ps_problem_t differ;
+        if (config && config->kind && ps_optim_config_compare (&existing->config, config, &differ))
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
                                    "key '%s' exists with other optimizer settings (%s): "
                                    "INIT it with the same settings, or with none",
-                                   name, why);
+                                   name, differ.message);
         return 0;
     }
     ps_optim_config_t chosen = config && config->kind ? *config : self->defaults;
-    char why[PS_MAX_ERROR_LEN];
-    if (ps_optim_config_check (&chosen, why, sizeof why))
-        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_OPTIM, "key '%s': %s", name, why);
+    ps_problem_t bad;
+    if (ps_optim_config_check (&chosen, &bad))
+        return ps_problem_set (problem, bad.code, "key '%s': %s", name, bad.message);
     if (size > PS_MAX_TENSOR_ELEMS || size > SIZE_MAX / sizeof (float))
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
                                "key '%s': %llu elements, limit %llu", name,

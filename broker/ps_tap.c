@@ -34,17 +34,17 @@ struct ps_tap_t {
 };
 
 ps_tap_t *
-ps_tap_new (const char *endpoint, bool payload, char *why, size_t why_size)
+ps_tap_new (const char *endpoint, bool payload, ps_problem_t *problem)
 {
     ps_tap_t *self = calloc (1, sizeof *self);
     if (!self) {
-        snprintf (why, why_size, "out of memory");
+        ps_problem_set (problem, 0, "out of memory");
         return NULL;
     }
     self->payload = payload;
     self->xpub = zsock_new (ZMQ_XPUB);
     if (!self->xpub) {
-        snprintf (why, why_size, "cannot create the tap socket");
+        ps_problem_set (problem, 0, "cannot create the tap socket");
         free (self);
         return NULL;
     }
@@ -53,8 +53,8 @@ ps_tap_new (const char *endpoint, bool payload, char *why, size_t why_size)
     zsock_set_sndhwm (self->xpub, 10000);
     zsock_set_linger (self->xpub, 0);
     if (zsock_bind (self->xpub, "%s", endpoint) == -1) {
-        snprintf (why, why_size, "cannot bind the tap at %s: %s", endpoint,
-                  zmq_strerror (zmq_errno ()));
+        ps_problem_set (problem, 0, "cannot bind the tap at %s: %s", endpoint,
+                        zmq_strerror (zmq_errno ()));
         zsock_destroy (&self->xpub);
         free (self);
         return NULL;

@@ -29,8 +29,8 @@
 typedef struct ps_tap_t ps_tap_t;
 
 //  Bind the tap at endpoint. payload: mirror tensor frames to "payload."
-//  subscribers. NULL with why filled in when it cannot bind.
-ps_tap_t *ps_tap_new (const char *endpoint, bool payload, char *why, size_t why_size);
+//  subscribers. NULL with problem filled in when it cannot bind.
+ps_tap_t *ps_tap_new (const char *endpoint, bool payload, ps_problem_t *problem);
 void ps_tap_destroy (ps_tap_t **self_p);
 
 //  The endpoint bound (the port filled in for tcp://...:*)

@@ -245,10 +245,10 @@ main (int argc, char *argv[])
     sigaction (SIGINT, &action, NULL);
     sigaction (SIGTERM, &action, NULL);
 
-    char why[300];
-    ps_broker_t *broker = ps_broker_new (&config, why, sizeof why);
+    ps_problem_t problem;
+    ps_broker_t *broker = ps_broker_new (&config, &problem);
     if (!broker) {
-        fprintf (stderr, "psbroker: %s\n", why);
+        fprintf (stderr, "psbroker: %s\n", problem.message);
         return 1;
     }
     const char *mode = config.staleness == 0 ? "BSP" : config.staleness < 0 ? "ASP" : "SSP";

@@ -122,10 +122,10 @@ s_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, uint32_t sha
         config.timeout_ms = timeout_ms;
         config.heartbeat_ms = timeout_ms / 4 > 10 ? timeout_ms / 4 : 10;
     }
-    char why[300];
-    ps_broker_t *broker = ps_broker_new (&config, why, sizeof why);
+    ps_problem_t problem;
+    ps_broker_t *broker = ps_broker_new (&config, &problem);
     if (!broker) {
-        fprintf (stderr, "test broker: %s\n", why);
+        fprintf (stderr, "test broker: %s\n", problem.message);
         return NULL;
     }
     snprintf (endpoint, endpoint_size, "tcp://127.0.0.1:%d", ps_broker_port (broker));

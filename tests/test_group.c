@@ -180,10 +180,10 @@ Test (group, a_worker_refuses_brokers_that_disagree_on_the_clock, .timeout = 60)
     config.staleness = -1;
     config.shard = 1;
     config.shards = 2;
-    char why[300];
-    brokers[1] = ps_broker_new (&config, why, sizeof why);
+    ps_problem_t problem;
+    brokers[1] = ps_broker_new (&config, &problem);
     close (held);
-    cr_assert (brokers[1], "%s", why);
+    cr_assert (brokers[1], "%s", problem.message);
 
     //  Rank 0 comes back: broker 0 puts it at clock 3, broker 1 at 0. The
     //  worker tries a few times, then refuses, and leaves no rank behind

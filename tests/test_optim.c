@@ -38,8 +38,8 @@ Test (optim, sgd_usage)
     ps_optim_config_t config;
     ps_optim_config_defaults (&config);
     config.lr = 0.1f;
-    char why[256];
-    cr_assert_eq (ps_optim_config_check (&config, why, sizeof why), 0, "%s", why);
+    ps_problem_t problem = {0};
+    cr_assert_eq (ps_optim_config_check (&config, &problem), 0, "%s", problem.message);
     cr_assert_eq (ps_optim_state_slots (config.kind), 0);
 
     float params[3] = {1, -2, 0.5f};
@@ -197,18 +197,20 @@ Test (optim, out_of_place_leaves_in_alone)
 static void
 s_assert_rejects (const ps_optim_config_t *config, const char *expected)
 {
-    char why[256] = "";
-    cr_assert_eq (ps_optim_config_check (config, why, sizeof why), -1, "accepted, expected '%s'",
+    ps_problem_t problem = {0};
+    cr_assert_eq (ps_optim_config_check (config, &problem), -1, "accepted, expected '%s'",
                   expected);
-    cr_assert (strstr (why, expected), "message '%s' lacks '%s'", why, expected);
+    cr_assert (strstr (problem.message, expected), "message '%s' lacks '%s'", problem.message,
+               expected);
 }
 
 Test (optim, config_check_names_the_bad_value)
 {
     ps_optim_config_t config = s_config (PS_OPTIM_SGD, -1);
-    char why[256];
-    cr_assert_eq (ps_optim_config_check (&config, why, sizeof why), -1);
-    cr_assert_str_eq (why, "learning rate -1 must be > 0");
+    ps_problem_t problem = {0};
+    cr_assert_eq (ps_optim_config_check (&config, &problem), -1);
+    cr_assert_str_eq (problem.message, "learning rate -1 must be > 0");
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_OPTIM);
 
     s_assert_rejects (&(ps_optim_config_t){PS_OPTIM_SGD, 0, 0, 0, 0, 0, 0}, "learning rate 0");
     config = s_config (PS_OPTIM_ADAM, NAN);
@@ -245,24 +247,24 @@ Test (optim, config_check_names_the_bad_value)
     s_assert_rejects (&config, "kind 5");
 
     //  No message buffer is fine too
-    cr_assert_eq (ps_optim_config_check (&config, NULL, 0), -1);
+    cr_assert_eq (ps_optim_config_check (&config, NULL), -1);
 }
 
 Test (optim, config_check_accepts_good_values)
 {
     for (int kind = PS_OPTIM_SGD; kind <= PS_OPTIM_ADAM; kind++) {
         ps_optim_config_t config = s_config (kind, 0.1f);
-        char why[256] = "";
-        cr_assert_eq (ps_optim_config_check (&config, why, sizeof why), 0, "%s", why);
+        ps_problem_t problem = {0};
+        cr_assert_eq (ps_optim_config_check (&config, &problem), 0, "%s", problem.message);
     }
     //  Decays may be 0; fields a rule does not use are not checked (a
     //  config off the wire leaves them 0)
     ps_optim_config_t momentum = {PS_OPTIM_MOMENTUM, 0.1f, 0, 0, 0, 0, 0};
-    cr_assert_eq (ps_optim_config_check (&momentum, NULL, 0), 0);
+    cr_assert_eq (ps_optim_config_check (&momentum, NULL), 0);
     ps_optim_config_t adam = {PS_OPTIM_ADAM, 0.1f, 7, 0, 0, 1e-8f, 0};
-    cr_assert_eq (ps_optim_config_check (&adam, NULL, 0), 0);
+    cr_assert_eq (ps_optim_config_check (&adam, NULL), 0);
     ps_optim_config_t sgd = {PS_OPTIM_SGD, 0.1f, 5, 2, 2, -1, 0};
-    cr_assert_eq (ps_optim_config_check (&sgd, NULL, 0), 0);
+    cr_assert_eq (ps_optim_config_check (&sgd, NULL), 0);
 }
 
 Test (optim, kind_names_round_trip)
@@ -308,22 +310,23 @@ Test (optim, compare_names_what_differs)
 {
     ps_optim_config_t a = s_config (PS_OPTIM_ADAM, 0.001f);
     ps_optim_config_t b = a;
-    char why[256];
-    cr_assert_eq (ps_optim_config_compare (&a, &b, why, sizeof why), 0);
-    cr_assert_str_eq (why, "");
+    ps_problem_t problem = {0};
+    cr_assert_eq (ps_optim_config_compare (&a, &b, &problem), 0);
+    cr_assert_str_eq (problem.message, "");
     b.lr = 0.01f;
     b.decay_steps = 100;
-    cr_assert_eq (ps_optim_config_compare (&a, &b, why, sizeof why), -1);
-    cr_assert_str_eq (why, "lr 0.001 here, 0.01 there, decay_steps 0 here, 100 there");
+    cr_assert_eq (ps_optim_config_compare (&a, &b, &problem), -1);
+    cr_assert_str_eq (problem.message, "lr 0.001 here, 0.01 there, decay_steps 0 here, 100 there");
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_KEY_EXISTS);
     b = s_config (PS_OPTIM_SGD, 0.001f);
-    cr_assert_eq (ps_optim_config_compare (&a, &b, NULL, 0), -1);
-    cr_assert_eq (ps_optim_config_compare (&a, &b, why, sizeof why), -1);
-    cr_assert_str_eq (why, "adam here, sgd there");
+    cr_assert_eq (ps_optim_config_compare (&a, &b, NULL), -1);
+    cr_assert_eq (ps_optim_config_compare (&a, &b, &problem), -1);
+    cr_assert_str_eq (problem.message, "adam here, sgd there");
     //  Fields a rule does not use do not count
     ps_optim_config_t sgd = s_config (PS_OPTIM_SGD, 0.1f), other = sgd;
     other.beta1 = 0.5f;
     other.momentum = 0.7f;
-    cr_assert_eq (ps_optim_config_compare (&sgd, &other, why, sizeof why), 0, "%s", why);
+    cr_assert_eq (ps_optim_config_compare (&sgd, &other, &problem), 0, "%s", problem.message);
 }
 
 Test (optim, first_nonfinite_finds_nan_and_infinities_anywhere)

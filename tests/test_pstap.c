@@ -1378,9 +1378,9 @@ s_group_start (group_t *self, int silent_shard)
         config.endpoint = "tcp://127.0.0.1:0"; //  see ps_testutil's s_broker
         config.shard = (uint32_t)i;
         config.shards = GROUP;
-        char why[300];
-        self->brokers[i] = ps_broker_new (&config, why, sizeof why);
-        cr_assert (self->brokers[i], "broker %d: %s", i, why);
+        ps_problem_t problem;
+        self->brokers[i] = ps_broker_new (&config, &problem);
+        cr_assert (self->brokers[i], "broker %d: %s", i, problem.message);
         snprintf (self->endpoints[i], sizeof self->endpoints[i], "tcp://127.0.0.1:%d",
                   ps_broker_port (self->brokers[i]));
         self->dealers[i] = zmq_socket (self->context, ZMQ_DEALER);

@@ -253,9 +253,9 @@ Test (tap, no_tap_means_no_endpoint, .timeout = 30)
     ps_broker_config_defaults (&config);
     config.endpoint = "tcp://127.0.0.1:0";
     config.tap = false;
-    char why[300];
-    ps_broker_t *broker = ps_broker_new (&config, why, sizeof why);
-    cr_assert (broker, "%s", why);
+    ps_problem_t problem;
+    ps_broker_t *broker = ps_broker_new (&config, &problem);
+    cr_assert (broker, "%s", problem.message);
     cr_assert_str_eq (ps_broker_tap_endpoint (broker), "");
     char *json = ps_broker_info (broker);
     cr_assert (strstr (json, "\"tap\":\"\""), "%s", json);

@@ -460,10 +460,10 @@ Test (worker, a_restarted_broker_is_named_as_such, .timeout = 30)
     ps_broker_config_defaults (&config);
     config.endpoint = endpoint;
     config.staleness = -1;
-    char why[300];
-    broker = ps_broker_new (&config, why, sizeof why);
+    ps_problem_t problem;
+    broker = ps_broker_new (&config, &problem);
     close (held);
-    cr_assert (broker, "%s", why);
+    cr_assert (broker, "%s", problem.message);
     cr_assert_eq (ps_worker_clock (worker), PS_ENOT_REGISTERED);
     cr_assert (strstr (ps_worker_error (worker), "restarted"), "%s", ps_worker_error (worker));
     ps_worker_close (&worker);
@@ -478,9 +478,9 @@ Test (worker, nonfinite_gradients_are_applied_when_the_broker_accepts_them)
     config.endpoint = "tcp://127.0.0.1:*";
     config.staleness = -1;
     config.accept_nonfinite = true;
-    char why[300];
-    ps_broker_t *broker = ps_broker_new (&config, why, sizeof why);
-    cr_assert (broker, "%s", why);
+    ps_problem_t problem;
+    ps_broker_t *broker = ps_broker_new (&config, &problem);
+    cr_assert (broker, "%s", problem.message);
     char endpoint[64];
     snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", ps_broker_port (broker));
     ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
