@@ -19,9 +19,3 @@ ps_problem_set (ps_problem_t *problem, int code, const char *format, ...)
     va_end (args);
     return -1;
 }
-
-const char *
-ps_problem_text (const ps_problem_t *problem)
-{
-    return problem ? problem->message : "";
-}

@@ -34,7 +34,4 @@ typedef struct {
 int ps_problem_set (ps_problem_t *problem, int code, const char *format, ...)
     __attribute__ ((format (printf, 3, 4)));
 
-//  The message, or "" for a NULL problem: for callers that log it
-const char *ps_problem_text (const ps_problem_t *problem);
-
 #endif
