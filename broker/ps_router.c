@@ -234,15 +234,22 @@ s_answer_clock (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request
     ps_router_reject (self, peer->id, peer->id_size, request, &problem);
 }
 
+//  A parked request's envelope, decoded again (it parsed when it came)
+static ps_envelope_t *
+s_parked_request (ps_router_t *self, ps_parked_t *parked)
+{
+    ps_envelope_t *request = ps_codec_decode (self->parked_codec, zmq_msg_data (&parked->envelope),
+                                              zmq_msg_size (&parked->envelope), NULL);
+    assert (request);
+    return request;
+}
+
 //  ps_parking calls this for each request it releases
 static void
 s_answer_parked (void *arg, ps_parked_t *parked)
 {
     ps_router_t *self = arg;
-    ps_problem_t problem;
-    ps_envelope_t *request = ps_codec_decode (self->parked_codec, zmq_msg_data (&parked->envelope),
-                                              zmq_msg_size (&parked->envelope), &problem);
-    assert (request);
+    ps_envelope_t *request = s_parked_request (self, parked);
     ps_peer_t *peer = parked->peer;
     if (self->tap_on) {
         int64_t waited = zclock_usecs () - parked->received_us;
@@ -868,9 +875,7 @@ static void
 s_refuse_parked (void *arg, ps_parked_t *parked)
 {
     ps_router_t *self = arg;
-    ps_problem_t problem;
-    ps_envelope_t *request = ps_codec_decode (self->parked_codec, zmq_msg_data (&parked->envelope),
-                                              zmq_msg_size (&parked->envelope), &problem);
+    ps_envelope_t *request = s_parked_request (self, parked);
     zmq_msg_t msg;
     if (ps_codec_encode_error (request, PSMQ__ERR_CODE__ERR_SHUTDOWN, "the broker is stopping",
                                ps_vclock_min (self->vclock), &msg) == 0) {
