@@ -12,7 +12,9 @@
     broker because of the subscriptions.
     ========================================================================= */
 
-#include "ps_tapview.h"
+#include "ps_tapfilter.h"
+#include "ps_tappair.h"
+#include "ps_taprender.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -192,20 +194,20 @@ Test (tapview, usage)
 
     //  pstap shows it as a line, or as JSON for scripts
     char line[256];
-    int length = ps_tapview_text (received, line, sizeof line);
+    int length = ps_taprender_text (received, line, sizeof line);
     cr_assert_eq ((size_t)length, strlen (line));
     cr_assert_str_eq (line,
                       "06:59:01.123456 -> req  push  w3  seq 12  clock 5  w[100] b[10]  440 B");
     char json[1024];
-    length = ps_tapview_json (received, json, sizeof json);
+    length = ps_taprender_json (received, json, sizeof json);
     cr_assert_eq ((size_t)length, strlen (json));
     cr_assert_not_null (strstr (json, "\"kind\":\"req\",\"type\":\"push\",\"worker\":3,"));
 
     //  `pstap -f 'type=push worker=3 bytes>100'`: subscribe to what the
     //  broker can filter, match the rest here
-    char why[256];
-    ps_tapfilter_t *filter = ps_tapfilter_new ("type=push worker=3 bytes>100", why, sizeof why);
-    cr_assert_not_null (filter, "%s", why);
+    ps_problem_t problem = {0};
+    ps_tapfilter_t *filter = ps_tapfilter_new ("type=push worker=3 bytes>100", &problem);
+    cr_assert_not_null (filter, "%s", problem.message);
     cr_assert (ps_tapfilter_match (filter, received));
     record.bytes = 40;
     cr_assert_not (ps_tapfilter_match (filter, s_wire (&record)));
@@ -213,8 +215,8 @@ Test (tapview, usage)
     cr_assert_null (filter);
     ps_tapfilter_destroy (&filter);
 
-    cr_assert_null (ps_tapfilter_new ("type=pushh", why, sizeof why));
-    cr_assert_str_eq (why, "unknown type 'pushh' in 'type=pushh'");
+    cr_assert_null (ps_tapfilter_new ("type=pushh", &problem));
+    cr_assert_str_eq (problem.message, "unknown type 'pushh' in 'type=pushh'");
 }
 
 //  ---------------------------------------------------------------------
@@ -279,7 +281,7 @@ Test (tapview, json_of_each_kind)
     s_samples (samples);
     for (size_t i = 0; i < 7; i++) {
         char json[1024];
-        int length = ps_tapview_json (s_wire (&samples[i].record), json, sizeof json);
+        int length = ps_taprender_json (s_wire (&samples[i].record), json, sizeof json);
         cr_assert_str_eq (json, s_golden[i], "%s:\n%s\nexpected\n%s", samples[i].name, json,
                           s_golden[i]);
         cr_assert_eq ((size_t)length, strlen (s_golden[i]), "%s", samples[i].name);
@@ -289,7 +291,7 @@ Test (tapview, json_of_each_kind)
     ps_tap_record_t reject = samples[5].record;
     reject.worker = 3;
     char json[1024];
-    ps_tapview_json (s_wire (&reject), json, sizeof json);
+    ps_taprender_json (s_wire (&reject), json, sizeof json);
     cr_assert_not_null (strstr (json, ",\"worker\":3,\"seq\":null,\"clock\":null,"), "%s", json);
 }
 
@@ -328,7 +330,7 @@ Test (tapview, json_keys_same_for_every_kind)
         //  Rendered straight from the samples too, so that this test does
         //  not depend on the golden strings above
         char json[1024], keys[512];
-        ps_tapview_json (s_wire (&samples[i].record), json, sizeof json);
+        ps_taprender_json (s_wire (&samples[i].record), json, sizeof json);
         s_top_keys (json, keys, sizeof keys);
         cr_assert_str_eq (keys, expected, "%s: %s", samples[i].name, keys);
     }
@@ -339,7 +341,7 @@ Test (tapview, json_keys_same_for_every_kind)
     full.slowest = 2;
     full.status = PSMQ__ERR_CODE__ERR_FULL;
     char json[1024], keys[512];
-    ps_tapview_json (s_wire (&full), json, sizeof json);
+    ps_taprender_json (s_wire (&full), json, sizeof json);
     s_top_keys (json, keys, sizeof keys);
     cr_assert_str_eq (keys, expected);
 }
@@ -355,7 +357,7 @@ Test (tapview, json_escapes_strings)
     record.keys = keys;
     record.n_keys = 1;
     char json[1024];
-    ps_tapview_json (s_wire (&record), json, sizeof json);
+    ps_taprender_json (s_wire (&record), json, sizeof json);
     cr_assert_str_eq (json,
                       "{\"record\":9,\"time\":\"2026-11-21T06:59:01.123456Z\","
                       "\"time_us\":1795244341123456,\"kind\":\"rej\",\"type\":\"pull\","
@@ -371,7 +373,7 @@ Test (tapview, json_escapes_strings)
     //  and three bytes, a surrogate, 0xff) become U+FFFD, so that the line stays valid JSON
     //  whatever the broker was sent; protobuf-c passes them through
     record.reason = "a\xc3 b\xc0\xaf c\xed\xa0\x80 d\xff\x7f e\xf0\x9f\x98\x80 f\xe0\x80\xaf";
-    ps_tapview_json (s_wire (&record), json, sizeof json);
+    ps_taprender_json (s_wire (&record), json, sizeof json);
     cr_assert_not_null (
         strstr (json, "\"reason\":\"a\\ufffd b\\ufffd\\ufffd c\\ufffd\\ufffd\\ufffd d\\ufffd\x7f "
                       "e\xf0\x9f\x98\x80 f\\ufffd\\ufffd\\ufffd\","),
@@ -414,10 +416,10 @@ Test (tapview, truncates_like_snprintf)
     ps_tap_record_t record = samples[1].record;
     record.reason = "a \"quoted\" reason\n"; //  escapes cut in the middle too
     for (size_t i = 0; i < 7; i++) {
-        s_assert_truncates (ps_tapview_json, &samples[i].record);
-        s_assert_truncates (ps_tapview_text, &samples[i].record);
+        s_assert_truncates (ps_taprender_json, &samples[i].record);
+        s_assert_truncates (ps_taprender_text, &samples[i].record);
     }
-    s_assert_truncates (ps_tapview_json, &record);
+    s_assert_truncates (ps_taprender_json, &record);
 }
 
 //  ---------------------------------------------------------------------
@@ -428,7 +430,7 @@ static const char *
 s_text (const ps_tap_record_t *record)
 {
     static char line[512];
-    int length = ps_tapview_text (record, line, sizeof line);
+    int length = ps_taprender_text (record, line, sizeof line);
     cr_assert_eq ((size_t)length, strlen (line));
     cr_assert_null (strchr (line, '\n'));
     return line;
@@ -610,16 +612,17 @@ Test (tapview, filter_terms_match)
     named_t named[S_NAMED];
     s_named (named);
     for (size_t i = 0; i < sizeof s_filters / sizeof s_filters[0]; i++) {
-        char why[256] = "", names[256];
-        ps_tapfilter_t *filter = ps_tapfilter_new (s_filters[i].expression, why, sizeof why);
-        cr_assert_not_null (filter, "'%s': %s", s_filters[i].expression, why);
+        ps_problem_t problem = {0};
+        char names[256];
+        ps_tapfilter_t *filter = ps_tapfilter_new (s_filters[i].expression, &problem);
+        cr_assert_not_null (filter, "'%s': %s", s_filters[i].expression, problem.message);
         s_matching (filter, named, names, sizeof names);
         ps_tapfilter_destroy (&filter);
         cr_assert_str_eq (names, s_filters[i].matches, "'%s' matched '%s', expected '%s'",
                           s_filters[i].expression, names, s_filters[i].matches);
     }
     //  No expression at all is the empty one
-    ps_tapfilter_t *filter = ps_tapfilter_new (NULL, NULL, 0);
+    ps_tapfilter_t *filter = ps_tapfilter_new (NULL, NULL);
     cr_assert_not_null (filter);
     char names[256];
     s_matching (filter, named, names, sizeof names);
@@ -667,55 +670,60 @@ Test (tapview, filter_refuses_bad_terms)
                                          "disc, evict, rej, clock)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char why[256] = "";
-        ps_tapfilter_t *filter = ps_tapfilter_new (bad[i].expression, why, sizeof why);
+        ps_problem_t problem = {0};
+        ps_tapfilter_t *filter = ps_tapfilter_new (bad[i].expression, &problem);
         bool refused = filter == NULL;
         ps_tapfilter_destroy (&filter);
         cr_assert (refused, "'%s' was accepted", bad[i].expression);
-        cr_assert_str_eq (why, bad[i].why, "'%s'", bad[i].expression);
+        cr_assert_str_eq (problem.message, bad[i].why, "'%s'", bad[i].expression);
     }
 }
 
 Test (tapview, filter_limits)
 {
-    char why[8];
-    //  A short why is cut, a missing one is fine
-    cr_assert_null (ps_tapfilter_new ("kind=x", why, sizeof why));
-    cr_assert_str_eq (why, "unknown");
-    cr_assert_null (ps_tapfilter_new ("kind=x", NULL, 0));
+    //  A long message is cut to the problem's size, a missing problem is fine
+    char expression[512] = "kind=";
+    memset (expression + 5, 'x', 300);
+    ps_problem_t problem;
+    cr_assert_null (ps_tapfilter_new (expression, &problem));
+    cr_assert_eq (strlen (problem.message), sizeof problem.message - 1);
+    cr_assert (strncmp (problem.message, "unknown kind 'xxx", 17) == 0, "%s", problem.message);
+    cr_assert_null (ps_tapfilter_new ("kind=x", NULL));
 
     //  Key names follow the codec's rules
-    char expression[512] = "key=";
+    memset (expression, 0, sizeof expression);
+    strcpy (expression, "key=");
     memset (expression + 4, 'k', PS_MAX_KEY_LEN + 1);
-    char message[512];
-    cr_assert_null (ps_tapfilter_new (expression, message, sizeof message));
-    cr_assert (strncmp (message, "bad key 'kkk", 12) == 0, "%s", message);
-    cr_assert_not_null (strstr (message, "longer than 200 bytes"), "%s", message);
+    cr_assert_null (ps_tapfilter_new (expression, &problem));
+    cr_assert (strncmp (problem.message, "bad key 'kkk", 12) == 0, "%s", problem.message);
+    cr_assert_not_null (strstr (problem.message, "longer than 200 bytes"), "%s", problem.message);
     expression[4 + PS_MAX_KEY_LEN] = '\0';
-    ps_tapfilter_t *filter = ps_tapfilter_new (expression, message, sizeof message);
-    cr_assert_not_null (filter, "%s", message);
+    ps_tapfilter_t *filter = ps_tapfilter_new (expression, &problem);
+    cr_assert_not_null (filter, "%s", problem.message);
     ps_tapfilter_destroy (&filter);
 
     //  Up to 64 workers and 64 keys
     size_t used = (size_t)snprintf (expression, sizeof expression, "worker=0");
     for (int rank = 1; rank < 64; rank++)
         used += (size_t)snprintf (expression + used, sizeof expression - used, ",%d", rank);
-    filter = ps_tapfilter_new (expression, message, sizeof message);
-    cr_assert_not_null (filter, "%s", message);
+    filter = ps_tapfilter_new (expression, &problem);
+    cr_assert_not_null (filter, "%s", problem.message);
     ps_tapfilter_destroy (&filter);
     snprintf (expression + used, sizeof expression - used, ",64");
-    cr_assert_null (ps_tapfilter_new (expression, message, sizeof message));
-    cr_assert (strncmp (message, "more than 64 workers in 'worker=0,1,2", 37) == 0, "%s", message);
+    cr_assert_null (ps_tapfilter_new (expression, &problem));
+    cr_assert (strncmp (problem.message, "more than 64 workers in 'worker=0,1,2", 37) == 0, "%s",
+               problem.message);
 
     used = (size_t)snprintf (expression, sizeof expression, "key=k0");
     for (int key = 1; key < 65; key++)
         used += (size_t)snprintf (expression + used, sizeof expression - used, ",k%d", key);
-    cr_assert_null (ps_tapfilter_new (expression, message, sizeof message));
-    cr_assert (strncmp (message, "more than 64 keys in 'key=k0,k1", 31) == 0, "%s", message);
+    cr_assert_null (ps_tapfilter_new (expression, &problem));
+    cr_assert (strncmp (problem.message, "more than 64 keys in 'key=k0,k1", 31) == 0, "%s",
+               problem.message);
 
     //  The filter keeps its own copy of the keys
     char copy[] = "key=w";
-    filter = ps_tapfilter_new (copy, NULL, 0);
+    filter = ps_tapfilter_new (copy, NULL);
     memset (copy, 'x', 5);
     named_t named[S_NAMED];
     s_named (named);
@@ -751,9 +759,9 @@ static void
 s_topics (const char *expression, bool payload, topics_t *topics)
 {
     memset (topics, 0, sizeof *topics);
-    char why[256];
-    ps_tapfilter_t *filter = ps_tapfilter_new (expression, why, sizeof why);
-    cr_assert_not_null (filter, "%s", why);
+    ps_problem_t problem = {0};
+    ps_tapfilter_t *filter = ps_tapfilter_new (expression, &problem);
+    cr_assert_not_null (filter, "%s", problem.message);
     size_t count = ps_tapfilter_topics (filter, payload, s_collect, topics);
     ps_tapfilter_destroy (&filter);
     cr_assert_eq (count, topics->count);
@@ -837,7 +845,7 @@ Test (tapview, topics_let_every_match_through)
     static topics_t topics;
     for (size_t i = 0; i < sizeof s_filters / sizeof s_filters[0]; i++) {
         s_topics (s_filters[i].expression, true, &topics);
-        ps_tapfilter_t *filter = ps_tapfilter_new (s_filters[i].expression, NULL, 0);
+        ps_tapfilter_t *filter = ps_tapfilter_new (s_filters[i].expression, NULL);
         for (size_t r = 0; r < S_NAMED; r++) {
             const ps_tap_record_t *record = &named[r].record;
             bool matched = ps_tapfilter_match (filter, record);
@@ -904,7 +912,7 @@ Test (tapview, text_names_the_broker_of_a_group)
         const char *line = s_text (s_wire (&samples[i].record));
         cr_assert_eq (strncmp (line + 15, " b2/3 ", 6), 0, "%s: %s", samples[i].name, line);
     }
-    s_assert_truncates (ps_tapview_text, &samples[1].record);
+    s_assert_truncates (ps_taprender_text, &samples[1].record);
 }
 
 Test (tapview, json_names_the_broker_of_a_group)
@@ -912,13 +920,13 @@ Test (tapview, json_names_the_broker_of_a_group)
     //  Two more keys at the end, after the schema a broker alone keeps
     ps_tap_record_t record = s_from_broker (2, 3);
     char json[1024];
-    int length = ps_tapview_json (s_wire (&record), json, sizeof json);
+    int length = ps_taprender_json (s_wire (&record), json, sizeof json);
     cr_assert_eq ((size_t)length, strlen (s_golden[0]) - 1 + strlen (",\"shard\":2,\"shards\":3}"));
     cr_assert_eq (strncmp (json, s_golden[0], strlen (s_golden[0]) - 1), 0, "%s", json);
     cr_assert_str_eq (json + strlen (s_golden[0]) - 1, ",\"shard\":2,\"shards\":3}");
     //  Shard 0 is a number, not a missing value
     record = s_from_broker (0, 3);
-    ps_tapview_json (s_wire (&record), json, sizeof json);
+    ps_taprender_json (s_wire (&record), json, sizeof json);
     cr_assert_not_null (strstr (json, ",\"dropped\":0,\"shard\":0,\"shards\":3}"), "%s", json);
     char keys[512];
     s_top_keys (json, keys, sizeof keys);
@@ -927,17 +935,17 @@ Test (tapview, json_names_the_broker_of_a_group)
                             "slowest peer dropped shard shards");
     //  Not a group: the golden line, byte for byte
     record = s_from_broker (0, 1);
-    ps_tapview_json (s_wire (&record), json, sizeof json);
+    ps_taprender_json (s_wire (&record), json, sizeof json);
     cr_assert_str_eq (json, s_golden[0]);
     record = s_from_broker (1, 2);
-    s_assert_truncates (ps_tapview_json, &record);
+    s_assert_truncates (ps_taprender_json, &record);
 }
 
 Test (tapview, filter_by_shard)
 {
-    char why[256];
-    ps_tapfilter_t *filter = ps_tapfilter_new ("shard=0,2 kind=req", why, sizeof why);
-    cr_assert_not_null (filter, "%s", why);
+    ps_problem_t problem = {0};
+    ps_tapfilter_t *filter = ps_tapfilter_new ("shard=0,2 kind=req", &problem);
+    cr_assert_not_null (filter, "%s", problem.message);
     ps_tap_record_t record = s_from_broker (0, 3);
     cr_assert (ps_tapfilter_match (filter, s_wire (&record)));
     record = s_from_broker (1, 3);
@@ -954,13 +962,13 @@ Test (tapview, filter_by_shard)
     cr_assert_not (ps_tapfilter_wants_shard (filter, 100000));
     ps_tapfilter_destroy (&filter);
 
-    filter = ps_tapfilter_new ("shard=255", why, sizeof why);
-    cr_assert_not_null (filter, "%s", why);
+    filter = ps_tapfilter_new ("shard=255", &problem);
+    cr_assert_not_null (filter, "%s", problem.message);
     cr_assert (ps_tapfilter_wants_shard (filter, 255));
     record = s_from_broker (255, 256);
     cr_assert (ps_tapfilter_match (filter, s_wire (&record)));
     ps_tapfilter_destroy (&filter);
-    filter = ps_tapfilter_new ("kind=req", why, sizeof why);
+    filter = ps_tapfilter_new ("kind=req", &problem);
     cr_assert (ps_tapfilter_wants_shard (filter, 7), "no shard= term: every broker");
     ps_tapfilter_destroy (&filter);
 

@@ -49,7 +49,9 @@
 #include "ps_json.h"
 #include "ps_limits.h"
 #include "ps_taplog.h"
-#include "ps_tapview.h"
+#include "ps_tapfilter.h"
+#include "ps_tappair.h"
+#include "ps_taprender.h"
 #include "ps_worker.h"
 
 #include <czmq.h>
@@ -118,33 +120,7 @@ s_sleep_until (int64_t until_ms)
 
 // ----------------------------------------------------------- formatting
 
-static const char *
-s_fmt_bytes (double bytes, char *buffer, size_t size)
-{
-    if (bytes < 1024)
-        snprintf (buffer, size, "%.0f B", bytes);
-    else if (bytes < 1024 * 1024)
-        snprintf (buffer, size, "%.1f KB", bytes / 1024);
-    else if (bytes < 1024.0 * 1024 * 1024)
-        snprintf (buffer, size, "%.1f MB", bytes / (1024 * 1024));
-    else
-        snprintf (buffer, size, "%.1f GB", bytes / (1024.0 * 1024 * 1024));
-    return buffer;
-}
-
-static const char *
-s_fmt_us (double us, char *buffer, size_t size)
-{
-    if (us < 1000)
-        snprintf (buffer, size, "%.0fus", us);
-    else if (us < 1000000)
-        snprintf (buffer, size, "%.1fms", us / 1e3);
-    else
-        snprintf (buffer, size, "%.1fs", us / 1e6);
-    return buffer;
-}
-
-//  A growable line for ps_tapview_*, which follow snprintf's contract
+//  A growable line for ps_taprender_*, which follow snprintf's contract
 typedef struct {
     char *data;  //  the rendered line
     size_t size; //  room in data
@@ -154,8 +130,8 @@ static const char *
 s_render (line_t *line, const ps_tap_record_t *record, bool json)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
-        int needed = json ? ps_tapview_json (record, line->data, line->size)
-                          : ps_tapview_text (record, line->data, line->size);
+        int needed = json ? ps_taprender_json (record, line->data, line->size)
+                          : ps_taprender_text (record, line->data, line->size);
         if (needed < 0)
             return NULL;
         if ((size_t)needed < line->size)
@@ -1099,7 +1075,7 @@ s_fmt_percentile (counts_t *counts, double p, char *buffer, size_t size)
     double value = s_percentile (counts, p);
     if (value < 0)
         return "-";
-    return s_fmt_us (value, buffer, size);
+    return ps_taprender_us (value, buffer, size);
 }
 
 // ------------------------------------------------------------ pipeline
@@ -1136,10 +1112,10 @@ s_session_init (session_t *self, const options_t *options, view_t view)
     memset (self, 0, sizeof *self);
     self->options = options;
     self->view = view;
-    char why[300];
-    self->filter = ps_tapfilter_new (options->filter, why, sizeof why);
+    ps_problem_t problem;
+    self->filter = ps_tapfilter_new (options->filter, &problem);
     if (!self->filter) {
-        fprintf (stderr, "pstap %s: bad filter: %s\n", options->command, why);
+        fprintf (stderr, "pstap %s: bad filter: %s\n", options->command, problem.message);
         return 2;
     }
     self->codec = ps_codec_new ();
@@ -1228,9 +1204,9 @@ s_pairing_note (session_t *self, const ps_tap_record_t *record, bool paired, uin
         return;
     char age[32];
     if (paired)
-        snprintf (
-            note, size, "  [request %s ago]",
-            s_fmt_us (record->time_us > request_us ? (double)(record->time_us - request_us) : 0,
+        snprintf (note, size, "  [request %s ago]",
+                  ps_taprender_us (
+                      record->time_us > request_us ? (double)(record->time_us - request_us) : 0,
                       age, sizeof age));
     else
         snprintf (note, size, "  [unmatched: request not seen]");
@@ -1265,7 +1241,8 @@ s_payload (session_t *self, const ps_tap_record_t *record, const ps_taplog_entry
         bytes += entry->frames[i].size;
     char text[64], size[32];
     snprintf (text, sizeof text, "    + payload: %zu frame%s, %s", entry->nframes - 1,
-              entry->nframes == 2 ? "" : "s", s_fmt_bytes ((double)bytes, size, sizeof size));
+              entry->nframes == 2 ? "" : "s",
+              ps_taprender_bytes ((double)bytes, size, sizeof size));
     s_print (self, text, "");
     self->payloads++;
 }
@@ -1438,7 +1415,7 @@ s_fmt_info_bytes (const ps_json_t *info, const char *path, char *buffer, size_t 
     int node = ps_json_find (info, ps_json_root (info), path);
     if (ps_json_type (info, node) != PS_JSON_NUMBER)
         return "-";
-    return s_fmt_bytes (ps_json_number (info, node, 0), buffer, size);
+    return ps_taprender_bytes (ps_json_number (info, node, 0), buffer, size);
 }
 
 //  Ranks ever seen: INFO's "seen", else the workers that are not absent
@@ -1600,8 +1577,8 @@ s_stats_records (tally_t *tally, const char *source)
             continue;
         printf ("%-10s %8" PRIu64 " %8" PRIu64 " %7" PRIu64 " %11s %11s %9s %9s\n",
                 ps_codec_type_name (type), counts->requests, counts->replies, counts->errors,
-                s_fmt_bytes ((double)counts->bytes_in, a, sizeof a),
-                s_fmt_bytes ((double)counts->bytes_out, b, sizeof b),
+                ps_taprender_bytes ((double)counts->bytes_in, a, sizeof a),
+                ps_taprender_bytes ((double)counts->bytes_out, b, sizeof b),
                 s_fmt_percentile (counts, 0.5, c, sizeof c),
                 s_fmt_percentile (counts, 0.99, d, sizeof d));
     }
@@ -1818,7 +1795,7 @@ s_top_keys (tally_t *tally, double seconds)
         char rate[32];
         printf ("%-24.200s %9.1f %9.1f %10s/s\n", entries[i].name, entries[i].row->pushes / seconds,
                 entries[i].row->pulls / seconds,
-                s_fmt_bytes (entries[i].row->bytes / seconds, rate, sizeof rate));
+                ps_taprender_bytes (entries[i].row->bytes / seconds, rate, sizeof rate));
     }
     if (n > MAX_LISTED)
         printf ("(%zu more keys)\n", n - MAX_LISTED);
@@ -1842,8 +1819,8 @@ s_top_brokers (tally_t *tally, double seconds)
         char name[32], rate[32], p50[32], p99[32];
         printf ("%-7s %8.1f %9s/s %9s %9s %8" PRIu64 "\n",
                 s_broker_name (b, row, name, sizeof name), row->counts.requests / seconds,
-                s_fmt_bytes ((row->counts.bytes_in + row->counts.bytes_out) / seconds, rate,
-                             sizeof rate),
+                ps_taprender_bytes ((row->counts.bytes_in + row->counts.bytes_out) / seconds, rate,
+                                    sizeof rate),
                 s_fmt_percentile (&row->counts, 0.5, p50, sizeof p50),
                 s_fmt_percentile (&row->counts, 0.99, p99, sizeof p99), s_broker_dropped (row));
     }
@@ -1903,8 +1880,8 @@ s_top_print (session_t *session, const top_info_t *info, double seconds, const c
         snprintf (parked_text, sizeof parked_text, waiting >= 0 ? "%" PRId64 : "-", waiting);
         printf ("w%-6" PRId64 " %8.1f %9s/s %9s %9s %7s %7s %8s\n", rank,
                 row->counts.requests / seconds,
-                s_fmt_bytes ((row->counts.bytes_in + row->counts.bytes_out) / seconds, rate,
-                             sizeof rate),
+                ps_taprender_bytes ((row->counts.bytes_in + row->counts.bytes_out) / seconds, rate,
+                                    sizeof rate),
                 s_fmt_percentile (&row->counts, 0.5, p50, sizeof p50),
                 s_fmt_percentile (&row->counts, 0.99, p99, sizeof p99), clock_text, behind,
                 parked_text);
@@ -1986,7 +1963,7 @@ s_clock_parked (const ps_json_t *info, int item)
     printf ("  w%-5" PRId64 " %-6s clock %-8" PRId64 " waiting %s\n",
             ps_json_int (info, ps_json_member (info, item, "worker"), -1), type ? type : "?",
             ps_json_int (info, ps_json_member (info, item, "clock"), -1),
-            s_fmt_us (waiting_us, waited, sizeof waited));
+            ps_taprender_us (waiting_us, waited, sizeof waited));
 }
 
 static void
