@@ -1224,10 +1224,10 @@ static void
 s_payload (session_t *self, const ps_tap_record_t *record, const ps_taplog_entry_t *entry)
 {
     if (self->view == VIEW_RECORD) {
-        char why[300];
+        ps_problem_t problem;
         if (ps_taplog_writer_append (self->writer, entry->topic, entry->topic_size, entry->frames,
-                                     entry->nframes, why, sizeof why)) {
-            fprintf (stderr, "pstap record: %s\n", why);
+                                     entry->nframes, &problem)) {
+            fprintf (stderr, "pstap record: %s\n", problem.message);
             self->done = true;
         }
         self->payloads++;
@@ -1253,10 +1253,10 @@ s_show (session_t *self, const ps_tap_record_t *record, const ps_taplog_entry_t 
         uint64_t request_us)
 {
     if (self->view == VIEW_RECORD) {
-        char why[300];
+        ps_problem_t problem;
         if (ps_taplog_writer_append (self->writer, entry->topic, entry->topic_size, entry->frames,
-                                     entry->nframes, why, sizeof why)) {
-            fprintf (stderr, "pstap record: %s\n", why);
+                                     entry->nframes, &problem)) {
+            fprintf (stderr, "pstap record: %s\n", problem.message);
             self->done = true;
             return;
         }
@@ -1361,13 +1361,13 @@ s_record (const options_t *options)
     if (rc == 0 && s_connect (&tap, &group, options, session.filter))
         rc = 1;
     if (rc == 0) {
-        char why[300];
+        ps_problem_t problem;
         struct timespec now;
         clock_gettime (CLOCK_REALTIME, &now);
         uint64_t start_us = (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000;
-        session.writer = ps_taplog_writer_new (options->write_path, start_us, why, sizeof why);
+        session.writer = ps_taplog_writer_new (options->write_path, start_us, &problem);
         if (!session.writer) {
-            fprintf (stderr, "pstap record: %s\n", why);
+            fprintf (stderr, "pstap record: %s\n", problem.message);
             rc = 1;
         }
         else {
@@ -2161,20 +2161,20 @@ s_read (const options_t *options)
         s_session_destroy (&session);
         return rc;
     }
-    char why[300];
-    ps_taplog_reader_t *reader = ps_taplog_reader_new (options->read_path, why, sizeof why);
+    ps_problem_t problem;
+    ps_taplog_reader_t *reader = ps_taplog_reader_new (options->read_path, &problem);
     if (!reader) {
-        fprintf (stderr, "pstap read: %s\n", why);
+        fprintf (stderr, "pstap read: %s\n", problem.message);
         s_session_destroy (&session);
         return 1;
     }
     ps_taplog_entry_t entry;
     ps_taplog_status_t status;
     while (!session.done && !s_interrupted &&
-           (status = ps_taplog_reader_next (reader, &entry, why, sizeof why)) == PS_TAPLOG_RECORD)
+           (status = ps_taplog_reader_next (reader, &entry, &problem)) == PS_TAPLOG_RECORD)
         s_feed (&session, &entry, NULL);
     if (!session.done && !s_interrupted && status != PS_TAPLOG_END) {
-        fprintf (stderr, "pstap read: %s\n", why);
+        fprintf (stderr, "pstap read: %s: %s\n", options->read_path, problem.message);
         //  A torn tail is what a killed recorder leaves: not an error
         rc = status == PS_TAPLOG_TORN ? 0 : 1;
     }
