@@ -20,13 +20,13 @@
     ========================================================================= */
 
 #include "ps_codec.h"
-#include "ps_json.h"
 #include "ps_taplog.h"
 #include "ps_testutil.h"
 #include "ps_worker.h"
 
 #include <criterion/criterion.h>
 #include <czmq.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -126,20 +126,32 @@ s_lines (const char *text)
     return lines;
 }
 
+//  The JSON object on the line at *text, which must be one; *text moves
+//  to the next line. The caller releases it (json_decref).
+static json_t *
+s_json_line (const char **text)
+{
+    const char *line = *text, *end = strchr (line, '\n');
+    cr_assert (end, "unterminated line: %s", line);
+    json_error_t error;
+    json_t *object = json_loadb (line, (size_t)(end - line), 0, &error);
+    cr_assert (json_is_object (object), "not a JSON object: %.*s: %s", (int)(end - line), line,
+               error.text);
+    *text = end + 1;
+    return object;
+}
+
 //  The "record" numbers of JSON Lines output, in order; how many
 static size_t
 s_record_numbers (const char *jsonl, uint64_t *numbers, size_t max)
 {
     size_t count = 0;
     while (*jsonl && count < max) {
-        const char *end = strchr (jsonl, '\n');
-        cr_assert (end, "unterminated line: %s", jsonl);
-        char why[256];
-        ps_json_t *doc = ps_json_parse (jsonl, (size_t)(end - jsonl), why, sizeof why);
-        cr_assert (doc, "not JSON: %.*s: %s", (int)(end - jsonl), jsonl, why);
-        numbers[count++] = (uint64_t)ps_json_int (doc, ps_json_member (doc, 0, "record"), -1);
-        ps_json_destroy (&doc);
-        jsonl = end + 1;
+        json_t *record = s_json_line (&jsonl);
+        json_int_t number;
+        cr_assert_eq (json_unpack (record, "{s:I}", "record", &number), 0, "no record number");
+        numbers[count++] = (uint64_t)number;
+        json_decref (record);
     }
     return count;
 }
@@ -1086,6 +1098,22 @@ Test (pstap, help_for_every_command_and_bad_arguments, .timeout = 30)
 
 //  ------------------------------------------------------- real broker
 
+//  Subscriptions the broker counts on its tap, from its INFO
+static int64_t
+s_tap_subscriptions (ps_broker_t *broker)
+{
+    char *info = ps_broker_info (broker);
+    cr_assert (info);
+    json_error_t error;
+    json_t *object = json_loads (info, 0, &error);
+    cr_assert (object, "INFO is JSON: %s: %s", info, error.text);
+    json_int_t subscriptions = -1;
+    json_unpack (object, "{s:I}", "tap_subscriptions", &subscriptions);
+    json_decref (object);
+    free (info);
+    return subscriptions;
+}
+
 //  Wait until the broker counts a tap subscription (pstap is listening)
 static void
 s_wait_tap_subscription (ps_broker_t *broker)
@@ -1093,13 +1121,7 @@ s_wait_tap_subscription (ps_broker_t *broker)
     int64_t deadline = zclock_mono () + 5000;
     int64_t subscriptions = 0;
     while (subscriptions < 1 && zclock_mono () < deadline) {
-        char *info = ps_broker_info (broker);
-        cr_assert (info);
-        ps_json_t *doc = ps_json_parse (info, strlen (info), NULL, 0);
-        cr_assert (doc, "INFO is JSON: %s", info);
-        subscriptions = ps_json_int (doc, ps_json_member (doc, 0, "tap_subscriptions"), 0);
-        ps_json_destroy (&doc);
-        free (info);
+        subscriptions = s_tap_subscriptions (broker);
         if (subscriptions < 1)
             zclock_sleep (10);
     }
@@ -1147,24 +1169,28 @@ Test (pstap, watches_and_counts_a_real_broker, .timeout = 60)
                                 "req clock", "rep clock", "req bye",  "rep bye"};
     const char *line = run.out;
     for (size_t i = 0; i < 12; i++) {
-        const char *end = strchr (line, '\n');
-        cr_assert (end, "record %zu missing:\n%s", i, run.out);
-        ps_json_t *doc = ps_json_parse (line, (size_t)(end - line), NULL, 0);
-        cr_assert (doc, "not JSON: %.*s", (int)(end - line), line);
+        cr_assert (*line, "record %zu missing:\n%s", i, run.out);
+        json_t *record = s_json_line (&line);
+        const char *kind, *type;
+        cr_assert_eq (json_unpack (record, "{s:s, s:s}", "kind", &kind, "type", &type), 0);
         char seen[64];
-        snprintf (seen, sizeof seen, "%s %s", ps_json_string (doc, ps_json_member (doc, 0, "kind")),
-                  ps_json_string (doc, ps_json_member (doc, 0, "type")));
+        snprintf (seen, sizeof seen, "%s %s", kind, type);
         cr_assert_str_eq (seen, expected[i], "record %zu", i);
-        //  The HELLO request comes before the connection is a rank
-        int64_t rank = strcmp (seen, "req hello") == 0 ? -1 : 0;
-        cr_assert_eq (ps_json_int (doc, ps_json_member (doc, 0, "worker"), -1), rank, "%s", seen);
+        //  The HELLO request comes before the connection is a rank: null
+        json_t *rank_value = json_object_get (record, "worker");
+        json_int_t rank = json_is_integer (rank_value) ? json_integer_value (rank_value) : -1;
+        cr_assert_eq (rank, strcmp (seen, "req hello") == 0 ? -1 : 0, "%s", seen);
         if (strcmp (seen, "req push") == 0 || strcmp (seen, "rep pull") == 0) {
-            cr_assert_str_eq (ps_json_string (doc, ps_json_find (doc, 0, "keys.0.key")), "weights");
-            cr_assert_eq (ps_json_int (doc, ps_json_find (doc, 0, "keys.0.count"), 0), 4);
-            cr_assert_eq (ps_json_int (doc, ps_json_member (doc, 0, "bytes"), 0), 16);
+            const char *key;
+            json_int_t count, bytes;
+            cr_assert_eq (json_unpack (record, "{s:[{s:s, s:I}], s:I}", "keys", "key", &key,
+                                       "count", &count, "bytes", &bytes),
+                          0, "%s", seen);
+            cr_assert_str_eq (key, "weights");
+            cr_assert_eq (count, 4);
+            cr_assert_eq (bytes, 16);
         }
-        ps_json_destroy (&doc);
-        line = end + 1;
+        json_decref (record);
     }
     cr_assert_eq (*line, 0, "-c 12 stops after 12");
     s_result_free (&run);
@@ -1280,9 +1306,14 @@ Test (pstap, a_group_recording_is_paired_and_counted_per_broker, .timeout = 30)
     run = s_pstap ("read", "-r", recording, "--json", "-f", "shard=1 kind=rep", NULL);
     cr_assert_eq (run.status, 0, "%s", run.err);
     cr_assert_eq (s_lines (run.out), 1, "%s", run.out);
-    cr_assert (strstr (run.out, "\"total_us\":50,") &&
-                   strstr (run.out, ",\"shard\":1,\"shards\":2}"),
-               "%s", run.out);
+    const char *output = run.out;
+    json_t *record = s_json_line (&output);
+    json_int_t total_us, shard, shards;
+    cr_assert_eq (json_unpack (record, "{s:I, s:I, s:I}", "total_us", &total_us, "shard", &shard,
+                               "shards", &shards),
+                  0, "%s", run.out);
+    cr_assert (total_us == 50 && shard == 1 && shards == 2, "%s", run.out);
+    json_decref (record);
     s_result_free (&run);
     unlink (recording);
 }
@@ -1442,22 +1473,20 @@ s_group_hello (group_t *self)
     }
 }
 
-//  The "shard" of each JSON line (-1 when absent), in order; how many.
-//  Each line must say it is of a group of 3.
+//  The "shard" of each JSON line, in order; how many. Each line must say
+//  its shard and that it is of a group of 3.
 static size_t
 s_shards_of (const char *jsonl, int64_t *shards, size_t max)
 {
     size_t count = 0;
     while (*jsonl && count < max) {
-        const char *end = strchr (jsonl, '\n');
-        cr_assert (end, "unterminated line: %s", jsonl);
-        ps_json_t *doc = ps_json_parse (jsonl, (size_t)(end - jsonl), NULL, 0);
-        cr_assert (doc, "not JSON: %.*s", (int)(end - jsonl), jsonl);
-        shards[count++] = ps_json_int (doc, ps_json_member (doc, 0, "shard"), -1);
-        cr_assert_eq (ps_json_int (doc, ps_json_member (doc, 0, "shards"), -1), GROUP, "%.*s",
-                      (int)(end - jsonl), jsonl);
-        ps_json_destroy (&doc);
-        jsonl = end + 1;
+        json_t *record = s_json_line (&jsonl);
+        json_int_t shard, group_size;
+        cr_assert_eq (json_unpack (record, "{s:I, s:I}", "shard", &shard, "shards", &group_size), 0,
+                      "no shard and shards in record %zu", count);
+        cr_assert_eq (group_size, GROUP);
+        shards[count++] = shard;
+        json_decref (record);
     }
     return count;
 }
@@ -1522,13 +1551,12 @@ Test (pstap, watch_on_one_member_sees_the_whole_group, .timeout = 60)
     cr_assert_eq (run.status, 0, "%s", run.err);
     const char *line = run.out;
     for (int i = 0; i < GROUP; i++) {
-        const char *end = strchr (line, '\n');
-        cr_assert (end, "INFO %d missing:\n%s", i, run.out);
-        ps_json_t *doc = ps_json_parse (line, (size_t)(end - line), NULL, 0);
-        cr_assert (doc, "not JSON: %.*s", (int)(end - line), line);
-        cr_assert_eq (ps_json_int (doc, ps_json_member (doc, 0, "shard"), -1), i);
-        ps_json_destroy (&doc);
-        line = end + 1;
+        cr_assert (*line, "INFO %d missing:\n%s", i, run.out);
+        json_t *info = s_json_line (&line);
+        json_int_t shard = -1;
+        json_unpack (info, "{s:I}", "shard", &shard);
+        cr_assert_eq (shard, i);
+        json_decref (info);
     }
     cr_assert_eq (*line, 0, "%s", run.out);
     s_result_free (&run);
@@ -1622,20 +1650,6 @@ Test (pstap, record_from_a_broker_list_and_read_it, .timeout = 60)
     s_group_stop (&group);
 }
 
-//  Subscriptions the broker counts on its tap
-static int64_t
-s_tap_subscriptions (ps_broker_t *broker)
-{
-    char *info = ps_broker_info (broker);
-    cr_assert (info);
-    ps_json_t *doc = ps_json_parse (info, strlen (info), NULL, 0);
-    cr_assert (doc, "INFO is JSON: %s", info);
-    int64_t subscriptions = ps_json_int (doc, ps_json_member (doc, 0, "tap_subscriptions"), -1);
-    ps_json_destroy (&doc);
-    free (info);
-    return subscriptions;
-}
-
 //  Read the child's stdout until a whole line is in buffer (5 s at most);
 //  whether one came
 static bool
@@ -1688,9 +1702,16 @@ Test (pstap, a_group_not_known_yet_and_member_only_watch_one_broker, .timeout = 
               "joins: give --broker EP0,EP1,... (all 3, in shard order); watching this one only\n",
               group.endpoints[0]);
     cr_assert_str_eq (run.err, expected);
-    cr_assert (strstr (run.out, "\"kind\":\"req\",\"type\":\"info\"") &&
-                   strstr (run.out, ",\"shard\":0,\"shards\":3}\n"),
-               "%s", run.out);
+    const char *output = run.out;
+    json_t *record = s_json_line (&output);
+    const char *kind, *type;
+    json_int_t shard, shards;
+    cr_assert_eq (json_unpack (record, "{s:s, s:s, s:I, s:I}", "kind", &kind, "type", &type,
+                               "shard", &shard, "shards", &shards),
+                  0, "%s", run.out);
+    cr_assert (strcmp (kind, "req") == 0 && strcmp (type, "info") == 0, "%s", run.out);
+    cr_assert (shard == 0 && shards == 3, "%s", run.out);
+    json_decref (record);
     s_result_free (&run);
 
     //  Once the group is known, --member-only still watches one broker
