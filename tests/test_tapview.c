@@ -1,13 +1,24 @@
 /*  =========================================================================
-    test_tapview - tap records as JSON and text, filters, XPUB topics
+    test_tapview - how pstap views tap records: ps_taprender (text and
+    JSON), ps_tapfilter (filters and XPUB topics), ps_tappair (pairing)
+
+    Usage, as pstap does it for each record it decodes:
+
+        ps_tapfilter_t *filter = ps_tapfilter_new ("type=push lat>10ms", &problem);
+        ps_tappair_update (pairing, record, &request_us);   //  every record
+        if (ps_tapfilter_match (filter, record)) {
+            ps_taprender_text (record, line, sizeof line);   //  or
+            json_t *object = ps_taprender_json (record);     //  --json
+        }
 
     Records are built as the broker fills them, packed with
     ps_codec_encode_tap and read back with ps_codec_decode_tap, as pstap
     does, before they are rendered. JSON is compared with golden strings
-    written out here; text lines with expected lines (in UTC, so that the
-    time of day does not depend on the machine). Filters are checked with
-    a table of expressions against one set of records, and topics with the
-    exact list each filter asks for, then against the broker's own topic
+    written out here, byte for byte, and read back with jansson; text
+    lines with expected lines (in UTC, so that the time of day does not
+    depend on the machine). Filters are checked with a table of
+    expressions against one set of records, and topics with the exact
+    list each filter asks for, then against the broker's own topic
     function: a record that matches a filter must never be dropped by the
     broker because of the subscriptions.
     ========================================================================= */
@@ -17,6 +28,7 @@
 #include "ps_taprender.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +101,43 @@ s_wire (const ps_tap_record_t *record)
     zmq_msg_close (&msg);
     cr_assert_not_null (decoded, "decode: %s", problem.message);
     return decoded;
+}
+
+//  The record as one line of JSON Lines, as pstap prints it; valid until
+//  the next call
+static const char *
+s_json (const ps_tap_record_t *record)
+{
+    static char line[2048];
+    json_t *object = ps_taprender_json (record);
+    cr_assert_not_null (object);
+    char *text = json_dumps (object, JSON_COMPACT);
+    cr_assert_not_null (text);
+    cr_assert_lt (strlen (text), sizeof line);
+    strcpy (line, text);
+    free (text);
+    json_decref (object);
+    return line;
+}
+
+//  The top-level keys of the record's JSON object, in order, separated by
+//  spaces
+static const char *
+s_keys_of (const ps_tap_record_t *record)
+{
+    static char keys[512];
+    size_t used = 0;
+    keys[0] = '\0';
+    json_t *object = ps_taprender_json (record);
+    const char *key;
+    json_t *value;
+    json_object_foreach (object, key, value)
+    {
+        used += (size_t)snprintf (keys + used, sizeof keys - used, "%s%s", used ? " " : "", key);
+        cr_assert_lt (used, sizeof keys);
+    }
+    json_decref (object);
+    return keys;
 }
 
 //  ---------------------------------------------------------------------
@@ -198,10 +247,26 @@ Test (tapview, usage)
     cr_assert_eq ((size_t)length, strlen (line));
     cr_assert_str_eq (line,
                       "06:59:01.123456 -> req  push  w3  seq 12  clock 5  w[100] b[10]  440 B");
-    char json[1024];
-    length = ps_taprender_json (received, json, sizeof json);
-    cr_assert_eq ((size_t)length, strlen (json));
-    cr_assert_not_null (strstr (json, "\"kind\":\"req\",\"type\":\"push\",\"worker\":3,"));
+    json_t *object = ps_taprender_json (received);
+    const char *kind, *type;
+    json_int_t worker;
+    cr_assert_eq (
+        json_unpack (object, "{s:s, s:s, s:I}", "kind", &kind, "type", &type, "worker", &worker),
+        0);
+    cr_assert (strcmp (kind, "req") == 0 && strcmp (type, "push") == 0 && worker == 3);
+    json_decref (object);
+
+    //  Its reply 14 us later is paired with it
+    ps_tappair_t *pairing = ps_tappair_new (100);
+    uint64_t request_us = 0;
+    record.peer = "00a1b2c3";
+    cr_assert_not (ps_tappair_update (pairing, s_wire (&record), &request_us));
+    ps_tap_record_t reply = record;
+    reply.kind = PSMQ__TAP_KIND__TAP_REPLY;
+    reply.time_us = T0 + 14;
+    cr_assert (ps_tappair_update (pairing, s_wire (&reply), &request_us));
+    cr_assert_eq (request_us, T0);
+    ps_tappair_destroy (&pairing);
 
     //  `pstap -f 'type=push worker=3 bytes>100'`: subscribe to what the
     //  broker can filter, match the rest here
@@ -280,43 +345,19 @@ Test (tapview, json_of_each_kind)
     sample_t samples[7];
     s_samples (samples);
     for (size_t i = 0; i < 7; i++) {
-        char json[1024];
-        int length = ps_taprender_json (s_wire (&samples[i].record), json, sizeof json);
+        const char *json = s_json (s_wire (&samples[i].record));
         cr_assert_str_eq (json, s_golden[i], "%s:\n%s\nexpected\n%s", samples[i].name, json,
                           s_golden[i]);
-        cr_assert_eq ((size_t)length, strlen (s_golden[i]), "%s", samples[i].name);
     }
     //  A reject of a known worker's unparsable message: no message, so no
     //  seq and no clock (clock is 0 in the record, and would mislead)
     ps_tap_record_t reject = samples[5].record;
     reject.worker = 3;
-    char json[1024];
-    ps_taprender_json (s_wire (&reject), json, sizeof json);
-    cr_assert_not_null (strstr (json, ",\"worker\":3,\"seq\":null,\"clock\":null,"), "%s", json);
-}
-
-//  The top-level keys of a JSON object, in order, separated by spaces:
-//  a string followed by ':' at depth 1 is a key
-static void
-s_top_keys (const char *json, char *keys, size_t size)
-{
-    size_t used = 0, depth = 0;
-    keys[0] = '\0';
-    for (const char *cursor = json; *cursor; cursor++) {
-        if (*cursor == '{' || *cursor == '[')
-            depth++;
-        else if (*cursor == '}' || *cursor == ']')
-            depth--;
-        else if (*cursor == '"') {
-            const char *start = ++cursor;
-            while (*cursor != '"')
-                cursor += *cursor == '\\' ? 2 : 1;
-            if (depth == 1 && cursor[1] == ':')
-                used += snprintf (keys + used, size - used, "%s%.*s", used ? " " : "",
-                                  (int)(cursor - start), start);
-            cr_assert_lt (used, size);
-        }
-    }
+    json_t *object = ps_taprender_json (s_wire (&reject));
+    json_int_t worker;
+    cr_assert_eq (json_unpack (object, "{s:I, s:n, s:n}", "worker", &worker, "seq", "clock"), 0);
+    cr_assert_eq (worker, 3);
+    json_decref (object);
 }
 
 Test (tapview, json_keys_same_for_every_kind)
@@ -329,9 +370,7 @@ Test (tapview, json_keys_same_for_every_kind)
     for (size_t i = 0; i < 7; i++) {
         //  Rendered straight from the samples too, so that this test does
         //  not depend on the golden strings above
-        char json[1024], keys[512];
-        ps_taprender_json (s_wire (&samples[i].record), json, sizeof json);
-        s_top_keys (json, keys, sizeof keys);
+        const char *keys = s_keys_of (s_wire (&samples[i].record));
         cr_assert_str_eq (keys, expected, "%s: %s", samples[i].name, keys);
     }
     //  A record with everything set has the same keys as well
@@ -340,10 +379,7 @@ Test (tapview, json_keys_same_for_every_kind)
     full.reason = "why";
     full.slowest = 2;
     full.status = PSMQ__ERR_CODE__ERR_FULL;
-    char json[1024], keys[512];
-    ps_taprender_json (s_wire (&full), json, sizeof json);
-    s_top_keys (json, keys, sizeof keys);
-    cr_assert_str_eq (keys, expected);
+    cr_assert_str_eq (s_keys_of (s_wire (&full)), expected);
 }
 
 Test (tapview, json_escapes_strings)
@@ -356,37 +392,41 @@ Test (tapview, json_escapes_strings)
     Psmq__TapKey *keys[] = {s_key ("w", 4)};
     record.keys = keys;
     record.n_keys = 1;
-    char json[1024];
-    ps_taprender_json (s_wire (&record), json, sizeof json);
-    cr_assert_str_eq (json,
+    //  jansson's escapes: \" \\ and \n by name, other control bytes as \u00XX
+    cr_assert_str_eq (s_json (s_wire (&record)),
                       "{\"record\":9,\"time\":\"2026-11-21T06:59:01.123456Z\","
                       "\"time_us\":1795244341123456,\"kind\":\"rej\",\"type\":\"pull\","
                       "\"worker\":1,\"seq\":3,\"clock\":0,\"keys\":[{\"key\":\"w\",\"count\":4}],"
                       "\"bytes\":0,\"status\":\"unknown-key\","
-                      "\"reason\":\"key \\\"w\\\"\\u000anot\\u0001 found in C:\\\\store, "
+                      "\"reason\":\"key \\\"w\\\"\\nnot\\u0001 found in C:\\\\store, "
                       "caf\xc3\xa9\","
                       "\"queued_us\":null,\"aggregation_us\":null,\"parked_us\":null,"
                       "\"total_us\":null,\"min_clock\":null,\"slowest\":null,\"peer\":null,"
                       "\"dropped\":0}");
 
     //  Bytes that are not UTF-8 (a truncated sequence, overlong '/' in two
-    //  and three bytes, a surrogate, 0xff) become U+FFFD, so that the line stays valid JSON
-    //  whatever the broker was sent; protobuf-c passes them through
+    //  and three bytes, a surrogate, 0xff) become U+FFFD, so that the line
+    //  stays valid JSON whatever the broker was sent; protobuf-c passes
+    //  them through
     record.reason = "a\xc3 b\xc0\xaf c\xed\xa0\x80 d\xff\x7f e\xf0\x9f\x98\x80 f\xe0\x80\xaf";
-    ps_taprender_json (s_wire (&record), json, sizeof json);
-    cr_assert_not_null (
-        strstr (json, "\"reason\":\"a\\ufffd b\\ufffd\\ufffd c\\ufffd\\ufffd\\ufffd d\\ufffd\x7f "
-                      "e\xf0\x9f\x98\x80 f\\ufffd\\ufffd\\ufffd\","),
-        "%s", json);
+    json_error_t error;
+    json_t *object = json_loads (s_json (s_wire (&record)), 0, &error);
+    cr_assert_not_null (object, "not JSON: %s", error.text);
+#define FFFD "\xef\xbf\xbd"
+    cr_assert_str_eq (json_string_value (json_object_get (object, "reason")),
+                      "a" FFFD " b" FFFD FFFD " c" FFFD FFFD FFFD " d" FFFD
+                      "\x7f e\xf0\x9f\x98\x80 f" FFFD FFFD FFFD);
+#undef FFFD
+    json_decref (object);
 }
 
-//  Renders record into buffers of many sizes: each call returns the full
-//  length, writes the longest prefix that fits with its NUL, and never
-//  touches a byte past size
+//  Renders record's text line into buffers of many sizes: each call
+//  returns the full length, writes the longest prefix that fits with its
+//  NUL, and never touches a byte past size
 static void
-s_assert_truncates (int (*render) (const ps_tap_record_t *, char *, size_t),
-                    const ps_tap_record_t *record)
+s_assert_truncates (const ps_tap_record_t *record)
 {
+    int (*render) (const ps_tap_record_t *, char *, size_t) = ps_taprender_text;
     char full[1024];
     int length = render (record, full, sizeof full);
     cr_assert_gt (length, 20);
@@ -409,17 +449,44 @@ s_assert_truncates (int (*render) (const ps_tap_record_t *, char *, size_t),
     }
 }
 
-Test (tapview, truncates_like_snprintf)
+Test (tapview, text_truncates_like_snprintf)
 {
     sample_t samples[7];
     s_samples (samples);
     ps_tap_record_t record = samples[1].record;
-    record.reason = "a \"quoted\" reason\n"; //  escapes cut in the middle too
-    for (size_t i = 0; i < 7; i++) {
-        s_assert_truncates (ps_taprender_json, &samples[i].record);
-        s_assert_truncates (ps_taprender_text, &samples[i].record);
-    }
-    s_assert_truncates (ps_taprender_json, &record);
+    record.reason = "a \"quoted\" reason\n\x01"; //  escapes cut in the middle too
+    for (size_t i = 0; i < 7; i++)
+        s_assert_truncates (&samples[i].record);
+    s_assert_truncates (&record);
+}
+
+//  The record's JSON Lines form is one line that reads back as the object
+//  it was dumped from
+static void
+s_assert_reads_back (const ps_tap_record_t *record)
+{
+    json_t *object = ps_taprender_json (s_wire (record));
+    char *line = json_dumps (object, JSON_COMPACT);
+    cr_assert_not_null (line);
+    cr_assert_null (strchr (line, '\n'), "%s", line);
+    json_error_t error;
+    json_t *again = json_loads (line, 0, &error);
+    cr_assert_not_null (again, "%s: %s", line, error.text);
+    cr_assert (json_equal (object, again), "%s", line);
+    json_decref (again);
+    json_decref (object);
+    free (line);
+}
+
+Test (tapview, json_lines_read_back)
+{
+    sample_t samples[7];
+    s_samples (samples);
+    ps_tap_record_t record = samples[1].record;
+    record.reason = "a \"quoted\" reason\n\x01 \xff";
+    for (size_t i = 0; i < 7; i++)
+        s_assert_reads_back (&samples[i].record);
+    s_assert_reads_back (&record);
 }
 
 //  ---------------------------------------------------------------------
@@ -912,33 +979,35 @@ Test (tapview, text_names_the_broker_of_a_group)
         const char *line = s_text (s_wire (&samples[i].record));
         cr_assert_eq (strncmp (line + 15, " b2/3 ", 6), 0, "%s: %s", samples[i].name, line);
     }
-    s_assert_truncates (ps_taprender_text, &samples[1].record);
+    s_assert_truncates (&samples[1].record);
 }
 
 Test (tapview, json_names_the_broker_of_a_group)
 {
     //  Two more keys at the end, after the schema a broker alone keeps
     ps_tap_record_t record = s_from_broker (2, 3);
-    char json[1024];
-    int length = ps_taprender_json (s_wire (&record), json, sizeof json);
-    cr_assert_eq ((size_t)length, strlen (s_golden[0]) - 1 + strlen (",\"shard\":2,\"shards\":3}"));
+    const char *json = s_json (s_wire (&record));
+    cr_assert_eq (strlen (json), strlen (s_golden[0]) - 1 + strlen (",\"shard\":2,\"shards\":3}"));
     cr_assert_eq (strncmp (json, s_golden[0], strlen (s_golden[0]) - 1), 0, "%s", json);
     cr_assert_str_eq (json + strlen (s_golden[0]) - 1, ",\"shard\":2,\"shards\":3}");
     //  Shard 0 is a number, not a missing value
     record = s_from_broker (0, 3);
-    ps_taprender_json (s_wire (&record), json, sizeof json);
-    cr_assert_not_null (strstr (json, ",\"dropped\":0,\"shard\":0,\"shards\":3}"), "%s", json);
-    char keys[512];
-    s_top_keys (json, keys, sizeof keys);
-    cr_assert_str_eq (keys, "record time time_us kind type worker seq clock keys bytes status "
-                            "reason queued_us aggregation_us parked_us total_us min_clock "
-                            "slowest peer dropped shard shards");
+    json_t *object = ps_taprender_json (s_wire (&record));
+    json_int_t dropped, shard, shards;
+    cr_assert_eq (json_unpack (object, "{s:I, s:I, s:I}", "dropped", &dropped, "shard", &shard,
+                               "shards", &shards),
+                  0);
+    cr_assert (dropped == 0 && shard == 0 && shards == 3);
+    json_decref (object);
+    cr_assert_str_eq (s_keys_of (s_wire (&record)),
+                      "record time time_us kind type worker seq clock keys bytes status "
+                      "reason queued_us aggregation_us parked_us total_us min_clock "
+                      "slowest peer dropped shard shards");
     //  Not a group: the golden line, byte for byte
     record = s_from_broker (0, 1);
-    ps_taprender_json (s_wire (&record), json, sizeof json);
-    cr_assert_str_eq (json, s_golden[0]);
+    cr_assert_str_eq (s_json (s_wire (&record)), s_golden[0]);
     record = s_from_broker (1, 2);
-    s_assert_truncates (ps_taprender_json, &record);
+    s_assert_reads_back (&record);
 }
 
 Test (tapview, filter_by_shard)

@@ -1,20 +1,21 @@
 /*  =========================================================================
     ps_taprender - how a tap record looks to people and to scripts
 
-    Both renderers write through one small writer (s_out_t) that keeps
-    snprintf's contract: it counts every byte it would write, copies only
-    what fits, and NUL-terminates at the end. So a caller sizes a buffer
-    with one call, and rendering never allocates.
-
     JSON is for scripts, so its schema never depends on the record: the
     same keys in the same order for every kind, with null where a field
     does not apply (worker -1, no message type, timing outside replies);
     nulls follow what the broker fills in (broker/ps_broker.c, s_tap_*).
-    A consumer can then read records with a fixed set of columns. Strings
-    are escaped byte by byte; a reason can hold anything the network sent,
-    so invalid UTF-8 becomes U+FFFD instead of breaking the line. The text
-    line is for people: fixed-width kind and type columns, human units,
-    and control bytes shown as \xNN so one record stays one line.
+    A consumer can then read records with a fixed set of columns. jansson
+    builds the object (keys keep their order) and escapes its strings; a
+    reason can hold anything the network sent, so bytes that are not
+    UTF-8 become U+FFFD first, since jansson takes valid UTF-8 only.
+
+    The text line is for people: fixed-width kind and type columns, human
+    units, and control bytes shown as \xNN so one record stays one line.
+    It is written by hand, through one small writer (s_out_t) that keeps
+    snprintf's contract: it counts every byte it would write, copies only
+    what fits, and NUL-terminates at the end. So a caller sizes a buffer
+    with one call, and a line costs no allocation.
 
     Records of a broker group carry their broker's place (shard, shards):
     the text line names it ("b1/3") and JSON adds two fields, both only
@@ -26,6 +27,7 @@
 #include "ps_taprender.h"
 
 #include <assert.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -112,93 +114,78 @@ s_utf8_length (const unsigned char *text)
 //  ---------------------------------------------------------------------
 //  JSON
 
-static void
-s_json_string (s_out_t *out, const char *text)
+//  An unsigned field. jansson's integers are int64_t: a value past
+//  INT64_MAX (no broker sends one, but a recording may hold anything) is
+//  written as a real rather than wrapped to a negative number
+static json_t *
+s_json_uint (uint64_t value)
 {
-    s_put (out, "\"", 1);
-    const unsigned char *cursor = (const unsigned char *)text;
-    while (*cursor) {
-        size_t run = 0; //  bytes that need no escaping, copied in one go
-        while (cursor[run] >= 0x20 && cursor[run] < 0x80 && cursor[run] != '"' &&
-               cursor[run] != '\\')
-            run++;
-        s_put (out, (const char *)cursor, run);
-        cursor += run;
-        if (!*cursor)
-            break;
-        size_t sequence = s_utf8_length (cursor);
+    return value <= INT64_MAX ? json_integer ((json_int_t)value) : json_real ((double)value);
+}
+
+//  A string field, null when the record leaves it empty. jansson takes
+//  valid UTF-8 only, and a reason holds whatever the network sent: each
+//  byte that is not part of a valid sequence becomes U+FFFD
+static json_t *
+s_json_text (const char *text)
+{
+    if (!text || !*text)
+        return json_null ();
+    json_t *string = json_string (text);
+    if (string)
+        return string;
+    size_t length = strlen (text);
+    char *valid = malloc (3 * length + 1); //  U+FFFD is 3 bytes
+    if (!valid)
+        return NULL;
+    size_t used = 0;
+    for (const unsigned char *cursor = (const unsigned char *)text; *cursor;) {
+        size_t sequence = *cursor < 0x80 ? 1 : s_utf8_length (cursor);
         if (sequence) {
-            s_put (out, (const char *)cursor, sequence);
+            memcpy (valid + used, cursor, sequence);
+            used += sequence;
             cursor += sequence;
-            continue;
         }
-        if (*cursor == '"' || *cursor == '\\') {
-            char escaped[2] = {'\\', (char)*cursor};
-            s_put (out, escaped, 2);
+        else {
+            memcpy (valid + used, "\xef\xbf\xbd", 3);
+            used += 3;
+            cursor++;
         }
-        else if (*cursor < 0x20)
-            s_printf (out, "\\u%04x", *cursor);
-        else
-            s_puts (out, "\\ufffd"); //  a byte that is not UTF-8
-        cursor++;
     }
-    s_put (out, "\"", 1);
+    string = json_stringn (valid, used);
+    free (valid);
+    return string;
 }
 
-//  A string field, null when the record leaves it empty
-static void
-s_json_text (s_out_t *out, const char *name, const char *text)
-{
-    s_printf (out, ",\"%s\":", name);
-    if (text && *text)
-        s_json_string (out, text);
-    else
-        s_puts (out, "null");
-}
-
-static void
-s_json_uint (s_out_t *out, const char *name, uint64_t value, bool present)
-{
-    if (present)
-        s_printf (out, ",\"%s\":%llu", name, (unsigned long long)value);
-    else
-        s_printf (out, ",\"%s\":null", name);
-}
-
-static void
-s_json_int (s_out_t *out, const char *name, int64_t value, bool present)
-{
-    if (present)
-        s_printf (out, ",\"%s\":%lld", name, (long long)value);
-    else
-        s_printf (out, ",\"%s\":null", name);
-}
-
-static void
-s_json_time (s_out_t *out, uint64_t time_us)
+static json_t *
+s_json_time (uint64_t time_us)
 {
     time_t seconds = (time_t)(time_us / 1000000);
     struct tm utc;
-    if (gmtime_r (&seconds, &utc))
-        s_printf (out, ",\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%06uZ\"", utc.tm_year + 1900,
-                  utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
-                  (unsigned)(time_us % 1000000));
-    else
-        s_puts (out, ",\"time\":null");
+    if (!gmtime_r (&seconds, &utc))
+        return json_null ();
+    char text[64];
+    snprintf (text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%06uZ", utc.tm_year + 1900,
+              utc.tm_mon + 1, utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec,
+              (unsigned)(time_us % 1000000));
+    return json_string (text);
 }
 
-static void
-s_json_keys (s_out_t *out, const ps_tap_record_t *record)
+static json_t *
+s_json_keys (const ps_tap_record_t *record)
 {
-    s_puts (out, ",\"keys\":[");
-    for (size_t i = 0; i < record->n_keys; i++) {
-        if (i > 0)
-            s_put (out, ",", 1);
-        s_puts (out, "{\"key\":");
-        s_json_string (out, record->keys[i]->key);
-        s_printf (out, ",\"count\":%llu}", (unsigned long long)record->keys[i]->count);
+    json_t *keys = json_array ();
+    for (size_t i = 0; keys && i < record->n_keys; i++) {
+        json_t *key = json_object ();
+        if (!key || json_object_set_new (key, "key", s_json_text (record->keys[i]->key)) ||
+            json_object_set_new (key, "count", s_json_uint (record->keys[i]->count)) ||
+            json_array_append_new (keys, key)) {
+            json_decref (key);
+            json_decref (keys);
+            return NULL;
+        }
     }
-    s_put (out, "]", 1);
+    return keys;
 }
 
 //  Connect, disconnect and evict: events about one worker
@@ -209,48 +196,70 @@ s_worker_event (int kind)
            kind == PSMQ__TAP_KIND__TAP_EVICT;
 }
 
-int
-ps_taprender_json (const ps_tap_record_t *record, char *buffer, size_t size)
+//  value, or null when the field does not apply to this record
+static json_t *
+s_json_if (bool present, json_t *value)
+{
+    if (present)
+        return value;
+    json_decref (value);
+    return json_null ();
+}
+
+json_t *
+ps_taprender_json (const ps_tap_record_t *record)
 {
     assert (record);
-    assert (buffer || size == 0);
-    s_out_t out = {buffer, size, 0};
     //  seq belongs to a message; so does clock, but events about one
     //  worker carry that worker's clock too; timing exists only in replies
     bool message = record->type != PSMQ__MSG_TYPE__MSG_NONE;
     bool clocked = message || (s_worker_event (record->kind) && record->worker >= 0);
     bool timed = record->kind == PSMQ__TAP_KIND__TAP_REPLY;
-
-    s_printf (&out, "{\"record\":%llu", (unsigned long long)record->record);
-    s_json_time (&out, record->time_us);
-    s_json_uint (&out, "time_us", record->time_us, true);
-    s_json_text (&out, "kind", ps_codec_tap_kind_name (record->kind));
-    s_json_text (&out, "type", message ? ps_codec_type_name (record->type) : NULL);
-    s_json_int (&out, "worker", record->worker, record->worker >= 0);
-    s_json_uint (&out, "seq", record->seq, message);
-    s_json_int (&out, "clock", record->clock, clocked);
-    s_json_keys (&out, record);
-    s_json_uint (&out, "bytes", record->bytes, true);
-    s_json_text (&out, "status",
-                 record->status == PSMQ__ERR_CODE__ERR_NONE ? "ok"
-                                                            : ps_codec_error_name (record->status));
-    s_json_text (&out, "reason", record->reason);
-    s_json_uint (&out, "queued_us", record->queued_us, timed);
-    s_json_uint (&out, "aggregation_us", record->aggregation_us, timed);
-    s_json_uint (&out, "parked_us", record->parked_us, timed);
-    s_json_uint (&out, "total_us", record->total_us, timed);
-    s_json_int (&out, "min_clock", record->min_clock, record->min_clock >= 0);
-    s_json_int (&out, "slowest", record->slowest, record->slowest >= 0);
-    s_json_text (&out, "peer", record->peer);
-    s_json_uint (&out, "dropped", record->dropped, true);
-    //  Only a group's records say which broker published them, so that the
-    //  records of a broker alone keep the schema they always had
-    if (record->shards > 1) {
-        s_json_uint (&out, "shard", record->shard, true);
-        s_json_uint (&out, "shards", record->shards, true);
+    const char *status =
+        record->status == PSMQ__ERR_CODE__ERR_NONE ? "ok" : ps_codec_error_name (record->status);
+    //  The schema's keys in their order: json_object_set_new fails on a
+    //  NULL value (out of memory), and one failure fails the object
+    const struct {
+        const char *key;
+        json_t *value;
+    } fields[] = {
+        {"record", s_json_uint (record->record)},
+        {"time", s_json_time (record->time_us)},
+        {"time_us", s_json_uint (record->time_us)},
+        {"kind", s_json_text (ps_codec_tap_kind_name (record->kind))},
+        {"type", s_json_text (message ? ps_codec_type_name (record->type) : NULL)},
+        {"worker", s_json_if (record->worker >= 0, json_integer (record->worker))},
+        {"seq", s_json_if (message, s_json_uint (record->seq))},
+        {"clock", s_json_if (clocked, json_integer (record->clock))},
+        {"keys", s_json_keys (record)},
+        {"bytes", s_json_uint (record->bytes)},
+        {"status", s_json_text (status)},
+        {"reason", s_json_text (record->reason)},
+        {"queued_us", s_json_if (timed, s_json_uint (record->queued_us))},
+        {"aggregation_us", s_json_if (timed, s_json_uint (record->aggregation_us))},
+        {"parked_us", s_json_if (timed, s_json_uint (record->parked_us))},
+        {"total_us", s_json_if (timed, s_json_uint (record->total_us))},
+        {"min_clock", s_json_if (record->min_clock >= 0, json_integer (record->min_clock))},
+        {"slowest", s_json_if (record->slowest >= 0, json_integer (record->slowest))},
+        {"peer", s_json_text (record->peer)},
+        {"dropped", s_json_uint (record->dropped)},
+        //  Only a group's records say which broker published them, so that
+        //  the records of a broker alone keep the schema they always had
+        {"shard", s_json_if (record->shards > 1, s_json_uint (record->shard))},
+        {"shards", s_json_if (record->shards > 1, s_json_uint (record->shards))},
+    };
+    size_t nfields = sizeof fields / sizeof fields[0] - (record->shards > 1 ? 0 : 2);
+    json_t *object = json_object ();
+    int rc = object ? 0 : -1;
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        if (i < nfields && rc == 0)
+            rc = json_object_set_new (object, fields[i].key, fields[i].value);
+        else
+            json_decref (fields[i].value);
     }
-    s_put (&out, "}", 1);
-    return s_finish (&out);
+    if (rc)
+        json_decref (object);
+    return rc ? NULL : object;
 }
 
 //  ---------------------------------------------------------------------

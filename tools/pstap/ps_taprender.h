@@ -9,8 +9,12 @@
     text, "shard" and "shards" at the end of the JSON object. A broker
     alone looks as it always did.
 
-    Pure functions, no state: any thread may call them. They write into
-    the caller's buffer under snprintf's contract and allocate nothing.
+    Pure functions, no state: any thread may call them. The text line is
+    written into the caller's buffer under snprintf's contract and
+    allocates nothing. The JSON object is a new jansson object that the
+    caller owns and releases with json_decref; json_dumps (object,
+    JSON_COMPACT) is the JSON Lines form pstap prints. NULL when out of
+    memory.
     ========================================================================= */
 
 #ifndef PS_TAPRENDER_H_INCLUDED
@@ -18,11 +22,11 @@
 
 #include "ps_codec.h"
 
+#include <jansson.h>
 #include <stddef.h>
 
-//  One JSON object (no newline) for the record into buffer. Returns the
-//  length it needs, as snprintf does (truncated output when >= size).
-int ps_taprender_json (const ps_tap_record_t *record, char *buffer, size_t size);
+//  The record as a JSON object, the caller's; NULL when out of memory
+json_t *ps_taprender_json (const ps_tap_record_t *record);
 //  One text line (no newline) for the record into buffer; snprintf rules
 int ps_taprender_text (const ps_tap_record_t *record, char *buffer, size_t size);
 

@@ -34,18 +34,17 @@
 //  by a healthy job)
 #define MAX_PENDING (PS_MAX_WORKERS * PS_MAX_PARKED_PER_PEER)
 
-//  A growable line for ps_taprender_*, which follow snprintf's contract
+//  A growable line for ps_taprender_text, which follows snprintf's contract
 typedef struct {
     char *data;  //  the rendered line
     size_t size; //  room in data
 } line_t;
 
 static const char *
-s_render (line_t *line, const ps_tap_record_t *record, bool json)
+s_render (line_t *line, const ps_tap_record_t *record)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
-        int needed = json ? ps_taprender_json (record, line->data, line->size)
-                          : ps_taprender_text (record, line->data, line->size);
+        int needed = ps_taprender_text (record, line->data, line->size);
         if (needed < 0)
             return NULL;
         if ((size_t)needed < line->size)
@@ -57,6 +56,16 @@ s_render (line_t *line, const ps_tap_record_t *record, bool json)
         line->size = (size_t)needed + 1;
     }
     return NULL;
+}
+
+//  The record as one line of JSON Lines, the caller's; NULL out of memory
+static char *
+s_render_json (const ps_tap_record_t *record)
+{
+    json_t *object = ps_taprender_json (record);
+    char *text = object ? json_dumps (object, JSON_COMPACT) : NULL;
+    json_decref (object);
+    return text;
 }
 
 //  What the pipeline follows of each broker's own counter
@@ -260,16 +269,21 @@ s_show (pstap_session_t *self, const ps_tap_record_t *record, const ps_taplog_en
             return;
     }
     else if (self->view == PSTAP_VIEW_WATCH) {
-        const char *text = s_render (&self->line, record, self->options->json);
+        char *json = NULL, note[64] = "";
+        const char *text;
+        if (self->options->json)
+            text = json = s_render_json (record);
+        else {
+            text = s_render (&self->line, record);
+            s_pairing_note (self, record, paired, request_us, note, sizeof note);
+        }
         if (!text) {
             fprintf (stderr, "pstap %s: out of memory\n", self->options->command);
             self->done = true;
             return;
         }
-        char note[64] = "";
-        if (!self->options->json)
-            s_pairing_note (self, record, paired, request_us, note, sizeof note);
         s_print (self, text, note);
+        free (json);
     }
     else
         pstap_tally_add (self->tally, record);
