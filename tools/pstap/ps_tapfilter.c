@@ -153,33 +153,35 @@ s_parse_bound (s_range_t *range, const s_unit_t *units, const char *what, const 
 typedef int (s_parser_fn) (ps_tapfilter_t *self, const char *term, char op, char **value,
                            ps_problem_t *problem);
 
+//  NAME,NAME,... of the values from first to last that name () names,
+//  into a bitmask; what (and hint, the names) for the message
+static int
+s_parse_names (uint32_t *mask, const char *(*name) (int), int first, int last, const char *what,
+               const char *hint, const char *term, char *value, ps_problem_t *problem)
+{
+    for (char *item = value, *next; item; item = next) {
+        next = s_split (item);
+        int found = s_lookup (item, name, first, last);
+        if (found < 0)
+            return ps_problem_set (problem, 0, "unknown %s '%s' in '%s'%s", what, item, term, hint);
+        *mask |= 1u << found;
+    }
+    return 0;
+}
+
 static int
 s_parse_kind (ps_tapfilter_t *self, const char *term, char op, char **value, ps_problem_t *problem)
 {
-    for (char *item = *value, *next; item; item = next) {
-        next = s_split (item);
-        int kind = s_lookup (item, ps_codec_tap_kind_name, 1, S_KIND_LAST);
-        if (kind < 0)
-            return ps_problem_set (
-                problem, 0, "unknown kind '%s' in '%s' (req, rep, conn, disc, evict, rej, clock)",
-                item, term);
-        self->kinds |= 1u << kind;
-    }
-    return 0;
+    return s_parse_names (&self->kinds, ps_codec_tap_kind_name, 1, S_KIND_LAST, "kind",
+                          " (req, rep, conn, disc, evict, rej, clock)", term, *value, problem);
 }
 
 //  "none" is accepted as well: records that are not about a message
 static int
 s_parse_type (ps_tapfilter_t *self, const char *term, char op, char **value, ps_problem_t *problem)
 {
-    for (char *item = *value, *next; item; item = next) {
-        next = s_split (item);
-        int type = s_lookup (item, ps_codec_type_name, 0, S_TYPE_LAST);
-        if (type < 0)
-            return ps_problem_set (problem, 0, "unknown type '%s' in '%s'", item, term);
-        self->types |= 1u << type;
-    }
-    return 0;
+    return s_parse_names (&self->types, ps_codec_type_name, 0, S_TYPE_LAST, "type", "", term,
+                          *value, problem);
 }
 
 static int
@@ -189,17 +191,28 @@ s_compare_workers (const void *a, const void *b)
     return (left > right) - (left < right);
 }
 
+//  One item of a list of numbers from 0 to max: what it is (worker) and
+//  what its numbers are (a rank) for the message
+static int
+s_parse_item (const char *item, long max, const char *what, const char *numbers, const char *term,
+              uint64_t *number, ps_problem_t *problem)
+{
+    const char *cursor = item;
+    if (s_parse_number (&cursor, max, number) || *cursor)
+        return ps_problem_set (problem, 0, "bad %s '%s' in '%s' (%s from 0 to %ld)", what, item,
+                               term, numbers, max);
+    return 0;
+}
+
 static int
 s_parse_worker (ps_tapfilter_t *self, const char *term, char op, char **value,
                 ps_problem_t *problem)
 {
     for (char *item = *value, *next; item; item = next) {
         next = s_split (item);
-        const char *cursor = item;
         uint64_t rank;
-        if (s_parse_number (&cursor, PS_MAX_WORKERS - 1, &rank) || *cursor)
-            return ps_problem_set (problem, 0, "bad worker '%s' in '%s' (a rank from 0 to %d)",
-                                   item, term, PS_MAX_WORKERS - 1);
+        if (s_parse_item (item, PS_MAX_WORKERS - 1, "worker", "a rank", term, &rank, problem))
+            return -1;
         if (self->nworkers == S_FILTER_MAX_WORKERS)
             return ps_problem_set (problem, 0, "more than %d workers in '%s'", S_FILTER_MAX_WORKERS,
                                    term);
@@ -270,11 +283,9 @@ s_parse_shard (ps_tapfilter_t *self, const char *term, char op, char **value, ps
 {
     for (char *item = *value, *next; item; item = next) {
         next = s_split (item);
-        const char *cursor = item;
         uint64_t shard;
-        if (s_parse_number (&cursor, PS_MAX_SHARDS - 1, &shard) || *cursor)
-            return ps_problem_set (problem, 0, "bad shard '%s' in '%s' (a broker from 0 to %d)",
-                                   item, term, PS_MAX_SHARDS - 1);
+        if (s_parse_item (item, PS_MAX_SHARDS - 1, "shard", "a broker", term, &shard, problem))
+            return -1;
         self->shards[shard / 64] |= 1ULL << (shard % 64);
     }
     self->has_shards = true;

@@ -98,13 +98,12 @@ s_reserve (uint8_t **buffer, size_t *capacity, size_t size)
 // -------------------------------------------------------------- writer
 
 struct ps_taplog_writer_t {
-    int fd;           //  the file, -1 once closed
-    char *path;       //  for messages
-    uint8_t *buffer;  //  one record being built
-    size_t capacity;  //  its size
-    uint64_t records; //  records written
-    uint64_t bytes;   //  bytes written, header included
-    bool broken;      //  a write failed: the tail may be torn, stop
+    int fd;          //  the file, -1 once closed
+    char *path;      //  for messages
+    uint8_t *buffer; //  one record being built
+    size_t capacity; //  its size
+    uint64_t bytes;  //  bytes written, header included
+    bool broken;     //  a write failed: the tail may be torn, stop
 };
 
 //  Write all of it, retrying after signals and short writes
@@ -214,16 +213,8 @@ ps_taplog_writer_append (ps_taplog_writer_t *self, const char *topic, size_t top
         self->broken = true;
         return ps_problem_set (problem, 0, "cannot write to %s: %s", self->path, strerror (errno));
     }
-    self->records++;
     self->bytes += total;
     return 0;
-}
-
-uint64_t
-ps_taplog_writer_records (const ps_taplog_writer_t *self)
-{
-    assert (self);
-    return self->records;
 }
 
 uint64_t
@@ -315,6 +306,13 @@ ps_taplog_reader_new (const char *path, ps_problem_t *problem)
     return self;
 }
 
+uint64_t
+ps_taplog_reader_start_us (const ps_taplog_reader_t *self)
+{
+    assert (self);
+    return self->start_us;
+}
+
 void
 ps_taplog_reader_destroy (ps_taplog_reader_t **self_p)
 {
@@ -328,20 +326,6 @@ ps_taplog_reader_destroy (ps_taplog_reader_t **self_p)
     free (self->frames);
     free (self);
     *self_p = NULL;
-}
-
-uint64_t
-ps_taplog_reader_start_us (const ps_taplog_reader_t *self)
-{
-    assert (self);
-    return self->start_us;
-}
-
-uint64_t
-ps_taplog_reader_records (const ps_taplog_reader_t *self)
-{
-    assert (self);
-    return self->records;
 }
 
 //  Stop for good with this status and message
@@ -460,4 +444,11 @@ ps_taplog_reader_next (ps_taplog_reader_t *self, ps_taplog_entry_t *entry, ps_pr
     if (problem)
         *problem = self->stop;
     return self->status;
+}
+
+uint64_t
+ps_taplog_reader_records (const ps_taplog_reader_t *self)
+{
+    assert (self);
+    return self->records;
 }

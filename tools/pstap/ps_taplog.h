@@ -78,8 +78,7 @@ ps_taplog_writer_t *ps_taplog_writer_new (const char *path, uint64_t start_us,
 int ps_taplog_writer_append (ps_taplog_writer_t *self, const char *topic, size_t topic_size,
                              const ps_taplog_frame_t *frames, size_t nframes,
                              ps_problem_t *problem);
-//  Records and bytes written so far (header included)
-uint64_t ps_taplog_writer_records (const ps_taplog_writer_t *self);
+//  Bytes written so far, header included
 uint64_t ps_taplog_writer_bytes (const ps_taplog_writer_t *self);
 //  Close the file, free, null the pointer. 0, or -1 when closing failed.
 int ps_taplog_writer_destroy (ps_taplog_writer_t **self_p);

@@ -111,6 +111,16 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
                 {'r', PSTAP_O_READ, "--read"},
                 {OPT_VIEW, PSTAP_O_VIEW, "--view"},
                 {OPT_MEMBER_ONLY, PSTAP_O_MEMBER_ONLY, "--member-only"}};
+    //  Options whose value is a word (a path, an endpoint, an expression)
+    const struct {
+        int opt;
+        const char *name;
+        const char **value;
+    } words[] = {{'b', "--broker", &self->broker},
+                 {'t', "--tap", &self->tap},
+                 {'f', "--filter", &self->filter},
+                 {'w', "--write", &self->write_path},
+                 {'r', "--read", &self->read_path}};
     const char *name = command;
     *self = (pstap_options_t){.command = name,
                               .timeout_ms = DEFAULT_TIMEOUT_MS,
@@ -141,27 +151,12 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
                 return 2;
             }
         int rc = 0;
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+            if (words[i].opt == opt) {
+                rc = ps_cli_word (program, words[i].name, optarg);
+                *words[i].value = optarg;
+            }
         switch (opt) {
-        case 'b':
-            rc = ps_cli_word (program, "--broker", optarg);
-            self->broker = optarg;
-            break;
-        case 't':
-            rc = ps_cli_word (program, "--tap", optarg);
-            self->tap = optarg;
-            break;
-        case 'f':
-            rc = ps_cli_word (program, "--filter", optarg);
-            self->filter = optarg;
-            break;
-        case 'w':
-            rc = ps_cli_word (program, "--write", optarg);
-            self->write_path = optarg;
-            break;
-        case 'r':
-            rc = ps_cli_word (program, "--read", optarg);
-            self->read_path = optarg;
-            break;
         case OPT_JSON: self->json = true; break;
         case OPT_PAYLOAD: self->payload = true; break;
         case OPT_BATCH: self->batch = true; break;

@@ -11,7 +11,6 @@
 #include "pstap_record.h"
 #include "pstap_session.h"
 #include "pstap_stats.h"
-#include "pstap_taps.h"
 #include "pstap_top.h"
 
 #include <czmq.h>
@@ -24,7 +23,7 @@
 //  Write the taps' records to options->write_path until the session is
 //  done or a signal comes: 0, or 1 (said on stderr)
 static int
-s_record_to_file (pstap_session_t *session, pstap_taps_t *taps, const pstap_options_t *options)
+s_record (pstap_session_t *session, pstap_taps_t *taps, const pstap_options_t *options, void *arg)
 {
     //  zclock's wall clock counts milliseconds; the header keeps microseconds
     uint64_t start_us = (uint64_t)zclock_time () * 1000;
@@ -53,15 +52,7 @@ s_record_to_file (pstap_session_t *session, pstap_taps_t *taps, const pstap_opti
 int
 pstap_record (const pstap_options_t *options)
 {
-    int rc;
-    pstap_session_t *session = pstap_session_new (options, PSTAP_VIEW_RECORD, &rc);
-    if (!session)
-        return rc;
-    pstap_taps_t *taps = pstap_taps_new (options, pstap_session_filter (session));
-    rc = taps ? s_record_to_file (session, taps, options) : 1;
-    pstap_taps_destroy (&taps);
-    int end = pstap_session_destroy (&session);
-    return rc ? rc : end;
+    return pstap_session_run (options, PSTAP_VIEW_RECORD, s_record, NULL);
 }
 
 //  Feed every record of the recording to the session: 0, 1 when the

@@ -380,3 +380,18 @@ pstap_session_set_writer (pstap_session_t *self, ps_taplog_writer_t *writer)
 {
     self->writer = writer;
 }
+
+int
+pstap_session_run (const pstap_options_t *options, pstap_view_t view, pstap_session_fn *body,
+                   void *arg)
+{
+    int rc;
+    pstap_session_t *self = pstap_session_new (options, view, &rc);
+    if (!self)
+        return rc;
+    pstap_taps_t *taps = pstap_taps_new (options, self->filter);
+    rc = taps ? body (self, taps, options, arg) : 1;
+    pstap_taps_destroy (&taps);
+    int end = pstap_session_destroy (&self);
+    return rc ? rc : end;
+}

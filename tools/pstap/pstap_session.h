@@ -2,7 +2,8 @@
     pstap_session - one run of tap records through pstap's pipeline:
     decode, drop check, pairing, filter, then the view
 
-    A subcommand makes a session for its view, feeds it messages (from the
+    A subcommand makes a session for its view (pstap_session_run makes one
+    and connects the taps for the live ones), feeds it messages (from the
     taps with pstap_session_pump, or one by one from a recording with
     pstap_session_feed), and reads what the view kept: the tally for stats
     and top, the counts for record. watch's lines go to stdout as records
@@ -46,6 +47,17 @@ void pstap_session_feed (pstap_session_t *self, const ps_taplog_entry_t *entry,
 //  Feed the taps' messages to the session until it is done, a signal
 //  comes (zsys_interrupted), or (with until_ms > 0) zclock_mono passes it
 void pstap_session_pump (pstap_session_t *self, pstap_taps_t *taps, int64_t until_ms);
+//  What a live subcommand does with its session and the taps it reads:
+//  pstap's exit status (0 done, 1 failed, said on stderr)
+typedef int (pstap_session_fn) (pstap_session_t *session, pstap_taps_t *taps,
+                                const pstap_options_t *options, void *arg);
+//  The frame of every live subcommand: a session for view, the taps of
+//  the brokers options name, then body (session, taps, options, arg). pstap's exit
+//  status: body's; else 2 for a bad filter, 1 when no tap could be read,
+//  or 1 when stdout could not be written.
+int pstap_session_run (const pstap_options_t *options, pstap_view_t view, pstap_session_fn *body,
+                       void *arg);
+
 //  Whether -c was reached or the output is gone
 bool pstap_session_done (const pstap_session_t *self);
 //  Records shown (or recorded), and payload messages shown (or recorded)

@@ -203,24 +203,15 @@ pstap_stats_records (pstap_tally_t *tally, const char *source)
 
 //  Stats from the tap alone: the records of one interval
 static int
-s_stats_tap (const pstap_options_t *options)
+s_stats_tap (pstap_session_t *session, pstap_taps_t *taps, const pstap_options_t *options,
+             void *arg)
 {
-    int rc;
-    pstap_session_t *session = pstap_session_new (options, PSTAP_VIEW_STATS, &rc);
-    if (!session)
-        return rc;
-    pstap_taps_t *taps = pstap_taps_new (options, pstap_session_filter (session));
-    rc = taps ? 0 : 1;
-    if (taps) {
-        pstap_session_pump (session, taps, zclock_mono () + options->interval_ms);
-        pstap_taps_destroy (&taps);
-        char source[300];
-        snprintf (source, sizeof source, "tap %.200s, %d ms of records", options->tap,
-                  options->interval_ms);
-        pstap_stats_records (pstap_session_tally (session), source);
-    }
-    int end = pstap_session_destroy (&session);
-    return rc ? rc : end;
+    pstap_session_pump (session, taps, zclock_mono () + options->interval_ms);
+    char source[300];
+    snprintf (source, sizeof source, "tap %.200s, %d ms of records", options->tap,
+              options->interval_ms);
+    pstap_stats_records (pstap_session_tally (session), source);
+    return 0;
 }
 
 int
@@ -232,7 +223,7 @@ pstap_stats (const pstap_options_t *options)
                              "--broker EP\n");
             return 2;
         }
-        return s_stats_tap (options);
+        return pstap_session_run (options, PSTAP_VIEW_STATS, s_stats_tap, NULL);
     }
     //  One block (or INFO object) per broker, in shard order
     pstap_group_t *group = pstap_group_new (options);

@@ -31,33 +31,15 @@
 //  What INFO adds to top: each rank's clock and parked requests, from one
 //  broker or merged over a group's (each broker keeps its own clock)
 typedef struct {
-    size_t answered;   //  brokers whose INFO came
-    int64_t min_clock; //  slowest live clock, of the broker furthest behind
-    int64_t slowest;   //  its rank there
-    int64_t live;      //  workers live, at the broker that counts fewest
-    int64_t world;     //  ranks
-    int64_t *clocks;   //  per rank, the lowest any broker has; -1 not live
-    int64_t *parked;   //  per rank, parked at all brokers; -1 not said
-    int64_t *scratch;  //  room for one broker's clocks and parked
+    size_t answered;                     //  brokers whose INFO came
+    int64_t min_clock;                   //  slowest live clock, of the broker furthest behind
+    int64_t slowest;                     //  its rank there
+    int64_t live;                        //  workers live, at the broker that counts fewest
+    int64_t world;                       //  ranks
+    int64_t clocks[PS_MAX_WORKERS];      //  per rank, the lowest any broker has; -1 not live
+    int64_t parked[PS_MAX_WORKERS];      //  per rank, parked at all brokers; -1 not said
+    int64_t scratch[2 * PS_MAX_WORKERS]; //  room for one broker's clocks and parked
 } top_info_t;
-
-static int
-s_top_info_init (top_info_t *self)
-{
-    memset (self, 0, sizeof *self);
-    self->clocks = calloc (PS_MAX_WORKERS, sizeof *self->clocks);
-    self->parked = calloc (PS_MAX_WORKERS, sizeof *self->parked);
-    self->scratch = calloc (2 * PS_MAX_WORKERS, sizeof *self->scratch);
-    return self->clocks && self->parked && self->scratch ? 0 : -1;
-}
-
-static void
-s_top_info_destroy (top_info_t *self)
-{
-    free (self->clocks);
-    free (self->parked);
-    free (self->scratch);
-}
 
 //  Merge one broker's INFO: a worker is as far as the broker that has
 //  admitted the fewest of its clocks; its parked requests add up
@@ -246,10 +228,10 @@ pstap_top_print_records (pstap_session_t *session, double seconds, const char *t
 }
 
 //  Refresh the screen every interval until -n N refreshes or a signal
-static void
-s_top_loop (pstap_session_t *session, pstap_taps_t *taps, top_info_t *info,
-            const pstap_options_t *options)
+static int
+s_top_loop (pstap_session_t *session, pstap_taps_t *taps, const pstap_options_t *options, void *arg)
 {
+    top_info_t *info = arg;
     pstap_group_t *group = pstap_taps_group (taps);
     bool screen = !options->batch && isatty (STDOUT_FILENO);
     for (uint64_t iteration = 0; !zsys_interrupted && !pstap_session_done (session); iteration++) {
@@ -284,27 +266,19 @@ s_top_loop (pstap_session_t *session, pstap_taps_t *taps, top_info_t *info,
         if (options->iterations && iteration + 1 >= options->iterations)
             break;
     }
+    return 0;
 }
 
 int
 pstap_top (const pstap_options_t *options)
 {
-    int rc;
-    pstap_session_t *session = pstap_session_new (options, PSTAP_VIEW_TOP, &rc);
-    if (!session)
-        return rc;
-    top_info_t info = {0}; //  freed on every path, even when never initialised
-    pstap_taps_t *taps = NULL;
-    if (s_top_info_init (&info)) {
+    //  128 KB of arrays: not for the stack
+    top_info_t *info = calloc (1, sizeof *info);
+    if (!info) {
         fprintf (stderr, "pstap top: out of memory\n");
-        rc = 1;
+        return 1;
     }
-    else if (!(taps = pstap_taps_new (options, pstap_session_filter (session))))
-        rc = 1;
-    else
-        s_top_loop (session, taps, &info, options);
-    pstap_taps_destroy (&taps);
-    s_top_info_destroy (&info);
-    int end = pstap_session_destroy (&session);
-    return rc ? rc : end;
+    int rc = pstap_session_run (options, PSTAP_VIEW_TOP, s_top_loop, info);
+    free (info);
+    return rc;
 }

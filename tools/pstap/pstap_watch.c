@@ -9,18 +9,15 @@
 #include "pstap_session.h"
 #include "pstap_taps.h"
 
+static int
+s_watch (pstap_session_t *session, pstap_taps_t *taps, const pstap_options_t *options, void *arg)
+{
+    pstap_session_pump (session, taps, 0);
+    return 0;
+}
+
 int
 pstap_watch (const pstap_options_t *options)
 {
-    int rc;
-    pstap_session_t *session = pstap_session_new (options, PSTAP_VIEW_WATCH, &rc);
-    if (!session)
-        return rc;
-    pstap_taps_t *taps = pstap_taps_new (options, pstap_session_filter (session));
-    rc = taps ? 0 : 1;
-    if (taps)
-        pstap_session_pump (session, taps, 0);
-    pstap_taps_destroy (&taps);
-    int end = pstap_session_destroy (&session);
-    return rc ? rc : end;
+    return pstap_session_run (options, PSTAP_VIEW_WATCH, s_watch, NULL);
 }
