@@ -40,19 +40,23 @@ typedef struct {
     bool has_above, has_below; //  whether given
 } s_range_t;
 
+//  The numbers a worker= or shard= term names: sorted, no repeats
+typedef struct {
+    int64_t values[PS_MAX_SHARDS]; //  room for every shard, and more than
+                                   //  S_FILTER_MAX_WORKERS
+    size_t count;                  //  0 for any
+} s_ids_t;
+
 struct ps_tapfilter_t {
-    uint32_t kinds;                        //  bit per TapKind, 0 for any
-    uint32_t types;                        //  bit per MsgType, 0 for any
-    int64_t workers[S_FILTER_MAX_WORKERS]; //  sorted, no repeats
-    size_t nworkers;                       //  0 for any
-    char *key_text;                        //  the key= value; keys point into it
-    const char *keys[S_FILTER_MAX_KEYS];   //  any of these
-    size_t nkeys;                          //  0 for any
-    s_range_t bytes;                       //  bytes>N, bytes<N
-    s_range_t lat;                         //  lat>T, lat<T, microseconds
-    enum { S_ANY, S_OK, S_ERR } status;    //  status=
-    uint64_t shards[PS_MAX_SHARDS / 64];   //  bit per shard= value
-    bool has_shards;                       //  whether given
+    uint32_t kinds;                                   //  bit per TapKind, 0 for any
+    uint32_t types;                                   //  bit per MsgType, 0 for any
+    s_ids_t workers;                                  //  worker=
+    char keys[S_FILTER_MAX_KEYS][PS_MAX_KEY_LEN + 1]; //  any of these
+    size_t nkeys;                                     //  0 for any
+    s_range_t bytes;                                  //  bytes>N, bytes<N
+    s_range_t lat;                                    //  lat>T, lat<T, microseconds
+    enum { S_ANY, S_OK, S_ERR } status;               //  status=
+    s_ids_t shards;                                   //  shard=
 };
 
 //  Cut item at its first comma; what follows, or NULL after the last item
@@ -148,148 +152,138 @@ s_parse_bound (s_range_t *range, const s_unit_t *units, const char *what, const 
     return 0;
 }
 
-//  Each parser gets the term (for messages), its operator and a copy of
-//  its value that it may cut up (and keep: then it sets *value to NULL)
-typedef int (s_parser_fn) (ps_tapfilter_t *self, const char *term, char op, char **value,
+//  Each parser gets the term (for messages), its operator and one item
+//  of its value (the whole value, for a term that takes no list)
+typedef int (s_parser_fn) (ps_tapfilter_t *self, const char *term, char op, const char *item,
                            ps_problem_t *problem);
 
-//  NAME,NAME,... of the values from first to last that name () names,
-//  into a bitmask; what (and hint, the names) for the message
+//  The value from first to last that name () names item, as a bit of
+//  mask; what (and hint, the names) for the message
 static int
-s_parse_names (uint32_t *mask, const char *(*name) (int), int first, int last, const char *what,
-               const char *hint, const char *term, char *value, ps_problem_t *problem)
+s_parse_name (uint32_t *mask, const char *(*name) (int), int first, int last, const char *what,
+              const char *hint, const char *term, const char *item, ps_problem_t *problem)
 {
-    for (char *item = value, *next; item; item = next) {
-        next = s_split (item);
-        int found = s_lookup (item, name, first, last);
-        if (found < 0)
-            return ps_problem_set (problem, 0, "unknown %s '%s' in '%s'%s", what, item, term, hint);
-        *mask |= 1u << found;
-    }
+    int found = s_lookup (item, name, first, last);
+    if (found < 0)
+        return ps_problem_set (problem, 0, "unknown %s '%s' in '%s'%s", what, item, term, hint);
+    *mask |= 1u << found;
     return 0;
 }
 
 static int
-s_parse_kind (ps_tapfilter_t *self, const char *term, char op, char **value, ps_problem_t *problem)
+s_parse_kind (ps_tapfilter_t *self, const char *term, char op, const char *item,
+              ps_problem_t *problem)
 {
-    return s_parse_names (&self->kinds, ps_codec_tap_kind_name, 1, S_KIND_LAST, "kind",
-                          " (req, rep, conn, disc, evict, rej, clock)", term, *value, problem);
+    return s_parse_name (&self->kinds, ps_codec_tap_kind_name, 1, S_KIND_LAST, "kind",
+                         " (req, rep, conn, disc, evict, rej, clock)", term, item, problem);
 }
 
 //  "none" is accepted as well: records that are not about a message
 static int
-s_parse_type (ps_tapfilter_t *self, const char *term, char op, char **value, ps_problem_t *problem)
+s_parse_type (ps_tapfilter_t *self, const char *term, char op, const char *item,
+              ps_problem_t *problem)
 {
-    return s_parse_names (&self->types, ps_codec_type_name, 0, S_TYPE_LAST, "type", "", term,
-                          *value, problem);
+    return s_parse_name (&self->types, ps_codec_type_name, 0, S_TYPE_LAST, "type", "", term, item,
+                         problem);
 }
 
+//  A number from 0 to max into ids, which holds at most limit of them:
+//  what it is (worker) and what its numbers are (a rank) for the message.
+//  Kept sorted without repeats, so that topics come out once and in order.
 static int
-s_compare_workers (const void *a, const void *b)
-{
-    int64_t left = *(const int64_t *)a, right = *(const int64_t *)b;
-    return (left > right) - (left < right);
-}
-
-//  One item of a list of numbers from 0 to max: what it is (worker) and
-//  what its numbers are (a rank) for the message
-static int
-s_parse_item (const char *item, long max, const char *what, const char *numbers, const char *term,
-              uint64_t *number, ps_problem_t *problem)
+s_parse_id (s_ids_t *ids, size_t limit, long max, const char *what, const char *numbers,
+            const char *term, const char *item, ps_problem_t *problem)
 {
     const char *cursor = item;
-    if (s_parse_number (&cursor, max, number) || *cursor)
+    uint64_t number;
+    if (s_parse_number (&cursor, max, &number) || *cursor)
         return ps_problem_set (problem, 0, "bad %s '%s' in '%s' (%s from 0 to %ld)", what, item,
                                term, numbers, max);
+    size_t at = 0;
+    while (at < ids->count && ids->values[at] < (int64_t)number)
+        at++;
+    if (at < ids->count && ids->values[at] == (int64_t)number)
+        return 0;
+    if (ids->count == limit)
+        return ps_problem_set (problem, 0, "more than %zu %ss in '%s'", limit, what, term);
+    memmove (ids->values + at + 1, ids->values + at, (ids->count - at) * sizeof ids->values[0]);
+    ids->values[at] = (int64_t)number;
+    ids->count++;
     return 0;
 }
 
+//  Whether ids holds value (any value when it holds none)
+static bool
+s_in_ids (const s_ids_t *ids, int64_t value)
+{
+    if (ids->count == 0)
+        return true;
+    for (size_t i = 0; i < ids->count; i++)
+        if (ids->values[i] == value)
+            return true;
+    return false;
+}
+
 static int
-s_parse_worker (ps_tapfilter_t *self, const char *term, char op, char **value,
+s_parse_worker (ps_tapfilter_t *self, const char *term, char op, const char *item,
                 ps_problem_t *problem)
 {
-    for (char *item = *value, *next; item; item = next) {
-        next = s_split (item);
-        uint64_t rank;
-        if (s_parse_item (item, PS_MAX_WORKERS - 1, "worker", "a rank", term, &rank, problem))
-            return -1;
-        if (self->nworkers == S_FILTER_MAX_WORKERS)
-            return ps_problem_set (problem, 0, "more than %d workers in '%s'", S_FILTER_MAX_WORKERS,
-                                   term);
-        self->workers[self->nworkers++] = (int64_t)rank;
-    }
-    //  Sorted without repeats, so that topics come out once and in order
-    qsort (self->workers, self->nworkers, sizeof self->workers[0], s_compare_workers);
-    size_t kept = 0;
-    for (size_t i = 0; i < self->nworkers; i++)
-        if (kept == 0 || self->workers[kept - 1] != self->workers[i])
-            self->workers[kept++] = self->workers[i];
-    self->nworkers = kept;
-    return 0;
+    return s_parse_id (&self->workers, S_FILTER_MAX_WORKERS, PS_MAX_WORKERS - 1, "worker", "a rank",
+                       term, item, problem);
 }
 
 static int
-s_parse_key (ps_tapfilter_t *self, const char *term, char op, char **value, ps_problem_t *problem)
+s_parse_key (ps_tapfilter_t *self, const char *term, char op, const char *item,
+             ps_problem_t *problem)
 {
-    for (char *item = *value, *next; item; item = next) {
-        next = s_split (item);
-        ps_problem_t key_problem;
-        if (ps_codec_check_key (item, &key_problem))
-            //  Keys may be long: both quoted whole would leave no room for why
-            return ps_problem_set (problem, 0, "bad key '%.64s' in '%.64s': %s", item, term,
-                                   key_problem.message);
-        if (self->nkeys == S_FILTER_MAX_KEYS)
-            return ps_problem_set (problem, 0, "more than %d keys in '%s'", S_FILTER_MAX_KEYS,
-                                   term);
-        self->keys[self->nkeys++] = item;
-    }
-    self->key_text = *value;
-    *value = NULL;
+    ps_problem_t key_problem;
+    if (ps_codec_check_key (item, &key_problem))
+        //  Keys may be long: both quoted whole would leave no room for why
+        return ps_problem_set (problem, 0, "bad key '%.64s' in '%.64s': %s", item, term,
+                               key_problem.message);
+    if (self->nkeys == S_FILTER_MAX_KEYS)
+        return ps_problem_set (problem, 0, "more than %d keys in '%s'", S_FILTER_MAX_KEYS, term);
+    snprintf (self->keys[self->nkeys++], sizeof self->keys[0], "%s", item);
     return 0;
 }
 
 //  N with an optional K, M or G (powers of 1024)
 static int
-s_parse_bytes (ps_tapfilter_t *self, const char *term, char op, char **value, ps_problem_t *problem)
+s_parse_bytes (ps_tapfilter_t *self, const char *term, char op, const char *item,
+               ps_problem_t *problem)
 {
-    return s_parse_bound (&self->bytes, s_size_units, "size", "K, M or G", term, op, *value,
-                          problem);
+    return s_parse_bound (&self->bytes, s_size_units, "size", "K, M or G", term, op, item, problem);
 }
 
 //  T with an optional us, ms or s (microseconds when there is none)
 static int
-s_parse_lat (ps_tapfilter_t *self, const char *term, char op, char **value, ps_problem_t *problem)
+s_parse_lat (ps_tapfilter_t *self, const char *term, char op, const char *item,
+             ps_problem_t *problem)
 {
-    return s_parse_bound (&self->lat, s_time_units, "latency", "us, ms or s", term, op, *value,
+    return s_parse_bound (&self->lat, s_time_units, "latency", "us, ms or s", term, op, item,
                           problem);
 }
 
 static int
-s_parse_status (ps_tapfilter_t *self, const char *term, char op, char **value,
+s_parse_status (ps_tapfilter_t *self, const char *term, char op, const char *item,
                 ps_problem_t *problem)
 {
-    if (strcmp (*value, "ok") == 0)
+    if (strcmp (item, "ok") == 0)
         self->status = S_OK;
-    else if (strcmp (*value, "err") == 0)
+    else if (strcmp (item, "err") == 0)
         self->status = S_ERR;
     else
-        return ps_problem_set (problem, 0, "unknown status '%s' in '%s' (ok or err)", *value, term);
+        return ps_problem_set (problem, 0, "unknown status '%s' in '%s' (ok or err)", item, term);
     return 0;
 }
 
 //  The brokers of a group by their place in it; a broker alone is shard 0
 static int
-s_parse_shard (ps_tapfilter_t *self, const char *term, char op, char **value, ps_problem_t *problem)
+s_parse_shard (ps_tapfilter_t *self, const char *term, char op, const char *item,
+               ps_problem_t *problem)
 {
-    for (char *item = *value, *next; item; item = next) {
-        next = s_split (item);
-        uint64_t shard;
-        if (s_parse_item (item, PS_MAX_SHARDS - 1, "shard", "a broker", term, &shard, problem))
-            return -1;
-        self->shards[shard / 64] |= 1ULL << (shard % 64);
-    }
-    self->has_shards = true;
-    return 0;
+    return s_parse_id (&self->shards, PS_MAX_SHARDS, PS_MAX_SHARDS - 1, "shard", "a broker", term,
+                       item, problem);
 }
 
 static const struct {
@@ -338,7 +332,11 @@ s_parse_term (ps_tapfilter_t *self, const char *term, uint32_t *seen, ps_problem
     char *copy = strdup (value);
     if (!copy)
         return ps_problem_set (problem, 0, "out of memory");
-    int rc = s_terms[index].parse (self, term, op, &copy, problem);
+    int rc = 0;
+    for (char *item = copy, *next; item && rc == 0; item = next) {
+        next = s_terms[index].list ? s_split (item) : NULL;
+        rc = s_terms[index].parse (self, term, op, item, problem);
+    }
     free (copy);
     return rc;
 }
@@ -375,11 +373,8 @@ void
 ps_tapfilter_destroy (ps_tapfilter_t **self_p)
 {
     assert (self_p);
-    if (*self_p) {
-        free ((*self_p)->key_text);
-        free (*self_p);
-        *self_p = NULL;
-    }
+    free (*self_p);
+    *self_p = NULL;
 }
 
 //  Whether value is in mask (any value when mask is 0)
@@ -387,17 +382,6 @@ static bool
 s_in_mask (uint32_t mask, int value)
 {
     return mask == 0 || (value >= 0 && value < 32 && (mask & (1u << value)));
-}
-
-static bool
-s_match_worker (const ps_tapfilter_t *self, int64_t worker)
-{
-    if (self->nworkers == 0)
-        return true;
-    for (size_t i = 0; i < self->nworkers; i++)
-        if (self->workers[i] == worker)
-            return true;
-    return false;
 }
 
 static bool
@@ -442,9 +426,7 @@ bool
 ps_tapfilter_wants_shard (const ps_tapfilter_t *self, uint32_t shard)
 {
     assert (self);
-    if (!self->has_shards)
-        return true;
-    return shard < PS_MAX_SHARDS && (self->shards[shard / 64] & (1ULL << (shard % 64)));
+    return s_in_ids (&self->shards, shard);
 }
 
 bool
@@ -454,7 +436,7 @@ ps_tapfilter_match (const ps_tapfilter_t *self, const ps_tap_record_t *record)
     assert (record);
     return ps_tapfilter_wants_shard (self, record->shard) &&
            s_in_mask (self->kinds, record->kind) && s_in_mask (self->types, record->type) &&
-           s_match_worker (self, record->worker) && s_match_keys (self, record) &&
+           s_in_ids (&self->workers, record->worker) && s_match_keys (self, record) &&
            s_in_range (&self->bytes, record->bytes) && s_match_latency (self, record) &&
            s_match_status (self, record);
 }
@@ -490,11 +472,11 @@ s_topics (const ps_tapfilter_t *self, const char *lead,
 {
     static const int kind_order[] = {1, 2, 3, 4, 5, 6, 7};
     static const int type_order[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 0}; //  "none" last
-    int depth = self->nworkers ? 3 : self->types ? 2 : self->kinds ? 1 : 0;
+    int depth = self->workers.count ? 3 : self->types ? 2 : self->kinds ? 1 : 0;
     int kinds[7], types[10];
     size_t nkinds = depth >= 1 ? s_members (self->kinds, kind_order, 7, kinds) : 1;
     size_t ntypes = depth >= 2 ? s_members (self->types, type_order, 10, types) : 1;
-    size_t nworkers = depth >= 3 ? self->nworkers : 1;
+    size_t nworkers = depth >= 3 ? self->workers.count : 1;
 
     size_t count = 0;
     for (size_t k = 0; k < nkinds; k++)
@@ -508,7 +490,7 @@ s_topics (const ps_tapfilter_t *self, const char *lead,
                     s_append (topic, &length, ps_codec_type_name (types[t]));
                 if (depth >= 3) {
                     char rank[24];
-                    snprintf (rank, sizeof rank, "%lld", (long long)self->workers[w]);
+                    snprintf (rank, sizeof rank, "%lld", (long long)self->workers.values[w]);
                     s_append (topic, &length, rank);
                 }
                 subscribe (topic, arg);

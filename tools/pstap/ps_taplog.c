@@ -152,6 +152,21 @@ ps_taplog_writer_new (const char *path, uint64_t start_us, ps_problem_t *problem
     return self;
 }
 
+int
+ps_taplog_writer_destroy (ps_taplog_writer_t **self_p)
+{
+    assert (self_p);
+    ps_taplog_writer_t *self = *self_p;
+    if (!self)
+        return 0;
+    int rc = self->fd >= 0 ? close (self->fd) : 0;
+    free (self->buffer);
+    free (self->path);
+    free (self);
+    *self_p = NULL;
+    return rc ? -1 : 0;
+}
+
 //  Check a record against the limits; its body size, or -1 with problem
 static int64_t
 s_body_size (const char *topic, size_t topic_size, const ps_taplog_frame_t *frames, size_t nframes,
@@ -222,21 +237,6 @@ ps_taplog_writer_bytes (const ps_taplog_writer_t *self)
 {
     assert (self);
     return self->bytes;
-}
-
-int
-ps_taplog_writer_destroy (ps_taplog_writer_t **self_p)
-{
-    assert (self_p);
-    ps_taplog_writer_t *self = *self_p;
-    if (!self)
-        return 0;
-    int rc = self->fd >= 0 ? close (self->fd) : 0;
-    free (self->buffer);
-    free (self->path);
-    free (self);
-    *self_p = NULL;
-    return rc ? -1 : 0;
 }
 
 // -------------------------------------------------------------- reader

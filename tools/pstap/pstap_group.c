@@ -26,20 +26,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  Free what a member owns
+static void
+s_member_clear (pstap_member_t *member)
+{
+    free (member->endpoint);
+    free (member->tap);
+    json_decref (member->info);
+    free (member->info_text);
+}
+
 void
 pstap_group_destroy (pstap_group_t **self_p)
 {
     pstap_group_t *self = *self_p;
     if (!self)
         return;
-    for (size_t i = 0; i < self->nmembers; i++) {
-        pstap_member_t *member = &self->members[i];
-        free (member->endpoint);
-        free (member->tap);
-        json_decref (member->info);
-        free (member->info_text);
-    }
-    free (self->members);
+    for (size_t i = 0; i < self->nmembers; i++)
+        s_member_clear (&self->members[i]);
     free (self);
     *self_p = NULL;
 }
@@ -130,10 +134,7 @@ s_group_query (pstap_group_t *self, const pstap_options_t *options, const char *
         self->members[self->nmembers] = candidate;
         return &self->members[self->nmembers++];
     }
-    free (candidate.endpoint);
-    free (candidate.tap);
-    json_decref (candidate.info);
-    free (candidate.info_text);
+    s_member_clear (&candidate);
     return NULL;
 }
 
@@ -222,11 +223,8 @@ pstap_group_t *
 pstap_group_new (const pstap_options_t *options)
 {
     pstap_group_t *self = calloc (1, sizeof *self);
-    if (self)
-        self->members = calloc (PS_MAX_SHARDS, sizeof *self->members);
-    if (!self || !self->members) {
+    if (!self) {
         fprintf (stderr, "pstap %s: out of memory\n", options->command);
-        pstap_group_destroy (&self);
         return NULL;
     }
     if (s_group_resolve (self, options))

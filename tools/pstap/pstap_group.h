@@ -19,6 +19,7 @@
 #ifndef PSTAP_GROUP_H_INCLUDED
 #define PSTAP_GROUP_H_INCLUDED
 
+#include "ps_limits.h"
 #include "pstap_options.h"
 
 #include <jansson.h>
@@ -39,8 +40,8 @@ typedef struct {
 } pstap_member_t;
 
 typedef struct {
-    pstap_member_t *members; //  in shard order, at most PS_MAX_SHARDS
-    size_t nmembers;         //  how many
+    pstap_member_t members[PS_MAX_SHARDS]; //  in shard order
+    size_t nmembers;                       //  how many
 } pstap_group_t;
 
 //  The brokers options name (see above); NULL when none answered

@@ -26,20 +26,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  Every array at its bound (ps_limits.h), in one allocation: about
+//  700 KB, most of it frames of the largest message, whose pages are only
+//  touched when such a message comes
 struct pstap_taps_t {
-    void *context;                //  our ZeroMQ context
-    void **subs;                  //  SUB sockets, one per tap reached
-    pstap_member_t **sources;     //  the broker of each
-    zmq_pollitem_t *items;        //  the sockets, for zmq_poll
-    size_t nsubs;                 //  taps reached
-    size_t next;                  //  where the next receive starts (round robin)
-    zmq_msg_t *msgs;              //  the frames of the message at hand
-    size_t nmsgs;                 //  frames received
-    ps_taplog_frame_t *frames;    //  the same, as a taplog entry sees them
-    char topic[PS_TAP_TOPIC_MAX]; //  the topic, NUL-terminated
-    uint64_t oversized;           //  messages with too many frames, dropped
-    const char *command;          //  for messages
-    pstap_group_t *group;         //  the brokers, whose taps these are
+    void *context;                                  //  our ZeroMQ context
+    zmq_pollitem_t items[PS_MAX_SHARDS];            //  SUB sockets, one per tap reached
+    pstap_member_t *sources[PS_MAX_SHARDS];         //  the broker of each
+    size_t nsubs;                                   //  taps reached
+    size_t next;                                    //  where the next receive starts
+    zmq_msg_t msgs[PS_TAPLOG_MAX_FRAMES + 1];       //  the frames of the message at hand
+    size_t nmsgs;                                   //  frames received
+    ps_taplog_frame_t frames[PS_TAPLOG_MAX_FRAMES]; //  the same, as a taplog entry sees them
+    char topic[PS_TAP_TOPIC_MAX];                   //  the topic, NUL-terminated
+    uint64_t oversized;                             //  messages with too many frames, dropped
+    const char *command;                            //  for messages
+    pstap_group_t *group;                           //  the brokers, whose taps these are
 };
 
 static void
@@ -141,14 +143,9 @@ pstap_taps_destroy (pstap_taps_t **self_p)
         zmq_msg_close (&self->msgs[i]);
     self->nmsgs = 0;
     for (size_t i = 0; i < self->nsubs; i++)
-        zmq_close (self->subs[i]);
+        zmq_close (self->items[i].socket);
     if (self->context)
         zmq_ctx_term (self->context);
-    free (self->subs);
-    free (self->sources);
-    free (self->items);
-    free (self->msgs);
-    free (self->frames);
     pstap_group_destroy (&self->group);
     free (self);
     *self_p = NULL;
@@ -201,7 +198,6 @@ s_tap_add (pstap_taps_t *self, const pstap_options_t *options, const ps_tapfilte
                      options->command);
         return -1;
     }
-    self->subs[self->nsubs] = sub;
     self->sources[self->nsubs] = member;
     self->items[self->nsubs] = (zmq_pollitem_t){sub, 0, ZMQ_POLLIN, 0};
     self->nsubs++;
@@ -224,13 +220,7 @@ pstap_taps_new (const pstap_options_t *options, const ps_tapfilter_t *filter)
     }
     pstap_group_t *group = self->group;
     self->context = zmq_ctx_new ();
-    self->subs = calloc (group->nmembers, sizeof *self->subs);
-    self->sources = calloc (group->nmembers, sizeof *self->sources);
-    self->items = calloc (group->nmembers, sizeof *self->items);
-    self->msgs = calloc (PS_TAPLOG_MAX_FRAMES + 1, sizeof *self->msgs);
-    self->frames = calloc (PS_TAPLOG_MAX_FRAMES, sizeof *self->frames);
-    if (!self->context || !self->subs || !self->sources || !self->items || !self->msgs ||
-        !self->frames) {
+    if (!self->context) {
         fprintf (stderr, "pstap %s: cannot create a ZeroMQ socket\n", options->command);
         pstap_taps_destroy (&self);
         return NULL;
@@ -284,7 +274,7 @@ pstap_taps_receive (pstap_taps_t *self, int timeout_ms, ps_taplog_entry_t *entry
         return 0;
     self->next = (ready + 1) % self->nsubs;
     *source = self->sources[ready];
-    void *sub = self->subs[ready];
+    void *sub = self->items[ready].socket;
     bool more = true, overflow = false;
     while (more) {
         zmq_msg_t scratch;
