@@ -2,6 +2,16 @@
     test_pstap - the pstap binary: its views of a recording, of a live tap
     and of the broker's INFO
 
+    Usage, as in docs/pstap.md:
+
+        pstap watch --broker tcp://server:5555 -f 'type=push lat>10ms'
+        pstap record --broker tcp://server:5555 -w job.pstap -c 2000
+        pstap read -r job.pstap [--json] [--view watch|stats|top]
+        pstap stats | top | clock --broker tcp://server:5555
+
+    The first test reads a recording the way a person would, then as
+    JSON Lines for a script.
+
     The recording tests/golden/session.pstap is built by this file (the
     s_session records below, with fixed times) and committed with the
     JSON Lines that `pstap read --json` must print for it, byte for byte:
@@ -359,6 +369,40 @@ s_spit (const char *path, const char *data, size_t size)
 }
 
 //  ---------------------------------------------------------------- tests
+
+Test (pstap, usage, .timeout = 30)
+{
+    //  A short session, recorded: its push request (with its tensors), the
+    //  reply and a rejected push, one line each
+    char recording[512];
+    s_golden ("session.pstap", recording, sizeof recording);
+    result_t run = s_pstap ("read", "-r", recording, "-f", "type=push", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    const char *expected =
+        "22:13:20.000400 -> req  push  w0  seq 3  clock 0  w[1000] b[10]  3.9 KB\n"
+        "    + payload: 2 frames, 24 B\n"
+        "22:13:20.000412 <- rep  push  w0  seq 3  clock 0  q 12us agg 0us park 0us total 12us  ok"
+        "  [request 12us ago]\n"
+        "22:13:20.003000 !! rej  push  w1  seq 9  clock 5  clock: push of clock 5 but worker 1 is "
+        "at clock 0: \"late\"\\x0a\\xff\n";
+    cr_assert_str_eq (run.out, expected);
+    s_result_free (&run);
+
+    //  The same for a script: one JSON object per record
+    run = s_pstap ("read", "-r", recording, "-f", "type=push", "--json", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    const char *line = run.out;
+    json_t *record = s_json_line (&line);
+    const char *kind;
+    json_int_t worker, bytes;
+    cr_assert_eq (
+        json_unpack (record, "{s:s, s:I, s:I}", "kind", &kind, "worker", &worker, "bytes", &bytes),
+        0);
+    cr_assert (strcmp (kind, "req") == 0 && worker == 0 && bytes == 4040);
+    json_decref (record);
+    cr_assert_eq (s_lines (run.out), 3, "the payload line is for people only");
+    s_result_free (&run);
+}
 
 Test (pstap, read_prints_a_recording_as_json_lines, .timeout = 30)
 {

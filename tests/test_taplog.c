@@ -1,12 +1,24 @@
 /*  =========================================================================
     test_taplog - the recording file format of pstap
 
-    The first test records three tap messages and reads them back, as
-    `pstap record` and `pstap read` do. The others cut the last record at
-    every byte (a killed recorder), flip every byte of a body (a damaged
-    disk), and hand the reader files that are not recordings, of another
-    version, or whose lengths lie, and check that it stops with the count
-    of good records and a message that says where, never crashing.
+    Usage, as `pstap record` and `pstap read` do it:
+
+        ps_taplog_writer_t *writer = ps_taplog_writer_new (path, start_us, &problem);
+        ps_taplog_writer_append (writer, topic, topic_size, frames, nframes, &problem);
+        ps_taplog_writer_destroy (&writer);
+
+        ps_taplog_reader_t *reader = ps_taplog_reader_new (path, &problem);
+        while (ps_taplog_reader_next (reader, &entry, &problem) == PS_TAPLOG_RECORD)
+            ...entry.topic, entry.frames[0] (the TapRecord), entry.frames[1..]
+        ps_taplog_reader_destroy (&reader);
+
+    The first test is that, for one message; the next records three tap
+    messages and reads them back field by field. The others cut the last
+    record at every byte (a killed recorder), flip every byte of a body (a
+    damaged disk), and hand the reader files that are not recordings, of
+    another version, or whose lengths lie, and check that it stops with
+    the count of good records and a message that says where, never
+    crashing.
     ========================================================================= */
 
 #include "ps_taplog.h"
@@ -103,6 +115,38 @@ s_read_all (const char *path, uint64_t *records, ps_problem_t *problem)
     ps_taplog_reader_destroy (&reader);
     cr_assert_null (reader);
     return status;
+}
+
+Test (taplog, usage)
+{
+    char path[256];
+    s_path (path, sizeof path, "usage");
+    ps_problem_t problem;
+
+    //  pstap record: one tap message as it came, its topic and its frames
+    ps_taplog_writer_t *writer = ps_taplog_writer_new (path, 1700000000000000ULL, &problem);
+    cr_assert_not_null (writer, "%s", problem.message);
+    uint8_t encoded[256];
+    ps_taplog_frame_t frame = {encoded,
+                               s_record (1, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__PULL, 0,
+                                         encoded, sizeof encoded)};
+    cr_assert_eq (ps_taplog_writer_append (writer, "req.pull.0.", 11, &frame, 1, &problem), 0, "%s",
+                  problem.message);
+    cr_assert_eq (ps_taplog_writer_destroy (&writer), 0);
+
+    //  pstap read: the same message back, then the end
+    ps_taplog_reader_t *reader = ps_taplog_reader_new (path, &problem);
+    cr_assert_not_null (reader, "%s", problem.message);
+    ps_taplog_entry_t entry;
+    cr_assert_eq (ps_taplog_reader_next (reader, &entry, &problem), PS_TAPLOG_RECORD);
+    cr_assert_str_eq (entry.topic, "req.pull.0.");
+    cr_assert_eq (entry.nframes, 1);
+    cr_assert_eq (entry.frames[0].size, frame.size);
+    cr_assert_eq (memcmp (entry.frames[0].data, encoded, frame.size), 0);
+    cr_assert_eq (ps_taplog_reader_next (reader, &entry, &problem), PS_TAPLOG_END);
+    ps_taplog_reader_destroy (&reader);
+    cr_assert_null (reader);
+    unlink (path);
 }
 
 Test (taplog, records_and_reads_back)
