@@ -17,23 +17,30 @@
 #include <string.h>
 
 int
-ps_cli_long (const char *program, const char *option, const char *text, long min, long max,
-             long *value)
+ps_cli_parse_long (const char *text, long min, long max, long *value)
 {
     char *end;
     errno = 0;
     long parsed = strtol (text, &end, 10);
-    if (end == text || *end) {
-        fprintf (stderr, "%s: %s '%s' is not a whole number\n", program, option, text);
+    if (end == text || *end)
         return -1;
-    }
-    if (errno || parsed < min || parsed > max) {
-        fprintf (stderr, "%s: %s '%s' must be a whole number from %ld to %ld\n", program, option,
-                 text, min, max);
-        return -1;
-    }
+    if (errno || parsed < min || parsed > max)
+        return -2;
     *value = parsed;
     return 0;
+}
+
+int
+ps_cli_long (const char *program, const char *option, const char *text, long min, long max,
+             long *value)
+{
+    int rc = ps_cli_parse_long (text, min, max, value);
+    if (rc == -1)
+        fprintf (stderr, "%s: %s '%s' is not a whole number\n", program, option, text);
+    else if (rc == -2)
+        fprintf (stderr, "%s: %s '%s' must be a whole number from %ld to %ld\n", program, option,
+                 text, min, max);
+    return rc ? -1 : 0;
 }
 
 int

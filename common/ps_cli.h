@@ -5,7 +5,8 @@
     "<program>: <option> '<text>' ..." on stderr, naming the option, the
     bad value and what was wanted ("is not a number", "must be a number
     from 0 to 1"), and returns -1; on success it stores the value (if any)
-    and returns 0. No state; any thread.
+    and returns 0. ps_cli_parse_long is the one quiet check, for callers
+    that word their own message. No state; any thread.
     ========================================================================= */
 
 #ifndef PS_CLI_H_INCLUDED
@@ -16,6 +17,10 @@
 //  A whole number in [min, max]
 int ps_cli_long (const char *program, const char *option, const char *text, long min, long max,
                  long *value);
+//  The same check without a message, for values inside a larger text (a
+//  filter term): 0, -1 when text is not a whole number, -2 when it is one
+//  outside [min, max]
+int ps_cli_parse_long (const char *text, long min, long max, long *value);
 //  A number in [min, max] (never NaN)
 int ps_cli_double (const char *program, const char *option, const char *text, double min,
                    double max, double *value);

@@ -44,8 +44,6 @@
 #define PS_MAX_ENDPOINT_LEN 256
 //  Error message text
 #define PS_MAX_ERROR_LEN 256
-//  Nesting a JSON reader accepts (INFO replies nest 3 deep)
-#define PS_MAX_JSON_DEPTH 64
 
 //  Tensors larger than this travel in slices of this many bytes: one big
 //  frame costs page faults on a freshly mapped receive buffer, slices of

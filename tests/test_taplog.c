@@ -1,12 +1,24 @@
 /*  =========================================================================
     test_taplog - the recording file format of pstap
 
-    The first test records three tap messages and reads them back, as
-    `pstap record` and `pstap read` do. The others cut the last record at
-    every byte (a killed recorder), flip every byte of a body (a damaged
-    disk), and hand the reader files that are not recordings, of another
-    version, or whose lengths lie, and check that it stops with the count
-    of good records and a message that says where, never crashing.
+    Usage, as `pstap record` and `pstap read` do it:
+
+        ps_taplog_writer_t *writer = ps_taplog_writer_new (path, start_us, &problem);
+        ps_taplog_writer_append (writer, topic, topic_size, frames, nframes, &problem);
+        ps_taplog_writer_destroy (&writer);
+
+        ps_taplog_reader_t *reader = ps_taplog_reader_new (path, &problem);
+        while (ps_taplog_reader_next (reader, &entry, &problem) == PS_TAPLOG_RECORD)
+            ...entry.topic, entry.frames[0] (the TapRecord), entry.frames[1..]
+        ps_taplog_reader_destroy (&reader);
+
+    The first test is that, for one message; the next records three tap
+    messages and reads them back field by field. The others cut the last
+    record at every byte (a killed recorder), flip every byte of a body (a
+    damaged disk), and hand the reader files that are not recordings, of
+    another version, or whose lengths lie, and check that it stops with
+    the count of good records and a message that says where, never
+    crashing.
     ========================================================================= */
 
 #include "ps_taplog.h"
@@ -16,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 //  A fresh path in the test's temporary directory
 static const char *
@@ -47,14 +60,16 @@ s_record (uint64_t number, int kind, int type, int64_t worker, uint8_t *buffer, 
     return length;
 }
 
+static ps_taplog_status_t s_read_all (const char *path, uint64_t *records, ps_problem_t *problem);
+
 //  Write a recording of count push requests, the last one with a payload
 //  frame; returns the file offset of the last record
 static long
 s_write (const char *path, int count)
 {
-    char why[300];
-    ps_taplog_writer_t *writer = ps_taplog_writer_new (path, 1700000000000000ULL, why, sizeof why);
-    cr_assert (writer, "%s", why);
+    ps_problem_t problem = {0};
+    ps_taplog_writer_t *writer = ps_taplog_writer_new (path, 1700000000000000ULL, &problem);
+    cr_assert (writer, "%s", problem.message);
     long last = 0;
     for (int i = 1; i <= count; i++) {
         uint8_t encoded[256];
@@ -68,34 +83,70 @@ s_write (const char *path, int count)
                                 i % 3, encoded, sizeof encoded)},
             {gradient, sizeof gradient}};
         last = (long)ps_taplog_writer_bytes (writer);
-        cr_assert_eq (ps_taplog_writer_append (writer, topic, topic_size, frames, payload ? 2 : 1,
-                                               why, sizeof why),
-                      0, "%s", why);
+        cr_assert_eq (
+            ps_taplog_writer_append (writer, topic, topic_size, frames, payload ? 2 : 1, &problem),
+            0, "%s", problem.message);
     }
-    cr_assert_eq (ps_taplog_writer_records (writer), (uint64_t)count);
     cr_assert_eq (ps_taplog_writer_destroy (&writer), 0);
     cr_assert_null (writer);
+    //  Every record is in the file
+    uint64_t records;
+    cr_assert_eq (s_read_all (path, &records, &problem), PS_TAPLOG_END, "%s", problem.message);
+    cr_assert_eq (records, (uint64_t)count);
     return last;
 }
 
-//  Read path to its end: the final status; good records and why returned
+//  Read path to its end: the final status; good records and the problem
+//  returned
 static ps_taplog_status_t
-s_read_all (const char *path, uint64_t *records, char *why, size_t why_size)
+s_read_all (const char *path, uint64_t *records, ps_problem_t *problem)
 {
-    ps_taplog_reader_t *reader = ps_taplog_reader_new (path, why, why_size);
-    cr_assert (reader, "%s", why);
+    ps_taplog_reader_t *reader = ps_taplog_reader_new (path, problem);
+    cr_assert (reader, "%s", problem->message);
     ps_taplog_entry_t entry;
     ps_taplog_status_t status;
-    while ((status = ps_taplog_reader_next (reader, &entry, why, why_size)) == PS_TAPLOG_RECORD)
+    while ((status = ps_taplog_reader_next (reader, &entry, problem)) == PS_TAPLOG_RECORD)
         cr_assert_geq (entry.nframes, 1);
     *records = ps_taplog_reader_records (reader);
     //  The reader stays where it stopped
-    char again[300];
-    cr_assert_eq (ps_taplog_reader_next (reader, &entry, again, sizeof again), status);
-    cr_assert_str_eq (again, why);
+    ps_problem_t again;
+    cr_assert_eq (ps_taplog_reader_next (reader, &entry, &again), status);
+    cr_assert_str_eq (again.message, problem->message);
     ps_taplog_reader_destroy (&reader);
     cr_assert_null (reader);
     return status;
+}
+
+Test (taplog, usage)
+{
+    char path[256];
+    s_path (path, sizeof path, "usage");
+    ps_problem_t problem;
+
+    //  pstap record: one tap message as it came, its topic and its frames
+    ps_taplog_writer_t *writer = ps_taplog_writer_new (path, 1700000000000000ULL, &problem);
+    cr_assert_not_null (writer, "%s", problem.message);
+    uint8_t encoded[256];
+    ps_taplog_frame_t frame = {encoded,
+                               s_record (1, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__PULL, 0,
+                                         encoded, sizeof encoded)};
+    cr_assert_eq (ps_taplog_writer_append (writer, "req.pull.0.", 11, &frame, 1, &problem), 0, "%s",
+                  problem.message);
+    cr_assert_eq (ps_taplog_writer_destroy (&writer), 0);
+
+    //  pstap read: the same message back, then the end
+    ps_taplog_reader_t *reader = ps_taplog_reader_new (path, &problem);
+    cr_assert_not_null (reader, "%s", problem.message);
+    ps_taplog_entry_t entry;
+    cr_assert_eq (ps_taplog_reader_next (reader, &entry, &problem), PS_TAPLOG_RECORD);
+    cr_assert_str_eq (entry.topic, "req.pull.0.");
+    cr_assert_eq (entry.nframes, 1);
+    cr_assert_eq (entry.frames[0].size, frame.size);
+    cr_assert_eq (memcmp (entry.frames[0].data, encoded, frame.size), 0);
+    cr_assert_eq (ps_taplog_reader_next (reader, &entry, &problem), PS_TAPLOG_END);
+    ps_taplog_reader_destroy (&reader);
+    cr_assert_null (reader);
+    unlink (path);
 }
 
 Test (taplog, records_and_reads_back)
@@ -104,21 +155,20 @@ Test (taplog, records_and_reads_back)
     s_path (path, sizeof path, "round-trip");
     s_write (path, 3);
 
-    char why[300];
-    ps_taplog_reader_t *reader = ps_taplog_reader_new (path, why, sizeof why);
-    cr_assert (reader, "%s", why);
+    ps_problem_t problem = {0};
+    ps_taplog_reader_t *reader = ps_taplog_reader_new (path, &problem);
+    cr_assert (reader, "%s", problem.message);
     cr_assert_eq (ps_taplog_reader_start_us (reader), 1700000000000000ULL);
     ps_codec_t *codec = ps_codec_new ();
     ps_taplog_entry_t entry;
     for (uint64_t i = 1; i <= 3; i++) {
-        cr_assert_eq (ps_taplog_reader_next (reader, &entry, why, sizeof why), PS_TAPLOG_RECORD,
-                      "%s", why);
+        cr_assert_eq (ps_taplog_reader_next (reader, &entry, &problem), PS_TAPLOG_RECORD, "%s",
+                      problem.message);
         char expected[PS_TAP_TOPIC_MAX];
         ps_codec_tap_topic (PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__PUSH, (int64_t)(i % 3),
                             i == 3, expected);
         cr_assert_str_eq (entry.topic, expected);
         cr_assert_eq (entry.topic_size, strlen (expected));
-        ps_problem_t problem;
         ps_tap_record_t *record =
             ps_codec_decode_tap (codec, entry.frames[0].data, entry.frames[0].size, &problem);
         cr_assert (record, "%s", problem.message);
@@ -130,19 +180,38 @@ Test (taplog, records_and_reads_back)
     float gradient[4] = {1, 2, 3, 3};
     cr_assert_eq (entry.frames[1].size, sizeof gradient);
     cr_assert_eq (memcmp (entry.frames[1].data, gradient, sizeof gradient), 0);
-    cr_assert_eq (ps_taplog_reader_next (reader, &entry, why, sizeof why), PS_TAPLOG_END);
+    cr_assert_eq (ps_taplog_reader_next (reader, &entry, &problem), PS_TAPLOG_END);
     cr_assert_eq (ps_taplog_reader_records (reader), 3);
     ps_codec_destroy (&codec);
     ps_taplog_reader_destroy (&reader);
     unlink (path);
 }
 
-Test (taplog, crc32_is_zlibs)
+Test (taplog, the_crc_is_zlibs_crc32)
 {
-    cr_assert_eq (ps_taplog_crc32 (0, "123456789", 9), 0xcbf43926u);
-    cr_assert_eq (ps_taplog_crc32 (0, "", 0), 0);
-    //  Incremental use gives the same answer
-    cr_assert_eq (ps_taplog_crc32 (ps_taplog_crc32 (0, "1234", 4), "56789", 5), 0xcbf43926u);
+    //  zlib's crc32 is CRC-32/IEEE (reflected 0xEDB88320): its check value,
+    //  the same whole or in pieces
+    const Bytef *digits = (const Bytef *)"123456789";
+    cr_assert_eq (crc32_z (0, digits, 9), 0xcbf43926u);
+    cr_assert_eq (crc32_z (0, digits, 0), 0);
+    cr_assert_eq (crc32_z (crc32_z (0, digits, 4), digits + 4, 5), 0xcbf43926u);
+
+    //  A record's framing holds crc32 of its body, so common tools check it
+    char path[256];
+    s_path (path, sizeof path, "crc");
+    s_write (path, 1);
+    FILE *file = fopen (path, "rb");
+    cr_assert (file);
+    uint8_t bytes[512];
+    size_t size = fread (bytes, 1, sizeof bytes, file);
+    fclose (file);
+    const uint8_t *framing = bytes + PS_TAPLOG_HEADER_BYTES;
+    uint32_t length, crc;
+    memcpy (&length, framing, 4); //  little-endian, as this machine
+    memcpy (&crc, framing + 4, 4);
+    cr_assert_eq (size, PS_TAPLOG_HEADER_BYTES + PS_TAPLOG_FRAMING_BYTES + length);
+    cr_assert_eq (crc, crc32_z (0, framing + PS_TAPLOG_FRAMING_BYTES, length));
+    unlink (path);
 }
 
 Test (taplog, a_torn_tail_is_reported_at_every_cut, .timeout = 20)
@@ -163,17 +232,18 @@ Test (taplog, a_torn_tail_is_reported_at_every_cut, .timeout = 20)
         cr_assert_eq (fwrite (bytes, 1, cut, file), cut);
         fclose (file);
         uint64_t records;
-        char why[300] = "";
-        ps_taplog_status_t status = s_read_all (cut_path, &records, why, sizeof why);
+        ps_problem_t problem = {0};
+        ps_taplog_status_t status = s_read_all (cut_path, &records, &problem);
         cr_assert_eq (records, 3, "cut at %zu", cut);
         if (cut == (size_t)last)
             cr_assert_eq (status, PS_TAPLOG_END, "a cut between records is a clean end");
         else {
-            cr_assert_eq (status, PS_TAPLOG_TORN, "cut at %zu: %s", cut, why);
+            cr_assert_eq (status, PS_TAPLOG_TORN, "cut at %zu: %s", cut, problem.message);
             char where[64];
             snprintf (where, sizeof where, "record at byte %ld: torn", last);
-            cr_assert (strstr (why, where), "cut at %zu: %s", cut, why);
-            cr_assert (strstr (why, "(3 good records before it)"), "%s", why);
+            cr_assert (strstr (problem.message, where), "cut at %zu: %s", cut, problem.message);
+            cr_assert (strstr (problem.message, "(3 good records before it)"), "%s",
+                       problem.message);
         }
     }
     unlink (path);
@@ -198,11 +268,10 @@ Test (taplog, a_flipped_byte_is_a_crc_error)
         fclose (file);
         bytes[at] ^= 0x20;
         uint64_t records;
-        char why[300];
-        cr_assert_eq (s_read_all (path, &records, why, sizeof why), PS_TAPLOG_CORRUPT,
-                      "flip at %zu", at);
+        ps_problem_t problem = {0};
+        cr_assert_eq (s_read_all (path, &records, &problem), PS_TAPLOG_CORRUPT, "flip at %zu", at);
         cr_assert_eq (records, 2);
-        cr_assert (strstr (why, "CRC 0x"), "%s", why);
+        cr_assert (strstr (problem.message, "CRC 0x"), "%s", problem.message);
     }
     unlink (path);
 }
@@ -212,7 +281,7 @@ static void
 s_append_raw (FILE *file, const uint8_t *body, uint32_t length)
 {
     uint8_t framing[8];
-    uint32_t crc = ps_taplog_crc32 (0, body, length);
+    uint32_t crc = (uint32_t)crc32_z (0, body, length);
     for (int i = 0; i < 4; i++) {
         framing[i] = (uint8_t)(length >> (8 * i));
         framing[4 + i] = (uint8_t)(crc >> (8 * i));
@@ -249,11 +318,10 @@ Test (taplog, lengths_that_lie_are_corrupt_even_with_a_good_crc)
         s_append_raw (file, cases[i].body, cases[i].length);
         fclose (file);
         uint64_t records;
-        char why[300];
-        cr_assert_eq (s_read_all (path, &records, why, sizeof why), PS_TAPLOG_CORRUPT, "case %zu",
-                      i);
+        ps_problem_t problem = {0};
+        cr_assert_eq (s_read_all (path, &records, &problem), PS_TAPLOG_CORRUPT, "case %zu", i);
         cr_assert_eq (records, 2);
-        cr_assert (strstr (why, cases[i].says), "case %zu: %s", i, why);
+        cr_assert (strstr (problem.message, cases[i].says), "case %zu: %s", i, problem.message);
     }
     //  A length of 4 GB on a short file: torn, and nothing near 4 GB allocated
     s_write (path, 1);
@@ -261,15 +329,17 @@ Test (taplog, lengths_that_lie_are_corrupt_even_with_a_good_crc)
     fwrite ("\xff\xff\xff\x7f\0\0\0\0abc", 1, 11, file);
     fclose (file);
     uint64_t records;
-    char why[300];
-    cr_assert_eq (s_read_all (path, &records, why, sizeof why), PS_TAPLOG_TORN);
-    cr_assert (strstr (why, "after 3 of its 2147483647 body bytes"), "%s", why);
+    ps_problem_t problem = {0};
+    cr_assert_eq (s_read_all (path, &records, &problem), PS_TAPLOG_TORN);
+    cr_assert (strstr (problem.message, "after 3 of its 2147483647 body bytes"), "%s",
+               problem.message);
     unlink (path);
 }
 
 Test (taplog, files_that_are_not_recordings)
 {
-    char path[256], why[300];
+    char path[256];
+    ps_problem_t problem;
     s_path (path, sizeof path, "bad");
     struct {
         const char *bytes;
@@ -287,42 +357,48 @@ Test (taplog, files_that_are_not_recordings)
         FILE *file = fopen (path, "wb");
         fwrite (cases[i].bytes, 1, cases[i].size, file);
         fclose (file);
-        cr_assert_null (ps_taplog_reader_new (path, why, sizeof why), "case %zu", i);
-        cr_assert (strstr (why, cases[i].says), "case %zu: %s", i, why);
-        cr_assert (strstr (why, path), "names the file: %s", why);
+        cr_assert_null (ps_taplog_reader_new (path, &problem), "case %zu", i);
+        cr_assert (strstr (problem.message, cases[i].says), "case %zu: %s", i, problem.message);
+        cr_assert (strstr (problem.message, path), "names the file: %s", problem.message);
     }
     unlink (path);
-    cr_assert_null (ps_taplog_reader_new (path, why, sizeof why));
-    cr_assert (strstr (why, "cannot open") && strstr (why, "No such file"), "%s", why);
-    cr_assert_null (ps_taplog_writer_new ("/nonexistent-dir/x.pstap", 0, why, sizeof why));
-    cr_assert (strstr (why, "cannot create /nonexistent-dir/x.pstap"), "%s", why);
+    cr_assert_null (ps_taplog_reader_new (path, &problem));
+    cr_assert (strstr (problem.message, "cannot open") && strstr (problem.message, "No such file"),
+               "%s", problem.message);
+    cr_assert_null (ps_taplog_writer_new ("/nonexistent-dir/x.pstap", 0, &problem));
+    cr_assert (strstr (problem.message, "cannot create /nonexistent-dir/x.pstap"), "%s",
+               problem.message);
 }
 
 Test (taplog, the_writer_keeps_to_the_limits)
 {
-    char path[256], why[300];
+    char path[256];
+    ps_problem_t problem;
     s_path (path, sizeof path, "limits");
-    ps_taplog_writer_t *writer = ps_taplog_writer_new (path, 0, why, sizeof why);
+    ps_taplog_writer_t *writer = ps_taplog_writer_new (path, 0, &problem);
     cr_assert (writer);
     uint8_t record[16] = {0};
     ps_taplog_frame_t frame = {record, sizeof record};
     char topic[PS_TAP_TOPIC_MAX + 1];
     memset (topic, 'a', sizeof topic);
-    cr_assert_eq (
-        ps_taplog_writer_append (writer, topic, PS_TAP_TOPIC_MAX, &frame, 1, why, sizeof why), -1);
-    cr_assert (strstr (why, "topic of 48 bytes"), "%s", why);
-    cr_assert_eq (ps_taplog_writer_append (writer, "a\0b", 3, &frame, 1, why, sizeof why), -1);
-    cr_assert_eq (ps_taplog_writer_append (writer, "t", 1, &frame, 0, why, sizeof why), -1);
-    cr_assert (strstr (why, "0 frames in a record"), "%s", why);
+    cr_assert_eq (ps_taplog_writer_append (writer, topic, PS_TAP_TOPIC_MAX, &frame, 1, &problem),
+                  -1);
+    cr_assert (strstr (problem.message, "topic of 48 bytes"), "%s", problem.message);
+    cr_assert_eq (ps_taplog_writer_append (writer, "a\0b", 3, &frame, 1, &problem), -1);
+    cr_assert_eq (ps_taplog_writer_append (writer, "t", 1, &frame, 0, &problem), -1);
+    cr_assert (strstr (problem.message, "0 frames in a record"), "%s", problem.message);
     ps_taplog_frame_t huge = {record, (size_t)PS_MAX_ENVELOPE_BYTES + 1};
-    cr_assert_eq (ps_taplog_writer_append (writer, "t", 1, &huge, 1, why, sizeof why), -1);
-    cr_assert (strstr (why, "tap record of 1048577 bytes"), "%s", why);
+    cr_assert_eq (ps_taplog_writer_append (writer, "t", 1, &huge, 1, &problem), -1);
+    cr_assert (strstr (problem.message, "tap record of 1048577 bytes"), "%s", problem.message);
     //  Refusals write nothing: the file holds the header and one good record
-    cr_assert_eq (ps_taplog_writer_append (writer, "t", 1, &frame, 1, why, sizeof why), 0);
-    cr_assert_eq (ps_taplog_writer_records (writer), 1);
+    cr_assert_eq (ps_taplog_writer_append (writer, "t", 1, &frame, 1, &problem), 0);
+    //  topic length, "t", nframes, one frame's length and 16 bytes
+    size_t body = 2 + 1 + 4 + 4 + sizeof record;
+    cr_assert_eq (ps_taplog_writer_bytes (writer),
+                  PS_TAPLOG_HEADER_BYTES + PS_TAPLOG_FRAMING_BYTES + body);
     ps_taplog_writer_destroy (&writer);
     uint64_t records;
-    cr_assert_eq (s_read_all (path, &records, why, sizeof why), PS_TAPLOG_END);
+    cr_assert_eq (s_read_all (path, &records, &problem), PS_TAPLOG_END);
     cr_assert_eq (records, 1);
     unlink (path);
 }

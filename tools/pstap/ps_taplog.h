@@ -6,7 +6,7 @@
 
         header   "PSTAPLOG"  u32 version (1)  u32 header size (24)
                  u64 start time, microseconds since 1970
-        record   u32 body length  u32 CRC-32 of the body  body
+        record   u32 body length  u32 CRC-32 of the body (zlib's crc32)  body
         body     u16 topic length  topic  u32 nframes
                  nframes x (u32 frame length, frame bytes)
 
@@ -19,8 +19,12 @@
     records one by one and stops at a torn or corrupt tail with a message
     that says where, after the good records before it.
 
-    A writer or reader belongs to one thread. The reader's records point
-    into its own buffer and are valid until the next call.
+    Ownership: writers and readers are created by _new and freed by
+    _destroy, which nulls the caller's pointer. The reader's records point
+    into its own buffer and are valid until the next call. A writer or
+    reader belongs to one thread. Failure: NULL or -1 (or a status) with a
+    ps_problem_t (code 0) that names the file and the system's reason,
+    or for the reader's records, the byte where it stopped.
     ========================================================================= */
 
 #ifndef PS_TAPLOG_H_INCLUDED
@@ -28,6 +32,7 @@
 
 #include "ps_codec.h"
 #include "ps_limits.h"
+#include "ps_problem.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -60,23 +65,20 @@ typedef struct {
     uint64_t offset;                 //  where the record starts in the file
 } ps_taplog_entry_t;
 
-//  CRC-32 (IEEE 802.3, as zlib's crc32): start with crc 0
-uint32_t ps_taplog_crc32 (uint32_t crc, const void *data, size_t size);
-
 typedef struct ps_taplog_writer_t ps_taplog_writer_t;
 
 //  Create (or truncate) path and write the header with start_us. The
-//  writer, or NULL with why naming the file and the system's reason.
-ps_taplog_writer_t *ps_taplog_writer_new (const char *path, uint64_t start_us, char *why,
-                                          size_t why_size);
+//  writer, or NULL with problem naming the file and the system's reason.
+ps_taplog_writer_t *ps_taplog_writer_new (const char *path, uint64_t start_us,
+                                          ps_problem_t *problem);
 //  Append one record (topic, then nframes frames, frames[0] the TapRecord)
-//  and hand it to the kernel. 0, or -1 with why filled in (a limit, or the
-//  write failed); after a failed write the writer refuses further records.
+//  and hand it to the kernel. 0, or -1 with problem filled in (a limit, or
+//  the write failed); after a failed write the writer refuses further
+//  records.
 int ps_taplog_writer_append (ps_taplog_writer_t *self, const char *topic, size_t topic_size,
-                             const ps_taplog_frame_t *frames, size_t nframes, char *why,
-                             size_t why_size);
-//  Records and bytes written so far (header included)
-uint64_t ps_taplog_writer_records (const ps_taplog_writer_t *self);
+                             const ps_taplog_frame_t *frames, size_t nframes,
+                             ps_problem_t *problem);
+//  Bytes written so far, header included
 uint64_t ps_taplog_writer_bytes (const ps_taplog_writer_t *self);
 //  Close the file, free, null the pointer. 0, or -1 when closing failed.
 int ps_taplog_writer_destroy (ps_taplog_writer_t **self_p);
@@ -84,9 +86,9 @@ int ps_taplog_writer_destroy (ps_taplog_writer_t **self_p);
 typedef struct ps_taplog_reader_t ps_taplog_reader_t;
 
 //  Open path ("-" for stdin) and check the header. The reader, or NULL
-//  with why saying what is wrong (no such file, not a recording, another
-//  version).
-ps_taplog_reader_t *ps_taplog_reader_new (const char *path, char *why, size_t why_size);
+//  with problem saying what is wrong with the file (no such file, not a
+//  recording, another version).
+ps_taplog_reader_t *ps_taplog_reader_new (const char *path, ps_problem_t *problem);
 void ps_taplog_reader_destroy (ps_taplog_reader_t **self_p);
 //  The header's start time, microseconds since 1970
 uint64_t ps_taplog_reader_start_us (const ps_taplog_reader_t *self);
@@ -94,15 +96,17 @@ uint64_t ps_taplog_reader_start_us (const ps_taplog_reader_t *self);
 typedef enum {
     PS_TAPLOG_RECORD = 1,   //  entry filled in
     PS_TAPLOG_END = 0,      //  clean end of the file
-    PS_TAPLOG_TORN = -1,    //  the file ends inside a record (why says where)
-    PS_TAPLOG_CORRUPT = -2, //  a CRC or a length is wrong (why says where)
+    PS_TAPLOG_TORN = -1,    //  the file ends inside a record (problem says where)
+    PS_TAPLOG_CORRUPT = -2, //  a CRC or a length is wrong (problem says where)
     PS_TAPLOG_IO = -3       //  the system failed to read, or out of memory
 } ps_taplog_status_t;
 
 //  The next record. After anything but PS_TAPLOG_RECORD the reader stays
-//  at the end and returns the same status again.
+//  at the end and returns the same status and problem again. The problem
+//  says where ("record at byte 1553: torn: ... (17 good records before
+//  it)"), not the file's name, which the caller knows.
 ps_taplog_status_t ps_taplog_reader_next (ps_taplog_reader_t *self, ps_taplog_entry_t *entry,
-                                          char *why, size_t why_size);
+                                          ps_problem_t *problem);
 //  Good records read so far
 uint64_t ps_taplog_reader_records (const ps_taplog_reader_t *self);
 

@@ -16,9 +16,8 @@
     damage means a torn tail or a broken disk, and stopping with the count
     of good records is the honest answer.
 
-    CRC-32 is zlib's (reflected polynomial 0xEDB88320) so that recordings
-    can be checked with common tools; ps_common does not link zlib, and a
-    256-entry table built once is all it takes.
+    The CRC-32 is zlib's crc32 (IEEE 802.3, reflected polynomial
+    0xEDB88320), so that recordings can be checked with common tools.
     ========================================================================= */
 
 #include "ps_taplog.h"
@@ -26,44 +25,17 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 //  The reader reads a body in steps of at most this much, growing its
 //  buffer as the bytes arrive
 #define READ_STEP (1 << 20)
-
-// -------------------------------------------------------------- CRC-32
-
-static uint32_t s_crc_table[256];
-static pthread_once_t s_crc_once = PTHREAD_ONCE_INIT;
-
-static void
-s_crc_init (void)
-{
-    for (uint32_t n = 0; n < 256; n++) {
-        uint32_t c = n;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-        s_crc_table[n] = c;
-    }
-}
-
-uint32_t
-ps_taplog_crc32 (uint32_t crc, const void *data, size_t size)
-{
-    pthread_once (&s_crc_once, s_crc_init);
-    const uint8_t *bytes = data;
-    crc = ~crc;
-    for (size_t i = 0; i < size; i++)
-        crc = s_crc_table[(crc ^ bytes[i]) & 0xff] ^ (crc >> 8);
-    return ~crc;
-}
 
 // ------------------------------------------------------- little endian
 
@@ -106,21 +78,6 @@ s_get64 (const uint8_t *in)
     return (uint64_t)s_get32 (in) | (uint64_t)s_get32 (in + 4) << 32;
 }
 
-static int s_why (char *why, size_t why_size, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static int
-s_why (char *why, size_t why_size, const char *format, ...)
-{
-    if (why && why_size) {
-        va_list args;
-        va_start (args, format);
-        vsnprintf (why, why_size, format, args);
-        va_end (args);
-    }
-    return -1;
-}
-
 //  Grow *buffer to hold at least size bytes. 0, or -1 out of memory.
 static int
 s_reserve (uint8_t **buffer, size_t *capacity, size_t size)
@@ -141,13 +98,12 @@ s_reserve (uint8_t **buffer, size_t *capacity, size_t size)
 // -------------------------------------------------------------- writer
 
 struct ps_taplog_writer_t {
-    int fd;           //  the file, -1 once closed
-    char *path;       //  for messages
-    uint8_t *buffer;  //  one record being built
-    size_t capacity;  //  its size
-    uint64_t records; //  records written
-    uint64_t bytes;   //  bytes written, header included
-    bool broken;      //  a write failed: the tail may be torn, stop
+    int fd;          //  the file, -1 once closed
+    char *path;      //  for messages
+    uint8_t *buffer; //  one record being built
+    size_t capacity; //  its size
+    uint64_t bytes;  //  bytes written, header included
+    bool broken;     //  a write failed: the tail may be torn, stop
 };
 
 //  Write all of it, retrying after signals and short writes
@@ -167,18 +123,18 @@ s_write_all (int fd, const uint8_t *data, size_t size)
 }
 
 ps_taplog_writer_t *
-ps_taplog_writer_new (const char *path, uint64_t start_us, char *why, size_t why_size)
+ps_taplog_writer_new (const char *path, uint64_t start_us, ps_problem_t *problem)
 {
     assert (path);
     ps_taplog_writer_t *self = calloc (1, sizeof *self);
     if (!self || !(self->path = strdup (path))) {
         free (self);
-        s_why (why, why_size, "out of memory");
+        ps_problem_set (problem, 0, "out of memory");
         return NULL;
     }
     self->fd = open (path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (self->fd < 0) {
-        s_why (why, why_size, "cannot create %s: %s", path, strerror (errno));
+        ps_problem_set (problem, 0, "cannot create %s: %s", path, strerror (errno));
         ps_taplog_writer_destroy (&self);
         return NULL;
     }
@@ -188,92 +144,12 @@ ps_taplog_writer_new (const char *path, uint64_t start_us, char *why, size_t why
     s_put32 (header + 12, PS_TAPLOG_HEADER_BYTES);
     s_put64 (header + 16, start_us);
     if (s_write_all (self->fd, header, sizeof header)) {
-        s_why (why, why_size, "cannot write to %s: %s", path, strerror (errno));
+        ps_problem_set (problem, 0, "cannot write to %s: %s", path, strerror (errno));
         ps_taplog_writer_destroy (&self);
         return NULL;
     }
     self->bytes = sizeof header;
     return self;
-}
-
-//  Check a record against the limits; its body size, or -1 with why
-static int64_t
-s_body_size (const char *topic, size_t topic_size, const ps_taplog_frame_t *frames, size_t nframes,
-             char *why, size_t why_size)
-{
-    if (topic_size >= PS_TAP_TOPIC_MAX || memchr (topic, 0, topic_size))
-        return s_why (why, why_size, "topic of %zu bytes: at most %d, without NUL", topic_size,
-                      PS_TAP_TOPIC_MAX - 1);
-    if (nframes < 1 || nframes > PS_TAPLOG_MAX_FRAMES)
-        return s_why (why, why_size, "%zu frames in a record: 1 to %d", nframes,
-                      PS_TAPLOG_MAX_FRAMES);
-    if (frames[0].size > PS_MAX_ENVELOPE_BYTES)
-        return s_why (why, why_size, "tap record of %zu bytes, limit %d", frames[0].size,
-                      PS_MAX_ENVELOPE_BYTES);
-    int64_t size = 2 + (int64_t)topic_size + 4;
-    for (size_t i = 0; i < nframes; i++) {
-        if (frames[i].size > (size_t)PS_MAX_FRAME_BYTES)
-            return s_why (why, why_size, "frame %zu of %zu bytes, limit %lld", i, frames[i].size,
-                          PS_MAX_FRAME_BYTES);
-        //  Each term is bounded, so the sum cannot overflow before we test it
-        size += 4 + (int64_t)frames[i].size;
-        if (size > PS_TAPLOG_MAX_BODY)
-            return s_why (why, why_size, "record of more than %lld bytes", PS_TAPLOG_MAX_BODY);
-    }
-    return size;
-}
-
-int
-ps_taplog_writer_append (ps_taplog_writer_t *self, const char *topic, size_t topic_size,
-                         const ps_taplog_frame_t *frames, size_t nframes, char *why,
-                         size_t why_size)
-{
-    assert (self);
-    assert (topic || topic_size == 0);
-    assert (frames || nframes == 0);
-    if (self->broken)
-        return s_why (why, why_size, "%s: an earlier write failed", self->path);
-    int64_t body = s_body_size (topic, topic_size, frames, nframes, why, why_size);
-    if (body < 0)
-        return -1;
-    size_t total = PS_TAPLOG_FRAMING_BYTES + (size_t)body;
-    if (s_reserve (&self->buffer, &self->capacity, total))
-        return s_why (why, why_size, "out of memory for a record of %zu bytes", total);
-    uint8_t *out = self->buffer + PS_TAPLOG_FRAMING_BYTES;
-    s_put16 (out, (uint16_t)topic_size);
-    memcpy (out + 2, topic, topic_size);
-    out += 2 + topic_size;
-    s_put32 (out, (uint32_t)nframes);
-    out += 4;
-    for (size_t i = 0; i < nframes; i++) {
-        s_put32 (out, (uint32_t)frames[i].size);
-        if (frames[i].size)
-            memcpy (out + 4, frames[i].data, frames[i].size);
-        out += 4 + frames[i].size;
-    }
-    s_put32 (self->buffer, (uint32_t)body);
-    s_put32 (self->buffer + 4, ps_taplog_crc32 (0, self->buffer + 8, (size_t)body));
-    if (s_write_all (self->fd, self->buffer, total)) {
-        self->broken = true;
-        return s_why (why, why_size, "cannot write to %s: %s", self->path, strerror (errno));
-    }
-    self->records++;
-    self->bytes += total;
-    return 0;
-}
-
-uint64_t
-ps_taplog_writer_records (const ps_taplog_writer_t *self)
-{
-    assert (self);
-    return self->records;
-}
-
-uint64_t
-ps_taplog_writer_bytes (const ps_taplog_writer_t *self)
-{
-    assert (self);
-    return self->bytes;
 }
 
 int
@@ -291,12 +167,83 @@ ps_taplog_writer_destroy (ps_taplog_writer_t **self_p)
     return rc ? -1 : 0;
 }
 
+//  Check a record against the limits; its body size, or -1 with problem
+static int64_t
+s_body_size (const char *topic, size_t topic_size, const ps_taplog_frame_t *frames, size_t nframes,
+             ps_problem_t *problem)
+{
+    if (topic_size >= PS_TAP_TOPIC_MAX || memchr (topic, 0, topic_size))
+        return ps_problem_set (problem, 0, "topic of %zu bytes: at most %d, without NUL",
+                               topic_size, PS_TAP_TOPIC_MAX - 1);
+    if (nframes < 1 || nframes > PS_TAPLOG_MAX_FRAMES)
+        return ps_problem_set (problem, 0, "%zu frames in a record: 1 to %d", nframes,
+                               PS_TAPLOG_MAX_FRAMES);
+    if (frames[0].size > PS_MAX_ENVELOPE_BYTES)
+        return ps_problem_set (problem, 0, "tap record of %zu bytes, limit %d", frames[0].size,
+                               PS_MAX_ENVELOPE_BYTES);
+    int64_t size = 2 + (int64_t)topic_size + 4;
+    for (size_t i = 0; i < nframes; i++) {
+        if (frames[i].size > (size_t)PS_MAX_FRAME_BYTES)
+            return ps_problem_set (problem, 0, "frame %zu of %zu bytes, limit %lld", i,
+                                   frames[i].size, PS_MAX_FRAME_BYTES);
+        //  Each term is bounded, so the sum cannot overflow before we test it
+        size += 4 + (int64_t)frames[i].size;
+        if (size > PS_TAPLOG_MAX_BODY)
+            return ps_problem_set (problem, 0, "record of more than %lld bytes",
+                                   PS_TAPLOG_MAX_BODY);
+    }
+    return size;
+}
+
+int
+ps_taplog_writer_append (ps_taplog_writer_t *self, const char *topic, size_t topic_size,
+                         const ps_taplog_frame_t *frames, size_t nframes, ps_problem_t *problem)
+{
+    assert (self);
+    assert (topic || topic_size == 0);
+    assert (frames || nframes == 0);
+    if (self->broken)
+        return ps_problem_set (problem, 0, "%s: an earlier write failed", self->path);
+    int64_t body = s_body_size (topic, topic_size, frames, nframes, problem);
+    if (body < 0)
+        return -1;
+    size_t total = PS_TAPLOG_FRAMING_BYTES + (size_t)body;
+    if (s_reserve (&self->buffer, &self->capacity, total))
+        return ps_problem_set (problem, 0, "out of memory for a record of %zu bytes", total);
+    uint8_t *out = self->buffer + PS_TAPLOG_FRAMING_BYTES;
+    s_put16 (out, (uint16_t)topic_size);
+    memcpy (out + 2, topic, topic_size);
+    out += 2 + topic_size;
+    s_put32 (out, (uint32_t)nframes);
+    out += 4;
+    for (size_t i = 0; i < nframes; i++) {
+        s_put32 (out, (uint32_t)frames[i].size);
+        if (frames[i].size)
+            memcpy (out + 4, frames[i].data, frames[i].size);
+        out += 4 + frames[i].size;
+    }
+    s_put32 (self->buffer, (uint32_t)body);
+    s_put32 (self->buffer + 4, (uint32_t)crc32_z (0, self->buffer + 8, (size_t)body));
+    if (s_write_all (self->fd, self->buffer, total)) {
+        self->broken = true;
+        return ps_problem_set (problem, 0, "cannot write to %s: %s", self->path, strerror (errno));
+    }
+    self->bytes += total;
+    return 0;
+}
+
+uint64_t
+ps_taplog_writer_bytes (const ps_taplog_writer_t *self)
+{
+    assert (self);
+    return self->bytes;
+}
+
 // -------------------------------------------------------------- reader
 
 struct ps_taplog_reader_t {
     FILE *file;                   //  the recording
     bool owned;                   //  we opened it (not stdin)
-    char *path;                   //  for messages
     uint64_t start_us;            //  from the header
     uint64_t offset;              //  file offset of the next record
     uint64_t records;             //  good records so far
@@ -306,7 +253,7 @@ struct ps_taplog_reader_t {
     size_t frames_capacity;       //  room in frames
     char topic[PS_TAP_TOPIC_MAX]; //  the current topic, NUL-terminated
     ps_taplog_status_t status;    //  PS_TAPLOG_RECORD until the end
-    char why[300];                //  why we stopped, repeated on each call
+    ps_problem_t stop;            //  why we stopped, repeated on each call
 };
 
 //  Read up to size bytes; how many arrived (fewer only at end or error)
@@ -317,13 +264,12 @@ s_read (FILE *file, void *data, size_t size)
 }
 
 ps_taplog_reader_t *
-ps_taplog_reader_new (const char *path, char *why, size_t why_size)
+ps_taplog_reader_new (const char *path, ps_problem_t *problem)
 {
     assert (path);
     ps_taplog_reader_t *self = calloc (1, sizeof *self);
-    if (!self || !(self->path = strdup (path))) {
-        free (self);
-        s_why (why, why_size, "out of memory");
+    if (!self) {
+        ps_problem_set (problem, 0, "out of memory");
         return NULL;
     }
     self->status = PS_TAPLOG_RECORD;
@@ -331,7 +277,7 @@ ps_taplog_reader_new (const char *path, char *why, size_t why_size)
     self->file = stdin_wanted ? stdin : fopen (path, "rb");
     self->owned = !stdin_wanted;
     if (!self->file) {
-        s_why (why, why_size, "cannot open %s: %s", path, strerror (errno));
+        ps_problem_set (problem, 0, "cannot open %s: %s", path, strerror (errno));
         ps_taplog_reader_destroy (&self);
         return NULL;
     }
@@ -339,17 +285,18 @@ ps_taplog_reader_new (const char *path, char *why, size_t why_size)
     size_t got = s_read (self->file, header, sizeof header);
     int rc = 0;
     if (got < sizeof header)
-        rc = s_why (why, why_size, "%s is not a pstap recording: %zu bytes, a header has %d", path,
-                    got, PS_TAPLOG_HEADER_BYTES);
+        rc = ps_problem_set (problem, 0, "%s is not a pstap recording: %zu bytes, a header has %d",
+                             path, got, PS_TAPLOG_HEADER_BYTES);
     else if (memcmp (header, PS_TAPLOG_MAGIC, 8) != 0)
-        rc = s_why (why, why_size, "%s is not a pstap recording: it does not start with %s", path,
-                    PS_TAPLOG_MAGIC);
+        rc = ps_problem_set (problem, 0, "%s is not a pstap recording: it does not start with %s",
+                             path, PS_TAPLOG_MAGIC);
     else if (s_get32 (header + 8) != PS_TAPLOG_VERSION)
-        rc = s_why (why, why_size, "%s is a version %u recording; this pstap reads version %d",
-                    path, s_get32 (header + 8), PS_TAPLOG_VERSION);
+        rc =
+            ps_problem_set (problem, 0, "%s is a version %u recording; this pstap reads version %d",
+                            path, s_get32 (header + 8), PS_TAPLOG_VERSION);
     else if (s_get32 (header + 12) != PS_TAPLOG_HEADER_BYTES)
-        rc = s_why (why, why_size, "%s: header size %u, version %d has %d", path,
-                    s_get32 (header + 12), PS_TAPLOG_VERSION, PS_TAPLOG_HEADER_BYTES);
+        rc = ps_problem_set (problem, 0, "%s: header size %u, version %d has %d", path,
+                             s_get32 (header + 12), PS_TAPLOG_VERSION, PS_TAPLOG_HEADER_BYTES);
     if (rc) {
         ps_taplog_reader_destroy (&self);
         return NULL;
@@ -357,6 +304,13 @@ ps_taplog_reader_new (const char *path, char *why, size_t why_size)
     self->start_us = s_get64 (header + 16);
     self->offset = PS_TAPLOG_HEADER_BYTES;
     return self;
+}
+
+uint64_t
+ps_taplog_reader_start_us (const ps_taplog_reader_t *self)
+{
+    assert (self);
+    return self->start_us;
 }
 
 void
@@ -370,23 +324,8 @@ ps_taplog_reader_destroy (ps_taplog_reader_t **self_p)
         fclose (self->file);
     free (self->body);
     free (self->frames);
-    free (self->path);
     free (self);
     *self_p = NULL;
-}
-
-uint64_t
-ps_taplog_reader_start_us (const ps_taplog_reader_t *self)
-{
-    assert (self);
-    return self->start_us;
-}
-
-uint64_t
-ps_taplog_reader_records (const ps_taplog_reader_t *self)
-{
-    assert (self);
-    return self->records;
 }
 
 //  Stop for good with this status and message
@@ -401,9 +340,8 @@ s_stop (ps_taplog_reader_t *self, ps_taplog_status_t status, const char *format,
     va_start (args, format);
     vsnprintf (what, sizeof what, format, args);
     va_end (args);
-    snprintf (self->why, sizeof self->why,
-              "%s: record at byte %llu: %s (%llu good records before it)", self->path,
-              (unsigned long long)self->offset, what, (unsigned long long)self->records);
+    ps_problem_set (&self->stop, 0, "record at byte %llu: %s (%llu good records before it)",
+                    (unsigned long long)self->offset, what, (unsigned long long)self->records);
     self->status = status;
     return status;
 }
@@ -471,8 +409,7 @@ s_parse_body (ps_taplog_reader_t *self, size_t length, ps_taplog_entry_t *entry)
 }
 
 ps_taplog_status_t
-ps_taplog_reader_next (ps_taplog_reader_t *self, ps_taplog_entry_t *entry, char *why,
-                       size_t why_size)
+ps_taplog_reader_next (ps_taplog_reader_t *self, ps_taplog_entry_t *entry, ps_problem_t *problem)
 {
     assert (self);
     assert (entry);
@@ -481,7 +418,7 @@ ps_taplog_reader_next (ps_taplog_reader_t *self, ps_taplog_entry_t *entry, char 
         size_t got = s_read (self->file, framing, sizeof framing);
         if (got == 0 && !ferror (self->file)) {
             self->status = PS_TAPLOG_END;
-            self->why[0] = 0;
+            self->stop.message[0] = '\0';
         }
         else if (got < sizeof framing)
             s_stop (self, ferror (self->file) ? PS_TAPLOG_IO : PS_TAPLOG_TORN,
@@ -492,7 +429,7 @@ ps_taplog_reader_next (ps_taplog_reader_t *self, ps_taplog_entry_t *entry, char 
             if (length < 2 + 4 + 4 || length > PS_TAPLOG_MAX_BODY)
                 s_stop (self, PS_TAPLOG_CORRUPT, "body length %u is impossible", length);
             else if (s_read_body (self, length) == PS_TAPLOG_RECORD) {
-                uint32_t crc = ps_taplog_crc32 (0, self->body, length);
+                uint32_t crc = (uint32_t)crc32_z (0, self->body, length);
                 if (crc != s_get32 (framing + 4))
                     s_stop (self, PS_TAPLOG_CORRUPT, "CRC 0x%08x, the body's is 0x%08x",
                             s_get32 (framing + 4), crc);
@@ -504,7 +441,14 @@ ps_taplog_reader_next (ps_taplog_reader_t *self, ps_taplog_entry_t *entry, char 
             }
         }
     }
-    if (why && why_size)
-        snprintf (why, why_size, "%s", self->why);
+    if (problem)
+        *problem = self->stop;
     return self->status;
+}
+
+uint64_t
+ps_taplog_reader_records (const ps_taplog_reader_t *self)
+{
+    assert (self);
+    return self->records;
 }

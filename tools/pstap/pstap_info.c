@@ -1,0 +1,166 @@
+/*  =========================================================================
+    pstap_info - the broker's INFO reply, read with jansson
+
+    jansson parses the reply (any JSON value is taken: a reader falls back
+    on whatever it does not find) and a short walker follows dotted paths
+    through it, because jansson has no path lookup and every view would
+    otherwise chain json_object_get calls with a NULL check between each.
+    Numbers are read the way the views need them: an integer where one is
+    expected even when a broker writes it with a fraction.
+    ========================================================================= */
+
+#include "pstap_info.h"
+#include "ps_limits.h"
+#include "ps_worker.h"
+
+#include <czmq.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+json_t *
+pstap_info_parse (const char *text, size_t size, ps_problem_t *problem)
+{
+    json_error_t error;
+    json_t *info = json_loadb (text, size, JSON_DECODE_ANY, &error);
+    if (!info)
+        ps_problem_set (problem, 0, "line %d, column %d: %s", error.line, error.column, error.text);
+    return info;
+}
+
+json_t *
+pstap_info_query (const char *command, const char *broker, int timeout_ms, char **text)
+{
+    char *reply = NULL;
+    int status = ps_worker_query_info (broker, timeout_ms, &reply);
+    if (status != PS_OK && zsys_interrupted)
+        return NULL; //  Ctrl-C during the query: no error to report
+    if (status != PS_OK) {
+        fprintf (stderr, "pstap %s: cannot reach the broker at %s within %d ms: %s\n", command,
+                 broker, timeout_ms, ps_strerror (status));
+        return NULL;
+    }
+    ps_problem_t problem;
+    json_t *info = pstap_info_parse (reply, strlen (reply), &problem);
+    if (!info)
+        fprintf (stderr, "pstap %s: the broker at %s sent INFO that is not JSON: %s\n", command,
+                 broker, problem.message);
+    if (info && text)
+        *text = reply;
+    else
+        free (reply);
+    return info;
+}
+
+//  The child of node that one step of a path names (length bytes of step)
+static const json_t *
+s_step (const json_t *node, const char *step, size_t length)
+{
+    if (json_is_object (node))
+        return json_object_getn (node, step, length);
+    if (!json_is_array (node) || length == 0 || length > 9 || strspn (step, "0123456789") < length)
+        return NULL; //  nine digits: more elements than any INFO holds
+    size_t index = 0;
+    for (size_t i = 0; i < length; i++)
+        index = index * 10 + (size_t)(step[i] - '0');
+    return json_array_get (node, index);
+}
+
+const json_t *
+pstap_info_find (const json_t *node, const char *path)
+{
+    while (node && path && *path) {
+        size_t length = strcspn (path, ".");
+        node = s_step (node, path, length);
+        path += length + (path[length] == '.');
+    }
+    return node;
+}
+
+int64_t
+pstap_info_int (const json_t *node, const char *path, int64_t fallback)
+{
+    const json_t *value = pstap_info_find (node, path);
+    if (json_is_integer (value))
+        return json_integer_value (value);
+    double real = json_is_real (value) ? json_real_value (value) : 0;
+    //  Within int64_t: -2^63 is exact in a double, 2^63 is the first past it
+    if (json_is_real (value) && real >= -9223372036854775808.0 && real < 9223372036854775808.0)
+        return (int64_t)real;
+    return fallback;
+}
+
+double
+pstap_info_number (const json_t *node, const char *path, double fallback)
+{
+    const json_t *value = pstap_info_find (node, path);
+    return json_is_number (value) ? json_number_value (value) : fallback;
+}
+
+const char *
+pstap_info_string (const json_t *node, const char *path, const char *fallback)
+{
+    const json_t *value = pstap_info_find (node, path);
+    return json_is_string (value) ? json_string_value (value) : fallback;
+}
+
+const char *
+pstap_info_count (const json_t *node, const char *path, char *buffer, size_t size)
+{
+    if (!json_is_number (pstap_info_find (node, path)))
+        return "-";
+    snprintf (buffer, size, "%" PRId64, pstap_info_int (node, path, 0));
+    return buffer;
+}
+
+int64_t
+pstap_info_world (const json_t *info)
+{
+    int64_t world = pstap_info_int (info, "world", 0);
+    return world < 0 ? 0 : world > PS_MAX_WORKERS ? PS_MAX_WORKERS : world;
+}
+
+void
+pstap_info_workers (const json_t *info, int64_t world, int64_t *clocks, int64_t *parked)
+{
+    for (int64_t rank = 0; rank < world; rank++)
+        clocks[rank] = parked[rank] = -1;
+    size_t index;
+    const json_t *item;
+    json_array_foreach (pstap_info_find (info, "clocks"), index, item)
+    {
+        if ((int64_t)index >= world)
+            break;
+        clocks[index] = pstap_info_int (item, "", -1);
+    }
+    const json_t *list = pstap_info_find (info, "parked");
+    if (json_is_array (list)) {
+        for (int64_t rank = 0; rank < world; rank++)
+            parked[rank] = 0;
+        json_array_foreach (list, index, item)
+        {
+            int64_t rank = pstap_info_int (item, "worker", -1);
+            if (rank >= 0 && rank < world)
+                parked[rank]++;
+        }
+    }
+    json_array_foreach (pstap_info_find (info, "workers"), index, item)
+    {
+        int64_t rank = pstap_info_int (item, "rank", -1);
+        if (rank < 0 || rank >= world)
+            continue;
+        const char *state = pstap_info_string (item, "state", NULL);
+        clocks[rank] = state && strcmp (state, "live") != 0
+                           ? -1
+                           : pstap_info_int (item, "clock", clocks[rank]);
+        parked[rank] = pstap_info_int (item, "parked", parked[rank]);
+    }
+}
+
+const char *
+pstap_info_mode (int64_t staleness)
+{
+    return staleness == 0 ? "BSP" : staleness < 0 ? "ASP" : "SSP";
+}

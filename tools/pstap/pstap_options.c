@@ -1,0 +1,228 @@
+/*  =========================================================================
+    pstap_options - pstap's command line
+
+    getopt_long reads every option of every subcommand, and a table of
+    bits says which of them the subcommand at hand takes, so that one
+    parser serves all six and "--tap does not apply here" is said the same
+    way for each. Values are checked by common/ps_cli, as in every psmq
+    program: numbers within their bounds, and words that are not the next
+    option (getopt takes "--broker -n" as the broker "-n").
+    ========================================================================= */
+
+#include "pstap_options.h"
+#include "ps_cli.h"
+#include "ps_limits.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+//  Default bound on reaching the broker (INFO) and the tap (handshake)
+#define DEFAULT_TIMEOUT_MS 3000
+//  Default refresh of top and clock
+#define DEFAULT_INTERVAL_MS 1000
+
+void
+pstap_options_help (FILE *out, unsigned allowed)
+{
+    static const struct {
+        unsigned bit;
+        const char *text;
+    } lines[] = {
+        {PSTAP_O_BROKER,
+         "  -b, --broker EP[,EP] the broker, or its group's members; taps found through INFO;\n"
+         "                       one member of a group stands for the whole group"},
+        {PSTAP_O_MEMBER_ONLY,
+         "      --member-only    only the broker named, not the rest of its group"},
+        {PSTAP_O_TAP, "  -t, --tap EP[,EP]    the taps' endpoints (psbroker --tap)"},
+        {PSTAP_O_TIMEOUT,
+         "      --timeout-ms MS  give up reaching each broker or tap after MS (3000)"},
+        {PSTAP_O_FILTER, "  -f, --filter EXPR    only records matching EXPR (see below)"},
+        {PSTAP_O_COUNT, "  -c, --count N        stop after N records"},
+        {PSTAP_O_JSON, "      --json           JSON (one object per record for watch and read)"},
+        {PSTAP_O_PAYLOAD,
+         "      --payload        tensor frames too (broker started with --tap-payload)"},
+        {PSTAP_O_BATCH,
+         "      --batch          plain text blocks, no screen control (for scripts)"},
+        {PSTAP_O_ITERATIONS, "  -n, --iterations N   stop after N refreshes"},
+        {PSTAP_O_INTERVAL, "      --interval-ms MS refresh every MS (1000)"},
+        {PSTAP_O_WRITE, "  -w, --write FILE     the recording to write"},
+        {PSTAP_O_READ, "  -r, --read FILE      the recording to read ('-' for stdin)"},
+        {PSTAP_O_VIEW, "      --view VIEW      watch (default), stats or top"},
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
+        if (allowed & lines[i].bit)
+            fprintf (out, "%s\n", lines[i].text);
+    fprintf (out, "  -h, --help           show this help\n");
+    if (allowed & PSTAP_O_FILTER)
+        fprintf (out, "\nFilter terms, space-separated, all must hold:\n"
+                      "  kind=req,rep,conn,disc,evict,rej,clock   type=push,pull,clock,init,...\n"
+                      "  worker=0,2   key=NAME,...   bytes>1M   bytes<4K   lat>10ms   status=err\n"
+                      "  shard=1,2 (brokers of a group)\n");
+}
+
+enum {
+    OPT_TIMEOUT = 256,
+    OPT_JSON,
+    OPT_PAYLOAD,
+    OPT_BATCH,
+    OPT_INTERVAL,
+    OPT_VIEW,
+    OPT_MEMBER_ONLY
+};
+
+int
+pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowed, int argc,
+                     char *argv[])
+{
+    static const struct option long_options[] = {
+        {"broker", required_argument, 0, 'b'},
+        {"tap", required_argument, 0, 't'},
+        {"timeout-ms", required_argument, 0, OPT_TIMEOUT},
+        {"filter", required_argument, 0, 'f'},
+        {"count", required_argument, 0, 'c'},
+        {"json", no_argument, 0, OPT_JSON},
+        {"payload", no_argument, 0, OPT_PAYLOAD},
+        {"batch", no_argument, 0, OPT_BATCH},
+        {"iterations", required_argument, 0, 'n'},
+        {"interval-ms", required_argument, 0, OPT_INTERVAL},
+        {"write", required_argument, 0, 'w'},
+        {"read", required_argument, 0, 'r'},
+        {"view", required_argument, 0, OPT_VIEW},
+        {"member-only", no_argument, 0, OPT_MEMBER_ONLY},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    static const struct {
+        int opt;
+        unsigned bit;
+        const char *name;
+    } bits[] = {{'b', PSTAP_O_BROKER, "--broker"},
+                {'t', PSTAP_O_TAP, "--tap"},
+                {OPT_TIMEOUT, PSTAP_O_TIMEOUT, "--timeout-ms"},
+                {'f', PSTAP_O_FILTER, "--filter"},
+                {'c', PSTAP_O_COUNT, "--count"},
+                {OPT_JSON, PSTAP_O_JSON, "--json"},
+                {OPT_PAYLOAD, PSTAP_O_PAYLOAD, "--payload"},
+                {OPT_BATCH, PSTAP_O_BATCH, "--batch"},
+                {'n', PSTAP_O_ITERATIONS, "--iterations"},
+                {OPT_INTERVAL, PSTAP_O_INTERVAL, "--interval-ms"},
+                {'w', PSTAP_O_WRITE, "--write"},
+                {'r', PSTAP_O_READ, "--read"},
+                {OPT_VIEW, PSTAP_O_VIEW, "--view"},
+                {OPT_MEMBER_ONLY, PSTAP_O_MEMBER_ONLY, "--member-only"}};
+    //  Options whose value is a word (a path, an endpoint, an expression)
+    const struct {
+        int opt;
+        const char *name;
+        const char **value;
+    } words[] = {{'b', "--broker", &self->broker},
+                 {'t', "--tap", &self->tap},
+                 {'f', "--filter", &self->filter},
+                 {'w', "--write", &self->write_path},
+                 {'r', "--read", &self->read_path}};
+    const char *name = command;
+    *self = (pstap_options_t){.command = name,
+                              .timeout_ms = DEFAULT_TIMEOUT_MS,
+                              .interval_ms = DEFAULT_INTERVAL_MS,
+                              .view = PSTAP_VIEW_WATCH};
+    opterr = 0;
+    optind = 1;
+    //  "pstap watch": what messages from the shared checks start with
+    char program[32];
+    snprintf (program, sizeof program, "pstap %s", name);
+    int opt;
+    long number;
+    while ((opt = getopt_long (argc, argv, ":b:t:f:c:n:w:r:h", long_options, NULL)) != -1) {
+        if (opt == 'h')
+            return -1;
+        if (opt == '?' || opt == ':') {
+            char short_option[3] = {'-', (char)optopt, 0};
+            bool is_short = opt == '?' && optopt > 0 && optopt < 128;
+            const char *what = is_short ? short_option : argv[optind - 1];
+            fprintf (stderr, "pstap %s: %s '%s' (see pstap %s --help)\n", name,
+                     opt == ':' ? "missing value for" : "unknown option", what, name);
+            return 2;
+        }
+        for (size_t i = 0; i < sizeof bits / sizeof bits[0]; i++)
+            if (bits[i].opt == opt && !(allowed & bits[i].bit)) {
+                fprintf (stderr, "pstap %s: %s does not apply here (see pstap %s --help)\n", name,
+                         bits[i].name, name);
+                return 2;
+            }
+        int rc = 0;
+        for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+            if (words[i].opt == opt) {
+                rc = ps_cli_word (program, words[i].name, optarg);
+                *words[i].value = optarg;
+            }
+        switch (opt) {
+        case OPT_JSON: self->json = true; break;
+        case OPT_PAYLOAD: self->payload = true; break;
+        case OPT_BATCH: self->batch = true; break;
+        case OPT_MEMBER_ONLY: self->member_only = true; break;
+        case OPT_TIMEOUT:
+            rc = ps_cli_long (program, "--timeout-ms", optarg, 1, PS_MAX_TIMEOUT_MS, &number);
+            self->timeout_ms = (int)number;
+            break;
+        case OPT_INTERVAL:
+            rc = ps_cli_long (program, "--interval-ms", optarg, 10, PS_MAX_TIMEOUT_MS, &number);
+            self->interval_ms = (int)number;
+            break;
+        case 'c':
+            rc = ps_cli_long (program, "--count", optarg, 1, LONG_MAX, &number);
+            self->count = (uint64_t)number;
+            break;
+        case 'n':
+            rc = ps_cli_long (program, "--iterations", optarg, 1, LONG_MAX, &number);
+            self->iterations = (uint64_t)number;
+            break;
+        case OPT_VIEW:
+            if (strcmp (optarg, "watch") == 0)
+                self->view = PSTAP_VIEW_WATCH;
+            else if (strcmp (optarg, "stats") == 0)
+                self->view = PSTAP_VIEW_STATS;
+            else if (strcmp (optarg, "top") == 0)
+                self->view = PSTAP_VIEW_TOP;
+            else {
+                fprintf (stderr, "pstap %s: --view '%s' is not one of watch, stats, top\n", name,
+                         optarg);
+                rc = -1;
+            }
+            break;
+        }
+        if (rc)
+            return 2;
+    }
+    if (optind < argc) {
+        fprintf (stderr, "pstap %s: unexpected argument '%s' (see pstap %s --help)\n", name,
+                 argv[optind], name);
+        return 2;
+    }
+    if ((allowed & PSTAP_O_BROKER) && !self->broker && !self->tap) {
+        fprintf (stderr, "pstap %s: say where the broker is: --broker EP%s\n", name,
+                 allowed & PSTAP_O_TAP ? " (or --tap EP)" : "");
+        return 2;
+    }
+    if (self->broker && self->tap) {
+        fprintf (stderr, "pstap %s: give --broker or --tap, not both\n", name);
+        return 2;
+    }
+    if (self->member_only && !self->broker) {
+        fprintf (stderr, "pstap %s: --member-only goes with --broker (a tap is one broker's)\n",
+                 name);
+        return 2;
+    }
+    if ((self->broker && ps_cli_endpoints (program, "--broker", self->broker)) ||
+        (self->tap && ps_cli_endpoints (program, "--tap", self->tap)))
+        return 2;
+    if ((allowed & PSTAP_O_WRITE) && !self->write_path) {
+        fprintf (stderr, "pstap %s: -w FILE is required\n", name);
+        return 2;
+    }
+    if ((allowed & PSTAP_O_READ) && !self->read_path) {
+        fprintf (stderr, "pstap %s: -r FILE is required\n", name);
+        return 2;
+    }
+    return 0;
+}
