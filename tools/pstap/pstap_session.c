@@ -390,7 +390,9 @@ pstap_session_run (const pstap_options_t *options, pstap_view_t view, pstap_sess
     if (!self)
         return rc;
     pstap_taps_t *taps = pstap_taps_new (options, self->filter);
-    rc = taps ? body (self, taps, options, arg) : 1;
+    //  Interrupted while the taps were being reached: the user's stop,
+    //  as clean as after any record
+    rc = taps ? body (self, taps, options, arg) : zsys_interrupted ? 0 : 1;
     pstap_taps_destroy (&taps);
     int end = pstap_session_destroy (&self);
     return rc ? rc : end;
