@@ -5,13 +5,10 @@
 #include "ps_testutil.h"
 
 #include <czmq.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -104,53 +101,32 @@ ps_test_binary (const char *name, char *path, size_t path_size)
 int
 ps_test_wait_pid (pid_t pid, int timeout_ms)
 {
-    int64_t deadline = zclock_mono () + timeout_ms;
-    while (zclock_mono () < deadline) {
-        int status;
-        pid_t done = waitpid (pid, &status, WNOHANG);
-        if (done == pid)
-            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
-        zclock_sleep (10);
-    }
-    kill (pid, SIGKILL);
-    waitpid (pid, NULL, 0);
-    return -1;
+    return ps_process_finish (pid, false, timeout_ms);
+}
+
+//  Start argv as spec says (asserts when no process could be made)
+static ps_process_t
+s_start (char *const argv[], const ps_process_spec_t *spec)
+{
+    ps_process_t child;
+    ps_problem_t problem = {0};
+    cr_assert_eq (ps_process_start (&child, argv, spec, &problem), 0, "%s", problem.message);
+    return child;
 }
 
 ps_test_child_t
 ps_test_spawn (char *const argv[])
 {
-    int out[2], err[2];
-    cr_assert_eq (pipe (out), 0);
-    cr_assert_eq (pipe (err), 0);
-    pid_t pid = fork ();
-    cr_assert_neq (pid, -1);
-    if (pid == 0) {
-        dup2 (out[1], 1);
-        dup2 (err[1], 2);
-        close (out[0]);
-        close (err[0]);
-        execv (argv[0], argv);
-        _exit (127);
-    }
-    close (out[1]);
-    close (err[1]);
-    return (ps_test_child_t){pid, out[0], err[0]};
+    ps_process_spec_t spec = {.out = PS_PROCESS_PIPE, .err = PS_PROCESS_PIPE};
+    return s_start (argv, &spec);
 }
 
 pid_t
 ps_test_spawn_to_file (char *const argv[], const char *out_path)
 {
-    pid_t pid = fork ();
-    cr_assert_neq (pid, -1);
-    if (pid == 0) {
-        int fd = open (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2 (fd, 1);
-        dup2 (fd, 2);
-        execv (argv[0], argv);
-        _exit (127);
-    }
-    return pid;
+    ps_process_spec_t spec = {
+        .out = PS_PROCESS_FILE, .out_path = out_path, .err = PS_PROCESS_TO_OUT};
+    return s_start (argv, &spec).pid;
 }
 
 char *
@@ -169,21 +145,7 @@ ps_test_slurp (const char *path)
 bool
 ps_test_read_until (int fd, const char *needle, char *text, size_t size, int timeout_ms)
 {
-    size_t used = strlen (text);
-    int64_t deadline = zclock_mono () + timeout_ms;
-    fcntl (fd, F_SETFL, O_NONBLOCK);
-    while (!strstr (text, needle) && zclock_mono () < deadline && used + 1 < size) {
-        ssize_t got = read (fd, text + used, size - 1 - used);
-        if (got > 0) {
-            used += got;
-            text[used] = 0;
-        }
-        else if (got == 0)
-            break;
-        else
-            zclock_sleep (10);
-    }
-    return strstr (text, needle) != NULL;
+    return ps_process_read_until (fd, needle, text, size, timeout_ms);
 }
 
 double
@@ -209,31 +171,14 @@ ps_test_script (const char *name, char *path, size_t path_size)
 int
 ps_test_run_group (char *const argv[], const char *out_path, const char *err_path, int timeout_ms)
 {
-    pid_t pid = fork ();
-    cr_assert_neq (pid, -1);
-    if (pid == 0) {
-        setpgid (0, 0);
-        int out = open (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int err = err_path ? open (err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) : out;
-        dup2 (out, 1);
-        dup2 (err, 2);
-        execv (argv[0], argv);
-        _exit (127);
-    }
-    //  Both sides set the group, so that it exists whichever runs first
-    setpgid (pid, pid);
-    int64_t deadline = zclock_mono () + timeout_ms;
-    int status = -1;
-    while (zclock_mono () < deadline) {
-        int raw;
-        if (waitpid (pid, &raw, WNOHANG) == pid) {
-            status = WIFEXITED (raw) ? WEXITSTATUS (raw) : 128 + WTERMSIG (raw);
-            break;
-        }
-        zclock_sleep (10);
-    }
+    ps_process_spec_t spec = {.out = PS_PROCESS_FILE,
+                              .out_path = out_path,
+                              .err = err_path ? PS_PROCESS_FILE : PS_PROCESS_TO_OUT,
+                              .err_path = err_path,
+                              .group = true};
+    pid_t pid = s_start (argv, &spec).pid;
+    int status = ps_process_finish (pid, true, timeout_ms);
+    //  The leader is gone either way; what it started in its group goes too
     kill (-pid, SIGKILL);
-    if (status == -1)
-        waitpid (pid, NULL, 0);
     return status;
 }

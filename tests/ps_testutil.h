@@ -2,14 +2,16 @@
     ps_testutil - helpers shared by the tests
 
     Start a broker in-process on an ephemeral loopback port, find the
-    built binaries, spawn processes with a bounded wait. Test code only;
-    each helper asserts (through Criterion) on failure.
+    built binaries, spawn processes with a bounded wait (over ps_process,
+    the helper psbench uses too). Test code only; each helper asserts
+    (through Criterion) on failure.
     ========================================================================= */
 
 #ifndef PS_TESTUTIL_H_INCLUDED
 #define PS_TESTUTIL_H_INCLUDED
 
 #include "ps_broker.h"
+#include "ps_process.h"
 #include "ps_worker.h"
 
 #include <stdbool.h>
@@ -35,12 +37,9 @@ ps_worker_t *ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world
                              int clock_timeout_ms);
 //  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)
 const char *ps_test_binary (const char *name, char *path, size_t path_size);
-//  A child process with its stdout and stderr on pipes
-typedef struct {
-    pid_t pid; //  the process
-    int out;   //  read end of its stdout
-    int err;   //  read end of its stderr
-} ps_test_child_t;
+//  A child process: ps_test_spawn's has its stdout and stderr on pipes
+//  (pid, out, err)
+typedef ps_process_t ps_test_child_t;
 
 //  Run argv[0] with argv in a child (asserts when it cannot fork)
 ps_test_child_t ps_test_spawn (char *const argv[]);
