@@ -5,6 +5,7 @@
 #include "ps_testutil.h"
 
 #include <czmq.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,16 +149,70 @@ ps_test_read_until (int fd, const char *needle, char *text, size_t size, int tim
     return ps_process_read_until (fd, needle, text, size, timeout_ms);
 }
 
+//  Walk json in document order: *found becomes the value of the first key
+//  called name, or of each in turn when last; true once the first is found
+static bool
+s_json_find (json_t *json, const char *name, bool last, json_t **found)
+{
+    const char *key;
+    size_t index;
+    json_t *value;
+    if (json_is_object (json))
+        json_object_foreach (json, key, value)
+        {
+            if (strcmp (key, name) == 0) {
+                *found = value;
+                if (!last)
+                    return true;
+            }
+            if (s_json_find (value, name, last, found))
+                return true;
+        }
+    else if (json_is_array (json))
+        json_array_foreach (json, index, value)
+        {
+            if (s_json_find (value, name, last, found))
+                return true;
+        }
+    return false;
+}
+
 double
 ps_test_json_number (const char *text, const char *name, bool last)
 {
-    char needle[64];
-    snprintf (needle, sizeof needle, "\"%s\":", name);
-    const char *at = strstr (text, needle);
-    for (const char *p = at; last && p; p = strstr (p + 1, needle))
-        at = p;
-    cr_assert (at, "no %s in: %s", name, text);
-    return strtod (at + strlen (needle), NULL);
+    //  One document (INFO) or many, one a line among lines of prose
+    //  (psworker --json with its stderr): each value that starts a line
+    //  is parsed, what is not JSON is passed over
+    json_t *found = NULL;
+    json_t *kept = NULL; //  the document found is in, while it is needed
+    const char *line = text;
+    bool done = false;
+    while (*line && !done) {
+        size_t consumed = strcspn (line, "\n");
+        if (*line == '{' || *line == '[') {
+            json_error_t error;
+            json_t *json = json_loads (line, JSON_DISABLE_EOF_CHECK, &error);
+            json_t *match = NULL;
+            if (json) {
+                consumed = (size_t)error.position;
+                done = s_json_find (json, name, last, &match);
+            }
+            if (match) {
+                json_decref (kept);
+                kept = json;
+                found = match;
+            }
+            else
+                json_decref (json);
+        }
+        line += consumed;
+        line += strspn (line, " \t\r\n");
+    }
+    cr_assert (found, "no %s in: %s", name, text);
+    cr_assert (json_is_number (found), "%s is not a number in: %s", name, text);
+    double value = json_number_value (found);
+    json_decref (kept);
+    return value;
 }
 
 const char *

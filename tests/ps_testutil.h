@@ -52,8 +52,10 @@ char *ps_test_slurp (const char *path);
 //  Read from fd until text (NUL-terminated, size bytes) holds needle or
 //  timeout_ms passes; whether it does
 bool ps_test_read_until (int fd, const char *needle, char *text, size_t size, int timeout_ms);
-//  The number after "name": in JSON text, at its first or its last
-//  occurrence (asserts that there is one)
+//  The number a key called name holds in JSON text (one document, or one
+//  a line among lines that are not JSON), at any depth, at its first or
+//  its last occurrence in document order (read with jansson; asserts
+//  that there is one and that it is a number)
 double ps_test_json_number (const char *text, const char *name, bool last);
 //  Wait up to timeout_ms for pid to exit; its exit status, or -1 after
 //  killing it when it did not exit in time
