@@ -81,6 +81,13 @@ ps_test_broker_rebind (const ps_broker_config_t *config)
 ps_worker_t *
 ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms)
 {
+    return ps_test_connect (endpoint, rank, world, clock_timeout_ms, NULL);
+}
+
+ps_worker_t *
+ps_test_connect (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms,
+                 int *status)
+{
     ps_worker_options_t options;
     ps_worker_options_init (&options);
     options.broker = endpoint;
@@ -88,15 +95,23 @@ ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_t
     options.world_size = world;
     options.timeout_ms = 10000;
     options.clock_timeout_ms = clock_timeout_ms;
-    return ps_worker_connect (&options, NULL);
+    return ps_worker_connect (&options, status);
+}
+
+//  dir/name into path, dir being the value of the environment variable,
+//  or fallback when it is not set
+static const char *
+s_path (const char *variable, const char *fallback, const char *name, char *path, size_t path_size)
+{
+    const char *dir = getenv (variable);
+    snprintf (path, path_size, "%s/%s", dir ? dir : fallback, name);
+    return path;
 }
 
 const char *
 ps_test_binary (const char *name, char *path, size_t path_size)
 {
-    const char *dir = getenv ("PSMQ_BUILD_DIR");
-    snprintf (path, path_size, "%s/%s", dir ? dir : ".", name);
-    return path;
+    return s_path ("PSMQ_BUILD_DIR", ".", name, path, path_size);
 }
 
 int
@@ -177,8 +192,8 @@ s_json_find (json_t *json, const char *name, bool last, json_t **found)
     return false;
 }
 
-double
-ps_test_json_number (const char *text, const char *name, bool last)
+json_t *
+ps_test_json_find (const char *text, const char *name, bool last)
 {
     //  One document (INFO) or many, one a line among lines of prose
     //  (psworker --json with its stderr): each value that starts a line
@@ -208,19 +223,29 @@ ps_test_json_number (const char *text, const char *name, bool last)
         line += consumed;
         line += strspn (line, " \t\r\n");
     }
+    //  The value alone outlives the document it was found in
+    json_incref (found);
+    json_decref (kept);
+    return found;
+}
+
+double
+ps_test_json_number (const char *text, const char *name, bool last)
+{
+    json_t *found = ps_test_json_find (text, name, last);
     cr_assert (found, "no %s in: %s", name, text);
     cr_assert (json_is_number (found), "%s is not a number in: %s", name, text);
     double value = json_number_value (found);
-    json_decref (kept);
+    json_decref (found);
     return value;
 }
 
 const char *
 ps_test_script (const char *name, char *path, size_t path_size)
 {
-    const char *dir = getenv ("PSMQ_SOURCE_DIR");
-    snprintf (path, path_size, "%s/tools/%s", dir ? dir : "..", name);
-    return path;
+    char script[256];
+    snprintf (script, sizeof script, "tools/%s", name);
+    return s_path ("PSMQ_SOURCE_DIR", "..", script, path, path_size);
 }
 
 int

@@ -14,6 +14,7 @@
 #include "ps_process.h"
 #include "ps_worker.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -35,6 +36,10 @@ ps_broker_t *ps_test_broker_rebind (const ps_broker_config_t *config);
 //  stderr, when it cannot join
 ps_worker_t *ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world,
                              int clock_timeout_ms);
+//  The same, and the library's status of the connection into *status
+//  (when not NULL): for tests of a refusal
+ps_worker_t *ps_test_connect (const char *endpoint, uint32_t rank, uint32_t world,
+                              int clock_timeout_ms, int *status);
 //  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)
 const char *ps_test_binary (const char *name, char *path, size_t path_size);
 //  A child process: ps_test_spawn's has its stdout and stderr on pipes
@@ -52,6 +57,10 @@ char *ps_test_slurp (const char *path);
 //  Read from fd until text (NUL-terminated, size bytes) holds needle or
 //  timeout_ms passes; whether it does
 bool ps_test_read_until (int fd, const char *needle, char *text, size_t size, int timeout_ms);
+//  The value a key called name holds in JSON text, found as
+//  ps_test_json_number finds it; NULL when there is none. The caller
+//  drops it with json_decref.
+json_t *ps_test_json_find (const char *text, const char *name, bool last);
 //  The number a key called name holds in JSON text (one document, or one
 //  a line among lines that are not JSON), at any depth, at its first or
 //  its last occurrence in document order (read with jansson; asserts

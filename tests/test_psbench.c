@@ -92,14 +92,9 @@ Test (psbench, unknown_case_is_a_usage_error)
 Test (psbench, missing_broker_fails_cleanly, .timeout = 30)
 {
     char path[512];
-    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
-                    "--quick",
-                    "--no-yardstick",
-                    "--only",
-                    "latency",
-                    "--broker-bin",
-                    "/nonexistent/psbroker",
-                    NULL};
+    char *psbench = (char *)ps_test_binary ("psbench", path, sizeof path);
+    char *argv[] = {psbench,   "--quick",      "--no-yardstick",        "--only",
+                    "latency", "--broker-bin", "/nonexistent/psbroker", NULL};
     static char text[8192];
     cr_assert_eq (s_run (argv, text, sizeof text, 20000), 1);
 }
