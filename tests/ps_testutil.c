@@ -5,11 +5,13 @@
 #include "ps_testutil.h"
 
 #include <czmq.h>
-#include <jansson.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <criterion/criterion.h>
 
@@ -81,13 +83,6 @@ ps_test_broker_rebind (const ps_broker_config_t *config)
 ps_worker_t *
 ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms)
 {
-    return ps_test_connect (endpoint, rank, world, clock_timeout_ms, NULL);
-}
-
-ps_worker_t *
-ps_test_connect (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms,
-                 int *status)
-{
     ps_worker_options_t options;
     ps_worker_options_init (&options);
     options.broker = endpoint;
@@ -95,7 +90,7 @@ ps_test_connect (const char *endpoint, uint32_t rank, uint32_t world, int clock_
     options.world_size = world;
     options.timeout_ms = 10000;
     options.clock_timeout_ms = clock_timeout_ms;
-    return ps_worker_connect (&options, status);
+    return ps_worker_connect (&options, NULL);
 }
 
 //  dir/name into path, dir being the value of the environment variable,
@@ -133,15 +128,18 @@ s_start (char *const argv[], const ps_process_spec_t *spec)
 ps_test_child_t
 ps_test_spawn (char *const argv[])
 {
-    ps_process_spec_t spec = {.out = PS_PROCESS_PIPE, .err = PS_PROCESS_PIPE};
+    ps_process_spec_t spec = {
+        .out = PS_PROCESS_PIPE, .err = PS_PROCESS_PIPE, .die_with_parent = true};
     return s_start (argv, &spec);
 }
 
 pid_t
 ps_test_spawn_to_file (char *const argv[], const char *out_path)
 {
-    ps_process_spec_t spec = {
-        .out = PS_PROCESS_FILE, .out_path = out_path, .err = PS_PROCESS_TO_OUT};
+    ps_process_spec_t spec = {.out = PS_PROCESS_FILE,
+                              .out_path = out_path,
+                              .err = PS_PROCESS_TO_OUT,
+                              .die_with_parent = true};
     return s_start (argv, &spec).pid;
 }
 

@@ -2,9 +2,8 @@
     ps_testutil - helpers shared by the tests
 
     Start a broker in-process on an ephemeral loopback port, find the
-    built binaries, spawn processes with a bounded wait (over ps_process,
-    the helper psbench uses too). Test code only; each helper asserts
-    (through Criterion) on failure.
+    built binaries, spawn processes with a bounded wait. Test code only;
+    each helper asserts (through Criterion) on failure.
     ========================================================================= */
 
 #ifndef PS_TESTUTIL_H_INCLUDED
@@ -36,20 +35,17 @@ ps_broker_t *ps_test_broker_rebind (const ps_broker_config_t *config);
 //  stderr, when it cannot join
 ps_worker_t *ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world,
                              int clock_timeout_ms);
-//  The same, and the library's status of the connection into *status
-//  (when not NULL): for tests of a refusal
-ps_worker_t *ps_test_connect (const char *endpoint, uint32_t rank, uint32_t world,
-                              int clock_timeout_ms, int *status);
 //  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)
 const char *ps_test_binary (const char *name, char *path, size_t path_size);
-//  A child process: ps_test_spawn's has its stdout and stderr on pipes
-//  (pid, out, err)
+//  A child process (ps_process, the helper psbench uses too):
+//  ps_test_spawn's has its stdout and stderr on pipes (pid, out, err)
 typedef ps_process_t ps_test_child_t;
 
-//  Run argv[0] with argv in a child (asserts when it cannot fork)
+//  Run argv[0] with argv in a child that dies with the test (asserts when
+//  it cannot fork)
 ps_test_child_t ps_test_spawn (char *const argv[]);
 //  Run argv[0] with argv in a child whose stdout and stderr go to the file
-//  at out_path (asserts when it cannot fork)
+//  at out_path, and that dies with the test (asserts when it cannot fork)
 pid_t ps_test_spawn_to_file (char *const argv[], const char *out_path);
 //  The whole text of a file (up to 1 MB), "" when it cannot be read; the
 //  caller frees it

@@ -20,8 +20,14 @@
 static int
 s_connect_status (const char *list, uint32_t rank, uint32_t world)
 {
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = list;
+    options.rank = rank;
+    options.world_size = world;
+    options.timeout_ms = 5000;
     int status = PS_OK;
-    ps_worker_t *worker = ps_test_connect (list, rank, world, 10000, &status);
+    ps_worker_t *worker = ps_worker_connect (&options, &status);
     ps_worker_close (&worker);
     return status;
 }
@@ -69,18 +75,10 @@ Test (group, refuses_a_worker_with_another_idea_of_the_group, .timeout = 60)
     cr_assert_eq (s_connect_status (list, 0, 1), PS_OK);
     char *json = NULL;
     cr_assert_eq (ps_worker_query_info (second, 5000, &json), PS_OK);
-    json_t *info = json_loads (json, 0, NULL);
-    json_t *expected =
-        json_pack ("{s:i, s:i, s:[s, s]}", "shard", 1, "shards", 2, "group", first, second);
-    const char *key;
-    json_t *value;
-    json_object_foreach (expected, key, value)
-    {
-        cr_assert (json_equal (json_object_get (info, key), value), "%s not as given in %s", key,
-                   json);
-    }
-    json_decref (expected);
-    json_decref (info);
+    char expected[400];
+    snprintf (expected, sizeof expected, "\"shard\":1,\"shards\":2,\"group\":[\"%s\",\"%s\"]",
+              first, second);
+    cr_assert (strstr (json, expected), "%s not in %s", expected, json);
     free (json);
 
     ps_broker_destroy (&lone);
@@ -311,9 +309,7 @@ Test (group, real_processes_train_across_two_brokers, .timeout = 150)
         int status = ps_test_wait_pid (pids[i], 120000);
         char *text = ps_test_slurp (outs[i]);
         cr_assert_eq (status, 0, "worker %d exited %d: %s", i, status, text);
-        json_t *final = ps_test_json_find (text, "final", true);
-        cr_assert (json_is_true (final), "no final record: %s", text);
-        json_decref (final);
+        cr_assert (strstr (text, "\"final\":true"), "%s", text);
         double accuracy = ps_test_json_number (text, "test_accuracy", true);
         cr_assert (accuracy > 0.6, "accuracy %g: %s", accuracy, text);
         free (text);

@@ -165,3 +165,26 @@ Test (process, kill_all_reaches_every_child)
     for (int i = 0; i < 2; i++)
         cr_assert_eq (ps_process_finish (children[i].pid, children[i].group, 5000), 128 + SIGKILL);
 }
+
+Test (process, a_child_can_die_with_its_parent)
+{
+    //  A parent process of our own starts the child and exits at once
+    int fds[2];
+    cr_assert_eq (pipe (fds), 0);
+    pid_t parent = fork ();
+    cr_assert_neq (parent, -1);
+    if (parent == 0) {
+        char *argv[] = {"/bin/sleep", "30", NULL};
+        ps_process_spec_t spec = {.die_with_parent = true};
+        ps_process_t child;
+        pid_t pid = ps_process_start (&child, argv, &spec, NULL) ? -1 : child.pid;
+        _exit (write (fds[1], &pid, sizeof pid) == sizeof pid ? 0 : 1);
+    }
+    pid_t sleeper = -1;
+    cr_assert_eq (read (fds[0], &sleeper, sizeof sleeper), sizeof sleeper);
+    cr_assert (sleeper > 0);
+    cr_assert_eq (ps_process_finish (parent, false, 5000), 0);
+    cr_assert (s_gone (sleeper), "the sleep %d outlived its parent", (int)sleeper);
+    close (fds[0]);
+    close (fds[1]);
+}

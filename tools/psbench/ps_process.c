@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -95,10 +96,13 @@ s_redirect (ps_process_sink_t sink, const char *path, int pipe_end, int target)
 }
 
 static void
-s_child (char *const argv[], const ps_process_spec_t *spec, int out, int err)
+s_child (char *const argv[], const ps_process_spec_t *spec, int out, int err, pid_t parent)
 {
     if (spec->group)
         setpgid (0, 0);
+    //  A parent that died before the prctl would never be noticed
+    if (spec->die_with_parent && (prctl (PR_SET_PDEATHSIG, SIGKILL) == -1 || getppid () != parent))
+        _exit (127);
     if (s_redirect (spec->out, spec->out_path, out, STDOUT_FILENO) == 0 &&
         s_redirect (spec->err, spec->err_path, err, STDERR_FILENO) == 0) {
         execv (argv[0], argv);
@@ -114,7 +118,7 @@ ps_process_start (ps_process_t *self, char *const argv[], const ps_process_spec_
 {
     *self = (ps_process_t){-1, -1, -1, spec->group};
     int out[2] = {-1, -1}, err[2] = {-1, -1};
-    pid_t pid = -1;
+    pid_t parent = getpid (), pid = -1;
     if ((spec->out != PS_PROCESS_PIPE || pipe2 (out, O_CLOEXEC) == 0) &&
         (spec->err != PS_PROCESS_PIPE || pipe2 (err, O_CLOEXEC) == 0)) {
         //  What we printed comes before what the child prints
@@ -128,7 +132,7 @@ ps_process_start (ps_process_t *self, char *const argv[], const ps_process_spec_
         return ps_problem_set (problem, 0, "cannot start %s: %s", argv[0], strerror (error));
     }
     if (pid == 0)
-        s_child (argv, spec, out[1], err[1]);
+        s_child (argv, spec, out[1], err[1], parent);
     //  Here too, so that a kill right away finds the group
     if (spec->group)
         setpgid (pid, pid);

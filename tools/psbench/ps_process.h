@@ -49,6 +49,8 @@ typedef struct {
     ps_process_sink_t err; //  its stderr
     const char *err_path;  //  the file, when err is PS_PROCESS_FILE
     bool group;            //  lead a process group of its own, killed as one
+    bool die_with_parent;  //  get SIGKILL when the thread that started it
+                           //  ends, even by SIGKILL (Linux's PDEATHSIG)
 } ps_process_spec_t;
 
 //  A started child
