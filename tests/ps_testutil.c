@@ -115,9 +115,8 @@ ps_test_wait_pid (pid_t pid, int timeout_ms)
     return ps_process_finish (pid, false, timeout_ms);
 }
 
-//  Start argv as spec says (asserts when no process could be made)
-static ps_process_t
-s_start (char *const argv[], const ps_process_spec_t *spec)
+ps_process_t
+ps_test_start (char *const argv[], const ps_process_spec_t *spec)
 {
     ps_process_t child;
     ps_problem_t problem = {0};
@@ -130,7 +129,7 @@ ps_test_spawn (char *const argv[])
 {
     ps_process_spec_t spec = {
         .out = PS_PROCESS_PIPE, .err = PS_PROCESS_PIPE, .die_with_parent = true};
-    return s_start (argv, &spec);
+    return ps_test_start (argv, &spec);
 }
 
 pid_t
@@ -140,7 +139,7 @@ ps_test_spawn_to_file (char *const argv[], const char *out_path)
                               .out_path = out_path,
                               .err = PS_PROCESS_TO_OUT,
                               .die_with_parent = true};
-    return s_start (argv, &spec).pid;
+    return ps_test_start (argv, &spec).pid;
 }
 
 char *
@@ -254,7 +253,7 @@ ps_test_run_group (char *const argv[], const char *out_path, const char *err_pat
                               .err = err_path ? PS_PROCESS_FILE : PS_PROCESS_TO_OUT,
                               .err_path = err_path,
                               .group = true};
-    pid_t pid = s_start (argv, &spec).pid;
+    pid_t pid = ps_test_start (argv, &spec).pid;
     int status = ps_process_finish (pid, true, timeout_ms);
     //  The leader is gone either way; what it started in its group goes too
     kill (-pid, SIGKILL);

@@ -41,6 +41,10 @@ const char *ps_test_binary (const char *name, char *path, size_t path_size);
 //  ps_test_spawn's has its stdout and stderr on pipes (pid, out, err)
 typedef ps_process_t ps_test_child_t;
 
+//  Start argv[0] with argv as spec says (asserts when no process could be
+//  made)
+ps_process_t ps_test_start (char *const argv[], const ps_process_spec_t *spec);
+
 //  Run argv[0] with argv in a child that dies with the test (asserts when
 //  it cannot fork)
 ps_test_child_t ps_test_spawn (char *const argv[]);

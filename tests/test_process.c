@@ -13,6 +13,7 @@
         int code = ps_process_finish (child.pid, false, 5000);   //  -1: killed */
 
 #include "ps_process.h"
+#include "ps_testutil.h"
 
 #include <criterion/criterion.h>
 #include <czmq.h>
@@ -22,15 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static ps_process_t
-s_start (char *const argv[], const ps_process_spec_t *spec)
-{
-    ps_process_t child;
-    ps_problem_t problem = {0};
-    cr_assert_eq (ps_process_start (&child, argv, spec, &problem), 0, "%s", problem.message);
-    return child;
-}
 
 //  Whether pid is gone or a zombie nobody reaped yet, within 5 s
 static bool
@@ -56,7 +48,7 @@ Test (process, start_read_and_finish)
 {
     char *argv[] = {"/bin/sh", "-c", "echo ready; sleep 0.1; echo done; exit 3", NULL};
     ps_process_spec_t spec = {.out = PS_PROCESS_PIPE, .err = PS_PROCESS_PIPE};
-    ps_process_t child = s_start (argv, &spec);
+    ps_process_t child = ps_test_start (argv, &spec);
     cr_assert (child.pid > 0 && child.out >= 0 && child.err >= 0);
     char text[256] = "";
     cr_assert (ps_process_read_until (child.out, "ready\n", text, sizeof text, 5000), "%s", text);
@@ -71,7 +63,7 @@ Test (process, a_program_that_cannot_run_exits_127_and_says_why)
 {
     char *argv[] = {"/nonexistent/program", NULL};
     ps_process_spec_t spec = {.out = PS_PROCESS_PIPE, .err = PS_PROCESS_PIPE};
-    ps_process_t child = s_start (argv, &spec);
+    ps_process_t child = ps_test_start (argv, &spec);
     char text[512] = "";
     cr_assert (ps_process_read_until (child.err, "cannot run /nonexistent/program", text,
                                       sizeof text, 5000),
@@ -87,7 +79,7 @@ Test (process, a_child_that_overstays_is_killed)
 {
     char *argv[] = {"/bin/sleep", "30", NULL};
     ps_process_spec_t spec = {0};
-    ps_process_t child = s_start (argv, &spec);
+    ps_process_t child = ps_test_start (argv, &spec);
     int status;
     cr_assert_eq (ps_process_wait (child.pid, 50, &status), -1);
     cr_assert_eq (ps_process_finish (child.pid, false, 50), -1);
@@ -100,7 +92,7 @@ Test (process, exit_codes_as_a_shell_writes_them)
 {
     char *argv[] = {"/bin/sleep", "30", NULL};
     ps_process_spec_t spec = {0};
-    ps_process_t child = s_start (argv, &spec);
+    ps_process_t child = ps_test_start (argv, &spec);
     kill (child.pid, SIGTERM);
     cr_assert_eq (ps_process_finish (child.pid, false, 5000), 128 + SIGTERM);
 }
@@ -113,7 +105,7 @@ Test (process, output_into_a_file)
     snprintf (path, sizeof path, "%s/out", dir);
     char *argv[] = {"/bin/sh", "-c", "echo one; echo two >&2", NULL};
     ps_process_spec_t spec = {.out = PS_PROCESS_FILE, .out_path = path, .err = PS_PROCESS_TO_OUT};
-    ps_process_t child = s_start (argv, &spec);
+    ps_process_t child = ps_test_start (argv, &spec);
     cr_assert_eq (child.out, -1);
     cr_assert_eq (ps_process_finish (child.pid, false, 5000), 0);
     char text[64] = "";
@@ -127,27 +119,22 @@ Test (process, output_into_a_file)
     rmdir (dir);
 }
 
-Test (process, capture_collects_stdout)
+Test (process, capture_collects_stdout_within_a_deadline)
 {
-    char *argv[] = {"/bin/sh", "-c", "echo a; echo b", NULL};
     char *output = NULL;
     int status = -1;
     ps_problem_t problem = {0};
-    cr_assert_eq (ps_process_capture (argv, false, 5000, &output, &status, &problem), 0, "%s",
+    char *quick[] = {"/bin/sh", "-c", "echo a; echo b", NULL};
+    cr_assert_eq (ps_process_capture (quick, false, 5000, &output, &status, &problem), 0, "%s",
                   problem.message);
     cr_assert_str_eq (output, "a\nb\n");
     cr_assert_eq (ps_process_exit_code (status), 0);
     free (output);
-}
 
-Test (process, capture_kills_a_group_at_its_deadline)
-{
-    //  The shell starts a sleep in its group and prints its pid, then waits
-    char *argv[] = {"/bin/sh", "-c", "sleep 30 & echo $!; wait", NULL};
-    char *output = NULL;
-    int status = -1;
-    ps_problem_t problem = {0};
-    cr_assert_eq (ps_process_capture (argv, true, 300, &output, &status, &problem), -1);
+    //  A shell that starts a sleep in its group, prints its pid and waits:
+    //  killed at the deadline with its group, what it printed kept
+    char *slow[] = {"/bin/sh", "-c", "sleep 30 & echo $!; wait", NULL};
+    cr_assert_eq (ps_process_capture (slow, true, 300, &output, &status, &problem), -1);
     cr_assert (strstr (problem.message, "did not finish within"), "%s", problem.message);
     cr_assert (output);
     pid_t sleeper = (pid_t)atoi (output);
@@ -160,7 +147,7 @@ Test (process, kill_all_reaches_every_child)
 {
     char *argv[] = {"/bin/sleep", "30", NULL};
     ps_process_spec_t plain = {0}, group = {.group = true};
-    ps_process_t children[2] = {s_start (argv, &plain), s_start (argv, &group)};
+    ps_process_t children[2] = {ps_test_start (argv, &plain), ps_test_start (argv, &group)};
     ps_process_kill_all ();
     for (int i = 0; i < 2; i++)
         cr_assert_eq (ps_process_finish (children[i].pid, children[i].group, 5000), 128 + SIGKILL);
