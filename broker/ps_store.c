@@ -34,6 +34,7 @@
     ========================================================================= */
 
 #include "ps_store.h"
+#include "ps_hash.h"
 #include "ps_log.h"
 
 #include <assert.h>
@@ -107,21 +108,12 @@ s_floats_new (uint64_t count, bool zeroed)
     return zeroed ? calloc (n, sizeof (float)) : malloc (n * sizeof (float));
 }
 
-static uint64_t
-s_hash (const char *name)
-{
-    uint64_t hash = 14695981039346656037ULL;
-    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
-        hash = (hash ^ *c) * 1099511628211ULL;
-    return hash;
-}
-
 //  The slot holding name, or the empty slot where it would go
 static ps_key_t **
 s_slot (ps_key_t **table, size_t table_size, const char *name)
 {
     size_t mask = table_size - 1;
-    size_t index = (size_t)s_hash (name) & mask;
+    size_t index = (size_t)ps_hash_fnv1a (name) & mask;
     while (table[index] && strcmp (table[index]->name, name) != 0)
         index = (index + 1) & mask;
     return &table[index];

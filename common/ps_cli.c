@@ -10,6 +10,7 @@
 #include "ps_cli.h"
 #include "ps_limits.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -75,6 +76,58 @@ ps_cli_double (const char *program, const char *option, const char *text, double
                double *value)
 {
     return ps_cli_range (program, option, text, min, false, max, false, value);
+}
+
+//  The suffixes of sizes, largest first, and their shifts
+static const struct {
+    char suffix;
+    int shift;
+} s_units[] = {{'G', 30}, {'M', 20}, {'K', 10}};
+
+int
+ps_cli_size (const char *program, const char *option, const char *text, size_t min, size_t max,
+             size_t *value)
+{
+    //  strtoull takes a sign and leading blanks: a size starts with a digit
+    char *end = (char *)text;
+    errno = 0;
+    unsigned long long number = isdigit ((unsigned char)text[0]) ? strtoull (text, &end, 10) : 0;
+    int shift = 0;
+    for (size_t i = 0; end != text && i < sizeof s_units / sizeof s_units[0]; i++)
+        if (toupper ((unsigned char)*end) == s_units[i].suffix) {
+            shift = s_units[i].shift;
+            end++;
+            break;
+        }
+    if (end == text || *end) {
+        fprintf (stderr, "%s: %s '%s' is not a size (a whole number, then K, M or G)\n", program,
+                 option, text);
+        return -1;
+    }
+    //  Compared before the shift, which cannot overflow then
+    if (errno || number > (max >> shift) || (number << shift) < min) {
+        char low[32], high[32];
+        fprintf (stderr, "%s: %s '%s' must be a size from %s to %s\n", program, option, text,
+                 ps_cli_size_name (min, low, sizeof low),
+                 ps_cli_size_name (max, high, sizeof high));
+        return -1;
+    }
+    *value = (size_t)(number << shift);
+    return 0;
+}
+
+const char *
+ps_cli_size_name (size_t bytes, char *text, size_t size)
+{
+    for (size_t i = 0; i < sizeof s_units / sizeof s_units[0]; i++) {
+        size_t unit = (size_t)1 << s_units[i].shift;
+        if (bytes >= unit && bytes % unit == 0) {
+            snprintf (text, size, "%zu%c", bytes / unit, s_units[i].suffix);
+            return text;
+        }
+    }
+    snprintf (text, size, "%zu", bytes);
+    return text;
 }
 
 int

@@ -13,6 +13,7 @@
 #define PS_CLI_H_INCLUDED
 
 #include <stdbool.h>
+#include <stddef.h>
 
 //  A whole number in [min, max]
 int ps_cli_long (const char *program, const char *option, const char *text, long min, long max,
@@ -33,6 +34,13 @@ int ps_cli_range (const char *program, const char *option, const char *text, dou
 //  out and that word is the next option ("--broker -n 1"), so a value that
 //  starts with '-' is refused; "-" alone (stdin or stdout) is a value.
 int ps_cli_word (const char *program, const char *option, const char *text);
+//  A size in bytes in [min, max]: a whole number, then K, M or G for
+//  1024, 1024^2 or 1024^3 in either case ("4096", "4K", "64M")
+int ps_cli_size (const char *program, const char *option, const char *text, size_t min, size_t max,
+                 size_t *value);
+//  The name ps_cli_size reads back as bytes, with the largest suffix that
+//  divides them ("4K", "64M", "1000"); writes it into text and returns it
+const char *ps_cli_size_name (size_t bytes, char *text, size_t size);
 //  A broker or tap endpoint list: 1 to PS_MAX_SHARDS endpoints, comma-
 //  separated (a group in shard order), none empty or longer than
 //  PS_MAX_ENDPOINT_LEN, and a word as ps_cli_word wants it

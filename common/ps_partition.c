@@ -7,17 +7,13 @@
     ========================================================================= */
 
 #include "ps_partition.h"
+#include "ps_hash.h"
 #include "ps_limits.h"
 
 uint64_t
 ps_partition_hash (const char *name)
 {
-    uint64_t hash = 0xcbf29ce484222325ULL;
-    for (const unsigned char *byte = (const unsigned char *)name; *byte; byte++) {
-        hash ^= *byte;
-        hash *= 0x100000001b3ULL;
-    }
-    return hash;
+    return ps_hash_fnv1a (name);
 }
 
 size_t

@@ -9,8 +9,8 @@
         elements [floor (i * size / G), floor ((i + 1) * size / G)) on
         broker i, so slices differ by at most one element.
     Small keys spread over the group by their names; large ones load every
-    broker evenly. The hash is FNV-1a over the name's bytes, fixed here so
-    that machines of any kind agree.
+    broker evenly. The hash is FNV-1a over the name's bytes (ps_hash.h),
+    fixed so that machines of any kind agree.
 
     Pure functions; any thread.
     ========================================================================= */

@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -172,75 +171,53 @@ ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_t
     return ps_worker_connect (&options, NULL);
 }
 
+//  dir/name into path, dir being the value of the environment variable,
+//  or fallback when it is not set
+static const char *
+s_path (const char *variable, const char *fallback, const char *name, char *path, size_t path_size)
+{
+    const char *dir = getenv (variable);
+    snprintf (path, path_size, "%s/%s", dir ? dir : fallback, name);
+    return path;
+}
+
 const char *
 ps_test_binary (const char *name, char *path, size_t path_size)
 {
-    const char *dir = getenv ("PSMQ_BUILD_DIR");
-    snprintf (path, path_size, "%s/%s", dir ? dir : ".", name);
-    return path;
+    return s_path ("PSMQ_BUILD_DIR", ".", name, path, path_size);
 }
 
 int
 ps_test_wait_pid (pid_t pid, int timeout_ms)
 {
-    int64_t deadline = zclock_mono () + timeout_ms;
-    while (zclock_mono () < deadline) {
-        int status;
-        pid_t done = waitpid (pid, &status, WNOHANG);
-        if (done == pid)
-            return WIFEXITED (status) ? WEXITSTATUS (status) : 128 + WTERMSIG (status);
-        zclock_sleep (10);
-    }
-    kill (pid, SIGKILL);
-    waitpid (pid, NULL, 0);
-    return -1;
+    return ps_process_finish (pid, false, timeout_ms);
 }
 
-//  In a child before exec: a test that fails (or times out) ends its
-//  process, and the children it started must not live on to load the
-//  machine or hold a port
-static void
-s_die_with_parent (void)
+ps_process_t
+ps_test_start (char *const argv[], const ps_process_spec_t *spec)
 {
-    prctl (PR_SET_PDEATHSIG, SIGKILL);
+    ps_process_t child;
+    ps_problem_t problem = {0};
+    cr_assert_eq (ps_process_start (&child, argv, spec, &problem), 0, "%s", problem.message);
+    return child;
 }
 
 ps_test_child_t
 ps_test_spawn (char *const argv[])
 {
-    int out[2], err[2];
-    cr_assert_eq (pipe (out), 0);
-    cr_assert_eq (pipe (err), 0);
-    pid_t pid = fork ();
-    cr_assert_neq (pid, -1);
-    if (pid == 0) {
-        s_die_with_parent ();
-        dup2 (out[1], 1);
-        dup2 (err[1], 2);
-        close (out[0]);
-        close (err[0]);
-        execv (argv[0], argv);
-        _exit (127);
-    }
-    close (out[1]);
-    close (err[1]);
-    return (ps_test_child_t){pid, out[0], err[0]};
+    ps_process_spec_t spec = {
+        .out = PS_PROCESS_PIPE, .err = PS_PROCESS_PIPE, .die_with_parent = true};
+    return ps_test_start (argv, &spec);
 }
 
 pid_t
 ps_test_spawn_to_file (char *const argv[], const char *out_path)
 {
-    pid_t pid = fork ();
-    cr_assert_neq (pid, -1);
-    if (pid == 0) {
-        s_die_with_parent ();
-        int fd = open (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2 (fd, 1);
-        dup2 (fd, 2);
-        execv (argv[0], argv);
-        _exit (127);
-    }
-    return pid;
+    ps_process_spec_t spec = {.out = PS_PROCESS_FILE,
+                              .out_path = out_path,
+                              .err = PS_PROCESS_TO_OUT,
+                              .die_with_parent = true};
+    return ps_test_start (argv, &spec).pid;
 }
 
 char *
@@ -259,71 +236,104 @@ ps_test_slurp (const char *path)
 bool
 ps_test_read_until (int fd, const char *needle, char *text, size_t size, int timeout_ms)
 {
-    size_t used = strlen (text);
-    int64_t deadline = zclock_mono () + timeout_ms;
-    fcntl (fd, F_SETFL, O_NONBLOCK);
-    while (!strstr (text, needle) && zclock_mono () < deadline && used + 1 < size) {
-        ssize_t got = read (fd, text + used, size - 1 - used);
-        if (got > 0) {
-            used += got;
-            text[used] = 0;
+    return ps_process_read_until (fd, needle, text, size, timeout_ms);
+}
+
+//  Walk json in document order: *found becomes the value of the first key
+//  called name, or of each in turn when last; true once the first is found
+static bool
+s_json_find (json_t *json, const char *name, bool last, json_t **found)
+{
+    const char *key;
+    size_t index;
+    json_t *value;
+    if (json_is_object (json))
+        json_object_foreach (json, key, value)
+        {
+            if (strcmp (key, name) == 0) {
+                *found = value;
+                if (!last)
+                    return true;
+            }
+            if (s_json_find (value, name, last, found))
+                return true;
         }
-        else if (got == 0)
-            break;
-        else
-            zclock_sleep (10);
+    else if (json_is_array (json))
+        json_array_foreach (json, index, value)
+        {
+            if (s_json_find (value, name, last, found))
+                return true;
+        }
+    return false;
+}
+
+json_t *
+ps_test_json_find (const char *text, const char *name, bool last)
+{
+    //  One document (INFO) or many, one a line among lines of prose
+    //  (psworker --json with its stderr): each value that starts a line
+    //  is parsed, what is not JSON is passed over
+    json_t *found = NULL;
+    json_t *kept = NULL; //  the document found is in, while it is needed
+    const char *line = text;
+    bool done = false;
+    while (*line && !done) {
+        size_t consumed = strcspn (line, "\n");
+        if (*line == '{' || *line == '[') {
+            json_error_t error;
+            json_t *json = json_loads (line, JSON_DISABLE_EOF_CHECK, &error);
+            json_t *match = NULL;
+            if (json) {
+                consumed = (size_t)error.position;
+                done = s_json_find (json, name, last, &match);
+            }
+            if (match) {
+                json_decref (kept);
+                kept = json;
+                found = match;
+            }
+            else
+                json_decref (json);
+        }
+        line += consumed;
+        line += strspn (line, " \t\r\n");
     }
-    return strstr (text, needle) != NULL;
+    //  The value alone outlives the document it was found in
+    json_incref (found);
+    json_decref (kept);
+    return found;
 }
 
 double
 ps_test_json_number (const char *text, const char *name, bool last)
 {
-    char needle[64];
-    snprintf (needle, sizeof needle, "\"%s\":", name);
-    const char *at = strstr (text, needle);
-    for (const char *p = at; last && p; p = strstr (p + 1, needle))
-        at = p;
-    cr_assert (at, "no %s in: %s", name, text);
-    return strtod (at + strlen (needle), NULL);
+    json_t *found = ps_test_json_find (text, name, last);
+    cr_assert (found, "no %s in: %s", name, text);
+    cr_assert (json_is_number (found), "%s is not a number in: %s", name, text);
+    double value = json_number_value (found);
+    json_decref (found);
+    return value;
 }
 
 const char *
 ps_test_script (const char *name, char *path, size_t path_size)
 {
-    const char *dir = getenv ("PSMQ_SOURCE_DIR");
-    snprintf (path, path_size, "%s/tools/%s", dir ? dir : "..", name);
-    return path;
+    char script[256];
+    snprintf (script, sizeof script, "tools/%s", name);
+    return s_path ("PSMQ_SOURCE_DIR", "..", script, path, path_size);
 }
 
 int
 ps_test_run_group (char *const argv[], const char *out_path, const char *err_path, int timeout_ms)
 {
-    pid_t pid = fork ();
-    cr_assert_neq (pid, -1);
-    if (pid == 0) {
-        setpgid (0, 0);
-        int out = open (out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int err = err_path ? open (err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644) : out;
-        dup2 (out, 1);
-        dup2 (err, 2);
-        execv (argv[0], argv);
-        _exit (127);
-    }
-    //  Both sides set the group, so that it exists whichever runs first
-    setpgid (pid, pid);
-    int64_t deadline = zclock_mono () + timeout_ms;
-    int status = -1;
-    while (zclock_mono () < deadline) {
-        int raw;
-        if (waitpid (pid, &raw, WNOHANG) == pid) {
-            status = WIFEXITED (raw) ? WEXITSTATUS (raw) : 128 + WTERMSIG (raw);
-            break;
-        }
-        zclock_sleep (10);
-    }
+    ps_process_spec_t spec = {.out = PS_PROCESS_FILE,
+                              .out_path = out_path,
+                              .err = err_path ? PS_PROCESS_FILE : PS_PROCESS_TO_OUT,
+                              .err_path = err_path,
+                              .group = true};
+    pid_t pid = ps_test_start (argv, &spec).pid;
+    int status = ps_process_finish (pid, true, timeout_ms);
+    //  The leader is gone either way; what it started in its group goes too
     kill (-pid, SIGKILL);
-    if (status == -1)
-        waitpid (pid, NULL, 0);
     return status;
 }

@@ -17,8 +17,10 @@
 #define PS_TESTUTIL_H_INCLUDED
 
 #include "ps_broker.h"
+#include "ps_process.h"
 #include "ps_worker.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -55,17 +57,19 @@ int ps_test_hold_port (int port);
 const char *ps_test_dir (void);
 //  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)
 const char *ps_test_binary (const char *name, char *path, size_t path_size);
-//  A child process with its stdout and stderr on pipes
-typedef struct {
-    pid_t pid; //  the process
-    int out;   //  read end of its stdout
-    int err;   //  read end of its stderr
-} ps_test_child_t;
+//  A child process (ps_process, the helper psbench uses too):
+//  ps_test_spawn's has its stdout and stderr on pipes (pid, out, err)
+typedef ps_process_t ps_test_child_t;
 
-//  Run argv[0] with argv in a child (asserts when it cannot fork)
+//  Start argv[0] with argv as spec says (asserts when no process could be
+//  made)
+ps_process_t ps_test_start (char *const argv[], const ps_process_spec_t *spec);
+
+//  Run argv[0] with argv in a child that dies with the test (asserts when
+//  it cannot fork)
 ps_test_child_t ps_test_spawn (char *const argv[]);
 //  Run argv[0] with argv in a child whose stdout and stderr go to the file
-//  at out_path (asserts when it cannot fork)
+//  at out_path, and that dies with the test (asserts when it cannot fork)
 pid_t ps_test_spawn_to_file (char *const argv[], const char *out_path);
 //  The whole text of a file (up to 1 MB), "" when it cannot be read; the
 //  caller frees it
@@ -73,8 +77,14 @@ char *ps_test_slurp (const char *path);
 //  Read from fd until text (NUL-terminated, size bytes) holds needle or
 //  timeout_ms passes; whether it does
 bool ps_test_read_until (int fd, const char *needle, char *text, size_t size, int timeout_ms);
-//  The number after "name": in JSON text, at its first or its last
-//  occurrence (asserts that there is one)
+//  The value a key called name holds in JSON text, found as
+//  ps_test_json_number finds it; NULL when there is none. The caller
+//  drops it with json_decref.
+json_t *ps_test_json_find (const char *text, const char *name, bool last);
+//  The number a key called name holds in JSON text (one document, or one
+//  a line among lines that are not JSON), at any depth, at its first or
+//  its last occurrence in document order (read with jansson; asserts
+//  that there is one and that it is a number)
 double ps_test_json_number (const char *text, const char *name, bool last);
 //  Wait up to timeout_ms for pid to exit; its exit status, or -1 after
 //  killing it when it did not exit in time

@@ -6,47 +6,22 @@
 #include "ps_testutil.h"
 
 #include <criterion/criterion.h>
-#include <czmq.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-//  Run argv with stdout captured into text; its exit status, -1 on timeout
+//  Run argv with its stdout captured into text (as much as fits); its exit
+//  status, or -1 when it had to be killed at timeout_ms
 static int
 s_run (char *const argv[], char *text, size_t size, int timeout_ms)
 {
-    int out[2];
-    cr_assert_eq (pipe (out), 0);
-    pid_t pid = fork ();
-    cr_assert_neq (pid, -1);
-    if (pid == 0) {
-        dup2 (out[1], 1);
-        close (out[0]);
-        close (out[1]);
-        execv (argv[0], argv);
-        _exit (127);
-    }
-    close (out[1]);
-    fcntl (out[0], F_SETFL, O_NONBLOCK);
-    size_t used = 0;
-    text[0] = 0;
-    int64_t deadline = zclock_mono () + timeout_ms;
-    while (zclock_mono () < deadline && used + 1 < size) {
-        ssize_t got = read (out[0], text + used, size - 1 - used);
-        if (got > 0) {
-            used += (size_t)got;
-            text[used] = 0;
-        }
-        else if (got == 0)
-            break;
-        else
-            zclock_sleep (10);
-    }
-    close (out[0]);
-    int64_t left = deadline - zclock_mono ();
-    return ps_test_wait_pid (pid, left > 0 ? (int)left : 0);
+    char *output = NULL;
+    int status;
+    ps_problem_t problem = {0};
+    int rc = ps_process_capture (argv, false, timeout_ms, &output, &status, &problem);
+    snprintf (text, size, "%s%s", output ? output : "", problem.message);
+    free (output);
+    return rc ? -1 : ps_process_exit_code (status);
 }
 
 //  The number on the line "name: <number> unit", or -1 if there is none
@@ -117,14 +92,9 @@ Test (psbench, unknown_case_is_a_usage_error)
 Test (psbench, missing_broker_fails_cleanly, .timeout = 30)
 {
     char path[512];
-    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
-                    "--quick",
-                    "--no-yardstick",
-                    "--only",
-                    "latency",
-                    "--broker-bin",
-                    "/nonexistent/psbroker",
-                    NULL};
+    char *psbench = (char *)ps_test_binary ("psbench", path, sizeof path);
+    char *argv[] = {psbench,   "--quick",      "--no-yardstick",        "--only",
+                    "latency", "--broker-bin", "/nonexistent/psbroker", NULL};
     static char text[8192];
     cr_assert_eq (s_run (argv, text, sizeof text, 20000), 1);
 }

@@ -23,11 +23,12 @@
     on 10000 examples reaches 0.82-0.91 test accuracy after one epoch and
     0.86-0.93 after two, and about 0.94 after one epoch of 60000, where an
     MLP with 64 hidden units reaches about 0.97. Random numbers come from
-    splitmix64, written out here so the bytes do not depend on the C
-    library's rand (); only the prototypes use libm (expf).
+    splitmix64 (ps_hash.h), so the bytes do not depend on the C library's
+    rand (); only the prototypes use libm (expf).
     ========================================================================= */
 
 #include "ps_data.h"
+#include "ps_hash.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -388,20 +389,11 @@ done:
 //  Standard deviation of the per-pixel noise
 #define SYN_NOISE 0.25f
 
-static uint64_t
-s_splitmix64 (uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 //  Uniform in [0,1) with 24 bits, exactly representable in float
 static float
 s_uniform (uint64_t *state)
 {
-    return (float)(s_splitmix64 (state) >> 40) * (1.0f / 16777216.0f);
+    return (float)(ps_splitmix64 (state) >> 40) * (1.0f / 16777216.0f);
 }
 
 //  Roughly standard normal (Irwin-Hall of four uniforms): enough for noise,
@@ -492,11 +484,12 @@ static void
 s_synthetic_example (const float *protos, uint64_t *state, float *x, uint8_t *y)
 {
     const int side = PS_DATA_SYNTHETIC_SIDE;
-    int label = (int)(s_splitmix64 (state) % PS_DATA_CLASSES);
-    int other = (label + 1 + (int)(s_splitmix64 (state) % (PS_DATA_CLASSES - 1))) % PS_DATA_CLASSES;
+    int label = (int)(ps_splitmix64 (state) % PS_DATA_CLASSES);
+    int other =
+        (label + 1 + (int)(ps_splitmix64 (state) % (PS_DATA_CLASSES - 1))) % PS_DATA_CLASSES;
     int span = 2 * SYN_MAX_SHIFT + 1;
-    int dr = (int)(s_splitmix64 (state) % span) - SYN_MAX_SHIFT;
-    int dc = (int)(s_splitmix64 (state) % span) - SYN_MAX_SHIFT;
+    int dr = (int)(ps_splitmix64 (state) % span) - SYN_MAX_SHIFT;
+    int dc = (int)(ps_splitmix64 (state) % span) - SYN_MAX_SHIFT;
     float contrast = 0.6f + 0.4f * s_uniform (state);
     float mix = SYN_MAX_MIX * s_uniform (state);
     const float *mine = protos + (size_t)label * PS_DATA_SYNTHETIC_DIM;

@@ -25,6 +25,7 @@
     ========================================================================= */
 
 #include "ps_model.h"
+#include "ps_hash.h"
 
 #include <assert.h>
 #include <cblas.h>
@@ -63,23 +64,13 @@ struct _ps_model_t {
     float *dact;                         //  capacity x hidden: d loss / d act (MLP only)
 };
 
-//  Same generator as ps_data's synthetic set: splitmix64, so the initial
-//  weights are identical on every platform for a seed
-static uint64_t
-s_splitmix64 (uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-//  Uniform in [-limit, limit)
+//  Uniform in [-limit, limit), from the generator of ps_data's synthetic
+//  set, so the initial weights are identical on every platform for a seed
 static void
 s_init_uniform (float *w, size_t size, float limit, uint64_t *state)
 {
     for (size_t i = 0; i < size; i++) {
-        float u = (float)(s_splitmix64 (state) >> 40) * (1.0f / 16777216.0f);
+        float u = (float)(ps_splitmix64 (state) >> 40) * (1.0f / 16777216.0f);
         w[i] = (2 * u - 1) * limit;
     }
 }

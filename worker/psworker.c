@@ -14,6 +14,7 @@
 
 #include "ps_cli.h"
 #include "ps_data.h"
+#include "ps_hash.h"
 #include "ps_malloc.h"
 #include "ps_model.h"
 #include "ps_worker.h"
@@ -84,11 +85,7 @@ s_seconds (void)
 static double
 s_uniform (uint64_t *state)
 {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return (z >> 11) * (1.0 / 9007199254740992.0);
+    return (ps_splitmix64 (state) >> 11) * (1.0 / 9007199254740992.0);
 }
 
 static void

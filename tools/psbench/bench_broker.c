@@ -1,0 +1,146 @@
+/*  =========================================================================
+    bench_broker - starting and stopping psbrokers (see bench_broker.h)
+
+    psbroker prints "psbroker listening on tcp://127.0.0.1:PORT (...)" as
+    its first stdout line once bound; we read that line from a pipe and
+    leave the pipe open, unread, until the broker stops (--quiet keeps it
+    from printing more).
+    ========================================================================= */
+
+#include "bench_broker.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+//  How long psbroker may take to print its endpoint, and to stop
+#define BROKER_START_MS 10000
+#define BROKER_STOP_MS 5000
+
+//  The broker is gone (or never came): close its pipe, forget its pid
+static void
+s_release (bench_broker_t *self)
+{
+    if (self->process.out >= 0)
+        close (self->process.out);
+    self->process.pid = -1;
+    self->process.out = -1;
+}
+
+int
+bench_broker_start (bench_broker_t *self, const bench_options_t *options, uint32_t workers,
+                    int32_t staleness, uint32_t shard, uint32_t shards)
+{
+    memset (self, 0, sizeof *self);
+    self->process = (ps_process_t){-1, -1, -1, false};
+    if (access (options->broker_bin, X_OK)) {
+        fprintf (stderr,
+                 "psbench: psbroker not found at %s (%s); build it, or give --broker-bin "
+                 "PATH\n",
+                 options->broker_bin, strerror (errno));
+        return -1;
+    }
+    char workers_text[16], staleness_text[16], shard_text[16], shards_text[16];
+    snprintf (workers_text, sizeof workers_text, "%u", workers);
+    snprintf (staleness_text, sizeof staleness_text, "%d", staleness);
+    snprintf (shard_text, sizeof shard_text, "%u", shard);
+    snprintf (shards_text, sizeof shards_text, "%u", shards);
+    char *bin = (char *)options->broker_bin;
+    char *argv[16] = {bin,       "--bind",    "127.0.0.1",  "--port",      "0",
+                      "--quiet", "--workers", workers_text, "--staleness", staleness_text};
+    size_t argc = 10;
+    if (options->tap_mode == BENCH_TAP_OFF)
+        argv[argc++] = "--no-tap";
+    if (shards > 1) {
+        argv[argc++] = "--shard";
+        argv[argc++] = shard_text;
+        argv[argc++] = "--shards";
+        argv[argc++] = shards_text;
+    }
+    argv[argc] = NULL;
+    ps_process_spec_t spec = {.out = PS_PROCESS_PIPE};
+    ps_problem_t problem = {0};
+    if (ps_process_start (&self->process, argv, &spec, &problem)) {
+        fprintf (stderr, "psbench: %s\n", problem.message);
+        return -1;
+    }
+    static const char marker[] = "psbroker listening on ";
+    char line[512] = "";
+    ps_process_read_until (self->process.out, "\n", line, sizeof line, BROKER_START_MS);
+    const char *at = strstr (line, marker);
+    if (at)
+        sscanf (at + strlen (marker), "%255s", self->endpoint);
+    if (!self->endpoint[0]) {
+        int status;
+        if (ps_process_wait (self->process.pid, 1000, &status) == 0)
+            fprintf (stderr, "psbench: %s exited (status %d) before listening\n",
+                     options->broker_bin, WIFEXITED (status) ? WEXITSTATUS (status) : -1);
+        else {
+            fprintf (stderr, "psbench: %s did not print its endpoint within %d ms; killed\n",
+                     options->broker_bin, BROKER_START_MS);
+            ps_process_kill (self->process.pid, false);
+        }
+        s_release (self);
+        return -1;
+    }
+    if (options->tap_mode == BENCH_TAP_WATCHED &&
+        !(self->reader = bench_tapreader_new (self->endpoint))) {
+        ps_process_kill (self->process.pid, false);
+        s_release (self);
+        return -1;
+    }
+    return 0;
+}
+
+void
+bench_broker_stop (bench_broker_t *self)
+{
+    bench_tapreader_destroy (&self->reader);
+    if (self->process.pid > 0) {
+        kill (self->process.pid, SIGTERM);
+        int status;
+        if (ps_process_wait (self->process.pid, BROKER_STOP_MS, &status)) {
+            fprintf (stderr, "psbench: psbroker %d ignored SIGTERM for %d ms; killed\n",
+                     (int)self->process.pid, BROKER_STOP_MS);
+            ps_process_kill (self->process.pid, false);
+        }
+        else if (!WIFEXITED (status) || WEXITSTATUS (status) != 0)
+            fprintf (stderr, "psbench: psbroker ended badly (status %d)\n", status);
+    }
+    s_release (self);
+}
+
+void
+bench_group_stop (bench_group_t *self)
+{
+    for (uint32_t i = 0; i < self->size; i++)
+        bench_broker_stop (&self->brokers[i]);
+    self->size = 0;
+}
+
+int
+bench_group_start (bench_group_t *self, const bench_options_t *options, uint32_t shards,
+                   uint32_t workers, int32_t staleness)
+{
+    memset (self, 0, sizeof *self);
+    assert (shards >= 1 && shards <= BENCH_MAX_BROKERS);
+    size_t used = 0;
+    for (uint32_t i = 0; i < shards; i++) {
+        bench_broker_t *broker = &self->brokers[i];
+        if (bench_broker_start (broker, options, workers, staleness, i, shards)) {
+            bench_group_stop (self);
+            return -1;
+        }
+        self->size = i + 1;
+        //  Room for all: BENCH_MAX_BROKERS endpoints of at most 255
+        //  characters and a comma each
+        int wrote = snprintf (self->endpoints + used, sizeof self->endpoints - used, "%s%s",
+                              i ? "," : "", broker->endpoint);
+        used += (size_t)wrote;
+    }
+    return 0;
+}

@@ -1,0 +1,208 @@
+/*  =========================================================================
+    bench_yardstick - running and reading the yardstick (see the .h)
+
+    We run the yardstick's binaries rather than copying their code, so
+    that both sides of every ratio are exactly what shared/bench's README
+    describes. Each runs in a process group of its own (zmq_limits forks
+    its servers), within a bound after which the group is killed.
+    ========================================================================= */
+
+#include "bench_yardstick.h"
+#include "ps_cli.h"
+#include "ps_process.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+//  Bounds on the yardstick programs (zmq_limits takes ~10 s, memband ~3 s)
+#define ZMQ_LIMITS_MS 180000
+#define MEMBAND_MS 120000
+
+struct _bench_yardstick_t {
+    bench_yard_row_t *rows; //  both tables
+    size_t nrows;           //  rows used
+    size_t capacity;        //  rows allocated
+};
+
+//  Keep a row; one that finds no memory is left out
+static void
+s_add (bench_yardstick_t *self, const bench_yard_row_t *row)
+{
+    if (self->nrows == self->capacity) {
+        size_t capacity = self->capacity ? self->capacity * 2 : 32;
+        bench_yard_row_t *grown = realloc (self->rows, capacity * sizeof *grown);
+        if (!grown)
+            return;
+        self->rows = grown;
+        self->capacity = capacity;
+    }
+    self->rows[self->nrows++] = *row;
+}
+
+//  Parse a table: `case size GB/s ms` or `case median p99`; '#' lines are
+//  comments. Every line is echoed as a comment of ours.
+static void
+s_parse (bench_yardstick_t *self, char *text)
+{
+    char *saved = NULL;
+    for (char *line = strtok_r (text, "\n", &saved); line; line = strtok_r (NULL, "\n", &saved)) {
+        printf ("#   %s\n", line);
+        if (line[0] == '#')
+            continue;
+        bench_yard_row_t row;
+        memset (&row, 0, sizeof row);
+        double x[3];
+        int fields = sscanf (line, "%63s %lf %lf %lf", row.name, &x[0], &x[1], &x[2]);
+        if (fields == 4) {
+            row.size = (uint64_t)x[0];
+            row.a = x[1];
+            row.b = x[2];
+            s_add (self, &row);
+        }
+        else if (fields == 3) {
+            row.a = x[0];
+            row.b = x[1];
+            s_add (self, &row);
+        }
+    }
+}
+
+//  Run one yardstick program and read its table; false (with the way to
+//  build it) when it is missing, or when it failed
+static bool
+s_run (bench_yardstick_t *self, const bench_options_t *options, const char *program, char **args,
+       int timeout_ms)
+{
+    char path[PATH_MAX];
+    snprintf (path, sizeof path, "%s/%s", options->yardstick_dir, program);
+    if (access (path, X_OK)) {
+        fprintf (stderr,
+                 "psbench: no yardstick program at %s; build it with\n"
+                 "    make -C ../shared/bench BUILD=%s   (from the project checkout)\n"
+                 "(or give --yardstick DIR, or --no-yardstick); figures follow without "
+                 "ratios\n",
+                 path, options->yardstick_dir);
+        printf ("# yardstick %s missing: no ratios\n", path);
+        return false;
+    }
+    char *argv[16] = {path};
+    size_t argc = 1;
+    for (; args && args[argc - 1] && argc < 15; argc++)
+        argv[argc] = args[argc - 1];
+    argv[argc] = NULL;
+    printf ("# yardstick:");
+    for (size_t i = 0; i < argc; i++)
+        printf (" %s", argv[i]);
+    printf ("\n");
+    char *output = NULL;
+    int status = 0;
+    ps_problem_t problem = {0};
+    bool ended = ps_process_capture (argv, true, timeout_ms, &output, &status, &problem) == 0;
+    bool ok = ended && WIFEXITED (status) && WEXITSTATUS (status) == 0;
+    if (!ended)
+        fprintf (stderr, "psbench: %s\n", problem.message);
+    else if (!ok)
+        fprintf (stderr, "psbench: %s failed (%s %d)\n", path,
+                 WIFEXITED (status) ? "exit status" : "signal",
+                 WIFEXITED (status) ? WEXITSTATUS (status) : WTERMSIG (status));
+    if (ended)
+        s_parse (self, output);
+    free (output);
+    return ok;
+}
+
+//  The sizes zmq_limits measures, as its -s list: the pushpull sizes and
+//  the group case's, and 1M when 64M is held against the model of 1 MB
+//  chunks
+static void
+s_sizes (const bench_options_t *options, const bench_plan_t *plan, char *sizes, size_t size)
+{
+    size_t list[BENCH_MAX_SIZES + 2], n = 0;
+    if (options->cases & (BENCH_CASE_PUSHPULL | BENCH_CASE_PUSHPULL4))
+        for (size_t i = 0; i < plan->nsizes; i++)
+            list[n++] = plan->sizes[i];
+    if (options->cases & BENCH_CASE_GROUP)
+        list[n++] = plan->group_bytes;
+    bool model = false;
+    for (size_t i = 0; i < n; i++)
+        model |= list[i] == (64u << 20);
+    if (model)
+        list[n++] = 1u << 20;
+    sizes[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < i; j++)
+            seen |= list[j] == list[i];
+        if (seen)
+            continue;
+        char size_name[32];
+        size_t used = strlen (sizes);
+        snprintf (sizes + used, size - used, "%s%s", used ? "," : "",
+                  ps_cli_size_name (list[i], size_name, sizeof size_name));
+    }
+}
+
+bench_yardstick_t *
+bench_yardstick_new (const bench_options_t *options, const bench_plan_t *plan)
+{
+    if (!options->yardstick)
+        return NULL;
+    bench_yardstick_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    unsigned cases = options->cases;
+    bool sized = cases & (BENCH_CASE_PUSHPULL | BENCH_CASE_PUSHPULL4 | BENCH_CASE_GROUP);
+    bool latency = cases & (BENCH_CASE_LATENCY | BENCH_CASE_BSP);
+    bool ran = false;
+    if (sized || latency) {
+        char sizes[96], modes[32];
+        s_sizes (options, plan, sizes, sizeof sizes);
+        snprintf (modes, sizeof modes, "%s%s%s", latency ? "lat" : "", latency && sized ? "," : "",
+                  sized ? "rt,model" : "");
+        char *full[] = {"-t", "tcp", "-m", modes, "-s", sized ? sizes : "4K", "-z", "zc", NULL};
+        char *quick[] = {"-t", "tcp",  "-m", modes, "-s", sized ? sizes : "4K",
+                         "-z", "zc",   "-r", "1",   "-T", "0.05",
+                         "-n", "2000", NULL};
+        ran |= s_run (self, options, "zmq_limits", options->quick ? quick : full, ZMQ_LIMITS_MS);
+    }
+    if (cases & BENCH_CASE_AGGREGATION) {
+        char *quick[] = {"-r", "5", NULL};
+        ran |= s_run (self, options, "memband", options->quick ? quick : NULL, MEMBAND_MS);
+    }
+    if (!ran && !self->nrows)
+        bench_yardstick_destroy (&self);
+    return self;
+}
+
+void
+bench_yardstick_destroy (bench_yardstick_t **self_p)
+{
+    if (*self_p) {
+        free ((*self_p)->rows);
+        free (*self_p);
+        *self_p = NULL;
+    }
+}
+
+const bench_yard_row_t *
+bench_yardstick_find (const bench_yardstick_t *self, const char *name, uint64_t size)
+{
+    for (size_t i = 0; self && i < self->nrows; i++)
+        if (strcmp (self->rows[i].name, name) == 0 && self->rows[i].size == size)
+            return &self->rows[i];
+    return NULL;
+}
+
+const bench_yard_row_t *
+bench_yardstick_pushpull (const bench_yardstick_t *self, size_t bytes, char *what, size_t what_size)
+{
+    //  zmq_limits' model is 64 MB (its -B default)
+    bool model = bytes == (64u << 20);
+    const char *name = model ? "tcp_model_zc" : "tcp_rt_zc";
+    uint64_t size = model ? (1u << 20) : bytes;
+    snprintf (what, what_size, "%s %llu", name, (unsigned long long)size);
+    return bench_yardstick_find (self, name, size);
+}

@@ -1,0 +1,52 @@
+/*  =========================================================================
+    bench_yardstick - this machine's limits, measured in the same run
+
+    The yardstick is shared/bench's zmq_limits (raw libzmq over TCP) and
+    memband (memory bandwidth). psbench runs their own binaries, in this
+    run and before the cases it holds against them, because this shared
+    machine drifts from hour to hour and a ratio to numbers of another
+    session means little. Each program's table is echoed as `#` comments
+    and its rows kept for the cases to look up.
+
+    bench_yardstick_new runs what the chosen cases need and returns an
+    object that main owns and the cases only read; when a program is
+    missing it says how to build it and the figures go without ratios.
+    Main thread.
+    ========================================================================= */
+
+#ifndef BENCH_YARDSTICK_H_INCLUDED
+#define BENCH_YARDSTICK_H_INCLUDED
+
+#include "bench_options.h"
+
+#include <stdint.h>
+
+typedef struct _bench_yardstick_t bench_yardstick_t;
+
+//  One line of a yardstick table
+typedef struct {
+    char name[64]; //  case, e.g. tcp_rt_zc
+    uint64_t size; //  size_bytes; 0 for latency lines
+    double a;      //  GB/s, or the latency median in us
+    double b;      //  ms_per_op, or the latency p99 in us
+} bench_yard_row_t;
+
+//  Run the yardstick programs the cases of options need, at plan's sizes.
+//  NULL when options say no yardstick, or when no program ran and no row
+//  was read (the reason is on stderr and as a comment on stdout).
+bench_yardstick_t *bench_yardstick_new (const bench_options_t *options, const bench_plan_t *plan);
+
+//  Free the rows; idempotent
+void bench_yardstick_destroy (bench_yardstick_t **self_p);
+
+//  The row of a case (size 0 for latency lines), or NULL; self may be NULL
+const bench_yard_row_t *bench_yardstick_find (const bench_yardstick_t *self, const char *name,
+                                              uint64_t size);
+
+//  The row a push+pull of bytes is held against, or NULL (self may be
+//  NULL): tcp_model_zc of 1 MB chunks for the 64 MB model, tcp_rt_zc of
+//  the same size otherwise. what names it, for bench_ratio.
+const bench_yard_row_t *bench_yardstick_pushpull (const bench_yardstick_t *self, size_t bytes,
+                                                  char *what, size_t what_size);
+
+#endif

@@ -1,0 +1,50 @@
+/*  =========================================================================
+    case_bsp - BSP clocks per second (see case_bsp.h)
+
+    The clock count of each repetition is calibrated by bench_run from a
+    warm-up, so that a repetition takes about plan->bsp_seconds whatever
+    the machine's speed.
+    ========================================================================= */
+
+#include "case_bsp.h"
+#include "bench_figure.h"
+#include "bench_run.h"
+
+#include <stdio.h>
+
+//  bsp_clocks_<n>w: BSP clocks per second, softmax-sized model
+static int
+s_bsp (const bench_options_t *options, const bench_plan_t *plan, const bench_yardstick_t *yard,
+       uint32_t nworkers)
+{
+    char name[64];
+    snprintf (name, sizeof name, "bsp_clocks_%uw", nworkers);
+    bench_result_t result = {.reps = 0};
+    bench_spec_t spec = {.bsp = true, .threads = nworkers};
+    if (bench_run (options, plan, &spec, &result)) {
+        fprintf (stderr, "psbench: %s failed\n", name);
+        return -1;
+    }
+    double rate[BENCH_MAX_REPS];
+    for (int rep = 0; rep < result.reps; rep++)
+        rate[rep] = result.steps[rep] / nworkers / result.wall[rep];
+    double median = bench_quantile (rate, (size_t)result.reps, 0.5);
+    bench_figure (name, median, "clocks/s");
+    //  A clock is three round trips in sequence (push, clock, pull): the
+    //  rate three raw DEALER/ROUTER round trips would allow
+    const bench_yard_row_t *row = bench_yardstick_find (yard, "tcp_lat", 0);
+    if (row && row->a > 0)
+        bench_ratio (name, "ratio", median, "1/(3x tcp_lat)", 1e6 / (3 * row->a), "clocks/s");
+    fflush (stdout);
+    return 0;
+}
+
+int
+case_bsp (const bench_options_t *options, const bench_plan_t *plan, const bench_yardstick_t *yard)
+{
+    static const uint32_t counts[] = {1, 2, 4, 8};
+    int failures = 0;
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+        failures += s_bsp (options, plan, yard, counts[i]) != 0;
+    return failures;
+}
