@@ -343,10 +343,10 @@ s_load_data (const options_t *options, ps_dataset_t **train, ps_dataset_t **test
         *test = ps_data_synthetic (SYNTHETIC_TEST, 42, false);
         return *train && *test ? 0 : -1;
     }
-    char why[512];
-    if (ps_data_load_idx (options->data, true, train, why, sizeof why) ||
-        ps_data_load_idx (options->data, false, test, why, sizeof why)) {
-        fprintf (stderr, "psworker: %s\n", why);
+    ps_problem_t problem;
+    if (ps_data_load_idx (options->data, true, train, &problem) ||
+        ps_data_load_idx (options->data, false, test, &problem)) {
+        fprintf (stderr, "psworker: %s\n", problem.message);
         return -1;
     }
     return 0;
