@@ -90,6 +90,14 @@ typedef struct {
                           //  optimizer steps of the key
 } ps_optim_settings_t;
 
+//  Levels of the messages the log callback receives. Today the library
+//  logs only why ps_worker_connect failed, at PS_WORKER_LOG_ERROR.
+typedef enum {
+    PS_WORKER_LOG_ERROR = 0,   //  a call failed
+    PS_WORKER_LOG_WARNING = 1, //  something went wrong and the call went on
+    PS_WORKER_LOG_INFO = 2     //  progress
+} ps_worker_log_level_t;
+
 typedef struct {
     const char *broker;     //  endpoint, e.g. "tcp://10.0.0.1:5555", or a
                             //  group's endpoints in shard order, comma-
@@ -103,15 +111,23 @@ typedef struct {
                             //  gradients it sums and pushes with grad_count
                             //  local_workers, so BSP counts workers, not
                             //  processes
+    //  Where the library's messages go (NULL, the default: nowhere). It is
+    //  called with log_arg, a ps_worker_log_level_t and one line of text
+    //  without a newline, which is only valid during the call.
+    void (*log) (void *arg, int level, const char *message);
+    void *log_arg; //  passed to log as it is
 } ps_worker_options_t;
 
-//  Set every option to its default (broker and rank must still be set)
+//  Set every option to its default: rank 0, world_size 1, the timeouts
+//  above, local_workers 0 (which means 1), no log. broker must still be
+//  set.
 void ps_worker_options_init (ps_worker_options_t *options);
 
 typedef struct ps_worker_t ps_worker_t;
 
-//  Connect and register (HELLO). Returns the worker, or NULL with *status
-//  set (when status is not NULL); the reason is logged to stderr too.
+//  Connect and register (HELLO) with every broker of the list. Returns the
+//  worker, or NULL with *status set (when status is not NULL) and the
+//  reason given to options->log. The options are copied.
 ps_worker_t *ps_worker_connect (const ps_worker_options_t *options, int *status);
 //  Leave the job (BYE, bounded wait), stop, free, null the pointer.
 //  Outstanding tickets are dropped. Returns the BYE's status.

@@ -474,6 +474,13 @@ s_bind_tensors (trainer_t *self)
     }
 }
 
+//  The library's log callback: its messages on stderr, as psworker's own
+static void
+s_log (void *arg, int level, const char *message)
+{
+    fprintf (stderr, "psworker: %s\n", message);
+}
+
 static int
 s_fail (trainer_t *self, const char *what, int status)
 {
@@ -483,7 +490,7 @@ s_fail (trainer_t *self, const char *what, int status)
 }
 
 //  ps_worker_connect is one blocking call, up to --timeout-ms, and the
-//  library prints no progress. While it blocks in the main thread, this
+//  library reports no progress. While it blocks in the main thread, this
 //  actor says whom we wait for: once after WAITING_FIRST_MS, then every
 //  WAITING_AGAIN_MS, until the main thread destroys it.
 static void
@@ -755,6 +762,7 @@ main (int argc, char *argv[])
     connect.local_workers = options.threads;
     connect.timeout_ms = options.timeout_ms;
     connect.clock_timeout_ms = options.clock_timeout_ms;
+    connect.log = s_log;
     int status;
     zactor_t *waiting = zactor_new (s_waiting_actor, &options);
     trainer.worker = ps_worker_connect (&connect, &status);
