@@ -80,11 +80,19 @@ ps_test_broker_rebind (const ps_broker_config_t *config)
     return broker;
 }
 
+//  The worker library's log callback: why a worker could not join, on stderr
+static void
+s_worker_log (void *arg, int level, const char *message)
+{
+    fprintf (stderr, "ps_test_worker: %s\n", message);
+}
+
 ps_worker_t *
 ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms)
 {
     ps_worker_options_t options;
     ps_worker_options_init (&options);
+    options.log = s_worker_log;
     options.broker = endpoint;
     options.rank = rank;
     options.world_size = world;
