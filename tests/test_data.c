@@ -6,6 +6,8 @@
     mkdtemp directory per test, so every failure mode can be produced on
     purpose. The real Fashion-MNIST is checked only where the Debian
     package is installed.
+
+    usage: build/test_data [--filter 'data/<test>'] [--verbose]
     ========================================================================= */
 
 #include <criterion/criterion.h>
