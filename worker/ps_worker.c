@@ -103,7 +103,15 @@ ps_worker_options_init (ps_worker_options_t *options)
 
 // ------------------------------------------------------------ connect
 
-//  A worker over a new session (to join, or for one INFO); NULL with
+static void
+s_destroy (ps_worker_t *self)
+{
+    ps_session_destroy (&self->session);
+    ps_layout_destroy (&self->layout);
+    free (self);
+}
+
+//  A worker over a new session, not yet registered; NULL with
 //  *status, and the detail in problem
 static ps_worker_t *
 s_new (const ps_worker_options_t *options, int *status, ps_problem_t *problem)
@@ -124,20 +132,10 @@ s_new (const ps_worker_options_t *options, int *status, ps_problem_t *problem)
         }
     }
     if (*status != PS_OK) {
-        ps_session_destroy (&self->session);
-        ps_layout_destroy (&self->layout);
-        free (self);
+        s_destroy (self);
         return NULL;
     }
     return self;
-}
-
-static void
-s_destroy (ps_worker_t *self)
-{
-    ps_session_destroy (&self->session);
-    ps_layout_destroy (&self->layout);
-    free (self);
 }
 
 ps_worker_t *
