@@ -5,7 +5,7 @@
     A plain thread and an inproc PAIR pipe rather than a czmq actor: the
     library uses libzmq alone and its own context, whose termination waits
     for the helper's sockets to close. The heartbeats are encoded once,
-    through the codec, before the thread starts; each beat sends a copy
+    by the codec, before the thread starts; each beat sends a copy
     (zmq_msg_copy of a small message copies its few bytes, no allocation).
     The helper's own DEALERs are anonymous: a heartbeat names its rank and
     session, not the connection it comes on.
@@ -76,19 +76,6 @@ s_heartbeat_main (void *arg)
     return NULL;
 }
 
-//  Encode rank's heartbeat for session into beat
-static int
-s_encode (uint32_t rank, uint64_t session, zmq_msg_t *beat)
-{
-    ps_envelope_t envelope;
-    psmq__envelope__init (&envelope);
-    envelope.version = PS_PROTOCOL_VERSION;
-    envelope.type = PSMQ__MSG_TYPE__HEARTBEAT;
-    envelope.worker = rank;
-    envelope.session = session;
-    return ps_codec_encode (&envelope, beat);
-}
-
 ps_heartbeat_t *
 ps_heartbeat_new (void *context, uint32_t rank, int interval_ms, uint32_t nlinks,
                   const char *const *endpoints, const uint64_t *sessions, int *status,
@@ -108,7 +95,7 @@ ps_heartbeat_new (void *context, uint32_t rank, int interval_ms, uint32_t nlinks
         self->endpoints[i] = strdup (endpoints[i]);
         if (!self->endpoints[i])
             goto out_of_memory;
-        if (s_encode (rank, sessions[i], &self->beats[i])) {
+        if (ps_codec_encode_heartbeat (rank, sessions[i], &self->beats[i])) {
             free (self->endpoints[i]);
             goto out_of_memory;
         }
