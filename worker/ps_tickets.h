@@ -9,12 +9,12 @@
     waits for every answer even so, since the brokers that accepted it
     must be known, to say BYE to them. A pull's ticket also holds where
     its reply goes (the caller's tensors, each tensor's part on each link)
-    and counts the elements received, so that a pull completes only when
+    and counts the elements received, so that a pull succeeds only when
     every element came.
 
     ps_tickets_take reads what a reply means for its request (an error, a
     pull's data, an INFO's text); what it means for the worker (a HELLO's
-    settings, a clock taken back) is the worker's business. The worker
+    settings, a clock taken back) is ps_session's business. The session
     then hands the table its verdict on each link's reply, and the table
     decides when the ticket is complete.
 
