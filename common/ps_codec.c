@@ -416,6 +416,17 @@ ps_codec_encode_error (const ps_envelope_t *request, int code, const char *messa
     return ps_codec_encode (&reply, msg);
 }
 
+int
+ps_codec_encode_heartbeat (uint32_t worker, uint64_t session, zmq_msg_t *msg)
+{
+    ps_envelope_t beat = PSMQ__ENVELOPE__INIT;
+    beat.version = PS_PROTOCOL_VERSION;
+    beat.type = PSMQ__MSG_TYPE__HEARTBEAT;
+    beat.worker = worker;
+    beat.session = session;
+    return ps_codec_encode (&beat, msg);
+}
+
 const char *
 ps_codec_type_name (int type)
 {

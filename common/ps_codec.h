@@ -71,6 +71,9 @@ void ps_codec_reply_to (ps_envelope_t *reply, const ps_envelope_t *request);
 //  reply has. 0, or -1 if out of memory.
 int ps_codec_encode_error (const ps_envelope_t *request, int code, const char *message,
                            int64_t min_clock, zmq_msg_t *msg);
+//  Encode the HEARTBEAT of worker (its first rank) with the session its
+//  HELLO reply gave. 0, or -1 if out of memory.
+int ps_codec_encode_heartbeat (uint32_t worker, uint64_t session, zmq_msg_t *msg);
 
 //  Names for logs and tools: "push", "malformed", "sgd", ...
 const char *ps_codec_type_name (int type);

@@ -158,11 +158,19 @@ ps_test_group (uint32_t shards, uint32_t workers, int32_t staleness, ps_broker_t
     return used < endpoints_size ? 0 : -1;
 }
 
+//  The worker library's log callback: why a worker could not join, on stderr
+static void
+s_worker_log (void *arg, int level, const char *message)
+{
+    fprintf (stderr, "ps_test_worker: %s\n", message);
+}
+
 ps_worker_t *
 ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms)
 {
     ps_worker_options_t options;
     ps_worker_options_init (&options);
+    options.log = s_worker_log;
     options.broker = endpoint;
     options.rank = rank;
     options.world_size = world;

@@ -364,6 +364,25 @@ Test (codec, encode_error_decodes_with_code_and_message)
     ps_codec_destroy (&codec);
 }
 
+Test (codec, encode_heartbeat_names_worker_and_session)
+{
+    ps_codec_t *codec = ps_codec_new ();
+    zmq_msg_t beat;
+    cr_assert_eq (ps_codec_encode_heartbeat (7, 0x0123456789abcdefULL, &beat), 0);
+    ps_problem_t problem;
+    const ps_envelope_t *decoded =
+        ps_codec_decode (codec, zmq_msg_data (&beat), zmq_msg_size (&beat), &problem);
+    cr_assert (decoded, "%s", problem.message);
+    cr_assert_eq (decoded->type, PSMQ__MSG_TYPE__HEARTBEAT);
+    cr_assert_eq (decoded->worker, 7);
+    cr_assert_eq (decoded->session, 0x0123456789abcdefULL);
+    cr_assert_eq (decoded->version, PS_PROTOCOL_VERSION);
+    cr_assert_not (decoded->reply);
+    cr_assert_eq (decoded->n_slices, 0);
+    zmq_msg_close (&beat);
+    ps_codec_destroy (&codec);
+}
+
 Test (codec, rejects_garbage_and_truncation)
 {
     ps_codec_t *codec = ps_codec_new ();

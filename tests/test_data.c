@@ -6,6 +6,8 @@
     mkdtemp directory per test, so every failure mode can be produced on
     purpose. The real Fashion-MNIST is checked only where the Debian
     package is installed.
+
+    usage: build/test_data [--filter 'data/<test>'] [--verbose]
     ========================================================================= */
 
 #include <criterion/criterion.h>
@@ -116,23 +118,24 @@ s_check_small_set (const ps_dataset_t *set)
 static const char *
 s_load_fails (bool train)
 {
-    static char err[512];
+    static ps_problem_t problem;
     ps_dataset_t *set = (ps_dataset_t *)1;
-    err[0] = 0;
-    cr_assert_eq (ps_data_load_idx (s_dir, train, &set, err, sizeof (err)), -1);
+    problem.message[0] = 0;
+    cr_assert_eq (ps_data_load_idx (s_dir, train, &set, &problem), -1);
     cr_assert_null (set);
-    cr_assert_neq (err[0], 0);
-    return err;
+    cr_assert_eq (problem.code, 0, "a local failure");
+    cr_assert_neq (problem.message[0], 0);
+    return problem.message;
 }
 
 Test (data, load_gzip_idx_files)
 {
     s_write_small_set ("train", ".gz");
 
-    char err[256];
+    ps_problem_t problem;
     ps_dataset_t *train = NULL;
-    int rc = ps_data_load_idx (s_dir, true, &train, err, sizeof (err));
-    cr_assert_eq (rc, 0, "%s", err);
+    int rc = ps_data_load_idx (s_dir, true, &train, &problem);
+    cr_assert_eq (rc, 0, "%s", problem.message);
     s_check_small_set (train);
 
     ps_dataset_destroy (&train);
@@ -143,9 +146,9 @@ Test (data, load_gzip_idx_files)
 Test (data, plain_files_accepted_for_test_set)
 {
     s_write_small_set ("t10k", "");
-    char err[256];
+    ps_problem_t problem;
     ps_dataset_t *test = NULL;
-    cr_assert_eq (ps_data_load_idx (s_dir, false, &test, err, sizeof (err)), 0, "%s", err);
+    cr_assert_eq (ps_data_load_idx (s_dir, false, &test, &problem), 0, "%s", problem.message);
     s_check_small_set (test);
     ps_dataset_destroy (&test);
 }
@@ -268,10 +271,11 @@ Test (data, corrupted_gzip_is_an_error)
 
 Test (data, missing_directory_names_the_package)
 {
-    char err[512];
+    ps_problem_t problem;
     ps_dataset_t *set = NULL;
-    cr_assert_eq (ps_data_load_idx ("/nonexistent/psmq", true, &set, err, sizeof (err)), -1);
+    cr_assert_eq (ps_data_load_idx ("/nonexistent/psmq", true, &set, &problem), -1);
     cr_assert_null (set);
+    const char *err = problem.message;
     cr_assert (strstr (err, "/nonexistent/psmq/train-images-idx3-ubyte.gz"), "%s", err);
     cr_assert (strstr (err, "dataset-fashion-mnist"), "%s", err);
     cr_assert (strstr (err, "--data synthetic"), "%s", err);
@@ -369,9 +373,9 @@ Test (data, shards_are_disjoint_and_cover)
 static void
 s_check_fashion (bool train, size_t n)
 {
-    char err[512];
+    ps_problem_t problem;
     ps_dataset_t *set = NULL;
-    cr_assert_eq (ps_data_load_idx (FASHION_DIR, train, &set, err, sizeof (err)), 0, "%s", err);
+    cr_assert_eq (ps_data_load_idx (FASHION_DIR, train, &set, &problem), 0, "%s", problem.message);
     cr_assert_eq (set->n, n);
     cr_assert_eq (set->dim, 784);
     size_t per_class[10] = {0};

@@ -1,5 +1,12 @@
-/*  The frame pool: buffers come back from libzmq's free function and are
-    lent again, so steady sending allocates nothing. */
+/*  =========================================================================
+    test_framepool - the worker's pool of outgoing frame buffers
+    (worker/ps_framepool)
+
+    Buffers come back from libzmq's free function and are lent again, so
+    steady sending allocates nothing; the first test is the usage example.
+
+    usage: build/test_framepool [--filter 'framepool/<test>'] [--verbose]
+    ========================================================================= */
 
 #include "ps_framepool.h"
 

@@ -8,7 +8,9 @@
     moves some hidden pre-activation across zero makes the difference
     meaningless (the loss has a kink there), so the test computes the
     pre-activations itself and skips such coordinates, and requires that
-    most coordinates were checked.
+    most coordinates were checked. The first test is the usage example.
+
+    usage: build/test_model [--filter 'model/<test>'] [--verbose]
     ========================================================================= */
 
 #include <criterion/criterion.h>

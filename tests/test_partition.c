@@ -1,5 +1,11 @@
-/*  The slicing rule of server groups: every element of every key lands on
-    exactly one broker, the same one for every worker. */
+/*  =========================================================================
+    test_partition - the slicing rule of broker groups (worker/ps_partition)
+
+    Every element of every key lands on exactly one broker, the same one
+    for every worker; the first test is the usage example.
+
+    usage: build/test_partition [--filter 'partition/<test>'] [--verbose]
+    ========================================================================= */
 
 #include "ps_partition.h"
 

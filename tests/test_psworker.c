@@ -1,6 +1,14 @@
-/*  psworker end to end: the real psbroker and two psworker processes on an
-    ephemeral loopback port, training on the synthetic data set. Then the
-    scripts of tools/ that run them: --help, bad options, tools/demo. */
+/*  =========================================================================
+    test_psworker - the training program psworker (worker/trainer/) end
+    to end, and the scripts of tools/ that run it
+
+    The real psbroker and psworker processes on an ephemeral loopback port,
+    training on the synthetic data set; then --help, bad options and
+    tools/demo. Binaries come from PSMQ_BUILD_DIR and scripts from
+    PSMQ_SOURCE_DIR, which ctest sets (else . and ..).
+
+    usage: cd build && ./test_psworker [--filter 'psworker/<test>' or 'tools/<test>']
+    ========================================================================= */
 
 #include "ps_testutil.h"
 

@@ -1,5 +1,13 @@
-/*  Worker library against an in-process broker: the public API, one
-    process, loopback TCP on an ephemeral port. */
+/*  =========================================================================
+    test_worker - the worker library's public API (ps_worker.h)
+
+    Each test starts a broker in this process on an ephemeral loopback port
+    and drives it through ps_worker calls, as an application would; the
+    first test is the API's usage example. Statuses are checked exactly.
+
+    usage: build/test_worker [--filter 'worker/<test>'] [--verbose]
+    (ctest runs them all, a process per test, with --jobs 1)
+    ========================================================================= */
 
 #include "ps_testutil.h"
 #include "ps_worker.h"
@@ -9,6 +17,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -178,6 +187,54 @@ Test (worker, hello_with_wrong_world_is_refused)
     int status = 0;
     cr_assert_null (ps_worker_connect (&options, &status));
     cr_assert_eq (status, PS_ERANK);
+    ps_broker_destroy (&broker);
+}
+
+//  What the log callback saw
+typedef struct {
+    int calls;         //  how many messages
+    int level;         //  the last one's level
+    char message[512]; //  the last one
+} log_seen_t;
+
+static void
+s_log_seen (void *arg, int level, const char *message)
+{
+    log_seen_t *seen = arg;
+    seen->calls++;
+    seen->level = level;
+    snprintf (seen->message, sizeof seen->message, "%s", message);
+}
+
+Test (worker, connect_failures_go_to_the_log_callback)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
+    log_seen_t seen = {0};
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    cr_assert_null (options.log, "silent by default");
+    options.log = s_log_seen;
+    options.log_arg = &seen;
+    options.broker = endpoint;
+    options.world_size = 3;
+    options.timeout_ms = 2000;
+    int status = 0;
+    cr_assert_null (ps_worker_connect (&options, &status));
+    cr_assert_eq (status, PS_ERANK);
+    cr_assert_eq (seen.calls, 1);
+    cr_assert_eq (seen.level, PS_WORKER_LOG_ERROR);
+    cr_assert (strstr (seen.message, "rank 0 cannot join tcp://127.0.0.1:"), "%s", seen.message);
+    cr_assert (strstr (seen.message, "refused hello"), "%s", seen.message);
+    cr_assert_null (strchr (seen.message, '\n'), "one line, no newline");
+
+    //  Options no worker could use: said before any socket is made
+    options.world_size = 0;
+    cr_assert_null (ps_worker_connect (&options, &status));
+    cr_assert_eq (status, PS_EINVAL);
+    cr_assert_eq (seen.calls, 2);
+    cr_assert (strstr (seen.message, "ps_worker_connect: needs a broker endpoint"), "%s",
+               seen.message);
     ps_broker_destroy (&broker);
 }
 

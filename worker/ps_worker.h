@@ -9,23 +9,54 @@
     A group of brokers is given as their endpoints, comma-separated, in
     shard order ("tcp://a:5555,tcp://b:5555"). Each key is then split by
     the rule of docs/groups.md: a push or pull sends each broker its part
-    of every key at once and completes when all have answered; a clock
-    completes when every broker has let the worker pass.
+    of every key at once and completes when all have answered, or at the
+    first failure; a clock completes when every broker has let the worker
+    pass.
 
-    Threads: a ps_worker_t belongs to the thread that connected it; use one
-    per thread. The library runs one helper thread of its own per worker
-    (heartbeats, so that long computations do not get the worker evicted).
+    Threads: a ps_worker_t is not thread-safe: it belongs to the thread
+    that connected it; use one per thread. Each worker has a ZeroMQ
+    context of its own, whose threads libzmq runs (an I/O thread per
+    broker, up to four, and a reaper), and one helper thread of the
+    library's that sends heartbeats, so that long computations do not get
+    the worker evicted. The log callback is only ever called from the
+    thread that made the call.
 
     Ownership: ps_worker_connect returns an owned handle that
-    ps_worker_close frees (and nulls). Tensor data passed to push is copied
-    once, at the call, so the caller may reuse its buffer at once. Buffers
-    passed to pull are written when the reply arrives: by the time
-    ps_worker_pull returns, or by ps_worker_wait for the async form; until
-    then the caller must keep them, and the key strings, alive.
+    ps_worker_close frees (and nulls).
 
-    Failure: every call returns PS_OK (0) or a negative ps_status_t;
-    ps_strerror names it and ps_worker_error (worker) gives the detail,
-    e.g. the broker's own message. No call blocks longer than its timeout.
+    Push buffers: ps_worker_push_async and ps_worker_init copy the data at
+    the call; the caller may reuse its buffers as soon as they return.
+    ps_worker_push copies a call of less than 256 KB in all; from 256 KB
+    it lends the caller's buffers to libzmq without copying them and
+    returns only once libzmq has let go of every one (after the replies,
+    or after disconnecting from a broker that did not answer). Either way
+    the buffers are the caller's again when ps_worker_push returns,
+    whatever it returns; until then no other thread may write to them or
+    free them.
+
+    Pull buffers are written when the reply arrives, by whichever call
+    receives it: the blocking pull itself, or for the async form any later
+    call that waits for replies (ps_worker_wait on any ticket, every
+    blocking call). The caller keeps them, and the key strings, alive
+    until ps_worker_wait has collected the pull's ticket or the worker is
+    closed. A blocking pull forgets its request before it returns, even
+    on a timeout. A pull that fails may have written part of the buffers.
+
+    Failure: every call that returns int returns PS_OK (0) or a negative
+    ps_status_t; ps_strerror names it and ps_worker_error (worker) gives
+    the detail of the last failure recorded, e.g. the broker's own
+    message. ps_worker_connect, which fails before there is a worker to
+    ask, hands its detail to the log callback of the options. The library
+    never prints.
+
+    Time: a reply is awaited at most timeout_ms (clock_timeout_ms for a
+    clock, and for a pull sent while a clock was still waiting), a BYE at
+    most 2 s. Beyond that, sending a frame may wait timeout_ms for room in
+    a full queue; a blocking push may wait some 200 ms more for libzmq to
+    release the frames it lent; a call that fails with PS_ENOT_REGISTERED asks each
+    broker that forgot the worker whether it restarted (an INFO of at most
+    2 s); and connect tries its HELLO up to five times, saying BYE in
+    between, while the brokers of a group name different clocks.
     ========================================================================= */
 
 #ifndef PS_WORKER_H_INCLUDED
@@ -42,8 +73,8 @@ typedef enum {
     PS_OK = 0,
     PS_EINVAL = -1,   //  bad argument
     PS_ENOMEM = -2,   //  out of memory
-    PS_ETIMEOUT = -3, //  no reply within the timeout
-    PS_ECONNECT = -4, //  socket could not be created or connected
+    PS_ETIMEOUT = -3, //  no reply (or no room to send) within the timeout
+    PS_ECONNECT = -4, //  socket could not be created, connected or used
     PS_EPROTO = -5,   //  reply that does not parse or does not fit
     PS_ETICKET = -6,  //  unknown or already collected ticket
     PS_EINTR = -7,    //  interrupted by a signal
@@ -90,6 +121,14 @@ typedef struct {
                           //  optimizer steps of the key
 } ps_optim_settings_t;
 
+//  Levels of the messages the log callback receives. Today the library
+//  logs only why ps_worker_connect failed, at PS_WORKER_LOG_ERROR.
+typedef enum {
+    PS_WORKER_LOG_ERROR = 0,   //  a call failed
+    PS_WORKER_LOG_WARNING = 1, //  something went wrong and the call went on
+    PS_WORKER_LOG_INFO = 2     //  progress
+} ps_worker_log_level_t;
+
 typedef struct {
     const char *broker;     //  endpoint, e.g. "tcp://10.0.0.1:5555", or a
                             //  group's endpoints in shard order, comma-
@@ -103,18 +142,27 @@ typedef struct {
                             //  gradients it sums and pushes with grad_count
                             //  local_workers, so BSP counts workers, not
                             //  processes
+    //  Where the library's messages go (NULL, the default: nowhere). It is
+    //  called with log_arg, a ps_worker_log_level_t and one line of text
+    //  without a newline, which is only valid during the call.
+    void (*log) (void *arg, int level, const char *message);
+    void *log_arg; //  passed to log as it is
 } ps_worker_options_t;
 
-//  Set every option to its default (broker and rank must still be set)
+//  Set every option to its default: rank 0, world_size 1, the timeouts
+//  above, local_workers 0 (which means 1), no log. broker must still be
+//  set.
 void ps_worker_options_init (ps_worker_options_t *options);
 
 typedef struct ps_worker_t ps_worker_t;
 
-//  Connect and register (HELLO). Returns the worker, or NULL with *status
-//  set (when status is not NULL); the reason is logged to stderr too.
+//  Connect and register (HELLO) with every broker of the list. Returns the
+//  worker, or NULL with *status set (when status is not NULL) and the
+//  reason given to options->log. The options are copied.
 ps_worker_t *ps_worker_connect (const ps_worker_options_t *options, int *status);
 //  Leave the job (BYE, bounded wait), stop, free, null the pointer.
-//  Outstanding tickets are dropped. Returns the BYE's status.
+//  Outstanding tickets are dropped: their buffers are no longer written.
+//  Returns the BYE's status (PS_EINVAL for a NULL pointer).
 int ps_worker_close (ps_worker_t **self_p);
 
 uint32_t ps_worker_rank (const ps_worker_t *self);
@@ -123,11 +171,15 @@ uint32_t ps_worker_world_size (const ps_worker_t *self);
 uint32_t ps_worker_shards (const ps_worker_t *self);
 //  The broker's staleness: 0 BSP, N SSP, -1 ASP
 int32_t ps_worker_staleness (const ps_worker_t *self);
-//  Clocks this worker has finished
+//  The worker's clock: the brokers' clock at HELLO plus the clocks sent
+//  since (a clock counts from when it is sent; one the broker refused,
+//  other than for a NaN, is taken back)
 int64_t ps_worker_current_clock (const ps_worker_t *self);
-//  The slowest live clock in the brokers' last replies (the least of them)
+//  The least of the slowest live clocks the brokers named in their last
+//  replies (0 before any)
 int64_t ps_worker_min_clock (const ps_worker_t *self);
-//  Detail of the last failure, "" if none
+//  The detail of the last failure recorded, "" if none yet; a later
+//  success does not clear it. "no worker" for NULL.
 const char *ps_worker_error (const ps_worker_t *self);
 
 //  A named float32 tensor: data has count elements
@@ -138,8 +190,9 @@ typedef struct {
 } ps_tensor_t;
 
 //  Create a parameter (idempotent: a key that exists with the same size is
-//  left as it is). initial may be NULL (zeros); optim NULL means the
-//  broker's defaults.
+//  left as it is, unless optim names other settings than the key's:
+//  PS_EKEY_EXISTS, as for another size). initial may be NULL (zeros);
+//  optim NULL, or kind PS_OPTIMIZER_DEFAULT, means the broker's defaults.
 int ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *initial,
                     const ps_optim_settings_t *optim);
 
@@ -165,20 +218,23 @@ int ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket);
 //  Wait for a ticket's reply and collect its status. timeout_ms < 0 means
 //  the worker's own timeout: the clock timeout for a CLOCK, and for a PULL
 //  sent while a CLOCK was still waiting (its reply waits for the same
-//  stragglers), the call timeout otherwise. On PS_ETIMEOUT
-//  the ticket stays valid and may be waited for again.
+//  stragglers), the call timeout otherwise. Once the reply has come the
+//  ticket is collected and the request's status returned. When the wait
+//  itself fails (PS_ETIMEOUT, PS_EINTR, PS_ECONNECT, or PS_ENOMEM while
+//  receiving) the ticket stays pending and may be waited for again.
 int ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms);
 //  Tickets sent and not yet collected
 size_t ps_worker_pending (const ps_worker_t *self);
 
 //  The broker's status as a JSON object (shard 0's in a group); *json is
-//  the caller's to free()
+//  the caller's to free(), NULL on failure
 int ps_worker_info (ps_worker_t *self, char **json);
 //  The status of one broker of the group, 0 .. ps_worker_shards - 1
 int ps_worker_info_shard (ps_worker_t *self, uint32_t shard, char **json);
 
-//  Ask one broker (a single endpoint) for INFO without registering (for
-//  tools). timeout_ms < 0 means the default. *json is the caller's to free().
+//  Ask one broker (a single endpoint; a list is PS_EINVAL) for INFO
+//  without registering (for tools). timeout_ms <= 0 means the default.
+//  *json is the caller's to free(), NULL on failure.
 int ps_worker_query_info (const char *broker, int timeout_ms, char **json);
 
 #ifdef __cplusplus

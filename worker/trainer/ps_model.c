@@ -47,7 +47,7 @@ typedef struct {
     size_t offset;    //  Start in params and in grads
 } tensor_t;
 
-struct _ps_model_t {
+struct ps_model_t {
     ps_model_kind_t kind;                //  Softmax regression or MLP
     size_t inputs;                       //  Features per example
     size_t hidden;                       //  Hidden units (MLP), 0 for softmax

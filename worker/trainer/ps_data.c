@@ -35,7 +35,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,20 +55,6 @@ typedef struct {
     gzFile gz;               //  Open stream, NULL when closed
     char path[IDX_PATH_MAX]; //  The file actually opened, for messages
 } idx_file_t;
-
-static void s_error (char *err, size_t errlen, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-static void
-s_error (char *err, size_t errlen, const char *format, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list args;
-    va_start (args, format);
-    vsnprintf (err, errlen, format, args);
-    va_end (args);
-}
 
 //  a * b into *product, or -1 if it does not fit in size_t
 static int
@@ -119,14 +104,12 @@ ps_dataset_destroy (ps_dataset_t **self_p)
 
 //  Open dir/base.gz, or dir/base when that is missing
 static int
-s_idx_open (const char *dir, const char *base, idx_file_t *f, char *err, size_t errlen)
+s_idx_open (const char *dir, const char *base, idx_file_t *f, ps_problem_t *problem)
 {
     char plain[IDX_PATH_MAX];
     int len = snprintf (f->path, sizeof (f->path), "%s/%s.gz", dir, base);
-    if (len < 0 || (size_t)len >= sizeof (f->path)) {
-        s_error (err, errlen, "%s: data directory path is too long", dir);
-        return -1;
-    }
+    if (len < 0 || (size_t)len >= sizeof (f->path))
+        return ps_problem_set (problem, 0, "%s: data directory path is too long", dir);
     snprintf (plain, sizeof (plain), "%s/%s", dir, base);
     int fd = open (f->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) {
@@ -134,21 +117,17 @@ s_idx_open (const char *dir, const char *base, idx_file_t *f, char *err, size_t 
         if (fd >= 0 || errno != ENOENT)
             memcpy (f->path, plain, sizeof (plain));
     }
-    if (fd < 0 && errno == ENOENT) {
-        s_error (err, errlen,
-                 "%s: not found (nor %s): install the Debian package "
-                 "dataset-fashion-mnist, or use --data synthetic",
-                 f->path, plain);
-        return -1;
-    }
-    if (fd < 0) {
-        s_error (err, errlen, "%s: %s", f->path, strerror (errno));
-        return -1;
-    }
+    if (fd < 0 && errno == ENOENT)
+        return ps_problem_set (problem, 0,
+                               "%s: not found, nor without .gz: install the Debian package "
+                               "dataset-fashion-mnist, or use --data synthetic",
+                               f->path);
+    if (fd < 0)
+        return ps_problem_set (problem, 0, "%s: %s", f->path, strerror (errno));
     f->gz = gzdopen (fd, "rb");
     if (!f->gz) {
         close (fd);
-        s_error (err, errlen, "%s: cannot open: out of memory", f->path);
+        ps_problem_set (problem, 0, "%s: cannot open: out of memory", f->path);
         return -1;
     }
     gzbuffer (f->gz, IDX_GZBUFFER);
@@ -195,53 +174,50 @@ s_idx_zlib_error (idx_file_t *f, int *errnum)
 //  Explain a short read of what (e.g. "pixel bytes"): gzip damage, an I/O
 //  error, or a file that simply ends too early
 static void
-s_idx_read_error (idx_file_t *f, size_t got, size_t want, const char *what, char *err,
-                  size_t errlen)
+s_idx_read_error (idx_file_t *f, size_t got, size_t want, const char *what, ps_problem_t *problem)
 {
     int errnum = Z_OK;
     const char *message = s_idx_zlib_error (f, &errnum);
     if (errnum == Z_ERRNO)
-        s_error (err, errlen, "%s: read error after %zu of %zu %s: %s", f->path, got, want, what,
-                 message);
+        ps_problem_set (problem, 0, "%s: read error after %zu of %zu %s: %s", f->path, got, want,
+                        what, message);
     else if (errnum != Z_OK && errnum != Z_BUF_ERROR)
-        s_error (err, errlen, "%s: corrupt gzip data after %zu of %zu %s: %s", f->path, got, want,
-                 what, message);
+        ps_problem_set (problem, 0, "%s: corrupt gzip data after %zu of %zu %s: %s", f->path, got,
+                        want, what, message);
     else
-        s_error (err, errlen, "%s: truncated after %zu of %zu %s", f->path, got, want, what);
+        ps_problem_set (problem, 0, "%s: truncated after %zu of %zu %s", f->path, got, want, what);
 }
 
 static int
-s_idx_read_exact (idx_file_t *f, void *buf, size_t len, const char *what, char *err, size_t errlen)
+s_idx_read_exact (idx_file_t *f, void *buf, size_t len, const char *what, ps_problem_t *problem)
 {
     size_t got = s_idx_read (f, buf, len);
     if (got == len)
         return 0;
-    s_idx_read_error (f, got, len, what, err, errlen);
+    s_idx_read_error (f, got, len, what, problem);
     return -1;
 }
 
 //  Read the magic and ndims sizes; the magic also fixes the element type
 //  (0x08, unsigned byte) and the number of dimensions
 static int
-s_idx_read_header (idx_file_t *f, uint32_t magic, size_t ndims, uint32_t *dims, char *err,
-                   size_t errlen)
+s_idx_read_header (idx_file_t *f, uint32_t magic, size_t ndims, uint32_t *dims,
+                   ps_problem_t *problem)
 {
     unsigned char raw[4 * 4];
     size_t len = 4 * (1 + ndims);
     assert (len <= sizeof (raw));
-    if (s_idx_read_exact (f, raw, len, "header bytes", err, errlen))
+    if (s_idx_read_exact (f, raw, len, "header bytes", problem))
         return -1;
     uint32_t words[4];
     for (size_t i = 0; i < 1 + ndims; i++)
         words[i] = (uint32_t)raw[4 * i] << 24 | (uint32_t)raw[4 * i + 1] << 16 |
                    (uint32_t)raw[4 * i + 2] << 8 | raw[4 * i + 3];
-    if (words[0] != magic) {
-        s_error (err, errlen,
-                 "%s: bad magic number 0x%08x, expected 0x%08x (an IDX file "
-                 "of unsigned bytes with %zu dimensions)",
-                 f->path, words[0], magic, ndims);
-        return -1;
-    }
+    if (words[0] != magic)
+        return ps_problem_set (problem, 0,
+                               "%s: bad magic number 0x%08x, expected 0x%08x (an IDX file "
+                               "of unsigned bytes with %zu dimensions)",
+                               f->path, words[0], magic, ndims);
     memcpy (dims, words + 1, ndims * sizeof (uint32_t));
     return 0;
 }
@@ -249,45 +225,39 @@ s_idx_read_header (idx_file_t *f, uint32_t magic, size_t ndims, uint32_t *dims, 
 //  Check the sizes both headers declare against each other and the limits
 static int
 s_idx_check_shape (const idx_file_t *images, const uint32_t *idims, const idx_file_t *labels,
-                   uint32_t nlabels, char *err, size_t errlen)
+                   uint32_t nlabels, ps_problem_t *problem)
 {
     uint64_t count = idims[0], rows = idims[1], cols = idims[2];
-    if (count == 0 || count > PS_DATA_MAX_EXAMPLES) {
-        s_error (err, errlen, "%s: image count %" PRIu64 " is out of range 1..%d", images->path,
-                 count, PS_DATA_MAX_EXAMPLES);
-        return -1;
-    }
+    if (count == 0 || count > PS_DATA_MAX_EXAMPLES)
+        return ps_problem_set (problem, 0, "%s: image count %" PRIu64 " is out of range 1..%d",
+                               images->path, count, PS_DATA_MAX_EXAMPLES);
     //  Both factors are below 2^32, so the product fits in 64 bits
-    if (rows == 0 || cols == 0 || rows * cols > PS_DATA_MAX_DIM) {
-        s_error (err, errlen,
-                 "%s: images of %" PRIu64 "x%" PRIu64 " pixels are out of range (1..%d pixels)",
-                 images->path, rows, cols, PS_DATA_MAX_DIM);
-        return -1;
-    }
-    if (nlabels != count) {
-        s_error (err, errlen, "count mismatch: %s has %" PRIu64 " images but %s has %u labels",
-                 images->path, count, labels->path, nlabels);
-        return -1;
-    }
+    if (rows == 0 || cols == 0 || rows * cols > PS_DATA_MAX_DIM)
+        return ps_problem_set (problem, 0,
+                               "%s: images of %" PRIu64 "x%" PRIu64
+                               " pixels are out of range (1..%d pixels)",
+                               images->path, rows, cols, PS_DATA_MAX_DIM);
+    if (nlabels != count)
+        return ps_problem_set (problem, 0,
+                               "count mismatch: %s has %" PRIu64 " images but %s has %u labels",
+                               images->path, count, labels->path, nlabels);
     return 0;
 }
 
 static int
-s_idx_read_labels (idx_file_t *f, ps_dataset_t *set, char *err, size_t errlen)
+s_idx_read_labels (idx_file_t *f, ps_dataset_t *set, ps_problem_t *problem)
 {
-    if (s_idx_read_exact (f, set->y, set->n, "label bytes", err, errlen))
+    if (s_idx_read_exact (f, set->y, set->n, "label bytes", problem))
         return -1;
     for (size_t i = 0; i < set->n; i++)
-        if (set->y[i] >= set->classes) {
-            s_error (err, errlen, "%s: label %u of example %zu is out of range 0..%zu", f->path,
-                     set->y[i], i, set->classes - 1);
-            return -1;
-        }
+        if (set->y[i] >= set->classes)
+            return ps_problem_set (problem, 0, "%s: label %u of example %zu is out of range 0..%zu",
+                                   f->path, set->y[i], i, set->classes - 1);
     return 0;
 }
 
 static int
-s_idx_read_pixels (idx_file_t *f, ps_dataset_t *set, char *err, size_t errlen)
+s_idx_read_pixels (idx_file_t *f, ps_dataset_t *set, ps_problem_t *problem)
 {
     //  Cannot overflow: ps_dataset_new checked n * dim * sizeof (float)
     size_t total = set->n * set->dim;
@@ -300,7 +270,7 @@ s_idx_read_pixels (idx_file_t *f, ps_dataset_t *set, char *err, size_t errlen)
             set->x[done + i] = chunk[i] / 255.0f;
         done += got;
         if (got < want) {
-            s_idx_read_error (f, done, total, "pixel bytes", err, errlen);
+            s_idx_read_error (f, done, total, "pixel bytes", problem);
             return -1;
         }
     }
@@ -310,25 +280,27 @@ s_idx_read_pixels (idx_file_t *f, ps_dataset_t *set, char *err, size_t errlen)
 //  Expect end of file after the payload; this also makes zlib verify the
 //  gzip trailer, which it only reads when asked for more data
 static int
-s_idx_expect_end (idx_file_t *f, size_t payload, char *err, size_t errlen)
+s_idx_expect_end (idx_file_t *f, size_t payload, ps_problem_t *problem)
 {
     unsigned char extra;
     int rc = gzread (f->gz, &extra, 1);
     int errnum = Z_OK;
     const char *message = s_idx_zlib_error (f, &errnum);
     if (rc > 0)
-        s_error (err, errlen, "%s: unexpected data after %zu payload bytes", f->path, payload);
+        ps_problem_set (problem, 0, "%s: unexpected data after %zu payload bytes", f->path,
+                        payload);
     else if (errnum == Z_BUF_ERROR)
-        s_error (err, errlen, "%s: truncated gzip stream: trailer missing", f->path);
+        ps_problem_set (problem, 0, "%s: truncated gzip stream: trailer missing", f->path);
     else if (rc < 0 || errnum != Z_OK)
-        s_error (err, errlen, "%s: corrupt gzip data at end of payload: %s", f->path, message);
+        ps_problem_set (problem, 0, "%s: corrupt gzip data at end of payload: %s", f->path,
+                        message);
     else
         return 0;
     return -1;
 }
 
 int
-ps_data_load_idx (const char *dir, bool train, ps_dataset_t **out, char *err, size_t errlen)
+ps_data_load_idx (const char *dir, bool train, ps_dataset_t **out, ps_problem_t *problem)
 {
     assert (dir);
     assert (out);
@@ -342,22 +314,21 @@ ps_data_load_idx (const char *dir, bool train, ps_dataset_t **out, char *err, si
     ps_dataset_t *set = NULL;
     uint32_t idims[3], nlabels;
     int rc = -1;
-    if (s_idx_open (dir, images_name, &images, err, errlen) ||
-        s_idx_open (dir, labels_name, &labels, err, errlen) ||
-        s_idx_read_header (&images, IDX_IMAGES_MAGIC, 3, idims, err, errlen) ||
-        s_idx_read_header (&labels, IDX_LABELS_MAGIC, 1, &nlabels, err, errlen) ||
-        s_idx_check_shape (&images, idims, &labels, nlabels, err, errlen))
+    if (s_idx_open (dir, images_name, &images, problem) ||
+        s_idx_open (dir, labels_name, &labels, problem) ||
+        s_idx_read_header (&images, IDX_IMAGES_MAGIC, 3, idims, problem) ||
+        s_idx_read_header (&labels, IDX_LABELS_MAGIC, 1, &nlabels, problem) ||
+        s_idx_check_shape (&images, idims, &labels, nlabels, problem))
         goto done;
     set = ps_dataset_new (idims[0], (size_t)idims[1] * idims[2], PS_DATA_CLASSES);
     if (!set) {
-        s_error (err, errlen, "%s: out of memory for %u images of %ux%u", images.path, idims[0],
-                 idims[1], idims[2]);
+        ps_problem_set (problem, 0, "%s: out of memory for %u images of %ux%u", images.path,
+                        idims[0], idims[1], idims[2]);
         goto done;
     }
-    if (s_idx_read_labels (&labels, set, err, errlen) ||
-        s_idx_read_pixels (&images, set, err, errlen) ||
-        s_idx_expect_end (&labels, set->n, err, errlen) ||
-        s_idx_expect_end (&images, set->n * set->dim, err, errlen))
+    if (s_idx_read_labels (&labels, set, problem) || s_idx_read_pixels (&images, set, problem) ||
+        s_idx_expect_end (&labels, set->n, problem) ||
+        s_idx_expect_end (&images, set->n * set->dim, problem))
         goto done;
     *out = set;
     set = NULL;

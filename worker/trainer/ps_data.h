@@ -11,12 +11,15 @@
     so several threads may read one at the same time.
 
     Failure: loaders return -1 (or NULL) and never abort on bad files; the
-    message in err names the file and what is wrong with it. Passing NULL
-    where a pointer is required is a programmer error and asserts.
+    ps_problem_t (common/ps_problem.h, code 0: a local failure) names the
+    file and what is wrong with it. Passing NULL where a pointer other than
+    the problem is required is a programmer error and asserts.
     ========================================================================= */
 
 #ifndef PS_DATA_H_INCLUDED
 #define PS_DATA_H_INCLUDED
+
+#include "ps_problem.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,7 +27,7 @@
 
 //  Limits on what an IDX file may declare, checked before allocating.
 //  They belong to the file format reader rather than to the network, so
-//  they live here and not in common/ps_limits.h (which ps_ml does not use)
+//  they live here and not in common/ps_limits.h
 #define PS_DATA_MAX_EXAMPLES 10000000
 #define PS_DATA_MAX_DIM 4096
 //  Fashion-MNIST and the synthetic set both have ten classes
@@ -54,9 +57,8 @@ void ps_dataset_destroy (ps_dataset_t **self_p);
 //  A file without the .gz suffix is used when the .gz one is missing, and
 //  is read as is if it is not gzip-compressed. Pixels are scaled to [0,1].
 //  On success stores an owned data set in *out and returns 0. On failure
-//  returns -1, leaves *out NULL and writes a message of at most errlen
-//  bytes into err (err may be NULL when errlen is 0).
-int ps_data_load_idx (const char *dir, bool train, ps_dataset_t **out, char *err, size_t errlen);
+//  returns -1, leaves *out NULL and fills problem (when not NULL).
+int ps_data_load_idx (const char *dir, bool train, ps_dataset_t **out, ps_problem_t *problem);
 
 //  A deterministic, built-in data set of n examples (n >= 1) of
 //  PS_DATA_SYNTHETIC_DIM features and PS_DATA_CLASSES classes: noisy,

@@ -38,7 +38,7 @@
 
 typedef enum { PS_MODEL_SOFTMAX, PS_MODEL_MLP } ps_model_kind_t;
 
-typedef struct _ps_model_t ps_model_t;
+typedef struct ps_model_t ps_model_t;
 
 //  Create a model. inputs and classes must be >= 1 (classes <= 256, as
 //  labels are bytes); hidden must be >= 1 for PS_MODEL_MLP and is ignored

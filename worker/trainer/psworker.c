@@ -340,10 +340,10 @@ s_load_data (const options_t *options, ps_dataset_t **train, ps_dataset_t **test
         *test = ps_data_synthetic (SYNTHETIC_TEST, 42, false);
         return *train && *test ? 0 : -1;
     }
-    char why[512];
-    if (ps_data_load_idx (options->data, true, train, why, sizeof why) ||
-        ps_data_load_idx (options->data, false, test, why, sizeof why)) {
-        fprintf (stderr, "psworker: %s\n", why);
+    ps_problem_t problem;
+    if (ps_data_load_idx (options->data, true, train, &problem) ||
+        ps_data_load_idx (options->data, false, test, &problem)) {
+        fprintf (stderr, "psworker: %s\n", problem.message);
         return -1;
     }
     return 0;
@@ -471,6 +471,13 @@ s_bind_tensors (trainer_t *self)
     }
 }
 
+//  The library's log callback: its messages on stderr, as psworker's own
+static void
+s_log (void *arg, int level, const char *message)
+{
+    fprintf (stderr, "psworker: %s\n", message);
+}
+
 static int
 s_fail (trainer_t *self, const char *what, int status)
 {
@@ -480,7 +487,7 @@ s_fail (trainer_t *self, const char *what, int status)
 }
 
 //  ps_worker_connect is one blocking call, up to --timeout-ms, and the
-//  library prints no progress. While it blocks in the main thread, this
+//  library reports no progress. While it blocks in the main thread, this
 //  actor says whom we wait for: once after WAITING_FIRST_MS, then every
 //  WAITING_AGAIN_MS, until the main thread destroys it.
 static void
@@ -752,6 +759,7 @@ main (int argc, char *argv[])
     connect.local_workers = options.threads;
     connect.timeout_ms = options.timeout_ms;
     connect.clock_timeout_ms = options.clock_timeout_ms;
+    connect.log = s_log;
     int status;
     zactor_t *waiting = zactor_new (s_waiting_actor, &options);
     trainer.worker = ps_worker_connect (&connect, &status);

@@ -1,0 +1,333 @@
+/*  =========================================================================
+    ps_group - the brokers of a worker's group (see ps_group.h)
+
+    One context per worker, with an I/O thread per broker up to four, so
+    that the parts of a request to a group go out in parallel. The routing
+    id is the worker's own ('W' and 15 random bytes) rather than libzmq's:
+    it survives a disconnect, so a broker keeps knowing a worker whose link
+    was opened again. It only needs to differ between workers, so a
+    splitmix64 finalizer over the time, the process id and a counter
+    serves.
+
+    The HELLO replies of one attempt must agree: the first sets the job's
+    staleness and clock, the others are compared with it.
+    ========================================================================= */
+
+#include "ps_group.h"
+#include "ps_framepool.h"
+#include "ps_heartbeat.h"
+#include "ps_worker.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+//  libzmq I/O threads: one per broker up to this many
+#define MAX_IO_THREADS 4
+
+struct ps_group_t {
+    void *context;                                //  ours
+    ps_framepool_t *pool;                         //  buffers for copied frames
+    uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES]; //  ours, on every link
+    uint32_t size;                                //  brokers, links made so far
+    ps_link_t **links;                            //  one per broker, in shard order
+    ps_member_t *members;                         //  what each said
+    zmq_pollitem_t *items;                        //  the links' sockets, to poll
+    ps_heartbeat_t *heartbeat;                    //  once joined
+    bool joined;                                  //  a HELLO reply came this attempt
+    int32_t staleness;                            //  the first reply's
+    int64_t clock;                                //  the first reply's
+    bool clocks_differ;                           //  two replies named different clocks
+    uint32_t heartbeat_ms;                        //  the shortest interval named, 0 none
+};
+
+static uint64_t
+s_random (void)
+{
+    static _Atomic uint64_t counter;
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    uint64_t z = (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 30) ^ (uint64_t)getpid () << 20 ^
+                 atomic_fetch_add (&counter, 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+//  Check the endpoint list: how many brokers, or 0 with problem filled in
+static uint32_t
+s_check_list (const char *list, ps_problem_t *problem)
+{
+    uint32_t count = 1;
+    for (const char *c = list; *c; c++)
+        count += *c == ',';
+    if (count > PS_MAX_SHARDS) {
+        ps_problem_set (problem, 0, "%u brokers in the list, at most %d", count, PS_MAX_SHARDS);
+        return 0;
+    }
+    const char *start = list;
+    for (uint32_t link = 0; link < count; link++) {
+        size_t length = strcspn (start, ",");
+        if (length == 0 || length > PS_MAX_ENDPOINT_LEN) {
+            ps_problem_set (problem, 0, "broker %u of the list '%.300s' is %s", link, list,
+                            length ? "too long" : "empty");
+            return 0;
+        }
+        start += length + 1;
+    }
+    return count;
+}
+
+//  Fill the group: its context, pool, routing id and a link per broker
+static int
+s_open (ps_group_t *self, const char *list, uint32_t count, int send_timeout_ms,
+        ps_problem_t *problem)
+{
+    self->links = calloc (count, sizeof *self->links);
+    self->members = calloc (count, sizeof *self->members);
+    self->items = calloc (count, sizeof *self->items);
+    self->pool = ps_framepool_new (PS_CHUNK_BYTES, 256);
+    if (!self->links || !self->members || !self->items || !self->pool) {
+        ps_problem_set (problem, 0, "out of memory");
+        return PS_ENOMEM;
+    }
+    self->context = zmq_ctx_new ();
+    if (!self->context) {
+        ps_problem_set (problem, 0, "cannot create a ZeroMQ context");
+        return PS_ECONNECT;
+    }
+    zmq_ctx_set (self->context, ZMQ_IO_THREADS,
+                 count < MAX_IO_THREADS ? (int)count : MAX_IO_THREADS);
+    self->routing_id[0] = 'W';
+    for (size_t i = 1; i < sizeof self->routing_id; i++)
+        self->routing_id[i] = (uint8_t)(s_random () >> (8 * (i % 8)));
+    const char *start = list;
+    for (; self->size < count; self->size++) {
+        char endpoint[PS_MAX_ENDPOINT_LEN + 1];
+        size_t length = strcspn (start, ",");
+        snprintf (endpoint, sizeof endpoint, "%.*s", (int)length, start);
+        start += length + 1;
+        int status;
+        self->links[self->size] = ps_link_new (self->context, self->pool, endpoint,
+                                               self->routing_id, send_timeout_ms, &status, problem);
+        if (!self->links[self->size])
+            return status;
+    }
+    return PS_OK;
+}
+
+ps_group_t *
+ps_group_new (const char *list, int send_timeout_ms, int *status, ps_problem_t *problem)
+{
+    uint32_t count = s_check_list (list, problem);
+    if (!count) {
+        *status = PS_EINVAL;
+        return NULL;
+    }
+    ps_group_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        ps_problem_set (problem, 0, "out of memory");
+        *status = PS_ENOMEM;
+        return NULL;
+    }
+    *status = s_open (self, list, count, send_timeout_ms, problem);
+    if (*status)
+        ps_group_destroy (&self);
+    return self;
+}
+
+void
+ps_group_destroy (ps_group_t **self_p)
+{
+    assert (self_p);
+    ps_group_t *self = *self_p;
+    if (!self)
+        return;
+    ps_heartbeat_destroy (&self->heartbeat);
+    for (uint32_t link = 0; link < self->size; link++)
+        ps_link_destroy (&self->links[link]);
+    if (self->context)
+        zmq_ctx_term (self->context);
+    //  After zmq_ctx_term: libzmq has released every pooled frame
+    ps_framepool_destroy (&self->pool);
+    free (self->links);
+    free (self->members);
+    free (self->items);
+    free (self);
+    *self_p = NULL;
+}
+
+uint32_t
+ps_group_size (const ps_group_t *self)
+{
+    return self->size;
+}
+
+ps_link_t *
+ps_group_link (ps_group_t *self, uint32_t member)
+{
+    return self->links[member];
+}
+
+ps_member_t *
+ps_group_member (ps_group_t *self, uint32_t member)
+{
+    return &self->members[member];
+}
+
+const char *
+ps_group_endpoint (const ps_group_t *self, uint32_t member)
+{
+    return ps_link_endpoint (self->links[member]);
+}
+
+int
+ps_group_poll (ps_group_t *self, int timeout_ms, ps_problem_t *problem)
+{
+    for (uint32_t link = 0; link < self->size; link++) {
+        void *socket = ps_link_socket (self->links[link]);
+        if (!socket) {
+            ps_problem_set (problem, 0, "no connection to %s", ps_group_endpoint (self, link));
+            return PS_ECONNECT;
+        }
+        self->items[link] = (zmq_pollitem_t){socket, 0, ZMQ_POLLIN, 0};
+    }
+    int rc = zmq_poll (self->items, (int)self->size, timeout_ms);
+    if (rc == -1 && zmq_errno () == EINTR)
+        return PS_EINTR;
+    if (rc == -1) {
+        ps_problem_set (problem, 0, "poll failed");
+        return PS_ECONNECT;
+    }
+    return rc ? PS_OK : PS_ETIMEOUT;
+}
+
+bool
+ps_group_ready (const ps_group_t *self, uint32_t member)
+{
+    return self->items[member].revents & ZMQ_POLLIN;
+}
+
+int64_t
+ps_group_min_clock (const ps_group_t *self)
+{
+    int64_t least = self->members[0].min_clock;
+    for (uint32_t member = 1; member < self->size; member++)
+        if (self->members[member].min_clock < least)
+            least = self->members[member].min_clock;
+    return least;
+}
+
+size_t
+ps_group_lent (const ps_group_t *self)
+{
+    size_t lent = 0;
+    for (uint32_t link = 0; link < self->size; link++)
+        lent += ps_link_lent (self->links[link]);
+    return lent;
+}
+
+void
+ps_group_drop_lent (ps_group_t *self)
+{
+    for (uint32_t link = 0; link < self->size; link++)
+        if (ps_link_lent (self->links[link]))
+            ps_link_disconnect (self->links[link]);
+}
+
+int
+ps_group_reconnect (ps_group_t *self, ps_problem_t *problem)
+{
+    int status = PS_OK;
+    for (uint32_t link = 0; link < self->size; link++)
+        if (!ps_link_socket (self->links[link]) && ps_link_reconnect (self->links[link], problem))
+            status = PS_ECONNECT;
+    return status;
+}
+
+void
+ps_group_hello_reset (ps_group_t *self)
+{
+    self->joined = false;
+    self->clocks_differ = false;
+    self->heartbeat_ms = 0;
+}
+
+int
+ps_group_take_hello (ps_group_t *self, uint32_t member, const ps_envelope_t *reply,
+                     ps_problem_t *problem)
+{
+    const char *endpoint = ps_group_endpoint (self, member);
+    if (!reply->hello) {
+        ps_problem_set (problem, 0, "hello reply from %s without its settings", endpoint);
+        return PS_EPROTO;
+    }
+    ps_member_t *record = &self->members[member];
+    record->session = reply->hello->session;
+    record->registered = true;
+    record->incarnation = reply->hello->incarnation;
+    uint32_t interval = reply->hello->heartbeat_ms;
+    if (interval && (!self->heartbeat_ms || interval < self->heartbeat_ms))
+        self->heartbeat_ms = interval;
+    if (!self->joined) {
+        self->joined = true;
+        self->staleness = reply->hello->staleness;
+        self->clock = reply->clock;
+        return PS_OK;
+    }
+    if (reply->hello->staleness != self->staleness) {
+        ps_problem_set (problem, 0,
+                        "brokers of one group disagree: %s has staleness %d, another %d", endpoint,
+                        reply->hello->staleness, self->staleness);
+        return PS_EGROUP;
+    }
+    if (reply->clock != self->clock) {
+        self->clocks_differ = true;
+        ps_problem_set (problem, 0,
+                        "brokers of one group disagree on the job's clock: %s says %" PRId64
+                        ", another %" PRId64 " (was one restarted?)",
+                        endpoint, reply->clock, self->clock);
+        return PS_EGROUP;
+    }
+    return PS_OK;
+}
+
+int32_t
+ps_group_staleness (const ps_group_t *self)
+{
+    return self->staleness;
+}
+
+int64_t
+ps_group_clock (const ps_group_t *self)
+{
+    return self->clock;
+}
+
+bool
+ps_group_clocks_differ (const ps_group_t *self)
+{
+    return self->clocks_differ;
+}
+
+int
+ps_group_heartbeat_start (ps_group_t *self, uint32_t rank, ps_problem_t *problem)
+{
+    const char *endpoints[PS_MAX_SHARDS];
+    uint64_t sessions[PS_MAX_SHARDS];
+    for (uint32_t member = 0; member < self->size; member++) {
+        endpoints[member] = ps_group_endpoint (self, member);
+        sessions[member] = self->members[member].session;
+    }
+    int interval = self->heartbeat_ms ? (int)self->heartbeat_ms : PS_DEFAULT_HEARTBEAT_MS;
+    int status;
+    self->heartbeat = ps_heartbeat_new (self->context, rank, interval, self->size, endpoints,
+                                        sessions, &status, problem);
+    return status;
+}

@@ -1,0 +1,96 @@
+/*  =========================================================================
+    ps_group - the brokers of a worker's group, and what each has said
+
+    The worker's connections: a ZeroMQ context of its own, the frame pool
+    its links copy outgoing tensor data into, one link (ps_link) per broker
+    of the endpoint list in shard order, all with one routing id, and the
+    heartbeat thread once the worker has joined. Per broker, a member
+    record keeps what its HELLO reply said (session, incarnation) and what
+    its replies since said (the slowest live clock, "not registered").
+    Across the brokers, the group checks that their HELLO replies describe
+    one job: one staleness, one clock to start from.
+
+    Threads: the thread that owns the worker. libzmq's threads release
+    pooled and lent frames on their own (see ps_framepool.h, ps_link.h);
+    the heartbeat thread shares nothing with this one (ps_heartbeat.h).
+
+    Ownership: the group owns the context, the pool, the links and the
+    heartbeat. ps_group_destroy stops the heartbeat, closes the links,
+    terminates the context (which waits for libzmq to release every
+    frame) and only then frees the pool; it nulls the pointer. Member
+    records and links it returns live as long as the group.
+
+    Failure: functions that return int return PS_OK or a ps_status_t of
+    ps_worker.h, with problem (when not NULL) filled in, code 0.
+    ========================================================================= */
+
+#ifndef PS_GROUP_H_INCLUDED
+#define PS_GROUP_H_INCLUDED
+
+#include "ps_codec.h"
+#include "ps_link.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+//  What one broker has said; the worker reads and writes it
+typedef struct {
+    uint64_t session;     //  token its HELLO reply gave, for heartbeats
+    int64_t min_clock;    //  slowest live clock in its last reply
+    bool registered;      //  its HELLO was accepted: say BYE on close
+    uint64_t incarnation; //  the broker process its HELLO reached
+    bool forgotten;       //  it answered "not registered": restarted?
+} ps_member_t;
+
+typedef struct ps_group_t ps_group_t;
+
+//  A link to each broker of list ("a,b,c", at most PS_MAX_SHARDS), sending
+//  with send_timeout_ms. NULL with *status (PS_EINVAL for a bad list,
+//  PS_ENOMEM, PS_ECONNECT) and problem filled in.
+ps_group_t *ps_group_new (const char *list, int send_timeout_ms, int *status,
+                          ps_problem_t *problem);
+void ps_group_destroy (ps_group_t **self_p);
+
+//  Brokers in the group
+uint32_t ps_group_size (const ps_group_t *self);
+ps_link_t *ps_group_link (ps_group_t *self, uint32_t member);
+ps_member_t *ps_group_member (ps_group_t *self, uint32_t member);
+const char *ps_group_endpoint (const ps_group_t *self, uint32_t member);
+
+//  Wait up to timeout_ms for a message on any link: PS_OK when one or
+//  more have one (ps_group_ready says which), PS_ETIMEOUT, PS_EINTR,
+//  PS_ECONNECT (a link without a socket, or a failed poll)
+int ps_group_poll (ps_group_t *self, int timeout_ms, ps_problem_t *problem);
+bool ps_group_ready (const ps_group_t *self, uint32_t member);
+
+//  The least of the members' min_clock
+int64_t ps_group_min_clock (const ps_group_t *self);
+
+//  Frames lent from the caller's memory that libzmq still holds, on all
+//  links
+size_t ps_group_lent (const ps_group_t *self);
+//  Disconnect the links that hold lent frames: libzmq then drops them
+void ps_group_drop_lent (ps_group_t *self);
+//  Connect the disconnected links again. PS_OK, or PS_ECONNECT when one
+//  could not be (it stays without a socket).
+int ps_group_reconnect (ps_group_t *self, ps_problem_t *problem);
+
+//  Forget what the HELLO replies of an earlier attempt said
+void ps_group_hello_reset (ps_group_t *self);
+//  Take member's HELLO reply: its session and incarnation, and whether it
+//  runs the job the others do. PS_OK; PS_EPROTO for a reply without its
+//  settings; PS_EGROUP when its staleness or clock differs from another's.
+int ps_group_take_hello (ps_group_t *self, uint32_t member, const ps_envelope_t *reply,
+                         ps_problem_t *problem);
+//  What the HELLO replies said: the job's staleness and clock, and whether
+//  two of them named different clocks
+int32_t ps_group_staleness (const ps_group_t *self);
+int64_t ps_group_clock (const ps_group_t *self);
+bool ps_group_clocks_differ (const ps_group_t *self);
+
+//  Start heartbeats for rank to every broker, with the sessions and the
+//  shortest interval the HELLO replies gave. PS_OK, or the status of
+//  ps_heartbeat_new.
+int ps_group_heartbeat_start (ps_group_t *self, uint32_t rank, ps_problem_t *problem);
+
+#endif

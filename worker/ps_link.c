@@ -1,0 +1,290 @@
+/*  =========================================================================
+    ps_link - one DEALER to one broker (see ps_link.h)
+
+    Tensors go out as one frame per slice after the envelope. A copied
+    frame comes from the frame pool: pooled 1 MB buffers stay mapped, which
+    spares a page fault per 4 KB per send (docs/performance.md). A lent
+    frame is made with zmq_msg_init_data over the caller's memory and a
+    free function that only decrements an atomic count, which the blocking
+    push watches before it gives the memory back to its caller.
+
+    A multipart message cannot be abandoned half sent, so once the envelope
+    is out the data frames block (within the send timeout) rather than
+    being dropped.
+    ========================================================================= */
+
+#include "ps_link.h"
+#include "ps_worker.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ps_link_t {
+    char *endpoint;                               //  as given
+    void *context;                                //  the group's, borrowed
+    ps_framepool_t *pool;                         //  the group's, borrowed
+    void *dealer;                                 //  NULL while disconnected
+    uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES]; //  the worker's
+    int send_timeout_ms;                          //  ZMQ_SNDTIMEO
+    atomic_size_t lent;                           //  lent frames libzmq holds
+    zmq_msg_t *frames;                            //  the last message received
+    size_t nframes;                               //  its frames
+    size_t frame_capacity;                        //  allocated
+};
+
+//  A DEALER with the worker's options and routing id, connected
+static void *
+s_dealer_new (ps_link_t *self)
+{
+    void *dealer = zmq_socket (self->context, ZMQ_DEALER);
+    if (!dealer)
+        return NULL;
+    int64_t max_frame = PS_MAX_FRAME_BYTES;
+    int hwm = PS_SNDHWM;
+    int linger = 0;
+    zmq_setsockopt (dealer, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
+    zmq_setsockopt (dealer, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (dealer, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (dealer, ZMQ_SNDTIMEO, &self->send_timeout_ms, sizeof self->send_timeout_ms);
+    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt (dealer, ZMQ_ROUTING_ID, self->routing_id, sizeof self->routing_id);
+    if (zmq_connect (dealer, self->endpoint)) {
+        int error = zmq_errno ();
+        zmq_close (dealer);
+        errno = error;
+        return NULL;
+    }
+    return dealer;
+}
+
+ps_link_t *
+ps_link_new (void *context, ps_framepool_t *pool, const char *endpoint,
+             const uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES], int send_timeout_ms, int *status,
+             ps_problem_t *problem)
+{
+    ps_link_t *self = calloc (1, sizeof *self);
+    if (self)
+        self->endpoint = strdup (endpoint);
+    if (!self || !self->endpoint) {
+        free (self);
+        ps_problem_set (problem, 0, "out of memory");
+        *status = PS_ENOMEM;
+        return NULL;
+    }
+    self->context = context;
+    self->pool = pool;
+    memcpy (self->routing_id, routing_id, sizeof self->routing_id);
+    self->send_timeout_ms = send_timeout_ms;
+    atomic_init (&self->lent, 0);
+    self->dealer = s_dealer_new (self);
+    if (!self->dealer) {
+        ps_problem_set (problem, 0, "cannot connect to '%s': %s", endpoint,
+                        zmq_strerror (zmq_errno ()));
+        ps_link_destroy (&self);
+        *status = PS_ECONNECT;
+        return NULL;
+    }
+    *status = PS_OK;
+    return self;
+}
+
+void
+ps_link_destroy (ps_link_t **self_p)
+{
+    assert (self_p);
+    ps_link_t *self = *self_p;
+    if (!self)
+        return;
+    ps_link_recv_close (self);
+    ps_link_disconnect (self);
+    free (self->frames);
+    free (self->endpoint);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+ps_link_endpoint (const ps_link_t *self)
+{
+    return self->endpoint;
+}
+
+void *
+ps_link_socket (ps_link_t *self)
+{
+    return self->dealer;
+}
+
+static void
+s_lent_released (void *data, void *hint)
+{
+    ps_link_t *self = hint;
+    atomic_fetch_sub_explicit (&self->lent, 1, memory_order_release);
+}
+
+//  A frame of bytes from source: lent (zero copy) or copied into the pool
+static int
+s_frame (ps_link_t *self, zmq_msg_t *msg, const float *source, size_t bytes, bool lend)
+{
+    if (lend) {
+        atomic_fetch_add_explicit (&self->lent, 1, memory_order_relaxed);
+        if (zmq_msg_init_data (msg, (void *)source, bytes, s_lent_released, self) == 0)
+            return 0;
+        atomic_fetch_sub_explicit (&self->lent, 1, memory_order_relaxed);
+        return -1;
+    }
+    if (ps_framepool_msg (self->pool, msg, bytes))
+        return -1;
+    memcpy (zmq_msg_data (msg), source, bytes);
+    return 0;
+}
+
+int
+ps_link_send (ps_link_t *self, const ps_envelope_t *envelope, const float *const *sources,
+              bool lend, ps_problem_t *problem)
+{
+    if (!self->dealer) {
+        ps_problem_set (problem, 0, "no connection to %s", self->endpoint);
+        return PS_ECONNECT;
+    }
+    zmq_msg_t msg;
+    if (ps_codec_encode (envelope, &msg)) {
+        ps_problem_set (problem, 0, "out of memory encoding a request");
+        return PS_ENOMEM;
+    }
+    bool data = sources && envelope->n_slices > 0;
+    if (zmq_msg_send (&msg, self->dealer, data ? ZMQ_SNDMORE : 0) == -1) {
+        zmq_msg_close (&msg);
+        ps_problem_set (problem, 0, "cannot send to %s: %s", self->endpoint,
+                        zmq_strerror (zmq_errno ()));
+        return PS_ETIMEOUT;
+    }
+    if (!data)
+        return PS_OK;
+    //  Find the last frame first, so that it is sent without MORE
+    size_t last = 0;
+    for (size_t i = 0; i < envelope->n_slices; i++)
+        if (envelope->slices[i]->count)
+            last = i;
+    for (size_t i = 0; i < envelope->n_slices; i++) {
+        const ps_slice_t *slice = envelope->slices[i];
+        if (!slice->count)
+            continue;
+        size_t bytes = slice->count * sizeof (float);
+        if (s_frame (self, &msg, sources[i], bytes, lend)) {
+            ps_problem_set (problem, 0, "out of memory for a %zu-byte frame", bytes);
+            return PS_ENOMEM;
+        }
+        if (zmq_msg_send (&msg, self->dealer, i < last ? ZMQ_SNDMORE : 0) == -1) {
+            zmq_msg_close (&msg);
+            ps_problem_set (problem, 0, "send to %s failed: %s", self->endpoint,
+                            zmq_strerror (zmq_errno ()));
+            return PS_ECONNECT;
+        }
+    }
+    return PS_OK;
+}
+
+static int
+s_reserve_frames (ps_link_t *self, size_t count)
+{
+    if (count <= self->frame_capacity)
+        return 0;
+    size_t capacity = self->frame_capacity ? self->frame_capacity * 2 : 64;
+    while (capacity < count)
+        capacity *= 2;
+    zmq_msg_t *frames = realloc (self->frames, capacity * sizeof *frames);
+    if (!frames)
+        return -1;
+    self->frames = frames;
+    self->frame_capacity = capacity;
+    return 0;
+}
+
+int
+ps_link_recv (ps_link_t *self, zmq_msg_t **frames, size_t *nframes, bool *overflow,
+              ps_problem_t *problem)
+{
+    ps_link_recv_close (self);
+    *frames = NULL;
+    *nframes = 0;
+    *overflow = false;
+    if (s_reserve_frames (self, 1)) {
+        ps_problem_set (problem, 0, "out of memory receiving a reply");
+        return PS_ENOMEM;
+    }
+    zmq_msg_init (&self->frames[0]);
+    if (zmq_msg_recv (&self->frames[0], self->dealer, ZMQ_DONTWAIT) == -1) {
+        zmq_msg_close (&self->frames[0]);
+        int error = zmq_errno ();
+        if (error == EAGAIN)
+            return PS_OK;
+        if (error == EINTR)
+            return PS_EINTR;
+        ps_problem_set (problem, 0, "receive from %s failed: %s", self->endpoint,
+                        zmq_strerror (error));
+        return PS_ECONNECT;
+    }
+    self->nframes = 1;
+    bool more = zmq_msg_more (&self->frames[0]);
+    while (more) {
+        if (self->nframes == 1 + PS_MAX_SLICES) {
+            //  More frames than any reply may carry: read the rest, keep none
+            zmq_msg_t extra;
+            zmq_msg_init (&extra);
+            zmq_msg_recv (&extra, self->dealer, 0);
+            more = zmq_msg_more (&extra);
+            zmq_msg_close (&extra);
+            *overflow = true;
+            continue;
+        }
+        if (s_reserve_frames (self, self->nframes + 1)) {
+            ps_link_recv_close (self);
+            ps_problem_set (problem, 0, "out of memory receiving a reply");
+            return PS_ENOMEM;
+        }
+        zmq_msg_t *frame = &self->frames[self->nframes++];
+        zmq_msg_init (frame);
+        zmq_msg_recv (frame, self->dealer, 0);
+        more = zmq_msg_more (frame);
+    }
+    *frames = self->frames;
+    *nframes = self->nframes;
+    return PS_OK;
+}
+
+void
+ps_link_recv_close (ps_link_t *self)
+{
+    for (size_t i = 0; i < self->nframes; i++)
+        zmq_msg_close (&self->frames[i]);
+    self->nframes = 0;
+}
+
+size_t
+ps_link_lent (const ps_link_t *self)
+{
+    return atomic_load_explicit (&self->lent, memory_order_acquire);
+}
+
+void
+ps_link_disconnect (ps_link_t *self)
+{
+    if (self->dealer)
+        zmq_close (self->dealer);
+    self->dealer = NULL;
+}
+
+int
+ps_link_reconnect (ps_link_t *self, ps_problem_t *problem)
+{
+    ps_link_disconnect (self);
+    self->dealer = s_dealer_new (self);
+    if (self->dealer)
+        return PS_OK;
+    ps_problem_set (problem, 0, "cannot reconnect to %s", self->endpoint);
+    return PS_ECONNECT;
+}

@@ -1,0 +1,88 @@
+/*  =========================================================================
+    ps_link - one DEALER to one broker
+
+    A link is the worker's connection to one broker of its group: a DEALER
+    socket with the worker's routing id (so that a socket opened again after
+    a disconnect is still the same peer to the broker) and the worker's send
+    timeout, connected to one endpoint. It sends a request's parts (the
+    envelope, then one raw frame per slice that carries data) and receives
+    one whole reply at a time. It knows nothing of tickets or of what a
+    reply means.
+
+    Frames of tensor data are either copied into the group's frame pool or
+    lent: a lent frame points into the caller's memory, and the link counts
+    lent frames until libzmq lets go of them (ps_link_lent).
+
+    Threads: a link belongs to the thread that owns its worker. libzmq's
+    I/O and reaper threads only run the free function of a lent frame,
+    which touches nothing but the link's atomic count of lent frames.
+
+    Ownership: ps_link_new copies the endpoint; context and pool are
+    borrowed and must outlive the link (the pool must even outlive
+    zmq_ctx_term, which waits for libzmq to release the pooled frames).
+    Frames a receive returns belong to the link until the next receive or
+    ps_link_recv_close. A link must not be destroyed while ps_link_lent
+    is above 0.
+
+    Failure: functions that return int return PS_OK or a ps_status_t of
+    ps_worker.h, with problem (when not NULL) filled in: code 0, and a
+    message that names the endpoint.
+    ========================================================================= */
+
+#ifndef PS_LINK_H_INCLUDED
+#define PS_LINK_H_INCLUDED
+
+#include "ps_codec.h"
+#include "ps_framepool.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ps_link_t ps_link_t;
+
+//  Bytes in a worker's routing id
+#define PS_LINK_ROUTING_ID_BYTES 16
+
+//  A link connected to endpoint, sending with send_timeout_ms (ZMQ_SNDTIMEO).
+//  NULL with *status (PS_ENOMEM or PS_ECONNECT) and problem filled in.
+ps_link_t *ps_link_new (void *context, ps_framepool_t *pool, const char *endpoint,
+                        const uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES], int send_timeout_ms,
+                        int *status, ps_problem_t *problem);
+//  Close the socket (linger 0) and free the link; nulls the pointer
+void ps_link_destroy (ps_link_t **self_p);
+
+//  The endpoint as given to ps_link_new
+const char *ps_link_endpoint (const ps_link_t *self);
+//  The socket, for zmq_poll; NULL after ps_link_disconnect
+void *ps_link_socket (ps_link_t *self);
+
+//  Send envelope, then one frame for each of its slices with count > 0,
+//  taken from sources[i] (sources NULL: the request carries no data).
+//  lend: the frames point into the sources (zero copy); else they are
+//  copied into pooled buffers at the call. PS_OK; PS_ETIMEOUT when the
+//  envelope finds no room within the send timeout; PS_ECONNECT when
+//  disconnected or when a later frame cannot go; PS_ENOMEM.
+int ps_link_send (ps_link_t *self, const ps_envelope_t *envelope, const float *const *sources,
+                  bool lend, ps_problem_t *problem);
+
+//  Receive one whole message if one is waiting, without blocking for it:
+//  *frames gets its frames, the envelope first, and *nframes their number
+//  (0 when nothing was waiting). A message of more than 1 + PS_MAX_SLICES
+//  frames is read to its end, the frames past that dropped, and *overflow
+//  set. PS_OK; PS_EINTR; PS_ECONNECT when the socket fails; PS_ENOMEM.
+int ps_link_recv (ps_link_t *self, zmq_msg_t **frames, size_t *nframes, bool *overflow,
+                  ps_problem_t *problem);
+//  Release the frames of the last receive
+void ps_link_recv_close (ps_link_t *self);
+
+//  Frames lent from the caller's memory that libzmq still holds
+size_t ps_link_lent (const ps_link_t *self);
+//  Close the socket (linger 0): libzmq drops what it had queued, lent
+//  frames included, in its own time
+void ps_link_disconnect (ps_link_t *self);
+//  Open and connect a new socket after ps_link_disconnect. PS_OK, or
+//  PS_ECONNECT with problem filled in.
+int ps_link_reconnect (ps_link_t *self, ps_problem_t *problem);
+
+#endif

@@ -1,0 +1,532 @@
+/*  =========================================================================
+    ps_session - one worker's requests to its group (see ps_session.h)
+
+    The calling thread does every send and receive itself, so a call costs
+    one network round trip and no thread hop. A wait polls every link and
+    handles each message that comes, whichever ticket it answers: a pull's
+    reply is copied into its buffers during whichever wait receives it.
+
+    A CLOCK counts from when it is sent (the brokers advance us on
+    receipt), so pushes sent after it carry the next clock before the
+    staleness bound lets its reply come; a CLOCK the brokers refuse is
+    taken back, except when the refusal only reports a push that held a
+    NaN (the clock advanced even so).
+
+    A broker that answers "not registered" was either restarted or has
+    evicted us, which have different cures: an INFO names its incarnation,
+    which tells the two apart, and the failure's detail says which.
+    ========================================================================= */
+
+#include "ps_session.h"
+#include "ps_group.h"
+#include "ps_limits.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+//  How long a blocking push waits for libzmq to release lent frames before
+//  it disconnects the links that still hold some
+#define LENT_GRACE_MS 200
+//  How long a BYE is waited for
+#define BYE_TIMEOUT_MS 2000
+//  How long the INFO that tells a restarted broker from an eviction waits
+#define RESTART_CHECK_MS 2000
+//  HELLOs to a group whose brokers name different clocks: the others may
+//  have been between two brokers with a CLOCK, so we try again a little
+//  later (after 20, 40, 60, 80 ms)
+#define HELLO_ATTEMPTS 5
+
+struct ps_session_t {
+    ps_worker_options_t options;        //  as given; broker points to our copy
+    char *broker;                       //  our copy of the endpoint list
+    ps_group_t *group;                  //  the brokers
+    uint32_t nlinks;                    //  how many
+    ps_tickets_t *tickets;              //  requests in flight
+    ps_codec_t *codec;                  //  decodes replies
+    int32_t staleness;                  //  from HELLO
+    int64_t clock;                      //  the worker's clock (CLOCKs as sent)
+    char error[PS_MAX_ERROR_LEN + 128]; //  detail of the last failure
+};
+
+static int64_t
+s_now_ms (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+ps_session_t *
+ps_session_new (const ps_worker_options_t *options, int *status, ps_problem_t *problem)
+{
+    ps_session_t *self = calloc (1, sizeof *self);
+    if (self) {
+        self->options = *options;
+        self->broker = strdup (options->broker);
+        self->options.broker = self->broker;
+        self->codec = ps_codec_new ();
+    }
+    if (!self || !self->broker || !self->codec) {
+        ps_problem_set (problem, 0, "out of memory");
+        *status = PS_ENOMEM;
+    }
+    else
+        self->group = ps_group_new (self->broker, options->timeout_ms, status, problem);
+    if (self && self->group) {
+        self->nlinks = ps_group_size (self->group);
+        self->tickets = ps_tickets_new (self->nlinks);
+        if (!self->tickets) {
+            ps_problem_set (problem, 0, "out of memory");
+            *status = PS_ENOMEM;
+        }
+    }
+    if (self && *status != PS_OK)
+        ps_session_destroy (&self);
+    return self;
+}
+
+void
+ps_session_destroy (ps_session_t **self_p)
+{
+    assert (self_p);
+    ps_session_t *self = *self_p;
+    if (!self)
+        return;
+    ps_tickets_destroy (&self->tickets);
+    ps_group_destroy (&self->group);
+    ps_codec_destroy (&self->codec);
+    free (self->broker);
+    free (self);
+    *self_p = NULL;
+}
+
+const ps_worker_options_t *
+ps_session_options (const ps_session_t *self)
+{
+    return &self->options;
+}
+
+uint32_t
+ps_session_size (const ps_session_t *self)
+{
+    return self->nlinks;
+}
+
+int32_t
+ps_session_staleness (const ps_session_t *self)
+{
+    return self->staleness;
+}
+
+int64_t
+ps_session_clock (const ps_session_t *self)
+{
+    return self->clock;
+}
+
+int64_t
+ps_session_min_clock (const ps_session_t *self)
+{
+    return ps_group_min_clock (self->group);
+}
+
+const char *
+ps_session_error (const ps_session_t *self)
+{
+    return self->error;
+}
+
+int
+ps_session_fail (ps_session_t *self, int status, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (self->error, sizeof self->error, format, args);
+    va_end (args);
+    return status;
+}
+
+// ------------------------------------------------------------ requests
+
+static void
+s_envelope_init (ps_session_t *self, ps_envelope_t *envelope, const ps_pending_t *pending)
+{
+    psmq__envelope__init (envelope);
+    envelope->version = PS_PROTOCOL_VERSION;
+    envelope->type = pending->type;
+    envelope->seq = pending->seq;
+    envelope->worker = self->options.rank;
+    envelope->clock = self->clock;
+}
+
+ps_pending_t *
+ps_session_request (ps_session_t *self, int type, ps_envelope_t *envelope)
+{
+    ps_pending_t *pending = ps_tickets_add (self->tickets, type);
+    if (!pending) {
+        ps_session_fail (self, PS_ENOMEM, "out of memory");
+        return NULL;
+    }
+    pending->clock = self->clock;
+    s_envelope_init (self, envelope, pending);
+    return pending;
+}
+
+ps_pending_t *
+ps_session_request_pull (ps_session_t *self, const ps_tensor_t *tensors, size_t ntensors,
+                         const ps_part_t *plan, ps_envelope_t *envelope)
+{
+    ps_pending_t *pending = ps_tickets_add_pull (self->tickets, tensors, ntensors, plan);
+    if (!pending) {
+        ps_session_fail (self, PS_ENOMEM, "out of memory");
+        return NULL;
+    }
+    s_envelope_init (self, envelope, pending);
+    return pending;
+}
+
+int
+ps_session_send (ps_session_t *self, uint32_t link, ps_pending_t *pending,
+                 const ps_envelope_t *request, const float *const *sources, bool lend)
+{
+    ps_problem_t problem;
+    int status = ps_link_send (ps_group_link (self->group, link), request, sources, lend, &problem);
+    if (status)
+        return ps_session_fail (self, status, "%s", problem.message);
+    ps_tickets_mark_sent (pending, link);
+    return PS_OK;
+}
+
+void
+ps_session_clock_sent (ps_session_t *self)
+{
+    self->clock++;
+}
+
+int
+ps_session_abandon (ps_session_t *self, uint64_t ticket, int status)
+{
+    ps_pending_t *pending = ps_tickets_find (self->tickets, ticket);
+    if (pending)
+        ps_tickets_remove (self->tickets, pending);
+    return status;
+}
+
+// ------------------------------------------------------------ replies
+
+//  What link's reply means: for the request (the tickets read it), for the
+//  group (a HELLO's settings) and for our clock. PS_OK or a failure status.
+static int
+s_take_reply (ps_session_t *self, uint32_t link, ps_pending_t *pending, const ps_envelope_t *reply,
+              zmq_msg_t *frames, size_t nframes)
+{
+    ps_problem_t problem;
+    const char *endpoint = ps_group_endpoint (self->group, link);
+    int status =
+        ps_tickets_take (self->tickets, pending, link, endpoint, reply, frames, nframes, &problem);
+    if (reply->type == PSMQ__MSG_TYPE__ERROR) {
+        int code = reply->error ? reply->error->code : 0;
+        //  The broker did not advance us, except past a refused push
+        if (pending->type == PSMQ__MSG_TYPE__CLOCK && code != PSMQ__ERR_CODE__ERR_NONFINITE)
+            self->clock = pending->clock;
+        if (code == PSMQ__ERR_CODE__ERR_NOT_REGISTERED)
+            ps_group_member (self->group, link)->forgotten = true;
+    }
+    else if (status == PS_OK && pending->type == PSMQ__MSG_TYPE__HELLO)
+        status = ps_group_take_hello (self->group, link, reply, &problem);
+    return status ? ps_session_fail (self, status, "%s", problem.message) : PS_OK;
+}
+
+//  Settle one link's (part of a) reply; the table decides when the ticket
+//  is complete
+static void
+s_settle (ps_session_t *self, uint32_t link, ps_pending_t *pending, const ps_envelope_t *reply,
+          zmq_msg_t *frames, size_t nframes)
+{
+    if (pending->complete || !ps_tickets_awaits (pending, link))
+        return; //  a late part after a failure elsewhere, or a duplicate
+    int status = s_take_reply (self, link, pending, reply, frames, nframes);
+    if (reply->min_clock)
+        ps_group_member (self->group, link)->min_clock = reply->min_clock;
+    ps_problem_t problem;
+    if (ps_tickets_settle (pending, link, status, reply->more, &problem))
+        ps_session_fail (self, PS_EPROTO, "%s", problem.message);
+}
+
+//  Receive one whole message from a link that has one waiting, and settle
+//  its ticket. PS_OK, or PS_ENOMEM / PS_EINTR / PS_ECONNECT.
+static int
+s_receive_from (ps_session_t *self, uint32_t link)
+{
+    ps_link_t *dealer = ps_group_link (self->group, link);
+    zmq_msg_t *frames;
+    size_t nframes;
+    bool overflow;
+    ps_problem_t problem;
+    int status = ps_link_recv (dealer, &frames, &nframes, &overflow, &problem);
+    if (status == PS_EINTR)
+        return status;
+    if (status)
+        return ps_session_fail (self, status, "%s", problem.message);
+    if (nframes == 0)
+        return PS_OK;
+    ps_envelope_t *reply = overflow ? NULL
+                                    : ps_codec_decode (self->codec, zmq_msg_data (&frames[0]),
+                                                       zmq_msg_size (&frames[0]), &problem);
+    if (overflow)
+        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_TOO_LARGE, "a message of more than %d frames",
+                        PS_MAX_SLICES);
+    const char *endpoint = ps_group_endpoint (self->group, link);
+    ps_pending_t *pending =
+        reply && reply->reply ? ps_tickets_find (self->tickets, reply->seq) : NULL;
+    if (!reply)
+        ps_session_fail (self, PS_EPROTO, "reply from %s does not parse: %s", endpoint,
+                         problem.message);
+    else if (!pending && reply->type == PSMQ__MSG_TYPE__ERROR && reply->error)
+        //  An error we cannot pair (our message did not even parse)
+        ps_session_fail (self, ps_tickets_broker_status (reply->error->code), "broker %s: %s",
+                         endpoint, reply->error->message);
+    else if (pending)
+        s_settle (self, link, pending, reply, frames + 1, nframes - 1);
+    ps_link_recv_close (dealer);
+    return PS_OK;
+}
+
+//  Wait up to timeout_ms for messages on any link and handle every one
+//  that is ready. PS_OK when something was handled, PS_ETIMEOUT, PS_EINTR.
+static int
+s_receive (ps_session_t *self, int timeout_ms)
+{
+    ps_problem_t problem;
+    int status = ps_group_poll (self->group, timeout_ms, &problem);
+    if (status == PS_ECONNECT)
+        return ps_session_fail (self, status, "%s", problem.message);
+    for (uint32_t link = 0; status == PS_OK && link < self->nlinks; link++)
+        if (ps_group_ready (self->group, link))
+            status = s_receive_from (self, link);
+    return status;
+}
+
+//  Name the links a pending request still waits for, for a timeout message
+static void
+s_silent_links (ps_session_t *self, const ps_pending_t *pending, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (uint32_t link = 0; link < self->nlinks && used < size; link++)
+        if (ps_tickets_awaits (pending, link))
+            used += (size_t)snprintf (out + used, size - used, "%s%s", used ? ", " : "",
+                                      ps_group_endpoint (self->group, link));
+}
+
+//  The incarnation an INFO reply names, 0 when it names none
+static uint64_t
+s_info_incarnation (const char *json)
+{
+    const char *field = json ? strstr (json, "\"incarnation\":\"") : NULL;
+    return field ? strtoull (field + strlen ("\"incarnation\":\""), NULL, 16) : 0;
+}
+
+//  A broker answered "not registered": when it is another process than
+//  the one our HELLO reached, say that it restarted, which is what the
+//  user needs to know (an eviction has another cure)
+static void
+s_explain_forgotten (ps_session_t *self)
+{
+    char detail[sizeof self->error];
+    snprintf (detail, sizeof detail, "%s", self->error);
+    for (uint32_t i = 0; i < self->nlinks; i++) {
+        ps_member_t *member = ps_group_member (self->group, i);
+        if (!member->forgotten || !member->incarnation)
+            continue;
+        member->forgotten = false;
+        char *json = NULL;
+        int saved_timeout = self->options.timeout_ms;
+        if (saved_timeout > RESTART_CHECK_MS)
+            self->options.timeout_ms = RESTART_CHECK_MS;
+        int status = ps_session_info (self, i, &json);
+        self->options.timeout_ms = saved_timeout;
+        uint64_t now = status == PS_OK ? s_info_incarnation (json) : 0;
+        free (json);
+        if (now && now != member->incarnation) {
+            ps_session_fail (self, PS_ENOT_REGISTERED,
+                             "broker %s restarted (incarnation %016" PRIx64 ", was %016" PRIx64
+                             "): it no longer knows this worker",
+                             ps_group_endpoint (self->group, i), now, member->incarnation);
+            return;
+        }
+    }
+    ps_session_fail (self, PS_ENOT_REGISTERED, "%s", detail);
+}
+
+int
+ps_session_wait (ps_session_t *self, uint64_t ticket, int timeout_ms)
+{
+    ps_pending_t *pending = ps_tickets_find (self->tickets, ticket);
+    if (!pending)
+        return ps_session_fail (self, PS_ETICKET, "ticket %" PRIu64 " is not pending", ticket);
+    if (timeout_ms < 0)
+        timeout_ms = ps_tickets_waits_on_bound (self->tickets, pending)
+                         ? self->options.clock_timeout_ms
+                         : self->options.timeout_ms;
+    int64_t deadline = s_now_ms () + timeout_ms;
+    while (true) {
+        pending = ps_tickets_find (self->tickets, ticket);
+        if (pending->complete) {
+            int status = pending->status;
+            ps_tickets_remove (self->tickets, pending);
+            if (status == PS_ENOT_REGISTERED)
+                s_explain_forgotten (self);
+            return status;
+        }
+        int64_t left = deadline - s_now_ms ();
+        if (left <= 0) {
+            char silent[512];
+            s_silent_links (self, pending, silent, sizeof silent);
+            return ps_session_fail (
+                self, PS_ETIMEOUT, "no %s reply from %s within %d ms%s",
+                ps_codec_type_name (pending->type), silent, timeout_ms,
+                pending->type == PSMQ__MSG_TYPE__HELLO ? ": is psbroker running there?" : "");
+        }
+        int rc = s_receive (self, (int)left);
+        if (rc == PS_EINTR || rc == PS_ECONNECT || rc == PS_ENOMEM)
+            return rc;
+    }
+}
+
+int
+ps_session_wait_or_forget (ps_session_t *self, uint64_t ticket, int timeout_ms)
+{
+    return ps_session_abandon (self, ticket, ps_session_wait (self, ticket, timeout_ms));
+}
+
+size_t
+ps_session_pending (const ps_session_t *self)
+{
+    return ps_tickets_count (self->tickets);
+}
+
+int
+ps_session_info (ps_session_t *self, uint32_t shard, char **json)
+{
+    *json = NULL;
+    if (shard >= self->nlinks)
+        return ps_session_fail (self, PS_EINVAL, "shard %u of a group of %u", shard, self->nlinks);
+    ps_envelope_t request;
+    ps_pending_t *pending = ps_session_request (self, PSMQ__MSG_TYPE__INFO, &request);
+    if (!pending)
+        return PS_ENOMEM;
+    pending->info = json;
+    uint64_t ticket = pending->seq;
+    int status = ps_session_send (self, shard, pending, &request, NULL, false);
+    return status ? ps_session_abandon (self, ticket, status)
+                  : ps_session_wait_or_forget (self, ticket, -1);
+}
+
+// ------------------------------------------------------------ joining
+
+//  Register with every broker of the group at once
+static int
+s_hello (ps_session_t *self)
+{
+    ps_envelope_t request;
+    ps_pending_t *pending = ps_session_request (self, PSMQ__MSG_TYPE__HELLO, &request);
+    if (!pending)
+        return PS_ENOMEM;
+    uint64_t ticket = pending->seq;
+    char *group[PS_MAX_SHARDS];
+    for (uint32_t link = 0; link < self->nlinks; link++)
+        group[link] = (char *)ps_group_endpoint (self->group, link);
+    int status = PS_OK;
+    for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
+        Psmq__Hello hello = PSMQ__HELLO__INIT;
+        hello.world_size = self->options.world_size;
+        hello.weight = self->options.local_workers > 1 ? self->options.local_workers : 1;
+        hello.shard = link;
+        hello.shards = self->nlinks;
+        if (self->nlinks > 1) {
+            hello.group = group;
+            hello.n_group = self->nlinks;
+        }
+        request.hello = &hello;
+        status = ps_session_send (self, link, pending, &request, NULL, false);
+    }
+    status = status ? ps_session_abandon (self, ticket, status)
+                    : ps_session_wait_or_forget (self, ticket, self->options.timeout_ms);
+    self->staleness = ps_group_staleness (self->group);
+    self->clock = ps_group_clock (self->group);
+    if (status)
+        return status;
+    ps_problem_t problem;
+    status = ps_group_heartbeat_start (self->group, self->options.rank, &problem);
+    return status ? ps_session_fail (self, status, "%s", problem.message) : PS_OK;
+}
+
+int
+ps_session_leave (ps_session_t *self)
+{
+    ps_envelope_t request;
+    ps_pending_t *pending = ps_session_request (self, PSMQ__MSG_TYPE__BYE, &request);
+    if (!pending)
+        return PS_ENOMEM;
+    uint64_t ticket = pending->seq;
+    int status = PS_OK;
+    bool sent = false;
+    for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++)
+        if (ps_group_member (self->group, link)->registered) {
+            status = ps_session_send (self, link, pending, &request, NULL, false);
+            sent = true;
+        }
+    if (status != PS_OK || !sent)
+        return ps_session_abandon (self, ticket, status);
+    status = ps_session_wait_or_forget (self, ticket, BYE_TIMEOUT_MS);
+    for (uint32_t link = 0; link < self->nlinks; link++)
+        ps_group_member (self->group, link)->registered = false;
+    return status;
+}
+
+int
+ps_session_join (ps_session_t *self)
+{
+    int status = PS_OK;
+    for (int attempt = 1; attempt <= HELLO_ATTEMPTS; attempt++) {
+        ps_group_hello_reset (self->group);
+        status = s_hello (self);
+        if (status == PS_OK || !ps_group_clocks_differ (self->group) || attempt == HELLO_ATTEMPTS)
+            break;
+        ps_session_leave (self);
+        usleep ((useconds_t)attempt * 20000);
+    }
+    return status;
+}
+
+//  Wait until libzmq has released every frame lent from the caller's
+//  memory. By the time the replies come the brokers have them all, so this
+//  is normally at once. When a broker never answered, the frames may sit
+//  in a socket's queue: closing that socket (linger 0) makes libzmq's
+//  reaper thread drop them whatever this thread does, and a new socket
+//  with our routing id takes its place, so the broker still knows us.
+void
+ps_session_reclaim_lent (ps_session_t *self)
+{
+    int64_t deadline = s_now_ms () + LENT_GRACE_MS;
+    bool dropped = false;
+    while (ps_group_lent (self->group) > 0) {
+        if (!dropped && s_now_ms () > deadline) {
+            ps_group_drop_lent (self->group);
+            dropped = true;
+        }
+        sched_yield ();
+    }
+    ps_problem_t problem;
+    if (dropped && ps_group_reconnect (self->group, &problem))
+        ps_session_fail (self, PS_ECONNECT, "%s", problem.message);
+}

@@ -1,0 +1,104 @@
+/*  =========================================================================
+    ps_session - one worker's requests to its group, and their replies
+
+    A session is what a ps_worker_t runs on: the group of brokers
+    (ps_group), the requests in flight (ps_tickets), a decoder for the
+    replies, the worker's clock and the detail of the last failure. It
+    sends a request's parts under one ticket, receives every reply that
+    comes while it waits (so a wait for one ticket completes the others it
+    receives meanwhile) and settles each: what a reply means for the
+    request is the tickets' to read, what it means for the worker (a
+    HELLO's settings, a clock taken back, a broker that forgot us) is read
+    here. It joins the group (HELLO, then heartbeats) and leaves it (BYE).
+
+    Threads: the thread that owns the worker, only.
+
+    Ownership: ps_session_new copies the options (and the endpoint list);
+    the session owns its group, tickets and decoder. A pending entry it
+    returns is valid until the next request, wait or abandon. Sources and
+    tensors given for a request are borrowed as ps_link.h and ps_tickets.h
+    say. The log callback of the options is not called from here.
+
+    Failure: functions that return int return PS_OK or a ps_status_t and
+    record the detail, which ps_session_error gives until the next failure.
+    ps_session_new returns NULL with *status and problem filled in.
+    ========================================================================= */
+
+#ifndef PS_SESSION_H_INCLUDED
+#define PS_SESSION_H_INCLUDED
+
+#include "ps_codec.h"
+#include "ps_tickets.h"
+#include "ps_worker.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ps_session_t ps_session_t;
+
+//  A session with a link to every broker of options->broker, not yet
+//  registered (INFO needs no HELLO)
+ps_session_t *ps_session_new (const ps_worker_options_t *options, int *status,
+                              ps_problem_t *problem);
+void ps_session_destroy (ps_session_t **self_p);
+
+//  Register with every broker of the group at once and start heartbeats;
+//  while the brokers name different clocks, leave and try again, a few
+//  times. PS_OK, or why not.
+int ps_session_join (ps_session_t *self);
+//  Say BYE to every broker that registered us, waiting a bounded time
+int ps_session_leave (ps_session_t *self);
+
+//  The options as given (broker points to the session's copy)
+const ps_worker_options_t *ps_session_options (const ps_session_t *self);
+//  Brokers in the group
+uint32_t ps_session_size (const ps_session_t *self);
+//  From the HELLO replies: the job's staleness
+int32_t ps_session_staleness (const ps_session_t *self);
+//  The worker's clock: the job's clock at HELLO plus the CLOCKs sent since,
+//  less those the brokers refused (other than for a NaN)
+int64_t ps_session_clock (const ps_session_t *self);
+//  The least of the slowest live clocks the brokers named last
+int64_t ps_session_min_clock (const ps_session_t *self);
+//  The detail of the last failure recorded, "" if none yet
+const char *ps_session_error (const ps_session_t *self);
+//  Record the detail of a failure; returns status
+int ps_session_fail (ps_session_t *self, int status, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+//  A new request of type (PSMQ__MSG_TYPE__*) and its envelope: version,
+//  type, ticket, rank and clock set, the rest for the caller to fill.
+//  NULL (the detail recorded) when out of memory.
+ps_pending_t *ps_session_request (ps_session_t *self, int type, ps_envelope_t *envelope);
+//  The same for a PULL whose reply goes into tensors (see
+//  ps_tickets_add_pull)
+ps_pending_t *ps_session_request_pull (ps_session_t *self, const ps_tensor_t *tensors,
+                                       size_t ntensors, const ps_part_t *plan,
+                                       ps_envelope_t *envelope);
+//  Send request on link as part of pending's request, which then waits
+//  for that link's reply; sources and lend as ps_link_send
+int ps_session_send (ps_session_t *self, uint32_t link, ps_pending_t *pending,
+                     const ps_envelope_t *request, const float *const *sources, bool lend);
+//  A CLOCK went out to every broker: the brokers advance us on receipt
+void ps_session_clock_sent (ps_session_t *self);
+//  Forget a ticket (a late reply is then ignored); returns status
+int ps_session_abandon (ps_session_t *self, uint64_t ticket, int status);
+
+//  Wait for a ticket as ps_worker_wait says
+int ps_session_wait (ps_session_t *self, uint64_t ticket, int timeout_ms);
+//  Wait, then forget the ticket whatever came, so that a late reply is
+//  ignored rather than written into buffers the caller took back
+int ps_session_wait_or_forget (ps_session_t *self, uint64_t ticket, int timeout_ms);
+//  Tickets not yet collected
+size_t ps_session_pending (const ps_session_t *self);
+
+//  Ask broker shard for INFO and wait for it: *json the caller's to free
+int ps_session_info (ps_session_t *self, uint32_t shard, char **json);
+
+//  Wait until libzmq has let go of every frame a blocking push lent, as
+//  ps_worker.h promises: after a grace of 200 ms, disconnect the links
+//  that still hold some (libzmq then drops them) and connect them again
+void ps_session_reclaim_lent (ps_session_t *self);
+
+#endif
