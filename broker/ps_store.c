@@ -518,15 +518,24 @@ s_check_grad_count (const ps_key_t *key, uint32_t grad_count, ps_problem_t *prob
     return 0;
 }
 
-int
-ps_store_apply (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
-                uint32_t grad_count, ps_problem_t *problem)
+//  What a push must be, whether applied or accumulated
+static int
+s_check_push (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
+              uint32_t grad_count, ps_problem_t *problem)
 {
     assert (self);
     assert (key);
     assert (!self->flushing);
-    if (s_key_check_pieces (key, pieces, npieces, problem) ||
-        s_check_grad_count (key, grad_count, problem))
+    if (s_key_check_pieces (key, pieces, npieces, problem))
+        return -1;
+    return s_check_grad_count (key, grad_count, problem);
+}
+
+int
+ps_store_apply (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
+                uint32_t grad_count, ps_problem_t *problem)
+{
+    if (s_check_push (self, key, pieces, npieces, grad_count, problem))
         return -1;
     return s_key_step (key, pieces, npieces, 1.0f / (float)grad_count, problem);
 }
@@ -543,11 +552,7 @@ int
 ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_piece_t *pieces,
                      size_t npieces, uint32_t grad_count, ps_problem_t *problem)
 {
-    assert (self);
-    assert (key);
-    assert (!self->flushing);
-    if (s_key_check_pieces (key, pieces, npieces, problem) ||
-        s_check_grad_count (key, grad_count, problem))
+    if (s_check_push (self, key, pieces, npieces, grad_count, problem))
         return -1;
     accum_t *accum = s_key_accum (self, key, clock, problem);
     if (!accum)

@@ -238,15 +238,23 @@ s_plan (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors)
     return status ? ps_session_fail (self->session, status, "%s", problem.message) : PS_OK;
 }
 
+//  The start of an async push or pull: its arguments, then its layout
+static int
+s_plan_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
+              const ps_ticket_t *ticket)
+{
+    if (!self || !ticket)
+        return PS_EINVAL;
+    return s_plan (self, tensors, ntensors);
+}
+
 //  Lay out and send a push to every broker holding a part of its tensors;
 //  lend: frames point into the caller's tensors
 static int
 s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t grad_count,
         ps_ticket_t *ticket, bool lend)
 {
-    if (!self || !ticket)
-        return PS_EINVAL;
-    int status = s_plan (self, tensors, ntensors);
+    int status = s_plan_async (self, tensors, ntensors, ticket);
     if (status)
         return status;
     ps_envelope_t request;
@@ -275,9 +283,7 @@ ps_worker_push_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t nten
 int
 ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors, ps_ticket_t *ticket)
 {
-    if (!self || !ticket)
-        return PS_EINVAL;
-    int status = s_plan (self, tensors, ntensors);
+    int status = s_plan_async (self, tensors, ntensors, ticket);
     if (status)
         return status;
     ps_envelope_t request;
