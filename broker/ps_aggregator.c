@@ -24,6 +24,13 @@
 #include <stdio.h>
 #include <string.h>
 
+//  A key a push has taken (staged or summed), to publish or take back
+typedef struct {
+    ps_key_t *key; //  the key
+    size_t entry;  //  its plan entry
+    size_t frame;  //  its first frame
+} taken_t;
+
 typedef struct {
     void *pipe;                 //  raw handle of the actor pipe
     ps_store_t *store;          //  every tensor; ours alone
@@ -38,6 +45,8 @@ typedef struct {
     size_t piece_capacity;      //  pieces allocated
     float *aligned;             //  copies of misaligned frames, reused
     size_t aligned_capacity;    //  floats allocated
+    taken_t *taken;             //  the keys the push at hand has taken so far
+    size_t taken_capacity;      //  allocated
     bool accept_nonfinite;      //  apply NaN and Inf gradients as they come
 } agg_t;
 
@@ -173,6 +182,46 @@ s_reserve_pieces (agg_t *self, size_t count)
     self->piece_capacity = count;
 }
 
+static void
+s_reserve_taken (agg_t *self, size_t count)
+{
+    if (count <= self->taken_capacity)
+        return;
+    taken_t *grown = realloc (self->taken, count * sizeof *grown);
+    assert (grown);
+    self->taken = grown;
+    self->taken_capacity = count;
+}
+
+//  Every frame of a push checked for NaN and infinities, in a pass of its
+//  own; 0, or -1 with ERR_NONFINITE naming key and element
+static int
+s_check_frames (agg_t *self, const ps_agg_entry_t *plan, size_t entries, ps_problem_t *problem)
+{
+    size_t frame = 1;
+    for (size_t i = 0; i < entries; i++) {
+        uint64_t offset = 0;
+        for (uint32_t f = 0; f < plan[i].frames; f++, frame++) {
+            //  Read as bytes: a small frame may sit at any offset
+            const void *data = zmq_msg_data (&self->frames[frame]);
+            size_t count = zmq_msg_size (&self->frames[frame]) / sizeof (float);
+            size_t bad = ps_optim_first_nonfinite (data, count);
+            if (bad < count) {
+                float value;
+                memcpy (&value, (const char *)data + bad * sizeof value, sizeof value);
+                return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_NONFINITE,
+                                       "key '%s' element %llu is %s", plan[i].key,
+                                       (unsigned long long)(offset + bad),
+                                       isnan (value) ? "nan"
+                                       : value > 0   ? "inf"
+                                                     : "-inf");
+            }
+            offset += count;
+        }
+    }
+    return 0;
+}
+
 //  libzmq keeps small frames at any offset inside its receive buffer, so
 //  a frame may not be float-aligned. Such frames (small ones: large frames
 //  get a malloc'd buffer of their own) are copied to an aligned scratch.
@@ -200,66 +249,88 @@ s_align_pieces (agg_t *self, size_t npieces)
         }
 }
 
-//  0 when every gradient of the push is finite; else -1, and the router is
-//  told which key and element, to answer the worker's next CLOCK. All
-//  frames are checked before any is applied, so a refused push leaves no
-//  trace in parameters, optimizer state or BSP sums. A frame of at most
-//  PS_CHUNK_BYTES is read twice, the second time from cache.
-static int
-s_check_finite (agg_t *self, const ps_agg_command_t *command, const ps_agg_entry_t *plan,
-                size_t entries)
+//  Tell the ROUTER loop that the push was refused: problem names the key
+//  and the element; the worker's next CLOCK is answered with it
+static void
+s_fault (agg_t *self, const ps_agg_command_t *command, const ps_problem_t *problem)
 {
-    size_t frame = 1;
-    for (size_t i = 0; i < entries; i++) {
-        uint64_t offset = 0;
-        for (uint32_t f = 0; f < plan[i].frames; f++, frame++) {
-            //  Read as bytes: a small frame may sit at any offset
-            const void *data = zmq_msg_data (&self->frames[frame]);
-            size_t count = zmq_msg_size (&self->frames[frame]) / sizeof (float);
-            size_t bad = ps_optim_first_nonfinite (data, count);
-            if (bad < count) {
-                float value;
-                memcpy (&value, (const char *)data + bad * sizeof value, sizeof value);
-                char why[PS_MAX_ERROR_LEN];
-                int length = snprintf (why, sizeof why,
-                                       "push for clock %lld was not applied: key '%s' element "
-                                       "%llu is %s (the broker refuses NaN and infinite gradients)",
-                                       (long long)command->clock, plan[i].key,
-                                       (unsigned long long)(offset + bad),
-                                       isnan (value) ? "nan"
-                                       : value > 0   ? "inf"
-                                                     : "-inf");
-                ps_agg_command_t event = {.kind = PS_AGG_FAULT, .worker = command->worker};
-                s_send_event (self, &event, true);
-                zmq_send (self->pipe, why,
-                          (size_t)length < sizeof why ? (size_t)length : sizeof why - 1, 0);
-                return -1;
-            }
-            offset += count;
-        }
-    }
-    return 0;
+    char why[PS_MAX_ERROR_LEN];
+    int length = snprintf (why, sizeof why,
+                           "push for clock %lld was not applied: %s (the broker refuses NaN and "
+                           "infinite gradients)",
+                           (long long)command->clock, problem->message);
+    ps_agg_command_t event = {.kind = PS_AGG_FAULT, .worker = command->worker};
+    s_send_event (self, &event, true);
+    zmq_send (self->pipe, why, (size_t)length < sizeof why ? (size_t)length : sizeof why - 1, 0);
 }
 
-//  PUSH: hand each key's run of frames to the store as pieces
+//  The pieces of one plan entry: its frames from first on, aligned
+static void
+s_entry_pieces (agg_t *self, const ps_agg_entry_t *entry, size_t first)
+{
+    s_reserve_pieces (self, entry->frames);
+    for (uint32_t f = 0; f < entry->frames; f++) {
+        assert (first + f < self->nframes);
+        self->pieces[f].data = zmq_msg_data (&self->frames[first + f]);
+        self->pieces[f].count = zmq_msg_size (&self->frames[first + f]) / sizeof (float);
+    }
+    s_align_pieces (self, entry->frames);
+}
+
+//  Rules with state change it as they step, so a push that holds one must
+//  be checked whole before any key steps (the others check as they step)
+static bool
+s_has_state (agg_t *self, const ps_agg_entry_t *plan, size_t entries)
+{
+    for (size_t i = 0; i < entries; i++) {
+        ps_key_t *key = ps_store_lookup (self->store, plan[i].key);
+        if (key && ps_key_has_state (key))
+            return true;
+    }
+    return false;
+}
+
+//  The keys of a push refused at a later key are taken back: staged steps
+//  dropped, BSP sums given their gradients back
+static void
+s_take_back (agg_t *self, const ps_agg_command_t *command, const ps_agg_entry_t *plan, size_t taken)
+{
+    for (size_t t = taken; t-- > 0;) {
+        ps_key_t *key = self->taken[t].key;
+        if (self->staleness != 0) {
+            ps_store_drop (self->store, key);
+            continue;
+        }
+        const ps_agg_entry_t *entry = &plan[self->taken[t].entry];
+        s_entry_pieces (self, entry, self->taken[t].frame);
+        ps_store_unaccumulate (self->store, key, command->clock, self->pieces, entry->frames,
+                               command->grad_count);
+    }
+}
+
+//  PUSH: hand each key's run of frames to the store as pieces. The push is
+//  taken whole or not at all: SSP/ASP steps are staged, then published
+//  together; a refusal (NaN, infinity) at any key takes the others back.
+//  The check rides along the pass the data takes anyway (the SGD step, or
+//  the BSP sum of a piece just read), except for rules with state.
 static void
 s_handle_push (agg_t *self, const ps_agg_command_t *command)
 {
     assert (self->nframes >= 1);
     size_t entries;
     const ps_agg_entry_t *plan = s_plan (&self->frames[0], &entries);
-    if (!self->accept_nonfinite && s_check_finite (self, command, plan, entries))
-        return;
-    size_t frame = 1;
+    s_reserve_taken (self, entries);
+    bool check = !self->accept_nonfinite;
+    if (check && self->staleness != 0 && s_has_state (self, plan, entries)) {
+        ps_problem_t problem;
+        if (s_check_frames (self, plan, entries, &problem))
+            return s_fault (self, command, &problem);
+        check = false;
+    }
+    size_t frame = 1, taken = 0;
     for (size_t i = 0; i < entries; i++) {
         const ps_agg_entry_t *entry = &plan[i];
-        s_reserve_pieces (self, entry->frames);
-        for (uint32_t f = 0; f < entry->frames; f++, frame++) {
-            assert (frame < self->nframes);
-            self->pieces[f].data = zmq_msg_data (&self->frames[frame]);
-            self->pieces[f].count = zmq_msg_size (&self->frames[frame]) / sizeof (float);
-        }
-        s_align_pieces (self, entry->frames);
+        s_entry_pieces (self, entry, frame);
         ps_key_t *key = ps_store_lookup (self->store, entry->key);
         ps_problem_t problem;
         int rc = -1;
@@ -268,17 +339,25 @@ s_handle_push (agg_t *self, const ps_agg_command_t *command)
                             entry->key);
         else if (self->staleness == 0)
             rc = ps_store_accumulate (self->store, key, command->clock, self->pieces, entry->frames,
-                                      command->grad_count, &problem);
+                                      command->grad_count, check, &problem);
         else
-            rc = ps_store_apply (self->store, key, self->pieces, entry->frames, command->grad_count,
-                                 &problem);
+            rc = ps_store_stage (self->store, key, self->pieces, entry->frames, command->grad_count,
+                                 check, &problem);
+        if (rc && problem.code == PSMQ__ERR_CODE__ERR_NONFINITE) {
+            s_take_back (self, command, plan, taken);
+            return s_fault (self, command, &problem);
+        }
         if (rc)
             ps_error ("push from worker %u lost after its ack: %s", command->worker,
                       problem.message);
-        else if (self->staleness != 0) {
-            self->steps++;
-            s_publish (key, self);
-        }
+        else
+            self->taken[taken++] = (taken_t){.key = key, .entry = i, .frame = frame};
+        frame += entry->frames;
+    }
+    for (size_t t = 0; t < taken && self->staleness != 0; t++) {
+        ps_store_commit (self->store, self->taken[t].key);
+        self->steps++;
+        s_publish (self->taken[t].key, self);
     }
 }
 
@@ -344,5 +423,6 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
     free (self.frames);
     free (self.pieces);
     free (self.aligned);
+    free (self.taken);
     ps_store_destroy (&self.store);
 }

@@ -170,6 +170,26 @@ s_sgd (float *out, const float *in, const float *restrict grad, float scale, flo
         out[i] = in[i] - lr * (grad[i] * scale);
 }
 
+//  The exponent bits of a float are all ones exactly when it is NaN or
+//  infinite; their max is an integer reduction gcc vectorises
+#define S_EXPONENT 0x7f800000u
+
+static uint32_t
+s_sgd_checked (float *out, const float *in, const float *restrict grad, float scale, float lr,
+               size_t n)
+{
+    uint32_t highest = 0;
+    PS_INDEPENDENT
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        memcpy (&bits, &grad[i], sizeof bits);
+        bits &= S_EXPONENT;
+        highest = bits > highest ? bits : highest;
+        out[i] = in[i] - lr * (grad[i] * scale);
+    }
+    return highest;
+}
+
 static void
 s_momentum (float *out, const float *in, const float *restrict grad, float scale, float lr,
             float mu, float *restrict velocity, size_t n)
@@ -347,7 +367,7 @@ size_t
 ps_optim_first_nonfinite (const void *values, size_t n)
 {
     const unsigned char *bytes = values;
-    const uint32_t exponent = 0x7f800000u;
+    const uint32_t exponent = S_EXPONENT;
     uint32_t highest = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t bits;
@@ -364,4 +384,16 @@ ps_optim_first_nonfinite (const void *values, size_t n)
             return i;
     }
     return n;
+}
+
+size_t
+ps_optim_sgd_checked (const ps_optim_config_t *config, float *out, const float *in,
+                      const float *grad, float scale, size_t n, uint64_t step)
+{
+    assert (config && config->kind == PS_OPTIM_SGD);
+    assert (n == 0 || (out && in && grad));
+    float lr = ps_optim_rate (config, step);
+    if (s_sgd_checked (out, in, grad, scale, lr, n) != S_EXPONENT)
+        return n;
+    return ps_optim_first_nonfinite (grad, n);
 }

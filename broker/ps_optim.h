@@ -72,5 +72,11 @@ size_t ps_optim_state_slots (ps_optim_kind_t kind);
 void ps_optim_apply (const ps_optim_config_t *config, float *out, const float *in,
                      const float *grad, float scale, float *state0, float *state1, size_t n,
                      uint64_t step);
+//  SGD's step fused with the finite check of its gradient, so the check
+//  costs no pass of its own: the index of the first NaN or infinity in
+//  grad, or n when all are finite (out is then garbage past that element,
+//  and the caller must not publish it). config's kind must be SGD.
+size_t ps_optim_sgd_checked (const ps_optim_config_t *config, float *out, const float *in,
+                             const float *grad, float scale, size_t n, uint64_t step);
 
 #endif

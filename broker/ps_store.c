@@ -38,6 +38,7 @@
 #include "ps_log.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,7 @@ struct ps_key_t {
     ps_optim_config_t config; //  the key's update rule, checked
     float *state[2];          //  optimizer state, size floats each or NULL
     uint64_t steps;           //  optimizer steps done (Adam's t)
+    bool staged;              //  the spare holds a step not yet published
     uint64_t version;         //  1 after INIT, bumped by every step
     accum_t *accums;          //  BSP accumulators, live or reusable
     size_t naccums;           //  slots in accums
@@ -234,12 +236,44 @@ s_key_check_pieces (const ps_key_t *self, const ps_piece_t *pieces, size_t npiec
     return 0;
 }
 
-//  One optimizer step with gradient pieces * scale, pieces the caller has
-//  checked. Fails only when out of memory, leaving the key unchanged.
+//  ERR_NONFINITE naming element at of the key, whose value is value
 static int
-s_key_step (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float scale,
-            ps_problem_t *problem)
+s_nonfinite (const ps_key_t *self, uint64_t at, float value, ps_problem_t *problem)
 {
+    return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_NONFINITE, "key '%s' element %llu is %s",
+                           self->name, (unsigned long long)at,
+                           isnan (value) ? "nan"
+                           : value > 0   ? "inf"
+                                         : "-inf");
+}
+
+//  0 when every gradient piece is finite, else ERR_NONFINITE
+static int
+s_check_finite (const ps_key_t *self, const ps_piece_t *pieces, size_t npieces,
+                ps_problem_t *problem)
+{
+    uint64_t offset = 0;
+    for (size_t i = 0; i < npieces; i++) {
+        size_t bad = ps_optim_first_nonfinite (pieces[i].data, pieces[i].count);
+        if (bad < pieces[i].count)
+            return s_nonfinite (self, offset + bad, pieces[i].data[bad], problem);
+        offset += pieces[i].count;
+    }
+    return 0;
+}
+
+//  One optimizer step with gradient pieces * scale into the spare, not yet
+//  published. check: refuse NaN and infinities (ERR_NONFINITE); for SGD
+//  the check rides along the step, for rules with state it is a pass of
+//  its own before the state changes. Fails only then or when out of
+//  memory, leaving the key's parameters and state unchanged.
+static int
+s_key_stage (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float scale, bool check,
+             ps_problem_t *problem)
+{
+    bool fused = check && self->config.kind == PS_OPTIM_SGD;
+    if (check && !fused && s_check_finite (self, pieces, npieces, problem))
+        return -1;
     if (s_key_writable_spare (self))
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
                                "key '%s': out of memory for its next version", self->name);
@@ -248,15 +282,34 @@ s_key_step (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float scal
     uint64_t step = self->steps + 1;
     size_t offset = 0;
     for (size_t i = 0; i < npieces; i++) {
-        float *state0 = self->state[0] ? self->state[0] + offset : NULL;
-        float *state1 = self->state[1] ? self->state[1] + offset : NULL;
-        ps_optim_apply (&self->config, out + offset, in + offset, pieces[i].data, scale, state0,
-                        state1, pieces[i].count, step);
-        offset += pieces[i].count;
+        const float *grad = pieces[i].data;
+        size_t count = pieces[i].count;
+        if (fused) {
+            size_t bad = ps_optim_sgd_checked (&self->config, out + offset, in + offset, grad,
+                                               scale, count, step);
+            if (bad < count)
+                return s_nonfinite (self, offset + bad, grad[bad], problem);
+        }
+        else {
+            float *state0 = self->state[0] ? self->state[0] + offset : NULL;
+            float *state1 = self->state[1] ? self->state[1] + offset : NULL;
+            ps_optim_apply (&self->config, out + offset, in + offset, grad, scale, state0, state1,
+                            count, step);
+        }
+        offset += count;
     }
-    self->steps = step;
-    s_key_publish (self);
+    self->staged = true;
     return 0;
+}
+
+//  Publish the step s_key_stage computed
+static void
+s_key_commit (ps_key_t *self)
+{
+    assert (self->staged);
+    self->staged = false;
+    self->steps++;
+    s_key_publish (self);
 }
 
 //  The live accumulator of clock, or a free one (with its sum buffer) to
@@ -500,6 +553,13 @@ ps_key_version (const ps_key_t *key)
     return key->version;
 }
 
+bool
+ps_key_has_state (const ps_key_t *key)
+{
+    assert (key);
+    return key->state[0] != NULL;
+}
+
 ps_buf_t *
 ps_key_current (ps_key_t *key)
 {
@@ -532,12 +592,41 @@ s_check_push (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t 
 }
 
 int
-ps_store_apply (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
-                uint32_t grad_count, ps_problem_t *problem)
+ps_store_stage (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
+                uint32_t grad_count, bool check, ps_problem_t *problem)
 {
     if (s_check_push (self, key, pieces, npieces, grad_count, problem))
         return -1;
-    return s_key_step (key, pieces, npieces, 1.0f / (float)grad_count, problem);
+    //  The same key twice in one push: the first step is taken before the
+    //  second is computed from it
+    if (key->staged)
+        s_key_commit (key);
+    return s_key_stage (key, pieces, npieces, 1.0f / (float)grad_count, check, problem);
+}
+
+void
+ps_store_commit (ps_store_t *self, ps_key_t *key)
+{
+    assert (self);
+    if (key->staged)
+        s_key_commit (key);
+}
+
+void
+ps_store_drop (ps_store_t *self, ps_key_t *key)
+{
+    assert (self);
+    key->staged = false;
+}
+
+int
+ps_store_apply (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
+                uint32_t grad_count, ps_problem_t *problem)
+{
+    if (ps_store_stage (self, key, pieces, npieces, grad_count, true, problem))
+        return -1;
+    ps_store_commit (self, key);
+    return 0;
 }
 
 //  Pieces are received frames, never the store's own sums
@@ -548,9 +637,21 @@ s_add (float *restrict sum, const float *restrict grad, size_t n)
         sum[i] += grad[i];
 }
 
+//  Take pieces 0 .. npieces-1 back out of a sum they were added to
+static void
+s_subtract (float *sum, const ps_piece_t *pieces, size_t npieces)
+{
+    size_t offset = 0;
+    for (size_t i = 0; i < npieces; i++) {
+        for (size_t j = 0; j < pieces[i].count; j++)
+            sum[offset + j] -= pieces[i].data[j];
+        offset += pieces[i].count;
+    }
+}
+
 int
 ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_piece_t *pieces,
-                     size_t npieces, uint32_t grad_count, ps_problem_t *problem)
+                     size_t npieces, uint32_t grad_count, bool check, ps_problem_t *problem)
 {
     if (s_check_push (self, key, pieces, npieces, grad_count, problem))
         return -1;
@@ -561,6 +662,15 @@ ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_pi
     bool first = !accum->live;
     size_t offset = 0;
     for (size_t i = 0; i < npieces; i++) {
+        //  Checked just before it is summed: a piece is at most a frame,
+        //  so the sum reads it again from cache
+        size_t bad =
+            check ? ps_optim_first_nonfinite (pieces[i].data, pieces[i].count) : pieces[i].count;
+        if (bad < pieces[i].count) {
+            if (!first)
+                s_subtract (accum->sum, pieces, i);
+            return s_nonfinite (key, offset + bad, pieces[i].data[bad], problem);
+        }
         if (first)
             memcpy (accum->sum + offset, pieces[i].data, pieces[i].count * sizeof (float));
         else
@@ -585,6 +695,27 @@ ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_pi
     return 0;
 }
 
+void
+ps_store_unaccumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_piece_t *pieces,
+                       size_t npieces, uint32_t grad_count)
+{
+    assert (self);
+    assert (key);
+    for (size_t i = 0; i < key->naccums; i++) {
+        accum_t *accum = &key->accums[i];
+        if (!accum->live || accum->clock != clock)
+            continue;
+        assert (accum->count >= grad_count);
+        if (accum->count == grad_count)
+            accum->live = false; //  it was the clock's first: nothing else is in the sum
+        else {
+            s_subtract (accum->sum, pieces, npieces);
+            accum->count -= grad_count;
+        }
+        return;
+    }
+}
+
 //  Apply key's live accumulators below before_clock, oldest first. Returns
 //  the steps applied. Out of memory stops at the accumulator that failed,
 //  which stays for the next flush: dropping it would lose gradients.
@@ -596,11 +727,14 @@ s_flush_key (ps_key_t *key, int64_t before_clock)
     while ((accum = s_key_oldest (key, before_clock))) {
         ps_piece_t whole = {accum->sum, (size_t)key->size};
         ps_problem_t problem;
-        if (s_key_step (key, &whole, 1, 1.0f / (float)accum->count, &problem)) {
+        //  The sums were checked as they came in (or may hold what the
+        //  broker was told to accept)
+        if (s_key_stage (key, &whole, 1, 1.0f / (float)accum->count, false, &problem)) {
             ps_warn ("flush: %s; its gradients of clock %lld wait for the next barrier",
                      problem.message, (long long)accum->clock);
             break;
         }
+        s_key_commit (key);
         accum->live = false;
         steps++;
     }

@@ -72,20 +72,43 @@ uint64_t ps_key_size (const ps_key_t *key);
 uint64_t ps_key_version (const ps_key_t *key);
 //  The current version; borrowed: take a ps_buf_ref to keep it
 ps_buf_t *ps_key_current (ps_key_t *key);
+//  Its update rule keeps state (momentum, Adagrad, Adam), changed by a step
+bool ps_key_has_state (const ps_key_t *key);
 
 //  SSP and ASP: one optimizer step now with the mean gradient
 //  (sum of pieces / grad_count). The pieces must cover the key exactly
 //  (ERR_SIZE otherwise) and must not point into the store's buffers.
 //  grad_count 0 or past PS_MAX_GRAD_COUNT is ERR_MALFORMED; ERR_FULL when
 //  a reader holds the spare version and a new buffer cannot be had.
+//  A gradient holding a NaN or an infinity is ERR_NONFINITE, naming the
+//  element, and leaves the key unchanged.
 int ps_store_apply (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
                     uint32_t grad_count, ps_problem_t *problem);
+//  ps_store_apply in two steps, so that a push of several keys is applied
+//  whole or not at all: stage computes the key's next version, unseen,
+//  and commit publishes it, or drop forgets it (the spare it wrote is
+//  written again by the next step). check: refuse NaN and infinities as apply does; for SGD
+//  that rides along the step, costing no pass of its own; for rules with
+//  state it is a pass before the state changes. A caller that stages
+//  several keys with state must check them all before staging any, since
+//  a stage changes the optimizer state at once.
+int ps_store_stage (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
+                    uint32_t grad_count, bool check, ps_problem_t *problem);
+void ps_store_commit (ps_store_t *self, ps_key_t *key);
+void ps_store_drop (ps_store_t *self, ps_key_t *key);
 //  BSP: add the pieces into the key's accumulator for clock, counting
-//  grad_count gradients. Same rules as apply. ERR_FULL when a new clock's
-//  sum buffer does not fit in PS_MAX_STORE_BYTES or memory; flushed sums
-//  are reused for later clocks.
+//  grad_count gradients. Same rules as apply; check: refuse NaN and
+//  infinities (each piece is checked just before it is summed, and on a
+//  refusal the pieces already summed are taken back out). ERR_FULL when a
+//  new clock's sum buffer does not fit in PS_MAX_STORE_BYTES or memory;
+//  flushed sums are reused for later clocks.
 int ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_piece_t *pieces,
-                         size_t npieces, uint32_t grad_count, ps_problem_t *problem);
+                         size_t npieces, uint32_t grad_count, bool check, ps_problem_t *problem);
+//  Take back a push ps_store_accumulate took (the same pieces and count):
+//  for a push refused at a later key. Exact when it was the clock's first
+//  gradient of the key; otherwise subtracted, exact but for rounding.
+void ps_store_unaccumulate (ps_store_t *self, ps_key_t *key, int64_t clock,
+                            const ps_piece_t *pieces, size_t npieces, uint32_t grad_count);
 //  BSP barrier: for every key, apply each accumulator of a clock below
 //  before_clock as one optimizer step with its mean, oldest clock first,
 //  and drop it. Calls updated (key, arg) once for each key that changed,

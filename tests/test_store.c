@@ -165,7 +165,7 @@ Test (store, pieces_must_cover_the_key)
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
 
     problem.code = 0;
-    cr_assert_eq (ps_store_accumulate (store, key, 0, short_runs, 2, 1, &problem), -1);
+    cr_assert_eq (ps_store_accumulate (store, key, 0, short_runs, 2, 1, true, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
     cr_assert_eq (ps_store_pending (store), 0);
 
@@ -208,11 +208,11 @@ Test (store, bsp_flush_applies_the_mean_once)
     const float g[3][3] = {{1, 2, 3}, {-2, 0.5f, 1}, {4, 4, -1}};
     for (int w = 0; w < 3; w++) {
         ps_piece_t runs[2] = {{g[w], 1}, {g[w] + 1, 2}};
-        cr_assert_eq (ps_store_accumulate (store, a, 7, runs, 2, 1, &problem), 0, "%s",
+        cr_assert_eq (ps_store_accumulate (store, a, 7, runs, 2, 1, true, &problem), 0, "%s",
                       problem.message);
     }
     ps_piece_t b_piece = {(float[]){1, -1}, 2};
-    cr_assert_eq (ps_store_accumulate (store, b, 7, &b_piece, 1, 2, &problem), 0);
+    cr_assert_eq (ps_store_accumulate (store, b, 7, &b_piece, 1, 2, true, &problem), 0);
     cr_assert_eq (ps_store_pending (store), 5);
     cr_assert_eq (ps_key_version (a), 1, "accumulating does not step");
 
@@ -239,7 +239,7 @@ Test (store, bsp_flush_applies_the_mean_once)
 
     //  The next clock starts a fresh sum, not one added to clock 7's
     ps_piece_t next = {(float[]){3, 3, 3}, 3};
-    cr_assert_eq (ps_store_accumulate (store, a, 8, &next, 1, 1, &problem), 0);
+    cr_assert_eq (ps_store_accumulate (store, a, 8, &next, 1, 1, true, &problem), 0);
     cr_assert_eq (ps_store_flush (store, 9, NULL, NULL), 1);
     ps_optim_apply (&momentum, want, want, (float[]){3, 3, 3}, 1, velocity, NULL, 3, 2);
     s_assert_near (s_values (a), want, 3, "a, clock 8");
@@ -256,8 +256,8 @@ Test (store, flush_applies_older_clocks_first)
     ps_problem_t problem;
     //  The newer clock arrives first
     ps_piece_t p5 = {g5, 2}, p3 = {g3, 2};
-    cr_assert_eq (ps_store_accumulate (store, key, 5, &p5, 1, 1, &problem), 0);
-    cr_assert_eq (ps_store_accumulate (store, key, 3, &p3, 1, 1, &problem), 0);
+    cr_assert_eq (ps_store_accumulate (store, key, 5, &p5, 1, 1, true, &problem), 0);
+    cr_assert_eq (ps_store_accumulate (store, key, 3, &p3, 1, 1, true, &problem), 0);
     cr_assert_eq (ps_store_pending (store), 2);
 
     updates_t updates = {{0}, {key, NULL, NULL}};
@@ -281,8 +281,8 @@ Test (store, flush_keeps_clocks_not_yet_due)
     ps_key_t *key = s_init (store, "w", 1, NULL);
     ps_problem_t problem;
     ps_piece_t g = {(float[]){1}, 1};
-    cr_assert_eq (ps_store_accumulate (store, key, 3, &g, 1, 1, &problem), 0);
-    cr_assert_eq (ps_store_accumulate (store, key, 4, &g, 1, 2, &problem), 0);
+    cr_assert_eq (ps_store_accumulate (store, key, 3, &g, 1, 1, true, &problem), 0);
+    cr_assert_eq (ps_store_accumulate (store, key, 4, &g, 1, 2, true, &problem), 0);
     cr_assert_eq (ps_store_flush (store, 4, NULL, NULL), 1);
     cr_assert_eq (ps_store_pending (store), 2);
     cr_assert_eq (ps_key_version (key), 2);
@@ -460,5 +460,79 @@ Test (store, limits)
     //  Existing keys are still found, and INIT of one is still a no-op
     cr_assert_not_null (ps_store_lookup (store, "k54321"));
     cr_assert_eq (ps_store_init (store, "k7", 1, NULL, NULL, &problem), 0);
+    ps_store_destroy (&store);
+}
+
+//  A gradient holding a NaN or an infinity leaves the key as it was: no
+//  new version under SGD (the check rides along the step) nor under Adam
+//  (a pass before the state changes), and nothing in a BSP sum
+Test (store, nonfinite_gradients_leave_the_key_unchanged)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t adam = s_config (PS_OPTIM_ADAM);
+    ps_key_t *sgd = s_init (store, "sgd", 8, NULL);
+    ps_key_t *moment = s_init (store, "adam", 8, &adam);
+    float good[8] = {1, 1, 1, 1, 1, 1, 1, 1}, bad[8] = {1, 1, 1, 1, 1, 1, NAN, 1};
+    ps_piece_t halves[2] = {{good, 4}, {bad + 4, 4}};
+    ps_problem_t problem;
+    ps_key_t *keys[2] = {sgd, moment};
+    for (int k = 0; k < 2; k++) {
+        uint64_t version = ps_key_version (keys[k]);
+        cr_assert_eq (ps_store_apply (store, keys[k], halves, 2, 1, &problem), -1);
+        cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_NONFINITE);
+        cr_assert (strstr (problem.message, "element 6 is nan"), "%s", problem.message);
+        cr_assert_eq (ps_key_version (keys[k]), version, "%s changed", ps_key_name (keys[k]));
+        cr_assert_eq (s_values (keys[k])[0], 0.0f);
+    }
+    //  Adam's state was not touched: its first good step is its first step
+    ps_piece_t whole = {good, 8};
+    cr_assert_eq (ps_store_apply (store, moment, &whole, 1, 1, &problem), 0, "%s", problem.message);
+    float want[8] = {0}, m[8] = {0}, v[8] = {0};
+    ps_optim_apply (&adam, want, want, good, 1.0f, m, v, 8, 1);
+    s_assert_near (s_values (moment), want, 8, "adam after one step");
+
+    //  BSP: the clock's first gradient refused leaves no live sum; a later
+    //  one refused at its second piece gives the first piece back
+    cr_assert_eq (ps_store_accumulate (store, sgd, 0, halves, 2, 1, true, &problem), -1);
+    cr_assert_eq (ps_store_pending (store), 0);
+    cr_assert_eq (ps_store_accumulate (store, sgd, 0, &whole, 1, 1, true, &problem), 0);
+    cr_assert_eq (ps_store_accumulate (store, sgd, 0, halves, 2, 1, true, &problem), -1);
+    cr_assert_eq (ps_store_pending (store), 1);
+    cr_assert_eq (ps_store_flush (store, 1, NULL, NULL), 1);
+    //  The mean of the one gradient taken: 0 - 0.1 * 1 under the defaults
+    ps_optim_config_t defaults = s_config (PS_OPTIM_SGD);
+    cr_assert_float_eq (s_values (sgd)[0], -defaults.lr, 1e-7);
+    cr_assert_float_eq (s_values (sgd)[7], -defaults.lr, 1e-7);
+    //  Without the check, as psbroker --accept-nonfinite asks
+    cr_assert_eq (ps_store_accumulate (store, sgd, 1, halves, 2, 1, false, &problem), 0);
+    ps_store_destroy (&store);
+}
+
+//  A push of several keys is taken whole or not at all: staged steps are
+//  published together, dropped together, and a BSP sum can give a push back
+Test (store, stage_commit_drop_and_take_back)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_key_t *key = s_init (store, "k", 4, NULL);
+    float grad[4] = {2, 2, 2, 2};
+    ps_piece_t whole = {grad, 4};
+    ps_problem_t problem;
+    uint64_t version = ps_key_version (key);
+    cr_assert_eq (ps_store_stage (store, key, &whole, 1, 1, true, &problem), 0);
+    cr_assert_eq (ps_key_version (key), version, "a staged step is not visible");
+    ps_store_drop (store, key);
+    cr_assert_eq (ps_store_stage (store, key, &whole, 1, 1, true, &problem), 0);
+    ps_store_commit (store, key);
+    cr_assert_eq (ps_key_version (key), version + 1, "one step, not two");
+    cr_assert_float_eq (s_values (key)[0], -0.2f, 1e-7);
+
+    float one[4] = {1, 1, 1, 1};
+    ps_piece_t first = {one, 4};
+    cr_assert_eq (ps_store_accumulate (store, key, 3, &first, 1, 1, true, &problem), 0);
+    cr_assert_eq (ps_store_accumulate (store, key, 3, &whole, 1, 1, true, &problem), 0);
+    ps_store_unaccumulate (store, key, 3, &whole, 1, 1);
+    cr_assert_eq (ps_store_pending (store), 1);
+    ps_store_unaccumulate (store, key, 3, &first, 1, 1);
+    cr_assert_eq (ps_store_pending (store), 0);
     ps_store_destroy (&store);
 }

@@ -397,10 +397,11 @@ Test (worker, pull_behind_a_waiting_clock_waits_as_long_as_the_clock, .timeout =
 //  A NaN or an infinity in a push: the push is acked (the broker acks
 //  before reading values) but not applied, and the next clock reports it,
 //  naming key and element, while the clock still advances
-Test (worker, nonfinite_gradients_are_refused_at_the_next_clock, .timeout = 30)
+static void
+s_nonfinite_case (int32_t staleness)
 {
     char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    ps_broker_t *broker = ps_test_broker (1, staleness, 0, endpoint, sizeof endpoint);
     ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
     ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
     float initial[2] = {1, 2}, good[2] = {1, 1}, bad[2] = {1, NAN}, value[2];
@@ -436,6 +437,12 @@ Test (worker, nonfinite_gradients_are_refused_at_the_next_clock, .timeout = 30)
     free (json);
     ps_worker_close (&worker);
     ps_broker_destroy (&broker);
+}
+
+Test (worker, nonfinite_gradients_are_refused_at_the_next_clock, .timeout = 30)
+{
+    s_nonfinite_case (-1); //  ASP: the push's steps staged, then dropped
+    s_nonfinite_case (0);  //  BSP: the clean key's sum taken back
 }
 
 //  grad_count counts the gradients summed into a push: 1 to the workers

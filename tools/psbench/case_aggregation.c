@@ -52,7 +52,7 @@ case_aggregation (const bench_options_t *options, const bench_plan_t *plan,
     for (int rep = -1; ok && rep < plan->agg_reps; rep++) {
         double start = bench_now ();
         for (size_t g = 0; ok && g < AGG_GRADIENTS; g++)
-            ok = ps_store_accumulate (store, key, clock, pieces + g * npieces, npieces, 1,
+            ok = ps_store_accumulate (store, key, clock, pieces + g * npieces, npieces, 1, true,
                                       &problem) == 0;
         ok = ok && ps_store_flush (store, clock + 1, NULL, NULL) == 1;
         clock++;
