@@ -179,6 +179,12 @@ s_buffers_free (bench_buffers_t *buffers)
     memset (buffers, 0, sizeof *buffers);
 }
 
+void
+bench_run_log (void *arg, int level, const char *message)
+{
+    fprintf (stderr, "psbench: %s\n", message);
+}
+
 static void *
 s_worker_main (void *arg)
 {
@@ -192,6 +198,7 @@ s_worker_main (void *arg)
     options.local_workers = bench->local;
     options.timeout_ms = BENCH_WORKER_TIMEOUT_MS;
     options.clock_timeout_ms = BENCH_WORKER_TIMEOUT_MS;
+    options.log = bench_run_log;
     int status;
     ps_worker_t *worker = ps_worker_connect (&options, &status);
     if (!worker)

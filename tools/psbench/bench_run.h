@@ -52,6 +52,10 @@ typedef struct {
     int reps;                     //  filled
 } bench_result_t;
 
+//  The worker library's log callback for psbench's workers: on stderr,
+//  so a worker that cannot join says why
+void bench_run_log (void *arg, int level, const char *message);
+
 //  Run spec's threads against a broker or group started for them, as
 //  options and plan say; 0, or -1 when the brokers or a worker failed
 int bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench_spec_t *spec,
