@@ -278,16 +278,21 @@ s_receive_from (ps_session_t *self, uint32_t link)
         return ps_session_fail (self, status, "%s", problem.message);
     if (nframes == 0)
         return PS_OK;
-    ps_envelope_t *reply = overflow ? NULL
-                                    : ps_codec_decode (self->codec, zmq_msg_data (&frames[0]),
-                                                       zmq_msg_size (&frames[0]), &problem);
-    if (overflow)
-        ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_TOO_LARGE, "a message of more than %d frames",
-                        PS_MAX_SLICES);
+    ps_envelope_t *reply = ps_codec_decode (self->codec, zmq_msg_data (&frames[0]),
+                                            zmq_msg_size (&frames[0]), &problem);
     const char *endpoint = ps_group_endpoint (self->group, link);
     ps_pending_t *pending =
         reply && reply->reply ? ps_tickets_find (self->tickets, reply->seq) : NULL;
-    if (!reply)
+    if (overflow && pending && !pending->complete) {
+        //  Its request fails now, rather than at its timeout
+        ps_session_fail (self, PS_EPROTO, "reply from %s has more than %d frames", endpoint,
+                         PS_MAX_SLICES);
+        ps_tickets_settle (pending, link, PS_EPROTO, false, &problem);
+    }
+    else if (overflow)
+        ps_session_fail (self, PS_EPROTO, "reply from %s has more than %d frames", endpoint,
+                         PS_MAX_SLICES);
+    else if (!reply)
         ps_session_fail (self, PS_EPROTO, "reply from %s does not parse: %s", endpoint,
                          problem.message);
     else if (!pending && reply->type == PSMQ__MSG_TYPE__ERROR && reply->error)
