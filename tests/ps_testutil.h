@@ -1,9 +1,12 @@
 /*  =========================================================================
     ps_testutil - helpers shared by the tests
 
-    Start a broker in-process on an ephemeral loopback port, find the
-    built binaries, spawn processes with a bounded wait. Test code only;
-    each helper asserts (through Criterion) on failure.
+    Start a broker in-process on an ephemeral loopback port (alone, in a
+    group, or with a worker already joined: a job), speak to it through a
+    raw DEALER with envelopes built by hand, find the built binaries,
+    spawn processes with a bounded wait, read JSON with jansson. Test code
+    only; each helper asserts (through Criterion) on failure unless it
+    says otherwise.
 
     ctest -j runs test executables side by side on a loaded machine, so
     every test waits on a condition (bounded by PS_TEST_WAIT_MS, which
@@ -17,6 +20,7 @@
 #define PS_TESTUTIL_H_INCLUDED
 
 #include "ps_broker.h"
+#include "ps_codec.h"
 #include "ps_process.h"
 #include "ps_worker.h"
 
@@ -33,6 +37,16 @@
 //  endpoint to connect to is written into endpoint
 ps_broker_t *ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms,
                              char *endpoint, size_t endpoint_size);
+//  A broker with the settings of config but its endpoint, on
+//  tcp://127.0.0.1:<ephemeral>; the endpoint to connect to is written into
+//  endpoint. NULL, with the reason on stderr, when it cannot start
+ps_broker_t *ps_test_broker_with (const ps_broker_config_t *config, char *endpoint,
+                                  size_t endpoint_size);
+//  Stop *broker and start another with the settings of config but its
+//  endpoint on the same loopback port, held in between so that no other
+//  test's broker takes it: a broker restarted, empty, where its workers
+//  reconnect. The new broker (asserts that it starts)
+ps_broker_t *ps_test_broker_restart (ps_broker_t **broker, const ps_broker_config_t *config);
 //  A group of shards brokers like ps_test_broker's, into brokers[]; their
 //  endpoints, comma-separated in shard order, are written into endpoints.
 //  0, or -1 (every broker started is stopped again)
@@ -43,6 +57,52 @@ int ps_test_group (uint32_t shards, uint32_t workers, int32_t staleness, ps_brok
 //  stderr, when it cannot join
 ps_worker_t *ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world,
                              int clock_timeout_ms);
+//  The same, and the library's status of the connection into *status
+//  (when not NULL): for tests of a refusal
+ps_worker_t *ps_test_connect (const char *endpoint, uint32_t rank, uint32_t world,
+                              int clock_timeout_ms, int *status);
+
+//  A job: a broker and rank 0 of its world joined to it, where most tests
+//  of the broker and the library start
+typedef struct {
+    ps_broker_t *broker; //  ps_test_broker's
+    ps_worker_t *worker; //  rank 0; clocks time out after PS_TEST_WAIT_MS
+    char endpoint[64];   //  the broker's
+} ps_test_job_t;
+
+//  Start a broker for world workers at staleness, and rank 0 (asserts)
+void ps_test_job_start (ps_test_job_t *self, uint32_t world, int32_t staleness);
+//  Close the worker (unless the test did) and stop the broker
+void ps_test_job_stop (ps_test_job_t *self);
+
+//  A DEALER that speaks envelopes built by hand, as a client written in
+//  another language would: for what the worker library never sends
+typedef struct {
+    void *context;
+    void *dealer;      //  connected to the broker
+    ps_codec_t *codec; //  reads the replies
+} ps_test_raw_t;
+
+void ps_test_raw_open (ps_test_raw_t *self, const char *endpoint);
+void ps_test_raw_close (ps_test_raw_t *self);
+//  An envelope of this type from worker, with seq; every other field empty
+void ps_test_envelope (ps_envelope_t *envelope, int type, uint32_t worker, uint64_t seq);
+//  Send envelope; flags ZMQ_SNDMORE when frames follow
+void ps_test_raw_send (ps_test_raw_t *self, const ps_envelope_t *envelope, int flags);
+//  The next reply's envelope, its other frames dropped (valid until the
+//  next receive); NULL when none comes within PS_TEST_WAIT_MS or it does
+//  not decode
+ps_envelope_t *ps_test_raw_receive (ps_test_raw_t *self);
+//  Send envelope and return its reply, which must come
+ps_envelope_t *ps_test_raw_request (ps_test_raw_t *self, const ps_envelope_t *envelope);
+//  Say HELLO as rank, with hello's fields (world, weight, group ...), and
+//  assert that the broker welcomed it
+void ps_test_raw_hello (ps_test_raw_t *self, uint32_t rank, Psmq__Hello *hello);
+
+//  Each of got's n values within tolerance of want's, relative to the
+//  value wanted (absolute below 1); what names the array in a failure
+void ps_test_assert_near (const float *got, const float *want, size_t n, float tolerance,
+                          const char *what);
 //  A loopback TCP endpoint where nobody listens and nobody can start to:
 //  a port bound, not listening, by a socket that the caller closes when
 //  done (connects are refused at once). The socket, or -1 (asserts)
@@ -55,6 +115,8 @@ int ps_test_closed_endpoint (char *endpoint, size_t endpoint_size);
 int ps_test_hold_port (int port);
 //  The test process's private directory (see above)
 const char *ps_test_dir (void);
+//  Path of a file called name in that directory
+const char *ps_test_path (const char *name, char *path, size_t path_size);
 //  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)
 const char *ps_test_binary (const char *name, char *path, size_t path_size);
 //  A child process (ps_process, the helper psbench uses too):
@@ -68,6 +130,13 @@ ps_process_t ps_test_start (char *const argv[], const ps_process_spec_t *spec);
 //  Run argv[0] with argv in a child that dies with the test (asserts when
 //  it cannot fork)
 ps_test_child_t ps_test_spawn (char *const argv[]);
+//  A psbroker process on 127.0.0.1, at a port the kernel picks, with more
+//  arguments (NULL-terminated, at most 26), spawned as ps_test_spawn does:
+//  its first line, "psbroker listening on <endpoint> (...)", is read into
+//  out (which ps_test_read_until may go on filling) and its endpoint
+//  written into endpoint (asserts that it prints one)
+ps_test_child_t ps_test_psbroker (char *const args[], char *endpoint, size_t endpoint_size,
+                                  char *out, size_t out_size);
 //  Run argv[0] with argv in a child whose stdout and stderr go to the file
 //  at out_path, and that dies with the test (asserts when it cannot fork)
 pid_t ps_test_spawn_to_file (char *const argv[], const char *out_path);
@@ -86,6 +155,8 @@ json_t *ps_test_json_find (const char *text, const char *name, bool last);
 //  its last occurrence in document order (read with jansson; asserts
 //  that there is one and that it is a number)
 double ps_test_json_number (const char *text, const char *name, bool last);
+//  The same for a key that holds true or false (asserts that it does)
+bool ps_test_json_bool (const char *text, const char *name, bool last);
 //  Wait up to timeout_ms for pid to exit; its exit status, or -1 after
 //  killing it when it did not exit in time
 int ps_test_wait_pid (pid_t pid, int timeout_ms);
