@@ -206,30 +206,38 @@ ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_t
     return ps_test_connect (endpoint, rank, world, clock_timeout_ms, NULL);
 }
 
+void
+ps_test_options (ps_worker_options_t *options, const char *endpoint, uint32_t rank, uint32_t world)
+{
+    ps_worker_options_init (options);
+    options->log = s_worker_log;
+    options->broker = endpoint;
+    options->rank = rank;
+    options->world_size = world;
+    options->timeout_ms = 10000;
+    options->clock_timeout_ms = PS_TEST_WAIT_MS;
+}
+
 ps_worker_t *
 ps_test_connect (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms,
                  int *status)
 {
     ps_worker_options_t options;
-    ps_worker_options_init (&options);
-    options.log = s_worker_log;
-    options.broker = endpoint;
-    options.rank = rank;
-    options.world_size = world;
-    options.timeout_ms = 10000;
+    ps_test_options (&options, endpoint, rank, world);
     options.clock_timeout_ms = clock_timeout_ms;
     return ps_worker_connect (&options, status);
 }
 
-void
-ps_test_job_start (ps_test_job_t *self, uint32_t world, int32_t staleness)
+ps_test_job_t
+ps_test_job (uint32_t world, int32_t staleness)
 {
-    memset (self, 0, sizeof *self);
-    self->broker = ps_test_broker (world, staleness, 0, self->endpoint, sizeof self->endpoint);
-    cr_assert (self->broker, "the job's broker did not start");
+    ps_test_job_t job = {0};
+    job.broker = ps_test_broker (world, staleness, 0, job.endpoint, sizeof job.endpoint);
+    cr_assert (job.broker, "the job's broker did not start");
     int status = PS_OK;
-    self->worker = ps_test_connect (self->endpoint, 0, world, PS_TEST_WAIT_MS, &status);
-    cr_assert (self->worker, "rank 0 of %u did not join: %s", world, ps_strerror (status));
+    job.worker = ps_test_connect (job.endpoint, 0, world, PS_TEST_WAIT_MS, &status);
+    cr_assert (job.worker, "rank 0 of %u did not join: %s", world, ps_strerror (status));
+    return job;
 }
 
 void
@@ -485,26 +493,30 @@ ps_test_json_find (const char *text, const char *name, bool last)
     return found;
 }
 
-double
-ps_test_json_number (const char *text, const char *name, bool last)
+//  The scalar ps_test_json_find finds, which must be there and be a number
+//  (or, when not number, true or false: 1 or 0)
+static double
+s_json_scalar (const char *text, const char *name, bool last, bool number)
 {
     json_t *found = ps_test_json_find (text, name, last);
     cr_assert (found, "no %s in: %s", name, text);
-    cr_assert (json_is_number (found), "%s is not a number in: %s", name, text);
-    double value = json_number_value (found);
+    cr_assert (number ? json_is_number (found) : json_is_boolean (found), "%s is not %s in: %s",
+               name, number ? "a number" : "true or false", text);
+    double value = number ? json_number_value (found) : json_is_true (found);
     json_decref (found);
     return value;
+}
+
+double
+ps_test_json_number (const char *text, const char *name, bool last)
+{
+    return s_json_scalar (text, name, last, true);
 }
 
 bool
 ps_test_json_bool (const char *text, const char *name, bool last)
 {
-    json_t *found = ps_test_json_find (text, name, last);
-    cr_assert (found, "no %s in: %s", name, text);
-    cr_assert (json_is_boolean (found), "%s is not true or false in: %s", name, text);
-    bool value = json_is_true (found);
-    json_decref (found);
-    return value;
+    return s_json_scalar (text, name, last, false) != 0;
 }
 
 const char *

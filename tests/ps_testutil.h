@@ -61,6 +61,11 @@ ps_worker_t *ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world
 //  (when not NULL): for tests of a refusal
 ps_worker_t *ps_test_connect (const char *endpoint, uint32_t rank, uint32_t world,
                               int clock_timeout_ms, int *status);
+//  The options ps_test_connect joins with, for a test that changes some:
+//  rank of world at endpoint, requests timing out after 10 s, clocks after
+//  PS_TEST_WAIT_MS, the library's log on stderr
+void ps_test_options (ps_worker_options_t *options, const char *endpoint, uint32_t rank,
+                      uint32_t world);
 
 //  A job: a broker and rank 0 of its world joined to it, where most tests
 //  of the broker and the library start
@@ -70,8 +75,9 @@ typedef struct {
     char endpoint[64];   //  the broker's
 } ps_test_job_t;
 
-//  Start a broker for world workers at staleness, and rank 0 (asserts)
-void ps_test_job_start (ps_test_job_t *self, uint32_t world, int32_t staleness);
+//  A broker for world workers at staleness, and rank 0 (asserts that both
+//  start)
+ps_test_job_t ps_test_job (uint32_t world, int32_t staleness);
 //  Close the worker (unless the test did) and stop the broker
 void ps_test_job_stop (ps_test_job_t *self);
 
