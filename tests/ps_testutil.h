@@ -34,12 +34,12 @@
 #define PS_TEST_WAIT_MS 20000
 
 //  A broker on tcp://127.0.0.1:<ephemeral> with these settings; the
-//  endpoint to connect to is written into endpoint
+//  endpoint to connect to is written into endpoint (asserts that it starts)
 ps_broker_t *ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms,
                              char *endpoint, size_t endpoint_size);
 //  A broker with the settings of config but its endpoint, on
 //  tcp://127.0.0.1:<ephemeral>; the endpoint to connect to is written into
-//  endpoint. NULL, with the reason on stderr, when it cannot start
+//  endpoint (asserts that it starts)
 ps_broker_t *ps_test_broker_with (const ps_broker_config_t *config, char *endpoint,
                                   size_t endpoint_size);
 //  Stop *broker and start another with the settings of config but its
@@ -49,7 +49,7 @@ ps_broker_t *ps_test_broker_with (const ps_broker_config_t *config, char *endpoi
 ps_broker_t *ps_test_broker_restart (ps_broker_t **broker, const ps_broker_config_t *config);
 //  A group of shards brokers like ps_test_broker's, into brokers[]; their
 //  endpoints, comma-separated in shard order, are written into endpoints.
-//  0, or -1 (every broker started is stopped again)
+//  0, or -1 when endpoints is too small for them
 int ps_test_group (uint32_t shards, uint32_t workers, int32_t staleness, ps_broker_t **brokers,
                    char *endpoints, size_t endpoints_size);
 //  A worker registered as rank of world at endpoint (requests time out
@@ -75,9 +75,9 @@ typedef struct {
     char endpoint[64];   //  the broker's
 } ps_test_job_t;
 
-//  A broker for world workers at staleness, and rank 0 (asserts that both
-//  start)
-ps_test_job_t ps_test_job (uint32_t world, int32_t staleness);
+//  A broker for world workers at staleness that evicts after timeout_ms
+//  of silence (as ps_test_broker's), and rank 0 (asserts that both start)
+ps_test_job_t ps_test_job (uint32_t world, int32_t staleness, uint32_t timeout_ms);
 //  Close the worker (unless the test did) and stop the broker
 void ps_test_job_stop (ps_test_job_t *self);
 

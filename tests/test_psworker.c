@@ -25,7 +25,6 @@ Test (psworker, two_workers_learn_the_synthetic_set, .timeout = 120)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
-    cr_assert (broker);
     char path[512];
     ps_test_binary ("psworker", path, sizeof path);
     char dir[] = "/tmp/psworker-test-XXXXXX";
