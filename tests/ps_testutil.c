@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -332,8 +333,14 @@ ps_test_assert_near (const float *got, const float *want, size_t n, float tolera
 static const char *
 s_path (const char *variable, const char *fallback, const char *name, char *path, size_t path_size)
 {
+    //  The fallback made absolute, as ctest's directories are: a program
+    //  started by a relative path that changes directory loses itself
+    char absolute[PATH_MAX];
     const char *dir = getenv (variable);
-    snprintf (path, path_size, "%s/%s", dir ? dir : fallback, name);
+    if (!dir)
+        dir = realpath (fallback, absolute) ? absolute : fallback;
+    int length = snprintf (path, path_size, "%s/%s", dir, name);
+    cr_assert_lt ((size_t)length, path_size, "%s/%s is too long", dir, name);
     return path;
 }
 
@@ -366,6 +373,21 @@ ps_test_spawn (char *const argv[])
     return ps_test_start (argv, &spec);
 }
 
+//  Append more (NULL-terminated, or NULL) to argv, NULL-terminated in an
+//  array of size pointers; asserts that they fit
+static void
+s_append (char *argv[], size_t size, char *const more[])
+{
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    for (size_t i = 0; more && more[i]; i++) {
+        cr_assert_lt (argc + 1, size, "too many arguments for %s", argv[0]);
+        argv[argc++] = more[i];
+    }
+    argv[argc] = NULL;
+}
+
 ps_test_child_t
 ps_test_psbroker (char *const args[], char *endpoint, size_t endpoint_size, char *out,
                   size_t out_size)
@@ -373,12 +395,7 @@ ps_test_psbroker (char *const args[], char *endpoint, size_t endpoint_size, char
     char path[512];
     char *argv[32] = {(char *)ps_test_binary ("psbroker", path, sizeof path), "--port", "0",
                       "--bind", "127.0.0.1"};
-    size_t argc = 5;
-    for (size_t i = 0; args[i]; i++) {
-        cr_assert_lt (argc, 31, "too many arguments for psbroker");
-        argv[argc++] = args[i];
-    }
-    argv[argc] = NULL;
+    s_append (argv, 32, args);
     ps_test_child_t child = ps_test_spawn (argv);
     static const char marker[] = "psbroker listening on ";
     out[0] = 0;
@@ -389,6 +406,31 @@ ps_test_psbroker (char *const args[], char *endpoint, size_t endpoint_size, char
     snprintf (format, sizeof format, "%%%zus", endpoint_size - 1);
     cr_assert_eq (sscanf (at + strlen (marker), format, endpoint), 1, "%s", out);
     return child;
+}
+
+pid_t
+ps_test_psworker (char *const args[], const char *out_path)
+{
+    char path[512];
+    char *argv[32] = {(char *)ps_test_binary ("psworker", path, sizeof path)};
+    s_append (argv, 32, args);
+    return ps_test_spawn_to_file (argv, out_path);
+}
+
+pid_t
+ps_test_psworker_train (const char *brokers, int rank, int threads, int workers, int epochs,
+                        char *const more[], const char *out_path)
+{
+    char rank_text[16], threads_text[16], workers_text[16], epochs_text[16];
+    snprintf (rank_text, sizeof rank_text, "%d", rank);
+    snprintf (threads_text, sizeof threads_text, "%d", threads);
+    snprintf (workers_text, sizeof workers_text, "%d", workers);
+    snprintf (epochs_text, sizeof epochs_text, "%d", epochs);
+    char *args[32] = {"--broker",   (char *)brokers, "--rank",     rank_text, "--threads",
+                      threads_text, "--workers",     workers_text, "--data",  "synthetic",
+                      "--epochs",   epochs_text,     "--hidden",   "32",      "--json"};
+    s_append (args, 32, more);
+    return ps_test_psworker (args, out_path);
 }
 
 pid_t

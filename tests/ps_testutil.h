@@ -123,7 +123,8 @@ int ps_test_hold_port (int port);
 const char *ps_test_dir (void);
 //  Path of a file called name in that directory
 const char *ps_test_path (const char *name, char *path, size_t path_size);
-//  Path of a built binary (PSMQ_BUILD_DIR from ctest, else ./)
+//  Absolute path of a built binary (in PSMQ_BUILD_DIR from ctest, else in
+//  the current directory)
 const char *ps_test_binary (const char *name, char *path, size_t path_size);
 //  A child process (ps_process, the helper psbench uses too):
 //  ps_test_spawn's has its stdout and stderr on pipes (pid, out, err)
@@ -143,6 +144,16 @@ ps_test_child_t ps_test_spawn (char *const argv[]);
 //  written into endpoint (asserts that it prints one)
 ps_test_child_t ps_test_psbroker (char *const args[], char *endpoint, size_t endpoint_size,
                                   char *out, size_t out_size);
+//  A psworker process with args (NULL-terminated, at most 30), its stdout
+//  and stderr into the file at out_path; it dies with the test
+pid_t ps_test_psworker (char *const args[], const char *out_path);
+//  A psworker process that trains ranks rank .. rank + threads - 1 of a
+//  job of workers at brokers (an endpoint, or a group's list) on the
+//  synthetic data set for epochs, with a hidden layer 32 wide and a JSON
+//  record per epoch; more arguments in more (NULL-terminated, or NULL).
+//  Its stdout and stderr go to out_path
+pid_t ps_test_psworker_train (const char *brokers, int rank, int threads, int workers, int epochs,
+                              char *const more[], const char *out_path);
 //  Run argv[0] with argv in a child whose stdout and stderr go to the file
 //  at out_path, and that dies with the test (asserts when it cannot fork)
 pid_t ps_test_spawn_to_file (char *const argv[], const char *out_path);
@@ -166,7 +177,8 @@ bool ps_test_json_bool (const char *text, const char *name, bool last);
 //  Wait up to timeout_ms for pid to exit; its exit status, or -1 after
 //  killing it when it did not exit in time
 int ps_test_wait_pid (pid_t pid, int timeout_ms);
-//  Path of a script in tools/ (PSMQ_SOURCE_DIR from ctest, else ..)
+//  Absolute path of a script in tools/ (of PSMQ_SOURCE_DIR from ctest,
+//  else of ..)
 const char *ps_test_script (const char *name, char *path, size_t path_size);
 //  Run argv[0] with argv in a process group of its own, stdout to out_path
 //  and stderr to err_path (or to out_path too when NULL), for up to

@@ -255,38 +255,12 @@ s_psbroker_stop (psbroker_t *self)
 //  A psworker process training on the synthetic set through list, giving
 //  up on a call after timeout_ms and on a clock after clock_timeout_ms
 static pid_t
-s_psworker_start (const char *list, int rank, int threads, int workers, const char *epochs,
-                  int timeout_ms, int clock_timeout_ms, const char *out_path)
+s_psworker_start (const char *list, int rank, int threads, int workers, int epochs,
+                  const char *timeout_ms, const char *clock_timeout_ms, const char *out_path)
 {
-    char path[512], rank_text[8], threads_text[8], workers_text[8], timeout_text[16],
-        clock_timeout_text[16];
-    snprintf (rank_text, sizeof rank_text, "%d", rank);
-    snprintf (threads_text, sizeof threads_text, "%d", threads);
-    snprintf (workers_text, sizeof workers_text, "%d", workers);
-    snprintf (timeout_text, sizeof timeout_text, "%d", timeout_ms);
-    snprintf (clock_timeout_text, sizeof clock_timeout_text, "%d", clock_timeout_ms);
-    char *argv[] = {(char *)ps_test_binary ("psworker", path, sizeof path),
-                    "--broker",
-                    (char *)list,
-                    "--rank",
-                    rank_text,
-                    "--threads",
-                    threads_text,
-                    "--workers",
-                    workers_text,
-                    "--data",
-                    "synthetic",
-                    "--epochs",
-                    (char *)epochs,
-                    "--hidden",
-                    "32",
-                    "--json",
-                    "--timeout-ms",
-                    timeout_text,
-                    "--clock-timeout-ms",
-                    clock_timeout_text,
-                    NULL};
-    return ps_test_spawn_to_file (argv, out_path);
+    char *timeouts[] = {"--timeout-ms", (char *)timeout_ms, "--clock-timeout-ms",
+                        (char *)clock_timeout_ms, NULL};
+    return ps_test_psworker_train (list, rank, threads, workers, epochs, timeouts, out_path);
 }
 
 Test (group, real_processes_train_across_two_brokers, .timeout = 150)
@@ -299,8 +273,8 @@ Test (group, real_processes_train_across_two_brokers, .timeout = 150)
     ps_test_path ("threads.out", outs[0], sizeof outs[0]);
     ps_test_path ("single.out", outs[1], sizeof outs[1]);
     //  Nothing fails here: timeouts that a loaded machine never reaches
-    pid_t pids[2] = {s_psworker_start (list, 0, 2, 3, "2", 30000, 60000, outs[0]),
-                     s_psworker_start (list, 2, 1, 3, "2", 30000, 60000, outs[1])};
+    pid_t pids[2] = {s_psworker_start (list, 0, 2, 3, 2, "30000", "60000", outs[0]),
+                     s_psworker_start (list, 2, 1, 3, 2, "30000", "60000", outs[1])};
     for (int i = 0; i < 2; i++) {
         int status = ps_test_wait_pid (pids[i], 120000);
         char *text = ps_test_slurp (outs[i]);
@@ -336,7 +310,7 @@ s_lose_a_broker_mid_run (int signal_number)
         snprintf (name, sizeof name, "worker%d.out", rank);
         ps_test_path (name, outs[rank], sizeof outs[rank]);
         //  Timeouts short enough to fail in time once the broker is gone
-        pids[rank] = s_psworker_start (list, rank, 1, 2, "1000", 3000, 4000, outs[rank]);
+        pids[rank] = s_psworker_start (list, rank, 1, 2, 1000, "3000", "4000", outs[rank]);
     }
     //  Mid-run: once the job has made some clocks
     int64_t deadline = zclock_mono () + 60000;
