@@ -319,6 +319,18 @@ ps_test_raw_hello (ps_test_raw_t *self, uint32_t rank, Psmq__Hello *hello)
                   ps_codec_type_name (reply->type), reply->error ? reply->error->message : "");
 }
 
+ps_tap_record_t
+ps_test_tap_record (uint64_t number, int kind, int type, int64_t worker)
+{
+    ps_tap_record_t record = PSMQ__TAP_RECORD__INIT;
+    record.version = PS_TAP_VERSION;
+    record.record = number;
+    record.kind = kind;
+    record.type = type;
+    record.worker = worker;
+    return record;
+}
+
 void
 ps_test_assert_near (const float *got, const float *want, size_t n, float tolerance,
                      const char *what)

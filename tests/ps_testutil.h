@@ -105,6 +105,10 @@ ps_envelope_t *ps_test_raw_request (ps_test_raw_t *self, const ps_envelope_t *en
 //  assert that the broker welcomed it
 void ps_test_raw_hello (ps_test_raw_t *self, uint32_t rank, Psmq__Hello *hello);
 
+//  A tap record as the broker starts one: its number, kind, message type
+//  and worker; every other field at its default
+ps_tap_record_t ps_test_tap_record (uint64_t number, int kind, int type, int64_t worker);
+
 //  Each of got's n values within tolerance of want's, relative to the
 //  value wanted (absolute below 1); what names the array in a failure
 void ps_test_assert_near (const float *got, const float *want, size_t n, float tolerance,

@@ -26,6 +26,7 @@
 #include "ps_tapfilter.h"
 #include "ps_tappair.h"
 #include "ps_taprender.h"
+#include "ps_testutil.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -63,12 +64,7 @@ TestSuite (tapview, .init = s_setup, .fini = s_teardown);
 static ps_tap_record_t
 s_record (uint64_t number, int kind, int type, int64_t worker)
 {
-    ps_tap_record_t record = PSMQ__TAP_RECORD__INIT;
-    record.version = PS_TAP_VERSION;
-    record.record = number;
-    record.kind = kind;
-    record.type = type;
-    record.worker = worker;
+    ps_tap_record_t record = ps_test_tap_record (number, kind, type, worker);
     record.min_clock = -1;
     record.slowest = -1;
     return record;
