@@ -8,6 +8,8 @@
     tests use a seeded PRNG so that a failure reproduces; they check the
     invariants a decoded envelope must satisfy with code of their own, not
     with the codec's helpers.
+
+    usage: build/test_codec [--filter 'codec/<test>']
     ========================================================================= */
 
 #include "ps_codec.h"

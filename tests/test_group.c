@@ -9,7 +9,7 @@
     on ephemeral loopback ports; a broker of the group that dies or stops
     mid-run makes the workers fail, naming it, within their timeouts.
 
-    Run alone: cd build && ./test_group [--filter 'group/<test>']
+    usage: cd build && ./test_group [--filter 'group/<test>']
     ========================================================================= */
 
 #include "ps_testutil.h"

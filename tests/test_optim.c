@@ -4,6 +4,8 @@
     Every expected value below is a literal derived in the comment above
     it, not a second run of the same formula, so a wrong rule cannot agree
     with itself.
+
+    usage: build/test_optim [--filter 'optim/<test>']
     ========================================================================= */
 
 #include "ps_optim.h"

@@ -5,6 +5,8 @@
     copies of the values and state, so these tests check what the store
     does around the rule (pieces, means, order, copy-on-write), while
     test_optim checks the rules themselves.
+
+    usage: build/test_store [--filter 'store/<test>']
     ========================================================================= */
 
 #include "ps_store.h"

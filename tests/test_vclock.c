@@ -6,6 +6,8 @@
     summaries (min, slowest, live, max) after every step that matters. The
     last test replays random operations against a model written here, so
     that the cached minimum is checked against a full recomputation.
+
+    usage: build/test_vclock [--filter 'vclock/<test>']
     ========================================================================= */
 
 #include "ps_vclock.h"
