@@ -352,6 +352,7 @@ Test (store, write_never_touches_a_read_version)
     cr_assert_eq (ps_store_write (store, key, 2, (float[]){1, 2}, 2, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
     cr_assert_eq (ps_store_write (store, key, UINT64_MAX, (float[]){1}, 1, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE, "%s", problem.message);
     ps_store_destroy (&store);
 }
 
@@ -394,6 +395,7 @@ Test (store, bad_names_and_settings)
     memset (long_name, 'k', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = 0;
     cr_assert_eq (ps_store_init (store, long_name, 1, NULL, NULL, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_TOO_LARGE, "%s", problem.message);
 
     ps_optim_config_t bad = s_config (PS_OPTIM_MOMENTUM);
     bad.lr = -1;
@@ -443,6 +445,7 @@ Test (store, limits)
     cr_assert_eq (ps_store_init (store, "huge", PS_MAX_TENSOR_ELEMS + 1, NULL, NULL, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_TOO_LARGE);
     cr_assert_eq (ps_store_init (store, "max", UINT64_MAX, NULL, NULL, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_TOO_LARGE, "%s", problem.message);
     cr_assert_eq (ps_store_size (store), 0);
 
     //  PS_MAX_KEYS keys fit, one more does not
