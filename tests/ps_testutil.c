@@ -9,6 +9,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -64,6 +67,13 @@ ps_test_dir (void)
     return s_dir[0] ? s_dir : "/tmp";
 }
 
+const char *
+ps_test_path (const char *name, char *path, size_t path_size)
+{
+    snprintf (path, path_size, "%s/%s", ps_test_dir (), name);
+    return path;
+}
+
 int
 ps_test_closed_endpoint (char *endpoint, size_t endpoint_size)
 {
@@ -101,6 +111,23 @@ ps_test_hold_port (int port)
     return fd;
 }
 
+ps_broker_t *
+ps_test_broker_with (const ps_broker_config_t *config, char *endpoint, size_t endpoint_size)
+{
+    ps_broker_config_t settings = *config;
+    //  Port 0, not czmq's "*": czmq hands out ports in order from 49152,
+    //  so the port a broker just left goes to the next broker started
+    //  anywhere on the machine, where workers, pstap or the tap file of
+    //  the old one may still find it. The kernel's choice is random, and
+    //  avoids ports whose connections are in TIME_WAIT
+    settings.endpoint = "tcp://127.0.0.1:0";
+    ps_problem_t problem;
+    ps_broker_t *broker = ps_broker_new (&settings, &problem);
+    cr_assert (broker, "test broker: %s", problem.message);
+    snprintf (endpoint, endpoint_size, "tcp://127.0.0.1:%d", ps_broker_port (broker));
+    return broker;
+}
+
 static ps_broker_t *
 s_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, uint32_t shard, uint32_t shards,
           char *endpoint, size_t endpoint_size)
@@ -109,26 +136,13 @@ s_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, uint32_t sha
     ps_broker_config_defaults (&config);
     config.shard = shard;
     config.shards = shards;
-    //  Port 0, not czmq's "*": czmq hands out ports in order from 49152,
-    //  so the port a broker just left goes to the next broker started
-    //  anywhere on the machine, where workers, pstap or the tap file of
-    //  the old one may still find it. The kernel's choice is random, and
-    //  avoids ports whose connections are in TIME_WAIT
-    config.endpoint = "tcp://127.0.0.1:0";
     config.workers = workers;
     config.staleness = staleness;
     if (timeout_ms) {
         config.timeout_ms = timeout_ms;
         config.heartbeat_ms = timeout_ms / 4 > 10 ? timeout_ms / 4 : 10;
     }
-    ps_problem_t problem;
-    ps_broker_t *broker = ps_broker_new (&config, &problem);
-    if (!broker) {
-        fprintf (stderr, "test broker: %s\n", problem.message);
-        return NULL;
-    }
-    snprintf (endpoint, endpoint_size, "tcp://127.0.0.1:%d", ps_broker_port (broker));
-    return broker;
+    return ps_test_broker_with (&config, endpoint, endpoint_size);
 }
 
 ps_broker_t *
@@ -136,6 +150,25 @@ ps_test_broker (uint32_t workers, int32_t staleness, uint32_t timeout_ms, char *
                 size_t endpoint_size)
 {
     return s_broker (workers, staleness, timeout_ms, 0, 0, endpoint, endpoint_size);
+}
+
+ps_broker_t *
+ps_test_broker_restart (ps_broker_t **broker, const ps_broker_config_t *config)
+{
+    int port = ps_broker_port (*broker);
+    ps_broker_destroy (broker);
+    //  Held from the moment the old listener is gone; the new broker binds
+    //  it beside the holder (both set SO_REUSEADDR, neither listens yet)
+    int held = ps_test_hold_port (port);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    ps_broker_config_t settings = *config;
+    settings.endpoint = endpoint;
+    ps_problem_t problem;
+    ps_broker_t *restarted = ps_broker_new (&settings, &problem);
+    close (held);
+    cr_assert (restarted, "broker restarted on port %d: %s", port, problem.message);
+    return restarted;
 }
 
 int
@@ -147,11 +180,6 @@ ps_test_group (uint32_t shards, uint32_t workers, int32_t staleness, ps_broker_t
     for (uint32_t shard = 0; shard < shards; shard++) {
         char endpoint[64];
         brokers[shard] = s_broker (workers, staleness, 0, shard, shards, endpoint, sizeof endpoint);
-        if (!brokers[shard]) {
-            while (shard--)
-                ps_broker_destroy (&brokers[shard]);
-            return -1;
-        }
         used += (size_t)snprintf (endpoints + used, endpoints_size - used, "%s%s", shard ? "," : "",
                                   endpoint);
     }
@@ -168,15 +196,148 @@ s_worker_log (void *arg, int level, const char *message)
 ps_worker_t *
 ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms)
 {
+    return ps_test_connect (endpoint, rank, world, clock_timeout_ms, NULL);
+}
+
+void
+ps_test_options (ps_worker_options_t *options, const char *endpoint, uint32_t rank, uint32_t world)
+{
+    ps_worker_options_init (options);
+    options->log = s_worker_log;
+    options->broker = endpoint;
+    options->rank = rank;
+    options->world_size = world;
+    options->timeout_ms = 10000;
+    options->clock_timeout_ms = PS_TEST_WAIT_MS;
+}
+
+ps_worker_t *
+ps_test_connect (const char *endpoint, uint32_t rank, uint32_t world, int clock_timeout_ms,
+                 int *status)
+{
     ps_worker_options_t options;
-    ps_worker_options_init (&options);
-    options.log = s_worker_log;
-    options.broker = endpoint;
-    options.rank = rank;
-    options.world_size = world;
-    options.timeout_ms = 10000;
+    ps_test_options (&options, endpoint, rank, world);
     options.clock_timeout_ms = clock_timeout_ms;
-    return ps_worker_connect (&options, NULL);
+    return ps_worker_connect (&options, status);
+}
+
+ps_test_job_t
+ps_test_job (uint32_t world, int32_t staleness, uint32_t timeout_ms)
+{
+    ps_test_job_t job = {0};
+    job.broker = ps_test_broker (world, staleness, timeout_ms, job.endpoint, sizeof job.endpoint);
+    cr_assert (job.broker, "the job's broker did not start");
+    int status = PS_OK;
+    job.worker = ps_test_connect (job.endpoint, 0, world, PS_TEST_WAIT_MS, &status);
+    cr_assert (job.worker, "rank 0 of %u did not join: %s", world, ps_strerror (status));
+    return job;
+}
+
+void
+ps_test_job_stop (ps_test_job_t *self)
+{
+    ps_worker_close (&self->worker);
+    ps_broker_destroy (&self->broker);
+}
+
+void
+ps_test_raw_open (ps_test_raw_t *self, const char *endpoint)
+{
+    self->context = zmq_ctx_new ();
+    self->dealer = zmq_socket (self->context, ZMQ_DEALER);
+    int linger = 0;
+    zmq_setsockopt (self->dealer, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq (zmq_connect (self->dealer, endpoint), 0, "%s", endpoint);
+    self->codec = ps_codec_new ();
+}
+
+void
+ps_test_raw_close (ps_test_raw_t *self)
+{
+    zmq_close (self->dealer);
+    zmq_ctx_term (self->context);
+    ps_codec_destroy (&self->codec);
+}
+
+void
+ps_test_envelope (ps_envelope_t *envelope, int type, uint32_t worker, uint64_t seq)
+{
+    psmq__envelope__init (envelope);
+    envelope->version = PS_PROTOCOL_VERSION;
+    envelope->type = type;
+    envelope->worker = worker;
+    envelope->seq = seq;
+}
+
+void
+ps_test_raw_send (ps_test_raw_t *self, const ps_envelope_t *envelope, int flags)
+{
+    zmq_msg_t msg;
+    cr_assert_eq (ps_codec_encode (envelope, &msg), 0);
+    cr_assert_neq (zmq_msg_send (&msg, self->dealer, flags), -1, "%s", zmq_strerror (errno));
+}
+
+ps_envelope_t *
+ps_test_raw_receive (ps_test_raw_t *self)
+{
+    zmq_pollitem_t item = {self->dealer, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll (&item, 1, PS_TEST_WAIT_MS) <= 0)
+        return NULL;
+    zmq_msg_t msg;
+    zmq_msg_init (&msg);
+    zmq_msg_recv (&msg, self->dealer, 0);
+    ps_problem_t problem;
+    ps_envelope_t *envelope =
+        ps_codec_decode (self->codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem);
+    bool more = zmq_msg_more (&msg);
+    while (more) {
+        zmq_msg_recv (&msg, self->dealer, 0);
+        more = zmq_msg_more (&msg);
+    }
+    zmq_msg_close (&msg);
+    return envelope;
+}
+
+ps_envelope_t *
+ps_test_raw_request (ps_test_raw_t *self, const ps_envelope_t *envelope)
+{
+    ps_test_raw_send (self, envelope, 0);
+    ps_envelope_t *reply = ps_test_raw_receive (self);
+    cr_assert (reply, "no reply to %s seq %" PRIu64 " within %d ms",
+               ps_codec_type_name (envelope->type), envelope->seq, PS_TEST_WAIT_MS);
+    return reply;
+}
+
+void
+ps_test_raw_hello (ps_test_raw_t *self, uint32_t rank, Psmq__Hello *hello)
+{
+    ps_envelope_t envelope;
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, rank, 1);
+    envelope.hello = hello;
+    ps_envelope_t *reply = ps_test_raw_request (self, &envelope);
+    cr_assert_eq (reply->type, PSMQ__MSG_TYPE__HELLO, "HELLO as rank %u: %s %s", rank,
+                  ps_codec_type_name (reply->type), reply->error ? reply->error->message : "");
+}
+
+ps_tap_record_t
+ps_test_tap_record (uint64_t number, int kind, int type, int64_t worker)
+{
+    ps_tap_record_t record = PSMQ__TAP_RECORD__INIT;
+    record.version = PS_TAP_VERSION;
+    record.record = number;
+    record.kind = kind;
+    record.type = type;
+    record.worker = worker;
+    return record;
+}
+
+void
+ps_test_assert_near (const float *got, const float *want, size_t n, float tolerance,
+                     const char *what)
+{
+    for (size_t i = 0; i < n; i++)
+        cr_assert (fabsf (got[i] - want[i]) <= tolerance * fmaxf (1, fabsf (want[i])),
+                   "%s[%zu]: got %.9g, want %.9g", what, i, got[i], want[i]);
 }
 
 //  dir/name into path, dir being the value of the environment variable,
@@ -184,8 +345,14 @@ ps_test_worker (const char *endpoint, uint32_t rank, uint32_t world, int clock_t
 static const char *
 s_path (const char *variable, const char *fallback, const char *name, char *path, size_t path_size)
 {
+    //  The fallback made absolute, as ctest's directories are: a program
+    //  started by a relative path that changes directory loses itself
+    char absolute[PATH_MAX];
     const char *dir = getenv (variable);
-    snprintf (path, path_size, "%s/%s", dir ? dir : fallback, name);
+    if (!dir)
+        dir = realpath (fallback, absolute) ? absolute : fallback;
+    int length = snprintf (path, path_size, "%s/%s", dir, name);
+    cr_assert_lt ((size_t)length, path_size, "%s/%s is too long", dir, name);
     return path;
 }
 
@@ -216,6 +383,66 @@ ps_test_spawn (char *const argv[])
     ps_process_spec_t spec = {
         .out = PS_PROCESS_PIPE, .err = PS_PROCESS_PIPE, .die_with_parent = true};
     return ps_test_start (argv, &spec);
+}
+
+//  Append more (NULL-terminated, or NULL) to argv, NULL-terminated in an
+//  array of size pointers; asserts that they fit
+static void
+s_append (char *argv[], size_t size, char *const more[])
+{
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    for (size_t i = 0; more && more[i]; i++) {
+        cr_assert_lt (argc + 1, size, "too many arguments for %s", argv[0]);
+        argv[argc++] = more[i];
+    }
+    argv[argc] = NULL;
+}
+
+ps_test_child_t
+ps_test_psbroker (char *const args[], char *endpoint, size_t endpoint_size, char *out,
+                  size_t out_size)
+{
+    char path[512];
+    char *argv[32] = {(char *)ps_test_binary ("psbroker", path, sizeof path), "--port", "0",
+                      "--bind", "127.0.0.1"};
+    s_append (argv, 32, args);
+    ps_test_child_t child = ps_test_spawn (argv);
+    static const char marker[] = "psbroker listening on ";
+    out[0] = 0;
+    ps_test_read_until (child.out, "\n", out, out_size, PS_TEST_WAIT_MS);
+    const char *at = strstr (out, marker);
+    cr_assert (at, "psbroker printed no endpoint: %s", out);
+    char format[16];
+    snprintf (format, sizeof format, "%%%zus", endpoint_size - 1);
+    cr_assert_eq (sscanf (at + strlen (marker), format, endpoint), 1, "%s", out);
+    return child;
+}
+
+pid_t
+ps_test_psworker (char *const args[], const char *out_path)
+{
+    char path[512];
+    char *argv[32] = {(char *)ps_test_binary ("psworker", path, sizeof path)};
+    s_append (argv, 32, args);
+    return ps_test_spawn_to_file (argv, out_path);
+}
+
+pid_t
+ps_test_psworker_train (const char *brokers, int rank, int threads, int workers, int epochs,
+                        char *const more[], const char *out_path)
+{
+    char rank_text[16], threads_text[16], workers_text[16], epochs_text[16];
+    snprintf (rank_text, sizeof rank_text, "%d", rank);
+    snprintf (threads_text, sizeof threads_text, "%d", threads);
+    snprintf (workers_text, sizeof workers_text, "%d", workers);
+    snprintf (epochs_text, sizeof epochs_text, "%d", epochs);
+    char *args[32] = {"--broker",   (char *)brokers, "--rank",     rank_text, "--threads",
+                      threads_text, "--workers",     workers_text, "--data",  "synthetic",
+                      "--epochs",   epochs_text,     "--hidden",   "32",      "--json"};
+    s_append (args, 32, more);
+    return ps_test_psworker (args, out_path);
 }
 
 pid_t
@@ -312,15 +539,30 @@ ps_test_json_find (const char *text, const char *name, bool last)
     return found;
 }
 
-double
-ps_test_json_number (const char *text, const char *name, bool last)
+//  The scalar ps_test_json_find finds, which must be there and be a number
+//  (or, when not number, true or false: 1 or 0)
+static double
+s_json_scalar (const char *text, const char *name, bool last, bool number)
 {
     json_t *found = ps_test_json_find (text, name, last);
     cr_assert (found, "no %s in: %s", name, text);
-    cr_assert (json_is_number (found), "%s is not a number in: %s", name, text);
-    double value = json_number_value (found);
+    cr_assert (number ? json_is_number (found) : json_is_boolean (found), "%s is not %s in: %s",
+               name, number ? "a number" : "true or false", text);
+    double value = number ? json_number_value (found) : json_is_true (found);
     json_decref (found);
     return value;
+}
+
+double
+ps_test_json_number (const char *text, const char *name, bool last)
+{
+    return s_json_scalar (text, name, last, true);
+}
+
+bool
+ps_test_json_bool (const char *text, const char *name, bool last)
+{
+    return s_json_scalar (text, name, last, false) != 0;
 }
 
 const char *

@@ -5,7 +5,9 @@
         if (ps_cli_size ("psbench", "--sizes", "64M", 4, 256u << 20, &bytes))
             return 2;   //  the message named the option and the value
         char name[32];
-        ps_cli_size_name (bytes, name, sizeof name);   //  "64M" again */
+        ps_cli_size_name (bytes, name, sizeof name);   //  "64M" again
+
+    usage: build/test_cli [--filter 'cli/<test>'] */
 
 #include "ps_cli.h"
 

@@ -8,6 +8,8 @@
     tests use a seeded PRNG so that a failure reproduces; they check the
     invariants a decoded envelope must satisfy with code of their own, not
     with the codec's helpers.
+
+    usage: build/test_codec [--filter 'codec/<test>']
     ========================================================================= */
 
 #include "ps_codec.h"
@@ -71,6 +73,16 @@ s_assert_rejected (const ps_envelope_t *envelope, int code, const char *named, c
     cr_assert_neq (problem.message[0], '\0', "%s: empty problem message", what);
     cr_assert_not_null (strstr (problem.message, named), "%s: message '%s' does not name '%s'",
                         what, problem.message, named);
+}
+
+//  The envelope must be rejected as too large, its message naming the
+//  value over the limit as format (with one %d) writes it
+static void
+s_assert_too_large (const ps_envelope_t *envelope, const char *format, int over, const char *what)
+{
+    char named[64];
+    snprintf (named, sizeof named, format, over);
+    s_assert_rejected (envelope, PSMQ__ERR_CODE__ERR_TOO_LARGE, named, what);
 }
 
 //  The envelope must decode
@@ -463,9 +475,8 @@ Test (codec, rejects_envelope_over_the_size_limit)
     ps_envelope_t envelope = s_envelope_of_size (PS_MAX_ENVELOPE_BYTES, info);
     s_assert_accepted (&envelope, "envelope at the limit");
     envelope = s_envelope_of_size (PS_MAX_ENVELOPE_BYTES + 1, info);
-    char named[32];
-    snprintf (named, sizeof named, "%d bytes", PS_MAX_ENVELOPE_BYTES + 1);
-    s_assert_rejected (&envelope, PSMQ__ERR_CODE__ERR_TOO_LARGE, named, "envelope over the limit");
+    s_assert_too_large (&envelope, "%d bytes", PS_MAX_ENVELOPE_BYTES + 1,
+                        "envelope over the limit");
     free (info);
 }
 
@@ -482,9 +493,7 @@ Test (codec, rejects_too_many_slices)
     pull.n_slices = PS_MAX_SLICES;
     s_assert_accepted (&pull, "PS_MAX_SLICES slices");
     pull.n_slices = PS_MAX_SLICES + 1;
-    char named[16];
-    snprintf (named, sizeof named, "%d slices", PS_MAX_SLICES + 1);
-    s_assert_rejected (&pull, PSMQ__ERR_CODE__ERR_TOO_LARGE, named, "too many slices");
+    s_assert_too_large (&pull, "%d slices", PS_MAX_SLICES + 1, "too many slices");
 }
 
 Test (codec, rejects_bad_keys)
@@ -512,9 +521,7 @@ Test (codec, rejects_bad_keys)
     bad.key = "caf\xc3\xa9";
     s_assert_rejected (&pull, PSMQ__ERR_CODE__ERR_MALFORMED, "0xc3", "key with UTF-8");
     bad.key = longest;
-    char named[16];
-    snprintf (named, sizeof named, "%d", PS_MAX_KEY_LEN);
-    s_assert_rejected (&pull, PSMQ__ERR_CODE__ERR_TOO_LARGE, named, "key too long");
+    s_assert_too_large (&pull, "%d", PS_MAX_KEY_LEN, "key too long");
 
     //  The whole printable range, and exactly PS_MAX_KEY_LEN bytes, pass
     longest[PS_MAX_KEY_LEN] = '\0';
@@ -675,9 +682,7 @@ Test (codec, rejects_grad_count_and_long_texts)
     push.grad_count = PS_MAX_GRAD_COUNT;
     s_assert_accepted (&push, "grad_count at the limit");
     push.grad_count = PS_MAX_GRAD_COUNT + 1;
-    char named[32];
-    snprintf (named, sizeof named, "grad_count %d", PS_MAX_GRAD_COUNT + 1);
-    s_assert_rejected (&push, PSMQ__ERR_CODE__ERR_TOO_LARGE, named, "grad_count");
+    s_assert_too_large (&push, "grad_count %d", PS_MAX_GRAD_COUNT + 1, "grad_count");
 
     char text[PS_MAX_ERROR_LEN + 1];
     memset (text, 'e', PS_MAX_ERROR_LEN);
@@ -698,8 +703,7 @@ Test (codec, rejects_grad_count_and_long_texts)
     welcome.hello = &hello;
     s_assert_accepted (&welcome, "PS_MAX_WORKERS clocks");
     hello.n_clocks++;
-    snprintf (named, sizeof named, "%d clocks", PS_MAX_WORKERS + 1);
-    s_assert_rejected (&welcome, PSMQ__ERR_CODE__ERR_TOO_LARGE, named, "clocks");
+    s_assert_too_large (&welcome, "%d clocks", PS_MAX_WORKERS + 1, "clocks");
 }
 
 Test (codec, rejects_bad_group_in_hello)

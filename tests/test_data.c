@@ -153,52 +153,52 @@ Test (data, plain_files_accepted_for_test_set)
     ps_dataset_destroy (&test);
 }
 
-Test (data, truncated_images_file)
+#define IMAGES "train-images-idx3-ubyte.gz"
+#define LABELS "train-labels-idx1-ubyte.gz"
+
+//  Write the small training set, then name again as an IDX file of magic,
+//  dims and payload (as s_write_idx writes it): loading it must fail. Its
+//  message
+static const char *
+s_refused (const char *name, uint32_t magic, const uint32_t *dims, size_t ndims,
+           const unsigned char *payload, size_t len)
 {
     s_write_small_set ("train", ".gz");
-    uint32_t idims[] = {3, 2, 3};
-    s_write_idx ("train-images-idx3-ubyte.gz", 0x803, idims, 3, s_pixels, 10);
-    const char *err = s_load_fails (true);
+    s_write_idx (name, magic, dims, ndims, payload, len);
+    return s_load_fails (true);
+}
+
+Test (data, truncated_images_file)
+{
+    const char *err = s_refused (IMAGES, 0x803, (uint32_t[]){3, 2, 3}, 3, s_pixels, 10);
     cr_assert (strstr (err, "truncated after 10 of 18 pixel bytes"), "%s", err);
-    cr_assert (strstr (err, "train-images-idx3-ubyte.gz"), "%s", err);
+    cr_assert (strstr (err, IMAGES), "%s", err);
 }
 
 Test (data, truncated_header)
 {
-    s_write_small_set ("train", ".gz");
-    uint32_t ldims[] = {3};
     //  Magic and size, but the labels' header stops after the magic
-    s_write_idx ("train-labels-idx1-ubyte.gz", 0x801, ldims, 0, NULL, 0);
-    const char *err = s_load_fails (true);
+    const char *err = s_refused (LABELS, 0x801, (uint32_t[]){3}, 0, NULL, 0);
     cr_assert (strstr (err, "truncated"), "%s", err);
 }
 
 Test (data, bad_magic)
 {
-    s_write_small_set ("train", ".gz");
-    uint32_t idims[] = {3, 2, 3};
-    s_write_idx ("train-images-idx3-ubyte.gz", 0x801, idims, 3, s_pixels, sizeof (s_pixels));
-    const char *err = s_load_fails (true);
+    const char *err =
+        s_refused (IMAGES, 0x801, (uint32_t[]){3, 2, 3}, 3, s_pixels, sizeof (s_pixels));
     cr_assert (strstr (err, "magic"), "%s", err);
     cr_assert (strstr (err, "0x00000801"), "%s", err);
 }
 
 Test (data, label_out_of_range)
 {
-    s_write_small_set ("train", ".gz");
-    uint32_t ldims[] = {3};
-    const unsigned char labels[] = {1, 10, 2};
-    s_write_idx ("train-labels-idx1-ubyte.gz", 0x801, ldims, 1, labels, 3);
-    const char *err = s_load_fails (true);
+    const char *err = s_refused (LABELS, 0x801, (uint32_t[]){3}, 1, (unsigned char[]){1, 10, 2}, 3);
     cr_assert (strstr (err, "label 10 of example 1"), "%s", err);
 }
 
 Test (data, count_mismatch)
 {
-    s_write_small_set ("train", ".gz");
-    uint32_t ldims[] = {2};
-    s_write_idx ("train-labels-idx1-ubyte.gz", 0x801, ldims, 1, s_labels, 2);
-    const char *err = s_load_fails (true);
+    const char *err = s_refused (LABELS, 0x801, (uint32_t[]){2}, 1, s_labels, 2);
     cr_assert (strstr (err, "mismatch"), "%s", err);
     cr_assert (strstr (err, "3 images"), "%s", err);
     cr_assert (strstr (err, "2 labels"), "%s", err);
@@ -206,32 +206,22 @@ Test (data, count_mismatch)
 
 Test (data, sizes_out_of_range)
 {
-    s_write_small_set ("train", ".gz");
     //  rows * cols overflows 32 bits: must be refused, not wrapped
     uint32_t huge[] = {3, 0x10000, 0x10000};
-    s_write_idx ("train-images-idx3-ubyte.gz", 0x803, huge, 3, s_pixels, 18);
-    cr_assert (strstr (s_load_fails (true), "out of range"));
-
+    cr_assert (strstr (s_refused (IMAGES, 0x803, huge, 3, s_pixels, 18), "out of range"));
     uint32_t wide[] = {3, 1, PS_DATA_MAX_DIM + 1};
-    s_write_idx ("train-images-idx3-ubyte.gz", 0x803, wide, 3, s_pixels, 18);
-    cr_assert (strstr (s_load_fails (true), "out of range"));
-
+    cr_assert (strstr (s_refused (IMAGES, 0x803, wide, 3, s_pixels, 18), "out of range"));
     uint32_t many[] = {PS_DATA_MAX_EXAMPLES + 1, 2, 3};
-    s_write_idx ("train-images-idx3-ubyte.gz", 0x803, many, 3, s_pixels, 18);
-    cr_assert (strstr (s_load_fails (true), "image count"));
-
+    cr_assert (strstr (s_refused (IMAGES, 0x803, many, 3, s_pixels, 18), "image count"));
     uint32_t none[] = {0, 2, 3};
-    s_write_idx ("train-images-idx3-ubyte.gz", 0x803, none, 3, NULL, 0);
-    cr_assert (strstr (s_load_fails (true), "image count"));
+    cr_assert (strstr (s_refused (IMAGES, 0x803, none, 3, NULL, 0), "image count"));
 }
 
 Test (data, trailing_bytes_refused)
 {
-    s_write_small_set ("train", ".gz");
-    uint32_t ldims[] = {3};
     const unsigned char labels[] = {7, 0, 9, 1};
-    s_write_idx ("train-labels-idx1-ubyte.gz", 0x801, ldims, 1, labels, 4);
-    cr_assert (strstr (s_load_fails (true), "unexpected data"));
+    cr_assert (
+        strstr (s_refused (LABELS, 0x801, (uint32_t[]){3}, 1, labels, 4), "unexpected data"));
 }
 
 //  Flip one byte of the gzip file at offset (from the end if negative)
@@ -261,11 +251,11 @@ Test (data, corrupted_gzip_is_an_error)
     //  Deflate data, then the CRC and the length in the trailer
     long offsets[] = {12, 20, 40, 100, 200, -12, -8, -6, -3, -1};
     for (size_t k = 0; k < sizeof (offsets) / sizeof (offsets[0]); k++) {
-        s_write_idx ("train-images-idx3-ubyte.gz", 0x803, idims, 3, pixels, sizeof (pixels));
-        s_write_idx ("train-labels-idx1-ubyte.gz", 0x801, ldims, 1, labels, N);
-        s_corrupt ("train-images-idx3-ubyte.gz", offsets[k]);
+        s_write_idx (IMAGES, 0x803, idims, 3, pixels, sizeof (pixels));
+        s_write_idx (LABELS, 0x801, ldims, 1, labels, N);
+        s_corrupt (IMAGES, offsets[k]);
         const char *err = s_load_fails (true);
-        cr_assert (strstr (err, "train-images-idx3-ubyte.gz"), "offset %ld: %s", offsets[k], err);
+        cr_assert (strstr (err, IMAGES), "offset %ld: %s", offsets[k], err);
     }
 }
 

@@ -1,8 +1,16 @@
-/*  Groups of brokers: a worker whose list does not match the group is
-    refused and leaves no rank behind; real psbroker and psworker processes
-    train across a group on ephemeral loopback ports; a broker of the group
-    that dies or stops mid-run makes the workers fail, naming it, within
-    their timeouts. */
+/*  =========================================================================
+    test_group - groups of brokers (psbroker --shard I --shards N) and the
+    workers that use them
+
+    A worker given the group's endpoints, comma-separated in shard order,
+    splits its keys over the brokers; the first test is that usage. A
+    worker whose list does not match the group is refused and leaves no
+    rank behind; real psbroker and psworker processes train across a group
+    on ephemeral loopback ports; a broker of the group that dies or stops
+    mid-run makes the workers fail, naming it, within their timeouts.
+
+    usage: cd build && ./test_group [--filter 'group/<test>']
+    ========================================================================= */
 
 #include "ps_testutil.h"
 
@@ -17,17 +25,13 @@
 
 // ------------------------------------------------------------ in-process
 
+//  The status of rank 0 of 1 connecting to list (the worker, if one
+//  joined, leaves again)
 static int
-s_connect_status (const char *list, uint32_t rank, uint32_t world)
+s_connect_status (const char *list)
 {
-    ps_worker_options_t options;
-    ps_worker_options_init (&options);
-    options.broker = list;
-    options.rank = rank;
-    options.world_size = world;
-    options.timeout_ms = PS_TEST_WAIT_MS; //  refusals come at once
     int status = PS_OK;
-    ps_worker_t *worker = ps_worker_connect (&options, &status);
+    ps_worker_t *worker = ps_test_connect (list, 0, 1, PS_TEST_WAIT_MS, &status);
     ps_worker_close (&worker);
     return status;
 }
@@ -44,51 +48,10 @@ s_info_number (const char *endpoint, const char *name)
     return value;
 }
 
-Test (group, refuses_a_worker_with_another_idea_of_the_group, .timeout = 60)
-{
-    ps_broker_t *brokers[2];
-    char list[256];
-    cr_assert_eq (ps_test_group (2, 1, 0, brokers, list, sizeof list), 0);
-    char first[128], second[128];
-    cr_assert_eq (sscanf (list, "%127[^,],%127s", first, second), 2);
-    char lone_endpoint[64];
-    ps_broker_t *lone = ps_test_broker (1, 0, 0, lone_endpoint, sizeof lone_endpoint);
-    cr_assert (lone);
-
-    char swapped[256];
-    snprintf (swapped, sizeof swapped, "%s,%s", second, first);
-    cr_assert_eq (s_connect_status (swapped, 0, 1), PS_EGROUP, "shards in the wrong order");
-    cr_assert_eq (s_connect_status (second, 0, 1), PS_EGROUP, "one member taken for a lone broker");
-    char with_lone[256];
-    snprintf (with_lone, sizeof with_lone, "%s,%s", first, lone_endpoint);
-    cr_assert_eq (s_connect_status (with_lone, 0, 1), PS_EGROUP, "a lone broker in a group");
-    char three[400];
-    snprintf (three, sizeof three, "%s,%s", list, lone_endpoint);
-    cr_assert_eq (s_connect_status (three, 0, 1), PS_EGROUP, "a group of 3 against one of 2");
-    cr_assert_eq (s_connect_status ("tcp://127.0.0.1:9,", 0, 1), PS_EINVAL, "an empty member");
-
-    //  The members that did accept the refused worker got its BYE: nobody
-    //  is left live for a BSP job to wait for
-    cr_assert_eq (s_info_number (first, "live"), 0);
-    cr_assert_eq (s_info_number (lone_endpoint, "live"), 0);
-
-    //  The right list is accepted, and INFO names the group as given
-    cr_assert_eq (s_connect_status (list, 0, 1), PS_OK);
-    char *json = NULL;
-    cr_assert_eq (ps_worker_query_info (second, PS_TEST_WAIT_MS, &json), PS_OK);
-    char expected[400];
-    snprintf (expected, sizeof expected, "\"shard\":1,\"shards\":2,\"group\":[\"%s\",\"%s\"]",
-              first, second);
-    cr_assert (strstr (json, expected), "%s not in %s", expected, json);
-    free (json);
-
-    ps_broker_destroy (&lone);
-    ps_broker_destroy (&brokers[0]);
-    ps_broker_destroy (&brokers[1]);
-}
-
 Test (group, push_and_pull_split_keys_over_the_group, .timeout = 60)
 {
+    //  Three brokers; the worker is given their endpoints as one list,
+    //  comma-separated in shard order, and joins each of them
     ps_broker_t *brokers[3];
     char list[256];
     cr_assert_eq (ps_test_group (3, 1, 0, brokers, list, sizeof list), 0);
@@ -151,6 +114,52 @@ Test (group, push_and_pull_split_keys_over_the_group, .timeout = 60)
         ps_broker_destroy (&brokers[shard]);
 }
 
+Test (group, refuses_a_worker_with_another_idea_of_the_group, .timeout = 60)
+{
+    ps_broker_t *brokers[2];
+    char list[256];
+    cr_assert_eq (ps_test_group (2, 1, 0, brokers, list, sizeof list), 0);
+    char first[128], second[128];
+    cr_assert_eq (sscanf (list, "%127[^,],%127s", first, second), 2);
+    char lone_endpoint[64];
+    ps_broker_t *lone = ps_test_broker (1, 0, 0, lone_endpoint, sizeof lone_endpoint);
+
+    char swapped[256];
+    snprintf (swapped, sizeof swapped, "%s,%s", second, first);
+    cr_assert_eq (s_connect_status (swapped), PS_EGROUP, "shards in the wrong order");
+    cr_assert_eq (s_connect_status (second), PS_EGROUP, "one member taken for a lone broker");
+    char with_lone[256];
+    snprintf (with_lone, sizeof with_lone, "%s,%s", first, lone_endpoint);
+    cr_assert_eq (s_connect_status (with_lone), PS_EGROUP, "a lone broker in a group");
+    char three[400];
+    snprintf (three, sizeof three, "%s,%s", list, lone_endpoint);
+    cr_assert_eq (s_connect_status (three), PS_EGROUP, "a group of 3 against one of 2");
+    cr_assert_eq (s_connect_status ("tcp://127.0.0.1:9,"), PS_EINVAL, "an empty member");
+
+    //  The members that did accept the refused worker got its BYE: nobody
+    //  is left live for a BSP job to wait for
+    cr_assert_eq (s_info_number (first, "live"), 0);
+    cr_assert_eq (s_info_number (lone_endpoint, "live"), 0);
+
+    //  The right list is accepted, and INFO names the group as given
+    cr_assert_eq (s_connect_status (list), PS_OK);
+    char *json = NULL;
+    cr_assert_eq (ps_worker_query_info (second, PS_TEST_WAIT_MS, &json), PS_OK);
+    cr_assert_eq (ps_test_json_number (json, "shard", false), 1);
+    cr_assert_eq (ps_test_json_number (json, "shards", false), 2);
+    json_t *group = ps_test_json_find (json, "group", false);
+    const char *members[2] = {NULL, NULL};
+    cr_assert_eq (json_unpack (group, "[ss!]", &members[0], &members[1]), 0, "%s", json);
+    cr_assert_str_eq (members[0], first);
+    cr_assert_str_eq (members[1], second);
+    json_decref (group);
+    free (json);
+
+    ps_broker_destroy (&lone);
+    ps_broker_destroy (&brokers[0]);
+    ps_broker_destroy (&brokers[1]);
+}
+
 Test (group, a_worker_refuses_brokers_that_disagree_on_the_clock, .timeout = 60)
 {
     //  ASP, so that clocks are answered at once
@@ -166,24 +175,13 @@ Test (group, a_worker_refuses_brokers_that_disagree_on_the_clock, .timeout = 60)
 
     //  Broker 1 restarts on its port, empty: it knows no clock of rank 1,
     //  which broker 0 has at 3
-    int port = ps_broker_port (brokers[1]);
-    ps_broker_destroy (&brokers[1]);
-    //  Held from the moment the old listener is gone, so that no broker of
-    //  another test takes it; the new broker binds it beside the holder
-    int held = ps_test_hold_port (port);
     ps_broker_config_t config;
     ps_broker_config_defaults (&config);
-    char endpoint[64];
-    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
-    config.endpoint = endpoint;
     config.workers = 2;
     config.staleness = -1;
     config.shard = 1;
     config.shards = 2;
-    ps_problem_t problem;
-    brokers[1] = ps_broker_new (&config, &problem);
-    close (held);
-    cr_assert (brokers[1], "%s", problem.message);
+    brokers[1] = ps_test_broker_restart (&brokers[1], &config);
 
     //  Rank 0 comes back: broker 0 puts it at clock 3, broker 1 at 0. The
     //  worker tries a few times, then refuses, and leaves no rank behind
@@ -199,10 +197,10 @@ Test (group, a_worker_refuses_brokers_that_disagree_on_the_clock, .timeout = 60)
     cr_assert_null (returning);
     cr_assert_eq (status, PS_EGROUP);
     cr_assert (zclock_mono () - started < 4000, "took %" PRId64 " ms", zclock_mono () - started);
-    char first[128];
-    cr_assert_eq (sscanf (list, "%127[^,]", first), 1);
+    char first[128], second[128];
+    cr_assert_eq (sscanf (list, "%127[^,],%127s", first, second), 2);
     cr_assert_eq (s_info_number (first, "live"), 1, "only the steady rank is left on broker 0");
-    cr_assert_eq (s_info_number (endpoint, "live"), 0);
+    cr_assert_eq (s_info_number (second, "live"), 0);
     //  It did try again: two HELLOs before, then five from the returning rank
     cr_assert_eq (s_info_number (first, "hello"), 2 + 5);
 
@@ -222,37 +220,27 @@ typedef struct {
 static void
 s_psbroker_start (psbroker_t *self, int shard, int shards, int workers)
 {
-    char path[512], shard_text[8], shards_text[8], workers_text[8];
+    char shard_text[8], shards_text[8], workers_text[8];
     snprintf (shard_text, sizeof shard_text, "%d", shard);
     snprintf (shards_text, sizeof shards_text, "%d", shards);
     snprintf (workers_text, sizeof workers_text, "%d", workers);
-    char *argv[] = {(char *)ps_test_binary ("psbroker", path, sizeof path),
-                    "--port",
-                    "0",
-                    "--bind",
-                    "127.0.0.1",
-                    "--workers",
-                    workers_text,
-                    "--shard",
-                    shard_text,
-                    "--shards",
-                    shards_text,
-                    "--optimizer",
-                    "adam",
-                    "--lr",
-                    "0.002",
-                    "--no-tap",
-                    "--quiet",
-                    NULL};
-    self->child = ps_test_spawn (argv);
-    char out[4096] = "";
-    cr_assert (ps_test_read_until (self->child.out, "listening on tcp://", out, sizeof out,
-                                   PS_TEST_WAIT_MS),
-               "psbroker shard %d printed no endpoint: %s", shard, out);
-    cr_assert_eq (sscanf (strstr (out, "tcp://"), "%127s", self->endpoint), 1);
+    char *args[] = {"--workers", workers_text,  "--shard", shard_text, "--shards",
+                    shards_text, "--optimizer", "adam",    "--lr",     "0.002",
+                    "--no-tap",  "--quiet",     NULL};
+    char out[4096];
+    self->child = ps_test_psbroker (args, self->endpoint, sizeof self->endpoint, out, sizeof out);
     char place[64];
     snprintf (place, sizeof place, "shard %d of %d", shard, shards);
     cr_assert (strstr (out, place), "'%s' not in: %s", place, out);
+}
+
+//  The two brokers of a group for workers, and their list
+static void
+s_psbrokers_start (psbroker_t brokers[2], int workers, char *list, size_t list_size)
+{
+    for (int shard = 0; shard < 2; shard++)
+        s_psbroker_start (&brokers[shard], shard, 2, workers);
+    snprintf (list, list_size, "%s,%s", brokers[0].endpoint, brokers[1].endpoint);
 }
 
 static void
@@ -267,61 +255,31 @@ s_psbroker_stop (psbroker_t *self)
 //  A psworker process training on the synthetic set through list, giving
 //  up on a call after timeout_ms and on a clock after clock_timeout_ms
 static pid_t
-s_psworker_start (const char *list, int rank, int threads, int workers, const char *epochs,
-                  int timeout_ms, int clock_timeout_ms, const char *out_path)
+s_psworker_start (const char *list, int rank, int threads, int workers, int epochs,
+                  const char *timeout_ms, const char *clock_timeout_ms, const char *out_path)
 {
-    char path[512], rank_text[8], threads_text[8], workers_text[8], timeout_text[16],
-        clock_timeout_text[16];
-    snprintf (rank_text, sizeof rank_text, "%d", rank);
-    snprintf (threads_text, sizeof threads_text, "%d", threads);
-    snprintf (workers_text, sizeof workers_text, "%d", workers);
-    snprintf (timeout_text, sizeof timeout_text, "%d", timeout_ms);
-    snprintf (clock_timeout_text, sizeof clock_timeout_text, "%d", clock_timeout_ms);
-    char *argv[] = {(char *)ps_test_binary ("psworker", path, sizeof path),
-                    "--broker",
-                    (char *)list,
-                    "--rank",
-                    rank_text,
-                    "--threads",
-                    threads_text,
-                    "--workers",
-                    workers_text,
-                    "--data",
-                    "synthetic",
-                    "--epochs",
-                    (char *)epochs,
-                    "--hidden",
-                    "32",
-                    "--json",
-                    "--timeout-ms",
-                    timeout_text,
-                    "--clock-timeout-ms",
-                    clock_timeout_text,
-                    NULL};
-    return ps_test_spawn_to_file (argv, out_path);
+    char *timeouts[] = {"--timeout-ms", (char *)timeout_ms, "--clock-timeout-ms",
+                        (char *)clock_timeout_ms, NULL};
+    return ps_test_psworker_train (list, rank, threads, workers, epochs, timeouts, out_path);
 }
 
 Test (group, real_processes_train_across_two_brokers, .timeout = 150)
 {
     //  A two-thread process (ranks 0-1) beside a single one (rank 2)
     psbroker_t brokers[2];
-    for (int shard = 0; shard < 2; shard++)
-        s_psbroker_start (&brokers[shard], shard, 2, 3);
     char list[300];
-    snprintf (list, sizeof list, "%s,%s", brokers[0].endpoint, brokers[1].endpoint);
-    char dir[] = "/tmp/psmq-group-XXXXXX";
-    cr_assert (mkdtemp (dir));
+    s_psbrokers_start (brokers, 3, list, sizeof list);
     char outs[2][600];
-    snprintf (outs[0], sizeof outs[0], "%s/threads.out", dir);
-    snprintf (outs[1], sizeof outs[1], "%s/single.out", dir);
+    ps_test_path ("threads.out", outs[0], sizeof outs[0]);
+    ps_test_path ("single.out", outs[1], sizeof outs[1]);
     //  Nothing fails here: timeouts that a loaded machine never reaches
-    pid_t pids[2] = {s_psworker_start (list, 0, 2, 3, "2", 30000, 60000, outs[0]),
-                     s_psworker_start (list, 2, 1, 3, "2", 30000, 60000, outs[1])};
+    pid_t pids[2] = {s_psworker_start (list, 0, 2, 3, 2, "30000", "60000", outs[0]),
+                     s_psworker_start (list, 2, 1, 3, 2, "30000", "60000", outs[1])};
     for (int i = 0; i < 2; i++) {
         int status = ps_test_wait_pid (pids[i], 120000);
         char *text = ps_test_slurp (outs[i]);
         cr_assert_eq (status, 0, "worker %d exited %d: %s", i, status, text);
-        cr_assert (strstr (text, "\"final\":true"), "%s", text);
+        cr_assert (ps_test_json_bool (text, "final", true), "%s", text);
         double accuracy = ps_test_json_number (text, "test_accuracy", true);
         cr_assert (accuracy > 0.6, "accuracy %g: %s", accuracy, text);
         free (text);
@@ -343,18 +301,16 @@ static void
 s_lose_a_broker_mid_run (int signal_number)
 {
     psbroker_t brokers[2];
-    for (int shard = 0; shard < 2; shard++)
-        s_psbroker_start (&brokers[shard], shard, 2, 2);
     char list[300];
-    snprintf (list, sizeof list, "%s,%s", brokers[0].endpoint, brokers[1].endpoint);
-    char dir[] = "/tmp/psmq-group-XXXXXX";
-    cr_assert (mkdtemp (dir));
+    s_psbrokers_start (brokers, 2, list, sizeof list);
     char outs[2][600];
     pid_t pids[2];
     for (int rank = 0; rank < 2; rank++) {
-        snprintf (outs[rank], sizeof outs[rank], "%s/worker%d.out", dir, rank);
+        char name[32];
+        snprintf (name, sizeof name, "worker%d.out", rank);
+        ps_test_path (name, outs[rank], sizeof outs[rank]);
         //  Timeouts short enough to fail in time once the broker is gone
-        pids[rank] = s_psworker_start (list, rank, 1, 2, "1000", 3000, 4000, outs[rank]);
+        pids[rank] = s_psworker_start (list, rank, 1, 2, 1000, "3000", "4000", outs[rank]);
     }
     //  Mid-run: once the job has made some clocks
     int64_t deadline = zclock_mono () + 60000;

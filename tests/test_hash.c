@@ -4,7 +4,9 @@
 
         uint64_t bucket = ps_hash_fnv1a ("mlp.w1") % buckets;
         uint64_t state = seed;
-        double uniform = (ps_splitmix64 (&state) >> 11) * 0x1p-53;   //  [0, 1) */
+        double uniform = (ps_splitmix64 (&state) >> 11) * 0x1p-53;   //  [0, 1)
+
+    usage: build/test_hash [--filter 'hash/<test>'] */
 
 #include "ps_hash.h"
 

@@ -4,23 +4,21 @@
     Every expected value below is a literal derived in the comment above
     it, not a second run of the same formula, so a wrong rule cannot agree
     with itself.
+
+    usage: build/test_optim [--filter 'optim/<test>']
     ========================================================================= */
 
 #include "ps_optim.h"
+#include "ps_testutil.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-//  got[i] within a few float roundings of want[i]
-static void
-s_assert_near (const float *got, const float *want, size_t n, const char *what)
-{
-    for (size_t i = 0; i < n; i++)
-        cr_assert (fabsf (got[i] - want[i]) <= 2e-6f * fmaxf (1, fabsf (want[i])),
-                   "%s[%zu]: got %.9g, want %.9g", what, i, got[i], want[i]);
-}
+//  How near a result must come to the value worked out by hand: a few
+//  float roundings, relative to the value (absolute below 1)
+#define NEAR 2e-6f
 
 static ps_optim_config_t
 s_config (ps_optim_kind_t kind, float lr)
@@ -46,9 +44,9 @@ Test (optim, sgd_usage)
     const float grad[3] = {0.5f, 1, -2};
     //  p - 0.1 * g: 1 - 0.05, -2 - 0.1, 0.5 + 0.2
     ps_optim_apply (&config, params, params, grad, 1, NULL, NULL, 3, 1);
-    s_assert_near (params, (float[]){0.95f, -2.1f, 0.7f}, 3, "step 1");
+    ps_test_assert_near (params, (float[]){0.95f, -2.1f, 0.7f}, 3, NEAR, "step 1");
     ps_optim_apply (&config, params, params, grad, 1, NULL, NULL, 3, 2);
-    s_assert_near (params, (float[]){0.9f, -2.2f, 0.9f}, 3, "step 2");
+    ps_test_assert_near (params, (float[]){0.9f, -2.2f, 0.9f}, 3, NEAR, "step 2");
 }
 
 Test (optim, defaults)
@@ -72,13 +70,13 @@ Test (optim, momentum_two_steps)
     float velocity[2] = {0, 0};
     //  v = g = (1, -0.5); p = (1 - 0.1, -2 + 0.05)
     ps_optim_apply (&config, params, params, (float[]){1, -0.5f}, 1, velocity, NULL, 2, 1);
-    s_assert_near (velocity, (float[]){1, -0.5f}, 2, "velocity 1");
-    s_assert_near (params, (float[]){0.9f, -1.95f}, 2, "step 1");
+    ps_test_assert_near (velocity, (float[]){1, -0.5f}, 2, NEAR, "velocity 1");
+    ps_test_assert_near (params, (float[]){0.9f, -1.95f}, 2, NEAR, "step 1");
     //  g = (-2, 0.5): v = (0.9 - 2, -0.45 + 0.5) = (-1.1, 0.05)
     //  p = (0.9 + 0.11, -1.95 - 0.005)
     ps_optim_apply (&config, params, params, (float[]){-2, 0.5f}, 1, velocity, NULL, 2, 2);
-    s_assert_near (velocity, (float[]){-1.1f, 0.05f}, 2, "velocity 2");
-    s_assert_near (params, (float[]){1.01f, -1.955f}, 2, "step 2");
+    ps_test_assert_near (velocity, (float[]){-1.1f, 0.05f}, 2, NEAR, "velocity 2");
+    ps_test_assert_near (params, (float[]){1.01f, -1.955f}, 2, NEAR, "step 2");
 }
 
 Test (optim, adagrad_two_steps)
@@ -89,12 +87,12 @@ Test (optim, adagrad_two_steps)
     float history[2] = {0, 0};
     //  g = (3, -4): h = (9, 16), p -= 0.1 * g / sqrt (h) = (0.1, -0.1)
     ps_optim_apply (&config, params, params, (float[]){3, -4}, 1, history, NULL, 2, 1);
-    s_assert_near (history, (float[]){9, 16}, 2, "history 1");
-    s_assert_near (params, (float[]){0.9f, -0.9f}, 2, "step 1");
+    ps_test_assert_near (history, (float[]){9, 16}, 2, NEAR, "history 1");
+    ps_test_assert_near (params, (float[]){0.9f, -0.9f}, 2, NEAR, "step 1");
     //  g = (4, -3): h = (25, 25), p -= (0.1 * 4 / 5, 0.1 * -3 / 5) = (0.08, -0.06)
     ps_optim_apply (&config, params, params, (float[]){4, -3}, 1, history, NULL, 2, 2);
-    s_assert_near (history, (float[]){25, 25}, 2, "history 2");
-    s_assert_near (params, (float[]){0.82f, -0.84f}, 2, "step 2");
+    ps_test_assert_near (history, (float[]){25, 25}, 2, NEAR, "history 2");
+    ps_test_assert_near (params, (float[]){0.82f, -0.84f}, 2, NEAR, "step 2");
 }
 
 Test (optim, adam_two_steps_with_bias_correction)
@@ -110,9 +108,9 @@ Test (optim, adam_two_steps_with_bias_correction)
     //  Corrected, m / 0.1 = g and v / 0.001 = g^2, so p -= 0.1 * g / |g|.
     //  (Without the correction p would move by 0.1 * 0.2 / sqrt (0.004) = 0.316.)
     ps_optim_apply (&config, params, params, (float[]){2, 0.5f}, 1, m, v, 2, 1);
-    s_assert_near (m, (float[]){0.2f, 0.05f}, 2, "m 1");
-    s_assert_near (v, (float[]){0.004f, 0.00025f}, 2, "v 1");
-    s_assert_near (params, (float[]){0.9f, -0.6f}, 2, "step 1");
+    ps_test_assert_near (m, (float[]){0.2f, 0.05f}, 2, NEAR, "m 1");
+    ps_test_assert_near (v, (float[]){0.004f, 0.00025f}, 2, NEAR, "v 1");
+    ps_test_assert_near (params, (float[]){0.9f, -0.6f}, 2, NEAR, "step 1");
     //  g = (-1, 0.5):
     //  m = (0.18 - 0.1, 0.045 + 0.05) = (0.08, 0.095)
     //  v = (0.003996 + 0.001, 0.00024975 + 0.00025) = (0.004996, 0.00049975)
@@ -121,9 +119,9 @@ Test (optim, adam_two_steps_with_bias_correction)
     //      sqrt = 1.58090152, p = 0.9 - 0.1 * 0.421052632 / 1.58090152 = 0.873366297
     //  p1: m^ = 0.5, v^ = 0.25, p = -0.6 - 0.1 * 0.5 / 0.5 = -0.7
     ps_optim_apply (&config, params, params, (float[]){-1, 0.5f}, 1, m, v, 2, 2);
-    s_assert_near (m, (float[]){0.08f, 0.095f}, 2, "m 2");
-    s_assert_near (v, (float[]){0.004996f, 0.00049975f}, 2, "v 2");
-    s_assert_near (params, (float[]){0.873366297f, -0.7f}, 2, "step 2");
+    ps_test_assert_near (m, (float[]){0.08f, 0.095f}, 2, NEAR, "m 2");
+    ps_test_assert_near (v, (float[]){0.004996f, 0.00049975f}, 2, NEAR, "v 2");
+    ps_test_assert_near (params, (float[]){0.873366297f, -0.7f}, 2, NEAR, "step 2");
 }
 
 Test (optim, scale_multiplies_the_gradient)
@@ -147,9 +145,9 @@ Test (optim, scale_multiplies_the_gradient)
             ps_optim_apply (&config, b, b, grad4, 0.25f, b0, b1, 3, step);
         }
         const char *name = ps_optim_kind_name (kind);
-        s_assert_near (b, a, 3, name);
-        s_assert_near (b0, a0, 3, name);
-        s_assert_near (b1, a1, 3, name);
+        ps_test_assert_near (b, a, 3, NEAR, name);
+        ps_test_assert_near (b0, a0, 3, NEAR, name);
+        ps_test_assert_near (b1, a1, 3, NEAR, name);
     }
 }
 
@@ -189,8 +187,8 @@ Test (optim, out_of_place_leaves_in_alone)
     const float in[2] = {1, 2};
     float out[2] = {0, 0}, velocity[2] = {0, 0};
     ps_optim_apply (&config, out, in, (float[]){1, 1}, 1, velocity, NULL, 2, 1);
-    s_assert_near (out, (float[]){0.9f, 1.9f}, 2, "out");
-    s_assert_near (in, (float[]){1, 2}, 2, "in");
+    ps_test_assert_near (out, (float[]){0.9f, 1.9f}, 2, NEAR, "out");
+    ps_test_assert_near (in, (float[]){1, 2}, 2, NEAR, "in");
 }
 
 //  The check fails and its message contains expected
@@ -299,7 +297,7 @@ Test (optim, cosine_decay_runs_decay_steps_steps_then_stops)
     float got[7];
     for (uint64_t step = 1; step <= 7; step++)
         got[step - 1] = ps_optim_rate (&config, step);
-    s_assert_near (got, want, 7, "rate");
+    ps_test_assert_near (got, want, 7, NEAR, "rate");
     //  One decay step: the key's only step still learns, at lr
     config.decay_steps = 1;
     cr_assert_float_eq (ps_optim_rate (&config, 1), 0.1f, 1e-9);

@@ -10,7 +10,9 @@
         char line[256] = "";
         ps_process_read_until (child.out, "\n", line, sizeof line, 5000);
         kill (child.pid, SIGTERM);
-        int code = ps_process_finish (child.pid, false, 5000);   //  -1: killed */
+        int code = ps_process_finish (child.pid, false, 5000);   //  -1: killed
+
+    usage: build/test_process [--filter 'process/<test>'] */
 
 #include "ps_process.h"
 #include "ps_testutil.h"

@@ -1,7 +1,14 @@
-/*  The psbench program: a quick run without the yardstick prints every
-    figure with a positive number and exits 0, the group and localagg
-    cases included; --help exits 0. The figures themselves are not
-    asserted: they depend on the machine. */
+/*  test_psbench - the psbench program (tools/psbench/). Usage:
+
+        psbench --quick --broker-bin build/psbroker   //  every figure, small
+
+    The first test runs that without the yardstick: every figure is printed
+    with a positive number and psbench exits 0, the group and localagg
+    cases included. Then --help, an unknown case and a missing broker, each
+    with its exit status. The figures themselves are not asserted: they
+    depend on the machine.
+
+    usage: cd build && ./test_psbench [--filter 'psbench/<test>'] */
 
 #include "ps_testutil.h"
 

@@ -1,5 +1,16 @@
-/*  The psbroker binary: started on an ephemeral port, used by the worker
-    library over TCP, stopped with SIGTERM; its command line. */
+/*  =========================================================================
+    test_psbroker - the psbroker binary (broker/psbroker.c)
+
+    Usage, as an operator starts it:
+
+        psbroker --port 5555 --workers 2 --staleness 1 --optimizer sgd --lr 0.25
+
+    The first test does that on an ephemeral loopback port, uses it with
+    the worker library over TCP and stops it with SIGTERM; the others check
+    its command line: --help, every bad value named, a port in use.
+
+    usage: cd build && ./test_psbroker [--filter 'psbroker/<test>']
+    ========================================================================= */
 
 #include "ps_testutil.h"
 #include "ps_worker.h"
@@ -16,44 +27,21 @@
 
 Test (psbroker, serves_the_library_over_tcp_and_stops_on_sigterm, .timeout = 60)
 {
-    char path[512];
-    char *argv[] = {(char *)ps_test_binary ("psbroker", path, sizeof path),
-                    "--port",
-                    "0",
-                    "--bind",
-                    "127.0.0.1",
-                    "--workers",
-                    "2",
-                    "--staleness",
-                    "1",
-                    "--optimizer",
-                    "sgd",
-                    "--lr",
-                    "0.25",
-                    NULL};
-    ps_test_child_t broker = ps_test_spawn (argv);
-    char out[4096] = "";
-    cr_assert (ps_test_read_until (broker.out, "listening on tcp://", out, sizeof out, 10000),
-               "no endpoint printed: %s", out);
+    //  psbroker on 127.0.0.1, at a port the kernel picks (--port 0); its
+    //  first line says where it listens
+    char *args[] = {"--workers", "2",    "--staleness", "1", "--optimizer",
+                    "sgd",       "--lr", "0.25",        NULL};
+    char endpoint[128], out[4096];
+    ps_test_child_t broker = ps_test_psbroker (args, endpoint, sizeof endpoint, out, sizeof out);
     //  The optimizer named is the default for keys whose INIT names none,
     //  not one in force for every key
-    cr_assert (ps_test_read_until (broker.out, "names none)", out, sizeof out, 5000), "%s", out);
     cr_assert (strstr (out, "; default optimizer sgd lr 0.25, used when an INIT names none)"), "%s",
                out);
-    char *at = strstr (out, "tcp://");
-    char endpoint[128];
-    cr_assert_eq (sscanf (at, "%127s", endpoint), 1);
 
     ps_worker_t *workers[2];
     for (uint32_t rank = 0; rank < 2; rank++) {
-        ps_worker_options_t options;
-        ps_worker_options_init (&options);
-        options.broker = endpoint;
-        options.rank = rank;
-        options.world_size = 2;
-        options.timeout_ms = PS_TEST_WAIT_MS;
-        int status;
-        workers[rank] = ps_worker_connect (&options, &status);
+        int status = PS_OK;
+        workers[rank] = ps_test_connect (endpoint, rank, 2, PS_TEST_WAIT_MS, &status);
         cr_assert (workers[rank], "rank %u: %s", rank, ps_strerror (status));
         cr_assert_eq (ps_worker_staleness (workers[rank]), 1);
     }
@@ -82,18 +70,33 @@ Test (psbroker, serves_the_library_over_tcp_and_stops_on_sigterm, .timeout = 60)
     close (broker.err);
 }
 
-Test (psbroker, help_and_bad_arguments)
+//  Run psbroker with args (NULL-terminated) to its exit, reading its
+//  stdout (its stderr when err) into text until it holds needle: its exit
+//  status, -1 when it had to be killed
+static int
+s_run (char *const args[], bool err, const char *needle, char *text, size_t size)
 {
     char path[512];
-    ps_test_binary ("psbroker", path, sizeof path);
-    char *help[] = {path, "--help", NULL};
-    ps_test_child_t child = ps_test_spawn (help);
-    char out[4096] = "";
-    ps_test_read_until (child.out, "SIGTERM", out, sizeof out, PS_TEST_WAIT_MS);
-    cr_assert_eq (ps_test_wait_pid (child.pid, PS_TEST_WAIT_MS), 0);
-    cr_assert (strstr (out, "--staleness"), "%s", out);
+    char *argv[16] = {(char *)ps_test_binary ("psbroker", path, sizeof path)};
+    for (size_t i = 0; args[i]; i++) {
+        cr_assert_lt (i + 2, 16, "too many arguments");
+        argv[i + 1] = args[i];
+    }
+    ps_test_child_t child = ps_test_spawn (argv);
+    text[0] = 0;
+    ps_test_read_until (err ? child.err : child.out, needle, text, size, PS_TEST_WAIT_MS);
+    int status = ps_test_wait_pid (child.pid, PS_TEST_WAIT_MS);
     close (child.out);
     close (child.err);
+    return status;
+}
+
+Test (psbroker, help_and_bad_arguments)
+{
+    char *help[] = {"--help", NULL};
+    char out[4096];
+    cr_assert_eq (s_run (help, false, "SIGTERM", out, sizeof out), 0, "%s", out);
+    cr_assert (strstr (out, "--staleness"), "%s", out);
 
     struct {
         char *arg;
@@ -119,26 +122,18 @@ Test (psbroker, help_and_bad_arguments)
                {"--bind", "-v", "--bind '-v' looks like an option"},
                {"--endpoint", "-q", "--endpoint '-q' looks like an option"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char *argv[] = {path, "--port", "0", bad[i].arg, bad[i].value, NULL};
-        child = ps_test_spawn (argv);
-        char err[4096] = "";
-        ps_test_read_until (child.err, bad[i].says, err, sizeof err, PS_TEST_WAIT_MS);
-        cr_assert_eq (ps_test_wait_pid (child.pid, PS_TEST_WAIT_MS), 2, "%s %s", bad[i].arg,
+        char *args[] = {"--port", "0", bad[i].arg, bad[i].value, NULL};
+        char err[4096];
+        cr_assert_eq (s_run (args, true, bad[i].says, err, sizeof err), 2, "%s %s", bad[i].arg,
                       bad[i].value);
         cr_assert (strstr (err, bad[i].says), "error names the value: %s", err);
-        close (child.out);
-        close (child.err);
     }
 
     //  A place outside the group is refused before anything is bound
-    char *outside[] = {path, "--port", "0", "--shard", "2", "--shards", "2", NULL};
-    child = ps_test_spawn (outside);
-    char err[4096] = "";
-    ps_test_read_until (child.err, "shard 2 of 2", err, sizeof err, PS_TEST_WAIT_MS);
-    cr_assert_eq (ps_test_wait_pid (child.pid, PS_TEST_WAIT_MS), 1);
+    char *outside[] = {"--port", "0", "--shard", "2", "--shards", "2", NULL};
+    char err[4096];
+    cr_assert_eq (s_run (outside, true, "shard 2 of 2", err, sizeof err), 1, "%s", err);
     cr_assert (strstr (err, "shard 2 of 2"), "error names the place: %s", err);
-    close (child.out);
-    close (child.err);
 }
 
 Test (psbroker, port_in_use_is_a_clear_error, .timeout = 30)
@@ -147,19 +142,9 @@ Test (psbroker, port_in_use_is_a_clear_error, .timeout = 30)
     ps_broker_t *holder = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
     char port[16];
     snprintf (port, sizeof port, "%d", ps_broker_port (holder));
-    char path[512];
-    char *argv[] = {(char *)ps_test_binary ("psbroker", path, sizeof path),
-                    "--port",
-                    port,
-                    "--bind",
-                    "127.0.0.1",
-                    NULL};
-    ps_test_child_t child = ps_test_spawn (argv);
-    char err[4096] = "";
-    ps_test_read_until (child.err, "cannot bind", err, sizeof err, PS_TEST_WAIT_MS);
-    cr_assert_eq (ps_test_wait_pid (child.pid, PS_TEST_WAIT_MS), 1);
+    char *args[] = {"--port", port, "--bind", "127.0.0.1", NULL};
+    char err[4096];
+    cr_assert_eq (s_run (args, true, "cannot bind", err, sizeof err), 1, "%s", err);
     cr_assert (strstr (err, "cannot bind") && strstr (err, port), "%s", err);
-    close (child.out);
-    close (child.err);
     ps_broker_destroy (&holder);
 }

@@ -14,6 +14,8 @@
     per-worker view that top and clock share, and input that is not JSON:
     refused with a reason that says where, never read past its size, and
     never a crash however it is mangled (a seeded fuzz loop).
+
+    usage: build/test_pstap_info [--filter 'pstap_info/<test>']
     ========================================================================= */
 
 #include "pstap_info.h"

@@ -2,8 +2,14 @@
     test_psworker - the training program psworker (worker/trainer/) end
     to end, and the scripts of tools/ that run it
 
-    The real psbroker and psworker processes on an ephemeral loopback port,
-    training on the synthetic data set; then --help, bad options and
+    Usage, as tools/demo runs it for each worker of a job:
+
+        psworker --broker tcp://127.0.0.1:5555 --rank 0 --workers 2 \
+                 --data synthetic --json
+
+    The first test does that for two workers and checks what they learnt;
+    the others run psworker against an in-process broker on an ephemeral
+    loopback port, or against none, then --help, bad options and
     tools/demo. Binaries come from PSMQ_BUILD_DIR and scripts from
     PSMQ_SOURCE_DIR, which ctest sets (else . and ..).
 
@@ -21,32 +27,51 @@
 #include <string.h>
 #include <unistd.h>
 
+//  Run psworker with args (NULL-terminated) to its exit, for up to
+//  timeout_ms: its exit status (-1 when it had to be killed), and all it
+//  printed in *text, which the caller frees
+static int
+s_run (char *const args[], int timeout_ms, char **text)
+{
+    char out[512];
+    ps_test_path ("psworker.out", out, sizeof out);
+    int status = ps_test_wait_pid (ps_test_psworker (args, out), timeout_ms);
+    *text = ps_test_slurp (out);
+    return status;
+}
+
+//  Wait for the psworker processes pids, each to exit 0 within 90 s; what
+//  each printed is in the file outs[i]
+static void
+s_wait_all (const pid_t *pids, char (*outs)[600], int count)
+{
+    for (int i = 0; i < count; i++) {
+        int status = ps_test_wait_pid (pids[i], 90000);
+        char *text = ps_test_slurp (outs[i]);
+        cr_assert_eq (status, 0, "process %d exited %d: %s", i, status, text);
+        free (text);
+    }
+}
+
 Test (psworker, two_workers_learn_the_synthetic_set, .timeout = 120)
 {
+    //  A broker for two workers, and a psworker process for each rank
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
-    cr_assert (broker);
-    char path[512];
-    ps_test_binary ("psworker", path, sizeof path);
-    char dir[] = "/tmp/psworker-test-XXXXXX";
-    cr_assert (mkdtemp (dir));
     pid_t pids[2];
     char outs[2][600];
     for (int rank = 0; rank < 2; rank++) {
-        char rank_text[8];
-        snprintf (rank_text, sizeof rank_text, "%d", rank);
-        char *argv[] = {path,  "--broker", endpoint,    "--rank",   rank_text, "--workers",
-                        "2",   "--data",   "synthetic", "--epochs", "3",       "--model",
-                        "mlp", "--hidden", "32",        "--json",   NULL};
-        snprintf (outs[rank], sizeof outs[rank], "%s/worker%d.out", dir, rank);
-        pids[rank] = ps_test_spawn_to_file (argv, outs[rank]);
+        char name[32];
+        snprintf (name, sizeof name, "worker%d.out", rank);
+        ps_test_path (name, outs[rank], sizeof outs[rank]);
+        char *model[] = {"--model", "mlp", NULL};
+        pids[rank] = ps_test_psworker_train (endpoint, rank, 1, 2, 3, model, outs[rank]);
     }
-    for (int rank = 0; rank < 2; rank++)
-        cr_assert_eq (ps_test_wait_pid (pids[rank], 90000), 0, "worker %d: %s", rank,
-                      ps_test_slurp (outs[rank]));
+    s_wait_all (pids, outs, 2);
+    //  Each prints a JSON record per epoch, the last one final
     for (int rank = 0; rank < 2; rank++) {
         char *text = ps_test_slurp (outs[rank]);
-        cr_assert (strstr (text, "\"final\":true"), "no final record: %s", text);
+        cr_assert (ps_test_json_bool (text, "final", true), "no final record: %s", text);
         double first_loss = ps_test_json_number (text, "train_loss", false);
         double last_loss = ps_test_json_number (text, "train_loss", true);
         double accuracy = ps_test_json_number (text, "test_accuracy", true);
@@ -62,53 +87,21 @@ Test (psworker, two_workers_learn_the_synthetic_set, .timeout = 120)
 
 Test (psworker, missing_data_names_the_package)
 {
-    char path[512];
-    ps_test_binary ("psworker", path, sizeof path);
-    char out[] = "/tmp/psworker-missing-XXXXXX";
-    int fd = mkstemp (out);
-    close (fd);
-    char *argv[] = {path, "--broker", "tcp://127.0.0.1:9",    "--rank", "0", "--workers",
-                    "1",  "--data",   "/nonexistent/fashion", NULL};
-    pid_t pid = ps_test_spawn_to_file (argv, out);
-    cr_assert_eq (ps_test_wait_pid (pid, PS_TEST_WAIT_MS), 1);
-    char *text = ps_test_slurp (out);
+    char *args[] = {"--broker", "tcp://127.0.0.1:9",    "--rank", "0", "--workers", "1",
+                    "--data",   "/nonexistent/fashion", NULL};
+    char *text;
+    cr_assert_eq (s_run (args, PS_TEST_WAIT_MS, &text), 1, "%s", text);
     cr_assert (strstr (text, "dataset-fashion-mnist"), "%s", text);
     cr_assert (strstr (text, "synthetic"), "%s", text);
     free (text);
-    unlink (out);
 }
 
 Test (psworker, help_and_bad_arguments)
 {
-    char path[512];
-    ps_test_binary ("psworker", path, sizeof path);
-    char out[] = "/tmp/psworker-args-XXXXXX";
-    int fd = mkstemp (out);
-    close (fd);
-    char *help[] = {path, "--help", NULL};
-    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (help, out), PS_TEST_WAIT_MS), 0);
-    char *text = ps_test_slurp (out);
+    char *help[] = {"--help", NULL};
+    char *text;
+    cr_assert_eq (s_run (help, PS_TEST_WAIT_MS, &text), 0, "%s", text);
     cr_assert (strstr (text, "--staleness") == NULL && strstr (text, "--delay-ms"), "%s", text);
-    free (text);
-
-    char *bad_threads[] = {path,        "--broker", "tcp://x:1", "--rank", "3",
-                           "--workers", "4",        "--threads", "2",      NULL};
-    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_threads, out), PS_TEST_WAIT_MS), 2);
-    text = ps_test_slurp (out);
-    cr_assert (strstr (text, "--threads 2"), "%s", text);
-    free (text);
-
-    char *bad_rank[] = {path, "--broker", "tcp://x:1", "--rank", "4", "--workers", "4", NULL};
-    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_rank, out), PS_TEST_WAIT_MS), 2);
-    text = ps_test_slurp (out);
-    cr_assert (strstr (text, "--rank 4"), "%s", text);
-    free (text);
-
-    char *bad_model[] = {path,        "--broker", "tcp://x:1", "--rank", "0",
-                         "--workers", "1",        "--model",   "resnet", NULL};
-    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (bad_model, out), PS_TEST_WAIT_MS), 2);
-    text = ps_test_slurp (out);
-    cr_assert (strstr (text, "'resnet'"), "%s", text);
     free (text);
 
     //  Every bad value exits 2 naming its flag and the value; text that is
@@ -118,6 +111,7 @@ Test (psworker, help_and_bad_arguments)
         char *value;
         const char *says;
     } bad[] = {
+        {"--model", "resnet", "psworker: --model 'resnet'"},
         {"--lr", "-1", "psworker: --lr '-1' must be a number from"},
         {"--lr", "nan", "psworker: --lr 'nan' is not a number"},
         {"--lr", "fast", "psworker: --lr 'fast' is not a number"},
@@ -128,42 +122,35 @@ Test (psworker, help_and_bad_arguments)
         {"--data", "-e", "psworker: --data '-e' looks like an option"},
         {"--broker", "tcp://a:1,,tcp://b:2", "--broker 'tcp://a:1,,tcp://b:2' has an empty"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char *argv[] = {path,        "--broker", "tcp://127.0.0.1:9", "--rank",     "0",
-                        "--workers", "1",        bad[i].arg,          bad[i].value, NULL};
-        cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (argv, out), 5000), 2, "%s %s",
-                      bad[i].arg, bad[i].value);
-        text = ps_test_slurp (out);
+        char *args[] = {"--broker", "tcp://127.0.0.1:9", "--rank",     "0", "--workers",
+                        "1",        bad[i].arg,          bad[i].value, NULL};
+        cr_assert_eq (s_run (args, PS_TEST_WAIT_MS, &text), 2, "%s %s: %s", bad[i].arg,
+                      bad[i].value, text);
         cr_assert (strstr (text, bad[i].says), "expected '%s' in: %s", bad[i].says, text);
         free (text);
     }
 
-    //  A value left out: getopt would take the next option for it
-    char *no_broker_value[] = {path, "--broker", "--rank", "0", "--workers", "1", NULL};
-    cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (no_broker_value, out), 5000), 2);
-    text = ps_test_slurp (out);
-    cr_assert (strstr (text, "psworker: --broker '--rank' looks like an option"), "%s", text);
-    free (text);
-
-    //  The required flags that are missing, and only those, are named
+    //  Ranks that do not fit the job, a value left out (getopt would take
+    //  the next option for it), and the required flags that are missing,
+    //  only those named
     struct {
-        char *argv[8];
+        char *args[10];
         const char *says;
-    } missing[] = {
-        {{"--broker", "tcp://127.0.0.1:9", "--rank", "0"}, "psworker: --workers is required"},
+    } wrong[] = {
+        {{"--broker", "tcp://x:1", "--rank", "3", "--workers", "4", "--threads", "2"},
+         "--threads 2"},
+        {{"--broker", "tcp://x:1", "--rank", "4", "--workers", "4"}, "--rank 4"},
+        {{"--broker", "--rank", "0", "--workers", "1"}, "--broker '--rank' looks like an option"},
+        {{"--broker", "tcp://x:1", "--rank", "0"}, "psworker: --workers is required"},
         {{"--workers", "2", "--rank", "0"}, "psworker: --broker is required"},
-        {{"--broker", "tcp://127.0.0.1:9"}, "psworker: --rank and --workers are required"},
+        {{"--broker", "tcp://x:1"}, "psworker: --rank and --workers are required"},
         {{"--data", "synthetic"}, "psworker: --broker, --rank and --workers are required"}};
-    for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
-        char *argv[10] = {path};
-        for (size_t a = 0; a < 8 && missing[i].argv[a]; a++)
-            argv[a + 1] = missing[i].argv[a];
-        cr_assert_eq (ps_test_wait_pid (ps_test_spawn_to_file (argv, out), 5000), 2, "%s",
-                      missing[i].says);
-        text = ps_test_slurp (out);
-        cr_assert (strstr (text, missing[i].says), "expected '%s' in: %s", missing[i].says, text);
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        cr_assert_eq (s_run (wrong[i].args, PS_TEST_WAIT_MS, &text), 2, "%s: %s", wrong[i].says,
+                      text);
+        cr_assert (strstr (text, wrong[i].says), "expected '%s' in: %s", wrong[i].says, text);
         free (text);
     }
-    unlink (out);
 }
 
 Test (psworker, says_whom_it_waits_for_while_no_broker_answers, .timeout = 30)
@@ -176,9 +163,18 @@ Test (psworker, says_whom_it_waits_for_while_no_broker_answers, .timeout = 30)
     char endpoint[64];
     snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
     char path[512];
-    ps_test_binary ("psworker", path, sizeof path);
-    char *argv[] = {path, "--broker", endpoint,    "--rank",       "0",    "--workers",
-                    "1",  "--data",   "synthetic", "--timeout-ms", "4000", NULL};
+    char *argv[] = {(char *)ps_test_binary ("psworker", path, sizeof path),
+                    "--broker",
+                    endpoint,
+                    "--rank",
+                    "0",
+                    "--workers",
+                    "1",
+                    "--data",
+                    "synthetic",
+                    "--timeout-ms",
+                    "4000",
+                    NULL};
     ps_test_child_t child = ps_test_spawn (argv);
     char err[4096] = "";
     char says[200];
@@ -202,14 +198,11 @@ Test (psworker, sigterm_leaves_the_job_cleanly, .timeout = 60)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
-    char path[512];
-    ps_test_binary ("psworker", path, sizeof path);
-    char out[] = "/tmp/psworker-term-XXXXXX";
-    int fd = mkstemp (out);
-    close (fd);
-    char *argv[] = {path, "--broker", endpoint,    "--rank",   "0",    "--workers",
-                    "1",  "--data",   "synthetic", "--epochs", "1000", NULL};
-    pid_t pid = ps_test_spawn_to_file (argv, out);
+    char out[512];
+    ps_test_path ("term.out", out, sizeof out);
+    char *args[] = {"--broker", endpoint,    "--rank",   "0",    "--workers", "1",
+                    "--data",   "synthetic", "--epochs", "1000", NULL};
+    pid_t pid = ps_test_psworker (args, out);
     //  Wait until it trains (its first epoch line), then stop it
     int64_t deadline = zclock_mono () + 30000;
     char *text = ps_test_slurp (out);
@@ -223,9 +216,8 @@ Test (psworker, sigterm_leaves_the_job_cleanly, .timeout = 60)
     cr_assert_eq (ps_test_wait_pid (pid, PS_TEST_WAIT_MS), 130);
     //  It said BYE: the broker counts no live worker
     char *json = ps_broker_info (broker);
-    cr_assert (strstr (json, "\"live\":0"), "%s", json);
+    cr_assert_eq (ps_test_json_number (json, "live", false), 0, "%s", json);
     free (json);
-    unlink (out);
     ps_broker_destroy (&broker);
 }
 
@@ -235,24 +227,12 @@ Test (psworker, a_threaded_process_counts_as_its_workers, .timeout = 120)
     //  process trains rank 2; BSP only moves when all three have pushed
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (3, 0, 0, endpoint, sizeof endpoint);
-    char path[512];
-    ps_test_binary ("psworker", path, sizeof path);
-    char dir[] = "/tmp/psworker-threads-XXXXXX";
-    cr_assert (mkdtemp (dir));
     char outs[2][600];
-    char *ranks[2] = {"0", "2"};
-    char *threads[2] = {"2", "1"};
-    pid_t pids[2];
-    for (int p = 0; p < 2; p++) {
-        char *argv[] = {path, "--broker",  endpoint,   "--rank", ranks[p],    "--workers",
-                        "3",  "--threads", threads[p], "--data", "synthetic", "--epochs",
-                        "2",  "--hidden",  "32",       "--json", NULL};
-        snprintf (outs[p], sizeof outs[p], "%s/process%d.out", dir, p);
-        pids[p] = ps_test_spawn_to_file (argv, outs[p]);
-    }
-    for (int p = 0; p < 2; p++)
-        cr_assert_eq (ps_test_wait_pid (pids[p], 90000), 0, "process %d: %s", p,
-                      ps_test_slurp (outs[p]));
+    ps_test_path ("threads.out", outs[0], sizeof outs[0]);
+    ps_test_path ("single.out", outs[1], sizeof outs[1]);
+    pid_t pids[2] = {ps_test_psworker_train (endpoint, 0, 2, 3, 2, NULL, outs[0]),
+                     ps_test_psworker_train (endpoint, 2, 1, 3, 2, NULL, outs[1])};
+    s_wait_all (pids, outs, 2);
     for (int p = 0; p < 2; p++) {
         char *text = ps_test_slurp (outs[p]);
         cr_assert (ps_test_json_number (text, "test_accuracy", true) > 0.6, "%s", text);
@@ -261,7 +241,8 @@ Test (psworker, a_threaded_process_counts_as_its_workers, .timeout = 120)
         free (text);
     }
     char *json = ps_broker_info (broker);
-    cr_assert (strstr (json, "\"seen\":3"), "three workers, two processes: %s", json);
+    cr_assert_eq (ps_test_json_number (json, "seen", false), 3, "three workers, two processes: %s",
+                  json);
     free (json);
     ps_broker_destroy (&broker);
 }
@@ -289,48 +270,57 @@ s_usage_comment (const char *script)
     return usage;
 }
 
+//  Run tools/<script> with args (NULL-terminated) in a process group of
+//  its own for up to timeout_ms: its exit status (-1 when it had to be
+//  killed); its stdout in *out and its stderr in *err (both into *out
+//  when err is NULL), which the caller frees
+static int
+s_script (const char *script, char *const args[], int timeout_ms, char **out, char **err)
+{
+    char path[512], out_path[512], err_path[512];
+    char *argv[16] = {(char *)ps_test_script (script, path, sizeof path)};
+    for (size_t i = 0; args[i]; i++) {
+        cr_assert_lt (i + 2, 16, "too many arguments for %s", script);
+        argv[i + 1] = args[i];
+    }
+    ps_test_path ("script.out", out_path, sizeof out_path);
+    ps_test_path ("script.err", err_path, sizeof err_path);
+    int status = ps_test_run_group (argv, out_path, err ? err_path : NULL, timeout_ms);
+    *out = ps_test_slurp (out_path);
+    if (err)
+        *err = ps_test_slurp (err_path);
+    return status;
+}
+
 Test (tools, help_prints_the_usage_comment_of_every_script, .timeout = 60)
 {
     const char *scripts[] = {"check", "setup", "demo", "tsan-check", "flaky"};
-    char out[] = "/tmp/psworker-help-XXXXXX";
-    close (mkstemp (out));
-    char err[] = "/tmp/psworker-help-err-XXXXXX";
-    close (mkstemp (err));
     for (size_t i = 0; i < sizeof scripts / sizeof scripts[0]; i++) {
         char path[512];
-        ps_test_script (scripts[i], path, sizeof path);
-        char *expected = s_usage_comment (path);
+        char *expected = s_usage_comment (ps_test_script (scripts[i], path, sizeof path));
         cr_assert (strstr (expected, "usage: tools/"), "%s: %s", scripts[i], expected);
         //  tsan-check used to take --help for a go and start its build: the
         //  bound and the group kill keep that from running on
-        char *argv[] = {path, "--help", NULL};
-        cr_assert_eq (ps_test_run_group (argv, out, err, 10000), 0, "%s --help", scripts[i]);
-        char *text = ps_test_slurp (out);
-        cr_assert_str_eq (text, expected, "%s --help", scripts[i]);
-        free (text);
-        text = ps_test_slurp (err);
-        cr_assert_str_empty (text, "%s --help: %s", scripts[i], text);
-        free (text);
+        char *help[] = {"--help", NULL};
+        char *out, *err;
+        cr_assert_eq (s_script (scripts[i], help, 10000, &out, &err), 0, "%s --help", scripts[i]);
+        cr_assert_str_eq (out, expected, "%s --help", scripts[i]);
+        cr_assert_str_empty (err, "%s --help: %s", scripts[i], err);
+        free (out);
+        free (err);
         free (expected);
 
-        char *bogus[] = {path, "--bogus", NULL};
-        cr_assert_eq (ps_test_run_group (bogus, out, NULL, 10000), 2, "%s --bogus", scripts[i]);
-        text = ps_test_slurp (out);
+        char *bogus[] = {"--bogus", NULL};
+        cr_assert_eq (s_script (scripts[i], bogus, 10000, &out, NULL), 2, "%s --bogus", scripts[i]);
         char says[128];
         snprintf (says, sizeof says, "tools/%s: unknown option '--bogus'", scripts[i]);
-        cr_assert (strstr (text, says), "%s", text);
-        free (text);
+        cr_assert (strstr (out, says), "%s", out);
+        free (out);
     }
-    unlink (out);
-    unlink (err);
 }
 
 Test (tools, demo_counts_must_be_at_least_one, .timeout = 30)
 {
-    char path[512];
-    ps_test_script ("demo", path, sizeof path);
-    char out[] = "/tmp/psworker-demo-XXXXXX";
-    close (mkstemp (out));
     struct {
         char *option;
         char *value;
@@ -345,61 +335,45 @@ Test (tools, demo_counts_must_be_at_least_one, .timeout = 30)
                 "tools/demo: --data needs a directory or synthetic, not "
                 "'--epochs'"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        char *argv[] = {path, "--no-setup", bad[i].option, bad[i].value, NULL};
-        cr_assert_eq (ps_test_run_group (argv, out, NULL, 10000), 2, "%s %s", bad[i].option,
-                      bad[i].value);
-        char *text = ps_test_slurp (out);
-        cr_assert (strstr (text, bad[i].says), "expected '%s' in: %s", bad[i].says, text);
-        free (text);
+        char *args[] = {"--no-setup", bad[i].option, bad[i].value, NULL};
+        char *out;
+        cr_assert_eq (s_script ("demo", args, 10000, &out, NULL), 2, "%s %s: %s", bad[i].option,
+                      bad[i].value, out);
+        cr_assert (strstr (out, bad[i].says), "expected '%s' in: %s", bad[i].says, out);
+        free (out);
     }
-    unlink (out);
 }
 
 Test (tools, demo_shows_every_workers_lines, .timeout = 120)
 {
-    char path[512];
-    ps_test_script ("demo", path, sizeof path);
-    char out[] = "/tmp/psworker-demo-XXXXXX";
-    close (mkstemp (out));
-    char *argv[] = {path, "--no-setup", "--data", "synthetic", "--epochs",
-                    "1",  "--workers",  "3",      NULL};
-    int status = ps_test_run_group (argv, out, NULL, 100000);
-    char *text = ps_test_slurp (out);
-    cr_assert_eq (status, 0, "%s", text);
+    char *args[] = {"--no-setup", "--data", "synthetic", "--epochs", "1", "--workers", "3", NULL};
+    char *out;
+    cr_assert_eq (s_script ("demo", args, 100000, &out, NULL), 0, "%s", out);
     //  The last rank started is the one whose log tail used to miss
     for (int rank = 0; rank < 3; rank++) {
         char epoch[32], done[32];
         snprintf (epoch, sizeof epoch, "rank %d epoch 1:", rank);
         snprintf (done, sizeof done, "rank %d done:", rank);
-        cr_assert (strstr (text, epoch) && strstr (text, done), "no lines of rank %d: %s", rank,
-                   text);
+        cr_assert (strstr (out, epoch) && strstr (out, done), "no lines of rank %d: %s", rank, out);
     }
-    free (text);
-    unlink (out);
+    free (out);
 }
 
 Test (tools, demo_prints_why_a_worker_failed, .timeout = 60)
 {
-    char path[512];
-    ps_test_script ("demo", path, sizeof path);
-    char out[] = "/tmp/psworker-demo-XXXXXX";
-    close (mkstemp (out));
-    char err[] = "/tmp/psworker-demo-err-XXXXXX";
-    close (mkstemp (err));
     //  Every worker fails at once, before the demo's log reader can start
-    char *argv[] = {path, "--no-setup", "--data", "/nonexistent/fashion", "--workers", "3", NULL};
-    cr_assert_eq (ps_test_run_group (argv, out, err, 30000), 1);
-    char *text = ps_test_slurp (err);
+    char *args[] = {"--no-setup", "--data", "/nonexistent/fashion", "--workers", "3", NULL};
+    char *out, *err;
+    cr_assert_eq (s_script ("demo", args, 30000, &out, &err), 1, "%s%s", out, err);
     for (int rank = 0; rank < 3; rank++) {
         char says[64];
         snprintf (says, sizeof says, "demo: worker rank %d failed (exit 1)", rank);
-        const char *at = strstr (text, says);
-        cr_assert (at, "expected '%s' on stderr: %s", says, text);
+        const char *at = strstr (err, says);
+        cr_assert (at, "expected '%s' on stderr: %s", says, err);
         //  Its reason follows, from its own log
-        cr_assert (strstr (at, "dataset-fashion-mnist"), "no reason for rank %d: %s", rank, text);
+        cr_assert (strstr (at, "dataset-fashion-mnist"), "no reason for rank %d: %s", rank, err);
     }
-    cr_assert (strstr (text, "demo: a worker failed"), "%s", text);
-    free (text);
-    unlink (out);
-    unlink (err);
+    cr_assert (strstr (err, "demo: a worker failed"), "%s", err);
+    free (out);
+    free (err);
 }

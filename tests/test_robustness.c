@@ -1,6 +1,15 @@
-/*  The broker under bad input and dead peers: a raw DEALER sends garbage
-    and gets ERROR replies while a real worker beside it completes its
-    work; a worker that goes silent is evicted and nobody waits for it. */
+/*  =========================================================================
+    test_robustness - the broker under bad input and dead peers
+
+    A raw DEALER (ps_test_raw_t) speaks envelopes built by hand, as a
+    client in another language would, and gets an ERROR with the exact
+    code for each bad message; the first test shows it with a clock that
+    goes backwards. Meanwhile a real worker beside it completes its work;
+    a worker that goes silent is evicted and nobody waits for it; a reply
+    of too many frames is refused by the library.
+
+    usage: build/test_robustness [--filter 'robustness/<test>'] [--verbose]
+    ========================================================================= */
 
 #include "ps_codec.h"
 #include "ps_testutil.h"
@@ -12,79 +21,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  A raw peer: a DEALER and a codec to build and read envelopes by hand
-typedef struct {
-    void *context;
-    void *dealer;
-    ps_codec_t *codec;
-} raw_peer_t;
-
+//  The next reply must be an ERROR with code, and say why
 static void
-s_raw_open (raw_peer_t *peer, const char *endpoint)
+s_expect_error (ps_test_raw_t *peer, int code, const char *what)
 {
-    peer->context = zmq_ctx_new ();
-    peer->dealer = zmq_socket (peer->context, ZMQ_DEALER);
-    int linger = 0;
-    zmq_setsockopt (peer->dealer, ZMQ_LINGER, &linger, sizeof linger);
-    cr_assert_eq (zmq_connect (peer->dealer, endpoint), 0);
-    peer->codec = ps_codec_new ();
-}
-
-static void
-s_raw_close (raw_peer_t *peer)
-{
-    zmq_close (peer->dealer);
-    zmq_ctx_term (peer->context);
-    ps_codec_destroy (&peer->codec);
-}
-
-static void
-s_raw_send_envelope (raw_peer_t *peer, const ps_envelope_t *envelope, int more)
-{
-    zmq_msg_t msg;
-    cr_assert_eq (ps_codec_encode (envelope, &msg), 0);
-    cr_assert_neq (zmq_msg_send (&msg, peer->dealer, more), -1);
-}
-
-static void
-s_envelope (ps_envelope_t *envelope, int type, uint32_t worker, uint64_t seq)
-{
-    psmq__envelope__init (envelope);
-    envelope->version = PS_PROTOCOL_VERSION;
-    envelope->type = type;
-    envelope->worker = worker;
-    envelope->seq = seq;
-}
-
-//  Receive one reply (PS_TEST_WAIT_MS at most) and decode its envelope;
-//  extra frames dropped
-static ps_envelope_t *
-s_raw_receive (raw_peer_t *peer)
-{
-    zmq_pollitem_t items[] = {{peer->dealer, 0, ZMQ_POLLIN, 0}};
-    if (zmq_poll (items, 1, PS_TEST_WAIT_MS) <= 0)
-        return NULL;
-    zmq_msg_t msg;
-    zmq_msg_init (&msg);
-    zmq_msg_recv (&msg, peer->dealer, 0);
-    ps_problem_t problem;
-    ps_envelope_t *envelope =
-        ps_codec_decode (peer->codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem);
-    bool more = zmq_msg_more (&msg);
-    zmq_msg_close (&msg);
-    while (more) {
-        zmq_msg_init (&msg);
-        zmq_msg_recv (&msg, peer->dealer, 0);
-        more = zmq_msg_more (&msg);
-        zmq_msg_close (&msg);
-    }
-    return envelope;
-}
-
-static void
-s_expect_error (raw_peer_t *peer, int code, const char *what)
-{
-    ps_envelope_t *reply = s_raw_receive (peer);
+    ps_envelope_t *reply = ps_test_raw_receive (peer);
     cr_assert (reply, "%s: no reply", what);
     cr_assert_eq (reply->type, PSMQ__MSG_TYPE__ERROR, "%s: got %s", what,
                   ps_codec_type_name (reply->type));
@@ -92,6 +33,35 @@ s_expect_error (raw_peer_t *peer, int code, const char *what)
     cr_assert_eq (reply->error->code, code, "%s: code %s (%s)", what,
                   ps_codec_error_name (reply->error->code), reply->error->message);
     cr_assert (strlen (reply->error->message) > 0);
+}
+
+Test (robustness, clock_backwards_and_wrong_push_clock_are_refused, .timeout = 30)
+{
+    //  A broker, and a peer that speaks envelopes built by hand: HELLO as
+    //  rank 0 of 1, then the CLOCK that finishes clock 0
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
+    ps_test_raw_t peer;
+    ps_test_raw_open (&peer, endpoint);
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 1;
+    ps_test_raw_hello (&peer, 0, &hello);
+    ps_envelope_t envelope;
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__CLOCK, 0, 2);
+    envelope.clock = 0;
+    ps_envelope_t *reply = ps_test_raw_request (&peer, &envelope);
+    cr_assert_eq (reply->type, PSMQ__MSG_TYPE__CLOCK);
+    cr_assert_eq (reply->clock, 1);
+
+    //  Finishing clock 0 again goes backwards
+    ps_test_raw_send (&peer, &envelope, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_CLOCK, "clock backwards");
+    //  Skipping ahead is refused too
+    envelope.clock = 5;
+    ps_test_raw_send (&peer, &envelope, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_CLOCK, "clock skipping ahead");
+    ps_test_raw_close (&peer);
+    ps_broker_destroy (&broker);
 }
 
 // ------------------------------------------------------------ good worker
@@ -139,13 +109,12 @@ Test (robustness, garbage_gets_errors_while_a_worker_completes, .timeout = 60)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
-    cr_assert (broker);
     steady_args_t good = {endpoint, 0, 1, 200, -99};
     pthread_t thread;
     pthread_create (&thread, NULL, s_steady_worker, &good);
 
-    raw_peer_t peer;
-    s_raw_open (&peer, endpoint);
+    ps_test_raw_t peer;
+    ps_test_raw_open (&peer, endpoint);
     ps_envelope_t envelope;
 
     //  Bytes that are no protobuf at all
@@ -155,13 +124,13 @@ Test (robustness, garbage_gets_errors_while_a_worker_completes, .timeout = 60)
     zmq_send (peer.dealer, "", 0, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_VERSION, "empty frame");
     //  Another protocol version
-    s_envelope (&envelope, PSMQ__MSG_TYPE__INFO, 0, 1);
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__INFO, 0, 1);
     envelope.version = 99;
-    s_raw_send_envelope (&peer, &envelope, 0);
+    ps_test_raw_send (&peer, &envelope, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_VERSION, "version 99");
     //  An unknown type
-    s_envelope (&envelope, 42, 0, 2);
-    s_raw_send_envelope (&peer, &envelope, 0);
+    ps_test_envelope (&envelope, 42, 0, 2);
+    ps_test_raw_send (&peer, &envelope, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_TYPE, "type 42");
     //  A push before hello
     float data[4] = {0};
@@ -169,24 +138,24 @@ Test (robustness, garbage_gets_errors_while_a_worker_completes, .timeout = 60)
     ps_slice_t *slices[] = {&slice};
     slice.key = "shared";
     slice.count = 4;
-    s_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, 0, 3);
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, 0, 3);
     envelope.n_slices = 1;
     envelope.slices = slices;
-    s_raw_send_envelope (&peer, &envelope, ZMQ_SNDMORE);
+    ps_test_raw_send (&peer, &envelope, ZMQ_SNDMORE);
     zmq_send (peer.dealer, data, sizeof data, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_NOT_REGISTERED, "push before hello");
     //  Frames that do not match their slices
-    s_raw_send_envelope (&peer, &envelope, ZMQ_SNDMORE);
+    ps_test_raw_send (&peer, &envelope, ZMQ_SNDMORE);
     zmq_send (peer.dealer, data, 3, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_SIZE, "3-byte frame for 4 floats");
-    s_raw_send_envelope (&peer, &envelope, 0);
+    ps_test_raw_send (&peer, &envelope, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_SIZE, "missing frame");
     //  A rank outside the world
     Psmq__Hello hello = PSMQ__HELLO__INIT;
     hello.world_size = 1;
-    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 7, 4);
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 7, 4);
     envelope.hello = &hello;
-    s_raw_send_envelope (&peer, &envelope, 0);
+    ps_test_raw_send (&peer, &envelope, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_RANK, "rank 7 of 1");
     //  A group this lone broker is not part of, and a group list that does
     //  not match the size it claims
@@ -194,90 +163,54 @@ Test (robustness, garbage_gets_errors_while_a_worker_completes, .timeout = 60)
     hello.world_size = 1;
     hello.shard = 1;
     hello.shards = 2;
-    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 0, 40);
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 0, 40);
     envelope.hello = &hello;
-    s_raw_send_envelope (&peer, &envelope, 0);
+    ps_test_raw_send (&peer, &envelope, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_GROUP, "shard 1 of 2");
     char *three[] = {"tcp://a:1", "tcp://b:2", "tcp://c:3"};
     hello.shard = 0;
     hello.shards = 1;
     hello.group = three;
     hello.n_group = 3;
-    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 0, 41);
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 0, 41);
     envelope.hello = &hello;
-    s_raw_send_envelope (&peer, &envelope, 0);
+    ps_test_raw_send (&peer, &envelope, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_GROUP, "3 endpoints for a group of 1");
     //  A message of far too many frames
-    s_envelope (&envelope, PSMQ__MSG_TYPE__INFO, 0, 5);
-    s_raw_send_envelope (&peer, &envelope, ZMQ_SNDMORE);
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__INFO, 0, 5);
+    ps_test_raw_send (&peer, &envelope, ZMQ_SNDMORE);
     for (int i = 0; i < PS_MAX_SLICES + 10; i++)
         zmq_send (peer.dealer, "x", 1, ZMQ_SNDMORE);
     zmq_send (peer.dealer, "x", 1, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_TOO_LARGE, "too many frames");
     //  A worker may not send replies
-    s_envelope (&envelope, PSMQ__MSG_TYPE__PULL, 0, 6);
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__PULL, 0, 6);
     envelope.reply = true;
-    s_raw_send_envelope (&peer, &envelope, 0);
+    ps_test_raw_send (&peer, &envelope, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_TYPE, "reply from a worker");
 
     //  After all that the broker still answers INFO
-    s_envelope (&envelope, PSMQ__MSG_TYPE__INFO, 0, 7);
-    s_raw_send_envelope (&peer, &envelope, 0);
-    ps_envelope_t *info = s_raw_receive (&peer);
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__INFO, 0, 7);
+    ps_test_raw_send (&peer, &envelope, 0);
+    ps_envelope_t *info = ps_test_raw_receive (&peer);
     cr_assert (info && info->type == PSMQ__MSG_TYPE__INFO);
-    cr_assert (strstr (info->info, "\"rejected\":"), "%s", info->info);
+    cr_assert_eq (ps_test_json_number (info->info, "rejected", false), 12,
+                  "every message above: %s", info->info);
 
     pthread_join (thread, NULL);
     cr_assert_eq (good.status, PS_OK, "the good worker failed: %d", good.status);
-    s_raw_close (&peer);
-    ps_broker_destroy (&broker);
-}
-
-Test (robustness, clock_backwards_and_wrong_push_clock_are_refused, .timeout = 30)
-{
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    raw_peer_t peer;
-    s_raw_open (&peer, endpoint);
-    ps_envelope_t envelope;
-    Psmq__Hello hello = PSMQ__HELLO__INIT;
-    hello.world_size = 1;
-    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 0, 1);
-    envelope.hello = &hello;
-    s_raw_send_envelope (&peer, &envelope, 0);
-    ps_envelope_t *reply = s_raw_receive (&peer);
-    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__HELLO);
-
-    s_envelope (&envelope, PSMQ__MSG_TYPE__CLOCK, 0, 2);
-    envelope.clock = 0;
-    s_raw_send_envelope (&peer, &envelope, 0);
-    reply = s_raw_receive (&peer);
-    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__CLOCK && reply->clock == 1);
-
-    //  Finishing clock 0 again goes backwards
-    s_raw_send_envelope (&peer, &envelope, 0);
-    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_CLOCK, "clock backwards");
-    //  Skipping ahead is refused too
-    envelope.clock = 5;
-    s_raw_send_envelope (&peer, &envelope, 0);
-    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_CLOCK, "clock skipping ahead");
-    s_raw_close (&peer);
+    ps_test_raw_close (&peer);
     ps_broker_destroy (&broker);
 }
 
 //  Send a HELLO as rank and then never speak again: as good as killed
 static void
-s_hello_then_silence (raw_peer_t *peer, const char *endpoint, uint32_t rank, uint32_t world)
+s_hello_then_silence (ps_test_raw_t *peer, const char *endpoint, uint32_t rank, uint32_t world)
 {
-    s_raw_open (peer, endpoint);
-    ps_envelope_t envelope;
+    ps_test_raw_open (peer, endpoint);
     Psmq__Hello hello = PSMQ__HELLO__INIT;
     hello.world_size = world;
-    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, rank, 1);
-    envelope.hello = &hello;
-    s_raw_send_envelope (peer, &envelope, 0);
-    ps_envelope_t *reply = s_raw_receive (peer);
-    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__HELLO);
+    ps_test_raw_hello (peer, rank, &hello);
 }
 
 Test (robustness, silent_worker_is_evicted_and_bsp_goes_on, .timeout = 60)
@@ -289,7 +222,7 @@ Test (robustness, silent_worker_is_evicted_and_bsp_goes_on, .timeout = 60)
     //  From before the HELLO: the broker cannot evict it sooner than 1 s
     //  after this
     int64_t start = zclock_mono ();
-    raw_peer_t dead;
+    ps_test_raw_t dead;
     s_hello_then_silence (&dead, endpoint, 2, 3);
 
     steady_args_t args[2] = {{endpoint, 0, 3, 10, -99}, {endpoint, 1, 3, 10, -99}};
@@ -306,7 +239,7 @@ Test (robustness, silent_worker_is_evicted_and_bsp_goes_on, .timeout = 60)
     cr_assert (elapsed >= 900, "took %lld ms", (long long)elapsed);
 
     char *json = ps_broker_info (broker);
-    cr_assert (strstr (json, "\"evicted\":1"), "%s", json);
+    cr_assert_eq (ps_test_json_number (json, "evicted", false), 1, "%s", json);
     free (json);
 
     //  The evicted rank may rejoin and continues from the job's clock
@@ -314,33 +247,29 @@ Test (robustness, silent_worker_is_evicted_and_bsp_goes_on, .timeout = 60)
     cr_assert (back);
     cr_assert_eq (ps_worker_current_clock (back), 10);
     ps_worker_close (&back);
-    s_raw_close (&dead);
+    ps_test_raw_close (&dead);
     ps_broker_destroy (&broker);
 }
 
 Test (robustness, heartbeats_keep_a_busy_worker_alive, .timeout = 30)
 {
-    char endpoint[64];
     //  Evict after 1 s of silence; the worker is told to heartbeat every
     //  250 ms, which a loaded machine may hold back for some of that
-    ps_broker_t *broker = ps_test_broker (1, 0, 1000, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, PS_TEST_WAIT_MS);
-    cr_assert (worker);
+    ps_test_job_t job = ps_test_job (1, 0, 1000);
     //  "Compute" for two and a half timeouts without calling the library
     zclock_sleep (2500);
-    cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
-    char *json = ps_broker_info (broker);
-    cr_assert (strstr (json, "\"evicted\":0"), "%s", json);
+    cr_assert_eq (ps_worker_clock (job.worker), PS_OK, "%s", ps_worker_error (job.worker));
+    char *json = ps_broker_info (job.broker);
+    cr_assert_eq (ps_test_json_number (json, "evicted", false), 0, "%s", json);
     free (json);
-    ps_worker_close (&worker);
-    ps_broker_destroy (&broker);
+    ps_test_job_stop (&job);
 }
 
 Test (robustness, evicted_worker_is_told_to_hello_again, .timeout = 30)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, -1, 300, endpoint, sizeof endpoint);
-    raw_peer_t dead;
+    ps_test_raw_t dead;
     s_hello_then_silence (&dead, endpoint, 0, 1);
     //  Until the broker has evicted it
     int64_t deadline = zclock_mono () + PS_TEST_WAIT_MS;
@@ -348,15 +277,15 @@ Test (robustness, evicted_worker_is_told_to_hello_again, .timeout = 30)
     while (!evicted && zclock_mono () < deadline) {
         zclock_sleep (50);
         char *json = ps_broker_info (broker);
-        evicted = strstr (json, "\"evicted\":1") != NULL;
+        evicted = ps_test_json_number (json, "evicted", false) == 1;
         free (json);
     }
     cr_assert (evicted, "not evicted after %d ms of silence", PS_TEST_WAIT_MS);
     ps_envelope_t envelope;
-    s_envelope (&envelope, PSMQ__MSG_TYPE__CLOCK, 0, 2);
-    s_raw_send_envelope (&dead, &envelope, 0);
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__CLOCK, 0, 2);
+    ps_test_raw_send (&dead, &envelope, 0);
     s_expect_error (&dead, PSMQ__ERR_CODE__ERR_NOT_REGISTERED, "clock after eviction");
-    s_raw_close (&dead);
+    ps_test_raw_close (&dead);
     ps_broker_destroy (&broker);
 }
 
@@ -365,24 +294,19 @@ Test (robustness, taking_over_one_rank_of_a_group_frees_the_others, .timeout = 3
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
     //  One connection stands for ranks 0 and 1 ...
-    raw_peer_t group;
-    s_raw_open (&group, endpoint);
-    ps_envelope_t envelope;
+    ps_test_raw_t group;
+    ps_test_raw_open (&group, endpoint);
     Psmq__Hello hello = PSMQ__HELLO__INIT;
     hello.world_size = 2;
     hello.weight = 2;
-    s_envelope (&envelope, PSMQ__MSG_TYPE__HELLO, 0, 1);
-    envelope.hello = &hello;
-    s_raw_send_envelope (&group, &envelope, 0);
-    ps_envelope_t *reply = s_raw_receive (&group);
-    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__HELLO);
+    ps_test_raw_hello (&group, 0, &hello);
     //  ... until a worker registers as rank 1 alone: rank 0 has nobody
     //  behind it now, and a BSP job must not wait for it
     ps_worker_t *worker = ps_test_worker (endpoint, 1, 2, PS_TEST_WAIT_MS);
     cr_assert (worker);
     cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
     ps_worker_close (&worker);
-    s_raw_close (&group);
+    ps_test_raw_close (&group);
     ps_broker_destroy (&broker);
 }
 

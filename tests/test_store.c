@@ -5,9 +5,12 @@
     copies of the values and state, so these tests check what the store
     does around the rule (pieces, means, order, copy-on-write), while
     test_optim checks the rules themselves.
+
+    usage: build/test_store [--filter 'store/<test>']
     ========================================================================= */
 
 #include "ps_store.h"
+#include "ps_testutil.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
@@ -19,13 +22,9 @@ s_values (ps_key_t *key)
     return ps_buf_data (ps_key_current (key));
 }
 
-static void
-s_assert_near (const float *got, const float *want, size_t n, const char *what)
-{
-    for (size_t i = 0; i < n; i++)
-        cr_assert (fabsf (got[i] - want[i]) <= 1e-6f * fmaxf (1, fabsf (want[i])),
-                   "%s[%zu]: got %.9g, want %.9g", what, i, got[i], want[i]);
-}
+//  How near a result must come to the one computed here: float rounding,
+//  relative to the value (absolute below 1)
+#define NEAR 1e-6f
 
 static ps_optim_config_t
 s_config (ps_optim_kind_t kind)
@@ -68,12 +67,12 @@ Test (store, usage)
     cr_assert_eq (ps_key_size (key), 4);
     cr_assert_eq (ps_key_version (key), 1);
     cr_assert_eq (ps_store_size (store), 1);
-    s_assert_near (s_values (key), (float[]){0, 0, 0, 0}, 4, "zeros");
+    ps_test_assert_near (s_values (key), (float[]){0, 0, 0, 0}, 4, NEAR, "zeros");
 
     //  The worker's initial values
     const float initial[4] = {1, 2, 3, 4};
     cr_assert_eq (ps_store_write (store, key, 0, initial, 4, &problem), 0);
-    s_assert_near (s_values (key), initial, 4, "initial");
+    ps_test_assert_near (s_values (key), initial, 4, NEAR, "initial");
 
     //  One SSP step with the mean of two gradients summed by the worker:
     //  p - 0.5 * (g / 2)
@@ -81,7 +80,7 @@ Test (store, usage)
     ps_piece_t piece = {grad_sum, 4};
     cr_assert_eq (ps_store_apply (store, key, &piece, 1, 2, &problem), 0, "%s", problem.message);
     cr_assert_eq (ps_key_version (key), 2);
-    s_assert_near (s_values (key), (float[]){0.5f, 2, 3.5f, 3}, 4, "after step");
+    ps_test_assert_near (s_values (key), (float[]){0.5f, 2, 3.5f, 3}, 4, NEAR, "after step");
 
     //  A reader keeps the version it read as long as it likes
     ps_buf_t *read = ps_buf_ref (ps_key_current (key));
@@ -109,7 +108,7 @@ Test (store, apply_equals_the_rule_by_hand)
         cr_assert_eq (ps_store_apply (store, key, &piece, 1, 4, &problem), 0, "%s",
                       problem.message);
         ps_optim_apply (&adam, mine, mine, grads[step], 0.25f, m, v, 5, step + 1);
-        s_assert_near (s_values (key), mine, 5, "params");
+        ps_test_assert_near (s_values (key), mine, 5, NEAR, "params");
     }
     cr_assert_eq (ps_key_version (key), 3);
     ps_store_destroy (&store);
@@ -229,9 +228,9 @@ Test (store, bsp_flush_applies_the_mean_once)
         sum[i] = g[0][i] + g[1][i] + g[2][i];
     ps_optim_apply (&momentum, want, want, sum, 1.0f / 3, velocity, NULL, 3, 1);
     cr_assert_eq (ps_key_version (a), 2);
-    s_assert_near (s_values (a), want, 3, "a");
+    ps_test_assert_near (s_values (a), want, 3, NEAR, "a");
     //  b: SGD lr 0.1 on the mean (0.5, -0.5)
-    s_assert_near (s_values (b), (float[]){-0.05f, 0.05f}, 2, "b");
+    ps_test_assert_near (s_values (b), (float[]){-0.05f, 0.05f}, 2, NEAR, "b");
 
     //  Nothing left: a second flush does nothing
     cr_assert_eq (ps_store_flush (store, 8, s_updated, &updates), 0);
@@ -242,7 +241,7 @@ Test (store, bsp_flush_applies_the_mean_once)
     cr_assert_eq (ps_store_accumulate (store, a, 8, &next, 1, 1, true, &problem), 0);
     cr_assert_eq (ps_store_flush (store, 9, NULL, NULL), 1);
     ps_optim_apply (&momentum, want, want, (float[]){3, 3, 3}, 1, velocity, NULL, 3, 2);
-    s_assert_near (s_values (a), want, 3, "a, clock 8");
+    ps_test_assert_near (s_values (a), want, 3, NEAR, "a, clock 8");
     ps_store_destroy (&store);
 }
 
@@ -271,7 +270,7 @@ Test (store, flush_applies_older_clocks_first)
     ps_optim_apply (&momentum, wrong, wrong, g5, 1, wv, NULL, 2, 1);
     ps_optim_apply (&momentum, wrong, wrong, g3, 1, wv, NULL, 2, 2);
     cr_assert_neq (memcmp (right, wrong, sizeof right), 0);
-    s_assert_near (s_values (key), right, 2, "w");
+    ps_test_assert_near (s_values (key), right, 2, NEAR, "w");
     ps_store_destroy (&store);
 }
 
@@ -289,7 +288,7 @@ Test (store, flush_keeps_clocks_not_yet_due)
     cr_assert_eq (ps_store_flush (store, 5, NULL, NULL), 1);
     cr_assert_eq (ps_store_pending (store), 0);
     //  SGD 0.1, mean 1 then mean 0.5
-    s_assert_near (s_values (key), (float[]){-0.15f}, 1, "w");
+    ps_test_assert_near (s_values (key), (float[]){-0.15f}, 1, NEAR, "w");
     ps_store_destroy (&store);
 }
 
@@ -344,8 +343,8 @@ Test (store, write_never_touches_a_read_version)
     ps_buf_t *reader = ps_buf_ref (ps_key_current (key));
     ps_problem_t problem;
     cr_assert_eq (ps_store_write (store, key, 1, (float[]){5, 6}, 2, &problem), 0);
-    s_assert_near (ps_buf_data (reader), (float[]){0, 0, 0}, 3, "reader");
-    s_assert_near (s_values (key), (float[]){0, 5, 6}, 3, "current");
+    ps_test_assert_near (ps_buf_data (reader), (float[]){0, 0, 0}, 3, NEAR, "reader");
+    ps_test_assert_near (s_values (key), (float[]){0, 5, 6}, 3, NEAR, "current");
     cr_assert_eq (ps_key_version (key), 2, "a new version for the new values");
     ps_buf_unref (&reader);
 
@@ -353,6 +352,7 @@ Test (store, write_never_touches_a_read_version)
     cr_assert_eq (ps_store_write (store, key, 2, (float[]){1, 2}, 2, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
     cr_assert_eq (ps_store_write (store, key, UINT64_MAX, (float[]){1}, 1, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE, "%s", problem.message);
     ps_store_destroy (&store);
 }
 
@@ -368,7 +368,7 @@ Test (store, init_again)
     cr_assert_eq (ps_store_init (store, "w", 3, NULL, &created, &problem), 0);
     cr_assert_not (created);
     cr_assert_eq (ps_store_lookup (store, "w"), key);
-    s_assert_near (s_values (key), (float[]){1, 2, 3}, 3, "kept");
+    ps_test_assert_near (s_values (key), (float[]){1, 2, 3}, 3, NEAR, "kept");
     cr_assert_eq (ps_store_size (store), 1);
 
     //  Another size: refused
@@ -395,6 +395,7 @@ Test (store, bad_names_and_settings)
     memset (long_name, 'k', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = 0;
     cr_assert_eq (ps_store_init (store, long_name, 1, NULL, NULL, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_TOO_LARGE, "%s", problem.message);
 
     ps_optim_config_t bad = s_config (PS_OPTIM_MOMENTUM);
     bad.lr = -1;
@@ -444,6 +445,7 @@ Test (store, limits)
     cr_assert_eq (ps_store_init (store, "huge", PS_MAX_TENSOR_ELEMS + 1, NULL, NULL, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_TOO_LARGE);
     cr_assert_eq (ps_store_init (store, "max", UINT64_MAX, NULL, NULL, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_TOO_LARGE, "%s", problem.message);
     cr_assert_eq (ps_store_size (store), 0);
 
     //  PS_MAX_KEYS keys fit, one more does not
@@ -489,7 +491,7 @@ Test (store, nonfinite_gradients_leave_the_key_unchanged)
     cr_assert_eq (ps_store_apply (store, moment, &whole, 1, 1, &problem), 0, "%s", problem.message);
     float want[8] = {0}, m[8] = {0}, v[8] = {0};
     ps_optim_apply (&adam, want, want, good, 1.0f, m, v, 8, 1);
-    s_assert_near (s_values (moment), want, 8, "adam after one step");
+    ps_test_assert_near (s_values (moment), want, 8, NEAR, "adam after one step");
 
     //  BSP: the clock's first gradient refused leaves no live sum; a later
     //  one refused at its second piece gives the first piece back

@@ -19,6 +19,8 @@
     another version, or whose lengths lie, and check that it stops with
     the count of good records and a message that says where, never
     crashing.
+
+    usage: build/test_taplog [--filter 'taplog/<test>']
     ========================================================================= */
 
 #include "ps_taplog.h"

@@ -21,11 +21,14 @@
     list each filter asks for, then against the broker's own topic
     function: a record that matches a filter must never be dropped by the
     broker because of the subscriptions.
+
+    usage: build/test_tapview [--filter 'tapview/<test>']
     ========================================================================= */
 
 #include "ps_tapfilter.h"
 #include "ps_tappair.h"
 #include "ps_taprender.h"
+#include "ps_testutil.h"
 
 #include <criterion/criterion.h>
 #include <jansson.h>
@@ -63,12 +66,7 @@ TestSuite (tapview, .init = s_setup, .fini = s_teardown);
 static ps_tap_record_t
 s_record (uint64_t number, int kind, int type, int64_t worker)
 {
-    ps_tap_record_t record = PSMQ__TAP_RECORD__INIT;
-    record.version = PS_TAP_VERSION;
-    record.record = number;
-    record.kind = kind;
-    record.type = type;
-    record.worker = worker;
+    ps_tap_record_t record = ps_test_tap_record (number, kind, type, worker);
     record.min_clock = -1;
     record.slowest = -1;
     return record;
@@ -150,6 +148,22 @@ typedef struct {
 
 static Psmq__TapKey *s_wb[2]; //  w[100] b[10]
 
+//  A record of an event of worker's connection (kind: connect, disconnect,
+//  evict) at time_us, when it was at clock, for reason; the slowest clock
+//  after it, min_clock, is the slowest rank's
+static ps_tap_record_t
+s_event (uint64_t number, int kind, int64_t worker, uint64_t time_us, int64_t clock,
+         const char *reason, int64_t min_clock, int64_t slowest)
+{
+    ps_tap_record_t record = s_record (number, kind, PSMQ__MSG_TYPE__MSG_NONE, worker);
+    record.time_us = time_us;
+    record.clock = clock;
+    record.reason = (char *)reason;
+    record.min_clock = min_clock;
+    record.slowest = slowest;
+    return record;
+}
+
 //  Fills samples with one record of each kind, in the order of TapKind
 static void
 s_samples (sample_t samples[7])
@@ -182,32 +196,12 @@ s_samples (sample_t samples[7])
     record->min_clock = 5;
     record->slowest = 2;
 
-    record = &samples[2].record;
-    samples[2].name = "conn";
-    *record = s_record (3, PSMQ__TAP_KIND__TAP_CONNECT, PSMQ__MSG_TYPE__MSG_NONE, 3);
-    record->time_us = T1;
-    record->clock = 0;
-    record->reason = "joined at clock 0";
-    record->min_clock = 0;
-    record->slowest = 0;
-
-    record = &samples[3].record;
-    samples[3].name = "disc";
-    *record = s_record (4, PSMQ__TAP_KIND__TAP_DISCONNECT, PSMQ__MSG_TYPE__MSG_NONE, 3);
-    record->time_us = T1 + 1;
-    record->clock = 6;
-    record->reason = "left (bye)";
-    record->min_clock = 5;
-    record->slowest = 2;
-
-    record = &samples[4].record;
-    samples[4].name = "evict";
-    *record = s_record (5, PSMQ__TAP_KIND__TAP_EVICT, PSMQ__MSG_TYPE__MSG_NONE, 2);
-    record->time_us = T1 + 2;
-    record->clock = 5;
-    record->reason = "silent for 10012 ms";
-    record->min_clock = 5;
-    record->slowest = 2;
+    samples[2] = (sample_t){
+        "conn", s_event (3, PSMQ__TAP_KIND__TAP_CONNECT, 3, T1, 0, "joined at clock 0", 0, 0)};
+    samples[3] = (sample_t){
+        "disc", s_event (4, PSMQ__TAP_KIND__TAP_DISCONNECT, 3, T1 + 1, 6, "left (bye)", 5, 2)};
+    samples[4] = (sample_t){
+        "evict", s_event (5, PSMQ__TAP_KIND__TAP_EVICT, 2, T1 + 2, 5, "silent for 10012 ms", 5, 2)};
 
     record = &samples[5].record;
     samples[5].name = "rej";

@@ -6,6 +6,8 @@
     summaries (min, slowest, live, max) after every step that matters. The
     last test replays random operations against a model written here, so
     that the cached minimum is checked against a full recomputation.
+
+    usage: build/test_vclock [--filter 'vclock/<test>']
     ========================================================================= */
 
 #include "ps_vclock.h"
@@ -24,6 +26,22 @@ s_advance_to (ps_vclock_t *vclock, uint32_t rank, int64_t clock)
                       (long long)current);
     }
     cr_assert_eq (ps_vclock_clock (vclock, rank), clock);
+}
+
+//  A vector clock of world ranks at staleness where each rank joined and
+//  advanced to clocks[rank], in rank order (-1: the rank never joined)
+static ps_vclock_t *
+s_vclock_at (uint32_t world, int32_t staleness, const int64_t *clocks)
+{
+    ps_vclock_t *vclock = ps_vclock_new (world, staleness);
+    cr_assert_not_null (vclock);
+    for (uint32_t rank = 0; rank < world; rank++)
+        if (clocks[rank] >= 0)
+            cr_assert_eq (ps_vclock_join (vclock, rank), 0);
+    for (uint32_t rank = 0; rank < world; rank++)
+        if (clocks[rank] >= 0)
+            s_advance_to (vclock, rank, clocks[rank]);
+    return vclock;
 }
 
 Test (vclock, usage)
@@ -85,12 +103,8 @@ Test (vclock, usage)
 
 Test (vclock, bsp_waits_for_ranks_that_never_joined)
 {
-    ps_vclock_t *vclock = ps_vclock_new (3, 0);
-    ps_vclock_join (vclock, 0);
-    ps_vclock_join (vclock, 2);
-    s_advance_to (vclock, 0, 1);
-    s_advance_to (vclock, 2, 1);
     //  Rank 1 is ABSENT at clock 0 and holds everybody back
+    ps_vclock_t *vclock = s_vclock_at (3, 0, (int64_t[]){1, -1, 1});
     cr_assert_eq (ps_vclock_live (vclock), 2);
     cr_assert_eq (ps_vclock_min (vclock), 0);
     cr_assert_eq (ps_vclock_slowest (vclock), 1);
@@ -204,12 +218,7 @@ s_assert_same (const summary_t *a, const summary_t *b, const char *what)
 
 Test (vclock, advance_with_the_wrong_clock_changes_nothing)
 {
-    ps_vclock_t *vclock = ps_vclock_new (3, 1);
-    for (uint32_t rank = 0; rank < 3; rank++)
-        ps_vclock_join (vclock, rank);
-    s_advance_to (vclock, 0, 2);
-    s_advance_to (vclock, 1, 1);
-    s_advance_to (vclock, 2, 1);
+    ps_vclock_t *vclock = s_vclock_at (3, 1, (int64_t[]){2, 1, 1});
     summary_t before = s_summary (vclock);
 
     const struct {
@@ -255,11 +264,7 @@ Test (vclock, advance_of_a_rank_not_live_fails)
 
 Test (vclock, leave_stops_the_others_waiting)
 {
-    ps_vclock_t *vclock = ps_vclock_new (3, 0);
-    for (uint32_t rank = 0; rank < 3; rank++)
-        ps_vclock_join (vclock, rank);
-    s_advance_to (vclock, 0, 1);
-    s_advance_to (vclock, 1, 1);
+    ps_vclock_t *vclock = s_vclock_at (3, 0, (int64_t[]){1, 1, 0});
     cr_assert_not (ps_vclock_admits (vclock, 1), "rank 2 has not finished clock 0");
     cr_assert_eq (ps_vclock_slowest (vclock), 2);
 
@@ -283,9 +288,7 @@ Test (vclock, leave_stops_the_others_waiting)
     cr_assert_eq (ps_vclock_live (vclock), 1);
 
     //  An ABSENT rank can be evicted too (it never arrived)
-    ps_vclock_t *waiting = ps_vclock_new (2, 0);
-    ps_vclock_join (waiting, 0);
-    s_advance_to (waiting, 0, 1);
+    ps_vclock_t *waiting = s_vclock_at (2, 0, (int64_t[]){1, -1});
     cr_assert_not (ps_vclock_admits (waiting, 1));
     ps_vclock_leave (waiting, 1);
     cr_assert (ps_vclock_admits (waiting, 1));
@@ -296,10 +299,7 @@ Test (vclock, leave_stops_the_others_waiting)
 
 Test (vclock, all_gone_admits_everything)
 {
-    ps_vclock_t *vclock = ps_vclock_new (3, 0);
-    for (uint32_t rank = 0; rank < 3; rank++)
-        ps_vclock_join (vclock, rank);
-    s_advance_to (vclock, 1, 1);
+    ps_vclock_t *vclock = s_vclock_at (3, 0, (int64_t[]){0, 1, 0});
     for (uint32_t rank = 0; rank < 3; rank++)
         ps_vclock_leave (vclock, rank);
     cr_assert_eq (ps_vclock_min (vclock), PS_VCLOCK_NOBODY);
@@ -314,12 +314,7 @@ Test (vclock, all_gone_admits_everything)
 
 Test (vclock, rejoin_continues_at_the_slowest_live_clock)
 {
-    ps_vclock_t *vclock = ps_vclock_new (3, 5);
-    for (uint32_t rank = 0; rank < 3; rank++)
-        ps_vclock_join (vclock, rank);
-    s_advance_to (vclock, 0, 4);
-    s_advance_to (vclock, 1, 2);
-    s_advance_to (vclock, 2, 3);
+    ps_vclock_t *vclock = s_vclock_at (3, 5, (int64_t[]){4, 2, 3});
 
     //  Rank 0 leaves at 4 and comes back: at 2, not 0 and not 4
     ps_vclock_leave (vclock, 0);
@@ -340,9 +335,7 @@ Test (vclock, rejoin_continues_at_the_slowest_live_clock)
 
     //  A rank joining for the first time starts at 0 even when the job is
     //  further (ASP lets the others run ahead)
-    ps_vclock_t *asp = ps_vclock_new (2, -1);
-    ps_vclock_join (asp, 0);
-    s_advance_to (asp, 0, 7);
+    ps_vclock_t *asp = s_vclock_at (2, -1, (int64_t[]){7, -1});
     cr_assert_eq (ps_vclock_join (asp, 1), 0);
     cr_assert_eq (ps_vclock_min (asp), 0);
     ps_vclock_destroy (&asp);
@@ -351,11 +344,7 @@ Test (vclock, rejoin_continues_at_the_slowest_live_clock)
 
 Test (vclock, rejoin_when_nobody_is_live_continues_at_the_furthest_clock)
 {
-    ps_vclock_t *vclock = ps_vclock_new (2, 3);
-    ps_vclock_join (vclock, 0);
-    ps_vclock_join (vclock, 1);
-    s_advance_to (vclock, 0, 3);
-    s_advance_to (vclock, 1, 5);
+    ps_vclock_t *vclock = s_vclock_at (2, 3, (int64_t[]){3, 5});
     ps_vclock_leave (vclock, 1);
     ps_vclock_leave (vclock, 0);
     cr_assert_eq (ps_vclock_min (vclock), PS_VCLOCK_NOBODY);

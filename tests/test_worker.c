@@ -24,10 +24,19 @@
 
 Test (worker, usage_init_push_clock_pull)
 {
+    //  A broker for a job of one worker, BSP, on a loopback port
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
-    cr_assert (broker);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+
+    //  Join it as rank 0 of a world of 1
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.rank = 0;
+    options.world_size = 1;
+    int status = PS_OK;
+    ps_worker_t *worker = ps_worker_connect (&options, &status);
+    cr_assert (worker, "%s", ps_strerror (status));
     cr_assert_eq (ps_worker_staleness (worker), 0);
     cr_assert_eq (ps_worker_current_clock (worker), 0);
 
@@ -57,105 +66,94 @@ Test (worker, usage_init_push_clock_pull)
 
 Test (worker, init_is_idempotent_and_refuses_other_size)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    ps_test_job_t job = ps_test_job (1, -1, 0);
     float first[2] = {5, 6}, second[2] = {7, 8};
-    cr_assert_eq (ps_worker_init (worker, "b", 2, first, NULL), PS_OK);
-    cr_assert_eq (ps_worker_init (worker, "b", 2, second, NULL), PS_OK);
+    cr_assert_eq (ps_worker_init (job.worker, "b", 2, first, NULL), PS_OK);
+    cr_assert_eq (ps_worker_init (job.worker, "b", 2, second, NULL), PS_OK);
     float value[2];
     ps_tensor_t pull = {"b", value, 2};
-    cr_assert_eq (ps_worker_pull (worker, &pull, 1), PS_OK);
+    cr_assert_eq (ps_worker_pull (job.worker, &pull, 1), PS_OK);
     cr_assert_eq (value[0], 5.0f, "a second init must not overwrite the values");
-    cr_assert_eq (ps_worker_init (worker, "b", 3, NULL, NULL), PS_EKEY_EXISTS);
-    cr_assert (strstr (ps_worker_error (worker), "'b'"), "error names the key: %s",
-               ps_worker_error (worker));
-    ps_worker_close (&worker);
-    ps_broker_destroy (&broker);
+    cr_assert_eq (ps_worker_init (job.worker, "b", 3, NULL, NULL), PS_EKEY_EXISTS);
+    cr_assert (strstr (ps_worker_error (job.worker), "'b'"), "error names the key: %s",
+               ps_worker_error (job.worker));
+    ps_test_job_stop (&job);
 }
 
 Test (worker, broker_errors_name_the_problem)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
-    cr_assert_eq (ps_worker_init (worker, "w", 4, NULL, NULL), PS_OK);
+    ps_test_job_t job = ps_test_job (1, 0, 0);
+    cr_assert_eq (ps_worker_init (job.worker, "w", 4, NULL, NULL), PS_OK);
 
     float data[8] = {0};
     ps_tensor_t unknown = {"nope", data, 4};
-    cr_assert_eq (ps_worker_push (worker, &unknown, 1, 1), PS_EUNKNOWN_KEY);
-    cr_assert (strstr (ps_worker_error (worker), "nope"));
-    cr_assert_eq (ps_worker_pull (worker, &unknown, 1), PS_EUNKNOWN_KEY);
+    cr_assert_eq (ps_worker_push (job.worker, &unknown, 1, 1), PS_EUNKNOWN_KEY);
+    cr_assert (strstr (ps_worker_error (job.worker), "nope"));
+    cr_assert_eq (ps_worker_pull (job.worker, &unknown, 1), PS_EUNKNOWN_KEY);
 
     ps_tensor_t wrong_size = {"w", data, 8};
-    cr_assert_eq (ps_worker_push (worker, &wrong_size, 1, 1), PS_ESIZE);
-    cr_assert_eq (ps_worker_pull (worker, &wrong_size, 1), PS_ESIZE);
+    cr_assert_eq (ps_worker_push (job.worker, &wrong_size, 1, 1), PS_ESIZE);
+    cr_assert_eq (ps_worker_pull (job.worker, &wrong_size, 1), PS_ESIZE);
 
     //  The worker still works after its errors
     ps_tensor_t good = {"w", data, 4};
-    cr_assert_eq (ps_worker_push (worker, &good, 1, 1), PS_OK);
-    cr_assert_eq (ps_worker_clock (worker), PS_OK);
-    cr_assert_eq (ps_worker_pull (worker, &good, 1), PS_OK);
-    ps_worker_close (&worker);
-    ps_broker_destroy (&broker);
+    cr_assert_eq (ps_worker_push (job.worker, &good, 1, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (job.worker), PS_OK);
+    cr_assert_eq (ps_worker_pull (job.worker, &good, 1), PS_OK);
+    ps_test_job_stop (&job);
 }
 
 Test (worker, multi_key_and_chunked_tensors_round_trip)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    ps_test_job_t job = ps_test_job (1, -1, 0);
     //  3.5 MB: four 1 MB slices on the wire, the last one partial
     size_t big = 917504 + 12345;
     float *initial = malloc (big * sizeof (float));
     for (size_t i = 0; i < big; i++)
         initial[i] = (float)i;
     float small_initial[5] = {1, 2, 3, 4, 5};
-    cr_assert_eq (ps_worker_init (worker, "big", big, initial, NULL), PS_OK);
-    cr_assert_eq (ps_worker_init (worker, "small", 5, small_initial, NULL), PS_OK);
+    cr_assert_eq (ps_worker_init (job.worker, "big", big, initial, NULL), PS_OK);
+    cr_assert_eq (ps_worker_init (job.worker, "small", 5, small_initial, NULL), PS_OK);
 
     float *value = calloc (big, sizeof (float));
     float small_value[5] = {0};
     ps_tensor_t pull[2] = {{"small", small_value, 5}, {"big", value, big}};
-    cr_assert_eq (ps_worker_pull (worker, pull, 2), PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_eq (ps_worker_pull (job.worker, pull, 2), PS_OK, "%s", ps_worker_error (job.worker));
     cr_assert_eq (memcmp (value, initial, big * sizeof (float)), 0);
     cr_assert_eq (memcmp (small_value, small_initial, sizeof small_value), 0);
     free (initial);
     free (value);
-    ps_worker_close (&worker);
-    ps_broker_destroy (&broker);
+    ps_test_job_stop (&job);
 }
 
 Test (worker, async_tickets_overlap_and_complete_in_any_order)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    ps_test_job_t job = ps_test_job (1, -1, 0);
     float initial[4] = {1, 1, 1, 1};
     ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
-    cr_assert_eq (ps_worker_init (worker, "a", 4, initial, &sgd), PS_OK);
+    cr_assert_eq (ps_worker_init (job.worker, "a", 4, initial, &sgd), PS_OK);
 
     float gradient[4] = {1, 1, 1, 1};
     ps_tensor_t push = {"a", gradient, 4};
     ps_ticket_t push_ticket, clock_ticket, pull_ticket;
-    cr_assert_eq (ps_worker_push_async (worker, &push, 1, 1, &push_ticket), PS_OK);
+    cr_assert_eq (ps_worker_push_async (job.worker, &push, 1, 1, &push_ticket), PS_OK);
     //  The copy was taken at the call: changing the buffer now is safe
     gradient[0] = 100;
-    cr_assert_eq (ps_worker_clock_async (worker, &clock_ticket), PS_OK);
+    cr_assert_eq (ps_worker_clock_async (job.worker, &clock_ticket), PS_OK);
     float value[4] = {0};
     ps_tensor_t pull = {"a", value, 4};
-    cr_assert_eq (ps_worker_pull_async (worker, &pull, 1, &pull_ticket), PS_OK);
-    cr_assert_eq (ps_worker_pending (worker), 3);
+    cr_assert_eq (ps_worker_pull_async (job.worker, &pull, 1, &pull_ticket), PS_OK);
+    cr_assert_eq (ps_worker_pending (job.worker), 3);
 
     //  Waiting for the last ticket first settles the others too
-    cr_assert_eq (ps_worker_wait (worker, pull_ticket, -1), PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_eq (ps_worker_wait (job.worker, pull_ticket, -1), PS_OK, "%s",
+                  ps_worker_error (job.worker));
     cr_assert_float_eq (value[0], 0.0f, 1e-6);
-    cr_assert_eq (ps_worker_wait (worker, push_ticket, 0), PS_OK);
-    cr_assert_eq (ps_worker_wait (worker, clock_ticket, 0), PS_OK);
-    cr_assert_eq (ps_worker_pending (worker), 0);
-    cr_assert_eq (ps_worker_wait (worker, clock_ticket, 0), PS_ETICKET);
-    ps_worker_close (&worker);
-    ps_broker_destroy (&broker);
+    cr_assert_eq (ps_worker_wait (job.worker, push_ticket, 0), PS_OK);
+    cr_assert_eq (ps_worker_wait (job.worker, clock_ticket, 0), PS_OK);
+    cr_assert_eq (ps_worker_pending (job.worker), 0);
+    cr_assert_eq (ps_worker_wait (job.worker, clock_ticket, 0), PS_ETICKET);
+    ps_test_job_stop (&job);
 }
 
 Test (worker, connect_without_broker_times_out)
@@ -178,14 +176,8 @@ Test (worker, hello_with_wrong_world_is_refused)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
-    ps_worker_options_t options;
-    ps_worker_options_init (&options);
-    options.broker = endpoint;
-    options.rank = 0;
-    options.world_size = 3;
-    options.timeout_ms = PS_TEST_WAIT_MS; //  the refusal comes at once
     int status = 0;
-    cr_assert_null (ps_worker_connect (&options, &status));
+    cr_assert_null (ps_test_connect (endpoint, 0, 3, PS_TEST_WAIT_MS, &status));
     cr_assert_eq (status, PS_ERANK);
     ps_broker_destroy (&broker);
 }
@@ -244,24 +236,34 @@ Test (worker, info_reports_the_broker)
     ps_broker_t *broker = ps_test_broker (2, 3, 0, endpoint, sizeof endpoint);
     char *json = NULL;
     cr_assert_eq (ps_worker_query_info (endpoint, PS_TEST_WAIT_MS, &json), PS_OK);
-    cr_assert (strstr (json, "\"staleness\":3"), "%s", json);
-    cr_assert (strstr (json, "\"world\":2"), "%s", json);
+    cr_assert_eq (ps_test_json_number (json, "staleness", false), 3, "%s", json);
+    cr_assert_eq (ps_test_json_number (json, "world", false), 2, "%s", json);
     free (json);
     ps_broker_destroy (&broker);
+}
+
+//  Rank 0 of world joined to endpoint, giving up on a request after
+//  timeout_ms and on a clock after clock_timeout_ms (asserts that it joins)
+static ps_worker_t *
+s_worker_with_timeouts (const char *endpoint, uint32_t world, int timeout_ms, int clock_timeout_ms)
+{
+    ps_worker_options_t options;
+    ps_test_options (&options, endpoint, 0, world);
+    options.timeout_ms = timeout_ms;
+    options.clock_timeout_ms = clock_timeout_ms;
+    int status = PS_OK;
+    ps_worker_t *worker = ps_worker_connect (&options, &status);
+    cr_assert (worker, "%s", ps_strerror (status));
+    return worker;
 }
 
 Test (worker, push_to_a_dead_broker_times_out_and_keeps_no_reference, .timeout = 30)
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_options_t options;
-    ps_worker_options_init (&options);
-    options.broker = endpoint;
     //  Long enough for the HELLO and INIT to a live broker on a loaded
     //  machine; the push to the dead one waits all of it
-    options.timeout_ms = 2000;
-    ps_worker_t *worker = ps_worker_connect (&options, NULL);
-    cr_assert (worker);
+    ps_worker_t *worker = s_worker_with_timeouts (endpoint, 1, 2000, 2000);
     size_t count = 1 << 20;
     cr_assert_eq (ps_worker_init (worker, "big", count, NULL, NULL), PS_OK);
     //  Dead, and its port held: the worker reconnects to it, and another
@@ -284,30 +286,27 @@ Test (worker, push_to_a_dead_broker_times_out_and_keeps_no_reference, .timeout =
 
 Test (worker, blocking_push_reuses_nothing_of_the_callers_after_return)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    ps_test_job_t job = ps_test_job (1, -1, 0);
     size_t count = 3 << 18;
     ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
-    cr_assert_eq (ps_worker_init (worker, "v", count, NULL, &sgd), PS_OK);
+    cr_assert_eq (ps_worker_init (job.worker, "v", count, NULL, &sgd), PS_OK);
     for (int round = 0; round < 5; round++) {
         //  A fresh buffer each round, freed right after the push
         float *gradient = malloc (count * sizeof (float));
         for (size_t i = 0; i < count; i++)
             gradient[i] = 1.0f;
         ps_tensor_t push = {"v", gradient, count};
-        cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_OK);
+        cr_assert_eq (ps_worker_push (job.worker, &push, 1, 1), PS_OK);
         memset (gradient, 0x7f, count * sizeof (float));
         free (gradient);
     }
     float *value = malloc (count * sizeof (float));
     ps_tensor_t pull = {"v", value, count};
-    cr_assert_eq (ps_worker_pull (worker, &pull, 1), PS_OK);
+    cr_assert_eq (ps_worker_pull (job.worker, &pull, 1), PS_OK);
     for (size_t i = 0; i < count; i += 4099)
         cr_assert_eq (value[i], -5.0f, "value[%zu] = %g", i, value[i]);
     free (value);
-    ps_worker_close (&worker);
-    ps_broker_destroy (&broker);
+    ps_test_job_stop (&job);
 }
 
 typedef struct {
@@ -352,16 +351,8 @@ Test (worker, pull_behind_a_waiting_clock_waits_as_long_as_the_clock, .timeout =
 {
     char endpoint[64];
     ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
-    cr_assert (broker);
-    ps_worker_options_t options;
-    ps_worker_options_init (&options);
-    options.broker = endpoint;
-    options.rank = 0;
-    options.world_size = 2;
-    options.timeout_ms = 1000; //  far shorter than the straggler
-    options.clock_timeout_ms = PS_TEST_WAIT_MS;
-    ps_worker_t *worker = ps_worker_connect (&options, NULL);
-    cr_assert (worker);
+    //  A request timeout far shorter than the straggler
+    ps_worker_t *worker = s_worker_with_timeouts (endpoint, 2, 1000, PS_TEST_WAIT_MS);
     float value = 0;
     cr_assert_eq (ps_worker_init (worker, "p", 1, &value, NULL), PS_OK);
 
@@ -400,43 +391,40 @@ Test (worker, pull_behind_a_waiting_clock_waits_as_long_as_the_clock, .timeout =
 static void
 s_nonfinite_case (int32_t staleness)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, staleness, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    ps_test_job_t job = ps_test_job (1, staleness, 0);
     ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
     float initial[2] = {1, 2}, good[2] = {1, 1}, bad[2] = {1, NAN}, value[2];
-    cr_assert_eq (ps_worker_init (worker, "w", 2, initial, &sgd), PS_OK);
-    cr_assert_eq (ps_worker_init (worker, "v", 2, initial, &sgd), PS_OK);
+    cr_assert_eq (ps_worker_init (job.worker, "w", 2, initial, &sgd), PS_OK);
+    cr_assert_eq (ps_worker_init (job.worker, "v", 2, initial, &sgd), PS_OK);
     //  One clean key beside the bad one: neither may be applied
     ps_tensor_t push[2] = {{"v", good, 2}, {"w", bad, 2}};
-    cr_assert_eq (ps_worker_push (worker, push, 2, 1), PS_OK);
-    cr_assert_eq (ps_worker_clock (worker), PS_ENONFINITE);
-    cr_assert (strstr (ps_worker_error (worker), "'w' element 1 is nan"), "%s",
-               ps_worker_error (worker));
-    cr_assert_eq (ps_worker_current_clock (worker), 1, "the clock still advanced");
+    cr_assert_eq (ps_worker_push (job.worker, push, 2, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (job.worker), PS_ENONFINITE);
+    cr_assert (strstr (ps_worker_error (job.worker), "'w' element 1 is nan"), "%s",
+               ps_worker_error (job.worker));
+    cr_assert_eq (ps_worker_current_clock (job.worker), 1, "the clock still advanced");
     ps_tensor_t pull[2] = {{"v", value, 2}, {"w", value, 2}};
     for (int key = 0; key < 2; key++) {
-        cr_assert_eq (ps_worker_pull (worker, &pull[key], 1), PS_OK);
+        cr_assert_eq (ps_worker_pull (job.worker, &pull[key], 1), PS_OK);
         cr_assert_eq (value[0], 1.0f, "key %d changed", key);
         cr_assert_eq (value[1], 2.0f, "key %d changed", key);
     }
     //  The fault is reported once; the next clean step goes through
     bad[0] = -INFINITY;
     bad[1] = 1;
-    cr_assert_eq (ps_worker_push (worker, &push[1], 1, 1), PS_OK);
-    cr_assert_eq (ps_worker_clock (worker), PS_ENONFINITE);
-    cr_assert (strstr (ps_worker_error (worker), "element 0 is -inf"), "%s",
-               ps_worker_error (worker));
-    cr_assert_eq (ps_worker_push (worker, &push[0], 1, 1), PS_OK);
-    cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
-    cr_assert_eq (ps_worker_pull (worker, &pull[0], 1), PS_OK);
+    cr_assert_eq (ps_worker_push (job.worker, &push[1], 1, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (job.worker), PS_ENONFINITE);
+    cr_assert (strstr (ps_worker_error (job.worker), "element 0 is -inf"), "%s",
+               ps_worker_error (job.worker));
+    cr_assert_eq (ps_worker_push (job.worker, &push[0], 1, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (job.worker), PS_OK, "%s", ps_worker_error (job.worker));
+    cr_assert_eq (ps_worker_pull (job.worker, &pull[0], 1), PS_OK);
     cr_assert_eq (value[0], 0.0f);
     char *json = NULL;
-    cr_assert_eq (ps_worker_info (worker, &json), PS_OK);
+    cr_assert_eq (ps_worker_info (job.worker, &json), PS_OK);
     cr_assert_eq (ps_test_json_number (json, "nonfinite_pushes", false), 2);
     free (json);
-    ps_worker_close (&worker);
-    ps_broker_destroy (&broker);
+    ps_test_job_stop (&job);
 }
 
 Test (worker, nonfinite_gradients_are_refused_at_the_next_clock, .timeout = 30)
@@ -449,51 +437,44 @@ Test (worker, nonfinite_gradients_are_refused_at_the_next_clock, .timeout = 30)
 //  the connection stands for
 Test (worker, push_grad_count_beyond_the_connections_workers_is_refused)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (2, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 2, 5000);
+    ps_test_job_t job = ps_test_job (2, -1, 0);
     float data[2] = {0};
     ps_tensor_t push = {"w", data, 2};
-    cr_assert_eq (ps_worker_init (worker, "w", 2, NULL, NULL), PS_OK);
-    cr_assert_eq (ps_worker_push (worker, &push, 1, 2), PS_ERANK);
-    cr_assert (strstr (ps_worker_error (worker), "grad_count 2"), "%s", ps_worker_error (worker));
-    cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_OK);
-    ps_worker_close (&worker);
-    ps_broker_destroy (&broker);
+    cr_assert_eq (ps_worker_init (job.worker, "w", 2, NULL, NULL), PS_OK);
+    cr_assert_eq (ps_worker_push (job.worker, &push, 1, 2), PS_ERANK);
+    cr_assert (strstr (ps_worker_error (job.worker), "grad_count 2"), "%s",
+               ps_worker_error (job.worker));
+    cr_assert_eq (ps_worker_push (job.worker, &push, 1, 1), PS_OK);
+    ps_test_job_stop (&job);
 }
 
 //  A second job must not train silently with the first one's optimizer
 Test (worker, init_with_other_optimizer_settings_is_refused)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    ps_test_job_t job = ps_test_job (1, -1, 0);
     ps_optim_settings_t first = {.kind = PS_OPTIMIZER_ADAM, .lr = 0.001f, .decay_steps = 10};
     ps_optim_settings_t second = first;
     second.lr = 0.01f;
-    cr_assert_eq (ps_worker_init (worker, "w", 2, NULL, &first), PS_OK);
-    cr_assert_eq (ps_worker_init (worker, "w", 2, NULL, &first), PS_OK, "identical is fine");
-    cr_assert_eq (ps_worker_init (worker, "w", 2, NULL, NULL), PS_OK, "naming none is fine");
-    cr_assert_eq (ps_worker_init (worker, "w", 2, NULL, &second), PS_EKEY_EXISTS);
-    cr_assert (strstr (ps_worker_error (worker), "lr 0.001 here, 0.01 there"), "%s",
-               ps_worker_error (worker));
-    ps_worker_close (&worker);
-    ps_broker_destroy (&broker);
+    cr_assert_eq (ps_worker_init (job.worker, "w", 2, NULL, &first), PS_OK);
+    cr_assert_eq (ps_worker_init (job.worker, "w", 2, NULL, &first), PS_OK, "identical is fine");
+    cr_assert_eq (ps_worker_init (job.worker, "w", 2, NULL, NULL), PS_OK, "naming none is fine");
+    cr_assert_eq (ps_worker_init (job.worker, "w", 2, NULL, &second), PS_EKEY_EXISTS);
+    cr_assert (strstr (ps_worker_error (job.worker), "lr 0.001 here, 0.01 there"), "%s",
+               ps_worker_error (job.worker));
+    ps_test_job_stop (&job);
 }
 
 //  A broker that stops answers the requests it parked with their own seq:
 //  the worker reports the shutdown at once, not at its clock timeout
 Test (worker, parked_clock_reports_a_broker_shutdown_at_once, .timeout = 30)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 2, 60000);
+    ps_test_job_t job = ps_test_job (2, 0, 0);
     ps_ticket_t clock;
-    cr_assert_eq (ps_worker_clock_async (worker, &clock), PS_OK);
+    cr_assert_eq (ps_worker_clock_async (job.worker, &clock), PS_OK);
     char *json = NULL;
     int64_t deadline = zclock_mono () + 5000;
     while (zclock_mono () < deadline) {
-        bool parked = ps_worker_info (worker, &json) == PS_OK &&
+        bool parked = ps_worker_info (job.worker, &json) == PS_OK &&
                       ps_test_json_number (json, "parked_now", false) == 1;
         free (json);
         if (parked)
@@ -501,37 +482,28 @@ Test (worker, parked_clock_reports_a_broker_shutdown_at_once, .timeout = 30)
         zclock_sleep (5);
     }
     int64_t started = zclock_mono ();
-    ps_broker_destroy (&broker);
-    cr_assert_eq (ps_worker_wait (worker, clock, -1), PS_ESHUTDOWN, "%s", ps_worker_error (worker));
-    cr_assert (zclock_mono () - started < 5000);
-    ps_worker_close (&worker);
+    ps_broker_destroy (&job.broker);
+    cr_assert_eq (ps_worker_wait (job.worker, clock, -1), PS_ESHUTDOWN, "%s",
+                  ps_worker_error (job.worker));
+    cr_assert (zclock_mono () - started < 5000,
+               "reported at the clock timeout (%d ms), not at once", PS_TEST_WAIT_MS);
+    ps_test_job_stop (&job);
 }
 
 //  A broker restarted on the same port no longer knows the worker: the
 //  library says it restarted, not merely "not registered"
 Test (worker, a_restarted_broker_is_named_as_such, .timeout = 30)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, -1, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
-    cr_assert_eq (ps_worker_clock (worker), PS_OK);
-    int port = ps_broker_port (broker);
-    ps_broker_destroy (&broker);
-    //  Held from the moment the old listener is gone; the new broker binds
-    //  it beside the holder
-    int held = ps_test_hold_port (port);
+    ps_test_job_t job = ps_test_job (1, -1, 0);
+    cr_assert_eq (ps_worker_clock (job.worker), PS_OK);
     ps_broker_config_t config;
     ps_broker_config_defaults (&config);
-    config.endpoint = endpoint;
     config.staleness = -1;
-    ps_problem_t problem;
-    broker = ps_broker_new (&config, &problem);
-    close (held);
-    cr_assert (broker, "%s", problem.message);
-    cr_assert_eq (ps_worker_clock (worker), PS_ENOT_REGISTERED);
-    cr_assert (strstr (ps_worker_error (worker), "restarted"), "%s", ps_worker_error (worker));
-    ps_worker_close (&worker);
-    ps_broker_destroy (&broker);
+    job.broker = ps_test_broker_restart (&job.broker, &config);
+    cr_assert_eq (ps_worker_clock (job.worker), PS_ENOT_REGISTERED);
+    cr_assert (strstr (ps_worker_error (job.worker), "restarted"), "%s",
+               ps_worker_error (job.worker));
+    ps_test_job_stop (&job);
 }
 
 //  psbroker --accept-nonfinite: the operator's choice to apply them
@@ -539,15 +511,12 @@ Test (worker, nonfinite_gradients_are_applied_when_the_broker_accepts_them)
 {
     ps_broker_config_t config;
     ps_broker_config_defaults (&config);
-    config.endpoint = "tcp://127.0.0.1:*";
     config.staleness = -1;
     config.accept_nonfinite = true;
-    ps_problem_t problem;
-    ps_broker_t *broker = ps_broker_new (&config, &problem);
-    cr_assert (broker, "%s", problem.message);
     char endpoint[64];
-    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", ps_broker_port (broker));
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, 5000);
+    ps_broker_t *broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, PS_TEST_WAIT_MS);
+    cr_assert (worker);
     ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
     float initial[2] = {1, 2}, bad[2] = {1, INFINITY}, value[2];
     cr_assert_eq (ps_worker_init (worker, "w", 2, initial, &sgd), PS_OK);

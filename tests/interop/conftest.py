@@ -10,12 +10,17 @@ broker      starts psbroker: broker("--workers", 2, ...) binds tcp://127.0.0.1
             and returns a Broker; every broker still running is killed at
             teardown
 client      connects a psclient.Client: client(b, rank=0, world_size=2)
+workers     starts a job: workers(2, "--staleness", 1) is a broker for 2
+            workers (more psbroker options after the count) and a client
+            per rank that said HELLO, as (broker, [client0, client1])
 
 Environment: PSMQ_BUILD_DIR (where psbroker is; default <source>/build),
 PSMQ_SOURCE_DIR (default: two levels above this file).
 """
 
+import contextlib
 import importlib
+import itertools
 import os
 import re
 import shutil
@@ -156,28 +161,37 @@ class Broker:
 
 @pytest.fixture
 def broker(tmp_path):
-    started = []
+    with contextlib.ExitStack() as started:
+        logs = itertools.count()
 
-    def start(*args, endpoint="kernel"):
-        b = Broker([str(a) for a in args], tmp_path / ("psbroker-%d.log" % len(started)), endpoint)
-        started.append(b)
-        return b
+        def start(*args, endpoint="kernel"):
+            log = tmp_path / ("psbroker-%d.log" % next(logs))
+            b = Broker([str(a) for a in args], log, endpoint)
+            started.callback(b.kill)
+            return b
 
-    yield start
-    for b in started:
-        b.kill()
+        yield start
 
 
 @pytest.fixture
 def client(pb, ctx):
-    clients = []
+    with contextlib.ExitStack() as connected:
+        def connect(b, rank=0, world_size=1, timeout=psclient.DEFAULT_TIMEOUT):
+            endpoint = b if isinstance(b, str) else b.endpoint
+            c = psclient.Client(pb, ctx, endpoint, rank=rank, world_size=world_size, timeout=timeout)
+            connected.callback(c.close)
+            return c
 
-    def connect(b, rank=0, world_size=1, timeout=psclient.DEFAULT_TIMEOUT):
-        endpoint = b if isinstance(b, str) else b.endpoint
-        c = psclient.Client(pb, ctx, endpoint, rank=rank, world_size=world_size, timeout=timeout)
-        clients.append(c)
-        return c
+        yield connect
 
-    yield connect
-    for c in clients:
-        c.close()
+
+@pytest.fixture
+def workers(broker, client):
+    def start(n, *args):
+        b = broker("--workers", n, *args)
+        cs = [client(b, rank=rank, world_size=n) for rank in range(n)]
+        for c in cs:
+            c.hello()
+        return b, cs
+
+    return start

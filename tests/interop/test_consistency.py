@@ -13,6 +13,9 @@ race shows only in some of them.
 
 Cosine learning-rate decay (Optim.decay_steps), and gradients holding a NaN
 or an infinity (not applied; the next CLOCK answered with ERROR non-finite).
+
+usage: /usr/bin/python3 -B -m pytest -q -p no:cacheprovider tests/interop/test_consistency.py [-k <test>]
+(Debian's python3, which has pytest; psbroker from PSMQ_BUILD_DIR, else build/)
 """
 
 import math
@@ -25,15 +28,6 @@ NONFINITE = 15
 ROUNDS = 20
 
 
-def workers(broker, client, n, *args):
-    """A broker for n workers (more options in args), n clients that said HELLO."""
-    b = broker("--workers", n, *args)
-    cs = [client(b, rank=i, world_size=n) for i in range(n)]
-    for c in cs:
-        c.hello()
-    return b, cs
-
-
 def close(got, expected):
     return np.allclose(got, expected, rtol=1e-6, atol=1e-5)
 
@@ -43,9 +37,9 @@ def parked(c, n):
     wait_for(lambda: c.info()["parked_now"] == n, what="%d parked requests" % n)
 
 
-def test_bsp_barrier_applies_the_mean_as_one_step(pb, broker, client):
+def test_bsp_barrier_applies_the_mean_as_one_step(pb, workers):
     lr = 0.5
-    b, (w0, w1, w2) = workers(broker, client, 3, "--staleness", 0, "--lr", lr)
+    b, (w0, w1, w2) = workers(3, "--staleness", 0, "--lr", lr)
     w0.init({"w": [1, 2, 3, 4]})
     grads = [f32([1, 2, 3, 4]), f32([3, 2, 1, 0]), f32([2, 2, 2, -1])]
     expected = f32([1, 2, 3, 4]) - lr * np.mean(grads, axis=0)
@@ -85,9 +79,9 @@ def test_bsp_waits_for_ranks_that_never_said_hello(pb, broker, client):
     assert env.clock == 1 and env.min_clock == 1
 
 
-def test_ssp_bound(pb, broker, client):
+def test_ssp_bound(pb, workers):
     """Staleness 2: a worker may finish clocks 0 and 1 alone; CLOCK 2 waits for the slowest."""
-    b, (w0, w1) = workers(broker, client, 2, "--staleness", 2)
+    b, (w0, w1) = workers(2, "--staleness", 2)
     w0.init({"w": [0]})
     assert w0.clock(0) == 1
     assert w0.clock(1) == 2
@@ -104,8 +98,8 @@ def test_ssp_bound(pb, broker, client):
     w1.pull(["w"])
 
 
-def test_ssp_applies_each_push_on_arrival(pb, broker, client):
-    b, (w0, w1) = workers(broker, client, 2, "--staleness", 3, "--lr", 0.5)
+def test_ssp_applies_each_push_on_arrival(pb, workers):
+    b, (w0, w1) = workers(2, "--staleness", 3, "--lr", 0.5)
     w0.init({"w": [0, 0]})
     w0.push({"w": [2, 4]}, grad_count=1)
     assert w1.pull(["w"])["w"].tolist() == [-1, -2]
@@ -127,10 +121,10 @@ def test_asp_never_waits(pb, broker, client):
 
 #  ---- (a) a pull sees every update required when it is answered ----------
 
-def test_bsp_pull_sent_right_after_clock(pb, broker, client):
+def test_bsp_pull_sent_right_after_clock(pb, workers):
     """(a) BSP, 3 workers: workers 0 and 1 send CLOCK c and PULL without waiting; worker 2 then CLOCK c."""
     lr = 0.25
-    b, ws = workers(broker, client, 3, "--staleness", 0, "--lr", lr)
+    b, ws = workers(3, "--staleness", 0, "--lr", lr)
     ws[0].init({"w": [1, 2, 3, 4]})
     expected = f32([1, 2, 3, 4])
     failures = []
@@ -156,10 +150,10 @@ def test_bsp_pull_sent_right_after_clock(pb, broker, client):
         len(failures), 2 * ROUNDS, "\n".join(failures))
 
 
-def test_bsp_push_clock_pull_back_to_back(pb, broker, client):
+def test_bsp_push_clock_pull_back_to_back(pb, workers):
     """(a) BSP, 3 workers, each sends PUSH c, CLOCK c and PULL at once: every pull has step c."""
     lr = 0.25
-    b, ws = workers(broker, client, 3, "--staleness", 0, "--lr", lr)
+    b, ws = workers(3, "--staleness", 0, "--lr", lr)
     ws[0].init({"w": [0, 0, 0]})
     expected = f32([0, 0, 0])
     failures = []
@@ -179,10 +173,10 @@ def test_bsp_push_clock_pull_back_to_back(pb, broker, client):
         len(failures), 3 * ROUNDS, "\n".join(failures))
 
 
-def test_ssp_released_pull_sees_the_slow_push(pb, broker, client):
+def test_ssp_released_pull_sees_the_slow_push(pb, workers):
     """(a) SSP 1: the fast worker at the bound sends CLOCK then PULL; the slow one PUSH c and CLOCK c back to back."""
     lr = 0.25
-    b, (fast, slow) = workers(broker, client, 2, "--staleness", 1, "--lr", lr)
+    b, (fast, slow) = workers(2, "--staleness", 1, "--lr", lr)
     fast.init({"w": [10, 20]})
     expected = f32([10, 20])
     failures = []
@@ -211,12 +205,10 @@ def test_ssp_released_pull_sees_the_slow_push(pb, broker, client):
         len(failures), ROUNDS, "\n".join(failures))
 
 
-def test_pull_right_after_push_sees_it(pb, broker, client):
+def test_pull_right_after_push_sees_it(pb, workers):
     """(a) SSP and ASP: a PULL sent right after a PUSH, without waiting, includes it."""
     for staleness in (1, -1):
-        b = broker("--workers", 1, "--staleness", staleness, "--lr", 0.5)
-        c = client(b)
-        c.hello()
+        b, (c,) = workers(1, "--staleness", staleness, "--lr", 0.5)
         c.init({"w": [0, 0]})
         failures = []
         for clock in range(ROUNDS):
@@ -231,14 +223,12 @@ def test_pull_right_after_push_sees_it(pb, broker, client):
         assert not failures, "staleness %d: %s" % (staleness, failures)
 
 
-def test_init_then_push_and_pull_pipelined(pb, broker, client):
+def test_init_then_push_and_pull_pipelined(pb, workers):
     """INIT, then PUSH and PULL of the new key without waiting for the INIT
     reply: the key is known at once, the pull sees the initial value minus
     the push's step. A refused INIT makes the pipelined PULL unknown-key."""
     for staleness in (0, 1, -1):
-        b = broker("--workers", 1, "--staleness", staleness, "--lr", 0.5)
-        c = client(b)
-        c.hello()
+        b, (c,) = workers(1, "--staleness", staleness, "--lr", 0.5)
         failures = []
         for round_ in range(ROUNDS):
             key = "k%d" % round_
@@ -258,20 +248,18 @@ def test_init_then_push_and_pull_pipelined(pb, broker, client):
     #  unknown, with its seq, and the name is free again for another size
     sinit = c.send_init({"big": 2 ** 32})
     spull = c.send_pull([("big", 0, 1)])
-    assert c.error(sinit).error.code == 12
+    assert c.error(sinit).error.code == pb.ERR_FULL
     env = c.error(spull)
-    assert env.error.code == 4 and env.seq == spull, env
+    assert env.error.code == pb.ERR_UNKNOWN_KEY and env.seq == spull, env
     c.init({"big": [5]})
     assert c.pull(["big"])["big"].tolist() == [5.0]
 
 
 #  ---- (f) cosine decay ------------------------------------------------------
 
-def decayed_rates(pb, broker, client, lr, decay_steps, steps):
+def decayed_rates(pb, workers, lr, decay_steps, steps):
     """The learning rate of each step: SGD, gradient 1, under ASP."""
-    b = broker("--workers", 1, "--staleness", -1)
-    c = client(b)
-    c.hello()
+    b, (c,) = workers(1, "--staleness", -1)
     c.init({"w": [0]}, pb.Optim(kind=pb.OPT_SGD, lr=lr, decay_steps=decay_steps))
     rates, previous = [], 0.0
     for clock in range(steps):
@@ -289,27 +277,25 @@ def cosine(lr, decay_steps, t):
     return lr * 0.5 * (1 + math.cos(math.pi * (t - 1) / decay_steps))
 
 
-def test_cosine_decay(pb, broker, client):
+def test_cosine_decay(pb, workers):
     """(f) step t uses lr * 0.5 * (1 + cos(pi * (t-1) / D)), t = 1..D, then 0."""
-    rates = decayed_rates(pb, broker, client, 0.1, 5, 7)
+    rates = decayed_rates(pb, workers, 0.1, 5, 7)
     expected = [cosine(0.1, 5, t) for t in range(1, 8)]
     assert np.allclose(expected[:5], [0.1, 0.0905, 0.0655, 0.0345, 0.00955], atol=5e-5)
     assert np.allclose(rates, expected, atol=2e-6), "rates %s, %s expected" % (rates, expected)
 
 
-def test_cosine_decay_of_one_step(pb, broker, client):
+def test_cosine_decay_of_one_step(pb, workers):
     """(f) with D = 1 the single step uses lr, the next ones 0."""
-    rates = decayed_rates(pb, broker, client, 0.25, 1, 3)
+    rates = decayed_rates(pb, workers, 0.25, 1, 3)
     assert np.allclose(rates, [0.25, 0, 0], atol=1e-7), rates
 
 
 #  ---- (g) NaN and infinities -----------------------------------------------
 
-def test_nonfinite_gradient_is_not_applied(pb, broker, client):
+def test_nonfinite_gradient_is_not_applied(pb, workers):
     """(g) acked, not applied; the next CLOCK is answered with ERROR non-finite; the clock advances."""
-    b = broker("--workers", 1, "--staleness", -1, "--lr", 1)
-    c = client(b)
-    c.hello()
+    b, (c,) = workers(1, "--staleness", -1, "--lr", 1)
     c.init({"weights": [1, 2, 3, 4, 5, 6, 7], "bias": [0]})
     for clock, (index, bad) in enumerate([(5, float("nan")), (3, float("inf")), (6, float("-inf"))]):
         grad = f32([1] * 7)
@@ -328,9 +314,9 @@ def test_nonfinite_gradient_is_not_applied(pb, broker, client):
         assert c.clock(2 * clock + 1) == 2 * clock + 2
 
 
-def test_nonfinite_gradient_holds_nobody_back(pb, broker, client):
+def test_nonfinite_gradient_holds_nobody_back(pb, workers):
     """(g) BSP: the worker that pushed a NaN gets ERROR on CLOCK, the other its clock; the step stays finite."""
-    b, (w0, w1) = workers(broker, client, 2, "--staleness", 0, "--lr", 0.5)
+    b, (w0, w1) = workers(2, "--staleness", 0, "--lr", 0.5)
     w0.init({"w": [1, 1]})
     w0.push({"w": [float("nan"), 1]}, clock=0)
     w1.push({"w": [2, 2]}, clock=0)

@@ -6,6 +6,9 @@ token keeping a worker alive, rejoining with HELLO at the slowest live
 clock, INFO from a registered worker keeping it alive, and the ERROR
 shutdown that parked requests get, each with its own seq, when the broker
 stops on SIGTERM.
+
+usage: /usr/bin/python3 -B -m pytest -q -p no:cacheprovider tests/interop/test_liveness.py [-k <test>]
+(Debian's python3, which has pytest; psbroker from PSMQ_BUILD_DIR, else build/)
 """
 
 import time
@@ -70,13 +73,9 @@ def test_eviction_and_rejoin(pb, broker, client):
     assert w0.ok(seq, pb.CLOCK).env.clock == 4
 
 
-def test_info_keeps_a_registered_worker_alive(pb, broker, client):
+def test_info_keeps_a_registered_worker_alive(pb, workers):
     """(e) a worker that only sends INFO, more often than the timeout, is not evicted."""
-    b = broker("--workers", 2, "--staleness", 0, "--heartbeat-ms", HEARTBEAT_MS, "--timeout-ms", TIMEOUT_MS)
-    w0 = client(b, rank=0, world_size=2)
-    w1 = client(b, rank=1, world_size=2)
-    w0.hello()
-    w1.hello()
+    b, (w0, w1) = workers(2, "--staleness", 0, "--heartbeat-ms", HEARTBEAT_MS, "--timeout-ms", TIMEOUT_MS)
     #  Both fall silent at once, but for rank 0's INFO every heartbeat. Had
     #  INFO not counted, rank 0 would go with rank 1 (same sweep or the
     #  next): after rank 1's eviction, watch for half a timeout more.
@@ -94,13 +93,9 @@ def test_info_keeps_a_registered_worker_alive(pb, broker, client):
     assert w0.clock(0) == 1
 
 
-def test_shutdown_answers_parked_requests(pb, broker, client):
+def test_shutdown_answers_parked_requests(pb, workers):
     """(c) SIGTERM: a CLOCK at the barrier and a parked PULL get ERROR shutdown with their own seq."""
-    b = broker("--workers", 2, "--staleness", 0)
-    w0 = client(b, rank=0, world_size=2)
-    w1 = client(b, rank=1, world_size=2)
-    w0.hello()
-    w1.hello()
+    b, (w0, w1) = workers(2, "--staleness", 0)
     w0.init({"w": [1]})
     sclock = w0.send_clock(0)
     spull = w0.send_pull(["w"], clock=1)

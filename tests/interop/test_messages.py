@@ -4,6 +4,9 @@ HELLO (reply fields, weight, incarnation), INIT, PUSH, PULL (ranges, "to the
 end", several keys), CLOCK, HEARTBEAT (no reply, from a second socket with
 the session token), BYE, INFO (JSON, before HELLO too), min_clock on every
 reply (INIT included), and psbroker --port 0.
+
+usage: /usr/bin/python3 -B -m pytest -q -p no:cacheprovider tests/interop/test_messages.py [-k <test>]
+(Debian's python3, which has pytest; psbroker from PSMQ_BUILD_DIR, else build/)
 """
 
 import json
@@ -72,10 +75,8 @@ def test_hello_incarnation(pb, broker, client):
     assert third != 0 and third != first
 
 
-def test_init_push_pull_clock(pb, broker, client):
-    b = broker("--lr", 0.5)
-    c = client(b)
-    c.hello()
+def test_init_push_pull_clock(pb, workers):
+    b, (c,) = workers(1, "--lr", 0.5)
     env = c.init({"w": [1, 2, 3, 4], "b": [10]})
     assert env.type == pb.INIT and len(env.slices) == 0
     got = c.pull(["w", "b"])
@@ -94,18 +95,14 @@ def test_init_push_pull_clock(pb, broker, client):
     assert c.pull(["w"])["w"].tolist() == [-0.5, 0.5, 1.5, 2.5]
 
 
-def test_init_without_value_is_zero(pb, broker, client):
-    b = broker()
-    c = client(b)
-    c.hello()
+def test_init_without_value_is_zero(pb, workers):
+    b, (c,) = workers(1)
     c.init({"z": 5})
     assert c.pull(["z"])["z"].tolist() == [0] * 5
 
 
-def test_pull_ranges(pb, broker, client):
-    b = broker()
-    c = client(b)
-    c.hello()
+def test_pull_ranges(pb, workers):
+    b, (c,) = workers(1)
     c.init({"w": list(range(10)), "v": [7, 8]})
     r = c.ok(c.send_pull([("w", 3, 4)]), pb.PULL)
     (s,) = r.env.slices
@@ -122,21 +119,15 @@ def test_pull_ranges(pb, broker, client):
     assert [np.frombuffer(f, "<f4").tolist() for f in r.parts[0][1]] == [[7, 8], [0, 1], [9]]
 
 
-def test_init_is_idempotent_for_the_same_size(pb, broker, client):
-    b = broker("--workers", 2)
-    c = client(b, rank=0, world_size=2)
-    d = client(b, rank=1, world_size=2)
-    c.hello()
-    d.hello()
+def test_init_is_idempotent_for_the_same_size(pb, workers):
+    b, (c, d) = workers(2)
     c.init({"w": [1, 2, 3]})
     d.init({"w": [1, 2, 3]})
     assert d.pull(["w"])["w"].tolist() == [1, 2, 3]
 
 
-def test_heartbeat_has_no_reply_and_may_come_from_another_socket(pb, broker, client):
-    b = broker("--workers", 1)
-    c = client(b)
-    c.hello()
+def test_heartbeat_has_no_reply_and_may_come_from_another_socket(pb, client, workers):
+    b, (c,) = workers(1)
     other = client(b)                   # never says HELLO
     other.heartbeat(session=c.session, rank=0)
     other.heartbeat(session=c.session, rank=0)
@@ -152,12 +143,8 @@ def test_heartbeat_has_no_reply_and_may_come_from_another_socket(pb, broker, cli
     assert c.info()["workers"][0]["state"] == "live"
 
 
-def test_bye_leaves_the_job(pb, broker, client):
-    b = broker("--workers", 2)
-    c = client(b, rank=0, world_size=2)
-    d = client(b, rank=1, world_size=2)
-    c.hello()
-    d.hello()
+def test_bye_leaves_the_job(pb, workers):
+    b, (c, d) = workers(2)
     #  Rank 0's CLOCK waits at the barrier for rank 1 ...
     seq = c.send_clock(0)
     wait_for(lambda: c.info()["parked_now"] == 1, what="rank 0's CLOCK parked")
@@ -202,21 +189,19 @@ def test_every_reply_carries_min_clock(pb, broker, client):
     assert c.ok(c.send_clock(3), pb.CLOCK).env.min_clock == 4
 
 
-def test_error_reply_carries_min_clock(pb, broker, client):
+def test_error_reply_carries_min_clock(pb, workers):
     """PROTOCOL.md: every reply carries min_clock, ERROR replies too."""
-    b = broker("--workers", 1)
-    c = client(b)
-    c.hello()
+    b, (c,) = workers(1)
     for clock in range(3):
         c.clock()
-    assert c.error(c.send_clock(7)).min_clock == 3
+    env = c.error(c.send_clock(7))
+    assert env.error.code == pb.ERR_CLOCK, env
+    assert env.min_clock == 3
 
 
-def test_init_reply_carries_min_clock(pb, broker, client):
+def test_init_reply_carries_min_clock(pb, workers):
     """(d) INIT replies carry min_clock like every reply."""
-    b = broker("--workers", 1)
-    c = client(b)
-    c.hello()
+    b, (c,) = workers(1)
     for clock in range(2):
         c.clock()
     env = c.init({"late": [1, 2]})
@@ -256,11 +241,9 @@ def test_port_zero_lets_the_kernel_choose(pb, broker, client):
     assert not all(looks_like_a_scan), "three brokers with --port 0 took the lowest free port from 49152"
 
 
-def test_float32_bytes_are_little_endian(pb, broker, client):
+def test_float32_bytes_are_little_endian(pb, workers):
     """Tensor frames are raw little-endian float32, written without numpy's help."""
-    b = broker()
-    c = client(b)
-    c.hello()
+    b, (c,) = workers(1)
     values = [1.5, -2.25, 1e-3, 3.4e38]
     frame = struct.pack("<4f", *values)
     c.ok(c.send(c.envelope(pb.INIT, slices=[pb.Slice(key="le", offset=0, count=4, total=4)]), [frame]), pb.INIT)

@@ -4,6 +4,9 @@ Tensors over 1 MB sent as slices of at most 1 MB (INIT and PUSH), PULL
 replies in several parts (same seq, `more` on all but the last, slices of at
 most 1 MB with `total`), ranges across slice boundaries, and several
 requests in flight at once, their replies paired by seq.
+
+usage: /usr/bin/python3 -B -m pytest -q -p no:cacheprovider tests/interop/test_tensors.py [-k <test>]
+(Debian's python3, which has pytest; psbroker from PSMQ_BUILD_DIR, else build/)
 """
 
 import numpy as np
@@ -31,10 +34,8 @@ def check_pull_parts(pb, reply, sizes):
     return len(parts)
 
 
-def test_large_tensor_in_slices_and_parts(pb, broker, client):
-    b = broker("--lr", 0.5)
-    c = client(b)
-    c.hello()
+def test_large_tensor_in_slices_and_parts(pb, workers):
+    b, (c,) = workers(1, "--lr", 0.5)
     value = np.arange(BIG, dtype="<f4") % 1000
     seq = c.send_init({"big": value, "small": [1, 2]})
     c.ok(seq, pb.INIT)
@@ -53,11 +54,9 @@ def test_large_tensor_in_slices_and_parts(pb, broker, client):
     assert got["small"].tolist() == [0, 1]
 
 
-def test_push_slices_sent_as_one_message(pb, broker, client):
+def test_push_slices_sent_as_one_message(pb, workers):
     """The slices of a push are one message: their frames in slice order."""
-    b = broker("--lr", 1)
-    c = client(b)
-    c.hello()
+    b, (c,) = workers(1, "--lr", 1)
     n = CHUNK_ELEMS + 3
     c.init({"w": n})
     grad = np.ones(n, dtype="<f4")
@@ -69,10 +68,8 @@ def test_push_slices_sent_as_one_message(pb, broker, client):
     assert np.all(got[:CHUNK_ELEMS] == -1) and got[CHUNK_ELEMS:].tolist() == [-5, -6, -7]
 
 
-def test_pull_ranges_across_slice_boundaries(pb, broker, client):
-    b = broker()
-    c = client(b)
-    c.hello()
+def test_pull_ranges_across_slice_boundaries(pb, workers):
+    b, (c,) = workers(1)
     value = np.arange(BIG, dtype="<f4")
     c.init({"big": value})
     for offset, count in [(CHUNK_ELEMS - 5, 10), (100, 2 * CHUNK_ELEMS), (BIG - 7, 0), (0, 1),
@@ -87,11 +84,9 @@ def test_pull_ranges_across_slice_boundaries(pb, broker, client):
         assert np.array_equal(np.frombuffer(frames, "<f4"), value[offset:end])
 
 
-def test_pipelined_requests_paired_by_seq(pb, broker, client):
+def test_pipelined_requests_paired_by_seq(pb, workers):
     """Several requests sent before any reply is read; replies found by seq."""
-    b = broker("--staleness", -1, "--lr", 1)
-    c = client(b)
-    c.hello()
+    b, (c,) = workers(1, "--staleness", -1, "--lr", 1)
     big = np.arange(BIG, dtype="<f4")
     c.init({"big": big, "w": [0, 0], "v": [5]})
     seqs = {}
@@ -123,11 +118,9 @@ def test_pipelined_requests_paired_by_seq(pb, broker, client):
         check_pull_parts(pb, replies[name], {"big": BIG})
 
 
-def test_seq_is_any_uint64(pb, broker, client):
+def test_seq_is_any_uint64(pb, workers):
     """seq is the client's to choose: any value comes back, in any order."""
-    b = broker()
-    c = client(b)
-    c.hello()
+    b, (c,) = workers(1)
     c.init({"w": [3]})
     seqs = [2 ** 64 - 1, 5, 2 ** 40 + 3, 5000]
     for seq in seqs:
@@ -136,11 +129,9 @@ def test_seq_is_any_uint64(pb, broker, client):
     assert got == sorted(seqs)
 
 
-def test_interleaved_multipart_replies(pb, broker, client):
+def test_interleaved_multipart_replies(pb, workers):
     """Parts of two large PULL replies in flight at once are told apart by seq."""
-    b = broker()
-    c = client(b)
-    c.hello()
+    b, (c,) = workers(1)
     value = np.arange(BIG, dtype="<f4")
     c.init({"big": value})
     seqs = [c.send_pull(["big"]) for _ in range(3)] + [c.send_pull([("big", 10, 3)])]
