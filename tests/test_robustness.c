@@ -60,6 +60,29 @@ Test (robustness, clock_backwards_and_wrong_push_clock_are_refused, .timeout = 3
     envelope.clock = 5;
     ps_test_raw_send (&peer, &envelope, 0);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_CLOCK, "clock skipping ahead");
+
+    //  A push must carry the worker's clock, now 1: one for clock 0 is late
+    ps_slice_t slice = PSMQ__SLICE__INIT;
+    slice.key = "w";
+    slice.count = 1;
+    slice.total = 1;
+    ps_slice_t *slices[] = {&slice};
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__INIT, 0, 3);
+    envelope.slices = slices;
+    envelope.n_slices = 1;
+    float value = 0;
+    ps_test_raw_send (&peer, &envelope, ZMQ_SNDMORE);
+    zmq_send (peer.dealer, &value, sizeof value, 0);
+    reply = ps_test_raw_receive (&peer);
+    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__INIT, "init refused");
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, 0, 4);
+    envelope.slices = slices;
+    envelope.n_slices = 1;
+    envelope.grad_count = 1;
+    envelope.clock = 0;
+    ps_test_raw_send (&peer, &envelope, ZMQ_SNDMORE);
+    zmq_send (peer.dealer, &value, sizeof value, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_CLOCK, "push for a past clock");
     ps_test_raw_close (&peer);
     ps_broker_destroy (&broker);
 }
