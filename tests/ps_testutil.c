@@ -331,6 +331,30 @@ ps_test_tap_record (uint64_t number, int kind, int type, int64_t worker)
     return record;
 }
 
+long
+ps_test_number (const char *text)
+{
+    cr_assert (text);
+    char *end = NULL;
+    errno = 0;
+    long value = strtol (text, &end, 10);
+    cr_assert (end != text && errno == 0, "'%s' is not a number", text);
+    while (*end == ' ' || *end == '\n' || *end == '\t' || *end == '\r')
+        end++;
+    cr_assert_eq (*end, '\0', "'%s' is not one whole number", text);
+    return value;
+}
+
+int
+ps_test_endpoint_port (const char *endpoint)
+{
+    const char *colon = strrchr (endpoint, ':');
+    cr_assert (colon, "no port in '%s'", endpoint);
+    long port = ps_test_number (colon + 1);
+    cr_assert (port > 0 && port < 65536, "port %ld of '%s'", port, endpoint);
+    return (int)port;
+}
+
 void
 ps_test_assert_near (const float *got, const float *want, size_t n, float tolerance,
                      const char *what)

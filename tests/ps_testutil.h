@@ -150,6 +150,13 @@ const char *ps_test_path (const char *name, char *path, size_t path_size);
 //  caller frees it
 char *ps_test_slurp (const char *path);
 
+//  The decimal number text holds (white space may follow, as a program's
+//  printed line); asserts that it is one whole number that fits a long
+long ps_test_number (const char *text);
+
+//  The port of a tcp:// endpoint (asserts that it has one)
+int ps_test_endpoint_port (const char *endpoint);
+
 //  Each of got's n values within tolerance of want's, relative to the
 //  value wanted (absolute below 1); what names the array in a failure
 void ps_test_assert_near (const float *got, const float *want, size_t n, float tolerance,

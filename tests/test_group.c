@@ -322,7 +322,7 @@ s_lose_a_broker_mid_run (int signal_number)
     int64_t stopped = zclock_mono ();
     //  The workers reconnect to it until they give up: they must not reach
     //  a broker that another test starts on its port
-    int held = ps_test_hold_port (atoi (strrchr (brokers[1].endpoint, ':') + 1));
+    int held = ps_test_hold_port (ps_test_endpoint_port (brokers[1].endpoint));
     for (int rank = 0; rank < 2; rank++) {
         //  The longest wait is the 4 s clock timeout, then 2 s for BYE
         int status = ps_test_wait_pid (pids[rank], 20000);

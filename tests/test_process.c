@@ -139,7 +139,7 @@ Test (process, capture_collects_stdout_within_a_deadline)
     cr_assert_eq (ps_process_capture (slow, true, 300, &output, &status, &problem), -1);
     cr_assert (strstr (problem.message, "did not finish within"), "%s", problem.message);
     cr_assert (output);
-    pid_t sleeper = (pid_t)atoi (output);
+    pid_t sleeper = (pid_t)ps_test_number (output);
     cr_assert (sleeper > 0, "'%s'", output);
     cr_assert (s_gone (sleeper), "the group's sleep %d outlived it", (int)sleeper);
     free (output);

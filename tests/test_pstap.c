@@ -1032,7 +1032,7 @@ Test (pstap, unreachable_broker_or_tap_is_a_clear_error_in_time, .timeout = 30)
         if (strstr (cases[i].says, "cannot reach"))
             cr_assert (strstr (run.err, "within 300 ms"), "%s", run.err);
         //  Well short of the 3 s default, counting pstap's start and exit
-        cr_assert_lt (took, atoi (timeout) + 2700, "%s took %lld ms", cases[i].command,
+        cr_assert_lt (took, ps_test_number (timeout) + 2700, "%s took %lld ms", cases[i].command,
                       (long long)took);
         s_result_free (&run);
     }

@@ -112,7 +112,7 @@ s_json (const ps_tap_record_t *record)
     char *text = json_dumps (object, JSON_COMPACT);
     cr_assert_not_null (text);
     cr_assert_lt (strlen (text), sizeof line);
-    strcpy (line, text);
+    snprintf (line, sizeof line, "%s", text);
     free (text);
     json_decref (object);
     return line;
@@ -753,7 +753,7 @@ Test (tapview, filter_limits)
 
     //  Key names follow the codec's rules
     memset (expression, 0, sizeof expression);
-    strcpy (expression, "key=");
+    memcpy (expression, "key=", 4);
     memset (expression + 4, 'k', PS_MAX_KEY_LEN + 1);
     cr_assert_null (ps_tapfilter_new (expression, &problem));
     cr_assert (strncmp (problem.message, "bad key 'kkk", 12) == 0, "%s", problem.message);

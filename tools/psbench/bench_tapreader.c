@@ -87,7 +87,7 @@ bench_tapreader_new (const char *endpoint)
         free (self);
         return NULL;
     }
-    strcpy (self->endpoint, tap);
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", tap);
     json_decref (info);
     atomic_init (&self->stop, false);
     atomic_init (&self->records, 0);

@@ -288,9 +288,11 @@ s_parse_options (int argc, char *argv[], options_t *options)
     if (nmissing) {
         //  "--workers is required", "--rank and --workers are required", ...
         char names[64] = "";
-        for (size_t i = 0; i < nmissing; i++) {
+        size_t used = 0;
+        for (size_t i = 0; i < nmissing && used < sizeof names; i++) {
             const char *separator = i == 0 ? "" : i + 1 == nmissing ? " and " : ", ";
-            strcat (strcat (names, separator), missing[i]);
+            used +=
+                (size_t)snprintf (names + used, sizeof names - used, "%s%s", separator, missing[i]);
         }
         fprintf (stderr, "psworker: %s %s required (see --help)\n", names,
                  nmissing > 1 ? "are" : "is");
