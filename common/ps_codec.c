@@ -241,8 +241,15 @@ s_wire_check (const ProtobufCMessageDescriptor *descriptor, const uint8_t *at, c
             if (!s_varint (&at, end, &length))
                 return NULL;
             continue;
-        case 1: at += 8; continue;
-        case 5: at += 4; continue;
+        case 1:
+        case 5: {
+            //  Fixed 64 or 32 bits; unpack checked they are there
+            size_t width = (tag & 7) == 1 ? 8 : 4;
+            if ((size_t)(end - at) < width)
+                return NULL;
+            at += width;
+            continue;
+        }
         case 2: break;
         default: return NULL;
         }

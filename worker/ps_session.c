@@ -24,6 +24,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -332,12 +333,18 @@ s_silent_links (ps_session_t *self, const ps_pending_t *pending, char *out, size
                                       ps_group_endpoint (self->group, link));
 }
 
-//  The incarnation an INFO reply names, 0 when it names none
+//  The incarnation an INFO reply names (hex text), 0 when it names none
 static uint64_t
-s_info_incarnation (const char *json)
+s_info_incarnation (const char *text)
 {
-    const char *field = json ? strstr (json, "\"incarnation\":\"") : NULL;
-    return field ? strtoull (field + strlen ("\"incarnation\":\""), NULL, 16) : 0;
+    json_t *info = text ? json_loads (text, 0, NULL) : NULL;
+    const char *hex = json_string_value (json_object_get (info, "incarnation"));
+    char *end = NULL;
+    uint64_t incarnation = hex ? strtoull (hex, &end, 16) : 0;
+    if (!hex || *end != '\0')
+        incarnation = 0;
+    json_decref (info);
+    return incarnation;
 }
 
 //  A broker answered "not registered": when it is another process than
