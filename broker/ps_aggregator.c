@@ -46,7 +46,8 @@ typedef struct {
     float *aligned;             //  copies of misaligned frames, reused
     size_t aligned_capacity;    //  floats allocated
     taken_t *taken;             //  the keys the push at hand has taken so far
-    size_t taken_capacity;      //  allocated
+    ps_key_t **keys;            //  its plan's keys, looked up once
+    size_t taken_capacity;      //  entries allocated in both
     bool accept_nonfinite;      //  apply NaN and Inf gradients as they come
 } agg_t;
 
@@ -190,6 +191,9 @@ s_reserve_taken (agg_t *self, size_t count)
     taken_t *grown = realloc (self->taken, count * sizeof *grown);
     assert (grown);
     self->taken = grown;
+    ps_key_t **keys = realloc (self->keys, count * sizeof *keys);
+    assert (keys);
+    self->keys = keys;
     self->taken_capacity = count;
 }
 
@@ -277,17 +281,19 @@ s_entry_pieces (agg_t *self, const ps_agg_entry_t *entry, size_t first)
     s_align_pieces (self, entry->frames);
 }
 
-//  Rules with state change it as they step, so a push that holds one must
-//  be checked whole before any key steps (the others check as they step)
+//  Look up the plan's keys once, into self->keys; whether any has an
+//  update rule with state. Rules with state change it as they step, so a
+//  push that holds one must be checked whole before any key steps (the
+//  others check as they step)
 static bool
-s_has_state (agg_t *self, const ps_agg_entry_t *plan, size_t entries)
+s_resolve_keys (agg_t *self, const ps_agg_entry_t *plan, size_t entries)
 {
+    bool state = false;
     for (size_t i = 0; i < entries; i++) {
-        ps_key_t *key = ps_store_lookup (self->store, plan[i].key);
-        if (key && ps_key_has_state (key))
-            return true;
+        self->keys[i] = ps_store_lookup (self->store, plan[i].key);
+        state |= self->keys[i] && ps_key_has_state (self->keys[i]);
     }
-    return false;
+    return state;
 }
 
 //  The keys of a push refused at a later key are taken back: staged steps
@@ -321,7 +327,8 @@ s_handle_push (agg_t *self, const ps_agg_command_t *command)
     const ps_agg_entry_t *plan = s_plan (&self->frames[0], &entries);
     s_reserve_taken (self, entries);
     bool check = !self->accept_nonfinite;
-    if (check && self->staleness != 0 && s_has_state (self, plan, entries)) {
+    bool state = s_resolve_keys (self, plan, entries);
+    if (check && self->staleness != 0 && state) {
         ps_problem_t problem;
         if (s_check_frames (self, plan, entries, &problem))
             return s_fault (self, command, &problem);
@@ -331,7 +338,7 @@ s_handle_push (agg_t *self, const ps_agg_command_t *command)
     for (size_t i = 0; i < entries; i++) {
         const ps_agg_entry_t *entry = &plan[i];
         s_entry_pieces (self, entry, frame);
-        ps_key_t *key = ps_store_lookup (self->store, entry->key);
+        ps_key_t *key = self->keys[i];
         ps_problem_t problem;
         int rc = -1;
         if (!key)
@@ -424,5 +431,6 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
     free (self.pieces);
     free (self.aligned);
     free (self.taken);
+    free (self.keys);
     ps_store_destroy (&self.store);
 }
