@@ -29,7 +29,10 @@ typedef struct {
     int32_t staleness;        //  0 BSP, N SSP, -1 ASP
     ps_optim_config_t optim;  //  defaults for keys whose INIT names none
     uint32_t heartbeat_ms;    //  interval workers are told to heartbeat at
+                              //  (and libzmq pings their connections at)
     uint32_t timeout_ms;      //  silence after which a worker is evicted
+                              //  (also libzmq's heartbeat timeout: a
+                              //  connection that answers no ping is closed)
     bool tap;                 //  publish tap records (see ps_tap.h)
     const char *tap_endpoint; //  where; NULL: a private ipc:// endpoint
                               //  named after the port and the pid

@@ -132,6 +132,9 @@ ps_info_json (ps_router_t *self)
                          json_integer ((json_int_t)(self->agg_sent - self->agg_done)));
     json_object_set_new (info, "nonfinite_pushes", json_integer ((json_int_t)stats->nonfinite));
     json_object_set_new (info, "incarnation", json_string (incarnation));
+    json_object_set_new (
+        info, "connections",
+        json_integer (self->connections ? (json_int_t)zhashx_size (self->connections) : -1));
     s_more (self, info);
     char *text = json_dumps (info, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION (6));
     json_decref (info);

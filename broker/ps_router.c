@@ -326,6 +326,54 @@ ps_router_evict_silent (ps_router_t *self)
     zlistx_destroy (&silent);
 }
 
+// ------------------------------------------------------------ connections
+
+//  The message at hand came from peer: note its connection, and whether
+//  that connection is closed already (its DISCONNECTED was handled before
+//  the message, which was queued before it closed: every connection open
+//  is in self->connections, since its ACCEPTED came before its messages)
+static void
+s_note_fd (ps_router_t *self, ps_peer_t *peer)
+{
+    if (peer->fd == self->fd)
+        return;
+    ps_peers_set_fd (self->peers, peer, self->fd);
+    if (self->fd >= 0 && self->connections) {
+        char key[16];
+        snprintf (key, sizeof key, "%d", self->fd);
+        self->fd_closed = zhashx_lookup (self->connections, key) == NULL;
+    }
+}
+
+void
+ps_router_connection_opened (ps_router_t *self, int fd)
+{
+    //  The descriptor was closed and is reused: whoever was noted on it is
+    //  on another connection now, or on none (it will be noted again)
+    ps_peer_t *peer = ps_peers_of_fd (self->peers, fd);
+    if (peer)
+        ps_peers_set_fd (self->peers, peer, -1);
+}
+
+void
+ps_router_connection_closed (ps_router_t *self, int fd)
+{
+    ps_peer_t *peer = ps_peers_of_fd (self->peers, fd);
+    if (!peer)
+        return; //  a heartbeat socket, an unregistered or a replaced connection
+    char key[16];
+    snprintf (key, sizeof key, "%d", fd);
+    const char *remote = self->connections ? zhashx_lookup (self->connections, key) : NULL;
+    const char *from = remote ? remote : "before its last message was read";
+    ps_warn ("evicted worker %u: its connection closed (%s), at clock %" PRId64, peer->rank, from,
+             ps_vclock_clock (self->vclock, peer->rank));
+    self->stats.evicted++;
+    if (self->tap_on)
+        ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_EVICT, peer->rank,
+                             "its connection closed (%s)", from);
+    s_rank_leaves (self, peer);
+}
+
 // ------------------------------------------------------------ HELLO
 
 //  A worker must take us for what we are: the same place in a group of the
@@ -458,6 +506,7 @@ s_handle_hello (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelop
         ps_peers_register (self->peers, peer);
     else
         peer = ps_peers_add (self->peers, id, id_size, rank, weight);
+    s_note_fd (self, peer);
     s_learn_group (self, request->hello);
 
     uint32_t world = ps_vclock_world (self->vclock);
@@ -718,8 +767,10 @@ s_dispatch (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t 
     }
     //  Any message of a registered connection keeps it alive, INFO too
     ps_peer_t *peer = ps_peers_lookup (self->peers, id, id_size);
-    if (peer)
+    if (peer) {
         ps_peers_heard (self->peers, peer);
+        s_note_fd (self, peer);
+    }
     if (type == PSMQ__MSG_TYPE__HELLO)
         return s_handle_hello (self, id, id_size, request);
     if (type == PSMQ__MSG_TYPE__INFO)
@@ -815,6 +866,10 @@ ps_router_receive (ps_router_t *self)
         s_close_frames (self);
         return;
     }
+    //  Deprecated in libzmq, but the only link between a message and the
+    //  socket monitor's events (-1 for inproc). Of a frame the connection
+    //  delivered: the ROUTER makes the routing id frame, fd unset.
+    self->fd = self->nframes >= 2 ? zmq_msg_get (&self->frames[1], ZMQ_SRCFD) : -1;
     uint8_t id[PS_MAX_ROUTING_ID];
     size_t id_size = zmq_msg_size (&self->frames[0]);
     assert (id_size <= PS_MAX_ROUTING_ID);
@@ -852,6 +907,10 @@ ps_router_receive (ps_router_t *self)
         self->timing.received_us = 0;
     }
     s_close_frames (self);
+    if (self->fd_closed) {
+        self->fd_closed = false;
+        ps_router_connection_closed (self, self->fd);
+    }
 }
 
 // ------------------------------------------------------------ stopping

@@ -59,6 +59,9 @@
 #define PS_DEFAULT_TIMEOUT_MS 10000
 #define PS_MIN_HEARTBEAT_MS 10
 #define PS_MAX_TIMEOUT_MS (24 * 3600 * 1000)
+//  Longest ZMQ_HEARTBEAT_TTL: libzmq 4.3 turns the deciseconds it gets
+//  into milliseconds in 16 bits, so a longer one would wrap to a short one
+#define PS_MAX_ZMTP_TTL_MS 65500
 
 //  Worker library defaults: a request's reply, and a CLOCK that may wait
 //  for stragglers
