@@ -30,6 +30,7 @@
 #include <assert.h>
 #include <czmq.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
@@ -175,6 +176,7 @@ s_router_loop (ps_router_t *self)
         }
         if (zclock_mono () >= self->next_check) {
             ps_router_evict_silent (self);
+            ps_router_evict_hung (self);
             self->next_check = zclock_mono () + check_every;
         }
     }
@@ -264,6 +266,8 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
     self->parked_codec = ps_codec_new ();
     self->vclock = ps_vclock_new (self->config.workers, self->config.staleness);
     self->peers = ps_peers_new (self->config.workers);
+    self->progress = ps_progress_new (self->config.workers, self->config.progress_ms,
+                                      self->config.progress_min_ms);
     self->parking = ps_parking_new ();
     self->published = ps_published_new ();
     self->frames = calloc (PS_ROUTER_MAX_FRAMES, sizeof *self->frames);
@@ -275,7 +279,7 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
     if (self->config.tap && s_tap_setup (self, problem))
         return -1;
     if (!self->aggregator || !self->codec || !self->parked_codec || !self->vclock || !self->peers ||
-        !self->parking || !self->published || !self->frames)
+        !self->progress || !self->parking || !self->published || !self->frames)
         return ps_problem_set (problem, 0, "out of memory starting the broker");
     return 0;
 }
@@ -287,6 +291,7 @@ s_router_teardown (ps_router_t *self)
     ps_published_destroy (&self->published);
     ps_parking_destroy (&self->parking);
     ps_peers_destroy (&self->peers);
+    ps_progress_destroy (&self->progress);
     free (self->frames);
     free (self->plan);
     for (uint32_t i = 0; self->group && i < ps_router_shards (self); i++)
@@ -356,6 +361,8 @@ ps_broker_config_defaults (ps_broker_config_t *config)
     ps_optim_config_defaults (&config->optim);
     config->heartbeat_ms = PS_DEFAULT_HEARTBEAT_MS;
     config->timeout_ms = PS_DEFAULT_TIMEOUT_MS;
+    config->progress_ms = PS_PROGRESS_AUTO;
+    config->progress_min_ms = PS_DEFAULT_PROGRESS_FLOOR_MS;
     config->tap = true;
 }
 
@@ -377,6 +384,15 @@ ps_broker_config_check (const ps_broker_config_t *config, ps_problem_t *problem)
                                "least %d ms and the timeout at least twice it (and at most %d ms)",
                                config->heartbeat_ms, config->timeout_ms, PS_MIN_HEARTBEAT_MS,
                                PS_MAX_TIMEOUT_MS);
+    if ((config->progress_ms != PS_PROGRESS_AUTO &&
+         (config->progress_ms < 0 || config->progress_ms > PS_MAX_PROGRESS_DEADLINE_MS)) ||
+        config->progress_min_ms < 1 || config->progress_min_ms > PS_MAX_PROGRESS_DEADLINE_MS)
+        return ps_problem_set (problem, 0,
+                               "progress deadline %" PRId64 " ms (floor %" PRId64
+                               " ms): 0 (off), automatic, or up to %d ms, and a floor of 1 to "
+                               "%d ms",
+                               config->progress_ms, config->progress_min_ms,
+                               PS_MAX_PROGRESS_DEADLINE_MS, PS_MAX_PROGRESS_DEADLINE_MS);
     uint32_t shards = config->shards ? config->shards : 1;
     if (config->shards > PS_MAX_SHARDS || config->shard >= shards)
         return ps_problem_set (problem, 0,

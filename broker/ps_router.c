@@ -63,6 +63,7 @@ s_clock_moved (ps_router_t *self, int64_t old_min)
         zmq_send (self->agg_handle, &flush, sizeof flush, 0);
         self->agg_sent++;
     }
+    ps_progress_moved (self->progress, self->vclock, zclock_mono ());
     ps_debug ("slowest clock %" PRId64 " -> %" PRId64, old_min, new_min);
     if (self->tap_on)
         ps_router_tap_event (
@@ -326,6 +327,48 @@ ps_router_evict_silent (ps_router_t *self)
     zlistx_destroy (&silent);
 }
 
+//  Most hung ranks evicted in one check; the others go at the next
+#define PS_ROUTER_MAX_HUNG 64
+
+void
+ps_router_evict_hung (ps_router_t *self)
+{
+    size_t parked = ps_parking_size (self->parking);
+    if (parked == 0 || ps_progress_deadline (self->progress) == 0)
+        return;
+    //  The clocks of the requests the bound holds (once per check, not
+    //  per message: an allocation is fine here)
+    int64_t *waiting = malloc (parked * sizeof *waiting);
+    if (!waiting)
+        return;
+    size_t nwaiting = 0;
+    for (const ps_parked_t *item = ps_parking_first (self->parking); item;
+         item = ps_parking_next (self->parking))
+        if (!ps_vclock_admits (self->vclock, item->clock))
+            waiting[nwaiting++] = item->clock;
+    ps_progress_hung_t hung[PS_ROUTER_MAX_HUNG];
+    size_t found = ps_progress_hung (self->progress, self->vclock, waiting, nwaiting,
+                                     zclock_mono (), hung, PS_ROUTER_MAX_HUNG);
+    free (waiting);
+    for (size_t i = 0; i < found; i++) {
+        //  NULL for the later ranks of a connection evicted already
+        ps_peer_t *peer = ps_peers_of_rank (self->peers, hung[i].rank);
+        if (!peer)
+            continue;
+        ps_warn ("evicted worker %u: no progress for %" PRId64 " ms while %u requests waited on "
+                 "it; deadline %" PRId64 " ms, at clock %" PRId64,
+                 hung[i].rank, hung[i].stalled_ms, hung[i].waiting, hung[i].deadline_ms,
+                 ps_vclock_clock (self->vclock, hung[i].rank));
+        self->stats.evicted++;
+        if (self->tap_on)
+            ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_EVICT, hung[i].rank,
+                                 "no progress for %" PRId64
+                                 " ms while %u requests waited on it; deadline %" PRId64 " ms",
+                                 hung[i].stalled_ms, hung[i].waiting, hung[i].deadline_ms);
+        s_rank_leaves (self, peer);
+    }
+}
+
 // ------------------------------------------------------------ connections
 
 //  The message at hand came from peer: note its connection, and whether
@@ -511,6 +554,7 @@ s_handle_hello (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelop
 
     uint32_t world = ps_vclock_world (self->vclock);
     int64_t clock = ps_vclock_join_range (self->vclock, rank, weight);
+    ps_progress_joined (self->progress, self->vclock, rank, weight, zclock_mono ());
     if (weight > 1)
         ps_info ("workers %u..%u joined at clock %" PRId64 " (%u of %u live)", rank,
                  rank + weight - 1, clock, ps_vclock_live (self->vclock), world);
@@ -709,6 +753,7 @@ s_handle_clock (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
     //  The other ranks of the connection share the first one's clock
     for (uint32_t rank = peer->rank + 1; rank < peer->rank + peer->weight; rank++)
         ps_vclock_advance (self->vclock, rank, request->clock);
+    ps_progress_clocked (self->progress, self->vclock, peer->rank, peer->weight, zclock_mono ());
     int64_t clock = request->clock + 1;
     if (s_may_answer (self, clock, peer->pushes_sent))
         s_answer_clock (self, peer, request, clock);

@@ -37,6 +37,7 @@
 #include "ps_codec.h"
 #include "ps_parking.h"
 #include "ps_peers.h"
+#include "ps_progress.h"
 #include "ps_published.h"
 #include "ps_tap.h"
 #include "ps_vclock.h"
@@ -57,6 +58,7 @@ typedef struct {
     uint64_t bytes_out_type[PSMQ__MSG_TYPE__ERROR + 1]; //  tensor bytes out by type
     uint64_t rejected;                                  //  requests answered with ERROR
     uint64_t evicted;                                   //  connections evicted: silent, closed
+                                                        //  or not making progress
     uint64_t steps;                                     //  optimizer steps (from the aggregator)
     uint64_t pending;                                   //  gradients in BSP accumulators
     uint64_t nonfinite;                                 //  pushes refused for NaN or Inf
@@ -74,6 +76,7 @@ typedef struct {
                                //  them never clobbers the request at hand
     ps_vclock_t *vclock;       //  every rank's clock
     ps_peers_t *peers;         //  registered connections and their ranks
+    ps_progress_t *progress;   //  when each rank last made progress
     ps_parking_t *parking;     //  requests waiting to be answered
     ps_published_t *published; //  versions pulls are answered from
     uint64_t agg_sent;         //  commands sent to the aggregator
@@ -109,6 +112,9 @@ void ps_router_receive (ps_router_t *self);
 void ps_router_agg_receive (ps_router_t *self);
 //  Evict the ranks silent for longer than the timeout
 void ps_router_evict_silent (ps_router_t *self);
+//  Evict the ranks that hold others back without making progress for
+//  longer than the progress deadline (ps_progress)
+void ps_router_evict_hung (ps_router_t *self);
 //  The socket monitor says: a connection was accepted on fd (any peer still
 //  noted on fd was on an older connection), or fd's connection closed (the
 //  peer whose messages last came on it is evicted)

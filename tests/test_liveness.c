@@ -2,11 +2,13 @@
     test_liveness - nobody waits on the dead or the hung
 
     The broker evicts a worker the moment its connection closes (libzmq's
-    socket monitor), and a worker whose host vanished once libzmq's ZMTP
-    heartbeats give its half-open connections up. The first test is the
-    usual case: a worker process killed with SIGKILL holds the others of a
-    BSP job back for well under a second where the silence timeout would
-    have taken ten.
+    socket monitor), a worker whose host vanished once libzmq's ZMTP
+    heartbeats give its half-open connections up, and a worker that stays
+    connected but holds the others back without advancing its clock once
+    the progress deadline passes; an honest slow worker is never taken for
+    a hung one. The first test is the usual case: a worker process killed
+    with SIGKILL holds the others of a BSP job back for well under a second
+    where the silence timeout would have taken ten.
 
     The host that vanishes is a Linux network namespace joined to this one
     by a veth pair, whose far end the test takes down (nothing is sent:
@@ -37,10 +39,11 @@
 // ------------------------------------------------------------ brokers
 
 //  A broker for world workers at staleness on 127.0.0.1 that heartbeats
-//  every heartbeat_ms and evicts after timeout_ms of silence
+//  every heartbeat_ms, evicts after timeout_ms of silence and after
+//  progress_ms without progress (0 off)
 static ps_broker_t *
 s_broker (uint32_t world, int32_t staleness, uint32_t heartbeat_ms, uint32_t timeout_ms,
-          char *endpoint, size_t endpoint_size)
+          int64_t progress_ms, char *endpoint, size_t endpoint_size)
 {
     ps_broker_config_t config;
     ps_broker_config_defaults (&config);
@@ -48,6 +51,7 @@ s_broker (uint32_t world, int32_t staleness, uint32_t heartbeat_ms, uint32_t tim
     config.staleness = staleness;
     config.heartbeat_ms = heartbeat_ms;
     config.timeout_ms = timeout_ms;
+    config.progress_ms = progress_ms;
     return ps_test_broker_with (&config, endpoint, endpoint_size);
 }
 
@@ -259,7 +263,7 @@ Test (liveness, a_killed_worker_holds_the_others_back_under_a_second, .timeout =
     //  here. The broker would evict a silent worker after 10 s only.
     child_t child = s_child_start (2, 3, 1);
     char endpoint[64];
-    ps_broker_t *broker = s_broker (3, 0, 1000, 10000, endpoint, sizeof endpoint);
+    ps_broker_t *broker = s_broker (3, 0, 1000, 10000, 0, endpoint, sizeof endpoint);
     tap_t tap;
     s_tap_open (&tap, broker);
     s_child_go (&child, endpoint);
@@ -364,7 +368,7 @@ s_hello (void *dealer, ps_codec_t *codec, uint32_t rank, uint32_t world)
 Test (liveness, a_peer_that_closes_its_socket_is_evicted_at_once, .timeout = 60)
 {
     char endpoint[64];
-    ps_broker_t *broker = s_broker (2, 0, 1000, 10000, endpoint, sizeof endpoint);
+    ps_broker_t *broker = s_broker (2, 0, 1000, 10000, 0, endpoint, sizeof endpoint);
     //  Rank 1 is a client of its own making: HELLO, then it closes
     void *context = zmq_ctx_new ();
     ps_codec_t *codec = ps_codec_new ();
@@ -399,7 +403,7 @@ Test (liveness, a_new_connection_is_not_evicted_for_the_old_ones_close, .timeout
     //  connection closes before the new one says HELLO, or after (libzmq
     //  hands the routing id over to the new one then).
     char endpoint[64];
-    ps_broker_t *broker = s_broker (1, 0, 1000, 10000, endpoint, sizeof endpoint);
+    ps_broker_t *broker = s_broker (1, 0, 1000, 10000, 0, endpoint, sizeof endpoint);
     void *context = zmq_ctx_new ();
     ps_codec_t *codec = ps_codec_new ();
     void *old = s_dealer (context, endpoint, "reconnecting worker");
@@ -431,6 +435,161 @@ Test (liveness, a_new_connection_is_not_evicted_for_the_old_ones_close, .timeout
     ps_codec_destroy (&codec);
     zmq_ctx_term (context);
     ps_broker_destroy (&broker);
+}
+
+// ------------------------------------------------------------ no progress
+
+Test (liveness, a_hung_worker_is_evicted_after_the_progress_deadline, .timeout = 60)
+{
+    //  Rank 2 finishes clock 0 and then hangs: its process lives and its
+    //  library's heartbeat thread beats, but it never calls again. The
+    //  broker evicts a rank that holds others back without progress for
+    //  1.5 s (and a silent one after 10 s only).
+    child_t child = s_child_start (2, 3, 1);
+    char endpoint[64];
+    ps_broker_t *broker = s_broker (3, 0, 100, 10000, 1500, endpoint, sizeof endpoint);
+    tap_t tap;
+    s_tap_open (&tap, broker);
+    s_child_go (&child, endpoint);
+    ps_worker_t *workers[2];
+    for (uint32_t rank = 0; rank < 2; rank++) {
+        workers[rank] = ps_test_worker (endpoint, rank, 3, PS_TEST_WAIT_MS);
+        cr_assert (workers[rank]);
+    }
+    ps_ticket_t tickets[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq (ps_worker_clock_async (workers[i], &tickets[i]), PS_OK);
+    s_child_expect (&child, 'c');
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq (ps_worker_wait (workers[i], tickets[i], -1), PS_OK);
+    //  From here the hung rank holds the others' clock 1 back
+    int64_t released = zclock_mono ();
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq (ps_worker_clock_async (workers[i], &tickets[i]), PS_OK);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq (ps_worker_wait (workers[i], tickets[i], -1), PS_OK, "rank %d: %s", i,
+                      ps_worker_error (workers[i]));
+    int64_t held = zclock_mono () - released;
+    //  Not before the deadline (less the time the replies took to come),
+    //  and soon after it (checks run every heartbeat, 100 ms)
+    cr_assert_geq (held, 1400, "evicted after %" PRId64 " ms, before the deadline", held);
+    cr_assert_lt (held, 3000, "evicted after %" PRId64 " ms", held);
+
+    ps_tap_record_t *record =
+        s_tap_expect (&tap, PSMQ__TAP_KIND__TAP_EVICT, "no progress for", PS_TEST_WAIT_MS);
+    cr_assert (record, "no eviction record");
+    cr_assert_eq (record->worker, 2);
+    cr_assert (strstr (record->reason, "requests waited on it; deadline 1500 ms"), "%s",
+               record->reason);
+    //  It was its progress, not its connection: the process is there
+    cr_assert_eq (waitpid (child.pid, NULL, WNOHANG), 0, "the hung worker process died");
+    cr_assert_eq (s_info_number (broker, "evicted"), 1);
+    cr_assert_eq (s_info_number (broker, "progress_deadline_ms"), 1500);
+    //  The others go on alone
+    for (int step = 0; step < 3; step++) {
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq (ps_worker_clock_async (workers[i], &tickets[i]), PS_OK);
+        for (int i = 0; i < 2; i++)
+            cr_assert_eq (ps_worker_wait (workers[i], tickets[i], -1), PS_OK);
+    }
+    s_child_kill (&child);
+    for (int i = 0; i < 2; i++)
+        ps_worker_close (&workers[i]);
+    s_tap_close (&tap);
+    ps_broker_destroy (&broker);
+}
+
+//  A worker thread that finishes clocks, sleeping delays[i] ms before
+//  clock i
+typedef struct {
+    const char *endpoint;
+    uint32_t rank;
+    const int *delays; //  NULL: none
+    int clocks;
+    int status;
+} clocker_t;
+
+static void *
+s_clocker (void *arg)
+{
+    clocker_t *self = arg;
+    ps_worker_t *worker = ps_test_worker (self->endpoint, self->rank, 3, PS_TEST_WAIT_MS);
+    self->status = worker ? PS_OK : PS_ECONNECT;
+    for (int i = 0; i < self->clocks && self->status == PS_OK; i++) {
+        if (self->delays)
+            zclock_sleep (self->delays[i]);
+        self->status = ps_worker_clock (worker);
+    }
+    ps_worker_close (&worker);
+    return NULL;
+}
+
+Test (liveness, an_honest_slow_worker_is_not_taken_for_a_hung_one, .timeout = 60)
+{
+    //  The automatic deadline with its floor lowered to 1 s: rank 2 takes
+    //  300 ms a clock, then 1500 ms, longer than the floor but well within
+    //  10 x the clocks the broker has seen it take
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    config.workers = 3;
+    config.heartbeat_ms = 100;
+    config.timeout_ms = 10000;
+    config.progress_min_ms = 1000;
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
+    cr_assert_eq (s_info_number (broker, "progress_deadline_ms"), 1000, "the floor at first");
+    static const int slow[] = {300, 300, 300, 1500, 1500};
+    clocker_t clockers[3] = {
+        {endpoint, 0, NULL, 5, -1}, {endpoint, 1, NULL, 5, -1}, {endpoint, 2, slow, 5, -1}};
+    pthread_t threads[3];
+    for (int i = 0; i < 3; i++)
+        pthread_create (&threads[i], NULL, s_clocker, &clockers[i]);
+    for (int i = 0; i < 3; i++) {
+        pthread_join (threads[i], NULL);
+        cr_assert_eq (clockers[i].status, PS_OK, "rank %d: %s", i,
+                      ps_strerror (clockers[i].status));
+    }
+    cr_assert_eq (s_info_number (broker, "evicted"), 0);
+    //  The deadline learnt the 1500 ms clocks
+    double longest = s_info_number (broker, "longest_clock_ms");
+    cr_assert_geq (longest, 1400);
+    cr_assert_eq (s_info_number (broker, "progress_deadline_ms"), 10 * longest);
+    ps_broker_destroy (&broker);
+}
+
+Test (liveness, psbroker_takes_a_progress_deadline, .timeout = 60)
+{
+    //  Seconds, "auto" (the default) or 0 (never), as INFO shows it
+    const char *given[] = {"2.5", "auto", "0"};
+    const double want[] = {2500, PS_DEFAULT_PROGRESS_FLOOR_MS, 0};
+    for (int i = 0; i < 3; i++) {
+        char endpoint[128], out[1024];
+        char *args[] = {"--progress-deadline", (char *)given[i], NULL};
+        ps_test_child_t broker =
+            ps_test_psbroker (args, endpoint, sizeof endpoint, out, sizeof out);
+        char *json = NULL;
+        cr_assert_eq (ps_worker_query_info (endpoint, PS_TEST_WAIT_MS, &json), PS_OK);
+        cr_assert_eq (ps_test_json_number (json, "progress_deadline_ms", false), want[i],
+                      "--progress-deadline %s: %s", given[i], json);
+        free (json);
+        kill (broker.pid, SIGTERM);
+        cr_assert_eq (ps_test_wait_pid (broker.pid, PS_TEST_WAIT_MS), 0);
+        close (broker.out);
+        close (broker.err);
+    }
+    //  Anything else is refused, naming the option
+    char path[PATH_MAX], out_path[PATH_MAX];
+    char *argv[] = {(char *)ps_test_binary ("psbroker", path, sizeof path),
+                    "--port",
+                    "0",
+                    "--progress-deadline",
+                    "-1",
+                    NULL};
+    ps_test_path ("refused.out", out_path, sizeof out_path);
+    cr_assert_eq (ps_test_run_group (argv, out_path, NULL, PS_TEST_WAIT_MS), 2);
+    char *text = ps_test_slurp (out_path);
+    cr_assert (strstr (text, "--progress-deadline '-1'"), "%s", text);
+    free (text);
 }
 
 // ------------------------------------------------------------ a host that vanishes
