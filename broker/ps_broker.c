@@ -8,6 +8,17 @@
     monitor, and hands each message to ps_router (requests) or to the
     modules that own the state it concerns. Setup and teardown of that
     state live here too; nothing else does.
+
+    The socket monitor tells when a worker's TCP (or ipc) connection
+    closes, so that its rank is evicted at once rather than after its
+    silence: libzmq names a connection by its file descriptor in the
+    monitor's events and in each message it delivers (ZMQ_SRCFD), and
+    ps_router notes each peer's. A descriptor is reused as soon as it is
+    closed, so the order matters: the monitor's events are all read before
+    each message is, and since libzmq sends a connection's DISCONNECTED
+    before it closes the descriptor and a new connection's ACCEPTED before
+    its first message can come, an event is always handled before the
+    messages of any connection accepted after it.
     ========================================================================= */
 
 #include "ps_broker.h"
@@ -19,6 +30,7 @@
 #include <assert.h>
 #include <czmq.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,17 +59,22 @@ s_pipe_receive (ps_router_t *self)
     zstr_free (&command);
 }
 
-//  Watch the ROUTER's TCP connections for the tap: libzmq's socket monitor
-//  reports accepts and disconnects by file descriptor, so we note each
-//  peer's address at accept time to name it when it goes
+//  Watch the ROUTER's connections: libzmq's socket monitor reports accepts
+//  and disconnects by file descriptor, so we note each peer's address at
+//  accept time to name it when it goes. Before the bind, so that no
+//  connection is accepted unseen.
 static void
 s_monitor_setup (ps_router_t *self)
 {
     char endpoint[64];
     snprintf (endpoint, sizeof endpoint, "inproc://psbroker-monitor-%p", (void *)self);
     if (zmq_socket_monitor (self->router_handle, endpoint,
-                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED))
+                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED)) {
+        ps_warn ("cannot watch connections (%s): a worker that goes is evicted only "
+                 "after its silence",
+                 zmq_strerror (zmq_errno ()));
         return;
+    }
     self->monitor = zsock_new (ZMQ_PAIR);
     self->connections = zhashx_new ();
     if (!self->monitor || !self->connections || zsock_connect (self->monitor, "%s", endpoint)) {
@@ -93,12 +110,14 @@ s_monitor_receive (ps_router_t *self)
                 ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_CONNECT, -1,
                                      "tcp connection from %s", remote);
             zhashx_update (self->connections, key, remote);
+            ps_router_connection_opened (self, fd);
         }
         else if (kind == ZMQ_EVENT_DISCONNECTED) {
             const char *remote = zhashx_lookup (self->connections, key);
             if (self->tap_on)
                 ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_DISCONNECT, -1,
                                      "tcp connection from %s closed", remote ? remote : "?");
+            ps_router_connection_closed (self, fd);
             zhashx_delete (self->connections, key);
         }
     }
@@ -106,26 +125,41 @@ s_monitor_receive (ps_router_t *self)
     zframe_destroy (&address);
 }
 
+//  Handle every event the monitor has queued (one ZMQ_EVENTS check when
+//  there is none): called before each message is read, see the top. All
+//  of them, unbounded: events come no faster than connections are made
+static void
+s_monitor_drain (ps_router_t *self)
+{
+    while (self->monitor && (zsock_events (self->monitor) & ZMQ_POLLIN))
+        s_monitor_receive (self);
+}
+
 static void
 s_router_loop (ps_router_t *self)
 {
-    zmq_pollitem_t items[] = {
-        {zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
-        {self->router_handle, 0, ZMQ_POLLIN, 0},
-        {self->agg_handle, 0, ZMQ_POLLIN, 0},
-        {self->tap ? ps_tap_handle (self->tap) : NULL, 0, ZMQ_POLLIN, 0},
-        {self->monitor ? zsock_resolve (self->monitor) : NULL, 0, ZMQ_POLLIN, 0}};
-    int nitems = self->monitor ? 5 : self->tap ? 4 : 3;
+    zmq_pollitem_t items[5] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
+                               {self->router_handle, 0, ZMQ_POLLIN, 0},
+                               {self->agg_handle, 0, ZMQ_POLLIN, 0}};
+    int nitems = 3, tap_item = -1, monitor_item = -1;
+    if (self->monitor) {
+        monitor_item = nitems;
+        items[nitems++] = (zmq_pollitem_t){zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0};
+    }
+    if (self->tap) {
+        tap_item = nitems;
+        items[nitems++] = (zmq_pollitem_t){ps_tap_handle (self->tap), 0, ZMQ_POLLIN, 0};
+    }
     uint32_t check_every = self->config.heartbeat_ms;
     self->next_check = zclock_mono () + check_every;
     while (!self->terminated) {
         int64_t wait = self->next_check - zclock_mono ();
         if (zmq_poll (items, nitems, wait > 0 ? wait : 0) == -1 && errno != EINTR)
             break;
-        if (nitems >= 4 && (items[3].revents & ZMQ_POLLIN))
+        if (tap_item >= 0 && (items[tap_item].revents & ZMQ_POLLIN))
             self->tap_on = ps_tap_receive (self->tap);
-        if (nitems == 5 && (items[4].revents & ZMQ_POLLIN))
-            s_monitor_receive (self);
+        if (monitor_item >= 0 && (items[monitor_item].revents & ZMQ_POLLIN))
+            s_monitor_drain (self);
         if (items[0].revents & ZMQ_POLLIN)
             s_pipe_receive (self);
         //  Aggregator first: its DONEs release parked requests
@@ -135,12 +169,14 @@ s_router_loop (ps_router_t *self)
                 break;
         }
         for (int burst = 0; burst < 100 && (items[1].revents & ZMQ_POLLIN); burst++) {
+            s_monitor_drain (self);
             ps_router_receive (self);
             if (!(zsock_events (self->router) & ZMQ_POLLIN))
                 break;
         }
         if (zclock_mono () >= self->next_check) {
             ps_router_evict_silent (self);
+            ps_router_evict_hung (self);
             self->next_check = zclock_mono () + check_every;
         }
     }
@@ -181,7 +217,6 @@ s_tap_setup (ps_router_t *self, ps_problem_t *problem)
     self->tap = ps_tap_new (endpoint, self->config.tap_payload, problem);
     if (!self->tap)
         return -1;
-    s_monitor_setup (self);
     return 0;
 }
 
@@ -198,6 +233,18 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
     //  Workers choose their routing ids; a worker that reconnects (after a
     //  network cut, or after dropping a stuck push) takes its own back
     zsock_set_router_handover (self->router, 1);
+    //  ZMTP heartbeats: libzmq pings every connection and closes one that
+    //  sends nothing for the timeout (a host that vanished leaves its
+    //  connections half open: no read would ever end them), which the
+    //  monitor reports and the loop evicts; the TTL tells workers to drop
+    //  theirs to a broker that went silent as long
+    zsock_set_heartbeat_ivl (self->router, (int)self->config.heartbeat_ms);
+    zsock_set_heartbeat_timeout (self->router, (int)self->config.timeout_ms);
+    zsock_set_heartbeat_ttl (self->router, self->config.timeout_ms < PS_MAX_ZMTP_TTL_MS
+                                               ? (int)self->config.timeout_ms
+                                               : PS_MAX_ZMTP_TTL_MS);
+    self->router_handle = zsock_resolve (self->router);
+    s_monitor_setup (self);
     //  libzmq's own bind, not czmq's: for a port of "*" czmq takes the
     //  lowest free port of its range, so a restarted broker would often get
     //  its predecessor's port and its old workers; libzmq lets the kernel
@@ -208,7 +255,6 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
     char *last = zsock_last_endpoint (self->router);
     snprintf (self->bound, sizeof self->bound, "%s", last ? last : endpoint);
     zstr_free (&last);
-    self->router_handle = zsock_resolve (self->router);
 
     ps_aggregator_config_t agg_config = {.defaults = self->config.optim,
                                          .staleness = self->config.staleness,
@@ -220,6 +266,8 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
     self->parked_codec = ps_codec_new ();
     self->vclock = ps_vclock_new (self->config.workers, self->config.staleness);
     self->peers = ps_peers_new (self->config.workers);
+    self->progress = ps_progress_new (self->config.workers, self->config.progress_ms,
+                                      self->config.progress_min_ms);
     self->parking = ps_parking_new ();
     self->published = ps_published_new ();
     self->frames = calloc (PS_ROUTER_MAX_FRAMES, sizeof *self->frames);
@@ -231,7 +279,7 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
     if (self->config.tap && s_tap_setup (self, problem))
         return -1;
     if (!self->aggregator || !self->codec || !self->parked_codec || !self->vclock || !self->peers ||
-        !self->parking || !self->published || !self->frames)
+        !self->progress || !self->parking || !self->published || !self->frames)
         return ps_problem_set (problem, 0, "out of memory starting the broker");
     return 0;
 }
@@ -243,6 +291,7 @@ s_router_teardown (ps_router_t *self)
     ps_published_destroy (&self->published);
     ps_parking_destroy (&self->parking);
     ps_peers_destroy (&self->peers);
+    ps_progress_destroy (&self->progress);
     free (self->frames);
     free (self->plan);
     for (uint32_t i = 0; self->group && i < ps_router_shards (self); i++)
@@ -312,6 +361,8 @@ ps_broker_config_defaults (ps_broker_config_t *config)
     ps_optim_config_defaults (&config->optim);
     config->heartbeat_ms = PS_DEFAULT_HEARTBEAT_MS;
     config->timeout_ms = PS_DEFAULT_TIMEOUT_MS;
+    config->progress_ms = PS_PROGRESS_AUTO;
+    config->progress_min_ms = PS_DEFAULT_PROGRESS_FLOOR_MS;
     config->tap = true;
 }
 
@@ -333,6 +384,15 @@ ps_broker_config_check (const ps_broker_config_t *config, ps_problem_t *problem)
                                "least %d ms and the timeout at least twice it (and at most %d ms)",
                                config->heartbeat_ms, config->timeout_ms, PS_MIN_HEARTBEAT_MS,
                                PS_MAX_TIMEOUT_MS);
+    if ((config->progress_ms != PS_PROGRESS_AUTO &&
+         (config->progress_ms < 0 || config->progress_ms > PS_MAX_PROGRESS_DEADLINE_MS)) ||
+        config->progress_min_ms < 1 || config->progress_min_ms > PS_MAX_PROGRESS_DEADLINE_MS)
+        return ps_problem_set (problem, 0,
+                               "progress deadline %" PRId64 " ms (floor %" PRId64
+                               " ms): 0 (off), automatic, or up to %d ms, and a floor of 1 to "
+                               "%d ms",
+                               config->progress_ms, config->progress_min_ms,
+                               PS_MAX_PROGRESS_DEADLINE_MS, PS_MAX_PROGRESS_DEADLINE_MS);
     uint32_t shards = config->shards ? config->shards : 1;
     if (config->shards > PS_MAX_SHARDS || config->shard >= shards)
         return ps_problem_set (problem, 0,

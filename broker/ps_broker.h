@@ -17,6 +17,7 @@
 #define PS_BROKER_H_INCLUDED
 
 #include "ps_optim.h"
+#include "ps_progress.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -29,7 +30,16 @@ typedef struct {
     int32_t staleness;        //  0 BSP, N SSP, -1 ASP
     ps_optim_config_t optim;  //  defaults for keys whose INIT names none
     uint32_t heartbeat_ms;    //  interval workers are told to heartbeat at
+                              //  (and libzmq pings their connections at)
     uint32_t timeout_ms;      //  silence after which a worker is evicted
+                              //  (also libzmq's heartbeat timeout: a
+                              //  connection that answers no ping is closed)
+    int64_t progress_ms;      //  evict a rank that holds others back without
+                              //  advancing its clock this long: 0 never,
+                              //  PS_PROGRESS_AUTO (-1, the default): the
+                              //  larger of progress_min_ms and 10 x the
+                              //  longest clock of the job so far
+    int64_t progress_min_ms;  //  that automatic deadline's floor
     bool tap;                 //  publish tap records (see ps_tap.h)
     const char *tap_endpoint; //  where; NULL: a private ipc:// endpoint
                               //  named after the port and the pid

@@ -132,6 +132,13 @@ ps_info_json (ps_router_t *self)
                          json_integer ((json_int_t)(self->agg_sent - self->agg_done)));
     json_object_set_new (info, "nonfinite_pushes", json_integer ((json_int_t)stats->nonfinite));
     json_object_set_new (info, "incarnation", json_string (incarnation));
+    json_object_set_new (info, "progress_deadline_ms",
+                         json_integer ((json_int_t)ps_progress_deadline (self->progress)));
+    json_object_set_new (info, "longest_clock_ms",
+                         json_integer ((json_int_t)ps_progress_longest (self->progress)));
+    json_object_set_new (
+        info, "connections",
+        json_integer (self->connections ? (json_int_t)zhashx_size (self->connections) : -1));
     s_more (self, info);
     char *text = json_dumps (info, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION (6));
     json_decref (info);

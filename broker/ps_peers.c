@@ -4,18 +4,23 @@
     A czmq hash keyed by the routing id in hex finds the connection of an
     incoming message; an array indexed by rank finds the connection that
     holds a rank (for heartbeats from another socket, aggregator reports
-    and INFO). Both point at the same ps_peer_t, which the hash owns.
+    and INFO). Both point at the same ps_peer_t, which the hash owns. A
+    second hash, keyed by the file descriptor in decimal, finds the peer of
+    a connection the socket monitor reports closed; it changes only when a
+    peer's messages come on another connection, never per message.
     ========================================================================= */
 
 #include "ps_peers.h"
 
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
 struct ps_peers_t {
     zhashx_t *by_id;     //  hex routing id -> ps_peer_t, owned
+    zhashx_t *by_fd;     //  decimal fd -> ps_peer_t, borrowed from by_id
     ps_peer_t **by_rank; //  rank -> the connection holding it, or NULL
     bool *seen;          //  ranks that ever registered
     uint64_t *messages;  //  messages received per rank
@@ -58,10 +63,11 @@ ps_peers_new (uint32_t world)
         return NULL;
     self->world = world;
     self->by_id = zhashx_new ();
+    self->by_fd = zhashx_new ();
     self->by_rank = calloc (world, sizeof *self->by_rank);
     self->seen = calloc (world, sizeof *self->seen);
     self->messages = calloc (world, sizeof *self->messages);
-    if (!self->by_id || !self->by_rank || !self->seen || !self->messages) {
+    if (!self->by_id || !self->by_fd || !self->by_rank || !self->seen || !self->messages) {
         ps_peers_destroy (&self);
         return NULL;
     }
@@ -76,6 +82,7 @@ ps_peers_destroy (ps_peers_t **self_p)
     ps_peers_t *self = *self_p;
     if (!self)
         return;
+    zhashx_destroy (&self->by_fd);
     zhashx_destroy (&self->by_id);
     free (self->by_rank);
     free (self->seen);
@@ -111,6 +118,7 @@ ps_peers_add (ps_peers_t *self, const uint8_t *id, size_t id_size, uint32_t rank
     s_hex (id, id_size, peer->key);
     peer->rank = rank;
     peer->weight = weight;
+    peer->fd = -1;
     zhashx_insert (self->by_id, peer->key, peer);
     ps_peers_register (self, peer);
     return peer;
@@ -133,6 +141,7 @@ ps_peers_forget (ps_peers_t *self, ps_peer_t *peer)
     for (uint32_t rank = peer->rank; rank < peer->rank + peer->weight; rank++)
         if (self->by_rank[rank] == peer)
             self->by_rank[rank] = NULL;
+    ps_peers_set_fd (self, peer, -1);
     zhashx_delete (self->by_id, peer->key);
 }
 
@@ -149,6 +158,37 @@ ps_peers_heard_by_session (ps_peers_t *self, uint32_t rank, uint64_t session)
     ps_peer_t *holder = ps_peers_of_rank (self, rank);
     if (holder && session && holder->session == session)
         holder->last_seen = zclock_mono ();
+}
+
+void
+ps_peers_set_fd (ps_peers_t *self, ps_peer_t *peer, int fd)
+{
+    if (peer->fd == fd)
+        return;
+    char key[16];
+    if (peer->fd >= 0) {
+        snprintf (key, sizeof key, "%d", peer->fd);
+        if (zhashx_lookup (self->by_fd, key) == peer)
+            zhashx_delete (self->by_fd, key);
+    }
+    peer->fd = fd;
+    if (fd < 0)
+        return;
+    snprintf (key, sizeof key, "%d", fd);
+    ps_peer_t *other = zhashx_lookup (self->by_fd, key);
+    if (other)
+        other->fd = -1;
+    zhashx_update (self->by_fd, key, peer);
+}
+
+ps_peer_t *
+ps_peers_of_fd (ps_peers_t *self, int fd)
+{
+    if (fd < 0)
+        return NULL;
+    char key[16];
+    snprintf (key, sizeof key, "%d", fd);
+    return zhashx_lookup (self->by_fd, key);
 }
 
 zlistx_t *

@@ -5,7 +5,10 @@
     ZeroMQ routing id) and the map from rank to the connection that holds
     it, plus what INFO reports per rank across reconnects (ever seen,
     messages received). A connection may stand for several consecutive
-    ranks (local aggregation: rank .. rank + weight - 1).
+    ranks (local aggregation: rank .. rank + weight - 1). Each knows the
+    file descriptor its messages last came on (libzmq's ZMQ_SRCFD, the
+    number its socket monitor names connections by), and the table finds
+    a peer by it: when that connection closes, the peer is gone.
 
     Only the ROUTER loop's thread may call this module. ps_peer_t is an
     open struct because the loop reads and updates its fields on every
@@ -39,6 +42,8 @@ typedef struct {
                                          //  last push (its CLOCK waits for them)
     bool faulted;                        //  the aggregator refused one of its pushes
     char fault[PS_MAX_ERROR_LEN];        //  why; its next CLOCK is answered so
+    int fd;                              //  connection its messages last came
+                                         //  on, -1 unknown (ps_peers_set_fd)
 } ps_peer_t;
 
 typedef struct ps_peers_t ps_peers_t;
@@ -64,6 +69,12 @@ void ps_peers_heard (ps_peers_t *self, ps_peer_t *peer);
 //  A heartbeat from another socket: the holder of rank, if session is its
 //  token, is alive
 void ps_peers_heard_by_session (ps_peers_t *self, uint32_t rank, uint64_t session);
+//  peer's messages now come on the connection with file descriptor fd
+//  (-1: unknown); another peer noted on fd loses it, since a descriptor
+//  names one connection at a time
+void ps_peers_set_fd (ps_peers_t *self, ps_peer_t *peer, int fd);
+//  The peer whose messages last came on fd, NULL when none
+ps_peer_t *ps_peers_of_fd (ps_peers_t *self, int fd);
 //  The connections silent for longer than timeout_ms, into a new list
 //  the caller destroys (its items stay the table's)
 zlistx_t *ps_peers_silent (ps_peers_t *self, uint32_t timeout_ms);

@@ -63,6 +63,7 @@ s_clock_moved (ps_router_t *self, int64_t old_min)
         zmq_send (self->agg_handle, &flush, sizeof flush, 0);
         self->agg_sent++;
     }
+    ps_progress_moved (self->progress, self->vclock, zclock_mono ());
     ps_debug ("slowest clock %" PRId64 " -> %" PRId64, old_min, new_min);
     if (self->tap_on)
         ps_router_tap_event (
@@ -326,6 +327,96 @@ ps_router_evict_silent (ps_router_t *self)
     zlistx_destroy (&silent);
 }
 
+//  Most hung ranks evicted in one check; the others go at the next
+#define PS_ROUTER_MAX_HUNG 64
+
+void
+ps_router_evict_hung (ps_router_t *self)
+{
+    size_t parked = ps_parking_size (self->parking);
+    if (parked == 0 || ps_progress_deadline (self->progress) == 0)
+        return;
+    //  The clocks of the requests the bound holds (once per check, not
+    //  per message: an allocation is fine here)
+    int64_t *waiting = malloc (parked * sizeof *waiting);
+    if (!waiting)
+        return;
+    size_t nwaiting = 0;
+    for (const ps_parked_t *item = ps_parking_first (self->parking); item;
+         item = ps_parking_next (self->parking))
+        if (!ps_vclock_admits (self->vclock, item->clock))
+            waiting[nwaiting++] = item->clock;
+    ps_progress_hung_t hung[PS_ROUTER_MAX_HUNG];
+    size_t found = ps_progress_hung (self->progress, self->vclock, waiting, nwaiting,
+                                     zclock_mono (), hung, PS_ROUTER_MAX_HUNG);
+    free (waiting);
+    for (size_t i = 0; i < found; i++) {
+        //  NULL for the later ranks of a connection evicted already
+        ps_peer_t *peer = ps_peers_of_rank (self->peers, hung[i].rank);
+        if (!peer)
+            continue;
+        ps_warn ("evicted worker %u: no progress for %" PRId64 " ms while %u requests waited on "
+                 "it; deadline %" PRId64 " ms, at clock %" PRId64,
+                 hung[i].rank, hung[i].stalled_ms, hung[i].waiting, hung[i].deadline_ms,
+                 ps_vclock_clock (self->vclock, hung[i].rank));
+        self->stats.evicted++;
+        if (self->tap_on)
+            ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_EVICT, hung[i].rank,
+                                 "no progress for %" PRId64
+                                 " ms while %u requests waited on it; deadline %" PRId64 " ms",
+                                 hung[i].stalled_ms, hung[i].waiting, hung[i].deadline_ms);
+        s_rank_leaves (self, peer);
+    }
+}
+
+// ------------------------------------------------------------ connections
+
+//  The message at hand came from peer: note its connection, and whether
+//  that connection is closed already (its DISCONNECTED was handled before
+//  the message, which was queued before it closed: every connection open
+//  is in self->connections, since its ACCEPTED came before its messages)
+static void
+s_note_fd (ps_router_t *self, ps_peer_t *peer)
+{
+    if (peer->fd == self->fd)
+        return;
+    ps_peers_set_fd (self->peers, peer, self->fd);
+    if (self->fd >= 0 && self->connections) {
+        char key[16];
+        snprintf (key, sizeof key, "%d", self->fd);
+        self->fd_closed = zhashx_lookup (self->connections, key) == NULL;
+    }
+}
+
+void
+ps_router_connection_opened (ps_router_t *self, int fd)
+{
+    //  The descriptor was closed and is reused: whoever was noted on it is
+    //  on another connection now, or on none (it will be noted again)
+    ps_peer_t *peer = ps_peers_of_fd (self->peers, fd);
+    if (peer)
+        ps_peers_set_fd (self->peers, peer, -1);
+}
+
+void
+ps_router_connection_closed (ps_router_t *self, int fd)
+{
+    ps_peer_t *peer = ps_peers_of_fd (self->peers, fd);
+    if (!peer)
+        return; //  a heartbeat socket, an unregistered or a replaced connection
+    char key[16];
+    snprintf (key, sizeof key, "%d", fd);
+    const char *remote = self->connections ? zhashx_lookup (self->connections, key) : NULL;
+    const char *from = remote ? remote : "before its last message was read";
+    ps_warn ("evicted worker %u: its connection closed (%s), at clock %" PRId64, peer->rank, from,
+             ps_vclock_clock (self->vclock, peer->rank));
+    self->stats.evicted++;
+    if (self->tap_on)
+        ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_EVICT, peer->rank,
+                             "its connection closed (%s)", from);
+    s_rank_leaves (self, peer);
+}
+
 // ------------------------------------------------------------ HELLO
 
 //  A worker must take us for what we are: the same place in a group of the
@@ -458,10 +549,12 @@ s_handle_hello (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelop
         ps_peers_register (self->peers, peer);
     else
         peer = ps_peers_add (self->peers, id, id_size, rank, weight);
+    s_note_fd (self, peer);
     s_learn_group (self, request->hello);
 
     uint32_t world = ps_vclock_world (self->vclock);
     int64_t clock = ps_vclock_join_range (self->vclock, rank, weight);
+    ps_progress_joined (self->progress, self->vclock, rank, weight, zclock_mono ());
     if (weight > 1)
         ps_info ("workers %u..%u joined at clock %" PRId64 " (%u of %u live)", rank,
                  rank + weight - 1, clock, ps_vclock_live (self->vclock), world);
@@ -660,6 +753,7 @@ s_handle_clock (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
     //  The other ranks of the connection share the first one's clock
     for (uint32_t rank = peer->rank + 1; rank < peer->rank + peer->weight; rank++)
         ps_vclock_advance (self->vclock, rank, request->clock);
+    ps_progress_clocked (self->progress, self->vclock, peer->rank, peer->weight, zclock_mono ());
     int64_t clock = request->clock + 1;
     if (s_may_answer (self, clock, peer->pushes_sent))
         s_answer_clock (self, peer, request, clock);
@@ -718,8 +812,10 @@ s_dispatch (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t 
     }
     //  Any message of a registered connection keeps it alive, INFO too
     ps_peer_t *peer = ps_peers_lookup (self->peers, id, id_size);
-    if (peer)
+    if (peer) {
         ps_peers_heard (self->peers, peer);
+        s_note_fd (self, peer);
+    }
     if (type == PSMQ__MSG_TYPE__HELLO)
         return s_handle_hello (self, id, id_size, request);
     if (type == PSMQ__MSG_TYPE__INFO)
@@ -815,6 +911,10 @@ ps_router_receive (ps_router_t *self)
         s_close_frames (self);
         return;
     }
+    //  Deprecated in libzmq, but the only link between a message and the
+    //  socket monitor's events (-1 for inproc). Of a frame the connection
+    //  delivered: the ROUTER makes the routing id frame, fd unset.
+    self->fd = self->nframes >= 2 ? zmq_msg_get (&self->frames[1], ZMQ_SRCFD) : -1;
     uint8_t id[PS_MAX_ROUTING_ID];
     size_t id_size = zmq_msg_size (&self->frames[0]);
     assert (id_size <= PS_MAX_ROUTING_ID);
@@ -852,6 +952,10 @@ ps_router_receive (ps_router_t *self)
         self->timing.received_us = 0;
     }
     s_close_frames (self);
+    if (self->fd_closed) {
+        self->fd_closed = false;
+        ps_router_connection_closed (self, self->fd);
+    }
 }
 
 // ------------------------------------------------------------ stopping

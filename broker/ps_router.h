@@ -37,6 +37,7 @@
 #include "ps_codec.h"
 #include "ps_parking.h"
 #include "ps_peers.h"
+#include "ps_progress.h"
 #include "ps_published.h"
 #include "ps_tap.h"
 #include "ps_vclock.h"
@@ -56,7 +57,8 @@ typedef struct {
     uint64_t bytes_in_type[PSMQ__MSG_TYPE__ERROR + 1];  //  tensor bytes in by type
     uint64_t bytes_out_type[PSMQ__MSG_TYPE__ERROR + 1]; //  tensor bytes out by type
     uint64_t rejected;                                  //  requests answered with ERROR
-    uint64_t evicted;                                   //  ranks evicted for silence
+    uint64_t evicted;                                   //  connections evicted: silent, closed
+                                                        //  or not making progress
     uint64_t steps;                                     //  optimizer steps (from the aggregator)
     uint64_t pending;                                   //  gradients in BSP accumulators
     uint64_t nonfinite;                                 //  pushes refused for NaN or Inf
@@ -74,12 +76,15 @@ typedef struct {
                                //  them never clobbers the request at hand
     ps_vclock_t *vclock;       //  every rank's clock
     ps_peers_t *peers;         //  registered connections and their ranks
+    ps_progress_t *progress;   //  when each rank last made progress
     ps_parking_t *parking;     //  requests waiting to be answered
     ps_published_t *published; //  versions pulls are answered from
     uint64_t agg_sent;         //  commands sent to the aggregator
     uint64_t agg_done;         //  commands it has finished
     zmq_msg_t *frames;         //  the message being handled
     size_t nframes;            //  frames in it
+    int fd;                    //  the connection it came on (ZMQ_SRCFD), -1 unknown
+    bool fd_closed;            //  that connection had closed when it was read
     ps_agg_entry_t *plan;      //  the plan being drawn for the aggregator
     size_t plan_capacity;      //  entries allocated
     char bound[256];           //  endpoint with the port
@@ -89,8 +94,8 @@ typedef struct {
     uint32_t reject_logged;    //  lines logged in that second
     ps_router_stats_t stats;   //  counters for INFO and the summary
     ps_tap_t *tap;             //  the tap, NULL when off
-    zsock_t *monitor;          //  the ROUTER's TCP connection events (tap on)
-    zhashx_t *connections;     //  fd -> remote address, for those events
+    zsock_t *monitor;          //  the ROUTER's connection events, NULL if none
+    zhashx_t *connections;     //  fd -> remote address of the open connections
     bool tap_on;               //  somebody listens: build records
     ps_tap_timing_t timing;    //  of the message at hand (tap on)
     char **group;              //  the group's endpoints as the first worker
@@ -107,6 +112,14 @@ void ps_router_receive (ps_router_t *self);
 void ps_router_agg_receive (ps_router_t *self);
 //  Evict the ranks silent for longer than the timeout
 void ps_router_evict_silent (ps_router_t *self);
+//  Evict the ranks that hold others back without making progress for
+//  longer than the progress deadline (ps_progress)
+void ps_router_evict_hung (ps_router_t *self);
+//  The socket monitor says: a connection was accepted on fd (any peer still
+//  noted on fd was on an older connection), or fd's connection closed (the
+//  peer whose messages last came on it is evicted)
+void ps_router_connection_opened (ps_router_t *self, int fd);
+void ps_router_connection_closed (ps_router_t *self, int fd);
 //  Stop cleanly: parked requests get ERR_SHUTDOWN, and the aggregator's
 //  answers to everything sent are read so no reference leaks
 void ps_router_shutdown (ps_router_t *self);

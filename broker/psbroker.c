@@ -53,7 +53,14 @@ s_usage (FILE *out)
              "      --beta2 B          Adam beta2 (default %g)\n"
              "      --eps E            Adagrad/Adam epsilon (default %g)\n"
              "      --heartbeat-ms MS  heartbeat interval told to workers (default %d)\n"
-             "      --timeout-ms MS    evict a worker silent this long (default %d)\n"
+             "      --timeout-ms MS    evict a worker silent this long (default %d); libzmq\n"
+             "                         also closes a connection that answers no ping as\n"
+             "                         long, and a worker whose connection closes is\n"
+             "                         evicted at once\n"
+             "      --progress-deadline S  evict a worker that holds the others back\n"
+             "                         without finishing a clock for S seconds (0: never);\n"
+             "                         default auto: the larger of %d s and %d x the\n"
+             "                         longest clock the job has taken\n"
              "      --accept-nonfinite apply gradients holding NaN or Inf (by default such\n"
              "                         a push is not applied and its worker's next clock\n"
              "                         is answered with a non-finite error)\n"
@@ -73,7 +80,28 @@ s_usage (FILE *out)
              "  psbroker --port 5555 --workers 4 --shard 1 --shards 2   # on host b\n"
              "  psworker --broker tcp://a:5555,tcp://b:5555 ...\n",
              PS_DEFAULT_LR, PS_DEFAULT_MOMENTUM, PS_DEFAULT_BETA1, PS_DEFAULT_BETA2, PS_DEFAULT_EPS,
-             PS_DEFAULT_HEARTBEAT_MS, PS_DEFAULT_TIMEOUT_MS);
+             PS_DEFAULT_HEARTBEAT_MS, PS_DEFAULT_TIMEOUT_MS, PS_DEFAULT_PROGRESS_FLOOR_MS / 1000,
+             PS_PROGRESS_FACTOR);
+}
+
+//  --progress-deadline: "auto", or seconds (0: off) into milliseconds
+static int
+s_parse_progress (const char *text, int64_t *deadline_ms)
+{
+    if (streq (text, "auto")) {
+        *deadline_ms = PS_PROGRESS_AUTO;
+        return 0;
+    }
+    double seconds;
+    if (ps_cli_double ("psbroker", "--progress-deadline", text, 0,
+                       PS_MAX_PROGRESS_DEADLINE_MS / 1000.0, &seconds))
+        return -1;
+    *deadline_ms = (int64_t)(seconds * 1000 + 0.5);
+    if (seconds > 0 && *deadline_ms == 0) {
+        fprintf (stderr, "psbroker: --progress-deadline '%s' is below a millisecond\n", text);
+        return -1;
+    }
+    return 0;
 }
 
 //  An optimizer setting, by the rules the broker applies to its whole
@@ -108,7 +136,8 @@ enum {
     OPT_TAP_PAYLOAD,
     OPT_SHARD,
     OPT_SHARDS,
-    OPT_ACCEPT_NONFINITE
+    OPT_ACCEPT_NONFINITE,
+    OPT_PROGRESS
 };
 
 int
@@ -128,6 +157,7 @@ main (int argc, char *argv[])
         {"eps", required_argument, 0, OPT_EPS},
         {"heartbeat-ms", required_argument, 0, OPT_HEARTBEAT},
         {"timeout-ms", required_argument, 0, OPT_TIMEOUT},
+        {"progress-deadline", required_argument, 0, OPT_PROGRESS},
         {"tap", required_argument, 0, 't'},
         {"no-tap", no_argument, 0, OPT_NO_TAP},
         {"tap-payload", no_argument, 0, OPT_TAP_PAYLOAD},
@@ -190,6 +220,7 @@ main (int argc, char *argv[])
             rc = ps_cli_long ("psbroker", "--timeout-ms", optarg, 1, PS_MAX_TIMEOUT_MS, &number);
             config.timeout_ms = (uint32_t)number;
             break;
+        case OPT_PROGRESS: rc = s_parse_progress (optarg, &config.progress_ms); break;
         case 't':
             rc = ps_cli_word ("psbroker", "--tap", optarg);
             config.tap_endpoint = optarg;

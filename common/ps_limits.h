@@ -59,6 +59,15 @@
 #define PS_DEFAULT_TIMEOUT_MS 10000
 #define PS_MIN_HEARTBEAT_MS 10
 #define PS_MAX_TIMEOUT_MS (24 * 3600 * 1000)
+//  Longest ZMQ_HEARTBEAT_TTL: libzmq 4.3 turns the deciseconds it gets
+//  into milliseconds in 16 bits, so a longer one would wrap to a short one
+#define PS_MAX_ZMTP_TTL_MS 65500
+//  Progress deadline of a rank that holds others back without advancing
+//  its clock (psbroker --progress-deadline): by default the larger of the
+//  floor and the factor times the longest clock the job has taken
+#define PS_DEFAULT_PROGRESS_FLOOR_MS 60000
+#define PS_PROGRESS_FACTOR 10
+#define PS_MAX_PROGRESS_DEADLINE_MS PS_MAX_TIMEOUT_MS
 
 //  Worker library defaults: a request's reply, and a CLOCK that may wait
 //  for stragglers
