@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -790,6 +791,37 @@ s_make_dirs (const char *dir)
     }
 }
 
+//  The lock on dir, as ps_checkpoint_prepare_dir says
+static int
+s_lock (const char *dir, ps_problem_t *problem)
+{
+    char path[PATH_MAX];
+    int length = snprintf (path, sizeof path, "%s/checkpoint.lock", dir);
+    if (length < 0 || (size_t)length >= sizeof path)
+        return ps_problem_set (problem, 0, "checkpoint directory name too long: %s", dir);
+    int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ps_problem_set (problem, 0, "cannot open %s: %s", path, strerror (errno));
+    if (flock (fd, LOCK_EX | LOCK_NB)) {
+        int error = errno;
+        char holder[32] = "";
+        ssize_t got = pread (fd, holder, sizeof holder - 1, 0);
+        holder[got > 0 ? got : 0] = 0;
+        holder[strcspn (holder, "\n")] = 0;
+        close (fd);
+        if (error == EWOULDBLOCK)
+            return ps_problem_set (problem, 0,
+                                   "checkpoint directory %s is in use by another broker (pid %s)",
+                                   dir, holder[0] ? holder : "?");
+        return ps_problem_set (problem, 0, "cannot lock %s: %s", path, strerror (error));
+    }
+    char pid[32];
+    int size = snprintf (pid, sizeof pid, "%d\n", (int)getpid ());
+    if (ftruncate (fd, 0) || pwrite (fd, pid, (size_t)size, 0) != size)
+        ps_warn ("cannot write our pid into %s: %s", path, strerror (errno));
+    return fd;
+}
+
 int
 ps_checkpoint_prepare_dir (const char *dir, ps_problem_t *problem)
 {
@@ -806,10 +838,15 @@ ps_checkpoint_prepare_dir (const char *dir, ps_problem_t *problem)
     if (access (dir, R_OK | W_OK | X_OK))
         return ps_problem_set (problem, 0, "cannot use checkpoint directory %s: %s", dir,
                                strerror (errno));
+    int lock = s_lock (dir, problem);
+    if (lock < 0)
+        return -1;
     DIR *stream = opendir (dir);
-    if (!stream)
+    if (!stream) {
+        close (lock);
         return ps_problem_set (problem, 0, "cannot read checkpoint directory %s: %s", dir,
                                strerror (errno));
+    }
     struct dirent *entry;
     while ((entry = readdir (stream))) {
         uint64_t sequence;
@@ -822,7 +859,7 @@ ps_checkpoint_prepare_dir (const char *dir, ps_problem_t *problem)
         }
     }
     closedir (stream);
-    return 0;
+    return lock;
 }
 
 int

@@ -15,7 +15,8 @@
     number. A file is written as DIR/checkpoint-NNNNNN.psmq.tmp, fsynced,
     renamed to its name and the directory fsynced: a file under its final
     name is complete, and a broker killed at any moment leaves at worst a
-    .tmp file, which the next start deletes. After a file is durable the
+    .tmp file, which the next start deletes. A broker holds a lock on
+    DIR/checkpoint.lock while it runs, so that two never share a folder. After a file is durable the
     older ones are deleted but the newest PS_CHECKPOINT_KEEP. A file that
     a start refused is renamed NAME.refused (kept for a look, out of the
     rotation).
@@ -143,9 +144,13 @@ int ps_checkpoint_write (ps_checkpoint_t *self, const char *dir, char *path, siz
 //  checkpoint ...")
 ps_checkpoint_t *ps_checkpoint_read (const char *path, ps_problem_t *problem);
 
-//  Make dir usable: create it (and its parents) with mode 0700 when
-//  missing, check that it is a directory we may write, delete .tmp files a
-//  killed broker left. 0, or -1 with problem naming dir and why.
+//  Make dir usable and hold it: create it (and its parents) with mode 0700
+//  when missing, check that it is a directory we may write, take an
+//  exclusive flock on DIR/checkpoint.lock (which then says our pid) so
+//  that no other broker writes there meanwhile, then delete the .tmp files
+//  a killed broker left. The lock's file descriptor, which the caller
+//  closes to let go (a process that dies lets go too), or -1 with problem
+//  naming dir and why (another broker's pid when it holds the lock).
 int ps_checkpoint_prepare_dir (const char *dir, ps_problem_t *problem);
 
 //  What ps_checkpoint_load_newest found

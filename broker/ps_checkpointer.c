@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef enum { IDLE = 0, TAKING, WRITING } phase_t;
 
@@ -58,6 +59,7 @@ struct ps_checkpointer_t {
     write_result_t last;               //  the last file written
     int64_t last_took_ms;              //  from its cut to its rename, ms
     char last_error[PS_MAX_ERROR_LEN]; //  the last failure, "" none
+    int lock;                          //  our lock on the directory
     char restored[PATH_MAX];           //  the file restored at start, "" none
     int64_t restored_clock;            //  its clock
 };
@@ -140,17 +142,20 @@ ps_checkpointer_new (const ps_broker_config_t *config, ps_checkpoint_t **restore
 {
     assert (config && config->checkpoint_dir && restored);
     *restored = NULL;
-    if (ps_checkpoint_prepare_dir (config->checkpoint_dir, problem))
+    int lock = ps_checkpoint_prepare_dir (config->checkpoint_dir, problem);
+    if (lock < 0)
         return NULL;
     ps_checkpointer_t *self = calloc (1, sizeof *self);
     int64_t *pushed = calloc (config->workers, sizeof *pushed);
     if (!self || !pushed) {
+        close (lock);
         free (self);
         free (pushed);
         ps_problem_set (problem, 0, "out of memory");
         return NULL;
     }
     snprintf (self->dir, sizeof self->dir, "%s", config->checkpoint_dir);
+    self->lock = lock;
     self->pushed = pushed;
     for (uint32_t rank = 0; rank < config->workers; rank++)
         self->pushed[rank] = -1;
@@ -194,6 +199,7 @@ ps_checkpointer_destroy (ps_checkpointer_t **self_p)
     if (!self)
         return;
     zactor_destroy (&self->writer);
+    close (self->lock);
     free (self->pushed);
     free (self);
     *self_p = NULL;

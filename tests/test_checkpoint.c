@@ -65,13 +65,15 @@ s_checkpoint (uint64_t sequence, uint64_t size)
     return checkpoint;
 }
 
-//  A directory of the test's own, made usable
+//  A directory of the test's own, made usable (and let go)
 static const char *
 s_dir (char *dir, size_t size)
 {
     ps_test_path ("checkpoints", dir, size);
     ps_problem_t problem;
-    cr_assert_eq (ps_checkpoint_prepare_dir (dir, &problem), 0, "%s", problem.message);
+    int lock = ps_checkpoint_prepare_dir (dir, &problem);
+    cr_assert_geq (lock, 0, "%s", problem.message);
+    close (lock);
     return dir;
 }
 
@@ -335,17 +337,27 @@ Test (checkpoint, prepare_makes_the_directory_and_drops_temporary_files)
     char dir[256], stale[PATH_MAX];
     ps_test_path ("a/b/checkpoints", dir, sizeof dir);
     ps_problem_t problem;
-    cr_assert_eq (ps_checkpoint_prepare_dir (dir, &problem), 0, "%s", problem.message);
+    int lock = ps_checkpoint_prepare_dir (dir, &problem);
+    cr_assert_geq (lock, 0, "%s", problem.message);
     struct stat info;
     cr_assert_eq (stat (dir, &info), 0);
     cr_assert_eq (info.st_mode & 0777, 0700);
-    //  What a broker killed while writing leaves
+    //  Held: nobody else may write there, nor clean up
     snprintf (stale, sizeof stale, "%s/checkpoint-000009.psmq.tmp", dir);
     FILE *file = fopen (stale, "w");
     cr_assert_not_null (file);
     fclose (file);
-    cr_assert_eq (ps_checkpoint_prepare_dir (dir, &problem), 0, "%s", problem.message);
+    cr_assert_eq (ps_checkpoint_prepare_dir (dir, &problem), -1);
+    char pid[64];
+    snprintf (pid, sizeof pid, "in use by another broker (pid %d)", (int)getpid ());
+    cr_assert (strstr (problem.message, pid), "%s", problem.message);
+    cr_assert (s_exists (stale));
+    //  Let go: what a broker killed while writing left is deleted
+    close (lock);
+    lock = ps_checkpoint_prepare_dir (dir, &problem);
+    cr_assert_geq (lock, 0, "%s", problem.message);
     cr_assert (!s_exists (stale));
+    close (lock);
 }
 
 Test (checkpoint, a_directory_that_is_a_file_is_refused)
