@@ -35,7 +35,8 @@ s_checkpoints (const bench_broker_t *self, bool remove)
     unsigned long highest = 0, sequence;
     struct dirent *entry;
     while ((entry = readdir (stream))) {
-        if (strncmp (entry->d_name, "checkpoint-", 11) != 0)
+        //  checkpoint-N.psmq and its .tmp, checkpoint.lock
+        if (strncmp (entry->d_name, "checkpoint", 10) != 0)
             continue;
         if (sscanf (entry->d_name, "checkpoint-%lu.psmq", &sequence) == 1 && sequence > highest)
             highest = sequence;
