@@ -374,6 +374,50 @@ s_handle_flush (agg_t *self, const ps_agg_command_t *command)
     self->steps += ps_store_flush (self->store, command->clock, s_publish, self);
 }
 
+//  Answer a CHECKPOINT or a RESTORE: checkpoint handed back (or NULL), and
+//  why it failed when problem is not NULL
+static void
+s_answer (agg_t *self, ps_agg_kind_t kind, ps_checkpoint_t *checkpoint, const ps_problem_t *problem)
+{
+    ps_agg_command_t event = {.kind = kind, .status = problem ? -1 : 0, .checkpoint = checkpoint};
+    PS_HANDOFF_SEND (checkpoint);
+    s_send_event (self, &event, true);
+    const char *why = problem ? problem->message : "";
+    zmq_send (self->pipe, why, strlen (why), 0);
+}
+
+//  CHECKPOINT: the keys as they are now, after every command before it.
+//  Under BSP that is the state after the last FLUSH: the accumulators of
+//  later clocks are not saved, and the ranks redo those clocks
+static void
+s_handle_checkpoint (agg_t *self, const ps_agg_command_t *command)
+{
+    ps_checkpoint_t *checkpoint = command->checkpoint;
+    PS_HANDOFF_RECEIVE (checkpoint);
+    ps_problem_t problem;
+    int rc = ps_store_snapshot (self->store, checkpoint, &problem);
+    if (rc) {
+        ps_checkpoint_destroy (&checkpoint);
+        ps_error ("checkpoint not taken: %s", problem.message);
+    }
+    s_answer (self, PS_AGG_SNAPSHOT, checkpoint, rc ? &problem : NULL);
+}
+
+//  RESTORE: the keys of a checkpoint into the store, each published as an
+//  INIT's would be
+static void
+s_handle_restore (agg_t *self, const ps_agg_command_t *command)
+{
+    ps_checkpoint_t *checkpoint = command->checkpoint;
+    PS_HANDOFF_RECEIVE (checkpoint);
+    ps_problem_t problem;
+    int rc = ps_store_restore (self->store, checkpoint, &problem);
+    for (size_t i = 0; rc == 0 && i < checkpoint->nkeys; i++)
+        s_publish (ps_store_lookup (self->store, checkpoint->keys[i].name), self);
+    ps_checkpoint_destroy (&checkpoint);
+    s_answer (self, PS_AGG_RESTORED, NULL, rc ? &problem : NULL);
+}
+
 static void
 s_send_done (agg_t *self)
 {
@@ -421,6 +465,8 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
         case PS_AGG_INIT: s_handle_init (&self, &command); break;
         case PS_AGG_PUSH: s_handle_push (&self, &command); break;
         case PS_AGG_FLUSH: s_handle_flush (&self, &command); break;
+        case PS_AGG_CHECKPOINT: s_handle_checkpoint (&self, &command); break;
+        case PS_AGG_RESTORE: s_handle_restore (&self, &command); break;
         default: assert (false);
         }
         s_close_frames (&self);

@@ -15,12 +15,22 @@
       INIT  [cmd][routing id][plan: a slice per entry][initial value frames]
       PUSH  [cmd][plan: a key per entry][gradient frames...]
       FLUSH [cmd]                                      (BSP barrier)
+      CHECKPOINT [cmd]  cmd.checkpoint: a checkpoint with its settings and
+                        clocks filled in, handed over; the keys are added
+                        to it as they are now (ps_store_snapshot)
+      RESTORE [cmd]     cmd.checkpoint: one read from a file, handed over;
+                        its keys go into the store (ps_store_restore)
     Replies, in order, on the same pipe:
       PUBLISH [event][key name]   event.buf holds a reference for the reader
       REPLY   [event][routing id][message]   INIT answered: event.status 0,
                                   or a PSMQ__ERR_CODE__* and why
       FAULT   [event][why]        a PUSH of rank event.worker was refused
                                   (a NaN or an infinity) and not applied
+      SNAPSHOT [event][why]       CHECKPOINT answered: event.checkpoint
+                                  handed back with its keys, or NULL with
+                                  event.status -1 and why (it was destroyed)
+      RESTORED [event][why]       RESTORE answered: event.status 0, its
+                                  keys published before it, or -1 and why
       DONE    [event]             event.done = commands processed so far;
                                   everything they published came before it
     plus the czmq "$TERM" convention to stop.
@@ -36,6 +46,7 @@
 #define PS_AGGREGATOR_H_INCLUDED
 
 #include "ps_buf.h"
+#include "ps_checkpoint.h"
 #include "ps_limits.h"
 #include "ps_optim.h"
 
@@ -50,28 +61,34 @@ typedef enum {
     PS_AGG_PUBLISH,
     PS_AGG_REPLY,
     PS_AGG_FAULT,
-    PS_AGG_DONE
+    PS_AGG_DONE,
+    PS_AGG_CHECKPOINT,
+    PS_AGG_RESTORE,
+    PS_AGG_SNAPSHOT,
+    PS_AGG_RESTORED
 } ps_agg_kind_t;
 
 //  The first frame of every pipe message, both ways
 typedef struct {
-    ps_agg_kind_t kind;      //  what this message is
-    int64_t clock;           //  PUSH: the gradients' clock; FLUSH: apply
-                             //  accumulators of clocks below this
-    uint32_t grad_count;     //  PUSH: gradients summed in the frames
-    uint32_t worker;         //  INIT, PUSH, FAULT, REPLY: the connection's rank
-    uint64_t seq;            //  INIT, REPLY: the request's seq
-    ps_optim_config_t optim; //  INIT: the settings it names, resolved
-    bool named;              //  INIT: it named settings (else the key's
-                             //  own, or the defaults for a new key)
-    int status;              //  REPLY: 0, or the PSMQ__ERR_CODE__* refusing it
-    uint64_t done;           //  DONE: commands processed
-    ps_buf_t *buf;           //  PUBLISH: new version, one reference handed over
-    uint64_t size;           //  PUBLISH: elements in the key
-    uint64_t version;        //  PUBLISH: its version number
-    uint64_t steps;          //  DONE: optimizer steps applied so far
-    uint64_t pending;        //  DONE: gradients waiting in BSP accumulators
-    int64_t received_us;     //  INIT: when the router read it; echoed in REPLY
+    ps_agg_kind_t kind;          //  what this message is
+    int64_t clock;               //  PUSH: the gradients' clock; FLUSH: apply
+                                 //  accumulators of clocks below this
+    uint32_t grad_count;         //  PUSH: gradients summed in the frames
+    uint32_t worker;             //  INIT, PUSH, FAULT, REPLY: the connection's rank
+    uint64_t seq;                //  INIT, REPLY: the request's seq
+    ps_optim_config_t optim;     //  INIT: the settings it names, resolved
+    bool named;                  //  INIT: it named settings (else the key's
+                                 //  own, or the defaults for a new key)
+    int status;                  //  REPLY: 0, or the PSMQ__ERR_CODE__* refusing it;
+                                 //  SNAPSHOT, RESTORED: 0, or -1 (failed)
+    uint64_t done;               //  DONE: commands processed
+    ps_buf_t *buf;               //  PUBLISH: new version, one reference handed over
+    uint64_t size;               //  PUBLISH: elements in the key
+    uint64_t version;            //  PUBLISH: its version number
+    uint64_t steps;              //  DONE: optimizer steps applied so far
+    uint64_t pending;            //  DONE: gradients waiting in BSP accumulators
+    int64_t received_us;         //  INIT: when the router read it; echoed in REPLY
+    ps_checkpoint_t *checkpoint; //  CHECKPOINT, RESTORE, SNAPSHOT: handed over
 } ps_agg_command_t;
 
 //  One entry of a command's plan. INIT: one per slice, in order; a slice

@@ -138,10 +138,10 @@ s_monitor_drain (ps_router_t *self)
 static void
 s_router_loop (ps_router_t *self)
 {
-    zmq_pollitem_t items[5] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
+    zmq_pollitem_t items[6] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
                                {self->router_handle, 0, ZMQ_POLLIN, 0},
                                {self->agg_handle, 0, ZMQ_POLLIN, 0}};
-    int nitems = 3, tap_item = -1, monitor_item = -1;
+    int nitems = 3, tap_item = -1, monitor_item = -1, writer = -1;
     if (self->monitor) {
         monitor_item = nitems;
         items[nitems++] = (zmq_pollitem_t){zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0};
@@ -150,10 +150,16 @@ s_router_loop (ps_router_t *self)
         tap_item = nitems;
         items[nitems++] = (zmq_pollitem_t){ps_tap_handle (self->tap), 0, ZMQ_POLLIN, 0};
     }
+    //  The checkpoint writer's pipe
+    if (self->checkpointer) {
+        writer = nitems;
+        items[nitems++] =
+            (zmq_pollitem_t){ps_checkpointer_handle (self->checkpointer), 0, ZMQ_POLLIN, 0};
+    }
     uint32_t check_every = self->config.heartbeat_ms;
     self->next_check = zclock_mono () + check_every;
     while (!self->terminated) {
-        int64_t wait = self->next_check - zclock_mono ();
+        int64_t wait = ps_router_checkpoint_wait (self, self->next_check - zclock_mono ());
         if (zmq_poll (items, nitems, wait > 0 ? wait : 0) == -1 && errno != EINTR)
             break;
         if (tap_item >= 0 && (items[tap_item].revents & ZMQ_POLLIN))
@@ -174,6 +180,9 @@ s_router_loop (ps_router_t *self)
             if (!(zsock_events (self->router) & ZMQ_POLLIN))
                 break;
         }
+        if (writer >= 0 && (items[writer].revents & ZMQ_POLLIN))
+            ps_router_checkpoint_written (self);
+        ps_router_checkpoint_tick (self);
         if (zclock_mono () >= self->next_check) {
             ps_router_evict_silent (self);
             ps_router_evict_hung (self);
@@ -281,7 +290,7 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
     if (!self->aggregator || !self->codec || !self->parked_codec || !self->vclock || !self->peers ||
         !self->progress || !self->parking || !self->published || !self->frames)
         return ps_problem_set (problem, 0, "out of memory starting the broker");
-    return 0;
+    return ps_router_checkpoint_setup (self, problem);
 }
 
 static void
@@ -302,6 +311,7 @@ s_router_teardown (ps_router_t *self)
     zsock_destroy (&self->monitor);
     zhashx_destroy (&self->connections);
     ps_tap_destroy (&self->tap);
+    ps_checkpointer_destroy (&self->checkpointer);
     ps_vclock_destroy (&self->vclock);
     ps_codec_destroy (&self->codec);
     ps_codec_destroy (&self->parked_codec);
@@ -335,6 +345,7 @@ s_router_actor (zsock_t *pipe, void *args)
     int rc = s_router_setup (self, endpoint, &problem);
     //  The caller's config and strings are not ours past this point
     self->config.tap_endpoint = NULL;
+    self->config.checkpoint_dir = NULL;
     PS_HANDOFF_SEND (args);
     zsock_signal (pipe, 0);
     if (rc == 0) {
@@ -364,6 +375,7 @@ ps_broker_config_defaults (ps_broker_config_t *config)
     config->progress_ms = PS_PROGRESS_AUTO;
     config->progress_min_ms = PS_DEFAULT_PROGRESS_FLOOR_MS;
     config->tap = true;
+    config->checkpoint_seconds = PS_DEFAULT_CHECKPOINT_SECONDS;
 }
 
 int
@@ -398,6 +410,16 @@ ps_broker_config_check (const ps_broker_config_t *config, ps_problem_t *problem)
         return ps_problem_set (problem, 0,
                                "shard %u of %u: the group has 1..%d brokers, numbered from 0",
                                config->shard, shards, PS_MAX_SHARDS);
+    if (config->checkpoint_seconds != 0 &&
+        !(config->checkpoint_seconds >= PS_MIN_CHECKPOINT_SECONDS &&
+          config->checkpoint_seconds <= PS_MAX_CHECKPOINT_SECONDS))
+        return ps_problem_set (
+            problem, 0, "checkpoint interval %g s: 0 (none) or from %g to %d seconds",
+            config->checkpoint_seconds, PS_MIN_CHECKPOINT_SECONDS, PS_MAX_CHECKPOINT_SECONDS);
+    if (config->checkpoint_clocks > PS_MAX_CHECKPOINT_CLOCKS)
+        return ps_problem_set (problem, 0, "checkpoint every %llu clocks: at most %d",
+                               (unsigned long long)config->checkpoint_clocks,
+                               PS_MAX_CHECKPOINT_CLOCKS);
     return ps_optim_config_check (&config->optim, problem);
 }
 

@@ -11,6 +11,9 @@
 
     The calling thread owns the ps_broker_t; ps_broker_destroy stops both
     threads (parked requests are answered with ERR_SHUTDOWN) and frees all.
+    With a checkpoint directory, ps_broker_new restores the newest
+    checkpoint there before it returns, and ps_broker_destroy takes a last
+    one and waits for it to be written (at most PS_CHECKPOINT_FINAL_WAIT_MS).
     ========================================================================= */
 
 #ifndef PS_BROKER_H_INCLUDED
@@ -50,6 +53,14 @@ typedef struct {
     bool accept_nonfinite;    //  apply gradients holding NaN or Inf; by
                               //  default such a push is not applied and
                               //  its worker's next CLOCK gets ERR_NONFINITE
+
+    //  Checkpoints (see ps_checkpointer.h)
+    const char *checkpoint_dir; //  write them here, and restore the newest
+                                //  at start; NULL: none. Borrowed until
+                                //  ps_broker_new returns
+    double checkpoint_seconds;  //  > 0: one at least this often (default
+                                //  60); 0: no timer
+    uint64_t checkpoint_clocks; //  > 0: one every this many job clocks too
 } ps_broker_config_t;
 
 //  Every field at its default, endpoint "tcp://*:5555", 1 worker, BSP,

@@ -162,6 +162,12 @@ ps_router_agg_receive (ps_router_t *self)
         s_on_fault (self, &event, &frames[0]);
         zmq_msg_close (&frames[0]);
         break;
+    case PS_AGG_SNAPSHOT:
+    case PS_AGG_RESTORED:
+        s_agg_frames (self, frames, 1);
+        ps_router_checkpoint_event (self, &event, &frames[0]);
+        zmq_msg_close (&frames[0]);
+        break;
     case PS_AGG_DONE:
         self->agg_done = event.done;
         self->stats.steps = event.steps;
@@ -555,6 +561,8 @@ s_handle_hello (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelop
     uint32_t world = ps_vclock_world (self->vclock);
     int64_t clock = ps_vclock_join_range (self->vclock, rank, weight);
     ps_progress_joined (self->progress, self->vclock, rank, weight, zclock_mono ());
+    if (self->checkpointer)
+        ps_checkpointer_joined (self->checkpointer, rank, weight);
     if (weight > 1)
         ps_info ("workers %u..%u joined at clock %" PRId64 " (%u of %u live)", rank,
                  rank + weight - 1, clock, ps_vclock_live (self->vclock), world);
@@ -720,6 +728,8 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
                                 .worker = peer->rank};
     s_forward (self, &command, false, entries);
     peer->pushes_sent = self->agg_sent;
+    if (self->checkpointer)
+        ps_checkpointer_pushed (self->checkpointer, peer->rank, peer->weight, request->clock);
 }
 
 // ------------------------------------------------------------ PULL, CLOCK
@@ -964,14 +974,20 @@ static void
 s_log_summary (ps_router_t *self)
 {
     const ps_router_stats_t *stats = &self->stats;
+    char checkpoints[64] = "";
+    if (self->checkpointer)
+        snprintf (checkpoints, sizeof checkpoints,
+                  "; %" PRIu64 " checkpoints written, %" PRIu64 " failed",
+                  ps_checkpointer_written (self->checkpointer),
+                  ps_checkpointer_failed (self->checkpointer));
     ps_info ("served %.1f s: %" PRIu64 " hello, %" PRIu64 " init, %" PRIu64 " push, %" PRIu64
              " pull, %" PRIu64 " clock; %.1f MB in, %.1f MB out; %" PRIu64
-             " optimizer steps, %" PRIu64 " rejected, %" PRIu64 " evicted",
+             " optimizer steps, %" PRIu64 " rejected, %" PRIu64 " evicted%s",
              (zclock_mono () - self->started) / 1000.0, stats->in[PSMQ__MSG_TYPE__HELLO],
              stats->in[PSMQ__MSG_TYPE__INIT], stats->in[PSMQ__MSG_TYPE__PUSH],
              stats->in[PSMQ__MSG_TYPE__PULL], stats->in[PSMQ__MSG_TYPE__CLOCK],
              stats->bytes_in / 1e6, stats->bytes_out / 1e6, stats->steps, stats->rejected,
-             stats->evicted);
+             stats->evicted, checkpoints);
 }
 
 //  ps_parking hands every parked request here when the broker stops
@@ -992,6 +1008,7 @@ void
 ps_router_shutdown (ps_router_t *self)
 {
     ps_parking_drain (self->parking, s_refuse_parked, self);
+    ps_router_checkpoint_final (self);
     while (self->agg_done < self->agg_sent)
         ps_router_agg_receive (self);
     s_log_summary (self);

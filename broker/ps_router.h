@@ -18,7 +18,8 @@
 
     This header is private to the broker: ps_broker.c (the loop, setup and
     teardown), ps_router.c (the requests), ps_replies.c (what goes back to
-    workers) and ps_info.c (the INFO text)
+    workers), ps_info.c (the INFO text) and ps_router_checkpoint.c (taking
+    and restoring checkpoints)
     share ps_router_t, and all of them run on the loop's thread only. The
     state each part owns lives in its own module: peers (ps_peers),
     parked requests (ps_parking), published versions (ps_published), the
@@ -34,6 +35,7 @@
 
 #include "ps_aggregator.h"
 #include "ps_broker.h"
+#include "ps_checkpointer.h"
 #include "ps_codec.h"
 #include "ps_parking.h"
 #include "ps_peers.h"
@@ -102,6 +104,11 @@ typedef struct {
                                //  named them (for tools), NULL until then
     uint64_t incarnation;      //  random id of this broker process (HELLO)
     bool terminated;           //  owner asked us to stop
+
+    //  Checkpoints (ps_router_checkpoint.c)
+    ps_checkpointer_t *checkpointer;    //  NULL without a directory
+    int restore_status;                 //  the aggregator's answer to RESTORE
+    char restore_why[PS_MAX_ERROR_LEN]; //  why it failed
 } ps_router_t;
 
 //  Brokers in the group, 1 when there is none
@@ -123,6 +130,22 @@ void ps_router_connection_closed (ps_router_t *self, int fd);
 //  Stop cleanly: parked requests get ERR_SHUTDOWN, and the aggregator's
 //  answers to everything sent are read so no reference leaks
 void ps_router_shutdown (ps_router_t *self);
+//  Checkpoints (ps_router_checkpoint.c), all no-ops without a directory.
+//  Make the checkpointer and restore the newest checkpoint: the vector
+//  clock here, the store through the aggregator (waited for, its keys
+//  published before this returns). 0, or -1 with problem
+int ps_router_checkpoint_setup (ps_router_t *self, ps_problem_t *problem);
+//  Cut a checkpoint when one is due
+void ps_router_checkpoint_tick (ps_router_t *self);
+//  How long the loop may sleep for the checkpoint timer: at most wait ms
+int64_t ps_router_checkpoint_wait (ps_router_t *self, int64_t wait);
+//  The writer's pipe is readable: a write ended
+void ps_router_checkpoint_written (ps_router_t *self);
+//  The aggregator's SNAPSHOT or RESTORED event, and its why frame
+void ps_router_checkpoint_event (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *why);
+//  The broker stops: a last checkpoint, written before this returns (or
+//  given up after PS_CHECKPOINT_FINAL_WAIT_MS, logged)
+void ps_router_checkpoint_final (ps_router_t *self);
 //  Replies (ps_replies.c): each is counted and tapped. Send the routing
 //  id frame of a message to the peer at id
 void ps_router_send_routing_id (ps_router_t *self, const uint8_t *id, size_t id_size);

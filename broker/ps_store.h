@@ -23,6 +23,7 @@
 #define PS_STORE_H_INCLUDED
 
 #include "ps_buf.h"
+#include "ps_checkpoint.h"
 #include "ps_codec.h"
 #include "ps_optim.h"
 
@@ -119,5 +120,23 @@ size_t ps_store_flush (ps_store_t *self, int64_t before_clock,
                        void (*updated) (ps_key_t *key, void *arg), void *arg);
 //  Gradients still waiting in accumulators, all keys (for INFO)
 uint64_t ps_store_pending (ps_store_t *self);
+
+//  Checkpoints (see ps_checkpoint.h). Add every key to checkpoint: a
+//  reference to its current version (no copy: a published version is
+//  never written again, and while the checkpoint holds it the key's next
+//  step goes into a new spare), a copy of its optimizer state (a step
+//  changes it in place), its settings, steps and version. BSP
+//  accumulators are not saved. 0, or -1 with ERR_FULL when out of memory
+//  for the copies (the keys added so far stay in checkpoint, whose owner
+//  destroys it). Not inside ps_store_flush's callback.
+int ps_store_snapshot (ps_store_t *self, ps_checkpoint_t *checkpoint, ps_problem_t *problem);
+//  Create the keys of checkpoint in the store, as they were saved: each
+//  takes over the checkpoint's value reference and state arrays (nulled
+//  there), its settings, steps and version. 0, or -1 with problem:
+//  ERR_KEY_EXISTS for a key the store holds already (or twice in the
+//  checkpoint), ERR_FULL past PS_MAX_KEYS or PS_MAX_STORE_BYTES or out of
+//  memory, ERR_OPTIM or ERR_SIZE for settings or arrays that do not fit;
+//  the keys restored before the failure stay.
+int ps_store_restore (ps_store_t *self, ps_checkpoint_t *checkpoint, ps_problem_t *problem);
 
 #endif

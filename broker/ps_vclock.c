@@ -111,7 +111,13 @@ ps_vclock_join_range (ps_vclock_t *self, uint32_t first, uint32_t count)
     bool returning = false;
     for (uint32_t rank = first; rank < first + count; rank++)
         returning |= self->slots[rank].state != PS_RANK_ABSENT;
-    int64_t clock = 0;
+    //  Ranks never seen wait at clock 0, or where a checkpoint put them;
+    //  ranks that join as one advance as one, so theirs agree, but should
+    //  they not, the slowest one's redoes the most and skips nothing
+    int64_t clock = INT64_MAX;
+    for (uint32_t rank = first; rank < first + count; rank++)
+        if (self->slots[rank].clock < clock)
+            clock = self->slots[rank].clock;
     if (returning) {
         //  The job's clock, leaving out the ranks that are joining
         int64_t current = PS_VCLOCK_NOBODY;
@@ -125,6 +131,18 @@ ps_vclock_join_range (ps_vclock_t *self, uint32_t first, uint32_t count)
         self->slots[rank] = (slot_t){PS_RANK_LIVE, clock};
     s_recompute_min (self);
     return clock;
+}
+
+void
+ps_vclock_restore (ps_vclock_t *self, uint32_t rank, ps_rank_state_t state, int64_t clock)
+{
+    assert (rank < self->world);
+    assert (clock >= 0 && clock < INT64_MAX);
+    //  Live when saved: back as ABSENT, waited for at the clock it redoes
+    self->slots[rank] = (slot_t){state == PS_RANK_GONE ? PS_RANK_GONE : PS_RANK_ABSENT, clock};
+    if (clock > self->reached)
+        self->reached = clock;
+    s_recompute_min (self);
 }
 
 void

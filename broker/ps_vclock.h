@@ -41,10 +41,18 @@ int32_t ps_vclock_staleness (const ps_vclock_t *self);
 int64_t ps_vclock_join (ps_vclock_t *self, uint32_t rank);
 //  Ranks first .. first+count-1 say HELLO together (one process standing
 //  for several workers): they join at one common clock, the job's current
-//  clock if any of them was here before, else 0. Returns that clock.
+//  clock if any of them was here before, else the clock they were
+//  restored at (the slowest of them; 0 without a checkpoint). Returns that
+//  clock.
 int64_t ps_vclock_join_range (ps_vclock_t *self, uint32_t first, uint32_t count);
 //  Rank leaves or is evicted: nobody waits for it any more
 void ps_vclock_leave (ps_vclock_t *self, uint32_t rank);
+//  A broker restarting from a checkpoint: rank was never joined (ABSENT,
+//  clock 0), or must redo from clock (ABSENT at clock: counted there, so
+//  that a BSP job waits for it, and its HELLO joins at that clock), or is
+//  GONE (it left at clock, and rejoins at the job's clock). Before any
+//  join; the furthest clock reached counts the clocks restored.
+void ps_vclock_restore (ps_vclock_t *self, uint32_t rank, ps_rank_state_t state, int64_t clock);
 
 ps_rank_state_t ps_vclock_state (const ps_vclock_t *self, uint32_t rank);
 int64_t ps_vclock_clock (const ps_vclock_t *self, uint32_t rank);

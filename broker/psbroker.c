@@ -69,6 +69,11 @@ s_usage (FILE *out)
              "                         allowed)\n"
              "      --no-tap           publish no tap records\n"
              "      --tap-payload      let tap readers that ask for it see tensor frames\n"
+             "      --checkpoint DIR   write checkpoints into DIR (made, mode 0700, if\n"
+             "                         missing) and, at start, restore the newest one there\n"
+             "      --checkpoint-seconds S  one at least every S seconds (default %d; 0: none)\n"
+             "      --checkpoint-clocks N   one every N clocks of the job (its slowest\n"
+             "                         worker's) too, whichever comes first\n"
              "  -v, --verbose          log every clock movement\n"
              "  -q, --quiet            log warnings and errors only\n"
              "  -h, --help             show this help\n"
@@ -78,10 +83,28 @@ s_usage (FILE *out)
              "A group of two (see docs/groups.md):\n"
              "  psbroker --port 5555 --workers 4 --shard 0 --shards 2   # on host a\n"
              "  psbroker --port 5555 --workers 4 --shard 1 --shards 2   # on host b\n"
-             "  psworker --broker tcp://a:5555,tcp://b:5555 ...\n",
+             "  psworker --broker tcp://a:5555,tcp://b:5555 ...\n"
+             "\n"
+             "Checkpoints. A checkpoint holds the keys (values, optimizer settings and\n"
+             "state, steps, versions), every worker's clock and the settings a restart must\n"
+             "share (--workers, --staleness, --shard, --shards): a broker started on a\n"
+             "directory whose newest checkpoint has other settings refuses to start. Files\n"
+             "are DIR/checkpoint-NNNNNN.psmq, numbered on across restarts, the newest %d\n"
+             "kept; a directory serves one broker at a time. Each is written by a thread\n"
+             "of its own while the broker serves, to a .tmp name, fsynced, renamed and the\n"
+             "directory fsynced, so a broker killed at any moment leaves only whole files.\n"
+             "A file holds a format version and ends with a CRC-32 of all its bytes (the\n"
+             "layout is in broker/ps_checkpoint.h); one that is torn or corrupt is refused\n"
+             "at start with a warning, renamed NAME.refused, and the one before it\n"
+             "restored. After a restore each worker's HELLO gets the clock it must redo\n"
+             "from (BSP: the job's clock, whose gradients were not saved; SSP and ASP: its\n"
+             "own, past a push already saved). On SIGINT or SIGTERM the broker writes a\n"
+             "last checkpoint before it exits. Example:\n"
+             "  psbroker --port 5555 --workers 4 --checkpoint /var/lib/psmq \\\n"
+             "      --checkpoint-clocks 100\n",
              PS_DEFAULT_LR, PS_DEFAULT_MOMENTUM, PS_DEFAULT_BETA1, PS_DEFAULT_BETA2, PS_DEFAULT_EPS,
              PS_DEFAULT_HEARTBEAT_MS, PS_DEFAULT_TIMEOUT_MS, PS_DEFAULT_PROGRESS_FLOOR_MS / 1000,
-             PS_PROGRESS_FACTOR);
+             PS_PROGRESS_FACTOR, PS_DEFAULT_CHECKPOINT_SECONDS, PS_CHECKPOINT_KEEP);
 }
 
 //  --progress-deadline: "auto", or seconds (0: off) into milliseconds
@@ -125,6 +148,24 @@ s_parse_setting (const char *option, const char *text, bool decay, float *value)
     return 0;
 }
 
+//  --checkpoint-seconds: 0 (no timer), or a number of seconds in the
+//  broker's range (fractions allowed)
+static int
+s_parse_interval (const char *text, double *seconds)
+{
+    double parsed;
+    if (ps_cli_double ("psbroker", "--checkpoint-seconds", text, 0, PS_MAX_CHECKPOINT_SECONDS,
+                       &parsed))
+        return -1;
+    if (parsed != 0 && parsed < PS_MIN_CHECKPOINT_SECONDS) {
+        fprintf (stderr, "psbroker: --checkpoint-seconds '%s' must be 0 (none) or at least %g\n",
+                 text, PS_MIN_CHECKPOINT_SECONDS);
+        return -1;
+    }
+    *seconds = parsed;
+    return 0;
+}
+
 enum {
     OPT_MOMENTUM = 256,
     OPT_BETA1,
@@ -137,7 +178,10 @@ enum {
     OPT_SHARD,
     OPT_SHARDS,
     OPT_ACCEPT_NONFINITE,
-    OPT_PROGRESS
+    OPT_PROGRESS,
+    OPT_CHECKPOINT,
+    OPT_CHECKPOINT_SECONDS,
+    OPT_CHECKPOINT_CLOCKS
 };
 
 int
@@ -164,6 +208,9 @@ main (int argc, char *argv[])
         {"shard", required_argument, 0, OPT_SHARD},
         {"shards", required_argument, 0, OPT_SHARDS},
         {"accept-nonfinite", no_argument, 0, OPT_ACCEPT_NONFINITE},
+        {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
+        {"checkpoint-seconds", required_argument, 0, OPT_CHECKPOINT_SECONDS},
+        {"checkpoint-clocks", required_argument, 0, OPT_CHECKPOINT_CLOCKS},
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
@@ -235,6 +282,18 @@ main (int argc, char *argv[])
         case OPT_SHARDS:
             rc = ps_cli_long ("psbroker", "--shards", optarg, 1, PS_MAX_SHARDS, &number);
             config.shards = (uint32_t)number;
+            break;
+        case OPT_CHECKPOINT:
+            rc = ps_cli_word ("psbroker", "--checkpoint", optarg);
+            config.checkpoint_dir = optarg;
+            break;
+        case OPT_CHECKPOINT_SECONDS:
+            rc = s_parse_interval (optarg, &config.checkpoint_seconds);
+            break;
+        case OPT_CHECKPOINT_CLOCKS:
+            rc = ps_cli_long ("psbroker", "--checkpoint-clocks", optarg, 1,
+                              PS_MAX_CHECKPOINT_CLOCKS, &number);
+            config.checkpoint_clocks = (uint64_t)number;
             break;
         case 'v': ps_log_set_level (PS_LOG_DEBUG); break;
         case 'q': ps_log_set_level (PS_LOG_WARN); break;

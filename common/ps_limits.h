@@ -81,4 +81,17 @@
 #define PS_DEFAULT_BETA2 0.999f
 #define PS_DEFAULT_EPS 1e-8f
 
+//  Checkpoints (psbroker --checkpoint): the default interval, the bounds
+//  of the two intervals, files kept, how long a stopping broker waits for
+//  its final one, bytes written (and checked for cancellation) at a time,
+//  and the files of a checkpoint directory looked at, at most
+#define PS_DEFAULT_CHECKPOINT_SECONDS 60
+#define PS_MIN_CHECKPOINT_SECONDS 0.01
+#define PS_MAX_CHECKPOINT_SECONDS (7 * 24 * 3600)
+#define PS_MAX_CHECKPOINT_CLOCKS 1000000000
+#define PS_CHECKPOINT_KEEP 2
+#define PS_CHECKPOINT_FINAL_WAIT_MS 120000
+#define PS_CHECKPOINT_CHUNK_BYTES (4 << 20)
+#define PS_MAX_CHECKPOINT_FILES 10000
+
 #endif

@@ -68,7 +68,10 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
         //  4 workers, local aggregation off and on; --quick: 4K and 1M keys
         "localagg_off_4K", "localagg_on_4K", "localagg_on_4K.vs_off", "localagg_2x2_4K",
         "localagg_off_1M", "localagg_on_1M", "localagg_on_1M.vs_off", "localagg_on_1M.sum",
-        "localagg_2x2_1M"};
+        "localagg_2x2_1M",
+        //  Checkpoints off and on, written back to back
+        "checkpoint_off_small", "checkpoint_on_small", "checkpoint_on_small.vs_off",
+        "checkpoint_off_1M", "checkpoint_on_1M", "checkpoint_on.written"};
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
         double value = s_figure (text, figures[i]);
         cr_expect_gt (value, 0, "no positive '%s:' line in:\n%s", figures[i], text);
@@ -104,4 +107,38 @@ Test (psbench, missing_broker_fails_cleanly, .timeout = 30)
                     "latency", "--broker-bin", "/nonexistent/psbroker", NULL};
     static char text[8192];
     cr_assert_eq (s_run (argv, text, sizeof text, 20000), 1);
+}
+
+Test (psbench, brokers_checkpoint_into_folders_of_their_own, .timeout = 60)
+{
+    //  Any case against brokers that checkpoint: each writes into a folder
+    //  of its own in the directory given, removed when it stops
+    char path[512], broker[512], dir[256];
+    ps_test_path ("bench-checkpoints", dir, sizeof dir);
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
+                    "--quick",
+                    "--no-yardstick",
+                    "--only",
+                    "latency,checkpoint",
+                    "--checkpoint-dir",
+                    dir,
+                    "--checkpoint-seconds",
+                    "0.01",
+                    "--broker-bin",
+                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
+                    NULL};
+    static char text[16 * 1024];
+    text[0] = '\n';
+    int status = s_run (argv, text + 1, sizeof text - 1, 50000);
+    cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
+    cr_expect_gt (s_figure (text, "latency_push_pull"), 0, "%s", text);
+    cr_expect_geq (s_figure (text, "checkpoint_on.written"), 1, "%s", text);
+    //  Nothing left behind
+    char *left = NULL;
+    char *ls[] = {"/bin/ls", "-A", dir, NULL};
+    int ls_status;
+    ps_problem_t problem;
+    cr_assert_eq (ps_process_capture (ls, false, 10000, &left, &ls_status, &problem), 0);
+    cr_expect_str_eq (left, "", "left in %s: %s", dir, left);
+    free (left);
 }

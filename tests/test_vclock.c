@@ -519,3 +519,48 @@ Test (vclock, a_range_joins_at_one_clock)
     cr_assert_eq (ps_vclock_min (clock), 3);
     ps_vclock_destroy (&clock);
 }
+
+Test (vclock, a_restored_rank_joins_at_the_clock_it_redoes)
+{
+    //  A checkpoint said: rank 0 redoes from 4, rank 1 never joined, rank
+    //  2 left at 6, rank 3 redoes from 5
+    ps_vclock_t *vclock = ps_vclock_new (4, 1);
+    ps_vclock_restore (vclock, 0, PS_RANK_LIVE, 4);
+    ps_vclock_restore (vclock, 1, PS_RANK_ABSENT, 0);
+    ps_vclock_restore (vclock, 2, PS_RANK_GONE, 6);
+    ps_vclock_restore (vclock, 3, PS_RANK_LIVE, 5);
+    //  Nobody is live: everybody not gone is waited for where it was
+    cr_assert_eq (ps_vclock_live (vclock), 0);
+    cr_assert_eq (ps_vclock_state (vclock, 0), PS_RANK_ABSENT);
+    cr_assert_eq (ps_vclock_state (vclock, 2), PS_RANK_GONE);
+    cr_assert_eq (ps_vclock_min (vclock), 0);
+    cr_assert_eq (ps_vclock_join (vclock, 1), 0);
+    s_advance_to (vclock, 1, 4);
+    cr_assert_eq (ps_vclock_min (vclock), 4);
+    //  Each comes back at its own clock, a range at theirs
+    cr_assert_eq (ps_vclock_join (vclock, 0), 4);
+    cr_assert_eq (ps_vclock_join_range (vclock, 3, 1), 5);
+    cr_assert_not (ps_vclock_admits (vclock, 6));
+    //  The gone rank rejoins at the job's clock, as it would have
+    cr_assert_eq (ps_vclock_join (vclock, 2), 4);
+    ps_vclock_destroy (&vclock);
+}
+
+Test (vclock, restored_ranks_joining_together_take_the_slowest_clock)
+{
+    //  Ranks of one process advance as one, so their clocks agree; should
+    //  they not, the slowest one's is redone and none skipped
+    ps_vclock_t *vclock = ps_vclock_new (3, 0);
+    ps_vclock_restore (vclock, 0, PS_RANK_LIVE, 7);
+    ps_vclock_restore (vclock, 1, PS_RANK_LIVE, 6);
+    ps_vclock_restore (vclock, 2, PS_RANK_LIVE, 7);
+    cr_assert_eq (ps_vclock_min (vclock), 6);
+    cr_assert_eq (ps_vclock_join_range (vclock, 0, 2), 6);
+    cr_assert_eq (ps_vclock_clock (vclock, 0), 6);
+    s_advance_to (vclock, 0, 7);
+    s_advance_to (vclock, 1, 7);
+    //  BSP: rank 2, absent at 7, holds the others at 7
+    cr_assert (ps_vclock_admits (vclock, 7));
+    cr_assert_not (ps_vclock_admits (vclock, 8));
+    ps_vclock_destroy (&vclock);
+}

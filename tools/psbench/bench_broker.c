@@ -10,10 +10,13 @@
 #include "bench_broker.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,7 +24,31 @@
 #define BROKER_START_MS 10000
 #define BROKER_STOP_MS 5000
 
-//  The broker is gone (or never came): close its pipe, forget its pid
+//  The highest number of a checkpoint file in the broker's folder, and
+//  with remove, delete every file of ours there
+static unsigned long
+s_checkpoints (const bench_broker_t *self, bool remove)
+{
+    DIR *stream = self->checkpoint_dir[0] ? opendir (self->checkpoint_dir) : NULL;
+    if (!stream)
+        return 0;
+    unsigned long highest = 0, sequence;
+    struct dirent *entry;
+    while ((entry = readdir (stream))) {
+        //  checkpoint-N.psmq and its .tmp, checkpoint.lock
+        if (strncmp (entry->d_name, "checkpoint", 10) != 0)
+            continue;
+        if (sscanf (entry->d_name, "checkpoint-%lu.psmq", &sequence) == 1 && sequence > highest)
+            highest = sequence;
+        if (remove)
+            unlinkat (dirfd (stream), entry->d_name, 0);
+    }
+    closedir (stream);
+    return highest;
+}
+
+//  The broker is gone (or never came): close its pipe, forget its pid,
+//  remove its checkpoints
 static void
 s_release (bench_broker_t *self)
 {
@@ -29,6 +56,41 @@ s_release (bench_broker_t *self)
         close (self->process.out);
     self->process.pid = -1;
     self->process.out = -1;
+    if (self->checkpoint_dir[0]) {
+        s_checkpoints (self, true);
+        rmdir (self->checkpoint_dir);
+        self->checkpoint_dir[0] = 0;
+    }
+}
+
+unsigned long
+bench_broker_checkpoints (const bench_broker_t *self)
+{
+    return s_checkpoints (self, false);
+}
+
+//  A folder of the broker's own for its checkpoints, in options'; its
+//  arguments into argv; 0, or -1 (said why)
+static int
+s_checkpoint_args (bench_broker_t *self, const bench_options_t *options, char **argv, size_t *argc,
+                   char *seconds, size_t seconds_size)
+{
+    mkdir (options->checkpoint_dir, 0700);
+    int length = snprintf (self->checkpoint_dir, sizeof self->checkpoint_dir,
+                           "%s/psbench-broker-XXXXXX", options->checkpoint_dir);
+    if (length < 0 || (size_t)length >= sizeof self->checkpoint_dir ||
+        !mkdtemp (self->checkpoint_dir)) {
+        fprintf (stderr, "psbench: cannot make a checkpoint folder in %s: %s\n",
+                 options->checkpoint_dir, strerror (errno));
+        self->checkpoint_dir[0] = 0;
+        return -1;
+    }
+    snprintf (seconds, seconds_size, "%g", options->checkpoint_seconds);
+    argv[(*argc)++] = "--checkpoint";
+    argv[(*argc)++] = self->checkpoint_dir;
+    argv[(*argc)++] = "--checkpoint-seconds";
+    argv[(*argc)++] = seconds;
+    return 0;
 }
 
 int
@@ -50,11 +112,15 @@ bench_broker_start (bench_broker_t *self, const bench_options_t *options, uint32
     snprintf (shard_text, sizeof shard_text, "%u", shard);
     snprintf (shards_text, sizeof shards_text, "%u", shards);
     char *bin = (char *)options->broker_bin;
-    char *argv[16] = {bin,       "--bind",    "127.0.0.1",  "--port",      "0",
+    char seconds_text[32];
+    char *argv[24] = {bin,       "--bind",    "127.0.0.1",  "--port",      "0",
                       "--quiet", "--workers", workers_text, "--staleness", staleness_text};
     size_t argc = 10;
     if (options->tap_mode == BENCH_TAP_OFF)
         argv[argc++] = "--no-tap";
+    if (options->checkpoint_dir &&
+        s_checkpoint_args (self, options, argv, &argc, seconds_text, sizeof seconds_text))
+        return -1;
     if (shards > 1) {
         argv[argc++] = "--shard";
         argv[argc++] = shard_text;
@@ -66,6 +132,7 @@ bench_broker_start (bench_broker_t *self, const bench_options_t *options, uint32
     ps_problem_t problem = {0};
     if (ps_process_start (&self->process, argv, &spec, &problem)) {
         fprintf (stderr, "psbench: %s\n", problem.message);
+        s_release (self);
         return -1;
     }
     static const char marker[] = "psbroker listening on ";

@@ -29,9 +29,11 @@
 
 //  A running psbroker
 typedef struct {
-    ps_process_t process;      //  its process; pid -1 when not running
-    char endpoint[256];        //  what it listens on
-    bench_tapreader_t *reader; //  BENCH_TAP_WATCHED: its tap's reader
+    ps_process_t process;          //  its process; pid -1 when not running
+    char endpoint[256];            //  what it listens on
+    bench_tapreader_t *reader;     //  BENCH_TAP_WATCHED: its tap's reader
+    char checkpoint_dir[PATH_MAX]; //  its checkpoints (options->checkpoint_dir),
+                                   //  removed when it stops; "" none
 } bench_broker_t;
 
 //  A group of psbrokers, shard i being brokers[i] (one for a lone broker)
@@ -47,8 +49,13 @@ typedef struct {
 int bench_broker_start (bench_broker_t *self, const bench_options_t *options, uint32_t workers,
                         int32_t staleness, uint32_t shard, uint32_t shards);
 
-//  SIGTERM, a bounded wait, then SIGKILL; idempotent
+//  SIGTERM, a bounded wait, then SIGKILL; its checkpoints removed;
+//  idempotent
 void bench_broker_stop (bench_broker_t *self);
+
+//  Checkpoints it has written so far (the highest number in its folder),
+//  0 when it writes none
+unsigned long bench_broker_checkpoints (const bench_broker_t *self);
 
 //  Start a group of shards brokers as bench_broker_start does; 0, or -1
 //  (said why, no broker left running)

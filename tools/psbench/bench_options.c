@@ -17,7 +17,7 @@
 
 #define USAGE                                                                                      \
     "usage: psbench [--quick] [--only LIST] [--sizes LIST] [--no-yardstick] [--yardstick DIR] "    \
-    "[--broker-bin PATH]\n"
+    "[--broker-bin PATH] [--checkpoint-dir DIR] [--checkpoint-seconds S]\n"
 
 //  The group case's model: one tensor, sliced over the group
 #define GROUP_BYTES (64u << 20)
@@ -25,14 +25,23 @@
 //  The localagg case's larger model (floats)
 #define LOCALAGG_LARGE (1024 * 1024)
 #define LOCALAGG_LARGE_QUICK (256 * 1024)
+//  The checkpoint case's ballast: what each checkpoint writes besides the
+//  measured keys, so that a write takes a while
+#define CHECKPOINT_BALLAST (64u << 20)
+#define CHECKPOINT_BALLAST_QUICK (4u << 20)
 
 static const struct {
     const char *name;
     unsigned bit;
-} s_cases[] = {{"pushpull", BENCH_CASE_PUSHPULL}, {"pushpull4", BENCH_CASE_PUSHPULL4},
-               {"latency", BENCH_CASE_LATENCY},   {"aggregation", BENCH_CASE_AGGREGATION},
-               {"bsp", BENCH_CASE_BSP},           {"tap", BENCH_CASE_TAP},
-               {"group", BENCH_CASE_GROUP},       {"localagg", BENCH_CASE_LOCALAGG}};
+} s_cases[] = {{"pushpull", BENCH_CASE_PUSHPULL},
+               {"pushpull4", BENCH_CASE_PUSHPULL4},
+               {"latency", BENCH_CASE_LATENCY},
+               {"aggregation", BENCH_CASE_AGGREGATION},
+               {"bsp", BENCH_CASE_BSP},
+               {"tap", BENCH_CASE_TAP},
+               {"group", BENCH_CASE_GROUP},
+               {"localagg", BENCH_CASE_LOCALAGG},
+               {"checkpoint", BENCH_CASE_CHECKPOINT}};
 
 static void
 s_usage (FILE *out)
@@ -45,8 +54,8 @@ s_usage (FILE *out)
                         "  --quick            tiny sizes, few iterations, no yardstick unless\n"
                         "                     --yardstick is given (a few seconds)\n"
                         "  --only LIST        cases, comma-separated: pushpull, pushpull4,\n"
-                        "                     latency, aggregation, bsp, tap, group, localagg\n"
-                        "                     (default all)\n"
+                        "                     latency, aggregation, bsp, tap, group, localagg,\n"
+                        "                     checkpoint (default all)\n"
                         "  --sizes LIST       pushpull sizes, e.g. 4K,64M (default\n"
                         "                     4K,1M,16M,64M; --quick: 4K,1M)\n"
                         "  --no-yardstick     do not run the yardstick; no ratios\n"
@@ -54,6 +63,13 @@ s_usage (FILE *out)
                         "                     (default /tmp/yardstick; build with\n"
                         "                     make -C ../shared/bench BUILD=/tmp/yardstick)\n"
                         "  --broker-bin PATH  the psbroker to start (default: next to psbench)\n"
+                        "  --checkpoint-dir DIR  every broker started writes checkpoints into\n"
+                        "                     a folder of its own made in DIR (removed when it\n"
+                        "                     stops), so that any case runs against brokers\n"
+                        "                     that checkpoint; the checkpoint case's go there\n"
+                        "                     too (default: a folder in $TMPDIR or /tmp)\n"
+                        "  --checkpoint-seconds S  their interval (default 1; the checkpoint\n"
+                        "                     case's default is 0.01: back to back)\n"
                         "  -h, --help         show this help\n"
                         "\n"
                         "Figures: pushpull_<size> (ms per push+pull step, 1 worker, ASP),\n"
@@ -68,7 +84,12 @@ s_usage (FILE *out)
                         "one key of 4K and 4M bytes, --quick 4K and 1M: off, a connection per\n"
                         "worker; on, one connection with local_workers 4 that sums the 4\n"
                         "gradients and pushes once; 2x2, two connections of 2; .vs_off; .sum,\n"
-                        "ms per clock spent summing the local gradients).\n");
+                        "ms per clock spent summing the local gradients),\n"
+                        "checkpoint_<mode>_small (msgs/s of 1-float push+pull) and\n"
+                        "checkpoint_<mode>_<size> (ms per push+pull step of 16M, --quick 1M)\n"
+                        "with the broker's checkpoints off, and on: written back to back while\n"
+                        "it serves, each holding a 64 MB key besides (--quick 4 MB); .vs_off;\n"
+                        "checkpoint_on.written, checkpoints written while measured).\n");
 }
 
 //  One --only item: its case joins self->cases; 0 or -1 (said why)
@@ -82,7 +103,7 @@ s_take_case (bench_options_t *self, const char *name)
         }
     fprintf (stderr,
              "psbench: --only: unknown case '%s' (pushpull, pushpull4, latency, "
-             "aggregation, bsp, tap, group, localagg)\n",
+             "aggregation, bsp, tap, group, localagg, checkpoint)\n",
              name);
     return -1;
 }
@@ -152,7 +173,16 @@ s_default_broker (char *path, size_t size)
 bool
 bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_code)
 {
-    enum { OPT_QUICK = 256, OPT_ONLY, OPT_SIZES, OPT_NO_YARDSTICK, OPT_YARDSTICK, OPT_BROKER_BIN };
+    enum {
+        OPT_QUICK = 256,
+        OPT_ONLY,
+        OPT_SIZES,
+        OPT_NO_YARDSTICK,
+        OPT_YARDSTICK,
+        OPT_BROKER_BIN,
+        OPT_CHECKPOINT_DIR,
+        OPT_CHECKPOINT_SECONDS
+    };
     static const struct option long_options[] = {
         {"quick", no_argument, 0, OPT_QUICK},
         {"only", required_argument, 0, OPT_ONLY},
@@ -160,9 +190,12 @@ bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_co
         {"no-yardstick", no_argument, 0, OPT_NO_YARDSTICK},
         {"yardstick", required_argument, 0, OPT_YARDSTICK},
         {"broker-bin", required_argument, 0, OPT_BROKER_BIN},
+        {"checkpoint-dir", required_argument, 0, OPT_CHECKPOINT_DIR},
+        {"checkpoint-seconds", required_argument, 0, OPT_CHECKPOINT_SECONDS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    *self = (bench_options_t){.yardstick_dir = "/tmp/yardstick", .cases = BENCH_CASE_ALL};
+    *self = (bench_options_t){
+        .yardstick_dir = "/tmp/yardstick", .cases = BENCH_CASE_ALL, .checkpoint_seconds = 1};
     bool no_yardstick = false;
     s_default_broker (self->broker_bin, sizeof self->broker_bin);
     *exit_code = 2;
@@ -190,6 +223,18 @@ bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_co
         case OPT_BROKER_BIN:
             snprintf (self->broker_bin, sizeof self->broker_bin, "%s", optarg);
             break;
+        case OPT_CHECKPOINT_DIR:
+            if (ps_cli_word ("psbench", "--checkpoint-dir", optarg))
+                return false;
+            self->checkpoint_dir = optarg;
+            break;
+        case OPT_CHECKPOINT_SECONDS:
+            //  psbroker's own range; it says so itself when out of it
+            if (ps_cli_double ("psbench", "--checkpoint-seconds", optarg, 0.01, 7 * 24 * 3600.0,
+                               &self->checkpoint_seconds))
+                return false;
+            self->checkpoint_seconds_given = true;
+            break;
         case 'h':
             s_usage (stdout);
             *exit_code = 0;
@@ -210,19 +255,21 @@ bench_plan_init (bench_plan_t *self, const bench_options_t *options)
 {
     //  The full run's setting, then --quick's
     bool quick = options->quick;
-    *self = (bench_plan_t){.sizes = {4u << 10, 1u << 20, 16u << 20, 64u << 20},
-                           .nsizes = quick ? 2 : 4,
-                           .rep_seconds = quick ? 0.05 : 0.4,
-                           .reps = 3,
-                           .lat_warmup = quick ? 50 : 500,
-                           .lat_pairs = quick ? 300 : 5000,
-                           .agg_bytes = quick ? 1u << 20 : 16u << 20,
-                           .agg_reps = quick ? 3 : 15,
-                           .bsp_seconds = quick ? 0.05 : 1.0,
-                           .bsp_calibrate = quick ? 5 : 20,
-                           .group_bytes = quick ? GROUP_BYTES_QUICK : GROUP_BYTES,
-                           .localagg_large = quick ? LOCALAGG_LARGE_QUICK : LOCALAGG_LARGE,
-                           .rounds = quick ? 1 : 3};
+    *self =
+        (bench_plan_t){.sizes = {4u << 10, 1u << 20, 16u << 20, 64u << 20},
+                       .nsizes = quick ? 2 : 4,
+                       .rep_seconds = quick ? 0.05 : 0.4,
+                       .reps = 3,
+                       .lat_warmup = quick ? 50 : 500,
+                       .lat_pairs = quick ? 300 : 5000,
+                       .agg_bytes = quick ? 1u << 20 : 16u << 20,
+                       .agg_reps = quick ? 3 : 15,
+                       .bsp_seconds = quick ? 0.05 : 1.0,
+                       .bsp_calibrate = quick ? 5 : 20,
+                       .group_bytes = quick ? GROUP_BYTES_QUICK : GROUP_BYTES,
+                       .localagg_large = quick ? LOCALAGG_LARGE_QUICK : LOCALAGG_LARGE,
+                       .rounds = quick ? 1 : 3,
+                       .checkpoint_ballast = quick ? CHECKPOINT_BALLAST_QUICK : CHECKPOINT_BALLAST};
     if (options->nsizes) {
         memcpy (self->sizes, options->sizes, sizeof self->sizes);
         self->nsizes = options->nsizes;

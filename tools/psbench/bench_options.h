@@ -32,7 +32,8 @@ enum {
     BENCH_CASE_TAP = 32,
     BENCH_CASE_GROUP = 64,
     BENCH_CASE_LOCALAGG = 128,
-    BENCH_CASE_ALL = 255
+    BENCH_CASE_CHECKPOINT = 256,
+    BENCH_CASE_ALL = 511
 };
 
 //  How brokers are started: as psbroker's default, or as the tap case
@@ -49,6 +50,10 @@ typedef struct {
     size_t sizes[BENCH_MAX_SIZES]; //  --sizes, bytes
     size_t nsizes;                 //  their number; 0: the plan's
     int tap_mode;                  //  BENCH_TAP_*: how brokers are started
+    const char *checkpoint_dir;    //  brokers checkpoint, each into a folder of
+                                   //  its own made here; NULL: they do not
+    double checkpoint_seconds;     //  their interval (psbroker --checkpoint-seconds)
+    bool checkpoint_seconds_given; //  --checkpoint-seconds was on the command line
 } bench_options_t;
 
 //  Sizes and durations: the full run, or --quick
@@ -66,6 +71,8 @@ typedef struct {
     size_t group_bytes;            //  the group case's tensor, bytes
     size_t localagg_large;         //  the localagg case's larger key, floats
     int rounds;                    //  group and localagg: turns of their settings
+    size_t checkpoint_ballast;     //  the checkpoint case's key that only
+                                   //  checkpoints read, bytes
 } bench_plan_t;
 
 //  Read argv into self. True to run the benchmark; false to exit at once

@@ -44,6 +44,7 @@ struct bench_s {
     uint32_t local;                            //  workers per thread's connection
     bool bsp;                                  //  the bsp loop, else pushpull
     size_t count;                              //  floats per tensor; bsp: 0 softmax
+    size_t ballast;                            //  floats of rank 0's ballast key
     int reps;                                  //  timed repetitions
     int warmup;                                //  untimed steps before them
     pthread_barrier_t barrier;                 //  workers and main, in lock step
@@ -213,6 +214,9 @@ s_worker_main (void *arg)
         s_ok (worker, self,
               ps_worker_init (worker, buffers.grads[i].key, buffers.grads[i].count, NULL, NULL),
               "init");
+    if (self->rank == 0 && bench->ballast && !self->failed)
+        s_ok (worker, self, ps_worker_init (worker, "bench.ballast", bench->ballast, NULL, NULL),
+              "init");
     if (self->failed && worker)
         ps_worker_close (&worker); //  BYE: BSP peers do not wait for us
 
@@ -271,6 +275,7 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
     bench->local = local;
     bench->bsp = bsp;
     bench->count = spec->bytes / sizeof (float);
+    bench->ballast = spec->ballast / sizeof (float);
     bench->reps = plan->reps;
     bench->warmup = bsp                          ? plan->bsp_calibrate
                     : spec->bytes >= (16u << 20) ? 2
@@ -329,6 +334,9 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
     result->reps = plan->reps;
     for (uint32_t i = 0; i < spec->threads; i++)
         pthread_join (threads[i], NULL);
+    result->checkpoints = 0;
+    for (uint32_t i = 0; i < group.size; i++)
+        result->checkpoints += (double)bench_broker_checkpoints (&group.brokers[i]);
     pthread_barrier_destroy (&bench->barrier);
     free (bench);
     bench_group_stop (&group);

@@ -42,6 +42,8 @@ typedef struct {
     uint32_t brokers; //  brokers in the group; 0 counts as 1
     size_t bytes;     //  pushpull: each thread's tensor; bsp: the one
                       //  shared key, 0 for the softmax-sized model
+    size_t ballast;   //  bytes of a key rank 0 creates and nobody pushes
+                      //  or pulls (what a checkpoint writes besides), 0 none
 } bench_spec_t;
 
 //  Per repetition: wall seconds and steps of all worker threads
@@ -50,6 +52,7 @@ typedef struct {
     double steps[BENCH_MAX_REPS]; //  summed over the threads
     double sums[BENCH_MAX_REPS];  //  seconds of local summation, summed too
     int reps;                     //  filled
+    double checkpoints;           //  written by the brokers meanwhile
 } bench_result_t;
 
 //  The worker library's log callback for psbench's workers: on stderr,

@@ -22,6 +22,7 @@
 #include "bench_yardstick.h"
 #include "case_aggregation.h"
 #include "case_bsp.h"
+#include "case_checkpoint.h"
 #include "case_group.h"
 #include "case_latency.h"
 #include "case_localagg.h"
@@ -40,10 +41,15 @@
 static const struct {
     unsigned bit;
     bench_case_fn *run;
-} s_cases[] = {{BENCH_CASE_PUSHPULL, case_pushpull}, {BENCH_CASE_PUSHPULL4, case_pushpull4},
-               {BENCH_CASE_LATENCY, case_latency},   {BENCH_CASE_AGGREGATION, case_aggregation},
-               {BENCH_CASE_BSP, case_bsp},           {BENCH_CASE_TAP, case_tap},
-               {BENCH_CASE_GROUP, case_group},       {BENCH_CASE_LOCALAGG, case_localagg}};
+} s_cases[] = {{BENCH_CASE_PUSHPULL, case_pushpull},
+               {BENCH_CASE_PUSHPULL4, case_pushpull4},
+               {BENCH_CASE_LATENCY, case_latency},
+               {BENCH_CASE_AGGREGATION, case_aggregation},
+               {BENCH_CASE_BSP, case_bsp},
+               {BENCH_CASE_TAP, case_tap},
+               {BENCH_CASE_GROUP, case_group},
+               {BENCH_CASE_LOCALAGG, case_localagg},
+               {BENCH_CASE_CHECKPOINT, case_checkpoint}};
 
 //  Interrupted: no broker or yardstick server may outlive us
 static void

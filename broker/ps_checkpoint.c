@@ -1,0 +1,936 @@
+/*  =========================================================================
+    ps_checkpoint - checkpoint files (the format is in ps_checkpoint.h)
+
+    Writing streams the header fields through a small buffer and the float
+    arrays straight from where they live (a published version, a copy of
+    the optimizer state), PS_CHECKPOINT_CHUNK_BYTES at a time, so a
+    checkpoint costs no copy of the parameters; zlib's crc32 runs over
+    each piece as it goes out. Reading is one pass as well: every length is
+    checked against what is left of the file before anything is
+    allocated, so a corrupt length cannot ask for more memory than the file
+    holds, and the arrays are read straight into the buffers the store
+    will keep.
+
+    Why a format of our own and not, say, protobuf: the values must stream
+    from the published versions without a copy, and a reader must size
+    every array from the file's length before it trusts it; a flat layout
+    with a trailing CRC does both in a page of code.
+
+    The integers are written byte by byte in little-endian order; the
+    float arrays are written as they lie in memory, which is why the build
+    refuses a big-endian host.
+    ========================================================================= */
+
+#include "ps_checkpoint.h"
+#include "ps_codec.h"
+#include "ps_log.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "checkpoint files hold float arrays as a little-endian host lays them out"
+#endif
+
+#define MAGIC "PSMQCKPT"
+#define END_MAGIC "PSMQEND1"
+#define HEADER_BYTES 72
+#define RANK_BYTES 12
+#define TRAILER_BYTES 12
+//  A key's fixed fields: name length, size, optimizer (kind, five floats,
+//  decay steps), steps, version, state arrays; its name and arrays follow
+#define KEY_FIXED_BYTES (2 + 8 + 4 + 20 + 8 + 8 + 8 + 4)
+//  The longest file a broker could have written: its store's limit holds
+//  two versions of each key besides the state, a file one
+#define MAX_FILE_BYTES                                                                             \
+    ((uint64_t)HEADER_BYTES + (uint64_t)PS_MAX_WORKERS * RANK_BYTES +                              \
+     (uint64_t)PS_MAX_KEYS * (KEY_FIXED_BYTES + PS_MAX_KEY_LEN) + PS_MAX_STORE_BYTES +             \
+     TRAILER_BYTES)
+#define IO_BUFFER 65536
+
+// ------------------------------------------------------------ the struct
+
+ps_checkpoint_t *
+ps_checkpoint_new (uint32_t world)
+{
+    if (world == 0 || world > PS_MAX_WORKERS)
+        return NULL;
+    ps_checkpoint_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->ranks = calloc (world, sizeof *self->ranks);
+    if (!self->ranks) {
+        free (self);
+        return NULL;
+    }
+    self->world = world;
+    self->shards = 1;
+    return self;
+}
+
+void
+ps_checkpoint_destroy (ps_checkpoint_t **self_p)
+{
+    assert (self_p);
+    ps_checkpoint_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->nkeys; i++) {
+        ps_buf_unref (&self->keys[i].values);
+        free (self->keys[i].state[0]);
+        free (self->keys[i].state[1]);
+    }
+    free (self->keys);
+    free (self->ranks);
+    free (self);
+    *self_p = NULL;
+}
+
+ps_checkpoint_key_t *
+ps_checkpoint_add_key (ps_checkpoint_t *self)
+{
+    assert (self);
+    if (self->nkeys == self->capacity) {
+        size_t capacity = self->capacity ? self->capacity * 2 : 16;
+        ps_checkpoint_key_t *grown = realloc (self->keys, capacity * sizeof *grown);
+        if (!grown)
+            return NULL;
+        self->keys = grown;
+        self->capacity = capacity;
+    }
+    ps_checkpoint_key_t *key = &self->keys[self->nkeys++];
+    memset (key, 0, sizeof *key);
+    return key;
+}
+
+int64_t
+ps_checkpoint_job_clock (const ps_checkpoint_t *self)
+{
+    int64_t slowest = INT64_MAX, furthest = 0;
+    for (uint32_t rank = 0; rank < self->world; rank++) {
+        const ps_checkpoint_rank_t *slot = &self->ranks[rank];
+        if (slot->state != PS_RANK_GONE && slot->clock < slowest)
+            slowest = slot->clock;
+        if (slot->clock > furthest)
+            furthest = slot->clock;
+    }
+    return slowest == INT64_MAX ? furthest : slowest;
+}
+
+uint64_t
+ps_checkpoint_bytes (const ps_checkpoint_t *self)
+{
+    uint64_t bytes = HEADER_BYTES + (uint64_t)self->world * RANK_BYTES + TRAILER_BYTES;
+    for (size_t i = 0; i < self->nkeys; i++) {
+        const ps_checkpoint_key_t *key = &self->keys[i];
+        uint64_t arrays = 1 + ps_optim_state_slots (key->optim.kind);
+        bytes += KEY_FIXED_BYTES + strlen (key->name) + arrays * key->size * sizeof (float);
+    }
+    return bytes;
+}
+
+// ------------------------------------------------------------ names
+
+//  snprintf into a buffer where a long path may be cut short, as it may
+static void s_say (char *text, size_t size, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static void
+s_say (char *text, size_t size, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    vsnprintf (text, size, format, args);
+    va_end (args);
+}
+
+//  The sequence number of a name "checkpoint-<digits><suffix>"; true when
+//  name is one
+static bool
+s_sequence_of (const char *name, const char *suffix, uint64_t *sequence)
+{
+    static const char prefix[] = "checkpoint-";
+    if (strncmp (name, prefix, sizeof prefix - 1) != 0)
+        return false;
+    const char *digits = name + sizeof prefix - 1;
+    size_t ndigits = strspn (digits, "0123456789");
+    if (ndigits == 0 || ndigits > 19 || strcmp (digits + ndigits, suffix) != 0)
+        return false;
+    uint64_t value = 0;
+    for (size_t i = 0; i < ndigits; i++)
+        value = value * 10 + (uint64_t)(digits[i] - '0');
+    *sequence = value;
+    return true;
+}
+
+static int
+s_path (char *path, size_t size, const char *dir, uint64_t sequence, const char *suffix)
+{
+    int length = snprintf (path, size, "%s/checkpoint-%06" PRIu64 ".psmq%s", dir, sequence, suffix);
+    return length > 0 && (size_t)length < size ? 0 : -1;
+}
+
+static int
+s_descending (const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+//  The checkpoint files of dir (final names only), newest first, into a
+//  new array (*count of them; the caller frees it), and the highest number
+//  any name of ours carries (.tmp and .refused too) in *highest (0 when
+//  none). 0, or -1 with problem when dir cannot be read.
+static int
+s_list (const char *dir, uint64_t **sequences, size_t *count, uint64_t *highest,
+        ps_problem_t *problem)
+{
+    *sequences = NULL;
+    *count = 0;
+    *highest = 0;
+    DIR *stream = opendir (dir);
+    if (!stream)
+        return ps_problem_set (problem, 0, "cannot read checkpoint directory %s: %s", dir,
+                               strerror (errno));
+    uint64_t *found = malloc (PS_MAX_CHECKPOINT_FILES * sizeof *found);
+    if (!found) {
+        closedir (stream);
+        return ps_problem_set (problem, 0, "out of memory listing %s", dir);
+    }
+    size_t n = 0;
+    struct dirent *entry;
+    while ((entry = readdir (stream))) {
+        uint64_t sequence;
+        if (s_sequence_of (entry->d_name, ".psmq", &sequence)) {
+            if (n < PS_MAX_CHECKPOINT_FILES)
+                found[n++] = sequence;
+        }
+        else if (!s_sequence_of (entry->d_name, ".psmq.tmp", &sequence) &&
+                 !s_sequence_of (entry->d_name, ".psmq.refused", &sequence))
+            continue;
+        if (sequence > *highest)
+            *highest = sequence;
+    }
+    closedir (stream);
+    qsort (found, n, sizeof *found, s_descending);
+    *sequences = found;
+    *count = n;
+    return 0;
+}
+
+// ------------------------------------------------------------ writing
+
+//  Little-endian fields into a byte array
+static void
+s_put32 (uint8_t *at, uint32_t value)
+{
+    for (int i = 0; i < 4; i++)
+        at[i] = (uint8_t)(value >> (8 * i));
+}
+
+static void
+s_put64 (uint8_t *at, uint64_t value)
+{
+    for (int i = 0; i < 8; i++)
+        at[i] = (uint8_t)(value >> (8 * i));
+}
+
+static void
+s_put_float (uint8_t *at, float value)
+{
+    uint32_t bits;
+    memcpy (&bits, &value, sizeof bits);
+    s_put32 (at, bits);
+}
+
+typedef struct {
+    int fd;                          //  the .tmp file
+    uLong crc;                       //  of everything written so far
+    uint64_t written;                //  bytes
+    uint8_t buffer[IO_BUFFER];       //  small fields, gathered
+    size_t used;                     //  bytes of it in use
+    ps_checkpoint_cancel_fn *cancel; //  asked between chunks
+    void *arg;                       //  for it
+    ps_problem_t *problem;           //  set at the first failure
+    bool failed;                     //  a write failed or was cancelled
+} out_t;
+
+static void
+s_write_all (out_t *out, const uint8_t *data, size_t size)
+{
+    while (size && !out->failed) {
+        ssize_t wrote = write (out->fd, data, size);
+        if (wrote < 0 && errno == EINTR)
+            continue;
+        if (wrote <= 0) {
+            ps_problem_set (out->problem, 0, "write failed after %" PRIu64 " bytes: %s",
+                            out->written, wrote < 0 ? strerror (errno) : "wrote nothing");
+            out->failed = true;
+            return;
+        }
+        data += wrote;
+        size -= (size_t)wrote;
+        out->written += (uint64_t)wrote;
+    }
+}
+
+static void
+s_flush (out_t *out)
+{
+    s_write_all (out, out->buffer, out->used);
+    out->used = 0;
+}
+
+//  Bytes that go through the buffer (small fields) or, when large, out
+//  directly in chunks, with a look at cancel between them; checksummed
+//  unless raw (the checksum itself)
+static void
+s_out_bytes (out_t *out, const void *data, size_t size, bool raw)
+{
+    const uint8_t *bytes = data;
+    if (out->failed)
+        return;
+    if (size <= sizeof out->buffer - out->used) {
+        if (!raw)
+            out->crc = crc32 (out->crc, bytes, (uInt)size);
+        memcpy (out->buffer + out->used, bytes, size);
+        out->used += size;
+        return;
+    }
+    s_flush (out);
+    while (size && !out->failed) {
+        if (out->cancel && out->cancel (out->arg)) {
+            ps_problem_set (out->problem, 0, "cancelled");
+            out->failed = true;
+            return;
+        }
+        size_t chunk = size < PS_CHECKPOINT_CHUNK_BYTES ? size : PS_CHECKPOINT_CHUNK_BYTES;
+        if (!raw)
+            out->crc = crc32 (out->crc, bytes, (uInt)chunk);
+        s_write_all (out, bytes, chunk);
+        bytes += chunk;
+        size -= chunk;
+    }
+}
+
+static void
+s_out (out_t *out, const void *data, size_t size)
+{
+    s_out_bytes (out, data, size, false);
+}
+
+static void
+s_write_header (out_t *out, const ps_checkpoint_t *self, uint64_t file_bytes)
+{
+    uint8_t header[HEADER_BYTES] = {0};
+    memcpy (header, MAGIC, 8);
+    s_put32 (header + 8, PS_CHECKPOINT_VERSION);
+    s_put64 (header + 16, file_bytes);
+    s_put64 (header + 24, self->sequence);
+    s_put64 (header + 32, (uint64_t)self->written_ms);
+    s_put32 (header + 40, self->world);
+    s_put32 (header + 44, (uint32_t)self->staleness);
+    s_put32 (header + 48, self->shard);
+    s_put32 (header + 52, self->shards);
+    s_put64 (header + 56, (uint64_t)self->clock);
+    s_put32 (header + 64, (uint32_t)self->nkeys);
+    s_out (out, header, sizeof header);
+    for (uint32_t rank = 0; rank < self->world; rank++) {
+        uint8_t slot[RANK_BYTES];
+        s_put32 (slot, (uint32_t)self->ranks[rank].state);
+        s_put64 (slot + 4, (uint64_t)self->ranks[rank].clock);
+        s_out (out, slot, sizeof slot);
+    }
+}
+
+static void
+s_write_key (out_t *out, const ps_checkpoint_key_t *key)
+{
+    size_t name_length = strlen (key->name);
+    size_t slots = ps_optim_state_slots (key->optim.kind);
+    assert (name_length > 0 && name_length <= PS_MAX_KEY_LEN);
+    assert (key->values && ps_buf_count (key->values) >= key->size);
+    uint8_t fixed[KEY_FIXED_BYTES + PS_MAX_KEY_LEN];
+    uint8_t *at = fixed;
+    at[0] = (uint8_t)name_length;
+    at[1] = (uint8_t)(name_length >> 8);
+    memcpy (at + 2, key->name, name_length);
+    at += 2 + name_length;
+    s_put64 (at, key->size);
+    s_put32 (at + 8, (uint32_t)key->optim.kind);
+    s_put_float (at + 12, key->optim.lr);
+    s_put_float (at + 16, key->optim.momentum);
+    s_put_float (at + 20, key->optim.beta1);
+    s_put_float (at + 24, key->optim.beta2);
+    s_put_float (at + 28, key->optim.eps);
+    s_put64 (at + 32, key->optim.decay_steps);
+    s_put64 (at + 40, key->steps);
+    s_put64 (at + 48, key->version);
+    s_put32 (at + 56, (uint32_t)slots);
+    s_out (out, fixed, (size_t)(at + 60 - fixed));
+    size_t bytes = (size_t)key->size * sizeof (float);
+    s_out (out, ps_buf_data (key->values), bytes);
+    for (size_t slot = 0; slot < slots; slot++) {
+        assert (key->state[slot]);
+        s_out (out, key->state[slot], bytes);
+    }
+}
+
+//  fsync the directory, so that a rename in it is durable
+static int
+s_sync_dir (const char *dir, ps_problem_t *problem)
+{
+    int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync (fd)) {
+        int error = errno;
+        if (fd >= 0)
+            close (fd);
+        return ps_problem_set (problem, 0, "cannot sync directory %s: %s", dir, strerror (error));
+    }
+    close (fd);
+    return 0;
+}
+
+int
+ps_checkpoint_write (ps_checkpoint_t *self, const char *dir, char *path, size_t path_size,
+                     ps_checkpoint_cancel_fn *cancelled, void *arg, ps_problem_t *problem)
+{
+    assert (self);
+    assert (dir);
+    char temporary[PATH_MAX];
+    if (s_path (path, path_size, dir, self->sequence, "") ||
+        s_path (temporary, sizeof temporary, dir, self->sequence, ".tmp"))
+        return ps_problem_set (problem, 0, "checkpoint directory name too long: %s", dir);
+    struct timespec now;
+    clock_gettime (CLOCK_REALTIME, &now);
+    self->written_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    self->clock = ps_checkpoint_job_clock (self);
+    out_t *out = malloc (sizeof *out);
+    if (!out)
+        return ps_problem_set (problem, 0, "out of memory writing %s", path);
+    *out =
+        (out_t){.crc = crc32 (0, Z_NULL, 0), .cancel = cancelled, .arg = arg, .problem = problem};
+    out->fd = open (temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (out->fd < 0) {
+        ps_problem_set (problem, 0, "cannot create %s: %s", temporary, strerror (errno));
+        free (out);
+        return -1;
+    }
+    uint64_t file_bytes = ps_checkpoint_bytes (self);
+    s_write_header (out, self, file_bytes);
+    for (size_t i = 0; i < self->nkeys && !out->failed; i++)
+        s_write_key (out, &self->keys[i]);
+    s_out (out, END_MAGIC, 8);
+    uint8_t crc[4];
+    s_put32 (crc, (uint32_t)out->crc);
+    s_out_bytes (out, crc, sizeof crc, true);
+    s_flush (out);
+    if (!out->failed && out->written != file_bytes) {
+        ps_problem_set (problem, 0, "wrote %" PRIu64 " bytes where %" PRIu64 " were due",
+                        out->written, file_bytes);
+        out->failed = true;
+    }
+    if (!out->failed && fsync (out->fd)) {
+        ps_problem_set (problem, 0, "cannot sync %s: %s", temporary, strerror (errno));
+        out->failed = true;
+    }
+    bool failed = close (out->fd) != 0 || out->failed;
+    if (failed && !out->failed)
+        ps_problem_set (problem, 0, "cannot close %s: %s", temporary, strerror (errno));
+    free (out);
+    if (!failed && rename (temporary, path)) {
+        ps_problem_set (problem, 0, "cannot rename %s: %s", temporary, strerror (errno));
+        failed = true;
+    }
+    if (failed) {
+        unlink (temporary);
+        return -1;
+    }
+    return s_sync_dir (dir, problem);
+}
+
+// ------------------------------------------------------------ reading
+
+static uint32_t
+s_get32 (const uint8_t *at)
+{
+    uint32_t value = 0;
+    for (int i = 3; i >= 0; i--)
+        value = value << 8 | at[i];
+    return value;
+}
+
+static uint64_t
+s_get64 (const uint8_t *at)
+{
+    uint64_t value = 0;
+    for (int i = 7; i >= 0; i--)
+        value = value << 8 | at[i];
+    return value;
+}
+
+static float
+s_get_float (const uint8_t *at)
+{
+    uint32_t bits = s_get32 (at);
+    float value;
+    memcpy (&value, &bits, sizeof value);
+    return value;
+}
+
+typedef struct {
+    int fd;                    //  the file
+    uint64_t length;           //  its bytes
+    uint64_t at;               //  bytes consumed
+    uLong crc;                 //  of the bytes consumed
+    uint8_t buffer[IO_BUFFER]; //  read ahead
+    size_t have;               //  bytes in it
+    size_t next;               //  the next one to consume
+} in_t;
+
+//  read () that retries on EINTR; bytes read, 0 at the end, -1 on error
+static ssize_t
+s_read (int fd, void *data, size_t size)
+{
+    ssize_t got;
+    do
+        got = read (fd, data, size);
+    while (got < 0 && errno == EINTR);
+    return got;
+}
+
+//  The next size bytes into data, checksummed; -1 when the file ends first
+static int
+s_in (in_t *in, void *data, size_t size)
+{
+    uint8_t *into = data;
+    if (size > in->length - in->at)
+        return -1;
+    size_t buffered = in->have - in->next;
+    size_t take = buffered < size ? buffered : size;
+    memcpy (into, in->buffer + in->next, take);
+    in->next += take;
+    size_t done = take;
+    while (done < size) {
+        size_t left = size - done;
+        if (left >= sizeof in->buffer) {
+            //  A large array: straight into its place
+            size_t chunk = left < PS_CHECKPOINT_CHUNK_BYTES ? left : PS_CHECKPOINT_CHUNK_BYTES;
+            ssize_t got = s_read (in->fd, into + done, chunk);
+            if (got <= 0)
+                return -1;
+            done += (size_t)got;
+            continue;
+        }
+        ssize_t got = s_read (in->fd, in->buffer, sizeof in->buffer);
+        if (got <= 0)
+            return -1;
+        in->have = (size_t)got;
+        take = left < in->have ? left : in->have;
+        memcpy (into + done, in->buffer, take);
+        in->next = take;
+        done += take;
+    }
+    for (size_t at = 0; at < size; at += PS_CHECKPOINT_CHUNK_BYTES) {
+        size_t chunk =
+            size - at < PS_CHECKPOINT_CHUNK_BYTES ? size - at : PS_CHECKPOINT_CHUNK_BYTES;
+        in->crc = crc32 (in->crc, into + at, (uInt)chunk);
+    }
+    in->at += size;
+    return 0;
+}
+
+//  The CRC stored at the end of the file and the one its bytes have; 0, or
+//  -1 when the file cannot be read
+static int
+s_file_crc (int fd, uint64_t length, uint32_t *stored, uint32_t *computed)
+{
+    uint8_t buffer[IO_BUFFER];
+    uLong crc = crc32 (0, Z_NULL, 0);
+    uint64_t at = 0, end = length - 4;
+    while (at < end) {
+        size_t chunk = end - at < sizeof buffer ? (size_t)(end - at) : sizeof buffer;
+        ssize_t got = pread (fd, buffer, chunk, (off_t)at);
+        if (got <= 0)
+            return -1;
+        crc = crc32 (crc, buffer, (uInt)got);
+        at += (uint64_t)got;
+    }
+    if (pread (fd, buffer, 4, (off_t)end) != 4)
+        return -1;
+    *stored = s_get32 (buffer);
+    *computed = (uint32_t)crc;
+    return 0;
+}
+
+//  A structural problem found while parsing, said as format says: a
+//  checksum that does not match is the likelier story (a flipped byte in
+//  a length), and told instead
+static int s_refuse (in_t *in, ps_problem_t *problem, const char *format, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_refuse (in_t *in, ps_problem_t *problem, const char *format, ...)
+{
+    uint32_t stored, computed;
+    if (s_file_crc (in->fd, in->length, &stored, &computed))
+        return ps_problem_set (problem, 0, "cannot read it: %s", strerror (errno));
+    if (stored != computed)
+        return ps_problem_set (problem, 0,
+                               "checksum mismatch: the file says %08" PRIx32 ", its bytes give "
+                               "%08" PRIx32 " (torn or corrupt)",
+                               stored, computed);
+    char why[PS_MAX_ERROR_LEN];
+    va_list args;
+    va_start (args, format);
+    vsnprintf (why, sizeof why, format, args);
+    va_end (args);
+    return ps_problem_set (problem, 0, "%s", why);
+}
+
+//  The header and the ranks into a new *made; the number of keys that
+//  follow, or -1 with problem set
+static int
+s_read_header (in_t *in, ps_checkpoint_t **made, ps_problem_t *problem)
+{
+    uint8_t header[HEADER_BYTES];
+    size_t available = in->length < sizeof header ? (size_t)in->length : sizeof header;
+    if (pread (in->fd, header, available, 0) != (ssize_t)available)
+        return ps_problem_set (problem, 0, "cannot read it: %s", strerror (errno));
+    if (available >= 8 && memcmp (header, MAGIC, 8) != 0)
+        return ps_problem_set (problem, 0, "not a psmq checkpoint (its first bytes are not %s)",
+                               MAGIC);
+    if (in->length < HEADER_BYTES + RANK_BYTES + TRAILER_BYTES)
+        return ps_problem_set (problem, 0,
+                               "truncated: %" PRIu64 " bytes, less than a header and a trailer",
+                               in->length);
+    if (s_get32 (header + 8) != PS_CHECKPOINT_VERSION)
+        return ps_problem_set (problem, 0, "format version %" PRIu32 ", this broker reads %d",
+                               s_get32 (header + 8), PS_CHECKPOINT_VERSION);
+    uint64_t announced = s_get64 (header + 16);
+    if (announced != in->length)
+        return ps_problem_set (
+            problem, 0, "%s: %" PRIu64 " bytes of the %" PRIu64 " its header announces",
+            in->length < announced ? "truncated" : "too long", in->length, announced);
+    if (in->length > MAX_FILE_BYTES)
+        return ps_problem_set (problem, 0, "%" PRIu64 " bytes, more than a broker's store can hold",
+                               in->length);
+    if (s_in (in, header, sizeof header))
+        return ps_problem_set (problem, 0, "cannot read it: %s", strerror (errno));
+    uint32_t world = s_get32 (header + 40);
+    int32_t staleness = (int32_t)s_get32 (header + 44);
+    uint32_t shard = s_get32 (header + 48), shards = s_get32 (header + 52);
+    uint32_t nkeys = s_get32 (header + 64);
+    if (world == 0 || world > PS_MAX_WORKERS ||
+        (uint64_t)world * RANK_BYTES > in->length - in->at - TRAILER_BYTES)
+        return s_refuse (in, problem, "a world of %" PRIu32 " workers", world);
+    if (staleness < -1 || staleness > PS_MAX_STALENESS)
+        return s_refuse (in, problem, "staleness %" PRId32, staleness);
+    if (shards == 0 || shards > PS_MAX_SHARDS || shard >= shards)
+        return s_refuse (in, problem, "shard %" PRIu32 " of %" PRIu32, shard, shards);
+    if (nkeys > PS_MAX_KEYS)
+        return s_refuse (in, problem, "%" PRIu32 " keys, more than %d", nkeys, PS_MAX_KEYS);
+    ps_checkpoint_t *self = ps_checkpoint_new (world);
+    if (!self)
+        return ps_problem_set (problem, 0, "out of memory for %" PRIu32 " ranks", world);
+    self->sequence = s_get64 (header + 24);
+    self->written_ms = (int64_t)s_get64 (header + 32);
+    self->staleness = staleness;
+    self->shard = shard;
+    self->shards = shards;
+    self->clock = (int64_t)s_get64 (header + 56);
+    *made = self;
+    for (uint32_t rank = 0; rank < world; rank++) {
+        uint8_t slot[RANK_BYTES];
+        if (s_in (in, slot, sizeof slot))
+            return s_refuse (in, problem, "%s", "the file ends inside its ranks");
+        uint32_t state = s_get32 (slot);
+        int64_t clock = (int64_t)s_get64 (slot + 4);
+        if (state > PS_RANK_GONE || clock < 0 || clock == INT64_MAX)
+            return s_refuse (in, problem, "rank %" PRIu32 ": state %" PRIu32 " at clock %" PRId64,
+                             rank, state, clock);
+        self->ranks[rank] = (ps_checkpoint_rank_t){(ps_rank_state_t)state, clock};
+    }
+    //  The keys' fields are checked as they are read
+    return (int)nkeys;
+}
+
+//  One key's fields and arrays; 0, or -1 with problem set
+static int
+s_read_key (in_t *in, ps_checkpoint_t *self, size_t index, ps_problem_t *problem)
+{
+    uint8_t length_bytes[2];
+    if (s_in (in, length_bytes, 2))
+        return s_refuse (in, problem, "%s", "the file ends inside a key");
+    size_t name_length = (size_t)length_bytes[0] | (size_t)length_bytes[1] << 8;
+    if (name_length == 0 || name_length > PS_MAX_KEY_LEN)
+        return s_refuse (in, problem, "key %zu: a name of %zu bytes", index, name_length);
+    ps_checkpoint_key_t *key = ps_checkpoint_add_key (self);
+    if (!key)
+        return ps_problem_set (problem, 0, "out of memory for key %zu", index);
+    uint8_t fixed[KEY_FIXED_BYTES];
+    if (s_in (in, key->name, name_length) || s_in (in, fixed, KEY_FIXED_BYTES - 2))
+        return s_refuse (in, problem, "%s", "the file ends inside a key");
+    key->name[name_length] = 0;
+    ps_problem_t bad;
+    if (ps_codec_check_key (key->name, &bad))
+        return s_refuse (in, problem, "key %zu: %s", index, bad.message);
+    key->size = s_get64 (fixed);
+    key->optim = (ps_optim_config_t){.kind = (ps_optim_kind_t)s_get32 (fixed + 8),
+                                     .lr = s_get_float (fixed + 12),
+                                     .momentum = s_get_float (fixed + 16),
+                                     .beta1 = s_get_float (fixed + 20),
+                                     .beta2 = s_get_float (fixed + 24),
+                                     .eps = s_get_float (fixed + 28),
+                                     .decay_steps = s_get64 (fixed + 32)};
+    key->steps = s_get64 (fixed + 40);
+    key->version = s_get64 (fixed + 48);
+    uint32_t slots = s_get32 (fixed + 56);
+    uint64_t left = in->length - in->at - TRAILER_BYTES;
+    if (ps_optim_config_check (&key->optim, &bad))
+        return s_refuse (in, problem, "key '%s': %s", key->name, bad.message);
+    if (slots != ps_optim_state_slots (key->optim.kind) || key->version == 0 || key->size == 0 ||
+        key->size > PS_MAX_TENSOR_ELEMS || key->size * sizeof (float) * (1 + slots) > left)
+        return s_refuse (in, problem,
+                         "key '%s': %" PRIu64 " elements, %" PRIu32
+                         " state arrays, version %" PRIu64 ", where %" PRIu64 " bytes are left",
+                         key->name, key->size, slots, key->version, left);
+    size_t bytes = (size_t)key->size * sizeof (float);
+    key->values = ps_buf_new ((size_t)key->size);
+    if (!key->values)
+        return ps_problem_set (problem, 0, "out of memory for key '%s'", key->name);
+    if (s_in (in, ps_buf_data (key->values), bytes))
+        return s_refuse (in, problem, "%s", "the file ends inside a key's values");
+    for (uint32_t slot = 0; slot < slots; slot++) {
+        key->state[slot] = malloc (bytes);
+        if (!key->state[slot])
+            return ps_problem_set (problem, 0, "out of memory for key '%s'", key->name);
+        if (s_in (in, key->state[slot], bytes))
+            return s_refuse (in, problem, "%s", "the file ends inside a key's state");
+    }
+    return 0;
+}
+
+ps_checkpoint_t *
+ps_checkpoint_read (const char *path, ps_problem_t *problem)
+{
+    assert (path);
+    in_t *in = malloc (sizeof *in);
+    if (!in) {
+        ps_problem_set (problem, 0, "out of memory");
+        return NULL;
+    }
+    *in = (in_t){.crc = crc32 (0, Z_NULL, 0)};
+    in->fd = open (path, O_RDONLY | O_CLOEXEC);
+    struct stat info;
+    if (in->fd < 0 || fstat (in->fd, &info)) {
+        ps_problem_set (problem, 0, "cannot open it: %s", strerror (errno));
+        if (in->fd >= 0)
+            close (in->fd);
+        free (in);
+        return NULL;
+    }
+    in->length = (uint64_t)info.st_size;
+    ps_checkpoint_t *self = NULL;
+    int nkeys = s_read_header (in, &self, problem);
+    int rc = nkeys < 0 ? -1 : 0;
+    for (int i = 0; rc == 0 && i < nkeys; i++)
+        rc = s_read_key (in, self, (size_t)i, problem);
+    uint8_t end[8];
+    if (rc == 0 && in->at != in->length - TRAILER_BYTES)
+        rc = s_refuse (in, problem, "%s", "its keys end before its trailer");
+    else if (rc == 0 && (s_in (in, end, sizeof end) || memcmp (end, END_MAGIC, 8) != 0))
+        rc = s_refuse (in, problem, "its trailer is not %s", END_MAGIC);
+    uint32_t stored, computed = (uint32_t)in->crc;
+    if (rc == 0 && pread (in->fd, end, 4, (off_t)in->at) != 4)
+        rc = ps_problem_set (problem, 0, "cannot read it: %s", strerror (errno));
+    if (rc == 0 && (stored = s_get32 (end)) != computed)
+        rc = ps_problem_set (problem, 0,
+                             "checksum mismatch: the file says %08" PRIx32 ", its bytes give "
+                             "%08" PRIx32 " (torn or corrupt)",
+                             stored, computed);
+    close (in->fd);
+    free (in);
+    if (rc)
+        ps_checkpoint_destroy (&self);
+    return self;
+}
+
+// ------------------------------------------------------------ the folder
+
+//  mkdir -p with mode 0700; 0 or -1 with errno
+static int
+s_make_dirs (const char *dir)
+{
+    char path[PATH_MAX];
+    int length = snprintf (path, sizeof path, "%s", dir);
+    if (length <= 0 || (size_t)length >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *slash = strchr (path + 1, '/');; slash = strchr (slash + 1, '/')) {
+        if (slash)
+            *slash = 0;
+        if (mkdir (path, 0700) && errno != EEXIST)
+            return -1;
+        if (!slash)
+            return 0;
+        *slash = '/';
+    }
+}
+
+//  The lock on dir, as ps_checkpoint_prepare_dir says
+static int
+s_lock (const char *dir, ps_problem_t *problem)
+{
+    char path[PATH_MAX];
+    int length = snprintf (path, sizeof path, "%s/checkpoint.lock", dir);
+    if (length < 0 || (size_t)length >= sizeof path)
+        return ps_problem_set (problem, 0, "checkpoint directory name too long: %s", dir);
+    int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ps_problem_set (problem, 0, "cannot open %s: %s", path, strerror (errno));
+    if (flock (fd, LOCK_EX | LOCK_NB)) {
+        int error = errno;
+        char holder[32] = "";
+        ssize_t got = pread (fd, holder, sizeof holder - 1, 0);
+        holder[got > 0 ? got : 0] = 0;
+        holder[strcspn (holder, "\n")] = 0;
+        close (fd);
+        if (error == EWOULDBLOCK)
+            return ps_problem_set (problem, 0,
+                                   "checkpoint directory %s is in use by another broker (pid %s)",
+                                   dir, holder[0] ? holder : "?");
+        return ps_problem_set (problem, 0, "cannot lock %s: %s", path, strerror (error));
+    }
+    char pid[32];
+    int size = snprintf (pid, sizeof pid, "%d\n", (int)getpid ());
+    if (ftruncate (fd, 0) || pwrite (fd, pid, (size_t)size, 0) != size)
+        ps_warn ("cannot write our pid into %s: %s", path, strerror (errno));
+    return fd;
+}
+
+int
+ps_checkpoint_prepare_dir (const char *dir, ps_problem_t *problem)
+{
+    assert (dir);
+    //  Room for our names after it
+    if (!*dir || strlen (dir) > PATH_MAX - 64)
+        return ps_problem_set (problem, 0, "checkpoint directory '%s': empty or too long", dir);
+    struct stat info;
+    if (stat (dir, &info) && (errno != ENOENT || s_make_dirs (dir) || stat (dir, &info)))
+        return ps_problem_set (problem, 0, "cannot create checkpoint directory %s: %s", dir,
+                               strerror (errno));
+    if (!S_ISDIR (info.st_mode))
+        return ps_problem_set (problem, 0, "checkpoint directory %s is not a directory", dir);
+    if (access (dir, R_OK | W_OK | X_OK))
+        return ps_problem_set (problem, 0, "cannot use checkpoint directory %s: %s", dir,
+                               strerror (errno));
+    int lock = s_lock (dir, problem);
+    if (lock < 0)
+        return -1;
+    DIR *stream = opendir (dir);
+    if (!stream) {
+        close (lock);
+        return ps_problem_set (problem, 0, "cannot read checkpoint directory %s: %s", dir,
+                               strerror (errno));
+    }
+    struct dirent *entry;
+    while ((entry = readdir (stream))) {
+        uint64_t sequence;
+        char path[PATH_MAX];
+        if (s_sequence_of (entry->d_name, ".psmq.tmp", &sequence) &&
+            s_path (path, sizeof path, dir, sequence, ".tmp") == 0) {
+            ps_info ("deleting %s, a checkpoint that was being written when its broker stopped",
+                     path);
+            unlink (path);
+        }
+    }
+    closedir (stream);
+    return lock;
+}
+
+int
+ps_checkpoint_load_newest (const char *dir, ps_checkpoint_t **loaded, ps_checkpoint_found_t *found,
+                           ps_problem_t *problem)
+{
+    assert (dir && loaded && found);
+    *loaded = NULL;
+    memset (found, 0, sizeof *found);
+    uint64_t *sequences, highest;
+    size_t count;
+    if (s_list (dir, &sequences, &count, &highest, problem))
+        return -1;
+    found->next_sequence = highest + 1;
+    //  Why each file was refused, newest first, for the warnings
+    char (*reasons)[PS_MAX_ERROR_LEN] = count ? calloc (count, sizeof *reasons) : NULL;
+    if (count && !reasons) {
+        free (sequences);
+        return ps_problem_set (problem, 0, "out of memory listing %s", dir);
+    }
+    size_t index = 0;
+    for (; index < count && !*loaded; index++) {
+        char path[PATH_MAX];
+        ps_problem_t why;
+        s_path (path, sizeof path, dir, sequences[index], "");
+        *loaded = ps_checkpoint_read (path, &why);
+        if (*loaded)
+            snprintf (found->path, sizeof found->path, "%s", path);
+        else {
+            snprintf (reasons[index], sizeof reasons[index], "%s", why.message);
+            if (index == 0)
+                s_say (found->why, sizeof found->why, "%s: %s", path, why.message);
+        }
+    }
+    int rc = 0;
+    if (count && !*loaded)
+        rc = ps_problem_set (problem, 0,
+                             "%zu checkpoint file%s in %s and none reads whole; the newest, %s",
+                             count, count > 1 ? "s" : "", dir, found->why);
+    else {
+        //  The files refused before the one loaded leave the rotation
+        found->refused = count ? (uint32_t)(index - 1) : 0;
+        for (size_t i = 0; i + 1 < index; i++) {
+            char path[PATH_MAX], aside[PATH_MAX];
+            s_path (path, sizeof path, dir, sequences[i], "");
+            s_path (aside, sizeof aside, dir, sequences[i], ".refused");
+            ps_warn ("checkpoint %s refused (%s): falling back to %s; the refused file is kept "
+                     "as %s",
+                     path, reasons[i], found->path, aside);
+            rename (path, aside);
+        }
+    }
+    free (reasons);
+    free (sequences);
+    return rc;
+}
+
+int
+ps_checkpoint_prune (const char *dir, size_t keep, ps_problem_t *problem)
+{
+    uint64_t *sequences, highest;
+    size_t count;
+    if (s_list (dir, &sequences, &count, &highest, problem))
+        return -1;
+    int deleted = 0;
+    for (size_t i = keep; i < count; i++) {
+        char path[PATH_MAX];
+        s_path (path, sizeof path, dir, sequences[i], "");
+        if (unlink (path) == 0)
+            deleted++;
+    }
+    free (sequences);
+    return deleted;
+}

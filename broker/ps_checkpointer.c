@@ -1,0 +1,410 @@
+/*  =========================================================================
+    ps_checkpointer - the schedule, the cut and the writer thread (see
+    ps_checkpointer.h)
+
+    The writer is an actor of its own rather than a job of the aggregation
+    thread: the aggregator must keep applying pushes while a checkpoint of
+    gigabytes goes to disk, and the ROUTER loop must keep serving. It
+    shares nothing with either: a checkpoint is handed to it over its pipe
+    (a pointer; the values it refers to are immutable published versions,
+    the state arrays copies made for it), it writes, deletes old files and
+    destroys the checkpoint (which drops the references, so the store's
+    next step can reuse those buffers), then answers with a result. It
+    looks at its pipe between chunks of a write, so that stopping the
+    broker never waits for a write of gigabytes it has given up on.
+    ========================================================================= */
+
+#include "ps_checkpointer.h"
+#include "ps_handoff.h"
+#include "ps_log.h"
+
+#include <assert.h>
+#include <czmq.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum { IDLE = 0, TAKING, WRITING } phase_t;
+
+//  What the writer says of one write
+typedef struct {
+    int status;                 //  0 written, -1 failed
+    uint64_t sequence;          //  the checkpoint's number
+    int64_t clock;              //  its job clock
+    size_t keys;                //  keys in it
+    uint64_t bytes;             //  the file's
+    int64_t written_ms;         //  Unix ms when it was written
+    char path[PATH_MAX];        //  the file
+    char why[PS_MAX_ERROR_LEN]; //  why it failed
+} write_result_t;
+
+struct ps_checkpointer_t {
+    char dir[PATH_MAX];                //  where the files go
+    int64_t interval_ms;               //  the timer, 0 none
+    uint64_t clocks;                   //  a cut every this many job clocks, 0 none
+    ps_broker_config_t settings;       //  world, staleness, shard, shards (no strings)
+    zactor_t *writer;                  //  the writer thread
+    phase_t phase;                     //  what the checkpoint under way is doing
+    uint64_t next_sequence;            //  the next file's number
+    int64_t due_at;                    //  monotonic ms when the timer is due
+    int64_t last_clock;                //  the job clock at the last cut
+    uint64_t last_sent;                //  aggregator commands sent at the last cut
+    int64_t last_max;                  //  the fastest live clock then
+    int64_t cut_at;                    //  monotonic ms of the cut under way
+    int64_t *pushed;                   //  per rank: the clock of its last push, -1
+    uint64_t written;                  //  files written
+    uint64_t failed;                   //  checkpoints not written
+    uint64_t unchanged;                //  triggers skipped: nothing changed
+    write_result_t last;               //  the last file written
+    int64_t last_took_ms;              //  from its cut to its rename, ms
+    char last_error[PS_MAX_ERROR_LEN]; //  the last failure, "" none
+    int lock;                          //  our lock on the directory
+    char restored[PATH_MAX];           //  the file restored at start, "" none
+    int64_t restored_clock;            //  its clock
+};
+
+// ------------------------------------------------------------ the writer
+
+static bool
+s_cancelled (void *pipe)
+{
+    return (zsock_events (pipe) & ZMQ_POLLIN) != 0;
+}
+
+//  The writer actor: one checkpoint at a time, until $TERM
+static void
+s_writer_actor (zsock_t *pipe, void *args)
+{
+    const char *dir = args; //  the checkpointer's, unchanged while we run
+    zsock_signal (pipe, 0);
+    while (true) {
+        zframe_t *frame = zframe_recv (pipe);
+        if (!frame || zframe_streq (frame, "$TERM")) {
+            zframe_destroy (&frame);
+            break;
+        }
+        ps_checkpoint_t *checkpoint;
+        assert (zframe_size (frame) == sizeof checkpoint);
+        memcpy (&checkpoint, zframe_data (frame), sizeof checkpoint);
+        zframe_destroy (&frame);
+        PS_HANDOFF_RECEIVE (checkpoint);
+        write_result_t result = {.sequence = checkpoint->sequence,
+                                 .keys = checkpoint->nkeys,
+                                 .bytes = ps_checkpoint_bytes (checkpoint)};
+        ps_problem_t problem;
+        result.status = ps_checkpoint_write (checkpoint, dir, result.path, sizeof result.path,
+                                             s_cancelled, pipe, &problem);
+        result.clock = checkpoint->clock;
+        result.written_ms = checkpoint->written_ms;
+        if (result.status)
+            snprintf (result.why, sizeof result.why, "%s", problem.message);
+        //  Older files go only once the new one is durable
+        else if (ps_checkpoint_prune (dir, PS_CHECKPOINT_KEEP, &problem) < 0)
+            ps_warn ("old checkpoints not deleted: %s", problem.message);
+        ps_checkpoint_destroy (&checkpoint);
+        zmq_send (zsock_resolve (pipe), &result, sizeof result, 0);
+    }
+}
+
+// ------------------------------------------------------------ setup
+
+//  The settings a checkpoint must share with this broker; 0, or -1 with
+//  problem naming both values
+static int
+s_check_settings (const ps_checkpoint_t *checkpoint, const char *path,
+                  const ps_broker_config_t *config, ps_problem_t *problem)
+{
+    uint32_t shards = config->shards ? config->shards : 1;
+    const char *advice = "start it with the same settings, or with another --checkpoint directory";
+    if (checkpoint->world != config->workers)
+        return ps_problem_set (problem, 0,
+                               "checkpoint %s was written by a broker of %" PRIu32
+                               " workers, this one has %" PRIu32 " (--workers): %s",
+                               path, checkpoint->world, config->workers, advice);
+    if (checkpoint->staleness != config->staleness)
+        return ps_problem_set (problem, 0,
+                               "checkpoint %s was written by a broker of staleness %" PRId32
+                               ", this one has %" PRId32 " (--staleness): %s",
+                               path, checkpoint->staleness, config->staleness, advice);
+    if (checkpoint->shard != config->shard || checkpoint->shards != shards)
+        return ps_problem_set (
+            problem, 0,
+            "checkpoint %s was written by shard %" PRIu32 " of %" PRIu32
+            ", this broker is shard %" PRIu32 " of %" PRIu32 " (--shard, --shards): %s",
+            path, checkpoint->shard, checkpoint->shards, config->shard, shards, advice);
+    return 0;
+}
+
+ps_checkpointer_t *
+ps_checkpointer_new (const ps_broker_config_t *config, ps_checkpoint_t **restored,
+                     ps_problem_t *problem)
+{
+    assert (config && config->checkpoint_dir && restored);
+    *restored = NULL;
+    int lock = ps_checkpoint_prepare_dir (config->checkpoint_dir, problem);
+    if (lock < 0)
+        return NULL;
+    ps_checkpointer_t *self = calloc (1, sizeof *self);
+    int64_t *pushed = calloc (config->workers, sizeof *pushed);
+    if (!self || !pushed) {
+        close (lock);
+        free (self);
+        free (pushed);
+        ps_problem_set (problem, 0, "out of memory");
+        return NULL;
+    }
+    snprintf (self->dir, sizeof self->dir, "%s", config->checkpoint_dir);
+    self->lock = lock;
+    self->pushed = pushed;
+    for (uint32_t rank = 0; rank < config->workers; rank++)
+        self->pushed[rank] = -1;
+    self->settings = *config;
+    self->settings.endpoint = NULL;
+    self->settings.tap_endpoint = NULL;
+    self->settings.checkpoint_dir = NULL;
+    self->interval_ms = (int64_t)(config->checkpoint_seconds * 1000 + 0.5);
+    self->clocks = config->checkpoint_clocks;
+    self->due_at = zclock_mono () + self->interval_ms;
+    self->last_max = -1; //  as a vector clock with nobody live says
+    ps_checkpoint_found_t found;
+    if (ps_checkpoint_load_newest (self->dir, restored, &found, problem) ||
+        (*restored && s_check_settings (*restored, found.path, config, problem))) {
+        ps_checkpoint_destroy (restored);
+        ps_checkpointer_destroy (&self);
+        return NULL;
+    }
+    self->next_sequence = found.next_sequence;
+    if (*restored) {
+        snprintf (self->restored, sizeof self->restored, "%s", found.path);
+        self->restored_clock = (*restored)->clock;
+    }
+    else
+        ps_info ("no checkpoint in %s yet: starting empty", self->dir);
+    self->writer = zactor_new (s_writer_actor, self->dir);
+    if (!self->writer) {
+        ps_checkpoint_destroy (restored);
+        ps_checkpointer_destroy (&self);
+        ps_problem_set (problem, 0, "cannot start the checkpoint writer");
+        return NULL;
+    }
+    return self;
+}
+
+void
+ps_checkpointer_destroy (ps_checkpointer_t **self_p)
+{
+    assert (self_p);
+    ps_checkpointer_t *self = *self_p;
+    if (!self)
+        return;
+    zactor_destroy (&self->writer);
+    close (self->lock);
+    free (self->pushed);
+    free (self);
+    *self_p = NULL;
+}
+
+void *
+ps_checkpointer_handle (ps_checkpointer_t *self)
+{
+    assert (self);
+    return zsock_resolve (self->writer);
+}
+
+// ------------------------------------------------------------ the schedule
+
+void
+ps_checkpointer_restored (ps_checkpointer_t *self, const ps_vclock_t *vclock, int64_t clock,
+                          size_t keys, uint64_t agg_sent)
+{
+    assert (self && self->restored[0]);
+    //  Nothing changed yet: a broker that restarts and stops idle writes
+    //  no checkpoint
+    self->last_clock = ps_vclock_min (vclock);
+    self->last_sent = agg_sent;
+    self->last_max = ps_vclock_max (vclock);
+    ps_info ("restored checkpoint %s: clock %" PRId64 ", %zu keys, %" PRIu32 " ranks",
+             self->restored, clock, keys, self->settings.workers);
+}
+
+void
+ps_checkpointer_pushed (ps_checkpointer_t *self, uint32_t first, uint32_t count, int64_t clock)
+{
+    assert (self);
+    for (uint32_t rank = first; rank < first + count && rank < self->settings.workers; rank++)
+        self->pushed[rank] = clock;
+}
+
+void
+ps_checkpointer_joined (ps_checkpointer_t *self, uint32_t first, uint32_t count)
+{
+    ps_checkpointer_pushed (self, first, count, -1);
+}
+
+bool
+ps_checkpointer_due (ps_checkpointer_t *self, int64_t now, const ps_vclock_t *vclock,
+                     uint64_t agg_sent, bool final)
+{
+    assert (self);
+    if (self->phase != IDLE)
+        return false; //  deferred: looked at again once the write ends
+    int64_t clock = ps_vclock_min (vclock);
+    bool timed = self->interval_ms > 0 && now >= self->due_at;
+    bool clocked = self->clocks && clock != PS_VCLOCK_NOBODY &&
+                   (uint64_t)(clock - self->last_clock) >= self->clocks && clock > self->last_clock;
+    if (!timed && !clocked && !final)
+        return false;
+    if (agg_sent == self->last_sent && clock == self->last_clock &&
+        ps_vclock_max (vclock) == self->last_max) {
+        if (timed)
+            self->unchanged++;
+        self->due_at = now + self->interval_ms;
+        return false;
+    }
+    return true;
+}
+
+int64_t
+ps_checkpointer_wait (ps_checkpointer_t *self, int64_t now, int64_t wait)
+{
+    assert (self);
+    if (self->interval_ms == 0 || self->phase != IDLE)
+        return wait;
+    int64_t until = self->due_at - now;
+    return until < 0 ? 0 : until < wait ? until : wait;
+}
+
+ps_checkpoint_t *
+ps_checkpointer_cut (ps_checkpointer_t *self, const ps_vclock_t *vclock, uint64_t agg_sent)
+{
+    assert (self && self->phase == IDLE);
+    int64_t now = zclock_mono ();
+    self->due_at = now + self->interval_ms;
+    ps_checkpoint_t *checkpoint = ps_checkpoint_new (self->settings.workers);
+    if (!checkpoint) {
+        self->failed++;
+        snprintf (self->last_error, sizeof self->last_error, "out of memory for a checkpoint");
+        ps_error ("checkpoint not taken: out of memory");
+        return NULL;
+    }
+    checkpoint->sequence = self->next_sequence++;
+    checkpoint->staleness = self->settings.staleness;
+    checkpoint->shard = self->settings.shard;
+    checkpoint->shards = self->settings.shards ? self->settings.shards : 1;
+    int64_t slowest = ps_vclock_min (vclock);
+    bool bsp = self->settings.staleness == 0;
+    for (uint32_t rank = 0; rank < checkpoint->world; rank++) {
+        ps_rank_state_t state = ps_vclock_state (vclock, rank);
+        int64_t clock = ps_vclock_clock (vclock, rank);
+        if (state != PS_RANK_GONE && bsp)
+            clock = slowest;
+        else if (state == PS_RANK_LIVE && self->pushed[rank] == clock)
+            clock++;
+        checkpoint->ranks[rank] = (ps_checkpoint_rank_t){state, clock};
+    }
+    checkpoint->clock = ps_checkpoint_job_clock (checkpoint);
+    self->phase = TAKING;
+    self->cut_at = now;
+    self->last_clock = slowest;
+    self->last_sent = agg_sent;
+    self->last_max = ps_vclock_max (vclock);
+    return checkpoint;
+}
+
+void
+ps_checkpointer_write (ps_checkpointer_t *self, ps_checkpoint_t *checkpoint, const char *why)
+{
+    assert (self && self->phase == TAKING);
+    if (!checkpoint) {
+        self->phase = IDLE;
+        self->failed++;
+        snprintf (self->last_error, sizeof self->last_error, "%s", why);
+        return;
+    }
+    PS_HANDOFF_SEND (checkpoint);
+    if (zmq_send (zsock_resolve (self->writer), &checkpoint, sizeof checkpoint, 0) !=
+        sizeof checkpoint) {
+        PS_HANDOFF_RECEIVE (checkpoint);
+        ps_checkpoint_destroy (&checkpoint);
+        self->phase = IDLE;
+        self->failed++;
+        snprintf (self->last_error, sizeof self->last_error, "cannot reach the writer");
+        ps_error ("checkpoint not written: cannot reach the writer thread");
+        return;
+    }
+    self->phase = WRITING;
+}
+
+void
+ps_checkpointer_receive (ps_checkpointer_t *self)
+{
+    assert (self);
+    write_result_t result;
+    if (zmq_recv (zsock_resolve (self->writer), &result, sizeof result, ZMQ_DONTWAIT) !=
+        sizeof result)
+        return;
+    int64_t took = zclock_mono () - self->cut_at;
+    self->phase = IDLE;
+    if (result.status) {
+        self->failed++;
+        snprintf (self->last_error, sizeof self->last_error, "%s", result.why);
+        ps_error ("checkpoint %" PRIu64 " not written to %s: %s", result.sequence, self->dir,
+                  result.why);
+        return;
+    }
+    self->written++;
+    self->last = result;
+    self->last_took_ms = took;
+    ps_info ("checkpoint %s written: clock %" PRId64 ", %zu keys, %.1f MB in %" PRId64 " ms",
+             result.path, result.clock, result.keys, result.bytes / 1e6, took);
+}
+
+bool
+ps_checkpointer_busy (const ps_checkpointer_t *self)
+{
+    assert (self);
+    return self->phase != IDLE;
+}
+
+uint64_t
+ps_checkpointer_written (const ps_checkpointer_t *self)
+{
+    assert (self);
+    return self->written;
+}
+
+uint64_t
+ps_checkpointer_failed (const ps_checkpointer_t *self)
+{
+    assert (self);
+    return self->failed;
+}
+
+json_t *
+ps_checkpointer_info (const ps_checkpointer_t *self)
+{
+    assert (self);
+    static const char *phases[] = {"idle", "taking", "writing"};
+    json_t *info =
+        json_pack ("{s:s, s:f, s:I, s:s, s:I, s:I, s:I, s:I}", "dir", self->dir, "seconds",
+                   self->interval_ms / 1000.0, "clocks", (json_int_t)self->clocks, "state",
+                   phases[self->phase], "written", (json_int_t)self->written, "failed",
+                   (json_int_t)self->failed, "unchanged", (json_int_t)self->unchanged,
+                   "next_sequence", (json_int_t)self->next_sequence);
+    if (!info)
+        return NULL;
+    const write_result_t *last = &self->last;
+    bool any = self->written > 0;
+    json_object_set_new (info, "last_file", json_string (any ? last->path : ""));
+    json_object_set_new (info, "last_clock", json_integer (any ? last->clock : -1));
+    json_object_set_new (info, "last_keys", json_integer (any ? (json_int_t)last->keys : 0));
+    json_object_set_new (info, "last_bytes", json_integer (any ? (json_int_t)last->bytes : 0));
+    json_object_set_new (info, "last_unix_ms", json_integer (any ? last->written_ms : 0));
+    json_object_set_new (info, "last_took_ms", json_integer (any ? self->last_took_ms : 0));
+    json_object_set_new (info, "last_error", json_string (self->last_error));
+    json_object_set_new (info, "restored_file", json_string (self->restored));
+    json_object_set_new (info, "restored_clock",
+                         json_integer (self->restored[0] ? self->restored_clock : -1));
+    return info;
+}

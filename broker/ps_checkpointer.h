@@ -1,0 +1,114 @@
+/*  =========================================================================
+    ps_checkpointer - when the broker takes checkpoints, what they record
+    of the clocks, and the writer thread that puts them on disk
+
+    The ROUTER loop owns the vector clock and the aggregation thread owns
+    the store, so a checkpoint is taken in two halves that meet in the
+    aggregator's command order. The loop makes the cut (ps_checkpointer_
+    cut): a new ps_checkpoint_t holding the broker's settings and, per rank,
+    the clock it must redo from; it sends that to the aggregator as a
+    CHECKPOINT command, behind every push it forwarded before, and the
+    aggregator adds the keys as they are then (ps_store_snapshot). The
+    checkpoint comes back (SNAPSHOT) and goes to the writer thread
+    (ps_checkpointer_write), which writes the file while the broker serves
+    on, deletes the files older than the newest PS_CHECKPOINT_KEEP, drops
+    the checkpoint's references and says how it went
+    (ps_checkpointer_receive).
+
+    What a rank redoes from. BSP (staleness 0): the slowest clock C for
+    every rank that is live or absent: the aggregator has applied every
+    clock below C (the FLUSH for C went before the cut), and the gradients
+    of clock C and later wait in accumulators, which are not saved, so
+    everybody redoes C. SSP and ASP apply pushes as they come: rank r at
+    clock c redoes from c + 1 when it pushed at c before the cut (that
+    push is in), else from c. A worker pushes once per clock (psworker
+    does); a client that pushes several times in a clock may, after a
+    restore, repeat the pushes of that clock that came before the cut, or
+    lose those after it. Gone ranks stay gone: they rejoin at the job's
+    clock, as they would have.
+
+    When. After checkpoint_seconds (the timer restarts at each cut) or
+    when the job's clock (the slowest) has moved checkpoint_clocks since
+    the last cut, whichever comes first. At most one checkpoint is taken
+    or written at a time: a trigger that comes meanwhile is deferred, and
+    the next checkpoint is cut as soon as the write ends (so a broker
+    whose writes take longer than the interval writes back to back). A
+    trigger when nothing changed (no command for the aggregator and the
+    same clocks since the last cut) writes nothing and restarts the timer.
+
+    Only the ROUTER loop's thread may call these functions. The writer
+    thread is a czmq actor owned by this object; a checkpoint handed to
+    ps_checkpointer_write is the writer's from then on. Failures to write
+    are logged and counted (INFO), never fatal: the broker serves on.
+    ========================================================================= */
+
+#ifndef PS_CHECKPOINTER_H_INCLUDED
+#define PS_CHECKPOINTER_H_INCLUDED
+
+#include "ps_broker.h"
+#include "ps_checkpoint.h"
+#include "ps_vclock.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct ps_checkpointer_t ps_checkpointer_t;
+
+//  Checkpoints into config->checkpoint_dir, at its intervals: the
+//  directory made usable (ps_checkpoint_prepare_dir), its newest whole
+//  checkpoint loaded into *restored (the caller's; NULL when the directory
+//  holds none) and the writer thread started. NULL with problem when the
+//  directory cannot be used, holds checkpoints none of which reads whole,
+//  or the newest one was written with other settings (world size,
+//  staleness, shard, shards: the message names both values).
+ps_checkpointer_t *ps_checkpointer_new (const ps_broker_config_t *config,
+                                        ps_checkpoint_t **restored, ps_problem_t *problem);
+//  Stop the writer (a write in progress is given up at its next chunk,
+//  leaving no file) and free; nulls the pointer
+void ps_checkpointer_destroy (ps_checkpointer_t **self_p);
+//  The writer's pipe, for the loop's poll: readable when a write ended
+void *ps_checkpointer_handle (ps_checkpointer_t *self);
+
+//  The broker restored the checkpoint ps_checkpointer_new loaded, of
+//  clock and keys keys, into vclock and the store: logged ("restored
+//  checkpoint FILE: clock C, K keys, N ranks"), and the next cut counted
+//  from there (agg_sent: commands sent to the aggregator so far)
+void ps_checkpointer_restored (ps_checkpointer_t *self, const ps_vclock_t *vclock, int64_t clock,
+                               size_t keys, uint64_t agg_sent);
+//  Ranks first .. first+count-1 pushed at clock / (re)joined
+void ps_checkpointer_pushed (ps_checkpointer_t *self, uint32_t first, uint32_t count,
+                             int64_t clock);
+void ps_checkpointer_joined (ps_checkpointer_t *self, uint32_t first, uint32_t count);
+
+//  Whether to cut a checkpoint now (now: zclock_mono): an interval has
+//  passed, or final (the broker stops), and none is being taken or
+//  written, and something changed since the last cut (agg_sent: commands
+//  sent to the aggregator so far)
+bool ps_checkpointer_due (ps_checkpointer_t *self, int64_t now, const ps_vclock_t *vclock,
+                          uint64_t agg_sent, bool final);
+//  How long the loop may sleep before the timer is due: at most wait ms
+int64_t ps_checkpointer_wait (ps_checkpointer_t *self, int64_t now, int64_t wait);
+//  The cut: a new checkpoint with the settings and every rank's redo
+//  clock, for the CHECKPOINT command that will be the agg_sent'th sent to
+//  the aggregator; the checkpointer is busy from now until the write ends.
+//  NULL when out of memory (logged, counted as a failure).
+ps_checkpoint_t *ps_checkpointer_cut (ps_checkpointer_t *self, const ps_vclock_t *vclock,
+                                      uint64_t agg_sent);
+//  The aggregator answered the cut: hand checkpoint (taken over) to the
+//  writer, or, when it is NULL, count the failure that why says
+void ps_checkpointer_write (ps_checkpointer_t *self, ps_checkpoint_t *checkpoint, const char *why);
+//  Read what the writer says of the write that ended: logged, counted, not
+//  busy any more
+void ps_checkpointer_receive (ps_checkpointer_t *self);
+//  A checkpoint is being taken or written
+bool ps_checkpointer_busy (const ps_checkpointer_t *self);
+//  Checkpoints written since the start, and writes that failed
+uint64_t ps_checkpointer_written (const ps_checkpointer_t *self);
+uint64_t ps_checkpointer_failed (const ps_checkpointer_t *self);
+//  INFO's "checkpoint" object: the directory, the intervals, the state, the
+//  last file written (its clock, when, how long it took, bytes), counts,
+//  the last failure and the file restored at start. A new reference.
+json_t *ps_checkpointer_info (const ps_checkpointer_t *self);
+
+#endif
