@@ -253,13 +253,19 @@ s_psbroker_stop (psbroker_t *self)
 }
 
 //  A psworker process training on the synthetic set through list, giving
-//  up on a call after timeout_ms and on a clock after clock_timeout_ms
+//  up on a call after timeout_ms and on a clock after clock_timeout_ms, and
+//  at once on a broker that went (no --wait-for-broker)
 static pid_t
 s_psworker_start (const char *list, int rank, int threads, int workers, int epochs,
                   const char *timeout_ms, const char *clock_timeout_ms, const char *out_path)
 {
-    char *timeouts[] = {"--timeout-ms", (char *)timeout_ms, "--clock-timeout-ms",
-                        (char *)clock_timeout_ms, NULL};
+    char *timeouts[] = {"--timeout-ms",
+                        (char *)timeout_ms,
+                        "--clock-timeout-ms",
+                        (char *)clock_timeout_ms,
+                        "--wait-for-broker",
+                        "0",
+                        NULL};
     return ps_test_psworker_train (list, rank, threads, workers, epochs, timeouts, out_path);
 }
 

@@ -10,7 +10,9 @@
     serves.
 
     The HELLO replies of one attempt must agree: the first sets the job's
-    staleness and clock, the others are compared with it.
+    staleness, the others are compared with it; their clocks are compared
+    once all have come (ps_group_hello_clock), since after a restart what
+    to do about a difference is a decision about the whole group.
     ========================================================================= */
 
 #include "ps_group.h"
@@ -38,12 +40,11 @@ struct ps_group_t {
     uint32_t size;                                //  brokers, links made so far
     ps_link_t **links;                            //  one per broker, in shard order
     ps_member_t *members;                         //  what each said
-    zmq_pollitem_t *items;                        //  the links' sockets, to poll
+    zmq_pollitem_t *items;                        //  the links' sockets then their
+                                                  //  monitors, to poll
     ps_heartbeat_t *heartbeat;                    //  once joined
     bool joined;                                  //  a HELLO reply came this attempt
     int32_t staleness;                            //  the first reply's
-    int64_t clock;                                //  the first reply's
-    bool clocks_differ;                           //  two replies named different clocks
     uint32_t heartbeat_ms;                        //  the shortest interval named, 0 none
 };
 
@@ -87,11 +88,11 @@ s_check_list (const char *list, ps_problem_t *problem)
 //  Fill the group: its context, pool, routing id and a link per broker
 static int
 s_open (ps_group_t *self, const char *list, uint32_t count, int send_timeout_ms,
-        ps_problem_t *problem)
+        int heartbeat_timeout_ms, ps_problem_t *problem)
 {
     self->links = calloc (count, sizeof *self->links);
     self->members = calloc (count, sizeof *self->members);
-    self->items = calloc (count, sizeof *self->items);
+    self->items = calloc (2 * (size_t)count, sizeof *self->items);
     self->pool = ps_framepool_new (PS_CHUNK_BYTES, 256);
     if (!self->links || !self->members || !self->items || !self->pool) {
         ps_problem_set (problem, 0, "out of memory");
@@ -114,8 +115,9 @@ s_open (ps_group_t *self, const char *list, uint32_t count, int send_timeout_ms,
         snprintf (endpoint, sizeof endpoint, "%.*s", (int)length, start);
         start += length + 1;
         int status;
-        self->links[self->size] = ps_link_new (self->context, self->pool, endpoint,
-                                               self->routing_id, send_timeout_ms, &status, problem);
+        self->links[self->size] =
+            ps_link_new (self->context, self->pool, endpoint, self->routing_id, send_timeout_ms,
+                         heartbeat_timeout_ms, &status, problem);
         if (!self->links[self->size])
             return status;
     }
@@ -123,7 +125,8 @@ s_open (ps_group_t *self, const char *list, uint32_t count, int send_timeout_ms,
 }
 
 ps_group_t *
-ps_group_new (const char *list, int send_timeout_ms, int *status, ps_problem_t *problem)
+ps_group_new (const char *list, int send_timeout_ms, int heartbeat_timeout_ms, int *status,
+              ps_problem_t *problem)
 {
     uint32_t count = s_check_list (list, problem);
     if (!count) {
@@ -136,7 +139,7 @@ ps_group_new (const char *list, int send_timeout_ms, int *status, ps_problem_t *
         *status = PS_ENOMEM;
         return NULL;
     }
-    *status = s_open (self, list, count, send_timeout_ms, problem);
+    *status = s_open (self, list, count, send_timeout_ms, heartbeat_timeout_ms, problem);
     if (*status)
         ps_group_destroy (&self);
     return self;
@@ -197,8 +200,12 @@ ps_group_poll (ps_group_t *self, int timeout_ms, ps_problem_t *problem)
             return PS_ECONNECT;
         }
         self->items[link] = (zmq_pollitem_t){socket, 0, ZMQ_POLLIN, 0};
+        //  A socket without a monitor is polled for nothing: a place holder
+        void *monitor = ps_link_monitor (self->links[link]);
+        self->items[self->size + link] =
+            (zmq_pollitem_t){monitor ? monitor : socket, 0, monitor ? ZMQ_POLLIN : 0, 0};
     }
-    int rc = zmq_poll (self->items, (int)self->size, timeout_ms);
+    int rc = zmq_poll (self->items, 2 * (int)self->size, timeout_ms);
     if (rc == -1 && zmq_errno () == EINTR)
         return PS_EINTR;
     if (rc == -1) {
@@ -212,6 +219,12 @@ bool
 ps_group_ready (const ps_group_t *self, uint32_t member)
 {
     return self->items[member].revents & ZMQ_POLLIN;
+}
+
+bool
+ps_group_event (const ps_group_t *self, uint32_t member)
+{
+    return self->items[self->size + member].revents & ZMQ_POLLIN;
 }
 
 int64_t
@@ -252,11 +265,16 @@ ps_group_reconnect (ps_group_t *self, ps_problem_t *problem)
 }
 
 void
-ps_group_hello_reset (ps_group_t *self)
+ps_group_hello_reset (ps_group_t *self, bool rejoin)
 {
     self->joined = false;
-    self->clocks_differ = false;
     self->heartbeat_ms = 0;
+    for (uint32_t member = 0; member < self->size; member++) {
+        ps_member_t *record = &self->members[member];
+        record->welcomed = false;
+        if (rejoin && record->incarnation)
+            record->known = record->incarnation;
+    }
 }
 
 int
@@ -271,28 +289,23 @@ ps_group_take_hello (ps_group_t *self, uint32_t member, const ps_envelope_t *rep
     ps_member_t *record = &self->members[member];
     record->session = reply->hello->session;
     record->registered = true;
+    record->lost = false;
+    record->forgotten = false;
+    record->welcomed = true;
     record->incarnation = reply->hello->incarnation;
+    record->hello_clock = reply->clock;
     uint32_t interval = reply->hello->heartbeat_ms;
     if (interval && (!self->heartbeat_ms || interval < self->heartbeat_ms))
         self->heartbeat_ms = interval;
     if (!self->joined) {
         self->joined = true;
         self->staleness = reply->hello->staleness;
-        self->clock = reply->clock;
         return PS_OK;
     }
     if (reply->hello->staleness != self->staleness) {
         ps_problem_set (problem, 0,
                         "brokers of one group disagree: %s has staleness %d, another %d", endpoint,
                         reply->hello->staleness, self->staleness);
-        return PS_EGROUP;
-    }
-    if (reply->clock != self->clock) {
-        self->clocks_differ = true;
-        ps_problem_set (problem, 0,
-                        "brokers of one group disagree on the job's clock: %s says %" PRId64
-                        ", another %" PRId64 " (was one restarted?)",
-                        endpoint, reply->clock, self->clock);
         return PS_EGROUP;
     }
     return PS_OK;
@@ -304,16 +317,61 @@ ps_group_staleness (const ps_group_t *self)
     return self->staleness;
 }
 
-int64_t
-ps_group_clock (const ps_group_t *self)
+bool
+ps_group_restarted (const ps_group_t *self, uint32_t member)
 {
-    return self->clock;
+    const ps_member_t *record = &self->members[member];
+    return record->known && record->incarnation != record->known;
 }
 
-bool
-ps_group_clocks_differ (const ps_group_t *self)
+//  "a says 3, b says 0" for every welcomed member, into out
+static void
+s_clocks_named (const ps_group_t *self, char *out, size_t size)
 {
-    return self->clocks_differ;
+    size_t used = 0;
+    out[0] = '\0';
+    for (uint32_t member = 0; member < self->size && used < size; member++)
+        if (self->members[member].welcomed)
+            used += (size_t)snprintf (out + used, size - used, "%s%s says %" PRId64,
+                                      used ? ", " : "", ps_group_endpoint (self, member),
+                                      self->members[member].hello_clock);
+}
+
+int
+ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again,
+                      ps_problem_t *problem)
+{
+    *again = false;
+    bool first = true, differ = false, restarted = false;
+    for (uint32_t member = 0; member < self->size; member++) {
+        const ps_member_t *record = &self->members[member];
+        if (!record->welcomed)
+            continue;
+        if (first)
+            *clock = record->hello_clock;
+        differ |= !first && record->hello_clock != *clock;
+        restarted |= ps_group_restarted (self, member);
+        first = false;
+    }
+    if (!differ)
+        return PS_OK;
+    char named[PS_MAX_ERROR_LEN];
+    s_clocks_named (self, named, sizeof named);
+    if (rejoin && restarted) {
+        //  A member that restored an older checkpoint, or none: the others
+        //  hold parameters of later clocks, and pulls would mix them
+        ps_problem_set (problem, 0,
+                        "brokers of one group restarted at different clocks: %s (the group "
+                        "cannot roll back to one clock yet: restart them all from one "
+                        "checkpoint)",
+                        named);
+        return PS_EGROUP;
+    }
+    *again = true;
+    ps_problem_set (problem, 0,
+                    "brokers of one group disagree on the job's clock: %s (was one restarted?)",
+                    named);
+    return PS_EGROUP;
 }
 
 int
@@ -327,7 +385,14 @@ ps_group_heartbeat_start (ps_group_t *self, uint32_t rank, ps_problem_t *problem
     }
     int interval = self->heartbeat_ms ? (int)self->heartbeat_ms : PS_DEFAULT_HEARTBEAT_MS;
     int status;
+    ps_heartbeat_destroy (&self->heartbeat);
     self->heartbeat = ps_heartbeat_new (self->context, rank, interval, self->size, endpoints,
                                         sessions, &status, problem);
     return status;
+}
+
+void
+ps_group_heartbeat_stop (ps_group_t *self)
+{
+    ps_heartbeat_destroy (&self->heartbeat);
 }

@@ -8,7 +8,8 @@
     record keeps what its HELLO reply said (session, incarnation) and what
     its replies since said (the slowest live clock, "not registered").
     Across the brokers, the group checks that their HELLO replies describe
-    one job: one staleness, one clock to start from.
+    one job: one staleness, and decides the clock to start from (or to
+    start again from, after a broker restarted: ps_group_hello_clock).
 
     Threads: the thread that owns the worker. libzmq's threads release
     pooled and lent frames on their own (see ps_framepool.h, ps_link.h);
@@ -40,15 +41,22 @@ typedef struct {
     bool registered;      //  its HELLO was accepted: say BYE on close
     uint64_t incarnation; //  the broker process its HELLO reached
     bool forgotten;       //  it answered "not registered": restarted?
+    bool lost;            //  the connection its HELLO went over was lost
+                          //  since: the broker may have forgotten us
+    bool welcomed;        //  its HELLO reply of this attempt came
+    int64_t hello_clock;  //  the clock that reply gave
+    uint64_t known;       //  the incarnation before a rejoin, to tell a
+                          //  restart from an eviction
 } ps_member_t;
 
 typedef struct ps_group_t ps_group_t;
 
 //  A link to each broker of list ("a,b,c", at most PS_MAX_SHARDS), sending
-//  with send_timeout_ms. NULL with *status (PS_EINVAL for a bad list,
+//  with send_timeout_ms, its connection given up after heartbeat_timeout_ms
+//  of silence (see ps_link.h). NULL with *status (PS_EINVAL for a bad list,
 //  PS_ENOMEM, PS_ECONNECT) and problem filled in.
-ps_group_t *ps_group_new (const char *list, int send_timeout_ms, int *status,
-                          ps_problem_t *problem);
+ps_group_t *ps_group_new (const char *list, int send_timeout_ms, int heartbeat_timeout_ms,
+                          int *status, ps_problem_t *problem);
 void ps_group_destroy (ps_group_t **self_p);
 
 //  Brokers in the group
@@ -57,11 +65,13 @@ ps_link_t *ps_group_link (ps_group_t *self, uint32_t member);
 ps_member_t *ps_group_member (ps_group_t *self, uint32_t member);
 const char *ps_group_endpoint (const ps_group_t *self, uint32_t member);
 
-//  Wait up to timeout_ms for a message on any link: PS_OK when one or
-//  more have one (ps_group_ready says which), PS_ETIMEOUT, PS_EINTR,
-//  PS_ECONNECT (a link without a socket, or a failed poll)
+//  Wait up to timeout_ms for a message or a connection event on any link:
+//  PS_OK when one or more have one (ps_group_ready and ps_group_event say
+//  which), PS_ETIMEOUT, PS_EINTR, PS_ECONNECT (a link without a socket, or
+//  a failed poll)
 int ps_group_poll (ps_group_t *self, int timeout_ms, ps_problem_t *problem);
 bool ps_group_ready (const ps_group_t *self, uint32_t member);
+bool ps_group_event (const ps_group_t *self, uint32_t member);
 
 //  The least of the members' min_clock
 int64_t ps_group_min_clock (const ps_group_t *self);
@@ -75,22 +85,35 @@ void ps_group_drop_lent (ps_group_t *self);
 //  could not be (it stays without a socket).
 int ps_group_reconnect (ps_group_t *self, ps_problem_t *problem);
 
-//  Forget what the HELLO replies of an earlier attempt said
-void ps_group_hello_reset (ps_group_t *self);
-//  Take member's HELLO reply: its session and incarnation, and whether it
-//  runs the job the others do. PS_OK; PS_EPROTO for a reply without its
-//  settings; PS_EGROUP when its staleness or clock differs from another's.
+//  Forget what the HELLO replies of an earlier attempt said (no member is
+//  welcomed). rejoin: the attempt registers again with brokers that knew
+//  us, each member's incarnation is kept to compare with the new one.
+void ps_group_hello_reset (ps_group_t *self, bool rejoin);
+//  Take member's HELLO reply: its session, incarnation and clock, and
+//  whether it runs the job the others do. PS_OK; PS_EPROTO for a reply
+//  without its settings; PS_EGROUP when its staleness differs from
+//  another's.
 int ps_group_take_hello (ps_group_t *self, uint32_t member, const ps_envelope_t *reply,
                          ps_problem_t *problem);
-//  What the HELLO replies said: the job's staleness and clock, and whether
-//  two of them named different clocks
+//  What the HELLO replies said: the job's staleness
 int32_t ps_group_staleness (const ps_group_t *self);
-int64_t ps_group_clock (const ps_group_t *self);
-bool ps_group_clocks_differ (const ps_group_t *self);
+//  The clock the welcomed members' HELLO replies give the worker: PS_OK
+//  with *clock when they name one. When they name different clocks,
+//  PS_EGROUP with problem saying which, and *again when a new attempt
+//  (BYE, then HELLO) may settle it: at a first join, or when no member
+//  restarted, the others' CLOCK may have been between two brokers. This
+//  is the one place that decides, so that rolling the group back to a
+//  clock every member holds can later replace the refusal.
+int ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again,
+                          ps_problem_t *problem);
+//  Whether member's broker is another process than before the rejoin
+bool ps_group_restarted (const ps_group_t *self, uint32_t member);
 
 //  Start heartbeats for rank to every broker, with the sessions and the
-//  shortest interval the HELLO replies gave. PS_OK, or the status of
-//  ps_heartbeat_new.
+//  shortest interval the HELLO replies gave (stopping those of an earlier
+//  HELLO). PS_OK, or the status of ps_heartbeat_new.
 int ps_group_heartbeat_start (ps_group_t *self, uint32_t rank, ps_problem_t *problem);
+//  Stop sending heartbeats (their sessions are stale)
+void ps_group_heartbeat_stop (ps_group_t *self);
 
 #endif

@@ -11,6 +11,19 @@
     A multipart message cannot be abandoned half sent, so once the envelope
     is out the data frames block (within the send timeout) rather than
     being dropped.
+
+    Liveness: the DEALER pings the broker (ZMTP PING, answered by the
+    broker's libzmq whatever its threads are doing) every quarter of the
+    heartbeat timeout, at most every PS_DEFAULT_HEARTBEAT_MS, and gives up
+    on a connection that brought nothing for the rest of the timeout, so
+    that a broker that went silent is noticed within the heartbeat timeout
+    at most. A PING goes out between messages: a single message that takes
+    longer than the timeout to send could be taken for silence, which the
+    1 MB slices of large tensors keep far off. The connection's events
+    come from libzmq's socket monitor, on an inproc PAIR that the worker's
+    thread reads (zmq_socket_monitor: libzmq writes them from its I/O
+    thread). Only the handshake and the loss are watched: a connect that
+    fails is retried by libzmq, and is no loss.
     ========================================================================= */
 
 #include "ps_link.h"
@@ -19,23 +32,70 @@
 #include <assert.h>
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+//  The monitor events a link reads
+#define LINK_EVENTS (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED)
 
 struct ps_link_t {
     char *endpoint;                               //  as given
     void *context;                                //  the group's, borrowed
     ps_framepool_t *pool;                         //  the group's, borrowed
     void *dealer;                                 //  NULL while disconnected
+    void *monitor;                                //  the dealer's events, or NULL
+    unsigned sockets;                             //  dealers made, to name monitors
+    bool up;                                      //  handshake done, not lost since
     uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES]; //  the worker's
     int send_timeout_ms;                          //  ZMQ_SNDTIMEO
+    int heartbeat_timeout_ms;                     //  silence that drops a connection
     atomic_size_t lent;                           //  lent frames libzmq holds
     zmq_msg_t *frames;                            //  the last message received
     size_t nframes;                               //  its frames
     size_t frame_capacity;                        //  allocated
 };
 
-//  A DEALER with the worker's options and routing id, connected
+//  Ping every quarter of the timeout (PS_MIN_HEARTBEAT_MS ..
+//  PS_DEFAULT_HEARTBEAT_MS) and give up after the rest of it: a silence
+//  starts at most one interval before the ping that times it
+static void
+s_set_heartbeats (void *dealer, int timeout_ms)
+{
+    int interval = timeout_ms / 4;
+    if (interval > PS_DEFAULT_HEARTBEAT_MS)
+        interval = PS_DEFAULT_HEARTBEAT_MS;
+    if (interval < PS_MIN_HEARTBEAT_MS)
+        interval = PS_MIN_HEARTBEAT_MS;
+    int timeout = timeout_ms - interval > interval ? timeout_ms - interval : interval;
+    zmq_setsockopt (dealer, ZMQ_HEARTBEAT_IVL, &interval, sizeof interval);
+    zmq_setsockopt (dealer, ZMQ_HEARTBEAT_TIMEOUT, &timeout, sizeof timeout);
+}
+
+//  Watch dealer's connection: a monitor, and our PAIR connected to it
+//  before the dealer connects, so that no event is missed. 0 or -1.
+static int
+s_monitor_open (ps_link_t *self, void *dealer)
+{
+    char address[96];
+    snprintf (address, sizeof address, "inproc://psworker-link-%p-%u", (void *)self,
+              self->sockets++);
+    if (zmq_socket_monitor (dealer, address, LINK_EVENTS))
+        return -1;
+    self->monitor = zmq_socket (self->context, ZMQ_PAIR);
+    int linger = 0;
+    if (self->monitor)
+        zmq_setsockopt (self->monitor, ZMQ_LINGER, &linger, sizeof linger);
+    if (!self->monitor || zmq_connect (self->monitor, address)) {
+        if (self->monitor)
+            zmq_close (self->monitor);
+        self->monitor = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+//  A DEALER with the worker's options and routing id, watched, connected
 static void *
 s_dealer_new (ps_link_t *self)
 {
@@ -51,9 +111,14 @@ s_dealer_new (ps_link_t *self)
     zmq_setsockopt (dealer, ZMQ_SNDTIMEO, &self->send_timeout_ms, sizeof self->send_timeout_ms);
     zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (dealer, ZMQ_ROUTING_ID, self->routing_id, sizeof self->routing_id);
-    if (zmq_connect (dealer, self->endpoint)) {
+    s_set_heartbeats (dealer, self->heartbeat_timeout_ms);
+    self->up = false;
+    if (s_monitor_open (self, dealer) || zmq_connect (dealer, self->endpoint)) {
         int error = zmq_errno ();
         zmq_close (dealer);
+        if (self->monitor)
+            zmq_close (self->monitor);
+        self->monitor = NULL;
         errno = error;
         return NULL;
     }
@@ -62,8 +127,8 @@ s_dealer_new (ps_link_t *self)
 
 ps_link_t *
 ps_link_new (void *context, ps_framepool_t *pool, const char *endpoint,
-             const uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES], int send_timeout_ms, int *status,
-             ps_problem_t *problem)
+             const uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES], int send_timeout_ms,
+             int heartbeat_timeout_ms, int *status, ps_problem_t *problem)
 {
     ps_link_t *self = calloc (1, sizeof *self);
     if (self)
@@ -78,6 +143,7 @@ ps_link_new (void *context, ps_framepool_t *pool, const char *endpoint,
     self->pool = pool;
     memcpy (self->routing_id, routing_id, sizeof self->routing_id);
     self->send_timeout_ms = send_timeout_ms;
+    self->heartbeat_timeout_ms = heartbeat_timeout_ms;
     atomic_init (&self->lent, 0);
     self->dealer = s_dealer_new (self);
     if (!self->dealer) {
@@ -116,6 +182,47 @@ void *
 ps_link_socket (ps_link_t *self)
 {
     return self->dealer;
+}
+
+void *
+ps_link_monitor (ps_link_t *self)
+{
+    return self->monitor;
+}
+
+bool
+ps_link_events (ps_link_t *self)
+{
+    bool lost = false;
+    while (self->monitor) {
+        //  An event is two frames: 16 bits of event and 32 of value, then
+        //  the endpoint
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, self->monitor, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close (&frame);
+            break;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size (&frame) >= sizeof event)
+            memcpy (&event, zmq_msg_data (&frame), sizeof event);
+        while (zmq_msg_more (&frame) && zmq_msg_recv (&frame, self->monitor, 0) != -1)
+            ;
+        zmq_msg_close (&frame);
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+            self->up = true;
+        else if (event == ZMQ_EVENT_DISCONNECTED && self->up) {
+            self->up = false;
+            lost = true;
+        }
+    }
+    return lost;
+}
+
+bool
+ps_link_up (const ps_link_t *self)
+{
+    return self->up;
 }
 
 static void
@@ -276,6 +383,10 @@ ps_link_disconnect (ps_link_t *self)
     if (self->dealer)
         zmq_close (self->dealer);
     self->dealer = NULL;
+    if (self->monitor)
+        zmq_close (self->monitor);
+    self->monitor = NULL;
+    self->up = false;
 }
 
 int

@@ -13,9 +13,16 @@
     lent: a lent frame points into the caller's memory, and the link counts
     lent frames until libzmq lets go of them (ps_link_lent).
 
+    A link also watches its connection: libzmq's ZMTP heartbeats close a
+    connection over which nothing came for the heartbeat timeout (a broker
+    stopped, or a host gone without closing its sockets), and a socket
+    monitor tells the link when its connection completed its handshake and
+    when an established one was lost (ps_link_events).
+
     Threads: a link belongs to the thread that owns its worker. libzmq's
     I/O and reaper threads only run the free function of a lent frame,
-    which touches nothing but the link's atomic count of lent frames.
+    which touches nothing but the link's atomic count of lent frames, and
+    send the monitor's events over an inproc pipe.
 
     Ownership: ps_link_new copies the endpoint; context and pool are
     borrowed and must outlive the link (the pool must even outlive
@@ -44,11 +51,13 @@ typedef struct ps_link_t ps_link_t;
 //  Bytes in a worker's routing id
 #define PS_LINK_ROUTING_ID_BYTES 16
 
-//  A link connected to endpoint, sending with send_timeout_ms (ZMQ_SNDTIMEO).
-//  NULL with *status (PS_ENOMEM or PS_ECONNECT) and problem filled in.
+//  A link connected to endpoint, sending with send_timeout_ms (ZMQ_SNDTIMEO),
+//  whose connection is dropped when nothing came over it for
+//  heartbeat_timeout_ms (ZMTP heartbeats). NULL with *status (PS_ENOMEM or
+//  PS_ECONNECT) and problem filled in.
 ps_link_t *ps_link_new (void *context, ps_framepool_t *pool, const char *endpoint,
                         const uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES], int send_timeout_ms,
-                        int *status, ps_problem_t *problem);
+                        int heartbeat_timeout_ms, int *status, ps_problem_t *problem);
 //  Close the socket (linger 0) and free the link; nulls the pointer
 void ps_link_destroy (ps_link_t **self_p);
 
@@ -56,6 +65,17 @@ void ps_link_destroy (ps_link_t **self_p);
 const char *ps_link_endpoint (const ps_link_t *self);
 //  The socket, for zmq_poll; NULL after ps_link_disconnect
 void *ps_link_socket (ps_link_t *self);
+//  The socket its connection events come on, for zmq_poll (POLLIN); NULL
+//  after ps_link_disconnect
+void *ps_link_monitor (ps_link_t *self);
+//  Read the connection events that came since the last call, without
+//  waiting: true when an established connection (one whose handshake
+//  completed) was lost since, closed by the broker or silent past the
+//  heartbeat timeout. libzmq connects again by itself meanwhile.
+bool ps_link_events (ps_link_t *self);
+//  Whether the connection is established (its handshake completed, and it
+//  was not lost since), as of the last ps_link_events
+bool ps_link_up (const ps_link_t *self);
 
 //  Send envelope, then one frame for each of its slices with count > 0,
 //  taken from sources[i] (sources NULL: the request carries no data).
@@ -81,8 +101,9 @@ size_t ps_link_lent (const ps_link_t *self);
 //  Close the socket (linger 0): libzmq drops what it had queued, lent
 //  frames included, in its own time
 void ps_link_disconnect (ps_link_t *self);
-//  Open and connect a new socket after ps_link_disconnect. PS_OK, or
-//  PS_ECONNECT with problem filled in.
+//  Close the socket if it is open, then open and connect a new one (with
+//  the same routing id: the broker still takes it for the same worker),
+//  whose queue is empty. PS_OK, or PS_ECONNECT with problem filled in.
 int ps_link_reconnect (ps_link_t *self, ps_problem_t *problem);
 
 #endif

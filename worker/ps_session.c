@@ -15,11 +15,24 @@
     A broker that answers "not registered" was either restarted or has
     evicted us, which have different cures: an INFO names its incarnation,
     which tells the two apart, and the failure's detail says which.
+
+    A lost connection (ps_link_events: closed, or silent past the heartbeat
+    timeout) fails at once every request that waits for that broker, after
+    the replies that came before the loss are read: their replies cannot
+    come any more. The member stays lost until a HELLO welcomes us again,
+    since a broker that lost our connection may have forgotten us (it
+    restarted, or evicted us): a request is not sent over a lost member.
+
+    When the options let it wait for the brokers, a request that meets a
+    lost member, or a ticket that comes to "not registered", "shutting
+    down" or a lost connection, registers again (ps_rejoin) before the
+    call returns.
     ========================================================================= */
 
 #include "ps_session.h"
 #include "ps_group.h"
 #include "ps_limits.h"
+#include "ps_rejoin.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -54,7 +67,9 @@ struct ps_session_t {
     ps_codec_t *codec;                  //  decodes replies
     int32_t staleness;                  //  from HELLO
     int64_t clock;                      //  the worker's clock (CLOCKs as sent)
-    char error[PS_MAX_ERROR_LEN + 128]; //  detail of the last failure
+    bool joined;                        //  the first HELLO succeeded
+    bool rejoining;                     //  in s_rejoin: no rejoin within it
+    char error[PS_SESSION_ERROR_BYTES]; //  detail of the last failure
 };
 
 static int64_t
@@ -63,6 +78,13 @@ s_now_ms (void)
     struct timespec now;
     clock_gettime (CLOCK_MONOTONIC, &now);
     return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+int
+ps_session_heartbeat_timeout (const ps_session_t *self)
+{
+    return self->options.heartbeat_timeout_ms > 0 ? self->options.heartbeat_timeout_ms
+                                                  : PS_DEFAULT_TIMEOUT_MS;
 }
 
 ps_session_t *
@@ -80,7 +102,11 @@ ps_session_new (const ps_worker_options_t *options, int *status, ps_problem_t *p
         *status = PS_ENOMEM;
     }
     else
-        self->group = ps_group_new (self->broker, options->timeout_ms, status, problem);
+        self->group =
+            ps_group_new (self->broker, options->timeout_ms,
+                          options->heartbeat_timeout_ms > 0 ? options->heartbeat_timeout_ms
+                                                            : PS_DEFAULT_TIMEOUT_MS,
+                          status, problem);
     if (self && self->group) {
         self->nlinks = ps_group_size (self->group);
         self->tickets = ps_tickets_new (self->nlinks);
@@ -139,6 +165,18 @@ ps_session_min_clock (const ps_session_t *self)
     return ps_group_min_clock (self->group);
 }
 
+ps_group_t *
+ps_session_group (ps_session_t *self)
+{
+    return self->group;
+}
+
+void
+ps_session_complete_all (ps_session_t *self, int status, bool all)
+{
+    ps_tickets_complete_all (self->tickets, status, all);
+}
+
 const char *
 ps_session_error (const ps_session_t *self)
 {
@@ -155,6 +193,26 @@ ps_session_fail (ps_session_t *self, int status, const char *format, ...)
     return status;
 }
 
+void
+ps_session_log (const ps_worker_options_t *options, int level, const char *format, ...)
+{
+    if (!options->log)
+        return;
+    char *message = NULL;
+    va_list args;
+    va_start (args, format);
+    int length = vasprintf (&message, format, args);
+    va_end (args);
+    if (length >= 0) {
+        options->log (options->log_arg, level, message);
+        free (message);
+    }
+}
+
+static int s_links_events (ps_session_t *self);
+static int s_explain_forgotten (ps_session_t *self, int status);
+static int s_receive (ps_session_t *self, int timeout_ms);
+
 // ------------------------------------------------------------ requests
 
 static void
@@ -168,30 +226,77 @@ s_envelope_init (ps_session_t *self, ps_envelope_t *envelope, const ps_pending_t
     envelope->clock = self->clock;
 }
 
-ps_pending_t *
-ps_session_request (ps_session_t *self, int type, ps_envelope_t *envelope)
+//  Register again (ps_rejoin.h), and not again from within
+static int
+s_rejoin (ps_session_t *self, int cause)
 {
-    ps_pending_t *pending = ps_tickets_add (self->tickets, type);
-    if (!pending) {
-        ps_session_fail (self, PS_ENOMEM, "out of memory");
-        return NULL;
-    }
-    pending->clock = self->clock;
-    s_envelope_init (self, envelope, pending);
-    return pending;
+    self->rejoining = true;
+    int status = ps_rejoin (self, cause);
+    self->rejoining = false;
+    return status;
 }
 
-ps_pending_t *
-ps_session_request_pull (ps_session_t *self, const ps_tensor_t *tensors, size_t ntensors,
-                         const ps_part_t *plan, ps_envelope_t *envelope)
+//  The first member whose connection was lost since its HELLO, or -1
+static int
+s_lost_member (ps_session_t *self)
 {
-    ps_pending_t *pending = ps_tickets_add_pull (self->tickets, tensors, ntensors, plan);
-    if (!pending) {
-        ps_session_fail (self, PS_ENOMEM, "out of memory");
-        return NULL;
-    }
-    s_envelope_init (self, envelope, pending);
-    return pending;
+    for (uint32_t link = 0; link < self->nlinks; link++)
+        if (ps_group_member (self->group, link)->lost)
+            return (int)link;
+    return -1;
+}
+
+//  Before a request that needs us registered: PS_OK while every broker's
+//  connection held since its HELLO. After a loss, PS_ECONNECT, or when
+//  we may wait for the brokers, what rejoining gives (PS_EREJOINED ...)
+static int
+s_check_registered (ps_session_t *self, int type)
+{
+    if (!self->joined || type == PSMQ__MSG_TYPE__HELLO || type == PSMQ__MSG_TYPE__INFO ||
+        type == PSMQ__MSG_TYPE__BYE)
+        return PS_OK;
+    int status = s_links_events (self);
+    int lost = status ? -1 : s_lost_member (self);
+    if (status || lost < 0)
+        return status;
+    ps_session_fail (self, PS_ECONNECT,
+                     "lost the connection to broker %s (it closed it, or was silent for %d ms); "
+                     "it may have forgotten this worker",
+                     ps_group_endpoint (self->group, (uint32_t)lost),
+                     ps_session_heartbeat_timeout (self));
+    if (self->options.wait_for_broker_ms > 0 && !self->rejoining)
+        return s_rejoin (self, PS_ECONNECT);
+    return s_explain_forgotten (self, PS_ECONNECT);
+}
+
+int
+ps_session_request (ps_session_t *self, int type, ps_envelope_t *envelope, ps_pending_t **pending)
+{
+    *pending = NULL;
+    int status = s_check_registered (self, type);
+    if (status)
+        return status;
+    *pending = ps_tickets_add (self->tickets, type);
+    if (!*pending)
+        return ps_session_fail (self, PS_ENOMEM, "out of memory");
+    (*pending)->clock = self->clock;
+    s_envelope_init (self, envelope, *pending);
+    return PS_OK;
+}
+
+int
+ps_session_request_pull (ps_session_t *self, const ps_tensor_t *tensors, size_t ntensors,
+                         const ps_part_t *plan, ps_envelope_t *envelope, ps_pending_t **pending)
+{
+    *pending = NULL;
+    int status = s_check_registered (self, PSMQ__MSG_TYPE__PULL);
+    if (status)
+        return status;
+    *pending = ps_tickets_add_pull (self->tickets, tensors, ntensors, plan);
+    if (!*pending)
+        return ps_session_fail (self, PS_ENOMEM, "out of memory");
+    s_envelope_init (self, envelope, *pending);
+    return PS_OK;
 }
 
 int
@@ -262,16 +367,18 @@ s_settle (ps_session_t *self, uint32_t link, ps_pending_t *pending, const ps_env
         ps_session_fail (self, PS_EPROTO, "%s", problem.message);
 }
 
-//  Receive one whole message from a link that has one waiting, and settle
-//  its ticket. PS_OK, or PS_ENOMEM / PS_EINTR / PS_ECONNECT.
+//  Receive one whole message from a link if one is waiting (*received
+//  says whether), and settle its ticket. PS_OK, or PS_ENOMEM / PS_EINTR /
+//  PS_ECONNECT.
 static int
-s_receive_from (ps_session_t *self, uint32_t link)
+s_receive_from (ps_session_t *self, uint32_t link, bool *received)
 {
     ps_link_t *dealer = ps_group_link (self->group, link);
     zmq_msg_t *frames;
     size_t nframes;
     bool overflow;
     ps_problem_t problem;
+    *received = false;
     int status = ps_link_recv (dealer, &frames, &nframes, &overflow, &problem);
     if (status == PS_EINTR)
         return status;
@@ -279,6 +386,7 @@ s_receive_from (ps_session_t *self, uint32_t link)
         return ps_session_fail (self, status, "%s", problem.message);
     if (nframes == 0)
         return PS_OK;
+    *received = true;
     ps_envelope_t *reply = ps_codec_decode (self->codec, zmq_msg_data (&frames[0]),
                                             zmq_msg_size (&frames[0]), &problem);
     const char *endpoint = ps_group_endpoint (self->group, link);
@@ -296,8 +404,9 @@ s_receive_from (ps_session_t *self, uint32_t link)
     else if (!reply)
         ps_session_fail (self, PS_EPROTO, "reply from %s does not parse: %s", endpoint,
                          problem.message);
-    else if (!pending && reply->type == PSMQ__MSG_TYPE__ERROR && reply->error)
-        //  An error we cannot pair (our message did not even parse)
+    else if (!pending && reply->type == PSMQ__MSG_TYPE__ERROR && reply->error && reply->seq == 0)
+        //  An error we cannot pair (our message did not even parse); one
+        //  with a seq answers a request we forgot, and says nothing now
         ps_session_fail (self, ps_tickets_broker_status (reply->error->code), "broker %s: %s",
                          endpoint, reply->error->message);
     else if (pending)
@@ -306,8 +415,42 @@ s_receive_from (ps_session_t *self, uint32_t link)
     return PS_OK;
 }
 
-//  Wait up to timeout_ms for messages on any link and handle every one
-//  that is ready. PS_OK when something was handled, PS_ETIMEOUT, PS_EINTR.
+//  Take link's connection events. When its connection was lost, read what
+//  came before the loss, then fail every request still waiting for that
+//  link: its reply can no longer come. PS_OK, or a status of receiving.
+static int
+s_link_events (ps_session_t *self, uint32_t link)
+{
+    if (!ps_link_events (ps_group_link (self->group, link)))
+        return PS_OK;
+    bool received = true;
+    int status = PS_OK;
+    while (received && status == PS_OK)
+        status = s_receive_from (self, link, &received);
+    ps_member_t *member = ps_group_member (self->group, link);
+    if (member->registered)
+        member->lost = member->forgotten = true;
+    if (ps_tickets_fail_link (self->tickets, link, PS_ECONNECT))
+        ps_session_fail (self, PS_ECONNECT,
+                         "lost the connection to broker %s (it closed it, or was silent for %d ms)",
+                         ps_group_endpoint (self->group, link),
+                         ps_session_heartbeat_timeout (self));
+    return status;
+}
+
+//  Take every link's connection events, without waiting
+static int
+s_links_events (ps_session_t *self)
+{
+    int status = PS_OK;
+    for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++)
+        status = s_link_events (self, link);
+    return status;
+}
+
+//  Wait up to timeout_ms for messages or connection events on any link
+//  and handle every one that is ready. PS_OK when something was handled,
+//  PS_ETIMEOUT, PS_EINTR.
 static int
 s_receive (ps_session_t *self, int timeout_ms)
 {
@@ -315,9 +458,13 @@ s_receive (ps_session_t *self, int timeout_ms)
     int status = ps_group_poll (self->group, timeout_ms, &problem);
     if (status == PS_ECONNECT)
         return ps_session_fail (self, status, "%s", problem.message);
-    for (uint32_t link = 0; status == PS_OK && link < self->nlinks; link++)
-        if (ps_group_ready (self->group, link))
-            status = s_receive_from (self, link);
+    bool received;
+    for (uint32_t link = 0; status == PS_OK && link < self->nlinks; link++) {
+        if (ps_group_event (self->group, link))
+            status = s_link_events (self, link);
+        if (status == PS_OK && ps_group_ready (self->group, link))
+            status = s_receive_from (self, link, &received);
+    }
     return status;
 }
 
@@ -347,11 +494,27 @@ s_info_incarnation (const char *text)
     return incarnation;
 }
 
-//  A broker answered "not registered": when it is another process than
+//  Wait up to timeout_ms for the connection of a link to be up again
+static bool
+s_wait_up (ps_session_t *self, uint32_t link, int timeout_ms)
+{
+    int64_t deadline = s_now_ms () + timeout_ms;
+    ps_link_t *dealer = ps_group_link (self->group, link);
+    while (!ps_link_up (dealer)) {
+        int64_t left = deadline - s_now_ms ();
+        if (left <= 0 || s_receive (self, (int)left) == PS_EINTR)
+            return false;
+    }
+    return true;
+}
+
+//  A broker answered "not registered", or its connection was lost: when
+//  it is (or comes back within RESTART_CHECK_MS as) another process than
 //  the one our HELLO reached, say that it restarted, which is what the
-//  user needs to know (an eviction has another cure)
-static void
-s_explain_forgotten (ps_session_t *self)
+//  user needs to know (an eviction has another cure). Asked once per
+//  broker and loss. status is the failure's, returned.
+static int
+s_explain_forgotten (ps_session_t *self, int status)
 {
     char detail[sizeof self->error];
     snprintf (detail, sizeof detail, "%s", self->error);
@@ -360,23 +523,37 @@ s_explain_forgotten (ps_session_t *self)
         if (!member->forgotten || !member->incarnation)
             continue;
         member->forgotten = false;
+        if (member->lost && !s_wait_up (self, i, RESTART_CHECK_MS))
+            continue;
         char *json = NULL;
         int saved_timeout = self->options.timeout_ms;
         if (saved_timeout > RESTART_CHECK_MS)
             self->options.timeout_ms = RESTART_CHECK_MS;
-        int status = ps_session_info (self, i, &json);
+        int asked = ps_session_info (self, i, &json);
         self->options.timeout_ms = saved_timeout;
-        uint64_t now = status == PS_OK ? s_info_incarnation (json) : 0;
+        uint64_t now = asked == PS_OK ? s_info_incarnation (json) : 0;
         free (json);
-        if (now && now != member->incarnation) {
-            ps_session_fail (self, PS_ENOT_REGISTERED,
-                             "broker %s restarted (incarnation %016" PRIx64 ", was %016" PRIx64
-                             "): it no longer knows this worker",
-                             ps_group_endpoint (self->group, i), now, member->incarnation);
-            return;
-        }
+        if (now && now != member->incarnation)
+            return ps_session_fail (self, status,
+                                    "broker %s restarted (incarnation %016" PRIx64
+                                    ", was %016" PRIx64 "): it no longer knows this worker",
+                                    ps_group_endpoint (self->group, i), now, member->incarnation);
     }
-    ps_session_fail (self, PS_ENOT_REGISTERED, "%s", detail);
+    return ps_session_fail (self, status, "%s", detail);
+}
+
+//  Whether a ticket's outcome calls for registering again: a request that
+//  needs us registered, refused or cut off because the broker forgot us,
+//  is stopping or went away, when the options let us wait for it
+static bool
+s_rejoins (const ps_session_t *self, const ps_pending_t *pending)
+{
+    int type = pending->type;
+    int status = pending->status;
+    return self->options.wait_for_broker_ms > 0 && self->joined && !self->rejoining &&
+           (type == PSMQ__MSG_TYPE__INIT || type == PSMQ__MSG_TYPE__PUSH ||
+            type == PSMQ__MSG_TYPE__PULL || type == PSMQ__MSG_TYPE__CLOCK) &&
+           (status == PS_ENOT_REGISTERED || status == PS_ESHUTDOWN || status == PS_ECONNECT);
 }
 
 int
@@ -394,9 +571,18 @@ ps_session_wait (ps_session_t *self, uint64_t ticket, int timeout_ms)
         pending = ps_tickets_find (self->tickets, ticket);
         if (pending->complete) {
             int status = pending->status;
+            if (s_rejoins (self, pending)) {
+                //  Interrupted, the ticket keeps its outcome for a later wait
+                status = s_rejoin (self, status);
+                if (status == PS_EINTR)
+                    return status;
+                pending = ps_tickets_find (self->tickets, ticket);
+                ps_tickets_remove (self->tickets, pending);
+                return status;
+            }
             ps_tickets_remove (self->tickets, pending);
             if (status == PS_ENOT_REGISTERED)
-                s_explain_forgotten (self);
+                s_explain_forgotten (self, status);
             return status;
         }
         int64_t left = deadline - s_now_ms ();
@@ -433,32 +619,39 @@ ps_session_info (ps_session_t *self, uint32_t shard, char **json)
     if (shard >= self->nlinks)
         return ps_session_fail (self, PS_EINVAL, "shard %u of a group of %u", shard, self->nlinks);
     ps_envelope_t request;
-    ps_pending_t *pending = ps_session_request (self, PSMQ__MSG_TYPE__INFO, &request);
-    if (!pending)
-        return PS_ENOMEM;
+    ps_pending_t *pending;
+    int status = ps_session_request (self, PSMQ__MSG_TYPE__INFO, &request, &pending);
+    if (status)
+        return status;
     pending->info = json;
     uint64_t ticket = pending->seq;
-    int status = ps_session_send (self, shard, pending, &request, NULL, false);
+    status = ps_session_send (self, shard, pending, &request, NULL, false);
     return status ? ps_session_abandon (self, ticket, status)
                   : ps_session_wait_or_forget (self, ticket, -1);
 }
 
 // ------------------------------------------------------------ joining
 
-//  Register with every broker of the group at once
-static int
-s_hello (ps_session_t *self)
+int
+ps_session_hello (ps_session_t *self, bool fresh, int timeout_ms)
 {
+    ps_problem_t problem;
+    for (uint32_t link = 0; fresh && link < self->nlinks; link++)
+        if (!ps_group_member (self->group, link)->welcomed &&
+            ps_link_reconnect (ps_group_link (self->group, link), &problem))
+            return ps_session_fail (self, PS_ECONNECT, "%s", problem.message);
     ps_envelope_t request;
-    ps_pending_t *pending = ps_session_request (self, PSMQ__MSG_TYPE__HELLO, &request);
-    if (!pending)
-        return PS_ENOMEM;
+    ps_pending_t *pending;
+    int status = ps_session_request (self, PSMQ__MSG_TYPE__HELLO, &request, &pending);
+    if (status)
+        return status;
     uint64_t ticket = pending->seq;
     char *group[PS_MAX_SHARDS];
     for (uint32_t link = 0; link < self->nlinks; link++)
         group[link] = (char *)ps_group_endpoint (self->group, link);
-    int status = PS_OK;
     for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
+        if (ps_group_member (self->group, link)->welcomed)
+            continue;
         Psmq__Hello hello = PSMQ__HELLO__INIT;
         hello.world_size = self->options.world_size;
         hello.weight = self->options.local_workers > 1 ? self->options.local_workers : 1;
@@ -472,31 +665,43 @@ s_hello (ps_session_t *self)
         status = ps_session_send (self, link, pending, &request, NULL, false);
     }
     status = status ? ps_session_abandon (self, ticket, status)
-                    : ps_session_wait_or_forget (self, ticket, self->options.timeout_ms);
+                    : ps_session_wait_or_forget (self, ticket, timeout_ms);
+    //  Complete, the ticket had every broker's welcome: no other is missing
     self->staleness = ps_group_staleness (self->group);
-    self->clock = ps_group_clock (self->group);
-    if (status)
-        return status;
+    return status;
+}
+
+int
+ps_session_hello_clock (ps_session_t *self, bool rejoin, bool *again)
+{
+    int64_t clock = 0;
     ps_problem_t problem;
-    status = ps_group_heartbeat_start (self->group, self->options.rank, &problem);
-    return status ? ps_session_fail (self, status, "%s", problem.message) : PS_OK;
+    int status = ps_group_hello_clock (self->group, rejoin, &clock, again, &problem);
+    if (status)
+        return ps_session_fail (self, status, "%s", problem.message);
+    self->clock = clock;
+    return PS_OK;
 }
 
 int
 ps_session_leave (ps_session_t *self)
 {
+    //  A broker whose connection was lost has forgotten us, or will
+    s_links_events (self);
     ps_envelope_t request;
-    ps_pending_t *pending = ps_session_request (self, PSMQ__MSG_TYPE__BYE, &request);
-    if (!pending)
-        return PS_ENOMEM;
+    ps_pending_t *pending;
+    int status = ps_session_request (self, PSMQ__MSG_TYPE__BYE, &request, &pending);
+    if (status)
+        return status;
     uint64_t ticket = pending->seq;
-    int status = PS_OK;
     bool sent = false;
-    for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++)
-        if (ps_group_member (self->group, link)->registered) {
+    for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
+        ps_member_t *member = ps_group_member (self->group, link);
+        if (member->registered && !member->lost) {
             status = ps_session_send (self, link, pending, &request, NULL, false);
             sent = true;
         }
+    }
     if (status != PS_OK || !sent)
         return ps_session_abandon (self, ticket, status);
     status = ps_session_wait_or_forget (self, ticket, BYE_TIMEOUT_MS);
@@ -510,14 +715,24 @@ ps_session_join (ps_session_t *self)
 {
     int status = PS_OK;
     for (int attempt = 1; attempt <= HELLO_ATTEMPTS; attempt++) {
-        ps_group_hello_reset (self->group);
-        status = s_hello (self);
-        if (status == PS_OK || !ps_group_clocks_differ (self->group) || attempt == HELLO_ATTEMPTS)
+        ps_group_hello_reset (self->group, false);
+        bool again = false;
+        status = ps_session_hello (self, false, self->options.timeout_ms);
+        if (status == PS_OK)
+            status = ps_session_hello_clock (self, false, &again);
+        if (status == PS_OK || !again || attempt == HELLO_ATTEMPTS)
             break;
         ps_session_leave (self);
         usleep ((useconds_t)attempt * 20000);
     }
-    return status;
+    if (status)
+        return status;
+    ps_problem_t problem;
+    status = ps_group_heartbeat_start (self->group, self->options.rank, &problem);
+    if (status)
+        return ps_session_fail (self, status, "%s", problem.message);
+    self->joined = true;
+    return PS_OK;
 }
 
 //  Wait until libzmq has released every frame lent from the caller's

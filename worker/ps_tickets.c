@@ -268,3 +268,27 @@ ps_tickets_settle (ps_pending_t *pending, uint32_t link, int status, bool more,
         pending->status = s_check_pull_filled (pending, problem);
     return pending->type == PSMQ__MSG_TYPE__PULL ? pending->status : PS_OK;
 }
+
+size_t
+ps_tickets_fail_link (ps_tickets_t *self, uint32_t link, int status)
+{
+    size_t failed = 0;
+    for (size_t i = 0; i < self->count; i++) {
+        ps_pending_t *pending = &self->pending[i];
+        if (!pending->complete && ps_tickets_awaits (pending, link)) {
+            ps_tickets_settle (pending, link, status, false, NULL);
+            failed++;
+        }
+    }
+    return failed;
+}
+
+void
+ps_tickets_complete_all (ps_tickets_t *self, int status, bool all)
+{
+    for (size_t i = 0; i < self->count; i++)
+        if (all || !self->pending[i].complete) {
+            self->pending[i].complete = true;
+            self->pending[i].status = status;
+        }
+}

@@ -105,6 +105,14 @@ int ps_tickets_broker_status (int code);
 int ps_tickets_take (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, const char *endpoint,
                      const ps_envelope_t *reply, zmq_msg_t *frames, size_t nframes,
                      ps_problem_t *problem);
+//  Fail every incomplete entry that awaits link with status: that link's
+//  reply can no longer come (its connection was lost). How many it failed.
+size_t ps_tickets_fail_link (ps_tickets_t *self, uint32_t link, int status);
+//  Complete every entry with status: the incomplete ones, and when all is
+//  set the complete ones too (their outcome is void: the worker registered
+//  again since)
+void ps_tickets_complete_all (ps_tickets_t *self, int status, bool all);
+
 //  Settle link's reply with the worker's verdict on it (status); more:
 //  more parts of this reply are to come. A failure completes the ticket,
 //  but for a HELLO, which waits for every link. When the last link has

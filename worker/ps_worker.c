@@ -49,10 +49,13 @@ ps_strerror (int status)
     case PS_EINVAL: return "invalid argument";
     case PS_ENOMEM: return "out of memory";
     case PS_ETIMEOUT: return "no reply within the timeout";
-    case PS_ECONNECT: return "cannot create or connect the socket";
+    case PS_ECONNECT: return "no connection to the broker (cannot connect, or lost it)";
     case PS_EPROTO: return "reply does not parse or does not fit the request";
     case PS_ETICKET: return "unknown or already collected ticket";
     case PS_EINTR: return "interrupted by a signal";
+    case PS_EREJOINED:
+        return "registered again after a broker restart or an eviction; the worker's clock is "
+               "now ps_worker_current_clock ()";
     case PS_EMALFORMED: return "broker: message does not parse";
     case PS_EVERSION: return "broker: protocol version mismatch";
     case PS_ETYPE: return "broker: message type not accepted";
@@ -69,26 +72,6 @@ ps_strerror (int status)
     case PS_EGROUP: return "broker group differs from the worker's list";
     case PS_ENONFINITE: return "broker: a gradient held a NaN or an infinity";
     default: return "unknown status";
-    }
-}
-
-static void s_log (const ps_worker_options_t *options, int level, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
-
-//  Hand a message to the caller's log callback, if it gave one
-static void
-s_log (const ps_worker_options_t *options, int level, const char *format, ...)
-{
-    if (!options->log)
-        return;
-    char *message = NULL;
-    va_list args;
-    va_start (args, format);
-    int length = vasprintf (&message, format, args);
-    va_end (args);
-    if (length >= 0) {
-        options->log (options->log_arg, level, message);
-        free (message);
     }
 }
 
@@ -147,12 +130,17 @@ ps_worker_connect (const ps_worker_options_t *options, int *status_p)
     if (!options || !options->broker || options->world_size == 0 ||
         options->world_size > PS_MAX_WORKERS || options->rank >= options->world_size ||
         local > options->world_size - options->rank || options->timeout_ms <= 0 ||
-        options->clock_timeout_ms <= 0) {
+        options->clock_timeout_ms <= 0 || options->wait_for_broker_ms < 0 ||
+        options->heartbeat_timeout_ms < 0 ||
+        (options->heartbeat_timeout_ms > 0 &&
+         options->heartbeat_timeout_ms < 2 * PS_MIN_HEARTBEAT_MS) ||
+        options->heartbeat_timeout_ms > PS_MAX_TIMEOUT_MS) {
         if (options)
-            s_log (options, PS_WORKER_LOG_ERROR,
-                   "ps_worker_connect: needs a broker endpoint, rank + local_workers <= "
-                   "world_size <= %d and positive timeouts",
-                   PS_MAX_WORKERS);
+            ps_session_log (options, PS_WORKER_LOG_ERROR,
+                            "ps_worker_connect: needs a broker endpoint, rank + local_workers <= "
+                            "world_size <= %d, positive timeouts, wait_for_broker_ms >= 0 and "
+                            "heartbeat_timeout_ms 0 or %d .. %d",
+                            PS_MAX_WORKERS, 2 * PS_MIN_HEARTBEAT_MS, PS_MAX_TIMEOUT_MS);
         *status = PS_EINVAL;
         return NULL;
     }
@@ -163,8 +151,8 @@ ps_worker_connect (const ps_worker_options_t *options, int *status_p)
     if (*status == PS_OK)
         return self;
     const char *detail = self ? ps_session_error (self->session) : problem.message;
-    s_log (options, PS_WORKER_LOG_ERROR, "rank %u cannot join %s: %s", options->rank,
-           options->broker, detail[0] ? detail : ps_strerror (*status));
+    ps_session_log (options, PS_WORKER_LOG_ERROR, "rank %u cannot join %s: %s", options->rank,
+                    options->broker, detail[0] ? detail : ps_strerror (*status));
     if (self) {
         //  Brokers of the group that did take us must not wait for us
         ps_session_leave (self->session);
@@ -258,9 +246,10 @@ s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t
     if (status)
         return status;
     ps_envelope_t request;
-    ps_pending_t *pending = ps_session_request (self->session, PSMQ__MSG_TYPE__PUSH, &request);
-    if (!pending)
-        return PS_ENOMEM;
+    ps_pending_t *pending;
+    status = ps_session_request (self->session, PSMQ__MSG_TYPE__PUSH, &request, &pending);
+    if (status)
+        return status;
     *ticket = pending->seq;
     request.grad_count = grad_count ? grad_count : 1;
     for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
@@ -287,10 +276,11 @@ ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors, 
     if (status)
         return status;
     ps_envelope_t request;
-    ps_pending_t *pending = ps_session_request_pull (self->session, tensors, ntensors,
-                                                     ps_layout_parts (self->layout), &request);
-    if (!pending)
-        return PS_ENOMEM;
+    ps_pending_t *pending;
+    status = ps_session_request_pull (self->session, tensors, ntensors,
+                                      ps_layout_parts (self->layout), &request, &pending);
+    if (status)
+        return status;
     *ticket = pending->seq;
     for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
         request.n_slices = ps_layout_wholes (self->layout, link);
@@ -307,11 +297,11 @@ ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket)
     if (!self || !ticket)
         return PS_EINVAL;
     ps_envelope_t request;
-    ps_pending_t *pending = ps_session_request (self->session, PSMQ__MSG_TYPE__CLOCK, &request);
-    if (!pending)
-        return PS_ENOMEM;
+    ps_pending_t *pending;
+    int status = ps_session_request (self->session, PSMQ__MSG_TYPE__CLOCK, &request, &pending);
+    if (status)
+        return status;
     *ticket = pending->seq;
-    int status = PS_OK;
     for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++)
         status = ps_session_send (self->session, link, pending, &request, NULL, false);
     if (status)
@@ -390,9 +380,10 @@ ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *i
     if (status)
         return status;
     ps_envelope_t request;
-    ps_pending_t *pending = ps_session_request (self->session, PSMQ__MSG_TYPE__INIT, &request);
-    if (!pending)
-        return PS_ENOMEM;
+    ps_pending_t *pending;
+    status = ps_session_request (self->session, PSMQ__MSG_TYPE__INIT, &request, &pending);
+    if (status)
+        return status;
     Psmq__Optim settings;
     if (optim)
         s_optim_to_wire (optim, &settings);

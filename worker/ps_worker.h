@@ -49,14 +49,52 @@
     ask, hands its detail to the log callback of the options. The library
     never prints.
 
+    A broker that is gone is noticed: libzmq's ZMTP heartbeats drop a
+    connection over which nothing came for heartbeat_timeout_ms (a broker
+    killed, stopped, or whose host vanished), and a lost connection fails
+    at once, with PS_ECONNECT ("lost the connection to broker tcp://..."),
+    every request that waited for that broker. A broker whose connection
+    was lost may have forgotten the worker (it restarted, or evicted it):
+    until the worker has registered with it again, a call that needs the
+    registration (init, push, pull, clock) fails at once with PS_ECONNECT,
+    and with options.wait_for_broker_ms at 0 (the default) that is where
+    it ends, as do PS_ENOT_REGISTERED and PS_ESHUTDOWN.
+
+    Rejoining: with options.wait_for_broker_ms > 0, such a call (one that
+    meets a lost connection, PS_ENOT_REGISTERED: the broker restarted or
+    evicted us, or PS_ESHUTDOWN: it is stopping, likely to restart) says
+    HELLO again to every broker of the group and waits up to that long
+    for all of them to welcome the worker, logging at
+    PS_WORKER_LOG_WARNING whom it waits for. Then the call returns
+    PS_EREJOINED, as does every ticket not yet collected, whatever its
+    request had come to (a pull's buffers may have been written); the
+    worker's clock (ps_worker_current_clock) is the one the brokers gave:
+    the clock to redo from after a restart from a checkpoint, 0 after a
+    restart without one (the broker then has no keys: ps_worker_init
+    again, which is always safe, then pull), the job's slowest clock
+    after an eviction. Heartbeats go on with the new registration. The
+    application redoes its steps from that clock. When the brokers of a
+    group name different clocks after a restart, the call fails with
+    PS_EGROUP ("brokers of one group restarted at different clocks: ...").
+    When wait_for_broker_ms passes first, the call fails with the status
+    that started it, its detail saying how long it waited, and so do the
+    tickets not yet complete. A blocking push still gives back the
+    buffers it lent, whatever it returns. A worker paused past its
+    eviction (SIGSTOP, then SIGCONT) rejoins so at its next call.
+
     Time: a reply is awaited at most timeout_ms (clock_timeout_ms for a
     clock, and for a pull sent while a clock was still waiting), a BYE at
-    most 2 s. Beyond that, sending a frame may wait timeout_ms for room in
+    most 2 s; a broker that is gone makes no call wait past
+    heartbeat_timeout_ms (a clock still waits clock_timeout_ms for live
+    stragglers, whose connections the heartbeats show alive), but for
+    connect, whose HELLO waits timeout_ms for a broker that may still be
+    starting. Beyond that, sending a frame may wait timeout_ms for room in
     a full queue; a blocking push may wait some 200 ms more for libzmq to
-    release the frames it lent; a call that fails with PS_ENOT_REGISTERED asks each
-    broker that forgot the worker whether it restarted (an INFO of at most
-    2 s); and connect tries its HELLO up to five times, saying BYE in
-    between, while the brokers of a group name different clocks.
+    release the frames it lent; a call that fails with PS_ENOT_REGISTERED
+    asks each broker that forgot the worker whether it restarted (an INFO
+    of at most 2 s); connect tries its HELLO up to five times, saying BYE
+    in between, while the brokers of a group name different clocks; and a
+    call that registers again waits up to wait_for_broker_ms more.
     ========================================================================= */
 
 #ifndef PS_WORKER_H_INCLUDED
@@ -71,13 +109,17 @@ extern "C" {
 
 typedef enum {
     PS_OK = 0,
-    PS_EINVAL = -1,   //  bad argument
-    PS_ENOMEM = -2,   //  out of memory
-    PS_ETIMEOUT = -3, //  no reply (or no room to send) within the timeout
-    PS_ECONNECT = -4, //  socket could not be created, connected or used
-    PS_EPROTO = -5,   //  reply that does not parse or does not fit
-    PS_ETICKET = -6,  //  unknown or already collected ticket
-    PS_EINTR = -7,    //  interrupted by a signal
+    PS_EINVAL = -1,    //  bad argument
+    PS_ENOMEM = -2,    //  out of memory
+    PS_ETIMEOUT = -3,  //  no reply (or no room to send) within the timeout
+    PS_ECONNECT = -4,  //  no connection: a socket could not be made or
+                       //  used, or the broker's connection was lost
+    PS_EPROTO = -5,    //  reply that does not parse or does not fit
+    PS_ETICKET = -6,   //  unknown or already collected ticket
+    PS_EINTR = -7,     //  interrupted by a signal
+    PS_EREJOINED = -8, //  registered again after a broker restart or an
+                       //  eviction: the request's outcome is void; redo
+                       //  from ps_worker_current_clock ()
     //  Errors the broker reported (its ERROR reply), -100 - its code
     PS_EMALFORMED = -101,      //  the broker could not parse our message
     PS_EVERSION = -102,        //  protocol version mismatch
@@ -121,8 +163,10 @@ typedef struct {
                           //  optimizer steps of the key
 } ps_optim_settings_t;
 
-//  Levels of the messages the log callback receives. Today the library
-//  logs only why ps_worker_connect failed, at PS_WORKER_LOG_ERROR.
+//  Levels of the messages the log callback receives: why
+//  ps_worker_connect failed, or why registering again did (ERROR); whom a
+//  worker that registers again waits for (WARNING); that it registered
+//  again, and its clock before and after (INFO).
 typedef enum {
     PS_WORKER_LOG_ERROR = 0,   //  a call failed
     PS_WORKER_LOG_WARNING = 1, //  something went wrong and the call went on
@@ -147,11 +191,19 @@ typedef struct {
     //  without a newline, which is only valid during the call.
     void (*log) (void *arg, int level, const char *message);
     void *log_arg; //  passed to log as it is
+    //  How long a call waits for the brokers to take the worker back after
+    //  a restart, an eviction or a lost connection (see Rejoining above);
+    //  0, the default: it fails at once
+    int wait_for_broker_ms;
+    //  A broker connection over which nothing came for this long is lost
+    //  (ZMTP heartbeats; 0, the default: PS_DEFAULT_TIMEOUT_MS, 10 s, the
+    //  broker's default eviction timeout; at least 20 ms)
+    int heartbeat_timeout_ms;
 } ps_worker_options_t;
 
 //  Set every option to its default: rank 0, world_size 1, the timeouts
-//  above, local_workers 0 (which means 1), no log. broker must still be
-//  set.
+//  above, local_workers 0 (which means 1), no log, wait_for_broker_ms 0,
+//  heartbeat_timeout_ms 0. broker must still be set.
 void ps_worker_options_init (ps_worker_options_t *options);
 
 typedef struct ps_worker_t ps_worker_t;
@@ -219,9 +271,12 @@ int ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket);
 //  the worker's own timeout: the clock timeout for a CLOCK, and for a PULL
 //  sent while a CLOCK was still waiting (its reply waits for the same
 //  stragglers), the call timeout otherwise. Once the reply has come the
-//  ticket is collected and the request's status returned. When the wait
-//  itself fails (PS_ETIMEOUT, PS_EINTR, PS_ECONNECT, or PS_ENOMEM while
-//  receiving) the ticket stays pending and may be waited for again.
+//  ticket is collected and the request's status returned (PS_ECONNECT
+//  when the broker's connection was lost first, PS_EREJOINED when the
+//  worker registered again meanwhile). When the wait itself fails
+//  (PS_ETIMEOUT, PS_EINTR, PS_ENOMEM while receiving, or PS_ECONNECT for
+//  a socket that cannot be polled) the ticket stays pending and may be
+//  waited for again; ps_worker_pending tells the two PS_ECONNECT apart.
 int ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms);
 //  Tickets sent and not yet collected
 size_t ps_worker_pending (const ps_worker_t *self);

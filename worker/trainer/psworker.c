@@ -10,6 +10,18 @@
     Every rank does the same number of steps per epoch (the training set
     divided evenly, rounded down), so that epochs line up under BSP even
     when the shards differ by one example.
+
+    The run is counted in clocks: a step is a clock, and clock c (the
+    clocks finished before the step, 0-based) is step c % S of epoch
+    c / S + 1, S steps an epoch; the run ends at clock E x S. When the
+    broker restarts (or evicted this worker), the library registers again
+    (--wait-for-broker) and names the clock to go on from, the one its
+    checkpoint holds, 0 without one: psworker creates its keys again
+    (INIT is idempotent: a broker that restarted empty gets this rank's
+    current parameters, whoever comes first), pulls, and redoes the steps
+    from that clock, so that the run still ends after E x S clocks. The
+    redone steps read other batches than the first time (each learner's
+    order of its shard goes on where it was): a redo is not a replay.
     ========================================================================= */
 
 #include "ps_cli.h"
@@ -44,6 +56,9 @@
 //  notice, and between notices
 #define WAITING_FIRST_MS 1500
 #define WAITING_AGAIN_MS 10000
+//  Registrations again in a row without a step between them, before
+//  psworker gives up on a broker that keeps restarting
+#define MAX_REJOINS_IN_A_ROW 10
 
 static volatile sig_atomic_t s_interrupted = 0;
 
@@ -71,6 +86,7 @@ typedef struct {
     double delay_prob;         //  with this probability
     int timeout_ms;            //  per request
     int clock_timeout_ms;      //  a clock may wait this long
+    int wait_for_broker_ms;    //  for a broker that restarted or evicted us
 } options_t;
 
 static double
@@ -120,6 +136,12 @@ s_usage (FILE *out)
              "      --delay-prob P     ... with probability P (default 1)\n"
              "      --timeout-ms MS    reply timeout of each request (default 30000)\n"
              "      --clock-timeout-ms MS  how long a clock may wait (default 600000)\n"
+             "      --wait-for-broker SECONDS\n"
+             "                         when a broker restarts, evicts this worker or is\n"
+             "                         lost, wait this long for it to take the worker\n"
+             "                         back, then redo the steps from the clock it names\n"
+             "                         (its checkpoint's, or 0); 0 fails at once instead\n"
+             "                         (default 60)\n"
              "  -h, --help             show this help\n"
              "\n"
              "Data: Debian's package dataset-fashion-mnist installs the files.\n"
@@ -137,7 +159,8 @@ enum {
     OPT_DELAY,
     OPT_DELAY_PROB,
     OPT_TIMEOUT,
-    OPT_CLOCK_TIMEOUT
+    OPT_CLOCK_TIMEOUT,
+    OPT_WAIT_FOR_BROKER
 };
 
 //  0 to run, 1 to exit successfully (help), 2 on a usage error
@@ -164,6 +187,7 @@ s_parse_options (int argc, char *argv[], options_t *options)
         {"delay-prob", required_argument, 0, OPT_DELAY_PROB},
         {"timeout-ms", required_argument, 0, OPT_TIMEOUT},
         {"clock-timeout-ms", required_argument, 0, OPT_CLOCK_TIMEOUT},
+        {"wait-for-broker", required_argument, 0, OPT_WAIT_FOR_BROKER},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     *options = (options_t){.model = PS_MODEL_MLP,
@@ -177,7 +201,8 @@ s_parse_options (int argc, char *argv[], options_t *options)
                            .cosine = true,
                            .delay_prob = 1.0,
                            .timeout_ms = 30000,
-                           .clock_timeout_ms = 600000};
+                           .clock_timeout_ms = 600000,
+                           .wait_for_broker_ms = 60000};
     long rank = -1, workers = -1, number;
     double real;
     int opt;
@@ -266,6 +291,10 @@ s_parse_options (int argc, char *argv[], options_t *options)
         case OPT_CLOCK_TIMEOUT:
             rc = ps_cli_long ("psworker", "--clock-timeout-ms", optarg, 1, 86400000, &number);
             options->clock_timeout_ms = (int)number;
+            break;
+        case OPT_WAIT_FOR_BROKER:
+            rc = ps_cli_long ("psworker", "--wait-for-broker", optarg, 0, 86400, &number);
+            options->wait_for_broker_ms = (int)number * 1000;
             break;
         case 'h': s_usage (stdout); return 1;
         default: s_usage (stderr); return 2;
@@ -458,7 +487,9 @@ typedef struct {
     zactor_t **actors;              //  learners 1.. run here
     uint32_t threads;               //  local workers
     double wait_seconds;            //  time spent waiting on the broker
-    int64_t clocks;                 //  clocks finished
+    int64_t clocks;                 //  clocks finished: the worker's clock
+    int64_t redone;                 //  clocks done again after a broker restart
+    int rejoins;                    //  registrations again since the last step
 } trainer_t;
 
 static void
@@ -524,6 +555,8 @@ s_waiting_actor (zsock_t *pipe, void *args)
 //  first wins, INIT is idempotent) and start from what the broker holds.
 //  The cosine schedule ends with the run: BSP applies one step per clock,
 //  SSP and ASP one per push, so there it is workers times as many.
+//  PS_OK, PS_EREJOINED (the broker took us back meanwhile), or the failure
+//  it printed.
 static int
 s_init_keys (trainer_t *self, const options_t *options, size_t steps_per_epoch)
 {
@@ -536,11 +569,38 @@ s_init_keys (trainer_t *self, const options_t *options, size_t steps_per_epoch)
     for (size_t i = 0; i < self->nparams; i++) {
         int status = ps_worker_init (self->worker, self->params[i].key, self->params[i].count,
                                      self->params[i].data, &optim);
+        if (status == PS_EREJOINED)
+            return status;
         if (status)
             return s_fail (self, "init", status);
     }
     int status = ps_worker_pull (self->worker, self->params, self->nparams);
-    return status ? s_fail (self, "pull", status) : 0;
+    return status && status != PS_EREJOINED ? s_fail (self, "pull", status) : status;
+}
+
+//  The library registered again (PS_EREJOINED): the broker restarted, from
+//  a checkpoint or empty, or had evicted us. Go on from the clock it
+//  named: the keys again (a broker that restarted empty has none), its
+//  parameters, and the steps from there. 0, or -1 when that failed.
+static int
+s_redo (trainer_t *self, const options_t *options, size_t steps_per_epoch)
+{
+    while (++self->rejoins <= MAX_REJOINS_IN_A_ROW) {
+        int64_t clock = ps_worker_current_clock (self->worker);
+        fprintf (stderr,
+                 "psworker: rank %u: broker restarted (or evicted us); redoing from clock %" PRId64
+                 " (was %" PRId64 ")\n",
+                 options->rank, clock, self->clocks);
+        if (clock < self->clocks)
+            self->redone += self->clocks - clock;
+        self->clocks = clock;
+        int status = s_init_keys (self, options, steps_per_epoch);
+        if (status != PS_EREJOINED)
+            return status ? -1 : 0;
+    }
+    fprintf (stderr, "psworker: rank %u: registered again %d times without a step; giving up\n",
+             options->rank, MAX_REJOINS_IN_A_ROW);
+    return -1;
 }
 
 //  Every local worker's gradient of one batch, summed into learner 0's:
@@ -570,58 +630,64 @@ s_gradients (trainer_t *self)
     return loss / self->threads;
 }
 
-//  One step: the gradients, then push, clock and pull in flight together
+//  One step: the gradients, then push, clock and pull in flight together.
+//  PS_OK, PS_EREJOINED (every ticket of the step collected), or the
+//  failure it printed.
 static int
 s_step (trainer_t *self, double *loss)
 {
     *loss = s_gradients (self);
-    ps_ticket_t push, clock, pull;
+    ps_ticket_t tickets[3];
+    const char *names[3] = {"push", "clock", "pull"};
     int status =
-        ps_worker_push_async (self->worker, self->grads, self->nparams, self->threads, &push);
-    if (status)
-        return s_fail (self, "push", status);
-    status = ps_worker_clock_async (self->worker, &clock);
-    if (status)
-        return s_fail (self, "clock", status);
-    status = ps_worker_pull_async (self->worker, self->params, self->nparams, &pull);
-    if (status)
-        return s_fail (self, "pull", status);
+        ps_worker_push_async (self->worker, self->grads, self->nparams, self->threads, &tickets[0]);
+    int sent = status == PS_OK;
+    if (sent == 1) {
+        status = ps_worker_clock_async (self->worker, &tickets[1]);
+        sent += status == PS_OK;
+    }
+    if (sent == 2) {
+        status = ps_worker_pull_async (self->worker, self->params, self->nparams, &tickets[2]);
+        sent += status == PS_OK;
+    }
+    const char *what = names[sent < 3 ? sent : 0];
     double started = s_seconds ();
     //  The pull is answered last: waiting for it settles the other two.
-    //  Each failure is reported with its own detail, so check at once.
-    status = ps_worker_wait (self->worker, pull, -1);
-    const char *what = "pull";
-    if (status == PS_OK) {
-        status = ps_worker_wait (self->worker, push, -1);
-        what = "push";
-    }
-    if (status == PS_OK) {
-        status = ps_worker_wait (self->worker, clock, -1);
-        what = "clock";
+    //  Each failure is reported with its own detail, so check at once;
+    //  after a registration again every ticket is complete, and collected
+    for (int i = sent - 1; i >= 0 && (status == PS_OK || status == PS_EREJOINED); i--) {
+        int outcome = ps_worker_wait (self->worker, tickets[i], -1);
+        if (status == PS_OK && outcome != PS_OK) {
+            status = outcome;
+            what = names[i];
+        }
     }
     self->wait_seconds += s_seconds () - started;
+    if (status == PS_EREJOINED)
+        return status;
     if (status)
         return s_fail (self, what, status);
     self->clocks++;
-    return 0;
+    self->rejoins = 0;
+    return PS_OK;
 }
 
 static void
 s_report (const options_t *options, int epoch, bool final, double loss, double accuracy,
-          double seconds, double wait, int64_t clocks, double examples_per_second)
+          double seconds, double wait, int64_t clocks, int64_t redone, double examples_per_second)
 {
     if (options->json) {
         printf ("{\"rank\":%u,\"epoch\":%d,%s\"train_loss\":%.6f,\"test_accuracy\":%.4f,"
                 "\"seconds\":%.3f,\"wait_seconds\":%.3f,\"clocks\":%" PRId64
-                ",\"examples_per_second\":%.1f}\n",
+                ",\"redone_clocks\":%" PRId64 ",\"examples_per_second\":%.1f}\n",
                 options->rank, epoch, final ? "\"final\":true," : "", loss, accuracy, seconds, wait,
-                clocks, examples_per_second);
+                clocks, redone, examples_per_second);
     }
     else if (final)
         printf ("rank %u done: %d epochs, test accuracy %.4f, loss %.4f, %.1f s "
-                "(%.0f%% waiting on the broker), %" PRId64 " clocks\n",
+                "(%.0f%% waiting on the broker), %" PRId64 " clocks, %" PRId64 " redone\n",
                 options->rank, epoch, accuracy, loss, seconds,
-                seconds > 0 ? 100 * wait / seconds : 0, clocks);
+                seconds > 0 ? 100 * wait / seconds : 0, clocks, redone);
     else
         printf ("rank %u epoch %d: loss %.4f  test accuracy %.4f  %.0f examples/s  "
                 "%.0f%% waiting  clock %" PRId64 "\n",
@@ -683,26 +749,41 @@ s_train (trainer_t *self, const options_t *options, const ps_dataset_t *train,
     size_t examples = self->learners[0].take * self->threads;
     uint64_t draws = options->seed * 7919 + options->rank + 0x5eed;
     double started = s_seconds ();
-    double loss_sum = 0;
-    double accuracy = 0;
+    double epoch_started = started, wait_before = 0;
+    double loss_sum = 0, accuracy = 0;
+    size_t losses = 0; //  steps in loss_sum: this epoch's since it began or was redone
+    //  Clock c is step c % steps of epoch c / steps + 1 (see the top)
+    int64_t total = (int64_t)steps * options->epochs;
     int rc = 0;
-    for (int epoch = 1; epoch <= options->epochs && !s_interrupted && !rc; epoch++) {
-        double epoch_started = s_seconds ();
-        double wait_before = self->wait_seconds;
-        loss_sum = 0;
-        for (size_t step = 0; step < steps && !s_interrupted && !rc; step++) {
-            double loss;
-            rc = s_step (self, &loss);
-            loss_sum += loss;
-            if (options->delay_ms && s_uniform (&draws) < options->delay_prob)
-                usleep ((useconds_t)options->delay_ms * 1000);
+    while (self->clocks < total && !s_interrupted && !rc) {
+        if (self->clocks % (int64_t)steps == 0 || losses == 0) {
+            epoch_started = s_seconds ();
+            wait_before = self->wait_seconds;
+            loss_sum = 0;
+            losses = 0;
         }
-        if (s_interrupted || rc)
+        double loss;
+        int status = s_step (self, &loss);
+        if (status == PS_EREJOINED) {
+            rc = s_redo (self, options, steps);
+            losses = 0;
+            continue;
+        }
+        if (status) {
+            rc = -1;
             break;
+        }
+        loss_sum += loss;
+        losses++;
+        if (options->delay_ms && s_uniform (&draws) < options->delay_prob)
+            usleep ((useconds_t)options->delay_ms * 1000);
+        if (self->clocks % (int64_t)steps != 0)
+            continue;
         accuracy = (double)ps_model_correct (self->model, test->x, test->y, test->n) / test->n;
         double seconds = s_seconds () - epoch_started;
-        s_report (options, epoch, false, loss_sum / steps, accuracy, seconds,
-                  self->wait_seconds - wait_before, self->clocks, steps * examples / seconds);
+        s_report (options, (int)(self->clocks / (int64_t)steps), false, loss_sum / losses, accuracy,
+                  seconds, self->wait_seconds - wait_before, self->clocks, self->redone,
+                  losses * examples / seconds);
     }
     s_learners_stop (self);
     if (rc)
@@ -712,8 +793,9 @@ s_train (trainer_t *self, const options_t *options, const ps_dataset_t *train,
         return 130;
     }
     double seconds = s_seconds () - started;
-    s_report (options, options->epochs, true, loss_sum / steps, accuracy, seconds,
-              self->wait_seconds, self->clocks, self->clocks * examples / seconds);
+    s_report (options, options->epochs, true, losses ? loss_sum / losses : 0, accuracy, seconds,
+              self->wait_seconds, self->clocks, self->redone,
+              (self->clocks + self->redone) * examples / seconds);
     return 0;
 }
 
@@ -761,6 +843,7 @@ main (int argc, char *argv[])
     connect.local_workers = options.threads;
     connect.timeout_ms = options.timeout_ms;
     connect.clock_timeout_ms = options.clock_timeout_ms;
+    connect.wait_for_broker_ms = options.wait_for_broker_ms;
     connect.log = s_log;
     int status;
     zactor_t *waiting = zactor_new (s_waiting_actor, &options);
@@ -768,7 +851,10 @@ main (int argc, char *argv[])
     zactor_destroy (&waiting);
     int rc = 1;
     size_t steps_per_epoch = train->n / options.workers / options.batch;
-    if (trainer.worker && s_init_keys (&trainer, &options, steps_per_epoch) == 0)
+    int ready = trainer.worker ? s_init_keys (&trainer, &options, steps_per_epoch) : -1;
+    if (ready == PS_EREJOINED)
+        ready = s_redo (&trainer, &options, steps_per_epoch);
+    if (ready == PS_OK)
         rc = s_train (&trainer, &options, train, test) == 0 ? 0 : 1;
     if (s_interrupted)
         rc = 130;
