@@ -22,6 +22,9 @@
     from that clock, so that the run still ends after E x S clocks. The
     redone steps read other batches than the first time (each learner's
     order of its shard goes on where it was): a redo is not a replay.
+    A psworker started into a job under way (a rank that died and was
+    started again, or every rank against a broker that restored a
+    checkpoint) goes on from the clock its HELLO names in the same way.
     ========================================================================= */
 
 #include "ps_cli.h"
@@ -851,6 +854,16 @@ main (int argc, char *argv[])
     zactor_destroy (&waiting);
     int rc = 1;
     size_t steps_per_epoch = train->n / options.workers / options.batch;
+    //  A worker started (again) into a job that is under way, or against a
+    //  broker that restored a checkpoint, goes on from the clock it joined at
+    if (trainer.worker && ps_worker_current_clock (trainer.worker) > 0 && steps_per_epoch > 0) {
+        trainer.clocks = ps_worker_current_clock (trainer.worker);
+        fprintf (stderr,
+                 "psworker: rank %u joins the job at clock %" PRId64 " (epoch %" PRId64
+                 ", step %" PRId64 ")\n",
+                 options.rank, trainer.clocks, trainer.clocks / (int64_t)steps_per_epoch + 1,
+                 trainer.clocks % (int64_t)steps_per_epoch);
+    }
     int ready = trainer.worker ? s_init_keys (&trainer, &options, steps_per_epoch) : -1;
     if (ready == PS_EREJOINED)
         ready = s_redo (&trainer, &options, steps_per_epoch);
