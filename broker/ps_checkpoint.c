@@ -947,8 +947,7 @@ s_peek_clock (const char *path, int64_t *clock)
     uint8_t header[HEADER_BYTES];
     struct stat info;
     bool whole = fstat (fd, &info) == 0 && pread (fd, header, sizeof header, 0) == HEADER_BYTES &&
-                 memcmp (header, MAGIC, 8) == 0 &&
-                 s_get32 (header + 8) == PS_CHECKPOINT_VERSION &&
+                 memcmp (header, MAGIC, 8) == 0 && s_get32 (header + 8) == PS_CHECKPOINT_VERSION &&
                  s_get64 (header + 16) == (uint64_t)info.st_size;
     close (fd);
     if (!whole)
@@ -996,8 +995,10 @@ ps_checkpoint_load_clock (const char *dir, int64_t clock, ps_checkpoint_t **load
         return 0;
     size_t used = 0;
     for (size_t i = 0; i < nheld && used < sizeof found->why; i++)
-        used += (size_t)snprintf (found->why + used, sizeof found->why - used,
-                                  "%s%" PRId64, i == 0 ? "" : i + 1 == nheld ? " and " : ", ",
+        used += (size_t)snprintf (found->why + used, sizeof found->why - used, "%s%" PRId64,
+                                  i == 0           ? ""
+                                  : i + 1 == nheld ? " and "
+                                                   : ", ",
                                   held[i]);
     return 0;
 }

@@ -181,8 +181,8 @@ int ps_checkpoint_load_newest (const char *dir, ps_checkpoint_t **loaded,
 //  0 with *loaded NULL when there is none: found->why then names the
 //  clocks dir holds ("60 and 80", oldest first, at most
 //  PS_CHECKPOINT_NAMED; "" when none), or, with found->refused > 0, the
-//  newest file of that clock and why it does not read whole. -1 with problem when dir cannot be listed.
-//  Renames nothing.
+//  newest file of that clock and why it does not read whole. -1 with
+//  problem when dir cannot be listed. Renames nothing.
 int ps_checkpoint_load_clock (const char *dir, int64_t clock, ps_checkpoint_t **loaded,
                               ps_checkpoint_found_t *found, ps_problem_t *problem);
 

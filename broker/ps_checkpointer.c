@@ -280,10 +280,11 @@ s_aligned_due (ps_checkpointer_t *self, int64_t clock)
     int64_t next = (self->last_clock / every + 1) * every;
     int64_t passed = clock % every == 0 ? clock - every : clock - clock % every;
     if (passed >= next && passed > self->missed) {
-        ps_warn ("no checkpoint of clock %" PRId64 " here: the job's clock went past it (to %" PRId64
-                 ") while %s; a rollback of the group to that clock will be refused (a larger "
-                 "--checkpoint-clocks gives the writer more time)",
-                 passed, clock, self->phase != IDLE ? "a checkpoint was being written" : "in one step");
+        ps_warn (
+            "no checkpoint of clock %" PRId64 " here: the job's clock went past it (to %" PRId64
+            ") while %s; a rollback of the group to that clock will be refused (a larger "
+            "--checkpoint-clocks gives the writer more time)",
+            passed, clock, self->phase != IDLE ? "a checkpoint was being written" : "in one step");
         self->missed = passed;
     }
     return clock % every == 0;
@@ -470,10 +471,9 @@ ps_checkpointer_load_clock (ps_checkpointer_t *self, int64_t clock, ps_checkpoin
                                ": this broker's checkpoints are at %s",
                                clock, found->why);
     if (clock != 0)
-        return ps_problem_set (problem, 0,
-                               "cannot roll back to clock %" PRId64
-                               ": this broker holds no checkpoint",
-                               clock);
+        return ps_problem_set (
+            problem, 0, "cannot roll back to clock %" PRId64 ": this broker holds no checkpoint",
+            clock);
     //  Clock 0 without a checkpoint of it: where the job started, no key
     *loaded = ps_checkpoint_new (self->settings.workers);
     if (!*loaded)
@@ -486,8 +486,8 @@ ps_checkpointer_load_clock (ps_checkpointer_t *self, int64_t clock, ps_checkpoin
 }
 
 void
-ps_checkpointer_rolled_back (ps_checkpointer_t *self, const ps_vclock_t *vclock,
-                             const char *path, int64_t clock, uint64_t agg_sent)
+ps_checkpointer_rolled_back (ps_checkpointer_t *self, const ps_vclock_t *vclock, const char *path,
+                             int64_t clock, uint64_t agg_sent)
 {
     assert (self && self->phase == IDLE);
     snprintf (self->restored, sizeof self->restored, "%s", path);

@@ -37,11 +37,13 @@
     in its checkpoints is the job clock, under SSP too (a fast worker then
     redoes clocks whose pushes are in the checkpoint already: they are
     applied twice). A multiple the job clock went past without a cut (the
-    writer was still busy with the one before) is skipped with a warning. At most one checkpoint is taken
-    or written at a time: a trigger that comes meanwhile is deferred, and
-    the next checkpoint is cut as soon as the write ends (so a broker
-    whose writes take longer than the interval writes back to back). A
-    trigger when nothing changed (no command for the aggregator and the
+    writer was still busy with the one before, or an eviction moved it
+    by more than one) is skipped with a warning. At most one checkpoint
+    is taken or written at a time: a trigger that comes meanwhile is
+    deferred, and the next checkpoint is cut as soon as the write ends (so
+    a broker whose writes take longer than the interval writes back to
+    back; a group's member only if the job clock is still the multiple).
+    A trigger when nothing changed (no command for the aggregator and the
     same clocks since the last cut) writes nothing and restarts the timer.
 
     Only the ROUTER loop's thread may call these functions. The writer

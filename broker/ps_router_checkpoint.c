@@ -203,9 +203,9 @@ s_refuse_forgotten (void *arg, ps_parked_t *parked)
     ps_envelope_t *request = ps_codec_decode (self->parked_codec, zmq_msg_data (&parked->envelope),
                                               zmq_msg_size (&parked->envelope), NULL);
     zmq_msg_t msg;
-    if (request && ps_codec_encode_error (request, PSMQ__ERR_CODE__ERR_NOT_REGISTERED,
-                                          forgotten->message, ps_vclock_min (self->vclock),
-                                          &msg) == 0) {
+    if (request &&
+        ps_codec_encode_error (request, PSMQ__ERR_CODE__ERR_NOT_REGISTERED, forgotten->message,
+                               ps_vclock_min (self->vclock), &msg) == 0) {
         ps_router_send_routing_id (self, parked->peer->id, parked->peer->id_size);
         zmq_msg_send (&msg, self->router_handle, 0);
         self->stats.out[PSMQ__MSG_TYPE__ERROR]++;
@@ -302,8 +302,7 @@ ps_router_rollback (ps_router_t *self, int64_t clock, ps_problem_t *problem)
         PS_HANDOFF_RECEIVE (checkpoint);
         ps_checkpoint_destroy (&checkpoint);
         self->restore_status = -1;
-        snprintf (self->restore_why, sizeof self->restore_why,
-                  "the aggregation thread is gone");
+        snprintf (self->restore_why, sizeof self->restore_why, "the aggregation thread is gone");
     }
     else {
         self->agg_sent++;

@@ -327,15 +327,17 @@ main (int argc, char *argv[])
         return 2;
     }
     if (config.shards > 1 && timer_given) {
-        fprintf (stderr, "psbroker: --checkpoint-seconds with --shards %u: a group's brokers "
-                         "checkpoint at the same clocks, not on a timer; give "
-                         "--checkpoint-clocks N\n",
+        fprintf (stderr,
+                 "psbroker: --checkpoint-seconds with --shards %u: a group's brokers "
+                 "checkpoint at the same clocks, not on a timer; give "
+                 "--checkpoint-clocks N\n",
                  config.shards);
         return 2;
     }
     if (config.shards > 1 && config.checkpoint_dir && config.checkpoint_clocks == 0) {
-        fprintf (stderr, "psbroker: a group's brokers must checkpoint at the same clocks: give "
-                         "--checkpoint-clocks N (with --checkpoint and --shards %u)\n",
+        fprintf (stderr,
+                 "psbroker: a group's brokers must checkpoint at the same clocks: give "
+                 "--checkpoint-clocks N (with --checkpoint and --shards %u)\n",
                  config.shards);
         return 2;
     }

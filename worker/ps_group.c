@@ -287,8 +287,8 @@ ps_group_hello_reset (ps_group_t *self, bool rejoin)
     for (uint32_t member = 0; member < self->size; member++) {
         ps_member_t *record = &self->members[member];
         record->welcomed = false;
-        record->rollback_incarnation = 0;
-        record->rollback_to = 0;
+        record->roll_of = 0;
+        record->roll_to = 0;
         if (rejoin) {
             record->rolled = false;
             if (record->incarnation)
@@ -314,7 +314,7 @@ ps_group_take_hello (ps_group_t *self, uint32_t member, const ps_envelope_t *rep
     record->welcomed = true;
     record->incarnation = reply->hello->incarnation;
     record->hello_clock = reply->clock;
-    record->rollback_incarnation = 0;
+    record->roll_of = 0;
     uint32_t interval = reply->hello->heartbeat_ms;
     if (interval && (!self->heartbeat_ms || interval < self->heartbeat_ms))
         self->heartbeat_ms = interval;
@@ -368,16 +368,16 @@ s_mark_rollback (ps_group_t *self, int64_t clock)
         if (!record->welcomed ||
             (record->hello_clock == clock && ps_group_restarted (self, member)))
             continue;
-        record->rollback_to = clock;
-        record->rollback_incarnation = record->incarnation;
+        record->roll_to = clock;
+        record->roll_of = record->incarnation;
         record->rolled = true;
         record->welcomed = false;
     }
 }
 
 int
-ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again,
-                      bool *rollback, ps_problem_t *problem)
+ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again, bool *rollback,
+                      ps_problem_t *problem)
 {
     *again = *rollback = false;
     bool first = true, differ = false, restarted = false, kept = false;

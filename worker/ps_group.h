@@ -49,9 +49,9 @@ typedef struct {
     int64_t hello_clock;  //  the clock that reply gave
     uint64_t known;       //  the incarnation before a rejoin, to tell a
                           //  restart from an eviction
-    uint64_t rollback_incarnation; //  its next HELLO asks this process to
-                                   //  roll back (0: a plain HELLO) ...
-    int64_t rollback_to;           //  ... to its checkpoint of this clock
+    uint64_t roll_of;     //  its next HELLO asks this incarnation to roll
+                          //  back (0: a plain HELLO) ...
+    int64_t roll_to;      //  ... to its checkpoint of this clock
     bool rolled;          //  it was asked to roll back in this rejoin
 } ps_member_t;
 
@@ -111,7 +111,7 @@ int32_t ps_group_staleness (const ps_group_t *self);
 //  clock named: when a member names a later clock, or kept its
 //  incarnation (its store may hold pushes of clock C and later, which the
 //  workers are about to redo), PS_OK with *rollback: those members are
-//  marked (rollback_to C, rollback_incarnation the one their reply named)
+//  marked (roll_to C, roll_of the incarnation their reply named)
 //  and no longer welcomed, for ps_session_hello to ask them to roll back
 //  to their checkpoint of clock C; then decide again. Otherwise, when the
 //  members name different clocks, PS_EGROUP with problem saying which,

@@ -168,8 +168,8 @@ s_welcomed (ps_session_t *session, double waited, int64_t was)
                         options->rank, ps_group_endpoint (group, link),
                         ps_group_member (group, link)->incarnation,
                         ps_group_member (group, link)->rolled ? "asked to roll back"
-                        : ps_group_restarted (group, link) ? "restarted"
-                                                           : "the same process",
+                        : ps_group_restarted (group, link)    ? "restarted"
+                                                              : "the same process",
                         waited, was, ps_session_clock (session));
 }
 

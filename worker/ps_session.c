@@ -654,8 +654,8 @@ ps_session_hello (ps_session_t *self, bool fresh, int timeout_ms)
         if (member->welcomed)
             continue;
         Psmq__Hello hello = PSMQ__HELLO__INIT;
-        hello.rollback_incarnation = member->rollback_incarnation;
-        hello.rollback_to = member->rollback_incarnation ? member->rollback_to : 0;
+        hello.rollback_incarnation = member->roll_of;
+        hello.rollback_to = member->roll_of ? member->roll_to : 0;
         hello.world_size = self->options.world_size;
         hello.weight = self->options.local_workers > 1 ? self->options.local_workers : 1;
         hello.shard = link;
