@@ -310,11 +310,14 @@ ps_router_rollback (ps_router_t *self, int64_t clock, ps_problem_t *problem)
         while (self->agg_done < self->agg_sent)
             ps_router_agg_receive (self);
     }
-    const char *file = found.path[0] ? found.path : "(none: an empty store)";
+    //  "checkpoint FILE", or where every job starts
+    char target[PATH_MAX + 16];
+    snprintf (target, sizeof target, "%s%s", found.path[0] ? "checkpoint " : "",
+              found.path[0] ? found.path : "an empty store");
     if (self->restore_status) {
         //  Every worker was told to say hello again: they find a broker
         //  without the keys it failed to restore, and their INITs say so
-        ps_error ("rolling back to checkpoint %s (clock %" PRId64 ") failed: %s", file, clock,
+        ps_error ("rolling back to %s (clock %" PRId64 ") failed: %s", target, clock,
                   self->restore_why);
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_GROUP,
                                "rolling back to clock %" PRId64 " failed: %s", clock,
@@ -328,17 +331,17 @@ ps_router_rollback (ps_router_t *self, int64_t clock, ps_problem_t *problem)
     if (discarded < 0)
         ps_warn ("newer checkpoints not discarded: %s", why.message);
     ps_progress_moved (self->progress, self->vclock, zclock_mono ());
-    ps_warn ("rolled back to checkpoint %s (clock %" PRId64 ") to match the group: another member "
-             "restarted at that clock; was at clock %" PRId64 " with %u workers live, %zu keys "
+    ps_warn ("rolled back to %s (clock %" PRId64 ") to match the group: another member "
+             "restarted at that clock; was at clock %" PRId64 " (%u workers live), %zu keys "
              "now, %zu parked requests answered not-registered, %d newer checkpoint%s renamed "
              ".discarded, incarnation %016" PRIx64,
-             file, clock, was == PS_VCLOCK_NOBODY ? -1 : was, live, keys, parked,
+             target, clock, was == PS_VCLOCK_NOBODY ? -1 : was, live, keys, parked,
              discarded > 0 ? discarded : 0, discarded == 1 ? "" : "s", self->incarnation);
     if (self->tap_on) {
         ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_DISCONNECT, -1,
-                             "rolled back to checkpoint %s (clock %" PRId64
+                             "rolled back to %s (clock %" PRId64
                              ") to match the group: every connection forgotten",
-                             file, clock);
+                             target, clock);
         ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_CLOCK, -1,
                              "slowest clock %" PRId64 " -> %" PRId64 " (rollback)",
                              was == PS_VCLOCK_NOBODY ? -1 : was, ps_vclock_min (self->vclock));

@@ -543,6 +543,61 @@ Test (group_restart, a_rollback_is_refused_without_that_clock_and_a_stale_one_is
     s_group_stop (&group);
 }
 
+Test (group_restart, a_rollback_tells_the_waiting_requests_to_say_hello_again, .timeout = 30)
+{
+    //  A BSP member for two workers, without a checkpoint yet: rank 1's
+    //  CLOCK waits for rank 0
+    char dir[256], endpoint[64];
+    ps_broker_config_t config = s_member (0, 2, 0, ps_test_path ("waiting", dir, sizeof dir));
+    ps_broker_t *broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
+    ps_test_raw_t waiting, asking;
+    ps_test_raw_open (&waiting, endpoint);
+    ps_test_raw_open (&asking, endpoint);
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 2;
+    hello.shards = 2;
+    ps_test_raw_hello (&waiting, 1, &hello);
+    ps_envelope_t clock;
+    ps_test_envelope (&clock, PSMQ__MSG_TYPE__CLOCK, 1, 7);
+    ps_test_raw_send (&waiting, &clock, 0);
+    int64_t deadline = zclock_mono () + PS_TEST_WAIT_MS;
+    char *json = NULL;
+    while (zclock_mono () < deadline) {
+        json = ps_broker_info (broker);
+        bool parked = ps_test_json_number (json, "parked_now", false) == 1;
+        free (json);
+        if (parked)
+            break;
+        zclock_sleep (5);
+    }
+
+    //  Rank 0 asks for clock 0, which this member has no checkpoint of: an
+    //  empty store, where every job starts. The waiting CLOCK is answered
+    //  at once: its worker must say hello again
+    uint64_t incarnation = s_incarnation (broker);
+    hello.world_size = 2;
+    hello.rollback_to = 0;
+    hello.rollback_incarnation = incarnation;
+    ps_envelope_t request;
+    ps_test_envelope (&request, PSMQ__MSG_TYPE__HELLO, 0, 1);
+    request.hello = &hello;
+    ps_envelope_t *reply = ps_test_raw_request (&asking, &request);
+    cr_assert_eq (reply->type, PSMQ__MSG_TYPE__HELLO, "%s",
+                  reply->error ? reply->error->message : "");
+    cr_assert_neq (reply->hello->incarnation, incarnation);
+    reply = ps_test_raw_receive (&waiting);
+    cr_assert (reply);
+    cr_assert_eq (reply->type, PSMQ__MSG_TYPE__ERROR);
+    cr_assert_eq (reply->seq, 7);
+    cr_assert_eq (reply->error->code, PSMQ__ERR_CODE__ERR_NOT_REGISTERED);
+    cr_assert (
+        strstr (reply->error->message, "the broker rolled back to clock 0 to match its group"),
+        "%s", reply->error->message);
+    ps_test_raw_close (&waiting);
+    ps_test_raw_close (&asking);
+    ps_broker_destroy (&broker);
+}
+
 Test (group_restart, without_checkpoints_a_rollback_is_refused, .timeout = 30)
 {
     ps_broker_config_t config = s_member (0, 1, 0, NULL);
