@@ -403,15 +403,23 @@ s_handle_checkpoint (agg_t *self, const ps_agg_command_t *command)
     s_answer (self, PS_AGG_SNAPSHOT, checkpoint, rc ? &problem : NULL);
 }
 
-//  RESTORE: the keys of a checkpoint into the store, each published as an
-//  INIT's would be
+//  RESTORE: the store replaced by a new one holding the keys of a
+//  checkpoint, each published as an INIT's would be. Whole: at start the
+//  store is empty anyway, and a group's rollback must forget every key,
+//  value, optimizer state and BSP sum of the future it throws away
 static void
 s_handle_restore (agg_t *self, const ps_agg_command_t *command)
 {
     ps_checkpoint_t *checkpoint = command->checkpoint;
     PS_HANDOFF_RECEIVE (checkpoint);
     ps_problem_t problem;
-    int rc = ps_store_restore (self->store, checkpoint, &problem);
+    ps_store_t *store = ps_store_new (&self->defaults);
+    int rc = store ? 0 : ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_FULL, "out of memory");
+    if (store) {
+        ps_store_destroy (&self->store);
+        self->store = store;
+        rc = ps_store_restore (self->store, checkpoint, &problem);
+    }
     for (size_t i = 0; rc == 0 && i < checkpoint->nkeys; i++)
         s_publish (ps_store_lookup (self->store, checkpoint->keys[i].name), self);
     ps_checkpoint_destroy (&checkpoint);

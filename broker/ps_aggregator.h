@@ -18,8 +18,9 @@
       CHECKPOINT [cmd]  cmd.checkpoint: a checkpoint with its settings and
                         clocks filled in, handed over; the keys are added
                         to it as they are now (ps_store_snapshot)
-      RESTORE [cmd]     cmd.checkpoint: one read from a file, handed over;
-                        its keys go into the store (ps_store_restore)
+      RESTORE [cmd]     cmd.checkpoint: one read from a file (or an empty
+                        one), handed over; the store is replaced by a new
+                        one holding its keys (ps_store_restore)
     Replies, in order, on the same pipe:
       PUBLISH [event][key name]   event.buf holds a reference for the reader
       REPLY   [event][routing id][message]   INIT answered: event.status 0,

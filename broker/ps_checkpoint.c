@@ -191,8 +191,8 @@ s_descending (const void *a, const void *b)
 
 //  The checkpoint files of dir (final names only), newest first, into a
 //  new array (*count of them; the caller frees it), and the highest number
-//  any name of ours carries (.tmp and .refused too) in *highest (0 when
-//  none). 0, or -1 with problem when dir cannot be read.
+//  any name of ours carries (.tmp, .refused and .discarded too) in
+//  *highest (0 when none). 0, or -1 with problem when dir cannot be read.
 static int
 s_list (const char *dir, uint64_t **sequences, size_t *count, uint64_t *highest,
         ps_problem_t *problem)
@@ -218,7 +218,8 @@ s_list (const char *dir, uint64_t **sequences, size_t *count, uint64_t *highest,
                 found[n++] = sequence;
         }
         else if (!s_sequence_of (entry->d_name, ".psmq.tmp", &sequence) &&
-                 !s_sequence_of (entry->d_name, ".psmq.refused", &sequence))
+                 !s_sequence_of (entry->d_name, ".psmq.refused", &sequence) &&
+                 !s_sequence_of (entry->d_name, ".psmq.discarded", &sequence))
             continue;
         if (sequence > *highest)
             *highest = sequence;
@@ -933,4 +934,98 @@ ps_checkpoint_prune (const char *dir, size_t keep, ps_problem_t *problem)
     }
     free (sequences);
     return deleted;
+}
+
+//  The job clock in the header of the file at path, without reading the
+//  rest: 0, or -1 when it is not a checkpoint of our format and length
+static int
+s_peek_clock (const char *path, int64_t *clock)
+{
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    uint8_t header[HEADER_BYTES];
+    struct stat info;
+    bool whole = fstat (fd, &info) == 0 && pread (fd, header, sizeof header, 0) == HEADER_BYTES &&
+                 memcmp (header, MAGIC, 8) == 0 && s_get32 (header + 8) == PS_CHECKPOINT_VERSION &&
+                 s_get64 (header + 16) == (uint64_t)info.st_size;
+    close (fd);
+    if (!whole)
+        return -1;
+    *clock = (int64_t)s_get64 (header + 56);
+    return 0;
+}
+
+int
+ps_checkpoint_load_clock (const char *dir, int64_t clock, ps_checkpoint_t **loaded,
+                          ps_checkpoint_found_t *found, ps_problem_t *problem)
+{
+    assert (dir && loaded && found);
+    *loaded = NULL;
+    memset (found, 0, sizeof *found);
+    uint64_t *sequences, highest;
+    size_t count;
+    if (s_list (dir, &sequences, &count, &highest, problem))
+        return -1;
+    found->next_sequence = highest + 1;
+    //  found->why lists the clocks held, oldest first: "60 and 80"
+    int64_t held[PS_CHECKPOINT_NAMED];
+    size_t nheld = 0;
+    for (size_t index = count; index-- > 0;) {
+        char path[PATH_MAX];
+        int64_t at;
+        s_path (path, sizeof path, dir, sequences[index], "");
+        if (s_peek_clock (path, &at))
+            continue;
+        if (nheld < PS_CHECKPOINT_NAMED)
+            held[nheld++] = at;
+        if (at != clock || *loaded)
+            continue;
+        ps_problem_t why;
+        *loaded = ps_checkpoint_read (path, &why);
+        if (*loaded) {
+            snprintf (found->path, sizeof found->path, "%s", path);
+            found->sequence = sequences[index];
+        }
+        else if (!found->refused++)
+            s_say (found->why, sizeof found->why, "%s: %s", path, why.message);
+    }
+    free (sequences);
+    if (*loaded || found->refused)
+        return 0;
+    size_t used = 0;
+    for (size_t i = 0; i < nheld && used < sizeof found->why; i++)
+        used += (size_t)snprintf (found->why + used, sizeof found->why - used, "%s%" PRId64,
+                                  i == 0           ? ""
+                                  : i + 1 == nheld ? " and "
+                                                   : ", ",
+                                  held[i]);
+    return 0;
+}
+
+int
+ps_checkpoint_discard_after (const char *dir, uint64_t sequence, ps_problem_t *problem)
+{
+    uint64_t *sequences, highest;
+    size_t count;
+    if (s_list (dir, &sequences, &count, &highest, problem))
+        return -1;
+    int discarded = 0;
+    for (size_t i = 0; i < count && sequences[i] > sequence; i++) {
+        char path[PATH_MAX], aside[PATH_MAX];
+        s_path (path, sizeof path, dir, sequences[i], "");
+        s_path (aside, sizeof aside, dir, sequences[i], ".discarded");
+        if (rename (path, aside) == 0)
+            discarded++;
+        else
+            ps_warn ("cannot rename %s to %s: %s", path, aside, strerror (errno));
+    }
+    free (sequences);
+    //  Durable before the broker serves the past it went back to
+    int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync (fd);
+        close (fd);
+    }
+    return discarded;
 }

@@ -19,7 +19,8 @@
     DIR/checkpoint.lock while it runs, so that two never share a folder. After a file is durable the
     older ones are deleted but the newest PS_CHECKPOINT_KEEP. A file that
     a start refused is renamed NAME.refused (kept for a look, out of the
-    rotation).
+    rotation). A group's rollback renames the files newer than the one it
+    went back to NAME.discarded.
 
     Byte format, version 1. Integers little-endian; floats IEEE 754
     binary32, little-endian; no padding anywhere.
@@ -153,9 +154,13 @@ ps_checkpoint_t *ps_checkpoint_read (const char *path, ps_problem_t *problem);
 //  naming dir and why (another broker's pid when it holds the lock).
 int ps_checkpoint_prepare_dir (const char *dir, ps_problem_t *problem);
 
-//  What ps_checkpoint_load_newest found
+//  Clocks ps_checkpoint_load_clock names when it finds none to load
+#define PS_CHECKPOINT_NAMED 8
+
+//  What ps_checkpoint_load_newest (or _load_clock) found
 typedef struct {
     char path[PATH_MAX];            //  the file loaded, "" when none
+    uint64_t sequence;              //  its number (load_clock)
     uint64_t next_sequence;         //  the number of the next file to write
     uint32_t refused;               //  newer files refused (and renamed .refused)
     char why[2 * PS_MAX_ERROR_LEN]; //  the newest refused file and why, or ""
@@ -169,6 +174,23 @@ typedef struct {
 //  cannot be listed. found (never NULL) says what was found either way.
 int ps_checkpoint_load_newest (const char *dir, ps_checkpoint_t **loaded,
                                ps_checkpoint_found_t *found, ps_problem_t *problem);
+
+//  Load the newest checkpoint of dir whose job clock is clock (a group's
+//  rollback: every member holds one of the same clock). 0 with *loaded
+//  the checkpoint (the caller's) and found->path and ->sequence its file;
+//  0 with *loaded NULL when there is none: found->why then names the
+//  clocks dir holds ("60 and 80", oldest first, at most
+//  PS_CHECKPOINT_NAMED; "" when none), or, with found->refused > 0, the
+//  newest file of that clock and why it does not read whole. -1 with
+//  problem when dir cannot be listed. Renames nothing.
+int ps_checkpoint_load_clock (const char *dir, int64_t clock, ps_checkpoint_t **loaded,
+                              ps_checkpoint_found_t *found, ps_problem_t *problem);
+
+//  Rename every checkpoint file of dir numbered above sequence to
+//  NAME.discarded (a future its group threw away: a later start must not
+//  restore it), then fsync dir. The number renamed, or -1 with problem
+//  when dir cannot be read.
+int ps_checkpoint_discard_after (const char *dir, uint64_t sequence, ps_problem_t *problem);
 
 //  Delete every checkpoint file of dir but the keep newest (by number).
 //  Returns the number deleted, or -1 with problem when dir cannot be read.

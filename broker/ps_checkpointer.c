@@ -11,7 +11,10 @@
     destroys the checkpoint (which drops the references, so the store's
     next step can reuse those buffers), then answers with a result. It
     looks at its pipe between chunks of a write, so that stopping the
-    broker never waits for a write of gigabytes it has given up on.
+    broker never waits for a write of gigabytes it has given up on, and a
+    group's rollback gives up a checkpoint of a future it throws away
+    (any frame but a checkpoint, "CANCEL", cuts the write short and is
+    then dropped).
     ========================================================================= */
 
 #include "ps_checkpointer.h"
@@ -63,8 +66,15 @@ struct ps_checkpointer_t {
     int64_t last_took_ms;              //  from its cut to its rename, ms
     char last_error[PS_MAX_ERROR_LEN]; //  the last failure, "" none
     int lock;                          //  our lock on the directory
-    char restored[PATH_MAX];           //  the file restored at start, "" none
+    char restored[PATH_MAX];           //  the file restored at start (or
+                                       //  rolled back to), "" none
     int64_t restored_clock;            //  its clock
+    bool aligned;                      //  a group's member: cuts at the
+                                       //  multiples of clocks only
+    int64_t cut_clock;                 //  the job clock of the cut under way
+    int64_t missed;                    //  the last multiple found passed
+                                       //  without a cut (warned once)
+    bool cancelling;                   //  the write under way was given up
 };
 
 // ------------------------------------------------------------ the writer
@@ -106,7 +116,11 @@ s_writer_actor (zsock_t *pipe, void *args)
             break;
         }
         ps_checkpoint_t *checkpoint;
-        assert (zframe_size (frame) == sizeof checkpoint);
+        if (zframe_size (frame) != sizeof checkpoint) {
+            //  A CANCEL that came after its write had ended
+            zframe_destroy (&frame);
+            continue;
+        }
         memcpy (&checkpoint, zframe_data (frame), sizeof checkpoint);
         zframe_destroy (&frame);
         PS_HANDOFF_RECEIVE (checkpoint);
@@ -166,6 +180,14 @@ ps_checkpointer_new (const ps_broker_config_t *config, ps_checkpoint_t **restore
     int lock = ps_checkpoint_prepare_dir (config->checkpoint_dir, problem);
     if (lock < 0)
         return NULL;
+    uint32_t shards = config->shards ? config->shards : 1;
+    if (shards > 1 && config->checkpoint_clocks == 0) {
+        close (lock);
+        ps_problem_set (problem, 0,
+                        "a group's brokers must checkpoint at the same clocks: give "
+                        "--checkpoint-clocks N");
+        return NULL;
+    }
     ps_checkpointer_t *self = calloc (1, sizeof *self);
     int64_t *pushed = calloc (config->workers, sizeof *pushed);
     if (!self || !pushed) {
@@ -184,7 +206,10 @@ ps_checkpointer_new (const ps_broker_config_t *config, ps_checkpoint_t **restore
     self->settings.endpoint = NULL;
     self->settings.tap_endpoint = NULL;
     self->settings.checkpoint_dir = NULL;
-    self->interval_ms = (int64_t)(config->checkpoint_seconds * 1000 + 0.5);
+    //  In a group the members' checkpoints must be of the same clocks, for
+    //  a rollback to find one everywhere: no timer, the multiples of N
+    self->aligned = shards > 1;
+    self->interval_ms = self->aligned ? 0 : (int64_t)(config->checkpoint_seconds * 1000 + 0.5);
     self->clocks = config->checkpoint_clocks;
     self->due_at = zclock_mono () + self->interval_ms;
     self->last_max = -1; //  as a vector clock with nobody live says
@@ -263,17 +288,45 @@ ps_checkpointer_joined (ps_checkpointer_t *self, uint32_t first, uint32_t count)
     ps_checkpointer_pushed (self, first, count, -1);
 }
 
+//  A group's member: whether the job clock is a multiple of the interval
+//  past the last cut. One it went past without a cut (the writer was
+//  busy, or an eviction moved the slowest clock by more than one) is
+//  warned about once: the other members may hold it, this one will not
+static bool
+s_aligned_due (ps_checkpointer_t *self, int64_t clock)
+{
+    if (clock == PS_VCLOCK_NOBODY || clock <= self->last_clock)
+        return false;
+    int64_t every = (int64_t)self->clocks;
+    int64_t next = (self->last_clock / every + 1) * every;
+    int64_t passed = clock % every == 0 ? clock - every : clock - clock % every;
+    if (passed >= next && passed > self->missed) {
+        ps_warn (
+            "no checkpoint of clock %" PRId64 " here: the job's clock went past it (to %" PRId64
+            ") while %s; a rollback of the group to that clock will be refused (a larger "
+            "--checkpoint-clocks gives the writer more time)",
+            passed, clock, self->phase != IDLE ? "a checkpoint was being written" : "in one step");
+        self->missed = passed;
+    }
+    return clock % every == 0;
+}
+
 bool
 ps_checkpointer_due (ps_checkpointer_t *self, int64_t now, const ps_vclock_t *vclock,
                      uint64_t agg_sent, bool final)
 {
     assert (self);
-    if (self->phase != IDLE)
-        return false; //  deferred: looked at again once the write ends
     int64_t clock = ps_vclock_min (vclock);
+    if (self->phase != IDLE) {
+        if (self->aligned)
+            s_aligned_due (self, clock);
+        return false; //  deferred: looked at again once the write ends
+    }
     bool timed = self->interval_ms > 0 && now >= self->due_at;
-    bool clocked = self->clocks && clock != PS_VCLOCK_NOBODY &&
-                   (uint64_t)(clock - self->last_clock) >= self->clocks && clock > self->last_clock;
+    bool clocked = self->aligned ? s_aligned_due (self, clock)
+                                 : self->clocks && clock != PS_VCLOCK_NOBODY &&
+                                       (uint64_t)(clock - self->last_clock) >= self->clocks &&
+                                       clock > self->last_clock;
     if (!timed && !clocked && !final)
         return false;
     if (agg_sent == self->last_sent && clock == self->last_clock &&
@@ -314,7 +367,10 @@ ps_checkpointer_cut (ps_checkpointer_t *self, const ps_vclock_t *vclock, uint64_
     checkpoint->shard = self->settings.shard;
     checkpoint->shards = self->settings.shards ? self->settings.shards : 1;
     int64_t slowest = ps_vclock_min (vclock);
-    bool bsp = self->settings.staleness == 0;
+    //  A group's members all redo from the job clock, so that a rollback
+    //  names one clock for every rank (under SSP a fast worker then redoes
+    //  clocks whose pushes the cut holds: they are applied twice)
+    bool bsp = self->settings.staleness == 0 || self->aligned;
     for (uint32_t rank = 0; rank < checkpoint->world; rank++) {
         ps_rank_state_t state = ps_vclock_state (vclock, rank);
         int64_t clock = ps_vclock_clock (vclock, rank);
@@ -325,6 +381,7 @@ ps_checkpointer_cut (ps_checkpointer_t *self, const ps_vclock_t *vclock, uint64_
         checkpoint->ranks[rank] = (ps_checkpoint_rank_t){state, clock};
     }
     checkpoint->clock = ps_checkpoint_job_clock (checkpoint);
+    self->cut_clock = checkpoint->clock;
     self->phase = TAKING;
     self->cut_at = now;
     self->last_clock = slowest;
@@ -367,6 +424,13 @@ ps_checkpointer_receive (ps_checkpointer_t *self)
         return;
     int64_t took = zclock_mono () - self->cut_at;
     self->phase = IDLE;
+    bool cancelled = self->cancelling;
+    self->cancelling = false;
+    if (result.status && cancelled) {
+        ps_info ("checkpoint %" PRIu64 " of clock %" PRId64 " given up: the group rolled back",
+                 result.sequence, result.clock);
+        return;
+    }
     if (result.status) {
         self->failed++;
         snprintf (self->last_error, sizeof self->last_error, "%s", result.why);
@@ -379,6 +443,84 @@ ps_checkpointer_receive (ps_checkpointer_t *self)
     self->last_took_ms = took;
     ps_info ("checkpoint %s written: clock %" PRId64 ", %zu keys, %.1f MB in %" PRId64 " ms",
              result.path, result.clock, result.keys, result.bytes / 1e6, took);
+}
+
+void
+ps_checkpointer_cancel_unless (ps_checkpointer_t *self, int64_t clock)
+{
+    assert (self);
+    if (self->phase != WRITING || self->cut_clock == clock || self->cancelling)
+        return;
+    self->cancelling = true;
+    zstr_send (self->writer, "CANCEL");
+}
+
+int64_t
+ps_checkpointer_aligned (const ps_checkpointer_t *self)
+{
+    assert (self);
+    return self->aligned ? (int64_t)self->clocks : 0;
+}
+
+const char *
+ps_checkpointer_dir (const ps_checkpointer_t *self)
+{
+    assert (self);
+    return self->dir;
+}
+
+int
+ps_checkpointer_load_clock (ps_checkpointer_t *self, int64_t clock, ps_checkpoint_t **loaded,
+                            ps_checkpoint_found_t *found, ps_problem_t *problem)
+{
+    assert (self && loaded && found);
+    if (ps_checkpoint_load_clock (self->dir, clock, loaded, found, problem))
+        return -1;
+    if (*loaded) {
+        if (s_check_settings (*loaded, found->path, &self->settings, problem)) {
+            ps_checkpoint_destroy (loaded);
+            return -1;
+        }
+        return 0;
+    }
+    if (found->refused)
+        return ps_problem_set (problem, 0, "cannot roll back to clock %" PRId64 ": %s", clock,
+                               found->why);
+    if (clock != 0 && found->why[0])
+        return ps_problem_set (problem, 0,
+                               "cannot roll back to clock %" PRId64
+                               ": this broker's checkpoints are at %s",
+                               clock, found->why);
+    if (clock != 0)
+        return ps_problem_set (
+            problem, 0, "cannot roll back to clock %" PRId64 ": this broker holds no checkpoint",
+            clock);
+    //  Clock 0 without a checkpoint of it: where the job started, no key
+    *loaded = ps_checkpoint_new (self->settings.workers);
+    if (!*loaded)
+        return ps_problem_set (problem, 0, "out of memory");
+    (*loaded)->staleness = self->settings.staleness;
+    (*loaded)->shard = self->settings.shard;
+    (*loaded)->shards = self->settings.shards ? self->settings.shards : 1;
+    found->sequence = 0;
+    return 0;
+}
+
+void
+ps_checkpointer_rolled_back (ps_checkpointer_t *self, const ps_vclock_t *vclock, const char *path,
+                             int64_t clock, uint64_t agg_sent)
+{
+    assert (self && self->phase == IDLE);
+    snprintf (self->restored, sizeof self->restored, "%s", path);
+    self->restored_clock = clock;
+    self->last_clock = ps_vclock_min (vclock);
+    self->last_sent = agg_sent;
+    self->last_max = ps_vclock_max (vclock);
+    self->missed = 0;
+    //  The last file written may be one of the future just discarded
+    memset (&self->last, 0, sizeof self->last);
+    for (uint32_t rank = 0; rank < self->settings.workers; rank++)
+        self->pushed[rank] = -1;
 }
 
 bool
@@ -416,7 +558,7 @@ ps_checkpointer_info (const ps_checkpointer_t *self)
     if (!info)
         return NULL;
     const write_result_t *last = &self->last;
-    bool any = self->written > 0;
+    bool any = self->written > 0 && last->path[0];
     json_object_set_new (info, "last_file", json_string (any ? last->path : ""));
     json_object_set_new (info, "last_clock", json_integer (any ? last->clock : -1));
     json_object_set_new (info, "last_keys", json_integer (any ? (json_int_t)last->keys : 0));

@@ -29,11 +29,21 @@
 
     When. After checkpoint_seconds (the timer restarts at each cut) or
     when the job's clock (the slowest) has moved checkpoint_clocks since
-    the last cut, whichever comes first. At most one checkpoint is taken
-    or written at a time: a trigger that comes meanwhile is deferred, and
-    the next checkpoint is cut as soon as the write ends (so a broker
-    whose writes take longer than the interval writes back to back). A
-    trigger when nothing changed (no command for the aggregator and the
+    the last cut, whichever comes first. A member of a group (shards > 1)
+    must be given checkpoint_clocks N and has no timer: it cuts exactly
+    when the job clock reaches a multiple of N, so that every member holds
+    checkpoints of the same clocks (a group rolls back to one of them
+    after a member restarts, see PROTOCOL.md), and every rank's redo clock
+    in its checkpoints is the job clock, under SSP too (a fast worker then
+    redoes clocks whose pushes are in the checkpoint already: they are
+    applied twice). A multiple the job clock went past without a cut (the
+    writer was still busy with the one before, or an eviction moved it
+    by more than one) is skipped with a warning. At most one checkpoint
+    is taken or written at a time: a trigger that comes meanwhile is
+    deferred, and the next checkpoint is cut as soon as the write ends (so
+    a broker whose writes take longer than the interval writes back to
+    back; a group's member only if the job clock is still the multiple).
+    A trigger when nothing changed (no command for the aggregator and the
     same clocks since the last cut) writes nothing and restarts the timer.
 
     Only the ROUTER loop's thread may call these functions. The writer
@@ -61,7 +71,8 @@ typedef struct ps_checkpointer_t ps_checkpointer_t;
 //  holds none) and the writer thread started. NULL with problem when the
 //  directory cannot be used, holds checkpoints none of which reads whole,
 //  or the newest one was written with other settings (world size,
-//  staleness, shard, shards: the message names both values).
+//  staleness, shard, shards: the message names both values), or a group's
+//  member has no checkpoint_clocks.
 ps_checkpointer_t *ps_checkpointer_new (const ps_broker_config_t *config,
                                         ps_checkpoint_t **restored, ps_problem_t *problem);
 //  Stop the writer (a write in progress is given up at its next chunk,
@@ -103,6 +114,30 @@ void ps_checkpointer_write (ps_checkpointer_t *self, ps_checkpoint_t *checkpoint
 void ps_checkpointer_receive (ps_checkpointer_t *self);
 //  A checkpoint is being taken or written
 bool ps_checkpointer_busy (const ps_checkpointer_t *self);
+//  Give up the write under way unless its checkpoint is of job clock
+//  clock (a rollback keeps that one): the writer stops at its next chunk
+//  and deletes its temporary file; ps_checkpointer_receive then logs it as
+//  given up, not as a failure. No-op when nothing is being written.
+void ps_checkpointer_cancel_unless (ps_checkpointer_t *self, int64_t clock);
+//  A group member's interval N (cuts at the multiples of N only), or 0
+int64_t ps_checkpointer_aligned (const ps_checkpointer_t *self);
+//  The directory
+const char *ps_checkpointer_dir (const ps_checkpointer_t *self);
+//  A group's rollback to clock: the newest checkpoint of the directory of
+//  that job clock, with this broker's settings, into *loaded (the
+//  caller's), its file and number in found (path "" and sequence 0 for
+//  clock 0 when none is of that clock: an empty checkpoint, where the job
+//  started). -1 with problem (code 0) saying why not: "cannot roll back to
+//  clock 40: this broker's checkpoints are at 60 and 80", "... holds no
+//  checkpoint", the file of that clock does not read whole, or has other
+//  settings. Not while busy (the write under way must have ended).
+int ps_checkpointer_load_clock (ps_checkpointer_t *self, int64_t clock, ps_checkpoint_t **loaded,
+                                ps_checkpoint_found_t *found, ps_problem_t *problem);
+//  The group rolled back to the checkpoint at path ("" an empty store) of
+//  clock, now in vclock and the store (agg_sent: commands sent so far):
+//  the next cut is counted from there. Not while busy.
+void ps_checkpointer_rolled_back (ps_checkpointer_t *self, const ps_vclock_t *vclock,
+                                  const char *path, int64_t clock, uint64_t agg_sent);
 //  Checkpoints written since the start, and writes that failed
 uint64_t ps_checkpointer_written (const ps_checkpointer_t *self);
 uint64_t ps_checkpointer_failed (const ps_checkpointer_t *self);

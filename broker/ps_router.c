@@ -63,6 +63,9 @@ s_clock_moved (ps_router_t *self, int64_t old_min)
         zmq_send (self->agg_handle, &flush, sizeof flush, 0);
         self->agg_sent++;
     }
+    //  Cut at the very clock it is due at: a group's members must all cut
+    //  at the same job clocks, which the next message may move past
+    ps_router_checkpoint_tick (self);
     ps_progress_moved (self->progress, self->vclock, zclock_mono ());
     ps_debug ("slowest clock %" PRId64 " -> %" PRId64, old_min, new_min);
     if (self->tap_on)
@@ -541,6 +544,13 @@ s_handle_hello (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelop
     uint32_t weight = request->hello->weight ? request->hello->weight : 1;
     if (s_check_group (self, request->hello, &problem) ||
         s_check_ranks (self, request, weight, &problem))
+        return ps_router_reject (self, id, id_size, request, &problem);
+    //  A group's rollback, asked of this very process: once only, since it
+    //  draws a new incarnation (a request naming an older one is somebody
+    //  else's rollback, done already, or crossed a restart: a plain HELLO)
+    uint64_t asked = request->hello->rollback_incarnation;
+    if (asked && asked == self->incarnation &&
+        ps_router_rollback (self, request->hello->rollback_to, &problem))
         return ps_router_reject (self, id, id_size, request, &problem);
     ps_peer_t *peer = ps_peers_lookup (self->peers, id, id_size);
     if (peer && (peer->rank != request->worker || peer->weight != weight)) {

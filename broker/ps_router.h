@@ -144,8 +144,14 @@ void ps_router_checkpoint_written (ps_router_t *self);
 //  The aggregator's SNAPSHOT or RESTORED event, and its why frame
 void ps_router_checkpoint_event (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *why);
 //  The broker stops: a last checkpoint, written before this returns (or
-//  given up after PS_CHECKPOINT_FINAL_WAIT_MS, logged)
+//  given up after PS_CHECKPOINT_FINAL_WAIT_MS, logged); none in a group
 void ps_router_checkpoint_final (ps_router_t *self);
+//  A group's rollback (a HELLO's rollback_to): go back to this broker's
+//  checkpoint of job clock clock (clock 0 without one: an empty store),
+//  forgetting every connection, as ps_router_checkpoint.c says. 0, or -1
+//  with problem (ERR_GROUP: no checkpoint of that clock, or none at all;
+//  nothing changed then)
+int ps_router_rollback (ps_router_t *self, int64_t clock, ps_problem_t *problem);
 //  Replies (ps_replies.c): each is counted and tapped. Send the routing
 //  id frame of a message to the peer at id
 void ps_router_send_routing_id (ps_router_t *self, const uint8_t *id, size_t id_size);

@@ -7,8 +7,28 @@
     setup waits for, so that the first request is served from the restored
     keys), cutting a checkpoint when one is due (a CHECKPOINT command in
     order behind the pushes already forwarded, which is what makes the cut
-    consistent), passing the aggregator's snapshot on to the writer, and
-    the last checkpoint of a broker that stops.
+    consistent), passing the aggregator's snapshot on to the writer, the
+    last checkpoint of a broker that stops, and a group's rollback.
+
+    The rollback. A member of a group that restarted from its checkpoint
+    of clock C names C to the workers, the others a later clock: a worker
+    registering again asks them (HELLO with rollback_to C and the
+    incarnation it just saw, so that a second worker's request, or one
+    that crossed a restart, is a plain HELLO) to go back to their own
+    checkpoint of clock C, which they hold since a group's members cut at
+    the same clocks (ps_checkpointer.h). Going back is a restart without
+    the process: every command sent to the aggregator is answered first
+    (so that nothing of the old store is published after the new one), the
+    write under way is given up unless it is of clock C (then it is
+    waited for), the checkpoint is loaded (refused, ERR_GROUP, when there
+    is none of that clock: nothing has changed then), every connection is
+    forgotten (their parked requests answered "not registered", so that
+    their workers say HELLO again at once rather than at a timeout), the
+    vector clock, the published table and the store (RESTORE: the
+    aggregator replaces its store whole) are the checkpoint's, the newer
+    checkpoint files are renamed .discarded (a crash must not restore the
+    future the group threw away) and a new incarnation is drawn. The loop
+    waits for all of it: a rollback is rare and the job waits anyway.
     ========================================================================= */
 
 #include "ps_handoff.h"
@@ -16,7 +36,9 @@
 #include "ps_router.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <sys/random.h>
 
 int
 ps_router_checkpoint_setup (ps_router_t *self, ps_problem_t *problem)
@@ -142,8 +164,17 @@ ps_router_checkpoint_final (ps_router_t *self)
     int64_t deadline = zclock_mono () + PS_CHECKPOINT_FINAL_WAIT_MS;
     //  The one under way first: at most one is written at a time
     bool settled = s_settle (self, deadline);
-    if (settled && ps_checkpointer_due (self->checkpointer, zclock_mono (), self->vclock,
-                                        self->agg_sent, true)) {
+    int64_t every = ps_checkpointer_aligned (self->checkpointer);
+    if (settled && every)
+        //  It would be of a clock the other members need not hold: a
+        //  rollback could not use it, and a restart from it would roll
+        //  the group back to an older one anyway
+        ps_info ("no final checkpoint: a member of a group checkpoints only when the job's "
+                 "clock is a multiple of %" PRId64 " (--checkpoint-clocks), so that every "
+                 "member holds the same clocks; it is at %" PRId64 " now",
+                 every, ps_vclock_min (self->vclock));
+    else if (settled && ps_checkpointer_due (self->checkpointer, zclock_mono (), self->vclock,
+                                             self->agg_sent, true)) {
         ps_info ("taking a final checkpoint before stopping");
         s_cut (self);
         settled = s_settle (self, deadline);
@@ -152,4 +183,168 @@ ps_router_checkpoint_final (ps_router_t *self)
         ps_warn ("gave up waiting for the final checkpoint after %d ms; the newest checkpoint "
                  "on disk is an older one",
                  PS_CHECKPOINT_FINAL_WAIT_MS);
+}
+
+// ------------------------------------------------------------ rollback
+
+//  What s_refuse_forgotten says to the requests it answers
+typedef struct {
+    ps_router_t *router;
+    char message[PS_MAX_ERROR_LEN];
+} forgotten_t;
+
+//  ps_parking hands every parked request here when the group rolls back:
+//  "not registered", so that its worker says hello again at once
+static void
+s_refuse_forgotten (void *arg, ps_parked_t *parked)
+{
+    forgotten_t *forgotten = arg;
+    ps_router_t *self = forgotten->router;
+    ps_envelope_t *request = ps_codec_decode (self->parked_codec, zmq_msg_data (&parked->envelope),
+                                              zmq_msg_size (&parked->envelope), NULL);
+    zmq_msg_t msg;
+    if (request &&
+        ps_codec_encode_error (request, PSMQ__ERR_CODE__ERR_NOT_REGISTERED, forgotten->message,
+                               ps_vclock_min (self->vclock), &msg) == 0) {
+        ps_router_send_routing_id (self, parked->peer->id, parked->peer->id_size);
+        zmq_msg_send (&msg, self->router_handle, 0);
+        self->stats.out[PSMQ__MSG_TYPE__ERROR]++;
+    }
+}
+
+//  A new incarnation, never the one before
+static uint64_t
+s_new_incarnation (uint64_t old)
+{
+    uint64_t incarnation;
+    do {
+        if (getrandom (&incarnation, sizeof incarnation, 0) != sizeof incarnation)
+            incarnation = (uint64_t)zclock_usecs () ^ (uint64_t)zclock_mono () << 32;
+        incarnation |= 1;
+    } while (incarnation == old);
+    return incarnation;
+}
+
+//  The vector clock of checkpoint, into a new one; NULL when out of memory
+static ps_vclock_t *
+s_vclock_of (const ps_router_t *self, const ps_checkpoint_t *checkpoint)
+{
+    ps_vclock_t *vclock = ps_vclock_new (self->config.workers, self->config.staleness);
+    for (uint32_t rank = 0; vclock && rank < checkpoint->world; rank++)
+        ps_vclock_restore (vclock, rank, checkpoint->ranks[rank].state,
+                           checkpoint->ranks[rank].clock);
+    return vclock;
+}
+
+int
+ps_router_rollback (ps_router_t *self, int64_t clock, ps_problem_t *problem)
+{
+    if (!self->checkpointer)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_GROUP,
+                               "cannot roll back to clock %" PRId64
+                               ": this broker was started without --checkpoint",
+                               clock);
+    if (clock < 0)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
+                               "cannot roll back to clock %" PRId64, clock);
+    //  The old store's answers first; a cut under way reaches the writer
+    while (self->agg_done < self->agg_sent)
+        ps_router_agg_receive (self);
+    ps_checkpointer_cancel_unless (self->checkpointer, clock);
+    if (!s_settle (self, zclock_mono () + PS_CHECKPOINT_FINAL_WAIT_MS))
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_GROUP,
+                               "cannot roll back to clock %" PRId64
+                               " now: the checkpoint being written did not end within %d ms",
+                               clock, PS_CHECKPOINT_FINAL_WAIT_MS);
+    ps_checkpoint_t *checkpoint;
+    ps_checkpoint_found_t found;
+    if (ps_checkpointer_load_clock (self->checkpointer, clock, &checkpoint, &found, problem)) {
+        problem->code = PSMQ__ERR_CODE__ERR_GROUP;
+        ps_warn ("refused to roll back: %s", problem->message);
+        return -1;
+    }
+    ps_vclock_t *vclock = s_vclock_of (self, checkpoint);
+    ps_peers_t *peers = ps_peers_new (self->config.workers);
+    ps_published_t *published = ps_published_new ();
+    if (!vclock || !peers || !published) {
+        ps_vclock_destroy (&vclock);
+        ps_peers_destroy (&peers);
+        ps_published_destroy (&published);
+        ps_checkpoint_destroy (&checkpoint);
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                               "cannot roll back: out of memory");
+    }
+    int64_t was = ps_vclock_min (self->vclock);
+    uint32_t live = ps_vclock_live (self->vclock);
+    size_t parked = ps_parking_size (self->parking);
+    forgotten_t forgotten = {.router = self};
+    snprintf (forgotten.message, sizeof forgotten.message,
+              "the broker rolled back to clock %" PRId64
+              " to match its group (a member restarted): say hello again",
+              clock);
+    ps_parking_drain (self->parking, s_refuse_forgotten, &forgotten);
+    ps_peers_destroy (&self->peers);
+    self->peers = peers;
+    ps_vclock_destroy (&self->vclock);
+    self->vclock = vclock;
+    ps_published_destroy (&self->published);
+    self->published = published;
+    //  Whatever comes of the restore, this is not the process the workers
+    //  knew any more
+    self->incarnation = s_new_incarnation (self->incarnation);
+
+    //  The store: replaced by the checkpoint's, its keys published here
+    //  before this returns
+    size_t keys = checkpoint->nkeys;
+    ps_agg_command_t command = {.kind = PS_AGG_RESTORE, .checkpoint = checkpoint};
+    PS_HANDOFF_SEND (checkpoint);
+    if (zmq_send (self->agg_handle, &command, sizeof command, 0) != sizeof command) {
+        PS_HANDOFF_RECEIVE (checkpoint);
+        ps_checkpoint_destroy (&checkpoint);
+        self->restore_status = -1;
+        snprintf (self->restore_why, sizeof self->restore_why, "the aggregation thread is gone");
+    }
+    else {
+        self->agg_sent++;
+        self->restore_status = 0;
+        while (self->agg_done < self->agg_sent)
+            ps_router_agg_receive (self);
+    }
+    //  "checkpoint FILE", or where every job starts
+    char target[PATH_MAX + 16];
+    snprintf (target, sizeof target, "%s%s", found.path[0] ? "checkpoint " : "",
+              found.path[0] ? found.path : "an empty store");
+    if (self->restore_status) {
+        //  Every worker was told to say hello again: they find a broker
+        //  without the keys it failed to restore, and their INITs say so
+        ps_error ("rolling back to %s (clock %" PRId64 ") failed: %s", target, clock,
+                  self->restore_why);
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_GROUP,
+                               "rolling back to clock %" PRId64 " failed: %s", clock,
+                               self->restore_why);
+    }
+    ps_checkpointer_rolled_back (self->checkpointer, self->vclock, found.path, clock,
+                                 self->agg_sent);
+    ps_problem_t why;
+    int discarded = ps_checkpoint_discard_after (ps_checkpointer_dir (self->checkpointer),
+                                                 found.sequence, &why);
+    if (discarded < 0)
+        ps_warn ("newer checkpoints not discarded: %s", why.message);
+    ps_progress_moved (self->progress, self->vclock, zclock_mono ());
+    ps_warn ("rolled back to %s (clock %" PRId64 ") to match the group: another member "
+             "restarted at that clock; was at clock %" PRId64 " (%u workers live), %zu keys "
+             "now, %zu parked requests answered not-registered, %d newer checkpoint%s renamed "
+             ".discarded, incarnation %016" PRIx64,
+             target, clock, was == PS_VCLOCK_NOBODY ? -1 : was, live, keys, parked,
+             discarded > 0 ? discarded : 0, discarded == 1 ? "" : "s", self->incarnation);
+    if (self->tap_on) {
+        ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_DISCONNECT, -1,
+                             "rolled back to %s (clock %" PRId64
+                             ") to match the group: every connection forgotten",
+                             target, clock);
+        ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_CLOCK, -1,
+                             "slowest clock %" PRId64 " -> %" PRId64 " (rollback)",
+                             was == PS_VCLOCK_NOBODY ? -1 : was, ps_vclock_min (self->vclock));
+    }
+    return 0;
 }

@@ -71,9 +71,12 @@ s_usage (FILE *out)
              "      --tap-payload      let tap readers that ask for it see tensor frames\n"
              "      --checkpoint DIR   write checkpoints into DIR (made, mode 0700, if\n"
              "                         missing) and, at start, restore the newest one there\n"
-             "      --checkpoint-seconds S  one at least every S seconds (default %d; 0: none)\n"
+             "      --checkpoint-seconds S  one at least every S seconds (default %d; 0: none;\n"
+             "                         not in a group)\n"
              "      --checkpoint-clocks N   one every N clocks of the job (its slowest\n"
-             "                         worker's) too, whichever comes first\n"
+             "                         worker's) too, whichever comes first; in a group\n"
+             "                         required, and the only schedule: each member cuts\n"
+             "                         when the job's clock is a multiple of N\n"
              "  -v, --verbose          log every clock movement\n"
              "  -q, --quiet            log warnings and errors only\n"
              "  -h, --help             show this help\n"
@@ -101,7 +104,21 @@ s_usage (FILE *out)
              "own, past a push already saved). On SIGINT or SIGTERM the broker writes a\n"
              "last checkpoint before it exits. Example:\n"
              "  psbroker --port 5555 --workers 4 --checkpoint /var/lib/psmq \\\n"
-             "      --checkpoint-clocks 100\n",
+             "      --checkpoint-clocks 100\n"
+             "\n"
+             "Checkpoints of a group. Give every member --checkpoint (its own directory)\n"
+             "and the same --checkpoint-clocks N: each cuts when the job's clock reaches a\n"
+             "multiple of N, every worker redoing from that clock (under SSP a fast\n"
+             "worker's pushes past it are then applied twice), and none at stop. A member\n"
+             "restarted with its command restores its newest checkpoint, of clock C; the\n"
+             "workers' library then asks the other members to roll back to their own\n"
+             "checkpoint of clock C (they log \"rolled back to checkpoint FILE (clock C) to\n"
+             "match the group\", forget every worker, and rename their newer checkpoints\n"
+             "NAME.discarded), so that no pull mixes clocks, and the job redoes from C.\n"
+             "A member without a checkpoint of C refuses, and the workers stop with its\n"
+             "reason (see docs/groups.md). Example, on hosts a and b:\n"
+             "  psbroker --port 5555 --workers 4 --shard 0 --shards 2 \\\n"
+             "      --checkpoint /var/lib/psmq --checkpoint-clocks 100\n",
              PS_DEFAULT_LR, PS_DEFAULT_MOMENTUM, PS_DEFAULT_BETA1, PS_DEFAULT_BETA2, PS_DEFAULT_EPS,
              PS_DEFAULT_HEARTBEAT_MS, PS_DEFAULT_TIMEOUT_MS, PS_DEFAULT_PROGRESS_FLOOR_MS / 1000,
              PS_PROGRESS_FACTOR, PS_DEFAULT_CHECKPOINT_SECONDS, PS_CHECKPOINT_KEEP);
@@ -221,6 +238,7 @@ main (int argc, char *argv[])
     long number;
     const char *bind_address = "*";
     const char *endpoint = NULL;
+    bool timer_given = false;
     int opt;
     while ((opt = getopt_long (argc, argv, "p:b:e:w:s:o:l:t:vqh", options, NULL)) != -1) {
         int rc = 0;
@@ -289,6 +307,7 @@ main (int argc, char *argv[])
             break;
         case OPT_CHECKPOINT_SECONDS:
             rc = s_parse_interval (optarg, &config.checkpoint_seconds);
+            timer_given = config.checkpoint_seconds > 0;
             break;
         case OPT_CHECKPOINT_CLOCKS:
             rc = ps_cli_long ("psbroker", "--checkpoint-clocks", optarg, 1,
@@ -307,6 +326,23 @@ main (int argc, char *argv[])
         fprintf (stderr, "psbroker: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
+    if (config.shards > 1 && timer_given) {
+        fprintf (stderr,
+                 "psbroker: --checkpoint-seconds with --shards %u: a group's brokers "
+                 "checkpoint at the same clocks, not on a timer; give "
+                 "--checkpoint-clocks N\n",
+                 config.shards);
+        return 2;
+    }
+    if (config.shards > 1 && config.checkpoint_dir && config.checkpoint_clocks == 0) {
+        fprintf (stderr,
+                 "psbroker: a group's brokers must checkpoint at the same clocks: give "
+                 "--checkpoint-clocks N (with --checkpoint and --shards %u)\n",
+                 config.shards);
+        return 2;
+    }
+    if (config.shards > 1)
+        config.checkpoint_seconds = 0;
     if (port < 0 && !endpoint) {
         fprintf (stderr, "psbroker: --port N is required (or --endpoint EP); see --help\n");
         return 2;

@@ -13,6 +13,21 @@
     staleness, the others are compared with it; their clocks are compared
     once all have come (ps_group_hello_clock), since after a restart what
     to do about a difference is a decision about the whole group.
+
+    That decision, after a member restarted from its checkpoint of clock
+    C: every member goes back to C, each to its own checkpoint of C (a
+    group's members cut at the same clocks), so that no pull mixes the
+    parameters of two clocks and the workers redo from C. A member is
+    asked when it names a later clock, and also when it names C but kept
+    its incarnation: under BSP its sums of clock C may hold the pushes of
+    workers that are about to push again. A member that restarted, or was
+    rolled back by another worker meanwhile, has a new incarnation and
+    names C already; the broker takes a request naming an incarnation it
+    no longer has as a plain HELLO, so two workers that decide at once
+    roll a member back once. Rejected: rolling back to the least clock
+    every member holds a checkpoint of (each would have to say which it
+    holds, and the restarted member would have to go back too), and
+    refusing (a restart of one member would stop the job).
     ========================================================================= */
 
 #include "ps_group.h"
@@ -272,8 +287,13 @@ ps_group_hello_reset (ps_group_t *self, bool rejoin)
     for (uint32_t member = 0; member < self->size; member++) {
         ps_member_t *record = &self->members[member];
         record->welcomed = false;
-        if (rejoin && record->incarnation)
-            record->known = record->incarnation;
+        record->roll_of = 0;
+        record->roll_to = 0;
+        if (rejoin) {
+            record->rolled = false;
+            if (record->incarnation)
+                record->known = record->incarnation;
+        }
     }
 }
 
@@ -294,6 +314,7 @@ ps_group_take_hello (ps_group_t *self, uint32_t member, const ps_envelope_t *rep
     record->welcomed = true;
     record->incarnation = reply->hello->incarnation;
     record->hello_clock = reply->clock;
+    record->roll_of = 0;
     uint32_t interval = reply->hello->heartbeat_ms;
     if (interval && (!self->heartbeat_ms || interval < self->heartbeat_ms))
         self->heartbeat_ms = interval;
@@ -337,36 +358,55 @@ s_clocks_named (const ps_group_t *self, char *out, size_t size)
                                       self->members[member].hello_clock);
 }
 
+//  Mark the members to roll back to clock: those naming a later one, and
+//  those that kept their incarnation
+static void
+s_mark_rollback (ps_group_t *self, int64_t clock)
+{
+    for (uint32_t member = 0; member < self->size; member++) {
+        ps_member_t *record = &self->members[member];
+        if (!record->welcomed ||
+            (record->hello_clock == clock && ps_group_restarted (self, member)))
+            continue;
+        record->roll_to = clock;
+        record->roll_of = record->incarnation;
+        record->rolled = true;
+        record->welcomed = false;
+    }
+}
+
 int
-ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again,
+ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again, bool *rollback,
                       ps_problem_t *problem)
 {
-    *again = false;
-    bool first = true, differ = false, restarted = false;
+    *again = *rollback = false;
+    bool first = true, differ = false, restarted = false, kept = false;
+    int64_t least = 0;
     for (uint32_t member = 0; member < self->size; member++) {
         const ps_member_t *record = &self->members[member];
         if (!record->welcomed)
             continue;
+        if (first || record->hello_clock < least)
+            least = record->hello_clock;
+        differ |= !first && record->hello_clock != *clock;
         if (first)
             *clock = record->hello_clock;
-        differ |= !first && record->hello_clock != *clock;
-        restarted |= ps_group_restarted (self, member);
+        if (ps_group_restarted (self, member))
+            restarted = true;
+        else
+            kept = true;
         first = false;
+    }
+    if (rejoin && restarted && (differ || kept)) {
+        *clock = least;
+        s_mark_rollback (self, least);
+        *rollback = true;
+        return PS_OK;
     }
     if (!differ)
         return PS_OK;
     char named[PS_MAX_ERROR_LEN];
     s_clocks_named (self, named, sizeof named);
-    if (rejoin && restarted) {
-        //  A member that restored an older checkpoint, or none: the others
-        //  hold parameters of later clocks, and pulls would mix them
-        ps_problem_set (problem, 0,
-                        "brokers of one group restarted at different clocks: %s (the group "
-                        "cannot roll back to one clock yet: restart them all from one "
-                        "checkpoint)",
-                        named);
-        return PS_EGROUP;
-    }
     *again = true;
     ps_problem_set (problem, 0,
                     "brokers of one group disagree on the job's clock: %s (was one restarted?)",

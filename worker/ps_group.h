@@ -9,7 +9,9 @@
     its replies since said (the slowest live clock, "not registered").
     Across the brokers, the group checks that their HELLO replies describe
     one job: one staleness, and decides the clock to start from (or to
-    start again from, after a broker restarted: ps_group_hello_clock).
+    start again from, after a broker restarted: ps_group_hello_clock,
+    which may first ask members to roll back to the clock of a member
+    that restarted from an older checkpoint).
 
     Threads: the thread that owns the worker. libzmq's threads release
     pooled and lent frames on their own (see ps_framepool.h, ps_link.h);
@@ -47,6 +49,10 @@ typedef struct {
     int64_t hello_clock;  //  the clock that reply gave
     uint64_t known;       //  the incarnation before a rejoin, to tell a
                           //  restart from an eviction
+    uint64_t roll_of;     //  its next HELLO asks this incarnation to roll
+                          //  back (0: a plain HELLO) ...
+    int64_t roll_to;      //  ... to its checkpoint of this clock
+    bool rolled;          //  it was asked to roll back in this rejoin
 } ps_member_t;
 
 typedef struct ps_group_t ps_group_t;
@@ -86,8 +92,9 @@ void ps_group_drop_lent (ps_group_t *self);
 int ps_group_reconnect (ps_group_t *self, ps_problem_t *problem);
 
 //  Forget what the HELLO replies of an earlier attempt said (no member is
-//  welcomed). rejoin: the attempt registers again with brokers that knew
-//  us, each member's incarnation is kept to compare with the new one.
+//  welcomed, none asked to roll back). rejoin: the attempt registers
+//  again with brokers that knew us, each member's incarnation is kept to
+//  compare with the new one.
 void ps_group_hello_reset (ps_group_t *self, bool rejoin);
 //  Take member's HELLO reply: its session, incarnation and clock, and
 //  whether it runs the job the others do. PS_OK; PS_EPROTO for a reply
@@ -97,15 +104,22 @@ int ps_group_take_hello (ps_group_t *self, uint32_t member, const ps_envelope_t 
                          ps_problem_t *problem);
 //  What the HELLO replies said: the job's staleness
 int32_t ps_group_staleness (const ps_group_t *self);
-//  The clock the welcomed members' HELLO replies give the worker: PS_OK
-//  with *clock when they name one. When they name different clocks,
-//  PS_EGROUP with problem saying which, and *again when a new attempt
-//  (BYE, then HELLO) may settle it: at a first join, or when no member
-//  restarted, the others' CLOCK may have been between two brokers. This
-//  is the one place that decides, so that rolling the group back to a
-//  clock every member holds can later replace the refusal.
+//  The clock the welcomed members' HELLO replies give the worker, the one
+//  place that decides. PS_OK with *clock when they name one and, when
+//  rejoin, no member kept parameters of a time the others lost. After a
+//  restart (rejoin, and some member's incarnation changed), C the least
+//  clock named: when a member names a later clock, or kept its
+//  incarnation (its store may hold pushes of clock C and later, which the
+//  workers are about to redo), PS_OK with *rollback: those members are
+//  marked (roll_to C, roll_of the incarnation their reply named)
+//  and no longer welcomed, for ps_session_hello to ask them to roll back
+//  to their checkpoint of clock C; then decide again. Otherwise, when the
+//  members name different clocks, PS_EGROUP with problem saying which,
+//  and *again when a new attempt (BYE, then HELLO) may settle it: at a
+//  first join, or when no member restarted, the others' CLOCK may have
+//  been between two brokers.
 int ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again,
-                          ps_problem_t *problem);
+                          bool *rollback, ps_problem_t *problem);
 //  Whether member's broker is another process than before the rejoin
 bool ps_group_restarted (const ps_group_t *self, uint32_t member);
 

@@ -18,9 +18,13 @@
     When every broker has welcomed the worker, ps_group_hello_clock
     decides the clock: one clock, or a difference that a new attempt may
     settle (no broker restarted: another worker's CLOCK was between two
-    brokers), or a refusal (PS_EGROUP) when the brokers restarted at
-    different clocks. Rolling the group back to a clock every member holds
-    belongs there, when the group's checkpoints allow it.
+    brokers), or, after a restart, a rollback: the members it marks are
+    sent a HELLO that asks them to go back to the restarted member's clock
+    (over the sockets that just carried their replies), and the replies
+    are decided on again. A few rounds at most: a member rolled back by
+    another worker at the same moment names that clock already, and one
+    that refuses (it holds no checkpoint of that clock) fails the rejoin
+    with PS_EGROUP and its reason.
     ========================================================================= */
 
 #include "ps_rejoin.h"
@@ -39,6 +43,8 @@
 #define NOTICE_MS 10000
 //  New attempts after brokers that did not restart named different clocks
 #define DISAGREEMENTS 5
+//  Rounds of rollback HELLOs in one attempt
+#define ROLLBACKS 3
 
 static int64_t
 s_now_ms (void)
@@ -111,9 +117,21 @@ s_attempts (ps_session_t *session, int64_t started, int64_t deadline)
         int hello_ms = ps_session_heartbeat_timeout (session);
         int status = ps_session_hello (session, fresh, left < hello_ms ? (int)left : hello_ms);
         fresh = true;
-        bool again = false;
+        bool again = false, rollback = false;
         if (status == PS_OK)
-            status = ps_session_hello_clock (session, true, &again);
+            status = ps_session_hello_clock (session, true, &again, &rollback);
+        //  Over the sockets that carried the replies: they work
+        for (int round = 1; status == PS_OK && rollback; round++) {
+            if (round > ROLLBACKS)
+                return ps_session_fail (session, PS_EGROUP,
+                                        "the group did not settle on one clock after %d "
+                                        "rollbacks",
+                                        ROLLBACKS);
+            left = deadline - s_now_ms ();
+            status = ps_session_hello (session, false, left < hello_ms ? (int)left : hello_ms);
+            if (status == PS_OK)
+                status = ps_session_hello_clock (session, true, &again, &rollback);
+        }
         if (status == PS_OK || status == PS_EINTR)
             return status;
         if (again && ++disagreements < DISAGREEMENTS) {
@@ -149,8 +167,10 @@ s_welcomed (ps_session_t *session, double waited, int64_t was)
                         ", %s) after %.1f s: clock moved from %" PRId64 " to %" PRId64,
                         options->rank, ps_group_endpoint (group, link),
                         ps_group_member (group, link)->incarnation,
-                        ps_group_restarted (group, link) ? "restarted" : "the same process", waited,
-                        was, ps_session_clock (session));
+                        ps_group_member (group, link)->rolled ? "asked to roll back"
+                        : ps_group_restarted (group, link)    ? "restarted"
+                                                              : "the same process",
+                        waited, was, ps_session_clock (session));
 }
 
 int
@@ -192,9 +212,15 @@ ps_rejoin (ps_session_t *session, int cause)
     for (uint32_t link = 0; link < ps_group_size (group) && used < sizeof endpoints; link++)
         used += (size_t)snprintf (endpoints + used, sizeof endpoints - used, "%s%s",
                                   link ? ", " : "", ps_group_endpoint (group, link));
+    bool rolled = false;
+    for (uint32_t link = 0; link < ps_group_size (group); link++)
+        rolled |= ps_group_member (group, link)->rolled;
     ps_session_complete_all (session, PS_EREJOINED, true);
     return ps_session_fail (session, PS_EREJOINED,
                             "registered again with %s (%s); the worker's clock is now %" PRId64
-                            " (was %" PRId64 ")",
-                            endpoints, reason, ps_session_clock (session), was);
+                            " (was %" PRId64 ")%s",
+                            endpoints, reason, ps_session_clock (session), was,
+                            rolled ? "; the group rolled back to that clock, the clock of "
+                                     "the checkpoint a member restarted from"
+                                   : "");
 }

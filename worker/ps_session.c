@@ -650,9 +650,12 @@ ps_session_hello (ps_session_t *self, bool fresh, int timeout_ms)
     for (uint32_t link = 0; link < self->nlinks; link++)
         group[link] = (char *)ps_group_endpoint (self->group, link);
     for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
-        if (ps_group_member (self->group, link)->welcomed)
+        const ps_member_t *member = ps_group_member (self->group, link);
+        if (member->welcomed)
             continue;
         Psmq__Hello hello = PSMQ__HELLO__INIT;
+        hello.rollback_incarnation = member->roll_of;
+        hello.rollback_to = member->roll_of ? member->roll_to : 0;
         hello.world_size = self->options.world_size;
         hello.weight = self->options.local_workers > 1 ? self->options.local_workers : 1;
         hello.shard = link;
@@ -672,14 +675,15 @@ ps_session_hello (ps_session_t *self, bool fresh, int timeout_ms)
 }
 
 int
-ps_session_hello_clock (ps_session_t *self, bool rejoin, bool *again)
+ps_session_hello_clock (ps_session_t *self, bool rejoin, bool *again, bool *rollback)
 {
     int64_t clock = 0;
     ps_problem_t problem;
-    int status = ps_group_hello_clock (self->group, rejoin, &clock, again, &problem);
+    int status = ps_group_hello_clock (self->group, rejoin, &clock, again, rollback, &problem);
     if (status)
         return ps_session_fail (self, status, "%s", problem.message);
-    self->clock = clock;
+    if (!*rollback)
+        self->clock = clock;
     return PS_OK;
 }
 
@@ -716,10 +720,10 @@ ps_session_join (ps_session_t *self)
     int status = PS_OK;
     for (int attempt = 1; attempt <= HELLO_ATTEMPTS; attempt++) {
         ps_group_hello_reset (self->group, false);
-        bool again = false;
+        bool again = false, rollback = false;
         status = ps_session_hello (self, false, self->options.timeout_ms);
         if (status == PS_OK)
-            status = ps_session_hello_clock (self, false, &again);
+            status = ps_session_hello_clock (self, false, &again, &rollback);
         if (status == PS_OK || !again || attempt == HELLO_ATTEMPTS)
             break;
         ps_session_leave (self);

@@ -61,14 +61,16 @@ int ps_session_join (ps_session_t *self);
 //  waiting a bounded time
 int ps_session_leave (ps_session_t *self);
 //  Say HELLO to every broker of the group that has not welcomed us in this
-//  attempt (see ps_group_hello_reset), and wait up to timeout_ms for their
-//  replies; fresh: over a new socket each, whose queue holds no earlier
-//  HELLO. PS_OK when every broker has welcomed us.
+//  attempt (see ps_group_hello_reset), asking those marked so to roll
+//  back (ps_member_t), and wait up to timeout_ms for their replies;
+//  fresh: over a new socket each, whose queue holds no earlier HELLO.
+//  PS_OK when every broker has welcomed us.
 int ps_session_hello (ps_session_t *self, bool fresh, int timeout_ms);
 //  Take the clock the HELLO replies give as the worker's, when the group
 //  agrees on one (ps_group_hello_clock; rejoin as there); *again when a
-//  new attempt may settle a disagreement
-int ps_session_hello_clock (ps_session_t *self, bool rejoin, bool *again);
+//  new attempt may settle a disagreement; *rollback (the clock not taken
+//  yet) when members are to be asked to roll back first
+int ps_session_hello_clock (ps_session_t *self, bool rejoin, bool *again, bool *rollback);
 
 //  The options as given (broker points to the session's copy)
 const ps_worker_options_t *ps_session_options (const ps_session_t *self);
