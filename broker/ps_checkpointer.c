@@ -491,6 +491,17 @@ ps_checkpointer_load_clock (ps_checkpointer_t *self, int64_t clock, ps_checkpoin
                                "cannot roll back to clock %" PRId64
                                ": this broker's checkpoints are at %s",
                                clock, found->why);
+    //  A member that restarted with nothing while we hold checkpoints was
+    //  most likely given a wrong or lost directory: going back to an empty
+    //  store would throw the job's progress away, so the group stops and
+    //  says why instead
+    if (clock == 0 && found->why[0])
+        return ps_problem_set (problem, 0,
+                               "cannot roll back to clock 0 (an empty store): this broker's "
+                               "checkpoints are at %s, and the member that restarted has none "
+                               "(a wrong or lost --checkpoint directory?); the group stops rather "
+                               "than start the job over",
+                               found->why);
     if (clock != 0)
         return ps_problem_set (
             problem, 0, "cannot roll back to clock %" PRId64 ": this broker holds no checkpoint",

@@ -508,6 +508,17 @@ Test (group_restart, a_rollback_is_refused_without_that_clock_and_a_stale_one_is
                       "cannot roll back to clock 3: this broker's checkpoints are at 2 and 4");
     cr_assert_eq (s_incarnation (group.brokers[0]), incarnation);
 
+    //  Back to an empty store while it holds checkpoints (the member that
+    //  restarted lost its directory): refused too, the progress kept
+    reply = s_hello (&raw, 0, 0, incarnation, 6);
+    cr_assert_eq (reply->type, PSMQ__MSG_TYPE__ERROR);
+    cr_assert_eq (reply->error->code, PSMQ__ERR_CODE__ERR_GROUP);
+    cr_assert (strstr (reply->error->message, "cannot roll back to clock 0 (an empty store): "
+                                              "this broker's checkpoints are at 2 and 4"),
+               "%s", reply->error->message);
+    cr_assert_eq (s_incarnation (group.brokers[0]), incarnation);
+    cr_assert_eq (s_info_number (&group, 0, "keys"), 1);
+
     //  Somebody else's rollback (an incarnation this process does not
     //  have): a plain HELLO, and no rollback
     reply = s_hello (&raw, 0, 2, incarnation ^ 2, 3);
