@@ -24,11 +24,8 @@
 #include <assert.h>
 #include <czmq.h>
 #include <inttypes.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 typedef enum { IDLE = 0, TAKING, WRITING } phase_t;
@@ -85,29 +82,11 @@ s_cancelled (void *pipe)
     return (zsock_events (pipe) & ZMQ_POLLIN) != 0;
 }
 
-//  The writer runs only on a core that serving leaves idle: SCHED_IDLE
-//  for its CPU time (checksums, copies into the page cache) and the idle
-//  I/O class for its disk time. A checkpoint then takes longer on a busy
-//  machine, never the other way round. Either may be refused (a container
-//  without the right): the writer then runs as an ordinary thread.
-static void
-s_yield_to_serving (void)
-{
-    struct sched_param param = {.sched_priority = 0};
-    if (pthread_setschedparam (pthread_self (), SCHED_IDLE, &param))
-        ps_debug ("checkpoint writer: SCHED_IDLE refused; it runs at normal priority");
-    //  ioprio_set (IOPRIO_WHO_PROCESS, this thread, IOPRIO_CLASS_IDLE): no
-    //  wrapper in glibc
-    if (syscall (SYS_ioprio_set, 1, 0, 3 << 13) == -1)
-        ps_debug ("checkpoint writer: idle I/O class refused");
-}
-
 //  The writer actor: one checkpoint at a time, until $TERM
 static void
 s_writer_actor (zsock_t *pipe, void *args)
 {
     const char *dir = args; //  the checkpointer's, unchanged while we run
-    s_yield_to_serving ();
     zsock_signal (pipe, 0);
     while (true) {
         zframe_t *frame = zframe_recv (pipe);
