@@ -7,20 +7,17 @@
     settings, steps, version). The aggregation thread fills the keys
     (ps_store_snapshot), a writer thread writes it (ps_checkpoint_write),
     and a starting broker reads the newest file that is whole
-    (ps_checkpoint_load_newest) and hands it to the store
-    (ps_store_restore).
+    (ps_checkpoint_load_newest, ps_checkpoint_dir.h) and hands it to the
+    store (ps_store_restore). This module is one file and its name; the
+    folder of them (the lock, which file to load, which to delete or set
+    aside) is ps_checkpoint_dir's.
 
     Files: DIR/checkpoint-NNNNNN.psmq, NNNNNN the sequence number in
     decimal (six digits at least), so that the newest is the highest
     number. A file is written as DIR/checkpoint-NNNNNN.psmq.tmp, fsynced,
     renamed to its name and the directory fsynced: a file under its final
     name is complete, and a broker killed at any moment leaves at worst a
-    .tmp file, which the next start deletes. A broker holds a lock on
-    DIR/checkpoint.lock while it runs, so that two never share a folder. After a file is durable the
-    older ones are deleted but the newest PS_CHECKPOINT_KEEP. A file that
-    a start refused is renamed NAME.refused (kept for a look, out of the
-    rotation). A group's rollback renames the files newer than the one it
-    went back to NAME.discarded.
+    .tmp file, which the next start deletes (ps_checkpoint_prepare_dir).
 
     Byte format, version 1. Integers little-endian; floats IEEE 754
     binary32, little-endian; no padding anywhere.
@@ -77,7 +74,6 @@
 #include "ps_problem.h"
 #include "ps_vclock.h"
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -145,55 +141,18 @@ int ps_checkpoint_write (ps_checkpoint_t *self, const char *dir, char *path, siz
 //  checkpoint ...")
 ps_checkpoint_t *ps_checkpoint_read (const char *path, ps_problem_t *problem);
 
-//  Make dir usable and hold it: create it (and its parents) with mode 0700
-//  when missing, check that it is a directory we may write, take an
-//  exclusive flock on DIR/checkpoint.lock (which then says our pid) so
-//  that no other broker writes there meanwhile, then delete the .tmp files
-//  a killed broker left. The lock's file descriptor, which the caller
-//  closes to let go (a process that dies lets go too), or -1 with problem
-//  naming dir and why (another broker's pid when it holds the lock).
-int ps_checkpoint_prepare_dir (const char *dir, ps_problem_t *problem);
-
-//  Clocks ps_checkpoint_load_clock names when it finds none to load
-#define PS_CHECKPOINT_NAMED 8
-
-//  What ps_checkpoint_load_newest (or _load_clock) found
-typedef struct {
-    char path[PATH_MAX];            //  the file loaded, "" when none
-    uint64_t sequence;              //  its number (load_clock)
-    uint64_t next_sequence;         //  the number of the next file to write
-    uint32_t refused;               //  newer files refused (and renamed .refused)
-    char why[2 * PS_MAX_ERROR_LEN]; //  the newest refused file and why, or ""
-} ps_checkpoint_found_t;
-
-//  Load the newest checkpoint of dir that reads whole. Files refused on the
-//  way are renamed NAME.refused, each with a warning logged that names it
-//  and why. 0 with *loaded the checkpoint (the caller's), or NULL when dir
-//  holds no checkpoint file; -1 with problem when it holds some but none
-//  reads whole (nothing is renamed then: the operator decides), or dir
-//  cannot be listed. found (never NULL) says what was found either way.
-int ps_checkpoint_load_newest (const char *dir, ps_checkpoint_t **loaded,
-                               ps_checkpoint_found_t *found, ps_problem_t *problem);
-
-//  Load the newest checkpoint of dir whose job clock is clock (a group's
-//  rollback: every member holds one of the same clock). 0 with *loaded
-//  the checkpoint (the caller's) and found->path and ->sequence its file;
-//  0 with *loaded NULL when there is none: found->why then names the
-//  clocks dir holds ("60 and 80", oldest first, at most
-//  PS_CHECKPOINT_NAMED; "" when none), or, with found->refused > 0, the
-//  newest file of that clock and why it does not read whole. -1 with
-//  problem when dir cannot be listed. Renames nothing.
-int ps_checkpoint_load_clock (const char *dir, int64_t clock, ps_checkpoint_t **loaded,
-                              ps_checkpoint_found_t *found, ps_problem_t *problem);
-
-//  Rename every checkpoint file of dir numbered above sequence to
-//  NAME.discarded (a future its group threw away: a later start must not
-//  restore it), then fsync dir. The number renamed, or -1 with problem
-//  when dir cannot be read.
-int ps_checkpoint_discard_after (const char *dir, uint64_t sequence, ps_problem_t *problem);
-
-//  Delete every checkpoint file of dir but the keep newest (by number).
-//  Returns the number deleted, or -1 with problem when dir cannot be read.
-int ps_checkpoint_prune (const char *dir, size_t keep, ps_problem_t *problem);
+//  The name of checkpoint sequence in dir: DIR/checkpoint-NNNNNN.psmq
+//  then suffix ("" the file, ".tmp" while it is written, ".refused",
+//  ".discarded"). 0, or -1 when it does not fit in size bytes
+int ps_checkpoint_path (char *path, size_t size, const char *dir, uint64_t sequence,
+                        const char *suffix);
+//  Whether name (a directory entry) is "checkpoint-<digits><suffix>",
+//  suffix from ".psmq" on (".psmq", ".psmq.tmp", ...); its number into
+//  *sequence when it is
+bool ps_checkpoint_sequence_of (const char *name, const char *suffix, uint64_t *sequence);
+//  The job clock in the header of the file at path, without reading the
+//  rest: 0, or -1 when its magic, version or length is not this format's
+//  (whether it reads whole only ps_checkpoint_read can tell)
+int ps_checkpoint_peek_clock (const char *path, int64_t *clock);
 
 #endif

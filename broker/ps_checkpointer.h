@@ -57,6 +57,7 @@
 
 #include "ps_broker.h"
 #include "ps_checkpoint.h"
+#include "ps_checkpoint_dir.h"
 #include "ps_vclock.h"
 
 #include <jansson.h>

@@ -16,14 +16,26 @@
     A request that may not be answered yet is parked (ps_parking) and
     answered later from the loop: no thread ever blocks for a worker.
 
-    This header is private to the broker: ps_broker.c (the loop, setup and
-    teardown), ps_router.c (the requests), ps_replies.c (what goes back to
-    workers), ps_info.c (the INFO text) and ps_router_checkpoint.c (taking
-    and restoring checkpoints)
-    share ps_router_t, and all of them run on the loop's thread only. The
-    state each part owns lives in its own module: peers (ps_peers),
-    parked requests (ps_parking), published versions (ps_published), the
-    tap (ps_tap), clocks (ps_vclock).
+    This header is private to the broker. These files share ps_router_t,
+    and all of them run on the loop's thread only:
+      ps_broker.c             the loop, setup and teardown
+      ps_router.c             a message received, decoded and dispatched;
+                              INIT, PUSH, PULL, CLOCK, HEARTBEAT, INFO; the
+                              aggregator's events; parked requests answered
+      ps_membership.c         who is in the job: HELLO (the group and rank
+                              checks, ranks taken back from an old
+                              connection, a rollback asked, the reply),
+                              BYE, the evictions (silence, no progress, a
+                              closed connection) and the connection each
+                              peer came on
+      ps_replies.c            what goes back to workers
+      ps_info.c               the INFO text
+      ps_router_checkpoint.c  taking and restoring checkpoints, a group's
+                              rollback
+    The state each part works on lives in its own module: peers
+    (ps_peers), parked requests (ps_parking), published versions
+    (ps_published), the tap (ps_tap), clocks (ps_vclock), progress
+    (ps_progress).
 
     Bad input never stops the loop: whatever cannot be parsed or breaks a
     rule is answered with an ERROR envelope naming the problem, counted
@@ -117,6 +129,18 @@ uint32_t ps_router_shards (const ps_router_t *self);
 void ps_router_receive (ps_router_t *self);
 //  Handle one message waiting on the aggregator's pipe
 void ps_router_agg_receive (ps_router_t *self);
+//  The slowest clock may have moved from old_min: flush BSP accumulators,
+//  cut a checkpoint when one is due, release waiters
+void ps_router_clock_moved (ps_router_t *self, int64_t old_min);
+//  Membership (ps_membership.c). A HELLO: checked, a rollback done when
+//  it asks this process for one, its ranks registered and joined, answered
+void ps_router_hello (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t *request);
+//  A BYE from peer: answered, then its ranks leave
+void ps_router_bye (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request);
+//  The message at hand came from peer: note the connection it came on
+//  (self->fd) when it is new for peer, and whether that connection had
+//  closed already (self->fd_closed)
+void ps_router_note_fd (ps_router_t *self, ps_peer_t *peer);
 //  Evict the ranks silent for longer than the timeout
 void ps_router_evict_silent (ps_router_t *self);
 //  Evict the ranks that hold others back without making progress for

@@ -31,6 +31,7 @@
     waits for all of it: a rollback is rare and the job waits anyway.
     ========================================================================= */
 
+#include "ps_checkpoint_dir.h"
 #include "ps_handoff.h"
 #include "ps_log.h"
 #include "ps_router.h"

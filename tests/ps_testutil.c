@@ -3,6 +3,7 @@
     ========================================================================= */
 
 #include "ps_testutil.h"
+#include "ps_checkpoint_dir.h"
 
 #include <arpa/inet.h>
 #include <czmq.h>
@@ -610,4 +611,83 @@ ps_test_run_group (char *const argv[], const char *out_path, const char *err_pat
     //  The leader is gone either way; what it started in its group goes too
     kill (-pid, SIGKILL);
     return status;
+}
+
+// ------------------------------------------------ Checkpoint files
+
+//  A key of size elements named name, its values and state from seed
+static void
+s_add_key (ps_checkpoint_t *checkpoint, const char *name, uint64_t size, ps_optim_kind_t kind,
+           float seed)
+{
+    ps_checkpoint_key_t *key = ps_checkpoint_add_key (checkpoint);
+    cr_assert_not_null (key);
+    snprintf (key->name, sizeof key->name, "%s", name);
+    key->size = size;
+    ps_optim_config_defaults (&key->optim);
+    key->optim.kind = kind;
+    key->optim.decay_steps = 1000;
+    key->steps = 17;
+    key->version = 18;
+    key->values = ps_buf_new ((size_t)size);
+    cr_assert_not_null (key->values);
+    for (uint64_t i = 0; i < size; i++)
+        ps_buf_data (key->values)[i] = seed + (float)i * 0.25f;
+    for (size_t slot = 0; slot < ps_optim_state_slots (kind); slot++) {
+        key->state[slot] = malloc ((size_t)size * sizeof (float));
+        cr_assert_not_null (key->state[slot]);
+        for (uint64_t i = 0; i < size; i++)
+            key->state[slot][i] = seed * (float)(slot + 2) - (float)i;
+    }
+}
+
+ps_checkpoint_t *
+ps_test_checkpoint (uint64_t sequence, uint64_t size)
+{
+    ps_checkpoint_t *checkpoint = ps_checkpoint_new (3);
+    cr_assert_not_null (checkpoint);
+    checkpoint->sequence = sequence;
+    checkpoint->staleness = 2;
+    checkpoint->shard = 1;
+    checkpoint->shards = 2;
+    checkpoint->ranks[0] = (ps_checkpoint_rank_t){PS_RANK_LIVE, 5};
+    checkpoint->ranks[1] = (ps_checkpoint_rank_t){PS_RANK_ABSENT, 0};
+    checkpoint->ranks[2] = (ps_checkpoint_rank_t){PS_RANK_GONE, 3};
+    s_add_key (checkpoint, "layer1.w", size, PS_OPTIM_SGD, 1.5f);
+    s_add_key (checkpoint, "layer1.b", size, PS_OPTIM_ADAM, -2.0f);
+    return checkpoint;
+}
+
+const char *
+ps_test_checkpoint_dir (char *dir, size_t size)
+{
+    ps_test_path ("checkpoints", dir, size);
+    ps_problem_t problem;
+    int lock = ps_checkpoint_prepare_dir (dir, &problem);
+    cr_assert_geq (lock, 0, "%s", problem.message);
+    close (lock);
+    return dir;
+}
+
+void
+ps_test_checkpoint_write (const char *dir, uint64_t sequence, uint64_t size, char *path,
+                          size_t path_size)
+{
+    ps_checkpoint_t *checkpoint = ps_test_checkpoint (sequence, size);
+    ps_problem_t problem;
+    cr_assert_eq (ps_checkpoint_write (checkpoint, dir, path, path_size, NULL, NULL, &problem), 0,
+                  "%s", problem.message);
+    ps_checkpoint_destroy (&checkpoint);
+}
+
+void
+ps_test_flip (const char *path, off_t offset)
+{
+    int fd = open (path, O_RDWR);
+    cr_assert_geq (fd, 0);
+    uint8_t byte;
+    cr_assert_eq (pread (fd, &byte, 1, offset), 1);
+    byte ^= 0xff;
+    cr_assert_eq (pwrite (fd, &byte, 1, offset), 1);
+    close (fd);
 }

@@ -20,6 +20,7 @@
 #define PS_TESTUTIL_H_INCLUDED
 
 #include "ps_broker.h"
+#include "ps_checkpoint.h"
 #include "ps_codec.h"
 #include "ps_process.h"
 #include "ps_worker.h"
@@ -161,6 +162,26 @@ int ps_test_endpoint_port (const char *endpoint);
 //  value wanted (absolute below 1); what names the array in a failure
 void ps_test_assert_near (const float *got, const float *want, size_t n, float tolerance,
                           const char *what);
+
+// ------------------------------------------------ Checkpoint files
+
+//  A checkpoint numbered sequence of 3 ranks (live at 5, never joined,
+//  gone at 3), shard 1 of 2, SSP 2, with two keys of size elements,
+//  "layer1.w" (SGD) and "layer1.b" (Adam), each with 17 steps, version
+//  18, decay steps 1000 and values and state made from a seed of its own.
+//  The caller's (ps_checkpoint_destroy)
+ps_checkpoint_t *ps_test_checkpoint (uint64_t sequence, uint64_t size);
+
+//  A directory for checkpoints in the test's own, made usable (and let
+//  go): dir, where its path goes
+const char *ps_test_checkpoint_dir (char *dir, size_t size);
+
+//  Write ps_test_checkpoint (sequence, size) into dir; its path into path
+void ps_test_checkpoint_write (const char *dir, uint64_t sequence, uint64_t size, char *path,
+                               size_t path_size);
+
+//  Flip the bits of one byte of the file at path, as a disk might
+void ps_test_flip (const char *path, off_t offset);
 
 // ---------------- Programs: the built binaries and the scripts of tools/
 
