@@ -70,7 +70,9 @@ Test (checkpoint, usage)
     char expected[PATH_MAX];
     snprintf (expected, sizeof expected, "%s/checkpoint-000007.psmq", dir);
     cr_assert_str_eq (path, expected);
-    cr_assert (!s_exists ("checkpoint-000007.psmq.tmp"));
+    char temporary[PATH_MAX + 8];
+    snprintf (temporary, sizeof temporary, "%s.tmp", path);
+    cr_assert (!s_exists (temporary), "%s is left", temporary);
     cr_assert_eq ((uint64_t)s_file_size (path), ps_checkpoint_bytes (written));
     //  The clock recorded: the slowest rank that is not gone (never
     //  joined counts, at 0)
