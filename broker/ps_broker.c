@@ -34,7 +34,6 @@
 #include <netdb.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -282,9 +281,7 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
     self->frames = calloc (PS_ROUTER_MAX_FRAMES, sizeof *self->frames);
     self->started = zclock_mono ();
     //  A new number at every start tells workers that a broker restarted
-    if (getrandom (&self->incarnation, sizeof self->incarnation, 0) != sizeof self->incarnation)
-        self->incarnation = (uint64_t)zclock_usecs () ^ (uint64_t)getpid () << 32;
-    self->incarnation |= 1;
+    self->incarnation = ps_router_new_incarnation (0);
     if (self->config.tap && s_tap_setup (self, problem))
         return -1;
     if (!self->aggregator || !self->codec || !self->parked_codec || !self->vclock || !self->peers ||

@@ -491,6 +491,16 @@ s_in (in_t *in, void *data, size_t size)
     return 0;
 }
 
+//  What a file whose bytes do not give the CRC it ends with is told
+static int
+s_checksum_mismatch (ps_problem_t *problem, uint32_t stored, uint32_t computed)
+{
+    return ps_problem_set (problem, 0,
+                           "checksum mismatch: the file says %08" PRIx32 ", its bytes give "
+                           "%08" PRIx32 " (torn or corrupt)",
+                           stored, computed);
+}
+
 //  The CRC stored at the end of the file and the one its bytes have; 0, or
 //  -1 when the file cannot be read
 static int
@@ -527,10 +537,7 @@ s_refuse (in_t *in, ps_problem_t *problem, const char *format, ...)
     if (s_file_crc (in->fd, in->length, &stored, &computed))
         return ps_problem_set (problem, 0, "cannot read it: %s", strerror (errno));
     if (stored != computed)
-        return ps_problem_set (problem, 0,
-                               "checksum mismatch: the file says %08" PRIx32 ", its bytes give "
-                               "%08" PRIx32 " (torn or corrupt)",
-                               stored, computed);
+        return s_checksum_mismatch (problem, stored, computed);
     char why[PS_MAX_ERROR_LEN];
     va_list args;
     va_start (args, format);
@@ -696,10 +703,7 @@ ps_checkpoint_read (const char *path, ps_problem_t *problem)
     if (rc == 0 && pread (in->fd, end, 4, (off_t)in->at) != 4)
         rc = ps_problem_set (problem, 0, "cannot read it: %s", strerror (errno));
     if (rc == 0 && (stored = s_get32 (end)) != computed)
-        rc = ps_problem_set (problem, 0,
-                             "checksum mismatch: the file says %08" PRIx32 ", its bytes give "
-                             "%08" PRIx32 " (torn or corrupt)",
-                             stored, computed);
+        rc = s_checksum_mismatch (problem, stored, computed);
     close (in->fd);
     free (in);
     if (rc)

@@ -25,11 +25,25 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 uint32_t
 ps_router_shards (const ps_router_t *self)
 {
     return self->config.shards ? self->config.shards : 1;
+}
+
+uint64_t
+ps_router_new_incarnation (uint64_t old)
+{
+    uint64_t incarnation;
+    do {
+        if (getrandom (&incarnation, sizeof incarnation, 0) != sizeof incarnation)
+            incarnation = (uint64_t)zclock_usecs () ^ (uint64_t)getpid () << 32;
+        incarnation |= 1;
+    } while (incarnation == old);
+    return incarnation;
 }
 
 // ------------------------------------------------------------ aggregation

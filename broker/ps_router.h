@@ -125,6 +125,9 @@ typedef struct {
 
 //  Brokers in the group, 1 when there is none
 uint32_t ps_router_shards (const ps_router_t *self);
+//  A random id for this broker process (never 0, never old): drawn at
+//  start and at every rollback, so that workers tell the two apart
+uint64_t ps_router_new_incarnation (uint64_t old);
 //  Handle one message waiting on the ROUTER socket
 void ps_router_receive (ps_router_t *self);
 //  Handle one message waiting on the aggregator's pipe

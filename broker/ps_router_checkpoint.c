@@ -39,7 +39,36 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <sys/random.h>
+
+//  Every rank of checkpoint into vclock, at the clock it redoes from
+static void
+s_restore_clocks (ps_vclock_t *vclock, const ps_checkpoint_t *checkpoint)
+{
+    for (uint32_t rank = 0; rank < checkpoint->world; rank++)
+        ps_vclock_restore (vclock, rank, checkpoint->ranks[rank].state,
+                           checkpoint->ranks[rank].clock);
+}
+
+//  Hand checkpoint (consumed) to the aggregation thread, which replaces
+//  its store with it, and wait until its keys are published here. 0, or
+//  -1 with restore_why saying why
+static int
+s_restore_store (ps_router_t *self, ps_checkpoint_t *checkpoint)
+{
+    ps_agg_command_t command = {.kind = PS_AGG_RESTORE, .checkpoint = checkpoint};
+    PS_HANDOFF_SEND (checkpoint);
+    if (zmq_send (self->agg_handle, &command, sizeof command, 0) != sizeof command) {
+        PS_HANDOFF_RECEIVE (checkpoint);
+        ps_checkpoint_destroy (&checkpoint);
+        snprintf (self->restore_why, sizeof self->restore_why, "the aggregation thread is gone");
+        return self->restore_status = -1;
+    }
+    self->agg_sent++;
+    self->restore_status = 0;
+    while (self->agg_done < self->agg_sent)
+        ps_router_agg_receive (self);
+    return self->restore_status;
+}
 
 int
 ps_router_checkpoint_setup (ps_router_t *self, ps_problem_t *problem)
@@ -52,23 +81,11 @@ ps_router_checkpoint_setup (ps_router_t *self, ps_problem_t *problem)
         return -1;
     if (!restored)
         return 0;
-    for (uint32_t rank = 0; rank < restored->world; rank++)
-        ps_vclock_restore (self->vclock, rank, restored->ranks[rank].state,
-                           restored->ranks[rank].clock);
+    s_restore_clocks (self->vclock, restored);
     int64_t clock = restored->clock;
     size_t keys = restored->nkeys;
-    ps_agg_command_t command = {.kind = PS_AGG_RESTORE, .checkpoint = restored};
-    PS_HANDOFF_SEND (restored);
-    if (zmq_send (self->agg_handle, &command, sizeof command, 0) != sizeof command) {
-        ps_checkpoint_destroy (&restored);
-        return ps_problem_set (problem, 0, "cannot restore: the aggregation thread is gone");
-    }
-    self->agg_sent++;
-    self->restore_status = 0;
     //  Its keys are published, and the store holds them, before we serve
-    while (self->agg_done < self->agg_sent)
-        ps_router_agg_receive (self);
-    if (self->restore_status)
+    if (s_restore_store (self, restored))
         return ps_problem_set (problem, 0, "cannot restore the checkpoint: %s", self->restore_why);
     ps_checkpointer_restored (self->checkpointer, self->vclock, clock, keys, self->agg_sent);
     return 0;
@@ -213,30 +230,6 @@ s_refuse_forgotten (void *arg, ps_parked_t *parked)
     }
 }
 
-//  A new incarnation, never the one before
-static uint64_t
-s_new_incarnation (uint64_t old)
-{
-    uint64_t incarnation;
-    do {
-        if (getrandom (&incarnation, sizeof incarnation, 0) != sizeof incarnation)
-            incarnation = (uint64_t)zclock_usecs () ^ (uint64_t)zclock_mono () << 32;
-        incarnation |= 1;
-    } while (incarnation == old);
-    return incarnation;
-}
-
-//  The vector clock of checkpoint, into a new one; NULL when out of memory
-static ps_vclock_t *
-s_vclock_of (const ps_router_t *self, const ps_checkpoint_t *checkpoint)
-{
-    ps_vclock_t *vclock = ps_vclock_new (self->config.workers, self->config.staleness);
-    for (uint32_t rank = 0; vclock && rank < checkpoint->world; rank++)
-        ps_vclock_restore (vclock, rank, checkpoint->ranks[rank].state,
-                           checkpoint->ranks[rank].clock);
-    return vclock;
-}
-
 int
 ps_router_rollback (ps_router_t *self, int64_t clock, ps_problem_t *problem)
 {
@@ -264,7 +257,9 @@ ps_router_rollback (ps_router_t *self, int64_t clock, ps_problem_t *problem)
         ps_warn ("refused to roll back: %s", problem->message);
         return -1;
     }
-    ps_vclock_t *vclock = s_vclock_of (self, checkpoint);
+    ps_vclock_t *vclock = ps_vclock_new (self->config.workers, self->config.staleness);
+    if (vclock)
+        s_restore_clocks (vclock, checkpoint);
     ps_peers_t *peers = ps_peers_new (self->config.workers);
     ps_published_t *published = ps_published_new ();
     if (!vclock || !peers || !published) {
@@ -292,25 +287,12 @@ ps_router_rollback (ps_router_t *self, int64_t clock, ps_problem_t *problem)
     self->published = published;
     //  Whatever comes of the restore, this is not the process the workers
     //  knew any more
-    self->incarnation = s_new_incarnation (self->incarnation);
+    self->incarnation = ps_router_new_incarnation (self->incarnation);
 
     //  The store: replaced by the checkpoint's, its keys published here
     //  before this returns
     size_t keys = checkpoint->nkeys;
-    ps_agg_command_t command = {.kind = PS_AGG_RESTORE, .checkpoint = checkpoint};
-    PS_HANDOFF_SEND (checkpoint);
-    if (zmq_send (self->agg_handle, &command, sizeof command, 0) != sizeof command) {
-        PS_HANDOFF_RECEIVE (checkpoint);
-        ps_checkpoint_destroy (&checkpoint);
-        self->restore_status = -1;
-        snprintf (self->restore_why, sizeof self->restore_why, "the aggregation thread is gone");
-    }
-    else {
-        self->agg_sent++;
-        self->restore_status = 0;
-        while (self->agg_done < self->agg_sent)
-            ps_router_agg_receive (self);
-    }
+    s_restore_store (self, checkpoint);
     //  "checkpoint FILE", or where every job starts
     char target[PATH_MAX + 16];
     snprintf (target, sizeof target, "%s%s", found.path[0] ? "checkpoint " : "",
