@@ -327,9 +327,8 @@ s_write_key (out_t *out, const ps_checkpoint_key_t *key)
     }
 }
 
-//  fsync the directory, so that a rename in it is durable
-static int
-s_sync_dir (const char *dir, ps_problem_t *problem)
+int
+ps_checkpoint_sync_dir (const char *dir, ps_problem_t *problem)
 {
     int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0 || fsync (fd)) {
@@ -397,7 +396,7 @@ ps_checkpoint_write (ps_checkpoint_t *self, const char *dir, char *path, size_t 
         unlink (temporary);
         return -1;
     }
-    return s_sync_dir (dir, problem);
+    return ps_checkpoint_sync_dir (dir, problem);
 }
 
 // ------------------------------------------------------------ reading

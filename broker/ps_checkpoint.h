@@ -154,5 +154,8 @@ bool ps_checkpoint_sequence_of (const char *name, const char *suffix, uint64_t *
 //  rest: 0, or -1 when its magic, version or length is not this format's
 //  (whether it reads whole only ps_checkpoint_read can tell)
 int ps_checkpoint_peek_clock (const char *path, int64_t *clock);
+//  fsync the directory, so that a rename in it is durable: 0, or -1 with
+//  problem naming it
+int ps_checkpoint_sync_dir (const char *dir, ps_problem_t *problem);
 
 #endif

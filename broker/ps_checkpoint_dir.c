@@ -329,10 +329,7 @@ ps_checkpoint_discard_after (const char *dir, uint64_t sequence, ps_problem_t *p
     }
     free (sequences);
     //  Durable before the broker serves the past it went back to
-    int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        fsync (fd);
-        close (fd);
-    }
+    if (discarded > 0 && ps_checkpoint_sync_dir (dir, problem))
+        return -1;
     return discarded;
 }

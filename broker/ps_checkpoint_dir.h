@@ -86,7 +86,7 @@ int ps_checkpoint_load_clock (const char *dir, int64_t clock, ps_checkpoint_t **
 //  Rename every checkpoint file of dir numbered above sequence to
 //  NAME.discarded (a future its group threw away: a later start must not
 //  restore it), then fsync dir. The number renamed, or -1 with problem
-//  when dir cannot be read.
+//  when dir cannot be read or the renames cannot be made durable.
 int ps_checkpoint_discard_after (const char *dir, uint64_t sequence, ps_problem_t *problem);
 
 //  Delete every checkpoint file of dir but the keep newest (by number).

@@ -312,7 +312,7 @@ ps_router_rollback (ps_router_t *self, int64_t clock, ps_problem_t *problem)
     int discarded = ps_checkpoint_discard_after (ps_checkpointer_dir (self->checkpointer),
                                                  found.sequence, &why);
     if (discarded < 0)
-        ps_warn ("newer checkpoints not discarded: %s", why.message);
+        ps_warn ("newer checkpoints not (durably) discarded: %s", why.message);
     ps_progress_moved (self->progress, self->vclock, zclock_mono ());
     ps_warn ("rolled back to %s (clock %" PRId64 ") to match the group: another member "
              "restarted at that clock; was at clock %" PRId64 " (%u workers live), %zu keys "
