@@ -235,7 +235,7 @@ main (int argc, char *argv[])
     ps_broker_config_t config;
     ps_broker_config_defaults (&config);
     long port = -1;
-    long number;
+    long number = 0;
     const char *bind_address = "*";
     const char *endpoint = NULL;
     bool timer_given = false;

@@ -132,7 +132,7 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
     char program[32];
     snprintf (program, sizeof program, "pstap %s", name);
     int opt;
-    long number;
+    long number = 0;
     while ((opt = getopt_long (argc, argv, ":b:t:f:c:n:w:r:h", long_options, NULL)) != -1) {
         if (opt == 'h')
             return -1;

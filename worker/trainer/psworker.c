@@ -206,7 +206,7 @@ s_parse_options (int argc, char *argv[], options_t *options)
                            .timeout_ms = 30000,
                            .clock_timeout_ms = 600000,
                            .wait_for_broker_ms = 60000};
-    long rank = -1, workers = -1, number;
+    long rank = -1, workers = -1, number = 0;
     double real;
     int opt;
     while ((opt = getopt_long (argc, argv, "b:r:n:t:m:e:o:d:s:h", longs, NULL)) != -1) {
@@ -297,7 +297,7 @@ s_parse_options (int argc, char *argv[], options_t *options)
             break;
         case OPT_WAIT_FOR_BROKER:
             rc = ps_cli_long ("psworker", "--wait-for-broker", optarg, 0, 86400, &number);
-            options->wait_for_broker_ms = (int)number * 1000;
+            options->wait_for_broker_ms = (int)(number * 1000);
             break;
         case 'h': s_usage (stdout); return 1;
         default: s_usage (stderr); return 2;
