@@ -11,12 +11,12 @@
     ========================================================================= */
 
 #include "ps_peers.h"
+#include "ps_random.h"
 
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 struct ps_peers_t {
     zhashx_t *by_id;     //  hex routing id -> ps_peer_t, owned
@@ -45,14 +45,12 @@ s_hex (const uint8_t *data, size_t size, char *out)
     out[2 * size] = 0;
 }
 
-//  Session tokens only need to be unguessable by other peers
+//  A session token proves a rank coming back (a HELLO for a live rank
+//  must show its holder's): 64 bits from the kernel, never 0
 static uint64_t
 s_session (void)
 {
-    uint64_t value = 0;
-    if (getrandom (&value, sizeof value, 0) != sizeof value)
-        value = (uint64_t)zclock_usecs () * 0x9e3779b97f4a7c15ULL;
-    return value ? value : 1;
+    return ps_random_u64 ();
 }
 
 ps_peers_t *

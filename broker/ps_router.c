@@ -19,14 +19,13 @@
 #include "ps_info.h"
 #include "ps_limits.h"
 #include "ps_log.h"
+#include "ps_random.h"
 
 #include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
-#include <unistd.h>
 
 uint32_t
 ps_router_shards (const ps_router_t *self)
@@ -38,11 +37,9 @@ uint64_t
 ps_router_new_incarnation (uint64_t old)
 {
     uint64_t incarnation;
-    do {
-        if (getrandom (&incarnation, sizeof incarnation, 0) != sizeof incarnation)
-            incarnation = (uint64_t)zclock_usecs () ^ (uint64_t)getpid () << 32;
-        incarnation |= 1;
-    } while (incarnation == old);
+    do
+        incarnation = ps_random_u64 () | 1;
+    while (incarnation == old);
     return incarnation;
 }
 
@@ -690,6 +687,8 @@ ps_router_receive (ps_router_t *self)
         self->fd_closed = false;
         ps_router_connection_closed (self, self->fd);
     }
+    //  Replies sent between messages (the aggregator's) name no connection
+    self->fd = -1;
 }
 
 // ------------------------------------------------------------ stopping

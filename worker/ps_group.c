@@ -5,9 +5,10 @@
     that the parts of a request to a group go out in parallel. The routing
     id is the worker's own ('W' and 15 random bytes) rather than libzmq's:
     it survives a disconnect, so a broker keeps knowing a worker whose link
-    was opened again. It only needs to differ between workers, so a
-    splitmix64 finalizer over the time, the process id and a counter
-    serves.
+    was opened again. The broker hands a routing id over to a new
+    connection that presents it (ZMQ_ROUTER_HANDOVER), so whoever knows
+    it speaks as the worker: its bytes come from the kernel's secret
+    generator (ps_random), not from the time or the process id.
 
     The HELLO replies of one attempt must agree: the first sets the job's
     staleness, the others are compared with it; their clocks are compared
@@ -33,17 +34,15 @@
 #include "ps_group.h"
 #include "ps_framepool.h"
 #include "ps_heartbeat.h"
+#include "ps_random.h"
 #include "ps_worker.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 //  libzmq I/O threads: one per broker up to this many
 #define MAX_IO_THREADS 4
@@ -62,19 +61,6 @@ struct ps_group_t {
     int32_t staleness;                            //  the first reply's
     uint32_t heartbeat_ms;                        //  the shortest interval named, 0 none
 };
-
-static uint64_t
-s_random (void)
-{
-    static _Atomic uint64_t counter;
-    struct timespec now;
-    clock_gettime (CLOCK_REALTIME, &now);
-    uint64_t z = (uint64_t)now.tv_nsec ^ ((uint64_t)now.tv_sec << 30) ^ (uint64_t)getpid () << 20 ^
-                 atomic_fetch_add (&counter, 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 //  Check the endpoint list: how many brokers, or 0 with problem filled in
 static uint32_t
@@ -121,8 +107,10 @@ s_open (ps_group_t *self, const char *list, uint32_t count, int send_timeout_ms,
     zmq_ctx_set (self->context, ZMQ_IO_THREADS,
                  count < MAX_IO_THREADS ? (int)count : MAX_IO_THREADS);
     self->routing_id[0] = 'W';
-    for (size_t i = 1; i < sizeof self->routing_id; i++)
-        self->routing_id[i] = (uint8_t)(s_random () >> (8 * (i % 8)));
+    if (ps_random_bytes (self->routing_id + 1, sizeof self->routing_id - 1)) {
+        ps_problem_set (problem, 0, "no secret random numbers for a routing id (getrandom)");
+        return PS_ECONNECT;
+    }
     const char *start = list;
     for (; self->size < count; self->size++) {
         char endpoint[PS_MAX_ENDPOINT_LEN + 1];
