@@ -300,16 +300,15 @@ ps_optim_apply (const ps_optim_config_t *config, float *out, const float *in, co
     }
 }
 
-//  Append one difference to the problem's message, comma-separated
-static void s_differ (ps_problem_t *problem, size_t *used, const char *format, ...)
-    __attribute__ ((format (printf, 3, 4)));
+//  Append one setting, comma-separated, to text (size bytes, *used so
+//  far); text NULL: nothing
+static void s_append (char *text, size_t size, size_t *used, const char *format, ...)
+    __attribute__ ((format (printf, 4, 5)));
 
 static void
-s_differ (ps_problem_t *problem, size_t *used, const char *format, ...)
+s_append (char *text, size_t size, size_t *used, const char *format, ...)
 {
-    char *text = problem->message;
-    size_t size = sizeof problem->message;
-    if (*used + 2 >= size)
+    if (!text || *used + 2 >= size)
         return;
     if (*used) {
         memcpy (text + *used, ", ", 3);
@@ -325,39 +324,43 @@ s_differ (ps_problem_t *problem, size_t *used, const char *format, ...)
 }
 
 int
-ps_optim_config_compare (const ps_optim_config_t *a, const ps_optim_config_t *b,
-                         ps_problem_t *problem)
+ps_optim_config_compare (const ps_optim_config_t *a, const ps_optim_config_t *b, char *a_text,
+                         char *b_text, size_t size)
 {
     assert (a && b);
-    ps_problem_t scratch;
-    if (!problem)
-        problem = &scratch;
-    problem->code = 0;
-    problem->message[0] = 0;
-    size_t used = 0;
+    size_t a_used = 0, b_used = 0;
+    bool differ = false;
+    if (a_text && size)
+        a_text[0] = 0;
+    if (b_text && size)
+        b_text[0] = 0;
+#define DIFFER(format, x, y)                                                                       \
+    do {                                                                                           \
+        differ = true;                                                                             \
+        s_append (a_text, size, &a_used, format, x);                                               \
+        s_append (b_text, size, &b_used, format, y);                                               \
+    } while (0)
     if (a->kind != b->kind)
-        s_differ (problem, &used, "%s here, %s there", ps_optim_kind_name (a->kind),
-                  ps_optim_kind_name (b->kind));
+        DIFFER ("%s", ps_optim_kind_name (a->kind), ps_optim_kind_name (b->kind));
     if (a->lr != b->lr)
-        s_differ (problem, &used, "lr %g here, %g there", a->lr, b->lr);
+        DIFFER ("lr %g", (double)a->lr, (double)b->lr);
     if (a->decay_steps != b->decay_steps)
-        s_differ (problem, &used, "decay_steps %llu here, %llu there",
-                  (unsigned long long)a->decay_steps, (unsigned long long)b->decay_steps);
+        DIFFER ("decay_steps %llu", (unsigned long long)a->decay_steps,
+                (unsigned long long)b->decay_steps);
     //  Only the fields both rules use: a config off the wire leaves others 0
     bool momentum = a->kind == PS_OPTIM_MOMENTUM && b->kind == PS_OPTIM_MOMENTUM;
     bool adam = a->kind == PS_OPTIM_ADAM && b->kind == PS_OPTIM_ADAM;
     bool eps = adam || (a->kind == PS_OPTIM_ADAGRAD && b->kind == PS_OPTIM_ADAGRAD);
     if (momentum && a->momentum != b->momentum)
-        s_differ (problem, &used, "momentum %g here, %g there", a->momentum, b->momentum);
+        DIFFER ("momentum %g", (double)a->momentum, (double)b->momentum);
     if (adam && a->beta1 != b->beta1)
-        s_differ (problem, &used, "beta1 %g here, %g there", a->beta1, b->beta1);
+        DIFFER ("beta1 %g", (double)a->beta1, (double)b->beta1);
     if (adam && a->beta2 != b->beta2)
-        s_differ (problem, &used, "beta2 %g here, %g there", a->beta2, b->beta2);
+        DIFFER ("beta2 %g", (double)a->beta2, (double)b->beta2);
     if (eps && a->eps != b->eps)
-        s_differ (problem, &used, "eps %g here, %g there", a->eps, b->eps);
-    if (used)
-        problem->code = PSMQ__ERR_CODE__ERR_KEY_EXISTS;
-    return used ? -1 : 0;
+        DIFFER ("eps %g", (double)a->eps, (double)b->eps);
+#undef DIFFER
+    return differ ? -1 : 0;
 }
 
 //  A float is NaN or infinite exactly when its exponent bits are all ones.

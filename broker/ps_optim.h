@@ -46,11 +46,11 @@ int ps_optim_config_check (const ps_optim_config_t *config, ps_problem_t *proble
 void ps_optim_config_from_wire (ps_optim_config_t *config, const Psmq__Optim *wire);
 //  The learning rate of a 1-based step under the config's schedule
 float ps_optim_rate (const ps_optim_config_t *config, uint64_t step);
-//  0 when a and b update a key the same way; else -1 and ERR_KEY_EXISTS
-//  with the settings that differ ("lr 0.1 here, 0.01 there", a's first)
-//  in problem (which may be NULL)
-int ps_optim_config_compare (const ps_optim_config_t *a, const ps_optim_config_t *b,
-                             ps_problem_t *problem);
+//  0 when a and b update a key the same way; else -1, and the settings
+//  that differ written out, a's into a_text ("adam, lr 0.1") and b's into
+//  b_text ("sgd, lr 0.01"), each of size bytes (either may be NULL)
+int ps_optim_config_compare (const ps_optim_config_t *a, const ps_optim_config_t *b, char *a_text,
+                             char *b_text, size_t size);
 //  The index of the first NaN or infinity of n values, or n when all are
 //  finite: one vectorised pass in the common, all-finite case. values
 //  need not be aligned (a small received frame may sit at any offset).

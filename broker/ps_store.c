@@ -460,13 +460,18 @@ ps_store_init (ps_store_t *self, const char *name, uint64_t size, const ps_optim
                                    "key '%s' exists with %llu elements, not %llu", name,
                                    (unsigned long long)existing->size, (unsigned long long)size);
         //  A second job against a live broker must not train silently
-        //  with the first one's rule (or its finished schedule)
-        ps_problem_t differ;
-        if (config && config->kind && ps_optim_config_compare (&existing->config, config, &differ))
+        //  with the first one's rule (or its finished schedule), nor a job
+        //  with the rule somebody's INIT set before it came (a lr of 1000):
+        //  it fails loudly, naming both. Its values are ignored: the key
+        //  keeps what it holds (the same job's other ranks, a rejoin and a
+        //  restored checkpoint INIT the keys again).
+        char has[PS_MAX_ERROR_LEN / 3], asks[PS_MAX_ERROR_LEN / 3];
+        if (config && config->kind &&
+            ps_optim_config_compare (&existing->config, config, has, asks, sizeof has))
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
-                                   "key '%s' exists with other optimizer settings (%s): "
-                                   "INIT it with the same settings, or with none",
-                                   name, differ.message);
+                                   "key '%s' exists with %s; this INIT asks %s: INIT it with "
+                                   "the key's settings, or with none to take them as they are",
+                                   name, has, asks);
         return 0;
     }
     ps_optim_config_t chosen = config && config->kind ? *config : self->defaults;

@@ -308,23 +308,26 @@ Test (optim, compare_names_what_differs)
 {
     ps_optim_config_t a = s_config (PS_OPTIM_ADAM, 0.001f);
     ps_optim_config_t b = a;
-    ps_problem_t problem = {0};
-    cr_assert_eq (ps_optim_config_compare (&a, &b, &problem), 0);
-    cr_assert_str_eq (problem.message, "");
+    char a_text[128], b_text[128];
+    cr_assert_eq (ps_optim_config_compare (&a, &b, a_text, b_text, sizeof a_text), 0);
+    cr_assert_str_eq (a_text, "");
+    cr_assert_str_eq (b_text, "");
     b.lr = 0.01f;
     b.decay_steps = 100;
-    cr_assert_eq (ps_optim_config_compare (&a, &b, &problem), -1);
-    cr_assert_str_eq (problem.message, "lr 0.001 here, 0.01 there, decay_steps 0 here, 100 there");
-    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_KEY_EXISTS);
+    cr_assert_eq (ps_optim_config_compare (&a, &b, a_text, b_text, sizeof a_text), -1);
+    cr_assert_str_eq (a_text, "lr 0.001, decay_steps 0");
+    cr_assert_str_eq (b_text, "lr 0.01, decay_steps 100");
     b = s_config (PS_OPTIM_SGD, 0.001f);
-    cr_assert_eq (ps_optim_config_compare (&a, &b, NULL), -1);
-    cr_assert_eq (ps_optim_config_compare (&a, &b, &problem), -1);
-    cr_assert_str_eq (problem.message, "adam here, sgd there");
+    cr_assert_eq (ps_optim_config_compare (&a, &b, NULL, NULL, 0), -1);
+    cr_assert_eq (ps_optim_config_compare (&a, &b, a_text, b_text, sizeof a_text), -1);
+    cr_assert_str_eq (a_text, "adam");
+    cr_assert_str_eq (b_text, "sgd");
     //  Fields a rule does not use do not count
     ps_optim_config_t sgd = s_config (PS_OPTIM_SGD, 0.1f), other = sgd;
     other.beta1 = 0.5f;
     other.momentum = 0.7f;
-    cr_assert_eq (ps_optim_config_compare (&sgd, &other, &problem), 0, "%s", problem.message);
+    cr_assert_eq (ps_optim_config_compare (&sgd, &other, a_text, b_text, sizeof a_text), 0, "%s",
+                  b_text);
 }
 
 Test (optim, first_nonfinite_finds_nan_and_infinities_anywhere)

@@ -65,7 +65,7 @@ ps_strerror (int status)
     case PS_ECLOCK: return "broker: clock mismatch";
     case PS_ENOT_REGISTERED: return "broker: worker not registered (evicted?)";
     case PS_ERANK: return "broker: rank or world size refused";
-    case PS_EKEY_EXISTS: return "broker: key exists with another size";
+    case PS_EKEY_EXISTS: return "broker: key exists with another size or other settings";
     case PS_EOPTIM: return "broker: optimizer settings refused";
     case PS_EFULL: return "broker: cannot take more";
     case PS_ESHUTDOWN: return "broker: shutting down";

@@ -130,7 +130,7 @@ typedef enum {
     PS_ECLOCK = -107,          //  clock mismatch
     PS_ENOT_REGISTERED = -108, //  not registered (or evicted): reconnect
     PS_ERANK = -109,           //  rank or world size refused
-    PS_EKEY_EXISTS = -110,     //  key exists with another size
+    PS_EKEY_EXISTS = -110,     //  key exists with another size or settings
     PS_EOPTIM = -111,          //  optimizer settings refused
     PS_EFULL = -112,           //  the broker cannot take more
     PS_ESHUTDOWN = -113,       //  the broker is stopping
@@ -241,10 +241,14 @@ typedef struct {
     size_t count;
 } ps_tensor_t;
 
-//  Create a parameter (idempotent: a key that exists with the same size is
-//  left as it is, unless optim names other settings than the key's:
-//  PS_EKEY_EXISTS, as for another size). initial may be NULL (zeros);
-//  optim NULL, or kind PS_OPTIMIZER_DEFAULT, means the broker's defaults.
+//  Create a parameter. initial may be NULL (zeros); in optim, NULL, kind
+//  PS_OPTIMIZER_DEFAULT or a field left 0 means the broker's default.
+//  Idempotent: a key that exists with the same size is left as it is,
+//  values and all (initial is then ignored), when optim is NULL or names
+//  the key's settings; another size, or other settings (a key somebody
+//  made before the job with another lr): PS_EKEY_EXISTS, the error naming
+//  the key's and this call's. optim NULL takes an existing key's settings
+//  whatever they are: name them to have such a difference found.
 int ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *initial,
                     const ps_optim_settings_t *optim);
 
