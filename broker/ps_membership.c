@@ -4,9 +4,12 @@
     (see ps_router.h)
 
     A HELLO is checked against the group (the worker must take this
-    broker for what it is) and the world, may ask this very process for
-    the group's rollback (ps_router_checkpoint.c), takes its ranks back
-    from an older connection that held them, joins the vector clock and
+    broker for what it is) and the world, and against the ranks that are
+    live: another connection's rank is taken only by a HELLO that shows
+    that connection's session (the same worker on a new connection, which
+    takes its ranks back from the old one). It may ask this very process
+    for the group's rollback (ps_router_checkpoint.c) when it comes from a
+    registered connection with its session; then it joins the vector clock and
     is answered with what a worker needs of the job: every live rank's
     clock, its session, the heartbeat, the group, the incarnation.
 
@@ -231,8 +234,47 @@ s_check_ranks (ps_router_t *self, const ps_envelope_t *request, uint32_t weight,
     return 0;
 }
 
+//  A rank is live while a connection holds it. A HELLO from another
+//  connection may name it only as that rank coming back, showing the
+//  session its holder's HELLO reply gave (a worker that restarted and
+//  lost it waits until the old connection is gone: closed, silent, BYE).
+//  Without this, one HELLO for rank 0 with weight = world took every rank
+//  of a running job. 0, or -1 with ERR_RANK naming the first rank refused.
+static int
+s_check_live (ps_router_t *self, const ps_peer_t *peer, const ps_envelope_t *request,
+              uint32_t weight, ps_problem_t *problem)
+{
+    uint64_t shown = request->hello->resume_session;
+    for (uint32_t r = request->worker; r < request->worker + weight; r++) {
+        const ps_peer_t *holder = ps_peers_of_rank (self->peers, r);
+        if (!holder || holder == peer || (shown && shown == holder->session))
+            continue;
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_RANK,
+                               "rank %u is live on another connection; a worker coming back "
+                               "must show its session%s",
+                               r, shown ? " (this HELLO shows another)" : "");
+    }
+    return 0;
+}
+
+//  A rollback throws away every worker's last clocks: only a worker
+//  registered here asks for one, over the connection it registered on and
+//  showing that registration's session (the incarnation it names is no
+//  secret: INFO shows it). 0, or -1 with ERR_NOT_REGISTERED.
+static int
+s_check_rollback (const ps_peer_t *peer, const ps_envelope_t *request, ps_problem_t *problem)
+{
+    if (peer && request->hello->resume_session == peer->session)
+        return 0;
+    return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_NOT_REGISTERED,
+                           "a rollback is asked by a worker registered here, with the session "
+                           "of its HELLO: %s",
+                           peer ? "this HELLO shows another session" : "say hello first");
+}
+
 //  Free ranks rank .. rank+weight-1 of other connections: a worker that
-//  registers again from a new connection takes its ranks back
+//  registers again from a new connection (s_check_live let it) takes its
+//  ranks back
 static void
 s_take_ranks (ps_router_t *self, ps_peer_t *keep, uint32_t rank, uint32_t weight)
 {
@@ -292,18 +334,24 @@ ps_router_hello (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelo
     if (s_check_group (self, request->hello, &problem) ||
         s_check_ranks (self, request, weight, &problem))
         return ps_router_reject (self, id, id_size, request, &problem);
-    //  A group's rollback, asked of this very process: once only, since it
-    //  draws a new incarnation (a request naming an older one is somebody
-    //  else's rollback, done already, or crossed a restart: a plain HELLO)
-    uint64_t asked = request->hello->rollback_incarnation;
-    if (asked && asked == self->incarnation &&
-        ps_router_rollback (self, request->hello->rollback_to, &problem))
-        return ps_router_reject (self, id, id_size, request, &problem);
     ps_peer_t *peer = ps_peers_lookup (self->peers, id, id_size);
     if (peer && (peer->rank != request->worker || peer->weight != weight)) {
         ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_RANK,
                         "this connection is rank %u already, not %u", peer->rank, request->worker);
         return ps_router_reject (self, id, id_size, request, &problem);
+    }
+    if (s_check_live (self, peer, request, weight, &problem))
+        return ps_router_reject (self, id, id_size, request, &problem);
+    //  A group's rollback, asked of this very process: once only, since it
+    //  draws a new incarnation (a request naming an older one is somebody
+    //  else's rollback, done already, or crossed a restart: a plain HELLO).
+    //  It forgets every connection, this one too.
+    uint64_t asked = request->hello->rollback_incarnation;
+    if (asked && asked == self->incarnation) {
+        if (s_check_rollback (peer, request, &problem) ||
+            ps_router_rollback (self, request->hello->rollback_to, &problem))
+            return ps_router_reject (self, id, id_size, request, &problem);
+        peer = NULL;
     }
     uint32_t rank = request->worker;
     int64_t old_min = ps_vclock_min (self->vclock);

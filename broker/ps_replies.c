@@ -136,10 +136,18 @@ ps_router_reject (ps_router_t *self, const uint8_t *id, size_t id_size,
     }
     if (self->reject_logged++ < REJECT_LOG_PER_SECOND) {
         ps_peer_t *peer = ps_peers_lookup (self->peers, id, id_size);
-        ps_warn ("rejected %s from %s%u: %s: %s",
-                 request ? ps_codec_type_name (request->type) : "message",
-                 peer ? "worker " : "an unregistered peer", peer ? peer->rank : 0,
-                 ps_codec_error_name (problem->code), problem->message);
+        char who[80] = "an unregistered peer";
+        if (peer)
+            snprintf (who, sizeof who, "worker %u", peer->rank);
+        //  Where from, when the message at hand came over TCP or ipc
+        char key[16];
+        snprintf (key, sizeof key, "%d", self->fd);
+        const char *remote =
+            self->fd >= 0 && self->connections ? zhashx_lookup (self->connections, key) : NULL;
+        ps_warn ("rejected %s from %s%s%s: %s: %s",
+                 request ? ps_codec_type_name (request->type) : "message", who,
+                 remote ? " at " : "", remote ? remote : "", ps_codec_error_name (problem->code),
+                 problem->message);
     }
     zmq_msg_t msg;
     if (ps_codec_encode_error (request, problem->code, problem->message,

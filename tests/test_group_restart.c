@@ -450,8 +450,13 @@ s_step_alone (const char *list, int64_t clock)
     ps_worker_close (&worker);
 }
 
+//  The session the last HELLO reply s_hello read gave (a rollback must
+//  show it, as the library does)
+static uint64_t s_session;
+
 //  Say HELLO to member shard of a group of two as rank 0 of 1, asking a
-//  rollback to clock of incarnation (0: none); the reply
+//  rollback to clock of incarnation (0: none), with the session of the
+//  last welcome; the reply
 static ps_envelope_t *
 s_hello (ps_test_raw_t *raw, uint32_t shard, int64_t clock, uint64_t incarnation, uint64_t seq)
 {
@@ -461,10 +466,14 @@ s_hello (ps_test_raw_t *raw, uint32_t shard, int64_t clock, uint64_t incarnation
     hello.shards = 2;
     hello.rollback_to = clock;
     hello.rollback_incarnation = incarnation;
+    hello.resume_session = s_session;
     ps_envelope_t request;
     ps_test_envelope (&request, PSMQ__MSG_TYPE__HELLO, 0, seq);
     request.hello = &hello;
-    return ps_test_raw_request (raw, &request);
+    ps_envelope_t *reply = ps_test_raw_request (raw, &request);
+    if (reply->type == PSMQ__MSG_TYPE__HELLO && reply->hello)
+        s_session = reply->hello->session;
+    return reply;
 }
 
 //  The names in dir that end with suffix
@@ -561,13 +570,17 @@ Test (group_restart, a_rollback_tells_the_waiting_requests_to_say_hello_again, .
     char dir[256], endpoint[64];
     ps_broker_config_t config = s_member (0, 2, 0, ps_test_path ("waiting", dir, sizeof dir));
     ps_broker_t *broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
-    ps_test_raw_t waiting, asking;
+    ps_test_raw_t waiting;
     ps_test_raw_open (&waiting, endpoint);
-    ps_test_raw_open (&asking, endpoint);
     Psmq__Hello hello = PSMQ__HELLO__INIT;
     hello.world_size = 2;
     hello.shards = 2;
-    ps_test_raw_hello (&waiting, 1, &hello);
+    ps_envelope_t request;
+    ps_test_envelope (&request, PSMQ__MSG_TYPE__HELLO, 1, 1);
+    request.hello = &hello;
+    ps_envelope_t *reply = ps_test_raw_request (&waiting, &request);
+    cr_assert_eq (reply->type, PSMQ__MSG_TYPE__HELLO);
+    uint64_t session = reply->hello->session;
     ps_envelope_t clock;
     ps_test_envelope (&clock, PSMQ__MSG_TYPE__CLOCK, 1, 7);
     ps_test_raw_send (&waiting, &clock, 0);
@@ -582,20 +595,17 @@ Test (group_restart, a_rollback_tells_the_waiting_requests_to_say_hello_again, .
         zclock_sleep (5);
     }
 
-    //  Rank 0 asks for clock 0, which this member has no checkpoint of: an
-    //  empty store, where every job starts. The waiting CLOCK is answered
-    //  at once: its worker must say hello again
+    //  The worker asks for clock 0, which this member has no checkpoint
+    //  of: an empty store, where every job starts. Its waiting CLOCK is
+    //  answered at once, before the HELLO: its worker must say hello again
+    //  (which this HELLO does)
     uint64_t incarnation = s_incarnation (broker);
-    hello.world_size = 2;
     hello.rollback_to = 0;
     hello.rollback_incarnation = incarnation;
-    ps_envelope_t request;
-    ps_test_envelope (&request, PSMQ__MSG_TYPE__HELLO, 0, 1);
+    hello.resume_session = session;
+    ps_test_envelope (&request, PSMQ__MSG_TYPE__HELLO, 1, 8);
     request.hello = &hello;
-    ps_envelope_t *reply = ps_test_raw_request (&asking, &request);
-    cr_assert_eq (reply->type, PSMQ__MSG_TYPE__HELLO, "%s",
-                  reply->error ? reply->error->message : "");
-    cr_assert_neq (reply->hello->incarnation, incarnation);
+    ps_test_raw_send (&waiting, &request, 0);
     reply = ps_test_raw_receive (&waiting);
     cr_assert (reply);
     cr_assert_eq (reply->type, PSMQ__MSG_TYPE__ERROR);
@@ -604,8 +614,13 @@ Test (group_restart, a_rollback_tells_the_waiting_requests_to_say_hello_again, .
     cr_assert (
         strstr (reply->error->message, "the broker rolled back to clock 0 to match its group"),
         "%s", reply->error->message);
+    reply = ps_test_raw_receive (&waiting);
+    cr_assert (reply);
+    cr_assert_eq (reply->type, PSMQ__MSG_TYPE__HELLO, "%s",
+                  reply->error ? reply->error->message : "");
+    cr_assert_eq (reply->seq, 8);
+    cr_assert_neq (reply->hello->incarnation, incarnation);
     ps_test_raw_close (&waiting);
-    ps_test_raw_close (&asking);
     ps_broker_destroy (&broker);
 }
 

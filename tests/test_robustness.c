@@ -312,27 +312,6 @@ Test (robustness, evicted_worker_is_told_to_hello_again, .timeout = 30)
     ps_broker_destroy (&broker);
 }
 
-Test (robustness, taking_over_one_rank_of_a_group_frees_the_others, .timeout = 30)
-{
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
-    //  One connection stands for ranks 0 and 1 ...
-    ps_test_raw_t group;
-    ps_test_raw_open (&group, endpoint);
-    Psmq__Hello hello = PSMQ__HELLO__INIT;
-    hello.world_size = 2;
-    hello.weight = 2;
-    ps_test_raw_hello (&group, 0, &hello);
-    //  ... until a worker registers as rank 1 alone: rank 0 has nobody
-    //  behind it now, and a BSP job must not wait for it
-    ps_worker_t *worker = ps_test_worker (endpoint, 1, 2, PS_TEST_WAIT_MS);
-    cr_assert (worker);
-    cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
-    ps_worker_close (&worker);
-    ps_test_raw_close (&group);
-    ps_broker_destroy (&broker);
-}
-
 //  A fake broker: answer one request with a valid INFO reply followed by
 //  more frames than any reply may carry
 static void *

@@ -38,7 +38,8 @@
 
 //  What one broker has said; the worker reads and writes it
 typedef struct {
-    uint64_t session;     //  token its HELLO reply gave, for heartbeats
+    uint64_t session;     //  token its last HELLO reply gave: for heartbeats,
+                          //  and shown in every later HELLO to it
     int64_t min_clock;    //  slowest live clock in its last reply
     bool registered;      //  its HELLO was accepted: say BYE on close
     uint64_t incarnation; //  the broker process its HELLO reached

@@ -654,6 +654,9 @@ ps_session_hello (ps_session_t *self, bool fresh, int timeout_ms)
         if (member->welcomed)
             continue;
         Psmq__Hello hello = PSMQ__HELLO__INIT;
+        //  After the first welcome, proof that we are that rank coming
+        //  back: a broker refuses a HELLO for a live rank without it
+        hello.resume_session = member->session;
         hello.rollback_incarnation = member->roll_of;
         hello.rollback_to = member->roll_of ? member->roll_to : 0;
         hello.world_size = self->options.world_size;
