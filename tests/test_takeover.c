@@ -150,6 +150,39 @@ Test (takeover, usage_a_rank_comes_back_only_with_its_session, .timeout = 30)
     ps_broker_destroy (&broker);
 }
 
+//  A worker started again while the broker still holds its rank for the
+//  earlier process (a host that vanished: its connection is open and
+//  silent) is refused at once, or, when it may wait for the brokers,
+//  joins once the broker has evicted the silent connection
+Test (takeover, a_worker_started_again_waits_for_its_old_connection_to_go, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, 0, 1000, endpoint, sizeof endpoint);
+    ps_test_raw_t old;
+    ps_test_raw_open (&old, endpoint);
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 1;
+    ps_test_raw_hello (&old, 0, &hello);
+    int64_t registered = zclock_mono ();
+
+    int status = PS_OK;
+    ps_worker_t *worker = ps_test_connect (endpoint, 0, 1, PS_TEST_WAIT_MS, &status);
+    cr_assert_null (worker);
+    cr_assert_eq (status, PS_ERANK, "%s", ps_strerror (status));
+
+    ps_worker_options_t options;
+    ps_test_options (&options, endpoint, 0, 1);
+    options.wait_for_broker_ms = PS_TEST_WAIT_MS;
+    worker = ps_worker_connect (&options, &status);
+    cr_assert (worker, "%s", ps_strerror (status));
+    //  Not before the silent connection was evicted (1 s of silence)
+    cr_assert_geq (zclock_mono () - registered, 1000);
+    cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
+    ps_worker_close (&worker);
+    ps_test_raw_close (&old);
+    ps_broker_destroy (&broker);
+}
+
 // ------------------------------------------------------- real workers
 
 //  A worker of a BSP job of two that trains until the attack is over and

@@ -26,7 +26,10 @@
     When the options let it wait for the brokers, a request that meets a
     lost member, or a ticket that comes to "not registered", "shutting
     down" or a lost connection, registers again (ps_rejoin) before the
-    call returns.
+    call returns; and a first HELLO refused because a broker holds our
+    rank for another connection (an earlier process of this worker, not
+    yet evicted: INFO shows the rank live) is tried again until it is
+    gone.
     ========================================================================= */
 
 #include "ps_session.h"
@@ -57,6 +60,10 @@
 //  have been between two brokers with a CLOCK, so we try again a little
 //  later (after 20, 40, 60, 80 ms)
 #define HELLO_ATTEMPTS 5
+//  A first HELLO refused because our rank is live on another connection
+//  is tried again after this pause, doubling up to the most
+#define JOIN_BACKOFF_MS 100
+#define JOIN_BACKOFF_MAX_MS 1000
 
 struct ps_session_t {
     ps_worker_options_t options;        //  as given; broker points to our copy
@@ -717,8 +724,42 @@ ps_session_leave (ps_session_t *self)
     return status;
 }
 
-int
-ps_session_join (ps_session_t *self)
+//  Whether a broker's INFO shows one of our ranks live: after a HELLO
+//  refused with PS_ERANK, it holds them for another connection, most
+//  likely an earlier process of this worker that it has not seen go
+static bool
+s_ranks_held (ps_session_t *self)
+{
+    uint32_t first = self->options.rank;
+    uint32_t weight = self->options.local_workers > 1 ? self->options.local_workers : 1;
+    bool held = false;
+    for (uint32_t link = 0; link < self->nlinks && !held; link++) {
+        char *text = NULL;
+        if (ps_session_info (self, link, &text) != PS_OK)
+            continue;
+        json_t *info = json_loads (text, 0, NULL);
+        free (text);
+        json_t *workers = json_object_get (info, "workers");
+        //  Another world is another refusal, which waiting does not cure
+        if (json_integer_value (json_object_get (info, "world")) != self->options.world_size)
+            workers = NULL;
+        for (size_t i = 0; i < json_array_size (workers); i++) {
+            json_t *worker = json_array_get (workers, i);
+            json_int_t rank = json_integer_value (json_object_get (worker, "rank"));
+            const char *state = json_string_value (json_object_get (worker, "state"));
+            if (rank >= first && rank < (json_int_t)first + weight && state &&
+                strcmp (state, "live") == 0)
+                held = true;
+        }
+        json_decref (info);
+    }
+    return held;
+}
+
+//  The first HELLO (a few attempts while the brokers of a group name
+//  different clocks): PS_OK or its failure
+static int
+s_join_attempts (ps_session_t *self)
 {
     int status = PS_OK;
     for (int attempt = 1; attempt <= HELLO_ATTEMPTS; attempt++) {
@@ -731,6 +772,38 @@ ps_session_join (ps_session_t *self)
             break;
         ps_session_leave (self);
         usleep ((useconds_t)attempt * 20000);
+    }
+    return status;
+}
+
+int
+ps_session_join (ps_session_t *self)
+{
+    //  A broker refuses a HELLO for a rank that is live on another
+    //  connection. When the options let us wait for the brokers, a worker
+    //  started again before the broker saw its earlier process go (a host
+    //  that vanished is noticed only after the broker's timeout) waits for
+    //  that eviction rather than failing
+    int64_t deadline = s_now_ms () + self->options.wait_for_broker_ms;
+    int64_t backoff = JOIN_BACKOFF_MS;
+    bool noticed = false;
+    int status;
+    while ((status = s_join_attempts (self)) == PS_ERANK && self->options.wait_for_broker_ms > 0) {
+        char refusal[sizeof self->error];
+        snprintf (refusal, sizeof refusal, "%s", self->error);
+        int64_t left = deadline - s_now_ms ();
+        if (left <= 0 || !s_ranks_held (self)) {
+            ps_session_fail (self, status, "%s", refusal);
+            break;
+        }
+        if (!noticed)
+            ps_session_log (&self->options, PS_WORKER_LOG_WARNING,
+                            "rank %u: %s; waiting up to %g s for the broker to let the earlier "
+                            "connection go (evicted when silent)",
+                            self->options.rank, refusal, self->options.wait_for_broker_ms / 1000.0);
+        noticed = true;
+        usleep ((useconds_t)(backoff < left ? backoff : left) * 1000);
+        backoff = backoff * 2 < JOIN_BACKOFF_MAX_MS ? backoff * 2 : JOIN_BACKOFF_MAX_MS;
     }
     if (status)
         return status;

@@ -81,6 +81,9 @@
     tickets not yet complete. A blocking push still gives back the
     buffers it lent, whatever it returns. A worker paused past its
     eviction (SIGSTOP, then SIGCONT) rejoins so at its next call.
+    ps_worker_connect waits so too when a broker refuses its rank as live
+    on another connection (PS_ERANK): a worker started again before the
+    broker has evicted its earlier process joins once that is done.
 
     Time: a reply is awaited at most timeout_ms (clock_timeout_ms for a
     clock, and for a pull sent while a clock was still waiting), a BYE at
