@@ -7,7 +7,8 @@
     flood of them, requests before HELLO, an INIT before the job that sets
     another learning rate. Each is refused with the error that says why,
     the broker logs and counts it, and the real workers finish. The first
-    test shows how a rank does come back: with its session.
+    test shows how a rank does come back: with its session, or once it is
+    not live any more (as a worker started again waits for, when it may).
 
     usage: build/test_takeover [--filter 'takeover/<test>'] [--verbose]
     ========================================================================= */
@@ -144,7 +145,16 @@ Test (takeover, usage_a_rank_comes_back_only_with_its_session, .timeout = 30)
     s_assert_error (ps_test_raw_request (&holder, &envelope), PSMQ__ERR_CODE__ERR_NOT_REGISTERED,
                     "before hello", "the old connection");
     //  Each refusal counted
-    cr_assert_geq (s_info_number (&other, "rejected"), 4);
+    cr_assert_geq (s_info_number (&holder, "rejected"), 4);
+    //  A rank whose connection closed is not live: a new connection takes
+    //  it without a session
+    ps_test_raw_close (&other);
+    s_wait_info (&holder, "evicted", 1);
+    ps_test_raw_open (&other, endpoint);
+    s_hello_envelope (&envelope, &hello, 1, 1, 2, 0);
+    reply = ps_test_raw_request (&other, &envelope);
+    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__HELLO, "%s",
+               reply && reply->error ? reply->error->message : "no reply");
     ps_test_raw_close (&holder);
     ps_test_raw_close (&other);
     ps_broker_destroy (&broker);
