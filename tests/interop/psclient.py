@@ -204,12 +204,14 @@ class Client:
 
     # ---- requests: send_* returns the seq, the plain names wait -------
 
-    def send_hello(self, rank=None, world_size=None, weight=0, shard=0, shards=0, group=()):
+    def send_hello(self, rank=None, world_size=None, weight=0, shard=0, shards=0, group=(),
+                   resume_session=0):
         if rank is not None:
             self.rank = rank
         if world_size is not None:
             self.world_size = world_size
-        hello = self.pb.Hello(world_size=self.world_size, weight=weight, shard=shard, shards=shards)
+        hello = self.pb.Hello(world_size=self.world_size, weight=weight, shard=shard, shards=shards,
+                              resume_session=resume_session)
         hello.group.extend(group)
         return self.send(self.envelope(self.pb.HELLO, hello=hello))
 

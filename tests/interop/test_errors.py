@@ -193,6 +193,19 @@ def test_rank(pb, broker, client):
     assert c.hello(rank=0, world_size=2, weight=2).hello.live == 2
 
 
+def test_live_rank_needs_its_session(pb, broker, client):
+    """A HELLO for a rank live on another connection: ERROR rank, unless it
+    shows that connection's session (the same worker coming back)."""
+    b = broker("--workers", 2)
+    holder = client(b, rank=0, world_size=2)
+    holder.hello(weight=2)
+    other = client(b, rank=1, world_size=2)
+    refused(other, other.send_hello(), RANK, "rank 1 is live on another connection")
+    refused(other, other.send_hello(rank=0, weight=2), RANK, "rank 0 is live")
+    refused(other, other.send_hello(rank=1, resume_session=holder.session ^ 1), RANK, "shows another")
+    assert other.hello(rank=1, resume_session=holder.session).hello.session != holder.session
+
+
 def test_push_grad_count_zero(pb, workers):
     """(h) grad_count 0 is refused with ERROR rank naming grad_count."""
     b, (c,) = workers(1)
