@@ -49,6 +49,7 @@ typedef struct {
     ps_key_t **keys;            //  its plan's keys, looked up once
     size_t taken_capacity;      //  entries allocated in both
     bool accept_nonfinite;      //  apply NaN and Inf gradients as they come
+    uint64_t max_store_bytes;   //  the store's limit, kept for RESTORE's new one
 } agg_t;
 
 static void
@@ -416,6 +417,7 @@ s_handle_restore (agg_t *self, const ps_agg_command_t *command)
     ps_store_t *store = ps_store_new (&self->defaults);
     int rc = store ? 0 : ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_FULL, "out of memory");
     if (store) {
+        ps_store_set_limit (store, self->max_store_bytes);
         ps_store_destroy (&self->store);
         self->store = store;
         rc = ps_store_restore (self->store, checkpoint, &problem);
@@ -432,7 +434,8 @@ s_send_done (agg_t *self)
     ps_agg_command_t event = {.kind = PS_AGG_DONE,
                               .done = self->done,
                               .steps = self->steps,
-                              .pending = ps_store_pending (self->store)};
+                              .pending = ps_store_pending (self->store),
+                              .store_bytes = ps_store_bytes (self->store)};
     s_send_event (self, &event, false);
 }
 
@@ -444,8 +447,10 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
                   .store = ps_store_new (&config->defaults),
                   .staleness = config->staleness,
                   .defaults = config->defaults,
-                  .accept_nonfinite = config->accept_nonfinite};
+                  .accept_nonfinite = config->accept_nonfinite,
+                  .max_store_bytes = config->max_store_bytes};
     assert (self.store);
+    ps_store_set_limit (self.store, self.max_store_bytes);
     //  Done with config, which lives on our creator's stack
     PS_HANDOFF_SEND (args);
     zsock_signal (pipe, 0);

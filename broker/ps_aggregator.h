@@ -90,6 +90,7 @@ typedef struct {
     uint64_t pending;            //  DONE: gradients waiting in BSP accumulators
     int64_t received_us;         //  INIT: when the router read it; echoed in REPLY
     ps_checkpoint_t *checkpoint; //  CHECKPOINT, RESTORE, SNAPSHOT: handed over
+    uint64_t store_bytes;        //  DONE: bytes the store holds (of its limit)
 } ps_agg_command_t;
 
 //  One entry of a command's plan. INIT: one per slice, in order; a slice
@@ -107,6 +108,7 @@ typedef struct {
     ps_optim_config_t defaults; //  optimizer for keys that name none
     int32_t staleness;          //  0: accumulate pushes until FLUSH
     bool accept_nonfinite;      //  apply NaN and Inf gradients as they come
+    uint64_t max_store_bytes;   //  the store's limit (ps_store_set_limit)
 } ps_aggregator_config_t;
 
 //  The actor body, for zactor_new (ps_aggregator_actor, &config); config
