@@ -20,6 +20,7 @@
 #define PS_PEERS_H_INCLUDED
 
 #include "ps_limits.h"
+#include "ps_unsent.h"
 
 #include <czmq.h>
 #include <stdbool.h>
@@ -44,6 +45,8 @@ typedef struct {
     char fault[PS_MAX_ERROR_LEN];        //  why; its next CLOCK is answered so
     int fd;                              //  connection its messages last came
                                          //  on, -1 unknown (ps_peers_set_fd)
+    ps_unsent_t *unsent;                 //  its pull replies not yet sent (made
+                                         //  at its first pull), our reference
 } ps_peer_t;
 
 typedef struct ps_peers_t ps_peers_t;

@@ -190,6 +190,7 @@ ps_router_agg_receive (ps_router_t *self)
         self->agg_done = event.done;
         self->stats.steps = event.steps;
         self->stats.pending = event.pending;
+        self->store_bytes = event.store_bytes;
         ps_published_forget_failed (self->published, self->agg_done);
         s_release (self);
         break;
@@ -204,12 +205,18 @@ ps_router_agg_receive (ps_router_t *self)
 //  message flagged `more` but the last: libzmq hands a message over only
 //  whole, so the worker copies part k while part k+1 is on the wire.
 static void
-s_answer_pull (ps_router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *request)
+s_answer_pull (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
 {
+    const uint8_t *id = peer->id;
+    size_t id_size = peer->id_size;
     ps_slice_t **slices;
     zmq_msg_t *frames;
     ps_problem_t problem;
-    ssize_t used = ps_published_pull_reply (self->published, request, &slices, &frames, &problem);
+    ps_unsent_t *unsent;
+    if (ps_router_limits_pull (self, peer, &unsent, &problem))
+        return ps_router_reject (self, id, id_size, request, &problem);
+    ssize_t used =
+        ps_published_pull_reply (self->published, request, unsent, &slices, &frames, &problem);
     if (used < 0)
         return ps_router_reject (self, id, id_size, request, &problem);
     ps_envelope_t reply;
@@ -285,7 +292,7 @@ s_answer_parked (void *arg, ps_parked_t *parked)
                                          .aggregation_us = parked->bound ? 0 : waited};
     }
     if (parked->type == PSMQ__MSG_TYPE__PULL)
-        s_answer_pull (self, peer->id, peer->id_size, request);
+        s_answer_pull (self, peer, request);
     else
         s_answer_clock (self, peer, request, parked->clock);
     self->timing = (ps_tap_timing_t){0};
@@ -478,7 +485,7 @@ s_handle_pull (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     int64_t clock = ps_vclock_clock (self->vclock, peer->rank);
     if (s_may_answer (self, clock, self->agg_sent))
-        return s_answer_pull (self, peer->id, peer->id_size, request);
+        return s_answer_pull (self, peer, request);
     if (ps_parking_check_room (peer, &problem))
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     s_park (self, peer, PSMQ__MSG_TYPE__PULL, clock, self->agg_sent);
