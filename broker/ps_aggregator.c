@@ -260,11 +260,12 @@ static void
 s_fault (agg_t *self, const ps_agg_command_t *command, const ps_problem_t *problem)
 {
     char why[PS_MAX_ERROR_LEN];
-    int length = snprintf (why, sizeof why,
-                           "push for clock %lld was not applied: %s (the broker refuses NaN and "
-                           "infinite gradients)",
-                           (long long)command->clock, problem->message);
-    ps_agg_command_t event = {.kind = PS_AGG_FAULT, .worker = command->worker};
+    bool nonfinite = problem->code == PSMQ__ERR_CODE__ERR_NONFINITE;
+    int length = snprintf (why, sizeof why, "push for clock %lld was not applied: %s%s",
+                           (long long)command->clock, problem->message,
+                           nonfinite ? " (the broker refuses NaN and infinite gradients)" : "");
+    ps_agg_command_t event = {
+        .kind = PS_AGG_FAULT, .worker = command->worker, .status = problem->code};
     s_send_event (self, &event, true);
     zmq_send (self->pipe, why, (size_t)length < sizeof why ? (size_t)length : sizeof why - 1, 0);
 }
@@ -351,7 +352,12 @@ s_handle_push (agg_t *self, const ps_agg_command_t *command)
         else
             rc = ps_store_stage (self->store, key, self->pieces, entry->frames, command->grad_count,
                                  check, &problem);
-        if (rc && problem.code == PSMQ__ERR_CODE__ERR_NONFINITE) {
+        //  Refused whole, and the worker told: a NaN, or a BSP sum past
+        //  the store's limit (taken back exactly; a staged step with state
+        //  has changed its state already, so out of memory there is only
+        //  logged, as before)
+        if (rc && (problem.code == PSMQ__ERR_CODE__ERR_NONFINITE ||
+                   (problem.code == PSMQ__ERR_CODE__ERR_FULL && self->staleness == 0))) {
             s_take_back (self, command, plan, taken);
             return s_fault (self, command, &problem);
         }

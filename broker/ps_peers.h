@@ -43,6 +43,7 @@ typedef struct {
                                          //  last push (its CLOCK waits for them)
     bool faulted;                        //  the aggregator refused one of its pushes
     char fault[PS_MAX_ERROR_LEN];        //  why; its next CLOCK is answered so
+    int fault_code;                      //  with this code (ERR_NONFINITE, ERR_FULL)
     int fd;                              //  connection its messages last came
                                          //  on, -1 unknown (ps_peers_set_fd)
     ps_unsent_t *unsent;                 //  its pull replies not yet sent (made

@@ -132,7 +132,8 @@ static void
 s_on_fault (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *why)
 {
     self->stats.rejected++;
-    self->stats.nonfinite++;
+    if (event->status == PSMQ__ERR_CODE__ERR_NONFINITE)
+        self->stats.nonfinite++;
     char message[PS_MAX_ERROR_LEN];
     snprintf (message, sizeof message, "%.*s", (int)zmq_msg_size (why),
               (const char *)zmq_msg_data (why));
@@ -142,6 +143,7 @@ s_on_fault (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *why)
     ps_peer_t *peer = ps_peers_of_rank (self->peers, event->worker);
     if (peer) {
         peer->faulted = true;
+        peer->fault_code = event->status;
         snprintf (peer->fault, sizeof peer->fault, "%s", message);
     }
 }
@@ -261,7 +263,8 @@ s_answer_clock (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request
     if (!peer->faulted)
         return ps_router_reply (self, peer->id, peer->id_size, request, clock);
     ps_problem_t problem;
-    ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_NONFINITE, "%s", peer->fault);
+    ps_problem_set (&problem, peer->fault_code ? peer->fault_code : PSMQ__ERR_CODE__ERR_NONFINITE,
+                    "%s", peer->fault);
     peer->faulted = false;
     ps_router_reject (self, peer->id, peer->id_size, request, &problem);
 }

@@ -265,6 +265,53 @@ Test (limits, max_memory_takes_sizes_and_shares_and_refuses_the_rest, .timeout =
     s_stop (&broker);
 }
 
+Test (limits, a_bsp_sum_past_max_memory_is_refused_at_the_clock, .timeout = 30)
+{
+    //  A broker in-process with a store of 1 MiB; a key of 100K floats
+    //  (800 KB with its next version) fits, its BSP sum (400 KB) does not
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    config.max_memory = 1 << 20;
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
+    ps_test_raw_t peer;
+    ps_test_raw_open (&peer, endpoint);
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 1;
+    ps_test_raw_hello (&peer, 0, &hello);
+    const uint64_t size = 100000;
+    s_send_init (&peer, 0, "w", size, PSMQ__OPTIM_KIND__OPT_SGD);
+    ps_envelope_t *reply = ps_test_raw_receive (&peer);
+    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__INIT, "INIT of 800 KB refused");
+    //  The push is acked (before the aggregation thread sees it) ...
+    float *gradient = calloc (size, sizeof (float));
+    ps_slice_t slice = PSMQ__SLICE__INIT;
+    slice.key = "w";
+    slice.count = size;
+    slice.total = size;
+    ps_slice_t *slices[] = {&slice};
+    ps_envelope_t envelope;
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, 0, 3);
+    envelope.slices = slices;
+    envelope.n_slices = 1;
+    envelope.grad_count = 1;
+    ps_test_raw_send (&peer, &envelope, ZMQ_SNDMORE);
+    zmq_send (peer.dealer, gradient, size * sizeof (float), 0);
+    reply = ps_test_raw_receive (&peer);
+    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__PUSH);
+    //  ... and the CLOCK that waits for it says it was not applied, and why
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__CLOCK, 0, 4);
+    ps_test_raw_send (&peer, &envelope, 0);
+    const char *message = s_expect_error (&peer, PSMQ__ERR_CODE__ERR_FULL);
+    cr_assert (strstr (message, "push for clock 0 was not applied: key 'w': the gradients of "
+                                "clock 0 need 390.6 KiB") &&
+                   strstr (message, "its limit of 1 MiB (psbroker --max-memory)"),
+               "%s", message);
+    free (gradient);
+    ps_test_raw_close (&peer);
+    ps_broker_destroy (&broker);
+}
+
 // ------------------------------------------------------------ unread replies
 
 typedef struct {
