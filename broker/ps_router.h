@@ -32,6 +32,8 @@
       ps_info.c               the INFO text
       ps_router_checkpoint.c  taking and restoring checkpoints, a group's
                               rollback
+      ps_router_limits.c      unsent pull replies per connection, the
+                              connection cap and idle unregistered ones
     The state each part works on lives in its own module: peers
     (ps_peers), parked requests (ps_parking), published versions
     (ps_published), the tap (ps_tap), clocks (ps_vclock), progress
