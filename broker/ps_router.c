@@ -534,12 +534,15 @@ s_handle_heartbeat (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *req
 static void
 s_handle_info (ps_router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *request)
 {
+    ps_problem_t problem;
+    if (ps_router_limits_info_room (self, &problem))
+        return ps_router_reject (self, id, id_size, request, &problem);
     char *json = ps_info_json (self);
     ps_envelope_t reply;
     ps_codec_reply_to (&reply, request);
     reply.info = json ? json : "{}";
     reply.min_clock = ps_vclock_min (self->vclock);
-    ps_router_send (self, id, id_size, &reply, NULL, 0);
+    ps_router_limits_send_info (self, id, id_size, &reply);
     free (json);
 }
 

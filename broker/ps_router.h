@@ -137,6 +137,8 @@ typedef struct {
     int64_t shed_window;      //  second of the shed log limiter
     uint32_t shed_logged;     //  lines logged in that second
     bool cap_warned;          //  warned that only registered ones are left
+    ps_unsent_t *info_unsent; //  INFO replies not yet sent, all connections
+    uint64_t info_refused;    //  INFOs refused for them
 } ps_router_t;
 
 //  Brokers in the group, 1 when there is none
@@ -213,6 +215,13 @@ void ps_router_limits_tick (ps_router_t *self);
 //  replies still unsent hold the limit already (counted)
 int ps_router_limits_pull (ps_router_t *self, ps_peer_t *peer, ps_unsent_t **unsent,
                            ps_problem_t *problem);
+//  May an INFO be answered now? 0, or -1 with ERR_FULL in problem when
+//  the INFO replies not yet sent hold PS_MAX_UNREAD_INFO (counted)
+int ps_router_limits_info_room (ps_router_t *self, ps_problem_t *problem);
+//  Send reply (an INFO reply) to id, counted against that limit (and
+//  tapped and counted as ps_router_send does)
+void ps_router_limits_send_info (ps_router_t *self, const uint8_t *id, size_t id_size,
+                                 const ps_envelope_t *reply);
 //  INFO's "limits" object: each limit, its use, what it refused
 json_t *ps_router_limits_info (ps_router_t *self);
 //  Replies (ps_replies.c): each is counted and tapped. Send the routing

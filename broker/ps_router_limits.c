@@ -39,7 +39,8 @@ int
 ps_router_limits_setup (ps_router_t *self, ps_problem_t *problem)
 {
     self->conns = ps_conns_new ();
-    if (!self->conns)
+    self->info_unsent = ps_unsent_new ();
+    if (!self->conns || !self->info_unsent)
         return ps_problem_set (problem, 0, "out of memory starting the broker");
     self->fd_limit = ps_resources_fd_limit ();
     uint64_t open = ps_resources_open_fds ();
@@ -67,6 +68,7 @@ void
 ps_router_limits_teardown (ps_router_t *self)
 {
     ps_conns_destroy (&self->conns);
+    ps_unsent_destroy (&self->info_unsent);
 }
 
 static bool
@@ -191,6 +193,40 @@ ps_router_limits_pull (ps_router_t *self, ps_peer_t *peer, ps_unsent_t **unsent,
                            ps_resources_bytes (limit, most, sizeof most));
 }
 
+int
+ps_router_limits_info_room (ps_router_t *self, ps_problem_t *problem)
+{
+    uint64_t bytes = ps_unsent_bytes (self->info_unsent);
+    if (bytes < PS_MAX_UNREAD_INFO)
+        return 0;
+    self->info_refused++;
+    char held[32], most[32];
+    return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                           "%s of INFO replies are still unsent to the connections that asked "
+                           "(the limit is %s): read them first",
+                           ps_resources_bytes (bytes, held, sizeof held),
+                           ps_resources_bytes (PS_MAX_UNREAD_INFO, most, sizeof most));
+}
+
+void
+ps_router_limits_send_info (ps_router_t *self, const uint8_t *id, size_t id_size,
+                            const ps_envelope_t *reply)
+{
+    if (self->tap_on)
+        ps_router_tap_message (self, PSMQ__TAP_KIND__TAP_REPLY, id, id_size, reply, NULL, 0);
+    self->stats.out[reply->type]++;
+    size_t size = psmq__envelope__get_packed_size (reply);
+    zmq_msg_t msg;
+    if (ps_unsent_buffer (self->info_unsent, size, &msg)) {
+        ps_error ("out of memory for an INFO reply of %zu bytes", size);
+        return;
+    }
+    psmq__envelope__pack (reply, zmq_msg_data (&msg));
+    ps_router_send_routing_id (self, id, id_size);
+    if (zmq_msg_send (&msg, self->router_handle, 0) == -1)
+        zmq_msg_close (&msg);
+}
+
 json_t *
 ps_router_limits_info (ps_router_t *self)
 {
@@ -202,11 +238,12 @@ ps_router_limits_info (ps_router_t *self)
             unsent += ps_unsent_bytes (peer->unsent);
     }
     return json_pack (
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "max_memory",
-        (json_int_t)self->config.max_memory, "store_bytes", (json_int_t)self->store_bytes,
-        "max_unread", (json_int_t)s_max_unread (self), "unsent_bytes", (json_int_t)unsent,
-        "unread_refused", (json_int_t)self->unread_refused, "max_connections",
-        (json_int_t)self->max_connections, "connections", (json_int_t)ps_conns_count (self->conns),
-        "fd_limit", (json_int_t)self->fd_limit, "shed_over_cap", (json_int_t)self->shed_over_cap,
-        "shed_idle", (json_int_t)self->shed_idle);
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "info_unsent_bytes",
+        (json_int_t)ps_unsent_bytes (self->info_unsent), "info_refused",
+        (json_int_t)self->info_refused, "max_memory", (json_int_t)self->config.max_memory,
+        "store_bytes", (json_int_t)self->store_bytes, "max_unread", (json_int_t)s_max_unread (self),
+        "unsent_bytes", (json_int_t)unsent, "unread_refused", (json_int_t)self->unread_refused,
+        "max_connections", (json_int_t)self->max_connections, "connections",
+        (json_int_t)ps_conns_count (self->conns), "fd_limit", (json_int_t)self->fd_limit,
+        "shed_over_cap", (json_int_t)self->shed_over_cap, "shed_idle", (json_int_t)self->shed_idle);
 }

@@ -21,7 +21,8 @@ struct ps_unsent_t {
 
 typedef struct {
     ps_unsent_t *unsent; //  counter to release the charge from (a reference)
-    ps_buf_t *buf;       //  version the frame points into (a reference)
+    ps_buf_t *buf;       //  version the frame points into (a reference),
+                         //  or NULL for a buffer of its own (ps_unsent_buffer)
     uint64_t charge;     //  bytes to give back
 } hint_t;
 
@@ -62,7 +63,10 @@ s_released (void *data, void *arg)
     hint_t *hint = arg;
     atomic_fetch_sub_explicit (&hint->unsent->bytes, hint->charge, memory_order_relaxed);
     ps_unsent_destroy (&hint->unsent);
-    ps_buf_unref (&hint->buf);
+    if (hint->buf)
+        ps_buf_unref (&hint->buf);
+    else
+        free (data);
     free (hint);
 }
 
@@ -85,6 +89,27 @@ ps_unsent_frame (ps_unsent_t *self, ps_buf_t *buf, size_t offset, size_t count, 
     if (zmq_msg_init_data (msg, ps_buf_data (buf) + offset, count * sizeof (float), s_released,
                            hint)) {
         s_released (NULL, hint);
+        return -1;
+    }
+    return 0;
+}
+
+int
+ps_unsent_buffer (ps_unsent_t *self, size_t size, zmq_msg_t *msg)
+{
+    assert (self);
+    hint_t *hint = malloc (sizeof *hint);
+    void *data = malloc (size ? size : 1);
+    if (!hint || !data) {
+        free (hint);
+        free (data);
+        return -1;
+    }
+    atomic_fetch_add_explicit (&self->refs, 1, memory_order_relaxed);
+    *hint = (hint_t){.unsent = self, .buf = NULL, .charge = size};
+    atomic_fetch_add_explicit (&self->bytes, size, memory_order_relaxed);
+    if (zmq_msg_init_data (msg, data, size, s_released, hint)) {
+        s_released (data, hint);
         return -1;
     }
     return 0;

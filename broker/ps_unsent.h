@@ -53,4 +53,8 @@ uint64_t ps_unsent_bytes (ps_unsent_t *self);
 int ps_unsent_frame (ps_unsent_t *self, ps_buf_t *buf, size_t offset, size_t count, uint64_t charge,
                      zmq_msg_t *msg);
 
+//  A frame of size bytes for the caller to fill (an INFO reply), charging
+//  self size bytes until libzmq releases it. 0, or -1 out of memory.
+int ps_unsent_buffer (ps_unsent_t *self, size_t size, zmq_msg_t *msg);
+
 #endif

@@ -114,6 +114,12 @@
 //  still in flight is never refused
 #define PS_DEFAULT_MAX_UNREAD (256ULL << 20)
 #define PS_MIN_MAX_UNREAD (64ULL << 10)
+//  Bytes of INFO replies not yet sent, to all connections together: past
+//  it INFO is refused with ERR_FULL. A request of 40 bytes is answered
+//  with the whole status (some 360 KB for 4096 workers), and a peer that
+//  never reads could queue PS_SNDHWM of them; a tool reads its answer, so
+//  a few are in flight at once
+#define PS_MAX_UNREAD_INFO (16ULL << 20)
 //  Descriptors the broker keeps for itself beyond its connections (libzmq's
 //  mailboxes and pollers, the tap, checkpoint files, a burst of accepts
 //  not yet seen): the default connection cap is the fd limit minus this,

@@ -12,11 +12,13 @@
     outside. The first test is the example: an INIT of 2^29 floats (2 GiB,
     twice with its next version) from a message of a few bytes is refused
     with a message naming the key, the bytes and the limit, and the broker
-    never holds the memory. Then: a peer that sends PULLs and never reads
-    the replies is refused past --max-unread while a real worker trains; a
-    thousand idle connections at a descriptor limit of 1024 do not keep a
-    worker out nor make the broker spin; the broker raises its soft
-    descriptor limit to the hard one. The modules under them (ps_store's
+    never holds the memory; a BSP sum past it is refused at the CLOCK.
+    Then: a peer that sends PULLs and never reads the replies is refused
+    past --max-unread while a real worker trains; a peer that asks for
+    INFO and never reads is refused past PS_MAX_UNREAD_INFO; 1100 idle
+    connections at a descriptor limit of 1024 do not keep a worker out nor
+    make the broker spin; the broker raises its soft descriptor limit to
+    the hard one. The modules under them (ps_store's
     limit, ps_conns's choice of a connection to shed, ps_unsent's count)
     have unit tests at the end.
 
@@ -412,6 +414,95 @@ Test (limits, a_peer_that_never_reads_is_refused_and_memory_stays_bounded, .time
     //  What it pins: the limit and a reply; beside it the worker's model
     //  and libzmq's buffers, which do not grow with time
     cr_assert (growth < 64, "psbroker grew by %.0f MB: %s", growth, info);
+}
+
+//  A peer that asks for INFO 200 times, without HELLO, and never reads:
+//  each answer is the whole status, some 360 KB for 4096 workers
+static void *
+s_info_never_read (void *arg)
+{
+    reader_t *self = arg;
+    void *context = zmq_ctx_new ();
+    void *dealer = zmq_socket (context, ZMQ_DEALER);
+    int one = 1, small = 4096, linger = 0;
+    zmq_setsockopt (dealer, ZMQ_RCVHWM, &one, sizeof one);
+    zmq_setsockopt (dealer, ZMQ_RCVBUF, &small, sizeof small);
+    zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq (zmq_connect (dealer, self->endpoint), 0);
+    ps_envelope_t info;
+    ps_test_envelope (&info, PSMQ__MSG_TYPE__INFO, 0, 1);
+    while (!self->stop) {
+        zmq_msg_t msg;
+        if (self->pulls < 200 && ps_codec_encode (&info, &msg) == 0) {
+            if (zmq_msg_send (&msg, dealer, ZMQ_DONTWAIT) >= 0)
+                self->pulls++;
+            else
+                zmq_msg_close (&msg);
+        }
+        zclock_sleep (1);
+    }
+    zmq_close (dealer);
+    zmq_ctx_term (context);
+    return NULL;
+}
+
+//  Ask the broker at endpoint for INFO on a connection of its own: the
+//  reply's envelope type, and its text (caller frees) or error into *text
+static int
+s_ask_info (const char *endpoint, char **text)
+{
+    ps_test_raw_t peer;
+    ps_test_raw_open (&peer, endpoint);
+    ps_envelope_t envelope;
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__INFO, 0, 1);
+    ps_envelope_t *reply = ps_test_raw_request (&peer, &envelope);
+    int type = reply->type;
+    *text = strdup (reply->error ? reply->error->message : reply->info ? reply->info : "");
+    ps_test_raw_close (&peer);
+    return type;
+}
+
+Test (limits, info_replies_nobody_reads_are_bounded, .timeout = 90)
+{
+    s_quarantine_off ();
+    char *args[] = {"--workers", "4096", NULL};
+    char endpoint[128], out[4096];
+    ps_test_child_t broker = ps_test_psbroker (args, endpoint, sizeof endpoint, out, sizeof out);
+    long before = s_status_kb (broker.pid, "VmRSS");
+    reader_t reader = {.endpoint = endpoint};
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_info_never_read, &reader);
+    //  Once the peer holds 16 MB of answers, INFO is refused
+    char *text = NULL;
+    int type = PSMQ__MSG_TYPE__INFO;
+    for (int64_t end = zclock_mono () + PS_TEST_WAIT_MS;
+         type == PSMQ__MSG_TYPE__INFO && zclock_mono () < end;) {
+        free (text);
+        type = s_ask_info (endpoint, &text);
+    }
+    double growth = (s_status_kb (broker.pid, "VmHWM") - before) / 1024.0;
+    reader.stop = true;
+    pthread_join (thread, NULL);
+    cr_assert_eq (type, PSMQ__MSG_TYPE__ERROR, "INFO never refused");
+    cr_assert (strstr (text, "of INFO replies are still unsent to the connections that asked (the "
+                             "limit is 16 MiB): read them first"),
+               "%s", text);
+    free (text);
+    text = NULL;
+    //  Answered again once the peer is gone (libzmq drops what it had
+    //  queued for it), and counted
+    type = PSMQ__MSG_TYPE__ERROR;
+    for (int64_t end = zclock_mono () + PS_TEST_WAIT_MS;
+         type != PSMQ__MSG_TYPE__INFO && zclock_mono () < end;) {
+        free (text);
+        type = s_ask_info (endpoint, &text);
+    }
+    cr_assert_eq (type, PSMQ__MSG_TYPE__INFO, "INFO refused after the peer left: %s", text);
+    cr_assert (ps_test_json_number (text, "info_refused", false) >= 1, "%s", text);
+    free (text);
+    //  What the answers held: the limit, and the answer being built
+    cr_assert (growth < 64, "psbroker grew by %.0f MB", growth);
+    s_stop (&broker);
 }
 
 // ------------------------------------------------------------ connections
