@@ -727,4 +727,12 @@ Test (limits, unsent_bytes_are_charged_until_libzmq_releases_the_frame)
     zmq_msg_close (&frame);
     cr_assert (ps_buf_exclusive (buf));
     ps_buf_unref (&buf);
+    //  A buffer of its own (an INFO reply), charged its size
+    unsent = ps_unsent_new ();
+    cr_assert_eq (ps_unsent_buffer (unsent, 100, &frame), 0);
+    cr_assert_eq (zmq_msg_size (&frame), 100);
+    cr_assert_eq (ps_unsent_bytes (unsent), 100);
+    zmq_msg_close (&frame);
+    cr_assert_eq (ps_unsent_bytes (unsent), 0);
+    ps_unsent_destroy (&unsent);
 }
