@@ -48,6 +48,8 @@ typedef struct {
                                          //  on, -1 unknown (ps_peers_set_fd)
     ps_unsent_t *unsent;                 //  its pull replies not yet sent (made
                                          //  at its first pull), our reference
+    uint64_t pushing;                    //  bytes of its pushes up to pushes_sent
+                                         //  (ps_router_limits_push)
 } ps_peer_t;
 
 typedef struct ps_peers_t ps_peers_t;

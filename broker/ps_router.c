@@ -464,7 +464,8 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
 {
     ps_problem_t problem;
     size_t entries = 0;
-    if (s_check_push (self, peer, request, &entries, &problem))
+    if (s_check_push (self, peer, request, &entries, &problem) ||
+        ps_router_limits_push (self, peer, &problem))
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     //  Ack before forwarding: the reply needs nothing from the aggregator
     ps_router_reply (self, peer->id, peer->id_size, request, request->clock);

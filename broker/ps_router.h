@@ -139,6 +139,7 @@ typedef struct {
     bool cap_warned;          //  warned that only registered ones are left
     ps_unsent_t *info_unsent; //  INFO replies not yet sent, all connections
     uint64_t info_refused;    //  INFOs refused for them
+    uint64_t push_refused;    //  PUSHes refused for pushes still waiting
 } ps_router_t;
 
 //  Brokers in the group, 1 when there is none
@@ -222,6 +223,10 @@ int ps_router_limits_info_room (ps_router_t *self, ps_problem_t *problem);
 //  tapped and counted as ps_router_send does)
 void ps_router_limits_send_info (ps_router_t *self, const uint8_t *id, size_t id_size,
                                  const ps_envelope_t *reply);
+//  May peer's push at hand go to the aggregation thread? 0 (its bytes
+//  counted), or -1 with ERR_FULL in problem when peer's pushes it has
+//  not finished hold the limit of --max-unread already (counted)
+int ps_router_limits_push (ps_router_t *self, ps_peer_t *peer, ps_problem_t *problem);
 //  INFO's "limits" object: each limit, its use, what it refused
 json_t *ps_router_limits_info (ps_router_t *self);
 //  Replies (ps_replies.c): each is counted and tapped. Send the routing

@@ -15,6 +15,14 @@
     limit is met long before that with replies of any size, and refused
     replies are small.
 
+    Pushes waiting. A push is acked at once and its frames handed to the
+    aggregation thread, which may be slower than the network: a peer that
+    pushes and never waits for a CLOCK made the broker hold 1 GB of them
+    in 3 s. Each connection counts the bytes of its pushes since the
+    aggregator last finished all of them, and past the same limit (a
+    worker's CLOCK waits for its pushes, so it has one clock's at most)
+    its PUSH is refused with ERR_FULL.
+
     Connections. libzmq accepts whatever comes; the socket monitor tells
     us (ps_broker.c), and when more connections are open than the cap,
     the ones that never registered go first, those silent since their
@@ -227,6 +235,29 @@ ps_router_limits_send_info (ps_router_t *self, const uint8_t *id, size_t id_size
         zmq_msg_close (&msg);
 }
 
+int
+ps_router_limits_push (ps_router_t *self, ps_peer_t *peer, ps_problem_t *problem)
+{
+    //  Counted from its first push the aggregator has not finished: a
+    //  worker's CLOCK waits for its pushes, so it has one clock's at most
+    if (self->agg_done >= peer->pushes_sent)
+        peer->pushing = 0;
+    uint64_t limit = s_max_unread (self);
+    if (peer->pushing >= limit) {
+        self->push_refused++;
+        char held[32], most[32];
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                               "%s of this connection's pushes still wait for the aggregation "
+                               "thread, its limit is %s (psbroker --max-unread): wait for the "
+                               "reply to a CLOCK before pushing more",
+                               ps_resources_bytes (peer->pushing, held, sizeof held),
+                               ps_resources_bytes (limit, most, sizeof most));
+    }
+    for (size_t i = 2; i < self->nframes; i++)
+        peer->pushing += zmq_msg_size (&self->frames[i]);
+    return 0;
+}
+
 json_t *
 ps_router_limits_info (ps_router_t *self)
 {
@@ -238,7 +269,8 @@ ps_router_limits_info (ps_router_t *self)
             unsent += ps_unsent_bytes (peer->unsent);
     }
     return json_pack (
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "info_unsent_bytes",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "push_refused",
+        (json_int_t)self->push_refused, "info_unsent_bytes",
         (json_int_t)ps_unsent_bytes (self->info_unsent), "info_refused",
         (json_int_t)self->info_refused, "max_memory", (json_int_t)self->config.max_memory,
         "store_bytes", (json_int_t)self->store_bytes, "max_unread", (json_int_t)s_max_unread (self),

@@ -416,6 +416,84 @@ Test (limits, a_peer_that_never_reads_is_refused_and_memory_stays_bounded, .time
     cr_assert (growth < 64, "psbroker grew by %.0f MB: %s", growth, info);
 }
 
+//  A peer that pushes and never waits: rank 1, a key of 1M floats (4 MB)
+//  with Adam of its own, pushed in a loop until told to stop; it never
+//  reads the acks nor sends a CLOCK
+static void *
+s_never_waits (void *arg)
+{
+    reader_t *self = arg;
+    ps_test_raw_t peer;
+    peer.context = zmq_ctx_new ();
+    peer.dealer = zmq_socket (peer.context, ZMQ_DEALER);
+    int one = 1, linger = 0;
+    zmq_setsockopt (peer.dealer, ZMQ_RCVHWM, &one, sizeof one);
+    zmq_setsockopt (peer.dealer, ZMQ_LINGER, &linger, sizeof linger);
+    cr_assert_eq (zmq_connect (peer.dealer, self->endpoint), 0);
+    peer.codec = ps_codec_new ();
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 2;
+    ps_test_raw_hello (&peer, 1, &hello);
+    const uint64_t size = 1 << 20;
+    s_send_init (&peer, 1, "pushed", size, PSMQ__OPTIM_KIND__OPT_ADAM);
+    ps_envelope_t *reply = ps_test_raw_receive (&peer);
+    cr_assert (reply && reply->type == PSMQ__MSG_TYPE__INIT);
+    float *gradient = calloc (size, sizeof (float));
+    ps_slice_t slice = PSMQ__SLICE__INIT;
+    slice.key = "pushed";
+    slice.count = size;
+    slice.total = size;
+    ps_slice_t *slices[] = {&slice};
+    ps_envelope_t push;
+    ps_test_envelope (&push, PSMQ__MSG_TYPE__PUSH, 1, 3);
+    push.slices = slices;
+    push.n_slices = 1;
+    push.grad_count = 1;
+    while (!self->stop) {
+        zmq_msg_t msg;
+        if (ps_codec_encode (&push, &msg) == 0 &&
+            zmq_msg_send (&msg, peer.dealer, ZMQ_DONTWAIT | ZMQ_SNDMORE) >= 0) {
+            zmq_send (peer.dealer, gradient, size * sizeof (float), 0);
+            self->pulls++;
+        }
+        else {
+            zmq_msg_close (&msg);
+            zclock_sleep (1);
+        }
+    }
+    free (gradient);
+    zmq_close (peer.dealer);
+    zmq_ctx_term (peer.context);
+    ps_codec_destroy (&peer.codec);
+    return NULL;
+}
+
+Test (limits, a_peer_that_pushes_without_waiting_is_refused_and_memory_stays_bounded, .timeout = 60)
+{
+    //  Pushes are acked at once and applied by the aggregation thread:
+    //  one that never waits for a CLOCK may have 16 MB of them waiting
+    s_quarantine_off ();
+    char *args[] = {"--workers", "2", "--staleness", "-1", "--max-unread", "16M", NULL};
+    char endpoint[128], out[4096];
+    ps_test_child_t broker = ps_test_psbroker (args, endpoint, sizeof endpoint, out, sizeof out);
+    long before = s_status_kb (broker.pid, "VmRSS");
+    reader_t pusher = {.endpoint = endpoint};
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_never_waits, &pusher);
+    zclock_sleep (3000);
+    double growth = (s_status_kb (broker.pid, "VmHWM") - before) / 1024.0;
+    char *info = s_info (endpoint);
+    pusher.stop = true;
+    pthread_join (thread, NULL);
+    cr_assert (pusher.pulls > 100, "the peer pushed %lu times", (unsigned long)pusher.pulls);
+    cr_assert (ps_test_json_number (info, "push_refused", false) > 0, "%s", info);
+    //  The key (4 versions and state, 32 MB), the pushes waiting (16 MB
+    //  and one) and libzmq's buffers
+    cr_assert (growth < 120, "psbroker grew by %.0f MB: %s", growth, info);
+    free (info);
+    s_stop (&broker);
+}
+
 //  A peer that asks for INFO 200 times, without HELLO, and never reads:
 //  each answer is the whole status, some 360 KB for 4096 workers
 static void *
