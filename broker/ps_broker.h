@@ -68,9 +68,10 @@ typedef struct {
                               //  PS_DEFAULT_STORE_PERCENT of the machine's
                               //  memory; never above PS_MAX_STORE_BYTES
     uint64_t max_unread;      //  bytes of pull replies one connection may
-                              //  have unsent before its PULLs are refused;
-                              //  0: the larger of PS_DEFAULT_MAX_UNREAD and
-                              //  twice the model
+                              //  have unsent before its PULLs are refused,
+                              //  and of its pushes not yet applied before
+                              //  its PUSHes are; 0: the larger of
+                              //  PS_DEFAULT_MAX_UNREAD and twice the model
     uint64_t max_connections; //  connections at once, more are shed; 0: the
                               //  descriptor limit less those open at start
                               //  and PS_FD_RESERVE
