@@ -109,9 +109,10 @@
 #define PS_MIN_STORE_BYTES (1ULL << 20)
 //  Bytes of pull replies one connection may have handed to libzmq and
 //  not yet sent (psbroker --max-unread): past it, its PULLs are refused
-//  with ERR_FULL until it reads. By default the larger of this and twice
-//  the model, so that a worker pulling the whole model with one pull
-//  still in flight is never refused
+//  with ERR_FULL until it reads; the same bounds the bytes of its pushes
+//  the aggregation thread has not applied yet (its PUSHes are refused).
+//  By default the larger of this and twice the model, so that a worker
+//  with one pull, or one clock's pushes, in flight is never refused
 #define PS_DEFAULT_MAX_UNREAD (256ULL << 20)
 #define PS_MIN_MAX_UNREAD (64ULL << 10)
 //  Bytes of INFO replies not yet sent, to all connections together: past
