@@ -49,6 +49,7 @@ typedef struct {
     ps_key_t **keys;            //  its plan's keys, looked up once
     size_t taken_capacity;      //  entries allocated in both
     bool accept_nonfinite;      //  apply NaN and Inf gradients as they come
+    uint64_t max_store_bytes;   //  the store's limit, kept for RESTORE's new one
 } agg_t;
 
 static void
@@ -259,11 +260,12 @@ static void
 s_fault (agg_t *self, const ps_agg_command_t *command, const ps_problem_t *problem)
 {
     char why[PS_MAX_ERROR_LEN];
-    int length = snprintf (why, sizeof why,
-                           "push for clock %lld was not applied: %s (the broker refuses NaN and "
-                           "infinite gradients)",
-                           (long long)command->clock, problem->message);
-    ps_agg_command_t event = {.kind = PS_AGG_FAULT, .worker = command->worker};
+    bool nonfinite = problem->code == PSMQ__ERR_CODE__ERR_NONFINITE;
+    int length = snprintf (why, sizeof why, "push for clock %lld was not applied: %s%s",
+                           (long long)command->clock, problem->message,
+                           nonfinite ? " (the broker refuses NaN and infinite gradients)" : "");
+    ps_agg_command_t event = {
+        .kind = PS_AGG_FAULT, .worker = command->worker, .status = problem->code};
     s_send_event (self, &event, true);
     zmq_send (self->pipe, why, (size_t)length < sizeof why ? (size_t)length : sizeof why - 1, 0);
 }
@@ -350,7 +352,12 @@ s_handle_push (agg_t *self, const ps_agg_command_t *command)
         else
             rc = ps_store_stage (self->store, key, self->pieces, entry->frames, command->grad_count,
                                  check, &problem);
-        if (rc && problem.code == PSMQ__ERR_CODE__ERR_NONFINITE) {
+        //  Refused whole, and the worker told: a NaN, or a BSP sum past
+        //  the store's limit (taken back exactly; a staged step with state
+        //  has changed its state already, so out of memory there is only
+        //  logged, as before)
+        if (rc && (problem.code == PSMQ__ERR_CODE__ERR_NONFINITE ||
+                   (problem.code == PSMQ__ERR_CODE__ERR_FULL && self->staleness == 0))) {
             s_take_back (self, command, plan, taken);
             return s_fault (self, command, &problem);
         }
@@ -416,6 +423,7 @@ s_handle_restore (agg_t *self, const ps_agg_command_t *command)
     ps_store_t *store = ps_store_new (&self->defaults);
     int rc = store ? 0 : ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_FULL, "out of memory");
     if (store) {
+        ps_store_set_limit (store, self->max_store_bytes);
         ps_store_destroy (&self->store);
         self->store = store;
         rc = ps_store_restore (self->store, checkpoint, &problem);
@@ -432,7 +440,8 @@ s_send_done (agg_t *self)
     ps_agg_command_t event = {.kind = PS_AGG_DONE,
                               .done = self->done,
                               .steps = self->steps,
-                              .pending = ps_store_pending (self->store)};
+                              .pending = ps_store_pending (self->store),
+                              .store_bytes = ps_store_bytes (self->store)};
     s_send_event (self, &event, false);
 }
 
@@ -444,8 +453,10 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
                   .store = ps_store_new (&config->defaults),
                   .staleness = config->staleness,
                   .defaults = config->defaults,
-                  .accept_nonfinite = config->accept_nonfinite};
+                  .accept_nonfinite = config->accept_nonfinite,
+                  .max_store_bytes = config->max_store_bytes};
     assert (self.store);
+    ps_store_set_limit (self.store, self.max_store_bytes);
     //  Done with config, which lives on our creator's stack
     PS_HANDOFF_SEND (args);
     zsock_signal (pipe, 0);

@@ -26,7 +26,9 @@
       REPLY   [event][routing id][message]   INIT answered: event.status 0,
                                   or a PSMQ__ERR_CODE__* and why
       FAULT   [event][why]        a PUSH of rank event.worker was refused
-                                  (a NaN or an infinity) and not applied
+                                  and not applied: event.status says why,
+                                  ERR_NONFINITE (a NaN or an infinity) or
+                                  ERR_FULL (a BSP sum past the store's limit)
       SNAPSHOT [event][why]       CHECKPOINT answered: event.checkpoint
                                   handed back with its keys, or NULL with
                                   event.status -1 and why (it was destroyed)
@@ -81,6 +83,7 @@ typedef struct {
     bool named;                  //  INIT: it named settings (else the key's
                                  //  own, or the defaults for a new key)
     int status;                  //  REPLY: 0, or the PSMQ__ERR_CODE__* refusing it;
+                                 //  FAULT: the PSMQ__ERR_CODE__* refusing the push;
                                  //  SNAPSHOT, RESTORED: 0, or -1 (failed)
     uint64_t done;               //  DONE: commands processed
     ps_buf_t *buf;               //  PUBLISH: new version, one reference handed over
@@ -90,6 +93,7 @@ typedef struct {
     uint64_t pending;            //  DONE: gradients waiting in BSP accumulators
     int64_t received_us;         //  INIT: when the router read it; echoed in REPLY
     ps_checkpoint_t *checkpoint; //  CHECKPOINT, RESTORE, SNAPSHOT: handed over
+    uint64_t store_bytes;        //  DONE: bytes the store holds (of its limit)
 } ps_agg_command_t;
 
 //  One entry of a command's plan. INIT: one per slice, in order; a slice
@@ -107,6 +111,7 @@ typedef struct {
     ps_optim_config_t defaults; //  optimizer for keys that name none
     int32_t staleness;          //  0: accumulate pushes until FLUSH
     bool accept_nonfinite;      //  apply NaN and Inf gradients as they come
+    uint64_t max_store_bytes;   //  the store's limit (ps_store_set_limit)
 } ps_aggregator_config_t;
 
 //  The actor body, for zactor_new (ps_aggregator_actor, &config); config

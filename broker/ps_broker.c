@@ -25,6 +25,7 @@
 #include "ps_handoff.h"
 #include "ps_info.h"
 #include "ps_log.h"
+#include "ps_resources.h"
 #include "ps_router.h"
 
 #include <assert.h>
@@ -110,6 +111,7 @@ s_monitor_receive (ps_router_t *self)
                                      "tcp connection from %s", remote);
             zhashx_update (self->connections, key, remote);
             ps_router_connection_opened (self, fd);
+            ps_router_limits_opened (self, fd);
         }
         else if (kind == ZMQ_EVENT_DISCONNECTED) {
             const char *remote = zhashx_lookup (self->connections, key);
@@ -117,6 +119,7 @@ s_monitor_receive (ps_router_t *self)
                 ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_DISCONNECT, -1,
                                      "tcp connection from %s closed", remote ? remote : "?");
             ps_router_connection_closed (self, fd);
+            ps_router_limits_closed (self, fd);
             zhashx_delete (self->connections, key);
         }
     }
@@ -176,6 +179,7 @@ s_router_loop (ps_router_t *self)
         for (int burst = 0; burst < 100 && (items[1].revents & ZMQ_POLLIN); burst++) {
             s_monitor_drain (self);
             ps_router_receive (self);
+            ps_router_limits_heard (self);
             if (!(zsock_events (self->router) & ZMQ_POLLIN))
                 break;
         }
@@ -185,6 +189,7 @@ s_router_loop (ps_router_t *self)
         if (zclock_mono () >= self->next_check) {
             ps_router_evict_silent (self);
             ps_router_evict_hung (self);
+            ps_router_limits_tick (self);
             self->next_check = zclock_mono () + check_every;
         }
     }
@@ -264,9 +269,16 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
     snprintf (self->bound, sizeof self->bound, "%s", last ? last : endpoint);
     zstr_free (&last);
 
+    //  Limits: the store's, resolved here so that INFO shows the bytes
+    if (!self->config.max_memory || self->config.max_memory > PS_MAX_STORE_BYTES)
+        self->config.max_memory =
+            self->config.max_memory ? PS_MAX_STORE_BYTES : ps_resources_default_store ();
+    if (ps_router_limits_setup (self, problem))
+        return -1;
     ps_aggregator_config_t agg_config = {.defaults = self->config.optim,
                                          .staleness = self->config.staleness,
-                                         .accept_nonfinite = self->config.accept_nonfinite};
+                                         .accept_nonfinite = self->config.accept_nonfinite,
+                                         .max_store_bytes = self->config.max_memory};
     self->aggregator = zactor_new (ps_aggregator_actor, &agg_config);
     PS_HANDOFF_RECEIVE (&agg_config);
     self->agg_handle = zsock_resolve (self->aggregator);
@@ -307,6 +319,7 @@ s_router_teardown (ps_router_t *self)
         zmq_socket_monitor (self->router_handle, NULL, 0);
     zsock_destroy (&self->monitor);
     zhashx_destroy (&self->connections);
+    ps_router_limits_teardown (self);
     ps_tap_destroy (&self->tap);
     ps_checkpointer_destroy (&self->checkpointer);
     ps_vclock_destroy (&self->vclock);
@@ -417,6 +430,18 @@ ps_broker_config_check (const ps_broker_config_t *config, ps_problem_t *problem)
         return ps_problem_set (problem, 0, "checkpoint every %llu clocks: at most %d",
                                (unsigned long long)config->checkpoint_clocks,
                                PS_MAX_CHECKPOINT_CLOCKS);
+    //  Limits (0: the defaults)
+    if (config->max_memory && config->max_memory < PS_MIN_STORE_BYTES)
+        return ps_problem_set (problem, 0, "store limit of %llu bytes: at least %llu",
+                               (unsigned long long)config->max_memory,
+                               (unsigned long long)PS_MIN_STORE_BYTES);
+    if (config->max_unread && config->max_unread < PS_MIN_MAX_UNREAD)
+        return ps_problem_set (problem, 0, "unread pull replies limit of %llu bytes: at least %llu",
+                               (unsigned long long)config->max_unread,
+                               (unsigned long long)PS_MIN_MAX_UNREAD);
+    if (config->max_connections && config->max_connections < PS_MIN_CONNECTIONS)
+        return ps_problem_set (problem, 0, "connection cap %llu: at least %d",
+                               (unsigned long long)config->max_connections, PS_MIN_CONNECTIONS);
     return ps_optim_config_check (&config->optim, problem);
 }
 

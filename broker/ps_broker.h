@@ -61,6 +61,20 @@ typedef struct {
     double checkpoint_seconds;  //  > 0: one at least this often (default
                                 //  60); 0: no timer
     uint64_t checkpoint_clocks; //  > 0: one every this many job clocks too
+
+    //  Limits on resources (ps_router_limits.c, docs/security.md)
+    uint64_t max_memory;      //  bytes the store may hold (values, optimizer
+                              //  state, BSP sums); 0: the default,
+                              //  PS_DEFAULT_STORE_PERCENT of the machine's
+                              //  memory; never above PS_MAX_STORE_BYTES
+    uint64_t max_unread;      //  bytes of pull replies one connection may
+                              //  have unsent before its PULLs are refused,
+                              //  and of its pushes not yet applied before
+                              //  its PUSHes are; 0: the larger of
+                              //  PS_DEFAULT_MAX_UNREAD and twice the model
+    uint64_t max_connections; //  connections at once, more are shed; 0: the
+                              //  descriptor limit less those open at start
+                              //  and PS_FD_RESERVE
 } ps_broker_config_t;
 
 //  Every field at its default, endpoint "tcp://*:5555", 1 worker, BSP,

@@ -94,6 +94,7 @@ s_more (ps_router_t *self, json_t *info)
     json_object_set_new (info, "bytes_out_by_type", s_by_type (self->stats.bytes_out_type));
     json_object_set_new (info, "workers", s_workers (self));
     json_object_set_new (info, "parked", s_parked (self));
+    json_object_set_new (info, "limits", ps_router_limits_info (self));
     json_object_set_new (info, "checkpoint",
                          self->checkpointer ? ps_checkpointer_info (self->checkpointer)
                                             : json_null ());

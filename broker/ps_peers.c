@@ -30,6 +30,9 @@ struct ps_peers_t {
 static void
 s_peer_free (void **item_p)
 {
+    ps_peer_t *peer = *item_p;
+    if (peer)
+        ps_unsent_destroy (&peer->unsent);
     free (*item_p);
     *item_p = NULL;
 }

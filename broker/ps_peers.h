@@ -20,6 +20,7 @@
 #define PS_PEERS_H_INCLUDED
 
 #include "ps_limits.h"
+#include "ps_unsent.h"
 
 #include <czmq.h>
 #include <stdbool.h>
@@ -42,8 +43,13 @@ typedef struct {
                                          //  last push (its CLOCK waits for them)
     bool faulted;                        //  the aggregator refused one of its pushes
     char fault[PS_MAX_ERROR_LEN];        //  why; its next CLOCK is answered so
+    int fault_code;                      //  with this code (ERR_NONFINITE, ERR_FULL)
     int fd;                              //  connection its messages last came
                                          //  on, -1 unknown (ps_peers_set_fd)
+    ps_unsent_t *unsent;                 //  its pull replies not yet sent (made
+                                         //  at its first pull), our reference
+    uint64_t pushing;                    //  bytes of its pushes up to pushes_sent
+                                         //  (ps_router_limits_push)
 } ps_peer_t;
 
 typedef struct ps_peers_t ps_peers_t;

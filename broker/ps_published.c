@@ -31,6 +31,7 @@ struct ps_published_t {
     ps_slice_t **slice_ptrs; //  pointers to them, for the envelope
     zmq_msg_t *reply_frames; //  a reply's frames, reused
     size_t capacity;         //  slices allocated
+    uint64_t bytes;          //  of one version of every published key
 };
 
 static void
@@ -86,6 +87,8 @@ ps_published_set (ps_published_t *self, const char *key, ps_buf_t *buf, uint64_t
     }
     else if (!entry->buf)
         self->creating--;
+    if (!entry->buf)
+        self->bytes += size * sizeof (float);
     ps_buf_unref (&entry->buf);
     entry->buf = buf;
     entry->size = size;
@@ -124,6 +127,12 @@ ps_published_forget_failed (ps_published_t *self, uint64_t done)
         self->creating--;
     }
     zlistx_destroy (&failed);
+}
+
+uint64_t
+ps_published_bytes (const ps_published_t *self)
+{
+    return self->bytes;
 }
 
 bool
@@ -209,8 +218,8 @@ s_reserve (ps_published_t *self, size_t count)
 }
 
 ssize_t
-ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request, ps_slice_t ***slices,
-                         zmq_msg_t **frames, ps_problem_t *problem)
+ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request, ps_unsent_t *unsent,
+                         ps_slice_t ***slices, zmq_msg_t **frames, ps_problem_t *problem)
 {
     //  Checked when the request came; a key may have failed its INIT since
     size_t total = 0;
@@ -243,8 +252,15 @@ ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request, ps_
             slice->count = run;
             slice->total = entry->size;
             self->slice_ptrs[used] = slice;
-            if (run == 0 || ps_buf_frame (entry->buf, offset, run, &self->reply_frames[used]))
-                zmq_msg_init (&self->reply_frames[used]);
+            zmq_msg_t *frame = &self->reply_frames[used];
+            //  The slice's last frame holds the version longest
+            int rc = run == 0 ? -1
+                     : unsent && count == run
+                         ? ps_unsent_frame (unsent, entry->buf, offset, run,
+                                            entry->size * sizeof (float), frame)
+                         : ps_buf_frame (entry->buf, offset, run, frame);
+            if (rc)
+                zmq_msg_init (frame);
             used++;
             offset += run;
             count -= run;

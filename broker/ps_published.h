@@ -18,6 +18,7 @@
 
 #include "ps_buf.h"
 #include "ps_codec.h"
+#include "ps_unsent.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -43,6 +44,8 @@ void ps_published_forget_failed (ps_published_t *self, uint64_t done);
 bool ps_published_size (ps_published_t *self, const char *key, uint64_t *size);
 //  Keys published (not those still being created)
 size_t ps_published_keys (const ps_published_t *self);
+//  Bytes of one version of every published key: the model's size
+uint64_t ps_published_bytes (const ps_published_t *self);
 
 //  Check a PULL against the keys and the reply limits. 0, or -1 with
 //  ERR_UNKNOWN_KEY, ERR_SIZE or ERR_TOO_LARGE in problem.
@@ -51,10 +54,13 @@ int ps_published_check_pull (ps_published_t *self, const ps_envelope_t *request,
 //  Lay out the reply to a checked PULL: slices of at most PS_CHUNK_BYTES
 //  (*slices, valid until the next call) and, for each, a frame referring
 //  into the published version (*frames, the caller sends or closes each;
-//  a slice of 0 elements has an empty frame). Returns the number of
+//  a slice of 0 elements has an empty frame). With unsent, the frame that
+//  ends each slice charges it the bytes of the whole version it pins
+//  (see ps_unsent.h). Returns the number of
 //  slices, or -1 with problem set (a key whose INIT failed meanwhile: ERR_
 //  UNKNOWN_KEY; out of memory: ERR_FULL).
 ssize_t ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request,
-                                 ps_slice_t ***slices, zmq_msg_t **frames, ps_problem_t *problem);
+                                 ps_unsent_t *unsent, ps_slice_t ***slices, zmq_msg_t **frames,
+                                 ps_problem_t *problem);
 
 #endif

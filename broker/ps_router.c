@@ -129,7 +129,8 @@ static void
 s_on_fault (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *why)
 {
     self->stats.rejected++;
-    self->stats.nonfinite++;
+    if (event->status == PSMQ__ERR_CODE__ERR_NONFINITE)
+        self->stats.nonfinite++;
     char message[PS_MAX_ERROR_LEN];
     snprintf (message, sizeof message, "%.*s", (int)zmq_msg_size (why),
               (const char *)zmq_msg_data (why));
@@ -139,6 +140,7 @@ s_on_fault (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *why)
     ps_peer_t *peer = ps_peers_of_rank (self->peers, event->worker);
     if (peer) {
         peer->faulted = true;
+        peer->fault_code = event->status;
         snprintf (peer->fault, sizeof peer->fault, "%s", message);
     }
 }
@@ -187,6 +189,7 @@ ps_router_agg_receive (ps_router_t *self)
         self->agg_done = event.done;
         self->stats.steps = event.steps;
         self->stats.pending = event.pending;
+        self->store_bytes = event.store_bytes;
         ps_published_forget_failed (self->published, self->agg_done);
         s_release (self);
         break;
@@ -201,12 +204,18 @@ ps_router_agg_receive (ps_router_t *self)
 //  message flagged `more` but the last: libzmq hands a message over only
 //  whole, so the worker copies part k while part k+1 is on the wire.
 static void
-s_answer_pull (ps_router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *request)
+s_answer_pull (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
 {
+    const uint8_t *id = peer->id;
+    size_t id_size = peer->id_size;
     ps_slice_t **slices;
     zmq_msg_t *frames;
     ps_problem_t problem;
-    ssize_t used = ps_published_pull_reply (self->published, request, &slices, &frames, &problem);
+    ps_unsent_t *unsent;
+    if (ps_router_limits_pull (self, peer, &unsent, &problem))
+        return ps_router_reject (self, id, id_size, request, &problem);
+    ssize_t used =
+        ps_published_pull_reply (self->published, request, unsent, &slices, &frames, &problem);
     if (used < 0)
         return ps_router_reject (self, id, id_size, request, &problem);
     ps_envelope_t reply;
@@ -251,7 +260,8 @@ s_answer_clock (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request
     if (!peer->faulted)
         return ps_router_reply (self, peer->id, peer->id_size, request, clock);
     ps_problem_t problem;
-    ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_NONFINITE, "%s", peer->fault);
+    ps_problem_set (&problem, peer->fault_code ? peer->fault_code : PSMQ__ERR_CODE__ERR_NONFINITE,
+                    "%s", peer->fault);
     peer->faulted = false;
     ps_router_reject (self, peer->id, peer->id_size, request, &problem);
 }
@@ -282,7 +292,7 @@ s_answer_parked (void *arg, ps_parked_t *parked)
                                          .aggregation_us = parked->bound ? 0 : waited};
     }
     if (parked->type == PSMQ__MSG_TYPE__PULL)
-        s_answer_pull (self, peer->id, peer->id_size, request);
+        s_answer_pull (self, peer, request);
     else
         s_answer_clock (self, peer, request, parked->clock);
     self->timing = (ps_tap_timing_t){0};
@@ -451,7 +461,8 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
 {
     ps_problem_t problem;
     size_t entries = 0;
-    if (s_check_push (self, peer, request, &entries, &problem))
+    if (s_check_push (self, peer, request, &entries, &problem) ||
+        ps_router_limits_push (self, peer, &problem))
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     //  Ack before forwarding: the reply needs nothing from the aggregator
     ps_router_reply (self, peer->id, peer->id_size, request, request->clock);
@@ -475,7 +486,7 @@ s_handle_pull (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     int64_t clock = ps_vclock_clock (self->vclock, peer->rank);
     if (s_may_answer (self, clock, self->agg_sent))
-        return s_answer_pull (self, peer->id, peer->id_size, request);
+        return s_answer_pull (self, peer, request);
     if (ps_parking_check_room (peer, &problem))
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     s_park (self, peer, PSMQ__MSG_TYPE__PULL, clock, self->agg_sent);
@@ -521,12 +532,15 @@ s_handle_heartbeat (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *req
 static void
 s_handle_info (ps_router_t *self, const uint8_t *id, size_t id_size, const ps_envelope_t *request)
 {
+    ps_problem_t problem;
+    if (ps_router_limits_info_room (self, &problem))
+        return ps_router_reject (self, id, id_size, request, &problem);
     char *json = ps_info_json (self);
     ps_envelope_t reply;
     ps_codec_reply_to (&reply, request);
     reply.info = json ? json : "{}";
     reply.min_clock = ps_vclock_min (self->vclock);
-    ps_router_send (self, id, id_size, &reply, NULL, 0);
+    ps_router_limits_send_info (self, id, id_size, &reply);
     free (json);
 }
 

@@ -32,6 +32,8 @@
       ps_info.c               the INFO text
       ps_router_checkpoint.c  taking and restoring checkpoints, a group's
                               rollback
+      ps_router_limits.c      unsent pull replies per connection, the
+                              connection cap and idle unregistered ones
     The state each part works on lives in its own module: peers
     (ps_peers), parked requests (ps_parking), published versions
     (ps_published), the tap (ps_tap), clocks (ps_vclock), progress
@@ -49,6 +51,7 @@
 #include "ps_broker.h"
 #include "ps_checkpointer.h"
 #include "ps_codec.h"
+#include "ps_conns.h"
 #include "ps_parking.h"
 #include "ps_peers.h"
 #include "ps_progress.h"
@@ -57,6 +60,7 @@
 #include "ps_vclock.h"
 
 #include <czmq.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -121,6 +125,21 @@ typedef struct {
     ps_checkpointer_t *checkpointer;    //  NULL without a directory
     int restore_status;                 //  the aggregator's answer to RESTORE
     char restore_why[PS_MAX_ERROR_LEN]; //  why it failed
+
+    //  Limits (ps_router_limits.c)
+    ps_conns_t *conns;        //  open connections: accepted, last message
+    uint64_t max_connections; //  the cap in force
+    uint64_t fd_limit;        //  soft limit on descriptors at start, 0 none
+    uint64_t store_bytes;     //  the store holds (the aggregator's DONE)
+    uint64_t unread_refused;  //  PULLs refused for unsent replies
+    uint64_t shed_over_cap;   //  connections shut over the cap
+    uint64_t shed_idle;       //  unregistered ones shut for idling
+    int64_t shed_window;      //  second of the shed log limiter
+    uint32_t shed_logged;     //  lines logged in that second
+    bool cap_warned;          //  warned that only registered ones are left
+    ps_unsent_t *info_unsent; //  INFO replies not yet sent, all connections
+    uint64_t info_refused;    //  INFOs refused for them
+    uint64_t push_refused;    //  PUSHes refused for pushes still waiting
 } ps_router_t;
 
 //  Brokers in the group, 1 when there is none
@@ -179,6 +198,37 @@ void ps_router_checkpoint_final (ps_router_t *self);
 //  with problem (ERR_GROUP: no checkpoint of that clock, or none at all;
 //  nothing changed then)
 int ps_router_rollback (ps_router_t *self, int64_t clock, ps_problem_t *problem);
+//  Limits (ps_router_limits.c). Setup: the connection cap from the
+//  configuration or the descriptor limit; 0, or -1 out of memory
+int ps_router_limits_setup (ps_router_t *self, ps_problem_t *problem);
+void ps_router_limits_teardown (ps_router_t *self);
+//  The monitor says fd was accepted (connections over the cap are shed
+//  then) or closed
+void ps_router_limits_opened (ps_router_t *self, int fd);
+void ps_router_limits_closed (ps_router_t *self, int fd);
+//  The message just handled came on self->fd
+void ps_router_limits_heard (ps_router_t *self);
+//  Shed unregistered connections idle past their bound; from the loop's
+//  periodic check
+void ps_router_limits_tick (ps_router_t *self);
+//  May peer be sent a pull reply now? 0 with *unsent its counter (made
+//  here at its first pull), or -1 with ERR_FULL in problem when its
+//  replies still unsent hold the limit already (counted)
+int ps_router_limits_pull (ps_router_t *self, ps_peer_t *peer, ps_unsent_t **unsent,
+                           ps_problem_t *problem);
+//  May an INFO be answered now? 0, or -1 with ERR_FULL in problem when
+//  the INFO replies not yet sent hold PS_MAX_UNREAD_INFO (counted)
+int ps_router_limits_info_room (ps_router_t *self, ps_problem_t *problem);
+//  Send reply (an INFO reply) to id, counted against that limit (and
+//  tapped and counted as ps_router_send does)
+void ps_router_limits_send_info (ps_router_t *self, const uint8_t *id, size_t id_size,
+                                 const ps_envelope_t *reply);
+//  May peer's push at hand go to the aggregation thread? 0 (its bytes
+//  counted), or -1 with ERR_FULL in problem when peer's pushes it has
+//  not finished hold the limit of --max-unread already (counted)
+int ps_router_limits_push (ps_router_t *self, ps_peer_t *peer, ps_problem_t *problem);
+//  INFO's "limits" object: each limit, its use, what it refused
+json_t *ps_router_limits_info (ps_router_t *self);
 //  Replies (ps_replies.c): each is counted and tapped. Send the routing
 //  id frame of a message to the peer at id
 void ps_router_send_routing_id (ps_router_t *self, const uint8_t *id, size_t id_size);

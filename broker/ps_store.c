@@ -26,8 +26,10 @@
     Keys with live accumulators are on an intrusive list, so a flush costs
     the keys that have gradients waiting, not every key in the store.
 
-    Memory: every buffer the store keeps is counted against
-    PS_MAX_STORE_BYTES before it is allocated: both version buffers and
+    Memory: every buffer the store keeps is counted against its limit
+    (ps_store_set_limit: psbroker --max-memory, at most PS_MAX_STORE_BYTES)
+    before it is allocated, so a tiny INIT naming 2^29 floats is refused
+    before a byte of them exists: both version buffers and
     the optimizer state at INIT, accumulator sums when first needed. A
     version a reader still holds is the reader's, not counted. Every
     allocation can fail and leaves the store as it was, with ERR_FULL.
@@ -42,6 +44,7 @@
 #include "ps_store.h"
 #include "ps_hash.h"
 #include "ps_log.h"
+#include "ps_resources.h"
 
 #include <assert.h>
 #include <math.h>
@@ -80,7 +83,8 @@ struct ps_store_t {
     ps_key_t **table;           //  open addressing; NULL is an empty slot
     size_t table_size;          //  slots, a power of two
     size_t nkeys;               //  keys in the table
-    uint64_t bytes;             //  counted against PS_MAX_STORE_BYTES
+    uint64_t bytes;             //  counted against limit
+    uint64_t limit;             //  bytes it may hold, <= PS_MAX_STORE_BYTES
     ps_key_t *pending_head;     //  keys with live accumulators, oldest first
     ps_key_t *pending_tail;     //  where the next one is appended
     bool flushing;              //  inside ps_store_flush's callback loop
@@ -103,7 +107,7 @@ s_mul (uint64_t a, uint64_t b, uint64_t *product)
 static int
 s_charge (ps_store_t *self, uint64_t bytes)
 {
-    if (bytes > PS_MAX_STORE_BYTES - self->bytes)
+    if (self->bytes > self->limit || bytes > self->limit - self->bytes)
         return -1;
     self->bytes += bytes;
     return 0;
@@ -338,11 +342,13 @@ s_key_accum (ps_store_t *store, ps_key_t *self, int64_t clock, ps_problem_t *pro
     //  A new slot: counted with its sum, as both stay until the key goes
     uint64_t bytes;
     if (s_mul (self->size, sizeof (float), &bytes) || s_charge (store, bytes + sizeof (accum_t))) {
+        char need[32], used[32], limit[32];
         ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
-                        "key '%s': no room for the gradients of clock %lld, the store "
-                        "holds %llu bytes of %llu",
-                        self->name, (long long)clock, (unsigned long long)store->bytes,
-                        (unsigned long long)PS_MAX_STORE_BYTES);
+                        "key '%s': the gradients of clock %lld need %s, the store holds %s of "
+                        "its limit of %s (psbroker --max-memory)",
+                        self->name, (long long)clock, ps_resources_bytes (bytes, need, sizeof need),
+                        ps_resources_bytes (store->bytes, used, sizeof used),
+                        ps_resources_bytes (store->limit, limit, sizeof limit));
         return NULL;
     }
     float *sum = s_floats_new (self->size, false);
@@ -400,7 +406,29 @@ ps_store_new (const ps_optim_config_t *defaults)
     if (!self)
         return NULL;
     self->defaults = config;
+    self->limit = PS_MAX_STORE_BYTES;
     return self;
+}
+
+void
+ps_store_set_limit (ps_store_t *self, uint64_t bytes)
+{
+    assert (self);
+    self->limit = bytes && bytes < PS_MAX_STORE_BYTES ? bytes : PS_MAX_STORE_BYTES;
+}
+
+uint64_t
+ps_store_limit (const ps_store_t *self)
+{
+    assert (self);
+    return self->limit;
+}
+
+uint64_t
+ps_store_bytes (const ps_store_t *self)
+{
+    assert (self);
+    return self->bytes;
 }
 
 void
@@ -429,16 +457,22 @@ s_charge_key (ps_store_t *self, const char *name, uint64_t size, ps_optim_kind_t
                                PS_MAX_KEYS);
     //  Two version buffers plus the optimizer's state arrays
     uint64_t arrays = 2 + ps_optim_state_slots (kind);
-    uint64_t floats, bytes;
+    uint64_t floats, bytes = UINT64_MAX;
     if (s_mul (size, arrays, &floats) || s_mul (floats, sizeof (float), &bytes) ||
-        s_charge (self, bytes))
+        s_charge (self, bytes)) {
+        //  "key 'big': 4 GiB (2 arrays of 536870912 floats with sgd) would
+        //  take the store to 4 GiB, over its limit of 256 MiB (...)"
+        char need[32], total[32], limit[32];
+        uint64_t after = bytes > UINT64_MAX - self->bytes ? UINT64_MAX : self->bytes + bytes;
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
-                               "key '%s': %llu elements with %s need %llu arrays of "
-                               "floats, the store has %llu of %llu bytes left",
-                               name, (unsigned long long)size, ps_optim_kind_name (kind),
-                               (unsigned long long)arrays,
-                               (unsigned long long)(PS_MAX_STORE_BYTES - self->bytes),
-                               (unsigned long long)PS_MAX_STORE_BYTES);
+                               "key '%s': %s (%llu arrays of %llu floats with %s) would take "
+                               "the store to %s, over its limit of %s (psbroker --max-memory)",
+                               name, ps_resources_bytes (bytes, need, sizeof need),
+                               (unsigned long long)arrays, (unsigned long long)size,
+                               ps_optim_kind_name (kind),
+                               ps_resources_bytes (after, total, sizeof total),
+                               ps_resources_bytes (self->limit, limit, sizeof limit));
+    }
     return 0;
 }
 

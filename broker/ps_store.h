@@ -44,13 +44,20 @@ typedef struct {
 //  defaults fail ps_optim_config_check.
 ps_store_t *ps_store_new (const ps_optim_config_t *defaults);
 void ps_store_destroy (ps_store_t **self_p);
+//  The bytes the store may hold (versions, optimizer state, accumulators):
+//  0 or past PS_MAX_STORE_BYTES means PS_MAX_STORE_BYTES, the default.
+//  A lower limit than the bytes held refuses every new allocation.
+void ps_store_set_limit (ps_store_t *self, uint64_t bytes);
+uint64_t ps_store_limit (const ps_store_t *self);
+//  Bytes counted against it now
+uint64_t ps_store_bytes (const ps_store_t *self);
 
 //  Create key with size elements, zero-filled, version 1. config NULL or
 //  of kind 0 means the store's defaults. If the key exists with the same
 //  size and config is NULL, of kind 0 or the key's own settings, this is a
 //  no-op and *created is false; with another size or other settings it
 //  fails with ERR_KEY_EXISTS naming what differs. Fails with ERR_FULL past PS_MAX_KEYS keys or
-//  PS_MAX_STORE_BYTES bytes (two version buffers plus the optimizer's
+//  its limit (ps_store_set_limit: two version buffers plus the optimizer's
 //  state arrays) or out of memory, ERR_TOO_LARGE past PS_MAX_TENSOR_ELEMS,
 //  ERR_OPTIM for bad settings, the codec's errors for a bad name.
 int ps_store_init (ps_store_t *self, const char *name, uint64_t size,
@@ -101,7 +108,7 @@ void ps_store_drop (ps_store_t *self, ps_key_t *key);
 //  grad_count gradients. Same rules as apply; check: refuse NaN and
 //  infinities (each piece is checked just before it is summed, and on a
 //  refusal the pieces already summed are taken back out). ERR_FULL when a
-//  new clock's sum buffer does not fit in PS_MAX_STORE_BYTES or memory;
+//  new clock's sum buffer does not fit in its limit or memory;
 //  flushed sums are reused for later clocks.
 int ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_piece_t *pieces,
                          size_t npieces, uint32_t grad_count, bool check, ps_problem_t *problem);
@@ -134,7 +141,7 @@ int ps_store_snapshot (ps_store_t *self, ps_checkpoint_t *checkpoint, ps_problem
 //  takes over the checkpoint's value reference and state arrays (nulled
 //  there), its settings, steps and version. 0, or -1 with problem:
 //  ERR_KEY_EXISTS for a key the store holds already (or twice in the
-//  checkpoint), ERR_FULL past PS_MAX_KEYS or PS_MAX_STORE_BYTES or out of
+//  checkpoint), ERR_FULL past PS_MAX_KEYS or its limit or out of
 //  memory, ERR_OPTIM or ERR_SIZE for settings or arrays that do not fit;
 //  the keys restored before the failure stay.
 int ps_store_restore (ps_store_t *self, ps_checkpoint_t *checkpoint, ps_problem_t *problem);

@@ -11,10 +11,12 @@
 #include "ps_limits.h"
 #include "ps_log.h"
 #include "ps_malloc.h"
+#include "ps_resources.h"
 
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,6 +34,7 @@ s_on_signal (int signal_number)
 static void
 s_usage (FILE *out)
 {
+    char store[32], most[32], unread[32];
     fprintf (out,
              "usage: psbroker --port N [options]\n"
              "\n"
@@ -77,6 +80,21 @@ s_usage (FILE *out)
              "                         worker's) too, whichever comes first; in a group\n"
              "                         required, and the only schedule: each member cuts\n"
              "                         when the job's clock is a multiple of N\n"
+             "      --max-memory SIZE  bytes the store may hold: parameters, optimizer state\n"
+             "                         (momentum 1, Adam 2 more arrays per key) and BSP\n"
+             "                         sums; K, M, G suffixes, or a share of the machine's\n"
+             "                         memory like 50%%. Default %d%% of it (%s here), at\n"
+             "                         most %s. An INIT past it is refused (ERR_FULL)\n"
+             "      --max-unread SIZE  bytes of pull replies one connection may leave\n"
+             "                         unread before its PULLs are refused (ERR_FULL),\n"
+             "                         and of its pushes that may wait to be applied\n"
+             "                         before its PUSHes are; default the larger of %s\n"
+             "                         and twice the model\n"
+             "      --max-connections N  connections at once; past it those that never\n"
+             "                         said HELLO are closed, silent and idle ones first.\n"
+             "                         Default: the open-files limit (raised to the hard\n"
+             "                         limit at start) less %d. Unregistered connections\n"
+             "                         idle %d s (or --timeout-ms if longer) are closed\n"
              "  -v, --verbose          log every clock movement\n"
              "  -q, --quiet            log warnings and errors only\n"
              "  -h, --help             show this help\n"
@@ -121,7 +139,42 @@ s_usage (FILE *out)
              "      --checkpoint /var/lib/psmq --checkpoint-clocks 100\n",
              PS_DEFAULT_LR, PS_DEFAULT_MOMENTUM, PS_DEFAULT_BETA1, PS_DEFAULT_BETA2, PS_DEFAULT_EPS,
              PS_DEFAULT_HEARTBEAT_MS, PS_DEFAULT_TIMEOUT_MS, PS_DEFAULT_PROGRESS_FLOOR_MS / 1000,
-             PS_PROGRESS_FACTOR, PS_DEFAULT_CHECKPOINT_SECONDS, PS_CHECKPOINT_KEEP);
+             PS_PROGRESS_FACTOR, PS_DEFAULT_CHECKPOINT_SECONDS, PS_DEFAULT_STORE_PERCENT,
+             ps_resources_bytes (ps_resources_default_store (), store, sizeof store),
+             ps_resources_bytes (PS_MAX_STORE_BYTES, most, sizeof most),
+             ps_resources_bytes (PS_DEFAULT_MAX_UNREAD, unread, sizeof unread), PS_FD_RESERVE,
+             PS_UNREGISTERED_IDLE_MS / 1000, PS_CHECKPOINT_KEEP);
+}
+
+//  --max-memory: a size (K, M, G) or a share of the machine's memory
+//  ("50%"), from PS_MIN_STORE_BYTES to PS_MAX_STORE_BYTES
+static int
+s_parse_memory (const char *text, uint64_t *bytes)
+{
+    size_t length = strlen (text);
+    if (length > 1 && text[length - 1] == '%') {
+        char number[32];
+        double percent;
+        snprintf (number, sizeof number, "%.*s", (int)(length - 1), text);
+        if (length - 1 >= sizeof number ||
+            ps_cli_double ("psbroker", "--max-memory", number, 0.01, 100, &percent))
+            return -1;
+        *bytes = ps_resources_share (percent);
+        if (*bytes < PS_MIN_STORE_BYTES) {
+            fprintf (stderr,
+                     "psbroker: --max-memory '%s': the machine's memory is unknown, or "
+                     "that share of it is below 1M; give a size\n",
+                     text);
+            return -1;
+        }
+        return 0;
+    }
+    size_t size;
+    if (ps_cli_size ("psbroker", "--max-memory", text, PS_MIN_STORE_BYTES, PS_MAX_STORE_BYTES,
+                     &size))
+        return -1;
+    *bytes = size;
+    return 0;
 }
 
 //  --progress-deadline: "auto", or seconds (0: off) into milliseconds
@@ -198,7 +251,10 @@ enum {
     OPT_PROGRESS,
     OPT_CHECKPOINT,
     OPT_CHECKPOINT_SECONDS,
-    OPT_CHECKPOINT_CLOCKS
+    OPT_CHECKPOINT_CLOCKS,
+    OPT_MAX_MEMORY,
+    OPT_MAX_UNREAD,
+    OPT_MAX_CONNECTIONS
 };
 
 int
@@ -228,6 +284,9 @@ main (int argc, char *argv[])
         {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
         {"checkpoint-seconds", required_argument, 0, OPT_CHECKPOINT_SECONDS},
         {"checkpoint-clocks", required_argument, 0, OPT_CHECKPOINT_CLOCKS},
+        {"max-memory", required_argument, 0, OPT_MAX_MEMORY},
+        {"max-unread", required_argument, 0, OPT_MAX_UNREAD},
+        {"max-connections", required_argument, 0, OPT_MAX_CONNECTIONS},
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
@@ -314,6 +373,21 @@ main (int argc, char *argv[])
                               PS_MAX_CHECKPOINT_CLOCKS, &number);
             config.checkpoint_clocks = (uint64_t)number;
             break;
+        case OPT_MAX_MEMORY: rc = s_parse_memory (optarg, &config.max_memory); break;
+        case OPT_MAX_UNREAD: {
+            size_t size;
+            rc = ps_cli_size ("psbroker", "--max-unread", optarg, PS_MIN_MAX_UNREAD,
+                              PS_MAX_STORE_BYTES, &size);
+            if (rc == 0)
+                config.max_unread = size;
+            break;
+        }
+        case OPT_MAX_CONNECTIONS:
+            rc = ps_cli_long ("psbroker", "--max-connections", optarg, PS_MIN_CONNECTIONS, INT_MAX,
+                              &number);
+            if (rc == 0)
+                config.max_connections = (uint64_t)number;
+            break;
         case 'v': ps_log_set_level (PS_LOG_DEBUG); break;
         case 'q': ps_log_set_level (PS_LOG_WARN); break;
         case 'h': s_usage (stdout); return 0;
@@ -370,6 +444,19 @@ main (int argc, char *argv[])
     sigemptyset (&action.sa_mask);
     sigaction (SIGINT, &action, NULL);
     sigaction (SIGTERM, &action, NULL);
+
+    //  As Redis does: the soft limit on open files up to the hard one, so
+    //  that the connection cap (by default derived from it) is not the
+    //  distribution's 1024 when the administrator allowed more
+    uint64_t fds_before, fds_after;
+    if (ps_resources_raise_fd_limit (&fds_before, &fds_after))
+        ps_warn ("cannot raise the limit on open files above %" PRIu64 ": %s", fds_after,
+                 strerror (errno));
+    else if (fds_after != fds_before)
+        ps_info ("raised the limit on open files from %" PRIu64 " to %" PRIu64, fds_before,
+                 fds_after);
+    else
+        ps_debug ("the limit on open files is %" PRIu64, fds_after);
 
     ps_problem_t problem;
     ps_broker_t *broker = ps_broker_new (&config, &problem);

@@ -94,4 +94,48 @@
 #define PS_CHECKPOINT_CHUNK_BYTES (4 << 20)
 #define PS_MAX_CHECKPOINT_FILES 10000
 
+//  Limits on the broker's resources (issue 12: store size, unread pull
+//  replies, connections; see docs/security.md, "Limits")
+//
+//  Share of the machine's memory the store may hold by default (psbroker
+//  --max-memory): half, as a machine that runs a broker usually runs
+//  other things too (the checkpoint writer's copies of optimizer state,
+//  libzmq's buffers, a worker on the same host), and since a version a
+//  reader still holds is not counted, the process may briefly hold more
+//  than the store does. Like Redis's maxmemory, a bound the operator can
+//  raise; never above PS_MAX_STORE_BYTES
+#define PS_DEFAULT_STORE_PERCENT 50
+//  Smallest store limit psbroker accepts
+#define PS_MIN_STORE_BYTES (1ULL << 20)
+//  Bytes of pull replies one connection may have handed to libzmq and
+//  not yet sent (psbroker --max-unread): past it, its PULLs are refused
+//  with ERR_FULL until it reads; the same bounds the bytes of its pushes
+//  the aggregation thread has not applied yet (its PUSHes are refused).
+//  By default the larger of this and twice the model, so that a worker
+//  with one pull, or one clock's pushes, in flight is never refused
+#define PS_DEFAULT_MAX_UNREAD (256ULL << 20)
+#define PS_MIN_MAX_UNREAD (64ULL << 10)
+//  Bytes of INFO replies not yet sent, to all connections together: past
+//  it INFO is refused with ERR_FULL. A request of 40 bytes is answered
+//  with the whole status (some 360 KB for 4096 workers), and a peer that
+//  never reads could queue PS_SNDHWM of them; a tool reads its answer, so
+//  a few are in flight at once
+#define PS_MAX_UNREAD_INFO (16ULL << 20)
+//  Descriptors the broker keeps for itself beyond its connections (libzmq's
+//  mailboxes and pollers, the tap, checkpoint files, a burst of accepts
+//  not yet seen): the default connection cap is the fd limit minus this,
+//  so that libzmq's accept never meets EMFILE, which makes it retry at
+//  once and spin
+#define PS_FD_RESERVE 64
+//  Smallest connection cap (psbroker --max-connections)
+#define PS_MIN_CONNECTIONS 4
+//  A connection that never said HELLO and sends nothing for this long (or
+//  for the worker timeout, if longer) is closed
+#define PS_UNREGISTERED_IDLE_MS 30000
+//  Over the cap, connections silent since their accept for this long are
+//  shed before any other (see ps_conns.h)
+#define PS_SILENT_GRACE_MS 1000
+//  Log lines about shed connections per second, before they are only counted
+#define PS_SHED_LOG_PER_SECOND 5
+
 #endif
