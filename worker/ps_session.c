@@ -437,7 +437,8 @@ s_link_events (ps_session_t *self, uint32_t link)
     ps_member_t *member = ps_group_member (self->group, link);
     if (member->registered)
         member->lost = member->forgotten = true;
-    if (ps_tickets_fail_link (self->tickets, link, PS_ECONNECT))
+    //  A CLOCK that failed so did not advance us, as one refused would not
+    if (ps_tickets_fail_link (self->tickets, link, PS_ECONNECT, &self->clock))
         ps_session_fail (self, PS_ECONNECT,
                          "lost the connection to broker %s (it closed it, or was silent for %d ms)",
                          ps_group_endpoint (self->group, link),

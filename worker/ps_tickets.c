@@ -270,14 +270,20 @@ ps_tickets_settle (ps_pending_t *pending, uint32_t link, int status, bool more,
 }
 
 size_t
-ps_tickets_fail_link (ps_tickets_t *self, uint32_t link, int status)
+ps_tickets_fail_link (ps_tickets_t *self, uint32_t link, int status, int64_t *clock_from)
 {
     size_t failed = 0;
+    bool clock_failed = false;
     for (size_t i = 0; i < self->count; i++) {
         ps_pending_t *pending = &self->pending[i];
         if (!pending->complete && ps_tickets_awaits (pending, link)) {
             ps_tickets_settle (pending, link, status, false, NULL);
             failed++;
+            if (pending->type == PSMQ__MSG_TYPE__CLOCK &&
+                (!clock_failed || pending->clock < *clock_from)) {
+                *clock_from = pending->clock;
+                clock_failed = true;
+            }
         }
     }
     return failed;

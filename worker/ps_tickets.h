@@ -106,8 +106,10 @@ int ps_tickets_take (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, c
                      const ps_envelope_t *reply, zmq_msg_t *frames, size_t nframes,
                      ps_problem_t *problem);
 //  Fail every incomplete entry that awaits link with status: that link's
-//  reply can no longer come (its connection was lost). How many it failed.
-size_t ps_tickets_fail_link (ps_tickets_t *self, uint32_t link, int status);
+//  reply can no longer come (its connection was lost). How many it failed;
+//  *clock_from is the clock the first failed CLOCK was sent at (the
+//  worker's clock to go back to), left as it was when none failed.
+size_t ps_tickets_fail_link (ps_tickets_t *self, uint32_t link, int status, int64_t *clock_from);
 //  Complete every entry with status: the incomplete ones, and when all is
 //  set the complete ones too (their outcome is void: the worker registered
 //  again since)
