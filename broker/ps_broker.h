@@ -61,6 +61,17 @@ typedef struct {
     double checkpoint_seconds;  //  > 0: one at least this often (default
                                 //  60); 0: no timer
     uint64_t checkpoint_clocks; //  > 0: one every this many job clocks too
+
+    //  Authentication (issue 12, CURVE and protected mode; see ps_auth.h).
+    //  All unset: protected mode, tcp:// peers from loopback only. The
+    //  strings are borrowed until ps_broker_new returns
+    const char *curve_secret; //  the broker's zcert secret file: CURVE on
+                              //  the ROUTER and the tap; NULL: no keys
+    const char *allow_keys;   //  folder of the clients' public certificates
+    bool allow_any_key;       //  CURVE admitting any key (no allow-list)
+    const char *allow_from;   //  numeric addresses admitted besides
+                              //  loopback, comma-separated; NULL: none
+    bool insecure_allow_any;  //  no keys, no address check: anybody
 } ps_broker_config_t;
 
 //  Every field at its default, endpoint "tcp://*:5555", 1 worker, BSP,

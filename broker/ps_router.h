@@ -46,6 +46,7 @@
 #define PS_ROUTER_H_INCLUDED
 
 #include "ps_aggregator.h"
+#include "ps_auth.h"
 #include "ps_broker.h"
 #include "ps_checkpointer.h"
 #include "ps_codec.h"
@@ -121,6 +122,9 @@ typedef struct {
     ps_checkpointer_t *checkpointer;    //  NULL without a directory
     int restore_status;                 //  the aggregator's answer to RESTORE
     char restore_why[PS_MAX_ERROR_LEN]; //  why it failed
+
+    //  Authentication (ps_auth.h)
+    ps_auth_t *auth; //  who may connect; refusals counted
 } ps_router_t;
 
 //  Brokers in the group, 1 when there is none

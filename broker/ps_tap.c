@@ -10,6 +10,7 @@
     ========================================================================= */
 
 #include "ps_tap.h"
+#include "ps_auth.h"
 #include "ps_log.h"
 
 #include <assert.h>
@@ -34,7 +35,7 @@ struct ps_tap_t {
 };
 
 ps_tap_t *
-ps_tap_new (const char *endpoint, bool payload, ps_problem_t *problem)
+ps_tap_new (const char *endpoint, bool payload, ps_auth_t *auth, ps_problem_t *problem)
 {
     ps_tap_t *self = calloc (1, sizeof *self);
     if (!self) {
@@ -52,6 +53,8 @@ ps_tap_new (const char *endpoint, bool payload, ps_problem_t *problem)
     zsock_set_xpub_nodrop (self->xpub, 1);
     zsock_set_sndhwm (self->xpub, 10000);
     zsock_set_linger (self->xpub, 0);
+    if (auth)
+        ps_auth_apply (auth, self->xpub, endpoint);
     if (zsock_bind (self->xpub, "%s", endpoint) == -1) {
         ps_problem_set (problem, 0, "cannot bind the tap at %s: %s", endpoint,
                         zmq_strerror (zmq_errno ()));

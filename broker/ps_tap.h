@@ -23,14 +23,18 @@
 
 #include "ps_codec.h"
 
+typedef struct ps_auth_t ps_auth_t;
+
 #include <stdbool.h>
 #include <stdint.h>
 
 typedef struct ps_tap_t ps_tap_t;
 
 //  Bind the tap at endpoint. payload: mirror tensor frames to "payload."
-//  subscribers. NULL with problem filled in when it cannot bind.
-ps_tap_t *ps_tap_new (const char *endpoint, bool payload, ps_problem_t *problem);
+//  subscribers. auth (may be NULL: none) secures the socket as the
+//  broker's (CURVE keys, or loopback only; see ps_auth.h). NULL with
+//  problem filled in when it cannot bind.
+ps_tap_t *ps_tap_new (const char *endpoint, bool payload, ps_auth_t *auth, ps_problem_t *problem);
 void ps_tap_destroy (ps_tap_t **self_p);
 
 //  The endpoint bound (the port filled in for tcp://...:*)

@@ -94,4 +94,10 @@
 #define PS_CHECKPOINT_CHUNK_BYTES (4 << 20)
 #define PS_MAX_CHECKPOINT_FILES 10000
 
+//  Authentication (issue 12, CURVE and protected mode; broker/ps_auth.h):
+//  addresses --allow-from may list, and refused connections logged per
+//  second at most (the others are counted in the next line)
+#define PS_MAX_ALLOW_FROM 64
+#define PS_AUTH_LOG_PER_SECOND 5
+
 #endif
