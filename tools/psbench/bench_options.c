@@ -41,7 +41,8 @@ static const struct {
                {"tap", BENCH_CASE_TAP},
                {"group", BENCH_CASE_GROUP},
                {"localagg", BENCH_CASE_LOCALAGG},
-               {"checkpoint", BENCH_CASE_CHECKPOINT}};
+               {"checkpoint", BENCH_CASE_CHECKPOINT},
+               {"curve", BENCH_CASE_CURVE}};
 
 static void
 s_usage (FILE *out)
@@ -55,7 +56,7 @@ s_usage (FILE *out)
                         "                     --yardstick is given (a few seconds)\n"
                         "  --only LIST        cases, comma-separated: pushpull, pushpull4,\n"
                         "                     latency, aggregation, bsp, tap, group, localagg,\n"
-                        "                     checkpoint (default all)\n"
+                        "                     checkpoint, curve (default all)\n"
                         "  --sizes LIST       pushpull sizes, e.g. 4K,64M (default\n"
                         "                     4K,1M,16M,64M; --quick: 4K,1M)\n"
                         "  --no-yardstick     do not run the yardstick; no ratios\n"
@@ -89,7 +90,11 @@ s_usage (FILE *out)
                         "checkpoint_<mode>_<size> (ms per push+pull step of 16M, --quick 1M)\n"
                         "with the broker's checkpoints off, and on: written back to back while\n"
                         "it serves, each holding a 64 MB key besides (--quick 4 MB); .vs_off;\n"
-                        "checkpoint_on.written, checkpoints written while measured).\n");
+                        "checkpoint_on.written, checkpoints written while measured),\n"
+                        "curve_<mode>_small (msgs/s of 1-float push+pull) and curve_<mode>_<size>\n"
+                        "(ms per push+pull step of 16M, --quick 1M) without keys (off) and with\n"
+                        "CURVE encryption and authentication (on; keys made for the run);\n"
+                        ".vs_off.\n");
 }
 
 //  One --only item: its case joins self->cases; 0 or -1 (said why)
@@ -103,7 +108,7 @@ s_take_case (bench_options_t *self, const char *name)
         }
     fprintf (stderr,
              "psbench: --only: unknown case '%s' (pushpull, pushpull4, latency, "
-             "aggregation, bsp, tap, group, localagg, checkpoint)\n",
+             "aggregation, bsp, tap, group, localagg, checkpoint, curve)\n",
              name);
     return -1;
 }

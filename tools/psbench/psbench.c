@@ -23,6 +23,7 @@
 #include "case_aggregation.h"
 #include "case_bsp.h"
 #include "case_checkpoint.h"
+#include "case_curve.h"
 #include "case_group.h"
 #include "case_latency.h"
 #include "case_localagg.h"
@@ -49,7 +50,8 @@ static const struct {
                {BENCH_CASE_TAP, case_tap},
                {BENCH_CASE_GROUP, case_group},
                {BENCH_CASE_LOCALAGG, case_localagg},
-               {BENCH_CASE_CHECKPOINT, case_checkpoint}};
+               {BENCH_CASE_CHECKPOINT, case_checkpoint},
+               {BENCH_CASE_CURVE, case_curve}};
 
 //  Interrupted: no broker or yardstick server may outlive us
 static void
