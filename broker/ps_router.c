@@ -624,6 +624,8 @@ s_receive (ps_router_t *self, bool *overflow)
 static ps_envelope_t *
 s_decode (ps_router_t *self, bool overflow, ps_problem_t *problem)
 {
+    //  Only ps_codec_decode sets it: the two refusals below leave it unset
+    problem->parsed = false;
     if (self->nframes < 2) {
         ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED, "message without an envelope");
         return NULL;
