@@ -281,6 +281,48 @@ Test (auth, a_certificate_added_to_the_folder_is_admitted_without_a_restart)
     ps_broker_destroy (&broker);
 }
 
+Test (auth, a_group_shares_one_key_pair_and_heartbeats_go_over_curve, .timeout = 60)
+{
+    //  Two brokers of one group, one key pair (one zauth serves both):
+    //  every link of the worker and of its heartbeat thread is CURVE, or
+    //  the worker, idle past the eviction timeout, would be evicted
+    keys_t keys;
+    s_keys (&keys);
+    ps_broker_t *brokers[2];
+    char endpoints[2][64], list[140];
+    for (uint32_t shard = 0; shard < 2; shard++) {
+        ps_broker_config_t config;
+        ps_broker_config_defaults (&config);
+        config.shard = shard;
+        config.shards = 2;
+        config.heartbeat_ms = 100;
+        config.timeout_ms = 500;
+        brokers[shard] = s_curve_broker (&config, &keys, endpoints[shard], sizeof endpoints[shard]);
+    }
+    snprintf (list, sizeof list, "%s,%s", endpoints[0], endpoints[1]);
+    int status;
+    int64_t ms;
+    ps_worker_t *worker = s_connect (list, keys.allowed, keys.broker_public, &status, &ms);
+    cr_assert (worker, "%s", s_logged);
+    float values[4096];
+    for (size_t i = 0; i < 4096; i++)
+        values[i] = (float)i;
+    cr_assert_eq (ps_worker_init (worker, "spread", 4096, values, NULL), PS_OK);
+    zclock_sleep (1500);
+    float back[4096];
+    ps_tensor_t pulled = {"spread", back, 4096};
+    cr_assert_eq (ps_worker_pull (worker, &pulled, 1), PS_OK, "%s", ps_worker_error (worker));
+    cr_assert_eq (memcmp (back, values, sizeof back), 0);
+    for (uint32_t shard = 0; shard < 2; shard++) {
+        cr_assert_eq (s_info (brokers[shard], "evicted"), 0, "shard %u evicted the idle worker",
+                      shard);
+        cr_assert_eq (s_info (brokers[shard], "live"), 1, "shard %u lost the worker", shard);
+    }
+    ps_worker_close (&worker);
+    for (uint32_t shard = 0; shard < 2; shard++)
+        ps_broker_destroy (&brokers[shard]);
+}
+
 Test (auth, a_bad_key_file_is_named)
 {
     keys_t keys;

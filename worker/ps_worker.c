@@ -443,9 +443,14 @@ ps_worker_query_info_options (const ps_worker_options_t *given, char **json)
     int status;
     ps_problem_t problem;
     ps_session_t *session = ps_session_new (&options, &status, &problem);
-    if (!session)
+    if (!session) {
+        if (given->log)
+            given->log (given->log_arg, PS_WORKER_LOG_ERROR, problem.message);
         return status;
+    }
     status = ps_session_info (session, 0, json);
+    if (status != PS_OK && given->log)
+        given->log (given->log_arg, PS_WORKER_LOG_ERROR, ps_session_error (session));
     ps_session_destroy (&session);
     return status;
 }

@@ -304,8 +304,9 @@ int ps_worker_info_shard (ps_worker_t *self, uint32_t shard, char **json);
 //  *json is the caller's to free(), NULL on failure.
 int ps_worker_query_info (const char *broker, int timeout_ms, char **json);
 //  The same with options: broker (a single endpoint), timeout_ms (<= 0:
-//  the default), curve_secret and broker_key are used, the rest ignored.
-//  A refusal is PS_ECONNECT, a bad key file PS_EINVAL
+//  the default), curve_secret, broker_key and log are used, the rest
+//  ignored. A refusal is PS_ECONNECT, a bad key file PS_EINVAL; either
+//  way the detail goes to the log callback (when set)
 int ps_worker_query_info_options (const ps_worker_options_t *options, char **json);
 
 #ifdef __cplusplus

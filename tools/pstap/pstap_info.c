@@ -87,22 +87,33 @@ pstap_info_apply_keys (void *socket)
     zmq_setsockopt (socket, ZMQ_CURVE_SECRETKEY, s_keys.secret_key, 41);
 }
 
+//  Why a query failed, from the library: "the broker refused this
+//  connection: ..." says more than the status
+static void
+s_query_log (void *arg, int level, const char *message)
+{
+    snprintf (arg, PS_MAX_ERROR_LEN, "%s", message);
+}
+
 json_t *
 pstap_info_query (const char *command, const char *broker, int timeout_ms, char **text)
 {
     char *reply = NULL;
+    char detail[PS_MAX_ERROR_LEN] = "";
     ps_worker_options_t options;
     ps_worker_options_init (&options);
     options.broker = broker;
     options.timeout_ms = timeout_ms;
     options.curve_secret = s_keys.secret_file;
     options.broker_key = s_keys.broker_key;
+    options.log = s_query_log;
+    options.log_arg = detail;
     int status = ps_worker_query_info_options (&options, &reply);
     if (status != PS_OK && zsys_interrupted)
         return NULL; //  Ctrl-C during the query: no error to report
     if (status != PS_OK) {
         fprintf (stderr, "pstap %s: cannot reach the broker at %s within %d ms: %s\n", command,
-                 broker, timeout_ms, ps_strerror (status));
+                 broker, timeout_ms, *detail ? detail : ps_strerror (status));
         return NULL;
     }
     ps_problem_t problem;
