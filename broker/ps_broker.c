@@ -149,10 +149,10 @@ s_monitor_drain (ps_router_t *self)
 static void
 s_router_loop (ps_router_t *self)
 {
-    zmq_pollitem_t items[6] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
+    zmq_pollitem_t items[7] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
                                {self->router_handle, 0, ZMQ_POLLIN, 0},
                                {self->agg_handle, 0, ZMQ_POLLIN, 0}};
-    int nitems = 3, tap_item = -1, monitor_item = -1, writer = -1;
+    int nitems = 3, tap_item = -1, monitor_item = -1, writer = -1, tap_watch = -1;
     if (self->monitor) {
         monitor_item = nitems;
         items[nitems++] = (zmq_pollitem_t){zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0};
@@ -160,6 +160,11 @@ s_router_loop (ps_router_t *self)
     if (self->tap) {
         tap_item = nitems;
         items[nitems++] = (zmq_pollitem_t){ps_tap_handle (self->tap), 0, ZMQ_POLLIN, 0};
+        //  Authentication (ps_auth.h): the tap readers' refused handshakes
+        if (ps_tap_watched (self->tap)) {
+            tap_watch = nitems;
+            items[nitems++] = (zmq_pollitem_t){ps_tap_watched (self->tap), 0, ZMQ_POLLIN, 0};
+        }
     }
     //  The checkpoint writer's pipe
     if (self->checkpointer) {
@@ -177,6 +182,8 @@ s_router_loop (ps_router_t *self)
             self->tap_on = ps_tap_receive (self->tap);
         if (monitor_item >= 0 && (items[monitor_item].revents & ZMQ_POLLIN))
             s_monitor_drain (self);
+        if (tap_watch >= 0 && (items[tap_watch].revents & ZMQ_POLLIN))
+            ps_tap_watch (self->tap, self->auth);
         if (items[0].revents & ZMQ_POLLIN)
             s_pipe_receive (self);
         //  Aggregator first: its DONEs release parked requests

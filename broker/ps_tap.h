@@ -84,6 +84,14 @@ void ps_tap_reject (ps_tap_t *self, const ps_tap_scene_t *scene, int64_t worker,
 void ps_tap_event (ps_tap_t *self, const ps_tap_scene_t *scene, int kind, int64_t worker,
                    int64_t clock, const char *format, ...) __attribute__ ((format (printf, 6, 7)));
 
+//  Under authentication (ps_tap_new's auth, keys or protected mode) the
+//  tap watches its readers' handshakes: the socket to poll (POLLIN) for
+//  them, NULL when it does not; ps_tap_watch then counts and logs the
+//  refused ones with the broker's (ps_auth_handshake_failed,
+//  ps_auth_closed)
+void *ps_tap_watched (ps_tap_t *self);
+void ps_tap_watch (ps_tap_t *self, ps_auth_t *auth);
+
 uint32_t ps_tap_subscriptions (const ps_tap_t *self);
 uint64_t ps_tap_records (const ps_tap_t *self);
 uint64_t ps_tap_dropped (const ps_tap_t *self);

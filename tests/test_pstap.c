@@ -1724,6 +1724,17 @@ Test (pstap, a_tap_on_every_interface_is_reached_where_its_broker_is, .timeout =
 
 //  ------------------------------------------------------- CURVE
 
+//  The broker's count of refused connections (INFO auth.refused)
+static double
+s_refused (ps_broker_t *broker)
+{
+    char *info = ps_broker_info (broker);
+    cr_assert (info);
+    double refused = ps_test_json_number (info, "refused", false);
+    free (info);
+    return refused;
+}
+
 Test (pstap, reads_a_curve_broker_with_keys_only, .timeout = 60)
 {
     //  A broker with keys, its tap on loopback tcp; a reader key allowed
@@ -1759,9 +1770,20 @@ Test (pstap, reads_a_curve_broker_with_keys_only, .timeout = 60)
             strstr (run.err, "the broker refused this connection: the broker requires CURVE"),
         "%s", run.err);
     s_result_free (&run);
+    double refused = s_refused (broker);
     run = s_pstap ("watch", "--tap", ps_broker_tap_endpoint (broker), "--timeout-ms", "1500", NULL);
     cr_assert_eq (run.status, 1, "%s", run.err);
+    cr_assert (strstr (run.err, "does the broker have CURVE keys?"), "%s", run.err);
     s_result_free (&run);
+    //  The tap's refusals are counted with the worker port's (a reader
+    //  that stays: pstap gives up at the first mismatch it sees, which may
+    //  be before the broker has read its greeting: no handshake to refuse)
+    zsock_t *stranger = zsock_new_sub (ps_broker_tap_endpoint (broker), "");
+    int64_t deadline = zclock_mono () + CHILD_MS;
+    while (s_refused (broker) <= refused && zclock_mono () < deadline)
+        zclock_sleep (20);
+    zsock_destroy (&stranger);
+    cr_assert_gt (s_refused (broker), refused, "the refused tap reader was not counted");
     cr_assert_eq (s_tap_subscriptions (broker), 0, "a reader without a key subscribed");
 
     //  With the allowed key: the records of a worker with its own key

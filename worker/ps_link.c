@@ -43,7 +43,7 @@
     (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |    \
      ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
 
-//  CURVE handshakes cut without a word, in a row, taken for a refusal
+//  Handshakes cut without a word, in a row, taken for a refusal
 #define LINK_SILENT_REFUSALS 2
 
 struct ps_link_t {
@@ -289,10 +289,15 @@ s_refused (ps_link_t *self, uint16_t event, uint32_t value)
                                          "secret key and the broker's public key)";
     else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
         self->refused = "the handshake failed (a ZMTP protocol error)";
-    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && self->curve.on &&
-             ++self->cut >= LINK_SILENT_REFUSALS)
-        self->refused = "the broker cut the CURVE handshake (is the broker key this client was "
-                        "given the broker's public key?)";
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && ++self->cut >= LINK_SILENT_REFUSALS)
+        //  Cut before a word: a CURVE broker that cannot read our CURVE
+        //  hello, or that saw our greeting ask for no keys before we saw
+        //  its own (which a mismatch reports otherwise)
+        self->refused =
+            self->curve.on ? "the broker cut the CURVE handshake (is the broker key this client "
+                             "was given the broker's public key?)"
+                           : "the broker requires CURVE keys, it seems: it cut the handshake (give "
+                             "this client its secret key and the broker's public key)";
     else
         return false;
     return true;

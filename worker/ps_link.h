@@ -23,9 +23,11 @@
     CURVE client of the broker's public key. A handshake the broker
     refuses (libzmq's ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: its ZAP handler said
     no; _PROTOCOL: one side has keys and the other none) is reported like
-    a loss, with the reason worded by ps_link_refused; a CURVE handshake
-    that the broker cuts twice in a row without a word (a wrong broker
-    key: the broker cannot read our HELLO) is reported so as well.
+    a loss, with the reason worded by ps_link_refused; a handshake that
+    the broker cuts twice in a row without a word is reported so as well
+    (with keys: a wrong broker key, the broker cannot read our HELLO;
+    without: a CURVE broker that read our greeting before we read its
+    own, so that we never see the mismatch).
 
     Threads: a link belongs to the thread that owns its worker. libzmq's
     I/O and reaper threads only run the free function of a lent frame,

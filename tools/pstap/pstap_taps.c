@@ -58,7 +58,8 @@ s_not_a_tap (const char *command, const char *endpoint, const char *what)
 {
     fprintf (stderr,
              "pstap %s: %s answers but is not a tap (%s); is it the broker's endpoint? "
-             "then use --broker\n",
+             "then use --broker; or does the broker have CURVE keys? then give "
+             "--curve-secret and --broker-key (or the broker refused the ones given)\n",
              command, endpoint, what);
 }
 
