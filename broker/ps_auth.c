@@ -9,10 +9,12 @@
 
     Which connection a refusal was: libzmq's monitor gives a failed
     handshake's status but not its peer (the event's address is the
-    endpoint we bound). The broker's context has one I/O thread, which
-    runs each connection's handshake and its close back to back, so the
-    DISCONNECTED that follows a HANDSHAKE_FAILED event is the refused
-    connection's, whose address the ACCEPTED event noted.
+    endpoint we bound). A connection's HANDSHAKE_FAILED event comes
+    before its DISCONNECTED, whose descriptor the ACCEPTED event tied to
+    an address; so each close is taken for a refused connection's while
+    refusals wait for their close. Many at once (ZAP answers in its own
+    time) may interleave with a plain close and name the wrong address;
+    the counts stay right.
     ========================================================================= */
 
 #include "ps_auth.h"
@@ -37,7 +39,8 @@ struct ps_auth_t {
     zlist_t *allowed;           //  addresses zauth admits (strings), may be empty
     bool shares_zauth;          //  holds a count on the process's zauth
     uint64_t refused;           //  refusals seen
-    const char *pending;        //  reason of a refusal whose close is due
+    const char *why_pending;    //  reason of the refusals whose close is due
+    uint64_t pending;           //  refusals whose close is due
     int64_t log_window;         //  second of the log limiter
     uint32_t logged;            //  lines logged in that second
     uint64_t unlogged;          //  refusals not logged since the last line
@@ -336,7 +339,8 @@ ps_auth_handshake_failed (ps_auth_t *self, int event, uint32_t value)
     else
         why = "handshake failed (protocol error)";
     self->refused++;
-    self->pending = why;
+    self->pending++;
+    self->why_pending = why;
     snprintf (self->why, sizeof self->why, "%s", why);
     return why;
 }
@@ -344,10 +348,10 @@ ps_auth_handshake_failed (ps_auth_t *self, int event, uint32_t value)
 const char *
 ps_auth_closed (ps_auth_t *self, const char *remote)
 {
-    const char *why = self->pending;
-    if (!why)
+    if (!self->pending)
         return NULL;
-    self->pending = NULL;
+    self->pending--;
+    const char *why = self->why_pending;
     int64_t second = zclock_mono () / 1000;
     if (second != self->log_window) {
         self->log_window = second;

@@ -40,7 +40,7 @@
     Refusals: the ROUTER loop's socket monitor reports a handshake that
     failed (ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: ZAP said no; _PROTOCOL: a
     client without CURVE at a CURVE broker, or with the wrong broker key)
-    and the connection's close right after it, which names the peer.
+    and the connection's close that follows, which names the peer.
     ps_auth counts them for INFO and logs them, at most
     PS_AUTH_LOG_PER_SECOND lines a second (a flood of refused connections
     must not flood the log), the lines left out counted in the next one.
