@@ -656,7 +656,7 @@ Test (auth, a_flood_of_refused_connections_is_counted_and_logged_within_limits, 
 {
     //  psbroker with keys, and a flood of clients with a key it does not
     //  know: its ZAP handler refuses each handshake, and each socket tries
-    //  once (libzmq does not try again after a refusal)
+    //  at least once
     keys_t keys;
     s_keys (&keys);
     char endpoint[64], out[4096];
