@@ -161,7 +161,8 @@ bench_broker_start (bench_broker_t *self, const bench_options_t *options, uint32
         return -1;
     }
     if (options->tap_mode == BENCH_TAP_WATCHED &&
-        !(self->reader = bench_tapreader_new (self->endpoint))) {
+        !(self->reader =
+              bench_tapreader_new (self->endpoint, options->curve_secret, options->broker_key))) {
         ps_process_kill (self->process.pid, false);
         s_release (self);
         return -1;

@@ -71,6 +71,11 @@ s_usage (FILE *out)
                         "                     too (default: a folder in $TMPDIR or /tmp)\n"
                         "  --checkpoint-seconds S  their interval (default 1; the checkpoint\n"
                         "                     case's default is 0.01: back to back)\n"
+                        "  --curve            every broker started has CURVE keys and every\n"
+                        "                     worker (and tap reader) an allowed key, made for\n"
+                        "                     the run in a private temporary folder (psbench\n"
+                        "                     starts its brokers, so it makes both sides' keys\n"
+                        "                     rather than take --curve-secret / --broker-key)\n"
                         "  -h, --help         show this help\n"
                         "\n"
                         "Figures: pushpull_<size> (ms per push+pull step, 1 worker, ASP),\n"
@@ -186,7 +191,8 @@ bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_co
         OPT_YARDSTICK,
         OPT_BROKER_BIN,
         OPT_CHECKPOINT_DIR,
-        OPT_CHECKPOINT_SECONDS
+        OPT_CHECKPOINT_SECONDS,
+        OPT_CURVE
     };
     static const struct option long_options[] = {
         {"quick", no_argument, 0, OPT_QUICK},
@@ -197,6 +203,7 @@ bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_co
         {"broker-bin", required_argument, 0, OPT_BROKER_BIN},
         {"checkpoint-dir", required_argument, 0, OPT_CHECKPOINT_DIR},
         {"checkpoint-seconds", required_argument, 0, OPT_CHECKPOINT_SECONDS},
+        {"curve", no_argument, 0, OPT_CURVE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     *self = (bench_options_t){
@@ -240,6 +247,7 @@ bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_co
                 return false;
             self->checkpoint_seconds_given = true;
             break;
+        case OPT_CURVE: self->curve = true; break;
         case 'h':
             s_usage (stdout);
             *exit_code = 0;

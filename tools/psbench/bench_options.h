@@ -55,7 +55,8 @@ typedef struct {
                                    //  its own made here; NULL: they do not
     double checkpoint_seconds;     //  their interval (psbroker --checkpoint-seconds)
     bool checkpoint_seconds_given; //  --checkpoint-seconds was on the command line
-    //  CURVE, set by the curve case on its copy (NULL: no keys)
+    bool curve;                    //  --curve: every case's brokers and workers use keys
+    //  CURVE keys (NULL: none): of --curve, or the curve case's copy
     const char *broker_secret; //  brokers' psbroker --curve-secret
     const char *allow_keys;    //  brokers' psbroker --allow-keys
     const char *curve_secret;  //  the workers' secret key file

@@ -20,18 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-//  The run's keys: the broker's pair, the worker's pair in the allow-list
-typedef struct {
-    char dir[64];            //  the private folder
-    char allow[96];          //  its allow-list folder
-    char broker_secret[128]; //  broker.key_secret
-    char broker_public[128]; //  broker.key
-    char worker_secret[128]; //  allow/worker.key_secret (zcertstore skips it)
-    char worker_public[128]; //  allow/worker.key
-} curve_keys_t;
-
-static void
-s_keys_remove (curve_keys_t *keys)
+void
+bench_curve_keys_remove (bench_curve_keys_t *keys)
 {
     const char *files[] = {keys->broker_secret, keys->broker_public, keys->worker_secret,
                            keys->worker_public};
@@ -44,9 +34,8 @@ s_keys_remove (curve_keys_t *keys)
         rmdir (keys->dir);
 }
 
-//  Make the folder and both pairs; 0, or -1 (said why)
-static int
-s_keys_make (curve_keys_t *keys)
+int
+bench_curve_keys_make (bench_curve_keys_t *keys)
 {
     memset (keys, 0, sizeof *keys);
     const char *tmp = getenv ("TMPDIR");
@@ -73,24 +62,28 @@ s_keys_make (curve_keys_t *keys)
     zcert_destroy (&worker);
     if (rc) {
         fprintf (stderr, "psbench: curve: cannot write the keys in %s\n", keys->dir);
-        s_keys_remove (keys);
+        bench_curve_keys_remove (keys);
     }
     return rc ? -1 : 0;
+}
+
+void
+bench_curve_keys_use (bench_options_t *options, const bench_curve_keys_t *keys)
+{
+    options->broker_secret = keys ? keys->broker_secret : NULL;
+    options->allow_keys = keys ? keys->allow : NULL;
+    options->curve_secret = keys ? keys->worker_secret : NULL;
+    options->broker_key = keys ? keys->broker_public : NULL;
 }
 
 //  One run in one mode: messages/s of 1-float push+pull and ms per
 //  push+pull of big bytes
 static int
-s_run (const bench_options_t *options, const bench_plan_t *plan, const curve_keys_t *keys,
+s_run (const bench_options_t *options, const bench_plan_t *plan, const bench_curve_keys_t *keys,
        size_t big, double *small_rate, double *big_ms)
 {
     bench_options_t copy = *options;
-    if (keys) {
-        copy.broker_secret = keys->broker_secret;
-        copy.allow_keys = keys->allow;
-        copy.curve_secret = keys->worker_secret;
-        copy.broker_key = keys->broker_public;
-    }
+    bench_curve_keys_use (&copy, keys);
     bench_result_t result = {.reps = 0};
     bench_spec_t spec = {.threads = 1, .bytes = sizeof (float)};
     if (bench_run (&copy, plan, &spec, &result))
@@ -117,18 +110,18 @@ case_curve (const bench_options_t *options, const bench_plan_t *plan, const benc
     size_t big = options->quick ? (1u << 20) : (16u << 20);
     char big_name[32];
     ps_cli_size_name (big, big_name, sizeof big_name);
-    curve_keys_t keys;
-    if (s_keys_make (&keys))
+    bench_curve_keys_t keys;
+    if (bench_curve_keys_make (&keys))
         return 1;
     double small[2][ROUNDS_MAX], large[2][ROUNDS_MAX];
     for (int round = 0; round < rounds; round++)
         for (int m = 0; m < 2; m++)
             if (s_run (options, plan, m ? &keys : NULL, big, &small[m][round], &large[m][round])) {
                 fprintf (stderr, "psbench: curve_%s failed\n", modes[m]);
-                s_keys_remove (&keys);
+                bench_curve_keys_remove (&keys);
                 return 1;
             }
-    s_keys_remove (&keys);
+    bench_curve_keys_remove (&keys);
     double small_median[2], large_median[2];
     for (int m = 0; m < 2; m++) {
         small_median[m] = bench_quantile (small[m], (size_t)rounds, 0.5);

@@ -17,4 +17,22 @@
 //  The curve figures; 0, or 1 when a run failed
 bench_case_fn case_curve;
 
+//  Keys for a run: the broker's pair, and the workers' pair in the
+//  broker's allow-list, in a private temporary folder
+typedef struct {
+    char dir[64];            //  the folder (mkdtemp)
+    char allow[96];          //  its allow-list folder
+    char broker_secret[128]; //  broker.key_secret
+    char broker_public[128]; //  broker.key
+    char worker_secret[128]; //  allow/worker.key_secret (zcertstore skips it)
+    char worker_public[128]; //  allow/worker.key
+} bench_curve_keys_t;
+
+//  Make them (zcert, as pskeys does): 0, or -1 (said why)
+int bench_curve_keys_make (bench_curve_keys_t *keys);
+//  Remove the files and the folder
+void bench_curve_keys_remove (bench_curve_keys_t *keys);
+//  Brokers and workers of options use them (keys NULL: no keys)
+void bench_curve_keys_use (bench_options_t *options, const bench_curve_keys_t *keys);
+
 #endif
