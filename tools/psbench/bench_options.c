@@ -17,7 +17,7 @@
 
 #define USAGE                                                                                      \
     "usage: psbench [--quick] [--only LIST] [--sizes LIST] [--no-yardstick] [--yardstick DIR] "    \
-    "[--broker-bin PATH] [--checkpoint-dir DIR] [--checkpoint-seconds S]\n"
+    "[--broker-bin PATH] [--checkpoint-dir DIR] [--checkpoint-seconds S] [--curve]\n"
 
 //  The group case's model: one tensor, sliced over the group
 #define GROUP_BYTES (64u << 20)
