@@ -189,6 +189,79 @@ Test (auth, a_curve_job_trains_with_allowed_keys_as_the_job_without_keys)
     cr_assert_neq (plain[1], 1.0f / COUNT, "the job did not train");
 }
 
+//  psworker trains rank 0 of 1 for an epoch at endpoint with more
+//  arguments; its final test accuracy
+static double
+s_psworker_accuracy (const char *endpoint, char *const more[], const char *name)
+{
+    char out[PATH_MAX];
+    pid_t pid =
+        ps_test_psworker_train (endpoint, 0, 1, 1, 1, more, ps_test_path (name, out, sizeof out));
+    int status = ps_test_wait_pid (pid, 60000);
+    char *text = ps_test_slurp (out);
+    cr_assert_eq (status, 0, "%s", text);
+    double accuracy = ps_test_json_number (text, "test_accuracy", true);
+    free (text);
+    return accuracy;
+}
+
+Test (auth, psworker_with_keys_reaches_the_accuracy_of_the_run_without, .timeout = 120)
+{
+    keys_t keys;
+    s_keys (&keys);
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
+    double plain = s_psworker_accuracy (endpoint, NULL, "plain.out");
+    ps_broker_destroy (&broker);
+    broker = s_curve_broker (&config, &keys, endpoint, sizeof endpoint);
+    char *with_keys[] = {"--curve-secret", keys.allowed, "--broker-key", keys.broker_public, NULL};
+    double curve = s_psworker_accuracy (endpoint, with_keys, "curve.out");
+    cr_assert_eq (s_info (broker, "refused"), 0);
+    ps_broker_destroy (&broker);
+    //  One worker, one seed: the same run, to the digit
+    cr_assert_eq (curve, plain, "accuracy %g with keys, %g without", curve, plain);
+    cr_assert_gt (plain, 0.6, "the run did not train");
+}
+
+Test (auth, a_refusal_is_a_tap_record, .timeout = 30)
+{
+    keys_t keys;
+    s_keys (&keys);
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    char endpoint[64];
+    ps_broker_t *broker = s_curve_broker (&config, &keys, endpoint, sizeof endpoint);
+    //  A reader of the tap (CURVE too, on its ipc endpoint) for rejections
+    zsock_t *sub = zsock_new (ZMQ_SUB);
+    zcert_t *ours = zcert_load (keys.allowed), *theirs = zcert_load (keys.broker_public);
+    zcert_apply (ours, sub);
+    zsock_set_curve_serverkey (sub, zcert_public_txt (theirs));
+    zcert_destroy (&ours);
+    zcert_destroy (&theirs);
+    zsock_set_subscribe (sub, "rej.");
+    cr_assert_eq (zsock_connect (sub, "%s", ps_broker_tap_endpoint (broker)), 0);
+    int64_t deadline = zclock_mono () + PS_TEST_WAIT_MS;
+    while (s_info (broker, "tap_subscriptions") < 1 && zclock_mono () < deadline)
+        zclock_sleep (10);
+    int status;
+    int64_t ms;
+    cr_assert_null (s_connect (endpoint, keys.stranger, keys.broker_public, &status, &ms));
+    zsock_set_rcvtimeo (sub, 5000);
+    zmsg_t *record = zmsg_recv (sub);
+    cr_assert (record, "no rejection record");
+    zmsg_first (record); //  the topic, then the record
+    zframe_t *body = zmsg_next (record);
+    cr_assert (body);
+    static const char said[] = "not an allowed key or address (CURVE)";
+    cr_assert (memmem (zframe_data (body), zframe_size (body), said, strlen (said)),
+               "the record does not say why");
+    zmsg_destroy (&record);
+    zsock_destroy (&sub);
+    ps_broker_destroy (&broker);
+}
+
 Test (auth, a_client_without_an_allowed_key_is_refused_at_once_and_reads_nothing)
 {
     keys_t keys;
