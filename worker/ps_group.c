@@ -180,6 +180,7 @@ ps_group_destroy (ps_group_t **self_p)
     free (self->links);
     free (self->members);
     free (self->items);
+    explicit_bzero (&self->curve, sizeof self->curve);
     free (self);
     *self_p = NULL;
 }

@@ -150,6 +150,7 @@ ps_heartbeat_destroy (ps_heartbeat_t **self_p)
     }
     free (self->endpoints);
     free (self->beats);
+    explicit_bzero (&self->curve, sizeof self->curve);
     free (self);
     *self_p = NULL;
 }

@@ -247,6 +247,8 @@ ps_link_destroy (ps_link_t **self_p)
     ps_link_disconnect (self);
     free (self->frames);
     free (self->endpoint);
+    //  The secret key does not outlive the link in the heap
+    explicit_bzero (&self->curve, sizeof self->curve);
     free (self);
     *self_p = NULL;
 }
