@@ -69,7 +69,9 @@ s_monitor_setup (ps_router_t *self)
     char endpoint[64];
     snprintf (endpoint, sizeof endpoint, "inproc://psbroker-monitor-%p", (void *)self);
     if (zmq_socket_monitor (self->router_handle, endpoint,
-                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED)) {
+                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)) {
         ps_warn ("cannot watch connections (%s): a worker that goes is evicted only "
                  "after its silence",
                  zmq_strerror (zmq_errno ()));
@@ -113,8 +115,18 @@ s_monitor_receive (ps_router_t *self)
             ps_router_connection_opened (self, fd);
             ps_router_limits_opened (self, fd);
         }
+        else if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+                 kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+            //  Authentication (ps_auth.h): counted; the close that follows
+            //  names the peer. The event's value is a status, not an fd
+            ps_auth_handshake_failed (self->auth, kind, (uint32_t)fd);
         else if (kind == ZMQ_EVENT_DISCONNECTED) {
             const char *remote = zhashx_lookup (self->connections, key);
+            const char *refused = ps_auth_closed (self->auth, remote);
+            if (refused && self->tap_on)
+                ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_REJECT, -1,
+                                     "refused the connection from %s: %s", remote ? remote : "?",
+                                     refused);
             if (self->tap_on)
                 ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_DISCONNECT, -1,
                                      "tcp connection from %s closed", remote ? remote : "?");
@@ -140,10 +152,10 @@ s_monitor_drain (ps_router_t *self)
 static void
 s_router_loop (ps_router_t *self)
 {
-    zmq_pollitem_t items[6] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
+    zmq_pollitem_t items[7] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
                                {self->router_handle, 0, ZMQ_POLLIN, 0},
                                {self->agg_handle, 0, ZMQ_POLLIN, 0}};
-    int nitems = 3, tap_item = -1, monitor_item = -1, writer = -1;
+    int nitems = 3, tap_item = -1, monitor_item = -1, writer = -1, tap_watch = -1;
     if (self->monitor) {
         monitor_item = nitems;
         items[nitems++] = (zmq_pollitem_t){zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0};
@@ -151,6 +163,11 @@ s_router_loop (ps_router_t *self)
     if (self->tap) {
         tap_item = nitems;
         items[nitems++] = (zmq_pollitem_t){ps_tap_handle (self->tap), 0, ZMQ_POLLIN, 0};
+        //  Authentication (ps_auth.h): the tap readers' refused handshakes
+        if (ps_tap_watched (self->tap)) {
+            tap_watch = nitems;
+            items[nitems++] = (zmq_pollitem_t){ps_tap_watched (self->tap), 0, ZMQ_POLLIN, 0};
+        }
     }
     //  The checkpoint writer's pipe
     if (self->checkpointer) {
@@ -168,6 +185,8 @@ s_router_loop (ps_router_t *self)
             self->tap_on = ps_tap_receive (self->tap);
         if (monitor_item >= 0 && (items[monitor_item].revents & ZMQ_POLLIN))
             s_monitor_drain (self);
+        if (tap_watch >= 0 && (items[tap_watch].revents & ZMQ_POLLIN))
+            ps_tap_watch (self->tap, self->auth);
         if (items[0].revents & ZMQ_POLLIN)
             s_pipe_receive (self);
         //  Aggregator first: its DONEs release parked requests
@@ -197,9 +216,11 @@ s_router_loop (ps_router_t *self)
 }
 
 //  The default tap endpoint: private to this user (a 0700 directory),
-//  named after the broker's port and pid, or its pid for non-TCP endpoints
-static void
-s_default_tap_endpoint (const char *bound, char *endpoint, size_t size)
+//  named after the broker's port and pid, or its pid for non-TCP endpoints.
+//  The folder is checked (ps_auth_check_private_dir): anybody may make
+//  /tmp/psmq-UID before us, and whoever owns it can read the tap
+static int
+s_default_tap_endpoint (const char *bound, char *endpoint, size_t size, ps_problem_t *problem)
 {
     const char *runtime = getenv ("XDG_RUNTIME_DIR");
     char dir[200];
@@ -208,8 +229,12 @@ s_default_tap_endpoint (const char *bound, char *endpoint, size_t size)
         snprintf (dir, sizeof dir, "%s", runtime);
     else {
         snprintf (dir, sizeof dir, "/tmp/psmq-%u", (unsigned)getuid ());
-        mkdir (dir, 0700);
+        if (mkdir (dir, 0700) != 0 && errno != EEXIST)
+            return ps_problem_set (problem, 0, "cannot make the runtime folder %s: %s", dir,
+                                   strerror (errno));
     }
+    if (ps_auth_check_private_dir (dir, problem))
+        return -1;
     const char *colon = strrchr (bound, ':');
     if (strncmp (bound, "tcp://", 6) == 0 && colon)
         //  The pid too: a broker stopping unlinks its file, which must not
@@ -217,6 +242,7 @@ s_default_tap_endpoint (const char *bound, char *endpoint, size_t size)
         snprintf (endpoint, size, "ipc://%s/psmq-tap-%s-%d.ipc", dir, colon + 1, (int)getpid ());
     else
         snprintf (endpoint, size, "ipc://%s/psmq-tap-pid%d.ipc", dir, (int)getpid ());
+    return 0;
 }
 
 static int
@@ -225,9 +251,9 @@ s_tap_setup (ps_router_t *self, ps_problem_t *problem)
     char endpoint[300];
     if (self->config.tap_endpoint)
         snprintf (endpoint, sizeof endpoint, "%s", self->config.tap_endpoint);
-    else
-        s_default_tap_endpoint (self->bound, endpoint, sizeof endpoint);
-    self->tap = ps_tap_new (endpoint, self->config.tap_payload, problem);
+    else if (s_default_tap_endpoint (self->bound, endpoint, sizeof endpoint, problem))
+        return -1;
+    self->tap = ps_tap_new (endpoint, self->config.tap_payload, self->auth, problem);
     if (!self->tap)
         return -1;
     return 0;
@@ -257,6 +283,11 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
                                                ? (int)self->config.timeout_ms
                                                : PS_MAX_ZMTP_TTL_MS);
     self->router_handle = zsock_resolve (self->router);
+    //  Authentication (ps_auth.h): keys or a ZAP domain, before the bind
+    self->auth = ps_auth_new (&self->config, problem);
+    if (!self->auth)
+        return -1;
+    ps_auth_apply (self->auth, self->router, endpoint);
     s_monitor_setup (self);
     //  libzmq's own bind, not czmq's: for a port of "*" czmq takes the
     //  lowest free port of its range, so a restarted broker would often get
@@ -326,6 +357,7 @@ s_router_teardown (ps_router_t *self)
     ps_codec_destroy (&self->codec);
     ps_codec_destroy (&self->parked_codec);
     zsock_destroy (&self->router);
+    ps_auth_destroy (&self->auth);
 }
 
 static void
@@ -356,6 +388,7 @@ s_router_actor (zsock_t *pipe, void *args)
     //  The caller's config and strings are not ours past this point
     self->config.tap_endpoint = NULL;
     self->config.checkpoint_dir = NULL;
+    self->config.curve_secret = self->config.allow_keys = self->config.allow_from = NULL;
     PS_HANDOFF_SEND (args);
     zsock_signal (pipe, 0);
     if (rc == 0) {
@@ -442,6 +475,18 @@ ps_broker_config_check (const ps_broker_config_t *config, ps_problem_t *problem)
     if (config->max_connections && config->max_connections < PS_MIN_CONNECTIONS)
         return ps_problem_set (problem, 0, "connection cap %llu: at least %d",
                                (unsigned long long)config->max_connections, PS_MIN_CONNECTIONS);
+    //  Authentication (ps_auth.h), and the tap's payload: tensors go only
+    //  to readers that proved a key, or that are on this host
+    if (ps_auth_config_check (config, problem))
+        return -1;
+    if (config->tap && config->tap_payload && !config->curve_secret && config->tap_endpoint &&
+        !ps_auth_endpoint_local (config->tap_endpoint))
+        return ps_problem_set (problem, 0,
+                               "--tap-payload with the tap at %s: the model's tensors would go "
+                               "to anybody who reaches it; bind the tap to ipc:// or a loopback "
+                               "address (tcp://127.0.0.1:PORT), or give the broker CURVE keys "
+                               "(--curve-secret)",
+                               config->tap_endpoint);
     return ps_optim_config_check (&config->optim, problem);
 }
 

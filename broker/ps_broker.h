@@ -75,6 +75,16 @@ typedef struct {
     uint64_t max_connections; //  connections at once, more are shed; 0: the
                               //  descriptor limit less those open at start
                               //  and PS_FD_RESERVE
+    //  Authentication (issue 12, CURVE and protected mode; see ps_auth.h).
+    //  All unset: protected mode, tcp:// peers from loopback only. The
+    //  strings are borrowed until ps_broker_new returns
+    const char *curve_secret; //  the broker's zcert secret file: CURVE on
+                              //  the ROUTER and the tap; NULL: no keys
+    const char *allow_keys;   //  folder of the clients' public certificates
+    bool allow_any_key;       //  CURVE admitting any key (no allow-list)
+    const char *allow_from;   //  numeric addresses admitted besides
+                              //  loopback, comma-separated; NULL: none
+    bool insecure_allow_any;  //  no keys, no address check: anybody
 } ps_broker_config_t;
 
 //  Every field at its default, endpoint "tcp://*:5555", 1 worker, BSP,

@@ -143,6 +143,8 @@ ps_info_json (ps_router_t *self)
     json_object_set_new (
         info, "connections",
         json_integer (self->connections ? (json_int_t)zhashx_size (self->connections) : -1));
+    if (self->auth)
+        json_object_set_new (info, "auth", ps_auth_json (self->auth));
     s_more (self, info);
     char *text = json_dumps (info, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION (6));
     json_decref (info);

@@ -48,6 +48,7 @@
 #define PS_ROUTER_H_INCLUDED
 
 #include "ps_aggregator.h"
+#include "ps_auth.h"
 #include "ps_broker.h"
 #include "ps_checkpointer.h"
 #include "ps_codec.h"
@@ -140,6 +141,8 @@ typedef struct {
     ps_unsent_t *info_unsent; //  INFO replies not yet sent, all connections
     uint64_t info_refused;    //  INFOs refused for them
     uint64_t push_refused;    //  PUSHes refused for pushes still waiting
+    //  Authentication (ps_auth.h)
+    ps_auth_t *auth; //  who may connect; refusals counted
 } ps_router_t;
 
 //  Brokers in the group, 1 when there is none

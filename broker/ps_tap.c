@@ -10,10 +10,13 @@
     ========================================================================= */
 
 #include "ps_tap.h"
+#include "ps_auth.h"
 #include "ps_log.h"
 
 #include <assert.h>
 #include <czmq.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,10 +34,77 @@ struct ps_tap_t {
     Psmq__TapKey *keys;             //  a record's keys, reused
     Psmq__TapKey **key_ptrs;        //  pointers to them
     size_t key_capacity;            //  allocated
+    zsock_t *monitor;               //  the readers' handshakes, or NULL
+    zhashx_t *readers;              //  fd -> a reader's address, while watched
 };
 
+//  Watch the readers' connections (before the bind): their addresses at
+//  accept, and the handshakes refused, to count and log as the worker
+//  port's are. Not a failure when it cannot: refusals go uncounted
+static void
+s_watch (ps_tap_t *self)
+{
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "inproc://psbroker-tap-monitor-%p", (void *)self);
+    if (zmq_socket_monitor (zsock_resolve (self->xpub), endpoint,
+                            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED |
+                                ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL))
+        return;
+    self->monitor = zsock_new (ZMQ_PAIR);
+    self->readers = zhashx_new ();
+    if (!self->monitor || !self->readers || zsock_connect (self->monitor, "%s", endpoint)) {
+        zsock_destroy (&self->monitor);
+        zhashx_destroy (&self->readers);
+        zmq_socket_monitor (zsock_resolve (self->xpub), NULL, 0);
+        return;
+    }
+    zhashx_set_destructor (self->readers, (zhashx_destructor_fn *)zstr_free);
+}
+
+void *
+ps_tap_watched (ps_tap_t *self)
+{
+    return self->monitor ? zsock_resolve (self->monitor) : NULL;
+}
+
+void
+ps_tap_watch (ps_tap_t *self, ps_auth_t *auth)
+{
+    while (self->monitor && (zsock_events (self->monitor) & ZMQ_POLLIN)) {
+        zframe_t *event = zframe_recv (self->monitor);
+        zframe_t *address = event && zframe_more (event) ? zframe_recv (self->monitor) : NULL;
+        if (event && zframe_size (event) >= 6) {
+            uint16_t kind;
+            int32_t value;
+            memcpy (&kind, zframe_data (event), sizeof kind);
+            memcpy (&value, zframe_data (event) + 2, sizeof value);
+            char key[16];
+            snprintf (key, sizeof key, "%d", value);
+            if (kind == ZMQ_EVENT_ACCEPTED) {
+                struct sockaddr_storage peer;
+                socklen_t length = sizeof peer;
+                char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
+                if (getpeername (value, (struct sockaddr *)&peer, &length) == 0)
+                    getnameinfo ((struct sockaddr *)&peer, length, host, sizeof host, port,
+                                 sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
+                zhashx_update (self->readers, key,
+                               zsys_sprintf ("%s:%s (a tap reader)", host, port));
+            }
+            else if (kind == ZMQ_EVENT_DISCONNECTED) {
+                ps_auth_closed (auth, zhashx_lookup (self->readers, key));
+                zhashx_delete (self->readers, key);
+            }
+            else
+                ps_auth_handshake_failed (auth, kind, (uint32_t)value);
+        }
+        zframe_destroy (&event);
+        zframe_destroy (&address);
+    }
+}
+
 ps_tap_t *
-ps_tap_new (const char *endpoint, bool payload, ps_problem_t *problem)
+ps_tap_new (const char *endpoint, bool payload, ps_auth_t *auth, ps_problem_t *problem)
 {
     ps_tap_t *self = calloc (1, sizeof *self);
     if (!self) {
@@ -52,6 +122,11 @@ ps_tap_new (const char *endpoint, bool payload, ps_problem_t *problem)
     zsock_set_xpub_nodrop (self->xpub, 1);
     zsock_set_sndhwm (self->xpub, 10000);
     zsock_set_linger (self->xpub, 0);
+    if (auth) {
+        ps_auth_apply (auth, self->xpub, endpoint);
+        if (strcmp (ps_auth_mode (auth), "open") != 0)
+            s_watch (self);
+    }
     if (zsock_bind (self->xpub, "%s", endpoint) == -1) {
         ps_problem_set (problem, 0, "cannot bind the tap at %s: %s", endpoint,
                         zmq_strerror (zmq_errno ()));
@@ -73,6 +148,10 @@ ps_tap_destroy (ps_tap_t **self_p)
     ps_tap_t *self = *self_p;
     if (!self)
         return;
+    if (self->monitor)
+        zmq_socket_monitor (zsock_resolve (self->xpub), NULL, 0);
+    zsock_destroy (&self->monitor);
+    zhashx_destroy (&self->readers);
     zsock_destroy (&self->xpub);
     //  An ipc:// tap leaves its file behind otherwise
     if (strncmp (self->endpoint, "ipc://", 6) == 0)

@@ -23,14 +23,18 @@
 
 #include "ps_codec.h"
 
+typedef struct ps_auth_t ps_auth_t;
+
 #include <stdbool.h>
 #include <stdint.h>
 
 typedef struct ps_tap_t ps_tap_t;
 
 //  Bind the tap at endpoint. payload: mirror tensor frames to "payload."
-//  subscribers. NULL with problem filled in when it cannot bind.
-ps_tap_t *ps_tap_new (const char *endpoint, bool payload, ps_problem_t *problem);
+//  subscribers. auth (may be NULL: none) secures the socket as the
+//  broker's (CURVE keys, or loopback only; see ps_auth.h). NULL with
+//  problem filled in when it cannot bind.
+ps_tap_t *ps_tap_new (const char *endpoint, bool payload, ps_auth_t *auth, ps_problem_t *problem);
 void ps_tap_destroy (ps_tap_t **self_p);
 
 //  The endpoint bound (the port filled in for tcp://...:*)
@@ -79,6 +83,14 @@ void ps_tap_reject (ps_tap_t *self, const ps_tap_scene_t *scene, int64_t worker,
 //  (when worker >= 0) and the reason, printf-style
 void ps_tap_event (ps_tap_t *self, const ps_tap_scene_t *scene, int kind, int64_t worker,
                    int64_t clock, const char *format, ...) __attribute__ ((format (printf, 6, 7)));
+
+//  Under authentication (ps_tap_new's auth, keys or protected mode) the
+//  tap watches its readers' handshakes: the socket to poll (POLLIN) for
+//  them, NULL when it does not; ps_tap_watch then counts and logs the
+//  refused ones with the broker's (ps_auth_handshake_failed,
+//  ps_auth_closed)
+void *ps_tap_watched (ps_tap_t *self);
+void ps_tap_watch (ps_tap_t *self, ps_auth_t *auth);
 
 uint32_t ps_tap_subscriptions (const ps_tap_t *self);
 uint64_t ps_tap_records (const ps_tap_t *self);

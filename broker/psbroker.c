@@ -95,6 +95,20 @@ s_usage (FILE *out)
              "                         Default: the open-files limit (raised to the hard\n"
              "                         limit at start) less %d. Unregistered connections\n"
              "                         idle %d s (or --timeout-ms if longer) are closed\n"
+             "      --curve-secret FILE  the broker's secret key (NAME.key_secret, made by\n"
+             "                         pskeys new NAME): CURVE encryption and\n"
+             "                         authentication on the worker port and the tap\n"
+             "      --allow-keys DIR   with --curve-secret: admit only clients whose public\n"
+             "                         certificate (NAME.key) is in DIR; a file added later\n"
+             "                         is admitted at the client's next connection\n"
+             "      --insecure-allow-any-key  with --curve-secret, instead of --allow-keys:\n"
+             "                         encrypt, but admit anybody who knows the broker's\n"
+             "                         public key\n"
+             "      --allow-from ADDR[,ADDR...]  numeric IP addresses admitted besides\n"
+             "                         loopback (without keys: protected mode; with keys:\n"
+             "                         the key must be allowed too)\n"
+             "      --insecure-allow-any  without keys, admit any address: anybody who\n"
+             "                         reaches the port may read and change the model\n"
              "  -v, --verbose          log every clock movement\n"
              "  -q, --quiet            log warnings and errors only\n"
              "  -h, --help             show this help\n"
@@ -136,7 +150,19 @@ s_usage (FILE *out)
              "A member without a checkpoint of C refuses, and the workers stop with its\n"
              "reason (see docs/groups.md). Example, on hosts a and b:\n"
              "  psbroker --port 5555 --workers 4 --shard 0 --shards 2 \\\n"
-             "      --checkpoint /var/lib/psmq --checkpoint-clocks 100\n",
+             "      --checkpoint /var/lib/psmq --checkpoint-clocks 100\n"
+             "\n"
+             "Who may connect (docs/security.md). Without keys the broker is in protected\n"
+             "mode: its tcp:// endpoints (the worker port, a tcp:// tap) admit peers from\n"
+             "127.0.0.1 and ::1 only, and the --allow-from addresses; others are refused,\n"
+             "logged and counted (INFO \"auth\"). With keys every connection is encrypted\n"
+             "and must prove an allowed key. --tap-payload needs keys, or a tap on ipc://\n"
+             "or a loopback address. Example:\n"
+             "  pskeys new broker; pskeys new worker --dir clients\n"
+             "  psbroker --port 5555 --workers 4 --curve-secret broker.key_secret \\\n"
+             "      --allow-keys clients\n"
+             "  psworker --broker tcp://host:5555 --curve-secret clients/worker.key_secret \\\n"
+             "      --broker-key broker.key ...\n",
              PS_DEFAULT_LR, PS_DEFAULT_MOMENTUM, PS_DEFAULT_BETA1, PS_DEFAULT_BETA2, PS_DEFAULT_EPS,
              PS_DEFAULT_HEARTBEAT_MS, PS_DEFAULT_TIMEOUT_MS, PS_DEFAULT_PROGRESS_FLOOR_MS / 1000,
              PS_PROGRESS_FACTOR, PS_DEFAULT_CHECKPOINT_SECONDS, PS_DEFAULT_STORE_PERCENT,
@@ -254,7 +280,13 @@ enum {
     OPT_CHECKPOINT_CLOCKS,
     OPT_MAX_MEMORY,
     OPT_MAX_UNREAD,
-    OPT_MAX_CONNECTIONS
+    OPT_MAX_CONNECTIONS,
+    //  Authentication (ps_auth.h)
+    OPT_CURVE_SECRET,
+    OPT_ALLOW_KEYS,
+    OPT_ALLOW_ANY_KEY,
+    OPT_ALLOW_FROM,
+    OPT_INSECURE_ALLOW_ANY
 };
 
 int
@@ -287,6 +319,11 @@ main (int argc, char *argv[])
         {"max-memory", required_argument, 0, OPT_MAX_MEMORY},
         {"max-unread", required_argument, 0, OPT_MAX_UNREAD},
         {"max-connections", required_argument, 0, OPT_MAX_CONNECTIONS},
+        {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
+        {"allow-keys", required_argument, 0, OPT_ALLOW_KEYS},
+        {"insecure-allow-any-key", no_argument, 0, OPT_ALLOW_ANY_KEY},
+        {"allow-from", required_argument, 0, OPT_ALLOW_FROM},
+        {"insecure-allow-any", no_argument, 0, OPT_INSECURE_ALLOW_ANY},
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
@@ -388,6 +425,21 @@ main (int argc, char *argv[])
             if (rc == 0)
                 config.max_connections = (uint64_t)number;
             break;
+        //  Authentication (ps_auth.h)
+        case OPT_CURVE_SECRET:
+            rc = ps_cli_word ("psbroker", "--curve-secret", optarg);
+            config.curve_secret = optarg;
+            break;
+        case OPT_ALLOW_KEYS:
+            rc = ps_cli_word ("psbroker", "--allow-keys", optarg);
+            config.allow_keys = optarg;
+            break;
+        case OPT_ALLOW_ANY_KEY: config.allow_any_key = true; break;
+        case OPT_ALLOW_FROM:
+            rc = ps_cli_word ("psbroker", "--allow-from", optarg);
+            config.allow_from = optarg;
+            break;
+        case OPT_INSECURE_ALLOW_ANY: config.insecure_allow_any = true; break;
         case 'v': ps_log_set_level (PS_LOG_DEBUG); break;
         case 'q': ps_log_set_level (PS_LOG_WARN); break;
         case 'h': s_usage (stdout); return 0;
@@ -474,6 +526,13 @@ main (int argc, char *argv[])
             "%g, used when an INIT names none)\n",
             ps_broker_endpoint (broker), config.workers, mode, config.staleness, place,
             ps_optim_kind_name (config.optim.kind), config.optim.lr);
+    printf ("psbroker admits %s\n",
+            config.curve_secret
+                ? (config.allow_keys ? "clients with a key of the allow-list (CURVE)"
+                                     : "any CURVE key (--insecure-allow-any-key)")
+            : config.insecure_allow_any ? "anybody (--insecure-allow-any)"
+                                        : "loopback peers only, and --allow-from (protected "
+                                          "mode)");
     if (*ps_broker_tap_endpoint (broker))
         printf ("psbroker tap on %s (pstap --broker %s)\n", ps_broker_tap_endpoint (broker),
                 ps_broker_endpoint (broker));

@@ -137,5 +137,10 @@
 #define PS_SILENT_GRACE_MS 1000
 //  Log lines about shed connections per second, before they are only counted
 #define PS_SHED_LOG_PER_SECOND 5
+//  Authentication (issue 12, CURVE and protected mode; broker/ps_auth.h):
+//  addresses --allow-from may list, and refused connections logged per
+//  second at most (the others are counted in the next line)
+#define PS_MAX_ALLOW_FROM 64
+#define PS_AUTH_LOG_PER_SECOND 5
 
 #endif

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -690,4 +691,95 @@ ps_test_flip (const char *path, off_t offset)
     byte ^= 0xff;
     cr_assert_eq (pwrite (fd, &byte, 1, offset), 1);
     close (fd);
+}
+
+// ------------------ A second host: a network namespace and a veth pair
+
+int
+ps_test_net_ip (const ps_test_net_t *net, const char *first, ...)
+{
+    char *argv[16] = {(char *)net->ip, (char *)first};
+    va_list args;
+    va_start (args, first);
+    size_t argc = 2;
+    while (argc < 15 && (argv[argc] = va_arg (args, char *)))
+        argc++;
+    va_end (args);
+    argv[argc] = NULL;
+    char out[PATH_MAX];
+    return ps_test_run_group (argv, ps_test_path ("ip.out", out, sizeof out), NULL,
+                              PS_TEST_WAIT_MS);
+}
+
+void
+ps_test_net_teardown (ps_test_net_t *net)
+{
+    if (net->made) {
+        //  Deleting the namespace deletes the far end, and so the pair
+        ps_test_net_ip (net, "netns", "del", net->ns, NULL);
+        ps_test_net_ip (net, "link", "del", net->near, NULL);
+        net->made = false;
+    }
+}
+
+//  Skip the test, or fail it when the namespace is required
+#define NET_UNAVAILABLE(required, ...)                                                             \
+    do {                                                                                           \
+        if (required)                                                                              \
+            cr_assert_fail (__VA_ARGS__);                                                          \
+        else                                                                                       \
+            cr_skip_test (__VA_ARGS__);                                                            \
+    } while (0)
+
+void
+ps_test_net_setup (ps_test_net_t *net, const char *tag, bool required)
+{
+    memset (net, 0, sizeof *net);
+    if (geteuid () != 0)
+        NET_UNAVAILABLE (required, "a network namespace needs root (CI runs the tests as root)");
+    static const char *paths[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0] && !net->ip[0]; i++)
+        if (access (paths[i], X_OK) == 0)
+            snprintf (net->ip, sizeof net->ip, "%s", paths[i]);
+    if (!net->ip[0] || ps_test_net_ip (net, "netns", "list", NULL) != 0)
+        NET_UNAVAILABLE (required, "`ip netns` is not available (Debian's iproute2 has it)");
+    int pid = (int)getpid ();
+    snprintf (net->ns, sizeof net->ns, "psmq-%.8s-%d", tag, pid);
+    snprintf (net->near, sizeof net->near, "ps%.2s%da", tag, pid % 10000000);
+    snprintf (net->far, sizeof net->far, "ps%.2s%db", tag, pid % 10000000);
+    char addresses[PATH_MAX];
+    char *list[] = {net->ip, "-o", "-4", "addr", "show", NULL};
+    ps_test_run_group (list, ps_test_path ("addresses.out", addresses, sizeof addresses), NULL,
+                       PS_TEST_WAIT_MS);
+    char *taken = ps_test_slurp (addresses);
+    for (int attempt = 0; attempt < 64; attempt++) {
+        int subnet = (pid + attempt * 7919) % (1 << 20);
+        char prefix[24];
+        snprintf (prefix, sizeof prefix, "inet 10.%d.%d.", 128 + (subnet >> 14),
+                  (subnet >> 6) & 255);
+        if (strstr (taken, prefix))
+            continue;
+        int base = (subnet & 63) << 2;
+        snprintf (net->near_ip, sizeof net->near_ip, "%s%d", prefix + 5, base + 1);
+        snprintf (net->far_ip, sizeof net->far_ip, "%s%d", prefix + 5, base + 2);
+        break;
+    }
+    free (taken);
+    cr_assert (net->near_ip[0], "no free 10.x.y.0/24 for the test's veth pair");
+    if (ps_test_net_ip (net, "netns", "add", net->ns, NULL) != 0)
+        NET_UNAVAILABLE (required, "`ip netns add` fails here (see %s)", addresses);
+    net->made = true;
+    char near_cidr[40], far_cidr[40];
+    snprintf (near_cidr, sizeof near_cidr, "%s/30", net->near_ip);
+    snprintf (far_cidr, sizeof far_cidr, "%s/30", net->far_ip);
+    cr_assert_eq (ps_test_net_ip (net, "link", "add", net->near, "type", "veth", "peer", "name",
+                                  net->far, NULL),
+                  0);
+    cr_assert_eq (ps_test_net_ip (net, "link", "set", net->far, "netns", net->ns, NULL), 0);
+    cr_assert_eq (ps_test_net_ip (net, "addr", "add", near_cidr, "dev", net->near, NULL), 0);
+    cr_assert_eq (ps_test_net_ip (net, "link", "set", net->near, "up", NULL), 0);
+    cr_assert_eq (
+        ps_test_net_ip (net, "-n", net->ns, "addr", "add", far_cidr, "dev", net->far, NULL), 0);
+    cr_assert_eq (ps_test_net_ip (net, "-n", net->ns, "link", "set", net->far, "up", NULL), 0);
+    cr_assert_eq (ps_test_net_ip (net, "-n", net->ns, "link", "set", "lo", "up", NULL), 0);
 }

@@ -244,6 +244,30 @@ pid_t ps_test_psworker (char *const args[], const char *out_path);
 pid_t ps_test_psworker_train (const char *brokers, int rank, int threads, int workers, int epochs,
                               char *const more[], const char *out_path);
 
+// ------------------ A second host: a network namespace and a veth pair
+
+//  A network namespace joined to ours by a veth pair with a /30 of
+//  10.128.0.0/10 that no interface of ours is in, named after the test's
+//  pid: a peer there connects from far_ip, not from loopback
+typedef struct {
+    char ip[64];      //  the ip program
+    char ns[40];      //  the namespace
+    char near[16];    //  the veth end here
+    char far[16];     //  the end in the namespace
+    char near_ip[32]; //  our address on the pair
+    char far_ip[32];  //  the namespace's
+    bool made;        //  the namespace exists
+} ps_test_net_t;
+
+//  Make it; tag (a few letters) goes into the names. Needs root and
+//  `ip netns`: without them the test fails when required, else is
+//  skipped. Call ps_test_net_teardown from the test's .fini
+void ps_test_net_setup (ps_test_net_t *net, const char *tag, bool required);
+//  Remove the namespace and the pair (nothing when not made)
+void ps_test_net_teardown (ps_test_net_t *net);
+//  Run ip with args (NULL-terminated, at most 12); its exit status
+int ps_test_net_ip (const ps_test_net_t *net, const char *first, ...);
+
 // ----------------------- JSON (INFO, psworker --json), read with jansson
 
 //  The value a key called name holds in JSON text, found as

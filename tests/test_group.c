@@ -220,7 +220,7 @@ typedef struct {
 static void
 s_psbroker_start (psbroker_t *self, int shard, int shards, int workers)
 {
-    char shard_text[12], shards_text[12], workers_text[12];
+    char shard_text[16], shards_text[16], workers_text[16];
     snprintf (shard_text, sizeof shard_text, "%d", shard);
     snprintf (shards_text, sizeof shards_text, "%d", shards);
     snprintf (workers_text, sizeof workers_text, "%d", workers);

@@ -605,101 +605,26 @@ Test (liveness, psbroker_takes_a_progress_deadline, .timeout = 60)
 
 // ------------------------------------------------------------ a host that vanishes
 
-//  A network namespace joined to ours by a veth pair, named after this
-//  process, and what runs in it; the fixture's teardown removes it all,
-//  also when the test fails
-static struct {
-    char ip[64];      //  the ip program
-    char ns[32];      //  the namespace
-    char near[16];    //  the veth end here
-    char far[16];     //  the end in the namespace
-    char near_ip[32]; //  our address on the pair
-    char far_ip[32];  //  the namespace's
-    bool made;        //  the namespace exists
-    pid_t workers[2]; //  psworker processes to kill, 0 when none
-} s_net;
-
-//  Run ip with args (NULL-terminated, at most 12); its exit status
-static int
-s_ip (const char *first, ...)
-{
-    char *argv[16] = {s_net.ip, (char *)first};
-    va_list args;
-    va_start (args, first);
-    size_t argc = 2;
-    while (argc < 15 && (argv[argc] = va_arg (args, char *)))
-        argc++;
-    va_end (args);
-    argv[argc] = NULL;
-    char out[PATH_MAX];
-    return ps_test_run_group (argv, ps_test_path ("ip.out", out, sizeof out), NULL,
-                              PS_TEST_WAIT_MS);
-}
+//  A network namespace joined to ours by a veth pair (ps_test_net), and
+//  the psworker processes that run in it; the fixture's teardown removes
+//  it all, also when the test fails
+static ps_test_net_t s_net;
+static pid_t s_workers[2]; //  to kill, 0 when none
 
 static void
 s_net_teardown (void)
 {
     for (int i = 0; i < 2; i++)
-        if (s_net.workers[i] > 0)
-            ps_process_kill (s_net.workers[i], false);
-    if (s_net.made) {
-        //  Deleting the namespace deletes the far end, and so the pair
-        s_ip ("netns", "del", s_net.ns, NULL);
-        s_ip ("link", "del", s_net.near, NULL);
-    }
+        if (s_workers[i] > 0)
+            ps_process_kill (s_workers[i], false);
+    ps_test_net_teardown (&s_net);
 }
 
-//  Make the namespace and the pair, with a /30 of 10.128.0.0/10 chosen by
-//  the pid that no interface of ours is in; skip the test unless root may
-//  make namespaces here
+//  Skipped unless root may make namespaces here (CI may)
 static void
 s_net_setup (void)
 {
-    if (geteuid () != 0)
-        cr_skip_test ("a network namespace needs root (CI runs the tests as root)");
-    static const char *paths[] = {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"};
-    for (size_t i = 0; i < sizeof paths / sizeof paths[0] && !s_net.ip[0]; i++)
-        if (access (paths[i], X_OK) == 0)
-            snprintf (s_net.ip, sizeof s_net.ip, "%s", paths[i]);
-    if (!s_net.ip[0] || s_ip ("netns", "list", NULL) != 0)
-        cr_skip_test ("`ip netns` is not available (Debian's iproute2 has it)");
-    int pid = (int)getpid ();
-    snprintf (s_net.ns, sizeof s_net.ns, "psmq-liveness-%d", pid);
-    snprintf (s_net.near, sizeof s_net.near, "pslv%da", pid % 10000000);
-    snprintf (s_net.far, sizeof s_net.far, "pslv%db", pid % 10000000);
-    char addresses[PATH_MAX];
-    char *list[] = {s_net.ip, "-o", "-4", "addr", "show", NULL};
-    ps_test_run_group (list, ps_test_path ("addresses.out", addresses, sizeof addresses), NULL,
-                       PS_TEST_WAIT_MS);
-    char *taken = ps_test_slurp (addresses);
-    for (int attempt = 0; attempt < 64; attempt++) {
-        int subnet = (pid + attempt * 7919) % (1 << 20);
-        char prefix[24];
-        snprintf (prefix, sizeof prefix, "inet 10.%d.%d.", 128 + (subnet >> 14),
-                  (subnet >> 6) & 255);
-        if (strstr (taken, prefix))
-            continue;
-        int base = (subnet & 63) << 2;
-        snprintf (s_net.near_ip, sizeof s_net.near_ip, "%s%d", prefix + 5, base + 1);
-        snprintf (s_net.far_ip, sizeof s_net.far_ip, "%s%d", prefix + 5, base + 2);
-        break;
-    }
-    free (taken);
-    cr_assert (s_net.near_ip[0], "no free 10.x.y.0/24 for the test's veth pair");
-    if (s_ip ("netns", "add", s_net.ns, NULL) != 0)
-        cr_skip_test ("`ip netns add` fails here (see %s)", addresses);
-    s_net.made = true;
-    char near_cidr[40], far_cidr[40];
-    snprintf (near_cidr, sizeof near_cidr, "%s/30", s_net.near_ip);
-    snprintf (far_cidr, sizeof far_cidr, "%s/30", s_net.far_ip);
-    cr_assert_eq (s_ip ("link", "add", s_net.near, "type", "veth", "peer", "name", s_net.far, NULL),
-                  0);
-    cr_assert_eq (s_ip ("link", "set", s_net.far, "netns", s_net.ns, NULL), 0);
-    cr_assert_eq (s_ip ("addr", "add", near_cidr, "dev", s_net.near, NULL), 0);
-    cr_assert_eq (s_ip ("link", "set", s_net.near, "up", NULL), 0);
-    cr_assert_eq (s_ip ("-n", s_net.ns, "addr", "add", far_cidr, "dev", s_net.far, NULL), 0);
-    cr_assert_eq (s_ip ("-n", s_net.ns, "link", "set", s_net.far, "up", NULL), 0);
-    cr_assert_eq (s_ip ("-n", s_net.ns, "link", "set", "lo", "up", NULL), 0);
+    ps_test_net_setup (&s_net, "lv", false);
 }
 
 //  Rank's clock in the broker's INFO, -1 when it is not live
@@ -741,6 +666,10 @@ Test (liveness, a_vanished_host_is_evicted_within_the_heartbeat_timeout, .timeou
     char bind[64];
     snprintf (bind, sizeof bind, "tcp://%s:0", s_net.near_ip);
     config.endpoint = bind;
+    //  Neither host is loopback to the broker: both are let in by address
+    char allow[80];
+    snprintf (allow, sizeof allow, "%s,%s", s_net.near_ip, s_net.far_ip);
+    config.allow_from = allow;
     ps_problem_t problem;
     ps_broker_t *broker = ps_broker_new (&config, &problem);
     cr_assert (broker, "%s", problem.message);
@@ -751,20 +680,20 @@ Test (liveness, a_vanished_host_is_evicted_within_the_heartbeat_timeout, .timeou
 
     //  Ranks 0 and 1 train here, rank 2 on the other "host"
     char out[PATH_MAX], far_out[PATH_MAX], psworker[PATH_MAX];
-    s_net.workers[0] = ps_test_psworker_train (endpoint, 0, 2, 3, 1000, NULL,
-                                               ps_test_path ("near.out", out, sizeof out));
+    s_workers[0] = ps_test_psworker_train (endpoint, 0, 2, 3, 1000, NULL,
+                                           ps_test_path ("near.out", out, sizeof out));
     char *binary = (char *)ps_test_binary ("psworker", psworker, sizeof psworker);
     char *far[] = {s_net.ip,    "netns",    "exec", s_net.ns,    binary, "--broker",
                    endpoint,    "--rank",   "2",    "--workers", "3",    "--data",
                    "synthetic", "--epochs", "1000", "--hidden",  "32",   NULL};
-    s_net.workers[1] =
-        ps_test_spawn_to_file (far, ps_test_path ("far.out", far_out, sizeof far_out));
+    s_workers[1] = ps_test_spawn_to_file (far, ps_test_path ("far.out", far_out, sizeof far_out));
     s_wait_clock (broker, 2, 20);
 
     //  The other host vanishes: its link goes down, nothing is sent
     int64_t gone_at = zclock_mono ();
     int64_t gone_wall_ms = zclock_time ();
-    cr_assert_eq (s_ip ("-n", s_net.ns, "link", "set", s_net.far, "down", NULL), 0);
+    cr_assert_eq (ps_test_net_ip (&s_net, "-n", s_net.ns, "link", "set", s_net.far, "down", NULL),
+                  0);
     int64_t bound = TIMEOUT_MS + 2 * HEARTBEAT_MS + 1500;
     char state[16] = "live";
     while (strcmp (state, "gone") != 0) {
@@ -807,7 +736,7 @@ Test (liveness, a_vanished_host_is_evicted_within_the_heartbeat_timeout, .timeou
     s_wait_clock (broker, 0, clock + 20);
     cr_assert_eq (s_info_number (broker, "evicted"), 1);
     s_tap_close (&tap);
-    ps_process_kill (s_net.workers[0], false);
-    s_net.workers[0] = 0;
+    ps_process_kill (s_workers[0], false);
+    s_workers[0] = 0;
     ps_broker_destroy (&broker);
 }

@@ -18,6 +18,7 @@
 #include <criterion/criterion.h>
 #include <czmq.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,4 +148,50 @@ Test (psbroker, port_in_use_is_a_clear_error, .timeout = 30)
     cr_assert_eq (s_run (args, true, "cannot bind", err, sizeof err), 1, "%s", err);
     cr_assert (strstr (err, "cannot bind") && strstr (err, port), "%s", err);
     ps_broker_destroy (&holder);
+}
+
+Test (psbroker, who_may_connect_is_said_and_checked_at_start, .timeout = 30)
+{
+    char out[8192];
+    char *help[] = {"--help", NULL};
+    cr_assert_eq (s_run (help, false, "SIGTERM", out, sizeof out), 0, "%s", out);
+    static const char *flags[] = {"--curve-secret FILE",      "--allow-keys DIR",
+                                  "--insecure-allow-any-key", "--allow-from ADDR",
+                                  "--insecure-allow-any",     "protected"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        cr_assert (strstr (out, flags[i]), "--help says nothing of %s", flags[i]);
+
+    //  Keys without an allow-list, payload on an open tap: refused, said why
+    char secret[PATH_MAX];
+    zcert_t *cert = zcert_new ();
+    ps_test_path ("broker.key_secret", secret, sizeof secret);
+    cr_assert_eq (zcert_save_secret (cert, secret), 0);
+    zcert_destroy (&cert);
+    char err[4096];
+    char *keys_alone[] = {"--port", "0", "--curve-secret", secret, NULL};
+    cr_assert_eq (s_run (keys_alone, true, "--allow-keys", err, sizeof err), 1, "%s", err);
+    cr_assert (strstr (err, "without --allow-keys DIR"), "%s", err);
+    char *open_payload[] = {"--port", "0", "--tap", "tcp://*:0", "--tap-payload", NULL};
+    cr_assert_eq (s_run (open_payload, true, "--tap-payload", err, sizeof err), 1, "%s", err);
+    cr_assert (strstr (err, "--tap-payload with the tap at tcp://*:0"), "%s", err);
+
+    //  Protected by default, and the risk named when the operator takes it
+    char endpoint[128];
+    char *none[] = {NULL};
+    ps_test_child_t broker = ps_test_psbroker (none, endpoint, sizeof endpoint, out, sizeof out);
+    ps_test_read_until (broker.out, "admits", out, sizeof out, PS_TEST_WAIT_MS);
+    cr_assert (strstr (out, "admits loopback peers only"), "%s", out);
+    kill (broker.pid, SIGTERM);
+    cr_assert_eq (ps_test_wait_pid (broker.pid, 10000), 0);
+    close (broker.out);
+    close (broker.err);
+    char *insecure[] = {"--insecure-allow-any", NULL};
+    broker = ps_test_psbroker (insecure, endpoint, sizeof endpoint, out, sizeof out);
+    err[0] = 0;
+    ps_test_read_until (broker.err, "reaches", err, sizeof err, PS_TEST_WAIT_MS);
+    cr_assert (strstr (err, "--insecure-allow-any: anybody who reaches"), "%s", err);
+    kill (broker.pid, SIGTERM);
+    cr_assert_eq (ps_test_wait_pid (broker.pid, 10000), 0);
+    close (broker.out);
+    close (broker.err);
 }

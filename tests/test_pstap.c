@@ -1721,3 +1721,88 @@ Test (pstap, a_tap_on_every_interface_is_reached_where_its_broker_is, .timeout =
     s_result_free (&run);
     s_fake_close (&fake);
 }
+
+//  ------------------------------------------------------- CURVE
+
+//  The broker's count of refused connections (INFO auth.refused)
+static double
+s_refused (ps_broker_t *broker)
+{
+    char *info = ps_broker_info (broker);
+    cr_assert (info);
+    double refused = ps_test_json_number (info, "refused", false);
+    free (info);
+    return refused;
+}
+
+Test (pstap, reads_a_curve_broker_with_keys_only, .timeout = 60)
+{
+    //  A broker with keys, its tap on loopback tcp; a reader key allowed
+    char dir[1024], allow[1100], broker_secret[1200], broker_public[1200], reader[1200],
+        reader_public[1200];
+    snprintf (dir, sizeof dir, "%s", ps_test_dir ());
+    snprintf (allow, sizeof allow, "%s/allow", dir);
+    cr_assert_eq (mkdir (allow, 0700), 0);
+    snprintf (broker_secret, sizeof broker_secret, "%s/broker.key_secret", dir);
+    snprintf (broker_public, sizeof broker_public, "%s/broker.key", dir);
+    snprintf (reader, sizeof reader, "%s/reader.key_secret", dir);
+    snprintf (reader_public, sizeof reader_public, "%s/reader.key", allow);
+    zcert_t *cert = zcert_new ();
+    cr_assert_eq (zcert_save_secret (cert, broker_secret) | zcert_save_public (cert, broker_public),
+                  0);
+    zcert_destroy (&cert);
+    cert = zcert_new ();
+    cr_assert_eq (zcert_save_secret (cert, reader) | zcert_save_public (cert, reader_public), 0);
+    zcert_destroy (&cert);
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    config.curve_secret = broker_secret;
+    config.allow_keys = allow;
+    config.tap_endpoint = "tcp://127.0.0.1:0";
+    char endpoint[128];
+    ps_broker_t *broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
+
+    //  Without keys: neither INFO nor the tap itself answers
+    result_t run = s_pstap ("watch", "--broker", endpoint, "--timeout-ms", "1500", NULL);
+    cr_assert_eq (run.status, 1, "%s", run.err);
+    cr_assert (
+        strstr (run.err, "cannot reach the broker") &&
+            strstr (run.err, "the broker refused this connection: the broker requires CURVE"),
+        "%s", run.err);
+    s_result_free (&run);
+    double refused = s_refused (broker);
+    run = s_pstap ("watch", "--tap", ps_broker_tap_endpoint (broker), "--timeout-ms", "1500", NULL);
+    cr_assert_eq (run.status, 1, "%s", run.err);
+    cr_assert (strstr (run.err, "does the broker have CURVE keys?"), "%s", run.err);
+    s_result_free (&run);
+    //  The tap's refusals are counted with the worker port's (a reader
+    //  that stays: pstap gives up at the first mismatch it sees, which may
+    //  be before the broker has read its greeting: no handshake to refuse)
+    zsock_t *stranger = zsock_new_sub (ps_broker_tap_endpoint (broker), "");
+    int64_t deadline = zclock_mono () + CHILD_MS;
+    while (s_refused (broker) <= refused && zclock_mono () < deadline)
+        zclock_sleep (20);
+    zsock_destroy (&stranger);
+    cr_assert_gt (s_refused (broker), refused, "the refused tap reader was not counted");
+    cr_assert_eq (s_tap_subscriptions (broker), 0, "a reader without a key subscribed");
+
+    //  With the allowed key: the records of a worker with its own key
+    ps_test_child_t child =
+        s_pstap_start ("watch", "--broker", endpoint, "--curve-secret", reader, "--broker-key",
+                       broker_public, "-c", "2", "-f", "kind=req,rep type=hello", NULL);
+    s_wait_tap_subscription (broker);
+    ps_worker_options_t options;
+    ps_test_options (&options, endpoint, 0, 1);
+    options.curve_secret = reader;
+    options.broker_key = broker_public;
+    int status;
+    ps_worker_t *worker = ps_worker_connect (&options, &status);
+    cr_assert (worker, "%s", ps_strerror (status));
+    ps_worker_close (&worker);
+    run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.out, "-> req  hello") && strstr (run.out, "<- rep  hello"), "%s",
+               run.out);
+    s_result_free (&run);
+    ps_broker_destroy (&broker);
+}

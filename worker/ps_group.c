@@ -60,6 +60,7 @@ struct ps_group_t {
     bool joined;                                  //  a HELLO reply came this attempt
     int32_t staleness;                            //  the first reply's
     uint32_t heartbeat_ms;                        //  the shortest interval named, 0 none
+    ps_link_curve_t curve;                        //  CURVE keys of every link, if on
 };
 
 //  Check the endpoint list: how many brokers, or 0 with problem filled in
@@ -120,7 +121,7 @@ s_open (ps_group_t *self, const char *list, uint32_t count, int send_timeout_ms,
         int status;
         self->links[self->size] =
             ps_link_new (self->context, self->pool, endpoint, self->routing_id, send_timeout_ms,
-                         heartbeat_timeout_ms, &status, problem);
+                         heartbeat_timeout_ms, &self->curve, &status, problem);
         if (!self->links[self->size])
             return status;
     }
@@ -128,8 +129,8 @@ s_open (ps_group_t *self, const char *list, uint32_t count, int send_timeout_ms,
 }
 
 ps_group_t *
-ps_group_new (const char *list, int send_timeout_ms, int heartbeat_timeout_ms, int *status,
-              ps_problem_t *problem)
+ps_group_new (const char *list, int send_timeout_ms, int heartbeat_timeout_ms,
+              const char *curve_secret, const char *broker_key, int *status, ps_problem_t *problem)
 {
     uint32_t count = s_check_list (list, problem);
     if (!count) {
@@ -142,7 +143,9 @@ ps_group_new (const char *list, int send_timeout_ms, int heartbeat_timeout_ms, i
         *status = PS_ENOMEM;
         return NULL;
     }
-    *status = s_open (self, list, count, send_timeout_ms, heartbeat_timeout_ms, problem);
+    *status = ps_link_curve_load (&self->curve, curve_secret, broker_key, problem);
+    if (*status == PS_OK)
+        *status = s_open (self, list, count, send_timeout_ms, heartbeat_timeout_ms, problem);
     if (*status)
         ps_group_destroy (&self);
     return self;
@@ -165,6 +168,7 @@ ps_group_destroy (ps_group_t **self_p)
     free (self->links);
     free (self->members);
     free (self->items);
+    explicit_bzero (&self->curve, sizeof self->curve);
     free (self);
     *self_p = NULL;
 }
@@ -415,7 +419,7 @@ ps_group_heartbeat_start (ps_group_t *self, uint32_t rank, ps_problem_t *problem
     int status;
     ps_heartbeat_destroy (&self->heartbeat);
     self->heartbeat = ps_heartbeat_new (self->context, rank, interval, self->size, endpoints,
-                                        sessions, &status, problem);
+                                        sessions, &self->curve, &status, problem);
     return status;
 }
 

@@ -60,10 +60,14 @@ typedef struct ps_group_t ps_group_t;
 
 //  A link to each broker of list ("a,b,c", at most PS_MAX_SHARDS), sending
 //  with send_timeout_ms, its connection given up after heartbeat_timeout_ms
-//  of silence (see ps_link.h). NULL with *status (PS_EINVAL for a bad list,
-//  PS_ENOMEM, PS_ECONNECT) and problem filled in.
+//  of silence (see ps_link.h); CURVE clients when curve_secret (this
+//  client's secret key file) and broker_key (the broker's public key file
+//  or text) are given, see ps_link_curve_load. NULL with *status
+//  (PS_EINVAL for a bad list or key, PS_ENOMEM, PS_ECONNECT) and problem
+//  filled in.
 ps_group_t *ps_group_new (const char *list, int send_timeout_ms, int heartbeat_timeout_ms,
-                          int *status, ps_problem_t *problem);
+                          const char *curve_secret, const char *broker_key, int *status,
+                          ps_problem_t *problem);
 void ps_group_destroy (ps_group_t **self_p);
 
 //  Brokers in the group

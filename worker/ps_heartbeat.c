@@ -33,6 +33,7 @@ struct ps_heartbeat_t {
     char **endpoints;       //  theirs, copied
     zmq_msg_t *beats;       //  each one's encoded HEARTBEAT
     int interval_ms;        //  how often
+    ps_link_curve_t curve;  //  keys, when on
 };
 
 static void *
@@ -50,6 +51,7 @@ s_heartbeat_main (void *arg)
             break;
         }
         zmq_setsockopt (dealers[i], ZMQ_LINGER, &linger, sizeof linger);
+        ps_link_curve_apply (&self->curve, dealers[i]);
         zmq_connect (dealers[i], self->endpoints[i]);
     }
     zmq_pollitem_t items[] = {{pipe, 0, ZMQ_POLLIN, 0}};
@@ -78,12 +80,14 @@ s_heartbeat_main (void *arg)
 
 ps_heartbeat_t *
 ps_heartbeat_new (void *context, uint32_t rank, int interval_ms, uint32_t nlinks,
-                  const char *const *endpoints, const uint64_t *sessions, int *status,
-                  ps_problem_t *problem)
+                  const char *const *endpoints, const uint64_t *sessions,
+                  const ps_link_curve_t *curve, int *status, ps_problem_t *problem)
 {
     ps_heartbeat_t *self = calloc (1, sizeof *self);
     if (!self)
         goto out_of_memory;
+    if (curve)
+        self->curve = *curve;
     self->context = context;
     self->interval_ms = interval_ms;
     self->endpoints = calloc (nlinks, sizeof *self->endpoints);
@@ -146,6 +150,7 @@ ps_heartbeat_destroy (ps_heartbeat_t **self_p)
     }
     free (self->endpoints);
     free (self->beats);
+    explicit_bzero (&self->curve, sizeof self->curve);
     free (self);
     *self_p = NULL;
 }

@@ -25,16 +25,18 @@
 #ifndef PS_HEARTBEAT_H_INCLUDED
 #define PS_HEARTBEAT_H_INCLUDED
 
+#include "ps_link.h"
 #include "ps_problem.h"
 
 #include <stdint.h>
 
 typedef struct ps_heartbeat_t ps_heartbeat_t;
 
-//  Heartbeats for rank to nlinks brokers: endpoints[i] with sessions[i]
+//  Heartbeats for rank to nlinks brokers: endpoints[i] with sessions[i],
+//  over CURVE when curve (may be NULL, copied) is on
 ps_heartbeat_t *ps_heartbeat_new (void *context, uint32_t rank, int interval_ms, uint32_t nlinks,
                                   const char *const *endpoints, const uint64_t *sessions,
-                                  int *status, ps_problem_t *problem);
+                                  const ps_link_curve_t *curve, int *status, ps_problem_t *problem);
 void ps_heartbeat_destroy (ps_heartbeat_t **self_p);
 
 #endif

@@ -30,14 +30,21 @@
 #include "ps_worker.h"
 
 #include <assert.h>
+#include <czmq.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 //  The monitor events a link reads
-#define LINK_EVENTS (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED)
+#define LINK_EVENTS                                                                                \
+    (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |    \
+     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+//  Handshakes cut without a word, in a row, taken for a refusal
+#define LINK_SILENT_REFUSALS 2
 
 struct ps_link_t {
     char *endpoint;                               //  as given
@@ -54,6 +61,9 @@ struct ps_link_t {
     zmq_msg_t *frames;                            //  the last message received
     size_t nframes;                               //  its frames
     size_t frame_capacity;                        //  allocated
+    ps_link_curve_t curve;                        //  our keys, if on
+    unsigned cut;                                 //  CURVE handshakes cut in a row
+    const char *refused;                          //  why the broker refused us, or NULL
 };
 
 //  Ping every quarter of the timeout (PS_MIN_HEARTBEAT_MS ..
@@ -112,6 +122,7 @@ s_dealer_new (ps_link_t *self)
     zmq_setsockopt (dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt (dealer, ZMQ_ROUTING_ID, self->routing_id, sizeof self->routing_id);
     s_set_heartbeats (dealer, self->heartbeat_timeout_ms);
+    ps_link_curve_apply (&self->curve, dealer);
     self->up = false;
     if (s_monitor_open (self, dealer) || zmq_connect (dealer, self->endpoint)) {
         int error = zmq_errno ();
@@ -125,10 +136,76 @@ s_dealer_new (ps_link_t *self)
     return dealer;
 }
 
+//  A key of 40 Z85 characters, checked by decoding it
+static bool
+s_z85_key (const char *text)
+{
+    uint8_t key[32];
+    return text && strlen (text) == 40 && zmq_z85_decode (key, text) != NULL;
+}
+
+int
+ps_link_curve_load (ps_link_curve_t *curve, const char *secret_file, const char *broker_key,
+                    ps_problem_t *problem)
+{
+    memset (curve, 0, sizeof *curve);
+    if (!secret_file && !broker_key)
+        return PS_OK;
+    if (!secret_file || !broker_key) {
+        ps_problem_set (problem, 0,
+                        "CURVE needs both this client's secret key file and the broker's public "
+                        "key (%s is missing)",
+                        secret_file ? "the broker key" : "the client's secret key file");
+        return PS_EINVAL;
+    }
+    zcert_t *ours = zcert_load (secret_file);
+    static const char zeros[] = "0000000000000000000000000000000000000000";
+    if (!ours || strcmp (zcert_secret_txt (ours), zeros) == 0) {
+        ps_problem_set (problem, 0,
+                        ours ? "%s holds no secret key: give the NAME.key_secret file pskeys "
+                               "wrote, not the public NAME.key"
+                             : "%s cannot be read as a key file (make one with: pskeys new NAME)",
+                        secret_file);
+        zcert_destroy (&ours);
+        return PS_EINVAL;
+    }
+    snprintf (curve->public_key, sizeof curve->public_key, "%s", zcert_public_txt (ours));
+    snprintf (curve->secret_key, sizeof curve->secret_key, "%s", zcert_secret_txt (ours));
+    zcert_destroy (&ours);
+    //  A file of that name first; else 40 characters of Z85 are the key
+    zcert_t *theirs = access (broker_key, F_OK) == 0 ? zcert_load (broker_key) : NULL;
+    if (theirs)
+        snprintf (curve->server_key, sizeof curve->server_key, "%s", zcert_public_txt (theirs));
+    else if (access (broker_key, F_OK) != 0 && s_z85_key (broker_key))
+        snprintf (curve->server_key, sizeof curve->server_key, "%s", broker_key);
+    else {
+        ps_problem_set (problem, 0,
+                        "broker key %.200s is neither a public certificate file (NAME.key, made "
+                        "by pskeys) nor a 40-character Z85 key",
+                        broker_key);
+        zcert_destroy (&theirs);
+        return PS_EINVAL;
+    }
+    zcert_destroy (&theirs);
+    curve->on = true;
+    return PS_OK;
+}
+
+void
+ps_link_curve_apply (const ps_link_curve_t *curve, void *socket)
+{
+    if (!curve || !curve->on)
+        return;
+    zmq_setsockopt (socket, ZMQ_CURVE_SERVERKEY, curve->server_key, 41);
+    zmq_setsockopt (socket, ZMQ_CURVE_PUBLICKEY, curve->public_key, 41);
+    zmq_setsockopt (socket, ZMQ_CURVE_SECRETKEY, curve->secret_key, 41);
+}
+
 ps_link_t *
 ps_link_new (void *context, ps_framepool_t *pool, const char *endpoint,
              const uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES], int send_timeout_ms,
-             int heartbeat_timeout_ms, int *status, ps_problem_t *problem)
+             int heartbeat_timeout_ms, const ps_link_curve_t *curve, int *status,
+             ps_problem_t *problem)
 {
     ps_link_t *self = calloc (1, sizeof *self);
     if (self)
@@ -144,6 +221,8 @@ ps_link_new (void *context, ps_framepool_t *pool, const char *endpoint,
     memcpy (self->routing_id, routing_id, sizeof self->routing_id);
     self->send_timeout_ms = send_timeout_ms;
     self->heartbeat_timeout_ms = heartbeat_timeout_ms;
+    if (curve)
+        self->curve = *curve;
     atomic_init (&self->lent, 0);
     self->dealer = s_dealer_new (self);
     if (!self->dealer) {
@@ -168,6 +247,8 @@ ps_link_destroy (ps_link_t **self_p)
     ps_link_disconnect (self);
     free (self->frames);
     free (self->endpoint);
+    //  The secret key does not outlive the link in the heap
+    explicit_bzero (&self->curve, sizeof self->curve);
     free (self);
     *self_p = NULL;
 }
@@ -190,6 +271,40 @@ ps_link_monitor (ps_link_t *self)
     return self->monitor;
 }
 
+//  A failed handshake: true when it says the broker refused us, with the
+//  reason in self->refused (the broker tells a status code only, so the
+//  reason is what that code means given whether we have keys)
+static bool
+s_refused (ps_link_t *self, uint16_t event, uint32_t value)
+{
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        self->refused = self->curve.on ? "not an allowed key (CURVE; or, with the broker's "
+                                         "--allow-from, not an allowed address)"
+                                       : "address not allowed (protected mode: the broker "
+                                         "admits loopback peers only, and the addresses of its "
+                                         "--allow-from; or give keys if it has them)";
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+             value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+        self->refused = self->curve.on ? "the broker has no CURVE keys, and this client has "
+                                         "(give the broker --curve-secret, or drop ours)"
+                                       : "the broker requires CURVE keys (give this client its "
+                                         "secret key and the broker's public key)";
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        self->refused = "the handshake failed (a ZMTP protocol error)";
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL && ++self->cut >= LINK_SILENT_REFUSALS)
+        //  Cut before a word: a CURVE broker that cannot read our CURVE
+        //  hello, or that saw our greeting ask for no keys before we saw
+        //  its own (which a mismatch reports otherwise)
+        self->refused =
+            self->curve.on ? "the broker cut the CURVE handshake (is the broker key this client "
+                             "was given the broker's public key?)"
+                           : "the broker requires CURVE keys, it seems: it cut the handshake (give "
+                             "this client its secret key and the broker's public key)";
+    else
+        return false;
+    return true;
+}
+
 bool
 ps_link_events (ps_link_t *self)
 {
@@ -204,19 +319,33 @@ ps_link_events (ps_link_t *self)
             break;
         }
         uint16_t event = 0;
-        if (zmq_msg_size (&frame) >= sizeof event)
+        uint32_t value = 0;
+        if (zmq_msg_size (&frame) >= sizeof event + sizeof value) {
             memcpy (&event, zmq_msg_data (&frame), sizeof event);
+            memcpy (&value, (uint8_t *)zmq_msg_data (&frame) + sizeof event, sizeof value);
+        }
         while (zmq_msg_more (&frame) && zmq_msg_recv (&frame, self->monitor, 0) != -1)
             ;
         zmq_msg_close (&frame);
-        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
             self->up = true;
+            self->cut = 0;
+            self->refused = NULL;
+        }
+        else if (s_refused (self, event, value))
+            lost = true;
         else if (event == ZMQ_EVENT_DISCONNECTED && self->up) {
             self->up = false;
             lost = true;
         }
     }
     return lost;
+}
+
+const char *
+ps_link_refused (const ps_link_t *self)
+{
+    return self->refused;
 }
 
 bool

@@ -19,6 +19,16 @@
     monitor tells the link when its connection completed its handshake and
     when an established one was lost (ps_link_events).
 
+    CURVE: with keys (ps_link_curve_load) every socket the link opens is a
+    CURVE client of the broker's public key. A handshake the broker
+    refuses (libzmq's ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: its ZAP handler said
+    no; _PROTOCOL: one side has keys and the other none) is reported like
+    a loss, with the reason worded by ps_link_refused; a handshake that
+    the broker cuts twice in a row without a word is reported so as well
+    (with keys: a wrong broker key, the broker cannot read our HELLO;
+    without: a CURVE broker that read our greeting before we read its
+    own, so that we never see the mismatch).
+
     Threads: a link belongs to the thread that owns its worker. libzmq's
     I/O and reaper threads only run the free function of a lent frame,
     which touches nothing but the link's atomic count of lent frames, and
@@ -48,16 +58,37 @@
 
 typedef struct ps_link_t ps_link_t;
 
+//  A client's CURVE keys, as Z85 text; on false: no keys (NULL mechanism)
+typedef struct {
+    bool on;             //  keys loaded
+    char server_key[41]; //  the broker's public key
+    char public_key[41]; //  ours
+    char secret_key[41]; //  ours
+} ps_link_curve_t;
+
+//  Load a client's keys: secret_file is its zcert secret certificate
+//  (NAME.key_secret, made by pskeys), broker_key the broker's public
+//  certificate file (NAME.key) or its public key as 40 characters of Z85.
+//  Both NULL: no keys (curve->on false). PS_OK, or PS_EINVAL with problem
+//  naming the file and what is wrong with it.
+int ps_link_curve_load (ps_link_curve_t *curve, const char *secret_file, const char *broker_key,
+                        ps_problem_t *problem);
+//  Make socket (before it connects) a CURVE client with these keys; no-op
+//  when curve is NULL or off
+void ps_link_curve_apply (const ps_link_curve_t *curve, void *socket);
+
 //  Bytes in a worker's routing id
 #define PS_LINK_ROUTING_ID_BYTES 16
 
 //  A link connected to endpoint, sending with send_timeout_ms (ZMQ_SNDTIMEO),
 //  whose connection is dropped when nothing came over it for
-//  heartbeat_timeout_ms (ZMTP heartbeats). NULL with *status (PS_ENOMEM or
-//  PS_ECONNECT) and problem filled in.
+//  heartbeat_timeout_ms (ZMTP heartbeats), a CURVE client when curve (may
+//  be NULL, copied) is on. NULL with *status (PS_ENOMEM or PS_ECONNECT) and
+//  problem filled in.
 ps_link_t *ps_link_new (void *context, ps_framepool_t *pool, const char *endpoint,
                         const uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES], int send_timeout_ms,
-                        int heartbeat_timeout_ms, int *status, ps_problem_t *problem);
+                        int heartbeat_timeout_ms, const ps_link_curve_t *curve, int *status,
+                        ps_problem_t *problem);
 //  Close the socket (linger 0) and free the link; nulls the pointer
 void ps_link_destroy (ps_link_t **self_p);
 
@@ -71,8 +102,12 @@ void *ps_link_monitor (ps_link_t *self);
 //  Read the connection events that came since the last call, without
 //  waiting: true when an established connection (one whose handshake
 //  completed) was lost since, closed by the broker or silent past the
-//  heartbeat timeout. libzmq connects again by itself meanwhile.
+//  heartbeat timeout, or when the broker refused the connection
+//  (ps_link_refused). libzmq connects again by itself meanwhile.
 bool ps_link_events (ps_link_t *self);
+//  Why the broker refused the last connection attempt, e.g. "not an
+//  allowed key (CURVE) ..."; NULL when it did not (or one succeeded since)
+const char *ps_link_refused (const ps_link_t *self);
 //  Whether the connection is established (its handshake completed, and it
 //  was not lost since), as of the last ps_link_events
 bool ps_link_up (const ps_link_t *self);

@@ -113,7 +113,7 @@ ps_session_new (const ps_worker_options_t *options, int *status, ps_problem_t *p
             ps_group_new (self->broker, options->timeout_ms,
                           options->heartbeat_timeout_ms > 0 ? options->heartbeat_timeout_ms
                                                             : PS_DEFAULT_TIMEOUT_MS,
-                          status, problem);
+                          options->curve_secret, options->broker_key, status, problem);
     if (self && self->group) {
         self->nlinks = ps_group_size (self->group);
         self->tickets = ps_tickets_new (self->nlinks);
@@ -437,12 +437,20 @@ s_link_events (ps_session_t *self, uint32_t link)
     ps_member_t *member = ps_group_member (self->group, link);
     if (member->registered)
         member->lost = member->forgotten = true;
-    //  A CLOCK that failed so did not advance us, as one refused would not
-    if (ps_tickets_fail_link (self->tickets, link, PS_ECONNECT, &self->clock))
-        ps_session_fail (self, PS_ECONNECT,
-                         "lost the connection to broker %s (it closed it, or was silent for %d ms)",
-                         ps_group_endpoint (self->group, link),
-                         ps_session_heartbeat_timeout (self));
+    //  A refusal (ps_link_refused) fails them at once too, saying why. A
+    //  CLOCK that failed so did not advance us, as one refused would not
+    const char *refused = ps_link_refused (ps_group_link (self->group, link));
+    if (ps_tickets_fail_link (self->tickets, link, PS_ECONNECT, &self->clock)) {
+        if (refused)
+            ps_session_fail (self, PS_ECONNECT,
+                             "the broker refused this connection: %s (broker %s)", refused,
+                             ps_group_endpoint (self->group, link));
+        else
+            ps_session_fail (
+                self, PS_ECONNECT,
+                "lost the connection to broker %s (it closed it, or was silent for %d ms)",
+                ps_group_endpoint (self->group, link), ps_session_heartbeat_timeout (self));
+    }
     return status;
 }
 

@@ -417,23 +417,40 @@ ps_worker_info (ps_worker_t *self, char **json)
 int
 ps_worker_query_info (const char *broker, int timeout_ms, char **json)
 {
-    if (!broker || !json)
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = broker;
+    options.timeout_ms = timeout_ms;
+    return ps_worker_query_info_options (&options, json);
+}
+
+int
+ps_worker_query_info_options (const ps_worker_options_t *given, char **json)
+{
+    if (!given || !given->broker || !json)
         return PS_EINVAL;
     *json = NULL;
-    if (strchr (broker, ','))
+    if (strchr (given->broker, ','))
         return PS_EINVAL; //  one broker at a time
     //  An unregistered worker: INFO is the one request that needs no HELLO
     ps_worker_options_t options;
     ps_worker_options_init (&options);
-    options.broker = broker;
-    if (timeout_ms > 0)
-        options.timeout_ms = timeout_ms;
+    options.broker = given->broker;
+    if (given->timeout_ms > 0)
+        options.timeout_ms = given->timeout_ms;
+    options.curve_secret = given->curve_secret;
+    options.broker_key = given->broker_key;
     int status;
     ps_problem_t problem;
     ps_session_t *session = ps_session_new (&options, &status, &problem);
-    if (!session)
+    if (!session) {
+        if (given->log)
+            given->log (given->log_arg, PS_WORKER_LOG_ERROR, problem.message);
         return status;
+    }
     status = ps_session_info (session, 0, json);
+    if (status != PS_OK && given->log)
+        given->log (given->log_arg, PS_WORKER_LOG_ERROR, ps_session_error (session));
     ps_session_destroy (&session);
     return status;
 }

@@ -202,6 +202,18 @@ typedef struct {
     //  (ZMTP heartbeats; 0, the default: PS_DEFAULT_TIMEOUT_MS, 10 s, the
     //  broker's default eviction timeout; at least 20 ms)
     int heartbeat_timeout_ms;
+    //  CURVE encryption and authentication (both or neither; NULL, the
+    //  default: no keys, as a broker in protected mode admits from its own
+    //  host): this worker's secret key file (NAME.key_secret, made by
+    //  `pskeys new NAME`, whose NAME.key is in the broker's --allow-keys
+    //  folder), and the broker's public key: its certificate file
+    //  (BROKER.key) or the key as 40 characters of Z85. Read at connect; a
+    //  file that cannot be read as a key is PS_EINVAL naming it. A broker
+    //  that refuses the connection (the key is not allowed, CURVE on one
+    //  side only, an address outside the protected mode's) fails the call
+    //  at once with PS_ECONNECT: "the broker refused this connection: ..."
+    const char *curve_secret;
+    const char *broker_key;
 } ps_worker_options_t;
 
 //  Set every option to its default: rank 0, world_size 1, the timeouts
@@ -298,6 +310,11 @@ int ps_worker_info_shard (ps_worker_t *self, uint32_t shard, char **json);
 //  without registering (for tools). timeout_ms <= 0 means the default.
 //  *json is the caller's to free(), NULL on failure.
 int ps_worker_query_info (const char *broker, int timeout_ms, char **json);
+//  The same with options: broker (a single endpoint), timeout_ms (<= 0:
+//  the default), curve_secret, broker_key and log are used, the rest
+//  ignored. A refusal is PS_ECONNECT, a bad key file PS_EINVAL; either
+//  way the detail goes to the log callback (when set)
+int ps_worker_query_info_options (const ps_worker_options_t *options, char **json);
 
 #ifdef __cplusplus
 }

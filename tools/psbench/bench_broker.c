@@ -113,7 +113,7 @@ bench_broker_start (bench_broker_t *self, const bench_options_t *options, uint32
     snprintf (shards_text, sizeof shards_text, "%u", shards);
     char *bin = (char *)options->broker_bin;
     char seconds_text[32];
-    char *argv[24] = {bin,       "--bind",    "127.0.0.1",  "--port",      "0",
+    char *argv[32] = {bin,       "--bind",    "127.0.0.1",  "--port",      "0",
                       "--quiet", "--workers", workers_text, "--staleness", staleness_text};
     size_t argc = 10;
     if (options->tap_mode == BENCH_TAP_OFF)
@@ -121,6 +121,12 @@ bench_broker_start (bench_broker_t *self, const bench_options_t *options, uint32
     if (options->checkpoint_dir &&
         s_checkpoint_args (self, options, argv, &argc, seconds_text, sizeof seconds_text))
         return -1;
+    if (options->broker_secret) {
+        argv[argc++] = "--curve-secret";
+        argv[argc++] = (char *)options->broker_secret;
+        argv[argc++] = "--allow-keys";
+        argv[argc++] = (char *)options->allow_keys;
+    }
     if (shards > 1) {
         argv[argc++] = "--shard";
         argv[argc++] = shard_text;
@@ -155,7 +161,8 @@ bench_broker_start (bench_broker_t *self, const bench_options_t *options, uint32
         return -1;
     }
     if (options->tap_mode == BENCH_TAP_WATCHED &&
-        !(self->reader = bench_tapreader_new (self->endpoint))) {
+        !(self->reader =
+              bench_tapreader_new (self->endpoint, options->curve_secret, options->broker_key))) {
         ps_process_kill (self->process.pid, false);
         s_release (self);
         return -1;

@@ -17,7 +17,7 @@
 
 #define USAGE                                                                                      \
     "usage: psbench [--quick] [--only LIST] [--sizes LIST] [--no-yardstick] [--yardstick DIR] "    \
-    "[--broker-bin PATH] [--checkpoint-dir DIR] [--checkpoint-seconds S]\n"
+    "[--broker-bin PATH] [--checkpoint-dir DIR] [--checkpoint-seconds S] [--curve]\n"
 
 //  The group case's model: one tensor, sliced over the group
 #define GROUP_BYTES (64u << 20)
@@ -41,7 +41,8 @@ static const struct {
                {"tap", BENCH_CASE_TAP},
                {"group", BENCH_CASE_GROUP},
                {"localagg", BENCH_CASE_LOCALAGG},
-               {"checkpoint", BENCH_CASE_CHECKPOINT}};
+               {"checkpoint", BENCH_CASE_CHECKPOINT},
+               {"curve", BENCH_CASE_CURVE}};
 
 static void
 s_usage (FILE *out)
@@ -55,7 +56,7 @@ s_usage (FILE *out)
                         "                     --yardstick is given (a few seconds)\n"
                         "  --only LIST        cases, comma-separated: pushpull, pushpull4,\n"
                         "                     latency, aggregation, bsp, tap, group, localagg,\n"
-                        "                     checkpoint (default all)\n"
+                        "                     checkpoint, curve (default all)\n"
                         "  --sizes LIST       pushpull sizes, e.g. 4K,64M (default\n"
                         "                     4K,1M,16M,64M; --quick: 4K,1M)\n"
                         "  --no-yardstick     do not run the yardstick; no ratios\n"
@@ -70,6 +71,11 @@ s_usage (FILE *out)
                         "                     too (default: a folder in $TMPDIR or /tmp)\n"
                         "  --checkpoint-seconds S  their interval (default 1; the checkpoint\n"
                         "                     case's default is 0.01: back to back)\n"
+                        "  --curve            every broker started has CURVE keys and every\n"
+                        "                     worker (and tap reader) an allowed key, made for\n"
+                        "                     the run in a private temporary folder (psbench\n"
+                        "                     starts its brokers, so it makes both sides' keys\n"
+                        "                     rather than take --curve-secret / --broker-key)\n"
                         "  -h, --help         show this help\n"
                         "\n"
                         "Figures: pushpull_<size> (ms per push+pull step, 1 worker, ASP),\n"
@@ -89,7 +95,11 @@ s_usage (FILE *out)
                         "checkpoint_<mode>_<size> (ms per push+pull step of 16M, --quick 1M)\n"
                         "with the broker's checkpoints off, and on: written back to back while\n"
                         "it serves, each holding a 64 MB key besides (--quick 4 MB); .vs_off;\n"
-                        "checkpoint_on.written, checkpoints written while measured).\n");
+                        "checkpoint_on.written, checkpoints written while measured),\n"
+                        "curve_<mode>_small (msgs/s of 1-float push+pull) and curve_<mode>_<size>\n"
+                        "(ms per push+pull step of 16M, --quick 1M) without keys (off) and with\n"
+                        "CURVE encryption and authentication (on; keys made for the run);\n"
+                        ".vs_off.\n");
 }
 
 //  One --only item: its case joins self->cases; 0 or -1 (said why)
@@ -103,7 +113,7 @@ s_take_case (bench_options_t *self, const char *name)
         }
     fprintf (stderr,
              "psbench: --only: unknown case '%s' (pushpull, pushpull4, latency, "
-             "aggregation, bsp, tap, group, localagg, checkpoint)\n",
+             "aggregation, bsp, tap, group, localagg, checkpoint, curve)\n",
              name);
     return -1;
 }
@@ -181,7 +191,8 @@ bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_co
         OPT_YARDSTICK,
         OPT_BROKER_BIN,
         OPT_CHECKPOINT_DIR,
-        OPT_CHECKPOINT_SECONDS
+        OPT_CHECKPOINT_SECONDS,
+        OPT_CURVE
     };
     static const struct option long_options[] = {
         {"quick", no_argument, 0, OPT_QUICK},
@@ -192,6 +203,7 @@ bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_co
         {"broker-bin", required_argument, 0, OPT_BROKER_BIN},
         {"checkpoint-dir", required_argument, 0, OPT_CHECKPOINT_DIR},
         {"checkpoint-seconds", required_argument, 0, OPT_CHECKPOINT_SECONDS},
+        {"curve", no_argument, 0, OPT_CURVE},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     *self = (bench_options_t){
@@ -235,6 +247,7 @@ bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_co
                 return false;
             self->checkpoint_seconds_given = true;
             break;
+        case OPT_CURVE: self->curve = true; break;
         case 'h':
             s_usage (stdout);
             *exit_code = 0;

@@ -33,7 +33,8 @@ enum {
     BENCH_CASE_GROUP = 64,
     BENCH_CASE_LOCALAGG = 128,
     BENCH_CASE_CHECKPOINT = 256,
-    BENCH_CASE_ALL = 511
+    BENCH_CASE_CURVE = 512,
+    BENCH_CASE_ALL = 1023
 };
 
 //  How brokers are started: as psbroker's default, or as the tap case
@@ -54,6 +55,12 @@ typedef struct {
                                    //  its own made here; NULL: they do not
     double checkpoint_seconds;     //  their interval (psbroker --checkpoint-seconds)
     bool checkpoint_seconds_given; //  --checkpoint-seconds was on the command line
+    bool curve;                    //  --curve: every case's brokers and workers use keys
+    //  CURVE keys (NULL: none): of --curve, or the curve case's copy
+    const char *broker_secret; //  brokers' psbroker --curve-secret
+    const char *allow_keys;    //  brokers' psbroker --allow-keys
+    const char *curve_secret;  //  the workers' secret key file
+    const char *broker_key;    //  the brokers' public key file
 } bench_options_t;
 
 //  Sizes and durations: the full run, or --quick

@@ -40,6 +40,8 @@ typedef struct {
 
 struct bench_s {
     const char *endpoint;                      //  the broker, or the group's list
+    const char *curve_secret;                  //  the workers' CURVE keys, or NULL
+    const char *broker_key;                    //  the brokers' public key, or NULL
     uint32_t threads;                          //  worker threads
     uint32_t local;                            //  workers per thread's connection
     bool bsp;                                  //  the bsp loop, else pushpull
@@ -199,6 +201,8 @@ s_worker_main (void *arg)
     options.local_workers = bench->local;
     options.timeout_ms = BENCH_WORKER_TIMEOUT_MS;
     options.clock_timeout_ms = BENCH_WORKER_TIMEOUT_MS;
+    options.curve_secret = bench->curve_secret;
+    options.broker_key = bench->broker_key;
     options.log = bench_run_log;
     int status;
     ps_worker_t *worker = ps_worker_connect (&options, &status);
@@ -271,6 +275,8 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
     }
     bool bsp = spec->bsp;
     bench->endpoint = group.endpoints;
+    bench->curve_secret = options->curve_secret;
+    bench->broker_key = options->broker_key;
     bench->threads = spec->threads;
     bench->local = local;
     bench->bsp = bsp;

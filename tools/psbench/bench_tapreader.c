@@ -25,10 +25,12 @@
 #define COUNTED_MS 3000
 
 struct _bench_tapreader_t {
-    char endpoint[256];   //  the tap
-    atomic_bool stop;     //  the owner says stop
-    atomic_ulong records; //  records read
-    pthread_t thread;     //  the reader
+    char endpoint[256];       //  the tap
+    atomic_bool stop;         //  the owner says stop
+    atomic_ulong records;     //  records read
+    pthread_t thread;         //  the reader
+    const char *curve_secret; //  CURVE keys (borrowed from the options), or NULL
+    const char *broker_key;
 };
 
 static void *
@@ -39,6 +41,16 @@ s_main (void *arg)
     void *sub = zmq_socket (context, ZMQ_SUB);
     int linger = 0;
     zmq_setsockopt (sub, ZMQ_LINGER, &linger, sizeof linger);
+    if (self->curve_secret) {
+        zcert_t *ours = zcert_load (self->curve_secret), *theirs = zcert_load (self->broker_key);
+        if (ours && theirs) {
+            zmq_setsockopt (sub, ZMQ_CURVE_SERVERKEY, zcert_public_txt (theirs), 41);
+            zmq_setsockopt (sub, ZMQ_CURVE_PUBLICKEY, zcert_public_txt (ours), 41);
+            zmq_setsockopt (sub, ZMQ_CURVE_SECRETKEY, zcert_secret_txt (ours), 41);
+        }
+        zcert_destroy (&ours);
+        zcert_destroy (&theirs);
+    }
     zmq_connect (sub, self->endpoint);
     //  Every metadata topic, none of the payload ones
     static const char *kinds[] = {"req.", "rep.", "conn.", "disc.", "evict.", "rej.", "clock."};
@@ -63,10 +75,16 @@ s_main (void *arg)
 
 //  The broker's INFO as a JSON object, or NULL
 static json_t *
-s_info (const char *endpoint, int timeout_ms)
+s_info (const char *endpoint, int timeout_ms, const char *curve_secret, const char *broker_key)
 {
     char *text = NULL;
-    if (ps_worker_query_info (endpoint, timeout_ms, &text) != PS_OK)
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = endpoint;
+    options.timeout_ms = timeout_ms;
+    options.curve_secret = curve_secret;
+    options.broker_key = broker_key;
+    if (ps_worker_query_info_options (&options, &text) != PS_OK)
         return NULL;
     json_t *info = json_loads (text, 0, NULL);
     free (text);
@@ -74,9 +92,9 @@ s_info (const char *endpoint, int timeout_ms)
 }
 
 bench_tapreader_t *
-bench_tapreader_new (const char *endpoint)
+bench_tapreader_new (const char *endpoint, const char *curve_secret, const char *broker_key)
 {
-    json_t *info = s_info (endpoint, INFO_MS);
+    json_t *info = s_info (endpoint, INFO_MS, curve_secret, broker_key);
     if (!info)
         return NULL;
     const char *tap = json_string_value (json_object_get (info, "tap"));
@@ -89,6 +107,8 @@ bench_tapreader_new (const char *endpoint)
     }
     snprintf (self->endpoint, sizeof self->endpoint, "%s", tap);
     json_decref (info);
+    self->curve_secret = curve_secret;
+    self->broker_key = broker_key;
     atomic_init (&self->stop, false);
     atomic_init (&self->records, 0);
     if (pthread_create (&self->thread, NULL, s_main, self)) {
@@ -97,7 +117,7 @@ bench_tapreader_new (const char *endpoint)
     }
     int64_t deadline = zclock_mono () + COUNTED_MS;
     while (zclock_mono () < deadline) {
-        info = s_info (endpoint, 1000);
+        info = s_info (endpoint, 1000, curve_secret, broker_key);
         bool counted = json_integer_value (json_object_get (info, "tap_subscriptions")) > 0;
         json_decref (info);
         if (counted)

@@ -18,7 +18,10 @@ typedef struct _bench_tapreader_t bench_tapreader_t;
 //  A reader on the tap of the broker at endpoint, subscribed and counted;
 //  NULL when the broker has no tap or never counts the reader (said on
 //  stderr), or when INFO or the thread fails
-bench_tapreader_t *bench_tapreader_new (const char *endpoint);
+//  curve_secret and broker_key (NULL: none): CURVE keys for INFO and the
+//  tap, as the library takes them
+bench_tapreader_t *bench_tapreader_new (const char *endpoint, const char *curve_secret,
+                                        const char *broker_key);
 
 //  Stop the thread and free the reader; idempotent
 void bench_tapreader_destroy (bench_tapreader_t **self_p);

@@ -26,6 +26,8 @@ case_latency (const bench_options_t *options, const bench_plan_t *plan,
     worker_options.broker = broker.endpoint;
     worker_options.timeout_ms = BENCH_WORKER_TIMEOUT_MS;
     worker_options.log = bench_run_log;
+    worker_options.curve_secret = options->curve_secret;
+    worker_options.broker_key = options->broker_key;
     int status;
     ps_worker_t *worker = ps_worker_connect (&worker_options, &status);
     double *us = malloc ((size_t)plan->lat_pairs * sizeof *us);

@@ -23,6 +23,7 @@
 #include "case_aggregation.h"
 #include "case_bsp.h"
 #include "case_checkpoint.h"
+#include "case_curve.h"
 #include "case_group.h"
 #include "case_latency.h"
 #include "case_localagg.h"
@@ -49,7 +50,8 @@ static const struct {
                {BENCH_CASE_TAP, case_tap},
                {BENCH_CASE_GROUP, case_group},
                {BENCH_CASE_LOCALAGG, case_localagg},
-               {BENCH_CASE_CHECKPOINT, case_checkpoint}};
+               {BENCH_CASE_CHECKPOINT, case_checkpoint},
+               {BENCH_CASE_CURVE, case_curve}};
 
 //  Interrupted: no broker or yardstick server may outlive us
 static void
@@ -87,6 +89,14 @@ main (int argc, char *argv[])
     printf ("# ratio = psmq / yardstick in the figure's unit (ms, us: lower is better;"
             " GB/s, clocks/s: higher is better)\n");
 
+    //  --curve: keys for every broker and worker of the run
+    bench_curve_keys_t keys;
+    if (options.curve) {
+        if (bench_curve_keys_make (&keys))
+            return 1;
+        bench_curve_keys_use (&options, &keys);
+        printf ("# every broker and worker uses CURVE keys (--curve)\n");
+    }
     //  The yardstick first, in this run, for the cases that need it
     bench_yardstick_t *yard = bench_yardstick_new (&options, &plan);
     int failures = 0;
@@ -94,6 +104,8 @@ main (int argc, char *argv[])
         if (options.cases & s_cases[i].bit)
             failures += s_cases[i].run (&options, &plan, yard);
     bench_yardstick_destroy (&yard);
+    if (options.curve)
+        bench_curve_keys_remove (&keys);
     if (failures) {
         fprintf (stderr, "psbench: %d case%s failed\n", failures, failures > 1 ? "s" : "");
         return 1;

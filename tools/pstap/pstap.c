@@ -32,6 +32,7 @@
     ========================================================================= */
 
 #include "pstap_clock.h"
+#include "pstap_info.h"
 #include "pstap_options.h"
 #include "pstap_record.h"
 #include "pstap_stats.h"
@@ -158,6 +159,8 @@ main (int argc, char *argv[])
     }
     if (rc)
         return rc;
+    if (pstap_info_set_keys (command->name, options.curve_secret, options.broker_key))
+        return 2;
 
     //  czmq's handler sets zsys_interrupted on SIGINT and SIGTERM, which
     //  every loop checks at least every PSTAP_POLL_MS

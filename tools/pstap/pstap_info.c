@@ -30,16 +30,90 @@ pstap_info_parse (const char *text, size_t size, ps_problem_t *problem)
     return info;
 }
 
+//  The keys of --curve-secret and --broker-key, as the files named them
+//  (for INFO, through the library) and as Z85 text (for the SUB sockets);
+//  set once at start, then only read
+static struct {
+    const char *secret_file;
+    const char *broker_key;
+    char server_key[41];
+    char public_key[41];
+    char secret_key[41];
+} s_keys;
+
+int
+pstap_info_set_keys (const char *command, const char *curve_secret, const char *broker_key)
+{
+    if (!curve_secret || !broker_key)
+        return 0;
+    static const char zeros[] = "0000000000000000000000000000000000000000";
+    zcert_t *ours = zcert_load (curve_secret);
+    if (!ours || streq (zcert_secret_txt (ours), zeros)) {
+        fprintf (stderr,
+                 "pstap %s: --curve-secret %s is not a secret key file (pskeys new NAME "
+                 "writes NAME.key_secret)\n",
+                 command, curve_secret);
+        zcert_destroy (&ours);
+        return -1;
+    }
+    uint8_t key[32];
+    zcert_t *theirs = zsys_file_exists (broker_key) ? zcert_load (broker_key) : NULL;
+    if (!theirs && !(strlen (broker_key) == 40 && zmq_z85_decode (key, broker_key))) {
+        fprintf (stderr,
+                 "pstap %s: --broker-key %s is neither a public key file nor 40 Z85 "
+                 "characters\n",
+                 command, broker_key);
+        zcert_destroy (&ours);
+        return -1;
+    }
+    snprintf (s_keys.public_key, sizeof s_keys.public_key, "%s", zcert_public_txt (ours));
+    snprintf (s_keys.secret_key, sizeof s_keys.secret_key, "%s", zcert_secret_txt (ours));
+    snprintf (s_keys.server_key, sizeof s_keys.server_key, "%s",
+              theirs ? zcert_public_txt (theirs) : broker_key);
+    zcert_destroy (&ours);
+    zcert_destroy (&theirs);
+    s_keys.secret_file = curve_secret;
+    s_keys.broker_key = broker_key;
+    return 0;
+}
+
+void
+pstap_info_apply_keys (void *socket)
+{
+    if (!s_keys.secret_file)
+        return;
+    zmq_setsockopt (socket, ZMQ_CURVE_SERVERKEY, s_keys.server_key, 41);
+    zmq_setsockopt (socket, ZMQ_CURVE_PUBLICKEY, s_keys.public_key, 41);
+    zmq_setsockopt (socket, ZMQ_CURVE_SECRETKEY, s_keys.secret_key, 41);
+}
+
+//  Why a query failed, from the library: "the broker refused this
+//  connection: ..." says more than the status
+static void
+s_query_log (void *arg, int level, const char *message)
+{
+    snprintf (arg, PS_MAX_ERROR_LEN, "%s", message);
+}
+
 json_t *
 pstap_info_query (const char *command, const char *broker, int timeout_ms, char **text)
 {
     char *reply = NULL;
-    int status = ps_worker_query_info (broker, timeout_ms, &reply);
+    char detail[PS_MAX_ERROR_LEN] = "";
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    options.broker = broker;
+    options.timeout_ms = timeout_ms;
+    options.curve_secret = s_keys.secret_file;
+    options.broker_key = s_keys.broker_key;
+    options.log = s_query_log;
+    options.log_arg = detail;
+    int status = ps_worker_query_info_options (&options, &reply);
     if (status != PS_OK && zsys_interrupted)
         return NULL; //  Ctrl-C during the query: no error to report
     if (status != PS_OK) {
         fprintf (stderr, "pstap %s: cannot reach the broker at %s within %d ms: %s\n", command,
-                 broker, timeout_ms, ps_strerror (status));
+                 broker, timeout_ms, *detail ? detail : ps_strerror (status));
         return NULL;
     }
     ps_problem_t problem;

@@ -26,6 +26,7 @@
 #include "ps_problem.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,5 +59,13 @@ int64_t pstap_info_world (const json_t *info);
 void pstap_info_workers (const json_t *info, int64_t world, int64_t *clocks, int64_t *parked);
 //  "BSP", "SSP" or "ASP" for a staleness bound
 const char *pstap_info_mode (int64_t staleness);
+
+//  CURVE keys for every broker and tap pstap reaches (--curve-secret and
+//  --broker-key; both NULL: none): read once at start, before any query.
+//  0, or -1 after saying on stderr which file is wrong
+int pstap_info_set_keys (const char *command, const char *curve_secret, const char *broker_key);
+//  Make socket (before it connects) a CURVE client with those keys; no-op
+//  without keys
+void pstap_info_apply_keys (void *socket);
 
 #endif

@@ -50,6 +50,10 @@ pstap_options_help (FILE *out, unsigned allowed)
         {PSTAP_O_WRITE, "  -w, --write FILE     the recording to write"},
         {PSTAP_O_READ, "  -r, --read FILE      the recording to read ('-' for stdin)"},
         {PSTAP_O_VIEW, "      --view VIEW      watch (default), stats or top"},
+        {PSTAP_O_KEYS,
+         "      --curve-secret FILE  this reader's CURVE secret key (pskeys new NAME; the\n"
+         "                       broker's --allow-keys folder holds NAME.key)\n"
+         "      --broker-key FILE the broker's public key file (or its 40 Z85 characters)"},
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
         if (allowed & lines[i].bit)
@@ -69,7 +73,9 @@ enum {
     OPT_BATCH,
     OPT_INTERVAL,
     OPT_VIEW,
-    OPT_MEMBER_ONLY
+    OPT_MEMBER_ONLY,
+    OPT_CURVE_SECRET,
+    OPT_BROKER_KEY
 };
 
 int
@@ -91,6 +97,8 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
         {"read", required_argument, 0, 'r'},
         {"view", required_argument, 0, OPT_VIEW},
         {"member-only", no_argument, 0, OPT_MEMBER_ONLY},
+        {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
+        {"broker-key", required_argument, 0, OPT_BROKER_KEY},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     static const struct {
@@ -110,7 +118,9 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
                 {'w', PSTAP_O_WRITE, "--write"},
                 {'r', PSTAP_O_READ, "--read"},
                 {OPT_VIEW, PSTAP_O_VIEW, "--view"},
-                {OPT_MEMBER_ONLY, PSTAP_O_MEMBER_ONLY, "--member-only"}};
+                {OPT_MEMBER_ONLY, PSTAP_O_MEMBER_ONLY, "--member-only"},
+                {OPT_CURVE_SECRET, PSTAP_O_KEYS, "--curve-secret"},
+                {OPT_BROKER_KEY, PSTAP_O_KEYS, "--broker-key"}};
     //  Options whose value is a word (a path, an endpoint, an expression)
     const struct {
         int opt;
@@ -120,7 +130,9 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
                  {'t', "--tap", &self->tap},
                  {'f', "--filter", &self->filter},
                  {'w', "--write", &self->write_path},
-                 {'r', "--read", &self->read_path}};
+                 {'r', "--read", &self->read_path},
+                 {OPT_CURVE_SECRET, "--curve-secret", &self->curve_secret},
+                 {OPT_BROKER_KEY, "--broker-key", &self->broker_key}};
     const char *name = command;
     *self = (pstap_options_t){.command = name,
                               .timeout_ms = DEFAULT_TIMEOUT_MS,
@@ -216,6 +228,11 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
     if ((self->broker && ps_cli_endpoints (program, "--broker", self->broker)) ||
         (self->tap && ps_cli_endpoints (program, "--tap", self->tap)))
         return 2;
+    if (!self->curve_secret != !self->broker_key) {
+        fprintf (stderr, "pstap %s: CURVE needs both --curve-secret FILE and --broker-key FILE\n",
+                 name);
+        return 2;
+    }
     if ((allowed & PSTAP_O_WRITE) && !self->write_path) {
         fprintf (stderr, "pstap %s: -w FILE is required\n", name);
         return 2;

@@ -36,8 +36,10 @@ enum {
     PSTAP_O_READ = 1 << 11,
     PSTAP_O_VIEW = 1 << 12,
     PSTAP_O_MEMBER_ONLY = 1 << 13,
+    PSTAP_O_KEYS = 1 << 14, //  --curve-secret, --broker-key
     //  What every subcommand that reads a live broker takes
-    PSTAP_O_CONNECT = PSTAP_O_BROKER | PSTAP_O_TAP | PSTAP_O_TIMEOUT | PSTAP_O_MEMBER_ONLY
+    PSTAP_O_CONNECT =
+        PSTAP_O_BROKER | PSTAP_O_TAP | PSTAP_O_TIMEOUT | PSTAP_O_MEMBER_ONLY | PSTAP_O_KEYS
 };
 
 //  What happens to the records that pass the filter
@@ -49,21 +51,23 @@ typedef enum {
 } pstap_view_t;
 
 typedef struct {
-    const char *command;    //  the subcommand
-    const char *broker;     //  --broker: brokers, comma-separated; taps through INFO
-    const char *tap;        //  --tap: taps themselves, comma-separated
-    bool member_only;       //  --member-only: not the rest of the broker's group
-    int timeout_ms;         //  bound on reaching either
-    const char *filter;     //  -f, ps_tapfilter syntax
-    uint64_t count;         //  -c: stop after this many records, 0 never
-    bool json;              //  --json
-    bool payload;           //  --payload: tensor frames too
-    bool batch;             //  --batch: plain blocks, no screen control
-    uint64_t iterations;    //  -n: refreshes of top and clock, 0 forever
-    int interval_ms;        //  --interval-ms
-    const char *write_path; //  -w
-    const char *read_path;  //  -r
-    pstap_view_t view;      //  --view: what read shows
+    const char *command;      //  the subcommand
+    const char *broker;       //  --broker: brokers, comma-separated; taps through INFO
+    const char *tap;          //  --tap: taps themselves, comma-separated
+    bool member_only;         //  --member-only: not the rest of the broker's group
+    int timeout_ms;           //  bound on reaching either
+    const char *filter;       //  -f, ps_tapfilter syntax
+    uint64_t count;           //  -c: stop after this many records, 0 never
+    bool json;                //  --json
+    bool payload;             //  --payload: tensor frames too
+    bool batch;               //  --batch: plain blocks, no screen control
+    uint64_t iterations;      //  -n: refreshes of top and clock, 0 forever
+    int interval_ms;          //  --interval-ms
+    const char *write_path;   //  -w
+    const char *read_path;    //  -r
+    pstap_view_t view;        //  --view: what read shows
+    const char *curve_secret; //  --curve-secret: our CURVE secret key file
+    const char *broker_key;   //  --broker-key: the broker's public key (file or text)
 } pstap_options_t;
 
 //  Read the options of subcommand command (argv[0]), which takes the

@@ -17,6 +17,7 @@
     ========================================================================= */
 
 #include "pstap_taps.h"
+#include "pstap_info.h"
 #include "ps_limits.h"
 
 #include <czmq.h>
@@ -57,7 +58,8 @@ s_not_a_tap (const char *command, const char *endpoint, const char *what)
 {
     fprintf (stderr,
              "pstap %s: %s answers but is not a tap (%s); is it the broker's endpoint? "
-             "then use --broker\n",
+             "then use --broker; or does the broker have CURVE keys? then give "
+             "--curve-secret and --broker-key (or the broker refused the ones given)\n",
              command, endpoint, what);
 }
 
@@ -186,6 +188,7 @@ s_tap_add (pstap_taps_t *self, const pstap_options_t *options, const ps_tapfilte
     zmq_setsockopt (sub, ZMQ_MAXMSGSIZE, &max_frame, sizeof max_frame);
     zmq_setsockopt (sub, ZMQ_RCVHWM, &hwm, sizeof hwm);
     zmq_setsockopt (sub, ZMQ_LINGER, &linger, sizeof linger);
+    pstap_info_apply_keys (sub);
     ps_tapfilter_topics (filter, options->payload, s_subscribe, sub);
     if (s_tap_handshake (self->context, sub, options->command, member->tap, options->timeout_ms)) {
         zmq_close (sub);

@@ -90,6 +90,8 @@ typedef struct {
     int timeout_ms;            //  per request
     int clock_timeout_ms;      //  a clock may wait this long
     int wait_for_broker_ms;    //  for a broker that restarted or evicted us
+    const char *curve_secret;  //  our CURVE secret key file, NULL: no keys
+    const char *broker_key;    //  the broker's public key file (or Z85 text)
 } options_t;
 
 static double
@@ -145,6 +147,11 @@ s_usage (FILE *out)
              "                         back, then redo the steps from the clock it names\n"
              "                         (its checkpoint's, or 0); 0 fails at once instead\n"
              "                         (default 60)\n"
+             "      --curve-secret FILE  this worker's CURVE secret key (NAME.key_secret,\n"
+             "                         made by pskeys new NAME; the broker's --allow-keys\n"
+             "                         folder holds NAME.key)\n"
+             "      --broker-key FILE  the broker's public key (its BROKER.key, or the key's\n"
+             "                         40 Z85 characters); with --curve-secret\n"
              "  -h, --help             show this help\n"
              "\n"
              "Data: Debian's package dataset-fashion-mnist installs the files.\n"
@@ -163,7 +170,9 @@ enum {
     OPT_DELAY_PROB,
     OPT_TIMEOUT,
     OPT_CLOCK_TIMEOUT,
-    OPT_WAIT_FOR_BROKER
+    OPT_WAIT_FOR_BROKER,
+    OPT_CURVE_SECRET,
+    OPT_BROKER_KEY
 };
 
 //  0 to run, 1 to exit successfully (help), 2 on a usage error
@@ -191,6 +200,8 @@ s_parse_options (int argc, char *argv[], options_t *options)
         {"timeout-ms", required_argument, 0, OPT_TIMEOUT},
         {"clock-timeout-ms", required_argument, 0, OPT_CLOCK_TIMEOUT},
         {"wait-for-broker", required_argument, 0, OPT_WAIT_FOR_BROKER},
+        {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
+        {"broker-key", required_argument, 0, OPT_BROKER_KEY},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     *options = (options_t){.model = PS_MODEL_MLP,
@@ -299,6 +310,14 @@ s_parse_options (int argc, char *argv[], options_t *options)
             rc = ps_cli_long ("psworker", "--wait-for-broker", optarg, 0, 86400, &number);
             options->wait_for_broker_ms = (int)(number * 1000);
             break;
+        case OPT_CURVE_SECRET:
+            rc = ps_cli_word ("psworker", "--curve-secret", optarg);
+            options->curve_secret = optarg;
+            break;
+        case OPT_BROKER_KEY:
+            rc = ps_cli_word ("psworker", "--broker-key", optarg);
+            options->broker_key = optarg;
+            break;
         case 'h': s_usage (stdout); return 1;
         default: s_usage (stderr); return 2;
         }
@@ -307,6 +326,10 @@ s_parse_options (int argc, char *argv[], options_t *options)
     }
     if (optind < argc) {
         fprintf (stderr, "psworker: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return 2;
+    }
+    if (!options->curve_secret != !options->broker_key) {
+        fprintf (stderr, "psworker: CURVE needs both --curve-secret FILE and --broker-key FILE\n");
         return 2;
     }
     const char *missing[3];
@@ -847,6 +870,8 @@ main (int argc, char *argv[])
     connect.timeout_ms = options.timeout_ms;
     connect.clock_timeout_ms = options.clock_timeout_ms;
     connect.wait_for_broker_ms = options.wait_for_broker_ms;
+    connect.curve_secret = options.curve_secret;
+    connect.broker_key = options.broker_key;
     connect.log = s_log;
     int status;
     zactor_t *waiting = zactor_new (s_waiting_actor, &options);
