@@ -209,6 +209,7 @@ Test (limits, an_init_past_max_memory_is_refused_before_it_is_allocated, .timeou
                message);
     //  ... and the broker never held it
     long peak = s_status_kb (broker.pid, "VmHWM");
+    cr_log_info ("2^29-float INIT under --max-memory 256M: psbroker's peak RSS %ld kB", peak);
     cr_assert (peak > 0 && peak < 256 * 1024, "psbroker's peak RSS %ld kB", peak);
 
     //  Adam keeps two more arrays per key: 20M floats fit plain (160 MB)
@@ -413,6 +414,7 @@ Test (limits, a_peer_that_never_reads_is_refused_and_memory_stays_bounded, .time
     cr_assert (ps_test_json_number (info, "unsent_bytes", false) <= (16 + 2) << 20, "%s", info);
     //  What it pins: the limit and a reply; beside it the worker's model
     //  and libzmq's buffers, which do not grow with time
+    cr_log_info ("a peer that never reads, --max-unread 16M: psbroker grew by %.0f MB", growth);
     cr_assert (growth < 64, "psbroker grew by %.0f MB: %s", growth, info);
 }
 
@@ -489,6 +491,8 @@ Test (limits, a_peer_that_pushes_without_waiting_is_refused_and_memory_stays_bou
     cr_assert (ps_test_json_number (info, "push_refused", false) > 0, "%s", info);
     //  The key (4 versions and state, 32 MB), the pushes waiting (16 MB
     //  and one) and libzmq's buffers
+    cr_log_info ("a peer that pushes without a clock, --max-unread 16M: psbroker grew by %.0f MB",
+                 growth);
     cr_assert (growth < 120, "psbroker grew by %.0f MB: %s", growth, info);
     free (info);
     s_stop (&broker);
@@ -635,6 +639,7 @@ Test (limits, a_thousand_idle_connections_at_1024_files_keep_no_worker_out, .tim
     double cpu = s_cpu_seconds (broker.pid);
     zclock_sleep (3000);
     cpu = s_cpu_seconds (broker.pid) - cpu;
+    cr_log_info ("psbroker used %.2f s of CPU in 3 s with %d idle connections", cpu, IDLE);
     cr_assert (cpu < 0.5, "psbroker used %.2f s of CPU in 3 s with %d idle connections", cpu, IDLE);
     //  A worker still joins and trains to its end
     char log[512];
