@@ -20,11 +20,9 @@
     optimizer runs piece by piece at the running offset, so a tensor sent
     in 1 MB frames is never gathered into one copy first.
 
-    BSP gradients wait in accumulators, one per clock not yet flushed:
-    usually none or one per key, sometimes two while a barrier is in
-    flight. A flushed accumulator keeps its sum buffer for the next clock.
-    Keys with live accumulators are on an intrusive list, so a flush costs
-    the keys that have gradients waiting, not every key in the store.
+    BSP gradients wait in accumulators (ps_store_bsp.c), and checkpoints
+    read and restore the keys (ps_store_checkpoint.c): the store is one
+    object in three files, sharing ps_store_private.h.
 
     Memory: every buffer the store keeps is counted against its limit
     (ps_store_set_limit: psbroker --max-memory, at most PS_MAX_STORE_BYTES)
@@ -33,15 +31,10 @@
     the optimizer state at INIT, accumulator sums when first needed. A
     version a reader still holds is the reader's, not counted. Every
     allocation can fail and leaves the store as it was, with ERR_FULL.
-
-    A checkpoint is one more reader: it holds a reference to each key's
-    current version while a writer thread streams it to disk, and copies
-    of the optimizer state, which steps change in place (see
-    ps_store_snapshot). Restoring one gives the keys back the arrays read
-    from the file, without a copy.
     ========================================================================= */
 
 #include "ps_store.h"
+#include "ps_store_private.h"
 #include "ps_hash.h"
 #include "ps_log.h"
 #include "ps_resources.h"
@@ -55,57 +48,12 @@
 //  First size of the key table; it doubles past half full
 #define TABLE_INITIAL 64
 
-typedef struct {
-    bool live;      //  holds gradients not yet flushed
-    int64_t clock;  //  the clock they belong to, when live
-    uint64_t count; //  gradients summed, when live
-    float *sum;     //  size floats; kept when flushed, for reuse
-} accum_t;
-
-struct ps_key_t {
-    uint64_t size;            //  elements
-    ps_buf_t *current;        //  published version, never written again
-    ps_buf_t *spare;          //  previous version, the next one's target
-    ps_optim_config_t config; //  the key's update rule, checked
-    float *state[2];          //  optimizer state, size floats each or NULL
-    uint64_t steps;           //  optimizer steps done (Adam's t)
-    bool staged;              //  the spare holds a step not yet published
-    uint64_t version;         //  1 after INIT, bumped by every step
-    accum_t *accums;          //  BSP accumulators, live or reusable
-    size_t naccums;           //  slots in accums
-    bool pending;             //  on the store's pending list
-    ps_key_t *next_pending;   //  next key on that list
-    char name[];              //  the key's name, NUL-terminated
-};
-
-struct ps_store_t {
-    ps_optim_config_t defaults; //  for INIT without an optimizer
-    ps_key_t **table;           //  open addressing; NULL is an empty slot
-    size_t table_size;          //  slots, a power of two
-    size_t nkeys;               //  keys in the table
-    uint64_t bytes;             //  counted against limit
-    uint64_t limit;             //  bytes it may hold, <= PS_MAX_STORE_BYTES
-    ps_key_t *pending_head;     //  keys with live accumulators, oldest first
-    ps_key_t *pending_tail;     //  where the next one is appended
-    bool flushing;              //  inside ps_store_flush's callback loop
-};
-
 //  -------------------------------------------------------------------------
 //  Small helpers
 
-//  a * b into *product, or -1 if it does not fit in 64 bits
-static int
-s_mul (uint64_t a, uint64_t b, uint64_t *product)
-{
-    if (b && a > UINT64_MAX / b)
-        return -1;
-    *product = a * b;
-    return 0;
-}
-
 //  Count bytes against the store's limit; -1 when they do not fit
-static int
-s_charge (ps_store_t *self, uint64_t bytes)
+int
+ps_store_charge (ps_store_t *self, uint64_t bytes)
 {
     if (self->bytes > self->limit || bytes > self->limit - self->bytes)
         return -1;
@@ -114,8 +62,8 @@ s_charge (ps_store_t *self, uint64_t bytes)
 }
 
 //  malloc (0) may return NULL, which we could not tell from failure
-static float *
-s_floats_new (uint64_t count, bool zeroed)
+float *
+ps_store_floats_new (uint64_t count, bool zeroed)
 {
     size_t n = count ? (size_t)count : 1;
     return zeroed ? calloc (n, sizeof (float)) : malloc (n * sizeof (float));
@@ -133,8 +81,8 @@ s_slot (ps_key_t **table, size_t table_size, const char *name)
 }
 
 //  Make room for one more key; -1 when out of memory
-static int
-s_table_reserve (ps_store_t *self)
+int
+ps_store_reserve (ps_store_t *self)
 {
     if ((self->nkeys + 1) * 2 <= self->table_size)
         return 0;
@@ -149,6 +97,13 @@ s_table_reserve (ps_store_t *self)
     self->table = table;
     self->table_size = grown;
     return 0;
+}
+
+void
+ps_store_insert (ps_store_t *self, ps_key_t *key)
+{
+    *s_slot (self->table, self->table_size, key->name) = key;
+    self->nkeys++;
 }
 
 //  -------------------------------------------------------------------------
@@ -187,7 +142,7 @@ s_key_new (const char *name, uint64_t size, const ps_optim_config_t *config)
     self->spare = ps_buf_new ((size_t)size);
     bool ok = self->current && self->spare;
     for (size_t slot = 0; ok && slot < ps_optim_state_slots (config->kind); slot++) {
-        self->state[slot] = s_floats_new (size, true);
+        self->state[slot] = ps_store_floats_new (size, true);
         ok = self->state[slot] != NULL;
     }
     if (!ok) {
@@ -248,8 +203,8 @@ s_key_check_pieces (const ps_key_t *self, const ps_piece_t *pieces, size_t npiec
 }
 
 //  ERR_NONFINITE naming element at of the key, whose value is value
-static int
-s_nonfinite (const ps_key_t *self, uint64_t at, float value, ps_problem_t *problem)
+int
+ps_key_nonfinite (const ps_key_t *self, uint64_t at, float value, ps_problem_t *problem)
 {
     return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_NONFINITE, "key '%s' element %llu is %s",
                            self->name, (unsigned long long)at,
@@ -267,7 +222,7 @@ s_check_finite (const ps_key_t *self, const ps_piece_t *pieces, size_t npieces,
     for (size_t i = 0; i < npieces; i++) {
         size_t bad = ps_optim_first_nonfinite (pieces[i].data, pieces[i].count);
         if (bad < pieces[i].count)
-            return s_nonfinite (self, offset + bad, pieces[i].data[bad], problem);
+            return ps_key_nonfinite (self, offset + bad, pieces[i].data[bad], problem);
         offset += pieces[i].count;
     }
     return 0;
@@ -278,9 +233,9 @@ s_check_finite (const ps_key_t *self, const ps_piece_t *pieces, size_t npieces,
 //  the check rides along the step, for rules with state it is a pass of
 //  its own before the state changes. Fails only then or when out of
 //  memory, leaving the key's parameters and state unchanged.
-static int
-s_key_stage (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float scale, bool check,
-             ps_problem_t *problem)
+int
+ps_key_stage (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float scale, bool check,
+              ps_problem_t *problem)
 {
     bool fused = check && self->config.kind == PS_OPTIM_SGD;
     if (check && !fused && s_check_finite (self, pieces, npieces, problem))
@@ -299,7 +254,7 @@ s_key_stage (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float sca
             size_t bad = ps_optim_sgd_checked (&self->config, out + offset, in + offset, grad,
                                                scale, count, step);
             if (bad < count)
-                return s_nonfinite (self, offset + bad, grad[bad], problem);
+                return ps_key_nonfinite (self, offset + bad, grad[bad], problem);
         }
         else {
             float *state0 = self->state[0] ? self->state[0] + offset : NULL;
@@ -313,80 +268,14 @@ s_key_stage (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float sca
     return 0;
 }
 
-//  Publish the step s_key_stage computed
-static void
-s_key_commit (ps_key_t *self)
+//  Publish the step ps_key_stage computed
+void
+ps_key_commit (ps_key_t *self)
 {
     assert (self->staged);
     self->staged = false;
     self->steps++;
     s_key_publish (self);
-}
-
-//  The live accumulator of clock, or a free one (with its sum buffer) to
-//  start it in. NULL with problem set when the store is full or out of
-//  memory; then nothing changed.
-static accum_t *
-s_key_accum (ps_store_t *store, ps_key_t *self, int64_t clock, ps_problem_t *problem)
-{
-    accum_t *free_slot = NULL;
-    for (size_t i = 0; i < self->naccums; i++) {
-        accum_t *accum = &self->accums[i];
-        if (accum->live && accum->clock == clock)
-            return accum;
-        if (!accum->live && !free_slot)
-            free_slot = accum;
-    }
-    if (free_slot)
-        return free_slot;
-    //  A new slot: counted with its sum, as both stay until the key goes
-    uint64_t bytes;
-    if (s_mul (self->size, sizeof (float), &bytes) || s_charge (store, bytes + sizeof (accum_t))) {
-        char need[32], used[32], limit[32];
-        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
-                        "key '%s': the gradients of clock %lld need %s, the store holds %s of "
-                        "its limit of %s (psbroker --max-memory)",
-                        self->name, (long long)clock, ps_resources_bytes (bytes, need, sizeof need),
-                        ps_resources_bytes (store->bytes, used, sizeof used),
-                        ps_resources_bytes (store->limit, limit, sizeof limit));
-        return NULL;
-    }
-    float *sum = s_floats_new (self->size, false);
-    accum_t *grown = sum ? realloc (self->accums, (self->naccums + 1) * sizeof *grown) : NULL;
-    if (!grown) {
-        free (sum);
-        store->bytes -= bytes + sizeof (accum_t);
-        ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
-                        "key '%s': out of memory for the gradients of clock %lld", self->name,
-                        (long long)clock);
-        return NULL;
-    }
-    self->accums = grown;
-    accum_t *accum = &grown[self->naccums++];
-    *accum = (accum_t){.sum = sum};
-    return accum;
-}
-
-//  The live accumulator with the oldest clock below before_clock, or NULL
-static accum_t *
-s_key_oldest (ps_key_t *self, int64_t before_clock)
-{
-    accum_t *oldest = NULL;
-    for (size_t i = 0; i < self->naccums; i++) {
-        accum_t *accum = &self->accums[i];
-        if (accum->live && accum->clock < before_clock && (!oldest || accum->clock < oldest->clock))
-            oldest = accum;
-    }
-    return oldest;
-}
-
-static bool
-s_key_has_live (const ps_key_t *self)
-{
-    for (size_t i = 0; i < self->naccums; i++)
-        if (self->accums[i].live)
-            return true;
-    return false;
 }
 
 //  -------------------------------------------------------------------------
@@ -447,9 +336,9 @@ ps_store_destroy (ps_store_t **self_p)
 
 //  ERR_FULL unless a key of size elements and kind fits in the store;
 //  counts its bytes when it does
-static int
-s_charge_key (ps_store_t *self, const char *name, uint64_t size, ps_optim_kind_t kind,
-              ps_problem_t *problem)
+int
+ps_store_charge_key (ps_store_t *self, const char *name, uint64_t size, ps_optim_kind_t kind,
+                     ps_problem_t *problem)
 {
     if (self->nkeys >= PS_MAX_KEYS)
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
@@ -458,8 +347,8 @@ s_charge_key (ps_store_t *self, const char *name, uint64_t size, ps_optim_kind_t
     //  Two version buffers plus the optimizer's state arrays
     uint64_t arrays = 2 + ps_optim_state_slots (kind);
     uint64_t floats, bytes = UINT64_MAX;
-    if (s_mul (size, arrays, &floats) || s_mul (floats, sizeof (float), &bytes) ||
-        s_charge (self, bytes)) {
+    if (ps_store_mul (size, arrays, &floats) || ps_store_mul (floats, sizeof (float), &bytes) ||
+        ps_store_charge (self, bytes)) {
         //  "key 'big': 4 GiB (2 arrays of 536870912 floats with sgd) would
         //  take the store to 4 GiB, over its limit of 256 MiB (...)"
         char need[32], total[32], limit[32];
@@ -517,17 +406,16 @@ ps_store_init (ps_store_t *self, const char *name, uint64_t size, const ps_optim
                                "key '%s': %llu elements, limit %llu", name,
                                (unsigned long long)size, (unsigned long long)PS_MAX_TENSOR_ELEMS);
     uint64_t bytes_before = self->bytes;
-    if (s_charge_key (self, name, size, chosen.kind, problem))
+    if (ps_store_charge_key (self, name, size, chosen.kind, problem))
         return -1;
-    ps_key_t *key = s_table_reserve (self) ? NULL : s_key_new (name, size, &chosen);
+    ps_key_t *key = ps_store_reserve (self) ? NULL : s_key_new (name, size, &chosen);
     if (!key) {
         self->bytes = bytes_before;
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
                                "key '%s': out of memory for %llu elements", name,
                                (unsigned long long)size);
     }
-    *s_slot (self->table, self->table_size, name) = key;
-    self->nkeys++;
+    ps_store_insert (self, key);
     if (created)
         *created = true;
     return 0;
@@ -625,9 +513,9 @@ s_check_grad_count (const ps_key_t *key, uint32_t grad_count, ps_problem_t *prob
 }
 
 //  What a push must be, whether applied or accumulated
-static int
-s_check_push (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
-              uint32_t grad_count, ps_problem_t *problem)
+int
+ps_store_check_push (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
+                     uint32_t grad_count, ps_problem_t *problem)
 {
     assert (self);
     assert (key);
@@ -641,13 +529,13 @@ int
 ps_store_stage (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
                 uint32_t grad_count, bool check, ps_problem_t *problem)
 {
-    if (s_check_push (self, key, pieces, npieces, grad_count, problem))
+    if (ps_store_check_push (self, key, pieces, npieces, grad_count, problem))
         return -1;
     //  The same key twice in one push: the first step is taken before the
     //  second is computed from it
     if (key->staged)
-        s_key_commit (key);
-    return s_key_stage (key, pieces, npieces, 1.0f / (float)grad_count, check, problem);
+        ps_key_commit (key);
+    return ps_key_stage (key, pieces, npieces, 1.0f / (float)grad_count, check, problem);
 }
 
 void
@@ -655,7 +543,7 @@ ps_store_commit (ps_store_t *self, ps_key_t *key)
 {
     assert (self);
     if (key->staged)
-        s_key_commit (key);
+        ps_key_commit (key);
 }
 
 void
@@ -672,263 +560,5 @@ ps_store_apply (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_
     if (ps_store_stage (self, key, pieces, npieces, grad_count, true, problem))
         return -1;
     ps_store_commit (self, key);
-    return 0;
-}
-
-//  Pieces are received frames, never the store's own sums
-static void
-s_add (float *restrict sum, const float *restrict grad, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sum[i] += grad[i];
-}
-
-//  Take pieces 0 .. npieces-1 back out of a sum they were added to
-static void
-s_subtract (float *sum, const ps_piece_t *pieces, size_t npieces)
-{
-    size_t offset = 0;
-    for (size_t i = 0; i < npieces; i++) {
-        for (size_t j = 0; j < pieces[i].count; j++)
-            sum[offset + j] -= pieces[i].data[j];
-        offset += pieces[i].count;
-    }
-}
-
-int
-ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_piece_t *pieces,
-                     size_t npieces, uint32_t grad_count, bool check, ps_problem_t *problem)
-{
-    if (s_check_push (self, key, pieces, npieces, grad_count, problem))
-        return -1;
-    accum_t *accum = s_key_accum (self, key, clock, problem);
-    if (!accum)
-        return -1;
-    //  The first gradient of a clock overwrites what a previous clock left
-    bool first = !accum->live;
-    size_t offset = 0;
-    for (size_t i = 0; i < npieces; i++) {
-        //  Checked just before it is summed: a piece is at most a frame,
-        //  so the sum reads it again from cache
-        size_t bad =
-            check ? ps_optim_first_nonfinite (pieces[i].data, pieces[i].count) : pieces[i].count;
-        if (bad < pieces[i].count) {
-            if (!first)
-                s_subtract (accum->sum, pieces, i);
-            return s_nonfinite (key, offset + bad, pieces[i].data[bad], problem);
-        }
-        if (first)
-            memcpy (accum->sum + offset, pieces[i].data, pieces[i].count * sizeof (float));
-        else
-            s_add (accum->sum + offset, pieces[i].data, pieces[i].count);
-        offset += pieces[i].count;
-    }
-    if (first) {
-        accum->live = true;
-        accum->clock = clock;
-        accum->count = 0;
-    }
-    accum->count += grad_count;
-    if (!key->pending) {
-        key->pending = true;
-        key->next_pending = NULL;
-        if (self->pending_tail)
-            self->pending_tail->next_pending = key;
-        else
-            self->pending_head = key;
-        self->pending_tail = key;
-    }
-    return 0;
-}
-
-void
-ps_store_unaccumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_piece_t *pieces,
-                       size_t npieces, uint32_t grad_count)
-{
-    assert (self);
-    assert (key);
-    for (size_t i = 0; i < key->naccums; i++) {
-        accum_t *accum = &key->accums[i];
-        if (!accum->live || accum->clock != clock)
-            continue;
-        assert (accum->count >= grad_count);
-        if (accum->count == grad_count)
-            accum->live = false; //  it was the clock's first: nothing else is in the sum
-        else {
-            s_subtract (accum->sum, pieces, npieces);
-            accum->count -= grad_count;
-        }
-        return;
-    }
-}
-
-//  Apply key's live accumulators below before_clock, oldest first. Returns
-//  the steps applied. Out of memory stops at the accumulator that failed,
-//  which stays for the next flush: dropping it would lose gradients.
-static size_t
-s_flush_key (ps_key_t *key, int64_t before_clock)
-{
-    size_t steps = 0;
-    accum_t *accum;
-    while ((accum = s_key_oldest (key, before_clock))) {
-        ps_piece_t whole = {accum->sum, (size_t)key->size};
-        ps_problem_t problem;
-        //  The sums were checked as they came in (or may hold what the
-        //  broker was told to accept)
-        if (s_key_stage (key, &whole, 1, 1.0f / (float)accum->count, false, &problem)) {
-            ps_warn ("flush: %s; its gradients of clock %lld wait for the next barrier",
-                     problem.message, (long long)accum->clock);
-            break;
-        }
-        s_key_commit (key);
-        accum->live = false;
-        steps++;
-    }
-    return steps;
-}
-
-size_t
-ps_store_flush (ps_store_t *self, int64_t before_clock, void (*updated) (ps_key_t *key, void *arg),
-                void *arg)
-{
-    assert (self);
-    assert (!self->flushing);
-    self->flushing = true;
-    size_t steps = 0;
-    ps_key_t **link = &self->pending_head;
-    ps_key_t *last = NULL;
-    while (*link) {
-        ps_key_t *key = *link;
-        size_t key_steps = s_flush_key (key, before_clock);
-        steps += key_steps;
-        if (s_key_has_live (key)) {
-            last = key;
-            link = &key->next_pending;
-        }
-        else {
-            *link = key->next_pending;
-            key->next_pending = NULL;
-            key->pending = false;
-        }
-        if (key_steps && updated)
-            updated (key, arg);
-    }
-    self->pending_tail = last;
-    self->flushing = false;
-    return steps;
-}
-
-uint64_t
-ps_store_pending (ps_store_t *self)
-{
-    assert (self);
-    uint64_t gradients = 0;
-    for (ps_key_t *key = self->pending_head; key; key = key->next_pending)
-        for (size_t i = 0; i < key->naccums; i++)
-            if (key->accums[i].live)
-                gradients += key->accums[i].count;
-    return gradients;
-}
-
-//  -------------------------------------------------------------------------
-//  Checkpoints
-
-//  Copying the state costs the aggregation thread one memcpy of every
-//  state array (Adam: 8 bytes per element, so about 0.1 s for 100 million
-//  elements at memory speed) and as much memory, not counted against
-//  PS_MAX_STORE_BYTES, until the writer is done. The values cost nothing:
-//  a reference, and a new spare for each key that steps meanwhile.
-int
-ps_store_snapshot (ps_store_t *self, ps_checkpoint_t *checkpoint, ps_problem_t *problem)
-{
-    assert (self);
-    assert (checkpoint);
-    assert (!self->flushing);
-    for (size_t i = 0; i < self->table_size; i++) {
-        ps_key_t *key = self->table[i];
-        if (!key)
-            continue;
-        assert (!key->staged);
-        ps_checkpoint_key_t *saved = ps_checkpoint_add_key (checkpoint);
-        if (!saved)
-            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
-                                   "out of memory for the checkpoint's keys");
-        snprintf (saved->name, sizeof saved->name, "%s", key->name);
-        saved->size = key->size;
-        saved->optim = key->config;
-        saved->steps = key->steps;
-        saved->version = key->version;
-        saved->values = ps_buf_ref (key->current);
-        for (size_t slot = 0; slot < 2 && key->state[slot]; slot++) {
-            saved->state[slot] = s_floats_new (key->size, false);
-            if (!saved->state[slot])
-                return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
-                                       "key '%s': out of memory copying its optimizer state",
-                                       key->name);
-            memcpy (saved->state[slot], key->state[slot], (size_t)key->size * sizeof (float));
-        }
-    }
-    return 0;
-}
-
-//  One key of a checkpoint into the store, taking its arrays
-static int
-s_restore_key (ps_store_t *self, ps_checkpoint_key_t *saved, ps_problem_t *problem)
-{
-    if (ps_codec_check_key (saved->name, problem))
-        return -1;
-    if (ps_store_lookup (self, saved->name))
-        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
-                               "key '%s' twice in the checkpoint", saved->name);
-    ps_problem_t bad;
-    if (ps_optim_config_check (&saved->optim, &bad))
-        return ps_problem_set (problem, bad.code, "key '%s': %s", saved->name, bad.message);
-    size_t slots = ps_optim_state_slots (saved->optim.kind);
-    bool arrays = saved->values && ps_buf_count (saved->values) == saved->size;
-    for (size_t slot = 0; slot < 2; slot++)
-        arrays &= (saved->state[slot] != NULL) == (slot < slots);
-    if (saved->size == 0 || saved->size > PS_MAX_TENSOR_ELEMS || !arrays)
-        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
-                               "key '%s': %llu elements, or arrays that do not match", saved->name,
-                               (unsigned long long)saved->size);
-    uint64_t bytes_before = self->bytes;
-    if (s_charge_key (self, saved->name, saved->size, saved->optim.kind, problem))
-        return -1;
-    size_t name_size = strlen (saved->name) + 1;
-    ps_key_t *key = s_table_reserve (self) ? NULL : calloc (1, sizeof *key + name_size);
-    ps_buf_t *spare = key ? ps_buf_new ((size_t)saved->size) : NULL;
-    if (!spare) {
-        free (key);
-        self->bytes = bytes_before;
-        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
-                               "key '%s': out of memory for %llu elements", saved->name,
-                               (unsigned long long)saved->size);
-    }
-    memcpy (key->name, saved->name, name_size);
-    key->size = saved->size;
-    key->config = saved->optim;
-    key->steps = saved->steps;
-    key->version = saved->version;
-    key->spare = spare;
-    key->current = saved->values;
-    saved->values = NULL;
-    for (size_t slot = 0; slot < 2; slot++) {
-        key->state[slot] = saved->state[slot];
-        saved->state[slot] = NULL;
-    }
-    *s_slot (self->table, self->table_size, key->name) = key;
-    self->nkeys++;
-    return 0;
-}
-
-int
-ps_store_restore (ps_store_t *self, ps_checkpoint_t *checkpoint, ps_problem_t *problem)
-{
-    assert (self);
-    assert (checkpoint);
-    assert (!self->flushing);
-    for (size_t i = 0; i < checkpoint->nkeys; i++)
-        if (s_restore_key (self, &checkpoint->keys[i], problem))
-            return -1;
     return 0;
 }
