@@ -37,7 +37,7 @@ s_key_accum (ps_store_t *store, ps_key_t *self, int64_t clock, ps_problem_t *pro
     if (free_slot)
         return free_slot;
     //  A new slot: counted with its sum, as both stay until the key goes
-    uint64_t bytes;
+    uint64_t bytes = UINT64_MAX; //  an overflow needs more than any store holds
     if (ps_store_mul (self->size, sizeof (float), &bytes) ||
         ps_store_charge (store, bytes + sizeof (accum_t))) {
         char need[32], used[32], limit[32];
