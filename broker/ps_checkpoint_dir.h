@@ -83,6 +83,13 @@ int ps_checkpoint_load_newest (const char *dir, ps_checkpoint_t **loaded,
 int ps_checkpoint_load_clock (const char *dir, int64_t clock, ps_checkpoint_t **loaded,
                               ps_checkpoint_found_t *found, ps_problem_t *problem);
 
+//  The job clocks of the checkpoint files of dir that look whole (magic,
+//  format version and size: ps_checkpoint_peek_clock; bytes rotted inside
+//  are found only when the file is read whole), newest file first, each
+//  clock once, at most max of them, into clocks: what a group's member
+//  names in its HELLO replies. The number found; 0 when dir cannot be read.
+size_t ps_checkpoint_held (const char *dir, int64_t *clocks, size_t max);
+
 //  Rename every checkpoint file of dir numbered above sequence to
 //  NAME.discarded (a future its group threw away: a later start must not
 //  restore it), then fsync dir. The number renamed, or -1 with problem

@@ -72,6 +72,8 @@ struct ps_checkpointer_t {
     int64_t missed;                    //  the last multiple found passed
                                        //  without a cut (warned once)
     bool cancelling;                   //  the write under way was given up
+    size_t keep;                       //  files kept: PS_CHECKPOINT_KEEP,
+                                       //  PS_CHECKPOINT_KEEP_GROUP in a group
 };
 
 // ------------------------------------------------------------ the writer
@@ -86,7 +88,11 @@ s_cancelled (void *pipe)
 static void
 s_writer_actor (zsock_t *pipe, void *args)
 {
-    const char *dir = args; //  the checkpointer's, unchanged while we run
+    //  The checkpointer's folder and how many files it keeps, unchanged
+    //  while we run (the only fields of it this thread reads)
+    const ps_checkpointer_t *owner = args;
+    const char *dir = owner->dir;
+    size_t keep = owner->keep;
     zsock_signal (pipe, 0);
     while (true) {
         zframe_t *frame = zframe_recv (pipe);
@@ -114,7 +120,7 @@ s_writer_actor (zsock_t *pipe, void *args)
         if (result.status)
             snprintf (result.why, sizeof result.why, "%s", problem.message);
         //  Older files go only once the new one is durable
-        else if (ps_checkpoint_prune (dir, PS_CHECKPOINT_KEEP, &problem) < 0)
+        else if (ps_checkpoint_prune (dir, keep, &problem) < 0)
             ps_warn ("old checkpoints not deleted: %s", problem.message);
         ps_checkpoint_destroy (&checkpoint);
         zmq_send (zsock_resolve (pipe), &result, sizeof result, 0);
@@ -188,6 +194,8 @@ ps_checkpointer_new (const ps_broker_config_t *config, ps_checkpoint_t **restore
     //  In a group the members' checkpoints must be of the same clocks, for
     //  a rollback to find one everywhere: no timer, the multiples of N
     self->aligned = shards > 1;
+    //  One more file in a group: see PS_CHECKPOINT_KEEP_GROUP
+    self->keep = self->aligned ? PS_CHECKPOINT_KEEP_GROUP : PS_CHECKPOINT_KEEP;
     self->interval_ms = self->aligned ? 0 : (int64_t)(config->checkpoint_seconds * 1000 + 0.5);
     self->clocks = config->checkpoint_clocks;
     self->due_at = zclock_mono () + self->interval_ms;
@@ -206,7 +214,7 @@ ps_checkpointer_new (const ps_broker_config_t *config, ps_checkpoint_t **restore
     }
     else
         ps_info ("no checkpoint in %s yet: starting empty", self->dir);
-    self->writer = zactor_new (s_writer_actor, self->dir);
+    self->writer = zactor_new (s_writer_actor, self);
     if (!self->writer) {
         ps_checkpoint_destroy (restored);
         ps_checkpointer_destroy (&self);
@@ -518,6 +526,13 @@ ps_checkpointer_busy (const ps_checkpointer_t *self)
 {
     assert (self);
     return self->phase != IDLE;
+}
+
+size_t
+ps_checkpointer_held (const ps_checkpointer_t *self, int64_t *clocks, size_t max)
+{
+    assert (self);
+    return ps_checkpoint_held (self->dir, clocks, max);
 }
 
 uint64_t

@@ -11,7 +11,8 @@
     aggregator adds the keys as they are then (ps_store_snapshot). The
     checkpoint comes back (SNAPSHOT) and goes to the writer thread
     (ps_checkpointer_write), which writes the file while the broker serves
-    on, deletes the files older than the newest PS_CHECKPOINT_KEEP, drops
+    on, deletes the files older than the newest PS_CHECKPOINT_KEEP
+    (PS_CHECKPOINT_KEEP_GROUP in a group), drops
     the checkpoint's references and says how it went
     (ps_checkpointer_receive).
 
@@ -139,6 +140,10 @@ int ps_checkpointer_load_clock (ps_checkpointer_t *self, int64_t clock, ps_check
 //  the next cut is counted from there. Not while busy.
 void ps_checkpointer_rolled_back (ps_checkpointer_t *self, const ps_vclock_t *vclock,
                                   const char *path, int64_t clock, uint64_t agg_sent);
+//  The job clocks of the checkpoints this broker holds, newest first, at
+//  most max (ps_checkpoint_held): a HELLO reply names them, for a group's
+//  workers to find the newest clock every member holds
+size_t ps_checkpointer_held (const ps_checkpointer_t *self, int64_t *clocks, size_t max);
 //  Checkpoints written since the start, and writes that failed
 uint64_t ps_checkpointer_written (const ps_checkpointer_t *self);
 uint64_t ps_checkpointer_failed (const ps_checkpointer_t *self);

@@ -19,12 +19,13 @@
     decides the clock: one clock, or a difference that a new attempt may
     settle (no broker restarted: another worker's CLOCK was between two
     brokers), or, after a restart, a rollback: the members it marks are
-    sent a HELLO that asks them to go back to the restarted member's clock
-    (over the sockets that just carried their replies), and the replies
-    are decided on again. A few rounds at most: a member rolled back by
-    another worker at the same moment names that clock already, and one
-    that refuses (it holds no checkpoint of that clock) fails the rejoin
-    with PS_EGROUP and its reason.
+    sent a HELLO that asks them to go back to the newest clock every
+    member holds a checkpoint of (over the sockets that just carried their
+    replies), and the replies are decided on again. A few rounds at most:
+    a member rolled back by another worker at the same moment names that
+    clock already, and one that refuses (its file of that clock does not
+    read whole) fails the rejoin with PS_EGROUP and its reason, as does a
+    group whose members hold no clock in common.
     ========================================================================= */
 
 #include "ps_rejoin.h"
@@ -43,8 +44,9 @@
 #define NOTICE_MS 10000
 //  New attempts after brokers that did not restart named different clocks
 #define DISAGREEMENTS 5
-//  Rounds of rollback HELLOs in one attempt
-#define ROLLBACKS 3
+//  Rounds of rollback HELLOs in one attempt: one, and a few more when
+//  workers that decided at once chose different clocks (ps_group.c)
+#define ROLLBACKS 6
 
 static int64_t
 s_now_ms (void)
@@ -220,7 +222,7 @@ ps_rejoin (ps_session_t *session, int cause)
                             "registered again with %s (%s); the worker's clock is now %" PRId64
                             " (was %" PRId64 ")%s",
                             endpoints, reason, ps_session_clock (session), was,
-                            rolled ? "; the group rolled back to that clock, the clock of "
-                                     "the checkpoint a member restarted from"
+                            rolled ? "; the group rolled back to that clock, the newest "
+                                     "clock of a checkpoint every member holds"
                                    : "");
 }
