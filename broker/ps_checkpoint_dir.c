@@ -294,8 +294,15 @@ ps_checkpoint_load_clock (const char *dir, int64_t clock, ps_checkpoint_t **load
             snprintf (found->path, sizeof found->path, "%s", path);
             found->sequence = sequences[index];
         }
-        else if (!found->refused++)
-            s_say (found->why, sizeof found->why, "%s: %s", path, why.message);
+        else {
+            if (!found->refused++)
+                s_say (found->why, sizeof found->why, "%s: %s", path, why.message);
+            //  Out of the clocks this broker names, as a start does
+            char aside[PATH_MAX];
+            ps_checkpoint_path (aside, sizeof aside, dir, sequences[index], ".refused");
+            ps_warn ("checkpoint %s refused (%s): kept as %s", path, why.message, aside);
+            rename (path, aside);
+        }
     }
     free (sequences);
     if (*loaded || found->refused)

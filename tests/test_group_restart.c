@@ -414,32 +414,49 @@ s_file_of_clock (const char *dir, int64_t clock, char *path, size_t size)
     return found;
 }
 
-//  Take member shard's checkpoint file of clock away: deleted, or torn
-//  (cut to half its size, as a disk that lost its tail leaves it)
+//  How a checkpoint file is lost
+typedef enum {
+    DELETED, //  gone
+    TORN,    //  cut to half its size, as a disk that lost its tail leaves it
+    ROTTED   //  a byte inside flipped, its size intact: only its CRC shows it
+} loss_t;
+
+//  Take member shard's checkpoint file of clock away, so
 static void
-s_lose_checkpoint (group_t *group, uint32_t shard, int64_t clock, bool tear)
+s_lose_checkpoint (group_t *group, uint32_t shard, int64_t clock, loss_t loss)
 {
     char path[PATH_MAX];
     cr_assert (s_file_of_clock (group->dirs[shard], clock, path, sizeof path),
                "member %u has no checkpoint of clock %" PRId64, shard, clock);
-    if (tear) {
-        struct stat info;
-        cr_assert_eq (stat (path, &info), 0);
-        cr_assert_eq (truncate (path, info.st_size / 2), 0);
-    }
-    else
+    struct stat info;
+    cr_assert_eq (stat (path, &info), 0);
+    if (loss == DELETED)
         cr_assert_eq (unlink (path), 0);
+    else if (loss == TORN)
+        cr_assert_eq (truncate (path, info.st_size / 2), 0);
+    else {
+        FILE *file = fopen (path, "r+b");
+        cr_assert (file);
+        cr_assert_eq (fseek (file, info.st_size / 2, SEEK_SET), 0);
+        int byte = fgetc (file);
+        cr_assert_eq (fseek (file, info.st_size / 2, SEEK_SET), 0);
+        cr_assert_eq (fputc (byte ^ 0xff, file), byte ^ 0xff);
+        cr_assert_eq (fclose (file), 0);
+    }
 }
 
-Test (group_restart, a_member_without_the_newest_checkpoint_takes_the_group_to_an_older_one,
-      .timeout = 60)
+//  Member 1 loses its newest checkpoint (clock 6) so, then member 0
+//  restarts from its own of clock 6: the group goes back to clock 4
+static void
+s_older_common_clock (const char *name, loss_t loss)
 {
     //  The workers meet at clock 7; each member holds checkpoints of clocks
     //  2, 4 and 6 (a group's member keeps three)
     group_t group;
-    s_group_start (&group, 2, 0, "older");
-    char log_path[256];
-    int saved = s_stderr_to (ps_test_path ("older.log", log_path, sizeof log_path));
+    s_group_start (&group, 2, 0, name);
+    char log_path[256], log_name[64];
+    snprintf (log_name, sizeof log_name, "%s.log", name);
+    int saved = s_stderr_to (ps_test_path (log_name, log_path, sizeof log_path));
     pthread_barrier_t meet;
     pthread_barrier_init (&meet, NULL, 3);
     stepper_t steppers[2];
@@ -452,9 +469,7 @@ Test (group_restart, a_member_without_the_newest_checkpoint_takes_the_group_to_a
             cr_assert (s_file_of_clock (group.dirs[shard], clock, path, sizeof path),
                        "member %u lacks clock %" PRId64, shard, clock);
 
-    //  Member 1 loses its newest checkpoint (clock 6), then member 0
-    //  restarts from its own of clock 6: the newest clock both hold is 4
-    s_lose_checkpoint (&group, 1, 6, false);
+    s_lose_checkpoint (&group, 1, 6, loss);
     uint64_t before = s_incarnation (group.brokers[1]);
     group.brokers[0] = ps_test_broker_restart (&group.brokers[0], &group.config[0]);
     cr_assert_eq (s_info_number (&group, 0, "restored_clock"), 6);
@@ -491,8 +506,26 @@ Test (group_restart, a_member_without_the_newest_checkpoint_takes_the_group_to_a
                                  "this is the newest clock every member holds a checkpoint of"),
                    "%s", line);
     }
+    //  A rotted file looks whole until read: member 1 named clock 6, then
+    //  refused to go back to it, putting the file aside, and the workers
+    //  asked it again which clocks it holds
+    if (loss == ROTTED) {
+        cr_assert_eq (s_files (group.dirs[1], ".psmq.refused"), 1);
+        cr_assert (strstr (log, "refused to roll back: cannot roll back to clock 6: "), "%s", log);
+    }
     free (log);
     s_group_stop (&group);
+}
+
+Test (group_restart, a_member_without_the_newest_checkpoint_takes_the_group_to_an_older_one,
+      .timeout = 60)
+{
+    s_older_common_clock ("older", DELETED);
+}
+
+Test (group_restart, a_rotted_newest_checkpoint_is_found_at_the_rollback, .timeout = 60)
+{
+    s_older_common_clock ("rotted", ROTTED);
 }
 
 Test (group_restart, members_without_a_common_checkpoint_stop_the_job_naming_their_clocks,
@@ -509,12 +542,12 @@ Test (group_restart, members_without_a_common_checkpoint_stop_the_job_naming_the
 
     //  Member 1's checkpoint of clock 6 is torn: it holds 4 and 2. Member 0
     //  stops, loses its checkpoints of 2 and 4, and starts again from 6
-    s_lose_checkpoint (&group, 1, 6, true);
+    s_lose_checkpoint (&group, 1, 6, TORN);
     uint64_t before = s_incarnation (group.brokers[1]);
     int port = ps_broker_port (group.brokers[0]);
     ps_broker_destroy (&group.brokers[0]);
-    s_lose_checkpoint (&group, 0, 2, false);
-    s_lose_checkpoint (&group, 0, 4, false);
+    s_lose_checkpoint (&group, 0, 2, DELETED);
+    s_lose_checkpoint (&group, 0, 4, DELETED);
     int held = ps_test_hold_port (port);
     char endpoint[64];
     snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);

@@ -494,6 +494,20 @@ ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again
     return PS_EGROUP;
 }
 
+bool
+ps_group_rollback_refused (ps_group_t *self)
+{
+    bool refused = false;
+    for (uint32_t member = 0; member < self->size; member++) {
+        ps_member_t *record = &self->members[member];
+        if (record->roll_of && !record->welcomed) {
+            record->roll_of = 0;
+            refused = true;
+        }
+    }
+    return refused;
+}
+
 int
 ps_group_heartbeat_start (ps_group_t *self, uint32_t rank, ps_problem_t *problem)
 {

@@ -133,6 +133,11 @@ int32_t ps_group_staleness (const ps_group_t *self);
 //  been between two brokers.
 int ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again,
                           bool *rollback, ps_problem_t *problem);
+//  After a round of rollback HELLOs failed: whether some member asked to
+//  roll back did not welcome us (it refused, or its reply came after
+//  another's refusal); those are to be sent a plain HELLO next, for the
+//  clocks they hold now
+bool ps_group_rollback_refused (ps_group_t *self);
 //  Whether member's broker is another process than before the rejoin
 bool ps_group_restarted (const ps_group_t *self, uint32_t member);
 

@@ -23,9 +23,12 @@
     member holds a checkpoint of (over the sockets that just carried their
     replies), and the replies are decided on again. A few rounds at most:
     a member rolled back by another worker at the same moment names that
-    clock already, and one that refuses (its file of that clock does not
-    read whole) fails the rejoin with PS_EGROUP and its reason, as does a
-    group whose members hold no clock in common.
+    clock already, and one that refuses (its checkpoints changed since it
+    named them: a write landed, a file was lost, or the file of that clock
+    did not read whole and was put aside) is asked again, plainly, which
+    it holds now, and the decision made again. A group whose members hold
+    no clock in common fails the rejoin with PS_EGROUP, naming them, as
+    does a refusal that lasts all the rounds.
     ========================================================================= */
 
 #include "ps_rejoin.h"
@@ -131,6 +134,17 @@ s_attempts (ps_session_t *session, int64_t started, int64_t deadline)
                                         ROLLBACKS);
             left = deadline - s_now_ms ();
             status = ps_session_hello (session, false, left < hello_ms ? (int)left : hello_ms);
+            if (status == PS_EGROUP && round < ROLLBACKS &&
+                ps_group_rollback_refused (ps_session_group (session))) {
+                //  Its checkpoints changed since its reply (a write
+                //  landed, a file was lost or read torn): ask it again,
+                //  plainly, for those it holds now, and decide again
+                ps_session_log (ps_session_options (session), PS_WORKER_LOG_WARNING,
+                                "rank %u: %s; asking again which checkpoints it holds",
+                                ps_session_options (session)->rank, ps_session_error (session));
+                status = PS_OK;
+                continue;
+            }
             if (status == PS_OK)
                 status = ps_session_hello_clock (session, true, &again, &rollback);
         }
