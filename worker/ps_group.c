@@ -495,13 +495,14 @@ ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again
 }
 
 bool
-ps_group_rollback_refused (ps_group_t *self)
+ps_group_rollback_refused (ps_group_t *self, int64_t *clock)
 {
     bool refused = false;
     for (uint32_t member = 0; member < self->size; member++) {
         ps_member_t *record = &self->members[member];
         if (record->roll_of && !record->welcomed) {
             record->roll_of = 0;
+            *clock = record->roll_to;
             refused = true;
         }
     }

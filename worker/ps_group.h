@@ -134,10 +134,10 @@ int32_t ps_group_staleness (const ps_group_t *self);
 int ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again,
                           bool *rollback, ps_problem_t *problem);
 //  After a round of rollback HELLOs failed: whether some member asked to
-//  roll back did not welcome us (it refused, or its reply came after
-//  another's refusal); those are to be sent a plain HELLO next, for the
+//  roll back did not welcome us (it refused), with *clock the clock it was
+//  asked to go back to; those are to be sent a plain HELLO next, for the
 //  clocks they hold now
-bool ps_group_rollback_refused (ps_group_t *self);
+bool ps_group_rollback_refused (ps_group_t *self, int64_t *clock);
 //  Whether member's broker is another process than before the rejoin
 bool ps_group_restarted (const ps_group_t *self, uint32_t member);
 

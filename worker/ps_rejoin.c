@@ -125,7 +125,9 @@ s_attempts (ps_session_t *session, int64_t started, int64_t deadline)
         bool again = false, rollback = false;
         if (status == PS_OK)
             status = ps_session_hello_clock (session, true, &again, &rollback);
-        //  Over the sockets that carried the replies: they work
+        //  Over the sockets that carried the replies: they work. The
+        //  clock of the last rollback refused, -1 none
+        int64_t refused = -1;
         for (int round = 1; status == PS_OK && rollback; round++) {
             if (round > ROLLBACKS)
                 return ps_session_fail (session, PS_EGROUP,
@@ -134,11 +136,17 @@ s_attempts (ps_session_t *session, int64_t started, int64_t deadline)
                                         ROLLBACKS);
             left = deadline - s_now_ms ();
             status = ps_session_hello (session, false, left < hello_ms ? (int)left : hello_ms);
+            int64_t to = 0;
             if (status == PS_EGROUP && round < ROLLBACKS &&
-                ps_group_rollback_refused (ps_session_group (session))) {
+                ps_group_rollback_refused (ps_session_group (session), &to)) {
+                //  Refused again at no older clock: nothing changed, the
+                //  refusal stands
+                if (refused >= 0 && to >= refused)
+                    return status;
                 //  Its checkpoints changed since its reply (a write
                 //  landed, a file was lost or read torn): ask it again,
                 //  plainly, for those it holds now, and decide again
+                refused = to;
                 ps_session_log (ps_session_options (session), PS_WORKER_LOG_WARNING,
                                 "rank %u: %s; asking again which checkpoints it holds",
                                 ps_session_options (session)->rank, ps_session_error (session));
