@@ -17,8 +17,12 @@
     workers wait at each multiple of 2 until both members have that
     checkpoint, so that no cut is skipped for a busy writer.
 
-    Then: a member that names the same clock but kept its BSP sums is
-    rolled back too; a member without a checkpoint of the clock asked
+    Then: a member that lost its newest checkpoint (deleted, or rotted so
+    that only reading it shows it) takes the group, the restarted member
+    too, back to the older clock both hold; members without a common
+    clock stop the workers with PS_EGROUP naming what each holds; a
+    member that names the same clock but kept its BSP sums is rolled back
+    too; a member without a checkpoint of the clock asked
     refuses, naming the clocks it holds; a rollback naming an older
     incarnation is a plain HELLO; psbroker and psworker processes with a
     member killed (SIGKILL) mid-run and started again with its command;
