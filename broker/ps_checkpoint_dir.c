@@ -294,8 +294,15 @@ ps_checkpoint_load_clock (const char *dir, int64_t clock, ps_checkpoint_t **load
             snprintf (found->path, sizeof found->path, "%s", path);
             found->sequence = sequences[index];
         }
-        else if (!found->refused++)
-            s_say (found->why, sizeof found->why, "%s: %s", path, why.message);
+        else {
+            if (!found->refused++)
+                s_say (found->why, sizeof found->why, "%s: %s", path, why.message);
+            //  Out of the clocks this broker names, as a start does
+            char aside[PATH_MAX];
+            ps_checkpoint_path (aside, sizeof aside, dir, sequences[index], ".refused");
+            ps_warn ("checkpoint %s refused (%s): kept as %s", path, why.message, aside);
+            rename (path, aside);
+        }
     }
     free (sequences);
     if (*loaded || found->refused)
@@ -308,6 +315,33 @@ ps_checkpoint_load_clock (const char *dir, int64_t clock, ps_checkpoint_t **load
                                                    : ", ",
                                   held[i]);
     return 0;
+}
+
+size_t
+ps_checkpoint_held (const char *dir, int64_t *clocks, size_t max)
+{
+    assert (dir && (clocks || max == 0));
+    uint64_t *sequences, highest;
+    size_t count;
+    ps_problem_t problem;
+    if (s_list (dir, &sequences, &count, &highest, &problem))
+        return 0;
+    size_t held = 0;
+    for (size_t index = 0; index < count && held < max; index++) {
+        char path[PATH_MAX];
+        int64_t at;
+        ps_checkpoint_path (path, sizeof path, dir, sequences[index], "");
+        //  A file the writer prunes meanwhile no longer opens: not held
+        if (ps_checkpoint_peek_clock (path, &at))
+            continue;
+        bool named = false;
+        for (size_t i = 0; i < held; i++)
+            named |= clocks[i] == at;
+        if (!named)
+            clocks[held++] = at;
+    }
+    free (sequences);
+    return held;
 }
 
 int

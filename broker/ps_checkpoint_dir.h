@@ -12,7 +12,8 @@
         refused on the way are renamed NAME.refused, kept for a look, out
         of the rotation (ps_checkpoint_load_newest)
       - a group's rollback loads the newest file of one job clock
-        (ps_checkpoint_load_clock) and renames the files newer than it
+        (ps_checkpoint_load_clock; one that does not read whole is renamed
+        NAME.refused) and renames the files newer than it
         NAME.discarded, a future the group threw away
         (ps_checkpoint_discard_after)
       - once a new file is durable the older ones are deleted but the
@@ -78,10 +79,18 @@ int ps_checkpoint_load_newest (const char *dir, ps_checkpoint_t **loaded,
 //  0 with *loaded NULL when there is none: found->why then names the
 //  clocks dir holds ("60 and 80", oldest first, at most
 //  PS_CHECKPOINT_NAMED; "" when none), or, with found->refused > 0, the
-//  newest file of that clock and why it does not read whole. -1 with
-//  problem when dir cannot be listed. Renames nothing.
+//  newest file of that clock and why it does not read whole (such files
+//  are renamed NAME.refused with a warning, so that the broker no longer
+//  names their clock). -1 with problem when dir cannot be listed.
 int ps_checkpoint_load_clock (const char *dir, int64_t clock, ps_checkpoint_t **loaded,
                               ps_checkpoint_found_t *found, ps_problem_t *problem);
+
+//  The job clocks of the checkpoint files of dir that look whole (magic,
+//  format version and size: ps_checkpoint_peek_clock; bytes rotted inside
+//  are found only when the file is read whole), newest file first, each
+//  clock once, at most max of them, into clocks: what a group's member
+//  names in its HELLO replies. The number found; 0 when dir cannot be read.
+size_t ps_checkpoint_held (const char *dir, int64_t *clocks, size_t max);
 
 //  Rename every checkpoint file of dir numbered above sequence to
 //  NAME.discarded (a future its group threw away: a later start must not

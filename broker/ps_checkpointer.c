@@ -72,6 +72,17 @@ struct ps_checkpointer_t {
     int64_t missed;                    //  the last multiple found passed
                                        //  without a cut (warned once)
     bool cancelling;                   //  the write under way was given up
+    size_t keep;                       //  files kept: PS_CHECKPOINT_KEEP,
+                                       //  PS_CHECKPOINT_KEEP_GROUP in a group
+    //  A group's member cut at a multiple while its writer was busy: the
+    //  cut waits here for the writer (one at most)
+    bool queue_taking;       //  its snapshot is being taken
+    ps_checkpoint_t *queued; //  its snapshot, ours until the writer is free
+    int64_t queued_clock;    //  its job clock
+    int64_t queued_at;       //  monotonic ms of its cut
+    bool queue_dropped;      //  a rollback gave it up while it was taken
+    uint64_t queued_count;   //  cuts queued since the start
+    int64_t blocked;         //  the last multiple that found the queue full
 };
 
 // ------------------------------------------------------------ the writer
@@ -86,7 +97,11 @@ s_cancelled (void *pipe)
 static void
 s_writer_actor (zsock_t *pipe, void *args)
 {
-    const char *dir = args; //  the checkpointer's, unchanged while we run
+    //  The checkpointer's folder and how many files it keeps, unchanged
+    //  while we run (the only fields of it this thread reads)
+    const ps_checkpointer_t *owner = args;
+    const char *dir = owner->dir;
+    size_t keep = owner->keep;
     zsock_signal (pipe, 0);
     while (true) {
         zframe_t *frame = zframe_recv (pipe);
@@ -114,7 +129,7 @@ s_writer_actor (zsock_t *pipe, void *args)
         if (result.status)
             snprintf (result.why, sizeof result.why, "%s", problem.message);
         //  Older files go only once the new one is durable
-        else if (ps_checkpoint_prune (dir, PS_CHECKPOINT_KEEP, &problem) < 0)
+        else if (ps_checkpoint_prune (dir, keep, &problem) < 0)
             ps_warn ("old checkpoints not deleted: %s", problem.message);
         ps_checkpoint_destroy (&checkpoint);
         zmq_send (zsock_resolve (pipe), &result, sizeof result, 0);
@@ -188,6 +203,8 @@ ps_checkpointer_new (const ps_broker_config_t *config, ps_checkpoint_t **restore
     //  In a group the members' checkpoints must be of the same clocks, for
     //  a rollback to find one everywhere: no timer, the multiples of N
     self->aligned = shards > 1;
+    //  One more file in a group: see PS_CHECKPOINT_KEEP_GROUP
+    self->keep = self->aligned ? PS_CHECKPOINT_KEEP_GROUP : PS_CHECKPOINT_KEEP;
     self->interval_ms = self->aligned ? 0 : (int64_t)(config->checkpoint_seconds * 1000 + 0.5);
     self->clocks = config->checkpoint_clocks;
     self->due_at = zclock_mono () + self->interval_ms;
@@ -206,7 +223,7 @@ ps_checkpointer_new (const ps_broker_config_t *config, ps_checkpoint_t **restore
     }
     else
         ps_info ("no checkpoint in %s yet: starting empty", self->dir);
-    self->writer = zactor_new (s_writer_actor, self->dir);
+    self->writer = zactor_new (s_writer_actor, self);
     if (!self->writer) {
         ps_checkpoint_destroy (restored);
         ps_checkpointer_destroy (&self);
@@ -224,6 +241,7 @@ ps_checkpointer_destroy (ps_checkpointer_t **self_p)
     if (!self)
         return;
     zactor_destroy (&self->writer);
+    ps_checkpoint_destroy (&self->queued);
     close (self->lock);
     free (self->pushed);
     free (self);
@@ -269,7 +287,8 @@ ps_checkpointer_joined (ps_checkpointer_t *self, uint32_t first, uint32_t count)
 
 //  A group's member: whether the job clock is a multiple of the interval
 //  past the last cut. One it went past without a cut (the writer was
-//  busy, or an eviction moved the slowest clock by more than one) is
+//  busy with one and another waited for it, or an eviction moved the
+//  slowest clock by more than one) is
 //  warned about once: the other members may hold it, this one will not
 static bool
 s_aligned_due (ps_checkpointer_t *self, int64_t clock)
@@ -280,11 +299,14 @@ s_aligned_due (ps_checkpointer_t *self, int64_t clock)
     int64_t next = (self->last_clock / every + 1) * every;
     int64_t passed = clock % every == 0 ? clock - every : clock - clock % every;
     if (passed >= next && passed > self->missed) {
-        ps_warn (
-            "no checkpoint of clock %" PRId64 " here: the job's clock went past it (to %" PRId64
-            ") while %s; a rollback of the group to that clock will be refused (a larger "
-            "--checkpoint-clocks gives the writer more time)",
-            passed, clock, self->phase != IDLE ? "a checkpoint was being written" : "in one step");
+        ps_warn ("no checkpoint of clock %" PRId64
+                 " here: the job's clock went past it (to %" PRId64
+                 ") while %s; should a member restart, the group goes back to an older clock every "
+                 "member holds (a larger --checkpoint-clocks gives the writer more time)",
+                 passed, clock,
+                 passed == self->blocked ? "the writer was busy with the checkpoints before it"
+                 : self->phase != IDLE   ? "a checkpoint was being taken or written"
+                                         : "in one step");
         self->missed = passed;
     }
     return clock % every == 0;
@@ -297,9 +319,16 @@ ps_checkpointer_due (ps_checkpointer_t *self, int64_t now, const ps_vclock_t *vc
     assert (self);
     int64_t clock = ps_vclock_min (vclock);
     if (self->phase != IDLE) {
-        if (self->aligned)
-            s_aligned_due (self, clock);
-        return false; //  deferred: looked at again once the write ends
+        //  A group's member cuts at the multiple all the same, and the cut
+        //  waits for the writer: the next clock would be too late for it
+        if (!self->aligned || !s_aligned_due (self, clock))
+            return false; //  deferred: looked at again once the write ends
+        if (self->phase == WRITING && !self->queue_taking && !self->queued)
+            return true;
+        //  Cut if the writer is free while the job is still at it, else
+        //  warned about once the job goes past it
+        self->blocked = clock;
+        return false;
     }
     bool timed = self->interval_ms > 0 && now >= self->due_at;
     bool clocked = self->aligned ? s_aligned_due (self, clock)
@@ -331,7 +360,8 @@ ps_checkpointer_wait (ps_checkpointer_t *self, int64_t now, int64_t wait)
 ps_checkpoint_t *
 ps_checkpointer_cut (ps_checkpointer_t *self, const ps_vclock_t *vclock, uint64_t agg_sent)
 {
-    assert (self && self->phase == IDLE);
+    assert (self && (self->phase == IDLE || (self->aligned && self->phase == WRITING &&
+                                             !self->queue_taking && !self->queued)));
     int64_t now = zclock_mono ();
     self->due_at = now + self->interval_ms;
     ps_checkpoint_t *checkpoint = ps_checkpoint_new (self->settings.workers);
@@ -360,19 +390,65 @@ ps_checkpointer_cut (ps_checkpointer_t *self, const ps_vclock_t *vclock, uint64_
         checkpoint->ranks[rank] = (ps_checkpoint_rank_t){state, clock};
     }
     checkpoint->clock = ps_checkpoint_job_clock (checkpoint);
-    self->cut_clock = checkpoint->clock;
-    self->phase = TAKING;
-    self->cut_at = now;
+    if (self->phase == IDLE) {
+        self->cut_clock = checkpoint->clock;
+        self->phase = TAKING;
+        self->cut_at = now;
+    }
+    else {
+        self->queue_taking = true;
+        self->queue_dropped = false;
+        self->queued_clock = checkpoint->clock;
+        self->queued_at = now;
+        self->queued_count++;
+    }
     self->last_clock = slowest;
     self->last_sent = agg_sent;
     self->last_max = ps_vclock_max (vclock);
     return checkpoint;
 }
 
+//  The cut queued while the writer was busy: taken, it goes to the writer
+//  now that it is free
+static void
+s_unqueue (ps_checkpointer_t *self)
+{
+    //  One given up while taken stays queue_taking until its snapshot
+    //  comes, to be dropped then
+    if (!self->queued && (!self->queue_taking || self->queue_dropped))
+        return;
+    self->cut_clock = self->queued_clock;
+    self->cut_at = self->queued_at;
+    self->phase = TAKING;
+    ps_checkpoint_t *checkpoint = self->queued;
+    self->queued = NULL;
+    if (checkpoint)
+        ps_checkpointer_write (self, checkpoint, NULL);
+    else
+        self->queue_taking = false; //  its snapshot comes to ps_checkpointer_write
+}
+
 void
 ps_checkpointer_write (ps_checkpointer_t *self, ps_checkpoint_t *checkpoint, const char *why)
 {
-    assert (self && self->phase == TAKING);
+    assert (self && (self->phase == TAKING || self->queue_taking));
+    if (self->phase != TAKING) {
+        //  The queued cut's snapshot: it waits for the write under way
+        self->queue_taking = false;
+        if (!checkpoint) {
+            self->failed++;
+            snprintf (self->last_error, sizeof self->last_error, "%s", why);
+        }
+        else if (self->queue_dropped)
+            ps_checkpoint_destroy (&checkpoint);
+        else {
+            self->queued = checkpoint;
+            ps_info ("checkpoint of clock %" PRId64 " taken, queued: the writer is still busy "
+                     "with the one of clock %" PRId64,
+                     self->queued_clock, self->cut_clock);
+        }
+        return;
+    }
     if (!checkpoint) {
         self->phase = IDLE;
         self->failed++;
@@ -405,29 +481,34 @@ ps_checkpointer_receive (ps_checkpointer_t *self)
     self->phase = IDLE;
     bool cancelled = self->cancelling;
     self->cancelling = false;
-    if (result.status && cancelled) {
+    if (result.status && cancelled)
         ps_info ("checkpoint %" PRIu64 " of clock %" PRId64 " given up: the group rolled back",
                  result.sequence, result.clock);
-        return;
-    }
-    if (result.status) {
+    else if (result.status) {
         self->failed++;
         snprintf (self->last_error, sizeof self->last_error, "%s", result.why);
         ps_error ("checkpoint %" PRIu64 " not written to %s: %s", result.sequence, self->dir,
                   result.why);
-        return;
     }
-    self->written++;
-    self->last = result;
-    self->last_took_ms = took;
-    ps_info ("checkpoint %s written: clock %" PRId64 ", %zu keys, %.1f MB in %" PRId64 " ms",
-             result.path, result.clock, result.keys, result.bytes / 1e6, took);
+    else {
+        self->written++;
+        self->last = result;
+        self->last_took_ms = took;
+        ps_info ("checkpoint %s written: clock %" PRId64 ", %zu keys, %.1f MB in %" PRId64 " ms",
+                 result.path, result.clock, result.keys, result.bytes / 1e6, took);
+    }
+    s_unqueue (self);
 }
 
 void
 ps_checkpointer_cancel_unless (ps_checkpointer_t *self, int64_t clock)
 {
     assert (self);
+    //  A queued cut of another clock is of the future thrown away too
+    if (self->queued && self->queued_clock != clock)
+        ps_checkpoint_destroy (&self->queued);
+    if (self->queue_taking && self->queued_clock != clock)
+        self->queue_dropped = true;
     if (self->phase != WRITING || self->cut_clock == clock || self->cancelling)
         return;
     self->cancelling = true;
@@ -507,6 +588,7 @@ ps_checkpointer_rolled_back (ps_checkpointer_t *self, const ps_vclock_t *vclock,
     self->last_sent = agg_sent;
     self->last_max = ps_vclock_max (vclock);
     self->missed = 0;
+    self->blocked = 0;
     //  The last file written may be one of the future just discarded
     memset (&self->last, 0, sizeof self->last);
     for (uint32_t rank = 0; rank < self->settings.workers; rank++)
@@ -517,7 +599,14 @@ bool
 ps_checkpointer_busy (const ps_checkpointer_t *self)
 {
     assert (self);
-    return self->phase != IDLE;
+    return self->phase != IDLE || self->queued || self->queue_taking;
+}
+
+size_t
+ps_checkpointer_held (const ps_checkpointer_t *self, int64_t *clocks, size_t max)
+{
+    assert (self);
+    return ps_checkpoint_held (self->dir, clocks, max);
 }
 
 uint64_t
@@ -547,6 +636,7 @@ ps_checkpointer_info (const ps_checkpointer_t *self)
                    "next_sequence", (json_int_t)self->next_sequence);
     if (!info)
         return NULL;
+    json_object_set_new (info, "queued", json_integer ((json_int_t)self->queued_count));
     const write_result_t *last = &self->last;
     bool any = self->written > 0 && last->path[0];
     json_object_set_new (info, "last_file", json_string (any ? last->path : ""));

@@ -11,7 +11,8 @@
     aggregator adds the keys as they are then (ps_store_snapshot). The
     checkpoint comes back (SNAPSHOT) and goes to the writer thread
     (ps_checkpointer_write), which writes the file while the broker serves
-    on, deletes the files older than the newest PS_CHECKPOINT_KEEP, drops
+    on, deletes the files older than the newest PS_CHECKPOINT_KEEP
+    (PS_CHECKPOINT_KEEP_GROUP in a group), drops
     the checkpoint's references and says how it went
     (ps_checkpointer_receive).
 
@@ -36,13 +37,21 @@
     after a member restarts, see PROTOCOL.md), and every rank's redo clock
     in its checkpoints is the job clock, under SSP too (a fast worker then
     redoes clocks whose pushes are in the checkpoint already: they are
-    applied twice). A multiple the job clock went past without a cut (the
-    writer was still busy with the one before, or an eviction moved it
-    by more than one) is skipped with a warning. At most one checkpoint
-    is taken or written at a time: a trigger that comes meanwhile is
-    deferred, and the next checkpoint is cut as soon as the write ends (so
-    a broker whose writes take longer than the interval writes back to
-    back; a group's member only if the job clock is still the multiple).
+    applied twice). When the job clock reaches a multiple while the
+    writer is still busy with the checkpoint before, a group's member cuts
+    all the same (the clocks, and the aggregator's snapshot: references to
+    the immutable published versions and a copy of the optimizer state,
+    so the state of that clock is kept while the store moves on) and
+    queues it: it goes to the writer when the write under way ends. One
+    is queued at most (each holds up to a copy of the optimizer state and
+    keeps the store from reusing the buffers it refers to); a multiple the
+    job clock went past meanwhile (a writer two intervals behind, or an
+    eviction that moved it by more than one) is skipped with a warning,
+    and a rollback then goes to an older clock every member holds. Other
+    brokers take or write one checkpoint at a time: a trigger that comes
+    meanwhile is deferred, and the next checkpoint is cut as soon as the
+    write ends (so a broker whose writes take longer than the interval
+    writes back to back).
     A trigger when nothing changed (no command for the aggregator and the
     same clocks since the last cut) writes nothing and restarts the timer.
 
@@ -103,19 +112,22 @@ bool ps_checkpointer_due (ps_checkpointer_t *self, int64_t now, const ps_vclock_
 int64_t ps_checkpointer_wait (ps_checkpointer_t *self, int64_t now, int64_t wait);
 //  The cut: a new checkpoint with the settings and every rank's redo
 //  clock, for the CHECKPOINT command that will be the agg_sent'th sent to
-//  the aggregator; the checkpointer is busy from now until the write ends.
+//  the aggregator; the checkpointer is busy from now until the write ends
+//  (a group's member's cut while a write is under way is queued behind it:
+//  ps_checkpointer_due says when).
 //  NULL when out of memory (logged, counted as a failure).
 ps_checkpoint_t *ps_checkpointer_cut (ps_checkpointer_t *self, const ps_vclock_t *vclock,
                                       uint64_t agg_sent);
 //  The aggregator answered the cut: hand checkpoint (taken over) to the
-//  writer, or, when it is NULL, count the failure that why says
+//  writer, or keep it until the writer is free when it is the queued cut,
+//  or, when it is NULL, count the failure that why says
 void ps_checkpointer_write (ps_checkpointer_t *self, ps_checkpoint_t *checkpoint, const char *why);
-//  Read what the writer says of the write that ended: logged, counted, not
-//  busy any more
+//  Read what the writer says of the write that ended: logged, counted, and
+//  the queued checkpoint handed to the writer, else not busy any more
 void ps_checkpointer_receive (ps_checkpointer_t *self);
 //  A checkpoint is being taken or written
 bool ps_checkpointer_busy (const ps_checkpointer_t *self);
-//  Give up the write under way unless its checkpoint is of job clock
+//  Give up the write under way, and the queued cut, unless of job clock
 //  clock (a rollback keeps that one): the writer stops at its next chunk
 //  and deletes its temporary file; ps_checkpointer_receive then logs it as
 //  given up, not as a failure. No-op when nothing is being written.
@@ -139,6 +151,10 @@ int ps_checkpointer_load_clock (ps_checkpointer_t *self, int64_t clock, ps_check
 //  the next cut is counted from there. Not while busy.
 void ps_checkpointer_rolled_back (ps_checkpointer_t *self, const ps_vclock_t *vclock,
                                   const char *path, int64_t clock, uint64_t agg_sent);
+//  The job clocks of the checkpoints this broker holds, newest first, at
+//  most max (ps_checkpoint_held): a HELLO reply names them, for a group's
+//  workers to find the newest clock every member holds
+size_t ps_checkpointer_held (const ps_checkpointer_t *self, int64_t *clocks, size_t max);
 //  Checkpoints written since the start, and writes that failed
 uint64_t ps_checkpointer_written (const ps_checkpointer_t *self);
 uint64_t ps_checkpointer_failed (const ps_checkpointer_t *self);

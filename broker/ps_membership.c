@@ -314,6 +314,13 @@ s_welcome (ps_router_t *self, const uint8_t *id, size_t id_size, const ps_envelo
     hello.shard = self->config.shard;
     hello.shards = ps_router_shards (self);
     hello.incarnation = self->incarnation;
+    //  What a group's rollback may go back to (ps_group.c decides)
+    int64_t held[PS_MAX_HELD_CHECKPOINTS];
+    if (self->checkpointer) {
+        hello.n_checkpoints =
+            ps_checkpointer_held (self->checkpointer, held, PS_MAX_HELD_CHECKPOINTS);
+        hello.checkpoints = held;
+    }
     ps_envelope_t reply;
     ps_codec_reply_to (&reply, request);
     reply.clock = clock;

@@ -11,12 +11,16 @@
     last checkpoint of a broker that stops, and a group's rollback.
 
     The rollback. A member of a group that restarted from its checkpoint
-    of clock C names C to the workers, the others a later clock: a worker
-    registering again asks them (HELLO with rollback_to C and the
+    of clock C names C to the workers, the others a later clock, and each
+    names the clocks of the checkpoints it holds (a group's members cut at
+    the same clocks, ps_checkpointer.h): a worker registering again asks
+    every member not there already (HELLO with rollback_to C' and the
     incarnation it just saw, so that a second worker's request, or one
-    that crossed a restart, is a plain HELLO) to go back to their own
-    checkpoint of clock C, which they hold since a group's members cut at
-    the same clocks (ps_checkpointer.h). Going back is a restart without
+    that crossed a restart, is a plain HELLO) to go back to its own
+    checkpoint of C', the newest clock every member holds: C, or an older
+    one when a member lacks C (its writer skipped that cut, its file was
+    lost), the restarted member then going back past the checkpoint it
+    restored like any other. Going back is a restart without
     the process: every command sent to the aggregator is answered first
     (so that nothing of the old store is published after the new one), the
     write under way is given up unless it is of clock C (then it is
@@ -314,10 +318,10 @@ ps_router_rollback (ps_router_t *self, int64_t clock, ps_problem_t *problem)
     if (discarded < 0)
         ps_warn ("newer checkpoints not (durably) discarded: %s", why.message);
     ps_progress_moved (self->progress, self->vclock, zclock_mono ());
-    ps_warn ("rolled back to %s (clock %" PRId64 ") to match the group: another member "
-             "restarted at that clock; was at clock %" PRId64 " (%u workers live), %zu keys "
-             "now, %zu parked requests answered not-registered, %d newer checkpoint%s renamed "
-             ".discarded, incarnation %016" PRIx64,
+    ps_warn ("rolled back to %s (clock %" PRId64 ") to match the group: a member restarted, "
+             "and this is the newest clock every member holds a checkpoint of; was at clock "
+             "%" PRId64 " (%u workers live), %zu keys now, %zu parked requests answered "
+             "not-registered, %d newer checkpoint%s renamed .discarded, incarnation %016" PRIx64,
              target, clock, was == PS_VCLOCK_NOBODY ? -1 : was, live, keys, parked,
              discarded > 0 ? discarded : 0, discarded == 1 ? "" : "s", self->incarnation);
     if (self->tap_on) {

@@ -297,6 +297,10 @@ s_check_envelope (const ps_envelope_t *envelope, ps_problem_t *problem)
     if (envelope->hello && envelope->hello->n_clocks > PS_MAX_WORKERS)
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE, "%zu clocks, limit %d",
                                envelope->hello->n_clocks, PS_MAX_WORKERS);
+    if (envelope->hello && envelope->hello->n_checkpoints > PS_MAX_HELD_CHECKPOINTS)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
+                               "%zu checkpoint clocks, limit %d", envelope->hello->n_checkpoints,
+                               PS_MAX_HELD_CHECKPOINTS);
     if (envelope->hello && s_check_group (envelope->hello, problem))
         return -1;
     return s_check_slices (envelope, problem);

@@ -142,5 +142,13 @@
 //  second at most (the others are counted in the next line)
 #define PS_MAX_ALLOW_FROM 64
 #define PS_AUTH_LOG_PER_SECOND 5
+//  A group's checkpoints (issue 11, the common clock of a rollback;
+//  broker/ps_checkpointer.h): a member of a group keeps its newest 3 files
+//  rather than PS_CHECKPOINT_KEEP, so that a member one interval behind
+//  (its newest refused, or its writer killed mid-write) and another that
+//  skipped one cut (its writer still busy) still share one clock; a HELLO
+//  reply names at most this many clocks held
+#define PS_CHECKPOINT_KEEP_GROUP 3
+#define PS_MAX_HELD_CHECKPOINTS 16
 
 #endif

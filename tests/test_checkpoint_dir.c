@@ -219,3 +219,32 @@ Test (checkpoint_dir, a_directory_that_is_a_file_is_refused)
     cr_assert (strstr (problem.message, path), "%s", problem.message);
     cr_assert (strstr (problem.message, "not a directory"), "%s", problem.message);
 }
+
+Test (checkpoint_dir, the_clocks_held_are_those_of_whole_files_newest_first)
+{
+    //  What a group's member names in its HELLO replies: files of clocks
+    //  10, 20, 30 and 40, the one of 30 torn, one of 20 written twice
+    char dir[256], path[PATH_MAX];
+    ps_test_path ("held", dir, sizeof dir);
+    ps_problem_t problem;
+    int lock = ps_checkpoint_prepare_dir (dir, &problem);
+    cr_assert_geq (lock, 0, "%s", problem.message);
+    int64_t clocks[PS_MAX_HELD_CHECKPOINTS];
+    cr_assert_eq (ps_checkpoint_held (dir, clocks, PS_MAX_HELD_CHECKPOINTS), 0);
+    s_write_at (dir, 1, 10, path, sizeof path);
+    s_write_at (dir, 2, 20, path, sizeof path);
+    s_write_at (dir, 3, 20, path, sizeof path);
+    s_write_at (dir, 4, 30, path, sizeof path);
+    struct stat info;
+    cr_assert_eq (stat (path, &info), 0);
+    cr_assert_eq (truncate (path, info.st_size - 1), 0);
+    s_write_at (dir, 5, 40, path, sizeof path);
+    cr_assert_eq (ps_checkpoint_held (dir, clocks, PS_MAX_HELD_CHECKPOINTS), 3);
+    cr_assert_eq (clocks[0], 40);
+    cr_assert_eq (clocks[1], 20);
+    cr_assert_eq (clocks[2], 10);
+    //  At most as many as asked, the newest
+    cr_assert_eq (ps_checkpoint_held (dir, clocks, 2), 2);
+    cr_assert_eq (clocks[1], 20);
+    close (lock);
+}

@@ -17,8 +17,12 @@
     workers wait at each multiple of 2 until both members have that
     checkpoint, so that no cut is skipped for a busy writer.
 
-    Then: a member that names the same clock but kept its BSP sums is
-    rolled back too; a member without a checkpoint of the clock asked
+    Then: a member that lost its newest checkpoint (deleted, or rotted so
+    that only reading it shows it) takes the group, the restarted member
+    too, back to the older clock both hold; members without a common
+    clock stop the workers with PS_EGROUP naming what each holds; a
+    member that names the same clock but kept its BSP sums is rolled back
+    too; a member without a checkpoint of the clock asked
     refuses, naming the clocks it holds; a rollback naming an older
     incarnation is a plain HELLO; psbroker and psworker processes with a
     member killed (SIGKILL) mid-run and started again with its command;
@@ -27,6 +31,7 @@
     usage: build/test_group_restart [--filter 'group_restart/<test>']
     ========================================================================= */
 
+#include "ps_checkpoint.h"
 #include "ps_testutil.h"
 #include "ps_worker.h"
 
@@ -35,11 +40,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 //  The large key, split over both members (at least 65536 elements), and
@@ -134,7 +141,8 @@ typedef struct {
     int64_t rejoined_at;     //  the clock it gave the first time
     char rejoin_says[512];   //  ps_worker_error then
     int64_t clock;           //  where it ended
-    char failed[512];        //  why it stopped early, "" when it did not
+    int status;              //  of the call it stopped at (PS_OK at until)
+    char failed[1024];       //  why it stopped early, "" when it did not
 } stepper_t;
 
 static const char *
@@ -143,6 +151,8 @@ s_small_name (int i)
     static const char *names[SMALLS] = {"s0", "s1", "s2", "s3", "s4", "s5"};
     return names[i];
 }
+
+static int s_files (const char *dir, const char *suffix);
 
 //  Every key again (INIT is idempotent; a member that restored has them)
 static int
@@ -277,6 +287,7 @@ s_stepper (void *arg)
         snprintf (self->failed, sizeof self->failed, "rank %u at clock %" PRId64 ": %s: %s",
                   self->rank, clock, ps_strerror (status), ps_worker_error (worker));
     self->clock = clock;
+    self->status = status;
     if (paused == false && self->pause_at >= 0 && self->failed[0]) {
         //  The test waits for us at the meeting: come, then go
         pthread_barrier_wait (self->meet);
@@ -384,6 +395,200 @@ Test (group_restart, usage_a_member_restarts_and_the_group_rolls_back, .timeout 
     cr_assert (strstr (line, ".psmq (clock 6) to match the group: "), "%s", line);
     cr_assert (strstr (log, "restored checkpoint "), "%s", log);
     free (log);
+    s_group_stop (&group);
+}
+
+//  The checkpoint file of dir of job clock clock into path; whether
+//  there is one
+static bool
+s_file_of_clock (const char *dir, int64_t clock, char *path, size_t size)
+{
+    DIR *stream = opendir (dir);
+    cr_assert (stream, "%s", dir);
+    bool found = false;
+    for (struct dirent *entry; !found && (entry = readdir (stream));) {
+        uint64_t sequence;
+        int64_t at;
+        if (ps_checkpoint_sequence_of (entry->d_name, ".psmq", &sequence) &&
+            ps_checkpoint_path (path, size, dir, sequence, "") == 0 &&
+            ps_checkpoint_peek_clock (path, &at) == 0 && at == clock)
+            found = true;
+    }
+    closedir (stream);
+    return found;
+}
+
+//  How a checkpoint file is lost
+typedef enum {
+    DELETED, //  gone
+    TORN,    //  cut to half its size, as a disk that lost its tail leaves it
+    ROTTED   //  a byte inside flipped, its size intact: only its CRC shows it
+} loss_t;
+
+//  Take member shard's checkpoint file of clock away, so
+static void
+s_lose_checkpoint (group_t *group, uint32_t shard, int64_t clock, loss_t loss)
+{
+    char path[PATH_MAX];
+    cr_assert (s_file_of_clock (group->dirs[shard], clock, path, sizeof path),
+               "member %u has no checkpoint of clock %" PRId64, shard, clock);
+    struct stat info;
+    cr_assert_eq (stat (path, &info), 0);
+    if (loss == DELETED)
+        cr_assert_eq (unlink (path), 0);
+    else if (loss == TORN)
+        cr_assert_eq (truncate (path, info.st_size / 2), 0);
+    else {
+        FILE *file = fopen (path, "r+b");
+        cr_assert (file);
+        cr_assert_eq (fseek (file, info.st_size / 2, SEEK_SET), 0);
+        int byte = fgetc (file);
+        cr_assert_eq (fseek (file, info.st_size / 2, SEEK_SET), 0);
+        cr_assert_eq (fputc (byte ^ 0xff, file), byte ^ 0xff);
+        cr_assert_eq (fclose (file), 0);
+    }
+}
+
+//  Member 1 loses its newest checkpoint (clock 6) so, then member 0
+//  restarts from its own of clock 6: the group goes back to clock 4
+static void
+s_older_common_clock (const char *name, loss_t loss)
+{
+    //  The workers meet at clock 7; each member holds checkpoints of clocks
+    //  2, 4 and 6 (a group's member keeps three)
+    group_t group;
+    s_group_start (&group, 2, 0, name);
+    char log_path[256], log_name[64];
+    snprintf (log_name, sizeof log_name, "%s.log", name);
+    int saved = s_stderr_to (ps_test_path (log_name, log_path, sizeof log_path));
+    pthread_barrier_t meet;
+    pthread_barrier_init (&meet, NULL, 3);
+    stepper_t steppers[2];
+    pthread_t threads[2];
+    s_steppers_start (steppers, threads, &meet, group.list, 7, false, 10);
+    pthread_barrier_wait (&meet);
+    char path[PATH_MAX];
+    for (uint32_t shard = 0; shard < 2; shard++)
+        for (int64_t clock = 2; clock <= 6; clock += 2)
+            cr_assert (s_file_of_clock (group.dirs[shard], clock, path, sizeof path),
+                       "member %u lacks clock %" PRId64, shard, clock);
+
+    s_lose_checkpoint (&group, 1, 6, loss);
+    uint64_t before = s_incarnation (group.brokers[1]);
+    group.brokers[0] = ps_test_broker_restart (&group.brokers[0], &group.config[0]);
+    cr_assert_eq (s_info_number (&group, 0, "restored_clock"), 6);
+    pthread_barrier_wait (&meet);
+    for (int rank = 0; rank < 2; rank++)
+        pthread_join (threads[rank], NULL);
+    s_stderr_restore (saved);
+    pthread_barrier_destroy (&meet);
+
+    //  Both workers went on from clock 4, every pull since held exactly
+    //  the values of its clock, to clock 10
+    for (int rank = 0; rank < 2; rank++) {
+        const stepper_t *stepper = &steppers[rank];
+        cr_assert_str_empty (stepper->failed, "%s", stepper->failed);
+        cr_assert_eq (stepper->rejoined, 1, "rank %d rejoined %d times", rank, stepper->rejoined);
+        cr_assert_eq (stepper->rejoined_at, 4, "rank %d: %s", rank, stepper->rejoin_says);
+        cr_assert_eq (stepper->clock, 10);
+    }
+    //  Both members went back to their checkpoint of clock 4: member 1 as a
+    //  new incarnation, member 0 past the checkpoint it restored, which it
+    //  put aside (.discarded) so that no later restart takes it
+    cr_assert_eq (s_info_number (&group, 0, "restored_clock"), 4);
+    cr_assert_eq (s_info_number (&group, 1, "restored_clock"), 4);
+    cr_assert_neq (s_incarnation (group.brokers[1]), before);
+    cr_assert_eq (s_files (group.dirs[0], ".psmq.discarded"), 1);
+    cr_assert_eq (s_files (group.dirs[1], ".psmq.discarded"), 0);
+    char *log = ps_test_slurp (log_path);
+    for (uint32_t shard = 0; shard < 2; shard++) {
+        char says[512];
+        snprintf (says, sizeof says, "rolled back to checkpoint %s/checkpoint-", group.dirs[shard]);
+        const char *line = strstr (log, says);
+        cr_assert (line, "member %u: %s", shard, log);
+        cr_assert (strstr (line, ".psmq (clock 4) to match the group: a member restarted, and "
+                                 "this is the newest clock every member holds a checkpoint of"),
+                   "%s", line);
+    }
+    //  A rotted file looks whole until read: member 1 named clock 6, then
+    //  refused to go back to it, putting the file aside, and the workers
+    //  asked it again which clocks it holds
+    if (loss == ROTTED) {
+        cr_assert_eq (s_files (group.dirs[1], ".psmq.refused"), 1);
+        cr_assert (strstr (log, "refused to roll back: cannot roll back to clock 6: "), "%s", log);
+    }
+    free (log);
+    s_group_stop (&group);
+}
+
+Test (group_restart, a_member_without_the_newest_checkpoint_takes_the_group_to_an_older_one,
+      .timeout = 60)
+{
+    s_older_common_clock ("older", DELETED);
+}
+
+Test (group_restart, a_rotted_newest_checkpoint_is_found_at_the_rollback, .timeout = 60)
+{
+    s_older_common_clock ("rotted", ROTTED);
+}
+
+Test (group_restart, members_without_a_common_checkpoint_stop_the_job_naming_their_clocks,
+      .timeout = 60)
+{
+    group_t group;
+    s_group_start (&group, 2, 0, "none");
+    pthread_barrier_t meet;
+    pthread_barrier_init (&meet, NULL, 3);
+    stepper_t steppers[2];
+    pthread_t threads[2];
+    s_steppers_start (steppers, threads, &meet, group.list, 7, false, 10);
+    pthread_barrier_wait (&meet);
+
+    //  Member 1's checkpoint of clock 6 is torn: it holds 4 and 2. Member 0
+    //  stops, loses its checkpoints of 2 and 4, and starts again from 6
+    s_lose_checkpoint (&group, 1, 6, TORN);
+    uint64_t before = s_incarnation (group.brokers[1]);
+    int port = ps_broker_port (group.brokers[0]);
+    ps_broker_destroy (&group.brokers[0]);
+    s_lose_checkpoint (&group, 0, 2, DELETED);
+    s_lose_checkpoint (&group, 0, 4, DELETED);
+    int held = ps_test_hold_port (port);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    ps_broker_config_t settings = group.config[0];
+    settings.endpoint = endpoint;
+    ps_problem_t problem;
+    group.brokers[0] = ps_broker_new (&settings, &problem);
+    close (held);
+    cr_assert (group.brokers[0], "%s", problem.message);
+    cr_assert_eq (s_info_number (&group, 0, "restored_clock"), 6);
+    pthread_barrier_wait (&meet);
+    for (int rank = 0; rank < 2; rank++)
+        pthread_join (threads[rank], NULL);
+    pthread_barrier_destroy (&meet);
+
+    //  Every worker stops with PS_EGROUP, naming each member's clocks
+    char endpoints[2][64];
+    snprintf (endpoints[0], sizeof endpoints[0], "%.*s", (int)strcspn (group.list, ","),
+              group.list);
+    snprintf (endpoints[1], sizeof endpoints[1], "%s", strchr (group.list, ',') + 1);
+    char says[512];
+    snprintf (says, sizeof says,
+              "a member of the group restarted, and the members hold no checkpoint of one "
+              "clock to go back to together: %s (restarted) holds 6, %s holds 4 and 2; restart "
+              "every member from checkpoints of one clock, or the job",
+              endpoints[0], endpoints[1]);
+    for (int rank = 0; rank < 2; rank++) {
+        const stepper_t *stepper = &steppers[rank];
+        cr_assert_eq (stepper->status, PS_EGROUP, "rank %d: %s", rank, stepper->failed);
+        cr_assert (strstr (stepper->failed, says), "rank %d: %s\nnot %s", rank, stepper->failed,
+                   says);
+        cr_assert_eq (stepper->rejoined, 0);
+    }
+    //  Nobody was rolled back: member 1 kept its incarnation and its files
+    cr_assert_eq (s_incarnation (group.brokers[1]), before);
+    cr_assert_eq (s_info_number (&group, 1, "restored_clock"), -1);
+    cr_assert_eq (s_files (group.dirs[1], ".psmq.discarded"), 0);
     s_group_stop (&group);
 }
 
@@ -495,7 +700,7 @@ s_files (const char *dir, const char *suffix)
 Test (group_restart, a_rollback_is_refused_without_that_clock_and_a_stale_one_is_a_hello,
       .timeout = 60)
 {
-    //  Checkpoints of clocks 2 and 4 on each member (the newest two kept)
+    //  Checkpoints of clocks 2 and 4 on each member
     group_t group;
     s_group_start (&group, 1, 0, "raw");
     s_step_alone (group.list, 5);
@@ -507,6 +712,10 @@ Test (group_restart, a_rollback_is_refused_without_that_clock_and_a_stale_one_is
     cr_assert_eq (reply->type, PSMQ__MSG_TYPE__HELLO);
     uint64_t incarnation = reply->hello->incarnation;
     cr_assert_eq (reply->clock, 5);
+    //  Its reply names the clocks of its checkpoints, newest first
+    cr_assert_eq (reply->hello->n_checkpoints, 2);
+    cr_assert_eq (reply->hello->checkpoints[0], 4);
+    cr_assert_eq (reply->hello->checkpoints[1], 2);
 
     //  No checkpoint of clock 3: refused, naming the clocks it holds, and
     //  nothing changes
@@ -545,6 +754,8 @@ Test (group_restart, a_rollback_is_refused_without_that_clock_and_a_stale_one_is
                   reply->error ? reply->error->message : "");
     cr_assert_neq (reply->hello->incarnation, incarnation);
     cr_assert_eq (reply->clock, 2);
+    cr_assert_eq (reply->hello->n_checkpoints, 1);
+    cr_assert_eq (reply->hello->checkpoints[0], 2);
     cr_assert_eq (s_info_number (&group, 0, "restored_clock"), 2);
     cr_assert_eq (s_info_number (&group, 0, "keys"), 1);
     cr_assert_eq (s_files (group.dirs[0], ".psmq"), 1);

@@ -16,19 +16,27 @@
     to do about a difference is a decision about the whole group.
 
     That decision, after a member restarted from its checkpoint of clock
-    C: every member goes back to C, each to its own checkpoint of C (a
-    group's members cut at the same clocks), so that no pull mixes the
-    parameters of two clocks and the workers redo from C. A member is
-    asked when it names a later clock, and also when it names C but kept
-    its incarnation: under BSP its sums of clock C may hold the pushes of
-    workers that are about to push again. A member that restarted, or was
-    rolled back by another worker meanwhile, has a new incarnation and
-    names C already; the broker takes a request naming an incarnation it
-    no longer has as a plain HELLO, so two workers that decide at once
-    roll a member back once. Rejected: rolling back to the least clock
-    every member holds a checkpoint of (each would have to say which it
-    holds, and the restarted member would have to go back too), and
-    refusing (a restart of one member would stop the job).
+    C: every member goes back to the newest clock every member holds a
+    checkpoint of (each HELLO reply names the clocks its broker holds; a
+    group's members cut at the same clocks), each to its own checkpoint of
+    it, so that no pull mixes the parameters of two clocks and the workers
+    redo from there. That is C, or an older clock when a member lacks C
+    (its writer was busy at that cut, its file was lost or is torn); then
+    the restarted member goes back past the checkpoint it restored, like
+    the others. A member is asked when it names another clock, and also
+    when it names that clock but kept its incarnation: under BSP its sums
+    of that clock may hold the pushes of workers that are about to push
+    again. A member that restarted, or was rolled back by another worker
+    meanwhile, has a new incarnation and names the clock already; the
+    broker takes a request naming an incarnation it no longer has as a
+    plain HELLO, so two workers that decide at once roll a member back
+    once. Two workers that saw different lists (a write landed between
+    their HELLOs) may choose different clocks; each decides again on the
+    replies to its rollbacks, and since a rollback to a clock discards
+    every newer checkpoint, the common clock only goes down: they meet at
+    the older one in a round or two. No common clock: the worker fails
+    with PS_EGROUP naming every member's clocks (rejected: starting the
+    job over, which would throw its progress away unasked).
     ========================================================================= */
 
 #include "ps_group.h"
@@ -307,6 +315,10 @@ ps_group_take_hello (ps_group_t *self, uint32_t member, const ps_envelope_t *rep
     record->incarnation = reply->hello->incarnation;
     record->hello_clock = reply->clock;
     record->roll_of = 0;
+    //  A broker names at most PS_MAX_HELD_CHECKPOINTS (the codec checks)
+    record->nheld = 0;
+    for (size_t i = 0; i < reply->hello->n_checkpoints && i < PS_MAX_HELD_CHECKPOINTS; i++)
+        record->held[record->nheld++] = reply->hello->checkpoints[i];
     uint32_t interval = reply->hello->heartbeat_ms;
     if (interval && (!self->heartbeat_ms || interval < self->heartbeat_ms))
         self->heartbeat_ms = interval;
@@ -350,8 +362,76 @@ s_clocks_named (const ps_group_t *self, char *out, size_t size)
                                       self->members[member].hello_clock);
 }
 
-//  Mark the members to roll back to clock: those naming a later one, and
-//  those that kept their incarnation
+//  Whether member holds a checkpoint of clock: one its reply named, or
+//  clock 0 when it named none (the empty store, where the job started)
+static bool
+s_holds (const ps_member_t *record, int64_t clock)
+{
+    if (record->nheld == 0)
+        return clock == 0;
+    for (uint32_t i = 0; i < record->nheld; i++)
+        if (record->held[i] == clock)
+            return true;
+    return false;
+}
+
+//  The newest clock every welcomed member holds a checkpoint of, into
+//  *clock; false when there is none
+static bool
+s_common_clock (const ps_group_t *self, int64_t *clock)
+{
+    bool found = false;
+    for (uint32_t member = 0; member < self->size; member++) {
+        const ps_member_t *record = &self->members[member];
+        if (!record->welcomed)
+            continue;
+        //  Every clock a member could go back to is one of the first's
+        int64_t candidates[PS_MAX_HELD_CHECKPOINTS];
+        uint32_t count = record->nheld ? record->nheld : 1;
+        for (uint32_t i = 0; i < count; i++)
+            candidates[i] = record->nheld ? record->held[i] : 0;
+        for (uint32_t i = 0; i < count; i++) {
+            bool everywhere = true;
+            for (uint32_t other = 0; other < self->size && everywhere; other++)
+                if (self->members[other].welcomed)
+                    everywhere = s_holds (&self->members[other], candidates[i]);
+            if (everywhere && (!found || candidates[i] > *clock)) {
+                *clock = candidates[i];
+                found = true;
+            }
+        }
+        break;
+    }
+    return found;
+}
+
+//  "tcp://a:5555 (restarted) holds 200 and 100, tcp://b:5555 holds 300 and
+//  250" for every welcomed member, into out
+static void
+s_held_named (const ps_group_t *self, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (uint32_t member = 0; member < self->size && used < size; member++) {
+        const ps_member_t *record = &self->members[member];
+        if (!record->welcomed)
+            continue;
+        used += (size_t)snprintf (out + used, size - used, "%s%s%s holds ", used ? ", " : "",
+                                  ps_group_endpoint (self, member),
+                                  ps_group_restarted (self, member) ? " (restarted)" : "");
+        if (record->nheld == 0 && used < size)
+            used += (size_t)snprintf (out + used, size - used, "no checkpoint");
+        for (uint32_t i = 0; i < record->nheld && used < size; i++)
+            used += (size_t)snprintf (out + used, size - used, "%s%" PRId64,
+                                      i == 0                   ? ""
+                                      : i + 1 == record->nheld ? " and "
+                                                               : ", ",
+                                      record->held[i]);
+    }
+}
+
+//  Mark the members to roll back to clock: all but those that restarted
+//  (or were rolled back by another worker) and name it
 static void
 s_mark_rollback (ps_group_t *self, int64_t clock)
 {
@@ -373,13 +453,10 @@ ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again
 {
     *again = *rollback = false;
     bool first = true, differ = false, restarted = false, kept = false;
-    int64_t least = 0;
     for (uint32_t member = 0; member < self->size; member++) {
         const ps_member_t *record = &self->members[member];
         if (!record->welcomed)
             continue;
-        if (first || record->hello_clock < least)
-            least = record->hello_clock;
         differ |= !first && record->hello_clock != *clock;
         if (first)
             *clock = record->hello_clock;
@@ -390,8 +467,19 @@ ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again
         first = false;
     }
     if (rejoin && restarted && (differ || kept)) {
-        *clock = least;
-        s_mark_rollback (self, least);
+        int64_t common = 0;
+        if (!s_common_clock (self, &common)) {
+            char named[PS_MAX_ERROR_LEN];
+            s_held_named (self, named, sizeof named);
+            ps_problem_set (problem, 0,
+                            "a member of the group restarted, and the members hold no "
+                            "checkpoint of one clock to go back to together: %s; restart every "
+                            "member from checkpoints of one clock, or the job",
+                            named);
+            return PS_EGROUP;
+        }
+        *clock = common;
+        s_mark_rollback (self, common);
         *rollback = true;
         return PS_OK;
     }
@@ -404,6 +492,21 @@ ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again
                     "brokers of one group disagree on the job's clock: %s (was one restarted?)",
                     named);
     return PS_EGROUP;
+}
+
+bool
+ps_group_rollback_refused (ps_group_t *self, int64_t *clock)
+{
+    bool refused = false;
+    for (uint32_t member = 0; member < self->size; member++) {
+        ps_member_t *record = &self->members[member];
+        if (record->roll_of && !record->welcomed) {
+            record->roll_of = 0;
+            *clock = record->roll_to;
+            refused = true;
+        }
+    }
+    return refused;
 }
 
 int

@@ -38,22 +38,25 @@
 
 //  What one broker has said; the worker reads and writes it
 typedef struct {
-    uint64_t session;     //  token its last HELLO reply gave: for heartbeats,
-                          //  and shown in every later HELLO to it
-    int64_t min_clock;    //  slowest live clock in its last reply
-    bool registered;      //  its HELLO was accepted: say BYE on close
-    uint64_t incarnation; //  the broker process its HELLO reached
-    bool forgotten;       //  it answered "not registered": restarted?
-    bool lost;            //  the connection its HELLO went over was lost
-                          //  since: the broker may have forgotten us
-    bool welcomed;        //  its HELLO reply of this attempt came
-    int64_t hello_clock;  //  the clock that reply gave
-    uint64_t known;       //  the incarnation before a rejoin, to tell a
-                          //  restart from an eviction
-    uint64_t roll_of;     //  its next HELLO asks this incarnation to roll
-                          //  back (0: a plain HELLO) ...
-    int64_t roll_to;      //  ... to its checkpoint of this clock
-    bool rolled;          //  it was asked to roll back in this rejoin
+    uint64_t session;                      //  token its last HELLO reply gave: for heartbeats,
+                                           //  and shown in every later HELLO to it
+    int64_t min_clock;                     //  slowest live clock in its last reply
+    bool registered;                       //  its HELLO was accepted: say BYE on close
+    uint64_t incarnation;                  //  the broker process its HELLO reached
+    bool forgotten;                        //  it answered "not registered": restarted?
+    bool lost;                             //  the connection its HELLO went over was lost
+                                           //  since: the broker may have forgotten us
+    bool welcomed;                         //  its HELLO reply of this attempt came
+    int64_t hello_clock;                   //  the clock that reply gave
+    uint64_t known;                        //  the incarnation before a rejoin, to tell a
+                                           //  restart from an eviction
+    uint64_t roll_of;                      //  its next HELLO asks this incarnation to roll
+                                           //  back (0: a plain HELLO) ...
+    int64_t roll_to;                       //  ... to its checkpoint of this clock
+    bool rolled;                           //  it was asked to roll back in this rejoin
+    int64_t held[PS_MAX_HELD_CHECKPOINTS]; //  the checkpoint clocks that
+                                           //  reply named, newest first
+    uint32_t nheld;                        //  how many
 } ps_member_t;
 
 typedef struct ps_group_t ps_group_t;
@@ -112,19 +115,29 @@ int32_t ps_group_staleness (const ps_group_t *self);
 //  The clock the welcomed members' HELLO replies give the worker, the one
 //  place that decides. PS_OK with *clock when they name one and, when
 //  rejoin, no member kept parameters of a time the others lost. After a
-//  restart (rejoin, and some member's incarnation changed), C the least
-//  clock named: when a member names a later clock, or kept its
+//  restart (rejoin, and some member's incarnation changed), C is the
+//  newest clock every member holds a checkpoint of (the clocks each reply
+//  named; a member naming none holds clock 0, the empty store): the
+//  restarted member's own clock, or an older one when another member
+//  lacks it. When a member names another clock than C, or kept its
 //  incarnation (its store may hold pushes of clock C and later, which the
 //  workers are about to redo), PS_OK with *rollback: those members are
-//  marked (roll_to C, roll_of the incarnation their reply named)
-//  and no longer welcomed, for ps_session_hello to ask them to roll back
-//  to their checkpoint of clock C; then decide again. Otherwise, when the
+//  marked (roll_to C, roll_of the incarnation their reply named) and no
+//  longer welcomed, for ps_session_hello to ask them to roll back to
+//  their checkpoint of clock C (the restarted member too, when C is older
+//  than the one it restored); then decide again. PS_EGROUP, naming every
+//  member's clocks, when they hold none in common. Otherwise, when the
 //  members name different clocks, PS_EGROUP with problem saying which,
 //  and *again when a new attempt (BYE, then HELLO) may settle it: at a
 //  first join, or when no member restarted, the others' CLOCK may have
 //  been between two brokers.
 int ps_group_hello_clock (ps_group_t *self, bool rejoin, int64_t *clock, bool *again,
                           bool *rollback, ps_problem_t *problem);
+//  After a round of rollback HELLOs failed: whether some member asked to
+//  roll back did not welcome us (it refused), with *clock the clock it was
+//  asked to go back to; those are to be sent a plain HELLO next, for the
+//  clocks they hold now
+bool ps_group_rollback_refused (ps_group_t *self, int64_t *clock);
 //  Whether member's broker is another process than before the rejoin
 bool ps_group_restarted (const ps_group_t *self, uint32_t member);
 

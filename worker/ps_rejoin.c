@@ -19,12 +19,16 @@
     decides the clock: one clock, or a difference that a new attempt may
     settle (no broker restarted: another worker's CLOCK was between two
     brokers), or, after a restart, a rollback: the members it marks are
-    sent a HELLO that asks them to go back to the restarted member's clock
-    (over the sockets that just carried their replies), and the replies
-    are decided on again. A few rounds at most: a member rolled back by
-    another worker at the same moment names that clock already, and one
-    that refuses (it holds no checkpoint of that clock) fails the rejoin
-    with PS_EGROUP and its reason.
+    sent a HELLO that asks them to go back to the newest clock every
+    member holds a checkpoint of (over the sockets that just carried their
+    replies), and the replies are decided on again. A few rounds at most:
+    a member rolled back by another worker at the same moment names that
+    clock already, and one that refuses (its checkpoints changed since it
+    named them: a write landed, a file was lost, or the file of that clock
+    did not read whole and was put aside) is asked again, plainly, which
+    it holds now, and the decision made again. A group whose members hold
+    no clock in common fails the rejoin with PS_EGROUP, naming them, as
+    does a refusal that lasts all the rounds.
     ========================================================================= */
 
 #include "ps_rejoin.h"
@@ -43,8 +47,9 @@
 #define NOTICE_MS 10000
 //  New attempts after brokers that did not restart named different clocks
 #define DISAGREEMENTS 5
-//  Rounds of rollback HELLOs in one attempt
-#define ROLLBACKS 3
+//  Rounds of rollback HELLOs in one attempt: one, and a few more when
+//  workers that decided at once chose different clocks (ps_group.c)
+#define ROLLBACKS 6
 
 static int64_t
 s_now_ms (void)
@@ -120,7 +125,9 @@ s_attempts (ps_session_t *session, int64_t started, int64_t deadline)
         bool again = false, rollback = false;
         if (status == PS_OK)
             status = ps_session_hello_clock (session, true, &again, &rollback);
-        //  Over the sockets that carried the replies: they work
+        //  Over the sockets that carried the replies: they work. The
+        //  clock of the last rollback refused, -1 none
+        int64_t refused = -1;
         for (int round = 1; status == PS_OK && rollback; round++) {
             if (round > ROLLBACKS)
                 return ps_session_fail (session, PS_EGROUP,
@@ -129,6 +136,23 @@ s_attempts (ps_session_t *session, int64_t started, int64_t deadline)
                                         ROLLBACKS);
             left = deadline - s_now_ms ();
             status = ps_session_hello (session, false, left < hello_ms ? (int)left : hello_ms);
+            int64_t to = 0;
+            if (status == PS_EGROUP && round < ROLLBACKS &&
+                ps_group_rollback_refused (ps_session_group (session), &to)) {
+                //  Refused again at no older clock: nothing changed, the
+                //  refusal stands
+                if (refused >= 0 && to >= refused)
+                    return status;
+                //  Its checkpoints changed since its reply (a write
+                //  landed, a file was lost or read torn): ask it again,
+                //  plainly, for those it holds now, and decide again
+                refused = to;
+                ps_session_log (ps_session_options (session), PS_WORKER_LOG_WARNING,
+                                "rank %u: %s; asking again which checkpoints it holds",
+                                ps_session_options (session)->rank, ps_session_error (session));
+                status = PS_OK;
+                continue;
+            }
             if (status == PS_OK)
                 status = ps_session_hello_clock (session, true, &again, &rollback);
         }
@@ -220,7 +244,7 @@ ps_rejoin (ps_session_t *session, int cause)
                             "registered again with %s (%s); the worker's clock is now %" PRId64
                             " (was %" PRId64 ")%s",
                             endpoints, reason, ps_session_clock (session), was,
-                            rolled ? "; the group rolled back to that clock, the clock of "
-                                     "the checkpoint a member restarted from"
+                            rolled ? "; the group rolled back to that clock, the newest "
+                                     "clock of a checkpoint every member holds"
                                    : "");
 }

@@ -19,8 +19,9 @@
     wait short (nothing settled: the caller may call again); else every
     ticket not yet complete completes with the status returned: cause once
     wait_for_broker_ms has passed (the detail says how long it waited), or
-    why a broker or the group refused the worker (PS_EGROUP: "brokers of
-    one group restarted at different clocks"). The detail is in
+    why a broker or the group refused the worker (PS_EGROUP: the members
+    hold no checkpoint of one clock to go back to together, naming what
+    each holds, or a member refused to roll back). The detail is in
     ps_session_error either way.
     ========================================================================= */
 

@@ -73,9 +73,13 @@
     restart without one (the broker then has no keys: ps_worker_init
     again, which is always safe, then pull), the job's slowest clock
     after an eviction. Heartbeats go on with the new registration. The
-    application redoes its steps from that clock. When the brokers of a
-    group name different clocks after a restart, the call fails with
-    PS_EGROUP ("brokers of one group restarted at different clocks: ...").
+    application redoes its steps from that clock. After a member of a
+    group restarted, the group first rolls back to the newest clock every
+    member holds a checkpoint of (docs/groups.md); when they hold none in
+    common, or a member refuses to go back, the call fails with PS_EGROUP
+    ("a member of the group restarted, and the members hold no checkpoint
+    of one clock to go back to together: tcp://a:5555 (restarted) holds
+    60, tcp://b:5555 holds 50 and 40; ...").
     When wait_for_broker_ms passes first, the call fails with the status
     that started it, its detail saying how long it waited, and so do the
     tickets not yet complete. A blocking push still gives back the

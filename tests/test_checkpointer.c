@@ -1,0 +1,126 @@
+/*  =========================================================================
+    test_checkpointer - when a broker cuts checkpoints, and a group's
+    member's cut queued while its writer is busy (broker/ps_checkpointer.h)
+
+    The tests drive a checkpointer by hand, as the ROUTER loop does: the
+    vector clock moves, ps_checkpointer_due says whether to cut, the cut
+    goes to the writer (ps_checkpointer_write stands for the aggregator's
+    answer, without keys) and the writer's answer is read only when the
+    test says (ps_checkpointer_receive), so the writer is "busy" for as
+    long as the test likes.
+
+    usage: build/test_checkpointer [--filter 'checkpointer/<test>']
+    ========================================================================= */
+
+#include "ps_checkpoint_dir.h"
+#include "ps_checkpointer.h"
+#include "ps_testutil.h"
+
+#include <criterion/criterion.h>
+#include <czmq.h>
+#include <stdio.h>
+
+//  A member of a group of two for one worker, cutting at every clock
+static ps_checkpointer_t *
+s_member (const char *name, char *dir, size_t dir_size)
+{
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    config.workers = 1;
+    config.shard = 0;
+    config.shards = 2;
+    config.checkpoint_dir = ps_test_path (name, dir, dir_size);
+    config.checkpoint_clocks = 1;
+    ps_checkpoint_t *restored = NULL;
+    ps_problem_t problem;
+    ps_checkpointer_t *self = ps_checkpointer_new (&config, &restored, &problem);
+    cr_assert (self, "%s", problem.message);
+    cr_assert_null (restored);
+    return self;
+}
+
+//  The worker finishes its clock; whether the checkpointer wants a cut
+//  then, and if so the cut handed on as the aggregator would
+static bool
+s_clock (ps_checkpointer_t *self, ps_vclock_t *vclock, uint64_t *sent)
+{
+    ps_vclock_advance (vclock, 0, ps_vclock_clock (vclock, 0));
+    if (!ps_checkpointer_due (self, zclock_mono (), vclock, *sent, false))
+        return false;
+    ps_checkpoint_t *checkpoint = ps_checkpointer_cut (self, vclock, ++*sent);
+    cr_assert (checkpoint);
+    ps_checkpointer_write (self, checkpoint, NULL);
+    return true;
+}
+
+//  Wait for the writer's answer and read it
+static void
+s_written (ps_checkpointer_t *self)
+{
+    zmq_pollitem_t item = {ps_checkpointer_handle (self), 0, ZMQ_POLLIN, 0};
+    cr_assert_eq (zmq_poll (&item, 1, PS_TEST_WAIT_MS), 1, "the writer did not answer");
+    ps_checkpointer_receive (self);
+}
+
+Test (checkpointer, a_group_member_queues_the_cut_its_busy_writer_cannot_take)
+{
+    char dir[256];
+    ps_checkpointer_t *self = s_member ("queued", dir, sizeof dir);
+    ps_vclock_t *vclock = ps_vclock_new (1, 0);
+    ps_vclock_join (vclock, 0);
+    uint64_t sent = 0;
+
+    //  Clock 1: cut and sent to the writer, whose answer we do not read yet
+    cr_assert (s_clock (self, vclock, &sent));
+    cr_assert (ps_checkpointer_busy (self));
+    //  Clock 2 while it is busy: cut all the same, and queued behind it
+    cr_assert (s_clock (self, vclock, &sent), "the cut of clock 2 was not taken");
+    //  Clock 3: one is queued already; skipped
+    cr_assert_not (s_clock (self, vclock, &sent));
+
+    //  The first write ends: the queued one goes to the writer
+    s_written (self);
+    cr_assert (ps_checkpointer_busy (self));
+    s_written (self);
+    cr_assert_not (ps_checkpointer_busy (self));
+    cr_assert_eq (ps_checkpointer_written (self), 2);
+    json_t *info = ps_checkpointer_info (self);
+    cr_assert_eq (json_integer_value (json_object_get (info, "queued")), 1);
+    cr_assert_eq (json_integer_value (json_object_get (info, "last_clock")), 2);
+    json_decref (info);
+
+    //  Both are on disk: a group's rollback finds clocks 1 and 2 here
+    int64_t held[PS_MAX_HELD_CHECKPOINTS];
+    cr_assert_eq (ps_checkpoint_held (dir, held, PS_MAX_HELD_CHECKPOINTS), 2);
+    cr_assert_eq (held[0], 2);
+    cr_assert_eq (held[1], 1);
+
+    //  Clock 4: the writer is free, cut as usual
+    cr_assert (s_clock (self, vclock, &sent));
+    s_written (self);
+    cr_assert_eq (ps_checkpoint_held (dir, held, PS_MAX_HELD_CHECKPOINTS), 3);
+    cr_assert_eq (held[0], 4);
+    ps_vclock_destroy (&vclock);
+    ps_checkpointer_destroy (&self);
+}
+
+Test (checkpointer, a_rollback_drops_a_queued_cut_of_the_future)
+{
+    char dir[256];
+    ps_checkpointer_t *self = s_member ("dropped", dir, sizeof dir);
+    ps_vclock_t *vclock = ps_vclock_new (1, 0);
+    ps_vclock_join (vclock, 0);
+    uint64_t sent = 0;
+    cr_assert (s_clock (self, vclock, &sent));
+    cr_assert (s_clock (self, vclock, &sent));
+    //  The group goes back to clock 1: the write of 1 is kept, the queued
+    //  cut of 2 given up
+    ps_checkpointer_cancel_unless (self, 1);
+    s_written (self);
+    cr_assert_not (ps_checkpointer_busy (self));
+    int64_t held[PS_MAX_HELD_CHECKPOINTS];
+    cr_assert_eq (ps_checkpoint_held (dir, held, PS_MAX_HELD_CHECKPOINTS), 1);
+    cr_assert_eq (held[0], 1);
+    ps_vclock_destroy (&vclock);
+    ps_checkpointer_destroy (&self);
+}
