@@ -340,7 +340,7 @@ s_key_accum (ps_store_t *store, ps_key_t *self, int64_t clock, ps_problem_t *pro
     if (free_slot)
         return free_slot;
     //  A new slot: counted with its sum, as both stay until the key goes
-    uint64_t bytes;
+    uint64_t bytes = UINT64_MAX; //  an overflow needs more than any store holds
     if (s_mul (self->size, sizeof (float), &bytes) || s_charge (store, bytes + sizeof (accum_t))) {
         char need[32], used[32], limit[32];
         ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
