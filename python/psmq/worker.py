@@ -137,6 +137,12 @@ def _make_options(broker, sink, rank=0, workers=1, timeout_ms=None, clock_timeou
     options = _lib.Options()
     _lib_.ps_worker_options_init(ctypes.byref(options))
     options.broker = _text(broker, "broker")
+    #  ctypes would wrap a negative number into a huge unsigned one
+    if not 0 <= rank < workers:
+        raise ValueError("rank %d outside 0 .. workers - 1 (workers %d)" % (rank, workers))
+    if local_workers is not None and not 1 <= local_workers <= workers - rank:
+        raise ValueError("local_workers %d: ranks %d .. %d must be in the job of %d"
+                         % (local_workers, rank, rank + local_workers - 1, workers))
     options.rank = rank
     options.world_size = workers
     for field, value in (("timeout_ms", timeout_ms), ("clock_timeout_ms", clock_timeout_ms),
@@ -321,7 +327,10 @@ class Worker:
             tensor.count = array.size
         return tensors
 
-    def _push_items(self, name_or_dict, array):
+    def _push_items(self, name_or_dict, array, grad_count):
+        if not isinstance(grad_count, numbers.Integral) or grad_count < 1:
+            raise ValueError("grad_count %r: the number of gradients summed, at least 1"
+                             % (grad_count,))
         if isinstance(name_or_dict, dict):
             if array is not None:
                 raise TypeError("push({name: array, ...}) takes no second array")
@@ -433,7 +442,7 @@ class Worker:
         push(name, array), or several in one round trip, push({name: array}).
         grad_count: how many gradients were summed into them."""
         handle = self._h()
-        items = self._push_items(name_or_dict, array)
+        items = self._push_items(name_or_dict, array, grad_count)
         tensors = self._tensors(items)
         status = _lib_.ps_worker_push(handle, tensors, len(items), grad_count)
         if status:
@@ -464,7 +473,7 @@ class Worker:
         """push, sent now; returns a Ticket. The arrays are copied during
         the call and are free again when it returns."""
         handle = self._h()
-        items = self._push_items(name_or_dict, array)
+        items = self._push_items(name_or_dict, array, grad_count)
         tensors = self._tensors(items)
         ticket = ctypes.c_uint64()
         status = _lib_.ps_worker_push_async(handle, tensors, len(items), grad_count,

@@ -240,6 +240,8 @@ def test_arrays_the_library_cannot_use_are_refused(broker):
             worker.init("x", 3, optimizer="rmsprop")
         with pytest.raises(ValueError, match="NUL"):
             worker.init("x\0y", 3)
+        with pytest.raises(ValueError, match="grad_count"):
+            worker.push("w", good, grad_count=0)
         #  None of these sent anything: the worker goes on
         assert worker.pending == 0
         worker.push("w", good)
@@ -350,8 +352,14 @@ def test_curve_keys(broker, keys):
         connect(b, curve_secret=rogue + "/rogue.key_secret", broker_key=keys.broker_public)
 
 
-def test_key_options_are_checked(broker, tmp_path):
+def test_options_are_checked(broker, tmp_path):
     b = broker("--workers", 1)
+    with pytest.raises(ValueError, match="rank 1 outside"):
+        connect(b, 1, 1)
+    with pytest.raises(ValueError, match="rank -1 outside"):
+        connect(b, -1, 1)
+    with pytest.raises(ValueError, match="local_workers 2"):
+        connect(b, 0, 1, local_workers=2)
     with pytest.raises(ValueError, match="both or neither"):
         connect(b, curve_secret="x.key_secret")
     missing = str(tmp_path / "missing.key_secret")
