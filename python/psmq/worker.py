@@ -323,7 +323,7 @@ class Worker:
         tensors = (_lib.Tensor * len(items))()
         for tensor, (name, array) in zip(tensors, items):
             tensor.key = self._cname(name)
-            tensor.data = array.ctypes.data
+            tensor.data = array.__array_interface__["data"][0]  # cheaper than .ctypes
             tensor.count = array.size
         return tensors
 
@@ -611,6 +611,9 @@ class Worker:
 def info(broker, *, timeout_ms=0, curve_secret=None, broker_key=None, log=_DEFAULT_LOG):
     """One broker's status as a dict, without registering
     (ps_worker_query_info_options). timeout_ms <= 0: the library's default."""
+    if not isinstance(broker, str) or "," in broker:
+        raise ValueError("psmq.info asks one broker, an endpoint; for a group's, "
+                         "Worker.info(shard) or one psmq.info per endpoint")
     sink = _LogSink(log)
     options = _make_options(broker, sink, timeout_ms=timeout_ms, curve_secret=curve_secret,
                             broker_key=broker_key)

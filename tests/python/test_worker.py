@@ -96,6 +96,8 @@ def test_staleness_clocks_and_info(broker):
         assert state["workers"][1]["clock"] == 3
         #  The same without registering, from psmq.info
         assert psmq.info(b.endpoint, timeout_ms=TIMEOUT_MS)["workers"][1]["clock"] == 3
+        with pytest.raises(ValueError, match="one broker"):
+            psmq.info([b.endpoint, b.endpoint])
 
 
 def test_async_calls_and_tickets(broker):
