@@ -60,6 +60,9 @@ _lib_ = _lib.lib
 _F32 = np.dtype(np.float32)
 _LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}
 _DEFAULT_LOG = logging.getLogger("psmq")
+#  A library's logger prints nothing until the application configures
+#  logging (the exceptions carry the same detail)
+_DEFAULT_LOG.addHandler(logging.NullHandler())
 
 
 class Optimizer(enum.IntEnum):
