@@ -284,7 +284,7 @@ def test_no_broker_is_a_timeout_within_the_timeout(dead_endpoint, caplog):
     with pytest.raises(psmq.TimeoutError) as caught:
         psmq.Worker(dead_endpoint, 0, 1, timeout_ms=500)
     took = time.monotonic() - start
-    assert 0.4 < took < 3.0
+    assert 0.4 < took < 5.0  # the timeout, and some room for a loaded machine
     assert isinstance(caught.value, TimeoutError) and caught.value.status == -3
     assert dead_endpoint in caught.value.message
     #  The library's log line reached Python's logging
@@ -296,13 +296,13 @@ def test_no_broker_is_a_timeout_within_the_timeout(dead_endpoint, caplog):
 
 def test_a_broker_that_dies_is_a_connection_error(broker):
     b = broker("--workers", 1)
-    worker = connect(b, heartbeat_timeout_ms=500)
+    worker = connect(b, heartbeat_timeout_ms=500, timeout_ms=20000)
     worker.init("w", 2)
     b.kill()
     start = time.monotonic()
     with pytest.raises(psmq.ConnectionError, match="lost the connection") as caught:
         worker.pull("w")
-    assert time.monotonic() - start < 3.0
+    assert time.monotonic() - start < 5.0  # the loss noticed, not the 20 s timeout
     assert isinstance(caught.value, ConnectionError)
     worker.close()
 
