@@ -407,3 +407,21 @@ def test_a_worker_belongs_to_its_thread(broker):
         assert caught and "thread" in str(caught[0])
         worker.clock()
         assert worker.current_clock == 1
+
+
+def test_a_group_of_brokers(broker):
+    """A list of endpoints is a group in shard order: a key is split over
+    both brokers, and info(shard) asks each."""
+    first = broker("--workers", 1, "--shard", 0, "--shards", 2)
+    second = broker("--workers", 1, "--shard", 1, "--shards", 2)
+    with psmq.Worker([first.endpoint, second.endpoint], 0, 1, timeout_ms=TIMEOUT_MS) as worker:
+        assert worker.shards == 2
+        big = np.arange(1 << 18, dtype=np.float32)  # 1 MB: sliced over the two
+        worker.init("big", big, optimizer="sgd", lr=1.0)
+        worker.push("big", np.ones_like(big))
+        worker.clock()
+        np.testing.assert_array_equal(worker.pull("big"), big - 1)
+        shards = [worker.info(shard) for shard in range(2)]
+        assert [s["shard"] for s in shards] == [0, 1]
+        assert all(s["keys"] >= 1 for s in shards)
+        assert worker.info()["shard"] == 0
