@@ -56,6 +56,7 @@ import numbers
 
 import torch
 
+from .errors import Error
 from .worker import Worker
 
 _SETTINGS = ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "decay_steps")
@@ -192,8 +193,15 @@ class DistributedOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         tickets, self._tickets = self._tickets, []
-        for ticket in tickets:
-            ticket.wait()
+        failed = None
+        for ticket in tickets:  # collect every one, even after a failure
+            try:
+                ticket.wait()
+            except Error as error:
+                failed = failed or error
+        if failed is not None:
+            self._pushed = set()
+            raise failed
         rest = {}
         for key, tensor in self._keys.items():
             if key not in self._pushed and tensor.grad is not None:
@@ -205,7 +213,14 @@ class DistributedOptimizer(torch.optim.Optimizer):
         #  A pull sent behind the clock is answered with the step that clock
         #  waited for: one round trip for both
         clock = self.worker.clock_async()
-        self._pull()
+        try:
+            self._pull()
+        except Error:
+            try:  # collected, so that the worker holds no stale ticket
+                clock.wait()
+            except Error:
+                pass
+            raise
         clock.wait()
         return loss
 

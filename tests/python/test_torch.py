@@ -165,3 +165,15 @@ def test_what_cannot_be_moved_is_refused(broker):
                 {"params": torch.nn.Linear(2, 2).named_parameters(), "weight_decay": 0.1}])
         #  Nothing was made on the broker by the refusals
         assert worker.keys == {}
+
+
+def test_a_lost_broker_fails_the_step_and_leaves_no_ticket(broker):
+    b = broker("--workers", 1)
+    with psmq.Worker(b.endpoint, 0, 1, timeout_ms=20000, heartbeat_timeout_ms=500) as worker:
+        model = _model()
+        optimizer = psmq.torch.DistributedOptimizer(worker, model.named_parameters(), lr=LR)
+        _loss(model, *_batch(0, 0)).backward()
+        b.kill()
+        with pytest.raises(psmq.ConnectionError):
+            optimizer.step()
+        assert worker.pending == 0
