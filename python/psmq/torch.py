@@ -33,7 +33,10 @@ first ones. step() then waits for those pushes, pushes the .grad of any
 parameter whose hook did not fire (a gradient set by hand), sends the
 clock, pulls every parameter into the model's own memory (no copy: the
 tensors' storage is what the library writes) and waits for the clock.
-With overlap=False, step() pushes every .grad in one call instead.
+With overlap=False, step() pushes every .grad in one call instead. The
+failure of a push sent from a hook is raised by backward() (the psmq.Error
+itself): a broker lost, or a psmq.RejoinedError, for which resync() is the
+way back.
 
 Each backward counts as one gradient: two backward calls before one step()
 push twice, and the broker's BSP step divides the sum of a clock's pushes
@@ -153,23 +156,43 @@ class DistributedOptimizer(torch.optim.Optimizer):
                 _check_parameter(key, tensor)
                 self._keys[key] = tensor
         super().__init__(groups, defaults)
-        #  The keys, with each group's rule; then every rank takes the
-        #  values of the INIT that made them
         for group in self.param_groups:
-            settings = {name: group[name] for name in _SETTINGS}
             for number in ("lr", "momentum", "beta1", "beta2", "eps"):
-                if not isinstance(settings[number], numbers.Real):
-                    raise TypeError("%s %r is not a number" % (number, settings[number]))
-            for key, tensor in zip(group["names"], group["params"]):
-                worker.init(key, _numpy(tensor), **settings)
-        self._pull()
+                if not isinstance(group[number], numbers.Real):
+                    raise TypeError("%s %r is not a number" % (number, group[number]))
         self._tickets = []  # pushes the hooks sent this clock
         self._pushed = set()  # their keys
+        self._init_and_pull()
         self._hooks = []
         if overlap:
             for key, tensor in self._keys.items():
                 if tensor.requires_grad:
                     self._hooks.append(tensor.register_hook(self._hook(key)))
+
+    def _init_and_pull(self):
+        """The keys, with each group's rule; then every rank takes the
+        values of the INIT that made them."""
+        for group in self.param_groups:
+            settings = {name: group[name] for name in _SETTINGS}
+            for key, tensor in zip(group["names"], group["params"]):
+                self.worker.init(key, _numpy(tensor), **settings)
+        self._pull()
+
+    def resync(self):
+        """After a psmq.RejoinedError (the worker registered again with a
+        broker that restarted or evicted it): drop what the failed step
+        sent, make the keys again (a broker restarted without a checkpoint
+        has none: they take this model's values; INIT is harmless for keys
+        that exist) and pull the broker's values into the model. Then redo
+        the steps from worker.current_clock."""
+        tickets, self._tickets = self._tickets, []
+        for ticket in tickets:
+            try:
+                ticket.wait()
+            except Error:
+                pass
+        self._pushed = set()
+        self._init_and_pull()
 
     def _hook(self, key):
         def push(grad):

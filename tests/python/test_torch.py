@@ -177,3 +177,37 @@ def test_a_lost_broker_fails_the_step_and_leaves_no_ticket(broker):
         with pytest.raises(psmq.ConnectionError):
             optimizer.step()
         assert worker.pending == 0
+
+
+def test_resync_after_a_broker_restart(broker):
+    """A step that meets a restarted broker raises RejoinedError; resync
+    makes the keys again from the model and training goes on."""
+    b = broker("--workers", 1)
+    with psmq.Worker(b.endpoint, 0, 1, timeout_ms=TIMEOUT_MS, wait_for_broker_ms=10000,
+                     heartbeat_timeout_ms=500) as worker:
+        model = _model()
+        optimizer = psmq.torch.DistributedOptimizer(worker, model.named_parameters(), lr=LR)
+        _loss(model, *_batch(0, 0)).backward()
+        optimizer.step()
+        kept = {name: p.detach().clone() for name, p in model.named_parameters()}
+        b.kill()
+        broker("--workers", 1, endpoint=b.endpoint)  # restarted, without the keys
+        optimizer.zero_grad()
+        with pytest.raises(psmq.RejoinedError) as caught:
+            #  The first push, from a hook during backward, meets the restart
+            _loss(model, *_batch(0, 1)).backward()
+            optimizer.step()
+        assert caught.value.clock == 0
+        optimizer.resync()
+        assert worker.pending == 0
+        for name, p in model.named_parameters():
+            assert torch.equal(p, kept[name]), name  # the broker took the model's values
+        optimizer.zero_grad()
+        loss = _loss(model, *_batch(0, 1))
+        loss.backward()
+        grads = {name: p.grad.clone() for name, p in model.named_parameters()}
+        optimizer.step()
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(p.detach(), kept[name] - LR * grads[name], rtol=0,
+                                       atol=1e-6)
+        assert worker.current_clock == 1
