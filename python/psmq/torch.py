@@ -33,10 +33,10 @@ first ones. step() then waits for those pushes, pushes the .grad of any
 parameter whose hook did not fire (a gradient set by hand), sends the
 clock, pulls every parameter into the model's own memory (no copy: the
 tensors' storage is what the library writes) and waits for the clock.
-With overlap=False, step() pushes every .grad in one call instead. The
-failure of a push sent from a hook is raised by backward() (the psmq.Error
-itself): a broker lost, or a psmq.RejoinedError, for which resync() is the
-way back.
+With overlap=False, step() pushes every .grad in one call instead. A
+push that fails in a hook is not raised through autograd: backward
+completes, the hooks send nothing more, and step() raises that psmq.Error
+(a broker lost; a psmq.RejoinedError, for which resync() is the way back).
 
 Each backward counts as one gradient: two backward calls before one step()
 push twice, and the broker's BSP step divides the sum of a clock's pushes
@@ -162,6 +162,7 @@ class DistributedOptimizer(torch.optim.Optimizer):
                     raise TypeError("%s %r is not a number" % (number, group[number]))
         self._tickets = []  # pushes the hooks sent this clock
         self._pushed = set()  # their keys
+        self._failed = None  # the first failure of a hook's push, for step()
         self._init_and_pull()
         self._hooks = []
         if overlap:
@@ -192,13 +193,21 @@ class DistributedOptimizer(torch.optim.Optimizer):
             except Error:
                 pass
         self._pushed = set()
+        self._failed = None
         self._init_and_pull()
 
     def _hook(self, key):
         def push(grad):
             _check_grad(key, grad)
-            self._tickets.append(self.worker.push_async(key, _numpy(grad)))
-            self._pushed.add(key)
+            #  A failure is kept for step() to raise, not raised through
+            #  autograd's C++ engine: backward completes, and once one push
+            #  failed the others are not sent
+            if self._failed is None:
+                try:
+                    self._tickets.append(self.worker.push_async(key, _numpy(grad)))
+                    self._pushed.add(key)
+                except Error as error:
+                    self._failed = error
             return None  # the gradient itself is left as it is
 
         return push
@@ -216,7 +225,7 @@ class DistributedOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         tickets, self._tickets = self._tickets, []
-        failed = None
+        failed, self._failed = self._failed, None
         for ticket in tickets:  # collect every one, even after a failure
             try:
                 ticket.wait()

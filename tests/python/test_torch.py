@@ -193,9 +193,10 @@ def test_resync_after_a_broker_restart(broker):
         b.kill()
         broker("--workers", 1, endpoint=b.endpoint)  # restarted, without the keys
         optimizer.zero_grad()
+        #  The first push, from a hook during backward, meets the restart:
+        #  backward completes, step raises
+        _loss(model, *_batch(0, 1)).backward()
         with pytest.raises(psmq.RejoinedError) as caught:
-            #  The first push, from a hook during backward, meets the restart
-            _loss(model, *_batch(0, 1)).backward()
             optimizer.step()
         assert caught.value.clock == 0
         optimizer.resync()
