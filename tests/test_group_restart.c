@@ -957,14 +957,18 @@ Test (group_restart, psworkers_ride_out_a_member_killed_and_started_again, .time
     close (held);
     cr_assert_str_eq (again, endpoints[0]);
 
-    //  Both finish every clock of the run, some redone, and learn
+    //  Both finish every clock of the run, and learn
     for (int rank = 0; rank < 2; rank++) {
         int status = ps_test_wait_pid (pids[rank], 90000);
         char *text = ps_test_slurp (outs[rank]);
         cr_assert_eq (status, 0, "rank %d exited %d: %s", rank, status, text);
         cr_assert (ps_test_json_bool (text, "final", true), "no final record: %s", text);
         cr_assert_eq (ps_test_json_number (text, "clocks", true), 5 * (12000 / 2 / 32), "%s", text);
-        cr_assert_gt (ps_test_json_number (text, "redone_clocks", true), 0, "%s", text);
+        //  At most one interval of 10 clocks is redone; none when the
+        //  kill came just as the job reached a checkpointed clock
+        double redone = ps_test_json_number (text, "redone_clocks", true);
+        cr_assert (redone >= 0 && redone <= 10, "%s", text);
+        cr_assert (strstr (text, "registered again with"), "%s", text);
         cr_assert (strstr (text, "redoing from clock "), "%s", text);
         cr_assert (ps_test_json_number (text, "test_accuracy", true) > 0.6, "%s", text);
         free (text);
