@@ -91,6 +91,8 @@ def train(args, rank, report=print):
     import psmq
     import psmq.torch
 
+    #  As psworker does: received frames reuse freed buffers
+    psmq.keep_memory_mapped()
     torch.set_num_threads(args.threads)
     images, labels = load(args.data, "train")
     images, labels = images[rank::args.workers], labels[rank::args.workers]
