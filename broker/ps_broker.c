@@ -22,6 +22,7 @@
     ========================================================================= */
 
 #include "ps_broker.h"
+#include "ps_monitor.h"
 #include "ps_handoff.h"
 #include "ps_info.h"
 #include "ps_log.h"
@@ -91,52 +92,39 @@ s_monitor_setup (ps_router_t *self)
 static void
 s_monitor_receive (ps_router_t *self)
 {
-    zframe_t *event = zframe_recv (self->monitor);
-    zframe_t *address = event && zframe_more (event) ? zframe_recv (self->monitor) : NULL;
-    if (event && zframe_size (event) >= 6) {
-        uint16_t kind;
-        int32_t fd;
-        memcpy (&kind, zframe_data (event), sizeof kind);
-        memcpy (&fd, zframe_data (event) + 2, sizeof fd);
-        char key[16];
-        snprintf (key, sizeof key, "%d", fd);
-        if (kind == ZMQ_EVENT_ACCEPTED) {
-            struct sockaddr_storage peer;
-            socklen_t length = sizeof peer;
-            char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
-            if (getpeername (fd, (struct sockaddr *)&peer, &length) == 0)
-                getnameinfo ((struct sockaddr *)&peer, length, host, sizeof host, port, sizeof port,
-                             NI_NUMERICHOST | NI_NUMERICSERV);
-            char *remote = zsys_sprintf ("%s:%s", host, port);
-            if (self->tap_on)
-                ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_CONNECT, -1,
-                                     "tcp connection from %s", remote);
-            zhashx_update (self->connections, key, remote);
-            ps_router_connection_opened (self, fd);
-            ps_router_limits_opened (self, fd);
-        }
-        else if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
-                 kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
-            //  Authentication (ps_auth.h): counted; the close that follows
-            //  names the peer. The event's value is a status, not an fd
-            ps_auth_handshake_failed (self->auth, kind, (uint32_t)fd);
-        else if (kind == ZMQ_EVENT_DISCONNECTED) {
-            const char *remote = zhashx_lookup (self->connections, key);
-            const char *refused = ps_auth_closed (self->auth, remote);
-            if (refused && self->tap_on)
-                ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_REJECT, -1,
-                                     "refused the connection from %s: %s", remote ? remote : "?",
-                                     refused);
-            if (self->tap_on)
-                ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_DISCONNECT, -1,
-                                     "tcp connection from %s closed", remote ? remote : "?");
-            ps_router_connection_closed (self, fd);
-            ps_router_limits_closed (self, fd);
-            zhashx_delete (self->connections, key);
-        }
+    uint16_t kind;
+    int32_t fd;
+    if (ps_monitor_read (self->monitor, &kind, &fd))
+        return;
+    char key[16];
+    snprintf (key, sizeof key, "%d", fd);
+    if (kind == ZMQ_EVENT_ACCEPTED) {
+        char *remote = ps_monitor_peer (fd, "");
+        if (self->tap_on)
+            ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_CONNECT, -1, "tcp connection from %s",
+                                 remote);
+        zhashx_update (self->connections, key, remote);
+        ps_router_connection_opened (self, fd);
+        ps_router_limits_opened (self, fd);
     }
-    zframe_destroy (&event);
-    zframe_destroy (&address);
+    else if (kind == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH || kind == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+        //  Authentication (ps_auth.h): counted; the close that follows
+        //  names the peer. The event's value is a status, not an fd
+        ps_auth_handshake_failed (self->auth, kind, (uint32_t)fd);
+    else if (kind == ZMQ_EVENT_DISCONNECTED) {
+        const char *remote = zhashx_lookup (self->connections, key);
+        const char *refused = ps_auth_closed (self->auth, remote);
+        if (refused && self->tap_on)
+            ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_REJECT, -1,
+                                 "refused the connection from %s: %s", remote ? remote : "?",
+                                 refused);
+        if (self->tap_on)
+            ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_DISCONNECT, -1,
+                                 "tcp connection from %s closed", remote ? remote : "?");
+        ps_router_connection_closed (self, fd);
+        ps_router_limits_closed (self, fd);
+        zhashx_delete (self->connections, key);
+    }
 }
 
 //  Handle every event the monitor has queued (one ZMQ_EVENTS check when

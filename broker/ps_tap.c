@@ -10,6 +10,7 @@
     ========================================================================= */
 
 #include "ps_tap.h"
+#include "ps_monitor.h"
 #include "ps_auth.h"
 #include "ps_log.h"
 
@@ -72,34 +73,20 @@ void
 ps_tap_watch (ps_tap_t *self, ps_auth_t *auth)
 {
     while (self->monitor && (zsock_events (self->monitor) & ZMQ_POLLIN)) {
-        zframe_t *event = zframe_recv (self->monitor);
-        zframe_t *address = event && zframe_more (event) ? zframe_recv (self->monitor) : NULL;
-        if (event && zframe_size (event) >= 6) {
-            uint16_t kind;
-            int32_t value;
-            memcpy (&kind, zframe_data (event), sizeof kind);
-            memcpy (&value, zframe_data (event) + 2, sizeof value);
-            char key[16];
-            snprintf (key, sizeof key, "%d", value);
-            if (kind == ZMQ_EVENT_ACCEPTED) {
-                struct sockaddr_storage peer;
-                socklen_t length = sizeof peer;
-                char host[NI_MAXHOST] = "?", port[NI_MAXSERV] = "?";
-                if (getpeername (value, (struct sockaddr *)&peer, &length) == 0)
-                    getnameinfo ((struct sockaddr *)&peer, length, host, sizeof host, port,
-                                 sizeof port, NI_NUMERICHOST | NI_NUMERICSERV);
-                zhashx_update (self->readers, key,
-                               zsys_sprintf ("%s:%s (a tap reader)", host, port));
-            }
-            else if (kind == ZMQ_EVENT_DISCONNECTED) {
-                ps_auth_closed (auth, zhashx_lookup (self->readers, key));
-                zhashx_delete (self->readers, key);
-            }
-            else
-                ps_auth_handshake_failed (auth, kind, (uint32_t)value);
+        uint16_t kind;
+        int32_t value;
+        if (ps_monitor_read (self->monitor, &kind, &value))
+            continue;
+        char key[16];
+        snprintf (key, sizeof key, "%d", value);
+        if (kind == ZMQ_EVENT_ACCEPTED)
+            zhashx_update (self->readers, key, ps_monitor_peer (value, " (a tap reader)"));
+        else if (kind == ZMQ_EVENT_DISCONNECTED) {
+            ps_auth_closed (auth, zhashx_lookup (self->readers, key));
+            zhashx_delete (self->readers, key);
         }
-        zframe_destroy (&event);
-        zframe_destroy (&address);
+        else
+            ps_auth_handshake_failed (auth, kind, (uint32_t)value);
     }
 }
 
