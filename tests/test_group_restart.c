@@ -907,6 +907,29 @@ s_file_says (const char *path, const char *needle)
     }
 }
 
+//  The newest clock a psbroker's log at path says it checkpointed, once
+//  it is at least clock, waiting up to PS_TEST_WAIT_MS; -1 if none is
+static long
+s_checkpointed_since (const char *path, long clock)
+{
+    int64_t deadline = zclock_mono () + PS_TEST_WAIT_MS;
+    while (true) {
+        char *text = ps_test_slurp (path);
+        long newest = -1;
+        const char *at = text;
+        while ((at = strstr (at, " written: clock ")) != NULL) {
+            at += strlen (" written: clock ");
+            long written = strtol (at, NULL, 10);
+            if (written > newest)
+                newest = written;
+        }
+        free (text);
+        if (newest >= clock || zclock_mono () > deadline)
+            return newest >= clock ? newest : -1;
+        zclock_sleep (20);
+    }
+}
+
 static void
 s_psbroker_kill (ps_process_t *broker)
 {
@@ -943,10 +966,12 @@ Test (group_restart, psworkers_ride_out_a_member_killed_and_started_again, .time
         pids[rank] = ps_test_psworker_train (list, rank, 1, 2, 5, more, outs[rank]);
     }
     //  After the first epoch, and a checkpoint past it on member 0, member
-    //  0 is killed mid-run, and started again with its command
+    //  0 is killed mid-run, and started again with its command. Which
+    //  clock that checkpoint holds is the writer's business: a busy one
+    //  skips cuts (a plain build on a loaded machine skipped 190)
     for (int rank = 0; rank < 2; rank++)
         cr_assert (s_file_says (outs[rank], "\"epoch\":1,"), "rank %d trained no epoch", rank);
-    cr_assert (s_file_says (logs[0], "clock 190, "), "no checkpoint of clock 190");
+    cr_assert (s_checkpointed_since (logs[0], 190) >= 190, "no checkpoint since clock 190");
     s_psbroker_kill (&brokers[0]);
     int port = ps_test_endpoint_port (endpoints[0]);
     int held = ps_test_hold_port (port);
