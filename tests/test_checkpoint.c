@@ -17,8 +17,10 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 //  Why reading path is refused (it must be)
 static const char *
@@ -110,6 +112,97 @@ Test (checkpoint, usage)
     ps_checkpoint_destroy (&read);
     ps_checkpoint_destroy (&written);
     cr_assert_null (written);
+}
+
+//  Pages of the file at path that are in the page cache
+static size_t
+s_cached_pages (const char *path)
+{
+    int fd = open (path, O_RDONLY);
+    cr_assert_geq (fd, 0, "%s", path);
+    size_t length = (size_t)s_file_size (path);
+    void *map = mmap (NULL, length, PROT_READ, MAP_SHARED, fd, 0);
+    cr_assert_neq (map, MAP_FAILED);
+    size_t page = (size_t)sysconf (_SC_PAGESIZE), pages = (length + page - 1) / page;
+    unsigned char *resident = malloc (pages);
+    cr_assert_eq (mincore (map, length, resident), 0);
+    size_t cached = 0;
+    for (size_t i = 0; i < pages; i++)
+        cached += resident[i] & 1;
+    free (resident);
+    munmap (map, length);
+    close (fd);
+    return cached;
+}
+
+//  Whether the file system of dir takes O_DIRECT writes
+static bool
+s_takes_direct (const char *dir)
+{
+    char probe[PATH_MAX];
+    snprintf (probe, sizeof probe, "%s/direct-probe", dir);
+    int fd = open (probe, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT, 0600);
+    bool takes = false;
+    if (fd >= 0) {
+        void *block = NULL;
+        cr_assert_eq (posix_memalign (&block, 4096, 4096), 0);
+        memset (block, 0, 4096);
+        takes = write (fd, block, 4096) == 4096;
+        free (block);
+        close (fd);
+    }
+    unlink (probe);
+    return takes;
+}
+
+Test (checkpoint, a_large_file_is_zlibs_crc_and_stays_out_of_the_page_cache)
+{
+    //  Keys of many staging buffers, a length no multiple of a block, on
+    //  this disk and on a tmpfs (the writer falls back to the page cache
+    //  where a file system refuses O_DIRECT)
+    char dirs[2][256];
+    ps_test_checkpoint_dir (dirs[0], sizeof dirs[0]);
+    snprintf (dirs[1], sizeof dirs[1], "/dev/shm/psmq-test-checkpoint-%d", (int)getpid ());
+    cr_assert (mkdir (dirs[1], 0700) == 0, "%s", dirs[1]);
+    for (size_t d = 0; d < 2; d++) {
+        ps_checkpoint_t *written = ps_test_checkpoint (3, 1000003);
+        char path[PATH_MAX];
+        ps_problem_t problem;
+        cr_assert_eq (
+            ps_checkpoint_write (written, dirs[d], path, sizeof path, NULL, NULL, &problem), 0,
+            "%s", problem.message);
+        uint64_t length = ps_checkpoint_bytes (written);
+        cr_assert_eq ((uint64_t)s_file_size (path), length, "%s", path);
+        //  Written through O_DIRECT where the disk takes it: not one page
+        //  of 24 MB left in the page cache (a buffered write leaves them)
+        if (d == 0 && s_takes_direct (dirs[d]))
+            cr_assert_eq (s_cached_pages (path), 0, "%s", path);
+
+        //  The trailer holds zlib's CRC-32 of every byte before it: the
+        //  format is still version 1, whoever computes it
+        uint8_t *bytes = malloc (length);
+        int fd = open (path, O_RDONLY);
+        cr_assert_eq (read (fd, bytes, length), (ssize_t)length, "%s", path);
+        close (fd);
+        uLong crc = crc32 (0, (const Bytef *)bytes, (uInt)(length - 4));
+        const uint8_t *stored = bytes + length - 4;
+        uint32_t says = (uint32_t)stored[0] | (uint32_t)stored[1] << 8 | (uint32_t)stored[2] << 16 |
+                        (uint32_t)stored[3] << 24;
+        cr_assert_eq (says, (uint32_t)crc, "%s", path);
+        free (bytes);
+
+        //  And it reads back, every value
+        ps_checkpoint_t *read = ps_checkpoint_read (path, &problem);
+        cr_assert_not_null (read, "%s", problem.message);
+        for (size_t i = 0; i < read->nkeys; i++)
+            cr_assert_eq (memcmp (ps_buf_data (read->keys[i].values),
+                                  ps_buf_data (written->keys[i].values), 1000003 * 4),
+                          0, "%s", read->keys[i].name);
+        ps_checkpoint_destroy (&read);
+        ps_checkpoint_destroy (&written);
+        cr_assert_eq (unlink (path), 0);
+    }
+    cr_assert_eq (rmdir (dirs[1]), 0);
 }
 
 Test (checkpoint, a_truncated_file_is_refused)
