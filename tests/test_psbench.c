@@ -49,6 +49,9 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
     char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
                     "--quick",
                     "--no-yardstick",
+                    "--only",
+                    "pushpull,pushpull4,latency,aggregation,bsp,tap,group,localagg,checkpoint,"
+                    "curve",
                     "--broker-bin",
                     (char *)ps_test_binary ("psbroker", broker, sizeof broker),
                     NULL};
@@ -71,13 +74,49 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
         "localagg_2x2_1M",
         //  Checkpoints off and on, written back to back
         "checkpoint_off_small", "checkpoint_on_small", "checkpoint_on_small.vs_off",
-        "checkpoint_off_1M", "checkpoint_on_1M", "checkpoint_on.written"};
+        "checkpoint_off_1M", "checkpoint_on_1M", "checkpoint_on.written",
+        //  The broker's peak memory per model, 1 and 16 workers
+        "memory_asp_1w", "memory_asp_1w.peak", "memory_asp_16w", "memory_ssp_4w", "memory_bsp_16w",
+        "memory_bsp_16w.limit"};
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
         double value = s_figure (text, figures[i]);
         cr_expect_gt (value, 0, "no positive '%s:' line in:\n%s", figures[i], text);
     }
     //  Without the yardstick there is nothing to hold the figures against
     cr_expect_null (strstr (text, ".ratio:"), "ratios without a yardstick:\n%s", text);
+}
+
+Test (psbench, memory_case_reads_the_brokers_peak, .timeout = 90)
+{
+    //  Every mode and worker count, each a broker of its own whose peak
+    //  resident set is read before it stops: a 4 MB model cannot take
+    //  less than one model, and a broker takes more than its code
+    char path[512], broker[512];
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
+                    "--quick",
+                    "--no-yardstick",
+                    "--only",
+                    "memory",
+                    "--broker-bin",
+                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
+                    NULL};
+    static char text[16 * 1024];
+    text[0] = '\n';
+    int status = s_run (argv, text + 1, sizeof text - 1, 80000);
+    cr_assert_eq (status, 0, "psbench --only memory exited with %d; output:\n%s", status, text);
+    static const char *modes[] = {"asp", "ssp", "bsp"};
+    static const int workers[] = {1, 4, 16};
+    for (size_t m = 0; m < 3; m++)
+        for (size_t w = 0; w < 3; w++) {
+            char name[64];
+            snprintf (name, sizeof name, "memory_%s_%dw", modes[m], workers[w]);
+            double models = s_figure (text, name);
+            cr_expect_gt (models, 1, "'%s:' %g in:\n%s", name, models, text);
+            snprintf (name, sizeof name, "memory_%s_%dw.peak", modes[m], workers[w]);
+            cr_expect_gt (s_figure (text, name), 4.0 * 1024 * 1024 / 1e6, "%s", text);
+        }
+    cr_expect_eq (s_figure (text, "memory_asp_1w.limit"), 6.0, "%s", text);
+    cr_expect_eq (s_figure (text, "memory_bsp_1w.limit"), 7.0, "%s", text);
 }
 
 Test (psbench, help_exits_zero)

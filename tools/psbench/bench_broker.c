@@ -63,6 +63,24 @@ s_release (bench_broker_t *self)
     }
 }
 
+uint64_t
+bench_broker_peak_rss (const bench_broker_t *self)
+{
+    if (self->process.pid <= 0)
+        return 0;
+    char path[64], line[256];
+    snprintf (path, sizeof path, "/proc/%d/status", (int)self->process.pid);
+    FILE *status = fopen (path, "r");
+    if (!status)
+        return 0;
+    unsigned long long kib = 0;
+    while (fgets (line, sizeof line, status))
+        if (sscanf (line, "VmHWM: %llu kB", &kib) == 1)
+            break;
+    fclose (status);
+    return (uint64_t)kib * 1024;
+}
+
 unsigned long
 bench_broker_checkpoints (const bench_broker_t *self)
 {
@@ -134,7 +152,8 @@ bench_broker_start (bench_broker_t *self, const bench_options_t *options, uint32
         argv[argc++] = shards_text;
     }
     argv[argc] = NULL;
-    ps_process_spec_t spec = {.out = PS_PROCESS_PIPE};
+    //  A psbench killed (a test's timeout) takes its brokers with it
+    ps_process_spec_t spec = {.out = PS_PROCESS_PIPE, .die_with_parent = true};
     ps_problem_t problem = {0};
     if (ps_process_start (&self->process, argv, &spec, &problem)) {
         fprintf (stderr, "psbench: %s\n", problem.message);

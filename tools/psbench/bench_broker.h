@@ -57,6 +57,10 @@ void bench_broker_stop (bench_broker_t *self);
 //  0 when it writes none
 unsigned long bench_broker_checkpoints (const bench_broker_t *self);
 
+//  Its peak resident set so far (VmHWM of /proc/PID/status), bytes; 0
+//  when it cannot be read. Before bench_broker_stop.
+uint64_t bench_broker_peak_rss (const bench_broker_t *self);
+
 //  Start a group of shards brokers as bench_broker_start does; 0, or -1
 //  (said why, no broker left running)
 int bench_group_start (bench_group_t *self, const bench_options_t *options, uint32_t shards,

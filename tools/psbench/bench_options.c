@@ -42,7 +42,8 @@ static const struct {
                {"group", BENCH_CASE_GROUP},
                {"localagg", BENCH_CASE_LOCALAGG},
                {"checkpoint", BENCH_CASE_CHECKPOINT},
-               {"curve", BENCH_CASE_CURVE}};
+               {"curve", BENCH_CASE_CURVE},
+               {"memory", BENCH_CASE_MEMORY}};
 
 static void
 s_usage (FILE *out)
@@ -56,7 +57,7 @@ s_usage (FILE *out)
                         "                     --yardstick is given (a few seconds)\n"
                         "  --only LIST        cases, comma-separated: pushpull, pushpull4,\n"
                         "                     latency, aggregation, bsp, tap, group, localagg,\n"
-                        "                     checkpoint, curve (default all)\n"
+                        "                     checkpoint, curve, memory (default all)\n"
                         "  --sizes LIST       pushpull sizes, e.g. 4K,64M (default\n"
                         "                     4K,1M,16M,64M; --quick: 4K,1M)\n"
                         "  --no-yardstick     do not run the yardstick; no ratios\n"
@@ -99,7 +100,12 @@ s_usage (FILE *out)
                         "curve_<mode>_small (msgs/s of 1-float push+pull) and curve_<mode>_<size>\n"
                         "(ms per push+pull step of 16M, --quick 1M) without keys (off) and with\n"
                         "CURVE encryption and authentication (on; keys made for the run);\n"
-                        ".vs_off.\n");
+                        ".vs_off;\n"
+                        "memory_<mode>_<n>w (the broker's peak resident set as a multiple of\n"
+                        "the model: one 64 MB key, --quick 4 MB, that n = 1, 4, 16 workers\n"
+                        "push and pull as fast as they can, asp, ssp (staleness 2) and bsp;\n"
+                        ".peak, MB; .limit, the multiple the broker must stay within: 2 and\n"
+                        "16 MB for asp and ssp, one model more for bsp).\n");
 }
 
 //  One --only item: its case joins self->cases; 0 or -1 (said why)
@@ -113,7 +119,7 @@ s_take_case (bench_options_t *self, const char *name)
         }
     fprintf (stderr,
              "psbench: --only: unknown case '%s' (pushpull, pushpull4, latency, "
-             "aggregation, bsp, tap, group, localagg, checkpoint, curve)\n",
+             "aggregation, bsp, tap, group, localagg, checkpoint, curve, memory)\n",
              name);
     return -1;
 }
@@ -282,7 +288,9 @@ bench_plan_init (bench_plan_t *self, const bench_options_t *options)
                        .group_bytes = quick ? GROUP_BYTES_QUICK : GROUP_BYTES,
                        .localagg_large = quick ? LOCALAGG_LARGE_QUICK : LOCALAGG_LARGE,
                        .rounds = quick ? 1 : 3,
-                       .checkpoint_ballast = quick ? CHECKPOINT_BALLAST_QUICK : CHECKPOINT_BALLAST};
+                       .checkpoint_ballast = quick ? CHECKPOINT_BALLAST_QUICK : CHECKPOINT_BALLAST,
+                       .memory_bytes = quick ? 4u << 20 : 64u << 20,
+                       .memory_seconds = quick ? 0.3 : 3.0};
     if (options->nsizes) {
         memcpy (self->sizes, options->sizes, sizeof self->sizes);
         self->nsizes = options->nsizes;

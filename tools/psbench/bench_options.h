@@ -34,7 +34,8 @@ enum {
     BENCH_CASE_LOCALAGG = 128,
     BENCH_CASE_CHECKPOINT = 256,
     BENCH_CASE_CURVE = 512,
-    BENCH_CASE_ALL = 1023
+    BENCH_CASE_MEMORY = 1024,
+    BENCH_CASE_ALL = 2047
 };
 
 //  How brokers are started: as psbroker's default, or as the tap case
@@ -80,6 +81,8 @@ typedef struct {
     int rounds;                    //  group and localagg: turns of their settings
     size_t checkpoint_ballast;     //  the checkpoint case's key that only
                                    //  checkpoints read, bytes
+    size_t memory_bytes;           //  the memory case's model, bytes
+    double memory_seconds;         //  how long its workers run, each case
 } bench_plan_t;
 
 //  Read argv into self. True to run the benchmark; false to exit at once

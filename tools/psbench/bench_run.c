@@ -45,6 +45,7 @@ struct bench_s {
     uint32_t threads;                          //  worker threads
     uint32_t local;                            //  workers per thread's connection
     bool bsp;                                  //  the bsp loop, else pushpull
+    bool shared;                               //  pushpull on one key
     size_t count;                              //  floats per tensor; bsp: 0 softmax
     size_t ballast;                            //  floats of rank 0's ballast key
     int reps;                                  //  timed repetitions
@@ -151,7 +152,7 @@ s_buffers_new (const bench_t *bench, const bench_worker_t *self, bench_buffers_t
         keys[1] = "softmax.b";
         buffers->ntensors = 2;
     }
-    else if (bench->bsp)
+    else if (bench->bsp || bench->shared)
         keys[0] = "bench.model"; //  one key that every worker pushes to
     for (size_t i = 0; i < buffers->ntensors; i++) {
         size_t count = sizes[i];
@@ -266,7 +267,8 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
     uint32_t brokers = spec->brokers > 1 ? spec->brokers : 1;
     assert (spec->threads >= 1 && spec->threads <= BENCH_MAX_WORKERS);
     bench_group_t group;
-    if (bench_group_start (&group, options, brokers, spec->threads * local, spec->bsp ? 0 : -1))
+    if (bench_group_start (&group, options, brokers, spec->threads * local,
+                           spec->bsp ? spec->staleness : -1))
         return -1;
     bench_t *bench = calloc (1, sizeof *bench);
     if (!bench) {
@@ -280,6 +282,7 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
     bench->threads = spec->threads;
     bench->local = local;
     bench->bsp = bsp;
+    bench->shared = spec->shared;
     bench->count = spec->bytes / sizeof (float);
     bench->ballast = spec->ballast / sizeof (float);
     bench->reps = plan->reps;
@@ -341,8 +344,13 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
     for (uint32_t i = 0; i < spec->threads; i++)
         pthread_join (threads[i], NULL);
     result->checkpoints = 0;
-    for (uint32_t i = 0; i < group.size; i++)
+    result->broker_peak_rss = 0;
+    for (uint32_t i = 0; i < group.size; i++) {
         result->checkpoints += (double)bench_broker_checkpoints (&group.brokers[i]);
+        double peak = (double)bench_broker_peak_rss (&group.brokers[i]);
+        if (peak > result->broker_peak_rss)
+            result->broker_peak_rss = peak;
+    }
     pthread_barrier_destroy (&bench->barrier);
     free (bench);
     bench_group_stop (&group);

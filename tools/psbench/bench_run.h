@@ -29,21 +29,23 @@
 //  Repetitions kept for a median, at most
 #define BENCH_MAX_REPS 32
 //  Worker threads of a run, at most
-#define BENCH_MAX_WORKERS 8
+#define BENCH_MAX_WORKERS 16
 //  Reply timeout of every worker call, CLOCK included
 #define BENCH_WORKER_TIMEOUT_MS 20000
 
 //  What bench_run runs
 typedef struct {
-    bool bsp;         //  the bsp loop (BSP), else pushpull (ASP)
-    uint32_t threads; //  worker threads, each with its own connection
-    uint32_t local;   //  workers each connection stands for (local
-                      //  aggregation when > 1); 0 counts as 1
-    uint32_t brokers; //  brokers in the group; 0 counts as 1
-    size_t bytes;     //  pushpull: each thread's tensor; bsp: the one
-                      //  shared key, 0 for the softmax-sized model
-    size_t ballast;   //  bytes of a key rank 0 creates and nobody pushes
-                      //  or pulls (what a checkpoint writes besides), 0 none
+    bool bsp;          //  the bsp loop (push, clock, pull), else pushpull (ASP)
+    int32_t staleness; //  the bsp loop's: 0 BSP, N > 0 SSP
+    bool shared;       //  pushpull: every thread on one key, "bench.model"
+    uint32_t threads;  //  worker threads, each with its own connection
+    uint32_t local;    //  workers each connection stands for (local
+                       //  aggregation when > 1); 0 counts as 1
+    uint32_t brokers;  //  brokers in the group; 0 counts as 1
+    size_t bytes;      //  pushpull: each thread's tensor; bsp: the one
+                       //  shared key, 0 for the softmax-sized model
+    size_t ballast;    //  bytes of a key rank 0 creates and nobody pushes
+                       //  or pulls (what a checkpoint writes besides), 0 none
 } bench_spec_t;
 
 //  Per repetition: wall seconds and steps of all worker threads
@@ -53,6 +55,8 @@ typedef struct {
     double sums[BENCH_MAX_REPS];  //  seconds of local summation, summed too
     int reps;                     //  filled
     double checkpoints;           //  written by the brokers meanwhile
+    double broker_peak_rss;       //  bytes, the largest of the brokers'
+                                  //  peak resident sets (VmHWM), 0 unknown
 } bench_result_t;
 
 //  The worker library's log callback for psbench's workers: on stderr,
