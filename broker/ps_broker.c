@@ -186,7 +186,6 @@ s_router_loop (ps_router_t *self)
         for (int burst = 0; burst < 100 && (items[1].revents & ZMQ_POLLIN); burst++) {
             s_monitor_drain (self);
             ps_router_receive (self);
-            ps_router_limits_heard (self);
             if (!(zsock_events (self->router) & ZMQ_POLLIN))
                 break;
         }

@@ -662,6 +662,9 @@ ps_router_receive (ps_router_t *self)
     //  socket monitor's events (-1 for inproc). Of a frame the connection
     //  delivered: the ROUTER makes the routing id frame, fd unset.
     self->fd = self->nframes >= 2 ? zmq_msg_get (&self->frames[1], ZMQ_SRCFD) : -1;
+    //  Heard now, while the message still names its connection: a worker's
+    //  heartbeat connection never says HELLO, and must not look idle
+    ps_router_limits_heard (self);
     uint8_t id[PS_MAX_ROUTING_ID];
     size_t id_size = zmq_msg_size (&self->frames[0]);
     assert (id_size <= PS_MAX_ROUTING_ID);

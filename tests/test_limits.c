@@ -747,6 +747,79 @@ s_registered_fd (void *arg, int fd)
     return fd == *(int *)arg;
 }
 
+//  A TCP connection to port on loopback that never says a word
+static int
+s_mute_connection (int port)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq (fd, 0);
+    struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons ((uint16_t)port)};
+    address.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    cr_assert_eq (connect (fd, (struct sockaddr *)&address, sizeof address), 0, "%s",
+                  strerror (errno));
+    return fd;
+}
+
+//  Whether the broker closed fd's connection within timeout_ms (what it
+//  sent first, its ZMTP greeting, read and dropped)
+static bool
+s_closed_within (int fd, int timeout_ms)
+{
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while (true) {
+        int64_t left = deadline - zclock_mono ();
+        struct pollfd item = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll (&item, 1, (int)left) != 1)
+            return false;
+        char bytes[256];
+        if (recv (fd, bytes, sizeof bytes, 0) <= 0)
+            return true;
+    }
+}
+
+Test (limits, a_workers_heartbeat_connection_is_heard_and_mute_ones_go_first, .timeout = 30)
+{
+    //  A cap of four connections: a worker takes two (its requests and its
+    //  heartbeat thread's, which never says HELLO), two mute ones the rest
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    config.workers = 1;
+    config.heartbeat_ms = 50;
+    config.max_connections = 4;
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, PS_TEST_WAIT_MS);
+    cr_assert (worker);
+    //  The heartbeat connection is the oldest of the unregistered ones
+    zclock_sleep (300);
+    int port = ps_test_endpoint_port (endpoint);
+    int first = s_mute_connection (port), second = s_mute_connection (port);
+    //  Past the grace, the mute ones are silent; the heartbeats are heard
+    zclock_sleep (PS_SILENT_GRACE_MS + 300);
+    //  One more: over the cap, the silent one accepted first goes
+    int third = s_mute_connection (port);
+    cr_assert (s_closed_within (first, 3000),
+               "the broker closed another connection than the mute one over its cap "
+               "(the worker's heartbeat connection, never heard?)");
+    //  And it alone: not the heartbeat connection, whose reconnection
+    //  would have taken one more mute one with it
+    cr_assert (!s_closed_within (second, 500));
+    char *info = NULL;
+    cr_assert_eq (ps_worker_info (worker, &info), PS_OK);
+    cr_assert_eq (ps_test_json_number (info, "shed_over_cap", false), 1, "%s", info);
+    free (info);
+    //  The worker still works
+    float value = 1;
+    ps_tensor_t tensor = {"w", &value, 1};
+    cr_assert_eq (ps_worker_init (worker, "w", 1, &value, NULL), PS_OK);
+    cr_assert_eq (ps_worker_pull (worker, &tensor, 1), PS_OK);
+    close (first);
+    close (second);
+    close (third);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
 Test (limits, connections_silent_since_accept_are_shed_first_and_registered_never)
 {
     ps_conns_t *conns = ps_conns_new ();
