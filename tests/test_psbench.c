@@ -51,7 +51,7 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
                     "--no-yardstick",
                     "--only",
                     "pushpull,pushpull4,latency,aggregation,bsp,tap,group,localagg,checkpoint,"
-                    "curve",
+                    "curve,many",
                     "--broker-bin",
                     (char *)ps_test_binary ("psbroker", broker, sizeof broker),
                     NULL};
@@ -75,13 +75,13 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
         //  Checkpoints off and on, written back to back
         "checkpoint_off_small", "checkpoint_on_small", "checkpoint_on_small.vs_off",
         "checkpoint_off_1M", "checkpoint_on_1M", "checkpoint_on.written",
-        //  The broker's peak memory per model, 1 and 16 workers
-        "memory_asp_1w", "memory_asp_1w.peak", "memory_asp_16w", "memory_ssp_4w", "memory_bsp_16w",
-        "memory_bsp_16w.limit"};
+        //  ResNet-50's 161 tensors against one of their bytes
+        "many_resnet50", "many_one", "many_resnet50.vs_one"};
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
         double value = s_figure (text, figures[i]);
         cr_expect_gt (value, 0, "no positive '%s:' line in:\n%s", figures[i], text);
     }
+    cr_expect_eq (s_figure (text, "many_resnet50.tensors"), 161, "%s", text);
     //  Without the yardstick there is nothing to hold the figures against
     cr_expect_null (strstr (text, ".ratio:"), "ratios without a yardstick:\n%s", text);
 }

@@ -43,7 +43,8 @@ static const struct {
                {"localagg", BENCH_CASE_LOCALAGG},
                {"checkpoint", BENCH_CASE_CHECKPOINT},
                {"curve", BENCH_CASE_CURVE},
-               {"memory", BENCH_CASE_MEMORY}};
+               {"memory", BENCH_CASE_MEMORY},
+               {"many", BENCH_CASE_MANY}};
 
 static void
 s_usage (FILE *out)
@@ -57,7 +58,7 @@ s_usage (FILE *out)
                         "                     --yardstick is given (a few seconds)\n"
                         "  --only LIST        cases, comma-separated: pushpull, pushpull4,\n"
                         "                     latency, aggregation, bsp, tap, group, localagg,\n"
-                        "                     checkpoint, curve, memory (default all)\n"
+                        "                     checkpoint, curve, memory, many (default all)\n"
                         "  --sizes LIST       pushpull sizes, e.g. 4K,64M (default\n"
                         "                     4K,1M,16M,64M; --quick: 4K,1M)\n"
                         "  --no-yardstick     do not run the yardstick; no ratios\n"
@@ -105,7 +106,10 @@ s_usage (FILE *out)
                         "the model: one 64 MB key, --quick 4 MB, that n = 1, 4, 16 workers\n"
                         "push and pull as fast as they can, asp, ssp (staleness 2) and bsp;\n"
                         ".peak, MB; .limit, the multiple the broker must stay within: 2 and\n"
-                        "16 MB for asp and ssp, one model more for bsp).\n");
+                        "16 MB for asp and ssp, one model more for bsp);\n"
+                        "many_resnet50 (ms per push+pull step of ResNet-50's 161 parameter\n"
+                        "tensors, 25.6 M floats, --quick 16 times fewer) and many_one (the same\n"
+                        "bytes as one tensor), one worker; .vs_one.\n");
 }
 
 //  One --only item: its case joins self->cases; 0 or -1 (said why)
@@ -119,7 +123,7 @@ s_take_case (bench_options_t *self, const char *name)
         }
     fprintf (stderr,
              "psbench: --only: unknown case '%s' (pushpull, pushpull4, latency, "
-             "aggregation, bsp, tap, group, localagg, checkpoint, curve, memory)\n",
+             "aggregation, bsp, tap, group, localagg, checkpoint, curve, memory, many)\n",
              name);
     return -1;
 }

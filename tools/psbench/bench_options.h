@@ -35,7 +35,8 @@ enum {
     BENCH_CASE_CHECKPOINT = 256,
     BENCH_CASE_CURVE = 512,
     BENCH_CASE_MEMORY = 1024,
-    BENCH_CASE_ALL = 2047
+    BENCH_CASE_MANY = 2048,
+    BENCH_CASE_ALL = 4095
 };
 
 //  How brokers are started: as psbroker's default, or as the tap case

@@ -27,6 +27,7 @@
 #include "case_group.h"
 #include "case_latency.h"
 #include "case_localagg.h"
+#include "case_many.h"
 #include "case_memory.h"
 #include "case_pushpull.h"
 #include "case_tap.h"
@@ -53,7 +54,8 @@ static const struct {
                {BENCH_CASE_LOCALAGG, case_localagg},
                {BENCH_CASE_CHECKPOINT, case_checkpoint},
                {BENCH_CASE_CURVE, case_curve},
-               {BENCH_CASE_MEMORY, case_memory}};
+               {BENCH_CASE_MEMORY, case_memory},
+               {BENCH_CASE_MANY, case_many}};
 
 //  Interrupted: no broker or yardstick server may outlive us
 static void
