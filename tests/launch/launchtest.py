@@ -1,0 +1,121 @@
+"""What the launch files' tests (tests/launch) share.
+
+Each test runs one launch file of deploy/ as it is, under the launcher
+it was written for (Slurm, mpirun, Kubernetes simulated), with the
+build's programs first in PATH, and checks that every worker trained and
+finished with its own rank. They print "launch test: ... passed" and
+exit 0, exit 77 when this machine lacks what they need (ctest's
+SKIP_RETURN_CODE), and 1 with the reason otherwise.
+
+Environment (ctest sets it; see CMakeLists.txt): PSMQ_SOURCE_DIR, the
+source tree; PSMQ_BUILD_DIR, the build with psbroker, psworker, pskeys.
+"""
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get("PSMQ_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
+BUILD_DIR = os.environ.get("PSMQ_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
+DEPLOY_DIR = os.path.join(SOURCE_DIR, "deploy")
+SKIP = 77
+
+#  A short job: the model and data every launch test trains (synthetic
+#  data, one epoch of a softmax model: seconds even in a sanitizer build)
+WORKER_ARGS = ["--data", "synthetic", "--epochs", "1", "--model", "softmax", "--batch", "64"]
+
+
+class Failure(Exception):
+    """A check that failed, with what was seen."""
+
+
+def skip(reason):
+    print(f"launch test: skipped: {reason}")
+    sys.exit(SKIP)
+
+
+def run_main(name, body):
+    """Run body(); report passed, skipped (77) or failed (1)."""
+    try:
+        body()
+    except Failure as failure:
+        print(f"launch test: {name} FAILED: {failure}", file=sys.stderr)
+        sys.exit(1)
+    print(f"launch test: {name} passed")
+
+
+def kernel_port():
+    """A port the kernel picks for 127.0.0.1, free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, condition, timeout, step=0.1):
+    """Poll condition() until it is true; Failure after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            raise Failure(f"{what}: not within {timeout:g} s")
+        time.sleep(step)
+
+
+def build_program(name):
+    path = os.path.join(BUILD_DIR, name)
+    if not os.access(path, os.X_OK):
+        raise Failure(f"{path} is missing: build psmq first")
+    return path
+
+
+def psworker_reads_environment():
+    """Whether the build's psworker takes its settings from the
+    environment (the rendezvous of issue 14: PSMQ_*, the launchers'
+    variables, --print-config)."""
+    env = dict(os.environ, PSMQ_BROKER="tcp://127.0.0.1:9", PSMQ_RANK="0", PSMQ_WORKERS="1")
+    try:
+        done = subprocess.run([build_program("psworker"), "--print-config"], env=env,
+                              capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.returncode == 0
+
+
+def program_path(scratch):
+    """PATH for a launch file: the build's programs first. Until psworker
+    reads its settings from the environment, a stand-in psworker
+    (tests/launch/standin/psworker) comes before them: it turns the
+    variables into the flags the build's psworker still needs. Once it
+    does, the stand-in is not used (and may be deleted)."""
+    path = [BUILD_DIR, os.environ.get("PATH", "/usr/bin:/bin")]
+    if not psworker_reads_environment():
+        standin = os.path.join(scratch, "standin")
+        os.makedirs(standin, exist_ok=True)
+        shutil.copy(os.path.join(HERE, "standin", "psworker"), standin)
+        path.insert(0, standin)
+        print("launch test: TEMPORARY stand-in psworker (psworker does not read its "
+              "settings from the environment yet)")
+    return ":".join(path)
+
+
+def check_ranks(output, workers, what):
+    """Every rank 0 .. workers-1 finished training once, no other rank."""
+    done = [int(rank) for rank in re.findall(r"^rank (\d+) done: 1 epochs, test accuracy",
+                                             output, re.MULTILINE)]
+    if sorted(done) != list(range(workers)):
+        raise Failure(f"{what}: ranks done {sorted(done)}, expected 0..{workers - 1}; "
+                      f"output:\n{output}")
+
+
+def check_no_rank_flags(output, what):
+    """No worker was told --rank or --workers (the stand-in logs what it
+    was given, "stand-in psworker given: ARGS")."""
+    for given in re.findall(r"^stand-in psworker given:(.*)$", output, re.MULTILINE):
+        if re.search(r"(^| )--(rank|workers)( |=|$)", given):
+            raise Failure(f"{what}: a worker was given {given.strip()}")
