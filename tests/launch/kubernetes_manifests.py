@@ -28,7 +28,6 @@ HOSTNAME's ordinal in a StatefulSet's pod.
 import glob
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -292,6 +291,7 @@ def run_workers(scratch, plan, places, path, brokers):
         raise Failure(f"workers {failed} failed:\n{output}")
     lt.check_ranks(output, plan["workers"], "kubernetes")
     lt.check_no_rank_flags(output, "kubernetes")
+    print(f"launch test: the workers' output:\n{output}")
 
 
 def check_print_config(plan, places, path, brokers):

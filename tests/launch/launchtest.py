@@ -14,6 +14,7 @@ source tree; PSMQ_BUILD_DIR, the build with psbroker, psworker, pskeys.
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -65,6 +66,26 @@ def wait_for(what, condition, timeout, step=0.1):
         if time.monotonic() > deadline:
             raise Failure(f"{what}: not within {timeout:g} s")
         time.sleep(step)
+
+
+def run_bounded(command, timeout, what, **options):
+    """Run command in a session of its own; past timeout seconds, SIGTERM
+    to the whole session (a launch file's trap then stops its broker and
+    deletes its folder), SIGKILL 10 s later, and Failure with the output
+    so far. Returns the CompletedProcess (text, stdout and stderr)."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True, **options)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            stdout, stderr = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate(timeout=10)
+        raise Failure(f"{what} did not finish within {timeout:g} s:\n{stdout}{stderr}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def build_program(name):

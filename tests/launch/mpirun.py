@@ -11,7 +11,6 @@ own traffic on lo. The test checks the broker listened with keys, ranks
 
 import os
 import shutil
-import subprocess
 import tempfile
 
 import launchtest as lt
@@ -39,12 +38,8 @@ def main():
         if os.geteuid() == 0:
             options.append("--allow-run-as-root")
         command = [os.path.join(lt.DEPLOY_DIR, "mpi", "psmq-mpirun")] + options + ["--"]
-        try:
-            done = subprocess.run(command + lt.WORKER_ARGS, cwd=scratch, env=env,
-                                  capture_output=True, text=True, timeout=JOB_TIMEOUT,
-                                  start_new_session=True)
-        except subprocess.TimeoutExpired as expired:
-            raise Failure(f"psmq-mpirun did not finish within {JOB_TIMEOUT} s: {expired.stdout}")
+        done = lt.run_bounded(command + lt.WORKER_ARGS, JOB_TIMEOUT, "psmq-mpirun",
+                              cwd=scratch, env=env)
         output = done.stdout + done.stderr
         if done.returncode != 0:
             raise Failure(f"psmq-mpirun exited with {done.returncode}:\n{output}")
@@ -59,6 +54,7 @@ def main():
         left = [name for name in os.listdir(scratch) if name.startswith("psmq-mpirun-")]
         if left:
             raise Failure(f"the job left its folder behind: {left}")
+        print(f"launch test: psmq-mpirun's output:\n{output}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -161,6 +161,7 @@ def check_job(submit_dir, output):
     left = [name for name in os.listdir(submit_dir) if name.startswith("psmq-")]
     if left:
         raise Failure(f"the job left its folder behind: {left}")
+    print(f"launch test: the job's output:\n{output}")
 
 
 def main():
