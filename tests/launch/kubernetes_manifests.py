@@ -290,14 +290,15 @@ def run_workers(scratch, plan, places, path, brokers):
     if failed:
         raise Failure(f"workers {failed} failed:\n{output}")
     lt.check_ranks(output, plan["workers"], "kubernetes")
-    lt.check_no_rank_flags(output, "kubernetes")
+    lt.check_no_rank_flags(output, plan["workers"], "kubernetes")
+    lt.check_rank_source(output, "JOB_COMPLETION_INDEX", plan["workers"], "kubernetes")
     print(f"launch test: the workers' output:\n{output}")
 
 
 def check_print_config(plan, places, path, brokers):
     """A pod's rank as psworker sees it: from JOB_COMPLETION_INDEX in the
     Job's pod, from the ordinal of HOSTNAME in a StatefulSet's pod."""
-    if not lt.psworker_reads_environment():
+    if lt.translating:
         print("launch test: psworker has no --print-config yet: the pods' settings were "
               "checked through the stand-in only")
         return

@@ -25,6 +25,8 @@ SOURCE_DIR = os.environ.get("PSMQ_SOURCE_DIR") or os.path.dirname(os.path.dirnam
 BUILD_DIR = os.environ.get("PSMQ_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
 DEPLOY_DIR = os.path.join(SOURCE_DIR, "deploy")
 SKIP = 77
+#  Whether the wrapper stands in for the rendezvous (program_path)
+translating = False
 
 #  A short job: the model and data every launch test trains (synthetic
 #  data, one epoch of a softmax model: seconds even in a sanitizer build)
@@ -105,20 +107,22 @@ def psworker_reads_environment():
 
 
 def program_path(scratch):
-    """PATH for a launch file: the build's programs first. Until psworker
-    reads its settings from the environment, a stand-in psworker
-    (tests/launch/standin/psworker) comes before them: it turns the
-    variables into the flags the build's psworker still needs. Once it
-    does, the stand-in is not used (and may be deleted)."""
-    path = [BUILD_DIR, os.environ.get("PATH", "/usr/bin:/bin")]
-    if not psworker_reads_environment():
-        standin = os.path.join(scratch, "standin")
-        os.makedirs(standin, exist_ok=True)
-        shutil.copy(os.path.join(HERE, "standin", "psworker"), standin)
-        path.insert(0, standin)
-        print("launch test: TEMPORARY stand-in psworker (psworker does not read its "
-              "settings from the environment yet)")
-    return ":".join(path)
+    """PATH for a launch file: tests/launch/wrapper/psworker, then the
+    build's programs. The wrapper logs what each worker was given and
+    where the build's psworker found its rank (--print-config), then
+    runs it. Until psworker reads its settings from the environment, it
+    turns the variables into flags instead (a TEMPORARY stand-in: see
+    the wrapper's comment)."""
+    wrapper = os.path.join(scratch, "wrapper")
+    os.makedirs(wrapper, exist_ok=True)
+    shutil.copy(os.path.join(HERE, "wrapper", "psworker"), wrapper)
+    global translating
+    translating = not psworker_reads_environment()
+    if translating:
+        open(os.path.join(wrapper, "translate"), "w").close()
+        print("launch test: TEMPORARY stand-in: psworker does not read its settings from "
+              "the environment yet, the wrapper turns them into flags")
+    return ":".join([wrapper, BUILD_DIR, os.environ.get("PATH", "/usr/bin:/bin")])
 
 
 def check_ranks(output, workers, what):
@@ -130,9 +134,25 @@ def check_ranks(output, workers, what):
                       f"output:\n{output}")
 
 
-def check_no_rank_flags(output, what):
-    """No worker was told --rank or --workers (the stand-in logs what it
-    was given, "stand-in psworker given: ARGS")."""
-    for given in re.findall(r"^stand-in psworker given:(.*)$", output, re.MULTILINE):
-        if re.search(r"(^| )--(rank|workers)( |=|$)", given):
-            raise Failure(f"{what}: a worker was given {given.strip()}")
+def check_no_rank_flags(output, workers, what):
+    """Every worker was started (the wrapper logs "psworker given: ARGS"),
+    and none was told --rank or --workers."""
+    given = re.findall(r"^psworker given:(.*)$", output, re.MULTILINE)
+    if len(given) != workers:
+        raise Failure(f"{what}: {len(given)} psworkers started, expected {workers}:\n{output}")
+    for arguments in given:
+        if re.search(r"(^| )--(rank|workers)( |=|$)", arguments):
+            raise Failure(f"{what}: a worker was given {arguments.strip()}")
+
+
+def check_rank_source(output, variable, workers, what):
+    """Each worker's psworker --print-config (through the wrapper) names
+    variable as where its rank came from. Not checked while the wrapper
+    stands in for the rendezvous: it prints no configuration then."""
+    if translating:
+        return
+    lines = re.findall(rf"^psworker config:.*\brank\b.*\b{variable}\b.*$", output,
+                       re.MULTILINE | re.IGNORECASE)
+    if len(lines) != workers:
+        raise Failure(f"{what}: {len(lines)} workers took their rank from {variable}, "
+                      f"expected {workers}:\n{output}")

@@ -48,7 +48,8 @@ def main():
         if f"psmq-mpirun: {WORKERS} workers, broker tcp://127.0.0.1:" not in output:
             raise Failure(f"the script did not name its broker:\n{output}")
         lt.check_ranks(output, WORKERS, "mpirun")
-        lt.check_no_rank_flags(output, "mpirun")
+        lt.check_no_rank_flags(output, WORKERS, "mpirun")
+        lt.check_rank_source(output, "OMPI_COMM_WORLD_RANK", WORKERS, "mpirun")
         if "psmq-mpirun: workers finished with status 0" not in output:
             raise Failure(f"mpirun did not end with status 0:\n{output}")
         left = [name for name in os.listdir(scratch) if name.startswith("psmq-mpirun-")]

@@ -155,7 +155,8 @@ def check_job(submit_dir, output):
     if f"psmq.sbatch: {WORKERS} workers on 1 node(s), broker tcp://127.0.0.1:" not in output:
         raise Failure(f"the script did not name its broker on the node's address:\n{output}")
     lt.check_ranks(output, WORKERS, "slurm")
-    lt.check_no_rank_flags(output, "slurm")
+    lt.check_no_rank_flags(output, WORKERS, "slurm")
+    lt.check_rank_source(output, "SLURM_PROCID", WORKERS, "slurm")
     if "psmq.sbatch: workers finished with status 0" not in output:
         raise Failure(f"the workers' step did not end with status 0:\n{output}")
     left = [name for name in os.listdir(submit_dir) if name.startswith("psmq-")]
