@@ -3,14 +3,15 @@ slurm-wlm), started and stopped by this test.
 
 The test writes its own slurm.conf in a scratch folder (SLURM_CONF names
 it; nothing under /etc is read or touched): one node, localhost at
-127.0.0.1, 2 CPUs, one partition, auth/none (this machine's Slurm 22.05
-still has it: no munged needed), ports the kernel picked. It starts
-slurmctld and slurmd in the foreground (-D) as root, waits until the
-node is idle, submits the batch script unchanged with sbatch --wait
-(sbatch's own options giving 3 tasks on the one node: --overcommit, as
-the node has 2 CPUs) and checks the job's output: the broker listened
+127.0.0.1, with 4 CPUs whatever the machine has (config_overrides), one
+partition, auth/none (this machine's Slurm 22.05 still has it: no munged
+needed), ports the kernel picked. It starts slurmctld and slurmd in the
+foreground (-D) as root, waits until the node is idle, submits the batch
+script unchanged with sbatch --wait (sbatch's own options asking for 1
+node and 3 tasks on it) and checks the job's output: the broker listened
 with keys, ranks 0, 1 and 2 each trained and finished once, no worker was
-given --rank or --workers, the job's folder with its keys is gone. Then,
+given --rank or --workers, each took its rank from SLURM_PROCID, the
+job's folder with its keys is gone. Then,
 passed or not, it cancels what is left, stops both daemons and deletes
 the scratch folder.
 """
@@ -26,6 +27,9 @@ import launchtest as lt
 from launchtest import Failure
 
 WORKERS = 3
+#  The node's CPUs as slurm.conf says (config_overrides: whatever the
+#  machine has), one per task of the script's --ntasks-per-node
+CPUS = 4
 JOB_TIMEOUT = 45
 NODE = "localhost"
 
@@ -54,7 +58,8 @@ SelectTypeParameters=CR_CPU
 MpiDefault=none
 ReturnToService=2
 SlurmdTimeout=30
-NodeName={NODE} NodeAddr=127.0.0.1 NodeHostname={NODE} CPUs=2 State=UNKNOWN
+SlurmdParameters=config_overrides
+NodeName={NODE} NodeAddr=127.0.0.1 NodeHostname={NODE} CPUs={CPUS} State=UNKNOWN
 PartitionName=psmq Nodes={NODE} Default=YES MaxTime=5 State=UP
 """
 
@@ -126,8 +131,8 @@ def run_job(slurm, scratch):
     script = os.path.join(lt.DEPLOY_DIR, "slurm", "psmq.sbatch")
     try:
         done = subprocess.run(
-            ["sbatch", "--wait", "--parsable", "--nodes", "1", "--ntasks", str(WORKERS),
-             "--overcommit", "--time", "2", "--chdir", submit_dir,
+            ["sbatch", "--wait", "--parsable", "--nodes", "1", "--ntasks-per-node", str(WORKERS),
+             "--time", "2", "--chdir", submit_dir,
              "--output", os.path.join(submit_dir, "job-%j.out"), script] + lt.WORKER_ARGS,
             env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT)
     except subprocess.TimeoutExpired:
