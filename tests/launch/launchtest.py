@@ -52,6 +52,18 @@ def run_main(name, body):
     print(f"launch test: {name} passed")
 
 
+def clean_environment():
+    """This process's environment without what would steer a launch file
+    or a worker from outside the test: PSMQ_* settings, and the variables
+    of a launcher this test may itself run under (Slurm, MPI, torchrun,
+    Kubernetes)."""
+    prefixes = ("PSMQ_", "SLURM_", "OMPI_", "PMIX_", "PMI_")
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "JOB_COMPLETION_INDEX",
+             "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
+    return {name: value for name, value in os.environ.items()
+            if not name.startswith(prefixes) and name not in names}
+
+
 def kernel_port():
     """A port the kernel picks for 127.0.0.1, free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

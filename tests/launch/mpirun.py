@@ -27,13 +27,8 @@ def main():
         lt.skip("no mpirun (Debian's openmpi-bin; tools/setup installs it)")
     scratch = tempfile.mkdtemp(prefix="psmq-mpirun-")
     try:
-        env = dict(os.environ, PATH=lt.program_path(scratch), PSMQ_PORT=str(lt.kernel_port()),
-                   PSMQ_BROKER_HOST="127.0.0.1")
-        env.pop("PSMQ_BIN", None)
-        #  Open MPI's own environment from a launch elsewhere would mislead it
-        for name in list(env):
-            if name.startswith(("OMPI_", "PMIX_", "PMI_")):
-                del env[name]
+        env = dict(lt.clean_environment(), PATH=lt.program_path(scratch),
+                   PSMQ_PORT=str(lt.kernel_port()), PSMQ_BROKER_HOST="127.0.0.1")
         options = ["-np", str(WORKERS), "--oversubscribe"] + LOOPBACK_ONLY
         if os.geteuid() == 0:
             options.append("--allow-run-as-root")

@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 
 import launchtest as lt
 from launchtest import Failure
@@ -58,6 +59,7 @@ SelectTypeParameters=CR_CPU
 MpiDefault=none
 ReturnToService=2
 SlurmdTimeout=30
+KillWait=5
 SlurmdParameters=config_overrides
 NodeName={NODE} NodeAddr=127.0.0.1 NodeHostname={NODE} CPUs={CPUS} State=UNKNOWN
 PartitionName=psmq Nodes={NODE} Default=YES MaxTime=5 State=UP
@@ -74,7 +76,7 @@ class Slurm:
         self.conf = os.path.join(scratch, "slurm.conf")
         with open(self.conf, "w") as out:
             out.write(slurm_conf(scratch, lt.kernel_port(), lt.kernel_port()))
-        self.env = dict(os.environ, SLURM_CONF=self.conf)
+        self.env = dict(lt.clean_environment(), SLURM_CONF=self.conf)
         self.daemons = []
 
     def start(self):
@@ -103,13 +105,15 @@ class Slurm:
             return log.read()[-3000:]
 
     def stop(self):
-        """Cancel every job, then stop both daemons (SIGTERM, then SIGKILL
-        to their process groups after 10 s)."""
+        """Cancel every job (slurmd kills what SIGTERM leaves after
+        KillWait, 5 s), stop both daemons (SIGTERM, SIGKILL to their
+        process groups after 10 s), then kill whatever this cluster
+        started and is still there."""
         if any(daemon.poll() is None for _, daemon in self.daemons):
             try:
-                self.command("scancel", "--full", "--user", "root", timeout=10)
+                self.command("scancel", "--user", "root", timeout=10)
                 lt.wait_for("no job left", lambda: not self.command(
-                    "squeue", "--noheader", timeout=10).stdout.strip(), 15, step=0.25)
+                    "squeue", "--noheader", timeout=10).stdout.strip(), 20, step=0.25)
             except (Failure, subprocess.TimeoutExpired):
                 pass
         for _, daemon in reversed(self.daemons):
@@ -121,20 +125,45 @@ class Slurm:
             except subprocess.TimeoutExpired:
                 os.killpg(daemon.pid, signal.SIGKILL)
                 daemon.wait(timeout=10)
+        self.kill_leftovers()
+
+    def kill_leftovers(self):
+        """SIGKILL to every process with this cluster's SLURM_CONF in its
+        environment: slurmd's step daemons (slurmstepd, whose parent is
+        init) and the jobs' processes inherit it; nothing else has it."""
+        mark = f"SLURM_CONF={self.conf}".encode()
+        for _ in range(50):
+            left = []
+            for entry in os.listdir("/proc"):
+                if not entry.isdigit() or int(entry) == os.getpid():
+                    continue
+                try:
+                    with open(f"/proc/{entry}/environ", "rb") as environ:
+                        if mark in environ.read().split(b"\0"):
+                            left.append(int(entry))
+                except OSError:
+                    continue
+            if not left:
+                return
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.1)
 
 
 def run_job(slurm, scratch):
     submit_dir = os.path.join(scratch, "submit")
     os.makedirs(submit_dir)
     env = dict(slurm.env, PATH=lt.program_path(scratch), PSMQ_PORT=str(lt.kernel_port()))
-    env.pop("PSMQ_BIN", None)
     script = os.path.join(lt.DEPLOY_DIR, "slurm", "psmq.sbatch")
     try:
         done = subprocess.run(
             ["sbatch", "--wait", "--parsable", "--nodes", "1", "--ntasks-per-node", str(WORKERS),
-             "--time", "2", "--chdir", submit_dir,
+             "--time", "2",
              "--output", os.path.join(submit_dir, "job-%j.out"), script] + lt.WORKER_ARGS,
-            env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT)
+            cwd=submit_dir, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT)
     except subprocess.TimeoutExpired:
         raise Failure(f"the job did not finish within {JOB_TIMEOUT} s; "
                       f"squeue: {slurm.command('squeue').stdout}; "
