@@ -11,9 +11,9 @@ script unchanged with sbatch --wait (sbatch's own options asking for 1
 node and 3 tasks on it) and checks the job's output: the broker listened
 with keys, ranks 0, 1 and 2 each trained and finished once, no worker was
 given --rank or --workers, each took its rank from SLURM_PROCID, the
-job's folder with its keys is gone. Then,
-passed or not, it cancels what is left, stops both daemons and deletes
-the scratch folder.
+job's folder with its keys is gone. Then, passed or not, it cancels what
+is left, stops both daemons, kills whatever the cluster started that is
+still there, and deletes the scratch folder.
 """
 
 import glob
