@@ -2,8 +2,9 @@
 
 Each test runs one launch file of deploy/ as it is, under the launcher
 it was written for (Slurm, mpirun, Kubernetes simulated), with the
-build's programs first in PATH, and checks that every worker trained and
-finished with its own rank. They print "launch test: ... passed" and
+build's programs first in PATH behind a wrapper psworker (wrapper/: it
+logs what each worker was given and found), and checks that every worker
+trained and finished with its own rank, from its launcher. They print "launch test: ... passed" and
 exit 0, exit 77 when this machine lacks what they need (ctest's
 SKIP_RETURN_CODE), and 1 with the reason otherwise.
 
