@@ -9,7 +9,8 @@ PSMQ_WORKERS; the workers' PSMQ_BROKER naming each StatefulSet pod, in
 ordinal order, by its DNS name under the Service at the Service's port,
 which is the brokers' containerPort and --port; every mount's volume
 declared; the key files the commands name inside the Secrets' items; no
---rank or --workers on a worker.
+--rank or --workers on a worker; both pods on the Containerfile's image
+and user.
 
 Run: each broker's command in /bin/sh with its manifest's environment
 and the HOSTNAME and KUBERNETES_SERVICE_HOST a StatefulSet pod has, each
@@ -198,11 +199,28 @@ def check_structure(service, statefulset, job):
     for variable in ("PSMQ_CURVE_SECRET", "PSMQ_BROKER_KEY"):
         if worker_env.get(variable) not in worker_files:
             raise Failure(f"the workers' {variable} is not a file of their Secret")
+    check_image(broker, pod, worker, worker_pod)
     return dict(broker_command=broker_command, broker_env=broker_env, broker_files=broker_files,
                 worker_command=worker_command, worker_env=worker_env,
                 worker_files=worker_files, replicas=replicas, workers=workers,
                 port=service_port["port"], statefulset=statefulset["metadata"]["name"],
                 job=job["metadata"]["name"])
+
+
+def check_image(broker, broker_pod, worker, worker_pod):
+    """Both pods run the image the Containerfile makes, as its user."""
+    with open(os.path.join(lt.DEPLOY_DIR, "kubernetes", "Containerfile")) as containerfile:
+        text = containerfile.read()
+    tag = re.search(r"build -f deploy/kubernetes/Containerfile -t (\S+) \.", text)
+    uid = re.search(r"useradd --uid (\d+)", text)
+    if not tag or not uid or f"USER {uid.group(1)}" not in text:
+        raise Failure("the Containerfile does not say its tag, or make and use its user")
+    for what, container, pod in (("broker", broker, broker_pod), ("worker", worker, worker_pod)):
+        if container.get("image") != tag.group(1):
+            raise Failure(f"the {what} runs {container.get('image')}, the Containerfile makes "
+                          f"{tag.group(1)}")
+        if str(pod.get("securityContext", {}).get("runAsUser")) != uid.group(1):
+            raise Failure(f"the {what} pod does not run as the image's user {uid.group(1)}")
 
 
 def make_secrets(scratch, plan):
