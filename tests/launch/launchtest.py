@@ -5,8 +5,9 @@ it was written for (Slurm, mpirun, Kubernetes simulated), with the
 build's programs first in PATH behind a wrapper psworker (wrapper/: it
 logs what each worker was given and found), and checks that every worker
 trained and finished with its own rank, from its launcher. They print "launch test: ... passed" and
-exit 0, exit 77 when this machine lacks what they need (ctest's
-SKIP_RETURN_CODE), and 1 with the reason otherwise.
+exit 0, exit 77 when this machine lacks what they need (which ctest
+counts as a failure: tools/setup installs it all), and 1 with the reason
+otherwise.
 
 Environment (ctest sets it; see CMakeLists.txt): PSMQ_SOURCE_DIR, the
 source tree; PSMQ_BUILD_DIR, the build with psbroker, psworker, pskeys.
