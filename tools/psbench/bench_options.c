@@ -29,6 +29,9 @@
 //  measured keys, so that a write takes a while
 #define CHECKPOINT_BALLAST (64u << 20)
 #define CHECKPOINT_BALLAST_QUICK (4u << 20)
+//  The link case's tensor: issue 14's 64 MB push+pull
+#define LINK_BYTES (64u << 20)
+#define LINK_BYTES_QUICK (1u << 20)
 
 static const struct {
     const char *name;
@@ -42,7 +45,8 @@ static const struct {
                {"group", BENCH_CASE_GROUP},
                {"localagg", BENCH_CASE_LOCALAGG},
                {"checkpoint", BENCH_CASE_CHECKPOINT},
-               {"curve", BENCH_CASE_CURVE}};
+               {"curve", BENCH_CASE_CURVE},
+               {"link", BENCH_CASE_LINK}};
 
 static void
 s_usage (FILE *out)
@@ -56,7 +60,8 @@ s_usage (FILE *out)
                         "                     --yardstick is given (a few seconds)\n"
                         "  --only LIST        cases, comma-separated: pushpull, pushpull4,\n"
                         "                     latency, aggregation, bsp, tap, group, localagg,\n"
-                        "                     checkpoint, curve (default all)\n"
+                        "                     checkpoint, curve (default all), and link\n"
+                        "                     (only when named: needs root)\n"
                         "  --sizes LIST       pushpull sizes, e.g. 4K,64M (default\n"
                         "                     4K,1M,16M,64M; --quick: 4K,1M)\n"
                         "  --no-yardstick     do not run the yardstick; no ratios\n"
@@ -99,7 +104,11 @@ s_usage (FILE *out)
                         "curve_<mode>_small (msgs/s of 1-float push+pull) and curve_<mode>_<size>\n"
                         "(ms per push+pull step of 16M, --quick 1M) without keys (off) and with\n"
                         "CURVE encryption and authentication (on; keys made for the run);\n"
-                        ".vs_off.\n");
+                        ".vs_off. link_<rate>_<size> (--only link; root): one worker on a host\n"
+                        "made of a network namespace, psbroker on another, joined by a veth\n"
+                        "pair with a tc tbf of 1 and 10 Gbit/s each way; push+pull of 64M\n"
+                        "(--quick 1M, or --sizes) as a fraction of the link rate: tensor bytes\n"
+                        "both ways / wall time / rate; .step, ms per push+pull.\n");
 }
 
 //  One --only item: its case joins self->cases; 0 or -1 (said why)
@@ -113,7 +122,7 @@ s_take_case (bench_options_t *self, const char *name)
         }
     fprintf (stderr,
              "psbench: --only: unknown case '%s' (pushpull, pushpull4, latency, "
-             "aggregation, bsp, tap, group, localagg, checkpoint, curve)\n",
+             "aggregation, bsp, tap, group, localagg, checkpoint, curve, link)\n",
              name);
     return -1;
 }
@@ -282,7 +291,8 @@ bench_plan_init (bench_plan_t *self, const bench_options_t *options)
                        .group_bytes = quick ? GROUP_BYTES_QUICK : GROUP_BYTES,
                        .localagg_large = quick ? LOCALAGG_LARGE_QUICK : LOCALAGG_LARGE,
                        .rounds = quick ? 1 : 3,
-                       .checkpoint_ballast = quick ? CHECKPOINT_BALLAST_QUICK : CHECKPOINT_BALLAST};
+                       .checkpoint_ballast = quick ? CHECKPOINT_BALLAST_QUICK : CHECKPOINT_BALLAST,
+                       .link_bytes = quick ? LINK_BYTES_QUICK : LINK_BYTES};
     if (options->nsizes) {
         memcpy (self->sizes, options->sizes, sizeof self->sizes);
         self->nsizes = options->nsizes;

@@ -34,7 +34,9 @@ enum {
     BENCH_CASE_LOCALAGG = 128,
     BENCH_CASE_CHECKPOINT = 256,
     BENCH_CASE_CURVE = 512,
-    BENCH_CASE_ALL = 1023
+    BENCH_CASE_ALL = 1023,
+    //  Not in the default run: it needs root, and makes network namespaces
+    BENCH_CASE_LINK = 1024
 };
 
 //  How brokers are started: as psbroker's default, or as the tap case
@@ -61,6 +63,10 @@ typedef struct {
     const char *allow_keys;    //  brokers' psbroker --allow-keys
     const char *curve_secret;  //  the workers' secret key file
     const char *broker_key;    //  the brokers' public key file
+    //  Where brokers run (the link case's other host); NULL: here, on loopback
+    char *const *broker_prefix; //  argv put before psbroker's (ip netns exec NAME)
+    const char *broker_bind;    //  psbroker --bind (NULL: 127.0.0.1)
+    const char *allow_from;     //  psbroker --allow-from (NULL: none)
 } bench_options_t;
 
 //  Sizes and durations: the full run, or --quick
@@ -80,6 +86,7 @@ typedef struct {
     int rounds;                    //  group and localagg: turns of their settings
     size_t checkpoint_ballast;     //  the checkpoint case's key that only
                                    //  checkpoints read, bytes
+    size_t link_bytes;             //  the link case's tensor (unless --sizes)
 } bench_plan_t;
 
 //  Read argv into self. True to run the benchmark; false to exit at once

@@ -26,6 +26,7 @@
 #include "case_curve.h"
 #include "case_group.h"
 #include "case_latency.h"
+#include "case_link.h"
 #include "case_localagg.h"
 #include "case_pushpull.h"
 #include "case_tap.h"
@@ -51,7 +52,8 @@ static const struct {
                {BENCH_CASE_GROUP, case_group},
                {BENCH_CASE_LOCALAGG, case_localagg},
                {BENCH_CASE_CHECKPOINT, case_checkpoint},
-               {BENCH_CASE_CURVE, case_curve}};
+               {BENCH_CASE_CURVE, case_curve},
+               {BENCH_CASE_LINK, case_link}};
 
 //  Interrupted: no broker or yardstick server may outlive us
 static void
