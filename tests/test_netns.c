@@ -108,7 +108,7 @@ s_address (int host)
 }
 
 //  A psbroker on host as shard of BROKERS for workers, with more
-//  arguments (NULL-terminated) ; its endpoint into endpoint
+//  arguments (NULL-terminated); its endpoint into endpoint
 static pid_t
 s_broker (int host, int shard, int workers, char *const more[], char *endpoint,
           size_t endpoint_size)
@@ -132,9 +132,13 @@ s_broker (int host, int shard, int workers, char *const more[], char *endpoint,
                       "--tap",
                       tap,
                       "--quiet"};
-    size_t argc = 14;
-    for (size_t i = 0; more && more[i]; i++)
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    for (size_t i = 0; more && more[i]; i++) {
+        cr_assert_lt (argc + 1, 32, "too many arguments");
         argv[argc++] = more[i];
+    }
     argv[argc] = NULL;
     char *command[40];
     s_on_host (host, argv, command, 40);
@@ -175,9 +179,13 @@ s_worker (int host, const char *brokers, int rank, int workers, const char *epoc
                       "--hidden",
                       "32",
                       "--json"};
-    size_t argc = 14;
-    for (size_t i = 0; more && more[i]; i++)
+    size_t argc = 0;
+    while (argv[argc])
+        argc++;
+    for (size_t i = 0; more && more[i]; i++) {
+        cr_assert_lt (argc + 1, 32, "too many arguments");
         argv[argc++] = more[i];
+    }
     argv[argc] = NULL;
     char *command[40];
     s_on_host (host, argv, command, 40);
@@ -324,7 +332,7 @@ s_job (const int *broker_hosts, const int *worker_hosts, const char *tag, double
         }
 }
 
-Test (netns, a_group_on_three_hosts_trains_as_on_loopback_and_a_fourth_watches, .timeout = 150,
+Test (netns, a_group_on_three_hosts_trains_as_on_loopback_and_a_fourth_watches, .timeout = 100,
       .init = s_setup, .fini = s_teardown)
 {
     //  The same job on loopback first: the accuracy to match
@@ -383,7 +391,7 @@ Test (netns, a_group_on_three_hosts_trains_as_on_loopback_and_a_fourth_watches, 
     }
 }
 
-Test (netns, a_host_taken_off_the_network_is_evicted_and_the_others_finish, .timeout = 120,
+Test (netns, a_host_taken_off_the_network_is_evicted_and_the_others_finish, .timeout = 60,
       .init = s_setup, .fini = s_teardown)
 {
     //  Brokers that ping every 200 ms and evict after 2 s of silence
