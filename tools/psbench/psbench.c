@@ -84,7 +84,10 @@ main (int argc, char *argv[])
     bench_plan_init (&plan, &options);
     double load[3] = {0};
     getloadavg (load, 3);
-    printf ("# psbench psmq %s; loopback; broker %s\n", options.quick ? "quick" : "full",
+    const char *where = options.cases == BENCH_CASE_LINK  ? "network namespaces"
+                        : options.cases & BENCH_CASE_LINK ? "loopback and network namespaces"
+                                                          : "loopback";
+    printf ("# psbench psmq %s; %s; broker %s\n", options.quick ? "quick" : "full", where,
             options.broker_bin);
     printf ("# load average %.2f %.2f %.2f; %ld cpus\n", load[0], load[1], load[2],
             sysconf (_SC_NPROCESSORS_ONLN));
