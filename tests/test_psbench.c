@@ -5,14 +5,17 @@
     The first test runs that without the yardstick: every figure is printed
     with a positive number and psbench exits 0, the group and localagg
     cases included. Then --help, an unknown case and a missing broker, each
-    with its exit status. The figures themselves are not asserted: they
+    with its exit status, and the link case (root: it makes network
+    namespaces) small. The figures themselves are not asserted: they
     depend on the machine.
 
     usage: cd build && ./test_psbench [--filter 'psbench/<test>'] */
 
+#include "ps_netns.h"
 #include "ps_testutil.h"
 
 #include <criterion/criterion.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -180,4 +183,46 @@ Test (psbench, brokers_checkpoint_into_folders_of_their_own, .timeout = 60)
     cr_assert_eq (ps_process_capture (ls, false, 10000, &left, &ls_status, &problem), 0);
     cr_expect_str_eq (left, "", "left in %s: %s", dir, left);
     free (left);
+}
+
+Test (psbench, link_case_runs_over_namespaces_and_leaves_none, .timeout = 60)
+{
+    //  Root and iproute2, as CI has: the case makes two hosts of network
+    //  namespaces and a tbf on the veth pair between them
+    ps_problem_t problem = {0};
+    cr_assert_eq (ps_netns_available (&problem), 0, "%s", problem.message);
+    char path[512], broker[512];
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
+                    "--quick",
+                    "--no-yardstick",
+                    "--only",
+                    "link",
+                    "--sizes",
+                    "64K",
+                    "--broker-bin",
+                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
+                    NULL};
+    static char text[16 * 1024];
+    text[0] = '\n';
+    int status = s_run (argv, text + 1, sizeof text - 1, 50000);
+    cr_assert_eq (status, 0, "psbench --only link exited with %d:\n%s", status, text);
+    //  A fraction of each link's rate, and the step it took; a tiny tensor
+    //  moves far below the rate, so no bound but the figures' existence
+    static const char *figures[] = {"link_1gbit_64K", "link_1gbit_64K.step", "link_10gbit_64K",
+                                    "link_10gbit_64K.step"};
+    for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++)
+        cr_expect_gt (s_figure (text, figures[i]), 0, "no positive '%s:' line in:\n%s", figures[i],
+                      text);
+    cr_expect (strstr (text, "link_1gbit_64K: ") && strstr (text, " of 1 Gbit/s\n"), "%s", text);
+    //  Its namespaces are gone: none of the tag it uses is left by a
+    //  process that has ended (ours is the only one that could be)
+    char *list = NULL;
+    char *ip[] = {"/usr/sbin/ip", "netns", "list", NULL};
+    int ip_status;
+    cr_assert_eq (ps_process_capture (ip, false, 10000, &list, &ip_status, &problem), 0);
+    for (char *at = list; (at = strstr (at, "psmq-lb-")); at++) {
+        long pid = strtol (at + 8, NULL, 10);
+        cr_expect (kill ((pid_t)pid, 0) == 0, "psbench left %.40s", at);
+    }
+    free (list);
 }

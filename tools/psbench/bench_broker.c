@@ -131,9 +131,19 @@ bench_broker_start (bench_broker_t *self, const bench_options_t *options, uint32
     snprintf (shards_text, sizeof shards_text, "%u", shards);
     char *bin = (char *)options->broker_bin;
     char seconds_text[32];
-    char *argv[32] = {bin,       "--bind",    "127.0.0.1",  "--port",      "0",
+    char *argv[40];
+    size_t argc = 0;
+    for (size_t i = 0; options->broker_prefix && options->broker_prefix[i] && argc < 8; i++)
+        argv[argc++] = options->broker_prefix[i];
+    char *bind = (char *)(options->broker_bind ? options->broker_bind : "127.0.0.1");
+    char *common[] = {bin,       "--bind",    bind,         "--port",      "0",
                       "--quiet", "--workers", workers_text, "--staleness", staleness_text};
-    size_t argc = 10;
+    for (size_t i = 0; i < sizeof common / sizeof common[0]; i++)
+        argv[argc++] = common[i];
+    if (options->allow_from) {
+        argv[argc++] = "--allow-from";
+        argv[argc++] = (char *)options->allow_from;
+    }
     if (options->tap_mode == BENCH_TAP_OFF)
         argv[argc++] = "--no-tap";
     if (options->checkpoint_dir &&

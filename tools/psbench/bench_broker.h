@@ -3,7 +3,9 @@
 
     The broker is a separate psbroker process, as in production and as the
     yardstick's server is: one started per case on an ephemeral loopback
-    port, its endpoint read from its first stdout line, stopped with
+    port (or, for the link case, on another host: run through the
+    options' broker_prefix, bound to broker_bind, admitting allow_from),
+    its endpoint read from its first stdout line, stopped with
     SIGTERM (then SIGKILL after a bounded wait). A group is 1 to
     BENCH_MAX_BROKERS of them, shard i being brokers[i], with their
     endpoints listed as a worker is given them. With BENCH_TAP_WATCHED a

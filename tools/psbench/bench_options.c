@@ -29,6 +29,9 @@
 //  measured keys, so that a write takes a while
 #define CHECKPOINT_BALLAST (64u << 20)
 #define CHECKPOINT_BALLAST_QUICK (4u << 20)
+//  The link case's tensor: issue 14's 64 MB push+pull
+#define LINK_BYTES (64u << 20)
+#define LINK_BYTES_QUICK (1u << 20)
 
 static const struct {
     const char *name;
@@ -44,7 +47,8 @@ static const struct {
                {"checkpoint", BENCH_CASE_CHECKPOINT},
                {"curve", BENCH_CASE_CURVE},
                {"memory", BENCH_CASE_MEMORY},
-               {"many", BENCH_CASE_MANY}};
+               {"many", BENCH_CASE_MANY},
+               {"link", BENCH_CASE_LINK}};
 
 static void
 s_usage (FILE *out)
@@ -58,7 +62,8 @@ s_usage (FILE *out)
                         "                     --yardstick is given (a few seconds)\n"
                         "  --only LIST        cases, comma-separated: pushpull, pushpull4,\n"
                         "                     latency, aggregation, bsp, tap, group, localagg,\n"
-                        "                     checkpoint, curve, memory, many (default all)\n"
+                        "                     checkpoint, curve, memory, many (default all),\n"
+                        "                     and link (only when named: needs root)\n"
                         "  --sizes LIST       pushpull sizes, e.g. 4K,64M (default\n"
                         "                     4K,1M,16M,64M; --quick: 4K,1M)\n"
                         "  --no-yardstick     do not run the yardstick; no ratios\n"
@@ -109,7 +114,12 @@ s_usage (FILE *out)
                         "16 MB for asp and ssp, one model more for bsp);\n"
                         "many_resnet50 (ms per push+pull step of ResNet-50's 161 parameter\n"
                         "tensors, 25.6 M floats, --quick 16 times fewer) and many_one (the same\n"
-                        "bytes as one tensor), one worker; .vs_one.\n");
+                        "bytes as one tensor), one worker; .vs_one;\n"
+                        "link_<rate>_<size> (--only link; root): one worker on a host\n"
+                        "made of a network namespace, psbroker on another, joined by a veth\n"
+                        "pair with a tc tbf of 1 and 10 Gbit/s each way; push+pull of 64M\n"
+                        "(--quick 1M, or --sizes) as a fraction of the link rate: tensor bytes\n"
+                        "both ways / wall time / rate; .step, ms per push+pull.\n");
 }
 
 //  One --only item: its case joins self->cases; 0 or -1 (said why)
@@ -123,7 +133,7 @@ s_take_case (bench_options_t *self, const char *name)
         }
     fprintf (stderr,
              "psbench: --only: unknown case '%s' (pushpull, pushpull4, latency, "
-             "aggregation, bsp, tap, group, localagg, checkpoint, curve, memory, many)\n",
+             "aggregation, bsp, tap, group, localagg, checkpoint, curve, memory, many, link)\n",
              name);
     return -1;
 }
@@ -294,7 +304,8 @@ bench_plan_init (bench_plan_t *self, const bench_options_t *options)
                        .rounds = quick ? 1 : 3,
                        .checkpoint_ballast = quick ? CHECKPOINT_BALLAST_QUICK : CHECKPOINT_BALLAST,
                        .memory_bytes = quick ? 4u << 20 : 64u << 20,
-                       .memory_seconds = quick ? 0.3 : 3.0};
+                       .memory_seconds = quick ? 0.3 : 3.0,
+                       .link_bytes = quick ? LINK_BYTES_QUICK : LINK_BYTES};
     if (options->nsizes) {
         memcpy (self->sizes, options->sizes, sizeof self->sizes);
         self->nsizes = options->nsizes;

@@ -36,7 +36,9 @@ enum {
     BENCH_CASE_CURVE = 512,
     BENCH_CASE_MEMORY = 1024,
     BENCH_CASE_MANY = 2048,
-    BENCH_CASE_ALL = 4095
+    BENCH_CASE_ALL = 4095,
+    //  Not in the default run: it needs root, and makes network namespaces
+    BENCH_CASE_LINK = 4096
 };
 
 //  How brokers are started: as psbroker's default, or as the tap case
@@ -63,6 +65,10 @@ typedef struct {
     const char *allow_keys;    //  brokers' psbroker --allow-keys
     const char *curve_secret;  //  the workers' secret key file
     const char *broker_key;    //  the brokers' public key file
+    //  Where brokers run (the link case's other host); NULL: here, on loopback
+    char *const *broker_prefix; //  argv put before psbroker's (ip netns exec NAME)
+    const char *broker_bind;    //  psbroker --bind (NULL: 127.0.0.1)
+    const char *allow_from;     //  psbroker --allow-from (NULL: none)
 } bench_options_t;
 
 //  Sizes and durations: the full run, or --quick
@@ -84,6 +90,7 @@ typedef struct {
                                    //  checkpoints read, bytes
     size_t memory_bytes;           //  the memory case's model, bytes
     double memory_seconds;         //  how long its workers run, each case
+    size_t link_bytes;             //  the link case's tensor (unless --sizes)
 } bench_plan_t;
 
 //  Read argv into self. True to run the benchmark; false to exit at once

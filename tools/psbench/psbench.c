@@ -26,6 +26,7 @@
 #include "case_curve.h"
 #include "case_group.h"
 #include "case_latency.h"
+#include "case_link.h"
 #include "case_localagg.h"
 #include "case_many.h"
 #include "case_memory.h"
@@ -55,7 +56,8 @@ static const struct {
                {BENCH_CASE_CHECKPOINT, case_checkpoint},
                {BENCH_CASE_CURVE, case_curve},
                {BENCH_CASE_MEMORY, case_memory},
-               {BENCH_CASE_MANY, case_many}};
+               {BENCH_CASE_MANY, case_many},
+               {BENCH_CASE_LINK, case_link}};
 
 //  Interrupted: no broker or yardstick server may outlive us
 static void
@@ -86,7 +88,10 @@ main (int argc, char *argv[])
     bench_plan_init (&plan, &options);
     double load[3] = {0};
     getloadavg (load, 3);
-    printf ("# psbench psmq %s; loopback; broker %s\n", options.quick ? "quick" : "full",
+    const char *where = options.cases == BENCH_CASE_LINK  ? "network namespaces"
+                        : options.cases & BENCH_CASE_LINK ? "loopback and network namespaces"
+                                                          : "loopback";
+    printf ("# psbench psmq %s; %s; broker %s\n", options.quick ? "quick" : "full", where,
             options.broker_bin);
     printf ("# load average %.2f %.2f %.2f; %ld cpus\n", load[0], load[1], load[2],
             sysconf (_SC_NPROCESSORS_ONLN));
