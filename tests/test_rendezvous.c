@@ -459,6 +459,13 @@ Test (rendezvous, a_worker_without_a_rank_is_given_one_and_keeps_it, .timeout = 
     free (json);
     ps_worker_close (&first);
     ps_worker_close (&second);
+    //  A rank of its own and the broker's world (a Kubernetes Indexed Job)
+    ps_test_options (&options, endpoint, 1, 0);
+    ps_worker_t *indexed = ps_worker_connect (&options, &status);
+    cr_assert_not_null (indexed, "%s", ps_strerror (status));
+    cr_assert_eq (ps_worker_rank (indexed), 1);
+    cr_assert_eq (ps_worker_world_size (indexed), 2);
+    ps_worker_close (&indexed);
     ps_broker_destroy (&broker);
 }
 

@@ -715,6 +715,25 @@ s_hello_for_rank (ps_session_t *self)
     return PS_OK;
 }
 
+//  A worker that named no world takes the one its brokers' replies name,
+//  which must be one. PS_OK, or PS_EPROTO.
+static int
+s_take_world (ps_session_t *self)
+{
+    uint32_t world = ps_group_member (self->group, 0)->world;
+    for (uint32_t link = 1; link < self->nlinks; link++)
+        if (ps_group_member (self->group, link)->world != world)
+            return ps_session_fail (
+                self, PS_EPROTO, "the brokers of the group name different worlds: %s %u, %s %u",
+                ps_group_endpoint (self->group, 0), world, ps_group_endpoint (self->group, link),
+                ps_group_member (self->group, link)->world);
+    if (world == 0 || world > PS_MAX_WORKERS || self->options.rank >= world)
+        return ps_session_fail (self, PS_EPROTO, "%s named a world of %u workers for rank %u",
+                                ps_group_endpoint (self->group, 0), world, self->options.rank);
+    self->options.world_size = world;
+    return PS_OK;
+}
+
 //  Whether every member of the group has welcomed us in this attempt
 static bool
 s_all_welcomed (ps_session_t *self)
@@ -860,6 +879,8 @@ s_join_attempts (ps_session_t *self)
         status = self->ask_rank ? s_hello_for_rank (self) : PS_OK;
         if (status == PS_OK && !s_all_welcomed (self))
             status = ps_session_hello (self, false, self->options.timeout_ms);
+        if (status == PS_OK && self->options.world_size == 0)
+            status = s_take_world (self);
         if (status == PS_OK)
             status = ps_session_hello_clock (self, false, &again, &rollback);
         if (status == PS_OK || !again || attempt == HELLO_ATTEMPTS)
