@@ -116,7 +116,7 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out,
-             "usage: psworker --broker tcp://HOST:PORT --rank R --workers N [options]\n"
+             "usage: psworker [--broker tcp://HOST:PORT] [--rank R] [--workers N] [options]\n"
              "\n"
              "Train a classifier on Fashion-MNIST through a psbroker, data-parallel.\n"
              "A setting not given as a flag comes from the environment: PSMQ_BROKER,\n"
@@ -165,7 +165,8 @@ s_usage (FILE *out)
              "  -h, --help             show this help\n"
              "\n"
              "Data: Debian's package dataset-fashion-mnist installs the files.\n"
-             "Example: psworker --broker tcp://127.0.0.1:5555 --rank 0 --workers 4\n",
+             "Example: psworker --broker tcp://127.0.0.1:5555 --rank 0 --workers 4\n"
+             "         PSMQ_BROKER=tcp://server:5555 srun -n 4 psworker\n",
              DEFAULT_DATA_DIR);
 }
 
