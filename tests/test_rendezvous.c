@@ -16,6 +16,7 @@
 #include <criterion/criterion.h>
 #include <czmq.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -466,6 +467,48 @@ Test (rendezvous, a_worker_without_a_rank_is_given_one_and_keeps_it, .timeout = 
     cr_assert_eq (ps_worker_rank (indexed), 1);
     cr_assert_eq (ps_worker_world_size (indexed), 2);
     ps_worker_close (&indexed);
+    ps_broker_destroy (&broker);
+}
+
+typedef struct {
+    const char *endpoint;
+    int status;     //  of its connect
+    uint32_t rank;  //  it was given
+    int64_t waited; //  ms
+} latecomer_t;
+
+//  A worker of its own thread that asks for any rank, waiting up to 10 s
+static void *
+s_latecomer (void *arg)
+{
+    latecomer_t *self = arg;
+    ps_worker_options_t options;
+    ps_test_options (&options, self->endpoint, PS_WORKER_ANY_RANK, 0);
+    options.wait_for_broker_ms = 10000;
+    int64_t start = zclock_mono ();
+    ps_worker_t *worker = ps_worker_connect (&options, &self->status);
+    self->waited = zclock_mono () - start;
+    if (worker)
+        self->rank = ps_worker_rank (worker);
+    ps_worker_close (&worker);
+    return NULL;
+}
+
+Test (rendezvous, a_full_job_is_waited_out_when_the_options_let_it, .timeout = 60)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    ps_worker_t *holder = ps_test_worker (endpoint, 0, 1, PS_TEST_WAIT_MS);
+    cr_assert (holder);
+    latecomer_t late = {.endpoint = endpoint, .status = -1, .rank = 99};
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_latecomer, &late);
+    zclock_sleep (500);
+    ps_worker_close (&holder);
+    pthread_join (thread, NULL);
+    cr_assert_eq (late.status, PS_OK, "%s", ps_strerror (late.status));
+    cr_assert_eq (late.rank, 0);
+    cr_assert_geq (late.waited, 400, "it waited %lld ms", (long long)late.waited);
     ps_broker_destroy (&broker);
 }
 
