@@ -234,6 +234,47 @@ s_check_ranks (ps_router_t *self, const ps_envelope_t *request, uint32_t weight,
     return 0;
 }
 
+//  A worker without a rank of its own (hello.any_rank) is given the
+//  lowest block of weight ranks that no connection holds, contiguous as
+//  every connection's ranks are: the answer is request->worker, which the
+//  reply echoes. The connection that holds ranks already gets its own
+//  back (a HELLO again on it), so one connection never takes two blocks
+//  and a flood of such HELLOs takes at most the world, each over a
+//  connection the transport's security admitted; then the job is full.
+//  0, or -1 with ERR_RANK.
+static int
+s_assign_ranks (ps_router_t *self, const ps_peer_t *peer, ps_envelope_t *request, uint32_t weight,
+                ps_problem_t *problem)
+{
+    uint32_t world = ps_vclock_world (self->vclock);
+    if (peer && peer->weight == weight) {
+        request->worker = peer->rank;
+        return 0;
+    }
+    if (weight > world) {
+        request->worker = 0; //  s_check_ranks says why that does not fit
+        return 0;
+    }
+    for (uint32_t first = 0; first <= world - weight; first++) {
+        uint32_t r = first;
+        while (r < first + weight && !ps_peers_of_rank (self->peers, r))
+            r++;
+        if (r == first + weight) {
+            request->worker = first;
+            return 0;
+        }
+        first = r; //  the next block that may be free starts after r
+    }
+    if (weight > 1)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_RANK,
+                               "no rank to give: the job is full (no %u free ranks in a row; %u "
+                               "of %u ranks live)",
+                               weight, ps_vclock_live (self->vclock), world);
+    return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_RANK,
+                           "no rank to give: the job is full (%u of %u ranks live)",
+                           ps_vclock_live (self->vclock), world);
+}
+
 //  A rank is live while a connection holds it. A HELLO from another
 //  connection may name it only as that rank coming back, showing the
 //  session its holder's HELLO reply gave (a worker that restarted and
@@ -338,10 +379,14 @@ ps_router_hello (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelo
         return ps_router_reject (self, id, id_size, request, &problem);
     }
     uint32_t weight = request->hello->weight ? request->hello->weight : 1;
+    //  A worker that names no world learns it from the reply
+    if (request->hello->world_size == 0)
+        request->hello->world_size = ps_vclock_world (self->vclock);
+    ps_peer_t *peer = ps_peers_lookup (self->peers, id, id_size);
     if (s_check_group (self, request->hello, &problem) ||
+        (request->hello->any_rank && s_assign_ranks (self, peer, request, weight, &problem)) ||
         s_check_ranks (self, request, weight, &problem))
         return ps_router_reject (self, id, id_size, request, &problem);
-    ps_peer_t *peer = ps_peers_lookup (self->peers, id, id_size);
     if (peer && (peer->rank != request->worker || peer->weight != weight)) {
         ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_RANK,
                         "this connection is rank %u already, not %u", peer->rank, request->worker);

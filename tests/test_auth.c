@@ -840,3 +840,39 @@ Test (auth, pskeys_makes_a_private_pair_and_shows_it)
     char *none[] = {pskeys, NULL};
     cr_assert_eq (ps_test_run_group (none, out, NULL, PS_TEST_WAIT_MS), 2);
 }
+
+Test (auth, a_stranger_asking_for_any_rank_is_refused_and_takes_none, .timeout = 30)
+{
+    keys_t keys;
+    s_keys (&keys);
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    config.workers = 2;
+    char endpoint[64];
+    ps_broker_t *broker = s_curve_broker (&config, &keys, endpoint, sizeof endpoint);
+    //  Strangers asking the broker for ranks, with and without keys: the
+    //  transport refuses them before any HELLO is read
+    ps_worker_options_t options;
+    ps_test_options (&options, endpoint, PS_WORKER_ANY_RANK, 0);
+    options.log = s_keep_log;
+    int status;
+    for (int i = 0; i < 4; i++) {
+        options.curve_secret = i % 2 ? keys.stranger : NULL;
+        options.broker_key = i % 2 ? keys.broker_public : NULL;
+        s_logged[0] = 0;
+        cr_assert_null (ps_worker_connect (&options, &status));
+        cr_assert_eq (status, PS_ECONNECT, "%s", s_logged);
+    }
+    cr_assert_eq (s_info (broker, "live"), 0);
+    //  So both ranks are still free for the allowed workers
+    options.curve_secret = keys.allowed;
+    ps_worker_t *workers[2];
+    for (uint32_t i = 0; i < 2; i++) {
+        workers[i] = ps_worker_connect (&options, &status);
+        cr_assert (workers[i], "%s", s_logged);
+        cr_assert_eq (ps_worker_rank (workers[i]), i);
+    }
+    for (int i = 0; i < 2; i++)
+        ps_worker_close (&workers[i]);
+    ps_broker_destroy (&broker);
+}

@@ -221,8 +221,9 @@ Test (worker, connect_failures_go_to_the_log_callback)
     cr_assert (strstr (seen.message, "refused hello"), "%s", seen.message);
     cr_assert_null (strchr (seen.message, '\n'), "one line, no newline");
 
-    //  Options no worker could use: said before any socket is made
-    options.world_size = 0;
+    //  Options no worker could use: said before any socket is made (a
+    //  world of 0 is the broker's, PS_WORKER_ANY_RANK; over the limit is not)
+    options.world_size = 4097;
     cr_assert_null (ps_worker_connect (&options, &status));
     cr_assert_eq (status, PS_EINVAL);
     cr_assert_eq (seen.calls, 2);

@@ -314,6 +314,8 @@ ps_group_take_hello (ps_group_t *self, uint32_t member, const ps_envelope_t *rep
     record->welcomed = true;
     record->incarnation = reply->hello->incarnation;
     record->hello_clock = reply->clock;
+    record->rank = reply->worker;
+    record->world = reply->hello->world_size;
     record->roll_of = 0;
     //  A broker names at most PS_MAX_HELD_CHECKPOINTS (the codec checks)
     record->nheld = 0;

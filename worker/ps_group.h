@@ -57,6 +57,10 @@ typedef struct {
     int64_t held[PS_MAX_HELD_CHECKPOINTS]; //  the checkpoint clocks that
                                            //  reply named, newest first
     uint32_t nheld;                        //  how many
+    uint32_t rank;                         //  the first rank its last HELLO reply named
+                                           //  (the one it gave, to a worker that asked
+                                           //  for any) ...
+    uint32_t world;                        //  ... and the world it named
 } ps_member_t;
 
 typedef struct ps_group_t ps_group_t;

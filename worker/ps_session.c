@@ -76,6 +76,9 @@ struct ps_session_t {
     int64_t clock;                      //  the worker's clock (CLOCKs as sent)
     bool joined;                        //  the first HELLO succeeded
     bool rejoining;                     //  in s_rejoin: no rejoin within it
+    bool ask_rank;                      //  the options named no rank: shard 0
+                                        //  gives one at join (then it is ours)
+    bool rank_given;                    //  shard 0 gave one in this attempt
     char error[PS_SESSION_ERROR_BYTES]; //  detail of the last failure
 };
 
@@ -102,6 +105,7 @@ ps_session_new (const ps_worker_options_t *options, int *status, ps_problem_t *p
         self->options = *options;
         self->broker = strdup (options->broker);
         self->options.broker = self->broker;
+        self->ask_rank = options->rank == PS_WORKER_ANY_RANK;
         self->codec = ps_codec_new ();
     }
     if (!self || !self->broker || !self->codec) {
@@ -648,6 +652,98 @@ ps_session_info (ps_session_t *self, uint32_t shard, char **json)
 
 // ------------------------------------------------------------ joining
 
+//  What a HELLO to link says of us; group is room for the endpoints
+static void
+s_hello_settings (ps_session_t *self, uint32_t link, Psmq__Hello *hello, char *group[PS_MAX_SHARDS])
+{
+    const ps_member_t *member = ps_group_member (self->group, link);
+    psmq__hello__init (hello);
+    //  After the first welcome, proof that we are that rank coming
+    //  back: a broker refuses a HELLO for a live rank without it
+    hello->resume_session = member->session;
+    hello->rollback_incarnation = member->roll_of;
+    hello->rollback_to = member->roll_of ? member->roll_to : 0;
+    hello->world_size = self->options.world_size;
+    hello->weight = self->options.local_workers > 1 ? self->options.local_workers : 1;
+    hello->shard = link;
+    hello->shards = self->nlinks;
+    if (self->nlinks > 1) {
+        for (uint32_t other = 0; other < self->nlinks; other++)
+            group[other] = (char *)ps_group_endpoint (self->group, other);
+        hello->group = group;
+        hello->n_group = self->nlinks;
+    }
+}
+
+//  A worker without a rank asks shard 0 for one: the broker gives the
+//  lowest free block of our weight and names its world. They are ours
+//  from then on: the HELLOs to the other members, and every later one
+//  (rejoins), name them. PS_OK with member 0 welcomed, or why not.
+static int
+s_hello_for_rank (ps_session_t *self)
+{
+    ps_envelope_t request;
+    ps_pending_t *pending;
+    int status = ps_session_request (self, PSMQ__MSG_TYPE__HELLO, &request, &pending);
+    if (status)
+        return status;
+    uint64_t ticket = pending->seq;
+    char *group[PS_MAX_SHARDS];
+    Psmq__Hello hello;
+    s_hello_settings (self, 0, &hello, group);
+    hello.any_rank = true;
+    //  A broker that does not know any_rank refuses this rank
+    request.worker = PS_WORKER_ANY_RANK;
+    request.hello = &hello;
+    status = ps_session_send (self, 0, pending, &request, NULL, false);
+    status = status ? ps_session_abandon (self, ticket, status)
+                    : ps_session_wait_or_forget (self, ticket, self->options.timeout_ms);
+    if (status)
+        return status;
+    const ps_member_t *member = ps_group_member (self->group, 0);
+    uint32_t weight = self->options.local_workers > 1 ? self->options.local_workers : 1;
+    if (member->world == 0 || member->world > PS_MAX_WORKERS || member->rank >= member->world ||
+        weight > member->world - member->rank ||
+        (self->options.world_size && member->world != self->options.world_size))
+        return ps_session_fail (
+            self, PS_EPROTO, "%s gave ranks %u..%u of a world of %u, which do not fit%s",
+            ps_group_endpoint (self->group, 0), member->rank, member->rank + weight - 1,
+            member->world, self->options.world_size ? " the world asked" : "");
+    self->options.rank = member->rank;
+    self->options.world_size = member->world;
+    self->rank_given = true;
+    return PS_OK;
+}
+
+//  A worker that named no world takes the one its brokers' replies name,
+//  which must be one. PS_OK, or PS_EPROTO.
+static int
+s_take_world (ps_session_t *self)
+{
+    uint32_t world = ps_group_member (self->group, 0)->world;
+    for (uint32_t link = 1; link < self->nlinks; link++)
+        if (ps_group_member (self->group, link)->world != world)
+            return ps_session_fail (
+                self, PS_EPROTO, "the brokers of the group name different worlds: %s %u, %s %u",
+                ps_group_endpoint (self->group, 0), world, ps_group_endpoint (self->group, link),
+                ps_group_member (self->group, link)->world);
+    if (world == 0 || world > PS_MAX_WORKERS || self->options.rank >= world)
+        return ps_session_fail (self, PS_EPROTO, "%s named a world of %u workers for rank %u",
+                                ps_group_endpoint (self->group, 0), world, self->options.rank);
+    self->options.world_size = world;
+    return PS_OK;
+}
+
+//  Whether every member of the group has welcomed us in this attempt
+static bool
+s_all_welcomed (ps_session_t *self)
+{
+    for (uint32_t link = 0; link < self->nlinks; link++)
+        if (!ps_group_member (self->group, link)->welcomed)
+            return false;
+    return true;
+}
+
 int
 ps_session_hello (ps_session_t *self, bool fresh, int timeout_ms)
 {
@@ -663,26 +759,11 @@ ps_session_hello (ps_session_t *self, bool fresh, int timeout_ms)
         return status;
     uint64_t ticket = pending->seq;
     char *group[PS_MAX_SHARDS];
-    for (uint32_t link = 0; link < self->nlinks; link++)
-        group[link] = (char *)ps_group_endpoint (self->group, link);
     for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
-        const ps_member_t *member = ps_group_member (self->group, link);
-        if (member->welcomed)
+        if (ps_group_member (self->group, link)->welcomed)
             continue;
-        Psmq__Hello hello = PSMQ__HELLO__INIT;
-        //  After the first welcome, proof that we are that rank coming
-        //  back: a broker refuses a HELLO for a live rank without it
-        hello.resume_session = member->session;
-        hello.rollback_incarnation = member->roll_of;
-        hello.rollback_to = member->roll_of ? member->roll_to : 0;
-        hello.world_size = self->options.world_size;
-        hello.weight = self->options.local_workers > 1 ? self->options.local_workers : 1;
-        hello.shard = link;
-        hello.shards = self->nlinks;
-        if (self->nlinks > 1) {
-            hello.group = group;
-            hello.n_group = self->nlinks;
-        }
+        Psmq__Hello hello;
+        s_hello_settings (self, link, &hello, group);
         request.hello = &hello;
         status = ps_session_send (self, link, pending, &request, NULL, false);
     }
@@ -765,6 +846,24 @@ s_ranks_held (ps_session_t *self)
     return held;
 }
 
+//  Whether shard 0's INFO shows every rank of its world live: a worker
+//  that asked for any rank and was refused waits for one to be freed
+static bool
+s_job_full (ps_session_t *self)
+{
+    char *text = NULL;
+    if (ps_session_info (self, 0, &text) != PS_OK)
+        return false;
+    json_t *info = json_loads (text, 0, NULL);
+    free (text);
+    json_int_t world = json_integer_value (json_object_get (info, "world"));
+    json_int_t live = json_integer_value (json_object_get (info, "live"));
+    bool full = world > 0 && live >= world &&
+                (self->options.world_size == 0 || world == self->options.world_size);
+    json_decref (info);
+    return full;
+}
+
 //  The first HELLO (a few attempts while the brokers of a group name
 //  different clocks): PS_OK or its failure
 static int
@@ -774,7 +873,14 @@ s_join_attempts (ps_session_t *self)
     for (int attempt = 1; attempt <= HELLO_ATTEMPTS; attempt++) {
         ps_group_hello_reset (self->group, false);
         bool again = false, rollback = false;
-        status = ps_session_hello (self, false, self->options.timeout_ms);
+        //  After a BYE (a try again below) the rank given is free again:
+        //  ask anew
+        self->rank_given = false;
+        status = self->ask_rank ? s_hello_for_rank (self) : PS_OK;
+        if (status == PS_OK && !s_all_welcomed (self))
+            status = ps_session_hello (self, false, self->options.timeout_ms);
+        if (status == PS_OK && self->options.world_size == 0)
+            status = s_take_world (self);
         if (status == PS_OK)
             status = ps_session_hello_clock (self, false, &again, &rollback);
         if (status == PS_OK || !again || attempt == HELLO_ATTEMPTS)
@@ -801,11 +907,19 @@ ps_session_join (ps_session_t *self)
         char refusal[sizeof self->error];
         snprintf (refusal, sizeof refusal, "%s", self->error);
         int64_t left = deadline - s_now_ms ();
-        if (left <= 0 || !s_ranks_held (self)) {
+        //  Refused the ranks shard 0 gave by another member, or our own
+        //  ranks: held by an earlier process; refused any rank: the job is
+        //  full, until the broker evicts a rank
+        bool asked = self->ask_rank && !self->rank_given;
+        if (left <= 0 || !(asked ? s_job_full (self) : s_ranks_held (self))) {
             ps_session_fail (self, status, "%s", refusal);
             break;
         }
-        if (!noticed)
+        if (!noticed && asked)
+            ps_session_log (&self->options, PS_WORKER_LOG_WARNING,
+                            "%s; waiting up to %g s for a rank to be freed (a worker evicted)",
+                            refusal, self->options.wait_for_broker_ms / 1000.0);
+        else if (!noticed)
             ps_session_log (&self->options, PS_WORKER_LOG_WARNING,
                             "rank %u: %s; waiting up to %g s for the broker to let the earlier "
                             "connection go (evicted when silent)",
@@ -821,6 +935,8 @@ ps_session_join (ps_session_t *self)
     if (status)
         return ps_session_fail (self, status, "%s", problem.message);
     self->joined = true;
+    //  The ranks given are ours across every rejoin
+    self->ask_rank = false;
     return PS_OK;
 }
 

@@ -121,15 +121,26 @@ s_new (const ps_worker_options_t *options, int *status, ps_problem_t *problem)
     return self;
 }
 
+//  Whether the ranks the options ask fit their world: rank + local_workers
+//  <= world_size <= PS_MAX_WORKERS, either of them left to the broker
+//  (PS_WORKER_ANY_RANK, world_size 0) checked as far as known
+static bool
+s_ranks_fit (const ps_worker_options_t *options)
+{
+    uint32_t local = options->local_workers > 1 ? options->local_workers : 1;
+    uint32_t world = options->world_size ? options->world_size : PS_MAX_WORKERS;
+    if (world > PS_MAX_WORKERS || local > world)
+        return false;
+    return options->rank == PS_WORKER_ANY_RANK ||
+           (options->rank < world && local <= world - options->rank);
+}
+
 ps_worker_t *
 ps_worker_connect (const ps_worker_options_t *options, int *status_p)
 {
     int status_local;
     int *status = status_p ? status_p : &status_local;
-    uint32_t local = options && options->local_workers > 1 ? options->local_workers : 1;
-    if (!options || !options->broker || options->world_size == 0 ||
-        options->world_size > PS_MAX_WORKERS || options->rank >= options->world_size ||
-        local > options->world_size - options->rank || options->timeout_ms <= 0 ||
+    if (!options || !s_ranks_fit (options) || !options->broker || options->timeout_ms <= 0 ||
         options->clock_timeout_ms <= 0 || options->wait_for_broker_ms < 0 ||
         options->heartbeat_timeout_ms < 0 ||
         (options->heartbeat_timeout_ms > 0 &&
@@ -138,7 +149,8 @@ ps_worker_connect (const ps_worker_options_t *options, int *status_p)
         if (options)
             ps_session_log (options, PS_WORKER_LOG_ERROR,
                             "ps_worker_connect: needs a broker endpoint, rank + local_workers <= "
-                            "world_size <= %d, positive timeouts, wait_for_broker_ms >= 0 and "
+                            "world_size <= %d (or rank PS_WORKER_ANY_RANK, world_size 0: the "
+                            "broker's), positive timeouts, wait_for_broker_ms >= 0 and "
                             "heartbeat_timeout_ms 0 or %d .. %d",
                             PS_MAX_WORKERS, 2 * PS_MIN_HEARTBEAT_MS, PS_MAX_TIMEOUT_MS);
         *status = PS_EINVAL;
@@ -151,8 +163,11 @@ ps_worker_connect (const ps_worker_options_t *options, int *status_p)
     if (*status == PS_OK)
         return self;
     const char *detail = self ? ps_session_error (self->session) : problem.message;
-    ps_session_log (options, PS_WORKER_LOG_ERROR, "rank %u cannot join %s: %s", options->rank,
-                    options->broker, detail[0] ? detail : ps_strerror (*status));
+    char who[32] = "a worker without a rank";
+    if (options->rank != PS_WORKER_ANY_RANK)
+        snprintf (who, sizeof who, "rank %u", options->rank);
+    ps_session_log (options, PS_WORKER_LOG_ERROR, "%s cannot join %s: %s", who, options->broker,
+                    detail[0] ? detail : ps_strerror (*status));
     if (self) {
         //  Brokers of the group that did take us must not wait for us
         ps_session_leave (self->session);

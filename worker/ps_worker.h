@@ -180,12 +180,24 @@ typedef enum {
     PS_WORKER_LOG_INFO = 2     //  progress
 } ps_worker_log_level_t;
 
+//  options.rank for a worker without a rank of its own: the broker (shard
+//  0 of a group) gives it the lowest block of local_workers ranks that no
+//  connection holds, which stays the worker's across every rejoin (it is
+//  named, with the session, in every later HELLO); ps_worker_rank tells it
+//  after connect. A job whose ranks are all live refuses with PS_ERANK
+//  ("no rank to give: the job is full"), waited out like a rank held by
+//  another connection when wait_for_broker_ms > 0.
+#define PS_WORKER_ANY_RANK UINT32_MAX
+
 typedef struct {
     const char *broker;     //  endpoint, e.g. "tcp://10.0.0.1:5555", or a
                             //  group's endpoints in shard order, comma-
                             //  separated: "tcp://a:5555,tcp://b:5555"
-    uint32_t rank;          //  this worker's rank, 0 .. world_size-1
-    uint32_t world_size;    //  workers in the job; must match the broker
+    uint32_t rank;          //  this worker's rank, 0 .. world_size-1, or
+                            //  PS_WORKER_ANY_RANK: the broker gives one
+    uint32_t world_size;    //  workers in the job; must match the broker;
+                            //  0: the broker's (ps_worker_world_size
+                            //  tells it after connect)
     int timeout_ms;         //  reply timeout of each call (default 30 s)
     int clock_timeout_ms;   //  a CLOCK may wait for stragglers (default 10 min)
     uint32_t local_workers; //  workers this process stands for (default 1):
@@ -224,6 +236,105 @@ typedef struct {
 //  above, local_workers 0 (which means 1), no log, wait_for_broker_ms 0,
 //  heartbeat_timeout_ms 0. broker must still be set.
 void ps_worker_options_init (ps_worker_options_t *options);
+
+//  ------------------------------------------------------------------
+//  Settings from the environment (worker/ps_rendezvous.c)
+//
+//  A worker started by a launcher finds its settings where the launcher
+//  put them, so that one command line serves every rank. For each
+//  setting the caller did not give itself (its bit in `given`), highest
+//  first:
+//    broker            PSMQ_BROKER (an endpoint, or a group's endpoints in
+//                      shard order, comma-separated)
+//    rank              PSMQ_RANK, then the launcher's rank (below), then
+//                      the broker: PS_WORKER_ANY_RANK
+//    world_size        PSMQ_WORKERS, then the launcher's size (below), then
+//                      the broker: 0
+//    curve_secret      PSMQ_CURVE_SECRET (this worker's NAME.key_secret)
+//    broker_key        PSMQ_BROKER_KEY (the broker's BROKER.key, or Z85)
+//    wait_for_broker   PSMQ_WAIT_FOR_BROKER, in seconds (fractions allowed,
+//                      at most 86400)
+//  The launcher is the first of these whose rank variable is set:
+//    1. Open MPI      OMPI_COMM_WORLD_RANK, OMPI_COMM_WORLD_SIZE
+//                     (local rank OMPI_COMM_WORLD_LOCAL_RANK)
+//    2. MPICH / PMI   PMI_RANK, PMI_SIZE (local rank MPI_LOCALRANKID)
+//    3. torchrun      RANK and WORLD_SIZE, only when both are set
+//                     (local rank LOCAL_RANK)
+//    4. Slurm         SLURM_PROCID, SLURM_NTASKS (local rank SLURM_LOCALID)
+//    5. Kubernetes Indexed Job: JOB_COMPLETION_INDEX (no size: world_size
+//                     from PSMQ_WORKERS or the broker)
+//    6. Kubernetes StatefulSet: the pod's ordinal, the trailing -N of
+//                     HOSTNAME ("psmq-worker-3": 3), only when
+//                     KUBERNETES_SERVICE_HOST is set (no size either)
+//  MPI comes before Slurm because mpirun inside an allocation inherits
+//  the SLURM_PROCID of the batch step; torchrun before Slurm because srun
+//  starts one torchrun per node. A variable set but empty counts as not
+//  set. The local rank is reported only (the launcher's rank on its node).
+//
+//  A bad value is PS_EINVAL, the detail naming the variable and its
+//  value (in config->error, and to options->log): a rank or size that is
+//  not a whole number, a negative one, a size of 0 or over 4096, a rank +
+//  local_workers beyond the size ("rank 5 (PSMQ_RANK='5') with 1 local
+//  workers does not fit a world of 3 (SLURM_NTASKS='3')"), a wait that is
+//  not a number of seconds from 0 to 86400.
+
+//  How the environment is read: the value of variable name, or NULL when
+//  it is not set. The strings returned must outlive the options, which
+//  point to them (broker, curve_secret, broker_key).
+typedef const char *(*ps_worker_lookup_t) (void *arg, const char *name);
+
+//  Bits of `given`: settings the caller set itself (from its flags), which
+//  are kept as they are and reported with source "given"
+#define PS_WORKER_GIVEN_BROKER 0x01u
+#define PS_WORKER_GIVEN_RANK 0x02u
+#define PS_WORKER_GIVEN_WORLD_SIZE 0x04u
+#define PS_WORKER_GIVEN_CURVE_SECRET 0x08u
+#define PS_WORKER_GIVEN_BROKER_KEY 0x10u
+#define PS_WORKER_GIVEN_WAIT_FOR_BROKER 0x20u
+
+//  The settings a config reports, in this order
+typedef enum {
+    PS_SETTING_BROKER = 0,
+    PS_SETTING_RANK = 1,
+    PS_SETTING_WORLD_SIZE = 2,
+    PS_SETTING_LOCAL_RANK = 3, //  reported only
+    PS_SETTING_CURVE_SECRET = 4,
+    PS_SETTING_BROKER_KEY = 5,
+    PS_SETTING_WAIT_FOR_BROKER = 6,
+    PS_SETTINGS = 7
+} ps_setting_t;
+
+#define PS_WORKER_SETTING_BYTES 256
+
+//  One setting: its name ("broker", "rank", "world_size", "local_rank",
+//  "curve_secret", "broker_key", "wait_for_broker"), its value as text
+//  ("" when it has none; wait_for_broker in seconds) and where it came
+//  from: a variable's name ("PSMQ_RANK", "SLURM_PROCID", "HOSTNAME"),
+//  "given", "default" (the options' own), "the broker", or "none"
+typedef struct {
+    char name[32];
+    char value[PS_WORKER_SETTING_BYTES];
+    char source[64];
+} ps_worker_setting_t;
+
+typedef struct {
+    ps_worker_setting_t settings[PS_SETTINGS]; //  indexed by ps_setting_t
+    char launcher[32]; //  "openmpi", "mpich", "torchrun", "slurm", "kubernetes-job",
+                       //  "kubernetes-statefulset", or "" when none was found
+    char error[512];   //  the detail of a PS_EINVAL, "" otherwise
+} ps_worker_config_t;
+
+//  Fill options' broker, rank, world_size, curve_secret, broker_key and
+//  wait_for_broker_ms from the environment as above, but for the settings
+//  given; lookup NULL reads the process's environment (getenv; lookup_arg
+//  unused). A rank found nowhere is PS_WORKER_ANY_RANK, a world size 0:
+//  ps_worker_connect then asks the broker. Other settings found nowhere
+//  are left as the options hold them. config, when not NULL, is filled
+//  with each setting's value and source. PS_OK, or PS_EINVAL (options
+//  then partly filled) for a NULL options or a bad value.
+int ps_worker_options_from_environment (ps_worker_options_t *options, unsigned given,
+                                        ps_worker_lookup_t lookup, void *lookup_arg,
+                                        ps_worker_config_t *config);
 
 typedef struct ps_worker_t ps_worker_t;
 

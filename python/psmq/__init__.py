@@ -23,7 +23,7 @@ from .errors import (BrokerError, ClockError, ConnectionError, Error, FullError,
                      SizeError, Status, TicketError, TimeoutError, TooLargeError,
                      UnknownKeyError, VersionError, error_class, strerror)
 from .memory import keep_memory_mapped
-from .worker import LogLevel, Optimizer, Ticket, Worker, info
+from .worker import LogLevel, Optimizer, Ticket, Worker, config, info
 
 __version__ = "0.1.0"
 
@@ -33,6 +33,6 @@ __all__ = [
     "MessageTypeError", "NonFiniteError", "NotRegisteredError", "Optimizer", "OptimizerError",
     "OutOfMemory", "ProtocolError", "RankError", "RejoinedError", "ShutdownError", "SizeError",
     "Status", "Ticket", "TicketError", "TimeoutError", "TooLargeError", "UnknownKeyError",
-    "VersionError", "Worker", "error_class", "info", "keep_memory_mapped", "library_path",
+    "VersionError", "Worker", "config", "error_class", "info", "keep_memory_mapped", "library_path",
     "strerror",
 ]

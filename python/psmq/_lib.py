@@ -148,6 +148,38 @@ class Tensor(ctypes.Structure):
     ]
 
 
+class Setting(ctypes.Structure):
+    """ps_worker_setting_t"""
+
+    _fields_ = [
+        ("name", ctypes.c_char * 32),
+        ("value", ctypes.c_char * 256),
+        ("source", ctypes.c_char * 64),
+    ]
+
+
+#  PS_SETTINGS, and the bits of ps_worker_options_from_environment's given
+SETTINGS = 7
+GIVEN_BROKER = 0x01
+GIVEN_RANK = 0x02
+GIVEN_WORLD_SIZE = 0x04
+GIVEN_CURVE_SECRET = 0x08
+GIVEN_BROKER_KEY = 0x10
+GIVEN_WAIT_FOR_BROKER = 0x20
+#  PS_WORKER_ANY_RANK
+ANY_RANK = 0xFFFFFFFF
+
+
+class Config(ctypes.Structure):
+    """ps_worker_config_t"""
+
+    _fields_ = [
+        ("settings", Setting * SETTINGS),
+        ("launcher", ctypes.c_char * 32),
+        ("error", ctypes.c_char * 512),
+    ]
+
+
 _handle = ctypes.c_void_p
 _status = ctypes.c_int
 _ticket_p = ctypes.POINTER(ctypes.c_uint64)
@@ -163,6 +195,10 @@ def _declare(name, restype, *argtypes):
 
 _declare("ps_strerror", ctypes.c_char_p, ctypes.c_int)
 _declare("ps_worker_options_init", None, ctypes.POINTER(Options))
+#  The lookup is NULL here: the process environment, which os.environ
+#  writes through to (putenv)
+_declare("ps_worker_options_from_environment", _status, ctypes.POINTER(Options), ctypes.c_uint,
+         ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(Config))
 _declare("ps_worker_connect", _handle, ctypes.POINTER(Options), ctypes.POINTER(ctypes.c_int))
 _declare("ps_worker_close", _status, ctypes.POINTER(_handle))
 _declare("ps_worker_rank", ctypes.c_uint32, _handle)

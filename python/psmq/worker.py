@@ -163,6 +163,73 @@ def _make_options(broker, sink, rank=0, workers=1, timeout_ms=None, clock_timeou
     return options
 
 
+def _from_environment(broker, sink, rank, workers, local_workers=None, wait_for_broker_ms=None,
+                      curve_secret=None, broker_key=None, **rest):
+    """Options as _make_options makes them, what the caller left None
+    taken from the environment (ps_worker_options_from_environment): PSMQ_*
+    variables, a launcher's, else the broker's rank and world size. The
+    options and the ps_worker_config_t that says where each came from."""
+    given = 0
+    for bit, value in ((_lib.GIVEN_BROKER, broker), (_lib.GIVEN_RANK, rank),
+                       (_lib.GIVEN_WORLD_SIZE, workers), (_lib.GIVEN_CURVE_SECRET, curve_secret),
+                       (_lib.GIVEN_BROKER_KEY, broker_key),
+                       (_lib.GIVEN_WAIT_FOR_BROKER, wait_for_broker_ms)):
+        if value is not None:
+            given |= bit
+    if (curve_secret is None) != (broker_key is None):
+        raise ValueError("curve_secret and broker_key go together: give both or neither")
+    if rank is not None and workers is not None:
+        options = _make_options(broker or "", sink, rank, workers, local_workers=local_workers,
+                                wait_for_broker_ms=wait_for_broker_ms, curve_secret=curve_secret,
+                                broker_key=broker_key, **rest)
+    else:
+        #  Checked against each other once the environment has spoken
+        if rank is not None and rank < 0:
+            raise ValueError("rank %d is negative" % rank)
+        if workers is not None and not 1 <= workers <= 4096:
+            raise ValueError("workers %d outside 1 .. 4096" % workers)
+        options = _make_options(broker or "", sink, 0, 1, local_workers=None,
+                                wait_for_broker_ms=wait_for_broker_ms, curve_secret=curve_secret,
+                                broker_key=broker_key, **rest)
+        if local_workers is not None:
+            options.local_workers = local_workers
+        options.rank = rank if rank is not None else 0
+        options.world_size = workers if workers is not None else 0
+    if broker is None:
+        options.broker = None
+    config = _lib.Config()
+    status = _lib_.ps_worker_options_from_environment(ctypes.byref(options), given, None, None,
+                                                      ctypes.byref(config))
+    if status:
+        raise make_error(status, config.error.decode("utf-8", "replace"))
+    return options, config
+
+
+def _settings(config):
+    """{name: (value, source)} of a ps_worker_config_t, and the launcher"""
+    settings = {}
+    for setting in config.settings:
+        settings[setting.name.decode()] = (setting.value.decode("utf-8", "replace"),
+                                           setting.source.decode("utf-8", "replace"))
+    settings["launcher"] = (config.launcher.decode(), "")
+    return settings
+
+
+def config(broker=None, rank=None, workers=None, *, local_workers=None, wait_for_broker_ms=None,
+           curve_secret=None, broker_key=None):
+    """What psmq.Worker(...) with these arguments would connect with, and
+    where each setting comes from: {"broker": (value, source), "rank": ...,
+    "world_size", "local_rank", "curve_secret", "broker_key",
+    "wait_for_broker" (seconds), "launcher": (name, "")}. A source is the
+    variable's name ("PSMQ_RANK", "SLURM_PROCID", ...), "given" (an
+    argument), "default", "the broker" (value "") or "none". Raises
+    psmq.InvalidArgument naming a bad variable and its value."""
+    sink = _LogSink(None)
+    _, found = _from_environment(broker, sink, rank, workers, local_workers, wait_for_broker_ms,
+                                 curve_secret, broker_key)
+    return _settings(found)
+
+
 class _Key:
     __slots__ = ("name", "cname", "shape", "count")
 
@@ -215,6 +282,14 @@ class Worker:
                 in shard order (a list, or one comma-separated string)
     rank        this worker's rank, 0 .. workers - 1
     workers     the job's world size; must match the broker's
+                Left out (None), each comes from the environment as
+                psworker's do: PSMQ_BROKER, PSMQ_RANK, PSMQ_WORKERS, else the
+                launcher's variables (mpirun, torchrun, srun, Kubernetes),
+                else the broker gives a free rank and its world size
+                (worker.rank and worker.workers tell them). So do
+                wait_for_broker_ms (PSMQ_WAIT_FOR_BROKER, in seconds) and
+                the keys (PSMQ_CURVE_SECRET, PSMQ_BROKER_KEY). psmq.config()
+                shows what was found where; docs/cluster.md.
     timeout_ms  reply timeout of each call (None: the library's, 30 s)
     clock_timeout_ms      how long a clock may wait for stragglers (10 min)
     local_workers         workers this process stands for (1)
@@ -233,7 +308,8 @@ class Worker:
     refused the connection (keys), psmq.RankError, ...
     """
 
-    def __init__(self, broker, rank=0, workers=1, *, timeout_ms=None, clock_timeout_ms=None,
+    def __init__(self, broker=None, rank=None, workers=None, *, timeout_ms=None,
+                 clock_timeout_ms=None,
                  local_workers=None, wait_for_broker_ms=None, heartbeat_timeout_ms=None,
                  curve_secret=None, broker_key=None, log=_DEFAULT_LOG):
         self._handle = None
@@ -247,9 +323,12 @@ class Worker:
         #  The options are copied by connect, but the callback they point
         #  to must live as long as the worker
         self._sink = _LogSink(log)
-        options = _make_options(broker, self._sink, rank, workers, timeout_ms, clock_timeout_ms,
-                                local_workers, wait_for_broker_ms, heartbeat_timeout_ms,
-                                curve_secret, broker_key)
+        options, _ = _from_environment(broker, self._sink, rank, workers, local_workers,
+                                       wait_for_broker_ms, curve_secret, broker_key,
+                                       timeout_ms=timeout_ms, clock_timeout_ms=clock_timeout_ms,
+                                       heartbeat_timeout_ms=heartbeat_timeout_ms)
+        if not options.broker:
+            raise ValueError("no broker: give broker= or set PSMQ_BROKER")
         status = ctypes.c_int(0)
         handle = _lib_.ps_worker_connect(ctypes.byref(options), ctypes.byref(status))
         if not handle:

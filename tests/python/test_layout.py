@@ -21,6 +21,8 @@ STRUCTS = {
     "ps_worker_options_t": _lib.Options,
     "ps_optim_settings_t": _lib.OptimSettings,
     "ps_tensor_t": _lib.Tensor,
+    "ps_worker_setting_t": _lib.Setting,
+    "ps_worker_config_t": _lib.Config,
 }
 
 

@@ -92,6 +92,9 @@ typedef struct {
     int wait_for_broker_ms;    //  for a broker that restarted or evicted us
     const char *curve_secret;  //  our CURVE secret key file, NULL: no keys
     const char *broker_key;    //  the broker's public key file (or Z85 text)
+    unsigned given;            //  PS_WORKER_GIVEN_* of the flags given: the
+                               //  other settings come from the environment
+    bool print_config;         //  print the settings and their sources, exit
 } options_t;
 
 static double
@@ -113,14 +116,19 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out,
-             "usage: psworker --broker tcp://HOST:PORT --rank R --workers N [options]\n"
+             "usage: psworker [--broker tcp://HOST:PORT] [--rank R] [--workers N] [options]\n"
              "\n"
              "Train a classifier on Fashion-MNIST through a psbroker, data-parallel.\n"
+             "A setting not given as a flag comes from the environment: PSMQ_BROKER,\n"
+             "PSMQ_RANK, PSMQ_WORKERS, PSMQ_CURVE_SECRET, PSMQ_BROKER_KEY,\n"
+             "PSMQ_WAIT_FOR_BROKER, else the launcher's variables (mpirun, torchrun,\n"
+             "srun, Kubernetes), else the broker gives the rank and the world size\n"
+             "(docs/cluster.md); --print-config shows what was found where.\n"
              "\n"
-             "  -b, --broker EP[,EP..] broker endpoint (required); for a group of brokers\n"
-             "                         (psbroker --shards G) all G, in shard order\n"
-             "  -r, --rank R           this worker's rank, 0..N-1 (required)\n"
-             "  -n, --workers N        workers in the job (required)\n"
+             "  -b, --broker EP[,EP..] broker endpoint (or PSMQ_BROKER); for a group of\n"
+             "                         brokers (psbroker --shards G) all G, in shard order\n"
+             "  -r, --rank R           this worker's rank, 0..N-1\n"
+             "  -n, --workers N        workers in the job\n"
              "  -t, --threads T        train T workers in this process, ranks R..R+T-1:\n"
              "                         their gradients are summed here and pushed once\n"
              "                         (default 1)\n"
@@ -152,10 +160,13 @@ s_usage (FILE *out)
              "                         folder holds NAME.key)\n"
              "      --broker-key FILE  the broker's public key (its BROKER.key, or the key's\n"
              "                         40 Z85 characters); with --curve-secret\n"
+             "      --print-config     print each setting, its value and its source,\n"
+             "                         one per line, and exit without connecting\n"
              "  -h, --help             show this help\n"
              "\n"
              "Data: Debian's package dataset-fashion-mnist installs the files.\n"
-             "Example: psworker --broker tcp://127.0.0.1:5555 --rank 0 --workers 4\n",
+             "Example: psworker --broker tcp://127.0.0.1:5555 --rank 0 --workers 4\n"
+             "         PSMQ_BROKER=tcp://server:5555 srun -n 4 psworker\n",
              DEFAULT_DATA_DIR);
 }
 
@@ -172,8 +183,64 @@ enum {
     OPT_CLOCK_TIMEOUT,
     OPT_WAIT_FOR_BROKER,
     OPT_CURVE_SECRET,
-    OPT_BROKER_KEY
+    OPT_BROKER_KEY,
+    OPT_PRINT_CONFIG
 };
+
+//  The flag that sets each setting, as --print-config names a source
+static const char *s_flags[PS_SETTINGS] = {
+    [PS_SETTING_BROKER] = "--broker",         [PS_SETTING_RANK] = "--rank",
+    [PS_SETTING_WORLD_SIZE] = "--workers",    [PS_SETTING_CURVE_SECRET] = "--curve-secret",
+    [PS_SETTING_BROKER_KEY] = "--broker-key", [PS_SETTING_WAIT_FOR_BROKER] = "--wait-for-broker",
+};
+
+//  One line per setting: "rank: 3 (SLURM_PROCID)", "world_size: ? (the
+//  broker)", "curve_secret: - (none)"; then the launcher found
+static void
+s_print_config (const ps_worker_config_t *config)
+{
+    for (int i = 0; i < PS_SETTINGS; i++) {
+        const ps_worker_setting_t *setting = &config->settings[i];
+        bool broker = strcmp (setting->source, "the broker") == 0;
+        const char *value = setting->value[0] ? setting->value : broker ? "?" : "-";
+        const char *source =
+            strcmp (setting->source, "given") == 0 && s_flags[i] ? s_flags[i] : setting->source;
+        printf ("%s: %s (%s)\n", setting->name, value, source);
+    }
+    printf ("launcher: %s\n", config->launcher[0] ? config->launcher : "none");
+    fflush (stdout);
+}
+
+//  The settings the flags left out, from the environment (ps_worker.h);
+//  rank and workers are the flags' (-1: not given). 0, or -1 after
+//  saying why.
+static int
+s_from_environment (options_t *options, long rank, long workers)
+{
+    ps_worker_options_t found;
+    ps_worker_options_init (&found);
+    found.broker = options->broker;
+    found.rank = rank >= 0 ? (uint32_t)rank : 0;
+    found.world_size = workers >= 0 ? (uint32_t)workers : 0;
+    found.local_workers = options->threads;
+    found.curve_secret = options->curve_secret;
+    found.broker_key = options->broker_key;
+    found.wait_for_broker_ms = options->wait_for_broker_ms;
+    ps_worker_config_t config;
+    if (ps_worker_options_from_environment (&found, options->given, NULL, NULL, &config)) {
+        fprintf (stderr, "psworker: %s\n", config.error);
+        return -1;
+    }
+    options->broker = found.broker;
+    options->rank = found.rank;
+    options->workers = found.world_size;
+    options->curve_secret = found.curve_secret;
+    options->broker_key = found.broker_key;
+    options->wait_for_broker_ms = found.wait_for_broker_ms;
+    if (options->print_config)
+        s_print_config (&config);
+    return 0;
+}
 
 //  0 to run, 1 to exit successfully (help), 2 on a usage error
 static int
@@ -202,6 +269,7 @@ s_parse_options (int argc, char *argv[], options_t *options)
         {"wait-for-broker", required_argument, 0, OPT_WAIT_FOR_BROKER},
         {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
         {"broker-key", required_argument, 0, OPT_BROKER_KEY},
+        {"print-config", no_argument, 0, OPT_PRINT_CONFIG},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     *options = (options_t){.model = PS_MODEL_MLP,
@@ -226,9 +294,16 @@ s_parse_options (int argc, char *argv[], options_t *options)
         case 'b':
             rc = ps_cli_endpoints ("psworker", "--broker", optarg);
             options->broker = optarg;
+            options->given |= PS_WORKER_GIVEN_BROKER;
             break;
-        case 'r': rc = ps_cli_long ("psworker", "--rank", optarg, 0, 4095, &rank); break;
-        case 'n': rc = ps_cli_long ("psworker", "--workers", optarg, 1, 4096, &workers); break;
+        case 'r':
+            rc = ps_cli_long ("psworker", "--rank", optarg, 0, 4095, &rank);
+            options->given |= PS_WORKER_GIVEN_RANK;
+            break;
+        case 'n':
+            rc = ps_cli_long ("psworker", "--workers", optarg, 1, 4096, &workers);
+            options->given |= PS_WORKER_GIVEN_WORLD_SIZE;
+            break;
         case 't':
             rc = ps_cli_long ("psworker", "--threads", optarg, 1, 256, &number);
             options->threads = (uint32_t)number;
@@ -309,15 +384,19 @@ s_parse_options (int argc, char *argv[], options_t *options)
         case OPT_WAIT_FOR_BROKER:
             rc = ps_cli_long ("psworker", "--wait-for-broker", optarg, 0, 86400, &number);
             options->wait_for_broker_ms = (int)(number * 1000);
+            options->given |= PS_WORKER_GIVEN_WAIT_FOR_BROKER;
             break;
         case OPT_CURVE_SECRET:
             rc = ps_cli_word ("psworker", "--curve-secret", optarg);
             options->curve_secret = optarg;
+            options->given |= PS_WORKER_GIVEN_CURVE_SECRET;
             break;
         case OPT_BROKER_KEY:
             rc = ps_cli_word ("psworker", "--broker-key", optarg);
             options->broker_key = optarg;
+            options->given |= PS_WORKER_GIVEN_BROKER_KEY;
             break;
+        case OPT_PRINT_CONFIG: options->print_config = true; break;
         case 'h': s_usage (stdout); return 1;
         default: s_usage (stderr); return 2;
         }
@@ -328,40 +407,27 @@ s_parse_options (int argc, char *argv[], options_t *options)
         fprintf (stderr, "psworker: unexpected argument '%s' (see --help)\n", argv[optind]);
         return 2;
     }
-    if (!options->curve_secret != !options->broker_key) {
-        fprintf (stderr, "psworker: CURVE needs both --curve-secret FILE and --broker-key FILE\n");
-        return 2;
-    }
-    const char *missing[3];
-    size_t nmissing = 0;
-    if (!options->broker)
-        missing[nmissing++] = "--broker";
-    if (rank < 0)
-        missing[nmissing++] = "--rank";
-    if (workers < 0)
-        missing[nmissing++] = "--workers";
-    if (nmissing) {
-        //  "--workers is required", "--rank and --workers are required", ...
-        char names[64] = "";
-        size_t used = 0;
-        for (size_t i = 0; i < nmissing && used < sizeof names; i++) {
-            const char *separator = i == 0 ? "" : i + 1 == nmissing ? " and " : ", ";
-            used +=
-                (size_t)snprintf (names + used, sizeof names - used, "%s%s", separator, missing[i]);
-        }
-        fprintf (stderr, "psworker: %s %s required (see --help)\n", names,
-                 nmissing > 1 ? "are" : "is");
-        return 2;
-    }
-    if (rank + (long)options->threads > workers) {
+    if (rank >= 0 && workers >= 0 && rank + (long)options->threads > workers) {
         fprintf (stderr,
                  "psworker: --rank %ld with --threads %u needs ranks up to %ld, but "
                  "--workers is %ld\n",
                  rank, options->threads, rank + options->threads - 1, workers);
         return 2;
     }
-    options->rank = (uint32_t)rank;
-    options->workers = (uint32_t)workers;
+    //  What the flags left out, from the environment
+    if (s_from_environment (options, rank, workers))
+        return 2;
+    if (options->print_config)
+        return 1;
+    if (!options->curve_secret != !options->broker_key) {
+        fprintf (stderr, "psworker: CURVE needs both --curve-secret FILE and --broker-key FILE "
+                         "(or PSMQ_CURVE_SECRET and PSMQ_BROKER_KEY)\n");
+        return 2;
+    }
+    if (!options->broker) {
+        fprintf (stderr, "psworker: --broker (or PSMQ_BROKER) is required (see --help)\n");
+        return 2;
+    }
     if (options->optim.lr == 0)
         options->optim.lr = options->optim.kind == PS_OPTIMIZER_ADAM ? 0.002f : 0.05f;
     return 0;
@@ -562,14 +628,17 @@ s_waiting_actor (zsock_t *pipe, void *args)
     pthread_sigmask (SIG_BLOCK, &signals, NULL);
     zsock_signal (pipe, 0);
     bool group = strchr (options->broker, ',') != NULL;
+    char who[32] = "worker without a rank";
+    if (options->rank != PS_WORKER_ANY_RANK)
+        snprintf (who, sizeof who, "rank %u", options->rank);
     double started = s_seconds ();
     zpoller_t *poller = zpoller_new (pipe, NULL);
     int wait_ms = WAITING_FIRST_MS;
     while (poller && !zpoller_wait (poller, wait_ms) && zpoller_expired (poller)) {
         fprintf (stderr,
-                 "psworker: rank %u waiting for the %s at %s (%s after %.1f s; giving up "
+                 "psworker: %s waiting for the %s at %s (%s after %.1f s; giving up "
                  "after %g s, see --timeout-ms)\n",
-                 options->rank, group ? "brokers" : "broker", options->broker,
+                 who, group ? "brokers" : "broker", options->broker,
                  group ? "not all have answered yet" : "no answer yet", s_seconds () - started,
                  options->timeout_ms / 1000.0);
         wait_ms = WAITING_AGAIN_MS;
@@ -878,6 +947,15 @@ main (int argc, char *argv[])
     trainer.worker = ps_worker_connect (&connect, &status);
     zactor_destroy (&waiting);
     int rc = 1;
+    if (trainer.worker) {
+        //  The broker's, when the flags and the environment named none
+        if (options.rank == PS_WORKER_ANY_RANK || options.workers == 0)
+            fprintf (stderr, "psworker: rank %u of %u (%s by the broker)\n",
+                     ps_worker_rank (trainer.worker), ps_worker_world_size (trainer.worker),
+                     options.rank == PS_WORKER_ANY_RANK ? "given" : "world size");
+        options.rank = ps_worker_rank (trainer.worker);
+        options.workers = ps_worker_world_size (trainer.worker);
+    }
     size_t steps_per_epoch = train->n / options.workers / options.batch;
     //  A worker started (again) into a job that is under way, or against a
     //  broker that restored a checkpoint, goes on from the clock it joined at
