@@ -27,8 +27,6 @@ SOURCE_DIR = os.environ.get("PSMQ_SOURCE_DIR") or os.path.dirname(os.path.dirnam
 BUILD_DIR = os.environ.get("PSMQ_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
 DEPLOY_DIR = os.path.join(SOURCE_DIR, "deploy")
 SKIP = 77
-#  Whether the wrapper stands in for the rendezvous (program_path)
-translating = False
 
 #  A short job: the model and data every launch test trains (synthetic
 #  data, one epoch of a softmax model: seconds even in a sanitizer build)
@@ -111,31 +109,14 @@ def build_program(name):
     return path
 
 
-def psworker_reads_environment():
-    """Whether the build's psworker takes its settings from the
-    environment (the rendezvous of issue 14: PSMQ_*, the launchers'
-    variables), which its --help says by offering --print-config."""
-    done = subprocess.run([build_program("psworker"), "--help"], capture_output=True,
-                          text=True, timeout=20)
-    return "--print-config" in done.stdout
-
-
 def program_path(scratch):
     """PATH for a launch file: tests/launch/wrapper/psworker, then the
     build's programs. The wrapper logs what each worker was given and
     where the build's psworker found its rank (--print-config), then
-    runs it. Until psworker reads its settings from the environment, it
-    turns the variables into flags instead (a TEMPORARY stand-in: see
-    the wrapper's comment)."""
+    runs it."""
     wrapper = os.path.join(scratch, "wrapper")
     os.makedirs(wrapper, exist_ok=True)
     shutil.copy(os.path.join(HERE, "wrapper", "psworker"), wrapper)
-    global translating
-    translating = not psworker_reads_environment()
-    if translating:
-        open(os.path.join(wrapper, "translate"), "w").close()
-        print("launch test: TEMPORARY stand-in: psworker does not read its settings from "
-              "the environment yet, the wrapper turns them into flags")
     return ":".join([wrapper, BUILD_DIR, os.environ.get("PATH", "/usr/bin:/bin")])
 
 
@@ -161,10 +142,7 @@ def check_no_rank_flags(output, workers, what):
 
 def check_rank_source(output, variable, workers, what):
     """Each worker's psworker --print-config (through the wrapper) names
-    variable as where its rank came from. Not checked while the wrapper
-    stands in for the rendezvous: it prints no configuration then."""
-    if translating:
-        return
+    variable as where its rank came from."""
     lines = re.findall(rf"^psworker config:.*\brank\b.*\b{variable}\b.*$", output,
                        re.MULTILINE | re.IGNORECASE)
     if len(lines) != workers:
