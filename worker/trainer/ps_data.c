@@ -312,7 +312,7 @@ ps_data_load_idx (const char *dir, bool train, ps_dataset_t **out, ps_problem_t 
 
     idx_file_t images = {0}, labels = {0};
     ps_dataset_t *set = NULL;
-    uint32_t idims[3], nlabels;
+    uint32_t idims[3] = {0}, nlabels = 0; //  set by s_idx_header (gcc -O3 cannot tell)
     int rc = -1;
     if (s_idx_open (dir, images_name, &images, problem) ||
         s_idx_open (dir, labels_name, &labels, problem) ||
