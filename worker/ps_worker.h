@@ -149,6 +149,8 @@ typedef enum {
 
 //  A short description of a status, e.g. "no reply within the timeout"
 const char *ps_strerror (int status);
+//  The library's version, the psmq release it comes from: "0.1.0"
+const char *ps_worker_version (void);
 
 typedef enum {
     PS_OPTIMIZER_DEFAULT = 0, //  the broker's default

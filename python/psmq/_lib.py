@@ -162,6 +162,7 @@ def _declare(name, restype, *argtypes):
 
 
 _declare("ps_strerror", ctypes.c_char_p, ctypes.c_int)
+_declare("ps_worker_version", ctypes.c_char_p)
 _declare("ps_worker_options_init", None, ctypes.POINTER(Options))
 _declare("ps_worker_connect", _handle, ctypes.POINTER(Options), ctypes.POINTER(ctypes.c_int))
 _declare("ps_worker_close", _status, ctypes.POINTER(_handle))
