@@ -4,8 +4,9 @@
 #    to itself ($ORIGIN/../lib/x86_64-linux-gnu), so they run from any
 #    prefix without ldconfig or LD_LIBRARY_PATH
 #  - libpsworker (exporting ps_worker.h's API only), ps_worker.h,
-#    psworker.pc for pkg-config, the CMake package psmq (find_package
-#    (psmq) gives psmq::psworker), all relative to where they are installed
+#    psworker.pc for pkg-config (written for the prefix installed to), the
+#    CMake package psmq (find_package (psmq) gives psmq::psworker; its
+#    paths are relative to where it is installed)
 #  - a man page per program, made at build time by help2man from its
 #    --help and --version (build outputs, never committed)
 #  - the licence, as Debian's share/doc/psmq/copyright
@@ -31,14 +32,10 @@ write_basic_package_version_file (${CMAKE_CURRENT_BINARY_DIR}/psmqConfigVersion.
 install (FILES cmake/psmqConfig.cmake ${CMAKE_CURRENT_BINARY_DIR}/psmqConfigVersion.cmake
          DESTINATION ${PSMQ_CMAKE_DIR})
 
-#  pkg-config: paths from the .pc file's own folder (worker/psworker.pc.in)
-file (RELATIVE_PATH PSMQ_PC_TO_PREFIX ${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig
-      ${CMAKE_INSTALL_PREFIX})
-file (RELATIVE_PATH PSMQ_PC_LIBDIR ${CMAKE_INSTALL_PREFIX} ${CMAKE_INSTALL_FULL_LIBDIR})
-file (RELATIVE_PATH PSMQ_PC_INCLUDEDIR ${CMAKE_INSTALL_PREFIX} ${CMAKE_INSTALL_FULL_INCLUDEDIR})
-configure_file (worker/psworker.pc.in ${CMAKE_CURRENT_BINARY_DIR}/psworker.pc @ONLY)
-install (FILES ${CMAKE_CURRENT_BINARY_DIR}/psworker.pc
-         DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+#  pkg-config: written at install time, for the prefix installed to
+configure_file (cmake/install_pkgconfig.cmake.in
+                ${CMAKE_CURRENT_BINARY_DIR}/install_pkgconfig.cmake @ONLY)
+install (SCRIPT ${CMAKE_CURRENT_BINARY_DIR}/install_pkgconfig.cmake)
 
 install (FILES LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR} RENAME copyright)
 
