@@ -1,5 +1,5 @@
-#  What `cmake --install` puts where (included at the end of
-#  CMakeLists.txt, once every target exists):
+#  What `cmake --install` puts where, and the Debian package made of it
+#  (included at the end of CMakeLists.txt, once every target exists):
 #  - the programs (bin), each with a RUNPATH to the worker library relative
 #    to itself ($ORIGIN/../lib/x86_64-linux-gnu), so they run from any
 #    prefix without ldconfig or LD_LIBRARY_PATH
@@ -10,8 +10,11 @@
 #  - a man page per program, made at build time by help2man from its
 #    --help and --version (build outputs, never committed)
 #  - the licence, as Debian's share/doc/psmq/copyright
+#  - `cpack -G DEB` in the build directory: psmq_VERSION_ARCH.deb, for the
+#    prefix /usr, its Depends found by dpkg-shlibdeps (Debian's dpkg-dev)
 #  The tests install and use all of it: tests/install_check.sh (a staging
-#  prefix: ctest install).
+#  prefix: ctest install) and tests/package_check.sh (the .deb, dpkg -i:
+#  ctest package).
 
 set (PSMQ_PROGRAMS psbroker psworker pstap psbench pskeys)
 file (RELATIVE_PATH PSMQ_BIN_TO_LIB ${CMAKE_INSTALL_FULL_BINDIR} ${CMAKE_INSTALL_FULL_LIBDIR})
@@ -76,4 +79,55 @@ add_custom_target (psmq_installed)
 add_dependencies (psmq_installed psworker_lib ${PSMQ_PROGRAMS})
 if (TARGET psmq_man)
     add_dependencies (psmq_installed psmq_man)
+endif ()
+
+#  The Debian package: the install above under /usr
+set (CPACK_GENERATOR DEB)
+set (CPACK_PACKAGE_NAME psmq)
+set (CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set (CPACK_PACKAGE_VENDOR "the psmq authors")
+set (CPACK_PACKAGE_CONTACT "the psmq authors")
+set (CPACK_PACKAGE_DESCRIPTION_SUMMARY
+     "parameter server for data-parallel machine learning, on ZeroMQ")
+set (CPACK_DEBIAN_PACKAGE_DESCRIPTION
+     "psbroker owns the parameters (named float32 tensors) and the vector clock
+of every worker; workers on any number of machines push gradients, pull
+parameters and advance their clocks, with BSP, SSP or ASP consistency.
+This package holds psbroker, psworker, pstap, psbench and pskeys, the worker
+library libpsworker with its header, pkg-config file and CMake package, and
+the psmq Python package (ctypes over libpsworker).")
+set (CPACK_RESOURCE_FILE_LICENSE ${CMAKE_CURRENT_SOURCE_DIR}/LICENSE)
+#  cmake --install runs with the prefix /usr (CPACK_INSTALL_PREFIX, with
+#  DESTDIR set) and DESTDIR at the staging folder, so what it writes into
+#  files (the Python package's _install.py) names /usr, not the staging one
+set (CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set (CPACK_INSTALL_PREFIX /usr)
+set (CPACK_SET_DESTDIR ON)
+set (CPACK_STRIP_FILES ON)
+set (CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set (CPACK_DEBIAN_PACKAGE_SECTION science)
+#  Depends: every library the programs and libpsworker link, as Debian
+#  packages (libzmq5, libczmq4, libprotobuf-c1, libjansson4, ...), found by
+#  dpkg-shlibdeps; a shlibs file and the ldconfig trigger for libpsworker
+set (CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set (CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
+#  cmake/debian: the ldconfig trigger (CPack writes the shlibs file, not
+#  the trigger), and a prerm that removes the byte code Python wrote beside
+#  the package, which dpkg -r would leave behind
+set (CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA ${CMAKE_CURRENT_SOURCE_DIR}/cmake/debian/triggers
+     ${CMAKE_CURRENT_SOURCE_DIR}/cmake/debian/prerm)
+set (CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+#  The Python package: import psmq needs python3 and numpy
+set (CPACK_DEBIAN_PACKAGE_RECOMMENDS "python3, python3-numpy")
+include (CPack)
+
+if (PSMQ_TESTS AND NOT PSMQ_ASAN AND NOT PSMQ_TSAN)
+    #  The .deb made, installed with dpkg on this machine (as root; CI's is
+    #  a throwaway one), a job run with its programs, consumers built
+    #  against it, then removed. Not in sanitizer builds: their programs
+    #  need the sanitizer's runtime first
+    add_test (NAME package COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/tests/package_check.sh
+              ${CMAKE_CURRENT_BINARY_DIR} ${PROJECT_VERSION} ${CMAKE_INSTALL_LIBDIR})
+    set_tests_properties (package PROPERTIES TIMEOUT 120
+        PASS_REGULAR_EXPRESSION "package: psmq ${PROJECT_VERSION} installed, used and removed")
 endif ()
