@@ -53,6 +53,9 @@ exported=$(nm -D --defined-only "$library" | awk '$2 ~ /^[TDBRVW]$/ {print $3}' 
 declared=$(sed -n 's/^PS_WORKER_EXPORT [^(]*[ *]\([a-z_0-9]\+\) *(.*/\1/p' \
     "$prefix/include/ps_worker.h" | sort)
 [ -n "$declared" ] || fail "no PS_WORKER_EXPORT declaration found in $prefix/include/ps_worker.h"
+#  A function declared without the macro would be hidden, and missing
+unmarked=$(grep -E '^[a-z_][a-z_0-9 ]*[ *]ps_[a-z_0-9]+ \(' "$prefix/include/ps_worker.h" || true)
+[ -z "$unmarked" ] || fail "ps_worker.h declares without PS_WORKER_EXPORT: $unmarked"
 if [ "$exported" != "$declared" ]; then
     diff <(echo "$declared") <(echo "$exported") | sed 's/^/  /' >&2 || true
     fail "libpsworker exports (>) other symbols than ps_worker.h declares (<)"
