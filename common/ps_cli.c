@@ -27,7 +27,7 @@ ps_cli_version (const char *program)
 {
     printf ("%s (psmq) %s\n"
             "Copyright (c) 2026 the psmq authors.\n"
-            "MIT License: see the LICENSE file; there is NO WARRANTY.\n",
+            "Free software under the MIT License; there is NO WARRANTY.\n",
             program, PSMQ_VERSION);
 }
 
