@@ -42,9 +42,11 @@ if dpkg-query -W -f='${Status}' psmq 2>/dev/null | grep -q "ok installed"; then
 fi
 work=$(mktemp -d)
 installed=false
+#  From the first dpkg -i on, whatever dpkg has of psmq goes (a failed
+#  install may leave it unpacked); none was there before
 cleanup () {
     stop_broker
-    if $installed; then
+    if $installed && dpkg-query -W psmq > /dev/null 2>&1; then
         dpkg --purge psmq > /dev/null 2>&1 || echo "$tag: dpkg --purge psmq failed: remove it by hand" >&2
     fi
     rm -rf "$work"
@@ -111,9 +113,9 @@ echo "$tag: Depends: $depends"
 
 #  dpkg waits for nobody: another apt or dpkg holding the lock is waited
 #  for here, up to 60 s
+installed=true
 for attempt in $(seq 60); do
     if out=$(dpkg -i "$deb" 2>&1); then
-        installed=true
         break
     fi
     grep -q "lock" <<< "$out" && [ "$attempt" -lt 60 ] || fail "dpkg -i $deb: $out"
