@@ -42,8 +42,9 @@ install (SCRIPT ${CMAKE_CURRENT_BINARY_DIR}/install_pkgconfig.cmake)
 
 install (FILES LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR} RENAME copyright)
 
-#  Man pages: help2man runs each program (a sanitizer build's too, whose
-#  leak report at exit must not fail the build) and gzip packs the page as
+#  Man pages: help2man runs each program (an ASan build's too, whose leak
+#  report at exit must not fail the build; not a TSan build's, which some
+#  kernels' address layouts stop at start) and gzip packs the page as
 #  Debian's are (-n: no time stamp, so a rebuild makes the same file)
 find_program (PSMQ_HELP2MAN help2man)
 set (PSMQ_MAN_NAME_psbroker "the psmq parameter server: parameters, clocks, optimizers")
@@ -52,7 +53,7 @@ set (PSMQ_MAN_NAME_pstap "watch a psbroker through its tap, live or recorded")
 set (PSMQ_MAN_NAME_psbench "measure psmq: push, pull, clocks, aggregation, the tap")
 set (PSMQ_MAN_NAME_pskeys "make and inspect CURVE key pairs for psmq")
 set (PSMQ_MAN_PAGES)
-if (PSMQ_HELP2MAN)
+if (PSMQ_HELP2MAN AND NOT PSMQ_TSAN)
     file (MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/man)
     foreach (program ${PSMQ_PROGRAMS})
         set (page ${CMAKE_CURRENT_BINARY_DIR}/man/${program}.1)
@@ -69,6 +70,8 @@ if (PSMQ_HELP2MAN)
     endforeach ()
     add_custom_target (psmq_man ALL DEPENDS ${PSMQ_MAN_PAGES})
     install (FILES ${PSMQ_MAN_PAGES} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+elseif (PSMQ_TSAN)
+    message (STATUS "ThreadSanitizer build: no man pages")
 else ()
     message (STATUS "help2man not found: no man pages (tools/setup installs it)")
 endif ()
