@@ -112,6 +112,7 @@ s_usage (FILE *out)
              "  -v, --verbose          log every clock movement\n"
              "  -q, --quiet            log warnings and errors only\n"
              "  -h, --help             show this help\n"
+             "  -V, --version          show the version\n"
              "\n"
              "Stops cleanly on SIGINT or SIGTERM. Example:\n"
              "  psbroker --port 5555 --workers 4 --staleness 0 --optimizer adam --lr 0.001\n"
@@ -327,6 +328,7 @@ main (int argc, char *argv[])
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     ps_broker_config_t config;
     ps_broker_config_defaults (&config);
@@ -336,7 +338,7 @@ main (int argc, char *argv[])
     const char *endpoint = NULL;
     bool timer_given = false;
     int opt;
-    while ((opt = getopt_long (argc, argv, "p:b:e:w:s:o:l:t:vqh", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "p:b:e:w:s:o:l:t:vqhV", options, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
         case 'p': rc = ps_cli_long ("psbroker", "--port", optarg, 0, 65535, &port); break;
@@ -443,6 +445,7 @@ main (int argc, char *argv[])
         case 'v': ps_log_set_level (PS_LOG_DEBUG); break;
         case 'q': ps_log_set_level (PS_LOG_WARN); break;
         case 'h': s_usage (stdout); return 0;
+        case 'V': ps_cli_version ("psbroker"); return 0;
         default: s_usage (stderr); return 2;
         }
         if (rc)

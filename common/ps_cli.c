@@ -17,6 +17,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  The CMake project's version, given to every compile (CMakeLists.txt)
+#ifndef PSMQ_VERSION
+#error "PSMQ_VERSION is not defined: build psmq with its CMakeLists.txt"
+#endif
+
+void
+ps_cli_version (const char *program)
+{
+    printf ("%s (psmq) %s\n"
+            "Copyright (c) 2026 the psmq authors.\n"
+            "Free software under the MIT License; there is NO WARRANTY.\n",
+            program, PSMQ_VERSION);
+}
+
 int
 ps_cli_parse_long (const char *text, long min, long max, long *value)
 {

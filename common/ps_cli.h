@@ -15,6 +15,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+//  What every program's --version prints on stdout: "<program> (psmq)
+//  <version>", the CMake project's version, then the copyright and licence
+//  (help2man makes the man pages' COPYRIGHT section of them)
+void ps_cli_version (const char *program);
 //  A whole number in [min, max]
 int ps_cli_long (const char *program, const char *option, const char *text, long min, long max,
                  long *value);

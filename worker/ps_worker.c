@@ -35,11 +35,22 @@
 //  this much: below it, a copy costs less than waiting for libzmq to let go
 #define LEND_MIN_BYTES (256 * 1024)
 
+//  The CMake project's version, given to every compile (CMakeLists.txt)
+#ifndef PSMQ_VERSION
+#error "PSMQ_VERSION is not defined: build psmq with its CMakeLists.txt"
+#endif
+
 struct ps_worker_t {
     ps_session_t *session; //  the group, the requests in flight, the clock
     ps_layout_t *layout;   //  the call at hand over the group
     uint32_t nlinks;       //  brokers in the group
 };
+
+const char *
+ps_worker_version (void)
+{
+    return PSMQ_VERSION;
+}
 
 const char *
 ps_strerror (int status)

@@ -110,6 +110,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+//  The library is built with -fvisibility=hidden: what is declared here with
+//  PS_WORKER_EXPORT is all it exports; its internal modules and the codec it
+//  links stay inside it
+#if defined(__GNUC__) || defined(__clang__)
+#define PS_WORKER_EXPORT __attribute__ ((visibility ("default")))
+#else
+#define PS_WORKER_EXPORT
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -148,7 +157,9 @@ typedef enum {
 } ps_status_t;
 
 //  A short description of a status, e.g. "no reply within the timeout"
-const char *ps_strerror (int status);
+PS_WORKER_EXPORT const char *ps_strerror (int status);
+//  The library's version, the psmq release it comes from: "0.1.0"
+PS_WORKER_EXPORT const char *ps_worker_version (void);
 
 typedef enum {
     PS_OPTIMIZER_DEFAULT = 0, //  the broker's default
@@ -235,7 +246,7 @@ typedef struct {
 //  Set every option to its default: rank 0, world_size 1, the timeouts
 //  above, local_workers 0 (which means 1), no log, wait_for_broker_ms 0,
 //  heartbeat_timeout_ms 0. broker must still be set.
-void ps_worker_options_init (ps_worker_options_t *options);
+PS_WORKER_EXPORT void ps_worker_options_init (ps_worker_options_t *options);
 
 //  ------------------------------------------------------------------
 //  Settings from the environment (worker/ps_rendezvous.c)
@@ -332,37 +343,38 @@ typedef struct {
 //  are left as the options hold them. config, when not NULL, is filled
 //  with each setting's value and source. PS_OK, or PS_EINVAL (options
 //  then partly filled) for a NULL options or a bad value.
-int ps_worker_options_from_environment (ps_worker_options_t *options, unsigned given,
-                                        ps_worker_lookup_t lookup, void *lookup_arg,
-                                        ps_worker_config_t *config);
+PS_WORKER_EXPORT int ps_worker_options_from_environment (ps_worker_options_t *options,
+                                                         unsigned given, ps_worker_lookup_t lookup,
+                                                         void *lookup_arg,
+                                                         ps_worker_config_t *config);
 
 typedef struct ps_worker_t ps_worker_t;
 
 //  Connect and register (HELLO) with every broker of the list. Returns the
 //  worker, or NULL with *status set (when status is not NULL) and the
 //  reason given to options->log. The options are copied.
-ps_worker_t *ps_worker_connect (const ps_worker_options_t *options, int *status);
+PS_WORKER_EXPORT ps_worker_t *ps_worker_connect (const ps_worker_options_t *options, int *status);
 //  Leave the job (BYE, bounded wait), stop, free, null the pointer.
 //  Outstanding tickets are dropped: their buffers are no longer written.
 //  Returns the BYE's status (PS_EINVAL for a NULL pointer).
-int ps_worker_close (ps_worker_t **self_p);
+PS_WORKER_EXPORT int ps_worker_close (ps_worker_t **self_p);
 
-uint32_t ps_worker_rank (const ps_worker_t *self);
-uint32_t ps_worker_world_size (const ps_worker_t *self);
+PS_WORKER_EXPORT uint32_t ps_worker_rank (const ps_worker_t *self);
+PS_WORKER_EXPORT uint32_t ps_worker_world_size (const ps_worker_t *self);
 //  Brokers in the group (1 for a single broker)
-uint32_t ps_worker_shards (const ps_worker_t *self);
+PS_WORKER_EXPORT uint32_t ps_worker_shards (const ps_worker_t *self);
 //  The broker's staleness: 0 BSP, N SSP, -1 ASP
-int32_t ps_worker_staleness (const ps_worker_t *self);
+PS_WORKER_EXPORT int32_t ps_worker_staleness (const ps_worker_t *self);
 //  The worker's clock: the brokers' clock at HELLO plus the clocks sent
 //  since (a clock counts from when it is sent; one the broker refused,
 //  other than for a NaN, is taken back)
-int64_t ps_worker_current_clock (const ps_worker_t *self);
+PS_WORKER_EXPORT int64_t ps_worker_current_clock (const ps_worker_t *self);
 //  The least of the slowest live clocks the brokers named in their last
 //  replies (0 before any)
-int64_t ps_worker_min_clock (const ps_worker_t *self);
+PS_WORKER_EXPORT int64_t ps_worker_min_clock (const ps_worker_t *self);
 //  The detail of the last failure recorded, "" if none yet; a later
 //  success does not clear it. "no worker" for NULL.
-const char *ps_worker_error (const ps_worker_t *self);
+PS_WORKER_EXPORT const char *ps_worker_error (const ps_worker_t *self);
 
 //  A named float32 tensor: data has count elements
 typedef struct {
@@ -379,28 +391,29 @@ typedef struct {
 //  made before the job with another lr): PS_EKEY_EXISTS, the error naming
 //  the key's and this call's. optim NULL takes an existing key's settings
 //  whatever they are: name them to have such a difference found.
-int ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *initial,
-                    const ps_optim_settings_t *optim);
+PS_WORKER_EXPORT int ps_worker_init (ps_worker_t *self, const char *key, size_t count,
+                                     const float *initial, const ps_optim_settings_t *optim);
 
 //  Push gradients for the current clock, one round trip for all tensors.
 //  grad_count says how many gradients were summed into them (1 if 0).
-int ps_worker_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
-                    uint32_t grad_count);
+PS_WORKER_EXPORT int ps_worker_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
+                                     uint32_t grad_count);
 //  Pull parameters into the tensors' buffers, one round trip
-int ps_worker_pull (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors);
+PS_WORKER_EXPORT int ps_worker_pull (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors);
 //  Finish the current clock; returns when the staleness bound lets this
 //  worker proceed (BSP: when every live worker has finished it)
-int ps_worker_clock (ps_worker_t *self);
+PS_WORKER_EXPORT int ps_worker_clock (ps_worker_t *self);
 
 //  Non-blocking forms: send now, return a ticket to wait on, so that
 //  computation overlaps communication. A pull's buffers are filled during
 //  whichever wait receives its reply.
 typedef uint64_t ps_ticket_t;
-int ps_worker_push_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
-                          uint32_t grad_count, ps_ticket_t *ticket);
-int ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors,
-                          ps_ticket_t *ticket);
-int ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket);
+PS_WORKER_EXPORT int ps_worker_push_async (ps_worker_t *self, const ps_tensor_t *tensors,
+                                           size_t ntensors, uint32_t grad_count,
+                                           ps_ticket_t *ticket);
+PS_WORKER_EXPORT int ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors,
+                                           ps_ticket_t *ticket);
+PS_WORKER_EXPORT int ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket);
 //  Wait for a ticket's reply and collect its status. timeout_ms < 0 means
 //  the worker's own timeout: the clock timeout for a CLOCK, and for a PULL
 //  sent while a CLOCK was still waiting (its reply waits for the same
@@ -411,25 +424,25 @@ int ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket);
 //  (PS_ETIMEOUT, PS_EINTR, PS_ENOMEM while receiving, or PS_ECONNECT for
 //  a socket that cannot be polled) the ticket stays pending and may be
 //  waited for again; ps_worker_pending tells the two PS_ECONNECT apart.
-int ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms);
+PS_WORKER_EXPORT int ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms);
 //  Tickets sent and not yet collected
-size_t ps_worker_pending (const ps_worker_t *self);
+PS_WORKER_EXPORT size_t ps_worker_pending (const ps_worker_t *self);
 
 //  The broker's status as a JSON object (shard 0's in a group); *json is
 //  the caller's to free(), NULL on failure
-int ps_worker_info (ps_worker_t *self, char **json);
+PS_WORKER_EXPORT int ps_worker_info (ps_worker_t *self, char **json);
 //  The status of one broker of the group, 0 .. ps_worker_shards - 1
-int ps_worker_info_shard (ps_worker_t *self, uint32_t shard, char **json);
+PS_WORKER_EXPORT int ps_worker_info_shard (ps_worker_t *self, uint32_t shard, char **json);
 
 //  Ask one broker (a single endpoint; a list is PS_EINVAL) for INFO
 //  without registering (for tools). timeout_ms <= 0 means the default.
 //  *json is the caller's to free(), NULL on failure.
-int ps_worker_query_info (const char *broker, int timeout_ms, char **json);
+PS_WORKER_EXPORT int ps_worker_query_info (const char *broker, int timeout_ms, char **json);
 //  The same with options: broker (a single endpoint), timeout_ms (<= 0:
 //  the default), curve_secret, broker_key and log are used, the rest
 //  ignored. A refusal is PS_ECONNECT, a bad key file PS_EINVAL; either
 //  way the detail goes to the log callback (when set)
-int ps_worker_query_info_options (const ps_worker_options_t *options, char **json);
+PS_WORKER_EXPORT int ps_worker_query_info_options (const ps_worker_options_t *options, char **json);
 
 #ifdef __cplusplus
 }

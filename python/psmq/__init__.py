@@ -15,6 +15,7 @@ Worker, Ticket, info(): psmq.worker; the exceptions: psmq.errors. See
 docs/python.md for the whole API and the lifetime rules of the arrays.
 """
 
+from ._lib import lib as _library
 from ._lib import path as library_path
 from .errors import (BrokerError, ClockError, ConnectionError, Error, FullError, GroupError,
                      InterruptedError, InvalidArgument, KeyExistsError, MalformedError,
@@ -25,7 +26,8 @@ from .errors import (BrokerError, ClockError, ConnectionError, Error, FullError,
 from .memory import keep_memory_mapped
 from .worker import LogLevel, Optimizer, Ticket, Worker, config, info
 
-__version__ = "0.1.0"
+#  The library's: the one version of psmq is its CMake project's
+__version__ = _library.ps_worker_version().decode("ascii")
 
 __all__ = [
     "BrokerError", "ClockError", "ConnectionError", "Error", "FullError", "GroupError",

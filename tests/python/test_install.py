@@ -3,12 +3,20 @@ loading the library installed beside it (not the build tree's), and where
 Debian's python3 looks for packages."""
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from conftest import BUILD_DIR
+import psmq
+from conftest import BUILD_DIR, SOURCE_DIR
+
+
+def test_the_version_is_the_cmake_projects():
+    with open(os.path.join(SOURCE_DIR, "CMakeLists.txt")) as f:
+        project = re.search(r"project \(psmq VERSION ([0-9.]+)", f.read()).group(1)
+    assert psmq.__version__ == project
 
 
 def test_installed_package_loads_the_installed_library(tmp_path):

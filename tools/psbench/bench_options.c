@@ -84,6 +84,7 @@ s_usage (FILE *out)
                         "                     starts its brokers, so it makes both sides' keys\n"
                         "                     rather than take --curve-secret / --broker-key)\n"
                         "  -h, --help         show this help\n"
+                        "  -V, --version      show the version\n"
                         "\n"
                         "Figures: pushpull_<size> (ms per push+pull step, 1 worker, ASP),\n"
                         "pushpull4_<size> (aggregate GB/s, 4 workers), latency_push_pull (us,\n"
@@ -225,6 +226,7 @@ bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_co
         {"checkpoint-seconds", required_argument, 0, OPT_CHECKPOINT_SECONDS},
         {"curve", no_argument, 0, OPT_CURVE},
         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     *self = (bench_options_t){
         .yardstick_dir = "/tmp/yardstick", .cases = BENCH_CASE_ALL, .checkpoint_seconds = 1};
@@ -232,7 +234,7 @@ bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_co
     s_default_broker (self->broker_bin, sizeof self->broker_bin);
     *exit_code = 2;
     int opt;
-    while ((opt = getopt_long (argc, argv, "h", long_options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "hV", long_options, NULL)) != -1) {
         switch (opt) {
         case OPT_QUICK: self->quick = true; break;
         case OPT_ONLY:
@@ -270,6 +272,10 @@ bench_options_parse (bench_options_t *self, int argc, char *argv[], int *exit_co
         case OPT_CURVE: self->curve = true; break;
         case 'h':
             s_usage (stdout);
+            *exit_code = 0;
+            return false;
+        case 'V':
+            ps_cli_version ("psbench");
             *exit_code = 0;
             return false;
         default: fprintf (stderr, USAGE); return false;

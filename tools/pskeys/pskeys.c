@@ -14,6 +14,8 @@
     command line.
     ========================================================================= */
 
+#include "ps_cli.h"
+
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
@@ -21,10 +23,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#ifndef PSMQ_VERSION
-#define PSMQ_VERSION "unknown"
-#endif
 
 static void
 s_usage (FILE *out)
@@ -169,7 +167,7 @@ main (int argc, char *argv[])
             break;
         case 'f': force = true; break;
         case 'h': s_usage (stdout); return 0;
-        case 'V': printf ("pskeys %s\n", PSMQ_VERSION); return 0;
+        case 'V': ps_cli_version ("pskeys"); return 0;
         default: s_usage (stderr); return 2;
         }
     }

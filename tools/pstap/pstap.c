@@ -31,6 +31,7 @@
     or tap (or a damaged recording), 2 bad command line.
     ========================================================================= */
 
+#include "ps_cli.h"
 #include "pstap_clock.h"
 #include "pstap_info.h"
 #include "pstap_options.h"
@@ -119,7 +120,8 @@ s_usage (FILE *out)
         fprintf (out, "  %-7s %s\n", s_commands[i].name, s_commands[i].summary);
     fprintf (out, "\n--broker on one member of a broker group (psbroker --shards) watches the\n"
                   "whole group once a worker has joined; --broker EP0,EP1,... names them all.\n"
-                  "\n'pstap COMMAND --help' describes each. Example:\n"
+                  "\n'pstap COMMAND --help' describes each; 'pstap --version' shows the\n"
+                  "version. Example:\n"
                   "  pstap watch --broker tcp://server:5555 -f 'type=push lat>10ms'\n");
 }
 
@@ -140,6 +142,10 @@ main (int argc, char *argv[])
     if (strcmp (argv[1], "--help") == 0 || strcmp (argv[1], "-h") == 0 ||
         strcmp (argv[1], "help") == 0) {
         s_usage (stdout);
+        return 0;
+    }
+    if (strcmp (argv[1], "--version") == 0 || strcmp (argv[1], "-V") == 0) {
+        ps_cli_version ("pstap");
         return 0;
     }
     const command_t *command = NULL;

@@ -163,6 +163,7 @@ s_usage (FILE *out)
              "      --print-config     print each setting, its value and its source,\n"
              "                         one per line, and exit without connecting\n"
              "  -h, --help             show this help\n"
+             "  -V, --version          show the version\n"
              "\n"
              "Data: Debian's package dataset-fashion-mnist installs the files.\n"
              "Example: psworker --broker tcp://127.0.0.1:5555 --rank 0 --workers 4\n"
@@ -271,6 +272,7 @@ s_parse_options (int argc, char *argv[], options_t *options)
         {"broker-key", required_argument, 0, OPT_BROKER_KEY},
         {"print-config", no_argument, 0, OPT_PRINT_CONFIG},
         {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     *options = (options_t){.model = PS_MODEL_MLP,
                            .hidden = 128,
@@ -288,7 +290,7 @@ s_parse_options (int argc, char *argv[], options_t *options)
     long rank = -1, workers = -1, number = 0;
     double real;
     int opt;
-    while ((opt = getopt_long (argc, argv, "b:r:n:t:m:e:o:d:s:h", longs, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "b:r:n:t:m:e:o:d:s:hV", longs, NULL)) != -1) {
         int rc = 0;
         switch (opt) {
         case 'b':
@@ -398,6 +400,7 @@ s_parse_options (int argc, char *argv[], options_t *options)
             break;
         case OPT_PRINT_CONFIG: options->print_config = true; break;
         case 'h': s_usage (stdout); return 1;
+        case 'V': ps_cli_version ("psworker"); return 1;
         default: s_usage (stderr); return 2;
         }
         if (rc)
