@@ -86,6 +86,34 @@ Test (psworker, two_workers_learn_the_synthetic_set, .timeout = 120)
     ps_broker_destroy (&broker);
 }
 
+Test (psworker, no_broker_trains_as_one_worker_through_a_broker, .timeout = 120)
+{
+    //  The same training, through a broker and alone (--no-broker): the
+    //  same rule (Adam, cosine decay, the broker's defaults) on the same
+    //  gradients gives the same losses and accuracy
+    char endpoint[64], through[600], alone[600];
+    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    ps_test_path ("through.out", through, sizeof through);
+    ps_test_path ("alone.out", alone, sizeof alone);
+    pid_t pids[1] = {ps_test_psworker_train (endpoint, 0, 1, 1, 2, NULL, through)};
+    s_wait_all (pids, (char (*)[600]) & through, 1);
+    ps_broker_destroy (&broker);
+    char *no_broker[] = {"--no-broker", NULL};
+    pids[0] = ps_test_psworker_train ("tcp://127.0.0.1:1", 0, 1, 1, 2, no_broker, alone);
+    s_wait_all (pids, (char (*)[600]) & alone, 1);
+    char *a = ps_test_slurp (through), *b = ps_test_slurp (alone);
+    cr_assert (ps_test_json_bool (b, "final", true), "%s", b);
+    for (int last = 0; last < 2; last++)
+        cr_assert_float_eq (ps_test_json_number (b, "train_loss", last),
+                            ps_test_json_number (a, "train_loss", last), 1e-6, "%s\n%s", a, b);
+    cr_assert_float_eq (ps_test_json_number (b, "test_accuracy", true),
+                        ps_test_json_number (a, "test_accuracy", true), 1e-9, "%s\n%s", a, b);
+    cr_assert_eq (ps_test_json_number (b, "clocks", true), 2 * (12000 / 32));
+    cr_assert_eq (ps_test_json_number (b, "wait_seconds", true), 0);
+    free (a);
+    free (b);
+}
+
 Test (psworker, missing_data_names_the_package)
 {
     char *args[] = {"--broker", "tcp://127.0.0.1:9",    "--rank", "0", "--workers", "1",

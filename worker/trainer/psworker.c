@@ -30,6 +30,7 @@
 #include "ps_cli.h"
 #include "ps_data.h"
 #include "ps_hash.h"
+#include "ps_local.h"
 #include "ps_malloc.h"
 #include "ps_model.h"
 #include "ps_worker.h"
@@ -95,6 +96,7 @@ typedef struct {
     unsigned given;            //  PS_WORKER_GIVEN_* of the flags given: the
                                //  other settings come from the environment
     bool print_config;         //  print the settings and their sources, exit
+    bool no_broker;            //  train alone, the broker's rule applied here
 } options_t;
 
 static double
@@ -162,6 +164,9 @@ s_usage (FILE *out)
              "                         40 Z85 characters); with --curve-secret\n"
              "      --print-config     print each setting, its value and its source,\n"
              "                         one per line, and exit without connecting\n"
+             "      --no-broker        train alone in this process, each step's mean\n"
+             "                         gradient applied here by the broker's own rule:\n"
+             "                         what the same training costs without psmq\n"
              "  -h, --help             show this help\n"
              "  -V, --version          show the version\n"
              "\n"
@@ -185,7 +190,8 @@ enum {
     OPT_WAIT_FOR_BROKER,
     OPT_CURVE_SECRET,
     OPT_BROKER_KEY,
-    OPT_PRINT_CONFIG
+    OPT_PRINT_CONFIG,
+    OPT_NO_BROKER
 };
 
 //  The flag that sets each setting, as --print-config names a source
@@ -271,6 +277,7 @@ s_parse_options (int argc, char *argv[], options_t *options)
         {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
         {"broker-key", required_argument, 0, OPT_BROKER_KEY},
         {"print-config", no_argument, 0, OPT_PRINT_CONFIG},
+        {"no-broker", no_argument, 0, OPT_NO_BROKER},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -399,6 +406,7 @@ s_parse_options (int argc, char *argv[], options_t *options)
             options->given |= PS_WORKER_GIVEN_BROKER_KEY;
             break;
         case OPT_PRINT_CONFIG: options->print_config = true; break;
+        case OPT_NO_BROKER: options->no_broker = true; break;
         case 'h': s_usage (stdout); return 1;
         case 'V': ps_cli_version ("psworker"); return 1;
         default: s_usage (stderr); return 2;
@@ -417,6 +425,14 @@ s_parse_options (int argc, char *argv[], options_t *options)
                  rank, options->threads, rank + options->threads - 1, workers);
         return 2;
     }
+    if (options->optim.lr == 0)
+        options->optim.lr = options->optim.kind == PS_OPTIMIZER_ADAM ? 0.002f : 0.05f;
+    if (options->no_broker) {
+        //  One process alone: its local workers are the whole world
+        options->rank = 0;
+        options->workers = options->threads;
+        return 0;
+    }
     //  What the flags left out, from the environment
     if (s_from_environment (options, rank, workers))
         return 2;
@@ -431,8 +447,6 @@ s_parse_options (int argc, char *argv[], options_t *options)
         fprintf (stderr, "psworker: --broker (or PSMQ_BROKER) is required (see --help)\n");
         return 2;
     }
-    if (options->optim.lr == 0)
-        options->optim.lr = options->optim.kind == PS_OPTIMIZER_ADAM ? 0.002f : 0.05f;
     return 0;
 }
 
@@ -574,6 +588,7 @@ s_learner_actor (zsock_t *pipe, void *args)
 
 typedef struct {
     ps_worker_t *worker;            //  the broker connection
+    ps_local_t *local;              //  --no-broker: the rule, applied here
     ps_model_t *model;              //  learner 0's parameters and gradients
     ps_tensor_t params[MAX_PARAMS]; //  the model's parameters as tensors
     ps_tensor_t grads[MAX_PARAMS];  //  and its gradients
@@ -735,6 +750,11 @@ static int
 s_step (trainer_t *self, double *loss)
 {
     *loss = s_gradients (self);
+    if (self->local) {
+        ps_local_step (self->local, self->params, self->grads, self->nparams, self->threads);
+        self->clocks++;
+        return PS_OK;
+    }
     ps_ticket_t tickets[3];
     const char *names[3] = {"push", "clock", "pull"};
     int status =
@@ -933,6 +953,20 @@ main (int argc, char *argv[])
     }
     s_bind_tensors (&trainer);
 
+    if (options.no_broker) {
+        //  The keys' settings as s_init_keys gives them, for one worker
+        ps_optim_settings_t settings = options.optim;
+        size_t steps = train->n / options.workers / options.batch;
+        if (options.cosine)
+            settings.decay_steps = (uint64_t)steps * options.epochs;
+        trainer.local = ps_local_new (&settings, trainer.params, trainer.nparams);
+        int rc = trainer.local && s_train (&trainer, &options, train, test) == 0 ? 0 : 1;
+        ps_local_destroy (&trainer.local);
+        ps_model_destroy (&trainer.model);
+        ps_dataset_destroy (&train);
+        ps_dataset_destroy (&test);
+        return s_interrupted ? 130 : rc;
+    }
     ps_worker_options_t connect;
     ps_worker_options_init (&connect);
     connect.broker = options.broker;
