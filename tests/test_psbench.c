@@ -54,7 +54,7 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
                     "--no-yardstick",
                     "--only",
                     "pushpull,pushpull4,latency,aggregation,bsp,tap,group,localagg,checkpoint,"
-                    "curve,many",
+                    "curve,many,training",
                     "--broker-bin",
                     (char *)ps_test_binary ("psbroker", broker, sizeof broker),
                     NULL};
@@ -79,7 +79,9 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
         "checkpoint_off_small", "checkpoint_on_small", "checkpoint_on_small.vs_off",
         "checkpoint_off_1M", "checkpoint_on_1M", "checkpoint_on.written",
         //  ResNet-50's 161 tensors against one of their bytes
-        "many_resnet50", "many_one", "many_resnet50.vs_one"};
+        "many_resnet50", "many_one", "many_resnet50.vs_one",
+        //  psworker through a broker and alone (--no-broker)
+        "training_broker", "training_alone", "training_broker.vs_alone"};
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
         double value = s_figure (text, figures[i]);
         cr_expect_gt (value, 0, "no positive '%s:' line in:\n%s", figures[i], text);

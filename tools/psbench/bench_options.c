@@ -48,6 +48,7 @@ static const struct {
                {"curve", BENCH_CASE_CURVE},
                {"memory", BENCH_CASE_MEMORY},
                {"many", BENCH_CASE_MANY},
+               {"training", BENCH_CASE_TRAINING},
                {"link", BENCH_CASE_LINK}};
 
 static void
@@ -62,8 +63,9 @@ s_usage (FILE *out)
                         "                     --yardstick is given (a few seconds)\n"
                         "  --only LIST        cases, comma-separated: pushpull, pushpull4,\n"
                         "                     latency, aggregation, bsp, tap, group, localagg,\n"
-                        "                     checkpoint, curve, memory, many (default all),\n"
-                        "                     and link (only when named: needs root)\n"
+                        "                     checkpoint, curve, memory, many, training\n"
+                        "                     (default all), and link (only when named:\n"
+                        "                     needs root)\n"
                         "  --sizes LIST       pushpull sizes, e.g. 4K,64M (default\n"
                         "                     4K,1M,16M,64M; --quick: 4K,1M)\n"
                         "  --no-yardstick     do not run the yardstick; no ratios\n"
@@ -116,6 +118,9 @@ s_usage (FILE *out)
                         "many_resnet50 (ms per push+pull step of ResNet-50's 161 parameter\n"
                         "tensors, 25.6 M floats, --quick 16 times fewer) and many_one (the same\n"
                         "bytes as one tensor), one worker; .vs_one;\n"
+                        "training_broker (examples/s of one psworker through a broker, BSP,\n"
+                        "the MLP on the synthetic set) and training_alone (psworker\n"
+                        "--no-broker, the broker's rule applied in-process); .vs_alone;\n"
                         "link_<rate>_<size> (--only link; root): one worker on a host\n"
                         "made of a network namespace, psbroker on another, joined by a veth\n"
                         "pair with a tc tbf of 1 and 10 Gbit/s each way; push+pull of 64M\n"
@@ -134,7 +139,8 @@ s_take_case (bench_options_t *self, const char *name)
         }
     fprintf (stderr,
              "psbench: --only: unknown case '%s' (pushpull, pushpull4, latency, "
-             "aggregation, bsp, tap, group, localagg, checkpoint, curve, memory, many, link)\n",
+             "aggregation, bsp, tap, group, localagg, checkpoint, curve, memory, many, training, "
+             "link)\n",
              name);
     return -1;
 }

@@ -32,6 +32,7 @@
 #include "case_memory.h"
 #include "case_pushpull.h"
 #include "case_tap.h"
+#include "case_training.h"
 #include "ps_malloc.h"
 #include "ps_process.h"
 
@@ -57,6 +58,7 @@ static const struct {
                {BENCH_CASE_CURVE, case_curve},
                {BENCH_CASE_MEMORY, case_memory},
                {BENCH_CASE_MANY, case_many},
+               {BENCH_CASE_TRAINING, case_training},
                {BENCH_CASE_LINK, case_link}};
 
 //  Interrupted: no broker or yardstick server may outlive us
