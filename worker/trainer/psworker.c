@@ -33,6 +33,7 @@
 #include "ps_local.h"
 #include "ps_malloc.h"
 #include "ps_model.h"
+#include "ps_trainer_options.h"
 #include "ps_worker.h"
 
 #include <czmq.h>
@@ -52,7 +53,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
 #define SYNTHETIC_TRAIN 12000
 #define SYNTHETIC_TEST 2000
 #define MAX_PARAMS 8
@@ -72,33 +72,6 @@ s_on_signal (int signal_number)
     s_interrupted = 1;
 }
 
-typedef struct {
-    const char *broker;        //  endpoint, or a group's endpoints in shard order
-    uint32_t rank;             //  this worker
-    uint32_t workers;          //  world size
-    ps_model_kind_t model;     //  softmax or mlp
-    size_t hidden;             //  MLP hidden units
-    uint32_t threads;          //  local workers: ranks rank .. rank+threads-1
-    int epochs;                //  passes over the shard
-    size_t batch;              //  examples per step
-    ps_optim_settings_t optim; //  the keys' update rule
-    const char *data;          //  directory, or "synthetic"
-    uint64_t seed;             //  model init and straggler draws
-    bool cosine;               //  decay lr to 0 over the run
-    bool json;                 //  JSON Lines instead of text
-    int delay_ms;              //  straggler: sleep after a step
-    double delay_prob;         //  with this probability
-    int timeout_ms;            //  per request
-    int clock_timeout_ms;      //  a clock may wait this long
-    int wait_for_broker_ms;    //  for a broker that restarted or evicted us
-    const char *curve_secret;  //  our CURVE secret key file, NULL: no keys
-    const char *broker_key;    //  the broker's public key file (or Z85 text)
-    unsigned given;            //  PS_WORKER_GIVEN_* of the flags given: the
-                               //  other settings come from the environment
-    bool print_config;         //  print the settings and their sources, exit
-    bool no_broker;            //  train alone, the broker's rule applied here
-} options_t;
-
 static double
 s_seconds (void)
 {
@@ -112,342 +85,6 @@ static double
 s_uniform (uint64_t *state)
 {
     return (ps_splitmix64 (state) >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static void
-s_usage (FILE *out)
-{
-    fprintf (out,
-             "usage: psworker [--broker tcp://HOST:PORT] [--rank R] [--workers N] [options]\n"
-             "\n"
-             "Train a classifier on Fashion-MNIST through a psbroker, data-parallel.\n"
-             "A setting not given as a flag comes from the environment: PSMQ_BROKER,\n"
-             "PSMQ_RANK, PSMQ_WORKERS, PSMQ_CURVE_SECRET, PSMQ_BROKER_KEY,\n"
-             "PSMQ_WAIT_FOR_BROKER, else the launcher's variables (mpirun, torchrun,\n"
-             "srun, Kubernetes), else the broker gives the rank and the world size\n"
-             "(docs/cluster.md); --print-config shows what was found where.\n"
-             "\n"
-             "  -b, --broker EP[,EP..] broker endpoint (or PSMQ_BROKER); for a group of\n"
-             "                         brokers (psbroker --shards G) all G, in shard order\n"
-             "  -r, --rank R           this worker's rank, 0..N-1\n"
-             "  -n, --workers N        workers in the job\n"
-             "  -t, --threads T        train T workers in this process, ranks R..R+T-1:\n"
-             "                         their gradients are summed here and pushed once\n"
-             "                         (default 1)\n"
-             "  -m, --model NAME       softmax or mlp (default mlp)\n"
-             "      --hidden H         MLP hidden units (default 128)\n"
-             "  -e, --epochs E         passes over the data (default 5)\n"
-             "      --batch B          examples per step and worker (default 32)\n"
-             "  -o, --optimizer NAME   sgd, momentum, adagrad, adam (default adam)\n"
-             "      --lr LR            learning rate (default 0.002 for adam, else 0.05)\n"
-             "      --momentum M       for momentum (default 0.9)\n"
-             "      --schedule NAME    cosine (default): lr decays to 0 over the run;\n"
-             "                         constant\n"
-             "  -d, --data DIR         IDX files (default %s),\n"
-             "                         or 'synthetic' for a built-in data set\n"
-             "  -s, --seed S           model initialisation and straggler draws (default 1)\n"
-             "      --json             one JSON object per epoch and a final one\n"
-             "      --delay-ms D       straggler: sleep D ms after each step\n"
-             "      --delay-prob P     ... with probability P (default 1)\n"
-             "      --timeout-ms MS    reply timeout of each request (default 30000)\n"
-             "      --clock-timeout-ms MS  how long a clock may wait (default 600000)\n"
-             "      --wait-for-broker SECONDS\n"
-             "                         when a broker restarts, evicts this worker or is\n"
-             "                         lost, wait this long for it to take the worker\n"
-             "                         back, then redo the steps from the clock it names\n"
-             "                         (its checkpoint's, or 0); 0 fails at once instead\n"
-             "                         (default 60)\n"
-             "      --curve-secret FILE  this worker's CURVE secret key (NAME.key_secret,\n"
-             "                         made by pskeys new NAME; the broker's --allow-keys\n"
-             "                         folder holds NAME.key)\n"
-             "      --broker-key FILE  the broker's public key (its BROKER.key, or the key's\n"
-             "                         40 Z85 characters); with --curve-secret\n"
-             "      --print-config     print each setting, its value and its source,\n"
-             "                         one per line, and exit without connecting\n"
-             "      --no-broker        train alone in this process, each step's mean\n"
-             "                         gradient applied here by the broker's own rule:\n"
-             "                         what the same training costs without psmq\n"
-             "  -h, --help             show this help\n"
-             "  -V, --version          show the version\n"
-             "\n"
-             "Data: Debian's package dataset-fashion-mnist installs the files.\n"
-             "Example: psworker --broker tcp://127.0.0.1:5555 --rank 0 --workers 4\n"
-             "         PSMQ_BROKER=tcp://server:5555 srun -n 4 psworker\n",
-             DEFAULT_DATA_DIR);
-}
-
-enum {
-    OPT_HIDDEN = 256,
-    OPT_BATCH,
-    OPT_LR,
-    OPT_MOMENTUM,
-    OPT_SCHEDULE,
-    OPT_JSON,
-    OPT_DELAY,
-    OPT_DELAY_PROB,
-    OPT_TIMEOUT,
-    OPT_CLOCK_TIMEOUT,
-    OPT_WAIT_FOR_BROKER,
-    OPT_CURVE_SECRET,
-    OPT_BROKER_KEY,
-    OPT_PRINT_CONFIG,
-    OPT_NO_BROKER
-};
-
-//  The flag that sets each setting, as --print-config names a source
-static const char *s_flags[PS_SETTINGS] = {
-    [PS_SETTING_BROKER] = "--broker",         [PS_SETTING_RANK] = "--rank",
-    [PS_SETTING_WORLD_SIZE] = "--workers",    [PS_SETTING_CURVE_SECRET] = "--curve-secret",
-    [PS_SETTING_BROKER_KEY] = "--broker-key", [PS_SETTING_WAIT_FOR_BROKER] = "--wait-for-broker",
-};
-
-//  One line per setting: "rank: 3 (SLURM_PROCID)", "world_size: ? (the
-//  broker)", "curve_secret: - (none)"; then the launcher found
-static void
-s_print_config (const ps_worker_config_t *config)
-{
-    for (int i = 0; i < PS_SETTINGS; i++) {
-        const ps_worker_setting_t *setting = &config->settings[i];
-        bool broker = strcmp (setting->source, "the broker") == 0;
-        const char *value = setting->value[0] ? setting->value : broker ? "?" : "-";
-        const char *source =
-            strcmp (setting->source, "given") == 0 && s_flags[i] ? s_flags[i] : setting->source;
-        printf ("%s: %s (%s)\n", setting->name, value, source);
-    }
-    printf ("launcher: %s\n", config->launcher[0] ? config->launcher : "none");
-    fflush (stdout);
-}
-
-//  The settings the flags left out, from the environment (ps_worker.h);
-//  rank and workers are the flags' (-1: not given). 0, or -1 after
-//  saying why.
-static int
-s_from_environment (options_t *options, long rank, long workers)
-{
-    ps_worker_options_t found;
-    ps_worker_options_init (&found);
-    found.broker = options->broker;
-    found.rank = rank >= 0 ? (uint32_t)rank : 0;
-    found.world_size = workers >= 0 ? (uint32_t)workers : 0;
-    found.local_workers = options->threads;
-    found.curve_secret = options->curve_secret;
-    found.broker_key = options->broker_key;
-    found.wait_for_broker_ms = options->wait_for_broker_ms;
-    ps_worker_config_t config;
-    if (ps_worker_options_from_environment (&found, options->given, NULL, NULL, &config)) {
-        fprintf (stderr, "psworker: %s\n", config.error);
-        return -1;
-    }
-    options->broker = found.broker;
-    options->rank = found.rank;
-    options->workers = found.world_size;
-    options->curve_secret = found.curve_secret;
-    options->broker_key = found.broker_key;
-    options->wait_for_broker_ms = found.wait_for_broker_ms;
-    if (options->print_config)
-        s_print_config (&config);
-    return 0;
-}
-
-//  0 to run, 1 to exit successfully (help), 2 on a usage error
-static int
-s_parse_options (int argc, char *argv[], options_t *options)
-{
-    static const struct option longs[] = {
-        {"broker", required_argument, 0, 'b'},
-        {"rank", required_argument, 0, 'r'},
-        {"workers", required_argument, 0, 'n'},
-        {"threads", required_argument, 0, 't'},
-        {"model", required_argument, 0, 'm'},
-        {"hidden", required_argument, 0, OPT_HIDDEN},
-        {"epochs", required_argument, 0, 'e'},
-        {"batch", required_argument, 0, OPT_BATCH},
-        {"optimizer", required_argument, 0, 'o'},
-        {"lr", required_argument, 0, OPT_LR},
-        {"momentum", required_argument, 0, OPT_MOMENTUM},
-        {"schedule", required_argument, 0, OPT_SCHEDULE},
-        {"data", required_argument, 0, 'd'},
-        {"seed", required_argument, 0, 's'},
-        {"json", no_argument, 0, OPT_JSON},
-        {"delay-ms", required_argument, 0, OPT_DELAY},
-        {"delay-prob", required_argument, 0, OPT_DELAY_PROB},
-        {"timeout-ms", required_argument, 0, OPT_TIMEOUT},
-        {"clock-timeout-ms", required_argument, 0, OPT_CLOCK_TIMEOUT},
-        {"wait-for-broker", required_argument, 0, OPT_WAIT_FOR_BROKER},
-        {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
-        {"broker-key", required_argument, 0, OPT_BROKER_KEY},
-        {"print-config", no_argument, 0, OPT_PRINT_CONFIG},
-        {"no-broker", no_argument, 0, OPT_NO_BROKER},
-        {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0}};
-    *options = (options_t){.model = PS_MODEL_MLP,
-                           .hidden = 128,
-                           .epochs = 5,
-                           .batch = 32,
-                           .optim = {.kind = PS_OPTIMIZER_ADAM},
-                           .data = DEFAULT_DATA_DIR,
-                           .seed = 1,
-                           .threads = 1,
-                           .cosine = true,
-                           .delay_prob = 1.0,
-                           .timeout_ms = 30000,
-                           .clock_timeout_ms = 600000,
-                           .wait_for_broker_ms = 60000};
-    long rank = -1, workers = -1, number = 0;
-    double real;
-    int opt;
-    while ((opt = getopt_long (argc, argv, "b:r:n:t:m:e:o:d:s:hV", longs, NULL)) != -1) {
-        int rc = 0;
-        switch (opt) {
-        case 'b':
-            rc = ps_cli_endpoints ("psworker", "--broker", optarg);
-            options->broker = optarg;
-            options->given |= PS_WORKER_GIVEN_BROKER;
-            break;
-        case 'r':
-            rc = ps_cli_long ("psworker", "--rank", optarg, 0, 4095, &rank);
-            options->given |= PS_WORKER_GIVEN_RANK;
-            break;
-        case 'n':
-            rc = ps_cli_long ("psworker", "--workers", optarg, 1, 4096, &workers);
-            options->given |= PS_WORKER_GIVEN_WORLD_SIZE;
-            break;
-        case 't':
-            rc = ps_cli_long ("psworker", "--threads", optarg, 1, 256, &number);
-            options->threads = (uint32_t)number;
-            break;
-        case 'm':
-            if (ps_model_kind_parse (optarg, &options->model)) {
-                fprintf (stderr, "psworker: --model '%s' is not softmax or mlp\n", optarg);
-                rc = -1;
-            }
-            break;
-        case OPT_HIDDEN:
-            rc = ps_cli_long ("psworker", "--hidden", optarg, 1, 65536, &number);
-            options->hidden = (size_t)number;
-            break;
-        case 'e':
-            rc = ps_cli_long ("psworker", "--epochs", optarg, 1, 100000, &number);
-            options->epochs = (int)number;
-            break;
-        case OPT_BATCH:
-            rc = ps_cli_long ("psworker", "--batch", optarg, 1, 65536, &number);
-            options->batch = (size_t)number;
-            break;
-        case 'o': {
-            static const char *names[] = {"", "sgd", "momentum", "adagrad", "adam"};
-            int kind = 0;
-            for (int i = 1; i <= 4; i++)
-                if (strcmp (optarg, names[i]) == 0)
-                    kind = i;
-            if (!kind) {
-                fprintf (stderr,
-                         "psworker: --optimizer '%s' is not one of sgd, momentum, "
-                         "adagrad, adam\n",
-                         optarg);
-                rc = -1;
-            }
-            options->optim.kind = (ps_optimizer_t)kind;
-            break;
-        }
-        case OPT_LR:
-            rc = ps_cli_double ("psworker", "--lr", optarg, 1e-9, 100, &real);
-            options->optim.lr = (float)real;
-            break;
-        case OPT_MOMENTUM:
-            rc = ps_cli_double ("psworker", "--momentum", optarg, 0, 0.999999, &real);
-            options->optim.momentum = (float)real;
-            break;
-        case OPT_SCHEDULE:
-            if (strcmp (optarg, "cosine") && strcmp (optarg, "constant")) {
-                fprintf (stderr, "psworker: --schedule '%s' is not cosine or constant\n", optarg);
-                rc = -1;
-            }
-            options->cosine = strcmp (optarg, "cosine") == 0;
-            break;
-        case 'd':
-            rc = ps_cli_word ("psworker", "--data", optarg);
-            options->data = optarg;
-            break;
-        case 's':
-            rc = ps_cli_long ("psworker", "--seed", optarg, 0, LONG_MAX, &number);
-            options->seed = (uint64_t)number;
-            break;
-        case OPT_JSON: options->json = true; break;
-        case OPT_DELAY:
-            rc = ps_cli_long ("psworker", "--delay-ms", optarg, 0, 3600000, &number);
-            options->delay_ms = (int)number;
-            break;
-        case OPT_DELAY_PROB:
-            rc = ps_cli_double ("psworker", "--delay-prob", optarg, 0, 1, &options->delay_prob);
-            break;
-        case OPT_TIMEOUT:
-            rc = ps_cli_long ("psworker", "--timeout-ms", optarg, 1, 86400000, &number);
-            options->timeout_ms = (int)number;
-            break;
-        case OPT_CLOCK_TIMEOUT:
-            rc = ps_cli_long ("psworker", "--clock-timeout-ms", optarg, 1, 86400000, &number);
-            options->clock_timeout_ms = (int)number;
-            break;
-        case OPT_WAIT_FOR_BROKER:
-            rc = ps_cli_long ("psworker", "--wait-for-broker", optarg, 0, 86400, &number);
-            options->wait_for_broker_ms = (int)(number * 1000);
-            options->given |= PS_WORKER_GIVEN_WAIT_FOR_BROKER;
-            break;
-        case OPT_CURVE_SECRET:
-            rc = ps_cli_word ("psworker", "--curve-secret", optarg);
-            options->curve_secret = optarg;
-            options->given |= PS_WORKER_GIVEN_CURVE_SECRET;
-            break;
-        case OPT_BROKER_KEY:
-            rc = ps_cli_word ("psworker", "--broker-key", optarg);
-            options->broker_key = optarg;
-            options->given |= PS_WORKER_GIVEN_BROKER_KEY;
-            break;
-        case OPT_PRINT_CONFIG: options->print_config = true; break;
-        case OPT_NO_BROKER: options->no_broker = true; break;
-        case 'h': s_usage (stdout); return 1;
-        case 'V': ps_cli_version ("psworker"); return 1;
-        default: s_usage (stderr); return 2;
-        }
-        if (rc)
-            return 2;
-    }
-    if (optind < argc) {
-        fprintf (stderr, "psworker: unexpected argument '%s' (see --help)\n", argv[optind]);
-        return 2;
-    }
-    if (rank >= 0 && workers >= 0 && rank + (long)options->threads > workers) {
-        fprintf (stderr,
-                 "psworker: --rank %ld with --threads %u needs ranks up to %ld, but "
-                 "--workers is %ld\n",
-                 rank, options->threads, rank + options->threads - 1, workers);
-        return 2;
-    }
-    if (options->optim.lr == 0)
-        options->optim.lr = options->optim.kind == PS_OPTIMIZER_ADAM ? 0.002f : 0.05f;
-    if (options->no_broker) {
-        //  One process alone: its local workers are the whole world
-        options->rank = 0;
-        options->workers = options->threads;
-        return 0;
-    }
-    //  What the flags left out, from the environment
-    if (s_from_environment (options, rank, workers))
-        return 2;
-    if (options->print_config)
-        return 1;
-    if (!options->curve_secret != !options->broker_key) {
-        fprintf (stderr, "psworker: CURVE needs both --curve-secret FILE and --broker-key FILE "
-                         "(or PSMQ_CURVE_SECRET and PSMQ_BROKER_KEY)\n");
-        return 2;
-    }
-    if (!options->broker) {
-        fprintf (stderr, "psworker: --broker (or PSMQ_BROKER) is required (see --help)\n");
-        return 2;
-    }
-    return 0;
 }
 
 //  Standardise both sets with the training set's mean and deviation over
@@ -473,7 +110,7 @@ s_standardise (ps_dataset_t *train, ps_dataset_t *test)
 
 //  Load (or make) the training and test sets; prints why on failure
 static int
-s_load_data (const options_t *options, ps_dataset_t **train, ps_dataset_t **test)
+s_load_data (const ps_trainer_options_t *options, ps_dataset_t **train, ps_dataset_t **test)
 {
     if (strcmp (options->data, "synthetic") == 0) {
         *train = ps_data_synthetic (SYNTHETIC_TRAIN, 42, true);
@@ -520,8 +157,8 @@ typedef struct {
 } learner_t;
 
 static int
-s_learner_init (learner_t *self, const options_t *options, uint32_t rank, const ps_dataset_t *train,
-                ps_model_t *model)
+s_learner_init (learner_t *self, const ps_trainer_options_t *options, uint32_t rank,
+                const ps_dataset_t *train, ps_model_t *model)
 {
     size_t end;
     ps_data_shard (train, rank, options->workers, &self->begin, &end);
@@ -636,7 +273,7 @@ s_fail (trainer_t *self, const char *what, int status)
 static void
 s_waiting_actor (zsock_t *pipe, void *args)
 {
-    const options_t *options = args;
+    const ps_trainer_options_t *options = args;
     //  SIGINT and SIGTERM must reach the main thread, whose wait they cut
     //  short; delivered here they would go unnoticed until the timeout
     sigset_t signals;
@@ -671,7 +308,7 @@ s_waiting_actor (zsock_t *pipe, void *args)
 //  PS_OK, PS_EREJOINED (the broker took us back meanwhile), or the failure
 //  it printed.
 static int
-s_init_keys (trainer_t *self, const options_t *options, size_t steps_per_epoch)
+s_init_keys (trainer_t *self, const ps_trainer_options_t *options, size_t steps_per_epoch)
 {
     ps_optim_settings_t optim = options->optim;
     if (options->cosine) {
@@ -696,7 +333,7 @@ s_init_keys (trainer_t *self, const options_t *options, size_t steps_per_epoch)
 //  named: the keys again (a broker that restarted empty has none), its
 //  parameters, and the steps from there. 0, or -1 when that failed.
 static int
-s_redo (trainer_t *self, const options_t *options, size_t steps_per_epoch)
+s_redo (trainer_t *self, const ps_trainer_options_t *options, size_t steps_per_epoch)
 {
     while (++self->rejoins <= MAX_REJOINS_IN_A_ROW) {
         int64_t clock = ps_worker_current_clock (self->worker);
@@ -791,7 +428,7 @@ s_step (trainer_t *self, double *loss)
 }
 
 static void
-s_report (const options_t *options, int epoch, bool final, double loss, double accuracy,
+s_report (const ps_trainer_options_t *options, int epoch, bool final, double loss, double accuracy,
           double seconds, double wait, int64_t clocks, int64_t redone, double examples_per_second)
 {
     if (options->json) {
@@ -816,7 +453,7 @@ s_report (const options_t *options, int epoch, bool final, double loss, double a
 
 //  Learners for ranks R .. R+T-1, all but the first on actors of their own
 static int
-s_learners_start (trainer_t *self, const options_t *options, const ps_dataset_t *train)
+s_learners_start (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_t *train)
 {
     self->threads = options->threads;
     self->learners = calloc (self->threads, sizeof *self->learners);
@@ -848,7 +485,7 @@ s_learners_stop (trainer_t *self)
 }
 
 static int
-s_train (trainer_t *self, const options_t *options, const ps_dataset_t *train,
+s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_t *train,
          const ps_dataset_t *test)
 {
     size_t steps = train->n / options->workers / options->batch;
@@ -920,8 +557,8 @@ s_train (trainer_t *self, const options_t *options, const ps_dataset_t *train,
 int
 main (int argc, char *argv[])
 {
-    options_t options;
-    int parsed = s_parse_options (argc, argv, &options);
+    ps_trainer_options_t options;
+    int parsed = ps_trainer_options_parse (argc, argv, &options);
     if (parsed)
         return parsed == 1 ? 0 : 2;
 

@@ -1,0 +1,52 @@
+/*  =========================================================================
+    ps_trainer_options - psworker's command line: its settings, where each
+    came from (flags, the environment, the launcher: ps_rendezvous), the
+    usage text and --print-config
+
+    The options are the caller's (main's, on its stack); the strings they
+    point to are argv's or the environment's. Main thread only.
+    ========================================================================= */
+
+#ifndef PS_TRAINER_OPTIONS_H_INCLUDED
+#define PS_TRAINER_OPTIONS_H_INCLUDED
+
+#include "ps_model.h"
+#include "ps_worker.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *broker;        //  endpoint, or a group's endpoints in shard order
+    uint32_t rank;             //  this worker
+    uint32_t workers;          //  world size
+    ps_model_kind_t model;     //  softmax or mlp
+    size_t hidden;             //  MLP hidden units
+    uint32_t threads;          //  local workers: ranks rank .. rank+threads-1
+    int epochs;                //  passes over the shard
+    size_t batch;              //  examples per step
+    ps_optim_settings_t optim; //  the keys' update rule
+    const char *data;          //  directory, or "synthetic"
+    uint64_t seed;             //  model init and straggler draws
+    bool cosine;               //  decay lr to 0 over the run
+    bool json;                 //  JSON Lines instead of text
+    int delay_ms;              //  straggler: sleep after a step
+    double delay_prob;         //  with this probability
+    int timeout_ms;            //  per request
+    int clock_timeout_ms;      //  a clock may wait this long
+    int wait_for_broker_ms;    //  for a broker that restarted or evicted us
+    const char *curve_secret;  //  our CURVE secret key file, NULL: no keys
+    const char *broker_key;    //  the broker's public key file (or Z85 text)
+    unsigned given;            //  PS_WORKER_GIVEN_* of the flags given: the
+                               //  other settings come from the environment
+    bool print_config;         //  print the settings and their sources, exit
+    bool no_broker;            //  train alone, the broker's rule applied here
+} ps_trainer_options_t;
+
+//  Read argv (and, for what the flags leave out, the environment) into
+//  options: 0 to train; 1 to exit 0 at once (--help, --version,
+//  --print-config, having printed); 2 after a usage error (said on stderr)
+int ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options);
+
+#endif
