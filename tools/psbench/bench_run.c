@@ -189,6 +189,19 @@ bench_run_log (void *arg, int level, const char *message)
     fprintf (stderr, "psbench: %s\n", message);
 }
 
+ps_worker_t *
+bench_run_connect (const bench_options_t *options, const char *endpoint, int *status)
+{
+    ps_worker_options_t worker_options;
+    ps_worker_options_init (&worker_options);
+    worker_options.broker = endpoint;
+    worker_options.timeout_ms = BENCH_WORKER_TIMEOUT_MS;
+    worker_options.log = bench_run_log;
+    worker_options.curve_secret = options->curve_secret;
+    worker_options.broker_key = options->broker_key;
+    return ps_worker_connect (&worker_options, status);
+}
+
 static void *
 s_worker_main (void *arg)
 {

@@ -21,6 +21,7 @@
 #define BENCH_RUN_H_INCLUDED
 
 #include "bench_options.h"
+#include "ps_worker.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -62,6 +63,10 @@ typedef struct {
 //  The worker library's log callback for psbench's workers: on stderr,
 //  so a worker that cannot join says why
 void bench_run_log (void *arg, int level, const char *message);
+
+//  One worker of this thread, alone in its job at endpoint, with options'
+//  keys, psbench's timeouts and log: connected, or NULL with *status
+ps_worker_t *bench_run_connect (const bench_options_t *options, const char *endpoint, int *status);
 
 //  Run spec's threads against a broker or group started for them, as
 //  options and plan say; 0, or -1 when the brokers or a worker failed

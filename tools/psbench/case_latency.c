@@ -21,15 +21,8 @@ case_latency (const bench_options_t *options, const bench_plan_t *plan,
     bench_broker_t broker;
     if (bench_broker_start (&broker, options, 1, -1, 0, 1))
         return 1;
-    ps_worker_options_t worker_options;
-    ps_worker_options_init (&worker_options);
-    worker_options.broker = broker.endpoint;
-    worker_options.timeout_ms = BENCH_WORKER_TIMEOUT_MS;
-    worker_options.log = bench_run_log;
-    worker_options.curve_secret = options->curve_secret;
-    worker_options.broker_key = options->broker_key;
     int status;
-    ps_worker_t *worker = ps_worker_connect (&worker_options, &status);
+    ps_worker_t *worker = bench_run_connect (options, broker.endpoint, &status);
     double *us = malloc ((size_t)plan->lat_pairs * sizeof *us);
     float grad = 0.001f, param = 0;
     ps_tensor_t grad_tensor = {"latency", &grad, 1};

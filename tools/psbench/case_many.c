@@ -137,15 +137,8 @@ case_many (const bench_options_t *options, const bench_plan_t *plan, const bench
         s_model_free (&one);
         return 1;
     }
-    ps_worker_options_t worker_options;
-    ps_worker_options_init (&worker_options);
-    worker_options.broker = broker.endpoint;
-    worker_options.timeout_ms = BENCH_WORKER_TIMEOUT_MS;
-    worker_options.log = bench_run_log;
-    worker_options.curve_secret = options->curve_secret;
-    worker_options.broker_key = options->broker_key;
     int status;
-    ps_worker_t *worker = ps_worker_connect (&worker_options, &status);
+    ps_worker_t *worker = bench_run_connect (options, broker.endpoint, &status);
     ok = worker && s_model_init (worker, &many) == PS_OK && s_model_init (worker, &one) == PS_OK;
     //  A warm-up step of each, then rounds in turns
     ok = ok && s_steps (worker, &many, 1) > 0 && s_steps (worker, &one, 1) > 0;
