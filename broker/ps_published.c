@@ -9,6 +9,7 @@
     ========================================================================= */
 
 #include "ps_published.h"
+#include "ps_dtype.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -22,6 +23,10 @@ typedef struct {
     uint64_t size;         //  elements
     uint64_t version;      //  version number
     uint64_t init_command; //  while buf is NULL: the INIT's command number
+    int dtype;             //  wire dtype, PS_DTYPE_*
+    ps_buf_t *wire;        //  16-bit keys: a copy of some version in dtype
+                           //  (our reference), NULL before the first pull
+    uint64_t wire_version; //  the version wire holds
 } version_t;
 
 struct ps_published_t {
@@ -40,6 +45,7 @@ s_version_free (void **item_p)
     version_t *version = *item_p;
     if (version) {
         ps_buf_unref (&version->buf);
+        ps_buf_unref (&version->wire);
         free (version);
         *item_p = NULL;
     }
@@ -106,6 +112,7 @@ ps_published_creating (ps_published_t *self, const ps_envelope_t *init, uint64_t
         assert (entry);
         entry->size = slice->total;
         entry->init_command = command;
+        entry->dtype = (int)slice->dtype;
         zhashx_insert (self->versions, slice->key, entry);
         self->creating++;
     }
@@ -133,6 +140,44 @@ uint64_t
 ps_published_bytes (const ps_published_t *self)
 {
     return self->bytes;
+}
+
+void
+ps_published_set_dtype (ps_published_t *self, const char *key, int dtype)
+{
+    version_t *entry = zhashx_lookup (self->versions, key);
+    if (entry && entry->dtype != dtype) {
+        entry->dtype = dtype;
+        ps_buf_unref (&entry->wire);
+    }
+}
+
+int
+ps_published_dtype (ps_published_t *self, const char *key)
+{
+    version_t *entry = zhashx_lookup (self->versions, key);
+    return entry ? entry->dtype : PS_DTYPE_F32;
+}
+
+//  The 16-bit copy of entry's version, made now if it holds an older one:
+//  its buffer reused when no frame holds it. NULL when out of memory.
+static ps_buf_t *
+s_wire_copy (version_t *entry)
+{
+    if (entry->wire && entry->wire_version == entry->version)
+        return entry->wire;
+    if (entry->wire && !ps_buf_exclusive (entry->wire))
+        ps_buf_unref (&entry->wire);
+    if (!entry->wire) {
+        //  Two 16-bit elements to a float of the buffer
+        entry->wire = ps_buf_new ((size_t)(entry->size + 1) / 2);
+        if (!entry->wire)
+            return NULL;
+    }
+    ps_dtype_from_f32 (ps_buf_data (entry->wire), ps_buf_data (entry->buf), (size_t)entry->size,
+                       entry->dtype);
+    entry->wire_version = entry->version;
+    return entry->wire;
 }
 
 bool
@@ -163,6 +208,12 @@ s_pull_range (ps_published_t *self, const ps_slice_t *slice, version_t **entry_p
                                "pull of key '%s' [%" PRIu64 ", +%" PRIu64 ") beyond its %" PRIu64
                                " elements",
                                slice->key, slice->offset, slice->count, entry->size);
+    if ((int)slice->dtype != entry->dtype)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                               "pull of key '%s' in %s: the key travels in %s (its INIT's "
+                               "dtype)",
+                               slice->key, ps_dtype_name ((int)slice->dtype),
+                               ps_dtype_name (entry->dtype));
     *entry_p = entry;
     *count = slice->count ? slice->count : entry->size - slice->offset;
     return 0;
@@ -186,7 +237,7 @@ ps_published_check_pull (ps_published_t *self, const ps_envelope_t *request, ps_
         if (s_pull_range (self, request->slices[i], &entry, &count, problem))
             return -1;
         slices += s_chunks (count);
-        bytes += count * sizeof (float);
+        bytes += count * ps_dtype_size (entry->dtype);
     }
     if (slices > PS_MAX_SLICES || bytes > (uint64_t)PS_MAX_MESSAGE_BYTES)
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
@@ -217,6 +268,18 @@ s_reserve (ps_published_t *self, size_t count)
     return 0;
 }
 
+//  A reply frame over elements [offset, offset + count) of entry's 16-bit
+//  copy; with unsent, charging it the whole copy. 0, or -1.
+static int
+s_wire_frame (version_t *entry, uint64_t offset, uint64_t count, ps_unsent_t *unsent,
+              zmq_msg_t *frame)
+{
+    size_t element = ps_dtype_size (entry->dtype);
+    return unsent ? ps_unsent_frame_bytes (unsent, entry->wire, offset * element, count * element,
+                                           entry->size * element, frame)
+                  : ps_buf_frame_bytes (entry->wire, offset * element, count * element, frame);
+}
+
 ssize_t
 ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request, ps_unsent_t *unsent,
                          ps_slice_t ***slices, zmq_msg_t **frames, ps_problem_t *problem)
@@ -231,6 +294,10 @@ ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request, ps_
         if (!entry->buf)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_UNKNOWN_KEY,
                                    "pull of key '%s', whose init failed", request->slices[i]->key);
+        if (entry->dtype != PS_DTYPE_F32 && !s_wire_copy (entry))
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                                   "out of memory for the %s copy of key '%s'",
+                                   ps_dtype_name (entry->dtype), request->slices[i]->key);
         total += s_chunks (count);
     }
     if (s_reserve (self, total))
@@ -251,10 +318,13 @@ ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request, ps_
             slice->offset = offset;
             slice->count = run;
             slice->total = entry->size;
+            slice->dtype = (Psmq__DType)entry->dtype;
             self->slice_ptrs[used] = slice;
             zmq_msg_t *frame = &self->reply_frames[used];
             //  The slice's last frame holds the version longest
-            int rc = run == 0 ? -1
+            int rc = run && entry->dtype != PS_DTYPE_F32
+                         ? s_wire_frame (entry, offset, run, count == run ? unsent : NULL, frame)
+                     : run == 0 ? -1
                      : unsent && count == run
                          ? ps_unsent_frame (unsent, entry->buf, offset, run,
                                             entry->size * sizeof (float), frame)

@@ -15,6 +15,7 @@
     ========================================================================= */
 
 #include "ps_router.h"
+#include "ps_dtype.h"
 #include "ps_handoff.h"
 #include "ps_info.h"
 #include "ps_limits.h"
@@ -97,6 +98,7 @@ s_on_publish (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *name)
     key[length] = 0;
     PS_HANDOFF_RECEIVE (event->buf);
     ps_published_set (self->published, key, event->buf, event->size, event->version);
+    ps_published_set_dtype (self->published, key, event->dtype);
 }
 
 //  The aggregator answered an INIT: the reply goes out from here, where
@@ -232,8 +234,8 @@ s_answer_pull (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
     while (first < (size_t)used) {
         size_t last = first;
         uint64_t bytes = 0;
-        while (last < (size_t)used && (last == first || bytes < PS_CHUNK_BYTES))
-            bytes += slices[last++]->count * sizeof (float);
+        for (; last < (size_t)used && (last == first || bytes < PS_CHUNK_BYTES); last++)
+            bytes += slices[last]->count * ps_dtype_size ((int)slices[last]->dtype);
         reply.n_slices = last - first;
         reply.slices = slices + first;
         reply.more = last < (size_t)used;
@@ -335,6 +337,33 @@ s_reserve_plan (ps_router_t *self, size_t entries)
     return 0;
 }
 
+//  An INIT slice names the wire dtype of a key that exists (or is being
+//  created) in another: refused like another size (the aggregation
+//  thread has the last word, for slices of one INIT that differ)
+static int
+s_check_init_dtype (ps_router_t *self, const ps_slice_t *slice, ps_problem_t *problem)
+{
+    uint64_t size;
+    int dtype = ps_published_dtype (self->published, slice->key);
+    if (!ps_published_size (self->published, slice->key, &size) || dtype == (int)slice->dtype)
+        return 0;
+    return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
+                           "key '%s' exists with wire dtype %s; this INIT asks %s", slice->key,
+                           ps_dtype_name (dtype), ps_dtype_name ((int)slice->dtype));
+}
+
+//  A PUSH slice must carry its key's wire dtype
+static int
+s_check_push_dtype (ps_router_t *self, const ps_slice_t *slice, ps_problem_t *problem)
+{
+    int dtype = ps_published_dtype (self->published, slice->key);
+    if ((int)slice->dtype == dtype)
+        return 0;
+    return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                           "push of key '%s' in %s: the key travels in %s (its INIT's dtype)",
+                           slice->key, ps_dtype_name ((int)slice->dtype), ps_dtype_name (dtype));
+}
+
 //  Check an INIT and draw its plan, a slice per entry
 static int
 s_check_init (ps_router_t *self, const ps_envelope_t *request, ps_problem_t *problem)
@@ -358,12 +387,15 @@ s_check_init (ps_router_t *self, const ps_envelope_t *request, ps_problem_t *pro
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
                                    "key '%s' exists with %" PRIu64 " elements, not %" PRIu64,
                                    slice->key, size, slice->total);
+        if (s_check_init_dtype (self, slice, problem))
+            return -1;
         ps_agg_entry_t *entry = &self->plan[i];
         snprintf (entry->key, sizeof entry->key, "%s", slice->key);
         entry->offset = slice->offset;
         entry->count = slice->count;
         entry->total = slice->total;
         entry->frames = slice->count ? 1 : 0;
+        entry->dtype = (int)slice->dtype;
     }
     if (request->optim) {
         const Psmq__Optim *optim = request->optim;
@@ -439,8 +471,11 @@ s_check_push (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request, 
             entry = &self->plan[(*entries)++];
             snprintf (entry->key, sizeof entry->key, "%s", slice->key);
             entry->frames = 0;
+            entry->dtype = ps_published_dtype (self->published, slice->key);
             expected = 0;
         }
+        if (s_check_push_dtype (self, slice, problem))
+            return -1;
         if (slice->offset != expected || slice->count == 0)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
                                    "push of key '%s': slice [%" PRIu64 ", +%" PRIu64

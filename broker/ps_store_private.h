@@ -34,6 +34,7 @@ struct ps_key_t {
     uint64_t steps;           //  optimizer steps done (Adam's t)
     bool staged;              //  the spare holds a step not yet published
     uint64_t version;         //  1 after INIT, bumped by every step
+    int dtype;                //  wire dtype its INIT named, PS_DTYPE_*
     accum_t *accums;          //  BSP accumulators, live or reusable
     size_t naccums;           //  slots in accums
     bool pending;             //  on the store's pending list

@@ -246,9 +246,9 @@ Test (checkpoint, another_format_version_is_refused)
 {
     char dir[256], path[PATH_MAX];
     ps_test_checkpoint_write (ps_test_checkpoint_dir (dir, sizeof dir), 1, 10, path, sizeof path);
-    s_patch (path, 8, (uint8_t[]){2, 0, 0, 0}, 4);
+    s_patch (path, 8, (uint8_t[]){3, 0, 0, 0}, 4);
     ps_problem_t problem;
-    cr_assert_str_eq (s_refusal (path, &problem), "format version 2, this broker reads 1");
+    cr_assert_str_eq (s_refusal (path, &problem), "format version 3, this broker reads 1 to 2");
 }
 
 Test (checkpoint, another_magic_is_refused)
