@@ -27,7 +27,14 @@ typedef struct {
     ps_buf_t *wire;        //  16-bit keys: a copy of some version in dtype
                            //  (our reference), NULL before the first pull
     uint64_t wire_version; //  the version wire holds
+    uint64_t *wire_done;   //  its chunks of WIRE_CHUNK elements converted,
+                           //  a bit each (allocated with wire)
 } version_t;
+
+//  The 16-bit copy is converted a chunk at a time, as the reply parts
+//  that carry it go out (ps_published_fill): the first part is on the
+//  wire while the next is converted, instead of after a pass over the key
+#define WIRE_CHUNK ((uint64_t)PS_CHUNK_BYTES / sizeof (float))
 
 struct ps_published_t {
     zhashx_t *versions;      //  key -> version_t, owned
@@ -46,6 +53,7 @@ s_version_free (void **item_p)
     if (version) {
         ps_buf_unref (&version->buf);
         ps_buf_unref (&version->wire);
+        free (version->wire_done);
         free (version);
         *item_p = NULL;
     }
@@ -81,6 +89,33 @@ ps_published_destroy (ps_published_t **self_p)
     *self_p = NULL;
 }
 
+static size_t
+s_wire_words (const version_t *entry)
+{
+    return (size_t)((entry->size + WIRE_CHUNK - 1) / WIRE_CHUNK + 63) / 64;
+}
+
+//  Convert the chunks of entry's copy that [offset, offset + count)
+//  touches and that are not yet
+static void
+s_wire_convert (version_t *entry, uint64_t offset, uint64_t count)
+{
+    if (count == 0)
+        return;
+    size_t element = ps_dtype_size (entry->dtype);
+    for (uint64_t chunk = offset / WIRE_CHUNK; chunk <= (offset + count - 1) / WIRE_CHUNK;
+         chunk++) {
+        uint64_t bit = 1ull << (chunk % 64);
+        if (entry->wire_done[chunk / 64] & bit)
+            continue;
+        uint64_t first = chunk * WIRE_CHUNK;
+        uint64_t run = entry->size - first < WIRE_CHUNK ? entry->size - first : WIRE_CHUNK;
+        ps_dtype_from_f32 ((char *)ps_buf_data (entry->wire) + first * element,
+                           ps_buf_data (entry->buf) + first, (size_t)run, entry->dtype);
+        entry->wire_done[chunk / 64] |= bit;
+    }
+}
+
 void
 ps_published_set (ps_published_t *self, const char *key, ps_buf_t *buf, uint64_t size,
                   uint64_t version)
@@ -95,6 +130,10 @@ ps_published_set (ps_published_t *self, const char *key, ps_buf_t *buf, uint64_t
         self->creating--;
     if (!entry->buf)
         self->bytes += size * sizeof (float);
+    //  Frames that hold the copy of the version going away are whole
+    //  before it goes, should a part not have been filled
+    if (entry->wire && entry->wire_version == entry->version && !ps_buf_exclusive (entry->wire))
+        s_wire_convert (entry, 0, entry->size);
     ps_buf_unref (&entry->buf);
     entry->buf = buf;
     entry->size = size;
@@ -149,6 +188,8 @@ ps_published_set_dtype (ps_published_t *self, const char *key, int dtype)
     if (entry && entry->dtype != dtype) {
         entry->dtype = dtype;
         ps_buf_unref (&entry->wire);
+        free (entry->wire_done);
+        entry->wire_done = NULL;
     }
 }
 
@@ -159,25 +200,41 @@ ps_published_dtype (ps_published_t *self, const char *key)
     return entry ? entry->dtype : PS_DTYPE_F32;
 }
 
-//  The 16-bit copy of entry's version, made now if it holds an older one:
-//  its buffer reused when no frame holds it. NULL when out of memory.
-static ps_buf_t *
-s_wire_copy (version_t *entry)
+//  A 16-bit copy for entry's version, its chunks not converted yet: the
+//  copy's buffer reused when no frame holds it. -1 when out of memory.
+static int
+s_wire_prepare (version_t *entry)
 {
     if (entry->wire && entry->wire_version == entry->version)
-        return entry->wire;
+        return 0;
     if (entry->wire && !ps_buf_exclusive (entry->wire))
         ps_buf_unref (&entry->wire);
+    if (!entry->wire_done) {
+        entry->wire_done = calloc (s_wire_words (entry), sizeof (uint64_t));
+        if (!entry->wire_done)
+            return -1;
+    }
     if (!entry->wire) {
         //  Two 16-bit elements to a float of the buffer
         entry->wire = ps_buf_new ((size_t)(entry->size + 1) / 2);
         if (!entry->wire)
-            return NULL;
+            return -1;
     }
-    ps_dtype_from_f32 (ps_buf_data (entry->wire), ps_buf_data (entry->buf), (size_t)entry->size,
-                       entry->dtype);
+    memset (entry->wire_done, 0, s_wire_words (entry) * sizeof (uint64_t));
     entry->wire_version = entry->version;
-    return entry->wire;
+    return 0;
+}
+
+void
+ps_published_fill (ps_published_t *self, ps_slice_t *const *slices, size_t nslices)
+{
+    for (size_t i = 0; i < nslices; i++) {
+        if (slices[i]->dtype == PSMQ__DTYPE__F32 || slices[i]->count == 0)
+            continue;
+        version_t *entry = zhashx_lookup (self->versions, slices[i]->key);
+        if (entry && entry->wire && entry->wire_version == entry->version)
+            s_wire_convert (entry, slices[i]->offset, slices[i]->count);
+    }
 }
 
 bool
@@ -294,7 +351,7 @@ ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request, ps_
         if (!entry->buf)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_UNKNOWN_KEY,
                                    "pull of key '%s', whose init failed", request->slices[i]->key);
-        if (entry->dtype != PS_DTYPE_F32 && !s_wire_copy (entry))
+        if (entry->dtype != PS_DTYPE_F32 && s_wire_prepare (entry))
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
                                    "out of memory for the %s copy of key '%s'",
                                    ps_dtype_name (entry->dtype), request->slices[i]->key);

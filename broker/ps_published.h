@@ -10,9 +10,12 @@
     checked against the size it asked for.
 
     A key whose INIT named a 16-bit wire dtype (BF16, F16) is answered
-    from a 16-bit copy of its version, made at the first pull of each
-    version and kept until the next one (not per pull): the copy's buffer
-    is reused when no frame holds it any more.
+    from a 16-bit copy of its version, made once per version (not per
+    pull) and kept until the next one; the copy's buffer is reused when no
+    frame holds it any more. The copy is converted a chunk at a time by
+    ps_published_fill, which the sender calls for each part of a reply
+    just before sending it, so that the first part is on the wire while
+    the next is converted.
 
     Owns one reference per published version and the reply layout buffers.
     Only the ROUTER loop's thread may call it.
@@ -73,5 +76,11 @@ int ps_published_check_pull (ps_published_t *self, const ps_envelope_t *request,
 ssize_t ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request,
                                  ps_unsent_t *unsent, ps_slice_t ***slices, zmq_msg_t **frames,
                                  ps_problem_t *problem);
+//  Fill the frames of a BF16 or F16 key's reply slices (the 16-bit copy
+//  of the chunks they cover, each converted once per version): call it on
+//  each part of a reply before the part is sent (or tapped), before any
+//  other call changes the table. Nothing for f32 slices. Should a part
+//  be left unfilled, its frames are filled when the next version is set.
+void ps_published_fill (ps_published_t *self, ps_slice_t *const *slices, size_t nslices);
 
 #endif

@@ -226,9 +226,11 @@ s_answer_pull (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
     reply.min_clock = ps_vclock_min (self->vclock);
     reply.n_slices = (size_t)used;
     reply.slices = slices;
-    if (self->tap_on)
+    if (self->tap_on) {
+        ps_published_fill (self->published, slices, (size_t)used); //  the tap reads them all
         ps_router_tap_message (self, PSMQ__TAP_KIND__TAP_REPLY, id, id_size, &reply, frames,
                                (size_t)used);
+    }
     self->stats.out[PSMQ__MSG_TYPE__PULL]++;
     size_t first = 0;
     while (first < (size_t)used) {
@@ -249,6 +251,9 @@ s_answer_pull (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
         }
         self->stats.bytes_out += bytes;
         self->stats.bytes_out_type[PSMQ__MSG_TYPE__PULL] += bytes;
+        //  16-bit keys: this part's chunks converted now, the last part
+        //  already on the wire
+        ps_published_fill (self->published, slices + first, last - first);
         ps_router_send_raw (self, id, id_size, &reply, frames + first, nframes);
         first = last;
     }

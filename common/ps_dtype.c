@@ -36,6 +36,13 @@ s_float (uint32_t bits)
     return value;
 }
 
+//  All ones when condition holds, else 0: a select without a branch
+static inline uint32_t
+s_mask (bool condition)
+{
+    return 0u - (uint32_t)condition;
+}
+
 static inline uint16_t
 s_load16 (const unsigned char *at)
 {
@@ -79,14 +86,14 @@ ps_dtype_f16_from_f32 (float value)
     uint32_t bits = s_bits (value);
     uint32_t sign = (bits >> 16) & 0x8000u;
     uint32_t magnitude = bits & 0x7fffffffu;
-    uint32_t special = magnitude > f32_infinity ? 0x7e00u : 0x7c00u;
+    uint32_t special = 0x7c00u | (s_mask (magnitude > f32_infinity) & 0x0200u);
     uint32_t subnormal = s_bits (s_float (magnitude) + s_float (magic)) - magic;
     uint32_t odd = (magnitude >> 13) & 1u;
     uint32_t normal = (magnitude + ((uint32_t)(15 - 127) << 23) + 0xfffu + odd) >> 13;
-    uint32_t out = magnitude >= f16_overflow ? special
-                   : magnitude < f16_normal  ? subnormal
-                                             : normal;
-    return (uint16_t)(out | sign);
+    uint32_t small = s_mask (magnitude < f16_normal);
+    uint32_t finite = (subnormal & small) | (normal & ~small);
+    uint32_t overflow = s_mask (magnitude >= f16_overflow);
+    return (uint16_t)((special & overflow) | (finite & ~overflow) | sign);
 }
 
 float
@@ -99,7 +106,8 @@ ps_dtype_f16_to_f32 (uint16_t half)
     uint32_t special = normal + ((128u - 16u) << 23); //  infinity, NaN: exponent 255
     //  A subnormal (or zero): scale by the FPU, exactly
     uint32_t subnormal = s_bits (s_float (normal + (1u << 23)) - s_float (113u << 23));
-    uint32_t out = exponent == exponent_mask ? special : exponent == 0 ? subnormal : normal;
+    uint32_t top = s_mask (exponent == exponent_mask), zero = s_mask (exponent == 0);
+    uint32_t out = (special & top) | (subnormal & zero) | (normal & ~(top | zero));
     return s_float (out | ((uint32_t)half & 0x8000u) << 16);
 }
 
