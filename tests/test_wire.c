@@ -42,17 +42,29 @@ s_step_within (ps_wire_dtype_t wire, size_t size, float bound)
     cr_assert_eq (ps_worker_init_wire (worker, "w", size, initial, &sgd, wire), PS_OK, "%s",
                   ps_worker_error (worker));
     cr_assert_eq (ps_worker_wire_dtype (worker, "w"), wire);
-    ps_tensor_t tensor = {"w", grad, size};
-    cr_assert_eq (ps_worker_push (worker, &tensor, 1, 1), PS_OK, "%s", ps_worker_error (worker));
-    cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
-    tensor.data = got;
-    cr_assert_eq (ps_worker_pull (worker, &tensor, 1), PS_OK, "%s", ps_worker_error (worker));
-    //  Three roundings: the initial value, the gradient, the pulled value
-    for (size_t i = 0; i < size; i++) {
-        float want = initial[i] - 0.5f * grad[i];
-        float scale = fabsf (initial[i]) + 0.5f * fabsf (grad[i]) + fabsf (want);
-        cr_assert_leq (fabsf (got[i] - want), scale * bound, "w[%zu] is %g, %g in float32", i,
-                       (double)got[i], (double)want);
+    //  Two steps, each version pulled twice (the broker's 16-bit copy is
+    //  made once per version, its buffer reused for the next)
+    for (int step = 1; step <= 2; step++) {
+        ps_tensor_t tensor = {"w", grad, size};
+        cr_assert_eq (ps_worker_push (worker, &tensor, 1, 1), PS_OK, "%s",
+                      ps_worker_error (worker));
+        cr_assert_eq (ps_worker_clock (worker), PS_OK, "%s", ps_worker_error (worker));
+        for (int pull = 0; pull < 2; pull++) {
+            tensor.data = got;
+            memset (got, 0, size * sizeof (float));
+            cr_assert_eq (ps_worker_pull (worker, &tensor, 1), PS_OK, "%s",
+                          ps_worker_error (worker));
+            //  The roundings: the initial value, each gradient, the value
+            //  pulled
+            for (size_t i = 0; i < size; i++) {
+                float want = initial[i] - 0.5f * (float)step * grad[i];
+                float scale =
+                    fabsf (initial[i]) + 0.5f * (float)step * fabsf (grad[i]) + fabsf (want);
+                cr_assert_leq (fabsf (got[i] - want), scale * bound,
+                               "step %d: w[%zu] is %g, %g in float32", step, i, (double)got[i],
+                               (double)want);
+            }
+        }
     }
     free (initial);
     free (grad);
