@@ -22,14 +22,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  One SGD step of w with grad at rate lr in float32, and the same through
-//  a broker with the key in wire; each result within bound of the first
+//  SGD steps of w with grad at rate lr in float32, and the same through
+//  a group of shards brokers with the key in wire; each result within
+//  bound of the first
 static void
-s_step_within (ps_wire_dtype_t wire, size_t size, float bound)
+s_steps_within (uint32_t shards, ps_wire_dtype_t wire, size_t size, float bound)
 {
-    char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
-    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, PS_TEST_WAIT_MS);
+    char endpoints[256];
+    ps_broker_t *brokers[4];
+    cr_assert_leq (shards, 4);
+    cr_assert_eq (ps_test_group (shards, 1, 0, brokers, endpoints, sizeof endpoints), 0);
+    ps_worker_t *worker = ps_test_worker (endpoints, 0, 1, PS_TEST_WAIT_MS);
     float *initial = malloc (size * sizeof (float));
     float *grad = malloc (size * sizeof (float));
     float *got = malloc (size * sizeof (float));
@@ -70,7 +73,8 @@ s_step_within (ps_wire_dtype_t wire, size_t size, float bound)
     free (grad);
     free (got);
     ps_worker_close (&worker);
-    ps_broker_destroy (&broker);
+    for (uint32_t shard = 0; shard < shards; shard++)
+        ps_broker_destroy (&brokers[shard]);
 }
 
 Test (wire, usage_bf16_key)
@@ -101,20 +105,27 @@ Test (wire, usage_bf16_key)
 
 Test (wire, bf16_step_within_its_bound)
 {
-    s_step_within (PS_WIRE_BF16, 1000, 0x1p-8f);
+    s_steps_within (1, PS_WIRE_BF16, 1000, 0x1p-8f);
 }
 
 Test (wire, f16_step_within_its_bound)
 {
-    s_step_within (PS_WIRE_F16, 1000, 0x1p-11f);
+    s_steps_within (1, PS_WIRE_F16, 1000, 0x1p-11f);
 }
 
 Test (wire, a_large_odd_key_in_many_slices)
 {
     //  Several 1 MB slices each way, an odd count (the broker's 16-bit copy
     //  ends in half a float)
-    s_step_within (PS_WIRE_BF16, 3 * (1 << 18) + 7, 0x1p-8f);
-    s_step_within (PS_WIRE_F16, 3 * (1 << 18) + 7, 0x1p-11f);
+    s_steps_within (1, PS_WIRE_BF16, 3 * (1 << 18) + 7, 0x1p-8f);
+    s_steps_within (1, PS_WIRE_F16, 3 * (1 << 18) + 7, 0x1p-11f);
+}
+
+Test (wire, a_group_of_brokers_each_converts_its_part)
+{
+    //  Each broker of a group holds a part of the key as a key of its own,
+    //  INITed in the same dtype
+    s_steps_within (3, PS_WIRE_BF16, 100003, 0x1p-8f);
 }
 
 Test (wire, another_dtype_is_refused_naming_the_key)
@@ -151,13 +162,17 @@ Test (wire, another_dtype_is_refused_naming_the_key)
     ps_broker_destroy (&broker);
 }
 
-Test (wire, f16_overflow_is_refused_as_non_finite)
+//  A push of an f16 key whose gradient overflows fp16 is refused whole
+//  by a broker at staleness with the key's rule (the BSP sum's check, the
+//  SGD step's, and the pass of its own before a rule with state steps)
+static void
+s_overflow_refused (int32_t staleness, const ps_optim_settings_t *optim)
 {
     char endpoint[64];
-    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    ps_broker_t *broker = ps_test_broker (1, staleness, 0, endpoint, sizeof endpoint);
     ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, PS_TEST_WAIT_MS);
     float initial[2] = {1, 2};
-    cr_assert_eq (ps_worker_init_wire (worker, "h", 2, initial, NULL, PS_WIRE_F16), PS_OK, "%s",
+    cr_assert_eq (ps_worker_init_wire (worker, "h", 2, initial, optim, PS_WIRE_F16), PS_OK, "%s",
                   ps_worker_error (worker));
     //  70000 is past fp16's 65504: an infinity on the wire
     float gradient[2] = {0.5f, 70000.0f};
@@ -173,6 +188,14 @@ Test (wire, f16_overflow_is_refused_as_non_finite)
     cr_assert_eq (value[1], 2.0f);
     ps_worker_close (&worker);
     ps_broker_destroy (&broker);
+}
+
+Test (wire, f16_overflow_is_refused_as_non_finite)
+{
+    ps_optim_settings_t adam = {.kind = PS_OPTIMIZER_ADAM, .lr = 0.1f};
+    s_overflow_refused (0, NULL);
+    s_overflow_refused (-1, NULL);
+    s_overflow_refused (-1, &adam);
 }
 
 Test (wire, a_checkpoint_keeps_the_dtype)

@@ -188,8 +188,8 @@ def test_pull_writes_the_callers_memory(broker):
 
 
 class _Spy:
-    """The loaded library with ps_worker_push and ps_worker_init recorded:
-    the addresses and counts the binding hands the C library."""
+    """The loaded library with ps_worker_push and ps_worker_init_wire
+    recorded: the addresses and counts the binding hands the C library."""
 
     def __init__(self, lib):
         self._lib = lib
@@ -203,9 +203,9 @@ class _Spy:
         self.pushed.extend((tensors[i].key, tensors[i].data, tensors[i].count) for i in range(n))
         return self._lib.ps_worker_push(handle, tensors, n, grad_count)
 
-    def ps_worker_init(self, handle, key, count, data, settings):
+    def ps_worker_init_wire(self, handle, key, count, data, settings, wire):
         self.initial.append((key, data, count))
-        return self._lib.ps_worker_init(handle, key, count, data, settings)
+        return self._lib.ps_worker_init_wire(handle, key, count, data, settings, wire)
 
 
 def test_push_hands_the_library_the_arrays_own_memory(broker, monkeypatch):
