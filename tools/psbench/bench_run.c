@@ -300,7 +300,7 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
     bench->shared = spec->shared;
     bench->count = spec->bytes / sizeof (float);
     bench->ballast = spec->ballast / sizeof (float);
-    bench->wire = spec->wire;
+    bench->wire = (ps_wire_dtype_t)spec->wire;
     bench->reps = plan->reps;
     bench->warmup = bsp                          ? plan->bsp_calibrate
                     : spec->bytes >= (16u << 20) ? 2

@@ -36,18 +36,18 @@
 
 //  What bench_run runs
 typedef struct {
-    bool bsp;             //  the bsp loop (push, clock, pull), else pushpull (ASP)
-    int32_t staleness;    //  the bsp loop's: 0 BSP, N > 0 SSP
-    bool shared;          //  pushpull: every thread on one key, "bench.model"
-    uint32_t threads;     //  worker threads, each with its own connection
-    uint32_t local;       //  workers each connection stands for (local
-                          //  aggregation when > 1); 0 counts as 1
-    uint32_t brokers;     //  brokers in the group; 0 counts as 1
-    size_t bytes;         //  pushpull: each thread's tensor; bsp: the one
-                          //  shared key, 0 for the softmax-sized model
-    size_t ballast;       //  bytes of a key rank 0 creates and nobody pushes
-                          //  or pulls (what a checkpoint writes besides), 0 none
-    ps_wire_dtype_t wire; //  the pushed and pulled keys' wire dtype (0: f32)
+    bool bsp;          //  the bsp loop (push, clock, pull), else pushpull (ASP)
+    int32_t staleness; //  the bsp loop's: 0 BSP, N > 0 SSP
+    bool shared;       //  pushpull: every thread on one key, "bench.model"
+    uint32_t threads;  //  worker threads, each with its own connection
+    uint32_t local;    //  workers each connection stands for (local
+                       //  aggregation when > 1); 0 counts as 1
+    uint32_t brokers;  //  brokers in the group; 0 counts as 1
+    size_t bytes;      //  pushpull: each thread's tensor; bsp: the one
+                       //  shared key, 0 for the softmax-sized model
+    size_t ballast;    //  bytes of a key rank 0 creates and nobody pushes
+                       //  or pulls (what a checkpoint writes besides), 0 none
+    int wire;          //  their wire dtype, a ps_wire_dtype_t (0: f32)
 } bench_spec_t;
 
 //  Per repetition: wall seconds and steps of all worker threads

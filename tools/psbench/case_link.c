@@ -43,7 +43,7 @@ s_link (const bench_options_t *options, const bench_plan_t *plan, const char *ra
               ps_cli_size_name (bytes, size_name, sizeof size_name), wire == PS_WIRE_F32 ? "" : ".",
               wire == PS_WIRE_F32 ? "" : ps_dtype_name ((int)wire));
     bench_result_t result = {.reps = 0};
-    bench_spec_t spec = {.threads = 1, .bytes = bytes, .wire = wire};
+    bench_spec_t spec = {.threads = 1, .bytes = bytes, .wire = (int)wire};
     if (bench_run (options, plan, &spec, &result)) {
         fprintf (stderr, "psbench: %s failed\n", name);
         return -1;
