@@ -22,7 +22,6 @@
 #include <criterion/criterion.h>
 #include <czmq.h>
 #include <fcntl.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,60 +112,6 @@ Test (psworker, no_broker_trains_as_one_worker_through_a_broker, .timeout = 120)
     cr_assert_eq (ps_test_json_number (b, "wait_seconds", true), 0);
     free (a);
     free (b);
-}
-
-//  Issue 15: the same training with the parameters and gradients in bf16
-//  on the wire ends within 0.005 of float32's accuracy. One worker, BSP,
-//  the same seed: the runs differ only by the rounding. One epoch of
-//  softmax regression on Fashion-MNIST when its package is installed (a
-//  few seconds; tools/setup --data), else on the synthetic set
-Test (psworker, bf16_on_the_wire_learns_as_well_as_f32, .timeout = 120)
-{
-    static const char *fashion = "/usr/share/datasets/fashion-mnist";
-    bool real = access (fashion, R_OK) == 0;
-    const char *dtypes[2] = {"f32", "bf16"};
-    char endpoints[2][64], outs[2][600];
-    ps_broker_t *brokers[2];
-    pid_t pids[2];
-    for (int i = 0; i < 2; i++) {
-        brokers[i] = ps_test_broker (1, 0, 0, endpoints[i], sizeof endpoints[i]);
-        char name[32];
-        snprintf (name, sizeof name, "%s.out", dtypes[i]);
-        ps_test_path (name, outs[i], sizeof outs[i]);
-        char *more[] = {"--model",
-                        "softmax",
-                        "--optimizer",
-                        "sgd",
-                        "--lr",
-                        "0.1",
-                        "--wire-dtype",
-                        (char *)dtypes[i],
-                        "--data",
-                        real ? (char *)fashion : "synthetic",
-                        NULL};
-        pids[i] = ps_test_psworker_train (endpoints[i], 0, 1, 1, 1, more, outs[i]);
-    }
-    s_wait_all (pids, outs, 2);
-    double accuracy[2], bytes_in[2];
-    for (int i = 0; i < 2; i++) {
-        char *text = ps_test_slurp (outs[i]);
-        cr_assert (ps_test_json_bool (text, "final", true), "no final record: %s", text);
-        accuracy[i] = ps_test_json_number (text, "test_accuracy", true);
-        free (text);
-        char *info = ps_broker_info (brokers[i]);
-        bytes_in[i] = ps_test_json_number (info, "bytes_in", false);
-        free (info);
-        ps_broker_destroy (&brokers[i]);
-    }
-    cr_log_info ("%s: test accuracy %.4f in f32, %.4f in bf16; %.0f and %.0f bytes pushed",
-                 real ? "Fashion-MNIST" : "synthetic", accuracy[0], accuracy[1], bytes_in[0],
-                 bytes_in[1]);
-    cr_assert (accuracy[0] > 0.6, "f32 learnt nothing: accuracy %g", accuracy[0]);
-    cr_assert_leq (fabs (accuracy[1] - accuracy[0]), 0.005, "bf16 %g, f32 %g", accuracy[1],
-                   accuracy[0]);
-    //  The gradients did travel in bf16: half the bytes (and the envelopes)
-    cr_assert_lt (bytes_in[1], 0.6 * bytes_in[0], "bf16 %g bytes, f32 %g", bytes_in[1],
-                  bytes_in[0]);
 }
 
 Test (psworker, missing_data_names_the_package)
