@@ -12,7 +12,10 @@
                     and into slices of at most PS_CHUNK_BYTES
       ps_framepool  the buffers copied tensor data goes out in
     This file checks the caller's arguments and builds each request: which
-    broker gets which slices, with the data from where.
+    broker gets which slices, with the data from where. It remembers the
+    wire dtype each key's INIT named (ps_worker_init_wire) and marks every
+    slice of that key with it: ps_link narrows the floats to 16 bits as it
+    sends, ps_tickets widens a pull reply's as it copies them.
 
     The blocking push lends the caller's memory to libzmq (zero copy) when
     it carries at least LEND_MIN_BYTES, and returns only once libzmq has
