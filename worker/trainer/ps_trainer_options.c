@@ -68,6 +68,14 @@ s_usage (FILE *out)
              "      --no-broker        train alone in this process, each step's mean\n"
              "                         gradient applied here by the broker's own rule:\n"
              "                         what the same training costs without psmq\n"
+             "      --no-overlap       wait for each step's push, clock and pull before\n"
+             "                         the next step; by default a step pushes each\n"
+             "                         layer's gradients as backward makes them and\n"
+             "                         waits for a layer's parameters only when its\n"
+             "                         forward needs them (BSP: the same results), and\n"
+             "                         under SSP and ASP computes the next step while\n"
+             "                         this one's push, clock and pull are on the way\n"
+             "                         (one clock of the staleness bound, never more)\n"
              "  -h, --help             show this help\n"
              "  -V, --version          show the version\n"
              "\n"
@@ -92,7 +100,8 @@ enum {
     OPT_CURVE_SECRET,
     OPT_BROKER_KEY,
     OPT_PRINT_CONFIG,
-    OPT_NO_BROKER
+    OPT_NO_BROKER,
+    OPT_NO_OVERLAP
 };
 
 //  The flag that sets each setting, as --print-config names a source
@@ -179,6 +188,7 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
         {"broker-key", required_argument, 0, OPT_BROKER_KEY},
         {"print-config", no_argument, 0, OPT_PRINT_CONFIG},
         {"no-broker", no_argument, 0, OPT_NO_BROKER},
+        {"no-overlap", no_argument, 0, OPT_NO_OVERLAP},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -308,6 +318,7 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
             break;
         case OPT_PRINT_CONFIG: options->print_config = true; break;
         case OPT_NO_BROKER: options->no_broker = true; break;
+        case OPT_NO_OVERLAP: options->no_overlap = true; break;
         case 'h': s_usage (stdout); return 1;
         case 'V': ps_cli_version ("psworker"); return 1;
         default: s_usage (stderr); return 2;

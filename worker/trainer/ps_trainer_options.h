@@ -42,6 +42,7 @@ typedef struct {
                                //  other settings come from the environment
     bool print_config;         //  print the settings and their sources, exit
     bool no_broker;            //  train alone, the broker's rule applied here
+    bool no_overlap;           //  wait for each step's replies before the next
 } ps_trainer_options_t;
 
 //  Read argv (and, for what the flags leave out, the environment) into

@@ -2,10 +2,22 @@
     psworker - data-parallel training through a psbroker
 
     Each rank trains on its own contiguous shard of the training set. A
-    step computes the gradient of one minibatch, then sends push, clock and
-    pull back to back (three requests in flight, one wait) and trains on
-    the parameters the pull brings. The broker applies the optimizer, so
-    the learning rate and update rule are the keys' settings, given at INIT.
+    step computes the gradient of one minibatch, pushes it, sends its
+    clock and pulls, and the next step trains on the parameters the pull
+    brings. The broker applies the optimizer, so the learning rate and
+    update rule are the keys' settings, given at INIT.
+
+    How a step overlaps the broker (issue 15; --no-overlap: not at all,
+    push, clock and pull sent back to back and waited for before the next
+    step). Under BSP, and with a group of brokers, layer by layer: each
+    layer's gradients are pushed as backward makes them, the clock right
+    after the last, then a pull per layer; the next batch is prepared
+    meanwhile, and the next forward waits for a layer's parameters only
+    when it reaches that layer. The arithmetic is the same, so are the
+    results. Under SSP and ASP with one broker, pull-ahead: the next step
+    computes while this one's push, clock and pull are on their way, on a
+    thread of their own (ps_exchange), with parameters one clock older,
+    never older than the staleness bound allows (s_step_ahead).
 
     Every rank does the same number of steps per epoch (the training set
     divided evenly, rounded down), so that epochs line up under BSP even
@@ -29,6 +41,7 @@
 
 #include "ps_cli.h"
 #include "ps_data.h"
+#include "ps_exchange.h"
 #include "ps_hash.h"
 #include "ps_local.h"
 #include "ps_malloc.h"
@@ -38,6 +51,7 @@
 
 #include <czmq.h>
 
+#include <assert.h>
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
@@ -56,6 +70,8 @@
 #define SYNTHETIC_TRAIN 12000
 #define SYNTHETIC_TEST 2000
 #define MAX_PARAMS 8
+//  A step's requests: a push per layer, a clock, a pull per layer
+#define MAX_IN_FLIGHT (2 * MAX_PARAMS + 1)
 //  Silence from the brokers before the first "waiting for the broker"
 //  notice, and between notices
 #define WAITING_FIRST_MS 1500
@@ -153,6 +169,7 @@ typedef struct {
     float *x;                  //  the batch's inputs, side by side
     uint8_t *y;                //  and labels
     uint64_t draws;            //  shuffle state
+    bool prepared;             //  x and y hold the next batch already
     double loss;               //  the last step's loss
 } learner_t;
 
@@ -188,10 +205,12 @@ s_learner_destroy (learner_t *self, bool owns_model)
         ps_model_destroy (&self->model);
 }
 
-//  Gradient of the next batch; a batch never spans the end of the order
+//  The next batch into x and y; a batch never spans the end of the order
 static void
-s_learner_step (learner_t *self)
+s_learner_prepare (learner_t *self)
 {
+    if (self->prepared)
+        return;
     if (self->cursor + self->take > self->shard) {
         s_shuffle (self->order, self->shard, &self->draws);
         self->cursor = 0;
@@ -203,7 +222,16 @@ s_learner_step (learner_t *self)
         self->y[i] = data->y[example];
     }
     self->cursor += self->take;
-    self->loss = ps_model_gradient (self->model, self->x, self->y, self->take);
+    self->prepared = true;
+}
+
+//  Gradient of the next batch (prepared already, or now); hooks may be NULL
+static void
+s_learner_step (learner_t *self, const ps_model_hooks_t *hooks)
+{
+    s_learner_prepare (self);
+    self->prepared = false;
+    self->loss = ps_model_gradient_hooked (self->model, self->x, self->y, self->take, hooks);
 }
 
 //  A learner as an actor: "STEP" computes one gradient, then signals
@@ -218,10 +246,17 @@ s_learner_actor (zsock_t *pipe, void *args)
         zstr_free (&command);
         if (!step)
             break;
-        s_learner_step (self);
+        s_learner_step (self, NULL);
         zsock_signal (pipe, 0);
     }
 }
+
+//  Requests of a step still on the way, in the order they were sent
+typedef struct {
+    ps_ticket_t ticket; //  the library's
+    const char *what;   //  "push", "clock", "pull"
+    int layer;          //  a pull's layer, -1 for the others
+} in_flight_t;
 
 typedef struct {
     ps_worker_t *worker;            //  the broker connection
@@ -234,9 +269,22 @@ typedef struct {
     zactor_t **actors;              //  learners 1.. run here
     uint32_t threads;               //  local workers
     double wait_seconds;            //  time spent waiting on the broker
-    int64_t clocks;                 //  clocks finished: the worker's clock
-    int64_t redone;                 //  clocks done again after a broker restart
-    int rejoins;                    //  registrations again since the last step
+    bool overlap;                   //  not --no-overlap
+    int32_t staleness;              //  the broker's: 0 BSP, N SSP, -1 ASP
+    //  Layer by layer (BSP, and a group of brokers): the requests of the
+    //  step before, the first failure met while waiting for them
+    in_flight_t flight[MAX_IN_FLIGHT];
+    size_t nflight;
+    int failed;
+    const char *failed_what;
+    //  Pull-ahead (SSP and ASP, one broker): the exchange on its own
+    //  thread, and the slowest clock named with the parameters the model
+    //  holds (-1: not known)
+    ps_exchange_t *exchange;
+    int64_t held_min_clock;
+    int64_t clocks; //  clocks finished: the worker's clock
+    int64_t redone; //  clocks done again after a broker restart
+    int rejoins;    //  registrations again since the last step
 } trainer_t;
 
 static void
@@ -325,6 +373,8 @@ s_init_keys (trainer_t *self, const ps_trainer_options_t *options, size_t steps_
             return s_fail (self, "init", status);
     }
     int status = ps_worker_pull (self->worker, self->params, self->nparams);
+    //  The pull-ahead learns the slowest clock from its own pulls' replies
+    self->held_min_clock = -1;
     return status && status != PS_EREJOINED ? s_fail (self, "pull", status) : status;
 }
 
@@ -357,7 +407,7 @@ s_redo (trainer_t *self, const ps_trainer_options_t *options, size_t steps_per_e
 //  the others get the current parameters, compute beside learner 0, and
 //  hand their replicas back when they signal
 static double
-s_gradients (trainer_t *self)
+s_gradients (trainer_t *self, const ps_model_hooks_t *hooks)
 {
     for (uint32_t t = 1; t < self->threads; t++) {
         for (size_t i = 0; i < self->nparams; i++)
@@ -365,7 +415,7 @@ s_gradients (trainer_t *self)
                     self->params[i].count * sizeof (float));
         zstr_send (self->actors[t], "STEP");
     }
-    s_learner_step (&self->learners[0]);
+    s_learner_step (&self->learners[0], hooks);
     double loss = self->learners[0].loss;
     for (uint32_t t = 1; t < self->threads; t++) {
         zsock_wait (self->actors[t]);
@@ -380,13 +430,13 @@ s_gradients (trainer_t *self)
     return loss / self->threads;
 }
 
-//  One step: the gradients, then push, clock and pull in flight together.
-//  PS_OK, PS_EREJOINED (every ticket of the step collected), or the
-//  failure it printed.
+//  One step without overlap: the gradients, then push, clock and pull in
+//  flight together, and their replies. PS_OK, PS_EREJOINED (every ticket
+//  of the step collected), or the failure it printed.
 static int
-s_step (trainer_t *self, double *loss)
+s_step_waiting (trainer_t *self, double *loss)
 {
-    *loss = s_gradients (self);
+    *loss = s_gradients (self, NULL);
     if (self->local) {
         ps_local_step (self->local, self->params, self->grads, self->nparams, self->threads);
         self->clocks++;
@@ -425,6 +475,194 @@ s_step (trainer_t *self, double *loss)
     self->clocks++;
     self->rejoins = 0;
     return PS_OK;
+}
+
+//  ------------------------------------------------------------------
+//  Layer by layer: the step's results are those of s_step_waiting, bit
+//  for bit. Backward hands each layer's gradients to an async push as
+//  soon as they are final (the last layer first), the clock follows the
+//  last push, then a pull per layer, input layer first; while they are on
+//  the way the next batch is prepared, and the next step's forward waits
+//  for a layer's pull only when it reaches that layer. A pull sent behind
+//  a clock is answered with that clock's step (proto/PROTOCOL.md, "What a
+//  pull sees"): under BSP every worker's step-t gradients are in the
+//  parameters step t + 1 reads.
+
+//  Keep a request sent (or its failure, the first of the step)
+static void
+s_sent (trainer_t *self, int status, ps_ticket_t ticket, const char *what, int layer)
+{
+    if (status == PS_OK) {
+        assert (self->nflight < MAX_IN_FLIGHT);
+        self->flight[self->nflight++] = (in_flight_t){ticket, what, layer};
+    }
+    else if (self->failed == PS_OK) {
+        self->failed = status;
+        self->failed_what = what;
+    }
+}
+
+//  Collect the requests in flight, in the order they were sent, up to and
+//  including the pull of layer (all of them for -1). After a failure the
+//  rest are left (psworker stops), but after a registration again every
+//  ticket is complete and collected. Returns whether the failure is new.
+static void
+s_collect (trainer_t *self, int layer)
+{
+    double started = s_seconds ();
+    size_t done = 0;
+    bool reached = false;
+    while (done < self->nflight && !reached &&
+           (self->failed == PS_OK || self->failed == PS_EREJOINED)) {
+        in_flight_t *request = &self->flight[done++];
+        int outcome = ps_worker_wait (self->worker, request->ticket, -1);
+        if (outcome != PS_OK && self->failed == PS_OK) {
+            self->failed = outcome;
+            self->failed_what = request->what;
+        }
+        reached = layer >= 0 && request->layer == layer && self->failed == PS_OK;
+    }
+    memmove (self->flight, self->flight + done, (self->nflight - done) * sizeof *self->flight);
+    self->nflight -= done;
+    self->wait_seconds += s_seconds () - started;
+}
+
+static void
+s_before_forward (void *arg, size_t layer)
+{
+    s_collect (arg, (int)layer);
+}
+
+//  Backward finished layer's gradients: on their way at once
+static void
+s_after_backward (void *arg, size_t layer)
+{
+    trainer_t *self = arg;
+    if (self->failed != PS_OK)
+        return;
+    size_t first, count;
+    ps_model_layer_params (self->model, layer, &first, &count);
+    ps_ticket_t ticket = 0;
+    int status = ps_worker_push_async (self->worker, self->grads + first, count, 1, &ticket);
+    s_sent (self, status, ticket, "push", -1);
+}
+
+//  PS_OK, PS_EREJOINED (every ticket collected), or the failure, printed
+static int
+s_step_outcome (trainer_t *self)
+{
+    if (self->failed != PS_OK)
+        s_collect (self, -1);
+    int status = self->failed;
+    self->failed = PS_OK;
+    if (status == PS_OK || status == PS_EREJOINED)
+        return status;
+    return s_fail (self, self->failed_what, status);
+}
+
+static int
+s_step_layers (trainer_t *self, double *loss)
+{
+    //  Local workers read every parameter before learner 0's forward
+    if (self->threads > 1)
+        s_collect (self, -1);
+    ps_model_hooks_t hooks = {s_before_forward, self->threads == 1 ? s_after_backward : NULL, self};
+    *loss = s_gradients (self, &hooks);
+    s_collect (self, -1);
+    ps_ticket_t ticket = 0;
+    int status;
+    if (self->threads > 1 && self->failed == PS_OK) {
+        status =
+            ps_worker_push_async (self->worker, self->grads, self->nparams, self->threads, &ticket);
+        s_sent (self, status, ticket, "push", -1);
+    }
+    if (self->failed == PS_OK) {
+        status = ps_worker_clock_async (self->worker, &ticket);
+        s_sent (self, status, ticket, "clock", -1);
+    }
+    size_t layers = ps_model_layer_count (self->model);
+    for (size_t layer = 0; layer < layers && self->failed == PS_OK; layer++) {
+        size_t first, count;
+        ps_model_layer_params (self->model, layer, &first, &count);
+        status = ps_worker_pull_async (self->worker, self->params + first, count, &ticket);
+        s_sent (self, status, ticket, "pull", (int)layer);
+    }
+    if (self->failed != PS_OK)
+        return s_step_outcome (self);
+    //  Meanwhile: the next batch (and the shuffle, at an epoch's end)
+    s_learner_prepare (&self->learners[0]);
+    self->clocks++;
+    self->rejoins = 0;
+    return PS_OK;
+}
+
+//  ------------------------------------------------------------------
+//  Pull-ahead: step s + 1 computes while step s's push, clock and pull
+//  are on the way (ps_exchange, on its own thread), with the parameters
+//  step s - 1's pull brought: the worker's own step s is not in them yet.
+//  That spends one clock of the staleness: they may serve only when the
+//  slowest clock their pull's reply named is at least s + 1 - N, so
+//  that they hold every update of the clocks before s + 1 - N, as a pull
+//  sent after step s's clock would (PROTOCOL.md); otherwise step s + 1
+//  waits for step s's pull. ASP has no bound.
+
+//  The exchange under way, ended: its status, printed when a failure
+static int
+s_exchange_end (trainer_t *self)
+{
+    if (!ps_exchange_busy (self->exchange))
+        return PS_OK;
+    double started = s_seconds ();
+    const char *what;
+    int64_t min_clock;
+    int status = ps_exchange_finish (self->exchange, &what, &min_clock);
+    self->wait_seconds += s_seconds () - started;
+    s_bind_tensors (self);
+    if (status == PS_OK) {
+        self->held_min_clock = min_clock;
+        return PS_OK;
+    }
+    self->held_min_clock = -1;
+    return status == PS_EREJOINED ? status : s_fail (self, what, status);
+}
+
+static int
+s_step_ahead (trainer_t *self, double *loss)
+{
+    *loss = s_gradients (self, NULL);
+    int status = s_exchange_end (self);
+    if (status)
+        return status;
+    ps_exchange_start (self->exchange, self->worker);
+    s_bind_tensors (self);
+    self->clocks++;
+    self->rejoins = 0;
+    if (self->staleness > 0 && self->held_min_clock < self->clocks - self->staleness)
+        return s_exchange_end (self);
+    return PS_OK;
+}
+
+//  Every reply of the steps sent in: the parameters of the last one in
+//  the model. PS_OK, PS_EREJOINED or the failure, printed.
+static int
+s_settle (trainer_t *self)
+{
+    if (self->exchange)
+        return s_exchange_end (self);
+    if (self->nflight == 0)
+        return PS_OK;
+    s_collect (self, -1);
+    return s_step_outcome (self);
+}
+
+//  One step: the gradients, then push, clock and pull. PS_OK, PS_EREJOINED
+//  (every ticket of the step collected), or the failure it printed.
+static int
+s_step (trainer_t *self, double *loss)
+{
+    if (self->local || !self->overlap)
+        return s_step_waiting (self, loss);
+    return self->exchange ? s_step_ahead (self, loss) : s_step_layers (self, loss);
 }
 
 static void
@@ -519,6 +757,10 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         }
         double loss;
         int status = s_step (self, &loss);
+        //  An epoch ends with every reply in: its accuracy is of the
+        //  parameters its last step brought
+        if (status == PS_OK && self->clocks % (int64_t)steps == 0)
+            status = s_settle (self);
         if (status == PS_EREJOINED) {
             rc = s_redo (self, options, steps);
             losses = 0;
@@ -641,6 +883,16 @@ main (int argc, char *argv[])
                  options.rank, trainer.clocks, trainer.clocks / (int64_t)steps_per_epoch + 1,
                  trainer.clocks % (int64_t)steps_per_epoch);
     }
+    if (trainer.worker) {
+        trainer.overlap = !options.no_overlap;
+        trainer.staleness = ps_worker_staleness (trainer.worker);
+        //  The pull-ahead's slowest clock is exact with one broker only: a
+        //  group's wait may read a shard's later reply (ps_exchange.c)
+        if (trainer.overlap && trainer.staleness != 0 && ps_worker_shards (trainer.worker) == 1 &&
+            !(trainer.exchange = ps_exchange_new (trainer.model, options.threads, &s_interrupted)))
+            fprintf (stderr, "psworker: cannot start the exchange thread; training layer by "
+                             "layer instead\n");
+    }
     int ready = trainer.worker ? s_init_keys (&trainer, &options, steps_per_epoch) : -1;
     if (ready == PS_EREJOINED)
         ready = s_redo (&trainer, &options, steps_per_epoch);
@@ -648,6 +900,8 @@ main (int argc, char *argv[])
         rc = s_train (&trainer, &options, train, test) == 0 ? 0 : 1;
     if (s_interrupted)
         rc = 130;
+    //  Before the worker closes: the actor may hold it
+    ps_exchange_destroy (&trainer.exchange);
     if (trainer.worker)
         ps_worker_close (&trainer.worker);
     ps_model_destroy (&trainer.model);
