@@ -665,22 +665,34 @@ s_step (trainer_t *self, double *loss)
     return self->exchange ? s_step_ahead (self, loss) : s_step_layers (self, loss);
 }
 
+//  How the steps overlapped the broker, for the final record
+static const char *
+s_overlap_name (const trainer_t *self)
+{
+    if (self->local || !self->overlap)
+        return "none";
+    return self->exchange ? "ahead" : "layers";
+}
+
 static void
-s_report (const ps_trainer_options_t *options, int epoch, bool final, double loss, double accuracy,
-          double seconds, double wait, int64_t clocks, int64_t redone, double examples_per_second)
+s_report (const ps_trainer_options_t *options, int epoch, const char *final, double loss,
+          double accuracy, double seconds, double wait, int64_t clocks, int64_t redone,
+          double examples_per_second)
 {
     if (options->json) {
-        printf ("{\"rank\":%u,\"epoch\":%d,%s\"train_loss\":%.6f,\"test_accuracy\":%.4f,"
+        printf ("{\"rank\":%u,\"epoch\":%d,%s%s%s\"train_loss\":%.6f,\"test_accuracy\":%.4f,"
                 "\"seconds\":%.3f,\"wait_seconds\":%.3f,\"clocks\":%" PRId64
                 ",\"redone_clocks\":%" PRId64 ",\"examples_per_second\":%.1f}\n",
-                options->rank, epoch, final ? "\"final\":true," : "", loss, accuracy, seconds, wait,
-                clocks, redone, examples_per_second);
+                options->rank, epoch, final ? "\"final\":true,\"overlap\":\"" : "",
+                final ? final : "", final ? "\"," : "", loss, accuracy, seconds, wait, clocks,
+                redone, examples_per_second);
     }
     else if (final)
         printf ("rank %u done: %d epochs, test accuracy %.4f, loss %.4f, %.1f s "
-                "(%.0f%% waiting on the broker), %" PRId64 " clocks, %" PRId64 " redone\n",
+                "(%.0f%% waiting on the broker; overlap: %s), %" PRId64 " clocks, %" PRId64
+                " redone\n",
                 options->rank, epoch, accuracy, loss, seconds,
-                seconds > 0 ? 100 * wait / seconds : 0, clocks, redone);
+                seconds > 0 ? 100 * wait / seconds : 0, final, clocks, redone);
     else
         printf ("rank %u epoch %d: loss %.4f  test accuracy %.4f  %.0f examples/s  "
                 "%.0f%% waiting  clock %" PRId64 "\n",
@@ -778,7 +790,7 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
             continue;
         accuracy = (double)ps_model_correct (self->model, test->x, test->y, test->n) / test->n;
         double seconds = s_seconds () - epoch_started;
-        s_report (options, (int)(self->clocks / (int64_t)steps), false, loss_sum / losses, accuracy,
+        s_report (options, (int)(self->clocks / (int64_t)steps), NULL, loss_sum / losses, accuracy,
                   seconds, self->wait_seconds - wait_before, self->clocks, self->redone,
                   losses * examples / seconds);
     }
@@ -790,8 +802,8 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         return 130;
     }
     double seconds = s_seconds () - started;
-    s_report (options, options->epochs, true, losses ? loss_sum / losses : 0, accuracy, seconds,
-              self->wait_seconds, self->clocks, self->redone,
+    s_report (options, options->epochs, s_overlap_name (self), losses ? loss_sum / losses : 0,
+              accuracy, seconds, self->wait_seconds, self->clocks, self->redone,
               (self->clocks + self->redone) * examples / seconds);
     return 0;
 }
