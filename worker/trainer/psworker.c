@@ -503,9 +503,9 @@ s_sent (trainer_t *self, int status, ps_ticket_t ticket, const char *what, int l
 }
 
 //  Collect the requests in flight, in the order they were sent, up to and
-//  including the pull of layer (all of them for -1). After a failure the
-//  rest are left (psworker stops), but after a registration again every
-//  ticket is complete and collected. Returns whether the failure is new.
+//  including the pull of layer (all of them for -1); the first failure
+//  in self->failed. After a failure the rest are left (psworker stops),
+//  but after a registration again every ticket is complete and collected.
 static void
 s_collect (trainer_t *self, int layer)
 {
@@ -569,6 +569,9 @@ s_step_layers (trainer_t *self, double *loss)
     ps_model_hooks_t hooks = {s_before_forward, self->threads == 1 ? s_after_backward : NULL, self};
     *loss = s_gradients (self, &hooks);
     s_collect (self, -1);
+    //  The step before is through (its replies all in)
+    if (self->failed == PS_OK)
+        self->rejoins = 0;
     ps_ticket_t ticket = 0;
     int status;
     if (self->threads > 1 && self->failed == PS_OK) {
@@ -592,7 +595,6 @@ s_step_layers (trainer_t *self, double *loss)
     //  Meanwhile: the next batch (and the shuffle, at an epoch's end)
     s_learner_prepare (&self->learners[0]);
     self->clocks++;
-    self->rejoins = 0;
     return PS_OK;
 }
 
@@ -620,6 +622,7 @@ s_exchange_end (trainer_t *self)
     s_bind_tensors (self);
     if (status == PS_OK) {
         self->held_min_clock = min_clock;
+        self->rejoins = 0;
         return PS_OK;
     }
     self->held_min_clock = -1;
@@ -636,7 +639,6 @@ s_step_ahead (trainer_t *self, double *loss)
     ps_exchange_start (self->exchange, self->worker);
     s_bind_tensors (self);
     self->clocks++;
-    self->rejoins = 0;
     if (self->staleness > 0 && self->held_min_clock < self->clocks - self->staleness)
         return s_exchange_end (self);
     return PS_OK;
