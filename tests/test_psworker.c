@@ -134,9 +134,13 @@ Test (psworker, no_broker_trains_as_one_worker_through_a_broker, .timeout = 180)
     //  The same training, through a broker and alone (--no-broker): the
     //  same rule (Adam, cosine decay, the broker's defaults) on the same
     //  gradients gives the same losses and accuracy. Through the broker
-    //  both with the overlap (by default: BSP, layer by layer) and
-    //  without: overlapping must not change a bit of BSP's arithmetic.
+    //  with the overlap (by default: BSP, layer by layer; the MLP's small
+    //  second layer fused with the first), with every layer in requests
+    //  of its own (--fuse-bytes 0) and without overlap: overlapping must
+    //  not change a bit of BSP's arithmetic.
     char *overlapped = s_train_through (0, 2, NULL, "through.out");
+    char *unfused[] = {"--fuse-bytes", "0", NULL};
+    char *per_layer = s_train_through (0, 2, unfused, "per_layer.out");
     char *no_overlap[] = {"--no-overlap", NULL};
     char *waiting = s_train_through (0, 2, no_overlap, "waiting.out");
     char alone_out[600];
@@ -150,11 +154,14 @@ Test (psworker, no_broker_trains_as_one_worker_through_a_broker, .timeout = 180)
     cr_assert (strstr (overlapped, "\"overlap\":\"layers\""), "%s", overlapped);
     cr_assert (strstr (waiting, "\"overlap\":\"none\""), "%s", waiting);
     cr_assert (s_same_losses (alone, overlapped), "alone:\n%s\noverlapped:\n%s", alone, overlapped);
+    cr_assert (s_same_losses (alone, per_layer), "alone:\n%s\n--fuse-bytes 0:\n%s", alone,
+               per_layer);
     cr_assert (s_same_losses (alone, waiting), "alone:\n%s\n--no-overlap:\n%s", alone, waiting);
     cr_assert_eq (ps_test_json_number (alone, "clocks", true), 2 * (12000 / 32));
     cr_assert_eq (ps_test_json_number (overlapped, "clocks", true), 2 * (12000 / 32));
     cr_assert_eq (ps_test_json_number (alone, "wait_seconds", true), 0);
     free (overlapped);
+    free (per_layer);
     free (waiting);
     free (alone);
 }

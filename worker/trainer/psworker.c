@@ -255,7 +255,7 @@ s_learner_actor (zsock_t *pipe, void *args)
 typedef struct {
     ps_ticket_t ticket; //  the library's
     const char *what;   //  "push", "clock", "pull"
-    int layer;          //  a pull's layer, -1 for the others
+    int layer;          //  the last layer a pull brings, -1 for the others
 } in_flight_t;
 
 typedef struct {
@@ -275,6 +275,9 @@ typedef struct {
     //  step before, the first failure met while waiting for them
     in_flight_t flight[MAX_IN_FLIGHT];
     size_t nflight;
+    size_t fuse_bytes;     //  --fuse-bytes: a request's least bytes
+    size_t unpushed;       //  tensors from here on: backward made them, not pushed
+    size_t unpushed_bytes; //  their bytes
     int failed;
     const char *failed_what;
     //  Pull-ahead (SSP and ASP, one broker): the exchange on its own
@@ -481,9 +484,10 @@ s_step_waiting (trainer_t *self, double *loss)
 //  Layer by layer: the step's results are those of s_step_waiting, bit
 //  for bit. Backward hands each layer's gradients to an async push as
 //  soon as they are final (the last layer first), the clock follows the
-//  last push, then a pull per layer, input layer first; while they are on
-//  the way the next batch is prepared, and the next step's forward waits
-//  for a layer's pull only when it reaches that layer. A pull sent behind
+//  last push, then a pull per layer, input layer first (layers below
+//  --fuse-bytes fused with their neighbours); while they are on the
+//  way the next batch is prepared, and the next step's forward waits for
+//  a layer's pull only when it reaches that layer. A pull sent behind
 //  a clock is answered with that clock's step (proto/PROTOCOL.md, "What a
 //  pull sees"): under BSP every worker's step-t gradients are in the
 //  parameters step t + 1 reads.
@@ -503,7 +507,7 @@ s_sent (trainer_t *self, int status, ps_ticket_t ticket, const char *what, int l
 }
 
 //  Collect the requests in flight, in the order they were sent, up to and
-//  including the pull of layer (all of them for -1); the first failure
+//  including the pull that brings layer (all of them for -1); the first failure
 //  in self->failed. After a failure the rest are left (psworker stops),
 //  but after a registration again every ticket is complete and collected.
 static void
@@ -520,7 +524,7 @@ s_collect (trainer_t *self, int layer)
             self->failed = outcome;
             self->failed_what = request->what;
         }
-        reached = layer >= 0 && request->layer == layer && self->failed == PS_OK;
+        reached = layer >= 0 && request->layer >= layer && self->failed == PS_OK;
     }
     memmove (self->flight, self->flight + done, (self->nflight - done) * sizeof *self->flight);
     self->nflight -= done;
@@ -533,18 +537,63 @@ s_before_forward (void *arg, size_t layer)
     s_collect (arg, (int)layer);
 }
 
-//  Backward finished layer's gradients: on their way at once
+//  Bytes of layer's parameters (and of its gradients)
+static size_t
+s_layer_bytes (const trainer_t *self, size_t layer)
+{
+    size_t first, count, bytes = 0;
+    ps_model_layer_params (self->model, layer, &first, &count);
+    for (size_t i = first; i < first + count; i++)
+        bytes += self->params[i].count * sizeof (float);
+    return bytes;
+}
+
+//  Backward finished layer's gradients: on their way at once, with those
+//  of the layers above that were too small to go alone
 static void
 s_after_backward (void *arg, size_t layer)
 {
     trainer_t *self = arg;
-    if (self->failed != PS_OK)
+    self->unpushed_bytes += s_layer_bytes (self, layer);
+    if (self->failed != PS_OK || (layer > 0 && self->unpushed_bytes < self->fuse_bytes))
         return;
     size_t first, count;
     ps_model_layer_params (self->model, layer, &first, &count);
     ps_ticket_t ticket = 0;
-    int status = ps_worker_push_async (self->worker, self->grads + first, count, 1, &ticket);
+    int status = ps_worker_push_async (self->worker, self->grads + first, self->unpushed - first, 1,
+                                       &ticket);
     s_sent (self, status, ticket, "push", -1);
+    self->unpushed = first;
+    self->unpushed_bytes = 0;
+}
+
+//  The pulls of the next step's parameters, input layer first: a layer
+//  joins the pull of the ones before it while that is below --fuse-bytes,
+//  and so do the last layers when they are
+static void
+s_send_pulls (trainer_t *self)
+{
+    size_t layers = ps_model_layer_count (self->model);
+    size_t rest = 0;
+    for (size_t layer = 0; layer < layers; layer++)
+        rest += s_layer_bytes (self, layer);
+    size_t start = 0, bytes = 0;
+    for (size_t layer = 0; layer < layers && self->failed == PS_OK; layer++) {
+        size_t layer_bytes = s_layer_bytes (self, layer);
+        bytes += layer_bytes;
+        rest -= layer_bytes;
+        if (layer + 1 < layers && (bytes < self->fuse_bytes || rest < self->fuse_bytes))
+            continue;
+        size_t first, count, last_first;
+        ps_model_layer_params (self->model, start, &first, &count);
+        ps_model_layer_params (self->model, layer, &last_first, &count);
+        ps_ticket_t ticket = 0;
+        int status = ps_worker_pull_async (self->worker, self->params + first,
+                                           last_first + count - first, &ticket);
+        s_sent (self, status, ticket, "pull", (int)layer);
+        start = layer + 1;
+        bytes = 0;
+    }
 }
 
 //  PS_OK, PS_EREJOINED (every ticket collected), or the failure, printed
@@ -567,6 +616,8 @@ s_step_layers (trainer_t *self, double *loss)
     if (self->threads > 1)
         s_collect (self, -1);
     ps_model_hooks_t hooks = {s_before_forward, self->threads == 1 ? s_after_backward : NULL, self};
+    self->unpushed = self->nparams;
+    self->unpushed_bytes = 0;
     *loss = s_gradients (self, &hooks);
     s_collect (self, -1);
     //  The step before is through (its replies all in)
@@ -583,13 +634,7 @@ s_step_layers (trainer_t *self, double *loss)
         status = ps_worker_clock_async (self->worker, &ticket);
         s_sent (self, status, ticket, "clock", -1);
     }
-    size_t layers = ps_model_layer_count (self->model);
-    for (size_t layer = 0; layer < layers && self->failed == PS_OK; layer++) {
-        size_t first, count;
-        ps_model_layer_params (self->model, layer, &first, &count);
-        status = ps_worker_pull_async (self->worker, self->params + first, count, &ticket);
-        s_sent (self, status, ticket, "pull", (int)layer);
-    }
+    s_send_pulls (self);
     if (self->failed != PS_OK)
         return s_step_outcome (self);
     //  Meanwhile: the next batch (and the shuffle, at an epoch's end)
@@ -899,6 +944,7 @@ main (int argc, char *argv[])
     }
     if (trainer.worker) {
         trainer.overlap = !options.no_overlap;
+        trainer.fuse_bytes = options.fuse_bytes;
         trainer.staleness = ps_worker_staleness (trainer.worker);
         //  The pull-ahead's slowest clock is exact with one broker only: a
         //  group's wait may read a shard's later reply (ps_exchange.c)
