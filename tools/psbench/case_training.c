@@ -4,7 +4,8 @@
 
     Each run is a psworker process whose last JSON record says its
     examples/s over the whole run; the broker, when there is one, is
-    started for that run alone. Four runs a round, in turns: through the
+    started for that run alone. Four runs a round, in turns (each round
+    starting with the next): through the
     broker under BSP with psworker's overlap (layer by layer) and with
     --no-overlap (the step before issue 15's overlap), under SSP 1 (the
     overlap pulls ahead), and alone.
@@ -116,12 +117,16 @@ case_training (const bench_options_t *options, const bench_plan_t *plan,
     (void)yard;
     int rounds = options->quick ? 1 : TRAINING_ROUNDS;
     double rates[RUNS][TRAINING_ROUNDS];
+    //  Each round starts with another run: the first after a pause, or
+    //  after another case, runs on a machine that is not yet as busy
     for (int round = 0; round < rounds; round++)
-        for (run_t run = 0; run < RUNS; run++)
+        for (int k = 0; k < RUNS; k++) {
+            run_t run = (run_t)((k + round) % RUNS);
             if ((rates[run][round] = s_round_run (options, run)) <= 0) {
                 fprintf (stderr, "psbench: training failed\n");
                 return 1;
             }
+        }
     double medians[RUNS];
     for (run_t run = 0; run < RUNS; run++) {
         medians[run] = bench_quantile (rates[run], (size_t)rounds, 0.5);

@@ -20,9 +20,10 @@
 //  --fuse-bytes by default. Layer by layer, a request of its own carries
 //  at least this much: a smaller layer rides with the next push (in
 //  backward's order) or with the pull before it (forward's), as BytePS
-//  fuses small tensors. Each request costs the worker and the broker some
-//  50 us, what a few hundred KB take to copy; the MLP's W2 and b2 (5 KB)
-//  are not worth one.
+//  fuses small tensors. Each request costs the worker and the broker a
+//  message each way and a wake-up of their threads, tens of us, what a
+//  few hundred KB take to copy; the MLP's W2 and b2 (5 KB) hide less
+//  than that.
 #define PS_TRAINER_FUSE_BYTES (256 * 1024)
 
 typedef struct {
