@@ -9,15 +9,16 @@
 
     How a step overlaps the broker (issue 15; --no-overlap: not at all,
     push, clock and pull sent back to back and waited for before the next
-    step). Under BSP, and with a group of brokers, layer by layer: each
-    layer's gradients are pushed as backward makes them, the clock right
-    after the last, then a pull per layer; the next batch is prepared
-    meanwhile, and the next forward waits for a layer's parameters only
-    when it reaches that layer. The arithmetic is the same, so are the
-    results. Under SSP and ASP with one broker, pull-ahead: the next step
-    computes while this one's push, clock and pull are on their way, on a
-    thread of their own (ps_exchange), with parameters one clock older,
-    never older than the staleness bound allows (s_step_ahead).
+    step). Under BSP, and with a group of brokers, layer by layer
+    (ps_layerwise): each layer's gradients are pushed as backward makes
+    them, the clock right after the last, then a pull per layer (small
+    layers fused); the next batch is prepared meanwhile, and the next
+    forward waits for a layer's parameters only when it reaches that
+    layer. The arithmetic is the same, so are the results. Under SSP and
+    ASP with one broker, pull-ahead: the next step computes while this
+    one's push, clock and pull are on their way, on a thread of their own
+    (ps_exchange), with parameters one clock older, never older than the
+    staleness bound allows (s_step_ahead).
 
     Every rank does the same number of steps per epoch (the training set
     divided evenly, rounded down), so that epochs line up under BSP even
@@ -43,6 +44,7 @@
 #include "ps_data.h"
 #include "ps_exchange.h"
 #include "ps_hash.h"
+#include "ps_layerwise.h"
 #include "ps_local.h"
 #include "ps_malloc.h"
 #include "ps_model.h"
@@ -70,8 +72,6 @@
 #define SYNTHETIC_TRAIN 12000
 #define SYNTHETIC_TEST 2000
 #define MAX_PARAMS 8
-//  A step's requests: a push per layer, a clock, a pull per layer
-#define MAX_IN_FLIGHT (2 * MAX_PARAMS + 1)
 //  Silence from the brokers before the first "waiting for the broker"
 //  notice, and between notices
 #define WAITING_FIRST_MS 1500
@@ -251,13 +251,6 @@ s_learner_actor (zsock_t *pipe, void *args)
     }
 }
 
-//  Requests of a step still on the way, in the order they were sent
-typedef struct {
-    ps_ticket_t ticket; //  the library's
-    const char *what;   //  "push", "clock", "pull"
-    int layer;          //  the last layer a pull brings, -1 for the others
-} in_flight_t;
-
 typedef struct {
     ps_worker_t *worker;            //  the broker connection
     ps_local_t *local;              //  --no-broker: the rule, applied here
@@ -269,17 +262,9 @@ typedef struct {
     zactor_t **actors;              //  learners 1.. run here
     uint32_t threads;               //  local workers
     double wait_seconds;            //  time spent waiting on the broker
-    bool overlap;                   //  not --no-overlap
     int32_t staleness;              //  the broker's: 0 BSP, N SSP, -1 ASP
-    //  Layer by layer (BSP, and a group of brokers): the requests of the
-    //  step before, the first failure met while waiting for them
-    in_flight_t flight[MAX_IN_FLIGHT];
-    size_t nflight;
-    size_t fuse_bytes;     //  --fuse-bytes: a request's least bytes
-    size_t unpushed;       //  tensors from here on: backward made them, not pushed
-    size_t unpushed_bytes; //  their bytes
-    int failed;
-    const char *failed_what;
+    //  Layer by layer (BSP, and a group of brokers): the requests in flight
+    ps_layerwise_t *layerwise;
     //  Pull-ahead (SSP and ASP, one broker): the exchange on its own
     //  thread, and the slowest clock named with the parameters the model
     //  holds (-1: not known)
@@ -481,162 +466,39 @@ s_step_waiting (trainer_t *self, double *loss)
 }
 
 //  ------------------------------------------------------------------
-//  Layer by layer: the step's results are those of s_step_waiting, bit
-//  for bit. Backward hands each layer's gradients to an async push as
-//  soon as they are final (the last layer first), the clock follows the
-//  last push, then a pull per layer, input layer first (layers below
-//  --fuse-bytes fused with their neighbours); while they are on the
-//  way the next batch is prepared, and the next step's forward waits for
-//  a layer's pull only when it reaches that layer. A pull sent behind
-//  a clock is answered with that clock's step (proto/PROTOCOL.md, "What a
-//  pull sees"): under BSP every worker's step-t gradients are in the
-//  parameters step t + 1 reads.
+//  Layer by layer (ps_layerwise): the results of s_step_waiting, bit for
+//  bit, with each layer's requests on their way as soon as they can be
 
-//  Keep a request sent (or its failure, the first of the step)
-static void
-s_sent (trainer_t *self, int status, ps_ticket_t ticket, const char *what, int layer)
-{
-    if (status == PS_OK) {
-        assert (self->nflight < MAX_IN_FLIGHT);
-        self->flight[self->nflight++] = (in_flight_t){ticket, what, layer};
-    }
-    else if (self->failed == PS_OK) {
-        self->failed = status;
-        self->failed_what = what;
-    }
-}
-
-//  Collect the requests in flight, in the order they were sent, up to and
-//  including the pull that brings layer (all of them for -1); the first failure
-//  in self->failed. After a failure the rest are left (psworker stops),
-//  but after a registration again every ticket is complete and collected.
-static void
-s_collect (trainer_t *self, int layer)
-{
-    double started = s_seconds ();
-    size_t done = 0;
-    bool reached = false;
-    while (done < self->nflight && !reached &&
-           (self->failed == PS_OK || self->failed == PS_EREJOINED)) {
-        in_flight_t *request = &self->flight[done++];
-        int outcome = ps_worker_wait (self->worker, request->ticket, -1);
-        if (outcome != PS_OK && self->failed == PS_OK) {
-            self->failed = outcome;
-            self->failed_what = request->what;
-        }
-        reached = layer >= 0 && request->layer >= layer && self->failed == PS_OK;
-    }
-    memmove (self->flight, self->flight + done, (self->nflight - done) * sizeof *self->flight);
-    self->nflight -= done;
-    self->wait_seconds += s_seconds () - started;
-}
-
-static void
-s_before_forward (void *arg, size_t layer)
-{
-    s_collect (arg, (int)layer);
-}
-
-//  Bytes of layer's parameters (and of its gradients)
-static size_t
-s_layer_bytes (const trainer_t *self, size_t layer)
-{
-    size_t first, count, bytes = 0;
-    ps_model_layer_params (self->model, layer, &first, &count);
-    for (size_t i = first; i < first + count; i++)
-        bytes += self->params[i].count * sizeof (float);
-    return bytes;
-}
-
-//  Backward finished layer's gradients: on their way at once, with those
-//  of the layers above that were too small to go alone
-static void
-s_after_backward (void *arg, size_t layer)
-{
-    trainer_t *self = arg;
-    self->unpushed_bytes += s_layer_bytes (self, layer);
-    if (self->failed != PS_OK || (layer > 0 && self->unpushed_bytes < self->fuse_bytes))
-        return;
-    size_t first, count;
-    ps_model_layer_params (self->model, layer, &first, &count);
-    ps_ticket_t ticket = 0;
-    int status = ps_worker_push_async (self->worker, self->grads + first, self->unpushed - first, 1,
-                                       &ticket);
-    s_sent (self, status, ticket, "push", -1);
-    self->unpushed = first;
-    self->unpushed_bytes = 0;
-}
-
-//  The pulls of the next step's parameters, input layer first: a layer
-//  joins the pull of the ones before it while that is below --fuse-bytes,
-//  and so do the last layers when they are
-static void
-s_send_pulls (trainer_t *self)
-{
-    size_t layers = ps_model_layer_count (self->model);
-    size_t rest = 0;
-    for (size_t layer = 0; layer < layers; layer++)
-        rest += s_layer_bytes (self, layer);
-    size_t start = 0, bytes = 0;
-    for (size_t layer = 0; layer < layers && self->failed == PS_OK; layer++) {
-        size_t layer_bytes = s_layer_bytes (self, layer);
-        bytes += layer_bytes;
-        rest -= layer_bytes;
-        if (layer + 1 < layers && (bytes < self->fuse_bytes || rest < self->fuse_bytes))
-            continue;
-        size_t first, count, last_first;
-        ps_model_layer_params (self->model, start, &first, &count);
-        ps_model_layer_params (self->model, layer, &last_first, &count);
-        ps_ticket_t ticket = 0;
-        int status = ps_worker_pull_async (self->worker, self->params + first,
-                                           last_first + count - first, &ticket);
-        s_sent (self, status, ticket, "pull", (int)layer);
-        start = layer + 1;
-        bytes = 0;
-    }
-}
-
-//  PS_OK, PS_EREJOINED (every ticket collected), or the failure, printed
+//  The layers' requests settled: PS_OK, PS_EREJOINED (every ticket
+//  collected), or the failure, printed
 static int
-s_step_outcome (trainer_t *self)
+s_layers_settle (trainer_t *self)
 {
-    if (self->failed != PS_OK)
-        s_collect (self, -1);
-    int status = self->failed;
-    self->failed = PS_OK;
+    const char *what;
+    int status = ps_layerwise_settle (self->layerwise, &what);
+    self->wait_seconds += ps_layerwise_waited (self->layerwise);
     if (status == PS_OK || status == PS_EREJOINED)
         return status;
-    return s_fail (self, self->failed_what, status);
+    return s_fail (self, what, status);
 }
 
 static int
 s_step_layers (trainer_t *self, double *loss)
 {
-    //  Local workers read every parameter before learner 0's forward
+    //  Local workers read every parameter before learner 0's forward, and
+    //  their gradients are summed before one push
     if (self->threads > 1)
-        s_collect (self, -1);
-    ps_model_hooks_t hooks = {s_before_forward, self->threads == 1 ? s_after_backward : NULL, self};
-    self->unpushed = self->nparams;
-    self->unpushed_bytes = 0;
+        ps_layerwise_collect (self->layerwise, -1);
+    ps_model_hooks_t hooks = ps_layerwise_begin (self->layerwise, self->threads == 1);
     *loss = s_gradients (self, &hooks);
-    s_collect (self, -1);
+    ps_layerwise_collect (self->layerwise, -1);
     //  The step before is through (its replies all in)
-    if (self->failed == PS_OK)
+    if (ps_layerwise_failed (self->layerwise) == PS_OK)
         self->rejoins = 0;
-    ps_ticket_t ticket = 0;
-    int status;
-    if (self->threads > 1 && self->failed == PS_OK) {
-        status =
-            ps_worker_push_async (self->worker, self->grads, self->nparams, self->threads, &ticket);
-        s_sent (self, status, ticket, "push", -1);
-    }
-    if (self->failed == PS_OK) {
-        status = ps_worker_clock_async (self->worker, &ticket);
-        s_sent (self, status, ticket, "clock", -1);
-    }
-    s_send_pulls (self);
-    if (self->failed != PS_OK)
-        return s_step_outcome (self);
+    int status = ps_layerwise_send (self->layerwise, self->threads > 1 ? self->threads : 0);
+    self->wait_seconds += ps_layerwise_waited (self->layerwise);
+    if (status != PS_OK)
+        return s_layers_settle (self);
     //  Meanwhile: the next batch (and the shuffle, at an epoch's end)
     s_learner_prepare (&self->learners[0]);
     self->clocks++;
@@ -696,10 +558,9 @@ s_settle (trainer_t *self)
 {
     if (self->exchange)
         return s_exchange_end (self);
-    if (self->nflight == 0)
-        return PS_OK;
-    s_collect (self, -1);
-    return s_step_outcome (self);
+    if (self->layerwise && ps_layerwise_pending (self->layerwise))
+        return s_layers_settle (self);
+    return PS_OK;
 }
 
 //  One step: the gradients, then push, clock and pull. PS_OK, PS_EREJOINED
@@ -707,18 +568,18 @@ s_settle (trainer_t *self)
 static int
 s_step (trainer_t *self, double *loss)
 {
-    if (self->local || !self->overlap)
-        return s_step_waiting (self, loss);
-    return self->exchange ? s_step_ahead (self, loss) : s_step_layers (self, loss);
+    if (self->exchange)
+        return s_step_ahead (self, loss);
+    return self->layerwise ? s_step_layers (self, loss) : s_step_waiting (self, loss);
 }
 
 //  How the steps overlapped the broker, for the final record
 static const char *
 s_overlap_name (const trainer_t *self)
 {
-    if (self->local || !self->overlap)
-        return "none";
-    return self->exchange ? "ahead" : "layers";
+    if (self->exchange)
+        return "ahead";
+    return self->layerwise ? "layers" : "none";
 }
 
 static void
@@ -855,6 +716,22 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
     return 0;
 }
 
+//  How the steps will overlap the broker: pull-ahead under SSP and ASP
+//  with one broker (its slowest clock is exact with one broker only: a
+//  group's wait may read a shard's later reply), else layer by layer.
+//  0, or -1 when out of memory
+static int
+s_overlap_start (trainer_t *self, const ps_trainer_options_t *options)
+{
+    self->staleness = ps_worker_staleness (self->worker);
+    if (self->staleness != 0 && ps_worker_shards (self->worker) == 1)
+        self->exchange = ps_exchange_new (self->model, options->threads, &s_interrupted);
+    if (!self->exchange)
+        self->layerwise = ps_layerwise_new (self->worker, self->model, self->params, self->grads,
+                                            options->fuse_bytes);
+    return self->exchange || self->layerwise ? 0 : -1;
+}
+
 int
 main (int argc, char *argv[])
 {
@@ -942,17 +819,8 @@ main (int argc, char *argv[])
                  options.rank, trainer.clocks, trainer.clocks / (int64_t)steps_per_epoch + 1,
                  trainer.clocks % (int64_t)steps_per_epoch);
     }
-    if (trainer.worker) {
-        trainer.overlap = !options.no_overlap;
-        trainer.fuse_bytes = options.fuse_bytes;
-        trainer.staleness = ps_worker_staleness (trainer.worker);
-        //  The pull-ahead's slowest clock is exact with one broker only: a
-        //  group's wait may read a shard's later reply (ps_exchange.c)
-        if (trainer.overlap && trainer.staleness != 0 && ps_worker_shards (trainer.worker) == 1 &&
-            !(trainer.exchange = ps_exchange_new (trainer.model, options.threads, &s_interrupted)))
-            fprintf (stderr, "psworker: cannot start the exchange thread; training layer by "
-                             "layer instead\n");
-    }
+    if (trainer.worker && !options.no_overlap && s_overlap_start (&trainer, &options))
+        fprintf (stderr, "psworker: out of memory for the overlap; its steps wait instead\n");
     int ready = trainer.worker ? s_init_keys (&trainer, &options, steps_per_epoch) : -1;
     if (ready == PS_EREJOINED)
         ready = s_redo (&trainer, &options, steps_per_epoch);
@@ -962,6 +830,7 @@ main (int argc, char *argv[])
         rc = 130;
     //  Before the worker closes: the actor may hold it
     ps_exchange_destroy (&trainer.exchange);
+    ps_layerwise_destroy (&trainer.layerwise);
     if (trainer.worker)
         ps_worker_close (&trainer.worker);
     ps_model_destroy (&trainer.model);
