@@ -11,8 +11,9 @@
     The actor sleeps on its pipe; "GO" makes it push the gradient array it
     holds, send a clock and pull into the parameter array it holds, wait
     for the three (the pull first, so that the slowest clock it reads is
-    the one the pull's reply named: a single wait stops at the reply that
-    completes its ticket), and signal. Between "GO" and the signal the
+    the one the pull's reply named: with one broker, which is how
+    psworker uses it, a wait stops at the reply that completes its
+    ticket), and signal. Between "GO" and the signal the
     main thread touches neither the arrays nor the worker.
     ========================================================================= */
 

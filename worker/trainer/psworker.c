@@ -53,7 +53,6 @@
 
 #include <czmq.h>
 
-#include <assert.h>
 #include <cblas.h>
 #include <errno.h>
 #include <getopt.h>
