@@ -91,23 +91,34 @@ s_sent (ps_layerwise_t *self, int status, ps_ticket_t ticket, const char *what, 
     }
 }
 
+//  Wait for one request; its failure kept when it is the first
+static void
+s_wait (ps_layerwise_t *self, const in_flight_t *request)
+{
+    int outcome = ps_worker_wait (self->worker, request->ticket, -1);
+    if (outcome != PS_OK && self->failed == PS_OK) {
+        self->failed = outcome;
+        self->failed_what = request->what;
+    }
+}
+
 void
 ps_layerwise_collect (ps_layerwise_t *self, int layer)
 {
     assert (self);
     double started = s_seconds ();
-    size_t done = 0;
-    bool reached = false;
-    while (done < self->nflight && !reached &&
-           (self->failed == PS_OK || self->failed == PS_EREJOINED)) {
-        in_flight_t *request = &self->flight[done++];
-        int outcome = ps_worker_wait (self->worker, request->ticket, -1);
-        if (outcome != PS_OK && self->failed == PS_OK) {
-            self->failed = outcome;
-            self->failed_what = request->what;
-        }
-        reached = layer >= 0 && request->layer >= layer && self->failed == PS_OK;
-    }
+    //  The requests up to the pull that brings layer (or all of them)
+    size_t upto = 0;
+    while (upto < self->nflight && !(layer >= 0 && self->flight[upto].layer >= layer))
+        upto++;
+    size_t done = upto < self->nflight ? upto + 1 : self->nflight;
+    //  That pull first: a wait receives every reply that comes before its
+    //  own, so the pushes' and the clock's are in by then, as in a step
+    //  that waits for its pull; then the others, in the order they went
+    if (done > 0 && (self->failed == PS_OK || self->failed == PS_EREJOINED))
+        s_wait (self, &self->flight[done - 1]);
+    for (size_t i = 0; i + 1 < done && (self->failed == PS_OK || self->failed == PS_EREJOINED); i++)
+        s_wait (self, &self->flight[i]);
     memmove (self->flight, self->flight + done, (self->nflight - done) * sizeof *self->flight);
     self->nflight -= done;
     self->waited += s_seconds () - started;

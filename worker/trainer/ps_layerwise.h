@@ -40,10 +40,11 @@ void ps_layerwise_destroy (ps_layerwise_t **self_p);
 //  forward waits for its pull of the step before; with push_layers, each
 //  layer's gradients are pushed (grad_count 1) once backward made them
 ps_model_hooks_t ps_layerwise_begin (ps_layerwise_t *self, bool push_layers);
-//  Collect the requests in flight, in the order they were sent, up to the
-//  pull that brings layer (all of them for -1). After a failure the rest
-//  are left (psworker stops), but after a registration again every
-//  ticket is complete and collected.
+//  Collect the requests in flight up to the pull that brings layer (all
+//  of them for -1): that pull first, then the earlier ones in the order
+//  they were sent. After a failure the rest are dropped uncollected
+//  (psworker stops), but after a registration again every ticket is
+//  complete and collected.
 void ps_layerwise_collect (ps_layerwise_t *self, int layer);
 //  The first failure met since the last ps_layerwise_settle, PS_OK if none
 int ps_layerwise_failed (const ps_layerwise_t *self);
