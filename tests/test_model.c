@@ -15,6 +15,8 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -332,5 +334,100 @@ Test (model, correct_counts_hand_made_cases)
         class2 += labels[i] == 2;
     cr_assert_eq (ps_model_correct (model, many, labels, N), class2);
     free (many);
+    ps_model_destroy (&model);
+}
+
+//  What the hooks of one pass heard, in order: 'f' then the layer before
+//  a forward, 'b' then the layer after a backward
+typedef struct {
+    char heard[16];
+    size_t n;
+} hook_log_t;
+
+static void
+s_heard_forward (void *arg, size_t layer)
+{
+    hook_log_t *log = arg;
+    log->heard[log->n++] = 'f';
+    log->heard[log->n++] = (char)('0' + layer);
+}
+
+static void
+s_heard_backward (void *arg, size_t layer)
+{
+    hook_log_t *log = arg;
+    log->heard[log->n++] = 'b';
+    log->heard[log->n++] = (char)('0' + layer);
+}
+
+Test (model, hooked_gradients_are_the_same_bits_and_hooks_come_in_layer_order)
+{
+    //  psworker overlaps the broker through the hooks and relies on both:
+    //  the same bits as ps_model_gradient (BSP results must not change),
+    //  and each layer announced when its forward needs its parameters and
+    //  when backward is done with its gradients
+    ps_dataset_t *data = ps_data_synthetic (64, 3, true);
+    ps_model_kind_t kinds[] = {PS_MODEL_MLP, PS_MODEL_SOFTMAX};
+    const char *expected[] = {"f0f1b1b0", "f0b0"};
+    for (int k = 0; k < 2; k++) {
+        ps_model_t *plain = ps_model_new (kinds[k], data->dim, 16, data->classes, 3);
+        ps_model_t *hooked = ps_model_new (kinds[k], data->dim, 16, data->classes, 3);
+        cr_assert_eq (ps_model_layer_count (plain), k == 0 ? 2u : 1u);
+        hook_log_t log = {{0}, 0};
+        ps_model_hooks_t hooks = {s_heard_forward, s_heard_backward, &log};
+        for (int step = 0; step < 3; step++) {
+            log.n = 0;
+            float a = ps_model_gradient (plain, data->x, data->y, 32);
+            float b = ps_model_gradient_hooked (hooked, data->x, data->y, 32, &hooks);
+            cr_assert_eq (memcmp (&a, &b, sizeof a), 0, "loss %g against %g", a, b);
+            for (size_t i = 0; i < ps_model_param_count (plain); i++)
+                cr_assert_eq (memcmp (ps_model_grad (plain, i), ps_model_grad (hooked, i),
+                                      ps_model_param_size (plain, i) * sizeof (float)),
+                              0, "gradient %s differs", ps_model_param_name (plain, i));
+            cr_assert_eq (log.n, strlen (expected[k]));
+            cr_assert_eq (memcmp (log.heard, expected[k], log.n), 0, "heard %.*s", (int)log.n,
+                          log.heard);
+            ps_model_sgd_step (plain, 0.1f);
+            ps_model_sgd_step (hooked, 0.1f);
+        }
+        //  Each layer's tensors: a weight matrix and its bias, in order
+        for (size_t layer = 0; layer < ps_model_layer_count (plain); layer++) {
+            size_t first, count;
+            ps_model_layer_params (plain, layer, &first, &count);
+            cr_assert_eq (first, 2 * layer);
+            cr_assert_eq (count, 2u);
+        }
+        ps_model_destroy (&plain);
+        ps_model_destroy (&hooked);
+    }
+    ps_dataset_destroy (&data);
+}
+
+Test (model, swapped_arrays_become_the_parameters_and_gradients)
+{
+    //  The pull-ahead's hand-over: an array swapped in is what the model
+    //  reads and writes from then on; the one swapped out is the caller's
+    ps_model_t *model = ps_model_new (PS_MODEL_SOFTMAX, 4, 0, 3, 1);
+    size_t total = ps_model_total (model);
+    cr_assert_eq (total, 4 * 3 + 3u);
+    float *mine = calloc (total, sizeof (float));
+    for (size_t i = 0; i < total; i++)
+        mine[i] = (float)i;
+    float *old = ps_model_swap_params (model, mine);
+    cr_assert_eq (ps_model_param (model, 0), mine);
+    cr_assert_float_eq (ps_model_param (model, 1)[0], 12.0f, 0);
+    float *grads = calloc (total, sizeof (float));
+    float *old_grads = ps_model_swap_grads (model, grads);
+    float x[4] = {1, 2, 3, 4};
+    uint8_t y = 2;
+    ps_model_gradient (model, x, &y, 1);
+    cr_assert_eq (ps_model_grad (model, 0), grads);
+    bool written = false;
+    for (size_t i = 0; i < total; i++)
+        written |= grads[i] != 0;
+    cr_assert (written, "the gradient went elsewhere");
+    //  The model frees what it holds at the end; the caller what it got back
+    free (old);
+    free (old_grads);
     ps_model_destroy (&model);
 }

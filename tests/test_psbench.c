@@ -80,8 +80,11 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
         "checkpoint_off_1M", "checkpoint_on_1M", "checkpoint_on.written",
         //  ResNet-50's 161 tensors against one of their bytes
         "many_resnet50", "many_one", "many_resnet50.vs_one",
-        //  psworker through a broker and alone (--no-broker)
-        "training_broker", "training_alone", "training_broker.vs_alone"};
+        //  psworker through a broker (BSP overlapped, --no-overlap, SSP 1
+        //  pulling ahead) and alone (--no-broker)
+        "training_broker", "training_alone", "training_broker.vs_alone",
+        "training_broker_no_overlap", "training_broker_no_overlap.vs_alone", "training_ssp1",
+        "training_ssp1.vs_alone"};
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++) {
         double value = s_figure (text, figures[i]);
         cr_expect_gt (value, 0, "no positive '%s:' line in:\n%s", figures[i], text);

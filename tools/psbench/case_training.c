@@ -4,7 +4,11 @@
 
     Each run is a psworker process whose last JSON record says its
     examples/s over the whole run; the broker, when there is one, is
-    started for that run alone.
+    started for that run alone. Four runs a round, in turns (each round
+    starting with the next): through the
+    broker under BSP with psworker's overlap (layer by layer) and with
+    --no-overlap (the step before issue 15's overlap), under SSP 1 (the
+    overlap pulls ahead), and alone.
     ========================================================================= */
 
 #include "case_training.h"
@@ -12,6 +16,8 @@
 #include "bench_figure.h"
 #include "ps_process.h"
 
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +36,22 @@ s_psworker_path (const bench_options_t *options, char *path, size_t size)
     snprintf (path + dir, size - dir, "psworker");
 }
 
-//  One psworker run, through the broker at endpoint or alone (NULL):
-//  its examples/s, or -1 (said why)
+//  The runs of a round
+typedef enum { RUN_BSP, RUN_BSP_NO_OVERLAP, RUN_SSP, RUN_ALONE, RUNS } run_t;
+
+//  Each run's figure name and staleness
+static const struct {
+    const char *name;
+    int32_t staleness;
+} s_runs[RUNS] = {{"training_broker", 0},
+                  {"training_broker_no_overlap", 0},
+                  {"training_ssp1", 1},
+                  {"training_alone", 0}};
+
+//  One psworker run, through the broker at endpoint or alone (NULL),
+//  with --no-overlap or not: its examples/s, or -1 (said why)
 static double
-s_run (const bench_options_t *options, const char *endpoint)
+s_run (const bench_options_t *options, const char *endpoint, bool no_overlap)
 {
     char path[PATH_MAX];
     s_psworker_path (options, path, sizeof path);
@@ -54,6 +72,8 @@ s_run (const bench_options_t *options, const char *endpoint)
     }
     else
         argv[argc++] = "--no-broker";
+    if (no_overlap)
+        argv[argc++] = "--no-overlap";
     argv[argc] = NULL;
     char *output = NULL;
     int status = 0;
@@ -75,14 +95,16 @@ s_run (const bench_options_t *options, const char *endpoint)
     return rate;
 }
 
-//  A run through a broker of its own
+//  One run of a round, through a broker of its own but alone
 static double
-s_through_broker (const bench_options_t *options)
+s_round_run (const bench_options_t *options, run_t run)
 {
+    if (run == RUN_ALONE)
+        return s_run (options, NULL, false);
     bench_broker_t broker;
-    if (bench_broker_start (&broker, options, 1, 0, 0, 1))
+    if (bench_broker_start (&broker, options, 1, s_runs[run].staleness, 0, 1))
         return -1;
-    double rate = s_run (options, broker.endpoint);
+    double rate = s_run (options, broker.endpoint, run == RUN_BSP_NO_OVERLAP);
     bench_broker_stop (&broker);
     return rate;
 }
@@ -94,20 +116,29 @@ case_training (const bench_options_t *options, const bench_plan_t *plan,
     (void)plan;
     (void)yard;
     int rounds = options->quick ? 1 : TRAINING_ROUNDS;
-    double through[TRAINING_ROUNDS], alone[TRAINING_ROUNDS];
-    for (int round = 0; round < rounds; round++) {
-        through[round] = s_through_broker (options);
-        alone[round] = s_run (options, NULL);
-        if (through[round] <= 0 || alone[round] <= 0) {
-            fprintf (stderr, "psbench: training failed\n");
-            return 1;
+    double rates[RUNS][TRAINING_ROUNDS];
+    //  Each round starts with another run: the first after a pause, or
+    //  after another case, runs on a machine that is not yet as busy
+    for (int round = 0; round < rounds; round++)
+        for (int k = 0; k < RUNS; k++) {
+            run_t run = (run_t)((k + round) % RUNS);
+            if ((rates[run][round] = s_round_run (options, run)) <= 0) {
+                fprintf (stderr, "psbench: training failed\n");
+                return 1;
+            }
         }
+    double medians[RUNS];
+    for (run_t run = 0; run < RUNS; run++) {
+        medians[run] = bench_quantile (rates[run], (size_t)rounds, 0.5);
+        bench_figure (s_runs[run].name, medians[run], "examples/s");
     }
-    double through_median = bench_quantile (through, (size_t)rounds, 0.5);
-    double alone_median = bench_quantile (alone, (size_t)rounds, 0.5);
-    bench_figure ("training_broker", through_median, "examples/s");
-    bench_figure ("training_alone", alone_median, "examples/s");
-    bench_figure ("training_broker.vs_alone", through_median / alone_median, "x");
+    //  Each through the broker against alone, the overlap's beside the
+    //  step without it
+    for (run_t run = 0; run < RUN_ALONE; run++) {
+        char name[64];
+        snprintf (name, sizeof name, "%s.vs_alone", s_runs[run].name);
+        bench_figure (name, medians[run] / medians[RUN_ALONE], "x");
+    }
     fflush (stdout);
     return 0;
 }

@@ -3,10 +3,14 @@
 
     training_broker (examples/s of one psworker through a psbroker, BSP,
     the MLP on the synthetic set; the psworker next to the psbroker of
-    --broker-bin) and training_alone (the same psworker --no-broker: the
+    --broker-bin; its overlap layer by layer), training_broker_no_overlap
+    (the same with --no-overlap: the step before the overlap),
+    training_ssp1 (through a broker of staleness 1: the overlap pulls
+    ahead) and training_alone (the same psworker --no-broker: the
     broker's rule applied in-process, no network), rounds taking turns,
-    medians; training_broker.vs_alone, their ratio (issue 15 asks at least
-    0.8 with one worker): what psmq costs a training loop.
+    medians; <each through the broker>.vs_alone, its ratio to alone
+    (issue 15 asks at least 0.8 with one worker): what psmq costs a
+    training loop.
     ========================================================================= */
 
 #ifndef CASE_TRAINING_H_INCLUDED

@@ -4,7 +4,17 @@
     All parameters live in one float array and all gradients in another,
     with the same layout; each named tensor is an offset and a size into
     both. That keeps the per-key view the parameter server needs and still
-    lets SGD run as one saxpy over everything.
+    lets SGD run as one saxpy over everything. The two arrays can be
+    swapped for others of the same size (ps_model_swap_params and _grads):
+    psworker's pull-ahead computes with one set of parameters while the
+    next is pulled into another, and pushes one gradient array while
+    backward writes the next, with no copy.
+
+    ps_model_gradient_hooked is ps_model_gradient with a word to the
+    caller before each layer's forward and after each layer's backward,
+    the same calls in the same order, so the same bits: psworker pushes a
+    layer's gradients while backward goes on, and waits for a layer's
+    pulled parameters only when its forward needs them.
 
     A pass over a batch is a handful of cblas_sgemm calls on row-major
     matrices (examples are rows). The activations of the batch live in
@@ -295,10 +305,13 @@ s_affine (const float *in, size_t rows, size_t inner, const float *W, const floa
 }
 
 //  Logits of rows examples into self->logits (and ReLU outputs into
-//  self->act for the MLP); scratch must hold rows rows
+//  self->act for the MLP); scratch must hold rows rows. hooks (may be
+//  NULL) hear of each layer before its forward reads its parameters.
 static void
-s_forward (ps_model_t *self, const float *x, size_t rows)
+s_forward_hooked (ps_model_t *self, const float *x, size_t rows, const ps_model_hooks_t *hooks)
 {
+    if (hooks && hooks->before_forward)
+        hooks->before_forward (hooks->arg, 0);
     if (self->kind == PS_MODEL_SOFTMAX) {
         s_affine (x, rows, self->inputs, s_param (self, 0), s_param (self, 1), self->classes,
                   self->logits);
@@ -307,8 +320,16 @@ s_forward (ps_model_t *self, const float *x, size_t rows)
     s_affine (x, rows, self->inputs, s_param (self, 0), s_param (self, 1), self->hidden, self->act);
     for (size_t i = 0; i < rows * self->hidden; i++)
         self->act[i] = self->act[i] > 0 ? self->act[i] : 0;
+    if (hooks && hooks->before_forward)
+        hooks->before_forward (hooks->arg, 1);
     s_affine (self->act, rows, self->hidden, s_param (self, 2), s_param (self, 3), self->classes,
               self->logits);
+}
+
+static void
+s_forward (ps_model_t *self, const float *x, size_t rows)
+{
+    s_forward_hooked (self, x, rows, NULL);
 }
 
 //  Turn one row of logits into probabilities in place; returns log p[label]
@@ -351,10 +372,13 @@ s_affine_backward (const float *in, size_t rows, size_t inner, const float *dout
             gb[c] += dout[r * cols + c];
 }
 
-//  Backward pass from the probabilities in self->logits
+//  Backward pass from the probabilities in self->logits; hooks (may be
+//  NULL) hear of each layer once its gradients are final, the last first
 static void
-s_backward (ps_model_t *self, const float *x, const uint8_t *y, size_t rows)
+s_backward (ps_model_t *self, const float *x, const uint8_t *y, size_t rows,
+            const ps_model_hooks_t *hooks)
 {
+    bool hooked = hooks && hooks->after_backward;
     //  d mean loss / d logits = (p - onehot (y)) / rows
     float scale = 1.0f / (float)rows;
     float *dz = self->logits;
@@ -367,10 +391,14 @@ s_backward (ps_model_t *self, const float *x, const uint8_t *y, size_t rows)
     if (self->kind == PS_MODEL_SOFTMAX) {
         s_affine_backward (x, rows, self->inputs, dz, self->classes, s_grad (self, 0),
                            s_grad (self, 1));
+        if (hooked)
+            hooks->after_backward (hooks->arg, 0);
         return;
     }
     s_affine_backward (self->act, rows, self->hidden, dz, self->classes, s_grad (self, 2),
                        s_grad (self, 3));
+    if (hooked)
+        hooks->after_backward (hooks->arg, 1);
     //  d act = dz W2^T, passed through the ReLU where it was active
     cblas_sgemm (CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)self->hidden,
                  (int)self->classes, 1.0f, dz, (int)self->classes, s_param (self, 2),
@@ -380,10 +408,19 @@ s_backward (ps_model_t *self, const float *x, const uint8_t *y, size_t rows)
             self->dact[i] = 0;
     s_affine_backward (x, rows, self->inputs, self->dact, self->hidden, s_grad (self, 0),
                        s_grad (self, 1));
+    if (hooked)
+        hooks->after_backward (hooks->arg, 0);
 }
 
 float
 ps_model_gradient (ps_model_t *self, const float *x, const uint8_t *y, size_t batch)
+{
+    return ps_model_gradient_hooked (self, x, y, batch, NULL);
+}
+
+float
+ps_model_gradient_hooked (ps_model_t *self, const float *x, const uint8_t *y, size_t batch,
+                          const ps_model_hooks_t *hooks)
 {
     assert (self);
     assert (x);
@@ -391,10 +428,54 @@ ps_model_gradient (ps_model_t *self, const float *x, const uint8_t *y, size_t ba
     assert (batch > 0);
     if (s_reserve (self, batch))
         return NAN;
-    s_forward (self, x, batch);
+    s_forward_hooked (self, x, batch, hooks);
     double loss = s_softmax (self, y, batch);
-    s_backward (self, x, y, batch);
+    s_backward (self, x, y, batch, hooks);
     return (float)(loss / (double)batch);
+}
+
+size_t
+ps_model_layer_count (const ps_model_t *self)
+{
+    assert (self);
+    return self->kind == PS_MODEL_MLP ? 2 : 1;
+}
+
+void
+ps_model_layer_params (const ps_model_t *self, size_t layer, size_t *first, size_t *count)
+{
+    assert (self);
+    assert (layer < ps_model_layer_count (self));
+    //  Every layer is a weight matrix and its bias, in tensor order
+    *first = 2 * layer;
+    *count = 2;
+}
+
+size_t
+ps_model_total (const ps_model_t *self)
+{
+    assert (self);
+    return self->total;
+}
+
+float *
+ps_model_swap_params (ps_model_t *self, float *params)
+{
+    assert (self);
+    assert (params);
+    float *old = self->params;
+    self->params = params;
+    return old;
+}
+
+float *
+ps_model_swap_grads (ps_model_t *self, float *grads)
+{
+    assert (self);
+    assert (grads);
+    float *old = self->grads;
+    self->grads = grads;
+    return old;
 }
 
 //  Rows per evaluation block: the scratch we have if it is bigger anyway

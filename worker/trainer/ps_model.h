@@ -76,6 +76,40 @@ float *ps_model_grad (ps_model_t *self, size_t i);
 //  gradient tensor with the gradient of the mean loss and returns that loss
 float ps_model_gradient (ps_model_t *self, const float *x, const uint8_t *y, size_t batch);
 
+//  A model's layers, input first: softmax has one (tensors 0 and 1), the
+//  MLP two (W1 b1, then W2 b2). Each layer's parameters are consecutive
+//  tensors, *first and *count of them.
+size_t ps_model_layer_count (const ps_model_t *self);
+void ps_model_layer_params (const ps_model_t *self, size_t layer, size_t *first, size_t *count);
+
+//  What ps_model_gradient_hooked tells as it goes; either call may be
+//  NULL. Both are called on the caller's thread, inside the call.
+typedef struct {
+    //  Layer's forward is about to read its parameters (input layer first)
+    void (*before_forward) (void *arg, size_t layer);
+    //  Layer's gradients are final (the last layer first); backward reads
+    //  the parameters of the layers below it still
+    void (*after_backward) (void *arg, size_t layer);
+    void *arg;
+} ps_model_hooks_t;
+
+//  ps_model_gradient, telling hooks (may be NULL) of each layer: the same
+//  arithmetic in the same order, so bit for bit the same gradients
+float ps_model_gradient_hooked (ps_model_t *self, const float *x, const uint8_t *y, size_t batch,
+                                const ps_model_hooks_t *hooks);
+
+//  Elements of all tensors together; tensor i starts at the same offset
+//  in the parameter and the gradient arrays
+size_t ps_model_total (const ps_model_t *self);
+//  Use params (ps_model_total floats, the caller's until swapped back)
+//  as the parameters from now on and return the array used so far, which
+//  becomes the caller's. ps_model_param () pointers taken before are
+//  stale: take them again. The model frees, at destroy, the arrays it
+//  holds then, so the caller's must come from malloc.
+float *ps_model_swap_params (ps_model_t *self, float *params);
+//  The same for the gradient array
+float *ps_model_swap_grads (ps_model_t *self, float *grads);
+
 //  Mean loss over n examples (n >= 1), forward only; the gradients are left
 //  alone. Works through the examples in blocks, so memory stays bounded.
 float ps_model_loss (ps_model_t *self, const float *x, const uint8_t *y, size_t n);

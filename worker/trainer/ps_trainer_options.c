@@ -72,6 +72,18 @@ s_usage (FILE *out)
              "      --no-broker        train alone in this process, each step's mean\n"
              "                         gradient applied here by the broker's own rule:\n"
              "                         what the same training costs without psmq\n"
+             "      --no-overlap       wait for each step's push, clock and pull before\n"
+             "                         the next step; by default a step pushes each\n"
+             "                         layer's gradients as backward makes them and\n"
+             "                         waits for a layer's parameters only when its\n"
+             "                         forward needs them (BSP: the same results), and\n"
+             "                         under SSP and ASP computes the next step while\n"
+             "                         this one's push, clock and pull are on the way\n"
+             "                         (that spends one clock of the staleness bound;\n"
+             "                         it never goes past the bound)\n"
+             "      --fuse-bytes N     layer by layer, a push or pull of its own carries\n"
+             "                         at least N bytes; smaller layers go with their\n"
+             "                         neighbours (default 262144; 0: every layer alone)\n"
              "  -h, --help             show this help\n"
              "  -V, --version          show the version\n"
              "\n"
@@ -97,7 +109,9 @@ enum {
     OPT_BROKER_KEY,
     OPT_PRINT_CONFIG,
     OPT_NO_BROKER,
-    OPT_WIRE_DTYPE
+    OPT_WIRE_DTYPE,
+    OPT_NO_OVERLAP,
+    OPT_FUSE_BYTES
 };
 
 //  The flag that sets each setting, as --print-config names a source
@@ -198,6 +212,8 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
         {"broker-key", required_argument, 0, OPT_BROKER_KEY},
         {"print-config", no_argument, 0, OPT_PRINT_CONFIG},
         {"no-broker", no_argument, 0, OPT_NO_BROKER},
+        {"no-overlap", no_argument, 0, OPT_NO_OVERLAP},
+        {"fuse-bytes", required_argument, 0, OPT_FUSE_BYTES},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -213,7 +229,8 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
                                       .delay_prob = 1.0,
                                       .timeout_ms = 30000,
                                       .clock_timeout_ms = 600000,
-                                      .wait_for_broker_ms = 60000};
+                                      .wait_for_broker_ms = 60000,
+                                      .fuse_bytes = PS_TRAINER_FUSE_BYTES};
     long rank = -1, workers = -1, number = 0;
     double real;
     int opt;
@@ -328,6 +345,11 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
             break;
         case OPT_PRINT_CONFIG: options->print_config = true; break;
         case OPT_NO_BROKER: options->no_broker = true; break;
+        case OPT_NO_OVERLAP: options->no_overlap = true; break;
+        case OPT_FUSE_BYTES:
+            rc = ps_cli_long ("psworker", "--fuse-bytes", optarg, 0, INT_MAX, &number);
+            options->fuse_bytes = (size_t)number;
+            break;
         case 'h': s_usage (stdout); return 1;
         case 'V': ps_cli_version ("psworker"); return 1;
         default: s_usage (stderr); return 2;

@@ -17,6 +17,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+//  --fuse-bytes by default. Layer by layer, a request of its own carries
+//  at least this much: a smaller layer rides with the next push (in
+//  backward's order) or with the pull before it (forward's), as BytePS
+//  fuses small tensors. Each request costs the worker and the broker a
+//  message each way and a wake-up of their threads, tens of us, what a
+//  few hundred KB take to copy; the MLP's W2 and b2 (5 KB) hide less
+//  than that.
+#define PS_TRAINER_FUSE_BYTES (256 * 1024)
+
 typedef struct {
     const char *broker;        //  endpoint, or a group's endpoints in shard order
     uint32_t rank;             //  this worker
@@ -43,6 +52,8 @@ typedef struct {
                                //  other settings come from the environment
     bool print_config;         //  print the settings and their sources, exit
     bool no_broker;            //  train alone, the broker's rule applied here
+    bool no_overlap;           //  wait for each step's replies before the next
+    size_t fuse_bytes;         //  layer by layer: a request's least bytes
 } ps_trainer_options_t;
 
 //  Read argv (and, for what the flags leave out, the environment) into

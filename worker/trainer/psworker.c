@@ -2,10 +2,23 @@
     psworker - data-parallel training through a psbroker
 
     Each rank trains on its own contiguous shard of the training set. A
-    step computes the gradient of one minibatch, then sends push, clock and
-    pull back to back (three requests in flight, one wait) and trains on
-    the parameters the pull brings. The broker applies the optimizer, so
-    the learning rate and update rule are the keys' settings, given at INIT.
+    step computes the gradient of one minibatch, pushes it, sends its
+    clock and pulls, and the next step trains on the parameters the pull
+    brings. The broker applies the optimizer, so the learning rate and
+    update rule are the keys' settings, given at INIT.
+
+    How a step overlaps the broker (issue 15; --no-overlap: not at all,
+    push, clock and pull sent back to back and waited for before the next
+    step). Under BSP, and with a group of brokers, layer by layer
+    (ps_layerwise): each layer's gradients are pushed as backward makes
+    them, the clock right after the last, then a pull per layer (small
+    layers fused); the next batch is prepared meanwhile, and the next
+    forward waits for a layer's parameters only when it reaches that
+    layer. The arithmetic is the same, so are the results. Under SSP and
+    ASP with one broker, pull-ahead: the next step computes while this
+    one's push, clock and pull are on their way, on a thread of their own
+    (ps_exchange), with parameters one clock older, never older than the
+    staleness bound allows (s_step_ahead).
 
     Every rank does the same number of steps per epoch (the training set
     divided evenly, rounded down), so that epochs line up under BSP even
@@ -29,7 +42,9 @@
 
 #include "ps_cli.h"
 #include "ps_data.h"
+#include "ps_exchange.h"
 #include "ps_hash.h"
+#include "ps_layerwise.h"
 #include "ps_local.h"
 #include "ps_malloc.h"
 #include "ps_model.h"
@@ -153,6 +168,7 @@ typedef struct {
     float *x;                  //  the batch's inputs, side by side
     uint8_t *y;                //  and labels
     uint64_t draws;            //  shuffle state
+    bool prepared;             //  x and y hold the next batch already
     double loss;               //  the last step's loss
 } learner_t;
 
@@ -188,10 +204,12 @@ s_learner_destroy (learner_t *self, bool owns_model)
         ps_model_destroy (&self->model);
 }
 
-//  Gradient of the next batch; a batch never spans the end of the order
+//  The next batch into x and y; a batch never spans the end of the order
 static void
-s_learner_step (learner_t *self)
+s_learner_prepare (learner_t *self)
 {
+    if (self->prepared)
+        return;
     if (self->cursor + self->take > self->shard) {
         s_shuffle (self->order, self->shard, &self->draws);
         self->cursor = 0;
@@ -203,7 +221,16 @@ s_learner_step (learner_t *self)
         self->y[i] = data->y[example];
     }
     self->cursor += self->take;
-    self->loss = ps_model_gradient (self->model, self->x, self->y, self->take);
+    self->prepared = true;
+}
+
+//  Gradient of the next batch (prepared already, or now); hooks may be NULL
+static void
+s_learner_step (learner_t *self, const ps_model_hooks_t *hooks)
+{
+    s_learner_prepare (self);
+    self->prepared = false;
+    self->loss = ps_model_gradient_hooked (self->model, self->x, self->y, self->take, hooks);
 }
 
 //  A learner as an actor: "STEP" computes one gradient, then signals
@@ -218,7 +245,7 @@ s_learner_actor (zsock_t *pipe, void *args)
         zstr_free (&command);
         if (!step)
             break;
-        s_learner_step (self);
+        s_learner_step (self, NULL);
         zsock_signal (pipe, 0);
     }
 }
@@ -234,9 +261,17 @@ typedef struct {
     zactor_t **actors;              //  learners 1.. run here
     uint32_t threads;               //  local workers
     double wait_seconds;            //  time spent waiting on the broker
-    int64_t clocks;                 //  clocks finished: the worker's clock
-    int64_t redone;                 //  clocks done again after a broker restart
-    int rejoins;                    //  registrations again since the last step
+    int32_t staleness;              //  the broker's: 0 BSP, N SSP, -1 ASP
+    //  Layer by layer (BSP, and a group of brokers): the requests in flight
+    ps_layerwise_t *layerwise;
+    //  Pull-ahead (SSP and ASP, one broker): the exchange on its own
+    //  thread, and the slowest clock named with the parameters the model
+    //  holds (-1: not known)
+    ps_exchange_t *exchange;
+    int64_t held_min_clock;
+    int64_t clocks; //  clocks finished: the worker's clock
+    int64_t redone; //  clocks done again after a broker restart
+    int rejoins;    //  registrations again since the last step
 } trainer_t;
 
 static void
@@ -325,6 +360,8 @@ s_init_keys (trainer_t *self, const ps_trainer_options_t *options, size_t steps_
             return s_fail (self, "init", status);
     }
     int status = ps_worker_pull (self->worker, self->params, self->nparams);
+    //  The pull-ahead learns the slowest clock from its own pulls' replies
+    self->held_min_clock = -1;
     return status && status != PS_EREJOINED ? s_fail (self, "pull", status) : status;
 }
 
@@ -357,7 +394,7 @@ s_redo (trainer_t *self, const ps_trainer_options_t *options, size_t steps_per_e
 //  the others get the current parameters, compute beside learner 0, and
 //  hand their replicas back when they signal
 static double
-s_gradients (trainer_t *self)
+s_gradients (trainer_t *self, const ps_model_hooks_t *hooks)
 {
     for (uint32_t t = 1; t < self->threads; t++) {
         for (size_t i = 0; i < self->nparams; i++)
@@ -365,7 +402,7 @@ s_gradients (trainer_t *self)
                     self->params[i].count * sizeof (float));
         zstr_send (self->actors[t], "STEP");
     }
-    s_learner_step (&self->learners[0]);
+    s_learner_step (&self->learners[0], hooks);
     double loss = self->learners[0].loss;
     for (uint32_t t = 1; t < self->threads; t++) {
         zsock_wait (self->actors[t]);
@@ -380,13 +417,13 @@ s_gradients (trainer_t *self)
     return loss / self->threads;
 }
 
-//  One step: the gradients, then push, clock and pull in flight together.
-//  PS_OK, PS_EREJOINED (every ticket of the step collected), or the
-//  failure it printed.
+//  One step without overlap: the gradients, then push, clock and pull in
+//  flight together, and their replies. PS_OK, PS_EREJOINED (every ticket
+//  of the step collected), or the failure it printed.
 static int
-s_step (trainer_t *self, double *loss)
+s_step_waiting (trainer_t *self, double *loss)
 {
-    *loss = s_gradients (self);
+    *loss = s_gradients (self, NULL);
     if (self->local) {
         ps_local_step (self->local, self->params, self->grads, self->nparams, self->threads);
         self->clocks++;
@@ -427,22 +464,142 @@ s_step (trainer_t *self, double *loss)
     return PS_OK;
 }
 
+//  ------------------------------------------------------------------
+//  Layer by layer (ps_layerwise): the results of s_step_waiting, bit for
+//  bit, with each layer's requests on their way as soon as they can be
+
+//  The layers' requests settled: PS_OK, PS_EREJOINED (every ticket
+//  collected), or the failure, printed
+static int
+s_layers_settle (trainer_t *self)
+{
+    const char *what;
+    int status = ps_layerwise_settle (self->layerwise, &what);
+    self->wait_seconds += ps_layerwise_waited (self->layerwise);
+    if (status == PS_OK || status == PS_EREJOINED)
+        return status;
+    return s_fail (self, what, status);
+}
+
+static int
+s_step_layers (trainer_t *self, double *loss)
+{
+    //  Local workers read every parameter before learner 0's forward, and
+    //  their gradients are summed before one push
+    if (self->threads > 1)
+        ps_layerwise_collect (self->layerwise, -1);
+    ps_model_hooks_t hooks = ps_layerwise_begin (self->layerwise, self->threads == 1);
+    *loss = s_gradients (self, &hooks);
+    ps_layerwise_collect (self->layerwise, -1);
+    //  The step before is through (its replies all in)
+    if (ps_layerwise_failed (self->layerwise) == PS_OK)
+        self->rejoins = 0;
+    int status = ps_layerwise_send (self->layerwise, self->threads > 1 ? self->threads : 0);
+    self->wait_seconds += ps_layerwise_waited (self->layerwise);
+    if (status != PS_OK)
+        return s_layers_settle (self);
+    //  Meanwhile: the next batch (and the shuffle, at an epoch's end)
+    s_learner_prepare (&self->learners[0]);
+    self->clocks++;
+    return PS_OK;
+}
+
+//  ------------------------------------------------------------------
+//  Pull-ahead: step s + 1 computes while step s's push, clock and pull
+//  are on the way (ps_exchange, on its own thread), with the parameters
+//  step s - 1's pull brought: the worker's own step s is not in them yet.
+//  That spends one clock of the staleness: they may serve only when the
+//  slowest clock their pull's reply named is at least s + 1 - N, so
+//  that they hold every update of the clocks before s + 1 - N, as a pull
+//  sent after step s's clock would (PROTOCOL.md); otherwise step s + 1
+//  waits for step s's pull. ASP has no bound.
+
+//  The exchange under way, ended: its status, printed when a failure
+static int
+s_exchange_end (trainer_t *self)
+{
+    if (!ps_exchange_busy (self->exchange))
+        return PS_OK;
+    double started = s_seconds ();
+    const char *what;
+    int64_t min_clock;
+    int status = ps_exchange_finish (self->exchange, &what, &min_clock);
+    self->wait_seconds += s_seconds () - started;
+    s_bind_tensors (self);
+    if (status == PS_OK) {
+        self->held_min_clock = min_clock;
+        self->rejoins = 0;
+        return PS_OK;
+    }
+    self->held_min_clock = -1;
+    return status == PS_EREJOINED ? status : s_fail (self, what, status);
+}
+
+static int
+s_step_ahead (trainer_t *self, double *loss)
+{
+    *loss = s_gradients (self, NULL);
+    int status = s_exchange_end (self);
+    if (status)
+        return status;
+    ps_exchange_start (self->exchange, self->worker);
+    s_bind_tensors (self);
+    self->clocks++;
+    if (self->staleness > 0 && self->held_min_clock < self->clocks - self->staleness)
+        return s_exchange_end (self);
+    return PS_OK;
+}
+
+//  Every reply of the steps sent in: the parameters of the last one in
+//  the model. PS_OK, PS_EREJOINED or the failure, printed.
+static int
+s_settle (trainer_t *self)
+{
+    if (self->exchange)
+        return s_exchange_end (self);
+    if (self->layerwise && ps_layerwise_pending (self->layerwise))
+        return s_layers_settle (self);
+    return PS_OK;
+}
+
+//  One step: the gradients, then push, clock and pull. PS_OK, PS_EREJOINED
+//  (every ticket of the step collected), or the failure it printed.
+static int
+s_step (trainer_t *self, double *loss)
+{
+    if (self->exchange)
+        return s_step_ahead (self, loss);
+    return self->layerwise ? s_step_layers (self, loss) : s_step_waiting (self, loss);
+}
+
+//  How the steps overlapped the broker, for the final record
+static const char *
+s_overlap_name (const trainer_t *self)
+{
+    if (self->exchange)
+        return "ahead";
+    return self->layerwise ? "layers" : "none";
+}
+
 static void
-s_report (const ps_trainer_options_t *options, int epoch, bool final, double loss, double accuracy,
-          double seconds, double wait, int64_t clocks, int64_t redone, double examples_per_second)
+s_report (const ps_trainer_options_t *options, int epoch, const char *final, double loss,
+          double accuracy, double seconds, double wait, int64_t clocks, int64_t redone,
+          double examples_per_second)
 {
     if (options->json) {
-        printf ("{\"rank\":%u,\"epoch\":%d,%s\"train_loss\":%.6f,\"test_accuracy\":%.4f,"
+        printf ("{\"rank\":%u,\"epoch\":%d,%s%s%s\"train_loss\":%.6f,\"test_accuracy\":%.4f,"
                 "\"seconds\":%.3f,\"wait_seconds\":%.3f,\"clocks\":%" PRId64
                 ",\"redone_clocks\":%" PRId64 ",\"examples_per_second\":%.1f}\n",
-                options->rank, epoch, final ? "\"final\":true," : "", loss, accuracy, seconds, wait,
-                clocks, redone, examples_per_second);
+                options->rank, epoch, final ? "\"final\":true,\"overlap\":\"" : "",
+                final ? final : "", final ? "\"," : "", loss, accuracy, seconds, wait, clocks,
+                redone, examples_per_second);
     }
     else if (final)
         printf ("rank %u done: %d epochs, test accuracy %.4f, loss %.4f, %.1f s "
-                "(%.0f%% waiting on the broker), %" PRId64 " clocks, %" PRId64 " redone\n",
+                "(%.0f%% waiting on the broker; overlap: %s), %" PRId64 " clocks, %" PRId64
+                " redone\n",
                 options->rank, epoch, accuracy, loss, seconds,
-                seconds > 0 ? 100 * wait / seconds : 0, clocks, redone);
+                seconds > 0 ? 100 * wait / seconds : 0, final, clocks, redone);
     else
         printf ("rank %u epoch %d: loss %.4f  test accuracy %.4f  %.0f examples/s  "
                 "%.0f%% waiting  clock %" PRId64 "\n",
@@ -519,6 +676,10 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         }
         double loss;
         int status = s_step (self, &loss);
+        //  An epoch ends with every reply in: its accuracy is of the
+        //  parameters its last step brought
+        if (status == PS_OK && self->clocks % (int64_t)steps == 0)
+            status = s_settle (self);
         if (status == PS_EREJOINED) {
             rc = s_redo (self, options, steps);
             losses = 0;
@@ -536,7 +697,7 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
             continue;
         accuracy = (double)ps_model_correct (self->model, test->x, test->y, test->n) / test->n;
         double seconds = s_seconds () - epoch_started;
-        s_report (options, (int)(self->clocks / (int64_t)steps), false, loss_sum / losses, accuracy,
+        s_report (options, (int)(self->clocks / (int64_t)steps), NULL, loss_sum / losses, accuracy,
                   seconds, self->wait_seconds - wait_before, self->clocks, self->redone,
                   losses * examples / seconds);
     }
@@ -548,10 +709,26 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         return 130;
     }
     double seconds = s_seconds () - started;
-    s_report (options, options->epochs, true, losses ? loss_sum / losses : 0, accuracy, seconds,
-              self->wait_seconds, self->clocks, self->redone,
+    s_report (options, options->epochs, s_overlap_name (self), losses ? loss_sum / losses : 0,
+              accuracy, seconds, self->wait_seconds, self->clocks, self->redone,
               (self->clocks + self->redone) * examples / seconds);
     return 0;
+}
+
+//  How the steps will overlap the broker: pull-ahead under SSP and ASP
+//  with one broker (its slowest clock is exact with one broker only: a
+//  group's wait may read a shard's later reply), else layer by layer.
+//  0, or -1 when out of memory
+static int
+s_overlap_start (trainer_t *self, const ps_trainer_options_t *options)
+{
+    self->staleness = ps_worker_staleness (self->worker);
+    if (self->staleness != 0 && ps_worker_shards (self->worker) == 1)
+        self->exchange = ps_exchange_new (self->model, options->threads, &s_interrupted);
+    if (!self->exchange)
+        self->layerwise = ps_layerwise_new (self->worker, self->model, self->params, self->grads,
+                                            options->fuse_bytes);
+    return self->exchange || self->layerwise ? 0 : -1;
 }
 
 int
@@ -641,6 +818,8 @@ main (int argc, char *argv[])
                  options.rank, trainer.clocks, trainer.clocks / (int64_t)steps_per_epoch + 1,
                  trainer.clocks % (int64_t)steps_per_epoch);
     }
+    if (trainer.worker && !options.no_overlap && s_overlap_start (&trainer, &options))
+        fprintf (stderr, "psworker: out of memory for the overlap; its steps wait instead\n");
     int ready = trainer.worker ? s_init_keys (&trainer, &options, steps_per_epoch) : -1;
     if (ready == PS_EREJOINED)
         ready = s_redo (&trainer, &options, steps_per_epoch);
@@ -648,6 +827,9 @@ main (int argc, char *argv[])
         rc = s_train (&trainer, &options, train, test) == 0 ? 0 : 1;
     if (s_interrupted)
         rc = 130;
+    //  Before the worker closes: the actor may hold it
+    ps_exchange_destroy (&trainer.exchange);
+    ps_layerwise_destroy (&trainer.layerwise);
     if (trainer.worker)
         ps_worker_close (&trainer.worker);
     ps_model_destroy (&trainer.model);
