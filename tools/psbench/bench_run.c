@@ -45,6 +45,7 @@ struct bench_s {
     uint32_t threads;                          //  worker threads
     uint32_t local;                            //  workers per thread's connection
     bool bsp;                                  //  the bsp loop, else pushpull
+    bool pipelined;                            //  the bsp loop's requests at once
     bool shared;                               //  pushpull on one key
     size_t count;                              //  floats per tensor; bsp: 0 softmax
     size_t ballast;                            //  floats of rank 0's ballast key
@@ -109,6 +110,27 @@ s_local_sum (uint32_t local, bench_buffers_t *buffers)
     }
 }
 
+//  The bsp loop's push, clock and pull sent back to back, then waited
+//  for: PROTOCOL.md's pipelining (the pull is answered with the clock's
+//  step), what a training loop does when it has nothing to compute
+//  between them
+static bool
+s_bsp_pipelined (ps_worker_t *worker, bench_worker_t *self, bench_buffers_t *buffers,
+                 uint32_t local)
+{
+    ps_ticket_t push, clock, pull;
+    return s_ok (worker, self,
+                 ps_worker_push_async (worker, buffers->grads, buffers->ntensors, local, &push),
+                 "push") &&
+           s_ok (worker, self, ps_worker_clock_async (worker, &clock), "clock") &&
+           s_ok (worker, self,
+                 ps_worker_pull_async (worker, buffers->params, buffers->ntensors, &pull),
+                 "pull") &&
+           s_ok (worker, self, ps_worker_wait (worker, push, -1), "push") &&
+           s_ok (worker, self, ps_worker_wait (worker, clock, -1), "clock") &&
+           s_ok (worker, self, ps_worker_wait (worker, pull, -1), "pull");
+}
+
 //  The bsp loop's clock: (with local aggregation, sum the local
 //  gradients,) push every key, clock, pull every key
 static bool
@@ -120,6 +142,8 @@ s_bsp_clock (ps_worker_t *worker, bench_worker_t *self, bench_buffers_t *buffers
         s_local_sum (local, buffers);
         self->summing += bench_now () - start;
     }
+    if (self->bench->pipelined)
+        return s_bsp_pipelined (worker, self, buffers, local);
     return s_ok (worker, self, ps_worker_push (worker, buffers->grads, buffers->ntensors, local),
                  "push") &&
            s_ok (worker, self, ps_worker_clock (worker), "clock") &&
@@ -297,6 +321,7 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
     bench->threads = spec->threads;
     bench->local = local;
     bench->bsp = bsp;
+    bench->pipelined = spec->pipelined;
     bench->shared = spec->shared;
     bench->count = spec->bytes / sizeof (float);
     bench->ballast = spec->ballast / sizeof (float);

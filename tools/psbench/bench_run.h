@@ -38,6 +38,7 @@
 typedef struct {
     bool bsp;          //  the bsp loop (push, clock, pull), else pushpull (ASP)
     int32_t staleness; //  the bsp loop's: 0 BSP, N > 0 SSP
+    bool pipelined;    //  the bsp loop's three requests sent at once
     bool shared;       //  pushpull: every thread on one key, "bench.model"
     uint32_t threads;  //  worker threads, each with its own connection
     uint32_t local;    //  workers each connection stands for (local
