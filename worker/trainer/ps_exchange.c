@@ -18,6 +18,7 @@
     ========================================================================= */
 
 #include "ps_exchange.h"
+#include "ps_handoff.h"
 
 #include <czmq.h>
 
@@ -101,6 +102,7 @@ s_actor (zsock_t *pipe, void *args)
 {
     ps_exchange_t *self = args;
     self->thread = pthread_self ();
+    PS_HANDOFF_SEND (self);
     zsock_signal (pipe, 0);
     while (true) {
         char *command = zstr_recv (pipe);
@@ -108,9 +110,12 @@ s_actor (zsock_t *pipe, void *args)
         zstr_free (&command);
         if (!go)
             break;
+        PS_HANDOFF_RECEIVE (self);
         s_exchange (self);
+        PS_HANDOFF_SEND (self);
         zsock_signal (pipe, 0);
     }
+    PS_HANDOFF_SEND (self);
 }
 
 ps_exchange_t *
@@ -137,6 +142,7 @@ ps_exchange_new (ps_model_t *model, uint32_t grad_count, const volatile sig_atom
     self->params = calloc (total ? total : 1, sizeof (float));
     if (self->grads && self->params)
         self->actor = zactor_new (s_actor, self);
+    PS_HANDOFF_RECEIVE (self);
     if (!self->actor) {
         free (self->grads);
         free (self->params);
@@ -158,6 +164,7 @@ s_wait_actor (ps_exchange_t *self)
             pthread_kill (self->thread, SIGINT);
     zpoller_destroy (&poller);
     zsock_wait (self->actor);
+    PS_HANDOFF_RECEIVE (self);
 }
 
 void
@@ -170,6 +177,7 @@ ps_exchange_destroy (ps_exchange_t **self_p)
     if (self->busy)
         s_wait_actor (self);
     zactor_destroy (&self->actor);
+    PS_HANDOFF_RECEIVE (self);
     free (self->grads);
     free (self->params);
     free (self);
@@ -188,6 +196,7 @@ ps_exchange_start (ps_exchange_t *self, ps_worker_t *worker)
     self->what = "push";
     self->min_clock = 0;
     self->busy = true;
+    PS_HANDOFF_SEND (self);
     zstr_send (self->actor, "GO");
 }
 
