@@ -13,7 +13,8 @@
     message's first frame is a ps_agg_command_t; commands are processed in
     order and numbered from 1.
       INIT  [cmd][routing id][plan: a slice per entry][initial value frames]
-      PUSH  [cmd][plan: a key per entry][gradient frames...]
+      PUSH  [cmd][plan: a key run per entry][gradient frames...]  one
+                        part of a push: cmd.first, cmd.more say which
       FLUSH [cmd]                                      (BSP barrier)
       CHECKPOINT [cmd]  cmd.checkpoint: a checkpoint with its settings and
                         clocks filled in, handed over; the keys are added
@@ -94,17 +95,24 @@ typedef struct {
     int64_t received_us;         //  INIT: when the router read it; echoed in REPLY
     ps_checkpoint_t *checkpoint; //  CHECKPOINT, RESTORE, SNAPSHOT: handed over
     uint64_t store_bytes;        //  DONE: bytes the store holds (of its limit)
+    uint64_t applied;            //  DONE: tensor bytes of the PUSHes processed so far
+    bool first;                  //  PUSH: the first part of a push
+    bool more;                   //  PUSH: more parts of this push follow
 } ps_agg_command_t;
 
 //  One entry of a command's plan. INIT: one per slice, in order; a slice
-//  with count > 0 has the next frame. PUSH: one per key, whose `frames`
-//  next frames cover it from element 0, in order.
+//  with count > 0 has the next frame. PUSH: one per run of a key, whose
+//  `frames` next frames cover it from element `offset` on, in order; a
+//  run that `ends` reaches the key's last element (a push in parts may
+//  cut a key's run between two parts: the next part goes on with it).
 typedef struct {
     char key[PS_MAX_KEY_LEN + 1]; //  the key's name
-    uint64_t offset;              //  INIT: where the slice's values go
+    uint64_t offset;              //  INIT: where the slice's values go;
+                                  //  PUSH: where the run's first frame goes
     uint64_t count;               //  INIT: elements in its frame
     uint64_t total;               //  INIT: the key's size
     uint32_t frames;              //  PUSH: frames of this key
+    bool ends;                    //  PUSH: the run covers the key to its end
 } ps_agg_entry_t;
 
 typedef struct {

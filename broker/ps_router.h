@@ -141,6 +141,12 @@ typedef struct {
     ps_unsent_t *info_unsent; //  INFO replies not yet sent, all connections
     uint64_t info_refused;    //  INFOs refused for them
     uint64_t push_refused;    //  PUSHes refused for pushes still waiting
+    uint64_t push_budget;     //  bytes of pushes the aggregator may have
+                              //  waiting before we stop reading
+    uint64_t push_forwarded;  //  push bytes handed to it, ever
+    uint64_t push_applied;    //  of those, the ones it has done (DONE)
+    uint64_t push_paused;     //  times the budget stopped our reading
+    bool push_pausing;        //  it stops it now
     //  Authentication (ps_auth.h)
     ps_auth_t *auth; //  who may connect; refusals counted
 } ps_router_t;
@@ -152,6 +158,10 @@ uint32_t ps_router_shards (const ps_router_t *self);
 uint64_t ps_router_new_incarnation (uint64_t old);
 //  Handle one message waiting on the ROUTER socket
 void ps_router_receive (ps_router_t *self);
+//  False while the pushes handed to the aggregator and not yet applied
+//  hold the push budget or more: the loop reads no request then
+//  (ps_router_limits.c)
+bool ps_router_may_read (ps_router_t *self);
 //  Handle one message waiting on the aggregator's pipe
 void ps_router_agg_receive (ps_router_t *self);
 //  The slowest clock may have moved from old_min: flush BSP accumulators,

@@ -23,6 +23,17 @@
     worker's CLOCK waits for its pushes, so it has one clock's at most)
     its PUSH is refused with ERR_FULL.
 
+    The push budget. Pushes more than 1 MB come in parts of at most 1 MB
+    (PROTOCOL.md), and the loop stops reading requests while the bytes it
+    handed the aggregator and the aggregator has not applied reach the
+    budget (psbroker --push-budget), all connections together. libzmq
+    then queues at most PS_ROUTER_RCVHWM messages per connection and stops
+    reading its socket, so TCP holds the workers back: the broker holds the
+    budget and a couple of parts per connection of pushes, however many
+    workers push. Why not credit messages: a grant costs a round trip, and
+    a peer that takes credit and never sends would keep it; TCP's window
+    is credit that nobody can hoard.
+
     Connections. libzmq accepts whatever comes; the socket monitor tells
     us (ps_broker.c), and when more connections are open than the cap,
     the ones that never registered go first, those silent since their
@@ -50,6 +61,8 @@ ps_router_limits_setup (ps_router_t *self, ps_problem_t *problem)
     self->info_unsent = ps_unsent_new ();
     if (!self->conns || !self->info_unsent)
         return ps_problem_set (problem, 0, "out of memory starting the broker");
+    self->push_budget =
+        self->config.push_budget ? self->config.push_budget : PS_DEFAULT_PUSH_BUDGET;
     self->fd_limit = ps_resources_fd_limit ();
     uint64_t open = ps_resources_open_fds ();
     uint64_t room = self->fd_limit > open + PS_FD_RESERVE + PS_MIN_CONNECTIONS
@@ -258,6 +271,16 @@ ps_router_limits_push (ps_router_t *self, ps_peer_t *peer, ps_problem_t *problem
     return 0;
 }
 
+bool
+ps_router_may_read (ps_router_t *self)
+{
+    bool may = self->push_forwarded - self->push_applied < self->push_budget;
+    if (!may && !self->push_pausing)
+        self->push_paused++;
+    self->push_pausing = !may;
+    return may;
+}
+
 json_t *
 ps_router_limits_info (ps_router_t *self)
 {
@@ -269,9 +292,11 @@ ps_router_limits_info (ps_router_t *self)
             unsent += ps_unsent_bytes (peer->unsent);
     }
     return json_pack (
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "push_refused",
-        (json_int_t)self->push_refused, "info_unsent_bytes",
-        (json_int_t)ps_unsent_bytes (self->info_unsent), "info_refused",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "push_budget", (json_int_t)self->push_budget, "push_waiting_bytes",
+        (json_int_t)(self->push_forwarded - self->push_applied), "push_paused",
+        (json_int_t)self->push_paused, "push_refused", (json_int_t)self->push_refused,
+        "info_unsent_bytes", (json_int_t)ps_unsent_bytes (self->info_unsent), "info_refused",
         (json_int_t)self->info_refused, "max_memory", (json_int_t)self->config.max_memory,
         "store_bytes", (json_int_t)self->store_bytes, "max_unread", (json_int_t)s_max_unread (self),
         "unsent_bytes", (json_int_t)unsent, "unread_refused", (json_int_t)self->unread_refused,

@@ -119,6 +119,7 @@ s_key_destroy (ps_key_t **self_p)
     ps_buf_unref (&self->spare);
     free (self->state[0]);
     free (self->state[1]);
+    free (self->dirty);
     for (size_t i = 0; i < self->naccums; i++)
         free (self->accums[i].sum);
     free (self->accums);
@@ -153,10 +154,8 @@ s_key_new (const char *name, uint64_t size, const ps_optim_config_t *config)
     return self;
 }
 
-//  Make key->spare a buffer we may write: the old spare when nobody else
-//  holds it, else a new one. -1 when out of memory; the key is unchanged.
-static int
-s_key_writable_spare (ps_key_t *self)
+int
+ps_key_writable_spare (ps_key_t *self)
 {
     if (ps_buf_exclusive (self->spare))
         return 0;
@@ -168,9 +167,8 @@ s_key_writable_spare (ps_key_t *self)
     return 0;
 }
 
-//  Publish the spare, which now holds the next version
-static void
-s_key_publish (ps_key_t *self)
+void
+ps_key_publish (ps_key_t *self)
 {
     ps_buf_t *previous = self->current;
     self->current = self->spare;
@@ -202,7 +200,6 @@ s_key_check_pieces (const ps_key_t *self, const ps_piece_t *pieces, size_t npiec
     return 0;
 }
 
-//  ERR_NONFINITE naming element at of the key, whose value is value
 int
 ps_key_nonfinite (const ps_key_t *self, uint64_t at, float value, ps_problem_t *problem)
 {
@@ -240,7 +237,7 @@ ps_key_stage (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float sc
     bool fused = check && self->config.kind == PS_OPTIM_SGD;
     if (check && !fused && s_check_finite (self, pieces, npieces, problem))
         return -1;
-    if (s_key_writable_spare (self))
+    if (ps_key_writable_spare (self))
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
                                "key '%s': out of memory for its next version", self->name);
     float *out = ps_buf_data (self->spare);
@@ -275,7 +272,7 @@ ps_key_commit (ps_key_t *self)
     assert (self->staged);
     self->staged = false;
     self->steps++;
-    s_key_publish (self);
+    ps_key_publish (self);
 }
 
 //  -------------------------------------------------------------------------
@@ -438,12 +435,12 @@ ps_store_write (ps_store_t *self, ps_key_t *key, uint64_t offset, const float *d
     assert (data);
     if (!ps_buf_exclusive (key->current)) {
         //  Somebody already reads this version: write a new one instead
-        if (s_key_writable_spare (key))
+        if (ps_key_writable_spare (key))
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
                                    "key '%s': out of memory for its next version", key->name);
         memcpy (ps_buf_data (key->spare), ps_buf_data (key->current),
                 (size_t)key->size * sizeof (float));
-        s_key_publish (key);
+        ps_key_publish (key);
     }
     memcpy (ps_buf_data (key->current) + offset, data, (size_t)count * sizeof (float));
     return 0;

@@ -50,9 +50,26 @@
 //  1 MB are reused by malloc (see docs/performance.md)
 #define PS_CHUNK_BYTES (1 << 20)
 
+//  A push of more tensor bytes than this goes out as several PUSH
+//  messages of at most this many (its parts, PROTOCOL.md): libzmq reads a
+//  message whole before the broker sees it, so a whole push of a big model
+//  would sit in the broker's memory once per worker pushing
+#define PS_PUSH_PART_BYTES PS_CHUNK_BYTES
+
 //  Socket queues (messages) on both sides
 #define PS_SNDHWM 100000
 #define PS_RCVHWM 100000
+//  The broker's ROUTER queues this many messages per connection at most
+//  before libzmq stops reading that connection's socket (TCP then holds
+//  the sender back): with the push budget below, what the broker holds of
+//  pushes is bounded by the budget plus this many parts per connection
+#define PS_ROUTER_RCVHWM 2
+//  Bytes of pushes the ROUTER loop has handed to the aggregation thread
+//  and it has not applied yet, all connections together (psbroker
+//  --push-budget): past it the loop reads no more messages until the
+//  aggregator catches up
+#define PS_DEFAULT_PUSH_BUDGET (16ULL << 20)
+#define PS_MIN_PUSH_BUDGET (1ULL << 20)
 
 //  Liveness defaults
 #define PS_DEFAULT_HEARTBEAT_MS 1000

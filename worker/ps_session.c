@@ -315,7 +315,10 @@ ps_session_send (ps_session_t *self, uint32_t link, ps_pending_t *pending,
                  const ps_envelope_t *request, const float *const *sources, bool lend)
 {
     ps_problem_t problem;
-    int status = ps_link_send (ps_group_link (self->group, link), request, sources, lend, &problem);
+    ps_link_t *to = ps_group_link (self->group, link);
+    int status = request->type == PSMQ__MSG_TYPE__PUSH
+                     ? ps_link_send_parts (to, request, sources, lend, &problem)
+                     : ps_link_send (to, request, sources, lend, &problem);
     if (status)
         return ps_session_fail (self, status, "%s", problem.message);
     ps_tickets_mark_sent (pending, link);
