@@ -26,7 +26,8 @@
       PUBLISH [event][key name]   event.buf holds a reference for the reader
       REPLY   [event][routing id][message]   INIT answered: event.status 0,
                                   or a PSMQ__ERR_CODE__* and why
-      FAULT   [event][why]        a PUSH of rank event.worker was refused
+      FAULT   [event][why]        a PUSH (a part of a push, and its later
+                                  parts) of rank event.worker was refused
                                   and not applied: event.status says why,
                                   ERR_NONFINITE (a NaN or an infinity) or
                                   ERR_FULL (a BSP sum past the store's limit)
@@ -35,7 +36,9 @@
                                   event.status -1 and why (it was destroyed)
       RESTORED [event][why]       RESTORE answered: event.status 0, its
                                   keys published before it, or -1 and why
-      DONE    [event]             event.done = commands processed so far;
+      DONE    [event]             event.done = commands processed so far,
+                                  event.applied = tensor bytes of the PUSHes
+                                  among them (the push budget);
                                   everything they published came before it
     plus the czmq "$TERM" convention to stop.
 

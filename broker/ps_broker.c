@@ -167,9 +167,6 @@ s_router_loop (ps_router_t *self)
     self->next_check = zclock_mono () + check_every;
     while (!self->terminated) {
         int64_t wait = ps_router_checkpoint_wait (self, self->next_check - zclock_mono ());
-        //  The push budget: no more requests while the aggregator has that
-        //  much to apply (libzmq holds the rest back, then TCP does)
-        items[1].events = ps_router_may_read (self) ? ZMQ_POLLIN : 0;
         if (zmq_poll (items, nitems, wait > 0 ? wait : 0) == -1 && errno != EINTR)
             break;
         if (tap_item >= 0 && (items[tap_item].revents & ZMQ_POLLIN))
@@ -189,7 +186,7 @@ s_router_loop (ps_router_t *self)
         for (int burst = 0; burst < 100 && (items[1].revents & ZMQ_POLLIN); burst++) {
             s_monitor_drain (self);
             ps_router_receive (self);
-            if (!ps_router_may_read (self) || !(zsock_events (self->router) & ZMQ_POLLIN))
+            if (!(zsock_events (self->router) & ZMQ_POLLIN))
                 break;
         }
         if (writer >= 0 && (items[writer].revents & ZMQ_POLLIN))
@@ -257,7 +254,7 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
         return ps_problem_set (problem, 0, "cannot create the ROUTER socket");
     zsock_set_maxmsgsize (self->router, PS_MAX_FRAME_BYTES);
     zsock_set_sndhwm (self->router, PS_SNDHWM);
-    zsock_set_rcvhwm (self->router, PS_ROUTER_RCVHWM);
+    zsock_set_rcvhwm (self->router, PS_RCVHWM);
     zsock_set_linger (self->router, 200);
     //  Workers choose their routing ids; a worker that reconnects (after a
     //  network cut, or after dropping a stuck push) takes its own back

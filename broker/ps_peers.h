@@ -60,6 +60,8 @@ typedef struct {
     uint64_t part_next;                //  where that key goes on
     uint64_t part_size;                //  that key's size
     int64_t part_heard;                //  monotonic ms of its last part
+    uint32_t part_owed;                //  grants it is owed (one per part
+                                       //  come but the last)
 } ps_peer_t;
 
 typedef struct ps_peers_t ps_peers_t;

@@ -191,6 +191,7 @@ ps_router_agg_receive (ps_router_t *self)
         self->stats.pending = event.pending;
         self->store_bytes = event.store_bytes;
         self->push_applied = event.applied;
+        ps_router_grant_parts (self);
         ps_published_forget_failed (self->published, self->agg_done);
         s_release (self);
         break;
@@ -491,6 +492,7 @@ s_part_close (ps_peer_t *peer)
     peer->part_open = false;
     peer->part_refused = false;
     peer->part_key[0] = 0;
+    peer->part_owed = 0;
 }
 
 //  A PUSH, whole or one part of a push in parts (PROTOCOL.md): acked at
@@ -523,6 +525,7 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
     }
     if (request->more) {
         peer->part_open = true;
+        peer->part_owed++;
         peer->part_heard = zclock_mono ();
         peer->part_seq = request->seq;
         snprintf (peer->part_key, sizeof peer->part_key, "%s", left.key);
@@ -546,6 +549,8 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
     peer->pushes_sent = self->agg_sent;
     if (self->checkpointer)
         ps_checkpointer_pushed (self->checkpointer, peer->rank, peer->weight, request->clock);
+    if (request->more)
+        ps_router_grant_parts (self);
 }
 
 // ------------------------------------------------------------ PULL, CLOCK

@@ -145,8 +145,9 @@ typedef struct {
                               //  waiting before we stop reading
     uint64_t push_forwarded;  //  push bytes handed to it, ever
     uint64_t push_applied;    //  of those, the ones it has done (DONE)
-    uint64_t push_paused;     //  times the budget stopped our reading
-    bool push_pausing;        //  it stops it now
+    uint64_t push_grants;     //  parts of pushes in parts granted
+    uint64_t push_withheld;   //  times a grant waited for the budget
+    uint32_t grant_cursor;    //  the rank the next grant pass starts at
     //  Authentication (ps_auth.h)
     ps_auth_t *auth; //  who may connect; refusals counted
 } ps_router_t;
@@ -158,10 +159,10 @@ uint32_t ps_router_shards (const ps_router_t *self);
 uint64_t ps_router_new_incarnation (uint64_t old);
 //  Handle one message waiting on the ROUTER socket
 void ps_router_receive (ps_router_t *self);
-//  False while the pushes handed to the aggregator and not yet applied
-//  hold the push budget or more: the loop reads no request then
-//  (ps_router_limits.c)
-bool ps_router_may_read (ps_router_t *self);
+//  Grant the next part of pushes in parts to the connections owed one,
+//  while the pushes handed to the aggregator and not yet applied are below
+//  the push budget; round robin (ps_router_limits.c)
+void ps_router_grant_parts (ps_router_t *self);
 //  Handle one message waiting on the aggregator's pipe
 void ps_router_agg_receive (ps_router_t *self);
 //  The slowest clock may have moved from old_min: flush BSP accumulators,

@@ -24,15 +24,17 @@
     its PUSH is refused with ERR_FULL.
 
     The push budget. Pushes more than 1 MB come in parts of at most 1 MB
-    (PROTOCOL.md), and the loop stops reading requests while the bytes it
-    handed the aggregator and the aggregator has not applied reach the
-    budget (psbroker --push-budget), all connections together. libzmq
-    then queues at most PS_ROUTER_RCVHWM messages per connection and stops
-    reading its socket, so TCP holds the workers back: the broker holds the
-    budget and a couple of parts per connection of pushes, however many
-    workers push. Why not credit messages: a grant costs a round trip, and
-    a peer that takes credit and never sends would keep it; TCP's window
-    is credit that nobody can hoard.
+    (PROTOCOL.md): a worker sends PS_PUSH_WINDOW parts at once and each
+    later one when we grant it (a PUSH reply with `more`), one grant for
+    each part that came but the last. Grants go out while the bytes we
+    handed the aggregator and it has not applied are below the budget
+    (psbroker --push-budget), all connections together, round robin; the
+    rest wait for its DONEs. So the broker holds of pushes the budget and
+    at most a window of parts per connection pushing, however many push.
+    Why not a small ZMQ_RCVHWM and TCP's window: see PS_DEFAULT_PUSH_BUDGET
+    (libzmq 4.3.4 aborts on a connection that closes while its input is
+    stopped). A peer that takes grants and sends nothing holds nothing:
+    a grant reserves no bytes.
 
     Connections. libzmq accepts whatever comes; the socket monitor tells
     us (ps_broker.c), and when more connections are open than the cap,
@@ -271,14 +273,44 @@ ps_router_limits_push (ps_router_t *self, ps_peer_t *peer, ps_problem_t *problem
     return 0;
 }
 
-bool
-ps_router_may_read (ps_router_t *self)
+//  Grant peer the next part of its push in parts
+static void
+s_grant (ps_router_t *self, ps_peer_t *peer)
 {
-    bool may = self->push_forwarded - self->push_applied < self->push_budget;
-    if (!may && !self->push_pausing)
-        self->push_paused++;
-    self->push_pausing = !may;
-    return may;
+    ps_envelope_t request;
+    psmq__envelope__init (&request);
+    request.type = PSMQ__MSG_TYPE__PUSH;
+    request.seq = peer->part_seq;
+    request.worker = peer->rank;
+    ps_envelope_t reply;
+    ps_codec_reply_to (&reply, &request);
+    reply.more = true;
+    reply.min_clock = ps_vclock_min (self->vclock);
+    ps_router_send (self, peer->id, peer->id_size, &reply, NULL, 0);
+    peer->part_owed--;
+    self->push_grants++;
+}
+
+void
+ps_router_grant_parts (ps_router_t *self)
+{
+    uint32_t world = ps_vclock_world (self->vclock);
+    bool withheld = false;
+    for (uint32_t n = 0; n < world; n++) {
+        uint32_t rank = (self->grant_cursor + n) % world;
+        ps_peer_t *peer = ps_peers_of_rank (self->peers, rank);
+        if (!peer || peer->rank != rank || !peer->part_open || peer->part_refused ||
+            !peer->part_owed)
+            continue;
+        if (self->push_forwarded - self->push_applied >= self->push_budget) {
+            withheld = true;
+            self->grant_cursor = rank;
+            break;
+        }
+        s_grant (self, peer);
+        self->grant_cursor = rank + 1;
+    }
+    self->push_withheld += withheld;
 }
 
 json_t *
@@ -294,8 +326,8 @@ ps_router_limits_info (ps_router_t *self)
     return json_pack (
         "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
         "push_budget", (json_int_t)self->push_budget, "push_waiting_bytes",
-        (json_int_t)(self->push_forwarded - self->push_applied), "push_paused",
-        (json_int_t)self->push_paused, "push_refused", (json_int_t)self->push_refused,
+        (json_int_t)(self->push_forwarded - self->push_applied), "push_grants_withheld",
+        (json_int_t)self->push_withheld, "push_refused", (json_int_t)self->push_refused,
         "info_unsent_bytes", (json_int_t)ps_unsent_bytes (self->info_unsent), "info_refused",
         (json_int_t)self->info_refused, "max_memory", (json_int_t)self->config.max_memory,
         "store_bytes", (json_int_t)self->store_bytes, "max_unread", (json_int_t)s_max_unread (self),

@@ -59,16 +59,18 @@
 //  Socket queues (messages) on both sides
 #define PS_SNDHWM 100000
 #define PS_RCVHWM 100000
-//  The broker's ROUTER queues this many messages per connection at most
-//  before libzmq stops reading that connection's socket (TCP then holds
-//  the sender back): with the push budget below, what the broker holds of
-//  pushes is bounded by the budget plus this many parts per connection
-#define PS_ROUTER_RCVHWM 2
+//  A push in parts: the parts a worker sends at once; each later one waits
+//  for the broker's grant (PROTOCOL.md), one per part that came before
+#define PS_PUSH_WINDOW 2
 //  Bytes of pushes the ROUTER loop has handed to the aggregation thread
 //  and it has not applied yet, all connections together (psbroker
-//  --push-budget): past it the loop reads no more messages until the
-//  aggregator catches up
-#define PS_DEFAULT_PUSH_BUDGET (16ULL << 20)
+//  --push-budget): past it the broker grants no part until the aggregator
+//  catches up. Why not a small ZMQ_RCVHWM instead (libzmq stops reading a
+//  connection whose queue is full, and TCP holds the sender back): libzmq
+//  4.3.4 aborts (out_event's assert on _io_error) when a connection whose
+//  input it stopped closes and a ZMTP heartbeat is due, which the broker's
+//  heartbeats and any worker leaving make likely
+#define PS_DEFAULT_PUSH_BUDGET (4ULL << 20)
 #define PS_MIN_PUSH_BUDGET (1ULL << 20)
 
 //  Liveness defaults

@@ -404,6 +404,18 @@ s_expect_reply (ps_test_raw_t *peer, int type, uint64_t seq)
     cr_assert_eq (reply->seq, seq);
 }
 
+//  The next reply must be the grant of the next part of push seq
+static void
+s_expect_grant (ps_test_raw_t *peer, uint64_t seq)
+{
+    ps_envelope_t *reply = ps_test_raw_receive (peer);
+    cr_assert (reply, "no grant for seq %lu", (unsigned long)seq);
+    cr_assert (reply->type == PSMQ__MSG_TYPE__PUSH && reply->more && reply->seq == seq,
+               "%s seq %lu more %d instead of a grant for seq %lu",
+               ps_codec_type_name (reply->type), (unsigned long)reply->seq, reply->more,
+               (unsigned long)seq);
+}
+
 //  The values of "w" as a worker pulls them
 static void
 s_expect_values (ps_worker_t *worker, float a, float b, float c, float d)
@@ -431,8 +443,10 @@ Test (robustness, a_push_in_parts_is_acked_at_its_end_and_refused_once, .timeout
     ps_test_raw_hello (&peer, 0, &hello);
     const float ones[4] = {1, 1, 1, 1};
 
-    //  Two parts, one ack: the INFO behind the first part is answered first
+    //  Two parts, one ack: the first part gets a grant (for the part after
+    //  the window), and the INFO behind it is answered before the ack
     s_send_part (&peer, 10, 0, ones, 2, true);
+    s_expect_grant (&peer, 10);
     ps_envelope_t info;
     ps_test_envelope (&info, PSMQ__MSG_TYPE__INFO, 0, 11);
     ps_test_raw_send (&peer, &info, 0);
@@ -445,6 +459,7 @@ Test (robustness, a_push_in_parts_is_acked_at_its_end_and_refused_once, .timeout
     //  gets no second answer. Its first part was applied, as parts are when
     //  they come, but a key is published only at the end of a push
     s_send_part (&peer, 12, 0, ones, 2, true);
+    s_expect_grant (&peer, 12);
     s_send_part (&peer, 12, 3, ones, 1, true);
     s_expect_error (&peer, PSMQ__ERR_CODE__ERR_SIZE, "a part that skips elements");
     s_send_part (&peer, 12, 2, ones, 2, false);
@@ -459,6 +474,7 @@ Test (robustness, a_push_in_parts_is_acked_at_its_end_and_refused_once, .timeout
     //  A push given up for another: the new one is taken whole, and its
     //  end publishes the first parts of pushes 12 and 15 too
     s_send_part (&peer, 15, 0, ones, 2, true);
+    s_expect_grant (&peer, 15);
     s_send_part (&peer, 16, 0, ones, 4, false);
     s_expect_reply (&peer, PSMQ__MSG_TYPE__PUSH, 16);
     s_expect_values (worker, -4, -4, -2, -2);

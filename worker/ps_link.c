@@ -424,33 +424,18 @@ ps_link_send (ps_link_t *self, const ps_envelope_t *envelope, const float *const
     return PS_OK;
 }
 
-int
-ps_link_send_parts (ps_link_t *self, const ps_envelope_t *envelope, const float *const *sources,
-                    bool lend, ps_problem_t *problem)
+size_t
+ps_link_part_end (const ps_envelope_t *envelope, size_t first)
 {
-    //  Consecutive slices up to PS_PUSH_PART_BYTES (one at least) make a
-    //  part; every part but the last says more follow. The envelope is
-    //  copied, its slice array shared: only n_slices, slices and more differ
-    ps_envelope_t part = *envelope;
-    size_t first = 0;
-    while (first < envelope->n_slices || first == 0) {
-        size_t end = first;
-        uint64_t bytes = 0;
-        while (end < envelope->n_slices &&
-               (end == first ||
-                bytes + envelope->slices[end]->count * sizeof (float) <= PS_PUSH_PART_BYTES)) {
-            bytes += envelope->slices[end]->count * sizeof (float);
-            end++;
-        }
-        part.slices = envelope->slices + first;
-        part.n_slices = end - first;
-        part.more = end < envelope->n_slices;
-        int status = ps_link_send (self, &part, sources ? sources + first : NULL, lend, problem);
-        if (status || end == first)
-            return status;
-        first = end;
+    size_t end = first;
+    uint64_t bytes = 0;
+    while (end < envelope->n_slices &&
+           (end == first ||
+            bytes + envelope->slices[end]->count * sizeof (float) <= PS_PUSH_PART_BYTES)) {
+        bytes += envelope->slices[end]->count * sizeof (float);
+        end++;
     }
-    return PS_OK;
+    return end;
 }
 
 static int
