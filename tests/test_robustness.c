@@ -16,6 +16,7 @@
 #include "ps_worker.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <czmq.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -486,6 +487,45 @@ Test (robustness, a_push_in_parts_is_acked_at_its_end_and_refused_once, .timeout
     ps_tensor_t push = {"w", grad, 4};
     cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_OK);
     s_expect_values (worker, -6, -6, -3, -3);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
+Test (robustness, a_part_holding_a_nan_stops_its_push_and_fails_the_next_clock, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = ps_test_worker (endpoint, 1, 2, PS_TEST_WAIT_MS);
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1};
+    cr_assert_eq (ps_worker_init (worker, "w", 4, NULL, &sgd), PS_OK);
+    ps_test_raw_t peer;
+    ps_test_raw_open (&peer, endpoint);
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 2;
+    ps_test_raw_hello (&peer, 0, &hello);
+    const float ones[4] = {1, 1, 1, 1}, nan[1] = {NAN};
+
+    //  Three parts, the second holding a NaN: the first is stepped into
+    //  the next version, the second and third are not, and the push's end
+    //  (skipped) publishes nothing
+    s_send_part (&peer, 20, 0, ones, 2, true);
+    s_expect_grant (&peer, 20);
+    s_send_part (&peer, 20, 2, nan, 1, true);
+    s_expect_grant (&peer, 20);
+    s_send_part (&peer, 20, 3, ones, 1, false);
+    s_expect_reply (&peer, PSMQ__MSG_TYPE__PUSH, 20);
+    ps_envelope_t clock;
+    ps_test_envelope (&clock, PSMQ__MSG_TYPE__CLOCK, 0, 21);
+    clock.clock = 0;
+    ps_test_raw_send (&peer, &clock, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_NONFINITE, "the clock after a NaN");
+    s_expect_values (worker, 0, 0, 0, 0);
+    //  The next push that ends the key publishes the first part with it
+    float grad[4] = {1, 1, 1, 1};
+    ps_tensor_t push = {"w", grad, 4};
+    cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_OK);
+    s_expect_values (worker, -2, -2, -1, -1);
+    ps_test_raw_close (&peer);
     ps_worker_close (&worker);
     ps_broker_destroy (&broker);
 }
