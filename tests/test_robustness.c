@@ -482,6 +482,7 @@ Test (robustness, a_push_in_parts_is_acked_at_its_end_and_refused_once, .timeout
 
     //  A peer that leaves in the middle of a push: the broker goes on
     s_send_part (&peer, 17, 0, ones, 2, true);
+    s_expect_grant (&peer, 17);
     ps_test_raw_close (&peer);
     float grad[4] = {1, 1, 1, 1};
     ps_tensor_t push = {"w", grad, 4};
