@@ -14,6 +14,7 @@
     ========================================================================= */
 
 #include "ps_aggregator.h"
+#include "ps_dtype.h"
 #include "ps_handoff.h"
 #include "ps_log.h"
 #include "ps_store.h"
@@ -43,7 +44,8 @@ typedef struct {
     size_t capacity;            //  frames allocated
     ps_piece_t *pieces;         //  one key's gradient pieces
     size_t piece_capacity;      //  pieces allocated
-    float *aligned;             //  copies of misaligned frames, reused
+    float *aligned;             //  copies of misaligned frames (and 16-bit
+                                //  frames widened), reused
     size_t aligned_capacity;    //  floats allocated
     taken_t *taken;             //  the keys the push at hand has taken so far
     ps_key_t **keys;            //  its plan's keys, looked up once
@@ -68,7 +70,8 @@ s_publish (ps_key_t *key, void *arg)
     ps_agg_command_t event = {.kind = PS_AGG_PUBLISH,
                               .buf = ps_buf_ref (ps_key_current (key)),
                               .size = ps_key_size (key),
-                              .version = ps_key_version (key)};
+                              .version = ps_key_version (key),
+                              .dtype = ps_key_dtype (key)};
     PS_HANDOFF_SEND (event.buf);
     s_send_event (self, &event, true);
     const char *name = ps_key_name (key);
@@ -136,6 +139,43 @@ s_reply (agg_t *self, const ps_agg_command_t *command, zmq_msg_t *routing_id,
     zmq_send (self->pipe, why, strlen (why), 0);
 }
 
+//  Room for count floats of scratch in self->aligned
+static float *
+s_scratch (agg_t *self, size_t count)
+{
+    if (count > self->aligned_capacity) {
+        float *grown = realloc (self->aligned, count * sizeof *grown);
+        assert (grown);
+        self->aligned = grown;
+        self->aligned_capacity = count;
+    }
+    return self->aligned;
+}
+
+//  An INIT slice's initial values as floats: its frame, or the frame's
+//  16-bit elements widened into scratch
+static const float *
+s_init_values (agg_t *self, const ps_agg_entry_t *slice, zmq_msg_t *data)
+{
+    if (slice->dtype == PS_DTYPE_F32)
+        return zmq_msg_data (data);
+    float *values = s_scratch (self, slice->count);
+    ps_dtype_to_f32 (values, zmq_msg_data (data), slice->count, slice->dtype);
+    return values;
+}
+
+//  A key of this INIT, made by it or before, in the dtype of this slice:
+//  an existing key INITed in another wire dtype is refused, naming both
+static int
+s_check_init_dtype (const ps_key_t *key, const ps_agg_entry_t *slice, ps_problem_t *problem)
+{
+    if (ps_key_dtype (key) == slice->dtype)
+        return 0;
+    return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
+                           "key '%s' exists with wire dtype %s; this INIT asks %s", slice->key,
+                           ps_dtype_name (ps_key_dtype (key)), ps_dtype_name (slice->dtype));
+}
+
 //  INIT: create each key once per message, write initial values of the
 //  keys this message created, publish them, then answer
 static void
@@ -160,14 +200,19 @@ s_handle_init (agg_t *self, const ps_agg_command_t *command)
             failed = ps_store_init (self->store, slice->key, slice->total, named, &created,
                                     &problem) != 0;
             key = failed ? NULL : ps_store_lookup (self->store, slice->key);
+            if (key && created)
+                ps_key_set_dtype (key, slice->dtype);
         }
+        if (!failed)
+            failed = s_check_init_dtype (key, slice, &problem) != 0;
         if (failed || slice->count == 0)
             continue;
         assert (frame < self->nframes);
         zmq_msg_t *data = &self->frames[frame++];
         if (created)
-            failed = ps_store_write (self->store, key, slice->offset, zmq_msg_data (data),
-                                     slice->count, &problem) != 0;
+            failed =
+                ps_store_write (self->store, key, slice->offset, s_init_values (self, slice, data),
+                                slice->count, &problem) != 0;
     }
     if (key && created && !failed)
         s_publish (key, self);
@@ -212,11 +257,12 @@ s_check_frames (agg_t *self, const ps_agg_entry_t *plan, size_t entries, ps_prob
         for (uint32_t f = 0; f < plan[i].frames; f++, frame++) {
             //  Read as bytes: a small frame may sit at any offset
             const void *data = zmq_msg_data (&self->frames[frame]);
-            size_t count = zmq_msg_size (&self->frames[frame]) / sizeof (float);
-            size_t bad = ps_optim_first_nonfinite (data, count);
+            size_t count = zmq_msg_size (&self->frames[frame]) / ps_dtype_size (plan[i].dtype);
+            size_t bad = ps_dtype_first_nonfinite (data, count, plan[i].dtype);
             if (bad < count) {
                 float value;
-                memcpy (&value, (const char *)data + bad * sizeof value, sizeof value);
+                ps_dtype_to_f32 (&value, (const char *)data + bad * ps_dtype_size (plan[i].dtype),
+                                 1, plan[i].dtype);
                 return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_NONFINITE,
                                        "key '%s' element %llu is %s", plan[i].key,
                                        (unsigned long long)(offset + bad),
@@ -257,6 +303,26 @@ s_align_pieces (agg_t *self, size_t npieces)
         }
 }
 
+//  The pieces of a 16-bit key's entry: the frames as they came, each
+//  widened by the store into one scratch of the largest frame's floats as
+//  it reads it (ps_piece_floats), so no key-sized copy is ever made
+static void
+s_entry_wire_pieces (agg_t *self, const ps_agg_entry_t *entry, size_t first)
+{
+    s_reserve_pieces (self, entry->frames);
+    size_t element = ps_dtype_size (entry->dtype), largest = 0;
+    for (uint32_t f = 0; f < entry->frames; f++) {
+        assert (first + f < self->nframes);
+        size_t count = zmq_msg_size (&self->frames[first + f]) / element;
+        largest = count > largest ? count : largest;
+        self->pieces[f] = (ps_piece_t){
+            .count = count, .wire = zmq_msg_data (&self->frames[first + f]), .dtype = entry->dtype};
+    }
+    float *scratch = s_scratch (self, largest);
+    for (uint32_t f = 0; f < entry->frames; f++)
+        self->pieces[f].scratch = scratch;
+}
+
 //  Tell the ROUTER loop that the push was refused: problem names the key
 //  and the element; the worker's next CLOCK is answered with it
 static void
@@ -277,11 +343,14 @@ s_fault (agg_t *self, const ps_agg_command_t *command, const ps_problem_t *probl
 static void
 s_entry_pieces (agg_t *self, const ps_agg_entry_t *entry, size_t first)
 {
+    if (entry->dtype != PS_DTYPE_F32)
+        return s_entry_wire_pieces (self, entry, first);
     s_reserve_pieces (self, entry->frames);
     for (uint32_t f = 0; f < entry->frames; f++) {
         assert (first + f < self->nframes);
         self->pieces[f].data = zmq_msg_data (&self->frames[first + f]);
         self->pieces[f].count = zmq_msg_size (&self->frames[first + f]) / sizeof (float);
+        self->pieces[f].wire = NULL;
     }
     s_align_pieces (self, entry->frames);
 }

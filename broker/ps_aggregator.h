@@ -93,6 +93,7 @@ typedef struct {
     ps_buf_t *buf;               //  PUBLISH: new version, one reference handed over
     uint64_t size;               //  PUBLISH: elements in the key
     uint64_t version;            //  PUBLISH: its version number
+    int dtype;                   //  PUBLISH: its wire dtype (PS_DTYPE_*)
     uint64_t steps;              //  DONE: optimizer steps applied so far
     uint64_t pending;            //  DONE: gradients waiting in BSP accumulators
     int64_t received_us;         //  INIT: when the router read it; echoed in REPLY
@@ -115,6 +116,8 @@ typedef struct {
     uint64_t count;               //  INIT: elements in its frame
     uint64_t total;               //  INIT: the key's size
     uint32_t frames;              //  PUSH: frames of this key
+    int dtype;                    //  INIT, PUSH: the frames' wire dtype
+                                  //  (PS_DTYPE_*); INIT: the key's
     bool ends;                    //  PUSH: the run covers the key to its end
 } ps_agg_entry_t;
 

@@ -100,3 +100,18 @@ ps_buf_frame (ps_buf_t *self, size_t offset, size_t count, zmq_msg_t *msg)
     }
     return 0;
 }
+
+int
+ps_buf_frame_bytes (ps_buf_t *self, size_t offset, size_t bytes, zmq_msg_t *msg)
+{
+    assert (self);
+    size_t size = self->count * sizeof (float);
+    if (offset > size || bytes > size - offset)
+        return -1;
+    ps_buf_ref (self);
+    if (zmq_msg_init_data (msg, (char *)self->data + offset, bytes, s_frame_released, self)) {
+        ps_buf_unref (&self);
+        return -1;
+    }
+    return 0;
+}

@@ -37,5 +37,9 @@ size_t ps_buf_count (const ps_buf_t *self);
 //  holds its own reference until libzmq releases it. 0, or -1 when the
 //  range is outside the buffer or zmq_msg_init_data fails.
 int ps_buf_frame (ps_buf_t *self, size_t offset, size_t count, zmq_msg_t *msg);
+//  The same over bytes [offset, offset + bytes) of the data: for a buffer
+//  that holds 16-bit wire elements (ps_published's copies for BF16 and
+//  F16 keys), whose ranges need not fall on float boundaries
+int ps_buf_frame_bytes (ps_buf_t *self, size_t offset, size_t bytes, zmq_msg_t *msg);
 
 #endif

@@ -35,6 +35,7 @@
 
 #include "ps_checkpoint.h"
 #include "ps_codec.h"
+#include "ps_dtype.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -62,6 +63,8 @@
 //  A key's fixed fields: name length, size, optimizer (kind, five floats,
 //  decay steps), steps, version, state arrays; its name and arrays follow
 #define KEY_FIXED_BYTES (2 + 8 + 4 + 20 + 8 + 8 + 8 + 4)
+//  Format 2 adds the key's wire dtype after them
+#define KEY_DTYPE_BYTES 4
 //  The longest file a broker could have written: its store's limit holds
 //  two versions of each key besides the state, a file one
 #define MAX_FILE_BYTES                                                                             \
@@ -154,14 +157,27 @@ ps_checkpoint_job_clock (const ps_checkpoint_t *self)
     return slowest == INT64_MAX ? furthest : slowest;
 }
 
+//  The format a checkpoint is written in: 1 while every key travels in
+//  f32, so that brokers that read only format 1 read it; 2 (the wire
+//  dtype of each key) once one does not
+static uint32_t
+s_format (const ps_checkpoint_t *self)
+{
+    for (size_t i = 0; i < self->nkeys; i++)
+        if (self->keys[i].dtype != PS_DTYPE_F32)
+            return 2;
+    return 1;
+}
+
 uint64_t
 ps_checkpoint_bytes (const ps_checkpoint_t *self)
 {
     uint64_t bytes = HEADER_BYTES + (uint64_t)self->world * RANK_BYTES + TRAILER_BYTES;
+    uint64_t fixed = KEY_FIXED_BYTES + (s_format (self) >= 2 ? KEY_DTYPE_BYTES : 0);
     for (size_t i = 0; i < self->nkeys; i++) {
         const ps_checkpoint_key_t *key = &self->keys[i];
         uint64_t arrays = 1 + ps_optim_state_slots (key->optim.kind);
-        bytes += KEY_FIXED_BYTES + strlen (key->name) + arrays * key->size * sizeof (float);
+        bytes += fixed + strlen (key->name) + arrays * key->size * sizeof (float);
     }
     return bytes;
 }
@@ -367,7 +383,7 @@ s_write_header (out_t *out, const ps_checkpoint_t *self, uint64_t file_bytes)
 {
     uint8_t header[HEADER_BYTES] = {0};
     memcpy (header, MAGIC, 8);
-    s_put32 (header + 8, PS_CHECKPOINT_VERSION);
+    s_put32 (header + 8, s_format (self));
     s_put64 (header + 16, file_bytes);
     s_put64 (header + 24, self->sequence);
     s_put64 (header + 32, (uint64_t)self->written_ms);
@@ -387,13 +403,13 @@ s_write_header (out_t *out, const ps_checkpoint_t *self, uint64_t file_bytes)
 }
 
 static void
-s_write_key (out_t *out, const ps_checkpoint_key_t *key)
+s_write_key (out_t *out, const ps_checkpoint_key_t *key, uint32_t format)
 {
     size_t name_length = strlen (key->name);
     size_t slots = ps_optim_state_slots (key->optim.kind);
     assert (name_length > 0 && name_length <= PS_MAX_KEY_LEN);
     assert (key->values && ps_buf_count (key->values) >= key->size);
-    uint8_t fixed[KEY_FIXED_BYTES + PS_MAX_KEY_LEN];
+    uint8_t fixed[KEY_FIXED_BYTES + KEY_DTYPE_BYTES + PS_MAX_KEY_LEN];
     uint8_t *at = fixed;
     at[0] = (uint8_t)name_length;
     at[1] = (uint8_t)(name_length >> 8);
@@ -410,7 +426,10 @@ s_write_key (out_t *out, const ps_checkpoint_key_t *key)
     s_put64 (at + 40, key->steps);
     s_put64 (at + 48, key->version);
     s_put32 (at + 56, (uint32_t)slots);
-    s_out (out, fixed, (size_t)(at + 60 - fixed));
+    size_t dtype_bytes = format >= 2 ? KEY_DTYPE_BYTES : 0;
+    if (dtype_bytes)
+        s_put32 (at + 60, (uint32_t)key->dtype);
+    s_out (out, fixed, (size_t)(at + 60 + dtype_bytes - fixed));
     size_t bytes = (size_t)key->size * sizeof (float);
     s_out (out, ps_buf_data (key->values), bytes);
     for (size_t slot = 0; slot < slots; slot++) {
@@ -460,7 +479,7 @@ ps_checkpoint_write (ps_checkpoint_t *self, const char *dir, char *path, size_t 
     uint64_t file_bytes = ps_checkpoint_bytes (self);
     s_write_header (&out, self, file_bytes);
     for (size_t i = 0; i < self->nkeys && !out.failed; i++)
-        s_write_key (&out, &self->keys[i]);
+        s_write_key (&out, &self->keys[i], s_format (self));
     s_out (&out, END_MAGIC, 8);
     uint8_t crc[4];
     s_put32 (crc, out.crc);
@@ -520,6 +539,7 @@ typedef struct {
     uint64_t length;           //  its bytes
     uint64_t at;               //  bytes consumed
     uint32_t crc;              //  of the bytes consumed
+    uint32_t format;           //  the header's format version, 1 or 2
     uint8_t buffer[IO_BUFFER]; //  read ahead
     size_t have;               //  bytes in it
     size_t next;               //  the next one to consume
@@ -648,9 +668,10 @@ s_read_header (in_t *in, ps_checkpoint_t **made, ps_problem_t *problem)
         return ps_problem_set (problem, 0,
                                "truncated: %" PRIu64 " bytes, less than a header and a trailer",
                                in->length);
-    if (s_get32 (header + 8) != PS_CHECKPOINT_VERSION)
-        return ps_problem_set (problem, 0, "format version %" PRIu32 ", this broker reads %d",
-                               s_get32 (header + 8), PS_CHECKPOINT_VERSION);
+    in->format = s_get32 (header + 8);
+    if (in->format < PS_CHECKPOINT_OLDEST_VERSION || in->format > PS_CHECKPOINT_VERSION)
+        return ps_problem_set (problem, 0, "format version %" PRIu32 ", this broker reads %d to %d",
+                               in->format, PS_CHECKPOINT_OLDEST_VERSION, PS_CHECKPOINT_VERSION);
     uint64_t announced = s_get64 (header + 16);
     if (announced != in->length)
         return ps_problem_set (
@@ -712,8 +733,9 @@ s_read_key (in_t *in, ps_checkpoint_t *self, size_t index, ps_problem_t *problem
     ps_checkpoint_key_t *key = ps_checkpoint_add_key (self);
     if (!key)
         return ps_problem_set (problem, 0, "out of memory for key %zu", index);
-    uint8_t fixed[KEY_FIXED_BYTES];
-    if (s_in (in, key->name, name_length) || s_in (in, fixed, KEY_FIXED_BYTES - 2))
+    uint8_t fixed[KEY_FIXED_BYTES + KEY_DTYPE_BYTES];
+    size_t fixed_bytes = KEY_FIXED_BYTES - 2 + (in->format >= 2 ? KEY_DTYPE_BYTES : 0);
+    if (s_in (in, key->name, name_length) || s_in (in, fixed, fixed_bytes))
         return s_refuse (in, problem, "%s", "the file ends inside a key");
     key->name[name_length] = 0;
     ps_problem_t bad;
@@ -730,6 +752,10 @@ s_read_key (in_t *in, ps_checkpoint_t *self, size_t index, ps_problem_t *problem
     key->steps = s_get64 (fixed + 40);
     key->version = s_get64 (fixed + 48);
     uint32_t slots = s_get32 (fixed + 56);
+    uint32_t dtype = in->format >= 2 ? s_get32 (fixed + 60) : PS_DTYPE_F32;
+    if (!ps_dtype_known ((int)dtype))
+        return s_refuse (in, problem, "key '%s': wire dtype %" PRIu32, key->name, dtype);
+    key->dtype = (int)dtype;
     uint64_t left = in->length - in->at - TRAILER_BYTES;
     if (ps_optim_config_check (&key->optim, &bad))
         return s_refuse (in, problem, "key '%s': %s", key->name, bad.message);
@@ -808,7 +834,9 @@ ps_checkpoint_peek_clock (const char *path, int64_t *clock)
     uint8_t header[HEADER_BYTES];
     struct stat info;
     bool whole = fstat (fd, &info) == 0 && pread (fd, header, sizeof header, 0) == HEADER_BYTES &&
-                 memcmp (header, MAGIC, 8) == 0 && s_get32 (header + 8) == PS_CHECKPOINT_VERSION &&
+                 memcmp (header, MAGIC, 8) == 0 &&
+                 s_get32 (header + 8) >= PS_CHECKPOINT_OLDEST_VERSION &&
+                 s_get32 (header + 8) <= PS_CHECKPOINT_VERSION &&
                  s_get64 (header + 16) == (uint64_t)info.st_size;
     close (fd);
     if (!whole)

@@ -19,11 +19,12 @@
     name is complete, and a broker killed at any moment leaves at worst a
     .tmp file, which the next start deletes (ps_checkpoint_prepare_dir).
 
-    Byte format, version 1. Integers little-endian; floats IEEE 754
+    Byte format, version 1 or 2. Integers little-endian; floats IEEE 754
     binary32, little-endian; no padding anywhere.
       header, 72 bytes
         0   8  magic "PSMQCKPT"
-        8   4  u32 format version, 1
+        8   4  u32 format version: 2 when a key travels in a 16-bit wire
+                   dtype, else 1 (which older brokers read)
        12   4  u32 flags, 0
        16   8  u64 file bytes, the trailer included
        24   8  u64 sequence number (the file's name says the same)
@@ -47,6 +48,8 @@
            8  u64 optimizer steps done (Adam's t, the decay's step)
            8  u64 version
            4  u32 state arrays S (as the kind has: 0, 1 or 2)
+           4  format 2 only: u32 wire dtype (0 f32, 1 bf16, 2 f16;
+              proto/ps.proto DType); format 1 keys are f32
          4N   the values
        S*4N   the optimizer state arrays, in order
       trailer, 12 bytes
@@ -78,7 +81,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PS_CHECKPOINT_VERSION 1
+//  The newest format this broker writes and reads, and the oldest it reads
+#define PS_CHECKPOINT_VERSION 2
+#define PS_CHECKPOINT_OLDEST_VERSION 1
 
 //  One key as saved
 typedef struct {
@@ -87,6 +92,7 @@ typedef struct {
     ps_optim_config_t optim;       //  its update rule
     uint64_t steps;                //  optimizer steps done (Adam's t)
     uint64_t version;              //  its version number
+    int dtype;                     //  its wire dtype, PS_DTYPE_* (format 2)
     ps_buf_t *values;              //  size floats; one reference, ours
     float *state[2];               //  size floats each, ours; NULL past
                                    //  ps_optim_state_slots (optim.kind)

@@ -9,6 +9,7 @@
     ========================================================================= */
 
 #include "ps_published.h"
+#include "ps_dtype.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -22,7 +23,18 @@ typedef struct {
     uint64_t size;         //  elements
     uint64_t version;      //  version number
     uint64_t init_command; //  while buf is NULL: the INIT's command number
+    int dtype;             //  wire dtype, PS_DTYPE_*
+    ps_buf_t *wire;        //  16-bit keys: a copy of some version in dtype
+                           //  (our reference), NULL before the first pull
+    uint64_t wire_version; //  the version wire holds
+    uint64_t *wire_done;   //  its chunks of WIRE_CHUNK elements converted,
+                           //  a bit each (allocated with wire)
 } version_t;
+
+//  The 16-bit copy is converted a chunk at a time, as the reply parts
+//  that carry it go out (ps_published_fill): the first part is on the
+//  wire while the next is converted, instead of after a pass over the key
+#define WIRE_CHUNK ((uint64_t)PS_CHUNK_BYTES / sizeof (float))
 
 struct ps_published_t {
     zhashx_t *versions;      //  key -> version_t, owned
@@ -40,6 +52,8 @@ s_version_free (void **item_p)
     version_t *version = *item_p;
     if (version) {
         ps_buf_unref (&version->buf);
+        ps_buf_unref (&version->wire);
+        free (version->wire_done);
         free (version);
         *item_p = NULL;
     }
@@ -75,6 +89,33 @@ ps_published_destroy (ps_published_t **self_p)
     *self_p = NULL;
 }
 
+static size_t
+s_wire_words (const version_t *entry)
+{
+    return (size_t)((entry->size + WIRE_CHUNK - 1) / WIRE_CHUNK + 63) / 64;
+}
+
+//  Convert the chunks of entry's copy that [offset, offset + count)
+//  touches and that are not yet
+static void
+s_wire_convert (version_t *entry, uint64_t offset, uint64_t count)
+{
+    if (count == 0)
+        return;
+    size_t element = ps_dtype_size (entry->dtype);
+    for (uint64_t chunk = offset / WIRE_CHUNK; chunk <= (offset + count - 1) / WIRE_CHUNK;
+         chunk++) {
+        uint64_t bit = 1ull << (chunk % 64);
+        if (entry->wire_done[chunk / 64] & bit)
+            continue;
+        uint64_t first = chunk * WIRE_CHUNK;
+        uint64_t run = entry->size - first < WIRE_CHUNK ? entry->size - first : WIRE_CHUNK;
+        ps_dtype_from_f32 ((char *)ps_buf_data (entry->wire) + first * element,
+                           ps_buf_data (entry->buf) + first, (size_t)run, entry->dtype);
+        entry->wire_done[chunk / 64] |= bit;
+    }
+}
+
 void
 ps_published_set (ps_published_t *self, const char *key, ps_buf_t *buf, uint64_t size,
                   uint64_t version)
@@ -89,6 +130,10 @@ ps_published_set (ps_published_t *self, const char *key, ps_buf_t *buf, uint64_t
         self->creating--;
     if (!entry->buf)
         self->bytes += size * sizeof (float);
+    //  Frames that hold the copy of the version going away are whole
+    //  before it goes, should a part not have been filled
+    if (entry->wire && entry->wire_version == entry->version && !ps_buf_exclusive (entry->wire))
+        s_wire_convert (entry, 0, entry->size);
     ps_buf_unref (&entry->buf);
     entry->buf = buf;
     entry->size = size;
@@ -106,6 +151,7 @@ ps_published_creating (ps_published_t *self, const ps_envelope_t *init, uint64_t
         assert (entry);
         entry->size = slice->total;
         entry->init_command = command;
+        entry->dtype = (int)slice->dtype;
         zhashx_insert (self->versions, slice->key, entry);
         self->creating++;
     }
@@ -133,6 +179,62 @@ uint64_t
 ps_published_bytes (const ps_published_t *self)
 {
     return self->bytes;
+}
+
+void
+ps_published_set_dtype (ps_published_t *self, const char *key, int dtype)
+{
+    version_t *entry = zhashx_lookup (self->versions, key);
+    if (entry && entry->dtype != dtype) {
+        entry->dtype = dtype;
+        ps_buf_unref (&entry->wire);
+        free (entry->wire_done);
+        entry->wire_done = NULL;
+    }
+}
+
+int
+ps_published_dtype (ps_published_t *self, const char *key)
+{
+    version_t *entry = zhashx_lookup (self->versions, key);
+    return entry ? entry->dtype : PS_DTYPE_F32;
+}
+
+//  A 16-bit copy for entry's version, its chunks not converted yet: the
+//  copy's buffer reused when no frame holds it. -1 when out of memory.
+static int
+s_wire_prepare (version_t *entry)
+{
+    if (entry->wire && entry->wire_version == entry->version)
+        return 0;
+    if (entry->wire && !ps_buf_exclusive (entry->wire))
+        ps_buf_unref (&entry->wire);
+    if (!entry->wire_done) {
+        entry->wire_done = calloc (s_wire_words (entry), sizeof (uint64_t));
+        if (!entry->wire_done)
+            return -1;
+    }
+    if (!entry->wire) {
+        //  Two 16-bit elements to a float of the buffer
+        entry->wire = ps_buf_new ((size_t)(entry->size + 1) / 2);
+        if (!entry->wire)
+            return -1;
+    }
+    memset (entry->wire_done, 0, s_wire_words (entry) * sizeof (uint64_t));
+    entry->wire_version = entry->version;
+    return 0;
+}
+
+void
+ps_published_fill (ps_published_t *self, ps_slice_t *const *slices, size_t nslices)
+{
+    for (size_t i = 0; i < nslices; i++) {
+        if (slices[i]->dtype == PSMQ__DTYPE__F32 || slices[i]->count == 0)
+            continue;
+        version_t *entry = zhashx_lookup (self->versions, slices[i]->key);
+        if (entry && entry->wire && entry->wire_version == entry->version)
+            s_wire_convert (entry, slices[i]->offset, slices[i]->count);
+    }
 }
 
 bool
@@ -163,6 +265,12 @@ s_pull_range (ps_published_t *self, const ps_slice_t *slice, version_t **entry_p
                                "pull of key '%s' [%" PRIu64 ", +%" PRIu64 ") beyond its %" PRIu64
                                " elements",
                                slice->key, slice->offset, slice->count, entry->size);
+    if ((int)slice->dtype != entry->dtype)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                               "pull of key '%s' in %s: the key travels in %s (its INIT's "
+                               "dtype)",
+                               slice->key, ps_dtype_name ((int)slice->dtype),
+                               ps_dtype_name (entry->dtype));
     *entry_p = entry;
     *count = slice->count ? slice->count : entry->size - slice->offset;
     return 0;
@@ -186,7 +294,7 @@ ps_published_check_pull (ps_published_t *self, const ps_envelope_t *request, ps_
         if (s_pull_range (self, request->slices[i], &entry, &count, problem))
             return -1;
         slices += s_chunks (count);
-        bytes += count * sizeof (float);
+        bytes += count * ps_dtype_size (entry->dtype);
     }
     if (slices > PS_MAX_SLICES || bytes > (uint64_t)PS_MAX_MESSAGE_BYTES)
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
@@ -217,6 +325,18 @@ s_reserve (ps_published_t *self, size_t count)
     return 0;
 }
 
+//  A reply frame over elements [offset, offset + count) of entry's 16-bit
+//  copy; with unsent, charging it the whole copy. 0, or -1.
+static int
+s_wire_frame (version_t *entry, uint64_t offset, uint64_t count, ps_unsent_t *unsent,
+              zmq_msg_t *frame)
+{
+    size_t element = ps_dtype_size (entry->dtype);
+    return unsent ? ps_unsent_frame_bytes (unsent, entry->wire, offset * element, count * element,
+                                           entry->size * element, frame)
+                  : ps_buf_frame_bytes (entry->wire, offset * element, count * element, frame);
+}
+
 ssize_t
 ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request, ps_unsent_t *unsent,
                          ps_slice_t ***slices, zmq_msg_t **frames, ps_problem_t *problem)
@@ -231,6 +351,10 @@ ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request, ps_
         if (!entry->buf)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_UNKNOWN_KEY,
                                    "pull of key '%s', whose init failed", request->slices[i]->key);
+        if (entry->dtype != PS_DTYPE_F32 && s_wire_prepare (entry))
+            return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
+                                   "out of memory for the %s copy of key '%s'",
+                                   ps_dtype_name (entry->dtype), request->slices[i]->key);
         total += s_chunks (count);
     }
     if (s_reserve (self, total))
@@ -251,10 +375,13 @@ ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request, ps_
             slice->offset = offset;
             slice->count = run;
             slice->total = entry->size;
+            slice->dtype = (Psmq__DType)entry->dtype;
             self->slice_ptrs[used] = slice;
             zmq_msg_t *frame = &self->reply_frames[used];
             //  The slice's last frame holds the version longest
-            int rc = run == 0 ? -1
+            int rc = run && entry->dtype != PS_DTYPE_F32
+                         ? s_wire_frame (entry, offset, run, count == run ? unsent : NULL, frame)
+                     : run == 0 ? -1
                      : unsent && count == run
                          ? ps_unsent_frame (unsent, entry->buf, offset, run,
                                             entry->size * sizeof (float), frame)

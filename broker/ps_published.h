@@ -9,6 +9,14 @@
     command number of that INIT), so requests pipelined behind an INIT are
     checked against the size it asked for.
 
+    A key whose INIT named a 16-bit wire dtype (BF16, F16) is answered
+    from a 16-bit copy of its version, made once per version (not per
+    pull) and kept until the next one; the copy's buffer is reused when no
+    frame holds it any more. The copy is converted a chunk at a time by
+    ps_published_fill, which the sender calls for each part of a reply
+    just before sending it, so that the first part is on the wire while
+    the next is converted.
+
     Owns one reference per published version and the reply layout buffers.
     Only the ROUTER loop's thread may call it.
     ========================================================================= */
@@ -40,6 +48,11 @@ void ps_published_creating (ps_published_t *self, const ps_envelope_t *init, uin
 //  Forget the keys whose creating command is done (<= done) but which were
 //  never published: the aggregation thread refused their INIT
 void ps_published_forget_failed (ps_published_t *self, uint64_t done);
+//  The wire dtype (PS_DTYPE_*) of a key published or being created; the
+//  aggregation thread's (after a RESTORE: the checkpoint's) wins
+void ps_published_set_dtype (ps_published_t *self, const char *key, int dtype);
+//  key's wire dtype, PS_DTYPE_F32 for an unknown key
+int ps_published_dtype (ps_published_t *self, const char *key);
 //  Whether key is published or being created; its size in *size
 bool ps_published_size (ps_published_t *self, const char *key, uint64_t *size);
 //  Keys published (not those still being created)
@@ -48,7 +61,8 @@ size_t ps_published_keys (const ps_published_t *self);
 uint64_t ps_published_bytes (const ps_published_t *self);
 
 //  Check a PULL against the keys and the reply limits. 0, or -1 with
-//  ERR_UNKNOWN_KEY, ERR_SIZE or ERR_TOO_LARGE in problem.
+//  ERR_UNKNOWN_KEY, ERR_SIZE (a range beyond the key, or a slice whose
+//  dtype is not the key's) or ERR_TOO_LARGE in problem.
 int ps_published_check_pull (ps_published_t *self, const ps_envelope_t *request,
                              ps_problem_t *problem);
 //  Lay out the reply to a checked PULL: slices of at most PS_CHUNK_BYTES
@@ -62,5 +76,11 @@ int ps_published_check_pull (ps_published_t *self, const ps_envelope_t *request,
 ssize_t ps_published_pull_reply (ps_published_t *self, const ps_envelope_t *request,
                                  ps_unsent_t *unsent, ps_slice_t ***slices, zmq_msg_t **frames,
                                  ps_problem_t *problem);
+//  Fill the frames of a BF16 or F16 key's reply slices (the 16-bit copy
+//  of the chunks they cover, each converted once per version): call it on
+//  each part of a reply before the part is sent (or tapped), before any
+//  other call changes the table. Nothing for f32 slices. Should a part
+//  be left unfilled, its frames are filled when the next version is set.
+void ps_published_fill (ps_published_t *self, ps_slice_t *const *slices, size_t nslices);
 
 #endif

@@ -15,6 +15,7 @@
     ========================================================================= */
 
 #include "ps_router.h"
+#include "ps_dtype.h"
 #include "ps_handoff.h"
 #include "ps_info.h"
 #include "ps_limits.h"
@@ -97,6 +98,7 @@ s_on_publish (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *name)
     key[length] = 0;
     PS_HANDOFF_RECEIVE (event->buf);
     ps_published_set (self->published, key, event->buf, event->size, event->version);
+    ps_published_set_dtype (self->published, key, event->dtype);
 }
 
 //  The aggregator answered an INIT: the reply goes out from here, where
@@ -226,16 +228,18 @@ s_answer_pull (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
     reply.min_clock = ps_vclock_min (self->vclock);
     reply.n_slices = (size_t)used;
     reply.slices = slices;
-    if (self->tap_on)
+    if (self->tap_on) {
+        ps_published_fill (self->published, slices, (size_t)used); //  the tap reads them all
         ps_router_tap_message (self, PSMQ__TAP_KIND__TAP_REPLY, id, id_size, &reply, frames,
                                (size_t)used);
+    }
     self->stats.out[PSMQ__MSG_TYPE__PULL]++;
     size_t first = 0;
     while (first < (size_t)used) {
         size_t last = first;
         uint64_t bytes = 0;
-        while (last < (size_t)used && (last == first || bytes < PS_CHUNK_BYTES))
-            bytes += slices[last++]->count * sizeof (float);
+        for (; last < (size_t)used && (last == first || bytes < PS_CHUNK_BYTES); last++)
+            bytes += slices[last]->count * ps_dtype_size ((int)slices[last]->dtype);
         reply.n_slices = last - first;
         reply.slices = slices + first;
         reply.more = last < (size_t)used;
@@ -249,6 +253,9 @@ s_answer_pull (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
         }
         self->stats.bytes_out += bytes;
         self->stats.bytes_out_type[PSMQ__MSG_TYPE__PULL] += bytes;
+        //  16-bit keys: this part's chunks converted now, the last part
+        //  already on the wire
+        ps_published_fill (self->published, slices + first, last - first);
         ps_router_send_raw (self, id, id_size, &reply, frames + first, nframes);
         first = last;
     }
@@ -337,6 +344,33 @@ s_reserve_plan (ps_router_t *self, size_t entries)
     return 0;
 }
 
+//  An INIT slice names the wire dtype of a key that exists (or is being
+//  created) in another: refused like another size (the aggregation
+//  thread has the last word, for slices of one INIT that differ)
+static int
+s_check_init_dtype (ps_router_t *self, const ps_slice_t *slice, ps_problem_t *problem)
+{
+    uint64_t size;
+    int dtype = ps_published_dtype (self->published, slice->key);
+    if (!ps_published_size (self->published, slice->key, &size) || dtype == (int)slice->dtype)
+        return 0;
+    return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
+                           "key '%s' exists with wire dtype %s; this INIT asks %s", slice->key,
+                           ps_dtype_name (dtype), ps_dtype_name ((int)slice->dtype));
+}
+
+//  A PUSH slice must carry its key's wire dtype
+static int
+s_check_push_dtype (ps_router_t *self, const ps_slice_t *slice, ps_problem_t *problem)
+{
+    int dtype = ps_published_dtype (self->published, slice->key);
+    if ((int)slice->dtype == dtype)
+        return 0;
+    return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                           "push of key '%s' in %s: the key travels in %s (its INIT's dtype)",
+                           slice->key, ps_dtype_name ((int)slice->dtype), ps_dtype_name (dtype));
+}
+
 //  Check an INIT and draw its plan, a slice per entry
 static int
 s_check_init (ps_router_t *self, const ps_envelope_t *request, ps_problem_t *problem)
@@ -360,12 +394,15 @@ s_check_init (ps_router_t *self, const ps_envelope_t *request, ps_problem_t *pro
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_KEY_EXISTS,
                                    "key '%s' exists with %" PRIu64 " elements, not %" PRIu64,
                                    slice->key, size, slice->total);
+        if (s_check_init_dtype (self, slice, problem))
+            return -1;
         ps_agg_entry_t *entry = &self->plan[i];
         snprintf (entry->key, sizeof entry->key, "%s", slice->key);
         entry->offset = slice->offset;
         entry->count = slice->count;
         entry->total = slice->total;
         entry->frames = slice->count ? 1 : 0;
+        entry->dtype = (int)slice->dtype;
     }
     if (request->optim) {
         const Psmq__Optim *optim = request->optim;
@@ -459,6 +496,8 @@ s_check_push (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request, 
             run.next = 0;
             entry = NULL;
         }
+        if (s_check_push_dtype (self, slice, problem))
+            return -1;
         if (slice->offset != run.next || slice->count == 0)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
                                    "push of key '%s': slice [%" PRIu64 ", +%" PRIu64
@@ -469,6 +508,7 @@ s_check_push (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request, 
             snprintf (entry->key, sizeof entry->key, "%s", run.key);
             entry->offset = run.next;
             entry->frames = 0;
+            entry->dtype = ps_published_dtype (self->published, run.key);
         }
         run.next += slice->count;
         entry->frames++;

@@ -184,7 +184,7 @@ s_key_check_pieces (const ps_key_t *self, const ps_piece_t *pieces, size_t npiec
     assert (pieces || npieces == 0);
     uint64_t covered = 0;
     for (size_t i = 0; i < npieces; i++) {
-        assert (pieces[i].data || pieces[i].count == 0);
+        assert (pieces[i].data || pieces[i].wire || pieces[i].count == 0);
         if (pieces[i].count > self->size - covered)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
                                    "key '%s': gradient pieces exceed its %llu elements "
@@ -217,9 +217,10 @@ s_check_finite (const ps_key_t *self, const ps_piece_t *pieces, size_t npieces,
 {
     uint64_t offset = 0;
     for (size_t i = 0; i < npieces; i++) {
-        size_t bad = ps_optim_first_nonfinite (pieces[i].data, pieces[i].count);
+        const float *grad = ps_piece_floats (&pieces[i]);
+        size_t bad = ps_optim_first_nonfinite (grad, pieces[i].count);
         if (bad < pieces[i].count)
-            return ps_key_nonfinite (self, offset + bad, pieces[i].data[bad], problem);
+            return ps_key_nonfinite (self, offset + bad, grad[bad], problem);
         offset += pieces[i].count;
     }
     return 0;
@@ -245,7 +246,7 @@ ps_key_stage (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float sc
     uint64_t step = self->steps + 1;
     size_t offset = 0;
     for (size_t i = 0; i < npieces; i++) {
-        const float *grad = pieces[i].data;
+        const float *grad = ps_piece_floats (&pieces[i]);
         size_t count = pieces[i].count;
         if (fused) {
             size_t bad = ps_optim_sgd_checked (&self->config, out + offset, in + offset, grad,
@@ -489,6 +490,21 @@ ps_key_has_state (const ps_key_t *key)
 {
     assert (key);
     return key->state[0] != NULL;
+}
+
+int
+ps_key_dtype (const ps_key_t *key)
+{
+    assert (key);
+    return key->dtype;
+}
+
+void
+ps_key_set_dtype (ps_key_t *key, int dtype)
+{
+    assert (key);
+    assert (ps_dtype_known (dtype));
+    key->dtype = dtype;
 }
 
 ps_buf_t *

@@ -25,6 +25,7 @@
 #include "ps_buf.h"
 #include "ps_checkpoint.h"
 #include "ps_codec.h"
+#include "ps_dtype.h"
 #include "ps_optim.h"
 
 #include <stdbool.h>
@@ -33,11 +34,30 @@
 typedef struct ps_store_t ps_store_t;
 typedef struct ps_key_t ps_key_t;
 
-//  A run of gradient floats; data is borrowed for the call
+//  A run of gradient floats; data is borrowed for the call. A piece that
+//  came as 16-bit wire elements (a BF16 or F16 key's frame) has wire set
+//  and is read through ps_piece_floats, which widens it into scratch.
 typedef struct {
-    const float *data;
-    size_t count;
+    const float *data; //  float32 pieces: the elements
+    size_t count;      //  elements
+    const void *wire;  //  16-bit pieces: the elements as received, else NULL
+    int dtype;         //  16-bit pieces: their PS_DTYPE_*
+    float *scratch;    //  16-bit pieces: count floats the caller lends, shared
+                       //  by every piece of the call (so one is read at a time)
 } ps_piece_t;
+
+//  The piece's elements as floats: data, or wire widened into scratch
+//  now (valid until the next piece sharing that scratch is read). A
+//  piece is at most a frame, so the loop that reads it next finds it in
+//  the cache: the conversion is a pass over one frame, not over the key.
+static inline const float *
+ps_piece_floats (const ps_piece_t *piece)
+{
+    if (!piece->wire)
+        return piece->data;
+    ps_dtype_to_f32 (piece->scratch, piece->wire, piece->count, piece->dtype);
+    return piece->scratch;
+}
 
 //  defaults: optimizer for keys whose INIT does not name one (copied;
 //  NULL means ps_optim_config_defaults). NULL when out of memory or when
@@ -82,6 +102,10 @@ uint64_t ps_key_version (const ps_key_t *key);
 ps_buf_t *ps_key_current (ps_key_t *key);
 //  Its update rule keeps state (momentum, Adagrad, Adam), changed by a step
 bool ps_key_has_state (const ps_key_t *key);
+//  The wire dtype its INIT named (PS_DTYPE_*; F32 for a new key): kept for
+//  checkpoints and for INITs that name another
+int ps_key_dtype (const ps_key_t *key);
+void ps_key_set_dtype (ps_key_t *key, int dtype);
 
 //  SSP and ASP: one optimizer step now with the mean gradient
 //  (sum of pieces / grad_count). The pieces must cover the key exactly

@@ -117,8 +117,9 @@ s_subtract (float *sum, const ps_piece_t *pieces, size_t npieces)
 {
     size_t offset = 0;
     for (size_t i = 0; i < npieces; i++) {
+        const float *grad = ps_piece_floats (&pieces[i]);
         for (size_t j = 0; j < pieces[i].count; j++)
-            sum[offset + j] -= pieces[i].data[j];
+            sum[offset + j] -= grad[j];
         offset += pieces[i].count;
     }
 }
@@ -153,14 +154,15 @@ ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_pi
     for (size_t i = 0; i < npieces; i++) {
         //  Checked just before it is summed: a piece is at most a frame,
         //  so the sum reads it again from cache
-        size_t bad =
-            check ? ps_optim_first_nonfinite (pieces[i].data, pieces[i].count) : pieces[i].count;
+        const float *grad = ps_piece_floats (&pieces[i]);
+        size_t bad = check ? ps_optim_first_nonfinite (grad, pieces[i].count) : pieces[i].count;
         if (bad < pieces[i].count) {
+            float value = grad[bad]; //  before s_subtract reuses the scratch
             if (!first)
                 s_subtract (accum->sum, pieces, i);
-            return ps_key_nonfinite (key, offset + bad, pieces[i].data[bad], problem);
+            return ps_key_nonfinite (key, offset + bad, value, problem);
         }
-        s_sum_range (accum, offset, pieces[i].data, pieces[i].count);
+        s_sum_range (accum, offset, grad, pieces[i].count);
         offset += pieces[i].count;
     }
     if (first) {
@@ -210,7 +212,7 @@ ps_store_accumulate_part (ps_store_t *self, ps_key_t *key, int64_t clock, uint64
         accum->count += grad_count;
     uint64_t at = offset;
     for (size_t i = 0; i < npieces; i++) {
-        s_sum_range (accum, at, pieces[i].data, pieces[i].count);
+        s_sum_range (accum, at, ps_piece_floats (&pieces[i]), pieces[i].count);
         at += pieces[i].count;
     }
     s_key_pend (self, key);
@@ -229,8 +231,9 @@ ps_store_unaccumulate_part (ps_store_t *self, ps_key_t *key, int64_t clock, uint
             continue;
         uint64_t at = offset;
         for (size_t p = 0; p < npieces; p++) {
+            const float *grad = ps_piece_floats (&pieces[p]);
             for (size_t j = 0; j < pieces[p].count; j++)
-                accum->sum[at + j] -= pieces[p].data[j];
+                accum->sum[at + j] -= grad[j];
             at += pieces[p].count;
         }
         if (offset == 0) {
@@ -283,7 +286,7 @@ s_flush_key (ps_key_t *key, int64_t before_clock)
             accum->live = false;
             continue;
         }
-        ps_piece_t whole = {accum->sum, (size_t)key->size};
+        ps_piece_t whole = {.data = accum->sum, .count = (size_t)key->size};
         ps_problem_t problem;
         //  The sums were checked as they came in (or may hold what the
         //  broker was told to accept)

@@ -42,6 +42,7 @@ ps_store_snapshot (ps_store_t *self, ps_checkpoint_t *checkpoint, ps_problem_t *
         saved->optim = key->config;
         saved->steps = key->steps;
         saved->version = key->version;
+        saved->dtype = key->dtype;
         saved->values = ps_buf_ref (key->current);
         for (size_t slot = 0; slot < 2 && key->state[slot]; slot++) {
             saved->state[slot] = ps_store_floats_new (key->size, false);
@@ -93,6 +94,7 @@ s_restore_key (ps_store_t *self, ps_checkpoint_key_t *saved, ps_problem_t *probl
     key->config = saved->optim;
     key->steps = saved->steps;
     key->version = saved->version;
+    key->dtype = saved->dtype;
     key->spare = spare;
     key->current = saved->values;
     saved->values = NULL;

@@ -130,6 +130,7 @@ ps_store_stage_part (ps_store_t *self, ps_key_t *key, uint64_t offset, const ps_
     float scale = 1.0f / (float)grad_count;
     uint64_t at = offset;
     for (size_t i = 0; i < npieces; i++) {
+        const float *grad = ps_piece_floats (&pieces[i]);
         size_t done = 0;
         while (done < pieces[i].count) {
             uint64_t chunk_end = (at / CHUNK_FLOATS + 1) * CHUNK_FLOATS;
@@ -138,7 +139,7 @@ ps_store_stage_part (ps_store_t *self, ps_key_t *key, uint64_t offset, const ps_
             size_t count = pieces[i].count - done;
             if (count > chunk_end - at)
                 count = (size_t)(chunk_end - at);
-            s_step (key, at, pieces[i].data + done, count, scale);
+            s_step (key, at, grad + done, count, scale);
             at += count;
             done += count;
         }

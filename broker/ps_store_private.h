@@ -42,6 +42,7 @@ struct ps_key_t {
     uint8_t *dirty;           //  then, by chunk of PS_CHUNK_BYTES: the
                               //  spare's chunk is newer than current's
     uint64_t version;         //  1 after INIT, bumped by every step
+    int dtype;                //  wire dtype its INIT named, PS_DTYPE_*
     accum_t *accums;          //  BSP accumulators, live or reusable
     size_t naccums;           //  slots in accums
     bool pending;             //  on the store's pending list

@@ -293,6 +293,7 @@ s_record_keys (ps_tap_t *self, ps_tap_record_t *record, const ps_envelope_t *env
         psmq__tap_key__init (&self->keys[used]);
         self->keys[used].key = slice->key;
         self->keys[used].count = slice->count;
+        self->keys[used].dtype = slice->dtype;
         self->key_ptrs[used] = &self->keys[used];
         used++;
     }

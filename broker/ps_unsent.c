@@ -95,6 +95,28 @@ ps_unsent_frame (ps_unsent_t *self, ps_buf_t *buf, size_t offset, size_t count, 
 }
 
 int
+ps_unsent_frame_bytes (ps_unsent_t *self, ps_buf_t *buf, size_t offset, size_t bytes,
+                       uint64_t charge, zmq_msg_t *msg)
+{
+    assert (self);
+    assert (buf);
+    size_t size = ps_buf_count (buf) * sizeof (float);
+    if (offset > size || bytes > size - offset)
+        return -1;
+    hint_t *hint = malloc (sizeof *hint);
+    if (!hint)
+        return -1;
+    atomic_fetch_add_explicit (&self->refs, 1, memory_order_relaxed);
+    *hint = (hint_t){.unsent = self, .buf = ps_buf_ref (buf), .charge = charge};
+    atomic_fetch_add_explicit (&self->bytes, charge, memory_order_relaxed);
+    if (zmq_msg_init_data (msg, (char *)ps_buf_data (buf) + offset, bytes, s_released, hint)) {
+        s_released (NULL, hint);
+        return -1;
+    }
+    return 0;
+}
+
+int
 ps_unsent_buffer (ps_unsent_t *self, size_t size, zmq_msg_t *msg)
 {
     assert (self);

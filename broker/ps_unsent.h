@@ -52,6 +52,10 @@ uint64_t ps_unsent_bytes (ps_unsent_t *self);
 //  range is outside the buffer or out of memory.
 int ps_unsent_frame (ps_unsent_t *self, ps_buf_t *buf, size_t offset, size_t count, uint64_t charge,
                      zmq_msg_t *msg);
+//  The same over bytes [offset, offset + bytes) of buf's data (a 16-bit
+//  wire copy, ps_buf_frame_bytes)
+int ps_unsent_frame_bytes (ps_unsent_t *self, ps_buf_t *buf, size_t offset, size_t bytes,
+                           uint64_t charge, zmq_msg_t *msg);
 
 //  A frame of size bytes for the caller to fill (an INFO reply), charging
 //  self size bytes until libzmq releases it. 0, or -1 out of memory.

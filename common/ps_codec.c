@@ -19,6 +19,7 @@
     ========================================================================= */
 
 #include "ps_codec.h"
+#include "ps_dtype.h"
 
 #include <assert.h>
 #include <stdarg.h>
@@ -153,7 +154,7 @@ s_check_slices (const ps_envelope_t *envelope, ps_problem_t *problem)
         const ps_slice_t *slice = envelope->slices[i];
         if (ps_codec_check_key (slice->key, problem))
             return -1;
-        if (slice->dtype != PSMQ__DTYPE__F32)
+        if (!ps_dtype_known ((int)slice->dtype))
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
                                    "key '%s': unsupported dtype %d", slice->key, (int)slice->dtype);
         if (slice->total > PS_MAX_TENSOR_ELEMS)
@@ -169,7 +170,7 @@ s_check_slices (const ps_envelope_t *envelope, ps_problem_t *problem)
                                    slice->key, (unsigned long long)slice->offset,
                                    (unsigned long long)slice->count,
                                    (unsigned long long)PS_MAX_TENSOR_ELEMS);
-        bytes += slice->count * sizeof (float);
+        bytes += slice->count * ps_dtype_size ((int)slice->dtype);
     }
     if (ps_codec_carries_data (envelope) && bytes > (uint64_t)PS_MAX_MESSAGE_BYTES)
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_TOO_LARGE,
@@ -379,12 +380,14 @@ ps_codec_check_frames (const ps_envelope_t *envelope, zmq_msg_t *frames, size_t 
         if (slice->count == 0)
             continue;
         size_t size = zmq_msg_size (&frames[frame++]);
-        if (size != slice->count * sizeof (float))
+        size_t element = ps_dtype_size ((int)slice->dtype);
+        if (size != slice->count * element)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
-                                   "key '%s': frame of %zu bytes for %llu float32 elements "
+                                   "key '%s': frame of %zu bytes for %llu %s elements "
                                    "(%llu bytes expected)",
                                    slice->key, size, (unsigned long long)slice->count,
-                                   (unsigned long long)slice->count * sizeof (float));
+                                   ps_dtype_name ((int)slice->dtype),
+                                   (unsigned long long)slice->count * element);
     }
     return 0;
 }

@@ -11,6 +11,7 @@
     ========================================================================= */
 
 #include "ps_checkpoint.h"
+#include "ps_dtype.h"
 #include "ps_testutil.h"
 
 #include <criterion/criterion.h>
@@ -246,9 +247,56 @@ Test (checkpoint, another_format_version_is_refused)
 {
     char dir[256], path[PATH_MAX];
     ps_test_checkpoint_write (ps_test_checkpoint_dir (dir, sizeof dir), 1, 10, path, sizeof path);
-    s_patch (path, 8, (uint8_t[]){2, 0, 0, 0}, 4);
+    s_patch (path, 8, (uint8_t[]){3, 0, 0, 0}, 4);
     ps_problem_t problem;
-    cr_assert_str_eq (s_refusal (path, &problem), "format version 2, this broker reads 1");
+    cr_assert_str_eq (s_refusal (path, &problem), "format version 3, this broker reads 1 to 2");
+}
+
+//  The format version in the file's header
+static uint32_t
+s_format_of (const char *path)
+{
+    uint8_t bytes[4];
+    FILE *file = fopen (path, "rb");
+    cr_assert_not_null (file);
+    cr_assert_eq (fseek (file, 8, SEEK_SET), 0);
+    cr_assert_eq (fread (bytes, 1, 4, file), 4);
+    fclose (file);
+    return (uint32_t)bytes[0] | (uint32_t)bytes[1] << 8 | (uint32_t)bytes[2] << 16 |
+           (uint32_t)bytes[3] << 24;
+}
+
+Test (checkpoint, a_16_bit_keys_dtype_is_kept_in_format_2)
+{
+    //  Every key f32: format 1, which brokers before wire dtypes read
+    char dir[256], path[PATH_MAX];
+    ps_test_checkpoint_dir (dir, sizeof dir);
+    ps_checkpoint_t *written = ps_test_checkpoint (3, 5);
+    ps_problem_t problem;
+    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, NULL, &problem), 0,
+                  "%s", problem.message);
+    cr_assert_eq (s_format_of (path), 1);
+    ps_checkpoint_t *read = ps_checkpoint_read (path, &problem);
+    cr_assert_not_null (read, "%s", problem.message);
+    cr_assert_eq (read->keys[0].dtype, PS_DTYPE_F32);
+    ps_checkpoint_destroy (&read);
+
+    //  A key in bf16: format 2, each key's dtype read back
+    written->sequence = 4;
+    written->keys[1].dtype = PS_DTYPE_BF16;
+    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, NULL, &problem), 0,
+                  "%s", problem.message);
+    cr_assert_eq (s_format_of (path), 2);
+    cr_assert_eq ((uint64_t)s_file_size (path), ps_checkpoint_bytes (written));
+    read = ps_checkpoint_read (path, &problem);
+    cr_assert_not_null (read, "%s", problem.message);
+    cr_assert_eq (read->keys[0].dtype, PS_DTYPE_F32);
+    cr_assert_eq (read->keys[1].dtype, PS_DTYPE_BF16);
+    cr_assert_eq (memcmp (ps_buf_data (read->keys[1].values), ps_buf_data (written->keys[1].values),
+                          5 * sizeof (float)),
+                  0);
+    ps_checkpoint_destroy (&read);
+    ps_checkpoint_destroy (&written);
 }
 
 Test (checkpoint, another_magic_is_refused)

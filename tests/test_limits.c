@@ -771,7 +771,7 @@ Test (limits, the_store_counts_values_state_and_sums_against_its_limit)
     cr_assert_eq (ps_store_bytes (store), 3 * (64 << 10) * 4);
     //  A BSP sum of 256 KB more does not fit
     float *gradient = calloc (64 << 10, sizeof (float));
-    ps_piece_t piece = {gradient, 64 << 10};
+    ps_piece_t piece = {.data = gradient, .count = 64 << 10};
     ps_key_t *key = ps_store_lookup (store, "w");
     cr_assert_eq (ps_store_accumulate (store, key, 0, &piece, 1, 1, true, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_FULL);

@@ -210,8 +210,15 @@ Test (psbench, link_case_runs_over_namespaces_and_leaves_none, .timeout = 60)
     cr_assert_eq (status, 0, "psbench --only link exited with %d:\n%s", status, text);
     //  A fraction of each link's rate, and the step it took; a tiny tensor
     //  moves far below the rate, so no bound but the figures' existence
-    static const char *figures[] = {"link_1gbit_64K", "link_1gbit_64K.step", "link_10gbit_64K",
-                                    "link_10gbit_64K.step"};
+    //  each in f32 and with bf16 on the wire, and the ratio of the steps
+    static const char *figures[] = {"link_1gbit_64K",
+                                    "link_1gbit_64K.step",
+                                    "link_10gbit_64K",
+                                    "link_10gbit_64K.step",
+                                    "link_1gbit_64K.bf16",
+                                    "link_1gbit_64K.bf16.step",
+                                    "link_1gbit_64K.bf16_step_vs_f32",
+                                    "link_10gbit_64K.bf16_step_vs_f32"};
     for (size_t i = 0; i < sizeof figures / sizeof figures[0]; i++)
         cr_expect_gt (s_figure (text, figures[i]), 0, "no positive '%s:' line in:\n%s", figures[i],
                       text);

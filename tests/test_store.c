@@ -77,7 +77,7 @@ Test (store, usage)
     //  One SSP step with the mean of two gradients summed by the worker:
     //  p - 0.5 * (g / 2)
     const float grad_sum[4] = {2, 0, -2, 4};
-    ps_piece_t piece = {grad_sum, 4};
+    ps_piece_t piece = {.data = grad_sum, .count = 4};
     cr_assert_eq (ps_store_apply (store, key, &piece, 1, 2, &problem), 0, "%s", problem.message);
     cr_assert_eq (ps_key_version (key), 2);
     ps_test_assert_near (s_values (key), (float[]){0.5f, 2, 3.5f, 3}, 4, NEAR, "after step");
@@ -104,7 +104,7 @@ Test (store, apply_equals_the_rule_by_hand)
     cr_assert_eq (ps_store_write (store, key, 0, mine, 5, &problem), 0);
     const float grads[2][5] = {{1, -2, 3, 0.5f, -1}, {-3, 1, 0.25f, 2, 2}};
     for (int step = 0; step < 2; step++) {
-        ps_piece_t piece = {grads[step], 5};
+        ps_piece_t piece = {.data = grads[step], .count = 5};
         cr_assert_eq (ps_store_apply (store, key, &piece, 1, 4, &problem), 0, "%s",
                       problem.message);
         ps_optim_apply (&adam, mine, mine, grads[step], 0.25f, m, v, 5, step + 1);
@@ -129,8 +129,11 @@ Test (store, pieces_equal_one_whole_piece)
     ps_store_write (store, whole, 0, start, 10, &problem);
     ps_store_write (store, split, 0, start, 10, &problem);
     //  Three uneven runs (and an empty one) at their running offsets
-    ps_piece_t one[1] = {{grad, 10}};
-    ps_piece_t runs[4] = {{grad, 3}, {grad + 3, 6}, {grad + 9, 0}, {grad + 9, 1}};
+    ps_piece_t one[1] = {{.data = grad, .count = 10}};
+    ps_piece_t runs[4] = {{.data = grad, .count = 3},
+                          {.data = grad + 3, .count = 6},
+                          {.data = grad + 9, .count = 0},
+                          {.data = grad + 9, .count = 1}};
     for (int step = 0; step < 2; step++) {
         cr_assert_eq (ps_store_apply (store, whole, one, 1, 1, &problem), 0);
         cr_assert_eq (ps_store_apply (store, split, runs, 4, 1, &problem), 0, "%s",
@@ -148,13 +151,13 @@ Test (store, pieces_must_cover_the_key)
     float grad[12] = {0};
     ps_problem_t problem = {0};
 
-    ps_piece_t short_runs[2] = {{grad, 4}, {grad + 4, 5}};
+    ps_piece_t short_runs[2] = {{.data = grad, .count = 4}, {.data = grad + 4, .count = 5}};
     cr_assert_eq (ps_store_apply (store, key, short_runs, 2, 1, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
     cr_assert (strstr (problem.message, "'w'") && strstr (problem.message, "9 of its 10"), "%s",
                problem.message);
 
-    ps_piece_t long_runs[2] = {{grad, 4}, {grad + 4, 8}};
+    ps_piece_t long_runs[2] = {{.data = grad, .count = 4}, {.data = grad + 4, .count = 8}};
     problem.code = 0;
     cr_assert_eq (ps_store_apply (store, key, long_runs, 2, 1, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
@@ -169,7 +172,7 @@ Test (store, pieces_must_cover_the_key)
     cr_assert_eq (ps_store_pending (store), 0);
 
     //  A push claiming zero gradients has no mean
-    ps_piece_t whole = {grad, 10};
+    ps_piece_t whole = {.data = grad, .count = 10};
     problem.code = 0;
     cr_assert_eq (ps_store_apply (store, key, &whole, 1, 0, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_MALFORMED);
@@ -206,11 +209,11 @@ Test (store, bsp_flush_applies_the_mean_once)
     //  gradients summed goes to b
     const float g[3][3] = {{1, 2, 3}, {-2, 0.5f, 1}, {4, 4, -1}};
     for (int w = 0; w < 3; w++) {
-        ps_piece_t runs[2] = {{g[w], 1}, {g[w] + 1, 2}};
+        ps_piece_t runs[2] = {{.data = g[w], .count = 1}, {.data = g[w] + 1, .count = 2}};
         cr_assert_eq (ps_store_accumulate (store, a, 7, runs, 2, 1, true, &problem), 0, "%s",
                       problem.message);
     }
-    ps_piece_t b_piece = {(float[]){1, -1}, 2};
+    ps_piece_t b_piece = {.data = (float[]){1, -1}, .count = 2};
     cr_assert_eq (ps_store_accumulate (store, b, 7, &b_piece, 1, 2, true, &problem), 0);
     cr_assert_eq (ps_store_pending (store), 5);
     cr_assert_eq (ps_key_version (a), 1, "accumulating does not step");
@@ -237,7 +240,7 @@ Test (store, bsp_flush_applies_the_mean_once)
     cr_assert_eq (updates.calls[0], 1);
 
     //  The next clock starts a fresh sum, not one added to clock 7's
-    ps_piece_t next = {(float[]){3, 3, 3}, 3};
+    ps_piece_t next = {.data = (float[]){3, 3, 3}, .count = 3};
     cr_assert_eq (ps_store_accumulate (store, a, 8, &next, 1, 1, true, &problem), 0);
     cr_assert_eq (ps_store_flush (store, 9, NULL, NULL), 1);
     ps_optim_apply (&momentum, want, want, (float[]){3, 3, 3}, 1, velocity, NULL, 3, 2);
@@ -254,7 +257,7 @@ Test (store, flush_applies_older_clocks_first)
     const float g3[2] = {1, -1}, g5[2] = {-4, 2};
     ps_problem_t problem;
     //  The newer clock arrives first
-    ps_piece_t p5 = {g5, 2}, p3 = {g3, 2};
+    ps_piece_t p5 = {.data = g5, .count = 2}, p3 = {.data = g3, .count = 2};
     cr_assert_eq (ps_store_accumulate (store, key, 5, &p5, 1, 1, true, &problem), 0);
     cr_assert_eq (ps_store_accumulate (store, key, 3, &p3, 1, 1, true, &problem), 0);
     cr_assert_eq (ps_store_pending (store), 2);
@@ -279,7 +282,7 @@ Test (store, flush_keeps_clocks_not_yet_due)
     ps_store_t *store = ps_store_new (NULL);
     ps_key_t *key = s_init (store, "w", 1, NULL);
     ps_problem_t problem;
-    ps_piece_t g = {(float[]){1}, 1};
+    ps_piece_t g = {.data = (float[]){1}, .count = 1};
     cr_assert_eq (ps_store_accumulate (store, key, 3, &g, 1, 1, true, &problem), 0);
     cr_assert_eq (ps_store_accumulate (store, key, 4, &g, 1, 2, true, &problem), 0);
     cr_assert_eq (ps_store_flush (store, 4, NULL, NULL), 1);
@@ -299,7 +302,7 @@ Test (store, copy_on_write_and_spare_reuse)
     float grad[64];
     for (int i = 0; i < 64; i++)
         grad[i] = (float)i;
-    ps_piece_t piece = {grad, 64};
+    ps_piece_t piece = {.data = grad, .count = 64};
     ps_problem_t problem;
 
     //  Nobody reads: two buffers take turns
@@ -420,7 +423,7 @@ Test (store, kind_zero_means_the_store_defaults)
     ps_optim_config_t unset = {0};
     ps_key_t *key = s_init (store, "w", 1, &unset);
     ps_problem_t problem;
-    ps_piece_t g = {(float[]){1}, 1};
+    ps_piece_t g = {.data = (float[]){1}, .count = 1};
     ps_store_apply (store, key, &g, 1, 1, &problem);
     ps_store_apply (store, key, &g, 1, 1, &problem);
     //  Momentum 0.9: v = 1 then 1.9; p = -0.1 - 0.19 (SGD would give -0.2)
@@ -475,7 +478,7 @@ Test (store, nonfinite_gradients_leave_the_key_unchanged)
     ps_key_t *sgd = s_init (store, "sgd", 8, NULL);
     ps_key_t *moment = s_init (store, "adam", 8, &adam);
     float good[8] = {1, 1, 1, 1, 1, 1, 1, 1}, bad[8] = {1, 1, 1, 1, 1, 1, NAN, 1};
-    ps_piece_t halves[2] = {{good, 4}, {bad + 4, 4}};
+    ps_piece_t halves[2] = {{.data = good, .count = 4}, {.data = bad + 4, .count = 4}};
     ps_problem_t problem;
     ps_key_t *keys[2] = {sgd, moment};
     for (int k = 0; k < 2; k++) {
@@ -487,7 +490,7 @@ Test (store, nonfinite_gradients_leave_the_key_unchanged)
         cr_assert_eq (s_values (keys[k])[0], 0.0f);
     }
     //  Adam's state was not touched: its first good step is its first step
-    ps_piece_t whole = {good, 8};
+    ps_piece_t whole = {.data = good, .count = 8};
     cr_assert_eq (ps_store_apply (store, moment, &whole, 1, 1, &problem), 0, "%s", problem.message);
     float want[8] = {0}, m[8] = {0}, v[8] = {0};
     ps_optim_apply (&adam, want, want, good, 1.0f, m, v, 8, 1);
@@ -517,7 +520,7 @@ Test (store, stage_commit_drop_and_take_back)
     ps_store_t *store = ps_store_new (NULL);
     ps_key_t *key = s_init (store, "k", 4, NULL);
     float grad[4] = {2, 2, 2, 2};
-    ps_piece_t whole = {grad, 4};
+    ps_piece_t whole = {.data = grad, .count = 4};
     ps_problem_t problem;
     uint64_t version = ps_key_version (key);
     cr_assert_eq (ps_store_stage (store, key, &whole, 1, 1, true, &problem), 0);
@@ -529,7 +532,7 @@ Test (store, stage_commit_drop_and_take_back)
     cr_assert_float_eq (s_values (key)[0], -0.2f, 1e-7);
 
     float one[4] = {1, 1, 1, 1};
-    ps_piece_t first = {one, 4};
+    ps_piece_t first = {.data = one, .count = 4};
     cr_assert_eq (ps_store_accumulate (store, key, 3, &first, 1, 1, true, &problem), 0);
     cr_assert_eq (ps_store_accumulate (store, key, 3, &whole, 1, 1, true, &problem), 0);
     ps_store_unaccumulate (store, key, 3, &whole, 1, 1);
@@ -543,7 +546,7 @@ Test (store, stage_commit_drop_and_take_back)
 static void
 s_step_all (ps_store_t *store, const char *const *names, size_t n, const float *grad, size_t size)
 {
-    ps_piece_t piece = {grad, size};
+    ps_piece_t piece = {.data = grad, .count = size};
     ps_problem_t problem;
     for (size_t i = 0; i < n; i++)
         cr_assert_eq (
@@ -621,7 +624,7 @@ Test (store, a_snapshot_restored_steps_on_bit_for_bit)
 static bool
 s_part (ps_store_t *store, ps_key_t *key, const float *grad, uint64_t from, uint64_t to)
 {
-    ps_piece_t piece = {grad + from, (size_t)(to - from)};
+    ps_piece_t piece = {.data = grad + from, .count = (size_t)(to - from)};
     bool stepped = false;
     ps_problem_t problem = {0};
     int rc = ps_store_stage_part (store, key, from, &piece, 1, 1, to == ps_key_size (key), &stepped,
@@ -686,7 +689,7 @@ Test (store, a_push_in_parts_steps_adam_once)
         grad[i] = (float)(i % 11) - 5;
     ps_problem_t problem;
     for (int step = 0; step < 2; step++) {
-        ps_piece_t piece = {grad, PARTED};
+        ps_piece_t piece = {.data = grad, .count = PARTED};
         cr_assert_eq (ps_store_apply (store, whole, &piece, 1, 1, &problem), 0);
         cr_assert_not (s_part (store, parted, grad, 0, CHUNK));
         cr_assert_not (s_part (store, parted, grad, CHUNK, 2 * CHUNK));
@@ -704,7 +707,7 @@ Test (store, parts_out_of_the_key_are_refused)
     ps_store_t *store = ps_store_new (NULL);
     ps_key_t *key = s_init (store, "w", 10, NULL);
     float grad[10] = {0};
-    ps_piece_t piece = {grad, 4};
+    ps_piece_t piece = {.data = grad, .count = 4};
     bool stepped;
     ps_problem_t problem;
     cr_assert_eq (ps_store_stage_part (store, key, 8, &piece, 1, 1, false, &stepped, &problem), -1);
@@ -736,12 +739,13 @@ Test (store, bsp_parts_sum_as_whole_pushes)
         {0, 0, CHUNK}, {1, 0, 10}, {1, 10, 2 * CHUNK}, {0, CHUNK, PARTED}, {1, 2 * CHUNK, PARTED}};
     for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
         const float *grad = g + parts[p].push * PARTED;
-        ps_piece_t piece = {grad + parts[p].from, (size_t)(parts[p].to - parts[p].from)};
+        ps_piece_t piece = {.data = grad + parts[p].from,
+                            .count = (size_t)(parts[p].to - parts[p].from)};
         cr_assert_eq (
             ps_store_accumulate_part (store, key, 0, parts[p].from, &piece, 1, 1, &problem), 0,
             "%s", problem.message);
     }
-    ps_piece_t whole = {g + 2 * PARTED, PARTED};
+    ps_piece_t whole = {.data = g + 2 * PARTED, .count = PARTED};
     cr_assert_eq (ps_store_accumulate (store, key, 0, &whole, 1, 1, true, &problem), 0);
     cr_assert_eq (ps_store_pending (store), 3);
     cr_assert_eq (ps_store_flush (store, 1, NULL, NULL), 1);

@@ -668,6 +668,23 @@ s_matching (const ps_tapfilter_t *filter, const named_t named[S_NAMED], char *na
             used += snprintf (names + used, size - used, "%s%s", used ? " " : "", named[i].name);
 }
 
+Test (tapview, a_16_bit_key_shows_its_wire_dtype)
+{
+    //  A push of a key that travels in bf16: its dtype beside its count,
+    //  in text and JSON; f32 keys show none (as before)
+    ps_tap_record_t record = s_record (9, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__PUSH, 1);
+    Psmq__TapKey *keys[] = {s_key ("h", 4), s_key ("w", 8)};
+    keys[0]->dtype = PSMQ__DTYPE__BF16;
+    record.keys = keys;
+    record.n_keys = 2;
+    const ps_tap_record_t *wire = s_wire (&record);
+    cr_assert_not_null (strstr (s_text (wire), "  h[4 bf16] w[8]"), "%s", s_text (wire));
+    const char *json = s_json (wire);
+    cr_assert_not_null (strstr (json, "{\"key\":\"h\",\"count\":4,\"dtype\":\"bf16\"}"), "%s",
+                        json);
+    cr_assert_not_null (strstr (json, "{\"key\":\"w\",\"count\":8}"), "%s", json);
+}
+
 Test (tapview, filter_terms_match)
 {
     named_t named[S_NAMED];

@@ -27,6 +27,7 @@
     ========================================================================= */
 
 #include "ps_link.h"
+#include "ps_dtype.h"
 #include "ps_worker.h"
 
 #include <assert.h>
@@ -361,6 +362,17 @@ s_lent_released (void *data, void *hint)
     atomic_fetch_sub_explicit (&self->lent, 1, memory_order_release);
 }
 
+//  A frame of count elements of dtype from source's floats: copied
+//  into the pool, each rounded to 16 bits on the way (ps_dtype)
+static int
+s_frame_narrowed (ps_link_t *self, zmq_msg_t *msg, const float *source, size_t count, int dtype)
+{
+    if (ps_framepool_msg (self->pool, msg, count * ps_dtype_size (dtype)))
+        return -1;
+    ps_dtype_from_f32 (zmq_msg_data (msg), source, count, dtype);
+    return 0;
+}
+
 //  A frame of bytes from source: lent (zero copy) or copied into the pool
 static int
 s_frame (ps_link_t *self, zmq_msg_t *msg, const float *source, size_t bytes, bool lend)
@@ -409,8 +421,12 @@ ps_link_send (ps_link_t *self, const ps_envelope_t *envelope, const float *const
         const ps_slice_t *slice = envelope->slices[i];
         if (!slice->count)
             continue;
-        size_t bytes = slice->count * sizeof (float);
-        if (s_frame (self, &msg, sources[i], bytes, lend)) {
+        int dtype = (int)slice->dtype;
+        size_t bytes = slice->count * ps_dtype_size (dtype);
+        int rc = dtype == PS_DTYPE_F32
+                     ? s_frame (self, &msg, sources[i], bytes, lend)
+                     : s_frame_narrowed (self, &msg, sources[i], slice->count, dtype);
+        if (rc) {
             ps_problem_set (problem, 0, "out of memory for a %zu-byte frame", bytes);
             return PS_ENOMEM;
         }

@@ -115,7 +115,9 @@ bool ps_link_up (const ps_link_t *self);
 //  Send envelope, then one frame for each of its slices with count > 0,
 //  taken from sources[i] (sources NULL: the request carries no data).
 //  lend: the frames point into the sources (zero copy); else they are
-//  copied into pooled buffers at the call. PS_OK; PS_ETIMEOUT when the
+//  copied into pooled buffers at the call. A slice whose dtype is BF16 or
+//  F16 is always copied, its floats rounded to 16 bits (ps_dtype) on the
+//  way, whatever lend says. PS_OK; PS_ETIMEOUT when the
 //  envelope finds no room within the send timeout; PS_ECONNECT when
 //  disconnected or when a later frame cannot go; PS_ENOMEM.
 int ps_link_send (ps_link_t *self, const ps_envelope_t *envelope, const float *const *sources,

@@ -11,6 +11,7 @@
     ========================================================================= */
 
 #include "ps_tickets.h"
+#include "ps_dtype.h"
 
 #include <assert.h>
 #include <inttypes.h>
@@ -186,7 +187,9 @@ s_take_pull (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, const cha
         }
         if (slice->count) {
             float *target = pending->tensors[tensor].data + part->offset + slice->offset;
-            memcpy (target, zmq_msg_data (&frames[frame++]), slice->count * sizeof (float));
+            //  16-bit wire elements widen to floats here (exact)
+            ps_dtype_to_f32 (target, zmq_msg_data (&frames[frame++]), slice->count,
+                             (int)slice->dtype);
             pending->filled[tensor] += slice->count;
         }
     }

@@ -12,7 +12,10 @@
                     and into slices of at most PS_CHUNK_BYTES
       ps_framepool  the buffers copied tensor data goes out in
     This file checks the caller's arguments and builds each request: which
-    broker gets which slices, with the data from where.
+    broker gets which slices, with the data from where. It remembers the
+    wire dtype each key's INIT named (ps_worker_init_wire) and marks every
+    slice of that key with it: ps_link narrows the floats to 16 bits as it
+    sends, ps_tickets widens a pull reply's as it copies them.
 
     The blocking push lends the caller's memory to libzmq (zero copy) when
     it carries at least LEND_MIN_BYTES, and returns only once libzmq has
@@ -21,10 +24,12 @@
     ========================================================================= */
 
 #include "ps_worker.h"
+#include "ps_dtype.h"
 #include "ps_layout.h"
 #include "ps_limits.h"
 #include "ps_session.h"
 
+#include <czmq.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,6 +49,8 @@ struct ps_worker_t {
     ps_session_t *session; //  the group, the requests in flight, the clock
     ps_layout_t *layout;   //  the call at hand over the group
     uint32_t nlinks;       //  brokers in the group
+    zhashx_t *wire;        //  key -> its wire dtype + 1 (a pointer-sized
+                           //  int), for the keys INIT made 16-bit only
 };
 
 const char *
@@ -102,6 +109,7 @@ s_destroy (ps_worker_t *self)
 {
     ps_session_destroy (&self->session);
     ps_layout_destroy (&self->layout);
+    zhashx_destroy (&self->wire);
     free (self);
 }
 
@@ -117,7 +125,12 @@ s_new (const ps_worker_options_t *options, int *status, ps_problem_t *problem)
         return NULL;
     }
     self->session = ps_session_new (options, status, problem);
-    if (self->session) {
+    self->wire = zhashx_new ();
+    if (self->session && !self->wire) {
+        ps_problem_set (problem, 0, "out of memory");
+        *status = PS_ENOMEM;
+    }
+    if (self->session && self->wire) {
         self->nlinks = ps_session_size (self->session);
         self->layout = ps_layout_new (self->nlinks);
         if (!self->layout) {
@@ -243,6 +256,27 @@ ps_worker_error (const ps_worker_t *self)
 
 // ------------------------------------------------------------ operations
 
+ps_wire_dtype_t
+ps_worker_wire_dtype (const ps_worker_t *self, const char *key)
+{
+    if (!self || !key)
+        return PS_WIRE_F32;
+    uintptr_t stored = (uintptr_t)zhashx_lookup (self->wire, key);
+    return stored ? (ps_wire_dtype_t)(stored - 1) : PS_WIRE_F32;
+}
+
+//  The slices of one request to carry their keys' wire dtypes (the frames
+//  follow them: ps_link_send narrows, ps_tickets widens)
+static ps_slice_t **
+s_with_dtypes (ps_worker_t *self, ps_slice_t **slices, size_t nslices)
+{
+    if (zhashx_size (self->wire) == 0)
+        return slices; //  every key f32, as the layout wrote them
+    for (size_t i = 0; i < nslices; i++)
+        slices[i]->dtype = (Psmq__DType)ps_worker_wire_dtype (self, slices[i]->key);
+    return slices;
+}
+
 //  Check a call's tensors and lay them over the group
 static int
 s_plan (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors)
@@ -280,7 +314,7 @@ s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t
     request.grad_count = grad_count ? grad_count : 1;
     for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
         request.n_slices = ps_layout_chunks (self->layout, link);
-        request.slices = ps_layout_slices (self->layout);
+        request.slices = s_with_dtypes (self, ps_layout_slices (self->layout), request.n_slices);
         if (request.n_slices)
             status = ps_session_send (self->session, link, pending, &request,
                                       ps_layout_sources (self->layout), lend);
@@ -310,7 +344,7 @@ ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors, 
     *ticket = pending->seq;
     for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
         request.n_slices = ps_layout_wholes (self->layout, link);
-        request.slices = ps_layout_slices (self->layout);
+        request.slices = s_with_dtypes (self, ps_layout_slices (self->layout), request.n_slices);
         if (request.n_slices)
             status = ps_session_send (self->session, link, pending, &request, NULL, false);
     }
@@ -396,7 +430,24 @@ int
 ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *initial,
                 const ps_optim_settings_t *optim)
 {
-    if (!self)
+    return ps_worker_init_wire (self, key, count, initial, optim, PS_WIRE_F32);
+}
+
+//  Remember key's wire dtype after the brokers took it
+static void
+s_remember_wire (ps_worker_t *self, const char *key, ps_wire_dtype_t wire)
+{
+    if (wire == PS_WIRE_F32)
+        zhashx_delete (self->wire, key);
+    else
+        zhashx_update (self->wire, key, (void *)(uintptr_t)(wire + 1));
+}
+
+int
+ps_worker_init_wire (ps_worker_t *self, const char *key, size_t count, const float *initial,
+                     const ps_optim_settings_t *optim, ps_wire_dtype_t wire)
+{
+    if (!self || !ps_dtype_known ((int)wire))
         return PS_EINVAL;
     ps_tensor_t tensor = {.key = key, .data = (float *)initial, .count = count};
     static float placeholder;
@@ -420,12 +471,18 @@ ps_worker_init (ps_worker_t *self, const char *key, size_t count, const float *i
         request.n_slices =
             initial ? ps_layout_chunks (self->layout, link) : ps_layout_sizes (self->layout, link);
         request.slices = ps_layout_slices (self->layout);
+        for (size_t i = 0; i < request.n_slices; i++)
+            request.slices[i]->dtype = (Psmq__DType)wire;
         if (request.n_slices)
             status = ps_session_send (self->session, link, pending, &request,
                                       initial ? ps_layout_sources (self->layout) : NULL, false);
     }
-    return status ? ps_session_abandon (self->session, ticket, status)
-                  : ps_session_wait_or_forget (self->session, ticket, -1);
+    if (status)
+        return ps_session_abandon (self->session, ticket, status);
+    status = ps_session_wait_or_forget (self->session, ticket, -1);
+    if (status == PS_OK)
+        s_remember_wire (self, key, wire);
+    return status;
 }
 
 int

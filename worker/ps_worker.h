@@ -399,6 +399,33 @@ typedef struct {
 PS_WORKER_EXPORT int ps_worker_init (ps_worker_t *self, const char *key, size_t count,
                                      const float *initial, const ps_optim_settings_t *optim);
 
+//  The element type a key travels in (proto/PROTOCOL.md, Wire dtypes).
+//  The application always gives and receives float32; with BF16 or F16
+//  the library rounds pushed values to 16 bits (to nearest even) before it
+//  sends them and widens pulled ones, halving the bytes on the wire. The
+//  broker keeps float32 values and optimizer state. Error of each value
+//  sent, relative: at most 2^-8 for BF16 (float32's range), 2^-11 for F16
+//  within [2^-14, 65504] (absolute 2^-25 below; 65520 and beyond become
+//  an infinity, and a push holding one is refused like a NaN).
+typedef enum {
+    PS_WIRE_F32 = 0,  //  float32, as stored (the default)
+    PS_WIRE_BF16 = 1, //  bfloat16
+    PS_WIRE_F16 = 2   //  IEEE half precision
+} ps_wire_dtype_t;
+
+//  ps_worker_init with the key's wire dtype. Every later push and pull of
+//  key by this worker travels in it; a key the broker holds in another
+//  dtype is PS_EKEY_EXISTS here (and a push or pull in another dtype,
+//  say from a worker that did not INIT the key, is PS_ESIZE). Initial
+//  values travel in the wire dtype too. A dtype past PS_WIRE_F16 is
+//  PS_EINVAL.
+PS_WORKER_EXPORT int ps_worker_init_wire (ps_worker_t *self, const char *key, size_t count,
+                                          const float *initial, const ps_optim_settings_t *optim,
+                                          ps_wire_dtype_t wire);
+//  The wire dtype this worker uses for key: the one its last successful
+//  ps_worker_init_wire named, PS_WIRE_F32 for any other key
+PS_WORKER_EXPORT ps_wire_dtype_t ps_worker_wire_dtype (const ps_worker_t *self, const char *key);
+
 //  Push gradients for the current clock, one round trip for all tensors.
 //  grad_count says how many gradients were summed into them (1 if 0).
 PS_WORKER_EXPORT int ps_worker_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,

@@ -211,6 +211,8 @@ _declare("ps_worker_min_clock", ctypes.c_int64, _handle)
 _declare("ps_worker_error", ctypes.c_char_p, _handle)
 _declare("ps_worker_init", _status, _handle, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p,
          ctypes.POINTER(OptimSettings))
+_declare("ps_worker_init_wire", _status, _handle, ctypes.c_char_p, ctypes.c_size_t,
+         ctypes.c_void_p, ctypes.POINTER(OptimSettings), ctypes.c_int)
 _declare("ps_worker_push", _status, _handle, _tensors, ctypes.c_size_t, ctypes.c_uint32)
 _declare("ps_worker_pull", _status, _handle, _tensors, ctypes.c_size_t)
 _declare("ps_worker_clock", _status, _handle)

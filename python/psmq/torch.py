@@ -62,7 +62,7 @@ import torch
 from .errors import Error
 from .worker import Worker
 
-_SETTINGS = ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "decay_steps")
+_SETTINGS = ("optimizer", "lr", "momentum", "beta1", "beta2", "eps", "decay_steps", "wire_dtype")
 
 
 def _named(params, where):
@@ -120,17 +120,19 @@ class DistributedOptimizer(torch.optim.Optimizer):
     optimizer, lr, momentum, beta1, beta2, eps, decay_steps
                 the broker's update rule of the keys (psmq.Worker.init);
                 0 means the broker's default for that setting
+    wire_dtype  "f32", "bf16" or "f16": what the keys travel as
+                (psmq.Worker.init)
     overlap     push each gradient from a hook as backward makes it
     prefix      put in front of every key name (several models, one broker)
     """
 
     def __init__(self, worker, params, *, optimizer="sgd", lr=0.01, momentum=0.0, beta1=0.0,
-                 beta2=0.0, eps=0.0, decay_steps=0, overlap=True, prefix=""):
+                 beta2=0.0, eps=0.0, decay_steps=0, wire_dtype="f32", overlap=True, prefix=""):
         if not isinstance(worker, Worker):
             raise TypeError("DistributedOptimizer(worker, ...): a psmq.Worker, not %s"
                             % type(worker).__name__)
         defaults = dict(optimizer=optimizer, lr=lr, momentum=momentum, beta1=beta1, beta2=beta2,
-                        eps=eps, decay_steps=decay_steps)
+                        eps=eps, decay_steps=decay_steps, wire_dtype=wire_dtype)
         params = list(params)
         if params and isinstance(params[0], dict):
             groups = []

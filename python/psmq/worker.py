@@ -58,6 +58,8 @@ from .errors import RejoinedError, Status, TicketError, make_error
 
 _lib_ = _lib.lib
 _F32 = np.dtype(np.float32)
+#  init's wire_dtype: ps_wire_dtype_t's values (ps_worker.h)
+_WIRE_DTYPES = {"f32": 0, "float32": 0, "bf16": 1, "bfloat16": 1, "f16": 2, "float16": 2}
 _LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO}
 _DEFAULT_LOG = logging.getLogger("psmq")
 #  A library's logger prints nothing until the application configures
@@ -479,8 +481,8 @@ class Worker:
     # ------------------------------------------------------------ calls
 
     def init(self, name, array_or_size, *, optimizer=None, lr=0.0, momentum=0.0, beta1=0.0,
-             beta2=0.0, eps=0.0, decay_steps=0):
-        """Create parameter `name` (ps_worker_init).
+             beta2=0.0, eps=0.0, decay_steps=0, wire_dtype="f32"):
+        """Create parameter `name` (ps_worker_init_wire).
 
         array_or_size: a float32 array of the initial values (its shape is
         the key's), or a size or shape (zeros). optimizer ("sgd",
@@ -489,7 +491,18 @@ class Worker:
         with the same size is left as it is (the initial values are then
         ignored) when the settings are left out or name the key's own;
         another size or other settings raise psmq.KeyExistsError in the
-        broker's words."""
+        broker's words.
+
+        wire_dtype: what the key's values and gradients travel as, "f32"
+        (the default), "bf16" or "f16" (half the bytes; arrays stay
+        float32 here and in the broker; rounding to nearest even, relative
+        error at most 2**-8 for bf16, 2**-11 for f16 within its range,
+        docs/performance.md). A key that exists in another dtype raises
+        psmq.KeyExistsError."""
+        wire = _WIRE_DTYPES.get(wire_dtype)
+        if wire is None:
+            raise ValueError("init of key %r: wire_dtype %r is not one of %s"
+                             % (name, wire_dtype, ", ".join(sorted(_WIRE_DTYPES))))
         handle = self._h()
         cname = self._cname(name)
         if isinstance(array_or_size, np.ndarray):
@@ -513,8 +526,9 @@ class Worker:
             settings = _lib.OptimSettings(
                 _optimizer(optimizer if optimizer is not None else Optimizer.DEFAULT), lr,
                 momentum, beta1, beta2, eps, decay_steps)
-        status = _lib_.ps_worker_init(handle, cname, count, data,
-                                      ctypes.byref(settings) if settings is not None else None)
+        status = _lib_.ps_worker_init_wire(handle, cname, count, data,
+                                           ctypes.byref(settings) if settings is not None
+                                           else None, wire)
         if status:
             self._fail(status)
         self._keys[name] = _Key(name, cname, shape, count)

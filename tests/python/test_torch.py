@@ -137,6 +137,30 @@ def test_groups_rules_and_in_place_pulls(broker):
         assert worker.current_clock == 1
 
 
+def test_a_group_in_bf16_on_the_wire(broker):
+    b = broker("--workers", 1)
+    with psmq.Worker(b.endpoint, 0, 1, timeout_ms=TIMEOUT_MS) as worker:
+        model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+        optimizer = psmq.torch.DistributedOptimizer(worker, [
+            {"params": model[0].named_parameters(prefix="first"), "wire_dtype": "bf16"},
+            {"params": model[1].named_parameters(prefix="second")},
+        ], optimizer="sgd", lr=0.5)
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        for p in model.parameters():
+            p.grad = torch.ones_like(p)
+        optimizer.step()
+        after = dict(model.named_parameters())
+        #  f32 keys exact; bf16 ones within 2^-8 of each value sent
+        for name in ("1.weight", "1.bias"):
+            np.testing.assert_allclose(after[name].detach(), before[name] - 0.5, atol=1e-6)
+        for name in ("0.weight", "0.bias"):
+            np.testing.assert_allclose(after[name].detach(), before[name] - 0.5, rtol=2 ** -7,
+                                       atol=2 ** -7)
+        #  The bf16 key refuses an INIT in f32
+        with pytest.raises(psmq.KeyExistsError, match="wire dtype bf16"):
+            worker.init("first.weight", 6)
+
+
 def test_every_rank_starts_from_the_same_values(broker):
     b = broker("--workers", 2, "--staleness", -1)
     with psmq.Worker(b.endpoint, 0, 2, timeout_ms=TIMEOUT_MS) as first, \

@@ -50,6 +50,28 @@ def test_round_trip_follows_sgd(broker):
         np.testing.assert_array_equal(w, np.arange(12, dtype=np.float32).reshape(3, 4))
 
 
+def test_wire_dtypes_round_within_their_bounds(broker):
+    b = broker("--workers", 1)
+    with connect(b) as worker:
+        w = np.linspace(-3, 3, 1001, dtype=np.float32)
+        worker.init("b", w, optimizer="sgd", lr=0.5, wire_dtype="bf16")
+        worker.init("h", w, optimizer="sgd", lr=0.5, wire_dtype="f16")
+        grad = np.cos(np.arange(1001, dtype=np.float32))
+        worker.push({"b": grad, "h": grad})
+        worker.clock()
+        expected = w - np.float32(0.5) * grad
+        scale = np.abs(w) + 0.5 * np.abs(grad) + np.abs(expected)
+        for key, bound in (("b", 2.0 ** -8), ("h", 2.0 ** -11)):
+            pulled = worker.pull(key)
+            assert pulled.dtype == np.float32
+            assert np.all(np.abs(pulled - expected) <= scale * bound), key
+        #  Another dtype for an existing key is refused in the broker's words
+        with pytest.raises(psmq.KeyExistsError, match="wire dtype bf16"):
+            worker.init("b", w, wire_dtype="f32")
+        with pytest.raises(ValueError, match="wire_dtype 'f64'"):
+            worker.init("x", 3, wire_dtype="f64")
+
+
 def test_several_keys_in_one_call_and_the_broker_defaults(broker):
     b = broker("--workers", 1, "--lr", 0.5)
     with connect(b) as worker:
@@ -166,8 +188,8 @@ def test_pull_writes_the_callers_memory(broker):
 
 
 class _Spy:
-    """The loaded library with ps_worker_push and ps_worker_init recorded:
-    the addresses and counts the binding hands the C library."""
+    """The loaded library with ps_worker_push and ps_worker_init_wire
+    recorded: the addresses and counts the binding hands the C library."""
 
     def __init__(self, lib):
         self._lib = lib
@@ -181,9 +203,9 @@ class _Spy:
         self.pushed.extend((tensors[i].key, tensors[i].data, tensors[i].count) for i in range(n))
         return self._lib.ps_worker_push(handle, tensors, n, grad_count)
 
-    def ps_worker_init(self, handle, key, count, data, settings):
+    def ps_worker_init_wire(self, handle, key, count, data, settings, wire):
         self.initial.append((key, data, count))
-        return self._lib.ps_worker_init(handle, key, count, data, settings)
+        return self._lib.ps_worker_init_wire(handle, key, count, data, settings, wire)
 
 
 def test_push_hands_the_library_the_arrays_own_memory(broker, monkeypatch):

@@ -48,6 +48,7 @@ struct bench_s {
     bool shared;                               //  pushpull on one key
     size_t count;                              //  floats per tensor; bsp: 0 softmax
     size_t ballast;                            //  floats of rank 0's ballast key
+    ps_wire_dtype_t wire;                      //  the tensors' wire dtype
     int reps;                                  //  timed repetitions
     int warmup;                                //  untimed steps before them
     pthread_barrier_t barrier;                 //  workers and main, in lock step
@@ -230,7 +231,8 @@ s_worker_main (void *arg)
     }
     for (size_t i = 0; i < buffers.ntensors && !self->failed; i++)
         s_ok (worker, self,
-              ps_worker_init (worker, buffers.grads[i].key, buffers.grads[i].count, NULL, NULL),
+              ps_worker_init_wire (worker, buffers.grads[i].key, buffers.grads[i].count, NULL, NULL,
+                                   bench->wire),
               "init");
     if (self->rank == 0 && bench->ballast && !self->failed)
         s_ok (worker, self, ps_worker_init (worker, "bench.ballast", bench->ballast, NULL, NULL),
@@ -298,6 +300,7 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
     bench->shared = spec->shared;
     bench->count = spec->bytes / sizeof (float);
     bench->ballast = spec->ballast / sizeof (float);
+    bench->wire = (ps_wire_dtype_t)spec->wire;
     bench->reps = plan->reps;
     bench->warmup = bsp                          ? plan->bsp_calibrate
                     : spec->bytes >= (16u << 20) ? 2

@@ -47,6 +47,7 @@ typedef struct {
                        //  shared key, 0 for the softmax-sized model
     size_t ballast;    //  bytes of a key rank 0 creates and nobody pushes
                        //  or pulls (what a checkpoint writes besides), 0 none
+    int wire;          //  their wire dtype, a ps_wire_dtype_t (0: f32)
 } bench_spec_t;
 
 //  Per repetition: wall seconds and steps of all worker threads

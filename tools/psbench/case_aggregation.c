@@ -43,8 +43,9 @@ case_aggregation (const bench_options_t *options, const bench_plan_t *plan,
         for (size_t g = 0; g < AGG_GRADIENTS; g++)
             for (size_t p = 0; p < npieces; p++) {
                 size_t offset = p * chunk;
-                pieces[g * npieces + p] = (ps_piece_t){
-                    grads + g * count + offset, count - offset < chunk ? count - offset : chunk};
+                pieces[g * npieces + p] =
+                    (ps_piece_t){.data = grads + g * count + offset,
+                                 .count = count - offset < chunk ? count - offset : chunk};
             }
     }
     int64_t clock = 0;

@@ -25,6 +25,7 @@
     ========================================================================= */
 
 #include "ps_taprender.h"
+#include "ps_dtype.h"
 
 #include <assert.h>
 #include <jansson.h>
@@ -177,8 +178,12 @@ s_json_keys (const ps_tap_record_t *record)
     json_t *keys = json_array ();
     for (size_t i = 0; keys && i < record->n_keys; i++) {
         json_t *key = json_object ();
+        //  dtype only for 16-bit keys: f32 records read as they always did
+        int dtype = (int)record->keys[i]->dtype;
         if (!key || json_object_set_new (key, "key", s_json_text (record->keys[i]->key)) ||
             json_object_set_new (key, "count", s_json_uint (record->keys[i]->count)) ||
+            (dtype != PS_DTYPE_F32 &&
+             json_object_set_new (key, "dtype", json_string (ps_dtype_name (dtype)))) ||
             json_array_append_new (keys, key)) {
             json_decref (key);
             json_decref (keys);
@@ -395,7 +400,10 @@ s_text_message (s_out_t *out, const ps_tap_record_t *record)
     for (size_t i = 0; i < record->n_keys && i < S_TEXT_KEYS; i++) {
         s_puts (out, i == 0 ? "  " : " ");
         s_text_string (out, record->keys[i]->key);
-        s_printf (out, "[%llu]", (unsigned long long)record->keys[i]->count);
+        int dtype = (int)record->keys[i]->dtype;
+        s_printf (out, "[%llu%s%s]", (unsigned long long)record->keys[i]->count,
+                  dtype == PS_DTYPE_F32 ? "" : " ",
+                  dtype == PS_DTYPE_F32 ? "" : ps_dtype_name (dtype));
     }
     if (record->n_keys > S_TEXT_KEYS) {
         size_t rest = record->n_keys - S_TEXT_KEYS;

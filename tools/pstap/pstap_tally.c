@@ -10,6 +10,7 @@
 
 #include "pstap_tally.h"
 #include "ps_taprender.h"
+#include "ps_dtype.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -139,7 +140,7 @@ s_tally_keys (pstap_tally_t *self, const ps_tap_record_t *record)
         row->pulls += pull_request;
         //  A pull's bytes travel in its reply; a push's in the request
         if (push || pull_reply)
-            row->bytes += record->keys[i]->count * 4;
+            row->bytes += record->keys[i]->count * ps_dtype_size ((int)record->keys[i]->dtype);
     }
 }
 

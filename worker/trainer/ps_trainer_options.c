@@ -3,6 +3,7 @@
     ========================================================================= */
 
 #include "ps_trainer_options.h"
+#include "ps_dtype.h"
 #include "ps_cli.h"
 
 #include <getopt.h>
@@ -44,6 +45,9 @@ s_usage (FILE *out)
              "      --momentum M       for momentum (default 0.9)\n"
              "      --schedule NAME    cosine (default): lr decays to 0 over the run;\n"
              "                         constant\n"
+             "      --wire-dtype T     f32 (default), bf16 or f16: what the parameters and\n"
+             "                         gradients travel as (half the bytes for bf16, f16;\n"
+             "                         the broker keeps float32; docs/performance.md)\n"
              "  -d, --data DIR         IDX files (default %s),\n"
              "                         or 'synthetic' for a built-in data set\n"
              "  -s, --seed S           model initialisation and straggler draws (default 1)\n"
@@ -92,7 +96,8 @@ enum {
     OPT_CURVE_SECRET,
     OPT_BROKER_KEY,
     OPT_PRINT_CONFIG,
-    OPT_NO_BROKER
+    OPT_NO_BROKER,
+    OPT_WIRE_DTYPE
 };
 
 //  The flag that sets each setting, as --print-config names a source
@@ -151,6 +156,19 @@ s_from_environment (ps_trainer_options_t *options, long rank, long workers)
 }
 
 //  0 to run, 1 to exit successfully (help), 2 on a usage error
+//  --wire-dtype's value; 0, or -1 having said why
+static int
+s_wire_dtype (const char *name, ps_wire_dtype_t *wire)
+{
+    int dtype;
+    if (ps_dtype_parse (name, &dtype)) {
+        fprintf (stderr, "psworker: --wire-dtype '%s' is not f32, bf16 or f16\n", name);
+        return -1;
+    }
+    *wire = (ps_wire_dtype_t)dtype;
+    return 0;
+}
+
 int
 ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
 {
@@ -167,6 +185,7 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
         {"lr", required_argument, 0, OPT_LR},
         {"momentum", required_argument, 0, OPT_MOMENTUM},
         {"schedule", required_argument, 0, OPT_SCHEDULE},
+        {"wire-dtype", required_argument, 0, OPT_WIRE_DTYPE},
         {"data", required_argument, 0, 'd'},
         {"seed", required_argument, 0, 's'},
         {"json", no_argument, 0, OPT_JSON},
@@ -267,6 +286,7 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
             }
             options->cosine = strcmp (optarg, "cosine") == 0;
             break;
+        case OPT_WIRE_DTYPE: rc = s_wire_dtype (optarg, &options->wire); break;
         case 'd':
             rc = ps_cli_word ("psworker", "--data", optarg);
             options->data = optarg;

@@ -27,6 +27,7 @@ typedef struct {
     int epochs;                //  passes over the shard
     size_t batch;              //  examples per step
     ps_optim_settings_t optim; //  the keys' update rule
+    ps_wire_dtype_t wire;      //  the keys' element type on the wire
     const char *data;          //  directory, or "synthetic"
     uint64_t seed;             //  model init and straggler draws
     bool cosine;               //  decay lr to 0 over the run

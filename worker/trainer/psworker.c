@@ -317,8 +317,8 @@ s_init_keys (trainer_t *self, const ps_trainer_options_t *options, size_t steps_
         optim.decay_steps = bsp ? pushes : pushes * options->workers;
     }
     for (size_t i = 0; i < self->nparams; i++) {
-        int status = ps_worker_init (self->worker, self->params[i].key, self->params[i].count,
-                                     self->params[i].data, &optim);
+        int status = ps_worker_init_wire (self->worker, self->params[i].key, self->params[i].count,
+                                          self->params[i].data, &optim, options->wire);
         if (status == PS_EREJOINED)
             return status;
         if (status)
