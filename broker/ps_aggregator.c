@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 //  A key a push has taken (staged or summed), to publish or take back
 typedef struct {
@@ -55,6 +56,9 @@ typedef struct {
     uint64_t applied;           //  tensor bytes of the pushes processed (DONE)
     bool *skipping;             //  by rank: the push in parts under way was
                                 //  refused, its later parts are not applied
+    //  The versions in flight to the ROUTER loop (see the header)
+    const _Atomic uint64_t *router_taken; //  PUBLISHes it handled
+    uint64_t published;                   //  PUBLISHes sent
 } agg_t;
 
 static void
@@ -76,6 +80,32 @@ s_publish (ps_key_t *key, void *arg)
     s_send_event (self, &event, true);
     const char *name = ps_key_name (key);
     zmq_send (self->pipe, name, strlen (name), 0);
+    self->published++;
+}
+
+//  Whether the ROUTER loop lags behind our PUBLISHes
+static bool
+s_router_lags (agg_t *self)
+{
+    return self->router_taken &&
+           atomic_load_explicit (self->router_taken, memory_order_acquire) < self->published;
+}
+
+//  Before a push's part is stepped (SSP, ASP): a key of PS_CHUNK_BYTES or
+//  more whose spare the ROUTER loop still pins, through the version it
+//  holds or a PUBLISH it has not handled, waits for it to catch up
+//  (bounded) rather than have a new version allocated (see the header)
+static void
+s_let_router_catch_up (agg_t *self, size_t entries)
+{
+    int64_t until = zclock_mono () + PS_AGG_CATCH_UP_MS;
+    for (size_t i = 0; i < entries; i++) {
+        ps_key_t *key = self->keys[i];
+        if (!key || ps_key_size (key) * sizeof (float) < PS_CHUNK_BYTES)
+            continue;
+        while (ps_key_spare_pinned (key) && s_router_lags (self) && zclock_mono () < until)
+            nanosleep (&(struct timespec){.tv_nsec = 50 * 1000}, NULL);
+    }
 }
 
 //  Receive the rest of a multipart command into self->frames
@@ -418,6 +448,8 @@ s_handle_push (agg_t *self, const ps_agg_command_t *command)
     ps_problem_t problem;
     if (!self->accept_nonfinite && s_check_frames (self, plan, entries, &problem))
         return s_refuse (self, command, &problem);
+    if (self->staleness != 0)
+        s_let_router_catch_up (self, entries);
     size_t frame = 1, taken = 0;
     for (size_t i = 0; i < entries; i++) {
         const ps_agg_entry_t *entry = &plan[i];
@@ -535,7 +567,8 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
                   .defaults = config->defaults,
                   .accept_nonfinite = config->accept_nonfinite,
                   .max_store_bytes = config->max_store_bytes,
-                  .skipping = calloc (PS_MAX_WORKERS, sizeof (bool))};
+                  .skipping = calloc (PS_MAX_WORKERS, sizeof (bool)),
+                  .router_taken = config->taken};
     assert (self.store && self.skipping);
     ps_store_set_limit (self.store, self.max_store_bytes);
     //  Done with config, which lives on our creator's stack

@@ -23,7 +23,9 @@
                         one), handed over; the store is replaced by a new
                         one holding its keys (ps_store_restore)
     Replies, in order, on the same pipe:
-      PUBLISH [event][key name]   event.buf holds a reference for the reader
+      PUBLISH [event][key name]   event.buf holds a reference for the reader;
+                                  the ROUTER loop counts those it handled
+                                  (config.taken), see "Versions" below
       REPLY   [event][routing id][message]   INIT answered: event.status 0,
                                   or a PSMQ__ERR_CODE__* and why
       FAULT   [event][why]        a PUSH (a part of a push, and its later
@@ -42,6 +44,15 @@
                                   everything they published came before it
     plus the czmq "$TERM" convention to stop.
 
+    Versions: the ROUTER loop holds the version it last took from a
+    PUBLISH, and each PUBLISH in the pipe holds one. When it lags (it was
+    not scheduled), the key's spare is one of those, and every push that
+    ends would need a new version buffer: several models in flight. So
+    before stepping a part into a key of PS_CHUNK_BYTES or more whose spare
+    is pinned, this thread waits, at most PS_AGG_CATCH_UP_MS, until the
+    ROUTER loop has taken every PUBLISH sent (then a pin left is a
+    reader's, and the store allocates). Small keys never wait.
+
     Failure: malformed input cannot reach here (the ROUTER loop validates
     what it forwards). A push's values are read only here: one holding a
     NaN or an infinity is not applied and reported (FAULT). What still
@@ -58,6 +69,7 @@
 #include "ps_optim.h"
 
 #include <czmq.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -104,6 +116,10 @@ typedef struct {
     bool more;                   //  PUSH: more parts of this push follow
 } ps_agg_command_t;
 
+//  The longest a part waits for the ROUTER loop to take the versions it
+//  pins (see "Versions" above); past it the store allocates one more
+#define PS_AGG_CATCH_UP_MS 50
+
 //  One entry of a command's plan. INIT: one per slice, in order; a slice
 //  with count > 0 has the next frame. PUSH: one per run of a key, whose
 //  `frames` next frames cover it from element `offset` on, in order; a
@@ -126,6 +142,9 @@ typedef struct {
     int32_t staleness;          //  0: accumulate pushes until FLUSH
     bool accept_nonfinite;      //  apply NaN and Inf gradients as they come
     uint64_t max_store_bytes;   //  the store's limit (ps_store_set_limit)
+    //  PUBLISHes the ROUTER loop has handled: it counts, we read; it
+    //  outlives us. NULL: never wait for it
+    const _Atomic uint64_t *taken;
 } ps_aggregator_config_t;
 
 //  The actor body, for zactor_new (ps_aggregator_actor, &config); config

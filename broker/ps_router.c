@@ -99,6 +99,8 @@ s_on_publish (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *name)
     PS_HANDOFF_RECEIVE (event->buf);
     ps_published_set (self->published, key, event->buf, event->size, event->version);
     ps_published_set_dtype (self->published, key, event->dtype);
+    //  The version it replaced is let go: the aggregator may reuse it
+    atomic_fetch_add_explicit (&self->publishes_taken, 1, memory_order_release);
 }
 
 //  The aggregator answered an INIT: the reply goes out from here, where

@@ -148,6 +148,8 @@ typedef struct {
     uint64_t push_grants;     //  parts of pushes in parts granted
     uint64_t push_withheld;   //  times a grant waited for the budget
     uint32_t grant_cursor;    //  the rank the next grant pass starts at
+    //  The aggregator's PUBLISHes handled: it reads them (ps_aggregator.h)
+    _Atomic uint64_t publishes_taken;
     //  Authentication (ps_auth.h)
     ps_auth_t *auth; //  who may connect; refusals counted
 } ps_router_t;

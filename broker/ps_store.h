@@ -100,6 +100,10 @@ uint64_t ps_key_size (const ps_key_t *key);
 uint64_t ps_key_version (const ps_key_t *key);
 //  The current version; borrowed: take a ps_buf_ref to keep it
 ps_buf_t *ps_key_current (ps_key_t *key);
+//  Someone else (a reader, the ROUTER loop's published version) holds the
+//  buffer the key's next version would be written into: the next step
+//  allocates a new one unless they let go first
+bool ps_key_spare_pinned (ps_key_t *key);
 //  Its update rule keeps state (momentum, Adagrad, Adam), changed by a step
 bool ps_key_has_state (const ps_key_t *key);
 //  The wire dtype its INIT named (PS_DTYPE_*; F32 for a new key): kept for

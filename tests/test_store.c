@@ -93,6 +93,26 @@ Test (store, usage)
     ps_store_destroy (&store);
 }
 
+Test (store, the_spare_is_pinned_while_someone_holds_the_previous_version)
+{
+    //  The aggregation thread waits for the ROUTER loop (ps_aggregator.h)
+    //  only while the buffer the next step goes into has another holder
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t sgd = s_config (PS_OPTIM_SGD);
+    ps_key_t *key = s_init (store, "w", 4, &sgd);
+    ps_problem_t problem;
+    const float grad[4] = {1, 1, 1, 1};
+    ps_piece_t piece = {.data = grad, .count = 4};
+    cr_assert_not (ps_key_spare_pinned (key), "nobody but the store holds a version");
+    ps_buf_t *reader = ps_buf_ref (ps_key_current (key));
+    cr_assert_not (ps_key_spare_pinned (key), "the current version is not the spare");
+    cr_assert_eq (ps_store_apply (store, key, &piece, 1, 1, &problem), 0, "%s", problem.message);
+    cr_assert (ps_key_spare_pinned (key), "the version the reader holds is the spare now");
+    ps_buf_unref (&reader);
+    cr_assert_not (ps_key_spare_pinned (key), "let go: the next step reuses it");
+    ps_store_destroy (&store);
+}
+
 Test (store, apply_equals_the_rule_by_hand)
 {
     ps_store_t *store = ps_store_new (NULL);
