@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 //  A key a push has taken (staged or summed), to publish or take back
 typedef struct {
@@ -52,6 +53,12 @@ typedef struct {
     size_t taken_capacity;      //  entries allocated in both
     bool accept_nonfinite;      //  apply NaN and Inf gradients as they come
     uint64_t max_store_bytes;   //  the store's limit, kept for RESTORE's new one
+    uint64_t applied;           //  tensor bytes of the pushes processed (DONE)
+    bool *skipping;             //  by rank: the push in parts under way was
+                                //  refused, its later parts are not applied
+    //  The versions in flight to the ROUTER loop (see the header)
+    const _Atomic uint64_t *router_taken; //  PUBLISHes it handled
+    uint64_t published;                   //  PUBLISHes sent
 } agg_t;
 
 static void
@@ -73,6 +80,32 @@ s_publish (ps_key_t *key, void *arg)
     s_send_event (self, &event, true);
     const char *name = ps_key_name (key);
     zmq_send (self->pipe, name, strlen (name), 0);
+    self->published++;
+}
+
+//  Whether the ROUTER loop lags behind our PUBLISHes
+static bool
+s_router_lags (agg_t *self)
+{
+    return self->router_taken &&
+           atomic_load_explicit (self->router_taken, memory_order_acquire) < self->published;
+}
+
+//  Before a push's part is stepped (SSP, ASP): a key of PS_CHUNK_BYTES or
+//  more whose spare the ROUTER loop still pins, through the version it
+//  holds or a PUBLISH it has not handled, waits for it to catch up
+//  (bounded) rather than have a new version allocated (see the header)
+static void
+s_let_router_catch_up (agg_t *self, size_t entries)
+{
+    int64_t until = zclock_mono () + PS_AGG_CATCH_UP_MS;
+    for (size_t i = 0; i < entries; i++) {
+        ps_key_t *key = self->keys[i];
+        if (!key || ps_key_size (key) * sizeof (float) < PS_CHUNK_BYTES)
+            continue;
+        while (ps_key_spare_pinned (key) && s_router_lags (self) && zclock_mono () < until)
+            nanosleep (&(struct timespec){.tv_nsec = 50 * 1000}, NULL);
+    }
 }
 
 //  Receive the rest of a multipart command into self->frames
@@ -250,7 +283,7 @@ s_check_frames (agg_t *self, const ps_agg_entry_t *plan, size_t entries, ps_prob
 {
     size_t frame = 1;
     for (size_t i = 0; i < entries; i++) {
-        uint64_t offset = 0;
+        uint64_t offset = plan[i].offset;
         for (uint32_t f = 0; f < plan[i].frames; f++, frame++) {
             //  Read as bytes: a small frame may sit at any offset
             const void *data = zmq_msg_data (&self->frames[frame]);
@@ -352,95 +385,104 @@ s_entry_pieces (agg_t *self, const ps_agg_entry_t *entry, size_t first)
     s_align_pieces (self, entry->frames);
 }
 
-//  Look up the plan's keys once, into self->keys; whether any has an
-//  update rule with state. Rules with state change it as they step, so a
-//  push that holds one must be checked whole before any key steps (the
-//  others check as they step)
-static bool
+//  Look up the plan's keys once, into self->keys
+static void
 s_resolve_keys (agg_t *self, const ps_agg_entry_t *plan, size_t entries)
 {
-    bool state = false;
-    for (size_t i = 0; i < entries; i++) {
+    for (size_t i = 0; i < entries; i++)
         self->keys[i] = ps_store_lookup (self->store, plan[i].key);
-        state |= self->keys[i] && ps_key_has_state (self->keys[i]);
-    }
-    return state;
 }
 
-//  The keys of a push refused at a later key are taken back: staged steps
-//  dropped, BSP sums given their gradients back
+//  The BSP sums of a push's part refused at a later key are taken back
 static void
 s_take_back (agg_t *self, const ps_agg_command_t *command, const ps_agg_entry_t *plan, size_t taken)
 {
     for (size_t t = taken; t-- > 0;) {
-        ps_key_t *key = self->taken[t].key;
-        if (self->staleness != 0) {
-            ps_store_drop (self->store, key);
-            continue;
-        }
         const ps_agg_entry_t *entry = &plan[self->taken[t].entry];
         s_entry_pieces (self, entry, self->taken[t].frame);
-        ps_store_unaccumulate (self->store, key, command->clock, self->pieces, entry->frames,
-                               command->grad_count);
+        ps_store_unaccumulate_part (self->store, self->taken[t].key, command->clock, entry->offset,
+                                    self->pieces, entry->frames, command->grad_count);
     }
 }
 
-//  PUSH: hand each key's run of frames to the store as pieces. The push is
-//  taken whole or not at all: SSP/ASP steps are staged, then published
-//  together; a refusal (NaN, infinity) at any key takes the others back.
-//  The check rides along the pass the data takes anyway (the SGD step, or
-//  the BSP sum of a piece just read), except for rules with state.
+//  Whether the push this part belongs to was refused at an earlier part:
+//  then the rest of it is not applied either
+static bool
+s_skipping (agg_t *self, const ps_agg_command_t *command)
+{
+    if (command->worker >= PS_MAX_WORKERS)
+        return false;
+    if (command->first)
+        self->skipping[command->worker] = false;
+    return self->skipping[command->worker];
+}
+
+//  Refuse the push at hand: it is not applied from this part on
+static void
+s_refuse (agg_t *self, const ps_agg_command_t *command, const ps_problem_t *problem)
+{
+    if (command->more && command->worker < PS_MAX_WORKERS)
+        self->skipping[command->worker] = true;
+    s_fault (self, command, problem);
+}
+
+//  PUSH: one part of a push (or a whole one), a run of frames per key,
+//  handed to the store as pieces at the run's offset. SSP/ASP steps each
+//  run into the key's next version and publishes it where a run ends the
+//  key (ps_store_stage_part); BSP sums each run. A part holding a NaN or
+//  an infinity is refused whole before anything of it is applied (a pass
+//  of its own over frames that were just received), and so are the parts
+//  of that push after it; the parts before it stay applied.
 static void
 s_handle_push (agg_t *self, const ps_agg_command_t *command)
 {
     assert (self->nframes >= 1);
+    for (size_t i = 1; i < self->nframes; i++)
+        self->applied += zmq_msg_size (&self->frames[i]);
+    if (s_skipping (self, command))
+        return;
     size_t entries;
     const ps_agg_entry_t *plan = s_plan (&self->frames[0], &entries);
     s_reserve_taken (self, entries);
-    bool check = !self->accept_nonfinite;
-    bool state = s_resolve_keys (self, plan, entries);
-    if (check && self->staleness != 0 && state) {
-        ps_problem_t problem;
-        if (s_check_frames (self, plan, entries, &problem))
-            return s_fault (self, command, &problem);
-        check = false;
-    }
+    s_resolve_keys (self, plan, entries);
+    ps_problem_t problem;
+    if (!self->accept_nonfinite && s_check_frames (self, plan, entries, &problem))
+        return s_refuse (self, command, &problem);
+    if (self->staleness != 0)
+        s_let_router_catch_up (self, entries);
     size_t frame = 1, taken = 0;
     for (size_t i = 0; i < entries; i++) {
         const ps_agg_entry_t *entry = &plan[i];
         s_entry_pieces (self, entry, frame);
         ps_key_t *key = self->keys[i];
-        ps_problem_t problem;
+        bool stepped = false;
         int rc = -1;
         if (!key)
             ps_problem_set (&problem, PSMQ__ERR_CODE__ERR_UNKNOWN_KEY, "unknown key '%s'",
                             entry->key);
         else if (self->staleness == 0)
-            rc = ps_store_accumulate (self->store, key, command->clock, self->pieces, entry->frames,
-                                      command->grad_count, check, &problem);
+            rc = ps_store_accumulate_part (self->store, key, command->clock, entry->offset,
+                                           self->pieces, entry->frames, command->grad_count,
+                                           &problem);
         else
-            rc = ps_store_stage (self->store, key, self->pieces, entry->frames, command->grad_count,
-                                 check, &problem);
-        //  Refused whole, and the worker told: a NaN, or a BSP sum past
-        //  the store's limit (taken back exactly; a staged step with state
-        //  has changed its state already, so out of memory there is only
-        //  logged, as before)
-        if (rc && (problem.code == PSMQ__ERR_CODE__ERR_NONFINITE ||
-                   (problem.code == PSMQ__ERR_CODE__ERR_FULL && self->staleness == 0))) {
+            rc = ps_store_stage_part (self->store, key, entry->offset, self->pieces, entry->frames,
+                                      command->grad_count, entry->ends, &stepped, &problem);
+        //  A BSP sum past the store's limit: the part is taken back
+        //  exactly and the worker told
+        if (rc && problem.code == PSMQ__ERR_CODE__ERR_FULL && self->staleness == 0) {
             s_take_back (self, command, plan, taken);
-            return s_fault (self, command, &problem);
+            return s_refuse (self, command, &problem);
         }
         if (rc)
             ps_error ("push from worker %u lost after its ack: %s", command->worker,
                       problem.message);
         else
             self->taken[taken++] = (taken_t){.key = key, .entry = i, .frame = frame};
+        if (stepped) {
+            self->steps++;
+            s_publish (key, self);
+        }
         frame += entry->frames;
-    }
-    for (size_t t = 0; t < taken && self->staleness != 0; t++) {
-        ps_store_commit (self->store, self->taken[t].key);
-        self->steps++;
-        s_publish (self->taken[t].key, self);
     }
 }
 
@@ -510,7 +552,8 @@ s_send_done (agg_t *self)
                               .done = self->done,
                               .steps = self->steps,
                               .pending = ps_store_pending (self->store),
-                              .store_bytes = ps_store_bytes (self->store)};
+                              .store_bytes = ps_store_bytes (self->store),
+                              .applied = self->applied};
     s_send_event (self, &event, false);
 }
 
@@ -523,8 +566,10 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
                   .staleness = config->staleness,
                   .defaults = config->defaults,
                   .accept_nonfinite = config->accept_nonfinite,
-                  .max_store_bytes = config->max_store_bytes};
-    assert (self.store);
+                  .max_store_bytes = config->max_store_bytes,
+                  .skipping = calloc (PS_MAX_WORKERS, sizeof (bool)),
+                  .router_taken = config->taken};
+    assert (self.store && self.skipping);
     ps_store_set_limit (self.store, self.max_store_bytes);
     //  Done with config, which lives on our creator's stack
     PS_HANDOFF_SEND (args);
@@ -566,5 +611,6 @@ ps_aggregator_actor (zsock_t *pipe, void *args)
     free (self.aligned);
     free (self.taken);
     free (self.keys);
+    free (self.skipping);
     ps_store_destroy (&self.store);
 }

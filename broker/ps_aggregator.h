@@ -13,7 +13,8 @@
     message's first frame is a ps_agg_command_t; commands are processed in
     order and numbered from 1.
       INIT  [cmd][routing id][plan: a slice per entry][initial value frames]
-      PUSH  [cmd][plan: a key per entry][gradient frames...]
+      PUSH  [cmd][plan: a key run per entry][gradient frames...]  one
+                        part of a push: cmd.first, cmd.more say which
       FLUSH [cmd]                                      (BSP barrier)
       CHECKPOINT [cmd]  cmd.checkpoint: a checkpoint with its settings and
                         clocks filled in, handed over; the keys are added
@@ -22,10 +23,13 @@
                         one), handed over; the store is replaced by a new
                         one holding its keys (ps_store_restore)
     Replies, in order, on the same pipe:
-      PUBLISH [event][key name]   event.buf holds a reference for the reader
+      PUBLISH [event][key name]   event.buf holds a reference for the reader;
+                                  the ROUTER loop counts those it handled
+                                  (config.taken), see "Versions" below
       REPLY   [event][routing id][message]   INIT answered: event.status 0,
                                   or a PSMQ__ERR_CODE__* and why
-      FAULT   [event][why]        a PUSH of rank event.worker was refused
+      FAULT   [event][why]        a PUSH (a part of a push, and its later
+                                  parts) of rank event.worker was refused
                                   and not applied: event.status says why,
                                   ERR_NONFINITE (a NaN or an infinity) or
                                   ERR_FULL (a BSP sum past the store's limit)
@@ -34,9 +38,20 @@
                                   event.status -1 and why (it was destroyed)
       RESTORED [event][why]       RESTORE answered: event.status 0, its
                                   keys published before it, or -1 and why
-      DONE    [event]             event.done = commands processed so far;
+      DONE    [event]             event.done = commands processed so far,
+                                  event.applied = tensor bytes of the PUSHes
+                                  among them (the push budget);
                                   everything they published came before it
     plus the czmq "$TERM" convention to stop.
+
+    Versions: the ROUTER loop holds the version it last took from a
+    PUBLISH, and each PUBLISH in the pipe holds one. When it lags (it was
+    not scheduled), the key's spare is one of those, and every push that
+    ends would need a new version buffer: several models in flight. So
+    before stepping a part into a key of PS_CHUNK_BYTES or more whose spare
+    is pinned, this thread waits, at most PS_AGG_CATCH_UP_MS, until the
+    ROUTER loop has taken every PUBLISH sent (then a pin left is a
+    reader's, and the store allocates). Small keys never wait.
 
     Failure: malformed input cannot reach here (the ROUTER loop validates
     what it forwards). A push's values are read only here: one holding a
@@ -54,6 +69,7 @@
 #include "ps_optim.h"
 
 #include <czmq.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -95,19 +111,30 @@ typedef struct {
     int64_t received_us;         //  INIT: when the router read it; echoed in REPLY
     ps_checkpoint_t *checkpoint; //  CHECKPOINT, RESTORE, SNAPSHOT: handed over
     uint64_t store_bytes;        //  DONE: bytes the store holds (of its limit)
+    uint64_t applied;            //  DONE: tensor bytes of the PUSHes processed so far
+    bool first;                  //  PUSH: the first part of a push
+    bool more;                   //  PUSH: more parts of this push follow
 } ps_agg_command_t;
 
+//  The longest a part waits for the ROUTER loop to take the versions it
+//  pins (see "Versions" above); past it the store allocates one more
+#define PS_AGG_CATCH_UP_MS 50
+
 //  One entry of a command's plan. INIT: one per slice, in order; a slice
-//  with count > 0 has the next frame. PUSH: one per key, whose `frames`
-//  next frames cover it from element 0, in order.
+//  with count > 0 has the next frame. PUSH: one per run of a key, whose
+//  `frames` next frames cover it from element `offset` on, in order; a
+//  run that `ends` reaches the key's last element (a push in parts may
+//  cut a key's run between two parts: the next part goes on with it).
 typedef struct {
     char key[PS_MAX_KEY_LEN + 1]; //  the key's name
-    uint64_t offset;              //  INIT: where the slice's values go
+    uint64_t offset;              //  INIT: where the slice's values go;
+                                  //  PUSH: where the run's first frame goes
     uint64_t count;               //  INIT: elements in its frame
     uint64_t total;               //  INIT: the key's size
     uint32_t frames;              //  PUSH: frames of this key
     int dtype;                    //  INIT, PUSH: the frames' wire dtype
                                   //  (PS_DTYPE_*); INIT: the key's
+    bool ends;                    //  PUSH: the run covers the key to its end
 } ps_agg_entry_t;
 
 typedef struct {
@@ -115,6 +142,9 @@ typedef struct {
     int32_t staleness;          //  0: accumulate pushes until FLUSH
     bool accept_nonfinite;      //  apply NaN and Inf gradients as they come
     uint64_t max_store_bytes;   //  the store's limit (ps_store_set_limit)
+    //  PUBLISHes the ROUTER loop has handled: it counts, we read; it
+    //  outlives us. NULL: never wait for it
+    const _Atomic uint64_t *taken;
 } ps_aggregator_config_t;
 
 //  The actor body, for zactor_new (ps_aggregator_actor, &config); config

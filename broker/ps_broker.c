@@ -294,6 +294,7 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
     if (ps_router_limits_setup (self, problem))
         return -1;
     ps_aggregator_config_t agg_config = {.defaults = self->config.optim,
+                                         .taken = &self->publishes_taken,
                                          .staleness = self->config.staleness,
                                          .accept_nonfinite = self->config.accept_nonfinite,
                                          .max_store_bytes = self->config.max_memory};

@@ -72,6 +72,10 @@ typedef struct {
                               //  and of its pushes not yet applied before
                               //  its PUSHes are; 0: the larger of
                               //  PS_DEFAULT_MAX_UNREAD and twice the model
+    uint64_t push_budget;     //  bytes of pushes the aggregation thread may
+                              //  have waiting, all connections together,
+                              //  before the ROUTER loop stops reading; 0:
+                              //  PS_DEFAULT_PUSH_BUDGET
     uint64_t max_connections; //  connections at once, more are shed; 0: the
                               //  descriptor limit less those open at start
                               //  and PS_FD_RESERVE

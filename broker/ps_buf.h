@@ -23,7 +23,8 @@
 typedef struct ps_buf_t ps_buf_t;
 
 //  A buffer of count floats, 64-byte aligned, contents undefined, one
-//  reference held by the caller. NULL when out of memory.
+//  reference held by the caller (from PS_CHUNK_BYTES up, its own mapping,
+//  given back to the system by the last reference). NULL when out of memory.
 ps_buf_t *ps_buf_new (size_t count);
 //  Take one more reference; returns self
 ps_buf_t *ps_buf_ref (ps_buf_t *self);

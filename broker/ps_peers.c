@@ -130,6 +130,10 @@ ps_peers_register (ps_peers_t *self, ps_peer_t *peer)
 {
     peer->session = s_session ();
     peer->last_seen = zclock_mono ();
+    //  A push in parts left unfinished by the registration before is over
+    peer->part_open = false;
+    peer->part_key[0] = 0;
+    peer->part_owed = 0;
     for (uint32_t rank = peer->rank; rank < peer->rank + peer->weight; rank++) {
         self->by_rank[rank] = peer;
         self->seen[rank] = true;

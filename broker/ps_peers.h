@@ -50,6 +50,18 @@ typedef struct {
                                          //  at its first pull), our reference
     uint64_t pushing;                    //  bytes of its pushes up to pushes_sent
                                          //  (ps_router_limits_push)
+    //  A push in parts (PROTOCOL.md) whose last part has not come yet
+    bool part_open;                    //  one is under way
+    bool part_refused;                 //  a part was refused (answered):
+                                       //  its later parts are dropped
+    uint64_t part_seq;                 //  its seq
+    char part_key[PS_MAX_KEY_LEN + 1]; //  the key its last part left
+                                       //  unfinished, "" when none
+    uint64_t part_next;                //  where that key goes on
+    uint64_t part_size;                //  that key's size
+    int64_t part_heard;                //  monotonic ms of its last part
+    uint32_t part_owed;                //  grants it is owed (one per part
+                                       //  come but the last)
 } ps_peer_t;
 
 typedef struct ps_peers_t ps_peers_t;

@@ -99,6 +99,8 @@ s_on_publish (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *name)
     PS_HANDOFF_RECEIVE (event->buf);
     ps_published_set (self->published, key, event->buf, event->size, event->version);
     ps_published_set_dtype (self->published, key, event->dtype);
+    //  The version it replaced is let go: the aggregator may reuse it
+    atomic_fetch_add_explicit (&self->publishes_taken, 1, memory_order_release);
 }
 
 //  The aggregator answered an INIT: the reply goes out from here, where
@@ -192,6 +194,8 @@ ps_router_agg_receive (ps_router_t *self)
         self->stats.steps = event.steps;
         self->stats.pending = event.pending;
         self->store_bytes = event.store_bytes;
+        self->push_applied = event.applied;
+        ps_router_grant_parts (self);
         ps_published_forget_failed (self->published, self->agg_done);
         s_release (self);
         break;
@@ -434,11 +438,21 @@ s_handle_init (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
     s_forward (self, &command, true, request->n_slices);
 }
 
+//  Where a push in parts leaves the key its part did not finish
+typedef struct {
+    char key[PS_MAX_KEY_LEN + 1]; //  the key, "" when the part finished every key
+    uint64_t next;                //  the element the next part goes on from
+    uint64_t size;                //  the key's size
+} part_left_t;
+
 //  A push must cover each of its keys exactly, in order, in slices; its
-//  plan has an entry per key
+//  plan has an entry per run of a key. A push in parts: the parts'
+//  slices together must, and a part may go on with the key the part
+//  before left unfinished (peer->part_*) and leave its own last key
+//  unfinished when more parts follow (*left).
 static int
 s_check_push (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request, size_t *entries,
-              ps_problem_t *problem)
+              part_left_t *left, ps_problem_t *problem)
 {
     int64_t clock = ps_vclock_clock (self->vclock, peer->rank);
     if (request->clock != clock)
@@ -458,62 +472,127 @@ s_check_push (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request, 
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL, "out of memory for a push");
     *entries = 0;
     ps_agg_entry_t *entry = NULL;
-    uint64_t size = 0, expected = 0;
+    //  The run of a key the slices go on with: the part before's, if any
+    part_left_t run = {.key = ""};
+    if (peer->part_open && peer->part_key[0]) {
+        snprintf (run.key, sizeof run.key, "%s", peer->part_key);
+        run.next = peer->part_next;
+        run.size = peer->part_size;
+    }
     for (size_t i = 0; i <= request->n_slices; i++) {
         const ps_slice_t *slice = i < request->n_slices ? request->slices[i] : NULL;
-        bool same_key = slice && entry && strcmp (slice->key, entry->key) == 0;
-        if (entry && !same_key && expected != size)
+        bool same_key = slice && run.key[0] && strcmp (slice->key, run.key) == 0;
+        bool unfinished = run.key[0] && run.next != run.size;
+        if (unfinished && !same_key && (slice || !request->more))
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
                                    "push of key '%s' covers %" PRIu64 " of its %" PRIu64
                                    " elements",
-                                   entry->key, expected, size);
+                                   run.key, run.next, run.size);
         if (!slice)
             break;
         if (!same_key) {
-            if (!ps_published_size (self->published, slice->key, &size))
+            if (!ps_published_size (self->published, slice->key, &run.size))
                 return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_UNKNOWN_KEY,
                                        "push of unknown key '%s'", slice->key);
-            entry = &self->plan[(*entries)++];
-            snprintf (entry->key, sizeof entry->key, "%s", slice->key);
-            entry->frames = 0;
-            entry->dtype = ps_published_dtype (self->published, slice->key);
-            expected = 0;
+            snprintf (run.key, sizeof run.key, "%s", slice->key);
+            run.next = 0;
+            entry = NULL;
         }
         if (s_check_push_dtype (self, slice, problem))
             return -1;
-        if (slice->offset != expected || slice->count == 0)
+        if (slice->offset != run.next || slice->count == 0)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
                                    "push of key '%s': slice [%" PRIu64 ", +%" PRIu64
                                    ") where offset %" PRIu64 " and a non-empty slice were due",
-                                   entry->key, slice->offset, slice->count, expected);
-        expected += slice->count;
+                                   run.key, slice->offset, slice->count, run.next);
+        if (!entry) {
+            entry = &self->plan[(*entries)++];
+            snprintf (entry->key, sizeof entry->key, "%s", run.key);
+            entry->offset = run.next;
+            entry->frames = 0;
+            entry->dtype = ps_published_dtype (self->published, run.key);
+        }
+        run.next += slice->count;
         entry->frames++;
-        if (expected > size)
+        if (run.next > run.size)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
                                    "push of key '%s' has %" PRIu64 "+ elements, the key %" PRIu64,
-                                   entry->key, expected, size);
+                                   run.key, run.next, run.size);
+        entry->ends = run.next == run.size;
     }
+    *left = run;
+    if (run.next == run.size)
+        left->key[0] = 0;
     return 0;
 }
 
+//  The push in parts under way on peer ends (its last part came, or it
+//  was given up)
+static void
+s_part_close (ps_peer_t *peer)
+{
+    peer->part_open = false;
+    peer->part_refused = false;
+    peer->part_key[0] = 0;
+    peer->part_owed = 0;
+}
+
+//  A PUSH, whole or one part of a push in parts (PROTOCOL.md): acked at
+//  its last part, refused at the first part that breaks a rule (its later
+//  parts are then dropped unanswered: the refusal was the push's answer)
 static void
 s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
 {
+    if (peer->part_open && request->seq != peer->part_seq) {
+        ps_debug ("worker %u gave up its push %" PRIu64 " in parts", peer->rank, peer->part_seq);
+        s_part_close (peer);
+    }
+    bool first = !peer->part_open;
+    if (!first && peer->part_refused) {
+        if (!request->more)
+            s_part_close (peer);
+        return;
+    }
     ps_problem_t problem;
     size_t entries = 0;
-    if (s_check_push (self, peer, request, &entries, &problem) ||
-        ps_router_limits_push (self, peer, &problem))
+    part_left_t left;
+    if (s_check_push (self, peer, request, &entries, &left, &problem) ||
+        ps_router_limits_push (self, peer, &problem)) {
+        s_part_close (peer);
+        if (request->more) {
+            peer->part_open = peer->part_refused = true;
+            peer->part_seq = request->seq;
+        }
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
-    //  Ack before forwarding: the reply needs nothing from the aggregator
-    ps_router_reply (self, peer->id, peer->id_size, request, request->clock);
+    }
+    if (request->more) {
+        peer->part_open = true;
+        peer->part_owed++;
+        peer->part_heard = zclock_mono ();
+        peer->part_seq = request->seq;
+        snprintf (peer->part_key, sizeof peer->part_key, "%s", left.key);
+        peer->part_next = left.next;
+        peer->part_size = left.size;
+    }
+    else {
+        s_part_close (peer);
+        //  Ack before forwarding: the reply needs nothing from the aggregator
+        ps_router_reply (self, peer->id, peer->id_size, request, request->clock);
+    }
+    for (size_t i = 2; i < self->nframes; i++)
+        self->push_forwarded += zmq_msg_size (&self->frames[i]);
     ps_agg_command_t command = {.kind = PS_AGG_PUSH,
                                 .clock = request->clock,
                                 .grad_count = request->grad_count,
-                                .worker = peer->rank};
+                                .worker = peer->rank,
+                                .first = first,
+                                .more = request->more};
     s_forward (self, &command, false, entries);
     peer->pushes_sent = self->agg_sent;
     if (self->checkpointer)
         ps_checkpointer_pushed (self->checkpointer, peer->rank, peer->weight, request->clock);
+    if (request->more)
+        ps_router_grant_parts (self);
 }
 
 // ------------------------------------------------------------ PULL, CLOCK

@@ -141,6 +141,15 @@ typedef struct {
     ps_unsent_t *info_unsent; //  INFO replies not yet sent, all connections
     uint64_t info_refused;    //  INFOs refused for them
     uint64_t push_refused;    //  PUSHes refused for pushes still waiting
+    uint64_t push_budget;     //  bytes of pushes the aggregator may have
+                              //  waiting before we stop reading
+    uint64_t push_forwarded;  //  push bytes handed to it, ever
+    uint64_t push_applied;    //  of those, the ones it has done (DONE)
+    uint64_t push_grants;     //  parts of pushes in parts granted
+    uint64_t push_withheld;   //  times a grant waited for the budget
+    uint32_t grant_cursor;    //  the rank the next grant pass starts at
+    //  The aggregator's PUBLISHes handled: it reads them (ps_aggregator.h)
+    _Atomic uint64_t publishes_taken;
     //  Authentication (ps_auth.h)
     ps_auth_t *auth; //  who may connect; refusals counted
 } ps_router_t;
@@ -152,6 +161,10 @@ uint32_t ps_router_shards (const ps_router_t *self);
 uint64_t ps_router_new_incarnation (uint64_t old);
 //  Handle one message waiting on the ROUTER socket
 void ps_router_receive (ps_router_t *self);
+//  Grant the next part of pushes in parts to the connections owed one,
+//  while the pushes handed to the aggregator and not yet applied are below
+//  the push budget; round robin (ps_router_limits.c)
+void ps_router_grant_parts (ps_router_t *self);
 //  Handle one message waiting on the aggregator's pipe
 void ps_router_agg_receive (ps_router_t *self);
 //  The slowest clock may have moved from old_min: flush BSP accumulators,

@@ -115,11 +115,31 @@ s_cut (ps_router_t *self)
     self->agg_sent++;
 }
 
+//  Whether a push in parts is under way: a cut waits until none is, since
+//  the parts applied so far are not a clock's whole step (its keys that
+//  ended are published, the others not), which neither redoing the clock
+//  nor taking it as pushed would restore. A push whose parts stopped
+//  coming for the worker timeout holds no cut back (a peer could hold
+//  every checkpoint back so)
+static bool
+s_push_in_parts (ps_router_t *self)
+{
+    int64_t now = zclock_mono ();
+    for (uint32_t rank = 0; rank < ps_vclock_world (self->vclock); rank++) {
+        ps_peer_t *peer = ps_peers_of_rank (self->peers, rank);
+        if (peer && peer->rank == rank && peer->part_open &&
+            now - peer->part_heard < (int64_t)self->config.timeout_ms)
+            return true;
+    }
+    return false;
+}
+
 void
 ps_router_checkpoint_tick (ps_router_t *self)
 {
-    if (self->checkpointer && ps_checkpointer_due (self->checkpointer, zclock_mono (), self->vclock,
-                                                   self->agg_sent, false))
+    if (self->checkpointer && !s_push_in_parts (self) &&
+        ps_checkpointer_due (self->checkpointer, zclock_mono (), self->vclock, self->agg_sent,
+                             false))
         s_cut (self);
 }
 

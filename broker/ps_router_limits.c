@@ -23,6 +23,19 @@
     worker's CLOCK waits for its pushes, so it has one clock's at most)
     its PUSH is refused with ERR_FULL.
 
+    The push budget. Pushes more than 1 MB come in parts of at most 1 MB
+    (PROTOCOL.md): a worker sends PS_PUSH_WINDOW parts at once and each
+    later one when we grant it (a PUSH reply with `more`), one grant for
+    each part that came but the last. Grants go out while the bytes we
+    handed the aggregator and it has not applied are below the budget
+    (psbroker --push-budget), all connections together, round robin; the
+    rest wait for its DONEs. So the broker holds of pushes the budget and
+    at most a window of parts per connection pushing, however many push.
+    Why not a small ZMQ_RCVHWM and TCP's window: see PS_DEFAULT_PUSH_BUDGET
+    (libzmq 4.3.4 aborts on a connection that closes while its input is
+    stopped). A peer that takes grants and sends nothing holds nothing:
+    a grant reserves no bytes.
+
     Connections. libzmq accepts whatever comes; the socket monitor tells
     us (ps_broker.c), and when more connections are open than the cap,
     the ones that never registered go first, those silent since their
@@ -50,6 +63,8 @@ ps_router_limits_setup (ps_router_t *self, ps_problem_t *problem)
     self->info_unsent = ps_unsent_new ();
     if (!self->conns || !self->info_unsent)
         return ps_problem_set (problem, 0, "out of memory starting the broker");
+    self->push_budget =
+        self->config.push_budget ? self->config.push_budget : PS_DEFAULT_PUSH_BUDGET;
     self->fd_limit = ps_resources_fd_limit ();
     uint64_t open = ps_resources_open_fds ();
     uint64_t room = self->fd_limit > open + PS_FD_RESERVE + PS_MIN_CONNECTIONS
@@ -258,6 +273,46 @@ ps_router_limits_push (ps_router_t *self, ps_peer_t *peer, ps_problem_t *problem
     return 0;
 }
 
+//  Grant peer the next part of its push in parts
+static void
+s_grant (ps_router_t *self, ps_peer_t *peer)
+{
+    ps_envelope_t request;
+    psmq__envelope__init (&request);
+    request.type = PSMQ__MSG_TYPE__PUSH;
+    request.seq = peer->part_seq;
+    request.worker = peer->rank;
+    ps_envelope_t reply;
+    ps_codec_reply_to (&reply, &request);
+    reply.more = true;
+    reply.min_clock = ps_vclock_min (self->vclock);
+    ps_router_send (self, peer->id, peer->id_size, &reply, NULL, 0);
+    peer->part_owed--;
+    self->push_grants++;
+}
+
+void
+ps_router_grant_parts (ps_router_t *self)
+{
+    uint32_t world = ps_vclock_world (self->vclock);
+    bool withheld = false;
+    for (uint32_t n = 0; n < world; n++) {
+        uint32_t rank = (self->grant_cursor + n) % world;
+        ps_peer_t *peer = ps_peers_of_rank (self->peers, rank);
+        if (!peer || peer->rank != rank || !peer->part_open || peer->part_refused ||
+            !peer->part_owed)
+            continue;
+        if (self->push_forwarded - self->push_applied >= self->push_budget) {
+            withheld = true;
+            self->grant_cursor = rank;
+            break;
+        }
+        s_grant (self, peer);
+        self->grant_cursor = rank + 1;
+    }
+    self->push_withheld += withheld;
+}
+
 json_t *
 ps_router_limits_info (ps_router_t *self)
 {
@@ -269,9 +324,11 @@ ps_router_limits_info (ps_router_t *self)
             unsent += ps_unsent_bytes (peer->unsent);
     }
     return json_pack (
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "push_refused",
-        (json_int_t)self->push_refused, "info_unsent_bytes",
-        (json_int_t)ps_unsent_bytes (self->info_unsent), "info_refused",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "push_budget", (json_int_t)self->push_budget, "push_waiting_bytes",
+        (json_int_t)(self->push_forwarded - self->push_applied), "push_grants_withheld",
+        (json_int_t)self->push_withheld, "push_refused", (json_int_t)self->push_refused,
+        "info_unsent_bytes", (json_int_t)ps_unsent_bytes (self->info_unsent), "info_refused",
         (json_int_t)self->info_refused, "max_memory", (json_int_t)self->config.max_memory,
         "store_bytes", (json_int_t)self->store_bytes, "max_unread", (json_int_t)s_max_unread (self),
         "unsent_bytes", (json_int_t)unsent, "unread_refused", (json_int_t)self->unread_refused,

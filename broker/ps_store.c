@@ -119,6 +119,7 @@ s_key_destroy (ps_key_t **self_p)
     ps_buf_unref (&self->spare);
     free (self->state[0]);
     free (self->state[1]);
+    free (self->dirty);
     for (size_t i = 0; i < self->naccums; i++)
         free (self->accums[i].sum);
     free (self->accums);
@@ -153,10 +154,8 @@ s_key_new (const char *name, uint64_t size, const ps_optim_config_t *config)
     return self;
 }
 
-//  Make key->spare a buffer we may write: the old spare when nobody else
-//  holds it, else a new one. -1 when out of memory; the key is unchanged.
-static int
-s_key_writable_spare (ps_key_t *self)
+int
+ps_key_writable_spare (ps_key_t *self)
 {
     if (ps_buf_exclusive (self->spare))
         return 0;
@@ -168,9 +167,8 @@ s_key_writable_spare (ps_key_t *self)
     return 0;
 }
 
-//  Publish the spare, which now holds the next version
-static void
-s_key_publish (ps_key_t *self)
+void
+ps_key_publish (ps_key_t *self)
 {
     ps_buf_t *previous = self->current;
     self->current = self->spare;
@@ -186,7 +184,7 @@ s_key_check_pieces (const ps_key_t *self, const ps_piece_t *pieces, size_t npiec
     assert (pieces || npieces == 0);
     uint64_t covered = 0;
     for (size_t i = 0; i < npieces; i++) {
-        assert (pieces[i].data || pieces[i].count == 0);
+        assert (pieces[i].data || pieces[i].wire || pieces[i].count == 0);
         if (pieces[i].count > self->size - covered)
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
                                    "key '%s': gradient pieces exceed its %llu elements "
@@ -202,7 +200,6 @@ s_key_check_pieces (const ps_key_t *self, const ps_piece_t *pieces, size_t npiec
     return 0;
 }
 
-//  ERR_NONFINITE naming element at of the key, whose value is value
 int
 ps_key_nonfinite (const ps_key_t *self, uint64_t at, float value, ps_problem_t *problem)
 {
@@ -241,7 +238,7 @@ ps_key_stage (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float sc
     bool fused = check && self->config.kind == PS_OPTIM_SGD;
     if (check && !fused && s_check_finite (self, pieces, npieces, problem))
         return -1;
-    if (s_key_writable_spare (self))
+    if (ps_key_writable_spare (self))
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
                                "key '%s': out of memory for its next version", self->name);
     float *out = ps_buf_data (self->spare);
@@ -276,7 +273,7 @@ ps_key_commit (ps_key_t *self)
     assert (self->staged);
     self->staged = false;
     self->steps++;
-    s_key_publish (self);
+    ps_key_publish (self);
 }
 
 //  -------------------------------------------------------------------------
@@ -439,12 +436,12 @@ ps_store_write (ps_store_t *self, ps_key_t *key, uint64_t offset, const float *d
     assert (data);
     if (!ps_buf_exclusive (key->current)) {
         //  Somebody already reads this version: write a new one instead
-        if (s_key_writable_spare (key))
+        if (ps_key_writable_spare (key))
             return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,
                                    "key '%s': out of memory for its next version", key->name);
         memcpy (ps_buf_data (key->spare), ps_buf_data (key->current),
                 (size_t)key->size * sizeof (float));
-        s_key_publish (key);
+        ps_key_publish (key);
     }
     memcpy (ps_buf_data (key->current) + offset, data, (size_t)count * sizeof (float));
     return 0;
@@ -515,6 +512,13 @@ ps_key_current (ps_key_t *key)
 {
     assert (key);
     return key->current;
+}
+
+bool
+ps_key_spare_pinned (ps_key_t *key)
+{
+    assert (key);
+    return !ps_buf_exclusive (key->spare);
 }
 
 //  grad_count is checked by the codec too; the store does not rely on it

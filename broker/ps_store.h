@@ -100,6 +100,10 @@ uint64_t ps_key_size (const ps_key_t *key);
 uint64_t ps_key_version (const ps_key_t *key);
 //  The current version; borrowed: take a ps_buf_ref to keep it
 ps_buf_t *ps_key_current (ps_key_t *key);
+//  Someone else (a reader, the ROUTER loop's published version) holds the
+//  buffer the key's next version would be written into: the next step
+//  allocates a new one unless they let go first
+bool ps_key_spare_pinned (ps_key_t *key);
 //  Its update rule keeps state (momentum, Adagrad, Adam), changed by a step
 bool ps_key_has_state (const ps_key_t *key);
 //  The wire dtype its INIT named (PS_DTYPE_*; F32 for a new key): kept for
@@ -141,6 +145,28 @@ int ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const p
 //  gradient of the key; otherwise subtracted, exact but for rounding.
 void ps_store_unaccumulate (ps_store_t *self, ps_key_t *key, int64_t clock,
                             const ps_piece_t *pieces, size_t npieces, uint32_t grad_count);
+//  Pushes in parts (PROTOCOL.md): each part brings a run of floats of a
+//  key from element offset on, the runs of one push in order from 0.
+//  SSP and ASP: step the run into the key's next version, which is
+//  published (and *stepped set) where a run ends the key (ends: the run
+//  reaches its last element); several pushes' parts may interleave. The
+//  step number moves once per push, at its end. No NaN check (the caller
+//  checks a part before it applies any of it). ERR_SIZE for a run outside
+//  the key, ERR_MALFORMED for a bad grad_count, ERR_FULL when a reader
+//  holds the spare and a new buffer cannot be had (ps_store_part.c).
+int ps_store_stage_part (ps_store_t *self, ps_key_t *key, uint64_t offset, const ps_piece_t *pieces,
+                         size_t npieces, uint32_t grad_count, bool ends, bool *stepped,
+                         ps_problem_t *problem);
+//  BSP: add a run into the key's accumulator for clock; a run at offset 0
+//  counts grad_count gradients. ERR_FULL as ps_store_accumulate.
+int ps_store_accumulate_part (ps_store_t *self, ps_key_t *key, int64_t clock, uint64_t offset,
+                              const ps_piece_t *pieces, size_t npieces, uint32_t grad_count,
+                              ps_problem_t *problem);
+//  Take back a run ps_store_accumulate_part took (for a part refused at a
+//  later key): subtracted, and the clock's accumulator forgotten when it
+//  was its only gradient
+void ps_store_unaccumulate_part (ps_store_t *self, ps_key_t *key, int64_t clock, uint64_t offset,
+                                 const ps_piece_t *pieces, size_t npieces, uint32_t grad_count);
 //  BSP barrier: for every key, apply each accumulator of a clock below
 //  before_clock as one optimizer step with its mean, oldest clock first,
 //  and drop it. Calls updated (key, arg) once for each key that changed,

@@ -12,6 +12,7 @@
     calls it. Compiled at -O3 like ps_store.c: the sum must vectorise.
     ========================================================================= */
 
+#include "ps_limits.h"
 #include "ps_log.h"
 #include "ps_resources.h"
 #include "ps_store_private.h"
@@ -87,6 +88,21 @@ s_key_has_live (const ps_key_t *self)
     return false;
 }
 
+//  Put key on the store's list of keys with gradients waiting
+static void
+s_key_pend (ps_store_t *self, ps_key_t *key)
+{
+    if (key->pending)
+        return;
+    key->pending = true;
+    key->next_pending = NULL;
+    if (self->pending_tail)
+        self->pending_tail->next_pending = key;
+    else
+        self->pending_head = key;
+    self->pending_tail = key;
+}
+
 //  Pieces are received frames, never the store's own sums
 static void
 s_add (float *restrict sum, const float *restrict grad, size_t n)
@@ -108,6 +124,19 @@ s_subtract (float *sum, const ps_piece_t *pieces, size_t npieces)
     }
 }
 
+//  Sum count floats of grad into sum[at, at + count): added below
+//  written, copied from written on (where a previous clock's sum lies)
+static void
+s_sum_range (accum_t *accum, uint64_t at, const float *grad, size_t count)
+{
+    assert (at <= accum->written);
+    size_t below = accum->written - at < count ? (size_t)(accum->written - at) : count;
+    s_add (accum->sum + at, grad, below);
+    memcpy (accum->sum + at + below, grad + below, (count - below) * sizeof (float));
+    if (at + count > accum->written)
+        accum->written = at + count;
+}
+
 int
 ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_piece_t *pieces,
                      size_t npieces, uint32_t grad_count, bool check, ps_problem_t *problem)
@@ -119,6 +148,8 @@ ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_pi
         return -1;
     //  The first gradient of a clock overwrites what a previous clock left
     bool first = !accum->live;
+    if (first)
+        accum->written = 0;
     size_t offset = 0;
     for (size_t i = 0; i < npieces; i++) {
         //  Checked just before it is summed: a piece is at most a frame,
@@ -131,10 +162,7 @@ ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_pi
                 s_subtract (accum->sum, pieces, i);
             return ps_key_nonfinite (key, offset + bad, value, problem);
         }
-        if (first)
-            memcpy (accum->sum + offset, grad, pieces[i].count * sizeof (float));
-        else
-            s_add (accum->sum + offset, grad, pieces[i].count);
+        s_sum_range (accum, offset, grad, pieces[i].count);
         offset += pieces[i].count;
     }
     if (first) {
@@ -143,16 +171,80 @@ ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_pi
         accum->count = 0;
     }
     accum->count += grad_count;
-    if (!key->pending) {
-        key->pending = true;
-        key->next_pending = NULL;
-        if (self->pending_tail)
-            self->pending_tail->next_pending = key;
-        else
-            self->pending_head = key;
-        self->pending_tail = key;
-    }
+    s_key_pend (self, key);
     return 0;
+}
+
+int
+ps_store_accumulate_part (ps_store_t *self, ps_key_t *key, int64_t clock, uint64_t offset,
+                          const ps_piece_t *pieces, size_t npieces, uint32_t grad_count,
+                          ps_problem_t *problem)
+{
+    assert (self);
+    assert (key);
+    assert (!self->flushing);
+    if (grad_count == 0 || grad_count > PS_MAX_GRAD_COUNT)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
+                               "key '%s': grad_count %u must be in [1, %d]", key->name, grad_count,
+                               PS_MAX_GRAD_COUNT);
+    uint64_t covered = 0;
+    for (size_t i = 0; i < npieces; i++)
+        covered += pieces[i].count;
+    accum_t *accum = NULL;
+    if (offset > key->size || covered > key->size - offset)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                               "key '%s': a part of %llu elements at %llu exceeds its %llu",
+                               key->name, (unsigned long long)covered, (unsigned long long)offset,
+                               (unsigned long long)key->size);
+    accum = s_key_accum (self, key, clock, problem);
+    if (!accum)
+        return -1;
+    if (!accum->live)
+        *accum = (accum_t){.live = true, .clock = clock, .sum = accum->sum};
+    //  A run that starts past what was written skipped elements: never
+    //  from the ROUTER loop, which checks that runs go on where they left
+    if (offset > accum->written)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
+                               "key '%s': a part at %llu before its elements from %llu", key->name,
+                               (unsigned long long)offset, (unsigned long long)accum->written);
+    //  A push counts once, at the start of its run of the key
+    if (offset == 0)
+        accum->count += grad_count;
+    uint64_t at = offset;
+    for (size_t i = 0; i < npieces; i++) {
+        s_sum_range (accum, at, ps_piece_floats (&pieces[i]), pieces[i].count);
+        at += pieces[i].count;
+    }
+    s_key_pend (self, key);
+    return 0;
+}
+
+void
+ps_store_unaccumulate_part (ps_store_t *self, ps_key_t *key, int64_t clock, uint64_t offset,
+                            const ps_piece_t *pieces, size_t npieces, uint32_t grad_count)
+{
+    assert (self);
+    assert (key);
+    for (size_t i = 0; i < key->naccums; i++) {
+        accum_t *accum = &key->accums[i];
+        if (!accum->live || accum->clock != clock)
+            continue;
+        uint64_t at = offset;
+        for (size_t p = 0; p < npieces; p++) {
+            const float *grad = ps_piece_floats (&pieces[p]);
+            for (size_t j = 0; j < pieces[p].count; j++)
+                accum->sum[at + j] -= grad[j];
+            at += pieces[p].count;
+        }
+        if (offset == 0) {
+            assert (accum->count >= grad_count);
+            accum->count -= grad_count;
+        }
+        //  It was the clock's only gradient: nothing else is in the sum
+        if (accum->count == 0 && offset == 0)
+            accum->live = false;
+        return;
+    }
 }
 
 void
@@ -185,6 +277,15 @@ s_flush_key (ps_key_t *key, int64_t before_clock)
     size_t steps = 0;
     accum_t *accum;
     while ((accum = s_key_oldest (key, before_clock))) {
+        //  A push given up in its middle left the rest of the sum stale
+        if (accum->written < key->size)
+            memset (accum->sum + accum->written, 0,
+                    (size_t)(key->size - accum->written) * sizeof (float));
+        accum->written = key->size;
+        if (accum->count == 0) {
+            accum->live = false;
+            continue;
+        }
         ps_piece_t whole = {.data = accum->sum, .count = (size_t)key->size};
         ps_problem_t problem;
         //  The sums were checked as they came in (or may hold what the

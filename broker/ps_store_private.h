@@ -1,9 +1,10 @@
 /*  =========================================================================
     ps_store_private - what the parameter store's files share
 
-    The store is one object in three files, each owning one part of its
+    The store is one object in four files, each owning one part of its
     work: ps_store.c (the key table, INIT, optimizer steps), ps_store_bsp.c
-    (BSP accumulators: sums of a clock's gradients and their flush) and
+    (BSP accumulators: sums of a clock's gradients and their flush),
+    ps_store_part.c (SSP/ASP steps of pushes that come in parts) and
     ps_store_checkpoint.c (snapshots for the writer, restores). This header
     is for those three only: the structs, and the helpers more than one of
     them needs. Everyone else sees ps_store.h. Same thread rules: the
@@ -19,10 +20,13 @@
 #include <stdint.h>
 
 typedef struct {
-    bool live;      //  holds gradients not yet flushed
-    int64_t clock;  //  the clock they belong to, when live
-    uint64_t count; //  gradients summed, when live
-    float *sum;     //  size floats; kept when flushed, for reuse
+    bool live;        //  holds gradients not yet flushed
+    int64_t clock;    //  the clock they belong to, when live
+    uint64_t count;   //  gradients summed, when live
+    uint64_t written; //  sum[0, written) holds gradients, the rest is
+                      //  stale: every run of a key goes from element 0
+                      //  in order, so what was written is a prefix
+    float *sum;       //  size floats; kept when flushed, for reuse
 } accum_t;
 
 struct ps_key_t {
@@ -33,6 +37,10 @@ struct ps_key_t {
     float *state[2];          //  optimizer state, size floats each or NULL
     uint64_t steps;           //  optimizer steps done (Adam's t)
     bool staged;              //  the spare holds a step not yet published
+    bool open;                //  parts of pushes are being stepped into the
+                              //  spare (ps_store_part.c)
+    uint8_t *dirty;           //  then, by chunk of PS_CHUNK_BYTES: the
+                              //  spare's chunk is newer than current's
     uint64_t version;         //  1 after INIT, bumped by every step
     int dtype;                //  wire dtype its INIT named, PS_DTYPE_*
     accum_t *accums;          //  BSP accumulators, live or reusable
@@ -76,6 +84,11 @@ float *ps_store_floats_new (uint64_t count, bool zeroed);
 int ps_store_reserve (ps_store_t *self);
 //  Put key into the table (ps_store_reserve first); the store owns it
 void ps_store_insert (ps_store_t *self, ps_key_t *key);
+//  Make key->spare a buffer we may write: the old spare when nobody else
+//  holds it, else a new one. -1 when out of memory; the key is unchanged.
+int ps_key_writable_spare (ps_key_t *self);
+//  Publish the spare, which now holds the next version
+void ps_key_publish (ps_key_t *self);
 //  What a push must be, whether applied or accumulated
 int ps_store_check_push (ps_store_t *self, ps_key_t *key, const ps_piece_t *pieces, size_t npieces,
                          uint32_t grad_count, ps_problem_t *problem);

@@ -34,7 +34,7 @@ s_on_signal (int signal_number)
 static void
 s_usage (FILE *out)
 {
-    char store[32], most[32], unread[32];
+    char store[32], most[32], unread[32], budget[32];
     fprintf (out,
              "usage: psbroker --port N [options]\n"
              "\n"
@@ -90,6 +90,10 @@ s_usage (FILE *out)
              "                         and of its pushes that may wait to be applied\n"
              "                         before its PUSHes are; default the larger of %s\n"
              "                         and twice the model\n"
+             "      --push-budget SIZE bytes of pushes waiting for the aggregation\n"
+             "                         thread, all workers together; past it the next\n"
+             "                         parts of pushes (more than 1 MB comes in 1 MB\n"
+             "                         parts) wait until it catches up. Default %s\n"
              "      --max-connections N  connections at once; past it those that never\n"
              "                         said HELLO are closed, silent and idle ones first.\n"
              "                         Default: the open-files limit (raised to the hard\n"
@@ -169,7 +173,8 @@ s_usage (FILE *out)
              PS_PROGRESS_FACTOR, PS_DEFAULT_CHECKPOINT_SECONDS, PS_DEFAULT_STORE_PERCENT,
              ps_resources_bytes (ps_resources_default_store (), store, sizeof store),
              ps_resources_bytes (PS_MAX_STORE_BYTES, most, sizeof most),
-             ps_resources_bytes (PS_DEFAULT_MAX_UNREAD, unread, sizeof unread), PS_FD_RESERVE,
+             ps_resources_bytes (PS_DEFAULT_MAX_UNREAD, unread, sizeof unread),
+             ps_resources_bytes (PS_DEFAULT_PUSH_BUDGET, budget, sizeof budget), PS_FD_RESERVE,
              PS_UNREGISTERED_IDLE_MS / 1000, PS_CHECKPOINT_KEEP);
 }
 
@@ -281,6 +286,7 @@ enum {
     OPT_CHECKPOINT_CLOCKS,
     OPT_MAX_MEMORY,
     OPT_MAX_UNREAD,
+    OPT_PUSH_BUDGET,
     OPT_MAX_CONNECTIONS,
     //  Authentication (ps_auth.h)
     OPT_CURVE_SECRET,
@@ -319,6 +325,7 @@ main (int argc, char *argv[])
         {"checkpoint-clocks", required_argument, 0, OPT_CHECKPOINT_CLOCKS},
         {"max-memory", required_argument, 0, OPT_MAX_MEMORY},
         {"max-unread", required_argument, 0, OPT_MAX_UNREAD},
+        {"push-budget", required_argument, 0, OPT_PUSH_BUDGET},
         {"max-connections", required_argument, 0, OPT_MAX_CONNECTIONS},
         {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
         {"allow-keys", required_argument, 0, OPT_ALLOW_KEYS},
@@ -419,6 +426,14 @@ main (int argc, char *argv[])
                               PS_MAX_STORE_BYTES, &size);
             if (rc == 0)
                 config.max_unread = size;
+            break;
+        }
+        case OPT_PUSH_BUDGET: {
+            size_t size;
+            rc = ps_cli_size ("psbroker", "--push-budget", optarg, PS_MIN_PUSH_BUDGET,
+                              PS_MAX_STORE_BYTES, &size);
+            if (rc == 0)
+                config.push_budget = size;
             break;
         }
         case OPT_MAX_CONNECTIONS:

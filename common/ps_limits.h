@@ -50,9 +50,28 @@
 //  1 MB are reused by malloc (see docs/performance.md)
 #define PS_CHUNK_BYTES (1 << 20)
 
+//  A push of more tensor bytes than this goes out as several PUSH
+//  messages of at most this many (its parts, PROTOCOL.md): libzmq reads a
+//  message whole before the broker sees it, so a whole push of a big model
+//  would sit in the broker's memory once per worker pushing
+#define PS_PUSH_PART_BYTES PS_CHUNK_BYTES
+
 //  Socket queues (messages) on both sides
 #define PS_SNDHWM 100000
 #define PS_RCVHWM 100000
+//  A push in parts: the parts a worker sends at once; each later one waits
+//  for the broker's grant (PROTOCOL.md), one per part that came before
+#define PS_PUSH_WINDOW 2
+//  Bytes of pushes the ROUTER loop has handed to the aggregation thread
+//  and it has not applied yet, all connections together (psbroker
+//  --push-budget): past it the broker grants no part until the aggregator
+//  catches up. Why not a small ZMQ_RCVHWM instead (libzmq stops reading a
+//  connection whose queue is full, and TCP holds the sender back): libzmq
+//  4.3.4 aborts (out_event's assert on _io_error) when a connection whose
+//  input it stopped closes and a ZMTP heartbeat is due, which the broker's
+//  heartbeats and any worker leaving make likely
+#define PS_DEFAULT_PUSH_BUDGET (4ULL << 20)
+#define PS_MIN_PUSH_BUDGET (1ULL << 20)
 
 //  Liveness defaults
 #define PS_DEFAULT_HEARTBEAT_MS 1000

@@ -948,3 +948,65 @@ Test (limits, unsent_bytes_are_charged_until_libzmq_releases_the_frame)
     cr_assert_eq (ps_unsent_bytes (unsent), 0);
     ps_unsent_destroy (&unsent);
 }
+
+// ------------------------------------------------------------ push memory
+
+//  The broker's peak memory with several workers pushing a model at once
+#define PUSHERS 8
+#define PUSHED_FLOATS (4u << 20) //  16 MB
+
+typedef struct {
+    const char *endpoint; //  the broker
+    uint32_t rank;        //  ours
+    int64_t until;        //  push until then (monotonic ms)
+    int pushes;           //  pushes that succeeded
+} pusher_t;
+
+static void *
+s_pusher (void *arg)
+{
+    pusher_t *self = arg;
+    ps_worker_t *worker = ps_test_worker (self->endpoint, self->rank, PUSHERS, PS_TEST_WAIT_MS);
+    float *grad = worker ? calloc (PUSHED_FLOATS, sizeof (float)) : NULL;
+    ps_tensor_t tensor = {.key = "w", .data = grad, .count = PUSHED_FLOATS};
+    if (grad && ps_worker_init (worker, "w", PUSHED_FLOATS, NULL, NULL) == PS_OK)
+        while (zclock_mono () < self->until && ps_worker_push (worker, &tensor, 1, 1) == PS_OK)
+            self->pushes++;
+    free (grad);
+    ps_worker_close (&worker);
+    return NULL;
+}
+
+Test (limits, the_brokers_memory_does_not_grow_with_the_workers_pushing, .timeout = 60)
+{
+    //  8 workers push a 16 MB key as fast as they can for 2 s (ASP). A
+    //  push of more than 1 MB comes in 1 MB parts and the broker holds at
+    //  most its push budget (4 MB here) and a couple of parts per
+    //  connection of them: with whole pushes, it held one per worker
+    //  pushing (8 models, 128 MB, on top of the key's two versions)
+    s_quarantine_off ();
+    char *args[] = {"--workers", "8", "--staleness", "-1", "--push-budget", "4M", NULL};
+    char endpoint[128], out[4096];
+    ps_test_child_t broker = ps_test_psbroker (args, endpoint, sizeof endpoint, out, sizeof out);
+    long before = s_status_kb (broker.pid, "VmHWM");
+    pusher_t pushers[PUSHERS];
+    pthread_t threads[PUSHERS];
+    for (uint32_t i = 0; i < PUSHERS; i++) {
+        pushers[i] = (pusher_t){.endpoint = endpoint, .rank = i, .until = zclock_mono () + 2000};
+        pthread_create (&threads[i], NULL, s_pusher, &pushers[i]);
+    }
+    int pushes = 0;
+    for (uint32_t i = 0; i < PUSHERS; i++) {
+        pthread_join (threads[i], NULL);
+        cr_assert (pushers[i].pushes > 0, "worker %u pushed nothing", i);
+        pushes += pushers[i].pushes;
+    }
+    long peak = s_status_kb (broker.pid, "VmHWM");
+    long model = PUSHED_FLOATS * sizeof (float) / 1024;
+    cr_log_info ("%d pushes of 16 MB by %d workers: psbroker's peak RSS %ld kB (%ld kB at start)",
+                 pushes, PUSHERS, peak, before);
+    //  Two versions of the key, the budget, 3 parts per connection and
+    //  16 MB for the rest; whole pushes took it past 8 models
+    long limit = before + 2 * model + (4 + PUSHERS * 3 + 16) * 1024;
+    cr_assert (peak > 0 && peak < limit, "psbroker's peak RSS %ld kB, over %ld kB", peak, limit);
+}

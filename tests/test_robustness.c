@@ -16,6 +16,7 @@
 #include "ps_worker.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <czmq.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -368,4 +369,164 @@ Test (robustness, a_reply_of_too_many_frames_is_refused, .timeout = 30)
     cr_assert_null (json);
     zmq_close (router);
     zmq_ctx_term (context);
+}
+
+// ------------------------------------------------------------ pushes in parts
+
+//  One part of a push of key "w" from rank 0 at clock 0: count values from
+//  offset, more parts to follow or not
+static void
+s_send_part (ps_test_raw_t *peer, uint64_t seq, uint64_t offset, const float *values,
+             uint64_t count, bool more)
+{
+    ps_slice_t slice = PSMQ__SLICE__INIT;
+    slice.key = "w";
+    slice.offset = offset;
+    slice.count = count;
+    ps_slice_t *slices[] = {&slice};
+    ps_envelope_t envelope;
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, 0, seq);
+    envelope.slices = slices;
+    envelope.n_slices = 1;
+    envelope.grad_count = 1;
+    envelope.more = more;
+    ps_test_raw_send (peer, &envelope, ZMQ_SNDMORE);
+    zmq_send (peer->dealer, values, count * sizeof (float), 0);
+}
+
+//  The next reply must be type's for seq
+static void
+s_expect_reply (ps_test_raw_t *peer, int type, uint64_t seq)
+{
+    ps_envelope_t *reply = ps_test_raw_receive (peer);
+    cr_assert (reply, "no reply to seq %lu", (unsigned long)seq);
+    cr_assert_eq (reply->type, type, "seq %lu: %s (%s)", (unsigned long)reply->seq,
+                  ps_codec_type_name (reply->type), reply->error ? reply->error->message : "");
+    cr_assert_eq (reply->seq, seq);
+}
+
+//  The next reply must be the grant of the next part of push seq
+static void
+s_expect_grant (ps_test_raw_t *peer, uint64_t seq)
+{
+    ps_envelope_t *reply = ps_test_raw_receive (peer);
+    cr_assert (reply, "no grant for seq %lu", (unsigned long)seq);
+    cr_assert (reply->type == PSMQ__MSG_TYPE__PUSH && reply->more && reply->seq == seq,
+               "%s seq %lu more %d instead of a grant for seq %lu",
+               ps_codec_type_name (reply->type), (unsigned long)reply->seq, reply->more,
+               (unsigned long)seq);
+}
+
+//  The values of "w" as a worker pulls them
+static void
+s_expect_values (ps_worker_t *worker, float a, float b, float c, float d)
+{
+    float values[4];
+    ps_tensor_t tensor = {"w", values, 4};
+    cr_assert_eq (ps_worker_pull (worker, &tensor, 1), PS_OK);
+    float want[4] = {a, b, c, d};
+    ps_test_assert_near (values, want, 4, 0, "w");
+}
+
+Test (robustness, a_push_in_parts_is_acked_at_its_end_and_refused_once, .timeout = 30)
+{
+    //  ASP, a worker (rank 1) that made "w" (SGD at rate 1) and reads it,
+    //  and a peer (rank 0) that pushes in parts by hand
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = ps_test_worker (endpoint, 1, 2, PS_TEST_WAIT_MS);
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1};
+    cr_assert_eq (ps_worker_init (worker, "w", 4, NULL, &sgd), PS_OK);
+    ps_test_raw_t peer;
+    ps_test_raw_open (&peer, endpoint);
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 2;
+    ps_test_raw_hello (&peer, 0, &hello);
+    const float ones[4] = {1, 1, 1, 1};
+
+    //  Two parts, one ack: the first part gets a grant (for the part after
+    //  the window), and the INFO behind it is answered before the ack
+    s_send_part (&peer, 10, 0, ones, 2, true);
+    s_expect_grant (&peer, 10);
+    ps_envelope_t info;
+    ps_test_envelope (&info, PSMQ__MSG_TYPE__INFO, 0, 11);
+    ps_test_raw_send (&peer, &info, 0);
+    s_expect_reply (&peer, PSMQ__MSG_TYPE__INFO, 11);
+    s_send_part (&peer, 10, 2, ones, 2, false);
+    s_expect_reply (&peer, PSMQ__MSG_TYPE__PUSH, 10);
+    s_expect_values (worker, -1, -1, -1, -1);
+
+    //  A part that skips elements is refused, once: the push's last part
+    //  gets no second answer. Its first part was applied, as parts are when
+    //  they come, but a key is published only at the end of a push
+    s_send_part (&peer, 12, 0, ones, 2, true);
+    s_expect_grant (&peer, 12);
+    s_send_part (&peer, 12, 3, ones, 1, true);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_SIZE, "a part that skips elements");
+    s_send_part (&peer, 12, 2, ones, 2, false);
+    ps_test_envelope (&info, PSMQ__MSG_TYPE__INFO, 0, 13);
+    ps_test_raw_send (&peer, &info, 0);
+    s_expect_reply (&peer, PSMQ__MSG_TYPE__INFO, 13);
+    s_expect_values (worker, -1, -1, -1, -1);
+
+    //  A last part that leaves the key unfinished is refused
+    s_send_part (&peer, 14, 0, ones, 3, false);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_SIZE, "a push that ends inside its key");
+    //  A push given up for another: the new one is taken whole, and its
+    //  end publishes the first parts of pushes 12 and 15 too
+    s_send_part (&peer, 15, 0, ones, 2, true);
+    s_expect_grant (&peer, 15);
+    s_send_part (&peer, 16, 0, ones, 4, false);
+    s_expect_reply (&peer, PSMQ__MSG_TYPE__PUSH, 16);
+    s_expect_values (worker, -4, -4, -2, -2);
+
+    //  A peer that leaves in the middle of a push: the broker goes on
+    s_send_part (&peer, 17, 0, ones, 2, true);
+    s_expect_grant (&peer, 17);
+    ps_test_raw_close (&peer);
+    float grad[4] = {1, 1, 1, 1};
+    ps_tensor_t push = {"w", grad, 4};
+    cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_OK);
+    s_expect_values (worker, -6, -6, -3, -3);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
+}
+
+Test (robustness, a_part_holding_a_nan_stops_its_push_and_fails_the_next_clock, .timeout = 30)
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, -1, 0, endpoint, sizeof endpoint);
+    ps_worker_t *worker = ps_test_worker (endpoint, 1, 2, PS_TEST_WAIT_MS);
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1};
+    cr_assert_eq (ps_worker_init (worker, "w", 4, NULL, &sgd), PS_OK);
+    ps_test_raw_t peer;
+    ps_test_raw_open (&peer, endpoint);
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 2;
+    ps_test_raw_hello (&peer, 0, &hello);
+    const float ones[4] = {1, 1, 1, 1}, nan[1] = {NAN};
+
+    //  Three parts, the second holding a NaN: the first is stepped into
+    //  the next version, the second and third are not, and the push's end
+    //  (skipped) publishes nothing
+    s_send_part (&peer, 20, 0, ones, 2, true);
+    s_expect_grant (&peer, 20);
+    s_send_part (&peer, 20, 2, nan, 1, true);
+    s_expect_grant (&peer, 20);
+    s_send_part (&peer, 20, 3, ones, 1, false);
+    s_expect_reply (&peer, PSMQ__MSG_TYPE__PUSH, 20);
+    ps_envelope_t clock;
+    ps_test_envelope (&clock, PSMQ__MSG_TYPE__CLOCK, 0, 21);
+    clock.clock = 0;
+    ps_test_raw_send (&peer, &clock, 0);
+    s_expect_error (&peer, PSMQ__ERR_CODE__ERR_NONFINITE, "the clock after a NaN");
+    s_expect_values (worker, 0, 0, 0, 0);
+    //  The next push that ends the key publishes the first part with it
+    float grad[4] = {1, 1, 1, 1};
+    ps_tensor_t push = {"w", grad, 4};
+    cr_assert_eq (ps_worker_push (worker, &push, 1, 1), PS_OK);
+    s_expect_values (worker, -2, -2, -1, -1);
+    ps_test_raw_close (&peer);
+    ps_worker_close (&worker);
+    ps_broker_destroy (&broker);
 }

@@ -93,6 +93,26 @@ Test (store, usage)
     ps_store_destroy (&store);
 }
 
+Test (store, the_spare_is_pinned_while_someone_holds_the_previous_version)
+{
+    //  The aggregation thread waits for the ROUTER loop (ps_aggregator.h)
+    //  only while the buffer the next step goes into has another holder
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t sgd = s_config (PS_OPTIM_SGD);
+    ps_key_t *key = s_init (store, "w", 4, &sgd);
+    ps_problem_t problem;
+    const float grad[4] = {1, 1, 1, 1};
+    ps_piece_t piece = {.data = grad, .count = 4};
+    cr_assert_not (ps_key_spare_pinned (key), "nobody but the store holds a version");
+    ps_buf_t *reader = ps_buf_ref (ps_key_current (key));
+    cr_assert_not (ps_key_spare_pinned (key), "the current version is not the spare");
+    cr_assert_eq (ps_store_apply (store, key, &piece, 1, 1, &problem), 0, "%s", problem.message);
+    cr_assert (ps_key_spare_pinned (key), "the version the reader holds is the spare now");
+    ps_buf_unref (&reader);
+    cr_assert_not (ps_key_spare_pinned (key), "let go: the next step reuses it");
+    ps_store_destroy (&store);
+}
+
 Test (store, apply_equals_the_rule_by_hand)
 {
     ps_store_t *store = ps_store_new (NULL);
@@ -612,4 +632,148 @@ Test (store, a_snapshot_restored_steps_on_bit_for_bit)
     ps_checkpoint_destroy (&checkpoint);
     ps_store_destroy (&store);
     ps_store_destroy (&other);
+}
+
+// ------------------------------------------------------------ parts
+
+//  Floats in a chunk of PS_CHUNK_BYTES, and a key of two chunks and a half
+#define CHUNK (PS_CHUNK_BYTES / 4)
+#define PARTED (2 * CHUNK + CHUNK / 2)
+
+//  Step [from, to) of grad into key as one part; whether it published
+static bool
+s_part (ps_store_t *store, ps_key_t *key, const float *grad, uint64_t from, uint64_t to)
+{
+    ps_piece_t piece = {.data = grad + from, .count = (size_t)(to - from)};
+    bool stepped = false;
+    ps_problem_t problem = {0};
+    int rc = ps_store_stage_part (store, key, from, &piece, 1, 1, to == ps_key_size (key), &stepped,
+                                  &problem);
+    cr_assert_eq (rc, 0, "part [%lu, %lu): %s", (unsigned long)from, (unsigned long)to,
+                  problem.message);
+    return stepped;
+}
+
+Test (store, interleaved_parts_of_two_pushes_step_as_the_pushes_do)
+{
+    //  SGD at rate 1: after a push of g the key holds -g. Two workers'
+    //  pushes come in parts that interleave, cut inside chunks too
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t sgd = s_config (PS_OPTIM_SGD);
+    sgd.lr = 1;
+    ps_key_t *key = s_init (store, "w", PARTED, &sgd);
+    float *a = malloc (PARTED * sizeof (float)), *b = malloc (PARTED * sizeof (float));
+    for (size_t i = 0; i < PARTED; i++) {
+        a[i] = (float)(i % 7);
+        b[i] = (float)(i % 5) * 2;
+    }
+    uint64_t cut_a[] = {0, CHUNK, CHUNK + 1000, 2 * CHUNK, PARTED};
+    uint64_t cut_b[] = {0, CHUNK / 3, 2 * CHUNK + 7, PARTED};
+    cr_assert_not (s_part (store, key, a, cut_a[0], cut_a[1]));
+    cr_assert_not (s_part (store, key, b, cut_b[0], cut_b[1]));
+    cr_assert_not (s_part (store, key, a, cut_a[1], cut_a[2]));
+    cr_assert_not (s_part (store, key, a, cut_a[2], cut_a[3]));
+    cr_assert_not (s_part (store, key, b, cut_b[1], cut_b[2]));
+    //  Nothing published before a push ends: readers see version 1
+    cr_assert_eq (ps_key_version (key), 1);
+    cr_assert_eq (s_values (key)[0], 0);
+    //  A ends: the version holds all of A and what came of B
+    cr_assert (s_part (store, key, a, cut_a[3], cut_a[4]));
+    cr_assert_eq (ps_key_version (key), 2);
+    float *values = s_values (key);
+    for (size_t i = 0; i < PARTED; i++) {
+        float want = -a[i] - (i < cut_b[2] ? b[i] : 0);
+        cr_assert_eq (values[i], want, "element %zu: %g, not %g", i, values[i], want);
+    }
+    //  B ends: both whole
+    cr_assert (s_part (store, key, b, cut_b[2], cut_b[3]));
+    cr_assert_eq (ps_key_version (key), 3);
+    values = s_values (key);
+    for (size_t i = 0; i < PARTED; i++)
+        cr_assert_eq (values[i], -a[i] - b[i], "element %zu", i);
+    free (a);
+    free (b);
+    ps_store_destroy (&store);
+}
+
+Test (store, a_push_in_parts_steps_adam_once)
+{
+    //  The same gradient as one piece on one key and in three parts on
+    //  another: the same values and state, one step each
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t adam = s_config (PS_OPTIM_ADAM);
+    ps_key_t *whole = s_init (store, "whole", PARTED, &adam);
+    ps_key_t *parted = s_init (store, "parted", PARTED, &adam);
+    float *grad = malloc (PARTED * sizeof (float));
+    for (size_t i = 0; i < PARTED; i++)
+        grad[i] = (float)(i % 11) - 5;
+    ps_problem_t problem;
+    for (int step = 0; step < 2; step++) {
+        ps_piece_t piece = {.data = grad, .count = PARTED};
+        cr_assert_eq (ps_store_apply (store, whole, &piece, 1, 1, &problem), 0);
+        cr_assert_not (s_part (store, parted, grad, 0, CHUNK));
+        cr_assert_not (s_part (store, parted, grad, CHUNK, 2 * CHUNK));
+        cr_assert (s_part (store, parted, grad, 2 * CHUNK, PARTED));
+        cr_assert_eq (ps_key_version (parted), ps_key_version (whole));
+        cr_assert_eq (memcmp (s_values (parted), s_values (whole), PARTED * sizeof (float)), 0,
+                      "step %d", step);
+    }
+    free (grad);
+    ps_store_destroy (&store);
+}
+
+Test (store, parts_out_of_the_key_are_refused)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_key_t *key = s_init (store, "w", 10, NULL);
+    float grad[10] = {0};
+    ps_piece_t piece = {.data = grad, .count = 4};
+    bool stepped;
+    ps_problem_t problem;
+    cr_assert_eq (ps_store_stage_part (store, key, 8, &piece, 1, 1, false, &stepped, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
+    cr_assert_eq (ps_store_stage_part (store, key, 0, &piece, 1, 1, true, &stepped, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
+    cr_assert_eq (ps_store_stage_part (store, key, 0, &piece, 1, 0, false, &stepped, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_MALFORMED);
+    cr_assert_eq (ps_key_version (key), 1);
+    ps_store_destroy (&store);
+}
+
+Test (store, bsp_parts_sum_as_whole_pushes)
+{
+    //  Two pushes of clock 0 summed in interleaved parts, a third whole:
+    //  the flush takes their mean once
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t sgd = s_config (PS_OPTIM_SGD);
+    sgd.lr = 1;
+    ps_key_t *key = s_init (store, "w", PARTED, &sgd);
+    float *g = malloc (3 * PARTED * sizeof (float));
+    for (size_t i = 0; i < 3 * PARTED; i++)
+        g[i] = (float)(i % 13);
+    ps_problem_t problem;
+    struct {
+        int push;
+        uint64_t from, to;
+    } parts[] = {
+        {0, 0, CHUNK}, {1, 0, 10}, {1, 10, 2 * CHUNK}, {0, CHUNK, PARTED}, {1, 2 * CHUNK, PARTED}};
+    for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
+        const float *grad = g + parts[p].push * PARTED;
+        ps_piece_t piece = {.data = grad + parts[p].from,
+                            .count = (size_t)(parts[p].to - parts[p].from)};
+        cr_assert_eq (
+            ps_store_accumulate_part (store, key, 0, parts[p].from, &piece, 1, 1, &problem), 0,
+            "%s", problem.message);
+    }
+    ps_piece_t whole = {.data = g + 2 * PARTED, .count = PARTED};
+    cr_assert_eq (ps_store_accumulate (store, key, 0, &whole, 1, 1, true, &problem), 0);
+    cr_assert_eq (ps_store_pending (store), 3);
+    cr_assert_eq (ps_store_flush (store, 1, NULL, NULL), 1);
+    float *values = s_values (key);
+    for (size_t i = 0; i < PARTED; i++) {
+        float want = -(g[i] + g[PARTED + i] + g[2 * PARTED + i]) / 3;
+        cr_assert_float_eq (values[i], want, 1e-5f, "element %zu", i);
+    }
+    free (g);
+    ps_store_destroy (&store);
 }

@@ -440,6 +440,20 @@ ps_link_send (ps_link_t *self, const ps_envelope_t *envelope, const float *const
     return PS_OK;
 }
 
+size_t
+ps_link_part_end (const ps_envelope_t *envelope, size_t first)
+{
+    size_t end = first;
+    uint64_t bytes = 0;
+    while (end < envelope->n_slices &&
+           (end == first ||
+            bytes + envelope->slices[end]->count * sizeof (float) <= PS_PUSH_PART_BYTES)) {
+        bytes += envelope->slices[end]->count * sizeof (float);
+        end++;
+    }
+    return end;
+}
+
 static int
 s_reserve_frames (ps_link_t *self, size_t count)
 {

@@ -122,6 +122,10 @@ bool ps_link_up (const ps_link_t *self);
 //  disconnected or when a later frame cannot go; PS_ENOMEM.
 int ps_link_send (ps_link_t *self, const ps_envelope_t *envelope, const float *const *sources,
                   bool lend, ps_problem_t *problem);
+//  A push in parts (PROTOCOL.md): the end of the part that starts at
+//  slice first, consecutive slices of at most PS_PUSH_PART_BYTES of floats
+//  in all (a larger slice alone)
+size_t ps_link_part_end (const ps_envelope_t *envelope, size_t first);
 
 //  Receive one whole message if one is waiting, without blocking for it:
 //  *frames gets its frames, the envelope first, and *nframes their number

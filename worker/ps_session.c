@@ -76,6 +76,10 @@ struct ps_session_t {
     int64_t clock;                      //  the worker's clock (CLOCKs as sent)
     bool joined;                        //  the first HELLO succeeded
     bool rejoining;                     //  in s_rejoin: no rejoin within it
+    uint64_t granting;                  //  seq of the push in parts being sent,
+                                        //  0 when none (s_send_parts)
+    uint32_t grants;                    //  parts its broker let us send past
+                                        //  the window
     bool ask_rank;                      //  the options named no rank: shard 0
                                         //  gives one at join (then it is ours)
     bool rank_given;                    //  shard 0 gave one in this attempt
@@ -310,15 +314,82 @@ ps_session_request_pull (ps_session_t *self, const ps_tensor_t *tensors, size_t 
     return PS_OK;
 }
 
+//  A push in parts to link (PROTOCOL.md, Pushes in parts): the first
+//  PS_PUSH_WINDOW parts at once, each later one when the broker's grant
+//  for it has come (a PUSH reply with more set, counted by s_take_grant),
+//  every other reply handled meanwhile as a wait would. Stops early when
+//  the ticket completed (a part was refused: the refusal is its answer).
+static int
+s_send_parts (ps_session_t *self, uint32_t link, ps_pending_t *pending,
+              const ps_envelope_t *request, const float *const *sources, bool lend)
+{
+    ps_link_t *to = ps_group_link (self->group, link);
+    ps_problem_t problem;
+    ps_envelope_t part = *request;
+    int wait_ms = self->options.timeout_ms > 0 ? self->options.timeout_ms : PS_DEFAULT_TIMEOUT_MS;
+    int64_t deadline = s_now_ms () + wait_ms;
+    self->granting = pending->seq;
+    self->grants = 0;
+    size_t first = 0, sent = 0;
+    int status = PS_OK;
+    while (first < request->n_slices && !pending->complete) {
+        if (sent >= PS_PUSH_WINDOW + (size_t)self->grants) {
+            int64_t left = deadline - s_now_ms ();
+            if (left <= 0) {
+                status = ps_session_fail (self, PS_ETIMEOUT,
+                                          "broker %s granted no room for the rest of a push "
+                                          "within %d ms",
+                                          ps_group_endpoint (self->group, link), wait_ms);
+                break;
+            }
+            status = s_receive (self, (int)left);
+            if (status == PS_ETIMEOUT)
+                status = PS_OK;
+            if (status)
+                break;
+            continue;
+        }
+        size_t end = ps_link_part_end (request, first);
+        part.slices = request->slices + first;
+        part.n_slices = end - first;
+        part.more = end < request->n_slices;
+        status = ps_link_send (to, &part, sources ? sources + first : NULL, lend, &problem);
+        if (status) {
+            status = ps_session_fail (self, status, "%s", problem.message);
+            break;
+        }
+        sent++;
+        first = end;
+        deadline = s_now_ms () + wait_ms;
+    }
+    self->granting = 0;
+    return status;
+}
+
+//  A grant for the push in parts being sent (a PUSH reply with more):
+//  taken here, and no ticket settles on it
+static bool
+s_take_grant (ps_session_t *self, const ps_envelope_t *reply)
+{
+    if (reply->type != PSMQ__MSG_TYPE__PUSH || !reply->more)
+        return false;
+    if (self->granting && reply->seq == self->granting)
+        self->grants++;
+    return true;
+}
+
 int
 ps_session_send (ps_session_t *self, uint32_t link, ps_pending_t *pending,
                  const ps_envelope_t *request, const float *const *sources, bool lend)
 {
+    //  Marked first: a part may be refused while the rest goes
+    ps_tickets_mark_sent (pending, link);
+    if (request->type == PSMQ__MSG_TYPE__PUSH)
+        return s_send_parts (self, link, pending, request, sources, lend);
     ps_problem_t problem;
     int status = ps_link_send (ps_group_link (self->group, link), request, sources, lend, &problem);
     if (status)
         return ps_session_fail (self, status, "%s", problem.message);
-    ps_tickets_mark_sent (pending, link);
     return PS_OK;
 }
 
@@ -420,6 +491,8 @@ s_receive_from (ps_session_t *self, uint32_t link, bool *received)
         //  with a seq answers a request we forgot, and says nothing now
         ps_session_fail (self, ps_tickets_broker_status (reply->error->code), "broker %s: %s",
                          endpoint, reply->error->message);
+    else if (s_take_grant (self, reply))
+        ;
     else if (pending)
         s_settle (self, link, pending, reply, frames + 1, nframes - 1);
     ps_link_recv_close (dealer);

@@ -32,7 +32,12 @@
     or after disconnecting from a broker that did not answer). Either way
     the buffers are the caller's again when ps_worker_push returns,
     whatever it returns; until then no other thread may write to them or
-    free them.
+    free them. A push of more than 1 MB goes in parts of 1 MB (proto/
+    PROTOCOL.md, Pushes in parts), of which the broker lets a worker send
+    2 at once and each later one when it has room: both forms return once
+    the last part is sent (waiting at most timeout_ms for each grant, and
+    handling the replies that come meanwhile as a wait would), so an
+    async push of a large model takes the broker's pace.
 
     Pull buffers are written when the reply arrives, by whichever call
     receives it: the blocking pull itself, or for the async form any later
