@@ -183,20 +183,9 @@ ps_store_accumulate_part (ps_store_t *self, ps_key_t *key, int64_t clock, uint64
     assert (self);
     assert (key);
     assert (!self->flushing);
-    if (grad_count == 0 || grad_count > PS_MAX_GRAD_COUNT)
-        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
-                               "key '%s': grad_count %u must be in [1, %d]", key->name, grad_count,
-                               PS_MAX_GRAD_COUNT);
-    uint64_t covered = 0;
-    for (size_t i = 0; i < npieces; i++)
-        covered += pieces[i].count;
-    accum_t *accum = NULL;
-    if (offset > key->size || covered > key->size - offset)
-        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_SIZE,
-                               "key '%s': a part of %llu elements at %llu exceeds its %llu",
-                               key->name, (unsigned long long)covered, (unsigned long long)offset,
-                               (unsigned long long)key->size);
-    accum = s_key_accum (self, key, clock, problem);
+    if (ps_key_check_part (key, offset, pieces, npieces, grad_count, false, problem))
+        return -1;
+    accum_t *accum = s_key_accum (self, key, clock, problem);
     if (!accum)
         return -1;
     if (!accum->live)

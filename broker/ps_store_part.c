@@ -99,16 +99,12 @@ s_close (ps_key_t *key)
     ps_key_publish (key);
 }
 
+//  A part's grad_count, and its run [offset, offset + its elements) within
+//  the key (to the key's end when ends): 0, or -1 naming what is wrong
 int
-ps_store_stage_part (ps_store_t *self, ps_key_t *key, uint64_t offset, const ps_piece_t *pieces,
-                     size_t npieces, uint32_t grad_count, bool ends, bool *stepped,
-                     ps_problem_t *problem)
+ps_key_check_part (const ps_key_t *key, uint64_t offset, const ps_piece_t *pieces, size_t npieces,
+                   uint32_t grad_count, bool ends, ps_problem_t *problem)
 {
-    assert (self);
-    assert (key);
-    assert (stepped);
-    assert (!self->flushing);
-    *stepped = false;
     if (grad_count == 0 || grad_count > PS_MAX_GRAD_COUNT)
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED,
                                "key '%s': grad_count %u must be in [1, %d]", key->name, grad_count,
@@ -122,6 +118,21 @@ ps_store_stage_part (ps_store_t *self, ps_key_t *key, uint64_t offset, const ps_
                                "key '%s': a part of %llu elements at %llu %s its %llu", key->name,
                                (unsigned long long)covered, (unsigned long long)offset,
                                ends ? "does not end" : "exceeds", (unsigned long long)key->size);
+    return 0;
+}
+
+int
+ps_store_stage_part (ps_store_t *self, ps_key_t *key, uint64_t offset, const ps_piece_t *pieces,
+                     size_t npieces, uint32_t grad_count, bool ends, bool *stepped,
+                     ps_problem_t *problem)
+{
+    assert (self);
+    assert (key);
+    assert (stepped);
+    assert (!self->flushing);
+    *stepped = false;
+    if (ps_key_check_part (key, offset, pieces, npieces, grad_count, ends, problem))
+        return -1;
     if (key->staged)
         ps_key_commit (key);
     if (!key->open && s_open (key))

@@ -99,5 +99,9 @@ int ps_key_nonfinite (const ps_key_t *self, uint64_t at, float value, ps_problem
 int ps_key_stage (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float scale, bool check,
                   ps_problem_t *problem);
 void ps_key_commit (ps_key_t *self);
+//  A part's grad_count and its run within the key (to its end when
+//  ends): 0, or -1 with problem set (ps_store_part.c)
+int ps_key_check_part (const ps_key_t *key, uint64_t offset, const ps_piece_t *pieces,
+                       size_t npieces, uint32_t grad_count, bool ends, ps_problem_t *problem);
 
 #endif
