@@ -83,6 +83,14 @@ struct ps_checkpointer_t {
     bool queue_dropped;      //  a rollback gave it up while it was taken
     uint64_t queued_count;   //  cuts queued since the start
     int64_t blocked;         //  the last multiple that found the queue full
+    //  The bound on what a restart makes a rank redo (clocks > 0 only):
+    //  per rank, the clock it would redo from after a restart now, and the
+    //  ceiling, the highest clock its pulls are answered at, N - 1 above
+    //  it; the redo clocks of the cut under way, and of the queued one
+    int64_t *ceilings;    //  NULL without a clock interval
+    int64_t *cut_redo;    //  of the cut under way
+    int64_t *queued_redo; //  of the queued cut
+    bool unbounded;       //  a write failed: no ceiling until one succeeds
 };
 
 // ------------------------------------------------------------ the writer
@@ -134,6 +142,106 @@ s_writer_actor (zsock_t *pipe, void *args)
         ps_checkpoint_destroy (&checkpoint);
         zmq_send (zsock_resolve (pipe), &result, sizeof result, 0);
     }
+}
+
+// ------------------------------------------------------------ the bound
+
+//  The arrays of the bound, the ceilings those of a job at clock 0 (no
+//  checkpoint yet: a restart would redo from the start). 0, or -1 when
+//  out of memory
+static int
+s_bound_new (ps_checkpointer_t *self)
+{
+    uint32_t world = self->settings.workers;
+    self->ceilings = calloc (world, sizeof *self->ceilings);
+    self->cut_redo = calloc (world, sizeof *self->cut_redo);
+    self->queued_redo = calloc (world, sizeof *self->queued_redo);
+    if (!self->ceilings || !self->cut_redo || !self->queued_redo)
+        return -1;
+    for (uint32_t rank = 0; rank < world; rank++)
+        self->ceilings[rank] = (int64_t)self->clocks - 1;
+    return 0;
+}
+
+//  What checkpoint makes each rank redo from, into redo: its clock there,
+//  or the checkpoint's job clock for a rank gone then (it would rejoin at
+//  that)
+static void
+s_redo_clocks (const ps_checkpoint_t *checkpoint, int64_t *redo)
+{
+    for (uint32_t rank = 0; rank < checkpoint->world; rank++)
+        redo[rank] = checkpoint->ranks[rank].state == PS_RANK_GONE ? checkpoint->clock
+                                                                   : checkpoint->ranks[rank].clock;
+}
+
+//  The same from a vector clock just restored from a checkpoint of job
+//  clock clock
+static void
+s_redo_restored (const ps_vclock_t *vclock, int64_t clock, int64_t *redo)
+{
+    for (uint32_t rank = 0; rank < ps_vclock_world (vclock); rank++)
+        redo[rank] = ps_vclock_state (vclock, rank) == PS_RANK_GONE ? clock
+                                                                     : ps_vclock_clock (vclock, rank);
+}
+
+//  A checkpoint that makes the ranks redo from redo is on disk: each may
+//  be given parameters up to N - 1 clocks past it, so that after N clocks
+//  it waits for the next
+static void
+s_raise_ceilings (ps_checkpointer_t *self, const int64_t *redo)
+{
+    if (!self->ceilings)
+        return;
+    if (self->unbounded)
+        ps_info ("a checkpoint is written again: workers are held within %" PRIu64
+                 " clocks of it again",
+                 self->clocks);
+    self->unbounded = false;
+    for (uint32_t rank = 0; rank < self->settings.workers; rank++)
+        self->ceilings[rank] = redo[rank] + (int64_t)self->clocks - 1;
+}
+
+//  A checkpoint failed (why): counted, and the ceilings lifted until one is
+//  written, for a broker that cannot write (a full disk) must not stop the
+//  job; what a restart would make the workers redo is then unbounded
+static void
+s_fail (ps_checkpointer_t *self, const char *why)
+{
+    self->failed++;
+    snprintf (self->last_error, sizeof self->last_error, "%s", why);
+    if (!self->ceilings || self->unbounded)
+        return;
+    ps_warn ("workers are no longer held within %" PRIu64
+             " clocks of the last checkpoint (--checkpoint-clocks) until one is written: a "
+             "restart now may make them redo more",
+             self->clocks);
+    self->unbounded = true;
+    for (uint32_t rank = 0; rank < self->settings.workers; rank++)
+        self->ceilings[rank] = INT64_MAX;
+}
+
+//  Whether a live rank waits at its ceiling for a checkpoint that a cut
+//  now would give it: under SSP and ASP a rank redoes from its own clock,
+//  so any cut does; under BSP and in a group every rank redoes from the
+//  job's clock, so only once that has moved
+static bool
+s_held (const ps_checkpointer_t *self, const ps_vclock_t *vclock, int64_t clock)
+{
+    if (!self->ceilings || self->aligned ||
+        (self->settings.staleness == 0 && clock <= self->last_clock))
+        return false;
+    for (uint32_t rank = 0; rank < self->settings.workers; rank++)
+        if (ps_vclock_state (vclock, rank) == PS_RANK_LIVE &&
+            ps_vclock_clock (vclock, rank) > self->ceilings[rank])
+            return true;
+    return false;
+}
+
+const int64_t *
+ps_checkpointer_ceilings (const ps_checkpointer_t *self)
+{
+    assert (self);
+    return self->ceilings;
 }
 
 // ------------------------------------------------------------ setup
@@ -207,6 +315,11 @@ ps_checkpointer_new (const ps_broker_config_t *config, ps_checkpoint_t **restore
     self->keep = self->aligned ? PS_CHECKPOINT_KEEP_GROUP : PS_CHECKPOINT_KEEP;
     self->interval_ms = self->aligned ? 0 : (int64_t)(config->checkpoint_seconds * 1000 + 0.5);
     self->clocks = config->checkpoint_clocks;
+    if (self->clocks && s_bound_new (self)) {
+        ps_checkpointer_destroy (&self);
+        ps_problem_set (problem, 0, "out of memory");
+        return NULL;
+    }
     self->due_at = zclock_mono () + self->interval_ms;
     self->last_max = -1; //  as a vector clock with nobody live says
     ps_checkpoint_found_t found;
@@ -244,6 +357,9 @@ ps_checkpointer_destroy (ps_checkpointer_t **self_p)
     ps_checkpoint_destroy (&self->queued);
     close (self->lock);
     free (self->pushed);
+    free (self->ceilings);
+    free (self->cut_redo);
+    free (self->queued_redo);
     free (self);
     *self_p = NULL;
 }
@@ -267,6 +383,10 @@ ps_checkpointer_restored (ps_checkpointer_t *self, const ps_vclock_t *vclock, in
     self->last_clock = ps_vclock_min (vclock);
     self->last_sent = agg_sent;
     self->last_max = ps_vclock_max (vclock);
+    if (self->ceilings) {
+        s_redo_restored (vclock, clock, self->cut_redo);
+        s_raise_ceilings (self, self->cut_redo);
+    }
     ps_info ("restored checkpoint %s: clock %" PRId64 ", %zu keys, %" PRIu32 " ranks",
              self->restored, clock, keys, self->settings.workers);
 }
@@ -333,8 +453,9 @@ ps_checkpointer_due (ps_checkpointer_t *self, int64_t now, const ps_vclock_t *vc
     bool timed = self->interval_ms > 0 && now >= self->due_at;
     bool clocked = self->aligned ? s_aligned_due (self, clock)
                                  : self->clocks && clock != PS_VCLOCK_NOBODY &&
-                                       (uint64_t)(clock - self->last_clock) >= self->clocks &&
-                                       clock > self->last_clock;
+                                       (((uint64_t)(clock - self->last_clock) >= self->clocks &&
+                                         clock > self->last_clock) ||
+                                        s_held (self, vclock, clock));
     if (!timed && !clocked && !final)
         return false;
     if (agg_sent == self->last_sent && clock == self->last_clock &&
@@ -366,8 +487,7 @@ ps_checkpointer_cut (ps_checkpointer_t *self, const ps_vclock_t *vclock, uint64_
     self->due_at = now + self->interval_ms;
     ps_checkpoint_t *checkpoint = ps_checkpoint_new (self->settings.workers);
     if (!checkpoint) {
-        self->failed++;
-        snprintf (self->last_error, sizeof self->last_error, "out of memory for a checkpoint");
+        s_fail (self, "out of memory for a checkpoint");
         ps_error ("checkpoint not taken: out of memory");
         return NULL;
     }
@@ -390,6 +510,8 @@ ps_checkpointer_cut (ps_checkpointer_t *self, const ps_vclock_t *vclock, uint64_
         checkpoint->ranks[rank] = (ps_checkpoint_rank_t){state, clock};
     }
     checkpoint->clock = ps_checkpoint_job_clock (checkpoint);
+    if (self->ceilings)
+        s_redo_clocks (checkpoint, self->phase == IDLE ? self->cut_redo : self->queued_redo);
     if (self->phase == IDLE) {
         self->cut_clock = checkpoint->clock;
         self->phase = TAKING;
@@ -419,6 +541,8 @@ s_unqueue (ps_checkpointer_t *self)
         return;
     self->cut_clock = self->queued_clock;
     self->cut_at = self->queued_at;
+    if (self->ceilings)
+        memcpy (self->cut_redo, self->queued_redo, self->settings.workers * sizeof *self->cut_redo);
     self->phase = TAKING;
     ps_checkpoint_t *checkpoint = self->queued;
     self->queued = NULL;
@@ -435,10 +559,8 @@ ps_checkpointer_write (ps_checkpointer_t *self, ps_checkpoint_t *checkpoint, con
     if (self->phase != TAKING) {
         //  The queued cut's snapshot: it waits for the write under way
         self->queue_taking = false;
-        if (!checkpoint) {
-            self->failed++;
-            snprintf (self->last_error, sizeof self->last_error, "%s", why);
-        }
+        if (!checkpoint)
+            s_fail (self, why);
         else if (self->queue_dropped)
             ps_checkpoint_destroy (&checkpoint);
         else {
@@ -451,8 +573,7 @@ ps_checkpointer_write (ps_checkpointer_t *self, ps_checkpoint_t *checkpoint, con
     }
     if (!checkpoint) {
         self->phase = IDLE;
-        self->failed++;
-        snprintf (self->last_error, sizeof self->last_error, "%s", why);
+        s_fail (self, why);
         return;
     }
     PS_HANDOFF_SEND (checkpoint);
@@ -461,8 +582,7 @@ ps_checkpointer_write (ps_checkpointer_t *self, ps_checkpoint_t *checkpoint, con
         PS_HANDOFF_RECEIVE (checkpoint);
         ps_checkpoint_destroy (&checkpoint);
         self->phase = IDLE;
-        self->failed++;
-        snprintf (self->last_error, sizeof self->last_error, "cannot reach the writer");
+        s_fail (self, "cannot reach the writer");
         ps_error ("checkpoint not written: cannot reach the writer thread");
         return;
     }
@@ -485,15 +605,15 @@ ps_checkpointer_receive (ps_checkpointer_t *self)
         ps_info ("checkpoint %" PRIu64 " of clock %" PRId64 " given up: the group rolled back",
                  result.sequence, result.clock);
     else if (result.status) {
-        self->failed++;
-        snprintf (self->last_error, sizeof self->last_error, "%s", result.why);
         ps_error ("checkpoint %" PRIu64 " not written to %s: %s", result.sequence, self->dir,
                   result.why);
+        s_fail (self, result.why);
     }
     else {
         self->written++;
         self->last = result;
         self->last_took_ms = took;
+        s_raise_ceilings (self, self->cut_redo);
         ps_info ("checkpoint %s written: clock %" PRId64 ", %zu keys, %.1f MB in %" PRId64 " ms",
                  result.path, result.clock, result.keys, result.bytes / 1e6, took);
     }
@@ -589,6 +709,10 @@ ps_checkpointer_rolled_back (ps_checkpointer_t *self, const ps_vclock_t *vclock,
     self->last_max = ps_vclock_max (vclock);
     self->missed = 0;
     self->blocked = 0;
+    if (self->ceilings) {
+        s_redo_restored (vclock, clock, self->cut_redo);
+        s_raise_ceilings (self, self->cut_redo);
+    }
     //  The last file written may be one of the future just discarded
     memset (&self->last, 0, sizeof self->last);
     for (uint32_t rank = 0; rank < self->settings.workers; rank++)
@@ -637,6 +761,8 @@ ps_checkpointer_info (const ps_checkpointer_t *self)
     if (!info)
         return NULL;
     json_object_set_new (info, "queued", json_integer ((json_int_t)self->queued_count));
+    //  Whether workers are held within one interval of the newest file
+    json_object_set_new (info, "bounded", json_boolean (self->ceilings && !self->unbounded));
     const write_result_t *last = &self->last;
     bool any = self->written > 0 && last->path[0];
     json_object_set_new (info, "last_file", json_string (any ? last->path : ""));

@@ -55,6 +55,19 @@
     A trigger when nothing changed (no command for the aggregator and the
     same clocks since the last cut) writes nothing and restarts the timer.
 
+    The bound. With checkpoint_clocks N, what a restart makes a rank redo
+    is kept within N clocks: the ceilings (ps_checkpointer_ceilings) let
+    a rank's pulls be answered up to N - 1 clocks past the clock the
+    newest checkpoint written makes it redo from, and a lone broker also
+    cuts when a live rank is past its ceiling (under BSP only once the job
+    clock moved since the last cut: every rank redoes from it, so a cut of
+    the same job clock would raise no ceiling). So a fast SSP or ASP rank
+    is not held for the slowest one, and a BSP cut is written while the
+    last rank finishes its clock. In a group the ceilings also keep every
+    member's writer within one interval, so that no multiple is skipped
+    unless a write failed. A failed write lifts the ceilings (INT64_MAX)
+    until one succeeds: a broker that cannot write must not stop the job.
+
     Only the ROUTER loop's thread may call these functions. The writer
     thread is a czmq actor owned by this object; a checkpoint handed to
     ps_checkpointer_write is the writer's from then on. Failures to write
@@ -132,6 +145,12 @@ bool ps_checkpointer_busy (const ps_checkpointer_t *self);
 //  and deletes its temporary file; ps_checkpointer_receive then logs it as
 //  given up, not as a failure. No-op when nothing is being written.
 void ps_checkpointer_cancel_unless (ps_checkpointer_t *self, int64_t clock);
+//  The bound on the clocks a restart makes a rank redo, with a clock
+//  interval N (NULL without): per rank, the highest clock its PULLs may be
+//  answered at (ps_parking.h), N - 1 past the clock the newest checkpoint
+//  written makes it redo from. Valid until the checkpointer is destroyed;
+//  it changes when a write ends, at a restore and at a rollback
+const int64_t *ps_checkpointer_ceilings (const ps_checkpointer_t *self);
 //  A group member's interval N (cuts at the multiples of N only), or 0
 int64_t ps_checkpointer_aligned (const ps_checkpointer_t *self);
 //  The directory

@@ -58,6 +58,15 @@ ps_parking_destroy (ps_parking_t **self_p)
     *self_p = NULL;
 }
 
+bool
+ps_parking_admits (const ps_vclock_t *vclock, const int64_t *ceilings, int type, uint32_t rank,
+                   int64_t clock)
+{
+    if (ceilings && type == PSMQ__MSG_TYPE__PULL && clock > ceilings[rank])
+        return false;
+    return ps_vclock_admits (vclock, clock);
+}
+
 int
 ps_parking_check_room (const ps_peer_t *peer, ps_problem_t *problem)
 {
@@ -69,8 +78,9 @@ ps_parking_check_room (const ps_peer_t *peer, ps_problem_t *problem)
 }
 
 void
-ps_parking_add (ps_parking_t *self, const ps_vclock_t *vclock, ps_peer_t *peer, int type,
-                int64_t clock, uint64_t need_done, zmq_msg_t *envelope, int64_t received_us)
+ps_parking_add (ps_parking_t *self, const ps_vclock_t *vclock, const int64_t *ceilings,
+                ps_peer_t *peer, int type, int64_t clock, uint64_t need_done, zmq_msg_t *envelope,
+                int64_t received_us)
 {
     ps_parked_t *parked = calloc (1, sizeof *parked);
     assert (parked);
@@ -80,8 +90,8 @@ ps_parking_add (ps_parking_t *self, const ps_vclock_t *vclock, ps_peer_t *peer, 
     parked->need_done = need_done;
     parked->since = zclock_mono ();
     parked->received_us = received_us;
-    parked->bound = !ps_vclock_admits (vclock, clock);
-    parked->recount = parked->bound && type == PSMQ__MSG_TYPE__PULL;
+    parked->bound = !ps_parking_admits (vclock, ceilings, type, peer->rank, clock);
+    parked->recount = !ps_vclock_admits (vclock, clock) && type == PSMQ__MSG_TYPE__PULL;
     zmq_msg_init (&parked->envelope);
     zmq_msg_move (&parked->envelope, envelope);
     zlistx_add_end (self->parked, parked);
@@ -90,20 +100,21 @@ ps_parking_add (ps_parking_t *self, const ps_vclock_t *vclock, ps_peer_t *peer, 
 }
 
 void
-ps_parking_release (ps_parking_t *self, const ps_vclock_t *vclock, uint64_t agg_sent,
-                    uint64_t agg_done, ps_parking_answer_fn *answer, void *arg)
+ps_parking_release (ps_parking_t *self, const ps_vclock_t *vclock, const int64_t *ceilings,
+                    uint64_t agg_sent, uint64_t agg_done, ps_parking_answer_fn *answer, void *arg)
 {
     ps_parked_t *parked = zlistx_first (self->parked);
     while (parked) {
         void *handle = zlistx_cursor (self->parked);
         ps_parked_t *next = zlistx_next (self->parked);
-        bool admitted = ps_vclock_admits (vclock, parked->clock);
-        if (parked->recount && admitted) {
+        if (parked->recount && ps_vclock_admits (vclock, parked->clock)) {
             //  What let it pass (pushes, a FLUSH) was sent after it came
             parked->need_done = agg_sent;
             parked->recount = false;
         }
-        if (admitted && agg_done >= parked->need_done) {
+        if (agg_done >= parked->need_done &&
+            ps_parking_admits (vclock, ceilings, parked->type, parked->peer->rank,
+                               parked->clock)) {
             answer (arg, parked);
             parked->peer->parked--;
             zlistx_delete (self->parked, handle);

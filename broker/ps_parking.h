@@ -3,10 +3,14 @@
     releases them
 
     A CLOCK or a PULL waits (is parked) while the staleness bound does not
-    admit its clock, or while the aggregation thread has not finished the
-    commands it must see (need_done, a count of commands). The rule, here
-    and nowhere else: a parked request is answered once
-        vclock admits its clock  and  agg_done >= need_done,
+    admit its clock, while the aggregation thread has not finished the
+    commands it must see (need_done, a count of commands), or, a PULL,
+    while its rank's clock is past its ceiling: the highest clock at which
+    a rank may be given parameters before a newer checkpoint is written
+    (ps_checkpointer_ceilings: a broker checkpointing every N clocks keeps
+    what a restart makes a worker redo within N clocks). The rule, here and
+    nowhere else: a parked request is answered once
+        ps_parking_admits  and  agg_done >= need_done,
     where a PULL that waited on the bound sets need_done again, to what had
     been sent to the aggregation thread, at the moment the bound lets it
     pass: the pushes and the BSP barrier that released it came after it,
@@ -37,8 +41,8 @@ typedef struct {
     zmq_msg_t envelope;  //  the request, decoded again to answer
     int64_t since;       //  monotonic ms when parked
     int64_t received_us; //  when the request was read (tap timing)
-    bool bound;          //  parked on the staleness bound, not only on
-                         //  the aggregation thread
+    bool bound;          //  parked on the staleness bound or the
+                         //  ceiling, not only on the aggregation thread
     bool recount;        //  a PULL still behind the bound: when it passes,
                          //  need_done becomes what was sent by then
 } ps_parked_t;
@@ -51,16 +55,23 @@ typedef void (ps_parking_answer_fn) (void *arg, ps_parked_t *parked);
 ps_parking_t *ps_parking_new (void);
 void ps_parking_destroy (ps_parking_t **self_p);
 
+//  Whether a request (type CLOCK or PULL) of rank at clock may be
+//  answered as far as the clocks go: vclock admits clock, and a PULL's
+//  clock is at most ceilings[rank] (ceilings: one per rank, NULL none)
+bool ps_parking_admits (const ps_vclock_t *vclock, const int64_t *ceilings, int type,
+                        uint32_t rank, int64_t clock);
 //  0 when peer may park one more request; else -1, ERR_FULL in problem
 int ps_parking_check_room (const ps_peer_t *peer, ps_problem_t *problem);
 //  Park a request of peer (type CLOCK or PULL) at clock, needing need_done
 //  commands DONE; its envelope frame is moved in
-void ps_parking_add (ps_parking_t *self, const ps_vclock_t *vclock, ps_peer_t *peer, int type,
-                     int64_t clock, uint64_t need_done, zmq_msg_t *envelope, int64_t received_us);
+void ps_parking_add (ps_parking_t *self, const ps_vclock_t *vclock, const int64_t *ceilings,
+                     ps_peer_t *peer, int type, int64_t clock, uint64_t need_done,
+                     zmq_msg_t *envelope, int64_t received_us);
 //  Answer, oldest first, every request the rule above now releases, with
 //  agg_sent commands sent to the aggregation thread and agg_done done
-void ps_parking_release (ps_parking_t *self, const ps_vclock_t *vclock, uint64_t agg_sent,
-                         uint64_t agg_done, ps_parking_answer_fn *answer, void *arg);
+void ps_parking_release (ps_parking_t *self, const ps_vclock_t *vclock, const int64_t *ceilings,
+                         uint64_t agg_sent, uint64_t agg_done, ps_parking_answer_fn *answer,
+                         void *arg);
 //  Drop peer's requests unanswered (it went away)
 void ps_parking_drop_peer (ps_parking_t *self, ps_peer_t *peer);
 //  Hand every request to answer, oldest first, and forget them all

@@ -309,25 +309,41 @@ s_answer_parked (void *arg, ps_parked_t *parked)
     self->timing = (ps_tap_timing_t){0};
 }
 
+//  The checkpointer's ceilings on the clocks pulls are answered at, NULL
+//  none
+static const int64_t *
+s_ceilings (const ps_router_t *self)
+{
+    return self->checkpointer ? ps_checkpointer_ceilings (self->checkpointer) : NULL;
+}
+
 static void
 s_release (ps_router_t *self)
 {
-    ps_parking_release (self->parking, self->vclock, self->agg_sent, self->agg_done,
-                        s_answer_parked, self);
+    ps_parking_release (self->parking, self->vclock, s_ceilings (self), self->agg_sent,
+                        self->agg_done, s_answer_parked, self);
+}
+
+void
+ps_router_release (ps_router_t *self)
+{
+    s_release (self);
 }
 
 static bool
-s_may_answer (ps_router_t *self, int64_t clock, uint64_t need_done)
+s_may_answer (ps_router_t *self, const ps_peer_t *peer, int type, int64_t clock,
+              uint64_t need_done)
 {
-    return self->agg_done >= need_done && ps_vclock_admits (self->vclock, clock);
+    return self->agg_done >= need_done &&
+           ps_parking_admits (self->vclock, s_ceilings (self), type, peer->rank, clock);
 }
 
 //  Park the request at hand (its envelope frame moves to the parking)
 static void
 s_park (ps_router_t *self, ps_peer_t *peer, int type, int64_t clock, uint64_t need_done)
 {
-    ps_parking_add (self->parking, self->vclock, peer, type, clock, need_done, &self->frames[1],
-                    self->timing.received_us);
+    ps_parking_add (self->parking, self->vclock, s_ceilings (self), peer, type, clock, need_done,
+                    &self->frames[1], self->timing.received_us);
 }
 
 // ------------------------------------------------------------ INIT, PUSH
@@ -604,7 +620,7 @@ s_handle_pull (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
     if (ps_published_check_pull (self->published, request, &problem))
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     int64_t clock = ps_vclock_clock (self->vclock, peer->rank);
-    if (s_may_answer (self, clock, self->agg_sent))
+    if (s_may_answer (self, peer, PSMQ__MSG_TYPE__PULL, clock, self->agg_sent))
         return s_answer_pull (self, peer, request);
     if (ps_parking_check_room (peer, &problem))
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
@@ -628,7 +644,7 @@ s_handle_clock (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
         ps_vclock_advance (self->vclock, rank, request->clock);
     ps_progress_clocked (self->progress, self->vclock, peer->rank, peer->weight, zclock_mono ());
     int64_t clock = request->clock + 1;
-    if (s_may_answer (self, clock, peer->pushes_sent))
+    if (s_may_answer (self, peer, PSMQ__MSG_TYPE__CLOCK, clock, peer->pushes_sent))
         s_answer_clock (self, peer, request, clock);
     else if (ps_parking_check_room (peer, &problem))
         ps_router_reject (self, peer->id, peer->id_size, request, &problem);

@@ -170,6 +170,8 @@ void ps_router_agg_receive (ps_router_t *self);
 //  The slowest clock may have moved from old_min: flush BSP accumulators,
 //  cut a checkpoint when one is due, release waiters
 void ps_router_clock_moved (ps_router_t *self, int64_t old_min);
+//  Answer every parked request the rule (ps_parking.h) now releases
+void ps_router_release (ps_router_t *self);
 //  Membership (ps_membership.c). A HELLO: checked, a rollback done when
 //  it asks this process for one, its ranks registered and joined, answered
 void ps_router_hello (ps_router_t *self, const uint8_t *id, size_t id_size, ps_envelope_t *request);

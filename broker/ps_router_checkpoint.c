@@ -154,8 +154,11 @@ ps_router_checkpoint_wait (ps_router_t *self, int64_t wait)
 void
 ps_router_checkpoint_written (ps_router_t *self)
 {
-    if (self->checkpointer)
-        ps_checkpointer_receive (self->checkpointer);
+    if (!self->checkpointer)
+        return;
+    ps_checkpointer_receive (self->checkpointer);
+    //  A newer checkpoint raises the ceilings: pulls held at them go
+    ps_router_release (self);
 }
 
 void

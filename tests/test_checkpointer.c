@@ -1,6 +1,7 @@
 /*  =========================================================================
-    test_checkpointer - when a broker cuts checkpoints, and a group's
-    member's cut queued while its writer is busy (broker/ps_checkpointer.h)
+    test_checkpointer - when a broker cuts checkpoints, a group's member's
+    cut queued while its writer is busy, and the ceilings that keep what a
+    restart makes a rank redo within one interval (broker/ps_checkpointer.h)
 
     The tests drive a checkpointer by hand, as the ROUTER loop does: the
     vector clock moves, ps_checkpointer_due says whether to cut, the cut
@@ -14,11 +15,16 @@
 
 #include "ps_checkpoint_dir.h"
 #include "ps_checkpointer.h"
+#include "ps_parking.h"
 #include "ps_testutil.h"
+#include "ps.pb-c.h"
 
 #include <criterion/criterion.h>
 #include <czmq.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 //  A member of a group of two for one worker, cutting at every clock
 static ps_checkpointer_t *
@@ -121,6 +127,133 @@ Test (checkpointer, a_rollback_drops_a_queued_cut_of_the_future)
     int64_t held[PS_MAX_HELD_CHECKPOINTS];
     cr_assert_eq (ps_checkpoint_held (dir, held, PS_MAX_HELD_CHECKPOINTS), 1);
     cr_assert_eq (held[0], 1);
+    ps_vclock_destroy (&vclock);
+    ps_checkpointer_destroy (&self);
+}
+
+//  A broker of world ranks and staleness checkpointing every 2 clocks, no
+//  timer, no group
+static ps_checkpointer_t *
+s_alone (const char *name, uint32_t world, int32_t staleness, char *dir, size_t dir_size)
+{
+    ps_broker_config_t config;
+    ps_broker_config_defaults (&config);
+    config.workers = world;
+    config.staleness = staleness;
+    config.checkpoint_dir = ps_test_path (name, dir, dir_size);
+    config.checkpoint_seconds = 0;
+    config.checkpoint_clocks = 2;
+    ps_checkpoint_t *restored = NULL;
+    ps_problem_t problem;
+    ps_checkpointer_t *self = ps_checkpointer_new (&config, &restored, &problem);
+    cr_assert (self, "%s", problem.message);
+    cr_assert_null (restored);
+    return self;
+}
+
+//  Rank finishes its clock; a cut handed on when one is due then
+static bool
+s_rank_clock (ps_checkpointer_t *self, ps_vclock_t *vclock, uint32_t rank, uint64_t *sent)
+{
+    ps_vclock_advance (vclock, rank, ps_vclock_clock (vclock, rank));
+    if (!ps_checkpointer_due (self, zclock_mono (), vclock, ++*sent, false))
+        return false;
+    ps_checkpoint_t *checkpoint = ps_checkpointer_cut (self, vclock, ++*sent);
+    cr_assert (checkpoint);
+    ps_checkpointer_write (self, checkpoint, NULL);
+    return true;
+}
+
+Test (checkpointer, a_rank_is_given_parameters_up_to_one_interval_past_the_last_checkpoint)
+{
+    //  SSP: rank 0 runs ahead while rank 1 stays at clock 0, so the slowest
+    //  clock never moves; rank 0 may pull up to clock 1 (redoing clocks 0
+    //  and 1 after a restart), and once at clock 2 a cut is taken for it
+    char dir[256];
+    ps_checkpointer_t *self = s_alone ("ceiling", 2, 10, dir, sizeof dir);
+    ps_vclock_t *vclock = ps_vclock_new (2, 10);
+    ps_vclock_join (vclock, 0);
+    ps_vclock_join (vclock, 1);
+    uint64_t sent = 0;
+    const int64_t *ceilings = ps_checkpointer_ceilings (self);
+    cr_assert_not_null (ceilings);
+    cr_assert_eq (ceilings[0], 1);
+    cr_assert_eq (ceilings[1], 1);
+    cr_assert (ps_parking_admits (vclock, ceilings, PSMQ__MSG_TYPE__PULL, 0, 1));
+    cr_assert_not (s_rank_clock (self, vclock, 0, &sent));
+    cr_assert (s_rank_clock (self, vclock, 0, &sent), "rank 0 at its ceiling got no cut");
+    //  Its pulls wait for the write; its CLOCKs and the others' pulls not
+    cr_assert_not (ps_parking_admits (vclock, ceilings, PSMQ__MSG_TYPE__PULL, 0, 2));
+    cr_assert (ps_parking_admits (vclock, ceilings, PSMQ__MSG_TYPE__CLOCK, 0, 3));
+    cr_assert (ps_parking_admits (vclock, ceilings, PSMQ__MSG_TYPE__PULL, 1, 0));
+    s_written (self);
+    //  Written: rank 0 redoes from clock 2 now, and may pull up to 3
+    cr_assert_eq (ceilings[0], 3);
+    cr_assert_eq (ceilings[1], 1);
+    cr_assert (ps_parking_admits (vclock, ceilings, PSMQ__MSG_TYPE__PULL, 0, 2));
+    cr_assert_not (s_rank_clock (self, vclock, 0, &sent));
+    cr_assert (s_rank_clock (self, vclock, 0, &sent));
+    s_written (self);
+    cr_assert_eq (ceilings[0], 5);
+    cr_assert_eq (ps_checkpointer_written (self), 2);
+    ps_vclock_destroy (&vclock);
+    ps_checkpointer_destroy (&self);
+}
+
+Test (checkpointer, under_bsp_the_cut_for_a_waiting_rank_comes_before_the_barrier)
+{
+    //  Rank 0 finished clock 1 and would pull at 2 while rank 1 still
+    //  computes clock 1: the cut is taken at once (every rank redoes the
+    //  slowest clock, 1), written while rank 1 computes
+    char dir[256];
+    ps_checkpointer_t *self = s_alone ("bsp", 2, 0, dir, sizeof dir);
+    ps_vclock_t *vclock = ps_vclock_new (2, 0);
+    ps_vclock_join (vclock, 0);
+    ps_vclock_join (vclock, 1);
+    uint64_t sent = 0;
+    const int64_t *ceilings = ps_checkpointer_ceilings (self);
+    cr_assert_not (s_rank_clock (self, vclock, 0, &sent));
+    cr_assert_not (s_rank_clock (self, vclock, 1, &sent));
+    cr_assert (s_rank_clock (self, vclock, 0, &sent), "rank 0 at its ceiling got no cut");
+    s_written (self);
+    cr_assert_eq (ceilings[0], 2);
+    cr_assert_eq (ceilings[1], 2);
+    //  Another cut of the same slowest clock would raise nothing: none
+    cr_assert_not (ps_checkpointer_due (self, zclock_mono (), vclock, ++sent, false));
+    ps_vclock_destroy (&vclock);
+    ps_checkpointer_destroy (&self);
+}
+
+Test (checkpointer, a_failed_write_lifts_the_ceilings_until_one_is_written)
+{
+    //  A broker that cannot write must not stop its job: its workers go on,
+    //  unbounded, until a write succeeds again
+    char dir[256], lock[300];
+    ps_checkpointer_t *self = s_alone ("unwritable", 1, 0, dir, sizeof dir);
+    ps_vclock_t *vclock = ps_vclock_new (1, 0);
+    ps_vclock_join (vclock, 0);
+    uint64_t sent = 0;
+    const int64_t *ceilings = ps_checkpointer_ceilings (self);
+    snprintf (lock, sizeof lock, "%s/checkpoint.lock", dir);
+    cr_assert_eq (unlink (lock), 0);
+    cr_assert_eq (rmdir (dir), 0);
+    cr_assert_not (s_rank_clock (self, vclock, 0, &sent));
+    cr_assert (s_rank_clock (self, vclock, 0, &sent));
+    s_written (self);
+    cr_assert_eq (ps_checkpointer_failed (self), 1);
+    cr_assert_eq (ceilings[0], INT64_MAX);
+    json_t *info = ps_checkpointer_info (self);
+    cr_assert (json_is_false (json_object_get (info, "bounded")));
+    json_decref (info);
+    cr_assert_eq (mkdir (dir, 0700), 0);
+    cr_assert_not (s_rank_clock (self, vclock, 0, &sent));
+    cr_assert (s_rank_clock (self, vclock, 0, &sent));
+    s_written (self);
+    cr_assert_eq (ps_checkpointer_written (self), 1);
+    cr_assert_eq (ceilings[0], 5);
+    info = ps_checkpointer_info (self);
+    cr_assert (json_is_true (json_object_get (info, "bounded")));
+    json_decref (info);
     ps_vclock_destroy (&vclock);
     ps_checkpointer_destroy (&self);
 }

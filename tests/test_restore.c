@@ -361,6 +361,45 @@ Test (restore, the_timer_writes_only_what_changed)
     ps_broker_destroy (&broker);
 }
 
+Test (restore, a_worker_is_held_one_interval_past_the_last_checkpoint)
+{
+    //  Every 2 clocks, no timer; rank 1 stays at clock 0 (SSP 10), so the
+    //  job's clock never moves: rank 0's pull at clock 2 is answered only
+    //  once a checkpoint it would redo from clock 2 is written, so that a
+    //  restart never makes it redo more than 2 clocks
+    char dir[256], endpoint[64];
+    ps_test_path ("ceiling", dir, sizeof dir);
+    ps_broker_config_t config = s_config (2, 10, dir, 0, 2);
+    ps_broker_t *broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
+    ps_worker_t *fast = ps_test_worker (endpoint, 0, 2, PS_TEST_WAIT_MS);
+    ps_worker_t *slow = ps_test_worker (endpoint, 1, 2, PS_TEST_WAIT_MS);
+    s_init_counter (fast);
+    s_count (fast, true);
+    cr_assert_eq (s_counter (fast), 1);
+    s_count (fast, true);
+    cr_assert_eq (s_counter (fast), 2);
+    cr_assert_eq (s_info (broker, "written"), 1, "the pull at clock 2 came before the checkpoint");
+    cr_assert_eq (s_info (broker, "last_clock"), 0);
+    //  Clock 3 is within the interval of that checkpoint; clock 4 is not
+    s_count (fast, true);
+    cr_assert_eq (s_counter (fast), 3);
+    cr_assert_eq (s_info (broker, "written"), 1);
+    s_count (fast, true);
+    cr_assert_eq (s_counter (fast), 4);
+    cr_assert_eq (s_info (broker, "written"), 2, "the pull at clock 4 came before the checkpoint");
+    ps_broker_destroy (&broker);
+    ps_worker_close (&fast);
+    ps_worker_close (&slow);
+
+    //  The newest checkpoint has rank 0 redo from clock 4, rank 1 from 0
+    config.checkpoint_clocks = 0;
+    broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
+    fast = ps_test_worker (endpoint, 0, 2, PS_TEST_WAIT_MS);
+    cr_assert_eq (ps_worker_current_clock (fast), 4);
+    ps_worker_close (&fast);
+    ps_broker_destroy (&broker);
+}
+
 Test (restore, an_unusable_directory_is_refused)
 {
     char path[256];
