@@ -80,13 +80,12 @@
 #define DIRECT_ALIGN 4096
 #define STAGE_BYTES (4 << 20)
 #define PIECE_BYTES (256 << 10)
-//  After each write the writer rests as long as it took to fill and
-//  write the buffer: at most half a core and half the disk's time, so
-//  that serving goes on beside it (psbench --only checkpoint: a 16 MB
-//  push+pull took 1.27 to 1.36 times as long while checkpoints were
-//  written back to back without the rest, 1.16 to 1.22 with it); a
-//  checkpoint takes twice as long to write
-#define REST_PER_BUSY 1.0
+//  The writer does not pace itself: it runs in the idle scheduling class
+//  for CPU and disk (ps_checkpointer.c), so it takes only what serving
+//  leaves over (psbench --only checkpoint: a rest after each write as long
+//  as it was busy cost a 16 MB push+pull 1.16 to 1.22 and the small
+//  request rate 0.72 to 0.83; the idle class alone, see
+//  docs/performance.md)
 
 // ------------------------------------------------------------ the struct
 
@@ -242,7 +241,6 @@ typedef struct {
     uint64_t written;                //  bytes staged: the file's length
     uint8_t *stage;                  //  STAGE_BYTES, aligned to DIRECT_ALIGN
     size_t used;                     //  bytes of it in use
-    int64_t busy_since;              //  monotonic us, since the last rest
     ps_checkpoint_cancel_fn *cancel; //  asked before each write
     void *arg;                       //  for it
     ps_problem_t *problem;           //  set at the first failure
@@ -275,25 +273,6 @@ s_write_all (out_t *out, const uint8_t *data, size_t size)
     }
 }
 
-static int64_t
-s_now_us (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-}
-
-//  Rest REST_PER_BUSY times as long as the writer was busy since its
-//  last rest
-static void
-s_rest (out_t *out)
-{
-    int64_t busy = s_now_us () - out->busy_since;
-    if (busy > 0)
-        usleep ((useconds_t)(busy * REST_PER_BUSY));
-    out->busy_since = s_now_us ();
-}
-
 //  The staged bytes to the file. Under O_DIRECT a length must be a
 //  multiple of DIRECT_ALIGN: the last piece is padded with zeros, which
 //  s_finish cuts off again
@@ -314,8 +293,6 @@ s_flush (out_t *out, bool last)
     }
     s_write_all (out, out->stage, length);
     out->used = 0;
-    if (!last)
-        s_rest (out);
 }
 
 //  Bytes into the file through the staging buffer, checksummed unless raw
@@ -469,7 +446,6 @@ ps_checkpoint_write (ps_checkpoint_t *self, const char *dir, char *path, size_t 
     out_t out = {.crc = 0, .cancel = cancelled, .arg = arg, .problem = problem};
     if (posix_memalign ((void **)&out.stage, DIRECT_ALIGN, STAGE_BYTES))
         return ps_problem_set (problem, 0, "out of memory writing %s", path);
-    out.busy_since = s_now_us ();
     out.fd = s_create (temporary, &out.direct);
     if (out.fd < 0) {
         ps_problem_set (problem, 0, "cannot create %s: %s", temporary, strerror (errno));

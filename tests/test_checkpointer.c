@@ -21,8 +21,12 @@
 
 #include <criterion/criterion.h>
 #include <czmq.h>
+#include <dirent.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -255,5 +259,37 @@ Test (checkpointer, a_failed_write_lifts_the_ceilings_until_one_is_written)
     cr_assert (json_is_true (json_object_get (info, "bounded")));
     json_decref (info);
     ps_vclock_destroy (&vclock);
+    ps_checkpointer_destroy (&self);
+}
+
+//  The threads of this process whose nice value is above 0
+static int
+s_polite_threads (void)
+{
+    int polite = 0;
+    DIR *tasks = opendir ("/proc/self/task");
+    cr_assert (tasks);
+    struct dirent *entry;
+    while ((entry = readdir (tasks))) {
+        id_t tid = (id_t)strtol (entry->d_name, NULL, 10);
+        if (tid == 0)
+            continue;
+        errno = 0;
+        int nice = getpriority (PRIO_PROCESS, tid);
+        if (nice > 0 && errno == 0)
+            polite++;
+    }
+    closedir (tasks);
+    return polite;
+}
+
+//  A serving thread takes a core from the writer at once: the writer's
+//  thread, and no other, has a nice value above 0
+Test (checkpointer, the_writer_yields_to_serving)
+{
+    cr_assert_eq (s_polite_threads (), 0);
+    char dir[256];
+    ps_checkpointer_t *self = s_member ("polite", dir, sizeof dir);
+    cr_expect_eq (s_polite_threads (), 1, "the writer thread's nice value is not above 0");
     ps_checkpointer_destroy (&self);
 }
