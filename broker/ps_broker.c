@@ -407,6 +407,7 @@ ps_broker_config_defaults (ps_broker_config_t *config)
     config->progress_min_ms = PS_DEFAULT_PROGRESS_FLOOR_MS;
     config->tap = true;
     config->checkpoint_seconds = PS_DEFAULT_CHECKPOINT_SECONDS;
+    config->checkpoint_rate = PS_DEFAULT_CHECKPOINT_RATE;
 }
 
 int

@@ -61,6 +61,9 @@ typedef struct {
     double checkpoint_seconds;  //  > 0: one at least this often (default
                                 //  60); 0: no timer
     uint64_t checkpoint_clocks; //  > 0: one every this many job clocks too
+    uint64_t checkpoint_rate;   //  the writer's pace, bytes a second (default
+                                //  PS_DEFAULT_CHECKPOINT_RATE); 0: the
+                                //  disk's full speed
 
     //  Limits on resources (ps_router_limits.c, docs/security.md)
     uint64_t max_memory;      //  bytes the store may hold (values, optimizer

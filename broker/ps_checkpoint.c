@@ -80,11 +80,10 @@
 #define DIRECT_ALIGN 4096
 #define STAGE_BYTES (4 << 20)
 #define PIECE_BYTES (256 << 10)
-//  The writer does not pace itself: it runs in the idle scheduling class
-//  for CPU and disk (ps_checkpointer.c), so it takes only what serving
-//  leaves over (psbench --only checkpoint: a rest after each write as long
-//  as it was busy cost a 16 MB push+pull 1.16 to 1.22 and the small
-//  request rate 0.72 to 0.83; the idle class alone, see
+//  A paced write keeps to its rate chunk by chunk: what slows serving is
+//  less the writer's CPU (it runs at nice 10, ps_checkpointer.c) than the
+//  disk's traffic itself, its completions interrupting whatever runs, so
+//  fewer bytes a second is what helps (psbench --only checkpoint, see
 //  docs/performance.md)
 
 // ------------------------------------------------------------ the struct
@@ -241,8 +240,9 @@ typedef struct {
     uint64_t written;                //  bytes staged: the file's length
     uint8_t *stage;                  //  STAGE_BYTES, aligned to DIRECT_ALIGN
     size_t used;                     //  bytes of it in use
-    ps_checkpoint_cancel_fn *cancel; //  asked before each write
-    void *arg;                       //  for it
+    ps_checkpoint_io_t io;           //  control, asked before each
+                                     //  write, and the pace
+    int64_t started_us;              //  monotonic, when the write began
     ps_problem_t *problem;           //  set at the first failure
     bool failed;                     //  a write failed or was cancelled
 } out_t;
@@ -276,16 +276,51 @@ s_write_all (out_t *out, const uint8_t *data, size_t size)
 //  The staged bytes to the file. Under O_DIRECT a length must be a
 //  multiple of DIRECT_ALIGN: the last piece is padded with zeros, which
 //  s_finish cuts off again
+static int64_t
+s_now_us (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+}
+
+//  What the caller says now: a HURRY ends the pacing, a CANCEL fails the
+//  write; whether to go on
+static bool
+s_go_on (out_t *out)
+{
+    ps_checkpoint_control_t said = out->io.control ? out->io.control (out->io.arg)
+                                                   : PS_CHECKPOINT_GO;
+    if (said == PS_CHECKPOINT_HURRY)
+        out->io.rate = 0;
+    if (said == PS_CHECKPOINT_CANCEL) {
+        ps_problem_set (out->problem, 0, "cancelled");
+        out->failed = true;
+    }
+    return !out->failed;
+}
+
+//  Sleep until the bytes written so far are within the rate, in slices,
+//  asking the caller after each
+static void
+s_pace (out_t *out)
+{
+    while (out->io.rate && !out->failed) {
+        int64_t due = out->started_us + (int64_t)((double)out->written * 1e6 / out->io.rate);
+        int64_t left = due - s_now_us ();
+        if (left <= 0)
+            return;
+        int64_t slice = PS_CHECKPOINT_PACE_SLICE_MS * 1000;
+        usleep ((useconds_t)(left < slice ? left : slice));
+        s_go_on (out);
+    }
+}
+
 static void
 s_flush (out_t *out, bool last)
 {
-    if (out->failed || out->used == 0)
+    if (out->failed || out->used == 0 || !s_go_on (out))
         return;
-    if (out->cancel && out->cancel (out->arg)) {
-        ps_problem_set (out->problem, 0, "cancelled");
-        out->failed = true;
-        return;
-    }
     size_t length = out->used;
     if (last && out->direct) {
         length = (out->used + DIRECT_ALIGN - 1) / DIRECT_ALIGN * DIRECT_ALIGN;
@@ -293,6 +328,8 @@ s_flush (out_t *out, bool last)
     }
     s_write_all (out, out->stage, length);
     out->used = 0;
+    if (!last)
+        s_pace (out);
 }
 
 //  Bytes into the file through the staging buffer, checksummed unless raw
@@ -431,7 +468,7 @@ ps_checkpoint_sync_dir (const char *dir, ps_problem_t *problem)
 
 int
 ps_checkpoint_write (ps_checkpoint_t *self, const char *dir, char *path, size_t path_size,
-                     ps_checkpoint_cancel_fn *cancelled, void *arg, ps_problem_t *problem)
+                     const ps_checkpoint_io_t *io, ps_problem_t *problem)
 {
     assert (self);
     assert (dir);
@@ -443,7 +480,9 @@ ps_checkpoint_write (ps_checkpoint_t *self, const char *dir, char *path, size_t 
     clock_gettime (CLOCK_REALTIME, &now);
     self->written_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     self->clock = ps_checkpoint_job_clock (self);
-    out_t out = {.crc = 0, .cancel = cancelled, .arg = arg, .problem = problem};
+    out_t out = {.crc = 0, .problem = problem, .started_us = s_now_us ()};
+    if (io)
+        out.io = *io;
     if (posix_memalign ((void **)&out.stage, DIRECT_ALIGN, STAGE_BYTES))
         return ps_problem_set (problem, 0, "out of memory writing %s", path);
     out.fd = s_create (temporary, &out.direct);

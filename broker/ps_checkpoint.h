@@ -131,16 +131,34 @@ int64_t ps_checkpoint_job_clock (const ps_checkpoint_t *self);
 //  The bytes its file will have
 uint64_t ps_checkpoint_bytes (const ps_checkpoint_t *self);
 
-//  Asked between chunks of a write: true to give it up (the .tmp file is
-//  deleted and the write fails with "cancelled")
-typedef bool (ps_checkpoint_cancel_fn) (void *arg);
+//  What the writer's caller says between chunks of a write, and while a
+//  paced write waits
+typedef enum {
+    PS_CHECKPOINT_GO = 0, //  go on as before
+    PS_CHECKPOINT_HURRY,  //  go on at full speed to the end
+    PS_CHECKPOINT_CANCEL  //  give it up: the .tmp file is deleted and the
+                          //  write fails with "cancelled"
+} ps_checkpoint_control_t;
+typedef ps_checkpoint_control_t (ps_checkpoint_control_fn) (void *arg);
+
+//  How a write goes: control (may be NULL) is asked between chunks, with
+//  arg; rate > 0 paces it to at most rate bytes a second (sleeping in
+//  slices of at most PS_CHECKPOINT_PACE_SLICE_MS, control asked after each)
+//  until control says HURRY; 0 writes at the disk's speed
+typedef struct {
+    ps_checkpoint_control_fn *control;
+    void *arg;
+    uint64_t rate;
+} ps_checkpoint_io_t;
+#define PS_CHECKPOINT_PACE_SLICE_MS 20
 
 //  Write self as DIR/checkpoint-<self->sequence>.psmq, atomically as said
 //  above; sets self->written_ms and self->clock. 0 with the file's path in
 //  path, or -1 with problem set (the disk is full, a write failed, it was
-//  cancelled) and no file left under either name. cancelled may be NULL.
+//  cancelled) and no file left under either name. io may be NULL (no
+//  control, full speed).
 int ps_checkpoint_write (ps_checkpoint_t *self, const char *dir, char *path, size_t path_size,
-                         ps_checkpoint_cancel_fn *cancelled, void *arg, ps_problem_t *problem);
+                         const ps_checkpoint_io_t *io, ps_problem_t *problem);
 //  Read and check the file at path: a new checkpoint, or NULL with
 //  problem saying why it was refused ("truncated: ...", "checksum
 //  mismatch: ...", "format version 7, this broker reads 1", "not a psmq

@@ -75,6 +75,9 @@ struct ps_checkpointer_t {
     int64_t missed;                    //  the last multiple found passed
                                        //  without a cut (warned once)
     bool cancelling;                   //  the write under way was given up
+    uint64_t rate;                     //  the writer's pace, bytes/s, 0 none
+    bool hurried;                      //  the write under way (or the next)
+                                       //  goes at full speed
     size_t keep;                       //  files kept: PS_CHECKPOINT_KEEP,
                                        //  PS_CHECKPOINT_KEEP_GROUP in a group
     //  A group's member cut at a multiple while its writer was busy: the
@@ -98,10 +101,30 @@ struct ps_checkpointer_t {
 
 // ------------------------------------------------------------ the writer
 
-static bool
-s_cancelled (void *pipe)
+//  The writer thread's side of its pipe while it writes
+typedef struct {
+    zsock_t *pipe;
+    bool terminate; //  $TERM came during a write
+} writer_t;
+
+//  Asked between chunks: HURRY ends the pacing; any other frame (CANCEL,
+//  or $TERM, which ends the thread once the write is given up) cancels
+static ps_checkpoint_control_t
+s_control (void *arg)
 {
-    return (zsock_events (pipe) & ZMQ_POLLIN) != 0;
+    writer_t *writer = arg;
+    ps_checkpoint_control_t said = PS_CHECKPOINT_GO;
+    while (zsock_events (writer->pipe) & ZMQ_POLLIN) {
+        zframe_t *frame = zframe_recv (writer->pipe);
+        bool hurry = frame && zframe_streq (frame, "HURRY");
+        if (!frame || zframe_streq (frame, "$TERM"))
+            writer->terminate = true;
+        zframe_destroy (&frame);
+        if (!hurry)
+            return PS_CHECKPOINT_CANCEL;
+        said = PS_CHECKPOINT_HURRY;
+    }
+    return said;
 }
 
 //  The writer thread's nice value: a serving thread that wakes takes the
@@ -111,8 +134,10 @@ s_cancelled (void *pipe)
 //  libzmq's I/O thread to run. Not lower: at nice 19 or in the idle class
 //  the writer got so little of a loaded machine that a 4 MB checkpoint
 //  took seconds (test_restore_kill at a load of 9: 43 s at nice 0, 80 s
-//  at 19, over its 120 s limit in the idle class), and the clocks a
-//  crash redoes grow with that
+//  at 19, over its 120 s limit in the idle class), and with
+//  --checkpoint-clocks the job waits for it. The disk traffic, which
+//  nice does not govern, is kept down by the pace instead
+//  (checkpoint_rate, ps_checkpoint_io_t)
 #define WRITER_NICE 10
 
 //  Failing to lower it costs only that politeness: logged, not fatal
@@ -132,9 +157,11 @@ s_writer_actor (zsock_t *pipe, void *args)
     const ps_checkpointer_t *owner = args;
     const char *dir = owner->dir;
     size_t keep = owner->keep;
+    writer_t writer = {.pipe = pipe};
+    ps_checkpoint_io_t io = {.control = s_control, .arg = &writer, .rate = owner->rate};
     s_lower_priority ();
     zsock_signal (pipe, 0);
-    while (true) {
+    while (!writer.terminate) {
         zframe_t *frame = zframe_recv (pipe);
         if (!frame || zframe_streq (frame, "$TERM")) {
             zframe_destroy (&frame);
@@ -142,7 +169,7 @@ s_writer_actor (zsock_t *pipe, void *args)
         }
         ps_checkpoint_t *checkpoint;
         if (zframe_size (frame) != sizeof checkpoint) {
-            //  A CANCEL that came after its write had ended
+            //  A CANCEL or HURRY that came after its write had ended
             zframe_destroy (&frame);
             continue;
         }
@@ -153,8 +180,8 @@ s_writer_actor (zsock_t *pipe, void *args)
                                  .keys = checkpoint->nkeys,
                                  .bytes = ps_checkpoint_bytes (checkpoint)};
         ps_problem_t problem;
-        result.status = ps_checkpoint_write (checkpoint, dir, result.path, sizeof result.path,
-                                             s_cancelled, pipe, &problem);
+        result.status =
+            ps_checkpoint_write (checkpoint, dir, result.path, sizeof result.path, &io, &problem);
         result.clock = checkpoint->clock;
         result.written_ms = checkpoint->written_ms;
         if (result.status)
@@ -338,6 +365,7 @@ ps_checkpointer_new (const ps_broker_config_t *config, ps_checkpoint_t **restore
     self->keep = self->aligned ? PS_CHECKPOINT_KEEP_GROUP : PS_CHECKPOINT_KEEP;
     self->interval_ms = self->aligned ? 0 : (int64_t)(config->checkpoint_seconds * 1000 + 0.5);
     self->clocks = config->checkpoint_clocks;
+    self->rate = config->checkpoint_rate;
     if (self->clocks && s_bound_new (self)) {
         ps_checkpointer_destroy (&self);
         ps_problem_set (problem, 0, "out of memory");
@@ -610,6 +638,19 @@ ps_checkpointer_write (ps_checkpointer_t *self, ps_checkpoint_t *checkpoint, con
         return;
     }
     self->phase = WRITING;
+    if (self->hurried)
+        zstr_send (self->writer, "HURRY");
+}
+
+void
+ps_checkpointer_hurry (ps_checkpointer_t *self)
+{
+    assert (self);
+    if (self->hurried || !self->rate)
+        return;
+    self->hurried = true;
+    if (self->phase == WRITING)
+        zstr_send (self->writer, "HURRY");
 }
 
 void
@@ -622,6 +663,7 @@ ps_checkpointer_receive (ps_checkpointer_t *self)
         return;
     int64_t took = zclock_mono () - self->cut_at;
     self->phase = IDLE;
+    self->hurried = false;
     bool cancelled = self->cancelling;
     self->cancelling = false;
     if (result.status && cancelled)

@@ -138,6 +138,11 @@ void ps_checkpointer_write (ps_checkpointer_t *self, ps_checkpoint_t *checkpoint
 //  Read what the writer says of the write that ended: logged, counted, and
 //  the queued checkpoint handed to the writer, else not busy any more
 void ps_checkpointer_receive (ps_checkpointer_t *self);
+//  Someone waits for the write under way (a pull at its ceiling, the
+//  broker stopping, a rollback): it, or the next one when none is being
+//  written, goes at the disk's full speed rather than at the pace
+//  (checkpoint_rate), to its end
+void ps_checkpointer_hurry (ps_checkpointer_t *self);
 //  A checkpoint is being taken or written
 bool ps_checkpointer_busy (const ps_checkpointer_t *self);
 //  Give up the write under way, and the queued cut, unless of job clock

@@ -342,8 +342,12 @@ s_may_answer (ps_router_t *self, const ps_peer_t *peer, int type, int64_t clock,
 static void
 s_park (ps_router_t *self, ps_peer_t *peer, int type, int64_t clock, uint64_t need_done)
 {
-    ps_parking_add (self->parking, self->vclock, s_ceilings (self), peer, type, clock, need_done,
+    const int64_t *ceilings = s_ceilings (self);
+    ps_parking_add (self->parking, self->vclock, ceilings, peer, type, clock, need_done,
                     &self->frames[1], self->timing.received_us);
+    //  A worker waits for the checkpoint under way: no more pacing it
+    if (ceilings && type == PSMQ__MSG_TYPE__PULL && clock > ceilings[peer->rank])
+        ps_checkpointer_hurry (self->checkpointer);
 }
 
 // ------------------------------------------------------------ INIT, PUSH

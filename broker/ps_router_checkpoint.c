@@ -185,6 +185,7 @@ ps_router_checkpoint_event (ps_router_t *self, const ps_agg_command_t *event, zm
 static bool
 s_settle (ps_router_t *self, int64_t deadline)
 {
+    ps_checkpointer_hurry (self->checkpointer);
     while (ps_checkpointer_busy (self->checkpointer)) {
         int64_t left = deadline - zclock_mono ();
         if (left <= 0)

@@ -34,7 +34,7 @@ s_on_signal (int signal_number)
 static void
 s_usage (FILE *out)
 {
-    char store[32], most[32], unread[32], budget[32];
+    char store[32], most[32], unread[32], budget[32], rate[32];
     fprintf (out,
              "usage: psbroker --port N [options]\n"
              "\n"
@@ -83,6 +83,10 @@ s_usage (FILE *out)
              "                         for the next; in a group required, and the only\n"
              "                         schedule: each member cuts when the job's clock is\n"
              "                         a multiple of N\n"
+             "      --checkpoint-rate SIZE  bytes a second the writer may put on disk\n"
+             "                         (default %s; K, M, G suffixes; 0: as fast as the\n"
+             "                         disk goes): a slower write disturbs serving less;\n"
+             "                         a worker waiting for the write, or a stop, lifts it\n"
              "      --max-memory SIZE  bytes the store may hold: parameters, optimizer state\n"
              "                         (momentum 1, Adam 2 more arrays per key) and BSP\n"
              "                         sums; K, M, G suffixes, or a share of the machine's\n"
@@ -173,12 +177,31 @@ s_usage (FILE *out)
              "      --broker-key broker.key ...\n",
              PS_DEFAULT_LR, PS_DEFAULT_MOMENTUM, PS_DEFAULT_BETA1, PS_DEFAULT_BETA2, PS_DEFAULT_EPS,
              PS_DEFAULT_HEARTBEAT_MS, PS_DEFAULT_TIMEOUT_MS, PS_DEFAULT_PROGRESS_FLOOR_MS / 1000,
-             PS_PROGRESS_FACTOR, PS_DEFAULT_CHECKPOINT_SECONDS, PS_DEFAULT_STORE_PERCENT,
+             PS_PROGRESS_FACTOR, PS_DEFAULT_CHECKPOINT_SECONDS,
+             ps_cli_size_name (PS_DEFAULT_CHECKPOINT_RATE, rate, sizeof rate),
+             PS_DEFAULT_STORE_PERCENT,
              ps_resources_bytes (ps_resources_default_store (), store, sizeof store),
              ps_resources_bytes (PS_MAX_STORE_BYTES, most, sizeof most),
              ps_resources_bytes (PS_DEFAULT_MAX_UNREAD, unread, sizeof unread),
              ps_resources_bytes (PS_DEFAULT_PUSH_BUDGET, budget, sizeof budget), PS_FD_RESERVE,
              PS_UNREGISTERED_IDLE_MS / 1000, PS_CHECKPOINT_KEEP);
+}
+
+//  --checkpoint-rate: 0, or a size (K, M, G) a second
+static int
+s_parse_rate (const char *text, uint64_t *rate)
+{
+    if (strcmp (text, "0") == 0) {
+        *rate = 0;
+        return 0;
+    }
+    size_t bytes;
+    if (ps_cli_size ("psbroker", "--checkpoint-rate", text, PS_MIN_CHECKPOINT_RATE,
+                     PS_MAX_CHECKPOINT_RATE,
+                     &bytes))
+        return -1;
+    *rate = bytes;
+    return 0;
 }
 
 //  --max-memory: a size (K, M, G) or a share of the machine's memory
@@ -287,6 +310,7 @@ enum {
     OPT_CHECKPOINT,
     OPT_CHECKPOINT_SECONDS,
     OPT_CHECKPOINT_CLOCKS,
+    OPT_CHECKPOINT_RATE,
     OPT_MAX_MEMORY,
     OPT_MAX_UNREAD,
     OPT_PUSH_BUDGET,
@@ -326,6 +350,7 @@ main (int argc, char *argv[])
         {"checkpoint", required_argument, 0, OPT_CHECKPOINT},
         {"checkpoint-seconds", required_argument, 0, OPT_CHECKPOINT_SECONDS},
         {"checkpoint-clocks", required_argument, 0, OPT_CHECKPOINT_CLOCKS},
+        {"checkpoint-rate", required_argument, 0, OPT_CHECKPOINT_RATE},
         {"max-memory", required_argument, 0, OPT_MAX_MEMORY},
         {"max-unread", required_argument, 0, OPT_MAX_UNREAD},
         {"push-budget", required_argument, 0, OPT_PUSH_BUDGET},
@@ -422,6 +447,7 @@ main (int argc, char *argv[])
                               PS_MAX_CHECKPOINT_CLOCKS, &number);
             config.checkpoint_clocks = (uint64_t)number;
             break;
+        case OPT_CHECKPOINT_RATE: rc = s_parse_rate (optarg, &config.checkpoint_rate); break;
         case OPT_MAX_MEMORY: rc = s_parse_memory (optarg, &config.max_memory); break;
         case OPT_MAX_UNREAD: {
             size_t size;

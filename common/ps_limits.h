@@ -105,6 +105,13 @@
 //  its final one, bytes written (and checked for cancellation) at a time,
 //  and the files of a checkpoint directory looked at, at most
 #define PS_DEFAULT_CHECKPOINT_SECONDS 60
+//  The writer's pace (psbroker --checkpoint-rate), bytes a second: on this
+//  project's 2-core VM an unpaced writer (about 600 MB/s) cost serving 15
+//  to 30%, one paced to 200 MB/s 5 to 12% (docs/performance.md); a pull
+//  waiting at its ceiling, a stop and a rollback lift the pace
+#define PS_DEFAULT_CHECKPOINT_RATE (200ull << 20)
+#define PS_MIN_CHECKPOINT_RATE (1ull << 20)
+#define PS_MAX_CHECKPOINT_RATE (1ull << 40)
 #define PS_MIN_CHECKPOINT_SECONDS 0.01
 #define PS_MAX_CHECKPOINT_SECONDS (7 * 24 * 3600)
 #define PS_MAX_CHECKPOINT_CLOCKS 1000000000

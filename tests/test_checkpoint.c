@@ -15,6 +15,7 @@
 #include "ps_testutil.h"
 
 #include <criterion/criterion.h>
+#include <czmq.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -66,7 +67,7 @@ Test (checkpoint, usage)
     ps_checkpoint_t *written = ps_test_checkpoint (7, 5);
     char path[PATH_MAX];
     ps_problem_t problem;
-    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, NULL, &problem), 0,
+    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, &problem), 0,
                   "%s", problem.message);
 
     //  Named after its number, no temporary file left, as long as said
@@ -170,7 +171,7 @@ Test (checkpoint, a_large_file_is_zlibs_crc_and_stays_out_of_the_page_cache)
         char path[PATH_MAX];
         ps_problem_t problem;
         cr_assert_eq (
-            ps_checkpoint_write (written, dirs[d], path, sizeof path, NULL, NULL, &problem), 0,
+            ps_checkpoint_write (written, dirs[d], path, sizeof path, NULL, &problem), 0,
             "%s", problem.message);
         uint64_t length = ps_checkpoint_bytes (written);
         cr_assert_eq ((uint64_t)s_file_size (path), length, "%s", path);
@@ -273,7 +274,7 @@ Test (checkpoint, a_16_bit_keys_dtype_is_kept_in_format_2)
     ps_test_checkpoint_dir (dir, sizeof dir);
     ps_checkpoint_t *written = ps_test_checkpoint (3, 5);
     ps_problem_t problem;
-    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, NULL, &problem), 0,
+    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, &problem), 0,
                   "%s", problem.message);
     cr_assert_eq (s_format_of (path), 1);
     ps_checkpoint_t *read = ps_checkpoint_read (path, &problem);
@@ -284,7 +285,7 @@ Test (checkpoint, a_16_bit_keys_dtype_is_kept_in_format_2)
     //  A key in bf16: format 2, each key's dtype read back
     written->sequence = 4;
     written->keys[1].dtype = PS_DTYPE_BF16;
-    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, NULL, &problem), 0,
+    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, &problem), 0,
                   "%s", problem.message);
     cr_assert_eq (s_format_of (path), 2);
     cr_assert_eq ((uint64_t)s_file_size (path), ps_checkpoint_bytes (written));
@@ -308,11 +309,11 @@ Test (checkpoint, another_magic_is_refused)
     cr_assert (strstr (s_refusal (path, &problem), "not a psmq checkpoint"), "%s", problem.message);
 }
 
-static bool
+static ps_checkpoint_control_t
 s_cancel (void *arg)
 {
     (void)arg;
-    return true;
+    return PS_CHECKPOINT_CANCEL;
 }
 
 Test (checkpoint, a_cancelled_write_leaves_no_file)
@@ -323,9 +324,92 @@ Test (checkpoint, a_cancelled_write_leaves_no_file)
     ps_checkpoint_t *checkpoint = ps_test_checkpoint (5, 100000);
     ps_problem_t problem;
     cr_assert_eq (
-        ps_checkpoint_write (checkpoint, dir, path, sizeof path, s_cancel, NULL, &problem), -1);
+        ps_checkpoint_write (checkpoint, dir, path, sizeof path,
+                             &(ps_checkpoint_io_t){.control = s_cancel}, &problem),
+        -1);
     cr_assert_str_eq (problem.message, "cancelled");
     ps_checkpoint_destroy (&checkpoint);
+    char temporary[PATH_MAX + 8];
+    snprintf (temporary, sizeof temporary, "%s.tmp", path);
+    cr_assert (!s_exists (path));
+    cr_assert (!s_exists (temporary));
+}
+
+//  A control that says GO the first times it is asked, then then
+typedef struct {
+    int asked;
+    int go;
+    ps_checkpoint_control_t then;
+} control_t;
+
+static ps_checkpoint_control_t
+s_control (void *arg)
+{
+    control_t *control = arg;
+    return ++control->asked <= control->go ? PS_CHECKPOINT_GO : control->then;
+}
+
+//  Write a checkpoint of two keys of 1 M floats, one with Adam's state
+//  (16 MB), with io; its status, and the seconds it took into *seconds
+static int
+s_write_timed (const ps_checkpoint_io_t *io, char *dir, size_t dir_size, char *path,
+               size_t path_size, double *seconds, ps_problem_t *problem)
+{
+    ps_test_checkpoint_dir (dir, dir_size);
+    ps_checkpoint_t *checkpoint = ps_test_checkpoint (3, 1 << 20);
+    int64_t started = zclock_usecs ();
+    int rc = ps_checkpoint_write (checkpoint, dir, path, path_size, io, problem);
+    *seconds = (double)(zclock_usecs () - started) / 1e6;
+    ps_checkpoint_destroy (&checkpoint);
+    return rc;
+}
+
+Test (checkpoint, a_paced_write_keeps_to_its_rate)
+{
+    //  At 40 MB/s the bytes before the last chunk (at least 12 MB of the
+    //  16) cannot be out in less than 0.3 s; the file is whole
+    char dir[256], path[PATH_MAX];
+    control_t control = {.go = 1000000};
+    ps_checkpoint_io_t io = {.control = s_control, .arg = &control, .rate = 40 << 20};
+    double seconds;
+    ps_problem_t problem;
+    cr_assert_eq (s_write_timed (&io, dir, sizeof dir, path, sizeof path, &seconds, &problem), 0,
+                  "%s", problem.message);
+    cr_assert_geq (seconds, 0.29, "16 MB at 40 MB/s took %.3f s", seconds);
+    //  Asked between chunks and after each slice of the sleeps
+    cr_assert_geq (control.asked, 8, "asked %d times", control.asked);
+    ps_checkpoint_t *read = ps_checkpoint_read (path, &problem);
+    cr_assert_not_null (read, "%s", problem.message);
+    ps_checkpoint_destroy (&read);
+}
+
+Test (checkpoint, a_hurry_ends_the_pacing)
+{
+    //  At 1 MB/s the write would take 12 s or more; a HURRY at the third
+    //  question lets it end at the disk's speed
+    char dir[256], path[PATH_MAX];
+    control_t control = {.go = 2, .then = PS_CHECKPOINT_HURRY};
+    ps_checkpoint_io_t io = {.control = s_control, .arg = &control, .rate = 1 << 20};
+    double seconds;
+    ps_problem_t problem;
+    cr_assert_eq (s_write_timed (&io, dir, sizeof dir, path, sizeof path, &seconds, &problem), 0,
+                  "%s", problem.message);
+    cr_assert_lt (seconds, 6, "the write took %.3f s after a hurry", seconds);
+    ps_checkpoint_t *read = ps_checkpoint_read (path, &problem);
+    cr_assert_not_null (read, "%s", problem.message);
+    ps_checkpoint_destroy (&read);
+}
+
+Test (checkpoint, a_paced_write_is_cancelled_while_it_waits)
+{
+    char dir[256], path[PATH_MAX];
+    control_t control = {.go = 3, .then = PS_CHECKPOINT_CANCEL};
+    ps_checkpoint_io_t io = {.control = s_control, .arg = &control, .rate = 1 << 20};
+    double seconds;
+    ps_problem_t problem;
+    cr_assert_eq (s_write_timed (&io, dir, sizeof dir, path, sizeof path, &seconds, &problem), -1);
+    cr_assert_str_eq (problem.message, "cancelled");
+    cr_assert_lt (seconds, 6, "the cancel took %.3f s", seconds);
     char temporary[PATH_MAX + 8];
     snprintf (temporary, sizeof temporary, "%s.tmp", path);
     cr_assert (!s_exists (path));

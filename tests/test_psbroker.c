@@ -118,6 +118,8 @@ Test (psbroker, help_and_bad_arguments)
                {"--beta2", "0.99999999", "--beta2 '0.99999999' is 1 in single precision"},
                {"--eps", "0", "--eps '0'"},
                {"--workers", "many", "--workers 'many' is not a whole number"},
+               {"--checkpoint-rate", "100", "--checkpoint-rate '100' must be a size from 1M"},
+               {"--checkpoint-rate", "fast", "--checkpoint-rate 'fast' is not a size"},
                //  A value left out: getopt would take the next option for it
                {"--tap", "--quiet", "--tap '--quiet' looks like an option"},
                {"--bind", "-v", "--bind '-v' looks like an option"},

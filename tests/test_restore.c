@@ -19,6 +19,7 @@
 
 #include <criterion/criterion.h>
 #include <czmq.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -398,6 +399,33 @@ Test (restore, a_worker_is_held_one_interval_past_the_last_checkpoint)
     cr_assert_eq (ps_worker_current_clock (fast), 4);
     ps_worker_close (&fast);
     ps_broker_destroy (&broker);
+}
+
+Test (restore, a_worker_at_its_ceiling_lifts_the_writers_pace)
+{
+    //  The writer paced to 1 MB/s would take 12 s or more for the 16 MB
+    //  key; rank 0's pull at clock 2 waits for that checkpoint, and its
+    //  wait lifts the pace: the write goes at the disk's speed
+    char dir[256], endpoint[64];
+    ps_test_path ("hurry", dir, sizeof dir);
+    ps_broker_config_t config = s_config (2, 10, dir, 0, 2);
+    config.checkpoint_rate = 1 << 20;
+    ps_broker_t *broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
+    ps_worker_t *fast = ps_test_worker (endpoint, 0, 2, PS_TEST_WAIT_MS);
+    ps_worker_t *slow = ps_test_worker (endpoint, 1, 2, PS_TEST_WAIT_MS);
+    s_init_counter (fast);
+    cr_assert_eq (ps_worker_init (fast, "big", 4 << 20, NULL, NULL), PS_OK, "%s",
+                  ps_worker_error (fast));
+    s_count (fast, true);
+    s_count (fast, true);
+    int64_t started = zclock_mono ();
+    cr_assert_eq (s_counter (fast), 2);
+    int64_t waited = zclock_mono () - started;
+    cr_assert_eq (s_info (broker, "written"), 1);
+    cr_assert_lt (waited, 6000, "the pull waited %" PRId64 " ms for a paced write", waited);
+    ps_broker_destroy (&broker);
+    ps_worker_close (&fast);
+    ps_worker_close (&slow);
 }
 
 Test (restore, an_unusable_directory_is_refused)
