@@ -234,17 +234,17 @@ s_put_float (uint8_t *at, float value)
 }
 
 typedef struct {
-    int fd;                          //  the .tmp file
-    bool direct;                     //  opened with O_DIRECT, and it works
-    uint32_t crc;                    //  of everything staged so far
-    uint64_t written;                //  bytes staged: the file's length
-    uint8_t *stage;                  //  STAGE_BYTES, aligned to DIRECT_ALIGN
-    size_t used;                     //  bytes of it in use
-    ps_checkpoint_io_t io;           //  control, asked before each
-                                     //  write, and the pace
-    int64_t started_us;              //  monotonic, when the write began
-    ps_problem_t *problem;           //  set at the first failure
-    bool failed;                     //  a write failed or was cancelled
+    int fd;                //  the .tmp file
+    bool direct;           //  opened with O_DIRECT, and it works
+    uint32_t crc;          //  of everything staged so far
+    uint64_t written;      //  bytes staged: the file's length
+    uint8_t *stage;        //  STAGE_BYTES, aligned to DIRECT_ALIGN
+    size_t used;           //  bytes of it in use
+    ps_checkpoint_io_t io; //  control, asked before each
+                           //  write, and the pace
+    int64_t started_us;    //  monotonic, when the write began
+    ps_problem_t *problem; //  set at the first failure
+    bool failed;           //  a write failed or was cancelled
 } out_t;
 
 //  write () of all of data; a file system that takes O_DIRECT at open but
@@ -289,8 +289,8 @@ s_now_us (void)
 static bool
 s_go_on (out_t *out)
 {
-    ps_checkpoint_control_t said = out->io.control ? out->io.control (out->io.arg)
-                                                   : PS_CHECKPOINT_GO;
+    ps_checkpoint_control_t said =
+        out->io.control ? out->io.control (out->io.arg) : PS_CHECKPOINT_GO;
     if (said == PS_CHECKPOINT_HURRY)
         out->io.rate = 0;
     if (said == PS_CHECKPOINT_CANCEL) {

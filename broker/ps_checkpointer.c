@@ -230,8 +230,8 @@ static void
 s_redo_restored (const ps_vclock_t *vclock, int64_t clock, int64_t *redo)
 {
     for (uint32_t rank = 0; rank < ps_vclock_world (vclock); rank++)
-        redo[rank] = ps_vclock_state (vclock, rank) == PS_RANK_GONE ? clock
-                                                                     : ps_vclock_clock (vclock, rank);
+        redo[rank] =
+            ps_vclock_state (vclock, rank) == PS_RANK_GONE ? clock : ps_vclock_clock (vclock, rank);
 }
 
 //  A checkpoint that makes the ranks redo from redo is on disk: each may

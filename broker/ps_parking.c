@@ -113,8 +113,7 @@ ps_parking_release (ps_parking_t *self, const ps_vclock_t *vclock, const int64_t
             parked->recount = false;
         }
         if (agg_done >= parked->need_done &&
-            ps_parking_admits (vclock, ceilings, parked->type, parked->peer->rank,
-                               parked->clock)) {
+            ps_parking_admits (vclock, ceilings, parked->type, parked->peer->rank, parked->clock)) {
             answer (arg, parked);
             parked->peer->parked--;
             zlistx_delete (self->parked, handle);

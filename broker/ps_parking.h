@@ -58,8 +58,8 @@ void ps_parking_destroy (ps_parking_t **self_p);
 //  Whether a request (type CLOCK or PULL) of rank at clock may be
 //  answered as far as the clocks go: vclock admits clock, and a PULL's
 //  clock is at most ceilings[rank] (ceilings: one per rank, NULL none)
-bool ps_parking_admits (const ps_vclock_t *vclock, const int64_t *ceilings, int type,
-                        uint32_t rank, int64_t clock);
+bool ps_parking_admits (const ps_vclock_t *vclock, const int64_t *ceilings, int type, uint32_t rank,
+                        int64_t clock);
 //  0 when peer may park one more request; else -1, ERR_FULL in problem
 int ps_parking_check_room (const ps_peer_t *peer, ps_problem_t *problem);
 //  Park a request of peer (type CLOCK or PULL) at clock, needing need_done

@@ -331,8 +331,7 @@ ps_router_release (ps_router_t *self)
 }
 
 static bool
-s_may_answer (ps_router_t *self, const ps_peer_t *peer, int type, int64_t clock,
-              uint64_t need_done)
+s_may_answer (ps_router_t *self, const ps_peer_t *peer, int type, int64_t clock, uint64_t need_done)
 {
     return self->agg_done >= need_done &&
            ps_parking_admits (self->vclock, s_ceilings (self), type, peer->rank, clock);

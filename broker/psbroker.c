@@ -197,8 +197,7 @@ s_parse_rate (const char *text, uint64_t *rate)
     }
     size_t bytes;
     if (ps_cli_size ("psbroker", "--checkpoint-rate", text, PS_MIN_CHECKPOINT_RATE,
-                     PS_MAX_CHECKPOINT_RATE,
-                     &bytes))
+                     PS_MAX_CHECKPOINT_RATE, &bytes))
         return -1;
     *rate = bytes;
     return 0;

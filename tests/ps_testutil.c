@@ -676,8 +676,8 @@ ps_test_checkpoint_write (const char *dir, uint64_t sequence, uint64_t size, cha
 {
     ps_checkpoint_t *checkpoint = ps_test_checkpoint (sequence, size);
     ps_problem_t problem;
-    cr_assert_eq (ps_checkpoint_write (checkpoint, dir, path, path_size, NULL, &problem), 0,
-                  "%s", problem.message);
+    cr_assert_eq (ps_checkpoint_write (checkpoint, dir, path, path_size, NULL, &problem), 0, "%s",
+                  problem.message);
     ps_checkpoint_destroy (&checkpoint);
 }
 

@@ -67,8 +67,8 @@ Test (checkpoint, usage)
     ps_checkpoint_t *written = ps_test_checkpoint (7, 5);
     char path[PATH_MAX];
     ps_problem_t problem;
-    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, &problem), 0,
-                  "%s", problem.message);
+    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, &problem), 0, "%s",
+                  problem.message);
 
     //  Named after its number, no temporary file left, as long as said
     char expected[PATH_MAX];
@@ -170,9 +170,8 @@ Test (checkpoint, a_large_file_is_zlibs_crc_and_stays_out_of_the_page_cache)
         ps_checkpoint_t *written = ps_test_checkpoint (3, 1000003);
         char path[PATH_MAX];
         ps_problem_t problem;
-        cr_assert_eq (
-            ps_checkpoint_write (written, dirs[d], path, sizeof path, NULL, &problem), 0,
-            "%s", problem.message);
+        cr_assert_eq (ps_checkpoint_write (written, dirs[d], path, sizeof path, NULL, &problem), 0,
+                      "%s", problem.message);
         uint64_t length = ps_checkpoint_bytes (written);
         cr_assert_eq ((uint64_t)s_file_size (path), length, "%s", path);
         //  Written through O_DIRECT where the disk takes it: not one page
@@ -274,8 +273,8 @@ Test (checkpoint, a_16_bit_keys_dtype_is_kept_in_format_2)
     ps_test_checkpoint_dir (dir, sizeof dir);
     ps_checkpoint_t *written = ps_test_checkpoint (3, 5);
     ps_problem_t problem;
-    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, &problem), 0,
-                  "%s", problem.message);
+    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, &problem), 0, "%s",
+                  problem.message);
     cr_assert_eq (s_format_of (path), 1);
     ps_checkpoint_t *read = ps_checkpoint_read (path, &problem);
     cr_assert_not_null (read, "%s", problem.message);
@@ -285,8 +284,8 @@ Test (checkpoint, a_16_bit_keys_dtype_is_kept_in_format_2)
     //  A key in bf16: format 2, each key's dtype read back
     written->sequence = 4;
     written->keys[1].dtype = PS_DTYPE_BF16;
-    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, &problem), 0,
-                  "%s", problem.message);
+    cr_assert_eq (ps_checkpoint_write (written, dir, path, sizeof path, NULL, &problem), 0, "%s",
+                  problem.message);
     cr_assert_eq (s_format_of (path), 2);
     cr_assert_eq ((uint64_t)s_file_size (path), ps_checkpoint_bytes (written));
     read = ps_checkpoint_read (path, &problem);
@@ -323,10 +322,9 @@ Test (checkpoint, a_cancelled_write_leaves_no_file)
     //  Arrays larger than a buffer go out in chunks, asked about each
     ps_checkpoint_t *checkpoint = ps_test_checkpoint (5, 100000);
     ps_problem_t problem;
-    cr_assert_eq (
-        ps_checkpoint_write (checkpoint, dir, path, sizeof path,
-                             &(ps_checkpoint_io_t){.control = s_cancel}, &problem),
-        -1);
+    cr_assert_eq (ps_checkpoint_write (checkpoint, dir, path, sizeof path,
+                                       &(ps_checkpoint_io_t){.control = s_cancel}, &problem),
+                  -1);
     cr_assert_str_eq (problem.message, "cancelled");
     ps_checkpoint_destroy (&checkpoint);
     char temporary[PATH_MAX + 8];

@@ -33,8 +33,8 @@ s_write_at (const char *dir, uint64_t sequence, int64_t clock, char *path, size_
     checkpoint->ranks[0] = (ps_checkpoint_rank_t){PS_RANK_LIVE, clock};
     checkpoint->ranks[1] = (ps_checkpoint_rank_t){PS_RANK_LIVE, clock};
     ps_problem_t problem;
-    cr_assert_eq (ps_checkpoint_write (checkpoint, dir, path, path_size, NULL, &problem), 0,
-                  "%s", problem.message);
+    cr_assert_eq (ps_checkpoint_write (checkpoint, dir, path, path_size, NULL, &problem), 0, "%s",
+                  problem.message);
     ps_checkpoint_destroy (&checkpoint);
 }
 
