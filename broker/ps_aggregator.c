@@ -91,20 +91,39 @@ s_router_lags (agg_t *self)
            atomic_load_explicit (self->router_taken, memory_order_acquire) < self->published;
 }
 
-//  Before a push's part is stepped (SSP, ASP): a key of PS_CHUNK_BYTES or
-//  more whose spare the ROUTER loop still pins, through the version it
-//  holds or a PUBLISH it has not handled, waits for it to catch up
-//  (bounded) rather than have a new version allocated (see the header)
+//  Wait (bounded, until) while key's spare is pinned and that is moving:
+//  the ROUTER loop has PUBLISHes to take, or the pins fall as reply frames
+//  go out. Sleeps from 50 us, doubling to 1 ms
 static void
-s_let_router_catch_up (agg_t *self, size_t entries)
+s_drain (agg_t *self, ps_key_t *key, int64_t until)
 {
-    int64_t until = zclock_mono () + PS_AGG_CATCH_UP_MS;
+    unsigned pins = ps_key_spare_pins (key);
+    int64_t moved = zclock_mono ();
+    long sleep_ns = 50 * 1000;
+    while (pins > 0) {
+        int64_t now = zclock_mono ();
+        if (now >= until || (!s_router_lags (self) && now - moved >= PS_AGG_DRAIN_IDLE_MS))
+            return;
+        nanosleep (&(struct timespec){.tv_nsec = sleep_ns}, NULL);
+        sleep_ns = sleep_ns < 1000 * 1000 / 2 ? sleep_ns * 2 : 1000 * 1000;
+        unsigned left = ps_key_spare_pins (key);
+        if (left < pins)
+            moved = zclock_mono ();
+        pins = left;
+    }
+}
+
+//  Before a push's part is stepped (SSP, ASP): keys of PS_CHUNK_BYTES or
+//  more whose spare is pinned wait for it to be let go (bounded) rather
+//  than have a new version allocated (see "Versions" in the header)
+static void
+s_let_readers_drain (agg_t *self, size_t entries)
+{
+    int64_t until = zclock_mono () + PS_AGG_DRAIN_WAIT_MS;
     for (size_t i = 0; i < entries; i++) {
         ps_key_t *key = self->keys[i];
-        if (!key || ps_key_size (key) * sizeof (float) < PS_CHUNK_BYTES)
-            continue;
-        while (ps_key_spare_pinned (key) && s_router_lags (self) && zclock_mono () < until)
-            nanosleep (&(struct timespec){.tv_nsec = 50 * 1000}, NULL);
+        if (key && ps_key_size (key) * sizeof (float) >= PS_CHUNK_BYTES)
+            s_drain (self, key, until);
     }
 }
 
@@ -449,7 +468,7 @@ s_handle_push (agg_t *self, const ps_agg_command_t *command)
     if (!self->accept_nonfinite && s_check_frames (self, plan, entries, &problem))
         return s_refuse (self, command, &problem);
     if (self->staleness != 0)
-        s_let_router_catch_up (self, entries);
+        s_let_readers_drain (self, entries);
     size_t frame = 1, taken = 0;
     for (size_t i = 0; i < entries; i++) {
         const ps_agg_entry_t *entry = &plan[i];

@@ -45,13 +45,17 @@
     plus the czmq "$TERM" convention to stop.
 
     Versions: the ROUTER loop holds the version it last took from a
-    PUBLISH, and each PUBLISH in the pipe holds one. When it lags (it was
-    not scheduled), the key's spare is one of those, and every push that
-    ends would need a new version buffer: several models in flight. So
-    before stepping a part into a key of PS_CHUNK_BYTES or more whose spare
-    is pinned, this thread waits, at most PS_AGG_CATCH_UP_MS, until the
-    ROUTER loop has taken every PUBLISH sent (then a pin left is a
-    reader's, and the store allocates). Small keys never wait.
+    PUBLISH, each PUBLISH in the pipe holds one, and each pull reply frame
+    libzmq has not sent yet holds the version it points into. When the
+    key's spare is pinned so, every push that ends would need a new version
+    buffer: with 16 workers pulling a 64 MB model, 4.4 to 5x the model in
+    flight. So before stepping a part into a key of PS_CHUNK_BYTES or more
+    whose spare is pinned, this thread waits, at most PS_AGG_DRAIN_WAIT_MS,
+    while the ROUTER loop has PUBLISHes to take or the replies that pin
+    the spare are being sent (its references fall as their frames go). A
+    pin that has not moved for PS_AGG_DRAIN_IDLE_MS is a reader that does
+    not read (or a slow one): the store allocates rather than let it hold
+    the job back. Small keys never wait.
 
     Failure: malformed input cannot reach here (the ROUTER loop validates
     what it forwards). A push's values are read only here: one holding a
@@ -116,9 +120,11 @@ typedef struct {
     bool more;                   //  PUSH: more parts of this push follow
 } ps_agg_command_t;
 
-//  The longest a part waits for the ROUTER loop to take the versions it
-//  pins (see "Versions" above); past it the store allocates one more
-#define PS_AGG_CATCH_UP_MS 50
+//  The longest a part waits for the versions that pin its key's spare to
+//  be let go, and how long a pin may stand still before the wait gives up
+//  (see "Versions" above); past either the store allocates one more
+#define PS_AGG_DRAIN_WAIT_MS 500
+#define PS_AGG_DRAIN_IDLE_MS 100
 
 //  One entry of a command's plan. INIT: one per slice, in order; a slice
 //  with count > 0 has the next frame. PUSH: one per run of a key, whose

@@ -103,6 +103,13 @@ ps_buf_exclusive (ps_buf_t *self)
     return atomic_load_explicit (&self->refs, memory_order_acquire) == 1;
 }
 
+unsigned
+ps_buf_refs (ps_buf_t *self)
+{
+    assert (self);
+    return (unsigned)atomic_load_explicit (&self->refs, memory_order_acquire);
+}
+
 float *
 ps_buf_data (ps_buf_t *self)
 {

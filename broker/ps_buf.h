@@ -32,6 +32,9 @@ ps_buf_t *ps_buf_ref (ps_buf_t *self);
 void ps_buf_unref (ps_buf_t **self_p);
 //  True when the caller's reference is the only one
 bool ps_buf_exclusive (ps_buf_t *self);
+//  References held now (a moment's answer: other threads take and drop
+//  them); each frame libzmq has not sent yet holds one
+unsigned ps_buf_refs (ps_buf_t *self);
 float *ps_buf_data (ps_buf_t *self);
 size_t ps_buf_count (const ps_buf_t *self);
 //  Make msg a zero-copy frame over elements [offset, offset + count) that

@@ -521,6 +521,13 @@ ps_key_spare_pinned (ps_key_t *key)
     return !ps_buf_exclusive (key->spare);
 }
 
+unsigned
+ps_key_spare_pins (ps_key_t *key)
+{
+    assert (key);
+    return ps_buf_refs (key->spare) - 1;
+}
+
 //  grad_count is checked by the codec too; the store does not rely on it
 static int
 s_check_grad_count (const ps_key_t *key, uint32_t grad_count, ps_problem_t *problem)

@@ -104,6 +104,9 @@ ps_buf_t *ps_key_current (ps_key_t *key);
 //  buffer the key's next version would be written into: the next step
 //  allocates a new one unless they let go first
 bool ps_key_spare_pinned (ps_key_t *key);
+//  References to that buffer besides the store's (0 when none): they fall
+//  as libzmq sends the reply frames that point into it
+unsigned ps_key_spare_pins (ps_key_t *key);
 //  Its update rule keeps state (momentum, Adagrad, Adam), changed by a step
 bool ps_key_has_state (const ps_key_t *key);
 //  The wire dtype its INIT named (PS_DTYPE_*; F32 for a new key): kept for
