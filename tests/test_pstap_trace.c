@@ -272,26 +272,93 @@ s_load (const char *path)
     return trace;
 }
 
-//  The first complete event on (pid, tid) named name with ts and dur
-//  (dur < 0: any), NULL when there is none
+//  The first complete event of broker 1 on a track of rank's (its own or
+//  one for its overlapping requests) named name with ts and dur, NULL
+//  when there is none
 static json_t *
-s_span (json_t *events, int tid, const char *name, int64_t ts, int64_t dur)
+s_span (json_t *events, int64_t rank, const char *name, int64_t ts, int64_t dur)
 {
     size_t i;
     json_t *event;
     json_array_foreach (events, i, event)
     {
         const char *ph, *event_name;
-        json_int_t pid, event_tid, event_ts, event_dur;
+        json_int_t pid, tid, event_ts, event_dur;
         if (json_unpack (event, "{s:s, s:s, s:I, s:I, s:I, s:I}", "ph", &ph, "name", &event_name,
-                         "pid", &pid, "tid", &event_tid, "ts", &event_ts, "dur", &event_dur) ||
+                         "pid", &pid, "tid", &tid, "ts", &event_ts, "dur", &event_dur) ||
             strcmp (ph, "X") != 0)
             continue;
-        if (pid == 1 && event_tid == tid && strcmp (event_name, name) == 0 && event_ts == ts &&
-            (dur < 0 || event_dur == dur))
+        if (pid == 1 && ps_taptrace_rank ((int)tid) == rank && strcmp (event_name, name) == 0 &&
+            event_ts == ts && event_dur == dur)
             return event;
     }
     return NULL;
+}
+
+static json_int_t
+s_tid (json_t *event)
+{
+    return json_integer_value (json_object_get (event, "tid"));
+}
+
+//  A complete event's place, for the nesting check
+typedef struct {
+    json_int_t pid, tid, ts, end;
+} place_t;
+
+static int
+s_place_order (const void *a, const void *b)
+{
+    const place_t *x = a, *y = b;
+    if (x->pid != y->pid)
+        return x->pid < y->pid ? -1 : 1;
+    if (x->tid != y->tid)
+        return x->tid < y->tid ? -1 : 1;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return x->end > y->end ? -1 : x->end < y->end;
+}
+
+//  Viewers need the spans of a track to nest: on each track, a span that
+//  starts inside another ends inside it too
+static void
+s_check_nesting (json_t *events)
+{
+    place_t *places = calloc (json_array_size (events) + 1, sizeof *places);
+    place_t **stack = calloc (json_array_size (events) + 1, sizeof *stack);
+    cr_assert (places && stack);
+    size_t count = 0, i;
+    json_t *event;
+    json_array_foreach (events, i, event)
+    {
+        const char *ph;
+        place_t *place = &places[count];
+        json_int_t dur;
+        if (json_unpack (event, "{s:s, s:I, s:I, s:I, s:I}", "ph", &ph, "pid", &place->pid, "tid",
+                         &place->tid, "ts", &place->ts, "dur", &dur) == 0 &&
+            strcmp (ph, "X") == 0) {
+            place->end = place->ts + dur;
+            count++;
+        }
+    }
+    qsort (places, count, sizeof *places, s_place_order);
+    size_t depth = 0;
+    for (i = 0; i < count; i++) {
+        place_t *place = &places[i];
+        while (depth && (stack[depth - 1]->pid != place->pid ||
+                         stack[depth - 1]->tid != place->tid || stack[depth - 1]->end <= place->ts))
+            depth--;
+        if (depth)
+            cr_assert_leq (place->end, stack[depth - 1]->end,
+                           "pid %lld tid %lld: a span from %lld to %lld overlaps one from %lld to "
+                           "%lld without nesting",
+                           (long long)place->pid, (long long)place->tid, (long long)place->ts,
+                           (long long)place->end, (long long)stack[depth - 1]->ts,
+                           (long long)stack[depth - 1]->end);
+        stack[depth++] = place;
+    }
+    free (places);
+    free (stack);
 }
 
 //  Whether an aggregation-track span called name covers [start, end]
@@ -350,8 +417,7 @@ s_check_spans (json_t *events, const request_t *requests, size_t count, size_t *
         answered++;
         const char *type = ps_codec_type_name (request->type);
         int64_t dur = (int64_t)(request->reply_us - request->request_us);
-        json_t *span =
-            s_span (events, (int)request->worker, type, (int64_t)request->request_us, dur);
+        json_t *span = s_span (events, request->worker, type, (int64_t)request->request_us, dur);
         cr_assert (span,
                    "request %zu (%s seq %" PRIu64 " of w%" PRId64 " at %" PRIu64
                    "): no span of %" PRId64 " us on its worker's track",
@@ -366,8 +432,9 @@ s_check_spans (json_t *events, const request_t *requests, size_t count, size_t *
             int64_t parked = request->parked_us < (uint64_t)(dur - aggregation)
                                  ? (int64_t)request->parked_us
                                  : dur - aggregation;
-            cr_assert (s_span (events, (int)request->worker, "parked",
-                               (int64_t)request->reply_us - aggregation - parked, parked),
+            json_t *child = s_span (events, request->worker, "parked",
+                                    (int64_t)request->reply_us - aggregation - parked, parked);
+            cr_assert (child && s_tid (child) == s_tid (span),
                        "request %zu (%s seq %" PRIu64 ") was parked %" PRIu64
                        " us: no parked span of %" PRId64 " us",
                        i, type, request->seq, request->parked_us, parked);
@@ -375,8 +442,9 @@ s_check_spans (json_t *events, const request_t *requests, size_t count, size_t *
         }
         if (aggregation) {
             int64_t end = (int64_t)request->reply_us;
-            cr_assert (s_span (events, (int)request->worker, "aggregation", end - aggregation,
-                               aggregation));
+            json_t *child =
+                s_span (events, request->worker, "aggregation", end - aggregation, aggregation);
+            cr_assert (child && s_tid (child) == s_tid (span));
             cr_assert (s_covered (events,
                                   request->type == PSMQ__MSG_TYPE__INIT ? NULL : "optimizer step",
                                   end - aggregation, end),
@@ -421,6 +489,7 @@ Test (pstap_trace, a_recorded_job_as_a_timeline, .timeout = 90)
     json_t *events = s_events (trace);
     size_t parked, aggregated;
     s_check_spans (events, requests, count, &parked, &aggregated);
+    s_check_nesting (events);
     //  Rank 0's pull behind its clock waited at the bound each clock
     cr_assert_geq (parked, 3, "only %zu parked requests", parked);
     cr_assert_geq (aggregated, 1, "no request waited for the aggregation thread");
@@ -489,6 +558,7 @@ Test (pstap_trace, a_live_trace_ends_valid_by_count_or_by_sigint, .timeout = 60)
 
         json_t *trace = s_load (trace_path);
         json_t *events = s_events (trace);
+        s_check_nesting (events);
         if (!by_signal) {
             //  -c 8 stopped after the pull's reply: four spans on rank 0
             const char *expected[] = {"hello", "init", "push", "pull"};
@@ -500,7 +570,8 @@ Test (pstap_trace, a_live_trace_ends_valid_by_count_or_by_sigint, .timeout = 60)
                 json_int_t tid;
                 if (json_unpack (event, "{s:s, s:s, s:s, s:I}", "ph", &ph, "name", &name, "cat",
                                  &category, "tid", &tid) ||
-                    strcmp (ph, "X") != 0 || strcmp (category, "request") != 0 || tid != 0)
+                    strcmp (ph, "X") != 0 || strcmp (category, "request") != 0 ||
+                    ps_taptrace_rank ((int)tid) != 0)
                     continue;
                 cr_assert_lt (spans, 4, "a fifth span: %s", name);
                 cr_assert_str_eq (name, expected[spans]);

@@ -9,6 +9,12 @@
     session never sits in memory, and an interrupted one is still closed
     properly by ps_taptrace_destroy.
 
+    A worker's requests overlap when it sends one before the last is
+    answered (the library's async calls, a pull behind a clock): Trace
+    Event viewers need the spans of one track to nest, so a span that
+    would overlap the one before it goes on the worker's next track,
+    "worker 3 (overlapping 1)", and so on.
+
     What a record becomes is decided from the record alone and the request
     time ps_tappair found for it: a request draws nothing until its reply
     (a request still unanswered when the trace ends is not drawn), and
@@ -51,11 +57,12 @@ typedef struct {
 
 //  What the trace knows of one broker
 typedef struct {
-    uint32_t shard;                    //  its place in its group
-    uint32_t shards;                   //  its group's size, 0 or 1 alone
-    uint8_t ranks[PS_MAX_WORKERS / 8]; //  bit per worker track used
-    bool no_rank;                      //  the no-rank track used
-    busy_t busy;                       //  the aggregation span gathering
+    uint32_t shard;                                   //  its place in its group
+    uint32_t shards;                                  //  its group's size, 0 or 1 alone
+    uint8_t lanes[PS_MAX_WORKERS];                    //  per rank: its tracks used, 0 none yet
+    uint64_t ends[PS_MAX_WORKERS][PS_TAPTRACE_LANES]; //  where each track's last span ends
+    bool no_rank;                                     //  the no-rank track used
+    busy_t busy;                                      //  the aggregation span gathering
 } broker_t;
 
 struct ps_taptrace_t {
@@ -110,7 +117,7 @@ s_broker (ps_taptrace_t *self, const ps_tap_record_t *record, int *pid)
     return self->brokers[slot];
 }
 
-//  The track of a record's worker, marked used
+//  The main track of a record's worker, marked used
 static int
 s_track (broker_t *broker, int64_t worker)
 {
@@ -118,8 +125,47 @@ s_track (broker_t *broker, int64_t worker)
         broker->no_rank = true;
         return PS_TAPTRACE_NO_RANK_TID;
     }
-    broker->ranks[worker / 8] |= (uint8_t)(1u << (worker % 8));
+    if (!broker->lanes[worker])
+        broker->lanes[worker] = 1;
     return (int)worker;
+}
+
+//  The track of a worker's span from start to end: its main track when
+//  the last span there ended by start, else the first of its overlap
+//  tracks that is free (or the last of them, when none is). Spans come
+//  in the order they end, so a track's spans never overlap.
+static int
+s_lane (broker_t *broker, int64_t worker, uint64_t start, uint64_t end)
+{
+    int tid = s_track (broker, worker);
+    if (tid == PS_TAPTRACE_NO_RANK_TID)
+        return tid;
+    uint64_t *ends = broker->ends[worker];
+    int lane = 0;
+    while (lane < PS_TAPTRACE_LANES - 1 && lane < broker->lanes[worker] && ends[lane] > start)
+        lane++;
+    if (lane >= broker->lanes[worker])
+        broker->lanes[worker] = (uint8_t)(lane + 1);
+    if (end > ends[lane])
+        ends[lane] = end;
+    return ps_taptrace_tid (worker, lane);
+}
+
+int
+ps_taptrace_tid (int64_t rank, int lane)
+{
+    return lane ? PS_TAPTRACE_LANE_TID + (lane - 1) * PS_MAX_WORKERS + (int)rank : (int)rank;
+}
+
+int64_t
+ps_taptrace_rank (int tid)
+{
+    if (tid >= 0 && tid < PS_MAX_WORKERS)
+        return tid;
+    if (tid >= PS_TAPTRACE_LANE_TID &&
+        tid < PS_TAPTRACE_LANE_TID + (PS_TAPTRACE_LANES - 1) * PS_MAX_WORKERS)
+        return (tid - PS_TAPTRACE_LANE_TID) % PS_MAX_WORKERS;
+    return -1;
 }
 
 //  Write event (taken) after the ones before it
@@ -227,7 +273,7 @@ s_answer (ps_taptrace_t *self, broker_t *broker, int pid, const ps_tap_record_t 
     if (start > end)
         start = end; //  clocks differ by a microsecond: never a negative span
     uint64_t dur = end - start;
-    int tid = s_track (broker, record->worker);
+    int tid = s_lane (broker, record->worker, start, end);
     json_t *args = s_args (rendered, fields);
     if (args)
         json_object_set_new (args, "request_seen", json_boolean (paired));
@@ -261,7 +307,8 @@ ps_taptrace_add (ps_taptrace_t *self, const ps_tap_record_t *record, bool paired
         self->error = ENOMEM;
         return ps_problem_set (problem, 0, "%s: out of memory", self->path);
     }
-    static const char *const event_fields[] = {"clock", "reason", "status", "peer", NULL};
+    static const char *const event_fields[] = {"clock", "reason", "peer", NULL};
+    static const char *const reject_fields[] = {"clock", "status", "reason", "peer", NULL};
     bool message = record->type != PSMQ__MSG_TYPE__MSG_NONE;
     switch (record->kind) {
     case PSMQ__TAP_KIND__TAP_REPLY:
@@ -274,7 +321,7 @@ ps_taptrace_add (ps_taptrace_t *self, const ps_tap_record_t *record, bool paired
             s_answer (self, broker, pid, record, paired, request_us, rendered);
         else
             s_instant (self, "rejected", "event", pid, s_track (broker, record->worker),
-                       record->time_us, s_args (rendered, event_fields));
+                       record->time_us, s_args (rendered, reject_fields));
         break;
     case PSMQ__TAP_KIND__TAP_CONNECT:
     case PSMQ__TAP_KIND__TAP_DISCONNECT:
@@ -310,7 +357,10 @@ ps_taptrace_add (ps_taptrace_t *self, const ps_tap_record_t *record, bool paired
 uint64_t
 ps_taptrace_events (const ps_taptrace_t *self)
 {
-    return self->events;
+    uint64_t gathering = 0;
+    for (int slot = 0; slot < BROKER_SLOTS; slot++)
+        gathering += self->brokers[slot] && self->brokers[slot]->busy.open;
+    return self->events + gathering;
 }
 
 //  A metadata event: the name or the sort index of a process or thread
@@ -349,12 +399,17 @@ s_name_broker (ps_taptrace_t *self, const broker_t *broker, int pid)
     s_metadata (self, "process_sort_index", pid, 0, NULL, pid);
     s_thread (self, pid, PS_TAPTRACE_AGGREGATION_TID, "aggregation", -1);
     for (int rank = 0; rank < PS_MAX_WORKERS; rank++)
-        if (broker->ranks[rank / 8] & (1u << (rank % 8))) {
-            snprintf (label, sizeof label, "worker %d", rank);
-            s_thread (self, pid, rank, label, rank);
+        for (int lane = 0; lane < broker->lanes[rank]; lane++) {
+            if (lane)
+                snprintf (label, sizeof label, "worker %d (overlapping %d)", rank, lane);
+            else
+                snprintf (label, sizeof label, "worker %d", rank);
+            s_thread (self, pid, ps_taptrace_tid (rank, lane), label,
+                      rank * PS_TAPTRACE_LANES + lane);
         }
     if (broker->no_rank)
-        s_thread (self, pid, PS_TAPTRACE_NO_RANK_TID, "no rank (connections)", PS_MAX_WORKERS);
+        s_thread (self, pid, PS_TAPTRACE_NO_RANK_TID, "no rank (connections)",
+                  PS_MAX_WORKERS * PS_TAPTRACE_LANES);
 }
 
 int

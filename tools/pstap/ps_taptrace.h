@@ -6,7 +6,8 @@
     the time of the request it answers (ps_tappair), it writes one process
     per broker (pid = shard + 1) with one track per worker (tid = rank)
     and one for the broker's aggregation thread:
-        worker tracks   a complete event ("ph":"X") per answered request,
+        worker tracks   (one, and more where its requests overlap)
+                        a complete event ("ph":"X") per answered request,
                         named by its type (push, pull, clock, init, ...),
                         from the request's record to its reply's (or its
                         rejection's); inside it "parked" and "aggregation"
@@ -45,6 +46,10 @@
 //  PS_MAX_WORKERS)
 #define PS_TAPTRACE_AGGREGATION_TID 1000000
 #define PS_TAPTRACE_NO_RANK_TID 1000001
+//  Tracks per worker: its own (tid = rank) and the ones for requests that
+//  overlap (tid = PS_TAPTRACE_LANE_TID + (lane - 1) * PS_MAX_WORKERS + rank)
+#define PS_TAPTRACE_LANES 8
+#define PS_TAPTRACE_LANE_TID 2000000
 
 typedef struct ps_taptrace_t ps_taptrace_t;
 
@@ -57,8 +62,13 @@ ps_taptrace_t *ps_taptrace_new (const char *path, ps_problem_t *problem);
 //  (the writer then refuses further records).
 int ps_taptrace_add (ps_taptrace_t *self, const ps_tap_record_t *record, bool paired,
                      uint64_t request_us, ps_problem_t *problem);
-//  Events written so far (spans and instants, not metadata)
+//  Events in the trace so far (spans, instants and counters, not
+//  metadata), the aggregation span being gathered included
 uint64_t ps_taptrace_events (const ps_taptrace_t *self);
+//  The tid of a worker's track (lane 0 its own, others for overlaps),
+//  and the rank whose track a tid is (-1: not a worker's)
+int ps_taptrace_tid (int64_t rank, int lane);
+int64_t ps_taptrace_rank (int tid);
 //  Finish the JSON, close the file, free, null the pointer: 0, or -1
 //  with problem filled in when the trace could not be written whole
 int ps_taptrace_destroy (ps_taptrace_t **self_p, ps_problem_t *problem);
