@@ -45,6 +45,15 @@
 
 //  ------------------------------------------------------------ children
 
+//  Path of a file under tests/golden
+static const char *
+s_golden (const char *name, char *path, size_t size)
+{
+    const char *source = getenv ("PSMQ_SOURCE_DIR");
+    snprintf (path, size, "%s/tests/golden/%s", source ? source : "..", name);
+    return path;
+}
+
 typedef struct {
     char out[OUTPUT_MAX]; //  all it printed on stdout
     char err[OUTPUT_MAX]; //  and on stderr
@@ -584,9 +593,89 @@ Test (pstap_trace, a_live_trace_ends_valid_by_count_or_by_sigint, .timeout = 60)
     ps_broker_destroy (&broker);
 }
 
+//  The event of kind ph named name on tid, NULL when there is none
+static json_t *
+s_event (json_t *events, const char *ph, const char *name, int tid)
+{
+    size_t i;
+    json_t *event;
+    json_array_foreach (events, i, event)
+    {
+        const char *event_ph, *event_name;
+        json_int_t event_tid;
+        if (json_unpack (event, "{s:s, s:s, s:I}", "ph", &event_ph, "name", &event_name, "tid",
+                         &event_tid) == 0 &&
+            strcmp (event_ph, ph) == 0 && strcmp (event_name, name) == 0 && event_tid == tid)
+            return event;
+    }
+    return NULL;
+}
+
+static json_int_t
+s_number (json_t *event, const char *name)
+{
+    json_t *value = json_object_get (event, name);
+    cr_assert (json_is_integer (value), "no %s", name);
+    return json_integer_value (value);
+}
+
+//  The committed recording (built by test_pstap.c, times known): what a
+//  live trace rarely shows
+Test (pstap_trace, the_committed_recording_as_a_timeline, .timeout = 30)
+{
+    char golden[512], trace_path[512];
+    s_golden ("session.pstap", golden, sizeof golden);
+    ps_test_path ("trace-golden.json", trace_path, sizeof trace_path);
+    result_t *run = s_pstap ("trace", "-r", golden, "-w", trace_path, NULL);
+    cr_assert_eq (run->status, 0, "%s", run->err);
+    cr_assert (strstr (run->err, "skipped 1 malformed records"), "%s", run->err);
+    free (run);
+    json_t *trace = s_load (trace_path);
+    json_t *events = s_events (trace);
+    s_check_nesting (events);
+    //  Times from the hello's request, 10 us after the recording's T0
+    json_t *hello = s_event (events, "X", "hello", 0);
+    cr_assert (hello);
+    json_int_t t0 = s_number (hello, "ts") - 10;
+    cr_assert_eq (s_number (hello, "dur"), 40);
+    //  The pull's request came before the recording: drawn from total_us
+    json_t *pull = s_event (events, "X", "pull", 1);
+    cr_assert (pull);
+    cr_assert_eq (s_number (pull, "ts"), t0 + 300 - 30);
+    cr_assert_eq (s_number (pull, "dur"), 30);
+    cr_assert (json_is_false (json_object_get (json_object_get (pull, "args"), "request_seen")));
+    //  The clock parked 2 ms on worker 1: parked at the end of its span
+    json_t *clock = s_event (events, "X", "clock", 0);
+    json_t *parked = s_event (events, "X", "parked", 0);
+    cr_assert (clock && parked);
+    cr_assert_eq (s_number (clock, "ts"), t0 + 500);
+    cr_assert_eq (s_number (clock, "dur"), 2010);
+    cr_assert_eq (s_number (parked, "ts"), t0 + 510);
+    cr_assert_eq (s_number (parked, "dur"), 2000);
+    //  The INIT waited 120 us for the aggregation thread
+    json_t *init = s_event (events, "X", "init", PS_TAPTRACE_AGGREGATION_TID);
+    cr_assert (init);
+    cr_assert_eq (s_number (init, "ts"), t0 + 225 - 120);
+    cr_assert_eq (s_number (init, "dur"), 120);
+    cr_assert_null (s_event (events, "X", "optimizer step", PS_TAPTRACE_AGGREGATION_TID));
+    //  The rejected push (its request unseen) and the eviction are instants
+    //  on worker 1's track, the reason's bad byte made valid UTF-8
+    json_t *rejected = s_event (events, "i", "rejected", 1);
+    cr_assert (rejected);
+    const char *status, *reason;
+    cr_assert_eq (
+        json_unpack (rejected, "{s:{s:s, s:s}}", "args", "status", &status, "reason", &reason), 0);
+    cr_assert_str_eq (status, "clock");
+    cr_assert (strstr (reason, "\"late\"\n\xef\xbf\xbd"), "%s", reason);
+    cr_assert (s_event (events, "i", "evicted", 1));
+    cr_assert (s_event (events, "i", "slowest clock", PS_TAPTRACE_AGGREGATION_TID));
+    json_decref (trace);
+}
+
 Test (pstap_trace, bad_command_lines_are_clear_errors, .timeout = 30)
 {
-    char missing[512], directory[512], bad_out[600];
+    char missing[512], directory[512], bad_out[600], golden[512];
+    s_golden ("session.pstap", golden, sizeof golden);
     ps_test_path ("no-such-recording.pstap", missing, sizeof missing);
     ps_test_path ("", directory, sizeof directory);
     snprintf (bad_out, sizeof bad_out, "%s/no/such/dir/trace.json", directory);
@@ -602,8 +691,9 @@ Test (pstap_trace, bad_command_lines_are_clear_errors, .timeout = 30)
         {{"trace", "-r", "x"}, 2, "-w FILE is required"},
         {{"trace", "-r", "x", "-w", "y", "--duration-ms", "5"}, 2, "--duration-ms applies to"},
         {{"trace", "--duration-ms", "0", "-r", "x", "-w", "y"}, 2, "--duration-ms"},
-        {{"trace", "-r", missing, "-w", "-"}, 1, "no-such-recording.pstap"},
-        {{"trace", "-r", missing, "-w", bad_out}, 1, "cannot write"},
+        {{"trace", "-r", missing, "-w", bad_out}, 1, "no-such-recording.pstap"},
+        {{"trace", "-r", golden, "-w", bad_out}, 1, "cannot write"},
+        {{"trace", "-r", directory, "-w", bad_out}, 1, "is a directory"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const char *const *a = cases[i].args;
@@ -613,6 +703,13 @@ Test (pstap_trace, bad_command_lines_are_clear_errors, .timeout = 30)
         cr_assert (strstr (run->err, cases[i].says), "case %zu: %s", i, run->err);
         free (run);
     }
+    //  A recording that is not one leaves the file it would write as it was
+    char untouched[512];
+    ps_test_path ("untouched.json", untouched, sizeof untouched);
+    result_t *missed = s_pstap ("trace", "-r", missing, "-w", untouched, NULL);
+    cr_assert_eq (missed->status, 1);
+    cr_assert_neq (access (untouched, F_OK), 0, "the trace was created for nothing");
+    free (missed);
     //  --help describes it
     result_t *run = s_pstap ("trace", "--help", NULL);
     cr_assert_eq (run->status, 0);

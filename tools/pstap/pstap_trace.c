@@ -15,6 +15,7 @@
 #include <czmq.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 //  Close the trace and say what it holds: 0, or 1 (said on stderr)
 static int
@@ -56,11 +57,21 @@ s_trace_recording (const pstap_options_t *options)
 {
     if (pstap_read_is_directory (options))
         return 1;
+    //  A recording that is not one leaves the trace's file as it was
+    //  (stdin can be opened once only: its header is checked when read)
+    ps_problem_t problem;
+    if (strcmp (options->read_path, "-") != 0) {
+        ps_taplog_reader_t *reader = ps_taplog_reader_new (options->read_path, &problem);
+        if (!reader) {
+            fprintf (stderr, "pstap trace: %s\n", problem.message);
+            return 1;
+        }
+        ps_taplog_reader_destroy (&reader);
+    }
     int rc;
     pstap_session_t *session = pstap_session_new (options, PSTAP_VIEW_TRACE, &rc);
     if (!session)
         return rc;
-    ps_problem_t problem;
     ps_taptrace_t *trace = ps_taptrace_new (options->write_path, &problem);
     if (!trace) {
         fprintf (stderr, "pstap trace: %s\n", problem.message);
@@ -69,7 +80,7 @@ s_trace_recording (const pstap_options_t *options)
     }
     pstap_session_set_trace (session, trace);
     rc = pstap_read_feed (session, options);
-    //  A recording that cannot be opened still leaves a valid, empty trace
+    //  Whatever happened to the recording, the trace is closed valid
     int closed = s_close (session, &trace, options);
     int end = pstap_session_destroy (&session);
     if (rc == -1)
