@@ -370,22 +370,43 @@ s_check_nesting (json_t *events)
     free (stack);
 }
 
-//  Whether an aggregation-track span called name covers [start, end]
-static bool
-s_covered (json_t *events, const char *name, int64_t start, int64_t end)
+//  The aggregation-track span that holds the time at (at a span's end
+//  only when at is the start of a wait), NULL when none does
+static json_t *
+s_busy_at (json_t *events, int64_t at, bool start)
 {
     size_t i;
     json_t *event;
     json_array_foreach (events, i, event)
     {
-        const char *ph, *event_name;
+        const char *ph;
         json_int_t tid, ts, dur;
-        if (json_unpack (event, "{s:s, s:s, s:I, s:I, s:I}", "ph", &ph, "name", &event_name, "tid",
-                         &tid, "ts", &ts, "dur", &dur) ||
+        if (json_unpack (event, "{s:s, s:I, s:I, s:I}", "ph", &ph, "tid", &tid, "ts", &ts, "dur",
+                         &dur) ||
             strcmp (ph, "X") != 0 || tid != PS_TAPTRACE_AGGREGATION_TID)
             continue;
-        if ((!name || strcmp (event_name, name) == 0) && ts <= start && ts + dur >= end)
-            return true;
+        if (ts <= at && (start ? at <= ts + dur : at < ts + dur))
+            return event;
+    }
+    return NULL;
+}
+
+//  Whether the aggregation track's spans cover [start, end] (spans that
+//  follow each other: a long wait may reach into the span before), the
+//  one at end called name (any name when NULL)
+static bool
+s_covered (json_t *events, const char *name, int64_t start, int64_t end)
+{
+    int64_t at = start;
+    for (size_t step = 0; step <= json_array_size (events); step++) {
+        json_t *span = s_busy_at (events, at, at == start);
+        if (!span)
+            return false;
+        int64_t span_end = json_integer_value (json_object_get (span, "ts")) +
+                           json_integer_value (json_object_get (span, "dur"));
+        if (span_end >= end)
+            return !name || strcmp (json_string_value (json_object_get (span, "name")), name) == 0;
+        at = span_end;
     }
     return false;
 }

@@ -53,6 +53,7 @@ typedef struct {
     uint64_t end;     //  the latest wait's end, us
     uint64_t waiters; //  requests that waited in it
     bool only_init;   //  every waiter was an INIT (no optimizer step)
+    uint64_t floor;   //  where the last span written ended
 } busy_t;
 
 //  What the trace knows of one broker
@@ -238,6 +239,7 @@ s_busy_flush (ps_taptrace_t *self, broker_t *broker, int pid)
     if (!busy->open)
         return;
     busy->open = false;
+    busy->floor = busy->end;
     s_span (self, busy->only_init ? "init" : "optimizer step", "aggregation", pid,
             PS_TAPTRACE_AGGREGATION_TID, busy->start, busy->end - busy->start,
             json_pack ("{s:I}", "waiting_requests", (json_int_t)busy->waiters));
@@ -248,6 +250,12 @@ static void
 s_busy_add (ps_taptrace_t *self, broker_t *broker, int pid, uint64_t start, uint64_t end, bool init)
 {
     busy_t *busy = &broker->busy;
+    //  A long wait that began inside a span already written adds only
+    //  what comes after it, so the track's spans never overlap (and a
+    //  wall clock stepped back adds nothing)
+    if (end < busy->floor)
+        return;
+    start = start < busy->floor ? busy->floor : start;
     if (busy->open && start <= busy->end) {
         busy->start = start < busy->start ? start : busy->start;
         busy->end = end > busy->end ? end : busy->end;
@@ -256,7 +264,12 @@ s_busy_add (ps_taptrace_t *self, broker_t *broker, int pid, uint64_t start, uint
         return;
     }
     s_busy_flush (self, broker, pid);
-    *busy = (busy_t){.open = true, .start = start, .end = end, .waiters = 1, .only_init = init};
+    *busy = (busy_t){.open = true,
+                     .start = start,
+                     .end = end,
+                     .waiters = 1,
+                     .only_init = init,
+                     .floor = busy->floor};
 }
 
 //  A reply or a rejection of a request: its span, what it waited on
