@@ -48,7 +48,7 @@ pstap_options_help (FILE *out, unsigned allowed)
         {PSTAP_O_ITERATIONS, "  -n, --iterations N   stop after N refreshes"},
         {PSTAP_O_INTERVAL, "      --interval-ms MS refresh every MS (1000)"},
         {PSTAP_O_DURATION, "      --duration-ms MS stop after MS"},
-        {PSTAP_O_WRITE, "  -w, --write FILE     the file to write ('-' for stdout with trace)"},
+        {PSTAP_O_WRITE, "  -w, --write FILE     the file to write (trace: '-' for stdout)"},
         {PSTAP_O_READ, "  -r, --read FILE      the recording to read ('-' for stdin)"},
         {PSTAP_O_VIEW, "      --view VIEW      watch (default), stats or top"},
         {PSTAP_O_KEYS,
