@@ -7,8 +7,9 @@
     straggler, which keys are hot, who holds the slowest clock, and what
     garbage reaches the broker. Subcommands: watch (one line per record),
     stats (a snapshot of the counters), top (per worker and per key rates),
-    clock (the vector clock), record (to a file) and read (the same views
-    offline). docs/pstap.md shows each with real output.
+    clock (the vector clock), record (to a file), read (the same views
+    offline) and trace (a timeline for Perfetto, live or offline). docs/pstap.md shows each with
+   real output.
 
     This file is main: the subcommands, their help, and the dispatch. The
     parts, each in its own file by the state it owns:
@@ -18,11 +19,12 @@
         pstap_taps      one SUB socket per broker's tap, and receiving
         pstap_session   the pipeline: decode, drops, pairing, filter, view
         pstap_tally     what stats and top count
-        pstap_watch, pstap_stats, pstap_top, pstap_clock, pstap_record
-                        the subcommands
-        ps_taprender, ps_tapfilter, ps_tappair, ps_taplog
-                        records as text and JSON, filters, pairing, and
-                        the recording format, each tested on its own
+        pstap_watch, pstap_stats, pstap_top, pstap_clock, pstap_record,
+        pstap_trace     the subcommands
+        ps_taprender, ps_tapfilter, ps_tappair, ps_taplog, ps_taptrace
+                        records as text and JSON, filters, pairing, the
+                        recording format and the Chrome trace, each tested
+                        on its own
 
     One thread. Every wait is bounded: the broker's INFO and the tap's
     handshake by --timeout-ms, the receive loops by a short poll that
@@ -38,6 +40,7 @@
 #include "pstap_record.h"
 #include "pstap_stats.h"
 #include "pstap_top.h"
+#include "pstap_trace.h"
 #include "pstap_watch.h"
 
 #include <czmq.h>
@@ -108,6 +111,19 @@ static const command_t s_commands[] = {
      "the same views from a recording",
      "Show a recording as watch would have (default), or the stats or top of all its\n"
      "records. A torn last record (a killed recorder) is reported and skipped.\n"},
+    {"trace", pstap_trace,
+     PSTAP_O_CONNECT | PSTAP_O_READ | PSTAP_O_FILTER | PSTAP_O_COUNT | PSTAP_O_DURATION |
+         PSTAP_O_WRITE,
+     "(--broker EP[,EP...] [--member-only] | --tap EP[,EP...] | -r FILE) -w FILE\n"
+     "       [-f FILTER] [-c N] [--duration-ms MS]",
+     "a timeline (Chrome trace JSON), live or from a recording",
+     "Write a Chrome trace (Trace Event Format JSON) of the tap's records, live until\n"
+     "-c N records, --duration-ms MS or Ctrl-C, or of the recording -r FILE. Open it in\n"
+     "ui.perfetto.dev or chrome://tracing: one process per broker, one track per worker\n"
+     "with a span per request (push, pull, clock, ...) from its receipt to its reply and,\n"
+     "inside it, the time parked on the staleness bound or waiting for aggregation; one\n"
+     "track for the aggregation thread with its optimizer steps as the requests saw them.\n"
+     "The file is valid JSON however the trace ends. See docs/observability.md.\n"},
 };
 #define NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
@@ -153,7 +169,9 @@ main (int argc, char *argv[])
         if (strcmp (argv[1], s_commands[i].name) == 0)
             command = &s_commands[i];
     if (!command) {
-        fprintf (stderr, "pstap: unknown command '%s' (watch, stats, top, clock, record, read)\n",
+        fprintf (stderr,
+                 "pstap: unknown command '%s' (watch, stats, top, clock, record, read, "
+                 "trace)\n",
                  argv[1]);
         return 2;
     }

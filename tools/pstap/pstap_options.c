@@ -47,7 +47,8 @@ pstap_options_help (FILE *out, unsigned allowed)
          "      --batch          plain text blocks, no screen control (for scripts)"},
         {PSTAP_O_ITERATIONS, "  -n, --iterations N   stop after N refreshes"},
         {PSTAP_O_INTERVAL, "      --interval-ms MS refresh every MS (1000)"},
-        {PSTAP_O_WRITE, "  -w, --write FILE     the recording to write"},
+        {PSTAP_O_DURATION, "      --duration-ms MS stop after MS"},
+        {PSTAP_O_WRITE, "  -w, --write FILE     the file to write (trace: '-' for stdout)"},
         {PSTAP_O_READ, "  -r, --read FILE      the recording to read ('-' for stdin)"},
         {PSTAP_O_VIEW, "      --view VIEW      watch (default), stats or top"},
         {PSTAP_O_KEYS,
@@ -75,7 +76,8 @@ enum {
     OPT_VIEW,
     OPT_MEMBER_ONLY,
     OPT_CURVE_SECRET,
-    OPT_BROKER_KEY
+    OPT_BROKER_KEY,
+    OPT_DURATION
 };
 
 int
@@ -99,6 +101,7 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
         {"member-only", no_argument, 0, OPT_MEMBER_ONLY},
         {"curve-secret", required_argument, 0, OPT_CURVE_SECRET},
         {"broker-key", required_argument, 0, OPT_BROKER_KEY},
+        {"duration-ms", required_argument, 0, OPT_DURATION},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     static const struct {
@@ -120,7 +123,8 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
                 {OPT_VIEW, PSTAP_O_VIEW, "--view"},
                 {OPT_MEMBER_ONLY, PSTAP_O_MEMBER_ONLY, "--member-only"},
                 {OPT_CURVE_SECRET, PSTAP_O_KEYS, "--curve-secret"},
-                {OPT_BROKER_KEY, PSTAP_O_KEYS, "--broker-key"}};
+                {OPT_BROKER_KEY, PSTAP_O_KEYS, "--broker-key"},
+                {OPT_DURATION, PSTAP_O_DURATION, "--duration-ms"}};
     //  Options whose value is a word (a path, an endpoint, an expression)
     const struct {
         int opt;
@@ -181,6 +185,10 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
             rc = ps_cli_long (program, "--interval-ms", optarg, 10, PS_MAX_TIMEOUT_MS, &number);
             self->interval_ms = (int)number;
             break;
+        case OPT_DURATION:
+            rc = ps_cli_long (program, "--duration-ms", optarg, 1, INT_MAX, &number);
+            self->duration_ms = (int)number;
+            break;
         case 'c':
             rc = ps_cli_long (program, "--count", optarg, 1, LONG_MAX, &number);
             self->count = (uint64_t)number;
@@ -211,7 +219,25 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
                  argv[optind], name);
         return 2;
     }
-    if ((allowed & PSTAP_O_BROKER) && !self->broker && !self->tap) {
+    //  A subcommand that reads a live broker or a recording (trace) takes
+    //  either, not both
+    bool live_or_read = (allowed & PSTAP_O_BROKER) && (allowed & PSTAP_O_READ);
+    if (live_or_read && self->read_path && (self->broker || self->tap)) {
+        fprintf (stderr, "pstap %s: give --broker, --tap or -r FILE, only one of them\n", name);
+        return 2;
+    }
+    if (live_or_read && !self->read_path && !self->broker && !self->tap) {
+        fprintf (stderr,
+                 "pstap %s: say where the records come from: --broker EP, --tap EP or -r FILE\n",
+                 name);
+        return 2;
+    }
+    if (live_or_read && self->read_path && self->duration_ms) {
+        fprintf (stderr, "pstap %s: --duration-ms applies to a live broker, not to -r FILE\n",
+                 name);
+        return 2;
+    }
+    if (!live_or_read && (allowed & PSTAP_O_BROKER) && !self->broker && !self->tap) {
         fprintf (stderr, "pstap %s: say where the broker is: --broker EP%s\n", name,
                  allowed & PSTAP_O_TAP ? " (or --tap EP)" : "");
         return 2;
@@ -237,7 +263,7 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
         fprintf (stderr, "pstap %s: -w FILE is required\n", name);
         return 2;
     }
-    if ((allowed & PSTAP_O_READ) && !self->read_path) {
+    if (!live_or_read && (allowed & PSTAP_O_READ) && !self->read_path) {
         fprintf (stderr, "pstap %s: -r FILE is required\n", name);
         return 2;
     }

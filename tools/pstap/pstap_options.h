@@ -37,6 +37,7 @@ enum {
     PSTAP_O_VIEW = 1 << 12,
     PSTAP_O_MEMBER_ONLY = 1 << 13,
     PSTAP_O_KEYS = 1 << 14, //  --curve-secret, --broker-key
+    PSTAP_O_DURATION = 1 << 15,
     //  What every subcommand that reads a live broker takes
     PSTAP_O_CONNECT =
         PSTAP_O_BROKER | PSTAP_O_TAP | PSTAP_O_TIMEOUT | PSTAP_O_MEMBER_ONLY | PSTAP_O_KEYS
@@ -48,6 +49,7 @@ typedef enum {
     PSTAP_VIEW_STATS,  //  counted, for one snapshot
     PSTAP_VIEW_TOP,    //  counted, per worker and key, for rates
     PSTAP_VIEW_RECORD, //  written to a file
+    PSTAP_VIEW_TRACE,  //  drawn in a Chrome trace
 } pstap_view_t;
 
 typedef struct {
@@ -63,6 +65,7 @@ typedef struct {
     bool batch;               //  --batch: plain blocks, no screen control
     uint64_t iterations;      //  -n: refreshes of top and clock, 0 forever
     int interval_ms;          //  --interval-ms
+    int duration_ms;          //  --duration-ms: stop after this long, 0 never
     const char *write_path;   //  -w
     const char *read_path;    //  -r
     pstap_view_t view;        //  --view: what read shows

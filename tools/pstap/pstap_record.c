@@ -55,16 +55,13 @@ pstap_record (const pstap_options_t *options)
     return pstap_session_run (options, PSTAP_VIEW_RECORD, s_record, NULL);
 }
 
-//  Feed every record of the recording to the session: 0, 1 when the
-//  recording is damaged (said on stderr, after its good records), or -1
-//  when it cannot be opened as one (said on stderr)
-static int
-s_read_file (pstap_session_t *session, const pstap_options_t *options)
+int
+pstap_read_feed (pstap_session_t *session, const pstap_options_t *options)
 {
     ps_problem_t problem;
     ps_taplog_reader_t *reader = ps_taplog_reader_new (options->read_path, &problem);
     if (!reader) {
-        fprintf (stderr, "pstap read: %s\n", problem.message);
+        fprintf (stderr, "pstap %s: %s\n", options->command, problem.message);
         return -1;
     }
     int rc = 0;
@@ -74,12 +71,27 @@ s_read_file (pstap_session_t *session, const pstap_options_t *options)
            (status = ps_taplog_reader_next (reader, &entry, &problem)) == PS_TAPLOG_RECORD)
         pstap_session_feed (session, &entry, NULL);
     if (!pstap_session_done (session) && !zsys_interrupted && status != PS_TAPLOG_END) {
-        fprintf (stderr, "pstap read: %s: %s\n", options->read_path, problem.message);
+        fprintf (stderr, "pstap %s: %s: %s\n", options->command, options->read_path,
+                 problem.message);
         //  A torn tail is what a killed recorder leaves: not an error
         rc = status == PS_TAPLOG_TORN ? 0 : 1;
     }
     ps_taplog_reader_destroy (&reader);
     return rc;
+}
+
+//  fopen opens a directory for reading and only the first read fails,
+//  which the recording reader takes for an empty file ("0 bytes")
+bool
+pstap_read_is_directory (const pstap_options_t *options)
+{
+    struct stat file;
+    if (strcmp (options->read_path, "-") != 0 && stat (options->read_path, &file) == 0 &&
+        S_ISDIR (file.st_mode)) {
+        fprintf (stderr, "pstap %s: %s is a directory\n", options->command, options->read_path);
+        return true;
+    }
+    return false;
 }
 
 int
@@ -89,19 +101,13 @@ pstap_read (const pstap_options_t *options)
         fprintf (stderr, "pstap read: --json applies to --view watch only\n");
         return 2;
     }
-    //  fopen opens a directory for reading and only the first read fails,
-    //  which the recording reader takes for an empty file ("0 bytes")
-    struct stat file;
-    if (strcmp (options->read_path, "-") != 0 && stat (options->read_path, &file) == 0 &&
-        S_ISDIR (file.st_mode)) {
-        fprintf (stderr, "pstap read: %s is a directory\n", options->read_path);
+    if (pstap_read_is_directory (options))
         return 1;
-    }
     int rc;
     pstap_session_t *session = pstap_session_new (options, options->view, &rc);
     if (!session)
         return rc;
-    rc = s_read_file (session, options);
+    rc = pstap_read_feed (session, options);
     pstap_tally_t *tally = pstap_session_tally (session);
     if (rc == -1)
         rc = 1; //  nothing read, nothing to show

@@ -17,8 +17,20 @@
 #define PSTAP_RECORD_H_INCLUDED
 
 #include "pstap_options.h"
+#include "pstap_session.h"
+
+#include <stdbool.h>
 
 int pstap_record (const pstap_options_t *options);
 int pstap_read (const pstap_options_t *options);
+
+//  For the subcommands that also read recordings (read, trace): feed
+//  every record of options->read_path to session, until it is done or a
+//  signal comes: 0, 1 when the recording is damaged (said on stderr,
+//  after its good records; a torn tail is only said, and 0), or -1 when
+//  it cannot be opened as one (said on stderr)
+int pstap_read_feed (pstap_session_t *session, const pstap_options_t *options);
+//  Whether options->read_path is a directory (said on stderr)
+bool pstap_read_is_directory (const pstap_options_t *options);
 
 #endif

@@ -8,7 +8,8 @@
     `dropped` counter, pair replies with their requests (ps_tappair, fed
     every record so that replies shown alone are still paired), apply the
     filter, then hand the record to the view: a line or JSON object on
-    stdout (watch), the tally (stats, top) or the recording (record). So
+    stdout (watch), the tally (stats, top), the recording (record) or the
+    Chrome trace (trace: replies with their requests' times). So
     `pstap read` shows exactly what `pstap watch` would have shown, and
     the golden-file test of `read` covers the live path's logic too.
 
@@ -91,6 +92,7 @@ struct pstap_session_t {
     line_t line;                    //  output buffer
     pstap_tally_t *tally;           //  PSTAP_VIEW_STATS, PSTAP_VIEW_TOP
     ps_taplog_writer_t *writer;     //  PSTAP_VIEW_RECORD, lent by the caller
+    ps_taptrace_t *trace;           //  PSTAP_VIEW_TRACE, lent by the caller
 };
 
 pstap_session_t *
@@ -268,6 +270,14 @@ s_show (pstap_session_t *self, const ps_tap_record_t *record, const ps_taplog_en
         if (!s_write (self, entry))
             return;
     }
+    else if (self->view == PSTAP_VIEW_TRACE) {
+        ps_problem_t problem;
+        if (ps_taptrace_add (self->trace, record, paired, request_us, &problem)) {
+            fprintf (stderr, "pstap %s: %s\n", self->options->command, problem.message);
+            self->done = true;
+            return;
+        }
+    }
     else if (self->view == PSTAP_VIEW_WATCH) {
         char *json = NULL, note[64] = "";
         const char *text;
@@ -379,6 +389,12 @@ void
 pstap_session_set_writer (pstap_session_t *self, ps_taplog_writer_t *writer)
 {
     self->writer = writer;
+}
+
+void
+pstap_session_set_trace (pstap_session_t *self, ps_taptrace_t *trace)
+{
+    self->trace = trace;
 }
 
 int

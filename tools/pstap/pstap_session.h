@@ -12,11 +12,12 @@
     Ownership: the session owns its filter, decoder, pairing table and
     tally, and lends them through the accessors; a recording's writer is
     lent to it by the caller (pstap_session_set_writer) and stays the
-    caller's. One thread. Failure: pstap_session_new returns NULL (said on
-    stderr) with *status 2 for a bad filter, 1 when out of memory;
-    pstap_session_destroy says on stderr what was skipped (malformed
-    records, requests forgotten) and returns 1 when stdout could not be
-    written (not for a closed pipe: pstap watch | head is fine).
+    caller's, and so is a trace's (pstap_session_set_trace). One thread.
+    Failure: pstap_session_new returns NULL (said on stderr) with *status
+    2 for a bad filter, 1 when out of memory; pstap_session_destroy says
+    on stderr what was skipped (malformed records, requests forgotten)
+    and returns 1 when stdout could not be written (not for a closed
+    pipe: pstap watch | head is fine).
     ========================================================================= */
 
 #ifndef PSTAP_SESSION_H_INCLUDED
@@ -24,6 +25,7 @@
 
 #include "ps_tapfilter.h"
 #include "ps_taplog.h"
+#include "ps_taptrace.h"
 #include "ps_tappair.h"
 #include "pstap_group.h"
 #include "pstap_options.h"
@@ -70,5 +72,7 @@ pstap_tally_t *pstap_session_tally (pstap_session_t *self);
 ps_tappair_t *pstap_session_pairing (pstap_session_t *self);
 //  The recording PSTAP_VIEW_RECORD appends to, lent by the caller
 void pstap_session_set_writer (pstap_session_t *self, ps_taplog_writer_t *writer);
+//  The trace PSTAP_VIEW_TRACE draws in, lent by the caller
+void pstap_session_set_trace (pstap_session_t *self, ps_taptrace_t *trace);
 
 #endif
