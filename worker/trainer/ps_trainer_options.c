@@ -84,6 +84,11 @@ s_usage (FILE *out)
              "      --fuse-bytes N     layer by layer, a push or pull of its own carries\n"
              "                         at least N bytes; smaller layers go with their\n"
              "                         neighbours (default 262144; 0: every layer alone)\n"
+             "      --metrics-file PATH  write a record per step (rank, epoch, step, clock,\n"
+             "                         time, loss, examples/s, wait, staleness, validation)\n"
+             "                         to PATH: CSV when it ends in .csv, else JSON Lines\n"
+             "                         (docs/observability.md)\n"
+             "      --metrics-every K  a record per K steps instead (default 1)\n"
              "  -h, --help             show this help\n"
              "  -V, --version          show the version\n"
              "\n"
@@ -111,7 +116,9 @@ enum {
     OPT_NO_BROKER,
     OPT_WIRE_DTYPE,
     OPT_NO_OVERLAP,
-    OPT_FUSE_BYTES
+    OPT_FUSE_BYTES,
+    OPT_METRICS_FILE,
+    OPT_METRICS_EVERY
 };
 
 //  The flag that sets each setting, as --print-config names a source
@@ -214,6 +221,8 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
         {"no-broker", no_argument, 0, OPT_NO_BROKER},
         {"no-overlap", no_argument, 0, OPT_NO_OVERLAP},
         {"fuse-bytes", required_argument, 0, OPT_FUSE_BYTES},
+        {"metrics-file", required_argument, 0, OPT_METRICS_FILE},
+        {"metrics-every", required_argument, 0, OPT_METRICS_EVERY},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -230,7 +239,8 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
                                       .timeout_ms = 30000,
                                       .clock_timeout_ms = 600000,
                                       .wait_for_broker_ms = 60000,
-                                      .fuse_bytes = PS_TRAINER_FUSE_BYTES};
+                                      .fuse_bytes = PS_TRAINER_FUSE_BYTES,
+                                      .metrics_every = 1};
     long rank = -1, workers = -1, number = 0;
     double real;
     int opt;
@@ -349,6 +359,14 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
         case OPT_FUSE_BYTES:
             rc = ps_cli_long ("psworker", "--fuse-bytes", optarg, 0, INT_MAX, &number);
             options->fuse_bytes = (size_t)number;
+            break;
+        case OPT_METRICS_FILE:
+            rc = ps_cli_word ("psworker", "--metrics-file", optarg);
+            options->metrics_file = optarg;
+            break;
+        case OPT_METRICS_EVERY:
+            rc = ps_cli_long ("psworker", "--metrics-every", optarg, 1, INT_MAX, &number);
+            options->metrics_every = (int)number;
             break;
         case 'h': s_usage (stdout); return 1;
         case 'V': ps_cli_version ("psworker"); return 1;

@@ -54,6 +54,8 @@ typedef struct {
     bool no_broker;            //  train alone, the broker's rule applied here
     bool no_overlap;           //  wait for each step's replies before the next
     size_t fuse_bytes;         //  layer by layer: a request's least bytes
+    const char *metrics_file;  //  per-step records (.csv: CSV, else JSON Lines)
+    int metrics_every;         //  a record per this many steps
 } ps_trainer_options_t;
 
 //  Read argv (and, for what the flags leave out, the environment) into

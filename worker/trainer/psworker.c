@@ -47,6 +47,7 @@
 #include "ps_layerwise.h"
 #include "ps_local.h"
 #include "ps_malloc.h"
+#include "ps_metrics_file.h"
 #include "ps_model.h"
 #include "ps_trainer_options.h"
 #include "ps_worker.h"
@@ -272,6 +273,13 @@ typedef struct {
     int64_t clocks; //  clocks finished: the worker's clock
     int64_t redone; //  clocks done again after a broker restart
     int rejoins;    //  registrations again since the last step
+    //  --metrics-file: the file, and the steps since its last record
+    ps_metrics_file_t *metrics;
+    double run_started;    //  when s_train began
+    double record_started; //  when the steps since the last record began
+    double record_wait;    //  wait_seconds then
+    double record_loss;    //  their losses, summed
+    int record_steps;      //  how many
 } trainer_t;
 
 static void
@@ -581,6 +589,75 @@ s_overlap_name (const trainer_t *self)
     return self->layerwise ? "layers" : "none";
 }
 
+//  How many clocks this worker is ahead of the slowest one, as the
+//  brokers' last replies named it: -1 when not known (pull-ahead before
+//  its first reply)
+static int64_t
+s_staleness (trainer_t *self)
+{
+    if (self->local)
+        return 0;
+    if (self->exchange)
+        return self->held_min_clock >= 0 ? self->clocks - self->held_min_clock : -1;
+    int64_t ahead = self->clocks - ps_worker_min_clock (self->worker);
+    return ahead > 0 ? ahead : 0;
+}
+
+//  The steps since the last record start again from now (a record
+//  written, or steps redone)
+static void
+s_record_restart (trainer_t *self)
+{
+    self->record_started = s_seconds ();
+    self->record_wait = self->wait_seconds;
+    self->record_loss = 0;
+    self->record_steps = 0;
+}
+
+//  A step done with this loss: a record of the steps since the last one
+//  when --metrics-every of them are in, at an epoch's end, or when
+//  validation (may be NULL) was evaluated at this step. A file that
+//  fails is closed, said once.
+static void
+s_record (trainer_t *self, const ps_trainer_options_t *options, size_t steps_per_epoch, double loss,
+          const ps_metrics_record_t *validation)
+{
+    if (!self->metrics)
+        return;
+    self->record_loss += loss;
+    self->record_steps++;
+    bool epoch_end = self->clocks % (int64_t)steps_per_epoch == 0;
+    if (self->record_steps < options->metrics_every && !validation && !epoch_end)
+        return;
+    double now = s_seconds ();
+    double seconds = now - self->record_started;
+    size_t examples = self->learners[0].take * self->threads * (size_t)self->record_steps;
+    int64_t done = self->clocks - 1;
+    ps_metrics_record_t record = {
+        .rank = options->rank,
+        .epoch = (int)(done / (int64_t)steps_per_epoch) + 1,
+        .step = done % (int64_t)steps_per_epoch + 1,
+        .clock = self->clocks,
+        .time = now - self->run_started,
+        .loss = self->record_loss / self->record_steps,
+        .examples_per_second = seconds > 0 ? examples / seconds : 0,
+        .wait_seconds = self->wait_seconds - self->record_wait,
+        .staleness = s_staleness (self),
+    };
+    if (validation) {
+        record.validated = true;
+        record.validation_loss = validation->validation_loss;
+        record.validation_accuracy = validation->validation_accuracy;
+        record.validation_examples = validation->validation_examples;
+    }
+    if (ps_metrics_file_write (self->metrics, &record)) {
+        fprintf (stderr, "psworker: --metrics-file %s: %s; no more records\n",
+                 options->metrics_file, strerror (errno));
+        ps_metrics_file_destroy (&self->metrics);
+    }
+    s_record_restart (self);
+}
+
 static void
 s_report (const ps_trainer_options_t *options, int epoch, const char *final, double loss,
           double accuracy, double seconds, double wait, int64_t clocks, int64_t redone,
@@ -653,15 +730,26 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
                  train->n, options->workers, options->batch);
         return -1;
     }
+    if (options->metrics_file) {
+        char error[256];
+        self->metrics = ps_metrics_file_new (options->metrics_file, error, sizeof error);
+        if (!self->metrics) {
+            fprintf (stderr, "psworker: --metrics-file: %s\n", error);
+            return -1;
+        }
+    }
     if (s_learners_start (self, options, train)) {
         fprintf (stderr, "psworker: out of memory for %u local workers\n", options->threads);
         s_learners_stop (self);
+        ps_metrics_file_destroy (&self->metrics);
         return -1;
     }
     size_t examples = self->learners[0].take * self->threads;
     uint64_t draws = options->seed * 7919 + options->rank + 0x5eed;
     double started = s_seconds ();
     double epoch_started = started, wait_before = 0;
+    self->run_started = started;
+    s_record_restart (self);
     double loss_sum = 0, accuracy = 0;
     size_t losses = 0; //  steps in loss_sum: this epoch's since it began or was redone
     //  Clock c is step c % steps of epoch c / steps + 1 (see the top)
@@ -683,6 +771,7 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         if (status == PS_EREJOINED) {
             rc = s_redo (self, options, steps);
             losses = 0;
+            s_record_restart (self);
             continue;
         }
         if (status) {
@@ -691,6 +780,7 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         }
         loss_sum += loss;
         losses++;
+        s_record (self, options, steps, loss, NULL);
         if (options->delay_ms && s_uniform (&draws) < options->delay_prob)
             usleep ((useconds_t)options->delay_ms * 1000);
         if (self->clocks % (int64_t)steps != 0)
@@ -702,6 +792,7 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
                   losses * examples / seconds);
     }
     s_learners_stop (self);
+    ps_metrics_file_destroy (&self->metrics);
     if (rc)
         return -1;
     if (s_interrupted) {

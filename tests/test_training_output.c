@@ -1,0 +1,170 @@
+/*  =========================================================================
+    test_training_output - what psworker writes while it trains (issue 16):
+    the per-step metrics file (--metrics-file, JSON Lines or CSV), the
+    validation split (--validation-fraction, --eval-every, --eval-ranks)
+    and the progress bar on a terminal (--no-progress)
+
+    Usage, as the first test runs it:
+
+        psworker --no-broker --data synthetic --epochs 1 --hidden 32 \
+                 --metrics-file metrics.jsonl
+
+    and then reads every line of metrics.jsonl with jansson. Binaries come
+    from PSMQ_BUILD_DIR, which ctest sets.
+
+    usage: cd build && ./test_training_output [--filter 'output/<test>']
+    ========================================================================= */
+
+#include "ps_testutil.h"
+
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  The synthetic training set's examples, and its steps per epoch for one
+//  worker of batch 32
+#define SYNTHETIC_TRAIN 12000
+#define BATCH 32
+
+//  Run psworker with args (NULL-terminated) to its exit: its status; what
+//  it printed in *text, which the caller frees
+static int
+s_run (char *const args[], char **text)
+{
+    char out[512];
+    ps_test_path ("psworker.out", out, sizeof out);
+    int status = ps_test_wait_pid (ps_test_psworker (args, out), 60000);
+    *text = ps_test_slurp (out);
+    return status;
+}
+
+//  The lines of the JSON Lines file at path, each parsed (asserts that
+//  each is an object); *count of them. The caller frees each with
+//  json_decref and the array with free.
+static json_t **
+s_json_lines (const char *path, size_t *count)
+{
+    char *text = ps_test_slurp (path);
+    cr_assert (text, "no file %s", path);
+    size_t lines = 0;
+    for (const char *c = text; *c; c++)
+        lines += *c == '\n';
+    json_t **records = calloc (lines + 1, sizeof *records);
+    *count = 0;
+    char *save = NULL;
+    for (char *line = strtok_r (text, "\n", &save); line; line = strtok_r (NULL, "\n", &save)) {
+        json_error_t error;
+        json_t *record = json_loads (line, 0, &error);
+        cr_assert (json_is_object (record), "%s: not a JSON object: %s (%s)", path, line,
+                   error.text);
+        records[(*count)++] = record;
+    }
+    free (text);
+    return records;
+}
+
+static void
+s_json_lines_free (json_t **records, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        json_decref (records[i]);
+    free (records);
+}
+
+static double
+s_number (json_t *record, const char *name)
+{
+    json_t *value = json_object_get (record, name);
+    cr_assert (json_is_number (value), "no number %s", name);
+    return json_number_value (value);
+}
+
+Test (output, a_metrics_record_per_step_as_json_lines, .timeout = 60)
+{
+    char path[512];
+    ps_test_path ("metrics.jsonl", path, sizeof path);
+    char *args[] = {"--no-broker", "--data", "synthetic",      "--epochs", "2",
+                    "--hidden",    "32",     "--metrics-file", path,       NULL};
+    char *text;
+    cr_assert_eq (s_run (args, &text), 0, "%s", text);
+    free (text);
+    size_t count;
+    json_t **records = s_json_lines (path, &count);
+    size_t steps = SYNTHETIC_TRAIN / BATCH;
+    cr_assert_eq (count, 2 * steps, "%zu records for %zu steps", count, 2 * steps);
+    static const char *fields[] = {
+        "rank",         "epoch",    "step", "clock", "time", "loss", "examples_per_second",
+        "wait_seconds", "staleness"};
+    for (size_t i = 0; i < count; i++) {
+        for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++)
+            s_number (records[i], fields[f]);
+        cr_assert_eq (s_number (records[i], "clock"), i + 1);
+        cr_assert_eq (s_number (records[i], "epoch"), i / steps + 1);
+        cr_assert_eq (s_number (records[i], "step"), i % steps + 1);
+        cr_assert_gt (s_number (records[i], "examples_per_second"), 0);
+        cr_assert (!json_object_get (records[i], "validation_loss"), "no validation asked for");
+    }
+    //  It learns: the last records' loss is well below the first's
+    cr_assert_lt (s_number (records[count - 1], "loss"), s_number (records[0], "loss") / 2);
+    s_json_lines_free (records, count);
+}
+
+Test (output, csv_with_a_header_every_k_steps, .timeout = 60)
+{
+    char path[512];
+    ps_test_path ("metrics.csv", path, sizeof path);
+    char *args[] = {"--no-broker", "--data",          "synthetic", "--epochs",
+                    "1",           "--hidden",        "32",        "--metrics-file",
+                    path,          "--metrics-every", "100",       NULL};
+    char *text;
+    cr_assert_eq (s_run (args, &text), 0, "%s", text);
+    free (text);
+    text = ps_test_slurp (path);
+    cr_assert (text);
+    const char *header = "rank,epoch,step,clock,time,loss,examples_per_second,wait_seconds,"
+                         "staleness,validation_loss,validation_accuracy,validation_examples\n";
+    cr_assert (strncmp (text, header, strlen (header)) == 0, "header: %s", text);
+    //  Steps 100, 200, 300 and the epoch's last, 375
+    static const long clocks[] = {100, 200, 300, SYNTHETIC_TRAIN / BATCH};
+    size_t rows = 0;
+    char *save = NULL;
+    for (char *line = strtok_r (text + strlen (header), "\n", &save); line;
+         line = strtok_r (NULL, "\n", &save), rows++) {
+        unsigned rank;
+        int epoch;
+        long step, clock;
+        cr_assert_eq (sscanf (line, "%u,%d,%ld,%ld,", &rank, &epoch, &step, &clock), 4, "%s", line);
+        cr_assert (rows < 4, "too many rows: %s", line);
+        cr_assert_eq (clock, clocks[rows], "%s", line);
+        //  12 cells, the validation's empty
+        size_t commas = 0;
+        for (const char *c = line; *c; c++)
+            commas += *c == ',';
+        cr_assert_eq (commas, 11, "%s", line);
+        cr_assert (strstr (line, ",,,") || line[strlen (line) - 1] == ',', "%s", line);
+    }
+    cr_assert_eq (rows, 4);
+    free (text);
+}
+
+Test (output, a_bad_metrics_file_is_a_clear_error, .timeout = 60)
+{
+    char *args[] = {"--no-broker",
+                    "--data",
+                    "synthetic",
+                    "--epochs",
+                    "1",
+                    "--metrics-file",
+                    "/nonexistent/dir/m.jsonl",
+                    NULL};
+    char *text;
+    cr_assert_eq (s_run (args, &text), 1, "%s", text);
+    cr_assert (strstr (text, "/nonexistent/dir/m.jsonl"), "%s", text);
+    free (text);
+    char *zero[] = {"--no-broker", "--metrics-every", "0", NULL};
+    cr_assert_eq (s_run (zero, &text), 2, "%s", text);
+    cr_assert (strstr (text, "--metrics-every"), "%s", text);
+    free (text);
+}
