@@ -168,3 +168,89 @@ Test (output, a_bad_metrics_file_is_a_clear_error, .timeout = 60)
     cr_assert (strstr (text, "--metrics-every"), "%s", text);
     free (text);
 }
+
+//  Two workers of a job at a broker of the test's, each with its metrics
+//  file metrics<rank>.jsonl and more arguments; both exit 0
+static void
+s_two_workers (char *const more[])
+{
+    char endpoint[64];
+    ps_broker_t *broker = ps_test_broker (2, 0, 0, endpoint, sizeof endpoint);
+    pid_t pids[2];
+    char outs[2][512], paths[2][512];
+    for (int rank = 0; rank < 2; rank++) {
+        char name[32];
+        snprintf (name, sizeof name, "worker%d.out", rank);
+        ps_test_path (name, outs[rank], sizeof outs[rank]);
+        snprintf (name, sizeof name, "metrics%d.jsonl", rank);
+        ps_test_path (name, paths[rank], sizeof paths[rank]);
+        char *args[16] = {"--metrics-file", paths[rank]};
+        for (int i = 0; more[i]; i++)
+            args[2 + i] = more[i];
+        pids[rank] = ps_test_psworker_train (endpoint, rank, 1, 2, 1, args, outs[rank]);
+    }
+    for (int rank = 0; rank < 2; rank++) {
+        int status = ps_test_wait_pid (pids[rank], 90000);
+        char *text = ps_test_slurp (outs[rank]);
+        cr_assert_eq (status, 0, "rank %d exited %d: %s", rank, status, text);
+        free (text);
+    }
+    ps_broker_destroy (&broker);
+}
+
+//  Records of rank's metrics file that hold a validation, and the
+//  examples the last of them evaluated (0: none)
+static size_t
+s_validations (int rank, size_t *examples)
+{
+    char name[32], path[512];
+    snprintf (name, sizeof name, "metrics%d.jsonl", rank);
+    ps_test_path (name, path, sizeof path);
+    size_t count, validated = 0;
+    json_t **records = s_json_lines (path, &count);
+    cr_assert_gt (count, 0);
+    *examples = 0;
+    for (size_t i = 0; i < count; i++) {
+        cr_assert_eq (s_number (records[i], "rank"), rank);
+        cr_assert_geq (s_number (records[i], "staleness"), 0);
+        if (!json_object_get (records[i], "validation_loss"))
+            continue;
+        validated++;
+        cr_assert_geq (s_number (records[i], "validation_accuracy"), 0);
+        cr_assert_leq (s_number (records[i], "validation_accuracy"), 1);
+        *examples = (size_t)s_number (records[i], "validation_examples");
+    }
+    s_json_lines_free (records, count);
+    return validated;
+}
+
+Test (output, validation_on_rank_0_only_by_default, .timeout = 120)
+{
+    //  12000 examples, 1200 held out: 5400 a rank, 168 steps of 32; every
+    //  50 steps and at the epoch's end
+    char *more[] = {"--validation-fraction", "0.1", "--eval-every", "50", NULL};
+    s_two_workers (more);
+    size_t examples;
+    cr_assert_eq (s_validations (0, &examples), 4);
+    cr_assert_eq (examples, 1200);
+    cr_assert_eq (s_validations (1, &examples), 0, "rank 1 validated");
+    //  The epoch's line says it too, on rank 0 only
+    char out[512];
+    char *text = ps_test_slurp (ps_test_path ("worker0.out", out, sizeof out));
+    cr_assert_gt (ps_test_json_number (text, "validation_accuracy", true), 0.5, "%s", text);
+    free (text);
+    text = ps_test_slurp (ps_test_path ("worker1.out", out, sizeof out));
+    cr_assert (!strstr (text, "validation"), "%s", text);
+    free (text);
+}
+
+Test (output, validation_shared_between_ranks, .timeout = 120)
+{
+    char *more[] = {"--validation-fraction", "0.1", "--eval-ranks", "all", NULL};
+    s_two_workers (more);
+    size_t first, second;
+    cr_assert_eq (s_validations (0, &first), 1);
+    cr_assert_eq (s_validations (1, &second), 1);
+    cr_assert_eq (first, 600);
+    cr_assert_eq (second, 600);
+}

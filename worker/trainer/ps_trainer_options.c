@@ -89,6 +89,12 @@ s_usage (FILE *out)
              "                         to PATH: CSV when it ends in .csv, else JSON Lines\n"
              "                         (docs/observability.md)\n"
              "      --metrics-every K  a record per K steps instead (default 1)\n"
+             "      --validation-fraction F  hold out F of the training set (0 to 0.9;\n"
+             "                         the same examples on every rank) and report the\n"
+             "                         loss and accuracy on it at each epoch's end\n"
+             "      --eval-every N     ... and every N steps (default 0: epoch ends only)\n"
+             "      --eval-ranks WHO   0 (default): rank 0 evaluates the whole split; all:\n"
+             "                         each rank its slice, reported as its own\n"
              "  -h, --help             show this help\n"
              "  -V, --version          show the version\n"
              "\n"
@@ -118,7 +124,10 @@ enum {
     OPT_NO_OVERLAP,
     OPT_FUSE_BYTES,
     OPT_METRICS_FILE,
-    OPT_METRICS_EVERY
+    OPT_METRICS_EVERY,
+    OPT_VALIDATION_FRACTION,
+    OPT_EVAL_EVERY,
+    OPT_EVAL_RANKS
 };
 
 //  The flag that sets each setting, as --print-config names a source
@@ -223,6 +232,9 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
         {"fuse-bytes", required_argument, 0, OPT_FUSE_BYTES},
         {"metrics-file", required_argument, 0, OPT_METRICS_FILE},
         {"metrics-every", required_argument, 0, OPT_METRICS_EVERY},
+        {"validation-fraction", required_argument, 0, OPT_VALIDATION_FRACTION},
+        {"eval-every", required_argument, 0, OPT_EVAL_EVERY},
+        {"eval-ranks", required_argument, 0, OPT_EVAL_RANKS},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -367,6 +379,21 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
         case OPT_METRICS_EVERY:
             rc = ps_cli_long ("psworker", "--metrics-every", optarg, 1, INT_MAX, &number);
             options->metrics_every = (int)number;
+            break;
+        case OPT_VALIDATION_FRACTION:
+            rc = ps_cli_double ("psworker", "--validation-fraction", optarg, 0, 0.9,
+                                &options->validation_fraction);
+            break;
+        case OPT_EVAL_EVERY:
+            rc = ps_cli_long ("psworker", "--eval-every", optarg, 0, INT_MAX, &number);
+            options->eval_every = (int)number;
+            break;
+        case OPT_EVAL_RANKS:
+            if (strcmp (optarg, "0") && strcmp (optarg, "all")) {
+                fprintf (stderr, "psworker: --eval-ranks '%s' is not 0 or all\n", optarg);
+                rc = -1;
+            }
+            options->eval_all = strcmp (optarg, "all") == 0;
             break;
         case 'h': s_usage (stdout); return 1;
         case 'V': ps_cli_version ("psworker"); return 1;

@@ -79,6 +79,9 @@
 //  Registrations again in a row without a step between them, before
 //  psworker gives up on a broker that keeps restarting
 #define MAX_REJOINS_IN_A_ROW 10
+//  --validation-fraction's draw: fixed, not --seed, so that every rank
+//  holds out the same examples whatever seeds it was given
+#define VALIDATION_SEED 0x7a11da7e
 
 static volatile sig_atomic_t s_interrupted = 0;
 
@@ -107,7 +110,7 @@ s_uniform (uint64_t *state)
 //  all pixels: gradient steps are better conditioned around zero. Every
 //  rank loads the whole training set, so every rank gets the same numbers.
 static void
-s_standardise (ps_dataset_t *train, ps_dataset_t *test)
+s_standardise (ps_dataset_t *train, ps_dataset_t *test, ps_dataset_t *validation)
 {
     double sum = 0, squares = 0;
     size_t count = train->n * train->dim;
@@ -118,8 +121,8 @@ s_standardise (ps_dataset_t *train, ps_dataset_t *test)
     double mean = sum / count;
     double deviation = sqrt (squares / count - mean * mean);
     float scale = deviation > 1e-6 ? (float)(1.0 / deviation) : 1.0f;
-    ps_dataset_t *sets[] = {train, test};
-    for (int s = 0; s < 2; s++)
+    ps_dataset_t *sets[] = {train, test, validation};
+    for (int s = 0; s < 3 && sets[s]; s++)
         for (size_t i = 0; i < sets[s]->n * sets[s]->dim; i++)
             sets[s]->x[i] = (sets[s]->x[i] - (float)mean) * scale;
 }
@@ -280,6 +283,11 @@ typedef struct {
     double record_wait;    //  wait_seconds then
     double record_loss;    //  their losses, summed
     int record_steps;      //  how many
+    //  --validation-fraction: the held-out set, and the slice of it this
+    //  process evaluates, [validation_begin, validation_end) (empty: none)
+    const ps_dataset_t *validation;
+    size_t validation_begin;
+    size_t validation_end;
 } trainer_t;
 
 static void
@@ -658,18 +666,75 @@ s_record (trainer_t *self, const ps_trainer_options_t *options, size_t steps_per
     s_record_restart (self);
 }
 
+//  The slice of the validation set this process evaluates: all of it on
+//  rank 0 (none elsewhere), or with --eval-ranks all its ranks' shards
+static void
+s_validation_slice (trainer_t *self, const ps_trainer_options_t *options)
+{
+    self->validation_begin = self->validation_end = 0;
+    if (!self->validation)
+        return;
+    if (!options->eval_all) {
+        if (options->rank == 0)
+            self->validation_end = self->validation->n;
+        return;
+    }
+    size_t end;
+    ps_data_shard (self->validation, options->rank, options->workers, &self->validation_begin,
+                   &end);
+    ps_data_shard (self->validation, options->rank + self->threads - 1, options->workers, &end,
+                   &self->validation_end);
+}
+
+//  Whether this step's end is a time to validate: an epoch's end, or
+//  every --eval-every steps, when this process has a slice
+static bool
+s_validation_due (const trainer_t *self, const ps_trainer_options_t *options,
+                  size_t steps_per_epoch)
+{
+    if (self->validation_end <= self->validation_begin)
+        return false;
+    return self->clocks % (int64_t)steps_per_epoch == 0 ||
+           (options->eval_every > 0 && self->clocks % options->eval_every == 0);
+}
+
+//  The model's loss and accuracy on this process's slice, into result's
+//  validation fields
+static void
+s_validate (trainer_t *self, ps_metrics_record_t *result)
+{
+    const ps_dataset_t *set = self->validation;
+    size_t n = self->validation_end - self->validation_begin;
+    const float *x = set->x + self->validation_begin * set->dim;
+    const uint8_t *y = set->y + self->validation_begin;
+    result->validated = true;
+    result->validation_loss = ps_model_loss (self->model, x, y, n);
+    result->validation_accuracy = (double)ps_model_correct (self->model, x, y, n) / n;
+    result->validation_examples = n;
+}
+
 static void
 s_report (const ps_trainer_options_t *options, int epoch, const char *final, double loss,
           double accuracy, double seconds, double wait, int64_t clocks, int64_t redone,
-          double examples_per_second)
+          double examples_per_second, const ps_metrics_record_t *validation)
 {
+    char extra[160] = "";
+    if (validation && options->json)
+        snprintf (extra, sizeof extra,
+                  ",\"validation_loss\":%.6f,\"validation_accuracy\":%.4f,"
+                  "\"validation_examples\":%zu",
+                  validation->validation_loss, validation->validation_accuracy,
+                  validation->validation_examples);
+    else if (validation)
+        snprintf (extra, sizeof extra, "  validation loss %.4f accuracy %.4f",
+                  validation->validation_loss, validation->validation_accuracy);
     if (options->json) {
         printf ("{\"rank\":%u,\"epoch\":%d,%s%s%s\"train_loss\":%.6f,\"test_accuracy\":%.4f,"
                 "\"seconds\":%.3f,\"wait_seconds\":%.3f,\"clocks\":%" PRId64
-                ",\"redone_clocks\":%" PRId64 ",\"examples_per_second\":%.1f}\n",
+                ",\"redone_clocks\":%" PRId64 ",\"examples_per_second\":%.1f%s}\n",
                 options->rank, epoch, final ? "\"final\":true,\"overlap\":\"" : "",
                 final ? final : "", final ? "\"," : "", loss, accuracy, seconds, wait, clocks,
-                redone, examples_per_second);
+                redone, examples_per_second, extra);
     }
     else if (final)
         printf ("rank %u done: %d epochs, test accuracy %.4f, loss %.4f, %.1f s "
@@ -679,9 +744,9 @@ s_report (const ps_trainer_options_t *options, int epoch, const char *final, dou
                 seconds > 0 ? 100 * wait / seconds : 0, final, clocks, redone);
     else
         printf ("rank %u epoch %d: loss %.4f  test accuracy %.4f  %.0f examples/s  "
-                "%.0f%% waiting  clock %" PRId64 "\n",
+                "%.0f%% waiting  clock %" PRId64 "%s\n",
                 options->rank, epoch, loss, accuracy, examples_per_second,
-                seconds > 0 ? 100 * wait / seconds : 0, clocks);
+                seconds > 0 ? 100 * wait / seconds : 0, clocks, extra);
     fflush (stdout);
 }
 
@@ -745,6 +810,8 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         return -1;
     }
     size_t examples = self->learners[0].take * self->threads;
+    s_validation_slice (self, options);
+    ps_metrics_record_t validation = {0}; //  the last evaluation's, if any
     uint64_t draws = options->seed * 7919 + options->rank + 0x5eed;
     double started = s_seconds ();
     double epoch_started = started, wait_before = 0;
@@ -765,8 +832,9 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         double loss;
         int status = s_step (self, &loss);
         //  An epoch ends with every reply in: its accuracy is of the
-        //  parameters its last step brought
-        if (status == PS_OK && self->clocks % (int64_t)steps == 0)
+        //  parameters its last step brought; so does a validation
+        bool validating = status == PS_OK && s_validation_due (self, options, steps);
+        if (status == PS_OK && (self->clocks % (int64_t)steps == 0 || validating))
             status = s_settle (self);
         if (status == PS_EREJOINED) {
             rc = s_redo (self, options, steps);
@@ -780,7 +848,13 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         }
         loss_sum += loss;
         losses++;
-        s_record (self, options, steps, loss, NULL);
+        if (validating) {
+            //  Not in the record's rate: the evaluation is not training
+            double evaluated = s_seconds ();
+            s_validate (self, &validation);
+            self->record_started += s_seconds () - evaluated;
+        }
+        s_record (self, options, steps, loss, validating ? &validation : NULL);
         if (options->delay_ms && s_uniform (&draws) < options->delay_prob)
             usleep ((useconds_t)options->delay_ms * 1000);
         if (self->clocks % (int64_t)steps != 0)
@@ -789,7 +863,7 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         double seconds = s_seconds () - epoch_started;
         s_report (options, (int)(self->clocks / (int64_t)steps), NULL, loss_sum / losses, accuracy,
                   seconds, self->wait_seconds - wait_before, self->clocks, self->redone,
-                  losses * examples / seconds);
+                  losses * examples / seconds, validating ? &validation : NULL);
     }
     s_learners_stop (self);
     ps_metrics_file_destroy (&self->metrics);
@@ -802,7 +876,8 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
     double seconds = s_seconds () - started;
     s_report (options, options->epochs, s_overlap_name (self), losses ? loss_sum / losses : 0,
               accuracy, seconds, self->wait_seconds, self->clocks, self->redone,
-              (self->clocks + self->redone) * examples / seconds);
+              (self->clocks + self->redone) * examples / seconds,
+              validation.validated ? &validation : NULL);
     return 0;
 }
 
@@ -848,8 +923,19 @@ main (int argc, char *argv[])
         ps_dataset_destroy (&test);
         return 1;
     }
-    s_standardise (train, test);
-    trainer_t trainer = {0};
+    ps_dataset_t *validation = NULL;
+    if (options.validation_fraction > 0 &&
+        !(validation = ps_data_split (train, options.validation_fraction, VALIDATION_SEED))) {
+        fprintf (stderr,
+                 "psworker: --validation-fraction %g of %zu examples holds out none, or "
+                 "all (or out of memory)\n",
+                 options.validation_fraction, train->n);
+        ps_dataset_destroy (&train);
+        ps_dataset_destroy (&test);
+        return 1;
+    }
+    s_standardise (train, test, validation);
+    trainer_t trainer = {.validation = validation};
     trainer.model =
         ps_model_new (options.model, train->dim, options.hidden, train->classes, options.seed);
     if (!trainer.model) {
@@ -870,6 +956,7 @@ main (int argc, char *argv[])
         ps_model_destroy (&trainer.model);
         ps_dataset_destroy (&train);
         ps_dataset_destroy (&test);
+        ps_dataset_destroy (&validation);
         return s_interrupted ? 130 : rc;
     }
     ps_worker_options_t connect;
@@ -926,5 +1013,6 @@ main (int argc, char *argv[])
     ps_model_destroy (&trainer.model);
     ps_dataset_destroy (&train);
     ps_dataset_destroy (&test);
+    ps_dataset_destroy (&validation);
     return rc;
 }
