@@ -22,11 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 //  The synthetic training set's examples, and its steps per epoch for one
 //  worker of batch 32
 #define SYNTHETIC_TRAIN 12000
 #define BATCH 32
+//  util-linux's script(1): a command on a pseudo-terminal
+#define SCRIPT "/usr/bin/script"
 
 //  Run psworker with args (NULL-terminated) to its exit: its status; what
 //  it printed in *text, which the caller frees
@@ -253,4 +256,45 @@ Test (output, validation_shared_between_ranks, .timeout = 120)
     cr_assert_eq (s_validations (1, &second), 1);
     cr_assert_eq (first, 600);
     cr_assert_eq (second, 600);
+}
+
+//  psworker on one epoch alone, on a terminal (script(1) gives it a pty)
+//  with more arguments (may be ""): all the terminal showed, freed by the
+//  caller
+static char *
+s_on_a_terminal (const char *more)
+{
+    char psworker[512], command[1024], out[512];
+    ps_test_binary ("psworker", psworker, sizeof psworker);
+    snprintf (command, sizeof command,
+              "%s --no-broker --data synthetic --epochs 1 --hidden 32 --delay-ms 1 %s", psworker,
+              more);
+    char *argv[] = {SCRIPT, "-qec", command, "/dev/null", NULL};
+    ps_test_path ("terminal.out", out, sizeof out);
+    int status = ps_test_wait_pid (ps_test_spawn_to_file (argv, out), 60000);
+    char *text = ps_test_slurp (out);
+    cr_assert_eq (status, 0, "script exited %d: %s", status, text);
+    return text;
+}
+
+Test (output, a_progress_bar_on_a_terminal_only, .timeout = 90)
+{
+    if (access (SCRIPT, X_OK))
+        cr_skip_test ("no %s (Debian's bsdutils) to give psworker a terminal", SCRIPT);
+    char *text = s_on_a_terminal ("");
+    cr_assert (strstr (text, "\r\033[Krank 0 epoch 1 ["), "no bar: %s", text);
+    cr_assert (strstr (text, "/375  "), "no step of 375: %s", text);
+    cr_assert (strstr (text, "examples/s  ETA "), "no rate and ETA: %s", text);
+    //  Erased before the epoch's line
+    cr_assert (strstr (text, "\r\033[Krank 0 epoch 1: loss"), "%s", text);
+    free (text);
+    text = s_on_a_terminal ("--no-progress");
+    cr_assert (!strstr (text, "ETA"), "a bar with --no-progress: %s", text);
+    cr_assert (strstr (text, "rank 0 epoch 1: loss"), "%s", text);
+    free (text);
+    //  Into a file: the lines as before, no bar
+    char *args[] = {"--no-broker", "--data", "synthetic", "--epochs", "1", "--hidden", "32", NULL};
+    cr_assert_eq (s_run (args, &text), 0, "%s", text);
+    cr_assert (!strstr (text, "ETA") && !strchr (text, '\r'), "a bar in a file: %s", text);
+    free (text);
 }

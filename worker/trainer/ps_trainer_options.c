@@ -95,6 +95,9 @@ s_usage (FILE *out)
              "      --eval-every N     ... and every N steps (default 0: epoch ends only)\n"
              "      --eval-ranks WHO   0 (default): rank 0 evaluates the whole split; all:\n"
              "                         each rank its slice, reported as its own\n"
+             "      --no-progress      no progress bar: by default, when stderr is a\n"
+             "                         terminal, a line there shows the epoch's step,\n"
+             "                         examples/s and the time left\n"
              "  -h, --help             show this help\n"
              "  -V, --version          show the version\n"
              "\n"
@@ -127,7 +130,8 @@ enum {
     OPT_METRICS_EVERY,
     OPT_VALIDATION_FRACTION,
     OPT_EVAL_EVERY,
-    OPT_EVAL_RANKS
+    OPT_EVAL_RANKS,
+    OPT_NO_PROGRESS
 };
 
 //  The flag that sets each setting, as --print-config names a source
@@ -235,6 +239,7 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
         {"validation-fraction", required_argument, 0, OPT_VALIDATION_FRACTION},
         {"eval-every", required_argument, 0, OPT_EVAL_EVERY},
         {"eval-ranks", required_argument, 0, OPT_EVAL_RANKS},
+        {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -395,6 +400,7 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
             }
             options->eval_all = strcmp (optarg, "all") == 0;
             break;
+        case OPT_NO_PROGRESS: options->no_progress = true; break;
         case 'h': s_usage (stdout); return 1;
         case 'V': ps_cli_version ("psworker"); return 1;
         default: s_usage (stderr); return 2;

@@ -59,6 +59,7 @@ typedef struct {
     double validation_fraction; // of the training set held out, 0: none
     int eval_every;             //  validate every this many steps (0: epoch ends)
     bool eval_all;              //  every rank its slice, else rank 0 all
+    bool no_progress;           //  no progress bar on a terminal
 } ps_trainer_options_t;
 
 //  Read argv (and, for what the flags leave out, the environment) into

@@ -49,6 +49,7 @@
 #include "ps_malloc.h"
 #include "ps_metrics_file.h"
 #include "ps_model.h"
+#include "ps_progress_bar.h"
 #include "ps_trainer_options.h"
 #include "ps_worker.h"
 
@@ -288,6 +289,7 @@ typedef struct {
     const ps_dataset_t *validation;
     size_t validation_begin;
     size_t validation_end;
+    ps_progress_bar_t *bar; //  on a terminal, unless --no-progress
 } trainer_t;
 
 static void
@@ -811,6 +813,8 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
     }
     size_t examples = self->learners[0].take * self->threads;
     s_validation_slice (self, options);
+    if (!options->no_progress)
+        self->bar = ps_progress_bar_new (stderr, options->rank);
     ps_metrics_record_t validation = {0}; //  the last evaluation's, if any
     uint64_t draws = options->seed * 7919 + options->rank + 0x5eed;
     double started = s_seconds ();
@@ -857,8 +861,13 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         s_record (self, options, steps, loss, validating ? &validation : NULL);
         if (options->delay_ms && s_uniform (&draws) < options->delay_prob)
             usleep ((useconds_t)options->delay_ms * 1000);
+        int64_t step = (self->clocks - 1) % (int64_t)steps + 1;
+        ps_progress_bar_update (self->bar, (int)((self->clocks - 1) / (int64_t)steps) + 1, step,
+                                (int64_t)steps, (double)losses * examples,
+                                s_seconds () - epoch_started);
         if (self->clocks % (int64_t)steps != 0)
             continue;
+        ps_progress_bar_clear (self->bar);
         accuracy = (double)ps_model_correct (self->model, test->x, test->y, test->n) / test->n;
         double seconds = s_seconds () - epoch_started;
         s_report (options, (int)(self->clocks / (int64_t)steps), NULL, loss_sum / losses, accuracy,
@@ -867,6 +876,7 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
     }
     s_learners_stop (self);
     ps_metrics_file_destroy (&self->metrics);
+    ps_progress_bar_destroy (&self->bar);
     if (rc)
         return -1;
     if (s_interrupted) {
