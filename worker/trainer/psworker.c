@@ -609,7 +609,12 @@ s_staleness (trainer_t *self)
         return 0;
     if (self->exchange)
         return self->held_min_clock >= 0 ? self->clocks - self->held_min_clock : -1;
-    int64_t ahead = self->clocks - ps_worker_min_clock (self->worker);
+    //  Layer by layer, the step's replies come in during the next one:
+    //  the slowest clock known is the step before's
+    int64_t known = self->clocks;
+    if (self->layerwise && ps_layerwise_pending (self->layerwise))
+        known--;
+    int64_t ahead = known - ps_worker_min_clock (self->worker);
     return ahead > 0 ? ahead : 0;
 }
 
