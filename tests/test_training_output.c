@@ -170,6 +170,15 @@ Test (output, a_bad_metrics_file_is_a_clear_error, .timeout = 60)
     cr_assert_eq (s_run (zero, &text), 2, "%s", text);
     cr_assert (strstr (text, "--metrics-every"), "%s", text);
     free (text);
+    //  The validation's options name their bad values
+    char *ranks[] = {"--no-broker", "--eval-ranks", "some", NULL};
+    cr_assert_eq (s_run (ranks, &text), 2, "%s", text);
+    cr_assert (strstr (text, "--eval-ranks 'some'"), "%s", text);
+    free (text);
+    char *fraction[] = {"--no-broker", "--validation-fraction", "0.95", NULL};
+    cr_assert_eq (s_run (fraction, &text), 2, "%s", text);
+    cr_assert (strstr (text, "--validation-fraction"), "%s", text);
+    free (text);
 }
 
 //  Two workers of a job at a broker of the test's, each with its metrics
