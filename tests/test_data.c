@@ -390,3 +390,24 @@ Test (data, fashion_mnist_when_installed, .timeout = 60)
     s_check_fashion (true, 60000);
     s_check_fashion (false, 10000);
 }
+
+Test (data, split_holds_out_the_same_examples_every_time)
+{
+    ps_dataset_t *first = ps_data_synthetic (1000, 42, true);
+    ps_dataset_t *second = ps_data_synthetic (1000, 42, true);
+    ps_dataset_t *held = ps_data_split (first, 0.1, 7);
+    ps_dataset_t *again = ps_data_split (second, 0.1, 7);
+    cr_assert (held && again);
+    cr_assert_eq (held->n, 100);
+    cr_assert_eq (first->n, 900);
+    cr_assert_eq (memcmp (held->x, again->x, held->n * held->dim * sizeof (float)), 0);
+    cr_assert_eq (memcmp (first->y, second->y, first->n), 0);
+    //  Nothing to hold out, or nothing left: no split, the set unchanged
+    cr_assert_null (ps_data_split (first, 0, 7));
+    cr_assert_null (ps_data_split (first, 0.9999, 7));
+    cr_assert_eq (first->n, 900);
+    ps_dataset_destroy (&held);
+    ps_dataset_destroy (&again);
+    ps_dataset_destroy (&first);
+    ps_dataset_destroy (&second);
+}

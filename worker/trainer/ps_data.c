@@ -512,3 +512,47 @@ ps_data_shard (const ps_dataset_t *all, uint32_t rank, uint32_t world, size_t *b
     *end = *begin + base + (rank < extra ? 1 : 0);
     return 0;
 }
+
+ps_dataset_t *
+ps_data_split (ps_dataset_t *all, double fraction, uint64_t seed)
+{
+    assert (all);
+    if (!(fraction > 0 && fraction < 1))
+        return NULL;
+    size_t held = (size_t)(fraction * all->n + 0.5);
+    if (held == 0 || held >= all->n)
+        return NULL;
+    size_t *order = malloc (all->n * sizeof *order);
+    bool *chosen = calloc (all->n, sizeof *chosen);
+    ps_dataset_t *validation = ps_dataset_new (held, all->dim, all->classes);
+    if (!order || !chosen || !validation) {
+        free (order);
+        free (chosen);
+        ps_dataset_destroy (&validation);
+        return NULL;
+    }
+    //  The first held positions of a partial Fisher-Yates shuffle
+    for (size_t i = 0; i < all->n; i++)
+        order[i] = i;
+    for (size_t i = 0; i < held; i++) {
+        size_t j = i + (size_t)(ps_splitmix64 (&seed) % (all->n - i));
+        size_t swap = order[i];
+        order[i] = order[j];
+        order[j] = swap;
+        chosen[order[i]] = true;
+    }
+    size_t kept = 0, out = 0;
+    for (size_t i = 0; i < all->n; i++) {
+        float *target = chosen[i] ? validation->x + out * all->dim : all->x + kept * all->dim;
+        if (target != all->x + i * all->dim)
+            memmove (target, all->x + i * all->dim, all->dim * sizeof (float));
+        if (chosen[i])
+            validation->y[out++] = all->y[i];
+        else
+            all->y[kept++] = all->y[i];
+    }
+    all->n = kept;
+    free (order);
+    free (chosen);
+    return validation;
+}

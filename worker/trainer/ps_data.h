@@ -77,4 +77,13 @@ ps_dataset_t *ps_data_synthetic (size_t n, uint64_t seed, bool train);
 int ps_data_shard (const ps_dataset_t *all, uint32_t rank, uint32_t world, size_t *begin,
                    size_t *end);
 
+//  Hold out round(fraction * n) examples of all (fraction in [0, 1)) as a
+//  validation set: the examples a Fisher-Yates draw seeded with seed
+//  picks, moved, in their order, into a new set that the caller owns;
+//  the rest stay in all, in their order, and all->n shrinks. The same
+//  set and seed pick the same examples on every call (every rank of a
+//  job gets the same split). NULL when nothing would be held out, when
+//  nothing would be left, or when out of memory (all is then unchanged).
+ps_dataset_t *ps_data_split (ps_dataset_t *all, double fraction, uint64_t seed);
+
 #endif

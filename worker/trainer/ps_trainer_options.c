@@ -84,6 +84,20 @@ s_usage (FILE *out)
              "      --fuse-bytes N     layer by layer, a push or pull of its own carries\n"
              "                         at least N bytes; smaller layers go with their\n"
              "                         neighbours (default 262144; 0: every layer alone)\n"
+             "      --metrics-file PATH  write a record per step (rank, epoch, step, clock,\n"
+             "                         time, loss, examples/s, wait, staleness, validation)\n"
+             "                         to PATH: CSV when it ends in .csv, else JSON Lines\n"
+             "                         (docs/observability.md)\n"
+             "      --metrics-every K  a record per K steps instead (default 1)\n"
+             "      --validation-fraction F  hold out F of the training set (0 to 0.9;\n"
+             "                         the same examples on every rank) and report the\n"
+             "                         loss and accuracy on it at each epoch's end\n"
+             "      --eval-every N     ... and every N steps (default 0: epoch ends only)\n"
+             "      --eval-ranks WHO   0 (default): rank 0 evaluates the whole split; all:\n"
+             "                         each rank its slice, reported as its own\n"
+             "      --no-progress      no progress bar: by default, when stderr is a\n"
+             "                         terminal, a line there shows the epoch's step,\n"
+             "                         examples/s and the time left\n"
              "  -h, --help             show this help\n"
              "  -V, --version          show the version\n"
              "\n"
@@ -111,7 +125,13 @@ enum {
     OPT_NO_BROKER,
     OPT_WIRE_DTYPE,
     OPT_NO_OVERLAP,
-    OPT_FUSE_BYTES
+    OPT_FUSE_BYTES,
+    OPT_METRICS_FILE,
+    OPT_METRICS_EVERY,
+    OPT_VALIDATION_FRACTION,
+    OPT_EVAL_EVERY,
+    OPT_EVAL_RANKS,
+    OPT_NO_PROGRESS
 };
 
 //  The flag that sets each setting, as --print-config names a source
@@ -214,6 +234,12 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
         {"no-broker", no_argument, 0, OPT_NO_BROKER},
         {"no-overlap", no_argument, 0, OPT_NO_OVERLAP},
         {"fuse-bytes", required_argument, 0, OPT_FUSE_BYTES},
+        {"metrics-file", required_argument, 0, OPT_METRICS_FILE},
+        {"metrics-every", required_argument, 0, OPT_METRICS_EVERY},
+        {"validation-fraction", required_argument, 0, OPT_VALIDATION_FRACTION},
+        {"eval-every", required_argument, 0, OPT_EVAL_EVERY},
+        {"eval-ranks", required_argument, 0, OPT_EVAL_RANKS},
+        {"no-progress", no_argument, 0, OPT_NO_PROGRESS},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -230,7 +256,8 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
                                       .timeout_ms = 30000,
                                       .clock_timeout_ms = 600000,
                                       .wait_for_broker_ms = 60000,
-                                      .fuse_bytes = PS_TRAINER_FUSE_BYTES};
+                                      .fuse_bytes = PS_TRAINER_FUSE_BYTES,
+                                      .metrics_every = 1};
     long rank = -1, workers = -1, number = 0;
     double real;
     int opt;
@@ -350,6 +377,30 @@ ps_trainer_options_parse (int argc, char *argv[], ps_trainer_options_t *options)
             rc = ps_cli_long ("psworker", "--fuse-bytes", optarg, 0, INT_MAX, &number);
             options->fuse_bytes = (size_t)number;
             break;
+        case OPT_METRICS_FILE:
+            rc = ps_cli_word ("psworker", "--metrics-file", optarg);
+            options->metrics_file = optarg;
+            break;
+        case OPT_METRICS_EVERY:
+            rc = ps_cli_long ("psworker", "--metrics-every", optarg, 1, INT_MAX, &number);
+            options->metrics_every = (int)number;
+            break;
+        case OPT_VALIDATION_FRACTION:
+            rc = ps_cli_double ("psworker", "--validation-fraction", optarg, 0, 0.9,
+                                &options->validation_fraction);
+            break;
+        case OPT_EVAL_EVERY:
+            rc = ps_cli_long ("psworker", "--eval-every", optarg, 0, INT_MAX, &number);
+            options->eval_every = (int)number;
+            break;
+        case OPT_EVAL_RANKS:
+            if (strcmp (optarg, "0") && strcmp (optarg, "all")) {
+                fprintf (stderr, "psworker: --eval-ranks '%s' is not 0 or all\n", optarg);
+                rc = -1;
+            }
+            options->eval_all = strcmp (optarg, "all") == 0;
+            break;
+        case OPT_NO_PROGRESS: options->no_progress = true; break;
         case 'h': s_usage (stdout); return 1;
         case 'V': ps_cli_version ("psworker"); return 1;
         default: s_usage (stderr); return 2;

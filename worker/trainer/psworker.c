@@ -47,7 +47,9 @@
 #include "ps_layerwise.h"
 #include "ps_local.h"
 #include "ps_malloc.h"
+#include "ps_metrics_file.h"
 #include "ps_model.h"
+#include "ps_progress_bar.h"
 #include "ps_trainer_options.h"
 #include "ps_worker.h"
 
@@ -78,6 +80,9 @@
 //  Registrations again in a row without a step between them, before
 //  psworker gives up on a broker that keeps restarting
 #define MAX_REJOINS_IN_A_ROW 10
+//  --validation-fraction's draw: fixed, not --seed, so that every rank
+//  holds out the same examples whatever seeds it was given
+#define VALIDATION_SEED 0x7a11da7e
 
 static volatile sig_atomic_t s_interrupted = 0;
 
@@ -106,7 +111,7 @@ s_uniform (uint64_t *state)
 //  all pixels: gradient steps are better conditioned around zero. Every
 //  rank loads the whole training set, so every rank gets the same numbers.
 static void
-s_standardise (ps_dataset_t *train, ps_dataset_t *test)
+s_standardise (ps_dataset_t *train, ps_dataset_t *test, ps_dataset_t *validation)
 {
     double sum = 0, squares = 0;
     size_t count = train->n * train->dim;
@@ -117,8 +122,8 @@ s_standardise (ps_dataset_t *train, ps_dataset_t *test)
     double mean = sum / count;
     double deviation = sqrt (squares / count - mean * mean);
     float scale = deviation > 1e-6 ? (float)(1.0 / deviation) : 1.0f;
-    ps_dataset_t *sets[] = {train, test};
-    for (int s = 0; s < 2; s++)
+    ps_dataset_t *sets[] = {train, test, validation};
+    for (int s = 0; s < 3 && sets[s]; s++)
         for (size_t i = 0; i < sets[s]->n * sets[s]->dim; i++)
             sets[s]->x[i] = (sets[s]->x[i] - (float)mean) * scale;
 }
@@ -272,6 +277,19 @@ typedef struct {
     int64_t clocks; //  clocks finished: the worker's clock
     int64_t redone; //  clocks done again after a broker restart
     int rejoins;    //  registrations again since the last step
+    //  --metrics-file: the file, and the steps since its last record
+    ps_metrics_file_t *metrics;
+    double run_started;    //  when s_train began
+    double record_started; //  when the steps since the last record began
+    double record_wait;    //  wait_seconds then
+    double record_loss;    //  their losses, summed
+    int record_steps;      //  how many
+    //  --validation-fraction: the held-out set, and the slice of it this
+    //  process evaluates, [validation_begin, validation_end) (empty: none)
+    const ps_dataset_t *validation;
+    size_t validation_begin;
+    size_t validation_end;
+    ps_progress_bar_t *bar; //  on a terminal, unless --no-progress
 } trainer_t;
 
 static void
@@ -581,18 +599,149 @@ s_overlap_name (const trainer_t *self)
     return self->layerwise ? "layers" : "none";
 }
 
+//  How many clocks this worker is ahead of the slowest one, as the
+//  brokers' last replies named it: -1 when not known (pull-ahead before
+//  its first reply)
+static int64_t
+s_staleness (trainer_t *self)
+{
+    if (self->local)
+        return 0;
+    if (self->exchange)
+        return self->held_min_clock >= 0 ? self->clocks - self->held_min_clock : -1;
+    //  Layer by layer, the step's replies come in during the next one:
+    //  the slowest clock known is the step before's
+    int64_t known = self->clocks;
+    if (self->layerwise && ps_layerwise_pending (self->layerwise))
+        known--;
+    int64_t ahead = known - ps_worker_min_clock (self->worker);
+    return ahead > 0 ? ahead : 0;
+}
+
+//  The steps since the last record start again from now (a record
+//  written, or steps redone)
+static void
+s_record_restart (trainer_t *self)
+{
+    self->record_started = s_seconds ();
+    self->record_wait = self->wait_seconds;
+    self->record_loss = 0;
+    self->record_steps = 0;
+}
+
+//  A step done with this loss: a record of the steps since the last one
+//  when --metrics-every of them are in, at an epoch's end, or when
+//  validation (may be NULL) was evaluated at this step. A file that
+//  fails is closed, said once.
+static void
+s_record (trainer_t *self, const ps_trainer_options_t *options, size_t steps_per_epoch, double loss,
+          const ps_metrics_record_t *validation)
+{
+    if (!self->metrics)
+        return;
+    self->record_loss += loss;
+    self->record_steps++;
+    bool epoch_end = self->clocks % (int64_t)steps_per_epoch == 0;
+    if (self->record_steps < options->metrics_every && !validation && !epoch_end)
+        return;
+    double now = s_seconds ();
+    double seconds = now - self->record_started;
+    size_t examples = self->learners[0].take * self->threads * (size_t)self->record_steps;
+    int64_t done = self->clocks - 1;
+    ps_metrics_record_t record = {
+        .rank = options->rank,
+        .epoch = (int)(done / (int64_t)steps_per_epoch) + 1,
+        .step = done % (int64_t)steps_per_epoch + 1,
+        .clock = self->clocks,
+        .time = now - self->run_started,
+        .loss = self->record_loss / self->record_steps,
+        .examples_per_second = seconds > 0 ? examples / seconds : 0,
+        .wait_seconds = self->wait_seconds - self->record_wait,
+        .staleness = s_staleness (self),
+    };
+    if (validation) {
+        record.validated = true;
+        record.validation_loss = validation->validation_loss;
+        record.validation_accuracy = validation->validation_accuracy;
+        record.validation_examples = validation->validation_examples;
+    }
+    if (ps_metrics_file_write (self->metrics, &record)) {
+        fprintf (stderr, "psworker: --metrics-file %s: %s; no more records\n",
+                 options->metrics_file, strerror (errno));
+        ps_metrics_file_destroy (&self->metrics);
+    }
+    s_record_restart (self);
+}
+
+//  The slice of the validation set this process evaluates: all of it on
+//  rank 0 (none elsewhere), or with --eval-ranks all its ranks' shards
+static void
+s_validation_slice (trainer_t *self, const ps_trainer_options_t *options)
+{
+    self->validation_begin = self->validation_end = 0;
+    if (!self->validation)
+        return;
+    if (!options->eval_all) {
+        if (options->rank == 0)
+            self->validation_end = self->validation->n;
+        return;
+    }
+    size_t end;
+    ps_data_shard (self->validation, options->rank, options->workers, &self->validation_begin,
+                   &end);
+    ps_data_shard (self->validation, options->rank + self->threads - 1, options->workers, &end,
+                   &self->validation_end);
+}
+
+//  Whether this step's end is a time to validate: an epoch's end, or
+//  every --eval-every steps, when this process has a slice
+static bool
+s_validation_due (const trainer_t *self, const ps_trainer_options_t *options,
+                  size_t steps_per_epoch)
+{
+    if (self->validation_end <= self->validation_begin)
+        return false;
+    return self->clocks % (int64_t)steps_per_epoch == 0 ||
+           (options->eval_every > 0 && self->clocks % options->eval_every == 0);
+}
+
+//  The model's loss and accuracy on this process's slice, into result's
+//  validation fields
+static void
+s_validate (trainer_t *self, ps_metrics_record_t *result)
+{
+    const ps_dataset_t *set = self->validation;
+    size_t n = self->validation_end - self->validation_begin;
+    const float *x = set->x + self->validation_begin * set->dim;
+    const uint8_t *y = set->y + self->validation_begin;
+    result->validated = true;
+    result->validation_loss = ps_model_loss (self->model, x, y, n);
+    result->validation_accuracy = (double)ps_model_correct (self->model, x, y, n) / n;
+    result->validation_examples = n;
+}
+
 static void
 s_report (const ps_trainer_options_t *options, int epoch, const char *final, double loss,
           double accuracy, double seconds, double wait, int64_t clocks, int64_t redone,
-          double examples_per_second)
+          double examples_per_second, const ps_metrics_record_t *validation)
 {
+    char extra[160] = "";
+    if (validation && options->json)
+        snprintf (extra, sizeof extra,
+                  ",\"validation_loss\":%.6f,\"validation_accuracy\":%.4f,"
+                  "\"validation_examples\":%zu",
+                  validation->validation_loss, validation->validation_accuracy,
+                  validation->validation_examples);
+    else if (validation)
+        snprintf (extra, sizeof extra, "  validation loss %.4f accuracy %.4f",
+                  validation->validation_loss, validation->validation_accuracy);
     if (options->json) {
         printf ("{\"rank\":%u,\"epoch\":%d,%s%s%s\"train_loss\":%.6f,\"test_accuracy\":%.4f,"
                 "\"seconds\":%.3f,\"wait_seconds\":%.3f,\"clocks\":%" PRId64
-                ",\"redone_clocks\":%" PRId64 ",\"examples_per_second\":%.1f}\n",
+                ",\"redone_clocks\":%" PRId64 ",\"examples_per_second\":%.1f%s}\n",
                 options->rank, epoch, final ? "\"final\":true,\"overlap\":\"" : "",
                 final ? final : "", final ? "\"," : "", loss, accuracy, seconds, wait, clocks,
-                redone, examples_per_second);
+                redone, examples_per_second, extra);
     }
     else if (final)
         printf ("rank %u done: %d epochs, test accuracy %.4f, loss %.4f, %.1f s "
@@ -602,9 +751,9 @@ s_report (const ps_trainer_options_t *options, int epoch, const char *final, dou
                 seconds > 0 ? 100 * wait / seconds : 0, final, clocks, redone);
     else
         printf ("rank %u epoch %d: loss %.4f  test accuracy %.4f  %.0f examples/s  "
-                "%.0f%% waiting  clock %" PRId64 "\n",
+                "%.0f%% waiting  clock %" PRId64 "%s\n",
                 options->rank, epoch, loss, accuracy, examples_per_second,
-                seconds > 0 ? 100 * wait / seconds : 0, clocks);
+                seconds > 0 ? 100 * wait / seconds : 0, clocks, extra);
     fflush (stdout);
 }
 
@@ -653,15 +802,30 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
                  train->n, options->workers, options->batch);
         return -1;
     }
+    if (options->metrics_file) {
+        char error[256];
+        self->metrics = ps_metrics_file_new (options->metrics_file, error, sizeof error);
+        if (!self->metrics) {
+            fprintf (stderr, "psworker: --metrics-file: %s\n", error);
+            return -1;
+        }
+    }
     if (s_learners_start (self, options, train)) {
         fprintf (stderr, "psworker: out of memory for %u local workers\n", options->threads);
         s_learners_stop (self);
+        ps_metrics_file_destroy (&self->metrics);
         return -1;
     }
     size_t examples = self->learners[0].take * self->threads;
+    s_validation_slice (self, options);
+    if (!options->no_progress)
+        self->bar = ps_progress_bar_new (stderr, options->rank);
+    ps_metrics_record_t validation = {0}; //  the last evaluation's, if any
     uint64_t draws = options->seed * 7919 + options->rank + 0x5eed;
     double started = s_seconds ();
     double epoch_started = started, wait_before = 0;
+    self->run_started = started;
+    s_record_restart (self);
     double loss_sum = 0, accuracy = 0;
     size_t losses = 0; //  steps in loss_sum: this epoch's since it began or was redone
     //  Clock c is step c % steps of epoch c / steps + 1 (see the top)
@@ -677,12 +841,14 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         double loss;
         int status = s_step (self, &loss);
         //  An epoch ends with every reply in: its accuracy is of the
-        //  parameters its last step brought
-        if (status == PS_OK && self->clocks % (int64_t)steps == 0)
+        //  parameters its last step brought; so does a validation
+        bool validating = status == PS_OK && s_validation_due (self, options, steps);
+        if (status == PS_OK && (self->clocks % (int64_t)steps == 0 || validating))
             status = s_settle (self);
         if (status == PS_EREJOINED) {
             rc = s_redo (self, options, steps);
             losses = 0;
+            s_record_restart (self);
             continue;
         }
         if (status) {
@@ -691,17 +857,31 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         }
         loss_sum += loss;
         losses++;
+        if (validating) {
+            //  Not in the record's rate: the evaluation is not training
+            double evaluated = s_seconds ();
+            s_validate (self, &validation);
+            self->record_started += s_seconds () - evaluated;
+        }
+        s_record (self, options, steps, loss, validating ? &validation : NULL);
         if (options->delay_ms && s_uniform (&draws) < options->delay_prob)
             usleep ((useconds_t)options->delay_ms * 1000);
+        int64_t step = (self->clocks - 1) % (int64_t)steps + 1;
+        ps_progress_bar_update (self->bar, (int)((self->clocks - 1) / (int64_t)steps) + 1, step,
+                                (int64_t)steps, (double)losses * examples,
+                                s_seconds () - epoch_started);
         if (self->clocks % (int64_t)steps != 0)
             continue;
+        ps_progress_bar_clear (self->bar);
         accuracy = (double)ps_model_correct (self->model, test->x, test->y, test->n) / test->n;
         double seconds = s_seconds () - epoch_started;
         s_report (options, (int)(self->clocks / (int64_t)steps), NULL, loss_sum / losses, accuracy,
                   seconds, self->wait_seconds - wait_before, self->clocks, self->redone,
-                  losses * examples / seconds);
+                  losses * examples / seconds, validating ? &validation : NULL);
     }
     s_learners_stop (self);
+    ps_metrics_file_destroy (&self->metrics);
+    ps_progress_bar_destroy (&self->bar);
     if (rc)
         return -1;
     if (s_interrupted) {
@@ -711,7 +891,8 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
     double seconds = s_seconds () - started;
     s_report (options, options->epochs, s_overlap_name (self), losses ? loss_sum / losses : 0,
               accuracy, seconds, self->wait_seconds, self->clocks, self->redone,
-              (self->clocks + self->redone) * examples / seconds);
+              (self->clocks + self->redone) * examples / seconds,
+              validation.validated ? &validation : NULL);
     return 0;
 }
 
@@ -757,8 +938,19 @@ main (int argc, char *argv[])
         ps_dataset_destroy (&test);
         return 1;
     }
-    s_standardise (train, test);
-    trainer_t trainer = {0};
+    ps_dataset_t *validation = NULL;
+    if (options.validation_fraction > 0 &&
+        !(validation = ps_data_split (train, options.validation_fraction, VALIDATION_SEED))) {
+        fprintf (stderr,
+                 "psworker: --validation-fraction %g of %zu examples holds out none, or "
+                 "all (or out of memory)\n",
+                 options.validation_fraction, train->n);
+        ps_dataset_destroy (&train);
+        ps_dataset_destroy (&test);
+        return 1;
+    }
+    s_standardise (train, test, validation);
+    trainer_t trainer = {.validation = validation};
     trainer.model =
         ps_model_new (options.model, train->dim, options.hidden, train->classes, options.seed);
     if (!trainer.model) {
@@ -779,6 +971,7 @@ main (int argc, char *argv[])
         ps_model_destroy (&trainer.model);
         ps_dataset_destroy (&train);
         ps_dataset_destroy (&test);
+        ps_dataset_destroy (&validation);
         return s_interrupted ? 130 : rc;
     }
     ps_worker_options_t connect;
@@ -835,5 +1028,6 @@ main (int argc, char *argv[])
     ps_model_destroy (&trainer.model);
     ps_dataset_destroy (&train);
     ps_dataset_destroy (&test);
+    ps_dataset_destroy (&validation);
     return rc;
 }
