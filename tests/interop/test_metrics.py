@@ -215,3 +215,9 @@ def test_metrics_port_in_use_is_named():
                               "--metrics", address], capture_output=True, text=True, timeout=30)
     assert run.returncode == 1, run
     assert "cannot serve metrics on %s" % address in run.stderr, run.stderr
+
+
+def test_help_documents_the_option():
+    run = subprocess.run([PSBROKER, "--help"], capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0
+    assert "--metrics HOST:PORT" in run.stdout and "/metrics" in run.stdout
