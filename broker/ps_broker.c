@@ -4,10 +4,11 @@
     ps_broker_new starts an actor that binds the ROUTER socket, starts the
     aggregation thread (ps_aggregator) and runs the poll loop below until
     ps_broker_destroy. The loop waits on the owner's pipe, the ROUTER
-    socket, the aggregator's pipe, the tap's subscriptions and the socket
-    monitor, and hands each message to ps_router (requests) or to the
-    modules that own the state it concerns. Setup and teardown of that
-    state live here too; nothing else does.
+    socket, the aggregator's pipe, the tap's subscriptions, the socket
+    monitor and, with --metrics, the scrapes' pipe (ps_metrics), and hands
+    each message to ps_router (requests) or to the modules that own the
+    state it concerns. Setup and teardown of that state live here too;
+    nothing else does.
 
     The socket monitor tells when a worker's TCP (or ipc) connection
     closes, so that its rank is evicted at once rather than after its
