@@ -21,7 +21,8 @@ static const int64_t s_bounds_us[] = {50,     100,     250,     500,     1000,  
 #define TYPES (PSMQ__MSG_TYPE__ERROR + 1)
 
 enum { STAGE_QUEUED, STAGE_AGGREGATION, STAGE_PARKED, STAGES };
-static const char *s_stage_names[STAGES] = {"queued", "aggregation", "parked"};
+//  Named with their unit, and so apart from INFO's own "parked"
+static const char *s_stage_names[STAGES] = {"queued_us", "aggregation_us", "parked_us"};
 
 typedef struct {
     uint64_t buckets[BOUNDS + 1]; //  observations in each bucket, the last: past all bounds

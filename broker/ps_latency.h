@@ -34,8 +34,9 @@ void ps_latency_observe (ps_latency_t *self, int type, int64_t queued_us, int64_
                          int64_t parked_us);
 
 //  {"bounds_us": [b0, b1, ...],
-//   "queued": {"pull": {"buckets": [n0, n1, ..., n_inf], "count": n,
-//              "sum_us": s}, ...}, "aggregation": {...}, "parked": {...}}
+//   "queued_us": {"pull": {"buckets": [n0, n1, ..., n_inf], "count": n,
+//                 "sum_us": s}, ...}, "aggregation_us": {...},
+//   "parked_us": {...}}
 //  with each bucket's own count (not cumulative; the last is past the
 //  largest bound) and only the types observed; the caller owns it. NULL
 //  when out of memory

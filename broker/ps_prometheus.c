@@ -11,6 +11,7 @@
 
 #include "ps_prometheus.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -39,12 +40,15 @@ s_label_value (FILE *out, const char *value)
     }
 }
 
-//  A label value in snake_case ("not-registered" -> not_registered)
+//  A label value in snake_case: "not-registered" and the protocol's
+//  "ERR_NOT_REGISTERED" both become not_registered
 static void
 s_snake_value (FILE *out, const char *value)
 {
+    if (strncmp (value, "ERR_", 4) == 0)
+        value += 4;
     for (const char *c = value; *c; c++)
-        fputc (*c == '-' ? '_' : *c, out);
+        fputc (*c == '-' ? '_' : tolower ((unsigned char)*c), out);
 }
 
 //  A sample's value: whole numbers in full, others to 15 digits (so that
@@ -246,12 +250,12 @@ s_latency (FILE *out, const json_t *snapshot)
 {
     static const struct {
         const char *stage, *name, *help;
-    } stages[] = {{"queued", "psmq_request_queued_seconds",
+    } stages[] = {{"queued_us", "psmq_request_queued_seconds",
                    "A request's time in the broker besides parking and aggregation (its queue and "
                    "handling), by message type"},
-                  {"aggregation", "psmq_request_aggregation_seconds",
+                  {"aggregation_us", "psmq_request_aggregation_seconds",
                    "A request's time waiting for the aggregation thread, by message type"},
-                  {"parked", "psmq_request_parked_seconds",
+                  {"parked_us", "psmq_request_parked_seconds",
                    "A request's time parked on the staleness bound, by message type"}};
     json_t *latency = json_object_get (snapshot, "latency");
     json_t *bounds = json_object_get (latency, "bounds_us");

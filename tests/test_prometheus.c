@@ -31,7 +31,7 @@
     " {\"rank\": 2, \"state\": \"gone\", \"clock\": 9, \"parked\": 0, \"messages_in\": 5,"         \
     "  \"last_seen_ms\": -1}],"                                                                    \
     " \"messages_in\": {\"hello\": 3, \"push\": 12},"                                              \
-    " \"rejected_by_reason\": {\"not-registered\": 2, \"full\": 0},"                               \
+    " \"rejected_by_reason\": {\"ERR_NOT_REGISTERED\": 2, \"ERR_FULL\": 0},"                       \
     " \"checkpoint\": {\"written\": 4, \"failed\": 0, \"last_unix_ms\": 1000000, "                 \
     "  \"last_clock\": 6, \"last_bytes\": 100},"                                                   \
     " \"tap_dropped\": 7}"
