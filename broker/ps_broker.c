@@ -4,10 +4,11 @@
     ps_broker_new starts an actor that binds the ROUTER socket, starts the
     aggregation thread (ps_aggregator) and runs the poll loop below until
     ps_broker_destroy. The loop waits on the owner's pipe, the ROUTER
-    socket, the aggregator's pipe, the tap's subscriptions and the socket
-    monitor, and hands each message to ps_router (requests) or to the
-    modules that own the state it concerns. Setup and teardown of that
-    state live here too; nothing else does.
+    socket, the aggregator's pipe, the tap's subscriptions, the socket
+    monitor and, with --metrics, the scrapes' pipe (ps_metrics), and hands
+    each message to ps_router (requests) or to the modules that own the
+    state it concerns. Setup and teardown of that state live here too;
+    nothing else does.
 
     The socket monitor tells when a worker's TCP (or ipc) connection
     closes, so that its rank is evicted at once rather than after its
@@ -44,6 +45,7 @@ struct ps_broker_t {
     zactor_t *actor;        //  runs the ROUTER loop
     char endpoint[256];     //  what the ROUTER loop bound
     char tap_endpoint[256]; //  where the tap listens, "" when off
+    char metrics_url[320];  //  where the metrics are served, "" when not
 };
 
 static void
@@ -58,6 +60,17 @@ s_pipe_receive (ps_router_t *self)
         free (json);
     }
     zstr_free (&command);
+}
+
+//  A scrape asks for a snapshot: the INFO JSON, with the latency histograms
+static void
+s_metrics_receive (ps_router_t *self)
+{
+    if (!ps_metrics_asked (self->metrics))
+        return;
+    char *json = ps_info_json (self);
+    ps_metrics_answer (self->metrics, json ? json : "{}");
+    free (json);
 }
 
 //  Watch the ROUTER's connections: libzmq's socket monitor reports accepts
@@ -140,10 +153,10 @@ s_monitor_drain (ps_router_t *self)
 static void
 s_router_loop (ps_router_t *self)
 {
-    zmq_pollitem_t items[7] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
+    zmq_pollitem_t items[8] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
                                {self->router_handle, 0, ZMQ_POLLIN, 0},
                                {self->agg_handle, 0, ZMQ_POLLIN, 0}};
-    int nitems = 3, tap_item = -1, monitor_item = -1, writer = -1, tap_watch = -1;
+    int nitems = 3, tap_item = -1, monitor_item = -1, writer = -1, tap_watch = -1, metrics = -1;
     if (self->monitor) {
         monitor_item = nitems;
         items[nitems++] = (zmq_pollitem_t){zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0};
@@ -162,6 +175,11 @@ s_router_loop (ps_router_t *self)
         writer = nitems;
         items[nitems++] =
             (zmq_pollitem_t){ps_checkpointer_handle (self->checkpointer), 0, ZMQ_POLLIN, 0};
+    }
+    //  Scrapes asking for snapshots (ps_metrics.h)
+    if (self->metrics) {
+        metrics = nitems;
+        items[nitems++] = (zmq_pollitem_t){ps_metrics_handle (self->metrics), 0, ZMQ_POLLIN, 0};
     }
     uint32_t check_every = self->config.heartbeat_ms;
     self->next_check = zclock_mono () + check_every;
@@ -191,6 +209,8 @@ s_router_loop (ps_router_t *self)
         }
         if (writer >= 0 && (items[writer].revents & ZMQ_POLLIN))
             ps_router_checkpoint_written (self);
+        if (metrics >= 0 && (items[metrics].revents & ZMQ_POLLIN))
+            s_metrics_receive (self);
         ps_router_checkpoint_tick (self);
         if (zclock_mono () >= self->next_check) {
             ps_router_evict_silent (self);
@@ -244,6 +264,17 @@ s_tap_setup (ps_router_t *self, ps_problem_t *problem)
     if (!self->tap)
         return -1;
     return 0;
+}
+
+//  Serve metrics (ps_metrics.h), with the latency histograms they show
+static int
+s_metrics_setup (ps_router_t *self, ps_problem_t *problem)
+{
+    self->latency = ps_latency_new ();
+    if (!self->latency)
+        return ps_problem_set (problem, 0, "out of memory starting the broker");
+    self->metrics = ps_metrics_new (self->config.metrics, problem);
+    return self->metrics ? 0 : -1;
 }
 
 static int
@@ -315,6 +346,8 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
     self->incarnation = ps_router_new_incarnation (0);
     if (self->config.tap && s_tap_setup (self, problem))
         return -1;
+    if (self->config.metrics && s_metrics_setup (self, problem))
+        return -1;
     if (!self->aggregator || !self->codec || !self->parked_codec || !self->vclock || !self->peers ||
         !self->progress || !self->parking || !self->published || !self->frames)
         return ps_problem_set (problem, 0, "out of memory starting the broker");
@@ -324,6 +357,9 @@ s_router_setup (ps_router_t *self, const char *endpoint, ps_problem_t *problem)
 static void
 s_router_teardown (ps_router_t *self)
 {
+    //  First: a scrape waiting for us gets its 503 now
+    ps_metrics_destroy (&self->metrics);
+    ps_latency_destroy (&self->latency);
     zactor_destroy (&self->aggregator);
     ps_published_destroy (&self->published);
     ps_parking_destroy (&self->parking);
@@ -377,10 +413,12 @@ s_router_actor (zsock_t *pipe, void *args)
     self->config.tap_endpoint = NULL;
     self->config.checkpoint_dir = NULL;
     self->config.curve_secret = self->config.allow_keys = self->config.allow_from = NULL;
+    self->config.metrics = NULL;
     PS_HANDOFF_SEND (args);
     zsock_signal (pipe, 0);
     if (rc == 0) {
-        zstr_sendf (pipe, "OK %s %s", self->bound, self->tap ? ps_tap_endpoint (self->tap) : "-");
+        zstr_sendf (pipe, "OK %s %s %s", self->bound, self->tap ? ps_tap_endpoint (self->tap) : "-",
+                    self->metrics ? ps_metrics_url (self->metrics) : "-");
         s_router_loop (self);
     }
     else {
@@ -476,6 +514,8 @@ ps_broker_config_check (const ps_broker_config_t *config, ps_problem_t *problem)
                                "address (tcp://127.0.0.1:PORT), or give the broker CURVE keys "
                                "(--curve-secret)",
                                config->tap_endpoint);
+    if (config->metrics && ps_metrics_check_address (config->metrics, problem))
+        return -1;
     return ps_optim_config_check (&config->optim, problem);
 }
 
@@ -499,10 +539,12 @@ ps_broker_new (const ps_broker_config_t *config, ps_problem_t *problem)
         ps_broker_destroy (&self);
         return NULL;
     }
-    char tap[256] = "";
-    if (sscanf (status + 3, "%255s %255s", self->endpoint, tap) != 2)
-        tap[0] = 0;
+    char tap[256] = "", metrics[320] = "";
+    if (sscanf (status + 3, "%255s %255s %319s", self->endpoint, tap, metrics) != 3)
+        tap[0] = metrics[0] = 0;
     snprintf (self->tap_endpoint, sizeof self->tap_endpoint, "%s", strcmp (tap, "-") ? tap : "");
+    snprintf (self->metrics_url, sizeof self->metrics_url, "%s",
+              strcmp (metrics, "-") ? metrics : "");
     zstr_free (&status);
     return self;
 }
@@ -541,6 +583,13 @@ ps_broker_tap_endpoint (ps_broker_t *self)
 {
     assert (self);
     return self->tap_endpoint;
+}
+
+const char *
+ps_broker_metrics_url (ps_broker_t *self)
+{
+    assert (self);
+    return self->metrics_url;
 }
 
 char *

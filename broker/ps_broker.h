@@ -6,8 +6,10 @@
     loop (peers, the vector clock, requests parked on the staleness bound,
     the published parameter versions) and the aggregation thread (the
     parameter store, see ps_aggregator.h). They share no mutable state and
-    talk over an inproc pipe. psbroker is a thin main around this object,
-    and tests start brokers in-process with it.
+    talk over an inproc pipe. With config.metrics an HTTP server on a
+    thread of its own serves Prometheus metrics, asking the ROUTER loop
+    for each snapshot over a pipe (ps_metrics.h). psbroker is a thin main
+    around this object, and tests start brokers in-process with it.
 
     The calling thread owns the ps_broker_t; ps_broker_destroy stops both
     threads (parked requests are answered with ERR_SHUTDOWN) and frees all.
@@ -92,6 +94,10 @@ typedef struct {
     const char *allow_from;   //  numeric addresses admitted besides
                               //  loopback, comma-separated; NULL: none
     bool insecure_allow_any;  //  no keys, no address check: anybody
+    //  Metrics (ps_metrics.h)
+    const char *metrics; //  HOST:PORT to serve Prometheus metrics on over
+                         //  HTTP (port 0: a free one); NULL: none. Borrowed
+                         //  until ps_broker_new returns
 } ps_broker_config_t;
 
 //  Every field at its default, endpoint "tcp://*:5555", 1 worker, BSP,
@@ -114,6 +120,9 @@ const char *ps_broker_endpoint (ps_broker_t *self);
 int ps_broker_port (ps_broker_t *self);
 //  The tap's endpoint, "" when the tap is off; valid while the broker lives
 const char *ps_broker_tap_endpoint (ps_broker_t *self);
+//  Where the metrics are served, "http://HOST:PORT/metrics" with the port
+//  bound, "" when they are not; valid while the broker lives
+const char *ps_broker_metrics_url (ps_broker_t *self);
 //  Status as a JSON object (the INFO reply); caller frees. NULL on error.
 char *ps_broker_info (ps_broker_t *self);
 

@@ -65,6 +65,25 @@ s_parked (ps_router_t *self)
     return parked;
 }
 
+//  {"ERR_MALFORMED": n, ...} of the refusals by error code ("other":
+//  codes past the known ones). The protocol's names, not INFO's lowercase
+//  ones: "group" or "clock" here would be taken for INFO's own fields by
+//  tools that look a name up anywhere in the document
+static json_t *
+s_rejected_by_reason (const ps_router_stats_t *stats)
+{
+    json_t *object = json_object ();
+    for (int code = 1; code < PS_ROUTER_ERR_CODES; code++) {
+        const ProtobufCEnumValue *value =
+            protobuf_c_enum_descriptor_get_value (&psmq__err_code__descriptor, code);
+        if (value)
+            json_object_set_new (object, value->name,
+                                 json_integer ((json_int_t)stats->rejected_code[code]));
+    }
+    json_object_set_new (object, "other", json_integer ((json_int_t)stats->rejected_code[0]));
+    return object;
+}
+
 static json_t *
 s_group (ps_router_t *self)
 {
@@ -98,6 +117,17 @@ s_more (ps_router_t *self, json_t *info)
     json_object_set_new (info, "checkpoint",
                          self->checkpointer ? ps_checkpointer_info (self->checkpointer)
                                             : json_null ());
+    //  Metrics (ps_metrics.h), last: their keys come after INFO's own
+    const ps_router_stats_t *stats = &self->stats;
+    json_object_set_new (info, "rejected_by_reason", s_rejected_by_reason (stats));
+    json_object_set_new (info, "evicted_by_reason",
+                         json_pack ("{s:I, s:I, s:I}", "silent", (json_int_t)stats->evicted_silent,
+                                    "connection_closed", (json_int_t)stats->evicted_closed,
+                                    "no_progress", (json_int_t)stats->evicted_hung));
+    json_object_set_new (info, "metrics",
+                         json_string (self->metrics ? ps_metrics_url (self->metrics) : ""));
+    if (self->latency)
+        json_object_set_new (info, "latency", ps_latency_json (self->latency));
 }
 
 char *

@@ -78,6 +78,7 @@ ps_router_evict_silent (ps_router_t *self)
                  peer->rank, now - peer->last_seen, self->config.timeout_ms,
                  ps_vclock_clock (self->vclock, peer->rank));
         self->stats.evicted++;
+        self->stats.evicted_silent++;
         if (self->tap_on)
             ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_EVICT, peer->rank,
                                  "silent for %" PRId64 " ms", now - peer->last_seen);
@@ -119,6 +120,7 @@ ps_router_evict_hung (ps_router_t *self)
                  hung[i].rank, hung[i].stalled_ms, hung[i].waiting, hung[i].deadline_ms,
                  ps_vclock_clock (self->vclock, hung[i].rank));
         self->stats.evicted++;
+        self->stats.evicted_hung++;
         if (self->tap_on)
             ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_EVICT, hung[i].rank,
                                  "no progress for %" PRId64
@@ -170,6 +172,7 @@ ps_router_connection_closed (ps_router_t *self, int fd)
     ps_warn ("evicted worker %u: its connection closed (%s), at clock %" PRId64, peer->rank, from,
              ps_vclock_clock (self->vclock, peer->rank));
     self->stats.evicted++;
+    self->stats.evicted_closed++;
     if (self->tap_on)
         ps_router_tap_event (self, PSMQ__TAP_KIND__TAP_EVICT, peer->rank,
                              "its connection closed (%s)", from);

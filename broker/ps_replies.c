@@ -58,6 +58,17 @@ ps_router_tap_event (ps_router_t *self, int kind, int64_t worker, const char *fo
     ps_tap_event (self->tap, &scene, kind, worker, clock, "%s", reason);
 }
 
+void
+ps_router_observe_reply (ps_router_t *self, int type)
+{
+    if (!self->latency || !self->timing.received_us)
+        return;
+    int64_t total = zclock_usecs () - self->timing.received_us;
+    int64_t queued = total - self->timing.parked_us - self->timing.aggregation_us;
+    ps_latency_observe (self->latency, type, queued, self->timing.aggregation_us,
+                        self->timing.parked_us);
+}
+
 // ------------------------------------------------------------------ replies
 
 void
@@ -93,6 +104,7 @@ ps_router_send (ps_router_t *self, const uint8_t *id, size_t id_size, const ps_e
     if (self->tap_on)
         ps_router_tap_message (self, PSMQ__TAP_KIND__TAP_REPLY, id, id_size, envelope, frames,
                                nframes);
+    ps_router_observe_reply (self, envelope->type);
     bool known = envelope->type >= 0 && envelope->type <= PSMQ__MSG_TYPE__ERROR;
     for (size_t i = 0; i < nframes; i++) {
         self->stats.bytes_out += zmq_msg_size (&frames[i]);
@@ -121,6 +133,9 @@ ps_router_reject (ps_router_t *self, const uint8_t *id, size_t id_size,
                   const ps_envelope_t *request, const ps_problem_t *problem)
 {
     self->stats.rejected++;
+    self->stats
+        .rejected_code[problem->code > 0 && problem->code < PS_ROUTER_ERR_CODES ? problem->code
+                                                                                : 0]++;
     if (self->tap_on) {
         ps_tap_scene_t scene = s_scene (self);
         ps_tap_reject (self->tap, &scene, s_rank_of (self, id, id_size), id, id_size, request,

@@ -133,6 +133,9 @@ static void
 s_on_fault (ps_router_t *self, const ps_agg_command_t *event, zmq_msg_t *why)
 {
     self->stats.rejected++;
+    self->stats
+        .rejected_code[event->status > 0 && event->status < PS_ROUTER_ERR_CODES ? event->status
+                                                                                : 0]++;
     if (event->status == PSMQ__ERR_CODE__ERR_NONFINITE)
         self->stats.nonfinite++;
     char message[PS_MAX_ERROR_LEN];
@@ -236,6 +239,7 @@ s_answer_pull (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
                                (size_t)used);
     }
     self->stats.out[PSMQ__MSG_TYPE__PULL]++;
+    ps_router_observe_reply (self, PSMQ__MSG_TYPE__PULL);
     size_t first = 0;
     while (first < (size_t)used) {
         size_t last = first;
@@ -294,7 +298,7 @@ s_answer_parked (void *arg, ps_parked_t *parked)
     ps_router_t *self = arg;
     ps_envelope_t *request = s_parked_request (self, parked);
     ps_peer_t *peer = parked->peer;
-    if (self->tap_on) {
+    if (self->tap_on || self->latency) {
         int64_t waited = zclock_usecs () - parked->received_us;
         int64_t since = (zclock_mono () - parked->since) * 1000;
         waited = since < waited ? since : waited;
@@ -831,8 +835,9 @@ ps_router_receive (ps_router_t *self)
             self->stats.bytes_in += zmq_msg_size (&self->frames[i]);
             self->stats.bytes_in_type[request->type] += zmq_msg_size (&self->frames[i]);
         }
-        if (self->tap_on) {
+        if (self->tap_on || self->latency)
             self->timing.received_us = zclock_usecs ();
+        if (self->tap_on) {
             ps_router_tap_message (self, PSMQ__TAP_KIND__TAP_REQUEST, id, id_size, request,
                                    &self->frames[2], self->nframes - 2);
         }

@@ -53,6 +53,8 @@
 #include "ps_checkpointer.h"
 #include "ps_codec.h"
 #include "ps_conns.h"
+#include "ps_latency.h"
+#include "ps_metrics.h"
 #include "ps_parking.h"
 #include "ps_peers.h"
 #include "ps_progress.h"
@@ -67,6 +69,8 @@
 
 //  Frames we keep of one message: routing id, envelope, tensor frames
 #define PS_ROUTER_MAX_FRAMES (PS_MAX_SLICES + 2)
+//  Error codes counted apart (ERR_NONE's place counts any code past them)
+#define PS_ROUTER_ERR_CODES (PSMQ__ERR_CODE__ERR_NONFINITE + 1)
 
 typedef struct {
     uint64_t in[PSMQ__MSG_TYPE__ERROR + 1];             //  messages received by type
@@ -76,8 +80,13 @@ typedef struct {
     uint64_t bytes_in_type[PSMQ__MSG_TYPE__ERROR + 1];  //  tensor bytes in by type
     uint64_t bytes_out_type[PSMQ__MSG_TYPE__ERROR + 1]; //  tensor bytes out by type
     uint64_t rejected;                                  //  requests answered with ERROR
+    uint64_t rejected_code[PS_ROUTER_ERR_CODES];        //  those by error code (and
+                                                        //  pushes refused after their ack)
     uint64_t evicted;                                   //  connections evicted: silent, closed
                                                         //  or not making progress
+    uint64_t evicted_silent;                            //  of those: silent
+    uint64_t evicted_closed;                            //  connection closed
+    uint64_t evicted_hung;                              //  no progress
     uint64_t steps;                                     //  optimizer steps (from the aggregator)
     uint64_t pending;                                   //  gradients in BSP accumulators
     uint64_t nonfinite;                                 //  pushes refused for NaN or Inf
@@ -152,6 +161,9 @@ typedef struct {
     _Atomic uint64_t publishes_taken;
     //  Authentication (ps_auth.h)
     ps_auth_t *auth; //  who may connect; refusals counted
+    //  Metrics (ps_metrics.h), both NULL when not served
+    ps_metrics_t *metrics; //  the HTTP server, asking us for snapshots
+    ps_latency_t *latency; //  request latency histograms
 } ps_router_t;
 
 //  Brokers in the group, 1 when there is none
@@ -267,6 +279,9 @@ void ps_router_reject (ps_router_t *self, const uint8_t *id, size_t id_size,
 //  with the timing of the message at hand)
 void ps_router_tap_message (ps_router_t *self, int kind, const uint8_t *id, size_t id_size,
                             const ps_envelope_t *envelope, zmq_msg_t *frames, size_t nframes);
+//  A reply of type goes out to the request at hand: its time in the broker
+//  (self->timing) into the latency histograms, when metrics are served
+void ps_router_observe_reply (ps_router_t *self, int type);
 //  A tap event: connections, evictions, clock movements, refused pushes
 void ps_router_tap_event (ps_router_t *self, int kind, int64_t worker, const char *format, ...)
     __attribute__ ((format (printf, 4, 5)));

@@ -238,6 +238,7 @@ ps_router_limits_send_info (ps_router_t *self, const uint8_t *id, size_t id_size
     if (self->tap_on)
         ps_router_tap_message (self, PSMQ__TAP_KIND__TAP_REPLY, id, id_size, reply, NULL, 0);
     self->stats.out[reply->type]++;
+    ps_router_observe_reply (self, reply->type);
     size_t size = psmq__envelope__get_packed_size (reply);
     zmq_msg_t msg;
     if (ps_unsent_buffer (self->info_unsent, size, &msg)) {

@@ -11,6 +11,7 @@
 #include "ps_limits.h"
 #include "ps_log.h"
 #include "ps_malloc.h"
+#include "ps_metrics.h"
 #include "ps_resources.h"
 
 #include <czmq.h>
@@ -120,6 +121,14 @@ s_usage (FILE *out)
              "                         the key must be allowed too)\n"
              "      --insecure-allow-any  without keys, admit any address: anybody who\n"
              "                         reaches the port may read and change the model\n"
+             "      --metrics HOST:PORT  serve Prometheus metrics over HTTP at\n"
+             "                         http://HOST:PORT/metrics (port 0: a free one, printed\n"
+             "                         at start; INFO \"metrics\" has it too): clocks and lag\n"
+             "                         per worker, requests and bytes by type, latency\n"
+             "                         histograms, refusals, store, checkpoints, the tap\n"
+             "                         (docs/observability.md). Default off. No\n"
+             "                         authentication: bind it to loopback or a network\n"
+             "                         only the monitoring system reaches\n"
              "  -v, --verbose          log every clock movement\n"
              "  -q, --quiet            log warnings and errors only\n"
              "  -h, --help             show this help\n"
@@ -319,7 +328,8 @@ enum {
     OPT_ALLOW_KEYS,
     OPT_ALLOW_ANY_KEY,
     OPT_ALLOW_FROM,
-    OPT_INSECURE_ALLOW_ANY
+    OPT_INSECURE_ALLOW_ANY,
+    OPT_METRICS
 };
 
 int
@@ -359,6 +369,7 @@ main (int argc, char *argv[])
         {"insecure-allow-any-key", no_argument, 0, OPT_ALLOW_ANY_KEY},
         {"allow-from", required_argument, 0, OPT_ALLOW_FROM},
         {"insecure-allow-any", no_argument, 0, OPT_INSECURE_ALLOW_ANY},
+        {"metrics", required_argument, 0, OPT_METRICS},
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
@@ -485,6 +496,14 @@ main (int argc, char *argv[])
             config.allow_from = optarg;
             break;
         case OPT_INSECURE_ALLOW_ANY: config.insecure_allow_any = true; break;
+        case OPT_METRICS: {
+            ps_problem_t problem;
+            rc = ps_metrics_check_address (optarg, &problem);
+            if (rc)
+                fprintf (stderr, "psbroker: %s\n", problem.message);
+            config.metrics = optarg;
+            break;
+        }
         case 'v': ps_log_set_level (PS_LOG_DEBUG); break;
         case 'q': ps_log_set_level (PS_LOG_WARN); break;
         case 'h': s_usage (stdout); return 0;
@@ -582,6 +601,8 @@ main (int argc, char *argv[])
     if (*ps_broker_tap_endpoint (broker))
         printf ("psbroker tap on %s (pstap --broker %s)\n", ps_broker_tap_endpoint (broker),
                 ps_broker_endpoint (broker));
+    if (*ps_broker_metrics_url (broker))
+        printf ("psbroker metrics on %s\n", ps_broker_metrics_url (broker));
     fflush (stdout);
     while (!s_stop)
         zclock_sleep (50);

@@ -177,4 +177,11 @@
 #define PS_CHECKPOINT_KEEP_GROUP 3
 #define PS_MAX_HELD_CHECKPOINTS 16
 
+//  Metrics over HTTP (psbroker --metrics, broker/ps_metrics.h): how long a
+//  scrape waits for the ROUTER loop's snapshot before it is answered 503,
+//  HTTP connections at once, and how long an idle one is kept (seconds)
+#define PS_METRICS_WAIT_MS 2000
+#define PS_METRICS_MAX_CONNECTIONS 16
+#define PS_METRICS_CONNECTION_TIMEOUT_S 10
+
 #endif
