@@ -131,6 +131,8 @@ s_usage (FILE *out)
              "                         only the monitoring system reaches\n"
              "  -v, --verbose          log every clock movement\n"
              "  -q, --quiet            log warnings and errors only\n"
+             "      --log-format F     text (default: an ISO 8601 time, the level, the\n"
+             "                         program, the message) or json (one object a line)\n"
              "  -h, --help             show this help\n"
              "  -V, --version          show the version\n"
              "\n"
@@ -194,6 +196,18 @@ s_usage (FILE *out)
              ps_resources_bytes (PS_DEFAULT_MAX_UNREAD, unread, sizeof unread),
              ps_resources_bytes (PS_DEFAULT_PUSH_BUDGET, budget, sizeof budget), PS_FD_RESERVE,
              PS_UNREGISTERED_IDLE_MS / 1000, PS_CHECKPOINT_KEEP);
+}
+
+//  --log-format: text or json
+static int
+s_parse_log_format (const char *text)
+{
+    if (strcmp (text, "text") == 0 || strcmp (text, "json") == 0) {
+        ps_log_set_format (strcmp (text, "json") == 0 ? PS_LOG_JSON : PS_LOG_TEXT);
+        return 0;
+    }
+    fprintf (stderr, "psbroker: --log-format '%s' must be text or json\n", text);
+    return -1;
 }
 
 //  --checkpoint-rate: 0, or a size (K, M, G) a second
@@ -329,7 +343,8 @@ enum {
     OPT_ALLOW_ANY_KEY,
     OPT_ALLOW_FROM,
     OPT_INSECURE_ALLOW_ANY,
-    OPT_METRICS
+    OPT_METRICS,
+    OPT_LOG_FORMAT
 };
 
 int
@@ -372,6 +387,7 @@ main (int argc, char *argv[])
         {"metrics", required_argument, 0, OPT_METRICS},
         {"verbose", no_argument, 0, 'v'},
         {"quiet", no_argument, 0, 'q'},
+        {"log-format", required_argument, 0, OPT_LOG_FORMAT},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
@@ -506,6 +522,7 @@ main (int argc, char *argv[])
         }
         case 'v': ps_log_set_level (PS_LOG_DEBUG); break;
         case 'q': ps_log_set_level (PS_LOG_WARN); break;
+        case OPT_LOG_FORMAT: rc = s_parse_log_format (optarg); break;
         case 'h': s_usage (stdout); return 0;
         case 'V': ps_cli_version ("psbroker"); return 0;
         default: s_usage (stderr); return 2;

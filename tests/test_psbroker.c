@@ -18,6 +18,7 @@
 #include <criterion/criterion.h>
 #include <czmq.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -196,4 +197,73 @@ Test (psbroker, who_may_connect_is_said_and_checked_at_start, .timeout = 30)
     cr_assert_eq (ps_test_wait_pid (broker.pid, 10000), 0);
     close (broker.out);
     close (broker.err);
+}
+
+//  Each line of text that holds needle, checked by check (line, arg)
+static int
+s_each_line (char *text, const char *needle, void (*check) (const char *line))
+{
+    int lines = 0;
+    for (char *line = strtok (text, "\n"); line; line = strtok (NULL, "\n"))
+        if (strstr (line, needle)) {
+            check (line);
+            lines++;
+        }
+    return lines;
+}
+
+//  "2026-12-02T04:48:01.123+00:00": the date, the time to the ms, the
+//  offset from UTC
+static bool
+s_iso_8601 (const char *text)
+{
+    int year, month, day, hour, minute, second, ms, zone_hours, zone_minutes;
+    char sign;
+    return sscanf (text, "%4d-%2d-%2dT%2d:%2d:%2d.%3d%c%2d:%2d", &year, &month, &day, &hour,
+                   &minute, &second, &ms, &sign, &zone_hours, &zone_minutes) == 10 &&
+           year >= 2024 && month >= 1 && month <= 12 && (sign == '+' || sign == '-');
+}
+
+static void
+s_check_text_line (const char *line)
+{
+    cr_assert (s_iso_8601 (line), "not an ISO 8601 time first: %s", line);
+    cr_assert (strstr (line, " I psbroker: "), "no level and program: %s", line);
+}
+
+static void
+s_check_json_line (const char *line)
+{
+    json_error_t error;
+    json_t *object = json_loads (line, 0, &error);
+    cr_assert (json_is_object (object), "not a JSON object (%s): %s", error.text, line);
+    cr_assert (s_iso_8601 (json_string_value (json_object_get (object, "time"))), "%s", line);
+    cr_assert_str_eq (json_string_value (json_object_get (object, "level")), "info");
+    cr_assert_str_eq (json_string_value (json_object_get (object, "program")), "psbroker");
+    cr_assert_not_null (json_string_value (json_object_get (object, "message")), "%s", line);
+    json_decref (object);
+}
+
+Test (psbroker, logs_carry_an_iso_8601_time_as_text_or_json_lines, .timeout = 60)
+{
+    const char *formats[] = {"text", "json"};
+    for (int f = 0; f < 2; f++) {
+        char *args[] = {"--workers", "1", "--log-format", (char *)formats[f], NULL};
+        char endpoint[128], out[4096];
+        ps_test_child_t broker =
+            ps_test_psbroker (args, endpoint, sizeof endpoint, out, sizeof out);
+        kill (broker.pid, SIGTERM);
+        cr_assert_eq (ps_test_wait_pid (broker.pid, 10000), 0, "psbroker did not exit cleanly");
+        char err[8192] = "";
+        ps_test_read_until (broker.err, "served", err, sizeof err, PS_TEST_WAIT_MS);
+        close (broker.out);
+        close (broker.err);
+        //  At least its limits at start, "stopping" and the summary
+        int lines = s_each_line (err, "psbroker", f ? s_check_json_line : s_check_text_line);
+        cr_assert_geq (lines, 3, "%s: %d lines in %s", formats[f], lines, err);
+    }
+    char *bad[] = {"--log-format", "xml", NULL};
+    char err[4096];
+    cr_assert_eq (s_run (bad, true, "xml", err, sizeof err), 2, "%s", err);
+    cr_assert (strstr (err, "--log-format 'xml' must be text or json"), "%s", err);
 }
