@@ -1,5 +1,5 @@
 """The metrics picture: per-rank lag, request rates and parked seconds a
-second, from scrape.py's lines."""
+second, from scrape_metrics.py's lines."""
 import json, sys
 import matplotlib
 matplotlib.use("Agg")
