@@ -194,7 +194,8 @@ static void
 s_name_url (ps_metrics_t *self, const struct sockaddr_storage *where, socklen_t where_size,
             uint16_t port)
 {
-    char host[NI_MAXHOST] = "?";
+    //  A numeric address: at most an IPv6 one with a scope (fe80::1%eth0)
+    char host[96] = "?";
     getnameinfo ((const struct sockaddr *)where, where_size, host, sizeof host, NULL, 0,
                  NI_NUMERICHOST);
     bool six = where->ss_family == AF_INET6;
