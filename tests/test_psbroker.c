@@ -199,16 +199,23 @@ Test (psbroker, who_may_connect_is_said_and_checked_at_start, .timeout = 30)
     close (broker.err);
 }
 
-//  Each line of text that holds needle, checked by check (line, arg)
+//  Each line of text that holds needle, checked by check (line); the
+//  newlines of text become NULs. The lines checked
 static int
 s_each_line (char *text, const char *needle, void (*check) (const char *line))
 {
     int lines = 0;
-    for (char *line = strtok (text, "\n"); line; line = strtok (NULL, "\n"))
+    for (char *line = text; *line;) {
+        char *end = strchr (line, '\n');
+        char *next = end ? end + 1 : line + strlen (line);
+        if (end)
+            *end = 0;
         if (strstr (line, needle)) {
             check (line);
             lines++;
         }
+        line = next;
+    }
     return lines;
 }
 
