@@ -50,6 +50,7 @@
 #include "ps_metrics_file.h"
 #include "ps_model.h"
 #include "ps_progress_bar.h"
+#include "ps_validation.h"
 #include "ps_trainer_options.h"
 #include "ps_worker.h"
 
@@ -284,11 +285,9 @@ typedef struct {
     double record_wait;    //  wait_seconds then
     double record_loss;    //  their losses, summed
     int record_steps;      //  how many
-    //  --validation-fraction: the held-out set, and the slice of it this
-    //  process evaluates, [validation_begin, validation_end) (empty: none)
-    const ps_dataset_t *validation;
-    size_t validation_begin;
-    size_t validation_end;
+    //  --validation-fraction: the slice of the held-out set this process
+    //  evaluates (empty: none)
+    ps_validation_t validation;
     ps_progress_bar_t *bar; //  on a terminal, unless --no-progress
 } trainer_t;
 
@@ -673,53 +672,6 @@ s_record (trainer_t *self, const ps_trainer_options_t *options, size_t steps_per
     s_record_restart (self);
 }
 
-//  The slice of the validation set this process evaluates: all of it on
-//  rank 0 (none elsewhere), or with --eval-ranks all its ranks' shards
-static void
-s_validation_slice (trainer_t *self, const ps_trainer_options_t *options)
-{
-    self->validation_begin = self->validation_end = 0;
-    if (!self->validation)
-        return;
-    if (!options->eval_all) {
-        if (options->rank == 0)
-            self->validation_end = self->validation->n;
-        return;
-    }
-    size_t end;
-    ps_data_shard (self->validation, options->rank, options->workers, &self->validation_begin,
-                   &end);
-    ps_data_shard (self->validation, options->rank + self->threads - 1, options->workers, &end,
-                   &self->validation_end);
-}
-
-//  Whether this step's end is a time to validate: an epoch's end, or
-//  every --eval-every steps, when this process has a slice
-static bool
-s_validation_due (const trainer_t *self, const ps_trainer_options_t *options,
-                  size_t steps_per_epoch)
-{
-    if (self->validation_end <= self->validation_begin)
-        return false;
-    return self->clocks % (int64_t)steps_per_epoch == 0 ||
-           (options->eval_every > 0 && self->clocks % options->eval_every == 0);
-}
-
-//  The model's loss and accuracy on this process's slice, into result's
-//  validation fields
-static void
-s_validate (trainer_t *self, ps_metrics_record_t *result)
-{
-    const ps_dataset_t *set = self->validation;
-    size_t n = self->validation_end - self->validation_begin;
-    const float *x = set->x + self->validation_begin * set->dim;
-    const uint8_t *y = set->y + self->validation_begin;
-    result->validated = true;
-    result->validation_loss = ps_model_loss (self->model, x, y, n);
-    result->validation_accuracy = (double)ps_model_correct (self->model, x, y, n) / n;
-    result->validation_examples = n;
-}
-
 static void
 s_report (const ps_trainer_options_t *options, int epoch, const char *final, double loss,
           double accuracy, double seconds, double wait, int64_t clocks, int64_t redone,
@@ -817,7 +769,8 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         return -1;
     }
     size_t examples = self->learners[0].take * self->threads;
-    s_validation_slice (self, options);
+    self->validation = ps_validation_slice (self->validation.set, options->eval_all, options->rank,
+                                            self->threads, options->workers);
     if (!options->no_progress)
         self->bar = ps_progress_bar_new (stderr, options->rank);
     ps_metrics_record_t validation = {0}; //  the last evaluation's, if any
@@ -842,7 +795,8 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         int status = s_step (self, &loss);
         //  An epoch ends with every reply in: its accuracy is of the
         //  parameters its last step brought; so does a validation
-        bool validating = status == PS_OK && s_validation_due (self, options, steps);
+        bool validating = status == PS_OK && ps_validation_due (&self->validation, self->clocks,
+                                                                steps, options->eval_every);
         if (status == PS_OK && (self->clocks % (int64_t)steps == 0 || validating))
             status = s_settle (self);
         if (status == PS_EREJOINED) {
@@ -860,7 +814,7 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         if (validating) {
             //  Not in the record's rate: the evaluation is not training
             double evaluated = s_seconds ();
-            s_validate (self, &validation);
+            ps_validation_evaluate (&self->validation, self->model, &validation);
             self->record_started += s_seconds () - evaluated;
         }
         s_record (self, options, steps, loss, validating ? &validation : NULL);
@@ -950,7 +904,7 @@ main (int argc, char *argv[])
         return 1;
     }
     s_standardise (train, test, validation);
-    trainer_t trainer = {.validation = validation};
+    trainer_t trainer = {.validation = {.set = validation}};
     trainer.model =
         ps_model_new (options.model, train->dim, options.hidden, train->classes, options.seed);
     if (!trainer.model) {
