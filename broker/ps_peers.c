@@ -133,7 +133,8 @@ ps_peers_register (ps_peers_t *self, ps_peer_t *peer)
     //  A push in parts left unfinished by the registration before is over
     peer->part_open = false;
     peer->part_key[0] = 0;
-    peer->part_owed = 0;
+    peer->part_credit = 0;
+    peer->part_begun = false;
     for (uint32_t rank = peer->rank; rank < peer->rank + peer->weight; rank++) {
         self->by_rank[rank] = peer;
         self->seen[rank] = true;

@@ -59,9 +59,10 @@ typedef struct {
                                        //  unfinished, "" when none
     uint64_t part_next;                //  where that key goes on
     uint64_t part_size;                //  that key's size
-    int64_t part_heard;                //  monotonic ms of its last part
-    uint32_t part_owed;                //  grants it is owed (one per part
-                                       //  come but the last)
+    int64_t part_heard;                //  monotonic ms of its ask or last part
+    uint32_t part_credit;              //  grants sent for parts not come yet
+    int64_t part_granted;              //  monotonic ms of its last grant
+    bool part_begun;                   //  a part of it went to the aggregator
 } ps_peer_t;
 
 typedef struct ps_peers_t ps_peers_t;

@@ -468,6 +468,27 @@ typedef struct {
     uint64_t size;                //  the key's size
 } part_left_t;
 
+//  What every PUSH must have right, its ask included: the worker's clock
+//  and a grad_count its connection may sum
+static int
+s_check_push_header (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request,
+                     ps_problem_t *problem)
+{
+    int64_t clock = ps_vclock_clock (self->vclock, peer->rank);
+    if (request->clock != clock)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_CLOCK,
+                               "push for clock %" PRId64
+                               " from worker %u, which is at clock %" PRId64,
+                               request->clock, peer->rank, clock);
+    if (request->grad_count == 0 || request->grad_count > peer->weight)
+        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_RANK,
+                               "push with grad_count %u from a connection of %u worker%s: it "
+                               "must count the gradients summed in it, 1 to %u",
+                               request->grad_count, peer->weight, peer->weight == 1 ? "" : "s",
+                               peer->weight);
+    return 0;
+}
+
 //  A push must cover each of its keys exactly, in order, in slices; its
 //  plan has an entry per run of a key. A push in parts: the parts'
 //  slices together must, and a part may go on with the key the part
@@ -477,20 +498,10 @@ static int
 s_check_push (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request, size_t *entries,
               part_left_t *left, ps_problem_t *problem)
 {
-    int64_t clock = ps_vclock_clock (self->vclock, peer->rank);
-    if (request->clock != clock)
-        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_CLOCK,
-                               "push for clock %" PRId64
-                               " from worker %u, which is at clock %" PRId64,
-                               request->clock, peer->rank, clock);
+    if (s_check_push_header (self, peer, request, problem))
+        return -1;
     if (request->n_slices == 0)
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_MALFORMED, "push names no key");
-    if (request->grad_count == 0 || request->grad_count > peer->weight)
-        return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_RANK,
-                               "push with grad_count %u from a connection of %u worker%s: it "
-                               "must count the gradients summed in it, 1 to %u",
-                               request->grad_count, peer->weight, peer->weight == 1 ? "" : "s",
-                               peer->weight);
     if (s_reserve_plan (self, request->n_slices))
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL, "out of memory for a push");
     *entries = 0;
@@ -550,14 +561,35 @@ s_check_push (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request, 
 }
 
 //  The push in parts under way on peer ends (its last part came, or it
-//  was given up)
+//  was given up); the grants it held go back to the budget
 static void
-s_part_close (ps_peer_t *peer)
+s_part_close (ps_router_t *self, ps_peer_t *peer)
 {
+    bool held = peer->part_credit > 0;
     peer->part_open = false;
     peer->part_refused = false;
+    peer->part_begun = false;
     peer->part_key[0] = 0;
-    peer->part_owed = 0;
+    peer->part_credit = 0;
+    if (held)
+        ps_router_grant_parts (self);
+}
+
+//  A push in parts opened by its ask (PROTOCOL.md, Credit): a PUSH with
+//  `more` and no slice, answered by grants as the budget allows
+static void
+s_handle_push_ask (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
+{
+    ps_problem_t problem;
+    if (s_check_push_header (self, peer, request, &problem)) {
+        peer->part_open = peer->part_refused = true;
+        peer->part_seq = request->seq;
+        return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
+    }
+    peer->part_open = true;
+    peer->part_seq = request->seq;
+    peer->part_heard = zclock_mono ();
+    ps_router_grant_parts (self);
 }
 
 //  A PUSH, whole or one part of a push in parts (PROTOCOL.md): acked at
@@ -568,20 +600,24 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
 {
     if (peer->part_open && request->seq != peer->part_seq) {
         ps_debug ("worker %u gave up its push %" PRIu64 " in parts", peer->rank, peer->part_seq);
-        s_part_close (peer);
+        s_part_close (self, peer);
     }
-    bool first = !peer->part_open;
-    if (!first && peer->part_refused) {
+    if (!peer->part_open && request->more && request->n_slices == 0)
+        return s_handle_push_ask (self, peer, request);
+    if (peer->part_open && peer->part_refused) {
         if (!request->more)
-            s_part_close (peer);
+            s_part_close (self, peer);
         return;
     }
+    if (peer->part_credit)
+        peer->part_credit--;
+    bool first = !peer->part_begun;
     ps_problem_t problem;
     size_t entries = 0;
     part_left_t left;
     if (s_check_push (self, peer, request, &entries, &left, &problem) ||
         ps_router_limits_push (self, peer, &problem)) {
-        s_part_close (peer);
+        s_part_close (self, peer);
         if (request->more) {
             peer->part_open = peer->part_refused = true;
             peer->part_seq = request->seq;
@@ -589,8 +625,7 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     }
     if (request->more) {
-        peer->part_open = true;
-        peer->part_owed++;
+        peer->part_open = peer->part_begun = true;
         peer->part_heard = zclock_mono ();
         peer->part_seq = request->seq;
         snprintf (peer->part_key, sizeof peer->part_key, "%s", left.key);
@@ -598,7 +633,7 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
         peer->part_size = left.size;
     }
     else {
-        s_part_close (peer);
+        s_part_close (self, peer);
         //  Ack before forwarding: the reply needs nothing from the aggregator
         ps_router_reply (self, peer->id, peer->id_size, request, request->clock);
     }

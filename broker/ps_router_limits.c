@@ -24,17 +24,19 @@
     its PUSH is refused with ERR_FULL.
 
     The push budget. Pushes more than 1 MB come in parts of at most 1 MB
-    (PROTOCOL.md): a worker sends PS_PUSH_WINDOW parts at once and each
-    later one when we grant it (a PUSH reply with `more`), one grant for
-    each part that came but the last. Grants go out while the bytes we
-    handed the aggregator and it has not applied are below the budget
-    (psbroker --push-budget), all connections together, round robin; the
-    rest wait for its DONEs. So the broker holds of pushes the budget and
-    at most a window of parts per connection pushing, however many push.
-    Why not a small ZMQ_RCVHWM and TCP's window: see PS_DEFAULT_PUSH_BUDGET
-    (libzmq 4.3.4 aborts on a connection that closes while its input is
-    stopped). A peer that takes grants and sends nothing holds nothing:
-    a grant reserves no bytes.
+    (PROTOCOL.md, Credit): a worker asks first (a PUSH with `more` and no
+    slice) and sends a part for each grant (a PUSH reply with `more`).
+    Grants go out in turns, up to PS_PUSH_WINDOW outstanding per
+    connection, while the bytes we handed the aggregator and it has not
+    applied, plus a part's worth for each grant whose part has not come,
+    are below the budget (psbroker --push-budget), all connections
+    together. So the pushes the broker holds are the budget, however many
+    workers push. A connection silent for PS_GRANT_IDLE_MS with grants in
+    hand has them counted no more (a peer that takes grants and sends
+    nothing cannot starve the others); a part that comes without a grant
+    (a client that does not ask) is taken all the same. Why not a small
+    ZMQ_RCVHWM and TCP's window: see PS_DEFAULT_PUSH_BUDGET (libzmq 4.3.4
+    aborts on a connection that closes while its input is stopped).
 
     Connections. libzmq accepts whatever comes; the socket monitor tells
     us (ps_broker.c), and when more connections are open than the cap,
@@ -181,6 +183,8 @@ ps_router_limits_tick (ps_router_t *self)
         snprintf (why, sizeof why, "longer than %.0f s", bound / 1000.0);
         s_shed (self, victim, idle, why);
     }
+    //  Grants held by a connection gone silent go back to the others
+    ps_router_grant_parts (self);
 }
 
 //  The limit in force: the configured one, or twice the model and at
@@ -274,7 +278,7 @@ ps_router_limits_push (ps_router_t *self, ps_peer_t *peer, ps_problem_t *problem
     return 0;
 }
 
-//  Grant peer the next part of its push in parts
+//  Grant peer one more part of its push in parts
 static void
 s_grant (ps_router_t *self, ps_peer_t *peer)
 {
@@ -288,30 +292,58 @@ s_grant (ps_router_t *self, ps_peer_t *peer)
     reply.more = true;
     reply.min_clock = ps_vclock_min (self->vclock);
     ps_router_send (self, peer->id, peer->id_size, &reply, NULL, 0);
-    peer->part_owed--;
+    peer->part_credit++;
+    peer->part_granted = zclock_mono ();
     self->push_grants++;
+}
+
+//  Rank's connection if it has a push in parts that takes grants, and
+//  either waits for one or sent a part or got a grant lately: the grants
+//  of one silent that long count no more
+static ps_peer_t *
+s_pushing (ps_router_t *self, uint32_t rank, int64_t now)
+{
+    ps_peer_t *peer = ps_peers_of_rank (self->peers, rank);
+    if (!peer || peer->rank != rank || !peer->part_open || peer->part_refused)
+        return NULL;
+    int64_t last = peer->part_heard > peer->part_granted ? peer->part_heard : peer->part_granted;
+    return peer->part_credit == 0 || now - last < PS_GRANT_IDLE_MS ? peer : NULL;
 }
 
 void
 ps_router_grant_parts (ps_router_t *self)
 {
     uint32_t world = ps_vclock_world (self->vclock);
-    bool withheld = false;
-    for (uint32_t n = 0; n < world; n++) {
-        uint32_t rank = (self->grant_cursor + n) % world;
-        ps_peer_t *peer = ps_peers_of_rank (self->peers, rank);
-        if (!peer || peer->rank != rank || !peer->part_open || peer->part_refused ||
-            !peer->part_owed)
-            continue;
-        if (self->push_forwarded - self->push_applied >= self->push_budget) {
-            withheld = true;
-            self->grant_cursor = rank;
-            break;
-        }
-        s_grant (self, peer);
-        self->grant_cursor = rank + 1;
+    int64_t now = zclock_mono ();
+    //  What the budget covers: pushes the aggregator has not applied, and
+    //  a part's worth for each grant whose part has not come
+    uint64_t held = self->push_forwarded - self->push_applied;
+    for (uint32_t rank = 0; rank < world; rank++) {
+        ps_peer_t *peer = s_pushing (self, rank, now);
+        if (peer)
+            held += (uint64_t)peer->part_credit * PS_PUSH_PART_BYTES;
     }
-    self->push_withheld += withheld;
+    //  In turns, a grant each, until the budget or every window is full
+    bool granted = true;
+    while (granted) {
+        granted = false;
+        uint32_t start = self->grant_cursor;
+        for (uint32_t n = 0; n < world; n++) {
+            uint32_t rank = (start + n) % world;
+            ps_peer_t *peer = s_pushing (self, rank, now);
+            if (!peer || peer->part_credit >= PS_PUSH_WINDOW)
+                continue;
+            if (held >= self->push_budget) {
+                self->push_withheld++;
+                self->grant_cursor = rank;
+                return;
+            }
+            s_grant (self, peer);
+            held += PS_PUSH_PART_BYTES;
+            granted = true;
+            self->grant_cursor = rank + 1;
+        }
+    }
 }
 
 json_t *

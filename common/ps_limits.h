@@ -59,9 +59,13 @@
 //  Socket queues (messages) on both sides
 #define PS_SNDHWM 100000
 #define PS_RCVHWM 100000
-//  A push in parts: the parts a worker sends at once; each later one waits
-//  for the broker's grant (PROTOCOL.md), one per part that came before
-#define PS_PUSH_WINDOW 2
+//  A push in parts: the grants a connection may hold at once, parts it
+//  may send before the broker hears them (PROTOCOL.md, Credit); the
+//  budget below bounds all connections together
+#define PS_PUSH_WINDOW 4
+//  A connection holding grants and silent this long has them counted no
+//  more, so that a hung worker does not keep the budget from the others
+#define PS_GRANT_IDLE_MS 1000
 //  Bytes of pushes the ROUTER loop has handed to the aggregation thread
 //  and it has not applied yet, all connections together (psbroker
 //  --push-budget): past it the broker grants no part until the aggregator

@@ -276,11 +276,11 @@ ps_session_request_pull (ps_session_t *self, const ps_tensor_t *tensors, size_t 
     return PS_OK;
 }
 
-//  A push in parts to link (PROTOCOL.md, Pushes in parts): the first
-//  PS_PUSH_WINDOW parts at once, each later one when the broker's grant
-//  for it has come (a PUSH reply with more set, counted by s_take_grant),
-//  every other reply handled meanwhile as a wait would. Stops early when
-//  the ticket completed (a part was refused: the refusal is its answer).
+//  A push to link: whole when it is one part; else in parts (PROTOCOL.md,
+//  Pushes in parts): an ask first, then a part for each grant the broker
+//  sends (a PUSH reply with more set, counted by s_take_grant), every
+//  other reply handled meanwhile as a wait would. Stops early when the
+//  ticket completed (a part was refused: the refusal is its answer).
 static int
 s_send_parts (ps_session_t *self, uint32_t link, ps_pending_t *pending,
               const ps_envelope_t *request, const float *const *sources, bool lend)
@@ -288,6 +288,14 @@ s_send_parts (ps_session_t *self, uint32_t link, ps_pending_t *pending,
     ps_link_t *to = ps_group_link (self->group, link);
     ps_problem_t problem;
     ps_envelope_t part = *request;
+    bool asked = ps_link_part_end (request, 0) < request->n_slices;
+    if (asked) {
+        part.n_slices = 0;
+        part.more = true;
+        int status = ps_link_send (to, &part, NULL, false, &problem);
+        if (status)
+            return ps_session_fail (self, status, "%s", problem.message);
+    }
     int wait_ms = self->options.timeout_ms > 0 ? self->options.timeout_ms : PS_DEFAULT_TIMEOUT_MS;
     int64_t deadline = ps_session_now_ms () + wait_ms;
     self->granting = pending->seq;
@@ -295,7 +303,7 @@ s_send_parts (ps_session_t *self, uint32_t link, ps_pending_t *pending,
     size_t first = 0, sent = 0;
     int status = PS_OK;
     while (first < request->n_slices && !pending->complete) {
-        if (sent >= PS_PUSH_WINDOW + (size_t)self->grants) {
+        if (asked && sent >= (size_t)self->grants) {
             int64_t left = deadline - ps_session_now_ms ();
             if (left <= 0) {
                 status = ps_session_fail (self, PS_ETIMEOUT,

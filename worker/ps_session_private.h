@@ -33,8 +33,7 @@ struct ps_session_t {
     bool rejoining;                     //  in s_rejoin: no rejoin within it
     uint64_t granting;                  //  seq of the push in parts being sent,
                                         //  0 when none (s_send_parts)
-    uint32_t grants;                    //  parts its broker let us send past
-                                        //  the window
+    uint32_t grants;                    //  parts its broker let us send
     bool ask_rank;                      //  the options named no rank: shard 0
                                         //  gives one at join (then it is ours)
     bool rank_given;                    //  shard 0 gave one in this attempt

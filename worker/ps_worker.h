@@ -33,8 +33,8 @@
     the buffers are the caller's again when ps_worker_push returns,
     whatever it returns; until then no other thread may write to them or
     free them. A push of more than 1 MB goes in parts of 1 MB (proto/
-    PROTOCOL.md, Pushes in parts), of which the broker lets a worker send
-    2 at once and each later one when it has room: both forms return once
+    PROTOCOL.md, Pushes in parts), each sent when the broker grants it
+    room (a few at once, from a budget all workers share): both forms return once
     the last part is sent (waiting at most timeout_ms for each grant, and
     handling the replies that come meanwhile as a wait would), so an
     async push of a large model takes the broker's pace.
