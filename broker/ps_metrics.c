@@ -224,7 +224,7 @@ ps_metrics_t *
 ps_metrics_new (const char *address, ps_problem_t *problem)
 {
     struct sockaddr_storage where;
-    socklen_t where_size;
+    socklen_t where_size = 0;
     if (s_resolve (address, &where, &where_size, problem))
         return NULL;
     ps_metrics_t *self = calloc (1, sizeof *self);
