@@ -542,7 +542,17 @@ Test (pstap_trace, a_recorded_job_as_a_timeline, .timeout = 90)
         json_t *name = json_object_get (event, "name");
         steps += json_is_string (name) && strcmp (json_string_value (name), "optimizer step") == 0;
     }
-    cr_assert_geq (steps, 1, "no optimizer step on the aggregation track");
+    //  Optimizer steps are drawn from the waits of requests other than
+    //  INITs: as a rule a pull right behind its push waits, but on a busy
+    //  machine the aggregation thread may have applied the push first
+    size_t stepped = 0;
+    for (size_t r = 0; r < count; r++)
+        stepped += requests[r].type != PSMQ__MSG_TYPE__INIT && requests[r].aggregation_us > 0;
+    if (stepped)
+        cr_assert_geq (steps, 1, "%zu requests waited for pushes, and no optimizer step is drawn",
+                       stepped);
+    else
+        cr_assert_eq (steps, 0, "optimizer steps drawn where no request waited for a push");
     //  The tracks are named
     cr_assert_str_eq (s_named (events, -1), "psbroker");
     cr_assert_str_eq (s_named (events, 0), "worker 0");
