@@ -37,7 +37,7 @@ s_usage (FILE *out)
 {
     char store[32], most[32], unread[32], budget[32], rate[32];
     fprintf (out,
-             "usage: psbroker --port N [options]\n"
+             "Usage: psbroker --port N [options]\n"
              "\n"
              "Serve a psmq parameter store and vector clock on a ZeroMQ ROUTER socket.\n"
              "\n"

@@ -2,6 +2,7 @@
 #  psmq as a user gets it from `cmake --install`, into a fresh prefix:
 #  - every program runs from it, with the prefix's library (its RUNPATH;
 #    no LD_LIBRARY_PATH), says the project's version, and has a man page
+#    with a SYNOPSIS
 #  - libpsworker exports the functions ps_worker.h declares and nothing
 #    else, among them every one the Python binding calls
 #  - psworker.pc names the prefix's folders (Debian's multiarch layout)
@@ -42,8 +43,12 @@ for program in psbroker psworker pstap psbench pskeys; do
     if [ -n "$loaded" ] && [ "$(realpath "$loaded")" != "$(realpath "$library")" ]; then
         fail "$program loads $loaded, not $library"
     fi
-    [ -s "$prefix/share/man/man1/$program.1.gz" ] \
-        || fail "no man page $prefix/share/man/man1/$program.1.gz (help2man: tools/setup installs it)"
+    page=$prefix/share/man/man1/$program.1.gz
+    [ -s "$page" ] || fail "no man page $page (help2man: tools/setup installs it)"
+    #  help2man makes the SYNOPSIS of --help's lines that begin "Usage:"
+    synopsis=$(zcat "$page" | sed -n '/^\.SH SYNOPSIS$/{n;p;q}')
+    [ "$synopsis" = ".B $program" ] \
+        || fail "$page has no SYNOPSIS naming $program (does $program --help begin 'Usage: $program'?)"
 done
 echo "$tag: psbroker, psworker, pstap, psbench, pskeys run from $prefix/bin, version $version"
 

@@ -134,7 +134,7 @@ Test (psbench, help_exits_zero)
     static char text[8192];
     int status = s_run (argv, text, sizeof text, 10000);
     cr_assert_eq (status, 0);
-    cr_expect_not_null (strstr (text, "usage: psbench"), "no usage line in:\n%s", text);
+    cr_expect_not_null (strstr (text, "Usage: psbench"), "no usage line in:\n%s", text);
 }
 
 Test (psbench, unknown_case_is_a_usage_error)

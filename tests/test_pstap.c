@@ -1050,18 +1050,26 @@ Test (pstap, unreachable_broker_or_tap_is_a_clear_error_in_time, .timeout = 30)
 
 Test (pstap, help_for_every_command_and_bad_arguments, .timeout = 30)
 {
+    //  The cases without a broker must not find one in the environment
+    unsetenv ("PSMQ_BROKER");
     const char *commands[] = {"watch", "stats", "top", "clock", "record", "read"};
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         result_t run = s_pstap (commands[i], "--help", NULL);
         cr_assert_eq (run.status, 0, "%s --help", commands[i]);
+        //  help2man makes the man page's SYNOPSIS of lines that begin so
         char usage[64];
-        snprintf (usage, sizeof usage, "usage: pstap %s ", commands[i]);
+        snprintf (usage, sizeof usage, "Usage: pstap %s ", commands[i]);
         cr_assert_eq (strncmp (run.out, usage, strlen (usage)), 0, "%s", run.out);
         cr_assert (strstr (run.out, "-h, --help"), "%s", run.out);
+        //  Every command that takes --broker says where it comes from without it
+        bool takes_broker = strcmp (commands[i], "read") != 0;
+        cr_assert_eq (strstr (run.out, "PSMQ_BROKER") != NULL, takes_broker, "%s", run.out);
         s_result_free (&run);
     }
     result_t run = s_pstap ("--help", NULL);
     cr_assert_eq (run.status, 0);
+    cr_assert_eq (strncmp (run.out, "Usage: pstap COMMAND ", 21), 0, "%s", run.out);
+    cr_assert (strstr (run.out, "PSMQ_BROKER"), "%s", run.out);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         cr_assert (strstr (run.out, commands[i]), "%s", run.out);
     s_result_free (&run);
@@ -1070,9 +1078,11 @@ Test (pstap, help_for_every_command_and_bad_arguments, .timeout = 30)
         const char *args[6];
         const char *says;
     } bad[] = {
-        {{NULL}, "usage: pstap COMMAND"},
+        {{NULL}, "Usage: pstap COMMAND"},
         {{"frobnicate"}, "unknown command 'frobnicate'"},
-        {{"watch"}, "pstap watch: say where the broker is: --broker EP (or --tap EP)"},
+        {{"watch"}, "pstap watch: --broker (or PSMQ_BROKER) or --tap is required"},
+        {{"stats", "--json"}, "pstap stats: --broker (or PSMQ_BROKER) or --tap is required"},
+        {{"clock"}, "pstap clock: --broker (or PSMQ_BROKER) is required"},
         {{"clock", "--tap", "tcp://x:1"}, "pstap clock: --tap does not apply here"},
         {{"watch", "--broker", "a", "--tap", "b"}, "give --broker or --tap, not both"},
         {{"watch", "--tap", "x", "-c", "0"}, "--count '0' must be a whole number from 1"},
@@ -1203,6 +1213,62 @@ Test (pstap, watches_and_counts_a_real_broker, .timeout = 60)
     char row[1024];
     s_line_with (run.out, "\npush ", row, sizeof row);
     cr_assert (strstr (row, " 1 ") && strstr (row, "16 B"), "%s", row);
+    s_result_free (&run);
+    ps_broker_destroy (&broker);
+}
+
+Test (pstap, the_broker_comes_from_PSMQ_BROKER_when_not_given, .timeout = 60)
+{
+    char endpoint[128];
+    ps_broker_t *broker = ps_test_broker (1, 0, 0, endpoint, sizeof endpoint);
+    setenv ("PSMQ_BROKER", endpoint, 1);
+
+    //  watch finds the tap through the INFO of the broker in PSMQ_BROKER
+    ps_test_child_t child =
+        s_pstap_start ("watch", "--json", "-c", "2", "-f", "kind=req,rep type=hello", NULL);
+    s_wait_tap_subscription (broker);
+    int status = PS_OK;
+    ps_worker_t *worker = ps_test_connect (endpoint, 0, 1, PS_TEST_WAIT_MS, &status);
+    cr_assert (worker, "%s", ps_strerror (status));
+    cr_assert_eq (ps_worker_close (&worker), PS_OK);
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert_eq (s_lines (run.out), 2, "%s", run.out);
+    cr_assert (strstr (run.out, "\"hello\""), "%s", run.out);
+    s_result_free (&run);
+
+    //  stats and clock read its INFO: the worker that came and went
+    run = s_pstap ("stats", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.out, "workers     0 live, 1 ever seen"), "%s", run.out);
+    s_result_free (&run);
+    run = s_pstap ("clock", "-n", "1", "--batch", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    s_result_free (&run);
+
+    //  --broker wins over the variable, which is then not even checked
+    setenv ("PSMQ_BROKER", "tcp://127.0.0.1:1,,", 1);
+    run = s_pstap ("stats", "--broker", endpoint, NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.out, "1 ever seen"), "%s", run.out);
+    s_result_free (&run);
+    //  A bad value is named as the variable's
+    run = s_pstap ("stats", NULL);
+    cr_assert_eq (run.status, 2);
+    cr_assert (strstr (run.err, "pstap stats: PSMQ_BROKER 'tcp://127.0.0.1:1,,' has an empty"),
+               "%s", run.err);
+    s_result_free (&run);
+    //  --tap alone is not joined by the variable's broker ("not both")
+    run = s_pstap ("watch", "--tap", "tcp://127.0.0.1:1", "--member-only", NULL);
+    cr_assert_eq (run.status, 2);
+    cr_assert (strstr (run.err, "--member-only goes with --broker"), "%s", run.err);
+    s_result_free (&run);
+    //  Set but empty is not set, as for psworker
+    setenv ("PSMQ_BROKER", "", 1);
+    run = s_pstap ("clock", NULL);
+    cr_assert_eq (run.status, 2);
+    cr_assert (strstr (run.err, "pstap clock: --broker (or PSMQ_BROKER) is required"), "%s",
+               run.err);
     s_result_free (&run);
     ps_broker_destroy (&broker);
 }

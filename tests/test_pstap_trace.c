@@ -657,6 +657,8 @@ Test (pstap_trace, the_committed_recording_as_a_timeline, .timeout = 30)
     char golden[512], trace_path[512];
     s_golden ("session.pstap", golden, sizeof golden);
     ps_test_path ("trace-golden.json", trace_path, sizeof trace_path);
+    //  -r FILE names the source: a broker in PSMQ_BROKER is not added to it
+    setenv ("PSMQ_BROKER", "tcp://127.0.0.1:1", 1);
     result_t *run = s_pstap ("trace", "-r", golden, "-w", trace_path, NULL);
     cr_assert_eq (run->status, 0, "%s", run->err);
     cr_assert (strstr (run->err, "skipped 1 malformed records"), "%s", run->err);
@@ -705,6 +707,8 @@ Test (pstap_trace, the_committed_recording_as_a_timeline, .timeout = 30)
 
 Test (pstap_trace, bad_command_lines_are_clear_errors, .timeout = 30)
 {
+    //  The case without a source must not find a broker in the environment
+    unsetenv ("PSMQ_BROKER");
     char missing[512], directory[512], bad_out[600], golden[512];
     s_golden ("session.pstap", golden, sizeof golden);
     ps_test_path ("no-such-recording.pstap", missing, sizeof missing);
@@ -715,7 +719,7 @@ Test (pstap_trace, bad_command_lines_are_clear_errors, .timeout = 30)
         int status;
         const char *says;
     } cases[] = {
-        {{"trace", "-w", "x.json"}, 2, "say where the records come from: --broker EP, --tap EP"},
+        {{"trace", "-w", "x.json"}, 2, "pstap trace: --broker (or PSMQ_BROKER), --tap or -r FILE"},
         {{"trace", "-r", "x", "--broker", "tcp://127.0.0.1:1", "-w", "x.json"},
          2,
          "give --broker, --tap or -r FILE, only one of them"},
@@ -744,7 +748,7 @@ Test (pstap_trace, bad_command_lines_are_clear_errors, .timeout = 30)
     //  --help describes it
     result_t *run = s_pstap ("trace", "--help", NULL);
     cr_assert_eq (run->status, 0);
-    cr_assert (strstr (run->out, "usage: pstap trace") && strstr (run->out, "ui.perfetto.dev"),
+    cr_assert (strstr (run->out, "Usage: pstap trace") && strstr (run->out, "ui.perfetto.dev"),
                "%s", run->out);
     free (run);
 }

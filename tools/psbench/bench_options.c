@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #define USAGE                                                                                      \
-    "usage: psbench [--quick] [--only LIST] [--sizes LIST] [--no-yardstick] [--yardstick DIR] "    \
+    "Usage: psbench [--quick] [--only LIST] [--sizes LIST] [--no-yardstick] [--yardstick DIR] "    \
     "[--broker-bin PATH] [--checkpoint-dir DIR] [--checkpoint-seconds S] [--curve]\n"
 
 //  The group case's model: one tensor, sliced over the group

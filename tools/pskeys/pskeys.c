@@ -28,8 +28,8 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out,
-             "usage: pskeys new NAME [--dir DIR] [--force]\n"
-             "       pskeys show FILE\n"
+             "Usage: pskeys new NAME [--dir DIR] [--force]\n"
+             "  or:  pskeys show FILE\n"
              "\n"
              "Make and inspect CURVE key pairs for psbroker, psworker, pstap and psbench.\n"
              "\n"

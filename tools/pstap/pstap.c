@@ -130,12 +130,14 @@ static const command_t s_commands[] = {
 static void
 s_usage (FILE *out)
 {
-    fprintf (out, "usage: pstap COMMAND [options]\n\n"
+    fprintf (out, "Usage: pstap COMMAND [options]\n\n"
                   "Watch a psbroker through its tap and its INFO counters.\n\n");
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf (out, "  %-7s %s\n", s_commands[i].name, s_commands[i].summary);
     fprintf (out, "\n--broker on one member of a broker group (psbroker --shards) watches the\n"
                   "whole group once a worker has joined; --broker EP0,EP1,... names them all.\n"
+                  "Without --broker (or --tap, or -r FILE), the brokers are those in the\n"
+                  "environment variable PSMQ_BROKER, as for psworker.\n"
                   "\n'pstap COMMAND --help' describes each; 'pstap --version' shows the\n"
                   "version. Example:\n"
                   "  pstap watch --broker tcp://server:5555 -f 'type=push lat>10ms'\n");
@@ -144,7 +146,7 @@ s_usage (FILE *out)
 static void
 s_command_usage (FILE *out, const command_t *command)
 {
-    fprintf (out, "usage: pstap %s %s\n\n%s\n", command->name, command->synopsis, command->details);
+    fprintf (out, "Usage: pstap %s %s\n\n%s\n", command->name, command->synopsis, command->details);
     pstap_options_help (out, command->allowed);
 }
 

@@ -7,11 +7,17 @@
     way for each. Values are checked by common/ps_cli, as in every psmq
     program: numbers within their bounds, and words that are not the next
     option (getopt takes "--broker -n" as the broker "-n").
+
+    A subcommand that reads a live broker, given neither --broker nor --tap
+    (nor -r), takes the broker from PSMQ_BROKER as psworker does: read by
+    ps_worker_options_from_environment, so that the two agree on what an
+    unset or empty variable is.
     ========================================================================= */
 
 #include "pstap_options.h"
 #include "ps_cli.h"
 #include "ps_limits.h"
+#include "ps_worker.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -56,15 +62,39 @@ pstap_options_help (FILE *out, unsigned allowed)
          "                       broker's --allow-keys folder holds NAME.key)\n"
          "      --broker-key FILE the broker's public key file (or its 40 Z85 characters)"},
     };
-    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++)
-        if (allowed & lines[i].bit)
-            fprintf (out, "%s\n", lines[i].text);
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        if (!(allowed & lines[i].bit))
+            continue;
+        fprintf (out, "%s\n", lines[i].text);
+        if (lines[i].bit == PSTAP_O_BROKER)
+            fprintf (out,
+                     "                       (left out%s: PSMQ_BROKER's\n"
+                     "                       endpoints, as for psworker)\n",
+                     (allowed & PSTAP_O_READ)  ? ", with no --tap or -r"
+                     : (allowed & PSTAP_O_TAP) ? ", with no --tap"
+                                               : "");
+    }
     fprintf (out, "  -h, --help           show this help\n");
     if (allowed & PSTAP_O_FILTER)
         fprintf (out, "\nFilter terms, space-separated, all must hold:\n"
                       "  kind=req,rep,conn,disc,evict,rej,clock   type=push,pull,clock,init,...\n"
                       "  worker=0,2   key=NAME,...   bytes>1M   bytes<4K   lat>10ms   status=err\n"
                       "  shard=1,2 (brokers of a group)\n");
+}
+
+//  PSMQ_BROKER as psworker reads it (every other setting counted as given,
+//  so nothing else is read or checked): NULL when it is unset or empty
+static const char *
+s_broker_from_environment (void)
+{
+    ps_worker_options_t options;
+    ps_worker_options_init (&options);
+    unsigned all_but_broker = PS_WORKER_GIVEN_RANK | PS_WORKER_GIVEN_WORLD_SIZE |
+                              PS_WORKER_GIVEN_CURVE_SECRET | PS_WORKER_GIVEN_BROKER_KEY |
+                              PS_WORKER_GIVEN_WAIT_FOR_BROKER;
+    if (ps_worker_options_from_environment (&options, all_but_broker, NULL, NULL, NULL))
+        return NULL;
+    return options.broker;
 }
 
 enum {
@@ -219,6 +249,14 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
                  argv[optind], name);
         return 2;
     }
+    //  Nowhere named on the command line: PSMQ_BROKER, named as such when
+    //  its value is bad
+    const char *broker_source = "--broker";
+    if ((allowed & PSTAP_O_BROKER) && !self->broker && !self->tap && !self->read_path) {
+        self->broker = s_broker_from_environment ();
+        if (self->broker)
+            broker_source = "PSMQ_BROKER";
+    }
     //  A subcommand that reads a live broker or a recording (trace) takes
     //  either, not both
     bool live_or_read = (allowed & PSTAP_O_BROKER) && (allowed & PSTAP_O_READ);
@@ -228,8 +266,9 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
     }
     if (live_or_read && !self->read_path && !self->broker && !self->tap) {
         fprintf (stderr,
-                 "pstap %s: say where the records come from: --broker EP, --tap EP or -r FILE\n",
-                 name);
+                 "pstap %s: --broker (or PSMQ_BROKER), --tap or -r FILE is required (see pstap "
+                 "%s --help)\n",
+                 name, name);
         return 2;
     }
     if (live_or_read && self->read_path && self->duration_ms) {
@@ -238,8 +277,9 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
         return 2;
     }
     if (!live_or_read && (allowed & PSTAP_O_BROKER) && !self->broker && !self->tap) {
-        fprintf (stderr, "pstap %s: say where the broker is: --broker EP%s\n", name,
-                 allowed & PSTAP_O_TAP ? " (or --tap EP)" : "");
+        fprintf (stderr,
+                 "pstap %s: --broker (or PSMQ_BROKER)%s is required (see pstap %s --help)\n", name,
+                 allowed & PSTAP_O_TAP ? " or --tap" : "", name);
         return 2;
     }
     if (self->broker && self->tap) {
@@ -251,7 +291,7 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
                  name);
         return 2;
     }
-    if ((self->broker && ps_cli_endpoints (program, "--broker", self->broker)) ||
+    if ((self->broker && ps_cli_endpoints (program, broker_source, self->broker)) ||
         (self->tap && ps_cli_endpoints (program, "--tap", self->tap)))
         return 2;
     if (!self->curve_secret != !self->broker_key) {

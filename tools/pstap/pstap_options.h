@@ -4,7 +4,8 @@
 
     main reads the command line once into a pstap_options_t (on its stack)
     and hands every subcommand a const pointer to it: nothing writes it
-    after pstap_options_parse. Its strings point into argv. One thread.
+    after pstap_options_parse. Its strings point into argv, or into the
+    environment (the broker from PSMQ_BROKER). One thread.
     Failure: pstap_options_parse prints the problem on stderr, naming the
     option, and returns 2, pstap's exit status for a bad command line.
     ========================================================================= */

@@ -20,7 +20,7 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out,
-             "usage: psworker [--broker tcp://HOST:PORT] [--rank R] [--workers N] [options]\n"
+             "Usage: psworker [--broker tcp://HOST:PORT] [--rank R] [--workers N] [options]\n"
              "\n"
              "Train a classifier on Fashion-MNIST through a psbroker, data-parallel.\n"
              "A setting not given as a flag comes from the environment: PSMQ_BROKER,\n"
