@@ -67,14 +67,16 @@
 //  more, so that a hung worker does not keep the budget from the others
 #define PS_GRANT_IDLE_MS 1000
 //  Bytes of pushes the ROUTER loop has handed to the aggregation thread
-//  and it has not applied yet, all connections together (psbroker
-//  --push-budget): past it the broker grants no part until the aggregator
-//  catches up. Why not a small ZMQ_RCVHWM instead (libzmq stops reading a
+//  and it has not applied yet, and of parts granted and not come, all
+//  connections together (psbroker --push-budget): past it the broker
+//  grants no part until the aggregator catches up. 2 parts: 4 gave no
+//  more throughput on loopback (psbench pushpull 64M within its noise)
+//  and 2 MB more of the broker's peak (docs/performance.md). Why not a small ZMQ_RCVHWM instead (libzmq stops reading a
 //  connection whose queue is full, and TCP holds the sender back): libzmq
 //  4.3.4 aborts (out_event's assert on _io_error) when a connection whose
 //  input it stopped closes and a ZMTP heartbeat is due, which the broker's
 //  heartbeats and any worker leaving make likely
-#define PS_DEFAULT_PUSH_BUDGET (4ULL << 20)
+#define PS_DEFAULT_PUSH_BUDGET (2ULL << 20)
 #define PS_MIN_PUSH_BUDGET (1ULL << 20)
 
 //  Liveness defaults
