@@ -418,16 +418,20 @@ s_expect_reply (ps_test_raw_t *peer, int type, uint64_t seq)
 }
 
 //  Ask for room for push seq of key "w" (rank 0, clock 0), and take the
-//  grants: as many as a connection may hold, the parts being small
+//  grants: a part's worth of the default budget each, and no more than a
+//  connection may hold
 static void
 s_ask (ps_test_raw_t *peer, uint64_t seq)
 {
+    int grants = PS_DEFAULT_PUSH_BUDGET / PS_PUSH_PART_BYTES;
+    if (grants > PS_PUSH_WINDOW)
+        grants = PS_PUSH_WINDOW;
     ps_envelope_t envelope;
     ps_test_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, 0, seq);
     envelope.grad_count = 1;
     envelope.more = true;
     ps_test_raw_send (peer, &envelope, 0);
-    for (int grant = 0; grant < PS_PUSH_WINDOW; grant++) {
+    for (int grant = 0; grant < grants; grant++) {
         ps_envelope_t *reply = ps_test_raw_receive (peer);
         cr_assert (reply, "no grant %d for seq %lu", grant, (unsigned long)seq);
         cr_assert (reply->type == PSMQ__MSG_TYPE__PUSH && reply->more && reply->seq == seq,
