@@ -586,7 +586,7 @@ s_handle_push_ask (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
         peer->part_seq = request->seq;
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     }
-    peer->part_open = true;
+    peer->part_open = self->parts_open = true;
     peer->part_seq = request->seq;
     peer->part_heard = zclock_mono ();
     ps_router_grant_parts (self);
@@ -625,7 +625,7 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     }
     if (request->more) {
-        peer->part_open = peer->part_begun = true;
+        peer->part_open = peer->part_begun = self->parts_open = true;
         peer->part_heard = zclock_mono ();
         peer->part_seq = request->seq;
         snprintf (peer->part_key, sizeof peer->part_key, "%s", left.key);

@@ -157,6 +157,9 @@ typedef struct {
     uint64_t push_grants;     //  parts of pushes in parts granted
     uint64_t push_withheld;   //  times a grant waited for the budget
     uint32_t grant_cursor;    //  the rank the next grant pass starts at
+    bool parts_open;          //  a push in parts may be open: set when one
+                              //  opens, cleared by a grant pass that
+                              //  finds none (so a DONE skips the pass)
     //  The aggregator's PUBLISHes handled: it reads them (ps_aggregator.h)
     _Atomic uint64_t publishes_taken;
     //  Authentication (ps_auth.h)

@@ -317,12 +317,18 @@ ps_router_grant_parts (ps_router_t *self)
     int64_t now = zclock_mono ();
     //  What the budget covers: pushes the aggregator has not applied, and
     //  a part's worth for each grant whose part has not come
+    if (!self->parts_open)
+        return;
     uint64_t held = self->push_forwarded - self->push_applied;
+    bool open = false;
     for (uint32_t rank = 0; rank < world; rank++) {
-        ps_peer_t *peer = s_pushing (self, rank, now);
+        ps_peer_t *peer = ps_peers_of_rank (self->peers, rank);
+        open |= peer && peer->rank == rank && peer->part_open;
+        peer = s_pushing (self, rank, now);
         if (peer)
             held += (uint64_t)peer->part_credit * PS_PUSH_PART_BYTES;
     }
+    self->parts_open = open;
     //  In turns, a grant each, until the budget or every window is full
     bool granted = true;
     while (granted) {
