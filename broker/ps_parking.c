@@ -88,6 +88,7 @@ ps_parking_add (ps_parking_t *self, const ps_vclock_t *vclock, const int64_t *ce
     parked->type = type;
     parked->clock = clock;
     parked->need_done = need_done;
+    parked->min_clock = ps_vclock_min (vclock);
     parked->since = zclock_mono ();
     parked->received_us = received_us;
     parked->bound = !ps_parking_admits (vclock, ceilings, type, peer->rank, clock);
@@ -110,6 +111,7 @@ ps_parking_release (ps_parking_t *self, const ps_vclock_t *vclock, const int64_t
         if (parked->recount && ps_vclock_admits (vclock, parked->clock)) {
             //  What let it pass (pushes, a FLUSH) was sent after it came
             parked->need_done = agg_sent;
+            parked->min_clock = ps_vclock_min (vclock);
             parked->recount = false;
         }
         if (agg_done >= parked->need_done &&

@@ -45,6 +45,9 @@ typedef struct {
                          //  ceiling, not only on the aggregation thread
     bool recount;        //  a PULL still behind the bound: when it passes,
                          //  need_done becomes what was sent by then
+    int64_t min_clock;   //  the slowest clock when need_done was set: every
+                         //  push of the clocks before it is in what a PULL
+                         //  is answered with (its reply's min_clock)
 } ps_parked_t;
 
 typedef struct ps_parking_t ps_parking_t;

@@ -212,8 +212,12 @@ ps_router_agg_receive (ps_router_t *self)
 //  large reply goes out in parts of about PS_CHUNK_BYTES, each its own
 //  message flagged `more` but the last: libzmq hands a message over only
 //  whole, so the worker copies part k while part k+1 is on the wire.
+//  min_clock: the slowest clock when what the pull must see was fixed
+//  (every push of the clocks before it is in the versions it is answered
+//  from), not the slowest now, which a CLOCK whose push the aggregation
+//  thread has not applied yet may have moved.
 static void
-s_answer_pull (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
+s_answer_pull (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request, int64_t min_clock)
 {
     const uint8_t *id = peer->id;
     size_t id_size = peer->id_size;
@@ -230,7 +234,7 @@ s_answer_pull (ps_router_t *self, ps_peer_t *peer, const ps_envelope_t *request)
     ps_envelope_t reply;
     ps_codec_reply_to (&reply, request);
     reply.clock = ps_vclock_clock (self->vclock, request->worker);
-    reply.min_clock = ps_vclock_min (self->vclock);
+    reply.min_clock = min_clock;
     reply.n_slices = (size_t)used;
     reply.slices = slices;
     if (self->tap_on) {
@@ -307,7 +311,7 @@ s_answer_parked (void *arg, ps_parked_t *parked)
                                          .aggregation_us = parked->bound ? 0 : waited};
     }
     if (parked->type == PSMQ__MSG_TYPE__PULL)
-        s_answer_pull (self, peer, request);
+        s_answer_pull (self, peer, request, parked->min_clock);
     else
         s_answer_clock (self, peer, request, parked->clock);
     self->timing = (ps_tap_timing_t){0};
@@ -663,7 +667,7 @@ s_handle_pull (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     int64_t clock = ps_vclock_clock (self->vclock, peer->rank);
     if (s_may_answer (self, peer, PSMQ__MSG_TYPE__PULL, clock, self->agg_sent))
-        return s_answer_pull (self, peer, request);
+        return s_answer_pull (self, peer, request, ps_vclock_min (self->vclock));
     if (ps_parking_check_room (peer, &problem))
         return ps_router_reject (self, peer->id, peer->id_size, request, &problem);
     s_park (self, peer, PSMQ__MSG_TYPE__PULL, clock, self->agg_sent);

@@ -17,6 +17,7 @@
     usage: build/test_consistency [--filter 'consistency/<test>'] [--verbose]
     ========================================================================= */
 
+#include "ps_codec.h"
 #include "ps_optim.h"
 #include "ps_testutil.h"
 #include "ps_worker.h"
@@ -508,6 +509,150 @@ Test (consistency, ssp_pull_pipelined_at_the_bound_sees_the_slow_push, .timeout 
         cr_assert_eq (ps_worker_wait (slow, slow_clock, -1), PS_OK);
         ps_worker_close (&fast);
         ps_worker_close (&slow);
+        ps_broker_destroy (&broker);
+    }
+}
+
+//  A raw PUSH of "w" whole (all of it at value g, in 1 MB slices) or of "v"
+static void
+s_raw_push (ps_test_raw_t *peer, uint32_t rank, uint64_t seq, int64_t clock, const char *key,
+            size_t count, float g)
+{
+    size_t per = (1 << 20) / sizeof (float);
+    size_t nslices = (count + per - 1) / per;
+    ps_slice_t *storage = calloc (nslices, sizeof *storage);
+    ps_slice_t **slices = calloc (nslices, sizeof *slices);
+    float *values = malloc (per * sizeof (float));
+    cr_assert (storage && slices && values);
+    for (size_t i = 0; i < per; i++)
+        values[i] = g;
+    for (size_t i = 0; i < nslices; i++) {
+        ps_slice_t slice = PSMQ__SLICE__INIT;
+        slice.key = (char *)key;
+        slice.offset = i * per;
+        slice.count = count - i * per < per ? count - i * per : per;
+        storage[i] = slice;
+        slices[i] = &storage[i];
+    }
+    ps_envelope_t envelope;
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, rank, seq);
+    envelope.clock = clock;
+    envelope.grad_count = 1;
+    envelope.slices = slices;
+    envelope.n_slices = nslices;
+    ps_test_raw_send (peer, &envelope, ZMQ_SNDMORE);
+    for (size_t i = 0; i < nslices; i++)
+        zmq_send (peer->dealer, values, storage[i].count * sizeof (float),
+                  i + 1 < nslices ? ZMQ_SNDMORE : 0);
+    free (values);
+    free (slices);
+    free (storage);
+}
+
+static void
+s_raw_simple (ps_test_raw_t *peer, int type, uint32_t rank, uint64_t seq, int64_t clock,
+              const char *pull_key)
+{
+    ps_slice_t slice = PSMQ__SLICE__INIT;
+    slice.key = (char *)pull_key;
+    slice.count = 1;
+    ps_slice_t *slices[] = {&slice};
+    ps_envelope_t envelope;
+    ps_test_envelope (&envelope, type, rank, seq);
+    envelope.clock = clock;
+    if (pull_key) {
+        envelope.slices = slices;
+        envelope.n_slices = 1;
+    }
+    ps_test_raw_send (peer, &envelope, 0);
+}
+
+//  The reply to seq (others before it skipped): its min_clock, and the
+//  first float of its first frame in *value when it has one
+static int64_t
+s_raw_reply (ps_test_raw_t *peer, uint64_t seq, float *value)
+{
+    for (;;) {
+        zmq_pollitem_t item = {peer->dealer, 0, ZMQ_POLLIN, 0};
+        cr_assert_gt (zmq_poll (&item, 1, PS_TEST_WAIT_MS), 0, "no reply to seq %lu",
+                      (unsigned long)seq);
+        zmq_msg_t msg;
+        zmq_msg_init (&msg);
+        zmq_msg_recv (&msg, peer->dealer, 0);
+        ps_problem_t problem;
+        ps_envelope_t *reply =
+            ps_codec_decode (peer->codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem);
+        cr_assert (reply, "a reply that does not decode");
+        cr_assert_neq (reply->type, PSMQ__MSG_TYPE__ERROR, "%s", reply->error->message);
+        bool mine = reply->seq == seq;
+        int64_t min_clock = reply->min_clock;
+        bool first = true;
+        while (zmq_msg_more (&msg)) {
+            zmq_msg_recv (&msg, peer->dealer, 0);
+            if (mine && first && value && zmq_msg_size (&msg) >= sizeof (float))
+                memcpy (value, zmq_msg_data (&msg), sizeof (float));
+            first = false;
+        }
+        zmq_msg_close (&msg);
+        if (mine)
+            return min_clock;
+    }
+}
+
+//  A pull's reply names as min_clock the slowest clock when what it must
+//  see was fixed, never one a CLOCK moved while the aggregation thread
+//  still had that clock's push to apply: every push of the clocks before
+//  the min_clock of a pull's reply is in it. Rank 0 pushes a 64 MB key
+//  (the aggregation thread is busy with it for a while) and pulls "v"
+//  right behind it; rank 1 then pushes "v" for clock 0 and finishes clock
+//  0, which moves the slowest clock to 1 before rank 0's pull is answered.
+Test (consistency, a_pulls_min_clock_covers_only_the_pushes_in_its_data, .timeout = 60)
+{
+    enum { BIG = 16 << 20 };
+    for (int round = 0; round < 3; round++) {
+        char endpoint[64];
+        ps_broker_t *broker = ps_test_broker (3, -1, 0, endpoint, sizeof endpoint);
+        ps_worker_t *maker = ps_test_worker (endpoint, 2, 3, PS_TEST_WAIT_MS);
+        ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
+        cr_assert_eq (ps_worker_init (maker, "w", BIG, NULL, &sgd), PS_OK);
+        cr_assert_eq (ps_worker_init (maker, "v", 1, NULL, &sgd), PS_OK);
+        ps_worker_close (&maker);
+        ps_test_raw_t a, b;
+        ps_test_raw_open (&a, endpoint);
+        ps_test_raw_open (&b, endpoint);
+        Psmq__Hello hello = PSMQ__HELLO__INIT;
+        hello.world_size = 3;
+        ps_test_raw_hello (&a, 0, &hello);
+        ps_test_raw_hello (&b, 1, &hello);
+        s_raw_simple (&a, PSMQ__MSG_TYPE__CLOCK, 0, 10, 0, NULL);
+        s_raw_reply (&a, 10, NULL);
+        s_raw_push (&a, 0, 11, 1, "w", BIG, 1);
+        s_raw_simple (&a, PSMQ__MSG_TYPE__PULL, 0, 12, 0, "v");
+        //  Rank 1 only once the pull waits for the big push: the ROUTER
+        //  takes each connection's messages whole, in turns, so rank 1's
+        //  would otherwise come first
+        int parked = 0;
+        int64_t deadline = zclock_mono () + PS_TEST_WAIT_MS;
+        while (!parked && zclock_mono () < deadline) {
+            char *json = NULL;
+            if (ps_worker_query_info (endpoint, PS_TEST_WAIT_MS, &json) == PS_OK)
+                parked = (int)ps_test_json_number (json, "parked_now", false);
+            free (json);
+        }
+        cr_assert_eq (parked, 1, "rank 0's pull never waited for its push");
+        s_raw_push (&b, 1, 20, 0, "v", 1, 1);
+        s_raw_simple (&b, PSMQ__MSG_TYPE__CLOCK, 1, 21, 0, NULL);
+        cr_assert_eq (s_raw_reply (&b, 21, NULL), 1, "rank 1's CLOCK did not move the slowest");
+        float v = NAN;
+        int64_t min_clock = s_raw_reply (&a, 12, &v);
+        cr_assert (v == 0 || v == -1, "v = %g", v);
+        if (min_clock >= 1)
+            cr_assert_eq (v, -1.0f,
+                          "round %d: the pull's reply names min_clock %ld without rank 1's "
+                          "clock-0 push in it",
+                          round, (long)min_clock);
+        ps_test_raw_close (&a);
+        ps_test_raw_close (&b);
         ps_broker_destroy (&broker);
     }
 }
