@@ -184,23 +184,44 @@ ps_dtype_to_f32 (float *restrict out, const void *in, size_t count, int dtype)
         memcpy (out, in, count * sizeof (float));
 }
 
-size_t
-ps_dtype_first_nonfinite (const void *in, size_t count, int dtype)
+//  Blocks scanned without a branch per element, so that gcc vectorises
+//  the scan; only a block holding a non-finite value is scanned again for
+//  where it is
+#define NONFINITE_BLOCK 1024
+
+//  Whether any of count values has its exponent all ones (infinity, NaN)
+static bool
+s_any_nonfinite (const unsigned char *bytes, size_t count, int dtype)
 {
-    const unsigned char *bytes = in;
+    unsigned bad = 0;
     if (dtype == PS_DTYPE_F32) {
         for (size_t i = 0; i < count; i++) {
             uint32_t bits;
             memcpy (&bits, bytes + 4 * i, sizeof bits);
-            if ((bits & 0x7f800000u) == 0x7f800000u)
-                return i;
+            bad |= (bits & 0x7f800000u) == 0x7f800000u;
         }
-        return count;
+        return bad;
     }
-    //  The exponent all ones: bf16 has 8 bits of it, f16 5
+    //  bf16 has 8 bits of exponent, f16 5
     uint16_t mask = dtype == PS_DTYPE_BF16 ? 0x7f80u : 0x7c00u;
     for (size_t i = 0; i < count; i++)
-        if ((s_load16 (bytes + 2 * i) & mask) == mask)
-            return i;
+        bad |= (s_load16 (bytes + 2 * i) & mask) == mask;
+    return bad;
+}
+
+size_t
+ps_dtype_first_nonfinite (const void *in, size_t count, int dtype)
+{
+    const unsigned char *bytes = in;
+    size_t width = dtype == PS_DTYPE_F32 ? 4 : 2;
+    for (size_t start = 0; start < count; start += NONFINITE_BLOCK) {
+        size_t block = count - start < NONFINITE_BLOCK ? count - start : NONFINITE_BLOCK;
+        const unsigned char *at = bytes + start * width;
+        if (!s_any_nonfinite (at, block, dtype))
+            continue;
+        for (size_t i = 0; i < block; i++)
+            if (s_any_nonfinite (at + i * width, 1, dtype))
+                return start + i;
+    }
     return count;
 }
