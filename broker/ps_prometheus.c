@@ -321,6 +321,14 @@ s_limits (FILE *out, const json_t *snapshot)
     }
     s_single (out, limits, "push_waiting_bytes", "psmq_push_waiting_bytes", "gauge",
               "Bytes of pushes waiting for the aggregation thread");
+    s_single (out, limits, "push_granted_bytes", "psmq_push_granted_bytes", "gauge",
+              "Bytes of push parts granted and not come yet");
+    s_single (out, limits, "push_budget", "psmq_push_budget_bytes", "gauge",
+              "What pushes waiting and granted may reach, all workers (--push-budget)");
+    s_single (out, limits, "push_grants", "psmq_push_grants_total", "counter",
+              "Parts of pushes in parts granted");
+    s_single (out, limits, "push_grants_withheld", "psmq_push_grants_withheld_total", "counter",
+              "Times a grant waited for the push budget");
 }
 
 static void

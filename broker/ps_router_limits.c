@@ -310,25 +310,34 @@ s_pushing (ps_router_t *self, uint32_t rank, int64_t now)
     return peer->part_credit == 0 || now - last < PS_GRANT_IDLE_MS ? peer : NULL;
 }
 
+//  A part's worth for each grant counted (its part not come, its
+//  connection not silent); *open: whether any push in parts is open
+static uint64_t
+s_granted_bytes (ps_router_t *self, int64_t now, bool *open)
+{
+    uint64_t granted = 0;
+    *open = false;
+    for (uint32_t rank = 0; rank < ps_vclock_world (self->vclock); rank++) {
+        ps_peer_t *peer = ps_peers_of_rank (self->peers, rank);
+        *open |= peer && peer->rank == rank && peer->part_open;
+        peer = s_pushing (self, rank, now);
+        if (peer)
+            granted += (uint64_t)peer->part_credit * PS_PUSH_PART_BYTES;
+    }
+    return granted;
+}
+
 void
 ps_router_grant_parts (ps_router_t *self)
 {
     uint32_t world = ps_vclock_world (self->vclock);
     int64_t now = zclock_mono ();
-    //  What the budget covers: pushes the aggregator has not applied, and
-    //  a part's worth for each grant whose part has not come
     if (!self->parts_open)
         return;
-    uint64_t held = self->push_forwarded - self->push_applied;
-    bool open = false;
-    for (uint32_t rank = 0; rank < world; rank++) {
-        ps_peer_t *peer = ps_peers_of_rank (self->peers, rank);
-        open |= peer && peer->rank == rank && peer->part_open;
-        peer = s_pushing (self, rank, now);
-        if (peer)
-            held += (uint64_t)peer->part_credit * PS_PUSH_PART_BYTES;
-    }
-    self->parts_open = open;
+    //  What the budget covers: pushes the aggregator has not applied, and
+    //  a part's worth for each grant whose part has not come
+    uint64_t held =
+        self->push_forwarded - self->push_applied + s_granted_bytes (self, now, &self->parts_open);
     //  In turns, a grant each, until the budget or every window is full
     bool granted = true;
     while (granted) {
@@ -362,10 +371,14 @@ ps_router_limits_info (ps_router_t *self)
         if (peer && peer->rank == rank && peer->unsent)
             unsent += ps_unsent_bytes (peer->unsent);
     }
+    bool open;
+    uint64_t granted = s_granted_bytes (self, zclock_mono (), &open);
     return json_pack (
-        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+        "{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+        "s:I}",
         "push_budget", (json_int_t)self->push_budget, "push_waiting_bytes",
-        (json_int_t)(self->push_forwarded - self->push_applied), "push_grants_withheld",
+        (json_int_t)(self->push_forwarded - self->push_applied), "push_granted_bytes",
+        (json_int_t)granted, "push_grants", (json_int_t)self->push_grants, "push_grants_withheld",
         (json_int_t)self->push_withheld, "push_refused", (json_int_t)self->push_refused,
         "info_unsent_bytes", (json_int_t)ps_unsent_bytes (self->info_unsent), "info_refused",
         (json_int_t)self->info_refused, "max_memory", (json_int_t)self->config.max_memory,

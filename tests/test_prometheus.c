@@ -34,6 +34,8 @@
     " \"rejected_by_reason\": {\"ERR_NOT_REGISTERED\": 2, \"ERR_FULL\": 0},"                       \
     " \"checkpoint\": {\"written\": 4, \"failed\": 0, \"last_unix_ms\": 1000000, "                 \
     "  \"last_clock\": 6, \"last_bytes\": 100},"                                                   \
+    " \"limits\": {\"push_budget\": 2097152, \"push_waiting_bytes\": 1024,"                        \
+    "  \"push_granted_bytes\": 1048576, \"push_grants\": 40, \"push_grants_withheld\": 3},"        \
     " \"tap_dropped\": 7}"
 
 Test (prometheus, renders_a_snapshot)
@@ -57,6 +59,13 @@ Test (prometheus, renders_a_snapshot)
     cr_assert (strstr (text, "psmq_checkpoint_age_seconds 30.5\n"), "%s", text);
     cr_assert (strstr (text, "# TYPE psmq_tap_dropped_total counter\npsmq_tap_dropped_total 7\n"),
                "%s", text);
+    //  The push budget and its grants
+    cr_assert (strstr (text, "psmq_push_budget_bytes 2097152\n"), "%s", text);
+    cr_assert (strstr (text, "psmq_push_waiting_bytes 1024\n"), "%s", text);
+    cr_assert (strstr (text, "psmq_push_granted_bytes 1048576\n"), "%s", text);
+    cr_assert (strstr (text, "# TYPE psmq_push_grants_total counter\npsmq_push_grants_total 40\n"),
+               "%s", text);
+    cr_assert (strstr (text, "psmq_push_grants_withheld_total 3\n"), "%s", text);
     //  No latency in the snapshot: no histogram families
     cr_assert_null (strstr (text, "psmq_request_queued_seconds"), "%s", text);
     free (text);

@@ -151,7 +151,17 @@ Test (push_credit, the_grants_out_at_once_stay_within_one_budget_however_many_as
     for (uint32_t rank = 0; rank < PEERS; rank++)
         s_ask (&job, rank, 10);
     int grants[PEERS] = {0}, sent[PEERS] = {0}, granted = 0;
-    int64_t deadline = zclock_mono () + 500;
+    int64_t deadline = zclock_mono () + PS_TEST_WAIT_MS;
+    while (granted < 2 && zclock_mono () < deadline)
+        for (uint32_t rank = 0; rank < PEERS; rank++)
+            if (s_hear (&job, rank, 10, 10) == 1) {
+                grants[rank]++;
+                granted++;
+            }
+    //  Counted while their holders are not silent for PS_GRANT_IDLE_MS
+    cr_assert_eq (s_limit_figure (&job, "push_granted_bytes"), 2 * PS_PUSH_PART_BYTES);
+    //  And no more come
+    deadline = zclock_mono () + PS_GRANT_IDLE_MS / 4;
     while (zclock_mono () < deadline)
         for (uint32_t rank = 0; rank < PEERS; rank++)
             if (s_hear (&job, rank, 10, 10) == 1) {
@@ -181,6 +191,9 @@ Test (push_credit, the_grants_out_at_once_stay_within_one_budget_however_many_as
     //  1 + 2 + 3 + 4 stepped at rate 1
     s_expect_w (&job, -10);
     cr_assert_gt (s_limit_figure (&job, "push_grants_withheld"), 0);
+    cr_assert_geq (s_limit_figure (&job, "push_grants"), 2 * PEERS);
+    //  Every push ended: no grant is counted any more
+    cr_assert_eq (s_limit_figure (&job, "push_granted_bytes"), 0);
     s_job_stop (&job);
 }
 

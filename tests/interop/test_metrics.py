@@ -123,6 +123,10 @@ def test_scrape_counts_the_traffic_sent(pb, workers):
     assert s.value("psmq_keys") == 1
     assert s.value("psmq_store_bytes") >= 16
     assert s.value("psmq_tap_dropped_total") == 0
+    #  The push budget (its default, 2 MB); no push in parts, so no grant
+    assert s.value("psmq_push_budget_bytes") == 2 << 20
+    assert s.value("psmq_push_granted_bytes") == 0
+    assert s.value("psmq_push_grants_total") == 0
     #  Latency: one observation per push ack; buckets cumulative up to +Inf
     count = s.value("psmq_request_queued_seconds_count", type="push")
     assert count == 2
