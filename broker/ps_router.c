@@ -303,9 +303,12 @@ s_answer_parked (void *arg, ps_parked_t *parked)
     ps_envelope_t *request = s_parked_request (self, parked);
     ps_peer_t *peer = parked->peer;
     if (self->tap_on || self->latency) {
+        //  The wall clock's wait, bounded by the monotonic clock's (in
+        //  whole ms, so a wait is shorter than one ms more than it shows)
+        //  in case the wall clock jumped: a wait under a millisecond stays
         int64_t waited = zclock_usecs () - parked->received_us;
-        int64_t since = (zclock_mono () - parked->since) * 1000;
-        waited = since < waited ? since : waited;
+        int64_t most = (zclock_mono () - parked->since + 1) * 1000;
+        waited = most < waited ? most : waited;
         self->timing = (ps_tap_timing_t){.received_us = parked->received_us,
                                          .parked_us = parked->bound ? waited : 0,
                                          .aggregation_us = parked->bound ? 0 : waited};
