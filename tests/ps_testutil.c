@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -492,6 +493,37 @@ ps_test_slurp (const char *path)
     text[got] = 0;
     fclose (file);
     return text;
+}
+
+int
+ps_test_child_output (ps_test_child_t *child, int timeout_ms, char *out, char *err, size_t size)
+{
+    size_t used[2] = {0, 0};
+    char *buffers[2] = {out, err};
+    out[0] = err[0] = 0;
+    struct pollfd fds[2] = {{child->out, POLLIN, 0}, {child->err, POLLIN, 0}};
+    int64_t deadline = zclock_mono () + timeout_ms;
+    while ((fds[0].fd >= 0 || fds[1].fd >= 0) && zclock_mono () < deadline) {
+        if (poll (fds, 2, 50) <= 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            if (fds[i].fd < 0 || !fds[i].revents)
+                continue;
+            ssize_t got = read (fds[i].fd, buffers[i] + used[i], size - 1 - used[i]);
+            if (got <= 0) {
+                close (fds[i].fd);
+                fds[i].fd = -1;
+            }
+            else {
+                used[i] += (size_t)got;
+                buffers[i][used[i]] = 0;
+            }
+        }
+    }
+    for (int i = 0; i < 2; i++)
+        if (fds[i].fd >= 0)
+            close (fds[i].fd);
+    return ps_test_wait_pid (child->pid, 1000);
 }
 
 bool

@@ -217,6 +217,12 @@ bool ps_test_read_until (int fd, const char *needle, char *text, size_t size, in
 //  killing it when it did not exit in time
 int ps_test_wait_pid (pid_t pid, int timeout_ms);
 
+//  Read child's stdout into out and its stderr into err (each of size
+//  bytes, NUL-terminated) until it closes both or timeout_ms passes, then
+//  reap it as ps_test_wait_pid does (1 s more); its exit status, or -1
+int ps_test_child_output (ps_test_child_t *child, int timeout_ms, char *out, char *err,
+                          size_t size);
+
 //  Run argv[0] with argv in a process group of its own, stdout to out_path
 //  and stderr to err_path (or to out_path too when NULL), for up to
 //  timeout_ms; its exit status, or -1 when it had to be killed. Either way

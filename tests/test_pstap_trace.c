@@ -26,7 +26,6 @@
 #include <criterion/criterion.h>
 #include <czmq.h>
 #include <jansson.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,29 +66,7 @@ s_finish (ps_test_child_t *child)
 {
     result_t *result = calloc (1, sizeof *result);
     cr_assert (result);
-    size_t used[2] = {0, 0};
-    char *buffers[2] = {result->out, result->err};
-    struct pollfd fds[2] = {{child->out, POLLIN, 0}, {child->err, POLLIN, 0}};
-    int64_t deadline = zclock_mono () + CHILD_MS;
-    while ((fds[0].fd >= 0 || fds[1].fd >= 0) && zclock_mono () < deadline) {
-        if (poll (fds, 2, 50) <= 0)
-            continue;
-        for (int i = 0; i < 2; i++) {
-            if (fds[i].fd < 0 || !fds[i].revents)
-                continue;
-            ssize_t got = read (fds[i].fd, buffers[i] + used[i], OUTPUT_MAX - 1 - used[i]);
-            if (got <= 0) {
-                close (fds[i].fd);
-                fds[i].fd = -1;
-            }
-            else
-                used[i] += (size_t)got;
-        }
-    }
-    for (int i = 0; i < 2; i++)
-        if (fds[i].fd >= 0)
-            close (fds[i].fd);
-    result->status = ps_test_wait_pid (child->pid, 1000);
+    result->status = ps_test_child_output (child, CHILD_MS, result->out, result->err, OUTPUT_MAX);
     return result;
 }
 
