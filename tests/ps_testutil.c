@@ -281,7 +281,7 @@ ps_test_raw_send (ps_test_raw_t *self, const ps_envelope_t *envelope, int flags)
 }
 
 ps_envelope_t *
-ps_test_raw_receive (ps_test_raw_t *self)
+ps_test_raw_receive_data (ps_test_raw_t *self, void *data, size_t size)
 {
     zmq_pollitem_t item = {self->dealer, 0, ZMQ_POLLIN, 0};
     if (zmq_poll (&item, 1, PS_TEST_WAIT_MS) <= 0)
@@ -292,13 +292,43 @@ ps_test_raw_receive (ps_test_raw_t *self)
     ps_problem_t problem;
     ps_envelope_t *envelope =
         ps_codec_decode (self->codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem);
-    bool more = zmq_msg_more (&msg);
-    while (more) {
+    bool first = true;
+    while (zmq_msg_more (&msg)) {
         zmq_msg_recv (&msg, self->dealer, 0);
-        more = zmq_msg_more (&msg);
+        if (first && data)
+            memcpy (data, zmq_msg_data (&msg),
+                    size < zmq_msg_size (&msg) ? size : zmq_msg_size (&msg));
+        first = false;
     }
     zmq_msg_close (&msg);
     return envelope;
+}
+
+ps_envelope_t *
+ps_test_raw_receive (ps_test_raw_t *self)
+{
+    return ps_test_raw_receive_data (self, NULL, 0);
+}
+
+void
+ps_test_raw_push (ps_test_raw_t *self, uint32_t rank, uint64_t seq, int64_t clock, const char *key,
+                  uint64_t offset, const float *values, uint64_t count, bool more)
+{
+    ps_slice_t slice = PSMQ__SLICE__INIT;
+    slice.key = (char *)key;
+    slice.offset = offset;
+    slice.count = count;
+    ps_slice_t *slices[] = {&slice};
+    ps_envelope_t envelope;
+    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, rank, seq);
+    envelope.clock = clock;
+    envelope.slices = slices;
+    envelope.n_slices = 1;
+    envelope.grad_count = 1;
+    envelope.more = more;
+    ps_test_raw_send (self, &envelope, ZMQ_SNDMORE);
+    cr_assert_neq (zmq_send (self->dealer, values, count * sizeof (float), 0), -1, "%s",
+                   zmq_strerror (errno));
 }
 
 ps_envelope_t *

@@ -116,6 +116,16 @@ void ps_test_raw_send (ps_test_raw_t *self, const ps_envelope_t *envelope, int f
 //  not decode
 ps_envelope_t *ps_test_raw_receive (ps_test_raw_t *self);
 
+//  The same, and the first size bytes of its first frame after the
+//  envelope copied to data (when it has one and data is not NULL)
+ps_envelope_t *ps_test_raw_receive_data (ps_test_raw_t *self, void *data, size_t size);
+
+//  Send a PUSH from rank as seq at clock of one slice of key: count values
+//  from offset, `more` set or not (grad_count 1)
+void ps_test_raw_push (ps_test_raw_t *self, uint32_t rank, uint64_t seq, int64_t clock,
+                       const char *key, uint64_t offset, const float *values, uint64_t count,
+                       bool more);
+
 //  Send envelope and return its reply, which must come
 ps_envelope_t *ps_test_raw_request (ps_test_raw_t *self, const ps_envelope_t *envelope);
 

@@ -513,42 +513,6 @@ Test (consistency, ssp_pull_pipelined_at_the_bound_sees_the_slow_push, .timeout 
     }
 }
 
-//  A raw PUSH of "w" whole (all of it at value g, in 1 MB slices) or of "v"
-static void
-s_raw_push (ps_test_raw_t *peer, uint32_t rank, uint64_t seq, int64_t clock, const char *key,
-            size_t count, float g)
-{
-    size_t per = (1 << 20) / sizeof (float);
-    size_t nslices = (count + per - 1) / per;
-    ps_slice_t *storage = calloc (nslices, sizeof *storage);
-    ps_slice_t **slices = calloc (nslices, sizeof *slices);
-    float *values = malloc (per * sizeof (float));
-    cr_assert (storage && slices && values);
-    for (size_t i = 0; i < per; i++)
-        values[i] = g;
-    for (size_t i = 0; i < nslices; i++) {
-        ps_slice_t slice = PSMQ__SLICE__INIT;
-        slice.key = (char *)key;
-        slice.offset = i * per;
-        slice.count = count - i * per < per ? count - i * per : per;
-        storage[i] = slice;
-        slices[i] = &storage[i];
-    }
-    ps_envelope_t envelope;
-    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, rank, seq);
-    envelope.clock = clock;
-    envelope.grad_count = 1;
-    envelope.slices = slices;
-    envelope.n_slices = nslices;
-    ps_test_raw_send (peer, &envelope, ZMQ_SNDMORE);
-    for (size_t i = 0; i < nslices; i++)
-        zmq_send (peer->dealer, values, storage[i].count * sizeof (float),
-                  i + 1 < nslices ? ZMQ_SNDMORE : 0);
-    free (values);
-    free (slices);
-    free (storage);
-}
-
 static void
 s_raw_simple (ps_test_raw_t *peer, int type, uint32_t rank, uint64_t seq, int64_t clock,
               const char *pull_key)
@@ -573,29 +537,11 @@ static int64_t
 s_raw_reply (ps_test_raw_t *peer, uint64_t seq, float *value)
 {
     for (;;) {
-        zmq_pollitem_t item = {peer->dealer, 0, ZMQ_POLLIN, 0};
-        cr_assert_gt (zmq_poll (&item, 1, PS_TEST_WAIT_MS), 0, "no reply to seq %lu",
-                      (unsigned long)seq);
-        zmq_msg_t msg;
-        zmq_msg_init (&msg);
-        zmq_msg_recv (&msg, peer->dealer, 0);
-        ps_problem_t problem;
-        ps_envelope_t *reply =
-            ps_codec_decode (peer->codec, zmq_msg_data (&msg), zmq_msg_size (&msg), &problem);
-        cr_assert (reply, "a reply that does not decode");
+        ps_envelope_t *reply = ps_test_raw_receive_data (peer, value, value ? sizeof *value : 0);
+        cr_assert (reply, "no reply to seq %lu", (unsigned long)seq);
         cr_assert_neq (reply->type, PSMQ__MSG_TYPE__ERROR, "%s", reply->error->message);
-        bool mine = reply->seq == seq;
-        int64_t min_clock = reply->min_clock;
-        bool first = true;
-        while (zmq_msg_more (&msg)) {
-            zmq_msg_recv (&msg, peer->dealer, 0);
-            if (mine && first && value && zmq_msg_size (&msg) >= sizeof (float))
-                memcpy (value, zmq_msg_data (&msg), sizeof (float));
-            first = false;
-        }
-        zmq_msg_close (&msg);
-        if (mine)
-            return min_clock;
+        if (reply->seq == seq)
+            return reply->min_clock;
     }
 }
 
@@ -609,6 +555,10 @@ s_raw_reply (ps_test_raw_t *peer, uint64_t seq, float *value)
 Test (consistency, a_pulls_min_clock_covers_only_the_pushes_in_its_data, .timeout = 60)
 {
     enum { BIG = 16 << 20 };
+    float *ones = malloc (BIG * sizeof (float));
+    cr_assert (ones);
+    for (size_t i = 0; i < BIG; i++)
+        ones[i] = 1;
     for (int round = 0; round < 3; round++) {
         char endpoint[64];
         ps_broker_t *broker = ps_test_broker (3, -1, 0, endpoint, sizeof endpoint);
@@ -626,7 +576,7 @@ Test (consistency, a_pulls_min_clock_covers_only_the_pushes_in_its_data, .timeou
         ps_test_raw_hello (&b, 1, &hello);
         s_raw_simple (&a, PSMQ__MSG_TYPE__CLOCK, 0, 10, 0, NULL);
         s_raw_reply (&a, 10, NULL);
-        s_raw_push (&a, 0, 11, 1, "w", BIG, 1);
+        ps_test_raw_push (&a, 0, 11, 1, "w", 0, ones, BIG, false);
         s_raw_simple (&a, PSMQ__MSG_TYPE__PULL, 0, 12, 0, "v");
         //  Rank 1 only once the pull waits for the big push: the ROUTER
         //  takes each connection's messages whole, in turns, so rank 1's
@@ -640,7 +590,7 @@ Test (consistency, a_pulls_min_clock_covers_only_the_pushes_in_its_data, .timeou
             free (json);
         }
         cr_assert_eq (parked, 1, "rank 0's pull never waited for its push");
-        s_raw_push (&b, 1, 20, 0, "v", 1, 1);
+        ps_test_raw_push (&b, 1, 20, 0, "v", 0, ones, 1, false);
         s_raw_simple (&b, PSMQ__MSG_TYPE__CLOCK, 1, 21, 0, NULL);
         cr_assert_eq (s_raw_reply (&b, 21, NULL), 1, "rank 1's CLOCK did not move the slowest");
         float v = NAN;
@@ -655,4 +605,5 @@ Test (consistency, a_pulls_min_clock_covers_only_the_pushes_in_its_data, .timeou
         ps_test_raw_close (&b);
         ps_broker_destroy (&broker);
     }
+    free (ones);
 }

@@ -82,19 +82,8 @@ s_send_part (job_t *job, uint32_t rank, uint64_t seq, int part, float value)
 {
     for (size_t i = 0; i < PART_COUNT; i++)
         job->values[i] = value;
-    ps_slice_t slice = PSMQ__SLICE__INIT;
-    slice.key = "w";
-    slice.offset = (uint64_t)part * PART_COUNT;
-    slice.count = PART_COUNT;
-    ps_slice_t *slices[] = {&slice};
-    ps_envelope_t envelope;
-    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, rank, seq);
-    envelope.slices = slices;
-    envelope.n_slices = 1;
-    envelope.grad_count = 1;
-    envelope.more = part == 0;
-    ps_test_raw_send (&job->peers[rank], &envelope, ZMQ_SNDMORE);
-    zmq_send (job->peers[rank].dealer, job->values, PART_COUNT * sizeof (float), 0);
+    ps_test_raw_push (&job->peers[rank], rank, seq, 0, "w", (uint64_t)part * PART_COUNT,
+                      job->values, PART_COUNT, part == 0);
 }
 
 //  What rank's connection has to say within ms: a grant (1), the ack of

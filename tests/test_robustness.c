@@ -391,19 +391,7 @@ static void
 s_send_part (ps_test_raw_t *peer, uint64_t seq, uint64_t offset, const float *values,
              uint64_t count, bool more)
 {
-    ps_slice_t slice = PSMQ__SLICE__INIT;
-    slice.key = "w";
-    slice.offset = offset;
-    slice.count = count;
-    ps_slice_t *slices[] = {&slice};
-    ps_envelope_t envelope;
-    ps_test_envelope (&envelope, PSMQ__MSG_TYPE__PUSH, 0, seq);
-    envelope.slices = slices;
-    envelope.n_slices = 1;
-    envelope.grad_count = 1;
-    envelope.more = more;
-    ps_test_raw_send (peer, &envelope, ZMQ_SNDMORE);
-    zmq_send (peer->dealer, values, count * sizeof (float), 0);
+    ps_test_raw_push (peer, 0, seq, 0, "w", offset, values, count, more);
 }
 
 //  The next reply but grants must be type's for seq
