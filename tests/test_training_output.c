@@ -166,19 +166,18 @@ Test (output, a_bad_metrics_file_is_a_clear_error, .timeout = 60)
     cr_assert_eq (s_run (args, &text), 1, "%s", text);
     cr_assert (strstr (text, "/nonexistent/dir/m.jsonl"), "%s", text);
     free (text);
-    char *zero[] = {"--no-broker", "--metrics-every", "0", NULL};
-    cr_assert_eq (s_run (zero, &text), 2, "%s", text);
-    cr_assert (strstr (text, "--metrics-every"), "%s", text);
-    free (text);
-    //  The validation's options name their bad values
-    char *ranks[] = {"--no-broker", "--eval-ranks", "some", NULL};
-    cr_assert_eq (s_run (ranks, &text), 2, "%s", text);
-    cr_assert (strstr (text, "--eval-ranks 'some'"), "%s", text);
-    free (text);
-    char *fraction[] = {"--no-broker", "--validation-fraction", "0.95", NULL};
-    cr_assert_eq (s_run (fraction, &text), 2, "%s", text);
-    cr_assert (strstr (text, "--validation-fraction"), "%s", text);
-    free (text);
+    //  Bad values of the output's and the validation's options, named
+    struct {
+        char *args[4];
+        const char *named;
+    } bad[] = {{{"--no-broker", "--metrics-every", "0", NULL}, "--metrics-every"},
+               {{"--no-broker", "--eval-ranks", "some", NULL}, "--eval-ranks 'some'"},
+               {{"--no-broker", "--validation-fraction", "0.95", NULL}, "--validation-fraction"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq (s_run (bad[i].args, &text), 2, "%s", text);
+        cr_assert (strstr (text, bad[i].named), "%s", text);
+        free (text);
+    }
 }
 
 //  Two workers of a job at a broker of the test's, each with its metrics
