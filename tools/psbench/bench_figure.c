@@ -1,23 +1,22 @@
 /*  =========================================================================
     bench_figure - taking and printing figures (see bench_figure.h)
 
-    bench_now reads clock_gettime itself rather than zclock_usecs: the
+    bench_now reads the monotonic clock to the nanosecond (ps_clock)
+    rather than zclock_usecs: the
     latency case times single push+pull pairs of tens of microseconds,
     which a clock of whole microseconds would round by a few per cent.
     ========================================================================= */
 
 #include "bench_figure.h"
+#include "ps_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 double
 bench_now (void)
 {
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
+    return ps_clock_seconds ();
 }
 
 static int

@@ -9,11 +9,11 @@
     ========================================================================= */
 
 #include "ps_layerwise.h"
+#include "ps_clock.h"
 
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 //  Tensors of a model, at most (ps_model: 4)
 #define LAYERWISE_MAX_TENSORS 8
@@ -42,14 +42,6 @@ struct ps_layerwise_t {
     const char *failed_what; //  its request
     double waited;           //  seconds waiting since ps_layerwise_waited
 };
-
-static double
-s_seconds (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return now.tv_sec + now.tv_nsec / 1e9;
-}
 
 ps_layerwise_t *
 ps_layerwise_new (ps_worker_t *worker, ps_model_t *model, ps_tensor_t *params,
@@ -106,7 +98,7 @@ void
 ps_layerwise_collect (ps_layerwise_t *self, int layer)
 {
     assert (self);
-    double started = s_seconds ();
+    double started = ps_clock_seconds ();
     //  The requests up to the pull that brings layer (or all of them)
     size_t upto = 0;
     while (upto < self->nflight && !(layer >= 0 && self->flight[upto].layer >= layer))
@@ -121,7 +113,7 @@ ps_layerwise_collect (ps_layerwise_t *self, int layer)
         s_wait (self, &self->flight[i]);
     memmove (self->flight, self->flight + done, (self->nflight - done) * sizeof *self->flight);
     self->nflight -= done;
-    self->waited += s_seconds () - started;
+    self->waited += ps_clock_seconds () - started;
 }
 
 static void

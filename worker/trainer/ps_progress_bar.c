@@ -9,12 +9,12 @@
     ========================================================================= */
 
 #include "ps_progress_bar.h"
+#include "ps_clock.h"
 
 #include <assert.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
 
 //  Cells of the bar, and the least time between redraws
@@ -27,14 +27,6 @@ struct ps_progress_bar_t {
     double drawn;  //  when the bar was last drawn (monotonic seconds)
     bool shown;    //  the line holds a bar
 };
-
-static double
-s_now (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return now.tv_sec + now.tv_nsec / 1e9;
-}
 
 ps_progress_bar_t *
 ps_progress_bar_new (FILE *out, uint32_t rank)
@@ -78,7 +70,7 @@ ps_progress_bar_update (ps_progress_bar_t *self, int epoch, int64_t step, int64_
 {
     if (!self || total <= 0)
         return;
-    double now = s_now ();
+    double now = ps_clock_seconds ();
     if (step < total && self->drawn >= 0 && now - self->drawn < REDRAW_SECONDS)
         return;
     self->drawn = now;

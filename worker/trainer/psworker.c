@@ -41,6 +41,7 @@
     ========================================================================= */
 
 #include "ps_cli.h"
+#include "ps_clock.h"
 #include "ps_data.h"
 #include "ps_exchange.h"
 #include "ps_hash.h"
@@ -68,7 +69,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define SYNTHETIC_TRAIN 12000
@@ -91,14 +91,6 @@ static void
 s_on_signal (int signal_number)
 {
     s_interrupted = 1;
-}
-
-static double
-s_seconds (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return now.tv_sec + now.tv_nsec / 1e9;
 }
 
 //  splitmix64: the straggler's seeded draws
@@ -338,7 +330,7 @@ s_waiting_actor (zsock_t *pipe, void *args)
     char who[32] = "worker without a rank";
     if (options->rank != PS_WORKER_ANY_RANK)
         snprintf (who, sizeof who, "rank %u", options->rank);
-    double started = s_seconds ();
+    double started = ps_clock_seconds ();
     zpoller_t *poller = zpoller_new (pipe, NULL);
     int wait_ms = WAITING_FIRST_MS;
     while (poller && !zpoller_wait (poller, wait_ms) && zpoller_expired (poller)) {
@@ -346,8 +338,8 @@ s_waiting_actor (zsock_t *pipe, void *args)
                  "psworker: %s waiting for the %s at %s (%s after %.1f s; giving up "
                  "after %g s, see --timeout-ms)\n",
                  who, group ? "brokers" : "broker", options->broker,
-                 group ? "not all have answered yet" : "no answer yet", s_seconds () - started,
-                 options->timeout_ms / 1000.0);
+                 group ? "not all have answered yet" : "no answer yet",
+                 ps_clock_seconds () - started, options->timeout_ms / 1000.0);
         wait_ms = WAITING_AGAIN_MS;
     }
     zpoller_destroy (&poller);
@@ -460,7 +452,7 @@ s_step_waiting (trainer_t *self, double *loss)
         sent += status == PS_OK;
     }
     const char *what = names[sent < 3 ? sent : 0];
-    double started = s_seconds ();
+    double started = ps_clock_seconds ();
     //  The pull is answered last: waiting for it settles the other two.
     //  Each failure is reported with its own detail, so check at once;
     //  after a registration again every ticket is complete, and collected
@@ -471,7 +463,7 @@ s_step_waiting (trainer_t *self, double *loss)
             what = names[i];
         }
     }
-    self->wait_seconds += s_seconds () - started;
+    self->wait_seconds += ps_clock_seconds () - started;
     if (status == PS_EREJOINED)
         return status;
     if (status)
@@ -537,11 +529,11 @@ s_exchange_end (trainer_t *self)
 {
     if (!ps_exchange_busy (self->exchange))
         return PS_OK;
-    double started = s_seconds ();
+    double started = ps_clock_seconds ();
     const char *what;
     int64_t min_clock;
     int status = ps_exchange_finish (self->exchange, &what, &min_clock);
-    self->wait_seconds += s_seconds () - started;
+    self->wait_seconds += ps_clock_seconds () - started;
     s_bind_tensors (self);
     if (status == PS_OK) {
         self->held_min_clock = min_clock;
@@ -622,7 +614,7 @@ s_staleness (trainer_t *self)
 static void
 s_record_restart (trainer_t *self)
 {
-    self->record_started = s_seconds ();
+    self->record_started = ps_clock_seconds ();
     self->record_wait = self->wait_seconds;
     self->record_loss = 0;
     self->record_steps = 0;
@@ -643,7 +635,7 @@ s_record (trainer_t *self, const ps_trainer_options_t *options, size_t steps_per
     bool epoch_end = self->clocks % (int64_t)steps_per_epoch == 0;
     if (self->record_steps < options->metrics_every && !validation && !epoch_end)
         return;
-    double now = s_seconds ();
+    double now = ps_clock_seconds ();
     double seconds = now - self->record_started;
     size_t examples = self->learners[0].take * self->threads * (size_t)self->record_steps;
     int64_t done = self->clocks - 1;
@@ -775,7 +767,7 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         self->bar = ps_progress_bar_new (stderr, options->rank);
     ps_metrics_record_t validation = {0}; //  the last evaluation's, if any
     uint64_t draws = options->seed * 7919 + options->rank + 0x5eed;
-    double started = s_seconds ();
+    double started = ps_clock_seconds ();
     double epoch_started = started, wait_before = 0;
     self->run_started = started;
     s_record_restart (self);
@@ -786,7 +778,7 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
     int rc = 0;
     while (self->clocks < total && !s_interrupted && !rc) {
         if (self->clocks % (int64_t)steps == 0 || losses == 0) {
-            epoch_started = s_seconds ();
+            epoch_started = ps_clock_seconds ();
             wait_before = self->wait_seconds;
             loss_sum = 0;
             losses = 0;
@@ -813,9 +805,9 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         losses++;
         if (validating) {
             //  Not in the record's rate: the evaluation is not training
-            double evaluated = s_seconds ();
+            double evaluated = ps_clock_seconds ();
             ps_validation_evaluate (&self->validation, self->model, &validation);
-            self->record_started += s_seconds () - evaluated;
+            self->record_started += ps_clock_seconds () - evaluated;
         }
         s_record (self, options, steps, loss, validating ? &validation : NULL);
         if (options->delay_ms && s_uniform (&draws) < options->delay_prob)
@@ -823,12 +815,12 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         int64_t step = (self->clocks - 1) % (int64_t)steps + 1;
         ps_progress_bar_update (self->bar, (int)((self->clocks - 1) / (int64_t)steps) + 1, step,
                                 (int64_t)steps, (double)losses * examples,
-                                s_seconds () - epoch_started);
+                                ps_clock_seconds () - epoch_started);
         if (self->clocks % (int64_t)steps != 0)
             continue;
         ps_progress_bar_clear (self->bar);
         accuracy = (double)ps_model_correct (self->model, test->x, test->y, test->n) / test->n;
-        double seconds = s_seconds () - epoch_started;
+        double seconds = ps_clock_seconds () - epoch_started;
         s_report (options, (int)(self->clocks / (int64_t)steps), NULL, loss_sum / losses, accuracy,
                   seconds, self->wait_seconds - wait_before, self->clocks, self->redone,
                   losses * examples / seconds, validating ? &validation : NULL);
@@ -842,7 +834,7 @@ s_train (trainer_t *self, const ps_trainer_options_t *options, const ps_dataset_
         fprintf (stderr, "psworker: interrupted, leaving the job\n");
         return 130;
     }
-    double seconds = s_seconds () - started;
+    double seconds = ps_clock_seconds () - started;
     s_report (options, options->epochs, s_overlap_name (self), losses ? loss_sum / losses : 0,
               accuracy, seconds, self->wait_seconds, self->clocks, self->redone,
               (self->clocks + self->redone) * examples / seconds,
