@@ -34,6 +34,7 @@ struct ps_metrics_t {
     zsock_t *loop_end;                 //  the ROUTER loop's end of the pipe
     zsock_t *http_end;                 //  the HTTP thread's end
     uint64_t asked;                    //  HTTP thread: the last ask's number
+    int64_t asked_at;                  //  HTTP thread: when (monotonic ms)
     uint64_t pending;                  //  loop: the newest ask to answer
     bool answer_owed;                  //  loop: pending is not answered yet
     char url[320];                     //  where it serves
@@ -93,12 +94,17 @@ ps_metrics_check_address (const char *address, ps_problem_t *problem)
 
 // ------------------------------------------------------------ HTTP thread
 
-//  Ask the loop for a snapshot and wait for it (at most PS_METRICS_WAIT_MS):
-//  the Prometheus text, or NULL
+//  Ask the loop for a snapshot, no sooner than PS_METRICS_MIN_GAP_MS after
+//  the last ask, and wait for it (at most PS_METRICS_WAIT_MS): the
+//  Prometheus text, or NULL
 static char *
 s_scrape (ps_metrics_t *self)
 {
     void *pipe = zsock_resolve (self->http_end);
+    int64_t early = self->asked_at + PS_METRICS_MIN_GAP_MS - zclock_mono ();
+    if (self->asked && early > 0)
+        zclock_sleep ((int)early);
+    self->asked_at = zclock_mono ();
     uint64_t number = ++self->asked;
     if (zmq_send (pipe, &number, sizeof number, ZMQ_DONTWAIT) != sizeof number)
         return NULL;

@@ -187,8 +187,12 @@
 
 //  Metrics over HTTP (psbroker --metrics, broker/ps_metrics.h): how long a
 //  scrape waits for the ROUTER loop's snapshot before it is answered 503,
-//  HTTP connections at once, and how long an idle one is kept (seconds)
+//  the least time between two snapshots asked of the loop (the port takes
+//  no credentials: a client scraping in a loop must not keep the ROUTER
+//  loop building INFO, O(ranks) each), HTTP connections at once, and how
+//  long an idle one is kept (seconds)
 #define PS_METRICS_WAIT_MS 2000
+#define PS_METRICS_MIN_GAP_MS 50
 #define PS_METRICS_MAX_CONNECTIONS 16
 #define PS_METRICS_CONNECTION_TIMEOUT_S 10
 

@@ -163,6 +163,22 @@ def test_checkpoint_age(broker, client, tmp_path):
     assert 0 <= s.value("psmq_checkpoint_age_seconds") < 60
 
 
+def test_scrapes_in_a_loop_ask_the_broker_at_a_bounded_rate(workers):
+    #  The port takes no credentials: a client scraping as fast as it can
+    #  gets fresh figures, but the ROUTER loop builds at most one snapshot
+    #  every 50 ms (PS_METRICS_MIN_GAP_MS) for it
+    b, (c,) = workers(1, "--metrics", "127.0.0.1:0")
+    url = metrics_url(b)
+    c.init({"w": [1.0]})
+    Scrape(url)
+    start = time.monotonic()
+    for pushes in range(1, 21):
+        c.push({"w": [1.0]})
+        assert Scrape(url).value("psmq_requests_total", type="push") == pushes
+    assert time.monotonic() - start >= 20 * 0.050 * 0.95
+    assert b.stop() == 0
+
+
 def test_other_paths_and_methods(broker):
     url = metrics_url(broker("--metrics", "127.0.0.1:0"))
     with pytest.raises(urllib.error.HTTPError) as caught:
