@@ -514,13 +514,6 @@ ps_key_current (ps_key_t *key)
     return key->current;
 }
 
-bool
-ps_key_spare_pinned (ps_key_t *key)
-{
-    assert (key);
-    return !ps_buf_exclusive (key->spare);
-}
-
 unsigned
 ps_key_spare_pins (ps_key_t *key)
 {

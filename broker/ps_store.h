@@ -100,12 +100,10 @@ uint64_t ps_key_size (const ps_key_t *key);
 uint64_t ps_key_version (const ps_key_t *key);
 //  The current version; borrowed: take a ps_buf_ref to keep it
 ps_buf_t *ps_key_current (ps_key_t *key);
-//  Someone else (a reader, the ROUTER loop's published version) holds the
-//  buffer the key's next version would be written into: the next step
-//  allocates a new one unless they let go first
-bool ps_key_spare_pinned (ps_key_t *key);
-//  References to that buffer besides the store's (0 when none): they fall
-//  as libzmq sends the reply frames that point into it
+//  References besides the store's to the buffer the key's next version
+//  would be written into (a reader's, the ROUTER loop's published
+//  version), 0 when none: while any is held the next step allocates a new
+//  buffer. They fall as libzmq sends the reply frames that point into it
 unsigned ps_key_spare_pins (ps_key_t *key);
 //  Its update rule keeps state (momentum, Adagrad, Adam), changed by a step
 bool ps_key_has_state (const ps_key_t *key);
