@@ -599,6 +599,17 @@ s_handle_push_ask (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
     ps_router_grant_parts (self);
 }
 
+static void s_handle_clock (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request);
+
+//  The CLOCK a PUSH with clock_after carries (PROTOCOL.md, A push that
+//  finishes a clock), counted among the clocks as well as the pushes
+static void
+s_finish_clock (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
+{
+    self->stats.in[PSMQ__MSG_TYPE__CLOCK]++;
+    s_handle_clock (self, peer, request);
+}
+
 //  A PUSH, whole or one part of a push in parts (PROTOCOL.md): acked at
 //  its last part, refused at the first part that breaks a rule (its later
 //  parts are then dropped unanswered: the refusal was the push's answer)
@@ -609,8 +620,11 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
         ps_debug ("worker %u gave up its push %" PRIu64 " in parts", peer->rank, peer->part_seq);
         s_part_close (self, peer);
     }
-    if (!peer->part_open && request->more && request->n_slices == 0)
+    if (!peer->part_open && request->n_slices == 0 && request->more)
         return s_handle_push_ask (self, peer, request);
+    //  A group member that holds none of the push's keys: the clock alone
+    if (!peer->part_open && request->n_slices == 0 && request->clock_after)
+        return s_finish_clock (self, peer, request);
     if (peer->part_open && peer->part_refused) {
         if (!request->more)
             s_part_close (self, peer);
@@ -641,8 +655,10 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
     }
     else {
         s_part_close (self, peer);
-        //  Ack before forwarding: the reply needs nothing from the aggregator
-        ps_router_reply (self, peer->id, peer->id_size, request, request->clock);
+        //  Ack before forwarding: the reply needs nothing from the
+        //  aggregator (a push that finishes its clock gets the CLOCK's)
+        if (!request->clock_after)
+            ps_router_reply (self, peer->id, peer->id_size, request, request->clock);
     }
     for (size_t i = 2; i < self->nframes; i++)
         self->push_forwarded += zmq_msg_size (&self->frames[i]);
@@ -658,6 +674,8 @@ s_handle_push (ps_router_t *self, ps_peer_t *peer, ps_envelope_t *request)
         ps_checkpointer_pushed (self->checkpointer, peer->rank, peer->weight, request->clock);
     if (request->more)
         ps_router_grant_parts (self);
+    else if (request->clock_after)
+        s_finish_clock (self, peer, request);
 }
 
 // ------------------------------------------------------------ PULL, CLOCK

@@ -79,6 +79,7 @@ typedef struct {
     const char *endpoint;
     uint32_t rank;   //  the process's first rank
     uint32_t weight; //  workers it stands for (local aggregation)
+    bool push_clock; //  finish each clock with its push (one round trip)
     int status;
 } bsp_args_t;
 
@@ -129,8 +130,9 @@ s_bsp_worker (void *arg)
             break;
         s_local_gradient (args->rank, args->weight, step, small, small_grad, scratch, SMALL);
         s_local_gradient (args->rank, args->weight, step, large, large_grad, scratch, LARGE);
-        status = ps_worker_push (worker, grads, 2, args->weight);
-        if (!status)
+        if (args->push_clock)
+            status = ps_worker_push_clock (worker, grads, 2, args->weight);
+        else if (!(status = ps_worker_push (worker, grads, 2, args->weight)))
             status = ps_worker_clock (worker);
     }
     args->status = status;
@@ -169,9 +171,11 @@ s_reference (const ps_optim_config_t *config, size_t n, float *p)
 
 //  Run processes (first rank, weight) to the end of their BSP steps against
 //  a group of shards brokers, then compare the group's parameters with the
-//  single-process reference
+//  single-process reference. push_clock: every other process finishes its
+//  clocks with its push
 static void
-s_run_and_compare (const uint32_t (*processes)[2], size_t nprocesses, uint32_t shards)
+s_run_and_compare (const uint32_t (*processes)[2], size_t nprocesses, uint32_t shards,
+                   bool push_clock)
 {
     char endpoint[512];
     ps_broker_t *brokers[4];
@@ -179,7 +183,8 @@ s_run_and_compare (const uint32_t (*processes)[2], size_t nprocesses, uint32_t s
     pthread_t threads[BSP_WORKERS];
     bsp_args_t args[BSP_WORKERS];
     for (size_t i = 0; i < nprocesses; i++) {
-        args[i] = (bsp_args_t){endpoint, processes[i][0], processes[i][1], -99};
+        args[i] =
+            (bsp_args_t){endpoint, processes[i][0], processes[i][1], push_clock && i % 2 == 0, -99};
         pthread_create (&threads[i], NULL, s_bsp_worker, &args[i]);
     }
     for (size_t i = 0; i < nprocesses; i++) {
@@ -239,14 +244,27 @@ s_run_and_compare (const uint32_t (*processes)[2], size_t nprocesses, uint32_t s
 Test (consistency, bsp_equals_single_process_reference, .timeout = 60)
 {
     const uint32_t processes[][2] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}};
-    s_run_and_compare (processes, 4, 1);
+    s_run_and_compare (processes, 4, 1, false);
+}
+
+Test (consistency, bsp_with_pushes_that_finish_clocks_equals_the_reference, .timeout = 60)
+{
+    //  "large" goes in parts, the last of which finishes the clock
+    const uint32_t processes[][2] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}};
+    s_run_and_compare (processes, 4, 1, true);
 }
 
 Test (consistency, bsp_over_three_brokers_equals_single_process_reference, .timeout = 60)
 {
     //  "large" is sliced over the three brokers, "small" lives whole on one
     const uint32_t processes[][2] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}};
-    s_run_and_compare (processes, 4, 3);
+    s_run_and_compare (processes, 4, 3, false);
+}
+
+Test (consistency, bsp_with_pushes_that_finish_clocks_over_three_brokers, .timeout = 60)
+{
+    const uint32_t processes[][2] = {{0, 1}, {1, 1}, {2, 1}, {3, 1}};
+    s_run_and_compare (processes, 4, 3, true);
 }
 
 Test (consistency, local_aggregation_counts_workers_not_processes, .timeout = 60)
@@ -254,13 +272,13 @@ Test (consistency, local_aggregation_counts_workers_not_processes, .timeout = 60
     //  One process for ranks 0-1 pushing their summed gradient with a count
     //  of 2, beside two single workers: the same as four single workers
     const uint32_t processes[][2] = {{0, 2}, {2, 1}, {3, 1}};
-    s_run_and_compare (processes, 3, 1);
+    s_run_and_compare (processes, 3, 1, false);
 }
 
 Test (consistency, local_aggregation_over_two_brokers, .timeout = 60)
 {
     const uint32_t processes[][2] = {{0, 3}, {3, 1}};
-    s_run_and_compare (processes, 2, 2);
+    s_run_and_compare (processes, 2, 2, true);
 }
 
 // ------------------------------------------------------------------ SSP

@@ -292,6 +292,7 @@ s_send_parts (ps_session_t *self, uint32_t link, ps_pending_t *pending,
     if (asked) {
         part.n_slices = 0;
         part.more = true;
+        part.clock_after = false;
         int status = ps_link_send (to, &part, NULL, false, &problem);
         if (status)
             return ps_session_fail (self, status, "%s", problem.message);
@@ -323,6 +324,7 @@ s_send_parts (ps_session_t *self, uint32_t link, ps_pending_t *pending,
         part.slices = request->slices + first;
         part.n_slices = end - first;
         part.more = end < request->n_slices;
+        part.clock_after = request->clock_after && !part.more;
         status = ps_link_send (to, &part, sources ? sources + first : NULL, lend, &problem);
         if (status) {
             status = ps_session_fail (self, status, "%s", problem.message);
@@ -354,7 +356,7 @@ ps_session_send (ps_session_t *self, uint32_t link, ps_pending_t *pending,
 {
     //  Marked first: a part may be refused while the rest goes
     ps_tickets_mark_sent (pending, link);
-    if (request->type == PSMQ__MSG_TYPE__PUSH)
+    if (request->type == PSMQ__MSG_TYPE__PUSH && request->n_slices > 0)
         return s_send_parts (self, link, pending, request, sources, lend);
     ps_problem_t problem;
     int status = ps_link_send (ps_group_link (self->group, link), request, sources, lend, &problem);
@@ -393,7 +395,7 @@ s_take_reply (ps_session_t *self, uint32_t link, ps_pending_t *pending, const ps
     if (reply->type == PSMQ__MSG_TYPE__ERROR) {
         int code = reply->error ? reply->error->code : 0;
         //  The broker did not advance us, except past a refused push
-        if (pending->type == PSMQ__MSG_TYPE__CLOCK && code != PSMQ__ERR_CODE__ERR_NONFINITE)
+        if (ps_tickets_finishes_clock (pending) && code != PSMQ__ERR_CODE__ERR_NONFINITE)
             self->clock = pending->clock;
         if (code == PSMQ__ERR_CODE__ERR_NOT_REGISTERED)
             ps_group_member (self->group, link)->forgotten = true;

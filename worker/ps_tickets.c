@@ -145,12 +145,12 @@ ps_tickets_awaits (const ps_pending_t *pending, uint32_t link)
 bool
 ps_tickets_waits_on_bound (const ps_tickets_t *self, const ps_pending_t *pending)
 {
-    if (pending->type == PSMQ__MSG_TYPE__CLOCK)
+    if (ps_tickets_finishes_clock (pending))
         return true;
     if (pending->type != PSMQ__MSG_TYPE__PULL)
         return false;
     for (size_t i = 0; i < self->count; i++)
-        if (self->pending[i].type == PSMQ__MSG_TYPE__CLOCK && !self->pending[i].complete &&
+        if (ps_tickets_finishes_clock (&self->pending[i]) && !self->pending[i].complete &&
             self->pending[i].seq < pending->seq)
             return true;
     return false;
@@ -202,6 +202,13 @@ ps_tickets_broker_status (int code)
     return code > 0 && code <= PSMQ__ERR_CODE__ERR_NONFINITE ? -100 - code : PS_EPROTO;
 }
 
+bool
+ps_tickets_finishes_clock (const ps_pending_t *pending)
+{
+    return pending->type == PSMQ__MSG_TYPE__CLOCK ||
+           (pending->type == PSMQ__MSG_TYPE__PUSH && pending->clock_after);
+}
+
 int
 ps_tickets_take (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, const char *endpoint,
                  const ps_envelope_t *reply, zmq_msg_t *frames, size_t nframes,
@@ -222,8 +229,9 @@ ps_tickets_take (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, const
     switch (pending->type) {
     case PSMQ__MSG_TYPE__PULL:
         return s_take_pull (self, pending, link, endpoint, reply, frames, nframes, problem);
+    case PSMQ__MSG_TYPE__PUSH:
     case PSMQ__MSG_TYPE__CLOCK:
-        if (reply->clock == pending->clock + 1)
+        if (!ps_tickets_finishes_clock (pending) || reply->clock == pending->clock + 1)
             return PS_OK;
         ps_problem_set (problem, 0, "clock reply %" PRId64 " from %s, expected %" PRId64,
                         reply->clock, endpoint, pending->clock + 1);
@@ -282,7 +290,7 @@ ps_tickets_fail_link (ps_tickets_t *self, uint32_t link, int status, int64_t *cl
         if (!pending->complete && ps_tickets_awaits (pending, link)) {
             ps_tickets_settle (pending, link, status, false, NULL);
             failed++;
-            if (pending->type == PSMQ__MSG_TYPE__CLOCK &&
+            if (ps_tickets_finishes_clock (pending) &&
                 (!clock_failed || pending->clock < *clock_from)) {
                 *clock_from = pending->clock;
                 clock_failed = true;

@@ -59,7 +59,8 @@ typedef struct {
     ps_part_t *plan;       //  PULL: tensor i's part on link l at [i * nlinks + l]
     uint64_t *filled;      //  PULL: elements received per tensor, all parts
     size_t ntensors;       //  PULL: their number
-    int64_t clock;         //  CLOCK: the clock it finishes
+    int64_t clock;         //  CLOCK: the clock it finishes (a PUSH's too)
+    bool clock_after;      //  PUSH: it finishes its clock as well
     char **info;           //  INFO: where the JSON text goes
 } ps_pending_t;
 
@@ -70,6 +71,10 @@ typedef struct ps_tickets_t ps_tickets_t;
 ps_tickets_t *ps_tickets_new (uint32_t nlinks);
 //  Free the table and every entry; nulls the pointer
 void ps_tickets_destroy (ps_tickets_t **self_p);
+
+//  Whether the request finishes the worker's clock: a CLOCK, or a PUSH
+//  with clock_after (its reply is then the CLOCK's)
+bool ps_tickets_finishes_clock (const ps_pending_t *pending);
 
 //  A new entry of type with the next ticket, sent nowhere yet
 ps_pending_t *ps_tickets_add (ps_tickets_t *self, int type);

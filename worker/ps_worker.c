@@ -297,10 +297,12 @@ s_plan_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
 }
 
 //  Lay out and send a push to every broker holding a part of its tensors;
-//  lend: frames point into the caller's tensors
+//  lend: frames point into the caller's tensors; clock_after: the push
+//  finishes our clock too, so every broker gets it (those holding none of
+//  its tensors with no slice: PROTOCOL.md, A push that finishes a clock)
 static int
 s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t grad_count,
-        ps_ticket_t *ticket, bool lend)
+        ps_ticket_t *ticket, bool lend, bool clock_after)
 {
     int status = s_plan_async (self, tensors, ntensors, ticket);
     if (status)
@@ -311,22 +313,61 @@ s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t
     if (status)
         return status;
     *ticket = pending->seq;
+    pending->clock_after = clock_after;
+    request.clock_after = clock_after;
     request.grad_count = grad_count ? grad_count : 1;
     for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
         request.n_slices = ps_layout_chunks (self->layout, link);
         request.slices = s_with_dtypes (self, ps_layout_slices (self->layout), request.n_slices);
-        if (request.n_slices)
+        if (request.n_slices || clock_after)
             status = ps_session_send (self->session, link, pending, &request,
                                       ps_layout_sources (self->layout), lend);
     }
-    return status ? ps_session_abandon (self->session, *ticket, status) : PS_OK;
+    if (status)
+        return ps_session_abandon (self->session, *ticket, status);
+    if (clock_after)
+        ps_session_clock_sent (self->session);
+    return PS_OK;
+}
+
+//  The bytes of a call's tensors: from LEND_MIN_BYTES up, a blocking push
+//  lends them rather than copy
+static size_t
+s_tensor_bytes (const ps_tensor_t *tensors, size_t ntensors)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; tensors && i < ntensors; i++)
+        bytes += tensors[i].count * sizeof (float);
+    return bytes;
+}
+
+//  A blocking push (that may finish the clock): sent, then waited for
+static int
+s_push_wait (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t grad_count,
+             bool clock_after)
+{
+    bool lend = s_tensor_bytes (tensors, ntensors) >= LEND_MIN_BYTES;
+    ps_ticket_t ticket;
+    int status = s_push (self, tensors, ntensors, grad_count, &ticket, lend, clock_after);
+    if (status == PS_OK)
+        status = ps_session_wait_or_forget (self->session, ticket, -1);
+    if (self)
+        ps_session_reclaim_lent (self->session);
+    return status;
 }
 
 int
 ps_worker_push_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
                       uint32_t grad_count, ps_ticket_t *ticket)
 {
-    return s_push (self, tensors, ntensors, grad_count, ticket, false);
+    return s_push (self, tensors, ntensors, grad_count, ticket, false, false);
+}
+
+int
+ps_worker_push_clock_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
+                            uint32_t grad_count, ps_ticket_t *ticket)
+{
+    return s_push (self, tensors, ntensors, grad_count, ticket, false, true);
 }
 
 int
@@ -385,16 +426,14 @@ ps_worker_pending (const ps_worker_t *self)
 int
 ps_worker_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t grad_count)
 {
-    size_t bytes = 0;
-    for (size_t i = 0; tensors && i < ntensors; i++)
-        bytes += tensors[i].count * sizeof (float);
-    ps_ticket_t ticket;
-    int status = s_push (self, tensors, ntensors, grad_count, &ticket, bytes >= LEND_MIN_BYTES);
-    if (status == PS_OK)
-        status = ps_session_wait_or_forget (self->session, ticket, -1);
-    if (self)
-        ps_session_reclaim_lent (self->session);
-    return status;
+    return s_push_wait (self, tensors, ntensors, grad_count, false);
+}
+
+int
+ps_worker_push_clock (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
+                      uint32_t grad_count)
+{
+    return s_push_wait (self, tensors, ntensors, grad_count, true);
 }
 
 int

@@ -435,6 +435,12 @@ PS_WORKER_EXPORT int ps_worker_pull (ps_worker_t *self, ps_tensor_t *tensors, si
 //  Finish the current clock; returns when the staleness bound lets this
 //  worker proceed (BSP: when every live worker has finished it)
 PS_WORKER_EXPORT int ps_worker_clock (ps_worker_t *self);
+//  Push, then finish the clock, in one round trip rather than two: what
+//  ps_worker_push followed by ps_worker_clock does (the same buffer rules
+//  as ps_worker_push, the clock's wait, outcome and timeout), with one
+//  message to each broker (PROTOCOL.md, A push that finishes a clock)
+PS_WORKER_EXPORT int ps_worker_push_clock (ps_worker_t *self, const ps_tensor_t *tensors,
+                                           size_t ntensors, uint32_t grad_count);
 
 //  Non-blocking forms: send now, return a ticket to wait on, so that
 //  computation overlaps communication. A pull's buffers are filled during
@@ -446,10 +452,14 @@ PS_WORKER_EXPORT int ps_worker_push_async (ps_worker_t *self, const ps_tensor_t 
 PS_WORKER_EXPORT int ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors,
                                            ps_ticket_t *ticket);
 PS_WORKER_EXPORT int ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *ticket);
+PS_WORKER_EXPORT int ps_worker_push_clock_async (ps_worker_t *self, const ps_tensor_t *tensors,
+                                                 size_t ntensors, uint32_t grad_count,
+                                                 ps_ticket_t *ticket);
 //  Wait for a ticket's reply and collect its status. timeout_ms < 0 means
-//  the worker's own timeout: the clock timeout for a CLOCK, and for a PULL
-//  sent while a CLOCK was still waiting (its reply waits for the same
-//  stragglers), the call timeout otherwise. Once the reply has come the
+//  the worker's own timeout: the clock timeout for a CLOCK (and a push
+//  that finishes the clock), and for a PULL sent while one was still
+//  waiting (its reply waits for the same stragglers), the call timeout
+//  otherwise. Once the reply has come the
 //  ticket is collected and the request's status returned (PS_ECONNECT
 //  when the broker's connection was lost first, PS_EREJOINED when the
 //  worker registered again meanwhile). When the wait itself fails

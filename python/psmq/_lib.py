@@ -216,6 +216,9 @@ _declare("ps_worker_init_wire", _status, _handle, ctypes.c_char_p, ctypes.c_size
 _declare("ps_worker_push", _status, _handle, _tensors, ctypes.c_size_t, ctypes.c_uint32)
 _declare("ps_worker_pull", _status, _handle, _tensors, ctypes.c_size_t)
 _declare("ps_worker_clock", _status, _handle)
+_declare("ps_worker_push_clock", _status, _handle, _tensors, ctypes.c_size_t, ctypes.c_uint32)
+_declare("ps_worker_push_clock_async", _status, _handle, _tensors, ctypes.c_size_t,
+         ctypes.c_uint32, _ticket_p)
 _declare("ps_worker_push_async", _status, _handle, _tensors, ctypes.c_size_t, ctypes.c_uint32,
          _ticket_p)
 _declare("ps_worker_pull_async", _status, _handle, _tensors, ctypes.c_size_t, _ticket_p)

@@ -565,6 +565,29 @@ class Worker:
         if status:
             self._fail(status)
 
+    def push_clock(self, name_or_dict, array=None, *, grad_count=1):
+        """push, then clock, in one round trip (ps_worker_push_clock):
+        the arguments of push, the wait and outcome of clock."""
+        handle = self._h()
+        items = self._push_items(name_or_dict, array, grad_count)
+        tensors = self._tensors(items)
+        status = _lib_.ps_worker_push_clock(handle, tensors, len(items), grad_count)
+        if status:
+            self._fail(status)
+
+    def push_clock_async(self, name_or_dict, array=None, *, grad_count=1):
+        """push_clock, sent now; returns a Ticket. The arrays are copied
+        during the call, as push_async's."""
+        handle = self._h()
+        items = self._push_items(name_or_dict, array, grad_count)
+        tensors = self._tensors(items)
+        ticket = ctypes.c_uint64()
+        status = _lib_.ps_worker_push_clock_async(handle, tensors, len(items), grad_count,
+                                                  ctypes.byref(ticket))
+        if status:
+            self._fail(status)
+        return Ticket(self, ticket.value, "push_clock")
+
     def push_async(self, name_or_dict, array=None, *, grad_count=1):
         """push, sent now; returns a Ticket. The arrays are copied during
         the call and are free again when it returns."""

@@ -241,14 +241,16 @@ class Client:
     def init(self, tensors, optim=None):
         return self.ok(self.send_init(tensors, optim), self.pb.INIT).env
 
-    def send_push(self, grads, clock=None, grad_count=1):
+    def send_push(self, grads, clock=None, grad_count=1, clock_after=False):
+        """clock_after: the push finishes the clock too (its reply is the CLOCK's)."""
         clock = self.clock_value if clock is None else clock
         slices, frames = [], []
         for key, value in grads.items():
             s, f = slice_tensor(self.pb, key, value)
             slices += s
             frames += f
-        env = self.envelope(self.pb.PUSH, clock=clock, grad_count=grad_count, slices=slices)
+        env = self.envelope(self.pb.PUSH, clock=clock, grad_count=grad_count, slices=slices,
+                            clock_after=clock_after)
         return self.send(env, frames)
 
     def push(self, grads, clock=None, grad_count=1):

@@ -173,6 +173,35 @@ def test_bsp_push_clock_pull_back_to_back(pb, workers):
         len(failures), 3 * ROUNDS, "\n".join(failures))
 
 
+def test_bsp_push_that_finishes_the_clock_then_pull(pb, workers):
+    """(a) BSP, 3 workers, each sends a PUSH with clock_after and a PULL at once (rank 2 pushes
+    first, then finishes its clock with a PUSH of no slice): one reply per push, the CLOCK's, and
+    every pull has step c."""
+    lr = 0.25
+    b, ws = workers(3, "--staleness", 0, "--lr", lr)
+    ws[0].init({"w": [0, 0, 0]})
+    expected = f32([0, 0, 0])
+    failures = []
+    for c in range(ROUNDS):
+        grads = [f32([i + 1, c + 1, -(i + c)]) for i in range(3)]
+        sent = []
+        for w, g in zip(ws[:2], grads):
+            sent.append((w.send_push({"w": g}, clock=c, clock_after=True),
+                         w.send_pull(["w"], clock=c + 1)))
+        ws[2].push({"w": grads[2]}, clock=c)
+        sent.append((ws[2].send_push({}, clock=c, clock_after=True),
+                     ws[2].send_pull(["w"], clock=c + 1)))
+        expected = expected - f32(lr) * np.mean(grads, axis=0, dtype=np.float32)
+        for w, (spush, spull) in zip(ws, sent):
+            assert w.ok(spush, pb.PUSH).env.clock == c + 1
+            got = w.ok(spull, pb.PULL).tensors()["w"]
+            if not close(got, expected):
+                failures.append("round %d rank %d: pulled %s, %s expected" % (c, w.rank, got, expected))
+    assert not failures, "%d of %d pulls missed their clock's step:\n%s" % (
+        len(failures), 3 * ROUNDS, "\n".join(failures))
+    assert ws[0].info()["min_clock"] == ROUNDS
+
+
 def test_ssp_released_pull_sees_the_slow_push(pb, workers):
     """(a) SSP 1: the fast worker at the bound sends CLOCK then PULL; the slow one PUSH c and CLOCK c back to back."""
     lr = 0.25

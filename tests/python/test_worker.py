@@ -144,6 +144,23 @@ def test_async_calls_and_tickets(broker):
         assert set(many) == {"w", "u"} and many["u"].shape == (2,)
 
 
+def test_push_clock_pushes_and_finishes_the_clock(broker):
+    b = broker("--workers", 1)
+    with connect(b) as worker:
+        worker.init("w", np.zeros(3, np.float32), optimizer="sgd", lr=1.0)
+        worker.push_clock("w", np.ones(3, np.float32))
+        assert worker.current_clock == 1
+        ticket = worker.push_clock_async({"w": np.full(3, 2, np.float32)})
+        assert ticket.kind == "push_clock" and worker.current_clock == 2
+        out = worker.pull_async("w").wait()
+        assert ticket.wait() is None
+        np.testing.assert_allclose(out, [-3, -3, -3])
+        with pytest.raises(psmq.UnknownKeyError):
+            worker.push_clock("never-made", np.ones(2, np.float32))
+        assert worker.current_clock == 2  # a refused push finishes no clock
+        assert worker.info()["min_clock"] == 2
+
+
 def test_an_async_pull_keeps_its_array_until_collected(broker):
     """The library writes a pull's array when its reply comes, during any
     later call: the Worker must keep it alive even when the caller dropped

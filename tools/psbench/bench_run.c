@@ -110,29 +110,29 @@ s_local_sum (uint32_t local, bench_buffers_t *buffers)
     }
 }
 
-//  The bsp loop's push, clock and pull sent back to back, then waited
-//  for: PROTOCOL.md's pipelining (the pull is answered with the clock's
-//  step), what a training loop does when it has nothing to compute
-//  between them
+//  The bsp loop's push that finishes the clock and pull sent back to
+//  back, then waited for: PROTOCOL.md's pipelining (the pull is answered
+//  with the clock's step), what a training loop does when it has nothing
+//  to compute between them
 static bool
 s_bsp_pipelined (ps_worker_t *worker, bench_worker_t *self, bench_buffers_t *buffers,
                  uint32_t local)
 {
-    ps_ticket_t push, clock, pull;
+    ps_ticket_t clock, pull;
     return s_ok (worker, self,
-                 ps_worker_push_async (worker, buffers->grads, buffers->ntensors, local, &push),
-                 "push") &&
-           s_ok (worker, self, ps_worker_clock_async (worker, &clock), "clock") &&
+                 ps_worker_push_clock_async (worker, buffers->grads, buffers->ntensors, local,
+                                             &clock),
+                 "push and clock") &&
            s_ok (worker, self,
                  ps_worker_pull_async (worker, buffers->params, buffers->ntensors, &pull),
                  "pull") &&
-           s_ok (worker, self, ps_worker_wait (worker, push, -1), "push") &&
-           s_ok (worker, self, ps_worker_wait (worker, clock, -1), "clock") &&
+           s_ok (worker, self, ps_worker_wait (worker, clock, -1), "push and clock") &&
            s_ok (worker, self, ps_worker_wait (worker, pull, -1), "pull");
 }
 
 //  The bsp loop's clock: (with local aggregation, sum the local
-//  gradients,) push every key, clock, pull every key
+//  gradients,) push every key and finish the clock (one round trip),
+//  pull every key
 static bool
 s_bsp_clock (ps_worker_t *worker, bench_worker_t *self, bench_buffers_t *buffers)
 {
@@ -144,9 +144,9 @@ s_bsp_clock (ps_worker_t *worker, bench_worker_t *self, bench_buffers_t *buffers
     }
     if (self->bench->pipelined)
         return s_bsp_pipelined (worker, self, buffers, local);
-    return s_ok (worker, self, ps_worker_push (worker, buffers->grads, buffers->ntensors, local),
-                 "push") &&
-           s_ok (worker, self, ps_worker_clock (worker), "clock") &&
+    return s_ok (worker, self,
+                 ps_worker_push_clock (worker, buffers->grads, buffers->ntensors, local),
+                 "push and clock") &&
            s_ok (worker, self, ps_worker_pull (worker, buffers->params, buffers->ntensors), "pull");
 }
 

@@ -12,10 +12,11 @@
 
 #include <stdio.h>
 
-//  bsp_clocks_<n>w: BSP clocks per second, softmax-sized model
-//  bsp_pipelined_clocks_<n>w: the same with each clock's push, clock and
-//  pull sent back to back (the library's async calls), then waited for.
-//  Its ratio is held against the same three raw round trips, and
+//  bsp_clocks_<n>w: BSP clocks per second, softmax-sized model, each
+//  clock a push that finishes it (ps_worker_push_clock) then a pull
+//  bsp_pipelined_clocks_<n>w: the same with the two sent back to back
+//  (the library's async calls), then waited for. Its ratio is held
+//  against the same three raw round trips, and
 //  .vs_sequential against bsp_clocks_<n>w. Sets *rate to the median
 static int
 s_bsp (const bench_options_t *options, const bench_plan_t *plan, const bench_yardstick_t *yard,
@@ -34,8 +35,9 @@ s_bsp (const bench_options_t *options, const bench_plan_t *plan, const bench_yar
         rate[rep] = result.steps[rep] / nworkers / result.wall[rep];
     double median = bench_quantile (rate, (size_t)result.reps, 0.5);
     bench_figure (name, median, "clocks/s");
-    //  A clock is three round trips in sequence (push, clock, pull): the
-    //  rate three raw DEALER/ROUTER round trips would allow
+    //  A clock's work is a push, a clock and a pull: the rate three raw
+    //  DEALER/ROUTER round trips would allow (the loop sends two messages,
+    //  a push that finishes the clock and a pull)
     const bench_yard_row_t *row = bench_yardstick_find (yard, "tcp_lat", 0);
     if (row && row->a > 0)
         bench_ratio (name, "ratio", median, "1/(3x tcp_lat)", 1e6 / (3 * row->a), "clocks/s");

@@ -61,33 +61,30 @@ s_bind (const ps_exchange_t *self, float *array, ps_tensor_t *tensors)
         tensors[i] = (ps_tensor_t){self->keys[i], array + self->offsets[i], self->counts[i]};
 }
 
-//  Push, clock and pull, then the three replies; the outcome in self
+//  A push that finishes the clock and a pull, then the two replies; the
+//  outcome in self
 static void
 s_exchange (ps_exchange_t *self)
 {
     ps_tensor_t grads[EXCHANGE_MAX_TENSORS], params[EXCHANGE_MAX_TENSORS];
     s_bind (self, self->grads, grads);
     s_bind (self, self->params, params);
-    static const char *names[3] = {"push", "clock", "pull"};
-    ps_ticket_t tickets[3];
-    int status =
-        ps_worker_push_async (self->worker, grads, self->ntensors, self->grad_count, &tickets[0]);
+    static const char *names[2] = {"push and clock", "pull"};
+    ps_ticket_t tickets[2];
+    int status = ps_worker_push_clock_async (self->worker, grads, self->ntensors, self->grad_count,
+                                             &tickets[0]);
     int sent = status == PS_OK;
     if (sent == 1) {
-        status = ps_worker_clock_async (self->worker, &tickets[1]);
+        status = ps_worker_pull_async (self->worker, params, self->ntensors, &tickets[1]);
         sent += status == PS_OK;
     }
-    if (sent == 2) {
-        status = ps_worker_pull_async (self->worker, params, self->ntensors, &tickets[2]);
-        sent += status == PS_OK;
-    }
-    self->what = names[sent < 3 ? sent : 0];
+    self->what = names[sent < 2 ? sent : 0];
     //  As psworker's step without overlap: the pull first, each failure
     //  reported with its own detail; after a registration again every
     //  ticket is complete, and collected
     for (int i = sent - 1; i >= 0 && (status == PS_OK || status == PS_EREJOINED); i--) {
         int outcome = ps_worker_wait (self->worker, tickets[i], -1);
-        if (i == 2)
+        if (i == 1)
             self->min_clock = ps_worker_min_clock (self->worker);
         if (status == PS_OK && outcome != PS_OK) {
             status = outcome;

@@ -204,11 +204,11 @@ ps_layerwise_send (ps_layerwise_t *self, uint32_t grad_count)
     ps_ticket_t ticket = 0;
     int status;
     if (grad_count > 0 && self->failed == PS_OK) {
-        status =
-            ps_worker_push_async (self->worker, self->grads, self->ntensors, grad_count, &ticket);
-        s_sent (self, status, ticket, "push", -1);
+        status = ps_worker_push_clock_async (self->worker, self->grads, self->ntensors, grad_count,
+                                             &ticket);
+        s_sent (self, status, ticket, "push and clock", -1);
     }
-    if (self->failed == PS_OK) {
+    else if (self->failed == PS_OK) {
         status = ps_worker_clock_async (self->worker, &ticket);
         s_sent (self, status, ticket, "clock", -1);
     }

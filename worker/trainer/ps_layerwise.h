@@ -48,8 +48,9 @@ ps_model_hooks_t ps_layerwise_begin (ps_layerwise_t *self, bool push_layers);
 void ps_layerwise_collect (ps_layerwise_t *self, int layer);
 //  The first failure met since the last ps_layerwise_settle, PS_OK if none
 int ps_layerwise_failed (const ps_layerwise_t *self);
-//  After the pass: the gradients in one push when grad_count > 0 (they
-//  were not pushed layer by layer), the clock, the pulls. PS_OK, or the
+//  After the pass: the gradients in one push that finishes the clock when
+//  grad_count > 0 (they were not pushed layer by layer), else the clock;
+//  the pulls. PS_OK, or the
 //  first failure (nothing more is sent then)
 int ps_layerwise_send (ps_layerwise_t *self, uint32_t grad_count);
 //  Collect every request in flight: PS_OK, PS_EREJOINED (every ticket

@@ -438,22 +438,18 @@ s_step_waiting (trainer_t *self, double *loss)
         self->clocks++;
         return PS_OK;
     }
-    ps_ticket_t tickets[3];
-    const char *names[3] = {"push", "clock", "pull"};
-    int status =
-        ps_worker_push_async (self->worker, self->grads, self->nparams, self->threads, &tickets[0]);
+    ps_ticket_t tickets[2];
+    const char *names[2] = {"push and clock", "pull"};
+    int status = ps_worker_push_clock_async (self->worker, self->grads, self->nparams,
+                                             self->threads, &tickets[0]);
     int sent = status == PS_OK;
     if (sent == 1) {
-        status = ps_worker_clock_async (self->worker, &tickets[1]);
+        status = ps_worker_pull_async (self->worker, self->params, self->nparams, &tickets[1]);
         sent += status == PS_OK;
     }
-    if (sent == 2) {
-        status = ps_worker_pull_async (self->worker, self->params, self->nparams, &tickets[2]);
-        sent += status == PS_OK;
-    }
-    const char *what = names[sent < 3 ? sent : 0];
+    const char *what = names[sent < 2 ? sent : 0];
     double started = ps_clock_seconds ();
-    //  The pull is answered last: waiting for it settles the other two.
+    //  The pull is answered last: waiting for it settles the other one.
     //  Each failure is reported with its own detail, so check at once;
     //  after a registration again every ticket is complete, and collected
     for (int i = sent - 1; i >= 0 && (status == PS_OK || status == PS_EREJOINED); i--) {
