@@ -89,8 +89,8 @@ static const command_t s_commands[] = {
      "A broker group: rates over all its brokers, a worker's lowest clock at any of\n"
      "them and its requests parked at all of them, and one row per broker.\n"},
     {"clock", pstap_clock,
-     PSTAP_O_BROKER | PSTAP_O_MEMBER_ONLY | PSTAP_O_TIMEOUT | PSTAP_O_BATCH | PSTAP_O_ITERATIONS |
-         PSTAP_O_INTERVAL,
+     PSTAP_O_BROKER | PSTAP_O_MEMBER_ONLY | PSTAP_O_TIMEOUT | PSTAP_O_KEYS | PSTAP_O_BATCH |
+         PSTAP_O_ITERATIONS | PSTAP_O_INTERVAL,
      "--broker EP[,EP...] [--member-only] [-n N] [--interval-ms MS] [--batch]",
      "the vector clock, refreshed",
      "Every interval, each worker's clock as a bar measured from the slowest, who the\n"
