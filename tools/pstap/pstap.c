@@ -137,7 +137,9 @@ s_usage (FILE *out)
     fprintf (out, "\n--broker on one member of a broker group (psbroker --shards) watches the\n"
                   "whole group once a worker has joined; --broker EP0,EP1,... names them all.\n"
                   "Without --broker (or --tap, or -r FILE), the brokers are those in the\n"
-                  "environment variable PSMQ_BROKER, as for psworker.\n"
+                  "environment variable PSMQ_BROKER, as for psworker; without --curve-secret\n"
+                  "and --broker-key, the CURVE keys are those in PSMQ_CURVE_SECRET and\n"
+                  "PSMQ_BROKER_KEY (both or neither).\n"
                   "\n'pstap COMMAND --help' describes each; 'pstap --version' shows the\n"
                   "version. Example:\n"
                   "  pstap watch --broker tcp://server:5555 -f 'type=push lat>10ms'\n");
@@ -185,7 +187,8 @@ main (int argc, char *argv[])
     }
     if (rc)
         return rc;
-    if (pstap_info_set_keys (command->name, options.curve_secret, options.broker_key))
+    if (pstap_info_set_keys (command->name, options.curve_secret, options.broker_key,
+                             options.keys_from_environment))
         return 2;
 
     //  czmq's handler sets zsys_interrupted on SIGINT and SIGTERM, which
