@@ -1042,12 +1042,15 @@ Test (pstap, help_for_every_command_and_bad_arguments, .timeout = 30)
         //  Every command that takes --broker says where it comes from without it
         bool takes_broker = strcmp (commands[i], "read") != 0;
         cr_assert_eq (strstr (run.out, "PSMQ_BROKER") != NULL, takes_broker, "%s", run.out);
+        //  and where its keys come from without --curve-secret and --broker-key
+        cr_assert_eq (strstr (run.out, "PSMQ_CURVE_SECRET") != NULL, takes_broker, "%s", run.out);
         s_result_free (&run);
     }
     result_t run = s_pstap ("--help", NULL);
     cr_assert_eq (run.status, 0);
     cr_assert_eq (strncmp (run.out, "Usage: pstap COMMAND ", 21), 0, "%s", run.out);
-    cr_assert (strstr (run.out, "PSMQ_BROKER"), "%s", run.out);
+    cr_assert (strstr (run.out, "PSMQ_BROKER") && strstr (run.out, "PSMQ_CURVE_SECRET"), "%s",
+               run.out);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         cr_assert (strstr (run.out, commands[i]), "%s", run.out);
     s_result_free (&run);
@@ -1779,32 +1782,72 @@ s_refused (ps_broker_t *broker)
     return refused;
 }
 
-Test (pstap, reads_a_curve_broker_with_keys_only, .timeout = 60)
+//  A broker with CURVE keys, its tap on loopback tcp, and the files of a
+//  reader's key it allows
+typedef struct {
+    char broker_public[1200]; //  the broker's public key file
+    char reader[1200];        //  the reader's secret key file
+    char endpoint[128];       //  the broker's
+} curve_t;
+
+static ps_broker_t *
+s_curve_broker (curve_t *curve)
 {
-    //  A broker with keys, its tap on loopback tcp; a reader key allowed
-    char dir[1024], allow[1100], broker_secret[1200], broker_public[1200], reader[1200],
-        reader_public[1200];
+    char dir[1024], allow[1100], broker_secret[1200], reader_public[1200];
     snprintf (dir, sizeof dir, "%s", ps_test_dir ());
     snprintf (allow, sizeof allow, "%s/allow", dir);
     cr_assert_eq (mkdir (allow, 0700), 0);
     snprintf (broker_secret, sizeof broker_secret, "%s/broker.key_secret", dir);
-    snprintf (broker_public, sizeof broker_public, "%s/broker.key", dir);
-    snprintf (reader, sizeof reader, "%s/reader.key_secret", dir);
+    snprintf (curve->broker_public, sizeof curve->broker_public, "%s/broker.key", dir);
+    snprintf (curve->reader, sizeof curve->reader, "%s/reader.key_secret", dir);
     snprintf (reader_public, sizeof reader_public, "%s/reader.key", allow);
     zcert_t *cert = zcert_new ();
-    cr_assert_eq (zcert_save_secret (cert, broker_secret) | zcert_save_public (cert, broker_public),
+    cr_assert_eq (zcert_save_secret (cert, broker_secret) |
+                      zcert_save_public (cert, curve->broker_public),
                   0);
     zcert_destroy (&cert);
     cert = zcert_new ();
-    cr_assert_eq (zcert_save_secret (cert, reader) | zcert_save_public (cert, reader_public), 0);
+    cr_assert_eq (zcert_save_secret (cert, curve->reader) | zcert_save_public (cert, reader_public),
+                  0);
     zcert_destroy (&cert);
     ps_broker_config_t config;
     ps_broker_config_defaults (&config);
     config.curve_secret = broker_secret;
     config.allow_keys = allow;
     config.tap_endpoint = "tcp://127.0.0.1:0";
-    char endpoint[128];
-    ps_broker_t *broker = ps_test_broker_with (&config, endpoint, sizeof endpoint);
+    return ps_test_broker_with (&config, curve->endpoint, sizeof curve->endpoint);
+}
+
+//  A worker with the reader's key comes and goes: a HELLO on the tap
+static void
+s_curve_hello (const curve_t *curve)
+{
+    ps_worker_options_t options;
+    ps_test_options (&options, curve->endpoint, 0, 1);
+    options.curve_secret = curve->reader;
+    options.broker_key = curve->broker_public;
+    int status;
+    ps_worker_t *worker = ps_worker_connect (&options, &status);
+    cr_assert (worker, "%s", ps_strerror (status));
+    ps_worker_close (&worker);
+}
+
+//  The environment's settings that pstap takes, none of them set
+static void
+s_unset_psmq_environment (void)
+{
+    unsetenv ("PSMQ_BROKER");
+    unsetenv ("PSMQ_CURVE_SECRET");
+    unsetenv ("PSMQ_BROKER_KEY");
+}
+
+Test (pstap, reads_a_curve_broker_with_keys_only, .timeout = 60)
+{
+    //  No keys but the flags' (the shell that runs the tests may have some)
+    s_unset_psmq_environment ();
+    curve_t curve;
+    ps_broker_t *broker = s_curve_broker (&curve);
+    const char *endpoint = curve.endpoint;
 
     //  Without keys: neither INFO nor the tap itself answers
     result_t run = s_pstap ("watch", "--broker", endpoint, "--timeout-ms", "1500", NULL);
@@ -1831,22 +1874,88 @@ Test (pstap, reads_a_curve_broker_with_keys_only, .timeout = 60)
     cr_assert_eq (s_tap_subscriptions (broker), 0, "a reader without a key subscribed");
 
     //  With the allowed key: the records of a worker with its own key
-    ps_test_child_t child =
-        s_pstap_start ("watch", "--broker", endpoint, "--curve-secret", reader, "--broker-key",
-                       broker_public, "-c", "2", "-f", "kind=req,rep type=hello", NULL);
+    ps_test_child_t child = s_pstap_start ("watch", "--broker", endpoint, "--curve-secret",
+                                           curve.reader, "--broker-key", curve.broker_public, "-c",
+                                           "2", "-f", "kind=req,rep type=hello", NULL);
     s_wait_tap_subscription (broker);
-    ps_worker_options_t options;
-    ps_test_options (&options, endpoint, 0, 1);
-    options.curve_secret = reader;
-    options.broker_key = broker_public;
-    int status;
-    ps_worker_t *worker = ps_worker_connect (&options, &status);
-    cr_assert (worker, "%s", ps_strerror (status));
-    ps_worker_close (&worker);
+    s_curve_hello (&curve);
     run = s_finish (&child, CHILD_MS);
     cr_assert_eq (run.status, 0, "%s", run.err);
     cr_assert (strstr (run.out, "-> req  hello") && strstr (run.out, "<- rep  hello"), "%s",
                run.out);
     s_result_free (&run);
+    ps_broker_destroy (&broker);
+}
+
+Test (pstap, the_keys_come_from_PSMQ_CURVE_SECRET_and_PSMQ_BROKER_KEY_when_not_given, .timeout = 60)
+{
+    curve_t curve;
+    ps_broker_t *broker = s_curve_broker (&curve);
+    const char *endpoint = curve.endpoint;
+    s_unset_psmq_environment ();
+    setenv ("PSMQ_CURVE_SECRET", curve.reader, 1);
+    setenv ("PSMQ_BROKER_KEY", curve.broker_public, 1);
+
+    //  watch reaches INFO and the tap with the environment's keys
+    ps_test_child_t child = s_pstap_start ("watch", "--broker", endpoint, "-c", "2", "-f",
+                                           "kind=req,rep type=hello", NULL);
+    s_wait_tap_subscription (broker);
+    s_curve_hello (&curve);
+    result_t run = s_finish (&child, CHILD_MS);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.out, "-> req  hello") && strstr (run.out, "<- rep  hello"), "%s",
+               run.out);
+    s_result_free (&run);
+    //  So does every command that reaches a broker, the broker too from
+    //  the environment: a shell set up for psworker
+    setenv ("PSMQ_BROKER", endpoint, 1);
+    run = s_pstap ("stats", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    cr_assert (strstr (run.out, "workers     0 live, 1 ever seen"), "%s", run.out);
+    s_result_free (&run);
+    run = s_pstap ("clock", "-n", "1", "--batch", NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    s_result_free (&run);
+    unsetenv ("PSMQ_BROKER");
+
+    //  The flags win over the variables, which are then not even read
+    setenv ("PSMQ_CURVE_SECRET", "/no/such/reader.key_secret", 1);
+    unsetenv ("PSMQ_BROKER_KEY");
+    run = s_pstap ("stats", "--broker", endpoint, "--curve-secret", curve.reader, "--broker-key",
+                   curve.broker_public, NULL);
+    cr_assert_eq (run.status, 0, "%s", run.err);
+    s_result_free (&run);
+    //  A bad value is named as the variable's
+    setenv ("PSMQ_BROKER_KEY", curve.broker_public, 1);
+    run = s_pstap ("stats", "--broker", endpoint, NULL);
+    cr_assert_eq (run.status, 2, "%s", run.err);
+    cr_assert (strstr (run.err, "pstap stats: PSMQ_CURVE_SECRET /no/such/reader.key_secret is not "
+                                "a secret key file"),
+               "%s", run.err);
+    s_result_free (&run);
+    setenv ("PSMQ_CURVE_SECRET", curve.reader, 1);
+    setenv ("PSMQ_BROKER_KEY", "tooshort", 1);
+    run = s_pstap ("watch", "--tap", ps_broker_tap_endpoint (broker), NULL);
+    cr_assert_eq (run.status, 2, "%s", run.err);
+    cr_assert (strstr (run.err, "pstap watch: PSMQ_BROKER_KEY tooshort is neither a public key "
+                                "file nor 40 Z85 characters"),
+               "%s", run.err);
+    s_result_free (&run);
+
+    //  Both or neither, as for psworker; set but empty is not set
+    unsetenv ("PSMQ_BROKER_KEY");
+    run = s_pstap ("watch", "--broker", endpoint, NULL);
+    cr_assert_eq (run.status, 2, "%s", run.err);
+    cr_assert (strstr (run.err, "pstap watch: PSMQ_CURVE_SECRET is set but PSMQ_BROKER_KEY is not"),
+               "%s", run.err);
+    s_result_free (&run);
+    setenv ("PSMQ_CURVE_SECRET", "", 1);
+    setenv ("PSMQ_BROKER_KEY", curve.broker_public, 1);
+    run = s_pstap ("top", "--broker", endpoint, "--batch", "-n", "1", NULL);
+    cr_assert_eq (run.status, 2, "%s", run.err);
+    cr_assert (strstr (run.err, "pstap top: PSMQ_BROKER_KEY is set but PSMQ_CURVE_SECRET is not"),
+               "%s", run.err);
+    s_result_free (&run);
+    s_unset_psmq_environment ();
     ps_broker_destroy (&broker);
 }

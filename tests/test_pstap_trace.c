@@ -634,12 +634,17 @@ Test (pstap_trace, the_committed_recording_as_a_timeline, .timeout = 30)
     char golden[512], trace_path[512];
     s_golden ("session.pstap", golden, sizeof golden);
     ps_test_path ("trace-golden.json", trace_path, sizeof trace_path);
-    //  -r FILE names the source: a broker in PSMQ_BROKER is not added to it
+    //  -r FILE names the source: a broker in PSMQ_BROKER is not added to
+    //  it, and no keys are read (one of the two alone would be an error)
     setenv ("PSMQ_BROKER", "tcp://127.0.0.1:1", 1);
+    setenv ("PSMQ_CURVE_SECRET", "/no/such/reader.key_secret", 1);
+    unsetenv ("PSMQ_BROKER_KEY");
     result_t *run = s_pstap ("trace", "-r", golden, "-w", trace_path, NULL);
     cr_assert_eq (run->status, 0, "%s", run->err);
     cr_assert (strstr (run->err, "skipped 1 malformed records"), "%s", run->err);
     free (run);
+    unsetenv ("PSMQ_BROKER");
+    unsetenv ("PSMQ_CURVE_SECRET");
     json_t *trace = s_load (trace_path);
     json_t *events = s_events (trace);
     s_check_nesting (events);

@@ -89,8 +89,8 @@ static const command_t s_commands[] = {
      "A broker group: rates over all its brokers, a worker's lowest clock at any of\n"
      "them and its requests parked at all of them, and one row per broker.\n"},
     {"clock", pstap_clock,
-     PSTAP_O_BROKER | PSTAP_O_MEMBER_ONLY | PSTAP_O_TIMEOUT | PSTAP_O_BATCH | PSTAP_O_ITERATIONS |
-         PSTAP_O_INTERVAL,
+     PSTAP_O_BROKER | PSTAP_O_MEMBER_ONLY | PSTAP_O_TIMEOUT | PSTAP_O_KEYS | PSTAP_O_BATCH |
+         PSTAP_O_ITERATIONS | PSTAP_O_INTERVAL,
      "--broker EP[,EP...] [--member-only] [-n N] [--interval-ms MS] [--batch]",
      "the vector clock, refreshed",
      "Every interval, each worker's clock as a bar measured from the slowest, who the\n"
@@ -137,7 +137,9 @@ s_usage (FILE *out)
     fprintf (out, "\n--broker on one member of a broker group (psbroker --shards) watches the\n"
                   "whole group once a worker has joined; --broker EP0,EP1,... names them all.\n"
                   "Without --broker (or --tap, or -r FILE), the brokers are those in the\n"
-                  "environment variable PSMQ_BROKER, as for psworker.\n"
+                  "environment variable PSMQ_BROKER, as for psworker; without --curve-secret\n"
+                  "and --broker-key, the CURVE keys are those in PSMQ_CURVE_SECRET and\n"
+                  "PSMQ_BROKER_KEY (both or neither).\n"
                   "\n'pstap COMMAND --help' describes each; 'pstap --version' shows the\n"
                   "version. Example:\n"
                   "  pstap watch --broker tcp://server:5555 -f 'type=push lat>10ms'\n");
@@ -185,7 +187,8 @@ main (int argc, char *argv[])
     }
     if (rc)
         return rc;
-    if (pstap_info_set_keys (command->name, options.curve_secret, options.broker_key))
+    if (pstap_info_set_keys (command->name, options.curve_secret, options.broker_key,
+                             options.keys_from_environment))
         return 2;
 
     //  czmq's handler sets zsys_interrupted on SIGINT and SIGTERM, which

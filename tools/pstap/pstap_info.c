@@ -30,9 +30,10 @@ pstap_info_parse (const char *text, size_t size, ps_problem_t *problem)
     return info;
 }
 
-//  The keys of --curve-secret and --broker-key, as the files named them
-//  (for INFO, through the library) and as Z85 text (for the SUB sockets);
-//  set once at start, then only read
+//  The keys of --curve-secret and --broker-key (or of PSMQ_CURVE_SECRET
+//  and PSMQ_BROKER_KEY), as the files named them (for INFO, through the
+//  library) and as Z85 text (for the SUB sockets); set once at start, then
+//  only read
 static struct {
     const char *secret_file;
     const char *broker_key;
@@ -42,17 +43,20 @@ static struct {
 } s_keys;
 
 int
-pstap_info_set_keys (const char *command, const char *curve_secret, const char *broker_key)
+pstap_info_set_keys (const char *command, const char *curve_secret, const char *broker_key,
+                     bool from_environment)
 {
     if (!curve_secret || !broker_key)
         return 0;
+    const char *secret_name = from_environment ? "PSMQ_CURVE_SECRET" : "--curve-secret";
+    const char *key_name = from_environment ? "PSMQ_BROKER_KEY" : "--broker-key";
     static const char zeros[] = "0000000000000000000000000000000000000000";
     zcert_t *ours = zcert_load (curve_secret);
     if (!ours || streq (zcert_secret_txt (ours), zeros)) {
         fprintf (stderr,
-                 "pstap %s: --curve-secret %s is not a secret key file (pskeys new NAME "
+                 "pstap %s: %s %s is not a secret key file (pskeys new NAME "
                  "writes NAME.key_secret)\n",
-                 command, curve_secret);
+                 command, secret_name, curve_secret);
         zcert_destroy (&ours);
         return -1;
     }
@@ -60,9 +64,9 @@ pstap_info_set_keys (const char *command, const char *curve_secret, const char *
     zcert_t *theirs = zsys_file_exists (broker_key) ? zcert_load (broker_key) : NULL;
     if (!theirs && !(strlen (broker_key) == 40 && zmq_z85_decode (key, broker_key))) {
         fprintf (stderr,
-                 "pstap %s: --broker-key %s is neither a public key file nor 40 Z85 "
+                 "pstap %s: %s %s is neither a public key file nor 40 Z85 "
                  "characters\n",
-                 command, broker_key);
+                 command, key_name, broker_key);
         zcert_destroy (&ours);
         return -1;
     }

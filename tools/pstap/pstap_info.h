@@ -61,9 +61,12 @@ void pstap_info_workers (const json_t *info, int64_t world, int64_t *clocks, int
 const char *pstap_info_mode (int64_t staleness);
 
 //  CURVE keys for every broker and tap pstap reaches (--curve-secret and
-//  --broker-key; both NULL: none): read once at start, before any query.
-//  0, or -1 after saying on stderr which file is wrong
-int pstap_info_set_keys (const char *command, const char *curve_secret, const char *broker_key);
+//  --broker-key, or with from_environment PSMQ_CURVE_SECRET and
+//  PSMQ_BROKER_KEY; both NULL: none): read once at start, before any
+//  query. 0, or -1 after saying on stderr which file is wrong, named as
+//  the option or the variable it came from
+int pstap_info_set_keys (const char *command, const char *curve_secret, const char *broker_key,
+                         bool from_environment);
 //  Make socket (before it connects) a CURVE client with those keys; no-op
 //  without keys
 void pstap_info_apply_keys (void *socket);

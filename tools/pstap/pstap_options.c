@@ -9,9 +9,12 @@
     option (getopt takes "--broker -n" as the broker "-n").
 
     A subcommand that reads a live broker, given neither --broker nor --tap
-    (nor -r), takes the broker from PSMQ_BROKER as psworker does: read by
-    ps_worker_options_from_environment, so that the two agree on what an
-    unset or empty variable is.
+    (nor -r), takes the broker from PSMQ_BROKER as psworker does; given
+    neither --curve-secret nor --broker-key (nor -r), its CURVE keys from
+    PSMQ_CURVE_SECRET and PSMQ_BROKER_KEY, both or neither. All are read
+    by ps_worker_options_from_environment, so that the two programs agree
+    on what an unset or empty variable is, and a shell set up for a job's
+    workers watches that job with a bare pstap command.
     ========================================================================= */
 
 #include "pstap_options.h"
@@ -60,7 +63,9 @@ pstap_options_help (FILE *out, unsigned allowed)
         {PSTAP_O_KEYS,
          "      --curve-secret FILE  this reader's CURVE secret key (pskeys new NAME; the\n"
          "                       broker's --allow-keys folder holds NAME.key)\n"
-         "      --broker-key FILE the broker's public key file (or its 40 Z85 characters)"},
+         "      --broker-key FILE the broker's public key file (or its 40 Z85 characters)\n"
+         "                       (both left out: PSMQ_CURVE_SECRET's and PSMQ_BROKER_KEY's,\n"
+         "                       both or neither, as for psworker)"},
     };
     for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
         if (!(allowed & lines[i].bit))
@@ -82,19 +87,44 @@ pstap_options_help (FILE *out, unsigned allowed)
                       "  shard=1,2 (brokers of a group)\n");
 }
 
-//  PSMQ_BROKER as psworker reads it (every other setting counted as given,
-//  so nothing else is read or checked): NULL when it is unset or empty
-static const char *
-s_broker_from_environment (void)
+//  The settings psworker would take from the environment, of those in
+//  wanted (PS_WORKER_GIVEN_* bits; every other setting counted as given,
+//  so nothing else is read or checked): a field is NULL when its variable
+//  is unset or empty. Strings and paths cannot be bad values there, so
+//  this cannot fail.
+static ps_worker_options_t
+s_from_environment (unsigned wanted)
 {
     ps_worker_options_t options;
     ps_worker_options_init (&options);
-    unsigned all_but_broker = PS_WORKER_GIVEN_RANK | PS_WORKER_GIVEN_WORLD_SIZE |
-                              PS_WORKER_GIVEN_CURVE_SECRET | PS_WORKER_GIVEN_BROKER_KEY |
-                              PS_WORKER_GIVEN_WAIT_FOR_BROKER;
-    if (ps_worker_options_from_environment (&options, all_but_broker, NULL, NULL, NULL))
-        return NULL;
-    return options.broker;
+    unsigned all = PS_WORKER_GIVEN_BROKER | PS_WORKER_GIVEN_RANK | PS_WORKER_GIVEN_WORLD_SIZE |
+                   PS_WORKER_GIVEN_CURVE_SECRET | PS_WORKER_GIVEN_BROKER_KEY |
+                   PS_WORKER_GIVEN_WAIT_FOR_BROKER;
+    if (ps_worker_options_from_environment (&options, all & ~wanted, NULL, NULL, NULL))
+        ps_worker_options_init (&options);
+    return options;
+}
+
+//  Neither key on the command line, a live broker to reach: both from
+//  PSMQ_CURVE_SECRET and PSMQ_BROKER_KEY, or neither. 0, or 2 when only
+//  one of them is set (said on stderr).
+static int
+s_keys_from_environment (pstap_options_t *self)
+{
+    ps_worker_options_t found =
+        s_from_environment (PS_WORKER_GIVEN_CURVE_SECRET | PS_WORKER_GIVEN_BROKER_KEY);
+    if (!found.curve_secret != !found.broker_key) {
+        fprintf (stderr,
+                 "pstap %s: %s is set but %s is not: CURVE needs both (or --curve-secret "
+                 "FILE and --broker-key FILE)\n",
+                 self->command, found.curve_secret ? "PSMQ_CURVE_SECRET" : "PSMQ_BROKER_KEY",
+                 found.curve_secret ? "PSMQ_BROKER_KEY" : "PSMQ_CURVE_SECRET");
+        return 2;
+    }
+    self->curve_secret = found.curve_secret;
+    self->broker_key = found.broker_key;
+    self->keys_from_environment = found.curve_secret != NULL;
+    return 0;
 }
 
 enum {
@@ -253,7 +283,7 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
     //  its value is bad
     const char *broker_source = "--broker";
     if ((allowed & PSTAP_O_BROKER) && !self->broker && !self->tap && !self->read_path) {
-        self->broker = s_broker_from_environment ();
+        self->broker = s_from_environment (PS_WORKER_GIVEN_BROKER).broker;
         if (self->broker)
             broker_source = "PSMQ_BROKER";
     }
@@ -299,6 +329,12 @@ pstap_options_parse (pstap_options_t *self, const char *command, unsigned allowe
                  name);
         return 2;
     }
+    //  Neither key on the command line: the environment's, as psworker
+    //  takes them, where a broker is reached (not for a recording)
+    bool reaches_broker = self->broker || self->tap;
+    if ((allowed & PSTAP_O_KEYS) && reaches_broker && !self->curve_secret &&
+        s_keys_from_environment (self))
+        return 2;
     if ((allowed & PSTAP_O_WRITE) && !self->write_path) {
         fprintf (stderr, "pstap %s: -w FILE is required\n", name);
         return 2;

@@ -5,7 +5,8 @@
     main reads the command line once into a pstap_options_t (on its stack)
     and hands every subcommand a const pointer to it: nothing writes it
     after pstap_options_parse. Its strings point into argv, or into the
-    environment (the broker from PSMQ_BROKER). One thread.
+    environment (the broker from PSMQ_BROKER, the keys from
+    PSMQ_CURVE_SECRET and PSMQ_BROKER_KEY). One thread.
     Failure: pstap_options_parse prints the problem on stderr, naming the
     option, and returns 2, pstap's exit status for a bad command line.
     ========================================================================= */
@@ -72,6 +73,8 @@ typedef struct {
     pstap_view_t view;        //  --view: what read shows
     const char *curve_secret; //  --curve-secret: our CURVE secret key file
     const char *broker_key;   //  --broker-key: the broker's public key (file or text)
+    //  Both keys are PSMQ_CURVE_SECRET's and PSMQ_BROKER_KEY's (neither flag given)
+    bool keys_from_environment;
 } pstap_options_t;
 
 //  Read the options of subcommand command (argv[0]), which takes the
