@@ -242,11 +242,10 @@ class DistributedOptimizer(torch.optim.Optimizer):
                 _check_grad(key, tensor.grad)
                 rest[key] = _numpy(tensor.grad)
         self._pushed = set()
-        if rest:
-            self.worker.push(rest)
-        #  A pull sent behind the clock is answered with the step that clock
-        #  waited for: one round trip for both
-        clock = self.worker.clock_async()
+        #  The gradients left finish the clock in the same message; a pull
+        #  sent behind the clock is answered with the step that clock
+        #  waited for: one round trip for all three
+        clock = self.worker.push_clock_async(rest) if rest else self.worker.clock_async()
         try:
             self._pull()
         except Error:
