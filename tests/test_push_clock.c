@@ -7,12 +7,14 @@
     pipelined behind it sees the step it waited for, every broker of a
     group moves the clock (those holding none of the push too), a refused
     push leaves the clock where it was, and a non-finite one is reported
-    with the clock moved. That the steps it takes equal one process's is
-    test_consistency's bsp_with_pushes_that_finish_clocks_*.
+    with the clock moved; a broker older than the field is named as such.
+    That the steps it takes equal one process's is test_consistency's
+    bsp_with_pushes_that_finish_clocks_*.
 
     usage: build/test_push_clock [--filter 'push_clock/<test>'] [--verbose]
     ========================================================================= */
 
+#include "ps_codec.h"
 #include "ps_testutil.h"
 #include "ps_worker.h"
 
@@ -188,4 +190,58 @@ Test (push_clock, a_nonfinite_push_is_reported_and_the_clock_moves, .timeout = 6
                   ps_worker_error (job.worker));
     cr_assert_eq (ps_worker_current_clock (job.worker), 2);
     ps_test_job_stop (&job);
+}
+
+//  A broker from before clock_after, as far as one worker needs: it
+//  answers HELLO, and acks a PUSH with its clock, the field unread
+static void
+s_old_broker (zsock_t *pipe, void *args)
+{
+    zsock_t *router = args;
+    ps_codec_t *codec = ps_codec_new ();
+    zsock_signal (pipe, 0);
+    zpoller_t *poller = zpoller_new (pipe, router, NULL);
+    while (zpoller_wait (poller, -1) == router) {
+        zmsg_t *msg = zmsg_recv (router);
+        zframe_t *id = zmsg_pop (msg), *first = zmsg_first (msg);
+        ps_envelope_t *request =
+            ps_codec_decode (codec, zframe_data (first), zframe_size (first), NULL);
+        ps_envelope_t reply;
+        ps_codec_reply_to (&reply, request);
+        Psmq__Hello hello = PSMQ__HELLO__INIT;
+        hello.world_size = 1;
+        hello.session = hello.incarnation = 1;
+        hello.heartbeat_ms = 1000;
+        hello.timeout_ms = 10000;
+        if (request->type == PSMQ__MSG_TYPE__HELLO)
+            reply.hello = &hello;
+        reply.clock = request->clock;
+        zmq_msg_t encoded;
+        ps_codec_encode (&reply, &encoded);
+        zframe_send (&id, router, ZFRAME_MORE);
+        zmq_msg_send (&encoded, zsock_resolve (router), 0);
+        zmsg_destroy (&msg);
+    }
+    zpoller_destroy (&poller);
+    ps_codec_destroy (&codec);
+}
+
+Test (push_clock, a_broker_older_than_the_field_is_named, .timeout = 30)
+{
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    int port = zsock_bind (router, "tcp://127.0.0.1:*");
+    cr_assert_gt (port, 0);
+    zactor_t *broker = zactor_new (s_old_broker, router);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, PS_TEST_WAIT_MS);
+    cr_assert (worker);
+    float g = 1.0f;
+    ps_tensor_t push = {"w", &g, 1};
+    cr_assert_eq (ps_worker_push_clock (worker, &push, 1, 1), PS_EPROTO);
+    cr_assert (strstr (ps_worker_error (worker), "predates pushes that finish a clock"), "%s",
+               ps_worker_error (worker));
+    ps_worker_close (&worker);
+    zactor_destroy (&broker);
+    zsock_destroy (&router);
 }

@@ -233,6 +233,14 @@ ps_tickets_take (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, const
     case PSMQ__MSG_TYPE__CLOCK:
         if (!ps_tickets_finishes_clock (pending) || reply->clock == pending->clock + 1)
             return PS_OK;
+        if (pending->type == PSMQ__MSG_TYPE__PUSH && reply->clock == pending->clock) {
+            ps_problem_set (problem, 0,
+                            "broker %s acked a push that finishes clock %" PRId64
+                            " without finishing it: it predates pushes that finish a clock "
+                            "(clock_after); push, then clock",
+                            endpoint, pending->clock);
+            return PS_EPROTO;
+        }
         ps_problem_set (problem, 0, "clock reply %" PRId64 " from %s, expected %" PRId64,
                         reply->clock, endpoint, pending->clock + 1);
         return PS_EPROTO;
