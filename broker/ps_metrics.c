@@ -11,6 +11,15 @@
     frame from the loop means stop waiting (the broker is stopping). A
     scrape that gave up leaves its answer behind, which the next scrape
     knows by its number and drops.
+
+    libmicrohttpd is not linked but loaded (dlopen) by the first
+    ps_metrics_new: it brings GnuTLS and its chain (p11-kit, nettle, gmp,
+    ...), 2.4 MB of resident pages and a TLS stack that a broker without
+    --metrics would carry for nothing. Its types and constants come from
+    <microhttpd.h> as before; the seven functions used are called through
+    s_mhd, filled once (pthread_once: brokers in one process, the tests',
+    may start together) and kept with the library for the process: a
+    dlclose would have to wait for every daemon of every broker to stop.
     ========================================================================= */
 
 #include "ps_metrics.h"
@@ -20,9 +29,11 @@
 
 #include <assert.h>
 #include <czmq.h>
+#include <dlfcn.h>
 #include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +51,84 @@ struct ps_metrics_t {
     char url[320];                     //  where it serves
     char last_error[PS_MAX_ERROR_LEN]; //  libmicrohttpd's last complaint
 };
+
+//  The library and its Debian package: CMakeLists.txt defines both from
+//  the library built against; these, Debian 12's, for a build without
+#ifndef PSMQ_MICROHTTPD_SONAME
+#define PSMQ_MICROHTTPD_SONAME "libmicrohttpd.so.12"
+#endif
+#ifndef PSMQ_MICROHTTPD_PACKAGE
+#define PSMQ_MICROHTTPD_PACKAGE "libmicrohttpd12"
+#endif
+
+// ------------------------------------------------------------ the library
+
+//  libmicrohttpd's functions that ps_metrics calls, loaded by s_mhd_load;
+//  typed after <microhttpd.h>'s declarations, so the compiler checks every
+//  call (start_daemon and get_daemon_info are variadic: so are these)
+static struct {
+    __typeof__ (MHD_start_daemon) *start_daemon;
+    __typeof__ (MHD_stop_daemon) *stop_daemon;
+    __typeof__ (MHD_get_daemon_info) *get_daemon_info;
+    __typeof__ (MHD_create_response_from_buffer) *create_response_from_buffer;
+    __typeof__ (MHD_add_response_header) *add_response_header;
+    __typeof__ (MHD_queue_response) *queue_response;
+    __typeof__ (MHD_destroy_response) *destroy_response;
+} s_mhd;
+static pthread_once_t s_mhd_once = PTHREAD_ONCE_INIT;
+static char s_mhd_error[PS_MAX_ERROR_LEN]; //  why it did not load; "" when it did
+
+//  dlsym name from library into *function; false, with s_mhd_error, when
+//  it is not there
+static bool
+s_mhd_symbol (void *library, const char *name, void *function)
+{
+    dlerror ();
+    void *found = dlsym (library, name);
+    const char *error = dlerror ();
+    if (error || !found) {
+        snprintf (s_mhd_error, sizeof s_mhd_error, "%s", error ? error : name);
+        return false;
+    }
+    //  POSIX: a function's address fits a void * (dlsym relies on it)
+    memcpy (function, &found, sizeof found);
+    return true;
+}
+
+static void
+s_mhd_load (void)
+{
+    void *library = dlopen (PSMQ_MICROHTTPD_SONAME, RTLD_NOW | RTLD_LOCAL);
+    if (!library) {
+        const char *error = dlerror ();
+        snprintf (s_mhd_error, sizeof s_mhd_error, "%s", error ? error : "dlopen failed");
+        return;
+    }
+    if (!s_mhd_symbol (library, "MHD_start_daemon", &s_mhd.start_daemon) ||
+        !s_mhd_symbol (library, "MHD_stop_daemon", &s_mhd.stop_daemon) ||
+        !s_mhd_symbol (library, "MHD_get_daemon_info", &s_mhd.get_daemon_info) ||
+        !s_mhd_symbol (library, "MHD_create_response_from_buffer",
+                       &s_mhd.create_response_from_buffer) ||
+        !s_mhd_symbol (library, "MHD_add_response_header", &s_mhd.add_response_header) ||
+        !s_mhd_symbol (library, "MHD_queue_response", &s_mhd.queue_response) ||
+        !s_mhd_symbol (library, "MHD_destroy_response", &s_mhd.destroy_response)) {
+        //  Not all of it: none of it (no daemon started, so none runs its code)
+        dlclose (library);
+        memset (&s_mhd, 0, sizeof s_mhd);
+    }
+}
+
+//  Load libmicrohttpd once for the process; 0, or -1 with problem naming
+//  the library and why
+static int
+s_mhd_ready (ps_problem_t *problem)
+{
+    pthread_once (&s_mhd_once, s_mhd_load);
+    if (!s_mhd_error[0])
+        return 0;
+    return ps_problem_set (problem, 0, "--metrics needs %s (Debian package %s): %s",
+                           PSMQ_MICROHTTPD_SONAME, PSMQ_MICROHTTPD_PACKAGE, s_mhd_error);
+}
 
 // ------------------------------------------------------------ the address
 
@@ -144,14 +233,14 @@ static enum MHD_Result
 s_respond (struct MHD_Connection *connection, unsigned int status, const char *text)
 {
     struct MHD_Response *response =
-        MHD_create_response_from_buffer (strlen (text), (void *)text, MHD_RESPMEM_PERSISTENT);
+        s_mhd.create_response_from_buffer (strlen (text), (void *)text, MHD_RESPMEM_PERSISTENT);
     if (!response)
         return MHD_NO;
-    MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
+    s_mhd.add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain; charset=utf-8");
     if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
-        MHD_add_response_header (response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-    enum MHD_Result rc = MHD_queue_response (connection, status, response);
-    MHD_destroy_response (response);
+        s_mhd.add_response_header (response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    enum MHD_Result rc = s_mhd.queue_response (connection, status, response);
+    s_mhd.destroy_response (response);
     return rc;
 }
 
@@ -169,14 +258,14 @@ s_handle (void *arg, struct MHD_Connection *connection, const char *url, const c
         return s_respond (connection, MHD_HTTP_SERVICE_UNAVAILABLE,
                           "the broker did not answer in time\n");
     struct MHD_Response *response =
-        MHD_create_response_from_buffer (strlen (text), text, MHD_RESPMEM_MUST_FREE);
+        s_mhd.create_response_from_buffer (strlen (text), text, MHD_RESPMEM_MUST_FREE);
     if (!response) {
         free (text);
         return MHD_NO;
     }
-    MHD_add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, PS_PROMETHEUS_CONTENT_TYPE);
-    enum MHD_Result rc = MHD_queue_response (connection, MHD_HTTP_OK, response);
-    MHD_destroy_response (response);
+    s_mhd.add_response_header (response, MHD_HTTP_HEADER_CONTENT_TYPE, PS_PROMETHEUS_CONTENT_TYPE);
+    enum MHD_Result rc = s_mhd.queue_response (connection, MHD_HTTP_OK, response);
+    s_mhd.destroy_response (response);
     return rc;
 }
 
@@ -231,7 +320,7 @@ ps_metrics_new (const char *address, ps_problem_t *problem)
 {
     struct sockaddr_storage where;
     socklen_t where_size = 0;
-    if (s_resolve (address, &where, &where_size, problem))
+    if (s_resolve (address, &where, &where_size, problem) || s_mhd_ready (problem))
         return NULL;
     ps_metrics_t *self = calloc (1, sizeof *self);
     if (!self) {
@@ -245,13 +334,13 @@ ps_metrics_new (const char *address, ps_problem_t *problem)
     unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
     if (where.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
-    self->daemon = MHD_start_daemon (
+    self->daemon = s_mhd.start_daemon (
         flags, 0, NULL, NULL, s_handle, self, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&where,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)PS_METRICS_MAX_CONNECTIONS,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)PS_METRICS_CONNECTION_TIMEOUT_S,
         MHD_OPTION_EXTERNAL_LOGGER, s_log, self, MHD_OPTION_END);
     const union MHD_DaemonInfo *bound =
-        self->daemon ? MHD_get_daemon_info (self->daemon, MHD_DAEMON_INFO_BIND_PORT) : NULL;
+        self->daemon ? s_mhd.get_daemon_info (self->daemon, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     if (!bound || bound->port == 0) {
         ps_problem_set (problem, 0, "cannot serve metrics on %s: %s", address,
                         self->last_error[0] ? self->last_error : "the HTTP server did not start");
@@ -273,7 +362,7 @@ ps_metrics_destroy (ps_metrics_t **self_p)
     if (self->loop_end)
         zmq_send (zsock_resolve (self->loop_end), "", 0, ZMQ_DONTWAIT);
     if (self->daemon)
-        MHD_stop_daemon (self->daemon);
+        s_mhd.stop_daemon (self->daemon);
     zsock_destroy (&self->http_end);
     zsock_destroy (&self->loop_end);
     free (self);

@@ -15,6 +15,14 @@
     The ROUTER loop's thread creates, polls and destroys it; the HTTP
     thread is its own. ps_metrics_destroy stops that thread (a scrape
     waiting for the loop is answered 503 at once) before it returns.
+
+    libmicrohttpd is not linked: the first ps_metrics_new of the process
+    loads it (dlopen, on the calling loop's thread, once even when brokers
+    start together), so a broker without --metrics maps neither it nor
+    GnuTLS. The module owns that handle and keeps it open until the
+    process exits (never dlclose'd). When it cannot be loaded, that and
+    every later ps_metrics_new fails with a problem naming the library,
+    its Debian package and dlerror's reason.
     ========================================================================= */
 
 #ifndef PS_METRICS_H_INCLUDED
@@ -32,7 +40,7 @@ typedef struct ps_metrics_t ps_metrics_t;
 int ps_metrics_check_address (const char *address, ps_problem_t *problem);
 
 //  Serve on address (ps_metrics_check_address's form); NULL with problem
-//  when it is not one or cannot be bound
+//  when it is not one, cannot be bound or libmicrohttpd cannot be loaded
 ps_metrics_t *ps_metrics_new (const char *address, ps_problem_t *problem);
 //  Stop serving and free; nulls the pointer
 void ps_metrics_destroy (ps_metrics_t **self_p);

@@ -12,6 +12,7 @@
 #  - the licence, as Debian's share/doc/psmq/copyright
 #  - `cpack -G DEB` in the build directory: psmq_VERSION_ARCH.deb, for the
 #    prefix /usr, its Depends found by dpkg-shlibdeps (Debian's dpkg-dev)
+#    but libmicrohttpd's, which psbroker loads with dlopen
 #  The tests install and use all of it: tests/install_check.sh (a staging
 #  prefix: ctest install) and tests/package_check.sh (the .deb, dpkg -i:
 #  ctest package).
@@ -113,6 +114,11 @@ set (CPACK_DEBIAN_PACKAGE_SECTION science)
 #  packages (libzmq5, libczmq4, libprotobuf-c1, libjansson4, ...), found by
 #  dpkg-shlibdeps; a shlibs file and the ldconfig trigger for libpsworker
 set (CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+#  and, named here, libmicrohttpd's (libmicrohttpd12), which dpkg-shlibdeps
+#  cannot see: psbroker loads it with dlopen for --metrics (CMakeLists.txt),
+#  at least the version whose header it was built with. CPack appends what
+#  dpkg-shlibdeps finds
+set (CPACK_DEBIAN_PACKAGE_DEPENDS "${PSMQ_MICROHTTPD_PACKAGE} (>= ${MICROHTTPD_VERSION})")
 set (CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON)
 #  cmake/debian: the ldconfig trigger (CPack writes the shlibs file, not
 #  the trigger), and a prerm that removes the byte code Python wrote beside

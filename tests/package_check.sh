@@ -3,12 +3,13 @@
 #  dpkg installs it on this machine, and it is used from /usr as a user
 #  would, with no path given anywhere:
 #  - its Depends names the Debian package of every library its programs
-#    and libpsworker link (dpkg-shlibdeps found them)
+#    and libpsworker link (dpkg-shlibdeps found them), and libmicrohttpd12,
+#    which psbroker loads (dlopen) to serve --metrics
 #  - every program runs from /usr/bin and says the version; man pages,
 #    header, pkg-config file, CMake package and licence are where Debian
 #    keeps them
 #  - programs built with pkg-config and with find_package (psmq) run
-#    against the installed psbroker
+#    against the installed psbroker, which then serves /metrics
 #  - Debian's python3 imports psmq from / and loads the installed library
 #  - tools/demo runs a short job (a broker, two workers, one epoch) with
 #    the installed programs
@@ -109,6 +110,9 @@ for name in $needed; do
     [ -n "$owner" ] || fail "no Debian package on this machine holds $path ($name)"
     covered "$owner" || fail "the package needs $name from $owner, which Depends does not name: $depends"
 done
+#  Not linked, so not found above: psbroker --metrics loads it
+named libmicrohttpd12 <<< "$depends" \
+    || fail "Depends does not name libmicrohttpd12 (psbroker --metrics loads it): $depends"
 echo "$tag: Depends: $depends"
 
 #  dpkg waits for nobody: another apt or dpkg holding the lock is waited
@@ -143,8 +147,20 @@ echo "$tag: dpkg -i installed it; its programs run from /usr/bin"
             "$(pkg-config --variable=libdir psworker), not /usr/include and /usr/$libdir"
 
 #  Programs of its users, found by pkg-config and CMake without a path
-start_broker /usr/bin "$work"
+start_broker /usr/bin "$work" --metrics 127.0.0.1:0
 run_consumers "$work" "$version"
+#  and its metrics, from libmicrohttpd loaded at start (the line comes
+#  with the endpoint's: one flush)
+url=$(grep -o 'psbroker metrics on http://[^ ]*' "$work/broker.out" | cut -d' ' -f4 || true)
+[ -n "$url" ] || fail "/usr/bin/psbroker --metrics 127.0.0.1:0 printed no metrics URL:" \
+    "$(cat "$work/broker.out" "$work/broker.err")"
+out=$(/usr/bin/python3 -c "import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as response:
+    print(response.status, response.read().decode())" "$url" 2>&1) \
+    || fail "GET $url: $out"
+grep -q '^200 ' <<< "$out" && grep -q '^# TYPE psmq_worker_up gauge' <<< "$out" \
+    || fail "GET $url did not answer the metrics: $out"
+echo "$tag: /usr/bin/psbroker serves $url"
 stop_broker
 
 #  Python: from /, the package in Debian's dist-packages loads the

@@ -274,3 +274,72 @@ Test (psbroker, logs_carry_an_iso_8601_time_as_text_or_json_lines, .timeout = 60
     cr_assert_eq (s_run (bad, true, "xml", err, sizeof err), 2, "%s", err);
     cr_assert (strstr (err, "--log-format 'xml' must be text or json"), "%s", err);
 }
+
+//  Whether the process pid maps a file whose name holds library
+static bool
+s_maps (pid_t pid, const char *library)
+{
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/maps", (int)pid);
+    char *maps = ps_test_slurp (path);
+    cr_assert (strstr (maps, "psbroker"), "no maps of psbroker in %s", path);
+    bool found = strstr (maps, library) != NULL;
+    free (maps);
+    return found;
+}
+
+//  Start psbroker with args, check what it maps, stop it
+static void
+s_check_maps (char *const args[], const char *mapped, const char *const unmapped[])
+{
+    char endpoint[128], out[4096];
+    ps_test_child_t broker = ps_test_psbroker (args, endpoint, sizeof endpoint, out, sizeof out);
+    //  Its first line comes once ps_broker_new has returned: --metrics
+    //  served (or not) by then
+    if (mapped)
+        cr_assert (s_maps (broker.pid, mapped), "psbroker does not map %s", mapped);
+    for (size_t i = 0; unmapped && unmapped[i]; i++)
+        cr_assert (!s_maps (broker.pid, unmapped[i]), "psbroker maps %s", unmapped[i]);
+    kill (broker.pid, SIGTERM);
+    cr_assert_eq (ps_test_wait_pid (broker.pid, 10000), 0, "psbroker did not exit cleanly");
+    close (broker.out);
+    close (broker.err);
+}
+
+Test (psbroker, loads_the_http_server_only_to_serve_metrics, .timeout = 30)
+{
+    //  Without --metrics: neither libmicrohttpd nor the TLS stack it
+    //  brings (2.4 MB resident, and attack surface)
+    const char *const http[] = {"libmicrohttpd", "libgnutls", NULL};
+    char *plain[] = {"--no-tap", NULL};
+    s_check_maps (plain, NULL, http);
+    //  With: loaded on demand
+    char *metrics[] = {"--no-tap", "--metrics", "127.0.0.1:0", NULL};
+    s_check_maps (metrics, "libmicrohttpd", NULL);
+}
+
+Test (psbroker, metrics_without_the_http_library_is_a_clear_error, .timeout = 30)
+{
+    //  A libmicrohttpd.so.12 that is not one, found first: dlopen fails
+    char dir[] = "/tmp/test_psbroker-XXXXXX";
+    cr_assert (mkdtemp (dir));
+    char library[128];
+    snprintf (library, sizeof library, "%s/libmicrohttpd.so.12", dir);
+    FILE *file = fopen (library, "w");
+    cr_assert (file);
+    fputs ("not a library\n", file);
+    fclose (file);
+    setenv ("LD_LIBRARY_PATH", dir, 1);
+    char *args[] = {"--port",   "0",         "--bind",      "127.0.0.1",
+                    "--no-tap", "--metrics", "127.0.0.1:0", NULL};
+    char err[4096];
+    int status = s_run (args, true, "libmicrohttpd12", err, sizeof err);
+    unsetenv ("LD_LIBRARY_PATH");
+    unlink (library);
+    rmdir (dir);
+    cr_assert_eq (status, 1, "%s", err);
+    cr_assert (strstr (err, "psbroker: --metrics needs libmicrohttpd.so.12 (Debian package "
+                            "libmicrohttpd12): ") &&
+                   strstr (err, library),
+               "the problem names the library, its package and dlerror's reason: %s", err);
+}

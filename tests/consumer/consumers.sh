@@ -9,10 +9,12 @@ consumer_dir=$(dirname "${BASH_SOURCE[0]}")
 broker_pid=""
 endpoint=""
 
-#  start_broker BIN WORK: BIN/psbroker on a free loopback port; sets $endpoint
+#  start_broker BIN WORK [ARG...]: BIN/psbroker on a free loopback port,
+#  with the ARGs; sets $endpoint
 start_broker () {
     local bin=$1 work=$2
-    "$bin/psbroker" --port 0 --bind 127.0.0.1 --no-tap --quiet \
+    shift 2
+    "$bin/psbroker" --port 0 --bind 127.0.0.1 --no-tap --quiet "$@" \
         > "$work/broker.out" 2> "$work/broker.err" &
     broker_pid=$!
     #  Up to 20 s: a loaded machine may be slow to start it
