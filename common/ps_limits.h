@@ -69,16 +69,17 @@
 //  Bytes of pushes the ROUTER loop has handed to the aggregation thread
 //  and it has not applied yet, and of parts granted and not come, all
 //  connections together (psbroker --push-budget): past it the broker
-//  grants no part until the aggregator catches up. 2 parts keeps the
+//  grants no part until the aggregator catches up. 3 parts keeps the
 //  broker within 2 models and 16 MB with 16 workers pushing a 64 MB
-//  model; 4 gives one worker pushing alone over loopback some 10% more
-//  throughput (docs/performance.md). Why not a small ZMQ_RCVHWM instead
+//  model (since psbroker loads no HTTP library without --metrics), and
+//  one worker pushing alone over loopback as fast as 4 parts did
+//  (docs/performance.md). Why not a small ZMQ_RCVHWM instead
 //  (libzmq stops reading a connection whose queue is full, and TCP holds
 //  the sender back): libzmq 4.3.4 aborts (out_event's assert on
 //  _io_error) when a connection whose input it stopped closes and a ZMTP
 //  heartbeat is due, which the broker's heartbeats and any worker
 //  leaving make likely
-#define PS_DEFAULT_PUSH_BUDGET (2ULL << 20)
+#define PS_DEFAULT_PUSH_BUDGET (3ULL << 20)
 #define PS_MIN_PUSH_BUDGET (1ULL << 20)
 
 //  Liveness defaults
