@@ -537,12 +537,23 @@ class Worker:
         """Push gradients for the current clock (ps_worker_push): one key,
         push(name, array), or several in one round trip, push({name: array}).
         grad_count: how many gradients were summed into them."""
+        self._push_call(_lib_.ps_worker_push, name_or_dict, array, grad_count)
+
+    def _push_call(self, function, name_or_dict, array, grad_count, *ticket):
+        """Call a ps_worker_push* function with the gradients given as push
+        takes them (and a ticket's pointer for the async forms)."""
         handle = self._h()
         items = self._push_items(name_or_dict, array, grad_count)
         tensors = self._tensors(items)
-        status = _lib_.ps_worker_push(handle, tensors, len(items), grad_count)
+        status = function(handle, tensors, len(items), grad_count, *ticket)
         if status:
             self._fail(status)
+
+    def _push_ticket(self, function, kind, name_or_dict, array, grad_count):
+        """An async ps_worker_push* call: its Ticket."""
+        ticket = ctypes.c_uint64()
+        self._push_call(function, name_or_dict, array, grad_count, ctypes.byref(ticket))
+        return Ticket(self, ticket.value, kind)
 
     def pull(self, names, out=None):
         """Pull parameters (ps_worker_pull) into numpy arrays and return them:
@@ -568,38 +579,19 @@ class Worker:
     def push_clock(self, name_or_dict, array=None, *, grad_count=1):
         """push, then clock, in one round trip (ps_worker_push_clock):
         the arguments of push, the wait and outcome of clock."""
-        handle = self._h()
-        items = self._push_items(name_or_dict, array, grad_count)
-        tensors = self._tensors(items)
-        status = _lib_.ps_worker_push_clock(handle, tensors, len(items), grad_count)
-        if status:
-            self._fail(status)
+        self._push_call(_lib_.ps_worker_push_clock, name_or_dict, array, grad_count)
 
     def push_clock_async(self, name_or_dict, array=None, *, grad_count=1):
         """push_clock, sent now; returns a Ticket. The arrays are copied
         during the call, as push_async's."""
-        handle = self._h()
-        items = self._push_items(name_or_dict, array, grad_count)
-        tensors = self._tensors(items)
-        ticket = ctypes.c_uint64()
-        status = _lib_.ps_worker_push_clock_async(handle, tensors, len(items), grad_count,
-                                                  ctypes.byref(ticket))
-        if status:
-            self._fail(status)
-        return Ticket(self, ticket.value, "push_clock")
+        return self._push_ticket(_lib_.ps_worker_push_clock_async, "push_clock", name_or_dict,
+                                 array, grad_count)
 
     def push_async(self, name_or_dict, array=None, *, grad_count=1):
         """push, sent now; returns a Ticket. The arrays are copied during
         the call and are free again when it returns."""
-        handle = self._h()
-        items = self._push_items(name_or_dict, array, grad_count)
-        tensors = self._tensors(items)
-        ticket = ctypes.c_uint64()
-        status = _lib_.ps_worker_push_async(handle, tensors, len(items), grad_count,
-                                            ctypes.byref(ticket))
-        if status:
-            self._fail(status)
-        return Ticket(self, ticket.value, "push")
+        return self._push_ticket(_lib_.ps_worker_push_async, "push", name_or_dict, array,
+                                 grad_count)
 
     def pull_async(self, names, out=None):
         """pull, sent now; returns a Ticket whose wait() returns the arrays.
