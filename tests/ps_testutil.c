@@ -653,6 +653,32 @@ ps_test_json_bool (const char *text, const char *name, bool last)
     return s_json_scalar (text, name, last, false) != 0;
 }
 
+double
+ps_test_shard_info (ps_worker_t *worker, uint32_t shard, const char *name)
+{
+    char *json = NULL;
+    cr_assert_eq (ps_worker_info_shard (worker, shard, &json), PS_OK, "INFO of shard %u: %s", shard,
+                  ps_worker_error (worker));
+    double value = ps_test_json_number (json, name, false);
+    free (json);
+    return value;
+}
+
+int
+ps_test_wait_parked (ps_worker_t *worker, uint32_t shards, int want)
+{
+    int64_t deadline = zclock_mono () + PS_TEST_WAIT_MS;
+    while (zclock_mono () < deadline) {
+        uint32_t ready = 0;
+        for (uint32_t shard = 0; shard < shards; shard++)
+            ready += (int)ps_test_shard_info (worker, shard, "parked_now") == want;
+        if (ready == shards)
+            return 0;
+        zclock_sleep (5);
+    }
+    return -1;
+}
+
 const char *
 ps_test_script (const char *name, char *path, size_t path_size)
 {

@@ -300,4 +300,12 @@ double ps_test_json_number (const char *text, const char *name, bool last);
 //  The same for a key that holds true or false (asserts that it does)
 bool ps_test_json_bool (const char *text, const char *name, bool last);
 
+//  The number name holds in the INFO of broker shard of worker's group
+//  (asserts that INFO answers and holds it)
+double ps_test_shard_info (ps_worker_t *worker, uint32_t shard, const char *name);
+
+//  Wait, at most PS_TEST_WAIT_MS, until each of the shards brokers of
+//  worker's group holds want requests parked; 0, or -1 at the deadline
+int ps_test_wait_parked (ps_worker_t *worker, uint32_t shards, int want);
+
 #endif

@@ -416,27 +416,6 @@ Test (consistency, asp_never_waits, .timeout = 60)
 
 // ------------------------------------------------------------ pipelined
 
-//  The parked requests of every broker of a group, from their INFO
-static int
-s_parked_everywhere (ps_worker_t *worker, uint32_t shards, int want)
-{
-    int64_t deadline = zclock_mono () + 10000;
-    while (zclock_mono () < deadline) {
-        int ready = 0;
-        for (uint32_t shard = 0; shard < shards; shard++) {
-            char *json = NULL;
-            if (ps_worker_info_shard (worker, shard, &json) == PS_OK &&
-                (int)ps_test_json_number (json, "parked_now", false) == want)
-                ready++;
-            free (json);
-        }
-        if (ready == (int)shards)
-            return 0;
-        zclock_sleep (5);
-    }
-    return -1;
-}
-
 #define PIPE_SIZE 70000 //  over 64K elements: sliced over every broker of a group
 
 //  BSP, three workers push for clock 0; workers 0 and 1 send CLOCK and,
@@ -466,7 +445,7 @@ s_bsp_pipelined_pull (uint32_t shards)
         cr_assert_eq (ps_worker_clock_async (workers[rank], &clock[rank]), PS_OK);
         cr_assert_eq (ps_worker_pull_async (workers[rank], &tensor, 1, &pull[rank]), PS_OK);
     }
-    cr_assert_eq (s_parked_everywhere (workers[2], shards, 4), 0, "the requests never parked");
+    cr_assert_eq (ps_test_wait_parked (workers[2], shards, 4), 0, "the requests never parked");
     cr_assert_eq (ps_worker_clock (workers[2]), PS_OK, "%s", ps_worker_error (workers[2]));
     for (uint32_t rank = 0; rank < 2; rank++) {
         cr_assert_eq (ps_worker_wait (workers[rank], pull[rank], -1), PS_OK);
@@ -515,7 +494,7 @@ Test (consistency, ssp_pull_pipelined_at_the_bound_sees_the_slow_push, .timeout 
         ps_ticket_t clock, pull, push, slow_clock;
         cr_assert_eq (ps_worker_clock_async (fast, &clock), PS_OK);
         cr_assert_eq (ps_worker_pull_async (fast, &tensor, 1, &pull), PS_OK);
-        cr_assert_eq (s_parked_everywhere (slow, 1, 2), 0, "the fast worker never parked");
+        cr_assert_eq (ps_test_wait_parked (slow, 1, 2), 0, "the fast worker never parked");
         cr_assert_eq (ps_worker_push_async (slow, &slow_push, 1, 1, &push), PS_OK);
         cr_assert_eq (ps_worker_clock_async (slow, &slow_clock), PS_OK);
         cr_assert_eq (ps_worker_wait (fast, pull, -1), PS_OK, "%s", ps_worker_error (fast));

@@ -24,38 +24,6 @@
 
 #define WIDE 70000 //  over 64K elements: sliced over every broker of a group
 
-//  Wait until every one of shards brokers holds want parked requests
-static int
-s_parked_everywhere (ps_worker_t *worker, uint32_t shards, int want)
-{
-    int64_t deadline = zclock_mono () + PS_TEST_WAIT_MS;
-    while (zclock_mono () < deadline) {
-        int ready = 0;
-        for (uint32_t shard = 0; shard < shards; shard++) {
-            char *json = NULL;
-            if (ps_worker_info_shard (worker, shard, &json) == PS_OK &&
-                (int)ps_test_json_number (json, "parked_now", false) == want)
-                ready++;
-            free (json);
-        }
-        if (ready == (int)shards)
-            return 0;
-        zclock_sleep (5);
-    }
-    return -1;
-}
-
-//  A shard's slowest clock, from its INFO
-static long
-s_min_clock (ps_worker_t *worker, uint32_t shard)
-{
-    char *json = NULL;
-    cr_assert_eq (ps_worker_info_shard (worker, shard, &json), PS_OK);
-    long clock = (long)ps_test_json_number (json, "min_clock", false);
-    free (json);
-    return clock;
-}
-
 //  BSP over two brokers, three workers: 0 and 1 send their push that
 //  finishes clock 0 and, without waiting, a PULL; once all four requests
 //  are parked on both brokers, worker 2 pushes and finishes its clock.
@@ -82,7 +50,7 @@ Test (push_clock, a_pull_pipelined_behind_it_sees_the_step, .timeout = 60)
         cr_assert_eq (ps_worker_current_clock (workers[rank]), 1, "sent, the clock counts");
         cr_assert_eq (ps_worker_pull_async (workers[rank], &into, 1, &pull[rank]), PS_OK);
     }
-    cr_assert_eq (s_parked_everywhere (workers[2], 2, 4), 0, "the requests never parked");
+    cr_assert_eq (ps_test_wait_parked (workers[2], 2, 4), 0, "the requests never parked");
     ps_tensor_t last = {"w", gradient[2], WIDE};
     cr_assert_eq (ps_worker_push_clock (workers[2], &last, 1, 1), PS_OK, "%s",
                   ps_worker_error (workers[2]));
@@ -146,9 +114,10 @@ Test (push_clock, a_broker_holding_none_of_the_push_moves_the_clock, .timeout = 
     for (int clock = 0; clock < 3; clock++)
         cr_assert_eq (ps_worker_push_clock (worker, &push, 1, 1), PS_OK, "%s",
                       ps_worker_error (worker));
-    for (uint32_t shard = 0; shard < 2; shard++)
-        cr_assert_eq (s_min_clock (worker, shard), 3, "shard %u is at clock %ld", shard,
-                      s_min_clock (worker, shard));
+    for (uint32_t shard = 0; shard < 2; shard++) {
+        long clock = (long)ps_test_shard_info (worker, shard, "min_clock");
+        cr_assert_eq (clock, 3, "shard %u is at clock %ld", shard, clock);
+    }
     ps_worker_close (&worker);
     for (uint32_t shard = 0; shard < 2; shard++)
         ps_broker_destroy (&brokers[shard]);
@@ -164,11 +133,11 @@ Test (push_clock, a_refused_push_leaves_the_clock, .timeout = 60)
     ps_tensor_t wrong = {"w", g, 3}, right = {"w", g, 4};
     cr_assert_eq (ps_worker_push_clock (job.worker, &wrong, 1, 1), PS_ESIZE);
     cr_assert_eq (ps_worker_current_clock (job.worker), 0);
-    cr_assert_eq (s_min_clock (job.worker, 0), 0);
+    cr_assert_eq ((long)ps_test_shard_info (job.worker, 0, "min_clock"), 0);
     cr_assert_eq (ps_worker_push_clock (job.worker, &right, 1, 1), PS_OK, "%s",
                   ps_worker_error (job.worker));
     cr_assert_eq (ps_worker_current_clock (job.worker), 1);
-    cr_assert_eq (s_min_clock (job.worker, 0), 1);
+    cr_assert_eq ((long)ps_test_shard_info (job.worker, 0, "min_clock"), 1);
     ps_test_job_stop (&job);
 }
 
@@ -182,7 +151,7 @@ Test (push_clock, a_nonfinite_push_is_reported_and_the_clock_moves, .timeout = 6
     ps_tensor_t push = {"w", g, 2}, into = {"w", w, 2};
     cr_assert_eq (ps_worker_push_clock (job.worker, &push, 1, 1), PS_ENONFINITE);
     cr_assert_eq (ps_worker_current_clock (job.worker), 1);
-    cr_assert_eq (s_min_clock (job.worker, 0), 1);
+    cr_assert_eq ((long)ps_test_shard_info (job.worker, 0, "min_clock"), 1);
     cr_assert_eq (ps_worker_pull (job.worker, &into, 1), PS_OK);
     cr_assert (w[0] == 0.0f && w[1] == 0.0f, "the NaN push was applied: %g %g", w[0], w[1]);
     g[1] = 1.0f;
