@@ -52,14 +52,9 @@ struct ps_metrics_t {
     char last_error[PS_MAX_ERROR_LEN]; //  libmicrohttpd's last complaint
 };
 
-//  The library and its Debian package: CMakeLists.txt defines both from
-//  the library built against; these, Debian 12's, for a build without
-#ifndef PSMQ_MICROHTTPD_SONAME
-#define PSMQ_MICROHTTPD_SONAME "libmicrohttpd.so.12"
-#endif
-#ifndef PSMQ_MICROHTTPD_PACKAGE
-#define PSMQ_MICROHTTPD_PACKAGE "libmicrohttpd12"
-#endif
+//  PSMQ_MICROHTTPD_SONAME and PSMQ_MICROHTTPD_PACKAGE, the library and
+//  its Debian package, come from CMakeLists.txt (from the library built
+//  against)
 
 // ------------------------------------------------------------ the library
 

@@ -320,23 +320,21 @@ Test (psbroker, loads_the_http_server_only_to_serve_metrics, .timeout = 30)
 
 Test (psbroker, metrics_without_the_http_library_is_a_clear_error, .timeout = 30)
 {
-    //  A libmicrohttpd.so.12 that is not one, found first: dlopen fails
-    char dir[] = "/tmp/test_psbroker-XXXXXX";
-    cr_assert (mkdtemp (dir));
-    char library[128];
-    snprintf (library, sizeof library, "%s/libmicrohttpd.so.12", dir);
+    //  A libmicrohttpd.so.12 that is not one, found first (in the test's
+    //  own directory): dlopen fails
+    char library[512];
+    ps_test_path ("libmicrohttpd.so.12", library, sizeof library);
     FILE *file = fopen (library, "w");
     cr_assert (file);
     fputs ("not a library\n", file);
     fclose (file);
-    setenv ("LD_LIBRARY_PATH", dir, 1);
+    setenv ("LD_LIBRARY_PATH", ps_test_dir (), 1);
     char *args[] = {"--port",   "0",         "--bind",      "127.0.0.1",
                     "--no-tap", "--metrics", "127.0.0.1:0", NULL};
     char err[4096];
     int status = s_run (args, true, "libmicrohttpd12", err, sizeof err);
     unsetenv ("LD_LIBRARY_PATH");
     unlink (library);
-    rmdir (dir);
     cr_assert_eq (status, 1, "%s", err);
     cr_assert (strstr (err, "psbroker: --metrics needs libmicrohttpd.so.12 (Debian package "
                             "libmicrohttpd12): ") &&
