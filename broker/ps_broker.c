@@ -24,6 +24,7 @@
 
 #include "ps_broker.h"
 #include "ps_monitor.h"
+#include "ps_poll.h"
 #include "ps_handoff.h"
 #include "ps_info.h"
 #include "ps_log.h"
@@ -150,66 +151,68 @@ s_monitor_drain (ps_router_t *self)
         s_monitor_receive (self);
 }
 
+//  The sockets the loop waits on, each one's index in the poll set, -1
+//  for one not in use
+typedef struct {
+    int pipe, router, agg, monitor, tap, tap_watch, writer, metrics;
+} s_items_t;
+
+static int
+s_add (ps_poll_t *poll, void *socket)
+{
+    int index = socket ? ps_poll_add (poll, socket) : -1;
+    assert (!socket || index >= 0);
+    return index;
+}
+
 static void
 s_router_loop (ps_router_t *self)
 {
-    zmq_pollitem_t items[8] = {{zsock_resolve (self->pipe), 0, ZMQ_POLLIN, 0},
-                               {self->router_handle, 0, ZMQ_POLLIN, 0},
-                               {self->agg_handle, 0, ZMQ_POLLIN, 0}};
-    int nitems = 3, tap_item = -1, monitor_item = -1, writer = -1, tap_watch = -1, metrics = -1;
-    if (self->monitor) {
-        monitor_item = nitems;
-        items[nitems++] = (zmq_pollitem_t){zsock_resolve (self->monitor), 0, ZMQ_POLLIN, 0};
-    }
-    if (self->tap) {
-        tap_item = nitems;
-        items[nitems++] = (zmq_pollitem_t){ps_tap_handle (self->tap), 0, ZMQ_POLLIN, 0};
+    ps_poll_t *poll = ps_poll_new ();
+    assert (poll);
+    s_items_t at = {
+        .pipe = s_add (poll, zsock_resolve (self->pipe)),
+        .router = s_add (poll, self->router_handle),
+        .agg = s_add (poll, self->agg_handle),
+        .monitor = s_add (poll, self->monitor ? zsock_resolve (self->monitor) : NULL),
+        .tap = s_add (poll, self->tap ? ps_tap_handle (self->tap) : NULL),
         //  Authentication (ps_auth.h): the tap readers' refused handshakes
-        if (ps_tap_watched (self->tap)) {
-            tap_watch = nitems;
-            items[nitems++] = (zmq_pollitem_t){ps_tap_watched (self->tap), 0, ZMQ_POLLIN, 0};
-        }
-    }
-    //  The checkpoint writer's pipe
-    if (self->checkpointer) {
-        writer = nitems;
-        items[nitems++] =
-            (zmq_pollitem_t){ps_checkpointer_handle (self->checkpointer), 0, ZMQ_POLLIN, 0};
-    }
-    //  Scrapes asking for snapshots (ps_metrics.h)
-    if (self->metrics) {
-        metrics = nitems;
-        items[nitems++] = (zmq_pollitem_t){ps_metrics_handle (self->metrics), 0, ZMQ_POLLIN, 0};
-    }
+        .tap_watch = s_add (poll, self->tap ? ps_tap_watched (self->tap) : NULL),
+        //  The checkpoint writer's pipe
+        .writer =
+            s_add (poll, self->checkpointer ? ps_checkpointer_handle (self->checkpointer) : NULL),
+        //  Scrapes asking for snapshots (ps_metrics.h)
+        .metrics = s_add (poll, self->metrics ? ps_metrics_handle (self->metrics) : NULL),
+    };
     uint32_t check_every = self->config.heartbeat_ms;
     self->next_check = zclock_mono () + check_every;
     while (!self->terminated) {
         int64_t wait = ps_router_checkpoint_wait (self, self->next_check - zclock_mono ());
-        if (zmq_poll (items, nitems, wait > 0 ? wait : 0) == -1 && errno != EINTR)
+        if (ps_poll_wait (poll, wait > 0 ? (int)wait : 0) == -1 && errno != EINTR)
             break;
-        if (tap_item >= 0 && (items[tap_item].revents & ZMQ_POLLIN))
+        if (at.tap >= 0 && ps_poll_ready (poll, at.tap))
             self->tap_on = ps_tap_receive (self->tap);
-        if (monitor_item >= 0 && (items[monitor_item].revents & ZMQ_POLLIN))
+        if (at.monitor >= 0 && ps_poll_ready (poll, at.monitor))
             s_monitor_drain (self);
-        if (tap_watch >= 0 && (items[tap_watch].revents & ZMQ_POLLIN))
+        if (at.tap_watch >= 0 && ps_poll_ready (poll, at.tap_watch))
             ps_tap_watch (self->tap, self->auth);
-        if (items[0].revents & ZMQ_POLLIN)
+        if (ps_poll_ready (poll, at.pipe))
             s_pipe_receive (self);
         //  Aggregator first: its DONEs release parked requests
-        for (int burst = 0; burst < 1000 && (items[2].revents & ZMQ_POLLIN); burst++) {
+        bool more = ps_poll_ready (poll, at.agg);
+        for (int burst = 0; burst < 1000 && more; burst++) {
             ps_router_agg_receive (self);
-            if (!(zsock_events (self->aggregator) & ZMQ_POLLIN))
-                break;
+            more = zsock_events (self->aggregator) & ZMQ_POLLIN;
         }
-        for (int burst = 0; burst < 100 && (items[1].revents & ZMQ_POLLIN); burst++) {
+        more = ps_poll_ready (poll, at.router);
+        for (int burst = 0; burst < 100 && more; burst++) {
             s_monitor_drain (self);
             ps_router_receive (self);
-            if (!(zsock_events (self->router) & ZMQ_POLLIN))
-                break;
+            more = zsock_events (self->router) & ZMQ_POLLIN;
         }
-        if (writer >= 0 && (items[writer].revents & ZMQ_POLLIN))
+        if (at.writer >= 0 && ps_poll_ready (poll, at.writer))
             ps_router_checkpoint_written (self);
-        if (metrics >= 0 && (items[metrics].revents & ZMQ_POLLIN))
+        if (at.metrics >= 0 && ps_poll_ready (poll, at.metrics))
             s_metrics_receive (self);
         ps_router_checkpoint_tick (self);
         if (zclock_mono () >= self->next_check) {
@@ -218,7 +221,18 @@ s_router_loop (ps_router_t *self)
             ps_router_limits_tick (self);
             self->next_check = zclock_mono () + check_every;
         }
+        //  The sockets this loop sends on, whatever it handled: replies,
+        //  pushes to the aggregator, tap records, checkpoints to write.
+        //  The pipe, the metrics' pipe and the monitors are only answered
+        //  when they were ready, which ps_poll counts already
+        ps_poll_touch (poll, at.router);
+        ps_poll_touch (poll, at.agg);
+        if (at.tap >= 0)
+            ps_poll_touch (poll, at.tap);
+        if (at.writer >= 0)
+            ps_poll_touch (poll, at.writer);
     }
+    ps_poll_destroy (&poll);
     ps_router_shutdown (self);
 }
 

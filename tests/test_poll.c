@@ -1,0 +1,207 @@
+/*  =========================================================================
+    test_poll - waiting on several sockets in few system calls
+    (common/ps_poll.h)
+
+    Pairs of inproc PAIR sockets: a message is found whether it came
+    before the wait or during it; a socket returned ready and not read is
+    returned again; a socket whose signal the caller consumed is found at
+    once when touched and only at the timeout when not (the safety net).
+
+    usage: build/test_poll [--filter 'poll/<test>'] [--verbose]
+    ========================================================================= */
+
+#include "ps_clock.h"
+#include "ps_poll.h"
+
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <time.h>
+#include <zmq.h>
+
+typedef struct {
+    void *context;
+    void *near[2]; //  waited on
+    void *far[2];  //  their peers, which send
+} pairs_t;
+
+static void
+s_pair (pairs_t *pairs, int which)
+{
+    static int serial;
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "inproc://test-poll-%d", serial++);
+    pairs->near[which] = zmq_socket (pairs->context, ZMQ_PAIR);
+    pairs->far[which] = zmq_socket (pairs->context, ZMQ_PAIR);
+    cr_assert (pairs->near[which] && pairs->far[which]);
+    cr_assert_eq (zmq_bind (pairs->near[which], endpoint), 0);
+    cr_assert_eq (zmq_connect (pairs->far[which], endpoint), 0);
+}
+
+static void
+s_open (pairs_t *pairs)
+{
+    pairs->context = zmq_ctx_new ();
+    cr_assert (pairs->context);
+    s_pair (pairs, 0);
+    s_pair (pairs, 1);
+}
+
+static void
+s_close (pairs_t *pairs)
+{
+    for (int which = 0; which < 2; which++) {
+        zmq_close (pairs->near[which]);
+        zmq_close (pairs->far[which]);
+    }
+    zmq_ctx_term (pairs->context);
+}
+
+static void
+s_send (void *socket, const char *text)
+{
+    cr_assert_eq (zmq_send (socket, text, strlen (text), 0), (int)strlen (text));
+}
+
+static void
+s_expect (void *socket, const char *text)
+{
+    char got[64] = "";
+    int size = zmq_recv (socket, got, sizeof got - 1, ZMQ_DONTWAIT);
+    cr_assert_eq (size, (int)strlen (text), "received %d bytes, want '%s'", size, text);
+    cr_assert_str_eq (got, text);
+}
+
+Test (poll, usage_wait_for_either_of_two_sockets)
+{
+    pairs_t pairs;
+    s_open (&pairs);
+    ps_poll_t *poll = ps_poll_new ();
+    cr_assert (poll);
+    int first = ps_poll_add (poll, pairs.near[0]);
+    int second = ps_poll_add (poll, pairs.near[1]);
+    cr_assert_eq (first, 0);
+    cr_assert_eq (second, 1);
+
+    //  Nothing yet: the time runs out
+    cr_assert_eq (ps_poll_wait (poll, 0), 0);
+    cr_assert_eq (ps_poll_wait (poll, 20), 0);
+
+    //  A message on the second: only it is ready, and stays so until read
+    s_send (pairs.far[1], "hello");
+    cr_assert_eq (ps_poll_wait (poll, 5000), 1);
+    cr_assert (!ps_poll_ready (poll, first));
+    cr_assert (ps_poll_ready (poll, second));
+    cr_assert_eq (ps_poll_wait (poll, 5000), 1, "a socket returned ready and not read");
+    cr_assert (ps_poll_ready (poll, second));
+    s_expect (pairs.near[1], "hello");
+    cr_assert_eq (ps_poll_wait (poll, 0), 0);
+
+    //  Not a socket: refused
+    cr_assert_eq (ps_poll_add (poll, NULL), -1);
+    ps_poll_destroy (&poll);
+    cr_assert_null (poll);
+    ps_poll_destroy (&poll);
+    s_close (&pairs);
+}
+
+typedef struct {
+    void *socket;
+    int delay_ms;
+} later_t;
+
+static void *
+s_send_later (void *arg)
+{
+    later_t *later = arg;
+    struct timespec pause = {0, later->delay_ms * 1000000L};
+    nanosleep (&pause, NULL);
+    s_send (later->socket, "late");
+    return NULL;
+}
+
+Test (poll, a_message_during_the_wait_ends_it)
+{
+    pairs_t pairs;
+    s_open (&pairs);
+    ps_poll_t *poll = ps_poll_new ();
+    int first = ps_poll_add (poll, pairs.near[0]);
+    int second = ps_poll_add (poll, pairs.near[1]);
+    //  Both asked and found empty: the wait blocks on their descriptors
+    cr_assert_eq (ps_poll_wait (poll, 0), 0);
+    later_t later = {pairs.far[0], 50};
+    pthread_t thread;
+    cr_assert_eq (pthread_create (&thread, NULL, s_send_later, &later), 0);
+    double start = ps_clock_seconds ();
+    cr_assert_eq (ps_poll_wait (poll, 10000), 1);
+    double waited = ps_clock_seconds () - start;
+    pthread_join (thread, NULL);
+    cr_assert (ps_poll_ready (poll, first));
+    cr_assert (!ps_poll_ready (poll, second));
+    cr_assert_lt (waited, 5.0, "the wait took %.3f s: the message did not wake it", waited);
+    s_expect (pairs.near[0], "late");
+    ps_poll_destroy (&poll);
+    s_close (&pairs);
+}
+
+//  A message arrives, and the caller's own call on the socket (here
+//  ZMQ_EVENTS, as a send would) takes its descriptor's signal
+static void
+s_message_behind_the_back (pairs_t *pairs, ps_poll_t *poll)
+{
+    cr_assert_eq (ps_poll_wait (poll, 0), 0);
+    s_send (pairs->far[0], "quiet");
+    int events = 0;
+    size_t size = sizeof events;
+    for (int tries = 0; tries < 1000 && !(events & ZMQ_POLLIN); tries++)
+        cr_assert_eq (zmq_getsockopt (pairs->near[0], ZMQ_EVENTS, &events, &size), 0);
+    cr_assert (events & ZMQ_POLLIN);
+}
+
+Test (poll, a_touched_socket_is_asked_again_at_once)
+{
+    pairs_t pairs;
+    s_open (&pairs);
+    ps_poll_t *poll = ps_poll_new ();
+    int first = ps_poll_add (poll, pairs.near[0]);
+    ps_poll_add (poll, pairs.near[1]);
+    s_message_behind_the_back (&pairs, poll);
+    ps_poll_touch (poll, first);
+    double start = ps_clock_seconds ();
+    cr_assert_eq (ps_poll_wait (poll, 2000), 1);
+    double waited = ps_clock_seconds () - start;
+    cr_assert (ps_poll_ready (poll, first));
+    cr_assert_lt (waited, 1.0, "took %.3f s: the touched socket was not asked first", waited);
+    s_expect (pairs.near[0], "quiet");
+    ps_poll_destroy (&poll);
+    s_close (&pairs);
+}
+
+Test (poll, an_untouched_socket_is_found_when_the_time_runs_out)
+{
+    pairs_t pairs;
+    s_open (&pairs);
+    ps_poll_t *poll = ps_poll_new ();
+    int first = ps_poll_add (poll, pairs.near[0]);
+    ps_poll_add (poll, pairs.near[1]);
+    s_message_behind_the_back (&pairs, poll);
+    //  Not touched: its descriptor stays quiet, so only the safety net
+    //  at the end of the wait finds the message, which is not lost
+    double start = ps_clock_seconds ();
+    cr_assert_eq (ps_poll_wait (poll, 300), 1);
+    double waited = ps_clock_seconds () - start;
+    cr_assert (ps_poll_ready (poll, first));
+    cr_assert_geq (waited, 0.25, "found after %.3f s, before the timeout: the test shows nothing",
+                   waited);
+    s_expect (pairs.near[0], "quiet");
+
+    //  ps_poll_touch_all has every socket asked at once again
+    s_message_behind_the_back (&pairs, poll);
+    ps_poll_touch_all (poll);
+    start = ps_clock_seconds ();
+    cr_assert_eq (ps_poll_wait (poll, 2000), 1);
+    cr_assert_lt (ps_clock_seconds () - start, 1.0);
+    s_expect (pairs.near[0], "quiet");
+    ps_poll_destroy (&poll);
+    s_close (&pairs);
+}
