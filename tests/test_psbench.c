@@ -15,10 +15,12 @@
 #include "ps_testutil.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 //  Run argv with its stdout captured into text (as much as fits); its exit
 //  status, or -1 when it had to be killed at timeout_ms
@@ -135,6 +137,50 @@ Test (psbench, help_exits_zero)
     int status = s_run (argv, text, sizeof text, 10000);
     cr_assert_eq (status, 0);
     cr_expect_not_null (strstr (text, "Usage: psbench"), "no usage line in:\n%s", text);
+}
+
+Test (psbench, bsp_with_8_workers_is_held_against_8_raw_clients_at_once, .timeout = 90)
+{
+    //  A stand-in zmq_limits whose every latency run says 100 us: 8 of
+    //  them at once carry 8 x 10000 round trips a second, so 8 workers'
+    //  2 round trips per clock allow 5000 clocks/s
+    char dir[256], fake[300];
+    ps_test_path ("fake-yardstick", dir, sizeof dir);
+    cr_assert (mkdir (dir, 0700) == 0 || errno == EEXIST);
+    snprintf (fake, sizeof fake, "%s/zmq_limits", dir);
+    FILE *script = fopen (fake, "w");
+    cr_assert (script);
+    fputs ("#!/bin/sh\necho '# a stand-in'\necho 'tcp_lat 100.0 150.0'\n", script);
+    fclose (script);
+    cr_assert_eq (chmod (fake, 0700), 0);
+    char path[512], broker[512];
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
+                    "--quick",
+                    "--yardstick",
+                    dir,
+                    "--only",
+                    "bsp",
+                    "--broker-bin",
+                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
+                    NULL};
+    static char text[32 * 1024];
+    text[0] = '\n';
+    int status = s_run (argv, text + 1, sizeof text - 1, 80000);
+    cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
+    for (int pipelined = 0; pipelined < 2; pipelined++) {
+        char name[64], line[160];
+        snprintf (name, sizeof name, "bsp_%sclocks_8w", pipelined ? "pipelined_" : "");
+        double rate = s_figure (text, name);
+        cr_assert_gt (rate, 0, "%s", text);
+        snprintf (name + strlen (name), sizeof name - strlen (name), ".vs_raw_clients");
+        double ratio = s_figure (text, name);
+        cr_expect_float_eq (ratio, rate / 5000.0, 0.002 + rate / 5000.0 * 0.01, "%s: %s", name,
+                            text);
+        snprintf (line, sizeof line, "(vs tcp_lat_8pairs / 16 round trips 5000.0 clocks/s)");
+        cr_expect (strstr (text, line), "no '%s' in:\n%s", line, text);
+    }
+    //  Fewer workers are held against the one client's round trips only
+    cr_expect_null (strstr (text, "bsp_clocks_4w.vs_raw_clients"), "%s", text);
 }
 
 Test (psbench, unknown_case_is_a_usage_error)

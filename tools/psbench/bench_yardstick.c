@@ -145,6 +145,55 @@ s_sizes (const bench_options_t *options, const bench_plan_t *plan, char *sizes, 
     }
 }
 
+//  The round trips per second this machine's raw libzmq can carry for
+//  BENCH_RAW_PAIRS clients at once: that many zmq_limits latency runs
+//  (each a client and its forked server) side by side, as the BSP case's
+//  workers run side by side. Kept as the row tcp_lat_<pairs>pairs: a,
+//  the sum of each pair's round trips per second (1/median); b, the
+//  slowest pair's median in us. A shell starts them (the path goes in as
+//  $0, never into the script's text)
+static void
+s_run_pairs (bench_yardstick_t *self, const bench_options_t *options)
+{
+    char path[PATH_MAX];
+    snprintf (path, sizeof path, "%s/zmq_limits", options->yardstick_dir);
+    if (access (path, X_OK))
+        return;
+    char script[256];
+    snprintf (script, sizeof script,
+              "for i in $(seq %d); do \"$0\" -t tcp -m lat -r 1 -n %s & done; wait",
+              BENCH_RAW_PAIRS, options->quick ? "2000" : "20000");
+    char *argv[] = {"/bin/sh", "-c", script, path, NULL};
+    printf ("# yardstick: %d x %s -t tcp -m lat at once\n", BENCH_RAW_PAIRS, path);
+    char *output = NULL;
+    int status = 0;
+    ps_problem_t problem = {0};
+    if (ps_process_capture (argv, true, ZMQ_LIMITS_MS, &output, &status, &problem)) {
+        fprintf (stderr, "psbench: %s\n", problem.message);
+        return;
+    }
+    bench_yard_row_t row = {.a = 0};
+    snprintf (row.name, sizeof row.name, "tcp_lat_%dpairs", BENCH_RAW_PAIRS);
+    int pairs = 0;
+    char *saved = NULL;
+    for (char *line = strtok_r (output, "\n", &saved); line; line = strtok_r (NULL, "\n", &saved)) {
+        printf ("#   %s\n", line);
+        char name[64];
+        double median, p99;
+        if (sscanf (line, "%63s %lf %lf", name, &median, &p99) == 3 &&
+            strcmp (name, "tcp_lat") == 0 && median > 0) {
+            row.a += 1e6 / median;
+            row.b = median > row.b ? median : row.b;
+            pairs++;
+        }
+    }
+    free (output);
+    if (WIFEXITED (status) && WEXITSTATUS (status) == 0 && pairs == BENCH_RAW_PAIRS)
+        s_add (self, &row);
+    else
+        fprintf (stderr, "psbench: %d of %d raw pairs reported\n", pairs, BENCH_RAW_PAIRS);
+}
+
 bench_yardstick_t *
 bench_yardstick_new (const bench_options_t *options, const bench_plan_t *plan)
 {
@@ -168,6 +217,8 @@ bench_yardstick_new (const bench_options_t *options, const bench_plan_t *plan)
                          "-n", "2000", NULL};
         ran |= s_run (self, options, "zmq_limits", options->quick ? quick : full, ZMQ_LIMITS_MS);
     }
+    if (cases & BENCH_CASE_BSP)
+        s_run_pairs (self, options);
     if (cases & BENCH_CASE_AGGREGATION) {
         char *quick[] = {"-r", "5", NULL};
         ran |= s_run (self, options, "memband", options->quick ? quick : NULL, MEMBAND_MS);

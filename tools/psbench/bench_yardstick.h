@@ -2,7 +2,9 @@
     bench_yardstick - this machine's limits, measured in the same run
 
     The yardstick is shared/bench's zmq_limits (raw libzmq over TCP) and
-    memband (memory bandwidth). psbench runs their own binaries, in this
+    memband (memory bandwidth); for the BSP case also 8 zmq_limits
+    latency runs at once, the round trips the machine carries for 8
+    clients. psbench runs their own binaries, in this
     run and before the cases it holds against them, because this shared
     machine drifts from hour to hour and a ratio to numbers of another
     session means little. Each program's table is echoed as `#` comments
@@ -22,6 +24,10 @@
 #include <stdint.h>
 
 typedef struct _bench_yardstick_t bench_yardstick_t;
+
+//  Raw clients run at once for the BSP case's reference (row
+//  tcp_lat_8pairs: their round trips per second, summed)
+#define BENCH_RAW_PAIRS 8
 
 //  One line of a yardstick table
 typedef struct {

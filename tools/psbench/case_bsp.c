@@ -16,8 +16,9 @@
 //  clock a push that finishes it (ps_worker_push_clock) then a pull
 //  bsp_pipelined_clocks_<n>w: the same with the two sent back to back
 //  (the library's async calls), then waited for. Its ratio is held
-//  against the same three raw round trips, and
-//  .vs_sequential against bsp_clocks_<n>w. Sets *rate to the median
+//  against the same three raw round trips, .vs_raw_clients (8 workers)
+//  against 8 raw clients' round trips at once, and .vs_sequential
+//  against bsp_clocks_<n>w. Sets *rate to the median
 static int
 s_bsp (const bench_options_t *options, const bench_plan_t *plan, const bench_yardstick_t *yard,
        uint32_t nworkers, bool pipelined, double *rate_out)
@@ -41,6 +42,18 @@ s_bsp (const bench_options_t *options, const bench_plan_t *plan, const bench_yar
     const bench_yard_row_t *row = bench_yardstick_find (yard, "tcp_lat", 0);
     if (row && row->a > 0)
         bench_ratio (name, "ratio", median, "1/(3x tcp_lat)", 1e6 / (3 * row->a), "clocks/s");
+    //  What this machine's raw libzmq carries for as many clients at
+    //  once: the same two round trips per worker and clock at best. With
+    //  many workers on few cores, messages cost CPU that three round
+    //  trips of one client do not show
+    char raw[64];
+    snprintf (raw, sizeof raw, "tcp_lat_%dpairs", BENCH_RAW_PAIRS);
+    row = nworkers == BENCH_RAW_PAIRS ? bench_yardstick_find (yard, raw, 0) : NULL;
+    if (row && row->a > 0) {
+        char what[96];
+        snprintf (what, sizeof what, "%s / %u round trips", raw, 2 * nworkers);
+        bench_ratio (name, "vs_raw_clients", median, what, row->a / (2.0 * nworkers), "clocks/s");
+    }
     if (pipelined && *rate_out > 0) {
         char sequential[64];
         snprintf (sequential, sizeof sequential, "bsp_clocks_%uw", nworkers);
