@@ -2,7 +2,8 @@
     ps_poll - wait for messages on several ZeroMQ sockets (see ps_poll.h)
 
     Each socket has a descriptor (ZMQ_FD, read once: it lives as long as
-    the socket), registered with an epoll set of our own, and a flag,
+    the socket), registered with an epoll set of our own (edge-
+    triggered: libzmq writes the descriptor at each change), and a flag,
     touched, set when the caller may have called the socket since it was
     last asked. A wait asks the touched sockets first; when none has a
     message it blocks in epoll_wait and asks those that fired (a
@@ -21,6 +22,7 @@
 #include "ps_poll.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -77,6 +79,29 @@ s_descriptor (void *socket, int *fd)
     return zmq_getsockopt (socket, ZMQ_FD, fd, &size);
 }
 
+//  Put socket (or nothing) at index; 0, or -1 (the place left empty)
+static int
+s_fill (ps_poll_t *self, int index, void *socket)
+{
+    ps_poll_item_t *item = &self->items[index];
+    *item = (ps_poll_item_t){.socket = NULL};
+    if (!socket)
+        return 0;
+    int fd;
+    if (s_descriptor (socket, &fd))
+        return -1;
+    //  Edge-triggered: libzmq writes the descriptor once per change, and
+    //  a replaced socket's descriptor, still in the set until libzmq
+    //  closes it, then reports once at most, rather than for as long as
+    //  nobody reads it. EEXIST: the very socket again
+    struct epoll_event event = {.events = EPOLLIN | EPOLLET, .data.u32 = (uint32_t)index};
+    if (epoll_ctl (self->epoll, EPOLL_CTL_ADD, fd, &event) &&
+        !(errno == EEXIST && epoll_ctl (self->epoll, EPOLL_CTL_MOD, fd, &event) == 0))
+        return -1;
+    *item = (ps_poll_item_t){.socket = socket, .touched = true};
+    return 0;
+}
+
 int
 ps_poll_add (ps_poll_t *self, void *socket)
 {
@@ -93,16 +118,19 @@ ps_poll_add (ps_poll_t *self, void *socket)
         self->events = events;
         self->capacity = capacity;
     }
-    int fd;
-    if (!socket || s_descriptor (socket, &fd))
-        return -1;
     int index = self->size;
-    struct epoll_event event = {.events = EPOLLIN, .data.u32 = (uint32_t)index};
-    if (epoll_ctl (self->epoll, EPOLL_CTL_ADD, fd, &event))
+    self->items[index] = (ps_poll_item_t){.socket = NULL};
+    if (s_fill (self, index, socket))
         return -1;
-    self->items[index] = (ps_poll_item_t){.socket = socket, .touched = true};
     self->size++;
     return index;
+}
+
+int
+ps_poll_set (ps_poll_t *self, int index, void *socket)
+{
+    assert (self && index >= 0 && index < self->size);
+    return s_fill (self, index, socket);
 }
 
 //  Ask one socket for its state: 1 when it has a message, 0 when not, -1
@@ -128,7 +156,7 @@ s_ask_touched (ps_poll_t *self, bool all)
     int ready = 0;
     for (int index = 0; index < self->size; index++) {
         self->items[index].ready = false;
-        if (!all && !self->items[index].touched)
+        if (!self->items[index].socket || (!all && !self->items[index].touched))
             continue;
         int rc = s_ask (self, index);
         if (rc < 0)
@@ -163,7 +191,12 @@ ps_poll_wait (ps_poll_t *self, int timeout_ms)
             break;
         }
         for (int event = 0; event < fired && ready >= 0; event++) {
-            int rc = s_ask (self, (int)self->events[event].data.u32);
+            int index = (int)self->events[event].data.u32;
+            //  An empty place, or one filled anew: a replaced socket's
+            //  report; asking the new one costs nothing wrong
+            if (index >= self->size || !self->items[index].socket || self->items[index].ready)
+                continue;
+            int rc = s_ask (self, index);
             ready = rc < 0 ? -1 : ready + rc;
         }
         if (ready != 0)

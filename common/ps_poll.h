@@ -22,7 +22,8 @@
     at most; it never loses one.
 
     Owner: one thread (the one that waits); not thread-safe. The sockets
-    stay the caller's and must outlive the set. Failure: ps_poll_wait returns -1 with errno set
+    stay the caller's: one closed must first leave the set (ps_poll_set).
+    Failure: ps_poll_wait returns -1 with errno set
    (EINTR for a signal, ETERM for a context ended).
     ========================================================================= */
 
@@ -40,9 +41,17 @@ ps_poll_t *ps_poll_new (void);
 void ps_poll_destroy (ps_poll_t **self_p);
 
 //  Add a socket (a libzmq handle: zsock_resolve for a czmq one), to be
-//  waited on for messages. Returns its index (0, 1, ... in the order
-//  added), or -1 when it is not a socket or memory ran out
+//  waited on for messages, or with NULL an empty place for ps_poll_set
+//  to fill. Returns its index (0, 1, ... in the order added), or -1 when
+//  it is not a socket or memory ran out
 int ps_poll_add (ps_poll_t *self, void *socket);
+
+//  Put socket (NULL: none) at index, in place of the one there, such as
+//  a socket made again after a reconnect. The one replaced must be closed
+//  or stay quiet: its descriptor stays in the set until libzmq closes
+//  it, and what it reports only has the new one asked. 0, or -1 when
+//  socket is not a socket (the place is then empty)
+int ps_poll_set (ps_poll_t *self, int index, void *socket);
 
 //  Wait up to timeout_ms (-1: for ever, 0: not at all) until at least
 //  one socket has a message. Returns how many have (ps_poll_ready names

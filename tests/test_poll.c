@@ -5,7 +5,9 @@
     Pairs of inproc PAIR sockets: a message is found whether it came
     before the wait or during it; a socket returned ready and not read is
     returned again; a socket whose signal the caller consumed is found at
-    once when touched and only at the timeout when not (the safety net).
+    once when touched and only at the timeout when not (the safety net);
+    a socket put in place of a closed one, or in an empty place, is
+    waited on, and an empty place is never ready.
 
     usage: build/test_poll [--filter 'poll/<test>'] [--verbose]
     ========================================================================= */
@@ -97,8 +99,6 @@ Test (poll, usage_wait_for_either_of_two_sockets)
     s_expect (pairs.near[1], "hello");
     cr_assert_eq (ps_poll_wait (poll, 0), 0);
 
-    //  Not a socket: refused
-    cr_assert_eq (ps_poll_add (poll, NULL), -1);
     ps_poll_destroy (&poll);
     cr_assert_null (poll);
     ps_poll_destroy (&poll);
@@ -202,6 +202,56 @@ Test (poll, an_untouched_socket_is_found_when_the_time_runs_out)
     cr_assert_eq (ps_poll_wait (poll, 2000), 1);
     cr_assert_lt (ps_clock_seconds () - start, 1.0);
     s_expect (pairs.near[0], "quiet");
+    ps_poll_destroy (&poll);
+    s_close (&pairs);
+}
+
+Test (poll, a_socket_put_in_place_of_another_is_waited_on)
+{
+    pairs_t pairs;
+    s_open (&pairs);
+    ps_poll_t *poll = ps_poll_new ();
+    int first = ps_poll_add (poll, pairs.near[0]);
+    int empty = ps_poll_add (poll, NULL);
+    cr_assert_eq (empty, 1, "an empty place has an index too");
+    cr_assert_eq (ps_poll_wait (poll, 0), 0);
+    cr_assert (!ps_poll_ready (poll, empty));
+
+    //  A new pair in place of the first, closed (libzmq may reuse its
+    //  descriptor's number)
+    zmq_close (pairs.near[0]);
+    zmq_close (pairs.far[0]);
+    s_pair (&pairs, 0);
+    cr_assert_eq (ps_poll_set (poll, first, pairs.near[0]), 0);
+    cr_assert_eq (ps_poll_wait (poll, 0), 0);
+    later_t later = {pairs.far[0], 50};
+    pthread_t thread;
+    cr_assert_eq (pthread_create (&thread, NULL, s_send_later, &later), 0);
+    double start = ps_clock_seconds ();
+    cr_assert_eq (ps_poll_wait (poll, 10000), 1);
+    pthread_join (thread, NULL);
+    cr_assert_lt (ps_clock_seconds () - start, 5.0);
+    cr_assert (ps_poll_ready (poll, first));
+    s_expect (pairs.near[0], "late");
+
+    //  The second pair in the empty place: waited on from then on
+    cr_assert_eq (ps_poll_set (poll, empty, pairs.near[1]), 0);
+    cr_assert_eq (ps_poll_wait (poll, 0), 0);
+    later = (later_t){pairs.far[1], 50};
+    cr_assert_eq (pthread_create (&thread, NULL, s_send_later, &later), 0);
+    start = ps_clock_seconds ();
+    cr_assert_eq (ps_poll_wait (poll, 10000), 1);
+    pthread_join (thread, NULL);
+    cr_assert_lt (ps_clock_seconds () - start, 5.0);
+    cr_assert (ps_poll_ready (poll, empty));
+    cr_assert (!ps_poll_ready (poll, first));
+    s_expect (pairs.near[1], "late");
+
+    //  Emptied again: its messages are not waited for
+    cr_assert_eq (ps_poll_set (poll, empty, NULL), 0);
+    s_send (pairs.far[1], "unseen");
+    cr_assert_eq (ps_poll_wait (poll, 50), 0);
+    cr_assert (!ps_poll_ready (poll, empty));
     ps_poll_destroy (&poll);
     s_close (&pairs);
 }

@@ -42,6 +42,7 @@
 #include "ps_group.h"
 #include "ps_framepool.h"
 #include "ps_heartbeat.h"
+#include "ps_poll.h"
 #include "ps_random.h"
 #include "ps_worker.h"
 
@@ -62,8 +63,9 @@ struct ps_group_t {
     uint32_t size;                                //  brokers, links made so far
     ps_link_t **links;                            //  one per broker, in shard order
     ps_member_t *members;                         //  what each said
-    zmq_pollitem_t *items;                        //  the links' sockets then their
-                                                  //  monitors, to poll
+    ps_poll_t *poll;                              //  the links' sockets (index link)
+                                                  //  then their monitors (size + link)
+    unsigned *generation;                         //  each link's sockets in poll
     ps_heartbeat_t *heartbeat;                    //  once joined
     bool joined;                                  //  a HELLO reply came this attempt
     int32_t staleness;                            //  the first reply's
@@ -102,9 +104,13 @@ s_open (ps_group_t *self, const char *list, uint32_t count, int send_timeout_ms,
 {
     self->links = calloc (count, sizeof *self->links);
     self->members = calloc (count, sizeof *self->members);
-    self->items = calloc (2 * (size_t)count, sizeof *self->items);
+    self->generation = calloc (count, sizeof *self->generation);
+    self->poll = ps_poll_new ();
     self->pool = ps_framepool_new (PS_CHUNK_BYTES, 256);
-    if (!self->links || !self->members || !self->items || !self->pool) {
+    bool places = self->poll != NULL;
+    for (uint32_t place = 0; places && place < 2 * count; place++)
+        places = ps_poll_add (self->poll, NULL) >= 0;
+    if (!self->links || !self->members || !self->generation || !places || !self->pool) {
         ps_problem_set (problem, 0, "out of memory");
         return PS_ENOMEM;
     }
@@ -175,7 +181,8 @@ ps_group_destroy (ps_group_t **self_p)
     ps_framepool_destroy (&self->pool);
     free (self->links);
     free (self->members);
-    free (self->items);
+    free (self->generation);
+    ps_poll_destroy (&self->poll);
     explicit_bzero (&self->curve, sizeof self->curve);
     free (self);
     *self_p = NULL;
@@ -205,26 +212,50 @@ ps_group_endpoint (const ps_group_t *self, uint32_t member)
     return ps_link_endpoint (self->links[member]);
 }
 
+//  Have poll wait on link's sockets as they are now; PS_OK, or
+//  PS_ECONNECT when the link has none
+static int
+s_watch (ps_group_t *self, uint32_t link, ps_problem_t *problem)
+{
+    ps_link_t *dealer = self->links[link];
+    void *socket = ps_link_socket (dealer);
+    if (!socket) {
+        ps_problem_set (problem, 0, "no connection to %s", ps_group_endpoint (self, link));
+        return PS_ECONNECT;
+    }
+    //  Made anew since the last wait (a reconnect): the new ones in place
+    unsigned generation = ps_link_generation (dealer);
+    if (generation != self->generation[link]) {
+        int monitor = (int)(self->size + link);
+        if (ps_poll_set (self->poll, (int)link, socket) ||
+            ps_poll_set (self->poll, monitor, ps_link_monitor (dealer))) {
+            ps_poll_set (self->poll, (int)link, NULL);
+            ps_poll_set (self->poll, monitor, NULL);
+            ps_problem_set (problem, 0, "cannot wait on the connection to %s",
+                            ps_group_endpoint (self, link));
+            return PS_ECONNECT;
+        }
+        self->generation[link] = generation;
+    }
+    //  The session sends and receives on it between waits; the monitor is
+    //  only read by ps_link_events, to the last event, when it fired
+    ps_poll_touch (self->poll, (int)link);
+    return PS_OK;
+}
+
 int
 ps_group_poll (ps_group_t *self, int timeout_ms, ps_problem_t *problem)
 {
     for (uint32_t link = 0; link < self->size; link++) {
-        void *socket = ps_link_socket (self->links[link]);
-        if (!socket) {
-            ps_problem_set (problem, 0, "no connection to %s", ps_group_endpoint (self, link));
-            return PS_ECONNECT;
-        }
-        self->items[link] = (zmq_pollitem_t){socket, 0, ZMQ_POLLIN, 0};
-        //  A socket without a monitor is polled for nothing: a place holder
-        void *monitor = ps_link_monitor (self->links[link]);
-        self->items[self->size + link] =
-            (zmq_pollitem_t){monitor ? monitor : socket, 0, monitor ? ZMQ_POLLIN : 0, 0};
+        int status = s_watch (self, link, problem);
+        if (status)
+            return status;
     }
-    int rc = zmq_poll (self->items, 2 * (int)self->size, timeout_ms);
-    if (rc == -1 && zmq_errno () == EINTR)
+    int rc = ps_poll_wait (self->poll, timeout_ms);
+    if (rc == -1 && errno == EINTR)
         return PS_EINTR;
     if (rc == -1) {
-        ps_problem_set (problem, 0, "poll failed");
+        ps_problem_set (problem, 0, "poll failed: %s", zmq_strerror (errno));
         return PS_ECONNECT;
     }
     return rc ? PS_OK : PS_ETIMEOUT;
@@ -233,13 +264,13 @@ ps_group_poll (ps_group_t *self, int timeout_ms, ps_problem_t *problem)
 bool
 ps_group_ready (const ps_group_t *self, uint32_t member)
 {
-    return self->items[member].revents & ZMQ_POLLIN;
+    return ps_poll_ready (self->poll, (int)member);
 }
 
 bool
 ps_group_event (const ps_group_t *self, uint32_t member)
 {
-    return self->items[self->size + member].revents & ZMQ_POLLIN;
+    return ps_poll_ready (self->poll, (int)(self->size + member));
 }
 
 int64_t

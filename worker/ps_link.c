@@ -272,6 +272,12 @@ ps_link_monitor (ps_link_t *self)
     return self->monitor;
 }
 
+unsigned
+ps_link_generation (const ps_link_t *self)
+{
+    return self->sockets;
+}
+
 //  A failed handshake: true when it says the broker refused us, with the
 //  reason in self->refused (the broker tells a status code only, so the
 //  reason is what that code means given whether we have keys)

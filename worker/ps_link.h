@@ -94,11 +94,14 @@ void ps_link_destroy (ps_link_t **self_p);
 
 //  The endpoint as given to ps_link_new
 const char *ps_link_endpoint (const ps_link_t *self);
-//  The socket, for zmq_poll; NULL after ps_link_disconnect
+//  The socket, to wait on; NULL after ps_link_disconnect
 void *ps_link_socket (ps_link_t *self);
-//  The socket its connection events come on, for zmq_poll (POLLIN); NULL
-//  after ps_link_disconnect
+//  The socket its connection events come on, to wait on; NULL after
+//  ps_link_disconnect
 void *ps_link_monitor (ps_link_t *self);
+//  How many sockets the link has made: it changes when both sockets
+//  above are made anew (a new one may have a closed one's address)
+unsigned ps_link_generation (const ps_link_t *self);
 //  Read the connection events that came since the last call, without
 //  waiting: true when an established connection (one whose handshake
 //  completed) was lost since, closed by the broker or silent past the
