@@ -2,17 +2,20 @@
     ps_poll - wait for messages on several ZeroMQ sockets (see ps_poll.h)
 
     Each socket has a descriptor (ZMQ_FD, read once: it lives as long as
-    the socket), registered with an epoll set of our own (edge-
-    triggered: libzmq writes the descriptor at each change), and a flag,
-    touched, set when the caller may have called the socket since it was
-    last asked. A wait asks the touched sockets first; when none has a
-    message it blocks in epoll_wait and asks those that fired (a
-    descriptor also fires for commands that bring no message, such as a
-    peer's credit, so a wait may block again). When the wait times out
-    every socket is asked once more, which is the safety net the header
-    promises. epoll rather than poll(2): a blocking poll hooks itself on
-    every descriptor and unhooks after, which was a tenth of the ROUTER
-    loop's time with five sockets.
+    the socket) and a flag, touched, set when the caller may have called
+    the socket since it was last asked. A wait asks the touched sockets
+    first; when none has a message it blocks in poll(2) on the
+    descriptors and asks those that fired (a descriptor also fires for
+    commands that bring no message, such as a peer's credit, so a wait
+    may block again). When the wait times out every socket is asked once
+    more, which is the safety net the header promises.
+
+    poll(2) rather than epoll_wait, which saved a little more of the
+    ROUTER loop's time (a blocking poll hooks itself on every descriptor
+    and unhooks after) but fails with EINTR when the process is stopped
+    and continued (SIGSTOP, a debugger, job control: signal(7)), where
+    poll(2) goes on waiting: the worker library takes EINTR for a signal
+    the caller wants to hear of, and chaos's paused worker gave up.
 
     Written by hand: libzmq's own poller (zmq_poller_*) is a draft API,
     which Debian's libzmq does not export, and czmq's zpoller and zloop
@@ -22,11 +25,9 @@
 #include "ps_poll.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/epoll.h>
-#include <unistd.h>
+#include <poll.h>
 #include <time.h>
 #include <zmq.h>
 
@@ -37,25 +38,16 @@ typedef struct {
 } ps_poll_item_t;
 
 struct ps_poll_t {
-    int epoll;                  //  our epoll descriptor
-    ps_poll_item_t *items;      //  in the order added
-    struct epoll_event *events; //  what epoll_wait returns, capacity long
-    int size;                   //  items in use
-    int capacity;               //  items allocated
+    ps_poll_item_t *items; //  in the order added
+    struct pollfd *fds;    //  their descriptors, same order; -1: an empty place
+    int size;              //  items in use
+    int capacity;          //  items allocated
 };
 
 ps_poll_t *
 ps_poll_new (void)
 {
-    ps_poll_t *self = calloc (1, sizeof (ps_poll_t));
-    if (!self)
-        return NULL;
-    self->epoll = epoll_create1 (EPOLL_CLOEXEC);
-    if (self->epoll < 0) {
-        free (self);
-        return NULL;
-    }
-    return self;
+    return calloc (1, sizeof (ps_poll_t));
 }
 
 void
@@ -65,9 +57,8 @@ ps_poll_destroy (ps_poll_t **self_p)
     ps_poll_t *self = *self_p;
     if (!self)
         return;
-    close (self->epoll);
     free (self->items);
-    free (self->events);
+    free (self->fds);
     free (self);
     *self_p = NULL;
 }
@@ -83,22 +74,15 @@ s_descriptor (void *socket, int *fd)
 static int
 s_fill (ps_poll_t *self, int index, void *socket)
 {
-    ps_poll_item_t *item = &self->items[index];
-    *item = (ps_poll_item_t){.socket = NULL};
+    self->items[index] = (ps_poll_item_t){.socket = NULL};
+    self->fds[index] = (struct pollfd){.fd = -1, .events = POLLIN};
+    int fd;
     if (!socket)
         return 0;
-    int fd;
     if (s_descriptor (socket, &fd))
         return -1;
-    //  Edge-triggered: libzmq writes the descriptor once per change, and
-    //  a replaced socket's descriptor, still in the set until libzmq
-    //  closes it, then reports once at most, rather than for as long as
-    //  nobody reads it. EEXIST: the very socket again
-    struct epoll_event event = {.events = EPOLLIN | EPOLLET, .data.u32 = (uint32_t)index};
-    if (epoll_ctl (self->epoll, EPOLL_CTL_ADD, fd, &event) &&
-        !(errno == EEXIST && epoll_ctl (self->epoll, EPOLL_CTL_MOD, fd, &event) == 0))
-        return -1;
-    *item = (ps_poll_item_t){.socket = socket, .touched = true};
+    self->items[index] = (ps_poll_item_t){.socket = socket, .touched = true};
+    self->fds[index].fd = fd;
     return 0;
 }
 
@@ -112,14 +96,13 @@ ps_poll_add (ps_poll_t *self, void *socket)
         if (!items)
             return -1;
         self->items = items;
-        struct epoll_event *events = realloc (self->events, (size_t)capacity * sizeof *events);
-        if (!events)
+        struct pollfd *fds = realloc (self->fds, (size_t)capacity * sizeof *fds);
+        if (!fds)
             return -1;
-        self->events = events;
+        self->fds = fds;
         self->capacity = capacity;
     }
     int index = self->size;
-    self->items[index] = (ps_poll_item_t){.socket = NULL};
     if (s_fill (self, index, socket))
         return -1;
     self->size++;
@@ -182,7 +165,8 @@ ps_poll_wait (ps_poll_t *self, int timeout_ms)
     int64_t deadline = timeout_ms > 0 ? s_now_ms () + timeout_ms : 0;
     int wait = timeout_ms;
     while (ready == 0) {
-        int fired = epoll_wait (self->epoll, self->events, self->size, wait);
+        //  poll(2) skips the empty places' negative descriptors
+        int fired = poll (self->fds, (nfds_t)self->size, wait);
         if (fired < 0)
             return -1;
         if (fired == 0) {
@@ -190,15 +174,11 @@ ps_poll_wait (ps_poll_t *self, int timeout_ms)
             ready = s_ask_touched (self, true);
             break;
         }
-        for (int event = 0; event < fired && ready >= 0; event++) {
-            int index = (int)self->events[event].data.u32;
-            //  An empty place, or one filled anew: a replaced socket's
-            //  report; asking the new one costs nothing wrong
-            if (index >= self->size || !self->items[index].socket || self->items[index].ready)
-                continue;
-            int rc = s_ask (self, index);
-            ready = rc < 0 ? -1 : ready + rc;
-        }
+        for (int index = 0; index < self->size && ready >= 0; index++)
+            if (self->fds[index].revents) {
+                int rc = s_ask (self, index);
+                ready = rc < 0 ? -1 : ready + rc;
+            }
         if (ready != 0)
             break;
         //  Commands without a message: wait out what is left

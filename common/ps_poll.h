@@ -47,15 +47,14 @@ void ps_poll_destroy (ps_poll_t **self_p);
 int ps_poll_add (ps_poll_t *self, void *socket);
 
 //  Put socket (NULL: none) at index, in place of the one there, such as
-//  a socket made again after a reconnect. The one replaced must be closed
-//  or stay quiet: its descriptor stays in the set until libzmq closes
-//  it, and what it reports only has the new one asked. 0, or -1 when
-//  socket is not a socket (the place is then empty)
+//  a socket made again after a reconnect. 0, or -1 when socket is not a
+//  socket (the place is then empty)
 int ps_poll_set (ps_poll_t *self, int index, void *socket);
 
 //  Wait up to timeout_ms (-1: for ever, 0: not at all) until at least
 //  one socket has a message. Returns how many have (ps_poll_ready names
-//  them), 0 when the time ran out, -1 on failure (errno)
+//  them), 0 when the time ran out, -1 on failure (errno; EINTR when a
+//  signal handler ran, not when the process was stopped and continued)
 int ps_poll_wait (ps_poll_t *self, int timeout_ms);
 
 //  Whether the socket at index had a message at the last wait
