@@ -4,8 +4,8 @@
 
     zmq_poll asks every socket for its state (ZMQ_EVENTS: getpid and a
     poll of its mailbox, two system calls each) before it waits and again
-    after it woke, on every call: with the broker's five sockets that was
-    22 of the ROUTER loop's ~29 system calls per request, and half of its
+    after it woke, on every call: with the broker's five sockets, half of
+    the ROUTER loop's 36 system calls per 1-float pull and half of its
     time (docs/performance.md, "Fewer system calls per message").
 
     ps_poll asks only the sockets whose state may have changed since it
