@@ -155,7 +155,7 @@ s_monitor_drain (ps_router_t *self)
 //  for one not in use
 typedef struct {
     int pipe, router, agg, monitor, tap, tap_watch, writer, metrics;
-} s_items_t;
+} loop_items_t;
 
 static int
 s_add (ps_poll_t *poll, void *socket)
@@ -170,7 +170,7 @@ s_router_loop (ps_router_t *self)
 {
     ps_poll_t *poll = ps_poll_new ();
     assert (poll);
-    s_items_t at = {
+    loop_items_t at = {
         .pipe = s_add (poll, zsock_resolve (self->pipe)),
         .router = s_add (poll, self->router_handle),
         .agg = s_add (poll, self->agg_handle),

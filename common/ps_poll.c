@@ -25,11 +25,10 @@
 #include "ps_poll.h"
 
 #include <assert.h>
+#include <czmq.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <poll.h>
-#include <time.h>
-#include <zmq.h>
 
 typedef struct {
     void *socket; //  the caller's
@@ -149,20 +148,12 @@ s_ask_touched (ps_poll_t *self, bool all)
     return ready;
 }
 
-static int64_t
-s_now_ms (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-}
-
 int
 ps_poll_wait (ps_poll_t *self, int timeout_ms)
 {
     assert (self);
     int ready = s_ask_touched (self, false);
-    int64_t deadline = timeout_ms > 0 ? s_now_ms () + timeout_ms : 0;
+    int64_t deadline = timeout_ms > 0 ? zclock_mono () + timeout_ms : 0;
     int wait = timeout_ms;
     while (ready == 0) {
         //  poll(2) skips the empty places' negative descriptors
@@ -183,7 +174,7 @@ ps_poll_wait (ps_poll_t *self, int timeout_ms)
             break;
         //  Commands without a message: wait out what is left
         if (timeout_ms > 0) {
-            int64_t left = deadline - s_now_ms ();
+            int64_t left = deadline - zclock_mono ();
             wait = left > 0 ? (int)left : 0;
         }
     }
@@ -208,12 +199,4 @@ ps_poll_touch (ps_poll_t *self, int index)
 {
     assert (self && index >= 0 && index < self->size);
     self->items[index].touched = true;
-}
-
-void
-ps_poll_touch_all (ps_poll_t *self)
-{
-    assert (self);
-    for (int index = 0; index < self->size; index++)
-        self->items[index].touched = true;
 }

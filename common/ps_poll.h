@@ -23,8 +23,7 @@
 
     Owner: one thread (the one that waits); not thread-safe. The sockets
     stay the caller's: one closed must first leave the set (ps_poll_set).
-    Failure: ps_poll_wait returns -1 with errno set
-   (EINTR for a signal, ETERM for a context ended).
+    Failure: ps_poll_wait returns -1 with errno set.
     ========================================================================= */
 
 #ifndef PS_POLL_H_INCLUDED
@@ -63,8 +62,5 @@ bool ps_poll_ready (const ps_poll_t *self, int index);
 //  The caller called the socket at index (sent on it): ask it again at
 //  the next wait
 void ps_poll_touch (ps_poll_t *self, int index);
-
-//  Ask every socket again at the next wait
-void ps_poll_touch_all (ps_poll_t *self);
 
 #endif

@@ -168,7 +168,7 @@ Test (psbench, bsp_with_8_workers_is_held_against_8_raw_clients_at_once, .timeou
     int status = s_run (argv, text + 1, sizeof text - 1, 80000);
     cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
     for (int pipelined = 0; pipelined < 2; pipelined++) {
-        char name[64], line[160];
+        char name[64];
         snprintf (name, sizeof name, "bsp_%sclocks_8w", pipelined ? "pipelined_" : "");
         double rate = s_figure (text, name);
         cr_assert_gt (rate, 0, "%s", text);
@@ -176,7 +176,7 @@ Test (psbench, bsp_with_8_workers_is_held_against_8_raw_clients_at_once, .timeou
         double ratio = s_figure (text, name);
         cr_expect_float_eq (ratio, rate / 5000.0, 0.002 + rate / 5000.0 * 0.01, "%s: %s", name,
                             text);
-        snprintf (line, sizeof line, "(vs tcp_lat_8pairs / 16 round trips 5000.0 clocks/s)");
+        const char *line = "(vs tcp_lat_8pairs / 16 round trips 5000.0 clocks/s)";
         cr_expect (strstr (text, line), "no '%s' in:\n%s", line, text);
     }
     //  Fewer workers are held against the one client's round trips only
