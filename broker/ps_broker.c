@@ -142,13 +142,24 @@ s_monitor_receive (ps_router_t *self)
 }
 
 //  Handle every event the monitor has queued (one ZMQ_EVENTS check when
-//  there is none): called before each message is read, see the top. All
-//  of them, unbounded: events come no faster than connections are made
+//  there is none). All of them, unbounded: events come no faster than
+//  connections are made
 static void
 s_monitor_drain (ps_router_t *self)
 {
     while (self->monitor && (zsock_events (self->monitor) & ZMQ_POLLIN))
         s_monitor_receive (self);
+}
+
+//  The same before each message is read (see the top), in one poll(2)
+//  when no event came: every drain leaves the monitor without a message
+//  and nothing else calls it, so an event that comes makes its
+//  descriptor readable (ps_poll_signalled)
+static void
+s_monitor_catch_up (ps_router_t *self)
+{
+    if (self->monitor && ps_poll_signalled (zsock_fd (self->monitor)))
+        s_monitor_drain (self);
 }
 
 //  The sockets the loop waits on, each one's index in the poll set, -1
@@ -190,6 +201,9 @@ s_router_loop (ps_router_t *self)
         int64_t wait = ps_router_checkpoint_wait (self, self->next_check - zclock_mono ());
         if (ps_poll_wait (poll, wait > 0 ? (int)wait : 0) == -1 && errno != EINTR)
             break;
+        //  What was sent on the aggregator's pipe and the ROUTER since
+        //  each was last asked (ps_poll_touch below)
+        uint64_t agg_asked = self->agg_sent, router_asked = self->router_sent;
         if (at.tap >= 0 && ps_poll_ready (poll, at.tap))
             self->tap_on = ps_tap_receive (self->tap);
         if (at.monitor >= 0 && ps_poll_ready (poll, at.monitor))
@@ -202,13 +216,15 @@ s_router_loop (ps_router_t *self)
         bool more = ps_poll_ready (poll, at.agg);
         for (int burst = 0; burst < 1000 && more; burst++) {
             ps_router_agg_receive (self);
-            more = zsock_events (self->aggregator) & ZMQ_POLLIN;
+            more = ps_poll_ask (poll, at.agg) == 1;
+            agg_asked = self->agg_sent;
         }
         more = ps_poll_ready (poll, at.router);
         for (int burst = 0; burst < 100 && more; burst++) {
-            s_monitor_drain (self);
+            s_monitor_catch_up (self);
             ps_router_receive (self);
-            more = zsock_events (self->router) & ZMQ_POLLIN;
+            more = ps_poll_ask (poll, at.router) == 1;
+            router_asked = self->router_sent;
         }
         if (at.writer >= 0 && ps_poll_ready (poll, at.writer))
             ps_router_checkpoint_written (self);
@@ -221,13 +237,16 @@ s_router_loop (ps_router_t *self)
             ps_router_limits_tick (self);
             self->next_check = zclock_mono () + check_every;
         }
-        //  The sockets this loop sends on, whatever it handled: replies,
-        //  pushes to the aggregator, tap records, checkpoints to write.
-        //  The pipe, the metrics' pipe and the monitors are only answered
-        //  when they were ready, which ps_poll counts already
-        ps_poll_touch (poll, at.router);
-        ps_poll_touch (poll, at.agg);
-        if (at.tap >= 0)
+        //  A socket sent on after it was last asked may have taken in the
+        //  signal of a message (ps_poll.h). The pipe, the metrics' pipe
+        //  and the monitors are only answered when they were ready, which
+        //  ps_poll counts already; tap records go out only while
+        //  somebody listens, and checkpoints only with a writer
+        if (self->router_sent != router_asked)
+            ps_poll_touch (poll, at.router);
+        if (self->agg_sent != agg_asked)
+            ps_poll_touch (poll, at.agg);
+        if (at.tap >= 0 && self->tap_on)
             ps_poll_touch (poll, at.tap);
         if (at.writer >= 0)
             ps_poll_touch (poll, at.writer);

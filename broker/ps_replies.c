@@ -75,6 +75,7 @@ void
 ps_router_send_routing_id (ps_router_t *self, const uint8_t *id, size_t id_size)
 {
     zmq_send (self->router_handle, id, id_size, ZMQ_SNDMORE);
+    self->router_sent++;
 }
 
 //  Encode and send an envelope and its frames (consumed) to the peer at

@@ -109,6 +109,7 @@ typedef struct {
     ps_published_t *published; //  versions pulls are answered from
     uint64_t agg_sent;         //  commands sent to the aggregator
     uint64_t agg_done;         //  commands it has finished
+    uint64_t router_sent;      //  messages begun on the ROUTER socket
     zmq_msg_t *frames;         //  the message being handled
     size_t nframes;            //  frames in it
     int fd;                    //  the connection it came on (ZMQ_SRCFD), -1 unknown

@@ -200,3 +200,24 @@ ps_poll_touch (ps_poll_t *self, int index)
     assert (self && index >= 0 && index < self->size);
     self->items[index].touched = true;
 }
+
+int
+ps_poll_ask (ps_poll_t *self, int index)
+{
+    assert (self && index >= 0 && index < self->size && self->items[index].socket);
+    ps_poll_item_t *item = &self->items[index];
+    bool ready = item->ready; //  the last wait's answer stays
+    int rc = s_ask (self, index);
+    item->ready = ready;
+    //  One with a message is received from again: it changes
+    item->touched = rc != 0;
+    return rc;
+}
+
+bool
+ps_poll_signalled (int fd)
+{
+    struct pollfd item = {.fd = fd, .events = POLLIN};
+    //  A failed poll says readable: the caller then asks, which is safe
+    return poll (&item, 1, 0) != 0;
+}

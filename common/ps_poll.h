@@ -63,4 +63,17 @@ bool ps_poll_ready (const ps_poll_t *self, int index);
 //  the next wait
 void ps_poll_touch (ps_poll_t *self, int index);
 
+//  Ask the socket at index now whether it has a message: 1 when it has,
+//  0 when not, -1 on failure (errno). For the end of a burst of receives:
+//  a socket found without a message counts as asked, and the next wait
+//  does not ask it again unless it is touched in between
+int ps_poll_ask (ps_poll_t *self, int index);
+
+//  Whether descriptor fd, a socket's ZMQ_FD, is readable now. A socket
+//  last left without a message (a receive failed with EAGAIN, or it was
+//  asked and had none) and not called since cannot have one while its
+//  descriptor is not readable: one poll(2), where asking the socket
+//  costs two system calls
+bool ps_poll_signalled (int fd);
+
 #endif

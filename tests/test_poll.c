@@ -8,7 +8,10 @@
     once when touched and only at the timeout when not (the safety net);
     a socket put in place of a closed one, or in an empty place, is
     waited on, and an empty place is never ready; a process stopped and
-    continued goes on waiting.
+    continued goes on waiting. A socket asked at the end of a burst
+    (ps_poll_ask) is asked again only when it had a message; an emptied
+    socket's descriptor is readable once a message comes
+    (ps_poll_signalled).
 
     usage: build/test_poll [--filter 'poll/<test>'] [--verbose]
     ========================================================================= */
@@ -210,6 +213,62 @@ Test (poll, an_untouched_socket_is_found_when_the_time_runs_out)
                    waited);
     s_expect (pairs.near[0], "quiet");
     ps_poll_destroy (&poll);
+    s_close (&pairs);
+}
+
+Test (poll, a_socket_asked_after_a_burst_is_asked_again_only_when_it_has_more)
+{
+    pairs_t pairs;
+    s_open (&pairs);
+    ps_poll_t *poll = ps_poll_new ();
+    int first = ps_poll_add (poll, pairs.near[0]);
+    ps_poll_add (poll, pairs.near[1]);
+    cr_assert_eq (ps_poll_wait (poll, 0), 0);
+
+    //  Asked with a message waiting: the next wait returns it at once
+    s_send (pairs.far[0], "one");
+    cr_assert_eq (ps_poll_ask (poll, first), 1);
+    cr_assert (!ps_poll_ready (poll, first), "the last wait's answer is kept");
+    double start = ps_clock_seconds ();
+    cr_assert_eq (ps_poll_wait (poll, 2000), 1);
+    cr_assert_lt (ps_clock_seconds () - start, 1.0, "a socket asked with a message was not kept");
+    cr_assert (ps_poll_ready (poll, first));
+    s_expect (pairs.near[0], "one");
+
+    //  Asked without one, then a message whose signal the caller takes:
+    //  not asked again, so only the safety net finds it
+    cr_assert_eq (ps_poll_ask (poll, first), 0);
+    s_send (pairs.far[0], "two");
+    int events = 0;
+    size_t size = sizeof events;
+    cr_assert_eq (zmq_getsockopt (pairs.near[0], ZMQ_EVENTS, &events, &size), 0);
+    cr_assert (events & ZMQ_POLLIN);
+    start = ps_clock_seconds ();
+    cr_assert_eq (ps_poll_wait (poll, 300), 1);
+    cr_assert_geq (ps_clock_seconds () - start, 0.25,
+                   "found before the timeout: the ask left the socket touched");
+    s_expect (pairs.near[0], "two");
+    ps_poll_destroy (&poll);
+    s_close (&pairs);
+}
+
+Test (poll, a_descriptor_is_signalled_when_a_message_comes_to_an_emptied_socket)
+{
+    pairs_t pairs;
+    s_open (&pairs);
+    int fd;
+    size_t size = sizeof fd;
+    cr_assert_eq (zmq_getsockopt (pairs.near[0], ZMQ_FD, &fd, &size), 0);
+    //  Emptied: a receive failed with EAGAIN
+    char byte;
+    cr_assert_eq (zmq_recv (pairs.near[0], &byte, 1, ZMQ_DONTWAIT), -1);
+    cr_assert_eq (errno, EAGAIN);
+    cr_assert (!ps_poll_signalled (fd));
+    s_send (pairs.far[0], "news");
+    cr_assert (ps_poll_signalled (fd), "a message came and the descriptor stayed quiet");
+    s_expect (pairs.near[0], "news");
+    cr_assert_eq (zmq_recv (pairs.near[0], &byte, 1, ZMQ_DONTWAIT), -1);
+    cr_assert (!ps_poll_signalled (fd), "read to the end and still signalled");
     s_close (&pairs);
 }
 

@@ -28,6 +28,7 @@
 
 #include "ps_link.h"
 #include "ps_dtype.h"
+#include "ps_poll.h"
 #include "ps_worker.h"
 
 #include <assert.h>
@@ -53,6 +54,8 @@ struct ps_link_t {
     ps_framepool_t *pool;                         //  the group's, borrowed
     void *dealer;                                 //  NULL while disconnected
     void *monitor;                                //  the dealer's events, or NULL
+    int monitor_fd;                               //  its ZMQ_FD
+    bool monitor_read;                            //  read to its end since made
     unsigned sockets;                             //  dealers made, to name monitors
     bool up;                                      //  handshake done, not lost since
     uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES]; //  the worker's
@@ -103,6 +106,10 @@ s_monitor_open (ps_link_t *self, void *dealer)
         self->monitor = NULL;
         return -1;
     }
+    size_t size = sizeof self->monitor_fd;
+    zmq_getsockopt (self->monitor, ZMQ_FD, &self->monitor_fd, &size);
+    //  A new socket may hold messages without its descriptor having fired
+    self->monitor_read = false;
     return 0;
 }
 
@@ -323,6 +330,7 @@ ps_link_events (ps_link_t *self)
         zmq_msg_init (&frame);
         if (zmq_msg_recv (&frame, self->monitor, ZMQ_DONTWAIT) == -1) {
             zmq_msg_close (&frame);
+            self->monitor_read = errno == EAGAIN;
             break;
         }
         uint16_t event = 0;
@@ -347,6 +355,14 @@ ps_link_events (ps_link_t *self)
         }
     }
     return lost;
+}
+
+bool
+ps_link_may_have_events (const ps_link_t *self)
+{
+    if (!self->monitor)
+        return false;
+    return !self->monitor_read || ps_poll_signalled (self->monitor_fd);
 }
 
 const char *

@@ -108,6 +108,12 @@ unsigned ps_link_generation (const ps_link_t *self);
 //  heartbeat timeout, or when the broker refused the connection
 //  (ps_link_refused). libzmq connects again by itself meanwhile.
 bool ps_link_events (ps_link_t *self);
+//  Whether events may have come since ps_link_events last read them to
+//  the end: false only when that read ended so and the monitor's
+//  descriptor has not fired since (one poll(2), where reading an empty
+//  monitor costs two system calls). A caller whose own waits ask the
+//  monitor (ps_group) must also read it when a wait found it ready
+bool ps_link_may_have_events (const ps_link_t *self);
 //  Why the broker refused the last connection attempt, e.g. "not an
 //  allowed key (CURVE) ..."; NULL when it did not (or one succeeded since)
 const char *ps_link_refused (const ps_link_t *self);
