@@ -101,6 +101,7 @@ s_monitor_setup (ps_router_t *self)
         return;
     }
     zhashx_set_destructor (self->connections, (zhashx_destructor_fn *)zstr_free);
+    self->monitor_fd = zsock_fd (self->monitor);
 }
 
 static void
@@ -158,7 +159,7 @@ s_monitor_drain (ps_router_t *self)
 static void
 s_monitor_catch_up (ps_router_t *self)
 {
-    if (self->monitor && ps_poll_signalled (zsock_fd (self->monitor)))
+    if (self->monitor && ps_poll_signalled (self->monitor_fd))
         s_monitor_drain (self);
 }
 

@@ -124,6 +124,7 @@ typedef struct {
     ps_router_stats_t stats;   //  counters for INFO and the summary
     ps_tap_t *tap;             //  the tap, NULL when off
     zsock_t *monitor;          //  the ROUTER's connection events, NULL if none
+    int monitor_fd;            //  its ZMQ_FD, read once (ps_poll_signalled)
     zhashx_t *connections;     //  fd -> remote address of the open connections
     bool tap_on;               //  somebody listens: build records
     ps_tap_timing_t timing;    //  of the message at hand (tap on)
