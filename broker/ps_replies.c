@@ -125,6 +125,9 @@ ps_router_reply (ps_router_t *self, const uint8_t *id, size_t id_size, const ps_
     ps_codec_reply_to (&reply, request);
     reply.clock = clock;
     reply.min_clock = ps_vclock_min (self->vclock);
+    //  A push that finishes the clock is answered only here, as the
+    //  CLOCK it carries (its plain ack is never sent): the reply says so
+    reply.clock_after = request->type == PSMQ__MSG_TYPE__PUSH && request->clock_after;
     ps_router_send (self, id, id_size, &reply, NULL, 0);
 }
 

@@ -327,6 +327,14 @@ s_record_init (ps_tap_record_t *record, const ps_tap_scene_t *scene, int kind, i
     }
 }
 
+//  A push that finishes the worker's clock: clock_after counts on a
+//  PUSH's last part (PROTOCOL.md) and on the reply that answers it
+static bool
+s_finishes_clock (const ps_envelope_t *envelope)
+{
+    return envelope->type == PSMQ__MSG_TYPE__PUSH && envelope->clock_after && !envelope->more;
+}
+
 void
 ps_tap_message (ps_tap_t *self, const ps_tap_scene_t *scene, int kind, int64_t worker,
                 const uint8_t *id, size_t id_size, const ps_envelope_t *envelope, zmq_msg_t *frames,
@@ -338,6 +346,7 @@ ps_tap_message (ps_tap_t *self, const ps_tap_scene_t *scene, int kind, int64_t w
     record.type = envelope->type;
     record.seq = envelope->seq;
     record.clock = envelope->clock;
+    record.clock_after = s_finishes_clock (envelope);
     s_record_keys (self, &record, envelope);
     for (size_t i = 0; i < nframes; i++)
         record.bytes += zmq_msg_size (&frames[i]);
@@ -363,6 +372,7 @@ ps_tap_reject (ps_tap_t *self, const ps_tap_scene_t *scene, int64_t worker, cons
         record.type = request->type;
         record.seq = request->seq;
         record.clock = request->clock;
+        record.clock_after = s_finishes_clock (request);
         s_record_keys (self, &record, request);
     }
     record.status = problem->code;

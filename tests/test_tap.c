@@ -176,6 +176,38 @@ Test (tap, usage_every_request_and_reply_is_a_record, .timeout = 30)
     s_reader_close (&reader);
 }
 
+Test (tap, a_push_that_finishes_the_clock_is_marked_so, .timeout = 30)
+{
+    reader_t reader;
+    s_reader_open (&reader, 1, 0, "", 0);
+    ps_worker_t *worker = ps_test_worker (reader.endpoint, 0, 1, 5000);
+    float values[2] = {1, 2};
+    cr_assert_eq (ps_worker_init (worker, "w", 2, values, NULL), PS_OK);
+    ps_tensor_t tensor = {"w", values, 2};
+
+    //  A plain push is not marked
+    cr_assert_eq (ps_worker_push (worker, &tensor, 1, 1), PS_OK);
+    ps_tap_record_t *record = s_expect (&reader, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__PUSH);
+    cr_assert (!record->clock_after);
+    record = s_expect (&reader, PSMQ__TAP_KIND__TAP_REPLY, PSMQ__MSG_TYPE__PUSH);
+    cr_assert (!record->clock_after);
+    cr_assert_eq (record->clock, 0);
+
+    //  A push that finishes the clock: its request, and its one reply,
+    //  which carries the new clock
+    cr_assert_eq (ps_worker_push_clock (worker, &tensor, 1, 1), PS_OK);
+    record = s_expect (&reader, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__PUSH);
+    cr_assert (record->clock_after, "the request is not marked");
+    cr_assert_eq (record->clock, 0);
+    uint64_t seq = record->seq;
+    record = s_expect (&reader, PSMQ__TAP_KIND__TAP_REPLY, PSMQ__MSG_TYPE__PUSH);
+    cr_assert_eq (record->seq, seq);
+    cr_assert (record->clock_after, "the reply is not marked");
+    cr_assert_eq (record->clock, 1);
+    ps_worker_close (&worker);
+    s_reader_close (&reader);
+}
+
 Test (tap, rejected_garbage_is_a_record_with_its_reason, .timeout = 30)
 {
     reader_t reader;

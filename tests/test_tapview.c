@@ -685,6 +685,32 @@ Test (tapview, a_16_bit_key_shows_its_wire_dtype)
     cr_assert_not_null (strstr (json, "{\"key\":\"w\",\"count\":8}"), "%s", json);
 }
 
+Test (tapview, a_push_that_finishes_the_clock_says_so)
+{
+    //  Its request and its reply: the type reads push+clock in text, and
+    //  JSON gains "clock_after", which no other record has
+    ps_tap_record_t record = s_record (10, PSMQ__TAP_KIND__TAP_REQUEST, PSMQ__MSG_TYPE__PUSH, 2);
+    record.time_us = T0;
+    record.seq = 7;
+    record.clock = 4;
+    record.clock_after = true;
+    s_assert_text (&record, "06:59:01.123456 -> req  push+clock w2  seq 7  clock 4");
+    const char *json = s_json (s_wire (&record));
+    cr_assert_not_null (strstr (json, "\"type\":\"push\""), "%s", json);
+    cr_assert_not_null (strstr (json, ",\"clock_after\":true}"), "%s", json);
+
+    record.kind = PSMQ__TAP_KIND__TAP_REPLY;
+    record.clock = 5;
+    cr_assert_not_null (strstr (s_text (s_wire (&record)), "<- rep  push+clock w2  seq 7  clock 5"),
+                        "%s", s_text (s_wire (&record)));
+
+    //  A plain push: as before
+    record.clock_after = false;
+    cr_assert_not_null (strstr (s_text (s_wire (&record)), "<- rep  push  w2  seq 7"), "%s",
+                        s_text (s_wire (&record)));
+    cr_assert_null (strstr (s_json (s_wire (&record)), "clock_after"));
+}
+
 Test (tapview, filter_terms_match)
 {
     named_t named[S_NAMED];

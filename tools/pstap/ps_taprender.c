@@ -262,6 +262,10 @@ ps_taprender_json (const ps_tap_record_t *record)
         else
             json_decref (fields[i].value);
     }
+    //  Last, and only on a push that finishes the worker's clock, so that
+    //  every other record keeps the schema it always had
+    if (rc == 0 && record->clock_after)
+        rc = json_object_set_new (object, "clock_after", json_true ());
     if (rc)
         json_decref (object);
     return rc ? NULL : object;
@@ -381,6 +385,8 @@ s_text_head (s_out_t *out, const ps_tap_record_t *record)
     if (message && strlen (kind) >= 5)
         s_put (out, " ", 1); //  "evict" and "clock" fill the column
     const char *type = message ? ps_codec_type_name (record->type) : "";
+    if (record->clock_after && record->type == PSMQ__MSG_TYPE__PUSH)
+        type = "push+clock";
     s_text_column (out, type, strlen (type) < 6 ? 6 : strlen (type) + 1);
     if (record->kind == PSMQ__TAP_KIND__TAP_CLOCK)
         return; //  about the whole job, not one worker: "slowest w1" says who
