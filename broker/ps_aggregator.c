@@ -449,9 +449,11 @@ s_refuse (agg_t *self, const ps_agg_command_t *command, const ps_problem_t *prob
 //  handed to the store as pieces at the run's offset. SSP/ASP steps each
 //  run into the key's next version and publishes it where a run ends the
 //  key (ps_store_stage_part); BSP sums each run. A part holding a NaN or
-//  an infinity is refused whole before anything of it is applied (a pass
-//  of its own over frames that were just received), and so are the parts
-//  of that push after it; the parts before it stay applied.
+//  an infinity is refused whole before anything of it is applied, and so
+//  are the parts of that push after it; the parts before it stay
+//  applied. A part of one key under SSP/ASP is checked by the store, as
+//  it steps when it can (a 1 MB slice of a large key); any other part in
+//  a pass of its own first, over frames that were just received.
 static void
 s_handle_push (agg_t *self, const ps_agg_command_t *command)
 {
@@ -465,7 +467,9 @@ s_handle_push (agg_t *self, const ps_agg_command_t *command)
     s_reserve_taken (self, entries);
     s_resolve_keys (self, plan, entries);
     ps_problem_t problem;
-    if (!self->accept_nonfinite && s_check_frames (self, plan, entries, &problem))
+    bool store_checks =
+        !self->accept_nonfinite && entries == 1 && self->keys[0] && self->staleness != 0;
+    if (!self->accept_nonfinite && !store_checks && s_check_frames (self, plan, entries, &problem))
         return s_refuse (self, command, &problem);
     if (self->staleness != 0)
         s_let_readers_drain (self, entries);
@@ -485,7 +489,10 @@ s_handle_push (agg_t *self, const ps_agg_command_t *command)
                                            &problem);
         else
             rc = ps_store_stage_part (self->store, key, entry->offset, self->pieces, entry->frames,
-                                      command->grad_count, entry->ends, &stepped, &problem);
+                                      command->grad_count, entry->ends, store_checks, &stepped,
+                                      &problem);
+        if (rc && problem.code == PSMQ__ERR_CODE__ERR_NONFINITE)
+            return s_refuse (self, command, &problem);
         //  A BSP sum past the store's limit: the part is taken back
         //  exactly and the worker told
         if (rc && problem.code == PSMQ__ERR_CODE__ERR_FULL && self->staleness == 0) {

@@ -210,12 +210,10 @@ ps_key_nonfinite (const ps_key_t *self, uint64_t at, float value, ps_problem_t *
                                          : "-inf");
 }
 
-//  0 when every gradient piece is finite, else ERR_NONFINITE
-static int
-s_check_finite (const ps_key_t *self, const ps_piece_t *pieces, size_t npieces,
-                ps_problem_t *problem)
+int
+ps_key_check_finite (const ps_key_t *self, uint64_t offset, const ps_piece_t *pieces,
+                     size_t npieces, ps_problem_t *problem)
 {
-    uint64_t offset = 0;
     for (size_t i = 0; i < npieces; i++) {
         const float *grad = ps_piece_floats (&pieces[i]);
         size_t bad = ps_optim_first_nonfinite (grad, pieces[i].count);
@@ -236,7 +234,7 @@ ps_key_stage (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float sc
               ps_problem_t *problem)
 {
     bool fused = check && self->config.kind == PS_OPTIM_SGD;
-    if (check && !fused && s_check_finite (self, pieces, npieces, problem))
+    if (check && !fused && ps_key_check_finite (self, 0, pieces, npieces, problem))
         return -1;
     if (ps_key_writable_spare (self))
         return ps_problem_set (problem, PSMQ__ERR_CODE__ERR_FULL,

@@ -151,12 +151,14 @@ void ps_store_unaccumulate (ps_store_t *self, ps_key_t *key, int64_t clock,
 //  SSP and ASP: step the run into the key's next version, which is
 //  published (and *stepped set) where a run ends the key (ends: the run
 //  reaches its last element); several pushes' parts may interleave. The
-//  step number moves once per push, at its end. No NaN check (the caller
-//  checks a part before it applies any of it). ERR_SIZE for a run outside
+//  step number moves once per push, at its end. check: a run holding a
+//  NaN or an infinity is refused (ERR_NONFINITE) with nothing of it
+//  stepped, the check riding along the step where it can
+//  (ps_store_part.c); else the caller checks. ERR_SIZE for a run outside
 //  the key, ERR_MALFORMED for a bad grad_count, ERR_FULL when a reader
-//  holds the spare and a new buffer cannot be had (ps_store_part.c).
+//  holds the spare and a new buffer cannot be had.
 int ps_store_stage_part (ps_store_t *self, ps_key_t *key, uint64_t offset, const ps_piece_t *pieces,
-                         size_t npieces, uint32_t grad_count, bool ends, bool *stepped,
+                         size_t npieces, uint32_t grad_count, bool ends, bool check, bool *stepped,
                          ps_problem_t *problem);
 //  BSP: add a run into the key's accumulator for clock; a run at offset 0
 //  counts grad_count gradients. ERR_FULL as ps_store_accumulate.

@@ -94,6 +94,10 @@ int ps_store_check_push (ps_store_t *self, ps_key_t *key, const ps_piece_t *piec
                          uint32_t grad_count, ps_problem_t *problem);
 //  ERR_NONFINITE naming element at of the key, whose value is value
 int ps_key_nonfinite (const ps_key_t *self, uint64_t at, float value, ps_problem_t *problem);
+//  0 when every element of pieces, a run of the key from element offset,
+//  is finite; else ERR_NONFINITE naming the first that is not
+int ps_key_check_finite (const ps_key_t *self, uint64_t offset, const ps_piece_t *pieces,
+                         size_t npieces, ps_problem_t *problem);
 //  One optimizer step with gradient pieces * scale into the spare, not
 //  yet published (see ps_store.c); ps_key_commit publishes it
 int ps_key_stage (ps_key_t *self, const ps_piece_t *pieces, size_t npieces, float scale, bool check,

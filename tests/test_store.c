@@ -647,8 +647,8 @@ s_part (ps_store_t *store, ps_key_t *key, const float *grad, uint64_t from, uint
     ps_piece_t piece = {.data = grad + from, .count = (size_t)(to - from)};
     bool stepped = false;
     ps_problem_t problem = {0};
-    int rc = ps_store_stage_part (store, key, from, &piece, 1, 1, to == ps_key_size (key), &stepped,
-                                  &problem);
+    int rc = ps_store_stage_part (store, key, from, &piece, 1, 1, to == ps_key_size (key), false,
+                                  &stepped, &problem);
     cr_assert_eq (rc, 0, "part [%lu, %lu): %s", (unsigned long)from, (unsigned long)to,
                   problem.message);
     return stepped;
@@ -722,6 +722,62 @@ Test (store, a_push_in_parts_steps_adam_once)
     ps_store_destroy (&store);
 }
 
+//  Stage [from, to) of grad as one checked part: its return code
+static int
+s_checked_part (ps_store_t *store, ps_key_t *key, const float *grad, uint64_t from, uint64_t to,
+                ps_problem_t *problem)
+{
+    ps_piece_t piece = {.data = grad + from, .count = (size_t)(to - from)};
+    bool stepped = false;
+    return ps_store_stage_part (store, key, from, &piece, 1, 1, to == ps_key_size (key), true,
+                                &stepped, problem);
+}
+
+Test (store, a_checked_part_holding_a_nan_is_not_stepped_at_all)
+{
+    //  SGD at rate 1. A run over clean whole chunks (the check rides along
+    //  the step) and a run that starts inside a chunk (a pass of its own):
+    //  each refused at a NaN in its last chunk, with nothing of it left
+    //  in the next version
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t sgd = s_config (PS_OPTIM_SGD);
+    sgd.lr = 1;
+    ps_key_t *key = s_init (store, "w", PARTED, &sgd);
+    float *g = malloc (PARTED * sizeof (float)), *bad = malloc (PARTED * sizeof (float));
+    for (size_t i = 0; i < PARTED; i++)
+        g[i] = bad[i] = (float)(i % 7) + 1;
+    bad[2 * CHUNK + 3] = NAN;
+    ps_problem_t problem = {0};
+
+    cr_assert_eq (s_checked_part (store, key, bad, 0, PARTED, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_NONFINITE);
+    char element[64];
+    snprintf (element, sizeof element, "element %d is nan", 2 * CHUNK + 3);
+    cr_assert (strstr (problem.message, element), "%s", problem.message);
+    cr_assert_eq (ps_key_version (key), 1, "a refused run published");
+    //  A clean push in parts: exactly its step, nothing of the refused one
+    cr_assert_eq (s_checked_part (store, key, g, 0, CHUNK, &problem), 0, "%s", problem.message);
+    cr_assert_eq (s_checked_part (store, key, g, CHUNK, PARTED, &problem), 0, "%s",
+                  problem.message);
+    cr_assert_eq (ps_key_version (key), 2);
+    float *values = s_values (key);
+    for (size_t i = 0; i < PARTED; i++)
+        cr_assert_eq (values[i], -g[i], "element %zu: %g, not %g", i, values[i], -g[i]);
+
+    //  A push whose first part ends inside a chunk: its second part
+    //  holding a NaN is refused, and the first stays applied (PROTOCOL.md)
+    cr_assert_eq (s_checked_part (store, key, g, 0, 10, &problem), 0, "%s", problem.message);
+    cr_assert_eq (s_checked_part (store, key, bad, 10, PARTED, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_NONFINITE);
+    cr_assert_eq (s_checked_part (store, key, g, 10, PARTED, &problem), 0, "%s", problem.message);
+    values = s_values (key);
+    for (size_t i = 0; i < PARTED; i++)
+        cr_assert_eq (values[i], -2 * g[i], "element %zu: %g, not %g", i, values[i], -2 * g[i]);
+    free (g);
+    free (bad);
+    ps_store_destroy (&store);
+}
+
 Test (store, parts_out_of_the_key_are_refused)
 {
     ps_store_t *store = ps_store_new (NULL);
@@ -730,11 +786,14 @@ Test (store, parts_out_of_the_key_are_refused)
     ps_piece_t piece = {.data = grad, .count = 4};
     bool stepped;
     ps_problem_t problem;
-    cr_assert_eq (ps_store_stage_part (store, key, 8, &piece, 1, 1, false, &stepped, &problem), -1);
+    cr_assert_eq (
+        ps_store_stage_part (store, key, 8, &piece, 1, 1, false, false, &stepped, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
-    cr_assert_eq (ps_store_stage_part (store, key, 0, &piece, 1, 1, true, &stepped, &problem), -1);
+    cr_assert_eq (
+        ps_store_stage_part (store, key, 0, &piece, 1, 1, true, false, &stepped, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_SIZE);
-    cr_assert_eq (ps_store_stage_part (store, key, 0, &piece, 1, 0, false, &stepped, &problem), -1);
+    cr_assert_eq (
+        ps_store_stage_part (store, key, 0, &piece, 1, 0, false, false, &stepped, &problem), -1);
     cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_MALFORMED);
     cr_assert_eq (ps_key_version (key), 1);
     ps_store_destroy (&store);

@@ -9,6 +9,7 @@
     (ctest runs them all, a process per test, with --jobs 1)
     ========================================================================= */
 
+#include "ps_limits.h"
 #include "ps_testutil.h"
 #include "ps_worker.h"
 
@@ -494,6 +495,44 @@ Test (worker, parked_clock_reports_a_broker_shutdown_at_once, .timeout = 30)
                   ps_worker_error (job.worker));
     cr_assert (zclock_mono () - started < 5000,
                "reported at the clock timeout (%d ms), not at once", PS_TEST_WAIT_MS);
+    ps_test_job_stop (&job);
+}
+
+//  A NaN in the second of three 1 MB parts of a push (ASP): that part and
+//  the third are not applied; the first is, and reaches readers with the
+//  next push that ends the key (PROTOCOL.md, Pushes in parts)
+Test (worker, a_nonfinite_part_of_a_push_in_parts_is_not_applied, .timeout = 60)
+{
+    ps_test_job_t job = ps_test_job (1, -1, 0);
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
+    size_t part = PS_CHUNK_BYTES / sizeof (float), n = 3 * part;
+    float *bad = malloc (n * sizeof (float)), *ones = malloc (n * sizeof (float));
+    float *value = malloc (n * sizeof (float));
+    cr_assert (bad && ones && value);
+    for (size_t i = 0; i < n; i++)
+        bad[i] = ones[i] = 1;
+    bad[part + 5] = NAN;
+    cr_assert_eq (ps_worker_init (job.worker, "big", n, NULL, &sgd), PS_OK);
+    ps_tensor_t push = {"big", bad, n}, pull = {"big", value, n};
+    cr_assert_eq (ps_worker_push (job.worker, &push, 1, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (job.worker), PS_ENONFINITE);
+    char element[64];
+    snprintf (element, sizeof element, "'big' element %zu is nan", part + 5);
+    cr_assert (strstr (ps_worker_error (job.worker), element), "%s", ps_worker_error (job.worker));
+    cr_assert_eq (ps_worker_pull (job.worker, &pull, 1), PS_OK);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq (value[i], 0.0f, "element %zu published before a push ended the key", i);
+    push.data = ones;
+    cr_assert_eq (ps_worker_push (job.worker, &push, 1, 1), PS_OK);
+    cr_assert_eq (ps_worker_clock (job.worker), PS_OK, "%s", ps_worker_error (job.worker));
+    cr_assert_eq (ps_worker_pull (job.worker, &pull, 1), PS_OK);
+    for (size_t i = 0; i < n; i++) {
+        float want = i < part ? -2.0f : -1.0f;
+        cr_assert_eq (value[i], want, "element %zu: %g, not %g", i, value[i], want);
+    }
+    free (bad);
+    free (ones);
+    free (value);
     ps_test_job_stop (&job);
 }
 
