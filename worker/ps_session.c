@@ -189,7 +189,6 @@ ps_session_log (const ps_worker_options_t *options, int level, const char *forma
 
 static int s_explain_forgotten (ps_session_t *self, int status);
 static int s_receive (ps_session_t *self, int timeout_ms);
-static int s_links_events_before_request (ps_session_t *self);
 
 // ------------------------------------------------------------ requests
 
@@ -233,7 +232,7 @@ s_check_registered (ps_session_t *self, int type)
     if (!self->joined || type == PSMQ__MSG_TYPE__HELLO || type == PSMQ__MSG_TYPE__INFO ||
         type == PSMQ__MSG_TYPE__BYE)
         return PS_OK;
-    int status = s_links_events_before_request (self);
+    int status = ps_session_links_events (self);
     int lost = status ? -1 : s_lost_member (self);
     if (status || lost < 0)
         return status;
@@ -504,21 +503,12 @@ s_link_events (ps_session_t *self, uint32_t link)
     return status;
 }
 
-//  Take every link's connection events, without waiting
+//  Take every link's connection events, without waiting. Only the links
+//  whose events may not all be read are read: ps_link_may_have_events
+//  (one poll(2)), or a monitor the last wait found ready (a link before
+//  it may have stopped s_receive)
 int
 ps_session_links_events (ps_session_t *self)
-{
-    int status = PS_OK;
-    for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++)
-        status = s_link_events (self, link);
-    return status;
-}
-
-//  The same before a request goes, for the links whose events may not all
-//  be read: ps_link_may_have_events, or a monitor the last wait found
-//  ready (a link before it may have stopped s_receive)
-static int
-s_links_events_before_request (ps_session_t *self)
 {
     int status = PS_OK;
     for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++)
