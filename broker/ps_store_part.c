@@ -22,12 +22,13 @@
     The optimizer's step number (Adam's t, a decay schedule) is the key's
     steps + 1 for every part, and moves once per push, at its end.
 
-    The NaN check of a run (check) rides along an SGD step when the run
-    covers clean chunks whole, as one worker's 1 MB slices do: each step
-    then reads current and writes the spare, so a run refused half way
-    is undone by leaving its chunks clean. Any other run is checked in a
-    pass of its own before it is stepped. A pass over 64 MB of gradients
-    was a fifth of the aggregation thread's time in a 64 MB push.
+    The NaN check of a run (check) rides along an SGD step when every
+    chunk the run touches is clean, as with one worker's pushes: a run
+    refused half way is then undone by making those chunks clean again,
+    so that publication takes them from current. Any other run is
+    checked in a pass of its own before it is stepped. The pass of its
+    own cost the aggregation thread about a seventh of its time in a
+    64 MB push (docs/performance.md).
 
     Part of ps_store (see ps_store_private.h); the aggregation thread alone
     calls it. Compiled at -O3 like ps_store.c.
@@ -75,9 +76,9 @@ s_copy_chunk (ps_key_t *key, size_t chunk)
 }
 
 //  Step [at, at + count) of the key with grad * scale, count within one
-//  chunk. checked: the chunk is clean and covered whole (s_steps_aside),
-//  and the step stops at a NaN or an infinity, leaving the chunk clean.
-//  Returns count, or the index in grad of the element that stopped it
+//  chunk. checked (SGD only): find the first NaN or infinity too.
+//  Returns count, or the index in grad of the first such element (the
+//  chunk then holds garbage: the caller makes it clean again)
 static size_t
 s_step (ps_key_t *key, uint64_t at, const float *grad, size_t count, float scale, bool checked)
 {
@@ -89,17 +90,11 @@ s_step (ps_key_t *key, uint64_t at, const float *grad, size_t count, float scale
         s_copy_chunk (key, chunk);
     const float *in =
         key->dirty[chunk] || !whole ? ps_buf_data (key->spare) : ps_buf_data (key->current);
-    float *out = ps_buf_data (key->spare);
-    if (checked) {
-        assert (whole && !key->dirty[chunk]);
-        size_t bad = ps_optim_sgd_checked (&key->config, out + at, in + at, grad, scale, count,
-                                           key->steps + 1);
-        if (bad < count)
-            return bad;
-        key->dirty[chunk] = 1;
-        return count;
-    }
     key->dirty[chunk] = 1;
+    float *out = ps_buf_data (key->spare);
+    if (checked)
+        return ps_optim_sgd_checked (&key->config, out + at, in + at, grad, scale, count,
+                                     key->steps + 1);
     float *state0 = key->state[0] ? key->state[0] + at : NULL;
     float *state1 = key->state[1] ? key->state[1] + at : NULL;
     ps_optim_apply (&key->config, out + at, in + at, grad, scale, state0, state1, count,
@@ -107,13 +102,11 @@ s_step (ps_key_t *key, uint64_t at, const float *grad, size_t count, float scale
     return count;
 }
 
-//  Whether stepping the run [offset, end) reads only current and writes
-//  only the spare: every chunk it touches is clean and covered whole
+//  Whether every chunk the run [offset, end) touches is clean: then what
+//  the run steps is undone by making them clean again
 static bool
-s_steps_aside (const ps_key_t *key, uint64_t offset, uint64_t end)
+s_run_on_clean (const ps_key_t *key, uint64_t offset, uint64_t end)
 {
-    if (offset % CHUNK_FLOATS || (end % CHUNK_FLOATS && end != key->size))
-        return false;
     //  A key not open yet is opened with every chunk clean
     for (uint64_t chunk = offset / CHUNK_FLOATS; key->open && chunk * CHUNK_FLOATS < end; chunk++)
         if (key->dirty[chunk])
@@ -170,7 +163,7 @@ ps_store_stage_part (ps_store_t *self, ps_key_t *key, uint64_t offset, const ps_
     uint64_t end = offset;
     for (size_t i = 0; i < npieces; i++)
         end += pieces[i].count;
-    bool fused = check && key->config.kind == PS_OPTIM_SGD && s_steps_aside (key, offset, end);
+    bool fused = check && key->config.kind == PS_OPTIM_SGD && s_run_on_clean (key, offset, end);
     if (check && !fused && ps_key_check_finite (key, offset, pieces, npieces, problem))
         return -1;
     if (key->staged)
@@ -192,9 +185,10 @@ ps_store_stage_part (ps_store_t *self, ps_key_t *key, uint64_t offset, const ps_
                 count = (size_t)(chunk_end - at);
             size_t bad = s_step (key, at, grad + done, count, scale, fused);
             if (bad < count) {
-                //  Undone: the chunks this run stepped were clean before it
+                //  Undone: every chunk this run stepped, the one at hand
+                //  too, was clean before it
                 memset (key->dirty + offset / CHUNK_FLOATS, 0,
-                        (size_t)(at / CHUNK_FLOATS - offset / CHUNK_FLOATS));
+                        (size_t)(at / CHUNK_FLOATS - offset / CHUNK_FLOATS + 1));
                 return ps_key_nonfinite (key, at + bad, grad[done + bad], problem);
             }
             at += count;

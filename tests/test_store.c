@@ -773,6 +773,20 @@ Test (store, a_checked_part_holding_a_nan_is_not_stepped_at_all)
     values = s_values (key);
     for (size_t i = 0; i < PARTED; i++)
         cr_assert_eq (values[i], -2 * g[i], "element %zu: %g, not %g", i, values[i], -2 * g[i]);
+
+    //  A part of one key in two frames that meet inside a chunk (a client
+    //  may cut its frames anywhere), the NaN in that chunk's second frame
+    ps_piece_t pieces[2] = {{.data = bad, .count = 2 * CHUNK + 1},
+                            {.data = bad + 2 * CHUNK + 1, .count = PARTED - 2 * CHUNK - 1}};
+    bool stepped = false;
+    cr_assert_eq (ps_store_stage_part (store, key, 0, pieces, 2, 1, true, true, &stepped, &problem),
+                  -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_NONFINITE);
+    cr_assert (strstr (problem.message, element), "%s", problem.message);
+    cr_assert_eq (s_checked_part (store, key, g, 0, PARTED, &problem), 0, "%s", problem.message);
+    values = s_values (key);
+    for (size_t i = 0; i < PARTED; i++)
+        cr_assert_eq (values[i], -3 * g[i], "element %zu: %g, not %g", i, values[i], -3 * g[i]);
     free (g);
     free (bad);
     ps_store_destroy (&store);
