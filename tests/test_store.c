@@ -640,15 +640,24 @@ Test (store, a_snapshot_restored_steps_on_bit_for_bit)
 #define CHUNK (PS_CHUNK_BYTES / 4)
 #define PARTED (2 * CHUNK + CHUNK / 2)
 
+//  Stage [from, to) of grad as one part, the NaN check done by the store
+//  when check: its return code, and in *stepped whether it published
+static int
+s_stage_run (ps_store_t *store, ps_key_t *key, const float *grad, uint64_t from, uint64_t to,
+             bool check, bool *stepped, ps_problem_t *problem)
+{
+    ps_piece_t piece = {.data = grad + from, .count = (size_t)(to - from)};
+    return ps_store_stage_part (store, key, from, &piece, 1, 1, to == ps_key_size (key), check,
+                                stepped, problem);
+}
+
 //  Step [from, to) of grad into key as one part; whether it published
 static bool
 s_part (ps_store_t *store, ps_key_t *key, const float *grad, uint64_t from, uint64_t to)
 {
-    ps_piece_t piece = {.data = grad + from, .count = (size_t)(to - from)};
     bool stepped = false;
     ps_problem_t problem = {0};
-    int rc = ps_store_stage_part (store, key, from, &piece, 1, 1, to == ps_key_size (key), false,
-                                  &stepped, &problem);
+    int rc = s_stage_run (store, key, grad, from, to, false, &stepped, &problem);
     cr_assert_eq (rc, 0, "part [%lu, %lu): %s", (unsigned long)from, (unsigned long)to,
                   problem.message);
     return stepped;
@@ -727,10 +736,8 @@ static int
 s_checked_part (ps_store_t *store, ps_key_t *key, const float *grad, uint64_t from, uint64_t to,
                 ps_problem_t *problem)
 {
-    ps_piece_t piece = {.data = grad + from, .count = (size_t)(to - from)};
     bool stepped = false;
-    return ps_store_stage_part (store, key, from, &piece, 1, 1, to == ps_key_size (key), true,
-                                &stepped, problem);
+    return s_stage_run (store, key, grad, from, to, true, &stepped, problem);
 }
 
 Test (store, a_checked_part_holding_a_nan_is_not_stepped_at_all)
