@@ -78,7 +78,8 @@ s_reserve_slices (ps_layout_t *self, size_t count)
 
 //  Check every tensor, and that the call fits in one message per broker
 static int
-s_check (ps_layout_t *self, const ps_tensor_t *tensors, size_t ntensors, ps_problem_t *problem)
+s_check (ps_layout_t *self, const ps_tensor_t *tensors, size_t ntensors, bool with_data,
+         ps_problem_t *problem)
 {
     if (!tensors || ntensors == 0) {
         ps_problem_set (problem, 0, "no tensors given");
@@ -93,9 +94,10 @@ s_check (ps_layout_t *self, const ps_tensor_t *tensors, size_t ntensors, ps_prob
                             tensors[i].key ? key_problem.message : "no key");
             return PS_EINVAL;
         }
-        if (!tensors[i].data || tensors[i].count == 0 || tensors[i].count > PS_MAX_TENSOR_ELEMS) {
-            ps_problem_set (problem, 0, "tensor '%s': needs data and 1..%llu elements",
-                            tensors[i].key, (unsigned long long)PS_MAX_TENSOR_ELEMS);
+        if ((with_data && !tensors[i].data) || tensors[i].count == 0 ||
+            tensors[i].count > PS_MAX_TENSOR_ELEMS) {
+            ps_problem_set (problem, 0, "tensor '%s': needs %s1..%llu elements", tensors[i].key,
+                            with_data ? "data and " : "", (unsigned long long)PS_MAX_TENSOR_ELEMS);
             return PS_EINVAL;
         }
         slices += (tensors[i].count + CHUNK_FLOATS - 1) / CHUNK_FLOATS;
@@ -117,10 +119,10 @@ s_check (ps_layout_t *self, const ps_tensor_t *tensors, size_t ntensors, ps_prob
 }
 
 int
-ps_layout_plan (ps_layout_t *self, const ps_tensor_t *tensors, size_t ntensors,
+ps_layout_plan (ps_layout_t *self, const ps_tensor_t *tensors, size_t ntensors, bool with_data,
                 ps_problem_t *problem)
 {
-    int status = s_check (self, tensors, ntensors, problem);
+    int status = s_check (self, tensors, ntensors, with_data, problem);
     if (status)
         return status;
     size_t needed = ntensors * self->nlinks;

@@ -29,6 +29,7 @@
 #include "ps_partition.h"
 #include "ps_worker.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,8 +39,9 @@ typedef struct ps_layout_t ps_layout_t;
 ps_layout_t *ps_layout_new (uint32_t nlinks);
 void ps_layout_destroy (ps_layout_t **self_p);
 
-//  Check the tensors and lay them over the group
-int ps_layout_plan (ps_layout_t *self, const ps_tensor_t *tensors, size_t ntensors,
+//  Check the tensors and lay them over the group; with_data: each must
+//  have data (a pull into a view reads only keys and counts)
+int ps_layout_plan (ps_layout_t *self, const ps_tensor_t *tensors, size_t ntensors, bool with_data,
                     ps_problem_t *problem);
 //  The plan: tensor i's part on link l at [i * nlinks + l], count 0 when
 //  that broker holds none of it

@@ -157,7 +157,8 @@ ps_tickets_waits_on_bound (const ps_tickets_t *self, const ps_pending_t *pending
 }
 
 //  Copy the frames of (one part of) link's reply to a PULL into the
-//  caller's tensors, at the offsets of that link's parts
+//  caller's tensors, at the offsets of that link's parts, or hand them to
+//  its view
 static int
 s_take_pull (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, const char *endpoint,
              const ps_envelope_t *reply, zmq_msg_t *frames, size_t nframes, ps_problem_t *problem)
@@ -185,13 +186,22 @@ s_take_pull (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, const cha
                             slice->key, slice->offset, slice->count, endpoint);
             return PS_EPROTO;
         }
-        if (slice->count) {
-            float *target = pending->tensors[tensor].data + part->offset + slice->offset;
-            //  16-bit wire elements widen to floats here (exact)
-            ps_dtype_to_f32 (target, zmq_msg_data (&frames[frame++]), slice->count,
-                             (int)slice->dtype);
-            pending->filled[tensor] += slice->count;
+        if (slice->count == 0)
+            continue;
+        size_t offset = part->offset + slice->offset;
+        zmq_msg_t *data = &frames[frame++];
+        if (pending->view) {
+            if (ps_view_take (pending->view, tensor, offset, slice->count, (int)slice->dtype,
+                              data)) {
+                ps_problem_set (problem, 0, "out of memory");
+                return PS_ENOMEM;
+            }
         }
+        else
+            //  16-bit wire elements widen to floats here (exact)
+            ps_dtype_to_f32 (pending->tensors[tensor].data + offset, zmq_msg_data (data),
+                             slice->count, (int)slice->dtype);
+        pending->filled[tensor] += slice->count;
     }
     return PS_OK;
 }

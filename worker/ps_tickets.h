@@ -36,6 +36,7 @@
 
 #include "ps_codec.h"
 #include "ps_partition.h"
+#include "ps_view.h"
 #include "ps_worker.h"
 
 #include <stdbool.h>
@@ -59,6 +60,8 @@ typedef struct {
     ps_part_t *plan;       //  PULL: tensor i's part on link l at [i * nlinks + l]
     uint64_t *filled;      //  PULL: elements received per tensor, all parts
     size_t ntensors;       //  PULL: their number
+    ps_view_t *view;       //  PULL: the caller's view the frames go to
+                           //  (ps_worker_pull_view), else NULL: copied
     int64_t clock;         //  CLOCK: the clock it finishes (a PUSH's too)
     bool clock_after;      //  PUSH: it finishes its clock as well
     char **info;           //  INFO: where the JSON text goes
@@ -105,7 +108,8 @@ int ps_tickets_broker_status (int code);
 //  broker's status. A reply of another type, a CLOCK reply for another
 //  clock, a PULL reply whose frames fit no requested part: PS_EPROTO. A
 //  PULL reply's frames are copied into the caller's tensors at the
-//  offsets of link's parts; an INFO reply's text is copied to
+//  offsets of link's parts (or go to its view, PS_ENOMEM when they
+//  cannot); an INFO reply's text is copied to
 //  *pending->info (PS_ENOMEM when it cannot be). Messages name endpoint.
 int ps_tickets_take (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, const char *endpoint,
                      const ps_envelope_t *reply, zmq_msg_t *frames, size_t nframes,

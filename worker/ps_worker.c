@@ -28,6 +28,7 @@
 #include "ps_layout.h"
 #include "ps_limits.h"
 #include "ps_session.h"
+#include "ps_view.h"
 
 #include <czmq.h>
 #include <stdarg.h>
@@ -277,23 +278,24 @@ s_with_dtypes (ps_worker_t *self, ps_slice_t **slices, size_t nslices)
     return slices;
 }
 
-//  Check a call's tensors and lay them over the group
+//  Check a call's tensors (with_data: they must have data) and lay them
+//  over the group
 static int
-s_plan (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors)
+s_plan (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, bool with_data)
 {
     ps_problem_t problem;
-    int status = ps_layout_plan (self->layout, tensors, ntensors, &problem);
+    int status = ps_layout_plan (self->layout, tensors, ntensors, with_data, &problem);
     return status ? ps_session_fail (self->session, status, "%s", problem.message) : PS_OK;
 }
 
 //  The start of an async push or pull: its arguments, then its layout
 static int
 s_plan_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
-              const ps_ticket_t *ticket)
+              const ps_ticket_t *ticket, bool with_data)
 {
     if (!self || !ticket)
         return PS_EINVAL;
-    return s_plan (self, tensors, ntensors);
+    return s_plan (self, tensors, ntensors, with_data);
 }
 
 //  Lay out and send a push to every broker holding a part of its tensors;
@@ -304,7 +306,7 @@ static int
 s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t grad_count,
         ps_ticket_t *ticket, bool lend, bool clock_after)
 {
-    int status = s_plan_async (self, tensors, ntensors, ticket);
+    int status = s_plan_async (self, tensors, ntensors, ticket, true);
     if (status)
         return status;
     ps_envelope_t request;
@@ -370,10 +372,13 @@ ps_worker_push_clock_async (ps_worker_t *self, const ps_tensor_t *tensors, size_
     return s_push (self, tensors, ntensors, grad_count, ticket, false, true);
 }
 
-int
-ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors, ps_ticket_t *ticket)
+//  Lay out and send a pull to every broker holding a part of its
+//  tensors; its reply goes to view, or without one into the tensors' data
+static int
+s_pull (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, ps_view_t *view,
+        ps_ticket_t *ticket)
 {
-    int status = s_plan_async (self, tensors, ntensors, ticket);
+    int status = s_plan_async (self, tensors, ntensors, ticket, view == NULL);
     if (status)
         return status;
     ps_envelope_t request;
@@ -382,6 +387,7 @@ ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors, 
                                       ps_layout_parts (self->layout), &request, &pending);
     if (status)
         return status;
+    pending->view = view;
     *ticket = pending->seq;
     for (uint32_t link = 0; link < self->nlinks && status == PS_OK; link++) {
         request.n_slices = ps_layout_wholes (self->layout, link);
@@ -390,6 +396,12 @@ ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors, 
             status = ps_session_send (self->session, link, pending, &request, NULL, false);
     }
     return status ? ps_session_abandon (self->session, *ticket, status) : PS_OK;
+}
+
+int
+ps_worker_pull_async (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors, ps_ticket_t *ticket)
+{
+    return s_pull (self, tensors, ntensors, NULL, ticket);
 }
 
 int
@@ -444,6 +456,43 @@ ps_worker_pull (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors)
     return status ? status : ps_session_wait_or_forget (self->session, ticket, -1);
 }
 
+//  Whether a pull into view brought each tensor whole; PS_OK or PS_EPROTO
+static int
+s_view_tiles (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, ps_view_t *view)
+{
+    size_t *counts = malloc (ntensors * sizeof *counts);
+    if (!counts)
+        return ps_session_fail (self->session, PS_ENOMEM, "out of memory");
+    for (size_t i = 0; i < ntensors; i++)
+        counts[i] = tensors[i].count;
+    size_t tensor;
+    bool tiles = ps_view_tiles (view, counts, ntensors, &tensor);
+    free (counts);
+    if (tiles)
+        return PS_OK;
+    return ps_session_fail (self->session, PS_EPROTO,
+                            "pull reply pieces of '%s' overlap or leave a gap",
+                            tensor < ntensors ? tensors[tensor].key : "?");
+}
+
+int
+ps_worker_pull_view (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
+                     ps_view_t *view)
+{
+    if (!view)
+        return self ? ps_session_fail (self->session, PS_EINVAL, "no view given") : PS_EINVAL;
+    ps_view_clear (view);
+    ps_ticket_t ticket;
+    int status = s_pull (self, tensors, ntensors, view, &ticket);
+    if (status == PS_OK)
+        status = ps_session_wait_or_forget (self->session, ticket, -1);
+    if (status == PS_OK)
+        status = s_view_tiles (self, tensors, ntensors, view);
+    if (status)
+        ps_view_clear (view);
+    return status;
+}
+
 int
 ps_worker_clock (ps_worker_t *self)
 {
@@ -492,7 +541,7 @@ ps_worker_init_wire (ps_worker_t *self, const char *key, size_t count, const flo
     static float placeholder;
     if (!initial)
         tensor.data = &placeholder; //  passes the check; nothing is sent
-    int status = s_plan (self, &tensor, 1);
+    int status = s_plan (self, &tensor, 1, true);
     if (status)
         return status;
     ps_envelope_t request;

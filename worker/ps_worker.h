@@ -432,6 +432,41 @@ PS_WORKER_EXPORT int ps_worker_push (ps_worker_t *self, const ps_tensor_t *tenso
                                      uint32_t grad_count);
 //  Pull parameters into the tensors' buffers, one round trip
 PS_WORKER_EXPORT int ps_worker_pull (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors);
+
+//  A pull read in place. ps_worker_pull copies each reply's frames into
+//  the caller's buffers; ps_worker_pull_view keeps them and hands them out
+//  as pieces instead, sparing that copy (a pass over the tensors' bytes):
+//  for a reader that consumes the values where they are, or copies them
+//  where it needs them anyway.
+typedef struct ps_view_t ps_view_t;
+
+//  A run of one pulled tensor's elements
+typedef struct {
+    size_t tensor;     //  the tensor's index in the pull's array
+    size_t offset;     //  the run's first element in that tensor
+    size_t count;      //  elements, at least 1
+    const float *data; //  count floats, valid until the view is refilled,
+                       //  cleared or destroyed
+} ps_view_piece_t;
+
+//  An empty view, NULL when out of memory. One view may take pull after
+//  pull (each releases what the last one held, and its room is reused).
+PS_WORKER_EXPORT ps_view_t *ps_view_new (void);
+//  Release what the view holds and free it; nulls the pointer. A view
+//  may outlive the worker that filled it.
+PS_WORKER_EXPORT void ps_view_destroy (ps_view_t **self_p);
+//  The pieces of the last successful pull (0 after a failed one)
+PS_WORKER_EXPORT size_t ps_view_pieces (const ps_view_t *self);
+//  Piece index, in order of tensor then offset; NULL past the last
+PS_WORKER_EXPORT const ps_view_piece_t *ps_view_piece (const ps_view_t *self, size_t index);
+//  Pull the tensors (key and count are read; data is not, and may be
+//  NULL) into view, one round trip, with ps_worker_pull's rules and
+//  outcomes. On success the pieces of each tensor cover it exactly once;
+//  a reply that does not is PS_EPROTO. float32 keys are read in the
+//  received frames; bf16 and fp16 keys, and small frames, are widened or
+//  copied into memory the view owns.
+PS_WORKER_EXPORT int ps_worker_pull_view (ps_worker_t *self, const ps_tensor_t *tensors,
+                                          size_t ntensors, ps_view_t *view);
 //  Finish the current clock; returns when the staleness bound lets this
 //  worker proceed (BSP: when every live worker has finished it)
 PS_WORKER_EXPORT int ps_worker_clock (ps_worker_t *self);

@@ -1,0 +1,311 @@
+/*  =========================================================================
+    test_view - pulls read in place (ps_worker_pull_view, worker/ps_view)
+
+    A view keeps a pull reply's frames and hands them out as pieces; the
+    first test is the usage example. Brokers run in this process on
+    ephemeral loopback ports. What a view must promise: the pieces of each
+    tensor cover it exactly once, in order, with the values a copying pull
+    gives; large float32 frames are not copied; a failed pull leaves no
+    piece; a view may outlive its worker.
+
+    usage: build/test_view [--filter 'view/<test>'] [--verbose]
+    ========================================================================= */
+
+#include "ps_limits.h"
+#include "ps_testutil.h"
+#include "ps_view.h"
+#include "ps_worker.h"
+
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+//  3.5 MB: four parts on the wire, the last one partial
+#define BIG (917504 + 12345)
+
+//  count floats, element i being i * scale + shift
+static float *
+s_ramp (size_t count, float scale, float shift)
+{
+    float *values = malloc (count * sizeof (float));
+    cr_assert (values);
+    for (size_t i = 0; i < count; i++)
+        values[i] = (float)i * scale + shift;
+    return values;
+}
+
+//  Assert that the view's pieces of tensor t, in order, hold want's count
+//  elements exactly
+static void
+s_assert_tensor (const ps_view_t *view, size_t t, const float *want, size_t count)
+{
+    size_t next = 0;
+    for (size_t i = 0; i < ps_view_pieces (view); i++) {
+        const ps_view_piece_t *piece = ps_view_piece (view, i);
+        if (piece->tensor != t)
+            continue;
+        cr_assert_eq (piece->offset, next, "tensor %zu: a piece at %zu, expected %zu", t,
+                      piece->offset, next);
+        cr_assert_eq (memcmp (piece->data, want + piece->offset, piece->count * sizeof (float)), 0,
+                      "tensor %zu: piece at %zu differs", t, piece->offset);
+        next += piece->count;
+    }
+    cr_assert_eq (next, count, "tensor %zu: %zu of %zu elements", t, next, count);
+}
+
+Test (view, usage_pull_a_large_key_in_place)
+{
+    ps_test_job_t job = ps_test_job (1, -1, 0);
+    float *initial = s_ramp (BIG, 1, 0);
+    float small_initial[5] = {1, 2, 3, 4, 5};
+    cr_assert_eq (ps_worker_init (job.worker, "big", BIG, initial, NULL), PS_OK);
+    cr_assert_eq (ps_worker_init (job.worker, "small", 5, small_initial, NULL), PS_OK);
+
+    //  Keys and counts only: the values stay in the received frames
+    ps_view_t *view = ps_view_new ();
+    ps_tensor_t pull[2] = {{"small", NULL, 5}, {"big", NULL, BIG}};
+    cr_assert_eq (ps_worker_pull_view (job.worker, pull, 2, view), PS_OK, "%s",
+                  ps_worker_error (job.worker));
+    s_assert_tensor (view, 0, small_initial, 5);
+    s_assert_tensor (view, 1, initial, BIG);
+    //  "big" came in four frames of its own, read where they are; the 20
+    //  bytes of "small" were copied
+    cr_assert_eq (ps_view_frames (view), 4);
+    cr_assert_null (ps_view_piece (view, ps_view_pieces (view)));
+    ps_view_destroy (&view);
+    cr_assert_null (view);
+    free (initial);
+    ps_test_job_stop (&job);
+}
+
+Test (view, a_view_refilled_holds_only_the_new_version)
+{
+    ps_test_job_t job = ps_test_job (1, -1, 0);
+    ps_optim_settings_t sgd = {.kind = PS_OPTIMIZER_SGD, .lr = 1.0f};
+    float *zeros = calloc (BIG, sizeof (float)), *ones = s_ramp (BIG, 0, 1);
+    float *minus_ones = s_ramp (BIG, 0, -1);
+    cr_assert (zeros);
+    cr_assert_eq (ps_worker_init (job.worker, "w", BIG, NULL, &sgd), PS_OK);
+    ps_view_t *view = ps_view_new ();
+    ps_tensor_t tensor = {"w", NULL, BIG};
+    cr_assert_eq (ps_worker_pull_view (job.worker, &tensor, 1, view), PS_OK);
+    s_assert_tensor (view, 0, zeros, BIG);
+    size_t pieces = ps_view_pieces (view);
+
+    ps_tensor_t push = {"w", ones, BIG};
+    cr_assert_eq (ps_worker_push (job.worker, &push, 1, 1), PS_OK);
+    cr_assert_eq (ps_worker_pull_view (job.worker, &tensor, 1, view), PS_OK);
+    cr_assert_eq (ps_view_pieces (view), pieces, "the last pull's pieces are released");
+    s_assert_tensor (view, 0, minus_ones, BIG);
+    ps_view_destroy (&view);
+    free (zeros);
+    free (ones);
+    free (minus_ones);
+    ps_test_job_stop (&job);
+}
+
+//  A tensor laid over a group of three brokers: each holds a slice, and
+//  the pieces of all three cover it
+Test (view, pieces_of_a_group_cover_each_tensor, .timeout = 60)
+{
+    char endpoints[256];
+    ps_broker_t *brokers[3];
+    cr_assert_eq (ps_test_group (3, 1, -1, brokers, endpoints, sizeof endpoints), 0);
+    ps_worker_t *worker = ps_test_worker (endpoints, 0, 1, PS_TEST_WAIT_MS);
+    cr_assert (worker);
+    float *big = s_ramp (BIG, 0.5f, 3), *other = s_ramp (1000, -1, 0);
+    cr_assert_eq (ps_worker_init (worker, "a", BIG, big, NULL), PS_OK);
+    cr_assert_eq (ps_worker_init (worker, "b", 1000, other, NULL), PS_OK);
+    ps_view_t *view = ps_view_new ();
+    ps_tensor_t pull[2] = {{"b", NULL, 1000}, {"a", NULL, BIG}};
+    cr_assert_eq (ps_worker_pull_view (worker, pull, 2, view), PS_OK, "%s",
+                  ps_worker_error (worker));
+    s_assert_tensor (view, 0, other, 1000);
+    s_assert_tensor (view, 1, big, BIG);
+    cr_assert_geq (ps_view_frames (view), 3, "each broker's slice of 'a' is read in place");
+    ps_view_destroy (&view);
+    free (big);
+    free (other);
+    ps_worker_close (&worker);
+    for (int shard = 0; shard < 3; shard++)
+        ps_broker_destroy (&brokers[shard]);
+}
+
+//  A bf16 key's pieces are widened copies: the values ps_worker_pull gives
+Test (view, a_bf16_key_is_widened_into_the_view)
+{
+    ps_test_job_t job = ps_test_job (1, -1, 0);
+    float *initial = s_ramp (BIG, 0.001f, -7), *copied = calloc (BIG, sizeof (float));
+    cr_assert (copied);
+    cr_assert_eq (ps_worker_init_wire (job.worker, "w", BIG, initial, NULL, PS_WIRE_BF16), PS_OK);
+    ps_tensor_t tensor = {"w", copied, BIG};
+    cr_assert_eq (ps_worker_pull (job.worker, &tensor, 1), PS_OK);
+    ps_view_t *view = ps_view_new ();
+    tensor.data = NULL;
+    cr_assert_eq (ps_worker_pull_view (job.worker, &tensor, 1, view), PS_OK);
+    s_assert_tensor (view, 0, copied, BIG);
+    cr_assert_eq (ps_view_frames (view), 0);
+    ps_view_destroy (&view);
+    free (initial);
+    free (copied);
+    ps_test_job_stop (&job);
+}
+
+Test (view, a_failed_pull_leaves_no_piece)
+{
+    ps_test_job_t job = ps_test_job (1, -1, 0);
+    float initial[3] = {1, 2, 3};
+    cr_assert_eq (ps_worker_init (job.worker, "w", 3, initial, NULL), PS_OK);
+    ps_view_t *view = ps_view_new ();
+    ps_tensor_t tensor = {"w", NULL, 3};
+    cr_assert_eq (ps_worker_pull_view (job.worker, &tensor, 1, view), PS_OK);
+    cr_assert_eq (ps_view_pieces (view), 1);
+
+    ps_tensor_t unknown = {"nope", NULL, 3};
+    cr_assert_eq (ps_worker_pull_view (job.worker, &unknown, 1, view), PS_EUNKNOWN_KEY);
+    cr_assert_eq (ps_view_pieces (view), 0);
+    ps_tensor_t wrong_size = {"w", NULL, 4};
+    cr_assert_eq (ps_worker_pull_view (job.worker, &wrong_size, 1, view), PS_ESIZE);
+    cr_assert_eq (ps_view_pieces (view), 0);
+    cr_assert_eq (ps_worker_pull_view (job.worker, &tensor, 1, NULL), PS_EINVAL);
+    cr_assert (strstr (ps_worker_error (job.worker), "no view"), "%s",
+               ps_worker_error (job.worker));
+    //  A copying pull still needs somewhere to copy to
+    cr_assert_eq (ps_worker_pull (job.worker, &tensor, 1), PS_EINVAL);
+    cr_assert (strstr (ps_worker_error (job.worker), "needs data"), "%s",
+               ps_worker_error (job.worker));
+    ps_view_destroy (&view);
+    ps_test_job_stop (&job);
+}
+
+//  A reply whose pieces do not cover the tensors is refused whole: here
+//  one key named twice, whose pieces the worker cannot tell apart
+Test (view, a_reply_that_does_not_tile_leaves_no_piece)
+{
+    ps_test_job_t job = ps_test_job (1, -1, 0);
+    cr_assert_eq (ps_worker_init (job.worker, "a", BIG, NULL, NULL), PS_OK);
+    ps_view_t *view = ps_view_new ();
+    ps_tensor_t twice[2] = {{"a", NULL, BIG}, {"a", NULL, BIG}};
+    cr_assert_eq (ps_worker_pull_view (job.worker, twice, 2, view), PS_EPROTO);
+    cr_assert (strstr (ps_worker_error (job.worker), "'a'"), "%s", ps_worker_error (job.worker));
+    cr_assert_eq (ps_view_pieces (view), 0);
+    ps_view_destroy (&view);
+    ps_test_job_stop (&job);
+}
+
+//  The frames a view holds are libzmq's buffers, not its sockets': read
+//  after the worker closed and the broker stopped (ASan would see a use
+//  after free)
+Test (view, a_view_outlives_its_worker)
+{
+    ps_test_job_t job = ps_test_job (1, -1, 0);
+    float *initial = s_ramp (BIG, 2, 1);
+    cr_assert_eq (ps_worker_init (job.worker, "w", BIG, initial, NULL), PS_OK);
+    ps_view_t *view = ps_view_new ();
+    ps_tensor_t tensor = {"w", NULL, BIG};
+    cr_assert_eq (ps_worker_pull_view (job.worker, &tensor, 1, view), PS_OK);
+    ps_test_job_stop (&job);
+    s_assert_tensor (view, 0, initial, BIG);
+    ps_view_destroy (&view);
+    free (initial);
+}
+
+// ------------------------------------------------- ps_view on its own
+
+//  A frame of count floats from values, its data at byte offset shift of
+//  a buffer of the caller's (misaligned when shift is not a multiple of 4)
+static void
+s_frame_at (zmq_msg_t *frame, uint8_t *buffer, size_t shift, const float *values, size_t count)
+{
+    memcpy (buffer + shift, values, count * sizeof (float));
+    cr_assert_eq (zmq_msg_init_data (frame, buffer + shift, count * sizeof (float), NULL, NULL), 0);
+}
+
+Test (view, misaligned_and_small_frames_are_copied)
+{
+    size_t large = PS_VIEW_INPLACE_MIN / sizeof (float);
+    float *values = s_ramp (large, 1, 0);
+    uint8_t *buffer = malloc (large * sizeof (float) + 8);
+    cr_assert (buffer);
+    ps_view_t *view = ps_view_new ();
+    zmq_msg_t frame;
+    s_frame_at (&frame, buffer, 1, values, large);
+    cr_assert_eq (ps_view_take (view, 0, 0, large, PS_WIRE_F32, &frame), PS_OK);
+    cr_assert_eq (zmq_msg_size (&frame), large * sizeof (float), "a copied frame stays");
+    zmq_msg_close (&frame);
+    s_frame_at (&frame, buffer, 0, values, 3);
+    cr_assert_eq (ps_view_take (view, 1, 0, 3, PS_WIRE_F32, &frame), PS_OK);
+    zmq_msg_close (&frame);
+    cr_assert_eq (ps_view_frames (view), 0);
+    //  Copies: the caller's buffer may change
+    memset (buffer, 0, large * sizeof (float) + 8);
+    s_assert_tensor (view, 0, values, large);
+    s_assert_tensor (view, 1, values, 3);
+
+    s_frame_at (&frame, buffer, 4, values, large);
+    cr_assert_eq (ps_view_take (view, 2, 0, large, PS_WIRE_F32, &frame), PS_OK);
+    cr_assert_eq (zmq_msg_size (&frame), 0, "an aligned large frame moves into the view");
+    cr_assert_eq (ps_view_frames (view), 1);
+    cr_assert_eq (ps_view_piece (view, 2)->data, (const float *)(buffer + 4));
+    ps_view_clear (view);
+    cr_assert_eq (ps_view_pieces (view), 0);
+    cr_assert_eq (ps_view_frames (view), 0);
+    ps_view_destroy (&view);
+    free (buffer);
+    free (values);
+}
+
+//  Pieces of one tensor given at offsets, count elements each
+static ps_view_t *
+s_pieces (const size_t *tensors, const size_t *offsets, const size_t *counts, size_t n)
+{
+    static float values[64];
+    ps_view_t *view = ps_view_new ();
+    for (size_t i = 0; i < n; i++) {
+        zmq_msg_t frame;
+        cr_assert_eq (zmq_msg_init_data (&frame, values, counts[i] * sizeof (float), NULL, NULL),
+                      0);
+        cr_assert_eq (ps_view_take (view, tensors[i], offsets[i], counts[i], PS_WIRE_F32, &frame),
+                      PS_OK);
+        zmq_msg_close (&frame);
+    }
+    return view;
+}
+
+Test (view, tiles_finds_gaps_overlaps_and_missing_tensors)
+{
+    size_t counts[2] = {10, 4};
+    size_t tensor;
+    //  Out of order, exact: sorted by tensor then offset
+    ps_view_t *view = s_pieces ((size_t[]){1, 0, 0}, (size_t[]){0, 6, 0}, (size_t[]){4, 4, 6}, 3);
+    cr_assert (ps_view_tiles (view, counts, 2, &tensor));
+    cr_assert_eq (ps_view_piece (view, 0)->offset, 0);
+    cr_assert_eq (ps_view_piece (view, 1)->offset, 6);
+    cr_assert_eq (ps_view_piece (view, 2)->tensor, 1);
+    ps_view_destroy (&view);
+    //  A gap in tensor 0
+    view = s_pieces ((size_t[]){0, 0, 1}, (size_t[]){0, 7, 0}, (size_t[]){6, 3, 4}, 3);
+    cr_assert_not (ps_view_tiles (view, counts, 2, &tensor));
+    cr_assert_eq (tensor, 0);
+    ps_view_destroy (&view);
+    //  An overlap whose counts add up
+    view = s_pieces ((size_t[]){0, 0, 1}, (size_t[]){0, 5, 0}, (size_t[]){6, 4, 4}, 3);
+    cr_assert_not (ps_view_tiles (view, counts, 2, &tensor));
+    cr_assert_eq (tensor, 0);
+    ps_view_destroy (&view);
+    //  Tensor 1 missing, then tensor 1 twice
+    view = s_pieces ((size_t[]){0}, (size_t[]){0}, (size_t[]){10}, 1);
+    cr_assert_not (ps_view_tiles (view, counts, 2, &tensor));
+    cr_assert_eq (tensor, 1);
+    ps_view_destroy (&view);
+    view = s_pieces ((size_t[]){0, 1, 1}, (size_t[]){0, 0, 0}, (size_t[]){10, 4, 4}, 3);
+    cr_assert_not (ps_view_tiles (view, counts, 2, &tensor));
+    cr_assert_eq (tensor, 1);
+    ps_view_destroy (&view);
+    //  A piece of a tensor not pulled
+    view = s_pieces ((size_t[]){0, 1, 2}, (size_t[]){0, 0, 0}, (size_t[]){10, 4, 1}, 3);
+    cr_assert_not (ps_view_tiles (view, counts, 2, &tensor));
+    cr_assert_eq (tensor, 2);
+    ps_view_destroy (&view);
+}
