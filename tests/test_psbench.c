@@ -66,7 +66,8 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
     cr_assert_eq (status, 0, "psbench --quick exited with %d; output:\n%s", status, text);
 
     static const char *figures[] = {
-        "pushpull_4K", "pushpull_4K.bandwidth", "pushpull_1M", "pushpull4_4K", "pushpull4_1M",
+        "pushpull_4K", "pushpull_4K.bandwidth", "pushpull_1M", "pushpull_view_4K",
+        "pushpull_view_1M", "pushpull_view_1M.bandwidth", "pushpull4_4K", "pushpull4_1M",
         "latency_push_pull", "latency_push_pull.p99", "aggregation", "aggregation_apply",
         "bsp_clocks_1w", "bsp_clocks_2w", "bsp_clocks_4w", "bsp_clocks_8w", "tap_off_small",
         "tap_idle_small", "tap_watched_small", "tap_off_1M", "tap_watched_1M",

@@ -89,6 +89,7 @@ s_usage (FILE *out)
                         "  -V, --version      show the version\n"
                         "\n"
                         "Figures: pushpull_<size> (ms per push+pull step, 1 worker, ASP),\n"
+                        "pushpull_view_<size> (the same, the pull read in place),\n"
                         "pushpull4_<size> (aggregate GB/s, 4 workers), latency_push_pull (us,\n"
                         "1-float push then pull), aggregation (GB/s of gradients, in-process\n"
                         "ps_store), bsp_clocks_<n>w (clocks/s, n workers, BSP), tap_<mode>_small\n"

@@ -47,6 +47,7 @@ struct bench_s {
     bool bsp;                                  //  the bsp loop, else pushpull
     bool pipelined;                            //  the bsp loop's requests at once
     bool shared;                               //  pushpull on one key
+    bool view;                                 //  pushpull's pulls read in place
     size_t count;                              //  floats per tensor; bsp: 0 softmax
     size_t ballast;                            //  floats of rank 0's ballast key
     ps_wire_dtype_t wire;                      //  the tensors' wire dtype
@@ -68,6 +69,7 @@ typedef struct {
     ps_tensor_t params[BENCH_TENSORS]; //  pulled into
     float *local[BENCH_TENSORS];       //  local > 1: local gradients, back to back
     size_t ntensors;                   //  tensors used
+    ps_view_t *view;                   //  pulled into instead, when the run says
 } bench_buffers_t;
 
 static bool
@@ -81,12 +83,17 @@ s_ok (ps_worker_t *worker, bench_worker_t *self, int status, const char *what)
     return false;
 }
 
-//  A pushpull step: push the gradient, pull the parameters, both waited
+//  A pushpull step: push the gradient, pull the parameters (into the
+//  buffers, or read in place into the view), both waited
 static bool
 s_pushpull_step (ps_worker_t *worker, bench_worker_t *self, bench_buffers_t *buffers)
 {
-    return s_ok (worker, self, ps_worker_push (worker, buffers->grads, 1, 1), "push") &&
-           s_ok (worker, self, ps_worker_pull (worker, buffers->params, 1), "pull");
+    if (!s_ok (worker, self, ps_worker_push (worker, buffers->grads, 1, 1), "push"))
+        return false;
+    if (buffers->view)
+        return s_ok (worker, self, ps_worker_pull_view (worker, buffers->params, 1, buffers->view),
+                     "pull into a view");
+    return s_ok (worker, self, ps_worker_pull (worker, buffers->params, 1), "pull");
 }
 
 //  Local aggregation's own work, timed with the rest: the local workers'
@@ -194,7 +201,9 @@ s_buffers_new (const bench_t *bench, const bench_worker_t *self, bench_buffers_t
         for (size_t j = 0; local && j < bench->local * count; j++)
             local[j] = 1e-6f * (float)(j % 1000);
     }
-    return true;
+    if (bench->view)
+        buffers->view = ps_view_new ();
+    return !bench->view || buffers->view;
 }
 
 static void
@@ -205,6 +214,7 @@ s_buffers_free (bench_buffers_t *buffers)
         free (buffers->params[i].data);
         free (buffers->local[i]);
     }
+    ps_view_destroy (&buffers->view);
     memset (buffers, 0, sizeof *buffers);
 }
 
@@ -323,6 +333,7 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
     bench->bsp = bsp;
     bench->pipelined = spec->pipelined;
     bench->shared = spec->shared;
+    bench->view = spec->view;
     bench->count = spec->bytes / sizeof (float);
     bench->ballast = spec->ballast / sizeof (float);
     bench->wire = (ps_wire_dtype_t)spec->wire;

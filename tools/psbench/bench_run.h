@@ -40,6 +40,7 @@ typedef struct {
     int32_t staleness; //  the bsp loop's: 0 BSP, N > 0 SSP
     bool pipelined;    //  the bsp loop's three requests sent at once
     bool shared;       //  pushpull: every thread on one key, "bench.model"
+    bool view;         //  pushpull: pulls read in place (ps_worker_pull_view)
     uint32_t threads;  //  worker threads, each with its own connection
     uint32_t local;    //  workers each connection stands for (local
                        //  aggregation when > 1); 0 counts as 1

@@ -3,7 +3,10 @@
 
     One worker's figure is the step time, the yardstick's round trip being
     a time too; four workers' is the aggregate bandwidth, as the
-    yardstick's is for many messages in flight.
+    yardstick's is for many messages in flight. One worker's step is timed
+    twice: pulling into its buffer (pushpull_<size>), and reading the pull
+    in place (pushpull_view_<size>, ps_worker_pull_view), as the
+    yardstick's zero-copy variant reads its messages.
     ========================================================================= */
 
 #include "case_pushpull.h"
@@ -13,16 +16,17 @@
 
 #include <stdio.h>
 
-//  pushpull_<size> (1 worker) or pushpull4_<size> (4 workers); 0 or -1
+//  pushpull_<size> or, view, pushpull_view_<size> (1 worker), or
+//  pushpull4_<size> (4 workers); 0 or -1
 static int
 s_pushpull (const bench_options_t *options, const bench_plan_t *plan, const bench_yardstick_t *yard,
-            uint32_t nworkers, size_t bytes)
+            uint32_t nworkers, size_t bytes, bool view)
 {
     char size_name[32], name[64], sub[80], what[80];
-    snprintf (name, sizeof name, "pushpull%s_%s", nworkers > 1 ? "4" : "",
+    snprintf (name, sizeof name, "pushpull%s%s_%s", nworkers > 1 ? "4" : "", view ? "_view" : "",
               ps_cli_size_name (bytes, size_name, sizeof size_name));
     bench_result_t result = {.reps = 0};
-    bench_spec_t spec = {.threads = nworkers, .bytes = bytes};
+    bench_spec_t spec = {.threads = nworkers, .bytes = bytes, .view = view};
     if (bench_run (options, plan, &spec, &result)) {
         fprintf (stderr, "psbench: %s failed\n", name);
         return -1;
@@ -61,8 +65,11 @@ s_sizes (const bench_options_t *options, const bench_plan_t *plan, const bench_y
          uint32_t nworkers)
 {
     int failures = 0;
-    for (size_t i = 0; i < plan->nsizes; i++)
-        failures += s_pushpull (options, plan, yard, nworkers, plan->sizes[i]) != 0;
+    for (size_t i = 0; i < plan->nsizes; i++) {
+        failures += s_pushpull (options, plan, yard, nworkers, plan->sizes[i], false) != 0;
+        if (nworkers == 1)
+            failures += s_pushpull (options, plan, yard, nworkers, plan->sizes[i], true) != 0;
+    }
     return failures;
 }
 
