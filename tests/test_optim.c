@@ -8,12 +8,14 @@
     usage: build/test_optim [--filter 'optim/<test>']
     ========================================================================= */
 
+#include "ps_limits.h"
 #include "ps_optim.h"
 #include "ps_testutil.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 //  How near a result must come to the value worked out by hand: a few
@@ -354,4 +356,44 @@ Test (optim, first_nonfinite_finds_nan_and_infinities_anywhere)
     memset (bytes, 0, sizeof bytes);
     memcpy (bytes + 1 + 4 * 7, &nan, sizeof nan);
     cr_assert_eq (ps_optim_first_nonfinite (bytes + 1, 9), 7);
+}
+
+//  A run of a whole 1 MB part or more, out of place, is stepped with
+//  stores that bypass the cache (ps_optim.c): the same values, bit for
+//  bit, as the in-place loop, from any alignment of out, with a
+//  non-finite gradient found in the unaligned head, the body and the tail
+Test (optim, a_large_step_out_of_place_equals_the_in_place_one)
+{
+    size_t n = PS_CHUNK_BYTES / sizeof (float) + 7;
+    float *start = malloc (n * sizeof (float)), *grad = malloc (n * sizeof (float));
+    float *inplace = malloc (n * sizeof (float)), *out = malloc ((n + 3) * sizeof (float));
+    cr_assert (start && grad && inplace && out);
+    for (size_t i = 0; i < n; i++) {
+        start[i] = (float)((i * 7) % 1001) / 77 - 6;
+        grad[i] = (float)((i * 13) % 11) / 3 - 1.5f;
+    }
+    ps_optim_config_t config = s_config (PS_OPTIM_SGD, 0.05f);
+    memcpy (inplace, start, n * sizeof (float));
+    ps_optim_apply (&config, inplace, inplace, grad, 0.5f, NULL, NULL, n, 1);
+    for (size_t shift = 0; shift < 4; shift++) {
+        float *target = out + shift;
+        memset (target, 0, n * sizeof (float));
+        ps_optim_apply (&config, target, start, grad, 0.5f, NULL, NULL, n, 1);
+        cr_assert_eq (memcmp (target, inplace, n * sizeof (float)), 0, "apply, out + %zu", shift);
+        memset (target, 0, n * sizeof (float));
+        cr_assert_eq (ps_optim_sgd_checked (&config, target, start, grad, 0.5f, n, 1), n);
+        cr_assert_eq (memcmp (target, inplace, n * sizeof (float)), 0, "checked, out + %zu", shift);
+        const size_t where[] = {1, n / 2 + 1, n - 2};
+        for (size_t w = 0; w < 3; w++) {
+            float saved = grad[where[w]];
+            grad[where[w]] = w == 1 ? INFINITY : NAN;
+            cr_assert_eq (ps_optim_sgd_checked (&config, target, start, grad, 0.5f, n, 1), where[w],
+                          "non-finite at %zu, out + %zu", where[w], shift);
+            grad[where[w]] = saved;
+        }
+    }
+    free (start);
+    free (grad);
+    free (inplace);
+    free (out);
 }
