@@ -148,6 +148,17 @@ class Tensor(ctypes.Structure):
     ]
 
 
+class ViewPiece(ctypes.Structure):
+    """ps_view_piece_t; data is const float * in C, an address here"""
+
+    _fields_ = [
+        ("tensor", ctypes.c_size_t),
+        ("offset", ctypes.c_size_t),
+        ("count", ctypes.c_size_t),
+        ("data", ctypes.c_void_p),
+    ]
+
+
 class Setting(ctypes.Structure):
     """ps_worker_setting_t"""
 
@@ -216,6 +227,11 @@ _declare("ps_worker_init_wire", _status, _handle, ctypes.c_char_p, ctypes.c_size
 _declare("ps_worker_push", _status, _handle, _tensors, ctypes.c_size_t, ctypes.c_uint32)
 _declare("ps_worker_pull", _status, _handle, _tensors, ctypes.c_size_t)
 _declare("ps_worker_clock", _status, _handle)
+_declare("ps_view_new", ctypes.c_void_p)
+_declare("ps_view_destroy", None, ctypes.POINTER(ctypes.c_void_p))
+_declare("ps_view_pieces", ctypes.c_size_t, ctypes.c_void_p)
+_declare("ps_view_piece", ctypes.POINTER(ViewPiece), ctypes.c_void_p, ctypes.c_size_t)
+_declare("ps_worker_pull_view", _status, _handle, _tensors, ctypes.c_size_t, ctypes.c_void_p)
 _declare("ps_worker_push_clock", _status, _handle, _tensors, ctypes.c_size_t, ctypes.c_uint32)
 _declare("ps_worker_push_clock_async", _status, _handle, _tensors, ctypes.c_size_t,
          ctypes.c_uint32, _ticket_p)

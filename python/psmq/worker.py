@@ -7,6 +7,7 @@ block. Its calls are the library's, one for one:
   init(name, array_or_size, optimizer=..., lr=...)   create a parameter
   push(name, array) or push({name: array, ...})      gradients of this clock
   pull(name, out=None) or pull({name: out, ...})     parameters, into numpy
+  pull_view(name) or pull_view([name, ...])          parameters read in place
   clock()                                            finish this clock
   push_async / pull_async / clock_async              the same, returning a
                                                      Ticket to .wait() on
@@ -33,6 +34,9 @@ Lifetimes, from ps_worker.h:
     when the Ticket itself is dropped; do not read them, and do not write
     them from another thread, before wait() returned them.
   * A pull that fails may have written part of its arrays.
+  * pull_view's arrays are read-only views of the received frames; they
+    keep those frames alive as long as any of them is referenced, even
+    after close().
 
 Threads: a Worker belongs to the thread that made it (a RuntimeError
 otherwise); use one per thread. Blocking calls release the GIL.
@@ -240,6 +244,24 @@ class _Key:
         self.cname = cname
         self.shape = shape
         self.count = count
+
+
+class _View:
+    """A ps_view_t, destroyed when the last array over its frames is gone
+    (each array's buffer holds a reference to it)."""
+
+    __slots__ = ("pointer",)
+
+    def __init__(self):
+        self.pointer = _lib_.ps_view_new()
+        if not self.pointer:
+            raise MemoryError("ps_view_new: out of memory")
+
+    def __del__(self):
+        if self.pointer:
+            pointer = ctypes.c_void_p(self.pointer)
+            self.pointer = None
+            _lib_.ps_view_destroy(ctypes.byref(pointer))
 
 
 class Ticket:
@@ -567,6 +589,44 @@ class Worker:
         if status:
             self._fail(status)
         return result
+
+    def pull_view(self, names):
+        """Pull parameters read in place (ps_worker_pull_view): no copy into
+        arrays of the keys' shapes, but a list of (name, offset, array)
+        pieces, in the order of names and then of offset, where array is a
+        read-only 1-D float32 view of the received values of the key's
+        elements offset .. offset + array.size - 1 (in C order). The pieces
+        of each key cover it exactly once. For readers that use the values
+        where they are (write them out, reduce them); a training step that
+        needs the key as one array is served as well by pull. names: a key
+        or a list of keys, each made with init() by this worker (its size)."""
+        handle = self._h()
+        single = not isinstance(names, (list, tuple))
+        names = [names] if single else list(names)
+        if not names:
+            raise ValueError("pull_view of no key")
+        tensors = (_lib.Tensor * len(names))()
+        for tensor, name in zip(tensors, names):
+            key = self._keys.get(name)
+            if key is None:
+                raise ValueError("pull_view of key %r: this worker does not know its size (it "
+                                 "did not init it); init it (harmless for a key that exists "
+                                 "with that size)" % (name,))
+            tensor.key = key.cname
+            tensor.count = key.count
+        view = _View()
+        status = _lib_.ps_worker_pull_view(handle, tensors, len(names), view.pointer)
+        if status:
+            self._fail(status)
+        pieces = []
+        for index in range(_lib_.ps_view_pieces(view.pointer)):
+            piece = _lib_.ps_view_piece(view.pointer, index).contents
+            buffer = (ctypes.c_float * piece.count).from_address(piece.data)
+            buffer._view = view  # the frames live as long as any array over them
+            array = np.frombuffer(buffer, dtype=np.float32)
+            array.flags.writeable = False
+            pieces.append((names[piece.tensor], piece.offset, array))
+        return pieces
 
     def clock(self):
         """Finish the current clock (ps_worker_clock): returns when the

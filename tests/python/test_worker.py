@@ -204,6 +204,43 @@ def test_pull_writes_the_callers_memory(broker):
         np.testing.assert_array_equal(big[2:8], values)
 
 
+def test_pull_view_reads_the_values_in_place(broker):
+    """pull_view's pieces cover each key once with pull's values, in order,
+    one per received frame, are read-only, and stay valid as long as an
+    array over them is referenced: after the worker closed, and after the
+    list is gone."""
+    b = broker("--workers", 1)
+    big = np.arange(5 * 157288, dtype=np.float32).reshape(-1, 5) / 7  # 3 MB and 40 bytes
+    small = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    with connect(b) as worker:
+        worker.init("big", big)
+        worker.init("small", small)
+        pieces = worker.pull_view(["small", "big"])
+        with pytest.raises(ValueError, match="'nope'"):
+            worker.pull_view("nope")
+        with pytest.raises(ValueError, match="no key"):
+            worker.pull_view([])
+        only = worker.pull_view("small")
+    assert [name for name, _, _ in only] == ["small"]
+    np.testing.assert_array_equal(only[0][2], small.ravel())
+    names = [name for name, _, _ in pieces]
+    assert names == sorted(names, key=["small", "big"].index)
+    for name, want in (("small", small.ravel()), ("big", big.ravel())):
+        mine = [(offset, array) for n, offset, array in pieces if n == name]
+        assert [offset for offset, _ in mine] == sorted(offset for offset, _ in mine)
+        np.testing.assert_array_equal(np.concatenate([array for _, array in mine]), want)
+    #  One piece per reply frame of about 1 MB, not the key gathered into one
+    #  array (test_view checks in C that they are the frames themselves)
+    bigs = [array for n, _, array in pieces if n == "big"]
+    assert len(bigs) >= 4
+    with pytest.raises(ValueError, match="read-only"):
+        bigs[0][0] = 1
+    last = bigs[-1]
+    del pieces, bigs
+    gc.collect()
+    np.testing.assert_array_equal(last, big.ravel()[-last.size:])
+
+
 class _Spy:
     """The loaded library with ps_worker_push and ps_worker_init_wire
     recorded: the addresses and counts the binding hands the C library."""
