@@ -40,7 +40,9 @@ ps_layout_t *ps_layout_new (uint32_t nlinks);
 void ps_layout_destroy (ps_layout_t **self_p);
 
 //  Check the tensors and lay them over the group; with_data: each must
-//  have data (a pull into a view reads only keys and counts)
+//  have data. Without it (a pull into a view, an INIT without values) the
+//  data is not read, and ps_layout_chunks, which points into it, is not
+//  for that plan.
 int ps_layout_plan (ps_layout_t *self, const ps_tensor_t *tensors, size_t ntensors, bool with_data,
                     ps_problem_t *problem);
 //  The plan: tensor i's part on link l at [i * nlinks + l], count 0 when

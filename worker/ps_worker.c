@@ -538,10 +538,8 @@ ps_worker_init_wire (ps_worker_t *self, const char *key, size_t count, const flo
     if (!self || !ps_dtype_known ((int)wire))
         return PS_EINVAL;
     ps_tensor_t tensor = {.key = key, .data = (float *)initial, .count = count};
-    static float placeholder;
-    if (!initial)
-        tensor.data = &placeholder; //  passes the check; nothing is sent
-    int status = s_plan (self, &tensor, 1, true);
+    //  Without values only the sizes are sent
+    int status = s_plan (self, &tensor, 1, initial != NULL);
     if (status)
         return status;
     ps_envelope_t request;
