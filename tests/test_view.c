@@ -11,12 +11,14 @@
     usage: build/test_view [--filter 'view/<test>'] [--verbose]
     ========================================================================= */
 
+#include "ps_codec.h"
 #include "ps_limits.h"
 #include "ps_testutil.h"
 #include "ps_view.h"
 #include "ps_worker.h"
 
 #include <criterion/criterion.h>
+#include <czmq.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +194,88 @@ Test (view, a_reply_that_does_not_tile_leaves_no_piece)
     cr_assert_eq (ps_view_pieces (view), 0);
     ps_view_destroy (&view);
     ps_test_job_stop (&job);
+}
+
+//  A broker that answers HELLO (and anything else) as psbroker would, but
+//  a PULL with the same part of 4 elements of "w", again and again, each
+//  saying more are to come
+static void
+s_repeating_broker (zsock_t *pipe, void *args)
+{
+    zsock_t *router = args;
+    ps_codec_t *codec = ps_codec_new ();
+    zsock_signal (pipe, 0);
+    zpoller_t *poller = zpoller_new (pipe, router, NULL);
+    while (zpoller_wait (poller, -1) == router) {
+        zmsg_t *msg = zmsg_recv (router);
+        zframe_t *id = zmsg_pop (msg), *first = zmsg_first (msg);
+        ps_envelope_t *request =
+            ps_codec_decode (codec, zframe_data (first), zframe_size (first), NULL);
+        ps_envelope_t reply;
+        ps_codec_reply_to (&reply, request);
+        Psmq__Hello hello = PSMQ__HELLO__INIT;
+        hello.world_size = 1;
+        hello.session = hello.incarnation = 1;
+        hello.heartbeat_ms = 1000;
+        hello.timeout_ms = 10000;
+        if (request->type == PSMQ__MSG_TYPE__HELLO)
+            reply.hello = &hello;
+        ps_slice_t slice = PSMQ__SLICE__INIT, *slices[1] = {&slice};
+        slice.key = "w";
+        slice.count = slice.total = 4;
+        bool pull = request->type == PSMQ__MSG_TYPE__PULL;
+        if (pull) {
+            reply.n_slices = 1;
+            reply.slices = slices;
+            reply.more = true;
+        }
+        float values[4] = {1, 2, 3, 4};
+        for (int part = 0; part < (pull ? 200 : 1); part++) {
+            zmq_msg_t encoded;
+            ps_codec_encode (&reply, &encoded);
+            zframe_t *to = zframe_dup (id);
+            zframe_send (&to, router, ZFRAME_MORE);
+            zmq_msg_send (&encoded, zsock_resolve (router), pull ? ZMQ_SNDMORE : 0);
+            if (pull)
+                zmq_send (zsock_resolve (router), values, sizeof values, 0);
+        }
+        zframe_destroy (&id);
+        zmsg_destroy (&msg);
+    }
+    zpoller_destroy (&poller);
+    ps_codec_destroy (&codec);
+}
+
+//  A broker that repeats a reply's part past the tensor's size is refused
+//  at the first element too many, by a pull into a view (which would hold
+//  every part until the timeout) and by a copying pull alike
+Test (view, parts_past_the_tensors_size_are_refused_at_once, .timeout = 30)
+{
+    zsock_t *router = zsock_new (ZMQ_ROUTER);
+    int port = zsock_bind (router, "tcp://127.0.0.1:*");
+    cr_assert_gt (port, 0);
+    zactor_t *broker = zactor_new (s_repeating_broker, router);
+    char endpoint[64];
+    snprintf (endpoint, sizeof endpoint, "tcp://127.0.0.1:%d", port);
+    ps_worker_t *worker = ps_test_worker (endpoint, 0, 1, PS_TEST_WAIT_MS);
+    cr_assert (worker);
+    ps_view_t *view = ps_view_new ();
+    float values[4];
+    ps_tensor_t tensor = {"w", NULL, 4};
+    int64_t started = zclock_mono ();
+    cr_assert_eq (ps_worker_pull_view (worker, &tensor, 1, view), PS_EPROTO, "%s",
+                  ps_worker_error (worker));
+    cr_assert (strstr (ps_worker_error (worker), "more than the 4 elements of 'w'"), "%s",
+               ps_worker_error (worker));
+    cr_assert_eq (ps_view_pieces (view), 0);
+    tensor.data = values;
+    cr_assert_eq (ps_worker_pull (worker, &tensor, 1), PS_EPROTO, "%s", ps_worker_error (worker));
+    //  Refused as they come, not left to the 10 s timeout
+    cr_assert_lt (zclock_mono () - started, 5000);
+    ps_view_destroy (&view);
+    ps_worker_close (&worker);
+    zactor_destroy (&broker);
+    zsock_destroy (&router);
 }
 
 //  The frames a view holds are libzmq's buffers, not its sockets': read

@@ -188,6 +188,14 @@ s_take_pull (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, const cha
         }
         if (slice->count == 0)
             continue;
+        //  Parts repeated past the tensor's size would grow a view
+        //  without bound until the timeout: refused as they come
+        if (slice->count > pending->tensors[tensor].count - pending->filled[tensor]) {
+            ps_problem_set (problem, 0,
+                            "pull reply from %s brings more than the %zu elements of '%s'",
+                            endpoint, pending->tensors[tensor].count, slice->key);
+            return PS_EPROTO;
+        }
         size_t offset = part->offset + slice->offset;
         zmq_msg_t *data = &frames[frame++];
         if (pending->view) {

@@ -106,11 +106,12 @@ int ps_tickets_broker_status (int code);
 //  What (one part of) link's reply means for pending, but for a HELLO
 //  reply's settings, which are the group's business. An ERROR: the
 //  broker's status. A reply of another type, a CLOCK reply for another
-//  clock, a PULL reply whose frames fit no requested part: PS_EPROTO. A
-//  PULL reply's frames are copied into the caller's tensors at the
-//  offsets of link's parts (or go to its view, PS_ENOMEM when they
-//  cannot); an INFO reply's text is copied to
-//  *pending->info (PS_ENOMEM when it cannot be). Messages name endpoint.
+//  clock, a PULL reply whose frames fit no requested part or bring more
+//  elements of a tensor than it has: PS_EPROTO. A PULL reply's frames
+//  are copied into the caller's tensors at the offsets of link's parts
+//  (or go to its view, PS_ENOMEM when they cannot); an INFO reply's text
+//  is copied to *pending->info (PS_ENOMEM when it cannot be). Messages
+//  name endpoint.
 int ps_tickets_take (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, const char *endpoint,
                      const ps_envelope_t *reply, zmq_msg_t *frames, size_t nframes,
                      ps_problem_t *problem);
