@@ -357,39 +357,38 @@ s_pieces (const size_t *tensors, const size_t *offsets, const size_t *counts, si
     return view;
 }
 
+//  Pieces that do not cover tensors of 10 and 4 elements: ps_view_tiles
+//  says so and names expected
+static void
+s_assert_not_tiled (const size_t *tensors, const size_t *offsets, const size_t *counts, size_t n,
+                    size_t expected)
+{
+    ps_tensor_t pulled[2] = {{"a", NULL, 10}, {"b", NULL, 4}};
+    ps_view_t *view = s_pieces (tensors, offsets, counts, n);
+    size_t tensor;
+    cr_assert_not (ps_view_tiles (view, pulled, 2, &tensor));
+    cr_assert_eq (tensor, expected);
+    ps_view_destroy (&view);
+}
+
 Test (view, tiles_finds_gaps_overlaps_and_missing_tensors)
 {
-    size_t counts[2] = {10, 4};
+    ps_tensor_t pulled[2] = {{"a", NULL, 10}, {"b", NULL, 4}};
     size_t tensor;
     //  Out of order, exact: sorted by tensor then offset
     ps_view_t *view = s_pieces ((size_t[]){1, 0, 0}, (size_t[]){0, 6, 0}, (size_t[]){4, 4, 6}, 3);
-    cr_assert (ps_view_tiles (view, counts, 2, &tensor));
+    cr_assert (ps_view_tiles (view, pulled, 2, &tensor));
     cr_assert_eq (ps_view_piece (view, 0)->offset, 0);
     cr_assert_eq (ps_view_piece (view, 1)->offset, 6);
     cr_assert_eq (ps_view_piece (view, 2)->tensor, 1);
     ps_view_destroy (&view);
     //  A gap in tensor 0
-    view = s_pieces ((size_t[]){0, 0, 1}, (size_t[]){0, 7, 0}, (size_t[]){6, 3, 4}, 3);
-    cr_assert_not (ps_view_tiles (view, counts, 2, &tensor));
-    cr_assert_eq (tensor, 0);
-    ps_view_destroy (&view);
+    s_assert_not_tiled ((size_t[]){0, 0, 1}, (size_t[]){0, 7, 0}, (size_t[]){6, 3, 4}, 3, 0);
     //  An overlap whose counts add up
-    view = s_pieces ((size_t[]){0, 0, 1}, (size_t[]){0, 5, 0}, (size_t[]){6, 4, 4}, 3);
-    cr_assert_not (ps_view_tiles (view, counts, 2, &tensor));
-    cr_assert_eq (tensor, 0);
-    ps_view_destroy (&view);
+    s_assert_not_tiled ((size_t[]){0, 0, 1}, (size_t[]){0, 5, 0}, (size_t[]){6, 4, 4}, 3, 0);
     //  Tensor 1 missing, then tensor 1 twice
-    view = s_pieces ((size_t[]){0}, (size_t[]){0}, (size_t[]){10}, 1);
-    cr_assert_not (ps_view_tiles (view, counts, 2, &tensor));
-    cr_assert_eq (tensor, 1);
-    ps_view_destroy (&view);
-    view = s_pieces ((size_t[]){0, 1, 1}, (size_t[]){0, 0, 0}, (size_t[]){10, 4, 4}, 3);
-    cr_assert_not (ps_view_tiles (view, counts, 2, &tensor));
-    cr_assert_eq (tensor, 1);
-    ps_view_destroy (&view);
+    s_assert_not_tiled ((size_t[]){0}, (size_t[]){0}, (size_t[]){10}, 1, 1);
+    s_assert_not_tiled ((size_t[]){0, 1, 1}, (size_t[]){0, 0, 0}, (size_t[]){10, 4, 4}, 3, 1);
     //  A piece of a tensor not pulled
-    view = s_pieces ((size_t[]){0, 1, 2}, (size_t[]){0, 0, 0}, (size_t[]){10, 4, 1}, 3);
-    cr_assert_not (ps_view_tiles (view, counts, 2, &tensor));
-    cr_assert_eq (tensor, 2);
-    ps_view_destroy (&view);
+    s_assert_not_tiled ((size_t[]){0, 1, 2}, (size_t[]){0, 0, 0}, (size_t[]){10, 4, 1}, 3, 2);
 }

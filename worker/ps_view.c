@@ -144,7 +144,7 @@ s_compare (const void *a, const void *b)
 }
 
 bool
-ps_view_tiles (ps_view_t *self, const size_t *counts, size_t ntensors, size_t *tensor)
+ps_view_tiles (ps_view_t *self, const ps_tensor_t *tensors, size_t ntensors, size_t *tensor)
 {
     assert (self && tensor);
     qsort (self->pieces, self->npieces, sizeof (ps_view_piece_t), s_compare);
@@ -156,7 +156,8 @@ ps_view_tiles (ps_view_t *self, const size_t *counts, size_t ntensors, size_t *t
                 break;
             next += self->pieces[piece].count;
         }
-        if (next != counts[i] || (piece < self->npieces && self->pieces[piece].tensor == i)) {
+        if (next != tensors[i].count ||
+            (piece < self->npieces && self->pieces[piece].tensor == i)) {
             *tensor = i;
             return false;
         }

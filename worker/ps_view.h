@@ -50,9 +50,9 @@ void ps_view_clear (ps_view_t *self);
 int ps_view_take (ps_view_t *self, size_t tensor, size_t offset, size_t count, int dtype,
                   zmq_msg_t *frame);
 //  Sort the pieces by tensor, then offset, and tell whether those of each
-//  of the ntensors tensors (counts[i] elements) cover it exactly once;
-//  false names the first tensor that they do not in *tensor
-bool ps_view_tiles (ps_view_t *self, const size_t *counts, size_t ntensors, size_t *tensor);
+//  of the ntensors tensors pulled (their counts are read) cover it exactly
+//  once; false names the first tensor that they do not in *tensor
+bool ps_view_tiles (ps_view_t *self, const ps_tensor_t *tensors, size_t ntensors, size_t *tensor);
 //  Frames held (pieces read in place), for tests
 size_t ps_view_frames (const ps_view_t *self);
 

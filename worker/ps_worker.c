@@ -460,15 +460,8 @@ ps_worker_pull (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors)
 static int
 s_view_tiles (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, ps_view_t *view)
 {
-    size_t *counts = malloc (ntensors * sizeof *counts);
-    if (!counts)
-        return ps_session_fail (self->session, PS_ENOMEM, "out of memory");
-    for (size_t i = 0; i < ntensors; i++)
-        counts[i] = tensors[i].count;
     size_t tensor;
-    bool tiles = ps_view_tiles (view, counts, ntensors, &tensor);
-    free (counts);
-    if (tiles)
+    if (ps_view_tiles (view, tensors, ntensors, &tensor))
         return PS_OK;
     return ps_session_fail (self->session, PS_EPROTO,
                             "pull reply pieces of '%s' overlap or leave a gap",
