@@ -340,6 +340,37 @@ Test (view, misaligned_and_small_frames_are_copied)
     free (values);
 }
 
+//  A view refilled copies into the buffers of its last fill: none is
+//  given back and taken again (held by somebody else in between, a freed
+//  one would not come back)
+Test (view, copies_reuse_their_buffers)
+{
+    float values[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    ps_view_t *view = ps_view_new ();
+    const float *first[3];
+    void *others[3] = {NULL};
+    for (int fill = 0; fill < 2; fill++) {
+        ps_view_clear (view);
+        for (size_t i = 0; fill == 1 && i < 3; i++)
+            others[i] = malloc (sizeof values);
+        for (size_t i = 0; i < 3; i++) {
+            zmq_msg_t frame;
+            cr_assert_eq (zmq_msg_init_data (&frame, values, sizeof values, NULL, NULL), 0);
+            cr_assert_eq (ps_view_take (view, i, 0, 8, PS_WIRE_F32, &frame), PS_OK);
+            zmq_msg_close (&frame);
+            const ps_view_piece_t *piece = ps_view_piece (view, i);
+            cr_assert_eq (memcmp (piece->data, values, sizeof values), 0);
+            if (fill == 0)
+                first[i] = piece->data;
+            else
+                cr_assert_eq (piece->data, first[i], "copy %zu moved to another buffer", i);
+        }
+    }
+    for (size_t i = 0; i < 3; i++)
+        free (others[i]);
+    ps_view_destroy (&view);
+}
+
 //  Pieces of one tensor given at offsets, count elements each
 static ps_view_t *
 s_pieces (const size_t *tensors, const size_t *offsets, const size_t *counts, size_t n)

@@ -2,8 +2,9 @@
     ps_view - a pull's reply read where it was received (see ps_view.h)
 
     Pieces, frames and copies are three arrays that grow as a pull's parts
-    come and keep their room across fills, so that a view reused step after
-    step allocates nothing once it has seen its largest reply.
+    come and keep their room across fills, and so do the copies' buffers
+    (the i-th copy of a fill reuses the i-th buffer), so that a view reused
+    step after step allocates nothing once it has seen its largest reply.
     ========================================================================= */
 
 #include "ps_view.h"
@@ -14,6 +15,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+//  A buffer for a piece that is not read in place, kept for the next fill
+typedef struct {
+    float *data;
+    size_t room; //  floats
+} copy_t;
+
 struct ps_view_t {
     ps_view_piece_t *pieces; //  in arrival order, then sorted by ps_view_tiles
     size_t npieces;
@@ -21,8 +28,9 @@ struct ps_view_t {
     zmq_msg_t *frames; //  the frames pieces point into
     size_t nframes;
     size_t frames_room;
-    float **copies; //  the pieces that could not be read in place
-    size_t ncopies;
+    copy_t *copies; //  the pieces that could not be read in place
+    size_t ncopies; //  used by this fill
+    size_t nmade;   //  buffers made, used or kept
     size_t copies_room;
 };
 
@@ -39,6 +47,8 @@ ps_view_destroy (ps_view_t **self_p)
         return;
     ps_view_t *self = *self_p;
     ps_view_clear (self);
+    for (size_t i = 0; i < self->nmade; i++)
+        free (self->copies[i].data);
     free (self->pieces);
     free (self->frames);
     free (self->copies);
@@ -70,8 +80,6 @@ ps_view_clear (ps_view_t *self)
     assert (self);
     for (size_t i = 0; i < self->nframes; i++)
         zmq_msg_close (&self->frames[i]);
-    for (size_t i = 0; i < self->ncopies; i++)
-        free (self->copies[i]);
     self->npieces = self->nframes = self->ncopies = 0;
 }
 
@@ -90,6 +98,28 @@ s_room (void **array, size_t *room, size_t used, size_t size)
     return 0;
 }
 
+//  The next copy's buffer, with room for count floats; NULL when out of
+//  memory (the view is then as it was)
+static float *
+s_copy_buffer (ps_view_t *self, size_t count)
+{
+    if (self->ncopies == self->nmade) {
+        if (s_room ((void **)&self->copies, &self->copies_room, self->nmade, sizeof (copy_t)))
+            return NULL;
+        self->copies[self->nmade++] = (copy_t){NULL, 0};
+    }
+    copy_t *copy = &self->copies[self->ncopies];
+    if (copy->room < count) {
+        float *bigger = realloc (copy->data, count * sizeof (float));
+        if (!bigger)
+            return NULL;
+        copy->data = bigger;
+        copy->room = count;
+    }
+    self->ncopies++;
+    return copy->data;
+}
+
 //  Whether frame's count elements of dtype can be read where they are
 static bool
 s_in_place (const zmq_msg_t *frame, int dtype)
@@ -103,7 +133,7 @@ int
 ps_view_take (ps_view_t *self, size_t tensor, size_t offset, size_t count, int dtype,
               zmq_msg_t *frame)
 {
-    assert (self && frame);
+    assert (self && frame && count > 0);
     if (s_room ((void **)&self->pieces, &self->pieces_room, self->npieces,
                 sizeof (ps_view_piece_t)))
         return PS_ENOMEM;
@@ -119,13 +149,10 @@ ps_view_take (ps_view_t *self, size_t tensor, size_t offset, size_t count, int d
         data = zmq_msg_data (kept);
     }
     else {
-        if (s_room ((void **)&self->copies, &self->copies_room, self->ncopies, sizeof (float *)))
-            return PS_ENOMEM;
-        float *copy = malloc (count ? count * sizeof (float) : 1);
+        float *copy = s_copy_buffer (self, count);
         if (!copy)
             return PS_ENOMEM;
         ps_dtype_to_f32 (copy, zmq_msg_data (frame), count, dtype);
-        self->copies[self->ncopies++] = copy;
         data = copy;
     }
     self->pieces[self->npieces++] = (ps_view_piece_t){tensor, offset, count, data};

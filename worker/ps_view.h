@@ -43,8 +43,8 @@
 
 //  Release every frame and copy; the view then has no piece
 void ps_view_clear (ps_view_t *self);
-//  Add the piece of tensor at element offset: count elements of the wire
-//  dtype (ps_dtype_t) in frame. A frame read in place is moved into the
+//  Add the piece of tensor at element offset: count (at least 1) elements
+//  of the wire dtype (ps_dtype_t) in frame. A frame read in place is moved into the
 //  view (frame is then empty); else its elements are copied and frame is
 //  left as it was.
 int ps_view_take (ps_view_t *self, size_t tensor, size_t offset, size_t count, int dtype,
