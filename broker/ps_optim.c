@@ -34,7 +34,7 @@
     misses first reads the line it writes, so the step's memory traffic
     is four streams (in, grad, the read and the write of out) rather than
     three. Same operations in the same order: the results are the plain
-    loop's, bit for bit. aggregation_apply went from 4.0-4.3 to 5.2-5.5
+    loop's, bit for bit. aggregation_apply went from 4.2-4.5 to 5.3-6.2
     GB/s on the 2-core VM (docs/performance.md).
     ========================================================================= */
 
@@ -43,9 +43,9 @@
 
 #include <assert.h>
 #include <math.h>
-#include <stdint.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #if defined(__SSE2__)
