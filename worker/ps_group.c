@@ -173,11 +173,15 @@ ps_group_destroy (ps_group_t **self_p)
     if (!self)
         return;
     ps_heartbeat_destroy (&self->heartbeat);
-    for (uint32_t link = 0; link < self->size; link++)
-        ps_link_destroy (&self->links[link]);
+    for (uint32_t link = 0; self->links && link < self->size; link++)
+        if (self->links[link])
+            ps_link_disconnect (self->links[link]);
     if (self->context)
         zmq_ctx_term (self->context);
-    //  After zmq_ctx_term: libzmq has released every pooled frame
+    //  After zmq_ctx_term: libzmq has released every pooled and lent frame,
+    //  whose free functions count them down in the links
+    for (uint32_t link = 0; self->links && link < self->size; link++)
+        ps_link_destroy (&self->links[link]);
     ps_framepool_destroy (&self->pool);
     free (self->links);
     free (self->members);
@@ -281,23 +285,6 @@ ps_group_min_clock (const ps_group_t *self)
         if (self->members[member].min_clock < least)
             least = self->members[member].min_clock;
     return least;
-}
-
-size_t
-ps_group_lent (const ps_group_t *self)
-{
-    size_t lent = 0;
-    for (uint32_t link = 0; link < self->size; link++)
-        lent += ps_link_lent (self->links[link]);
-    return lent;
-}
-
-void
-ps_group_drop_lent (ps_group_t *self)
-{
-    for (uint32_t link = 0; link < self->size; link++)
-        if (ps_link_lent (self->links[link]))
-            ps_link_disconnect (self->links[link]);
 }
 
 int

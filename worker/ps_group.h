@@ -18,9 +18,10 @@
     the heartbeat thread shares nothing with this one (ps_heartbeat.h).
 
     Ownership: the group owns the context, the pool, the links and the
-    heartbeat. ps_group_destroy stops the heartbeat, closes the links,
-    terminates the context (which waits for libzmq to release every
-    frame) and only then frees the pool; it nulls the pointer. Member
+    heartbeat. ps_group_destroy stops the heartbeat, closes the links'
+    sockets, terminates the context (which waits for libzmq to release
+    every frame, lent ones included) and only then frees the links and
+    the pool; it nulls the pointer. Member
     records and links it returns live as long as the group.
 
     Failure: functions that return int return PS_OK or a ps_status_t of
@@ -94,11 +95,6 @@ bool ps_group_event (const ps_group_t *self, uint32_t member);
 //  The least of the members' min_clock
 int64_t ps_group_min_clock (const ps_group_t *self);
 
-//  Frames lent from the caller's memory that libzmq still holds, on all
-//  links
-size_t ps_group_lent (const ps_group_t *self);
-//  Disconnect the links that hold lent frames: libzmq then drops them
-void ps_group_drop_lent (ps_group_t *self);
 //  Connect the disconnected links again. PS_OK, or PS_ECONNECT when one
 //  could not be (it stays without a socket).
 int ps_group_reconnect (ps_group_t *self, ps_problem_t *problem);

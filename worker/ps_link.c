@@ -377,11 +377,14 @@ ps_link_up (const ps_link_t *self)
     return self->up;
 }
 
+//  The link's count first: once the request's falls to 0 its owner may
+//  free it, and nothing here touches it again
 static void
 s_lent_released (void *data, void *hint)
 {
-    ps_link_t *self = hint;
-    atomic_fetch_sub_explicit (&self->lent, 1, memory_order_release);
+    ps_lent_t *lent = hint;
+    atomic_fetch_sub_explicit (&lent->link->lent, 1, memory_order_release);
+    atomic_fetch_sub_explicit (&lent->held, 1, memory_order_release);
 }
 
 //  A frame of count elements of dtype from source's floats: copied
@@ -397,12 +400,15 @@ s_frame_narrowed (ps_link_t *self, zmq_msg_t *msg, const float *source, size_t c
 
 //  A frame of bytes from source: lent (zero copy) or copied into the pool
 static int
-s_frame (ps_link_t *self, zmq_msg_t *msg, const float *source, size_t bytes, bool lend)
+s_frame (ps_link_t *self, zmq_msg_t *msg, const float *source, size_t bytes, ps_lent_t *lent)
 {
-    if (lend) {
+    if (lent) {
+        lent->link = self;
         atomic_fetch_add_explicit (&self->lent, 1, memory_order_relaxed);
-        if (zmq_msg_init_data (msg, (void *)source, bytes, s_lent_released, self) == 0)
+        atomic_fetch_add_explicit (&lent->held, 1, memory_order_relaxed);
+        if (zmq_msg_init_data (msg, (void *)source, bytes, s_lent_released, lent) == 0)
             return 0;
+        atomic_fetch_sub_explicit (&lent->held, 1, memory_order_relaxed);
         atomic_fetch_sub_explicit (&self->lent, 1, memory_order_relaxed);
         return -1;
     }
@@ -414,7 +420,7 @@ s_frame (ps_link_t *self, zmq_msg_t *msg, const float *source, size_t bytes, boo
 
 int
 ps_link_send (ps_link_t *self, const ps_envelope_t *envelope, const float *const *sources,
-              bool lend, ps_problem_t *problem)
+              ps_lent_t *lent, ps_problem_t *problem)
 {
     if (!self->dealer) {
         ps_problem_set (problem, 0, "no connection to %s", self->endpoint);
@@ -446,7 +452,7 @@ ps_link_send (ps_link_t *self, const ps_envelope_t *envelope, const float *const
         int dtype = (int)slice->dtype;
         size_t bytes = slice->count * ps_dtype_size (dtype);
         int rc = dtype == PS_DTYPE_F32
-                     ? s_frame (self, &msg, sources[i], bytes, lend)
+                     ? s_frame (self, &msg, sources[i], bytes, lent)
                      : s_frame_narrowed (self, &msg, sources[i], slice->count, dtype);
         if (rc) {
             ps_problem_set (problem, 0, "out of memory for a %zu-byte frame", bytes);

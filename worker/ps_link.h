@@ -10,8 +10,9 @@
     reply means.
 
     Frames of tensor data are either copied into the group's frame pool or
-    lent: a lent frame points into the caller's memory, and the link counts
-    lent frames until libzmq lets go of them (ps_link_lent).
+    lent: a lent frame points into the caller's memory, and both the link
+    and the request that lent it (a ps_lent_t) count it until libzmq lets
+    go of it (ps_link_lent).
 
     A link also watches its connection: libzmq's ZMTP heartbeats close a
     connection over which nothing came for the heartbeat timeout (a broker
@@ -31,15 +32,15 @@
 
     Threads: a link belongs to the thread that owns its worker. libzmq's
     I/O and reaper threads only run the free function of a lent frame,
-    which touches nothing but the link's atomic count of lent frames, and
-    send the monitor's events over an inproc pipe.
+    which touches nothing but the atomic counts of the link and of the
+    ps_lent_t, and send the monitor's events over an inproc pipe.
 
     Ownership: ps_link_new copies the endpoint; context and pool are
     borrowed and must outlive the link (the pool must even outlive
     zmq_ctx_term, which waits for libzmq to release the pooled frames).
     Frames a receive returns belong to the link until the next receive or
     ps_link_recv_close. A link must not be destroyed while ps_link_lent
-    is above 0.
+    is above 0, nor a ps_lent_t freed while its held count is.
 
     Failure: functions that return int return PS_OK or a ps_status_t of
     ps_worker.h, with problem (when not NULL) filled in: code 0, and a
@@ -52,11 +53,21 @@
 #include "ps_codec.h"
 #include "ps_framepool.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 typedef struct ps_link_t ps_link_t;
+
+//  The frames one request lent on one link that libzmq still holds: the
+//  caller owns it (zeroed), ps_link_send fills it in and libzmq's threads
+//  count the frames down as they let go of them
+typedef struct ps_lent_t ps_lent_t;
+struct ps_lent_t {
+    ps_link_t *link;    //  the link they went out on
+    atomic_size_t held; //  frames libzmq still holds
+};
 
 //  A client's CURVE keys, as Z85 text; on false: no keys (NULL mechanism)
 typedef struct {
@@ -123,14 +134,14 @@ bool ps_link_up (const ps_link_t *self);
 
 //  Send envelope, then one frame for each of its slices with count > 0,
 //  taken from sources[i] (sources NULL: the request carries no data).
-//  lend: the frames point into the sources (zero copy); else they are
-//  copied into pooled buffers at the call. A slice whose dtype is BF16 or
-//  F16 is always copied, its floats rounded to 16 bits (ps_dtype) on the
-//  way, whatever lend says. PS_OK; PS_ETIMEOUT when the
+//  With lent, the frames point into the sources (zero copy), counted in
+//  lent until libzmq lets go of them; with NULL they are copied into
+//  pooled buffers at the call. A slice whose dtype is BF16 or F16 is
+//  always copied, its floats rounded to 16 bits (ps_dtype) on the way. PS_OK; PS_ETIMEOUT when the
 //  envelope finds no room within the send timeout; PS_ECONNECT when
 //  disconnected or when a later frame cannot go; PS_ENOMEM.
 int ps_link_send (ps_link_t *self, const ps_envelope_t *envelope, const float *const *sources,
-                  bool lend, ps_problem_t *problem);
+                  ps_lent_t *lent, ps_problem_t *problem);
 //  A push in parts (PROTOCOL.md): the end of the part that starts at
 //  slice first, consecutive slices of at most PS_PUSH_PART_BYTES of floats
 //  in all (a larger slice alone)

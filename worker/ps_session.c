@@ -51,8 +51,8 @@
 
 #include "ps_session_private.h"
 
-//  How long a blocking push waits for libzmq to release lent frames before
-//  it disconnects the links that still hold some
+//  How long collecting a push that lent its frames waits for libzmq to
+//  release them before it disconnects the links that still hold some
 #define LENT_GRACE_MS 200
 //  How long the INFO that tells a restarted broker from an eviction waits
 #define RESTART_CHECK_MS 2000
@@ -105,8 +105,10 @@ ps_session_destroy (ps_session_t **self_p)
     ps_session_t *self = *self_p;
     if (!self)
         return;
-    ps_tickets_destroy (&self->tickets);
+    //  The group first: once its context is terminated libzmq holds no
+    //  frame that a ticket lent, and the tickets' records may go
     ps_group_destroy (&self->group);
+    ps_tickets_destroy (&self->tickets);
     ps_codec_destroy (&self->codec);
     free (self->broker);
     free (self);
@@ -283,7 +285,7 @@ ps_session_request_pull (ps_session_t *self, const ps_tensor_t *tensors, size_t 
 //  ticket completed (a part was refused: the refusal is its answer).
 static int
 s_send_parts (ps_session_t *self, uint32_t link, ps_pending_t *pending,
-              const ps_envelope_t *request, const float *const *sources, bool lend)
+              const ps_envelope_t *request, const float *const *sources, ps_lent_t *lent)
 {
     ps_link_t *to = ps_group_link (self->group, link);
     ps_problem_t problem;
@@ -293,7 +295,7 @@ s_send_parts (ps_session_t *self, uint32_t link, ps_pending_t *pending,
         part.n_slices = 0;
         part.more = true;
         part.clock_after = false;
-        int status = ps_link_send (to, &part, NULL, false, &problem);
+        int status = ps_link_send (to, &part, NULL, NULL, &problem);
         if (status)
             return ps_session_fail (self, status, "%s", problem.message);
     }
@@ -325,7 +327,7 @@ s_send_parts (ps_session_t *self, uint32_t link, ps_pending_t *pending,
         part.n_slices = end - first;
         part.more = end < request->n_slices;
         part.clock_after = request->clock_after && !part.more;
-        status = ps_link_send (to, &part, sources ? sources + first : NULL, lend, &problem);
+        status = ps_link_send (to, &part, sources ? sources + first : NULL, lent, &problem);
         if (status) {
             status = ps_session_fail (self, status, "%s", problem.message);
             break;
@@ -350,16 +352,32 @@ s_take_grant (ps_session_t *self, const ps_envelope_t *reply)
     return true;
 }
 
+//  Where the frames pending lends on link are counted: its own record for
+//  each link, made at its first lent frame. NULL when out of memory.
+static ps_lent_t *
+s_lent (ps_session_t *self, ps_pending_t *pending, uint32_t link)
+{
+    if (!pending->lent) {
+        pending->lent = calloc (self->nlinks, sizeof *pending->lent);
+        for (uint32_t i = 0; pending->lent && i < self->nlinks; i++)
+            atomic_init (&pending->lent[i].held, 0);
+    }
+    return pending->lent ? &pending->lent[link] : NULL;
+}
+
 int
 ps_session_send (ps_session_t *self, uint32_t link, ps_pending_t *pending,
                  const ps_envelope_t *request, const float *const *sources, bool lend)
 {
+    ps_lent_t *lent = lend ? s_lent (self, pending, link) : NULL;
+    if (lend && !lent)
+        return ps_session_fail (self, PS_ENOMEM, "out of memory lending a push");
     //  Marked first: a part may be refused while the rest goes
     ps_tickets_mark_sent (pending, link);
     if (request->type == PSMQ__MSG_TYPE__PUSH && request->n_slices > 0)
-        return s_send_parts (self, link, pending, request, sources, lend);
+        return s_send_parts (self, link, pending, request, sources, lent);
     ps_problem_t problem;
-    int status = ps_link_send (ps_group_link (self->group, link), request, sources, lend, &problem);
+    int status = ps_link_send (ps_group_link (self->group, link), request, sources, lent, &problem);
     if (status)
         return ps_session_fail (self, status, "%s", problem.message);
     return PS_OK;
@@ -371,12 +389,59 @@ ps_session_clock_sent (ps_session_t *self)
     self->clock++;
 }
 
+//  The frames one request lent, on all links, that libzmq still holds
+static size_t
+s_held (const ps_session_t *self, ps_lent_t *lent)
+{
+    size_t held = 0;
+    for (uint32_t link = 0; link < self->nlinks; link++)
+        held += atomic_load_explicit (&lent[link].held, memory_order_acquire);
+    return held;
+}
+
+//  Wait until libzmq has released every frame one request lent from the
+//  caller's memory (lent: its record for each link). By the time its
+//  replies come the brokers have them all, so this is normally at once;
+//  frames other requests lent since do not hold it up. When a broker never
+//  answered, the frames may sit in a socket's queue: closing that socket
+//  (linger 0) makes libzmq's reaper thread drop them whatever this thread
+//  does, and a new socket with our routing id takes its place, so the
+//  broker still knows us.
+static void
+s_reclaim_lent (ps_session_t *self, ps_lent_t *lent)
+{
+    int64_t deadline = ps_session_now_ms () + LENT_GRACE_MS;
+    bool dropped = false;
+    while (s_held (self, lent) > 0) {
+        if (!dropped && ps_session_now_ms () > deadline) {
+            for (uint32_t link = 0; link < self->nlinks; link++)
+                if (atomic_load_explicit (&lent[link].held, memory_order_acquire))
+                    ps_link_disconnect (ps_group_link (self->group, link));
+            dropped = true;
+        }
+        sched_yield ();
+    }
+    ps_problem_t problem;
+    if (dropped && ps_group_reconnect (self->group, &problem))
+        ps_session_fail (self, PS_ECONNECT, "%s", problem.message);
+}
+
+//  Forget a ticket. One that lent the caller's memory is forgotten only
+//  once libzmq has let go of it: from then on the caller may write it.
+static void
+s_forget (ps_session_t *self, ps_pending_t *pending)
+{
+    if (pending->lent)
+        s_reclaim_lent (self, pending->lent);
+    ps_tickets_remove (self->tickets, pending);
+}
+
 int
 ps_session_abandon (ps_session_t *self, uint64_t ticket, int status)
 {
     ps_pending_t *pending = ps_tickets_find (self->tickets, ticket);
     if (pending)
-        ps_tickets_remove (self->tickets, pending);
+        s_forget (self, pending);
     return status;
 }
 
@@ -647,10 +712,10 @@ ps_session_wait (ps_session_t *self, uint64_t ticket, int timeout_ms)
                 if (status == PS_EINTR)
                     return status;
                 pending = ps_tickets_find (self->tickets, ticket);
-                ps_tickets_remove (self->tickets, pending);
+                s_forget (self, pending);
                 return status;
             }
-            ps_tickets_remove (self->tickets, pending);
+            s_forget (self, pending);
             if (status == PS_ENOT_REGISTERED)
                 s_explain_forgotten (self, status);
             return status;
@@ -698,27 +763,4 @@ ps_session_info (ps_session_t *self, uint32_t shard, char **json)
     status = ps_session_send (self, shard, pending, &request, NULL, false);
     return status ? ps_session_abandon (self, ticket, status)
                   : ps_session_wait_or_forget (self, ticket, -1);
-}
-
-//  Wait until libzmq has released every frame lent from the caller's
-//  memory. By the time the replies come the brokers have them all, so this
-//  is normally at once. When a broker never answered, the frames may sit
-//  in a socket's queue: closing that socket (linger 0) makes libzmq's
-//  reaper thread drop them whatever this thread does, and a new socket
-//  with our routing id takes its place, so the broker still knows us.
-void
-ps_session_reclaim_lent (ps_session_t *self)
-{
-    int64_t deadline = ps_session_now_ms () + LENT_GRACE_MS;
-    bool dropped = false;
-    while (ps_group_lent (self->group) > 0) {
-        if (!dropped && ps_session_now_ms () > deadline) {
-            ps_group_drop_lent (self->group);
-            dropped = true;
-        }
-        sched_yield ();
-    }
-    ps_problem_t problem;
-    if (dropped && ps_group_reconnect (self->group, &problem))
-        ps_session_fail (self, PS_ECONNECT, "%s", problem.message);
 }

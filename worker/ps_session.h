@@ -115,12 +115,18 @@ int ps_session_request_pull (ps_session_t *self, const ps_tensor_t *tensors, siz
                              const ps_part_t *plan, ps_envelope_t *envelope,
                              ps_pending_t **pending);
 //  Send request on link as part of pending's request, which then waits
-//  for that link's reply; sources and lend as ps_link_send
+//  for that link's reply; sources as ps_link_send. lend: the frames
+//  point into the sources, counted in pending's records of what it lent
+//  (made at its first lent frame)
 int ps_session_send (ps_session_t *self, uint32_t link, ps_pending_t *pending,
                      const ps_envelope_t *request, const float *const *sources, bool lend);
 //  A CLOCK went out to every broker: the brokers advance us on receipt
 void ps_session_clock_sent (ps_session_t *self);
-//  Forget a ticket (a late reply is then ignored); returns status
+//  Forget a ticket (a late reply is then ignored); returns status. Every
+//  way a ticket is forgotten (here, or collected by a wait) first waits
+//  for libzmq to let go of the frames it lent, as ps_worker.h promises:
+//  after a grace of 200 ms it disconnects the links that still hold some
+//  (libzmq then drops them) and connects them again.
 int ps_session_abandon (ps_session_t *self, uint64_t ticket, int status);
 
 //  Wait for a ticket as ps_worker_wait says (registering again when the
@@ -134,10 +140,5 @@ size_t ps_session_pending (const ps_session_t *self);
 
 //  Ask broker shard for INFO and wait for it: *json the caller's to free
 int ps_session_info (ps_session_t *self, uint32_t shard, char **json);
-
-//  Wait until libzmq has let go of every frame a blocking push lent, as
-//  ps_worker.h promises: after a grace of 200 ms, disconnect the links
-//  that still hold some (libzmq then drops them) and connect them again
-void ps_session_reclaim_lent (ps_session_t *self);
 
 #endif

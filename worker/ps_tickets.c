@@ -121,6 +121,7 @@ ps_tickets_remove (ps_tickets_t *self, ps_pending_t *pending)
     free (pending->tensors);
     free (pending->plan);
     free (pending->filled);
+    free (pending->lent);
     *pending = self->pending[--self->count];
 }
 

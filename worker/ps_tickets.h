@@ -48,6 +48,8 @@ typedef struct {
     uint64_t bits[PS_MAX_SHARDS / 64];
 } ps_linkset_t;
 
+typedef struct ps_lent_t ps_lent_t;
+
 //  One request in flight; the worker fills the fields its type needs
 typedef struct {
     uint64_t seq;          //  the ticket
@@ -64,6 +66,8 @@ typedef struct {
                            //  (ps_worker_pull_view), else NULL: copied
     int64_t clock;         //  CLOCK: the clock it finishes (a PUSH's too)
     bool clock_after;      //  PUSH: it finishes its clock as well
+    ps_lent_t *lent;       //  PUSH: for each link, its frames that point into
+                           //  the caller's memory (ps_link.h); NULL: copied
     char **info;           //  INFO: where the JSON text goes
 } ps_pending_t;
 

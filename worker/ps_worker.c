@@ -17,10 +17,11 @@
     slice of that key with it: ps_link narrows the floats to 16 bits as it
     sends, ps_tickets widens a pull reply's as it copies them.
 
-    The blocking push lends the caller's memory to libzmq (zero copy) when
-    it carries at least LEND_MIN_BYTES, and returns only once libzmq has
-    released every frame (ps_session_reclaim_lent); every other request
-    copies its data at the call.
+    The blocking push and the lending async forms lend the caller's memory
+    to libzmq (zero copy) when the call carries at least LEND_MIN_BYTES;
+    the ticket is collected, or forgotten, only once libzmq has released
+    every frame it lent (ps_session), so the blocking push returns only
+    then. The other async forms copy their data at the call.
     ========================================================================= */
 
 #include "ps_worker.h"
@@ -37,8 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-//  A blocking push lends the caller's memory only when it carries at least
-//  this much: below it, a copy costs less than waiting for libzmq to let go
+//  A push lends the caller's memory only when it carries at least this
+//  much: below it, a copy costs less than waiting for libzmq to let go
 #define LEND_MIN_BYTES (256 * 1024)
 
 //  The CMake project's version, given to every compile (CMakeLists.txt)
@@ -332,30 +333,26 @@ s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t
     return PS_OK;
 }
 
-//  The bytes of a call's tensors: from LEND_MIN_BYTES up, a blocking push
-//  lends them rather than copy
-static size_t
-s_tensor_bytes (const ps_tensor_t *tensors, size_t ntensors)
+//  Whether a push that may lend does: from LEND_MIN_BYTES of its tensors up
+static bool
+s_lends (const ps_tensor_t *tensors, size_t ntensors)
 {
     size_t bytes = 0;
     for (size_t i = 0; tensors && i < ntensors; i++)
         bytes += tensors[i].count * sizeof (float);
-    return bytes;
+    return bytes >= LEND_MIN_BYTES;
 }
 
-//  A blocking push (that may finish the clock): sent, then waited for
+//  A blocking push (that may finish the clock): sent, then waited for; the
+//  ticket's end waits for libzmq to let go of what it lent
 static int
 s_push_wait (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t grad_count,
              bool clock_after)
 {
-    bool lend = s_tensor_bytes (tensors, ntensors) >= LEND_MIN_BYTES;
     ps_ticket_t ticket;
-    int status = s_push (self, tensors, ntensors, grad_count, &ticket, lend, clock_after);
-    if (status == PS_OK)
-        status = ps_session_wait_or_forget (self->session, ticket, -1);
-    if (self)
-        ps_session_reclaim_lent (self->session);
-    return status;
+    int status = s_push (self, tensors, ntensors, grad_count, &ticket, s_lends (tensors, ntensors),
+                         clock_after);
+    return status ? status : ps_session_wait_or_forget (self->session, ticket, -1);
 }
 
 int
@@ -370,6 +367,20 @@ ps_worker_push_clock_async (ps_worker_t *self, const ps_tensor_t *tensors, size_
                             uint32_t grad_count, ps_ticket_t *ticket)
 {
     return s_push (self, tensors, ntensors, grad_count, ticket, false, true);
+}
+
+int
+ps_worker_push_lend_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
+                           uint32_t grad_count, ps_ticket_t *ticket)
+{
+    return s_push (self, tensors, ntensors, grad_count, ticket, s_lends (tensors, ntensors), false);
+}
+
+int
+ps_worker_push_clock_lend_async (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
+                                 uint32_t grad_count, ps_ticket_t *ticket)
+{
+    return s_push (self, tensors, ntensors, grad_count, ticket, s_lends (tensors, ntensors), true);
 }
 
 //  Lay out and send a pull to every broker holding a part of its

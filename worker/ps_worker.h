@@ -32,7 +32,13 @@
     or after disconnecting from a broker that did not answer). Either way
     the buffers are the caller's again when ps_worker_push returns,
     whatever it returns; until then no other thread may write to them or
-    free them. A push of more than 1 MB goes in parts of 1 MB (proto/
+    free them. The lending async forms (ps_worker_push_lend_async) lend
+    them the same way and return at once: the buffers are then the
+    library's until ps_worker_wait has collected the ticket (whatever its
+    outcome; a wait that fails leaves the ticket, and the buffers, with
+    the library) or the worker is closed. Meanwhile nobody may write to
+    them or free them: what the broker gets is what they hold when libzmq
+    sends them. A push of more than 1 MB goes in parts of 1 MB (proto/
     PROTOCOL.md, Pushes in parts), each sent when the broker grants it
     room (a few at once, from a budget all workers share): both forms return once
     the last part is sent (waiting at most timeout_ms for each grant, and
@@ -490,6 +496,17 @@ PS_WORKER_EXPORT int ps_worker_clock_async (ps_worker_t *self, ps_ticket_t *tick
 PS_WORKER_EXPORT int ps_worker_push_clock_async (ps_worker_t *self, const ps_tensor_t *tensors,
                                                  size_t ntensors, uint32_t grad_count,
                                                  ps_ticket_t *ticket);
+//  The same, without the copy: from 256 KB in all the tensors' data is
+//  sent from the caller's memory, which stays the library's until the
+//  ticket is collected (Push buffers, above). For a step that pushes its
+//  gradients and computes on before it waits, as BytePS and Horovod
+//  pushes do; the copy they spare is a memcpy of every byte pushed.
+PS_WORKER_EXPORT int ps_worker_push_lend_async (ps_worker_t *self, const ps_tensor_t *tensors,
+                                                size_t ntensors, uint32_t grad_count,
+                                                ps_ticket_t *ticket);
+PS_WORKER_EXPORT int ps_worker_push_clock_lend_async (ps_worker_t *self, const ps_tensor_t *tensors,
+                                                      size_t ntensors, uint32_t grad_count,
+                                                      ps_ticket_t *ticket);
 //  Wait for a ticket's reply and collect its status. timeout_ms < 0 means
 //  the worker's own timeout: the clock timeout for a CLOCK (and a push
 //  that finishes the clock), and for a PULL sent while one was still
@@ -501,6 +518,9 @@ PS_WORKER_EXPORT int ps_worker_push_clock_async (ps_worker_t *self, const ps_ten
 //  (PS_ETIMEOUT, PS_EINTR, PS_ENOMEM while receiving, or PS_ECONNECT for
 //  a socket that cannot be polled) the ticket stays pending and may be
 //  waited for again; ps_worker_pending tells the two PS_ECONNECT apart.
+//  Collecting a push that lent its buffers returns once libzmq has let
+//  go of them: at once when the reply came, else after at most 200 ms,
+//  when the connections that still hold them are made anew.
 PS_WORKER_EXPORT int ps_worker_wait (ps_worker_t *self, ps_ticket_t ticket, int timeout_ms);
 //  Tickets sent and not yet collected
 PS_WORKER_EXPORT size_t ps_worker_pending (const ps_worker_t *self);
