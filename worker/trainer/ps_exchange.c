@@ -3,10 +3,11 @@
     (see ps_exchange.h)
 
     Why a thread: the library does its work on the thread that calls it.
-    A push copies its tensors into frames at the call, and a wait unpacks
-    the pull's reply into the buffers: about 0.3 ms a step for the MLP's
-    400 KB, which async calls from the main thread would still add to
-    every step. On the actor they run beside the next step's computation.
+    A wait unpacks the pull's reply into the buffers, and the calls build
+    and send the requests: work that async calls from the main thread
+    would still add to every step. On the actor they run beside the next
+    step's computation. The push lends the gradient array (no copy of its
+    400 KB): the actor holds it until both tickets are collected.
 
     The actor sleeps on its pipe; "GO" makes it push the gradient array it
     holds, send a clock and pull into the parameter array it holds, wait
@@ -71,8 +72,8 @@ s_exchange (ps_exchange_t *self)
     s_bind (self, self->params, params);
     static const char *names[2] = {"push and clock", "pull"};
     ps_ticket_t tickets[2];
-    int status = ps_worker_push_clock_async (self->worker, grads, self->ntensors, self->grad_count,
-                                             &tickets[0]);
+    int status = ps_worker_push_clock_lend_async (self->worker, grads, self->ntensors,
+                                                  self->grad_count, &tickets[0]);
     int sent = status == PS_OK;
     if (sent == 1) {
         status = ps_worker_pull_async (self->worker, params, self->ntensors, &tickets[1]);

@@ -6,6 +6,11 @@
     are collected in that order; a pull's entry names the last layer it
     brings, so that a layer's forward waits for what comes before it and
     no more.
+
+    The pushes lend the gradient arrays rather than copy them: backward
+    writes a layer's gradients again only in the next step, whose forward
+    has collected every request sent before its last pull by then (the
+    pushes go out before the pulls).
     ========================================================================= */
 
 #include "ps_layerwise.h"
@@ -145,8 +150,8 @@ s_after_backward (void *arg, size_t layer)
     size_t first, count;
     ps_model_layer_params (self->model, layer, &first, &count);
     ps_ticket_t ticket = 0;
-    int status = ps_worker_push_async (self->worker, self->grads + first, self->unpushed - first, 1,
-                                       &ticket);
+    int status = ps_worker_push_lend_async (self->worker, self->grads + first,
+                                            self->unpushed - first, 1, &ticket);
     s_sent (self, status, ticket, "push", -1);
     self->unpushed = first;
     self->unpushed_bytes = 0;
@@ -204,8 +209,8 @@ ps_layerwise_send (ps_layerwise_t *self, uint32_t grad_count)
     ps_ticket_t ticket = 0;
     int status;
     if (grad_count > 0 && self->failed == PS_OK) {
-        status = ps_worker_push_clock_async (self->worker, self->grads, self->ntensors, grad_count,
-                                             &ticket);
+        status = ps_worker_push_clock_lend_async (self->worker, self->grads, self->ntensors,
+                                                  grad_count, &ticket);
         s_sent (self, status, ticket, "push and clock", -1);
     }
     else if (self->failed == PS_OK) {

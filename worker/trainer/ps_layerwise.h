@@ -15,7 +15,10 @@
     Owns the list of requests in flight and the first failure met while
     waiting for them. The worker, the model and the tensors (the model's
     parameters and gradients, the caller's arrays, which must stay where
-    they are) are the caller's. Called from psworker's main thread only.
+    they are) are the caller's. The pushes lend the gradients' arrays: the
+    caller writes them only once the requests sent before are collected
+    (ps_layerwise_collect; a step's forward does). Called from psworker's
+    main thread only.
     ========================================================================= */
 
 #ifndef PS_LAYERWISE_H_INCLUDED
