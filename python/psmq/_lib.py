@@ -237,6 +237,10 @@ _declare("ps_worker_push_clock_async", _status, _handle, _tensors, ctypes.c_size
          ctypes.c_uint32, _ticket_p)
 _declare("ps_worker_push_async", _status, _handle, _tensors, ctypes.c_size_t, ctypes.c_uint32,
          _ticket_p)
+_declare("ps_worker_push_lend_async", _status, _handle, _tensors, ctypes.c_size_t,
+         ctypes.c_uint32, _ticket_p)
+_declare("ps_worker_push_clock_lend_async", _status, _handle, _tensors, ctypes.c_size_t,
+         ctypes.c_uint32, _ticket_p)
 _declare("ps_worker_pull_async", _status, _handle, _tensors, ctypes.c_size_t, _ticket_p)
 _declare("ps_worker_clock_async", _status, _handle, _ticket_p)
 _declare("ps_worker_wait", _status, _handle, ctypes.c_uint64, ctypes.c_int)

@@ -22,7 +22,11 @@ ValueError (shape, layout, a read-only out=), never a silent copy.
 
 Lifetimes, from ps_worker.h:
   * init and push_async copy the data during the call; the array is free
-    again when they return.
+    again when they return. push_async(..., lend=True) and
+    push_clock_async(..., lend=True) do not: from 256 KB a call libzmq
+    sends the array's own memory, and the array is the library's until
+    the ticket is collected (Ticket.wait) or close(). The Worker keeps it
+    alive until then; do not write it before.
   * push copies a call of less than 256 KB; from 256 KB libzmq sends the
     array's memory itself and push returns only once libzmq let go of it.
     Either way the array is free again when push returns. While it runs
@@ -563,18 +567,24 @@ class Worker:
 
     def _push_call(self, function, name_or_dict, array, grad_count, *ticket):
         """Call a ps_worker_push* function with the gradients given as push
-        takes them (and a ticket's pointer for the async forms)."""
+        takes them (and a ticket's pointer for the async forms); returns
+        what the call read: the ps_tensor_t array and the (name, array)
+        pairs."""
         handle = self._h()
         items = self._push_items(name_or_dict, array, grad_count)
         tensors = self._tensors(items)
         status = function(handle, tensors, len(items), grad_count, *ticket)
         if status:
             self._fail(status)
+        return tensors, items
 
-    def _push_ticket(self, function, kind, name_or_dict, array, grad_count):
-        """An async ps_worker_push* call: its Ticket."""
+    def _push_ticket(self, function, kind, name_or_dict, array, grad_count, lend=False):
+        """An async ps_worker_push* call: its Ticket. A lent push's arrays
+        are kept alive until the ticket is collected (or the worker closed)."""
         ticket = ctypes.c_uint64()
-        self._push_call(function, name_or_dict, array, grad_count, ctypes.byref(ticket))
+        lent = self._push_call(function, name_or_dict, array, grad_count, ctypes.byref(ticket))
+        if lend:
+            self._owned[ticket.value] = lent
         return Ticket(self, ticket.value, kind)
 
     def pull(self, names, out=None):
@@ -641,17 +651,23 @@ class Worker:
         the arguments of push, the wait and outcome of clock."""
         self._push_call(_lib_.ps_worker_push_clock, name_or_dict, array, grad_count)
 
-    def push_clock_async(self, name_or_dict, array=None, *, grad_count=1):
+    def push_clock_async(self, name_or_dict, array=None, *, grad_count=1, lend=False):
         """push_clock, sent now; returns a Ticket. The arrays are copied
-        during the call, as push_async's."""
-        return self._push_ticket(_lib_.ps_worker_push_clock_async, "push_clock", name_or_dict,
-                                 array, grad_count)
+        during the call, or lent with lend=True, as push_async's."""
+        function = (_lib_.ps_worker_push_clock_lend_async if lend
+                    else _lib_.ps_worker_push_clock_async)
+        return self._push_ticket(function, "push_clock", name_or_dict, array, grad_count, lend)
 
-    def push_async(self, name_or_dict, array=None, *, grad_count=1):
+    def push_async(self, name_or_dict, array=None, *, grad_count=1, lend=False):
         """push, sent now; returns a Ticket. The arrays are copied during
-        the call and are free again when it returns."""
-        return self._push_ticket(_lib_.ps_worker_push_async, "push", name_or_dict, array,
-                                 grad_count)
+        the call and are free again when it returns. lend=True spares that
+        copy (ps_worker_push_lend_async): from 256 KB a call, libzmq sends
+        the arrays' own memory, and they are the library's until wait()
+        collected the ticket (or close()): do not write them before. The
+        Worker keeps them alive until then, even when the Ticket is
+        dropped."""
+        function = _lib_.ps_worker_push_lend_async if lend else _lib_.ps_worker_push_async
+        return self._push_ticket(function, "push", name_or_dict, array, grad_count, lend)
 
     def pull_async(self, names, out=None):
         """pull, sent now; returns a Ticket whose wait() returns the arrays.

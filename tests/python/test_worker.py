@@ -183,6 +183,37 @@ def test_an_async_pull_keeps_its_array_until_collected(broker):
         assert alive() is None  # dropped with the worker's tickets
 
 
+def test_a_lent_push_keeps_its_array_until_collected(broker):
+    """push_async(lend=True) sends the array's own memory: the Worker must
+    keep it alive until the ticket is collected, or the worker closed when
+    the caller dropped the ticket too; and the broker gets its values."""
+    b = broker("--workers", 1)
+    count = 100_000  # 400 KB: lent, not copied
+    with connect(b) as worker:
+        worker.init("w", np.zeros(count, np.float32), optimizer="sgd", lr=1.0)
+        gradient = np.full(count, 0.5, np.float32)
+        alive = weakref.ref(gradient)
+        ticket = worker.push_clock_async("w", gradient, lend=True)
+        del gradient
+        gc.collect()
+        assert alive() is not None and ticket.kind == "push_clock"
+        assert ticket.wait() is None
+        gc.collect()
+        assert alive() is None  # collected: the Worker let go of it
+        np.testing.assert_allclose(worker.pull("w"), np.full(count, -0.5, np.float32))
+        assert worker.current_clock == 1
+
+        dropped = np.full(count, 0.25, np.float32)
+        alive = weakref.ref(dropped)
+        worker.push_async("w", dropped, lend=True)
+        del dropped
+        gc.collect()
+        assert alive() is not None and worker.pending == 1
+        worker.close()
+        gc.collect()
+        assert alive() is None  # dropped with the worker's tickets
+
+
 def test_pull_writes_the_callers_memory(broker):
     """out= is filled in place: the same object, the same data pointer, and
     the memory around a view of a larger buffer left alone."""
