@@ -206,6 +206,9 @@ class DistributedOptimizer(torch.optim.Optimizer):
             #  failed the others are not sent
             if self._failed is None:
                 try:
+                    #  Copied, not lent: autograd makes this tensor the
+                    #  parameter's .grad, into which a second backward
+                    #  before step() accumulates in place
                     self._tickets.append(self.worker.push_async(key, _numpy(grad)))
                     self._pushed.add(key)
                 except Error as error:
