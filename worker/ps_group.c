@@ -173,15 +173,11 @@ ps_group_destroy (ps_group_t **self_p)
     if (!self)
         return;
     ps_heartbeat_destroy (&self->heartbeat);
-    for (uint32_t link = 0; self->links && link < self->size; link++)
-        if (self->links[link])
-            ps_link_disconnect (self->links[link]);
+    for (uint32_t link = 0; link < self->size; link++)
+        ps_link_destroy (&self->links[link]);
     if (self->context)
         zmq_ctx_term (self->context);
-    //  After zmq_ctx_term: libzmq has released every pooled and lent frame,
-    //  whose free functions count them down in the links
-    for (uint32_t link = 0; self->links && link < self->size; link++)
-        ps_link_destroy (&self->links[link]);
+    //  After zmq_ctx_term: libzmq has released every pooled frame
     ps_framepool_destroy (&self->pool);
     free (self->links);
     free (self->members);

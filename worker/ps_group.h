@@ -18,10 +18,9 @@
     the heartbeat thread shares nothing with this one (ps_heartbeat.h).
 
     Ownership: the group owns the context, the pool, the links and the
-    heartbeat. ps_group_destroy stops the heartbeat, closes the links'
-    sockets, terminates the context (which waits for libzmq to release
-    every frame, lent ones included) and only then frees the links and
-    the pool; it nulls the pointer. Member
+    heartbeat. ps_group_destroy stops the heartbeat, closes the links,
+    terminates the context (which waits for libzmq to release every
+    frame) and only then frees the pool; it nulls the pointer. Member
     records and links it returns live as long as the group.
 
     Failure: functions that return int return PS_OK or a ps_status_t of

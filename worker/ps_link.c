@@ -5,8 +5,8 @@
     frame comes from the frame pool: pooled 1 MB buffers stay mapped, which
     spares a page fault per 4 KB per send (docs/performance.md). A lent
     frame is made with zmq_msg_init_data over the caller's memory and a
-    free function that only decrements an atomic count, which the blocking
-    push watches before it gives the memory back to its caller.
+    free function that only decrements its request's atomic count, which
+    the session watches before it gives the memory back to its caller.
 
     A multipart message cannot be abandoned half sent, so once the envelope
     is out the data frames block (within the send timeout) rather than
@@ -61,7 +61,6 @@ struct ps_link_t {
     uint8_t routing_id[PS_LINK_ROUTING_ID_BYTES]; //  the worker's
     int send_timeout_ms;                          //  ZMQ_SNDTIMEO
     int heartbeat_timeout_ms;                     //  silence that drops a connection
-    atomic_size_t lent;                           //  lent frames libzmq holds
     zmq_msg_t *frames;                            //  the last message received
     size_t nframes;                               //  its frames
     size_t frame_capacity;                        //  allocated
@@ -231,7 +230,6 @@ ps_link_new (void *context, ps_framepool_t *pool, const char *endpoint,
     self->heartbeat_timeout_ms = heartbeat_timeout_ms;
     if (curve)
         self->curve = *curve;
-    atomic_init (&self->lent, 0);
     self->dealer = s_dealer_new (self);
     if (!self->dealer) {
         ps_problem_set (problem, 0, "cannot connect to '%s': %s", endpoint,
@@ -377,13 +375,12 @@ ps_link_up (const ps_link_t *self)
     return self->up;
 }
 
-//  The link's count first: once the request's falls to 0 its owner may
-//  free it, and nothing here touches it again
+//  Once the count falls to 0 the request's owner may free it, and the
+//  caller write what the frames pointed into
 static void
 s_lent_released (void *data, void *hint)
 {
     ps_lent_t *lent = hint;
-    atomic_fetch_sub_explicit (&lent->link->lent, 1, memory_order_release);
     atomic_fetch_sub_explicit (&lent->held, 1, memory_order_release);
 }
 
@@ -403,13 +400,10 @@ static int
 s_frame (ps_link_t *self, zmq_msg_t *msg, const float *source, size_t bytes, ps_lent_t *lent)
 {
     if (lent) {
-        lent->link = self;
-        atomic_fetch_add_explicit (&self->lent, 1, memory_order_relaxed);
         atomic_fetch_add_explicit (&lent->held, 1, memory_order_relaxed);
         if (zmq_msg_init_data (msg, (void *)source, bytes, s_lent_released, lent) == 0)
             return 0;
         atomic_fetch_sub_explicit (&lent->held, 1, memory_order_relaxed);
-        atomic_fetch_sub_explicit (&self->lent, 1, memory_order_relaxed);
         return -1;
     }
     if (ps_framepool_msg (self->pool, msg, bytes))
@@ -556,12 +550,6 @@ ps_link_recv_close (ps_link_t *self)
     for (size_t i = 0; i < self->nframes; i++)
         zmq_msg_close (&self->frames[i]);
     self->nframes = 0;
-}
-
-size_t
-ps_link_lent (const ps_link_t *self)
-{
-    return atomic_load_explicit (&self->lent, memory_order_acquire);
 }
 
 void

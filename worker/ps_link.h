@@ -10,9 +10,8 @@
     reply means.
 
     Frames of tensor data are either copied into the group's frame pool or
-    lent: a lent frame points into the caller's memory, and both the link
-    and the request that lent it (a ps_lent_t) count it until libzmq lets
-    go of it (ps_link_lent).
+    lent: a lent frame points into the caller's memory, and the request
+    that lent it counts it (in a ps_lent_t) until libzmq lets go of it.
 
     A link also watches its connection: libzmq's ZMTP heartbeats close a
     connection over which nothing came for the heartbeat timeout (a broker
@@ -32,15 +31,16 @@
 
     Threads: a link belongs to the thread that owns its worker. libzmq's
     I/O and reaper threads only run the free function of a lent frame,
-    which touches nothing but the atomic counts of the link and of the
-    ps_lent_t, and send the monitor's events over an inproc pipe.
+    which touches nothing but the ps_lent_t's atomic count, and send the
+    monitor's events over an inproc pipe.
 
     Ownership: ps_link_new copies the endpoint; context and pool are
     borrowed and must outlive the link (the pool must even outlive
     zmq_ctx_term, which waits for libzmq to release the pooled frames).
     Frames a receive returns belong to the link until the next receive or
-    ps_link_recv_close. A link must not be destroyed while ps_link_lent
-    is above 0, nor a ps_lent_t freed while its held count is.
+    ps_link_recv_close. A ps_lent_t must not be freed while its count is
+    above 0: closing the socket (ps_link_disconnect) and terminating the
+    context make libzmq let go of what it holds.
 
     Failure: functions that return int return PS_OK or a ps_status_t of
     ps_worker.h, with problem (when not NULL) filled in: code 0, and a
@@ -60,12 +60,11 @@
 
 typedef struct ps_link_t ps_link_t;
 
-//  The frames one request lent on one link that libzmq still holds: the
-//  caller owns it (zeroed), ps_link_send fills it in and libzmq's threads
-//  count the frames down as they let go of them
+//  The frames one request lent on one link: the caller owns it (zeroed),
+//  ps_link_send counts the frames up, and libzmq's threads count them
+//  down as they let go of them
 typedef struct ps_lent_t ps_lent_t;
 struct ps_lent_t {
-    ps_link_t *link;    //  the link they went out on
     atomic_size_t held; //  frames libzmq still holds
 };
 
@@ -137,9 +136,10 @@ bool ps_link_up (const ps_link_t *self);
 //  With lent, the frames point into the sources (zero copy), counted in
 //  lent until libzmq lets go of them; with NULL they are copied into
 //  pooled buffers at the call. A slice whose dtype is BF16 or F16 is
-//  always copied, its floats rounded to 16 bits (ps_dtype) on the way. PS_OK; PS_ETIMEOUT when the
-//  envelope finds no room within the send timeout; PS_ECONNECT when
-//  disconnected or when a later frame cannot go; PS_ENOMEM.
+//  always copied, its floats rounded to 16 bits (ps_dtype) on the way.
+//  PS_OK; PS_ETIMEOUT when the envelope finds no room within the send
+//  timeout; PS_ECONNECT when disconnected or when a later frame cannot
+//  go; PS_ENOMEM.
 int ps_link_send (ps_link_t *self, const ps_envelope_t *envelope, const float *const *sources,
                   ps_lent_t *lent, ps_problem_t *problem);
 //  A push in parts (PROTOCOL.md): the end of the part that starts at
@@ -157,8 +157,6 @@ int ps_link_recv (ps_link_t *self, zmq_msg_t **frames, size_t *nframes, bool *ov
 //  Release the frames of the last receive
 void ps_link_recv_close (ps_link_t *self);
 
-//  Frames lent from the caller's memory that libzmq still holds
-size_t ps_link_lent (const ps_link_t *self);
 //  Close the socket (linger 0): libzmq drops what it had queued, lent
 //  frames included, in its own time
 void ps_link_disconnect (ps_link_t *self);
