@@ -341,6 +341,17 @@ ps_test_raw_request (ps_test_raw_t *self, const ps_envelope_t *envelope)
     return reply;
 }
 
+Psmq__Hello
+ps_test_hello_of_one (void)
+{
+    Psmq__Hello hello = PSMQ__HELLO__INIT;
+    hello.world_size = 1;
+    hello.session = hello.incarnation = 1;
+    hello.heartbeat_ms = 1000;
+    hello.timeout_ms = 10000;
+    return hello;
+}
+
 void
 ps_test_raw_hello (ps_test_raw_t *self, uint32_t rank, Psmq__Hello *hello)
 {

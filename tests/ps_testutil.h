@@ -133,6 +133,10 @@ ps_envelope_t *ps_test_raw_request (ps_test_raw_t *self, const ps_envelope_t *en
 //  assert that the broker welcomed it
 void ps_test_raw_hello (ps_test_raw_t *self, uint32_t rank, Psmq__Hello *hello);
 
+//  What a broker made by hand answers a HELLO with, as psbroker would for
+//  a job of one worker: heartbeats every 1 s, eviction after 10 s
+Psmq__Hello ps_test_hello_of_one (void);
+
 //  A tap record as the broker starts one: its number, kind, message type
 //  and worker; every other field at its default
 ps_tap_record_t ps_test_tap_record (uint64_t number, int kind, int type, int64_t worker);

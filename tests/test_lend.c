@@ -170,11 +170,7 @@ s_manual_serve (manual_t *self)
             self->budget--;
         ps_envelope_t reply;
         ps_codec_reply_to (&reply, request);
-        Psmq__Hello hello = PSMQ__HELLO__INIT;
-        hello.world_size = 1;
-        hello.session = hello.incarnation = 1;
-        hello.heartbeat_ms = 1000;
-        hello.timeout_ms = 10000;
+        Psmq__Hello hello = ps_test_hello_of_one ();
         if (request->type == PSMQ__MSG_TYPE__HELLO)
             reply.hello = &hello;
         if (request->type == PSMQ__MSG_TYPE__PUSH)
@@ -283,16 +279,20 @@ s_manual_read (manual_job_t *self, int count)
     zstr_sendx (self->actor, "READ", text, NULL);
 }
 
-//  The first and last values the broker got of key's last push
+//  Assert that the broker got value as the first and last elements of
+//  key's last push
 static void
-s_manual_seen (manual_job_t *self, const char *key, float *first, float *last)
+s_manual_got (manual_job_t *self, const char *key, float value)
 {
     zstr_sendx (self->actor, "REPORT", key, NULL);
     char *answer = zstr_recv (self->actor);
     cr_assert (answer, "no answer from the hand-made broker");
-    int fields = sscanf (answer, "%f %f", first, last);
+    float first, last;
+    int fields = sscanf (answer, "%f %f", &first, &last);
     cr_assert_eq (fields, 2, "the broker got no push of '%s' (%s)", key, answer);
     zstr_free (&answer);
+    cr_assert (first == value && last == value, "the push of '%s' sent %g .. %g, not %g .. %g", key,
+               (double)first, (double)last, (double)value, (double)value);
 }
 
 //  FILLERS copied pushes that the loopback connection cannot hold while
@@ -340,13 +340,8 @@ Test (lend, the_broker_gets_what_the_callers_memory_holds_when_sent, .timeout = 
     cr_assert_eq (ps_worker_wait (job.worker, copied, -1), PS_OK);
     //  Collected: the library holds nothing of it any more
     free (lent_data);
-    float first, last;
-    s_manual_seen (&job, "lent", &first, &last);
-    cr_assert (first == 2.0f && last == 2.0f, "the lent push sent %g .. %g, not 2 .. 2",
-               (double)first, (double)last);
-    s_manual_seen (&job, "copied", &first, &last);
-    cr_assert (first == 1.0f && last == 1.0f, "the copied push sent %g .. %g, not 1 .. 1",
-               (double)first, (double)last);
+    s_manual_got (&job, "lent", 2.0f);
+    s_manual_got (&job, "copied", 1.0f);
     s_manual_stop (&job);
 }
 
@@ -376,10 +371,7 @@ Test (lend, collecting_one_lent_push_leaves_the_later_ones_be, .timeout = 60)
     cr_assert_eq (ps_worker_wait (job.worker, later, -1), PS_OK, "%s",
                   ps_worker_error (job.worker));
     free (later_data);
-    float value_first, value_last;
-    s_manual_seen (&job, "later", &value_first, &value_last);
-    cr_assert (value_first == 4.0f && value_last == 4.0f, "the later push sent %g .. %g",
-               (double)value_first, (double)value_last);
+    s_manual_got (&job, "later", 4.0f);
     s_manual_stop (&job);
 }
 

@@ -177,11 +177,7 @@ s_old_broker (zsock_t *pipe, void *args)
             ps_codec_decode (codec, zframe_data (first), zframe_size (first), NULL);
         ps_envelope_t reply;
         ps_codec_reply_to (&reply, request);
-        Psmq__Hello hello = PSMQ__HELLO__INIT;
-        hello.world_size = 1;
-        hello.session = hello.incarnation = 1;
-        hello.heartbeat_ms = 1000;
-        hello.timeout_ms = 10000;
+        Psmq__Hello hello = ps_test_hello_of_one ();
         if (request->type == PSMQ__MSG_TYPE__HELLO)
             reply.hello = &hello;
         reply.clock = request->clock;
