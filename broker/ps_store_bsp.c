@@ -21,6 +21,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+//  Floats of a gradient checked for NaN and infinity before they are
+//  summed: 16 KB, which L1 holds until the sum reads them
+#define S_CHECK_BLOCK 4096
+
 //  The live accumulator of clock, or a free one (with its sum buffer) to
 //  start it in. NULL with problem set when the store is full or out of
 //  memory; then nothing changed.
@@ -111,15 +115,21 @@ s_add (float *restrict sum, const float *restrict grad, size_t n)
         sum[i] += grad[i];
 }
 
+//  Take n floats of grad back out of a sum they were added to
+static void
+s_subtract_run (float *restrict sum, const float *restrict grad, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sum[i] -= grad[i];
+}
+
 //  Take pieces 0 .. npieces-1 back out of a sum they were added to
 static void
 s_subtract (float *sum, const ps_piece_t *pieces, size_t npieces)
 {
     size_t offset = 0;
     for (size_t i = 0; i < npieces; i++) {
-        const float *grad = ps_piece_floats (&pieces[i]);
-        for (size_t j = 0; j < pieces[i].count; j++)
-            sum[offset + j] -= grad[j];
+        s_subtract_run (sum + offset, ps_piece_floats (&pieces[i]), pieces[i].count);
         offset += pieces[i].count;
     }
 }
@@ -152,18 +162,24 @@ ps_store_accumulate (ps_store_t *self, ps_key_t *key, int64_t clock, const ps_pi
         accum->written = 0;
     size_t offset = 0;
     for (size_t i = 0; i < npieces; i++) {
-        //  Checked just before it is summed: a piece is at most a frame,
-        //  so the sum reads it again from cache
         const float *grad = ps_piece_floats (&pieces[i]);
-        size_t bad = check ? ps_optim_first_nonfinite (grad, pieces[i].count) : pieces[i].count;
-        if (bad < pieces[i].count) {
-            float value = grad[bad]; //  before s_subtract reuses the scratch
-            if (!first)
-                s_subtract (accum->sum, pieces, i);
-            return ps_key_nonfinite (key, offset + bad, value, problem);
+        size_t count = pieces[i].count;
+        //  Checked a block at a time just before it is summed, so that
+        //  the sum reads the block again from L1 and not from memory
+        for (size_t done = 0; done < count; done += S_CHECK_BLOCK) {
+            size_t block = count - done < S_CHECK_BLOCK ? count - done : S_CHECK_BLOCK;
+            size_t bad = check ? ps_optim_first_nonfinite (grad + done, block) : block;
+            if (bad < block) {
+                float value = grad[done + bad]; //  before s_subtract reuses the scratch
+                if (!first) {
+                    s_subtract_run (accum->sum + offset, grad, done);
+                    s_subtract (accum->sum, pieces, i);
+                }
+                return ps_key_nonfinite (key, offset + done + bad, value, problem);
+            }
+            s_sum_range (accum, offset + done, grad + done, block);
         }
-        s_sum_range (accum, offset, grad, pieces[i].count);
-        offset += pieces[i].count;
+        offset += count;
     }
     if (first) {
         accum->live = true;
@@ -218,13 +234,7 @@ ps_store_unaccumulate_part (ps_store_t *self, ps_key_t *key, int64_t clock, uint
         accum_t *accum = &key->accums[i];
         if (!accum->live || accum->clock != clock)
             continue;
-        uint64_t at = offset;
-        for (size_t p = 0; p < npieces; p++) {
-            const float *grad = ps_piece_floats (&pieces[p]);
-            for (size_t j = 0; j < pieces[p].count; j++)
-                accum->sum[at + j] -= grad[j];
-            at += pieces[p].count;
-        }
+        s_subtract (accum->sum + offset, pieces, npieces);
         if (offset == 0) {
             assert (accum->count >= grad_count);
             accum->count -= grad_count;

@@ -533,6 +533,43 @@ Test (store, nonfinite_gradients_leave_the_key_unchanged)
     ps_store_destroy (&store);
 }
 
+//  BSP checks a gradient a block at a time as it sums it: a NaN deep in a
+//  piece, after blocks already summed, gives back every float it added
+Test (store, a_bsp_gradient_refused_deep_in_a_piece_leaves_the_sum_as_it_was)
+{
+    ps_store_t *store = ps_store_new (NULL);
+    ps_optim_config_t sgd = s_config (PS_OPTIM_SGD);
+    sgd.lr = 1;
+    const size_t size = 5 * 4096 + 7, first = 4096 + 3;
+    ps_key_t *key = s_init (store, "w", size, &sgd);
+    float *g = malloc (size * sizeof (float)), *bad = malloc (size * sizeof (float));
+    for (size_t i = 0; i < size; i++)
+        g[i] = bad[i] = (float)(i % 5) + 1;
+    size_t at = first + 3 * 4096 + 11;
+    bad[at] = INFINITY;
+    ps_piece_t good[2] = {{.data = g, .count = first}, {.data = g + first, .count = size - first}};
+    ps_piece_t refused[2] = {{.data = bad, .count = first},
+                             {.data = bad + first, .count = size - first}};
+    ps_problem_t problem = {0};
+    cr_assert_eq (ps_store_accumulate (store, key, 0, good, 2, 1, true, &problem), 0, "%s",
+                  problem.message);
+    cr_assert_eq (ps_store_accumulate (store, key, 0, refused, 2, 1, true, &problem), -1);
+    cr_assert_eq (problem.code, PSMQ__ERR_CODE__ERR_NONFINITE);
+    char element[64];
+    snprintf (element, sizeof element, "element %zu is inf", at);
+    cr_assert (strstr (problem.message, element), "%s", problem.message);
+    cr_assert_eq (ps_store_accumulate (store, key, 0, good, 2, 1, true, &problem), 0, "%s",
+                  problem.message);
+    //  The mean of the two good ones, exactly: nothing of the refused one
+    cr_assert_eq (ps_store_flush (store, 1, NULL, NULL), 1);
+    float *values = s_values (key);
+    for (size_t i = 0; i < size; i++)
+        cr_assert_eq (values[i], -g[i], "element %zu: %g, not %g", i, values[i], -g[i]);
+    free (g);
+    free (bad);
+    ps_store_destroy (&store);
+}
+
 //  A push of several keys is taken whole or not at all: staged steps are
 //  published together, dropped together, and a BSP sum can give a push back
 Test (store, stage_commit_drop_and_take_back)
