@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 #  The Debian package as a user gets it: cpack makes it from this build,
 #  dpkg installs it on this machine, and it is used from /usr as a user
-#  would, with no path given anywhere:
+#  would, with no path given anywhere (but /usr, when a psmq is installed
+#  in /usr/local too, as tools/demo does):
 #  - its Depends names the Debian package of every library its programs
 #    and libpsworker link (dpkg-shlibdeps found them), and libmicrohttpd12,
 #    which psbroker loads (dlopen) to serve --metrics
@@ -54,6 +55,15 @@ cleanup () {
 }
 trap cleanup EXIT
 unset LD_LIBRARY_PATH PKG_CONFIG_PATH CMAKE_PREFIX_PATH PYTHONPATH PYTHONDONTWRITEBYTECODE
+#  A psmq that tools/demo installed into /usr/local (the Quick start's
+#  first command, tools/check its second) comes first for pkg-config,
+#  CMake's find_package and the loader: then they are pointed at /usr,
+#  so that what runs below is the package's
+if [ -e "/usr/local/$libdir/libpsworker.so.0" ] || [ -e "/usr/local/$libdir/pkgconfig/psworker.pc" ]; then
+    export PKG_CONFIG_LIBDIR=/usr/$libdir/pkgconfig:/usr/lib/pkgconfig:/usr/share/pkgconfig
+    export CMAKE_PREFIX_PATH=/usr LD_LIBRARY_PATH=/usr/$libdir
+    echo "$tag: a psmq is installed in /usr/local too: pkg-config, CMake and the loader look in /usr"
+fi
 
 cpack --config "$build/CPackConfig.cmake" -G DEB -B "$work/cpack" > "$work/cpack.log" 2>&1 \
     || { cat "$work/cpack.log" >&2; fail "cpack did not make the package"; }
