@@ -423,6 +423,7 @@ Test (limits, a_peer_that_never_reads_is_refused_and_memory_stays_bounded, .time
 //  A peer that pushes and never waits: rank 1, a key of 1M floats (4 MB)
 //  with Adam of its own, pushed in a loop until told to stop; it never
 //  reads the acks nor sends a CLOCK
+#define FLOOD_FLOATS (1u << 20)
 static void *
 s_never_waits (void *arg)
 {
@@ -438,7 +439,7 @@ s_never_waits (void *arg)
     Psmq__Hello hello = PSMQ__HELLO__INIT;
     hello.world_size = 2;
     ps_test_raw_hello (&peer, 1, &hello);
-    const uint64_t size = 1 << 20;
+    const uint64_t size = FLOOD_FLOATS;
     s_send_init (&peer, 1, "pushed", size, PSMQ__OPTIM_KIND__OPT_ADAM);
     ps_envelope_t *reply = ps_test_raw_receive (&peer);
     cr_assert (reply && reply->type == PSMQ__MSG_TYPE__INIT);
@@ -478,7 +479,7 @@ Test (limits, a_peer_that_pushes_without_waiting_is_refused_and_memory_stays_bou
     //  one that never waits for a CLOCK may have 16 MB of them waiting
     s_quarantine_off ();
     char *args[] = {"--workers", "2", "--staleness", "-1", "--max-unread", "16M", NULL};
-    const double limit = 16 << 20, push = 4 << 20;
+    const double limit = 16 << 20, push = FLOOD_FLOATS * sizeof (float);
     char endpoint[128], out[4096];
     ps_test_child_t broker = ps_test_psbroker (args, endpoint, sizeof endpoint, out, sizeof out);
     long before = s_status_kb (broker.pid, "VmRSS");

@@ -545,6 +545,8 @@ Test (store, a_bsp_gradient_refused_deep_in_a_piece_leaves_the_sum_as_it_was)
     float *g = malloc (size * sizeof (float)), *bad = malloc (size * sizeof (float));
     for (size_t i = 0; i < size; i++)
         g[i] = bad[i] = (float)(i % 5) + 1;
+    //  In the fourth block of the second piece (ps_store_bsp checks 4096
+    //  floats at a time): three blocks of that piece are summed before it
     size_t at = first + 3 * 4096 + 11;
     bad[at] = INFINITY;
     ps_piece_t good[2] = {{.data = g, .count = first}, {.data = g + first, .count = size - first}};
