@@ -21,6 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+static int
+s_compare_double (const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 
 //  Run argv with its stdout captured into text (as much as fits); its exit
 //  status, or -1 when it had to be killed at timeout_ms
@@ -46,6 +54,21 @@ s_figure (const char *text, const char *name)
     if (!at)
         return -1;
     return strtod (at + strlen (needle), NULL);
+}
+
+//  Write a stand-in zmq_limits into dir that prints body; its path in fake
+static void
+s_fake_zmq_limits (const char *name, const char *body, char *dir, size_t dir_size, char *fake,
+                   size_t fake_size)
+{
+    ps_test_path (name, dir, dir_size);
+    cr_assert (mkdir (dir, 0700) == 0 || errno == EEXIST);
+    snprintf (fake, fake_size, "%s/zmq_limits", dir);
+    FILE *script = fopen (fake, "w");
+    cr_assert (script);
+    fputs (body, script);
+    fclose (script);
+    cr_assert_eq (chmod (fake, 0700), 0);
 }
 
 Test (psbench, quick_run_prints_every_figure, .timeout = 90)
@@ -146,14 +169,9 @@ Test (psbench, bsp_with_8_workers_is_held_against_8_raw_clients_at_once, .timeou
     //  them at once carry 8 x 10000 round trips a second, so 8 workers'
     //  2 round trips per clock allow 5000 clocks/s
     char dir[256], fake[300];
-    ps_test_path ("fake-yardstick", dir, sizeof dir);
-    cr_assert (mkdir (dir, 0700) == 0 || errno == EEXIST);
-    snprintf (fake, sizeof fake, "%s/zmq_limits", dir);
-    FILE *script = fopen (fake, "w");
-    cr_assert (script);
-    fputs ("#!/bin/sh\necho '# a stand-in'\necho 'tcp_lat 100.0 150.0'\n", script);
-    fclose (script);
-    cr_assert_eq (chmod (fake, 0700), 0);
+    s_fake_zmq_limits ("fake-yardstick",
+                       "#!/bin/sh\necho '# a stand-in'\necho 'tcp_lat 100.0 150.0'\n", dir,
+                       sizeof dir, fake, sizeof fake);
     char path[512], broker[512];
     char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
                     "--quick",
@@ -182,6 +200,113 @@ Test (psbench, bsp_with_8_workers_is_held_against_8_raw_clients_at_once, .timeou
     }
     //  Fewer workers are held against the one client's round trips only
     cr_expect_null (strstr (text, "bsp_clocks_4w.vs_raw_clients"), "%s", text);
+}
+
+Test (psbench, latency_takes_turns_with_the_raw_round_trip, .timeout = 60)
+{
+    //  A stand-in zmq_limits whose k-th run says k x 100 us: the run
+    //  before the cases is the first, so round r must be held against
+    //  2 x (r + 1) x 100 us. One raw run for all rounds would hold
+    //  them all against the same figure.
+    char dir[256], fake[300], count[320];
+    s_fake_zmq_limits ("fake-yardstick-turns",
+                       "#!/bin/sh\n"
+                       "k=$(cat \"$0.count\" 2>/dev/null || echo 0); k=$((k + 1))\n"
+                       "echo $k > \"$0.count\"\n"
+                       "echo \"tcp_lat $((k * 100)).0 $((k * 150)).0\"\n",
+                       dir, sizeof dir, fake, sizeof fake);
+    snprintf (count, sizeof count, "%s.count", fake);
+    unlink (count);
+    char path[512], broker[512];
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
+                    "--quick",
+                    "--yardstick",
+                    dir,
+                    "--only",
+                    "latency",
+                    "--broker-bin",
+                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
+                    NULL};
+    static char text[32 * 1024];
+    text[0] = '\n';
+    int status = s_run (argv, text + 1, sizeof text - 1, 50000);
+    cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
+    double ratios[2], p99_ratios[2];
+    for (int r = 0; r < 2; r++) {
+        char needle[64];
+        snprintf (needle, sizeof needle, "# latency round %d: ", r + 1);
+        const char *line = strstr (text, needle);
+        cr_assert (line, "no '%s' in:\n%s", needle, text);
+        double p50, p99, raw, raw_p99;
+        cr_assert_eq (sscanf (line + strlen (needle),
+                              "p50 %lf us, p99 %lf us; 2x tcp_lat %lf us, p99 %lf us", &p50, &p99,
+                              &raw, &raw_p99),
+                      4, "%s", line);
+        cr_expect_float_eq (raw, 2 * (r + 2) * 100.0, 1e-9, "round %d: %s", r + 1, line);
+        cr_expect_float_eq (raw_p99, 2 * (r + 2) * 150.0, 1e-9, "round %d: %s", r + 1, line);
+        ratios[r] = p50 / raw;
+        p99_ratios[r] = p99 / raw_p99;
+    }
+    //  The median of two, by nearest rank, is the larger
+    double want = ratios[0] > ratios[1] ? ratios[0] : ratios[1];
+    double want_p99 = p99_ratios[0] > p99_ratios[1] ? p99_ratios[0] : p99_ratios[1];
+    cr_expect_float_eq (s_figure (text, "latency_push_pull.ratio"), want, 0.002, "%s", text);
+    cr_expect_float_eq (s_figure (text, "latency_push_pull.p99.ratio"), want_p99, 0.002, "%s",
+                        text);
+}
+
+Test (psbench, pushpull_takes_turns_with_the_raw_transfer, .timeout = 60)
+{
+    //  A stand-in zmq_limits whose k-th run says a 4 KB round trip takes
+    //  k / 100 ms: the run before the cases is the first, so pushpull_4K's
+    //  three repetitions are held against runs 2, 3 and 4 (0.03 ms in the
+    //  middle), and pushpull_view_4K's against 5, 6 and 7
+    char dir[256], fake[300], count[320];
+    s_fake_zmq_limits ("fake-yardstick-pushpull",
+                       "#!/bin/sh\n"
+                       "k=$(cat \"$0.count\" 2>/dev/null || echo 0); k=$((k + 1))\n"
+                       "echo $k > \"$0.count\"\n"
+                       "echo \"tcp_rt_zc 4096 0.5 0.0$k\"\n",
+                       dir, sizeof dir, fake, sizeof fake);
+    snprintf (count, sizeof count, "%s.count", fake);
+    unlink (count);
+    char path[512], broker[512];
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
+                    "--quick",
+                    "--yardstick",
+                    dir,
+                    "--only",
+                    "pushpull",
+                    "--sizes",
+                    "4K",
+                    "--broker-bin",
+                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
+                    NULL};
+    static char text[32 * 1024];
+    text[0] = '\n';
+    int status = s_run (argv, text + 1, sizeof text - 1, 50000);
+    cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
+    static const char *names[] = {"pushpull_4K", "pushpull_view_4K"};
+    static const char *middles[] = {"; 0.03000 ms in the middle; each:",
+                                    "; 0.06000 ms in the middle; each:"};
+    for (size_t i = 0; i < 2; i++) {
+        char needle[64];
+        snprintf (needle, sizeof needle, "\n%s.ratio: ", names[i]);
+        const char *line = strstr (text, needle);
+        cr_assert (line, "no '%s' in:\n%s", needle + 1, text);
+        const char *end = strchr (line + 1, '\n');
+        cr_assert (end);
+        const char *middle = strstr (line, middles[i]);
+        cr_assert (middle && middle < end, "%s: no '%s' in:\n%s", names[i], middles[i], text);
+        //  The figure is the median of the turns' own ratios
+        double each[3], ratio = strtod (line + strlen (needle), NULL);
+        cr_assert_eq (
+            sscanf (middle + strlen (middles[i]), "%lf %lf %lf", &each[0], &each[1], &each[2]), 3,
+            "%s", line);
+        qsort (each, 3, sizeof *each, s_compare_double);
+        cr_expect_float_eq (ratio, each[1], 0.0015, "%s: %g is not the median of its turns",
+                            names[i], ratio);
+    }
 }
 
 Test (psbench, unknown_case_is_a_usage_error)

@@ -73,3 +73,25 @@ bench_ratio (const char *name, const char *suffix, double ours, const char *what
     printf ("%s.%s: %.3f (vs %s %s %s)\n", name, suffix, ours / theirs, what,
             s_number (theirs, number, sizeof number), unit);
 }
+
+bool
+bench_ratio_turns (const char *name, const char *suffix, const double *ours, const double *theirs,
+                   size_t n, const char *what, const char *unit)
+{
+    double ratios[BENCH_MAX_TURNS], middle[BENCH_MAX_TURNS];
+    char list[BENCH_MAX_TURNS * 8 + 1] = "", number[64];
+    if (n == 0 || n > BENCH_MAX_TURNS)
+        return false;
+    for (size_t i = 0, used = 0; i < n; i++) {
+        if (theirs[i] <= 0)
+            return false;
+        ratios[i] = ours[i] / theirs[i];
+        middle[i] = theirs[i];
+        used += (size_t)snprintf (list + used, sizeof list - used, " %.3f", ratios[i]);
+    }
+    printf ("%s.%s: %.3f (median of %zu turns, each vs %s run just before it; %s %s in the "
+            "middle; each:%s)\n",
+            name, suffix, bench_quantile (ratios, n, 0.5), n, what,
+            s_number (bench_quantile (middle, n, 0.5), number, sizeof number), unit, list);
+    return true;
+}

@@ -13,6 +13,7 @@
 #ifndef BENCH_FIGURE_H_INCLUDED
 #define BENCH_FIGURE_H_INCLUDED
 
+#include <stdbool.h>
 #include <stddef.h>
 
 //  Seconds on the monotonic clock, to the nanosecond
@@ -33,5 +34,19 @@ void bench_figure (const char *name, double value, const char *unit);
 //  theirs is not positive
 void bench_ratio (const char *name, const char *suffix, double ours, const char *what,
                   double theirs, const char *unit);
+
+//  Turns of a figure and its yardstick, at most (bench_ratio_turns)
+#define BENCH_MAX_TURNS 32
+
+//  Print `name.suffix: R (median of n turns, each vs what run just before
+//  it; T unit in the middle; each: r1 r2 ...)`, R the median of the turns'
+//  own ratios ours[i] / theirs[i] and T the median of theirs: for a case
+//  that runs the yardstick before each of its own repetitions, so that
+//  each ratio holds two figures of the same minute on a machine whose
+//  speed drifts between minutes. Prints nothing and returns false unless
+//  0 < n <= BENCH_MAX_TURNS and every theirs[i] is positive. Reads the
+//  arrays only.
+bool bench_ratio_turns (const char *name, const char *suffix, const double *ours,
+                        const double *theirs, size_t n, const char *what, const char *unit);
 
 #endif

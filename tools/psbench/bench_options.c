@@ -58,6 +58,8 @@ s_usage (FILE *out)
                         "Measure psmq against this machine's limits (loopback only). Prints one\n"
                         "`name: value unit` line per figure and, with the yardstick, a\n"
                         "`name.ratio: R (vs case value unit)` line: R = psmq / yardstick.\n"
+                        "pushpull and latency run the yardstick before each repetition and\n"
+                        "print R as the median of the repetitions' own ratios.\n"
                         "\n"
                         "  --quick            tiny sizes, few iterations, no yardstick unless\n"
                         "                     --yardstick is given (a few seconds)\n"
@@ -309,7 +311,9 @@ bench_plan_init (bench_plan_t *self, const bench_options_t *options)
                        .rep_seconds = quick ? 0.05 : 0.4,
                        .reps = 3,
                        .lat_warmup = quick ? 50 : 500,
-                       .lat_pairs = quick ? 300 : 5000,
+                       .lat_rounds = quick ? 2 : 7,
+                       .lat_pairs = quick ? 150 : 800,
+                       .lat_raw_trips = quick ? 300 : 3000,
                        .agg_bytes = quick ? 1u << 20 : 16u << 20,
                        .agg_reps = quick ? 3 : 15,
                        .bsp_seconds = quick ? 0.05 : 1.0,

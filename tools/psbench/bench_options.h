@@ -78,8 +78,10 @@ typedef struct {
     size_t nsizes;                 //  their number
     double rep_seconds;            //  one pushpull repetition (x3 for 16 MB and up)
     int reps;                      //  repetitions per figure
-    int lat_warmup;                //  latency round pairs not timed
-    int lat_pairs;                 //  latency round pairs timed
+    int lat_warmup;                //  latency: pairs not timed, before the first round
+    int lat_rounds;                //  latency: rounds, each a raw run then pairs
+    int lat_pairs;                 //  latency: pairs timed in each round
+    int lat_raw_trips;             //  latency: raw round trips timed in each round
     size_t agg_bytes;              //  one gradient of the aggregation case
     int agg_reps;                  //  aggregation repetitions
     double bsp_seconds;            //  one bsp repetition, roughly

@@ -376,6 +376,8 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
     double rep_seconds = plan->rep_seconds * (spec->bytes >= (16u << 20) ? 3 : 1);
     for (int rep = 0; rep < plan->reps; rep++) {
         atomic_store (&bench->stop, false);
+        if (spec->before_rep && !failed)
+            spec->before_rep (spec->before_rep_arg, rep);
         pthread_barrier_wait (&bench->barrier);
         start = bench_now ();
         if (!bsp && !failed)

@@ -50,6 +50,11 @@ typedef struct {
     size_t ballast;    //  bytes of a key rank 0 creates and nobody pushes
                        //  or pulls (what a checkpoint writes besides), 0 none
     int wire;          //  their wire dtype, a ps_wire_dtype_t (0: f32)
+    //  Called on the main thread before each timed repetition, while the
+    //  workers wait at a barrier and the brokers idle: where a case runs
+    //  the yardstick in turns with psmq. NULL: nothing.
+    void (*before_rep) (void *arg, int rep);
+    void *before_rep_arg;
 } bench_spec_t;
 
 //  Per repetition: wall seconds and steps of all worker threads

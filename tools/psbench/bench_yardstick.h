@@ -21,6 +21,7 @@
 
 #include "bench_options.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct _bench_yardstick_t bench_yardstick_t;
@@ -48,6 +49,21 @@ void bench_yardstick_destroy (bench_yardstick_t **self_p);
 //  The row of a case (size 0 for latency lines), or NULL; self may be NULL
 const bench_yard_row_t *bench_yardstick_find (const bench_yardstick_t *self, const char *name,
                                               uint64_t size);
+
+//  Run zmq_limits' latency mode once more, now: round_trips 8-byte round
+//  trips over TCP, its table echoed as comments. For a case that takes
+//  turns with the yardstick, so that each round's ratio holds two figures
+//  of the same minute: on this shared VM the raw round trip moves by 2x
+//  between minutes, more than the figures a ratio is meant to judge.
+//  False when self is NULL (no yardstick this run) or the program failed;
+//  then *row is untouched. Main thread.
+bool bench_yardstick_latency (const bench_yardstick_t *self, const bench_options_t *options,
+                              int round_trips, bench_yard_row_t *row);
+
+//  The same for a push+pull of bytes: one repetition of the row
+//  bench_yardstick_pushpull names, run now
+bool bench_yardstick_pushpull_again (const bench_yardstick_t *self, const bench_options_t *options,
+                                     size_t bytes, bench_yard_row_t *row);
 
 //  The row a push+pull of bytes is held against, or NULL (self may be
 //  NULL): tcp_model_zc of 1 MB chunks for the 64 MB model, tcp_rt_zc of

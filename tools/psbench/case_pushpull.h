@@ -6,7 +6,9 @@
     pushpull4_<size>: the aggregate GB/s of four such workers, each with
     its own tensor; .step is a step's ms per worker. Held against the
     yardstick's raw DEALER/ROUTER round trip of the same size (64 MB:
-    its model of 1 MB chunks).
+    its model of 1 MB chunks) in turns: one repetition of the yardstick
+    runs just before each of psmq's, and the ratio is the median of the
+    repetitions' own ratios (bench_ratio_turns), as case_latency does.
     ========================================================================= */
 
 #ifndef CASE_PUSHPULL_H_INCLUDED
