@@ -255,6 +255,48 @@ Test (psbench, latency_takes_turns_with_the_raw_round_trip, .timeout = 60)
                         text);
 }
 
+Test (psbench, a_yardstick_that_fails_its_turn_leaves_the_first_run, .timeout = 60)
+{
+    //  A stand-in zmq_limits that answers once, then fails: the first
+    //  failed turn ends the turns (2 runs in all), and the figure is held
+    //  against the run before the cases
+    char dir[256], fake[300], count[320];
+    s_fake_zmq_limits ("fake-yardstick-fails",
+                       "#!/bin/sh\n"
+                       "k=$(cat \"$0.count\" 2>/dev/null || echo 0); k=$((k + 1))\n"
+                       "echo $k > \"$0.count\"\n"
+                       "[ $k -eq 1 ] || exit 1\n"
+                       "echo 'tcp_lat 100.0 150.0'\n",
+                       dir, sizeof dir, fake, sizeof fake);
+    snprintf (count, sizeof count, "%s.count", fake);
+    unlink (count);
+    char path[512], broker[512];
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
+                    "--quick",
+                    "--yardstick",
+                    dir,
+                    "--only",
+                    "latency",
+                    "--broker-bin",
+                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
+                    NULL};
+    static char text[32 * 1024];
+    text[0] = '\n';
+    int status = s_run (argv, text + 1, sizeof text - 1, 50000);
+    cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
+    double median = s_figure (text, "latency_push_pull");
+    cr_assert_gt (median, 0, "%s", text);
+    cr_expect_float_eq (s_figure (text, "latency_push_pull.ratio"), median / 200.0,
+                        0.0005 + median / 200.0 * 0.002, "%s", text);
+    cr_expect (strstr (text, "(vs 2x tcp_lat 200.000 us)"), "%s", text);
+    FILE *runs = fopen (count, "r");
+    cr_assert (runs);
+    int k = 0;
+    cr_expect_eq (fscanf (runs, "%d", &k), 1);
+    fclose (runs);
+    cr_expect_eq (k, 2, "zmq_limits ran %d times", k);
+}
+
 Test (psbench, pushpull_takes_turns_with_the_raw_transfer, .timeout = 60)
 {
     //  A stand-in zmq_limits whose k-th run says a 4 KB round trip takes

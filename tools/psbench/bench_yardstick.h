@@ -55,8 +55,9 @@ const bench_yard_row_t *bench_yardstick_find (const bench_yardstick_t *self, con
 //  turns with the yardstick, so that each round's ratio holds two figures
 //  of the same minute: on this shared VM the raw round trip moves by 2x
 //  between minutes, more than the figures a ratio is meant to judge.
-//  False when self is NULL (no yardstick this run) or the program failed;
-//  then *row is untouched. Main thread.
+//  False when self is NULL (no yardstick this run) or the program failed
+//  or took more than 30 s; then *row is untouched, and a caller had best
+//  not ask again in this case. Main thread.
 bool bench_yardstick_latency (const bench_yardstick_t *self, const bench_options_t *options,
                               int round_trips, bench_yard_row_t *row);
 

@@ -59,6 +59,8 @@ s_rounds (ps_worker_t *worker, const bench_options_t *options, const bench_plan_
             rounds[r].raw_median = 2 * raw.a;
             rounds[r].raw_p99 = 2 * raw.b;
         }
+        else
+            yard = NULL; //  it failed once: the rest go without turns
         double *mine = us + (size_t)r * (size_t)plan->lat_pairs;
         status = s_pairs (worker, plan->lat_pairs, mine, what);
         if (status != PS_OK)

@@ -24,13 +24,14 @@ typedef struct {
     bench_yard_row_t rows[BENCH_MAX_REPS]; //  zeros: that turn failed
 } turns_t;
 
+//  A turn that fails ends the turns of this figure
 static void
 s_raw_turn (void *arg, int rep)
 {
     turns_t *turns = arg;
-    if (rep < BENCH_MAX_REPS)
-        bench_yardstick_pushpull_again (turns->yard, turns->options, turns->bytes,
-                                        &turns->rows[rep]);
+    if (rep < BENCH_MAX_REPS && !bench_yardstick_pushpull_again (turns->yard, turns->options,
+                                                                 turns->bytes, &turns->rows[rep]))
+        turns->yard = NULL;
 }
 
 //  The median of n values, left in their order: they pair with the turns
