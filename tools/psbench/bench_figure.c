@@ -87,7 +87,8 @@ bench_ratio_turns (const char *name, const char *suffix, const double *ours, con
             return false;
         ratios[i] = ours[i] / theirs[i];
         middle[i] = theirs[i];
-        used += (size_t)snprintf (list + used, sizeof list - used, " %.3f", ratios[i]);
+        if (used < sizeof list)
+            used += (size_t)snprintf (list + used, sizeof list - used, " %.3f", ratios[i]);
     }
     printf ("%s.%s: %.3f (median of %zu turns, each vs %s run just before it; %s %s in the "
             "middle; each:%s)\n",
