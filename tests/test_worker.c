@@ -10,6 +10,7 @@
     ========================================================================= */
 
 #include "ps_limits.h"
+#include "ps_stream.h"
 #include "ps_testutil.h"
 #include "ps_worker.h"
 
@@ -289,6 +290,45 @@ Test (worker, push_to_a_stopped_broker_times_out_and_keeps_no_reference, .timeou
     close (broker.out);
     close (broker.err);
     ps_worker_close (&worker);
+}
+
+Test (worker, a_pull_larger_than_the_cache_is_streamed_in_exactly, .timeout = 60)
+{
+    //  The smallest power of two from 1 MB that ps_stream_worth streams
+    //  into, as a large key and a small one pulled together: the pull's
+    //  bytes in all decide, so both keys' reply parts are copied by
+    //  streamed stores, each to its own tensor and offset (ps_tickets)
+    size_t bytes = 1u << 20;
+    while (!ps_stream_worth (bytes) && bytes < (1u << 30))
+        bytes *= 2;
+    cr_assert (ps_stream_worth (bytes), "no pull up to %zu bytes is streamed", bytes);
+    //  Sizes off the 16-byte steps, so that both ends take the slow path
+    size_t counts[2] = {bytes / sizeof (float) - 999, 1001};
+    const char *keys[2] = {"big", "small"};
+    float *init[2], *value[2];
+    ps_tensor_t pull[2];
+    ps_test_job_t job = ps_test_job (1, -1, 0);
+    for (size_t t = 0; t < 2; t++) {
+        init[t] = malloc (counts[t] * sizeof (float));
+        value[t] = malloc (counts[t] * sizeof (float));
+        cr_assert (init[t] && value[t]);
+        for (size_t i = 0; i < counts[t]; i++)
+            init[t][i] = (float)((i + 7 * t) % 1000003) + 0.5f;
+        cr_assert_eq (ps_worker_init (job.worker, keys[t], counts[t], init[t], NULL), PS_OK);
+        memset (value[t], 0xff, counts[t] * sizeof (float));
+        pull[t] = (ps_tensor_t){keys[t], value[t], counts[t]};
+    }
+    cr_assert_eq (ps_worker_pull (job.worker, pull, 2), PS_OK, "%s", ps_worker_error (job.worker));
+    for (size_t t = 0; t < 2; t++) {
+        size_t wrong = 0;
+        for (size_t i = 0; i < counts[t]; i++)
+            wrong += value[t][i] != init[t][i];
+        cr_expect_eq (wrong, 0, "%s: %zu of %zu elements differ (value[1] %g)", keys[t], wrong,
+                      counts[t], (double)value[t][1]);
+        free (init[t]);
+        free (value[t]);
+    }
+    ps_test_job_stop (&job);
 }
 
 Test (worker, blocking_push_reuses_nothing_of_the_callers_after_return)

@@ -12,9 +12,11 @@
 
 #include "ps_tickets.h"
 #include "ps_dtype.h"
+#include "ps_stream.h"
 
 #include <assert.h>
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +105,14 @@ ps_tickets_add_pull (ps_tickets_t *self, const ps_tensor_t *tensors, size_t nten
     pending->plan = plan_copy;
     pending->filled = filled;
     pending->ntensors = ntensors;
+    //  The pull's bytes in all: 161 tensors of a few MB each fill a cache
+    //  as surely as one of their size
+    size_t bytes = 0;
+    for (size_t i = 0; i < ntensors; i++)
+        bytes += tensors[i].count < (SIZE_MAX - bytes) / sizeof (float)
+                     ? tensors[i].count * sizeof (float)
+                     : SIZE_MAX - bytes;
+    pending->streamed = ps_stream_worth (bytes);
     return pending;
 }
 
@@ -157,6 +167,20 @@ ps_tickets_waits_on_bound (const ps_tickets_t *self, const ps_pending_t *pending
     return false;
 }
 
+//  count elements of dtype from a reply frame into tensor at offset.
+//  16-bit wire elements widen to floats here (exact); floats of a pull
+//  that writes more than the cache keeps go by streamed stores
+static void
+s_fill (const ps_pending_t *pending, size_t tensor, size_t offset, zmq_msg_t *frame, size_t count,
+        int dtype)
+{
+    float *out = pending->tensors[tensor].data + offset;
+    if (dtype == PS_DTYPE_F32 && pending->streamed)
+        ps_stream_copy (out, zmq_msg_data (frame), count);
+    else
+        ps_dtype_to_f32 (out, zmq_msg_data (frame), count, dtype);
+}
+
 //  Copy the frames of (one part of) link's reply to a PULL into the
 //  caller's tensors, at the offsets of that link's parts, or hand them to
 //  its view
@@ -207,9 +231,7 @@ s_take_pull (ps_tickets_t *self, ps_pending_t *pending, uint32_t link, const cha
             }
         }
         else
-            //  16-bit wire elements widen to floats here (exact)
-            ps_dtype_to_f32 (pending->tensors[tensor].data + offset, zmq_msg_data (data),
-                             slice->count, (int)slice->dtype);
+            s_fill (pending, tensor, offset, data, slice->count, (int)slice->dtype);
         pending->filled[tensor] += slice->count;
     }
     return PS_OK;

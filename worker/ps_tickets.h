@@ -64,6 +64,9 @@ typedef struct {
     size_t ntensors;       //  PULL: their number
     ps_view_t *view;       //  PULL: the caller's view the frames go to
                            //  (ps_worker_pull_view), else NULL: copied
+    bool streamed;         //  PULL: copied with stores that bypass the
+                           //  cache, as the pull writes more than it keeps
+                           //  (ps_stream.h)
     int64_t clock;         //  CLOCK: the clock it finishes (a PUSH's too)
     bool clock_after;      //  PUSH: it finishes its clock as well
     ps_lent_t *lent;       //  PUSH: for each link, its frames that point into

@@ -436,7 +436,11 @@ PS_WORKER_EXPORT ps_wire_dtype_t ps_worker_wire_dtype (const ps_worker_t *self, 
 //  grad_count says how many gradients were summed into them (1 if 0).
 PS_WORKER_EXPORT int ps_worker_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors,
                                      uint32_t grad_count);
-//  Pull parameters into the tensors' buffers, one round trip
+//  Pull parameters into the tensors' buffers, one round trip. A pull of
+//  at least 3/4 of the last-level cache in all writes its float32 values
+//  with stores that bypass the cache, as they could not stay there
+//  anyway: a 64 MB pull took a third less of the caller's CPU
+//  (docs/performance.md)
 PS_WORKER_EXPORT int ps_worker_pull (ps_worker_t *self, ps_tensor_t *tensors, size_t ntensors);
 
 //  A pull read in place. ps_worker_pull copies each reply's frames into

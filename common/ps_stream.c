@@ -1,0 +1,62 @@
+/*  =========================================================================
+    ps_stream - copies of floats that bypass the cache (see the .h)
+    ========================================================================= */
+
+#include "ps_stream.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+//  When sysconf cannot tell the last-level cache's size
+#define S_CACHE_GUESS (32u << 20)
+
+static size_t
+s_last_level_cache (void)
+{
+    long size = -1;
+#if defined(_SC_LEVEL3_CACHE_SIZE)
+    size = sysconf (_SC_LEVEL3_CACHE_SIZE);
+#endif
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    if (size <= 0)
+        size = sysconf (_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return size > 0 ? (size_t)size : S_CACHE_GUESS;
+}
+
+bool
+ps_stream_worth (size_t bytes)
+{
+    //  sysconf reads no file for these on glibc (cpuid), but once is enough
+    static size_t cache;
+    size_t known = __atomic_load_n (&cache, __ATOMIC_RELAXED);
+    if (!known) {
+        known = s_last_level_cache ();
+        __atomic_store_n (&cache, known, __ATOMIC_RELAXED);
+    }
+    //  glibc's own threshold for streaming a single copy, 3/4 of the
+    //  shared cache: past it, what is written evicts more than it keeps
+    return bytes >= known / 4 * 3;
+}
+
+void
+ps_stream_copy (float *out, const float *in, size_t count)
+{
+#if defined(__SSE2__)
+    size_t i = 0;
+    for (; i < count && (uintptr_t)(out + i) % 16; i++)
+        out[i] = in[i];
+    for (; i + 4 <= count; i += 4)
+        _mm_stream_ps (out + i, _mm_loadu_ps (in + i));
+    _mm_sfence ();
+    for (; i < count; i++)
+        out[i] = in[i];
+#else
+    memcpy (out, in, count * sizeof (float));
+#endif
+}
