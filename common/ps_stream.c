@@ -4,6 +4,7 @@
 
 #include "ps_stream.h"
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,12 +33,12 @@ s_last_level_cache (void)
 bool
 ps_stream_worth (size_t bytes)
 {
-    //  sysconf reads no file for these on glibc (cpuid), but once is enough
-    static size_t cache;
-    size_t known = __atomic_load_n (&cache, __ATOMIC_RELAXED);
+    //  Asked once; threads that race ask sysconf each and store the same
+    static atomic_size_t cache;
+    size_t known = atomic_load_explicit (&cache, memory_order_relaxed);
     if (!known) {
         known = s_last_level_cache ();
-        __atomic_store_n (&cache, known, __ATOMIC_RELAXED);
+        atomic_store_explicit (&cache, known, memory_order_relaxed);
     }
     //  glibc's own threshold for streaming a single copy, 3/4 of the
     //  shared cache: past it, what is written evicts more than it keeps
