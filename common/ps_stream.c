@@ -45,18 +45,29 @@ ps_stream_worth (size_t bytes)
     return bytes >= known / 4 * 3;
 }
 
+//  One float from in, which may sit at any address (libzmq keeps small
+//  frames at odd offsets)
+static float
+s_load (const unsigned char *in)
+{
+    float value;
+    memcpy (&value, in, sizeof value);
+    return value;
+}
+
 void
-ps_stream_copy (float *out, const float *in, size_t count)
+ps_stream_copy (float *out, const void *in, size_t count)
 {
 #if defined(__SSE2__)
+    const unsigned char *bytes = in;
     size_t i = 0;
     for (; i < count && (uintptr_t)(out + i) % 16; i++)
-        out[i] = in[i];
+        out[i] = s_load (bytes + i * sizeof (float));
     for (; i + 4 <= count; i += 4)
-        _mm_stream_ps (out + i, _mm_loadu_ps (in + i));
+        _mm_stream_ps (out + i, _mm_loadu_ps ((const float *)(bytes + i * sizeof (float))));
     _mm_sfence ();
     for (; i < count; i++)
-        out[i] = in[i];
+        out[i] = s_load (bytes + i * sizeof (float));
 #else
     memcpy (out, in, count * sizeof (float));
 #endif

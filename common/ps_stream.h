@@ -26,7 +26,8 @@
 bool ps_stream_worth (size_t bytes);
 
 //  count floats from in to out, out's lines written without being read
-//  (where the CPU has SSE2; memcpy elsewhere). The two must not overlap.
-void ps_stream_copy (float *out, const float *in, size_t count);
+//  (where the CPU has SSE2; memcpy elsewhere). in may sit at any address,
+//  as libzmq's frames do; the two must not overlap.
+void ps_stream_copy (float *out, const void *in, size_t count);
 
 #endif

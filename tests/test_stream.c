@@ -1,9 +1,9 @@
 /*  =========================================================================
     test_stream - copies that bypass the cache (common/ps_stream.h)
 
-    The streamed copy writes exactly what memcpy would, at every alignment
-    of its destination and every length around its 16-byte steps, and
-    nothing outside; which tensors are worth streaming follows the
+    The streamed copy writes exactly what memcpy would, from a source at
+    any byte address to a destination at every alignment, at every length
+    around its 16-byte steps, and nothing outside; which tensors are worth streaming follows the
     last-level cache, never a small one.
 
     usage: build/test_stream [--filter 'stream/<test>'] [--verbose]
@@ -22,23 +22,28 @@
 
 Test (stream, copy_matches_memcpy_at_every_alignment_and_length)
 {
-    float source[80], target[GUARD + 4 + 80 + GUARD];
+    float values[80], target[GUARD + 4 + 80 + GUARD];
+    unsigned char source[sizeof values + 4];
     for (size_t i = 0; i < 80; i++)
-        source[i] = (float)i + 0.25f;
-    for (size_t shift = 0; shift < 4; shift++)
-        for (size_t count = 0; count <= 70; count++) {
-            for (size_t i = 0; i < sizeof target / sizeof *target; i++)
-                target[i] = -1.0f;
-            //  The source one float off as well: libzmq's frames sit at
-            //  any address
-            ps_stream_copy (target + GUARD + shift, source + 1, count);
-            for (size_t i = 0; i < sizeof target / sizeof *target; i++) {
-                bool inside = i >= GUARD + shift && i < GUARD + shift + count;
-                float want = inside ? source[1 + i - GUARD - shift] : -1.0f;
-                cr_assert_eq (target[i], want, "shift %zu, count %zu: target[%zu] = %g, not %g",
-                              shift, count, i, (double)target[i], (double)want);
+        values[i] = (float)i + 0.25f;
+    //  The source at every byte offset too: libzmq keeps small frames at
+    //  odd addresses
+    for (size_t skew = 0; skew < 4; skew++) {
+        memcpy (source + skew, values, sizeof values);
+        for (size_t shift = 0; shift < 4; shift++)
+            for (size_t count = 0; count <= 70; count++) {
+                for (size_t i = 0; i < sizeof target / sizeof *target; i++)
+                    target[i] = -1.0f;
+                ps_stream_copy (target + GUARD + shift, source + skew, count);
+                for (size_t i = 0; i < sizeof target / sizeof *target; i++) {
+                    bool inside = i >= GUARD + shift && i < GUARD + shift + count;
+                    float want = inside ? values[i - GUARD - shift] : -1.0f;
+                    cr_assert_eq (target[i], want,
+                                  "skew %zu, shift %zu, count %zu: target[%zu] = %g, not %g", skew,
+                                  shift, count, i, (double)target[i], (double)want);
+                }
             }
-        }
+    }
 }
 
 Test (stream, a_copy_of_megabytes_is_exact)
