@@ -71,6 +71,42 @@ s_fake_zmq_limits (const char *name, const char *body, char *dir, size_t dir_siz
     cr_assert_eq (chmod (fake, 0700), 0);
 }
 
+//  Run psbench --quick on cases (and sizes, or NULL) against a stand-in
+//  zmq_limits that counts its runs: each run sets $k to its number
+//  (1 for the run before the cases), then runs tail. Asserts that psbench
+//  exited 0; its output goes into text, after a newline (for s_figure),
+//  and the file that holds the count into count.
+static void
+s_run_counted_yardstick (const char *name, const char *tail, const char *cases, const char *sizes,
+                         char *text, size_t size, char *count, size_t count_size)
+{
+    char dir[256], fake[300], body[512];
+    snprintf (body, sizeof body,
+              "#!/bin/sh\n"
+              "k=$(cat \"$0.count\" 2>/dev/null || echo 0); k=$((k + 1))\n"
+              "echo $k > \"$0.count\"\n"
+              "%s",
+              tail);
+    s_fake_zmq_limits (name, body, dir, sizeof dir, fake, sizeof fake);
+    snprintf (count, count_size, "%s.count", fake);
+    unlink (count);
+    char path[512], broker[512];
+    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
+                    "--quick",
+                    "--yardstick",
+                    dir,
+                    "--only",
+                    (char *)cases,
+                    "--broker-bin",
+                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
+                    sizes ? "--sizes" : NULL,
+                    (char *)sizes,
+                    NULL};
+    text[0] = '\n';
+    int status = s_run (argv, text + 1, size - 1, 50000);
+    cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
+}
+
 Test (psbench, quick_run_prints_every_figure, .timeout = 90)
 {
     char path[512], broker[512];
@@ -208,29 +244,11 @@ Test (psbench, latency_takes_turns_with_the_raw_round_trip, .timeout = 60)
     //  before the cases is the first, so round r must be held against
     //  2 x (r + 1) x 100 us. One raw run for all rounds would hold
     //  them all against the same figure.
-    char dir[256], fake[300], count[320];
-    s_fake_zmq_limits ("fake-yardstick-turns",
-                       "#!/bin/sh\n"
-                       "k=$(cat \"$0.count\" 2>/dev/null || echo 0); k=$((k + 1))\n"
-                       "echo $k > \"$0.count\"\n"
-                       "echo \"tcp_lat $((k * 100)).0 $((k * 150)).0\"\n",
-                       dir, sizeof dir, fake, sizeof fake);
-    snprintf (count, sizeof count, "%s.count", fake);
-    unlink (count);
-    char path[512], broker[512];
-    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
-                    "--quick",
-                    "--yardstick",
-                    dir,
-                    "--only",
-                    "latency",
-                    "--broker-bin",
-                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
-                    NULL};
     static char text[32 * 1024];
-    text[0] = '\n';
-    int status = s_run (argv, text + 1, sizeof text - 1, 50000);
-    cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
+    char count[320];
+    s_run_counted_yardstick ("fake-yardstick-turns",
+                             "echo \"tcp_lat $((k * 100)).0 $((k * 150)).0\"\n", "latency", NULL,
+                             text, sizeof text, count, sizeof count);
     double ratios[2], p99_ratios[2];
     for (int r = 0; r < 2; r++) {
         char needle[64];
@@ -260,30 +278,12 @@ Test (psbench, a_yardstick_that_fails_its_turn_leaves_the_first_run, .timeout = 
     //  A stand-in zmq_limits that answers once, then fails: the first
     //  failed turn ends the turns (2 runs in all), and the figure is held
     //  against the run before the cases
-    char dir[256], fake[300], count[320];
-    s_fake_zmq_limits ("fake-yardstick-fails",
-                       "#!/bin/sh\n"
-                       "k=$(cat \"$0.count\" 2>/dev/null || echo 0); k=$((k + 1))\n"
-                       "echo $k > \"$0.count\"\n"
-                       "[ $k -eq 1 ] || exit 1\n"
-                       "echo 'tcp_lat 100.0 150.0'\n",
-                       dir, sizeof dir, fake, sizeof fake);
-    snprintf (count, sizeof count, "%s.count", fake);
-    unlink (count);
-    char path[512], broker[512];
-    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
-                    "--quick",
-                    "--yardstick",
-                    dir,
-                    "--only",
-                    "latency",
-                    "--broker-bin",
-                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
-                    NULL};
     static char text[32 * 1024];
-    text[0] = '\n';
-    int status = s_run (argv, text + 1, sizeof text - 1, 50000);
-    cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
+    char count[320];
+    s_run_counted_yardstick ("fake-yardstick-fails",
+                             "[ $k -eq 1 ] || exit 1\n"
+                             "echo 'tcp_lat 100.0 150.0'\n",
+                             "latency", NULL, text, sizeof text, count, sizeof count);
     double median = s_figure (text, "latency_push_pull");
     cr_assert_gt (median, 0, "%s", text);
     cr_expect_float_eq (s_figure (text, "latency_push_pull.ratio"), median / 200.0,
@@ -303,31 +303,10 @@ Test (psbench, pushpull_takes_turns_with_the_raw_transfer, .timeout = 60)
     //  k / 100 ms: the run before the cases is the first, so pushpull_4K's
     //  three repetitions are held against runs 2, 3 and 4 (0.03 ms in the
     //  middle), and pushpull_view_4K's against 5, 6 and 7
-    char dir[256], fake[300], count[320];
-    s_fake_zmq_limits ("fake-yardstick-pushpull",
-                       "#!/bin/sh\n"
-                       "k=$(cat \"$0.count\" 2>/dev/null || echo 0); k=$((k + 1))\n"
-                       "echo $k > \"$0.count\"\n"
-                       "echo \"tcp_rt_zc 4096 0.5 0.0$k\"\n",
-                       dir, sizeof dir, fake, sizeof fake);
-    snprintf (count, sizeof count, "%s.count", fake);
-    unlink (count);
-    char path[512], broker[512];
-    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
-                    "--quick",
-                    "--yardstick",
-                    dir,
-                    "--only",
-                    "pushpull",
-                    "--sizes",
-                    "4K",
-                    "--broker-bin",
-                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
-                    NULL};
     static char text[32 * 1024];
-    text[0] = '\n';
-    int status = s_run (argv, text + 1, sizeof text - 1, 50000);
-    cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
+    char count[320];
+    s_run_counted_yardstick ("fake-yardstick-pushpull", "echo \"tcp_rt_zc 4096 0.5 0.0$k\"\n",
+                             "pushpull", "4K", text, sizeof text, count, sizeof count);
     static const char *names[] = {"pushpull_4K", "pushpull_view_4K"};
     static const char *middles[] = {"; 0.03000 ms in the middle; each:",
                                     "; 0.06000 ms in the middle; each:"};
