@@ -11,9 +11,11 @@
 
 #include <malloc.h>
 
-void
+bool
 ps_malloc_keep_mapped (void)
 {
-    mallopt (M_MMAP_THRESHOLD, 256 << 20);
-    mallopt (M_TRIM_THRESHOLD, 1 << 30);
+    //  mallopt returns 1 on success, 0 on error
+    bool mmap_set = mallopt (M_MMAP_THRESHOLD, 256 << 20) == 1;
+    bool trim_set = mallopt (M_TRIM_THRESHOLD, 1 << 30) == 1;
+    return mmap_set && trim_set;
 }

@@ -8,13 +8,19 @@
     64 MB step here (docs/performance.md). Our programs (psbroker,
     psworker, psbench) call this once at the start of main, before any
     thread exists; it changes the whole process, so the worker library
-    never calls it by itself. The cost is memory: freed buffers stay with
-    the process for reuse instead of going back to the system.
+    never calls it by itself, but exports it for the programs that link
+    it (ps_worker_keep_memory_mapped, and Python's keep_memory_mapped).
+    The cost is memory: freed buffers stay with the process for reuse
+    instead of going back to the system.
     ========================================================================= */
 
 #ifndef PS_MALLOC_H_INCLUDED
 #define PS_MALLOC_H_INCLUDED
 
-void ps_malloc_keep_mapped (void);
+#include <stdbool.h>
+
+//  Set both thresholds: true when malloc took them (false under a malloc
+//  that ignores mallopt, such as AddressSanitizer's)
+bool ps_malloc_keep_mapped (void);
 
 #endif

@@ -28,6 +28,7 @@
 #include "ps_dtype.h"
 #include "ps_layout.h"
 #include "ps_limits.h"
+#include "ps_malloc.h"
 #include "ps_session.h"
 #include "ps_view.h"
 
@@ -59,6 +60,12 @@ const char *
 ps_worker_version (void)
 {
     return PSMQ_VERSION;
+}
+
+int
+ps_worker_keep_memory_mapped (void)
+{
+    return ps_malloc_keep_mapped () ? 1 : 0;
 }
 
 const char *

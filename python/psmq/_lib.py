@@ -206,6 +206,7 @@ def _declare(name, restype, *argtypes):
 
 _declare("ps_strerror", ctypes.c_char_p, ctypes.c_int)
 _declare("ps_worker_version", ctypes.c_char_p)
+_declare("ps_worker_keep_memory_mapped", ctypes.c_int)
 _declare("ps_worker_options_init", None, ctypes.POINTER(Options))
 #  The lookup is NULL here: the process environment, which os.environ
 #  writes through to (putenv)
