@@ -127,9 +127,13 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
     static const char *figures[] = {
         "pushpull_4K", "pushpull_4K.bandwidth", "pushpull_1M", "pushpull_view_4K",
         "pushpull_view_1M", "pushpull_view_1M.bandwidth", "pushpull4_4K", "pushpull4_1M",
-        "latency_push_pull", "latency_push_pull.p99", "aggregation", "aggregation_apply",
-        "bsp_clocks_1w", "bsp_clocks_2w", "bsp_clocks_4w", "bsp_clocks_8w", "tap_off_small",
-        "tap_idle_small", "tap_watched_small", "tap_off_1M", "tap_watched_1M",
+        //  CPU per step, this process's and the broker's: nothing is
+        //  printed when either cannot be read
+        "pushpull_4K.cpu", "pushpull_1M.cpu", "pushpull_1M.cpus_busy", "pushpull_view_1M.cpu",
+        "pushpull4_1M.cpu", "pushpull4_1M.cpus_busy", "latency_push_pull", "latency_push_pull.p99",
+        "aggregation", "aggregation_apply", "bsp_clocks_1w", "bsp_clocks_2w", "bsp_clocks_4w",
+        "bsp_clocks_8w", "tap_off_small", "tap_idle_small", "tap_watched_small", "tap_off_1M",
+        "tap_watched_1M",
         //  A group of 1, 2 and 4 brokers; --quick slices a 1 MB tensor
         "group_1b_1M", "group_1b_1M.bandwidth", "group_2b_1M", "group_2b_1M.speedup", "group_4b_1M",
         "group_4b_1M.bandwidth", "group_4b_1M.speedup",
@@ -152,6 +156,10 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
         cr_expect_gt (value, 0, "no positive '%s:' line in:\n%s", figures[i], text);
     }
     cr_expect_eq (s_figure (text, "many_resnet50.tensors"), 161, "%s", text);
+    //  The machine's CPUs at most (a little over: the two clocks are read
+    //  a few microseconds apart)
+    double cpus = (double)sysconf (_SC_NPROCESSORS_ONLN);
+    cr_expect_leq (s_figure (text, "pushpull4_1M.cpus_busy"), cpus * 1.05, "%s", text);
     //  Without the yardstick there is nothing to hold the figures against
     cr_expect_null (strstr (text, ".ratio:"), "ratios without a yardstick:\n%s", text);
 }

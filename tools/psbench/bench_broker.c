@@ -81,6 +81,34 @@ bench_broker_peak_rss (const bench_broker_t *self)
     return (uint64_t)kib * 1024;
 }
 
+uint64_t
+bench_broker_cpu_ns (const bench_broker_t *self)
+{
+    if (self->process.pid <= 0)
+        return 0;
+    char path[64];
+    snprintf (path, sizeof path, "/proc/%d/task", (int)self->process.pid);
+    DIR *tasks = opendir (path);
+    if (!tasks)
+        return 0;
+    uint64_t total = 0;
+    struct dirent *task;
+    while ((task = readdir (tasks))) {
+        if (task->d_name[0] == '.')
+            continue;
+        char file[64 + sizeof task->d_name + 16];
+        snprintf (file, sizeof file, "%s/%s/schedstat", path, task->d_name);
+        FILE *stat = fopen (file, "r");
+        unsigned long long ns = 0;
+        if (stat && fscanf (stat, "%llu", &ns) == 1)
+            total += ns;
+        if (stat)
+            fclose (stat);
+    }
+    closedir (tasks);
+    return total;
+}
+
 unsigned long
 bench_broker_checkpoints (const bench_broker_t *self)
 {

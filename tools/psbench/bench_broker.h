@@ -63,6 +63,12 @@ unsigned long bench_broker_checkpoints (const bench_broker_t *self);
 //  when it cannot be read. Before bench_broker_stop.
 uint64_t bench_broker_peak_rss (const bench_broker_t *self);
 
+//  CPU time its threads have run so far (the first field of each
+//  /proc/PID/task/TID/schedstat), nanoseconds; 0 when it cannot be read.
+//  A thread that ended takes its time with it: the broker's live for its
+//  whole run. Before bench_broker_stop.
+uint64_t bench_broker_cpu_ns (const bench_broker_t *self);
+
 //  Start a group of shards brokers as bench_broker_start does; 0, or -1
 //  (said why, no broker left running)
 int bench_group_start (bench_group_t *self, const bench_options_t *options, uint32_t shards,

@@ -62,6 +62,9 @@ typedef struct {
     double wall[BENCH_MAX_REPS];  //  seconds
     double steps[BENCH_MAX_REPS]; //  summed over the threads
     double sums[BENCH_MAX_REPS];  //  seconds of local summation, summed too
+    double cpu[BENCH_MAX_REPS];   //  CPU seconds of this process (its
+                                  //  workers and their libzmq threads)
+                                  //  and the brokers, 0 unknown
     int reps;                     //  filled
     double checkpoints;           //  written by the brokers meanwhile
     double broker_peak_rss;       //  bytes, the largest of the brokers'

@@ -15,6 +15,7 @@
 #include "ps_cli.h"
 
 #include <stdio.h>
+#include <unistd.h>
 
 //  The yardstick's run before each repetition, in turns with psmq's
 typedef struct {
@@ -42,6 +43,28 @@ s_median (const double *values, size_t n)
     for (size_t i = 0; i < n && i < BENCH_MAX_REPS; i++)
         sorted[i] = values[i];
     return bench_quantile (sorted, n < BENCH_MAX_REPS ? n : BENCH_MAX_REPS, 0.5);
+}
+
+//  name.cpu: CPU per step, this process's and the broker's, and
+//  name.cpus_busy: how many CPUs that kept busy on average, medians of
+//  the repetitions. Nothing when the CPU time could not be read
+static void
+s_cpu_figures (const char *name, const bench_result_t *result)
+{
+    double cpu_ms[BENCH_MAX_REPS], busy[BENCH_MAX_REPS];
+    for (int rep = 0; rep < result->reps; rep++) {
+        if (result->cpu[rep] <= 0 || result->steps[rep] <= 0 || result->wall[rep] <= 0)
+            return;
+        cpu_ms[rep] = result->cpu[rep] * 1000 / result->steps[rep];
+        busy[rep] = result->cpu[rep] / result->wall[rep];
+    }
+    size_t reps = (size_t)result->reps;
+    char sub[96], unit[32];
+    snprintf (sub, sizeof sub, "%s.cpu", name);
+    bench_figure (sub, s_median (cpu_ms, reps), "ms");
+    snprintf (sub, sizeof sub, "%s.cpus_busy", name);
+    snprintf (unit, sizeof unit, "of %ld CPUs", sysconf (_SC_NPROCESSORS_ONLN));
+    bench_figure (sub, s_median (busy, reps), unit);
 }
 
 //  pushpull_<size> or, view, pushpull_view_<size> (1 worker), or
@@ -91,6 +114,7 @@ s_pushpull (const bench_options_t *options, const bench_plan_t *plan, const benc
         snprintf (sub, sizeof sub, "%s.step", name);
         bench_figure (sub, s_median (ms, reps), "ms");
     }
+    s_cpu_figures (name, &result);
     fflush (stdout);
     return 0;
 }
