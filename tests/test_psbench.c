@@ -131,9 +131,9 @@ Test (psbench, quick_run_prints_every_figure, .timeout = 90)
         //  printed when either cannot be read
         "pushpull_4K.cpu", "pushpull_1M.cpu", "pushpull_1M.cpus_busy", "pushpull_view_1M.cpu",
         "pushpull4_1M.cpu", "pushpull4_1M.cpus_busy", "latency_push_pull", "latency_push_pull.p99",
-        "aggregation", "aggregation_apply", "bsp_clocks_1w", "bsp_clocks_2w", "bsp_clocks_4w",
-        "bsp_clocks_8w", "tap_off_small", "tap_idle_small", "tap_watched_small", "tap_off_1M",
-        "tap_watched_1M",
+        "latency_push_pull.cpu", "aggregation", "aggregation_apply", "bsp_clocks_1w",
+        "bsp_clocks_2w", "bsp_clocks_4w", "bsp_clocks_8w", "tap_off_small", "tap_idle_small",
+        "tap_watched_small", "tap_off_1M", "tap_watched_1M",
         //  A group of 1, 2 and 4 brokers; --quick slices a 1 MB tensor
         "group_1b_1M", "group_1b_1M.bandwidth", "group_2b_1M", "group_2b_1M.speedup", "group_4b_1M",
         "group_4b_1M.bandwidth", "group_4b_1M.speedup",

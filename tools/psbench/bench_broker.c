@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -107,6 +108,23 @@ bench_broker_cpu_ns (const bench_broker_t *self)
     }
     closedir (tasks);
     return total;
+}
+
+double
+bench_cpu_seconds (const bench_broker_t *brokers, uint32_t count)
+{
+    struct rusage usage;
+    if (getrusage (RUSAGE_SELF, &usage) != 0)
+        return 0;
+    double seconds = (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec / 1e6 +
+                     (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec / 1e6;
+    for (uint32_t i = 0; i < count; i++) {
+        uint64_t ns = bench_broker_cpu_ns (&brokers[i]);
+        if (ns == 0)
+            return 0;
+        seconds += (double)ns / 1e9;
+    }
+    return seconds;
 }
 
 unsigned long

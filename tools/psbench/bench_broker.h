@@ -69,6 +69,11 @@ uint64_t bench_broker_peak_rss (const bench_broker_t *self);
 //  whole run. Before bench_broker_stop.
 uint64_t bench_broker_cpu_ns (const bench_broker_t *self);
 
+//  CPU seconds so far of this process (every thread: psbench's workers
+//  and their libzmq threads) and of count brokers; 0 when any cannot be
+//  read. Two readings apart give the CPU of what ran between them.
+double bench_cpu_seconds (const bench_broker_t *brokers, uint32_t count);
+
 //  Start a group of shards brokers as bench_broker_start does; 0, or -1
 //  (said why, no broker left running)
 int bench_group_start (bench_group_t *self, const bench_options_t *options, uint32_t shards,

@@ -24,7 +24,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 //  What one worker thread does, and what it found
 typedef struct bench_s bench_t;
@@ -309,26 +308,6 @@ s_worker_main (void *arg)
     return NULL;
 }
 
-//  CPU seconds so far of this process (every thread: the workers and
-//  their libzmq threads) and of the group's brokers; 0 when any cannot
-//  be read
-static double
-s_cpu_seconds (const bench_group_t *group)
-{
-    struct rusage usage;
-    if (getrusage (RUSAGE_SELF, &usage) != 0)
-        return 0;
-    double seconds = (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec / 1e6 +
-                     (double)usage.ru_stime.tv_sec + (double)usage.ru_stime.tv_usec / 1e6;
-    for (uint32_t i = 0; i < group->size; i++) {
-        uint64_t ns = bench_broker_cpu_ns (&group->brokers[i]);
-        if (ns == 0)
-            return 0;
-        seconds += (double)ns / 1e9;
-    }
-    return seconds;
-}
-
 int
 bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench_spec_t *spec,
            bench_result_t *result)
@@ -401,13 +380,13 @@ bench_run (const bench_options_t *options, const bench_plan_t *plan, const bench
             spec->before_rep (spec->before_rep_arg, rep);
         pthread_barrier_wait (&bench->barrier);
         start = bench_now ();
-        double cpu_start = s_cpu_seconds (&group);
+        double cpu_start = bench_cpu_seconds (group.brokers, group.size);
         if (!bsp && !failed)
             zclock_sleep ((int)lround (rep_seconds * 1000));
         atomic_store (&bench->stop, true);
         pthread_barrier_wait (&bench->barrier);
         result->wall[rep] = bench_now () - start;
-        double cpu_end = s_cpu_seconds (&group);
+        double cpu_end = bench_cpu_seconds (group.brokers, group.size);
         result->cpu[rep] = cpu_start > 0 && cpu_end > cpu_start ? cpu_end - cpu_start : 0;
         result->steps[rep] = 0;
         result->sums[rep] = 0;

@@ -47,12 +47,16 @@ s_pairs (ps_worker_t *worker, int count, double *us, const char **what)
 }
 
 //  The rounds: a raw run of the yardstick, then the pairs, in turns.
-//  rounds[r].raw_median stays 0 when the yardstick did not answer.
+//  rounds[r].raw_median stays 0 when the yardstick did not answer. The
+//  CPU seconds of this process and the broker during the timed pairs
+//  add up in *cpu (left 0 when they could not be read)
 static int
 s_rounds (ps_worker_t *worker, const bench_options_t *options, const bench_plan_t *plan,
-          const bench_yardstick_t *yard, round_t *rounds, double *us, const char **what)
+          const bench_yardstick_t *yard, const bench_broker_t *broker, round_t *rounds, double *us,
+          double *cpu, const char **what)
 {
     int status = s_pairs (worker, plan->lat_warmup, NULL, what);
+    bool cpu_known = true;
     for (int r = 0; status == PS_OK && r < plan->lat_rounds; r++) {
         bench_yard_row_t raw;
         if (bench_yardstick_latency (yard, options, plan->lat_raw_trips, &raw)) {
@@ -62,9 +66,13 @@ s_rounds (ps_worker_t *worker, const bench_options_t *options, const bench_plan_
         else
             yard = NULL; //  it failed once: the rest go without turns
         double *mine = us + (size_t)r * (size_t)plan->lat_pairs;
+        double cpu_start = bench_cpu_seconds (broker, 1);
         status = s_pairs (worker, plan->lat_pairs, mine, what);
+        double cpu_end = bench_cpu_seconds (broker, 1);
         if (status != PS_OK)
             break;
+        cpu_known &= cpu_start > 0 && cpu_end > cpu_start;
+        *cpu = cpu_known ? *cpu + cpu_end - cpu_start : 0;
         //  Quantiles of a copy, past every round's pairs: the pooled
         //  figure reads them all
         double *sorted = us + (size_t)plan->lat_rounds * (size_t)plan->lat_pairs;
@@ -120,8 +128,9 @@ case_latency (const bench_options_t *options, const bench_plan_t *plan,
         status = PS_ENOMEM;
     else if (worker)
         status = ps_worker_init (worker, "latency", 1, NULL, NULL);
+    double cpu = 0;
     if (status == PS_OK)
-        status = s_rounds (worker, options, &turns, yard, rounds, us, &what);
+        status = s_rounds (worker, options, &turns, yard, &broker, rounds, us, &cpu, &what);
     if (status != PS_OK)
         fprintf (stderr, "psbench: latency_push_pull: %s failed: %s (%s)\n", what,
                  ps_strerror (status), worker ? ps_worker_error (worker) : "");
@@ -135,6 +144,10 @@ case_latency (const bench_options_t *options, const bench_plan_t *plan,
         s_ratios (yard, rounds, turns.lat_rounds, median, false);
         bench_figure ("latency_push_pull.p99", p99, "us");
         s_ratios (yard, rounds, turns.lat_rounds, p99, true);
+        //  This process's CPU (the worker's thread and its libzmq
+        //  thread) and the broker's, per pair
+        if (cpu > 0)
+            bench_figure ("latency_push_pull.cpu", cpu * 1e6 / (double)timed, "us");
         fflush (stdout);
     }
     free (us);
