@@ -71,6 +71,37 @@ s_fake_zmq_limits (const char *name, const char *body, char *dir, size_t dir_siz
     cr_assert_eq (chmod (fake, 0700), 0);
 }
 
+//  Run psbench --quick on cases (and sizes, or NULL) against the build's
+//  psbroker, with the yardstick in dir (NULL: --no-yardstick). Its output
+//  goes into text after a newline, so that the first figure matches
+//  "\nname: " too (s_figure). Its exit status, or -1 when it had to be
+//  killed at timeout_ms
+static int
+s_psbench (const char *dir, const char *cases, const char *sizes, char *text, size_t size,
+           int timeout_ms)
+{
+    char path[512], broker[512];
+    char *argv[12] = {(char *)ps_test_binary ("psbench", path, sizeof path), "--quick"};
+    size_t argc = 2;
+    if (dir) {
+        argv[argc++] = "--yardstick";
+        argv[argc++] = (char *)dir;
+    }
+    else
+        argv[argc++] = "--no-yardstick";
+    argv[argc++] = "--only";
+    argv[argc++] = (char *)cases;
+    argv[argc++] = "--broker-bin";
+    argv[argc++] = (char *)ps_test_binary ("psbroker", broker, sizeof broker);
+    if (sizes) {
+        argv[argc++] = "--sizes";
+        argv[argc++] = (char *)sizes;
+    }
+    argv[argc] = NULL;
+    text[0] = '\n';
+    return s_run (argv, text + 1, size - 1, timeout_ms);
+}
+
 //  Run psbench --quick on cases (and sizes, or NULL) against a stand-in
 //  zmq_limits that counts its runs: each run sets $k to its number
 //  (1 for the run before the cases), then runs tail. Asserts that psbench
@@ -90,38 +121,17 @@ s_run_counted_yardstick (const char *name, const char *tail, const char *cases, 
     s_fake_zmq_limits (name, body, dir, sizeof dir, fake, sizeof fake);
     snprintf (count, count_size, "%s.count", fake);
     unlink (count);
-    char path[512], broker[512];
-    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
-                    "--quick",
-                    "--yardstick",
-                    dir,
-                    "--only",
-                    (char *)cases,
-                    "--broker-bin",
-                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
-                    sizes ? "--sizes" : NULL,
-                    (char *)sizes,
-                    NULL};
-    text[0] = '\n';
-    int status = s_run (argv, text + 1, size - 1, 50000);
+    int status = s_psbench (dir, cases, sizes, text, size, 50000);
     cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
 }
 
 Test (psbench, quick_run_prints_every_figure, .timeout = 90)
 {
-    char path[512], broker[512];
-    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
-                    "--quick",
-                    "--no-yardstick",
-                    "--only",
-                    "pushpull,pushpull4,latency,aggregation,bsp,tap,group,localagg,checkpoint,"
-                    "curve,many,training",
-                    "--broker-bin",
-                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
-                    NULL};
     static char text[64 * 1024];
-    text[0] = '\n'; //  so that the first figure matches "\nname: " too
-    int status = s_run (argv, text + 1, sizeof text - 1, 60000);
+    int status = s_psbench (NULL,
+                            "pushpull,pushpull4,latency,aggregation,bsp,tap,group,localagg,"
+                            "checkpoint,curve,many,training",
+                            NULL, text, sizeof text, 60000);
     cr_assert_eq (status, 0, "psbench --quick exited with %d; output:\n%s", status, text);
 
     static const char *figures[] = {
@@ -169,18 +179,8 @@ Test (psbench, memory_case_reads_the_brokers_peak, .timeout = 90)
     //  Every mode and worker count, each a broker of its own whose peak
     //  resident set is read before it stops: a 4 MB model cannot take
     //  less than one model, and a broker takes more than its code
-    char path[512], broker[512];
-    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
-                    "--quick",
-                    "--no-yardstick",
-                    "--only",
-                    "memory",
-                    "--broker-bin",
-                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
-                    NULL};
     static char text[16 * 1024];
-    text[0] = '\n';
-    int status = s_run (argv, text + 1, sizeof text - 1, 80000);
+    int status = s_psbench (NULL, "memory", NULL, text, sizeof text, 80000);
     cr_assert_eq (status, 0, "psbench --only memory exited with %d; output:\n%s", status, text);
     static const char *modes[] = {"asp", "ssp", "bsp"};
     static const int workers[] = {1, 4, 16};
@@ -216,19 +216,8 @@ Test (psbench, bsp_with_8_workers_is_held_against_8_raw_clients_at_once, .timeou
     s_fake_zmq_limits ("fake-yardstick",
                        "#!/bin/sh\necho '# a stand-in'\necho 'tcp_lat 100.0 150.0'\n", dir,
                        sizeof dir, fake, sizeof fake);
-    char path[512], broker[512];
-    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
-                    "--quick",
-                    "--yardstick",
-                    dir,
-                    "--only",
-                    "bsp",
-                    "--broker-bin",
-                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
-                    NULL};
     static char text[32 * 1024];
-    text[0] = '\n';
-    int status = s_run (argv, text + 1, sizeof text - 1, 80000);
+    int status = s_psbench (dir, "bsp", NULL, text, sizeof text, 80000);
     cr_assert_eq (status, 0, "psbench exited with %d:\n%s", status, text);
     for (int pipelined = 0; pipelined < 2; pipelined++) {
         char name[64];
@@ -397,20 +386,8 @@ Test (psbench, link_case_runs_over_namespaces_and_leaves_none, .timeout = 60)
     //  namespaces and a tbf on the veth pair between them
     ps_problem_t problem = {0};
     cr_assert_eq (ps_netns_available (&problem), 0, "%s", problem.message);
-    char path[512], broker[512];
-    char *argv[] = {(char *)ps_test_binary ("psbench", path, sizeof path),
-                    "--quick",
-                    "--no-yardstick",
-                    "--only",
-                    "link",
-                    "--sizes",
-                    "64K",
-                    "--broker-bin",
-                    (char *)ps_test_binary ("psbroker", broker, sizeof broker),
-                    NULL};
     static char text[16 * 1024];
-    text[0] = '\n';
-    int status = s_run (argv, text + 1, sizeof text - 1, 50000);
+    int status = s_psbench (NULL, "link", "64K", text, sizeof text, 50000);
     cr_assert_eq (status, 0, "psbench --only link exited with %d:\n%s", status, text);
     //  A fraction of each link's rate, and the step it took; a tiny tensor
     //  moves far below the rate, so no bound but the figures' existence
