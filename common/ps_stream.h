@@ -2,12 +2,14 @@
     ps_stream - copies of floats that bypass the cache, for pulls larger
     than it
 
-    A pull copies each reply part into the caller's arrays. memcpy's ordinary stores read every
-   destination line before they write it, and glibc streams only single copies larger than about the
-   last-level cache, never 1 MB parts. What one pull writes past the last-level cache's size cannot
-   stay in it, so reading its lines first only costs: on this VM streamed stores copied 64 MB in 1
-   MB parts in 3.5 ms against memcpy's 10 ms (docs/performance.md). A smaller pull is copied with
-   memcpy, so that it stays cached for the caller, who reads it next.
+    A pull copies each reply part into the caller's arrays. memcpy's
+    ordinary stores read every destination line before they write it, and
+    glibc streams only single copies larger than about the last-level
+    cache, never 1 MB parts. What one pull writes past the last-level
+    cache's size cannot stay in it, so reading its lines first only costs:
+    on this VM streamed stores copied 64 MB in 1 MB parts in 3.5 ms
+    against memcpy's 10 ms (docs/performance.md). A smaller pull is copied
+    with memcpy, so that it stays cached for the caller, who reads it next.
 
     Pure functions; any thread. The copy ends with a store fence, so what
     it wrote is ordered before anything the thread writes afterwards

@@ -14,6 +14,7 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,6 +54,18 @@ ps_layout_destroy (ps_layout_t **self_p)
     free (self->sources);
     free (self);
     *self_p = NULL;
+}
+
+size_t
+ps_layout_bytes (const ps_tensor_t *tensors, size_t ntensors)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; tensors && i < ntensors; i++) {
+        if (tensors[i].count > (SIZE_MAX - bytes) / sizeof (float))
+            return SIZE_MAX;
+        bytes += tensors[i].count * sizeof (float);
+    }
+    return bytes;
 }
 
 static int

@@ -39,6 +39,11 @@ typedef struct ps_layout_t ps_layout_t;
 ps_layout_t *ps_layout_new (uint32_t nlinks);
 void ps_layout_destroy (ps_layout_t **self_p);
 
+//  The float32 bytes of a call's tensors in all (tensors may be NULL when
+//  ntensors is 0), SIZE_MAX when they would not fit a size_t: whether a
+//  push lends its buffers, whether a pull streams its copy
+size_t ps_layout_bytes (const ps_tensor_t *tensors, size_t ntensors);
+
 //  Check the tensors and lay them over the group; with_data: each must
 //  have data. Without it (a pull into a view, an INIT without values) the
 //  data is not read, and ps_layout_chunks, which points into it, is not

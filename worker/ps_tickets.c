@@ -12,11 +12,11 @@
 
 #include "ps_tickets.h"
 #include "ps_dtype.h"
+#include "ps_layout.h"
 #include "ps_stream.h"
 
 #include <assert.h>
 #include <inttypes.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -107,12 +107,7 @@ ps_tickets_add_pull (ps_tickets_t *self, const ps_tensor_t *tensors, size_t nten
     pending->ntensors = ntensors;
     //  The pull's bytes in all: 161 tensors of a few MB each fill a cache
     //  as surely as one of their size
-    size_t bytes = 0;
-    for (size_t i = 0; i < ntensors; i++)
-        bytes += tensors[i].count < (SIZE_MAX - bytes) / sizeof (float)
-                     ? tensors[i].count * sizeof (float)
-                     : SIZE_MAX - bytes;
-    pending->streamed = ps_stream_worth (bytes);
+    pending->streamed = ps_stream_worth (ps_layout_bytes (tensors, ntensors));
     return pending;
 }
 

@@ -344,10 +344,7 @@ s_push (ps_worker_t *self, const ps_tensor_t *tensors, size_t ntensors, uint32_t
 static bool
 s_lends (const ps_tensor_t *tensors, size_t ntensors)
 {
-    size_t bytes = 0;
-    for (size_t i = 0; tensors && i < ntensors; i++)
-        bytes += tensors[i].count * sizeof (float);
-    return bytes >= LEND_MIN_BYTES;
+    return ps_layout_bytes (tensors, ntensors) >= LEND_MIN_BYTES;
 }
 
 //  A blocking push (that may finish the clock): sent, then waited for; the
