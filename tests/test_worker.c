@@ -350,9 +350,9 @@ Test (worker, kept_mapped_pulls_fault_their_pages_in_once, .timeout = 60)
     //  alone), the frames libzmq mallocs for a pull's reply are freed onto
     //  the heap, and later pulls' frames reuse their pages: the heap grows
     //  to the most frames ever in flight at once, one pull's bytes at
-    //  most, and stops there. With glibc's defaults ten pulls of 16 MB
-    //  faulted 11,000 to 20,000 pages in here; twenty may fault two
-    //  pulls' pages kept mapped, however the frames come
+    //  most, and stops there. With glibc's defaults these twenty pulls of
+    //  16 MB faulted 19,852 to 26,320 pages in here; kept mapped they may
+    //  fault two pulls' pages (8192), however the frames come
     cr_assert_eq (ps_worker_keep_memory_mapped (), 1);
     size_t count = 4u << 20, pages = count * sizeof (float) / 4096;
     int pulls = 20;

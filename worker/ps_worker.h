@@ -177,12 +177,13 @@ PS_WORKER_EXPORT const char *ps_worker_version (void);
 //  glibc hands large freed blocks back to the kernel, so every pull
 //  faults its pages in again: a 64 MB push and pull took 58 to 81 ms of
 //  the worker's CPU instead of 45 to 48 (docs/performance.md, "Page
-//  faults in a program of one's own"). This sets glibc's mmap and trim thresholds as psbroker,
-//  psworker and psbench set them, so that freed frames stay on the heap
-//  for the next pull. It changes malloc for the whole process, and the
-//  memory freed stays with it, so the library never calls it by itself:
-//  call it once, early in main, before other threads allocate. 1 when
-//  malloc took the settings, 0 under a malloc that ignores mallopt
+//  faults in a program of one's own"). This sets glibc's mmap and trim
+//  thresholds as psbroker, psworker and psbench set them, so that freed
+//  frames stay on the heap for the next pull. It changes malloc for the
+//  whole process, and the memory freed stays with it, so the library
+//  never calls it by itself: call it once, early in main, before other
+//  threads allocate. 1 when malloc took the settings, 0 under a malloc
+//  that ignores mallopt
 PS_WORKER_EXPORT int ps_worker_keep_memory_mapped (void);
 
 typedef enum {
